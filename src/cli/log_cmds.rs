@@ -1,0 +1,661 @@
+//! Log commands: ingest, replay, tail, verify, retain, stats.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::output::{table, Out};
+use super::{CliError, CliResult, Ctx, Format};
+use crate::chain::Digest;
+use crate::event::json::{parse_event, write_event};
+use crate::event::time::{parse_instant, to_rfc3339};
+use crate::event::{Event, Micros};
+use crate::log::{Config, EncodedBatch, Log};
+use crate::reader::{LogReader, ReplayRange};
+
+/// Bytes of input parsed and appended as one batch.
+const INGEST_CHUNK: usize = 4 << 20;
+/// Bad lines reported one by one before only counting the rest.
+const MAX_REPORTED_BAD_LINES: u64 = 1000;
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// JSONL file, or `-` (the default) for standard input.
+    #[arg(default_value = "-")]
+    pub file: String,
+    /// Reject the whole input (store nothing, exit non-zero) on any bad line.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Only events with ts at or after T (µs or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events with ts at or before T.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Start at this LSN.
+    #[arg(long)]
+    pub from_lsn: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// How many of the newest events to show.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: u64,
+    /// Keep following new events (Ctrl-C to stop).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A head digest anchored earlier (hex): it must appear in the chain.
+    #[arg(long)]
+    pub expect: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RetainArgs {
+    /// Drop segments whose newest event is older than this (e.g. 30d, 12h).
+    #[arg(long, conflicts_with = "before", required_unless_present = "before")]
+    pub older_than: Option<String>,
+    /// Drop segments whose newest event is before T (µs or RFC 3339).
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {}
+
+pub(crate) fn instant_arg(name: &str, v: &Option<String>) -> Result<Option<Micros>, CliError> {
+    v.as_deref()
+        .map(|s| parse_instant(s).map_err(|e| CliError::usage(format!("--{name} {s:?}: {e}"))))
+        .transpose()
+}
+
+fn now_micros() -> Micros {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as Micros)
+}
+
+pub(crate) fn open_reader(ctx: &Ctx) -> Result<LogReader, CliError> {
+    Ok(LogReader::open(&ctx.dir()?)?)
+}
+
+fn open_writer(dir: &Path) -> Result<Log, CliError> {
+    let log = Log::open(Config::new(dir))?;
+    let r = log.recovery();
+    if r.truncated_bytes > 0 {
+        eprintln!(
+            "auditlog: recovered {}: cut a torn tail of {} bytes ({} uncommitted events) {}",
+            r.segment.as_deref().unwrap_or("?"),
+            r.truncated_bytes,
+            r.dropped_events,
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    for name in &r.removed_leftovers {
+        eprintln!("auditlog: finished an interrupted retention: removed {name}");
+    }
+    Ok(log)
+}
+
+fn progress(total: Option<u64>, what: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    let tmpl = match total {
+        Some(_) => "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        None => "{msg} {spinner} {bytes} {bytes_per_sec}",
+    };
+    if let Ok(style) = ProgressStyle::with_template(tmpl) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Input, as a file (read twice under `--strict`) or stdin.
+fn open_input(
+    name: &str,
+    strict: bool,
+) -> Result<(Box<dyn Read + Send>, Option<u64>, Option<PathBuf>), CliError> {
+    if name == "-" {
+        if strict {
+            // Two passes need the input twice: keep stdin in a temporary file.
+            let mut tmp = tempfile::tempfile()
+                .map_err(|e| CliError::failed(format!("creating a temporary file: {e}")))?;
+            io::copy(&mut io::stdin().lock(), &mut tmp)
+                .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
+            let len = tmp.metadata().map(|m| m.len()).ok();
+            use std::io::Seek;
+            tmp.rewind()?;
+            return Ok((Box::new(tmp), len, None));
+        }
+        return Ok((Box::new(io::stdin()), None, None));
+    }
+    let path = PathBuf::from(name);
+    let f = File::open(&path).map_err(|e| CliError::failed(format!("cannot read {name}: {e}")))?;
+    let len = f.metadata().map(|m| m.len()).ok();
+    Ok((Box::new(f), len, Some(path)))
+}
+
+/// Reads input in chunks that end on a line boundary.
+struct Chunker<R: Read> {
+    r: R,
+    carry: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: Read> Chunker<R> {
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        if self.eof && self.carry.is_empty() {
+            return Ok(None);
+        }
+        let mut buf = std::mem::take(&mut self.carry);
+        while !self.eof && buf.len() < INGEST_CHUNK {
+            let start = buf.len();
+            buf.resize(start + INGEST_CHUNK, 0);
+            let n = self.r.read(&mut buf[start..])?;
+            buf.truncate(start + n);
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+        if !self.eof {
+            match buf.iter().rposition(|&b| b == b'\n') {
+                Some(i) => self.carry = buf.split_off(i + 1),
+                None => {} // one long line: keep reading it next time
+            }
+            if self.carry.len() == buf.len() {
+                std::mem::swap(&mut self.carry, &mut buf);
+                return self.next_chunk();
+            }
+        }
+        Ok(Some(buf))
+    }
+}
+
+/// A parsed chunk: good events (encoded) and bad lines.
+struct Parsed {
+    batch: Option<EncodedBatch>,
+    accepted: u64,
+    bad: Vec<(u64, String)>,
+    bytes: u64,
+}
+
+fn parse_chunk(chunk: &[u8], first_line: u64, encode: bool) -> Parsed {
+    let mut events: Vec<Event> = Vec::with_capacity(chunk.len() / 256);
+    let mut bad = Vec::new();
+    let mut line_no = first_line;
+    for raw in chunk.split(|&b| b == b'\n') {
+        line_no += 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match parse_event(line) {
+            Ok(ev) => events.push(ev),
+            Err(e) => bad.push((line_no, e.to_string())),
+        }
+    }
+    let accepted = events.len() as u64;
+    let batch = if encode && !events.is_empty() {
+        match EncodedBatch::encode(&events) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                bad.push((first_line + 1, format!("batch could not be encoded: {e}")));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    Parsed {
+        batch,
+        accepted,
+        bad,
+        bytes: chunk.len() as u64,
+    }
+}
+
+/// Parse the input on worker threads, hand the results over in input order.
+fn parse_input(
+    input: Box<dyn Read + Send>,
+    encode: bool,
+    mut sink: impl FnMut(Parsed) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let (chunk_tx, chunk_rx) =
+        crossbeam_channel::bounded::<(u64, Vec<u8>, crossbeam_channel::Sender<Parsed>)>(
+            workers * 2,
+        );
+    let (order_tx, order_rx) =
+        crossbeam_channel::bounded::<crossbeam_channel::Receiver<Parsed>>(workers * 2);
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        let reader = scope.spawn(move || -> io::Result<()> {
+            let mut ch = Chunker {
+                r: input,
+                carry: Vec::new(),
+                eof: false,
+            };
+            let mut line = 0u64;
+            while let Some(chunk) = ch.next_chunk()? {
+                let lines = chunk.iter().filter(|&&b| b == b'\n').count() as u64
+                    + u64::from(chunk.last().is_some_and(|&b| b != b'\n'));
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if order_tx.send(rx).is_err() || chunk_tx.send((line, chunk, tx)).is_err() {
+                    break;
+                }
+                line += lines;
+            }
+            Ok(())
+        });
+        for _ in 0..workers {
+            let rx = chunk_rx.clone();
+            scope.spawn(move || {
+                for (first_line, chunk, tx) in rx {
+                    let _ = tx.send(parse_chunk(&chunk, first_line, encode));
+                }
+            });
+        }
+        drop(chunk_rx);
+        let mut result = Ok(());
+        for rx in order_rx {
+            let Ok(parsed) = rx.recv() else { break };
+            if result.is_ok() {
+                result = sink(parsed);
+            }
+        }
+        let read = reader
+            .join()
+            .map_err(|_| CliError::failed("input reader panicked"))?;
+        read.map_err(|e| CliError::failed(format!("reading input: {e}")))?;
+        result
+    })
+}
+
+struct Tally {
+    accepted: u64,
+    rejected: u64,
+    bytes: u64,
+    reported: u64,
+}
+
+impl Tally {
+    fn report_bad(&mut self, name: &str, bad: &[(u64, String)]) {
+        for (line, msg) in bad {
+            self.rejected += 1;
+            if self.reported < MAX_REPORTED_BAD_LINES {
+                eprintln!("auditlog: {name}: line {line}: {msg}");
+                self.reported += 1;
+            }
+        }
+    }
+}
+
+pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    let name = if a.file == "-" {
+        "stdin".to_string()
+    } else {
+        a.file.clone()
+    };
+    let started = Instant::now();
+    if a.strict {
+        // First pass: only parse. Nothing is opened for writing until the
+        // whole input is known to be good.
+        let (input, total, path) = open_input(&a.file, true)?;
+        let pb = progress(total, "checking");
+        let mut t = Tally {
+            accepted: 0,
+            rejected: 0,
+            bytes: 0,
+            reported: 0,
+        };
+        parse_input(input, false, |p| {
+            pb.inc(p.bytes);
+            t.report_bad(&name, &p.bad);
+            Ok(())
+        })?;
+        pb.finish_and_clear();
+        if t.rejected > 0 {
+            summary(&mut Out::new(), 0, t.rejected, 0, started, None)?;
+            return Err(CliError::failed(format!(
+                "--strict: {} bad line(s) in {name}; nothing was stored",
+                t.rejected
+            )));
+        }
+        let (input, total, _) = match path {
+            Some(p) => open_input(&p.display().to_string(), false)?,
+            None => open_input("-", true)?,
+        };
+        return ingest_pass(&dir, &name, input, total, started);
+    }
+    let (input, total, _) = open_input(&a.file, false)?;
+    ingest_pass(&dir, &name, input, total, started)
+}
+
+fn ingest_pass(
+    dir: &Path,
+    name: &str,
+    input: Box<dyn Read + Send>,
+    total: Option<u64>,
+    started: Instant,
+) -> CliResult {
+    let log = open_writer(dir)?;
+    let pb = progress(total, "ingesting");
+    let mut t = Tally {
+        accepted: 0,
+        rejected: 0,
+        bytes: 0,
+        reported: 0,
+    };
+    let mut first_lsn = None;
+    let mut receipts = Vec::new();
+    parse_input(input, true, |p| {
+        pb.inc(p.bytes);
+        t.bytes += p.bytes;
+        t.report_bad(name, &p.bad);
+        if let Some(batch) = p.batch {
+            let r = log.append_encoded(batch)?;
+            t.accepted += p.accepted;
+            receipts.push(r);
+            // Keep the number of receipts held small.
+            if receipts.len() > 64 {
+                let r0 = receipts.remove(0);
+                let range = r0.wait()?;
+                first_lsn.get_or_insert(range.first);
+            }
+        }
+        Ok(())
+    })?;
+    for r in receipts {
+        let range = r.wait()?;
+        first_lsn.get_or_insert(range.first);
+    }
+    // Whatever the policy, everything accepted is durable before we say so.
+    let head = log.flush()?;
+    pb.finish_and_clear();
+    log.close()?;
+    let lsns = first_lsn.map(|f| (f, head.saturating_sub(1)));
+    summary(
+        &mut Out::new(),
+        t.accepted,
+        t.rejected,
+        t.bytes,
+        started,
+        lsns,
+    )?;
+    if t.rejected > 0 {
+        eprintln!(
+            "auditlog: {name}: {} bad line(s) skipped, {} events stored",
+            t.rejected, t.accepted
+        );
+    }
+    Ok(())
+}
+
+fn summary(
+    out: &mut Out,
+    accepted: u64,
+    rejected: u64,
+    bytes: u64,
+    started: Instant,
+    lsns: Option<(u64, u64)>,
+) -> CliResult {
+    let secs = started.elapsed().as_secs_f64();
+    let mut s = format!(
+        "{{\"accepted\":{accepted},\"rejected\":{rejected},\"bytes\":{bytes},\"seconds\":{secs:.6},\"events_per_sec\":{:.0}",
+        accepted as f64 / secs.max(1e-9)
+    );
+    if let Some((f, l)) = lsns {
+        s.push_str(&format!(",\"first_lsn\":{f},\"last_lsn\":{l}"));
+    }
+    s.push('}');
+    out.line(&s)?;
+    out.flush()
+}
+
+fn event_row(lsn: u64, ev: &Event) -> Vec<String> {
+    vec![
+        lsn.to_string(),
+        to_rfc3339(ev.ts),
+        ev.data.kind().to_string(),
+        ev.run_id.clone(),
+    ]
+}
+
+fn print_events(
+    ctx: &Ctx,
+    out: &mut Out,
+    events: impl Iterator<Item = crate::Result<(u64, Event)>>,
+) -> CliResult {
+    let mut line = String::with_capacity(512);
+    let mut rows = Vec::new();
+    for item in events {
+        let (lsn, ev) = item?;
+        match ctx.format {
+            Format::Json => {
+                line.clear();
+                write_event(&ev, Some(lsn), &mut line);
+                out.line(&line)?;
+            }
+            Format::Table => rows.push(event_row(lsn, &ev)),
+        }
+    }
+    if ctx.format == Format::Table {
+        out.line(table(&["lsn", "ts", "kind", "run_id"], &rows).trim_end())?;
+    }
+    out.flush()
+}
+
+pub fn replay(ctx: &Ctx, a: ReplayArgs) -> CliResult {
+    let reader = open_reader(ctx)?;
+    let range = ReplayRange {
+        from_lsn: a.from_lsn,
+        since: instant_arg("since", &a.since)?,
+        until: instant_arg("until", &a.until)?,
+    };
+    print_events(ctx, &mut Out::new(), reader.replay(range))
+}
+
+pub fn tail(ctx: &Ctx, a: TailArgs) -> CliResult {
+    let mut reader = open_reader(ctx)?;
+    let head = reader.head().next_lsn;
+    let from = head.saturating_sub(a.lines).max(reader.first_lsn());
+    let mut out = Out::new();
+    let range = |from| ReplayRange {
+        from_lsn: Some(from),
+        ..ReplayRange::default()
+    };
+    print_events(ctx, &mut out, reader.replay(range(from)))?;
+    if !a.follow {
+        return Ok(());
+    }
+    let mut next = head;
+    loop {
+        let h = reader.wait_beyond(next.saturating_sub(1).max(next), Duration::from_millis(500))?;
+        if h.next_lsn > next {
+            print_events(ctx, &mut out, reader.replay(range(next)))?;
+            next = h.next_lsn;
+        }
+    }
+}
+
+pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    let expect = match &a.expect {
+        Some(h) => Some(Digest::from_hex(h).ok_or_else(|| {
+            CliError::usage(format!("--expect {h:?} is not a 64-digit hex digest"))
+        })?),
+        None => None,
+    };
+    let total: u64 = crate::layout::list_segment_files(&dir)
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|(_, _, n)| std::fs::metadata(dir.join(n)).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let pb = progress(Some(total), "verifying");
+    let result = crate::verify::verify(&dir, expect, |done, _| pb.set_position(done));
+    pb.finish_and_clear();
+    let mut out = Out::new();
+    match result {
+        Ok(r) => {
+            let mut s = format!(
+                "{{\"ok\":{},\"segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"uncommitted_tail_bytes\":{}",
+                expect.is_none() || r.expect_found_at.is_some(),
+                r.segments, r.events, r.bytes, r.first_lsn, r.head_lsn, r.head_digest, r.uncommitted_tail_bytes
+            );
+            if let Some(d) = expect {
+                match r.expect_found_at {
+                    Some(l) => s.push_str(&format!(
+                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":{l}}}"
+                    )),
+                    None => s.push_str(&format!(
+                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":null}}"
+                    )),
+                }
+            }
+            s.push('}');
+            out.line(&s)?;
+            out.flush()?;
+            if expect.is_some() && r.expect_found_at.is_none() {
+                return Err(CliError::failed(format!(
+                    "the expected digest {} does not appear in the chain: the log was changed (or retention dropped that part)",
+                    a.expect.unwrap_or_default()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let crate::Error::Corrupt {
+                segment,
+                offset,
+                reason,
+            } = &e
+            {
+                let mut s = String::from("{\"ok\":false,\"segment\":");
+                crate::event::json::json_string(segment, &mut s);
+                s.push_str(&format!(",\"offset\":{offset},\"reason\":"));
+                crate::event::json::json_string(reason, &mut s);
+                s.push('}');
+                out.line(&s)?;
+                out.flush()?;
+            }
+            Err(CliError::from(e))
+        }
+    }
+}
+
+pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    let cutoff = match (&a.older_than, &a.before) {
+        (Some(d), _) => {
+            let dur = humantime::parse_duration(d).map_err(|e| {
+                CliError::usage(format!("--older-than {d:?}: {e} (try 30d or 12h)"))
+            })?;
+            now_micros() - dur.as_micros().min(i64::MAX as u128) as i64
+        }
+        (None, b) => instant_arg("before", b)?
+            .ok_or_else(|| CliError::usage("give --older-than or --before"))?,
+    };
+    if !dir.exists() {
+        return Err(crate::Error::NoLog(dir).into());
+    }
+    let log = open_writer(&dir)?;
+    let r = log.retain(cutoff)?;
+    log.close()?;
+    let mut s = String::from("{\"cutoff\":\"");
+    s.push_str(&to_rfc3339(cutoff));
+    s.push_str("\",\"dropped_segments\":[");
+    for (i, d) in r.dropped.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{{\"segment\":\"{}\",\"first_lsn\":{},\"events\":{},\"bytes\":{},\"newest\":\"{}\"}}",
+            d.name,
+            d.first_lsn,
+            d.count,
+            d.bytes,
+            to_rfc3339(d.max_ts)
+        ));
+    }
+    s.push_str(&format!(
+        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
+        r.events(),
+        r.bytes(),
+        r.first_kept_lsn
+    ));
+    let mut out = Out::new();
+    out.line(&s)?;
+    out.flush()
+}
+
+pub fn stats(ctx: &Ctx, _a: StatsArgs) -> CliResult {
+    let reader = open_reader(ctx)?;
+    let segs = reader.segments();
+    let head = reader.head();
+    let manifest = reader.manifest()?;
+    let events: u64 = segs.iter().map(|s| s.count).sum();
+    let bytes: u64 = segs
+        .iter()
+        .map(|s| std::fs::metadata(&s.path).map_or(s.data_len, |m| m.len()))
+        .sum();
+    let oldest = segs.iter().filter_map(|s| s.min_ts).min();
+    let newest = segs.iter().filter_map(|s| s.max_ts).max();
+    let ts = |t: Option<Micros>| t.map_or("null".to_string(), |t| format!("\"{}\"", to_rfc3339(t)));
+    let mut s = format!(
+        "{{\"segments\":{},\"sealed_segments\":{},\"events\":{events},\"bytes\":{bytes},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"oldest_ts\":{},\"newest_ts\":{},\"dropped_segments\":{},\"dropped_events\":{}",
+        segs.len(),
+        segs.iter().filter(|s| s.sealed).count(),
+        reader.first_lsn(),
+        head.next_lsn,
+        head.digest,
+        ts(oldest),
+        ts(newest),
+        manifest.dropped_segments,
+        manifest.dropped_events,
+    );
+    for (key, value) in super::stats_extras(&reader)? {
+        s.push_str(&format!(",\"{key}\":{value}"));
+    }
+    s.push('}');
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => out.line(&s)?,
+        Format::Table => {
+            let v: serde_json::Value =
+                serde_json::from_str(&s).map_err(|e| CliError::failed(e.to_string()))?;
+            let rows: Vec<Vec<String>> = v
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| vec![k.clone(), v.to_string()])
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.line(table(&["stat", "value"], &rows).trim_end())?;
+        }
+    }
+    out.flush()
+}

@@ -1,0 +1,169 @@
+//! The `auditlog` command line (contract section 3). Each command group
+//! lives in its own module; this one parses arguments, dispatches, and
+//! turns library errors into messages a person can act on.
+
+pub mod bench_cmd;
+pub mod log_cmds;
+pub mod output;
+pub mod query_cmds;
+pub mod search_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::Error;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "auditlog",
+    version,
+    about = "Append-only, tamper-evident audit log for AI-agent gateways"
+)]
+pub struct Cli {
+    /// The log's folder.
+    #[arg(long, global = true, env = "AUDITLOG_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format: JSON lines (default) or a table for people.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Append JSONL events from FILE or stdin (`-`).
+    Ingest(log_cmds::IngestArgs),
+    /// List runs, newest first.
+    Runs(query_cmds::RunsArgs),
+    /// Count runs matching the filters.
+    Count(query_cmds::CountArgs),
+    /// One run with its logs.
+    Run(query_cmds::IdArgs),
+    /// Runs whose parent is ID.
+    Children(query_cmds::ChildrenArgs),
+    /// The run, its parent, its parent's parent, ...
+    Chain(query_cmds::IdArgs),
+    /// Latest started_at per skill.
+    LastRun(query_cmds::LastRunArgs),
+    /// Failing tool calls grouped by channel, tool and error type.
+    Errors(query_cmds::ErrorsArgs),
+    /// Every stored event in log order, as ingested, with its LSN.
+    Replay(log_cmds::ReplayArgs),
+    /// The newest events; `-f` follows new ones.
+    Tail(log_cmds::TailArgs),
+    /// Full-text search over run output, error, inputs and log payloads.
+    Search(search_cmd::SearchArgs),
+    /// Check every frame and the integrity chain.
+    Verify(log_cmds::VerifyArgs),
+    /// Drop whole segments whose newest event is older than a cutoff.
+    Retain(log_cmds::RetainArgs),
+    /// Segments, events, bytes, time span, anomalies.
+    Stats(log_cmds::StatsArgs),
+    /// The load run: a synthetic gateway workload, measured.
+    Bench(bench_cmd::BenchArgs),
+}
+
+/// What a command needs besides its own arguments.
+pub struct Ctx {
+    pub dir: Option<PathBuf>,
+    pub format: Format,
+}
+
+impl Ctx {
+    /// The log folder, or a message saying how to name one.
+    pub fn dir(&self) -> Result<PathBuf, CliError> {
+        self.dir
+            .clone()
+            .ok_or_else(|| CliError::usage("no log folder: pass --dir DIR or set AUDITLOG_DIR"))
+    }
+}
+
+/// An error for the person at the terminal, with the exit status to use.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: i32,
+}
+
+impl CliError {
+    pub fn usage(msg: impl Into<String>) -> CliError {
+        CliError {
+            message: msg.into(),
+            code: 2,
+        }
+    }
+    pub fn failed(msg: impl Into<String>) -> CliError {
+        CliError {
+            message: msg.into(),
+            code: 1,
+        }
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> CliError {
+        let hint = match &e {
+            Error::Corrupt { .. } => "\nhint: run `auditlog verify` for a full check; do not edit segment files by hand",
+            Error::Locked { .. } => "\nhint: stop the other writer, or use a read-only command",
+            Error::WriterFailed(_) => "\nhint: fix the cause (disk space, permissions), then run the command again; recovery is automatic on open",
+            _ => "",
+        };
+        CliError::failed(format!("{e}{hint}"))
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> CliError {
+        CliError::failed(e.to_string())
+    }
+}
+
+pub type CliResult = Result<(), CliError>;
+
+/// Run the command line; returns the process exit status.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        dir: cli.dir.clone(),
+        format: cli.format,
+    };
+    let r = match cli.command {
+        Command::Ingest(a) => log_cmds::ingest(&ctx, a),
+        Command::Replay(a) => log_cmds::replay(&ctx, a),
+        Command::Tail(a) => log_cmds::tail(&ctx, a),
+        Command::Verify(a) => log_cmds::verify(&ctx, a),
+        Command::Retain(a) => log_cmds::retain(&ctx, a),
+        Command::Stats(a) => log_cmds::stats(&ctx, a),
+        Command::Runs(a) => query_cmds::runs(&ctx, a),
+        Command::Count(a) => query_cmds::count(&ctx, a),
+        Command::Run(a) => query_cmds::run(&ctx, a),
+        Command::Children(a) => query_cmds::children(&ctx, a),
+        Command::Chain(a) => query_cmds::chain(&ctx, a),
+        Command::LastRun(a) => query_cmds::last_run(&ctx, a),
+        Command::Errors(a) => query_cmds::errors(&ctx, a),
+        Command::Search(a) => search_cmd::search(&ctx, a),
+        Command::Bench(a) => bench_cmd::bench(&ctx, a),
+    };
+    match r {
+        Ok(()) => 0,
+        Err(e) if e.code == 0 => 0,
+        Err(e) => {
+            eprintln!("auditlog: {}", e.message);
+            e.code
+        }
+    }
+}
+
+/// Extra `stats` fields from derived data (anomalies, search lag): each a
+/// key and a JSON value. Later modules add theirs here.
+pub fn stats_extras(_reader: &crate::reader::LogReader) -> Result<Vec<(String, String)>, CliError> {
+    Ok(Vec::new())
+}

@@ -1,0 +1,92 @@
+//! Writing answers: JSON lines on stdout (a closed pipe ends quietly), and
+//! tables for people with every control character escaped.
+
+use std::io::{self, BufWriter, Write};
+
+use super::CliError;
+
+/// Buffered stdout that treats a closed pipe (`| head`) as a normal end.
+pub struct Out {
+    w: BufWriter<io::StdoutLock<'static>>,
+}
+
+impl Out {
+    pub fn new() -> Out {
+        Out {
+            w: BufWriter::with_capacity(1 << 16, io::stdout().lock()),
+        }
+    }
+
+    pub fn line(&mut self, s: &str) -> Result<(), CliError> {
+        self.w
+            .write_all(s.as_bytes())
+            .and_then(|_| self.w.write_all(b"\n"))
+            .map_err(pipe_error)
+    }
+
+    pub fn flush(&mut self) -> Result<(), CliError> {
+        self.w.flush().map_err(pipe_error)
+    }
+}
+
+impl Default for Out {
+    fn default() -> Self {
+        Out::new()
+    }
+}
+
+fn pipe_error(e: io::Error) -> CliError {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        CliError {
+            message: String::new(),
+            code: 0,
+        }
+    } else {
+        CliError::failed(format!("writing output: {e}"))
+    }
+}
+
+/// Make a value safe to show in a terminal: control characters (ANSI
+/// escapes, newlines) become visible escapes instead of acting.
+pub fn escape_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A plain text table: header row, then rows, columns padded.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| escape_cell(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let mut push_row = |cells: Vec<&str>| {
+        let line: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths.get(i).copied().unwrap_or(0)))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    };
+    push_row(headers.to_vec());
+    for r in &rows {
+        push_row(r.iter().map(|s| s.as_str()).collect());
+    }
+    out
+}

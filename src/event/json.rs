@@ -1,0 +1,1063 @@
+//! Events as JSON lines: parsing (with every contract rule), validation of
+//! events built in Rust, and the one output form.
+//!
+//! Parsing drives serde_json directly with a hand-written visitor: ingest
+//! parses every line of every batch, and going through `serde_json::Value`
+//! or `#[serde(flatten)]` would cost several times as much. `inputs`,
+//! `payload` and unknown fields are captured as raw text so they come back
+//! byte for byte (key order, number spelling) on output.
+
+use super::time::{check_range, format_rfc3339, parse_rfc3339};
+use super::{
+    Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, MAX_EVENT_BYTES,
+    MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
+};
+use crate::error::EventError;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::error::Category;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+use std::fmt::Write as _;
+
+const KINDS: &str = "run_started, run_log, run_finished";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    RunStarted,
+    RunLog,
+    RunFinished,
+}
+
+/// Every top-level key the contract names, for any kind.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Key {
+    Kind,
+    RunId,
+    Ts,
+    Lsn,
+    SkillId,
+    CallerId,
+    ChannelId,
+    ParentRunId,
+    Inputs,
+    DryRun,
+    Seq,
+    EventType,
+    Payload,
+    Status,
+    Output,
+    Error,
+    ToolCalls,
+    RuntimeSeconds,
+    InputTokens,
+    OutputTokens,
+    ThinkingTokens,
+}
+
+impl Key {
+    fn lookup(s: &str) -> Option<Key> {
+        Some(match s {
+            "kind" => Key::Kind,
+            "run_id" => Key::RunId,
+            "ts" => Key::Ts,
+            "lsn" => Key::Lsn,
+            "skill_id" => Key::SkillId,
+            "caller_id" => Key::CallerId,
+            "channel_id" => Key::ChannelId,
+            "parent_run_id" => Key::ParentRunId,
+            "inputs" => Key::Inputs,
+            "dry_run" => Key::DryRun,
+            "seq" => Key::Seq,
+            "event_type" => Key::EventType,
+            "payload" => Key::Payload,
+            "status" => Key::Status,
+            "output" => Key::Output,
+            "error" => Key::Error,
+            "tool_calls" => Key::ToolCalls,
+            "runtime_seconds" => Key::RuntimeSeconds,
+            "input_tokens" => Key::InputTokens,
+            "output_tokens" => Key::OutputTokens,
+            "thinking_tokens" => Key::ThinkingTokens,
+            _ => return None,
+        })
+    }
+
+    /// The kind a key belongs to; `None` for keys every event has (and the
+    /// engine-assigned `lsn`).
+    fn owner(self) -> Option<Kind> {
+        match self {
+            Key::Kind | Key::RunId | Key::Ts | Key::Lsn => None,
+            Key::SkillId
+            | Key::CallerId
+            | Key::ChannelId
+            | Key::ParentRunId
+            | Key::Inputs
+            | Key::DryRun => Some(Kind::RunStarted),
+            Key::Seq | Key::EventType | Key::Payload => Some(Kind::RunLog),
+            Key::Status
+            | Key::Output
+            | Key::Error
+            | Key::ToolCalls
+            | Key::RuntimeSeconds
+            | Key::InputTokens
+            | Key::OutputTokens
+            | Key::ThinkingTokens => Some(Kind::RunFinished),
+        }
+    }
+
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+// ---------------------------------------------------------------------------
+
+/// Parses one JSONL line into an [`Event`], applying every rule of the
+/// contract. Errors name the field at fault, or `line` for problems of the
+/// whole line (size, UTF-8, JSON syntax).
+pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
+    if line.len() > MAX_EVENT_BYTES {
+        return Err(EventError::new(
+            "line",
+            format!(
+                "is {} bytes; an event may be at most {MAX_EVENT_BYTES} bytes",
+                line.len()
+            ),
+        ));
+    }
+    // Validating UTF-8 once up front lets serde_json skip it per string.
+    let text = std::str::from_utf8(line).map_err(|e| {
+        EventError::new(
+            "line",
+            format!(
+                "is not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })?;
+    check_line_depth(text)?;
+
+    let mut fault = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let parsed = de.deserialize_map(EventVisitor { fault: &mut fault });
+    let fields = parsed
+        .and_then(|f| de.end().map(|()| f))
+        .map_err(|e| from_serde(&e, fault))?;
+    fields.build()
+}
+
+/// Turns a serde_json error into an EventError. `fault` is the key whose
+/// value was being read, if any.
+fn from_serde(e: &serde_json::Error, fault: Option<String>) -> EventError {
+    match (fault, e.classify()) {
+        (Some(field), Category::Data) => EventError::new(field, without_position(e)),
+        (Some(field), _) => {
+            EventError::new("line", format!("invalid JSON in field `{field}`: {e}"))
+        }
+        (None, Category::Data) => EventError::new("line", e.to_string()),
+        (None, _) => EventError::new("line", format!("invalid JSON: {e}")),
+    }
+}
+
+/// A field's reason reads better without serde_json's position suffix,
+/// which for re-parsed values would also be relative to the value.
+fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match msg.strip_suffix(&suffix) {
+        Some(m) => m.to_string(),
+        None => msg,
+    }
+}
+
+struct EventVisitor<'a> {
+    fault: &'a mut Option<String>,
+}
+
+impl<'de> Visitor<'de> for EventVisitor<'_> {
+    type Value = Fields<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object (one event per line)")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            if let Err(e) = fields.take(&key, &mut map) {
+                *self.fault = Some(key.into_owned());
+                return Err(e);
+            }
+        }
+        Ok(fields)
+    }
+}
+
+/// Keys borrowed from the line when they have no escapes, so known keys
+/// cost no allocation.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+/// Beyond this many unknown fields, duplicate detection switches from a
+/// linear scan to a hash set so a hostile line cannot make it quadratic.
+const LINEAR_DUP_SCAN: usize = 16;
+
+/// An unknown (or not-this-kind) field: key, raw value, and the known key it
+/// is when the kind was not yet known (resolved once the whole object is read).
+type ExtraField<'de> = (Cow<'de, str>, &'de RawValue, Option<Key>);
+
+/// Everything read from one line, before defaults and limits are applied.
+#[derive(Default)]
+struct Fields<'de> {
+    seen: u32,
+    kind: Option<Kind>,
+    run_id: Option<String>,
+    ts: Option<Micros>,
+    skill_id: Option<String>,
+    caller_id: Option<String>,
+    channel_id: Option<String>,
+    parent_run_id: Option<String>,
+    inputs: Option<&'de RawValue>,
+    dry_run: Option<bool>,
+    seq: Option<u64>,
+    event_type: Option<String>,
+    payload: Option<&'de RawValue>,
+    status: Option<String>,
+    output: Option<String>,
+    error: Option<String>,
+    tool_calls: Option<u64>,
+    runtime_seconds: Option<f64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    thinking_tokens: Option<u64>,
+    extra: Vec<ExtraField<'de>>,
+    extra_keys: Option<HashSet<Cow<'de, str>>>,
+}
+
+impl<'de> Fields<'de> {
+    /// Reads the value of `key` from `map` into its place.
+    fn take<A: MapAccess<'de>>(
+        &mut self,
+        key: &Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        let Some(known) = Key::lookup(key) else {
+            if !self.first_unknown(key) {
+                return Err(duplicate());
+            }
+            let raw = map.next_value()?;
+            self.extra.push((key.clone(), raw, None));
+            return Ok(());
+        };
+        if self.seen & known.bit() != 0 {
+            return Err(duplicate());
+        }
+        self.seen |= known.bit();
+        match (known.owner(), self.kind) {
+            (None, _) => map.next_value_seed(Slot {
+                fields: self,
+                key: known,
+            }),
+            (Some(owner), Some(kind)) if owner == kind => map.next_value_seed(Slot {
+                fields: self,
+                key: known,
+            }),
+            // Another kind's field is just an unknown one here; it stays raw.
+            (Some(_), Some(_)) => {
+                let raw = map.next_value()?;
+                self.extra.push((key.clone(), raw, None));
+                Ok(())
+            }
+            // Kind not seen yet: keep it raw in its place, decide in build().
+            (Some(_), None) => {
+                let raw = map.next_value()?;
+                self.extra.push((key.clone(), raw, Some(known)));
+                Ok(())
+            }
+        }
+    }
+
+    fn first_unknown(&mut self, key: &Cow<'de, str>) -> bool {
+        if let Some(set) = &mut self.extra_keys {
+            return set.insert(key.clone());
+        }
+        if self.extra.iter().any(|(k, _, _)| k == key) {
+            return false;
+        }
+        if self.extra.len() >= LINEAR_DUP_SCAN {
+            let keys = self.extra.iter().map(|(k, _, _)| k.clone());
+            self.extra_keys = Some(keys.chain(std::iter::once(key.clone())).collect());
+        }
+        true
+    }
+
+    /// Parses a known key's value; JSON `null` leaves the field absent.
+    fn read<D: Deserializer<'de>>(&mut self, key: Key, d: D) -> Result<(), D::Error> {
+        match key {
+            Key::Kind => self.kind = d.deserialize_any(KindV)?,
+            Key::RunId => self.run_id = d.deserialize_any(StrV)?,
+            Key::Ts => self.ts = d.deserialize_any(TsV)?,
+            Key::Lsn => {
+                IgnoredAny::deserialize(d)?;
+            }
+            Key::SkillId => self.skill_id = d.deserialize_any(StrV)?,
+            Key::CallerId => self.caller_id = d.deserialize_any(StrV)?,
+            Key::ChannelId => self.channel_id = d.deserialize_any(StrV)?,
+            Key::ParentRunId => self.parent_run_id = d.deserialize_any(StrV)?,
+            Key::Inputs => self.inputs = raw_json(d)?,
+            Key::DryRun => self.dry_run = d.deserialize_any(BoolV)?,
+            Key::Seq => self.seq = d.deserialize_any(U64V)?,
+            Key::EventType => self.event_type = d.deserialize_any(StrV)?,
+            Key::Payload => self.payload = raw_json(d)?,
+            Key::Status => self.status = d.deserialize_any(StrV)?,
+            Key::Output => self.output = d.deserialize_any(StrV)?,
+            Key::Error => self.error = d.deserialize_any(StrV)?,
+            Key::ToolCalls => self.tool_calls = d.deserialize_any(U64V)?,
+            Key::RuntimeSeconds => self.runtime_seconds = raw_number(d)?,
+            Key::InputTokens => self.input_tokens = d.deserialize_any(U64V)?,
+            Key::OutputTokens => self.output_tokens = d.deserialize_any(U64V)?,
+            Key::ThinkingTokens => self.thinking_tokens = d.deserialize_any(U64V)?,
+        }
+        Ok(())
+    }
+
+    /// Applies required fields, defaults and limits.
+    fn build(mut self) -> Result<Event, EventError> {
+        let kind = self.kind.ok_or_else(|| {
+            EventError::new("kind", format!("is missing; it must be one of {KINDS}"))
+        })?;
+        let run_id = self.run_id.take().ok_or_else(|| {
+            EventError::new(
+                "run_id",
+                "is missing; every event needs a non-empty run_id string",
+            )
+        })?;
+        check_run_id(&run_id)?;
+        let ts = self.ts.ok_or_else(|| {
+            EventError::new(
+                "ts",
+                "is missing; give integer microseconds since the Unix epoch or an RFC 3339 string",
+            )
+        })?;
+        let extra = self.resolve_extra(kind)?;
+        let data = self.into_data(kind)?;
+        Ok(Event {
+            run_id,
+            ts,
+            data,
+            extra,
+        })
+    }
+
+    /// Parses the fields that came before `kind` and turned out to be this
+    /// kind's; everything else becomes `extra`, in its original order.
+    fn resolve_extra(&mut self, kind: Kind) -> Result<Vec<(String, Json)>, EventError> {
+        let pending = std::mem::take(&mut self.extra);
+        let mut extra = Vec::with_capacity(pending.len());
+        for (key, raw, known) in pending {
+            match known {
+                Some(k) if k.owner() == Some(kind) => {
+                    let mut de = serde_json::Deserializer::from_str(raw.get());
+                    self.read(k, &mut de)
+                        .map_err(|e| EventError::new(key.as_ref(), without_position(&e)))?;
+                }
+                _ => extra.push((key.into_owned(), Json(raw.get().to_owned()))),
+            }
+        }
+        Ok(extra)
+    }
+
+    fn into_data(self, kind: Kind) -> Result<EventData, EventError> {
+        Ok(match kind {
+            Kind::RunStarted => EventData::RunStarted(RunStarted {
+                skill_id: name("skill_id", self.skill_id)?,
+                caller_id: name("caller_id", self.caller_id)?,
+                channel_id: name("channel_id", self.channel_id)?,
+                parent_run_id: name("parent_run_id", self.parent_run_id)?,
+                inputs: self
+                    .inputs
+                    .map_or_else(Json::empty_object, |r| Json(r.get().to_owned())),
+                dry_run: self.dry_run.unwrap_or(false),
+            }),
+            Kind::RunLog => EventData::RunLog(RunLog {
+                seq: self.seq.unwrap_or(0),
+                event_type: name("event_type", self.event_type)?,
+                payload: self
+                    .payload
+                    .map_or_else(Json::null, |r| Json(r.get().to_owned())),
+            }),
+            Kind::RunFinished => EventData::RunFinished(RunFinished {
+                status: match self.status {
+                    Some(s) => check_status(&s).map(|()| s)?,
+                    None => "ok".to_string(),
+                },
+                output: self.output.unwrap_or_default(),
+                error: self.error.unwrap_or_default(),
+                tool_calls: self.tool_calls.unwrap_or(0),
+                runtime_seconds: self.runtime_seconds.unwrap_or(0.0),
+                input_tokens: self.input_tokens.unwrap_or(0),
+                output_tokens: self.output_tokens.unwrap_or(0),
+                thinking_tokens: self.thinking_tokens.unwrap_or(0),
+            }),
+        })
+    }
+}
+
+fn duplicate<E: de::Error>() -> E {
+    E::custom("appears more than once in the event; each field may appear only once")
+}
+
+fn name(field: &str, v: Option<String>) -> Result<String, EventError> {
+    let s = v.unwrap_or_default();
+    check_name(field, &s)?;
+    Ok(s)
+}
+
+/// Routes a known key's value into [`Fields::read`].
+struct Slot<'a, 'de> {
+    fields: &'a mut Fields<'de>,
+    key: Key,
+}
+
+impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        self.fields.read(self.key, d)
+    }
+}
+
+fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    let raw = <&RawValue>::deserialize(d)?;
+    Ok((raw.get() != "null").then_some(raw))
+}
+
+/// Reads a number from its raw text: Rust's float parsing is exact, where
+/// serde_json's default one may be off by one unit in the last place, and
+/// `runtime_seconds` must survive write → parse unchanged.
+fn raw_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    let raw = <&RawValue>::deserialize(d)?.get();
+    let what = match raw.as_bytes().first() {
+        Some(b'n') => return Ok(None),
+        Some(b'-' | b'0'..=b'9') => None,
+        Some(b'"') => Some("a string"),
+        Some(b't' | b'f') => Some("a boolean"),
+        Some(b'[') => Some("an array"),
+        Some(b'{') => Some("an object"),
+        _ => Some("something else"),
+    };
+    if let Some(what) = what {
+        return Err(de::Error::custom(format!(
+            "must be a number of seconds (like 1.5), got {what}"
+        )));
+    }
+    match raw.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        _ => Err(de::Error::custom(format!(
+            "{raw} does not fit in a 64-bit float"
+        ))),
+    }
+}
+
+struct StrV;
+
+impl<'de> Visitor<'de> for StrV {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+struct BoolV;
+
+impl<'de> Visitor<'de> for BoolV {
+    type Value = Option<bool>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("true or false")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+struct U64V;
+
+impl<'de> Visitor<'de> for U64V {
+    type Value = Option<u64>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a non-negative integer")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        u64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::custom(format!("must be a non-negative integer, got {v}")))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        // serde_json hands integers beyond u64 over as floats too.
+        let reason = if v.fract() != 0.0 {
+            "must be a whole number"
+        } else if v < 0.0 {
+            "must be a non-negative integer"
+        } else if v >= 18_446_744_073_709_551_616.0 {
+            "is too large; at most 18446744073709551615"
+        } else {
+            "must be written as an integer, without fraction or exponent"
+        };
+        Err(E::custom(format!("{reason}, got {v:?}")))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+struct TsV;
+
+impl<'de> Visitor<'de> for TsV {
+    type Value = Option<Micros>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("integer microseconds since the Unix epoch or an RFC 3339 string")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        let v = i64::try_from(v).unwrap_or(i64::MAX);
+        check_range(v).map(Some).map_err(E::custom)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        check_range(v).map(Some).map_err(E::custom)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Err(E::custom(format!(
+            "must be integer microseconds since the Unix epoch or an RFC 3339 string, got {v:?}"
+        )))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        parse_rfc3339(v).map(Some).map_err(E::custom)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+struct KindV;
+
+impl<'de> Visitor<'de> for KindV {
+    type Value = Option<Kind>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "one of the strings {KINDS}")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        match v {
+            "run_started" => Ok(Some(Kind::RunStarted)),
+            "run_log" => Ok(Some(Kind::RunLog)),
+            "run_finished" => Ok(Some(Kind::RunFinished)),
+            _ => Err(E::custom(format!(
+                "{} is not a known kind; it must be one of {KINDS}",
+                quoted(v)
+            ))),
+        }
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+/// `s` as a JSON string, cut short so a hostile value cannot flood a message.
+fn quoted(s: &str) -> String {
+    let mut end = s.len().min(64);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::new();
+    json_string(&s[..end], &mut out);
+    if end < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Depth
+// ---------------------------------------------------------------------------
+
+/// Rejects lines nested deeper than the limit (the event object itself is one
+/// level), naming the top-level key under which it happens. Runs before
+/// serde_json so its own recursion limit (128) is never what the user sees.
+fn check_line_depth(text: &str) -> Result<(), EventError> {
+    let Some(key) = too_deep(text.as_bytes(), MAX_JSON_DEPTH + 1) else {
+        return Ok(());
+    };
+    let field = key
+        .and_then(|(start, end)| text.get(start.saturating_sub(1)..end + 1))
+        .map(|quoted| serde_json::from_str::<String>(quoted).unwrap_or_else(|_| quoted.to_owned()))
+        .unwrap_or_else(|| "line".to_owned());
+    Err(EventError::new(field, depth_reason()))
+}
+
+fn depth_reason() -> String {
+    format!("is nested too deeply; at most {MAX_JSON_DEPTH} levels of arrays and objects")
+}
+
+/// Whether `text` nests brackets (outside strings) deeper than `limit`. If so,
+/// gives the byte span (between the quotes) of the last key seen at depth
+/// one, if any.
+#[allow(clippy::option_option)]
+fn too_deep(text: &[u8], limit: usize) -> Option<Option<(usize, usize)>> {
+    // Cheap, vectorisable pre-check: few brackets at all means no deep nesting.
+    let brackets = text.iter().filter(|&&c| c == b'{' || c == b'[').count();
+    if brackets <= limit {
+        return None;
+    }
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    let (mut str_start, mut last_str, mut last_key) = (0, None, None);
+    for (i, &c) in text.iter().enumerate() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if c == b'\\' {
+                escaped = true;
+            } else if c == b'"' {
+                in_str = false;
+                if depth == 1 {
+                    last_str = Some((str_start, i));
+                }
+            }
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_str = true;
+                str_start = i + 1;
+            }
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return Some(last_key);
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b':' if depth == 1 => last_key = last_str,
+            _ => {}
+        }
+    }
+    None
+}
+
+// ---------------------------------------------------------------------------
+// Validation of events built in Rust
+// ---------------------------------------------------------------------------
+
+/// Checks an event built through the library against the same limits
+/// parsing enforces (the encoded-size limit is checked where it is encoded).
+pub fn validate_event(ev: &Event) -> Result<(), EventError> {
+    check_run_id(&ev.run_id)?;
+    check_range(ev.ts).map_err(|r| EventError::new("ts", r))?;
+    match &ev.data {
+        EventData::RunStarted(s) => {
+            check_name("skill_id", &s.skill_id)?;
+            check_name("caller_id", &s.caller_id)?;
+            check_name("channel_id", &s.channel_id)?;
+            check_name("parent_run_id", &s.parent_run_id)?;
+            check_json("inputs", &s.inputs)?;
+            if s.inputs.as_str() == "null" {
+                // On ingest a null `inputs` means absent, i.e. `{}`; storing
+                // null would make the same run read back differently.
+                return Err(EventError::new(
+                    "inputs",
+                    "is null, which the contract reads as absent ({}); use Json::empty_object()",
+                ));
+            }
+        }
+        EventData::RunLog(l) => {
+            check_name("event_type", &l.event_type)?;
+            check_json("payload", &l.payload)?;
+        }
+        EventData::RunFinished(f) => {
+            check_status(&f.status)?;
+            if !f.runtime_seconds.is_finite() {
+                return Err(EventError::new(
+                    "runtime_seconds",
+                    "must be a finite number",
+                ));
+            }
+        }
+    }
+    check_extra(ev)
+}
+
+fn check_run_id(run_id: &str) -> Result<(), EventError> {
+    if run_id.is_empty() {
+        return Err(EventError::new(
+            "run_id",
+            "is empty; it must be a non-empty string",
+        ));
+    }
+    if run_id.len() > MAX_RUN_ID_BYTES {
+        return Err(EventError::new(
+            "run_id",
+            format!(
+                "is {} bytes; at most {MAX_RUN_ID_BYTES} bytes are allowed",
+                run_id.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(field: &str, s: &str) -> Result<(), EventError> {
+    if s.len() > MAX_NAME_BYTES {
+        return Err(EventError::new(
+            field,
+            format!(
+                "is {} bytes; at most {MAX_NAME_BYTES} bytes are allowed",
+                s.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_status(status: &str) -> Result<(), EventError> {
+    check_name("status", status)?;
+    if status == "running" {
+        return Err(EventError::new(
+            "status",
+            "a finished run cannot have status \"running\"; use e.g. ok, error, timeout or cancelled",
+        ));
+    }
+    Ok(())
+}
+
+/// A `Json` must hold exactly one JSON value, as parsing would keep it: no
+/// surrounding whitespace, within the depth limit.
+fn check_json(field: &str, json: &Json) -> Result<(), EventError> {
+    let text = json.as_str();
+    if too_deep(text.as_bytes(), MAX_JSON_DEPTH).is_some() {
+        return Err(EventError::new(field, depth_reason()));
+    }
+    match serde_json::from_str::<&RawValue>(text) {
+        Ok(raw) if raw.get().len() == text.len() => Ok(()),
+        Ok(_) => Err(EventError::new(
+            field,
+            "has whitespace around the JSON value; store the value alone",
+        )),
+        Err(e) => Err(EventError::new(field, format!("is not valid JSON: {e}"))),
+    }
+}
+
+/// Unknown fields must not shadow the event's own fields (the output would
+/// carry the key twice) nor repeat each other.
+fn check_extra(ev: &Event) -> Result<(), EventError> {
+    let kind = kind_of(&ev.data);
+    let mut keys = HashSet::new();
+    for (k, v) in &ev.extra {
+        if let Some(known) = Key::lookup(k) {
+            if known.owner().is_none_or(|o| o == kind) {
+                return Err(EventError::new(
+                    k.as_str(),
+                    "is a field of the event itself (or the engine's lsn), not an unknown field",
+                ));
+            }
+        }
+        if !keys.insert(k.as_str()) {
+            return Err(EventError::new(
+                k.as_str(),
+                "appears more than once among the unknown fields",
+            ));
+        }
+        check_json(k, v)?;
+    }
+    Ok(())
+}
+
+fn kind_of(data: &EventData) -> Kind {
+    match data {
+        EventData::RunStarted(_) => Kind::RunStarted,
+        EventData::RunLog(_) => Kind::RunLog,
+        EventData::RunFinished(_) => Kind::RunFinished,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------
+
+/// Appends `ev` as one JSON object (no newline): `lsn` first when given, then
+/// kind, run_id, ts (RFC 3339), the kind's fields in contract order with
+/// defaults, then unknown fields as they came.
+pub fn write_event(ev: &Event, lsn: Option<u64>, out: &mut String) {
+    out.reserve(estimate_len(ev));
+    out.push('{');
+    if let Some(lsn) = lsn {
+        out.push_str("\"lsn\":");
+        json_u64(lsn, out);
+        out.push(',');
+    }
+    out.push_str("\"kind\":\"");
+    out.push_str(ev.data.kind());
+    out.push_str("\",\"run_id\":");
+    json_string(&ev.run_id, out);
+    out.push_str(",\"ts\":\"");
+    format_rfc3339(ev.ts, out);
+    out.push('"');
+    match &ev.data {
+        EventData::RunStarted(s) => write_started(s, out),
+        EventData::RunLog(l) => write_log(l, out),
+        EventData::RunFinished(f) => write_finished(f, out),
+    }
+    for (k, v) in &ev.extra {
+        out.push(',');
+        json_string(k, out);
+        out.push(':');
+        out.push_str(v.as_str());
+    }
+    out.push('}');
+}
+
+/// `ev` as its output JSON line (without newline).
+pub fn event_to_json(ev: &Event, lsn: Option<u64>) -> String {
+    let mut s = String::new();
+    write_event(ev, lsn, &mut s);
+    s
+}
+
+fn estimate_len(ev: &Event) -> usize {
+    let data = match &ev.data {
+        EventData::RunStarted(s) => {
+            s.skill_id.len()
+                + s.caller_id.len()
+                + s.channel_id.len()
+                + s.parent_run_id.len()
+                + s.inputs.0.len()
+        }
+        EventData::RunLog(l) => l.event_type.len() + l.payload.0.len(),
+        EventData::RunFinished(f) => f.status.len() + f.output.len() + f.error.len(),
+    };
+    let extra: usize = ev.extra.iter().map(|(k, v)| k.len() + v.0.len() + 4).sum();
+    200 + ev.run_id.len() + data + extra
+}
+
+fn key(name: &str, out: &mut String) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
+}
+
+fn str_field(name: &str, v: &str, out: &mut String) {
+    key(name, out);
+    json_string(v, out);
+}
+
+fn u64_field(name: &str, v: u64, out: &mut String) {
+    key(name, out);
+    json_u64(v, out);
+}
+
+fn write_started(s: &RunStarted, out: &mut String) {
+    str_field("skill_id", &s.skill_id, out);
+    str_field("caller_id", &s.caller_id, out);
+    str_field("channel_id", &s.channel_id, out);
+    str_field("parent_run_id", &s.parent_run_id, out);
+    key("inputs", out);
+    out.push_str(s.inputs.as_str());
+    key("dry_run", out);
+    out.push_str(if s.dry_run { "true" } else { "false" });
+}
+
+fn write_log(l: &RunLog, out: &mut String) {
+    u64_field("seq", l.seq, out);
+    str_field("event_type", &l.event_type, out);
+    key("payload", out);
+    out.push_str(l.payload.as_str());
+}
+
+fn write_finished(f: &RunFinished, out: &mut String) {
+    str_field("status", &f.status, out);
+    str_field("output", &f.output, out);
+    str_field("error", &f.error, out);
+    u64_field("tool_calls", f.tool_calls, out);
+    key("runtime_seconds", out);
+    json_f64(f.runtime_seconds, out);
+    u64_field("input_tokens", f.input_tokens, out);
+    u64_field("output_tokens", f.output_tokens, out);
+    u64_field("thinking_tokens", f.thinking_tokens, out);
+}
+
+fn json_u64(mut v: u64, out: &mut String) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|&c| char::from(c)));
+}
+
+/// Appends `v` as a JSON float: shortest text that reads back to the same
+/// value, always with a fraction or exponent (`0.0`, `1.5`, `1e30`) so
+/// readers see a float. Non-finite values have no JSON form and become `null`.
+pub fn json_f64(v: f64, out: &mut String) {
+    if !v.is_finite() {
+        out.push_str("null");
+        return;
+    }
+    let start = out.len();
+    // Rust's Debug for f64 is the shortest round-trip form and keeps ".0".
+    let _ = write!(out, "{v:?}");
+    if !out[start..]
+        .bytes()
+        .any(|c| matches!(c, b'.' | b'e' | b'E'))
+    {
+        out.push_str(".0");
+    }
+}
+
+/// What each byte becomes inside a JSON string: 0 = itself, `u` = `\u00XX`,
+/// anything else = that letter after a backslash. Same escapes as serde_json.
+const ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 0x20 {
+        t[i] = b'u';
+        i += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// Appends `s` as a JSON string literal (quotes included). Non-ASCII text is
+/// kept as UTF-8; quotes, backslashes and control characters are escaped.
+pub fn json_string(s: &str, out: &mut String) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push('"');
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let esc = ESCAPE[b as usize];
+        if esc == 0 {
+            continue;
+        }
+        // Escaped bytes are ASCII, hence always char boundaries.
+        out.push_str(&s[start..i]);
+        out.push('\\');
+        if esc == b'u' {
+            out.push_str("u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push(char::from(esc));
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> String {
+        let mut out = String::new();
+        json_string(v, &mut out);
+        out
+    }
+
+    fn f(v: f64) -> String {
+        let mut out = String::new();
+        json_f64(v, &mut out);
+        out
+    }
+
+    #[test]
+    fn escapes_like_serde_json() {
+        for v in [
+            "",
+            "plain",
+            "q\"b\\",
+            "\u{0}\u{1f}\n\r\t\u{8}\u{c}",
+            "é✓😀",
+            "\u{7f}",
+        ] {
+            assert_eq!(s(v), serde_json::to_string(v).unwrap());
+        }
+    }
+
+    #[test]
+    fn floats_always_look_like_floats() {
+        assert_eq!(f(0.0), "0.0");
+        assert_eq!(f(1.5), "1.5");
+        assert_eq!(f(100.0), "100.0");
+        assert_eq!(f(-0.0), "-0.0");
+        assert_eq!(f(1e30), "1e30");
+        assert_eq!(f(f64::NAN), "null");
+        for v in [0.1, 1e-7, 123_456.789, f64::MAX, f64::MIN_POSITIVE, 5e-324] {
+            assert_eq!(f(v).parse::<f64>().unwrap(), v);
+            let back: f64 = serde_json::from_str(&f(v)).unwrap();
+            assert!((back - v).abs() <= v.abs() * 1e-15);
+        }
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0, 7, 10, 1_234_567, u64::MAX] {
+            let mut out = String::new();
+            json_u64(v, &mut out);
+            assert_eq!(out, v.to_string());
+        }
+    }
+
+    #[test]
+    fn depth_scan_ignores_brackets_in_strings() {
+        let deep_in_string = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
+        assert!(too_deep(deep_in_string.as_bytes(), 65).is_none());
+        let deep = format!("{{\"a\":1,\"b\\\"\":{}{}}}", "[".repeat(70), "]".repeat(70));
+        let key = too_deep(deep.as_bytes(), 65).unwrap().unwrap();
+        assert_eq!(&deep[key.0..key.1], "b\\\"");
+    }
+}

@@ -1,0 +1,164 @@
+//! The event model: the three kinds of audit event a gateway records, with
+//! their limits. JSON in and out lives in [`json`]; time handling in [`time`].
+
+pub mod json;
+pub mod time;
+
+use serde::{Deserialize, Serialize};
+
+/// Microseconds since the Unix epoch, UTC.
+pub type Micros = i64;
+
+/// Largest run_id, in bytes (contract section 1).
+pub const MAX_RUN_ID_BYTES: usize = 256;
+/// Largest short string field (skill_id, caller_id, channel_id, status,
+/// event_type, parent_run_id), in bytes.
+pub const MAX_NAME_BYTES: usize = 1024;
+/// Largest whole event (its JSON line, or its encoded body), in bytes.
+pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
+/// Deepest nesting accepted inside `inputs`, `payload` or unknown fields.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// JSON text, kept exactly as it was ingested (a valid JSON value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Json(pub String);
+
+impl Json {
+    pub fn null() -> Json {
+        Json("null".to_string())
+    }
+    pub fn empty_object() -> Json {
+        Json("{}".to_string())
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One audit event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub run_id: String,
+    pub ts: Micros,
+    pub data: EventData,
+    /// Unknown top-level fields, in the order they came, kept for output.
+    pub extra: Vec<(String, Json)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventData {
+    RunStarted(RunStarted),
+    RunLog(RunLog),
+    RunFinished(RunFinished),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunStarted {
+    pub skill_id: String,
+    pub caller_id: String,
+    pub channel_id: String,
+    /// "" means a top-level run.
+    pub parent_run_id: String,
+    pub inputs: Json,
+    pub dry_run: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunLog {
+    pub seq: u64,
+    pub event_type: String,
+    pub payload: Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunFinished {
+    pub status: String,
+    pub output: String,
+    pub error: String,
+    pub tool_calls: u64,
+    pub runtime_seconds: f64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub thinking_tokens: u64,
+}
+
+impl EventData {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventData::RunStarted(_) => "run_started",
+            EventData::RunLog(_) => "run_log",
+            EventData::RunFinished(_) => "run_finished",
+        }
+    }
+}
+
+impl Default for RunStarted {
+    fn default() -> Self {
+        RunStarted {
+            skill_id: String::new(),
+            caller_id: String::new(),
+            channel_id: String::new(),
+            parent_run_id: String::new(),
+            inputs: Json::empty_object(),
+            dry_run: false,
+        }
+    }
+}
+
+impl Default for RunLog {
+    fn default() -> Self {
+        RunLog {
+            seq: 0,
+            event_type: String::new(),
+            payload: Json::null(),
+        }
+    }
+}
+
+impl Default for RunFinished {
+    fn default() -> Self {
+        RunFinished {
+            status: "ok".to_string(),
+            output: String::new(),
+            error: String::new(),
+            tool_calls: 0,
+            runtime_seconds: 0.0,
+            input_tokens: 0,
+            output_tokens: 0,
+            thinking_tokens: 0,
+        }
+    }
+}
+
+impl Event {
+    /// A `run_started` event with no unknown fields.
+    pub fn run_started(run_id: impl Into<String>, ts: Micros, data: RunStarted) -> Event {
+        Event::with_data(run_id.into(), ts, EventData::RunStarted(data))
+    }
+
+    /// A `run_log` event with no unknown fields.
+    pub fn run_log(run_id: impl Into<String>, ts: Micros, data: RunLog) -> Event {
+        Event::with_data(run_id.into(), ts, EventData::RunLog(data))
+    }
+
+    /// A `run_finished` event with no unknown fields.
+    pub fn run_finished(run_id: impl Into<String>, ts: Micros, data: RunFinished) -> Event {
+        Event::with_data(run_id.into(), ts, EventData::RunFinished(data))
+    }
+
+    fn with_data(run_id: String, ts: Micros, data: EventData) -> Event {
+        Event {
+            run_id,
+            ts,
+            data,
+            extra: Vec::new(),
+        }
+    }
+}
+
+impl Json {
+    /// The compact JSON text of `v` (object keys in their stored order).
+    pub fn from_value(v: &serde_json::Value) -> Json {
+        Json(v.to_string())
+    }
+}

@@ -1,0 +1,34 @@
+//! auditlog: an embedded, event-sourced, append-only audit log engine.
+//!
+//! Events go in through [`Log::append`] (a lock-free queue drained by one
+//! writer thread with group commit) and come back through [`LogReader`].
+//! The on-disk format is described in docs/format.md.
+
+pub mod chain;
+pub mod cli;
+pub mod codec;
+pub mod error;
+pub mod event;
+pub mod frame;
+pub mod fsutil;
+pub mod io;
+pub mod layout;
+pub mod lock;
+pub mod log;
+pub mod manifest;
+pub mod reader;
+pub mod receipt;
+pub mod retention;
+pub mod segment;
+pub mod verify;
+pub mod view;
+mod writer;
+
+pub use chain::Digest;
+pub use error::{Error, EventError, Result};
+pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
+pub use log::{Config, Counters, Durability, EncodedBatch, FullPolicy, Head, Log};
+pub use reader::{LogReader, ReplayRange};
+pub use receipt::{LsnRange, Receipt};
+pub use retention::RetentionReport;
+pub use verify::{verify, VerifyReport};

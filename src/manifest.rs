@@ -1,0 +1,150 @@
+//! The manifest: which sealed segments the log holds, with each one's final
+//! chain digest and LSN range, and the retention anchor (the digest the
+//! oldest kept segment must start from). A chain alone cannot see a
+//! truncated tail or a deleted segment; the manifest can. It is one JSON
+//! line and a CRC line, replaced atomically (write, fsync, rename, fsync
+//! the folder).
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::Digest;
+use crate::error::{Error, IoContext, Result};
+use crate::event::Micros;
+use crate::fsutil;
+
+pub const MANIFEST_FILE: &str = "MANIFEST";
+pub const MANIFEST_VERSION: u32 = 1;
+const MAGIC: &str = "auditlog-manifest";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedEntry {
+    pub seq: u64,
+    pub day: u32,
+    pub first_lsn: u64,
+    pub count: u64,
+    pub min_ts: Micros,
+    pub max_ts: Micros,
+    /// Chain digest after the segment's last block (hex).
+    pub digest: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// LSN of the oldest kept event (everything before was retained away).
+    pub first_lsn: u64,
+    /// Chain digest before that event (hex); all zeros for a new log.
+    pub digest: String,
+    /// Sequence number of the oldest segment that may exist.
+    pub first_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub version: u32,
+    /// Random id given at creation; tells two logs apart.
+    pub log_id: String,
+    pub anchor: Anchor,
+    pub sealed: Vec<SealedEntry>,
+    /// Totals of what retention has dropped over the log's life.
+    pub dropped_segments: u64,
+    pub dropped_events: u64,
+}
+
+impl Manifest {
+    pub fn new() -> Manifest {
+        Manifest {
+            format: MAGIC.to_string(),
+            version: MANIFEST_VERSION,
+            log_id: format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+            anchor: Anchor {
+                first_lsn: 0,
+                digest: Digest::GENESIS.to_hex(),
+                first_seq: 1,
+            },
+            sealed: Vec::new(),
+            dropped_segments: 0,
+            dropped_events: 0,
+        }
+    }
+
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(MANIFEST_FILE)
+    }
+
+    pub fn anchor_digest(&self) -> Digest {
+        Digest::from_hex(&self.anchor.digest).unwrap_or(Digest::GENESIS)
+    }
+
+    /// Read and check the manifest of `dir`; `Ok(None)` if there is none.
+    pub fn load(dir: &Path) -> Result<Option<Manifest>> {
+        let path = Manifest::path(dir);
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        };
+        let bad = |reason: String| Error::Manifest {
+            path: path.clone(),
+            reason,
+        };
+        let mut lines = text.lines();
+        let body = lines.next().ok_or_else(|| bad("empty file".into()))?;
+        let crc_line = lines.next().ok_or_else(|| bad("no CRC line".into()))?;
+        let stored = crc_line
+            .strip_prefix("crc32 ")
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| bad(format!("bad CRC line {crc_line:?}")))?;
+        let computed = crc32fast::hash(body.as_bytes());
+        if stored != computed {
+            return Err(bad(format!(
+                "CRC mismatch (stored {stored:08x}, computed {computed:08x}): the file was damaged or edited"
+            )));
+        }
+        let m: Manifest = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
+        if m.format != MAGIC {
+            return Err(bad(format!(
+                "not an auditlog manifest (format {:?})",
+                m.format
+            )));
+        }
+        if m.version != MANIFEST_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: path.display().to_string(),
+                found: m.version,
+                supported: MANIFEST_VERSION,
+            });
+        }
+        Ok(Some(m))
+    }
+
+    /// Replace the manifest atomically and durably.
+    pub fn store(&self, dir: &Path) -> Result<()> {
+        let body = serde_json::to_string(self).map_err(|e| Error::Manifest {
+            path: Manifest::path(dir),
+            reason: e.to_string(),
+        })?;
+        let text = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
+        let tmp = dir.join("MANIFEST.tmp");
+        {
+            let mut f =
+                fsutil::create_private(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+            f.write_all(text.as_bytes())
+                .ctx(|| format!("writing {}", tmp.display()))?;
+            f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
+        }
+        fs::rename(&tmp, Manifest::path(dir))
+            .ctx(|| format!("renaming {} into place", tmp.display()))?;
+        fsutil::sync_dir(dir)
+    }
+}
+
+impl Default for Manifest {
+    fn default() -> Self {
+        Manifest::new()
+    }
+}

@@ -1,0 +1,293 @@
+//! Reading the log back: replay in LSN order over memory-mapped segments,
+//! seeing sealed segments whole and the committed prefix of the active one.
+//! A reader is either live (inside the writer's process, told of every
+//! commit) or read-only from disk (beside a writer in another process, or
+//! an auditor's copy), which re-reads the folder when asked to refresh.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::chain::Digest;
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::event::{Event, Micros};
+use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
+use crate::layout::{self, map_file, Mode, SegmentMeta};
+use crate::log::{Head, Shared};
+use crate::manifest::Manifest;
+use crate::segment::HEADER_SIZE;
+
+enum Source {
+    Live(Arc<Shared>),
+    Disk {
+        dir: PathBuf,
+        manifest: Manifest,
+        segments: Vec<SegmentMeta>,
+    },
+}
+
+/// Reads a log. Cheap to create; snapshots the segment list per call.
+pub struct LogReader {
+    source: Source,
+}
+
+/// Which events a replay yields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayRange {
+    /// First LSN (inclusive).
+    pub from_lsn: Option<u64>,
+    /// Only events with `ts >= since`.
+    pub since: Option<Micros>,
+    /// Only events with `ts <= until`.
+    pub until: Option<Micros>,
+}
+
+impl LogReader {
+    pub(crate) fn live(shared: Arc<Shared>) -> LogReader {
+        LogReader {
+            source: Source::Live(shared),
+        }
+    }
+
+    /// Open `dir` read-only. Changes nothing on disk; works beside a writer.
+    pub fn open(dir: &Path) -> Result<LogReader> {
+        let (manifest, _) = layout::load_or_create_manifest(dir, false)?;
+        let lay = layout::discover(dir, manifest, Mode::ReadOnly)?;
+        Ok(LogReader {
+            source: Source::Disk {
+                dir: dir.to_path_buf(),
+                manifest: lay.manifest,
+                segments: lay.segments,
+            },
+        })
+    }
+
+    /// Re-read the folder (read-only readers; live ones are always current).
+    pub fn refresh(&mut self) -> Result<()> {
+        if let Source::Disk { dir, .. } = &self.source {
+            let fresh = LogReader::open(&dir.clone())?;
+            self.source = fresh.source;
+        }
+        Ok(())
+    }
+
+    pub fn dir(&self) -> &Path {
+        match &self.source {
+            Source::Live(s) => &s.dir,
+            Source::Disk { dir, .. } => dir,
+        }
+    }
+
+    /// The segments, oldest first, as of now.
+    pub fn segments(&self) -> Vec<SegmentMeta> {
+        match &self.source {
+            Source::Live(s) => s.segments(),
+            Source::Disk { segments, .. } => segments.clone(),
+        }
+    }
+
+    /// The manifest as read from disk.
+    pub fn manifest(&self) -> Result<Manifest> {
+        match &self.source {
+            Source::Disk { manifest, .. } => Ok(manifest.clone()),
+            Source::Live(s) => Manifest::load(&s.dir)?.ok_or_else(|| Error::NoLog(s.dir.clone())),
+        }
+    }
+
+    /// The newest committed LSN (exclusive) and chain digest.
+    pub fn head(&self) -> Head {
+        match &self.source {
+            Source::Live(s) => s.head(),
+            Source::Disk {
+                manifest, segments, ..
+            } => match segments.last() {
+                Some(s) => Head {
+                    next_lsn: s.end_lsn(),
+                    digest: s.digest,
+                },
+                None => Head {
+                    next_lsn: manifest.anchor.first_lsn,
+                    digest: manifest.anchor_digest(),
+                },
+            },
+        }
+    }
+
+    /// The oldest LSN still stored.
+    pub fn first_lsn(&self) -> u64 {
+        match self.segments().first() {
+            Some(s) => s.first_lsn,
+            None => self.head().next_lsn,
+        }
+    }
+
+    /// Events in LSN order within `range`.
+    pub fn replay(&self, range: ReplayRange) -> Replay {
+        Replay::new(self.segments(), range)
+    }
+
+    /// Wait until the head passes `lsn` or `timeout` ends; the new head.
+    /// Read-only readers poll the folder.
+    pub fn wait_beyond(&mut self, lsn: u64, timeout: Duration) -> Result<Head> {
+        let deadline = Instant::now() + timeout;
+        match &self.source {
+            Source::Live(s) => {
+                s.notifier
+                    .wait_until(Some(deadline), || s.head().next_lsn > lsn);
+                Ok(s.head())
+            }
+            Source::Disk { .. } => loop {
+                self.refresh()?;
+                let head = self.head();
+                if head.next_lsn > lsn || Instant::now() >= deadline {
+                    return Ok(head);
+                }
+                std::thread::sleep(Duration::from_millis(100).min(timeout));
+            },
+        }
+    }
+}
+
+/// Iterator over `(lsn, event)`; stops after the first error.
+pub struct Replay {
+    segments: std::vec::IntoIter<SegmentMeta>,
+    range: ReplayRange,
+    current: Option<Cursor>,
+    done: bool,
+}
+
+struct Cursor {
+    meta: SegmentMeta,
+    map: memmap2::Mmap,
+    pos: usize,
+    lsn: u64,
+}
+
+impl Replay {
+    fn new(segments: Vec<SegmentMeta>, range: ReplayRange) -> Replay {
+        let from = range.from_lsn.unwrap_or(0);
+        let keep: Vec<SegmentMeta> = segments
+            .into_iter()
+            .filter(|s| s.count > 0 && s.end_lsn() > from)
+            .filter(|s| match (range.since, s.max_ts) {
+                (Some(since), Some(max)) => max >= since,
+                _ => true,
+            })
+            .filter(|s| match (range.until, s.min_ts) {
+                (Some(until), Some(min)) => min <= until,
+                _ => true,
+            })
+            .collect();
+        Replay {
+            segments: keep.into_iter(),
+            range,
+            current: None,
+            done: false,
+        }
+    }
+
+    fn open_next(&mut self) -> Result<bool> {
+        let Some(meta) = self.segments.next() else {
+            return Ok(false);
+        };
+        let map = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: 0,
+            reason: "segment file is empty".into(),
+        })?;
+        if (map.len() as u64) < meta.data_len {
+            return Err(Error::Corrupt {
+                segment: meta.name.clone(),
+                offset: map.len() as u64,
+                reason: format!(
+                    "file is shorter than its committed length {}",
+                    meta.data_len
+                ),
+            });
+        }
+        self.current = Some(Cursor {
+            pos: HEADER_SIZE,
+            lsn: meta.first_lsn,
+            meta,
+            map,
+        });
+        Ok(true)
+    }
+
+    fn step(&mut self) -> Result<Option<(u64, Event)>> {
+        let from = self.range.from_lsn.unwrap_or(0);
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(None);
+            }
+            let Some(c) = self.current.as_mut() else {
+                return Ok(None);
+            };
+            let end = c.meta.data_len as usize;
+            if c.pos >= end {
+                self.current = None;
+                continue;
+            }
+            let at = c.pos;
+            let frame = read_frame(&c.map[at..end]).map_err(|e| Error::Corrupt {
+                segment: c.meta.name.clone(),
+                offset: at as u64,
+                reason: e.to_string(),
+            })?;
+            c.pos += frame.size;
+            match frame.rec_type {
+                REC_COMMIT => continue,
+                REC_EVENT => {}
+                other => {
+                    return Err(Error::Corrupt {
+                        segment: c.meta.name.clone(),
+                        offset: at as u64,
+                        reason: format!("unexpected record type 0x{other:02x}"),
+                    })
+                }
+            }
+            let lsn = c.lsn;
+            c.lsn += 1;
+            if lsn < from {
+                continue;
+            }
+            let ev = codec::decode_event(frame.payload).map_err(|reason| Error::Corrupt {
+                segment: c.meta.name.clone(),
+                offset: at as u64,
+                reason: format!("event record does not decode: {reason}"),
+            })?;
+            let in_range = self.range.since.is_none_or(|s| ev.ts >= s)
+                && self.range.until.is_none_or(|u| ev.ts <= u);
+            if in_range {
+                return Ok(Some((lsn, ev)));
+            }
+        }
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<(u64, Event)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(x)) => Some(Ok(x)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// The digest a segment list ends at (for callers comparing heads).
+pub fn tail_digest(segments: &[SegmentMeta], anchor: Digest) -> Digest {
+    segments.last().map_or(anchor, |s| s.digest)
+}

@@ -1,0 +1,480 @@
+//! The writer thread: drains the ingest queue in batches (group commit),
+//! assigns LSNs, frames blocks with their chain digest, rolls segments by
+//! UTC day and size, seals them, and syncs per the durability policy.
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+
+use crate::chain::{block_digest, Digest};
+use crate::codec;
+use crate::error::{Error, IoContext, Result};
+use crate::event::time::{day_to_yyyymmdd, utc_day};
+use crate::event::Micros;
+use crate::fsutil;
+use crate::io::IoOp;
+use crate::layout::SegmentMeta;
+use crate::log::{Durability, Shared};
+use crate::manifest::Manifest;
+use crate::receipt::Slot;
+use crate::retention::{self, RetentionReport};
+use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
+
+/// A batch of pre-framed events from one `append` call.
+pub(crate) struct Batch {
+    /// Event frames, back to back.
+    pub frames: Vec<u8>,
+    /// Per event: its timestamp and frame length.
+    pub metas: Vec<(Micros, u32)>,
+    pub slot: Arc<Slot>,
+}
+
+pub(crate) enum Msg {
+    Append(Batch),
+    /// Make everything before it durable, whatever the policy.
+    Flush(Arc<Slot>),
+    /// Drop sealed segments whose newest event is older than the cutoff.
+    Retain {
+        cutoff: Micros,
+        reply: crossbeam_channel::Sender<Result<RetentionReport>>,
+    },
+    /// Seal the active segment now (tests, and a clean hand-over).
+    Seal(Arc<Slot>),
+}
+
+struct Active {
+    file: File,
+    meta: SegmentMeta,
+}
+
+pub(crate) struct Writer {
+    shared: Arc<Shared>,
+    manifest: Manifest,
+    active: Option<Active>,
+    /// Segments known to the writer (sealed ones, then the active one).
+    next_seq: u64,
+    last_day: u32,
+    next_lsn: u64,
+    digest: Digest,
+    /// The block being built: event frames only; the commit is added on write.
+    block: Vec<u8>,
+    block_first_lsn: u64,
+    block_count: u32,
+    block_min_ts: Micros,
+    block_max_ts: Micros,
+    /// Slots written but not yet durable.
+    pending: Vec<Arc<Slot>>,
+    /// Written since the last sync.
+    dirty: bool,
+    last_sync: Instant,
+    failed: Option<String>,
+    /// Set when the last failed block write was cut back cleanly.
+    rolled_back: bool,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        manifest: Manifest,
+        segments: &[SegmentMeta],
+    ) -> Result<Writer> {
+        let last = segments.last();
+        let next_lsn = last.map_or(manifest.anchor.first_lsn, |s| s.end_lsn());
+        let digest = last.map_or(manifest.anchor_digest(), |s| s.digest);
+        let next_seq = last.map_or(manifest.anchor.first_seq, |s| s.seq + 1);
+        let last_day = last.map_or(0, |s| s.day);
+        let mut w = Writer {
+            shared,
+            manifest,
+            active: None,
+            next_seq,
+            last_day,
+            next_lsn,
+            digest,
+            block: Vec::new(),
+            block_first_lsn: next_lsn,
+            block_count: 0,
+            block_min_ts: Micros::MAX,
+            block_max_ts: Micros::MIN,
+            pending: Vec::new(),
+            dirty: false,
+            last_sync: Instant::now(),
+            failed: None,
+            rolled_back: false,
+        };
+        if let Some(meta) = last.filter(|s| !s.sealed) {
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&meta.path)
+                .ctx(|| format!("opening {} for append", meta.path.display()))?;
+            w.active = Some(Active {
+                file,
+                meta: meta.clone(),
+            });
+        }
+        Ok(w)
+    }
+
+    fn cfg(&self) -> &crate::log::Config {
+        &self.shared.config
+    }
+
+    /// The thread body.
+    pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        let max_batch = self.cfg().max_batch_bytes;
+        loop {
+            let first = match self.next_message(&rx) {
+                Some(m) => m,
+                None => break,
+            };
+            self.handle(first);
+            while self.block.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(m) => self.handle(m),
+                    Err(_) => break,
+                }
+            }
+            let sync = matches!(self.cfg().durability, Durability::EveryBatch);
+            self.end_batch(sync);
+            self.shared
+                .queue_depth
+                .store(rx.len() as u64, Ordering::Relaxed);
+        }
+        // Every sender is gone: make everything durable, then stop.
+        self.end_batch(true);
+    }
+
+    /// Wait for the next message; on the interval policy, sync when due.
+    fn next_message(&mut self, rx: &Receiver<Msg>) -> Option<Msg> {
+        loop {
+            let wait = match self.cfg().durability {
+                Durability::Interval(every) if self.dirty => {
+                    let due = self.last_sync + every;
+                    let now = Instant::now();
+                    if now >= due {
+                        self.end_batch(true);
+                        continue;
+                    }
+                    Some(due - now)
+                }
+                _ => None,
+            };
+            match wait {
+                None => return rx.recv().ok(),
+                Some(d) => match rx.recv_timeout(d) {
+                    Ok(m) => return Some(m),
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.end_batch(true);
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return None,
+                },
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Append(batch) => {
+                if let Some(why) = &self.failed {
+                    batch.slot.fail(why);
+                    return;
+                }
+                if let Err(e) = self.append_batch(&batch) {
+                    self.on_error(&e.to_string());
+                    batch.slot.fail(&e.to_string());
+                    self.shared.notifier.notify_all();
+                    return;
+                }
+                self.pending.push(batch.slot);
+            }
+            Msg::Flush(slot) => {
+                self.end_batch(true);
+                self.finish_slot(slot);
+            }
+            Msg::Seal(slot) => {
+                let r = self.write_block().and_then(|_| self.seal_active());
+                if let Err(e) = r {
+                    self.on_error(&e.to_string());
+                }
+                self.end_batch(true);
+                self.finish_slot(slot);
+            }
+            Msg::Retain { cutoff, reply } => {
+                self.end_batch(true);
+                let r = match &self.failed {
+                    Some(why) => Err(Error::WriterFailed(why.clone())),
+                    None => retention::drop_expired(&self.shared, &mut self.manifest, cutoff),
+                };
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    fn finish_slot(&mut self, slot: Arc<Slot>) {
+        match &self.failed {
+            Some(why) => slot.fail(why),
+            None => {
+                let last = self.next_lsn.saturating_sub(1);
+                slot.set_lsns(self.next_lsn, last);
+                slot.complete();
+            }
+        }
+        self.shared.notifier.notify_all();
+    }
+
+    fn append_batch(&mut self, batch: &Batch) -> Result<()> {
+        let mut off = 0usize;
+        let first = self.next_lsn + self.block_count as u64;
+        for &(ts, len) in &batch.metas {
+            let len = len as usize;
+            self.route(ts, len)?;
+            self.block.extend_from_slice(&batch.frames[off..off + len]);
+            off += len;
+            self.block_count += 1;
+            self.block_min_ts = self.block_min_ts.min(ts);
+            self.block_max_ts = self.block_max_ts.max(ts);
+            if self.block.len() >= self.cfg().max_batch_bytes {
+                self.write_block()?;
+            }
+        }
+        let last = self.next_lsn + self.block_count as u64 - 1;
+        batch.slot.set_lsns(first, last);
+        Ok(())
+    }
+
+    /// Make sure the next event (of `ts`, `len` frame bytes) goes to the
+    /// right segment: a new UTC day or a full segment starts a new one.
+    fn route(&mut self, ts: Micros, len: usize) -> Result<()> {
+        let day = day_to_yyyymmdd(utc_day(ts));
+        if let Some(a) = &self.active {
+            let size = a.meta.data_len + (self.block.len() + len + 64) as u64;
+            let has_data = a.meta.count > 0 || self.block_count > 0;
+            let roll = day > a.meta.day || (has_data && size > self.cfg().segment_max_bytes);
+            if !roll {
+                return Ok(());
+            }
+            self.write_block()?;
+            self.seal_active()?;
+        }
+        // Late events (an older day) go into the current day's segment:
+        // retention looks at each segment's newest event, so they are kept
+        // at least as long as their neighbours.
+        let day = day.max(self.last_day);
+        self.create_segment(day)
+    }
+
+    fn create_segment(&mut self, day: u32) -> Result<()> {
+        let seq = self.next_seq;
+        let name = segment::file_name(day, seq);
+        let path: PathBuf = self.shared.dir.join(&name);
+        let io = &self.shared.config.io;
+        let header = Header {
+            version: FORMAT_VERSION,
+            codec: codec::CODEC_BINCODE2_STANDARD,
+            day,
+            seq,
+            first_lsn: self.next_lsn,
+            prev_digest: self.digest,
+        };
+        io.gate(IoOp::Create, &path)
+            .ctx(|| format!("creating {}", path.display()))?;
+        let mut file =
+            fsutil::create_new_private(&path).ctx(|| format!("creating {}", path.display()))?;
+        io.write_all(&mut file, &path, &header.encode())
+            .ctx(|| format!("writing the header of {}", path.display()))?;
+        io.sync_data(&file, &path)
+            .ctx(|| format!("syncing {}", path.display()))?;
+        fsutil::sync_dir(&self.shared.dir)?;
+        let meta = SegmentMeta {
+            seq,
+            day,
+            name,
+            path,
+            first_lsn: self.next_lsn,
+            count: 0,
+            min_ts: None,
+            max_ts: None,
+            data_len: HEADER_SIZE as u64,
+            prev_digest: self.digest,
+            digest: self.digest,
+            sealed: false,
+        };
+        self.shared.segments_mut().push(meta.clone());
+        self.active = Some(Active { file, meta });
+        self.next_seq += 1;
+        self.last_day = day;
+        Ok(())
+    }
+
+    /// Write the block built so far, closed by its commit record. No sync.
+    fn write_block(&mut self) -> Result<()> {
+        if self.block_count == 0 {
+            return Ok(());
+        }
+        let Some(active) = self.active.as_mut() else {
+            return Err(Error::WriterFailed(
+                "block without an active segment".into(),
+            ));
+        };
+        let first_lsn = self.next_lsn;
+        debug_assert_eq!(first_lsn, self.block_first_lsn.max(first_lsn));
+        let digest = block_digest(&self.digest, first_lsn, self.block_count, &self.block);
+        let commit = Commit {
+            first_lsn,
+            count: self.block_count,
+            digest,
+        };
+        commit.write(&mut self.block);
+        let path = active.meta.path.clone();
+        let io = &self.shared.config.io;
+        if let Err(e) = io.write_all(&mut active.file, &path, &self.block) {
+            // Cut whatever part of the block reached the file, so nothing is
+            // stored half-way. If that works the log stays usable (a full
+            // disk is retried once space is freed); if not, the writer stops
+            // and a reopen recovers from what is on disk.
+            self.rolled_back = active.file.set_len(active.meta.data_len).is_ok();
+            self.block.clear();
+            self.block_count = 0;
+            return Err(Error::io(format!("writing to {}", path.display()), e));
+        }
+        self.dirty = true;
+        let m = &mut active.meta;
+        m.data_len += self.block.len() as u64;
+        m.count += self.block_count as u64;
+        m.min_ts = Some(
+            m.min_ts
+                .map_or(self.block_min_ts, |t| t.min(self.block_min_ts)),
+        );
+        m.max_ts = Some(
+            m.max_ts
+                .map_or(self.block_max_ts, |t| t.max(self.block_max_ts)),
+        );
+        m.digest = digest;
+        self.next_lsn += self.block_count as u64;
+        self.digest = digest;
+        self.block.clear();
+        self.block_count = 0;
+        self.block_first_lsn = self.next_lsn;
+        self.block_min_ts = Micros::MAX;
+        self.block_max_ts = Micros::MIN;
+        let snapshot = m.clone();
+        self.shared.publish_active(snapshot, self.next_lsn, digest);
+        Ok(())
+    }
+
+    /// Seal the active segment: footer, sync, then record it in the manifest.
+    fn seal_active(&mut self) -> Result<()> {
+        let Some(mut active) = self.active.take() else {
+            return Ok(());
+        };
+        let m = &mut active.meta;
+        if m.count == 0 {
+            // Nothing in it: keep it as the active segment instead.
+            self.active = Some(active);
+            return Ok(());
+        }
+        let footer = Footer {
+            count: m.count,
+            first_lsn: m.first_lsn,
+            min_ts: m.min_ts.unwrap_or(0),
+            max_ts: m.max_ts.unwrap_or(0),
+            digest: m.digest,
+            data_end: m.data_len,
+        };
+        let bytes = footer.encode_with_trailer(m.data_len);
+        let io = &self.shared.config.io;
+        io.write_all(&mut active.file, &m.path, &bytes)
+            .ctx(|| format!("sealing {}", m.path.display()))?;
+        io.sync_data(&active.file, &m.path)
+            .ctx(|| format!("syncing {}", m.path.display()))?;
+        self.dirty = false;
+        m.sealed = true;
+        self.manifest.sealed.push(m.manifest_entry());
+        io.gate(IoOp::Rename, &self.shared.dir.join("MANIFEST"))
+            .ctx(|| "replacing MANIFEST".to_string())?;
+        self.manifest.store(&self.shared.dir)?;
+        let sealed = m.clone();
+        self.shared.replace_segment(sealed.clone());
+        self.shared.run_seal_hooks(&sealed);
+        // Receipts written to this segment are durable now.
+        self.complete_pending();
+        Ok(())
+    }
+
+    /// Close the batch: write the block, sync if asked, complete receipts.
+    fn end_batch(&mut self, sync: bool) {
+        if self.failed.is_none() {
+            if let Err(e) = self.write_block() {
+                self.on_error(&e.to_string());
+            }
+        }
+        if self.failed.is_none() && sync && self.dirty {
+            if let Some(a) = &self.active {
+                let io = &self.shared.config.io;
+                if let Err(e) = io.sync_data(&a.file, &a.meta.path) {
+                    // Never retry a failed fdatasync as if the data were safe
+                    // (the kernel may have dropped the dirty pages): fail
+                    // everything pending; a reopen recovers from the disk.
+                    self.fail(&format!(
+                        "fdatasync of {} failed: {e}",
+                        a.meta.path.display()
+                    ));
+                }
+            }
+            self.dirty = false;
+            self.last_sync = Instant::now();
+        }
+        let durable_now = self.failed.is_none()
+            && (!self.dirty || matches!(self.cfg().durability, Durability::Never));
+        if durable_now {
+            self.complete_pending();
+        } else if self.failed.is_some() {
+            let why = self.failed.clone().unwrap_or_default();
+            for s in self.pending.drain(..) {
+                s.fail(&why);
+            }
+            self.shared.notifier.notify_all();
+        }
+    }
+
+    fn complete_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        for s in self.pending.drain(..) {
+            s.complete();
+        }
+        self.shared
+            .durable_lsn
+            .store(self.next_lsn, Ordering::Release);
+        self.shared.notifier.notify_all();
+    }
+
+    /// A failed write that was cut back cleanly only fails the receipts
+    /// that were waiting; anything else stops the writer.
+    fn on_error(&mut self, why: &str) {
+        if std::mem::take(&mut self.rolled_back) {
+            tracing::warn!(error = why, "auditlog write failed and was rolled back");
+            for s in self.pending.drain(..) {
+                s.fail(why);
+            }
+            self.shared.notifier.notify_all();
+        } else {
+            self.fail(why);
+        }
+    }
+
+    fn fail(&mut self, why: &str) {
+        if self.failed.is_none() {
+            tracing::error!(error = why, "auditlog writer stopped");
+            self.failed = Some(why.to_string());
+            *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
+        }
+        self.block.clear();
+        self.block_count = 0;
+    }
+}
