@@ -18,6 +18,7 @@ pub mod log;
 pub mod manifest;
 pub mod reader;
 pub mod receipt;
+pub mod redact;
 pub mod retention;
 pub mod segment;
 pub mod verify;

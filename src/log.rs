@@ -20,6 +20,7 @@ use crate::layout::{self, Mode, RecoveryReport, SegmentMeta};
 use crate::lock::WriterLock;
 use crate::reader::LogReader;
 use crate::receipt::{LsnRange, Notifier, Receipt, Slot};
+use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 use crate::writer::{Batch, Msg, Writer};
 
@@ -70,6 +71,8 @@ pub struct Config {
     pub io: WriterIo,
     pub seal_hooks: Vec<SealHook>,
     pub retain_hooks: Vec<RetainHook>,
+    /// Fields dropped or hashed before encoding (docs/reliability.md).
+    pub redaction: Option<Arc<RedactionPolicy>>,
 }
 
 pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
@@ -91,6 +94,7 @@ impl Config {
             io: WriterIo::default(),
             seal_hooks: Vec::new(),
             retain_hooks: Vec::new(),
+            redaction: None,
         }
     }
 
@@ -288,7 +292,7 @@ impl Log {
     /// Append events as one unit of the queue (cheaper per event). They get
     /// consecutive LSNs. Any invalid event rejects the whole call.
     pub fn append_batch(&self, events: &[Event]) -> Result<Receipt> {
-        match EncodedBatch::encode(events) {
+        match EncodedBatch::encode_redacted(events, self.redaction()) {
             Ok(b) => self.append_encoded(b),
             Err(e) => {
                 self.shared
@@ -302,6 +306,17 @@ impl Log {
     /// Append a batch encoded beforehand (possibly on another thread), so
     /// a caller can encode in parallel yet append in its own order.
     pub fn append_encoded(&self, batch: EncodedBatch) -> Result<Receipt> {
+        if let Some(p) = self.redaction() {
+            let same = batch
+                .1
+                .as_ref()
+                .is_some_and(|b| Arc::ptr_eq(b, p) || **b == **p);
+            if !same {
+                return Err(Error::InvalidArgument(
+                    "this log has a redaction policy; encode batches with EncodedBatch::encode_redacted(events, log.redaction())".into(),
+                ));
+            }
+        }
         let n = batch.0.metas.len();
         self.send_batch(batch.0, n)
     }
@@ -386,6 +401,11 @@ impl Log {
         }
     }
 
+    /// The redaction policy applied to every append, if any.
+    pub fn redaction(&self) -> Option<&Arc<RedactionPolicy>> {
+        self.shared.config.redaction.as_ref()
+    }
+
     /// Why the writer stopped, if it did.
     pub fn failed(&self) -> Option<String> {
         self.shared
@@ -426,11 +446,20 @@ impl Drop for Log {
 /// Events validated, encoded and framed, ready for the writer, which then
 /// only copies bytes. Encoding is the costly part of an append: doing it on
 /// the producers' threads keeps the single writer thread free.
-pub struct EncodedBatch(Batch);
+pub struct EncodedBatch(Batch, Option<Arc<RedactionPolicy>>);
 
 impl EncodedBatch {
     pub fn encode(events: &[Event]) -> Result<EncodedBatch> {
-        encode_batch(events).map(EncodedBatch)
+        encode_batch(events, None).map(|b| EncodedBatch(b, None))
+    }
+
+    /// Encode with a redaction policy applied to each event first (pass
+    /// [`Log::redaction`]; a log with a policy refuses batches without it).
+    pub fn encode_redacted(
+        events: &[Event],
+        policy: Option<&Arc<RedactionPolicy>>,
+    ) -> Result<EncodedBatch> {
+        encode_batch(events, policy.map(|p| &**p)).map(|b| EncodedBatch(b, policy.cloned()))
     }
 
     pub fn len(&self) -> usize {
@@ -447,10 +476,20 @@ impl EncodedBatch {
     }
 }
 
-fn encode_batch(events: &[Event]) -> Result<Batch> {
+fn encode_batch(events: &[Event], redaction: Option<&RedactionPolicy>) -> Result<Batch> {
     let mut frames = Vec::with_capacity(events.len() * 320);
     let mut metas = Vec::with_capacity(events.len());
     for (index, ev) in events.iter().enumerate() {
+        // Redact before anything else sees the event: what is dropped or
+        // hashed here never reaches a segment or a derived index.
+        let redacted;
+        let ev = match redaction {
+            Some(p) if !p.is_empty() => {
+                redacted = p.apply(ev);
+                &redacted
+            }
+            _ => ev,
+        };
         validate_event(ev).map_err(|source| Error::InvalidEvent { index, source })?;
         let start = frames.len();
         frames.extend_from_slice(&[0u8; FRAME_HEADER]);

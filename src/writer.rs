@@ -3,6 +3,7 @@
 //! UTC day and size, seals them, and syncs per the durability policy.
 
 use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -192,16 +193,20 @@ impl Writer {
                 self.pending.push(batch.slot);
             }
             Msg::Flush(slot) => {
-                self.end_batch(true);
-                self.finish_slot(slot);
+                // A flush whose writes failed (even if cut back cleanly)
+                // must not report success.
+                let err = self.end_batch(true);
+                self.finish_slot_or(slot, err);
             }
             Msg::Seal(slot) => {
                 let r = self.write_block().and_then(|_| self.seal_active());
+                let mut err = None;
                 if let Err(e) = r {
+                    err = Some(e.to_string());
                     self.on_error(&e.to_string());
                 }
-                self.end_batch(true);
-                self.finish_slot(slot);
+                let later = self.end_batch(true);
+                self.finish_slot_or(slot, err.or(later));
             }
             Msg::Retain { cutoff, reply } => {
                 self.end_batch(true);
@@ -211,6 +216,16 @@ impl Writer {
                 };
                 let _ = reply.send(r);
             }
+        }
+    }
+
+    fn finish_slot_or(&mut self, slot: Arc<Slot>, err: Option<String>) {
+        match err {
+            Some(why) => {
+                slot.fail(&why);
+                self.shared.notifier.notify_all();
+            }
+            None => self.finish_slot(slot),
         }
     }
 
@@ -280,15 +295,33 @@ impl Writer {
             first_lsn: self.next_lsn,
             prev_digest: self.digest,
         };
-        io.gate(IoOp::Create, &path)
-            .ctx(|| format!("creating {}", path.display()))?;
-        let mut file =
-            fsutil::create_new_private(&path).ctx(|| format!("creating {}", path.display()))?;
-        io.write_all(&mut file, &path, &header.encode())
-            .ctx(|| format!("writing the header of {}", path.display()))?;
-        io.sync_data(&file, &path)
-            .ctx(|| format!("syncing {}", path.display()))?;
-        fsutil::sync_dir(&self.shared.dir)?;
+        // A create that fails leaves no file behind (a partial one would
+        // block the retry with EEXIST), so the writer can carry on once the
+        // cause (a full disk, too many open files) is gone.
+        if let Err(e) = io.gate(IoOp::Create, &path) {
+            self.rolled_back = true;
+            return Err(Error::io(format!("creating {}", path.display()), e));
+        }
+        let mut file = match fsutil::create_new_private(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.rolled_back = e.kind() != std::io::ErrorKind::AlreadyExists;
+                return Err(Error::io(format!("creating {}", path.display()), e));
+            }
+        };
+        let made = io
+            .write_all(&mut file, &path, &header.encode())
+            .ctx(|| format!("writing the header of {}", path.display()))
+            .and_then(|_| {
+                io.sync_data(&file, &path)
+                    .ctx(|| format!("syncing {}", path.display()))
+            })
+            .and_then(|_| fsutil::sync_dir(&self.shared.dir));
+        if let Err(e) = made {
+            drop(file);
+            self.rolled_back = std::fs::remove_file(&path).is_ok();
+            return Err(e);
+        }
         let meta = SegmentMeta {
             seq,
             day,
@@ -336,9 +369,16 @@ impl Writer {
             // stored half-way. If that works the log stays usable (a full
             // disk is retried once space is freed); if not, the writer stops
             // and a reopen recovers from what is on disk.
-            self.rolled_back = active.file.set_len(active.meta.data_len).is_ok();
-            self.block.clear();
-            self.block_count = 0;
+            // The file may not be in append mode (a segment created by this
+            // writer is not): put the cursor back too, or the next write
+            // would leave a hole of zeros where the cut bytes were.
+            let len = active.meta.data_len;
+            self.rolled_back = active
+                .file
+                .set_len(len)
+                .and_then(|_| active.file.seek(SeekFrom::Start(len)))
+                .is_ok();
+            self.reset_block();
             return Err(Error::io(format!("writing to {}", path.display()), e));
         }
         self.dirty = true;
@@ -356,14 +396,20 @@ impl Writer {
         m.digest = digest;
         self.next_lsn += self.block_count as u64;
         self.digest = digest;
+        let snapshot = m.clone();
+        self.reset_block();
+        self.shared.publish_active(snapshot, self.next_lsn, digest);
+        Ok(())
+    }
+
+    /// Forget the block being built (written, or cut back after a failure;
+    /// a stale min/max ts would leak into the segment's footer).
+    fn reset_block(&mut self) {
         self.block.clear();
         self.block_count = 0;
         self.block_first_lsn = self.next_lsn;
         self.block_min_ts = Micros::MAX;
         self.block_max_ts = Micros::MIN;
-        let snapshot = m.clone();
-        self.shared.publish_active(snapshot, self.next_lsn, digest);
-        Ok(())
     }
 
     /// Seal the active segment: footer, sync, then record it in the manifest.
@@ -387,8 +433,19 @@ impl Writer {
         };
         let bytes = footer.encode_with_trailer(m.data_len);
         let io = &self.shared.config.io;
-        io.write_all(&mut active.file, &m.path, &bytes)
-            .ctx(|| format!("sealing {}", m.path.display()))?;
+        if let Err(e) = io.write_all(&mut active.file, &m.path, &bytes) {
+            // Cut the partial footer and keep the segment active: a full
+            // disk at a roll is retried like any failed block write.
+            let len = m.data_len;
+            let path = m.path.clone();
+            self.rolled_back = active
+                .file
+                .set_len(len)
+                .and_then(|_| active.file.seek(SeekFrom::Start(len)))
+                .is_ok();
+            self.active = Some(active);
+            return Err(Error::io(format!("sealing {}", path.display()), e));
+        }
         io.sync_data(&active.file, &m.path)
             .ctx(|| format!("syncing {}", m.path.display()))?;
         self.dirty = false;
@@ -406,9 +463,12 @@ impl Writer {
     }
 
     /// Close the batch: write the block, sync if asked, complete receipts.
-    fn end_batch(&mut self, sync: bool) {
+    /// The error of a write or sync that failed here, if one did.
+    fn end_batch(&mut self, sync: bool) -> Option<String> {
+        let mut err = None;
         if self.failed.is_none() {
             if let Err(e) = self.write_block() {
+                err = Some(e.to_string());
                 self.on_error(&e.to_string());
             }
         }
@@ -419,10 +479,9 @@ impl Writer {
                     // Never retry a failed fdatasync as if the data were safe
                     // (the kernel may have dropped the dirty pages): fail
                     // everything pending; a reopen recovers from the disk.
-                    self.fail(&format!(
-                        "fdatasync of {} failed: {e}",
-                        a.meta.path.display()
-                    ));
+                    let why = format!("fdatasync of {} failed: {e}", a.meta.path.display());
+                    self.fail(&why);
+                    err = Some(why);
                 }
             }
             self.dirty = false;
@@ -439,6 +498,7 @@ impl Writer {
             }
             self.shared.notifier.notify_all();
         }
+        err
     }
 
     fn complete_pending(&mut self) {
@@ -474,7 +534,6 @@ impl Writer {
             self.failed = Some(why.to_string());
             *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
         }
-        self.block.clear();
-        self.block_count = 0;
+        self.reset_block();
     }
 }

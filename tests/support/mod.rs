@@ -1,0 +1,230 @@
+//! Helpers shared by the reliability suites (tests/reliability_*.rs).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use auditlog::io::{Fault, FaultInjector, IoOp};
+use auditlog::{Config, Event, LogReader, ReplayRange, RunFinished, RunStarted};
+
+/// 2026-11-23T00:00:00Z in µs.
+pub const DAY0: i64 = 1_795_392_000_000_000;
+pub const DAY_US: i64 = 86_400_000_000;
+
+/// A run_started event whose run_id is `ev-<n>` (content we can match).
+pub fn ev(n: u64, ts: i64) -> Event {
+    Event::run_started(
+        format!("ev-{n}"),
+        ts,
+        RunStarted {
+            skill_id: "skill.test".into(),
+            caller_id: format!("caller-{}", n % 7),
+            ..RunStarted::default()
+        },
+    )
+}
+
+pub fn finished(run: &str, ts: i64, output: &str) -> Event {
+    Event::run_finished(
+        run,
+        ts,
+        RunFinished {
+            output: output.into(),
+            ..RunFinished::default()
+        },
+    )
+}
+
+/// A fresh folder for a log (the folder itself does not exist yet).
+pub fn scratch() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().expect("tempdir");
+    let dir = t.path().join("log");
+    (t, dir)
+}
+
+pub fn config(dir: &Path) -> Config {
+    Config::new(dir)
+}
+
+/// Every stored event, in log order, with its LSN.
+pub fn replay_all(dir: &Path) -> Vec<(u64, Event)> {
+    let r = LogReader::open(dir).expect("log opens read-only");
+    r.replay(ReplayRange::default())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("log replays")
+}
+
+pub fn run_ids(dir: &Path) -> Vec<String> {
+    replay_all(dir).into_iter().map(|(_, e)| e.run_id).collect()
+}
+
+/// Which operations a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum On {
+    /// Any segment write (block, header or footer).
+    Write,
+    /// A write of exactly this many bytes (a header is 72).
+    WriteOf(usize),
+    /// Writes larger than a header (blocks and footers).
+    BlockWrite,
+    Sync,
+    Create,
+    Rename,
+    Remove,
+}
+
+impl On {
+    fn matches(self, op: IoOp) -> bool {
+        match (self, op) {
+            (On::Write, IoOp::Write(_)) => true,
+            (On::WriteOf(n), IoOp::Write(m)) => n == m,
+            (On::BlockWrite, IoOp::Write(m)) => m != 72,
+            (On::Sync, IoOp::Sync) => true,
+            (On::Create, IoOp::Create) => true,
+            (On::Rename, IoOp::Rename) => true,
+            (On::Remove, IoOp::Remove) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What to inject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Eio,
+    Enospc,
+    /// Write this many bytes, then ENOSPC (a disk filling mid-write).
+    ShortEnospc(usize),
+    /// Write this many bytes, then EIO.
+    ShortEio(usize),
+}
+
+impl Kind {
+    fn fault(self) -> Fault {
+        let eio = || io::Error::from_raw_os_error(5);
+        let enospc = || io::Error::from_raw_os_error(28);
+        match self {
+            Kind::Eio => Fault::Fail(eio()),
+            Kind::Enospc => Fault::Fail(enospc()),
+            Kind::ShortEnospc(n) => Fault::Short(n, enospc()),
+            Kind::ShortEio(n) => Fault::Short(n, eio()),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    on: On,
+    skip: u64,
+    times: u64,
+    kind: Kind,
+}
+
+/// A scripted injector: rules fire on matching operations (after `skip`
+/// matches, `times` times; `u64::MAX` = until cleared), and every injected
+/// fault is counted by kind.
+#[derive(Debug, Default)]
+pub struct Injector {
+    rules: Mutex<Vec<Rule>>,
+    counts: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Injector {
+    pub fn new() -> Arc<Injector> {
+        Arc::new(Injector::default())
+    }
+
+    pub fn arm(&self, on: On, skip: u64, times: u64, kind: Kind) {
+        self.rules.lock().unwrap().push(Rule {
+            on,
+            skip,
+            times,
+            kind,
+        });
+    }
+
+    /// Stop failing ("space was freed").
+    pub fn clear(&self) {
+        self.rules.lock().unwrap().clear();
+    }
+
+    pub fn injected(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap().values().sum()
+    }
+}
+
+impl FaultInjector for Injector {
+    fn check(&self, op: IoOp, _path: &Path) -> Option<Fault> {
+        let mut rules = self.rules.lock().unwrap();
+        for r in rules.iter_mut() {
+            if !r.on.matches(op) || r.times == 0 {
+                continue;
+            }
+            if r.skip > 0 {
+                r.skip -= 1;
+                continue;
+            }
+            r.times -= 1;
+            let what = match op {
+                IoOp::Write(_) => "write",
+                IoOp::Sync => "fdatasync",
+                IoOp::Create => "create",
+                IoOp::Rename => "rename",
+                IoOp::Remove => "remove",
+            };
+            let kind = match r.kind {
+                Kind::Eio => "EIO",
+                Kind::Enospc => "ENOSPC",
+                Kind::ShortEnospc(_) => "short+ENOSPC",
+                Kind::ShortEio(_) => "short+EIO",
+            };
+            *self
+                .counts
+                .lock()
+                .unwrap()
+                .entry(format!("{what} {kind}"))
+                .or_default() += 1;
+            return Some(r.kind.fault());
+        }
+        None
+    }
+}
+
+/// Every regular file under `dir`, recursively.
+pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            let ft = e.file_type().expect("file type");
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Append the per-test figures to target/reliability-figures.txt (read
+/// when writing docs/reliability.md).
+pub fn record_figure(line: &str) {
+    use std::io::Write;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability-figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
