@@ -338,11 +338,11 @@ fn recover_active(
     let mut report = RecoveryReport::default();
     if let Some(stop) = &scan.stop {
         let damaged = bytes.len() as u64 - scan.valid_end;
-        let all_zero = bytes[scan.valid_end as usize..].iter().all(|&b| b == 0);
         if let Mode::Write { torn_tail_limit } = mode {
-            if !(stop.truncated || all_zero || damaged <= torn_tail_limit) {
+            let later_blocks = segment::has_commit_record(&bytes[stop.offset as usize..]);
+            if later_blocks && damaged > torn_tail_limit {
                 return Err(corrupt(name, stop.offset, format!(
-                    "{}; {damaged} bytes follow the last good block, too many for a torn final write, so this is not cut off automatically (run `auditlog verify`)",
+                    "{}; whole blocks follow the damage, so this is not a torn final write and is not cut off automatically (run `auditlog verify`)",
                     stop.reason
                 )));
             }

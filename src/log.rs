@@ -120,9 +120,10 @@ impl Config {
         Ok(())
     }
 
-    /// Largest damaged tail cut off on open as a torn final write.
+    /// Largest final block the writer can produce: a damaged tail this
+    /// small may be a torn write even if a commit record survived in it.
     fn torn_tail_limit(&self) -> u64 {
-        2 * (self.max_batch_bytes as u64 + MAX_FRAME_BODY as u64) + 4096
+        (self.max_batch_bytes + MAX_FRAME_BODY + 4096) as u64
     }
 }
 

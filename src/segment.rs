@@ -391,6 +391,22 @@ pub fn scan(
     s
 }
 
+/// Whether a whole, CRC-valid commit record starts anywhere in `data`
+/// (at any byte offset). A torn final write never has one after the damage;
+/// damage earlier in a segment almost always does (the later blocks).
+pub fn has_commit_record(data: &[u8]) -> bool {
+    let want = ((COMMIT_PAYLOAD + 1) as u32).to_le_bytes();
+    let frame_len = crate::frame::FRAME_HEADER + COMMIT_PAYLOAD + 1;
+    if data.len() < frame_len {
+        return false;
+    }
+    (0..=data.len() - frame_len).any(|i| {
+        data[i..i + 4] == want
+            && data[i + 8] == REC_COMMIT
+            && read_frame(&data[i..i + frame_len]).is_ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

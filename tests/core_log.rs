@@ -1,0 +1,470 @@
+//! The core log: round trips, rotation, recovery, corruption, concurrency,
+//! the writer lock, queue policies, retention.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditlog::event::json::{event_to_json, parse_event};
+use auditlog::layout::list_segment_files;
+use auditlog::segment::HEADER_SIZE;
+use auditlog::{
+    verify, Config, Durability, Error, Event, FullPolicy, Json, Log, LogReader, ReplayRange,
+    RunFinished, RunLog, RunStarted,
+};
+
+const DAY: i64 = 86_400_000_000;
+/// 2026-11-23T00:00:00Z
+const T0: i64 = 1_795_392_000_000_000;
+
+fn started(id: &str, ts: i64) -> Event {
+    Event::run_started(
+        id,
+        ts,
+        RunStarted {
+            skill_id: "web.search".into(),
+            caller_id: "u-1".into(),
+            channel_id: "c-1".into(),
+            inputs: Json(r#"{"q":"x","nested":{"deep":[1,2,{"z":null}]}}"#.into()),
+            ..RunStarted::default()
+        },
+    )
+}
+
+fn logline(id: &str, ts: i64, seq: u64) -> Event {
+    Event::run_log(
+        id,
+        ts,
+        RunLog {
+            seq,
+            event_type: "tool_call".into(),
+            payload: Json(r#"{"tool":"http.get","status":"error","error_type":"timeout"}"#.into()),
+        },
+    )
+}
+
+fn finished(id: &str, ts: i64) -> Event {
+    Event::run_finished(
+        id,
+        ts,
+        RunFinished {
+            status: "error".into(),
+            error: "upstream timeout".into(),
+            tool_calls: 1,
+            runtime_seconds: 1.5,
+            ..RunFinished::default()
+        },
+    )
+}
+
+fn all(dir: &Path) -> Vec<(u64, Event)> {
+    LogReader::open(dir)
+        .expect("reader opens")
+        .replay(ReplayRange::default())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("replay succeeds")
+}
+
+fn open(dir: &Path) -> Log {
+    Log::open(Config::new(dir)).expect("log opens")
+}
+
+fn segment_paths(dir: &Path) -> Vec<std::path::PathBuf> {
+    list_segment_files(dir)
+        .expect("list")
+        .into_iter()
+        .map(|(_, _, n)| dir.join(n))
+        .collect()
+}
+
+#[test]
+fn every_kind_round_trips_json_to_log_to_replay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let lines = [
+        r#"{"kind":"run_started","run_id":"r-1","ts":1763884800000000,"skill_id":"web.search","caller_id":"u-42","channel_id":"sess-7","parent_run_id":"","inputs":{"q":"x","z":{"k":[1,2.50,"a"]}},"dry_run":false,"vendor":{"x":1}}"#,
+        r#"{"kind":"run_log","run_id":"r-1","ts":"2025-11-23T09:00:00.0001+01:00","seq":0,"event_type":"tool_call","payload":{"tool":"http.get","status":"error","error_type":"timeout","duration_ms":5000,"args_summary":"GET example.org","result_bytes":0}}"#,
+        r#"{"kind":"run_finished","run_id":"r-1","ts":1763884801500000,"status":"error","output":"","error":"upstream timeout","tool_calls":1,"runtime_seconds":1.5,"input_tokens":120,"output_tokens":0,"thinking_tokens":0}"#,
+    ];
+    let events: Vec<Event> = lines.iter().map(|l| parse_event(l.as_bytes()).unwrap()).collect();
+    {
+        let log = open(&dir);
+        for ev in &events {
+            log.append(ev).unwrap().wait().unwrap();
+        }
+        log.close().unwrap();
+    }
+    let back = all(&dir);
+    assert_eq!(back.len(), 3);
+    for (i, (lsn, ev)) in back.iter().enumerate() {
+        assert_eq!(*lsn, i as u64);
+        assert_eq!(ev, &events[i]);
+    }
+    let out = event_to_json(&back[0].1, Some(0));
+    assert!(out.contains(r#""ts":"2025-11-23T08:00:00.000000Z""#), "{out}");
+    assert!(out.contains(r#""inputs":{"q":"x","z":{"k":[1,2.50,"a"]}}"#), "{out}");
+    assert!(out.contains(r#""vendor":{"x":1}"#), "{out}");
+    let out = event_to_json(&back[1].1, Some(1));
+    assert!(out.contains(r#""ts":"2025-11-23T08:00:00.000100Z""#), "{out}");
+}
+
+#[test]
+fn rolls_at_a_utc_day_boundary_and_at_the_size_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut cfg = Config::new(&dir);
+    cfg.segment_max_bytes = 64 * 1024;
+    let log = Log::open(cfg).unwrap();
+    // Day 1: enough events to pass the 64 KiB cap more than once.
+    let mut n = 0;
+    for i in 0..1500 {
+        log.append(&started(&format!("a{i}"), T0 + i * 1000)).unwrap();
+        n += 1;
+    }
+    // Day 2 (one µs past midnight) and a late event from day 1.
+    log.append(&started("b0", T0 + DAY)).unwrap();
+    log.append(&started("late", T0 + 5)).unwrap();
+    log.append(&started("b1", T0 + DAY + 1)).unwrap().wait().unwrap();
+    n += 3;
+    log.close().unwrap();
+    let files = list_segment_files(&dir).unwrap();
+    let days: Vec<u32> = files.iter().map(|f| f.0).collect();
+    assert!(files.len() >= 4, "size cap rolled day 1 more than once: {files:?}");
+    assert_eq!(*days.last().unwrap(), 20261124);
+    assert_eq!(days.iter().filter(|&&d| d == 20261124).count(), 1);
+    for p in segment_paths(&dir) {
+        assert!(fs::metadata(&p).unwrap().len() <= 64 * 1024 + 1024, "{p:?} over the cap");
+    }
+    let back = all(&dir);
+    assert_eq!(back.len(), n);
+    assert_eq!(back.iter().map(|x| x.0).collect::<Vec<_>>(), (0..n as u64).collect::<Vec<_>>());
+    // The late day-1 event went into the day-2 segment, after b0.
+    assert_eq!(back[n - 2].1.run_id, "late");
+    verify(&dir, None, |_, _| {}).expect("verifies");
+}
+
+#[test]
+fn a_torn_tail_recovers_to_the_previous_record_at_every_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    {
+        let log = open(&base);
+        log.append(&started("keep-1", T0)).unwrap().wait().unwrap();
+        log.append(&started("keep-2", T0 + 1)).unwrap().wait().unwrap();
+        log.close().unwrap();
+    }
+    let seg = segment_paths(&base).pop().unwrap();
+    let good_len = fs::metadata(&seg).unwrap().len();
+    {
+        let log = open(&base);
+        log.append(&logline("lost", T0 + 2, 0)).unwrap().wait().unwrap();
+        log.close().unwrap();
+    }
+    let full = fs::read(&seg).unwrap();
+    assert!(full.len() as u64 > good_len);
+    for cut in good_len..full.len() as u64 {
+        let dir = tmp.path().join(format!("cut{cut}"));
+        fs::create_dir(&dir).unwrap();
+        fs::copy(base.join("MANIFEST"), dir.join("MANIFEST")).unwrap();
+        let name = seg.file_name().unwrap();
+        fs::write(dir.join(name), &full[..cut as usize]).unwrap();
+        let log = open(&dir);
+        let r = log.recovery().clone();
+        assert_eq!(r.truncated_bytes, cut - good_len, "cut at {cut}");
+        assert_eq!(log.head().next_lsn, 2, "cut at {cut}");
+        // The log takes new events after recovery.
+        log.append(&started("after", T0 + 3)).unwrap().wait().unwrap();
+        log.close().unwrap();
+        let ids: Vec<String> = all(&dir).into_iter().map(|(_, e)| e.run_id).collect();
+        assert_eq!(ids, ["keep-1", "keep-2", "after"], "cut at {cut}");
+        verify(&dir, None, |_, _| {}).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+fn two_sealed_segments(dir: &Path) {
+    let log = open(dir);
+    for i in 0..50 {
+        log.append(&started(&format!("s{i}"), T0 + i)).unwrap();
+    }
+    log.seal().unwrap();
+    for i in 0..50 {
+        log.append(&started(&format!("t{i}"), T0 + 100 + i)).unwrap();
+    }
+    log.seal().unwrap();
+    log.append(&started("active", T0 + 1000)).unwrap().wait().unwrap();
+    log.close().unwrap();
+}
+
+#[test]
+fn a_flipped_bit_in_a_sealed_segment_is_reported_with_segment_and_offset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    two_sealed_segments(&dir);
+    let first = segment_paths(&dir)[0].clone();
+    let mut bytes = fs::read(&first).unwrap();
+    let at = HEADER_SIZE + 300;
+    bytes[at] ^= 0x10;
+    fs::write(&first, &bytes).unwrap();
+    match verify(&dir, None, |_, _| {}) {
+        Err(Error::Corrupt { segment, offset, reason }) => {
+            assert_eq!(segment, first.file_name().unwrap().to_str().unwrap());
+            assert!(offset as usize <= at && at < offset as usize + 400, "offset {offset} near {at}");
+            assert!(reason.contains("CRC"), "{reason}");
+        }
+        other => panic!("expected corruption, got {other:?}"),
+    }
+    // Open trusts footers (no full re-read), but reading the damaged part
+    // reports it instead of skipping it.
+    let err = LogReader::open(&dir)
+        .unwrap()
+        .replay(ReplayRange::default())
+        .find_map(|r| r.err())
+        .expect("replay reports the damage");
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn edited_removed_and_reordered_records_fail_verify_through_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    {
+        let log = open(&src);
+        for i in 0..3 {
+            log.append_batch(&[started(&format!("a{i}"), T0 + i), started(&format!("b{i}"), T0 + i)])
+                .unwrap();
+        }
+        log.seal().unwrap();
+        log.close().unwrap();
+    }
+    let seg = segment_paths(&src)[0].clone();
+    let bytes = fs::read(&seg).unwrap();
+    // Frame boundaries of the first block: two events then a commit.
+    let frames = frame_spans(&bytes);
+    let (e0, e1) = (frames[0].clone(), frames[1].clone());
+    let rebuild = |body: Vec<u8>| {
+        let dir = tmp.path().join(format!("t{}", fastrand::u64(..)));
+        fs::create_dir(&dir).unwrap();
+        fs::copy(src.join("MANIFEST"), dir.join("MANIFEST")).unwrap();
+        fs::write(dir.join(seg.file_name().unwrap()), body).unwrap();
+        verify(&dir, None, |_, _| {})
+    };
+    // Reordered: swap the first two event frames (each keeps a valid CRC).
+    let mut swapped = bytes[..e0.start].to_vec();
+    swapped.extend_from_slice(&bytes[e1.clone()]);
+    swapped.extend_from_slice(&bytes[e0.clone()]);
+    swapped.extend_from_slice(&bytes[e1.end..]);
+    let err = rebuild(swapped).unwrap_err();
+    assert!(err.to_string().contains("chain digest mismatch"), "{err}");
+    // Removed: drop the first event frame.
+    let mut removed = bytes[..e0.start].to_vec();
+    removed.extend_from_slice(&bytes[e1.start..]);
+    // (The segment is sealed: the shorter file also moves its trailer, so
+    // the footer check may be the first to notice.)
+    let err = rebuild(removed).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    // Edited with a recomputed CRC: re-frame a changed event body.
+    let mut edited = bytes[..e0.start].to_vec();
+    let body = &bytes[e0.start + 9..e0.end];
+    let mut ev = auditlog::codec::decode_event(body).unwrap();
+    ev.run_id = "z0".into(); // same length: the footer stays in place
+    let mut payload = Vec::new();
+    auditlog::codec::encode_event(&ev, &mut payload).unwrap();
+    auditlog::frame::write_frame(&mut edited, auditlog::frame::REC_EVENT, &payload);
+    edited.extend_from_slice(&bytes[e0.end..]);
+    let err = rebuild(edited).unwrap_err();
+    assert!(err.to_string().contains("chain digest mismatch"), "{err}");
+}
+
+fn frame_spans(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut pos = HEADER_SIZE;
+    while let Ok(f) = auditlog::frame::read_frame(&bytes[pos..]) {
+        out.push(pos..pos + f.size);
+        pos += f.size;
+    }
+    out
+}
+
+#[test]
+fn sixteen_producers_lose_and_duplicate_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Arc::new(open(&dir));
+    let per = 500;
+    std::thread::scope(|s| {
+        for p in 0..16 {
+            let log = log.clone();
+            s.spawn(move || {
+                let mut receipts = Vec::new();
+                for i in 0..per {
+                    let ev = logline(&format!("p{p}-{i}"), T0 + i as i64, i);
+                    receipts.push(log.append(&ev).unwrap());
+                }
+                let mut last = None;
+                for r in receipts {
+                    let lsns = r.wait().unwrap();
+                    // One producer's appends keep their order.
+                    assert!(last.is_none_or(|l| lsns.first > l));
+                    last = Some(lsns.last);
+                }
+            });
+        }
+    });
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    let back = all(&dir);
+    assert_eq!(back.len(), 16 * per as usize);
+    let ids: HashSet<String> = back.iter().map(|(_, e)| e.run_id.clone()).collect();
+    assert_eq!(ids.len(), 16 * per as usize, "no duplicates");
+    let lsns: Vec<u64> = back.iter().map(|x| x.0).collect();
+    assert_eq!(lsns, (0..16 * per).collect::<Vec<_>>(), "dense LSNs");
+}
+
+#[test]
+fn a_second_writer_is_refused_and_readers_work_beside_the_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = open(&dir);
+    log.append(&started("r", T0)).unwrap().wait().unwrap();
+    match Log::open(Config::new(&dir)) {
+        Err(Error::Locked { holder, .. }) => {
+            assert!(holder.contains(&std::process::id().to_string()), "{holder}")
+        }
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("second writer was let in"),
+    }
+    assert_eq!(all(&dir).len(), 1, "a read-only reader sees the committed prefix");
+    log.close().unwrap();
+    open(&dir).close().unwrap();
+}
+
+#[test]
+fn full_queue_policies_behave_as_documented() {
+    let tmp = tempfile::tempdir().unwrap();
+    for policy in [FullPolicy::FailFast, FullPolicy::DropAndCount, FullPolicy::Block] {
+        let dir = tmp.path().join(format!("{policy:?}"));
+        let mut cfg = Config::new(&dir);
+        cfg.queue_capacity = 1;
+        cfg.on_full = policy;
+        let log = Log::open(cfg).unwrap();
+        let mut full = 0;
+        let mut dropped = 0;
+        let mut receipts = Vec::new();
+        for i in 0..2000 {
+            match log.append(&started(&format!("q{i}"), T0)) {
+                Ok(r) if r.is_dropped() => {
+                    dropped += 1;
+                    assert!(matches!(r.wait(), Err(Error::Dropped)));
+                }
+                Ok(r) => receipts.push(r),
+                Err(Error::QueueFull { capacity: 1 }) => full += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let stored = receipts.len();
+        for r in receipts {
+            r.wait().unwrap();
+        }
+        let c = log.counters();
+        log.close().unwrap();
+        assert_eq!(all(&dir).len(), stored);
+        match policy {
+            FullPolicy::FailFast => {
+                assert!(full > 0 && dropped == 0, "fail-fast saw a full queue");
+                assert_eq!(c.rejected, full);
+            }
+            FullPolicy::DropAndCount => {
+                assert!(dropped > 0 && full == 0);
+                assert_eq!(c.dropped, dropped);
+            }
+            FullPolicy::Block => assert_eq!((stored, full, dropped), (2000, 0, 0)),
+        }
+        assert_eq!(c.appended as usize, stored);
+    }
+}
+
+#[test]
+fn retention_drops_exactly_the_expired_sealed_segments_and_verify_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = open(&dir);
+    for d in 0..5 {
+        for i in 0..20 {
+            log.append(&started(&format!("d{d}-{i}"), T0 + d * DAY + i)).unwrap();
+        }
+    }
+    log.flush().unwrap();
+    let head = log.head();
+    // Days 0-4 each got a segment; day 4's is the active one. Cut at day 2
+    // + 10 µs: days 0 and 1 expire; day 2 holds newer events and stays.
+    let r = log.retain(T0 + 2 * DAY + 10).unwrap();
+    assert_eq!(r.dropped.len(), 2, "{r:?}");
+    assert_eq!(r.events(), 40);
+    assert_eq!(r.first_kept_lsn, 40);
+    // Retention never drops the active segment, even when all is old.
+    let r2 = log.retain(T0 + 100 * DAY).unwrap();
+    assert_eq!(r2.dropped.len(), 2);
+    log.append(&started("new", T0 + 5 * DAY)).unwrap().wait().unwrap();
+    log.close().unwrap();
+    let back = all(&dir);
+    assert_eq!(back.first().unwrap().0, 80);
+    assert_eq!(back.len(), 21);
+    let rep = verify(&dir, None, |_, _| {}).unwrap();
+    assert_eq!(rep.first_lsn, 80);
+    assert_eq!(rep.head_lsn, head.next_lsn + 1);
+    assert_eq!(list_segment_files(&dir).unwrap().len(), 2);
+}
+
+#[test]
+fn durability_policies_complete_receipts() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, d) in [Durability::EveryBatch, Durability::Never, Durability::Interval(Duration::from_millis(5))]
+        .into_iter()
+        .enumerate()
+    {
+        let dir = tmp.path().join(format!("d{i}"));
+        let mut cfg = Config::new(&dir);
+        cfg.durability = d;
+        let log = Log::open(cfg).unwrap();
+        let r = log.append(&finished("x", T0)).unwrap();
+        let lsns = r.wait_timeout(Duration::from_secs(10)).expect("completes").unwrap();
+        assert_eq!((lsns.first, lsns.last), (0, 0));
+        assert_eq!(log.flush().unwrap(), 1);
+        log.close().unwrap();
+    }
+}
+
+#[test]
+fn corruption_in_the_middle_of_the_active_segment_is_not_cut_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let mut cfg = Config::new(&dir);
+    cfg.max_batch_bytes = 4096;
+    {
+        let log = Log::open(cfg.clone()).unwrap();
+        // Over 1 MiB of whole blocks after the damage.
+        for i in 0..20_000 {
+            log.append(&started(&format!("m{i}"), T0 + i)).unwrap();
+        }
+        log.flush().unwrap();
+        log.close().unwrap();
+    }
+    let seg = segment_paths(&dir).pop().unwrap();
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[HEADER_SIZE + 100] ^= 0xff;
+    let mut f = OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all(&bytes).unwrap();
+    drop(f);
+    match Log::open(cfg) {
+        Err(Error::Corrupt { segment, offset, .. }) => {
+            assert_eq!(segment, seg.file_name().unwrap().to_str().unwrap());
+            assert!(offset < 400);
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a damaged active segment was silently cut"),
+    }
+    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing was changed on disk");
+}
