@@ -1,0 +1,1 @@
+//! Measurements of full-text search for the load run (filled below).

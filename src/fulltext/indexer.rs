@@ -1,0 +1,334 @@
+//! The indexer: follows the log, folds events into run documents in
+//! memory, and commits them to tantivy in batches, recording in every
+//! commit's payload the LSN it has indexed up to. It runs on its own
+//! thread (or in the foreground for the command line); it only reads the
+//! log, so nothing it does can slow, block or harm the writer.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{Query, RangeQuery, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
+
+use super::schema::{id_term, Fields, RunDoc};
+use super::{now_micros, CommitPayload, FullTextError, FullTextOptions, Shared};
+use crate::reader::{LogReader, ReplayRange};
+
+/// The writing side of the index. Owned by one thread at a time.
+pub(crate) struct Core {
+    pub(crate) reader: IndexReader,
+    pub(crate) writer: IndexWriter,
+    pub(crate) f: Fields,
+    pub(crate) opts: FullTextOptions,
+    pub(crate) log_id: String,
+    /// Everything before this LSN is committed in the index.
+    pub(crate) next_lsn: u64,
+    /// Documents of runs started before this LSN have been deleted.
+    pub(crate) first_lsn: u64,
+    /// Retention moved `first_lsn`; the deletion is not committed yet.
+    retention_dirty: bool,
+    pending: HashMap<String, RunDoc>,
+    /// Everything before this LSN is folded into `pending` (or committed).
+    pending_next: u64,
+    pending_events: u64,
+    pending_bytes: usize,
+    pending_since: Option<Instant>,
+    shared: Arc<Shared>,
+}
+
+/// What one [`Core::step`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Step {
+    pub folded: u64,
+    pub committed: bool,
+}
+
+impl Core {
+    pub(crate) fn new(
+        reader: IndexReader,
+        writer: IndexWriter,
+        f: Fields,
+        opts: FullTextOptions,
+        payload: CommitPayload,
+        shared: Arc<Shared>,
+    ) -> Core {
+        Core {
+            reader,
+            writer,
+            f,
+            opts,
+            log_id: payload.log_id,
+            next_lsn: payload.next_lsn,
+            first_lsn: payload.first_lsn,
+            retention_dirty: false,
+            pending: HashMap::new(),
+            pending_next: payload.next_lsn,
+            pending_events: 0,
+            pending_bytes: 0,
+            pending_since: None,
+            shared,
+        }
+    }
+
+    pub(crate) fn batch_full(&self) -> bool {
+        self.pending_events >= self.opts.max_batch_events as u64
+            || self.pending_bytes >= self.opts.max_batch_bytes
+            || self.pending.len() >= self.opts.max_batch_runs
+    }
+
+    /// Forget what is folded but not committed (after a read error).
+    pub(crate) fn discard_pending(&mut self) {
+        self.pending.clear();
+        self.pending_next = self.next_lsn;
+        self.pending_events = 0;
+        self.pending_bytes = 0;
+        self.pending_since = None;
+    }
+
+    /// Note the log's oldest LSN; retention may have moved it.
+    fn observe_first_lsn(&mut self, log_first: u64) {
+        if log_first > self.first_lsn {
+            self.first_lsn = log_first;
+            self.retention_dirty = true;
+            if self.pending_next < log_first {
+                // Events we had not reached are gone: skip to what is kept.
+                self.pending_next = log_first;
+            }
+        }
+    }
+
+    /// Fold events from the log until the batch is full or the head is
+    /// reached.
+    fn fold(&mut self, log: &LogReader, head: u64) -> Result<u64, FullTextError> {
+        if self.pending_next >= head || self.batch_full() {
+            return Ok(0);
+        }
+        let searcher = self.reader.searcher();
+        let range = ReplayRange {
+            from_lsn: Some(self.pending_next),
+            ..ReplayRange::default()
+        };
+        let mut n = 0;
+        for item in log.replay(range) {
+            let (lsn, ev) = item.map_err(FullTextError::Log)?;
+            if lsn >= head {
+                break;
+            }
+            if !self.pending.contains_key(&ev.run_id) {
+                let doc = match lookup(&searcher, &self.f, &ev.run_id)? {
+                    Some(d) => d,
+                    None => RunDoc::empty(&ev.run_id, lsn, ev.ts),
+                };
+                self.pending.insert(ev.run_id.clone(), doc);
+            }
+            if let Some(doc) = self.pending.get_mut(&ev.run_id) {
+                self.pending_bytes += doc.apply(lsn, &ev) + 64;
+            }
+            self.pending_next = lsn + 1;
+            self.pending_events += 1;
+            n += 1;
+            if self.pending_since.is_none() {
+                self.pending_since = Some(Instant::now());
+            }
+            if self.batch_full() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    fn commit_due(&self, force: bool) -> bool {
+        let has_work = self.pending_next > self.next_lsn || self.retention_dirty;
+        if !has_work {
+            return false;
+        }
+        force
+            || self.batch_full()
+            || self.retention_dirty
+            || self
+                .pending_since
+                .is_none_or(|t| t.elapsed() >= self.opts.commit_interval)
+    }
+
+    /// Write the folded documents and the retention deletion, and commit
+    /// them with the LSN reached as payload.
+    pub(crate) fn commit(&mut self) -> Result<(), FullTextError> {
+        let f = self.f;
+        for (id, d) in self.pending.drain() {
+            if d.existed {
+                self.writer.delete_term(id_term(&f, &id));
+            }
+            if d.start_lsn >= self.first_lsn {
+                self.writer
+                    .add_document(d.to_document(&f))
+                    .map_err(FullTextError::index("adding a document"))?;
+            }
+        }
+        if self.first_lsn > 0 {
+            // Runs started in dropped segments (applied after the adds, so
+            // it also removes any of those re-added above).
+            let q = RangeQuery::new(
+                Bound::Unbounded,
+                Bound::Excluded(Term::from_field_u64(f.start_lsn, self.first_lsn)),
+            );
+            if self.retention_dirty {
+                self.writer
+                    .delete_query(Box::new(q))
+                    .map_err(FullTextError::index("deleting retained runs"))?;
+            }
+        }
+        let lag_seconds = self.shared.lag_seconds_at(self.pending_next);
+        let payload = CommitPayload {
+            log_id: self.log_id.clone(),
+            next_lsn: self.pending_next,
+            first_lsn: self.first_lsn,
+            committed_at_us: now_micros(),
+            lag_seconds,
+        };
+        let mut prepared = self
+            .writer
+            .prepare_commit()
+            .map_err(FullTextError::index("preparing a commit"))?;
+        prepared.set_payload(&payload.to_json());
+        prepared
+            .commit()
+            .map_err(FullTextError::index("committing"))?;
+        self.reader
+            .reload()
+            .map_err(FullTextError::index("reloading the index reader"))?;
+        self.next_lsn = self.pending_next;
+        self.retention_dirty = false;
+        self.pending_events = 0;
+        self.pending_bytes = 0;
+        self.pending_since = None;
+        self.shared.committed(self.next_lsn, self.first_lsn);
+        Ok(())
+    }
+
+    /// One round: follow retention, fold what the log has, commit when due
+    /// (`force`: commit whatever is folded now).
+    pub(crate) fn step(&mut self, log: &LogReader, force: bool) -> Result<Step, FullTextError> {
+        self.observe_first_lsn(log.first_lsn());
+        let head = log.head().next_lsn;
+        self.shared.observe_head(head);
+        let folded = match self.fold(log, head) {
+            Ok(n) => n,
+            Err(e) => {
+                self.discard_pending();
+                return Err(e);
+            }
+        };
+        let caught_up = self.pending_next >= head;
+        let mut committed = false;
+        if self.commit_due(force || (caught_up && self.shared.flush_wanted())) {
+            if let Err(e) = self.commit() {
+                self.discard_pending();
+                return Err(e);
+            }
+            committed = true;
+        }
+        Ok(Step { folded, committed })
+    }
+
+    /// Index everything up to the log's head now and commit (foreground
+    /// catch-up). `tick` is told the LSN reached after every round.
+    pub(crate) fn catch_up(
+        &mut self,
+        log: &LogReader,
+        mut tick: impl FnMut(u64),
+    ) -> Result<(), FullTextError> {
+        loop {
+            let head = log.head().next_lsn;
+            let s = self.step(log, false)?;
+            tick(self.pending_next);
+            if self.pending_next >= head || s.folded == 0 {
+                break;
+            }
+        }
+        if self.pending_next > self.next_lsn || self.retention_dirty {
+            self.commit()?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pending_lsn(&self) -> u64 {
+        self.pending_next
+    }
+}
+
+/// The committed document of `run_id`, if any.
+fn lookup(
+    searcher: &tantivy::Searcher,
+    f: &Fields,
+    run_id: &str,
+) -> Result<Option<RunDoc>, FullTextError> {
+    let term = id_term(f, run_id);
+    // doc_freq counts deleted documents too: cheap first test.
+    if searcher
+        .doc_freq(&term)
+        .map_err(FullTextError::index("looking up a run"))?
+        == 0
+    {
+        return Ok(None);
+    }
+    let q = TermQuery::new(term, IndexRecordOption::Basic);
+    let top = searcher
+        .search(&q as &dyn Query, &TopDocs::with_limit(1).order_by_score())
+        .map_err(FullTextError::index("looking up a run"))?;
+    let Some((_, addr)) = top.first() else {
+        return Ok(None);
+    };
+    let doc: TantivyDocument = searcher
+        .doc(*addr)
+        .map_err(FullTextError::index("reading a stored run"))?;
+    RunDoc::from_document(&doc, f)
+        .map(Some)
+        .map_err(FullTextError::Corrupt)
+}
+
+/// The background thread's loop.
+pub(crate) fn run_thread(mut core: Core, mut log: LogReader, shared: Arc<Shared>) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if shared.kill.load(Ordering::Acquire) {
+            // A crash as far as the index is concerned: nothing pending is
+            // committed; the next open resumes at the last commit.
+            return;
+        }
+        if shared.stop.load(Ordering::Acquire) {
+            // Commit what is folded (not necessarily up to the head).
+            if let Err(e) = core.step(&log, true) {
+                shared.set_error(e.to_string());
+            }
+            return;
+        }
+        let started = Instant::now();
+        match core.step(&log, false) {
+            Ok(s) => {
+                backoff = Duration::from_millis(50);
+                shared.clear_error();
+                let flush = shared.flush_wanted();
+                if s.folded == 0 && !s.committed {
+                    // Nothing new: sleep until the head moves, a while at most.
+                    let wait = if flush { 5 } else { 100 };
+                    let _ = log.wait_beyond(core.pending_lsn(), Duration::from_millis(wait));
+                } else if !core.batch_full() && !flush {
+                    // Reached the head with a part batch: let events gather
+                    // rather than re-reading the log for every few of them.
+                    let pace = core.opts.poll_interval.saturating_sub(started.elapsed());
+                    std::thread::sleep(pace);
+                }
+            }
+            Err(e) => {
+                shared.set_error(e.to_string());
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
