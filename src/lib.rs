@@ -11,7 +11,6 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod index;
-pub mod fulltext;
 pub mod fsutil;
 pub mod io;
 pub mod layout;
@@ -28,7 +27,6 @@ pub mod sqlite_baseline;
 pub mod store;
 pub mod verify;
 pub mod view;
-pub mod workload;
 mod writer;
 
 pub use chain::Digest;

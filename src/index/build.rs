@@ -1,0 +1,431 @@
+//! Building an index image from events, in log order.
+
+use std::collections::HashMap;
+
+use super::image::*;
+use crate::chain::Digest;
+use crate::event::{Event, EventData, Micros};
+
+struct BRun {
+    id: u32,
+    skill: String,
+    caller: String,
+    channel: String,
+    parent: String,
+    dry: bool,
+    start_lsn: u64,
+    start_off: u64,
+    started_at: Micros,
+    /// First finish after the start, in this image.
+    finish: Option<BFin>,
+}
+
+#[derive(Clone)]
+struct BFin {
+    status: String,
+    lsn: u64,
+    off: u64,
+    ts: Micros,
+}
+
+struct BErr {
+    ts: Micros,
+    id: u32,
+    tool: String,
+    error_type: String,
+    duration_ms: f64,
+    lsn: u64,
+}
+
+/// What a failing tool call carries: tool, error_type, duration_ms.
+pub type ToolFailure = (String, String, Option<f64>);
+
+/// If `payload` (JSON text) is a failing tool call's, its tool, error type
+/// and numeric duration. Absent or null strings are `""`; a non-string
+/// value is kept as its JSON text.
+pub fn tool_failure(payload: &str) -> Option<ToolFailure> {
+    if !payload.contains("error") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
+    let o = v.as_object()?;
+    if o.get("status").and_then(|s| s.as_str()) != Some("error") {
+        return None;
+    }
+    let text = |k: &str| match o.get(k) {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    };
+    let dur = o.get("duration_ms").and_then(|d| d.as_f64());
+    Some((text("tool"), text("error_type"), dur))
+}
+
+/// Accumulates the events of one segment (or part of the active one).
+pub struct Builder {
+    kind: u32,
+    seq: u64,
+    first_lsn: u64,
+    end_lsn: u64,
+    start_off: u64,
+    end_off: u64,
+    min_ts: Micros,
+    max_ts: Micros,
+    ids: HashMap<String, u32>,
+    id_names: Vec<String>,
+    /// id -> position in `runs`.
+    run_of: HashMap<u32, u32>,
+    runs: Vec<BRun>,
+    /// First finish of each id in this image (any position).
+    first_fin: HashMap<u32, BFin>,
+    logs: Vec<(u32, u64, u64, u64)>,
+    errs: Vec<BErr>,
+    dup_starts: u32,
+}
+
+impl Builder {
+    pub fn new(kind: u32, seq: u64, first_lsn: u64, start_off: u64) -> Builder {
+        Builder {
+            kind,
+            seq,
+            first_lsn,
+            end_lsn: first_lsn,
+            start_off,
+            end_off: start_off,
+            min_ts: Micros::MAX,
+            max_ts: Micros::MIN,
+            ids: HashMap::new(),
+            id_names: Vec::new(),
+            run_of: HashMap::new(),
+            runs: Vec::new(),
+            first_fin: HashMap::new(),
+            logs: Vec::new(),
+            errs: Vec::new(),
+            dup_starts: 0,
+        }
+    }
+
+    fn intern(&mut self, id: &str) -> u32 {
+        if let Some(&i) = self.ids.get(id) {
+            return i;
+        }
+        let i = self.id_names.len() as u32;
+        self.ids.insert(id.to_string(), i);
+        self.id_names.push(id.to_string());
+        i
+    }
+
+    /// Add the event with LSN `lsn` whose frame starts at segment offset
+    /// `off` and ends at `end`.
+    pub fn add(&mut self, lsn: u64, off: u64, end: u64, ev: &Event) {
+        debug_assert_eq!(lsn, self.end_lsn, "events must come in LSN order");
+        self.end_lsn = lsn + 1;
+        self.end_off = end;
+        self.min_ts = self.min_ts.min(ev.ts);
+        self.max_ts = self.max_ts.max(ev.ts);
+        let id = self.intern(&ev.run_id);
+        match &ev.data {
+            EventData::RunStarted(s) => {
+                if self.run_of.contains_key(&id) {
+                    self.dup_starts += 1;
+                    return;
+                }
+                self.run_of.insert(id, self.runs.len() as u32);
+                self.runs.push(BRun {
+                    id,
+                    skill: s.skill_id.clone(),
+                    caller: s.caller_id.clone(),
+                    channel: s.channel_id.clone(),
+                    parent: s.parent_run_id.clone(),
+                    dry: s.dry_run,
+                    start_lsn: lsn,
+                    start_off: off,
+                    started_at: ev.ts,
+                    finish: None,
+                });
+            }
+            EventData::RunFinished(f) => {
+                let fin = BFin {
+                    status: f.status.clone(),
+                    lsn,
+                    off,
+                    ts: ev.ts,
+                };
+                if let Some(&r) = self.run_of.get(&id) {
+                    let run = &mut self.runs[r as usize];
+                    if run.finish.is_none() {
+                        run.finish = Some(fin.clone());
+                    }
+                }
+                self.first_fin.entry(id).or_insert(fin);
+            }
+            EventData::RunLog(l) => {
+                self.logs.push((id, l.seq, lsn, off));
+                if l.event_type == "tool_call" {
+                    if let Some((tool, error_type, dur)) = tool_failure(l.payload.as_str()) {
+                        self.errs.push(BErr {
+                            ts: ev.ts,
+                            id,
+                            tool,
+                            error_type,
+                            duration_ms: dur.unwrap_or(f64::NAN),
+                            lsn,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The segment offset the image covers up to (commit records after the
+    /// last event included).
+    pub fn set_end_off(&mut self, end: u64) {
+        self.end_off = self.end_off.max(end);
+    }
+
+    pub fn events(&self) -> u64 {
+        self.end_lsn - self.first_lsn
+    }
+
+    /// The image bytes. `shadow(id)` names the nearest older segment that
+    /// also started `id` (its seq), if any.
+    pub fn finish(self, digest: Digest, shadow: &dyn Fn(&str) -> Option<u64>) -> Vec<u8> {
+        let Builder {
+            kind,
+            seq,
+            first_lsn,
+            end_lsn,
+            start_off,
+            end_off,
+            min_ts,
+            max_ts,
+            id_names,
+            runs,
+            first_fin,
+            mut logs,
+            mut errs,
+            dup_starts,
+            ..
+        } = self;
+        let (min_ts, max_ts) = if min_ts > max_ts {
+            (0, 0)
+        } else {
+            (min_ts, max_ts)
+        };
+        let mut heap = Heap::default();
+        let shadows: Vec<u64> = runs
+            .iter()
+            .map(|r| shadow(&id_names[r.id as usize]).unwrap_or(NONE))
+            .collect();
+
+        // RUNS sorted by id.
+        let mut by_id: Vec<u32> = (0..runs.len() as u32).collect();
+        by_id.sort_unstable_by(|&a, &b| {
+            id_names[runs[a as usize].id as usize].cmp(&id_names[runs[b as usize].id as usize])
+        });
+        let mut pos_of = vec![0u32; runs.len()];
+        for (p, &r) in by_id.iter().enumerate() {
+            pos_of[r as usize] = p as u32;
+        }
+        let mut s_runs = Vec::with_capacity(runs.len() * REC_SIZE[S_RUNS]);
+        for &r in &by_id {
+            let run = &runs[r as usize];
+            let mut rec = [0u8; 112];
+            let mut put_s = |at: usize, s: &str, heap: &mut Heap| {
+                let StrRef(o, l) = heap.add(s);
+                rec[at..at + 4].copy_from_slice(&o.to_le_bytes());
+                rec[at + 4..at + 8].copy_from_slice(&l.to_le_bytes());
+            };
+            put_s(0, &id_names[run.id as usize], &mut heap);
+            put_s(8, &run.skill, &mut heap);
+            put_s(16, &run.caller, &mut heap);
+            put_s(24, &run.channel, &mut heap);
+            put_s(32, &run.parent, &mut heap);
+            let mut flags = if run.dry { F_DRY } else { 0 };
+            let (fl, fo, ft) = match &run.finish {
+                Some(f) => {
+                    put_s(40, &f.status, &mut heap);
+                    flags |= F_FINISHED;
+                    (f.lsn, f.off, f.ts)
+                }
+                None => (NONE, NONE, 0),
+            };
+            let mut put = |at: usize, v: u64| rec[at..at + 8].copy_from_slice(&v.to_le_bytes());
+            put(48, run.start_lsn);
+            put(56, run.start_off);
+            put(64, run.started_at as u64);
+            put(72, fl);
+            put(80, fo);
+            put(88, ft as u64);
+            put(96, shadows[r as usize]);
+            put(104, flags);
+            s_runs.extend_from_slice(&rec);
+        }
+
+        // ORDER: started_at desc, id desc (as RUNS positions).
+        let mut order: Vec<u32> = (0..runs.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (ra, rb) = (&runs[a as usize], &runs[b as usize]);
+            rb.started_at
+                .cmp(&ra.started_at)
+                .then_with(|| id_names[rb.id as usize].cmp(&id_names[ra.id as usize]))
+        });
+        let s_order: Vec<u8> = order
+            .iter()
+            .flat_map(|&r| pos_of[r as usize].to_le_bytes())
+            .collect();
+
+        // KEYS + POST: every key's runs in ORDER order.
+        let mut lists: HashMap<(u32, &str), Vec<u32>> = HashMap::new();
+        for &r in &order {
+            let run = &runs[r as usize];
+            let p = pos_of[r as usize];
+            let status = run.finish.as_ref().map_or("running", |f| f.status.as_str());
+            for (k, v) in [
+                (K_SKILL, run.skill.as_str()),
+                (K_CALLER, run.caller.as_str()),
+                (K_CHANNEL, run.channel.as_str()),
+                (K_PARENT, run.parent.as_str()),
+                (K_STATUS, status),
+            ] {
+                lists.entry((k, v)).or_default().push(p);
+            }
+        }
+        let mut keys: Vec<((u32, &str), Vec<u32>)> = lists.into_iter().collect();
+        keys.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0).then_with(|| a.0 .1.cmp(b.0 .1)));
+        let mut s_keys = Vec::with_capacity(keys.len() * 24);
+        let mut s_post = Vec::new();
+        let mut n_post = 0u64;
+        for ((k, v), list) in &keys {
+            let StrRef(o, l) = heap.add(v);
+            s_keys.extend_from_slice(&k.to_le_bytes());
+            s_keys.extend_from_slice(&(list.len() as u32).to_le_bytes());
+            s_keys.extend_from_slice(&o.to_le_bytes());
+            s_keys.extend_from_slice(&l.to_le_bytes());
+            s_keys.extend_from_slice(&n_post.to_le_bytes());
+            for p in list {
+                s_post.extend_from_slice(&p.to_le_bytes());
+            }
+            n_post += list.len() as u64;
+        }
+
+        // FINS: first finish of ids with no unshadowed start here.
+        let mut run_of: HashMap<u32, usize> = HashMap::with_capacity(runs.len());
+        for (i, r) in runs.iter().enumerate() {
+            run_of.insert(r.id, i);
+        }
+        let mut fins: Vec<(u32, BFin)> = first_fin
+            .into_iter()
+            .filter(|(id, _)| run_of.get(id).is_none_or(|&r| shadows[r] != NONE))
+            .collect();
+        fins.sort_unstable_by(|a, b| id_names[a.0 as usize].cmp(&id_names[b.0 as usize]));
+        let mut s_fins = Vec::with_capacity(fins.len() * 40);
+        for (id, f) in &fins {
+            let a = heap.add(&id_names[*id as usize]);
+            let b = heap.add(&f.status);
+            for v in [a.0, a.1, b.0, b.1] {
+                s_fins.extend_from_slice(&v.to_le_bytes());
+            }
+            for v in [f.lsn, f.off, f.ts as u64] {
+                s_fins.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+
+        // LOGS sorted by (id, seq, lsn).
+        logs.sort_unstable_by(|a, b| {
+            id_names[a.0 as usize]
+                .cmp(&id_names[b.0 as usize])
+                .then(a.1.cmp(&b.1))
+                .then(a.2.cmp(&b.2))
+        });
+        let mut s_logs = Vec::with_capacity(logs.len() * 32);
+        for (id, seqno, lsn, off) in &logs {
+            let a = heap.add(&id_names[*id as usize]);
+            s_logs.extend_from_slice(&a.0.to_le_bytes());
+            s_logs.extend_from_slice(&a.1.to_le_bytes());
+            for v in [*seqno, *lsn, *off] {
+                s_logs.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+
+        // TERR sorted by (ts, lsn).
+        errs.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then(a.lsn.cmp(&b.lsn)));
+        let mut s_terr = Vec::with_capacity(errs.len() * 48);
+        for e in &errs {
+            s_terr.extend_from_slice(&(e.ts as u64).to_le_bytes());
+            for s in [&id_names[e.id as usize], &e.tool, &e.error_type] {
+                let r = heap.add(s);
+                s_terr.extend_from_slice(&r.0.to_le_bytes());
+                s_terr.extend_from_slice(&r.1.to_le_bytes());
+            }
+            s_terr.extend_from_slice(&e.duration_ms.to_bits().to_le_bytes());
+            s_terr.extend_from_slice(&e.lsn.to_le_bytes());
+        }
+
+        let sections: [Vec<u8>; N_SECT] = [
+            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_terr,
+        ];
+        let mut out = vec![0u8; BODY_START];
+        for (i, s) in sections.iter().enumerate() {
+            while !out.len().is_multiple_of(8) {
+                out.push(0);
+            }
+            let off = out.len() as u64;
+            out[HEADER_LEN + 16 * i..HEADER_LEN + 16 * i + 8].copy_from_slice(&off.to_le_bytes());
+            out[HEADER_LEN + 16 * i + 8..HEADER_LEN + 16 * i + 16]
+                .copy_from_slice(&(s.len() as u64).to_le_bytes());
+            out.extend_from_slice(s);
+        }
+        while !out.len().is_multiple_of(8) {
+            out.push(0);
+        }
+        let table = out.len();
+        let n_blocks = (table - BODY_START).div_ceil(BLOCK);
+        for blk in 0..n_blocks {
+            let s = BODY_START + blk * BLOCK;
+            let e = (s + BLOCK).min(table);
+            let crc = crc32fast::hash(&out[s..e]);
+            out.extend_from_slice(&crc.to_le_bytes());
+        }
+        let header = IndexHeader {
+            kind,
+            seq,
+            first_lsn,
+            end_lsn,
+            start_off,
+            end_off,
+            digest,
+            min_ts,
+            max_ts,
+            crc_table_off: table as u64,
+            n_blocks: n_blocks as u32,
+            dup_starts,
+        };
+        out[..HEADER_LEN].copy_from_slice(&header.encode());
+        let crc = header_crc(&out, table, n_blocks);
+        out[124..128].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+}
+
+/// The string heap, deduplicating.
+#[derive(Default)]
+struct Heap {
+    bytes: Vec<u8>,
+    seen: HashMap<String, StrRef>,
+}
+
+impl Heap {
+    fn add(&mut self, s: &str) -> StrRef {
+        if s.is_empty() {
+            return StrRef(0, 0);
+        }
+        if let Some(r) = self.seen.get(s) {
+            return *r;
+        }
+        let r = StrRef(self.bytes.len() as u32, s.len() as u32);
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.seen.insert(s.to_string(), r);
+        r
+    }
+}

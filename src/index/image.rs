@@ -1,0 +1,634 @@
+//! Reading an index image: the bytes of one `STEM.idx` file (memory-mapped)
+//! or of an in-memory index over part of the active segment. Byte layout in
+//! docs/index-format.md.
+//!
+//! Verification is lazy: the header, section table and block-CRC table are
+//! checked when the image is opened; each 64 KiB block of the body is
+//! checked the first time a query touches it. A bad block does not panic
+//! or return an error in the hot path: the image is marked *poisoned*,
+//! reads return empty values, and the query engine throws the answer away,
+//! rebuilds the index from its segment and asks again.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::chain::Digest;
+use crate::event::Micros;
+
+pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
+pub const VERSION: u32 = 1;
+pub const HEADER_LEN: usize = 128;
+pub const N_SECT: usize = 8;
+pub const SECT_TABLE_LEN: usize = N_SECT * 16;
+pub const BODY_START: usize = HEADER_LEN + SECT_TABLE_LEN;
+pub const BLOCK: usize = 64 * 1024;
+/// "No value" for u64 fields (LSN, offset, seq).
+pub const NONE: u64 = u64::MAX;
+
+/// Image kinds (header field `kind`).
+pub const KIND_SEALED: u32 = 0;
+pub const KIND_CHUNK: u32 = 1;
+
+/// Sections, in file order.
+pub const S_STR: usize = 0;
+pub const S_RUNS: usize = 1;
+pub const S_ORDER: usize = 2;
+pub const S_KEYS: usize = 3;
+pub const S_POST: usize = 4;
+pub const S_FINS: usize = 5;
+pub const S_LOGS: usize = 6;
+pub const S_TERR: usize = 7;
+
+/// Record sizes per section (0 = raw bytes).
+pub const REC_SIZE: [usize; N_SECT] = [0, 112, 4, 24, 4, 40, 32, 48];
+
+/// Posting-list key kinds.
+pub const K_SKILL: u32 = 1;
+pub const K_CALLER: u32 = 2;
+pub const K_CHANNEL: u32 = 3;
+pub const K_PARENT: u32 = 4;
+pub const K_STATUS: u32 = 5;
+
+/// The local status of a run with no finish in its own image.
+pub const RUNNING: &[u8] = b"running";
+
+/// Run flags.
+pub const F_DRY: u64 = 1;
+pub const F_FINISHED: u64 = 2;
+
+static ZEROS: [u8; 128] = [0u8; 128];
+
+/// The bytes behind an image.
+pub enum Backing {
+    Map(memmap2::Mmap),
+    Vec(Vec<u8>),
+}
+
+impl std::ops::Deref for Backing {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Backing::Map(m) => m,
+            Backing::Vec(v) => v,
+        }
+    }
+}
+
+/// The fixed header fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexHeader {
+    pub kind: u32,
+    pub seq: u64,
+    pub first_lsn: u64,
+    pub end_lsn: u64,
+    pub start_off: u64,
+    pub end_off: u64,
+    pub digest: Digest,
+    pub min_ts: Micros,
+    pub max_ts: Micros,
+    pub crc_table_off: u64,
+    pub n_blocks: u32,
+    /// Extra `run_started` of a run id already started in this image.
+    pub dup_starts: u32,
+}
+
+pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
+}
+pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .map_or(0, |s| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
+}
+
+impl IndexHeader {
+    pub fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        b[0..8].copy_from_slice(MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.kind.to_le_bytes());
+        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
+        b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
+        b[32..40].copy_from_slice(&self.end_lsn.to_le_bytes());
+        b[40..48].copy_from_slice(&self.start_off.to_le_bytes());
+        b[48..56].copy_from_slice(&self.end_off.to_le_bytes());
+        b[56..88].copy_from_slice(&self.digest.0);
+        b[88..96].copy_from_slice(&self.min_ts.to_le_bytes());
+        b[96..104].copy_from_slice(&self.max_ts.to_le_bytes());
+        b[104..112].copy_from_slice(&self.crc_table_off.to_le_bytes());
+        b[112..116].copy_from_slice(&self.n_blocks.to_le_bytes());
+        b[116..120].copy_from_slice(&self.dup_starts.to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Result<IndexHeader, String> {
+        if b.len() < BODY_START {
+            return Err(format!(
+                "file is {} bytes, shorter than its header",
+                b.len()
+            ));
+        }
+        if &b[0..8] != MAGIC {
+            return Err("not an index file (bad magic)".into());
+        }
+        let version = le_u32(b, 8);
+        if version != VERSION {
+            return Err(format!(
+                "index format version {version}, this build reads {VERSION}"
+            ));
+        }
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&b[56..88]);
+        Ok(IndexHeader {
+            kind: le_u32(b, 12),
+            seq: le_u64(b, 16),
+            first_lsn: le_u64(b, 24),
+            end_lsn: le_u64(b, 32),
+            start_off: le_u64(b, 40),
+            end_off: le_u64(b, 48),
+            digest: Digest(digest),
+            min_ts: le_u64(b, 88) as i64,
+            max_ts: le_u64(b, 96) as i64,
+            crc_table_off: le_u64(b, 104),
+            n_blocks: le_u32(b, 112),
+            dup_starts: le_u32(b, 116),
+        })
+    }
+}
+
+/// CRC of the header (bytes 0..124), the section table and the block table.
+pub(crate) fn header_crc(b: &[u8], crc_table_off: usize, n_blocks: usize) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&b[0..124]);
+    h.update(&b[HEADER_LEN..BODY_START]);
+    h.update(&b[crc_table_off..crc_table_off + 4 * n_blocks]);
+    h.finalize()
+}
+
+/// A string reference inside the string heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StrRef(pub u32, pub u32);
+
+/// One run start in an image (the first `run_started` of its id there).
+#[derive(Debug, Clone, Copy)]
+pub struct RunRec<'a> {
+    pub id: &'a [u8],
+    pub skill: &'a [u8],
+    pub caller: &'a [u8],
+    pub channel: &'a [u8],
+    pub parent: &'a [u8],
+    /// Local status ("running" without a local finish).
+    pub status: &'a [u8],
+    pub start_lsn: u64,
+    pub start_off: u64,
+    pub started_at: Micros,
+    pub finish_lsn: u64,
+    pub finish_off: u64,
+    pub finished_at: Micros,
+    /// Seq of the nearest older segment that also started this id (NONE).
+    pub shadow_seq: u64,
+    pub flags: u64,
+}
+
+impl RunRec<'_> {
+    pub fn dry_run(&self) -> bool {
+        self.flags & F_DRY != 0
+    }
+    pub fn has_local_finish(&self) -> bool {
+        self.flags & F_FINISHED != 0
+    }
+}
+
+/// A finish in an image that is not attached to a (non-shadowed) start of
+/// the same image.
+#[derive(Debug, Clone, Copy)]
+pub struct FinRec<'a> {
+    pub id: &'a [u8],
+    pub status: &'a [u8],
+    pub lsn: u64,
+    pub off: u64,
+    pub ts: Micros,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct LogRec<'a> {
+    pub id: &'a [u8],
+    pub seq: u64,
+    pub lsn: u64,
+    pub off: u64,
+}
+
+/// A failing tool call (`run_log`, `tool_call`, payload status "error").
+#[derive(Debug, Clone, Copy)]
+pub struct ErrRec<'a> {
+    pub ts: Micros,
+    pub id: &'a [u8],
+    pub tool: &'a [u8],
+    pub error_type: &'a [u8],
+    /// NaN when the payload had no numeric duration_ms.
+    pub duration_ms: f64,
+    pub lsn: u64,
+}
+
+/// A posting list: positions into RUNS, ordered started_at desc, id desc.
+#[derive(Debug, Clone, Copy)]
+pub enum List {
+    /// Every run (the ORDER section) from `start`, `len` entries.
+    Order { start: u32, len: u32 },
+    /// A key's posting list in POST.
+    Post { start: u32, len: u32 },
+}
+
+impl List {
+    pub fn len(&self) -> u32 {
+        match *self {
+            List::Order { len, .. } | List::Post { len, .. } => len,
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn start(&self) -> u32 {
+        match *self {
+            List::Order { start, .. } | List::Post { start, .. } => start,
+        }
+    }
+    fn with(&self, start: u32, len: u32) -> List {
+        match self {
+            List::Order { .. } => List::Order { start, len },
+            List::Post { .. } => List::Post { start, len },
+        }
+    }
+}
+
+/// An opened index image.
+pub struct Image {
+    bytes: Backing,
+    pub header: IndexHeader,
+    sect: [(usize, usize); N_SECT],
+    verified: Vec<AtomicU64>,
+    poisoned: AtomicBool,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Image")
+            .field("header", &self.header)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
+impl Image {
+    /// Open an image, checking its header, section table and block table.
+    pub fn open(bytes: Backing) -> Result<Image, String> {
+        let b: &[u8] = &bytes;
+        let header = IndexHeader::decode(b)?;
+        let n_blocks = header.n_blocks as usize;
+        let table = header.crc_table_off as usize;
+        if table < BODY_START
+            || table.checked_add(4 * n_blocks) != Some(b.len())
+            || n_blocks != (table - BODY_START).div_ceil(BLOCK)
+        {
+            return Err("block table does not fit the file (truncated?)".into());
+        }
+        let stored = le_u32(b, 124);
+        if stored != header_crc(b, table, n_blocks) {
+            return Err("header checksum mismatch".into());
+        }
+        let mut sect = [(0usize, 0usize); N_SECT];
+        let mut prev_end = BODY_START;
+        for (i, s) in sect.iter_mut().enumerate() {
+            let off = le_u64(b, HEADER_LEN + 16 * i) as usize;
+            let len = le_u64(b, HEADER_LEN + 16 * i + 8) as usize;
+            let end = off.checked_add(len).ok_or("section overflows")?;
+            if off < prev_end || end > table {
+                return Err(format!("section {i} lies outside the body"));
+            }
+            if REC_SIZE[i] != 0 && !len.is_multiple_of(REC_SIZE[i]) {
+                return Err(format!("section {i} length {len} is not whole records"));
+            }
+            *s = (off, len);
+            prev_end = end;
+        }
+        let verified = (0..n_blocks.div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        Ok(Image {
+            bytes,
+            header,
+            sect,
+            verified,
+            poisoned: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a read found a block whose CRC does not match.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed)
+    }
+
+    pub fn file_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Check every block now (used by tests and `verify`-like callers).
+    pub fn verify_all(&self) -> bool {
+        let end = self.header.crc_table_off as usize;
+        if end > BODY_START {
+            self.check(BODY_START, end - BODY_START);
+        }
+        !self.poisoned()
+    }
+
+    fn check(&self, off: usize, len: usize) -> bool {
+        if len == 0 {
+            return !self.poisoned();
+        }
+        let first = (off - BODY_START) / BLOCK;
+        let last = (off + len - 1 - BODY_START) / BLOCK;
+        for blk in first..=last {
+            let word = &self.verified[blk / 64];
+            let bit = 1u64 << (blk % 64);
+            if word.load(Ordering::Relaxed) & bit != 0 {
+                continue;
+            }
+            let table = self.header.crc_table_off as usize;
+            let s = BODY_START + blk * BLOCK;
+            let e = (s + BLOCK).min(table);
+            let stored = le_u32(&self.bytes, table + 4 * blk);
+            if crc32fast::hash(&self.bytes[s..e]) != stored {
+                self.poisoned.store(true, Ordering::Relaxed);
+                return false;
+            }
+            word.fetch_or(bit, Ordering::Relaxed);
+        }
+        true
+    }
+
+    /// `len` bytes at `off` of section `s` (checked), or zeros if bad.
+    fn read(&self, s: usize, off: usize, len: usize) -> &[u8] {
+        let (so, sl) = self.sect[s];
+        if off + len > sl {
+            self.poisoned.store(true, Ordering::Relaxed);
+            return &ZEROS[..len.min(ZEROS.len())];
+        }
+        if !self.check(so + off, len) {
+            return &ZEROS[..len.min(ZEROS.len())];
+        }
+        &self.bytes[so + off..so + off + len]
+    }
+
+    fn rec(&self, s: usize, i: usize) -> &[u8] {
+        self.read(s, i * REC_SIZE[s], REC_SIZE[s])
+    }
+
+    pub fn count(&self, s: usize) -> usize {
+        self.sect[s].1 / REC_SIZE[s].max(1)
+    }
+
+    fn str_at(&self, rec: &[u8], at: usize) -> &[u8] {
+        let off = le_u32(rec, at) as usize;
+        let len = le_u32(rec, at + 4) as usize;
+        if len == 0 {
+            return b"";
+        }
+        let (_, sl) = self.sect[S_STR];
+        if off + len > sl {
+            self.poisoned.store(true, Ordering::Relaxed);
+            return b"";
+        }
+        let b = self.read(S_STR, off, len);
+        if b.len() == len {
+            b
+        } else {
+            b""
+        }
+    }
+
+    pub fn n_runs(&self) -> u32 {
+        self.count(S_RUNS) as u32
+    }
+
+    /// The run record at position `i` of RUNS.
+    pub fn run(&self, i: u32) -> RunRec<'_> {
+        let r = self.rec(S_RUNS, i as usize);
+        let flags = le_u64(r, 104);
+        RunRec {
+            id: self.str_at(r, 0),
+            skill: self.str_at(r, 8),
+            caller: self.str_at(r, 16),
+            channel: self.str_at(r, 24),
+            parent: self.str_at(r, 32),
+            status: if flags & F_FINISHED != 0 {
+                self.str_at(r, 40)
+            } else {
+                RUNNING
+            },
+            start_lsn: le_u64(r, 48),
+            start_off: le_u64(r, 56),
+            started_at: le_u64(r, 64) as i64,
+            finish_lsn: le_u64(r, 72),
+            finish_off: le_u64(r, 80),
+            finished_at: le_u64(r, 88) as i64,
+            shadow_seq: le_u64(r, 96),
+            flags,
+        }
+    }
+
+    /// Only what ordering needs: (started_at, id).
+    pub fn run_key(&self, i: u32) -> (Micros, &[u8]) {
+        let r = self.rec(S_RUNS, i as usize);
+        (le_u64(r, 64) as i64, self.str_at(r, 0))
+    }
+
+    /// Position in RUNS of the start of `id`.
+    pub fn find_run(&self, id: &[u8]) -> Option<u32> {
+        let n = self.count(S_RUNS);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let r = self.rec(S_RUNS, mid);
+            match self.str_at(r, 0).cmp(id) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(mid as u32),
+            }
+        }
+        None
+    }
+
+    /// The list of every run, newest first.
+    pub fn all(&self) -> List {
+        List::Order {
+            start: 0,
+            len: self.count(S_ORDER) as u32,
+        }
+    }
+
+    /// The posting list of `key` for `kind` (empty if absent).
+    pub fn posting(&self, kind: u32, key: &[u8]) -> List {
+        let n = self.count(S_KEYS);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let r = self.rec(S_KEYS, mid);
+            let k = le_u32(r, 0);
+            let ord = k.cmp(&kind).then_with(|| self.str_at(r, 8).cmp(key));
+            match ord {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return List::Post {
+                        start: le_u64(r, 16) as u32,
+                        len: le_u32(r, 4),
+                    }
+                }
+            }
+        }
+        List::Post { start: 0, len: 0 }
+    }
+
+    /// The distinct keys of a kind, with their list lengths.
+    pub fn keys(&self, kind: u32) -> Vec<(&[u8], u32)> {
+        (0..self.count(S_KEYS))
+            .map(|i| self.rec(S_KEYS, i))
+            .filter(|r| le_u32(r, 0) == kind)
+            .map(|r| (self.str_at(r, 8), le_u32(r, 4)))
+            .collect()
+    }
+
+    /// The RUNS position at position `i` of a list.
+    pub fn at(&self, list: &List, i: u32) -> u32 {
+        let pos = (list.start() + i) as usize;
+        let s = match list {
+            List::Order { .. } => S_ORDER,
+            List::Post { .. } => S_POST,
+        };
+        let v = le_u32(self.rec(s, pos), 0);
+        if v >= self.n_runs() {
+            self.poisoned.store(true, Ordering::Relaxed);
+            return 0;
+        }
+        v
+    }
+
+    /// Narrow a list (ordered by started_at desc) to `since..=until`.
+    pub fn narrow(&self, list: List, since: Option<Micros>, until: Option<Micros>) -> List {
+        let n = list.len();
+        // First position whose started_at <= until.
+        let lo = match until {
+            None => 0,
+            Some(u) => self.partition(&list, n, |t| t > u),
+        };
+        // First position whose started_at < since.
+        let hi = match since {
+            None => n,
+            Some(s) => self.partition(&list, n, |t| t >= s),
+        };
+        let hi = hi.max(lo);
+        list.with(list.start() + lo, hi - lo)
+    }
+
+    fn partition(&self, list: &List, n: u32, pred: impl Fn(Micros) -> bool) -> u32 {
+        let (mut lo, mut hi) = (0u32, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if pred(self.run_key(self.at(list, mid)).0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    pub fn n_fins(&self) -> usize {
+        self.count(S_FINS)
+    }
+
+    pub fn fin(&self, i: usize) -> FinRec<'_> {
+        let r = self.rec(S_FINS, i);
+        FinRec {
+            id: self.str_at(r, 0),
+            status: self.str_at(r, 8),
+            lsn: le_u64(r, 16),
+            off: le_u64(r, 24),
+            ts: le_u64(r, 32) as i64,
+        }
+    }
+
+    fn log(&self, i: usize) -> LogRec<'_> {
+        let r = self.rec(S_LOGS, i);
+        LogRec {
+            id: self.str_at(r, 0),
+            seq: le_u64(r, 8),
+            lsn: le_u64(r, 16),
+            off: le_u64(r, 24),
+        }
+    }
+
+    /// Every `run_log` of `id` in this image, ordered by seq then LSN.
+    pub fn logs_of(&self, id: &[u8]) -> Vec<LogRec<'_>> {
+        let n = self.count(S_LOGS);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.log(mid).id < id {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut out = Vec::new();
+        let mut i = lo;
+        while i < n {
+            let l = self.log(i);
+            if l.id != id {
+                break;
+            }
+            out.push(l);
+            i += 1;
+        }
+        out
+    }
+
+    pub fn n_logs(&self) -> usize {
+        self.count(S_LOGS)
+    }
+
+    pub fn n_errs(&self) -> usize {
+        self.count(S_TERR)
+    }
+
+    pub fn err(&self, i: usize) -> ErrRec<'_> {
+        let r = self.rec(S_TERR, i);
+        ErrRec {
+            ts: le_u64(r, 0) as i64,
+            id: self.str_at(r, 8),
+            tool: self.str_at(r, 16),
+            error_type: self.str_at(r, 24),
+            duration_ms: f64::from_bits(le_u64(r, 32)),
+            lsn: le_u64(r, 40),
+        }
+    }
+
+    /// Positions `[lo, hi)` of failing tool calls with ts in `since..=until`.
+    pub fn errs_between(&self, since: Option<Micros>, until: Option<Micros>) -> (usize, usize) {
+        let n = self.n_errs();
+        let bound = |pred: &dyn Fn(Micros) -> bool| {
+            let (mut lo, mut hi) = (0usize, n);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if pred(self.err(mid).ts) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let lo = since.map_or(0, |s| bound(&|t| t < s));
+        let hi = until.map_or(n, |u| bound(&|t| t <= u));
+        (lo, hi.max(lo))
+    }
+}

@@ -1,0 +1,180 @@
+//! Secondary indexes: one image per sealed segment, persisted beside it as
+//! `STEM.idx` (so retention's `STEM.*` removal drops it with the segment),
+//! and in-memory images over the committed prefix of the active segment.
+//! Byte layout and rules in docs/index-format.md.
+//!
+//! An index is derived data: a missing, stale (header names another seq,
+//! LSN range or chain digest), foreign or corrupt file is rebuilt from its
+//! segment and never trusted over the log.
+
+mod build;
+mod image;
+
+use std::fs;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+pub use build::{tool_failure, Builder, ToolFailure};
+pub use image::*;
+
+use crate::codec;
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
+use crate::layout::{map_file, SegmentMeta};
+
+/// Segments at least this big show a progress bar while indexed (when
+/// stderr is a terminal and the caller asked for one).
+pub const PROGRESS_MIN_BYTES: u64 = 32 << 20;
+
+/// `DIR/STEM.idx` for a segment `DIR/STEM.seg`.
+pub fn index_path(meta: &SegmentMeta) -> PathBuf {
+    meta.path.with_extension("idx")
+}
+
+/// Why a stored index file is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    Missing,
+    Invalid(String),
+}
+
+/// Open the stored index of a sealed segment, if it is there and matches
+/// the segment (seq, LSN range, byte range, chain digest).
+pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
+    let path = index_path(meta);
+    let map = match map_file(&path) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Err(Unusable::Invalid("empty file".into())),
+        Err(_) if !path.exists() => return Err(Unusable::Missing),
+        Err(e) => return Err(Unusable::Invalid(e.to_string())),
+    };
+    let img = Image::open(Backing::Map(map)).map_err(Unusable::Invalid)?;
+    let h = &img.header;
+    if h.kind != KIND_SEALED
+        || h.seq != meta.seq
+        || h.first_lsn != meta.first_lsn
+        || h.end_lsn != meta.end_lsn()
+        || h.end_off != meta.data_len
+        || h.digest != meta.digest
+    {
+        return Err(Unusable::Invalid(format!(
+            "stale: built for segment {} LSN {}..{} digest {}",
+            h.seq, h.first_lsn, h.end_lsn, h.digest
+        )));
+    }
+    Ok(img)
+}
+
+/// Feed the events of `seg[from..to]` (whole frames) to `f(lsn, off, end, ev)`.
+pub fn scan_events(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    from: u64,
+    first_lsn: u64,
+    to: u64,
+    mut f: impl FnMut(u64, u64, u64, &Event),
+) -> Result<u64> {
+    let mut pos = from as usize;
+    let end = (to as usize).min(seg.len());
+    let mut lsn = first_lsn;
+    while pos < end {
+        let frame = read_frame(&seg[pos..end]).map_err(|e| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: pos as u64,
+            reason: e.to_string(),
+        })?;
+        let at = pos;
+        pos += frame.size;
+        match frame.rec_type {
+            REC_COMMIT => continue,
+            REC_EVENT => {}
+            other => {
+                return Err(Error::Corrupt {
+                    segment: meta.name.clone(),
+                    offset: at as u64,
+                    reason: format!("unexpected record type 0x{other:02x}"),
+                })
+            }
+        }
+        let ev = codec::decode_event(frame.payload).map_err(|reason| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: at as u64,
+            reason: format!("event record does not decode: {reason}"),
+        })?;
+        f(lsn, at as u64, pos as u64, &ev);
+        lsn += 1;
+    }
+    Ok(lsn)
+}
+
+/// Build an image over `seg[from..to]` (events from `first_lsn`).
+#[allow(clippy::too_many_arguments)]
+pub fn build_image(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    kind: u32,
+    from: u64,
+    first_lsn: u64,
+    to: u64,
+    shadow: &dyn Fn(&str) -> Option<u64>,
+    progress: bool,
+) -> Result<Vec<u8>> {
+    let mut b = Builder::new(kind, meta.seq, first_lsn, from);
+    let bar = if progress && to - from >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() {
+        let pb = indicatif::ProgressBar::new(to - from);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} eta {eta}",
+        ) {
+            pb.set_style(style.progress_chars("=> "));
+        }
+        pb.set_message(format!("indexing {}", meta.name));
+        Some(pb)
+    } else {
+        None
+    };
+    let mut n = 0u64;
+    scan_events(meta, seg, from, first_lsn, to, |lsn, off, end, ev| {
+        b.add(lsn, off, end, ev);
+        n += 1;
+        if n.is_multiple_of(4096) {
+            if let Some(pb) = &bar {
+                pb.set_position(end - from);
+            }
+        }
+    })?;
+    b.set_end_off(to);
+    if let Some(pb) = bar {
+        pb.finish_and_clear();
+    }
+    let digest = if kind == KIND_SEALED {
+        meta.digest
+    } else {
+        crate::chain::Digest([0; 32])
+    };
+    Ok(b.finish(digest, shadow))
+}
+
+/// Write an index file atomically (temporary file, then rename). Best
+/// effort: a read-only folder keeps the image in memory only.
+pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("index.idx");
+    let tmp = path.with_file_name(format!(
+        "{name}.tmp-{}-{}",
+        std::process::id(),
+        fastrand::u32(..)
+    ));
+    let res = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        fs::rename(&tmp, path)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    res
+}
