@@ -11,6 +11,7 @@ pub mod error;
 pub mod event;
 pub mod frame;
 pub mod index;
+pub mod fulltext;
 pub mod fsutil;
 pub mod io;
 pub mod layout;
@@ -27,6 +28,7 @@ pub mod sqlite_baseline;
 pub mod store;
 pub mod verify;
 pub mod view;
+pub mod workload;
 mod writer;
 
 pub use chain::Digest;
