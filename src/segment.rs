@@ -430,6 +430,22 @@ mod tests {
     }
 
     #[test]
+    fn finds_commit_records_at_any_offset() {
+        let mut data = vec![0xAAu8; 7];
+        assert!(!has_commit_record(&data));
+        Commit {
+            first_lsn: 3,
+            count: 1,
+            digest: Digest([9; 32]),
+        }
+        .write(&mut data);
+        data.extend_from_slice(&[0u8; 5]);
+        assert!(has_commit_record(&data));
+        data[20] ^= 1;
+        assert!(!has_commit_record(&data));
+    }
+
+    #[test]
     fn names_round_trip() {
         assert_eq!(file_name(20261123, 7), "20261123-0000000007.seg");
         assert_eq!(

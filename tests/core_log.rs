@@ -89,11 +89,14 @@ fn every_kind_round_trips_json_to_log_to_replay() {
         r#"{"kind":"run_log","run_id":"r-1","ts":"2025-11-23T09:00:00.0001+01:00","seq":0,"event_type":"tool_call","payload":{"tool":"http.get","status":"error","error_type":"timeout","duration_ms":5000,"args_summary":"GET example.org","result_bytes":0}}"#,
         r#"{"kind":"run_finished","run_id":"r-1","ts":1763884801500000,"status":"error","output":"","error":"upstream timeout","tool_calls":1,"runtime_seconds":1.5,"input_tokens":120,"output_tokens":0,"thinking_tokens":0}"#,
     ];
-    let events: Vec<Event> = lines.iter().map(|l| parse_event(l.as_bytes()).unwrap()).collect();
+    let events: Vec<Event> = lines
+        .iter()
+        .map(|l| parse_event(l.as_bytes()).unwrap())
+        .collect();
     {
         let log = open(&dir);
         for ev in &events {
-            log.append(ev).unwrap().wait().unwrap();
+            let _ = log.append(ev).unwrap().wait().unwrap();
         }
         log.close().unwrap();
     }
@@ -104,11 +107,20 @@ fn every_kind_round_trips_json_to_log_to_replay() {
         assert_eq!(ev, &events[i]);
     }
     let out = event_to_json(&back[0].1, Some(0));
-    assert!(out.contains(r#""ts":"2025-11-23T08:00:00.000000Z""#), "{out}");
-    assert!(out.contains(r#""inputs":{"q":"x","z":{"k":[1,2.50,"a"]}}"#), "{out}");
+    assert!(
+        out.contains(r#""ts":"2025-11-23T08:00:00.000000Z""#),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#""inputs":{"q":"x","z":{"k":[1,2.50,"a"]}}"#),
+        "{out}"
+    );
     assert!(out.contains(r#""vendor":{"x":1}"#), "{out}");
     let out = event_to_json(&back[1].1, Some(1));
-    assert!(out.contains(r#""ts":"2025-11-23T08:00:00.000100Z""#), "{out}");
+    assert!(
+        out.contains(r#""ts":"2025-11-23T08:00:00.000100Z""#),
+        "{out}"
+    );
 }
 
 #[test]
@@ -121,26 +133,41 @@ fn rolls_at_a_utc_day_boundary_and_at_the_size_cap() {
     // Day 1: enough events to pass the 64 KiB cap more than once.
     let mut n = 0;
     for i in 0..1500 {
-        log.append(&started(&format!("a{i}"), T0 + i * 1000)).unwrap();
+        let _ = log
+            .append(&started(&format!("a{i}"), T0 + i * 1000))
+            .unwrap();
         n += 1;
     }
     // Day 2 (one µs past midnight) and a late event from day 1.
-    log.append(&started("b0", T0 + DAY)).unwrap();
-    log.append(&started("late", T0 + 5)).unwrap();
-    log.append(&started("b1", T0 + DAY + 1)).unwrap().wait().unwrap();
+    let _ = log.append(&started("b0", T0 + DAY)).unwrap();
+    let _ = log.append(&started("late", T0 + 5)).unwrap();
+    let _ = log
+        .append(&started("b1", T0 + DAY + 1))
+        .unwrap()
+        .wait()
+        .unwrap();
     n += 3;
     log.close().unwrap();
     let files = list_segment_files(&dir).unwrap();
     let days: Vec<u32> = files.iter().map(|f| f.0).collect();
-    assert!(files.len() >= 4, "size cap rolled day 1 more than once: {files:?}");
+    assert!(
+        files.len() >= 4,
+        "size cap rolled day 1 more than once: {files:?}"
+    );
     assert_eq!(*days.last().unwrap(), 20261124);
     assert_eq!(days.iter().filter(|&&d| d == 20261124).count(), 1);
     for p in segment_paths(&dir) {
-        assert!(fs::metadata(&p).unwrap().len() <= 64 * 1024 + 1024, "{p:?} over the cap");
+        assert!(
+            fs::metadata(&p).unwrap().len() <= 64 * 1024 + 1024,
+            "{p:?} over the cap"
+        );
     }
     let back = all(&dir);
     assert_eq!(back.len(), n);
-    assert_eq!(back.iter().map(|x| x.0).collect::<Vec<_>>(), (0..n as u64).collect::<Vec<_>>());
+    assert_eq!(
+        back.iter().map(|x| x.0).collect::<Vec<_>>(),
+        (0..n as u64).collect::<Vec<_>>()
+    );
     // The late day-1 event went into the day-2 segment, after b0.
     assert_eq!(back[n - 2].1.run_id, "late");
     verify(&dir, None, |_, _| {}).expect("verifies");
@@ -152,15 +179,23 @@ fn a_torn_tail_recovers_to_the_previous_record_at_every_offset() {
     let base = tmp.path().join("base");
     {
         let log = open(&base);
-        log.append(&started("keep-1", T0)).unwrap().wait().unwrap();
-        log.append(&started("keep-2", T0 + 1)).unwrap().wait().unwrap();
+        let _ = log.append(&started("keep-1", T0)).unwrap().wait().unwrap();
+        let _ = log
+            .append(&started("keep-2", T0 + 1))
+            .unwrap()
+            .wait()
+            .unwrap();
         log.close().unwrap();
     }
     let seg = segment_paths(&base).pop().unwrap();
     let good_len = fs::metadata(&seg).unwrap().len();
     {
         let log = open(&base);
-        log.append(&logline("lost", T0 + 2, 0)).unwrap().wait().unwrap();
+        let _ = log
+            .append(&logline("lost", T0 + 2, 0))
+            .unwrap()
+            .wait()
+            .unwrap();
         log.close().unwrap();
     }
     let full = fs::read(&seg).unwrap();
@@ -176,7 +211,11 @@ fn a_torn_tail_recovers_to_the_previous_record_at_every_offset() {
         assert_eq!(r.truncated_bytes, cut - good_len, "cut at {cut}");
         assert_eq!(log.head().next_lsn, 2, "cut at {cut}");
         // The log takes new events after recovery.
-        log.append(&started("after", T0 + 3)).unwrap().wait().unwrap();
+        let _ = log
+            .append(&started("after", T0 + 3))
+            .unwrap()
+            .wait()
+            .unwrap();
         log.close().unwrap();
         let ids: Vec<String> = all(&dir).into_iter().map(|(_, e)| e.run_id).collect();
         assert_eq!(ids, ["keep-1", "keep-2", "after"], "cut at {cut}");
@@ -188,14 +227,20 @@ fn a_torn_tail_recovers_to_the_previous_record_at_every_offset() {
 fn two_sealed_segments(dir: &Path) {
     let log = open(dir);
     for i in 0..50 {
-        log.append(&started(&format!("s{i}"), T0 + i)).unwrap();
+        let _ = log.append(&started(&format!("s{i}"), T0 + i)).unwrap();
     }
     log.seal().unwrap();
     for i in 0..50 {
-        log.append(&started(&format!("t{i}"), T0 + 100 + i)).unwrap();
+        let _ = log
+            .append(&started(&format!("t{i}"), T0 + 100 + i))
+            .unwrap();
     }
     log.seal().unwrap();
-    log.append(&started("active", T0 + 1000)).unwrap().wait().unwrap();
+    let _ = log
+        .append(&started("active", T0 + 1000))
+        .unwrap()
+        .wait()
+        .unwrap();
     log.close().unwrap();
 }
 
@@ -210,9 +255,16 @@ fn a_flipped_bit_in_a_sealed_segment_is_reported_with_segment_and_offset() {
     bytes[at] ^= 0x10;
     fs::write(&first, &bytes).unwrap();
     match verify(&dir, None, |_, _| {}) {
-        Err(Error::Corrupt { segment, offset, reason }) => {
+        Err(Error::Corrupt {
+            segment,
+            offset,
+            reason,
+        }) => {
             assert_eq!(segment, first.file_name().unwrap().to_str().unwrap());
-            assert!(offset as usize <= at && at < offset as usize + 400, "offset {offset} near {at}");
+            assert!(
+                offset as usize <= at && at < offset as usize + 400,
+                "offset {offset} near {at}"
+            );
             assert!(reason.contains("CRC"), "{reason}");
         }
         other => panic!("expected corruption, got {other:?}"),
@@ -234,8 +286,11 @@ fn edited_removed_and_reordered_records_fail_verify_through_the_chain() {
     {
         let log = open(&src);
         for i in 0..3 {
-            log.append_batch(&[started(&format!("a{i}"), T0 + i), started(&format!("b{i}"), T0 + i)])
-                .unwrap();
+            log.append_batch(&[
+                started(&format!("a{i}"), T0 + i),
+                started(&format!("b{i}"), T0 + i),
+            ])
+            .unwrap();
         }
         log.seal().unwrap();
         log.close().unwrap();
@@ -328,7 +383,7 @@ fn a_second_writer_is_refused_and_readers_work_beside_the_writer() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
     let log = open(&dir);
-    log.append(&started("r", T0)).unwrap().wait().unwrap();
+    let _ = log.append(&started("r", T0)).unwrap().wait().unwrap();
     match Log::open(Config::new(&dir)) {
         Err(Error::Locked { holder, .. }) => {
             assert!(holder.contains(&std::process::id().to_string()), "{holder}")
@@ -336,7 +391,11 @@ fn a_second_writer_is_refused_and_readers_work_beside_the_writer() {
         Err(e) => panic!("wrong error {e}"),
         Ok(_) => panic!("second writer was let in"),
     }
-    assert_eq!(all(&dir).len(), 1, "a read-only reader sees the committed prefix");
+    assert_eq!(
+        all(&dir).len(),
+        1,
+        "a read-only reader sees the committed prefix"
+    );
     log.close().unwrap();
     open(&dir).close().unwrap();
 }
@@ -344,7 +403,11 @@ fn a_second_writer_is_refused_and_readers_work_beside_the_writer() {
 #[test]
 fn full_queue_policies_behave_as_documented() {
     let tmp = tempfile::tempdir().unwrap();
-    for policy in [FullPolicy::FailFast, FullPolicy::DropAndCount, FullPolicy::Block] {
+    for policy in [
+        FullPolicy::FailFast,
+        FullPolicy::DropAndCount,
+        FullPolicy::Block,
+    ] {
         let dir = tmp.path().join(format!("{policy:?}"));
         let mut cfg = Config::new(&dir);
         cfg.queue_capacity = 1;
@@ -393,7 +456,9 @@ fn retention_drops_exactly_the_expired_sealed_segments_and_verify_passes() {
     let log = open(&dir);
     for d in 0..5 {
         for i in 0..20 {
-            log.append(&started(&format!("d{d}-{i}"), T0 + d * DAY + i)).unwrap();
+            let _ = log
+                .append(&started(&format!("d{d}-{i}"), T0 + d * DAY + i))
+                .unwrap();
         }
     }
     log.flush().unwrap();
@@ -407,7 +472,11 @@ fn retention_drops_exactly_the_expired_sealed_segments_and_verify_passes() {
     // Retention never drops the active segment, even when all is old.
     let r2 = log.retain(T0 + 100 * DAY).unwrap();
     assert_eq!(r2.dropped.len(), 2);
-    log.append(&started("new", T0 + 5 * DAY)).unwrap().wait().unwrap();
+    let _ = log
+        .append(&started("new", T0 + 5 * DAY))
+        .unwrap()
+        .wait()
+        .unwrap();
     log.close().unwrap();
     let back = all(&dir);
     assert_eq!(back.first().unwrap().0, 80);
@@ -421,16 +490,23 @@ fn retention_drops_exactly_the_expired_sealed_segments_and_verify_passes() {
 #[test]
 fn durability_policies_complete_receipts() {
     let tmp = tempfile::tempdir().unwrap();
-    for (i, d) in [Durability::EveryBatch, Durability::Never, Durability::Interval(Duration::from_millis(5))]
-        .into_iter()
-        .enumerate()
+    for (i, d) in [
+        Durability::EveryBatch,
+        Durability::Never,
+        Durability::Interval(Duration::from_millis(5)),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let dir = tmp.path().join(format!("d{i}"));
         let mut cfg = Config::new(&dir);
         cfg.durability = d;
         let log = Log::open(cfg).unwrap();
         let r = log.append(&finished("x", T0)).unwrap();
-        let lsns = r.wait_timeout(Duration::from_secs(10)).expect("completes").unwrap();
+        let lsns = r
+            .wait_timeout(Duration::from_secs(10))
+            .expect("completes")
+            .unwrap();
         assert_eq!((lsns.first, lsns.last), (0, 0));
         assert_eq!(log.flush().unwrap(), 1);
         log.close().unwrap();
@@ -447,7 +523,7 @@ fn corruption_in_the_middle_of_the_active_segment_is_not_cut_away() {
         let log = Log::open(cfg.clone()).unwrap();
         // Over 1 MiB of whole blocks after the damage.
         for i in 0..20_000 {
-            log.append(&started(&format!("m{i}"), T0 + i)).unwrap();
+            let _ = log.append(&started(&format!("m{i}"), T0 + i)).unwrap();
         }
         log.flush().unwrap();
         log.close().unwrap();
@@ -459,12 +535,21 @@ fn corruption_in_the_middle_of_the_active_segment_is_not_cut_away() {
     f.write_all(&bytes).unwrap();
     drop(f);
     match Log::open(cfg) {
-        Err(Error::Corrupt { segment, offset, .. }) => {
+        Err(Error::Corrupt {
+            segment, offset, ..
+        }) => {
             assert_eq!(segment, seg.file_name().unwrap().to_str().unwrap());
             assert!(offset < 400);
         }
         Err(e) => panic!("wrong error: {e}"),
-        Ok(_) => panic!("a damaged active segment was silently cut"),
+        Ok(l) => panic!(
+            "a damaged active segment was silently cut: {:?}",
+            l.recovery()
+        ),
     }
-    assert_eq!(fs::read(&seg).unwrap(), bytes, "nothing was changed on disk");
+    assert_eq!(
+        fs::read(&seg).unwrap(),
+        bytes,
+        "nothing was changed on disk"
+    );
 }
