@@ -16,6 +16,7 @@ mod search;
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::ops::Deref;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -363,13 +364,20 @@ fn create_fresh(dir: &Path, log_id: &str) -> Result<(Index, CommitPayload), Full
             reason: format!("removing the old index: {e}"),
         })?;
     }
-    fs::create_dir_all(dir).map_err(|e| FullTextError::Unusable {
+    private_dir(dir).map_err(|e| FullTextError::Unusable {
         dir: dir.to_path_buf(),
         reason: format!("creating it: {e}"),
     })?;
     let (schema, _) = build_schema();
     let index = Index::create_in_dir(dir, schema).map_err(FullTextError::index("creating"))?;
     Ok((index, CommitPayload::fresh(log_id)))
+}
+
+/// Owner-only folders (0700), like the rest of the log folder; tantivy's
+/// own files inside are then out of reach of other users.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }
 
 fn log_id_of(log_dir: &Path) -> Result<String, FullTextError> {
@@ -402,7 +410,7 @@ impl FullText {
         let log_dir = log.dir().to_path_buf();
         let log_id = log.manifest()?.log_id;
         let ft_dir = log_dir.join(FULLTEXT_DIR);
-        fs::create_dir_all(&ft_dir).map_err(|e| FullTextError::Unusable {
+        private_dir(&ft_dir).map_err(|e| FullTextError::Unusable {
             dir: ft_dir.clone(),
             reason: format!("creating it: {e}"),
         })?;
@@ -412,6 +420,7 @@ impl FullText {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| FullTextError::Unusable {
                 dir: ft_dir.clone(),

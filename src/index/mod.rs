@@ -168,7 +168,7 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         fastrand::u32(..)
     ));
     let res = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = crate::fsutil::create_private(&tmp)?;
         f.write_all(bytes)?;
         f.sync_data()?;
         fs::rename(&tmp, path)
