@@ -148,15 +148,9 @@ fn hashes_and_sizes_come_back_for_the_auditor() {
         panic!()
     };
     let deep = format!(r#"["{s}"]"#);
-    let want = format!(
-        r#"{{"q":{},"nested":{}}}"#,
-        marker(&s),
-        format!(
-            r#"{{"redacted":"{}","bytes":{}}}"#,
-            hash(&format!(r#"{{"deep":{deep}}}"#)),
-            deep.len() + 9
-        )
-    );
+    // `nested` is hashed whole (inputs.* names it): its compact JSON text.
+    let nested = format!(r#"{{"deep":{deep}}}"#);
+    let want = format!(r#"{{"q":{},"nested":{}}}"#, marker(&s), marker(&nested));
     assert_eq!(d.inputs.0, want);
     assert!(started.extra.is_empty(), "secret_note dropped");
     assert_eq!(d.skill_id, "web.search", "unnamed fields untouched");
