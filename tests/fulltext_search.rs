@@ -159,6 +159,7 @@ fn needles_are_found_with_filters() {
     assert_eq!(search(ix, "narwhal"), ["r-1"], "args_summary");
     assert_eq!(search(ix, "error_type:tls_handshake"), ["r-1"]);
     assert_eq!(search(ix, "tool:pki.fetch"), ["r-3"]);
+    assert_eq!(search(ix, "event_type:tool_call"), ["r-1", "r-3"]);
     assert_eq!(
         search(ix, "error:\"certificate expired\""),
         ["r-1"],

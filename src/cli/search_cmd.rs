@@ -21,7 +21,8 @@ use crate::reader::LogReader;
 pub struct SearchArgs {
     /// tantivy query syntax: words, "phrases", field:value, AND/OR/NOT.
     /// Fields: inputs, output, error, logs (text); id, skill_id, caller_id,
-    /// channel_id, parent_run_id, status, tool, error_type (exact);
+    /// channel_id, parent_run_id, status, tool, error_type, event_type
+    /// (exact);
     /// started_at:[T TO T]. Words without a field search the text fields;
     /// all words must match unless joined by OR.
     pub query: String,

@@ -44,7 +44,7 @@ const INDEX_DIR: &str = "index";
 /// rebuild can delete `index/` while holding it.
 const LOCK_FILE: &str = "LOCK";
 /// Version of the document layout; a different one is rebuilt.
-pub const FULLTEXT_VERSION: u32 = 1;
+pub const FULLTEXT_VERSION: u32 = 2;
 const PAYLOAD_FORMAT: &str = "auditlog-fulltext";
 
 /// How the full-text index is run.
@@ -377,7 +377,10 @@ fn create_fresh(dir: &Path, log_id: &str) -> Result<(Index, CommitPayload), Full
 /// own files inside are then out of reach of other users.
 fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }
 
 fn log_id_of(log_dir: &Path) -> Result<String, FullTextError> {

@@ -21,7 +21,7 @@ use crate::view::Run;
 /// [`MAX_TERMS_PER_RUN`]); this bounds both memory and the cost of the
 /// re-index a late event of a long run causes.
 pub const MAX_LOG_TEXT_PER_RUN: usize = 256 * 1024;
-/// Most distinct `tool` and `error_type` values kept per run.
+/// Most distinct `tool`, `error_type` and `event_type` values kept per run.
 pub const MAX_TERMS_PER_RUN: usize = 256;
 
 /// Document kinds: a run (has its `run_started`), or a pending one whose
@@ -48,6 +48,7 @@ pub struct Fields {
     pub logs: Field,
     pub tool: Field,
     pub error_type: Field,
+    pub event_type: Field,
     pub run: Field,
 }
 
@@ -83,6 +84,7 @@ pub fn build_schema() -> (Schema, Fields) {
         logs: b.add_text_field("logs", TEXT | STORED),
         tool: b.add_text_field("tool", STRING | STORED),
         error_type: b.add_text_field("error_type", STRING | STORED),
+        event_type: b.add_text_field("event_type", STRING | STORED),
         run: b.add_text_field("run", stored_only),
     };
     (b.build(), f)
@@ -100,6 +102,7 @@ pub struct RunDoc {
     pub logs: String,
     pub tools: Vec<String>,
     pub error_types: Vec<String>,
+    pub event_types: Vec<String>,
     /// A document for this id is committed in the index (replace it).
     pub existed: bool,
 }
@@ -115,6 +118,7 @@ impl RunDoc {
             logs: String::new(),
             tools: Vec::new(),
             error_types: Vec::new(),
+            event_types: Vec::new(),
             existed: false,
         }
     }
@@ -155,9 +159,8 @@ impl RunDoc {
             }
             EventData::RunLog(l) => {
                 let before = self.logs.len();
-                if before < MAX_LOG_TEXT_PER_RUN {
-                    self.logs.push_str(&l.event_type);
-                    self.logs.push('\n');
+                if !l.event_type.is_empty() {
+                    push_term(&mut self.event_types, l.event_type.clone());
                 }
                 let mut tool = None;
                 let mut error_type = None;
@@ -171,7 +174,10 @@ impl RunDoc {
                             _ => {}
                         }
                     }
-                    if cap && logs.len() < MAX_LOG_TEXT_PER_RUN {
+                    // Numbers are mostly measurements (durations, sizes):
+                    // only status and code numbers are worth a term.
+                    let wanted = is_str || key.ends_with("status") || key.ends_with("code");
+                    if cap && wanted && logs.len() < MAX_LOG_TEXT_PER_RUN {
                         logs.push_str(value);
                         logs.push('\n');
                     }
@@ -211,6 +217,9 @@ impl RunDoc {
         for e in &self.error_types {
             d.add_text(f.error_type, e);
         }
+        for e in &self.event_types {
+            d.add_text(f.event_type, e);
+        }
         d.add_text(f.run, r.to_json());
         d
     }
@@ -236,6 +245,7 @@ impl RunDoc {
             logs: text(f.logs).unwrap_or("").to_string(),
             tools: strings(f.tool),
             error_types: strings(f.error_type),
+            event_types: strings(f.event_type),
             run,
             existed: true,
         })

@@ -63,7 +63,7 @@ impl Hit {
 }
 
 /// Field names a query may use, for error messages.
-const QUERY_FIELDS: &str = "inputs, output, error, logs (text); id, skill_id, caller_id, channel_id, parent_run_id, status, tool, error_type (exact); started_at (date range)";
+const QUERY_FIELDS: &str = "inputs, output, error, logs (text); id, skill_id, caller_id, channel_id, parent_run_id, status, tool, error_type, event_type (exact); started_at (date range)";
 
 fn explain(query: &str, e: QueryParserError) -> FullTextError {
     let message = match e {
