@@ -7,9 +7,9 @@ use std::io::{Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::chain::{block_digest, Digest};
 use crate::codec;
@@ -24,6 +24,10 @@ use crate::manifest::Manifest;
 use crate::receipt::Slot;
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
+
+/// Longest a batch waits for more events when the policy has no sync to
+/// wait for (`Never`, `Interval`).
+const LINGER: Duration = Duration::from_micros(200);
 
 /// A batch of pre-framed events from one `append` call.
 pub(crate) struct Batch {
@@ -127,20 +131,36 @@ impl Writer {
     /// The thread body.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         let max_batch = self.cfg().max_batch_bytes;
+        let every_batch = matches!(self.cfg().durability, Durability::EveryBatch);
         loop {
             let first = match self.next_message(&rx) {
                 Some(m) => m,
                 None => break,
             };
-            self.handle(first);
-            while self.block.len() < max_batch {
+            // Bytes taken into this batch: bounds it even when the queue
+            // never runs dry, so receipts keep completing under any load.
+            let mut taken = self.handle(first);
+            let mut linger_until = None;
+            while taken < max_batch {
                 match rx.try_recv() {
-                    Ok(m) => self.handle(m),
-                    Err(_) => break,
+                    Ok(m) => taken += self.handle(m),
+                    Err(TryRecvError::Disconnected) => break,
+                    Err(TryRecvError::Empty) => {
+                        // Without a sync to wait for, a writer faster than
+                        // its producers would write one event per syscall:
+                        // linger briefly so a batch can form.
+                        if every_batch || taken >= max_batch / 4 {
+                            break;
+                        }
+                        let until = *linger_until.get_or_insert_with(|| Instant::now() + LINGER);
+                        match rx.recv_deadline(until) {
+                            Ok(m) => taken += self.handle(m),
+                            Err(_) => break,
+                        }
+                    }
                 }
             }
-            let sync = matches!(self.cfg().durability, Durability::EveryBatch);
-            self.end_batch(sync);
+            self.end_batch(every_batch);
             self.shared
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
@@ -177,20 +197,23 @@ impl Writer {
         }
     }
 
-    fn handle(&mut self, msg: Msg) {
+    /// Handle one message; the event bytes it added to the batch.
+    fn handle(&mut self, msg: Msg) -> usize {
         match msg {
             Msg::Append(batch) => {
+                let bytes = batch.frames.len();
                 if let Some(why) = &self.failed {
                     batch.slot.fail(why);
-                    return;
+                    return bytes;
                 }
                 if let Err(e) = self.append_batch(&batch) {
                     self.on_error(&e.to_string());
                     batch.slot.fail(&e.to_string());
                     self.shared.notifier.notify_all();
-                    return;
+                    return bytes;
                 }
                 self.pending.push(batch.slot);
+                return bytes;
             }
             Msg::Flush(slot) => {
                 // A flush whose writes failed (even if cut back cleanly)
@@ -217,6 +240,7 @@ impl Writer {
                 let _ = reply.send(r);
             }
         }
+        0
     }
 
     fn finish_slot_or(&mut self, slot: Arc<Slot>, err: Option<String>) {

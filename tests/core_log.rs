@@ -553,3 +553,17 @@ fn corruption_in_the_middle_of_the_active_segment_is_not_cut_away() {
         "nothing was changed on disk"
     );
 }
+
+/// docs/format.md's worked example of the event encoding.
+#[test]
+fn the_documented_encoding_example_holds() {
+    let ev = Event::run_started("r-1", 1_763_884_800_000_000, RunStarted::default());
+    let mut out = Vec::new();
+    auditlog::codec::encode_event(&ev, &mut out).unwrap();
+    assert_eq!(
+        &out[..13],
+        &[0x03, 0x72, 0x2d, 0x31, 0xfd, 0x00, 0x80, 0xdb, 0xdd, 0x7c, 0x88, 0x0c, 0x00]
+    );
+    // Then the variant index (0 = RunStarted) and its fields.
+    assert_eq!(out[13], 0);
+}

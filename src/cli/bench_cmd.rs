@@ -98,26 +98,39 @@ pub fn runs_for_events(spec: &WorkloadSpec, events: u64) -> u64 {
     (events * sample / n.max(1)).max(1)
 }
 
-/// Append the workload with `producers` threads; measure throughput and
-/// append-to-durable latency (each producer's receipts are awaited by a
+/// Generate each producer's share of the workload up front, so the timed
+/// part measures the log, not the generator (which costs more per event
+/// than an append).
+pub fn pregenerate(spec: &WorkloadSpec, producers: usize) -> Vec<Vec<Event>> {
+    let producers = producers.max(1) as u64;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                let from = spec.runs * p / producers;
+                let to = spec.runs * (p + 1) / producers;
+                s.spawn(move || spec.events(from, to).collect::<Vec<Event>>())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// Append pre-generated events, one thread per share; measure throughput
+/// and append-to-durable latency (each producer's receipts are awaited by a
 /// companion thread that stamps them as they complete).
 pub fn run_ingest(
     log: &Log,
-    spec: &WorkloadSpec,
-    producers: usize,
+    shares: &[Vec<Event>],
     batch: usize,
     pb: &ProgressBar,
 ) -> Result<IngestFigures, CliError> {
-    let producers = producers.max(1);
     let batch = batch.max(1);
-    let runs = spec.runs;
     let started = Instant::now();
     let failed = AtomicBool::new(false);
     let hists: Vec<Result<(u64, Histogram<u64>), CliError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..producers)
-            .map(|p| {
-                let from = runs * p as u64 / producers as u64;
-                let to = runs * (p as u64 + 1) / producers as u64;
+        let handles: Vec<_> = shares
+            .iter()
+            .map(|share| {
                 let failed = &failed;
                 s.spawn(move || -> Result<(u64, Histogram<u64>), CliError> {
                     let (tx, rx) = crossbeam_channel::bounded::<(Instant, Receipt)>(1 << 16);
@@ -131,29 +144,16 @@ pub fn run_ingest(
                         Ok(h)
                     });
                     let mut n = 0u64;
-                    let mut buf: Vec<Event> = Vec::with_capacity(batch);
-                    let mut send = |buf: &mut Vec<Event>| -> Result<(), CliError> {
+                    for chunk in share.chunks(batch) {
                         let t0 = Instant::now();
-                        let enc = EncodedBatch::encode(buf)?;
+                        let enc = EncodedBatch::encode(chunk)?;
                         let r = log.append_encoded(enc)?;
-                        n += buf.len() as u64;
-                        pb.inc(buf.len() as u64);
-                        buf.clear();
-                        tx.send((t0, r)).map_err(|_| CliError::failed("latency waiter stopped"))
-                    };
-                    for ev in spec.events(from, to) {
-                        buf.push(ev);
-                        if buf.len() >= batch {
-                            send(&mut buf)?;
-                            if failed.load(Ordering::Relaxed) {
-                                break;
-                            }
+                        n += chunk.len() as u64;
+                        pb.inc(chunk.len() as u64);
+                        if tx.send((t0, r)).is_err() || failed.load(Ordering::Relaxed) {
+                            break;
                         }
                     }
-                    if !buf.is_empty() {
-                        send(&mut buf)?;
-                    }
-                    drop(send);
                     drop(tx);
                     let h = waiter
                         .join()
@@ -214,7 +214,8 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
     } else {
         ProgressBar::hidden()
     };
-    let f = run_ingest(&log, &spec, a.producers, a.batch, &pb)?;
+    let shares = pregenerate(&spec, a.producers);
+    let f = run_ingest(&log, &shares, a.batch, &pb)?;
     pb.finish_and_clear();
     log.close()?;
     let q = |p: f64| f.latency_us.value_at_quantile(p) as f64 / 1000.0;

@@ -35,8 +35,12 @@ pub fn check_range(ts: Micros) -> Result<Micros, String> {
 /// truncated; the result must lie in `MIN_TS..=MAX_TS`.
 pub fn parse_rfc3339(s: &str) -> Result<Micros, String> {
     check_shape(s)?;
-    let dt = OffsetDateTime::parse(s, &Rfc3339)
-        .map_err(|e| format!("`{s}` is not a valid RFC 3339 timestamp: {e}"))?;
+    let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
+        format!(
+            "`{s}` is not a valid RFC 3339 timestamp ({e}); expected e.g. \
+                 2026-11-23T08:00:00.123456Z or 2026-11-23T09:00:00+01:00"
+        )
+    })?;
     let micros = dt.unix_timestamp_nanos().div_euclid(1000);
     let micros = i64::try_from(micros).map_err(|_| format!("`{s}` is out of range"))?;
     check_range(micros)
@@ -84,12 +88,7 @@ pub fn parse_instant(s: &str) -> Result<Micros, String> {
         })?;
         return check_range(v);
     }
-    parse_rfc3339(t).map_err(|e| {
-        format!(
-            "{e} (an instant is integer microseconds since the Unix epoch, \
-             or RFC 3339 like 2026-11-23T08:00:00Z or 2026-11-23T09:00:00+01:00)"
-        )
-    })
+    parse_rfc3339(t).map_err(|e| format!("{e}, or integer microseconds since the Unix epoch"))
 }
 
 /// Days since the epoch, rounding towards the past.
@@ -141,7 +140,10 @@ pub fn format_rfc3339(ts: Micros, out: &mut String) {
     put_digits(&mut buf[14..16], secs / 60 % 60);
     put_digits(&mut buf[17..19], secs % 60);
     put_digits(&mut buf[20..26], frac);
-    out.extend(buf.iter().map(|&c| char::from(c)));
+    // Only ASCII digits and punctuation went in, so this always succeeds.
+    if let Ok(text) = std::str::from_utf8(&buf) {
+        out.push_str(text);
+    }
 }
 
 /// Writes the low `dst.len()` decimal digits of non-negative `v`, zero-padded.
