@@ -1,1 +1,71 @@
-fn main() {}
+//! Library append throughput: one and several producers, `EveryBatch` and
+//! `Never`, single-event and batched appends; and the per-event hot path
+//! (validate + encode + frame + CRC, and the chain hash over a block).
+
+use std::time::Duration;
+
+use auditlog::workload::WorkloadSpec;
+use auditlog::{Config, Durability, EncodedBatch, Event, Log};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+fn events(n: u64) -> Vec<Event> {
+    let spec = WorkloadSpec { runs: n, ..WorkloadSpec::default() };
+    spec.events(0, n).collect()
+}
+
+fn append(c: &mut Criterion) {
+    let evs = events(2_000);
+    let mut g = c.benchmark_group("append");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    for (name, durability) in [("every_batch", Durability::EveryBatch), ("never", Durability::Never)] {
+        for producers in [1usize, 4] {
+            for batch in [1usize, 100] {
+                let id = BenchmarkId::new(name, format!("{producers}p_batch{batch}"));
+                let dir = tempfile::tempdir().expect("tempdir");
+                let mut cfg = Config::new(dir.path().join("log"));
+                cfg.durability = durability;
+                let log = Log::open(cfg).expect("open");
+                g.bench_function(id, |b| {
+                    b.iter(|| {
+                        std::thread::scope(|s| {
+                            for share in evs.chunks(evs.len().div_ceil(producers)) {
+                                let log = &log;
+                                s.spawn(move || {
+                                    let mut last = None;
+                                    for chunk in share.chunks(batch) {
+                                        last = Some(log.append_batch(chunk).expect("append"));
+                                    }
+                                    if let Some(r) = last {
+                                        r.wait().expect("durable");
+                                    }
+                                });
+                            }
+                        })
+                    })
+                });
+                log.close().expect("close");
+            }
+        }
+    }
+    g.finish();
+}
+
+fn hot_path(c: &mut Criterion) {
+    let evs = events(500);
+    let mut g = c.benchmark_group("hot_path");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.bench_function("validate_encode_frame_crc", |b| {
+        b.iter(|| EncodedBatch::encode(&evs).expect("encode"))
+    });
+    let block = EncodedBatch::encode(&evs).expect("encode");
+    let bytes = vec![7u8; block.bytes()];
+    g.bench_function("chain_digest_of_block", |b| {
+        b.iter(|| auditlog::chain::block_digest(&auditlog::Digest::GENESIS, 0, evs.len() as u32, &bytes))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, hot_path);
+criterion_main!(benches);
