@@ -2,7 +2,7 @@
 //! lock-free ingest queue, wait for durability, read it back.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -172,6 +172,8 @@ pub(crate) struct Shared {
     dropped: AtomicU64,
     rejected: AtomicU64,
     pub(crate) failed: Mutex<Option<String>>,
+    /// Set with `failed`: lets every append check it without a lock.
+    pub(crate) has_failed: AtomicBool,
 }
 
 impl Shared {
@@ -259,6 +261,7 @@ impl Log {
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
             config,
         });
         let writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
@@ -323,7 +326,8 @@ impl Log {
     }
 
     fn send_batch(&self, batch: Batch, n: usize) -> Result<Receipt> {
-        if let Some(why) = self.failed() {
+        if self.shared.has_failed.load(Ordering::Acquire) {
+            let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
         }
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
