@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tantivy::collector::TopDocs;
 use tantivy::query::{Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
-use tantivy::{IndexReader, IndexWriter, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
 use super::schema::{id_term, Fields, RunDoc};
 use super::{now_micros, CommitPayload, FullTextError, FullTextOptions, Shared};
@@ -21,8 +21,10 @@ use crate::reader::{LogReader, ReplayRange};
 
 /// The writing side of the index. Owned by one thread at a time.
 pub(crate) struct Core {
+    pub(crate) index: Index,
     pub(crate) reader: IndexReader,
-    pub(crate) writer: IndexWriter,
+    /// Made on first use, on the thread that indexes.
+    writer: Option<IndexWriter>,
     pub(crate) f: Fields,
     pub(crate) opts: FullTextOptions,
     pub(crate) log_id: String,
@@ -50,16 +52,17 @@ pub(crate) struct Step {
 
 impl Core {
     pub(crate) fn new(
+        index: Index,
         reader: IndexReader,
-        writer: IndexWriter,
         f: Fields,
         opts: FullTextOptions,
         payload: CommitPayload,
         shared: Arc<Shared>,
     ) -> Core {
         Core {
+            index,
             reader,
-            writer,
+            writer: None,
             f,
             opts,
             log_id: payload.log_id,
@@ -73,6 +76,21 @@ impl Core {
             pending_since: None,
             shared,
         }
+    }
+
+    fn writer(&mut self) -> Result<&mut IndexWriter, FullTextError> {
+        if self.writer.is_none() {
+            let threads = self.opts.indexing_threads.max(1);
+            let budget = self.opts.memory_budget_bytes.max(threads * 16_000_000);
+            let w = self
+                .index
+                .writer_with_num_threads(threads, budget)
+                .map_err(FullTextError::index("opening the writer"))?;
+            self.writer = Some(w);
+        }
+        self.writer
+            .as_mut()
+            .ok_or_else(|| FullTextError::Corrupt("no index writer".into()))
     }
 
     pub(crate) fn batch_full(&self) -> bool {
@@ -158,40 +176,57 @@ impl Core {
     /// Write the folded documents and the retention deletion, and commit
     /// them with the LSN reached as payload.
     pub(crate) fn commit(&mut self) -> Result<(), FullTextError> {
+        let r = self.commit_inner();
+        if r.is_err() {
+            // Drop the writer with whatever it was given: uncommitted adds
+            // must not reach a later commit (the events are read again).
+            self.writer = None;
+            self.discard_pending();
+        }
+        r
+    }
+
+    fn commit_inner(&mut self) -> Result<(), FullTextError> {
         let f = self.f;
-        for (id, d) in self.pending.drain() {
+        let first_lsn = self.first_lsn;
+        let retention_dirty = self.retention_dirty;
+        let next_lsn = self.pending_next;
+        let lag_seconds = self.shared.lag_seconds_at(next_lsn);
+        let log_id = self.log_id.clone();
+        let pending = std::mem::take(&mut self.pending);
+        let writer = self.writer()?;
+        for (id, d) in pending {
             if d.existed {
-                self.writer.delete_term(id_term(&f, &id));
+                writer.delete_term(id_term(&f, &id));
             }
-            if d.start_lsn >= self.first_lsn {
-                self.writer
+            if d.start_lsn >= first_lsn {
+                writer
                     .add_document(d.to_document(&f))
                     .map_err(FullTextError::index("adding a document"))?;
             }
         }
-        if self.first_lsn > 0 {
+        if first_lsn > 0 {
             // Runs started in dropped segments (applied after the adds, so
             // it also removes any of those re-added above).
             let q = RangeQuery::new(
                 Bound::Unbounded,
-                Bound::Excluded(Term::from_field_u64(f.start_lsn, self.first_lsn)),
+                Bound::Excluded(Term::from_field_u64(f.start_lsn, first_lsn)),
             );
-            if self.retention_dirty {
-                self.writer
+            if retention_dirty {
+                writer
                     .delete_query(Box::new(q))
                     .map_err(FullTextError::index("deleting retained runs"))?;
             }
         }
-        let lag_seconds = self.shared.lag_seconds_at(self.pending_next);
+
         let payload = CommitPayload {
-            log_id: self.log_id.clone(),
-            next_lsn: self.pending_next,
-            first_lsn: self.first_lsn,
+            log_id,
+            next_lsn,
+            first_lsn,
             committed_at_us: now_micros(),
             lag_seconds,
         };
-        let mut prepared = self
-            .writer
+        let mut prepared = writer
             .prepare_commit()
             .map_err(FullTextError::index("preparing a commit"))?;
         prepared.set_payload(&payload.to_json());
@@ -226,24 +261,23 @@ impl Core {
         let caught_up = self.pending_next >= head;
         let mut committed = false;
         if self.commit_due(force || (caught_up && self.shared.flush_wanted())) {
-            if let Err(e) = self.commit() {
-                self.discard_pending();
-                return Err(e);
-            }
+            self.commit()?;
             committed = true;
         }
         Ok(Step { folded, committed })
     }
 
-    /// Index everything up to the log's head now and commit (foreground
-    /// catch-up). `tick` is told the LSN reached after every round.
+    /// Index everything up to the log's head as of the call (at least) and
+    /// commit (foreground catch-up). `tick` is told the LSN reached after every round.
     pub(crate) fn catch_up(
         &mut self,
         log: &LogReader,
         mut tick: impl FnMut(u64),
     ) -> Result<(), FullTextError> {
+        // The head as of now: under ingest faster than indexing a moving
+        // target would never be reached.
+        let head = log.head().next_lsn;
         loop {
-            let head = log.head().next_lsn;
             let s = self.step(log, false)?;
             tick(self.pending_next);
             if self.pending_next >= head || s.folded == 0 {
@@ -291,8 +325,28 @@ fn lookup(
         .map_err(FullTextError::Corrupt)
 }
 
+/// Lower the calling thread's CPU priority to the lowest (nice 19), so
+/// that on a busy machine ingest wins every contention and the indexer
+/// takes what is left. Linux applies nice per thread, and threads inherit
+/// it from the thread that creates them.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn setpriority(which: i32, who: u32, prio: i32) -> i32;
+        }
+        // SAFETY: a plain syscall wrapper from libc (always linked on
+        // Linux); PRIO_PROCESS (0) with who 0 is the calling thread.
+        let _ = unsafe { setpriority(0, 0, 19) };
+    }
+}
+
 /// The background thread's loop.
 pub(crate) fn run_thread(mut core: Core, mut log: LogReader, shared: Arc<Shared>) {
+    if core.opts.background_priority {
+        // Before the IndexWriter exists: its threads inherit it.
+        lower_priority();
+    }
     let mut backoff = Duration::from_millis(50);
     loop {
         if shared.kill.load(Ordering::Acquire) {

@@ -70,6 +70,9 @@ pub struct FullTextOptions {
     pub verify_on_open: bool,
     /// Delete and rebuild the index on open whatever its state.
     pub force_rebuild: bool,
+    /// Run the indexer thread (and tantivy's threads it starts) at the
+    /// lowest CPU priority, so ingest wins when cores are scarce.
+    pub background_priority: bool,
 }
 
 impl Default for FullTextOptions {
@@ -85,6 +88,7 @@ impl Default for FullTextOptions {
             poll_interval: Duration::from_millis(100),
             verify_on_open: true,
             force_rebuild: false,
+            background_priority: true,
         }
     }
 }
@@ -462,17 +466,10 @@ impl FullText {
         };
         let (_, f) = build_schema();
         let reader = make_reader(&index, ReloadPolicy::Manual)?;
-        let writer = index
-            .writer_with_num_threads(
-                opts.indexing_threads.max(1),
-                opts.memory_budget_bytes
-                    .max(opts.indexing_threads.max(1) * 16_000_000),
-            )
-            .map_err(FullTextError::index("opening the writer"))?;
         let shared = Arc::new(Shared::new(payload.next_lsn, payload.first_lsn));
         let core = Core::new(
+            index.clone(),
             reader.clone(),
-            writer,
             f,
             opts.clone(),
             payload,
