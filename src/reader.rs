@@ -16,7 +16,7 @@ use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{self, map_file, Mode, SegmentMeta};
 use crate::log::{Head, Shared};
 use crate::manifest::Manifest;
-use crate::segment::HEADER_SIZE;
+use crate::segment::{self, Header, Scan, HEADER_SIZE};
 
 enum Source {
     Live(Arc<Shared>),
@@ -64,11 +64,20 @@ impl LogReader {
     }
 
     /// Re-read the folder (read-only readers; live ones are always current).
+    /// When only the active segment grew, only its new bytes are read, so
+    /// `tail -f` can poll cheaply.
     pub fn refresh(&mut self) -> Result<()> {
-        if let Source::Disk { dir, .. } = &self.source {
-            let fresh = LogReader::open(&dir.clone())?;
-            self.source = fresh.source;
+        let Source::Disk { dir, segments, .. } = &mut self.source else {
+            return Ok(());
+        };
+        if let Some(grown) = grown_active(dir, segments)? {
+            if let Some(last) = segments.last_mut() {
+                *last = grown;
+            }
+            return Ok(());
         }
+        let fresh = LogReader::open(&dir.clone())?;
+        self.source = fresh.source;
         Ok(())
     }
 
@@ -147,6 +156,55 @@ impl LogReader {
             },
         }
     }
+}
+
+/// The active segment rescanned from where the last scan stopped, if the
+/// folder still holds the same segments and the active one is still open;
+/// `None` when a full re-read is needed.
+fn grown_active(dir: &Path, segments: &[SegmentMeta]) -> Result<Option<SegmentMeta>> {
+    let Some(last) = segments.last().filter(|s| !s.sealed) else {
+        return Ok(None);
+    };
+    let files = layout::list_segment_files(dir)?;
+    let same = files.len() == segments.len()
+        && files
+            .iter()
+            .zip(segments)
+            .all(|((_, seq, _), s)| *seq == s.seq);
+    if !same {
+        return Ok(None);
+    }
+    let Some(map) = map_file(&last.path)? else {
+        return Ok(None);
+    };
+    if (map.len() as u64) < last.data_len || !matches!(segment::read_footer(&map), Ok(None)) {
+        return Ok(None);
+    }
+    // Same file as before? (A replaced one would fail here or at the scan.)
+    Header::decode(&map).map_err(|reason| Error::Corrupt {
+        segment: last.name.clone(),
+        offset: 0,
+        reason,
+    })?;
+    let from = Scan {
+        valid_end: last.data_len,
+        count: last.count,
+        next_lsn: last.end_lsn(),
+        digest: last.digest,
+        min_ts: last.min_ts,
+        max_ts: last.max_ts,
+        stop: None,
+        uncommitted_events: 0,
+    };
+    let scan = segment::scan(&map, from, layout::ts_of, |_| {});
+    Ok(Some(SegmentMeta {
+        count: scan.count,
+        min_ts: scan.min_ts,
+        max_ts: scan.max_ts,
+        data_len: scan.valid_end,
+        digest: scan.digest,
+        ..last.clone()
+    }))
 }
 
 /// Iterator over `(lsn, event)`; stops after the first error.

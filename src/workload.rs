@@ -49,14 +49,39 @@ impl Default for WorkloadSpec {
 }
 
 const SKILLS: &[&str] = &[
-    "web.search", "web.fetch", "code.exec", "code.review", "mail.send", "mail.read",
-    "calendar.book", "docs.summarize", "docs.translate", "db.query", "crm.lookup", "shell.run",
+    "web.search",
+    "web.fetch",
+    "code.exec",
+    "code.review",
+    "mail.send",
+    "mail.read",
+    "calendar.book",
+    "docs.summarize",
+    "docs.translate",
+    "db.query",
+    "crm.lookup",
+    "shell.run",
 ];
 const TOOLS: &[&str] = &[
-    "http.get", "http.post", "sql.query", "fs.read", "fs.write", "python.exec", "smtp.send",
-    "vector.search", "browser.open", "kv.get",
+    "http.get",
+    "http.post",
+    "sql.query",
+    "fs.read",
+    "fs.write",
+    "python.exec",
+    "smtp.send",
+    "vector.search",
+    "browser.open",
+    "kv.get",
 ];
-const ERRORS: &[&str] = &["timeout", "http_5xx", "rate_limited", "auth", "not_found", "certificate"];
+const ERRORS: &[&str] = &[
+    "timeout",
+    "http_5xx",
+    "rate_limited",
+    "auth",
+    "not_found",
+    "certificate",
+];
 
 impl WorkloadSpec {
     /// Average µs between top-level run starts.
@@ -93,7 +118,16 @@ impl WorkloadSpec {
         let start = self.start_ts + i as i64 * self.spacing() + rng.i64(0..self.spacing().max(2));
         let caller = format!("u-{}", rng.u32(0..self.callers.max(1)));
         let channel = format!("sess-{}", rng.u32(0..self.channels.max(1)));
-        self.one_run(&mut rng, format!("r-{i}"), String::new(), start, &caller, &channel, 0, out);
+        self.one_run(
+            &mut rng,
+            format!("r-{i}"),
+            String::new(),
+            start,
+            &caller,
+            &channel,
+            0,
+            out,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -165,21 +199,44 @@ impl WorkloadSpec {
             seq += 1;
             if depth < 3 && rng.f64() < self.sub_run_rate / calls.max(1) as f64 {
                 let child = format!("{id}.{seq}");
-                self.one_run(rng, child, id.clone(), ts + 10, caller, channel, depth + 1, out);
+                self.one_run(
+                    rng,
+                    child,
+                    id.clone(),
+                    ts + 10,
+                    caller,
+                    channel,
+                    depth + 1,
+                    out,
+                );
             }
         }
         if rng.f64() < self.unfinished_rate {
             return;
         }
         ts += rng.i64(1_000..2_000_000);
-        let status = if failed && rng.bool() { "error" } else if rng.f64() < 0.01 { "timeout" } else { "ok" };
+        let status = if failed && rng.bool() {
+            "error"
+        } else if rng.f64() < 0.01 {
+            "timeout"
+        } else {
+            "ok"
+        };
         out.push(Event::run_finished(
             id,
             ts,
             RunFinished {
                 status: status.to_string(),
-                output: if status == "ok" { format!("found {} results", rng.u32(0..50)) } else { String::new() },
-                error: if status == "ok" { String::new() } else { "upstream tool failed".to_string() },
+                output: if status == "ok" {
+                    format!("found {} results", rng.u32(0..50))
+                } else {
+                    String::new()
+                },
+                error: if status == "ok" {
+                    String::new()
+                } else {
+                    "upstream tool failed".to_string()
+                },
                 tool_calls: calls as u64,
                 runtime_seconds: (ts - start) as f64 / 1e6,
                 input_tokens: rng.u64(10..4_000),
@@ -212,7 +269,10 @@ impl Iterator for WorkloadIter<'_> {
             self.spec.run_events(self.next_run, &mut self.buf);
             self.next_run += 1;
         }
-        let ev = std::mem::replace(&mut self.buf[self.pos], Event::run_log("", 0, RunLog::default()));
+        let ev = std::mem::replace(
+            &mut self.buf[self.pos],
+            Event::run_log("", 0, RunLog::default()),
+        );
         self.pos += 1;
         Some(ev)
     }
@@ -225,7 +285,10 @@ mod tests {
 
     #[test]
     fn deterministic_valid_and_disjoint() {
-        let spec = WorkloadSpec { runs: 200, ..WorkloadSpec::default() };
+        let spec = WorkloadSpec {
+            runs: 200,
+            ..WorkloadSpec::default()
+        };
         let a: Vec<Event> = spec.events(0, 200).collect();
         let b: Vec<Event> = spec.events(0, 200).collect();
         assert_eq!(a, b);
@@ -236,7 +299,8 @@ mod tests {
         let left: Vec<Event> = spec.events(0, 100).collect();
         let right: Vec<Event> = spec.events(100, 200).collect();
         assert_eq!(left.len() + right.len(), a.len());
-        let span = a.iter().map(|e| e.ts).max().unwrap_or(0) - a.iter().map(|e| e.ts).min().unwrap_or(0);
+        let span =
+            a.iter().map(|e| e.ts).max().unwrap_or(0) - a.iter().map(|e| e.ts).min().unwrap_or(0);
         assert!(span > 25 * 86_400_000_000, "spread over the simulated days");
     }
 }

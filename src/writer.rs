@@ -557,7 +557,9 @@ impl Writer {
             tracing::error!(error = why, "auditlog writer stopped");
             self.failed = Some(why.to_string());
             *self.shared.failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_string());
-            self.shared.has_failed.store(true, std::sync::atomic::Ordering::Release);
+            self.shared
+                .has_failed
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         self.reset_block();
     }

@@ -567,3 +567,37 @@ fn the_documented_encoding_example_holds() {
     // Then the variant index (0 = RunStarted) and its fields.
     assert_eq!(out[13], 0);
 }
+
+#[test]
+fn a_read_only_reader_follows_a_writer_across_commits_and_rolls() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = open(&dir);
+    log.append(&started("first", T0)).unwrap().wait().unwrap();
+    let mut reader = LogReader::open(&dir).unwrap();
+    assert_eq!(reader.head().next_lsn, 1);
+    // Growth of the active segment: read incrementally.
+    log.append(&started("second", T0 + 1))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let head = reader.wait_beyond(1, Duration::from_secs(5)).unwrap();
+    assert_eq!(head.next_lsn, 2);
+    // A roll to a new day's segment: read by a full refresh.
+    log.append(&started("third", T0 + DAY))
+        .unwrap()
+        .wait()
+        .unwrap();
+    let head = reader.wait_beyond(2, Duration::from_secs(5)).unwrap();
+    assert_eq!(head.next_lsn, 3);
+    assert_eq!(head, log.head());
+    let ids: Vec<String> = reader
+        .replay(ReplayRange {
+            from_lsn: Some(1),
+            ..ReplayRange::default()
+        })
+        .map(|r| r.unwrap().1.run_id)
+        .collect();
+    assert_eq!(ids, ["second", "third"]);
+    log.close().unwrap();
+}

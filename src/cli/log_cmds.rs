@@ -128,29 +128,48 @@ fn progress(total: Option<u64>, what: &str) -> ProgressBar {
     pb
 }
 
-/// Input, as a file (read twice under `--strict`) or stdin.
-fn open_input(
-    name: &str,
-    strict: bool,
-) -> Result<(Box<dyn Read + Send>, Option<u64>, Option<PathBuf>), CliError> {
-    if name == "-" {
-        if strict {
-            // Two passes need the input twice: keep stdin in a temporary file.
-            let mut tmp = tempfile::tempfile()
-                .map_err(|e| CliError::failed(format!("creating a temporary file: {e}")))?;
-            io::copy(&mut io::stdin().lock(), &mut tmp)
-                .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
-            let len = tmp.metadata().map(|m| m.len()).ok();
-            use std::io::Seek;
-            tmp.rewind()?;
-            return Ok((Box::new(tmp), len, None));
+/// Where ingest reads from: a named file, or stdin (kept in a temporary
+/// file under `--strict`, which reads its input twice).
+enum Source {
+    Path(PathBuf),
+    Stdin,
+    Spooled(File),
+}
+
+impl Source {
+    fn new(name: &str, strict: bool) -> Result<Source, CliError> {
+        if name != "-" {
+            return Ok(Source::Path(PathBuf::from(name)));
         }
-        return Ok((Box::new(io::stdin()), None, None));
+        if !strict {
+            return Ok(Source::Stdin);
+        }
+        let mut tmp = tempfile::tempfile()
+            .map_err(|e| CliError::failed(format!("creating a temporary file: {e}")))?;
+        io::copy(&mut io::stdin().lock(), &mut tmp)
+            .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
+        Ok(Source::Spooled(tmp))
     }
-    let path = PathBuf::from(name);
-    let f = File::open(&path).map_err(|e| CliError::failed(format!("cannot read {name}: {e}")))?;
-    let len = f.metadata().map(|m| m.len()).ok();
-    Ok((Box::new(f), len, Some(path)))
+
+    /// A reader from the start, and the total size when known.
+    fn open(&self) -> Result<(Box<dyn Read + Send>, Option<u64>), CliError> {
+        match self {
+            Source::Stdin => Ok((Box::new(io::stdin()), None)),
+            Source::Path(p) => {
+                let f = File::open(p)
+                    .map_err(|e| CliError::failed(format!("cannot read {}: {e}", p.display())))?;
+                let len = f.metadata().map(|m| m.len()).ok();
+                Ok((Box::new(f), len))
+            }
+            Source::Spooled(f) => {
+                use std::io::Seek;
+                let mut f = f.try_clone()?;
+                f.rewind()?;
+                let len = f.metadata().map(|m| m.len()).ok();
+                Ok((Box::new(f), len))
+            }
+        }
+    }
 }
 
 /// Reads input in chunks that end on a line boundary.
@@ -317,10 +336,11 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
         a.file.clone()
     };
     let started = Instant::now();
+    let source = Source::new(&a.file, a.strict)?;
     if a.strict {
         // First pass: only parse. Nothing is opened for writing until the
         // whole input is known to be good.
-        let (input, total, path) = open_input(&a.file, true)?;
+        let (input, total) = source.open()?;
         let pb = progress(total, "checking");
         let mut t = Tally {
             accepted: 0,
@@ -341,13 +361,8 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
                 t.rejected
             )));
         }
-        let (input, total, _) = match path {
-            Some(p) => open_input(&p.display().to_string(), false)?,
-            None => open_input("-", true)?,
-        };
-        return ingest_pass(&dir, &name, input, total, started);
     }
-    let (input, total, _) = open_input(&a.file, false)?;
+    let (input, total) = source.open()?;
     ingest_pass(&dir, &name, input, total, started)
 }
 
