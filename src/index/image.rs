@@ -446,7 +446,7 @@ impl Image {
         let n = self.count(S_RUNS);
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
-            let mid = (lo + hi) / 2;
+            let mid = lo + (hi - lo) / 2;
             let r = self.rec(S_RUNS, mid);
             match self.str_at(r, 0).cmp(id) {
                 std::cmp::Ordering::Less => lo = mid + 1,
@@ -470,7 +470,7 @@ impl Image {
         let n = self.count(S_KEYS);
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
-            let mid = (lo + hi) / 2;
+            let mid = lo + (hi - lo) / 2;
             let r = self.rec(S_KEYS, mid);
             let k = le_u32(r, 0);
             let ord = k.cmp(&kind).then_with(|| self.str_at(r, 8).cmp(key));
@@ -499,7 +499,7 @@ impl Image {
 
     /// The RUNS position at position `i` of a list.
     pub fn at(&self, list: &List, i: u32) -> u32 {
-        let pos = (list.start() + i) as usize;
+        let pos = list.start() as usize + i as usize;
         let s = match list {
             List::Order { .. } => S_ORDER,
             List::Post { .. } => S_POST,
@@ -526,13 +526,13 @@ impl Image {
             Some(s) => self.partition(&list, n, |t| t >= s),
         };
         let hi = hi.max(lo);
-        list.with(list.start() + lo, hi - lo)
+        list.with(list.start().saturating_add(lo), hi - lo)
     }
 
     fn partition(&self, list: &List, n: u32, pred: impl Fn(Micros) -> bool) -> u32 {
         let (mut lo, mut hi) = (0u32, n);
         while lo < hi {
-            let mid = (lo + hi) / 2;
+            let mid = lo + (hi - lo) / 2;
             if pred(self.run_key(self.at(list, mid)).0) {
                 lo = mid + 1;
             } else {
@@ -572,7 +572,7 @@ impl Image {
         let n = self.count(S_LOGS);
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
-            let mid = (lo + hi) / 2;
+            let mid = lo + (hi - lo) / 2;
             if self.log(mid).id < id {
                 lo = mid + 1;
             } else {
@@ -618,7 +618,7 @@ impl Image {
         let bound = |pred: &dyn Fn(Micros) -> bool| {
             let (mut lo, mut hi) = (0usize, n);
             while lo < hi {
-                let mid = (lo + hi) / 2;
+                let mid = lo + (hi - lo) / 2;
                 if pred(self.err(mid).ts) {
                     lo = mid + 1;
                 } else {

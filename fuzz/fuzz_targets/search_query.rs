@@ -1,0 +1,72 @@
+//! The search query path: arbitrary text (and filters) against a small
+//! full-text index built once. Parsing may refuse a query with an error;
+//! it must never panic, and a search that parses must answer.
+#![no_main]
+
+use std::sync::{Mutex, OnceLock};
+
+use auditlog::fulltext::{Filters, FullText, FullTextOptions};
+use auditlog::{Config, Event, Json, Log, LogReader, RunFinished, RunStarted};
+use libfuzzer_sys::fuzz_target;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    ft: FullText,
+}
+
+fn fixture() -> &'static Mutex<Fixture> {
+    static F: OnceLock<Mutex<Fixture>> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(Config::new(dir.path())).unwrap();
+        let t0 = 1_795_392_000_000_000i64;
+        for i in 0..50i64 {
+            let id = format!("r-{i}");
+            let started = Event::run_started(
+                id.as_str(),
+                t0 + i,
+                RunStarted {
+                    skill_id: format!("skill.{}", i % 5),
+                    caller_id: format!("u-{}", i % 3),
+                    inputs: Json(format!(r#"{{"q":"find the weather in city {i}"}}"#)),
+                    ..RunStarted::default()
+                },
+            );
+            let fin = Event::run_finished(
+                id.as_str(),
+                t0 + i + 1,
+                RunFinished {
+                    status: if i % 4 == 0 { "error".into() } else { "ok".into() },
+                    output: format!("sunny and {i} degrees"),
+                    error: if i % 4 == 0 { "upstream timeout".into() } else { String::new() },
+                    ..RunFinished::default()
+                },
+            );
+            log.append_batch(&[started, fin]).unwrap().wait().unwrap();
+        }
+        log.close().unwrap();
+        let reader = LogReader::open(dir.path()).unwrap();
+        let ft = FullText::open_for(&reader, &FullTextOptions::default()).unwrap();
+        ft.catch_up(&reader, |_| {}).unwrap();
+        Mutex::new(Fixture { _dir: dir, ft })
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    // First line: the query; further lines, if any: filter values.
+    let mut parts = text.splitn(3, '\n');
+    let query = parts.next().unwrap_or("");
+    let filters = Filters {
+        skill: parts.next().map(str::to_string),
+        status: parts.next().map(str::to_string),
+        since: (data.len() % 3 == 0).then_some(i64::MIN),
+        until: (data.len() % 5 == 0).then_some(i64::MAX),
+        ..Filters::default()
+    };
+    let f = fixture().lock().unwrap();
+    let _ = f.ft.parse_query(query);
+    let _ = f.ft.search(query, &filters, 5);
+});
