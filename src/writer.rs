@@ -297,13 +297,44 @@ impl Writer {
                 return Ok(());
             }
             self.write_block()?;
-            self.seal_active()?;
+            match self.active.as_ref().map(|a| a.meta.count) {
+                Some(0) => self.discard_empty_active()?,
+                _ => self.seal_active()?,
+            }
         }
         // Late events (an older day) go into the current day's segment:
         // retention looks at each segment's newest event, so they are kept
         // at least as long as their neighbours.
         let day = day.max(self.last_day);
         self.create_segment(day)
+    }
+
+    /// Remove an active segment that holds no event (a crash right after
+    /// it was created, or a day that passed without events) instead of
+    /// sealing it: only the newest segment may lack a footer, and an empty
+    /// one cannot have one. Its sequence number is taken again, so the
+    /// numbering has no gap.
+    fn discard_empty_active(&mut self) -> Result<()> {
+        let Some(active) = self.active.take() else {
+            return Ok(());
+        };
+        let m = &active.meta;
+        debug_assert_eq!(m.count, 0);
+        let io = &self.shared.config.io;
+        let removed = io
+            .gate(IoOp::Remove, &m.path)
+            .and_then(|_| std::fs::remove_file(&m.path))
+            .ctx(|| format!("removing the empty segment {}", m.path.display()));
+        if let Err(e) = removed {
+            // Still there and still ours: carry on with it.
+            self.rolled_back = true;
+            self.active = Some(active);
+            return Err(e);
+        }
+        fsutil::sync_dir(&self.shared.dir)?;
+        self.shared.segments_mut().retain(|s| s.seq != m.seq);
+        self.next_seq = m.seq;
+        Ok(())
     }
 
     fn create_segment(&mut self, day: u32) -> Result<()> {

@@ -601,3 +601,39 @@ fn a_read_only_reader_follows_a_writer_across_commits_and_rolls() {
     assert_eq!(ids, ["second", "third"]);
     log.close().unwrap();
 }
+
+#[test]
+fn an_empty_active_segment_left_by_a_crash_is_replaced_not_stranded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    {
+        let log = open(&dir);
+        log.append(&started("a", T0)).unwrap().wait().unwrap();
+        log.seal().unwrap();
+        log.close().unwrap();
+    }
+    // A crash right after the next segment was created: header only.
+    let first = segment_paths(&dir)[0].clone();
+    let header = fs::read(&first).unwrap()[..HEADER_SIZE].to_vec();
+    let mut h = auditlog::segment::Header::decode(&header).unwrap();
+    let sealed = LogReader::open(&dir).unwrap().segments()[0].clone();
+    h.seq = 2;
+    h.first_lsn = 1;
+    h.prev_digest = sealed.digest;
+    fs::write(dir.join(auditlog::segment::file_name(h.day, 2)), h.encode()).unwrap();
+    {
+        let log = open(&dir);
+        // The next event belongs to a later day than that empty segment.
+        log.append(&started("b", T0 + DAY)).unwrap().wait().unwrap();
+        log.close().unwrap();
+    }
+    let files: Vec<(u32, u64)> = list_segment_files(&dir)
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.0, f.1))
+        .collect();
+    assert_eq!(files, [(20261123, 1), (20261124, 2)]);
+    verify(&dir, None, |_, _| {}).unwrap();
+    let ids: Vec<String> = all(&dir).into_iter().map(|(_, e)| e.run_id).collect();
+    assert_eq!(ids, ["a", "b"]);
+}
