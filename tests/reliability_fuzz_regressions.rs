@@ -118,3 +118,73 @@ fn a_bit_flip_in_a_sealed_segment_is_for_verify_to_find() {
         other => panic!("verify must find the flipped bit: {other:?}"),
     }
 }
+
+/// The 50-run index of fuzz/fuzz_targets/search_query.rs.
+fn search_fixture() -> (tempfile::TempDir, auditlog::fulltext::FullText) {
+    use auditlog::fulltext::{FullText, FullTextOptions};
+    use auditlog::{Config, Event, Json, Log, RunFinished, RunStarted};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(Config::new(dir.path())).unwrap();
+    let t0 = 1_795_392_000_000_000i64;
+    for i in 0..50i64 {
+        let id = format!("r-{i}");
+        let started = Event::run_started(
+            id.as_str(),
+            t0 + i,
+            RunStarted {
+                skill_id: format!("skill.{}", i % 5),
+                caller_id: format!("u-{}", i % 3),
+                inputs: Json(format!(r#"{{"q":"find the weather in city {i}"}}"#)),
+                ..RunStarted::default()
+            },
+        );
+        let fin = Event::run_finished(
+            id.as_str(),
+            t0 + i + 1,
+            RunFinished {
+                status: if i % 4 == 0 {
+                    "error".into()
+                } else {
+                    "ok".into()
+                },
+                output: format!("sunny and {i} degrees"),
+                error: if i % 4 == 0 {
+                    "upstream timeout".into()
+                } else {
+                    String::new()
+                },
+                ..RunFinished::default()
+            },
+        );
+        log.append_batch(&[started, fin]).unwrap().wait().unwrap();
+    }
+    log.close().unwrap();
+    let reader = LogReader::open(dir.path()).unwrap();
+    let ft = FullText::open_for(&reader, &FullTextOptions::default()).unwrap();
+    ft.catch_up(&reader, |_| {}).unwrap();
+    (dir, ft)
+}
+
+/// A query with a negated phrase (`-` then `0--1--in ...`, tokenised as the
+/// phrase "0 1 in") tripped a debug assertion inside tantivy's phrase
+/// scorer (`target (0) should be greater than or equal to doc (2147483647)`).
+#[test]
+fn a_negated_phrase_query_does_not_panic() {
+    let (_d, ft) = search_fixture();
+    let data = include_bytes!("support/fuzz/search_query-phrase-seek.bin");
+    let query = std::str::from_utf8(data).unwrap();
+    // A panic inside tantivy is turned into a query error (src/fulltext/
+    // search.rs); with debug assertions off tantivy answers.
+    for q in [
+        query,
+        "-0--1--in",
+        "-\"0 1 in\"",
+        "-in-0",
+        "-\"find the\" 3",
+    ] {
+        match ft.search(q, &auditlog::fulltext::Filters::default(), 5) {
+            Ok(_) | Err(auditlog::fulltext::FullTextError::Query { .. }) => {}
+            Err(e) => panic!("{q:?}: {e}"),
+        }
+    }
+}

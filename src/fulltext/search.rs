@@ -182,9 +182,17 @@ impl FullText {
         let full = BooleanQuery::new(clauses);
         let limit = limit.clamp(1, MAX_LIMIT);
         let searcher = self.inner.reader.searcher();
-        let top = searcher
-            .search(&full, &TopDocs::with_limit(limit).order_by_score())
-            .map_err(FullTextError::index("searching"))?;
+        // tantivy 0.27 trips its own debug assertion on some negated phrase
+        // queries (`-"0 1 in"`, found by fuzz/search_query): a query must
+        // never bring the caller down, so such a panic is a query error.
+        let top = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            searcher.search(&full, &TopDocs::with_limit(limit).order_by_score())
+        }))
+        .map_err(|_| FullTextError::Query {
+            query: query.to_string(),
+            message: "the search library failed on this query; rephrase it (negated phrases are the known case)".into(),
+        })?
+        .map_err(FullTextError::index("searching"))?;
         // Snippets from the field that matched, most telling first.
         let mut gens = Vec::new();
         for field in [f.error, f.output, f.logs, f.inputs] {
