@@ -164,6 +164,15 @@ pub fn main() -> i32 {
 
 /// Extra `stats` fields from derived data (anomalies, search lag): each a
 /// key and a JSON value. Later modules add theirs here.
-pub fn stats_extras(_reader: &crate::reader::LogReader) -> Result<Vec<(String, String)>, CliError> {
-    Ok(Vec::new())
+pub fn stats_extras(reader: &crate::reader::LogReader) -> Result<Vec<(String, String)>, CliError> {
+    // Anomalies (contract section 2): events kept in the log but ignored
+    // by the run view. Counted by one replay of the log.
+    let a = crate::query::scan_anomalies(reader)?;
+    Ok(vec![(
+        "anomalies".to_string(),
+        format!(
+            "{{\"duplicate_run_started\":{},\"duplicate_run_finished\":{},\"orphan_logs\":{},\"finishes_without_start\":{}}}",
+            a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
+        ),
+    )])
 }

@@ -1,9 +1,14 @@
-//! Query commands: runs, count, run, children, chain, last-run, errors.
-//! (Filled in by the query issue.)
+//! Query commands: runs, count, run, children, chain, last-run, errors
+//! (contract section 3), answered from the indexes (src/query).
 
 use clap::Args;
 
-use super::{CliError, CliResult, Ctx};
+use super::log_cmds::{instant_arg, open_reader};
+use super::output::{table, Out};
+use super::{CliError, CliResult, Ctx, Format};
+use crate::event::time::to_rfc3339;
+use crate::query::{Engine, Filter, Page};
+use crate::view::Run;
 
 /// Filters shared by `runs` and `count` (contract section 3).
 #[derive(Args, Debug, Clone, Default)]
@@ -76,28 +81,223 @@ pub struct ErrorsArgs {
     pub include_dry_run: bool,
 }
 
-fn todo() -> CliResult {
-    Err(CliError::failed("not implemented yet"))
+fn engine(ctx: &Ctx) -> Result<Engine, CliError> {
+    let mut e = Engine::new(open_reader(ctx)?);
+    e.progress = true;
+    Ok(e)
 }
 
-pub fn runs(_ctx: &Ctx, _a: RunsArgs) -> CliResult {
-    todo()
+impl Filters {
+    fn to_filter(&self) -> Result<Filter, CliError> {
+        Ok(Filter {
+            skill: self.skill.clone(),
+            caller: self.caller.clone(),
+            channel: self.channel.clone(),
+            status: self.status.clone(),
+            parent: self.parent.clone(),
+            top_level: self.top_level,
+            since: instant_arg("since", &self.since)?,
+            until: instant_arg("until", &self.until)?,
+            include_dry_run: self.include_dry_run,
+        })
+    }
 }
-pub fn count(_ctx: &Ctx, _a: CountArgs) -> CliResult {
-    todo()
+
+fn run_row(r: &Run) -> Vec<String> {
+    vec![
+        to_rfc3339(r.started_at),
+        r.id.clone(),
+        r.skill_id.clone(),
+        r.caller_id.clone(),
+        r.status.clone(),
+        r.finished_at.map_or_else(|| "-".to_string(), to_rfc3339),
+        r.parent_run_id.clone(),
+    ]
 }
-pub fn run(_ctx: &Ctx, _a: IdArgs) -> CliResult {
-    todo()
+
+const RUN_HEADERS: &[&str] = &[
+    "started_at",
+    "id",
+    "skill",
+    "caller",
+    "status",
+    "finished_at",
+    "parent",
+];
+
+fn print_runs(ctx: &Ctx, runs: &[Run]) -> CliResult {
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => {
+            for r in runs {
+                out.line(&r.to_json())?;
+            }
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = runs.iter().map(run_row).collect();
+            out.line(table(RUN_HEADERS, &rows).trim_end())?;
+        }
+    }
+    out.flush()
 }
-pub fn children(_ctx: &Ctx, _a: ChildrenArgs) -> CliResult {
-    todo()
+
+pub fn runs(ctx: &Ctx, a: RunsArgs) -> CliResult {
+    let f = a.filters.to_filter()?;
+    let page = Page {
+        limit: a.limit,
+        offset: a.offset.unwrap_or(0),
+    };
+    let runs = engine(ctx)?.list(&f, page)?;
+    print_runs(ctx, &runs)
 }
-pub fn chain(_ctx: &Ctx, _a: IdArgs) -> CliResult {
-    todo()
+
+pub fn count(ctx: &Ctx, a: CountArgs) -> CliResult {
+    let f = a.filters.to_filter()?;
+    let n = engine(ctx)?.count(&f)?;
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => out.line(&format!("{{\"count\":{n}}}"))?,
+        Format::Table => out.line(table(&["count"], &[vec![n.to_string()]]).trim_end())?,
+    }
+    out.flush()
 }
-pub fn last_run(_ctx: &Ctx, _a: LastRunArgs) -> CliResult {
-    todo()
+
+fn unknown(id: &str) -> CliError {
+    CliError::failed(format!(
+        "no run {id:?} is stored (check the id, or `auditlog runs` to list runs)"
+    ))
 }
-pub fn errors(_ctx: &Ctx, _a: ErrorsArgs) -> CliResult {
-    todo()
+
+pub fn run(ctx: &Ctx, a: IdArgs) -> CliResult {
+    let Some((run, logs)) = engine(ctx)?.run_with_logs(&a.id)? else {
+        return Err(unknown(&a.id));
+    };
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => out.line(&run.to_json_with_logs(&logs))?,
+        Format::Table => {
+            let v: serde_json::Value = serde_json::from_str(&run.to_json())
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            let mut rows: Vec<Vec<String>> = v
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                            vec![k.clone(), v]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            for l in &logs {
+                rows.push(vec![
+                    format!("log {}", l.seq),
+                    format!(
+                        "{} {} {}",
+                        to_rfc3339(l.ts),
+                        l.event_type,
+                        l.payload.as_str()
+                    ),
+                ]);
+            }
+            out.line(table(&["field", "value"], &rows).trim_end())?;
+        }
+    }
+    out.flush()
+}
+
+pub fn children(ctx: &Ctx, a: ChildrenArgs) -> CliResult {
+    let runs = engine(ctx)?.children(&a.id, a.include_dry_run)?;
+    print_runs(ctx, &runs)
+}
+
+pub fn chain(ctx: &Ctx, a: IdArgs) -> CliResult {
+    let Some(runs) = engine(ctx)?.chain(&a.id)? else {
+        return Err(unknown(&a.id));
+    };
+    print_runs(ctx, &runs)
+}
+
+pub fn last_run(ctx: &Ctx, a: LastRunArgs) -> CliResult {
+    let found = engine(ctx)?.last_run(&a.skills, a.include_failed, a.include_dry_run)?;
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => {
+            let mut s = String::from("{");
+            for (i, (skill, t)) in found.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                crate::event::json::json_string(skill, &mut s);
+                s.push(':');
+                match t {
+                    Some(t) => {
+                        s.push('"');
+                        s.push_str(&to_rfc3339(*t));
+                        s.push('"');
+                    }
+                    None => s.push_str("null"),
+                }
+            }
+            s.push('}');
+            out.line(&s)?;
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = found
+                .iter()
+                .map(|(k, t)| vec![k.clone(), t.map_or_else(|| "-".into(), to_rfc3339)])
+                .collect();
+            out.line(table(&["skill", "last_started_at"], &rows).trim_end())?;
+        }
+    }
+    out.flush()
+}
+
+pub fn errors(ctx: &Ctx, a: ErrorsArgs) -> CliResult {
+    let since = instant_arg("since", &a.since)?;
+    let until = instant_arg("until", &a.until)?;
+    let groups = engine(ctx)?.errors(since, until, a.include_dry_run)?;
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => {
+            for g in &groups {
+                out.line(&g.to_json())?;
+            }
+        }
+        Format::Table => {
+            let rows: Vec<Vec<String>> = groups
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.channel_id.clone(),
+                        g.tool.clone(),
+                        g.error_type.clone(),
+                        g.count.to_string(),
+                        to_rfc3339(g.first_ts),
+                        to_rfc3339(g.last_ts),
+                        g.avg_duration_ms
+                            .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+                        g.caller_ids.join(","),
+                    ]
+                })
+                .collect();
+            out.line(
+                table(
+                    &[
+                        "channel",
+                        "tool",
+                        "error_type",
+                        "count",
+                        "first",
+                        "last",
+                        "avg_ms",
+                        "callers",
+                    ],
+                    &rows,
+                )
+                .trim_end(),
+            )?;
+        }
+    }
+    out.flush()
 }

@@ -1,0 +1,348 @@
+//! Index files: rebuilt when deleted, truncated, corrupt or stale (answers
+//! stay right), reused untouched on reopen; retention keeps queries and
+//! index files in step; the gateway store API.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use auditlog::error::Error;
+use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
+use auditlog::index::{HEADER_LEN, S_RUNS};
+use auditlog::query::{Engine, Filter, Page};
+use auditlog::store::{AuditStore, StoreConfig};
+use auditlog::{Config, Durability, Log, Micros};
+
+const DAY: Micros = 86_400_000_000;
+/// 2026-11-20T00:00:00Z.
+const D0: Micros = 1_795_132_800_000_000;
+
+fn start(skill: &str, parent: &str) -> RunStarted {
+    RunStarted {
+        skill_id: skill.into(),
+        caller_id: "u-1".into(),
+        channel_id: "c-1".into(),
+        parent_run_id: parent.into(),
+        ..RunStarted::default()
+    }
+}
+
+fn failing_log(seq: u64) -> RunLog {
+    RunLog {
+        seq,
+        event_type: "tool_call".into(),
+        payload: Json(
+            r#"{"tool":"sh","status":"error","error_type":"exit","duration_ms":7}"#.into(),
+        ),
+    }
+}
+
+/// Four days of runs, two sealed segments per day; returns the folder.
+fn build_log(dir: &Path) -> PathBuf {
+    let path = dir.join("log");
+    let mut cfg = Config::new(&path);
+    cfg.durability = Durability::Never;
+    let log = Log::open(cfg).unwrap();
+    for day in 0..4 {
+        for half in 0..2 {
+            let mut evs = Vec::new();
+            for i in 0..200 {
+                let id = format!("d{day}-h{half}-{i:03}");
+                let t = D0 + day * DAY + half * DAY / 2 + i * 1_000_000;
+                let parent = if i % 3 == 0 {
+                    String::new()
+                } else {
+                    format!("d{day}-h{half}-{:03}", i - 1)
+                };
+                evs.push(Event::run_started(
+                    id.clone(),
+                    t,
+                    start(["a", "b"][i as usize % 2], &parent),
+                ));
+                evs.push(Event::run_log(id.clone(), t + 1, failing_log(0)));
+                if i % 5 != 0 {
+                    evs.push(Event::run_finished(id, t + 2, RunFinished::default()));
+                }
+            }
+            log.append_batch(&evs).unwrap().wait().unwrap();
+            log.seal().unwrap();
+        }
+    }
+    log.close().unwrap();
+    path
+}
+
+fn answers(eng: &mut Engine) -> String {
+    let all = Filter::default();
+    let mut s = String::new();
+    for r in eng.list(&all, Page::all()).unwrap() {
+        s.push_str(&r.to_json());
+    }
+    s.push_str(
+        &eng.count(&Filter {
+            status: Some("running".into()),
+            ..all.clone()
+        })
+        .unwrap()
+        .to_string(),
+    );
+    for g in eng.errors(None, None, false).unwrap() {
+        s.push_str(&g.to_json());
+    }
+    for id in ["d1-h0-007", "d3-h1-199", "d0-h0-000"] {
+        let (r, logs) = eng.run_with_logs(id).unwrap().unwrap();
+        s.push_str(&r.to_json_with_logs(&logs));
+    }
+    s
+}
+
+fn idx_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rebuild_after_delete_truncate_corrupt_and_stale() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = build_log(tmp.path());
+    let mut eng = Engine::open(&path).unwrap();
+    let expected = answers(&mut eng);
+    assert_eq!(eng.stats.rebuilt, 8, "{:?}", eng.stats);
+    let files = idx_files(&path);
+    assert_eq!(files.len(), 8);
+    let original: Vec<Vec<u8>> = files.iter().map(|f| fs::read(f).unwrap()).collect();
+    let mtimes: Vec<_> = files
+        .iter()
+        .map(|f| fs::metadata(f).unwrap().modified().unwrap())
+        .collect();
+
+    // Reopen: nothing rebuilt, files untouched.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let mut eng = Engine::open(&path).unwrap();
+    assert_eq!(answers(&mut eng), expected);
+    assert_eq!(
+        (eng.stats.rebuilt, eng.stats.loaded),
+        (0, 8),
+        "{:?}",
+        eng.stats
+    );
+    for (i, f) in files.iter().enumerate() {
+        assert_eq!(fs::read(f).unwrap(), original[i]);
+        assert_eq!(fs::metadata(f).unwrap().modified().unwrap(), mtimes[i]);
+    }
+
+    let check = |what: &str, damage: &dyn Fn(&Path)| {
+        damage(&files[2]);
+        let mut eng = Engine::open(&path).unwrap();
+        assert_eq!(answers(&mut eng), expected, "answers after {what}");
+        assert_eq!(eng.stats.rebuilt, 1, "{what}: {:?}", eng.stats);
+        assert_eq!(
+            fs::read(&files[2]).unwrap(),
+            original[2],
+            "{what}: file rebuilt"
+        );
+    };
+    check("delete", &|f| fs::remove_file(f).unwrap());
+    check("truncate", &|f| {
+        let len = fs::metadata(f).unwrap().len();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    });
+    check("empty file", &|f| {
+        fs::write(f, b"").unwrap();
+    });
+    check("corrupt header", &|f| {
+        let mut b = fs::read(f).unwrap();
+        b[20] ^= 0x40;
+        fs::write(f, b).unwrap();
+    });
+    // A flipped byte inside the RUNS section is found lazily (block CRC)
+    // while answering; the answer is thrown away and asked again.
+    check("corrupt body", &|f| {
+        let mut b = fs::read(f).unwrap();
+        let at = HEADER_LEN + 16 * S_RUNS;
+        let off = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+        b[off + 70] ^= 0x01;
+        fs::write(f, b).unwrap();
+    });
+    check("stale (another segment's index)", &|f| {
+        fs::copy(&files[3], f).unwrap();
+    });
+    check("foreign file", &|f| {
+        fs::write(f, vec![7u8; 4096]).unwrap();
+    });
+}
+
+#[test]
+fn retention_drops_runs_and_index_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log");
+    let mut cfg = StoreConfig::new(&path);
+    cfg.log.durability = Durability::Never;
+    let store = AuditStore::open(cfg).unwrap();
+    // Day 0: runs x (finished on day 1), y (started again on day 1), z.
+    store.start_run("x", D0 + 10, start("a", "")).unwrap();
+    store.start_run("y", D0 + 20, start("a", "")).unwrap();
+    store.start_run("z", D0 + 30, start("a", "x")).unwrap();
+    store.append_log("x", D0 + 40, failing_log(0)).unwrap();
+    // Day 1 (a new segment by UTC day).
+    store
+        .finish_run("x", D0 + DAY + 1, RunFinished::default())
+        .unwrap();
+    store
+        .start_run("y", D0 + DAY + 2, start("dup", ""))
+        .unwrap();
+    store.start_run("w", D0 + DAY + 3, start("a", "z")).unwrap();
+    store.append_log("w", D0 + DAY + 4, failing_log(0)).unwrap();
+    store.flush().unwrap();
+    store.log().seal().unwrap();
+    // Day 2, active.
+    store.start_run("v", D0 + 2 * DAY, start("a", "")).unwrap();
+    store.flush().unwrap();
+
+    let y = store.get_run("y").unwrap().unwrap();
+    assert_eq!((y.skill_id.as_str(), y.started_at), ("a", D0 + 20));
+    assert_eq!(store.count_runs(&Filter::default()).unwrap(), 5);
+    assert_eq!(store.get_run("x").unwrap().unwrap().status, "ok");
+    assert_eq!(store.parent_chain("w").unwrap().len(), 3);
+    // Wait for the indexer thread to write the sealed indexes.
+    for _ in 0..200 {
+        if idx_files(&path).len() >= 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        idx_files(&path).len(),
+        2,
+        "seal hook indexed both sealed segments"
+    );
+
+    let rep = store.purge_older_than(D0 + DAY).unwrap();
+    assert_eq!(rep.dropped.len(), 1);
+    assert_eq!(
+        idx_files(&path).len(),
+        1,
+        "the dropped segment's index is gone"
+    );
+    // x and z started in the dropped segment: gone. y now starts on day 1.
+    assert!(store.get_run("x").unwrap().is_none());
+    assert!(store.get_run("z").unwrap().is_none());
+    let y = store.get_run("y").unwrap().unwrap();
+    assert_eq!(y.skill_id, "dup");
+    let ids: Vec<String> = store
+        .list_runs(&Filter::default(), Page::all())
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["v", "w", "y"]);
+    let chain: Vec<String> = store
+        .parent_chain("w")
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(chain, ["w"], "parent z is no longer stored");
+    let errs = store.tool_errors(None, None).unwrap();
+    assert_eq!(errs.len(), 1);
+    assert_eq!(
+        (errs[0].count, errs[0].run_ids.clone()),
+        (1, vec!["w".to_string()])
+    );
+    store.close().unwrap();
+
+    // The read-only engine agrees, from the files.
+    let mut eng = Engine::open(&path).unwrap();
+    assert_eq!(eng.count(&Filter::default()).unwrap(), 3);
+    assert_eq!(eng.stats.rebuilt, 0, "{:?}", eng.stats);
+}
+
+#[test]
+fn store_guard_notfound_allowlist_fire_and_forget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = StoreConfig::new(tmp.path().join("log"));
+    cfg.log.durability = Durability::Never;
+    cfg.allow_skills = Some(["web".to_string()].into_iter().collect());
+    cfg.allow_event_types = Some(["tool_call".to_string()].into_iter().collect());
+    let store = AuditStore::open(cfg.clone()).unwrap();
+
+    let mut g = store.guard("g1", start("web", ""));
+    g.add_tokens(10, 5, 1);
+    g.add_tokens(1, 1, 0);
+    g.log("tool_call", Json(r#"{"tool":"t","status":"ok"}"#.into()));
+    g.log("message", Json("null".into())); // not in the allowlist
+    g.complete("ok", "done", "").unwrap();
+    {
+        let _g2 = store.guard("g2", start("web", "g1"));
+    }
+    let skipped = store.guard("s1", start("other", ""));
+    drop(skipped);
+    store.flush().unwrap();
+
+    let r = store.get_run("g1").unwrap().unwrap();
+    assert_eq!((r.status.as_str(), r.output.as_str()), ("ok", "done"));
+    assert_eq!(
+        (
+            r.input_tokens,
+            r.output_tokens,
+            r.thinking_tokens,
+            r.tool_calls
+        ),
+        (11, 6, 1, 1)
+    );
+    assert!(r.runtime_seconds >= 0.0 && r.finished_at.is_some());
+    assert_eq!(store.list_logs("g1").unwrap().len(), 1);
+    assert_eq!(store.get_run("g2").unwrap().unwrap().status, "cancelled");
+    assert!(store.get_run("s1").unwrap().is_none(), "skill not allowed");
+    assert_eq!(store.counters().skipped, 3, "{:?}", store.counters());
+    assert_eq!(store.children("g1", false).unwrap().len(), 1);
+    assert_eq!(store.count_by_skill("web", false).unwrap(), 2);
+    assert_eq!(store.list_runs_by_skill("web", false).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .list_runs_by_skill_page("web", Page::new(1, 1), false)
+            .unwrap()[0]
+            .id,
+        "g1"
+    );
+    assert_eq!(
+        store.list_runs_by_caller("u-1", Page::all()).unwrap().len(),
+        2
+    );
+    let last = store
+        .last_run_per_skill(&["web".into(), "none".into()], false)
+        .unwrap();
+    assert!(last[0].1.is_some() && last[1].1.is_none());
+    assert_eq!(store.finished_runs_before(Micros::MAX).unwrap().len(), 2);
+
+    // Finishing an unknown run is a typed NotFound, and nothing is written.
+    let before = store.counters().appended;
+    let e = store
+        .finish_run("nope", 5, RunFinished::default())
+        .unwrap_err();
+    assert!(matches!(e, Error::NotFound(_)), "{e}");
+    assert_eq!(store.counters().appended, before);
+    assert!(matches!(
+        store.parent_chain("nope"),
+        Err(Error::NotFound(_))
+    ));
+    store.close().unwrap();
+
+    // Fire and forget: the failure is counted, not returned.
+    let mut cfg = cfg;
+    cfg.fire_and_forget = true;
+    let store = AuditStore::open(cfg).unwrap();
+    store.finish_run("nope", 5, RunFinished::default()).unwrap();
+    assert_eq!(store.counters().failures, 1);
+    let c = store.counters();
+    assert!(c.durable_lsn <= store.log().head().next_lsn && c.queue_depth <= 1);
+}
