@@ -455,7 +455,23 @@ pub struct EncodedBatch(Batch, Option<Arc<RedactionPolicy>>);
 
 impl EncodedBatch {
     pub fn encode(events: &[Event]) -> Result<EncodedBatch> {
-        encode_batch(events, None).map(|b| EncodedBatch(b, None))
+        encode_batch(events, None, Validate::Yes).map(|b| EncodedBatch(b, None))
+    }
+
+    /// For events straight from [`crate::event::json::parse_event`], which
+    /// already enforced every rule: skips validating them a second time
+    /// (the JSON re-check is the costliest part of an encode).
+    pub(crate) fn encode_parsed(
+        events: &[Event],
+        policy: Option<&Arc<RedactionPolicy>>,
+    ) -> Result<EncodedBatch> {
+        // Redaction rewrites events, so what it returns is checked again.
+        let validate = if policy.is_some_and(|p| !p.is_empty()) {
+            Validate::Yes
+        } else {
+            Validate::AlreadyParsed
+        };
+        encode_batch(events, policy.map(|p| &**p), validate).map(|b| EncodedBatch(b, policy.cloned()))
     }
 
     /// Encode with a redaction policy applied to each event first (pass
@@ -464,7 +480,8 @@ impl EncodedBatch {
         events: &[Event],
         policy: Option<&Arc<RedactionPolicy>>,
     ) -> Result<EncodedBatch> {
-        encode_batch(events, policy.map(|p| &**p)).map(|b| EncodedBatch(b, policy.cloned()))
+        encode_batch(events, policy.map(|p| &**p), Validate::Yes)
+            .map(|b| EncodedBatch(b, policy.cloned()))
     }
 
     pub fn len(&self) -> usize {
@@ -481,7 +498,17 @@ impl EncodedBatch {
     }
 }
 
-fn encode_batch(events: &[Event], redaction: Option<&RedactionPolicy>) -> Result<Batch> {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Validate {
+    Yes,
+    AlreadyParsed,
+}
+
+fn encode_batch(
+    events: &[Event],
+    redaction: Option<&RedactionPolicy>,
+    validate: Validate,
+) -> Result<Batch> {
     let mut frames = Vec::with_capacity(events.len() * 320);
     let mut metas = Vec::with_capacity(events.len());
     for (index, ev) in events.iter().enumerate() {
@@ -495,7 +522,9 @@ fn encode_batch(events: &[Event], redaction: Option<&RedactionPolicy>) -> Result
             }
             _ => ev,
         };
-        validate_event(ev).map_err(|source| Error::InvalidEvent { index, source })?;
+        if validate == Validate::Yes {
+            validate_event(ev).map_err(|source| Error::InvalidEvent { index, source })?;
+        }
         let start = frames.len();
         frames.extend_from_slice(&[0u8; FRAME_HEADER]);
         frames.push(REC_EVENT);

@@ -233,7 +233,7 @@ fn parse_chunk(chunk: &[u8], first_line: u64, encode: bool) -> Parsed {
     }
     let accepted = events.len() as u64;
     let batch = if encode && !events.is_empty() {
-        match EncodedBatch::encode(&events) {
+        match EncodedBatch::encode_parsed(&events, None) {
             Ok(b) => Some(b),
             Err(e) => {
                 bad.push((first_line + 1, format!("batch could not be encoded: {e}")));
