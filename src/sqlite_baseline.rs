@@ -388,3 +388,23 @@ pub fn errors(
     });
     Ok(groups)
 }
+
+/// Load every event of a log (in log order) into `conn`, in transactions
+/// of `batch` events. Returns the number of events loaded.
+pub fn load_log(
+    conn: &mut Connection,
+    reader: &crate::reader::LogReader,
+    batch: usize,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let mut n = 0u64;
+    let mut buf: Vec<Event> = Vec::with_capacity(batch.max(1));
+    for item in reader.replay(crate::reader::ReplayRange::default()) {
+        buf.push(item?.1);
+        if buf.len() >= batch.max(1) {
+            n += load_events(conn, &buf)?;
+            buf.clear();
+        }
+    }
+    n += load_events(conn, &buf)?;
+    Ok(n)
+}

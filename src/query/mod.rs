@@ -11,6 +11,7 @@
 //! - lists merge the images' posting lists newest first (started_at desc,
 //!   id desc) and skip images by their time range.
 
+pub mod bench;
 mod engine;
 
 use std::cmp::Ordering;
