@@ -69,7 +69,7 @@ pub fn write_frame(out: &mut Vec<u8>, rec_type: u8, payload: &[u8]) {
 /// encoders write the payload in place without a second copy.
 pub fn seal_frame_in_place(buf: &mut [u8], start: usize) {
     let body_len = buf.len() - start - FRAME_HEADER;
-    debug_assert!(body_len >= 1 && body_len <= MAX_FRAME_BODY);
+    debug_assert!((1..=MAX_FRAME_BODY).contains(&body_len));
     let len_bytes = (body_len as u32).to_le_bytes();
     buf[start..start + 4].copy_from_slice(&len_bytes);
     let crc = crc_of(len_bytes, &buf[start + FRAME_HEADER..]);

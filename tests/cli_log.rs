@@ -226,3 +226,24 @@ fn a_missing_or_foreign_folder_is_a_clear_error() {
         "hello"
     );
 }
+
+#[test]
+fn a_line_longer_than_a_read_chunk_keeps_line_numbers_right() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let huge = format!(
+        r#"{{"kind":"run_started","run_id":"big","ts":{T0},"inputs":{{"blob":"{}"}}}}"#,
+        "x".repeat(9 << 20)
+    );
+    let text = format!(
+        "{}\n{huge}\n{}\n",
+        line("run_started", "a", T0),
+        line("run_started", "b", T0)
+    );
+    let out = ingest(&dir, &text, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 2:"), "{err}");
+    assert!(!err.contains("line 3:"), "{err}");
+    assert_eq!(json_lines(&out)[0]["accepted"], 2);
+}

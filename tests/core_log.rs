@@ -286,11 +286,12 @@ fn edited_removed_and_reordered_records_fail_verify_through_the_chain() {
     {
         let log = open(&src);
         for i in 0..3 {
-            log.append_batch(&[
-                started(&format!("a{i}"), T0 + i),
-                started(&format!("b{i}"), T0 + i),
-            ])
-            .unwrap();
+            let _ = log
+                .append_batch(&[
+                    started(&format!("a{i}"), T0 + i),
+                    started(&format!("b{i}"), T0 + i),
+                ])
+                .unwrap();
         }
         log.seal().unwrap();
         log.close().unwrap();

@@ -19,6 +19,8 @@ use crate::reader::{LogReader, ReplayRange};
 
 /// Bytes of input parsed and appended as one batch.
 const INGEST_CHUNK: usize = 4 << 20;
+/// Longest line read whole before it is cut (it is refused either way).
+const MAX_LINE_SCAN: usize = 64 << 20;
 /// Bad lines reported one by one before only counting the rest.
 const MAX_REPORTED_BAD_LINES: u64 = 1000;
 
@@ -180,31 +182,38 @@ struct Chunker<R: Read> {
 }
 
 impl<R: Read> Chunker<R> {
-    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        if self.eof && self.carry.is_empty() {
-            return Ok(None);
-        }
-        let mut buf = std::mem::take(&mut self.carry);
-        while !self.eof && buf.len() < INGEST_CHUNK {
+    /// Read until `buf` holds `want` bytes or the input ends.
+    fn fill(&mut self, buf: &mut Vec<u8>, want: usize) -> io::Result<()> {
+        while !self.eof && buf.len() < want {
             let start = buf.len();
-            buf.resize(start + INGEST_CHUNK, 0);
+            buf.resize(want, 0);
             let n = self.r.read(&mut buf[start..])?;
             buf.truncate(start + n);
-            if n == 0 {
-                self.eof = true;
-            }
+            self.eof = n == 0;
         }
-        if !self.eof {
-            match buf.iter().rposition(|&b| b == b'\n') {
-                Some(i) => self.carry = buf.split_off(i + 1),
-                None => {} // one long line: keep reading it next time
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut buf = std::mem::take(&mut self.carry);
+        let mut want = INGEST_CHUNK;
+        loop {
+            self.fill(&mut buf, want)?;
+            if self.eof {
+                return Ok((!buf.is_empty()).then_some(buf));
             }
-            if self.carry.len() == buf.len() {
-                std::mem::swap(&mut self.carry, &mut buf);
-                return self.next_chunk();
+            if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+                self.carry = buf.split_off(i + 1);
+                return Ok(Some(buf));
             }
+            // A line longer than a chunk: read to its end so line numbers
+            // stay right (the parser refuses it as over the size limit),
+            // but stop growing at a bound.
+            if want >= MAX_LINE_SCAN {
+                return Ok(Some(buf));
+            }
+            want *= 2;
         }
-        Ok(Some(buf))
     }
 }
 
