@@ -4,6 +4,7 @@
 //! writer thread with group commit) and come back through [`LogReader`].
 //! The on-disk format is described in docs/format.md.
 
+pub mod bench;
 pub mod chain;
 pub mod cli;
 pub mod codec;

@@ -1,49 +1,132 @@
-//! `auditlog bench`: the load run. A synthetic gateway workload is appended
-//! by producer threads into a log (in a temporary folder unless `--dir`),
-//! and the run reports events/s, MB/s and append-to-durable latency.
+//! `auditlog bench`: the load run (docs/benchmarks.md). A synthetic gateway
+//! workload is appended by producer threads into a log (in a temporary
+//! folder unless `--dir`), while its indexes are built; then the same
+//! workload and the same questions go to the baselines a gateway has today
+//! (SQLite with the executus-style schema, daily JSONL files), and one
+//! report puts every figure beside each baseline's, with the ratio and the
+//! durability level of each line.
+//!
+//! Phases, in order: disk probe; auditlog peak ingest (durable, indexes
+//! built as segments seal); index catch-up; queries after ingest; mixed
+//! read/write (ingest goes on while queries run); a phase paced at 80% of
+//! the peak (p99 append-to-durable); auditlog with no sync (the like of the
+//! unsynced baselines); SQLite WAL synchronous=FULL (+ queries, + mixed) and
+//! NORMAL; JSONL flushed per line and fdatasynced every N lines; `auditlog
+//! ingest FILE` as a child process. `--quick` skips the baselines and the
+//! unsynced line; `--duration` runs the sustained mode instead.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::{table, Out};
+use super::output::Out;
 use super::{CliError, CliResult, Ctx};
+use crate::bench::baselines::{self, JsonlMode, SqliteSync};
+use crate::bench::ingest::{run_phase, Phase, PhaseResult};
+use crate::bench::queries::{
+    self, auditlog_query, sqlite_query, time_kind, KindTiming, QuerySet, KINDS,
+};
+use crate::bench::report::{CliIngest, Paced, QueryRow, Report, Sustained};
+use crate::bench::{self, dir_bytes, shift, IngestLine, Lat, Machine, RssProbe};
+use crate::event::json::write_event;
 use crate::event::Event;
-use crate::log::{Config, Durability, EncodedBatch, Log};
-use crate::receipt::Receipt;
+use crate::log::{Config, Durability, Log};
+use crate::query::Engine;
 use crate::workload::WorkloadSpec;
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// Approximate number of events to write.
+    /// Approximate number of events to write (ignored with --duration).
     #[arg(long, default_value_t = 2_000_000)]
     pub events: u64,
+    /// Sustained mode: append for this long (e.g. 60s, 10m), looping over
+    /// the workload, with small segments and retention during the run.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
     /// Producer threads appending at once.
     #[arg(long, default_value_t = 2)]
     pub producers: usize,
     /// Events per append call (1 = every event appended on its own).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// every-batch (group commit + fdatasync), interval:MS, or never.
+    /// auditlog's policy for the main line: every-batch (group commit +
+    /// fdatasync), interval:MS, or never.
     #[arg(long, default_value = "every-batch")]
     pub durability: String,
     /// Simulated days the workload spans.
     #[arg(long, default_value_t = 30)]
     pub days: u32,
-    /// Print one JSON object instead of a table.
+    /// Mean tool calls per run.
+    #[arg(long, default_value_t = 3)]
+    pub tool_calls: u32,
+    /// Probability that a tool call fails.
+    #[arg(long, default_value_t = 0.05)]
+    pub fail_rate: f64,
+    /// Probability that a run starts a sub-run.
+    #[arg(long, default_value_t = 0.2)]
+    pub sub_run_rate: f64,
+    /// Probability that a run is a dry run.
+    #[arg(long, default_value_t = 0.02)]
+    pub dry_run_rate: f64,
+    /// Probability that a run never finishes.
+    #[arg(long, default_value_t = 0.01)]
+    pub unfinished_rate: f64,
+    /// Segment size cap in MiB (default 256; 32 in sustained mode).
+    #[arg(long)]
+    pub segment_mb: Option<u64>,
+    /// Sustained mode: keep this many simulated days; older segments are
+    /// dropped by retention while the run goes on.
+    #[arg(long, default_value_t = 3)]
+    pub retain_days: u32,
+    /// Skip the baselines (and auditlog's unsynced line): a quick run.
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the `auditlog ingest FILE` child-process measurement.
+    #[arg(long)]
+    pub no_cli: bool,
+    /// Time budget per query kind and system, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub query_ms: u64,
+    /// Length of the mixed read/write phase, seconds (at most a fifth of
+    /// the events are appended in it).
+    #[arg(long, default_value_t = 10.0)]
+    pub mixed_secs: f64,
+    /// Length of the phase paced at 80% of the peak, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub paced_secs: f64,
+    /// Events per SQLite transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub txn: usize,
+    /// JSONL lines between fdatasyncs.
+    #[arg(long, default_value_t = 1000)]
+    pub sync_every: usize,
+    /// Also measure full-text search (indexing throughput, lag, latency).
+    #[arg(long)]
+    pub search: bool,
+    /// Runs written for the full-text measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub search_runs: u64,
+    /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Write an SVG plot of throughput, p99 latency and memory over time.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 pub fn parse_durability(s: &str) -> Result<Durability, CliError> {
     match s {
         "every-batch" => Ok(Durability::EveryBatch),
         "never" => Ok(Durability::Never),
-        other => match other.strip_prefix("interval:").and_then(|ms| ms.parse::<u64>().ok()) {
+        other => match other
+            .strip_prefix("interval:")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
             Some(ms) => Ok(Durability::Interval(Duration::from_millis(ms))),
             None => Err(CliError::usage(format!(
                 "--durability {other:?}: use every-batch, never or interval:MS"
@@ -52,43 +135,28 @@ pub fn parse_durability(s: &str) -> Result<Durability, CliError> {
     }
 }
 
-/// Figures of one ingest run.
-#[derive(Debug, Clone)]
-pub struct IngestFigures {
-    pub events: u64,
-    pub seconds: f64,
-    pub bytes_on_disk: u64,
-    pub latency_us: Histogram<u64>,
-    pub peak_rss_bytes: Option<u64>,
-}
-
-impl IngestFigures {
-    pub fn events_per_sec(&self) -> f64 {
-        self.events as f64 / self.seconds.max(1e-9)
+fn durability_text(d: Durability) -> (&'static str, String, bool) {
+    match d {
+        Durability::EveryBatch => (
+            "every-batch",
+            "durable when the receipt completes (group commit, fdatasync per block)".into(),
+            true,
+        ),
+        Durability::Interval(i) => (
+            "interval",
+            format!(
+                "durable within {} ms (fdatasync at most every {} ms)",
+                i.as_millis(),
+                i.as_millis()
+            ),
+            true,
+        ),
+        Durability::Never => (
+            "never",
+            "written to the OS page cache when the receipt completes: never synced".into(),
+            false,
+        ),
     }
-    pub fn mb_per_sec(&self) -> f64 {
-        self.bytes_on_disk as f64 / 1e6 / self.seconds.max(1e-9)
-    }
-}
-
-/// Peak resident memory of this process (Linux `VmHWM`).
-pub fn peak_rss_bytes() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-fn dir_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Top-level runs needed for about `events` events.
@@ -100,159 +168,561 @@ pub fn runs_for_events(spec: &WorkloadSpec, events: u64) -> u64 {
 
 /// Generate each producer's share of the workload up front, so the timed
 /// part measures the log, not the generator (which costs more per event
-/// than an append).
+/// than an append). Producer `p` gets runs `p, p + P, p + 2P, ...`, so the
+/// producers move through simulated time together, as a gateway's worker
+/// threads do.
 pub fn pregenerate(spec: &WorkloadSpec, producers: usize) -> Vec<Vec<Event>> {
     let producers = producers.max(1) as u64;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..producers)
             .map(|p| {
-                let from = spec.runs * p / producers;
-                let to = spec.runs * (p + 1) / producers;
-                s.spawn(move || spec.events(from, to).collect::<Vec<Event>>())
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-    })
-}
-
-/// Append pre-generated events, one thread per share; measure throughput
-/// and append-to-durable latency (each producer's receipts are awaited by a
-/// companion thread that stamps them as they complete).
-pub fn run_ingest(
-    log: &Log,
-    shares: &[Vec<Event>],
-    batch: usize,
-    pb: &ProgressBar,
-) -> Result<IngestFigures, CliError> {
-    let batch = batch.max(1);
-    let started = Instant::now();
-    let failed = AtomicBool::new(false);
-    let hists: Vec<Result<(u64, Histogram<u64>), CliError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = shares
-            .iter()
-            .map(|share| {
-                let failed = &failed;
-                s.spawn(move || -> Result<(u64, Histogram<u64>), CliError> {
-                    let (tx, rx) = crossbeam_channel::bounded::<(Instant, Receipt)>(1 << 16);
-                    let waiter = std::thread::spawn(move || -> Result<Histogram<u64>, String> {
-                        let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-                            .map_err(|e| e.to_string())?;
-                        for (t0, r) in rx {
-                            r.wait().map_err(|e| e.to_string())?;
-                            let _ = h.record(t0.elapsed().as_micros().max(1) as u64);
-                        }
-                        Ok(h)
-                    });
-                    let mut n = 0u64;
-                    for chunk in share.chunks(batch) {
-                        let t0 = Instant::now();
-                        let enc = EncodedBatch::encode(chunk)?;
-                        let r = log.append_encoded(enc)?;
-                        n += chunk.len() as u64;
-                        pb.inc(chunk.len() as u64);
-                        if tx.send((t0, r)).is_err() || failed.load(Ordering::Relaxed) {
-                            break;
-                        }
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut i = p;
+                    while i < spec.runs {
+                        out.extend(spec.events(i, i + 1));
+                        i += producers;
                     }
-                    drop(tx);
-                    let h = waiter
-                        .join()
-                        .map_err(|_| CliError::failed("latency waiter panicked"))?
-                        .map_err(|e| {
-                            failed.store(true, Ordering::Relaxed);
-                            CliError::failed(e)
-                        })?;
-                    Ok((n, h))
+                    out
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(CliError::failed("producer panicked"))))
+            .map(|h| h.join().unwrap_or_default())
             .collect()
-    });
-    log.flush()?;
-    let seconds = started.elapsed().as_secs_f64();
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    let mut events = 0;
-    for h in hists {
-        let (n, h) = h?;
-        events += n;
-        latency.add(&h).map_err(|e| CliError::failed(e.to_string()))?;
-    }
-    Ok(IngestFigures {
-        events,
-        seconds,
-        bytes_on_disk: dir_bytes(log.dir()),
-        latency_us: latency,
-        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 
+fn bar(len: u64, label: &str) -> ProgressBar {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    let tpl = format!("{label:<28} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}");
+    if let Ok(st) = ProgressStyle::with_template(&tpl) {
+        pb.set_style(st.progress_chars("=> "));
+    }
+    pb
+}
+
+fn note(json: bool, msg: &str) {
+    if !json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("{msg}");
+    }
+}
+
+fn failed(what: &str) -> impl Fn(String) -> CliError + '_ {
+    move |e| CliError::failed(format!("{what}: {e}"))
+}
+
+/// An auditlog log with an indexer thread that refreshes the query engine
+/// whenever a segment seals (as `AuditStore` does), so ingest runs while
+/// the indexes are built.
+struct Indexed {
+    log: Log,
+    engine: Arc<Mutex<Engine>>,
+    stop: Arc<AtomicBool>,
+    indexer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Indexed {
+    fn open(mut cfg: Config) -> Result<Indexed, CliError> {
+        let (tx, rx) = crossbeam_channel::unbounded::<()>();
+        cfg.seal_hooks.push(Arc::new(move |_| {
+            let _ = tx.send(());
+        }));
+        let log = Log::open(cfg)?;
+        let engine = Arc::new(Mutex::new(Engine::new(log.reader())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bg, st) = (engine.clone(), stop.clone());
+        let indexer = std::thread::Builder::new()
+            .name("bench-indexer".into())
+            .spawn(move || {
+                while !st.load(Ordering::Relaxed) {
+                    if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                        while rx.try_recv().is_ok() {}
+                        let mut e = bg.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Err(err) = e.refresh() {
+                            tracing::warn!(error = %err, "indexing during the load run");
+                        }
+                    }
+                }
+            })
+            .map_err(|e| CliError::failed(format!("starting the indexer thread: {e}")))?;
+        Ok(Indexed {
+            log,
+            engine,
+            stop,
+            indexer: Some(indexer),
+        })
+    }
+
+    fn close(mut self) -> Result<(), CliError> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.indexer.take() {
+            let _ = h.join();
+        }
+        drop(self.engine);
+        self.log.close()?;
+        Ok(())
+    }
+}
+
+fn auditlog_line(
+    name: &str,
+    policy: Durability,
+    args: &BenchArgs,
+    r: &PhaseResult,
+    dir: &Path,
+    rss: Option<u64>,
+) -> IngestLine {
+    let (pname, text, durable) = durability_text(policy);
+    IngestLine {
+        system: name.into(),
+        config: format!(
+            "{pname}, {} producer(s), {} event(s) per append",
+            args.producers, args.batch
+        ),
+        durability: text,
+        durable,
+        threads: args.producers,
+        events: r.events,
+        seconds: r.seconds,
+        data_bytes: dir_bytes(dir, Some(".seg")),
+        disk_bytes: dir_bytes(dir, None),
+        append: Lat::of(&r.append),
+        to_durable: Lat::of(&r.to_durable),
+        rss_delta_bytes: rss,
+    }
+}
+
+/// Run every query kind in rounds until `stop`, one timing per query.
+fn query_rounds<E: std::fmt::Display>(
+    stop: &AtomicBool,
+    mut ask: impl FnMut(usize, usize) -> Result<u64, E>,
+) -> Vec<KindTiming> {
+    let mut t: Vec<KindTiming> = KINDS.iter().map(|_| KindTiming::new()).collect();
+    let mut i = 0usize;
+    'outer: loop {
+        for (k, kt) in t.iter_mut().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            let t0 = Instant::now();
+            match ask(k, i) {
+                Ok(n) => {
+                    bench::record(&mut kt.hist, t0.elapsed());
+                    kt.sizes.push(n);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "query during the mixed phase");
+                    break 'outer;
+                }
+            }
+        }
+        i += 1;
+    }
+    t
+}
+
 pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
-    let durability = parse_durability(&a.durability)?;
-    let tmp;
-    let dir: PathBuf = match &ctx.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().map_err(|e| CliError::failed(format!("creating a temporary folder: {e}")))?;
-            tmp.path().join("log")
+    let policy = parse_durability(&a.durability)?;
+    if a.producers == 0 || a.producers > 256 {
+        return Err(CliError::usage("--producers must be within 1..=256"));
+    }
+    let mut machine = Machine::probe();
+    let tmp = tempfile::Builder::new()
+        .prefix("auditlog-bench")
+        .tempdir()
+        .map_err(|e| CliError::failed(format!("creating a temporary folder: {e}")))?;
+    let log_dir: PathBuf = match &ctx.dir {
+        Some(d) => {
+            if std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
+                return Err(CliError::usage(format!(
+                    "{}: the load run writes a new log; name an empty or missing folder with --dir",
+                    d.display()
+                )));
+            }
+            d.clone()
         }
+        None => tmp.path().join("auditlog"),
     };
-    let mut spec = WorkloadSpec { days: a.days, ..WorkloadSpec::default() };
-    spec.runs = runs_for_events(&spec, a.events);
-    let mut cfg = Config::new(&dir);
-    cfg.durability = durability;
-    let log = Log::open(cfg)?;
-    let pb = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        let pb = ProgressBar::new(a.events);
-        if let Ok(st) = ProgressStyle::with_template("ingest [{bar:30}] {pos}/{len} events {per_sec} eta {eta}") {
-            pb.set_style(st.progress_chars("=> "));
-        }
-        pb
+    let sustained = a.duration.is_some();
+    let mut spec = WorkloadSpec {
+        days: a.days.max(1),
+        tool_calls: a.tool_calls,
+        fail_rate: a.fail_rate,
+        sub_run_rate: a.sub_run_rate,
+        dry_run_rate: a.dry_run_rate,
+        unfinished_rate: a.unfinished_rate,
+        ..WorkloadSpec::default()
+    };
+    let events_wanted = if sustained {
+        a.events.min(4_000_000)
     } else {
-        ProgressBar::hidden()
+        a.events
     };
-    let shares = pregenerate(&spec, a.producers);
-    let f = run_ingest(&log, &shares, a.batch, &pb)?;
-    pb.finish_and_clear();
-    log.close()?;
-    let q = |p: f64| f.latency_us.value_at_quantile(p) as f64 / 1000.0;
+    spec.runs = runs_for_events(&spec, events_wanted.max(1));
+    note(
+        a.json,
+        &format!("generating the workload ({} runs) ...", spec.runs),
+    );
+    let mut shares = pregenerate(&spec, a.producers);
+    let total: u64 = shares.iter().map(|s| s.len() as u64).sum();
+    let mean_json = {
+        let mut s = String::new();
+        let sample: Vec<&Event> = shares.iter().flatten().take(2000).collect();
+        for ev in &sample {
+            write_event(ev, None, &mut s);
+            s.push('\n');
+        }
+        s.len() as f64 / sample.len().max(1) as f64
+    };
+    let qs = QuerySet::from_events(&shares, 256);
+    let day: i64 = 86_400_000_000;
+    let step = ((qs.last_ts - qs.first_ts).div_euclid(day) + 2) * day;
+
+    let mut rep = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        events: total,
+        runs: spec.runs,
+        producers: a.producers,
+        batch: a.batch.max(1),
+        days: spec.days,
+        mean_json_bytes: mean_json,
+        ..Report::default()
+    };
+
+    let probe_bytes = (total * 250).clamp(16 << 20, 256 << 20);
+    rep.disk_mbps = bench::disk_probe(tmp.path(), probe_bytes).ok();
+
+    // Phase A: auditlog at its peak (or sustained), indexes built as
+    // segments seal.
+    let mut cfg = Config::new(&log_dir);
+    cfg.durability = policy;
+    cfg.segment_max_bytes = a.segment_mb.unwrap_or(if sustained { 32 } else { 256 }) << 20;
+    let ix = Indexed::open(cfg)?;
+    let mut ph = Phase::new(a.batch);
+    if let Some(d) = a.duration {
+        ph.deadline = Some(d);
+        ph.loop_shift = Some(step);
+        ph.retain_keep = Some(a.retain_days.max(1) as i64 * day);
+        ph.progress = bar(d.as_secs(), "sustained (events)");
+    } else {
+        ph.sample_every = Duration::from_millis(250);
+        ph.progress = bar(total, "auditlog ingest");
+    }
+    let probe = RssProbe::start();
+    let res = run_phase(&ix.log, &mut shares, &ph)?;
+    let rss = probe.delta();
+    ph.progress.finish_and_clear();
+    rep.timeline = res.timeline.clone();
+    let peak = auditlog_line("auditlog", policy, &a, &res, &log_dir, rss);
+    let peak_eps = peak.eps();
+    rep.lines.push(peak);
+
+    if sustained {
+        let tl = &res.timeline;
+        let half = tl.len() / 2;
+        let third = (tl.len() / 3).max(1);
+        let mean = |s: &[bench::ingest::Sample]| {
+            s.iter().map(|x| x.events_per_sec).sum::<f64>() / s.len().max(1) as f64
+        };
+        rep.sustained = Some(Sustained {
+            seconds: res.seconds,
+            events: res.events,
+            passes: res.passes,
+            segments_dropped: res.retained_segments,
+            events_dropped: res.retained_events,
+            segments_max: tl.iter().map(|s| s.segments).max().unwrap_or(0),
+            rss_max_first_half: tl[..half].iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+            rss_max_second_half: tl[half..].iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+            eps_first_third: mean(&tl[..third.min(tl.len())]),
+            eps_last_third: mean(&tl[tl.len().saturating_sub(third)..]),
+        });
+        ix.close()?;
+        return finish(&a, rep, &mut machine);
+    }
+
+    // Indexes: what was not indexed while ingest ran.
+    let t = Instant::now();
+    ix.engine
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refresh()?;
+    rep.index_catch_up_seconds = Some(t.elapsed().as_secs_f64());
+
+    // Queries after ingest.
+    note(a.json, "auditlog queries ...");
+    let budget = Duration::from_millis(a.query_ms);
+    let mut after_a: Vec<KindTiming> = Vec::new();
+    {
+        let mut eng = ix.engine.lock().unwrap_or_else(|p| p.into_inner());
+        for k in 0..KINDS.len() {
+            after_a.push(time_kind(budget, 3, 2000, |i| {
+                auditlog_query(&mut eng, &qs, k, i)
+            })?);
+        }
+    }
+
+    // Mixed: ingest goes on (the same workload moved on in time) while a
+    // reader thread asks every kind in turn.
+    shift(&mut shares, step);
+    let mut ph = Phase::new(a.batch);
+    ph.max_events = Some((total / 5).max(1));
+    ph.deadline = Some(Duration::from_secs_f64(a.mixed_secs.max(0.1)));
+    ph.progress = bar(total / 5, "auditlog mixed read/write");
+    let stop = AtomicBool::new(false);
+    let (mixed_res, mixed_a) = std::thread::scope(|s| {
+        let eng = ix.engine.clone();
+        let (stop, qs) = (&stop, &qs);
+        let h = s.spawn(move || {
+            query_rounds(stop, |k, i| {
+                let mut e = eng.lock().unwrap_or_else(|p| p.into_inner());
+                auditlog_query(&mut e, qs, k, i)
+            })
+        });
+        let r = run_phase(&ix.log, &mut shares, &ph);
+        stop.store(true, Ordering::Relaxed);
+        (r, h.join().unwrap_or_default())
+    });
+    let mixed_res = mixed_res?;
+    ph.progress.finish_and_clear();
+    rep.mixed.auditlog_eps = Some(mixed_res.events as f64 / mixed_res.seconds.max(1e-9));
+    rep.mixed.auditlog_events = mixed_res.events;
+
+    // Paced at 80% of the peak: append-to-durable latency below saturation.
+    shift(&mut shares, step);
+    let mut ph = Phase::new(a.batch);
+    ph.rate = Some(peak_eps * 0.8);
+    ph.deadline = Some(Duration::from_secs_f64(a.paced_secs.max(0.1)));
+    ph.max_events = Some(total);
+    ph.progress = bar(
+        ((peak_eps * 0.8 * a.paced_secs) as u64).min(total),
+        "auditlog paced at 80%",
+    );
+    let paced = run_phase(&ix.log, &mut shares, &ph)?;
+    ph.progress.finish_and_clear();
+    rep.paced = Some(Paced {
+        target_eps: peak_eps * 0.8,
+        achieved_eps: paced.events as f64 / paced.seconds.max(1e-9),
+        events: paced.events,
+        seconds: paced.seconds,
+        to_durable: Lat::of(&paced.to_durable),
+    });
+    shift(&mut shares, -2 * step);
+    ix.close()?;
+
+    let mut rows: Vec<QueryRow> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(k, (kind, what))| QueryRow {
+            kind: kind.to_string(),
+            what: what.to_string(),
+            auditlog_after: after_a[k].lat(),
+            auditlog_mixed: mixed_a.get(k).and_then(KindTiming::lat),
+            ..QueryRow::default()
+        })
+        .collect();
+
+    if !a.quick {
+        // auditlog with no sync: the like of the unsynced baselines.
+        let dir = tmp.path().join("auditlog-never");
+        let mut cfg = Config::new(&dir);
+        cfg.durability = Durability::Never;
+        let ix = Indexed::open(cfg)?;
+        let mut ph = Phase::new(a.batch);
+        ph.progress = bar(total, "auditlog ingest, no sync");
+        let probe = RssProbe::start();
+        let r = run_phase(&ix.log, &mut shares, &ph)?;
+        let rss = probe.delta();
+        ph.progress.finish_and_clear();
+        ix.close()?;
+        rep.lines.push(auditlog_line(
+            "auditlog",
+            Durability::Never,
+            &a,
+            &r,
+            &dir,
+            rss,
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // SQLite, synchronous=FULL: ingest, queries, mixed.
+        let dir = tmp.path().join("sqlite-full");
+        let pb = bar(total, "sqlite WAL FULL ingest");
+        let (line, mut conn, path) =
+            baselines::sqlite_ingest(&dir, &shares, SqliteSync::Full, a.txn, &pb)
+                .map_err(failed("sqlite"))?;
+        pb.finish_and_clear();
+        rep.lines.push(line);
+        note(a.json, "sqlite queries ...");
+        for (k, row) in rows.iter_mut().enumerate() {
+            let t = time_kind(budget, 3, 2000, |i| sqlite_query(&conn, &qs, k, i))
+                .map_err(|e| CliError::failed(format!("sqlite query: {e}")))?;
+            row.sqlite_after = t.lat();
+            row.answers_match = Some(queries::answers_match(&after_a[k].sizes, &t.sizes));
+        }
+        shift(&mut shares, step);
+        let pb = bar(total / 5, "sqlite mixed read/write");
+        let stop = AtomicBool::new(false);
+        let (load, mixed_s) = std::thread::scope(|s| {
+            let (stop, qs, path) = (&stop, &qs, &path);
+            let h = s.spawn(move || match rusqlite::Connection::open(path) {
+                Ok(rc) => {
+                    let _ = rc.busy_timeout(Duration::from_secs(30));
+                    query_rounds(stop, |k, i| sqlite_query(&rc, qs, k, i))
+                }
+                Err(_) => Vec::new(),
+            });
+            let r = baselines::sqlite_load(
+                &mut conn,
+                &shares,
+                a.txn,
+                Some((total / 5).max(1)),
+                Some(Duration::from_secs_f64(a.mixed_secs.max(0.1))),
+                &pb,
+            );
+            stop.store(true, Ordering::Relaxed);
+            (r, h.join().unwrap_or_default())
+        });
+        pb.finish_and_clear();
+        shift(&mut shares, -step);
+        let load = load.map_err(|e| CliError::failed(format!("sqlite: {e}")))?;
+        rep.mixed.sqlite_eps = Some(load.events as f64 / load.seconds.max(1e-9));
+        rep.mixed.sqlite_events = load.events;
+        for (k, row) in rows.iter_mut().enumerate() {
+            row.sqlite_mixed = mixed_s.get(k).and_then(KindTiming::lat);
+        }
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let dir = tmp.path().join("sqlite-normal");
+        let pb = bar(total, "sqlite WAL NORMAL ingest");
+        let (line, conn, _) =
+            baselines::sqlite_ingest(&dir, &shares, SqliteSync::Normal, a.txn, &pb)
+                .map_err(failed("sqlite"))?;
+        pb.finish_and_clear();
+        drop(conn);
+        rep.lines.push(line);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        for mode in [
+            JsonlMode::FlushPerLine,
+            JsonlMode::SyncEvery(a.sync_every.max(1)),
+        ] {
+            let dir = tmp.path().join("jsonl");
+            let pb = bar(total, "jsonl daily files");
+            let line = baselines::jsonl_ingest(&dir, &shares, mode, &pb)
+                .map_err(|e| CliError::failed(format!("jsonl: {e}")))?;
+            pb.finish_and_clear();
+            rep.lines.push(line);
+            if matches!(mode, JsonlMode::SyncEvery(_)) {
+                let t = time_kind(budget, 3, 200, |i| {
+                    let d = qs.days[i % qs.days.len().max(1)].div_euclid(day);
+                    baselines::jsonl_scan_errors(&dir, d)
+                })
+                .map_err(|e| CliError::failed(format!("jsonl scan: {e}")))?;
+                if let Some(l) = t.lat() {
+                    rep.jsonl_scan = Some((l, t.sizes.first().copied().unwrap_or(0)));
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    rep.queries = rows;
+
+    if !a.no_cli {
+        note(a.json, "auditlog ingest FILE (child process) ...");
+        rep.cli = Some(cli_ingest(tmp.path(), &shares)?);
+    }
+    if a.search {
+        note(a.json, "full-text search measurement ...");
+        let spec = crate::fulltext::bench::BenchSpec {
+            runs: a.search_runs.max(1),
+            ..crate::fulltext::bench::BenchSpec::default()
+        };
+        let r = crate::fulltext::bench::measure(&tmp.path().join("search"), &spec)
+            .map_err(|e| CliError::failed(format!("full-text measurement: {e}")))?;
+        rep.search = Some(r.to_json());
+    }
+    finish(&a, rep, &mut machine)
+}
+
+/// Write the workload as one JSONL file and time `auditlog ingest FILE` on
+/// it in a child process (the same binary, a fresh log).
+fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> {
+    let file = tmp.join("workload.jsonl");
+    {
+        let f = std::fs::File::create(&file)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut line = String::with_capacity(1024);
+        for chunk in baselines::round_robin(shares, 1000) {
+            for ev in chunk {
+                line.clear();
+                write_event(ev, None, &mut line);
+                line.push('\n');
+                w.write_all(line.as_bytes())?;
+            }
+        }
+        w.flush()?;
+    }
+    let file_bytes = std::fs::metadata(&file)?.len();
+    let exe = std::env::current_exe()?;
+    let dir = tmp.join("cli-log");
+    let t = Instant::now();
+    let out = std::process::Command::new(exe)
+        .arg("--dir")
+        .arg(&dir)
+        .arg("ingest")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    let wall = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return Err(CliError::failed(format!(
+            "`auditlog ingest` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| CliError::failed(format!("`auditlog ingest` printed no summary: {text}")))?;
+    let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    Ok(CliIngest {
+        events: f("accepted") as u64,
+        file_bytes,
+        seconds: f("seconds"),
+        events_per_sec: f("events_per_sec"),
+        wall_seconds: wall,
+    })
+}
+
+fn finish(a: &BenchArgs, mut rep: Report, machine: &mut Machine) -> CliResult {
+    machine.load_end = bench::loadavg();
+    rep.machine = machine.clone();
+    if let Some(p) = &a.plot {
+        let title = format!(
+            "auditlog load run: {} events, {} producer(s), batch {}",
+            rep.lines.first().map_or(0, |l| l.events),
+            rep.producers,
+            rep.batch
+        );
+        std::fs::write(p, bench::plot::svg(&title, &rep.timeline))
+            .map_err(|e| CliError::failed(format!("{}: {e}", p.display())))?;
+    }
     let mut out = Out::new();
     if a.json {
-        out.line(&format!(
-            "{{\"events\":{},\"seconds\":{:.3},\"events_per_sec\":{:.0},\"mb_per_sec\":{:.1},\"bytes_per_event\":{:.1},\"durability\":\"{}\",\"producers\":{},\"batch\":{},\"append_to_durable_ms\":{{\"p50\":{:.3},\"p99\":{:.3},\"p999\":{:.3},\"max\":{:.3}}},\"peak_rss_bytes\":{}}}",
-            f.events,
-            f.seconds,
-            f.events_per_sec(),
-            f.mb_per_sec(),
-            f.bytes_on_disk as f64 / f.events.max(1) as f64,
-            a.durability,
-            a.producers,
-            a.batch,
-            q(0.5),
-            q(0.99),
-            q(0.999),
-            f.latency_us.max() as f64 / 1000.0,
-            f.peak_rss_bytes.map_or("null".into(), |b| b.to_string()),
-        ))?;
+        out.line(&rep.to_json())?;
     } else {
-        let rows = vec![
-            vec!["events".into(), f.events.to_string()],
-            vec!["seconds".into(), format!("{:.3}", f.seconds)],
-            vec!["events/s".into(), format!("{:.0}", f.events_per_sec())],
-            vec!["MB/s (on disk)".into(), format!("{:.1}", f.mb_per_sec())],
-            vec!["bytes/event".into(), format!("{:.1}", f.bytes_on_disk as f64 / f.events.max(1) as f64)],
-            vec!["durability".into(), a.durability.clone()],
-            vec!["producers x batch".into(), format!("{} x {}", a.producers, a.batch)],
-            vec!["append->durable p50 ms".into(), format!("{:.3}", q(0.5))],
-            vec!["append->durable p99 ms".into(), format!("{:.3}", q(0.99))],
-            vec!["append->durable p99.9 ms".into(), format!("{:.3}", q(0.999))],
-            vec!["append->durable max ms".into(), format!("{:.3}", f.latency_us.max() as f64 / 1000.0)],
-            vec!["peak RSS MiB".into(), f.peak_rss_bytes.map_or("?".into(), |b| format!("{:.1}", b as f64 / 1048576.0))],
-        ];
-        out.line(table(&["figure", "value"], &rows).trim_end())?;
+        out.line(rep.to_table().trim_end())?;
     }
     out.flush()
 }

@@ -1,0 +1,144 @@
+//! An SVG plot of a load run's timeline: throughput, p99
+//! append-to-durable latency and resident memory over time, one panel
+//! each. Plain SVG written by hand (no plotting dependency to build).
+
+use super::ingest::Sample;
+
+const W: f64 = 900.0;
+const PANEL_H: f64 = 200.0;
+const LEFT: f64 = 80.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 40.0;
+const GAP: f64 = 60.0;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A "nice" axis top at or above `v`.
+fn nice_top(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    for m in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if m * p >= v {
+            return m * p;
+        }
+    }
+    10.0 * p
+}
+
+fn panel(out: &mut String, y0: f64, title: &str, unit: &str, xs: &[f64], ys: &[f64], color: &str) {
+    let plot_w = W - LEFT - RIGHT;
+    let xmax = xs.iter().cloned().fold(0.0, f64::max).max(1e-9);
+    let ytop = nice_top(ys.iter().cloned().fold(0.0, f64::max));
+    out.push_str(&format!(
+        "<text x=\"{LEFT}\" y=\"{:.1}\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+        y0 - 8.0,
+        esc(title)
+    ));
+    out.push_str(&format!(
+        "<rect x=\"{LEFT}\" y=\"{y0:.1}\" width=\"{plot_w:.1}\" height=\"{PANEL_H}\" fill=\"none\" stroke=\"#888\"/>\n"
+    ));
+    for k in 0..=4 {
+        let v = ytop * k as f64 / 4.0;
+        let y = y0 + PANEL_H - PANEL_H * k as f64 / 4.0;
+        out.push_str(&format!(
+            "<line x1=\"{LEFT}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\">{}</text>\n",
+            LEFT + plot_w,
+            LEFT - 6.0,
+            y + 4.0,
+            fmt_val(v)
+        ));
+    }
+    for k in 0..=5 {
+        let t = xmax * k as f64 / 5.0;
+        let x = LEFT + plot_w * k as f64 / 5.0;
+        out.push_str(&format!(
+            "<text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\">{t:.1} s</text>\n",
+            y0 + PANEL_H + 16.0
+        ));
+    }
+    out.push_str(&format!(
+        "<text x=\"14\" y=\"{:.1}\" font-size=\"11\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">{}</text>\n",
+        y0 + PANEL_H / 2.0,
+        y0 + PANEL_H / 2.0,
+        esc(unit)
+    ));
+    let pts: Vec<String> = xs
+        .iter()
+        .zip(ys)
+        .map(|(x, y)| {
+            format!(
+                "{:.1},{:.1}",
+                LEFT + plot_w * x / xmax,
+                y0 + PANEL_H - PANEL_H * (y / ytop).clamp(0.0, 1.0)
+            )
+        })
+        .collect();
+    out.push_str(&format!(
+        "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>\n",
+        pts.join(" ")
+    ));
+}
+
+fn fmt_val(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.0}k", v / 1e3)
+    } else if v >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// The SVG text of a timeline plot.
+pub fn svg(title: &str, samples: &[Sample]) -> String {
+    let h = TOP + 3.0 * (PANEL_H + GAP);
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"20\" font-size=\"15\">{}</text>\n",
+        esc(title)
+    );
+    let xs: Vec<f64> = samples.iter().map(|s| s.t).collect();
+    let eps: Vec<f64> = samples.iter().map(|s| s.events_per_sec).collect();
+    let p99: Vec<f64> = samples.iter().map(|s| s.p99_ms).collect();
+    let rss: Vec<f64> = samples
+        .iter()
+        .map(|s| s.rss_bytes as f64 / 1048576.0)
+        .collect();
+    let y1 = TOP + GAP / 2.0;
+    panel(
+        &mut o,
+        y1,
+        "ingest throughput",
+        "events/s",
+        &xs,
+        &eps,
+        "#1f77b4",
+    );
+    panel(
+        &mut o,
+        y1 + PANEL_H + GAP,
+        "p99 append-to-durable latency (per sample period)",
+        "ms",
+        &xs,
+        &p99,
+        "#d62728",
+    );
+    panel(
+        &mut o,
+        y1 + 2.0 * (PANEL_H + GAP),
+        "resident memory of the process",
+        "MiB",
+        &xs,
+        &rss,
+        "#2ca02c",
+    );
+    o.push_str("</svg>\n");
+    o
+}

@@ -1,0 +1,160 @@
+//! The load run (`auditlog bench`, the project's main job) end to end at a
+//! tiny size, through the binary, with every baseline: its JSON report is
+//! well formed (keys present, figures positive). Not its speed.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for k in path {
+        cur = cur
+            .get(*k)
+            .unwrap_or_else(|| panic!("missing key {path:?} in {v}"));
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path:?} is not a number: {cur}"))
+}
+
+#[test]
+fn load_run_tiny_with_baselines_reports_well_formed_json() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let plot = tmp.path().join("plot.svg");
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args([
+            "bench",
+            "--json",
+            "--events",
+            "1500",
+            "--query-ms",
+            "5",
+            "--mixed-secs",
+            "0.3",
+            "--paced-secs",
+            "0.3",
+            "--plot",
+        ])
+        .arg(&plot)
+        .env_remove("AUDITLOG_DIR")
+        .output()
+        .expect("run auditlog bench");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8 output");
+    assert_eq!(text.lines().count(), 1, "one JSON object: {text}");
+    let v: Value = serde_json::from_str(text.trim()).expect("the report is JSON");
+
+    assert!(num(&v, &["workload", "events"]) > 1000.0);
+    assert!(num(&v, &["machine", "nproc"]) >= 1.0);
+    let ingest = v["ingest"].as_array().expect("ingest lines");
+    let systems: Vec<(&str, bool)> = ingest
+        .iter()
+        .map(|l| {
+            (
+                l["system"].as_str().expect("system"),
+                l["durable"].as_bool().expect("durable"),
+            )
+        })
+        .collect();
+    for want in [
+        ("auditlog", true),
+        ("auditlog", false),
+        ("sqlite", true),
+        ("sqlite", false),
+        ("jsonl", true),
+        ("jsonl", false),
+    ] {
+        assert!(systems.contains(&want), "line {want:?} in {systems:?}");
+    }
+    for l in ingest {
+        for k in [
+            "events",
+            "seconds",
+            "events_per_sec",
+            "mb_per_sec",
+            "bytes_per_event",
+        ] {
+            assert!(num(l, &[k]) > 0.0, "{k} > 0 in {l}");
+        }
+        assert!(num(l, &["append_ms", "p50"]) > 0.0, "{l}");
+        assert!(
+            num(l, &["append_ms", "max"]) >= num(l, &["append_ms", "p99"]),
+            "{l}"
+        );
+        assert!(!l["durability"].as_str().expect("durability").is_empty());
+        if l["durable"].as_bool() == Some(true) {
+            assert!(num(l, &["to_durable_ms", "p99"]) > 0.0, "{l}");
+        }
+        if l["system"] != "auditlog" {
+            assert!(num(l, &["auditlog_speedup"]) > 0.0, "{l}");
+        }
+    }
+    let queries = v["queries"].as_array().expect("queries");
+    assert!(queries.len() >= 10, "every query kind");
+    for q in queries {
+        assert!(num(q, &["auditlog_after_ms", "p50"]) > 0.0, "{q}");
+        assert!(num(q, &["sqlite_after_ms", "p50"]) > 0.0, "{q}");
+        assert_eq!(q["answers_match"], Value::Bool(true), "same answers: {q}");
+    }
+    assert!(num(&v, &["paced", "to_durable_ms", "p99"]) > 0.0);
+    assert!(num(&v, &["cli_ingest", "events_per_sec"]) > 0.0);
+    assert_eq!(
+        num(&v, &["cli_ingest", "events"]),
+        num(&v, &["workload", "events"])
+    );
+    assert!(num(&v, &["jsonl_scan_errors_1d", "ms", "p50"]) > 0.0);
+    assert!(num(&v, &["disk_mb_per_sec"]) > 0.0);
+    assert!(v["mixed_ingest"]["auditlog_events_per_sec"]
+        .as_f64()
+        .is_some());
+    assert!(v["timeline"].is_array());
+    let svg = std::fs::read_to_string(&plot).expect("plot written");
+    assert!(svg.starts_with("<svg") && svg.contains("polyline"));
+}
+
+#[test]
+fn sustained_mode_reports_memory_and_retention() {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args([
+            "bench",
+            "--json",
+            "--duration",
+            "2s",
+            "--events",
+            "3000",
+            "--days",
+            "6",
+            "--retain-days",
+            "2",
+        ])
+        .env_remove("AUDITLOG_DIR")
+        .output()
+        .expect("run auditlog bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(num(&v, &["sustained", "events"]) > 0.0);
+    assert!(num(&v, &["sustained", "passes"]) >= 1.0);
+    assert!(num(&v, &["sustained", "rss_max_second_half"]) > 0.0);
+    assert!(v["timeline"].as_array().is_some_and(|t| !t.is_empty()));
+}
+
+#[test]
+fn refuses_a_folder_that_holds_something() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    std::fs::write(tmp.path().join("keep.txt"), "x").expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["bench", "--quick", "--events", "100", "--dir"])
+        .arg(tmp.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty or missing folder"));
+}
