@@ -175,8 +175,11 @@ fn a_negated_phrase_query_does_not_panic() {
     let query = std::str::from_utf8(data).unwrap();
     // A panic inside tantivy is turned into a query error (src/fulltext/
     // search.rs); with debug assertions off tantivy answers.
+    // A second input the fuzzer found for the same assertion.
+    let again = "-\u{1}in\u{0}\u{0}in\u{11}1\u{5}0";
     for q in [
         query,
+        again,
         "-0--1--in",
         "-\"0 1 in\"",
         "-in-0",
