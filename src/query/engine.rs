@@ -192,18 +192,38 @@ impl Engine {
                 if let Unusable::Invalid(reason) = &why {
                     tracing::warn!(segment = %meta.name, %reason, "rebuilding index");
                 }
-                let shadow =
-                    shadow_in(self.sealed.range(..meta.seq).map(|(seq, s)| (*seq, &s.img)));
-                let bytes = index::build_image(
-                    meta,
-                    &seg,
-                    KIND_SEALED,
-                    HEADER_SIZE as u64,
-                    meta.first_lsn,
-                    meta.data_len,
-                    &shadow,
-                    self.progress,
-                )?;
+                let bytes = loop {
+                    let shadow =
+                        shadow_in(self.sealed.range(..meta.seq).map(|(seq, s)| (*seq, &s.img)));
+                    let bytes = index::build_image(
+                        meta,
+                        &seg,
+                        KIND_SEALED,
+                        HEADER_SIZE as u64,
+                        meta.first_lsn,
+                        meta.data_len,
+                        &shadow,
+                        self.progress,
+                    )?;
+                    drop(shadow);
+                    // The shadow lookups read older images: if one turned
+                    // out corrupt, rebuild it and build this one again.
+                    let bad: Vec<u64> = self
+                        .sealed
+                        .range(..meta.seq)
+                        .filter(|(_, s)| s.img.poisoned())
+                        .map(|(seq, _)| *seq)
+                        .collect();
+                    if bad.is_empty() {
+                        break bytes;
+                    }
+                    for seq in bad {
+                        if let Some(old) = self.sealed.remove(&seq) {
+                            self.foreign_dirty = true;
+                            self.load_sealed(&old.meta, true)?;
+                        }
+                    }
+                };
                 self.stats.rebuilt += 1;
                 if self.persist {
                     match index::store_file(&index::index_path(meta), &bytes) {
@@ -415,14 +435,15 @@ impl Engine {
             if bad.is_empty() && !bad_chunk {
                 return answer;
             }
-            for seq in bad {
+            for &seq in &bad {
                 if let Some(s) = self.sealed.remove(&seq) {
                     tracing::warn!(segment = %s.meta.name, "index is corrupt; rebuilding it");
                     self.foreign_dirty = true;
                     self.load_sealed(&s.meta, true)?;
                 }
             }
-            if bad_chunk {
+            if bad_chunk || !bad.is_empty() {
+                // Chunks were built with lookups into the corrupt images.
                 self.active = None;
                 self.foreign_dirty = true;
             }
