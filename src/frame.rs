@@ -86,6 +86,20 @@ pub struct Frame<'a> {
     pub size: usize,
 }
 
+/// The type and total size of the frame at the start of `buf`, without
+/// checking its CRC: for skipping frames a reader does not return (their
+/// bytes were checked when the segment was opened or scanned). `None` when
+/// the header is not plausible; `read_frame` then says why.
+pub fn peek_frame(buf: &[u8]) -> Option<(u8, usize)> {
+    let len =
+        u32::from_le_bytes([*buf.first()?, *buf.get(1)?, *buf.get(2)?, *buf.get(3)?]) as usize;
+    let size = FRAME_HEADER + len;
+    if len == 0 || len > MAX_FRAME_BODY || buf.len() < size {
+        return None;
+    }
+    Some((buf[FRAME_HEADER], size))
+}
+
 /// Read the frame at the start of `buf`.
 pub fn read_frame(buf: &[u8]) -> Result<Frame<'_>, FrameError> {
     if buf.len() < FRAME_HEADER {

@@ -12,7 +12,7 @@ use crate::chain::Digest;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
-use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
+use crate::frame::{peek_frame, read_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{self, map_file, Mode, SegmentMeta};
 use crate::log::{Head, Shared};
 use crate::manifest::Manifest;
@@ -288,6 +288,18 @@ impl Replay {
                 continue;
             }
             let at = c.pos;
+            // Frames before the first wanted LSN are hopped over by their
+            // length alone: `tail` and followers start near the end of a
+            // large active segment.
+            if c.lsn < from {
+                if let Some((rec_type, size)) = peek_frame(&c.map[at..end]) {
+                    if rec_type == REC_EVENT || rec_type == REC_COMMIT {
+                        c.pos += size;
+                        c.lsn += u64::from(rec_type == REC_EVENT);
+                        continue;
+                    }
+                }
+            }
             let frame = read_frame(&c.map[at..end]).map_err(|e| Error::Corrupt {
                 segment: c.meta.name.clone(),
                 offset: at as u64,

@@ -168,11 +168,13 @@ pub fn stats_extras(reader: &crate::reader::LogReader) -> Result<Vec<(String, St
     // Anomalies (contract section 2): events kept in the log but ignored
     // by the run view. Counted by one replay of the log.
     let a = crate::query::scan_anomalies(reader)?;
-    Ok(vec![(
+    let mut extras = crate::fulltext::search_stats(reader);
+    extras.insert(0, (
         "anomalies".to_string(),
         format!(
             "{{\"duplicate_run_started\":{},\"duplicate_run_finished\":{},\"orphan_logs\":{},\"finishes_without_start\":{}}}",
             a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
         ),
-    )])
+    ));
+    Ok(extras)
 }
