@@ -57,14 +57,14 @@ const STRING_FIELDS: &[&str] = &[
     "caller_id",
     "channel_id",
     "parent_run_id",
-    "event_type",
-    "status",
     "output",
     "error",
 ];
 /// The fields the log itself needs (or that carry no free text).
 const FIXED_FIELDS: &[&str] = &[
     "kind",
+    "event_type",
+    "status",
     "run_id",
     "ts",
     "seq",
@@ -212,8 +212,6 @@ impl RedactionPolicy {
             (EventData::RunStarted(d), "caller_id") => Some(&mut d.caller_id),
             (EventData::RunStarted(d), "channel_id") => Some(&mut d.channel_id),
             (EventData::RunStarted(d), "parent_run_id") => Some(&mut d.parent_run_id),
-            (EventData::RunLog(d), "event_type") => Some(&mut d.event_type),
-            (EventData::RunFinished(d), "status") => Some(&mut d.status),
             (EventData::RunFinished(d), "output") => Some(&mut d.output),
             (EventData::RunFinished(d), "error") => Some(&mut d.error),
             _ => None,
@@ -223,7 +221,6 @@ impl RedactionPolicy {
                 return;
             }
             *s = match rule.action {
-                Action::Drop if f == "status" => "ok".to_string(),
                 Action::Drop => String::new(),
                 Action::Hash => self.marker(s.as_bytes()).to_string(),
             };

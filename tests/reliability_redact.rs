@@ -194,6 +194,8 @@ fn policy_format_is_checked_and_keyed_hashes_differ() {
     for bad in [
         "run_id drop",
         "ts hash",
+        "status drop",
+        "event_type hash",
         "inputs.* erase",
         "output.sub drop",
         "inputs..x drop",
