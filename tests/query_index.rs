@@ -346,3 +346,95 @@ fn store_guard_notfound_allowlist_fire_and_forget() {
     let c = store.counters();
     assert!(c.durable_lsn <= store.log().head().next_lsn && c.queue_depth <= 1);
 }
+
+#[test]
+fn active_segment_prefix_index_is_stored_and_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log");
+    let mut cfg = Config::new(&path);
+    cfg.durability = Durability::Never;
+    let log = Log::open(cfg).unwrap();
+    let add = |from: i64, n: i64| {
+        let mut evs = Vec::new();
+        for i in from..from + n {
+            let id = format!("a-{i:06}");
+            let t = D0 + i * 1_000;
+            evs.push(Event::run_started(
+                id.clone(),
+                t,
+                start(["a", "b", "c"][i as usize % 3], ""),
+            ));
+            evs.push(Event::run_log(id.clone(), t + 1, failing_log(0)));
+            if i % 7 != 0 {
+                evs.push(Event::run_finished(id, t + 2, RunFinished::default()));
+            }
+        }
+        log.append_batch(&evs).unwrap().wait().unwrap();
+    };
+    add(0, 8000);
+    let seg = log.reader().segments()[0].path.clone();
+    let aidx = seg.with_extension("aidx");
+    let fresh = |p: &Path| {
+        let mut e = Engine::open(p).unwrap();
+        e.persist = false;
+        let a = answers_active(&mut e);
+        (a, e.stats)
+    };
+    // First engine indexes the whole active segment and stores its prefix.
+    let mut e1 = Engine::open(&path).unwrap();
+    let a1 = answers_active(&mut e1);
+    assert!(aidx.exists(), "prefix index stored: {:?}", e1.stats);
+    // A second one loads it and indexes nothing new.
+    let mut e2 = Engine::open(&path).unwrap();
+    assert_eq!(answers_active(&mut e2), a1);
+    assert_eq!(
+        (e2.stats.loaded, e2.stats.chunks_built),
+        (1, 0),
+        "{:?}",
+        e2.stats
+    );
+    // More events: the stored prefix plus the tail answer like a full rebuild.
+    add(8000, 500);
+    let mut e3 = Engine::open(&path).unwrap();
+    let a3 = answers_active(&mut e3);
+    assert_eq!(
+        (e3.stats.loaded, e3.stats.chunks_built),
+        (1, 1),
+        "{:?}",
+        e3.stats
+    );
+    fs::rename(&aidx, tmp.path().join("saved.aidx")).unwrap();
+    let (full, st) = fresh(&path);
+    assert_eq!(st.loaded, 0);
+    assert_eq!(a3, full);
+    // A corrupt prefix index is dropped and the answer stays right.
+    let mut b = fs::read(tmp.path().join("saved.aidx")).unwrap();
+    let at = HEADER_LEN + 16 * S_RUNS;
+    let off = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    b[off + 70] ^= 0x01;
+    fs::write(&aidx, b).unwrap();
+    let mut e4 = Engine::open(&path).unwrap();
+    assert_eq!(answers_active(&mut e4), full);
+    drop(log);
+}
+
+fn answers_active(eng: &mut Engine) -> String {
+    let mut s = String::new();
+    for r in eng.list(&Filter::default(), Page::all()).unwrap() {
+        s.push_str(&r.to_json());
+    }
+    for st in ["running", "ok"] {
+        let f = Filter {
+            status: Some(st.into()),
+            skill: Some("b".into()),
+            ..Filter::default()
+        };
+        s.push_str(&eng.count(&f).unwrap().to_string());
+    }
+    for g in eng.errors(None, None, false).unwrap() {
+        s.push_str(&g.to_json());
+    }
+    let (r, logs) = eng.run_with_logs("a-000007").unwrap().unwrap();
+    s.push_str(&r.to_json_with_logs(&logs));
+    s
+}

@@ -327,6 +327,11 @@ impl Image {
         self.poisoned.load(Ordering::Relaxed)
     }
 
+    /// The image's bytes (to store an in-memory image as a file).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
     pub fn file_len(&self) -> usize {
         self.bytes.len()
     }

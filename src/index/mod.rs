@@ -32,6 +32,41 @@ pub fn index_path(meta: &SegmentMeta) -> PathBuf {
     meta.path.with_extension("idx")
 }
 
+/// `DIR/STEM.aidx`: the index of a prefix of the active segment, so a
+/// fresh reader only indexes the tail. Valid while the segment still holds
+/// that prefix (checked through the commit record's chain digest).
+pub fn active_index_path(meta: &SegmentMeta) -> PathBuf {
+    meta.path.with_extension("aidx")
+}
+
+/// The chain digest and end LSN of the commit record ending exactly at
+/// `end` of `seg`, if one does.
+pub fn commit_at(seg: &[u8], end: u64) -> Option<(crate::chain::Digest, u64)> {
+    let len = crate::frame::FRAME_HEADER + 1 + crate::segment::COMMIT_PAYLOAD;
+    let end = usize::try_from(end).ok()?;
+    let start = end.checked_sub(len)?;
+    let f = read_frame(seg.get(start..end)?).ok()?;
+    if f.rec_type != REC_COMMIT || f.size != len {
+        return None;
+    }
+    let c = crate::segment::Commit::decode(f.payload)?;
+    Some((c.digest, c.first_lsn + c.count as u64))
+}
+
+/// Open the stored prefix index of the active segment, if it still matches.
+pub fn load_active(meta: &SegmentMeta, seg: &[u8]) -> Option<Image> {
+    let map = map_file(&active_index_path(meta)).ok()??;
+    let img = Image::open(Backing::Map(map)).ok()?;
+    let h = &img.header;
+    let ok = h.kind == KIND_CHUNK
+        && h.seq == meta.seq
+        && h.first_lsn == meta.first_lsn
+        && h.start_off == crate::segment::HEADER_SIZE as u64
+        && h.end_off <= meta.data_len
+        && commit_at(seg, h.end_off) == Some((h.digest, h.end_lsn));
+    ok.then_some(img)
+}
+
 /// Why a stored index file is not used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unusable {
@@ -150,7 +185,7 @@ pub fn build_image(
     let digest = if kind == KIND_SEALED {
         meta.digest
     } else {
-        crate::chain::Digest([0; 32])
+        commit_at(seg, to).map_or(crate::chain::Digest([0; 32]), |c| c.0)
     };
     Ok(b.finish(digest, shadow))
 }

@@ -45,7 +45,12 @@ struct Active {
     /// Segment offset and LSN up to which chunks cover.
     off: u64,
     lsn: u64,
+    /// End offset of the prefix stored as `STEM.aidx`.
+    stored_end: u64,
 }
+
+/// Store the active segment's first chunk once it covers this much more.
+pub const ACTIVE_INDEX_STEP: u64 = 1 << 20;
 
 /// What the engine did to its indexes (for tests and operators).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -68,6 +73,8 @@ pub struct Engine {
     first_seq: u64,
     foreign: HashMap<Box<[u8]>, Vec<FinRef>>,
     foreign_dirty: bool,
+    /// A stored active-prefix index turned out corrupt: do not load it.
+    skip_stored_active: bool,
     /// Show a progress bar on stderr (if a terminal) while indexing a big
     /// segment.
     pub progress: bool,
@@ -118,6 +125,7 @@ impl Engine {
             first_seq: 0,
             foreign: HashMap::new(),
             foreign_dirty: false,
+            skip_stored_active: false,
             progress: false,
             persist: true,
             stats: EngineStats::default(),
@@ -240,6 +248,7 @@ impl Engine {
                 })?
             }
         };
+        let _ = std::fs::remove_file(index::active_index_path(meta));
         self.add_foreign(meta.seq, &img);
         self.sealed.insert(
             meta.seq,
@@ -263,6 +272,7 @@ impl Engine {
                 chunks: Vec::new(),
                 off: HEADER_SIZE as u64,
                 lsn: meta.first_lsn,
+                stored_end: 0,
             });
         }
         let Some(active) = self.active.as_mut() else {
@@ -288,6 +298,21 @@ impl Engine {
                 offset: seg.len() as u64,
                 reason: "active segment is shorter than its committed length".into(),
             });
+        }
+        if active.chunks.is_empty() && active.off == HEADER_SIZE as u64 && !self.skip_stored_active
+        {
+            // A stored index of the prefix saves indexing it again.
+            if let Some(img) = index::load_active(meta, seg) {
+                self.stats.loaded += 1;
+                active.off = img.header.end_off;
+                active.lsn = img.header.end_lsn;
+                active.stored_end = img.header.end_off;
+                active.chunks.push(Chunk { img });
+                self.foreign_dirty = true;
+                if meta.data_len <= active.off {
+                    return Ok(());
+                }
+            }
         }
         let mut chunks = std::mem::take(&mut active.chunks);
         let (from, lsn) = (active.off, active.lsn);
@@ -322,10 +347,28 @@ impl Engine {
             Self::add_foreign_to(&mut self.foreign, new_seq, &img);
         }
         chunks.push(Chunk { img });
+        let persist = self.persist;
+        let mut written = false;
         if let Some(a) = self.active.as_mut() {
+            if let Some(first) = chunks.first() {
+                let end = first.img.header.end_off;
+                if persist
+                    && first.img.header.start_off == HEADER_SIZE as u64
+                    && end >= a.stored_end + ACTIVE_INDEX_STEP
+                {
+                    match index::store_file(&index::active_index_path(meta), first.img.bytes()) {
+                        Ok(()) => written = true,
+                        Err(e) => tracing::debug!(error = %e, "active index kept in memory only"),
+                    }
+                    a.stored_end = end;
+                }
+            }
             a.chunks = chunks;
             a.off = meta.data_len;
             a.lsn = end_lsn;
+        }
+        if written {
+            self.stats.written += 1;
         }
         Ok(())
     }
@@ -441,6 +484,12 @@ impl Engine {
                     self.foreign_dirty = true;
                     self.load_sealed(&s.meta, true)?;
                 }
+            }
+            if bad_chunk {
+                if let Some(a) = &self.active {
+                    let _ = std::fs::remove_file(index::active_index_path(&a.meta));
+                }
+                self.skip_stored_active = true;
             }
             if bad_chunk || !bad.is_empty() {
                 // Chunks were built with lookups into the corrupt images.
