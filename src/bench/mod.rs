@@ -68,12 +68,12 @@ impl Lat {
     }
 }
 
-/// A JSON number with up to 4 fraction digits (never NaN or infinite).
+/// A JSON number with up to 6 fraction digits (never NaN or infinite).
 pub fn num(v: f64) -> String {
     if !v.is_finite() {
         return "null".into();
     }
-    let s = format!("{v:.4}");
+    let s = format!("{v:.6}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
     if s.is_empty() || s == "-" {
         "0".into()

@@ -293,6 +293,10 @@ impl Report {
         let ms = |l: &Option<Lat>, f: fn(&Lat) -> f64| {
             l.as_ref().map_or("-".into(), |v| format!("{:.3}", f(v)))
         };
+        let us = |l: &Option<Lat>, f: fn(&Lat) -> f64| {
+            l.as_ref()
+                .map_or("-".into(), |v| format!("{:.1}", f(v) * 1000.0))
+        };
         let rows: Vec<Vec<String>> = self
             .lines
             .iter()
@@ -315,8 +319,8 @@ impl Report {
                     format!("{:.1}", l.mbps()),
                     ratio,
                     format!("{:.0}", l.bytes_per_event()),
-                    ms(&l.append, |v| v.p50),
-                    ms(&l.append, |v| v.p99),
+                    us(&l.append, |v| v.p50),
+                    us(&l.append, |v| v.p99),
                     ms(&l.to_durable, |v| v.p50),
                     ms(&l.to_durable, |v| v.p99),
                     ms(&l.to_durable, |v| v.p999),
@@ -335,8 +339,8 @@ impl Report {
                 "MB/s",
                 "auditlog x",
                 "B/event",
-                "append p50 ms",
-                "append p99",
+                "append p50 us",
+                "append p99 us",
                 "durable p50 ms",
                 "p99",
                 "p99.9",

@@ -8,7 +8,8 @@
 //!
 //! Phases, in order: disk probe; auditlog peak ingest (durable, indexes
 //! built as segments seal); index catch-up; queries after ingest; mixed
-//! read/write (ingest goes on while queries run); a phase paced at 80% of
+//! read/write (ingest goes on for `--mixed-secs` while a reader thread
+//! asks every query kind in turn); a phase paced at 80% of
 //! the peak (p99 append-to-durable); auditlog with no sync (the like of the
 //! unsynced baselines); SQLite WAL synchronous=FULL (+ queries, + mixed) and
 //! NORMAL; JSONL flushed per line and fdatasynced every N lines; `auditlog
@@ -192,6 +193,17 @@ pub fn pregenerate(spec: &WorkloadSpec, producers: usize) -> Vec<Vec<Event>> {
             .map(|h| h.join().unwrap_or_default())
             .collect()
     })
+}
+
+/// Move each share back so that its first event is at `origin` again
+/// (phases that loop move each share on by a whole number of passes).
+fn restore(shares: &mut [Vec<Event>], origin: &[i64]) {
+    for (share, o) in shares.iter_mut().zip(origin) {
+        let delta = share.first().map_or(0, |e| e.ts - o);
+        for ev in share.iter_mut() {
+            ev.ts -= delta;
+        }
+    }
 }
 
 fn bar(len: u64, label: &str) -> ProgressBar {
@@ -468,11 +480,18 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
 
     // Mixed: ingest goes on (the same workload moved on in time) while a
     // reader thread asks every kind in turn.
+    let origin: Vec<i64> = shares
+        .iter()
+        .map(|s| s.first().map_or(0, |e| e.ts))
+        .collect();
     shift(&mut shares, step);
     let mut ph = Phase::new(a.batch);
-    ph.max_events = Some((total / 5).max(1));
+    ph.loop_shift = Some(step);
     ph.deadline = Some(Duration::from_secs_f64(a.mixed_secs.max(0.1)));
-    ph.progress = bar(total / 5, "auditlog mixed read/write");
+    ph.progress = bar(
+        (peak_eps * a.mixed_secs) as u64,
+        "auditlog mixed read/write",
+    );
     let stop = AtomicBool::new(false);
     let (mixed_res, mixed_a) = std::thread::scope(|s| {
         let eng = ix.engine.clone();
@@ -497,9 +516,9 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
     let mut ph = Phase::new(a.batch);
     ph.rate = Some(peak_eps * 0.8);
     ph.deadline = Some(Duration::from_secs_f64(a.paced_secs.max(0.1)));
-    ph.max_events = Some(total);
+    ph.loop_shift = Some(step);
     ph.progress = bar(
-        ((peak_eps * 0.8 * a.paced_secs) as u64).min(total),
+        (peak_eps * 0.8 * a.paced_secs) as u64,
         "auditlog paced at 80%",
     );
     let paced = run_phase(&ix.log, &mut shares, &ph)?;
@@ -511,7 +530,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
         seconds: paced.seconds,
         to_durable: Lat::of(&paced.to_durable),
     });
-    shift(&mut shares, -2 * step);
+    restore(&mut shares, &origin);
     ix.close()?;
 
     let mut rows: Vec<QueryRow> = KINDS
@@ -565,7 +584,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
             row.answers_match = Some(queries::answers_match(&after_a[k].sizes, &t.sizes));
         }
         shift(&mut shares, step);
-        let pb = bar(total / 5, "sqlite mixed read/write");
+        let pb = bar(total, "sqlite mixed read/write");
         let stop = AtomicBool::new(false);
         let (load, mixed_s) = std::thread::scope(|s| {
             let (stop, qs, path) = (&stop, &qs, &path);
@@ -580,7 +599,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
                 &mut conn,
                 &shares,
                 a.txn,
-                Some((total / 5).max(1)),
+                None,
                 Some(Duration::from_secs_f64(a.mixed_secs.max(0.1))),
                 &pb,
             );
@@ -588,7 +607,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
             (r, h.join().unwrap_or_default())
         });
         pb.finish_and_clear();
-        shift(&mut shares, -step);
+        restore(&mut shares, &origin);
         let load = load.map_err(|e| CliError::failed(format!("sqlite: {e}")))?;
         rep.mixed.sqlite_eps = Some(load.events as f64 / load.seconds.max(1e-9));
         rep.mixed.sqlite_events = load.events;

@@ -1,0 +1,115 @@
+//! Micro-benchmarks of the hot paths the load run exercises: the per-event
+//! write path (validate + encode + frame + CRC, then the chain hash of the
+//! block), index building (what indexing costs per event), and one query
+//! of each kind, auditlog's engine beside SQLite (executus-style schema and
+//! indexes) on the same data. `cargo bench --bench queries_vs_sqlite`.
+
+use std::time::Duration;
+
+use auditlog::bench::queries::{auditlog_query, sqlite_query, QuerySet, KINDS};
+use auditlog::query::Engine;
+use auditlog::workload::WorkloadSpec;
+use auditlog::{Config, Durability, EncodedBatch, Event, Log};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+const RUNS: u64 = 20_000;
+
+fn workload(runs: u64) -> Vec<Event> {
+    let spec = WorkloadSpec {
+        runs,
+        days: 3,
+        ..WorkloadSpec::default()
+    };
+    spec.events(0, runs).collect()
+}
+
+fn write_path(c: &mut Criterion) {
+    let evs = workload(200);
+    let mut g = c.benchmark_group("write_path_per_event");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.bench_function("encode_frame_crc", |b| {
+        b.iter(|| EncodedBatch::encode(&evs).expect("encode"))
+    });
+    let block = EncodedBatch::encode(&evs).expect("encode");
+    let bytes = vec![7u8; block.bytes()];
+    g.bench_function("encode_frame_crc_then_chain", |b| {
+        b.iter(|| {
+            let enc = EncodedBatch::encode(&evs).expect("encode");
+            let d = auditlog::chain::block_digest(
+                &auditlog::Digest::GENESIS,
+                0,
+                evs.len() as u32,
+                &bytes[..enc.bytes().min(bytes.len())],
+            );
+            (enc, d)
+        })
+    });
+    g.finish();
+}
+
+/// A log of `RUNS` runs over 3 days (so a few sealed segments), closed.
+fn build_log(dir: &std::path::Path, evs: &[Event]) {
+    let mut cfg = Config::new(dir);
+    cfg.durability = Durability::Never;
+    let log = Log::open(cfg).expect("open");
+    for chunk in evs.chunks(1000) {
+        let _ = log.append_batch(chunk).expect("append");
+    }
+    log.close().expect("close");
+}
+
+fn index_build(c: &mut Criterion) {
+    let evs = workload(RUNS);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    build_log(&dir, &evs);
+    let mut g = c.benchmark_group("index");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("build_all_images_per_event", |b| {
+        b.iter(|| {
+            let mut e = Engine::open(&dir).expect("engine");
+            e.persist = false;
+            e.refresh().expect("refresh");
+            e
+        })
+    });
+    g.finish();
+}
+
+fn queries(c: &mut Criterion) {
+    let evs = workload(RUNS);
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    build_log(&dir, &evs);
+    let mut engine = Engine::open(&dir).expect("engine");
+    engine.refresh().expect("refresh");
+    let mut conn = auditlog::sqlite_baseline::open(None).expect("sqlite");
+    auditlog::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
+    let qs = QuerySet::from_events(&[evs], 64);
+    let mut g = c.benchmark_group("query");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(500));
+    for (k, (kind, _)) in KINDS.iter().enumerate() {
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("auditlog", kind), |b| {
+            b.iter(|| {
+                i += 1;
+                auditlog_query(&mut engine, &qs, k, i).expect("query")
+            })
+        });
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("sqlite", kind), |b| {
+            b.iter(|| {
+                i += 1;
+                sqlite_query(&conn, &qs, k, i).expect("query")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, write_path, index_build, queries);
+criterion_main!(benches);
