@@ -1,6 +1,7 @@
 //! Building an index image from events, in log order.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::image::*;
 use crate::chain::Digest;
@@ -8,10 +9,10 @@ use crate::event::{Event, EventData, Micros};
 
 struct BRun {
     id: u32,
-    skill: String,
-    caller: String,
-    channel: String,
-    parent: String,
+    skill: u32,
+    caller: u32,
+    channel: u32,
+    parent: u32,
     dry: bool,
     start_lsn: u64,
     start_off: u64,
@@ -22,7 +23,7 @@ struct BRun {
 
 #[derive(Clone)]
 struct BFin {
-    status: String,
+    status: u32,
     lsn: u64,
     off: u64,
     ts: Micros,
@@ -31,8 +32,8 @@ struct BFin {
 struct BErr {
     ts: Micros,
     id: u32,
-    tool: String,
-    error_type: String,
+    tool: u32,
+    error_type: u32,
     duration_ms: f64,
     lsn: u64,
 }
@@ -71,8 +72,9 @@ pub struct Builder {
     end_off: u64,
     min_ts: Micros,
     max_ts: Micros,
-    ids: HashMap<String, u32>,
-    id_names: Vec<String>,
+    /// Every string (ids, skills, statuses, ...) once; u32 handles.
+    ids: HashMap<Rc<str>, u32>,
+    id_names: Vec<Rc<str>>,
     /// id -> position in `runs`.
     run_of: HashMap<u32, u32>,
     runs: Vec<BRun>,
@@ -110,8 +112,9 @@ impl Builder {
             return i;
         }
         let i = self.id_names.len() as u32;
-        self.ids.insert(id.to_string(), i);
-        self.id_names.push(id.to_string());
+        let rc: Rc<str> = Rc::from(id);
+        self.ids.insert(rc.clone(), i);
+        self.id_names.push(rc);
         i
     }
 
@@ -131,12 +134,14 @@ impl Builder {
                     return;
                 }
                 self.run_of.insert(id, self.runs.len() as u32);
+                let (skill, caller) = (self.intern(&s.skill_id), self.intern(&s.caller_id));
+                let (channel, parent) = (self.intern(&s.channel_id), self.intern(&s.parent_run_id));
                 self.runs.push(BRun {
                     id,
-                    skill: s.skill_id.clone(),
-                    caller: s.caller_id.clone(),
-                    channel: s.channel_id.clone(),
-                    parent: s.parent_run_id.clone(),
+                    skill,
+                    caller,
+                    channel,
+                    parent,
                     dry: s.dry_run,
                     start_lsn: lsn,
                     start_off: off,
@@ -146,7 +151,7 @@ impl Builder {
             }
             EventData::RunFinished(f) => {
                 let fin = BFin {
-                    status: f.status.clone(),
+                    status: self.intern(&f.status),
                     lsn,
                     off,
                     ts: ev.ts,
@@ -163,6 +168,7 @@ impl Builder {
                 self.logs.push((id, l.seq, lsn, off));
                 if l.event_type == "tool_call" {
                     if let Some((tool, error_type, dur)) = tool_failure(l.payload.as_str()) {
+                        let (tool, error_type) = (self.intern(&tool), self.intern(&error_type));
                         self.errs.push(BErr {
                             ts: ev.ts,
                             id,
@@ -212,17 +218,16 @@ impl Builder {
         } else {
             (min_ts, max_ts)
         };
-        let mut heap = Heap::default();
+        let mut heap = Heap::new(id_names.len());
+        let name = |i: u32| -> &str { &id_names[i as usize] };
         let shadows: Vec<u64> = runs
             .iter()
-            .map(|r| shadow(&id_names[r.id as usize]).unwrap_or(NONE))
+            .map(|r| shadow(name(r.id)).unwrap_or(NONE))
             .collect();
 
         // RUNS sorted by id.
         let mut by_id: Vec<u32> = (0..runs.len() as u32).collect();
-        by_id.sort_unstable_by(|&a, &b| {
-            id_names[runs[a as usize].id as usize].cmp(&id_names[runs[b as usize].id as usize])
-        });
+        by_id.sort_unstable_by(|&a, &b| name(runs[a as usize].id).cmp(name(runs[b as usize].id)));
         let mut pos_of = vec![0u32; runs.len()];
         for (p, &r) in by_id.iter().enumerate() {
             pos_of[r as usize] = p as u32;
@@ -231,20 +236,20 @@ impl Builder {
         for &r in &by_id {
             let run = &runs[r as usize];
             let mut rec = [0u8; 112];
-            let mut put_s = |at: usize, s: &str, heap: &mut Heap| {
-                let StrRef(o, l) = heap.add(s);
+            let mut put_s = |at: usize, s: u32, heap: &mut Heap| {
+                let StrRef(o, l) = heap.add(s, name(s));
                 rec[at..at + 4].copy_from_slice(&o.to_le_bytes());
                 rec[at + 4..at + 8].copy_from_slice(&l.to_le_bytes());
             };
-            put_s(0, &id_names[run.id as usize], &mut heap);
-            put_s(8, &run.skill, &mut heap);
-            put_s(16, &run.caller, &mut heap);
-            put_s(24, &run.channel, &mut heap);
-            put_s(32, &run.parent, &mut heap);
+            put_s(0, run.id, &mut heap);
+            put_s(8, run.skill, &mut heap);
+            put_s(16, run.caller, &mut heap);
+            put_s(24, run.channel, &mut heap);
+            put_s(32, run.parent, &mut heap);
             let mut flags = if run.dry { F_DRY } else { 0 };
             let (fl, fo, ft) = match &run.finish {
                 Some(f) => {
-                    put_s(40, &f.status, &mut heap);
+                    put_s(40, f.status, &mut heap);
                     flags |= F_FINISHED;
                     (f.lsn, f.off, f.ts)
                 }
@@ -268,7 +273,7 @@ impl Builder {
             let (ra, rb) = (&runs[a as usize], &runs[b as usize]);
             rb.started_at
                 .cmp(&ra.started_at)
-                .then_with(|| id_names[rb.id as usize].cmp(&id_names[ra.id as usize]))
+                .then_with(|| name(rb.id).cmp(name(ra.id)))
         });
         let s_order: Vec<u8> = order
             .iter()
@@ -276,28 +281,45 @@ impl Builder {
             .collect();
 
         // KEYS + POST: every key's runs in ORDER order.
-        let mut lists: HashMap<(u32, &str), Vec<u32>> = HashMap::new();
+        // Key strings as handles; "running" for runs without a local finish.
+        const RUNNING_KEY: u32 = u32::MAX;
+        let key_name = |h: u32| -> &str {
+            if h == RUNNING_KEY {
+                "running"
+            } else {
+                name(h)
+            }
+        };
+        let mut lists: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
         for &r in &order {
             let run = &runs[r as usize];
             let p = pos_of[r as usize];
-            let status = run.finish.as_ref().map_or("running", |f| f.status.as_str());
+            let status = run.finish.as_ref().map_or(RUNNING_KEY, |f| f.status);
             for (k, v) in [
-                (K_SKILL, run.skill.as_str()),
-                (K_CALLER, run.caller.as_str()),
-                (K_CHANNEL, run.channel.as_str()),
-                (K_PARENT, run.parent.as_str()),
+                (K_SKILL, run.skill),
+                (K_CALLER, run.caller),
+                (K_CHANNEL, run.channel),
+                (K_PARENT, run.parent),
                 (K_STATUS, status),
             ] {
                 lists.entry((k, v)).or_default().push(p);
             }
         }
-        let mut keys: Vec<((u32, &str), Vec<u32>)> = lists.into_iter().collect();
-        keys.sort_unstable_by(|a, b| a.0 .0.cmp(&b.0 .0).then_with(|| a.0 .1.cmp(b.0 .1)));
+        let mut keys: Vec<((u32, u32), Vec<u32>)> = lists.into_iter().collect();
+        keys.sort_unstable_by(|a, b| {
+            a.0 .0
+                .cmp(&b.0 .0)
+                .then_with(|| key_name(a.0 .1).cmp(key_name(b.0 .1)))
+        });
         let mut s_keys = Vec::with_capacity(keys.len() * 24);
         let mut s_post = Vec::new();
         let mut n_post = 0u64;
         for ((k, v), list) in &keys {
-            let StrRef(o, l) = heap.add(v);
+            let StrRef(o, l) = if *v == RUNNING_KEY {
+                heap.add_extra("running")
+            } else {
+                heap.add(*v, name(*v))
+            };
             s_keys.extend_from_slice(&k.to_le_bytes());
             s_keys.extend_from_slice(&(list.len() as u32).to_le_bytes());
             s_keys.extend_from_slice(&o.to_le_bytes());
@@ -318,11 +340,11 @@ impl Builder {
             .into_iter()
             .filter(|(id, _)| run_of.get(id).is_none_or(|&r| shadows[r] != NONE))
             .collect();
-        fins.sort_unstable_by(|a, b| id_names[a.0 as usize].cmp(&id_names[b.0 as usize]));
+        fins.sort_unstable_by(|a, b| name(a.0).cmp(name(b.0)));
         let mut s_fins = Vec::with_capacity(fins.len() * 40);
         for (id, f) in &fins {
-            let a = heap.add(&id_names[*id as usize]);
-            let b = heap.add(&f.status);
+            let a = heap.add(*id, name(*id));
+            let b = heap.add(f.status, name(f.status));
             for v in [a.0, a.1, b.0, b.1] {
                 s_fins.extend_from_slice(&v.to_le_bytes());
             }
@@ -333,14 +355,14 @@ impl Builder {
 
         // LOGS sorted by (id, seq, lsn).
         logs.sort_unstable_by(|a, b| {
-            id_names[a.0 as usize]
-                .cmp(&id_names[b.0 as usize])
+            name(a.0)
+                .cmp(name(b.0))
                 .then(a.1.cmp(&b.1))
                 .then(a.2.cmp(&b.2))
         });
         let mut s_logs = Vec::with_capacity(logs.len() * 32);
         for (id, seqno, lsn, off) in &logs {
-            let a = heap.add(&id_names[*id as usize]);
+            let a = heap.add(*id, name(*id));
             s_logs.extend_from_slice(&a.0.to_le_bytes());
             s_logs.extend_from_slice(&a.1.to_le_bytes());
             for v in [*seqno, *lsn, *off] {
@@ -353,8 +375,8 @@ impl Builder {
         let mut s_terr = Vec::with_capacity(errs.len() * 48);
         for e in &errs {
             s_terr.extend_from_slice(&(e.ts as u64).to_le_bytes());
-            for s in [&id_names[e.id as usize], &e.tool, &e.error_type] {
-                let r = heap.add(s);
+            for h in [e.id, e.tool, e.error_type] {
+                let r = heap.add(h, name(h));
                 s_terr.extend_from_slice(&r.0.to_le_bytes());
                 s_terr.extend_from_slice(&r.1.to_le_bytes());
             }
@@ -408,24 +430,47 @@ impl Builder {
     }
 }
 
-/// The string heap, deduplicating.
-#[derive(Default)]
+/// The string heap: each interned string written once.
 struct Heap {
     bytes: Vec<u8>,
-    seen: HashMap<String, StrRef>,
+    at: Vec<Option<StrRef>>,
+    extra: HashMap<&'static str, StrRef>,
 }
 
 impl Heap {
-    fn add(&mut self, s: &str) -> StrRef {
+    fn new(n: usize) -> Heap {
+        Heap {
+            bytes: Vec::new(),
+            at: vec![None; n],
+            extra: HashMap::new(),
+        }
+    }
+
+    fn push(&mut self, s: &str) -> StrRef {
+        let r = StrRef(self.bytes.len() as u32, s.len() as u32);
+        self.bytes.extend_from_slice(s.as_bytes());
+        r
+    }
+
+    /// The heap place of interned string `h` (text `s`).
+    fn add(&mut self, h: u32, s: &str) -> StrRef {
         if s.is_empty() {
             return StrRef(0, 0);
         }
-        if let Some(r) = self.seen.get(s) {
+        if let Some(r) = self.at[h as usize] {
+            return r;
+        }
+        let r = self.push(s);
+        self.at[h as usize] = Some(r);
+        r
+    }
+
+    fn add_extra(&mut self, s: &'static str) -> StrRef {
+        if let Some(r) = self.extra.get(s) {
             return *r;
         }
-        let r = StrRef(self.bytes.len() as u32, s.len() as u32);
-        self.bytes.extend_from_slice(s.as_bytes());
-        self.seen.insert(s.to_string(), r);
+        let r = self.push(s);
+        self.extra.insert(s, r);
         r
     }
 }
