@@ -12,13 +12,12 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::event::{Event, Json, Micros, RunFinished, RunLog, RunStarted};
 use crate::log::{Config, Log};
-use crate::query::{Engine, ErrorGroup, Filter, Page};
+use crate::query::{BackgroundIndexer, Engine, ErrorGroup, Filter, IndexOnSeal, Page};
 use crate::retention::RetentionReport;
 use crate::view::{Run, RunLogEntry};
 
@@ -94,8 +93,7 @@ pub struct AuditStore {
     /// Always Some until `close` consumes the store.
     log: Option<Log>,
     engine: Arc<Mutex<Engine>>,
-    indexer: Option<JoinHandle<()>>,
-    seal_tx: Option<crossbeam_channel::Sender<bool>>,
+    indexer: Option<BackgroundIndexer>,
     cfg: StoreConfig,
     started: Mutex<Recent>,
     skipped_runs: Mutex<Recent>,
@@ -112,39 +110,15 @@ fn now_micros() -> Micros {
 impl AuditStore {
     /// Open (or create) the log and its indexes.
     pub fn open(cfg: StoreConfig) -> Result<AuditStore> {
-        // true = a segment sealed; false = stop.
-        let (tx, rx) = crossbeam_channel::unbounded::<bool>();
         let mut log_cfg = cfg.log.clone();
-        let hook_tx = tx.clone();
-        log_cfg.seal_hooks.push(Arc::new(move |_meta| {
-            let _ = hook_tx.send(true);
-        }));
+        let on_seal = IndexOnSeal::hook(&mut log_cfg);
         let log = Log::open(log_cfg)?;
-        let engine = Arc::new(Mutex::new(Engine::new(log.reader())));
-        let bg = engine.clone();
-        let indexer = std::thread::Builder::new()
-            .name("auditlog-indexer".into())
-            .spawn(move || {
-                while let Ok(true) = rx.recv() {
-                    let mut stop = false;
-                    while let Ok(m) = rx.try_recv() {
-                        stop |= !m;
-                    }
-                    if stop {
-                        break;
-                    }
-                    let mut e = bg.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(err) = e.refresh() {
-                        tracing::warn!(error = %err, "indexing a sealed segment failed");
-                    }
-                }
-            })
-            .map_err(|e| Error::io("starting the indexer thread", e))?;
+        let indexer = on_seal.start(&log)?;
+        let engine = indexer.engine().clone();
         Ok(AuditStore {
             log: Some(log),
             engine,
             indexer: Some(indexer),
-            seal_tx: Some(tx),
             cfg,
             started: Mutex::new(Recent::default()),
             skipped_runs: Mutex::new(Recent::default()),
@@ -358,11 +332,8 @@ impl AuditStore {
     }
 
     fn stop(&mut self) {
-        if let Some(tx) = self.seal_tx.take() {
-            let _ = tx.send(false);
-        }
-        if let Some(h) = self.indexer.take() {
-            let _ = h.join();
+        if let Some(mut i) = self.indexer.take() {
+            i.stop();
         }
     }
 }

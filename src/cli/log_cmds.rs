@@ -15,6 +15,7 @@ use crate::event::json::{parse_event, write_event};
 use crate::event::time::{parse_instant, to_rfc3339};
 use crate::event::{Event, Micros};
 use crate::log::{Config, EncodedBatch, Log};
+use crate::query::IndexOnSeal;
 use crate::reader::{LogReader, ReplayRange};
 
 /// Bytes of input parsed and appended as one batch.
@@ -94,7 +95,11 @@ pub(crate) fn open_reader(ctx: &Ctx) -> Result<LogReader, CliError> {
 }
 
 fn open_writer(dir: &Path) -> Result<Log, CliError> {
-    let log = Log::open(Config::new(dir))?;
+    open_writer_with(Config::new(dir))
+}
+
+fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
+    let log = Log::open(cfg)?;
     let r = log.recovery();
     if r.truncated_bytes > 0 {
         eprintln!(
@@ -382,7 +387,11 @@ fn ingest_pass(
     total: Option<u64>,
     started: Instant,
 ) -> CliResult {
-    let log = open_writer(dir)?;
+    // Sealed segments are indexed as they seal, on a thread of their own.
+    let mut cfg = Config::new(dir);
+    let on_seal = IndexOnSeal::hook(&mut cfg);
+    let log = open_writer_with(cfg)?;
+    let indexer = on_seal.start(&log)?;
     let pb = progress(total, "ingesting");
     let mut t = Tally {
         accepted: 0,
@@ -415,6 +424,12 @@ fn ingest_pass(
     }
     // Whatever the policy, everything accepted is durable before we say so.
     let head = log.flush()?;
+    pb.set_message("indexing");
+    // The indexes are derived data: a failure here is reported, but what
+    // was stored stays stored and the next query rebuilds them.
+    if let Err(e) = indexer.finish() {
+        eprintln!("auditlog: the events are stored, but indexing them failed: {e}");
+    }
     pb.finish_and_clear();
     log.close()?;
     let lsns = first_lsn.map(|f| (f, head.saturating_sub(1)));

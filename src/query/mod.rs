@@ -11,12 +11,14 @@
 //! - lists merge the images' posting lists newest first (started_at desc,
 //!   id desc) and skip images by their time range.
 
+mod background;
 pub mod bench;
 mod engine;
 
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
+pub use background::{BackgroundIndexer, IndexOnSeal};
 pub use engine::{Engine, EngineStats, View};
 
 use crate::codec;

@@ -1,0 +1,97 @@
+//! Indexing sealed segments as they seal, off the ingest path: the log's
+//! seal hook only sends a wake-up; a thread of its own brings the query
+//! engine (and so the index files) up to date.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::engine::Engine;
+use crate::error::{Error, Result};
+use crate::log::{Config, Log};
+
+enum Wake {
+    Sealed,
+    Stop,
+}
+
+/// Registered on a [`Config`] before the log opens; started after.
+pub struct IndexOnSeal {
+    tx: Sender<Wake>,
+    rx: Receiver<Wake>,
+}
+
+impl IndexOnSeal {
+    /// Add the seal hook to `cfg`.
+    pub fn hook(cfg: &mut Config) -> IndexOnSeal {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let hook_tx = tx.clone();
+        cfg.seal_hooks.push(Arc::new(move |_meta| {
+            let _ = hook_tx.send(Wake::Sealed);
+        }));
+        IndexOnSeal { tx, rx }
+    }
+
+    /// Start the indexing thread over `log`'s committed data.
+    pub fn start(self, log: &Log) -> Result<BackgroundIndexer> {
+        let engine = Arc::new(Mutex::new(Engine::new(log.reader())));
+        let bg = engine.clone();
+        let rx = self.rx;
+        let handle = std::thread::Builder::new()
+            .name("auditlog-indexer".into())
+            .spawn(move || {
+                while let Ok(Wake::Sealed) = rx.recv() {
+                    // Several seals queued up are one refresh.
+                    if rx.try_iter().any(|w| matches!(w, Wake::Stop)) {
+                        break;
+                    }
+                    let mut e = bg.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Err(err) = e.refresh() {
+                        tracing::warn!(error = %err, "indexing a sealed segment failed");
+                    }
+                }
+            })
+            .map_err(|e| Error::io("starting the indexer thread", e))?;
+        Ok(BackgroundIndexer {
+            engine,
+            tx: self.tx,
+            handle: Some(handle),
+        })
+    }
+}
+
+/// The running indexer; its engine answers queries too.
+pub struct BackgroundIndexer {
+    engine: Arc<Mutex<Engine>>,
+    tx: Sender<Wake>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl BackgroundIndexer {
+    pub fn engine(&self) -> &Arc<Mutex<Engine>> {
+        &self.engine
+    }
+
+    /// Stop the thread (it finishes the refresh it is in).
+    pub fn stop(&mut self) {
+        let _ = self.tx.send(Wake::Stop);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+
+    /// Stop, then bring every index up to date, the active segment's
+    /// stored prefix included.
+    pub fn finish(mut self) -> Result<()> {
+        self.stop();
+        let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        e.refresh()
+    }
+}
+
+impl Drop for BackgroundIndexer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
