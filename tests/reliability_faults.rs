@@ -292,7 +292,8 @@ fn random_faults_never_lose_an_acknowledged_event() {
                     On::Create,
                     On::Rename,
                     On::WriteOf(72),
-                ][rng.usize(..5)];
+                    On::Remove,
+                ][rng.usize(..6)];
                 let kind =
                     [Kind::Eio, Kind::Enospc, Kind::ShortEnospc(rng.usize(..200))][rng.usize(..3)];
                 inj.arm(on, rng.u64(..3), 1, kind);
@@ -335,4 +336,25 @@ fn random_faults_never_lose_an_acknowledged_event() {
         report(&inj, "random");
     }
     assert!(injected > 0);
+}
+
+#[test]
+fn failing_removal_of_an_empty_segment_is_retried() {
+    let (_t, dir) = scratch();
+    let inj = Injector::new();
+    let log = open_with(&dir, &inj);
+    append_ok(&log, 1, DAY0 + 1);
+    // Day 0 is sealed (its footer write passes), day 1's segment is
+    // created and its first block fails: it stays empty.
+    inj.arm(On::BlockWrite, 1, 1, Kind::Enospc);
+    append_fails(&log, 2, DAY0 + DAY_US);
+    // Day 2 discards the empty segment; the removal fails once.
+    inj.arm(On::Remove, 0, 1, Kind::Eio);
+    append_fails(&log, 3, DAY0 + 2 * DAY_US);
+    assert!(log.failed().is_none());
+    append_ok(&log, 4, DAY0 + 2 * DAY_US + 1);
+    log.close().unwrap();
+    reopen_and_check(&dir, &["ev-1", "ev-4"]);
+    assert_eq!(verify(&dir, None, |_, _| {}).unwrap().segments, 2);
+    report(&inj, "remove");
 }
