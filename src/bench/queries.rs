@@ -10,7 +10,7 @@ use rusqlite::Connection;
 
 use super::{hist, record, Lat};
 use crate::event::{Event, EventData, Micros};
-use crate::query::{Engine, Filter, Page};
+use crate::query::{Engine, Filter, Page, View};
 use crate::sqlite_baseline as sq;
 
 /// The query kinds: name and what it asks.
@@ -123,16 +123,26 @@ impl QuerySet {
     }
 }
 
-/// Ask auditlog query `kind` with parameter set `i`; returns the answer's
-/// size (rows, or the count).
+/// Ask auditlog query `kind` with parameter set `i` (the engine first
+/// brings its indexes up to date with the log); returns the answer's size
+/// (rows, or the count).
 pub fn auditlog_query(e: &mut Engine, qs: &QuerySet, kind: usize, i: usize) -> crate::Result<u64> {
+    e.query(|v| view_query(v, qs, kind, i))
+}
+
+/// The same over the indexes as they stand (no refresh).
+pub fn view_query(v: &View<'_>, qs: &QuerySet, kind: usize, i: usize) -> crate::Result<u64> {
     let p = QuerySet::pick;
     Ok(match KINDS[kind].0 {
-        "run" => e.get_run(p(&qs.runs, i))?.is_some() as u64,
-        "run_with_logs" => e
-            .run_with_logs(p(&qs.runs, i))?
-            .map_or(0, |(_, l)| 1 + l.len() as u64),
-        "runs_by_skill" => e
+        "run" => v.get_run(p(&qs.runs, i))?.is_some() as u64,
+        "run_with_logs" => {
+            let id = p(&qs.runs, i);
+            match v.get_run(id)? {
+                Some(_) => 1 + v.logs(id)?.len() as u64,
+                None => 0,
+            }
+        }
+        "runs_by_skill" => v
             .list(
                 &Filter {
                     skill: Some(p(&qs.skills, i).into()),
@@ -141,7 +151,7 @@ pub fn auditlog_query(e: &mut Engine, qs: &QuerySet, kind: usize, i: usize) -> c
                 Page::new(50, 0),
             )?
             .len() as u64,
-        "runs_by_caller" => e
+        "runs_by_caller" => v
             .list(
                 &Filter {
                     caller: Some(p(&qs.callers, i).into()),
@@ -152,7 +162,7 @@ pub fn auditlog_query(e: &mut Engine, qs: &QuerySet, kind: usize, i: usize) -> c
             .len() as u64,
         "window_1h" => {
             let t = QuerySet::ts(&qs.windows, i);
-            e.list(
+            v.list(
                 &Filter {
                     since: Some(t),
                     until: Some(t + HOUR),
@@ -162,25 +172,25 @@ pub fn auditlog_query(e: &mut Engine, qs: &QuerySet, kind: usize, i: usize) -> c
             )?
             .len() as u64
         }
-        "children" => e.children(p(&qs.parents, i), false)?.len() as u64,
-        "chain" => e.chain(p(&qs.subruns, i))?.map_or(0, |c| c.len() as u64),
-        "last_run" => e
-            .last_run(&qs.skills3(i), false, false)?
+        "children" => v.children(p(&qs.parents, i), false)?.len() as u64,
+        "chain" => v.chain(p(&qs.subruns, i))?.map_or(0, |c| c.len() as u64),
+        "last_run" => v
+            .last_run(&qs.skills3(i), false, false)
             .iter()
             .filter(|(_, t)| t.is_some())
             .count() as u64,
-        "count_by_status" => e.count(&Filter {
+        "count_by_status" => v.count(&Filter {
             status: Some("error".into()),
             ..Filter::default()
-        })?,
+        }),
         "errors_1d" => {
             let d = QuerySet::ts(&qs.days, i);
-            e.errors(Some(d), Some(d + DAY - 1), false)?
+            v.errors(Some(d), Some(d + DAY - 1), false)
                 .iter()
                 .map(|g| g.count)
                 .sum()
         }
-        "finished_before" => e.finished_before(qs.first_ts + HOUR, false)?.len() as u64,
+        "finished_before" => v.finished_before(qs.first_ts + HOUR, false)?.len() as u64,
         _ => 0,
     })
 }
