@@ -9,7 +9,10 @@ use auditlog::{Config, Durability, EncodedBatch, Event, Log};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn events(n: u64) -> Vec<Event> {
-    let spec = WorkloadSpec { runs: n, ..WorkloadSpec::default() };
+    let spec = WorkloadSpec {
+        runs: n,
+        ..WorkloadSpec::default()
+    };
     spec.events(0, n).collect()
 }
 
@@ -19,7 +22,10 @@ fn append(c: &mut Criterion) {
     g.throughput(Throughput::Elements(evs.len() as u64));
     g.sample_size(10);
     g.measurement_time(Duration::from_secs(3));
-    for (name, durability) in [("every_batch", Durability::EveryBatch), ("never", Durability::Never)] {
+    for (name, durability) in [
+        ("every_batch", Durability::EveryBatch),
+        ("never", Durability::Never),
+    ] {
         for producers in [1usize, 4] {
             for batch in [1usize, 100] {
                 let id = BenchmarkId::new(name, format!("{producers}p_batch{batch}"));
@@ -62,7 +68,9 @@ fn hot_path(c: &mut Criterion) {
     let block = EncodedBatch::encode(&evs).expect("encode");
     let bytes = vec![7u8; block.bytes()];
     g.bench_function("chain_digest_of_block", |b| {
-        b.iter(|| auditlog::chain::block_digest(&auditlog::Digest::GENESIS, 0, evs.len() as u32, &bytes))
+        b.iter(|| {
+            auditlog::chain::block_digest(&auditlog::Digest::GENESIS, 0, evs.len() as u32, &bytes)
+        })
     });
     g.finish();
 }

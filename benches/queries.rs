@@ -31,7 +31,7 @@ fn build(dir: &std::path::Path) {
             caller_id: format!("u-{}", rng.usize(..200)),
             channel_id: format!("c-{}", rng.usize(..50)),
             parent_run_id: parent,
-            inputs: Json("{\"q\":\"hello\"}".into()),
+            inputs: Json::parse("{\"q\":\"hello\"}").unwrap(),
             dry_run: i % 50 == 0,
         };
         batch.push(Event::run_started(id.clone(), t, st));
@@ -47,7 +47,7 @@ fn build(dir: &std::path::Path) {
             let l = RunLog {
                 seq: s,
                 event_type: "tool_call".into(),
-                payload: Json(payload),
+                payload: Json::parse(payload).unwrap(),
             };
             batch.push(Event::run_log(id.clone(), t + 1 + s as i64, l));
         }

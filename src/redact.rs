@@ -243,20 +243,27 @@ impl RedactionPolicy {
         };
         if rule.rest.is_empty() {
             *json = match rule.action {
-                Action::Drop => Json(default.to_string()),
-                Action::Hash => Json(self.marker(&value_bytes_raw(json.as_str())).to_string()),
+                Action::Drop => Json::trusted(default.to_string()),
+                Action::Hash => {
+                    Json::trusted(self.marker(&value_bytes_raw(json.as_str())).to_string())
+                }
             };
             return;
         }
         match serde_json::from_str::<Value>(json.as_str()) {
             Ok(mut v) => {
                 if self.walk(&mut v, &rule.rest, rule.action) {
-                    *json = Json::from_value(&v);
+                    // A marker one level deeper than the depth limit allows
+                    // fails closed like an unreadable value.
+                    let redacted = Json::from_value(&v).unwrap_or_else(|_| {
+                        Json::trusted(self.marker(json.as_str().as_bytes()).to_string())
+                    });
+                    *json = redacted;
                 }
             }
             // Not representable as a value here (e.g. a number beyond f64):
             // fail closed, hashing the whole field.
-            Err(_) => *json = Json(self.marker(json.as_str().as_bytes()).to_string()),
+            Err(_) => *json = Json::trusted(self.marker(json.as_str().as_bytes()).to_string()),
         }
     }
 
@@ -391,7 +398,7 @@ mod tests {
             r#"{{"q":"x","token":{{"redacted":"blake3:{}","bytes":3}}}}"#,
             blake3::hash(b"abc").to_hex()
         );
-        assert_eq!(d.inputs.0, want);
+        assert_eq!(d.inputs.as_str(), want);
     }
 
     #[test]

@@ -140,7 +140,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         caller_id: row.get(2)?,
         channel_id: row.get(3)?,
         parent_run_id: row.get(4)?,
-        inputs: Json(row.get(5)?),
+        inputs: Json::trusted(row.get(5)?),
         dry_run: row.get(6)?,
         started_at: row.get(7)?,
         finished_at,
@@ -171,7 +171,7 @@ pub fn list_logs(conn: &Connection, id: &str) -> rusqlite::Result<Vec<RunLogEntr
             seq: r.get::<_, i64>(0)? as u64,
             ts: r.get(1)?,
             event_type: r.get(2)?,
-            payload: Json(r.get(3)?),
+            payload: Json::trusted(r.get(3)?),
         })
     })?;
     rows.collect()

@@ -159,7 +159,7 @@ impl WorkloadSpec {
                 caller_id: caller.to_string(),
                 channel_id: channel.to_string(),
                 parent_run_id: parent,
-                inputs: Json(inputs),
+                inputs: Json::parse(inputs).expect("generated JSON is valid"),
                 dry_run: dry,
             },
         ));
@@ -193,7 +193,7 @@ impl WorkloadSpec {
                 RunLog {
                     seq,
                     event_type: "tool_call".to_string(),
-                    payload: Json(payload),
+                    payload: Json::parse(payload).expect("generated JSON is valid"),
                 },
             ));
             seq += 1;

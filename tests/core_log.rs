@@ -28,7 +28,7 @@ fn started(id: &str, ts: i64) -> Event {
             skill_id: "web.search".into(),
             caller_id: "u-1".into(),
             channel_id: "c-1".into(),
-            inputs: Json(r#"{"q":"x","nested":{"deep":[1,2,{"z":null}]}}"#.into()),
+            inputs: Json::parse(r#"{"q":"x","nested":{"deep":[1,2,{"z":null}]}}"#).unwrap(),
             ..RunStarted::default()
         },
     )
@@ -41,7 +41,8 @@ fn logline(id: &str, ts: i64, seq: u64) -> Event {
         RunLog {
             seq,
             event_type: "tool_call".into(),
-            payload: Json(r#"{"tool":"http.get","status":"error","error_type":"timeout"}"#.into()),
+            payload: Json::parse(r#"{"tool":"http.get","status":"error","error_type":"timeout"}"#)
+                .unwrap(),
         },
     )
 }

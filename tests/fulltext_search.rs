@@ -20,7 +20,7 @@ fn start(id: &str, ts: i64, skill: &str, caller: &str, channel: &str, inputs: &s
             skill_id: skill.into(),
             caller_id: caller.into(),
             channel_id: channel.into(),
-            inputs: Json(inputs.into()),
+            inputs: Json::parse(inputs).unwrap(),
             ..RunStarted::default()
         },
     )
@@ -33,7 +33,7 @@ fn tool_log(id: &str, ts: i64, seq: u64, payload: &str) -> Event {
         RunLog {
             seq,
             event_type: "tool_call".into(),
-            payload: Json(payload.into()),
+            payload: Json::parse(payload).unwrap(),
         },
     )
 }

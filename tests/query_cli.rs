@@ -18,7 +18,7 @@ fn make_log(path: &Path) {
         caller_id: "u-42".into(),
         channel_id: "sess-7".into(),
         parent_run_id: parent.into(),
-        inputs: Json(r#"{"q":"x","nested":{"k":[1,2]}}"#.into()),
+        inputs: Json::parse(r#"{"q":"x","nested":{"k":[1,2]}}"#).unwrap(),
         dry_run: dry,
     };
     let fin = |status: &str| RunFinished {
@@ -34,7 +34,7 @@ fn make_log(path: &Path) {
             RunLog {
                 seq: 1,
                 event_type: "tool_call".into(),
-                payload: Json(r#"{"tool":"http.get","status":"error","error_type":"timeout","duration_ms":5000}"#.into()),
+                payload: Json::parse(r#"{"tool":"http.get","status":"error","error_type":"timeout","duration_ms":5000}"#).unwrap(),
             },
         ),
         Event::run_log(
@@ -43,7 +43,7 @@ fn make_log(path: &Path) {
             RunLog {
                 seq: 0,
                 event_type: "message".into(),
-                payload: Json("null".into()),
+                payload: Json::parse("null").unwrap(),
             },
         ),
         Event::run_finished("r-1", T0 + 1_500_000, fin("error")),

@@ -61,7 +61,7 @@ pub fn generate(seed: u64, runs: usize) -> Workload {
             caller_id: caller.clone(),
             channel_id: channel.clone(),
             parent_run_id: parent.clone(),
-            inputs: Json(format!("{{\"q\":\"{}\",\"n\":{i}}}", rng.u32(..1000))),
+            inputs: Json::parse(format!("{{\"q\":\"{}\",\"n\":{i}}}", rng.u32(..1000))).unwrap(),
             dry_run: dry,
         };
         push(&mut evs, Event::run_started(id.clone(), t0, start.clone()));
@@ -96,7 +96,7 @@ pub fn generate(seed: u64, runs: usize) -> Workload {
             let log = RunLog {
                 seq,
                 event_type: et.into(),
-                payload: Json(payload),
+                payload: Json::parse(payload).unwrap(),
             };
             push(&mut evs, Event::run_log(id.clone(), t, log));
         }
@@ -143,7 +143,7 @@ pub fn generate(seed: u64, runs: usize) -> Workload {
             let log = RunLog {
                 seq: 0,
                 event_type: "tool_call".into(),
-                payload: Json("{\"tool\":\"sh\",\"status\":\"error\"}".into()),
+                payload: Json::parse("{\"tool\":\"sh\",\"status\":\"error\"}").unwrap(),
             };
             push(&mut evs, Event::run_log(ghost.clone(), t0 + 5, log));
             push(

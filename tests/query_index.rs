@@ -30,9 +30,10 @@ fn failing_log(seq: u64) -> RunLog {
     RunLog {
         seq,
         event_type: "tool_call".into(),
-        payload: Json(
-            r#"{"tool":"sh","status":"error","error_type":"exit","duration_ms":7}"#.into(),
-        ),
+        payload: Json::parse(
+            r#"{"tool":"sh","status":"error","error_type":"exit","duration_ms":7}"#,
+        )
+        .unwrap(),
     }
 }
 
@@ -278,8 +279,11 @@ fn store_guard_notfound_allowlist_fire_and_forget() {
     let mut g = store.guard("g1", start("web", ""));
     g.add_tokens(10, 5, 1);
     g.add_tokens(1, 1, 0);
-    g.log("tool_call", Json(r#"{"tool":"t","status":"ok"}"#.into()));
-    g.log("message", Json("null".into())); // not in the allowlist
+    g.log(
+        "tool_call",
+        Json::parse(r#"{"tool":"t","status":"ok"}"#).unwrap(),
+    );
+    g.log("message", Json::parse("null").unwrap()); // not in the allowlist
     g.complete("ok", "done", "").unwrap();
     {
         let _g2 = store.guard("g2", start("web", "g1"));

@@ -134,7 +134,7 @@ fn search_fixture() -> (tempfile::TempDir, auditlog::fulltext::FullText) {
             RunStarted {
                 skill_id: format!("skill.{}", i % 5),
                 caller_id: format!("u-{}", i % 3),
-                inputs: Json(format!(r#"{{"q":"find the weather in city {i}"}}"#)),
+                inputs: Json::parse(format!(r#"{{"q":"find the weather in city {i}"}}"#)).unwrap(),
                 ..RunStarted::default()
             },
         );

@@ -177,6 +177,21 @@ fn bad_corpus() -> Vec<(Vec<u8>, &'static str)> {
 }
 
 #[test]
+fn invalid_json_cannot_be_built_into_an_event() {
+    // Json is checked when it is made, so an event cannot carry bad JSON.
+    let e = Json::parse("{not json").unwrap_err();
+    assert_eq!(e.field, "json");
+    assert!(e.reason.contains("not valid JSON"), "{e}");
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    let e = Json::parse(deep).unwrap_err();
+    assert!(e.reason.contains("nested too deeply"), "{e}");
+    assert!(Json::parse(" {} ").is_err());
+    let deep_value: serde_json::Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(100), "]".repeat(100))).unwrap();
+    assert!(Json::from_value(&deep_value).is_err());
+}
+
+#[test]
 fn library_parser_rejects_each_bad_line_with_a_typed_error() {
     let corpus = bad_corpus();
     for (line, field) in &corpus {
@@ -220,23 +235,7 @@ fn library_append_rejects_invalid_events_and_stores_nothing() {
             "r",
             DAY0,
             RunStarted {
-                inputs: Json("{not json".into()),
-                ..RunStarted::default()
-            },
-        ),
-        Event::run_started(
-            "r",
-            DAY0,
-            RunStarted {
-                inputs: Json(format!("{}{}", "[".repeat(1000), "]".repeat(1000))),
-                ..RunStarted::default()
-            },
-        ),
-        Event::run_started(
-            "r",
-            DAY0,
-            RunStarted {
-                inputs: Json(format!(r#"{{"big":"{}"}}"#, "b".repeat(2 << 20))),
+                inputs: Json::parse(format!(r#"{{"big":"{}"}}"#, "b".repeat(2 << 20))).unwrap(),
                 ..RunStarted::default()
             },
         ),

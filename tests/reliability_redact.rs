@@ -36,24 +36,27 @@ fn secret_events(s: &str) -> Vec<Event> {
         DAY0,
         RunStarted {
             skill_id: "web.search".into(),
-            inputs: Json(format!(
+            inputs: Json::parse(format!(
                 r#"{{"q":"{s}","password":"{s}","nested":{{"deep":["{s}"]}}}}"#
-            )),
+            ))
+            .unwrap(),
             ..RunStarted::default()
         },
     );
-    started
-        .extra
-        .push(("secret_note".into(), Json(format!(r#""{s}""#))));
+    started.extra.push((
+        "secret_note".into(),
+        Json::parse(format!(r#""{s}""#)).unwrap(),
+    ));
     let log = Event::run_log(
         "run-1",
         DAY0 + 1,
         RunLog {
             seq: 0,
             event_type: "tool_call".into(),
-            payload: Json(format!(
+            payload: Json::parse(format!(
                 r#"{{"tool":"http.get","body":"{s}","headers":{{"authorization":"Bearer {s}"}}}}"#
-            )),
+            ))
+            .unwrap(),
         },
     );
     let mut fin = finished("run-1", DAY0 + 2, &format!("the answer is {s}"));
@@ -151,7 +154,7 @@ fn hashes_and_sizes_come_back_for_the_auditor() {
     // `nested` is hashed whole (inputs.* names it): its compact JSON text.
     let nested = format!(r#"{{"deep":{deep}}}"#);
     let want = format!(r#"{{"q":{},"nested":{}}}"#, marker(&s), marker(&nested));
-    assert_eq!(d.inputs.0, want);
+    assert_eq!(d.inputs.as_str(), want);
     assert!(started.extra.is_empty(), "secret_note dropped");
     assert_eq!(d.skill_id, "web.search", "unnamed fields untouched");
     let (_, log) = &events[1];
@@ -159,7 +162,7 @@ fn hashes_and_sizes_come_back_for_the_auditor() {
         panic!()
     };
     assert_eq!(
-        l.payload.0,
+        l.payload.as_str(),
         format!(
             r#"{{"tool":"http.get","body":{},"headers":{{}}}}"#,
             marker(&s)
@@ -225,9 +228,9 @@ fn policy_format_is_checked_and_keyed_hashes_differ() {
     else {
         panic!()
     };
-    assert!(a.inputs.0.contains("blake3:") && b.inputs.0.contains("blake3-keyed:"));
+    assert!(a.inputs.as_str().contains("blake3:") && b.inputs.as_str().contains("blake3-keyed:"));
     assert!(!b
         .inputs
-        .0
+        .as_str()
         .contains(&blake3::hash(b"hunter2").to_hex().to_string()));
 }

@@ -41,7 +41,7 @@ fn fixture() -> &'static Mutex<Fixture> {
                 RunStarted {
                     skill_id: format!("skill.{}", i % 5),
                     caller_id: format!("u-{}", i % 3),
-                    inputs: Json(format!(r#"{{"q":"find the weather in city {i}"}}"#)),
+                    inputs: Json::parse(format!(r#"{{"q":"find the weather in city {i}"}}"#)).unwrap(),
                     ..RunStarted::default()
                 },
             );

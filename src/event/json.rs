@@ -392,7 +392,7 @@ impl<'de> Fields<'de> {
                     self.read(k, &mut de)
                         .map_err(|e| EventError::new(key.as_ref(), without_position(&e)))?;
                 }
-                _ => extra.push((key.into_owned(), Json(raw.get().to_owned()))),
+                _ => extra.push((key.into_owned(), Json::trusted(raw.get().to_owned()))),
             }
         }
         Ok(extra)
@@ -407,7 +407,7 @@ impl<'de> Fields<'de> {
                 parent_run_id: name("parent_run_id", self.parent_run_id.take())?,
                 inputs: self
                     .inputs
-                    .map_or_else(Json::empty_object, |r| Json(r.get().to_owned())),
+                    .map_or_else(Json::empty_object, |r| Json::trusted(r.get().to_owned())),
                 dry_run: self.dry_run.unwrap_or(false),
             }),
             Kind::Log => EventData::RunLog(RunLog {
@@ -415,7 +415,7 @@ impl<'de> Fields<'de> {
                 event_type: name("event_type", self.event_type.take())?,
                 payload: self
                     .payload
-                    .map_or_else(Json::null, |r| Json(r.get().to_owned())),
+                    .map_or_else(Json::null, |r| Json::trusted(r.get().to_owned())),
             }),
             Kind::Finished => EventData::RunFinished(RunFinished {
                 status: match self.status.take() {
@@ -718,7 +718,6 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
             check_name("caller_id", &s.caller_id)?;
             check_name("channel_id", &s.channel_id)?;
             check_name("parent_run_id", &s.parent_run_id)?;
-            check_json("inputs", &s.inputs)?;
             if s.inputs.as_str() == "null" {
                 // On ingest a null `inputs` means absent, i.e. `{}`; storing
                 // null would make the same run read back differently.
@@ -730,7 +729,6 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
         }
         EventData::RunLog(l) => {
             check_name("event_type", &l.event_type)?;
-            check_json("payload", &l.payload)?;
         }
         EventData::RunFinished(f) => {
             check_status(&f.status)?;
@@ -790,18 +788,16 @@ fn check_status(status: &str) -> Result<(), EventError> {
 
 /// A `Json` must hold exactly one JSON value, as parsing would keep it: no
 /// surrounding whitespace, within the depth limit.
-fn check_json(field: &str, json: &Json) -> Result<(), EventError> {
-    let text = json.as_str();
+/// The check behind [`Json::parse`]: one JSON value, nothing around it,
+/// nesting within [`MAX_JSON_DEPTH`].
+pub(crate) fn check_json_text(text: &str) -> Result<(), String> {
     if too_deep(text.as_bytes(), MAX_JSON_DEPTH).is_some() {
-        return Err(EventError::new(field, depth_reason()));
+        return Err(depth_reason());
     }
     match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) if raw.get().len() == text.len() => Ok(()),
-        Ok(_) => Err(EventError::new(
-            field,
-            "has whitespace around the JSON value; store the value alone",
-        )),
-        Err(e) => Err(EventError::new(field, format!("is not valid JSON: {e}"))),
+        Ok(_) => Err("has whitespace around the JSON value; store the value alone".to_string()),
+        Err(e) => Err(format!("is not valid JSON: {e}")),
     }
 }
 
@@ -810,7 +806,7 @@ fn check_json(field: &str, json: &Json) -> Result<(), EventError> {
 fn check_extra(ev: &Event) -> Result<(), EventError> {
     let kind = kind_of(&ev.data);
     let mut keys = HashSet::new();
-    for (k, v) in &ev.extra {
+    for (k, _) in &ev.extra {
         if let Some(known) = Key::lookup(k) {
             if known.owner().is_none_or(|o| o == kind) {
                 return Err(EventError::new(
@@ -825,7 +821,6 @@ fn check_extra(ev: &Event) -> Result<(), EventError> {
                 "appears more than once among the unknown fields",
             ));
         }
-        check_json(k, v)?;
     }
     Ok(())
 }
@@ -888,12 +883,16 @@ fn estimate_len(ev: &Event) -> usize {
                 + s.caller_id.len()
                 + s.channel_id.len()
                 + s.parent_run_id.len()
-                + s.inputs.0.len()
+                + s.inputs.as_str().len()
         }
-        EventData::RunLog(l) => l.event_type.len() + l.payload.0.len(),
+        EventData::RunLog(l) => l.event_type.len() + l.payload.as_str().len(),
         EventData::RunFinished(f) => f.status.len() + f.output.len() + f.error.len(),
     };
-    let extra: usize = ev.extra.iter().map(|(k, v)| k.len() + v.0.len() + 4).sum();
+    let extra: usize = ev
+        .extra
+        .iter()
+        .map(|(k, v)| k.len() + v.as_str().len() + 4)
+        .sum();
     200 + ev.run_id.len() + data + extra
 }
 

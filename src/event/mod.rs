@@ -19,19 +19,47 @@ pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 /// Deepest nesting accepted inside `inputs`, `payload` or unknown fields.
 pub const MAX_JSON_DEPTH: usize = 64;
 
-/// JSON text, kept exactly as it was ingested (a valid JSON value).
+/// JSON text, kept exactly as it was ingested. It is checked once, when it
+/// is made ([`Json::parse`], [`Json::from_value`], or the JSONL parser):
+/// one valid JSON value, no surrounding whitespace, nesting at most
+/// [`MAX_JSON_DEPTH`]. So appending an event never parses its JSON again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Json(pub String);
+pub struct Json(String);
 
 impl Json {
     pub fn null() -> Json {
         Json("null".to_string())
     }
+
     pub fn empty_object() -> Json {
         Json("{}".to_string())
     }
+
+    /// Check `text` and keep it as it is.
+    pub fn parse(text: impl Into<String>) -> Result<Json, crate::error::EventError> {
+        let text = text.into();
+        json::check_json_text(&text)
+            .map_err(|reason| crate::error::EventError::new("json", reason))?;
+        Ok(Json(text))
+    }
+
+    /// The compact JSON text of `v` (object keys in their stored order).
+    pub fn from_value(v: &serde_json::Value) -> Result<Json, crate::error::EventError> {
+        Json::parse(v.to_string())
+    }
+
+    /// Text the caller has already checked (the JSONL parser, the codec
+    /// reading what was checked before it was written, the redactor).
+    pub(crate) fn trusted(text: String) -> Json {
+        Json(text)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -153,12 +181,5 @@ impl Event {
             data,
             extra: Vec::new(),
         }
-    }
-}
-
-impl Json {
-    /// The compact JSON text of `v` (object keys in their stored order).
-    pub fn from_value(v: &serde_json::Value) -> Json {
-        Json(v.to_string())
     }
 }

@@ -207,7 +207,8 @@ impl Workload {
                 caller_id: format!("u-{}", self.rng.u32(..5000)),
                 channel_id: format!("ch-{}", self.rng.u32(..200)),
                 parent_run_id: String::new(),
-                inputs: Json(format!("{{\"q\":\"{q}\",\"lang\":\"en\",\"max\":10}}")),
+                inputs: Json::parse(format!("{{\"q\":\"{q}\",\"lang\":\"en\",\"max\":10}}"))
+                    .expect("generated JSON is valid"),
                 dry_run: false,
             },
         ));
@@ -233,7 +234,7 @@ impl Workload {
                 RunLog {
                     seq: k as u64,
                     event_type: "tool_call".into(),
-                    payload: Json(payload),
+                    payload: Json::parse(payload).expect("generated JSON is valid"),
                 },
             ));
         }

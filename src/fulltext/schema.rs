@@ -147,7 +147,7 @@ impl RunDoc {
                 self.run = run;
                 self.started = true;
                 self.start_lsn = lsn;
-                s.inputs.0.len()
+                s.inputs.as_str().len()
             }
             EventData::RunFinished(f) => {
                 if self.finished {
@@ -166,7 +166,7 @@ impl RunDoc {
                 let mut error_type = None;
                 let cap = before < MAX_LOG_TEXT_PER_RUN;
                 let logs = &mut self.logs;
-                scan_json(&l.payload.0, |depth, key, value, is_str| {
+                scan_json(l.payload.as_str(), |depth, key, value, is_str| {
                     if depth == 1 && is_str {
                         match key {
                             "tool" => tool = Some(value.to_string()),
@@ -266,8 +266,8 @@ pub fn id_term(f: &Fields, id: &str) -> Term {
 /// The searchable text of a run's inputs: its string and number values,
 /// one a line (keys and JSON punctuation left out).
 pub fn inputs_text(inputs: &Json) -> String {
-    let mut out = String::with_capacity(inputs.0.len());
-    scan_json(&inputs.0, |_, _, v, _| {
+    let mut out = String::with_capacity(inputs.as_str().len());
+    scan_json(inputs.as_str(), |_, _, v, _| {
         out.push_str(v);
         out.push('\n');
     });
@@ -411,7 +411,7 @@ pub fn run_from_json(s: &str) -> Result<Run, String> {
         caller_id: j.caller_id,
         channel_id: j.channel_id,
         parent_run_id: j.parent_run_id,
-        inputs: Json(j.inputs.get().to_string()),
+        inputs: Json::trusted(j.inputs.get().to_string()),
         dry_run: j.dry_run,
         started_at: parse_rfc3339(&j.started_at)?,
         finished_at: j.finished_at.as_deref().map(parse_rfc3339).transpose()?,
@@ -463,7 +463,7 @@ mod tests {
             1_763_884_800_000_000,
             RunStarted {
                 skill_id: "web.search".into(),
-                inputs: Json(r#"{"q": [1, "x"]}"#.into()),
+                inputs: Json::parse(r#"{"q": [1, "x"]}"#).unwrap(),
                 ..RunStarted::default()
             },
         );
