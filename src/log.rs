@@ -471,7 +471,8 @@ impl EncodedBatch {
         } else {
             Validate::AlreadyParsed
         };
-        encode_batch(events, policy.map(|p| &**p), validate).map(|b| EncodedBatch(b, policy.cloned()))
+        encode_batch(events, policy.map(|p| &**p), validate)
+            .map(|b| EncodedBatch(b, policy.cloned()))
     }
 
     /// Encode with a redaction policy applied to each event first (pass
