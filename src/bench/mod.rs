@@ -199,6 +199,30 @@ pub fn shift(shares: &mut [Vec<Event>], delta: Micros) {
     }
 }
 
+/// Give every run id (and parent run id) of `shares` the suffix `tag`
+/// (replacing an earlier one; `""` restores the ids), so that a later phase
+/// that re-appends the workload writes new runs, not repeats that a store
+/// could skip (SQLite's `INSERT OR IGNORE`).
+pub fn retag(shares: &mut [Vec<Event>], tag: &str) {
+    fn re(id: &mut String, tag: &str) {
+        if id.is_empty() {
+            return;
+        }
+        if let Some(pos) = id.rfind('~') {
+            id.truncate(pos);
+        }
+        id.push_str(tag);
+    }
+    for share in shares {
+        for ev in share.iter_mut() {
+            re(&mut ev.run_id, tag);
+            if let crate::event::EventData::RunStarted(s) = &mut ev.data {
+                re(&mut s.parent_run_id, tag);
+            }
+        }
+    }
+}
+
 /// The machine, as the report states it.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {

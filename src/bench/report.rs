@@ -406,8 +406,14 @@ impl Report {
                         ms(&q.sqlite_after, |v| v.p50),
                         ms(&q.sqlite_after, |v| v.p99),
                         ratio,
+                        q.auditlog_mixed
+                            .as_ref()
+                            .map_or("0".into(), |v| v.n.to_string()),
                         ms(&q.auditlog_mixed, |v| v.p50),
                         ms(&q.auditlog_mixed, |v| v.p99),
+                        q.sqlite_mixed
+                            .as_ref()
+                            .map_or("0".into(), |v| v.n.to_string()),
                         ms(&q.sqlite_mixed, |v| v.p50),
                         ms(&q.sqlite_mixed, |v| v.p99),
                         q.answers_match
@@ -423,9 +429,11 @@ impl Report {
                     "sqlite p50",
                     "p99",
                     "sqlite/auditlog",
-                    "mixed auditlog p50",
+                    "mixed auditlog n",
+                    "p50",
                     "p99",
-                    "mixed sqlite p50",
+                    "mixed sqlite n",
+                    "p50",
                     "p99",
                     "same answers",
                 ],

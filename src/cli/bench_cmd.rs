@@ -33,7 +33,7 @@ use crate::bench::queries::{
     self, auditlog_query, sqlite_query, time_kind, view_query, KindTiming, QuerySet, KINDS,
 };
 use crate::bench::report::{CliIngest, Paced, QueryRow, Report, Sustained};
-use crate::bench::{self, dir_bytes, shift, IngestLine, Lat, Machine, RssProbe};
+use crate::bench::{self, dir_bytes, retag, shift, IngestLine, Lat, Machine, RssProbe};
 use crate::event::json::write_event;
 use crate::event::Event;
 use crate::log::{Config, Durability, Log};
@@ -489,6 +489,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
         .map(|s| s.first().map_or(0, |e| e.ts))
         .collect();
     shift(&mut shares, step);
+    retag(&mut shares, "~m");
     let mut ph = Phase::new(a.batch);
     ph.loop_shift = Some(step);
     ph.deadline = Some(Duration::from_secs_f64(a.mixed_secs.max(0.1)));
@@ -528,6 +529,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
 
     // Paced at 80% of the peak: append-to-durable latency below saturation.
     shift(&mut shares, step);
+    retag(&mut shares, "~p");
     let mut ph = Phase::new(a.batch);
     ph.rate = Some(peak_eps * 0.8);
     ph.deadline = Some(Duration::from_secs_f64(a.paced_secs.max(0.1)));
@@ -546,6 +548,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
         to_durable: Lat::of(&paced.to_durable),
     });
     restore(&mut shares, &origin);
+    retag(&mut shares, "");
     ix.close()?;
 
     let mut rows: Vec<QueryRow> = KINDS
@@ -599,6 +602,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
             row.answers_match = Some(queries::answers_match(&after_a[k].sizes, &t.sizes));
         }
         shift(&mut shares, step);
+        retag(&mut shares, "~m");
         let pb = bar(total, "sqlite mixed read/write");
         let stop = AtomicBool::new(false);
         let (load, mixed_s) = std::thread::scope(|s| {
@@ -627,6 +631,7 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
         });
         pb.finish_and_clear();
         restore(&mut shares, &origin);
+        retag(&mut shares, "");
         let load = load.map_err(|e| CliError::failed(format!("sqlite: {e}")))?;
         rep.mixed.sqlite_eps = Some(load.events as f64 / load.seconds.max(1e-9));
         rep.mixed.sqlite_events = load.events;
