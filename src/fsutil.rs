@@ -41,3 +41,17 @@ pub fn sync_dir(path: &Path) -> Result<()> {
         .and_then(|d| d.sync_all())
         .ctx(|| format!("syncing folder {}", path.display()))
 }
+
+/// Make every file directly in `dir` owner-only (for files a library
+/// creates with the process umask, such as tantivy's).
+pub fn restrict_files(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}

@@ -21,6 +21,8 @@ use crate::reader::{LogReader, ReplayRange};
 
 /// The writing side of the index. Owned by one thread at a time.
 pub(crate) struct Core {
+    /// The tantivy folder (its files are made owner-only after commits).
+    dir: std::path::PathBuf,
     pub(crate) index: Index,
     pub(crate) reader: IndexReader,
     /// Made on first use, on the thread that indexes.
@@ -52,6 +54,7 @@ pub(crate) struct Step {
 
 impl Core {
     pub(crate) fn new(
+        dir: std::path::PathBuf,
         index: Index,
         reader: IndexReader,
         f: Fields,
@@ -60,6 +63,7 @@ impl Core {
         shared: Arc<Shared>,
     ) -> Core {
         Core {
+            dir,
             index,
             reader,
             writer: None,
@@ -233,6 +237,11 @@ impl Core {
         prepared
             .commit()
             .map_err(FullTextError::index("committing"))?;
+        // tantivy creates its files with the process umask; the log's
+        // files are owner-only, so these are made so too.
+        if let Err(e) = crate::fsutil::restrict_files(&self.dir) {
+            tracing::warn!(error = %e, "making full-text files owner-only failed");
+        }
         self.reader
             .reload()
             .map_err(FullTextError::index("reloading the index reader"))?;

@@ -468,6 +468,7 @@ impl FullText {
         let reader = make_reader(&index, ReloadPolicy::Manual)?;
         let shared = Arc::new(Shared::new(payload.next_lsn, payload.first_lsn));
         let core = Core::new(
+            dir.clone(),
             index.clone(),
             reader.clone(),
             f,
