@@ -247,3 +247,48 @@ fn a_line_longer_than_a_read_chunk_keeps_line_numbers_right() {
     assert!(!err.contains("line 3:"), "{err}");
     assert_eq!(json_lines(&out)[0]["accepted"], 2);
 }
+
+#[test]
+fn ingest_applies_a_redaction_policy_before_anything_is_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let policy = tmp.path().join("policy");
+    std::fs::write(&policy, "inputs.password drop\ninputs.card hash\n").unwrap();
+    let text = format!(
+        r#"{{"kind":"run_started","run_id":"a","ts":{T0},"inputs":{{"q":"ok","password":"SENTINEL-pw-81","card":"SENTINEL-card-82"}}}}"#
+    ) + "\n";
+    let out = ingest(&dir, &text, &["--redact", policy.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let ev = &json_lines(&run(&dir, &["replay"]))[0];
+    assert_eq!(ev["inputs"]["q"], "ok");
+    assert!(ev["inputs"].get("password").is_none());
+    assert_eq!(ev["inputs"]["card"]["bytes"], 16);
+    for entry in walk(&dir) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !bytes.windows(9).any(|w| w == b"SENTINEL-"),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+    std::fs::write(&policy, "run_id drop\n").unwrap();
+    let out = ingest(&dir, &text, &["--redact", policy.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redact"));
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -17,6 +17,8 @@ use crate::event::{Event, Micros};
 use crate::log::{Config, EncodedBatch, Log};
 use crate::query::IndexOnSeal;
 use crate::reader::{LogReader, ReplayRange};
+use crate::redact::RedactionPolicy;
+use std::sync::Arc;
 
 /// Bytes of input parsed and appended as one batch.
 const INGEST_CHUNK: usize = 4 << 20;
@@ -33,6 +35,10 @@ pub struct IngestArgs {
     /// Reject the whole input (store nothing, exit non-zero) on any bad line.
     #[arg(long)]
     pub strict: bool,
+    /// A redaction policy file (docs/reliability.md): fields it names are
+    /// dropped or hashed before anything reaches the disk.
+    #[arg(long, value_name = "POLICY")]
+    pub redact: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -230,8 +236,14 @@ struct Parsed {
     bytes: u64,
 }
 
-fn parse_chunk(chunk: &[u8], first_line: u64, encode: bool) -> Parsed {
+/// The log's redaction policy, applied as events are encoded.
+type Redaction = Option<Arc<RedactionPolicy>>;
+
+/// `encode`: encode the good events (with this redaction policy), or only
+/// check them (`None`).
+fn parse_chunk(chunk: &[u8], first_line: u64, encode: Option<&Redaction>) -> Parsed {
     let mut events: Vec<Event> = Vec::with_capacity(chunk.len() / 256);
+    let mut lines: Vec<u64> = Vec::with_capacity(chunk.len() / 256);
     let mut bad = Vec::new();
     let mut line_no = first_line;
     for raw in chunk.split(|&b| b == b'\n') {
@@ -241,34 +253,74 @@ fn parse_chunk(chunk: &[u8], first_line: u64, encode: bool) -> Parsed {
             continue;
         }
         match parse_event(line) {
-            Ok(ev) => events.push(ev),
+            Ok(ev) => {
+                events.push(ev);
+                lines.push(line_no);
+            }
             Err(e) => bad.push((line_no, e.to_string())),
         }
     }
-    let accepted = events.len() as u64;
-    let batch = if encode && !events.is_empty() {
-        match EncodedBatch::encode_parsed(&events, None) {
-            Ok(b) => Some(b),
+    let mut batch = None;
+    if let Some(policy) = encode.filter(|_| !events.is_empty()) {
+        match EncodedBatch::encode_parsed(&events, policy.as_ref()) {
+            Ok(b) => batch = Some(b),
+            Err(crate::Error::InvalidEvent { index, source }) => {
+                // Rare (a redaction made an event invalid): drop that line
+                // and encode the rest.
+                bad.push((lines[index], source.to_string()));
+                events.remove(index);
+                lines.remove(index);
+                let rest = encode_one_by_one(events, lines, policy, &mut bad);
+                return Parsed {
+                    batch: rest.0,
+                    accepted: rest.1,
+                    bad,
+                    bytes: chunk.len() as u64,
+                };
+            }
             Err(e) => {
-                bad.push((first_line + 1, format!("batch could not be encoded: {e}")));
-                None
+                for &l in &lines {
+                    bad.push((l, format!("could not be encoded: {e}")));
+                }
+                events.clear();
             }
         }
-    } else {
-        None
-    };
+    }
     Parsed {
         batch,
-        accepted,
+        accepted: events.len() as u64,
         bad,
         bytes: chunk.len() as u64,
     }
 }
 
+/// Encode events one at a time, reporting those that fail.
+fn encode_one_by_one(
+    events: Vec<Event>,
+    lines: Vec<u64>,
+    policy: &Redaction,
+    bad: &mut Vec<(u64, String)>,
+) -> (Option<EncodedBatch>, u64) {
+    let mut good = Vec::with_capacity(events.len());
+    for (ev, line) in events.into_iter().zip(lines) {
+        match EncodedBatch::encode_parsed(std::slice::from_ref(&ev), policy.as_ref()) {
+            Ok(_) => good.push(ev),
+            Err(e) => bad.push((line, e.to_string())),
+        }
+    }
+    let n = good.len() as u64;
+    (
+        EncodedBatch::encode_parsed(&good, policy.as_ref())
+            .ok()
+            .filter(|b| !b.is_empty()),
+        n,
+    )
+}
+
 /// Parse the input on worker threads, hand the results over in input order.
 fn parse_input(
     input: Box<dyn Read + Send>,
-    encode: bool,
+    encode: Option<Redaction>,
     mut sink: impl FnMut(Parsed) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
     let workers = std::thread::available_parallelism()
@@ -301,9 +353,10 @@ fn parse_input(
         });
         for _ in 0..workers {
             let rx = chunk_rx.clone();
+            let encode = encode.clone();
             scope.spawn(move || {
                 for (first_line, chunk, tx) in rx {
-                    let _ = tx.send(parse_chunk(&chunk, first_line, encode));
+                    let _ = tx.send(parse_chunk(&chunk, first_line, encode.as_ref()));
                 }
             });
         }
@@ -350,6 +403,17 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
         a.file.clone()
     };
     let started = Instant::now();
+    let redaction = match &a.redact {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::failed(format!("cannot read --redact {}: {e}", path.display()))
+            })?;
+            let policy = RedactionPolicy::parse(&text)
+                .map_err(|e| CliError::usage(format!("--redact {}: {e}", path.display())))?;
+            Some(Arc::new(policy))
+        }
+        None => None,
+    };
     let source = Source::new(&a.file, a.strict)?;
     if a.strict {
         // First pass: only parse. Nothing is opened for writing until the
@@ -362,7 +426,7 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
             bytes: 0,
             reported: 0,
         };
-        parse_input(input, false, |p| {
+        parse_input(input, None, |p| {
             pb.inc(p.bytes);
             t.report_bad(&name, &p.bad);
             Ok(())
@@ -377,7 +441,7 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
         }
     }
     let (input, total) = source.open()?;
-    ingest_pass(&dir, &name, input, total, started)
+    ingest_pass(&dir, &name, input, total, started, redaction)
 }
 
 fn ingest_pass(
@@ -386,9 +450,11 @@ fn ingest_pass(
     input: Box<dyn Read + Send>,
     total: Option<u64>,
     started: Instant,
+    redaction: Redaction,
 ) -> CliResult {
     // Sealed segments are indexed as they seal, on a thread of their own.
     let mut cfg = Config::new(dir);
+    cfg.redaction = redaction.clone();
     let on_seal = IndexOnSeal::hook(&mut cfg);
     let log = open_writer_with(cfg)?;
     let indexer = on_seal.start(&log)?;
@@ -401,7 +467,7 @@ fn ingest_pass(
     };
     let mut first_lsn = None;
     let mut receipts = Vec::new();
-    parse_input(input, true, |p| {
+    parse_input(input, Some(redaction), |p| {
         pb.inc(p.bytes);
         t.bytes += p.bytes;
         t.report_bad(name, &p.bad);
