@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::{table, Out};
+use super::output::{object_rows, table, Out};
 use super::{CliError, CliResult, Ctx, Format};
 use crate::chain::Digest;
 use crate::event::json::{parse_event, write_event};
@@ -749,17 +749,7 @@ pub fn stats(ctx: &Ctx, _a: StatsArgs) -> CliResult {
     match ctx.format {
         Format::Json => out.line(&s)?,
         Format::Table => {
-            let v: serde_json::Value =
-                serde_json::from_str(&s).map_err(|e| CliError::failed(e.to_string()))?;
-            let rows: Vec<Vec<String>> = v
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| vec![k.clone(), v.to_string()])
-                        .collect()
-                })
-                .unwrap_or_default();
-            out.line(table(&["stat", "value"], &rows).trim_end())?;
+            out.line(table(&["stat", "value"], &object_rows(&s)?).trim_end())?;
         }
     }
     out.flush()

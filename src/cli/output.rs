@@ -90,3 +90,43 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     }
     out
 }
+
+/// A list answer: one JSON line per item, or one table for people.
+pub fn emit_list<T>(
+    format: super::Format,
+    items: &[T],
+    to_json: impl Fn(&T) -> String,
+    headers: &[&str],
+    to_row: impl Fn(&T) -> Vec<String>,
+) -> Result<(), CliError> {
+    let mut out = Out::new();
+    match format {
+        super::Format::Json => {
+            for item in items {
+                out.line(&to_json(item))?;
+            }
+        }
+        super::Format::Table => {
+            let rows: Vec<Vec<String>> = items.iter().map(to_row).collect();
+            out.line(table(headers, &rows).trim_end())?;
+        }
+    }
+    out.flush()
+}
+
+/// The key/value rows of a JSON object, for a one-record table (strings
+/// shown without their quotes).
+pub fn object_rows(json: &str) -> Result<Vec<Vec<String>>, CliError> {
+    let v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| CliError::failed(e.to_string()))?;
+    Ok(v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                    vec![k.clone(), v]
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -4,10 +4,10 @@
 use clap::Args;
 
 use super::log_cmds::{instant_arg, open_reader};
-use super::output::{table, Out};
+use super::output::{emit_list, object_rows, table, Out};
 use super::{CliError, CliResult, Ctx, Format};
 use crate::event::time::to_rfc3339;
-use crate::query::{Engine, Filter, Page};
+use crate::query::{Engine, ErrorGroup, Filter, Page};
 use crate::view::Run;
 
 /// Filters shared by `runs` and `count` (contract section 3).
@@ -126,19 +126,7 @@ const RUN_HEADERS: &[&str] = &[
 ];
 
 fn print_runs(ctx: &Ctx, runs: &[Run]) -> CliResult {
-    let mut out = Out::new();
-    match ctx.format {
-        Format::Json => {
-            for r in runs {
-                out.line(&r.to_json())?;
-            }
-        }
-        Format::Table => {
-            let rows: Vec<Vec<String>> = runs.iter().map(run_row).collect();
-            out.line(table(RUN_HEADERS, &rows).trim_end())?;
-        }
-    }
-    out.flush()
+    emit_list(ctx.format, runs, Run::to_json, RUN_HEADERS, run_row)
 }
 
 pub fn runs(ctx: &Ctx, a: RunsArgs) -> CliResult {
@@ -176,19 +164,7 @@ pub fn run(ctx: &Ctx, a: IdArgs) -> CliResult {
     match ctx.format {
         Format::Json => out.line(&run.to_json_with_logs(&logs))?,
         Format::Table => {
-            let v: serde_json::Value = serde_json::from_str(&run.to_json())
-                .map_err(|e| CliError::failed(e.to_string()))?;
-            let mut rows: Vec<Vec<String>> = v
-                .as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(k, v)| {
-                            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
-                            vec![k.clone(), v]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let mut rows = object_rows(&run.to_json())?;
             for l in &logs {
                 rows.push(vec![
                     format!("log {}", l.seq),
@@ -257,47 +233,27 @@ pub fn errors(ctx: &Ctx, a: ErrorsArgs) -> CliResult {
     let since = instant_arg("since", &a.since)?;
     let until = instant_arg("until", &a.until)?;
     let groups = engine(ctx)?.errors(since, until, a.include_dry_run)?;
-    let mut out = Out::new();
-    match ctx.format {
-        Format::Json => {
-            for g in &groups {
-                out.line(&g.to_json())?;
-            }
-        }
-        Format::Table => {
-            let rows: Vec<Vec<String>> = groups
-                .iter()
-                .map(|g| {
-                    vec![
-                        g.channel_id.clone(),
-                        g.tool.clone(),
-                        g.error_type.clone(),
-                        g.count.to_string(),
-                        to_rfc3339(g.first_ts),
-                        to_rfc3339(g.last_ts),
-                        g.avg_duration_ms
-                            .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
-                        g.caller_ids.join(","),
-                    ]
-                })
-                .collect();
-            out.line(
-                table(
-                    &[
-                        "channel",
-                        "tool",
-                        "error_type",
-                        "count",
-                        "first",
-                        "last",
-                        "avg_ms",
-                        "callers",
-                    ],
-                    &rows,
-                )
-                .trim_end(),
-            )?;
-        }
-    }
-    out.flush()
+    let headers = [
+        "channel",
+        "tool",
+        "error_type",
+        "count",
+        "first",
+        "last",
+        "avg_ms",
+        "callers",
+    ];
+    emit_list(ctx.format, &groups, ErrorGroup::to_json, &headers, |g| {
+        vec![
+            g.channel_id.clone(),
+            g.tool.clone(),
+            g.error_type.clone(),
+            g.count.to_string(),
+            to_rfc3339(g.first_ts),
+            to_rfc3339(g.last_ts),
+            g.avg_duration_ms
+                .map_or_else(|| "-".into(), |v| format!("{v:.1}")),
+            g.caller_ids.join(","),
+        ]
+    })
 }

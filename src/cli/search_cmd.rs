@@ -11,8 +11,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::log_cmds::{instant_arg, open_reader};
-use super::output::{table, Out};
-use super::{CliError, CliResult, Ctx, Format};
+use super::output::emit_list;
+use super::{CliError, CliResult, Ctx};
 use crate::event::time::to_rfc3339;
 use crate::fulltext::{Filters, FullText, FullTextError, FullTextOptions, Hit};
 use crate::reader::LogReader;
@@ -144,33 +144,21 @@ pub fn search(ctx: &Ctx, a: SearchArgs) -> CliResult {
     }
     let reader = open_reader(ctx)?;
     let hits = open_and_search(&reader, &a, &filters).map_err(cli_err)?;
-    let mut out = Out::new();
-    match ctx.format {
-        Format::Json => {
-            for h in &hits {
-                out.line(&h.to_json())?;
-            }
-        }
-        Format::Table => {
-            let rows: Vec<Vec<String>> = hits
-                .iter()
-                .map(|h| {
-                    vec![
-                        format!("{:.3}", h.score),
-                        h.run.id.clone(),
-                        h.run.skill_id.clone(),
-                        h.run.status.clone(),
-                        to_rfc3339(h.run.started_at),
-                        h.snippet.clone(),
-                    ]
-                })
-                .collect();
-            let t = table(
-                &["score", "id", "skill_id", "status", "started_at", "snippet"],
-                &rows,
-            );
-            out.line(t.trim_end())?;
-        }
-    }
-    out.flush()
+    let headers = ["score", "id", "skill_id", "status", "started_at", "snippet"];
+    emit_list(
+        ctx.format,
+        &hits,
+        |h| h.to_json(),
+        &headers,
+        |h| {
+            vec![
+                format!("{:.3}", h.score),
+                h.run.id.clone(),
+                h.run.skill_id.clone(),
+                h.run.status.clone(),
+                to_rfc3339(h.run.started_at),
+                h.snippet.clone(),
+            ]
+        },
+    )
 }
