@@ -442,3 +442,35 @@ fn answers_active(eng: &mut Engine) -> String {
     s.push_str(&r.to_json_with_logs(&logs));
     s
 }
+
+/// The indexer builds sealed segments' images outside the engine's lock;
+/// queries asked meanwhile get the same answers, and wait for an image
+/// being built rather than build it a second time.
+#[test]
+fn indexing_outside_the_lock_builds_each_segment_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = build_log(tmp.path());
+    let expected = {
+        let mut eng = Engine::open(&path).unwrap();
+        eng.persist = false;
+        answers(&mut eng)
+    };
+    assert!(idx_files(&path).is_empty());
+    for round in 0..6 {
+        for f in idx_files(&path) {
+            fs::remove_file(f).unwrap();
+        }
+        let eng = std::sync::Mutex::new(Engine::open(&path).unwrap());
+        std::thread::scope(|s| {
+            let h = s.spawn(|| Engine::index_sealed(&eng).unwrap());
+            // Vary who comes first: the indexer, the query, or both at once.
+            std::thread::sleep(std::time::Duration::from_millis(round * 2));
+            assert_eq!(answers(&mut eng.lock().unwrap()), expected, "round {round}");
+            h.join().unwrap();
+        });
+        let mut e = eng.into_inner().unwrap();
+        assert_eq!(answers(&mut e), expected, "round {round}");
+        assert_eq!(e.stats.rebuilt, 8, "round {round}: {:?}", e.stats);
+        assert_eq!(idx_files(&path).len(), 8);
+    }
+}

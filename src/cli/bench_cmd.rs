@@ -37,7 +37,7 @@ use crate::bench::{self, dir_bytes, retag, shift, IngestLine, Lat, Machine, RssP
 use crate::event::json::write_event;
 use crate::event::Event;
 use crate::log::{Config, Durability, Log};
-use crate::query::Engine;
+use crate::query::{BackgroundIndexer, Engine, IndexOnSeal};
 use crate::workload::WorkloadSpec;
 
 #[derive(Args, Debug, Clone)]
@@ -231,52 +231,30 @@ fn failed(what: &str) -> impl Fn(String) -> CliError + '_ {
     move |e| CliError::failed(format!("{what}: {e}"))
 }
 
-/// An auditlog log with an indexer thread that refreshes the query engine
-/// whenever a segment seals (as `AuditStore` does), so ingest runs while
-/// the indexes are built.
+/// An auditlog log with the library's indexer thread (as `AuditStore` and
+/// `ingest` run it): ingest goes on while sealed segments are indexed, and
+/// queries are answered while it builds.
 struct Indexed {
     log: Log,
     engine: Arc<Mutex<Engine>>,
-    stop: Arc<AtomicBool>,
-    indexer: Option<std::thread::JoinHandle<()>>,
+    indexer: Option<BackgroundIndexer>,
 }
 
 impl Indexed {
     fn open(mut cfg: Config) -> Result<Indexed, CliError> {
-        let (tx, rx) = crossbeam_channel::unbounded::<()>();
-        cfg.seal_hooks.push(Arc::new(move |_| {
-            let _ = tx.send(());
-        }));
+        let on_seal = IndexOnSeal::hook(&mut cfg);
         let log = Log::open(cfg)?;
-        let engine = Arc::new(Mutex::new(Engine::new(log.reader())));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (bg, st) = (engine.clone(), stop.clone());
-        let indexer = std::thread::Builder::new()
-            .name("bench-indexer".into())
-            .spawn(move || {
-                while !st.load(Ordering::Relaxed) {
-                    if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                        while rx.try_recv().is_ok() {}
-                        let mut e = bg.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Err(err) = e.refresh() {
-                            tracing::warn!(error = %err, "indexing during the load run");
-                        }
-                    }
-                }
-            })
-            .map_err(|e| CliError::failed(format!("starting the indexer thread: {e}")))?;
+        let indexer = on_seal.start(&log)?;
         Ok(Indexed {
+            engine: indexer.engine().clone(),
             log,
-            engine,
-            stop,
             indexer: Some(indexer),
         })
     }
 
     fn close(mut self) -> Result<(), CliError> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.indexer.take() {
-            let _ = h.join();
+        if let Some(mut ix) = self.indexer.take() {
+            ix.stop();
         }
         drop(self.engine);
         self.log.close()?;

@@ -1,6 +1,7 @@
 //! Indexing sealed segments as they seal, off the ingest path: the log's
-//! seal hook only sends a wake-up; a thread of its own brings the query
-//! engine (and so the index files) up to date.
+//! seal hook only sends a wake-up; a thread of its own builds the new
+//! index files without holding the query engine's lock, then installs
+//! them, so queries are answered while it works.
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -46,8 +47,8 @@ impl IndexOnSeal {
                     if rx.try_iter().any(|w| matches!(w, Wake::Stop)) {
                         break;
                     }
-                    let mut e = bg.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(err) = e.refresh() {
+                    // Built outside the engine's lock: queries go on.
+                    if let Err(err) = Engine::index_sealed(&bg) {
                         tracing::warn!(error = %err, "indexing a sealed segment failed");
                     }
                 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::event::Micros;
@@ -24,8 +25,106 @@ pub(crate) struct FinRef {
 
 struct Sealed {
     meta: SegmentMeta,
-    img: Image,
+    /// Shared with an indexer that builds newer images outside the lock.
+    img: Arc<Image>,
     seg: memmap2::Mmap,
+}
+
+/// A sealed segment's image being built outside the engine's lock (see
+/// [`Engine::index_sealed`]): `None` until done, then `Some(None)` if the
+/// build failed (whoever needs it builds it again under the lock).
+type Slot = Arc<(Mutex<Option<Option<Arc<Image>>>>, Condvar)>;
+
+/// Completes its slot when dropped, so that no waiter waits forever even
+/// if the build fails or panics.
+struct SlotFill {
+    slot: Slot,
+    img: Option<Arc<Image>>,
+}
+
+impl Drop for SlotFill {
+    fn drop(&mut self) {
+        let (m, cv) = &*self.slot;
+        let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(self.img.take());
+        }
+        cv.notify_all();
+    }
+}
+
+fn wait_slot(slot: &Slot) -> Option<Arc<Image>> {
+    let (m, cv) = &**slot;
+    let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(done) = g.as_ref() {
+            return done.clone();
+        }
+        g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// How a sealed segment's image came to be.
+#[derive(Clone, Copy)]
+enum Made {
+    Loaded,
+    Built { written: bool },
+}
+
+/// Load the stored index of a sealed segment, or build it from the segment
+/// (`older`: the images of every older sealed segment, for the lookups
+/// that tell a run's first start from a duplicate) and store it.
+fn make_sealed(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    older: &[(u64, &Image)],
+    force: bool,
+    progress: bool,
+    persist: bool,
+) -> Result<(Image, Made)> {
+    if !force {
+        match index::load_sealed(meta) {
+            Ok(img) => return Ok((img, Made::Loaded)),
+            Err(Unusable::Invalid(reason)) => {
+                tracing::warn!(segment = %meta.name, %reason, "rebuilding index")
+            }
+            Err(Unusable::Missing) => {}
+        }
+    }
+    let shadow = shadow_in(older.iter().copied());
+    let bytes = index::build_image(
+        meta,
+        seg,
+        KIND_SEALED,
+        HEADER_SIZE as u64,
+        meta.first_lsn,
+        meta.data_len,
+        &shadow,
+        progress,
+    )?;
+    drop(shadow);
+    let mut written = false;
+    if persist {
+        match index::store_file(&index::index_path(meta), &bytes) {
+            Ok(()) => written = true,
+            Err(e) => {
+                tracing::warn!(segment = %meta.name, error = %e, "index kept in memory only")
+            }
+        }
+    }
+    // Once stored, the image is served from its file: the page cache holds
+    // it, not the heap, so resident memory does not grow with the log.
+    if written {
+        if let Ok(img) = index::load_sealed(meta) {
+            return Ok((img, Made::Built { written }));
+        }
+    }
+    let img = Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
+        segment: meta.name.clone(),
+        offset: 0,
+        reason: format!("freshly built index does not read back: {r}"),
+    })?;
+    Ok((img, Made::Built { written }))
 }
 
 struct Chunk {
@@ -75,6 +174,8 @@ pub struct Engine {
     foreign_dirty: bool,
     /// A stored active-prefix index turned out corrupt: do not load it.
     skip_stored_active: bool,
+    /// Sealed segments whose images an indexer is building outside the lock.
+    pending: HashMap<u64, (SegmentMeta, Slot)>,
     /// Show a progress bar on stderr (if a terminal) while indexing a big
     /// segment.
     pub progress: bool,
@@ -126,6 +227,7 @@ impl Engine {
             foreign: HashMap::new(),
             foreign_dirty: false,
             skip_stored_active: false,
+            pending: HashMap::new(),
             progress: false,
             persist: true,
             stats: EngineStats::default(),
@@ -186,69 +288,69 @@ impl Engine {
             offset: 0,
             reason: "segment file is empty".into(),
         })?;
-        let stored = if force {
-            Err(Unusable::Invalid("forced".into()))
-        } else {
-            index::load_sealed(meta)
-        };
-        let img = match stored {
-            Ok(img) => {
-                self.stats.loaded += 1;
-                img
-            }
-            Err(why) => {
-                if let Unusable::Invalid(reason) = &why {
-                    tracing::warn!(segment = %meta.name, %reason, "rebuilding index");
+        // An indexer building it outside the lock: wait for its image
+        // rather than build the same thing twice.
+        if let Some((pmeta, slot)) = self.pending.remove(&meta.seq) {
+            if !force && pmeta == *meta {
+                if let Some(img) = wait_slot(&slot) {
+                    self.install(meta, img, seg);
+                    return Ok(());
                 }
-                let bytes = loop {
-                    let shadow =
-                        shadow_in(self.sealed.range(..meta.seq).map(|(seq, s)| (*seq, &s.img)));
-                    let bytes = index::build_image(
-                        meta,
-                        &seg,
-                        KIND_SEALED,
-                        HEADER_SIZE as u64,
-                        meta.first_lsn,
-                        meta.data_len,
-                        &shadow,
-                        self.progress,
-                    )?;
-                    drop(shadow);
-                    // The shadow lookups read older images: if one turned
-                    // out corrupt, rebuild it and build this one again.
-                    let bad: Vec<u64> = self
-                        .sealed
-                        .range(..meta.seq)
-                        .filter(|(_, s)| s.img.poisoned())
-                        .map(|(seq, _)| *seq)
-                        .collect();
-                    if bad.is_empty() {
-                        break bytes;
-                    }
-                    for seq in bad {
-                        if let Some(old) = self.sealed.remove(&seq) {
-                            self.foreign_dirty = true;
-                            self.load_sealed(&old.meta, true)?;
-                        }
-                    }
-                };
+            }
+        }
+        let (img, made) = loop {
+            let older: Vec<(u64, &Image)> = self
+                .sealed
+                .range(..meta.seq)
+                .map(|(seq, s)| (*seq, &*s.img))
+                .collect();
+            let r = make_sealed(meta, &seg, &older, force, self.progress, self.persist)?;
+            drop(older);
+            if matches!(r.1, Made::Loaded) {
+                break r;
+            }
+            // The lookups read older images: if one turned out corrupt,
+            // rebuild it and build this one again.
+            let bad: Vec<u64> = self
+                .sealed
+                .range(..meta.seq)
+                .filter(|(_, s)| s.img.poisoned())
+                .map(|(seq, _)| *seq)
+                .collect();
+            if bad.is_empty() {
+                break r;
+            }
+            for seq in bad {
+                if let Some(old) = self.sealed.remove(&seq) {
+                    self.foreign_dirty = true;
+                    self.load_sealed(&old.meta, true)?;
+                }
+            }
+        };
+        self.tally(made);
+        self.install(meta, Arc::new(img), seg);
+        Ok(())
+    }
+
+    fn tally(&mut self, made: Made) {
+        match made {
+            Made::Loaded => self.stats.loaded += 1,
+            Made::Built { written } => {
                 self.stats.rebuilt += 1;
-                if self.persist {
-                    match index::store_file(&index::index_path(meta), &bytes) {
-                        Ok(()) => self.stats.written += 1,
-                        Err(e) => {
-                            tracing::warn!(segment = %meta.name, error = %e, "index kept in memory only")
-                        }
-                    }
-                }
-                Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
-                    segment: meta.name.clone(),
-                    offset: 0,
-                    reason: format!("freshly built index does not read back: {r}"),
-                })?
+                self.stats.written += u64::from(written);
             }
-        };
+        }
+    }
+
+    fn install(&mut self, meta: &SegmentMeta, img: Arc<Image>, seg: memmap2::Mmap) {
         let _ = std::fs::remove_file(index::active_index_path(meta));
+        if self.active.as_ref().is_some_and(|a| a.meta.seq == meta.seq) {
+            self.active = None;
+            self.foreign_dirty = true;
+        }
+        if self.sealed.remove(&meta.seq).is_some() {
+            self.foreign_dirty = true;
+        }
         self.add_foreign(meta.seq, &img);
         self.sealed.insert(
             meta.seq,
@@ -258,7 +360,105 @@ impl Engine {
                 seg,
             },
         );
-        Ok(())
+    }
+
+    /// Bring the images of sealed segments up to date, building missing
+    /// ones while `engine` stays unlocked (queries go on meanwhile, and a
+    /// query that needs one of them waits for it instead of building it
+    /// again). For an indexer thread: the active segment is left to the
+    /// next [`Engine::refresh`].
+    pub fn index_sealed(engine: &Mutex<Engine>) -> Result<()> {
+        let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
+        let (jobs, mut older, progress, persist) = {
+            let mut e = lock();
+            let segs = e.reader.segments();
+            let mut jobs = Vec::new();
+            for s in segs.iter().filter(|s| s.sealed && s.count > 0) {
+                let have = e.sealed.get(&s.seq).is_some_and(|h| h.meta == *s);
+                if have || e.pending.contains_key(&s.seq) {
+                    continue;
+                }
+                let slot: Slot = Arc::new((Mutex::new(None), Condvar::new()));
+                e.pending.insert(s.seq, (s.clone(), slot.clone()));
+                jobs.push((s.clone(), SlotFill { slot, img: None }));
+            }
+            let older: Vec<(u64, Arc<Image>)> = e
+                .sealed
+                .iter()
+                .map(|(seq, s)| (*seq, s.img.clone()))
+                .collect();
+            (jobs, older, e.progress, e.persist)
+        };
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut built = Vec::new();
+        let mut failed = None;
+        for (meta, mut fill) in jobs {
+            if failed.is_some() {
+                continue; // `fill` drops: waiters build it themselves.
+            }
+            let made = (|| {
+                let seg = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
+                    segment: meta.name.clone(),
+                    offset: 0,
+                    reason: "segment file is empty".into(),
+                })?;
+                let refs: Vec<(u64, &Image)> = older
+                    .iter()
+                    .filter(|(seq, _)| *seq < meta.seq)
+                    .map(|(seq, img)| (*seq, &**img))
+                    .collect();
+                let (img, made) = make_sealed(&meta, &seg, &refs, false, progress, persist)?;
+                if refs.iter().any(|(_, i)| i.poisoned()) {
+                    return Err(Error::Corrupt {
+                        segment: meta.name.clone(),
+                        offset: 0,
+                        reason: "an older index turned out corrupt while building".into(),
+                    });
+                }
+                Ok((Arc::new(img), made, seg))
+            })();
+            match made {
+                Ok((img, made, seg)) => {
+                    fill.img = Some(img.clone());
+                    drop(fill);
+                    older.push((meta.seq, img.clone()));
+                    built.push((meta, img, made, seg));
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+        let mut e = lock();
+        let live = e.reader.segments();
+        for (meta, img, made, seg) in built {
+            let was_pending = e.pending.get(&meta.seq).is_some_and(|(m, _)| *m == meta);
+            if was_pending {
+                e.pending.remove(&meta.seq);
+            }
+            e.tally(made);
+            // A query may have installed it meanwhile; retention may have
+            // dropped the segment.
+            let have = e.sealed.get(&meta.seq).is_some_and(|h| h.meta == meta);
+            if !have && live.contains(&meta) {
+                e.install(&meta, img, seg);
+            }
+        }
+        e.pending.retain(|_, (_, slot)| {
+            let (m, _) = &**slot;
+            m.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+        });
+        if e.foreign_dirty {
+            e.rebuild_foreign();
+        }
+        match failed {
+            // Under the lock, with the poisoned-image repair of `refresh`.
+            Some(err) => {
+                tracing::debug!(error = %err, "building outside the lock failed; refreshing");
+                e.refresh()
+            }
+            None => Ok(()),
+        }
     }
 
     fn catch_up(&mut self, meta: &SegmentMeta) -> Result<()> {
@@ -385,7 +585,7 @@ impl Engine {
         let shadow = shadow_in(
             sealed
                 .range(..meta.seq)
-                .map(|(seq, s)| (*seq, &s.img))
+                .map(|(seq, s)| (*seq, &*s.img))
                 .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
         );
         let bytes = index::build_image(meta, seg, KIND_CHUNK, from, lsn, to, &shadow, false)?;
@@ -438,7 +638,7 @@ impl Engine {
             .iter()
             .map(|(seq, s)| Src {
                 seq: *seq,
-                img: &s.img,
+                img: &*s.img,
                 seg: &s.seg[..],
             })
             .collect();
