@@ -638,7 +638,7 @@ impl Engine {
             .iter()
             .map(|(seq, s)| Src {
                 seq: *seq,
-                img: &*s.img,
+                img: &s.img,
                 seg: &s.seg[..],
             })
             .collect();
