@@ -189,6 +189,61 @@ pub struct RunRec<'a> {
     pub flags: u64,
 }
 
+/// See [`Image::run_lazy`]; field offsets as in [`Image::run`].
+#[derive(Clone, Copy)]
+pub struct LazyRun<'a> {
+    img: &'a Image,
+    rec: &'a [u8],
+}
+
+impl<'a> LazyRun<'a> {
+    pub fn id(&self) -> &'a [u8] {
+        self.img.str_at(self.rec, 0)
+    }
+    pub fn skill(&self) -> &'a [u8] {
+        self.img.str_at(self.rec, 8)
+    }
+    pub fn caller(&self) -> &'a [u8] {
+        self.img.str_at(self.rec, 16)
+    }
+    pub fn channel(&self) -> &'a [u8] {
+        self.img.str_at(self.rec, 24)
+    }
+    pub fn parent(&self) -> &'a [u8] {
+        self.img.str_at(self.rec, 32)
+    }
+    /// Top-level: the parent string is empty (no heap read needed).
+    pub fn parent_is_empty(&self) -> bool {
+        le_u32(self.rec, 36) == 0
+    }
+    pub fn flags(&self) -> u64 {
+        le_u64(self.rec, 104)
+    }
+    pub fn has_local_finish(&self) -> bool {
+        self.flags() & F_FINISHED != 0
+    }
+    pub fn dry_run(&self) -> bool {
+        self.flags() & F_DRY != 0
+    }
+    /// Local status ("running" without a local finish).
+    pub fn status(&self) -> &'a [u8] {
+        if self.has_local_finish() {
+            self.img.str_at(self.rec, 40)
+        } else {
+            RUNNING
+        }
+    }
+    pub fn start_lsn(&self) -> u64 {
+        le_u64(self.rec, 48)
+    }
+    pub fn started_at(&self) -> Micros {
+        le_u64(self.rec, 64) as i64
+    }
+    pub fn shadow_seq(&self) -> u64 {
+        le_u64(self.rec, 96)
+    }
+}
+
 impl RunRec<'_> {
     pub fn dry_run(&self) -> bool {
         self.flags & F_DRY != 0
@@ -437,6 +492,16 @@ impl Image {
             finished_at: le_u64(r, 88) as i64,
             shadow_seq: le_u64(r, 96),
             flags,
+        }
+    }
+
+    /// A run's record with its strings read only when asked: filters
+    /// that look at one or two fields touch one or two string-heap pages
+    /// per candidate instead of six.
+    pub fn run_lazy(&self, i: u32) -> LazyRun<'_> {
+        LazyRun {
+            img: self,
+            rec: self.rec(S_RUNS, i as usize),
         }
     }
 

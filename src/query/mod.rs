@@ -27,7 +27,7 @@ use crate::event::json::{json_f64, json_string};
 use crate::event::time::format_rfc3339;
 use crate::event::{Event, EventData, Micros};
 use crate::frame::read_frame;
-use crate::index::{
+use crate::index::{LazyRun, 
     Image, List, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE, RUNNING,
 };
 use crate::view::{Run, RunLogEntry};
@@ -135,12 +135,10 @@ pub struct Anomalies {
 
 /// A finish as resolved for a run.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Fin<'a> {
+pub(crate) struct Fin {
     pub seq: u64,
     pub off: u64,
     pub ts: Micros,
-    pub status: &'a [u8],
-    pub lsn: u64,
 }
 
 /// A run start in the view: image index and RUNS position.
@@ -229,64 +227,76 @@ impl Iterator for Merge<'_, '_> {
 }
 
 impl<'a> View<'a> {
-    fn valid(&self, r: &RunRec<'_>) -> bool {
-        r.shadow_seq == NONE || r.shadow_seq < self.first_seq
-    }
-
     pub(crate) fn run(&self, h: Handle) -> RunRec<'a> {
         self.srcs[h.src].img.run(h.pos)
     }
 
     /// The first finish after the start of `r` (in image `src`).
-    pub(crate) fn finish_of(&self, src: usize, r: &RunRec<'a>) -> Option<Fin<'a>> {
-        let local = r.has_local_finish().then_some(Fin {
-            seq: self.srcs[src].seq,
-            off: r.finish_off,
-            ts: r.finished_at,
-            status: r.status,
-            lsn: r.finish_lsn,
-        });
-        let foreign = self.foreign.get(r.id).and_then(|v| {
+    pub(crate) fn finish_of(&self, src: usize, r: &RunRec<'a>) -> Option<Fin> {
+        // Images cover disjoint LSN ranges in order, so a finish in
+        // another image comes after every event of this one: a local
+        // finish is always the first, and the foreign map (a hash of the
+        // id per candidate, the costliest step of a count) is only asked
+        // for runs without one.
+        if r.has_local_finish() {
+            return Some(Fin {
+                seq: self.srcs[src].seq,
+                off: r.finish_off,
+                ts: r.finished_at,
+            });
+        }
+        self.foreign.get(r.id).and_then(|v| {
             v.iter().find(|f| f.lsn > r.start_lsn).map(|f| Fin {
                 seq: f.seq,
                 off: f.off,
                 ts: f.ts,
-                status: &f.status,
-                lsn: f.lsn,
             })
-        });
-        match (local, foreign) {
-            (Some(l), Some(f)) => Some(if f.lsn < l.lsn { f } else { l }),
-            (l, f) => l.or(f),
+        })
+    }
+
+    /// A run's status: its local finish's, else the first foreign
+    /// finish's after its start (see `finish_of`), else running.
+    fn status_of(&self, r: &LazyRun<'a>) -> &'a [u8] {
+        if r.has_local_finish() {
+            return r.status();
         }
+        let lsn = r.start_lsn();
+        self.foreign
+            .get(r.id())
+            .and_then(|v| v.iter().find(|f| f.lsn > lsn))
+            .map_or(RUNNING, |f| &f.status[..])
     }
 
-    fn status_of(&self, src: usize, r: &RunRec<'a>) -> &'a [u8] {
-        self.finish_of(src, r).map_or(RUNNING, |f| f.status)
+    fn lazy(&self, h: Handle) -> LazyRun<'a> {
+        self.srcs[h.src].img.run_lazy(h.pos)
     }
 
-    fn matches(&self, src: usize, r: &RunRec<'a>, f: &Filter) -> bool {
-        if !self.valid(r) || (r.dry_run() && !f.include_dry_run) {
+    /// Cheap fields first; strings only for the filter's own keys.
+    fn matches(&self, r: &LazyRun<'a>, f: &Filter) -> bool {
+        let shadow = r.shadow_seq();
+        if !(shadow == NONE || shadow < self.first_seq) || (r.dry_run() && !f.include_dry_run) {
             return false;
         }
-        let eq =
-            |want: &Option<String>, have: &[u8]| want.as_ref().is_none_or(|w| w.as_bytes() == have);
-        if !(eq(&f.skill, r.skill)
-            && eq(&f.caller, r.caller)
-            && eq(&f.channel, r.channel)
-            && eq(&f.parent, r.parent))
+        let at = r.started_at();
+        if f.since.is_some_and(|s| at < s) || f.until.is_some_and(|u| at > u) {
+            return false;
+        }
+        if f.top_level && !r.parent_is_empty() {
+            return false;
+        }
+        let eq = |want: &Option<String>, have: &dyn Fn() -> &'a [u8]| {
+            want.as_ref().is_none_or(|w| w.as_bytes() == have())
+        };
+        if !(eq(&f.skill, &|| r.skill())
+            && eq(&f.caller, &|| r.caller())
+            && eq(&f.channel, &|| r.channel())
+            && eq(&f.parent, &|| r.parent()))
         {
-            return false;
-        }
-        if f.top_level && !r.parent.is_empty() {
-            return false;
-        }
-        if f.since.is_some_and(|s| r.started_at < s) || f.until.is_some_and(|u| r.started_at > u) {
             return false;
         }
         match &f.status {
             None => true,
-            Some(s) => self.status_of(src, r) == s.as_bytes(),
+            Some(s) => self.status_of(r) == s.as_bytes(),
         }
     }
 
@@ -350,7 +360,7 @@ impl<'a> View<'a> {
 
     /// Runs matching `f`, newest first, as handles.
     pub(crate) fn matching<'v>(&'v self, f: &'v Filter) -> impl Iterator<Item = Handle> + 'v {
-        Merge::new(self, self.streams(f)).filter(move |h| self.matches(h.src, &self.run(*h), f))
+        Merge::new(self, self.streams(f)).filter(move |h| self.matches(&self.lazy(*h), f))
     }
 
     /// How many runs match `f`.
@@ -360,8 +370,7 @@ impl<'a> View<'a> {
             let img = self.srcs[src].img;
             for list in self.candidates(src, f) {
                 for i in 0..list.len() {
-                    let r = img.run(img.at(&list, i));
-                    if self.matches(src, &r, f) {
+                    if self.matches(&img.run_lazy(img.at(&list, i)), f) {
                         n += 1;
                     }
                 }
@@ -516,10 +525,7 @@ impl<'a> View<'a> {
                 let t = self
                     .matching(&f)
                     .find(|h| {
-                        include_failed || {
-                            let r = self.run(*h);
-                            !is_failed(self.status_of(h.src, &r))
-                        }
+                        include_failed || !is_failed(self.status_of(&self.lazy(*h)))
                     })
                     .map(|h| self.run(h).started_at);
                 (skill.clone(), t)
