@@ -539,8 +539,23 @@ impl<'a> View<'a> {
             include_dry_run,
             ..Filter::default()
         };
-        let hs: Vec<Handle> = self
-            .matching(&f)
+        // Every event of an image, its local finishes included, is at or
+        // after the image's min_ts: an image that starts at `before` or
+        // later can only contribute runs finished elsewhere (those without
+        // a local finish, its "running" list).
+        let mut streams = Vec::new();
+        for (src, s) in self.srcs.iter().enumerate() {
+            let list = if s.img.header.min_ts >= before {
+                s.img.posting(K_STATUS, RUNNING)
+            } else {
+                s.img.all()
+            };
+            if !list.is_empty() {
+                streams.push(Stream { src, list, i: 0 });
+            }
+        }
+        let hs: Vec<Handle> = Merge::new(self, streams)
+            .filter(|h| self.matches(&self.lazy(*h), &f))
             .filter(|h| {
                 let r = self.run(*h);
                 self.finish_of(h.src, &r).is_some_and(|fin| fin.ts < before)
