@@ -190,7 +190,15 @@ impl AuditStore {
         }
         let r = (|| {
             if !Self::lock(&self.started).contains(id) && self.engine().get_run(id)?.is_none() {
-                return Err(Error::NotFound(format!("run {id:?}")));
+                // Its start may still be queued (appended but not yet
+                // committed, and evicted from the recent set by a large
+                // queue): make everything appended visible and ask again,
+                // so NotFound means never started. Costs a flush on this
+                // error path only.
+                self.log().flush()?;
+                if self.engine().get_run(id)?.is_none() {
+                    return Err(Error::NotFound(format!("run {id:?}")));
+                }
             }
             self.append(&Event::run_finished(id, ts, finish))
         })();
