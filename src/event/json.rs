@@ -161,9 +161,9 @@ pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
 fn from_serde(e: &serde_json::Error, fault: Option<String>) -> EventError {
     match (fault, e.classify()) {
         (Some(field), Category::Data) => EventError::new(field, without_position(e)),
-        (Some(field), _) => {
-            EventError::new("line", format!("invalid JSON in field `{field}`: {e}"))
-        }
+        // Broken JSON inside a value (a number out of range, a string cut
+        // short): the key being read is the most useful place to name.
+        (Some(field), _) => EventError::new(field, format!("invalid JSON: {e}")),
         (None, Category::Data) => EventError::new("line", e.to_string()),
         (None, _) => EventError::new("line", format!("invalid JSON: {e}")),
     }

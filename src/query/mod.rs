@@ -27,8 +27,8 @@ use crate::event::json::{json_f64, json_string};
 use crate::event::time::format_rfc3339;
 use crate::event::{Event, EventData, Micros};
 use crate::frame::read_frame;
-use crate::index::{LazyRun, 
-    Image, List, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE, RUNNING,
+use crate::index::{
+    Image, LazyRun, List, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE, RUNNING,
 };
 use crate::view::{Run, RunLogEntry};
 
@@ -524,9 +524,7 @@ impl<'a> View<'a> {
                 };
                 let t = self
                     .matching(&f)
-                    .find(|h| {
-                        include_failed || !is_failed(self.status_of(&self.lazy(*h)))
-                    })
+                    .find(|h| include_failed || !is_failed(self.status_of(&self.lazy(*h))))
                     .map(|h| self.run(h).started_at);
                 (skill.clone(), t)
             })
