@@ -12,7 +12,6 @@
 //!   id desc) and skip images by their time range.
 
 mod background;
-pub mod bench;
 mod engine;
 
 use std::cmp::Ordering;
