@@ -23,9 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
-use super::output::Out;
+use super::output::{progress, Counts, Out};
 use super::{CliError, CliResult, Ctx};
 use crate::bench::baselines::{self, JsonlMode, SqliteSync};
 use crate::bench::ingest::{run_phase, Phase, PhaseResult};
@@ -210,15 +210,7 @@ fn restore(shares: &mut [Vec<Event>], origin: &[i64]) {
 }
 
 fn bar(len: u64, label: &str) -> ProgressBar {
-    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return ProgressBar::hidden();
-    }
-    let pb = ProgressBar::new(len);
-    let tpl = format!("{label:<28} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}}");
-    if let Ok(st) = ProgressStyle::with_template(&tpl) {
-        pb.set_style(st.progress_chars("=> "));
-    }
-    pb
+    progress(Some(len), &format!("{label:<28}"), Counts::Items(""))
 }
 
 fn note(json: bool, msg: &str) {

@@ -1,14 +1,13 @@
 //! Log commands: ingest, replay, tail, verify, retain, stats.
 
 use std::fs::File;
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use super::output::{object_rows, table, Out};
+use super::output::{object_rows, progress, table, Counts, Out};
 use super::{CliError, CliResult, Ctx, Format};
 use crate::chain::Digest;
 use crate::event::json::{parse_event, write_event};
@@ -120,25 +119,6 @@ fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
         eprintln!("auditlog: finished an interrupted retention: removed {name}");
     }
     Ok(log)
-}
-
-fn progress(total: Option<u64>, what: &str) -> ProgressBar {
-    if !io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let pb = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::new_spinner(),
-    };
-    let tmpl = match total {
-        Some(_) => "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        None => "{msg} {spinner} {bytes} {bytes_per_sec}",
-    };
-    if let Ok(style) = ProgressStyle::with_template(tmpl) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_message(what.to_string());
-    pb
 }
 
 /// Where ingest reads from: a named file, or stdin (kept in a temporary
@@ -419,7 +399,7 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
         // First pass: only parse. Nothing is opened for writing until the
         // whole input is known to be good.
         let (input, total) = source.open()?;
-        let pb = progress(total, "checking");
+        let pb = progress(total, "checking", Counts::Bytes);
         let mut t = Tally {
             accepted: 0,
             rejected: 0,
@@ -458,7 +438,7 @@ fn ingest_pass(
     let on_seal = IndexOnSeal::hook(&mut cfg);
     let log = open_writer_with(cfg)?;
     let indexer = on_seal.start(&log)?;
-    let pb = progress(total, "ingesting");
+    let pb = progress(total, "ingesting", Counts::Bytes);
     let mut t = Tally {
         accepted: 0,
         rejected: 0,
@@ -619,7 +599,7 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
                 .sum()
         })
         .unwrap_or(0);
-    let pb = progress(Some(total), "verifying");
+    let pb = progress(Some(total), "verifying", Counts::Bytes);
     let result = crate::verify::verify(&dir, expect, |done, _| pb.set_position(done));
     pb.finish_and_clear();
     let mut out = Out::new();

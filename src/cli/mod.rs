@@ -167,7 +167,14 @@ pub fn main() -> i32 {
 pub fn stats_extras(reader: &crate::reader::LogReader) -> Result<Vec<(String, String)>, CliError> {
     // Anomalies (contract section 2): events kept in the log but ignored
     // by the run view. Counted by one replay of the log.
-    let a = crate::query::scan_anomalies(reader)?;
+    let total: u64 = reader.segments().iter().map(|s| s.count).sum();
+    let pb = output::progress(
+        Some(total),
+        "counting anomalies",
+        output::Counts::Items("events"),
+    );
+    let a = crate::query::scan_anomalies(reader, |n| pb.set_position(n))?;
+    pb.finish_and_clear();
     let mut extras = crate::fulltext::search_stats(reader);
     extras.insert(0, (
         "anomalies".to_string(),

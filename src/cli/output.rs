@@ -3,6 +3,8 @@
 
 use std::io::{self, BufWriter, Write};
 
+use indicatif::{ProgressBar, ProgressStyle};
+
 use super::CliError;
 
 /// Buffered stdout that treats a closed pipe (`| head`) as a normal end.
@@ -129,4 +131,40 @@ pub fn object_rows(json: &str) -> Result<Vec<Vec<String>>, CliError> {
                 .collect()
         })
         .unwrap_or_default())
+}
+
+/// What a progress bar counts.
+#[derive(Clone, Copy)]
+pub enum Counts {
+    Bytes,
+    /// Things, named in the bar (e.g. "events").
+    Items(&'static str),
+}
+
+/// A progress bar on stderr for long work, hidden unless stderr is a
+/// terminal (so pipes and logs stay clean); a spinner when the total is
+/// unknown.
+pub fn progress(total: Option<u64>, label: &str, counts: Counts) -> ProgressBar {
+    if !io::IsTerminal::is_terminal(&io::stderr()) {
+        return ProgressBar::hidden();
+    }
+    let pb = match total {
+        Some(t) => ProgressBar::new(t),
+        None => ProgressBar::new_spinner(),
+    };
+    let tmpl = match (total, counts) {
+        (Some(_), Counts::Bytes) => {
+            "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}".to_string()
+        }
+        (None, Counts::Bytes) => "{msg} {spinner} {bytes} {bytes_per_sec}".to_string(),
+        (Some(_), Counts::Items(what)) => {
+            format!("{{msg}} [{{bar:30}}] {{pos}}/{{len}} {what} {{per_sec}} eta {{eta}}")
+        }
+        (None, Counts::Items(what)) => format!("{{msg}} {{spinner}} {{pos}} {what} {{per_sec}}"),
+    };
+    if let Ok(style) = ProgressStyle::with_template(&tmpl) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(label.to_string());
+    pb
 }

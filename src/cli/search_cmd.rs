@@ -5,13 +5,11 @@
 //! (a gateway's indexer) holds that lock, it searches what is indexed and
 //! says on stderr how far behind that is.
 
-use std::io::{self, IsTerminal};
-
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use super::log_cmds::{instant_arg, open_reader};
-use super::output::emit_list;
+use super::output::{emit_list, progress, Counts};
 use super::{CliError, CliResult, Ctx};
 use crate::event::time::to_rfc3339;
 use crate::fulltext::{Filters, FullText, FullTextError, FullTextOptions, Hit};
@@ -57,16 +55,10 @@ fn cli_err(e: FullTextError) -> CliError {
 }
 
 fn progress_bar(total: u64) -> ProgressBar {
-    if !io::stderr().is_terminal() || total < PROGRESS_MIN_EVENTS {
+    if total < PROGRESS_MIN_EVENTS {
         return ProgressBar::hidden();
     }
-    let pb = ProgressBar::new(total);
-    if let Ok(style) = ProgressStyle::with_template(
-        "indexing for search [{bar:30}] {pos}/{len} events {per_sec} eta {eta}",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb
+    progress(Some(total), "indexing for search", Counts::Items("events"))
 }
 
 /// Bring a writable index up to the log's head, with a progress bar.

@@ -655,13 +655,22 @@ impl<'a> View<'a> {
 }
 
 /// Count the log's anomalies by replaying it (used by `stats`).
-pub fn scan_anomalies(reader: &crate::reader::LogReader) -> Result<Anomalies> {
+/// `progress(n)` is called with the events read so far, every 64 Ki.
+pub fn scan_anomalies(
+    reader: &crate::reader::LogReader,
+    mut progress: impl FnMut(u64),
+) -> Result<Anomalies> {
     let mut a = Anomalies::default();
+    let mut n = 0u64;
     let mut started: HashSet<String> = HashSet::new();
     let mut finished: HashSet<String> = HashSet::new();
     let mut logs: HashMap<String, u64> = HashMap::new();
     for item in reader.replay(crate::reader::ReplayRange::default()) {
         let (_, ev) = item?;
+        n += 1;
+        if n.is_multiple_of(1 << 16) {
+            progress(n);
+        }
         match ev.data {
             EventData::RunStarted(_) => {
                 if !started.insert(ev.run_id) {
