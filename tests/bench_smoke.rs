@@ -106,6 +106,18 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
         num(&v, &["cli_ingest", "events"]),
         num(&v, &["workload", "events"])
     );
+    // Opening the kept log in new processes: time and their own peak RSS.
+    assert!(num(&v, &["open", "ms"]) > 0.0);
+    assert!(num(&v, &["open", "peak_rss_bytes"]) > 0.0);
+    assert!(num(&v, &["open", "segments"]) >= 1.0);
+    assert!(num(&v, &["open", "events"]) >= num(&v, &["workload", "events"]));
+    let opens = v["open"]["queries"].as_array().expect("open queries");
+    assert_eq!(opens.len(), 2, "{opens:?}");
+    for q in opens {
+        assert!(num(q, &["ms"]) > 0.0, "{q}");
+        assert!(num(q, &["peak_rss_bytes"]) > 0.0, "{q}");
+        assert!(q["command"].as_str().is_some_and(|c| !c.is_empty()));
+    }
     assert!(num(&v, &["jsonl_scan_errors_1d", "ms", "p50"]) > 0.0);
     assert!(num(&v, &["disk_mb_per_sec"]) > 0.0);
     assert!(v["mixed_ingest"]["auditlog_events_per_sec"]

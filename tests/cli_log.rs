@@ -249,6 +249,42 @@ fn a_line_longer_than_a_read_chunk_keeps_line_numbers_right() {
 }
 
 #[test]
+fn bad_lines_keep_their_numbers_across_many_read_chunks() {
+    // About 12 MiB: several of ingest's read chunks, parsed on several
+    // threads, with bad lines (and a blank and a CRLF one) far into it.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let pad = "p".repeat(200);
+    let bad_at = [1usize, 16_411, 16_412, 30_000, 49_999, 50_000];
+    let mut text = String::new();
+    for n in 1..=50_000usize {
+        if bad_at.contains(&n) {
+            text.push_str("{broken\n");
+        } else if n == 20_000 {
+            text.push('\n');
+        } else {
+            let l = format!(
+                r#"{{"kind":"run_started","run_id":"r{n}","ts":{T0},"inputs":{{"p":"{pad}"}}}}"#
+            );
+            text.push_str(&l);
+            text.push_str(if n % 7 == 0 { "\r\n" } else { "\n" });
+        }
+    }
+    let out = ingest(&dir, &text, &[]);
+    assert!(out.status.success(), "{out:?}");
+    let summary = &json_lines(&out)[0];
+    assert_eq!(summary["accepted"], 50_000 - bad_at.len() - 1);
+    assert_eq!(summary["rejected"], bad_at.len());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let reported: Vec<&str> = err
+        .lines()
+        .filter_map(|l| l.split("line ").nth(1)?.split(':').next())
+        .collect();
+    let want: Vec<String> = bad_at.iter().map(|n| n.to_string()).collect();
+    assert_eq!(reported, want, "{err}");
+}
+
+#[test]
 fn ingest_applies_a_redaction_policy_before_anything_is_stored() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");

@@ -148,6 +148,44 @@ pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// The line a command run with the hidden `--report-peak-rss` flag ends
+/// its standard error with.
+pub const PEAK_RSS_LINE: &str = "auditlog: peak RSS (VmHWM) bytes: ";
+
+/// A child process run to completion: its output, wall time (from spawn
+/// to exit) and the peak resident memory it reported.
+pub struct ChildRun {
+    pub output: std::process::Output,
+    pub wall: Duration,
+    /// The child's own peak (`VmHWM` of its address space), bytes; `None`
+    /// where the platform does not report it.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Run `cmd` (an `auditlog` command; stdin closed, output captured) and
+/// measure it. The child reports its own peak: the kernel's `ru_maxrss`
+/// for a child (wait4, getrusage) is no good here, because Linux carries
+/// the address space's high-water mark over `exec`, and a child spawned
+/// by this (large) process starts from this process's mark: `/bin/true`
+/// spawned by a 500 MiB process reports 500 MiB.
+pub fn run_child(cmd: &mut std::process::Command) -> std::io::Result<ChildRun> {
+    let t = std::time::Instant::now();
+    let output = cmd
+        .arg("--report-peak-rss")
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    let wall = t.elapsed();
+    let peak_rss_bytes = String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(PEAK_RSS_LINE)?.trim().parse().ok());
+    Ok(ChildRun {
+        output,
+        wall,
+        peak_rss_bytes,
+    })
+}
+
 /// Measures a phase's peak memory above what was resident at its start.
 pub struct RssProbe {
     base: Option<u64>,

@@ -55,6 +55,31 @@ pub struct CliIngest {
     pub wall_seconds: f64,
 }
 
+/// Opening the kept log afresh in a child process (`auditlog run ID`, ...):
+/// what a new process pays before its first answer.
+#[derive(Debug, Clone, Default)]
+pub struct OpenCost {
+    /// Events and segments in the log when it was opened.
+    pub events: u64,
+    pub segments: u64,
+    /// Bytes of segments and of stored index files.
+    pub log_bytes: u64,
+    pub index_bytes: u64,
+    /// One child process each, the first a point lookup.
+    pub queries: Vec<OpenQuery>,
+}
+
+/// One child process: open the log, answer one query, exit.
+#[derive(Debug, Clone, Default)]
+pub struct OpenQuery {
+    /// The command line after `auditlog --dir DIR`.
+    pub command: String,
+    /// Spawn to exit.
+    pub wall_seconds: f64,
+    /// The child's peak resident memory (`ru_maxrss`), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
 /// Ingest rates while queries ran beside.
 #[derive(Debug, Clone, Default)]
 pub struct MixedIngest {
@@ -87,6 +112,7 @@ pub struct Report {
     pub mixed: MixedIngest,
     pub paced: Option<Paced>,
     pub cli: Option<CliIngest>,
+    pub open: Option<OpenCost>,
     pub sustained: Option<Sustained>,
     pub timeline: Vec<Sample>,
     /// `fulltext::bench` report as JSON (with `--search`).
@@ -230,6 +256,10 @@ impl Report {
                 num(c.file_bytes as f64 / 1e6 / c.seconds.max(1e-9)),
                 num(c.wall_seconds)
             ))
+        ));
+        o.push_str(&format!(
+            ",\"open\":{}",
+            self.open.as_ref().map_or("null".into(), open_json)
         ));
         o.push_str(&format!(
             ",\"sustained\":{}",
@@ -384,6 +414,9 @@ impl Report {
                 c.wall_seconds
             ));
         }
+        if let Some(c) = &self.open {
+            o.push_str(&open_text(c));
+        }
         if let Some(s) = self.index_catch_up_seconds {
             o.push_str(&format!(
                 "indexes: sealed segments indexed during ingest; catching up the rest after it took {s:.3} s\n"
@@ -480,4 +513,67 @@ impl Report {
         }
         o
     }
+}
+
+fn rss_json(v: Option<u64>) -> String {
+    v.map_or("null".into(), |b| b.to_string())
+}
+
+/// `{"events":..,"segments":..,"ms":..,"peak_rss_bytes":..,"queries":[..]}`,
+/// the top-level figures being the first query's (the point lookup).
+fn open_json(c: &OpenCost) -> String {
+    let first = c.queries.first();
+    let mut o = format!(
+        "{{\"events\":{},\"segments\":{},\"log_bytes\":{},\"index_bytes\":{},\"ms\":{},\"peak_rss_bytes\":{},\"queries\":[",
+        c.events,
+        c.segments,
+        c.log_bytes,
+        c.index_bytes,
+        opt(first.map(|q| q.wall_seconds * 1e3)),
+        rss_json(first.and_then(|q| q.peak_rss_bytes)),
+    );
+    for (i, q) in c.queries.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str(&format!(
+            "{{\"command\":{},\"ms\":{},\"peak_rss_bytes\":{}}}",
+            s(&q.command),
+            num(q.wall_seconds * 1e3),
+            rss_json(q.peak_rss_bytes)
+        ));
+    }
+    o.push_str("]}");
+    o
+}
+
+fn open_text(c: &OpenCost) -> String {
+    let mib = |q: &OpenQuery| {
+        q.peak_rss_bytes.map_or("-".into(), |b| {
+            format!("{:.1}", b as f64 / (1u64 << 20) as f64)
+        })
+    };
+    let mut o = String::new();
+    for (i, q) in c.queries.iter().enumerate() {
+        if i == 0 {
+            o.push_str(&format!(
+                "open (a new process: `auditlog {}`): {:.0} ms, peak RSS {} MiB, for a log of {} events / {} segments ({:.0} MB, indexes {:.0} MB)\n",
+                q.command,
+                q.wall_seconds * 1e3,
+                mib(q),
+                c.events,
+                c.segments,
+                c.log_bytes as f64 / 1e6,
+                c.index_bytes as f64 / 1e6
+            ));
+        } else {
+            o.push_str(&format!(
+                "  and `auditlog {}`: {:.0} ms, peak RSS {} MiB\n",
+                q.command,
+                q.wall_seconds * 1e3,
+                mib(q)
+            ));
+        }
+    }
+    o
 }

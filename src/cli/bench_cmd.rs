@@ -7,7 +7,8 @@
 //! durability level of each line.
 //!
 //! Phases, in order: disk probe; auditlog peak ingest (durable, indexes
-//! built as segments seal); index catch-up; queries after ingest; mixed
+//! built as segments seal); index catch-up; opening the log in a new
+//! process (wall time and the child's peak RSS); queries after ingest; mixed
 //! read/write (ingest goes on for `--mixed-secs` while a reader thread
 //! asks every query kind in turn); a phase paced at 80% of
 //! the peak (p99 append-to-durable); auditlog with no sync (the like of the
@@ -32,7 +33,7 @@ use crate::bench::ingest::{run_phase, Phase, PhaseResult};
 use crate::bench::queries::{
     self, auditlog_query, sqlite_query, time_kind, view_query, KindTiming, QuerySet, KINDS,
 };
-use crate::bench::report::{CliIngest, Paced, QueryRow, Report, Sustained};
+use crate::bench::report::{CliIngest, OpenCost, OpenQuery, Paced, QueryRow, Report, Sustained};
 use crate::bench::{self, dir_bytes, retag, shift, IngestLine, Lat, Machine, RssProbe};
 use crate::event::json::write_event;
 use crate::event::Event;
@@ -87,7 +88,8 @@ pub struct BenchArgs {
     /// Skip the baselines (and auditlog's unsynced line): a quick run.
     #[arg(long)]
     pub quick: bool,
-    /// Skip the `auditlog ingest FILE` child-process measurement.
+    /// Skip the child-process measurements: `auditlog ingest FILE`, and the
+    /// time and memory to open the log in a new process.
     #[arg(long)]
     pub no_cli: bool,
     /// Time budget per query kind and system, milliseconds.
@@ -439,6 +441,14 @@ pub fn bench(ctx: &Ctx, a: BenchArgs) -> CliResult {
         .refresh()?;
     rep.index_catch_up_seconds = Some(t.elapsed().as_secs_f64());
 
+    // Opening the log afresh: a new process reads the manifest, maps the
+    // segments and stored indexes and answers one query (the writer here
+    // stays open, as a running gateway's would).
+    if !a.no_cli {
+        note(a.json, "auditlog open (child processes) ...");
+        rep.open = Some(open_cost(&log_dir, ix.log.head().next_lsn, &qs)?);
+    }
+
     // Queries after ingest.
     note(a.json, "auditlog queries ...");
     let budget = Duration::from_millis(a.query_ms);
@@ -715,6 +725,49 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
         seconds: f("seconds"),
         events_per_sec: f("events_per_sec"),
         wall_seconds: wall,
+    })
+}
+
+/// Time and peak memory of child processes that each open the log at
+/// `dir` and answer one query: a run by id, then a count over every
+/// segment.
+fn open_cost(dir: &Path, events: u64, qs: &QuerySet) -> Result<OpenCost, CliError> {
+    let segments = crate::layout::list_segment_files(dir)?.len() as u64;
+    let mut asks: Vec<Vec<String>> = Vec::new();
+    if let Some(id) = qs.runs.first() {
+        asks.push(vec!["run".into(), id.clone()]);
+    }
+    if let Some(skill) = qs.skills.first() {
+        asks.push(vec!["count".into(), "--skill".into(), skill.clone()]);
+    }
+    let exe = std::env::current_exe()?;
+    let mut queries = Vec::new();
+    for args in asks {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--dir")
+            .arg(dir)
+            .args(&args)
+            .env_remove("AUDITLOG_DIR");
+        let r = bench::run_child(&mut cmd)?;
+        if !r.output.status.success() {
+            return Err(CliError::failed(format!(
+                "`auditlog {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&r.output.stderr).trim()
+            )));
+        }
+        queries.push(OpenQuery {
+            command: args.join(" "),
+            wall_seconds: r.wall.as_secs_f64(),
+            peak_rss_bytes: r.peak_rss_bytes,
+        });
+    }
+    Ok(OpenCost {
+        events,
+        segments,
+        log_bytes: dir_bytes(dir, Some(".seg")),
+        index_bytes: dir_bytes(dir, Some(".idx")) + dir_bytes(dir, Some(".aidx")),
+        queries,
     })
 }
 

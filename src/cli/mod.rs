@@ -27,6 +27,11 @@ pub struct Cli {
     /// Output format: JSON lines (default) or a table for people.
     #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
     pub format: Format,
+    /// For the load run: end standard error with this process's peak
+    /// resident memory (its own `VmHWM`, which a parent cannot learn
+    /// reliably once the child has exited).
+    #[arg(long, global = true, hide = true)]
+    pub report_peak_rss: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -152,6 +157,11 @@ pub fn main() -> i32 {
         Command::Search(a) => search_cmd::search(&ctx, a),
         Command::Bench(a) => bench_cmd::bench(&ctx, a),
     };
+    if cli.report_peak_rss {
+        if let Some(b) = crate::bench::peak_rss_bytes() {
+            eprintln!("{}{b}", crate::bench::PEAK_RSS_LINE);
+        }
+    }
     match r {
         Ok(()) => 0,
         Err(e) if e.code == 0 => 0,

@@ -511,6 +511,46 @@ impl Image {
         (le_u64(r, 64) as i64, self.str_at(r, 0))
     }
 
+    /// The first position at or after `from` in RUNS whose id is not less
+    /// than `id` (`n_runs()` if none), searching outward from `from`
+    /// (galloping): for ids asked in ascending order, each lookup costs the
+    /// log of the distance from the previous answer rather than of the
+    /// whole table, and reads records near each other.
+    pub fn seek_run(&self, id: &[u8], from: u32) -> u32 {
+        let n = self.count(S_RUNS);
+        let less = |i: usize| self.str_at(self.rec(S_RUNS, i), 0) < id;
+        let mut lo = (from as usize).min(n);
+        let mut step = 1usize;
+        let mut hi = lo;
+        // Find a bound past the answer: [lo, hi) holds it.
+        loop {
+            if hi >= n {
+                hi = n;
+                break;
+            }
+            if !less(hi) {
+                break;
+            }
+            lo = hi + 1;
+            hi = hi.saturating_add(step);
+            step = step.saturating_mul(2);
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if less(mid) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo as u32
+    }
+
+    /// The id of the run at position `i` of RUNS.
+    pub fn run_id(&self, i: u32) -> &[u8] {
+        self.str_at(self.rec(S_RUNS, i as usize), 0)
+    }
+
     /// Position in RUNS of the start of `id`.
     pub fn find_run(&self, id: &[u8]) -> Option<u32> {
         let n = self.count(S_RUNS);

@@ -201,13 +201,54 @@ pub struct View<'a> {
 fn shadow_in<'a>(
     imgs: impl Iterator<Item = (u64, &'a Image)>,
 ) -> impl Fn(&str) -> Option<u64> + 'a {
-    // Newest first: the nearest older image holding a start of the id.
-    let list: Vec<(u64, &'a Image)> = imgs.collect();
-    move |id: &str| {
-        list.iter()
-            .rev()
-            .find(|(_, img)| img.find_run(id.as_bytes()).is_some())
-            .map(|(seq, _)| *seq)
+    let s = Shadows::new(imgs);
+    move |id: &str| s.find(id.as_bytes())
+}
+
+/// "The nearest older image holding a start of this id", asked once per
+/// run of an image being built. Searching every older image whole for
+/// every run made indexing cost grow with the number of segments (a log of
+/// daily segments spent most of its indexing time here); the builder asks
+/// in ascending id order, so each image keeps a cursor and a lookup goes
+/// on from it. Asked out of order, it starts over (still correct).
+struct Shadows<'a> {
+    /// Newest first, each with its cursor into RUNS.
+    list: Vec<(u64, &'a Image, std::cell::Cell<u32>)>,
+    last: std::cell::RefCell<Vec<u8>>,
+}
+
+impl<'a> Shadows<'a> {
+    fn new(imgs: impl Iterator<Item = (u64, &'a Image)>) -> Shadows<'a> {
+        let mut list: Vec<_> = imgs
+            .map(|(seq, img)| (seq, img, std::cell::Cell::new(0)))
+            .collect();
+        list.reverse();
+        Shadows {
+            list,
+            last: std::cell::RefCell::new(Vec::new()),
+        }
+    }
+
+    fn find(&self, id: &[u8]) -> Option<u64> {
+        let mut last = self.last.borrow_mut();
+        if id < last.as_slice() {
+            for (_, _, cur) in &self.list {
+                cur.set(0);
+            }
+        }
+        last.clear();
+        last.extend_from_slice(id);
+        // Every cursor moves, not only up to the first hit: the next id
+        // goes on from here in each image.
+        let mut found = None;
+        for (seq, img, cur) in &self.list {
+            let at = img.seek_run(id, cur.get());
+            cur.set(at);
+            if found.is_none() && at < img.n_runs() && img.run_id(at) == id {
+                found = Some(*seq);
+            }
+        }
+        found
     }
 }
 
@@ -711,5 +752,59 @@ impl Engine {
             .values()
             .map(|s| (s.meta.name.clone(), s.img.file_len()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::Digest;
+    use crate::event::{Event, RunStarted};
+    use crate::index::Builder;
+
+    /// An image holding a start of each of `ids`.
+    fn image(seq: u64, ids: &[String]) -> Image {
+        let mut b = Builder::new(KIND_SEALED, seq, 0, HEADER_SIZE as u64);
+        for (i, id) in ids.iter().enumerate() {
+            let ev = Event::run_started(id.clone(), 1_000 + i as i64, RunStarted::default());
+            let off = HEADER_SIZE as u64 + 10 * i as u64;
+            b.add(i as u64, off, off + 10, &ev);
+        }
+        let bytes = b.finish(Digest([0; 32]), &|_| None);
+        Image::open(Backing::Vec(bytes)).unwrap()
+    }
+
+    #[test]
+    fn cursor_lookups_agree_with_whole_searches_in_any_order() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        let imgs: Vec<Image> = (0..5)
+            .map(|seq| {
+                let n = rng.usize(0..300);
+                let mut ids: Vec<String> =
+                    (0..n).map(|_| format!("r-{}", rng.u32(0..600))).collect();
+                ids.sort();
+                ids.dedup();
+                image(seq, &ids)
+            })
+            .collect();
+        let naive = |id: &str| {
+            imgs.iter()
+                .enumerate()
+                .rev()
+                .find(|(_, img)| img.find_run(id.as_bytes()).is_some())
+                .map(|(seq, _)| seq as u64)
+        };
+        let mut asks: Vec<String> = (0..800).map(|i| format!("r-{i}")).collect();
+        asks.sort();
+        // Ascending (the builder's order), then shuffled (starts over).
+        for round in 0..2 {
+            if round == 1 {
+                rng.shuffle(&mut asks);
+            }
+            let s = Shadows::new(imgs.iter().enumerate().map(|(seq, img)| (seq as u64, img)));
+            for id in &asks {
+                assert_eq!(s.find(id.as_bytes()), naive(id), "{id} (round {round})");
+            }
+        }
     }
 }
