@@ -34,8 +34,29 @@ pub(crate) struct Batch {
     /// Event frames, back to back.
     pub frames: Vec<u8>,
     /// Per event: its timestamp and frame length.
-    pub metas: Vec<(Micros, u32)>,
+    pub metas: Metas,
     pub slot: Arc<Slot>,
+}
+
+/// Per-event timestamp and frame length of a [`Batch`]. Most appends carry
+/// one event: that one is kept inline, saving an allocation on the
+/// producer and a (cross-thread) free on the writer per append.
+pub(crate) enum Metas {
+    One((Micros, u32)),
+    Many(Vec<(Micros, u32)>),
+}
+
+impl Metas {
+    pub(crate) fn as_slice(&self) -> &[(Micros, u32)] {
+        match self {
+            Metas::One(m) => std::slice::from_ref(m),
+            Metas::Many(v) => v,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
 }
 
 pub(crate) enum Msg {
@@ -209,7 +230,6 @@ impl Writer {
                 if let Err(e) = self.append_batch(&batch) {
                     self.on_error(&e.to_string());
                     batch.slot.fail(&e.to_string());
-                    self.shared.notifier.notify_all();
                     return bytes;
                 }
                 self.pending.push(batch.slot);
@@ -247,7 +267,6 @@ impl Writer {
         match err {
             Some(why) => {
                 slot.fail(&why);
-                self.shared.notifier.notify_all();
             }
             None => self.finish_slot(slot),
         }
@@ -262,13 +281,12 @@ impl Writer {
                 slot.complete();
             }
         }
-        self.shared.notifier.notify_all();
     }
 
     fn append_batch(&mut self, batch: &Batch) -> Result<()> {
         let mut off = 0usize;
         let first = self.next_lsn + self.block_count as u64;
-        for &(ts, len) in &batch.metas {
+        for &(ts, len) in batch.metas.as_slice() {
             let len = len as usize;
             self.route(ts, len)?;
             self.block.extend_from_slice(&batch.frames[off..off + len]);
@@ -551,7 +569,6 @@ impl Writer {
             for s in self.pending.drain(..) {
                 s.fail(&why);
             }
-            self.shared.notifier.notify_all();
         }
         err
     }
@@ -566,7 +583,6 @@ impl Writer {
         self.shared
             .durable_lsn
             .store(self.next_lsn, Ordering::Release);
-        self.shared.notifier.notify_all();
     }
 
     /// A failed write that was cut back cleanly only fails the receipts
@@ -577,7 +593,6 @@ impl Writer {
             for s in self.pending.drain(..) {
                 s.fail(why);
             }
-            self.shared.notifier.notify_all();
         } else {
             self.fail(why);
         }
