@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::event::Micros;
-use crate::index::{self, Backing, Image, Unusable, KIND_CHUNK, KIND_SEALED};
+use crate::index::{self, Backing, Image, RunHash, Unusable, KIND_CHUNK, KIND_SEALED};
 use crate::layout::{map_file, SegmentMeta};
 use crate::reader::LogReader;
 use crate::segment::HEADER_SIZE;
@@ -103,9 +103,10 @@ fn shadow_in<'a>(
     // Newest first: the nearest older image holding a start of the id.
     let list: Vec<(u64, &'a Image)> = imgs.collect();
     move |id: &str| {
+        let h = RunHash::of(id.as_bytes());
         list.iter()
             .rev()
-            .find(|(_, img)| img.find_run(id.as_bytes()).is_some())
+            .find(|(_, img)| img.find_run_hashed(id.as_bytes(), h).is_some())
             .map(|(seq, _)| *seq)
     }
 }

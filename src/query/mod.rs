@@ -28,7 +28,7 @@ use crate::event::time::format_rfc3339;
 use crate::event::{Event, EventData, Micros};
 use crate::frame::read_frame;
 use crate::index::{
-    Image, List, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE, RUNNING,
+    Image, List, RunHash, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE, RUNNING,
 };
 use crate::view::{Run, RunLogEntry};
 
@@ -419,10 +419,11 @@ impl<'a> View<'a> {
 
     /// The defining start of `id`: in the oldest image that has one.
     pub(crate) fn find(&self, id: &[u8]) -> Option<Handle> {
+        let h = RunHash::of(id);
         self.srcs
             .iter()
             .enumerate()
-            .find_map(|(src, s)| s.img.find_run(id).map(|pos| Handle { src, pos }))
+            .find_map(|(src, s)| s.img.find_run_hashed(id, h).map(|pos| Handle { src, pos }))
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<Run>> {
