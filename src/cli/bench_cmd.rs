@@ -254,6 +254,8 @@ impl Indexed {
         let indexer = std::thread::Builder::new()
             .name("bench-indexer".into())
             .spawn(move || {
+                // As the library's background indexer does.
+                crate::query::background::lower_priority();
                 while !st.load(Ordering::Relaxed) {
                     if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
                         while rx.try_recv().is_ok() {}

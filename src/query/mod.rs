@@ -11,7 +11,7 @@
 //! - lists merge the images' posting lists newest first (started_at desc,
 //!   id desc) and skip images by their time range.
 
-mod background;
+pub(crate) mod background;
 pub mod bench;
 mod engine;
 
