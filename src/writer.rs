@@ -80,6 +80,9 @@ struct Active {
     sync: Option<Arc<File>>,
 }
 
+/// How often the writer looks at the queue while an fdatasync is in flight.
+const SYNC_POLL: Duration = Duration::from_micros(250);
+
 /// Blocks written but not yet synced that the syncer thread may hold at
 /// once; past this the writer waits for it (bounds the unsynced data and
 /// the receipts waiting on it).
@@ -166,7 +169,7 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
                 }
                 if let Err(e) = io.sync_data(&job.file, &job.path) {
                     let why = format!("fdatasync of {} failed: {e}", job.path.display());
-                    tracing::error!(error = %why, "auditlog writer stopped");
+                    tracing::error!(error = %why, "auditlog fdatasync failed");
                     let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
                     if f.is_none() {
                         *f = Some(why.clone());
@@ -317,24 +320,16 @@ impl Writer {
                             // events: this block is written when it ends,
                             // so there is one write and one sync per cycle
                             // and the copying overlaps the disk's flush.
+                            // The queue is polled, not waited on: a writer
+                            // asleep on it would be woken (a futex call on
+                            // the producer) for every single event.
                             let in_flight = self.syncer.as_ref().map_or(0, |s| s.in_flight);
-                            match &done {
-                                Some(done) if in_flight > 0 => {
-                                    crossbeam_channel::select! {
-                                        recv(rx) -> m => match m {
-                                            Ok(m) => taken += self.handle(m),
-                                            Err(_) => break,
-                                        },
-                                        recv(done) -> n => match (n, self.syncer.as_mut()) {
-                                            (Ok(n), Some(s)) => {
-                                                s.in_flight = s.in_flight.saturating_sub(n)
-                                            }
-                                            (_, s) => {
-                                                if let Some(s) = s {
-                                                    s.in_flight = 0;
-                                                }
-                                            }
-                                        },
+                            match (&done, self.syncer.as_mut()) {
+                                (Some(done), Some(s)) if in_flight > 0 => {
+                                    match done.recv_timeout(SYNC_POLL) {
+                                        Ok(n) => s.in_flight = s.in_flight.saturating_sub(n),
+                                        Err(RecvTimeoutError::Timeout) => {}
+                                        Err(RecvTimeoutError::Disconnected) => s.in_flight = 0,
                                     }
                                     continue;
                                 }

@@ -307,6 +307,12 @@ impl RunHash {
     }
 }
 
+fn filter_has(words: &[u64], h: RunHash) -> bool {
+    let mask = (words.len() as u64 * 64) - 1;
+    h.probes(mask)
+        .all(|bit| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+}
+
 /// Filter bits per run and probes per id: about 0.2% false positives.
 const FILTER_BITS_PER_RUN: usize = 16;
 const FILTER_PROBES: u64 = 4;
@@ -500,12 +506,21 @@ impl Image {
         self.find_run(id)
     }
 
+    /// Like [`Image::find_run_hashed`], but only asks a filter already
+    /// built (by index building in a long-lived engine): a one-shot query
+    /// must not read every run id of every image to answer one lookup.
+    pub fn find_run_if_filtered(&self, id: &[u8], h: RunHash) -> Option<u32> {
+        if let Some(words) = self.run_filter.get() {
+            if !filter_has(words, h) {
+                return None;
+            }
+        }
+        self.find_run(id)
+    }
+
     /// False only if no run `id` (of hash `h`) starts in this image.
     fn may_have_run(&self, h: RunHash) -> bool {
-        let words = self.run_filter.get_or_init(|| self.build_run_filter());
-        let mask = (words.len() as u64 * 64) - 1;
-        h.probes(mask)
-            .all(|bit| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+        filter_has(self.run_filter.get_or_init(|| self.build_run_filter()), h)
     }
 
     fn build_run_filter(&self) -> Box<[u64]> {

@@ -420,10 +420,11 @@ impl<'a> View<'a> {
     /// The defining start of `id`: in the oldest image that has one.
     pub(crate) fn find(&self, id: &[u8]) -> Option<Handle> {
         let h = RunHash::of(id);
-        self.srcs
-            .iter()
-            .enumerate()
-            .find_map(|(src, s)| s.img.find_run_hashed(id, h).map(|pos| Handle { src, pos }))
+        self.srcs.iter().enumerate().find_map(|(src, s)| {
+            s.img
+                .find_run_if_filtered(id, h)
+                .map(|pos| Handle { src, pos })
+        })
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<Run>> {
