@@ -22,7 +22,7 @@ use crate::reader::LogReader;
 use crate::receipt::{LsnRange, Notifier, Receipt, Slot};
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
-use crate::writer::{Batch, Msg, Writer};
+use crate::writer::{Batch, Metas, Msg, Writer};
 
 /// When the writer makes appended events durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +159,17 @@ pub struct Head {
     pub digest: Digest,
 }
 
+/// A value alone on its cache line(s) (128 bytes: adjacent-line prefetch).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
 /// State shared by the handle, the writer thread and in-process readers.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
@@ -168,7 +179,9 @@ pub(crate) struct Shared {
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) queue_depth: AtomicU64,
-    appended: AtomicU64,
+    /// Producers bump it on every append: kept off the cache line of the
+    /// fields the writer stores after every batch.
+    appended: Padded<AtomicU64>,
     dropped: AtomicU64,
     rejected: AtomicU64,
     pub(crate) failed: Mutex<Option<String>>,
@@ -257,7 +270,7 @@ impl Log {
             notifier: Arc::new(Notifier::default()),
             durable_lsn: AtomicU64::new(head.next_lsn),
             queue_depth: AtomicU64::new(0),
-            appended: AtomicU64::new(0),
+            appended: Padded(AtomicU64::new(0)),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failed: Mutex::new(None),
@@ -341,7 +354,7 @@ impl Log {
                 Err(TrySendError::Full(_)) => {
                     if self.shared.config.on_full == FullPolicy::DropAndCount {
                         self.shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                        return Ok(Receipt::dropped(self.shared.notifier.clone()));
+                        return Ok(Receipt::dropped());
                     }
                     self.shared.rejected.fetch_add(n as u64, Ordering::Relaxed);
                     return Err(Error::QueueFull {
@@ -352,21 +365,14 @@ impl Log {
         };
         sent?;
         self.shared.appended.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(Receipt {
-            slot: Some(slot),
-            notifier: self.shared.notifier.clone(),
-        })
+        Ok(Receipt { slot: Some(slot) })
     }
 
     fn control(&self, make: impl FnOnce(Arc<Slot>) -> Msg) -> Result<LsnRange> {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let slot = Slot::new();
         tx.send(make(slot.clone())).map_err(|_| Error::Closed)?;
-        Receipt {
-            slot: Some(slot),
-            notifier: self.shared.notifier.clone(),
-        }
-        .wait()
+        Receipt { slot: Some(slot) }.wait()
     }
 
     /// Make everything appended so far durable (fdatasync), whatever the
@@ -490,7 +496,7 @@ impl EncodedBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.metas.is_empty()
+        self.0.metas.len() == 0
     }
 
     /// Encoded bytes (frames included).
@@ -511,7 +517,10 @@ fn encode_batch(
     validate: Validate,
 ) -> Result<Batch> {
     let mut frames = Vec::with_capacity(events.len() * 320);
-    let mut metas = Vec::with_capacity(events.len());
+    // One event (the common append) needs no list: see `Metas`.
+    let single = events.len() == 1;
+    let mut one = None;
+    let mut metas = Vec::with_capacity(if single { 0 } else { events.len() });
     for (index, ev) in events.iter().enumerate() {
         // Redact before anything else sees the event: what is dropped or
         // hashed here never reaches a segment or a derived index.
@@ -544,8 +553,17 @@ fn encode_batch(
             });
         }
         frame::seal_frame_in_place(&mut frames[..], start);
-        metas.push((ev.ts, (frames.len() - start) as u32));
+        let meta = (ev.ts, (frames.len() - start) as u32);
+        if single {
+            one = Some(meta);
+        } else {
+            metas.push(meta);
+        }
     }
+    let metas = match one {
+        Some(m) => Metas::One(m),
+        None => Metas::Many(metas),
+    };
     Ok(Batch {
         frames,
         metas,

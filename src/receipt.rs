@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -9,14 +10,27 @@ use crate::error::{Error, Result};
 const PENDING: u8 = 0;
 const DONE: u8 = 1;
 const FAILED: u8 = 2;
+/// Set (with the state above) once a thread waits on the slot: only then
+/// does the writer take the waiter list and wake it. A receipt already
+/// done when it is waited on costs the writer nothing.
+const WAITING: u8 = 0x80;
+const OUTCOME: u8 = !WAITING;
 
 /// Completion state of one append, shared by the receipt and the writer.
+///
+/// Each slot wakes its own waiters: completing a group commit used to wake
+/// every receipt waiter through one condition variable (and every receipt
+/// held a clone of its `Arc`, a reference count all producers contended
+/// on per append); now the writer only wakes threads that actually sleep
+/// on a receipt it completes.
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
     state: AtomicU8,
     first_lsn: AtomicU64,
     last_lsn: AtomicU64,
     error: OnceLock<String>,
+    /// Threads parked in `wait` (normally none or one).
+    waiters: Mutex<Vec<Thread>>,
 }
 
 impl Slot {
@@ -30,16 +44,29 @@ impl Slot {
     }
 
     pub(crate) fn complete(&self) {
-        self.state.store(DONE, Ordering::Release);
+        self.finish(DONE);
     }
 
     pub(crate) fn fail(&self, why: &str) {
         let _ = self.error.set(why.to_string());
-        self.state.store(FAILED, Ordering::Release);
+        self.finish(FAILED);
+    }
+
+    fn finish(&self, outcome: u8) {
+        let prev = self.state.swap(outcome, Ordering::AcqRel);
+        if prev & WAITING != 0 {
+            // A waiter registered itself before setting WAITING, so it is
+            // in the list now.
+            let waiters =
+                std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+            for t in waiters {
+                t.unpark();
+            }
+        }
     }
 
     fn outcome(&self) -> Option<Result<LsnRange>> {
-        match self.state.load(Ordering::Acquire) {
+        match self.state.load(Ordering::Acquire) & OUTCOME {
             PENDING => None,
             DONE => Some(Ok(LsnRange {
                 first: self.first_lsn.load(Ordering::Relaxed),
@@ -50,9 +77,42 @@ impl Slot {
             ))),
         }
     }
+
+    /// Park until the slot has an outcome or `deadline` passes.
+    fn wait(&self, deadline: Option<Instant>) -> Option<Result<LsnRange>> {
+        if let Some(o) = self.outcome() {
+            return Some(o);
+        }
+        {
+            let me = std::thread::current();
+            let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if !w.iter().any(|t| t.id() == me.id()) {
+                w.push(me);
+            }
+        }
+        // Registered first, flagged second: a writer that sees the flag
+        // finds us in the list; one that finished before it is seen below.
+        self.state.fetch_or(WAITING, Ordering::AcqRel);
+        loop {
+            if let Some(o) = self.outcome() {
+                return Some(o);
+            }
+            // Bounded parks: a safety net should a wake-up ever be missed
+            // (spurious wake-ups are simply checked again).
+            let mut step = Duration::from_millis(50);
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if now >= d {
+                    return None;
+                }
+                step = step.min(d - now);
+            }
+            std::thread::park_timeout(step);
+        }
+    }
 }
 
-/// Wakes receipt waiters after each group commit.
+/// Wakes live readers waiting for the head to move (after each block).
 #[derive(Debug, Default)]
 pub(crate) struct Notifier {
     lock: Mutex<u64>,
@@ -108,16 +168,12 @@ pub struct LsnRange {
 #[must_use = "a receipt does nothing unless waited on; drop it explicitly for fire-and-forget"]
 pub struct Receipt {
     pub(crate) slot: Option<Arc<Slot>>,
-    pub(crate) notifier: Arc<Notifier>,
 }
 
 impl Receipt {
     /// A receipt for events the queue policy dropped.
-    pub(crate) fn dropped(notifier: Arc<Notifier>) -> Receipt {
-        Receipt {
-            slot: None,
-            notifier,
-        }
+    pub(crate) fn dropped() -> Receipt {
+        Receipt { slot: None }
     }
 
     /// True when the events were dropped because the queue was full.
@@ -145,11 +201,6 @@ impl Receipt {
         let Some(slot) = &self.slot else {
             return Some(Err(Error::Dropped));
         };
-        if let Some(o) = slot.outcome() {
-            return Some(o);
-        }
-        self.notifier
-            .wait_until(deadline, || slot.outcome().is_some());
-        slot.outcome()
+        slot.wait(deadline)
     }
 }

@@ -9,12 +9,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::chain::{block_digest, Digest};
 use crate::codec;
 use crate::error::{Error, IoContext, Result};
-use crate::event::time::{day_to_yyyymmdd, utc_day};
+use crate::event::time::{day_to_yyyymmdd, utc_day, MICROS_PER_DAY};
 use crate::event::Micros;
 use crate::fsutil;
 use crate::io::IoOp;
@@ -34,8 +34,29 @@ pub(crate) struct Batch {
     /// Event frames, back to back.
     pub frames: Vec<u8>,
     /// Per event: its timestamp and frame length.
-    pub metas: Vec<(Micros, u32)>,
+    pub metas: Metas,
     pub slot: Arc<Slot>,
+}
+
+/// Per-event timestamp and frame length of a [`Batch`]. Most appends carry
+/// one event: that one is kept inline, saving an allocation on the
+/// producer and a (cross-thread) free on the writer per append.
+pub(crate) enum Metas {
+    One((Micros, u32)),
+    Many(Vec<(Micros, u32)>),
+}
+
+impl Metas {
+    pub(crate) fn as_slice(&self) -> &[(Micros, u32)] {
+        match self {
+            Metas::One(m) => std::slice::from_ref(m),
+            Metas::Many(v) => v,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
 }
 
 pub(crate) enum Msg {
@@ -54,6 +75,133 @@ pub(crate) enum Msg {
 struct Active {
     file: File,
     meta: SegmentMeta,
+    /// A second handle on the file for the syncer thread (`None` if the
+    /// descriptor could not be duplicated: this segment syncs inline).
+    sync: Option<Arc<File>>,
+}
+
+/// How often the writer looks at the queue while an fdatasync is in flight.
+const SYNC_POLL: Duration = Duration::from_micros(250);
+
+/// Blocks written but not yet synced that the syncer thread may hold at
+/// once; past this the writer waits for it (bounds the unsynced data and
+/// the receipts waiting on it).
+const MAX_SYNCS_IN_FLIGHT: usize = 2;
+
+/// What the syncer makes durable: everything written to `file` before the
+/// job was handed over, then `slots` complete.
+struct SyncJob {
+    file: Arc<File>,
+    path: PathBuf,
+    slots: Vec<Arc<Slot>>,
+    /// LSN one past the last event covered.
+    durable_lsn: u64,
+}
+
+/// The syncer thread of `Durability::EveryBatch`. fdatasync runs there
+/// while the writer builds and writes the next block, so the writer's CPU
+/// work (copying, hashing, the write) overlaps the disk's flush instead of
+/// adding to it: with both in one thread, a cycle took their sum.
+struct Syncer {
+    jobs: Sender<SyncJob>,
+    /// Jobs finished (a count per fdatasync).
+    done: Receiver<usize>,
+    in_flight: usize,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Syncer {
+    fn start(shared: Arc<Shared>) -> std::io::Result<Syncer> {
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<SyncJob>();
+        let (done_tx, done) = crossbeam_channel::unbounded::<usize>();
+        let handle = std::thread::Builder::new()
+            .name("auditlog-sync".into())
+            .spawn(move || sync_loop(&shared, job_rx, done_tx))?;
+        Ok(Syncer {
+            jobs,
+            done,
+            in_flight: 0,
+            handle: Some(handle),
+        })
+    }
+
+    /// Wait for one finished fdatasync (false if the syncer is gone).
+    fn wait_one(&mut self) -> bool {
+        match self.done.recv() {
+            Ok(n) => {
+                self.in_flight = self.in_flight.saturating_sub(n);
+                true
+            }
+            Err(_) => {
+                self.in_flight = 0;
+                false
+            }
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        // Closing the job channel ends the thread once it synced the rest.
+        let (dead, _) = crossbeam_channel::unbounded();
+        drop(std::mem::replace(&mut self.jobs, dead));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
+    // Once an fdatasync failed, nothing is ever reported durable again
+    // (the kernel may have dropped the dirty pages): every later job fails.
+    let mut failed: Option<String> = None;
+    while let Ok(first) = jobs.recv() {
+        // Jobs queued meanwhile were written before this sync starts: one
+        // fdatasync covers them all.
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        if failed.is_none() {
+            let io = &shared.config.io;
+            let mut synced: Option<&Arc<File>> = None;
+            for job in &batch {
+                if synced.is_some_and(|f| Arc::ptr_eq(f, &job.file)) {
+                    continue;
+                }
+                if let Err(e) = io.sync_data(&job.file, &job.path) {
+                    let why = format!("fdatasync of {} failed: {e}", job.path.display());
+                    tracing::error!(error = %why, "auditlog fdatasync failed");
+                    let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
+                    if f.is_none() {
+                        *f = Some(why.clone());
+                    }
+                    shared.has_failed.store(true, Ordering::Release);
+                    failed = Some(why);
+                    break;
+                }
+                synced = Some(&job.file);
+            }
+        }
+        for job in &batch {
+            match &failed {
+                None => {
+                    for s in &job.slots {
+                        s.complete();
+                    }
+                    shared
+                        .durable_lsn
+                        .fetch_max(job.durable_lsn, Ordering::AcqRel);
+                }
+                Some(why) => {
+                    for s in &job.slots {
+                        s.fail(why);
+                    }
+                }
+            }
+        }
+        if done.send(batch.len()).is_err() {
+            break;
+        }
+    }
 }
 
 pub(crate) struct Writer {
@@ -79,6 +227,12 @@ pub(crate) struct Writer {
     failed: Option<String>,
     /// Set when the last failed block write was cut back cleanly.
     rolled_back: bool,
+    /// The UTC day (YYYYMMDD) of timestamps in `[.0, .1)`: consecutive
+    /// events nearly always share a day, so routing one is a comparison
+    /// instead of a calendar conversion.
+    day_cache: (Micros, Micros, u32),
+    /// `EveryBatch` only: the thread that runs fdatasync.
+    syncer: Option<Syncer>,
 }
 
 impl Writer {
@@ -110,15 +264,19 @@ impl Writer {
             last_sync: Instant::now(),
             failed: None,
             rolled_back: false,
+            day_cache: (0, 0, 0),
+            syncer: None,
         };
         if let Some(meta) = last.filter(|s| !s.sealed) {
             let file = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&meta.path)
                 .ctx(|| format!("opening {} for append", meta.path.display()))?;
+            let sync = file.try_clone().ok().map(Arc::new);
             w.active = Some(Active {
                 file,
                 meta: meta.clone(),
+                sync,
             });
         }
         Ok(w)
@@ -132,6 +290,17 @@ impl Writer {
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         let max_batch = self.cfg().max_batch_bytes;
         let every_batch = matches!(self.cfg().durability, Durability::EveryBatch);
+        if every_batch {
+            // Without the thread, syncs simply run inline as before.
+            self.syncer = match Syncer::start(self.shared.clone()) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no syncer thread; syncing on the writer");
+                    None
+                }
+            };
+        }
+        let done = self.syncer.as_ref().map(|s| s.done.clone());
         loop {
             let first = match self.next_message(&rx) {
                 Some(m) => m,
@@ -146,10 +315,31 @@ impl Writer {
                     Ok(m) => taken += self.handle(m),
                     Err(TryRecvError::Disconnected) => break,
                     Err(TryRecvError::Empty) => {
+                        if every_batch {
+                            // While an fdatasync is in flight, keep taking
+                            // events: this block is written when it ends,
+                            // so there is one write and one sync per cycle
+                            // and the copying overlaps the disk's flush.
+                            // The queue is polled, not waited on: a writer
+                            // asleep on it would be woken (a futex call on
+                            // the producer) for every single event.
+                            let in_flight = self.syncer.as_ref().map_or(0, |s| s.in_flight);
+                            match (&done, self.syncer.as_mut()) {
+                                (Some(done), Some(s)) if in_flight > 0 => {
+                                    match done.recv_timeout(SYNC_POLL) {
+                                        Ok(n) => s.in_flight = s.in_flight.saturating_sub(n),
+                                        Err(RecvTimeoutError::Timeout) => {}
+                                        Err(RecvTimeoutError::Disconnected) => s.in_flight = 0,
+                                    }
+                                    continue;
+                                }
+                                _ => break,
+                            }
+                        }
                         // Without a sync to wait for, a writer faster than
                         // its producers would write one event per syscall:
                         // linger briefly so a batch can form.
-                        if every_batch || taken >= max_batch / 4 {
+                        if taken >= max_batch / 4 {
                             break;
                         }
                         let until = *linger_until.get_or_insert_with(|| Instant::now() + LINGER);
@@ -160,13 +350,105 @@ impl Writer {
                     }
                 }
             }
-            self.end_batch(every_batch);
+            if every_batch {
+                self.end_batch_pipelined();
+            } else {
+                self.end_batch(false);
+            }
             self.shared
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
         }
         // Every sender is gone: make everything durable, then stop.
+        self.sync_barrier();
         self.end_batch(true);
+        self.syncer = None;
+    }
+
+    /// Wait until every fdatasync handed to the syncer has finished (and
+    /// take over its failure, if one failed): before anything that must
+    /// see all earlier events durable (flush, seal, retention, close).
+    fn sync_barrier(&mut self) {
+        if let Some(s) = self.syncer.as_mut() {
+            while s.in_flight > 0 && s.wait_one() {}
+        }
+        self.adopt_sync_failure();
+    }
+
+    /// A failed fdatasync on the syncer stops the writer too.
+    fn adopt_sync_failure(&mut self) {
+        if self.failed.is_none() && self.shared.has_failed.load(Ordering::Acquire) {
+            let why = self
+                .shared
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| "fdatasync failed".into());
+            self.fail(&why);
+        }
+    }
+
+    /// `EveryBatch`: write the block, then hand its fdatasync and receipts
+    /// to the syncer (inline if there is none, or the segment has no
+    /// second handle).
+    fn end_batch_pipelined(&mut self) {
+        self.adopt_sync_failure();
+        let file = self
+            .active
+            .as_ref()
+            .and_then(|a| Some((a.sync.clone()?, a.meta.path.clone())));
+        let (Some((file, path)), true) = (file, self.syncer.is_some()) else {
+            self.end_batch(true);
+            return;
+        };
+        if self.failed.is_none() {
+            if let Err(e) = self.write_block() {
+                self.on_error(&e.to_string());
+            }
+        }
+        if self.failed.is_some() || !self.dirty {
+            // Failed: fail what waits. Nothing written since the last sync
+            // (a seal synced it): complete what waits.
+            self.end_batch(false);
+            return;
+        }
+        // The block may have gone to a new segment (a roll): sync that one.
+        let (file, path) = match self.active.as_ref() {
+            Some(a) if a.meta.path != path => match a.sync.clone() {
+                Some(f) => (f, a.meta.path.clone()),
+                None => {
+                    self.end_batch(true);
+                    return;
+                }
+            },
+            _ => (file, path),
+        };
+        let cap = self.pending.len();
+        let job = SyncJob {
+            file,
+            path,
+            slots: std::mem::replace(&mut self.pending, Vec::with_capacity(cap)),
+            durable_lsn: self.next_lsn,
+        };
+        let Some(s) = self.syncer.as_mut() else {
+            return;
+        };
+        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
+        match s.jobs.send(job) {
+            Ok(()) => {
+                s.in_flight += 1;
+                self.dirty = false;
+                self.last_sync = Instant::now();
+            }
+            Err(e) => {
+                // The syncer is gone: sync here from now on.
+                self.syncer = None;
+                self.pending.extend(e.into_inner().slots);
+                self.end_batch(true);
+            }
+        }
+        self.adopt_sync_failure();
     }
 
     /// Wait for the next message; on the interval policy, sync when due.
@@ -209,19 +491,20 @@ impl Writer {
                 if let Err(e) = self.append_batch(&batch) {
                     self.on_error(&e.to_string());
                     batch.slot.fail(&e.to_string());
-                    self.shared.notifier.notify_all();
                     return bytes;
                 }
                 self.pending.push(batch.slot);
                 return bytes;
             }
             Msg::Flush(slot) => {
+                self.sync_barrier();
                 // A flush whose writes failed (even if cut back cleanly)
                 // must not report success.
                 let err = self.end_batch(true);
                 self.finish_slot_or(slot, err);
             }
             Msg::Seal(slot) => {
+                self.sync_barrier();
                 let r = self.write_block().and_then(|_| self.seal_active());
                 let mut err = None;
                 if let Err(e) = r {
@@ -232,6 +515,7 @@ impl Writer {
                 self.finish_slot_or(slot, err.or(later));
             }
             Msg::Retain { cutoff, reply } => {
+                self.sync_barrier();
                 self.end_batch(true);
                 let r = match &self.failed {
                     Some(why) => Err(Error::WriterFailed(why.clone())),
@@ -247,7 +531,6 @@ impl Writer {
         match err {
             Some(why) => {
                 slot.fail(&why);
-                self.shared.notifier.notify_all();
             }
             None => self.finish_slot(slot),
         }
@@ -262,13 +545,12 @@ impl Writer {
                 slot.complete();
             }
         }
-        self.shared.notifier.notify_all();
     }
 
     fn append_batch(&mut self, batch: &Batch) -> Result<()> {
         let mut off = 0usize;
         let first = self.next_lsn + self.block_count as u64;
-        for &(ts, len) in &batch.metas {
+        for &(ts, len) in batch.metas.as_slice() {
             let len = len as usize;
             self.route(ts, len)?;
             self.block.extend_from_slice(&batch.frames[off..off + len]);
@@ -288,7 +570,7 @@ impl Writer {
     /// Make sure the next event (of `ts`, `len` frame bytes) goes to the
     /// right segment: a new UTC day or a full segment starts a new one.
     fn route(&mut self, ts: Micros, len: usize) -> Result<()> {
-        let day = day_to_yyyymmdd(utc_day(ts));
+        let day = self.day_of(ts);
         if let Some(a) = &self.active {
             let size = a.meta.data_len + (self.block.len() + len + 64) as u64;
             let has_data = a.meta.count > 0 || self.block_count > 0;
@@ -307,6 +589,23 @@ impl Writer {
         // at least as long as their neighbours.
         let day = day.max(self.last_day);
         self.create_segment(day)
+    }
+
+    fn day_of(&mut self, ts: Micros) -> u32 {
+        let (from, to, day) = self.day_cache;
+        if ts >= from && ts < to {
+            return day;
+        }
+        let d = utc_day(ts);
+        let yyyymmdd = day_to_yyyymmdd(d);
+        // Every ts of UTC day `d` maps to the same YYYYMMDD (clamped days
+        // included); near the ends of i64 nothing is cached.
+        let start = d.checked_mul(MICROS_PER_DAY);
+        self.day_cache = match start.and_then(|s| Some((s, s.checked_add(MICROS_PER_DAY)?))) {
+            Some((s, e)) => (s, e, yyyymmdd),
+            None => (0, 0, 0),
+        };
+        yyyymmdd
     }
 
     /// Remove an active segment that holds no event (a crash right after
@@ -392,7 +691,8 @@ impl Writer {
             sealed: false,
         };
         self.shared.segments_mut().push(meta.clone());
-        self.active = Some(Active { file, meta });
+        let sync = file.try_clone().ok().map(Arc::new);
+        self.active = Some(Active { file, meta, sync });
         self.next_seq += 1;
         self.last_day = day;
         Ok(())
@@ -551,7 +851,6 @@ impl Writer {
             for s in self.pending.drain(..) {
                 s.fail(&why);
             }
-            self.shared.notifier.notify_all();
         }
         err
     }
@@ -563,10 +862,10 @@ impl Writer {
         for s in self.pending.drain(..) {
             s.complete();
         }
+        // fetch_max: the syncer may report an older LSN after this.
         self.shared
             .durable_lsn
-            .store(self.next_lsn, Ordering::Release);
-        self.shared.notifier.notify_all();
+            .fetch_max(self.next_lsn, Ordering::AcqRel);
     }
 
     /// A failed write that was cut back cleanly only fails the receipts
@@ -577,7 +876,6 @@ impl Writer {
             for s in self.pending.drain(..) {
                 s.fail(why);
             }
-            self.shared.notifier.notify_all();
         } else {
             self.fail(why);
         }

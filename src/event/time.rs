@@ -6,7 +6,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 const MICROS_PER_SEC: i64 = 1_000_000;
-const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
+pub(crate) const MICROS_PER_DAY: i64 = 86_400 * MICROS_PER_SEC;
 
 /// Earliest accepted instant: the Unix epoch. A gateway's audit time is never
 /// before 1970, so anything earlier is a unit mix-up (seconds, negative

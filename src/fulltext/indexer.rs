@@ -339,6 +339,12 @@ fn lookup(
 /// takes what is left. Linux applies nice per thread, and threads inherit
 /// it from the thread that creates them.
 fn lower_priority() {
+    set_thread_nice(19);
+}
+
+/// Set the calling thread's nice value (Linux applies nice per thread; a
+/// no-op elsewhere). Best effort: a failure leaves the priority as it was.
+pub(crate) fn set_thread_nice(nice: i32) {
     #[cfg(target_os = "linux")]
     {
         extern "C" {
@@ -346,8 +352,10 @@ fn lower_priority() {
         }
         // SAFETY: a plain syscall wrapper from libc (always linked on
         // Linux); PRIO_PROCESS (0) with who 0 is the calling thread.
-        let _ = unsafe { setpriority(0, 0, 19) };
+        let _ = unsafe { setpriority(0, 0, nice) };
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// The background thread's loop.

@@ -9,7 +9,7 @@
 //! a failure of the index never harms the log.
 
 pub mod bench;
-mod indexer;
+pub(crate) mod indexer;
 pub mod schema;
 mod search;
 

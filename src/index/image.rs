@@ -10,6 +10,7 @@
 //! rebuilds the index from its segment and asks again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use crate::chain::Digest;
 use crate::event::Micros;
@@ -322,7 +323,52 @@ pub struct Image {
     sect: [(usize, usize); N_SECT],
     verified: Vec<AtomicU64>,
     poisoned: AtomicBool,
+    /// Bloom filter of the run ids started here (in memory only; the file
+    /// format is unchanged), built by [`Image::warm_run_filter`]. A `run`
+    /// lookup asks the images oldest first, a binary search in each; a
+    /// filter probe rules out nearly every image at once.
+    run_filter: OnceLock<Box<[u64]>>,
 }
+
+/// The hash of a run id that [`Image::find_run_if_filtered`] probes filters
+/// with: computed once per id, however many images are asked.
+#[derive(Debug, Clone, Copy)]
+pub struct RunHash(u64);
+
+impl RunHash {
+    pub fn of(id: &[u8]) -> RunHash {
+        // FNV-1a, then a splitmix64 finaliser so every bit of the result
+        // depends on every byte (the probes use both halves).
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in id {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= h >> 30;
+        h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h ^= h >> 27;
+        h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^= h >> 31;
+        RunHash(h)
+    }
+
+    /// Bit positions in a filter of `mask + 1` bits (a power of two).
+    fn probes(self, mask: u64) -> impl Iterator<Item = u64> {
+        let a = self.0 & 0xffff_ffff;
+        let b = (self.0 >> 32) | 1;
+        (0..FILTER_PROBES).map(move |i| a.wrapping_add(i.wrapping_mul(b)) & mask)
+    }
+}
+
+fn filter_has(words: &[u64], h: RunHash) -> bool {
+    let mask = (words.len() as u64 * 64) - 1;
+    h.probes(mask)
+        .all(|bit| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+}
+
+/// Filter bits per run and probes per id: about 0.2% false positives.
+const FILTER_BITS_PER_RUN: usize = 16;
+const FILTER_PROBES: u64 = 4;
 
 impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -373,6 +419,7 @@ impl Image {
             header,
             sect,
             verified,
+            run_filter: OnceLock::new(),
             poisoned: AtomicBool::new(false),
         })
     }
@@ -549,6 +596,51 @@ impl Image {
     /// The id of the run at position `i` of RUNS.
     pub fn run_id(&self, i: u32) -> &[u8] {
         self.str_at(self.rec(S_RUNS, i as usize), 0)
+    }
+
+    /// Position in RUNS of the start of `id` (`h` its [`RunHash`]), asking
+    /// the filter first if one was built (by the indexer thread of a
+    /// long-lived engine): a one-shot query must not read every run id of
+    /// every image to answer one lookup.
+    pub fn find_run_if_filtered(&self, id: &[u8], h: RunHash) -> Option<u32> {
+        if let Some(words) = self.run_filter.get() {
+            if !filter_has(words, h) {
+                return None;
+            }
+        }
+        self.find_run(id)
+    }
+
+    /// Build the run-id filter now (a long-lived engine's indexer thread
+    /// does this off the query path, so that `run` and `chain` lookups
+    /// skip the images that do not hold the id): ~2 bytes per run, in
+    /// memory only. Only sealed images: a chunk of the active segment is
+    /// replaced as the segment grows, so its filter would cost more than
+    /// the searches it saves.
+    pub fn warm_run_filter(&self) {
+        if self.header.kind == KIND_SEALED {
+            self.run_filter.get_or_init(|| self.build_run_filter());
+        }
+    }
+
+    fn build_run_filter(&self) -> Box<[u64]> {
+        let n = self.count(S_RUNS);
+        let words = (n * FILTER_BITS_PER_RUN)
+            .div_ceil(64)
+            .next_power_of_two()
+            .max(1);
+        let mut f = vec![0u64; words].into_boxed_slice();
+        let mask = (words as u64 * 64) - 1;
+        for i in 0..n {
+            // A block that fails its CRC reads as zeros and poisons the
+            // image (callers check `poisoned` and rebuild it), so a filter
+            // built from it is never trusted for long.
+            let id = self.str_at(self.rec(S_RUNS, i), 0);
+            for bit in RunHash::of(id).probes(mask) {
+                f[(bit / 64) as usize] |= 1 << (bit % 64);
+            }
+        }
+        f
     }
 
     /// Position in RUNS of the start of `id`.

@@ -430,6 +430,11 @@ impl Engine {
                 .collect();
             (jobs, older, e.progress, e.persist)
         };
+        // Off the lock and at the indexer's low priority: filters that let
+        // `run`/`chain` lookups skip images (once per image).
+        for (_, img) in &older {
+            img.warm_run_filter();
+        }
         if jobs.is_empty() {
             return Ok(());
         }
@@ -462,6 +467,7 @@ impl Engine {
             })();
             match made {
                 Ok((img, made, seg)) => {
+                    img.warm_run_filter();
                     fill.img = Some(img.clone());
                     drop(fill);
                     older.push((meta.seq, img.clone()));

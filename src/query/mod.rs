@@ -27,7 +27,8 @@ use crate::event::time::format_rfc3339;
 use crate::event::{Event, EventData, Micros};
 use crate::frame::read_frame;
 use crate::index::{
-    Image, LazyRun, List, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE, RUNNING,
+    Image, LazyRun, List, RunHash, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE,
+    RUNNING,
 };
 use crate::view::{Run, RunLogEntry};
 
@@ -427,10 +428,12 @@ impl<'a> View<'a> {
 
     /// The defining start of `id`: in the oldest image that has one.
     pub(crate) fn find(&self, id: &[u8]) -> Option<Handle> {
-        self.srcs
-            .iter()
-            .enumerate()
-            .find_map(|(src, s)| s.img.find_run(id).map(|pos| Handle { src, pos }))
+        let h = RunHash::of(id);
+        self.srcs.iter().enumerate().find_map(|(src, s)| {
+            s.img
+                .find_run_if_filtered(id, h)
+                .map(|pos| Handle { src, pos })
+        })
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<Run>> {
