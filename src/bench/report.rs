@@ -23,6 +23,8 @@ pub struct QueryRow {
 #[derive(Debug, Clone, Default)]
 pub struct Paced {
     pub target_eps: f64,
+    /// The target as a fraction of the measured durable peak.
+    pub of_peak: f64,
     pub achieved_eps: f64,
     pub events: u64,
     pub seconds: f64,
@@ -237,8 +239,9 @@ impl Report {
         o.push_str(&format!(
             ",\"paced\":{}",
             self.paced.as_ref().map_or("null".into(), |p| format!(
-                "{{\"target_events_per_sec\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{}}}",
+                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{}}}",
                 num(p.target_eps),
+                num(p.of_peak),
                 num(p.achieved_eps),
                 p.events,
                 num(p.seconds),
@@ -392,7 +395,8 @@ impl Report {
         }
         if let Some(p) = &self.paced {
             o.push_str(&format!(
-                "\npaced at 80% of auditlog's durable peak: target {:.0} events/s, achieved {:.0} ({} events, {:.1} s): append->durable p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms\n",
+                "\npaced at {:.0}% of auditlog's durable peak: target {:.0} events/s, achieved {:.0} ({} events, {:.1} s): append->durable p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms\n",
+                p.of_peak * 100.0,
                 p.target_eps,
                 p.achieved_eps,
                 p.events,
