@@ -133,6 +133,17 @@ pub struct Anomalies {
     pub orphan_logs: u64,
 }
 
+/// Which filter key a candidate list's membership already proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Implied {
+    Nothing,
+    Skill,
+    Caller,
+    Channel,
+    Parent,
+    Status,
+}
+
 /// A finish as resolved for a run.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fin {
@@ -273,6 +284,11 @@ impl<'a> View<'a> {
 
     /// Cheap fields first; strings only for the filter's own keys.
     fn matches(&self, r: &LazyRun<'a>, f: &Filter) -> bool {
+        self.matches_given(r, f, Implied::Nothing)
+    }
+
+    /// [`View::matches`] for a run whose `implied` key is known to match.
+    fn matches_given(&self, r: &LazyRun<'a>, f: &Filter, implied: Implied) -> bool {
         let shadow = r.shadow_seq();
         if !(shadow == NONE || shadow < self.first_seq) || (r.dry_run() && !f.include_dry_run) {
             return false;
@@ -284,18 +300,19 @@ impl<'a> View<'a> {
         if f.top_level && !r.parent_is_empty() {
             return false;
         }
-        let eq = |want: &Option<String>, have: &dyn Fn() -> &'a [u8]| {
-            want.as_ref().is_none_or(|w| w.as_bytes() == have())
+        let eq = |key: Implied, want: &Option<String>, have: &dyn Fn() -> &'a [u8]| {
+            key == implied || want.as_ref().is_none_or(|w| w.as_bytes() == have())
         };
-        if !(eq(&f.skill, &|| r.skill())
-            && eq(&f.caller, &|| r.caller())
-            && eq(&f.channel, &|| r.channel())
-            && eq(&f.parent, &|| r.parent()))
+        if !(eq(Implied::Skill, &f.skill, &|| r.skill())
+            && eq(Implied::Caller, &f.caller, &|| r.caller())
+            && eq(Implied::Channel, &f.channel, &|| r.channel())
+            && eq(Implied::Parent, &f.parent, &|| r.parent()))
         {
             return false;
         }
         match &f.status {
             None => true,
+            Some(_) if implied == Implied::Status => true,
             Some(s) => self.status_of(r) == s.as_bytes(),
         }
     }
@@ -303,48 +320,63 @@ impl<'a> View<'a> {
     /// The candidate lists of image `src` for a filter (the shortest
     /// posting list among the filter's keys), narrowed to its time range.
     fn candidates(&self, src: usize, f: &Filter) -> Vec<List> {
+        self.candidate_lists(src, f)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect()
+    }
+
+    /// [`View::candidates`], each list with the filter key its membership
+    /// already proves (a posting list holds exactly the runs with that
+    /// value), so a count need not read that string again per run.
+    fn candidate_lists(&self, src: usize, f: &Filter) -> Vec<(List, Implied)> {
         let img = self.srcs[src].img;
         let h = &img.header;
         if f.since.is_some_and(|s| h.max_ts < s) || f.until.is_some_and(|u| h.min_ts > u) {
             return Vec::new();
         }
-        let mut best: Vec<List> = vec![img.all()];
+        let mut best: Vec<(List, Implied)> = vec![(img.all(), Implied::Nothing)];
         let mut best_len = img.all().len();
-        let mut consider = |lists: Vec<List>| {
-            let n: u32 = lists.iter().map(|l| l.len()).sum();
+        let mut consider = |lists: Vec<(List, Implied)>| {
+            let n: u32 = lists.iter().map(|(l, _)| l.len()).sum();
             if n < best_len {
                 best_len = n;
                 best = lists;
             }
         };
         if let Some(p) = &f.parent {
-            consider(vec![img.posting(K_PARENT, p.as_bytes())]);
+            consider(vec![(img.posting(K_PARENT, p.as_bytes()), Implied::Parent)]);
         }
         if f.top_level {
-            consider(vec![img.posting(K_PARENT, b"")]);
+            consider(vec![(img.posting(K_PARENT, b""), Implied::Nothing)]);
         }
-        for (kind, v) in [
-            (K_SKILL, &f.skill),
-            (K_CALLER, &f.caller),
-            (K_CHANNEL, &f.channel),
+        for (kind, v, implied) in [
+            (K_SKILL, &f.skill, Implied::Skill),
+            (K_CALLER, &f.caller, Implied::Caller),
+            (K_CHANNEL, &f.channel, Implied::Channel),
         ] {
             if let Some(v) = v {
-                consider(vec![img.posting(kind, v.as_bytes())]);
+                consider(vec![(img.posting(kind, v.as_bytes()), implied)]);
             }
         }
         if let Some(s) = &f.status {
             // A run's status is its local one unless it has no local
-            // finish (then a later image may hold it).
+            // finish (then a later image may hold it): the local-status
+            // list proves the status (a local finish always comes first),
+            // the running list does not.
             let running = img.posting(K_STATUS, RUNNING);
             if s.as_bytes() == RUNNING {
-                consider(vec![running]);
+                consider(vec![(running, Implied::Nothing)]);
             } else {
-                consider(vec![img.posting(K_STATUS, s.as_bytes()), running]);
+                consider(vec![
+                    (img.posting(K_STATUS, s.as_bytes()), Implied::Status),
+                    (running, Implied::Nothing),
+                ]);
             }
         }
         best.into_iter()
-            .map(|l| img.narrow(l, f.since, f.until))
-            .filter(|l| !l.is_empty())
+            .map(|(l, i)| (img.narrow(l, f.since, f.until), i))
+            .filter(|(l, _)| !l.is_empty())
             .collect()
     }
 
@@ -368,9 +400,9 @@ impl<'a> View<'a> {
         let mut n = 0u64;
         for src in 0..self.srcs.len() {
             let img = self.srcs[src].img;
-            for list in self.candidates(src, f) {
+            for (list, implied) in self.candidate_lists(src, f) {
                 for i in 0..list.len() {
-                    if self.matches(&img.run_lazy(img.at(&list, i)), f) {
+                    if self.matches_given(&img.run_lazy(img.at(&list, i)), f, implied) {
                         n += 1;
                     }
                 }
