@@ -99,15 +99,21 @@ impl Slot {
             }
             // Bounded parks: a safety net should a wake-up ever be missed
             // (spurious wake-ups are simply checked again).
-            let mut step = Duration::from_millis(50);
-            if let Some(d) = deadline {
-                let now = Instant::now();
-                if now >= d {
-                    return None;
-                }
-                step = step.min(d - now);
-            }
+            let step = bounded_step(deadline)?;
             std::thread::park_timeout(step);
+        }
+    }
+}
+
+/// How long to wait before looking again: at most 50 ms, and not past
+/// `deadline`; `None` once the deadline has passed.
+fn bounded_step(deadline: Option<Instant>) -> Option<Duration> {
+    let step = Duration::from_millis(50);
+    match deadline {
+        None => Some(step),
+        Some(d) => {
+            let now = Instant::now();
+            (now < d).then(|| step.min(d - now))
         }
     }
 }
@@ -139,14 +145,9 @@ impl Notifier {
             }
             // Bounded waits guard against a wake-up lost to a writer that
             // finished between our check and our wait.
-            let mut step = Duration::from_millis(50);
-            if let Some(d) = deadline {
-                let now = Instant::now();
-                if now >= d {
-                    return false;
-                }
-                step = step.min(d - now);
-            }
+            let Some(step) = bounded_step(deadline) else {
+                return false;
+            };
             guard = match self.cond.wait_timeout(guard, step) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
