@@ -518,27 +518,22 @@ impl Image {
 
     /// The run record at position `i` of RUNS.
     pub fn run(&self, i: u32) -> RunRec<'_> {
-        let r = self.rec(S_RUNS, i as usize);
-        let flags = le_u64(r, 104);
+        let l = self.run_lazy(i);
         RunRec {
-            id: self.str_at(r, 0),
-            skill: self.str_at(r, 8),
-            caller: self.str_at(r, 16),
-            channel: self.str_at(r, 24),
-            parent: self.str_at(r, 32),
-            status: if flags & F_FINISHED != 0 {
-                self.str_at(r, 40)
-            } else {
-                RUNNING
-            },
-            start_lsn: le_u64(r, 48),
-            start_off: le_u64(r, 56),
-            started_at: le_u64(r, 64) as i64,
-            finish_lsn: le_u64(r, 72),
-            finish_off: le_u64(r, 80),
-            finished_at: le_u64(r, 88) as i64,
-            shadow_seq: le_u64(r, 96),
-            flags,
+            id: l.id(),
+            skill: l.skill(),
+            caller: l.caller(),
+            channel: l.channel(),
+            parent: l.parent(),
+            status: l.status(),
+            start_lsn: l.start_lsn(),
+            start_off: le_u64(l.rec, 56),
+            started_at: l.started_at(),
+            finish_lsn: le_u64(l.rec, 72),
+            finish_off: le_u64(l.rec, 80),
+            finished_at: le_u64(l.rec, 88) as i64,
+            shadow_seq: l.shadow_seq(),
+            flags: l.flags(),
         }
     }
 

@@ -64,6 +64,15 @@ fn wait_slot(slot: &Slot) -> Option<Arc<Image>> {
     }
 }
 
+/// A sealed segment's bytes, mapped.
+fn map_segment(meta: &SegmentMeta) -> Result<memmap2::Mmap> {
+    map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
+        segment: meta.name.clone(),
+        offset: 0,
+        reason: "segment file is empty".into(),
+    })
+}
+
 /// How a sealed segment's image came to be.
 #[derive(Clone, Copy)]
 enum Made {
@@ -303,10 +312,6 @@ impl Engine {
                     continue;
                 }
             }
-            if self.active.as_ref().is_some_and(|a| a.meta.seq == s.seq) {
-                self.active = None;
-                self.foreign_dirty = true;
-            }
             self.load_sealed(s, false)?;
         }
         match segs.last().filter(|s| !s.sealed) {
@@ -324,11 +329,7 @@ impl Engine {
     }
 
     fn load_sealed(&mut self, meta: &SegmentMeta, force: bool) -> Result<()> {
-        let seg = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
-            segment: meta.name.clone(),
-            offset: 0,
-            reason: "segment file is empty".into(),
-        })?;
+        let seg = map_segment(meta)?;
         // An indexer building it outside the lock: wait for its image
         // rather than build the same thing twice.
         if let Some((pmeta, slot)) = self.pending.remove(&meta.seq) {
@@ -445,11 +446,7 @@ impl Engine {
                 continue; // `fill` drops: waiters build it themselves.
             }
             let made = (|| {
-                let seg = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
-                    segment: meta.name.clone(),
-                    offset: 0,
-                    reason: "segment file is empty".into(),
-                })?;
+                let seg = map_segment(&meta)?;
                 let refs: Vec<(u64, &Image)> = older
                     .iter()
                     .filter(|(seq, _)| *seq < meta.seq)
@@ -479,10 +476,6 @@ impl Engine {
         let mut e = lock();
         let live = e.reader.segments();
         for (meta, img, made, seg) in built {
-            let was_pending = e.pending.get(&meta.seq).is_some_and(|(m, _)| *m == meta);
-            if was_pending {
-                e.pending.remove(&meta.seq);
-            }
             e.tally(made);
             // A query may have installed it meanwhile; retention may have
             // dropped the segment.
@@ -491,6 +484,7 @@ impl Engine {
                 e.install(&meta, img, seg);
             }
         }
+        // Every slot of this call is complete now: forget them.
         e.pending.retain(|_, (_, slot)| {
             let (m, _) = &**slot;
             m.lock().unwrap_or_else(|p| p.into_inner()).is_none()

@@ -18,6 +18,7 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 pub use background::{BackgroundIndexer, IndexOnSeal};
+use engine::FinRef;
 pub use engine::{Engine, EngineStats, View};
 
 use crate::codec;
@@ -256,13 +257,18 @@ impl<'a> View<'a> {
                 ts: r.finished_at,
             });
         }
-        self.foreign.get(r.id).and_then(|v| {
-            v.iter().find(|f| f.lsn > r.start_lsn).map(|f| Fin {
-                seq: f.seq,
-                off: f.off,
-                ts: f.ts,
-            })
+        self.foreign_after(r.id, r.start_lsn).map(|f| Fin {
+            seq: f.seq,
+            off: f.off,
+            ts: f.ts,
         })
+    }
+
+    /// The first finish of `id` in another image after LSN `start_lsn`.
+    fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
+        self.foreign
+            .get(id)
+            .and_then(|v| v.iter().find(|f| f.lsn > start_lsn))
     }
 
     /// A run's status: its local finish's, else the first foreign
@@ -271,10 +277,7 @@ impl<'a> View<'a> {
         if r.has_local_finish() {
             return r.status();
         }
-        let lsn = r.start_lsn();
-        self.foreign
-            .get(r.id())
-            .and_then(|v| v.iter().find(|f| f.lsn > lsn))
+        self.foreign_after(r.id(), r.start_lsn())
             .map_or(RUNNING, |f| &f.status[..])
     }
 
