@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
                 assert!(f.payload.len() < MAX_FRAME_BODY);
                 let mut again = Vec::new();
                 write_frame(&mut again, f.rec_type, f.payload);
-                assert_eq!(&again[..], &data[pos..pos + f.size], "frame does not round-trip");
+                assert_eq!(
+                    &again[..],
+                    &data[pos..pos + f.size],
+                    "frame does not round-trip"
+                );
                 pos += f.size;
             }
             Err(_) => break,

@@ -5,9 +5,12 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use auditlog::fulltext::{Filters, FullText, FullTextOptions};
-use auditlog::{Config, Event, Json, Log, LogReader, RunFinished, RunStarted};
+use auditlog::fulltext::{Filters, FullText};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "../../tests/support/fuzz_shared.rs"]
+#[allow(dead_code)]
+mod fuzz_shared;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -31,36 +34,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             }
         }));
         let dir = tempfile::tempdir().unwrap();
-        let log = Log::open(Config::new(dir.path())).unwrap();
-        let t0 = 1_795_392_000_000_000i64;
-        for i in 0..50i64 {
-            let id = format!("r-{i}");
-            let started = Event::run_started(
-                id.as_str(),
-                t0 + i,
-                RunStarted {
-                    skill_id: format!("skill.{}", i % 5),
-                    caller_id: format!("u-{}", i % 3),
-                    inputs: Json::parse(format!(r#"{{"q":"find the weather in city {i}"}}"#)).unwrap(),
-                    ..RunStarted::default()
-                },
-            );
-            let fin = Event::run_finished(
-                id.as_str(),
-                t0 + i + 1,
-                RunFinished {
-                    status: if i % 4 == 0 { "error".into() } else { "ok".into() },
-                    output: format!("sunny and {i} degrees"),
-                    error: if i % 4 == 0 { "upstream timeout".into() } else { String::new() },
-                    ..RunFinished::default()
-                },
-            );
-            log.append_batch(&[started, fin]).unwrap().wait().unwrap();
-        }
-        log.close().unwrap();
-        let reader = LogReader::open(dir.path()).unwrap();
-        let ft = FullText::open_for(&reader, &FullTextOptions::default()).unwrap();
-        ft.catch_up(&reader, |_| {}).unwrap();
+        let ft = fuzz_shared::search_fixture(dir.path());
         Mutex::new(Fixture { _dir: dir, ft })
     })
 }

@@ -76,8 +76,13 @@ fuzz_target!(|data: &[u8]| {
     // Write mode: refuse, or cut back to something wholly valid.
     let limit = if mode & 2 == 0 { 1 << 20 } else { 64 };
     let manifest = Manifest::load(dir.path()).unwrap().unwrap();
-    let Ok(lay) = layout::discover(dir.path(), manifest, Mode::Write { torn_tail_limit: limit })
-    else {
+    let Ok(lay) = layout::discover(
+        dir.path(),
+        manifest,
+        Mode::Write {
+            torn_tail_limit: limit,
+        },
+    ) else {
         return;
     };
     if lay.segments.iter().any(|s| s.sealed) {
