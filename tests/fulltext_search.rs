@@ -2,9 +2,12 @@
 //! neither lose nor duplicate, retention removes documents, a damaged or
 //! missing index is rebuilt, and a malformed query is a clear error.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+
+use support::cli;
 
 use auditlog::fulltext::{self, Filters, FullText, FullTextError, FullTextOptions, Hit};
 use auditlog::{Config, Event, Json, Log, LogReader, RunFinished, RunLog, RunStarted};
@@ -533,20 +536,6 @@ fn a_malformed_query_is_a_clear_error() {
     );
     let m = msg("started_at:[yesterday TO now]");
     assert!(m.contains("started_at") || m.contains("date"), "{m}");
-}
-
-fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("run auditlog");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]

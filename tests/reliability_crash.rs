@@ -131,18 +131,9 @@ fn run_and_kill(dir: &Path, base: u64, day: i64, ms: u64) -> Vec<Ack> {
 }
 
 fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (code, out, err) = support::cli(dir, args);
+    assert_eq!(code, 0, "{args:?}: {err}");
+    out
 }
 
 /// The index-backed queries agree with a replay of the recovered log.

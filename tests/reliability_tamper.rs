@@ -8,7 +8,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use auditlog::frame::{read_frame, write_frame, REC_COMMIT, REC_EVENT, REC_FOOTER};
 use auditlog::manifest::Manifest;
@@ -328,20 +327,6 @@ fn a_consistent_rewrite_is_caught_by_the_anchored_digest() {
             .expect_found_at,
         Some(30)
     );
-}
-
-fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[test]
