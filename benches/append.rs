@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use auditlog::workload::WorkloadSpec;
 use auditlog::{Config, Durability, EncodedBatch, Event, Log};
+use auditlog_loadrun::workload::WorkloadSpec;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 fn events(n: u64) -> Vec<Event> {

@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
-use auditlog::bench::queries::{auditlog_query, sqlite_query, QuerySet, KINDS};
 use auditlog::query::Engine;
-use auditlog::workload::WorkloadSpec;
 use auditlog::{Config, Durability, EncodedBatch, Event, Log};
+use auditlog_loadrun::queries::{auditlog_query, sqlite_query, QuerySet, KINDS};
+use auditlog_loadrun::workload::WorkloadSpec;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 const RUNS: u64 = 20_000;
@@ -85,8 +85,8 @@ fn queries(c: &mut Criterion) {
     build_log(&dir, &evs);
     let mut engine = Engine::open(&dir).expect("engine");
     engine.refresh().expect("refresh");
-    let mut conn = auditlog::sqlite_baseline::open(None).expect("sqlite");
-    auditlog::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
+    let mut conn = auditlog_loadrun::sqlite_baseline::open(None).expect("sqlite");
+    auditlog_loadrun::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
     let qs = QuerySet::from_events(&[evs], 64);
     let mut g = c.benchmark_group("query");
     g.sample_size(20);

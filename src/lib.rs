@@ -4,14 +4,13 @@
 //! writer thread with group commit) and come back through [`LogReader`].
 //! The on-disk format is described in docs/format.md.
 
-pub mod bench;
 pub mod chain;
-pub mod cli;
 pub mod codec;
 pub mod error;
 pub mod event;
 pub mod frame;
 pub mod fsutil;
+#[cfg(feature = "search")]
 pub mod fulltext;
 pub mod index;
 pub mod io;
@@ -19,24 +18,27 @@ pub mod layout;
 pub mod lock;
 pub mod log;
 pub mod manifest;
+mod priority;
 pub mod query;
 pub mod reader;
 pub mod receipt;
 pub mod redact;
 pub mod retention;
 pub mod segment;
-pub mod sqlite_baseline;
 pub mod store;
 pub mod verify;
 pub mod view;
-pub mod workload;
 mod writer;
 
 pub use chain::Digest;
 pub use error::{Error, EventError, Result};
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
 pub use log::{Config, Counters, Durability, EncodedBatch, FullPolicy, Head, Log};
+pub use query::{ErrorGroup, Filter, Page};
 pub use reader::{LogReader, ReplayRange};
 pub use receipt::{LsnRange, Receipt};
+pub use redact::{Action, RedactionPolicy};
 pub use retention::RetentionReport;
+pub use store::{AuditStore, RunGuard, StoreConfig, StoreCounters};
 pub use verify::{verify, VerifyReport};
+pub use view::{Run, RunLogEntry};

@@ -466,8 +466,11 @@ impl EncodedBatch {
 
     /// For events straight from [`crate::event::json::parse_event`], which
     /// already enforced every rule: skips validating them a second time
-    /// (the JSON re-check is the costliest part of an encode).
-    pub(crate) fn encode_parsed(
+    /// (the JSON re-check is the costliest part of an encode). Only for
+    /// events exactly as the parser returned them (the command line's
+    /// ingest); anything else goes through [`EncodedBatch::encode`].
+    #[doc(hidden)]
+    pub fn encode_parsed(
         events: &[Event],
         policy: Option<&Arc<RedactionPolicy>>,
     ) -> Result<EncodedBatch> {

@@ -8,9 +8,8 @@ use std::sync::{Mutex, OnceLock};
 use auditlog::fulltext::{Filters, FullText};
 use libfuzzer_sys::fuzz_target;
 
-#[path = "../../tests/support/fuzz_shared.rs"]
-#[allow(dead_code)]
-mod fuzz_shared;
+#[path = "../../tests/support/search_fixture.rs"]
+mod search_fixture;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -34,7 +33,7 @@ fn fixture() -> &'static Mutex<Fixture> {
             }
         }));
         let dir = tempfile::tempdir().unwrap();
-        let ft = fuzz_shared::search_fixture(dir.path());
+        let ft = search_fixture::search_fixture(dir.path());
         Mutex::new(Fixture { _dir: dir, ft })
     })
 }

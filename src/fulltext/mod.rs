@@ -8,7 +8,6 @@
 //! resumes exactly there. Nothing here writes to the log or waits on it:
 //! a failure of the index never harms the log.
 
-pub mod bench;
 pub(crate) mod indexer;
 pub mod schema;
 mod search;

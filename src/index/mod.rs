@@ -11,7 +11,7 @@ mod build;
 mod image;
 
 use std::fs;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use build::{tool_failure, Builder, ToolFailure};
@@ -23,7 +23,12 @@ use crate::event::Event;
 use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{map_file, SegmentMeta};
 
-/// Segments at least this big show a progress bar while indexed (when
+/// Progress of an index build, for whoever shows it (the command line draws
+/// a bar): `(segment name, bytes indexed, bytes to index)`. The engine only
+/// reports; it knows nothing of terminals.
+pub type ProgressFn = std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
+
+/// Segments at least this big report their build progress (when
 /// stderr is a terminal and the caller asked for one).
 pub const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
@@ -153,34 +158,24 @@ pub fn build_image(
     first_lsn: u64,
     to: u64,
     shadow: &dyn Fn(&str) -> Option<u64>,
-    progress: bool,
+    progress: Option<&ProgressFn>,
 ) -> Result<Vec<u8>> {
     let mut b = Builder::new(kind, meta.seq, first_lsn, from);
-    let bar = if progress && to - from >= PROGRESS_MIN_BYTES && std::io::stderr().is_terminal() {
-        let pb = indicatif::ProgressBar::new(to - from);
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{msg} [{bar:30}] {bytes}/{total_bytes} eta {eta}",
-        ) {
-            pb.set_style(style.progress_chars("=> "));
-        }
-        pb.set_message(format!("indexing {}", meta.name));
-        Some(pb)
-    } else {
-        None
-    };
+    let total = to - from;
+    let report = progress.filter(|_| total >= PROGRESS_MIN_BYTES);
     let mut n = 0u64;
     scan_events(meta, seg, from, first_lsn, to, |lsn, off, end, ev| {
         b.add(lsn, off, end, ev);
         n += 1;
         if n.is_multiple_of(4096) {
-            if let Some(pb) = &bar {
-                pb.set_position(end - from);
+            if let Some(report) = report {
+                report(&meta.name, end - from, total);
             }
         }
     })?;
     b.set_end_off(to);
-    if let Some(pb) = bar {
-        pb.finish_and_clear();
+    if let Some(report) = report {
+        report(&meta.name, total, total);
     }
     let digest = if kind == KIND_SEALED {
         meta.digest

@@ -8,7 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::event::Micros;
-use crate::index::{self, Backing, Image, Unusable, KIND_CHUNK, KIND_SEALED};
+use crate::index::{self, Backing, Image, ProgressFn, Unusable, KIND_CHUNK, KIND_SEALED};
 use crate::layout::{map_file, SegmentMeta};
 use crate::reader::LogReader;
 use crate::segment::HEADER_SIZE;
@@ -88,7 +88,7 @@ fn make_sealed(
     seg: &[u8],
     older: &[(u64, &Image)],
     force: bool,
-    progress: bool,
+    progress: Option<&ProgressFn>,
     persist: bool,
 ) -> Result<(Image, Made)> {
     if !force {
@@ -185,9 +185,8 @@ pub struct Engine {
     skip_stored_active: bool,
     /// Sealed segments whose images an indexer is building outside the lock.
     pending: HashMap<u64, (SegmentMeta, Slot)>,
-    /// Show a progress bar on stderr (if a terminal) while indexing a big
-    /// segment.
-    pub progress: bool,
+    /// Called with the progress of building a big segment's index.
+    pub progress: Option<ProgressFn>,
     /// Write rebuilt index files beside their segments.
     pub persist: bool,
     pub stats: EngineStats,
@@ -278,7 +277,7 @@ impl Engine {
             foreign_dirty: false,
             skip_stored_active: false,
             pending: HashMap::new(),
-            progress: false,
+            progress: None,
             persist: true,
             stats: EngineStats::default(),
         }
@@ -346,7 +345,14 @@ impl Engine {
                 .range(..meta.seq)
                 .map(|(seq, s)| (*seq, &*s.img))
                 .collect();
-            let r = make_sealed(meta, &seg, &older, force, self.progress, self.persist)?;
+            let r = make_sealed(
+                meta,
+                &seg,
+                &older,
+                force,
+                self.progress.as_ref(),
+                self.persist,
+            )?;
             drop(older);
             if matches!(r.1, Made::Loaded) {
                 break r;
@@ -429,7 +435,7 @@ impl Engine {
                 .iter()
                 .map(|(seq, s)| (*seq, s.img.clone()))
                 .collect();
-            (jobs, older, e.progress, e.persist)
+            (jobs, older, e.progress.clone(), e.persist)
         };
         // Off the lock and at the indexer's low priority: filters that let
         // `run`/`chain` lookups skip images (once per image).
@@ -452,7 +458,8 @@ impl Engine {
                     .filter(|(seq, _)| *seq < meta.seq)
                     .map(|(seq, img)| (*seq, &**img))
                     .collect();
-                let (img, made) = make_sealed(&meta, &seg, &refs, false, progress, persist)?;
+                let (img, made) =
+                    make_sealed(&meta, &seg, &refs, false, progress.as_ref(), persist)?;
                 if refs.iter().any(|(_, i)| i.poisoned()) {
                     return Err(Error::Corrupt {
                         segment: meta.name.clone(),
@@ -629,7 +636,7 @@ impl Engine {
                 .map(|(seq, s)| (*seq, &*s.img))
                 .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
         );
-        let bytes = index::build_image(meta, seg, KIND_CHUNK, from, lsn, to, &shadow, false)?;
+        let bytes = index::build_image(meta, seg, KIND_CHUNK, from, lsn, to, &shadow, None)?;
         Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
             segment: meta.name.clone(),
             offset: from,

@@ -1,11 +1,9 @@
 //! What a fuzz target (fuzz/fuzz_targets/) and its regression test
-//! (tests/reliability_fuzz_regressions.rs) must do alike, in one file that
+//! (tests/engine/reliability_fuzz_regressions.rs) must do alike, in one file that
 //! both include (the fuzz crate through `#[path]`), so a replayed crash
 //! goes through exactly what the fuzzer ran.
 
-use auditlog::fulltext::{FullText, FullTextOptions};
 use auditlog::index::{BLOCK, BODY_START, HEADER_LEN, MAGIC};
-use auditlog::{Config, Event, Json, Log, LogReader, RunFinished, RunStarted};
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
@@ -43,40 +41,4 @@ pub fn fix_up_index(b: &mut [u8]) {
     h.update(&b[HEADER_LEN..BODY_START]);
     h.update(&b[table..table + 4 * n]);
     b[124..128].copy_from_slice(&h.finalize().to_le_bytes());
-}
-
-/// search_query: a 50-run log in `dir` and its caught-up full-text index.
-pub fn search_fixture(dir: &std::path::Path) -> FullText {
-    let log = Log::open(Config::new(dir)).unwrap();
-    let t0 = 1_795_392_000_000_000i64;
-    for i in 0..50i64 {
-        let id = format!("r-{i}");
-        let failed = i % 4 == 0;
-        let started = Event::run_started(
-            id.as_str(),
-            t0 + i,
-            RunStarted {
-                skill_id: format!("skill.{}", i % 5),
-                caller_id: format!("u-{}", i % 3),
-                inputs: Json::parse(format!(r#"{{"q":"find the weather in city {i}"}}"#)).unwrap(),
-                ..RunStarted::default()
-            },
-        );
-        let fin = Event::run_finished(
-            id.as_str(),
-            t0 + i + 1,
-            RunFinished {
-                status: if failed { "error" } else { "ok" }.into(),
-                output: format!("sunny and {i} degrees"),
-                error: if failed { "upstream timeout" } else { "" }.into(),
-                ..RunFinished::default()
-            },
-        );
-        log.append_batch(&[started, fin]).unwrap().wait().unwrap();
-    }
-    log.close().unwrap();
-    let reader = LogReader::open(dir).unwrap();
-    let ft = FullText::open_for(&reader, &FullTextOptions::default()).unwrap();
-    ft.catch_up(&reader, |_| {}).unwrap();
-    ft
 }

@@ -1,4 +1,5 @@
-//! Helpers shared by the reliability suites (tests/reliability_*.rs).
+//! Helpers shared by the engine's and the command line's test suites
+//! (tests/engine/, cli/tests/cli/).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -219,7 +220,7 @@ pub fn walk_files(dir: &Path) -> Vec<PathBuf> {
 /// when writing docs/reliability.md).
 pub fn record_figure(line: &str) {
     use std::io::Write;
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/reliability-figures.txt");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("reliability-figures.txt");
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -227,19 +228,4 @@ pub fn record_figure(line: &str) {
     {
         let _ = writeln!(f, "{line}");
     }
-}
-
-/// Run the auditlog binary on log folder `dir`: (exit code, stdout, stderr).
-pub fn cli(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .arg("--dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }

@@ -1,0 +1,786 @@
+//! Log commands: ingest, replay, tail, verify, retain, stats.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+
+use super::output::{object_rows, progress, table, Counts, Out};
+use super::{CliError, CliResult, Ctx, Format};
+use auditlog::event::json::{parse_event, write_event};
+use auditlog::event::time::{parse_instant, to_rfc3339};
+use auditlog::query::IndexOnSeal;
+use auditlog::redact::RedactionPolicy;
+use auditlog::{Config, Digest, EncodedBatch, Event, Log, LogReader, Micros, ReplayRange};
+use std::sync::Arc;
+
+/// Bytes of input parsed and appended as one batch.
+const INGEST_CHUNK: usize = 4 << 20;
+/// Longest line read whole before it is cut (it is refused either way).
+const MAX_LINE_SCAN: usize = 64 << 20;
+/// Bad lines reported one by one before only counting the rest.
+const MAX_REPORTED_BAD_LINES: u64 = 1000;
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// JSONL file, or `-` (the default) for standard input.
+    #[arg(default_value = "-")]
+    pub file: String,
+    /// Reject the whole input (store nothing, exit non-zero) on any bad line.
+    #[arg(long)]
+    pub strict: bool,
+    /// A redaction policy file (docs/reliability.md): fields it names are
+    /// dropped or hashed before anything reaches the disk.
+    #[arg(long, value_name = "POLICY")]
+    pub redact: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ReplayArgs {
+    /// Only events with ts at or after T (µs or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only events with ts at or before T.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Start at this LSN.
+    #[arg(long)]
+    pub from_lsn: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TailArgs {
+    /// How many of the newest events to show.
+    #[arg(short = 'n', long, default_value_t = 10)]
+    pub lines: u64,
+    /// Keep following new events (Ctrl-C to stop).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// A head digest anchored earlier (hex): it must appear in the chain.
+    #[arg(long)]
+    pub expect: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RetainArgs {
+    /// Drop segments whose newest event is older than this (e.g. 30d, 12h).
+    #[arg(long, conflicts_with = "before", required_unless_present = "before")]
+    pub older_than: Option<String>,
+    /// Drop segments whose newest event is before T (µs or RFC 3339).
+    #[arg(long)]
+    pub before: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {}
+
+pub(crate) fn instant_arg(name: &str, v: &Option<String>) -> Result<Option<Micros>, CliError> {
+    v.as_deref()
+        .map(|s| parse_instant(s).map_err(|e| CliError::usage(format!("--{name} {s:?}: {e}"))))
+        .transpose()
+}
+
+fn now_micros() -> Micros {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as Micros)
+}
+
+pub(crate) fn open_reader(ctx: &Ctx) -> Result<LogReader, CliError> {
+    Ok(LogReader::open(&ctx.dir()?)?)
+}
+
+fn open_writer(dir: &Path) -> Result<Log, CliError> {
+    open_writer_with(Config::new(dir))
+}
+
+fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
+    let log = Log::open(cfg)?;
+    let r = log.recovery();
+    if r.truncated_bytes > 0 {
+        eprintln!(
+            "auditlog: recovered {}: cut a torn tail of {} bytes ({} uncommitted events) {}",
+            r.segment.as_deref().unwrap_or("?"),
+            r.truncated_bytes,
+            r.dropped_events,
+            r.reason.as_deref().unwrap_or("")
+        );
+    }
+    for name in &r.removed_leftovers {
+        eprintln!("auditlog: finished an interrupted retention: removed {name}");
+    }
+    Ok(log)
+}
+
+/// Where ingest reads from: a named file, or stdin (kept in a temporary
+/// file under `--strict`, which reads its input twice).
+enum Source {
+    Path(PathBuf),
+    Stdin,
+    Spooled(File),
+}
+
+impl Source {
+    fn new(name: &str, strict: bool) -> Result<Source, CliError> {
+        if name != "-" {
+            return Ok(Source::Path(PathBuf::from(name)));
+        }
+        if !strict {
+            return Ok(Source::Stdin);
+        }
+        let mut tmp = tempfile::tempfile()
+            .map_err(|e| CliError::failed(format!("creating a temporary file: {e}")))?;
+        io::copy(&mut io::stdin().lock(), &mut tmp)
+            .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
+        Ok(Source::Spooled(tmp))
+    }
+
+    /// A reader from the start, and the total size when known.
+    fn open(&self) -> Result<(Box<dyn Read + Send>, Option<u64>), CliError> {
+        match self {
+            Source::Stdin => Ok((Box::new(io::stdin()), None)),
+            Source::Path(p) => {
+                let f = File::open(p)
+                    .map_err(|e| CliError::failed(format!("cannot read {}: {e}", p.display())))?;
+                let len = f.metadata().map(|m| m.len()).ok();
+                Ok((Box::new(f), len))
+            }
+            Source::Spooled(f) => {
+                use std::io::Seek;
+                let mut f = f.try_clone()?;
+                f.rewind()?;
+                let len = f.metadata().map(|m| m.len()).ok();
+                Ok((Box::new(f), len))
+            }
+        }
+    }
+}
+
+/// A buffer of input: `buf[..len]` is the chunk. The whole of `buf` stays
+/// initialised so a recycled buffer is read into without zeroing it again
+/// (fresh multi-MiB buffers per chunk cost a page fault and a page clear
+/// for every 4 KiB read).
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Reads input in chunks that end on a line boundary, into buffers that
+/// come back through `pool` once parsed.
+struct Chunker<R: Read> {
+    r: R,
+    /// The start of a line cut by the previous chunk's end.
+    carry: Vec<u8>,
+    eof: bool,
+    pool: crossbeam_channel::Receiver<Vec<u8>>,
+}
+
+impl<R: Read> Chunker<R> {
+    /// Read until `c` holds `want` bytes or the input ends.
+    fn fill(&mut self, c: &mut Chunk, want: usize) -> io::Result<()> {
+        if c.buf.len() < want {
+            c.buf.resize(want, 0);
+        }
+        while !self.eof && c.len < want {
+            match self.r.read(&mut c.buf[c.len..want]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => c.len += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn next_chunk(&mut self) -> io::Result<Option<Chunk>> {
+        let buf = self.pool.try_recv().unwrap_or_default();
+        let mut c = Chunk { buf, len: 0 };
+        let carried = self.carry.len();
+        if c.buf.len() < carried.max(INGEST_CHUNK) {
+            c.buf.resize(carried.max(INGEST_CHUNK), 0);
+        }
+        c.buf[..carried].copy_from_slice(&self.carry);
+        c.len = carried;
+        self.carry.clear();
+        let mut want = INGEST_CHUNK.max(carried);
+        loop {
+            self.fill(&mut c, want)?;
+            if self.eof {
+                return Ok((c.len > 0).then_some(c));
+            }
+            if let Some(i) = c.bytes().iter().rposition(|&b| b == b'\n') {
+                self.carry.extend_from_slice(&c.buf[i + 1..c.len]);
+                c.len = i + 1;
+                return Ok(Some(c));
+            }
+            // A line longer than a chunk: read to its end so line numbers
+            // stay right (the parser refuses it as over the size limit),
+            // but stop growing at a bound.
+            if want >= MAX_LINE_SCAN {
+                return Ok(Some(c));
+            }
+            want *= 2;
+        }
+    }
+}
+
+/// A parsed chunk: good events (encoded) and bad lines.
+struct Parsed {
+    batch: Option<EncodedBatch>,
+    accepted: u64,
+    /// Bad lines, numbered from 1 within the chunk (made absolute in
+    /// input order by [`parse_input`]).
+    bad: Vec<(u64, String)>,
+    bytes: u64,
+    /// Lines in the chunk (a last one without a newline counts).
+    lines: u64,
+}
+
+/// The log's redaction policy, applied as events are encoded.
+type Redaction = Option<Arc<RedactionPolicy>>;
+
+/// A worker's buffers, kept from chunk to chunk.
+#[derive(Default)]
+struct Scratch {
+    events: Vec<Event>,
+    lines: Vec<u64>,
+}
+
+/// `encode`: encode the good events (with this redaction policy), or only
+/// check them (`None`). Line numbers are counted from 1 in this chunk.
+fn parse_chunk(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) -> Parsed {
+    let Scratch { events, lines } = scratch;
+    events.clear();
+    lines.clear();
+    let mut bad = Vec::new();
+    let mut line_no = 0u64;
+    for raw in chunk.split(|&b| b == b'\n') {
+        line_no += 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match parse_event(line) {
+            Ok(ev) => {
+                events.push(ev);
+                lines.push(line_no);
+            }
+            Err(e) => bad.push((line_no, e.to_string())),
+        }
+    }
+    // `split` yields one piece after a final newline: not a line.
+    let n_lines = line_no - u64::from(chunk.last() == Some(&b'\n'));
+    let bytes = chunk.len() as u64;
+    let mut batch = None;
+    let mut accepted = events.len() as u64;
+    if let Some(policy) = encode.filter(|_| !events.is_empty()) {
+        match EncodedBatch::encode_parsed(events, policy.as_ref()) {
+            Ok(b) => batch = Some(b),
+            Err(auditlog::Error::InvalidEvent { index, source }) => {
+                // Rare (a redaction made an event invalid): drop that line
+                // and encode the rest.
+                bad.push((lines[index], source.to_string()));
+                events.remove(index);
+                lines.remove(index);
+                let rest = encode_one_by_one(events, lines, policy, &mut bad);
+                batch = rest.0;
+                accepted = rest.1;
+            }
+            Err(e) => {
+                for &l in lines.iter() {
+                    bad.push((l, format!("could not be encoded: {e}")));
+                }
+                accepted = 0;
+            }
+        }
+    }
+    events.clear();
+    Parsed {
+        batch,
+        accepted,
+        bad,
+        bytes,
+        lines: n_lines,
+    }
+}
+
+/// Encode events one at a time, reporting those that fail.
+fn encode_one_by_one(
+    events: &[Event],
+    lines: &[u64],
+    policy: &Redaction,
+    bad: &mut Vec<(u64, String)>,
+) -> (Option<EncodedBatch>, u64) {
+    let mut good = Vec::with_capacity(events.len());
+    for (ev, &line) in events.iter().zip(lines) {
+        match EncodedBatch::encode_parsed(std::slice::from_ref(ev), policy.as_ref()) {
+            Ok(_) => good.push(ev.clone()),
+            Err(e) => bad.push((line, e.to_string())),
+        }
+    }
+    let n = good.len() as u64;
+    (
+        EncodedBatch::encode_parsed(&good, policy.as_ref())
+            .ok()
+            .filter(|b| !b.is_empty()),
+        n,
+    )
+}
+
+/// Parse the input on worker threads, hand the results over in input order
+/// (with absolute line numbers).
+fn parse_input(
+    input: Box<dyn Read + Send>,
+    encode: Option<Redaction>,
+    mut sink: impl FnMut(Parsed) -> Result<(), CliError>,
+) -> Result<(), CliError> {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8);
+    let (chunk_tx, chunk_rx) =
+        crossbeam_channel::bounded::<(Chunk, crossbeam_channel::Sender<Parsed>)>(workers * 2);
+    let (order_tx, order_rx) =
+        crossbeam_channel::bounded::<crossbeam_channel::Receiver<Parsed>>(workers * 2);
+    // Parsed chunks' buffers go back to the reader.
+    let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
+    std::thread::scope(|scope| -> Result<(), CliError> {
+        let reader = scope.spawn(move || -> io::Result<()> {
+            let mut ch = Chunker {
+                r: input,
+                carry: Vec::new(),
+                eof: false,
+                pool: pool_rx,
+            };
+            while let Some(chunk) = ch.next_chunk()? {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                if order_tx.send(rx).is_err() || chunk_tx.send((chunk, tx)).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        for _ in 0..workers {
+            let rx = chunk_rx.clone();
+            let encode = encode.clone();
+            let pool = pool_tx.clone();
+            scope.spawn(move || {
+                let mut scratch = Scratch::default();
+                for (chunk, tx) in rx {
+                    let parsed = parse_chunk(chunk.bytes(), encode.as_ref(), &mut scratch);
+                    let _ = pool.send(chunk.buf);
+                    let _ = tx.send(parsed);
+                }
+            });
+        }
+        drop(chunk_rx);
+        drop(pool_tx);
+        let mut result = Ok(());
+        let mut line_base = 0u64;
+        for rx in order_rx {
+            let Ok(mut parsed) = rx.recv() else { break };
+            for (line, _) in &mut parsed.bad {
+                *line += line_base;
+            }
+            line_base += parsed.lines;
+            if result.is_ok() {
+                result = sink(parsed);
+            }
+        }
+        let read = reader
+            .join()
+            .map_err(|_| CliError::failed("input reader panicked"))?;
+        read.map_err(|e| CliError::failed(format!("reading input: {e}")))?;
+        result
+    })
+}
+
+struct Tally {
+    accepted: u64,
+    rejected: u64,
+    bytes: u64,
+    reported: u64,
+}
+
+impl Tally {
+    fn report_bad(&mut self, name: &str, bad: &[(u64, String)]) {
+        for (line, msg) in bad {
+            self.rejected += 1;
+            if self.reported < MAX_REPORTED_BAD_LINES {
+                eprintln!("auditlog: {name}: line {line}: {msg}");
+                self.reported += 1;
+            }
+        }
+    }
+}
+
+pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    let name = if a.file == "-" {
+        "stdin".to_string()
+    } else {
+        a.file.clone()
+    };
+    let started = Instant::now();
+    let redaction = match &a.redact {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                CliError::failed(format!("cannot read --redact {}: {e}", path.display()))
+            })?;
+            let policy = RedactionPolicy::parse(&text)
+                .map_err(|e| CliError::usage(format!("--redact {}: {e}", path.display())))?;
+            Some(Arc::new(policy))
+        }
+        None => None,
+    };
+    let source = Source::new(&a.file, a.strict)?;
+    if a.strict {
+        // First pass: only parse. Nothing is opened for writing until the
+        // whole input is known to be good.
+        let (input, total) = source.open()?;
+        let pb = progress(total, "checking", Counts::Bytes);
+        let mut t = Tally {
+            accepted: 0,
+            rejected: 0,
+            bytes: 0,
+            reported: 0,
+        };
+        parse_input(input, None, |p| {
+            pb.inc(p.bytes);
+            t.report_bad(&name, &p.bad);
+            Ok(())
+        })?;
+        pb.finish_and_clear();
+        if t.rejected > 0 {
+            summary(&mut Out::new(), 0, t.rejected, 0, started, None)?;
+            return Err(CliError::failed(format!(
+                "--strict: {} bad line(s) in {name}; nothing was stored",
+                t.rejected
+            )));
+        }
+    }
+    let (input, total) = source.open()?;
+    ingest_pass(&dir, &name, input, total, started, redaction)
+}
+
+fn ingest_pass(
+    dir: &Path,
+    name: &str,
+    input: Box<dyn Read + Send>,
+    total: Option<u64>,
+    started: Instant,
+    redaction: Redaction,
+) -> CliResult {
+    // Sealed segments are indexed as they seal, on a thread of their own.
+    let mut cfg = Config::new(dir);
+    cfg.redaction = redaction.clone();
+    let on_seal = IndexOnSeal::hook(&mut cfg);
+    let log = open_writer_with(cfg)?;
+    let indexer = on_seal.start(&log)?;
+    let pb = progress(total, "ingesting", Counts::Bytes);
+    let mut t = Tally {
+        accepted: 0,
+        rejected: 0,
+        bytes: 0,
+        reported: 0,
+    };
+    let mut first_lsn = None;
+    let mut receipts = Vec::new();
+    parse_input(input, Some(redaction), |p| {
+        pb.inc(p.bytes);
+        t.bytes += p.bytes;
+        t.report_bad(name, &p.bad);
+        if let Some(batch) = p.batch {
+            let r = log.append_encoded(batch)?;
+            t.accepted += p.accepted;
+            receipts.push(r);
+            // Keep the number of receipts held small.
+            if receipts.len() > 64 {
+                let r0 = receipts.remove(0);
+                let range = r0.wait()?;
+                first_lsn.get_or_insert(range.first);
+            }
+        }
+        Ok(())
+    })?;
+    for r in receipts {
+        let range = r.wait()?;
+        first_lsn.get_or_insert(range.first);
+    }
+    // Whatever the policy, everything accepted is durable before we say so.
+    let head = log.flush()?;
+    pb.set_message("indexing");
+    // The indexes are derived data: a failure here is reported, but what
+    // was stored stays stored and the next query rebuilds them.
+    if let Err(e) = indexer.finish() {
+        eprintln!("auditlog: the events are stored, but indexing them failed: {e}");
+    }
+    pb.finish_and_clear();
+    log.close()?;
+    let lsns = first_lsn.map(|f| (f, head.saturating_sub(1)));
+    summary(
+        &mut Out::new(),
+        t.accepted,
+        t.rejected,
+        t.bytes,
+        started,
+        lsns,
+    )?;
+    if t.rejected > 0 {
+        eprintln!(
+            "auditlog: {name}: {} bad line(s) skipped, {} events stored",
+            t.rejected, t.accepted
+        );
+    }
+    Ok(())
+}
+
+fn summary(
+    out: &mut Out,
+    accepted: u64,
+    rejected: u64,
+    bytes: u64,
+    started: Instant,
+    lsns: Option<(u64, u64)>,
+) -> CliResult {
+    let secs = started.elapsed().as_secs_f64();
+    let mut s = format!(
+        "{{\"accepted\":{accepted},\"rejected\":{rejected},\"bytes\":{bytes},\"seconds\":{secs:.6},\"events_per_sec\":{:.0}",
+        accepted as f64 / secs.max(1e-9)
+    );
+    if let Some((f, l)) = lsns {
+        s.push_str(&format!(",\"first_lsn\":{f},\"last_lsn\":{l}"));
+    }
+    s.push('}');
+    out.line(&s)?;
+    out.flush()
+}
+
+fn event_row(lsn: u64, ev: &Event) -> Vec<String> {
+    vec![
+        lsn.to_string(),
+        to_rfc3339(ev.ts),
+        ev.data.kind().to_string(),
+        ev.run_id.clone(),
+    ]
+}
+
+fn print_events(
+    ctx: &Ctx,
+    out: &mut Out,
+    events: impl Iterator<Item = auditlog::Result<(u64, Event)>>,
+) -> CliResult {
+    let mut line = String::with_capacity(512);
+    let mut rows = Vec::new();
+    for item in events {
+        let (lsn, ev) = item?;
+        match ctx.format {
+            Format::Json => {
+                line.clear();
+                write_event(&ev, Some(lsn), &mut line);
+                out.line(&line)?;
+            }
+            Format::Table => rows.push(event_row(lsn, &ev)),
+        }
+    }
+    if ctx.format == Format::Table {
+        out.line(table(&["lsn", "ts", "kind", "run_id"], &rows).trim_end())?;
+    }
+    out.flush()
+}
+
+pub fn replay(ctx: &Ctx, a: ReplayArgs) -> CliResult {
+    let reader = open_reader(ctx)?;
+    let range = ReplayRange {
+        from_lsn: a.from_lsn,
+        since: instant_arg("since", &a.since)?,
+        until: instant_arg("until", &a.until)?,
+    };
+    print_events(ctx, &mut Out::new(), reader.replay(range))
+}
+
+pub fn tail(ctx: &Ctx, a: TailArgs) -> CliResult {
+    let mut reader = open_reader(ctx)?;
+    let head = reader.head().next_lsn;
+    let from = head.saturating_sub(a.lines).max(reader.first_lsn());
+    let mut out = Out::new();
+    let range = |from| ReplayRange {
+        from_lsn: Some(from),
+        ..ReplayRange::default()
+    };
+    print_events(ctx, &mut out, reader.replay(range(from)))?;
+    if !a.follow {
+        return Ok(());
+    }
+    let mut next = head;
+    loop {
+        let h = reader.wait_beyond(next.saturating_sub(1).max(next), Duration::from_millis(500))?;
+        if h.next_lsn > next {
+            print_events(ctx, &mut out, reader.replay(range(next)))?;
+            next = h.next_lsn;
+        }
+    }
+}
+
+pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    let expect = match &a.expect {
+        Some(h) => Some(Digest::from_hex(h).ok_or_else(|| {
+            CliError::usage(format!("--expect {h:?} is not a 64-digit hex digest"))
+        })?),
+        None => None,
+    };
+    let total: u64 = auditlog::layout::list_segment_files(&dir)
+        .map(|fs| {
+            fs.iter()
+                .filter_map(|(_, _, n)| std::fs::metadata(dir.join(n)).ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let pb = progress(Some(total), "verifying", Counts::Bytes);
+    let result = auditlog::verify(&dir, expect, |done, _| pb.set_position(done));
+    pb.finish_and_clear();
+    let mut out = Out::new();
+    match result {
+        Ok(r) => {
+            let mut s = format!(
+                "{{\"ok\":{},\"segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"uncommitted_tail_bytes\":{}",
+                expect.is_none() || r.expect_found_at.is_some(),
+                r.segments, r.events, r.bytes, r.first_lsn, r.head_lsn, r.head_digest, r.uncommitted_tail_bytes
+            );
+            if let Some(d) = expect {
+                match r.expect_found_at {
+                    Some(l) => s.push_str(&format!(
+                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":{l}}}"
+                    )),
+                    None => s.push_str(&format!(
+                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":null}}"
+                    )),
+                }
+            }
+            s.push('}');
+            out.line(&s)?;
+            out.flush()?;
+            if expect.is_some() && r.expect_found_at.is_none() {
+                return Err(CliError::failed(format!(
+                    "the expected digest {} does not appear in the chain: the log was changed (or retention dropped that part)",
+                    a.expect.unwrap_or_default()
+                )));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            if let auditlog::Error::Corrupt {
+                segment,
+                offset,
+                reason,
+            } = &e
+            {
+                let mut s = String::from("{\"ok\":false,\"segment\":");
+                auditlog::event::json::json_string(segment, &mut s);
+                s.push_str(&format!(",\"offset\":{offset},\"reason\":"));
+                auditlog::event::json::json_string(reason, &mut s);
+                s.push('}');
+                out.line(&s)?;
+                out.flush()?;
+            }
+            Err(CliError::from(e))
+        }
+    }
+}
+
+pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    let cutoff = match (&a.older_than, &a.before) {
+        (Some(d), _) => {
+            let dur = humantime::parse_duration(d).map_err(|e| {
+                CliError::usage(format!("--older-than {d:?}: {e} (try 30d or 12h)"))
+            })?;
+            now_micros() - dur.as_micros().min(i64::MAX as u128) as i64
+        }
+        (None, b) => instant_arg("before", b)?
+            .ok_or_else(|| CliError::usage("give --older-than or --before"))?,
+    };
+    if !dir.exists() {
+        return Err(auditlog::Error::NoLog(dir).into());
+    }
+    let log = open_writer(&dir)?;
+    let r = log.retain(cutoff)?;
+    log.close()?;
+    let mut s = String::from("{\"cutoff\":\"");
+    s.push_str(&to_rfc3339(cutoff));
+    s.push_str("\",\"dropped_segments\":[");
+    for (i, d) in r.dropped.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{{\"segment\":\"{}\",\"first_lsn\":{},\"events\":{},\"bytes\":{},\"newest\":\"{}\"}}",
+            d.name,
+            d.first_lsn,
+            d.count,
+            d.bytes,
+            to_rfc3339(d.max_ts)
+        ));
+    }
+    s.push_str(&format!(
+        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
+        r.events(),
+        r.bytes(),
+        r.first_kept_lsn
+    ));
+    let mut out = Out::new();
+    out.line(&s)?;
+    out.flush()
+}
+
+pub fn stats(ctx: &Ctx, _a: StatsArgs) -> CliResult {
+    let reader = open_reader(ctx)?;
+    let segs = reader.segments();
+    let head = reader.head();
+    let manifest = reader.manifest()?;
+    let events: u64 = segs.iter().map(|s| s.count).sum();
+    let bytes: u64 = segs
+        .iter()
+        .map(|s| std::fs::metadata(&s.path).map_or(s.data_len, |m| m.len()))
+        .sum();
+    let oldest = segs.iter().filter_map(|s| s.min_ts).min();
+    let newest = segs.iter().filter_map(|s| s.max_ts).max();
+    let ts = |t: Option<Micros>| t.map_or("null".to_string(), |t| format!("\"{}\"", to_rfc3339(t)));
+    let mut s = format!(
+        "{{\"segments\":{},\"sealed_segments\":{},\"events\":{events},\"bytes\":{bytes},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"oldest_ts\":{},\"newest_ts\":{},\"dropped_segments\":{},\"dropped_events\":{}",
+        segs.len(),
+        segs.iter().filter(|s| s.sealed).count(),
+        reader.first_lsn(),
+        head.next_lsn,
+        head.digest,
+        ts(oldest),
+        ts(newest),
+        manifest.dropped_segments,
+        manifest.dropped_events,
+    );
+    for (key, value) in super::stats_extras(&reader)? {
+        s.push_str(&format!(",\"{key}\":{value}"));
+    }
+    s.push('}');
+    let mut out = Out::new();
+    match ctx.format {
+        Format::Json => out.line(&s)?,
+        Format::Table => {
+            out.line(table(&["stat", "value"], &object_rows(&s)?).trim_end())?;
+        }
+    }
+    out.flush()
+}

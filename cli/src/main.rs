@@ -1,0 +1,163 @@
+//! The `auditlog` command line (docs/contract.md, section 3). Each command
+//! group lives in its own module; this one parses arguments, dispatches,
+//! and turns library errors into messages a person can act on.
+
+mod log_cmds;
+mod output;
+mod query_cmds;
+mod search_cmd;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use auditlog_terminal::{CliError, CliResult};
+
+// Producers allocate event buffers that the writer thread frees; mimalloc
+// handles that cross-thread pattern without glibc's arena lock contention.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "auditlog",
+    version,
+    about = "Append-only, tamper-evident audit log for AI-agent gateways"
+)]
+pub struct Cli {
+    /// The log's folder.
+    #[arg(long, global = true, env = "AUDITLOG_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Output format: JSON lines (default) or a table for people.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
+    pub format: Format,
+    /// For the load run: end standard error with this process's peak
+    /// resident memory (its own `VmHWM`, which a parent cannot learn
+    /// reliably once the child has exited).
+    #[arg(long, global = true, hide = true)]
+    pub report_peak_rss: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Json,
+    Table,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Append JSONL events from FILE or stdin (`-`).
+    Ingest(log_cmds::IngestArgs),
+    /// List runs, newest first.
+    Runs(query_cmds::RunsArgs),
+    /// Count runs matching the filters.
+    Count(query_cmds::CountArgs),
+    /// One run with its logs.
+    Run(query_cmds::IdArgs),
+    /// Runs whose parent is ID.
+    Children(query_cmds::ChildrenArgs),
+    /// The run, its parent, its parent's parent, ...
+    Chain(query_cmds::IdArgs),
+    /// Latest started_at per skill.
+    LastRun(query_cmds::LastRunArgs),
+    /// Failing tool calls grouped by channel, tool and error type.
+    Errors(query_cmds::ErrorsArgs),
+    /// Every stored event in log order, as ingested, with its LSN.
+    Replay(log_cmds::ReplayArgs),
+    /// The newest events; `-f` follows new ones.
+    Tail(log_cmds::TailArgs),
+    /// Full-text search over run output, error, inputs and log payloads.
+    Search(search_cmd::SearchArgs),
+    /// Check every frame and the integrity chain.
+    Verify(log_cmds::VerifyArgs),
+    /// Drop whole segments whose newest event is older than a cutoff.
+    Retain(log_cmds::RetainArgs),
+    /// Segments, events, bytes, time span, anomalies.
+    Stats(log_cmds::StatsArgs),
+    /// The load run: a synthetic gateway workload, measured.
+    Bench(auditlog_loadrun::BenchArgs),
+}
+
+/// What a command needs besides its own arguments.
+pub struct Ctx {
+    pub dir: Option<PathBuf>,
+    pub format: Format,
+}
+
+impl Ctx {
+    /// The log folder, or a message saying how to name one.
+    pub fn dir(&self) -> Result<PathBuf, CliError> {
+        self.dir
+            .clone()
+            .ok_or_else(|| CliError::usage("no log folder: pass --dir DIR or set AUDITLOG_DIR"))
+    }
+}
+
+fn main() {
+    std::process::exit(run());
+}
+
+/// Run the command line; returns the process exit status.
+fn run() -> i32 {
+    let cli = Cli::parse();
+    let ctx = Ctx {
+        dir: cli.dir.clone(),
+        format: cli.format,
+    };
+    let r = match cli.command {
+        Command::Ingest(a) => log_cmds::ingest(&ctx, a),
+        Command::Replay(a) => log_cmds::replay(&ctx, a),
+        Command::Tail(a) => log_cmds::tail(&ctx, a),
+        Command::Verify(a) => log_cmds::verify(&ctx, a),
+        Command::Retain(a) => log_cmds::retain(&ctx, a),
+        Command::Stats(a) => log_cmds::stats(&ctx, a),
+        Command::Runs(a) => query_cmds::runs(&ctx, a),
+        Command::Count(a) => query_cmds::count(&ctx, a),
+        Command::Run(a) => query_cmds::run(&ctx, a),
+        Command::Children(a) => query_cmds::children(&ctx, a),
+        Command::Chain(a) => query_cmds::chain(&ctx, a),
+        Command::LastRun(a) => query_cmds::last_run(&ctx, a),
+        Command::Errors(a) => query_cmds::errors(&ctx, a),
+        Command::Search(a) => search_cmd::search(&ctx, a),
+        Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
+    };
+    if cli.report_peak_rss {
+        if let Some(b) = auditlog_loadrun::peak_rss_bytes() {
+            eprintln!("{}{b}", auditlog_loadrun::PEAK_RSS_LINE);
+        }
+    }
+    match r {
+        Ok(()) => 0,
+        Err(e) if e.code == 0 => 0,
+        Err(e) => {
+            eprintln!("auditlog: {}", e.message);
+            e.code
+        }
+    }
+}
+
+/// Extra `stats` fields from derived data (anomalies, search lag): each a
+/// key and a JSON value. Later modules add theirs here.
+pub fn stats_extras(reader: &auditlog::LogReader) -> Result<Vec<(String, String)>, CliError> {
+    // Anomalies (contract section 2): events kept in the log but ignored
+    // by the run view. Counted by one replay of the log.
+    let total: u64 = reader.segments().iter().map(|s| s.count).sum();
+    let pb = output::progress(
+        Some(total),
+        "counting anomalies",
+        output::Counts::Items("events"),
+    );
+    let a = auditlog::query::scan_anomalies(reader, |n| pb.set_position(n))?;
+    pb.finish_and_clear();
+    let mut extras = auditlog::fulltext::search_stats(reader);
+    extras.insert(0, (
+        "anomalies".to_string(),
+        format!(
+            "{{\"duplicate_run_started\":{},\"duplicate_run_finished\":{},\"orphan_logs\":{},\"finishes_without_start\":{}}}",
+            a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
+        ),
+    ));
+    Ok(extras)
+}

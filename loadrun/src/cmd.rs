@@ -1,0 +1,802 @@
+//! `auditlog bench`: the load run (docs/benchmarks.md). A synthetic gateway
+//! workload is appended by producer threads into a log (in a temporary
+//! folder unless `--dir`), while its indexes are built; then the same
+//! workload and the same questions go to the baselines a gateway has today
+//! (SQLite with the executus-style schema, daily JSONL files), and one
+//! report puts every figure beside each baseline's, with the ratio and the
+//! durability level of each line.
+//!
+//! Phases, in order: disk probe; auditlog peak ingest (durable, indexes
+//! built as segments seal); index catch-up; opening the log in a new
+//! process (wall time and the child's peak RSS); queries after ingest; mixed
+//! read/write (ingest goes on for `--mixed-secs` while a reader thread
+//! asks every query kind in turn); a phase paced at 80% of
+//! the peak (p99 append-to-durable); auditlog with no sync (the like of the
+//! unsynced baselines); SQLite WAL synchronous=FULL (+ queries, + mixed) and
+//! NORMAL; JSONL flushed per line and fdatasynced every N lines; `auditlog
+//! ingest FILE` as a child process. `--quick` skips the baselines and the
+//! unsynced line; `--duration` runs the sustained mode instead.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use indicatif::ProgressBar;
+
+use auditlog::event::json::write_event;
+use auditlog::query::{BackgroundIndexer, Engine, IndexOnSeal};
+use auditlog::{Config, Durability, Event, Log};
+use auditlog_terminal::{progress, CliError, CliResult, Counts, Out};
+
+use crate::baselines::{self, JsonlMode, SqliteSync};
+use crate::ingest::{run_phase, Phase, PhaseResult};
+use crate::queries::{
+    self, auditlog_query, sqlite_query, time_kind, view_query, KindTiming, QuerySet, KINDS,
+};
+use crate::report::{CliIngest, OpenCost, OpenQuery, Paced, QueryRow, Report, Sustained};
+use crate::workload::WorkloadSpec;
+use crate::{dir_bytes, retag, shift, IngestLine, Lat, Machine, RssProbe};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Approximate number of events to write (ignored with --duration).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    /// Sustained mode: append for this long (e.g. 60s, 10m), looping over
+    /// the workload, with small segments and retention during the run.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub duration: Option<Duration>,
+    /// Producer threads appending at once.
+    #[arg(long, default_value_t = 2)]
+    pub producers: usize,
+    /// Events per append call (1 = every event appended on its own).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// auditlog's policy for the main line: every-batch (group commit +
+    /// fdatasync), interval:MS, or never.
+    #[arg(long, default_value = "every-batch")]
+    pub durability: String,
+    /// Simulated days the workload spans.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Mean tool calls per run.
+    #[arg(long, default_value_t = 3)]
+    pub tool_calls: u32,
+    /// Probability that a tool call fails.
+    #[arg(long, default_value_t = 0.05)]
+    pub fail_rate: f64,
+    /// Probability that a run starts a sub-run.
+    #[arg(long, default_value_t = 0.2)]
+    pub sub_run_rate: f64,
+    /// Probability that a run is a dry run.
+    #[arg(long, default_value_t = 0.02)]
+    pub dry_run_rate: f64,
+    /// Probability that a run never finishes.
+    #[arg(long, default_value_t = 0.01)]
+    pub unfinished_rate: f64,
+    /// Segment size cap in MiB (default 256; 32 in sustained mode).
+    #[arg(long)]
+    pub segment_mb: Option<u64>,
+    /// Sustained mode: keep this many simulated days; older segments are
+    /// dropped by retention while the run goes on.
+    #[arg(long, default_value_t = 3)]
+    pub retain_days: u32,
+    /// Skip the baselines (and auditlog's unsynced line): a quick run.
+    #[arg(long)]
+    pub quick: bool,
+    /// Skip the child-process measurements: `auditlog ingest FILE`, and the
+    /// time and memory to open the log in a new process.
+    #[arg(long)]
+    pub no_cli: bool,
+    /// Time budget per query kind and system, milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    pub query_ms: u64,
+    /// Length of the mixed read/write phase, seconds (at most a fifth of
+    /// the events are appended in it).
+    #[arg(long, default_value_t = 10.0)]
+    pub mixed_secs: f64,
+    /// Length of the phase paced at 80% of the peak, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub paced_secs: f64,
+    /// Pace that phase at this many events/s instead of 80% of the
+    /// measured peak (latency below saturation at a rate you choose).
+    #[arg(long)]
+    pub paced_eps: Option<f64>,
+    /// Events per SQLite transaction.
+    #[arg(long, default_value_t = 1000)]
+    pub txn: usize,
+    /// JSONL lines between fdatasyncs.
+    #[arg(long, default_value_t = 1000)]
+    pub sync_every: usize,
+    /// Also measure full-text search (indexing throughput, lag, latency).
+    #[arg(long)]
+    pub search: bool,
+    /// Runs written for the full-text measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub search_runs: u64,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Write an SVG plot of throughput, p99 latency and memory over time.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Also write the JSON report to this file (with the table on stdout).
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
+}
+
+pub fn parse_durability(s: &str) -> Result<Durability, CliError> {
+    match s {
+        "every-batch" => Ok(Durability::EveryBatch),
+        "never" => Ok(Durability::Never),
+        other => match other
+            .strip_prefix("interval:")
+            .and_then(|ms| ms.parse::<u64>().ok())
+        {
+            Some(ms) => Ok(Durability::Interval(Duration::from_millis(ms))),
+            None => Err(CliError::usage(format!(
+                "--durability {other:?}: use every-batch, never or interval:MS"
+            ))),
+        },
+    }
+}
+
+fn durability_text(d: Durability) -> (&'static str, String, bool) {
+    match d {
+        Durability::EveryBatch => (
+            "every-batch",
+            "durable when the receipt completes (group commit, fdatasync per block)".into(),
+            true,
+        ),
+        Durability::Interval(i) => (
+            "interval",
+            format!(
+                "durable within {} ms (fdatasync at most every {} ms)",
+                i.as_millis(),
+                i.as_millis()
+            ),
+            true,
+        ),
+        Durability::Never => (
+            "never",
+            "written to the OS page cache when the receipt completes: never synced".into(),
+            false,
+        ),
+    }
+}
+
+/// Top-level runs needed for about `events` events.
+pub fn runs_for_events(spec: &WorkloadSpec, events: u64) -> u64 {
+    let sample = 2_000u64;
+    let n = spec.events(0, sample).count() as u64;
+    (events * sample / n.max(1)).max(1)
+}
+
+/// Generate each producer's share of the workload up front, so the timed
+/// part measures the log, not the generator (which costs more per event
+/// than an append). Producer `p` gets runs `p, p + P, p + 2P, ...`, so the
+/// producers move through simulated time together, as a gateway's worker
+/// threads do.
+pub fn pregenerate(spec: &WorkloadSpec, producers: usize) -> Vec<Vec<Event>> {
+    let producers = producers.max(1) as u64;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..producers)
+            .map(|p| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    let mut i = p;
+                    while i < spec.runs {
+                        out.extend(spec.events(i, i + 1));
+                        i += producers;
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Move each share back so that its first event is at `origin` again
+/// (phases that loop move each share on by a whole number of passes).
+fn restore(shares: &mut [Vec<Event>], origin: &[i64]) {
+    for (share, o) in shares.iter_mut().zip(origin) {
+        let delta = share.first().map_or(0, |e| e.ts - o);
+        for ev in share.iter_mut() {
+            ev.ts -= delta;
+        }
+    }
+}
+
+fn bar(len: u64, label: &str) -> ProgressBar {
+    progress(Some(len), &format!("{label:<28}"), Counts::Items(""))
+}
+
+fn note(json: bool, msg: &str) {
+    if !json && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("{msg}");
+    }
+}
+
+fn failed(what: &str) -> impl Fn(String) -> CliError + '_ {
+    move |e| CliError::failed(format!("{what}: {e}"))
+}
+
+/// An auditlog log with the library's indexer thread (as `AuditStore` and
+/// `ingest` run it): ingest goes on while sealed segments are indexed, and
+/// queries are answered while it builds.
+struct Indexed {
+    log: Log,
+    engine: Arc<Mutex<Engine>>,
+    indexer: Option<BackgroundIndexer>,
+}
+
+impl Indexed {
+    fn open(mut cfg: Config) -> Result<Indexed, CliError> {
+        let on_seal = IndexOnSeal::hook(&mut cfg);
+        let log = Log::open(cfg)?;
+        let indexer = on_seal.start(&log)?;
+        Ok(Indexed {
+            engine: indexer.engine().clone(),
+            log,
+            indexer: Some(indexer),
+        })
+    }
+
+    fn close(mut self) -> Result<(), CliError> {
+        if let Some(mut ix) = self.indexer.take() {
+            ix.stop();
+        }
+        drop(self.engine);
+        self.log.close()?;
+        Ok(())
+    }
+}
+
+fn auditlog_line(
+    name: &str,
+    policy: Durability,
+    args: &BenchArgs,
+    r: &PhaseResult,
+    dir: &Path,
+    rss: Option<u64>,
+) -> IngestLine {
+    let (pname, text, durable) = durability_text(policy);
+    IngestLine {
+        system: name.into(),
+        config: format!(
+            "{pname}, {} producer(s), {} event(s) per append",
+            args.producers, args.batch
+        ),
+        durability: text,
+        durable,
+        threads: args.producers,
+        events: r.events,
+        seconds: r.seconds,
+        data_bytes: dir_bytes(dir, Some(".seg")),
+        disk_bytes: dir_bytes(dir, None),
+        append: Lat::of(&r.append),
+        to_durable: Lat::of(&r.to_durable),
+        rss_delta_bytes: rss,
+    }
+}
+
+/// Run every query kind in rounds until `stop`, one timing per query.
+/// `ask` returns the answer's size and the time to count (it may leave
+/// out waiting for a lock).
+fn query_rounds<E: std::fmt::Display>(
+    stop: &AtomicBool,
+    mut ask: impl FnMut(usize, usize) -> Result<(u64, Duration), E>,
+) -> Vec<KindTiming> {
+    let mut t: Vec<KindTiming> = KINDS.iter().map(|_| KindTiming::new()).collect();
+    let mut i = 0usize;
+    'outer: loop {
+        for (k, kt) in t.iter_mut().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                break 'outer;
+            }
+            match ask(k, i) {
+                Ok((n, d)) => {
+                    crate::record(&mut kt.hist, d);
+                    kt.sizes.push(n);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "query during the mixed phase");
+                    break 'outer;
+                }
+            }
+        }
+        i += 1;
+    }
+    t
+}
+
+/// Run the load run; `dir` keeps the log there instead of in a temporary
+/// folder.
+pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
+    let policy = parse_durability(&a.durability)?;
+    if a.producers == 0 || a.producers > 256 {
+        return Err(CliError::usage("--producers must be within 1..=256"));
+    }
+    let mut machine = Machine::probe();
+    let tmp = tempfile::Builder::new()
+        .prefix("auditlog-bench")
+        .tempdir()
+        .map_err(|e| CliError::failed(format!("creating a temporary folder: {e}")))?;
+    let log_dir: PathBuf = match dir {
+        Some(d) => {
+            if std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
+                return Err(CliError::usage(format!(
+                    "{}: the load run writes a new log; name an empty or missing folder with --dir",
+                    d.display()
+                )));
+            }
+            d.to_path_buf()
+        }
+        None => tmp.path().join("auditlog"),
+    };
+    let sustained = a.duration.is_some();
+    let mut spec = WorkloadSpec {
+        days: a.days.max(1),
+        tool_calls: a.tool_calls,
+        fail_rate: a.fail_rate,
+        sub_run_rate: a.sub_run_rate,
+        dry_run_rate: a.dry_run_rate,
+        unfinished_rate: a.unfinished_rate,
+        ..WorkloadSpec::default()
+    };
+    let events_wanted = if sustained {
+        a.events.min(4_000_000)
+    } else {
+        a.events
+    };
+    spec.runs = runs_for_events(&spec, events_wanted.max(1));
+    note(
+        a.json,
+        &format!("generating the workload ({} runs) ...", spec.runs),
+    );
+    let mut shares = pregenerate(&spec, a.producers);
+    let total: u64 = shares.iter().map(|s| s.len() as u64).sum();
+    let mean_json = {
+        let mut s = String::new();
+        let sample: Vec<&Event> = shares.iter().flatten().take(2000).collect();
+        for ev in &sample {
+            write_event(ev, None, &mut s);
+            s.push('\n');
+        }
+        s.len() as f64 / sample.len().max(1) as f64
+    };
+    let qs = QuerySet::from_events(&shares, 256);
+    let day: i64 = 86_400_000_000;
+    let step = ((qs.last_ts - qs.first_ts).div_euclid(day) + 2) * day;
+
+    let mut rep = Report {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        events: total,
+        runs: spec.runs,
+        producers: a.producers,
+        batch: a.batch.max(1),
+        days: spec.days,
+        mean_json_bytes: mean_json,
+        ..Report::default()
+    };
+
+    let probe_bytes = (total * 250).clamp(16 << 20, 256 << 20);
+    rep.disk_mbps = crate::disk_probe(tmp.path(), probe_bytes).ok();
+
+    // Phase A: auditlog at its peak (or sustained), indexes built as
+    // segments seal.
+    let mut cfg = Config::new(&log_dir);
+    cfg.durability = policy;
+    cfg.segment_max_bytes = a.segment_mb.unwrap_or(if sustained { 32 } else { 256 }) << 20;
+    let ix = Indexed::open(cfg)?;
+    let mut ph = Phase::new(a.batch);
+    if let Some(d) = a.duration {
+        ph.deadline = Some(d);
+        ph.loop_shift = Some(step);
+        ph.retain_keep = Some(a.retain_days.max(1) as i64 * day);
+        ph.progress = bar(d.as_secs(), "sustained (events)");
+    } else {
+        ph.sample_every = Duration::from_millis(250);
+        ph.progress = bar(total, "auditlog ingest");
+    }
+    let probe = RssProbe::start();
+    let res = run_phase(&ix.log, &mut shares, &ph)?;
+    let rss = probe.delta();
+    ph.progress.finish_and_clear();
+    rep.timeline = res.timeline.clone();
+    let peak = auditlog_line("auditlog", policy, &a, &res, &log_dir, rss);
+    let peak_eps = peak.eps();
+    rep.lines.push(peak);
+
+    if sustained {
+        let tl = &res.timeline;
+        let half = tl.len() / 2;
+        let third = (tl.len() / 3).max(1);
+        let mean = |s: &[crate::ingest::Sample]| {
+            s.iter().map(|x| x.events_per_sec).sum::<f64>() / s.len().max(1) as f64
+        };
+        rep.sustained = Some(Sustained {
+            seconds: res.seconds,
+            events: res.events,
+            passes: res.passes,
+            segments_dropped: res.retained_segments,
+            events_dropped: res.retained_events,
+            segments_max: tl.iter().map(|s| s.segments).max().unwrap_or(0),
+            rss_max_first_half: tl[..half].iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+            rss_max_second_half: tl[half..].iter().map(|s| s.rss_bytes).max().unwrap_or(0),
+            eps_first_third: mean(&tl[..third.min(tl.len())]),
+            eps_last_third: mean(&tl[tl.len().saturating_sub(third)..]),
+        });
+        ix.close()?;
+        return finish(&a, rep, &mut machine);
+    }
+
+    // Indexes: what was not indexed while ingest ran.
+    let t = Instant::now();
+    ix.engine
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refresh()?;
+    rep.index_catch_up_seconds = Some(t.elapsed().as_secs_f64());
+
+    // Opening the log afresh: a new process reads the manifest, maps the
+    // segments and stored indexes and answers one query (the writer here
+    // stays open, as a running gateway's would).
+    if !a.no_cli {
+        note(a.json, "auditlog open (child processes) ...");
+        rep.open = Some(open_cost(&log_dir, ix.log.head().next_lsn, &qs)?);
+    }
+
+    // Queries after ingest.
+    note(a.json, "auditlog queries ...");
+    let budget = Duration::from_millis(a.query_ms);
+    let mut after_a: Vec<KindTiming> = Vec::new();
+    {
+        let mut eng = ix.engine.lock().unwrap_or_else(|p| p.into_inner());
+        for k in 0..KINDS.len() {
+            after_a.push(time_kind(budget, 3, 2000, |i| {
+                auditlog_query(&mut eng, &qs, k, i)
+            })?);
+        }
+    }
+
+    // Mixed: ingest goes on (the same workload moved on in time) while a
+    // reader thread asks every kind in turn.
+    let origin: Vec<i64> = shares
+        .iter()
+        .map(|s| s.first().map_or(0, |e| e.ts))
+        .collect();
+    shift(&mut shares, step);
+    retag(&mut shares, "~m");
+    let mut ph = Phase::new(a.batch);
+    ph.loop_shift = Some(step);
+    ph.deadline = Some(Duration::from_secs_f64(a.mixed_secs.max(0.1)));
+    ph.progress = bar(
+        (peak_eps * a.mixed_secs) as u64,
+        "auditlog mixed read/write",
+    );
+    let stop = AtomicBool::new(false);
+    let (mixed_res, mixed_a) = std::thread::scope(|s| {
+        let eng = ix.engine.clone();
+        let (stop, qs) = (&stop, &qs);
+        let h = s.spawn(move || {
+            // Answered from the indexes as the indexer thread keeps them
+            // (it refreshes as segments seal): the time counted is the
+            // query's, not the wait for the indexer's lock.
+            query_rounds(stop, |k, i| {
+                let e = eng.lock().unwrap_or_else(|p| p.into_inner());
+                let t0 = Instant::now();
+                let n = view_query(&e.view(), qs, k, i)?;
+                Ok::<_, auditlog::Error>((n, t0.elapsed()))
+            })
+        });
+        let r = run_phase(&ix.log, &mut shares, &ph);
+        stop.store(true, Ordering::Relaxed);
+        (r, h.join().unwrap_or_default())
+    });
+    let mixed_res = mixed_res?;
+    ph.progress.finish_and_clear();
+    let t = Instant::now();
+    ix.engine
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .refresh()?;
+    rep.mixed.auditlog_index_catch_up_seconds = Some(t.elapsed().as_secs_f64());
+    rep.mixed.auditlog_eps = Some(mixed_res.events as f64 / mixed_res.seconds.max(1e-9));
+    rep.mixed.auditlog_events = mixed_res.events;
+
+    // Paced at 80% of the peak: append-to-durable latency below saturation.
+    shift(&mut shares, step);
+    retag(&mut shares, "~p");
+    let mut ph = Phase::new(a.batch);
+    let target = a.paced_eps.filter(|r| *r > 0.0).unwrap_or(peak_eps * 0.8);
+    ph.rate = Some(target);
+    ph.deadline = Some(Duration::from_secs_f64(a.paced_secs.max(0.1)));
+    ph.loop_shift = Some(step);
+    ph.progress = bar((target * a.paced_secs) as u64, "auditlog paced");
+    let paced = run_phase(&ix.log, &mut shares, &ph)?;
+    ph.progress.finish_and_clear();
+    rep.paced = Some(Paced {
+        target_eps: target,
+        of_peak: target / peak_eps.max(1e-9),
+        achieved_eps: paced.events as f64 / paced.seconds.max(1e-9),
+        events: paced.events,
+        seconds: paced.seconds,
+        to_durable: Lat::of(&paced.to_durable),
+    });
+    restore(&mut shares, &origin);
+    retag(&mut shares, "");
+    ix.close()?;
+
+    let mut rows: Vec<QueryRow> = KINDS
+        .iter()
+        .enumerate()
+        .map(|(k, (kind, what))| QueryRow {
+            kind: kind.to_string(),
+            what: what.to_string(),
+            auditlog_after: after_a[k].lat(),
+            auditlog_mixed: mixed_a.get(k).and_then(KindTiming::lat),
+            ..QueryRow::default()
+        })
+        .collect();
+
+    if !a.quick {
+        // auditlog with no sync: the like of the unsynced baselines.
+        let dir = tmp.path().join("auditlog-never");
+        let mut cfg = Config::new(&dir);
+        cfg.durability = Durability::Never;
+        let ix = Indexed::open(cfg)?;
+        let mut ph = Phase::new(a.batch);
+        ph.progress = bar(total, "auditlog ingest, no sync");
+        let probe = RssProbe::start();
+        let r = run_phase(&ix.log, &mut shares, &ph)?;
+        let rss = probe.delta();
+        ph.progress.finish_and_clear();
+        ix.close()?;
+        rep.lines.push(auditlog_line(
+            "auditlog",
+            Durability::Never,
+            &a,
+            &r,
+            &dir,
+            rss,
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // SQLite, synchronous=FULL: ingest, queries, mixed.
+        let dir = tmp.path().join("sqlite-full");
+        let pb = bar(total, "sqlite WAL FULL ingest");
+        let (line, mut conn, path) =
+            baselines::sqlite_ingest(&dir, &shares, SqliteSync::Full, a.txn, &pb)
+                .map_err(failed("sqlite"))?;
+        pb.finish_and_clear();
+        rep.lines.push(line);
+        note(a.json, "sqlite queries ...");
+        for (k, row) in rows.iter_mut().enumerate() {
+            let t = time_kind(budget, 3, 2000, |i| sqlite_query(&conn, &qs, k, i))
+                .map_err(|e| CliError::failed(format!("sqlite query: {e}")))?;
+            row.sqlite_after = t.lat();
+            row.answers_match = Some(queries::answers_match(&after_a[k].sizes, &t.sizes));
+        }
+        shift(&mut shares, step);
+        retag(&mut shares, "~m");
+        let pb = bar(total, "sqlite mixed read/write");
+        let stop = AtomicBool::new(false);
+        let (load, mixed_s) = std::thread::scope(|s| {
+            let (stop, qs, path) = (&stop, &qs, &path);
+            let h = s.spawn(move || match rusqlite::Connection::open(path) {
+                Ok(rc) => {
+                    let _ = rc.busy_timeout(Duration::from_secs(30));
+                    query_rounds(stop, |k, i| {
+                        let t0 = Instant::now();
+                        let n = sqlite_query(&rc, qs, k, i)?;
+                        Ok::<_, rusqlite::Error>((n, t0.elapsed()))
+                    })
+                }
+                Err(_) => Vec::new(),
+            });
+            let r = baselines::sqlite_load(
+                &mut conn,
+                &shares,
+                a.txn,
+                None,
+                Some(Duration::from_secs_f64(a.mixed_secs.max(0.1))),
+                &pb,
+            );
+            stop.store(true, Ordering::Relaxed);
+            (r, h.join().unwrap_or_default())
+        });
+        pb.finish_and_clear();
+        restore(&mut shares, &origin);
+        retag(&mut shares, "");
+        let load = load.map_err(|e| CliError::failed(format!("sqlite: {e}")))?;
+        rep.mixed.sqlite_eps = Some(load.events as f64 / load.seconds.max(1e-9));
+        rep.mixed.sqlite_events = load.events;
+        for (k, row) in rows.iter_mut().enumerate() {
+            row.sqlite_mixed = mixed_s.get(k).and_then(KindTiming::lat);
+        }
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let dir = tmp.path().join("sqlite-normal");
+        let pb = bar(total, "sqlite WAL NORMAL ingest");
+        let (line, conn, _) =
+            baselines::sqlite_ingest(&dir, &shares, SqliteSync::Normal, a.txn, &pb)
+                .map_err(failed("sqlite"))?;
+        pb.finish_and_clear();
+        drop(conn);
+        rep.lines.push(line);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        for mode in [
+            JsonlMode::FlushPerLine,
+            JsonlMode::SyncEvery(a.sync_every.max(1)),
+        ] {
+            let dir = tmp.path().join("jsonl");
+            let pb = bar(total, "jsonl daily files");
+            let line = baselines::jsonl_ingest(&dir, &shares, mode, &pb)
+                .map_err(|e| CliError::failed(format!("jsonl: {e}")))?;
+            pb.finish_and_clear();
+            rep.lines.push(line);
+            if matches!(mode, JsonlMode::SyncEvery(_)) {
+                let t = time_kind(budget, 3, 200, |i| {
+                    let d = qs.days[i % qs.days.len().max(1)].div_euclid(day);
+                    baselines::jsonl_scan_errors(&dir, d)
+                })
+                .map_err(|e| CliError::failed(format!("jsonl scan: {e}")))?;
+                if let Some(l) = t.lat() {
+                    rep.jsonl_scan = Some((l, t.sizes.first().copied().unwrap_or(0)));
+                }
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    rep.queries = rows;
+
+    if !a.no_cli {
+        note(a.json, "auditlog ingest FILE (child process) ...");
+        rep.cli = Some(cli_ingest(tmp.path(), &shares)?);
+    }
+    if a.search {
+        note(a.json, "full-text search measurement ...");
+        let spec = crate::search_bench::BenchSpec {
+            runs: a.search_runs.max(1),
+            ..crate::search_bench::BenchSpec::default()
+        };
+        let r = crate::search_bench::measure(&tmp.path().join("search"), &spec)
+            .map_err(|e| CliError::failed(format!("full-text measurement: {e}")))?;
+        rep.search = Some(r.to_json());
+    }
+    finish(&a, rep, &mut machine)
+}
+
+/// Write the workload as one JSONL file and time `auditlog ingest FILE` on
+/// it in a child process (the same binary, a fresh log).
+fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> {
+    let file = tmp.join("workload.jsonl");
+    {
+        let f = std::fs::File::create(&file)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let mut line = String::with_capacity(1024);
+        for chunk in baselines::round_robin(shares, 1000) {
+            for ev in chunk {
+                line.clear();
+                write_event(ev, None, &mut line);
+                line.push('\n');
+                w.write_all(line.as_bytes())?;
+            }
+        }
+        w.flush()?;
+    }
+    let file_bytes = std::fs::metadata(&file)?.len();
+    let exe = std::env::current_exe()?;
+    let dir = tmp.join("cli-log");
+    let t = Instant::now();
+    let out = std::process::Command::new(exe)
+        .arg("--dir")
+        .arg(&dir)
+        .arg("ingest")
+        .arg(&file)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()?;
+    let wall = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return Err(CliError::failed(format!(
+            "`auditlog ingest` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| CliError::failed(format!("`auditlog ingest` printed no summary: {text}")))?;
+    let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).unwrap_or(0.0);
+    Ok(CliIngest {
+        events: f("accepted") as u64,
+        file_bytes,
+        seconds: f("seconds"),
+        events_per_sec: f("events_per_sec"),
+        wall_seconds: wall,
+    })
+}
+
+/// Time and peak memory of child processes that each open the log at
+/// `dir` and answer one query: a run by id, then a count over every
+/// segment.
+fn open_cost(dir: &Path, events: u64, qs: &QuerySet) -> Result<OpenCost, CliError> {
+    let segments = auditlog::layout::list_segment_files(dir)?.len() as u64;
+    let mut asks: Vec<Vec<String>> = Vec::new();
+    if let Some(id) = qs.runs.first() {
+        asks.push(vec!["run".into(), id.clone()]);
+    }
+    if let Some(skill) = qs.skills.first() {
+        asks.push(vec!["count".into(), "--skill".into(), skill.clone()]);
+    }
+    let exe = std::env::current_exe()?;
+    let mut queries = Vec::new();
+    for args in asks {
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--dir")
+            .arg(dir)
+            .args(&args)
+            .env_remove("AUDITLOG_DIR");
+        let r = crate::run_child(&mut cmd)?;
+        if !r.output.status.success() {
+            return Err(CliError::failed(format!(
+                "`auditlog {}` failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&r.output.stderr).trim()
+            )));
+        }
+        queries.push(OpenQuery {
+            command: args.join(" "),
+            wall_seconds: r.wall.as_secs_f64(),
+            peak_rss_bytes: r.peak_rss_bytes,
+        });
+    }
+    Ok(OpenCost {
+        events,
+        segments,
+        log_bytes: dir_bytes(dir, Some(".seg")),
+        index_bytes: dir_bytes(dir, Some(".idx")) + dir_bytes(dir, Some(".aidx")),
+        queries,
+    })
+}
+
+fn finish(a: &BenchArgs, mut rep: Report, machine: &mut Machine) -> CliResult {
+    machine.load_end = crate::loadavg();
+    rep.machine = machine.clone();
+    if let Some(p) = &a.plot {
+        let title = format!(
+            "auditlog load run: {} events, {} producer(s), batch {}",
+            rep.lines.first().map_or(0, |l| l.events),
+            rep.producers,
+            rep.batch
+        );
+        std::fs::write(p, crate::plot::svg(&title, &rep.timeline))
+            .map_err(|e| CliError::failed(format!("{}: {e}", p.display())))?;
+    }
+    if let Some(p) = &a.json_out {
+        std::fs::write(p, rep.to_json() + "\n")
+            .map_err(|e| CliError::failed(format!("{}: {e}", p.display())))?;
+    }
+    let mut out = Out::new();
+    if a.json {
+        out.line(&rep.to_json())?;
+    } else {
+        out.line(rep.to_table().trim_end())?;
+    }
+    out.flush()
+}

@@ -1,0 +1,583 @@
+//! The load run's report: one JSON object (`--json`) or human tables, each
+//! baseline's figure beside auditlog's at the same durability level, with
+//! the ratio.
+
+use super::ingest::Sample;
+use super::{lat_json, num, IngestLine, Lat, Machine};
+use auditlog::event::json::json_string;
+
+/// One query kind's figures.
+#[derive(Debug, Clone, Default)]
+pub struct QueryRow {
+    pub kind: String,
+    pub what: String,
+    pub auditlog_after: Option<Lat>,
+    pub sqlite_after: Option<Lat>,
+    pub auditlog_mixed: Option<Lat>,
+    pub sqlite_mixed: Option<Lat>,
+    /// Both answered the same parameters with answers of the same size.
+    pub answers_match: Option<bool>,
+}
+
+/// The rate-limited phase.
+#[derive(Debug, Clone, Default)]
+pub struct Paced {
+    pub target_eps: f64,
+    /// The target as a fraction of the measured durable peak.
+    pub of_peak: f64,
+    pub achieved_eps: f64,
+    pub events: u64,
+    pub seconds: f64,
+    pub to_durable: Option<Lat>,
+}
+
+/// The sustained mode's findings.
+#[derive(Debug, Clone, Default)]
+pub struct Sustained {
+    pub seconds: f64,
+    pub events: u64,
+    pub passes: u64,
+    pub segments_dropped: u64,
+    pub events_dropped: u64,
+    pub segments_max: u64,
+    pub rss_max_first_half: u64,
+    pub rss_max_second_half: u64,
+    pub eps_first_third: f64,
+    pub eps_last_third: f64,
+}
+
+/// `auditlog ingest FILE` run as a child process.
+#[derive(Debug, Clone, Default)]
+pub struct CliIngest {
+    pub events: u64,
+    pub file_bytes: u64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    /// Wall time of the child process (start-up and exit included).
+    pub wall_seconds: f64,
+}
+
+/// Opening the kept log afresh in a child process (`auditlog run ID`, ...):
+/// what a new process pays before its first answer.
+#[derive(Debug, Clone, Default)]
+pub struct OpenCost {
+    /// Events and segments in the log when it was opened.
+    pub events: u64,
+    pub segments: u64,
+    /// Bytes of segments and of stored index files.
+    pub log_bytes: u64,
+    pub index_bytes: u64,
+    /// One child process each, the first a point lookup.
+    pub queries: Vec<OpenQuery>,
+}
+
+/// One child process: open the log, answer one query, exit.
+#[derive(Debug, Clone, Default)]
+pub struct OpenQuery {
+    /// The command line after `auditlog --dir DIR`.
+    pub command: String,
+    /// Spawn to exit.
+    pub wall_seconds: f64,
+    /// The child's peak resident memory (`ru_maxrss`), bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Ingest rates while queries ran beside.
+#[derive(Debug, Clone, Default)]
+pub struct MixedIngest {
+    pub auditlog_eps: Option<f64>,
+    pub auditlog_events: u64,
+    /// Time to bring the indexes up to date once the mixed phase ended
+    /// (how far the indexes lagged the log).
+    pub auditlog_index_catch_up_seconds: Option<f64>,
+    pub sqlite_eps: Option<f64>,
+    pub sqlite_events: u64,
+}
+
+/// Everything one load run measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub machine: Machine,
+    pub command: String,
+    pub events: u64,
+    pub runs: u64,
+    pub producers: usize,
+    pub batch: usize,
+    pub days: u32,
+    /// Mean size of an event as a JSONL line, bytes.
+    pub mean_json_bytes: f64,
+    pub disk_mbps: Option<f64>,
+    pub lines: Vec<IngestLine>,
+    pub index_catch_up_seconds: Option<f64>,
+    pub queries: Vec<QueryRow>,
+    pub jsonl_scan: Option<(Lat, u64)>,
+    pub mixed: MixedIngest,
+    pub paced: Option<Paced>,
+    pub cli: Option<CliIngest>,
+    pub open: Option<OpenCost>,
+    pub sustained: Option<Sustained>,
+    pub timeline: Vec<Sample>,
+    /// `fulltext::bench` report as JSON (with `--search`).
+    pub search: Option<String>,
+}
+
+fn s(v: &str) -> String {
+    let mut o = String::new();
+    json_string(v, &mut o);
+    o
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("null".into(), num)
+}
+
+impl Report {
+    /// The auditlog line a baseline line is compared with: the durable one
+    /// for durable baselines, the unsynced one for the others.
+    pub fn peer_of(&self, l: &IngestLine) -> Option<&IngestLine> {
+        self.lines
+            .iter()
+            .find(|a| a.system == "auditlog" && a.durable == l.durable)
+    }
+
+    pub fn to_json(&self) -> String {
+        let m = &self.machine;
+        let mut o = String::with_capacity(8192);
+        o.push_str(&format!(
+            "{{\"machine\":{{\"nproc\":{},\"mem_bytes\":{},\"cpu\":{},\"load_start\":{},\"load_end\":{}}}",
+            m.nproc,
+            m.mem_bytes,
+            s(&m.cpu),
+            s(&m.load_start),
+            s(&m.load_end)
+        ));
+        o.push_str(&format!(
+            ",\"command\":{},\"workload\":{{\"events\":{},\"runs\":{},\"producers\":{},\"batch\":{},\"days\":{},\"mean_json_bytes\":{}}}",
+            s(&self.command),
+            self.events,
+            self.runs,
+            self.producers,
+            self.batch,
+            self.days,
+            num(self.mean_json_bytes)
+        ));
+        o.push_str(&format!(",\"disk_mb_per_sec\":{}", opt(self.disk_mbps)));
+        o.push_str(",\"ingest\":[");
+        for (i, l) in self.lines.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let ratio = self
+                .peer_of(l)
+                .filter(|p| p.system != l.system)
+                .map(|p| p.eps() / l.eps().max(1e-9));
+            o.push_str(&format!(
+                "{{\"system\":{},\"config\":{},\"durability\":{},\"durable\":{},\"threads\":{},\"events\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"bytes_per_event\":{},\"data_bytes\":{},\"disk_bytes\":{},\"append_ms\":{},\"to_durable_ms\":{},\"rss_delta_bytes\":{},\"auditlog_speedup\":{}}}",
+                s(&l.system),
+                s(&l.config),
+                s(&l.durability),
+                l.durable,
+                l.threads,
+                l.events,
+                num(l.seconds),
+                num(l.eps()),
+                num(l.mbps()),
+                num(l.bytes_per_event()),
+                l.data_bytes,
+                l.disk_bytes,
+                lat_json(&l.append),
+                lat_json(&l.to_durable),
+                l.rss_delta_bytes.map_or("null".into(), |v| v.to_string()),
+                opt(ratio)
+            ));
+        }
+        o.push(']');
+        o.push_str(&format!(
+            ",\"index_catch_up_seconds\":{}",
+            opt(self.index_catch_up_seconds)
+        ));
+        o.push_str(",\"queries\":[");
+        for (i, q) in self.queries.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            let ratio = match (&q.auditlog_after, &q.sqlite_after) {
+                (Some(a), Some(b)) => Some(b.p50 / a.p50.max(1e-9)),
+                _ => None,
+            };
+            o.push_str(&format!(
+                "{{\"kind\":{},\"what\":{},\"auditlog_after_ms\":{},\"sqlite_after_ms\":{},\"auditlog_mixed_ms\":{},\"sqlite_mixed_ms\":{},\"sqlite_over_auditlog_p50\":{},\"answers_match\":{}}}",
+                s(&q.kind),
+                s(&q.what),
+                lat_json(&q.auditlog_after),
+                lat_json(&q.sqlite_after),
+                lat_json(&q.auditlog_mixed),
+                lat_json(&q.sqlite_mixed),
+                opt(ratio),
+                q.answers_match.map_or("null".into(), |b| b.to_string())
+            ));
+        }
+        o.push(']');
+        o.push_str(&format!(
+            ",\"jsonl_scan_errors_1d\":{}",
+            self.jsonl_scan
+                .as_ref()
+                .map_or("null".into(), |(l, n)| format!(
+                    "{{\"matching_lines\":{n},\"ms\":{}}}",
+                    l.to_json()
+                ))
+        ));
+        let mx = &self.mixed;
+        o.push_str(&format!(
+            ",\"mixed_ingest\":{{\"auditlog_events_per_sec\":{},\"auditlog_events\":{},\"auditlog_index_catch_up_seconds\":{},\"sqlite_events_per_sec\":{},\"sqlite_events\":{}}}",
+            opt(mx.auditlog_eps),
+            mx.auditlog_events,
+            opt(mx.auditlog_index_catch_up_seconds),
+            opt(mx.sqlite_eps),
+            mx.sqlite_events
+        ));
+        o.push_str(&format!(
+            ",\"paced\":{}",
+            self.paced.as_ref().map_or("null".into(), |p| format!(
+                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{}}}",
+                num(p.target_eps),
+                num(p.of_peak),
+                num(p.achieved_eps),
+                p.events,
+                num(p.seconds),
+                lat_json(&p.to_durable)
+            ))
+        ));
+        o.push_str(&format!(
+            ",\"cli_ingest\":{}",
+            self.cli.as_ref().map_or("null".into(), |c| format!(
+                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{}}}",
+                c.events,
+                c.file_bytes,
+                num(c.seconds),
+                num(c.events_per_sec),
+                num(c.file_bytes as f64 / 1e6 / c.seconds.max(1e-9)),
+                num(c.wall_seconds)
+            ))
+        ));
+        o.push_str(&format!(
+            ",\"open\":{}",
+            self.open.as_ref().map_or("null".into(), open_json)
+        ));
+        o.push_str(&format!(
+            ",\"sustained\":{}",
+            self.sustained.as_ref().map_or("null".into(), |u| format!(
+                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{}}}",
+                num(u.seconds),
+                u.events,
+                u.passes,
+                u.segments_dropped,
+                u.events_dropped,
+                u.segments_max,
+                u.rss_max_first_half,
+                u.rss_max_second_half,
+                num(u.eps_first_third),
+                num(u.eps_last_third)
+            ))
+        ));
+        o.push_str(",\"timeline\":[");
+        for (i, t) in self.timeline.iter().enumerate() {
+            if i > 0 {
+                o.push(',');
+            }
+            o.push_str(&format!(
+                "{{\"t\":{},\"events_per_sec\":{},\"p99_ms\":{},\"rss_bytes\":{},\"segments\":{}}}",
+                num(t.t),
+                num(t.events_per_sec),
+                num(t.p99_ms),
+                t.rss_bytes,
+                t.segments
+            ));
+        }
+        o.push(']');
+        o.push_str(&format!(
+            ",\"search\":{}}}",
+            self.search.as_deref().unwrap_or("null")
+        ));
+        o
+    }
+
+    /// Human tables.
+    pub fn to_table(&self) -> String {
+        use auditlog_terminal::table;
+        let mut o = String::new();
+        let m = &self.machine;
+        o.push_str(&format!(
+            "auditlog load run: {} events ({} top-level runs over {} simulated days), {} producer(s), {} event(s) per append, mean event {:.0} B as JSON\nmachine: {} cores, {:.1} GiB RAM, {}; load average at start {} / end {}\n",
+            self.events,
+            self.runs,
+            self.days,
+            self.producers,
+            self.batch,
+            self.mean_json_bytes,
+            m.nproc,
+            m.mem_bytes as f64 / (1u64 << 30) as f64,
+            m.cpu,
+            m.load_start,
+            m.load_end
+        ));
+        if let Some(d) = self.disk_mbps {
+            o.push_str(&format!(
+                "disk: {d:.0} MB/s sequential (1 MiB writes, fdatasync each)\n"
+            ));
+        }
+        o.push_str("\nINGEST (auditlog x = auditlog's events/s over this line's, at the same durability)\n");
+        let ms = |l: &Option<Lat>, f: fn(&Lat) -> f64| {
+            l.as_ref().map_or("-".into(), |v| format!("{:.3}", f(v)))
+        };
+        let us = |l: &Option<Lat>, f: fn(&Lat) -> f64| {
+            l.as_ref()
+                .map_or("-".into(), |v| format!("{:.1}", f(v) * 1000.0))
+        };
+        let rows: Vec<Vec<String>> = self
+            .lines
+            .iter()
+            .map(|l| {
+                let ratio = self
+                    .peer_of(l)
+                    .filter(|p| p.system != l.system)
+                    .map_or("-".into(), |p| {
+                        format!("{:.1}x", p.eps() / l.eps().max(1e-9))
+                    });
+                vec![
+                    l.system.clone(),
+                    l.config.clone(),
+                    if l.durable {
+                        "durable".into()
+                    } else {
+                        "not synced".into()
+                    },
+                    format!("{:.0}", l.eps()),
+                    format!("{:.1}", l.mbps()),
+                    ratio,
+                    format!("{:.0}", l.bytes_per_event()),
+                    us(&l.append, |v| v.p50),
+                    us(&l.append, |v| v.p99),
+                    ms(&l.to_durable, |v| v.p50),
+                    ms(&l.to_durable, |v| v.p99),
+                    ms(&l.to_durable, |v| v.p999),
+                    ms(&l.to_durable, |v| v.max),
+                    l.rss_delta_bytes
+                        .map_or("-".into(), |b| format!("{:.0}", b as f64 / 1048576.0)),
+                ]
+            })
+            .collect();
+        o.push_str(&table(
+            &[
+                "system",
+                "config",
+                "durability",
+                "events/s",
+                "MB/s",
+                "auditlog x",
+                "B/event",
+                "append p50 us",
+                "append p99 us",
+                "durable p50 ms",
+                "p99",
+                "p99.9",
+                "max",
+                "RSS+ MiB",
+            ],
+            &rows,
+        ));
+        o.push_str("\ndurability of each line:\n");
+        for l in &self.lines {
+            o.push_str(&format!(
+                "  {} ({}): {}\n",
+                l.system, l.config, l.durability
+            ));
+        }
+        if let Some(p) = &self.paced {
+            o.push_str(&format!(
+                "\npaced at {:.0}% of auditlog's durable peak: target {:.0} events/s, achieved {:.0} ({} events, {:.1} s): append->durable p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms\n",
+                p.of_peak * 100.0,
+                p.target_eps,
+                p.achieved_eps,
+                p.events,
+                p.seconds,
+                ms(&p.to_durable, |v| v.p50),
+                ms(&p.to_durable, |v| v.p99),
+                ms(&p.to_durable, |v| v.p999),
+                ms(&p.to_durable, |v| v.max)
+            ));
+        }
+        if let Some(c) = &self.cli {
+            o.push_str(&format!(
+                "CLI `auditlog ingest FILE` (child process, {} events, {:.0} MB of JSONL): {:.0} events/s, {:.0} MB/s ({:.2} s; {:.2} s wall with process start)\n",
+                c.events,
+                c.file_bytes as f64 / 1e6,
+                c.events_per_sec,
+                c.file_bytes as f64 / 1e6 / c.seconds.max(1e-9),
+                c.seconds,
+                c.wall_seconds
+            ));
+        }
+        if let Some(c) = &self.open {
+            o.push_str(&open_text(c));
+        }
+        if let Some(s) = self.index_catch_up_seconds {
+            o.push_str(&format!(
+                "indexes: sealed segments indexed during ingest; catching up the rest after it took {s:.3} s\n"
+            ));
+        }
+        if !self.queries.is_empty() {
+            o.push_str("\nQUERIES (ms; \"after\": ingest finished, indexes up to date, same data in both;\n  \"mixed\": while ingest continues; auditlog answers from its indexes as the indexer thread keeps them, SQLite's are always current)\n");
+            let rows: Vec<Vec<String>> = self
+                .queries
+                .iter()
+                .map(|q| {
+                    let ratio = match (&q.auditlog_after, &q.sqlite_after) {
+                        (Some(a), Some(b)) => format!("{:.1}x", b.p50 / a.p50.max(1e-9)),
+                        _ => "-".into(),
+                    };
+                    vec![
+                        q.kind.clone(),
+                        ms(&q.auditlog_after, |v| v.p50),
+                        ms(&q.auditlog_after, |v| v.p99),
+                        ms(&q.sqlite_after, |v| v.p50),
+                        ms(&q.sqlite_after, |v| v.p99),
+                        ratio,
+                        q.auditlog_mixed
+                            .as_ref()
+                            .map_or("0".into(), |v| v.n.to_string()),
+                        ms(&q.auditlog_mixed, |v| v.p50),
+                        ms(&q.auditlog_mixed, |v| v.p99),
+                        q.sqlite_mixed
+                            .as_ref()
+                            .map_or("0".into(), |v| v.n.to_string()),
+                        ms(&q.sqlite_mixed, |v| v.p50),
+                        ms(&q.sqlite_mixed, |v| v.p99),
+                        q.answers_match
+                            .map_or("-".into(), |b| if b { "yes" } else { "NO" }.into()),
+                    ]
+                })
+                .collect();
+            o.push_str(&table(
+                &[
+                    "query",
+                    "auditlog p50",
+                    "p99",
+                    "sqlite p50",
+                    "p99",
+                    "sqlite/auditlog",
+                    "mixed auditlog n",
+                    "p50",
+                    "p99",
+                    "mixed sqlite n",
+                    "p50",
+                    "p99",
+                    "same answers",
+                ],
+                &rows,
+            ));
+            for q in &self.queries {
+                o.push_str(&format!("  {}: {}\n", q.kind, q.what));
+            }
+            let mx = &self.mixed;
+            if mx.auditlog_eps.is_some() || mx.sqlite_eps.is_some() {
+                o.push_str(&format!(
+                    "ingest while queries ran: auditlog {} events/s ({} events; its indexes took {} s to catch up afterwards), sqlite FULL {} events/s ({} events)\n",
+                    mx.auditlog_eps.map_or("-".into(), |v| format!("{v:.0}")),
+                    mx.auditlog_events,
+                    mx.auditlog_index_catch_up_seconds.map_or("-".into(), |v| format!("{v:.1}")),
+                    mx.sqlite_eps.map_or("-".into(), |v| format!("{v:.0}")),
+                    mx.sqlite_events
+                ));
+            }
+            if let Some((l, n)) = &self.jsonl_scan {
+                o.push_str(&format!(
+                    "jsonl has no index: a grep-style scan of one day's file for failing tool calls ({n} lines, no grouping) takes p50 {:.3} ms\n",
+                    l.p50
+                ));
+            }
+        }
+        if let Some(u) = &self.sustained {
+            o.push_str(&format!(
+                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\n",
+                u.seconds,
+                u.events,
+                u.passes,
+                u.segments_dropped,
+                u.events_dropped,
+                u.segments_max,
+                u.eps_first_third,
+                u.eps_last_third,
+                u.rss_max_first_half as f64 / 1048576.0,
+                u.rss_max_second_half as f64 / 1048576.0
+            ));
+        }
+        if let Some(sr) = &self.search {
+            o.push_str(&format!("\nFULL-TEXT SEARCH: {sr}\n"));
+        }
+        o
+    }
+}
+
+fn rss_json(v: Option<u64>) -> String {
+    v.map_or("null".into(), |b| b.to_string())
+}
+
+/// `{"events":..,"segments":..,"ms":..,"peak_rss_bytes":..,"queries":[..]}`,
+/// the top-level figures being the first query's (the point lookup).
+fn open_json(c: &OpenCost) -> String {
+    let first = c.queries.first();
+    let mut o = format!(
+        "{{\"events\":{},\"segments\":{},\"log_bytes\":{},\"index_bytes\":{},\"ms\":{},\"peak_rss_bytes\":{},\"queries\":[",
+        c.events,
+        c.segments,
+        c.log_bytes,
+        c.index_bytes,
+        opt(first.map(|q| q.wall_seconds * 1e3)),
+        rss_json(first.and_then(|q| q.peak_rss_bytes)),
+    );
+    for (i, q) in c.queries.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str(&format!(
+            "{{\"command\":{},\"ms\":{},\"peak_rss_bytes\":{}}}",
+            s(&q.command),
+            num(q.wall_seconds * 1e3),
+            rss_json(q.peak_rss_bytes)
+        ));
+    }
+    o.push_str("]}");
+    o
+}
+
+fn open_text(c: &OpenCost) -> String {
+    let mib = |q: &OpenQuery| {
+        q.peak_rss_bytes.map_or("-".into(), |b| {
+            format!("{:.1}", b as f64 / (1u64 << 20) as f64)
+        })
+    };
+    let mut o = String::new();
+    for (i, q) in c.queries.iter().enumerate() {
+        if i == 0 {
+            o.push_str(&format!(
+                "open (a new process: `auditlog {}`): {:.0} ms, peak RSS {} MiB, for a log of {} events / {} segments ({:.0} MB, indexes {:.0} MB)\n",
+                q.command,
+                q.wall_seconds * 1e3,
+                mib(q),
+                c.events,
+                c.segments,
+                c.log_bytes as f64 / 1e6,
+                c.index_bytes as f64 / 1e6
+            ));
+        } else {
+            o.push_str(&format!(
+                "  and `auditlog {}`: {:.0} ms, peak RSS {} MiB\n",
+                q.command,
+                q.wall_seconds * 1e3,
+                mib(q)
+            ));
+        }
+    }
+    o
+}

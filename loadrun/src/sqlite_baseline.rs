@@ -1,0 +1,410 @@
+//! The SQLite side: the executus-style audit schema (a `runs` table and a
+//! `run_logs` table with indexes on skill, caller, channel, parent,
+//! started_at and status), a loader that applies events in log order with
+//! the contract's rules, and every query of the audit-store surface in
+//! SQL. Used by the differential test and by the benchmarks, which compare
+//! auditlog's indexes with SQLite answering the same questions.
+
+use std::collections::HashSet;
+
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+use auditlog::query::{ErrorGroup, Filter, Page, ERROR_GROUP_IDS};
+use auditlog::view::{Run, RunLogEntry};
+use auditlog::{Event, EventData, Json, Micros};
+
+/// The schema, with the indexes the queries use.
+pub const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    skill_id TEXT NOT NULL,
+    caller_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    parent_run_id TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    finished_at INTEGER,
+    status TEXT NOT NULL,
+    output TEXT NOT NULL,
+    error TEXT NOT NULL,
+    tool_calls INTEGER NOT NULL,
+    runtime_seconds REAL NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    thinking_tokens INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS run_logs (
+    id INTEGER PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_skill ON runs(skill_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_caller ON runs(caller_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_channel ON runs(channel_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_parent ON runs(parent_run_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status, started_at);
+CREATE INDEX IF NOT EXISTS run_logs_run ON run_logs(run_id, seq);
+CREATE INDEX IF NOT EXISTS run_logs_type_ts ON run_logs(event_type, ts);
+";
+
+const RUN_COLS: &str = "id, skill_id, caller_id, channel_id, parent_run_id, inputs, dry_run, started_at, finished_at, status, output, error, tool_calls, runtime_seconds, input_tokens, output_tokens, thinking_tokens";
+
+/// Open (or create) a database at `path` (`None`: in memory) with the
+/// schema, tuned as the gateways run it (WAL, synchronous=NORMAL).
+pub fn open(path: Option<&std::path::Path>) -> rusqlite::Result<Connection> {
+    let conn = match path {
+        Some(p) => Connection::open(p)?,
+        None => Connection::open_in_memory()?,
+    };
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY;",
+    )?;
+    conn.execute_batch(SCHEMA)?;
+    Ok(conn)
+}
+
+/// Apply events in log order, in one transaction: the first `run_started`
+/// of an id inserts the run (later ones are ignored), the first
+/// `run_finished` after it finishes it, every `run_log` is stored.
+pub fn load_events<'a>(
+    conn: &mut Connection,
+    events: impl IntoIterator<Item = &'a Event>,
+) -> rusqlite::Result<u64> {
+    let tx = conn.transaction()?;
+    let mut n = 0u64;
+    {
+        let mut start = tx.prepare_cached(
+            "INSERT OR IGNORE INTO runs (id, skill_id, caller_id, channel_id, parent_run_id, inputs, dry_run, started_at, finished_at, status, output, error, tool_calls, runtime_seconds, input_tokens, output_tokens, thinking_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, 'running', '', '', 0, 0.0, 0, 0, 0)",
+        )?;
+        let mut finish = tx.prepare_cached(
+            "UPDATE runs SET finished_at = ?2, status = ?3, output = ?4, error = ?5, tool_calls = ?6, runtime_seconds = ?7, input_tokens = ?8, output_tokens = ?9, thinking_tokens = ?10 WHERE id = ?1 AND finished_at IS NULL",
+        )?;
+        let mut log = tx.prepare_cached(
+            "INSERT INTO run_logs (run_id, seq, ts, event_type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for ev in events {
+            match &ev.data {
+                EventData::RunStarted(s) => {
+                    start.execute(params![
+                        ev.run_id,
+                        s.skill_id,
+                        s.caller_id,
+                        s.channel_id,
+                        s.parent_run_id,
+                        s.inputs.as_str(),
+                        s.dry_run,
+                        ev.ts
+                    ])?;
+                }
+                EventData::RunFinished(f) => {
+                    finish.execute(params![
+                        ev.run_id,
+                        ev.ts,
+                        f.status,
+                        f.output,
+                        f.error,
+                        f.tool_calls as i64,
+                        f.runtime_seconds,
+                        f.input_tokens as i64,
+                        f.output_tokens as i64,
+                        f.thinking_tokens as i64
+                    ])?;
+                }
+                EventData::RunLog(l) => {
+                    log.execute(params![
+                        ev.run_id,
+                        l.seq as i64,
+                        ev.ts,
+                        l.event_type,
+                        l.payload.as_str()
+                    ])?;
+                }
+            }
+            n += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(n)
+}
+
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
+    let finished_at: Option<i64> = row.get(8)?;
+    Ok(Run {
+        id: row.get(0)?,
+        skill_id: row.get(1)?,
+        caller_id: row.get(2)?,
+        channel_id: row.get(3)?,
+        parent_run_id: row.get(4)?,
+        inputs: Json::trusted(row.get(5)?),
+        dry_run: row.get(6)?,
+        started_at: row.get(7)?,
+        finished_at,
+        status: row.get(9)?,
+        output: row.get(10)?,
+        error: row.get(11)?,
+        tool_calls: row.get::<_, i64>(12)? as u64,
+        runtime_seconds: row.get(13)?,
+        input_tokens: row.get::<_, i64>(14)? as u64,
+        output_tokens: row.get::<_, i64>(15)? as u64,
+        thinking_tokens: row.get::<_, i64>(16)? as u64,
+    })
+}
+
+pub fn get_run(conn: &Connection, id: &str) -> rusqlite::Result<Option<Run>> {
+    conn.prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))?
+        .query_row([id], run_from_row)
+        .optional()
+}
+
+/// The logs of a stored run in seq order (ties in log order).
+pub fn list_logs(conn: &Connection, id: &str) -> rusqlite::Result<Vec<RunLogEntry>> {
+    let mut st = conn.prepare_cached(
+        "SELECT seq, ts, event_type, payload FROM run_logs WHERE run_id = ?1 AND EXISTS (SELECT 1 FROM runs WHERE id = ?1) ORDER BY seq, id",
+    )?;
+    let rows = st.query_map([id], |r| {
+        Ok(RunLogEntry {
+            seq: r.get::<_, i64>(0)? as u64,
+            ts: r.get(1)?,
+            event_type: r.get(2)?,
+            payload: Json::trusted(r.get(3)?),
+        })
+    })?;
+    rows.collect()
+}
+
+fn where_clause(f: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    let mut conds: Vec<&str> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    for (col, v) in [
+        ("skill_id = ?", &f.skill),
+        ("caller_id = ?", &f.caller),
+        ("channel_id = ?", &f.channel),
+        ("status = ?", &f.status),
+        ("parent_run_id = ?", &f.parent),
+    ] {
+        if let Some(v) = v {
+            conds.push(col);
+            args.push(Value::Text(v.clone()));
+        }
+    }
+    if f.top_level {
+        conds.push("parent_run_id = ''");
+    }
+    if let Some(s) = f.since {
+        conds.push("started_at >= ?");
+        args.push(Value::Integer(s));
+    }
+    if let Some(u) = f.until {
+        conds.push("started_at <= ?");
+        args.push(Value::Integer(u));
+    }
+    if !f.include_dry_run {
+        conds.push("dry_run = 0");
+    }
+    let w = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    (w, args)
+}
+
+/// Runs matching the filter, newest first (started_at desc, id desc).
+pub fn list_runs(conn: &Connection, f: &Filter, page: Page) -> rusqlite::Result<Vec<Run>> {
+    let (w, mut args) = where_clause(f);
+    let sql = format!(
+        "SELECT {RUN_COLS} FROM runs{w} ORDER BY started_at DESC, id DESC LIMIT ? OFFSET ?"
+    );
+    args.push(rusqlite::types::Value::Integer(
+        page.limit.map_or(-1, |l| l as i64),
+    ));
+    args.push(rusqlite::types::Value::Integer(page.offset as i64));
+    let mut st = conn.prepare_cached(&sql)?;
+    let rows = st.query_map(params_from_iter(args), run_from_row)?;
+    rows.collect()
+}
+
+pub fn count_runs(conn: &Connection, f: &Filter) -> rusqlite::Result<u64> {
+    let (w, args) = where_clause(f);
+    let mut st = conn.prepare_cached(&format!("SELECT COUNT(*) FROM runs{w}"))?;
+    st.query_row(params_from_iter(args), |r| r.get::<_, i64>(0))
+        .map(|n| n as u64)
+}
+
+pub fn children(conn: &Connection, id: &str, include_dry_run: bool) -> rusqlite::Result<Vec<Run>> {
+    let f = Filter {
+        parent: Some(id.to_string()),
+        include_dry_run,
+        ..Filter::default()
+    };
+    list_runs(conn, &f, Page::all())
+}
+
+/// The run and its ancestors (cycle-safe); `None` for an unknown run.
+pub fn chain(conn: &Connection, id: &str) -> rusqlite::Result<Option<Vec<Run>>> {
+    let Some(first) = get_run(conn, id)? else {
+        return Ok(None);
+    };
+    let mut seen = HashSet::new();
+    seen.insert(first.id.clone());
+    let mut parent = first.parent_run_id.clone();
+    let mut out = vec![first];
+    while !parent.is_empty() && seen.insert(parent.clone()) {
+        match get_run(conn, &parent)? {
+            Some(r) => {
+                parent = r.parent_run_id.clone();
+                out.push(r);
+            }
+            None => break,
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Latest started_at per skill, in the order given.
+pub fn last_run(
+    conn: &Connection,
+    skills: &[String],
+    include_failed: bool,
+    include_dry_run: bool,
+) -> rusqlite::Result<Vec<(String, Option<Micros>)>> {
+    let mut sql = "SELECT MAX(started_at) FROM runs WHERE skill_id = ?1".to_string();
+    if !include_failed {
+        sql.push_str(" AND status NOT IN ('error', 'timeout')");
+    }
+    if !include_dry_run {
+        sql.push_str(" AND dry_run = 0");
+    }
+    let mut st = conn.prepare_cached(&sql)?;
+    skills
+        .iter()
+        .map(|s| Ok((s.clone(), st.query_row([s], |r| r.get(0))?)))
+        .collect()
+}
+
+/// Finished runs with finished_at before `before`, newest first.
+pub fn finished_before(
+    conn: &Connection,
+    before: Micros,
+    include_dry_run: bool,
+) -> rusqlite::Result<Vec<Run>> {
+    let dry = if include_dry_run {
+        ""
+    } else {
+        " AND dry_run = 0"
+    };
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {RUN_COLS} FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1{dry} ORDER BY started_at DESC, id DESC"
+    ))?;
+    let rows = st.query_map([before], run_from_row)?;
+    rows.collect()
+}
+
+/// Failing tool calls grouped by (run's channel, tool, error type).
+pub fn errors(
+    conn: &Connection,
+    since: Option<Micros>,
+    until: Option<Micros>,
+    include_dry_run: bool,
+) -> rusqlite::Result<Vec<ErrorGroup>> {
+    let base = format!(
+        "FROM run_logs l JOIN runs r ON r.id = l.run_id \
+         WHERE l.event_type = 'tool_call' AND l.ts >= ?1 AND l.ts <= ?2 \
+         AND json_valid(l.payload) AND json_type(l.payload) = 'object' \
+         AND json_extract(l.payload, '$.status') = 'error'{}",
+        if include_dry_run {
+            ""
+        } else {
+            " AND r.dry_run = 0"
+        }
+    );
+    let tool = "COALESCE(json_extract(l.payload, '$.tool'), '')";
+    let etype = "COALESCE(json_extract(l.payload, '$.error_type'), '')";
+    let dur = "CASE WHEN json_type(l.payload, '$.duration_ms') IN ('integer', 'real') THEN json_extract(l.payload, '$.duration_ms') END";
+    let lo = since.unwrap_or(i64::MIN);
+    let hi = until.unwrap_or(i64::MAX);
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT r.channel_id, {tool} AS t, {etype} AS e, COUNT(*), MIN(l.ts), MAX(l.ts), AVG({dur}) {base} GROUP BY r.channel_id, t, e"
+    ))?;
+    let mut groups: Vec<ErrorGroup> = st
+        .query_map(params![lo, hi], |r| {
+            Ok(ErrorGroup {
+                channel_id: r.get(0)?,
+                tool: r.get(1)?,
+                error_type: r.get(2)?,
+                count: r.get::<_, i64>(3)? as u64,
+                first_ts: r.get(4)?,
+                last_ts: r.get(5)?,
+                avg_duration_ms: r.get(6)?,
+                caller_ids: Vec::new(),
+                run_ids: Vec::new(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    // The 10 smallest distinct callers and run ids per group, in one
+    // ordered pass each.
+    for (col, pick) in [("r.caller_id", 0), ("r.id", 1)] {
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT DISTINCT r.channel_id, {tool} AS t, {etype} AS e, {col} AS v {base} ORDER BY 1, 2, 3, 4"
+        ))?;
+        let mut rows = st.query(params![lo, hi])?;
+        let at: std::collections::HashMap<(String, String, String), usize> = groups
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                (
+                    (g.channel_id.clone(), g.tool.clone(), g.error_type.clone()),
+                    i,
+                )
+            })
+            .collect();
+        while let Some(r) = rows.next()? {
+            let key: (String, String, String) = (r.get(0)?, r.get(1)?, r.get(2)?);
+            let Some(&i) = at.get(&key) else {
+                continue;
+            };
+            let list = if pick == 0 {
+                &mut groups[i].caller_ids
+            } else {
+                &mut groups[i].run_ids
+            };
+            if list.len() < ERROR_GROUP_IDS {
+                list.push(r.get(3)?);
+            }
+        }
+    }
+    groups.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then_with(|| a.channel_id.cmp(&b.channel_id))
+            .then_with(|| a.tool.cmp(&b.tool))
+            .then_with(|| a.error_type.cmp(&b.error_type))
+    });
+    Ok(groups)
+}
+
+/// Load every event of a log (in log order) into `conn`, in transactions
+/// of `batch` events. Returns the number of events loaded.
+pub fn load_log(
+    conn: &mut Connection,
+    reader: &auditlog::LogReader,
+    batch: usize,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let mut n = 0u64;
+    let mut buf: Vec<Event> = Vec::with_capacity(batch.max(1));
+    for item in reader.replay(auditlog::ReplayRange::default()) {
+        buf.push(item?.1);
+        if buf.len() >= batch.max(1) {
+            n += load_events(conn, &buf)?;
+            buf.clear();
+        }
+    }
+    n += load_events(conn, &buf)?;
+    Ok(n)
+}

@@ -1,0 +1,15 @@
+//! The engine's integration tests, linked into one binary.
+
+#[path = "../support/fuzz_shared.rs"]
+mod fuzz_shared;
+#[cfg(feature = "search")]
+#[path = "../support/search_fixture.rs"]
+mod search_fixture;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod core_log;
+mod event_json;
+mod query_index;
+mod reliability_faults;
+mod reliability_fuzz_regressions;
