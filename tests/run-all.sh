@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every test of the project, in every language: README's test command, and
+# what CI (.ci/run) runs on a clean clone. Each part installs what it needs
+# from the registries (crates.io, PyPI, npm, the Go module proxy) on first
+# use; all Rust crates share one target folder (./target).
+#
+#   tests/run-all.sh          everything
+#   tests/run-all.sh rust     only the Rust workspace
+#
+# A part's own script can be run alone too (see its folder's README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+only="${1:-all}"
+
+step() { printf '\n=== %s\n' "$*" >&2; }
+
+if [[ $only == all || $only == rust ]]; then
+  step "Rust workspace: engine, command line, load run, benches (cargo test)"
+  cargo test --workspace --all-targets
+fi
