@@ -96,12 +96,13 @@ pub fn sqlite_load(
     let mut stamps: Vec<Instant> = Vec::with_capacity(txn);
     let started = Instant::now();
     let mut n = 0u64;
+    let mut loader = sqlite_baseline::Loader::new();
     for chunk in round_robin(shares, txn) {
         if cap.is_some_and(|c| n >= c) || deadline.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
         stamps.clear();
-        sqlite_baseline::load_events(conn, chunk.iter().inspect(|_| stamps.push(Instant::now())))?;
+        loader.load(conn, chunk.iter().inspect(|_| stamps.push(Instant::now())))?;
         let end = Instant::now();
         for (i, t0) in stamps.iter().enumerate() {
             let next = stamps.get(i + 1).copied().unwrap_or(end);

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use auditlog::query::{ErrorGroup, Filter, Page, ERROR_GROUP_IDS};
+use auditlog::view::fold::{Effect, RunStates};
 use auditlog::view::{Run, RunLogEntry};
 use auditlog::{Event, EventData, Json, Micros};
 
@@ -68,68 +69,98 @@ pub fn open(path: Option<&std::path::Path>) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-/// Apply events in log order, in one transaction: the first `run_started`
-/// of an id inserts the run (later ones are ignored), the first
-/// `run_finished` after it finishes it, every `run_log` is stored.
+/// Applies events in log order as the one run fold says
+/// (`auditlog::view::fold`): the fold decides what each event does, and
+/// only events that change the run view become SQL (the run's defining
+/// start inserts it, its counting finish updates it, every `run_log` is
+/// stored). Keeps the fold's state of every id seen, so one loader must
+/// see a log's events from its first on, in order.
+#[derive(Debug, Default)]
+pub struct Loader {
+    fold: RunStates,
+    next_lsn: u64,
+}
+
+impl Loader {
+    pub fn new() -> Loader {
+        Loader::default()
+    }
+
+    /// Apply `events` (the next ones of the log) in one transaction.
+    pub fn load<'a>(
+        &mut self,
+        conn: &mut Connection,
+        events: impl IntoIterator<Item = &'a Event>,
+    ) -> rusqlite::Result<u64> {
+        let tx = conn.transaction()?;
+        let mut n = 0u64;
+        {
+            let mut start = tx.prepare_cached(
+                "INSERT INTO runs (id, skill_id, caller_id, channel_id, parent_run_id, inputs, dry_run, started_at, finished_at, status, output, error, tool_calls, runtime_seconds, input_tokens, output_tokens, thinking_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, 'running', '', '', 0, 0.0, 0, 0, 0)",
+            )?;
+            let mut finish = tx.prepare_cached(
+                "UPDATE runs SET finished_at = ?2, status = ?3, output = ?4, error = ?5, tool_calls = ?6, runtime_seconds = ?7, input_tokens = ?8, output_tokens = ?9, thinking_tokens = ?10 WHERE id = ?1",
+            )?;
+            let mut log = tx.prepare_cached(
+                "INSERT INTO run_logs (run_id, seq, ts, event_type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for ev in events {
+                let effect = self.fold.apply(self.next_lsn, ev);
+                self.next_lsn += 1;
+                n += 1;
+                match (&ev.data, effect) {
+                    (EventData::RunStarted(s), Effect::Start) => {
+                        start.execute(params![
+                            ev.run_id,
+                            s.skill_id,
+                            s.caller_id,
+                            s.channel_id,
+                            s.parent_run_id,
+                            s.inputs.as_str(),
+                            s.dry_run,
+                            ev.ts
+                        ])?;
+                    }
+                    (EventData::RunFinished(f), Effect::Finish) => {
+                        finish.execute(params![
+                            ev.run_id,
+                            ev.ts,
+                            f.status,
+                            f.output,
+                            f.error,
+                            f.tool_calls as i64,
+                            f.runtime_seconds,
+                            f.input_tokens as i64,
+                            f.output_tokens as i64,
+                            f.thinking_tokens as i64
+                        ])?;
+                    }
+                    (EventData::RunLog(l), Effect::Log) => {
+                        log.execute(params![
+                            ev.run_id,
+                            l.seq as i64,
+                            ev.ts,
+                            l.event_type,
+                            l.payload.as_str()
+                        ])?;
+                    }
+                    // Ignored by the run view (kept only in the log).
+                    _ => {}
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(n)
+    }
+}
+
+/// Apply a whole log's events (from its first, in order) in one
+/// transaction; see [`Loader`].
 pub fn load_events<'a>(
     conn: &mut Connection,
     events: impl IntoIterator<Item = &'a Event>,
 ) -> rusqlite::Result<u64> {
-    let tx = conn.transaction()?;
-    let mut n = 0u64;
-    {
-        let mut start = tx.prepare_cached(
-            "INSERT OR IGNORE INTO runs (id, skill_id, caller_id, channel_id, parent_run_id, inputs, dry_run, started_at, finished_at, status, output, error, tool_calls, runtime_seconds, input_tokens, output_tokens, thinking_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, 'running', '', '', 0, 0.0, 0, 0, 0)",
-        )?;
-        let mut finish = tx.prepare_cached(
-            "UPDATE runs SET finished_at = ?2, status = ?3, output = ?4, error = ?5, tool_calls = ?6, runtime_seconds = ?7, input_tokens = ?8, output_tokens = ?9, thinking_tokens = ?10 WHERE id = ?1 AND finished_at IS NULL",
-        )?;
-        let mut log = tx.prepare_cached(
-            "INSERT INTO run_logs (run_id, seq, ts, event_type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for ev in events {
-            match &ev.data {
-                EventData::RunStarted(s) => {
-                    start.execute(params![
-                        ev.run_id,
-                        s.skill_id,
-                        s.caller_id,
-                        s.channel_id,
-                        s.parent_run_id,
-                        s.inputs.as_str(),
-                        s.dry_run,
-                        ev.ts
-                    ])?;
-                }
-                EventData::RunFinished(f) => {
-                    finish.execute(params![
-                        ev.run_id,
-                        ev.ts,
-                        f.status,
-                        f.output,
-                        f.error,
-                        f.tool_calls as i64,
-                        f.runtime_seconds,
-                        f.input_tokens as i64,
-                        f.output_tokens as i64,
-                        f.thinking_tokens as i64
-                    ])?;
-                }
-                EventData::RunLog(l) => {
-                    log.execute(params![
-                        ev.run_id,
-                        l.seq as i64,
-                        ev.ts,
-                        l.event_type,
-                        l.payload.as_str()
-                    ])?;
-                }
-            }
-            n += 1;
-        }
-    }
-    tx.commit()?;
-    Ok(n)
+    Loader::new().load(conn, events)
 }
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
@@ -397,14 +428,15 @@ pub fn load_log(
     batch: usize,
 ) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
     let mut n = 0u64;
+    let mut loader = Loader::new();
     let mut buf: Vec<Event> = Vec::with_capacity(batch.max(1));
     for item in reader.replay(auditlog::ReplayRange::default()) {
         buf.push(item?.1);
         if buf.len() >= batch.max(1) {
-            n += load_events(conn, &buf)?;
+            n += loader.load(conn, &buf)?;
             buf.clear();
         }
     }
-    n += load_events(conn, &buf)?;
+    n += loader.load(conn, &buf)?;
     Ok(n)
 }

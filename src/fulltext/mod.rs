@@ -43,7 +43,7 @@ const INDEX_DIR: &str = "index";
 /// rebuild can delete `index/` while holding it.
 const LOCK_FILE: &str = "LOCK";
 /// Version of the document layout; a different one is rebuilt.
-pub const FULLTEXT_VERSION: u32 = 2;
+pub const FULLTEXT_VERSION: u32 = 3;
 const PAYLOAD_FORMAT: &str = "auditlog-fulltext";
 
 /// How the full-text index is run.

@@ -14,6 +14,7 @@ use tantivy::{DateTime, TantivyDocument, Term};
 
 use crate::event::time::parse_rfc3339;
 use crate::event::{Event, EventData, Json, Micros, RunStarted};
+use crate::view::fold::{Effect, RunState};
 use crate::view::Run;
 
 /// Most bytes of log-payload text kept per run. Beyond it a run's further
@@ -95,9 +96,9 @@ pub fn build_schema() -> (Schema, Fields) {
 pub struct RunDoc {
     /// LSN of the run's `run_started` (of its first event while pending).
     pub start_lsn: u64,
-    pub started: bool,
-    pub finished: bool,
-    /// The run view (for a pending run: a placeholder carrying any finish).
+    /// The run fold's state of this id.
+    pub state: RunState,
+    /// The run view (for a pending run: a placeholder).
     pub run: Run,
     pub logs: String,
     pub tools: Vec<String>,
@@ -112,8 +113,7 @@ impl RunDoc {
     pub fn empty(run_id: &str, lsn: u64, ts: Micros) -> RunDoc {
         RunDoc {
             start_lsn: lsn,
-            started: false,
-            finished: false,
+            state: RunState::default(),
             run: Run::started(run_id, ts, &RunStarted::default()),
             logs: String::new(),
             tools: Vec::new(),
@@ -123,38 +123,25 @@ impl RunDoc {
         }
     }
 
-    /// Fold one event in (contract section 2: the first start and the first
-    /// finish count; later ones are ignored). Returns text bytes added.
+    /// Fold one event in, as the run fold says (docs/contract.md, "The
+    /// run view"): a finish before the start, and later starts and
+    /// finishes, change nothing. Returns text bytes added.
     pub fn apply(&mut self, lsn: u64, ev: &Event) -> usize {
+        let effect = self.state.apply(lsn, &ev.data);
         match &ev.data {
             EventData::RunStarted(s) => {
-                if self.started {
+                if effect != Effect::Start {
                     return 0;
                 }
-                let mut run = Run::started(&ev.run_id, ev.ts, s);
-                if self.finished {
-                    let p = &self.run;
-                    run.finished_at = p.finished_at;
-                    run.status = p.status.clone();
-                    run.output = p.output.clone();
-                    run.error = p.error.clone();
-                    run.tool_calls = p.tool_calls;
-                    run.runtime_seconds = p.runtime_seconds;
-                    run.input_tokens = p.input_tokens;
-                    run.output_tokens = p.output_tokens;
-                    run.thinking_tokens = p.thinking_tokens;
-                }
-                self.run = run;
-                self.started = true;
+                self.run = Run::started(&ev.run_id, ev.ts, s);
                 self.start_lsn = lsn;
                 s.inputs.as_str().len()
             }
             EventData::RunFinished(f) => {
-                if self.finished {
+                if effect != Effect::Finish {
                     return 0;
                 }
                 self.run.finish(ev.ts, f);
-                self.finished = true;
                 f.output.len() + f.error.len()
             }
             EventData::RunLog(l) => {
@@ -198,7 +185,12 @@ impl RunDoc {
         let r = &self.run;
         let mut d = TantivyDocument::new();
         d.add_text(f.id, &r.id);
-        d.add_text(f.kind, if self.started { KIND_RUN } else { KIND_PENDING });
+        let kind = if self.state.is_started() {
+            KIND_RUN
+        } else {
+            KIND_PENDING
+        };
+        d.add_text(f.kind, kind);
         d.add_u64(f.start_lsn, self.start_lsn);
         d.add_text(f.skill_id, &r.skill_id);
         d.add_text(f.caller_id, &r.caller_id);
@@ -238,10 +230,14 @@ impl RunDoc {
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect()
         };
+        let started = text(f.kind) == Some(KIND_RUN);
+        let state = RunState {
+            start_lsn: started.then_some(start_lsn),
+            finished: run.finished_at.is_some(),
+        };
         Ok(RunDoc {
             start_lsn,
-            started: text(f.kind) == Some(KIND_RUN),
-            finished: run.finished_at.is_some(),
+            state,
             logs: text(f.logs).unwrap_or("").to_string(),
             tools: strings(f.tool),
             error_types: strings(f.error_type),

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use super::image::*;
 use crate::chain::Digest;
 use crate::event::{Event, EventData, Micros};
+use crate::view::fold::{Effect, RunState};
 
 struct BRun {
     id: u32,
@@ -75,8 +76,9 @@ pub struct Builder {
     /// Every string (ids, skills, statuses, ...) once; u32 handles.
     ids: HashMap<Rc<str>, u32>,
     id_names: Vec<Rc<str>>,
-    /// id -> position in `runs`.
-    run_of: HashMap<u32, u32>,
+    /// Per interned string used as a run id: the fold's state of that id
+    /// within this image, and its position in `runs` once started.
+    fold: Vec<(RunState, u32)>,
     runs: Vec<BRun>,
     /// First finish of each id in this image (any position).
     first_fin: HashMap<u32, BFin>,
@@ -98,7 +100,7 @@ impl Builder {
             max_ts: Micros::MIN,
             ids: HashMap::new(),
             id_names: Vec::new(),
-            run_of: HashMap::new(),
+            fold: Vec::new(),
             runs: Vec::new(),
             first_fin: HashMap::new(),
             logs: Vec::new(),
@@ -127,13 +129,20 @@ impl Builder {
         self.min_ts = self.min_ts.min(ev.ts);
         self.max_ts = self.max_ts.max(ev.ts);
         let id = self.intern(&ev.run_id);
+        let slot = id as usize;
+        if self.fold.len() <= slot {
+            self.fold.resize(slot + 1, (RunState::default(), 0));
+        }
+        // The one run fold decides, within this image; the query engine
+        // applies the same rule across images (`fold::finish_follows`).
+        let effect = self.fold[slot].0.apply(lsn, &ev.data);
         match &ev.data {
             EventData::RunStarted(s) => {
-                if self.run_of.contains_key(&id) {
+                if effect == Effect::DuplicateStart {
                     self.dup_starts += 1;
                     return;
                 }
-                self.run_of.insert(id, self.runs.len() as u32);
+                self.fold[slot].1 = self.runs.len() as u32;
                 let (skill, caller) = (self.intern(&s.skill_id), self.intern(&s.caller_id));
                 let (channel, parent) = (self.intern(&s.channel_id), self.intern(&s.parent_run_id));
                 self.runs.push(BRun {
@@ -156,12 +165,12 @@ impl Builder {
                     off,
                     ts: ev.ts,
                 };
-                if let Some(&r) = self.run_of.get(&id) {
-                    let run = &mut self.runs[r as usize];
-                    if run.finish.is_none() {
-                        run.finish = Some(fin.clone());
-                    }
+                if effect == Effect::Finish {
+                    let r = self.fold[slot].1 as usize;
+                    self.runs[r].finish = Some(fin.clone());
                 }
+                // For a start in an older image (this one's is shadowed, or
+                // there is none here): the first finish of the id here.
                 self.first_fin.entry(id).or_insert(fin);
             }
             EventData::RunLog(l) => {

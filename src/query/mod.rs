@@ -31,6 +31,8 @@ use crate::index::{
     Image, LazyRun, List, RunHash, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE,
     RUNNING,
 };
+use crate::view::fold::{finish_follows, RunStates};
+pub use crate::view::Anomalies;
 use crate::view::{Run, RunLogEntry};
 
 /// Filters of `runs` and `count` (contract section 3), combined with AND.
@@ -119,19 +121,6 @@ impl ErrorGroup {
         s.push('}');
         s
     }
-}
-
-/// Log anomalies (for `stats`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Anomalies {
-    /// `run_started` events ignored because the id had started before.
-    pub duplicate_starts: u64,
-    /// `run_finished` events ignored: the run was already finished.
-    pub duplicate_finishes: u64,
-    /// `run_finished` events with no stored start before them.
-    pub finishes_without_start: u64,
-    /// `run_log` events of ids that have no stored start.
-    pub orphan_logs: u64,
 }
 
 /// Which filter key a candidate list's membership already proves.
@@ -268,7 +257,7 @@ impl<'a> View<'a> {
     fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
         self.foreign
             .get(id)
-            .and_then(|v| v.iter().find(|f| f.lsn > start_lsn))
+            .and_then(|v| v.iter().find(|f| finish_follows(start_lsn, f.lsn)))
     }
 
     /// A run's status: its local finish's, else the first foreign
@@ -692,45 +681,24 @@ impl<'a> View<'a> {
     }
 }
 
-/// Count the log's anomalies by replaying it (used by `stats`).
-/// `progress(n)` is called with the events read so far, every 64 Ki.
+/// Count the log's anomalies by replaying it through the run fold (used
+/// by `stats`). `progress(n)` is called with the events read so far, every
+/// 64 Ki.
 pub fn scan_anomalies(
     reader: &crate::reader::LogReader,
     mut progress: impl FnMut(u64),
 ) -> Result<Anomalies> {
-    let mut a = Anomalies::default();
+    let mut fold = RunStates::new();
     let mut n = 0u64;
-    let mut started: HashSet<String> = HashSet::new();
-    let mut finished: HashSet<String> = HashSet::new();
-    let mut logs: HashMap<String, u64> = HashMap::new();
     for item in reader.replay(crate::reader::ReplayRange::default()) {
-        let (_, ev) = item?;
+        let (lsn, ev) = item?;
         n += 1;
         if n.is_multiple_of(1 << 16) {
             progress(n);
         }
-        match ev.data {
-            EventData::RunStarted(_) => {
-                if !started.insert(ev.run_id) {
-                    a.duplicate_starts += 1;
-                }
-            }
-            EventData::RunFinished(_) => {
-                if !started.contains(&ev.run_id) {
-                    a.finishes_without_start += 1;
-                } else if !finished.insert(ev.run_id) {
-                    a.duplicate_finishes += 1;
-                }
-            }
-            EventData::RunLog(_) => *logs.entry(ev.run_id).or_default() += 1,
-        }
+        fold.apply(lsn, &ev);
     }
-    a.orphan_logs = logs
-        .iter()
-        .filter(|(id, _)| !started.contains(*id))
-        .map(|(_, n)| n)
-        .sum();
-    Ok(a)
+    Ok(fold.anomalies())
 }
 
 impl Engine {

@@ -1,5 +1,8 @@
-//! The run view (contract section 2): a run folded from its events.
+//! The run view (docs/contract.md, "The run view"): a run folded from its
+//! events. [`fold`] holds the one set of rules every consumer folds by.
 
+pub mod fold;
 mod run;
 
+pub use fold::{Anomalies, Effect, Fold, RunState, RunStates};
 pub use run::{Run, RunLogEntry};

@@ -640,3 +640,64 @@ fn the_search_command() {
     assert_eq!(v["state"], "ok");
     assert_eq!(v["lag_events"], 1);
 }
+
+/// Two producer threads raced: a run's `run_finished` reached the log
+/// before its `run_started`. By the run fold (docs/contract.md, "The run
+/// view") that finish is ignored and the run is running; `run`, `count
+/// --status` and `search` must all say so, and a later finish counts for
+/// all three.
+#[test]
+fn run_count_and_search_agree_on_a_finish_before_its_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let jsonl = dir.path().join("in.jsonl");
+    let log = dir.path().join("log");
+    let line = |ev: &Event| auditlog::event::json::event_to_json(ev, None) + "\n";
+    let first = [
+        finish("r-race", T0 + 10, "error", "", "upstream timeout quokka"),
+        start(
+            "r-race",
+            T0 + 20,
+            "web.search",
+            "u-1",
+            "c-1",
+            "{\"q\":\"quokka\"}",
+        ),
+    ];
+    std::fs::write(&jsonl, first.iter().map(line).collect::<String>()).expect("write");
+    let ingest = |log: &Path| {
+        let (code, _, err) = cli(log, &["ingest", jsonl.to_str().expect("utf-8 path")]);
+        assert_eq!(code, 0, "{err}");
+    };
+    ingest(&log);
+    let status_of_run = |log: &Path| {
+        let (code, out, err) = cli(log, &["run", "r-race"]);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        v["status"].as_str().expect("status").to_string()
+    };
+    let count = |log: &Path, status: &str| {
+        let (code, out, err) = cli(log, &["count", "--status", status]);
+        assert_eq!(code, 0, "{err}");
+        out.trim().to_string()
+    };
+    let searched = |log: &Path, status: &str| {
+        let (code, out, err) = cli(log, &["search", "quokka", "--status", status]);
+        assert_eq!(code, 0, "{err}");
+        out.lines().count()
+    };
+    assert_eq!(status_of_run(&log), "running");
+    assert_eq!(count(&log, "running"), "{\"count\":1}");
+    assert_eq!(count(&log, "error"), "{\"count\":0}");
+    assert_eq!(searched(&log, "running"), 1);
+    assert_eq!(searched(&log, "error"), 0);
+
+    // The finish that follows the start counts, for all three.
+    let later = [finish("r-race", T0 + 30, "ok", "done", "")];
+    std::fs::write(&jsonl, later.iter().map(line).collect::<String>()).expect("write");
+    ingest(&log);
+    assert_eq!(status_of_run(&log), "ok");
+    assert_eq!(count(&log, "ok"), "{\"count\":1}");
+    assert_eq!(count(&log, "running"), "{\"count\":0}");
+    assert_eq!(searched(&log, "ok"), 1);
+    assert_eq!(searched(&log, "running"), 0);
+}

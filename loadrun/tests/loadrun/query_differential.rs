@@ -328,6 +328,7 @@ fn auditlog_answers_like_sqlite() {
     let log = Log::open(cfg).unwrap();
     let mut eng = Engine::new(log.reader());
     let mut db = sql::open(None).unwrap();
+    let mut loader = sql::Loader::new();
 
     let n = w.events.len();
     let checkpoints = [n / 3, 2 * n / 3, n];
@@ -346,7 +347,7 @@ fn auditlog_answers_like_sqlite() {
             }
         }
         log.flush().unwrap();
-        sql::load_events(&mut db, &w.events[done..upto]).unwrap();
+        loader.load(&mut db, &w.events[done..upto]).unwrap();
         done = upto;
         let t = std::time::Instant::now();
         check_all(&mut eng, &db, &w, seed + k as u64, 120);

@@ -1,0 +1,326 @@
+//! The one run fold: what each event does to the view of its run
+//! (docs/contract.md, "The run view").
+//!
+//! Every consumer that turns events into runs asks this module, and only
+//! this module, what an event does: the query engine's index builder, the
+//! full-text indexer, the SQLite baseline's loader, the anomaly count of
+//! `stats`, and [`Fold`], the plain in-memory fold that the differential
+//! tests hold the others against. The rules, in log (LSN) order:
+//!
+//! - the first `run_started` of an id defines the run; a later one is kept
+//!   in the log and ignored ([`Effect::DuplicateStart`]);
+//! - the first `run_finished` *after* that start finishes it; one before
+//!   any start ([`Effect::FinishBeforeStart`]) or after the counting one
+//!   ([`Effect::DuplicateFinish`]) is kept in the log and ignored;
+//! - every `run_log` belongs to its run, wherever it sits in the log, once
+//!   the run is started at all; logs of ids that are never started are
+//!   orphans, kept and replayed, ignored by views.
+//!
+//! To change what an event does (for example an "amend" event that
+//! replaces a start), change [`RunState::apply`] and nothing else; the
+//! consumers act on the [`Effect`] it returns.
+
+use std::collections::HashMap;
+
+use crate::event::{Event, EventData};
+use crate::view::{Run, RunLogEntry};
+
+/// What the fold remembers of one run id between its events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunState {
+    /// LSN of the run's defining `run_started`, once seen.
+    pub start_lsn: Option<u64>,
+    /// The run's counting `run_finished` was seen.
+    pub finished: bool,
+}
+
+/// What one event does to the view of its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// The run's first `run_started`: it defines the run.
+    Start,
+    /// A `run_started` of a run already started: ignored by views.
+    DuplicateStart,
+    /// The first `run_finished` after the start: the run is finished.
+    Finish,
+    /// A `run_finished` of a run already finished: ignored by views.
+    DuplicateFinish,
+    /// A `run_finished` with no start before it in the log: ignored by
+    /// views, even if a start comes later.
+    FinishBeforeStart,
+    /// A `run_log`: part of the run once (if ever) the run is started.
+    Log,
+}
+
+impl Effect {
+    /// Whether the event changes what views show (a log line changes the
+    /// view only of a run that is, or will be, started).
+    pub fn counts(self) -> bool {
+        matches!(self, Effect::Start | Effect::Finish | Effect::Log)
+    }
+}
+
+impl RunState {
+    /// Fold the event at `lsn` (events of one id must come in LSN order)
+    /// and say what it does.
+    pub fn apply(&mut self, lsn: u64, data: &EventData) -> Effect {
+        match data {
+            EventData::RunStarted(_) => match self.start_lsn {
+                Some(_) => Effect::DuplicateStart,
+                None => {
+                    self.start_lsn = Some(lsn);
+                    Effect::Start
+                }
+            },
+            EventData::RunFinished(_) => match (self.start_lsn, self.finished) {
+                (None, _) => Effect::FinishBeforeStart,
+                (Some(start), false) if finish_follows(start, lsn) => {
+                    self.finished = true;
+                    Effect::Finish
+                }
+                (Some(_), _) => Effect::DuplicateFinish,
+            },
+            EventData::RunLog(_) => Effect::Log,
+        }
+    }
+
+    pub fn is_started(&self) -> bool {
+        self.start_lsn.is_some()
+    }
+}
+
+/// Whether a finish at `finish_lsn` may finish the run whose defining
+/// start is at `start_lsn` (no earlier finish having done so). The query
+/// engine, which keeps a run's start and a finish stored in another
+/// segment apart, resolves them with this rule.
+pub fn finish_follows(start_lsn: u64, finish_lsn: u64) -> bool {
+    finish_lsn > start_lsn
+}
+
+/// Events the run view ignores, counted (for `stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Anomalies {
+    /// `run_started` events ignored because the id had started before.
+    pub duplicate_starts: u64,
+    /// `run_finished` events ignored: the run was already finished.
+    pub duplicate_finishes: u64,
+    /// `run_finished` events with no stored start before them.
+    pub finishes_without_start: u64,
+    /// `run_log` events of ids that have no stored start.
+    pub orphan_logs: u64,
+}
+
+/// The fold's state of every id seen, without the runs themselves: what a
+/// streaming consumer (a loader, an anomaly count) keeps.
+#[derive(Debug, Default)]
+pub struct RunStates {
+    states: HashMap<String, RunState>,
+    /// Logs per id never started (so far).
+    logs_of_unstarted: HashMap<String, u64>,
+    anomalies: Anomalies,
+}
+
+impl RunStates {
+    pub fn new() -> RunStates {
+        RunStates::default()
+    }
+
+    /// Fold the event at `lsn` (events in LSN order) and say what it does.
+    pub fn apply(&mut self, lsn: u64, ev: &Event) -> Effect {
+        let state = match self.states.get_mut(&ev.run_id) {
+            Some(s) => s,
+            None => self.states.entry(ev.run_id.clone()).or_default(),
+        };
+        let effect = state.apply(lsn, &ev.data);
+        let a = &mut self.anomalies;
+        match effect {
+            Effect::DuplicateStart => a.duplicate_starts += 1,
+            Effect::DuplicateFinish => a.duplicate_finishes += 1,
+            Effect::FinishBeforeStart => a.finishes_without_start += 1,
+            Effect::Log if !state.is_started() => {
+                *self.logs_of_unstarted.entry(ev.run_id.clone()).or_default() += 1;
+            }
+            Effect::Start => {
+                // Its earlier logs are the run's, not orphans.
+                self.logs_of_unstarted.remove(&ev.run_id);
+            }
+            Effect::Log | Effect::Finish => {}
+        }
+        effect
+    }
+
+    /// The state of `id`, if any event of it was folded.
+    pub fn get(&self, id: &str) -> Option<&RunState> {
+        self.states.get(id)
+    }
+
+    /// The anomalies of everything folded so far.
+    pub fn anomalies(&self) -> Anomalies {
+        Anomalies {
+            orphan_logs: self.logs_of_unstarted.values().sum(),
+            ..self.anomalies
+        }
+    }
+}
+
+/// One run as [`Fold`] holds it.
+#[derive(Debug, Clone)]
+struct Folded {
+    run: Option<Run>,
+    /// (seq, lsn, entry): sorted on output.
+    logs: Vec<(u64, u64, RunLogEntry)>,
+}
+
+/// The whole fold in memory: every run with its logs. The reference the
+/// index-backed engine, the full-text index and the SQLite baseline are
+/// tested against, and a simple view for small logs.
+#[derive(Debug, Default)]
+pub struct Fold {
+    states: RunStates,
+    runs: HashMap<String, Folded>,
+}
+
+impl Fold {
+    pub fn new() -> Fold {
+        Fold::default()
+    }
+
+    /// Fold events in log order, numbered from LSN 0.
+    pub fn of<'a>(events: impl IntoIterator<Item = &'a Event>) -> Fold {
+        let mut f = Fold::new();
+        for (lsn, ev) in events.into_iter().enumerate() {
+            f.apply(lsn as u64, ev);
+        }
+        f
+    }
+
+    /// Fold the event at `lsn` (events in LSN order).
+    pub fn apply(&mut self, lsn: u64, ev: &Event) -> Effect {
+        let effect = self.states.apply(lsn, ev);
+        let slot = self
+            .runs
+            .entry(ev.run_id.clone())
+            .or_insert_with(|| Folded {
+                run: None,
+                logs: Vec::new(),
+            });
+        match (&ev.data, effect) {
+            (EventData::RunStarted(s), Effect::Start) => {
+                slot.run = Some(Run::started(&ev.run_id, ev.ts, s));
+            }
+            (EventData::RunFinished(f), Effect::Finish) => {
+                if let Some(run) = slot.run.as_mut() {
+                    run.finish(ev.ts, f);
+                }
+            }
+            (EventData::RunLog(l), Effect::Log) => slot.logs.push((
+                l.seq,
+                lsn,
+                RunLogEntry {
+                    seq: l.seq,
+                    ts: ev.ts,
+                    event_type: l.event_type.clone(),
+                    payload: l.payload.clone(),
+                },
+            )),
+            _ => {}
+        }
+        effect
+    }
+
+    /// The run `id`, if it is started.
+    pub fn run(&self, id: &str) -> Option<&Run> {
+        self.runs.get(id).and_then(|f| f.run.as_ref())
+    }
+
+    /// The logs of a started run in seq order (ties in log order); empty
+    /// for an id that is not started (orphan logs are not shown).
+    pub fn logs(&self, id: &str) -> Vec<RunLogEntry> {
+        let Some(f) = self.runs.get(id).filter(|f| f.run.is_some()) else {
+            return Vec::new();
+        };
+        let mut logs: Vec<&(u64, u64, RunLogEntry)> = f.logs.iter().collect();
+        logs.sort_by_key(|(seq, lsn, _)| (*seq, *lsn));
+        logs.into_iter().map(|(_, _, e)| e.clone()).collect()
+    }
+
+    /// Every started run, in no particular order.
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values().filter_map(|f| f.run.as_ref())
+    }
+
+    pub fn anomalies(&self) -> Anomalies {
+        self.states.anomalies()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{RunFinished, RunLog, RunStarted};
+
+    fn start(id: &str, ts: i64, skill: &str) -> Event {
+        let s = RunStarted {
+            skill_id: skill.into(),
+            ..RunStarted::default()
+        };
+        Event::run_started(id, ts, s)
+    }
+    fn finish(id: &str, ts: i64, status: &str) -> Event {
+        let f = RunFinished {
+            status: status.into(),
+            ..RunFinished::default()
+        };
+        Event::run_finished(id, ts, f)
+    }
+    fn log(id: &str, ts: i64, seq: u64) -> Event {
+        let l = RunLog {
+            seq,
+            ..RunLog::default()
+        };
+        Event::run_log(id, ts, l)
+    }
+
+    #[test]
+    fn every_rule_in_one_sequence() {
+        let evs = [
+            finish("a", 1, "error"), // before the start: ignored
+            log("a", 2, 1),          // before the start: the run's
+            start("a", 3, "first"),
+            start("a", 4, "second"), // duplicate start
+            log("a", 5, 0),
+            finish("a", 6, "ok"),
+            finish("a", 7, "timeout"), // duplicate finish
+            log("o", 8, 0),            // orphan
+        ];
+        let f = Fold::of(&evs);
+        let a = f.run("a").expect("a is started");
+        assert_eq!((a.skill_id.as_str(), a.status.as_str()), ("first", "ok"));
+        assert_eq!((a.started_at, a.finished_at), (3, Some(6)));
+        let seqs: Vec<u64> = f.logs("a").iter().map(|l| l.seq).collect();
+        assert_eq!(seqs, [0, 1]);
+        assert!(f.run("o").is_none() && f.logs("o").is_empty());
+        assert_eq!(
+            f.anomalies(),
+            Anomalies {
+                duplicate_starts: 1,
+                duplicate_finishes: 1,
+                finishes_without_start: 1,
+                orphan_logs: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn a_finish_before_the_start_leaves_the_run_running() {
+        let f = Fold::of(&[finish("r", 1, "error"), start("r", 2, "s")]);
+        let r = f.run("r").expect("started");
+        assert_eq!((r.status.as_str(), r.finished_at), ("running", None));
+    }
+
+    #[test]
+    fn only_a_later_finish_counts_across_segments() {
+        assert!(finish_follows(5, 6));
+        assert!(!finish_follows(5, 5) && !finish_follows(5, 4));
+    }
+}
