@@ -68,6 +68,32 @@ impl SegmentMeta {
     }
 }
 
+/// The newest committed position and its chain digest: anchor it outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// LSN one past the last committed event (the event count ever).
+    pub next_lsn: u64,
+    pub digest: Digest,
+}
+
+impl Head {
+    /// The head of a log: where its newest segment ends, or, with no
+    /// segment, its manifest's anchor (a new log, or retention dropped
+    /// every segment). The one place the head is computed from disk.
+    pub fn of(manifest: &Manifest, segments: &[SegmentMeta]) -> Head {
+        match segments.last() {
+            Some(s) => Head {
+                next_lsn: s.end_lsn(),
+                digest: s.digest,
+            },
+            None => Head {
+                next_lsn: manifest.anchor.first_lsn,
+                digest: manifest.anchor_digest(),
+            },
+        }
+    }
+}
+
 /// What opening did to the active segment's tail.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
@@ -191,7 +217,7 @@ pub fn discover(dir: &Path, mut manifest: Manifest, mode: Mode) -> Result<Layout
     let (old, kept): (Vec<_>, Vec<_>) = files.drain(..).partition(|(_, seq, _)| *seq < first_seq);
     if let Mode::Write { .. } = mode {
         for (_, _, name) in &old {
-            crate::retention::remove_segment_files(dir, name)?;
+            remove_segment_files(dir, name)?;
             recovery.removed_leftovers.push(name.clone());
         }
     }
@@ -377,6 +403,26 @@ fn recover_active(
         sealed: false,
     };
     Ok((meta, report))
+}
+
+/// Remove a segment and every derived file named after it (`STEM.*`).
+pub fn remove_segment_files(dir: &Path, name: &str) -> Result<()> {
+    let stem = name.strip_suffix(".seg").unwrap_or(name);
+    for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
+        let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
+        let fname = entry.file_name();
+        let Some(fname) = fname.to_str() else {
+            continue;
+        };
+        let derived = fname
+            .strip_prefix(stem)
+            .is_some_and(|rest| rest.starts_with('.'));
+        if derived {
+            let p = entry.path();
+            fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether `name` in a log folder is a file the engine owns.

@@ -6,6 +6,7 @@
 
 pub mod chain;
 pub mod codec;
+pub mod config;
 pub mod error;
 pub mod event;
 pub mod frame;
@@ -25,15 +26,18 @@ pub mod receipt;
 pub mod redact;
 pub mod retention;
 pub mod segment;
+mod shared;
 pub mod store;
 pub mod verify;
 pub mod view;
 mod writer;
 
 pub use chain::Digest;
+pub use config::{Config, Durability, FullPolicy};
 pub use error::{Error, EventError, Result};
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
-pub use log::{Config, Counters, Durability, EncodedBatch, FullPolicy, Head, Log};
+pub use layout::Head;
+pub use log::{Counters, EncodedBatch, Log};
 pub use query::{ErrorGroup, Filter, Page};
 pub use reader::{LogReader, ReplayRange};
 pub use receipt::{LsnRange, Receipt};

@@ -1,144 +1,27 @@
 //! The public handle: open a log for writing, append events through the
 //! lock-free ingest queue, wait for durability, read it back.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam_channel::{Sender, TrySendError};
 
-use crate::chain::Digest;
 use crate::codec;
+use crate::config::{Config, FullPolicy};
 use crate::error::{Error, Result};
 use crate::event::json::validate_event;
 use crate::event::Event;
 use crate::frame::{self, FRAME_HEADER, MAX_FRAME_BODY, REC_EVENT};
-use crate::io::WriterIo;
-use crate::layout::{self, Mode, RecoveryReport, SegmentMeta};
+use crate::layout::{self, Head, Mode, RecoveryReport};
 use crate::lock::WriterLock;
 use crate::reader::LogReader;
-use crate::receipt::{LsnRange, Notifier, Receipt, Slot};
+use crate::receipt::{LsnRange, Receipt, Slot};
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
+use crate::shared::Shared;
 use crate::writer::{Batch, Metas, Msg, Writer};
-
-/// When the writer makes appended events durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    /// Group commit: fdatasync after every batch, before its receipts
-    /// complete.
-    EveryBatch,
-    /// fdatasync at most this often; receipts complete at that sync.
-    Interval(Duration),
-    /// Never sync on the hot path (the OS writes back when it likes);
-    /// receipts complete once written. Sealing still syncs.
-    Never,
-}
-
-/// What `append` does when the ingest queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FullPolicy {
-    /// Wait for room.
-    Block,
-    /// Return [`Error::QueueFull`] at once.
-    FailFast,
-    /// Drop the events, count them, and return a dropped receipt.
-    DropAndCount,
-}
-
-/// Called with each segment just sealed (indexes build on it).
-pub type SealHook = Arc<dyn Fn(&SegmentMeta) + Send + Sync>;
-/// Called after retention dropped segments (derived data follows it).
-pub type RetainHook = Arc<dyn Fn(&RetentionReport) + Send + Sync>;
-
-/// How a log is opened.
-#[derive(Clone)]
-pub struct Config {
-    pub dir: PathBuf,
-    pub durability: Durability,
-    /// Appends (each a batch) that may wait in the queue.
-    pub queue_capacity: usize,
-    pub on_full: FullPolicy,
-    /// A segment is rolled when it would grow past this.
-    pub segment_max_bytes: u64,
-    /// The writer closes a group-commit block at this many bytes.
-    pub max_batch_bytes: usize,
-    /// Create the folder and log if missing.
-    pub create: bool,
-    /// The file-operation seam (fault injection in tests).
-    pub io: WriterIo,
-    pub seal_hooks: Vec<SealHook>,
-    pub retain_hooks: Vec<RetainHook>,
-    /// Fields dropped or hashed before encoding (docs/reliability.md).
-    pub redaction: Option<Arc<RedactionPolicy>>,
-}
-
-pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
-pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_QUEUE_CAPACITY: usize = 16 * 1024;
-/// Smallest segment cap accepted: it must hold the largest event.
-pub const MIN_SEGMENT_MAX_BYTES: u64 = 64 * 1024;
-
-impl Config {
-    pub fn new(dir: impl Into<PathBuf>) -> Config {
-        Config {
-            dir: dir.into(),
-            durability: Durability::EveryBatch,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            on_full: FullPolicy::Block,
-            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
-            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
-            create: true,
-            io: WriterIo::default(),
-            seal_hooks: Vec::new(),
-            retain_hooks: Vec::new(),
-            redaction: None,
-        }
-    }
-
-    fn check(&self) -> Result<()> {
-        if self.queue_capacity == 0 || self.queue_capacity > 1 << 24 {
-            return Err(Error::InvalidArgument(format!(
-                "queue_capacity {} must be within 1..=16777216",
-                self.queue_capacity
-            )));
-        }
-        if self.segment_max_bytes < MIN_SEGMENT_MAX_BYTES {
-            return Err(Error::InvalidArgument(format!(
-                "segment_max_bytes {} is below the minimum {MIN_SEGMENT_MAX_BYTES}",
-                self.segment_max_bytes
-            )));
-        }
-        if self.max_batch_bytes < 4096 || self.max_batch_bytes > 64 << 20 {
-            return Err(Error::InvalidArgument(format!(
-                "max_batch_bytes {} must be within 4 KiB..=64 MiB",
-                self.max_batch_bytes
-            )));
-        }
-        Ok(())
-    }
-
-    /// Largest final block the writer can produce: a damaged tail this
-    /// small may be a torn write even if a commit record survived in it.
-    fn torn_tail_limit(&self) -> u64 {
-        (self.max_batch_bytes + MAX_FRAME_BODY + 4096) as u64
-    }
-}
-
-impl std::fmt::Debug for Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Config")
-            .field("dir", &self.dir)
-            .field("durability", &self.durability)
-            .field("queue_capacity", &self.queue_capacity)
-            .field("on_full", &self.on_full)
-            .field("segment_max_bytes", &self.segment_max_bytes)
-            .field("max_batch_bytes", &self.max_batch_bytes)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Operator counters, cheap to read at any time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -149,82 +32,6 @@ pub struct Counters {
     /// LSN one past the last event durable per policy.
     pub durable_lsn: u64,
     pub queue_depth: u64,
-}
-
-/// The newest committed position and its chain digest: anchor it outside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Head {
-    /// LSN one past the last committed event (the event count ever).
-    pub next_lsn: u64,
-    pub digest: Digest,
-}
-
-/// A value alone on its cache line(s) (128 bytes: adjacent-line prefetch).
-#[repr(align(128))]
-struct Padded<T>(T);
-
-impl<T> std::ops::Deref for Padded<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
-/// State shared by the handle, the writer thread and in-process readers.
-pub(crate) struct Shared {
-    pub(crate) dir: PathBuf,
-    pub(crate) config: Config,
-    segments: RwLock<Vec<SegmentMeta>>,
-    head: RwLock<Head>,
-    pub(crate) notifier: Arc<Notifier>,
-    pub(crate) durable_lsn: AtomicU64,
-    pub(crate) queue_depth: AtomicU64,
-    /// Producers bump it on every append: kept off the cache line of the
-    /// fields the writer stores after every batch.
-    appended: Padded<AtomicU64>,
-    dropped: AtomicU64,
-    rejected: AtomicU64,
-    pub(crate) failed: Mutex<Option<String>>,
-    /// Set with `failed`: lets every append check it without a lock.
-    pub(crate) has_failed: AtomicBool,
-}
-
-impl Shared {
-    pub(crate) fn segments_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<SegmentMeta>> {
-        self.segments.write().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn segments(&self) -> Vec<SegmentMeta> {
-        self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// Publish the active segment's new committed state.
-    pub(crate) fn publish_active(&self, meta: SegmentMeta, next_lsn: u64, digest: Digest) {
-        self.replace_segment(meta);
-        *self.head.write().unwrap_or_else(|p| p.into_inner()) = Head { next_lsn, digest };
-        self.notifier.notify_all();
-    }
-
-    pub(crate) fn replace_segment(&self, meta: SegmentMeta) {
-        let mut segs = self.segments_mut();
-        match segs.iter_mut().rev().find(|s| s.seq == meta.seq) {
-            Some(slot) => *slot = meta,
-            None => segs.push(meta),
-        }
-    }
-
-    pub(crate) fn head(&self) -> Head {
-        *self.head.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn run_seal_hooks(&self, meta: &SegmentMeta) {
-        for hook in &self.config.seal_hooks {
-            hook(meta);
-        }
-    }
 }
 
 /// A log open for writing. One per folder (an fs2 lock enforces it).
@@ -253,30 +60,8 @@ impl Log {
         if lay.manifest_changed {
             lay.manifest.store(&dir)?;
         }
-        let head = match lay.segments.last() {
-            Some(s) => Head {
-                next_lsn: s.end_lsn(),
-                digest: s.digest,
-            },
-            None => Head {
-                next_lsn: lay.manifest.anchor.first_lsn,
-                digest: lay.manifest.anchor_digest(),
-            },
-        };
-        let shared = Arc::new(Shared {
-            dir: dir.clone(),
-            segments: RwLock::new(lay.segments.clone()),
-            head: RwLock::new(head),
-            notifier: Arc::new(Notifier::default()),
-            durable_lsn: AtomicU64::new(head.next_lsn),
-            queue_depth: AtomicU64::new(0),
-            appended: Padded(AtomicU64::new(0)),
-            dropped: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            failed: Mutex::new(None),
-            has_failed: AtomicBool::new(false),
-            config,
-        });
+        let head = Head::of(&lay.manifest, &lay.segments);
+        let shared = Arc::new(Shared::new(config, lay.segments.clone(), head));
         let writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
         let (tx, rx) = crossbeam_channel::bounded(shared.config.queue_capacity);
         let handle = std::thread::Builder::new()

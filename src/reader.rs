@@ -13,10 +13,10 @@ use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
 use crate::frame::{peek_frame, read_frame, REC_COMMIT, REC_EVENT};
-use crate::layout::{self, map_file, Mode, SegmentMeta};
-use crate::log::{Head, Shared};
+use crate::layout::{self, map_file, Head, Mode, SegmentMeta};
 use crate::manifest::Manifest;
 use crate::segment::{self, Header, Scan, HEADER_SIZE};
+use crate::shared::Shared;
 
 enum Source {
     Live(Arc<Shared>),
@@ -110,16 +110,7 @@ impl LogReader {
             Source::Live(s) => s.head(),
             Source::Disk {
                 manifest, segments, ..
-            } => match segments.last() {
-                Some(s) => Head {
-                    next_lsn: s.end_lsn(),
-                    digest: s.digest,
-                },
-                None => Head {
-                    next_lsn: manifest.anchor.first_lsn,
-                    digest: manifest.anchor_digest(),
-                },
-            },
+            } => Head::of(manifest, segments),
         }
     }
 

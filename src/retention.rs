@@ -9,8 +9,8 @@ use std::path::Path;
 use crate::error::{IoContext, Result};
 use crate::event::Micros;
 use crate::fsutil;
-use crate::layout::SegmentMeta;
-use crate::log::Shared;
+use crate::io::{IoOp, WriterIo};
+use crate::layout::{remove_segment_files, SegmentMeta};
 use crate::manifest::Manifest;
 
 /// One dropped segment.
@@ -52,34 +52,27 @@ pub fn expired_prefix(segments: &[SegmentMeta], cutoff: Micros) -> usize {
         .count()
 }
 
-/// Remove a segment and every derived file named after it (`STEM.*`).
-pub fn remove_segment_files(dir: &Path, name: &str) -> Result<()> {
-    let stem = name.strip_suffix(".seg").unwrap_or(name);
-    for entry in fs::read_dir(dir).ctx(|| format!("listing {}", dir.display()))? {
-        let entry = entry.ctx(|| format!("listing {}", dir.display()))?;
-        let fname = entry.file_name();
-        let Some(fname) = fname.to_str() else {
-            continue;
-        };
-        let derived = fname
-            .strip_prefix(stem)
-            .is_some_and(|rest| rest.starts_with('.'));
-        if derived {
-            let p = entry.path();
-            fs::remove_file(&p).ctx(|| format!("removing {}", p.display()))?;
-        }
-    }
-    Ok(())
+/// Where retention runs: the writer hands it the log folder, its
+/// file-operation seam and its current segments, and is told, once the
+/// manifest no longer names the dropped segments, to forget them.
+pub(crate) struct Pass<'a> {
+    pub dir: &'a Path,
+    pub io: &'a WriterIo,
+    pub segments: &'a [SegmentMeta],
 }
 
-/// Run retention inside the writer thread.
+/// Run retention (inside the writer thread). `forget(seq)` is called once
+/// the manifest is stored without the dropped segments (every segment up
+/// to `seq`), before their files are removed: from then on they are
+/// leftovers a crash lets the next open remove.
 pub(crate) fn drop_expired(
-    shared: &Shared,
+    pass: Pass<'_>,
     manifest: &mut Manifest,
     cutoff: Micros,
+    forget: impl FnOnce(u64),
 ) -> Result<RetentionReport> {
-    let segments = shared.segments();
-    let n = expired_prefix(&segments, cutoff);
+    let segments = pass.segments;
+    let n = expired_prefix(segments, cutoff);
     let mut report = RetentionReport {
         cutoff,
         dropped: Vec::new(),
@@ -87,10 +80,7 @@ pub(crate) fn drop_expired(
             .first()
             .map_or(manifest.anchor.first_lsn, |s| s.first_lsn),
     };
-    if n == 0 {
-        return Ok(report);
-    }
-    let (gone, kept) = segments.split_at(n);
+    let gone = &segments[..n];
     let Some(last_gone) = gone.last() else {
         return Ok(report);
     };
@@ -112,26 +102,18 @@ pub(crate) fn drop_expired(
     manifest.sealed.retain(|e| e.seq > last_gone.seq);
     manifest.dropped_segments += gone.len() as u64;
     manifest.dropped_events += report.events();
-    shared
-        .config
-        .io
-        .gate(crate::io::IoOp::Rename, &Manifest::path(&shared.dir))
+    pass.io
+        .gate(IoOp::Rename, &Manifest::path(pass.dir))
         .ctx(|| "replacing MANIFEST".to_string())?;
-    manifest.store(&shared.dir)?;
+    manifest.store(pass.dir)?;
     // The manifest no longer names them: from here on they are leftovers.
-    shared.segments_mut().retain(|s| s.seq > last_gone.seq);
+    forget(last_gone.seq);
     for s in gone {
-        shared
-            .config
-            .io
-            .gate(crate::io::IoOp::Remove, &s.path)
+        pass.io
+            .gate(IoOp::Remove, &s.path)
             .ctx(|| format!("removing {}", s.path.display()))?;
-        remove_segment_files(&shared.dir, &s.name)?;
+        remove_segment_files(pass.dir, &s.name)?;
     }
-    fsutil::sync_dir(&shared.dir)?;
-    let _ = kept;
-    for hook in &shared.config.retain_hooks {
-        hook(&report);
-    }
+    fsutil::sync_dir(pass.dir)?;
     Ok(report)
 }

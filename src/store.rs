@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::event::{Event, Json, Micros, RunFinished, RunLog, RunStarted};
-use crate::log::{Config, Log};
+use crate::log::Log;
 use crate::query::{BackgroundIndexer, Engine, ErrorGroup, Filter, IndexOnSeal, Page};
 use crate::retention::RetentionReport;
 use crate::view::{Run, RunLogEntry};

@@ -13,17 +13,18 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::chain::{block_digest, Digest};
 use crate::codec;
+use crate::config::{Config, Durability};
 use crate::error::{Error, IoContext, Result};
 use crate::event::time::{day_to_yyyymmdd, utc_day, MICROS_PER_DAY};
 use crate::event::Micros;
 use crate::fsutil;
 use crate::io::IoOp;
-use crate::layout::SegmentMeta;
-use crate::log::{Durability, Shared};
+use crate::layout::{Head, SegmentMeta};
 use crate::manifest::Manifest;
 use crate::receipt::Slot;
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
+use crate::shared::Shared;
 
 /// Longest a batch waits for more events when the policy has no sync to
 /// wait for (`Never`, `Interval`).
@@ -242,8 +243,7 @@ impl Writer {
         segments: &[SegmentMeta],
     ) -> Result<Writer> {
         let last = segments.last();
-        let next_lsn = last.map_or(manifest.anchor.first_lsn, |s| s.end_lsn());
-        let digest = last.map_or(manifest.anchor_digest(), |s| s.digest);
+        let Head { next_lsn, digest } = Head::of(&manifest, segments);
         let next_seq = last.map_or(manifest.anchor.first_seq, |s| s.seq + 1);
         let last_day = last.map_or(0, |s| s.day);
         let mut w = Writer {
@@ -282,7 +282,27 @@ impl Writer {
         Ok(w)
     }
 
-    fn cfg(&self) -> &crate::log::Config {
+    /// Retention, then the hooks of derived data that follow it.
+    fn retain(&mut self, cutoff: Micros) -> Result<RetentionReport> {
+        let segments = self.shared.segments();
+        let pass = retention::Pass {
+            dir: &self.shared.dir,
+            io: &self.shared.config.io,
+            segments: &segments,
+        };
+        let shared = &self.shared;
+        let report = retention::drop_expired(pass, &mut self.manifest, cutoff, |last| {
+            shared.segments_mut().retain(|s| s.seq > last)
+        })?;
+        if !report.dropped.is_empty() {
+            for hook in &self.shared.config.retain_hooks {
+                hook(&report);
+            }
+        }
+        Ok(report)
+    }
+
+    fn cfg(&self) -> &Config {
         &self.shared.config
     }
 
@@ -519,7 +539,7 @@ impl Writer {
                 self.end_batch(true);
                 let r = match &self.failed {
                     Some(why) => Err(Error::WriterFailed(why.clone())),
-                    None => retention::drop_expired(&self.shared, &mut self.manifest, cutoff),
+                    None => self.retain(cutoff),
                 };
                 let _ = reply.send(r);
             }

@@ -52,7 +52,7 @@ impl Json {
     /// reading what was checked before it was written, the redactor).
     ///
     /// Not for gateways: only for text that came out of a `Json` before
-    /// (the load run's SQLite baseline reads back what it stored).
+    /// (a store reading back what it stored).
     #[doc(hidden)]
     pub fn trusted(text: String) -> Json {
         Json(text)

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tantivy::{Index, IndexReader, ReloadPolicy};
 
+use crate::config::{Config, RetainHook};
 use crate::event::Micros;
-use crate::log::{Config, Log, RetainHook};
+use crate::log::Log;
 use crate::manifest::Manifest;
 use crate::reader::LogReader;
 
@@ -566,7 +567,7 @@ impl FullText {
     }
 
     /// Index everything the log holds now, in the foreground, and commit.
-    /// `tick(indexed_so_far)` is called after every batch (progress bars).
+    /// `tick(indexed_so_far)` is called after every batch (for progress).
     pub fn catch_up(&self, log: &LogReader, tick: impl FnMut(u64)) -> Result<u64, FullTextError> {
         let mut guard = self.inner.core.lock().unwrap_or_else(|p| p.into_inner());
         let core = guard.as_mut().ok_or(FullTextError::NotWritable)?;

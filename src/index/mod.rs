@@ -23,13 +23,12 @@ use crate::event::Event;
 use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{map_file, SegmentMeta};
 
-/// Progress of an index build, for whoever shows it (the command line draws
-/// a bar): `(segment name, bytes indexed, bytes to index)`. The engine only
-/// reports; it knows nothing of terminals.
+/// Progress of an index build, for whoever shows it: `(segment name, bytes
+/// indexed, bytes to index)`. The engine only reports.
 pub type ProgressFn = std::sync::Arc<dyn Fn(&str, u64, u64) + Send + Sync>;
 
-/// Segments at least this big report their build progress (when
-/// stderr is a terminal and the caller asked for one).
+/// Segments at least this big report their build progress (to a caller
+/// that asked for it).
 pub const PROGRESS_MIN_BYTES: u64 = 32 << 20;
 
 /// `DIR/STEM.idx` for a segment `DIR/STEM.seg`.

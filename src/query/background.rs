@@ -9,8 +9,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::engine::Engine;
+use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::log::{Config, Log};
+use crate::log::Log;
 
 enum Wake {
     Sealed,

@@ -263,7 +263,7 @@ fn every_consumer_folds_adversarial_orders_alike() {
     let mut at = 0;
     while at < w.events.len() {
         let n = rng.usize(1..60).min(w.events.len() - at);
-        log.append_batch(&w.events[at..at + n]).unwrap();
+        let _ = log.append_batch(&w.events[at..at + n]).unwrap();
         at += n;
         if rng.u32(..20) == 0 {
             log.seal().unwrap();

@@ -1,0 +1,97 @@
+//! State shared by a log's handle, its writer thread and in-process
+//! readers: the segment list, the committed head, the counters and the
+//! writer's failure.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::chain::Digest;
+use crate::config::Config;
+use crate::layout::{Head, SegmentMeta};
+use crate::receipt::Notifier;
+
+/// A value alone on its cache line(s) (128 bytes: adjacent-line prefetch).
+#[repr(align(128))]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+/// State shared by the handle, the writer thread and in-process readers.
+pub(crate) struct Shared {
+    pub(crate) dir: PathBuf,
+    pub(crate) config: Config,
+    segments: RwLock<Vec<SegmentMeta>>,
+    head: RwLock<Head>,
+    pub(crate) notifier: Arc<Notifier>,
+    pub(crate) durable_lsn: AtomicU64,
+    pub(crate) queue_depth: AtomicU64,
+    /// Producers bump it on every append: kept off the cache line of the
+    /// fields the writer stores after every batch.
+    pub(crate) appended: Padded<AtomicU64>,
+    pub(crate) dropped: AtomicU64,
+    pub(crate) rejected: AtomicU64,
+    pub(crate) failed: Mutex<Option<String>>,
+    /// Set with `failed`: lets every append check it without a lock.
+    pub(crate) has_failed: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config, segments: Vec<SegmentMeta>, head: Head) -> Shared {
+        Shared {
+            dir: config.dir.clone(),
+            segments: RwLock::new(segments),
+            head: RwLock::new(head),
+            notifier: Arc::new(Notifier::default()),
+            durable_lsn: AtomicU64::new(head.next_lsn),
+            queue_depth: AtomicU64::new(0),
+            appended: Padded(AtomicU64::new(0)),
+            dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            failed: Mutex::new(None),
+            has_failed: AtomicBool::new(false),
+            config,
+        }
+    }
+
+    pub(crate) fn segments_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<SegmentMeta>> {
+        self.segments.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn segments(&self) -> Vec<SegmentMeta> {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Publish the active segment's new committed state.
+    pub(crate) fn publish_active(&self, meta: SegmentMeta, next_lsn: u64, digest: Digest) {
+        self.replace_segment(meta);
+        *self.head.write().unwrap_or_else(|p| p.into_inner()) = Head { next_lsn, digest };
+        self.notifier.notify_all();
+    }
+
+    pub(crate) fn replace_segment(&self, meta: SegmentMeta) {
+        let mut segs = self.segments_mut();
+        match segs.iter_mut().rev().find(|s| s.seq == meta.seq) {
+            Some(slot) => *slot = meta,
+            None => segs.push(meta),
+        }
+    }
+
+    pub(crate) fn head(&self) -> Head {
+        *self.head.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn run_seal_hooks(&self, meta: &SegmentMeta) {
+        for hook in &self.config.seal_hooks {
+            hook(meta);
+        }
+    }
+}
