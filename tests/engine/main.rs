@@ -10,6 +10,7 @@ mod support;
 
 mod core_log;
 mod event_json;
+mod layering;
 mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;
