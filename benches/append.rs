@@ -69,7 +69,12 @@ fn hot_path(c: &mut Criterion) {
     let bytes = vec![7u8; block.bytes()];
     g.bench_function("chain_digest_of_block", |b| {
         b.iter(|| {
-            auditlog::chain::block_digest(&auditlog::Digest::GENESIS, 0, evs.len() as u32, &bytes)
+            auditlog::internals::chain::block_digest(
+                &auditlog::Digest::GENESIS,
+                0,
+                evs.len() as u32,
+                &bytes,
+            )
         })
     });
     g.finish();

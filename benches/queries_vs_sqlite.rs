@@ -35,7 +35,7 @@ fn write_path(c: &mut Criterion) {
     g.bench_function("encode_frame_crc_then_chain", |b| {
         b.iter(|| {
             let enc = EncodedBatch::encode(&evs).expect("encode");
-            let d = auditlog::chain::block_digest(
+            let d = auditlog::internals::chain::block_digest(
                 &auditlog::Digest::GENESIS,
                 0,
                 evs.len() as u32,

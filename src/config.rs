@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::frame::MAX_FRAME_BODY;
 use crate::io::WriterIo;
 use crate::layout::SegmentMeta;
+use crate::limits::*;
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 
@@ -48,6 +49,13 @@ pub struct Config {
     pub durability: Durability,
     /// Appends (each a batch) that may wait in the queue.
     pub queue_capacity: usize,
+    /// Encoded bytes that may wait in the queue (the full-queue policy
+    /// applies past either bound).
+    pub queue_max_bytes: usize,
+    /// Most events one `append_batch` may carry ([`Error::BatchTooLarge`]).
+    pub max_append_events: usize,
+    /// Most encoded bytes one `append_batch` may carry.
+    pub max_append_bytes: usize,
     pub on_full: FullPolicy,
     /// A segment is rolled when it would grow past this.
     pub segment_max_bytes: u64,
@@ -56,18 +64,15 @@ pub struct Config {
     /// Create the folder and log if missing.
     pub create: bool,
     /// The file-operation seam (fault injection in tests).
+    #[doc(hidden)]
     pub io: WriterIo,
+    /// Called on the writer thread with every segment just sealed.
     pub seal_hooks: Vec<SealHook>,
+    /// Called on the writer thread after retention dropped segments.
     pub retain_hooks: Vec<RetainHook>,
     /// Fields dropped or hashed before encoding (docs/reliability.md).
     pub redaction: Option<Arc<RedactionPolicy>>,
 }
-
-pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
-pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
-pub const DEFAULT_QUEUE_CAPACITY: usize = 16 * 1024;
-/// Smallest segment cap accepted: it must hold the largest event.
-pub const MIN_SEGMENT_MAX_BYTES: u64 = 64 * 1024;
 
 impl Config {
     pub fn new(dir: impl Into<PathBuf>) -> Config {
@@ -75,6 +80,9 @@ impl Config {
             dir: dir.into(),
             durability: Durability::EveryBatch,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_max_bytes: DEFAULT_QUEUE_MAX_BYTES,
+            max_append_events: DEFAULT_MAX_APPEND_EVENTS,
+            max_append_bytes: DEFAULT_MAX_APPEND_BYTES,
             on_full: FullPolicy::Block,
             segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
@@ -86,23 +94,37 @@ impl Config {
         }
     }
 
+    /// Every limit within its bounds (docs/operations.md, "Limits").
     pub(crate) fn check(&self) -> Result<()> {
-        if self.queue_capacity == 0 || self.queue_capacity > 1 << 24 {
-            return Err(Error::InvalidArgument(format!(
-                "queue_capacity {} must be within 1..=16777216",
-                self.queue_capacity
-            )));
-        }
+        within("queue_capacity", self.queue_capacity, 1, MAX_QUEUE_CAPACITY)?;
+        within(
+            "queue_max_bytes",
+            self.queue_max_bytes,
+            MIN_QUEUE_MAX_BYTES,
+            usize::MAX,
+        )?;
+        within(
+            "max_append_events",
+            self.max_append_events,
+            1,
+            MAX_APPEND_EVENTS,
+        )?;
+        within(
+            "max_append_bytes",
+            self.max_append_bytes,
+            MAX_EVENT_BYTES,
+            MAX_APPEND_BYTES,
+        )?;
+        within(
+            "max_batch_bytes",
+            self.max_batch_bytes,
+            MIN_MAX_BATCH_BYTES,
+            MAX_MAX_BATCH_BYTES,
+        )?;
         if self.segment_max_bytes < MIN_SEGMENT_MAX_BYTES {
             return Err(Error::InvalidArgument(format!(
                 "segment_max_bytes {} is below the minimum {MIN_SEGMENT_MAX_BYTES}",
                 self.segment_max_bytes
-            )));
-        }
-        if self.max_batch_bytes < 4096 || self.max_batch_bytes > 64 << 20 {
-            return Err(Error::InvalidArgument(format!(
-                "max_batch_bytes {} must be within 4 KiB..=64 MiB",
-                self.max_batch_bytes
             )));
         }
         Ok(())
@@ -121,9 +143,21 @@ impl std::fmt::Debug for Config {
             .field("dir", &self.dir)
             .field("durability", &self.durability)
             .field("queue_capacity", &self.queue_capacity)
+            .field("queue_max_bytes", &self.queue_max_bytes)
+            .field("max_append_events", &self.max_append_events)
+            .field("max_append_bytes", &self.max_append_bytes)
             .field("on_full", &self.on_full)
             .field("segment_max_bytes", &self.segment_max_bytes)
             .field("max_batch_bytes", &self.max_batch_bytes)
             .finish_non_exhaustive()
     }
+}
+
+fn within(name: &str, v: usize, lo: usize, hi: usize) -> Result<()> {
+    if (lo..=hi).contains(&v) {
+        return Ok(());
+    }
+    Err(Error::InvalidArgument(format!(
+        "{name} {v} must be within {lo}..={hi}"
+    )))
 }

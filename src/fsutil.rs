@@ -44,6 +44,7 @@ pub fn sync_dir(path: &Path) -> Result<()> {
 
 /// Make every file directly in `dir` owner-only (for files a library
 /// creates with the process umask, such as tantivy's).
+#[cfg(feature = "search")]
 pub fn restrict_files(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for entry in fs::read_dir(dir)? {

@@ -1,48 +1,143 @@
-//! auditlog: an embedded, event-sourced, append-only audit log engine.
+//! An embedded, event-sourced, append-only audit log for AI-agent gateways.
 //!
-//! Events go in through [`Log::append`] (a lock-free queue drained by one
-//! writer thread with group commit) and come back through [`LogReader`].
-//! The on-disk format is described in docs/format.md.
+//! A gateway records every run start, run log line (tool calls among them)
+//! and run finish as an [`Event`]. Events go into daily segment files
+//! through a lock-free queue drained by one writer thread with group
+//! commit; every record is CRC-framed and every block is linked into a
+//! BLAKE3 integrity chain that [`verify`] checks. The runs folded from the
+//! events ([`Run`]) are queried through secondary indexes; with the
+//! `search` cargo feature, runs are also searchable as full text.
+//!
+//! # Start here
+//!
+//! - [`AuditStore`]: the gateway API. Open one per log folder
+//!   ([`StoreConfig`]), record runs ([`AuditStore::start_run`],
+//!   [`AuditStore::append_log`], [`AuditStore::finish_run`], or any
+//!   [`Event`] with [`AuditStore::append`]), query them
+//!   ([`AuditStore::get_run`], [`AuditStore::list_runs`] with a [`Filter`]),
+//!   replay and follow the log, verify it, drop old segments, read
+//!   [`Stats`] and counters.
+//! - [`Log`]: the log alone (append, flush, replay), for tools that need no
+//!   run queries. [`LogReader`] reads a log folder read-only, beside a
+//!   writer in another process.
+//! - [`QueryEngine`]: the run queries over a folder opened read-only.
+//! - [`event`]: the event model, its JSON form (one object per line) and
+//!   instants; docs/contract.md in the repository is the outside contract.
+//!
+//! ```
+//! use auditlog::{AuditStore, Durability, Filter, Page, RunFinished, RunStarted, StoreConfig};
+//!
+//! # let tmp = tempfile::tempdir()?;
+//! # let dir = tmp.path().join("audit");
+//! let mut cfg = StoreConfig::new(&dir); // created if missing
+//! cfg.log.durability = Durability::EveryBatch; // group commit + fdatasync
+//! let store = AuditStore::open(cfg)?;
+//!
+//! let t0 = 1_795_392_000_000_000; // µs since the Unix epoch, UTC
+//! let start = RunStarted { skill_id: "web.search".into(), ..RunStarted::default() };
+//! store.start_run("r-1", t0, start)?;
+//! store.finish_run("r-1", t0 + 1_500_000, RunFinished { status: "ok".into(), ..RunFinished::default() })?;
+//! store.flush()?; // durable, and visible to queries
+//!
+//! let run = store.get_run("r-1")?.expect("stored");
+//! assert_eq!((run.status.as_str(), run.finished_at), ("ok", Some(t0 + 1_500_000)));
+//! let mine = Filter { skill: Some("web.search".into()), ..Filter::default() };
+//! assert_eq!(store.list_runs(&mine, Page::new(10, 0))?.len(), 1);
+//! store.close()?;
+//! # Ok::<(), auditlog::Error>(())
+//! ```
+//!
+//! # Cargo features
+//!
+//! - `search` (off by default): full-text search over runs with tantivy
+//!   ([`fulltext`], [`StoreConfig::search`], `AuditStore::search`). A
+//!   gateway that does not search compiles none of it.
+//!
+//! # Errors
+//!
+//! Every fallible call returns [`Error`]. [`Error::is_retryable`] tells a
+//! failure worth retrying (a full queue, a write that was cut back cleanly)
+//! from one that is not (bad input, a stopped writer, a corrupt log).
+//!
+//! The on-disk format is described byte by byte in docs/format.md; the
+//! design, with a picture of these modules, in docs/design.md.
 
-pub mod chain;
-pub mod codec;
-pub mod config;
-pub mod error;
+mod chain;
+mod codec;
+mod config;
+mod error;
 pub mod event;
-pub mod frame;
-pub mod fsutil;
+mod frame;
+mod fsutil;
 #[cfg(feature = "search")]
 pub mod fulltext;
-pub mod index;
-pub mod io;
-pub mod layout;
-pub mod lock;
-pub mod log;
-pub mod manifest;
+mod index;
+mod io;
+mod layout;
+mod limits;
+mod lock;
+mod log;
+mod manifest;
 mod priority;
 pub mod query;
-pub mod reader;
-pub mod receipt;
-pub mod redact;
-pub mod retention;
-pub mod segment;
+mod reader;
+mod receipt;
+mod redact;
+mod retention;
+mod segment;
 mod shared;
-pub mod store;
-pub mod verify;
+mod stats;
+mod store;
+mod verify;
 pub mod view;
 mod writer;
 
 pub use chain::Digest;
-pub use config::{Config, Durability, FullPolicy};
+pub use config::{Config, Durability, FullPolicy, RetainHook, SealHook};
 pub use error::{Error, EventError, Result};
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
-pub use layout::Head;
+pub use layout::{Head, RecoveryReport, SegmentMeta};
 pub use log::{Counters, EncodedBatch, Log};
-pub use query::{ErrorGroup, Filter, Page};
-pub use reader::{LogReader, ReplayRange};
+pub use query::{Engine as QueryEngine, ErrorGroup, Filter, Page};
+pub use reader::{Follower, LogReader, Replay, ReplayRange};
 pub use receipt::{LsnRange, Receipt};
 pub use redact::{Action, RedactionPolicy};
-pub use retention::RetentionReport;
+pub use retention::{DroppedSegment, RetentionReport};
+pub use stats::Stats;
 pub use store::{AuditStore, RunGuard, StoreConfig, StoreCounters};
 pub use verify::{verify, VerifyReport};
-pub use view::{Run, RunLogEntry};
+pub use view::{Anomalies, Run, RunLogEntry};
+
+/// Not API: the engine's internals, for its own integration tests, fuzz
+/// targets and the command line's tamper tests, which write damaged files
+/// on purpose. Nothing here is stable; gateways use the crate root.
+#[doc(hidden)]
+pub mod internals {
+    pub mod chain {
+        pub use crate::chain::*;
+    }
+    pub mod codec {
+        pub use crate::codec::*;
+    }
+    pub mod frame {
+        pub use crate::frame::*;
+    }
+    pub mod segment {
+        pub use crate::segment::*;
+    }
+    pub mod layout {
+        pub use crate::layout::*;
+    }
+    pub mod manifest {
+        pub use crate::manifest::*;
+    }
+    pub mod index {
+        pub use crate::index::*;
+    }
+    pub mod io {
+        pub use crate::io::*;
+    }
+    pub mod limits {
+        pub use crate::limits::*;
+    }
+}

@@ -31,7 +31,10 @@ pub struct Counters {
     pub rejected: u64,
     /// LSN one past the last event durable per policy.
     pub durable_lsn: u64,
+    /// Appends waiting in the ingest queue.
     pub queue_depth: u64,
+    /// Encoded bytes waiting in the ingest queue.
+    pub queue_bytes: u64,
 }
 
 /// A log open for writing. One per folder (an fs2 lock enforces it).
@@ -94,15 +97,40 @@ impl Log {
     /// Append events as one unit of the queue (cheaper per event). They get
     /// consecutive LSNs. Any invalid event rejects the whole call.
     pub fn append_batch(&self, events: &[Event]) -> Result<Receipt> {
+        // The count is known before encoding: refuse an oversized call
+        // before paying for it.
+        if let Err(e) = self.check_batch(events.len(), 0) {
+            self.reject(events.len());
+            return Err(e);
+        }
         match EncodedBatch::encode_redacted(events, self.redaction()) {
             Ok(b) => self.append_encoded(b),
             Err(e) => {
-                self.shared
-                    .rejected
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.reject(events.len());
                 Err(e)
             }
         }
+    }
+
+    fn reject(&self, events: usize) {
+        self.shared
+            .rejected
+            .fetch_add(events as u64, Ordering::Relaxed);
+    }
+
+    /// An append of `events` events and `bytes` encoded bytes is within
+    /// the per-call limits.
+    fn check_batch(&self, events: usize, bytes: usize) -> Result<()> {
+        let c = &self.shared.config;
+        if events <= c.max_append_events && bytes <= c.max_append_bytes {
+            return Ok(());
+        }
+        Err(Error::BatchTooLarge {
+            events,
+            bytes,
+            max_events: c.max_append_events,
+            max_bytes: c.max_append_bytes,
+        })
     }
 
     /// Append a batch encoded beforehand (possibly on another thread), so
@@ -128,29 +156,86 @@ impl Log {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
         }
+        let bytes = batch.frames.len();
+        if let Err(e) = self.check_batch(n, bytes) {
+            self.reject(n);
+            return Err(e);
+        }
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let slot = batch.slot.clone();
+        let policy = self.shared.config.on_full;
+        // Room by bytes first, then by entries; the writer gives the bytes
+        // back as it takes the batch off the queue.
+        if !self.reserve_queue_bytes(bytes, policy == FullPolicy::Block) {
+            return self.on_full(n);
+        }
         let msg = Msg::Append(batch);
-        let sent = match self.shared.config.on_full {
+        let sent = match policy {
             FullPolicy::Block => tx.send(msg).map_err(|_| Error::Closed),
             FullPolicy::FailFast | FullPolicy::DropAndCount => match tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
                 Err(TrySendError::Full(_)) => {
-                    if self.shared.config.on_full == FullPolicy::DropAndCount {
-                        self.shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
-                        return Ok(Receipt::dropped());
-                    }
-                    self.shared.rejected.fetch_add(n as u64, Ordering::Relaxed);
-                    return Err(Error::QueueFull {
-                        capacity: self.shared.config.queue_capacity,
-                    });
+                    self.shared.release_queue_bytes(bytes);
+                    return self.on_full(n);
                 }
             },
         };
-        sent?;
-        self.shared.appended.fetch_add(n as u64, Ordering::Relaxed);
+        if let Err(e) = sent {
+            self.shared.release_queue_bytes(bytes);
+            return Err(e);
+        }
+        self.shared
+            .ingest
+            .appended
+            .fetch_add(n as u64, Ordering::Relaxed);
         Ok(Receipt { slot: Some(slot) })
+    }
+
+    /// Take `bytes` of the queue's byte budget; with `block`, wait for
+    /// room. A batch alone in the queue always fits, whatever its size.
+    fn reserve_queue_bytes(&self, bytes: usize, block: bool) -> bool {
+        let max = self.shared.config.queue_max_bytes;
+        let queued = &self.shared.ingest.queued_bytes;
+        loop {
+            let now = queued.load(Ordering::Acquire);
+            let fits = now == 0 || now.saturating_add(bytes) <= max;
+            if fits {
+                let next = now.saturating_add(bytes);
+                if queued
+                    .compare_exchange_weak(now, next, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return true;
+                }
+                continue;
+            }
+            if !block {
+                return false;
+            }
+            // The writer wakes the notifier after every block it writes.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_millis(50);
+            self.shared.notifier.wait_until(Some(deadline), || {
+                let now = queued.load(Ordering::Acquire);
+                now == 0 || now.saturating_add(bytes) <= max
+            });
+        }
+    }
+
+    /// The queue is full: drop and count, or fail, per the policy.
+    fn on_full(&self, n: usize) -> Result<Receipt> {
+        let c = &self.shared.config;
+        if c.on_full == FullPolicy::DropAndCount {
+            self.shared.dropped.fetch_add(n as u64, Ordering::Relaxed);
+            return Ok(Receipt::dropped());
+        }
+        self.reject(n);
+        Err(Error::QueueFull {
+            entries: self.tx.as_ref().map_or(0, |t| t.len()),
+            bytes: self.shared.ingest.queued_bytes.load(Ordering::Relaxed),
+            capacity: c.queue_capacity,
+            max_bytes: c.queue_max_bytes,
+        })
     }
 
     fn control(&self, make: impl FnOnce(Arc<Slot>) -> Msg) -> Result<LsnRange> {
@@ -189,11 +274,12 @@ impl Log {
 
     pub fn counters(&self) -> Counters {
         Counters {
-            appended: self.shared.appended.load(Ordering::Relaxed),
+            appended: self.shared.ingest.appended.load(Ordering::Relaxed),
             dropped: self.shared.dropped.load(Ordering::Relaxed),
             rejected: self.shared.rejected.load(Ordering::Relaxed),
             durable_lsn: self.shared.durable_lsn.load(Ordering::Acquire),
             queue_depth: self.tx.as_ref().map_or(0, |t| t.len() as u64),
+            queue_bytes: self.shared.ingest.queued_bytes.load(Ordering::Relaxed) as u64,
         }
     }
 

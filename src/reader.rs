@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::chain::Digest;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
@@ -146,6 +145,68 @@ impl LogReader {
                 std::thread::sleep(Duration::from_millis(100).min(timeout));
             },
         }
+    }
+}
+
+impl LogReader {
+    /// The newest `n` events (fewer if the log holds fewer), oldest first.
+    pub fn tail(&self, n: u64) -> Result<Vec<(u64, Event)>> {
+        let from = self.head().next_lsn.saturating_sub(n).max(self.first_lsn());
+        self.replay(ReplayRange {
+            from_lsn: Some(from),
+            ..ReplayRange::default()
+        })
+        .collect()
+    }
+
+    /// Follow the log from `from_lsn` on (`tail -f`): see [`Follower`].
+    pub fn follow(self, from_lsn: u64) -> Follower {
+        Follower {
+            reader: self,
+            next_lsn: from_lsn,
+        }
+    }
+}
+
+/// Follows a log as it grows: each [`Follower::poll`] returns the events
+/// committed since the previous one, in log order. A live reader (from
+/// [`crate::Log::reader`]) is woken by each commit; a read-only one polls
+/// the folder.
+pub struct Follower {
+    reader: LogReader,
+    next_lsn: u64,
+}
+
+impl Follower {
+    /// The LSN the next event returned will have (at least).
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// Up to `max` events from the next LSN on, waiting up to `timeout`
+    /// for the first one; empty when none came in time. Events retention
+    /// dropped before they were read are skipped.
+    pub fn poll(&mut self, timeout: Duration, max: usize) -> Result<Vec<(u64, Event)>> {
+        let head = self.reader.head().next_lsn;
+        if head <= self.next_lsn {
+            let waited = self.reader.wait_beyond(self.next_lsn, timeout)?;
+            if waited.next_lsn <= self.next_lsn {
+                return Ok(Vec::new());
+            }
+        }
+        let range = ReplayRange {
+            from_lsn: Some(self.next_lsn),
+            ..ReplayRange::default()
+        };
+        let events: Vec<(u64, Event)> = self
+            .reader
+            .replay(range)
+            .take(max.max(1))
+            .collect::<Result<_>>()?;
+        if let Some((lsn, _)) = events.last() {
+            self.next_lsn = lsn + 1;
+        }
+        Ok(events)
     }
 }
 
@@ -346,9 +407,4 @@ impl Iterator for Replay {
             }
         }
     }
-}
-
-/// The digest a segment list ends at (for callers comparing heads).
-pub fn tail_digest(segments: &[SegmentMeta], anchor: Digest) -> Digest {
-    segments.last().map_or(anchor, |s| s.digest)
 }

@@ -16,6 +16,24 @@ const FAILED: u8 = 2;
 const WAITING: u8 = 0x80;
 const OUTCOME: u8 = !WAITING;
 
+/// Why a slot failed: the two outcomes a caller must tell apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The write was cut back cleanly; the log carries on (retryable).
+    RolledBack(String),
+    /// The writer stopped; the log must be reopened.
+    Stopped(String),
+}
+
+impl Failure {
+    pub(crate) fn to_error(&self) -> Error {
+        match self {
+            Failure::RolledBack(why) => Error::WriteRolledBack(why.clone()),
+            Failure::Stopped(why) => Error::WriterFailed(why.clone()),
+        }
+    }
+}
+
 /// Completion state of one append, shared by the receipt and the writer.
 ///
 /// Each slot wakes its own waiters: completing a group commit used to wake
@@ -28,7 +46,7 @@ pub(crate) struct Slot {
     state: AtomicU8,
     first_lsn: AtomicU64,
     last_lsn: AtomicU64,
-    error: OnceLock<String>,
+    error: OnceLock<Failure>,
     /// Threads parked in `wait` (normally none or one).
     waiters: Mutex<Vec<Thread>>,
 }
@@ -47,8 +65,8 @@ impl Slot {
         self.finish(DONE);
     }
 
-    pub(crate) fn fail(&self, why: &str) {
-        let _ = self.error.set(why.to_string());
+    pub(crate) fn fail(&self, why: Failure) {
+        let _ = self.error.set(why);
         self.finish(FAILED);
     }
 
@@ -72,9 +90,10 @@ impl Slot {
                 first: self.first_lsn.load(Ordering::Relaxed),
                 last: self.last_lsn.load(Ordering::Relaxed),
             })),
-            _ => Some(Err(Error::WriterFailed(
-                self.error.get().cloned().unwrap_or_default(),
-            ))),
+            _ => Some(Err(match self.error.get() {
+                Some(f) => f.to_error(),
+                None => Error::WriterFailed("failed without a reason".into()),
+            })),
         }
     }
 

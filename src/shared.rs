@@ -3,7 +3,7 @@
 //! writer's failure.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::chain::Digest;
@@ -22,6 +22,16 @@ impl<T> std::ops::Deref for Padded<T> {
     }
 }
 
+/// The producers' side of the ingest queue.
+pub(crate) struct Ingest {
+    /// Events appended (queued) so far.
+    pub(crate) appended: AtomicU64,
+    /// Encoded bytes of the batches in the ingest queue: producers add,
+    /// the writer gives them back once per group commit
+    /// (`Config::queue_max_bytes` bounds it).
+    pub(crate) queued_bytes: AtomicUsize,
+}
+
 /// State shared by the handle, the writer thread and in-process readers.
 pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
@@ -31,9 +41,9 @@ pub(crate) struct Shared {
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) durable_lsn: AtomicU64,
     pub(crate) queue_depth: AtomicU64,
-    /// Producers bump it on every append: kept off the cache line of the
-    /// fields the writer stores after every batch.
-    pub(crate) appended: Padded<AtomicU64>,
+    /// What producers change on every append: kept together, and off the
+    /// cache line of the fields the writer stores after every batch.
+    pub(crate) ingest: Padded<Ingest>,
     pub(crate) dropped: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) failed: Mutex<Option<String>>,
@@ -50,13 +60,21 @@ impl Shared {
             notifier: Arc::new(Notifier::default()),
             durable_lsn: AtomicU64::new(head.next_lsn),
             queue_depth: AtomicU64::new(0),
-            appended: Padded(AtomicU64::new(0)),
+            ingest: Padded(Ingest {
+                appended: AtomicU64::new(0),
+                queued_bytes: AtomicUsize::new(0),
+            }),
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             config,
         }
+    }
+
+    /// The writer took a batch of `bytes` off the queue.
+    pub(crate) fn release_queue_bytes(&self, bytes: usize) {
+        self.ingest.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 
     pub(crate) fn segments_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<SegmentMeta>> {

@@ -10,23 +10,33 @@
 //! seals, off the writer thread.
 
 use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::Config;
+use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
-use crate::event::{Event, Json, Micros, RunFinished, RunLog, RunStarted};
+use crate::event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
+#[cfg(feature = "search")]
+use crate::fulltext::{FullText, FullTextError, FullTextOptions, Hit, Indexer, Lag};
+use crate::layout::Head;
 use crate::log::Log;
 use crate::query::{BackgroundIndexer, Engine, ErrorGroup, Filter, IndexOnSeal, Page};
+use crate::reader::{Follower, LogReader, Replay, ReplayRange};
+use crate::receipt::Receipt;
+use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
-use crate::view::{Run, RunLogEntry};
+use crate::stats::Stats;
+use crate::verify::{verify, VerifyReport};
+use crate::view::{Anomalies, Run, RunLogEntry};
 
 /// Run ids remembered between a start and its finish (for the NotFound
 /// check before the start is visible to queries, and for skipped runs).
 pub const RECENT_IDS: usize = 100_000;
 
-/// How an [`AuditStore`] is opened.
+/// How an [`AuditStore`] is opened: the log's own [`Config`] (durability,
+/// limits, redaction, whether to create it) plus what the store adds.
 #[derive(Clone)]
 pub struct StoreConfig {
     pub log: Config,
@@ -38,6 +48,11 @@ pub struct StoreConfig {
     pub fire_and_forget: bool,
     /// Wait for each write's receipt (durability per the log's policy).
     pub wait_durable: bool,
+    /// Full-text search over runs (`None`: off). A failure to open the
+    /// index never keeps the store from opening: see
+    /// [`AuditStore::search_error`].
+    #[cfg(feature = "search")]
+    pub search: Option<FullTextOptions>,
 }
 
 impl StoreConfig {
@@ -48,7 +63,64 @@ impl StoreConfig {
             allow_event_types: None,
             fire_and_forget: false,
             wait_durable: false,
+            #[cfg(feature = "search")]
+            search: None,
         }
+    }
+
+    /// When appended events become durable.
+    pub fn durability(mut self, d: Durability) -> StoreConfig {
+        self.log.durability = d;
+        self
+    }
+
+    /// Create the folder and the log if missing (the default), or refuse.
+    pub fn create(mut self, create: bool) -> StoreConfig {
+        self.log.create = create;
+        self
+    }
+
+    /// Drop or hash these fields before anything is stored.
+    pub fn redaction(mut self, policy: RedactionPolicy) -> StoreConfig {
+        self.log.redaction = Some(Arc::new(policy));
+        self
+    }
+
+    /// Record only runs of these skills.
+    pub fn allow_skills<S: Into<String>>(
+        mut self,
+        skills: impl IntoIterator<Item = S>,
+    ) -> StoreConfig {
+        self.allow_skills = Some(skills.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Record only `run_log`s of these event types.
+    pub fn allow_event_types<S: Into<String>>(
+        mut self,
+        types: impl IntoIterator<Item = S>,
+    ) -> StoreConfig {
+        self.allow_event_types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Never return audit failures: count them and report via `tracing`.
+    pub fn fire_and_forget(mut self, on: bool) -> StoreConfig {
+        self.fire_and_forget = on;
+        self
+    }
+
+    /// Wait for each write's receipt before the write call returns.
+    pub fn wait_durable(mut self, on: bool) -> StoreConfig {
+        self.wait_durable = on;
+        self
+    }
+
+    /// Run full-text search with these options (`None`: off).
+    #[cfg(feature = "search")]
+    pub fn search(mut self, opts: Option<FullTextOptions>) -> StoreConfig {
+        self.search = opts;
+        self
     }
 }
 
@@ -60,6 +132,7 @@ pub struct StoreCounters {
     pub rejected: u64,
     pub durable_lsn: u64,
     pub queue_depth: u64,
+    pub queue_bytes: u64,
     /// Events skipped by the allowlist.
     pub skipped: u64,
     /// Audit failures swallowed in fire-and-forget mode.
@@ -95,6 +168,12 @@ pub struct AuditStore {
     log: Option<Log>,
     engine: Arc<Mutex<Engine>>,
     indexer: Option<BackgroundIndexer>,
+    /// The full-text index (searched through the clone, followed by the
+    /// indexer thread, whose lag and catch-up waits need it exclusively).
+    #[cfg(feature = "search")]
+    search: Option<(FullText, Mutex<Indexer>)>,
+    #[cfg(feature = "search")]
+    search_error: Option<FullTextError>,
     cfg: StoreConfig,
     started: Mutex<Recent>,
     skipped_runs: Mutex<Recent>,
@@ -109,10 +188,21 @@ fn now_micros() -> Micros {
 }
 
 impl AuditStore {
-    /// Open (or create) the log and its indexes.
+    /// Open (or create) the log, its indexes and, if asked, its full-text
+    /// index. One store per folder: a second writer gets [`Error::Locked`].
     pub fn open(cfg: StoreConfig) -> Result<AuditStore> {
         let mut log_cfg = cfg.log.clone();
         let on_seal = IndexOnSeal::hook(&mut log_cfg);
+        #[cfg(feature = "search")]
+        let (log, search, search_error) = match &cfg.search {
+            Some(opts) => {
+                let opened = crate::fulltext::open_log(log_cfg, opts)?;
+                let search = opened.search.map(|ix| ((*ix).clone(), Mutex::new(ix)));
+                (opened.log, search, opened.search_error)
+            }
+            None => (Log::open(log_cfg)?, None, None),
+        };
+        #[cfg(not(feature = "search"))]
         let log = Log::open(log_cfg)?;
         let indexer = on_seal.start(&log)?;
         let engine = indexer.engine().clone();
@@ -120,6 +210,10 @@ impl AuditStore {
             log: Some(log),
             engine,
             indexer: Some(indexer),
+            #[cfg(feature = "search")]
+            search,
+            #[cfg(feature = "search")]
+            search_error,
             cfg,
             started: Mutex::new(Recent::default()),
             skipped_runs: Mutex::new(Recent::default()),
@@ -128,6 +222,12 @@ impl AuditStore {
         })
     }
 
+    /// The log's folder.
+    pub fn dir(&self) -> PathBuf {
+        self.log().dir().to_path_buf()
+    }
+
+    /// The log underneath (append encoded batches, seal, recovery report).
     pub fn log(&self) -> &Log {
         match &self.log {
             Some(l) => l,
@@ -151,7 +251,7 @@ impl AuditStore {
         }
     }
 
-    fn append(&self, ev: &Event) -> Result<()> {
+    fn write(&self, ev: &Event) -> Result<()> {
         let receipt = self.log().append(ev)?;
         if self.cfg.wait_durable {
             receipt.wait()?;
@@ -176,7 +276,7 @@ impl AuditStore {
                 return self.skip();
             }
         }
-        let r = self.append(&Event::run_started(id, ts, start));
+        let r = self.write(&Event::run_started(id, ts, start));
         if r.is_ok() {
             Self::lock(&self.started).insert(id);
         }
@@ -201,7 +301,7 @@ impl AuditStore {
                     return Err(Error::NotFound(format!("run {id:?}")));
                 }
             }
-            self.append(&Event::run_finished(id, ts, finish))
+            self.write(&Event::run_finished(id, ts, finish))
         })();
         self.outcome("finish_run", r)
     }
@@ -216,8 +316,80 @@ impl AuditStore {
                 return self.skip();
             }
         }
-        let r = self.append(&Event::run_log(id, ts, log));
+        let r = self.write(&Event::run_log(id, ts, log));
         self.outcome("append_log", r)
+    }
+
+    /// Append any events (one unit of the queue; consecutive LSNs). The
+    /// allowlists apply: events of skipped skills' runs and of unlisted
+    /// event types are counted as skipped, not written. `Ok(None)` when
+    /// nothing was queued (all skipped, or a failure swallowed in
+    /// fire-and-forget mode); otherwise a receipt to await durability
+    /// (already awaited with `wait_durable`). Any invalid event rejects
+    /// the whole call ([`Error::InvalidEvent`] names it).
+    pub fn append_batch(&self, events: &[Event]) -> Result<Option<Receipt>> {
+        let kept = self.allowed(events);
+        let events: &[Event] = match &kept {
+            Some(v) => v,
+            None => events,
+        };
+        if events.is_empty() {
+            return Ok(None);
+        }
+        let r = (|| {
+            let receipt = self.log().append_batch(events)?;
+            if self.cfg.wait_durable {
+                receipt.wait()?;
+            }
+            for ev in events {
+                if let EventData::RunStarted(_) = ev.data {
+                    Self::lock(&self.started).insert(&ev.run_id);
+                }
+            }
+            Ok(receipt)
+        })();
+        match r {
+            Ok(receipt) => Ok(Some(receipt)),
+            Err(e) => self.outcome("append", Err(e)).map(|()| None),
+        }
+    }
+
+    /// Append one event; see [`AuditStore::append_batch`].
+    pub fn append(&self, event: &Event) -> Result<Option<Receipt>> {
+        self.append_batch(std::slice::from_ref(event))
+    }
+
+    /// `Some(kept)` when the allowlists skip some of `events` (counted).
+    fn allowed(&self, events: &[Event]) -> Option<Vec<Event>> {
+        if self.cfg.allow_skills.is_none() && self.cfg.allow_event_types.is_none() {
+            return None;
+        }
+        let keep = |ev: &Event| match &ev.data {
+            EventData::RunStarted(s) => {
+                let ok = self
+                    .cfg
+                    .allow_skills
+                    .as_ref()
+                    .is_none_or(|a| a.contains(&s.skill_id));
+                if !ok {
+                    Self::lock(&self.skipped_runs).insert(&ev.run_id);
+                }
+                ok
+            }
+            EventData::RunLog(l) => {
+                !Self::lock(&self.skipped_runs).contains(&ev.run_id)
+                    && self
+                        .cfg
+                        .allow_event_types
+                        .as_ref()
+                        .is_none_or(|a| a.contains(&l.event_type))
+            }
+            EventData::RunFinished(_) => !Self::lock(&self.skipped_runs).contains(&ev.run_id),
+        };
+        let kept: Vec<Event> = events.iter().filter(|e| keep(e)).cloned().collect();
+        let skipped = (events.len() - kept.len()) as u64;
+        self.skipped.fetch_add(skipped, Ordering::Relaxed);
+        Some(kept)
     }
 
     /// Start a run now and get a guard that records its finish.
@@ -318,6 +490,117 @@ impl AuditStore {
         self.engine().errors(since, until, false)
     }
 
+    /// The run and its logs in seq order, read in one view of the log.
+    pub fn run_with_logs(&self, id: &str) -> Result<Option<(Run, Vec<RunLogEntry>)>> {
+        self.engine().run_with_logs(id)
+    }
+
+    /// Drop whole sealed segments whose newest event is older than
+    /// `cutoff` (µs), with their indexes; see docs/operations.md.
+    pub fn retain(&self, cutoff: Micros) -> Result<RetentionReport> {
+        self.purge_older_than(cutoff)
+    }
+
+    /// A reader of what is committed, now and as the log grows.
+    pub fn reader(&self) -> LogReader {
+        self.log().reader()
+    }
+
+    /// Every stored event in `range`, in log order, with its LSN.
+    pub fn replay(&self, range: ReplayRange) -> Replay {
+        self.reader().replay(range)
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn tail(&self, n: u64) -> Result<Vec<(u64, Event)>> {
+        self.reader().tail(n)
+    }
+
+    /// Follow the log from `from_lsn` on (`None`: from the head, i.e. only
+    /// new events); see [`Follower::poll`].
+    pub fn follow(&self, from_lsn: Option<u64>) -> Follower {
+        let reader = self.reader();
+        let from = from_lsn.unwrap_or_else(|| reader.head().next_lsn);
+        reader.follow(from)
+    }
+
+    /// The newest committed position and its chain digest.
+    pub fn head(&self) -> Head {
+        self.log().head()
+    }
+
+    /// Make everything appended durable, then check every frame and the
+    /// integrity chain of the folder (see [`crate::verify`]).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        self.flush()?;
+        verify(self.log().dir(), None, |_, _| {})
+    }
+
+    /// Segments, events, bytes and time span (cheap: no event is read).
+    pub fn stats(&self) -> Result<Stats> {
+        self.reader().stats()
+    }
+
+    /// Events kept in the log but ignored by the run view (reads the whole
+    /// log once).
+    pub fn anomalies(&self) -> Result<Anomalies> {
+        self.reader().anomalies(|_| {})
+    }
+
+    /// Full-text search over runs (tantivy's query syntax), best first, at
+    /// most `limit`. [`FullTextError::NotRunning`] when search was not
+    /// asked for or could not start.
+    #[cfg(feature = "search")]
+    pub fn search(
+        &self,
+        query: &str,
+        filters: &crate::fulltext::Filters,
+        limit: usize,
+    ) -> std::result::Result<Vec<Hit>, FullTextError> {
+        match &self.search {
+            Some((ft, _)) => ft.search(query, filters, limit),
+            None => Err(self.search_off()),
+        }
+    }
+
+    /// Wait until everything appended so far is searchable, or `timeout`
+    /// ends; true when caught up.
+    #[cfg(feature = "search")]
+    pub fn wait_searchable(
+        &self,
+        timeout: std::time::Duration,
+    ) -> std::result::Result<bool, FullTextError> {
+        self.flush()?;
+        match &self.search {
+            Some((_, ix)) => Ok(Self::lock(ix).wait_caught_up(timeout)),
+            None => Err(self.search_off()),
+        }
+    }
+
+    /// How far search is behind the log.
+    #[cfg(feature = "search")]
+    pub fn search_lag(&self) -> std::result::Result<Lag, FullTextError> {
+        match &self.search {
+            Some((_, ix)) => Ok(Self::lock(ix).lag()),
+            None => Err(self.search_off()),
+        }
+    }
+
+    /// Why search is not running although it was asked for.
+    #[cfg(feature = "search")]
+    pub fn search_error(&self) -> Option<&FullTextError> {
+        self.search_error.as_ref()
+    }
+
+    #[cfg(feature = "search")]
+    fn search_off(&self) -> FullTextError {
+        let reason = match &self.search_error {
+            Some(e) => e.to_string(),
+            None => "it is switched off (StoreConfig::search)".to_string(),
+        };
+        FullTextError::NotRunning(reason)
+    }
+
     pub fn counters(&self) -> StoreCounters {
         let c = self.log().counters();
         StoreCounters {
@@ -326,6 +609,7 @@ impl AuditStore {
             rejected: c.rejected,
             durable_lsn: c.durable_lsn,
             queue_depth: c.queue_depth,
+            queue_bytes: c.queue_bytes,
             skipped: self.skipped.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
         }
@@ -341,6 +625,11 @@ impl AuditStore {
     }
 
     fn stop(&mut self) {
+        // Full-text first: it commits what it has folded.
+        #[cfg(feature = "search")]
+        if let Some((_, ix)) = self.search.take() {
+            ix.into_inner().unwrap_or_else(|p| p.into_inner()).stop();
+        }
         if let Some(mut i) = self.indexer.take() {
             i.stop();
         }

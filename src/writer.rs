@@ -21,7 +21,7 @@ use crate::fsutil;
 use crate::io::IoOp;
 use crate::layout::{Head, SegmentMeta};
 use crate::manifest::Manifest;
-use crate::receipt::Slot;
+use crate::receipt::{Failure, Slot};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::shared::Shared;
@@ -194,7 +194,7 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
                 }
                 Some(why) => {
                     for s in &job.slots {
-                        s.fail(why);
+                        s.fail(Failure::Stopped(why.clone()));
                     }
                 }
             }
@@ -370,6 +370,9 @@ impl Writer {
                     }
                 }
             }
+            // The queue's byte budget, given back once per cycle (a blocked
+            // producer is woken when the block is published).
+            self.shared.release_queue_bytes(taken);
             if every_batch {
                 self.end_batch_pipelined();
             } else {
@@ -424,7 +427,7 @@ impl Writer {
         };
         if self.failed.is_none() {
             if let Err(e) = self.write_block() {
-                self.on_error(&e.to_string());
+                let _ = self.on_error(&e.to_string());
             }
         }
         if self.failed.is_some() || !self.dirty {
@@ -505,12 +508,12 @@ impl Writer {
             Msg::Append(batch) => {
                 let bytes = batch.frames.len();
                 if let Some(why) = &self.failed {
-                    batch.slot.fail(why);
+                    batch.slot.fail(Failure::Stopped(why.clone()));
                     return bytes;
                 }
                 if let Err(e) = self.append_batch(&batch) {
-                    self.on_error(&e.to_string());
-                    batch.slot.fail(&e.to_string());
+                    let failure = self.on_error(&e.to_string());
+                    batch.slot.fail(failure);
                     return bytes;
                 }
                 self.pending.push(batch.slot);
@@ -528,8 +531,7 @@ impl Writer {
                 let r = self.write_block().and_then(|_| self.seal_active());
                 let mut err = None;
                 if let Err(e) = r {
-                    err = Some(e.to_string());
-                    self.on_error(&e.to_string());
+                    err = Some(self.on_error(&e.to_string()));
                 }
                 let later = self.end_batch(true);
                 self.finish_slot_or(slot, err.or(later));
@@ -547,18 +549,16 @@ impl Writer {
         0
     }
 
-    fn finish_slot_or(&mut self, slot: Arc<Slot>, err: Option<String>) {
+    fn finish_slot_or(&mut self, slot: Arc<Slot>, err: Option<Failure>) {
         match err {
-            Some(why) => {
-                slot.fail(&why);
-            }
+            Some(why) => slot.fail(why),
             None => self.finish_slot(slot),
         }
     }
 
     fn finish_slot(&mut self, slot: Arc<Slot>) {
         match &self.failed {
-            Some(why) => slot.fail(why),
+            Some(why) => slot.fail(Failure::Stopped(why.clone())),
             None => {
                 let last = self.next_lsn.saturating_sub(1);
                 slot.set_lsns(self.next_lsn, last);
@@ -838,13 +838,12 @@ impl Writer {
     }
 
     /// Close the batch: write the block, sync if asked, complete receipts.
-    /// The error of a write or sync that failed here, if one did.
-    fn end_batch(&mut self, sync: bool) -> Option<String> {
+    /// The failure of a write or sync that failed here, if one did.
+    fn end_batch(&mut self, sync: bool) -> Option<Failure> {
         let mut err = None;
         if self.failed.is_none() {
             if let Err(e) = self.write_block() {
-                err = Some(e.to_string());
-                self.on_error(&e.to_string());
+                err = Some(self.on_error(&e.to_string()));
             }
         }
         if self.failed.is_none() && sync && self.dirty {
@@ -856,7 +855,7 @@ impl Writer {
                     // everything pending; a reopen recovers from the disk.
                     let why = format!("fdatasync of {} failed: {e}", a.meta.path.display());
                     self.fail(&why);
-                    err = Some(why);
+                    err = Some(Failure::Stopped(why));
                 }
             }
             self.dirty = false;
@@ -869,7 +868,7 @@ impl Writer {
         } else if self.failed.is_some() {
             let why = self.failed.clone().unwrap_or_default();
             for s in self.pending.drain(..) {
-                s.fail(&why);
+                s.fail(Failure::Stopped(why.clone()));
             }
         }
         err
@@ -889,15 +888,18 @@ impl Writer {
     }
 
     /// A failed write that was cut back cleanly only fails the receipts
-    /// that were waiting; anything else stops the writer.
-    fn on_error(&mut self, why: &str) {
+    /// that were waiting (retryable); anything else stops the writer.
+    fn on_error(&mut self, why: &str) -> Failure {
         if std::mem::take(&mut self.rolled_back) {
             tracing::warn!(error = why, "auditlog write failed and was rolled back");
+            let failure = Failure::RolledBack(why.to_string());
             for s in self.pending.drain(..) {
-                s.fail(why);
+                s.fail(failure.clone());
             }
+            failure
         } else {
             self.fail(why);
+            Failure::Stopped(why.to_string())
         }
     }
 

@@ -12,7 +12,7 @@ use super::{CliError, CliResult, Ctx, Format};
 use auditlog::event::json::{parse_event, write_event};
 use auditlog::event::time::{parse_instant, to_rfc3339};
 use auditlog::query::IndexOnSeal;
-use auditlog::redact::RedactionPolicy;
+use auditlog::RedactionPolicy;
 use auditlog::{Config, Digest, EncodedBatch, Event, Log, LogReader, Micros, ReplayRange};
 use std::sync::Arc;
 
@@ -641,16 +641,11 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
         })?),
         None => None,
     };
-    let total: u64 = auditlog::layout::list_segment_files(&dir)
-        .map(|fs| {
-            fs.iter()
-                .filter_map(|(_, _, n)| std::fs::metadata(dir.join(n)).ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0);
-    let pb = progress(Some(total), "verifying", Counts::Bytes);
-    let result = auditlog::verify(&dir, expect, |done, _| pb.set_position(done));
+    let pb = progress(None, "verifying", Counts::Bytes);
+    let result = auditlog::verify(&dir, expect, |done, total| {
+        pb.set_length(total);
+        pb.set_position(done);
+    });
     pb.finish_and_clear();
     let mut out = Out::new();
     match result {
@@ -748,30 +743,23 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
 
 pub fn stats(ctx: &Ctx, _a: StatsArgs) -> CliResult {
     let reader = open_reader(ctx)?;
-    let segs = reader.segments();
-    let head = reader.head();
-    let manifest = reader.manifest()?;
-    let events: u64 = segs.iter().map(|s| s.count).sum();
-    let bytes: u64 = segs
-        .iter()
-        .map(|s| std::fs::metadata(&s.path).map_or(s.data_len, |m| m.len()))
-        .sum();
-    let oldest = segs.iter().filter_map(|s| s.min_ts).min();
-    let newest = segs.iter().filter_map(|s| s.max_ts).max();
+    let st = reader.stats()?;
     let ts = |t: Option<Micros>| t.map_or("null".to_string(), |t| format!("\"{}\"", to_rfc3339(t)));
     let mut s = format!(
-        "{{\"segments\":{},\"sealed_segments\":{},\"events\":{events},\"bytes\":{bytes},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"oldest_ts\":{},\"newest_ts\":{},\"dropped_segments\":{},\"dropped_events\":{}",
-        segs.len(),
-        segs.iter().filter(|s| s.sealed).count(),
-        reader.first_lsn(),
-        head.next_lsn,
-        head.digest,
-        ts(oldest),
-        ts(newest),
-        manifest.dropped_segments,
-        manifest.dropped_events,
+        "{{\"segments\":{},\"sealed_segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"oldest_ts\":{},\"newest_ts\":{},\"dropped_segments\":{},\"dropped_events\":{}",
+        st.segments,
+        st.sealed_segments,
+        st.events,
+        st.bytes,
+        st.first_lsn,
+        st.head_lsn,
+        st.head_digest,
+        ts(st.oldest_ts),
+        ts(st.newest_ts),
+        st.dropped_segments,
+        st.dropped_events,
     );
-    for (key, value) in super::stats_extras(&reader)? {
+    for (key, value) in super::stats_extras(&reader, st.events)? {
         s.push_str(&format!(",\"{key}\":{value}"));
     }
     s.push('}');

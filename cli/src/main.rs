@@ -140,16 +140,18 @@ fn run() -> i32 {
 
 /// Extra `stats` fields from derived data (anomalies, search lag): each a
 /// key and a JSON value. Later modules add theirs here.
-pub fn stats_extras(reader: &auditlog::LogReader) -> Result<Vec<(String, String)>, CliError> {
-    // Anomalies (contract section 2): events kept in the log but ignored
-    // by the run view. Counted by one replay of the log.
-    let total: u64 = reader.segments().iter().map(|s| s.count).sum();
+pub fn stats_extras(
+    reader: &auditlog::LogReader,
+    total: u64,
+) -> Result<Vec<(String, String)>, CliError> {
+    // Anomalies (docs/contract.md, "The run view"): events kept in the log
+    // but ignored by the run view. Counted by one replay of the log.
     let pb = output::progress(
         Some(total),
         "counting anomalies",
         output::Counts::Items("events"),
     );
-    let a = auditlog::query::scan_anomalies(reader, |n| pb.set_position(n))?;
+    let a = reader.anomalies(|n| pb.set_position(n))?;
     pb.finish_and_clear();
     let mut extras = auditlog::fulltext::search_stats(reader);
     extras.insert(0, (

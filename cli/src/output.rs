@@ -47,7 +47,7 @@ pub fn object_rows(json: &str) -> Result<Vec<Vec<String>>, CliError> {
 
 /// A progress callback for index builds that draws one bar per segment on
 /// stderr; `None` when stderr is not a terminal (pipes and logs stay clean).
-pub fn index_progress() -> Option<auditlog::index::ProgressFn> {
+pub fn index_progress() -> Option<auditlog::query::ProgressFn> {
     use std::sync::{Arc, Mutex};
     if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return None;

@@ -3,7 +3,7 @@
 //! back to the same event.
 #![no_main]
 
-use auditlog::codec::{decode_event, encode_event};
+use auditlog::internals::codec::{decode_event, encode_event};
 use auditlog::event::json::{event_to_json, parse_event, validate_event};
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! past the buffer, and whatever it accepts re-encodes to the same bytes.
 #![no_main]
 
-use auditlog::frame::{read_frame, write_frame, FRAME_HEADER, MAX_FRAME_BODY};
+use auditlog::internals::frame::{read_frame, write_frame, FRAME_HEADER, MAX_FRAME_BODY};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

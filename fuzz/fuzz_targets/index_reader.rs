@@ -6,7 +6,7 @@
 //! answer (or poison the image), never panic or read out of bounds.
 #![no_main]
 
-use auditlog::index::{Backing, Image, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS};
+use auditlog::internals::index::{Backing, Image, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/fuzz_shared.rs"]

@@ -8,10 +8,10 @@
 
 use std::sync::OnceLock;
 
-use auditlog::codec::CODEC_BINCODE2_STANDARD;
-use auditlog::layout::{self, Mode};
-use auditlog::manifest::Manifest;
-use auditlog::segment::{self, Header, FORMAT_VERSION};
+use auditlog::internals::codec::CODEC_BINCODE2_STANDARD;
+use auditlog::internals::layout::{self, Mode};
+use auditlog::internals::manifest::Manifest;
+use auditlog::internals::segment::{self, Header, FORMAT_VERSION};
 use auditlog::{verify, Config, Event, Log, LogReader, ReplayRange, RunStarted};
 use libfuzzer_sys::fuzz_target;
 

@@ -736,7 +736,7 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
 /// `dir` and answer one query: a run by id, then a count over every
 /// segment.
 fn open_cost(dir: &Path, events: u64, qs: &QuerySet) -> Result<OpenCost, CliError> {
-    let segments = auditlog::layout::list_segment_files(dir)?.len() as u64;
+    let segments = auditlog::LogReader::open(dir)?.stats()?.segments;
     let mut asks: Vec<Vec<String>> = Vec::new();
     if let Some(id) = qs.runs.first() {
         asks.push(vec!["run".into(), id.clone()]);

@@ -9,15 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
 
-/// Largest run_id, in bytes (contract section 1).
-pub const MAX_RUN_ID_BYTES: usize = 256;
-/// Largest short string field (skill_id, caller_id, channel_id, status,
-/// event_type, parent_run_id), in bytes.
-pub const MAX_NAME_BYTES: usize = 1024;
-/// Largest whole event (its JSON line, or its encoded body), in bytes.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
-/// Deepest nesting accepted inside `inputs`, `payload` or unknown fields.
-pub const MAX_JSON_DEPTH: usize = 64;
+pub use crate::limits::{MAX_EVENT_BYTES, MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES};
 
 /// JSON text, kept exactly as it was ingested. It is checked once, when it
 /// is made ([`Json::parse`], [`Json::from_value`], or the JSONL parser):

@@ -93,21 +93,33 @@ impl Default for FullTextOptions {
     }
 }
 
-/// Errors of full-text search. None of them concerns the log's own data.
+/// Errors of full-text search. None of them concerns the log's own data:
+/// the index is derived, and rebuilt from the log when damaged.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum FullTextError {
+    /// The query does not parse; `message` names the fault and its place.
     #[error("invalid search query {query:?}: {message}")]
     Query { query: String, message: String },
+    /// tantivy failed while `context` (opening, adding, committing, ...).
     #[error("full-text index: {context}: {message}")]
     Index { context: String, message: String },
+    /// A stored document does not read back.
     #[error("full-text index is damaged: {0}")]
     Corrupt(String),
+    /// Another process holds the index's writer lock.
     #[error("full-text index {} is being written by another process", .0.display())]
     Locked(PathBuf),
+    /// The index folder cannot be used (not rebuilt from a read-only open).
     #[error("full-text index {} cannot be used: {reason}", .dir.display())]
     Unusable { dir: PathBuf, reason: String },
+    /// A read-only handle was asked to write, or its indexer already runs.
     #[error("this full-text handle is read-only, or its indexer is already running")]
     NotWritable,
+    /// Search is not running in this store, and why.
+    #[error("full-text search is not running: {0}")]
+    NotRunning(String),
+    /// Reading the log failed.
     #[error(transparent)]
     Log(#[from] crate::Error),
 }

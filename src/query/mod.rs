@@ -17,6 +17,7 @@ mod engine;
 use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
+pub use crate::index::ProgressFn;
 pub use background::{BackgroundIndexer, IndexOnSeal};
 use engine::FinRef;
 pub use engine::{Engine, EngineStats, View};
@@ -31,7 +32,7 @@ use crate::index::{
     Image, LazyRun, List, RunHash, RunRec, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS, NONE,
     RUNNING,
 };
-use crate::view::fold::{finish_follows, RunStates};
+use crate::view::fold::finish_follows;
 pub use crate::view::Anomalies;
 use crate::view::{Run, RunLogEntry};
 
@@ -679,26 +680,6 @@ impl<'a> View<'a> {
         });
         out
     }
-}
-
-/// Count the log's anomalies by replaying it through the run fold (used
-/// by `stats`). `progress(n)` is called with the events read so far, every
-/// 64 Ki.
-pub fn scan_anomalies(
-    reader: &crate::reader::LogReader,
-    mut progress: impl FnMut(u64),
-) -> Result<Anomalies> {
-    let mut fold = RunStates::new();
-    let mut n = 0u64;
-    for item in reader.replay(crate::reader::ReplayRange::default()) {
-        let (lsn, ev) = item?;
-        n += 1;
-        if n.is_multiple_of(1 << 16) {
-            progress(n);
-        }
-        fold.apply(lsn, &ev);
-    }
-    Ok(fold.anomalies())
 }
 
 impl Engine {

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use auditlog::event::json::{event_to_json, parse_event};
-use auditlog::layout::list_segment_files;
-use auditlog::segment::HEADER_SIZE;
+use auditlog::internals::layout::list_segment_files;
+use auditlog::internals::segment::HEADER_SIZE;
 use auditlog::{
     verify, Config, Durability, Error, Event, FullPolicy, Json, Log, LogReader, ReplayRange,
     RunFinished, RunLog, RunStarted,
@@ -326,11 +326,15 @@ fn edited_removed_and_reordered_records_fail_verify_through_the_chain() {
     // Edited with a recomputed CRC: re-frame a changed event body.
     let mut edited = bytes[..e0.start].to_vec();
     let body = &bytes[e0.start + 9..e0.end];
-    let mut ev = auditlog::codec::decode_event(body).unwrap();
+    let mut ev = auditlog::internals::codec::decode_event(body).unwrap();
     ev.run_id = "z0".into(); // same length: the footer stays in place
     let mut payload = Vec::new();
-    auditlog::codec::encode_event(&ev, &mut payload).unwrap();
-    auditlog::frame::write_frame(&mut edited, auditlog::frame::REC_EVENT, &payload);
+    auditlog::internals::codec::encode_event(&ev, &mut payload).unwrap();
+    auditlog::internals::frame::write_frame(
+        &mut edited,
+        auditlog::internals::frame::REC_EVENT,
+        &payload,
+    );
     edited.extend_from_slice(&bytes[e0.end..]);
     let err = rebuild(edited).unwrap_err();
     assert!(err.to_string().contains("chain digest mismatch"), "{err}");
@@ -339,7 +343,7 @@ fn edited_removed_and_reordered_records_fail_verify_through_the_chain() {
 fn frame_spans(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut pos = HEADER_SIZE;
-    while let Ok(f) = auditlog::frame::read_frame(&bytes[pos..]) {
+    while let Ok(f) = auditlog::internals::frame::read_frame(&bytes[pos..]) {
         out.push(pos..pos + f.size);
         pos += f.size;
     }
@@ -425,7 +429,7 @@ fn full_queue_policies_behave_as_documented() {
                     assert!(matches!(r.wait(), Err(Error::Dropped)));
                 }
                 Ok(r) => receipts.push(r),
-                Err(Error::QueueFull { capacity: 1 }) => full += 1,
+                Err(Error::QueueFull { capacity: 1, .. }) => full += 1,
                 Err(e) => panic!("{e}"),
             }
         }
@@ -561,7 +565,7 @@ fn corruption_in_the_middle_of_the_active_segment_is_not_cut_away() {
 fn the_documented_encoding_example_holds() {
     let ev = Event::run_started("r-1", 1_763_884_800_000_000, RunStarted::default());
     let mut out = Vec::new();
-    auditlog::codec::encode_event(&ev, &mut out).unwrap();
+    auditlog::internals::codec::encode_event(&ev, &mut out).unwrap();
     assert_eq!(
         &out[..13],
         &[0x03, 0x72, 0x2d, 0x31, 0xfd, 0x00, 0x80, 0xdb, 0xdd, 0x7c, 0x88, 0x0c, 0x00]
@@ -617,12 +621,16 @@ fn an_empty_active_segment_left_by_a_crash_is_replaced_not_stranded() {
     // A crash right after the next segment was created: header only.
     let first = segment_paths(&dir)[0].clone();
     let header = fs::read(&first).unwrap()[..HEADER_SIZE].to_vec();
-    let mut h = auditlog::segment::Header::decode(&header).unwrap();
+    let mut h = auditlog::internals::segment::Header::decode(&header).unwrap();
     let sealed = LogReader::open(&dir).unwrap().segments()[0].clone();
     h.seq = 2;
     h.first_lsn = 1;
     h.prev_digest = sealed.digest;
-    fs::write(dir.join(auditlog::segment::file_name(h.day, 2)), h.encode()).unwrap();
+    fs::write(
+        dir.join(auditlog::internals::segment::file_name(h.day, 2)),
+        h.encode(),
+    )
+    .unwrap();
     {
         let log = open(&dir);
         // The next event belongs to a later day than that empty segment.

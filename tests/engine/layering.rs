@@ -92,10 +92,20 @@ fn modules_import_each_other_one_way() {
 #[test]
 fn the_engine_knows_no_terminal_or_benchmark() {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     for f in files {
         let text = code(&std::fs::read_to_string(&f).unwrap());
-        for lib in ["indicatif", "rusqlite", "hdrhistogram", "clap::", "criterion", "mimalloc"] {
+        for lib in [
+            "indicatif",
+            "rusqlite",
+            "hdrhistogram",
+            "clap::",
+            "criterion",
+            "mimalloc",
+        ] {
             assert!(!text.contains(lib), "{} uses {lib}", f.display());
         }
     }

@@ -5,11 +5,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use auditlog::error::Error;
 use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
-use auditlog::index::{HEADER_LEN, S_RUNS};
+use auditlog::internals::index::{HEADER_LEN, S_RUNS};
 use auditlog::query::{Engine, Filter, Page};
-use auditlog::store::{AuditStore, StoreConfig};
+use auditlog::Error;
+use auditlog::{AuditStore, StoreConfig};
 use auditlog::{Config, Durability, Log, Micros};
 
 const DAY: Micros = 86_400_000_000;

@@ -2,8 +2,8 @@
 //! short writes, EIO and ENOSPC on write and on fdatasync, failing create
 //! and rename. The documented behaviour (docs/reliability.md):
 //! - a failed block write is cut back: nothing is stored half-way, only the
-//!   receipts waiting on it fail, and the log works again once the cause
-//!   is gone (a full disk freed);
+//!   receipts waiting on it fail (`WriteRolledBack`, retryable), and the
+//!   log works again once the cause is gone (a full disk freed);
 //! - a failed segment create or footer write is undone the same way;
 //! - a failed fdatasync is never retried as if the data were safe: the
 //!   writer stops with `WriterFailed`, pending receipts fail, and a reopen
@@ -18,7 +18,7 @@ use support::*;
 
 fn open_with(dir: &std::path::Path, inj: &Arc<Injector>) -> Log {
     let mut c = config(dir);
-    c.io.faults = Some(inj.clone() as Arc<dyn auditlog::io::FaultInjector>);
+    c.io.faults = Some(inj.clone() as Arc<dyn auditlog::internals::io::FaultInjector>);
     Log::open(c).expect("log opens")
 }
 
@@ -62,7 +62,9 @@ fn enospc_and_eio_on_write_fail_the_receipt_and_the_log_carries_on() {
         for n in 2..5 {
             let e = append_fails(&log, n, DAY0 + n as i64);
             let msg = e.to_string();
-            assert!(matches!(e, Error::WriterFailed(_)), "{e:?}");
+            // Cut back cleanly: retryable, and not a stopped writer.
+            assert!(matches!(e, Error::WriteRolledBack(_)), "{e:?}");
+            assert!(e.is_retryable(), "{e:?}");
             let want = if kind == Kind::Enospc {
                 "No space left on device"
             } else {
@@ -142,6 +144,7 @@ fn failed_fdatasync_stops_the_writer_and_reopen_recovers_what_is_on_disk() {
         inj.arm(On::Sync, 0, 1, kind);
         let e = append_fails(&log, 2, DAY0 + 2);
         assert!(matches!(e, Error::WriterFailed(_)), "{e:?}");
+        assert!(!e.is_retryable(), "a stopped writer is not retried: {e:?}");
         assert!(e.to_string().contains("fdatasync"), "{e}");
         assert!(log.failed().is_some(), "the writer stopped");
         inj.clear();

@@ -4,11 +4,13 @@
 
 use crate::fuzz_shared;
 
-use auditlog::codec::CODEC_BINCODE2_STANDARD;
-use auditlog::index::{Backing, Image, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS};
-use auditlog::layout::{self, Mode};
-use auditlog::manifest::Manifest;
-use auditlog::segment::{self, Header, FORMAT_VERSION};
+use auditlog::internals::codec::CODEC_BINCODE2_STANDARD;
+use auditlog::internals::index::{
+    Backing, Image, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS,
+};
+use auditlog::internals::layout::{self, Mode};
+use auditlog::internals::manifest::Manifest;
+use auditlog::internals::segment::{self, Header, FORMAT_VERSION};
 use auditlog::{verify, Error, LogReader, ReplayRange};
 
 /// A damaged index whose posting list claims ~4 billion entries: narrowing

@@ -3,7 +3,7 @@
 //! both include (the fuzz crate through `#[path]`), so a replayed crash
 //! goes through exactly what the fuzzer ran.
 
-use auditlog::index::{BLOCK, BODY_START, HEADER_LEN, MAGIC};
+use auditlog::internals::index::{BLOCK, BODY_START, HEADER_LEN, MAGIC};
 
 fn le_u32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])

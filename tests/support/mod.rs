@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use auditlog::io::{Fault, FaultInjector, IoOp};
+use auditlog::internals::io::{Fault, FaultInjector, IoOp};
 use auditlog::{Config, Event, LogReader, ReplayRange, RunFinished, RunStarted};
 
 /// 2026-11-23T00:00:00Z in µs.

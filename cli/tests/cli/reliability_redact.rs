@@ -8,7 +8,7 @@ use crate::support;
 use std::path::Path;
 use std::sync::Arc;
 
-use auditlog::redact::{Action, RedactionPolicy};
+use auditlog::{Action, RedactionPolicy};
 use auditlog::{EncodedBatch, Event, Json, Log, RunLog, RunStarted};
 use support::*;
 

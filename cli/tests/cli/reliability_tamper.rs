@@ -9,9 +9,9 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 
-use auditlog::frame::{read_frame, write_frame, REC_COMMIT, REC_EVENT, REC_FOOTER};
-use auditlog::manifest::Manifest;
-use auditlog::segment::{Commit, COMMIT_PAYLOAD, HEADER_SIZE};
+use auditlog::internals::frame::{read_frame, write_frame, REC_COMMIT, REC_EVENT, REC_FOOTER};
+use auditlog::internals::manifest::Manifest;
+use auditlog::internals::segment::{Commit, COMMIT_PAYLOAD, HEADER_SIZE};
 use auditlog::{verify, Digest, Error, Log};
 use support::*;
 
