@@ -1,0 +1,327 @@
+//! Python values to JSON text and back.
+//!
+//! An appended dict is written as one JSON line and handed to the engine's
+//! own JSONL parser (`parse_event`), so a dict obeys exactly the rules a
+//! line of `auditlog ingest` obeys, with the same messages naming the
+//! field. What is not JSON (bytes, sets, naive datetimes, NaN, objects)
+//! is refused here, naming the path to it (`payload.args[2]`). Aware
+//! `datetime`s become RFC 3339 strings, which the contract accepts for
+//! `ts` and which read well inside payloads.
+//!
+//! Stored JSON (inputs, payloads, replayed events) comes back as Python
+//! objects built straight from the text, in its key order.
+
+use std::fmt;
+use std::io::Write as _;
+
+use pyo3::prelude::*;
+use pyo3::IntoPyObjectExt;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+
+use crate::time;
+
+/// Deepest nesting written (the engine keeps at most 64; this bound only
+/// stops a container that holds itself from recursing without end).
+pub const MAX_DEPTH: usize = 128;
+
+/// One step of the path to a bad value.
+#[derive(Debug, Clone)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// Why a value could not be written.
+pub enum Fault {
+    /// Not JSON: the path to it (outermost first) and why.
+    Bad { path: Vec<Seg>, reason: String },
+    /// Python raised while the value was looked at.
+    Py(PyErr),
+}
+
+impl From<PyErr> for Fault {
+    fn from(e: PyErr) -> Fault {
+        Fault::Py(e)
+    }
+}
+
+impl Fault {
+    fn bad(reason: impl Into<String>) -> Fault {
+        Fault::Bad {
+            path: Vec::new(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The fault seen from one level up.
+    fn under(mut self, seg: Seg) -> Fault {
+        if let Fault::Bad { path, .. } = &mut self {
+            path.insert(0, seg);
+        }
+        self
+    }
+
+    /// `payload.args[2]`-style path, or `event` for the whole value.
+    pub fn path_text(path: &[Seg]) -> String {
+        let mut s = String::new();
+        for seg in path {
+            match seg {
+                Seg::Key(k) => {
+                    if !s.is_empty() {
+                        s.push('.');
+                    }
+                    s.push_str(k);
+                }
+                Seg::Index(i) => s.push_str(&format!("[{i}]")),
+            }
+        }
+        if s.is_empty() {
+            s.push_str("event");
+        }
+        s
+    }
+}
+
+fn type_name(v: &Bound<'_, PyAny>) -> String {
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) {
+    // serde_json's escaping: well tested, and fast on plain text.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Write `v` as JSON.
+pub fn write_value(
+    py: Python<'_>,
+    v: &Bound<'_, PyAny>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Fault> {
+    if depth > MAX_DEPTH {
+        return Err(Fault::bad(format!(
+            "is nested more than {MAX_DEPTH} levels deep (or contains itself)"
+        )));
+    }
+    if let Ok(s) = v.cast::<PyString>() {
+        write_str(s.to_str()?, out);
+    } else if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+    } else if let Ok(i) = v.cast::<PyInt>() {
+        write_int(i, out)?;
+    } else if let Ok(f) = v.cast::<PyFloat>() {
+        let x = f.value();
+        if !x.is_finite() {
+            return Err(Fault::bad(format!("{x} is not a JSON number")));
+        }
+        let _ = serde_json::to_writer(&mut *out, &x);
+    } else if let Ok(d) = v.cast::<PyDict>() {
+        write_dict(py, d, out, depth)?;
+    } else if let Ok(l) = v.cast::<PyList>() {
+        write_items(py, l.iter(), out, depth)?;
+    } else if let Ok(t) = v.cast::<PyTuple>() {
+        write_items(py, t.iter(), out, depth)?;
+    } else if time::is_datetime(py, v)? {
+        write_instant(py, v, out)?;
+    } else {
+        return Err(Fault::bad(format!(
+            "a value of type {} is not JSON (use str, int, float, bool, None, dict, list, tuple or an aware datetime)",
+            type_name(v)
+        )));
+    }
+    Ok(())
+}
+
+fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> Result<(), Fault> {
+    if let Ok(n) = i.extract::<i64>() {
+        let _ = write!(out, "{n}");
+    } else if let Ok(n) = i.extract::<u64>() {
+        let _ = write!(out, "{n}");
+    } else {
+        // Beyond 64 bits: JSON numbers have no size limit; keep the digits.
+        out.extend_from_slice(i.str()?.to_str()?.as_bytes());
+    }
+    Ok(())
+}
+
+fn write_instant(py: Python<'_>, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), Fault> {
+    if v.call_method0("utcoffset")?.is_none() {
+        return Err(Fault::bad(
+            "is a naive datetime; give a timezone-aware one (e.g. datetime.now(timezone.utc))",
+        ));
+    }
+    let us = time::datetime_micros(py, v, "datetime")?;
+    out.push(b'"');
+    time::rfc3339(us, out);
+    out.push(b'"');
+    Ok(())
+}
+
+fn key_text<'a>(k: &'a Bound<'_, PyAny>) -> Result<std::borrow::Cow<'a, str>, Fault> {
+    match k.cast::<PyString>() {
+        Ok(s) => Ok(s.to_cow()?),
+        Err(_) => Err(Fault::bad(format!(
+            "has a key of type {} ({}); JSON object keys are strings",
+            type_name(k),
+            k.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))),
+    }
+}
+
+fn write_dict(
+    py: Python<'_>,
+    d: &Bound<'_, PyDict>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Fault> {
+    out.push(b'{');
+    for (n, (k, v)) in d.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        let key = key_text(&k)?;
+        write_str(&key, out);
+        out.push(b':');
+        write_value(py, &v, out, depth + 1).map_err(|f| f.under(Seg::Key(key.to_string())))?;
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+fn write_items<'py>(
+    py: Python<'py>,
+    items: impl Iterator<Item = Bound<'py, PyAny>>,
+    out: &mut Vec<u8>,
+    depth: usize,
+) -> Result<(), Fault> {
+    out.push(b'[');
+    for (i, v) in items.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_value(py, &v, out, depth + 1).map_err(|f| f.under(Seg::Index(i)))?;
+    }
+    out.push(b']');
+    Ok(())
+}
+
+/// One event dict as a JSON line for the engine's parser. A missing (or
+/// `None`) `ts` becomes `now`, the time of the append.
+pub fn event_line(
+    py: Python<'_>,
+    obj: &Bound<'_, PyAny>,
+    now: i64,
+    out: &mut Vec<u8>,
+) -> Result<(), Fault> {
+    let d = obj.cast::<PyDict>().map_err(|_| {
+        Fault::bad(format!(
+            "expected a dict in the contract's event shape (kind, run_id, ts, ...), got {}",
+            type_name(obj)
+        ))
+    })?;
+    out.push(b'{');
+    let mut has_ts = false;
+    let mut first = true;
+    for (k, v) in d.iter() {
+        let key = key_text(&k)?;
+        if key == "ts" {
+            if v.is_none() {
+                continue;
+            }
+            has_ts = true;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_str(&key, out);
+        out.push(b':');
+        write_value(py, &v, out, 1).map_err(|f| f.under(Seg::Key(key.to_string())))?;
+    }
+    if !has_ts {
+        if !first {
+            out.push(b',');
+        }
+        let _ = write!(out, "\"ts\":{now}");
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Stored JSON text as Python objects.
+pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny>> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = PySeed(py)
+        .deserialize(&mut de)
+        .and_then(|v| de.end().map(|_| v))
+        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("stored JSON does not read back: {e}")))?;
+    Ok(v)
+}
+
+struct PySeed<'py>(Python<'py>);
+
+impl<'de, 'py> DeserializeSeed<'de> for PySeed<'py> {
+    type Value = Bound<'py, PyAny>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(PyVisitor(self.0))
+    }
+}
+
+struct PyVisitor<'py>(Python<'py>);
+
+fn conv<'py, T: IntoPyObject<'py>, E: serde::de::Error>(
+    py: Python<'py>,
+    v: T,
+) -> Result<Bound<'py, PyAny>, E> {
+    v.into_bound_py_any(py).map_err(E::custom)
+}
+
+impl<'de, 'py> Visitor<'de> for PyVisitor<'py> {
+    type Value = Bound<'py, PyAny>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(PyBool::new(self.0, v).to_owned().into_any())
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        conv(self.0, v)
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        conv(self.0, v)
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        conv(self.0, v)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(PyString::new(self.0, v).into_any())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(self.0.None().into_bound(self.0))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(self.0.None().into_bound(self.0))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let list = PyList::empty(self.0);
+        while let Some(x) = seq.next_element_seed(PySeed(self.0))? {
+            list.append(x).map_err(A::Error::custom)?;
+        }
+        Ok(list.into_any())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let dict = PyDict::new(self.0);
+        while let Some(k) = map.next_key::<String>()? {
+            let v = map.next_value_seed(PySeed(self.0))?;
+            dict.set_item(k, v).map_err(A::Error::custom)?;
+        }
+        Ok(dict.into_any())
+    }
+}

@@ -1,0 +1,1051 @@
+//! `_native.Store`: one open log (an [`AuditStore`]) shared by every
+//! Python thread.
+//!
+//! Threads: the handle is `Sync`; each call takes a clone of the inner
+//! `Arc` under a mutex held only for that clone (never while waiting for
+//! the GIL, so it cannot deadlock with it), then works on the clone.
+//! `close` takes the inner store out, so later calls see `ClosedError`,
+//! and closes it once in-flight calls have let go of their clones.
+//!
+//! The GIL: turning Python objects into events needs it; everything that
+//! may wait (a full queue, a receipt, a flush, a query, the disk) runs
+//! detached from it, so other Python threads go on meanwhile. A single
+//! append into a queue with room only hands an encoded frame to the
+//! writer's queue, and keeps the GIL: releasing and taking it back would
+//! cost more than the append.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use auditlog::event::json::parse_event;
+use auditlog::{
+    AuditStore, Durability, EncodedBatch, Event, Filter, FullPolicy, Json, Page, Receipt,
+    RedactionPolicy, RunFinished, RunLog, RunStarted, StoreConfig,
+};
+
+use crate::convert::{self, Fault};
+use crate::errors::{self, IntoPy};
+use crate::failures::{Failure, Failures, Reason};
+use crate::fork;
+use crate::iter::{ReplayIter, TailIter};
+use crate::stats;
+use crate::time::{self, opt_micros};
+use crate::views::{ErrorGroup, LogEntry, Run};
+
+/// Most events one `append_batch` call takes (they are all checked before
+/// any is stored, so they are held in memory together).
+pub const MAX_BATCH_EVENTS: usize = 100_000;
+/// Events per unit handed to the writer's queue.
+const QUEUE_UNIT_EVENTS: usize = 4096;
+
+pub fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+pub(crate) struct Inner {
+    pub store: AuditStore,
+    queue_capacity: usize,
+    #[cfg(feature = "search")]
+    pub search: Option<crate::search::Search>,
+}
+
+impl Inner {
+    /// Whether an append may have to wait for room in the queue (then it
+    /// waits without the GIL).
+    fn queue_nearly_full(&self) -> bool {
+        self.store.log().counters().queue_depth as usize + 2 >= self.queue_capacity
+    }
+
+    fn append_encoded(&self, py: Python<'_>, batch: EncodedBatch) -> auditlog::Result<Receipt> {
+        let log = self.store.log();
+        if self.queue_nearly_full() {
+            py.detach(|| log.append_encoded(batch))
+        } else {
+            log.append_encoded(batch)
+        }
+    }
+
+    /// Run a store call that may wait for queue room, with the GIL only
+    /// when it cannot.
+    fn maybe_detached<T: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&AuditStore) -> auditlog::Result<T> + Send,
+    ) -> auditlog::Result<T> {
+        if self.queue_nearly_full() {
+            py.detach(|| f(&self.store))
+        } else {
+            f(&self.store)
+        }
+    }
+}
+
+/// An open audit log. Create it with `auditlog.open(...)`.
+#[pyclass(frozen, subclass, module = "auditlog._native")]
+pub struct Store {
+    generation: u64,
+    /// The log folder, canonical (fork clean-up compares it with
+    /// /proc/self/fd links).
+    dir: PathBuf,
+    slot: Mutex<Option<Arc<Inner>>>,
+    closed: Arc<AtomicBool>,
+    fire_and_forget: bool,
+    failures: Failures,
+}
+
+fn engine_failure(py: Python<'_>, e: auditlog::Error, events: u64) -> Failure {
+    Failure::new(Reason::of(&e), events, errors::to_py(py, e))
+}
+
+fn fault_failure(py: Python<'_>, f: Fault, index: Option<usize>) -> Failure {
+    match f {
+        Fault::Bad { path, reason } => Failure::new(
+            Reason::Invalid,
+            1,
+            errors::invalid_event(py, index, &Fault::path_text(&path), &reason),
+        ),
+        Fault::Py(e) => Failure::new(Reason::Invalid, 1, e),
+    }
+}
+
+fn parse_durability(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Durability> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(Durability::EveryBatch);
+    };
+    if let Ok(s) = v.cast::<PyString>() {
+        return match s.to_str()? {
+            "every_batch" | "every-batch" | "batch" => Ok(Durability::EveryBatch),
+            "never" => Ok(Durability::Never),
+            other => Err(errors::invalid_argument(
+                py,
+                format!("durability: {other:?}; use \"every_batch\", \"never\", or an interval (seconds as a number, or a timedelta)"),
+            )),
+        };
+    }
+    let secs: f64 = if v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>() {
+        v.extract()?
+    } else if v.hasattr("total_seconds")? {
+        v.call_method0("total_seconds")?.extract()?
+    } else {
+        return Err(errors::invalid_argument(
+            py,
+            "durability: expected \"every_batch\", \"never\", seconds or a timedelta".into(),
+        ));
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
+        return Err(errors::invalid_argument(
+            py,
+            format!("durability: an interval of {secs} s; it must be within (0, 3600] seconds"),
+        ));
+    }
+    Ok(Durability::Interval(Duration::from_secs_f64(secs)))
+}
+
+fn parse_on_full(py: Python<'_>, v: &str) -> PyResult<FullPolicy> {
+    match v {
+        "block" => Ok(FullPolicy::Block),
+        "fail" => Ok(FullPolicy::FailFast),
+        "drop" => Ok(FullPolicy::DropAndCount),
+        other => Err(errors::invalid_argument(
+            py,
+            format!("on_full: {other:?}; use \"block\", \"fail\" or \"drop\""),
+        )),
+    }
+}
+
+/// A policy as text (the engine's grammar or its JSON form), a dict in the
+/// JSON form, or a list of `(path, action)` pairs.
+fn parse_redaction(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<RedactionPolicy> {
+    let text = if let Ok(s) = v.cast::<PyString>() {
+        s.to_str()?.to_string()
+    } else if v.is_instance_of::<PyDict>() {
+        let mut out = Vec::new();
+        convert::write_value(py, v, &mut out, 0).map_err(|f| match f {
+            Fault::Bad { path, reason } => errors::invalid_argument(
+                py,
+                format!("redaction.{}: {reason}", Fault::path_text(&path)),
+            ),
+            Fault::Py(e) => e,
+        })?;
+        String::from_utf8_lossy(&out).into_owned()
+    } else if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let mut lines = String::new();
+        for item in v.try_iter()? {
+            let (path, action): (String, String) = item?.extract().map_err(|_| {
+                errors::invalid_argument(
+                    py,
+                    "redaction: a list must hold (path, action) pairs, e.g. (\"inputs.password\", \"drop\")".into(),
+                )
+            })?;
+            lines.push_str(&format!("{path} {action}\n"));
+        }
+        lines
+    } else {
+        return Err(errors::invalid_argument(
+            py,
+            "redaction: expected policy text, a {\"rules\": [...]} dict, or a list of (path, action) pairs".into(),
+        ));
+    };
+    RedactionPolicy::parse(&text).py_err(py)
+}
+
+/// The JSON text of a Python value (inputs, payloads).
+fn json_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>, field: &str, absent: Json) -> Result<Json, Failure> {
+    let Some(v) = v.filter(|v| !v.is_none()) else {
+        return Ok(absent);
+    };
+    let mut out = Vec::with_capacity(128);
+    convert::write_value(py, v, &mut out, 1).map_err(|f| match f {
+        Fault::Bad { mut path, reason } => {
+            path.insert(0, convert::Seg::Key(field.to_string()));
+            fault_failure(py, Fault::Bad { path, reason }, None)
+        }
+        other => fault_failure(py, other, None),
+    })?;
+    let text = String::from_utf8(out).unwrap_or_default();
+    Json::parse(text).map_err(|e| {
+        Failure::new(Reason::Invalid, 1, errors::invalid_event(py, None, field, &e.reason))
+    })
+}
+
+fn ts_of(py: Python<'_>, ts: Option<&Bound<'_, PyAny>>) -> Result<i64, Failure> {
+    match ts.filter(|t| !t.is_none()) {
+        None => Ok(now_micros()),
+        Some(t) => time::to_micros(py, t, "ts").map_err(|e| Failure::new(Reason::Invalid, 1, e)),
+    }
+}
+
+/// Parsed events of a batch, and what was refused (index, message).
+struct Parsed {
+    events: Vec<Event>,
+    rejected: Vec<(usize, String, String)>,
+}
+
+fn parse_lines(buf: &[u8], lines: &[(usize, usize, usize)]) -> Parsed {
+    let mut events = Vec::with_capacity(lines.len());
+    let mut rejected = Vec::new();
+    for &(index, start, end) in lines {
+        match parse_event(&buf[start..end]) {
+            Ok(ev) => events.push(ev),
+            Err(e) => rejected.push((index, e.field, e.reason)),
+        }
+    }
+    Parsed { events, rejected }
+}
+
+impl Store {
+    fn alive(&self, py: Python<'_>) -> Result<Arc<Inner>, Failure> {
+        if fork::generation() != self.generation {
+            return Err(Failure::new(Reason::Forked, 1, errors::forked(py, &self.dir)));
+        }
+        let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+        slot.clone()
+            .ok_or_else(|| Failure::new(Reason::Closed, 1, errors::closed(py)))
+    }
+
+    /// For queries: the inner store or the exception.
+    fn open_inner(&self, py: Python<'_>) -> PyResult<Arc<Inner>> {
+        self.alive(py).map_err(|f| f.err)
+    }
+
+    /// In fire-and-forget mode a failure is counted, not raised.
+    fn settle<T>(&self, py: Python<'_>, r: Result<T, Failure>, fallback: impl FnOnce() -> T) -> PyResult<T> {
+        match r {
+            Ok(v) => Ok(v),
+            Err(f) if self.fire_and_forget => {
+                self.failures.record(py, &f);
+                Ok(fallback())
+            }
+            Err(f) => Err(f.err),
+        }
+    }
+
+    fn append_one(&self, py: Python<'_>, event: &Bound<'_, PyAny>, wait: bool) -> Result<(), Failure> {
+        let inner = self.alive(py)?;
+        let mut line = Vec::with_capacity(320);
+        convert::event_line(py, event, now_micros(), &mut line).map_err(|f| fault_failure(py, f, None))?;
+        let ev = parse_event(&line).map_err(|e| {
+            Failure::new(Reason::Invalid, 1, errors::invalid_event(py, None, &e.field, &e.reason))
+        })?;
+        let batch = EncodedBatch::encode_parsed(std::slice::from_ref(&ev), inner.store.log().redaction())
+            .map_err(|e| engine_failure(py, e, 1))?;
+        let receipt = inner.append_encoded(py, batch).map_err(|e| engine_failure(py, e, 1))?;
+        if wait {
+            py.detach(|| receipt.wait()).map_err(|e| engine_failure(py, e, 1))?;
+        }
+        Ok(())
+    }
+
+    /// Convert the batch's dicts to JSON lines (with the GIL), then parse,
+    /// encode and append them without it.
+    fn append_many(
+        &self,
+        py: Python<'_>,
+        events: &Bound<'_, PyAny>,
+        strict: bool,
+        wait: bool,
+    ) -> Result<Vec<(usize, String)>, Failure> {
+        let inner = self.alive(py)?;
+        let now = now_micros();
+        let mut buf = Vec::with_capacity(64 * 1024);
+        let mut lines: Vec<(usize, usize, usize)> = Vec::new();
+        let mut rejected: Vec<(usize, String)> = Vec::new();
+        let items = events.try_iter().map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
+        for (index, item) in items.enumerate() {
+            if index >= MAX_BATCH_EVENTS {
+                return Err(Failure::new(
+                    Reason::Invalid,
+                    index as u64,
+                    errors::invalid_argument(
+                        py,
+                        format!("append_batch takes at most {MAX_BATCH_EVENTS} events per call; split the batch"),
+                    ),
+                ));
+            }
+            let item = item.map_err(|e| Failure::new(Reason::Invalid, index as u64, e))?;
+            let start = buf.len();
+            match convert::event_line(py, &item, now, &mut buf) {
+                Ok(()) => lines.push((index, start, buf.len())),
+                Err(f) => {
+                    buf.truncate(start);
+                    let failure = fault_failure(py, f, Some(index));
+                    if strict {
+                        return Err(Failure { events: (lines.len() + 1) as u64, ..failure });
+                    }
+                    rejected.push((index, failure.err.value(py).str().map(|s| s.to_string()).unwrap_or_default()));
+                }
+            }
+        }
+        let total = lines.len() + rejected.len();
+        let redaction = inner.store.log().redaction().cloned();
+        let log_inner = inner.clone();
+        let outcome = py.detach(move || -> Result<Vec<(usize, String, String)>, BatchError> {
+            let parsed = parse_lines(&buf, &lines);
+            drop(buf);
+            if strict {
+                if let Some((index, field, reason)) = parsed.rejected.into_iter().next() {
+                    return Err(BatchError::Invalid { index, field, reason });
+                }
+                append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
+                return Ok(Vec::new());
+            }
+            append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
+            Ok(parsed.rejected)
+        });
+        match outcome {
+            Ok(more) => {
+                for (index, field, reason) in more {
+                    rejected.push((index, format!("event {index}: field `{field}`: {reason}")));
+                }
+                rejected.sort_by_key(|r| r.0);
+                if self.fire_and_forget && !rejected.is_empty() {
+                    let first = &rejected[0].1;
+                    let f = Failure::new(
+                        Reason::Invalid,
+                        rejected.len() as u64,
+                        errors::invalid_argument(py, first.clone()),
+                    );
+                    self.failures.record(py, &f);
+                }
+                Ok(rejected)
+            }
+            Err(BatchError::Invalid { index, field, reason }) => Err(Failure::new(
+                Reason::Invalid,
+                total as u64,
+                errors::invalid_event(py, Some(index), &field, &reason),
+            )),
+            Err(BatchError::Engine(e, lost)) => Err(engine_failure(py, e, lost)),
+        }
+    }
+}
+
+enum BatchError {
+    Invalid { index: usize, field: String, reason: String },
+    /// An engine failure and how many events it left unstored.
+    Engine(auditlog::Error, u64),
+}
+
+/// Encode and append `events` in queue units; wait for them if asked.
+fn append_units(
+    inner: &Inner,
+    events: &[Event],
+    redaction: Option<&Arc<RedactionPolicy>>,
+    wait: bool,
+) -> Result<(), BatchError> {
+    let log = inner.store.log();
+    let mut receipts = Vec::new();
+    let mut stored = 0usize;
+    for unit in events.chunks(QUEUE_UNIT_EVENTS) {
+        let lost = (events.len() - stored) as u64;
+        let batch = EncodedBatch::encode_parsed(unit, redaction).map_err(|e| match e {
+            auditlog::Error::InvalidEvent { index, source } => BatchError::Invalid {
+                index: stored + index,
+                field: source.field,
+                reason: source.reason,
+            },
+            other => BatchError::Engine(other, lost),
+        })?;
+        let r = log.append_encoded(batch).map_err(|e| BatchError::Engine(e, lost))?;
+        stored += unit.len();
+        if wait {
+            receipts.push(r);
+        }
+    }
+    for r in receipts {
+        r.wait().map_err(|e| BatchError::Engine(e, 0))?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn filter(
+    py: Python<'_>,
+    skill: Option<String>,
+    caller: Option<String>,
+    channel: Option<String>,
+    status: Option<String>,
+    parent: Option<String>,
+    top_level: bool,
+    since: Option<&Bound<'_, PyAny>>,
+    until: Option<&Bound<'_, PyAny>>,
+    include_dry_run: bool,
+) -> PyResult<Filter> {
+    Ok(Filter {
+        skill,
+        caller,
+        channel,
+        status,
+        parent,
+        top_level,
+        since: opt_micros(py, since, "since")?,
+        until: opt_micros(py, until, "until")?,
+        include_dry_run,
+    })
+}
+
+#[pymethods]
+impl Store {
+    /// Open (or create) the log in `dir`. See `auditlog.open`.
+    #[new]
+    #[pyo3(signature = (
+        dir, *, durability = None, create = true, queue_capacity = 16384, on_full = "block",
+        segment_max_bytes = 268435456, max_batch_bytes = 1048576, redaction = None,
+        search = false, fire_and_forget = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        dir: PathBuf,
+        durability: Option<&Bound<'_, PyAny>>,
+        create: bool,
+        queue_capacity: usize,
+        on_full: &str,
+        segment_max_bytes: u64,
+        max_batch_bytes: usize,
+        redaction: Option<&Bound<'_, PyAny>>,
+        search: bool,
+        fire_and_forget: bool,
+    ) -> PyResult<Store> {
+        let mut cfg = StoreConfig::new(&dir);
+        cfg.log.durability = parse_durability(py, durability)?;
+        cfg.log.create = create;
+        cfg.log.queue_capacity = queue_capacity;
+        cfg.log.on_full = parse_on_full(py, on_full)?;
+        cfg.log.segment_max_bytes = segment_max_bytes;
+        cfg.log.max_batch_bytes = max_batch_bytes;
+        if let Some(r) = redaction.filter(|r| !r.is_none()) {
+            cfg.log.redaction = Some(Arc::new(parse_redaction(py, r)?));
+        }
+        #[cfg(not(feature = "search"))]
+        if search {
+            return Err(errors::unsupported(
+                py,
+                "this build of auditlog has no full-text search; build the extension with the `search` feature (bindings/python/README.md)",
+            ));
+        }
+        let inner = py.detach(|| open_inner(cfg, search)).py_err(py)?;
+        let canonical = std::fs::canonicalize(&dir).unwrap_or(dir);
+        Ok(Store {
+            generation: fork::generation(),
+            dir: canonical,
+            slot: Mutex::new(Some(Arc::new(inner))),
+            closed: Arc::new(AtomicBool::new(false)),
+            fire_and_forget,
+            failures: Failures::default(),
+        })
+    }
+
+    /// The log folder.
+    #[getter]
+    fn dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    /// True once closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Whether failed appends are counted instead of raised.
+    #[getter]
+    fn fire_and_forget(&self) -> bool {
+        self.fire_and_forget
+    }
+
+    /// Append one event (a dict in the contract's shape); returns at once.
+    #[pyo3(signature = (event, *, wait = false))]
+    fn append(&self, py: Python<'_>, event: &Bound<'_, PyAny>, wait: bool) -> PyResult<()> {
+        let r = self.append_one(py, event, wait);
+        self.settle(py, r, || ())
+    }
+
+    /// Append events as one unit; returns the refused ones (non-strict).
+    #[pyo3(signature = (events, *, strict = true, wait = false))]
+    fn append_batch(
+        &self,
+        py: Python<'_>,
+        events: &Bound<'_, PyAny>,
+        strict: bool,
+        wait: bool,
+    ) -> PyResult<Vec<(usize, String)>> {
+        let r = self.append_many(py, events, strict, wait);
+        self.settle(py, r, Vec::new)
+    }
+
+    /// Record a run's start.
+    #[pyo3(signature = (
+        run_id, *, skill_id = String::new(), caller_id = String::new(),
+        channel_id = String::new(), parent_run_id = String::new(), inputs = None,
+        dry_run = false, ts = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn start_run(
+        &self,
+        py: Python<'_>,
+        run_id: &str,
+        skill_id: String,
+        caller_id: String,
+        channel_id: String,
+        parent_run_id: String,
+        inputs: Option<&Bound<'_, PyAny>>,
+        dry_run: bool,
+        ts: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let r = (|| {
+            let inner = self.alive(py)?;
+            let start = RunStarted {
+                skill_id,
+                caller_id,
+                channel_id,
+                parent_run_id,
+                inputs: json_of(py, inputs, "inputs", Json::empty_object())?,
+                dry_run,
+            };
+            let ts = ts_of(py, ts)?;
+            inner
+                .maybe_detached(py, |s| s.start_run(run_id, ts, start))
+                .map_err(|e| engine_failure(py, e, 1))
+        })();
+        self.settle(py, r, || ())
+    }
+
+    /// Record a log line of a run.
+    #[pyo3(signature = (run_id, event_type, payload = None, *, seq = 0, ts = None))]
+    fn log(
+        &self,
+        py: Python<'_>,
+        run_id: &str,
+        event_type: String,
+        payload: Option<&Bound<'_, PyAny>>,
+        seq: u64,
+        ts: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let r = (|| {
+            let inner = self.alive(py)?;
+            let log = RunLog {
+                seq,
+                event_type,
+                payload: json_of(py, payload, "payload", Json::null())?,
+            };
+            let ts = ts_of(py, ts)?;
+            inner
+                .maybe_detached(py, |s| s.append_log(run_id, ts, log))
+                .map_err(|e| engine_failure(py, e, 1))
+        })();
+        self.settle(py, r, || ())
+    }
+
+    /// Record a tool call of a run (a `run_log` of type `tool_call`).
+    #[pyo3(signature = (
+        run_id, tool, *, status = "ok", error_type = None, duration_ms = None, seq = 0,
+        ts = None, **fields
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn tool_call(
+        &self,
+        py: Python<'_>,
+        run_id: &str,
+        tool: &str,
+        status: &str,
+        error_type: Option<&str>,
+        duration_ms: Option<f64>,
+        seq: u64,
+        ts: Option<&Bound<'_, PyAny>>,
+        fields: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<()> {
+        let r = (|| {
+            let payload = PyDict::new(py);
+            let set = |k: &str, v: Bound<'_, PyAny>| {
+                payload.set_item(k, v).map_err(|e| Failure::new(Reason::Invalid, 1, e))
+            };
+            set("tool", PyString::new(py, tool).into_any())?;
+            set("status", PyString::new(py, status).into_any())?;
+            if let Some(et) = error_type {
+                set("error_type", PyString::new(py, et).into_any())?;
+            }
+            if let Some(d) = duration_ms {
+                set("duration_ms", PyFloat::new(py, d).into_any())?;
+            }
+            if let Some(extra) = fields {
+                for (k, v) in extra.iter() {
+                    payload.set_item(k, v).map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
+                }
+            }
+            let inner = self.alive(py)?;
+            let log = RunLog {
+                seq,
+                event_type: "tool_call".into(),
+                payload: json_of(py, Some(payload.as_any()), "payload", Json::null())?,
+            };
+            let ts = ts_of(py, ts)?;
+            inner
+                .maybe_detached(py, |s| s.append_log(run_id, ts, log))
+                .map_err(|e| engine_failure(py, e, 1))
+        })();
+        self.settle(py, r, || ())
+    }
+
+    /// Record a run's finish; `NotFoundError` (and nothing written) when
+    /// the run was never started.
+    #[pyo3(signature = (
+        run_id, *, status = "ok".to_string(), output = String::new(), error = String::new(),
+        tool_calls = 0, runtime_seconds = 0.0, input_tokens = 0, output_tokens = 0,
+        thinking_tokens = 0, ts = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn finish_run(
+        &self,
+        py: Python<'_>,
+        run_id: &str,
+        status: String,
+        output: String,
+        error: String,
+        tool_calls: u64,
+        runtime_seconds: f64,
+        input_tokens: u64,
+        output_tokens: u64,
+        thinking_tokens: u64,
+        ts: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let r = (|| {
+            let inner = self.alive(py)?;
+            let finish = RunFinished {
+                status,
+                output,
+                error,
+                tool_calls,
+                runtime_seconds,
+                input_tokens,
+                output_tokens,
+                thinking_tokens,
+            };
+            let ts = ts_of(py, ts)?;
+            // An unknown id is looked up in the indexes (and may flush):
+            // always without the GIL.
+            py.detach(|| inner.store.finish_run(run_id, ts, finish))
+                .map_err(|e| engine_failure(py, e, 1))
+        })();
+        self.settle(py, r, || ())
+    }
+
+    /// Make everything appended so far durable and visible to queries;
+    /// returns the LSN one past the last durable event.
+    fn flush(&self, py: Python<'_>) -> PyResult<u64> {
+        let inner = self.open_inner(py)?;
+        py.detach(|| inner.store.flush()).py_err(py)
+    }
+
+    /// One run, or None.
+    fn get_run(&self, py: Python<'_>, run_id: &str) -> PyResult<Option<Run>> {
+        let inner = self.open_inner(py)?;
+        let r = py.detach(|| inner.store.get_run(run_id)).py_err(py)?;
+        Ok(r.map(Run::from))
+    }
+
+    /// The run's logs in seq order.
+    fn list_logs(&self, py: Python<'_>, run_id: &str) -> PyResult<Vec<LogEntry>> {
+        let inner = self.open_inner(py)?;
+        let logs = py.detach(|| inner.store.list_logs(run_id)).py_err(py)?;
+        Ok(logs.into_iter().map(LogEntry::from).collect())
+    }
+
+    /// Runs matching every filter given, newest first.
+    #[pyo3(signature = (
+        *, skill = None, caller = None, channel = None, status = None, parent = None,
+        top_level = false, since = None, until = None, include_dry_run = false,
+        limit = None, offset = 0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn runs(
+        &self,
+        py: Python<'_>,
+        skill: Option<String>,
+        caller: Option<String>,
+        channel: Option<String>,
+        status: Option<String>,
+        parent: Option<String>,
+        top_level: bool,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+        include_dry_run: bool,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> PyResult<Vec<Run>> {
+        let f = filter(py, skill, caller, channel, status, parent, top_level, since, until, include_dry_run)?;
+        let page = Page { limit, offset };
+        let inner = self.open_inner(py)?;
+        let runs = py.detach(|| inner.store.list_runs(&f, page)).py_err(py)?;
+        Ok(runs.into_iter().map(Run::from).collect())
+    }
+
+    /// How many runs match every filter given.
+    #[pyo3(signature = (
+        *, skill = None, caller = None, channel = None, status = None, parent = None,
+        top_level = false, since = None, until = None, include_dry_run = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn count(
+        &self,
+        py: Python<'_>,
+        skill: Option<String>,
+        caller: Option<String>,
+        channel: Option<String>,
+        status: Option<String>,
+        parent: Option<String>,
+        top_level: bool,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+        include_dry_run: bool,
+    ) -> PyResult<u64> {
+        let f = filter(py, skill, caller, channel, status, parent, top_level, since, until, include_dry_run)?;
+        let inner = self.open_inner(py)?;
+        py.detach(|| inner.store.count_runs(&f)).py_err(py)
+    }
+
+    /// Runs whose parent is `run_id`, newest first.
+    #[pyo3(signature = (run_id, *, include_dry_run = false))]
+    fn children(&self, py: Python<'_>, run_id: &str, include_dry_run: bool) -> PyResult<Vec<Run>> {
+        let inner = self.open_inner(py)?;
+        let runs = py.detach(|| inner.store.children(run_id, include_dry_run)).py_err(py)?;
+        Ok(runs.into_iter().map(Run::from).collect())
+    }
+
+    /// The run, its parent, its parent's parent...; NotFoundError if unknown.
+    fn chain(&self, py: Python<'_>, run_id: &str) -> PyResult<Vec<Run>> {
+        let inner = self.open_inner(py)?;
+        let runs = py.detach(|| inner.store.parent_chain(run_id)).py_err(py)?;
+        Ok(runs.into_iter().map(Run::from).collect())
+    }
+
+    /// Finished runs with finished_at before `before`, newest first.
+    fn finished_before(&self, py: Python<'_>, before: &Bound<'_, PyAny>) -> PyResult<Vec<Run>> {
+        let t = time::to_micros(py, before, "before")?;
+        let inner = self.open_inner(py)?;
+        let runs = py.detach(|| inner.store.finished_runs_before(t)).py_err(py)?;
+        Ok(runs.into_iter().map(Run::from).collect())
+    }
+
+    /// The latest started_at per skill, in the order given (None: no run).
+    #[pyo3(signature = (skills, *, include_failed = false))]
+    fn last_run<'py>(
+        &self,
+        py: Python<'py>,
+        skills: Vec<String>,
+        include_failed: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let inner = self.open_inner(py)?;
+        let found = py
+            .detach(|| inner.store.last_run_per_skill(&skills, include_failed))
+            .py_err(py)?;
+        let d = PyDict::new(py);
+        for (skill, t) in found {
+            match t {
+                Some(us) => d.set_item(skill, time::datetime(py, us)?)?,
+                None => d.set_item(skill, py.None())?,
+            }
+        }
+        Ok(d)
+    }
+
+    /// Failing tool calls grouped by (channel, tool, error type).
+    #[pyo3(signature = (*, since = None, until = None))]
+    fn tool_errors(
+        &self,
+        py: Python<'_>,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<ErrorGroup>> {
+        let since = opt_micros(py, since, "since")?;
+        let until = opt_micros(py, until, "until")?;
+        let inner = self.open_inner(py)?;
+        let groups = py.detach(|| inner.store.tool_errors(since, until)).py_err(py)?;
+        Ok(groups.into_iter().map(ErrorGroup::from).collect())
+    }
+
+    /// Drop whole segments whose newest event is older than `cutoff`.
+    fn purge_older_than<'py>(&self, py: Python<'py>, cutoff: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let cutoff = time::to_micros(py, cutoff, "cutoff")?;
+        let inner = self.open_inner(py)?;
+        let rep = py.detach(|| inner.store.purge_older_than(cutoff)).py_err(py)?;
+        stats::retention_dict(py, &rep)
+    }
+
+    /// Every stored event in log order, as dicts (with `lsn`).
+    #[pyo3(signature = (*, since = None, until = None, from_lsn = None))]
+    fn replay(
+        &self,
+        py: Python<'_>,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+        from_lsn: Option<u64>,
+    ) -> PyResult<ReplayIter> {
+        let range = auditlog::ReplayRange {
+            from_lsn,
+            since: opt_micros(py, since, "since")?,
+            until: opt_micros(py, until, "until")?,
+        };
+        let inner = self.open_inner(py)?;
+        let reader = inner.store.log().reader();
+        Ok(ReplayIter::new(self.generation, self.dir.clone(), reader.replay(range)))
+    }
+
+    /// The newest `n` events, then (with `follow`) new ones as they come.
+    #[pyo3(signature = (n = 10, *, follow = false, idle_timeout = None))]
+    fn tail(&self, py: Python<'_>, n: u64, follow: bool, idle_timeout: Option<f64>) -> PyResult<TailIter> {
+        let inner = self.open_inner(py)?;
+        let reader = inner.store.log().reader();
+        let idle = match idle_timeout {
+            Some(s) if !(s.is_finite() && s >= 0.0) => {
+                return Err(errors::invalid_argument(py, format!("idle_timeout: {s}; give seconds >= 0")))
+            }
+            Some(s) => Some(Duration::from_secs_f64(s)),
+            None => None,
+        };
+        Ok(TailIter::new(self.generation, self.dir.clone(), reader, n, follow, idle, self.closed.clone()))
+    }
+
+    /// Check every frame and the integrity chain (read-only, beside the
+    /// writer). `expect`: a head digest (hex) anchored earlier.
+    #[pyo3(signature = (*, expect = None))]
+    fn verify<'py>(&self, py: Python<'py>, expect: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+        self.open_inner(py)?;
+        stats::verify(py, &self.dir, expect)
+    }
+
+    /// Segments, events, bytes, time span, LSNs, drops and (by default)
+    /// the anomalies a replay finds.
+    #[pyo3(signature = (*, anomalies = true))]
+    fn stats<'py>(&self, py: Python<'py>, anomalies: bool) -> PyResult<Bound<'py, PyDict>> {
+        let inner = self.open_inner(py)?;
+        let d = stats::stats(py, &inner.store.log().reader(), anomalies)?;
+        d.set_item("counters", self.counters(py)?)?;
+        d.set_item("failures", self.failures.to_dict(py)?)?;
+        Ok(d)
+    }
+
+    /// Operator counters: appended, dropped, rejected, durable_lsn,
+    /// queue_depth, skipped, failures.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let inner = self.open_inner(py)?;
+        let c = inner.store.counters();
+        let d = PyDict::new(py);
+        d.set_item("appended", c.appended)?;
+        d.set_item("dropped", c.dropped)?;
+        d.set_item("rejected", c.rejected)?;
+        d.set_item("durable_lsn", c.durable_lsn)?;
+        d.set_item("queue_depth", c.queue_depth)?;
+        d.set_item("skipped", c.skipped)?;
+        d.set_item("failures", c.failures + self.failures.total())?;
+        Ok(d)
+    }
+
+    /// Events not stored in fire-and-forget mode, per reason.
+    fn failures<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.failures.to_dict(py)
+    }
+
+    /// Full-text search over runs (the `search` build with `search=True`).
+    #[pyo3(signature = (
+        query, *, limit = 20, skill = None, caller = None, channel = None, status = None,
+        since = None, until = None, timeout = 10.0
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn search(
+        &self,
+        py: Python<'_>,
+        query: &str,
+        limit: usize,
+        skill: Option<String>,
+        caller: Option<String>,
+        channel: Option<String>,
+        status: Option<String>,
+        since: Option<&Bound<'_, PyAny>>,
+        until: Option<&Bound<'_, PyAny>>,
+        timeout: f64,
+    ) -> PyResult<Vec<crate::views::Hit>> {
+        let since = opt_micros(py, since, "since")?;
+        let until = opt_micros(py, until, "until")?;
+        let inner = self.open_inner(py)?;
+        #[cfg(feature = "search")]
+        {
+            let filters = auditlog::fulltext::Filters {
+                skill,
+                caller,
+                channel,
+                status,
+                since,
+                until,
+            };
+            crate::search::search(py, &inner, query, &filters, limit, timeout)
+        }
+        #[cfg(not(feature = "search"))]
+        {
+            let _ = (inner, query, limit, skill, caller, channel, status, since, until, timeout);
+            Err(errors::unsupported(
+                py,
+                "this build of auditlog has no full-text search; build the extension with the `search` feature",
+            ))
+        }
+    }
+
+    /// Flush, stop the background threads and release the log. Idempotent.
+    /// In a forked child the inherited handle is only let go of (the
+    /// parent still owns the log).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if fork::generation() != self.generation {
+            self.closed.store(true, Ordering::Release);
+            return Ok(());
+        }
+        let taken = self.slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let Some(arc) = taken else {
+            return Ok(());
+        };
+        self.closed.store(true, Ordering::Release);
+        py.detach(move || close_inner(arc)).py_err(py)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    /// Called by the package's after-fork hook in a child: close the
+    /// descriptors this inherited handle holds (the writer lock among
+    /// them). Returns how many were closed.
+    fn _disown_after_fork(&self) -> usize {
+        if fork::generation() == self.generation {
+            return 0;
+        }
+        self.closed.store(true, Ordering::Release);
+        fork::close_inherited_fds(&self.dir)
+    }
+
+    /// The generation of forks this handle was opened in (for tests).
+    #[getter]
+    fn _generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<auditlog.Store {} {}>",
+            self.dir.display(),
+            if self.closed.load(Ordering::Acquire) { "closed" } else { "open" }
+        )
+    }
+}
+
+fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog::Error> {
+    let queue_capacity = cfg.log.queue_capacity;
+    #[cfg(feature = "search")]
+    let hook = search.then(|| crate::search::retain_forwarder(&mut cfg));
+    #[cfg(not(feature = "search"))]
+    let _ = (search, &mut cfg);
+    let store = AuditStore::open(cfg)?;
+    #[cfg(feature = "search")]
+    let search = match hook {
+        Some(h) => Some(crate::search::Search::start(&store, h)?),
+        None => None,
+    };
+    Ok(Inner {
+        store,
+        queue_capacity,
+        #[cfg(feature = "search")]
+        search,
+    })
+}
+
+/// Wait until no call holds the inner store any more, then close it.
+fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
+    let inner = loop {
+        match Arc::try_unwrap(arc) {
+            Ok(inner) => break inner,
+            Err(back) => {
+                arc = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    };
+    #[cfg(feature = "search")]
+    if let Some(s) = inner.search {
+        s.stop();
+    }
+    inner.store.close()
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let slot = self.slot.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(inner) = slot {
+            if fork::generation() != self.generation {
+                // Inherited through fork: its threads are not in this
+                // process; dropping it would join them. Leak it.
+                std::mem::forget(inner);
+            } else {
+                // Not closed: dropping the last reference stops the
+                // indexers and the writer, which drains its queue.
+                drop(inner);
+            }
+        }
+    }
+}
+
+/// `_native.verify_dir(dir, expect=None)`: verify a log folder, read-only.
+#[pyfunction]
+#[pyo3(signature = (dir, *, expect = None))]
+pub fn verify_dir<'py>(py: Python<'py>, dir: PathBuf, expect: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+    stats::verify(py, &dir, expect)
+}
