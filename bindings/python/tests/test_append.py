@@ -1,0 +1,170 @@
+"""Appends: dicts in the contract's shape, batches, keyword helpers, the
+run context manager, flush and its awaitable variant."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+import auditlog
+from conftest import T0, finished, logged, started
+
+
+def test_dict_append_round_trips_through_replay(store: auditlog.Store) -> None:
+    store.append(started("r-1", skill_id="web.search", caller_id="u-42", channel_id="sess-7",
+                         inputs={"q": "x", "nested": {"k": [1, 2.5, None, True]}}, extra_field="kept"))
+    store.append(logged("r-1", T0 + 100, seq=0, event_type="tool_call",
+                        payload={"tool": "http.get", "status": "error", "error_type": "timeout"}))
+    store.append(finished("r-1", T0 + 1_500_000, status="error", error="upstream timeout",
+                          tool_calls=1, runtime_seconds=1.5, input_tokens=120))
+    assert store.flush() == 3
+    events = list(store.replay())
+    assert [e["lsn"] for e in events] == [0, 1, 2]
+    first = events[0]
+    assert first["kind"] == "run_started"
+    assert first["ts"] == datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+    assert first["inputs"] == {"q": "x", "nested": {"k": [1, 2.5, None, True]}}
+    assert first["extra_field"] == "kept"
+    assert events[1]["payload"]["error_type"] == "timeout"
+    run = store.get_run("r-1")
+    assert run is not None
+    assert (run.status, run.error, run.tool_calls, run.runtime_seconds) == ("error", "upstream timeout", 1, 1.5)
+    assert run.started_at_us == T0
+    assert run.finished_at == datetime(2026, 11, 23, 8, 0, 1, 500000, tzinfo=timezone.utc)
+    assert run.inputs["nested"]["k"][1] == 2.5
+
+
+def test_ts_forms_and_default(store: auditlog.Store) -> None:
+    aware = datetime(2026, 11, 23, 9, 30, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    before = int(datetime.now(timezone.utc).timestamp() * 1e6)
+    store.append(started("a", ts=aware))
+    store.append(started("b", ts="2026-11-23T08:00:00.000001Z"))
+    store.append({"kind": "run_started", "run_id": "c"})  # no ts: the time of the call
+    store.append({"kind": "run_started", "run_id": "d", "ts": None})  # None is absent
+    store.flush()
+    runs = {r.id: r for r in store.runs()}
+    assert runs["a"].started_at == aware
+    assert runs["b"].started_at_us == T0 + 1
+    for rid in ("c", "d"):
+        assert before <= runs[rid].started_at_us <= before + 60_000_000
+
+
+def test_datetime_inside_payload_becomes_rfc3339(store: auditlog.Store) -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
+    store.append(started("r"))
+    store.append(logged("r", payload={"at": at, "tuple": (1, "two")}))
+    store.flush()
+    (entry,) = store.list_logs("r")
+    assert entry.payload == {"at": "2026-01-02T03:04:05.000006Z", "tuple": [1, "two"]}
+
+
+def test_batch_strict_and_lenient(store: auditlog.Store) -> None:
+    good = [started(f"r-{i}", T0 + i, skill_id="s") for i in range(10)]
+    assert store.append_batch(good) == []
+    bad = [started("x-1"), {"kind": "nope", "run_id": "x-2"}, started("x-3")]
+    with pytest.raises(auditlog.InvalidEventError) as e:
+        store.append_batch(bad)
+    assert e.value.index == 1 and e.value.field == "kind"
+    assert "event 1" in str(e.value)
+    store.flush()
+    assert store.count() == 10  # strict: nothing of the bad batch stored
+    rejected = store.append_batch(bad + [{"kind": "run_started", "run_id": "x-4", "inputs": {b"k": 1}}], strict=False)
+    assert [i for i, _ in rejected] == [1, 3]
+    assert "kind" in rejected[0][1] and "inputs" in rejected[1][1]
+    store.flush()
+    assert store.count() == 12
+    assert store.counters()["appended"] == 12
+
+
+def test_batch_accepts_any_iterable_and_waits(store: auditlog.Store) -> None:
+    store.append_batch((started(f"g-{i}", T0 + i) for i in range(5000)), wait=True)
+    # wait=True: durable, and so committed and replayable, when it returns
+    assert sum(1 for _ in store.replay()) == 5000
+
+
+def test_batch_limit(store: auditlog.Store) -> None:
+    def many():  # one past the limit; generated lazily
+        for i in range(auditlog.MAX_BATCH_EVENTS + 1):
+            yield started(f"m-{i}")
+    with pytest.raises(auditlog.InvalidArgumentError, match="at most"):
+        store.append_batch(many())
+    store.flush()
+    assert store.count() == 0
+
+
+def test_keyword_helpers(store: auditlog.Store) -> None:
+    store.start_run("k-1", skill_id="sk", caller_id="c", channel_id="ch", inputs={"a": 1}, ts=T0)
+    store.log("k-1", "thinking", {"text": "hmm"}, seq=0, ts=T0 + 1)
+    store.tool_call("k-1", "http.get", status="error", error_type="timeout", duration_ms=50.0,
+                    seq=1, ts=T0 + 2, http_status=504)
+    store.finish_run("k-1", status="error", output="", error="boom", tool_calls=1,
+                     runtime_seconds=0.5, input_tokens=1, output_tokens=2, thinking_tokens=3, ts=T0 + 3)
+    store.flush()
+    run = store.get_run("k-1")
+    assert run is not None and run.to_dict()["thinking_tokens"] == 3
+    logs = store.list_logs("k-1")
+    assert [(l.seq, l.event_type) for l in logs] == [(0, "thinking"), (1, "tool_call")]
+    assert logs[1].payload == {"tool": "http.get", "status": "error", "error_type": "timeout",
+                               "duration_ms": 50.0, "http_status": 504}
+    with pytest.raises(auditlog.NotFoundError):
+        store.finish_run("never-started")
+    with pytest.raises(LookupError):  # NotFoundError is a LookupError
+        store.finish_run("never-started-2")
+
+
+def test_run_context_manager_ok_error_and_cancelled(store: auditlog.Store) -> None:
+    with store.run("web.search", run_id="ok-run", caller_id="u", channel_id="s", inputs={"q": 1}) as run:
+        run.log("thinking", {"t": 1})
+        run.tool_call("http.get", duration_ms=3.0)
+        run.add_tokens(input=10, output=5)
+        run.output = "3 results"
+        with run.child("summarize", run_id="child-run") as sub:
+            sub.output = "short"
+    with pytest.raises(RuntimeError):
+        with store.run("web.search", run_id="bad-run"):
+            raise RuntimeError("kaput")
+    with pytest.raises(KeyboardInterrupt):
+        with store.run("web.search", run_id="stopped-run"):
+            raise KeyboardInterrupt
+    store.flush()
+    ok = store.get_run("ok-run")
+    assert ok is not None
+    assert (ok.status, ok.output, ok.tool_calls, ok.input_tokens, ok.output_tokens) == ("ok", "3 results", 1, 10, 5)
+    assert ok.runtime_seconds >= 0 and ok.is_finished
+    assert [l.seq for l in store.list_logs("ok-run")] == [0, 1]
+    assert [r.id for r in store.children("ok-run")] == ["child-run"]
+    bad = store.get_run("bad-run")
+    assert bad is not None and bad.status == "error" and bad.error == "RuntimeError: kaput"
+    stopped = store.get_run("stopped-run")
+    assert stopped is not None and stopped.status == "cancelled"
+
+
+def test_async_run_and_aflush(store: auditlog.Store) -> None:
+    async def main() -> int:
+        async with store.run("agent", run_id="async-run") as run:
+            run.tool_call("db.query")
+            await asyncio.sleep(0)
+        return await store.aflush()
+    head = asyncio.run(main())
+    assert head == 3
+    run = store.get_run("async-run")
+    assert run is not None and run.status == "ok" and run.tool_calls == 1
+
+
+def test_reopen_keeps_everything(log_dir: Path) -> None:
+    with auditlog.open(log_dir) as s:
+        s.append_batch([started(f"p-{i}", T0 + i) for i in range(100)])
+    with auditlog.open(log_dir, create=False) as s:
+        assert s.count() == 100
+        assert s.closed is False
+    assert s.closed is True
+
+
+def test_durability_options(tmp_path: Path) -> None:
+    for d in ("every_batch", "never", 0.05, timedelta(milliseconds=20)):
+        with auditlog.open(tmp_path / str(d).replace(":", "_"), durability=d) as s:
+            s.append(started("r"))
+            assert s.flush() == 1
