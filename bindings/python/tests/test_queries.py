@@ -198,7 +198,7 @@ def test_verify_stats_counters(filled: auditlog.Store) -> None:
     assert st["events"] == 20 and st["head_digest"] == digest
     assert st["anomalies"] == {"duplicate_run_started": 0, "duplicate_run_finished": 0,
                                "orphan_logs": 0, "finishes_without_start": 0}
-    assert st["oldest_ts"] == datetime(2026, 11, 23, 8, 0, tzinfo=timezone.utc)
+    assert st["oldest_ts"] == datetime(2026, 11, 23, 7, 59, 59, 999999, tzinfo=timezone.utc)
     assert "anomalies" not in s.stats(anomalies=False)
     c = s.counters()
     assert c["appended"] == 20 and c["durable_lsn"] == 20 and c["queue_depth"] == 0
