@@ -1,0 +1,66 @@
+"""Fire-and-forget: never raises into the caller, counts what it dropped."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import auditlog
+from conftest import T0, started
+
+
+def test_full_queue_drops_and_counts(tmp_path: Path) -> None:
+    s = auditlog.open(tmp_path / "log", fire_and_forget=True, queue_capacity=1)
+    n = 20_000
+    for i in range(n):
+        s.append(started(f"r-{i}", T0 + i, inputs={"pad": "x" * 200}))
+    s.flush()
+    c = s.counters()
+    assert c["dropped"] > 0, "a 1-slot queue under a tight loop must overflow"
+    assert c["appended"] + c["dropped"] == n
+    stored = sum(1 for _ in s.replay())
+    assert stored == c["appended"]
+    s.close()
+
+
+def test_bad_input_and_closed_store_never_raise(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    s = auditlog.open(tmp_path / "log", fire_and_forget=True)
+    with caplog.at_level(logging.WARNING, logger="auditlog"):
+        s.append({"kind": "nope"})
+        s.append({"kind": "run_log", "run_id": "r", "payload": {"b": b"x"}})
+        s.append_batch([started("ok"), {"kind": "bad"}])
+        s.start_run("", skill_id="x")
+        s.finish_run("never-started")
+        s.append(started("good"))
+        s.flush()
+        assert s.count() == 1
+        s.close()
+        s.append(started("after-close"))
+        s.log("r", "t")
+    f = s.failures()
+    assert f["invalid"] == 5  # 2 appends + the 2-event strict batch + start_run
+    assert f["not_found"] == 1
+    assert f["closed"] == 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings, "failures are logged"
+    assert any("invalid" in r.getMessage() for r in warnings)
+
+
+def test_fire_and_forget_with_fail_policy_counts_queue_full(tmp_path: Path) -> None:
+    with auditlog.open(tmp_path / "log", fire_and_forget=True, queue_capacity=1, on_full="fail") as s:
+        for i in range(20_000):
+            s.append(started(f"r-{i}", inputs={"pad": "y" * 200}))
+        s.flush()
+        assert s.failures()["queue_full"] > 0
+        assert s.failures()["queue_full"] + s.counters()["appended"] == 20_000
+
+
+def test_blocking_queue_loses_nothing(tmp_path: Path) -> None:
+    with auditlog.open(tmp_path / "log", queue_capacity=1) as s:
+        for i in range(5000):
+            s.append(started(f"r-{i}"))
+        s.flush()
+        assert s.count() == 5000
+        assert s.counters()["dropped"] == 0
