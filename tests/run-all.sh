@@ -6,6 +6,7 @@
 #
 #   tests/run-all.sh          everything
 #   tests/run-all.sh rust     only the Rust workspace
+#   tests/run-all.sh python   only the Python binding (bindings/python/test.sh)
 #
 # A part's own script can be run alone too (see its folder's README).
 set -euo pipefail
@@ -18,4 +19,9 @@ step() { printf '\n=== %s\n' "$*" >&2; }
 if [[ $only == all || $only == rust ]]; then
   step "Rust workspace: engine, command line, load run, benches (cargo test)"
   cargo test --workspace --all-targets
+fi
+
+if [[ $only == all || $only == python ]]; then
+  step "Python binding: build into a virtualenv (maturin develop), pytest, mypy"
+  bindings/python/test.sh
 fi

@@ -15,8 +15,8 @@ use std::fmt;
 use std::io::Write as _;
 
 use pyo3::prelude::*;
-use pyo3::IntoPyObjectExt;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::IntoPyObjectExt;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
 use crate::time;
@@ -260,7 +260,9 @@ pub fn json_to_py<'py>(py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyAny
     let v = PySeed(py)
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|_| v))
-        .map_err(|e| pyo3::exceptions::PyValueError::new_err(format!("stored JSON does not read back: {e}")))?;
+        .map_err(|e| {
+            pyo3::exceptions::PyValueError::new_err(format!("stored JSON does not read back: {e}"))
+        })?;
     Ok(v)
 }
 

@@ -5,9 +5,9 @@
 //! looks them up once and raises them with their attributes set.
 
 use pyo3::prelude::*;
-use pyo3::IntoPyObjectExt;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyModule};
+use pyo3::IntoPyObjectExt;
 
 use auditlog::Error;
 
@@ -83,16 +83,21 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
             msg,
             &[("segment", obj(py, path)), ("reason", obj(py, reason))],
         ),
-        Error::InvalidEvent { index, source } => invalid_event(py, Some(index), &source.field, &source.reason),
+        Error::InvalidEvent { index, source } => {
+            invalid_event(py, Some(index), &source.field, &source.reason)
+        }
         Error::EventTooLarge { index, .. } => raise(
             py,
             "InvalidEventError",
             msg,
             &[("index", obj(py, index)), ("field", obj(py, "event"))],
         ),
-        Error::QueueFull { capacity } => {
-            raise(py, "QueueFullError", msg, &[("capacity", obj(py, capacity))])
-        }
+        Error::QueueFull { capacity } => raise(
+            py,
+            "QueueFullError",
+            msg,
+            &[("capacity", obj(py, capacity))],
+        ),
         Error::Dropped => raise(py, "DroppedError", msg, &[]),
         Error::Closed => raise(py, "ClosedError", msg, &[]),
         Error::WriterFailed(_) => raise(py, "WriterFailedError", msg, &[]),
@@ -143,7 +148,12 @@ pub fn forked(py: Python<'_>, dir: &std::path::Path) -> PyErr {
 
 /// The store was closed.
 pub fn closed(py: Python<'_>) -> PyErr {
-    raise(py, "ClosedError", "the auditlog store is closed".into(), &[])
+    raise(
+        py,
+        "ClosedError",
+        "the auditlog store is closed".into(),
+        &[],
+    )
 }
 
 /// A feature this build lacks.

@@ -53,7 +53,10 @@ impl Reason {
     }
 
     fn slot(self) -> usize {
-        REASONS.iter().position(|(r, _)| *r == self).unwrap_or(REASONS.len() - 1)
+        REASONS
+            .iter()
+            .position(|(r, _)| *r == self)
+            .unwrap_or(REASONS.len() - 1)
     }
 
     fn name(self) -> &'static str {

@@ -64,7 +64,11 @@ pub fn close_inherited_fds(dir: &Path) -> usize {
     };
     let mut fds = Vec::new();
     for entry in entries.flatten() {
-        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if let Ok(target) = std::fs::read_link(entry.path()) {

@@ -89,7 +89,11 @@ pub struct ReplayIter {
 }
 
 impl ReplayIter {
-    pub fn new(generation: u64, dir: PathBuf, events: impl Iterator<Item = auditlog::Result<(u64, Event)>> + Send + 'static) -> ReplayIter {
+    pub fn new(
+        generation: u64,
+        dir: PathBuf,
+        events: impl Iterator<Item = auditlog::Result<(u64, Event)>> + Send + 'static,
+    ) -> ReplayIter {
         ReplayIter {
             generation: Some(generation),
             dir,

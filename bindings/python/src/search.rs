@@ -40,13 +40,14 @@ pub struct Search {
 impl Search {
     pub fn start(store: &AuditStore, hook: HookSlot) -> auditlog::Result<Search> {
         let log = store.log();
-        let opened = FullText::open_for(&log.reader(), &FullTextOptions::default()).and_then(|ft| {
-            if let Ok(mut g) = hook.lock() {
-                *g = Some(ft.retain_hook());
-            }
-            let ix = ft.spawn_indexer(log.reader())?;
-            Ok((ft, ix))
-        });
+        let opened =
+            FullText::open_for(&log.reader(), &FullTextOptions::default()).and_then(|ft| {
+                if let Ok(mut g) = hook.lock() {
+                    *g = Some(ft.retain_hook());
+                }
+                let ix = ft.spawn_indexer(log.reader())?;
+                Ok((ft, ix))
+            });
         match opened {
             Ok((ft, ix)) => Ok(Search {
                 ft,
@@ -61,7 +62,12 @@ impl Search {
 
     /// Commit what is indexed and stop the indexer thread.
     pub fn stop(self) {
-        if let Some(ix) = self.indexer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(ix) = self
+            .indexer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             ix.stop();
         }
     }
@@ -102,7 +108,11 @@ pub fn search(
             "full-text search is off for this store; open it with search=True",
         ));
     };
-    let timeout = Duration::from_secs_f64(if timeout.is_finite() { timeout.clamp(0.0, 3600.0) } else { 0.0 });
+    let timeout = Duration::from_secs_f64(if timeout.is_finite() {
+        timeout.clamp(0.0, 3600.0)
+    } else {
+        0.0
+    });
     let head = inner.store.log().head().next_lsn;
     let found = py.detach(|| {
         let deadline = Instant::now() + timeout;

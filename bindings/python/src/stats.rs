@@ -19,7 +19,11 @@ fn opt_dt(py: Python<'_>, us: Option<i64>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// The command line's `stats` fields (see docs/operations.md).
-pub fn stats<'py>(py: Python<'py>, reader: &LogReader, anomalies: bool) -> PyResult<Bound<'py, PyDict>> {
+pub fn stats<'py>(
+    py: Python<'py>,
+    reader: &LogReader,
+    anomalies: bool,
+) -> PyResult<Bound<'py, PyDict>> {
     let (segs, head, manifest, found) = py
         .detach(|| -> auditlog::Result<_> {
             let segs = reader.segments();
@@ -44,8 +48,14 @@ pub fn stats<'py>(py: Python<'py>, reader: &LogReader, anomalies: bool) -> PyRes
     d.set_item("first_lsn", reader.first_lsn())?;
     d.set_item("head_lsn", head.next_lsn)?;
     d.set_item("head_digest", head.digest.to_hex())?;
-    d.set_item("oldest_ts", opt_dt(py, segs.iter().filter_map(|s| s.min_ts).min())?)?;
-    d.set_item("newest_ts", opt_dt(py, segs.iter().filter_map(|s| s.max_ts).max())?)?;
+    d.set_item(
+        "oldest_ts",
+        opt_dt(py, segs.iter().filter_map(|s| s.min_ts).min())?,
+    )?;
+    d.set_item(
+        "newest_ts",
+        opt_dt(py, segs.iter().filter_map(|s| s.max_ts).max())?,
+    )?;
     d.set_item("dropped_segments", manifest.dropped_segments)?;
     d.set_item("dropped_events", manifest.dropped_events)?;
     if let Some(a) = found {
@@ -61,7 +71,11 @@ pub fn stats<'py>(py: Python<'py>, reader: &LogReader, anomalies: bool) -> PyRes
 
 /// Verify the log in `dir`: `ok` and the counts, or `ok: False` with the
 /// first bad place. Errors other than corruption (no log, I/O) raise.
-pub fn verify<'py>(py: Python<'py>, dir: &Path, expect: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+pub fn verify<'py>(
+    py: Python<'py>,
+    dir: &Path,
+    expect: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
     let expect = match expect {
         Some(h) => Some(Digest::from_hex(h).ok_or_else(|| {
             errors::invalid_argument(py, format!("expect: {h:?} is not a 64-digit hex digest"))

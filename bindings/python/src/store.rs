@@ -197,7 +197,12 @@ fn parse_redaction(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<RedactionPo
 }
 
 /// The JSON text of a Python value (inputs, payloads).
-fn json_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>, field: &str, absent: Json) -> Result<Json, Failure> {
+fn json_of(
+    py: Python<'_>,
+    v: Option<&Bound<'_, PyAny>>,
+    field: &str,
+    absent: Json,
+) -> Result<Json, Failure> {
     let Some(v) = v.filter(|v| !v.is_none()) else {
         return Ok(absent);
     };
@@ -211,7 +216,11 @@ fn json_of(py: Python<'_>, v: Option<&Bound<'_, PyAny>>, field: &str, absent: Js
     })?;
     let text = String::from_utf8(out).unwrap_or_default();
     Json::parse(text).map_err(|e| {
-        Failure::new(Reason::Invalid, 1, errors::invalid_event(py, None, field, &e.reason))
+        Failure::new(
+            Reason::Invalid,
+            1,
+            errors::invalid_event(py, None, field, &e.reason),
+        )
     })
 }
 
@@ -243,7 +252,11 @@ fn parse_lines(buf: &[u8], lines: &[(usize, usize, usize)]) -> Parsed {
 impl Store {
     fn alive(&self, py: Python<'_>) -> Result<Arc<Inner>, Failure> {
         if fork::generation() != self.generation {
-            return Err(Failure::new(Reason::Forked, 1, errors::forked(py, &self.dir)));
+            return Err(Failure::new(
+                Reason::Forked,
+                1,
+                errors::forked(py, &self.dir),
+            ));
         }
         let slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
         slot.clone()
@@ -256,7 +269,12 @@ impl Store {
     }
 
     /// In fire-and-forget mode a failure is counted, not raised.
-    fn settle<T>(&self, py: Python<'_>, r: Result<T, Failure>, fallback: impl FnOnce() -> T) -> PyResult<T> {
+    fn settle<T>(
+        &self,
+        py: Python<'_>,
+        r: Result<T, Failure>,
+        fallback: impl FnOnce() -> T,
+    ) -> PyResult<T> {
         match r {
             Ok(v) => Ok(v),
             Err(f) if self.fire_and_forget => {
@@ -267,18 +285,32 @@ impl Store {
         }
     }
 
-    fn append_one(&self, py: Python<'_>, event: &Bound<'_, PyAny>, wait: bool) -> Result<(), Failure> {
+    fn append_one(
+        &self,
+        py: Python<'_>,
+        event: &Bound<'_, PyAny>,
+        wait: bool,
+    ) -> Result<(), Failure> {
         let inner = self.alive(py)?;
         let mut line = Vec::with_capacity(320);
-        convert::event_line(py, event, now_micros(), &mut line).map_err(|f| fault_failure(py, f, None))?;
+        convert::event_line(py, event, now_micros(), &mut line)
+            .map_err(|f| fault_failure(py, f, None))?;
         let ev = parse_event(&line).map_err(|e| {
-            Failure::new(Reason::Invalid, 1, errors::invalid_event(py, None, &e.field, &e.reason))
+            Failure::new(
+                Reason::Invalid,
+                1,
+                errors::invalid_event(py, None, &e.field, &e.reason),
+            )
         })?;
-        let batch = EncodedBatch::encode_parsed(std::slice::from_ref(&ev), inner.store.log().redaction())
+        let batch =
+            EncodedBatch::encode_parsed(std::slice::from_ref(&ev), inner.store.log().redaction())
+                .map_err(|e| engine_failure(py, e, 1))?;
+        let receipt = inner
+            .append_encoded(py, batch)
             .map_err(|e| engine_failure(py, e, 1))?;
-        let receipt = inner.append_encoded(py, batch).map_err(|e| engine_failure(py, e, 1))?;
         if wait {
-            py.detach(|| receipt.wait()).map_err(|e| engine_failure(py, e, 1))?;
+            py.detach(|| receipt.wait())
+                .map_err(|e| engine_failure(py, e, 1))?;
         }
         Ok(())
     }
@@ -297,7 +329,9 @@ impl Store {
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut lines: Vec<(usize, usize, usize)> = Vec::new();
         let mut rejected: Vec<(usize, String)> = Vec::new();
-        let items = events.try_iter().map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
+        let items = events
+            .try_iter()
+            .map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
         for (index, item) in items.enumerate() {
             if index >= MAX_BATCH_EVENTS {
                 return Err(Failure::new(
@@ -317,28 +351,45 @@ impl Store {
                     buf.truncate(start);
                     let failure = fault_failure(py, f, Some(index));
                     if strict {
-                        return Err(Failure { events: (lines.len() + 1) as u64, ..failure });
+                        return Err(Failure {
+                            events: (lines.len() + 1) as u64,
+                            ..failure
+                        });
                     }
-                    rejected.push((index, failure.err.value(py).str().map(|s| s.to_string()).unwrap_or_default()));
+                    rejected.push((
+                        index,
+                        failure
+                            .err
+                            .value(py)
+                            .str()
+                            .map(|s| s.to_string())
+                            .unwrap_or_default(),
+                    ));
                 }
             }
         }
         let total = lines.len() + rejected.len();
         let redaction = inner.store.log().redaction().cloned();
         let log_inner = inner.clone();
-        let outcome = py.detach(move || -> Result<Vec<(usize, String, String)>, BatchError> {
-            let parsed = parse_lines(&buf, &lines);
-            drop(buf);
-            if strict {
-                if let Some((index, field, reason)) = parsed.rejected.into_iter().next() {
-                    return Err(BatchError::Invalid { index, field, reason });
+        let outcome = py.detach(
+            move || -> Result<Vec<(usize, String, String)>, BatchError> {
+                let parsed = parse_lines(&buf, &lines);
+                drop(buf);
+                if strict {
+                    if let Some((index, field, reason)) = parsed.rejected.into_iter().next() {
+                        return Err(BatchError::Invalid {
+                            index,
+                            field,
+                            reason,
+                        });
+                    }
+                    append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
+                    return Ok(Vec::new());
                 }
                 append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
-                return Ok(Vec::new());
-            }
-            append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
-            Ok(parsed.rejected)
-        });
+                Ok(parsed.rejected)
+            },
+        );
         match outcome {
             Ok(more) => {
                 for (index, field, reason) in more {
@@ -356,7 +407,11 @@ impl Store {
                 }
                 Ok(rejected)
             }
-            Err(BatchError::Invalid { index, field, reason }) => Err(Failure::new(
+            Err(BatchError::Invalid {
+                index,
+                field,
+                reason,
+            }) => Err(Failure::new(
                 Reason::Invalid,
                 total as u64,
                 errors::invalid_event(py, Some(index), &field, &reason),
@@ -367,7 +422,11 @@ impl Store {
 }
 
 enum BatchError {
-    Invalid { index: usize, field: String, reason: String },
+    Invalid {
+        index: usize,
+        field: String,
+        reason: String,
+    },
     /// An engine failure and how many events it left unstored.
     Engine(auditlog::Error, u64),
 }
@@ -392,7 +451,9 @@ fn append_units(
             },
             other => BatchError::Engine(other, lost),
         })?;
-        let r = log.append_encoded(batch).map_err(|e| BatchError::Engine(e, lost))?;
+        let r = log
+            .append_encoded(batch)
+            .map_err(|e| BatchError::Engine(e, lost))?;
         stored += unit.len();
         if wait {
             receipts.push(r);
@@ -604,7 +665,9 @@ impl Store {
         let r = (|| {
             let payload = PyDict::new(py);
             let set = |k: &str, v: Bound<'_, PyAny>| {
-                payload.set_item(k, v).map_err(|e| Failure::new(Reason::Invalid, 1, e))
+                payload
+                    .set_item(k, v)
+                    .map_err(|e| Failure::new(Reason::Invalid, 1, e))
             };
             set("tool", PyString::new(py, tool).into_any())?;
             set("status", PyString::new(py, status).into_any())?;
@@ -616,7 +679,9 @@ impl Store {
             }
             if let Some(extra) = fields {
                 for (k, v) in extra.iter() {
-                    payload.set_item(k, v).map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
+                    payload
+                        .set_item(k, v)
+                        .map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
                 }
             }
             let inner = self.alive(py)?;
@@ -719,7 +784,18 @@ impl Store {
         limit: Option<usize>,
         offset: usize,
     ) -> PyResult<Vec<Run>> {
-        let f = filter(py, skill, caller, channel, status, parent, top_level, since, until, include_dry_run)?;
+        let f = filter(
+            py,
+            skill,
+            caller,
+            channel,
+            status,
+            parent,
+            top_level,
+            since,
+            until,
+            include_dry_run,
+        )?;
         let page = Page { limit, offset };
         let inner = self.open_inner(py)?;
         let runs = py.detach(|| inner.store.list_runs(&f, page)).py_err(py)?;
@@ -745,7 +821,18 @@ impl Store {
         until: Option<&Bound<'_, PyAny>>,
         include_dry_run: bool,
     ) -> PyResult<u64> {
-        let f = filter(py, skill, caller, channel, status, parent, top_level, since, until, include_dry_run)?;
+        let f = filter(
+            py,
+            skill,
+            caller,
+            channel,
+            status,
+            parent,
+            top_level,
+            since,
+            until,
+            include_dry_run,
+        )?;
         let inner = self.open_inner(py)?;
         py.detach(|| inner.store.count_runs(&f)).py_err(py)
     }
@@ -754,7 +841,9 @@ impl Store {
     #[pyo3(signature = (run_id, *, include_dry_run = false))]
     fn children(&self, py: Python<'_>, run_id: &str, include_dry_run: bool) -> PyResult<Vec<Run>> {
         let inner = self.open_inner(py)?;
-        let runs = py.detach(|| inner.store.children(run_id, include_dry_run)).py_err(py)?;
+        let runs = py
+            .detach(|| inner.store.children(run_id, include_dry_run))
+            .py_err(py)?;
         Ok(runs.into_iter().map(Run::from).collect())
     }
 
@@ -769,7 +858,9 @@ impl Store {
     fn finished_before(&self, py: Python<'_>, before: &Bound<'_, PyAny>) -> PyResult<Vec<Run>> {
         let t = time::to_micros(py, before, "before")?;
         let inner = self.open_inner(py)?;
-        let runs = py.detach(|| inner.store.finished_runs_before(t)).py_err(py)?;
+        let runs = py
+            .detach(|| inner.store.finished_runs_before(t))
+            .py_err(py)?;
         Ok(runs.into_iter().map(Run::from).collect())
     }
 
@@ -806,15 +897,23 @@ impl Store {
         let since = opt_micros(py, since, "since")?;
         let until = opt_micros(py, until, "until")?;
         let inner = self.open_inner(py)?;
-        let groups = py.detach(|| inner.store.tool_errors(since, until)).py_err(py)?;
+        let groups = py
+            .detach(|| inner.store.tool_errors(since, until))
+            .py_err(py)?;
         Ok(groups.into_iter().map(ErrorGroup::from).collect())
     }
 
     /// Drop whole segments whose newest event is older than `cutoff`.
-    fn purge_older_than<'py>(&self, py: Python<'py>, cutoff: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+    fn purge_older_than<'py>(
+        &self,
+        py: Python<'py>,
+        cutoff: &Bound<'_, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let cutoff = time::to_micros(py, cutoff, "cutoff")?;
         let inner = self.open_inner(py)?;
-        let rep = py.detach(|| inner.store.purge_older_than(cutoff)).py_err(py)?;
+        let rep = py
+            .detach(|| inner.store.purge_older_than(cutoff))
+            .py_err(py)?;
         stats::retention_dict(py, &rep)
     }
 
@@ -834,22 +933,43 @@ impl Store {
         };
         let inner = self.open_inner(py)?;
         let reader = inner.store.log().reader();
-        Ok(ReplayIter::new(self.generation, self.dir.clone(), reader.replay(range)))
+        Ok(ReplayIter::new(
+            self.generation,
+            self.dir.clone(),
+            reader.replay(range),
+        ))
     }
 
     /// The newest `n` events, then (with `follow`) new ones as they come.
     #[pyo3(signature = (n = 10, *, follow = false, idle_timeout = None))]
-    fn tail(&self, py: Python<'_>, n: u64, follow: bool, idle_timeout: Option<f64>) -> PyResult<TailIter> {
+    fn tail(
+        &self,
+        py: Python<'_>,
+        n: u64,
+        follow: bool,
+        idle_timeout: Option<f64>,
+    ) -> PyResult<TailIter> {
         let inner = self.open_inner(py)?;
         let reader = inner.store.log().reader();
         let idle = match idle_timeout {
             Some(s) if !(s.is_finite() && s >= 0.0) => {
-                return Err(errors::invalid_argument(py, format!("idle_timeout: {s}; give seconds >= 0")))
+                return Err(errors::invalid_argument(
+                    py,
+                    format!("idle_timeout: {s}; give seconds >= 0"),
+                ))
             }
             Some(s) => Some(Duration::from_secs_f64(s)),
             None => None,
         };
-        Ok(TailIter::new(self.generation, self.dir.clone(), reader, n, follow, idle, self.closed.clone()))
+        Ok(TailIter::new(
+            self.generation,
+            self.dir.clone(),
+            reader,
+            n,
+            follow,
+            idle,
+            self.closed.clone(),
+        ))
     }
 
     /// Check every frame and the integrity chain (read-only, beside the
@@ -928,7 +1048,9 @@ impl Store {
         }
         #[cfg(not(feature = "search"))]
         {
-            let _ = (inner, query, limit, skill, caller, channel, status, since, until, timeout);
+            let _ = (
+                inner, query, limit, skill, caller, channel, status, since, until, timeout,
+            );
             Err(errors::unsupported(
                 py,
                 "this build of auditlog has no full-text search; build the extension with the `search` feature",
@@ -983,7 +1105,11 @@ impl Store {
         format!(
             "<auditlog.Store {} {}>",
             self.dir.display(),
-            if self.closed.load(Ordering::Acquire) { "closed" } else { "open" }
+            if self.closed.load(Ordering::Acquire) {
+                "closed"
+            } else {
+                "open"
+            }
         )
     }
 }
@@ -1028,7 +1154,11 @@ fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let slot = self.slot.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let slot = self
+            .slot
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(inner) = slot {
             if fork::generation() != self.generation {
                 // Inherited through fork: its threads are not in this
@@ -1046,6 +1176,10 @@ impl Drop for Store {
 /// `_native.verify_dir(dir, expect=None)`: verify a log folder, read-only.
 #[pyfunction]
 #[pyo3(signature = (dir, *, expect = None))]
-pub fn verify_dir<'py>(py: Python<'py>, dir: PathBuf, expect: Option<&str>) -> PyResult<Bound<'py, PyDict>> {
+pub fn verify_dir<'py>(
+    py: Python<'py>,
+    dir: PathBuf,
+    expect: Option<&str>,
+) -> PyResult<Bound<'py, PyDict>> {
     stats::verify(py, &dir, expect)
 }

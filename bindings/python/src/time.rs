@@ -77,7 +77,10 @@ pub fn to_micros(py: Python<'_>, obj: &Bound<'_, PyAny>, field: &str) -> PyResul
     }
     if obj.is_instance_of::<PyInt>() {
         return obj.extract::<i64>().map_err(|_| {
-            errors::invalid_argument(py, format!("{field}: {obj} is out of range for microseconds since the epoch"))
+            errors::invalid_argument(
+                py,
+                format!("{field}: {obj} is out of range for microseconds since the epoch"),
+            )
         });
     }
     if is_datetime(py, obj)? {
@@ -114,7 +117,11 @@ fn bad_instant(py: Python<'_>, obj: &Bound<'_, PyAny>, field: &str) -> PyErr {
 }
 
 /// Optional instant argument.
-pub fn opt_micros(py: Python<'_>, obj: Option<&Bound<'_, PyAny>>, field: &str) -> PyResult<Option<i64>> {
+pub fn opt_micros(
+    py: Python<'_>,
+    obj: Option<&Bound<'_, PyAny>>,
+    field: &str,
+) -> PyResult<Option<i64>> {
     match obj {
         Some(o) if !o.is_none() => to_micros(py, o, field).map(Some),
         _ => Ok(None),

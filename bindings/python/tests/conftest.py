@@ -28,15 +28,15 @@ def store(log_dir: Path) -> Iterator[auditlog.Store]:
         s.close()
 
 
-def started(run_id: str, ts: int = T0, **fields: Any) -> Dict[str, Any]:
+def started(run_id: str, ts: Any = T0, **fields: Any) -> Dict[str, Any]:
     return {"kind": "run_started", "run_id": run_id, "ts": ts, **fields}
 
 
-def logged(run_id: str, ts: int = T0, **fields: Any) -> Dict[str, Any]:
+def logged(run_id: str, ts: Any = T0, **fields: Any) -> Dict[str, Any]:
     return {"kind": "run_log", "run_id": run_id, "ts": ts, **fields}
 
 
-def finished(run_id: str, ts: int = T0, **fields: Any) -> Dict[str, Any]:
+def finished(run_id: str, ts: Any = T0, **fields: Any) -> Dict[str, Any]:
     return {"kind": "run_finished", "run_id": run_id, "ts": ts, **fields}
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_batch_accepts_any_iterable_and_waits(store: auditlog.Store) -> None:
 
 
 def test_batch_limit(store: auditlog.Store) -> None:
-    def many():  # one past the limit; generated lazily
+    def many() -> Iterator[dict[str, Any]]:  # one past the limit; generated lazily
         for i in range(auditlog.MAX_BATCH_EVENTS + 1):
             yield started(f"m-{i}")
     with pytest.raises(auditlog.InvalidArgumentError, match="at most"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_search_needs_the_feature(tmp_path: Path) -> None:
 def test_redaction_keeps_secrets_off_the_disk(tmp_path: Path) -> None:
     secret = "SENTINEL-4b1d-redact-me"
     log = tmp_path / "log"
-    policies = [
+    policies: list[Any] = [
         "inputs.password drop\npayload.body hash\n",
         {"rules": [{"path": "inputs.password", "action": "drop"}, {"path": "payload.body", "action": "hash"}]},
         [("inputs.password", "drop"), ("payload.body", "hash")],

@@ -36,15 +36,6 @@ class Counters(TypedDict):
     skipped: int
     failures: int
 
-class Failures(TypedDict):
-    invalid: int
-    queue_full: int
-    closed: int
-    writer_failed: int
-    not_found: int
-    forked: int
-    other: int
-
 @final
 class Run:
     """A run (contract section 2). Instants are aware UTC datetimes; the
@@ -316,7 +307,9 @@ class Store:
     def verify(self, *, expect: Optional[str] = None) -> Dict[str, Any]: ...
     def stats(self, *, anomalies: bool = True) -> Dict[str, Any]: ...
     def counters(self) -> Counters: ...
-    def failures(self) -> Failures: ...
+    def failures(self) -> Dict[str, int]:
+        """Events not stored in fire-and-forget mode, per reason: invalid,
+        queue_full, closed, writer_failed, not_found, forked, other."""
     def close(self) -> None: ...
     def __enter__(self: _S) -> _S: ...
     def __exit__(self, *args: Any) -> bool: ...

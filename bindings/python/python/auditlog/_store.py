@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Mapping, Optional, Type, Union
+from typing import Any, Dict, List, Literal, Mapping, Optional, Sequence, Type, Union
 
 from . import _native
 from ._native import Run
@@ -276,7 +276,7 @@ class RunScope:
         exc_type: Optional[Type[BaseException]],
         exc: Optional[BaseException],
         tb: Any,
-    ) -> bool:
+    ) -> Literal[False]:
         if exc_type is None:
             self.finish(self.status or "ok", error=self.error)
         elif issubclass(exc_type, (KeyboardInterrupt, asyncio.CancelledError)):
@@ -296,7 +296,7 @@ class RunScope:
         exc_type: Optional[Type[BaseException]],
         exc: Optional[BaseException],
         tb: Any,
-    ) -> bool:
+    ) -> Literal[False]:
         return self.__exit__(exc_type, exc, tb)
 
 
@@ -305,7 +305,7 @@ def open(
     *,
     durability: Union[str, timedelta, float] = "every_batch",
     create: bool = True,
-    redaction: Union[str, Mapping[str, Any], List[Any], None] = None,
+    redaction: Union[str, Mapping[str, Any], Sequence[Any], None] = None,
     search: bool = False,
     fire_and_forget: bool = False,
     queue_capacity: int = 16384,
