@@ -241,7 +241,7 @@ def run_ingest(make: Callable[[Path], Sink], events: List[Event], threads: int, 
 
 def median_us(f: Callable[[], Any], budget_s: float) -> float:
     f()  # warm
-    samples = []
+    samples: List[float] = []
     end = time.perf_counter() + budget_s
     while time.perf_counter() < end or len(samples) < 5:
         t = time.perf_counter()

@@ -8,6 +8,7 @@
 //! a `PanicException`, and the code here returns errors instead of
 //! panicking on input.
 
+mod batch;
 mod convert;
 mod errors;
 mod failures;

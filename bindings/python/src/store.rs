@@ -24,10 +24,11 @@ use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use auditlog::event::json::parse_event;
 use auditlog::{
-    AuditStore, Durability, EncodedBatch, Event, Filter, FullPolicy, Json, Page, Receipt,
-    RedactionPolicy, RunFinished, RunLog, RunStarted, StoreConfig,
+    AuditStore, Durability, EncodedBatch, Filter, FullPolicy, Json, Page, Receipt, RedactionPolicy,
+    RunFinished, RunLog, RunStarted, StoreConfig,
 };
 
+use crate::batch::{self, BatchError};
 use crate::convert::{self, Fault};
 use crate::errors::{self, IntoPy};
 use crate::failures::{Failure, Failures, Reason};
@@ -40,8 +41,6 @@ use crate::views::{ErrorGroup, LogEntry, Run};
 /// Most events one `append_batch` call takes (they are all checked before
 /// any is stored, so they are held in memory together).
 pub const MAX_BATCH_EVENTS: usize = 100_000;
-/// Events per unit handed to the writer's queue.
-const QUEUE_UNIT_EVENTS: usize = 4096;
 
 pub fn now_micros() -> i64 {
     SystemTime::now()
@@ -231,24 +230,6 @@ fn ts_of(py: Python<'_>, ts: Option<&Bound<'_, PyAny>>) -> Result<i64, Failure> 
     }
 }
 
-/// Parsed events of a batch, and what was refused (index, message).
-struct Parsed {
-    events: Vec<Event>,
-    rejected: Vec<(usize, String, String)>,
-}
-
-fn parse_lines(buf: &[u8], lines: &[(usize, usize, usize)]) -> Parsed {
-    let mut events = Vec::with_capacity(lines.len());
-    let mut rejected = Vec::new();
-    for &(index, start, end) in lines {
-        match parse_event(&buf[start..end]) {
-            Ok(ev) => events.push(ev),
-            Err(e) => rejected.push((index, e.field, e.reason)),
-        }
-    }
-    Parsed { events, rejected }
-}
-
 impl Store {
     fn alive(&self, py: Python<'_>) -> Result<Arc<Inner>, Failure> {
         if fork::generation() != self.generation {
@@ -369,27 +350,8 @@ impl Store {
             }
         }
         let total = lines.len() + rejected.len();
-        let redaction = inner.store.log().redaction().cloned();
-        let log_inner = inner.clone();
-        let outcome = py.detach(
-            move || -> Result<Vec<(usize, String, String)>, BatchError> {
-                let parsed = parse_lines(&buf, &lines);
-                drop(buf);
-                if strict {
-                    if let Some((index, field, reason)) = parsed.rejected.into_iter().next() {
-                        return Err(BatchError::Invalid {
-                            index,
-                            field,
-                            reason,
-                        });
-                    }
-                    append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
-                    return Ok(Vec::new());
-                }
-                append_units(&log_inner, &parsed.events, redaction.as_ref(), wait)?;
-                Ok(parsed.rejected)
-            },
-        );
+        let lines = batch::Lines { buf, spans: lines };
+        let outcome = py.detach(|| batch::store_batch(&inner, lines, strict, wait));
         match outcome {
             Ok(more) => {
                 for (index, field, reason) in more {
@@ -407,11 +369,7 @@ impl Store {
                 }
                 Ok(rejected)
             }
-            Err(BatchError::Invalid {
-                index,
-                field,
-                reason,
-            }) => Err(Failure::new(
+            Err(BatchError::Invalid((index, field, reason))) => Err(Failure::new(
                 Reason::Invalid,
                 total as u64,
                 errors::invalid_event(py, Some(index), &field, &reason),
@@ -419,50 +377,6 @@ impl Store {
             Err(BatchError::Engine(e, lost)) => Err(engine_failure(py, e, lost)),
         }
     }
-}
-
-enum BatchError {
-    Invalid {
-        index: usize,
-        field: String,
-        reason: String,
-    },
-    /// An engine failure and how many events it left unstored.
-    Engine(auditlog::Error, u64),
-}
-
-/// Encode and append `events` in queue units; wait for them if asked.
-fn append_units(
-    inner: &Inner,
-    events: &[Event],
-    redaction: Option<&Arc<RedactionPolicy>>,
-    wait: bool,
-) -> Result<(), BatchError> {
-    let log = inner.store.log();
-    let mut receipts = Vec::new();
-    let mut stored = 0usize;
-    for unit in events.chunks(QUEUE_UNIT_EVENTS) {
-        let lost = (events.len() - stored) as u64;
-        let batch = EncodedBatch::encode_parsed(unit, redaction).map_err(|e| match e {
-            auditlog::Error::InvalidEvent { index, source } => BatchError::Invalid {
-                index: stored + index,
-                field: source.field,
-                reason: source.reason,
-            },
-            other => BatchError::Engine(other, lost),
-        })?;
-        let r = log
-            .append_encoded(batch)
-            .map_err(|e| BatchError::Engine(e, lost))?;
-        stored += unit.len();
-        if wait {
-            receipts.push(r);
-        }
-    }
-    for r in receipts {
-        r.wait().map_err(|e| BatchError::Engine(e, 0))?;
-    }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]

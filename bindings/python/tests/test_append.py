@@ -169,3 +169,22 @@ def test_durability_options(tmp_path: Path) -> None:
         with auditlog.open(tmp_path / str(d).replace(":", "_"), durability=d) as s:
             s.append(started("r"))
             assert s.flush() == 1
+
+
+def test_large_batch_keeps_order_and_refuses_precisely(store: auditlog.Store) -> None:
+    # Long batches are parsed and encoded on two threads: order and the
+    # strict all-or-nothing rule must hold across the split.
+    n = 9000
+    evs = [started(f"o-{i}", T0 + i) for i in range(n)]
+    bad = dict(evs[7001])
+    bad["skill_id"] = 7
+    with pytest.raises(auditlog.InvalidEventError) as e:
+        store.append_batch(evs[:7001] + [bad] + evs[7002:])
+    assert e.value.index == 7001 and e.value.field == "skill_id"
+    store.flush()
+    assert store.count() == 0
+    refused = store.append_batch(evs[:7001] + [bad] + evs[7002:] + [{"kind": "x", "run_id": "y"}], strict=False)
+    assert [i for i, _ in refused] == [7001, n]
+    store.flush()
+    ids = [ev["run_id"] for ev in store.replay()]
+    assert ids == [f"o-{i}" for i in range(n) if i != 7001]

@@ -1,0 +1,230 @@
+//! `append_batch` without the GIL: the batch's JSON lines (made from the
+//! dicts while the GIL was held) are parsed by the engine's JSONL parser
+//! and encoded into queue units, on two threads when the batch is large
+//! enough to pay for the second, then appended in their order.
+//!
+//! Strict batches are all-or-nothing: every unit is checked before the
+//! first is appended.
+
+use std::sync::Arc;
+
+use auditlog::event::json::parse_event;
+use auditlog::{EncodedBatch, Event, RedactionPolicy};
+
+use crate::store::Inner;
+
+/// Events per unit handed to the writer's queue.
+const QUEUE_UNIT_EVENTS: usize = 4096;
+/// Batches at least this long are parsed and encoded on two threads.
+const PARALLEL_MIN_EVENTS: usize = 1024;
+
+/// A batch's JSON lines: `spans[i] = (index in the caller's batch, start,
+/// end)` into `buf`.
+pub struct Lines {
+    pub buf: Vec<u8>,
+    pub spans: Vec<(usize, usize, usize)>,
+}
+
+/// An event refused: its index in the batch, the field, the reason.
+pub type Refused = (usize, String, String);
+
+pub enum BatchError {
+    Invalid(Refused),
+    /// An engine failure and how many events it left unstored.
+    Engine(auditlog::Error, u64),
+}
+
+/// One queue unit, parsed and encoded.
+struct Unit {
+    batch: Option<EncodedBatch>,
+    events: usize,
+    refused: Vec<Refused>,
+    failed: Option<auditlog::Error>,
+}
+
+fn make_unit(
+    buf: &[u8],
+    spans: &[(usize, usize, usize)],
+    redaction: Option<&Arc<RedactionPolicy>>,
+    strict: bool,
+) -> Unit {
+    let mut events: Vec<Event> = Vec::with_capacity(spans.len());
+    let mut indexes = Vec::with_capacity(spans.len());
+    let mut refused = Vec::new();
+    for &(index, start, end) in spans {
+        match parse_event(&buf[start..end]) {
+            Ok(ev) => {
+                events.push(ev);
+                indexes.push(index);
+            }
+            Err(e) => refused.push((index, e.field, e.reason)),
+        }
+    }
+    if strict && !refused.is_empty() {
+        return Unit {
+            batch: None,
+            events: 0,
+            refused,
+            failed: None,
+        };
+    }
+    // An event can still fail at encoding (a redaction that breaks it, the
+    // encoded size limit): refuse it and encode the rest.
+    loop {
+        if events.is_empty() {
+            return Unit {
+                batch: None,
+                events: 0,
+                refused,
+                failed: None,
+            };
+        }
+        match EncodedBatch::encode_parsed(&events, redaction) {
+            Ok(b) => {
+                return Unit {
+                    batch: Some(b),
+                    events: events.len(),
+                    refused,
+                    failed: None,
+                };
+            }
+            Err(auditlog::Error::InvalidEvent { index, source }) => {
+                refused.push((indexes[index], source.field, source.reason));
+                if strict {
+                    return Unit {
+                        batch: None,
+                        events: 0,
+                        refused,
+                        failed: None,
+                    };
+                }
+                events.remove(index);
+                indexes.remove(index);
+            }
+            Err(auditlog::Error::EventTooLarge { index, bytes, max }) => {
+                refused.push((
+                    indexes[index],
+                    "event".into(),
+                    format!("encodes to {bytes} bytes; the limit is {max}"),
+                ));
+                if strict {
+                    return Unit {
+                        batch: None,
+                        events: 0,
+                        refused,
+                        failed: None,
+                    };
+                }
+                events.remove(index);
+                indexes.remove(index);
+            }
+            Err(other) => {
+                return Unit {
+                    batch: None,
+                    events: 0,
+                    refused,
+                    failed: Some(other),
+                };
+            }
+        }
+    }
+}
+
+/// Parse, check and encode every unit (on two threads for a long batch).
+fn make_units(lines: &Lines, redaction: Option<&Arc<RedactionPolicy>>, strict: bool) -> Vec<Unit> {
+    let n = lines.spans.len();
+    let two = n >= PARALLEL_MIN_EVENTS
+        && std::thread::available_parallelism().map_or(1, |p| p.get()) >= 2;
+    let per_unit = if two {
+        n.div_ceil(2).min(QUEUE_UNIT_EVENTS)
+    } else {
+        QUEUE_UNIT_EVENTS
+    };
+    let chunks: Vec<&[(usize, usize, usize)]> = lines.spans.chunks(per_unit.max(1)).collect();
+    if !two || chunks.len() < 2 {
+        return chunks
+            .iter()
+            .map(|c| make_unit(&lines.buf, c, redaction, strict))
+            .collect();
+    }
+    let mut out: Vec<Option<Unit>> = (0..chunks.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        let odd = s.spawn(|| {
+            chunks
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(i, c)| (i, make_unit(&lines.buf, c, redaction, strict)))
+                .collect::<Vec<_>>()
+        });
+        for (i, c) in chunks.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            out[i] = Some(make_unit(&lines.buf, c, redaction, strict));
+        }
+        match odd.join() {
+            Ok(done) => {
+                for (i, u) in done {
+                    out[i] = Some(u);
+                }
+            }
+            // The helper cannot panic on input; should it anyway, do its
+            // share here rather than lose it.
+            Err(_) => {
+                for (i, c) in chunks.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+                    out[i] = Some(make_unit(&lines.buf, c, redaction, strict));
+                }
+            }
+        }
+    });
+    out.into_iter().flatten().collect()
+}
+
+/// Store a batch: returns the refused events (non-strict), or the first
+/// refused one as the error (strict: then nothing is stored).
+pub fn store_batch(
+    inner: &Inner,
+    lines: Lines,
+    strict: bool,
+    wait: bool,
+) -> Result<Vec<Refused>, BatchError> {
+    let log = inner.store.log();
+    let redaction = log.redaction().cloned();
+    let units = make_units(&lines, redaction.as_ref(), strict);
+    drop(lines);
+    let total: u64 = units.iter().map(|u| u.events as u64).sum();
+    let mut refused: Vec<Refused> = units
+        .iter()
+        .flat_map(|u| u.refused.iter().cloned())
+        .collect();
+    refused.sort_by_key(|r| r.0);
+    if strict {
+        if let Some(first) = refused.into_iter().next() {
+            return Err(BatchError::Invalid(first));
+        }
+        refused = Vec::new();
+    }
+    if let Some(e) = units.iter().find_map(|u| u.failed.as_ref()) {
+        return Err(BatchError::Engine(clone_error(e), total));
+    }
+    let mut receipts = Vec::new();
+    let mut stored = 0u64;
+    for unit in units {
+        let Some(batch) = unit.batch else { continue };
+        let r = log
+            .append_encoded(batch)
+            .map_err(|e| BatchError::Engine(e, total - stored))?;
+        stored += unit.events as u64;
+        if wait {
+            receipts.push(r);
+        }
+    }
+    for r in receipts {
+        r.wait().map_err(|e| BatchError::Engine(e, 0))?;
+    }
+    Ok(refused)
+}
+
+/// Encoding fails only with input errors, handled above; anything else is
+/// reported with its message.
+fn clone_error(e: &auditlog::Error) -> auditlog::Error {
+    auditlog::Error::InvalidArgument(e.to_string())
+}
