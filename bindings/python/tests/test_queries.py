@@ -242,3 +242,29 @@ def test_closed_store_raises(log_dir: Path) -> None:
         with pytest.raises(auditlog.ClosedError):
             call()
     assert "closed" in repr(s)
+
+
+def test_replay_of_a_damaged_segment_raises(log_dir: Path) -> None:
+    with auditlog.open(log_dir) as s:
+        s.append_batch([started(f"c-{i}", T0 + i, inputs={"pad": "z" * 100}) for i in range(50)])
+        s.append(started("next-day", T0 + 86_400_000_000))  # seals the first day's segment
+    seg = sorted(p for p in log_dir.iterdir() if p.suffix == ".seg")[0]
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    seg.write_bytes(bytes(data))
+    with pytest.raises(auditlog.CorruptError) as e:
+        for _ in auditlog.replay(log_dir):
+            pass
+    assert e.value.segment == seg.name and e.value.offset is not None
+
+
+def test_small_accessors(log_dir: Path) -> None:
+    now = auditlog.utc_now()
+    assert now.tzinfo is not None
+    with auditlog.open(log_dir, fire_and_forget=True) as s:
+        assert s.fire_and_forget is True
+        assert Path(s.dir) == log_dir.resolve()
+        s.append(started("w"), wait=True)  # durable when it returns
+        assert s.counters()["durable_lsn"] >= 1 or sum(1 for _ in s.replay()) == 1
+        assert set(s.failures()) == {"invalid", "queue_full", "closed", "writer_failed",
+                                     "not_found", "forked", "other"}
