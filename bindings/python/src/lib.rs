@@ -16,6 +16,7 @@ mod fork;
 mod iter;
 #[cfg(feature = "search")]
 mod search;
+mod stage;
 mod stats;
 mod store;
 mod time;

@@ -24,7 +24,7 @@ use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use auditlog::event::json::parse_event;
 use auditlog::{
-    AuditStore, Durability, EncodedBatch, Filter, FullPolicy, Json, Page, Receipt, RedactionPolicy,
+    AuditStore, Durability, EncodedBatch, Filter, FullPolicy, Json, Page, RedactionPolicy,
     RunFinished, RunLog, RunStarted, StoreConfig,
 };
 
@@ -34,6 +34,7 @@ use crate::errors::{self, IntoPy};
 use crate::failures::{Failure, Failures, Reason};
 use crate::fork;
 use crate::iter::{ReplayIter, TailIter};
+use crate::stage::{HasStager, Lost, Stager};
 use crate::stats;
 use crate::time::{self, opt_micros};
 use crate::views::{ErrorGroup, LogEntry, Run};
@@ -51,6 +52,8 @@ pub fn now_micros() -> i64 {
 pub(crate) struct Inner {
     pub store: AuditStore,
     queue_capacity: usize,
+    /// Single appends staged for the flusher thread (see stage.rs).
+    pub stager: Option<Stager>,
     #[cfg(feature = "search")]
     pub search: Option<crate::search::Search>,
 }
@@ -62,28 +65,34 @@ impl Inner {
         self.store.log().counters().queue_depth as usize + 2 >= self.queue_capacity
     }
 
-    fn append_encoded(&self, py: Python<'_>, batch: EncodedBatch) -> auditlog::Result<Receipt> {
-        let log = self.store.log();
-        if self.queue_nearly_full() {
-            py.detach(|| log.append_encoded(batch))
-        } else {
-            log.append_encoded(batch)
-        }
-    }
-
-    /// Run a store call that may wait for queue room, with the GIL only
-    /// when it cannot.
-    fn maybe_detached<T: Send>(
+    /// Run a direct write after everything staged before it, with the GIL
+    /// only when it cannot wait (nothing staged, room in the queue).
+    fn ordered<T: Send>(
         &self,
         py: Python<'_>,
         f: impl FnOnce(&AuditStore) -> auditlog::Result<T> + Send,
-    ) -> auditlog::Result<T> {
-        if self.queue_nearly_full() {
-            py.detach(|| f(&self.store))
-        } else {
-            f(&self.store)
+    ) -> Result<T, Lost> {
+        match &self.stager {
+            Some(st) if !st.is_settled() => py
+                .detach(|| st.ordered(&self.store, || f(&self.store)))?
+                .map_err(|e| (e, 1)),
+            _ if self.queue_nearly_full() => py.detach(|| f(&self.store)).map_err(|e| (e, 1)),
+            _ => f(&self.store).map_err(|e| (e, 1)),
         }
     }
+}
+
+impl HasStager for Inner {
+    fn stager(&self) -> Option<&Stager> {
+        self.stager.as_ref()
+    }
+    fn audit_store(&self) -> &AuditStore {
+        &self.store
+    }
+}
+
+fn lost_failure(py: Python<'_>, (e, n): Lost) -> Failure {
+    engine_failure(py, e, n)
 }
 
 /// An open audit log. Create it with `auditlog.open(...)`.
@@ -283,12 +292,21 @@ impl Store {
                 errors::invalid_event(py, None, &e.field, &e.reason),
             )
         })?;
-        let batch =
-            EncodedBatch::encode_parsed(std::slice::from_ref(&ev), inner.store.log().redaction())
-                .map_err(|e| engine_failure(py, e, 1))?;
+        if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
+            let full = st.push(ev).map_err(|l| lost_failure(py, l))?;
+            if full {
+                py.detach(|| st.drain(&inner.store))
+                    .map_err(|l| lost_failure(py, l))?;
+            }
+            return Ok(());
+        }
         let receipt = inner
-            .append_encoded(py, batch)
-            .map_err(|e| engine_failure(py, e, 1))?;
+            .ordered(py, |s| {
+                let log = s.log();
+                EncodedBatch::encode_parsed(std::slice::from_ref(&ev), log.redaction())
+                    .and_then(|b| log.append_encoded(b))
+            })
+            .map_err(|l| lost_failure(py, l))?;
         if wait {
             py.detach(|| receipt.wait())
                 .map_err(|e| engine_failure(py, e, 1))?;
@@ -351,7 +369,14 @@ impl Store {
         }
         let total = lines.len() + rejected.len();
         let lines = batch::Lines { buf, spans: lines };
-        let outcome = py.detach(|| batch::store_batch(&inner, lines, strict, wait));
+        let outcome = py.detach(|| match &inner.stager {
+            Some(st) => st
+                .ordered(&inner.store, || {
+                    batch::store_batch(&inner, lines, strict, wait)
+                })
+                .unwrap_or_else(|(e, n)| Err(BatchError::Engine(e, n + total as u64))),
+            None => batch::store_batch(&inner, lines, strict, wait),
+        });
         match outcome {
             Ok(more) => {
                 for (index, field, reason) in more {
@@ -445,12 +470,19 @@ impl Store {
                 "this build of auditlog has no full-text search; build the extension with the `search` feature (bindings/python/README.md)",
             ));
         }
-        let inner = py.detach(|| open_inner(cfg, search)).py_err(py)?;
+        let inner = Arc::new(py.detach(|| open_inner(cfg, search)).py_err(py)?);
+        if let Err(e) = Stager::start(&inner) {
+            let _ = py.detach(|| close_inner(inner));
+            return Err(errors::to_py(
+                py,
+                auditlog::Error::io("starting the stage flusher thread", e),
+            ));
+        }
         let canonical = std::fs::canonicalize(&dir).unwrap_or(dir);
         Ok(Store {
             generation: fork::generation(),
             dir: canonical,
-            slot: Mutex::new(Some(Arc::new(inner))),
+            slot: Mutex::new(Some(inner)),
             closed: Arc::new(AtomicBool::new(false)),
             fire_and_forget,
             failures: Failures::default(),
@@ -526,8 +558,8 @@ impl Store {
             };
             let ts = ts_of(py, ts)?;
             inner
-                .maybe_detached(py, |s| s.start_run(run_id, ts, start))
-                .map_err(|e| engine_failure(py, e, 1))
+                .ordered(py, |s| s.start_run(run_id, ts, start))
+                .map_err(|l| lost_failure(py, l))
         })();
         self.settle(py, r, || ())
     }
@@ -552,8 +584,8 @@ impl Store {
             };
             let ts = ts_of(py, ts)?;
             inner
-                .maybe_detached(py, |s| s.append_log(run_id, ts, log))
-                .map_err(|e| engine_failure(py, e, 1))
+                .ordered(py, |s| s.append_log(run_id, ts, log))
+                .map_err(|l| lost_failure(py, l))
         })();
         self.settle(py, r, || ())
     }
@@ -606,8 +638,8 @@ impl Store {
             };
             let ts = ts_of(py, ts)?;
             inner
-                .maybe_detached(py, |s| s.append_log(run_id, ts, log))
-                .map_err(|e| engine_failure(py, e, 1))
+                .ordered(py, |s| s.append_log(run_id, ts, log))
+                .map_err(|l| lost_failure(py, l))
         })();
         self.settle(py, r, || ())
     }
@@ -648,9 +680,17 @@ impl Store {
             };
             let ts = ts_of(py, ts)?;
             // An unknown id is looked up in the indexes (and may flush):
-            // always without the GIL.
-            py.detach(|| inner.store.finish_run(run_id, ts, finish))
-                .map_err(|e| engine_failure(py, e, 1))
+            // always without the GIL, after anything staged (its start).
+            py.detach(|| match &inner.stager {
+                Some(st) => st
+                    .ordered(&inner.store, || inner.store.finish_run(run_id, ts, finish))
+                    .and_then(|r| r.map_err(|e| (e, 1))),
+                None => inner
+                    .store
+                    .finish_run(run_id, ts, finish)
+                    .map_err(|e| (e, 1)),
+            })
+            .map_err(|l| lost_failure(py, l))
         })();
         self.settle(py, r, || ())
     }
@@ -659,7 +699,13 @@ impl Store {
     /// returns the LSN one past the last durable event.
     fn flush(&self, py: Python<'_>) -> PyResult<u64> {
         let inner = self.open_inner(py)?;
-        py.detach(|| inner.store.flush()).py_err(py)
+        py.detach(|| {
+            if let Some(st) = &inner.stager {
+                st.drain(&inner.store).map_err(|(e, _)| e)?;
+            }
+            inner.store.flush()
+        })
+        .py_err(py)
     }
 
     /// One run, or None.
@@ -917,6 +963,7 @@ impl Store {
         d.set_item("durable_lsn", c.durable_lsn)?;
         d.set_item("queue_depth", c.queue_depth)?;
         d.set_item("skipped", c.skipped)?;
+        d.set_item("staged", inner.stager.as_ref().map_or(0, Stager::staged))?;
         d.set_item("failures", c.failures + self.failures.total())?;
         Ok(d)
     }
@@ -1030,6 +1077,10 @@ impl Store {
 
 fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog::Error> {
     let queue_capacity = cfg.log.queue_capacity;
+    // Staging keeps per-event errors at the append that caused them only
+    // when encoding cannot fail after the check (no redaction) and a full
+    // queue waits or drops rather than fails.
+    let stage = cfg.log.redaction.is_none() && cfg.log.on_full != FullPolicy::FailFast;
     #[cfg(feature = "search")]
     let hook = search.then(|| crate::search::retain_forwarder(&mut cfg));
     #[cfg(not(feature = "search"))]
@@ -1043,13 +1094,19 @@ fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog::Err
     Ok(Inner {
         store,
         queue_capacity,
+        stager: stage.then(Stager::default),
         #[cfg(feature = "search")]
         search,
     })
 }
 
-/// Wait until no call holds the inner store any more, then close it.
+/// Append what is staged, wait until no call holds the inner store any
+/// more, then close it.
 fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
+    let staged = match &arc.stager {
+        Some(st) => st.stop(&arc.store).map_err(|(e, _)| e),
+        None => Ok(()),
+    };
     let inner = loop {
         match Arc::try_unwrap(arc) {
             Ok(inner) => break inner,
@@ -1063,7 +1120,8 @@ fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
     if let Some(s) = inner.search {
         s.stop();
     }
-    inner.store.close()
+    let closed = inner.store.close();
+    staged.and(closed)
 }
 
 impl Drop for Store {
@@ -1079,8 +1137,13 @@ impl Drop for Store {
                 // process; dropping it would join them. Leak it.
                 std::mem::forget(inner);
             } else {
-                // Not closed: dropping the last reference stops the
-                // indexers and the writer, which drains its queue.
+                // Not closed: append what is staged and stop the flusher
+                // (which holds a reference); dropping the last reference
+                // then stops the indexers and the writer, which drains its
+                // queue. (No call is in flight: each holds the object.)
+                if let Some(st) = &inner.stager {
+                    let _ = st.stop(&inner.store);
+                }
                 drop(inner);
             }
         }

@@ -188,3 +188,36 @@ def test_large_batch_keeps_order_and_refuses_precisely(store: auditlog.Store) ->
     store.flush()
     ids = [ev["run_id"] for ev in store.replay()]
     assert ids == [f"o-{i}" for i in range(n) if i != 7001]
+
+
+def test_single_appends_stay_in_order_with_every_other_path(store: auditlog.Store) -> None:
+    # Single appends are staged for a flusher thread; every other write path
+    # goes after what was staged before it.
+    store.append(started("s-1", T0))
+    store.finish_run("s-1", ts=T0 + 5)  # its start is still staged: found, not NotFound
+    store.append(logged("s-1", T0 + 1, seq=0, event_type="a"))
+    store.append_batch([logged("s-1", T0 + 2, seq=1, event_type="b")])
+    store.append(logged("s-1", T0 + 3, seq=2, event_type="c"))
+    store.log("s-1", "d", seq=3, ts=T0 + 4)
+    store.append(logged("s-1", T0 + 6, seq=4, event_type="e"), wait=True)
+    store.flush()
+    kinds = [(e["kind"], e.get("event_type")) for e in store.replay()]
+    assert kinds == [("run_started", None), ("run_finished", None), ("run_log", "a"),
+                     ("run_log", "b"), ("run_log", "c"), ("run_log", "d"), ("run_log", "e")]
+    assert store.counters()["staged"] == 0
+
+
+def test_staged_events_survive_close_and_garbage_collection(log_dir: Path) -> None:
+    import gc
+
+    s = auditlog.open(log_dir)
+    for i in range(1000):
+        s.append(started(f"c-{i}", T0 + i))
+    s.close()  # no flush: close appends what is staged
+    s2 = auditlog.open(log_dir)
+    for i in range(1000, 1500):
+        s2.append(started(f"c-{i}", T0 + i))
+    del s2  # never closed: collection appends what is staged
+    gc.collect()
+    with auditlog.open(log_dir) as again:
+        assert again.count() == 1500

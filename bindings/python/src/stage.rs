@@ -1,0 +1,216 @@
+//! Producer-side batching of single appends (like a Kafka producer's
+//! linger): `append(dict)` checks the event (so bad input still raises at
+//! once), then stages it; a flusher thread encodes what is staged and hands
+//! it to the log's queue as one batch. The calling thread so pays only for
+//! turning its dict into an event: encoding and the queue hand-over (which
+//! wakes the writer thread, a system call per event when events trickle)
+//! happen once per batch, on another core, without the GIL.
+//!
+//! Order: one lock (`order`) is held by whoever appends staged events to the
+//! log, and every other write path (batches, the keyword helpers, flush,
+//! `wait=True`) drains the stage under it first, so events reach the log in
+//! the order their appends returned, whatever path each took.
+//!
+//! Errors: checking happens before staging, so what the flusher can still
+//! meet is an engine failure (a writer that stopped, a closed log); it is
+//! kept and raised by the next append (or counted, in fire-and-forget mode)
+//! with the number of events it lost. Stores with a redaction policy or
+//! `on_full="fail"` do not stage (their per-event errors must be raised by
+//! the append that caused them).
+
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use auditlog::{AuditStore, EncodedBatch, Event, Receipt};
+
+/// How long the flusher lets a trickle of events gather before taking it.
+const LINGER: Duration = Duration::from_micros(100);
+/// Below this many staged events the flusher lingers first.
+const LINGER_BELOW: usize = 64;
+/// Most events staged; an append that finds this many drains them itself.
+pub const MAX_STAGED: usize = 4096;
+
+/// An engine failure met while appending staged events, and how many
+/// events it lost.
+pub type Lost = (auditlog::Error, u64);
+
+#[derive(Default)]
+struct State {
+    events: Vec<Event>,
+    /// The flusher has taken events it has not appended yet.
+    in_flight: bool,
+    /// The flusher waits for the first staged event.
+    waiting: bool,
+    stop: bool,
+    failed: Option<Lost>,
+}
+
+pub struct Stager {
+    state: Mutex<State>,
+    cv: Condvar,
+    order: Mutex<()>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Default for Stager {
+    fn default() -> Stager {
+        Stager {
+            state: Mutex::new(State::default()),
+            cv: Condvar::new(),
+            order: Mutex::new(()),
+            thread: Mutex::new(None),
+        }
+    }
+}
+
+/// What the flusher thread needs of the store.
+pub trait HasStager: Send + Sync + 'static {
+    fn stager(&self) -> Option<&Stager>;
+    fn audit_store(&self) -> &AuditStore;
+}
+
+impl Stager {
+    /// Start the flusher thread of `owner`'s stager.
+    pub fn start<T: HasStager>(owner: &Arc<T>) -> std::io::Result<()> {
+        let Some(st) = owner.stager() else {
+            return Ok(());
+        };
+        let o = owner.clone();
+        let handle = std::thread::Builder::new()
+            .name("auditlog-py-stage".into())
+            .spawn(move || flusher(&*o))?;
+        *lock(&st.thread) = Some(handle);
+        Ok(())
+    }
+
+    /// Stage a checked event. `Err`: an earlier flush failed (the event is
+    /// not staged). `Ok(true)`: the stage is full; the caller drains it.
+    pub fn push(&self, ev: Event) -> Result<bool, Lost> {
+        let mut s = lock(&self.state);
+        if let Some((e, n)) = s.failed.take() {
+            // Reported now: the flusher may try what is staged again.
+            let wake = s.waiting && !s.events.is_empty();
+            drop(s);
+            if wake {
+                self.cv.notify_one();
+            }
+            return Err((e, n + 1));
+        }
+        s.events.push(ev);
+        let full = s.events.len() >= MAX_STAGED;
+        let wake = s.waiting;
+        s.waiting = false;
+        drop(s);
+        if wake {
+            self.cv.notify_one();
+        }
+        Ok(full)
+    }
+
+    /// Events staged now (for counters).
+    pub fn staged(&self) -> usize {
+        lock(&self.state).events.len()
+    }
+
+    /// Whether nothing is staged or being appended from the stage: a direct
+    /// append now lands after everything staged before.
+    fn settled(&self) -> bool {
+        let s = lock(&self.state);
+        s.events.is_empty() && !s.in_flight && s.failed.is_none()
+    }
+
+    /// Append what is staged (under the order lock, which the caller holds).
+    fn append_staged(&self, store: &AuditStore) -> Result<Option<Receipt>, Lost> {
+        let events = {
+            let mut s = lock(&self.state);
+            if let Some(lost) = s.failed.take() {
+                return Err(lost);
+            }
+            s.in_flight = true;
+            std::mem::take(&mut s.events)
+        };
+        let n = events.len() as u64;
+        let result = if events.is_empty() {
+            Ok(None)
+        } else {
+            let log = store.log();
+            EncodedBatch::encode_parsed(&events, log.redaction())
+                .and_then(|b| log.append_encoded(b))
+                .map(Some)
+        };
+        lock(&self.state).in_flight = false;
+        result.map_err(|e| (e, n))
+    }
+
+    /// Drain the stage, then run `f` (a direct append) in order after it.
+    /// May wait for the flusher and for queue room: call it detached.
+    pub fn ordered<R>(&self, store: &AuditStore, f: impl FnOnce() -> R) -> Result<R, Lost> {
+        let _order = lock(&self.order);
+        self.append_staged(store)?;
+        Ok(f())
+    }
+
+    /// Append what is staged and return the receipt covering it.
+    pub fn drain(&self, store: &AuditStore) -> Result<Option<Receipt>, Lost> {
+        let _order = lock(&self.order);
+        self.append_staged(store)
+    }
+
+    /// Whether a direct append may skip [`Stager::ordered`].
+    pub fn is_settled(&self) -> bool {
+        self.settled()
+    }
+
+    /// Stop the flusher (joins it), then append what is left; a failure
+    /// not yet reported comes back here.
+    pub fn stop(&self, store: &AuditStore) -> Result<(), Lost> {
+        lock(&self.state).stop = true;
+        self.cv.notify_all();
+        if let Some(h) = lock(&self.thread).take() {
+            let _ = h.join();
+        }
+        self.drain(store).map(|_| ())
+    }
+}
+
+fn flusher<T: HasStager>(owner: &T) {
+    let Some(st) = owner.stager() else {
+        return;
+    };
+    loop {
+        let linger = {
+            let mut s = lock(&st.state);
+            // A failure not yet reported holds what is staged: the next
+            // append reports it, then this thread tries again.
+            while (s.events.is_empty() || s.failed.is_some()) && !s.stop {
+                s.waiting = true;
+                s = st.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+            s.waiting = false;
+            if s.stop {
+                // stop() appends what is left, on the stopping thread.
+                return;
+            }
+            s.events.len() < LINGER_BELOW
+        };
+        if linger {
+            std::thread::sleep(LINGER);
+        }
+        let result = {
+            let _order = lock(&st.order);
+            st.append_staged(owner.audit_store())
+        };
+        if let Err(lost) = result {
+            let mut s = lock(&st.state);
+            match &mut s.failed {
+                Some((_, n)) => *n += lost.1,
+                None => s.failed = Some(lost),
+            }
+        }
+    }
+}
