@@ -309,13 +309,19 @@ def main() -> None:
         for i in range(0, len(qevents), 10_000):
             s.append_batch(qevents[i:i + 10_000])
         s.flush()
+    logs_of: Dict[str, int] = {}
+    for e in qevents:
+        if e["kind"] == "run_log":
+            logs_of[e["run_id"]] = logs_of.get(e["run_id"], 0) + 1
     starts = [e for e in qevents if e["kind"] == "run_started"]
-    pick = starts[len(starts) // 2]
+    # A run from the middle of the log with a few tool calls.
+    pick = next(e for e in starts[len(starts) // 2:] if logs_of.get(e["run_id"], 0) >= 3)
     params = {"run_id": pick["run_id"], "skill": "skill-3", "since": T0, "until": T0 + 86_400_000_000 - 1,
               "skills": ["skill-1", "skill-2", "skill-3"]}
     native = native_queries(qdir, params, a.query_budget, a.native)
     with auditlog.open(qdir) as s:
         py = python_queries(s, params, a.query_budget)
+        assert s.get_run(params["run_id"]) is not None
         sizes = {"runs_by_skill_50": len(s.runs(skill=params["skill"], limit=50)),
                  "tool_errors_1d": len(s.tool_errors(since=params["since"], until=params["until"])),
                  "list_logs": len(s.list_logs(params["run_id"]))}

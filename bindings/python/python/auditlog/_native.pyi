@@ -34,6 +34,7 @@ class Counters(TypedDict):
     durable_lsn: int
     queue_depth: int
     skipped: int
+    staged: int
     failures: int
 
 @final
