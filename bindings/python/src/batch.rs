@@ -15,6 +15,9 @@ use crate::store::Inner;
 
 /// Events per unit handed to the writer's queue.
 const QUEUE_UNIT_EVENTS: usize = 4096;
+/// JSON bytes per queue unit: well under the engine's per-append byte
+/// limit (64 MiB by default), whatever the events' sizes.
+pub const QUEUE_UNIT_BYTES: usize = 16 << 20;
 /// Batches at least this long are parsed and encoded on two threads.
 const PARALLEL_MIN_EVENTS: usize = 1024;
 
@@ -130,6 +133,27 @@ fn make_unit(
     }
 }
 
+/// Cut the spans into units of at most `per_unit` events and about
+/// [`QUEUE_UNIT_BYTES`] bytes (a unit holds at least one event).
+fn unit_spans(spans: &[(usize, usize, usize)], per_unit: usize) -> Vec<&[(usize, usize, usize)]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, &(_, a, b)) in spans.iter().enumerate() {
+        let full = i > start && (i - start >= per_unit || bytes + (b - a) > QUEUE_UNIT_BYTES);
+        if full {
+            out.push(&spans[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += b - a;
+    }
+    if start < spans.len() {
+        out.push(&spans[start..]);
+    }
+    out
+}
+
 /// Parse, check and encode every unit (on two threads for a long batch).
 fn make_units(lines: &Lines, redaction: Option<&Arc<RedactionPolicy>>, strict: bool) -> Vec<Unit> {
     let n = lines.spans.len();
@@ -140,7 +164,7 @@ fn make_units(lines: &Lines, redaction: Option<&Arc<RedactionPolicy>>, strict: b
     } else {
         QUEUE_UNIT_EVENTS
     };
-    let chunks: Vec<&[(usize, usize, usize)]> = lines.spans.chunks(per_unit.max(1)).collect();
+    let chunks = unit_spans(&lines.spans, per_unit.max(1));
     if !two || chunks.len() < 2 {
         return chunks
             .iter()

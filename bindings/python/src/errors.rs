@@ -92,11 +92,21 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
             msg,
             &[("index", obj(py, index)), ("field", obj(py, "event"))],
         ),
-        Error::QueueFull { capacity } => raise(
+        Error::QueueFull { capacity, .. } => raise(
             py,
             "QueueFullError",
             msg,
-            &[("capacity", obj(py, capacity))],
+            &[
+                ("capacity", obj(py, capacity)),
+                ("retryable", obj(py, true)),
+            ],
+        ),
+        Error::BatchTooLarge { .. } => raise(py, "InvalidArgumentError", msg, &[]),
+        Error::WriteRolledBack(_) => raise(
+            py,
+            "WriteRolledBackError",
+            msg,
+            &[("retryable", obj(py, true))],
         ),
         Error::Dropped => raise(py, "DroppedError", msg, &[]),
         Error::Closed => raise(py, "ClosedError", msg, &[]),
@@ -104,6 +114,12 @@ pub fn to_py(py: Python<'_>, e: Error) -> PyErr {
         Error::NotFound(_) => raise(py, "NotFoundError", msg, &[]),
         Error::InvalidArgument(_) => raise(py, "InvalidArgumentError", msg, &[]),
         Error::UnsupportedVersion { .. } => raise(py, "UnsupportedVersionError", msg, &[]),
+        // Variants added by later engine versions: the base class, with
+        // whether a retry may succeed.
+        other => {
+            let retryable = other.is_retryable();
+            raise(py, "Error", msg, &[("retryable", obj(py, retryable))])
+        }
     }
 }
 

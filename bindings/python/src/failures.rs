@@ -41,12 +41,13 @@ impl Reason {
     pub fn of(e: &auditlog::Error) -> Reason {
         use auditlog::Error as E;
         match e {
-            E::InvalidEvent { .. } | E::EventTooLarge { .. } | E::InvalidArgument(_) => {
-                Reason::Invalid
-            }
+            E::InvalidEvent { .. }
+            | E::EventTooLarge { .. }
+            | E::BatchTooLarge { .. }
+            | E::InvalidArgument(_) => Reason::Invalid,
             E::QueueFull { .. } => Reason::QueueFull,
             E::Closed => Reason::Closed,
-            E::WriterFailed(_) => Reason::WriterFailed,
+            E::WriterFailed(_) | E::WriteRolledBack(_) => Reason::WriterFailed,
             E::NotFound(_) => Reason::NotFound,
             _ => Reason::Other,
         }

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use auditlog::{AuditStore, EncodedBatch, Event, Receipt};
 
+use crate::batch::QUEUE_UNIT_BYTES;
+
 /// How long the flusher lets a trickle of events gather before taking it.
 const LINGER: Duration = Duration::from_micros(100);
 /// Below this many staged events the flusher lingers first.
@@ -38,6 +40,8 @@ pub type Lost = (auditlog::Error, u64);
 #[derive(Default)]
 struct State {
     events: Vec<Event>,
+    /// JSON bytes of the staged events.
+    bytes: usize,
     /// The flusher has taken events it has not appended yet.
     in_flight: bool,
     /// The flusher waits for the first staged event.
@@ -88,9 +92,10 @@ impl Stager {
         Ok(())
     }
 
-    /// Stage a checked event. `Err`: an earlier flush failed (the event is
-    /// not staged). `Ok(true)`: the stage is full; the caller drains it.
-    pub fn push(&self, ev: Event) -> Result<bool, Lost> {
+    /// Stage a checked event (`bytes`: its JSON size). `Err`: an earlier
+    /// flush failed (the event is not staged). `Ok(true)`: the stage is
+    /// full; the caller drains it.
+    pub fn push(&self, ev: Event, bytes: usize) -> Result<bool, Lost> {
         let mut s = lock(&self.state);
         if let Some((e, n)) = s.failed.take() {
             // Reported now: the flusher may try what is staged again.
@@ -102,7 +107,8 @@ impl Stager {
             return Err((e, n + 1));
         }
         s.events.push(ev);
-        let full = s.events.len() >= MAX_STAGED;
+        s.bytes += bytes;
+        let full = s.events.len() >= MAX_STAGED || s.bytes >= QUEUE_UNIT_BYTES;
         let wake = s.waiting;
         s.waiting = false;
         drop(s);
@@ -132,6 +138,7 @@ impl Stager {
                 return Err(lost);
             }
             s.in_flight = true;
+            s.bytes = 0;
             std::mem::take(&mut s.events)
         };
         let n = events.len() as u64;

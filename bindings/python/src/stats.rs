@@ -6,7 +6,7 @@ use std::path::Path;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
-use auditlog::{Digest, LogReader, RetentionReport};
+use auditlog::{AuditStore, Digest, RetentionReport};
 
 use crate::errors::{self, IntoPy};
 use crate::time::datetime;
@@ -21,43 +21,32 @@ fn opt_dt(py: Python<'_>, us: Option<i64>) -> PyResult<Bound<'_, PyAny>> {
 /// The command line's `stats` fields (see docs/operations.md).
 pub fn stats<'py>(
     py: Python<'py>,
-    reader: &LogReader,
+    store: &AuditStore,
     anomalies: bool,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (segs, head, manifest, found) = py
+    let (st, found) = py
         .detach(|| -> auditlog::Result<_> {
-            let segs = reader.segments();
-            let manifest = reader.manifest()?;
+            let st = store.stats()?;
             let found = if anomalies {
-                Some(auditlog::query::scan_anomalies(reader, |_| {})?)
+                Some(store.anomalies()?)
             } else {
                 None
             };
-            Ok((segs, reader.head(), manifest, found))
+            Ok((st, found))
         })
         .py_err(py)?;
     let d = PyDict::new(py);
-    let bytes: u64 = segs
-        .iter()
-        .map(|s| std::fs::metadata(&s.path).map_or(s.data_len, |m| m.len()))
-        .sum();
-    d.set_item("segments", segs.len())?;
-    d.set_item("sealed_segments", segs.iter().filter(|s| s.sealed).count())?;
-    d.set_item("events", segs.iter().map(|s| s.count).sum::<u64>())?;
-    d.set_item("bytes", bytes)?;
-    d.set_item("first_lsn", reader.first_lsn())?;
-    d.set_item("head_lsn", head.next_lsn)?;
-    d.set_item("head_digest", head.digest.to_hex())?;
-    d.set_item(
-        "oldest_ts",
-        opt_dt(py, segs.iter().filter_map(|s| s.min_ts).min())?,
-    )?;
-    d.set_item(
-        "newest_ts",
-        opt_dt(py, segs.iter().filter_map(|s| s.max_ts).max())?,
-    )?;
-    d.set_item("dropped_segments", manifest.dropped_segments)?;
-    d.set_item("dropped_events", manifest.dropped_events)?;
+    d.set_item("segments", st.segments)?;
+    d.set_item("sealed_segments", st.sealed_segments)?;
+    d.set_item("events", st.events)?;
+    d.set_item("bytes", st.bytes)?;
+    d.set_item("first_lsn", st.first_lsn)?;
+    d.set_item("head_lsn", st.head_lsn)?;
+    d.set_item("head_digest", st.head_digest.to_hex())?;
+    d.set_item("oldest_ts", opt_dt(py, st.oldest_ts)?)?;
+    d.set_item("newest_ts", opt_dt(py, st.newest_ts)?)?;
+    d.set_item("dropped_segments", st.dropped_segments)?;
+    d.set_item("dropped_events", st.dropped_events)?;
     if let Some(a) = found {
         let ad = PyDict::new(py);
         ad.set_item("duplicate_run_started", a.duplicate_starts)?;

@@ -54,8 +54,6 @@ pub(crate) struct Inner {
     queue_capacity: usize,
     /// Single appends staged for the flusher thread (see stage.rs).
     pub stager: Option<Stager>,
-    #[cfg(feature = "search")]
-    pub search: Option<crate::search::Search>,
 }
 
 impl Inner {
@@ -293,7 +291,7 @@ impl Store {
             )
         })?;
         if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
-            let full = st.push(ev).map_err(|l| lost_failure(py, l))?;
+            let full = st.push(ev, line.len()).map_err(|l| lost_failure(py, l))?;
             if full {
                 py.detach(|| st.drain(&inner.store))
                     .map_err(|l| lost_failure(py, l))?;
@@ -945,7 +943,7 @@ impl Store {
     #[pyo3(signature = (*, anomalies = true))]
     fn stats<'py>(&self, py: Python<'py>, anomalies: bool) -> PyResult<Bound<'py, PyDict>> {
         let inner = self.open_inner(py)?;
-        let d = stats::stats(py, &inner.store.log().reader(), anomalies)?;
+        let d = stats::stats(py, &inner.store, anomalies)?;
         d.set_item("counters", self.counters(py)?)?;
         d.set_item("failures", self.failures.to_dict(py)?)?;
         Ok(d)
@@ -1076,27 +1074,22 @@ impl Store {
 }
 
 fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog::Error> {
+    #[cfg(feature = "search")]
+    if search {
+        cfg.search = Some(auditlog::fulltext::FullTextOptions::default());
+    }
+    #[cfg(not(feature = "search"))]
+    let _ = (search, &mut cfg);
     let queue_capacity = cfg.log.queue_capacity;
     // Staging keeps per-event errors at the append that caused them only
     // when encoding cannot fail after the check (no redaction) and a full
     // queue waits or drops rather than fails.
     let stage = cfg.log.redaction.is_none() && cfg.log.on_full != FullPolicy::FailFast;
-    #[cfg(feature = "search")]
-    let hook = search.then(|| crate::search::retain_forwarder(&mut cfg));
-    #[cfg(not(feature = "search"))]
-    let _ = (search, &mut cfg);
     let store = AuditStore::open(cfg)?;
-    #[cfg(feature = "search")]
-    let search = match hook {
-        Some(h) => Some(crate::search::Search::start(&store, h)?),
-        None => None,
-    };
     Ok(Inner {
         store,
         queue_capacity,
         stager: stage.then(Stager::default),
-        #[cfg(feature = "search")]
-        search,
     })
 }
 
@@ -1116,10 +1109,6 @@ fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
             }
         }
     };
-    #[cfg(feature = "search")]
-    if let Some(s) = inner.search {
-        s.stop();
-    }
     let closed = inner.store.close();
     staged.and(closed)
 }

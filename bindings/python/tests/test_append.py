@@ -221,3 +221,11 @@ def test_staged_events_survive_close_and_garbage_collection(log_dir: Path) -> No
     gc.collect()
     with auditlog.open(log_dir) as again:
         assert again.count() == 1500
+
+
+def test_batch_of_large_events_is_split_under_the_append_limit(store: auditlog.Store) -> None:
+    # 40 events of ~900 KB: more than one append may carry (64 MiB by
+    # default); the binding splits the batch into units below it.
+    big = "x" * 900_000
+    store.append_batch([logged(f"big-{i}", T0 + i, payload={"blob": big}) for i in range(40)], wait=True)
+    assert sum(1 for _ in store.replay()) == 40

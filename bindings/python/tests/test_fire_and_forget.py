@@ -78,3 +78,12 @@ def test_waiting_on_a_dropped_event_raises(tmp_path: Path) -> None:
         assert s.counters()["dropped"] > 0
         # Only waited-on drops raise; the others are counted.
         assert dropped <= s.counters()["dropped"]
+
+
+def test_queue_full_raises_a_retryable_error(tmp_path: Path) -> None:
+    with auditlog.open(tmp_path / "log", queue_capacity=1, on_full="fail") as s:
+        with pytest.raises(auditlog.QueueFullError) as e:
+            for i in range(50_000):
+                s.append(started(f"r-{i}", inputs={"pad": "w" * 200}))
+        assert e.value.retryable is True and e.value.capacity == 1
+        assert auditlog.InvalidEventError("x").retryable is False

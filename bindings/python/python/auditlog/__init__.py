@@ -41,6 +41,7 @@ from ._errors import (
     StorageError,
     UnsupportedError,
     UnsupportedVersionError,
+    WriteRolledBackError,
     WriterFailedError,
 )
 from ._native import ErrorGroup, Hit, LogEntry, Run
@@ -120,6 +121,7 @@ __all__ = [
     "QueueFullError",
     "DroppedError",
     "ClosedError",
+    "WriteRolledBackError",
     "WriterFailedError",
     "ForkedError",
     "UnsupportedError",

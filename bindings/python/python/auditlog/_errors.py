@@ -13,7 +13,11 @@ from typing import Any, Optional
 
 
 class Error(Exception):
-    """Base class of every auditlog failure."""
+    """Base class of every auditlog failure. ``retryable`` tells a failure
+    worth retrying (a full queue, a write that was cut back cleanly) from
+    one that is not."""
+
+    retryable: bool = False
 
     def __init__(self, message: str, **attrs: Any) -> None:
         super().__init__(message)
@@ -78,9 +82,11 @@ class UnsupportedVersionError(Error):
 
 
 class QueueFullError(Error):
-    """The ingest queue is full and ``on_full="fail"`` (``capacity``)."""
+    """The ingest queue is full and ``on_full="fail"`` (``capacity``).
+    Retryable."""
 
     capacity: Optional[int] = None
+    retryable = True
 
 
 class DroppedError(Error):
@@ -89,6 +95,13 @@ class DroppedError(Error):
 
 class ClosedError(Error):
     """The store is closed."""
+
+
+class WriteRolledBackError(Error):
+    """A write failed and was cut back cleanly; the log carries on and the
+    events may be appended again (``retryable`` is True)."""
+
+    retryable = True
 
 
 class WriterFailedError(Error):
@@ -125,6 +138,7 @@ __all__ = [
     "QueueFullError",
     "DroppedError",
     "ClosedError",
+    "WriteRolledBackError",
     "WriterFailedError",
     "ForkedError",
     "UnsupportedError",
