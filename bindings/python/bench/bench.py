@@ -268,17 +268,44 @@ def native_queries(dir: Path, p: Dict[str, Any], budget: float, example: Optiona
     return {k: float(v) for k, v in json.loads(out).items()}
 
 
+def markdown(r: Dict[str, Any]) -> str:
+    """The results as docs/benchmarks.md's tables."""
+    ing = r["ingest"]
+    jsonl = {k.split("/", 1)[1]: v for k, v in ing.items() if k.startswith("jsonl/")}
+    rows = ["| system | threads | events per call | events/s | x JSONL (same threads and call size) | x JSONL one event per call, 1 thread |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for k, v in ing.items():
+        name, threads, per_call = k.split("/")
+        base = jsonl.get(f"{threads}/{per_call}")
+        ratio = f"{v / base:.1f}x" if base else "-"
+        ratio1 = f"{v / jsonl['1t/1']:.1f}x" if "1t/1" in jsonl else "-"
+        rows.append(f"| {name} | {threads[:-1]} | {per_call} | {v:,.0f} | {ratio} | {ratio1} |")
+    q = ["| query | answer | Python p50 µs | native Rust p50 µs | binding cost µs |", "|---|---|---:|---:|---:|"]
+    what = {"get_run": "one run by id", "list_logs": "the logs of one run",
+            "runs_by_skill_50": "newest 50 runs of a skill", "count_by_status": "count of runs with status error",
+            "tool_errors_1d": "failing tool calls of one day, grouped", "last_run_3": "latest start of 3 skills"}
+    sizes = r.get("answer_sizes", {})
+    for k, v in r["queries"].items():
+        answer = what.get(k, k) + (f" ({sizes[k]})" if k in sizes else "")
+        q.append(f"| {k} | {answer} | {v['python_us']:.1f} | {v['native_us']:.1f} | {v['python_us'] - v['native_us']:+.1f} |")
+    return "\n".join(rows) + "\n\n" + "\n".join(q)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000, help="events per ingest measurement")
     ap.add_argument("--batch", type=int, default=1000, help="events per batched call")
     ap.add_argument("--query-events", type=int, default=1_000_000, help="events in the log the queries run on")
-    ap.add_argument("--query-budget", type=float, default=1.0, help="seconds per query kind")
+    ap.add_argument("--query-budget", type=float, default=3.0, help="seconds per query kind and side, over 3 alternating rounds")
     ap.add_argument("--native", help="path of a built query_latency example (default: cargo run --release)")
     ap.add_argument("--systems", default="auditlog,auditlog-never,jsonl,sqlite")
     ap.add_argument("--dir", help="scratch folder (default: a temporary one)")
     ap.add_argument("--out", help="write the results as JSON here too")
+    ap.add_argument("--markdown", help="print the tables of a results JSON file and exit")
     a = ap.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(Path(a.markdown).read_text())))
+        return
 
     scratch = Path(a.dir or tempfile.mkdtemp(prefix="auditlog-pybench-"))
     events = workload(a.events)
@@ -318,9 +345,18 @@ def main() -> None:
     pick = next(e for e in starts[len(starts) // 2:] if logs_of.get(e["run_id"], 0) >= 3)
     params = {"run_id": pick["run_id"], "skill": "skill-3", "since": T0, "until": T0 + 86_400_000_000 - 1,
               "skills": ["skill-1", "skill-2", "skill-3"]}
-    native = native_queries(qdir, params, a.query_budget, a.native)
+    # Native and Python rounds alternate, so that both see the machine in
+    # the same moods; each side's figure is the median of its rounds.
+    rounds = 3
+    nat: List[Dict[str, float]] = []
+    pys: List[Dict[str, float]] = []
+    for _ in range(rounds):
+        nat.append(native_queries(qdir, params, a.query_budget / rounds, a.native))
+        with auditlog.open(qdir) as s:
+            pys.append(python_queries(s, params, a.query_budget / rounds))
+    native = {k: statistics.median(r[k] for r in nat) for k in nat[0]}
+    py = {k: statistics.median(r[k] for r in pys) for k in pys[0]}
     with auditlog.open(qdir) as s:
-        py = python_queries(s, params, a.query_budget)
         assert s.get_run(params["run_id"]) is not None
         sizes = {"runs_by_skill_50": len(s.runs(skill=params["skill"], limit=50)),
                  "tool_errors_1d": len(s.tool_errors(since=params["since"], until=params["until"])),

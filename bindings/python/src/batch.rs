@@ -11,7 +11,7 @@ use std::sync::Arc;
 use auditlog::event::json::parse_event;
 use auditlog::{EncodedBatch, Event, RedactionPolicy};
 
-use crate::store::Inner;
+use crate::inner::Inner;
 
 /// Events per unit handed to the writer's queue.
 const QUEUE_UNIT_EVENTS: usize = 4096;

@@ -13,7 +13,9 @@ mod convert;
 mod errors;
 mod failures;
 mod fork;
+mod inner;
 mod iter;
+mod options;
 #[cfg(feature = "search")]
 mod search;
 mod stage;

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use auditlog::fulltext::{Filters, FullTextError};
 
 use crate::errors;
-use crate::store::Inner;
+use crate::inner::Inner;
 use crate::views::{Hit, Run};
 
 fn search_error(py: Python<'_>, e: FullTextError) -> PyErr {

@@ -17,24 +17,26 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
 
 use auditlog::event::json::parse_event;
-use auditlog::{
-    AuditStore, Durability, EncodedBatch, Filter, FullPolicy, Json, Page, RedactionPolicy,
-    RunFinished, RunLog, RunStarted, StoreConfig,
-};
+use auditlog::{EncodedBatch, Json, Page, RunFinished, RunLog, RunStarted, StoreConfig};
 
 use crate::batch::{self, BatchError};
-use crate::convert::{self, Fault};
+use crate::convert;
 use crate::errors::{self, IntoPy};
 use crate::failures::{Failure, Failures, Reason};
 use crate::fork;
+use crate::inner::{
+    close_inner, engine_failure, fault_failure, json_of, lost_failure, now_micros, open_inner,
+    ts_of, Inner,
+};
 use crate::iter::{ReplayIter, TailIter};
-use crate::stage::{HasStager, Lost, Stager};
+use crate::options::{filter, parse_durability, parse_on_full, parse_redaction};
+use crate::stage::Stager;
 use crate::stats;
 use crate::time::{self, opt_micros};
 use crate::views::{ErrorGroup, LogEntry, Run};
@@ -42,56 +44,6 @@ use crate::views::{ErrorGroup, LogEntry, Run};
 /// Most events one `append_batch` call takes (they are all checked before
 /// any is stored, so they are held in memory together).
 pub const MAX_BATCH_EVENTS: usize = 100_000;
-
-pub fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
-}
-
-pub(crate) struct Inner {
-    pub store: AuditStore,
-    queue_capacity: usize,
-    /// Single appends staged for the flusher thread (see stage.rs).
-    pub stager: Option<Stager>,
-}
-
-impl Inner {
-    /// Whether an append may have to wait for room in the queue (then it
-    /// waits without the GIL).
-    fn queue_nearly_full(&self) -> bool {
-        self.store.log().counters().queue_depth as usize + 2 >= self.queue_capacity
-    }
-
-    /// Run a direct write after everything staged before it, with the GIL
-    /// only when it cannot wait (nothing staged, room in the queue).
-    fn ordered<T: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&AuditStore) -> auditlog::Result<T> + Send,
-    ) -> Result<T, Lost> {
-        match &self.stager {
-            Some(st) if !st.is_settled() => py
-                .detach(|| st.ordered(&self.store, || f(&self.store)))?
-                .map_err(|e| (e, 1)),
-            _ if self.queue_nearly_full() => py.detach(|| f(&self.store)).map_err(|e| (e, 1)),
-            _ => f(&self.store).map_err(|e| (e, 1)),
-        }
-    }
-}
-
-impl HasStager for Inner {
-    fn stager(&self) -> Option<&Stager> {
-        self.stager.as_ref()
-    }
-    fn audit_store(&self) -> &AuditStore {
-        &self.store
-    }
-}
-
-fn lost_failure(py: Python<'_>, (e, n): Lost) -> Failure {
-    engine_failure(py, e, n)
-}
 
 /// An open audit log. Create it with `auditlog.open(...)`.
 #[pyclass(frozen, subclass, module = "auditlog._native")]
@@ -105,138 +57,6 @@ pub struct Store {
     fire_and_forget: bool,
     failures: Failures,
 }
-
-fn engine_failure(py: Python<'_>, e: auditlog::Error, events: u64) -> Failure {
-    Failure::new(Reason::of(&e), events, errors::to_py(py, e))
-}
-
-fn fault_failure(py: Python<'_>, f: Fault, index: Option<usize>) -> Failure {
-    match f {
-        Fault::Bad { path, reason } => Failure::new(
-            Reason::Invalid,
-            1,
-            errors::invalid_event(py, index, &Fault::path_text(&path), &reason),
-        ),
-        Fault::Py(e) => Failure::new(Reason::Invalid, 1, e),
-    }
-}
-
-fn parse_durability(py: Python<'_>, v: Option<&Bound<'_, PyAny>>) -> PyResult<Durability> {
-    let Some(v) = v.filter(|v| !v.is_none()) else {
-        return Ok(Durability::EveryBatch);
-    };
-    if let Ok(s) = v.cast::<PyString>() {
-        return match s.to_str()? {
-            "every_batch" | "every-batch" | "batch" => Ok(Durability::EveryBatch),
-            "never" => Ok(Durability::Never),
-            other => Err(errors::invalid_argument(
-                py,
-                format!("durability: {other:?}; use \"every_batch\", \"never\", or an interval (seconds as a number, or a timedelta)"),
-            )),
-        };
-    }
-    let secs: f64 = if v.is_instance_of::<PyFloat>() || v.is_instance_of::<PyInt>() {
-        v.extract()?
-    } else if v.hasattr("total_seconds")? {
-        v.call_method0("total_seconds")?.extract()?
-    } else {
-        return Err(errors::invalid_argument(
-            py,
-            "durability: expected \"every_batch\", \"never\", seconds or a timedelta".into(),
-        ));
-    };
-    if !(secs.is_finite() && secs > 0.0 && secs <= 3600.0) {
-        return Err(errors::invalid_argument(
-            py,
-            format!("durability: an interval of {secs} s; it must be within (0, 3600] seconds"),
-        ));
-    }
-    Ok(Durability::Interval(Duration::from_secs_f64(secs)))
-}
-
-fn parse_on_full(py: Python<'_>, v: &str) -> PyResult<FullPolicy> {
-    match v {
-        "block" => Ok(FullPolicy::Block),
-        "fail" => Ok(FullPolicy::FailFast),
-        "drop" => Ok(FullPolicy::DropAndCount),
-        other => Err(errors::invalid_argument(
-            py,
-            format!("on_full: {other:?}; use \"block\", \"fail\" or \"drop\""),
-        )),
-    }
-}
-
-/// A policy as text (the engine's grammar or its JSON form), a dict in the
-/// JSON form, or a list of `(path, action)` pairs.
-fn parse_redaction(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<RedactionPolicy> {
-    let text = if let Ok(s) = v.cast::<PyString>() {
-        s.to_str()?.to_string()
-    } else if v.is_instance_of::<PyDict>() {
-        let mut out = Vec::new();
-        convert::write_value(py, v, &mut out, 0).map_err(|f| match f {
-            Fault::Bad { path, reason } => errors::invalid_argument(
-                py,
-                format!("redaction.{}: {reason}", Fault::path_text(&path)),
-            ),
-            Fault::Py(e) => e,
-        })?;
-        String::from_utf8_lossy(&out).into_owned()
-    } else if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
-        let mut lines = String::new();
-        for item in v.try_iter()? {
-            let (path, action): (String, String) = item?.extract().map_err(|_| {
-                errors::invalid_argument(
-                    py,
-                    "redaction: a list must hold (path, action) pairs, e.g. (\"inputs.password\", \"drop\")".into(),
-                )
-            })?;
-            lines.push_str(&format!("{path} {action}\n"));
-        }
-        lines
-    } else {
-        return Err(errors::invalid_argument(
-            py,
-            "redaction: expected policy text, a {\"rules\": [...]} dict, or a list of (path, action) pairs".into(),
-        ));
-    };
-    RedactionPolicy::parse(&text).py_err(py)
-}
-
-/// The JSON text of a Python value (inputs, payloads).
-fn json_of(
-    py: Python<'_>,
-    v: Option<&Bound<'_, PyAny>>,
-    field: &str,
-    absent: Json,
-) -> Result<Json, Failure> {
-    let Some(v) = v.filter(|v| !v.is_none()) else {
-        return Ok(absent);
-    };
-    let mut out = Vec::with_capacity(128);
-    convert::write_value(py, v, &mut out, 1).map_err(|f| match f {
-        Fault::Bad { mut path, reason } => {
-            path.insert(0, convert::Seg::Key(field.to_string()));
-            fault_failure(py, Fault::Bad { path, reason }, None)
-        }
-        other => fault_failure(py, other, None),
-    })?;
-    let text = String::from_utf8(out).unwrap_or_default();
-    Json::parse(text).map_err(|e| {
-        Failure::new(
-            Reason::Invalid,
-            1,
-            errors::invalid_event(py, None, field, &e.reason),
-        )
-    })
-}
-
-fn ts_of(py: Python<'_>, ts: Option<&Bound<'_, PyAny>>) -> Result<i64, Failure> {
-    match ts.filter(|t| !t.is_none()) {
-        None => Ok(now_micros()),
-        Some(t) => time::to_micros(py, t, "ts").map_err(|e| Failure::new(Reason::Invalid, 1, e)),
-    }
-}
-
 impl Store {
     fn alive(&self, py: Python<'_>) -> Result<Arc<Inner>, Failure> {
         if fork::generation() != self.generation {
@@ -400,32 +220,6 @@ impl Store {
             Err(BatchError::Engine(e, lost)) => Err(engine_failure(py, e, lost)),
         }
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn filter(
-    py: Python<'_>,
-    skill: Option<String>,
-    caller: Option<String>,
-    channel: Option<String>,
-    status: Option<String>,
-    parent: Option<String>,
-    top_level: bool,
-    since: Option<&Bound<'_, PyAny>>,
-    until: Option<&Bound<'_, PyAny>>,
-    include_dry_run: bool,
-) -> PyResult<Filter> {
-    Ok(Filter {
-        skill,
-        caller,
-        channel,
-        status,
-        parent,
-        top_level,
-        since: opt_micros(py, since, "since")?,
-        until: opt_micros(py, until, "until")?,
-        include_dry_run,
-    })
 }
 
 #[pymethods]
@@ -1072,47 +866,6 @@ impl Store {
         )
     }
 }
-
-fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog::Error> {
-    #[cfg(feature = "search")]
-    if search {
-        cfg.search = Some(auditlog::fulltext::FullTextOptions::default());
-    }
-    #[cfg(not(feature = "search"))]
-    let _ = (search, &mut cfg);
-    let queue_capacity = cfg.log.queue_capacity;
-    // Staging keeps per-event errors at the append that caused them only
-    // when encoding cannot fail after the check (no redaction) and a full
-    // queue waits or drops rather than fails.
-    let stage = cfg.log.redaction.is_none() && cfg.log.on_full != FullPolicy::FailFast;
-    let store = AuditStore::open(cfg)?;
-    Ok(Inner {
-        store,
-        queue_capacity,
-        stager: stage.then(Stager::default),
-    })
-}
-
-/// Append what is staged, wait until no call holds the inner store any
-/// more, then close it.
-fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
-    let staged = match &arc.stager {
-        Some(st) => st.stop(&arc.store).map_err(|(e, _)| e),
-        None => Ok(()),
-    };
-    let inner = loop {
-        match Arc::try_unwrap(arc) {
-            Ok(inner) => break inner,
-            Err(back) => {
-                arc = back;
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-    };
-    let closed = inner.store.close();
-    staged.and(closed)
-}
-
 impl Drop for Store {
     fn drop(&mut self) {
         let slot = self
