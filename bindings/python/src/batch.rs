@@ -6,6 +6,7 @@
 //! Strict batches are all-or-nothing: every unit is checked before the
 //! first is appended.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use auditlog::event::json::parse_event;
@@ -155,9 +156,17 @@ fn unit_spans(spans: &[(usize, usize, usize)], per_unit: usize) -> Vec<&[(usize,
 }
 
 /// Parse, check and encode every unit (on two threads for a long batch).
-fn make_units(lines: &Lines, redaction: Option<&Arc<RedactionPolicy>>, strict: bool) -> Vec<Unit> {
+fn make_units(
+    lines: &Lines,
+    redaction: Option<&Arc<RedactionPolicy>>,
+    strict: bool,
+    alone: bool,
+) -> Vec<Unit> {
     let n = lines.spans.len();
-    let two = n >= PARALLEL_MIN_EVENTS
+    // Other batches in flight already keep the cores busy: a second
+    // thread per batch would only add switching.
+    let two = alone
+        && n >= PARALLEL_MIN_EVENTS
         && std::thread::available_parallelism().map_or(1, |p| p.get()) >= 2;
     let per_unit = if two {
         n.div_ceil(2).min(QUEUE_UNIT_EVENTS)
@@ -212,7 +221,9 @@ pub fn store_batch(
 ) -> Result<Vec<Refused>, BatchError> {
     let log = inner.store.log();
     let redaction = log.redaction().cloned();
-    let units = make_units(&lines, redaction.as_ref(), strict);
+    let others = inner.batches_in_flight.fetch_add(1, Ordering::AcqRel);
+    let units = make_units(&lines, redaction.as_ref(), strict, others == 0);
+    inner.batches_in_flight.fetch_sub(1, Ordering::AcqRel);
     drop(lines);
     let total: u64 = units.iter().map(|u| u.events as u64).sum();
     let mut refused: Vec<Refused> = units

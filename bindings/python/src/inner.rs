@@ -26,6 +26,9 @@ pub(crate) struct Inner {
     pub queue_capacity: usize,
     /// Single appends staged for the flusher thread (see stage.rs).
     pub stager: Option<Stager>,
+    /// Batches being parsed and encoded now (batch.rs splits a batch over
+    /// two threads only when it is alone).
+    pub batches_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl Inner {
@@ -132,6 +135,7 @@ pub fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog:
         store,
         queue_capacity,
         stager: stage.then(Stager::default),
+        batches_in_flight: Default::default(),
     })
 }
 
