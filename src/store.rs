@@ -289,21 +289,27 @@ impl AuditStore {
         if Self::lock(&self.skipped_runs).contains(id) {
             return self.skip();
         }
-        let r = (|| {
-            if !Self::lock(&self.started).contains(id) && self.engine().get_run(id)?.is_none() {
-                // Its start may still be queued (appended but not yet
-                // committed, and evicted from the recent set by a large
-                // queue): make everything appended visible and ask again,
-                // so NotFound means never started. Costs a flush on this
-                // error path only.
-                self.log().flush()?;
-                if self.engine().get_run(id)?.is_none() {
-                    return Err(Error::NotFound(format!("run {id:?}")));
-                }
-            }
-            self.write(&Event::run_finished(id, ts, finish))
-        })();
+        let r = self
+            .require_started(id)
+            .and_then(|()| self.write(&Event::run_finished(id, ts, finish)));
         self.outcome("finish_run", r)
+    }
+
+    /// [`Error::NotFound`] unless run `id` was started: through this store
+    /// (remembered), or stored in the log (its start possibly still queued).
+    pub fn require_started(&self, id: &str) -> Result<()> {
+        if Self::lock(&self.started).contains(id) || self.engine().get_run(id)?.is_some() {
+            return Ok(());
+        }
+        // Its start may still be queued (appended but not yet committed,
+        // and evicted from the recent set by a large queue): make
+        // everything appended visible and ask again, so NotFound means
+        // never started. Costs a flush on this error path only.
+        self.log().flush()?;
+        match self.engine().get_run(id)? {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(format!("run {id:?}"))),
+        }
     }
 
     /// Record a log line of a run.

@@ -1,0 +1,411 @@
+//! The C ABI of auditlog: opaque handles, UTF-8 JSON across the boundary,
+//! a status code from every call with a thread-local error message, and
+//! one free function for every buffer handed out. The header
+//! (`include/auditlog.h`) is generated from this file by cbindgen.
+//!
+//! Threads: every function may be called from any thread at once on the
+//! same store, except `auditlog_close`, which must be the last call on a
+//! store (the caller makes sure no other call on it is in flight or comes
+//! later). The handle holds no lock during a call: a call clones a shared
+//! reference to the store and works on that, so a slow query never keeps
+//! an append (or another query's start) waiting on this layer. (The
+//! engine serialises queries among themselves on its index lock; appends
+//! never take it.)
+
+mod options;
+mod query;
+mod status;
+
+use std::ffi::{c_char, CStr, CString};
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditlog::{AuditStore, Event, Filter, Receipt};
+
+use crate::options::OpenOptions;
+use crate::query::{Request, MAX_REQUEST_BYTES};
+use crate::status::{guard, last_error_ptr, CallResult, Failure};
+pub use crate::status::AuditlogStatus;
+
+/// `auditlog_append` flag: a `run_log` or `run_finished` whose run was
+/// never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written.
+pub const AUDITLOG_APPEND_REQUIRE_RUN: u32 = 1;
+
+/// Largest JSONL batch accepted by `auditlog_append`, in bytes.
+pub const AUDITLOG_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most events in one `auditlog_append` call.
+pub const AUDITLOG_MAX_BATCH_EVENTS: usize = 65_536;
+
+/// An open log with its indexes (opaque). Made by `auditlog_open`, ended
+/// by `auditlog_close`.
+pub struct AuditlogStore {
+    store: Arc<AuditStore>,
+}
+
+/// The promise of one `auditlog_append` (opaque): wait on it for
+/// durability. Released by `auditlog_receipt_free`.
+pub struct AuditlogReceipt {
+    receipt: Receipt,
+}
+
+fn text<'a>(p: *const c_char, what: &str) -> CallResult<&'a str> {
+    if p.is_null() {
+        return Err(Failure::invalid(format!("{what} is NULL")));
+    }
+    // SAFETY: the caller passes a NUL-terminated string that lives for the
+    // whole call (documented on every function that takes one).
+    let c = unsafe { CStr::from_ptr(p) };
+    c.to_str()
+        .map_err(|e| Failure::invalid(format!("{what} is not UTF-8: {e}")))
+}
+
+fn bytes<'a>(p: *const u8, len: usize, what: &str) -> CallResult<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(Failure::invalid(format!("{what} is NULL")));
+    }
+    // SAFETY: the caller passes `len` readable bytes at `p` that live for
+    // the whole call (documented on every function that takes a buffer).
+    Ok(unsafe { std::slice::from_raw_parts(p, len) })
+}
+
+fn store_ref<'a>(s: *const AuditlogStore) -> CallResult<&'a AuditlogStore> {
+    // SAFETY: a non-NULL store is a pointer made by auditlog_open and not
+    // yet closed (the caller's contract on every function).
+    unsafe { s.as_ref() }.ok_or_else(|| Failure::invalid("store is NULL"))
+}
+
+/// Write `out` through `slot` if the caller gave one.
+fn put<T>(slot: *mut T, out: T) {
+    if !slot.is_null() {
+        // SAFETY: a non-NULL out pointer is writable (the caller's contract).
+        unsafe { slot.write(out) };
+    }
+}
+
+/// Hand a string to the caller (freed with `auditlog_free`).
+fn give(s: String, out: *mut *mut c_char, out_len: *mut usize) -> CallResult {
+    if out.is_null() {
+        return Err(Failure::invalid("out is NULL"));
+    }
+    let len = s.len();
+    let c = CString::new(s).map_err(|_| {
+        Failure::new(AuditlogStatus::Internal, "answer holds a NUL byte".to_string())
+    })?;
+    put(out, c.into_raw());
+    put(out_len, len);
+    Ok(())
+}
+
+/// Open (or create) the log in folder `dir` and start its indexer.
+///
+/// - `dir`: NUL-terminated UTF-8 path.
+/// - `options_json`: NUL-terminated JSON object, or NULL for defaults.
+///   Keys (all optional): `durability` (`"every_batch"` default: a
+///   receipt completes after fdatasync; `"never"`; `"interval:MS"`),
+///   `queue_capacity`, `on_full` (`"block"` default, `"fail_fast"`,
+///   `"drop"`), `segment_max_bytes`, `max_batch_bytes`, `create` (default
+///   true). Unknown keys are an error.
+/// - `out`: receives the store handle on success (untouched on failure).
+///
+/// `AUDITLOG_STATUS_LOCKED` when another process writes the folder.
+#[no_mangle]
+pub extern "C" fn auditlog_open(
+    dir: *const c_char,
+    options_json: *const c_char,
+    out: *mut *mut AuditlogStore,
+) -> AuditlogStatus {
+    guard(|| {
+        let dir = text(dir, "dir")?;
+        let opts = if options_json.is_null() {
+            None
+        } else {
+            Some(text(options_json, "options_json")?)
+        };
+        if out.is_null() {
+            return Err(Failure::invalid("out is NULL"));
+        }
+        let cfg = OpenOptions::parse(opts)?.store_config(dir)?;
+        let store = AuditStore::open(cfg)?;
+        let handle = Box::new(AuditlogStore {
+            store: Arc::new(store),
+        });
+        put(out, Box::into_raw(handle));
+        Ok(())
+    })
+}
+
+/// Flush, stop the indexer, close the log and free the handle. The handle
+/// is invalid afterwards, whatever the status. Waits for calls still in
+/// flight on other threads (the caller should not make any: see the
+/// file comment). NULL is a no-op.
+#[no_mangle]
+pub extern "C" fn auditlog_close(store: *mut AuditlogStore) -> AuditlogStatus {
+    guard(|| {
+        if store.is_null() {
+            return Ok(());
+        }
+        // SAFETY: made by Box::into_raw in auditlog_open; ownership comes
+        // back here exactly once (the caller's contract).
+        let handle = unsafe { Box::from_raw(store) };
+        let mut arc = handle.store;
+        loop {
+            match Arc::try_unwrap(arc) {
+                Ok(s) => return Ok(s.close()?),
+                Err(shared) => {
+                    arc = shared;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    })
+}
+
+/// Append events: `json` holds `len` bytes of UTF-8, one event (contract
+/// JSON) per line (JSONL; one line is one event; empty lines are
+/// skipped). All or nothing: any bad line fails the call with
+/// `AUDITLOG_STATUS_INVALID_ARGUMENT` naming the line and field, and nothing is
+/// written. The events get consecutive LSNs in line order.
+///
+/// - `flags`: 0, or `AUDITLOG_APPEND_REQUIRE_RUN`.
+/// - `out_receipt`: NULL (fire and forget), or receives a receipt to wait
+///   on and release with `auditlog_receipt_free`.
+///
+/// Returns once the events are queued (never waits for the disk, except
+/// under the `block` queue policy when the queue is full).
+#[no_mangle]
+pub extern "C" fn auditlog_append(
+    store: *const AuditlogStore,
+    json: *const u8,
+    len: usize,
+    flags: u32,
+    out_receipt: *mut *mut AuditlogReceipt,
+) -> AuditlogStatus {
+    guard(|| {
+        let s = store_ref(store)?;
+        if len > AUDITLOG_MAX_BATCH_BYTES {
+            return Err(Failure::invalid(format!(
+                "batch of {len} bytes; the limit is {AUDITLOG_MAX_BATCH_BYTES}"
+            )));
+        }
+        let events = parse_lines(bytes(json, len, "json")?)?;
+        if flags & AUDITLOG_APPEND_REQUIRE_RUN != 0 {
+            require_runs(&s.store, &events)?;
+        }
+        // None: nothing was queued (no allowlist is set here, so only if
+        // every event was skipped); the caller then gets no receipt.
+        let receipt = s.store.append_batch(&events)?;
+        if !out_receipt.is_null() {
+            let r = receipt.map_or(std::ptr::null_mut(), |receipt| {
+                Box::into_raw(Box::new(AuditlogReceipt { receipt }))
+            });
+            put(out_receipt, r);
+        }
+        Ok(())
+    })
+}
+
+fn parse_lines(all: &[u8]) -> CallResult<Vec<Event>> {
+    let mut events = Vec::new();
+    for (i, line) in all.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if events.len() == AUDITLOG_MAX_BATCH_EVENTS {
+            return Err(Failure::invalid(format!(
+                "more than {AUDITLOG_MAX_BATCH_EVENTS} events in one call"
+            )));
+        }
+        let ev = auditlog::event::json::parse_event(line)
+            .map_err(|e| Failure::invalid(format!("line {}: {e}", i + 1)))?;
+        events.push(ev);
+    }
+    if events.is_empty() {
+        return Err(Failure::invalid("no event in json"));
+    }
+    Ok(events)
+}
+
+/// Runs started earlier in the same batch count as started.
+fn require_runs(store: &AuditStore, events: &[Event]) -> CallResult {
+    let mut started = std::collections::HashSet::new();
+    for ev in events {
+        match ev.data {
+            auditlog::EventData::RunStarted(_) => {
+                started.insert(ev.run_id.as_str());
+            }
+            _ if started.contains(ev.run_id.as_str()) => {}
+            _ => store.require_started(&ev.run_id)?,
+        }
+    }
+    Ok(())
+}
+
+/// Wait until the receipt's events are durable (per the log's durability
+/// policy), at most `timeout_ms` milliseconds (negative: no limit).
+/// `AUDITLOG_STATUS_TIMEOUT` if time ran out first (wait again). On success the
+/// events' first and last LSN go to `out_first_lsn` / `out_last_lsn`
+/// (each may be NULL). The receipt stays valid either way.
+#[no_mangle]
+pub extern "C" fn auditlog_receipt_wait(
+    receipt: *const AuditlogReceipt,
+    timeout_ms: i64,
+    out_first_lsn: *mut u64,
+    out_last_lsn: *mut u64,
+) -> AuditlogStatus {
+    guard(|| {
+        // SAFETY: a non-NULL receipt was made by auditlog_append and not
+        // yet freed (the caller's contract).
+        let r = unsafe { receipt.as_ref() }.ok_or_else(|| Failure::invalid("receipt is NULL"))?;
+        let outcome = match u64::try_from(timeout_ms) {
+            Err(_) => r.receipt.wait(),
+            Ok(ms) => match r.receipt.wait_timeout(Duration::from_millis(ms)) {
+                Some(o) => o,
+                None => {
+                    return Err(Failure::new(
+                        AuditlogStatus::Timeout,
+                        format!("receipt not durable after {ms} ms"),
+                    ))
+                }
+            },
+        };
+        let lsns = outcome?;
+        put(out_first_lsn, lsns.first);
+        put(out_last_lsn, lsns.last);
+        Ok(())
+    })
+}
+
+/// Release a receipt (NULL is a no-op). Does not wait.
+#[no_mangle]
+pub extern "C" fn auditlog_receipt_free(receipt: *mut AuditlogReceipt) {
+    if receipt.is_null() {
+        return;
+    }
+    // SAFETY: made by Box::into_raw in auditlog_append; released once.
+    let _ = std::panic::catch_unwind(|| drop(unsafe { Box::from_raw(receipt) }));
+}
+
+/// Make everything appended so far durable and visible to queries; the
+/// next LSN goes to `out_next_lsn` (may be NULL).
+#[no_mangle]
+pub extern "C" fn auditlog_flush(
+    store: *const AuditlogStore,
+    out_next_lsn: *mut u64,
+) -> AuditlogStatus {
+    guard(|| {
+        let s = store_ref(store)?;
+        put(out_next_lsn, s.store.flush()?);
+        Ok(())
+    })
+}
+
+/// Answer one query. `request` holds `len` bytes of a JSON object whose
+/// `op` names the query; on success `*out` receives a NUL-terminated JSON
+/// answer (its length, without the NUL, in `*out_len` unless NULL) that
+/// the caller releases with `auditlog_free`.
+///
+/// Runs are contract run objects (`id`, `skill_id`, ..., instants as RFC
+/// 3339 UTC with microseconds). Instants in requests are integer
+/// microseconds since the Unix epoch. A filter is an object with the
+/// optional keys `skill`, `caller`, `channel`, `status`, `parent`,
+/// `top_level`, `since`, `until` (started_at, inclusive),
+/// `include_dry_run`.
+///
+/// | op | keys | answer |
+/// |---|---|---|
+/// | `get_run` | `id` | the run; `AUDITLOG_STATUS_NOT_FOUND` if unknown |
+/// | `logs` | `id` | `[{"seq","ts","event_type","payload"}]` in seq order |
+/// | `list` | `filter`, `limit`, `offset` | `[run]`, started_at desc, id desc |
+/// | `count` | `filter` | `{"count":N}` |
+/// | `children` | `id`, `include_dry_run` | `[run]` |
+/// | `chain` | `id` | `[run, parent, ...]`; `AUDITLOG_STATUS_NOT_FOUND` if unknown |
+/// | `last_run` | `skills`, `include_failed` | `{"skill":"<started_at>" or null}` |
+/// | `finished_before` | `before`, `limit` | `[run]` finished before, newest start first |
+/// | `errors` | `since`, `until` | `[error group]` |
+#[no_mangle]
+pub extern "C" fn auditlog_query(
+    store: *const AuditlogStore,
+    request: *const u8,
+    len: usize,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+) -> AuditlogStatus {
+    guard(|| {
+        let s = store_ref(store)?;
+        if len > MAX_REQUEST_BYTES {
+            return Err(Failure::invalid(format!(
+                "request of {len} bytes; the limit is {MAX_REQUEST_BYTES}"
+            )));
+        }
+        let req: Request = serde_json::from_slice(bytes(request, len, "request")?)
+            .map_err(|e| Failure::invalid(format!("request: {e}")))?;
+        let store = Arc::clone(&s.store);
+        give(query::answer(&store, req)?, out, out_len)
+    })
+}
+
+/// Drop whole sealed segments whose newest event is older than
+/// `cutoff_micros` (and their index files); the active segment is always
+/// kept. `*out` receives `{"purged_runs":N,"dropped_segments":N,
+/// "dropped_events":N,"dropped_bytes":N,"first_kept_lsn":N}` (release with
+/// `auditlog_free`). `purged_runs` counts the runs no longer shown.
+#[no_mangle]
+pub extern "C" fn auditlog_purge_older_than(
+    store: *const AuditlogStore,
+    cutoff_micros: i64,
+    out: *mut *mut c_char,
+    out_len: *mut usize,
+) -> AuditlogStatus {
+    guard(|| {
+        let s = store_ref(store)?;
+        let before = Filter {
+            until: Some(cutoff_micros),
+            include_dry_run: true,
+            ..Filter::default()
+        };
+        let n0 = s.store.count_runs(&before)?;
+        let rep = s.store.purge_older_than(cutoff_micros)?;
+        let n1 = s.store.count_runs(&before)?;
+        let answer = format!(
+            "{{\"purged_runs\":{},\"dropped_segments\":{},\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
+            n0.saturating_sub(n1),
+            rep.dropped.len(),
+            rep.events(),
+            rep.bytes(),
+            rep.first_kept_lsn
+        );
+        give(answer, out, out_len)
+    })
+}
+
+/// Release a buffer this library handed out (`auditlog_query`,
+/// `auditlog_purge_older_than`). NULL is a no-op. Every buffer must be
+/// released exactly once, and only with this function.
+#[no_mangle]
+pub extern "C" fn auditlog_free(buf: *mut c_char) {
+    if buf.is_null() {
+        return;
+    }
+    // SAFETY: made by CString::into_raw in `give`; released once.
+    let _ = std::panic::catch_unwind(|| drop(unsafe { CString::from_raw(buf) }));
+}
+
+/// The calling thread's last error message (NUL-terminated UTF-8), or
+/// NULL if its last call succeeded. Owned by the library: valid until the
+/// thread's next `auditlog_*` call; do not free it.
+#[no_mangle]
+pub extern "C" fn auditlog_last_error() -> *const c_char {
+    std::panic::catch_unwind(last_error_ptr).unwrap_or(std::ptr::null())
+}
+
+/// The library's version (static NUL-terminated text; do not free).
+#[no_mangle]
+pub extern "C" fn auditlog_version() -> *const c_char {
+    static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    VERSION.as_ptr().cast()
+}

@@ -1,0 +1,189 @@
+//! The C ABI from Rust: the header is what cbindgen generates, and every
+//! export keeps its promises (status codes, error messages, ownership).
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
+use std::ptr;
+
+use auditlog_c::*;
+
+#[test]
+fn header_matches_cbindgen() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("config");
+    let mut generated = Vec::new();
+    cbindgen::Builder::new()
+        .with_crate(crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("cbindgen")
+        .write(&mut generated);
+    let path = crate_dir.join("include/auditlog.h");
+    if std::env::var_os("AUDITLOG_BLESS_HEADER").is_some() {
+        std::fs::write(&path, &generated).expect("write header");
+    }
+    let checked_in = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        checked_in == generated,
+        "include/auditlog.h is stale: regenerate it with \
+         `AUDITLOG_BLESS_HEADER=1 cargo test -p auditlog-c --test c_abi header` and commit it"
+    );
+}
+
+fn last_error() -> String {
+    let p = auditlog_last_error();
+    assert!(!p.is_null(), "a failing call leaves a message");
+    // SAFETY: the library's NUL-terminated message, valid until our next call.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+fn open(dir: &Path) -> *mut AuditlogStore {
+    let d = CString::new(dir.to_str().unwrap()).unwrap();
+    let mut s = ptr::null_mut();
+    assert_eq!(auditlog_open(d.as_ptr(), ptr::null(), &mut s), AuditlogStatus::Ok);
+    assert!(auditlog_last_error().is_null());
+    s
+}
+
+fn query(s: *const AuditlogStore, req: &str) -> Result<String, (AuditlogStatus, String)> {
+    let mut out: *mut c_char = ptr::null_mut();
+    let mut len = 0usize;
+    let st = auditlog_query(s, req.as_ptr(), req.len(), &mut out, &mut len);
+    if st != AuditlogStatus::Ok {
+        return Err((st, last_error()));
+    }
+    // SAFETY: a NUL-terminated buffer of `len` bytes we now own.
+    let text = unsafe { CStr::from_ptr(out) }.to_str().unwrap().to_string();
+    assert_eq!(text.len(), len);
+    auditlog_free(out);
+    Ok(text)
+}
+
+fn append(s: *const AuditlogStore, jsonl: &str, flags: u32) -> AuditlogStatus {
+    let mut r = ptr::null_mut();
+    let st = auditlog_append(s, jsonl.as_ptr(), jsonl.len(), flags, &mut r);
+    if st == AuditlogStatus::Ok {
+        let (mut first, mut last) = (0u64, 0u64);
+        assert_eq!(auditlog_receipt_wait(r, -1, &mut first, &mut last), AuditlogStatus::Ok);
+        assert!(last >= first);
+        auditlog_receipt_free(r);
+    }
+    st
+}
+
+#[test]
+fn round_trip_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let start = r#"{"kind":"run_started","run_id":"r-1","ts":1000,"skill_id":"web","inputs":{"q":"x"}}"#;
+    let log = r#"{"kind":"run_log","run_id":"r-1","ts":1001,"seq":0,"event_type":"note","payload":{"a":1}}"#;
+    assert_eq!(append(s, &format!("{start}\n{log}\n"), 0), AuditlogStatus::Ok);
+
+    // A finish of an unknown run with REQUIRE_RUN: NotFound, nothing written.
+    let orphan = r#"{"kind":"run_finished","run_id":"nope","ts":5,"status":"ok"}"#;
+    assert_eq!(append(s, orphan, AUDITLOG_APPEND_REQUIRE_RUN), AuditlogStatus::NotFound);
+    assert!(last_error().contains("nope"), "{}", last_error());
+    let fin = r#"{"kind":"run_finished","run_id":"r-1","ts":2000,"status":"ok","input_tokens":7}"#;
+    assert_eq!(append(s, fin, AUDITLOG_APPEND_REQUIRE_RUN), AuditlogStatus::Ok);
+
+    let run = query(s, r#"{"op":"get_run","id":"r-1"}"#).unwrap();
+    assert!(run.contains(r#""status":"ok""#) && run.contains(r#""inputs":{"q":"x"}"#), "{run}");
+    let logs = query(s, r#"{"op":"logs","id":"r-1"}"#).unwrap();
+    assert!(logs.contains(r#""payload":{"a":1}"#), "{logs}");
+    assert_eq!(query(s, r#"{"op":"count","filter":{"skill":"web"}}"#).unwrap(), r#"{"count":1}"#);
+    let last = query(s, r#"{"op":"last_run","skills":["web","other"]}"#).unwrap();
+    assert!(last.contains(r#""other":null"#), "{last}");
+    assert_eq!(query(s, r#"{"op":"get_run","id":"zz"}"#).unwrap_err().0, AuditlogStatus::NotFound);
+    assert_eq!(query(s, r#"{"op":"chain","id":"zz"}"#).unwrap_err().0, AuditlogStatus::NotFound);
+
+    // Bad input names what is wrong and where; nothing is written.
+    let (st, msg) = query(s, r#"{"op":"nonsense"}"#).unwrap_err();
+    assert_eq!(st, AuditlogStatus::InvalidArgument);
+    assert!(msg.contains("nonsense"), "{msg}");
+    let bad = format!("{start}\n{{\"kind\":\"run_started\",\"run_id\":\"\",\"ts\":1}}\n");
+    assert_eq!(append(s, &bad, 0), AuditlogStatus::InvalidArgument);
+    assert!(last_error().contains("line 2"), "{}", last_error());
+    assert_eq!(append(s, "\n\n", 0), AuditlogStatus::InvalidArgument);
+    let not_utf8 = [0xffu8, 0xfe];
+    let st = auditlog_append(s, not_utf8.as_ptr(), 2, 0, ptr::null_mut());
+    assert_eq!(st, AuditlogStatus::InvalidArgument);
+    assert_eq!(query(s, r#"{"op":"count"}"#).unwrap(), r#"{"count":1}"#);
+
+    // NULLs are errors, never crashes.
+    assert_eq!(auditlog_append(ptr::null(), ptr::null(), 1, 0, ptr::null_mut()), AuditlogStatus::InvalidArgument);
+    assert_eq!(auditlog_append(s, ptr::null(), 3, 0, ptr::null_mut()), AuditlogStatus::InvalidArgument);
+    assert_eq!(auditlog_query(s, b"{}".as_ptr(), 2, ptr::null_mut(), ptr::null_mut()), AuditlogStatus::InvalidArgument);
+    assert_eq!(auditlog_receipt_wait(ptr::null(), 0, ptr::null_mut(), ptr::null_mut()), AuditlogStatus::InvalidArgument);
+    auditlog_free(ptr::null_mut());
+    auditlog_receipt_free(ptr::null_mut());
+    assert_eq!(auditlog_close(ptr::null_mut()), AuditlogStatus::Ok);
+
+    let mut next = 0;
+    assert_eq!(auditlog_flush(s, &mut next), AuditlogStatus::Ok);
+    assert!(next >= 3);
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+
+    // Reopened: everything acknowledged is there.
+    let s = open(dir.path());
+    assert!(query(s, r#"{"op":"get_run","id":"r-1"}"#).unwrap().contains("\"input_tokens\":7"));
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+}
+
+#[test]
+fn open_errors_name_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = CString::new(dir.path().to_str().unwrap()).unwrap();
+    let mut s = ptr::null_mut();
+    let opts = CString::new(r#"{"durablity":"never"}"#).unwrap();
+    assert_eq!(auditlog_open(d.as_ptr(), opts.as_ptr(), &mut s), AuditlogStatus::InvalidArgument);
+    assert!(last_error().contains("durablity"));
+    let opts = CString::new(r#"{"durability":"interval:0"}"#).unwrap();
+    assert_eq!(auditlog_open(d.as_ptr(), opts.as_ptr(), &mut s), AuditlogStatus::InvalidArgument);
+    assert!(s.is_null());
+
+    let held = open(dir.path());
+    assert_eq!(auditlog_open(d.as_ptr(), ptr::null(), &mut s), AuditlogStatus::Locked);
+    assert!(last_error().contains("already open"), "{}", last_error());
+    assert_eq!(auditlog_close(held), AuditlogStatus::Ok);
+
+    let missing = CString::new(dir.path().join("missing").to_str().unwrap()).unwrap();
+    let no_create = CString::new(r#"{"create":false}"#).unwrap();
+    assert_eq!(auditlog_open(missing.as_ptr(), no_create.as_ptr(), &mut s), AuditlogStatus::NotFound);
+    // SAFETY: a static NUL-terminated string.
+    assert!(!unsafe { CStr::from_ptr(auditlog_version()) }.to_bytes().is_empty());
+}
+
+#[test]
+fn receipt_timeout_is_not_a_failure_of_the_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let ev = r#"{"kind":"run_started","run_id":"r","ts":1}"#;
+    let mut r = ptr::null_mut();
+    assert_eq!(auditlog_append(s, ev.as_ptr(), ev.len(), 0, &mut r), AuditlogStatus::Ok);
+    let st = auditlog_receipt_wait(r, 0, ptr::null_mut(), ptr::null_mut());
+    assert!(matches!(st, AuditlogStatus::Ok | AuditlogStatus::Timeout));
+    assert_eq!(auditlog_receipt_wait(r, 10_000, ptr::null_mut(), ptr::null_mut()), AuditlogStatus::Ok);
+    auditlog_receipt_free(r);
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+}
+
+#[test]
+fn calls_from_many_threads_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path()) as usize;
+    std::thread::scope(|sc| {
+        for t in 0..4 {
+            sc.spawn(move || {
+                let s = s as *const AuditlogStore;
+                for i in 0..50 {
+                    let ev = format!(r#"{{"kind":"run_started","run_id":"t{t}-{i}","ts":{i},"skill_id":"k"}}"#);
+                    assert_eq!(append(s, &ev, 0), AuditlogStatus::Ok);
+                    query(s, r#"{"op":"count","filter":{"skill":"k"}}"#).unwrap();
+                }
+            });
+        }
+    });
+    let s = s as *mut AuditlogStore;
+    assert_eq!(query(s, r#"{"op":"count","filter":{"skill":"k"}}"#).unwrap(), r#"{"count":200}"#);
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+}
