@@ -35,6 +35,9 @@ use crate::view::{Anomalies, Run, RunLogEntry};
 /// check before the start is visible to queries, and for skipped runs).
 pub const RECENT_IDS: usize = 100_000;
 
+/// Events per append when a purge carries runs forward.
+const CARRY_BATCH_EVENTS: usize = 4096;
+
 /// How an [`AuditStore`] is opened: the log's own [`Config`] (durability,
 /// limits, redaction, whether to create it) plus what the store adds.
 #[derive(Clone)]
@@ -463,8 +466,24 @@ impl AuditStore {
     pub fn count_runs(&self, f: &Filter) -> Result<u64> {
         self.engine().count(f)
     }
-    /// Drop whole segments older than `cutoff` (and their indexes).
+    /// Drop whole segments older than `cutoff` (and their indexes). A run
+    /// defined in a dropped segment that is still running, or finishes at
+    /// or after the cutoff, is carried forward first: its start, logs and
+    /// finish are appended again as amending events with their original
+    /// times (durably, before anything is dropped), so no reader loses it.
+    /// See docs/queries.md, "Retention".
     pub fn purge_older_than(&self, cutoff: Micros) -> Result<RetentionReport> {
+        let segments = self.log().reader().segments();
+        let doomed = crate::retention::expired_prefix(&segments, cutoff);
+        if let Some(last) = doomed.checked_sub(1).and_then(|i| segments.get(i)) {
+            let end_lsn = last.end_lsn();
+            let carried = self
+                .engine()
+                .query(|v| v.carry_forward_events(end_lsn, cutoff))?;
+            for batch in carried.chunks(CARRY_BATCH_EVENTS) {
+                self.log().append_batch(batch)?.wait()?;
+            }
+        }
         let rep = self.log().retain(cutoff)?;
         self.engine().refresh()?;
         Ok(rep)
@@ -478,8 +497,10 @@ impl AuditStore {
             .chain(id)?
             .ok_or_else(|| Error::NotFound(format!("run {id:?}")))
     }
-    pub fn finished_runs_before(&self, before: Micros) -> Result<Vec<Run>> {
-        self.engine().finished_before(before, true)
+    /// Finished runs (dry runs too) with finished_at before `before`,
+    /// newest start first, at most `limit`.
+    pub fn finished_runs_before(&self, before: Micros, limit: Option<usize>) -> Result<Vec<Run>> {
+        self.engine().finished_before(before, true, limit)
     }
     pub fn last_run_per_skill(
         &self,

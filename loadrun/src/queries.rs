@@ -181,22 +181,22 @@ pub fn view_query(v: &View<'_>, qs: &QuerySet, kind: usize, i: usize) -> auditlo
         "children" => v.children(p(&qs.parents, i), false)?.len() as u64,
         "chain" => v.chain(p(&qs.subruns, i))?.map_or(0, |c| c.len() as u64),
         "last_run" => v
-            .last_run(&qs.skills3(i), false, false)
+            .last_run(&qs.skills3(i), false, false)?
             .iter()
             .filter(|(_, t)| t.is_some())
             .count() as u64,
         "count_by_status" => v.count(&Filter {
             status: Some("error".into()),
             ..Filter::default()
-        }),
+        })?,
         "errors_1d" => {
             let d = QuerySet::ts(&qs.days, i);
-            v.errors(Some(d), Some(d + DAY - 1), false)
+            v.errors(Some(d), Some(d + DAY - 1), false)?
                 .iter()
                 .map(|g| g.count)
                 .sum()
         }
-        "finished_before" => v.finished_before(qs.first_ts + HOUR, false)?.len() as u64,
+        "finished_before" => v.finished_before(qs.first_ts + HOUR, false, None)?.len() as u64,
         _ => 0,
     })
 }

@@ -806,7 +806,7 @@ pub(crate) fn check_json_text(text: &str) -> Result<(), String> {
 fn check_extra(ev: &Event) -> Result<(), EventError> {
     let kind = kind_of(&ev.data);
     let mut keys = HashSet::new();
-    for (k, _) in &ev.extra {
+    for (k, v) in &ev.extra {
         if let Some(known) = Key::lookup(k) {
             if known.owner().is_none_or(|o| o == kind) {
                 return Err(EventError::new(
@@ -819,6 +819,12 @@ fn check_extra(ev: &Event) -> Result<(), EventError> {
             return Err(EventError::new(
                 k.as_str(),
                 "appears more than once among the unknown fields",
+            ));
+        }
+        if k == Event::REPLACE && !matches!(v.as_str(), "true" | "false" | "null") {
+            return Err(EventError::new(
+                k.as_str(),
+                "must be true or false (the amending marker, docs/contract.md)",
             ));
         }
     }

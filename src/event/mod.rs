@@ -170,6 +170,28 @@ impl Event {
         Event::with_data(run_id.into(), ts, EventData::RunFinished(data))
     }
 
+    /// Name of the amending marker (docs/contract.md, "Amending events").
+    pub const REPLACE: &'static str = "replace";
+
+    /// True for an amending event (`"replace":true`): a start that
+    /// replaces the run's start fields, a finish that replaces its finish,
+    /// a log that replaces the run's logs with the same seq. The marker is
+    /// kept among the event's extra fields (docs/format.md).
+    pub fn is_replace(&self) -> bool {
+        self.extra
+            .iter()
+            .any(|(k, v)| k == Self::REPLACE && v.as_str() == "true")
+    }
+
+    /// Mark the event as amending (see [`Event::is_replace`]).
+    pub fn with_replace(mut self) -> Event {
+        if !self.is_replace() {
+            self.extra.retain(|(k, _)| k != Self::REPLACE);
+            self.extra.push((Self::REPLACE.to_string(), Json("true".into())));
+        }
+        self
+    }
+
     fn with_data(run_id: String, ts: Micros, data: EventData) -> Event {
         Event {
             run_id,

@@ -85,6 +85,11 @@ pub struct Builder {
     logs: Vec<(u32, u64, u64, u64)>,
     errs: Vec<BErr>,
     dup_starts: u32,
+    /// Amending starts: (id, lsn, off, is the image's first start of id).
+    amend_starts: Vec<(u32, u64, u64, bool)>,
+    /// Amending finishes: (id, lsn, off, is the local first finish of the
+    /// image's start of id).
+    amend_finishes: Vec<(u32, u64, u64, bool)>,
 }
 
 impl Builder {
@@ -106,6 +111,8 @@ impl Builder {
             logs: Vec::new(),
             errs: Vec::new(),
             dup_starts: 0,
+            amend_starts: Vec::new(),
+            amend_finishes: Vec::new(),
         }
     }
 
@@ -138,8 +145,13 @@ impl Builder {
         let effect = self.fold[slot].0.apply(lsn, &ev.data);
         match &ev.data {
             EventData::RunStarted(s) => {
-                if effect == Effect::DuplicateStart {
-                    self.dup_starts += 1;
+                if ev.is_replace() {
+                    self.amend_starts.push((id, lsn, off, effect == Effect::Start));
+                }
+                if effect != Effect::Start {
+                    if effect == Effect::DuplicateStart {
+                        self.dup_starts += 1;
+                    }
                     return;
                 }
                 self.fold[slot].1 = self.runs.len() as u32;
@@ -168,6 +180,9 @@ impl Builder {
                 if effect == Effect::Finish {
                     let r = self.fold[slot].1 as usize;
                     self.runs[r].finish = Some(fin.clone());
+                }
+                if ev.is_replace() {
+                    self.amend_finishes.push((id, lsn, off, effect == Effect::Finish));
                 }
                 // For a start in an older image (this one's is shadowed, or
                 // there is none here): the first finish of the id here.
@@ -221,6 +236,9 @@ impl Builder {
             mut logs,
             mut errs,
             dup_starts,
+            fold,
+            amend_starts,
+            amend_finishes,
             ..
         } = self;
         let (min_ts, max_ts) = if min_ts > max_ts {
@@ -396,8 +414,20 @@ impl Builder {
             s_terr.extend_from_slice(&e.lsn.to_le_bytes());
         }
 
+        let s_amnd = amend_section(
+            &mut heap,
+            &name,
+            &Amends {
+                starts: &amend_starts,
+                finishes: &amend_finishes,
+                fold: &fold,
+                runs: &runs,
+                shadows: &shadows,
+            },
+        );
+
         let sections: [Vec<u8>; N_SECT] = [
-            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_terr,
+            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_terr, s_amnd,
         ];
         // Sized once: growing it by doubling faulted in (and the kernel
         // cleared) about twice the image's pages, a third of this function.
@@ -445,6 +475,61 @@ impl Builder {
         out[124..128].copy_from_slice(&crc.to_le_bytes());
         out
     }
+}
+
+/// What [`amend_section`] decides from.
+struct Amends<'b> {
+    starts: &'b [(u32, u64, u64, bool)],
+    finishes: &'b [(u32, u64, u64, bool)],
+    /// Per id: the fold's state in this image and its RUNS position.
+    fold: &'b [(RunState, u32)],
+    runs: &'b [BRun],
+    shadows: &'b [u64],
+}
+
+/// AMND: the amending events that may override an earlier start or finish
+/// of their run, sorted by (id, lsn). Left out, so that queries need not
+/// look at them: an amending start that is the run's first (it defines
+/// the run), an amending finish that is the first finish after the
+/// image's defining start, and one before that start (the fold ignores
+/// it). Everything else may amend a start or finish elsewhere.
+fn amend_section<'n>(heap: &mut Heap, name: &dyn Fn(u32) -> &'n str, a: &Amends<'_>) -> Vec<u8> {
+    // The image's defining start of `id`: its LSN, if unshadowed here.
+    let defining = |id: u32| -> Option<u64> {
+        let (state, r) = a.fold.get(id as usize)?;
+        if !state.is_started() {
+            return None;
+        }
+        let r = *r as usize;
+        (a.shadows[r] == NONE).then(|| a.runs[r].start_lsn)
+    };
+    let mut out: Vec<(u32, u32, u64, u64)> = Vec::new();
+    for &(id, lsn, off, first) in a.starts {
+        if !(first && defining(id).is_some()) {
+            out.push((id, AMEND_START, lsn, off));
+        }
+    }
+    for &(id, lsn, off, local_first) in a.finishes {
+        let keep = match defining(id) {
+            None => true,
+            Some(start) => !local_first && lsn > start,
+        };
+        if keep {
+            out.push((id, AMEND_FINISH, lsn, off));
+        }
+    }
+    out.sort_unstable_by(|x, y| name(x.0).cmp(name(y.0)).then(x.2.cmp(&y.2)));
+    let mut s = Vec::with_capacity(out.len() * REC_SIZE[S_AMND]);
+    for (id, kind, lsn, off) in out {
+        let r = heap.add(id, name(id));
+        for v in [r.0, r.1, kind, 0] {
+            s.extend_from_slice(&v.to_le_bytes());
+        }
+        for v in [lsn, off] {
+            s.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    s
 }
 
 /// The string heap: each interned string written once.

@@ -16,9 +16,10 @@ use crate::chain::Digest;
 use crate::event::Micros;
 
 pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
-pub const VERSION: u32 = 1;
+/// 2: the AMND section (amending events, docs/contract.md).
+pub const VERSION: u32 = 2;
 pub const HEADER_LEN: usize = 128;
-pub const N_SECT: usize = 8;
+pub const N_SECT: usize = 9;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
 pub const BODY_START: usize = HEADER_LEN + SECT_TABLE_LEN;
 pub const BLOCK: usize = 64 * 1024;
@@ -38,9 +39,15 @@ pub const S_POST: usize = 4;
 pub const S_FINS: usize = 5;
 pub const S_LOGS: usize = 6;
 pub const S_TERR: usize = 7;
+/// Amending events that override an earlier start or finish.
+pub const S_AMND: usize = 8;
 
 /// Record sizes per section (0 = raw bytes).
-pub const REC_SIZE: [usize; N_SECT] = [0, 112, 4, 24, 4, 40, 32, 48];
+pub const REC_SIZE: [usize; N_SECT] = [0, 112, 4, 24, 4, 40, 32, 48, 32];
+
+/// AMND record kinds.
+pub const AMEND_START: u32 = 1;
+pub const AMEND_FINISH: u32 = 2;
 
 /// Posting-list key kinds.
 pub const K_SKILL: u32 = 1;
@@ -263,6 +270,16 @@ pub struct FinRec<'a> {
     pub lsn: u64,
     pub off: u64,
     pub ts: Micros,
+}
+
+/// An amending (`"replace":true`) start or finish that may override an
+/// earlier one of its run.
+#[derive(Debug, Clone, Copy)]
+pub struct AmendRec<'a> {
+    pub id: &'a [u8],
+    pub kind: u32,
+    pub lsn: u64,
+    pub off: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -751,6 +768,20 @@ impl Image {
             lsn: le_u64(r, 16),
             off: le_u64(r, 24),
             ts: le_u64(r, 32) as i64,
+        }
+    }
+
+    pub fn n_amends(&self) -> usize {
+        self.count(S_AMND)
+    }
+
+    pub fn amend(&self, i: usize) -> AmendRec<'_> {
+        let r = self.rec(S_AMND, i);
+        AmendRec {
+            id: self.str_at(r, 0),
+            kind: le_u32(r, 8),
+            lsn: le_u64(r, 16),
+            off: le_u64(r, 24),
         }
     }
 

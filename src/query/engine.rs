@@ -23,6 +23,26 @@ pub(crate) struct FinRef {
     pub status: Box<[u8]>,
 }
 
+/// An amending start or finish (AMND) of some image.
+#[derive(Debug, Clone)]
+pub(crate) struct AmendRef {
+    pub seq: u64,
+    pub lsn: u64,
+    pub off: u64,
+    pub kind: u32,
+}
+
+/// What queries need across images, kept in memory: finishes whose start
+/// is in another image, and amending events, by run id.
+#[derive(Debug, Default)]
+pub(crate) struct CrossRefs {
+    pub fins: HashMap<Box<[u8]>, Vec<FinRef>>,
+    pub amends: HashMap<Box<[u8]>, Vec<AmendRef>>,
+    /// Some foreign finish has status dry_run (dry-run checks then need
+    /// the foreign status of unfinished runs; otherwise they skip it).
+    pub dry_fins: bool,
+}
+
 struct Sealed {
     meta: SegmentMeta,
     /// Shared with an indexer that builds newer images outside the lock.
@@ -179,7 +199,7 @@ pub struct Engine {
     sealed: BTreeMap<u64, Sealed>,
     active: Option<Active>,
     first_seq: u64,
-    foreign: HashMap<Box<[u8]>, Vec<FinRef>>,
+    foreign: CrossRefs,
     foreign_dirty: bool,
     /// A stored active-prefix index turned out corrupt: do not load it.
     skip_stored_active: bool,
@@ -203,7 +223,7 @@ pub(crate) struct Src<'a> {
 pub struct View<'a> {
     pub(crate) srcs: Vec<Src<'a>>,
     pub(crate) first_seq: u64,
-    pub(crate) foreign: &'a HashMap<Box<[u8]>, Vec<FinRef>>,
+    pub(crate) foreign: &'a CrossRefs,
 }
 
 fn shadow_in<'a>(
@@ -273,7 +293,7 @@ impl Engine {
             sealed: BTreeMap::new(),
             active: None,
             first_seq: 0,
-            foreign: HashMap::new(),
+            foreign: CrossRefs::default(),
             foreign_dirty: false,
             skip_stored_active: false,
             pending: HashMap::new(),
@@ -644,10 +664,22 @@ impl Engine {
         })
     }
 
-    fn add_foreign_to(map: &mut HashMap<Box<[u8]>, Vec<FinRef>>, seq: u64, img: &Image) {
+    fn add_foreign_to(refs: &mut CrossRefs, seq: u64, img: &Image) {
+        for i in 0..img.n_amends() {
+            let a = img.amend(i);
+            let v = refs.amends.entry(a.id.into()).or_default();
+            v.push(AmendRef {
+                seq,
+                lsn: a.lsn,
+                off: a.off,
+                kind: a.kind,
+            });
+            v.sort_by_key(|a| a.lsn);
+        }
         for i in 0..img.n_fins() {
             let f = img.fin(i);
-            let v = map.entry(f.id.into()).or_default();
+            refs.dry_fins |= f.status == b"dry_run";
+            let v = refs.fins.entry(f.id.into()).or_default();
             v.push(FinRef {
                 seq,
                 lsn: f.lsn,
@@ -666,7 +698,7 @@ impl Engine {
     }
 
     fn rebuild_foreign(&mut self) {
-        let mut map = HashMap::new();
+        let mut map = CrossRefs::default();
         for (seq, s) in &self.sealed {
             Self::add_foreign_to(&mut map, *seq, &s.img);
         }

@@ -11,6 +11,7 @@
 //! - lists merge the images' posting lists newest first (started_at desc,
 //!   id desc) and skip images by their time range.
 
+mod amend;
 mod background;
 mod engine;
 
@@ -19,6 +20,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 pub use crate::index::ProgressFn;
 pub use background::{BackgroundIndexer, IndexOnSeal};
+use amend::{drop_replaced_logs, Item};
 use engine::FinRef;
 pub use engine::{Engine, EngineStats, View};
 
@@ -257,6 +259,7 @@ impl<'a> View<'a> {
     /// The first finish of `id` in another image after LSN `start_lsn`.
     fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
         self.foreign
+            .fins
             .get(id)
             .and_then(|v| v.iter().find(|f| finish_follows(start_lsn, f.lsn)))
     }
@@ -284,6 +287,9 @@ impl<'a> View<'a> {
     fn matches_given(&self, r: &LazyRun<'a>, f: &Filter, implied: Implied) -> bool {
         let shadow = r.shadow_seq();
         if !(shadow == NONE || shadow < self.first_seq) || (r.dry_run() && !f.include_dry_run) {
+            return false;
+        }
+        if self.amended(r.id()) || (!f.include_dry_run && self.dry_by_status(r)) {
             return false;
         }
         let at = r.started_at();
@@ -389,8 +395,8 @@ impl<'a> View<'a> {
     }
 
     /// How many runs match `f`.
-    pub fn count(&self, f: &Filter) -> u64 {
-        let mut n = 0u64;
+    pub fn count(&self, f: &Filter) -> Result<u64> {
+        let mut n = self.overlay(f)?.len() as u64;
         for src in 0..self.srcs.len() {
             let img = self.srcs[src].img;
             for (list, implied) in self.candidate_lists(src, f) {
@@ -401,17 +407,18 @@ impl<'a> View<'a> {
                 }
             }
         }
-        n
+        Ok(n)
     }
 
     /// Runs matching `f`, newest first, one page.
     pub fn list(&self, f: &Filter, page: Page) -> Result<Vec<Run>> {
-        let it = self.matching(f).skip(page.offset);
-        let hs: Vec<Handle> = match page.limit {
+        let over = self.overlay(f)?;
+        let it = self.with_overlay(self.matching(f), &over).skip(page.offset);
+        let items: Vec<Item<'_>> = match page.limit {
             Some(l) => it.take(l).collect(),
             None => it.collect(),
         };
-        hs.into_iter().map(|h| self.materialize(h)).collect()
+        items.into_iter().map(|i| self.item_run(i)).collect()
     }
 
     fn seg_of(&self, seq: u64) -> &'a [u8] {
@@ -463,7 +470,7 @@ impl<'a> View<'a> {
 
     pub fn get_run(&self, id: &str) -> Result<Option<Run>> {
         self.find(id.as_bytes())
-            .map(|h| self.materialize(h))
+            .map(|h| self.amended_run(h))
             .transpose()
     }
 
@@ -481,16 +488,21 @@ impl<'a> View<'a> {
         }
         all.sort_unstable();
         all.dedup();
-        all.into_iter()
+        let decoded = all
+            .into_iter()
             .map(|(_, _, seq, off)| {
                 let ev = self.event_at(seq, off)?;
+                let replace = ev.is_replace();
                 match ev.data {
-                    EventData::RunLog(l) => Ok(RunLogEntry {
-                        seq: l.seq,
-                        ts: ev.ts,
-                        event_type: l.event_type,
-                        payload: l.payload,
-                    }),
+                    EventData::RunLog(l) => Ok((
+                        replace,
+                        RunLogEntry {
+                            seq: l.seq,
+                            ts: ev.ts,
+                            event_type: l.event_type,
+                            payload: l.payload,
+                        },
+                    )),
                     _ => Err(Error::Corrupt {
                         segment: format!("segment {seq}"),
                         offset: off,
@@ -498,7 +510,8 @@ impl<'a> View<'a> {
                     }),
                 }
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(drop_replaced_logs(decoded))
     }
 
     /// Runs whose parent is `id`.
@@ -540,7 +553,7 @@ impl<'a> View<'a> {
         skills: &[String],
         include_failed: bool,
         include_dry_run: bool,
-    ) -> Vec<(String, Option<Micros>)> {
+    ) -> Result<Vec<(String, Option<Micros>)>> {
         skills
             .iter()
             .map(|skill| {
@@ -549,17 +562,24 @@ impl<'a> View<'a> {
                     include_dry_run,
                     ..Filter::default()
                 };
+                let over = self.overlay(&f)?;
                 let t = self
-                    .matching(&f)
-                    .find(|h| include_failed || !is_failed(self.status_of(&self.lazy(*h))))
-                    .map(|h| self.run(h).started_at);
-                (skill.clone(), t)
+                    .with_overlay(self.matching(&f), &over)
+                    .find(|i| include_failed || !is_failed(self.item_status(i)))
+                    .map(|i| self.item_key(&i).0);
+                Ok((skill.clone(), t))
             })
             .collect()
     }
 
-    /// Finished runs whose finished_at is before `before`, newest first.
-    pub fn finished_before(&self, before: Micros, include_dry_run: bool) -> Result<Vec<Run>> {
+    /// Finished runs whose finished_at is before `before`, newest start
+    /// first, at most `limit`.
+    pub fn finished_before(
+        &self,
+        before: Micros,
+        include_dry_run: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Run>> {
         let f = Filter {
             include_dry_run,
             ..Filter::default()
@@ -579,14 +599,18 @@ impl<'a> View<'a> {
                 streams.push(Stream { src, list, i: 0 });
             }
         }
-        let hs: Vec<Handle> = Merge::new(self, streams)
+        let mut over = self.overlay(&f)?;
+        over.retain(|r| r.finished_at.is_some_and(|t| t < before));
+        let hs = Merge::new(self, streams)
             .filter(|h| self.matches(&self.lazy(*h), &f))
             .filter(|h| {
                 let r = self.run(*h);
                 self.finish_of(h.src, &r).is_some_and(|fin| fin.ts < before)
-            })
-            .collect();
-        hs.into_iter().map(|h| self.materialize(h)).collect()
+            });
+        let items = self
+            .with_overlay(hs, &over)
+            .take(limit.unwrap_or(usize::MAX));
+        items.map(|i| self.item_run(i)).collect()
     }
 
     /// Failing tool calls of stored runs with ts in `since..=until`,
@@ -596,7 +620,7 @@ impl<'a> View<'a> {
         since: Option<Micros>,
         until: Option<Micros>,
         include_dry_run: bool,
-    ) -> Vec<ErrorGroup> {
+    ) -> Result<Vec<ErrorGroup>> {
         struct Acc {
             count: u64,
             first: Micros,
@@ -615,7 +639,21 @@ impl<'a> View<'a> {
             }
         }
         type Bytes<'b> = &'b [u8];
+        // Amended runs: their channel and caller as amended.
+        let mut amended: Vec<Run> = Vec::new();
+        for id in self.foreign.amends.keys() {
+            if let Some(h) = self.find(id) {
+                amended.push(self.amended_run(h)?);
+            }
+        }
         let mut runs: HashMap<Bytes<'_>, Option<(Bytes<'_>, Bytes<'_>)>> = HashMap::new();
+        for r in &amended {
+            let keep = include_dry_run || !r.dry_run;
+            runs.insert(
+                r.id.as_bytes(),
+                keep.then_some((r.channel_id.as_bytes(), r.caller_id.as_bytes())),
+            );
+        }
         let mut groups: HashMap<(Bytes<'_>, Bytes<'_>, Bytes<'_>), Acc> = HashMap::new();
         for s in &self.srcs {
             let h = &s.img.header;
@@ -628,7 +666,8 @@ impl<'a> View<'a> {
                 let run = *runs.entry(e.id).or_insert_with(|| {
                     self.find(e.id).and_then(|h| {
                         let r = self.run(h);
-                        (include_dry_run || !r.dry_run()).then_some((r.channel, r.caller))
+                        let dry = r.dry_run() || self.dry_by_status(&self.lazy(h));
+                        (include_dry_run || !dry).then_some((r.channel, r.caller))
                     })
                 });
                 let Some((channel, caller)) = run else {
@@ -678,7 +717,7 @@ impl<'a> View<'a> {
                 .then_with(|| a.tool.cmp(&b.tool))
                 .then_with(|| a.error_type.cmp(&b.error_type))
         });
-        out
+        Ok(out)
     }
 }
 
@@ -700,7 +739,7 @@ impl Engine {
         self.query(|v| v.list(f, page))
     }
     pub fn count(&mut self, f: &Filter) -> Result<u64> {
-        self.query(|v| Ok(v.count(f)))
+        self.query(|v| v.count(f))
     }
     pub fn children(&mut self, id: &str, include_dry_run: bool) -> Result<Vec<Run>> {
         self.query(|v| v.children(id, include_dry_run))
@@ -714,10 +753,15 @@ impl Engine {
         include_failed: bool,
         include_dry_run: bool,
     ) -> Result<Vec<(String, Option<Micros>)>> {
-        self.query(|v| Ok(v.last_run(skills, include_failed, include_dry_run)))
+        self.query(|v| v.last_run(skills, include_failed, include_dry_run))
     }
-    pub fn finished_before(&mut self, before: Micros, include_dry_run: bool) -> Result<Vec<Run>> {
-        self.query(|v| v.finished_before(before, include_dry_run))
+    pub fn finished_before(
+        &mut self,
+        before: Micros,
+        include_dry_run: bool,
+        limit: Option<usize>,
+    ) -> Result<Vec<Run>> {
+        self.query(|v| v.finished_before(before, include_dry_run, limit))
     }
     pub fn errors(
         &mut self,
@@ -725,6 +769,6 @@ impl Engine {
         until: Option<Micros>,
         include_dry_run: bool,
     ) -> Result<Vec<ErrorGroup>> {
-        self.query(|v| Ok(v.errors(since, until, include_dry_run)))
+        self.query(|v| v.errors(since, until, include_dry_run))
     }
 }

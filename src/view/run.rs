@@ -88,6 +88,8 @@ impl Run {
         {
             run.finish(*ts, f);
         }
+        // A run whose status is dry_run is a dry run (docs/contract.md).
+        run.dry_run = s.dry_run || run.status == "dry_run";
         Some(run)
     }
 

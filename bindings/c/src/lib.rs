@@ -344,8 +344,7 @@ pub extern "C" fn auditlog_query(
         }
         let req: Request = serde_json::from_slice(bytes(request, len, "request")?)
             .map_err(|e| Failure::invalid(format!("request: {e}")))?;
-        let store = Arc::clone(&s.store);
-        give(query::answer(&store, req)?, out, out_len)
+        give(query::answer(&s.store, req)?, out, out_len)
     })
 }
 
@@ -364,7 +363,7 @@ pub extern "C" fn auditlog_purge_older_than(
     guard(|| {
         let s = store_ref(store)?;
         let before = Filter {
-            until: Some(cutoff_micros),
+            until: Some(cutoff_micros.saturating_sub(1)),
             include_dry_run: true,
             ..Filter::default()
         };

@@ -167,11 +167,7 @@ pub(crate) fn answer(store: &AuditStore, req: Request) -> CallResult<String> {
             serde_json::Value::Object(map).to_string()
         }
         Request::FinishedBefore { before, limit } => {
-            let mut runs = store.finished_runs_before(before)?;
-            if let Some(l) = limit {
-                runs.truncate(l);
-            }
-            runs_json(&runs)
+            runs_json(&store.finished_runs_before(before, limit)?)
         }
         Request::Errors { since, until } => {
             let groups = store.tool_errors(since, until)?;

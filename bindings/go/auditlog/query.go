@@ -151,6 +151,9 @@ func (l *Log) Chain(ctx context.Context, id string) ([]Run, error) {
 // (nil if none): error and timeout runs only with includeFailed.
 func (l *Log) LastRun(ctx context.Context, skills []string, includeFailed bool) (map[string]*time.Time, error) {
 	out := map[string]*time.Time{}
+	if skills == nil {
+		skills = []string{}
+	}
 	err := l.query(ctx, map[string]any{"op": "last_run", "skills": skills, "include_failed": includeFailed}, &out)
 	return out, err
 }

@@ -297,7 +297,7 @@ fn check_all(eng: &mut Engine, db: &rusqlite::Connection, w: &Workload, seed: u6
         let t = BASE + rng.i64(0..SPAN + 1_000_000_000);
         let dry = rng.bool();
         assert_eq!(
-            eng.finished_before(t, dry).unwrap(),
+            eng.finished_before(t, dry, None).unwrap(),
             sql::finished_before(db, t, dry).unwrap(),
             "finished_before {t}"
         );
