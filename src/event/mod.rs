@@ -187,7 +187,8 @@ impl Event {
     pub fn with_replace(mut self) -> Event {
         if !self.is_replace() {
             self.extra.retain(|(k, _)| k != Self::REPLACE);
-            self.extra.push((Self::REPLACE.to_string(), Json("true".into())));
+            self.extra
+                .push((Self::REPLACE.to_string(), Json("true".into())));
         }
         self
     }

@@ -212,7 +212,10 @@ impl<'a> View<'a> {
             }
             let all = s.img.all();
             for i in 0..all.len() {
-                let h = Handle { src, pos: s.img.at(&all, i) };
+                let h = Handle {
+                    src,
+                    pos: s.img.at(&all, i),
+                };
                 let shadow = self.run(h).shadow_seq;
                 if !(shadow == NONE || shadow < self.first_seq) {
                     continue;

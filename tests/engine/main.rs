@@ -8,6 +8,7 @@ mod search_fixture;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod amend;
 mod core_log;
 mod event_json;
 mod layering;

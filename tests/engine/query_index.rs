@@ -234,36 +234,46 @@ fn retention_drops_runs_and_index_files() {
         1,
         "the dropped segment's index is gone"
     );
-    // x and z started in the dropped segment: gone. y now starts on day 1.
-    assert!(store.get_run("x").unwrap().is_none());
-    assert!(store.get_run("z").unwrap().is_none());
+    // x (finished after the cutoff), y and z (still running) started in
+    // the dropped segment: carried forward, each exactly as it was, its
+    // logs too (docs/queries.md, "Retention").
+    let x = store.get_run("x").unwrap().unwrap();
+    assert_eq!(
+        (x.status.as_str(), x.finished_at),
+        ("ok", Some(D0 + DAY + 1))
+    );
+    assert_eq!(store.list_logs("x").unwrap().len(), 1);
+    let z = store.get_run("z").unwrap().unwrap();
+    assert_eq!((z.status.as_str(), z.started_at), ("running", D0 + 30));
     let y = store.get_run("y").unwrap().unwrap();
-    assert_eq!(y.skill_id, "dup");
+    assert_eq!((y.skill_id.as_str(), y.started_at), ("a", D0 + 20));
     let ids: Vec<String> = store
         .list_runs(&Filter::default(), Page::all())
         .unwrap()
         .into_iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(ids, ["v", "w", "y"]);
+    assert_eq!(ids, ["v", "w", "z", "y", "x"]);
     let chain: Vec<String> = store
         .parent_chain("w")
         .unwrap()
         .into_iter()
         .map(|r| r.id)
         .collect();
-    assert_eq!(chain, ["w"], "parent z is no longer stored");
+    assert_eq!(chain, ["w", "z", "x"]);
     let errs = store.tool_errors(None, None).unwrap();
     assert_eq!(errs.len(), 1);
     assert_eq!(
         (errs[0].count, errs[0].run_ids.clone()),
-        (1, vec!["w".to_string()])
+        (2, vec!["w".to_string(), "x".to_string()])
     );
+    // A second purge at the same cutoff drops nothing more.
+    assert!(store.purge_older_than(D0 + DAY).unwrap().dropped.is_empty());
     store.close().unwrap();
 
     // The read-only engine agrees, from the files.
     let mut eng = Engine::open(&path).unwrap();
-    assert_eq!(eng.count(&Filter::default()).unwrap(), 3);
+    assert_eq!(eng.count(&Filter::default()).unwrap(), 5);
     assert_eq!(eng.stats.rebuilt, 0, "{:?}", eng.stats);
 }
 
@@ -326,7 +336,10 @@ fn store_guard_notfound_allowlist_fire_and_forget() {
         .last_run_per_skill(&["web".into(), "none".into()], false)
         .unwrap();
     assert!(last[0].1.is_some() && last[1].1.is_none());
-    assert_eq!(store.finished_runs_before(Micros::MAX, None).unwrap().len(), 2);
+    assert_eq!(
+        store.finished_runs_before(Micros::MAX, None).unwrap().len(),
+        2
+    );
 
     // Finishing an unknown run is a typed NotFound, and nothing is written.
     let before = store.counters().appended;

@@ -24,8 +24,8 @@ use auditlog::{AuditStore, Event, Filter, Receipt};
 
 use crate::options::OpenOptions;
 use crate::query::{Request, MAX_REQUEST_BYTES};
-use crate::status::{guard, last_error_ptr, CallResult, Failure};
 pub use crate::status::AuditlogStatus;
+use crate::status::{guard, last_error_ptr, CallResult, Failure};
 
 /// `auditlog_append` flag: a `run_log` or `run_finished` whose run was
 /// never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written.
@@ -93,7 +93,10 @@ fn give(s: String, out: *mut *mut c_char, out_len: *mut usize) -> CallResult {
     }
     let len = s.len();
     let c = CString::new(s).map_err(|_| {
-        Failure::new(AuditlogStatus::Internal, "answer holds a NUL byte".to_string())
+        Failure::new(
+            AuditlogStatus::Internal,
+            "answer holds a NUL byte".to_string(),
+        )
     })?;
     put(out, c.into_raw());
     put(out_len, len);

@@ -28,8 +28,9 @@ impl OpenOptions {
         match json {
             None => Ok(OpenOptions::default()),
             Some(t) if t.trim().is_empty() => Ok(OpenOptions::default()),
-            Some(t) => serde_json::from_str(t)
-                .map_err(|e| Failure::invalid(format!("open options: {e}"))),
+            Some(t) => {
+                serde_json::from_str(t).map_err(|e| Failure::invalid(format!("open options: {e}")))
+            }
         }
     }
 

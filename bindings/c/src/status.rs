@@ -124,7 +124,9 @@ pub(crate) fn guard(body: impl FnOnce() -> CallResult) -> AuditlogStatus {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            set_last_error(Some(&format!("internal error (a bug; please report): {what}")));
+            set_last_error(Some(&format!(
+                "internal error (a bug; please report): {what}"
+            )));
             AuditlogStatus::Panic
         }
     }

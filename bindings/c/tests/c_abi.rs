@@ -40,7 +40,10 @@ fn last_error() -> String {
 fn open(dir: &Path) -> *mut AuditlogStore {
     let d = CString::new(dir.to_str().unwrap()).unwrap();
     let mut s = ptr::null_mut();
-    assert_eq!(auditlog_open(d.as_ptr(), ptr::null(), &mut s), AuditlogStatus::Ok);
+    assert_eq!(
+        auditlog_open(d.as_ptr(), ptr::null(), &mut s),
+        AuditlogStatus::Ok
+    );
     assert!(auditlog_last_error().is_null());
     s
 }
@@ -64,7 +67,10 @@ fn append(s: *const AuditlogStore, jsonl: &str, flags: u32) -> AuditlogStatus {
     let st = auditlog_append(s, jsonl.as_ptr(), jsonl.len(), flags, &mut r);
     if st == AuditlogStatus::Ok {
         let (mut first, mut last) = (0u64, 0u64);
-        assert_eq!(auditlog_receipt_wait(r, -1, &mut first, &mut last), AuditlogStatus::Ok);
+        assert_eq!(
+            auditlog_receipt_wait(r, -1, &mut first, &mut last),
+            AuditlogStatus::Ok
+        );
         assert!(last >= first);
         auditlog_receipt_free(r);
     }
@@ -75,26 +81,48 @@ fn append(s: *const AuditlogStore, jsonl: &str, flags: u32) -> AuditlogStatus {
 fn round_trip_and_errors() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(dir.path());
-    let start = r#"{"kind":"run_started","run_id":"r-1","ts":1000,"skill_id":"web","inputs":{"q":"x"}}"#;
+    let start =
+        r#"{"kind":"run_started","run_id":"r-1","ts":1000,"skill_id":"web","inputs":{"q":"x"}}"#;
     let log = r#"{"kind":"run_log","run_id":"r-1","ts":1001,"seq":0,"event_type":"note","payload":{"a":1}}"#;
-    assert_eq!(append(s, &format!("{start}\n{log}\n"), 0), AuditlogStatus::Ok);
+    assert_eq!(
+        append(s, &format!("{start}\n{log}\n"), 0),
+        AuditlogStatus::Ok
+    );
 
     // A finish of an unknown run with REQUIRE_RUN: NotFound, nothing written.
     let orphan = r#"{"kind":"run_finished","run_id":"nope","ts":5,"status":"ok"}"#;
-    assert_eq!(append(s, orphan, AUDITLOG_APPEND_REQUIRE_RUN), AuditlogStatus::NotFound);
+    assert_eq!(
+        append(s, orphan, AUDITLOG_APPEND_REQUIRE_RUN),
+        AuditlogStatus::NotFound
+    );
     assert!(last_error().contains("nope"), "{}", last_error());
     let fin = r#"{"kind":"run_finished","run_id":"r-1","ts":2000,"status":"ok","input_tokens":7}"#;
-    assert_eq!(append(s, fin, AUDITLOG_APPEND_REQUIRE_RUN), AuditlogStatus::Ok);
+    assert_eq!(
+        append(s, fin, AUDITLOG_APPEND_REQUIRE_RUN),
+        AuditlogStatus::Ok
+    );
 
     let run = query(s, r#"{"op":"get_run","id":"r-1"}"#).unwrap();
-    assert!(run.contains(r#""status":"ok""#) && run.contains(r#""inputs":{"q":"x"}"#), "{run}");
+    assert!(
+        run.contains(r#""status":"ok""#) && run.contains(r#""inputs":{"q":"x"}"#),
+        "{run}"
+    );
     let logs = query(s, r#"{"op":"logs","id":"r-1"}"#).unwrap();
     assert!(logs.contains(r#""payload":{"a":1}"#), "{logs}");
-    assert_eq!(query(s, r#"{"op":"count","filter":{"skill":"web"}}"#).unwrap(), r#"{"count":1}"#);
+    assert_eq!(
+        query(s, r#"{"op":"count","filter":{"skill":"web"}}"#).unwrap(),
+        r#"{"count":1}"#
+    );
     let last = query(s, r#"{"op":"last_run","skills":["web","other"]}"#).unwrap();
     assert!(last.contains(r#""other":null"#), "{last}");
-    assert_eq!(query(s, r#"{"op":"get_run","id":"zz"}"#).unwrap_err().0, AuditlogStatus::NotFound);
-    assert_eq!(query(s, r#"{"op":"chain","id":"zz"}"#).unwrap_err().0, AuditlogStatus::NotFound);
+    assert_eq!(
+        query(s, r#"{"op":"get_run","id":"zz"}"#).unwrap_err().0,
+        AuditlogStatus::NotFound
+    );
+    assert_eq!(
+        query(s, r#"{"op":"chain","id":"zz"}"#).unwrap_err().0,
+        AuditlogStatus::NotFound
+    );
 
     // Bad input names what is wrong and where; nothing is written.
     let (st, msg) = query(s, r#"{"op":"nonsense"}"#).unwrap_err();
@@ -110,10 +138,22 @@ fn round_trip_and_errors() {
     assert_eq!(query(s, r#"{"op":"count"}"#).unwrap(), r#"{"count":1}"#);
 
     // NULLs are errors, never crashes.
-    assert_eq!(auditlog_append(ptr::null(), ptr::null(), 1, 0, ptr::null_mut()), AuditlogStatus::InvalidArgument);
-    assert_eq!(auditlog_append(s, ptr::null(), 3, 0, ptr::null_mut()), AuditlogStatus::InvalidArgument);
-    assert_eq!(auditlog_query(s, b"{}".as_ptr(), 2, ptr::null_mut(), ptr::null_mut()), AuditlogStatus::InvalidArgument);
-    assert_eq!(auditlog_receipt_wait(ptr::null(), 0, ptr::null_mut(), ptr::null_mut()), AuditlogStatus::InvalidArgument);
+    assert_eq!(
+        auditlog_append(ptr::null(), ptr::null(), 1, 0, ptr::null_mut()),
+        AuditlogStatus::InvalidArgument
+    );
+    assert_eq!(
+        auditlog_append(s, ptr::null(), 3, 0, ptr::null_mut()),
+        AuditlogStatus::InvalidArgument
+    );
+    assert_eq!(
+        auditlog_query(s, b"{}".as_ptr(), 2, ptr::null_mut(), ptr::null_mut()),
+        AuditlogStatus::InvalidArgument
+    );
+    assert_eq!(
+        auditlog_receipt_wait(ptr::null(), 0, ptr::null_mut(), ptr::null_mut()),
+        AuditlogStatus::InvalidArgument
+    );
     auditlog_free(ptr::null_mut());
     auditlog_receipt_free(ptr::null_mut());
     assert_eq!(auditlog_close(ptr::null_mut()), AuditlogStatus::Ok);
@@ -125,7 +165,9 @@ fn round_trip_and_errors() {
 
     // Reopened: everything acknowledged is there.
     let s = open(dir.path());
-    assert!(query(s, r#"{"op":"get_run","id":"r-1"}"#).unwrap().contains("\"input_tokens\":7"));
+    assert!(query(s, r#"{"op":"get_run","id":"r-1"}"#)
+        .unwrap()
+        .contains("\"input_tokens\":7"));
     assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
 }
 
@@ -135,22 +177,36 @@ fn open_errors_name_the_problem() {
     let d = CString::new(dir.path().to_str().unwrap()).unwrap();
     let mut s = ptr::null_mut();
     let opts = CString::new(r#"{"durablity":"never"}"#).unwrap();
-    assert_eq!(auditlog_open(d.as_ptr(), opts.as_ptr(), &mut s), AuditlogStatus::InvalidArgument);
+    assert_eq!(
+        auditlog_open(d.as_ptr(), opts.as_ptr(), &mut s),
+        AuditlogStatus::InvalidArgument
+    );
     assert!(last_error().contains("durablity"));
     let opts = CString::new(r#"{"durability":"interval:0"}"#).unwrap();
-    assert_eq!(auditlog_open(d.as_ptr(), opts.as_ptr(), &mut s), AuditlogStatus::InvalidArgument);
+    assert_eq!(
+        auditlog_open(d.as_ptr(), opts.as_ptr(), &mut s),
+        AuditlogStatus::InvalidArgument
+    );
     assert!(s.is_null());
 
     let held = open(dir.path());
-    assert_eq!(auditlog_open(d.as_ptr(), ptr::null(), &mut s), AuditlogStatus::Locked);
+    assert_eq!(
+        auditlog_open(d.as_ptr(), ptr::null(), &mut s),
+        AuditlogStatus::Locked
+    );
     assert!(last_error().contains("already open"), "{}", last_error());
     assert_eq!(auditlog_close(held), AuditlogStatus::Ok);
 
     let missing = CString::new(dir.path().join("missing").to_str().unwrap()).unwrap();
     let no_create = CString::new(r#"{"create":false}"#).unwrap();
-    assert_eq!(auditlog_open(missing.as_ptr(), no_create.as_ptr(), &mut s), AuditlogStatus::NotFound);
+    assert_eq!(
+        auditlog_open(missing.as_ptr(), no_create.as_ptr(), &mut s),
+        AuditlogStatus::NotFound
+    );
     // SAFETY: a static NUL-terminated string.
-    assert!(!unsafe { CStr::from_ptr(auditlog_version()) }.to_bytes().is_empty());
+    assert!(!unsafe { CStr::from_ptr(auditlog_version()) }
+        .to_bytes()
+        .is_empty());
 }
 
 #[test]
@@ -159,10 +215,16 @@ fn receipt_timeout_is_not_a_failure_of_the_events() {
     let s = open(dir.path());
     let ev = r#"{"kind":"run_started","run_id":"r","ts":1}"#;
     let mut r = ptr::null_mut();
-    assert_eq!(auditlog_append(s, ev.as_ptr(), ev.len(), 0, &mut r), AuditlogStatus::Ok);
+    assert_eq!(
+        auditlog_append(s, ev.as_ptr(), ev.len(), 0, &mut r),
+        AuditlogStatus::Ok
+    );
     let st = auditlog_receipt_wait(r, 0, ptr::null_mut(), ptr::null_mut());
     assert!(matches!(st, AuditlogStatus::Ok | AuditlogStatus::Timeout));
-    assert_eq!(auditlog_receipt_wait(r, 10_000, ptr::null_mut(), ptr::null_mut()), AuditlogStatus::Ok);
+    assert_eq!(
+        auditlog_receipt_wait(r, 10_000, ptr::null_mut(), ptr::null_mut()),
+        AuditlogStatus::Ok
+    );
     auditlog_receipt_free(r);
     assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
 }
@@ -176,7 +238,9 @@ fn calls_from_many_threads_at_once() {
             sc.spawn(move || {
                 let s = s as *const AuditlogStore;
                 for i in 0..50 {
-                    let ev = format!(r#"{{"kind":"run_started","run_id":"t{t}-{i}","ts":{i},"skill_id":"k"}}"#);
+                    let ev = format!(
+                        r#"{{"kind":"run_started","run_id":"t{t}-{i}","ts":{i},"skill_id":"k"}}"#
+                    );
                     assert_eq!(append(s, &ev, 0), AuditlogStatus::Ok);
                     query(s, r#"{"op":"count","filter":{"skill":"k"}}"#).unwrap();
                 }
@@ -184,6 +248,9 @@ fn calls_from_many_threads_at_once() {
         }
     });
     let s = s as *mut AuditlogStore;
-    assert_eq!(query(s, r#"{"op":"count","filter":{"skill":"k"}}"#).unwrap(), r#"{"count":200}"#);
+    assert_eq!(
+        query(s, r#"{"op":"count","filter":{"skill":"k"}}"#).unwrap(),
+        r#"{"count":200}"#
+    );
     assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
 }
