@@ -7,6 +7,8 @@
 #   tests/run-all.sh          everything
 #   tests/run-all.sh rust     only the Rust workspace
 #   tests/run-all.sh python   only the Python binding (bindings/python/test.sh)
+#   tests/run-all.sh c        only the C example (bindings/c)
+#   tests/run-all.sh go       only the Go module (bindings/go)
 #
 # A part's own script can be run alone too (see its folder's README).
 set -euo pipefail
@@ -24,4 +26,14 @@ fi
 if [[ $only == all || $only == python ]]; then
   step "Python binding: build into a virtualenv (maturin develop), pytest, mypy"
   bindings/python/test.sh
+fi
+
+if [[ $only == all || $only == c ]]; then
+  step "C ABI: compile and run the C example against the static library"
+  bindings/c/run-example.sh
+fi
+
+if [[ $only == all || $only == go ]]; then
+  step "Go module: gofmt, go vet, go test ./... (auditlog beside the SQLite reference)"
+  bindings/go/test.sh
 fi
