@@ -227,6 +227,16 @@ AuditlogStatus auditlog_flush(const AuditlogStore *store, uint64_t *out_next_lsn
  * | `last_run` | `skills`, `include_failed` | `{"skill":"<started_at>" or null}` |
  * | `finished_before` | `before`, `limit` | `[run]` finished before, newest start first |
  * | `errors` | `since`, `until` | `[error group]` |
+ *
+ * With `"encoding":"rows"`, answers made of runs (`get_run`, `list`,
+ * `children`, `chain`, `finished_before`) come as binary rows instead of
+ * JSON (`*out_len` bytes; a NUL follows but the rows may hold NULs too):
+ * a u32 count, then per run the strings id, skill_id, caller_id,
+ * channel_id, parent_run_id, inputs (JSON text), status, output, error
+ * (each a u32 byte length and UTF-8 bytes), i64 started_at and i64
+ * finished_at (µs since the epoch; i64 minimum while running), u8
+ * dry_run, u64 tool_calls, input_tokens, output_tokens, thinking_tokens,
+ * f64 runtime_seconds; all little-endian.
  */
 AuditlogStatus auditlog_query(const AuditlogStore *store,
                               const uint8_t *request,

@@ -22,14 +22,14 @@ mod options;
 mod query;
 mod status;
 
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CStr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use auditlog::{AuditStore, Event, Filter, Receipt};
 
 use crate::options::OpenOptions;
-use crate::query::{Request, MAX_REQUEST_BYTES};
+use crate::query::{Answer, MAX_REQUEST_BYTES};
 pub use crate::status::AuditlogStatus;
 use crate::status::{guard, last_error_ptr, CallResult, Failure};
 
@@ -92,20 +92,26 @@ fn put<T>(slot: *mut T, out: T) {
     }
 }
 
-/// Hand a string to the caller (freed with `auditlog_free`).
-fn give(s: String, out: *mut *mut c_char, out_len: *mut usize) -> CallResult {
+/// Bytes in front of every buffer handed out: its whole allocation size,
+/// so that `auditlog_free` can release it without being told.
+const BUF_HEAD: usize = 8;
+
+/// Hand `data` to the caller (freed with `auditlog_free`), NUL-terminated
+/// so that a JSON answer is also a C string.
+fn give(data: &[u8], out: *mut *mut c_char, out_len: *mut usize) -> CallResult {
     if out.is_null() {
         return Err(Failure::invalid("out is NULL"));
     }
-    let len = s.len();
-    let c = CString::new(s).map_err(|_| {
-        Failure::new(
-            AuditlogStatus::Internal,
-            "answer holds a NUL byte".to_string(),
-        )
-    })?;
-    put(out, c.into_raw());
-    put(out_len, len);
+    let total = BUF_HEAD + data.len() + 1;
+    let mut v = Vec::with_capacity(total);
+    v.extend_from_slice(&(total as u64).to_le_bytes());
+    v.extend_from_slice(data);
+    v.push(0);
+    debug_assert_eq!(v.len(), total);
+    let base = Box::into_raw(v.into_boxed_slice()).cast::<u8>();
+    // SAFETY: `base` points at `total` > BUF_HEAD bytes just allocated.
+    put(out, unsafe { base.add(BUF_HEAD) }.cast::<c_char>());
+    put(out_len, data.len());
     Ok(())
 }
 
@@ -336,6 +342,16 @@ pub extern "C" fn auditlog_flush(
 /// | `last_run` | `skills`, `include_failed` | `{"skill":"<started_at>" or null}` |
 /// | `finished_before` | `before`, `limit` | `[run]` finished before, newest start first |
 /// | `errors` | `since`, `until` | `[error group]` |
+///
+/// With `"encoding":"rows"`, answers made of runs (`get_run`, `list`,
+/// `children`, `chain`, `finished_before`) come as binary rows instead of
+/// JSON (`*out_len` bytes; a NUL follows but the rows may hold NULs too):
+/// a u32 count, then per run the strings id, skill_id, caller_id,
+/// channel_id, parent_run_id, inputs (JSON text), status, output, error
+/// (each a u32 byte length and UTF-8 bytes), i64 started_at and i64
+/// finished_at (µs since the epoch; i64 minimum while running), u8
+/// dry_run, u64 tool_calls, input_tokens, output_tokens, thinking_tokens,
+/// f64 runtime_seconds; all little-endian.
 #[no_mangle]
 pub extern "C" fn auditlog_query(
     store: *const AuditlogStore,
@@ -351,9 +367,11 @@ pub extern "C" fn auditlog_query(
                 "request of {len} bytes; the limit is {MAX_REQUEST_BYTES}"
             )));
         }
-        let req: Request = serde_json::from_slice(bytes(request, len, "request")?)
-            .map_err(|e| Failure::invalid(format!("request: {e}")))?;
-        give(query::answer(&s.store, req)?, out, out_len)
+        let (req, enc) = query::parse_request(bytes(request, len, "request")?)?;
+        match query::answer(&s.store, req, enc)? {
+            Answer::Text(t) => give(t.as_bytes(), out, out_len),
+            Answer::Bytes(b) => give(&b, out, out_len),
+        }
     })
 }
 
@@ -387,7 +405,7 @@ pub extern "C" fn auditlog_purge_older_than(
             rep.bytes(),
             rep.first_kept_lsn
         );
-        give(answer, out, out_len)
+        give(answer.as_bytes(), out, out_len)
     })
 }
 
@@ -399,8 +417,18 @@ pub extern "C" fn auditlog_free(buf: *mut c_char) {
     if buf.is_null() {
         return;
     }
-    // SAFETY: made by CString::into_raw in `give`; released once.
-    let _ = std::panic::catch_unwind(|| drop(unsafe { CString::from_raw(buf) }));
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: `buf` was made by `give`: BUF_HEAD bytes before it hold
+        // the size of the whole boxed slice starting there; released once.
+        unsafe {
+            let base = buf.cast::<u8>().sub(BUF_HEAD);
+            let total = base.cast::<[u8; BUF_HEAD]>().read_unaligned();
+            let total = u64::from_le_bytes(total) as usize;
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                base, total,
+            )));
+        }
+    });
 }
 
 /// The calling thread's last error message (NUL-terminated UTF-8), or

@@ -87,6 +87,75 @@ pub(crate) enum Request {
     },
 }
 
+/// How an answer made of runs is encoded.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Encoding {
+    /// JSON text (contract run objects).
+    #[default]
+    Json,
+    /// Length-prefixed rows (see the header's `auditlog_query`): what the
+    /// Go binding reads, several times cheaper to decode than JSON.
+    Rows,
+}
+
+/// An answer: JSON text or binary rows.
+pub(crate) enum Answer {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    // Strings are bounded far below 4 GiB (events are at most 1 MiB).
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Rows: u32 count, then per run its strings (u32 length + UTF-8) id,
+/// skill_id, caller_id, channel_id, parent_run_id, inputs (JSON text),
+/// status, output, error; i64 started_at, i64 finished_at (µs; i64::MIN
+/// while running); u8 dry_run; u64 tool_calls, input_tokens,
+/// output_tokens, thinking_tokens; f64 runtime_seconds. Little-endian.
+fn runs_rows(runs: &[Run]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + runs.len() * 200);
+    out.extend_from_slice(&u32::try_from(runs.len()).unwrap_or(u32::MAX).to_le_bytes());
+    for r in runs {
+        for s in [
+            r.id.as_str(),
+            &r.skill_id,
+            &r.caller_id,
+            &r.channel_id,
+            &r.parent_run_id,
+            r.inputs.as_str(),
+            &r.status,
+            &r.output,
+            &r.error,
+        ] {
+            put_str(&mut out, s);
+        }
+        out.extend_from_slice(&r.started_at.to_le_bytes());
+        out.extend_from_slice(&r.finished_at.unwrap_or(i64::MIN).to_le_bytes());
+        out.push(u8::from(r.dry_run));
+        for v in [
+            r.tool_calls,
+            r.input_tokens,
+            r.output_tokens,
+            r.thinking_tokens,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(&r.runtime_seconds.to_le_bytes());
+    }
+    out
+}
+
+fn runs_answer(runs: &[Run], enc: Encoding) -> Answer {
+    match enc {
+        Encoding::Json => Answer::Text(runs_json(runs)),
+        Encoding::Rows => Answer::Bytes(runs_rows(runs)),
+    }
+}
+
 fn runs_json(runs: &[Run]) -> String {
     let mut s = String::with_capacity(2 + runs.len() * 320);
     s.push('[');
@@ -133,22 +202,36 @@ fn not_found(id: &str) -> Failure {
     Failure::new(AuditlogStatus::NotFound, format!("not found: run {id:?}"))
 }
 
-/// Answer one request.
-pub(crate) fn answer(store: &AuditStore, req: Request) -> CallResult<String> {
-    Ok(match req {
-        Request::GetRun { id } => store.get_run(&id)?.ok_or_else(|| not_found(&id))?.to_json(),
-        Request::Logs { id } => logs_json(&store.list_logs(&id)?)?,
+/// Answer one request. `enc` applies to answers made of runs (`get_run`
+/// answers one row).
+pub(crate) fn answer(store: &AuditStore, req: Request, enc: Encoding) -> CallResult<Answer> {
+    let text = |s: String| Ok(Answer::Text(s));
+    match req {
+        Request::GetRun { id } => {
+            let run = store.get_run(&id)?.ok_or_else(|| not_found(&id))?;
+            match enc {
+                Encoding::Json => text(run.to_json()),
+                Encoding::Rows => Ok(Answer::Bytes(runs_rows(std::slice::from_ref(&run)))),
+            }
+        }
+        Request::Logs { id } => text(logs_json(&store.list_logs(&id)?)?),
         Request::List {
             filter,
             limit,
             offset,
-        } => runs_json(&store.list_runs(&filter.into(), Page { limit, offset })?),
-        Request::Count { filter } => format!("{{\"count\":{}}}", store.count_runs(&filter.into())?),
+        } => Ok(runs_answer(
+            &store.list_runs(&filter.into(), Page { limit, offset })?,
+            enc,
+        )),
+        Request::Count { filter } => text(format!(
+            "{{\"count\":{}}}",
+            store.count_runs(&filter.into())?
+        )),
         Request::Children {
             id,
             include_dry_run,
-        } => runs_json(&store.children(&id, include_dry_run)?),
-        Request::Chain { id } => runs_json(&store.parent_chain(&id)?),
+        } => Ok(runs_answer(&store.children(&id, include_dry_run)?, enc)),
+        Request::Chain { id } => Ok(runs_answer(&store.parent_chain(&id)?, enc)),
         Request::LastRun {
             skills,
             include_failed,
@@ -164,15 +247,27 @@ pub(crate) fn answer(store: &AuditStore, req: Request) -> CallResult<String> {
                 .into_iter()
                 .map(|(k, v)| (k, v.map_or(serde_json::Value::Null, |t| instant(t).into())))
                 .collect();
-            serde_json::Value::Object(map).to_string()
+            text(serde_json::Value::Object(map).to_string())
         }
-        Request::FinishedBefore { before, limit } => {
-            runs_json(&store.finished_runs_before(before, limit)?)
-        }
+        Request::FinishedBefore { before, limit } => Ok(runs_answer(
+            &store.finished_runs_before(before, limit)?,
+            enc,
+        )),
         Request::Errors { since, until } => {
             let groups = store.tool_errors(since, until)?;
             let parts: Vec<String> = groups.iter().map(|g| g.to_json()).collect();
-            format!("[{}]", parts.join(","))
+            text(format!("[{}]", parts.join(",")))
         }
-    })
+    }
+}
+
+/// Parse a request: `{"op": ..., keys..., "encoding": "json" | "rows"}`.
+pub(crate) fn parse_request(bytes: &[u8]) -> CallResult<(Request, Encoding)> {
+    let bad = |e: serde_json::Error| Failure::invalid(format!("request: {e}"));
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).map_err(bad)?;
+    let enc = match v.as_object_mut().and_then(|o| o.remove("encoding")) {
+        None => Encoding::default(),
+        Some(e) => serde_json::from_value(e).map_err(bad)?,
+    };
+    Ok((serde_json::from_value(v).map_err(bad)?, enc))
 }

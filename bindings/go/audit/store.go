@@ -285,9 +285,13 @@ func (s *Store) byField(ctx context.Context, op, key, value string, limit, offse
 }
 
 func (s *Store) listBy(ctx context.Context, key, value string, limit, offset int) ([]SkillRun, error) {
-	var rs []auditlog.Run
-	if err := s.byField(ctx, "list", key, value, limit, offset, &rs); err != nil {
-		return nil, err
+	req := map[string]any{"op": "list", "filter": map[string]any{key: value}, "offset": max(offset, 0)}
+	if limit > 0 {
+		req["limit"] = limit
+	}
+	rs, err := s.log.QueryRuns(ctx, req)
+	if err != nil {
+		return nil, mapErr(err)
 	}
 	return toSkillRuns(rs)
 }

@@ -46,6 +46,7 @@ type Log struct {
 	// never exclude each other here.
 	mu     sync.RWMutex
 	handle *C.AuditlogStore
+	waiter *waiter
 }
 
 // Open opens (or creates) the log in folder dir. opts may be nil.
@@ -74,7 +75,7 @@ func Open(dir string, opts *Options) (*Log, error) {
 	if err := cStatus("open", st, msg); err != nil {
 		return nil, err
 	}
-	return &Log{handle: h}, nil
+	return &Log{handle: h, waiter: newWaiter()}, nil
 }
 
 // Close flushes and closes the log. Calls in flight finish first; later
@@ -88,6 +89,8 @@ func (l *Log) Close() error {
 	var msg *C.char
 	st := C.al_close(l.handle, &msg)
 	l.handle = nil
+	// Closing completed every receipt: the waiter drains and ends.
+	l.waiter.stop()
 	return cStatus("close", st, msg)
 }
 
@@ -141,29 +144,22 @@ func (l *Log) Append(ctx context.Context, jsonl []byte, flags AppendFlags) (*Rec
 }
 
 // AppendDurable appends and waits until the events are durable (per the
-// log's durability policy).
+// log's durability policy), or ctx is done (then ctx.Err(); the events may
+// still become durable). Many goroutines calling it at once share group
+// commits.
 func (l *Log) AppendDurable(ctx context.Context, jsonl []byte, flags AppendFlags) (LSNRange, error) {
-	if ctx.Done() != nil {
-		r, err := l.Append(ctx, jsonl, flags)
-		if err != nil {
-			return LSNRange{}, err
-		}
-		defer r.Release()
-		return r.Wait(ctx)
-	}
-	h, err := l.enter(ctx, "append")
+	r, err := l.Append(ctx, jsonl, flags)
 	if err != nil {
 		return LSNRange{}, err
 	}
-	defer l.leave()
-	p, n := bytesPtr(jsonl)
-	var first, last C.uint64_t
-	var msg *C.char
-	st := C.al_append_wait(h, p, n, C.uint32_t(flags), &first, &last, &msg)
-	if err := cStatus("append", st, msg); err != nil {
-		return LSNRange{}, err
+	done := l.waiter.add(r.r)
+	r.r = nil // the waiter releases it
+	select {
+	case res := <-done:
+		return res.lsns, res.err
+	case <-ctx.Done():
+		return LSNRange{}, ctx.Err()
 	}
-	return LSNRange{uint64(first), uint64(last)}, nil
 }
 
 // waitSlice bounds one C wait, so a cancelled context is seen quickly.

@@ -83,6 +83,23 @@ func (f Filter) toJSON() filterJSON {
 	}
 }
 
+// QueryRuns sends a request whose answer is runs (get_run, list, children,
+// chain, finished_before: see the header's auditlog_query) and decodes the
+// answer, asked for as binary rows. The typed methods use it; it is there
+// for what they cannot say (a filter matching "" exactly).
+func (l *Log) QueryRuns(ctx context.Context, req map[string]any) ([]Run, error) {
+	req["encoding"] = "rows"
+	raw, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	answer, err := l.QueryRaw(ctx, raw)
+	if err != nil {
+		return nil, err
+	}
+	return decodeRuns(answer)
+}
+
 func (l *Log) query(ctx context.Context, req any, out any) error {
 	raw, err := json.Marshal(req)
 	if err != nil {
@@ -97,11 +114,14 @@ func (l *Log) query(ctx context.Context, req any, out any) error {
 
 // GetRun returns the run; ErrNotFound if no run of that id is stored.
 func (l *Log) GetRun(ctx context.Context, id string) (*Run, error) {
-	var r Run
-	if err := l.query(ctx, map[string]any{"op": "get_run", "id": id}, &r); err != nil {
+	rs, err := l.QueryRuns(ctx, map[string]any{"op": "get_run", "id": id})
+	if err != nil {
 		return nil, err
 	}
-	return &r, nil
+	if len(rs) != 1 {
+		return nil, &Error{Op: "query", Code: ErrInternal, Message: "get_run answered no run"}
+	}
+	return &rs[0], nil
 }
 
 // Logs returns the run's logs in seq order (empty for an unknown run).
@@ -119,9 +139,7 @@ func (l *Log) List(ctx context.Context, f Filter, limit, offset int) ([]Run, err
 	if limit > 0 {
 		req["limit"] = limit
 	}
-	var out []Run
-	err := l.query(ctx, req, &out)
-	return out, err
+	return l.QueryRuns(ctx, req)
 }
 
 // Count returns how many runs match f.
@@ -133,18 +151,14 @@ func (l *Log) Count(ctx context.Context, f Filter) (int64, error) {
 
 // Children returns the runs whose parent is id.
 func (l *Log) Children(ctx context.Context, id string, includeDryRun bool) ([]Run, error) {
-	var out []Run
-	err := l.query(ctx, map[string]any{"op": "children", "id": id, "include_dry_run": includeDryRun}, &out)
-	return out, err
+	return l.QueryRuns(ctx, map[string]any{"op": "children", "id": id, "include_dry_run": includeDryRun})
 }
 
 // Chain returns the run, its parent, its parent's parent... (stops at a
 // top-level run, a parent not stored, or a repeat). ErrNotFound for an
 // unknown id.
 func (l *Log) Chain(ctx context.Context, id string) ([]Run, error) {
-	var out []Run
-	err := l.query(ctx, map[string]any{"op": "chain", "id": id}, &out)
-	return out, err
+	return l.QueryRuns(ctx, map[string]any{"op": "chain", "id": id})
 }
 
 // LastRun returns, per skill, the latest started_at of a run that counts
@@ -165,9 +179,7 @@ func (l *Log) FinishedBefore(ctx context.Context, t time.Time, limit int) ([]Run
 	if limit > 0 {
 		req["limit"] = limit
 	}
-	var out []Run
-	err := l.query(ctx, req, &out)
-	return out, err
+	return l.QueryRuns(ctx, req)
 }
 
 // ErrorGroup is one group of failing tool calls.
