@@ -11,7 +11,7 @@ use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use auditlog::query::{ErrorGroup, Filter, Page, ERROR_GROUP_IDS};
 use auditlog::view::fold::{Effect, RunStates};
-use auditlog::view::{Run, RunLogEntry};
+use auditlog::view::{is_dry, Run, RunLogEntry};
 use auditlog::{Event, EventData, Json, Micros};
 
 /// The schema, with the indexes the queries use.
@@ -104,6 +104,11 @@ impl Loader {
             let mut log = tx.prepare_cached(
                 "INSERT INTO run_logs (run_id, seq, ts, event_type, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
+            let mut amend_start = tx.prepare_cached(
+                "UPDATE runs SET skill_id = ?2, caller_id = ?3, channel_id = ?4, parent_run_id = ?5, inputs = ?6, dry_run = ?7, started_at = ?8 WHERE id = ?1",
+            )?;
+            let mut unlog =
+                tx.prepare_cached("DELETE FROM run_logs WHERE run_id = ?1 AND seq = ?2")?;
             for ev in events {
                 let effect = self.fold.apply(self.next_lsn, ev);
                 self.next_lsn += 1;
@@ -121,7 +126,19 @@ impl Loader {
                             ev.ts
                         ])?;
                     }
-                    (EventData::RunFinished(f), Effect::Finish) => {
+                    (EventData::RunStarted(s), Effect::AmendStart) => {
+                        amend_start.execute(params![
+                            ev.run_id,
+                            s.skill_id,
+                            s.caller_id,
+                            s.channel_id,
+                            s.parent_run_id,
+                            s.inputs.as_str(),
+                            s.dry_run,
+                            ev.ts
+                        ])?;
+                    }
+                    (EventData::RunFinished(f), Effect::Finish | Effect::AmendFinish) => {
                         finish.execute(params![
                             ev.run_id,
                             ev.ts,
@@ -135,7 +152,10 @@ impl Loader {
                             f.thinking_tokens as i64
                         ])?;
                     }
-                    (EventData::RunLog(l), Effect::Log) => {
+                    (EventData::RunLog(l), Effect::Log | Effect::ReplaceLog) => {
+                        if effect == Effect::ReplaceLog {
+                            unlog.execute(params![ev.run_id, l.seq as i64])?;
+                        }
                         log.execute(params![
                             ev.run_id,
                             l.seq as i64,
@@ -165,6 +185,7 @@ pub fn load_events<'a>(
 
 fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
     let finished_at: Option<i64> = row.get(8)?;
+    let status: String = row.get(9)?;
     Ok(Run {
         id: row.get(0)?,
         skill_id: row.get(1)?,
@@ -172,10 +193,10 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<Run> {
         channel_id: row.get(3)?,
         parent_run_id: row.get(4)?,
         inputs: Json::trusted(row.get(5)?),
-        dry_run: row.get(6)?,
+        dry_run: is_dry(row.get(6)?, &status),
         started_at: row.get(7)?,
         finished_at,
-        status: row.get(9)?,
+        status,
         output: row.get(10)?,
         error: row.get(11)?,
         tool_calls: row.get::<_, i64>(12)? as u64,
@@ -236,7 +257,8 @@ fn where_clause(f: &Filter) -> (String, Vec<rusqlite::types::Value>) {
         args.push(Value::Integer(u));
     }
     if !f.include_dry_run {
-        conds.push("dry_run = 0");
+        // A dry run: its start says so, or its status is dry_run.
+        conds.push("dry_run = 0 AND status != 'dry_run'");
     }
     let w = if conds.is_empty() {
         String::new()
@@ -310,7 +332,7 @@ pub fn last_run(
         sql.push_str(" AND status NOT IN ('error', 'timeout')");
     }
     if !include_dry_run {
-        sql.push_str(" AND dry_run = 0");
+        sql.push_str(" AND dry_run = 0 AND status != 'dry_run'");
     }
     let mut st = conn.prepare_cached(&sql)?;
     skills
@@ -328,7 +350,7 @@ pub fn finished_before(
     let dry = if include_dry_run {
         ""
     } else {
-        " AND dry_run = 0"
+        " AND dry_run = 0 AND status != 'dry_run'"
     };
     let mut st = conn.prepare_cached(&format!(
         "SELECT {RUN_COLS} FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1{dry} ORDER BY started_at DESC, id DESC"
@@ -352,7 +374,7 @@ pub fn errors(
         if include_dry_run {
             ""
         } else {
-            " AND r.dry_run = 0"
+            " AND r.dry_run = 0 AND r.status != 'dry_run'"
         }
     );
     let tool = "COALESCE(json_extract(l.payload, '$.tool'), '')";

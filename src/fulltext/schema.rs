@@ -15,7 +15,7 @@ use tantivy::{DateTime, TantivyDocument, Term};
 use crate::event::time::parse_rfc3339;
 use crate::event::{Event, EventData, Json, Micros, RunStarted};
 use crate::view::fold::{Effect, RunState};
-use crate::view::Run;
+use crate::view::{is_dry, Run, DRY_RUN_STATUS};
 
 /// Most bytes of log-payload text kept per run. Beyond it a run's further
 /// log text is not indexed (its tools and error types still are, up to
@@ -106,6 +106,9 @@ pub struct RunDoc {
     pub event_types: Vec<String>,
     /// A document for this id is committed in the index (replace it).
     pub existed: bool,
+    /// The dry_run flag of the run's counting start (read back from a
+    /// document: its dry_run unless that came from a dry_run status).
+    pub start_dry: bool,
 }
 
 impl RunDoc {
@@ -120,6 +123,7 @@ impl RunDoc {
             error_types: Vec::new(),
             event_types: Vec::new(),
             existed: false,
+            start_dry: false,
         }
     }
 
@@ -127,21 +131,31 @@ impl RunDoc {
     /// run view"): a finish before the start, and later starts and
     /// finishes, change nothing. Returns text bytes added.
     pub fn apply(&mut self, lsn: u64, ev: &Event) -> usize {
-        let effect = self.state.apply(lsn, &ev.data);
+        let effect = self.state.apply(lsn, ev);
         match &ev.data {
             EventData::RunStarted(s) => {
-                if effect != Effect::Start {
-                    return 0;
-                }
-                self.run = Run::started(&ev.run_id, ev.ts, s);
-                self.start_lsn = lsn;
-                s.inputs.as_str().len()
+                let added = match effect {
+                    Effect::Start => {
+                        self.run = Run::started(&ev.run_id, ev.ts, s);
+                        self.start_lsn = lsn;
+                        s.inputs.as_str().len()
+                    }
+                    Effect::AmendStart => {
+                        self.run.amend_start(ev.ts, s);
+                        s.inputs.as_str().len()
+                    }
+                    _ => return 0,
+                };
+                self.start_dry = s.dry_run;
+                self.run.dry_run = is_dry(self.start_dry, &self.run.status);
+                added
             }
             EventData::RunFinished(f) => {
-                if effect != Effect::Finish {
+                if !matches!(effect, Effect::Finish | Effect::AmendFinish) {
                     return 0;
                 }
                 self.run.finish(ev.ts, f);
+                self.run.dry_run = is_dry(self.start_dry, &self.run.status);
                 f.output.len() + f.error.len()
             }
             EventData::RunLog(l) => {
@@ -235,9 +249,14 @@ impl RunDoc {
             start_lsn: started.then_some(start_lsn),
             finished: run.finished_at.is_some(),
         };
+        // Which of dry_run's two causes holds is not stored: a dry_run
+        // status is taken as the cause (a run started dry, finished
+        // dry_run, then amended to another status, reads as not dry here).
+        let start_dry = run.dry_run && run.status != DRY_RUN_STATUS;
         Ok(RunDoc {
             start_lsn,
             state,
+            start_dry,
             logs: text(f.logs).unwrap_or("").to_string(),
             tools: strings(f.tool),
             error_types: strings(f.error_type),

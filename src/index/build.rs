@@ -142,11 +142,12 @@ impl Builder {
         }
         // The one run fold decides, within this image; the query engine
         // applies the same rule across images (`fold::finish_follows`).
-        let effect = self.fold[slot].0.apply(lsn, &ev.data);
+        let effect = self.fold[slot].0.apply(lsn, ev);
         match &ev.data {
             EventData::RunStarted(s) => {
                 if ev.is_replace() {
-                    self.amend_starts.push((id, lsn, off, effect == Effect::Start));
+                    self.amend_starts
+                        .push((id, lsn, off, effect == Effect::Start));
                 }
                 if effect != Effect::Start {
                     if effect == Effect::DuplicateStart {
@@ -182,7 +183,8 @@ impl Builder {
                     self.runs[r].finish = Some(fin.clone());
                 }
                 if ev.is_replace() {
-                    self.amend_finishes.push((id, lsn, off, effect == Effect::Finish));
+                    self.amend_finishes
+                        .push((id, lsn, off, effect == Effect::Finish));
                 }
                 // For a start in an older image (this one's is shadowed, or
                 // there is none here): the first finish of the id here.

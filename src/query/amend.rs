@@ -20,10 +20,7 @@ use super::{Filter, Handle, View};
 use crate::error::Result;
 use crate::event::{Event, EventData, Micros, RunFinished, RunLog, RunStarted};
 use crate::index::{AMEND_FINISH, AMEND_START, F_DRY, NONE};
-use crate::view::{Run, RunLogEntry};
-
-/// The status that makes a run a dry run.
-pub(crate) const DRY_RUN_STATUS: &str = "dry_run";
+use crate::view::{is_dry, Run, RunLogEntry, DRY_RUN_STATUS};
 
 /// A run of a merged answer: from the indexes, or amended.
 #[derive(Clone, Copy)]
@@ -175,12 +172,7 @@ impl<'a> View<'a> {
                 AMEND_START => {
                     let ev = self.event_at(a.seq, a.off)?;
                     if let EventData::RunStarted(s) = &ev.data {
-                        run.skill_id.clone_from(&s.skill_id);
-                        run.caller_id.clone_from(&s.caller_id);
-                        run.channel_id.clone_from(&s.channel_id);
-                        run.parent_run_id.clone_from(&s.parent_run_id);
-                        run.inputs = s.inputs.clone();
-                        run.started_at = ev.ts;
+                        run.amend_start(ev.ts, s);
                         start_dry = s.dry_run;
                     }
                 }
@@ -194,7 +186,7 @@ impl<'a> View<'a> {
                 _ => {}
             }
         }
-        run.dry_run = start_dry || run.status == DRY_RUN_STATUS;
+        run.dry_run = is_dry(start_dry, &run.status);
         Ok((run, start_dry))
     }
 

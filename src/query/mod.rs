@@ -19,8 +19,8 @@ use std::cmp::Ordering;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 pub use crate::index::ProgressFn;
-pub use background::{BackgroundIndexer, IndexOnSeal};
 use amend::{drop_replaced_logs, Item};
+pub use background::{BackgroundIndexer, IndexOnSeal};
 use engine::FinRef;
 pub use engine::{Engine, EngineStats, View};
 

@@ -14,7 +14,15 @@
 //!   ([`Effect::DuplicateFinish`]) is kept in the log and ignored;
 //! - every `run_log` belongs to its run, wherever it sits in the log, once
 //!   the run is started at all; logs of ids that are never started are
-//!   orphans, kept and replayed, ignored by views.
+//!   orphans, kept and replayed, ignored by views;
+//! - an **amending** event (`"replace":true`, docs/queries.md, "Amending
+//!   events") overrides instead of being ignored: a start of a run already
+//!   started replaces its start fields ([`Effect::AmendStart`]), a finish
+//!   of a run already finished replaces its finish ([`Effect::AmendFinish`]),
+//!   and a log hides the run's earlier logs with the same seq
+//!   ([`Effect::ReplaceLog`]). Otherwise it acts as a plain event;
+//! - a run is a dry run if its start says so or its status is `dry_run`
+//!   ([`crate::view::is_dry`]).
 //!
 //! To change what an event does (for example an "amend" event that
 //! replaces a start), change [`RunState::apply`] and nothing else; the
@@ -23,7 +31,7 @@
 use std::collections::HashMap;
 
 use crate::event::{Event, EventData};
-use crate::view::{Run, RunLogEntry};
+use crate::view::{is_dry, Run, RunLogEntry};
 
 /// What the fold remembers of one run id between its events.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,31 +49,50 @@ pub enum Effect {
     Start,
     /// A `run_started` of a run already started: ignored by views.
     DuplicateStart,
+    /// An amending `run_started` of a run already started: its start
+    /// fields (and started_at) replace the run's; the finish stays.
+    AmendStart,
     /// The first `run_finished` after the start: the run is finished.
     Finish,
     /// A `run_finished` of a run already finished: ignored by views.
     DuplicateFinish,
+    /// An amending `run_finished` of a run already finished: it replaces
+    /// the finish (the last one wins).
+    AmendFinish,
     /// A `run_finished` with no start before it in the log: ignored by
     /// views, even if a start comes later.
     FinishBeforeStart,
     /// A `run_log`: part of the run once (if ever) the run is started.
     Log,
+    /// An amending `run_log`: like [`Effect::Log`], and the run's earlier
+    /// logs with the same seq no longer count.
+    ReplaceLog,
 }
 
 impl Effect {
     /// Whether the event changes what views show (a log line changes the
     /// view only of a run that is, or will be, started).
     pub fn counts(self) -> bool {
-        matches!(self, Effect::Start | Effect::Finish | Effect::Log)
+        matches!(
+            self,
+            Effect::Start
+                | Effect::AmendStart
+                | Effect::Finish
+                | Effect::AmendFinish
+                | Effect::Log
+                | Effect::ReplaceLog
+        )
     }
 }
 
 impl RunState {
     /// Fold the event at `lsn` (events of one id must come in LSN order)
     /// and say what it does.
-    pub fn apply(&mut self, lsn: u64, data: &EventData) -> Effect {
-        match data {
+    pub fn apply(&mut self, lsn: u64, ev: &Event) -> Effect {
+        let amending = ev.is_replace();
+        match &ev.data {
             EventData::RunStarted(_) => match self.start_lsn {
+                Some(_) if amending => Effect::AmendStart,
                 Some(_) => Effect::DuplicateStart,
                 None => {
                     self.start_lsn = Some(lsn);
@@ -78,8 +105,12 @@ impl RunState {
                     self.finished = true;
                     Effect::Finish
                 }
+                (Some(start), true) if amending && finish_follows(start, lsn) => {
+                    Effect::AmendFinish
+                }
                 (Some(_), _) => Effect::DuplicateFinish,
             },
+            EventData::RunLog(_) if amending => Effect::ReplaceLog,
             EventData::RunLog(_) => Effect::Log,
         }
     }
@@ -131,20 +162,24 @@ impl RunStates {
             Some(s) => s,
             None => self.states.entry(ev.run_id.clone()).or_default(),
         };
-        let effect = state.apply(lsn, &ev.data);
+        let effect = state.apply(lsn, ev);
         let a = &mut self.anomalies;
         match effect {
             Effect::DuplicateStart => a.duplicate_starts += 1,
             Effect::DuplicateFinish => a.duplicate_finishes += 1,
             Effect::FinishBeforeStart => a.finishes_without_start += 1,
-            Effect::Log if !state.is_started() => {
+            Effect::Log | Effect::ReplaceLog if !state.is_started() => {
                 *self.logs_of_unstarted.entry(ev.run_id.clone()).or_default() += 1;
             }
             Effect::Start => {
                 // Its earlier logs are the run's, not orphans.
                 self.logs_of_unstarted.remove(&ev.run_id);
             }
-            Effect::Log | Effect::Finish => {}
+            Effect::Log
+            | Effect::ReplaceLog
+            | Effect::Finish
+            | Effect::AmendStart
+            | Effect::AmendFinish => {}
         }
         effect
     }
@@ -167,6 +202,8 @@ impl RunStates {
 #[derive(Debug, Clone)]
 struct Folded {
     run: Option<Run>,
+    /// The dry_run flag of the run's (latest counting) start.
+    start_dry: bool,
     /// (seq, lsn, entry): sorted on output.
     logs: Vec<(u64, u64, RunLogEntry)>,
 }
@@ -202,28 +239,44 @@ impl Fold {
             .entry(ev.run_id.clone())
             .or_insert_with(|| Folded {
                 run: None,
+                start_dry: false,
                 logs: Vec::new(),
             });
         match (&ev.data, effect) {
             (EventData::RunStarted(s), Effect::Start) => {
                 slot.run = Some(Run::started(&ev.run_id, ev.ts, s));
+                slot.start_dry = s.dry_run;
             }
-            (EventData::RunFinished(f), Effect::Finish) => {
+            (EventData::RunStarted(s), Effect::AmendStart) => {
+                if let Some(run) = slot.run.as_mut() {
+                    run.amend_start(ev.ts, s);
+                }
+                slot.start_dry = s.dry_run;
+            }
+            (EventData::RunFinished(f), Effect::Finish | Effect::AmendFinish) => {
                 if let Some(run) = slot.run.as_mut() {
                     run.finish(ev.ts, f);
                 }
             }
-            (EventData::RunLog(l), Effect::Log) => slot.logs.push((
-                l.seq,
-                lsn,
-                RunLogEntry {
-                    seq: l.seq,
-                    ts: ev.ts,
-                    event_type: l.event_type.clone(),
-                    payload: l.payload.clone(),
-                },
-            )),
+            (EventData::RunLog(l), Effect::Log | Effect::ReplaceLog) => {
+                if effect == Effect::ReplaceLog {
+                    slot.logs.retain(|(seq, _, _)| *seq != l.seq);
+                }
+                slot.logs.push((
+                    l.seq,
+                    lsn,
+                    RunLogEntry {
+                        seq: l.seq,
+                        ts: ev.ts,
+                        event_type: l.event_type.clone(),
+                        payload: l.payload.clone(),
+                    },
+                ));
+            }
             _ => {}
+        }
+        if let Some(run) = slot.run.as_mut() {
+            run.dry_run = is_dry(slot.start_dry, &run.status);
         }
         effect
     }
@@ -309,6 +362,34 @@ mod tests {
                 orphan_logs: 1,
             }
         );
+    }
+
+    #[test]
+    fn amending_events_override_instead_of_being_ignored() {
+        let evs = [
+            finish("a", 1, "error").with_replace(), // before the start: ignored
+            start("a", 2, "first"),
+            finish("a", 3, "error"),
+            start("a", 4, "second").with_replace(), // upserts the start
+            finish("a", 5, "ok").with_replace(),    // the last finish wins
+            finish("a", 6, "timeout"),              // plain: still ignored
+            log("a", 7, 0),
+            log("a", 8, 0).with_replace(), // hides the seq-0 log before it
+            log("a", 9, 0),                // plain: kept beside it
+            start("b", 10, "new").with_replace(), // no run yet: a start
+            finish("b", 11, "dry_run"),
+        ];
+        let f = Fold::of(&evs);
+        let a = f.run("a").expect("started");
+        assert_eq!((a.skill_id.as_str(), a.started_at), ("second", 4));
+        assert_eq!((a.status.as_str(), a.finished_at), ("ok", Some(5)));
+        let ts: Vec<i64> = f.logs("a").iter().map(|l| l.ts).collect();
+        assert_eq!(ts, [8, 9]);
+        let b = f.run("b").expect("started");
+        assert!(b.dry_run, "a dry_run status makes a dry run");
+        let an = f.anomalies();
+        assert_eq!((an.duplicate_starts, an.duplicate_finishes), (0, 1));
+        assert_eq!(an.finishes_without_start, 1);
     }
 
     #[test]

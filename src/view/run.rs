@@ -37,6 +37,15 @@ pub struct RunLogEntry {
     pub payload: Json,
 }
 
+/// The status that makes a run a dry run (docs/queries.md).
+pub const DRY_RUN_STATUS: &str = "dry_run";
+
+/// A run is a dry run if its (counting) start says `dry_run` or its
+/// status is [`DRY_RUN_STATUS`].
+pub fn is_dry(start_dry: bool, status: &str) -> bool {
+    start_dry || status == DRY_RUN_STATUS
+}
+
 impl Run {
     /// A running run from its start event.
     pub fn started(run_id: &str, ts: Micros, s: &RunStarted) -> Run {
@@ -59,6 +68,17 @@ impl Run {
             output_tokens: 0,
             thinking_tokens: 0,
         }
+    }
+
+    /// Apply an amending start: its fields replace the start's (the
+    /// finish, if any, stays). The caller settles `dry_run` ([`is_dry`]).
+    pub fn amend_start(&mut self, ts: Micros, s: &RunStarted) {
+        self.skill_id.clone_from(&s.skill_id);
+        self.caller_id.clone_from(&s.caller_id);
+        self.channel_id.clone_from(&s.channel_id);
+        self.parent_run_id.clone_from(&s.parent_run_id);
+        self.inputs = s.inputs.clone();
+        self.started_at = ts;
     }
 
     /// Apply the run's (first) finish event.
@@ -88,8 +108,7 @@ impl Run {
         {
             run.finish(*ts, f);
         }
-        // A run whose status is dry_run is a dry run (docs/contract.md).
-        run.dry_run = s.dry_run || run.status == "dry_run";
+        run.dry_run = is_dry(s.dry_run, &run.status);
         Some(run)
     }
 

@@ -7,8 +7,10 @@
 //!
 //! The orders: a finish before its start (two producer threads racing),
 //! duplicate starts and duplicate finishes, logs before the start, orphan
-//! logs and finishes of ids never started, and sub-runs whose parent
-//! starts later in the log.
+//! logs and finishes of ids never started, sub-runs whose parent starts
+//! later in the log, and amending events (`"replace":true`: an upserted
+//! start, an overriding finish, a replaced log; a run made dry by its
+//! status and made ordinary again).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,6 +25,8 @@ use auditlog_loadrun::sqlite_baseline as sql;
 /// 2026-11-23T23:00:00Z: the log crosses midnight UTC.
 const BASE: Micros = 1_795_474_800_000_000;
 const STATUSES: &[&str] = &["ok", "error", "timeout", "cancelled"];
+/// Every status a run of the workload can show.
+const SHOWN: &[&str] = &["ok", "error", "timeout", "cancelled", "dry_run", "running"];
 
 fn start(id: &str, skill: &str, parent: &str, n: usize) -> Event {
     let s = RunStarted {
@@ -55,6 +59,10 @@ fn log(id: &str, seq: u64) -> Event {
         payload: Json::parse(format!("{{\"tool\":\"sh\",\"status\":\"ok\",\"n\":{seq}}}")).unwrap(),
     };
     Event::run_log(id, 0, l)
+}
+
+fn amending(ev: Event) -> Event {
+    ev.with_replace()
 }
 
 /// The events of one run in an adversarial order chosen by `kind`.
@@ -91,6 +99,35 @@ fn run_events(rng: &mut fastrand::Rng, kind: u32, id: &str, parent: &str, n: usi
         }
         // Logs before the start, seqs out of order; never finished.
         3 => vec![log(id, 2), log(id, 0), s, log(id, 1)],
+        // Amended: the start upserted (another skill, caller, parent), the
+        // finish overridden (a plain one after it still ignored), a log
+        // replaced, an amending finish before the start ignored.
+        5 => {
+            let mut again = start(id, "amended", "", n + 1);
+            if let auditlog::EventData::RunStarted(d) = &mut again.data {
+                d.caller_id = "u-amended".into();
+            }
+            vec![
+                amending(finish(id, "error", n)),
+                s,
+                log(id, 0),
+                log(id, 1),
+                finish(id, st(rng), n),
+                amending(again),
+                amending(log(id, 0)),
+                amending(finish(id, st(rng), n + 2)),
+                finish(id, "error", n + 3),
+            ]
+        }
+        // Dry by status, then (sometimes) made ordinary again; an amending
+        // start of a run not yet started is a plain start.
+        6 => {
+            let mut v = vec![amending(s), log(id, 0), finish(id, "dry_run", n)];
+            if rng.bool() {
+                v.push(amending(finish(id, "ok", n + 1)));
+            }
+            v
+        }
         // A dry-run flag flip is not adversarial; keep it plain but
         // with the start's ts far in the past (late arrival).
         _ => {
@@ -117,7 +154,7 @@ fn workload(seed: u64, runs: usize) -> Workload {
         let parent = match rng.u32(..10) {
             0 => {
                 let p = format!("late{n}");
-                let kind = rng.u32(..5);
+                let kind = rng.u32(..7);
                 late_parents.push(run_events(&mut rng, kind, &p, "", n + runs));
                 ids.push(p.clone());
                 p
@@ -125,7 +162,7 @@ fn workload(seed: u64, runs: usize) -> Workload {
             1 | 2 if n > 0 => format!("r{}", rng.usize(..n)),
             _ => String::new(),
         };
-        let kind = rng.u32(..5);
+        let kind = rng.u32(..7);
         lists.push(run_events(&mut rng, kind, &id, &parent, n));
         ids.push(id);
         if rng.u32(..8) == 0 {
@@ -191,7 +228,7 @@ fn check_engine(eng: &mut Engine, db: &rusqlite::Connection, fold: &Fold, w: &Wo
             "sqlite: children {id}"
         );
     }
-    for status in STATUSES.iter().chain(&["running"]) {
+    for status in SHOWN {
         let f = Filter {
             status: Some(status.to_string()),
             include_dry_run: true,
@@ -218,6 +255,19 @@ fn check_engine(eng: &mut Engine, db: &rusqlite::Connection, fold: &Fold, w: &Wo
         sql::list_runs(db, &all, Page::all()).unwrap(),
         "every run, in list order"
     );
+    // Dry runs (by their start or by their status) left out.
+    let plain = Filter::default();
+    let listed = eng.list(&plain, Page::all()).unwrap();
+    assert_eq!(
+        listed.len(),
+        fold.runs().filter(|r| !r.dry_run).count(),
+        "engine: runs without dry runs"
+    );
+    assert_eq!(
+        listed,
+        sql::list_runs(db, &plain, Page::all()).unwrap(),
+        "runs without dry runs, in list order"
+    );
 }
 
 fn check_search(ft: &FullText, fold: &Fold, w: &Workload) {
@@ -229,7 +279,7 @@ fn check_search(ft: &FullText, fold: &Fold, w: &Workload) {
         let want: Vec<&Run> = fold.run(id).into_iter().collect();
         assert_eq!(got, want, "search: run {id}");
     }
-    for status in STATUSES.iter().chain(&["running"]) {
+    for status in SHOWN {
         let f = Filters {
             status: Some(status.to_string()),
             ..Filters::default()
@@ -287,6 +337,11 @@ fn every_consumer_folds_adversarial_orders_alike() {
     let a = fold.anomalies();
     assert!(a.duplicate_starts > 0 && a.duplicate_finishes > 0);
     assert!(a.finishes_without_start > 0 && a.orphan_logs > 0);
+    assert!(
+        fold.runs().any(|r| r.skill_id == "amended"),
+        "amending starts folded"
+    );
+    assert!(fold.runs().any(|r| r.status == "dry_run" && r.dry_run));
 
     let mut db = sql::open(None).unwrap();
     sql::load_events(&mut db, &stored).unwrap();
