@@ -22,6 +22,9 @@ const (
 	ErrUnsupported     Code = 11
 	ErrPanic           Code = 12
 	ErrInternal        Code = 13
+	// A write failed and was cut back; the log carries on. The events of
+	// that call were not stored: retrying is safe.
+	ErrWriteRolledBack Code = 14
 )
 
 var codeNames = map[Code]string{
@@ -38,6 +41,7 @@ var codeNames = map[Code]string{
 	ErrUnsupported:     "unsupported format version",
 	ErrPanic:           "internal panic",
 	ErrInternal:        "internal error",
+	ErrWriteRolledBack: "write rolled back (retry)",
 }
 
 func (c Code) Error() string {
