@@ -1,8 +1,8 @@
 // Package audit is the agent runtime's audit store interface (Storage,
 // over skill_runs and skill_run_logs) and an implementation of it on
 // auditlog (Store). Swapping the runtime's SQLite store for auditlog is
-// one line: `var s audit.Storage = audit.Open(dir, nil)` in place of the
-// SQLite constructor. The semantics are the SQLite store's, expressed as
+// one line: `store, err := audit.Open(dir, nil)` in place of the SQLite
+// store's constructor (*Store satisfies Storage; close it with Close). The semantics are the SQLite store's, expressed as
 // events that every auditlog reader folds the same way (see README.md and
 // docs/contract.md, "Amending events").
 package audit
@@ -130,6 +130,4 @@ type Storage interface {
 	// counts (running, ok, cancelled...; error and timeout only with
 	// includeFailed; never dry runs). Skills without one are absent.
 	LastRunBySkills(ctx context.Context, skillIDs []string, includeFailed bool) (map[string]time.Time, error)
-	// Close releases the store.
-	Close() error
 }
