@@ -13,6 +13,7 @@ use auditlog::event::json::{parse_event, write_event};
 use auditlog::event::time::{parse_instant, to_rfc3339};
 use auditlog::query::IndexOnSeal;
 use auditlog::RedactionPolicy;
+use auditlog::{AuditStore, StoreConfig};
 use auditlog::{Config, Digest, EncodedBatch, Event, Log, LogReader, Micros, ReplayRange};
 use std::sync::Arc;
 
@@ -96,12 +97,14 @@ pub(crate) fn open_reader(ctx: &Ctx) -> Result<LogReader, CliError> {
     Ok(LogReader::open(&ctx.dir()?)?)
 }
 
-fn open_writer(dir: &Path) -> Result<Log, CliError> {
-    open_writer_with(Config::new(dir))
-}
-
 fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
     let log = Log::open(cfg)?;
+    report_recovery(&log);
+    Ok(log)
+}
+
+/// Say on stderr what opening for writing repaired.
+fn report_recovery(log: &Log) {
     let r = log.recovery();
     if r.truncated_bytes > 0 {
         eprintln!(
@@ -115,7 +118,6 @@ fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
     for name in &r.removed_leftovers {
         eprintln!("auditlog: finished an interrupted retention: removed {name}");
     }
-    Ok(log)
 }
 
 /// Where ingest reads from: a named file, or stdin (kept in a temporary
@@ -711,9 +713,13 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
     if !dir.exists() {
         return Err(auditlog::Error::NoLog(dir).into());
     }
-    let log = open_writer(&dir)?;
-    let r = log.retain(cutoff)?;
-    log.close()?;
+    // Through the store: runs still running (or finishing after the
+    // cutoff) whose start is in a dropped segment are carried forward
+    // first (docs/queries.md, "Retention").
+    let store = AuditStore::open(StoreConfig::new(&dir).create(false))?;
+    report_recovery(store.log());
+    let r = store.retain(cutoff)?;
+    store.close()?;
     let mut s = String::from("{\"cutoff\":\"");
     s.push_str(&to_rfc3339(cutoff));
     s.push_str("\",\"dropped_segments\":[");

@@ -254,3 +254,31 @@ fn calls_from_many_threads_at_once() {
     );
     assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
 }
+
+#[test]
+fn rows_answers_are_length_prefixed_bytes_freed_by_auditlog_free() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let ev = r#"{"kind":"run_started","run_id":"r\u0000x","ts":7,"skill_id":"k"}"#;
+    assert_eq!(append(s, ev, 0), AuditlogStatus::Ok);
+    let req = r#"{"op":"list","filter":{"skill":"k"},"encoding":"rows"}"#;
+    let mut out: *mut c_char = ptr::null_mut();
+    let mut len = 0usize;
+    let st = auditlog_query(s, req.as_ptr(), req.len(), &mut out, &mut len);
+    assert_eq!(st, AuditlogStatus::Ok);
+    // SAFETY: `len` bytes the library handed out (they hold a NUL).
+    let b = unsafe { std::slice::from_raw_parts(out.cast::<u8>(), len) }.to_vec();
+    auditlog_free(out);
+    assert_eq!(
+        u32::from_le_bytes(b[0..4].try_into().unwrap()),
+        1,
+        "one run"
+    );
+    assert_eq!(u32::from_le_bytes(b[4..8].try_into().unwrap()), 3);
+    assert_eq!(&b[8..11], b"r\0x");
+    let bad = r#"{"op":"list","encoding":"xml"}"#;
+    let st = auditlog_query(s, bad.as_ptr(), bad.len(), &mut out, &mut len);
+    assert_eq!(st, AuditlogStatus::InvalidArgument);
+    assert!(last_error().contains("xml"), "{}", last_error());
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+}

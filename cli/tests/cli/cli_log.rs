@@ -174,12 +174,16 @@ fn verify_retain_and_stats() {
     assert_eq!(r["dropped_events"], 2);
     assert_eq!(r["first_kept_lsn"], 2);
     assert_eq!(r["dropped_segments"].as_array().unwrap().len(), 2);
+    // d0 and d1 were still running: carried forward (appended again, with
+    // their own times) before their segments went.
     let s = &json_lines(&run(&dir, &["stats"]))[0];
-    assert_eq!(s["events"], 2);
+    assert_eq!(s["events"], 4);
     assert_eq!(s["first_lsn"], 2);
-    assert_eq!(s["head_lsn"], 4);
+    assert_eq!(s["head_lsn"], 6);
     assert_eq!(s["dropped_events"], 2);
-    assert_eq!(s["oldest_ts"], "2026-11-25T00:00:00.000000Z");
+    assert_eq!(s["oldest_ts"], "2026-11-23T00:00:00.000000Z");
+    let runs = json_lines(&run(&dir, &["runs"]));
+    assert_eq!(runs.len(), 4, "no running run lost: {runs:?}");
     // The head digest is unchanged by retention, so it still verifies.
     assert!(run(&dir, &["verify", "--expect", &digest]).status.success());
     let gone = run(&dir, &["verify", "--expect", &"0".repeat(63)]);
