@@ -498,8 +498,17 @@ impl AuditStore {
             .ok_or_else(|| Error::NotFound(format!("run {id:?}")))
     }
     /// Finished runs (dry runs too) with finished_at before `before`,
-    /// newest start first, at most `limit`.
-    pub fn finished_runs_before(&self, before: Micros, limit: Option<usize>) -> Result<Vec<Run>> {
+    /// newest start first.
+    pub fn finished_runs_before(&self, before: Micros) -> Result<Vec<Run>> {
+        self.finished_runs_before_limit(before, None)
+    }
+    /// [`AuditStore::finished_runs_before`], at most `limit` runs (the
+    /// merge stops there).
+    pub fn finished_runs_before_limit(
+        &self,
+        before: Micros,
+        limit: Option<usize>,
+    ) -> Result<Vec<Run>> {
         self.engine().finished_before(before, true, limit)
     }
     pub fn last_run_per_skill(

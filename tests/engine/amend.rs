@@ -113,7 +113,7 @@ fn check_amended(store: &AuditStore) {
         [("k".to_string(), Some(D0 + 60))],
         "e is no longer dry; d is"
     );
-    let before = store.finished_runs_before(D0 + 31, Some(1)).unwrap();
+    let before = store.finished_runs_before_limit(D0 + 31, Some(1)).unwrap();
     assert_eq!(before.len(), 1);
     assert_eq!(before[0].id, "a", "newest start first");
 }

@@ -336,10 +336,7 @@ fn store_guard_notfound_allowlist_fire_and_forget() {
         .last_run_per_skill(&["web".into(), "none".into()], false)
         .unwrap();
     assert!(last[0].1.is_some() && last[1].1.is_none());
-    assert_eq!(
-        store.finished_runs_before(Micros::MAX, None).unwrap().len(),
-        2
-    );
+    assert_eq!(store.finished_runs_before(Micros::MAX).unwrap().len(), 2);
 
     // Finishing an unknown run is a typed NotFound, and nothing is written.
     let before = store.counters().appended;

@@ -250,7 +250,7 @@ pub(crate) fn answer(store: &AuditStore, req: Request, enc: Encoding) -> CallRes
             text(serde_json::Value::Object(map).to_string())
         }
         Request::FinishedBefore { before, limit } => Ok(runs_answer(
-            &store.finished_runs_before(before, limit)?,
+            &store.finished_runs_before_limit(before, limit)?,
             enc,
         )),
         Request::Errors { since, until } => {

@@ -175,7 +175,9 @@ def test_retain(log_dir: Path) -> None:
         assert [x["events"] for x in rep["dropped_segments"]] == [1]
         assert rep["dropped_events"] == 1 and rep["first_kept_lsn"] == 1
         assert rep["cutoff"] == datetime(2026, 11, 24, 8, 0, tzinfo=timezone.utc)
-        assert s.get_run("d-0") is None and s.get_run("d-1") is not None
+        # d-0 is still running: retention carries it forward, never drops
+        # its start (docs/queries.md, "Retention"; issue 14).
+        assert s.get_run("d-0") is not None and s.get_run("d-1") is not None
         assert s.stats()["segments"] == before - 1
         assert s.stats()["dropped_events"] == 1
         assert s.retain(older_than=timedelta(days=365 * 100))["dropped_events"] == 0
