@@ -7,6 +7,7 @@
 #   tests/run-all.sh          everything
 #   tests/run-all.sh rust     only the Rust workspace
 #   tests/run-all.sh python   only the Python binding (bindings/python/test.sh)
+#   tests/run-all.sh node     only the Node binding (bindings/node/test.sh)
 #
 # A part's own script can be run alone too (see its folder's README).
 set -euo pipefail
@@ -24,4 +25,9 @@ fi
 if [[ $only == all || $only == python ]]; then
   step "Python binding: build into a virtualenv (maturin develop), pytest, mypy"
   bindings/python/test.sh
+fi
+
+if [[ $only == all || $only == node ]]; then
+  step "Node binding: build the addon (dev profile), type-check, node --test (bindings/node/test.sh)"
+  bindings/node/test.sh
 fi
