@@ -150,7 +150,7 @@ fn start_search(shared: &Shared, store: &AuditStore) -> napi::Result<()> {
 fn start_search(_shared: &Shared, _store: &AuditStore) -> napi::Result<()> {
     Err(errors::coded(
         Code::Search,
-        "this build of @auditlog/node has no full-text search (build it with `npm run build -- --features search`)",
+        "this build of @auditlog/node has no full-text search (build it with `npm run build:search`)",
     ))
 }
 

@@ -185,7 +185,7 @@ impl Task for SearchTask {
                 let _ = (&self.query, &self.filter_json, self.limit, self.fresh);
                 Err(errors::coded(
                     Code::Search,
-                    "this build of @auditlog/node has no full-text search (build it with `npm run build -- --features search`)",
+                    "this build of @auditlog/node has no full-text search (build it with `npm run build:search`)",
                 ))
             }
         })

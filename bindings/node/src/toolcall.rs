@@ -25,7 +25,10 @@
 //! keep-only guarantee: no `content`, `stdout`, `stderr` or `body`).
 
 use auditlog::{AuditStore, Event, Filter, Json, Micros, Page, Run, RunFinished, RunStarted};
-use serde_json::Value;
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
 
 use crate::engine_gaps::{json_f64, json_string};
 
@@ -256,48 +259,64 @@ pub fn to_events(
     Ok((id, events))
 }
 
-/// The row a run stores, as JSON (`created_at` in ms since the epoch, a
-/// fraction for the µs), or `None` for a run that is not a row.
+/// The row fields a run's `inputs` holds, borrowed from its JSON text
+/// (no allocation per value; unknown keys skipped).
+#[derive(Deserialize)]
+struct StoredInputs<'a> {
+    #[serde(borrow)]
+    table: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    tool_name: Option<&'a RawValue>,
+    #[serde(borrow)]
+    args_summary: Option<&'a RawValue>,
+    #[serde(borrow)]
+    duration_ms: Option<&'a RawValue>,
+    #[serde(borrow)]
+    exit_code: Option<&'a RawValue>,
+    #[serde(borrow)]
+    http_status: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result_truncated: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result_bytes: Option<&'a RawValue>,
+}
+
+/// The row a run stores, as JSON (`created_at` in µs since the epoch), or
+/// `false` (nothing written) for a run that is not a row.
 pub fn row_json(run: &Run, out: &mut String) -> bool {
-    let Ok(Value::Object(inputs)) = serde_json::from_str::<Value>(run.inputs.as_str()) else {
+    let Ok(inputs) = serde_json::from_str::<StoredInputs<'_>>(run.inputs.as_str()) else {
         return false;
     };
-    if inputs.get("table").and_then(Value::as_str) != Some(TABLE) {
+    if inputs.table.as_deref() != Some(TABLE) {
         return false;
     }
-    let field = |key: &str| inputs.get(key).map_or("null".to_string(), Value::to_string);
+    let raw = |out: &mut String, key: &str, v: Option<&RawValue>| {
+        out.push_str(",\"");
+        out.push_str(key);
+        out.push_str("\":");
+        out.push_str(v.map_or("null", RawValue::get));
+    };
     out.push_str("{\"id\":");
     json_string(&run.id, out);
     out.push_str(",\"session_id\":");
     json_string(&run.channel_id, out);
     out.push_str(",\"engine\":");
     json_string(&run.caller_id, out);
-    for key in [
-        "tool_name",
-        "args_summary",
-        "duration_ms",
-        "exit_code",
-        "http_status",
-    ] {
-        out.push_str(",\"");
-        out.push_str(key);
-        out.push_str("\":");
-        out.push_str(&field(key));
-    }
+    raw(out, "tool_name", inputs.tool_name);
+    raw(out, "args_summary", inputs.args_summary);
+    raw(out, "duration_ms", inputs.duration_ms);
+    raw(out, "exit_code", inputs.exit_code);
+    raw(out, "http_status", inputs.http_status);
     out.push_str(",\"error\":");
     if run.status == "error" {
         json_string(&run.error, out);
     } else {
         out.push_str("null");
     }
-    for key in ["result_truncated", "result_bytes"] {
-        out.push_str(",\"");
-        out.push_str(key);
-        out.push_str("\":");
-        out.push_str(&field(key));
-    }
+    raw(out, "result_truncated", inputs.result_truncated);
+    raw(out, "result_bytes", inputs.result_bytes);
     out.push_str(",\"created_at\":");
-    json_f64(run.started_at as f64 / 1000.0, out);
+    out.push_str(&run.started_at.to_string());
     out.push('}');
     true
 }
@@ -535,13 +554,13 @@ mod tests {
         };
         let mut out = String::new();
         assert!(row_json(&run, &mut out));
-        let v: Value = serde_json::from_str(&out).unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
         let want = serde_json::json!({
             "id": "c-1", "session_id": "s-1", "engine": "ollama",
             "tool_name": "web_search", "args_summary": "GET example.org [redacted]",
             "duration_ms": 12.5, "exit_code": -1, "http_status": 502,
             "error": "bad gateway", "result_truncated": true, "result_bytes": 0,
-            "created_at": 1_763_884_800_000.123
+            "created_at": 1_763_884_800_000_123i64
         });
         assert_eq!(v, want);
         run.inputs = Json::empty_object();

@@ -5,10 +5,16 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
+/** @type {string[]} */
+const made = [];
+process.on('exit', () => {
+  for (const dir of made) fs.rmSync(dir, { recursive: true, force: true });
+});
+
 /** A fresh, empty folder removed when the process exits. */
 function tempDir(name = 'auditlog-node-') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), name));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  made.push(dir);
   return dir;
 }
 

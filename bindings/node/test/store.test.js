@@ -202,10 +202,13 @@ test('stats, verify and a corrupted segment', async () => {
   await assert.rejects(store.verify({ expect: 'zz' }), InvalidArgumentError);
 
   const first = fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0] ?? '';
-  const file = path.join(dir, first);
-  const bytes = fs.readFileSync(file);
-  bytes[5000] = (bytes[5000] ?? 0) ^ 0xff;
-  fs.writeFileSync(file, bytes);
+  // Flip one byte in place (never truncate a file the store has mapped).
+  const fd = fs.openSync(path.join(dir, first), 'r+');
+  const byte = Buffer.alloc(1);
+  fs.readSync(fd, byte, 0, 1, 5000);
+  byte[0] = (byte[0] ?? 0) ^ 0xff;
+  fs.writeSync(fd, byte, 0, 1, 5000);
+  fs.closeSync(fd);
   await assert.rejects(store.verify(), (e) => e instanceof CorruptError && e.code === 'AUDITLOG_CORRUPT' && e.message.includes(first) && /offset/.test(e.message));
   store.close();
 });

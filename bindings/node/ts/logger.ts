@@ -113,9 +113,11 @@ function flag(row: ToolCallRow): boolean | null {
   throw invalidArgument('tool_call_log row: field `result_truncated`: expected a boolean, 0 or 1');
 }
 
+/** Rows from the addon's JSON (`created_at` in µs), made `Date`s in place. */
 function reviveCalls(json: string): ToolCall[] {
-  const rows = JSON.parse(json) as (Omit<ToolCall, 'created_at'> & { created_at: number })[];
-  return rows.map((r) => ({ ...r, created_at: fromMicros(Math.round(r.created_at * 1000)) }));
+  const rows = JSON.parse(json) as { created_at: number | Date }[];
+  for (const r of rows) r.created_at = fromMicros(r.created_at as number);
+  return rows as ToolCall[];
 }
 
 /**
