@@ -10,7 +10,7 @@
 //! joined) before Node tears the environment down.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,13 +33,32 @@ pub struct Shared {
     closed: AtomicBool,
     pub dir: PathBuf,
     /// The head LSN when the store opened: with the events appended since
-    /// (the log's `appended` counter), the head a query must see.
+    /// (the log's `appended` counter), the head a query must see...
     opened_head: u64,
+    /// ...less the events given up on: appended but never committed (a
+    /// block write that failed and was cut back), so that later queries
+    /// do not wait for them again.
+    given_up: AtomicU64,
+    /// Longest a query waits for them ([`COMMIT_WAIT`]).
+    commit_wait: Duration,
     #[cfg(feature = "search")]
     pub search: std::sync::Mutex<Option<auditlog::fulltext::Indexer>>,
 }
 
 impl Shared {
+    pub fn new(store: AuditStore, dir: PathBuf, commit_wait: Duration) -> Shared {
+        Shared {
+            opened_head: store.log().head().next_lsn,
+            given_up: AtomicU64::new(0),
+            commit_wait,
+            store: RwLock::new(Some(store)),
+            closed: AtomicBool::new(false),
+            dir,
+            #[cfg(feature = "search")]
+            search: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Run `f` on the open store; `AUDITLOG_CLOSED` once closed.
     pub fn with<T>(&self, f: impl FnOnce(&AuditStore) -> napi::Result<T>) -> napi::Result<T> {
         let guard = self.store.read().unwrap_or_else(|p| p.into_inner());
@@ -56,9 +75,14 @@ impl Shared {
     pub fn query<T>(&self, f: impl FnOnce(&AuditStore) -> napi::Result<T>) -> napi::Result<T> {
         self.with(|s| {
             let log = s.log();
-            let target = self.opened_head + log.counters().appended;
+            let given_up = self.given_up.load(Ordering::Relaxed);
+            let target = (self.opened_head + log.counters().appended).saturating_sub(given_up);
             if log.head().next_lsn < target && log.failed().is_none() {
-                let _ = log.reader().wait_beyond(target - 1, COMMIT_WAIT);
+                let _ = log.reader().wait_beyond(target - 1, self.commit_wait);
+                let head = log.head().next_lsn;
+                if head < target {
+                    self.given_up.fetch_add(target - head, Ordering::Relaxed);
+                }
             }
             f(s)
         })
@@ -69,7 +93,7 @@ impl Shared {
     }
 
     /// Stop search, flush and close the log. Idempotent.
-    fn close(&self) -> auditlog::Result<()> {
+    pub fn close(&self) -> auditlog::Result<()> {
         self.closed.store(true, Ordering::Release);
         #[cfg(feature = "search")]
         {
@@ -113,18 +137,10 @@ pub fn open(env: Env, dir: String, options_json: String) -> napi::Result<NativeS
     let opts = OpenOptions::parse(&options_json)?;
     let cfg = opts.store_config(&dir)?;
     let store = AuditStore::open(cfg).map_err(errors::engine)?;
-    let shared = Arc::new(Shared {
-        #[cfg(feature = "search")]
-        search: std::sync::Mutex::new(None),
-        store: RwLock::new(None),
-        closed: AtomicBool::new(false),
-        dir: PathBuf::from(&dir),
-        opened_head: store.log().head().next_lsn,
-    });
+    let shared = Arc::new(Shared::new(store, PathBuf::from(&dir), COMMIT_WAIT));
     if opts.search {
-        start_search(&shared, &store)?;
+        start_search(&shared)?;
     }
-    *shared.store.write().unwrap_or_else(|p| p.into_inner()) = Some(store);
     let weak = Arc::downgrade(&shared);
     let cleanup = env.add_env_cleanup_hook(weak, |weak| {
         if let Some(shared) = weak.upgrade() {
@@ -140,14 +156,16 @@ pub fn open(env: Env, dir: String, options_json: String) -> napi::Result<NativeS
 }
 
 #[cfg(feature = "search")]
-fn start_search(shared: &Shared, store: &AuditStore) -> napi::Result<()> {
-    let ix = crate::search::start(store)?;
+fn start_search(shared: &Shared) -> napi::Result<()> {
+    let ix = shared.with(crate::search::start)?;
     *shared.search.lock().unwrap_or_else(|p| p.into_inner()) = Some(ix);
     Ok(())
 }
 
 #[cfg(not(feature = "search"))]
-fn start_search(_shared: &Shared, _store: &AuditStore) -> napi::Result<()> {
+fn start_search(shared: &Shared) -> napi::Result<()> {
+    // Closed here: the caller drops the store with this error.
+    let _ = shared.close();
     Err(errors::coded(
         Code::Search,
         "this build of @auditlog/node has no full-text search (build it with `npm run build:search`)",
@@ -473,5 +491,74 @@ impl NativeStore {
             env.remove_env_cleanup_hook(hook)?;
         }
         self.shared.close().map_err(errors::engine)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Instant;
+
+    use auditlog::io::{Fault, FaultInjector, IoOp, WriterIo};
+    use auditlog::{Event, RunStarted, StoreConfig};
+
+    use super::*;
+
+    /// Fails the first segment write after it is armed with ENOSPC (the
+    /// writer cuts the block back and carries on).
+    #[derive(Debug, Default)]
+    struct FailOneWrite {
+        armed: AtomicBool,
+    }
+
+    impl FaultInjector for FailOneWrite {
+        fn check(&self, op: IoOp, path: &Path) -> Option<Fault> {
+            let seg = path.extension().is_some_and(|e| e == "seg");
+            (matches!(op, IoOp::Write(_)) && seg && self.armed.swap(false, Ordering::SeqCst))
+                .then(|| Fault::Fail(std::io::Error::from_raw_os_error(28)))
+        }
+    }
+
+    fn append(shared: &Shared, id: &str) {
+        let ev = Event::run_started(id, 1_000, RunStarted::default());
+        let r = shared.with(|s| s.log().append(&ev).map_err(errors::engine));
+        assert!(r.is_ok(), "append {id}");
+    }
+
+    fn visible(shared: &Shared, id: &str) -> bool {
+        let r = shared.query(|s| s.get_run(id).map_err(errors::engine));
+        matches!(r, Ok(Some(_)))
+    }
+
+    #[test]
+    fn queries_read_their_own_writes_and_give_up_on_a_lost_block_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let faults = Arc::new(FailOneWrite::default());
+        let mut cfg = StoreConfig::new(dir.path());
+        cfg.log.io = WriterIo {
+            faults: Some(faults.clone()),
+        };
+        let store = AuditStore::open(cfg).unwrap_or_else(|e| panic!("open: {e}"));
+        let wait = Duration::from_millis(300);
+        let shared = Shared::new(store, dir.path().to_path_buf(), wait);
+        append(&shared, "a0");
+        assert!(visible(&shared, "a0"), "a query sees the append before it");
+
+        faults.armed.store(true, Ordering::SeqCst);
+        append(&shared, "lost");
+        let t = Instant::now();
+        assert!(
+            !visible(&shared, "lost"),
+            "the cut-back block is not stored"
+        );
+        assert!(t.elapsed() >= wait, "the first query waited for it");
+        let t = Instant::now();
+        assert!(!visible(&shared, "lost"));
+        assert!(t.elapsed() < wait, "later queries do not wait again");
+
+        append(&shared, "b");
+        assert!(visible(&shared, "b"), "the log carries on");
+        assert!(shared.close().is_ok());
+        assert!(shared.with(|_| Ok(())).is_err(), "closed");
     }
 }

@@ -169,7 +169,8 @@ impl Task for SearchTask {
 
     fn compute(&mut self) -> napi::Result<String> {
         guarded("search", || {
-            self.shared.with(|_| Ok(()))?;
+            // What this store appended is committed, so `fresh` waits for it.
+            self.shared.query(|_| Ok(()))?;
             #[cfg(feature = "search")]
             {
                 crate::search::run(
