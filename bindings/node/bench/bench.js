@@ -27,6 +27,12 @@ const { performance } = require('node:perf_hooks');
 
 const Database = require('better-sqlite3');
 const { AuditLogger } = require('..');
+const { buildProfile } = require('../native');
+
+if (buildProfile() !== 'release' && !process.argv.includes('--allow-debug')) {
+  console.error('the addon is a debug build: run `npm run build` in bindings/node first (or pass --allow-debug)');
+  process.exit(2);
+}
 
 // ---------------------------------------------------------------- options
 
@@ -164,18 +170,21 @@ async function insertRates() {
       const { created_at: _c, id: _id, ...row } = makeRow(i, r);
       return row; // as a gateway records it: id and created_at generated
     });
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     for (const row of rows) logger.record(row);
     const queued = performance.now();
     await logger.flush();
     const durable = performance.now();
+    const used = process.cpuUsage(c0);
     logger.close();
     results.push({
       system: 'auditlog: record() per row, one await flush() (fdatasync per group commit)',
       rows: INSERT_ROWS,
       seconds: (durable - t0) / 1000,
       rate: INSERT_ROWS / ((durable - t0) / 1000),
-      note: `record() alone: ${fmt(INSERT_ROWS / ((queued - t0) / 1000))} rows/s`,
+      note: `record() calls alone: ${fmt(INSERT_ROWS / ((queued - t0) / 1000))} rows/s`,
+      cpuUs: (used.user + used.system) / INSERT_ROWS,
       durable: true,
     });
   }
@@ -188,6 +197,7 @@ async function insertRates() {
     const insert = db.prepare(INSERT);
     const r = rng(1);
     const deadline = performance.now() + SQLITE_SECONDS * 1000;
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     let n = 0;
     while (n < INSERT_ROWS && (n % 64 !== 0 || performance.now() < deadline)) {
@@ -196,6 +206,7 @@ async function insertRates() {
       n++;
     }
     const s = (performance.now() - t0) / 1000;
+    const used = process.cpuUsage(c0);
     db.close();
     results.push({
       system: `better-sqlite3: INSERT per row, journal_mode=${journal}, synchronous=${sync}`,
@@ -203,6 +214,7 @@ async function insertRates() {
       seconds: s,
       rate: n / s,
       note: durable ? 'each commit synced' : 'commits not synced (WAL NORMAL)',
+      cpuUs: (used.user + used.system) / n,
       durable,
     });
   }
@@ -316,22 +328,27 @@ function queryShapes(logger, db) {
     }
     /** @type {Record<string, number[]>} */
     const times = { auditlog: [], sqlite: [] };
+    /** CPU time (user + system, all threads of the process), ms. @type {Record<string, number>} */
+    const cpu = { auditlog: 0, sqlite: 0 };
     let rows = 0;
-    for (const p of params) {
+    params.forEach((p, i) => {
       // Alternate which side goes first so neither always gets a warm cache.
-      for (const side of rows % 2 === 0 ? ['auditlog', 'sqlite'] : ['sqlite', 'auditlog']) {
+      for (const side of i % 2 === 0 ? ['auditlog', 'sqlite'] : ['sqlite', 'auditlog']) {
+        const c = process.cpuUsage();
         const t = performance.now();
         const got = shape[/** @type {'auditlog' | 'sqlite'} */ (side)](p);
         times[side]?.push(performance.now() - t);
+        const used = process.cpuUsage(c);
+        cpu[side] = (cpu[side] ?? 0) + (used.user + used.system) / 1000;
         if (side === 'auditlog') rows += got.length;
       }
-    }
+    });
     out.push({
       shape: name,
       what: shape.what,
       avgRows: rows / params.length,
-      auditlog: { median: quantile(times.auditlog ?? [], 0.5), p95: quantile(times.auditlog ?? [], 0.95) },
-      sqlite: { median: quantile(times.sqlite ?? [], 0.5), p95: quantile(times.sqlite ?? [], 0.95) },
+      auditlog: { median: quantile(times.auditlog ?? [], 0.5), p95: quantile(times.auditlog ?? [], 0.95), cpu: (cpu.auditlog ?? 0) / params.length },
+      sqlite: { median: quantile(times.sqlite ?? [], 0.5), p95: quantile(times.sqlite ?? [], 0.95), cpu: (cpu.sqlite ?? 0) / params.length },
       plan: plans[name],
     });
   }
@@ -342,25 +359,33 @@ function queryShapes(logger, db) {
 
 async function main() {
   console.error(`rows ${ROWS}, insert rows ${INSERT_ROWS}, folder ${ROOT}`);
+  console.log(`node ${process.version}, better-sqlite3 ${require('better-sqlite3/package.json').version} (SQLite ${new Database(':memory:').prepare('select sqlite_version() v').pluck().get()}), load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   const inserts = await insertRates();
   const durableSql = inserts.find((x) => x.system.includes('WAL, synchronous=FULL'));
   console.log(`\n## Insert rate, one row per call (${INSERT_ROWS} rows; SQLite at most ${SQLITE_SECONDS} s)\n`);
-  console.log('| system | rows | seconds | rows/s | durable per row | note |');
-  console.log('|---|---:|---:|---:|---|---|');
+  console.log('| system | rows | seconds | rows/s | CPU µs/row | durable | note |');
+  console.log('|---|---:|---:|---:|---:|---|---|');
   for (const x of inserts) {
-    console.log(`| ${x.system} | ${fmt(x.rows)} | ${x.seconds.toFixed(2)} | ${fmt(x.rate)} | ${x.durable ? 'yes' : 'no'} | ${x.note} |`);
+    console.log(`| ${x.system} | ${fmt(x.rows)} | ${x.seconds.toFixed(2)} | ${fmt(x.rate)} | ${x.cpuUs.toFixed(1)} | ${x.durable ? 'yes' : 'no'} | ${x.note} |`);
   }
   const audit = inserts[0];
-  if (audit && durableSql) console.log(`\nauditlog / better-sqlite3 (WAL, FULL): ${(audit.rate / durableSql.rate).toFixed(1)}x`);
+  if (audit && durableSql) console.log(`\nDurable rows/s, auditlog / better-sqlite3 (WAL, FULL): ${(audit.rate / durableSql.rate).toFixed(1)}x`);
+  const walNormal = inserts.find((x) => x.system.includes('WAL, synchronous=NORMAL'));
+  if (audit && walNormal) console.log(`Rows/s, auditlog (durable) / better-sqlite3 (WAL, NORMAL, not synced): ${(audit.rate / walNormal.rate).toFixed(1)}x`);
 
   const { logger, db, auditMs, sqlMs } = await loadBoth();
   console.log(`\n## Queries at ${fmt(ROWS)} rows (${QUERIES} each, same parameters)\n`);
   console.log(`Load: auditlog record() per row + flush ${(auditMs / 1000).toFixed(1)} s (${fmt(ROWS / (auditMs / 1000))} rows/s); SQLite batched transactions (WAL, NORMAL) + ANALYZE ${(sqlMs / 1000).toFixed(1)} s.\n`);
-  console.log('| query | rows | auditlog median ms | auditlog p95 ms | better-sqlite3 median ms | better-sqlite3 p95 ms | SQLite plan |');
-  console.log('|---|---:|---:|---:|---:|---:|---|');
-  for (const q of queryShapes(logger, db)) {
-    console.log(`| ${q.what} | ${q.avgRows.toFixed(0)} | ${q.auditlog.median.toFixed(3)} | ${q.auditlog.p95.toFixed(3)} | ${q.sqlite.median.toFixed(3)} | ${q.sqlite.p95.toFixed(3)} | ${q.plan} |`);
+  console.log('| query | rows | auditlog median ms | p95 | CPU ms/query | better-sqlite3 median ms | p95 | CPU ms/query | median ratio (SQLite / auditlog) |');
+  console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const shapes = queryShapes(logger, db);
+  for (const q of shapes) {
+    const a = q.auditlog;
+    const b = q.sqlite;
+    console.log(`| ${q.what} | ${q.avgRows.toFixed(0)} | ${a.median.toFixed(3)} | ${a.p95.toFixed(3)} | ${a.cpu.toFixed(3)} | ${b.median.toFixed(3)} | ${b.p95.toFixed(3)} | ${b.cpu.toFixed(3)} | ${(b.median / a.median).toFixed(2)}x |`);
   }
+  console.log('\nSQLite plans:');
+  for (const q of shapes) console.log(`- ${q.what}: ${q.plan}`);
   const stats = await logger.store.stats({ anomalies: false });
   console.log(`\nauditlog folder: ${stats.segments} segments, ${fmt(stats.bytes / 1e6)} MB; SQLite file: ${fmt(fs.statSync(path.join(ROOT, 'query.db')).size / 1e6)} MB`);
   logger.close();

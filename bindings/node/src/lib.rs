@@ -45,6 +45,17 @@ pub fn has_search() -> bool {
     cfg!(feature = "search")
 }
 
+/// `"release"` or `"debug"`: how this addon was compiled (benchmarks
+/// refuse a debug build).
+#[napi]
+pub fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
 /// Parse an instant as the engine does (integer µs since the epoch, or
 /// RFC 3339 with any offset) into µs; for instants given as strings.
 #[napi]
