@@ -71,7 +71,7 @@ impl ReplayCursor {
         until: Option<Micros>,
         from_lsn: Option<u64>,
     ) -> napi::Result<ReplayCursor> {
-        let reader = shared.query(|s| Ok(s.log().reader()))?;
+        let reader = shared.query(|s| Ok(s.reader()))?;
         let range = ReplayRange {
             from_lsn,
             since,
@@ -154,7 +154,7 @@ pub struct TailCursor {
 
 impl TailCursor {
     pub fn new(shared: Arc<Shared>, last: u64, follow: bool) -> napi::Result<TailCursor> {
-        let reader = shared.query(|s| Ok(s.log().reader()))?;
+        let reader = shared.query(|s| Ok(s.reader()))?;
         let head = reader.head().next_lsn;
         let next = head.saturating_sub(last).max(reader.first_lsn());
         Ok(TailCursor {

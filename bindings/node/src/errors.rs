@@ -29,6 +29,9 @@ pub enum Code {
     QueueFull,
     /// The store (or log) is closed.
     Closed,
+    /// A block write failed and was cut back: those events are not
+    /// stored, the log carries on; append them again.
+    WriteRolledBack,
     /// The writer stopped after an I/O failure; reopen the store.
     WriterFailed,
     /// A named run does not exist.
@@ -51,6 +54,7 @@ impl Code {
             Code::InvalidArgument => "AUDITLOG_INVALID_ARGUMENT",
             Code::QueueFull => "AUDITLOG_QUEUE_FULL",
             Code::Closed => "AUDITLOG_CLOSED",
+            Code::WriteRolledBack => "AUDITLOG_WRITE_ROLLED_BACK",
             Code::WriterFailed => "AUDITLOG_WRITER_FAILED",
             Code::NotFound => "AUDITLOG_NOT_FOUND",
             Code::Search => "AUDITLOG_SEARCH",
@@ -66,9 +70,8 @@ pub fn coded(code: Code, message: impl AsRef<str>) -> napi::Error {
 
 /// The code of an engine error.
 pub fn code_of(e: &Error) -> Code {
-    // The engine's error enum may grow (it is meant to become
-    // non-exhaustive): new variants are reported as internal until mapped.
-    #[allow(unreachable_patterns)]
+    // The engine's error enum is non-exhaustive: a variant added later is
+    // reported as internal until it is mapped here.
     match e {
         Error::Io { .. } => Code::Io,
         Error::NoLog(_) => Code::NoLog,
@@ -82,7 +85,8 @@ pub fn code_of(e: &Error) -> Code {
         Error::Closed => Code::Closed,
         Error::WriterFailed(_) => Code::WriterFailed,
         Error::NotFound(_) => Code::NotFound,
-        Error::InvalidArgument(_) => Code::InvalidArgument,
+        Error::InvalidArgument(_) | Error::BatchTooLarge { .. } => Code::InvalidArgument,
+        Error::WriteRolledBack(_) => Code::WriteRolledBack,
         _ => Code::Internal,
     }
 }

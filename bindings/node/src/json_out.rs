@@ -5,7 +5,8 @@
 
 use auditlog::{ErrorGroup, Event, Run, RunLogEntry};
 
-use crate::engine_gaps;
+use auditlog::event::json::{json_string, write_event};
+use auditlog::event::time::format_rfc3339;
 
 /// `[a,b,...]` from items each written by `write`.
 pub fn array<T>(items: &[T], mut write: impl FnMut(&T, &mut String)) -> String {
@@ -42,9 +43,9 @@ pub fn log_entry(l: &RunLogEntry, out: &mut String) {
     out.push_str("{\"seq\":");
     out.push_str(&l.seq.to_string());
     out.push_str(",\"ts\":\"");
-    out.push_str(&auditlog::event::time::to_rfc3339(l.ts));
+    format_rfc3339(l.ts, out);
     out.push_str("\",\"event_type\":");
-    engine_gaps::json_string(&l.event_type, out);
+    json_string(&l.event_type, out);
     out.push_str(",\"payload\":");
     out.push_str(l.payload.as_str());
     out.push('}');
@@ -65,7 +66,7 @@ pub fn event(lsn: u64, ev: &Event, out: &mut String) {
     out.push_str(&ev.ts.to_string());
     out.push(',');
     let start = out.len();
-    engine_gaps::write_event(ev, lsn, out);
+    write_event(ev, Some(lsn), out);
     // The writer opens its own object; ours already is: drop its brace.
     debug_assert_eq!(out.as_bytes().get(start), Some(&b'{'));
     out.remove(start);

@@ -20,7 +20,6 @@
 #![cfg_attr(test, allow(dead_code))]
 
 mod cursor;
-mod engine_gaps;
 mod errors;
 mod json_out;
 mod options;
@@ -60,7 +59,7 @@ pub fn build_profile() -> &'static str {
 /// RFC 3339 with any offset) into µs; for instants given as strings.
 #[napi]
 pub fn parse_instant(text: String) -> napi::Result<f64> {
-    engine_gaps::parse_instant(&text)
+    auditlog::event::time::parse_instant(&text)
         .map(|us| us as f64)
         .map_err(|reason| {
             errors::coded(

@@ -93,6 +93,17 @@ impl OpenOptions {
         if let Some(skills) = &self.allow_skills {
             cfg.allow_skills = Some(skills.iter().cloned().collect::<HashSet<_>>());
         }
+        if self.search {
+            #[cfg(feature = "search")]
+            {
+                cfg.search = Some(auditlog::fulltext::FullTextOptions::default());
+            }
+            #[cfg(not(feature = "search"))]
+            return Err(errors::coded(
+                errors::Code::Search,
+                "this build of @auditlog/node has no full-text search (build it with `npm run build:search`)",
+            ));
+        }
         Ok(cfg)
     }
 }

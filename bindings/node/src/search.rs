@@ -1,29 +1,24 @@
-//! Full-text search (the `search` cargo feature): the engine's tantivy
-//! index of runs, kept by an indexer thread that follows the store's log
-//! and stops with the store.
+//! Full-text search (the `search` cargo feature): the store's tantivy index
+//! of runs, kept by the engine's indexer thread (`StoreConfig::search`).
 
 use std::time::Duration;
 
-use auditlog::fulltext::{FullText, FullTextOptions, Indexer};
+use auditlog::fulltext::{Filters, FullTextError};
 use auditlog::AuditStore;
 use serde::Deserialize;
 
 use crate::errors::{self, Code};
 use crate::options::micros;
-use crate::store::Shared;
 
 /// How long a `fresh` search waits for the index to catch up.
 pub const FRESH_WAIT: Duration = Duration::from_secs(10);
 
-fn search_error(e: impl std::fmt::Display) -> napi::Error {
-    errors::coded(Code::Search, e.to_string())
-}
-
-/// Open (or rebuild) the index of the store's log and start its indexer.
-pub fn start(store: &AuditStore) -> napi::Result<Indexer> {
-    let opts = FullTextOptions::default();
-    let ft = FullText::open_for(&store.log().reader(), &opts).map_err(search_error)?;
-    ft.spawn_indexer(store.log().reader()).map_err(search_error)
+/// A full-text failure for JavaScript: the log's own errors keep their code.
+fn search_error(e: FullTextError) -> napi::Error {
+    match e {
+        FullTextError::Log(e) => errors::engine(e),
+        other => errors::coded(Code::Search, other.to_string()),
+    }
 }
 
 /// Search filters, instants in µs.
@@ -40,7 +35,7 @@ struct SearchFilter {
 
 /// Hits (run view plus `score` and `snippet`) as a JSON array.
 pub fn run(
-    shared: &Shared,
+    store: &AuditStore,
     query: &str,
     filter_json: &str,
     limit: usize,
@@ -48,7 +43,7 @@ pub fn run(
 ) -> napi::Result<String> {
     let f: SearchFilter = serde_json::from_str(filter_json)
         .map_err(|e| errors::invalid(format!("search options: {e}")))?;
-    let filters = auditlog::fulltext::Filters {
+    let filters = Filters {
         skill: f.skill,
         caller: f.caller,
         channel: f.channel,
@@ -56,18 +51,11 @@ pub fn run(
         since: micros("since", f.since)?,
         until: micros("until", f.until)?,
     };
-    let mut guard = shared.search.lock().unwrap_or_else(|p| p.into_inner());
-    let Some(ix) = guard.as_mut() else {
-        return Err(errors::coded(
-            Code::Search,
-            "search is not running: open the store with { search: true }",
-        ));
-    };
     if fresh {
         // Best effort: past the wait, answer from what is indexed.
-        ix.wait_caught_up(FRESH_WAIT);
+        store.wait_searchable(FRESH_WAIT).map_err(search_error)?;
     }
-    let hits = ix.search(query, &filters, limit).map_err(search_error)?;
+    let hits = store.search(query, &filters, limit).map_err(search_error)?;
     Ok(crate::json_out::array(&hits, |h, out| {
         out.push_str(&h.to_json())
     }))

@@ -21,10 +21,11 @@ use napi_derive::napi;
 
 use crate::cursor::{ReplayCursor, TailCursor};
 use crate::errors::{self, Code};
+use crate::json_out;
 use crate::options::{micros, FilterOptions, OpenOptions};
 use crate::tasks::{FlushTask, RetainTask, StatsTask, VerifyTask};
 use crate::toolcall::{self, CallQuery, Shape, ToolCallRow};
-use crate::{engine_gaps, json_out};
+use auditlog::event::json::{json_string, parse_event};
 
 /// What the JavaScript object and its async work share.
 pub struct Shared {
@@ -41,8 +42,6 @@ pub struct Shared {
     given_up: AtomicU64,
     /// Longest a query waits for them ([`COMMIT_WAIT`]).
     commit_wait: Duration,
-    #[cfg(feature = "search")]
-    pub search: std::sync::Mutex<Option<auditlog::fulltext::Indexer>>,
 }
 
 impl Shared {
@@ -54,8 +53,6 @@ impl Shared {
             store: RwLock::new(Some(store)),
             closed: AtomicBool::new(false),
             dir,
-            #[cfg(feature = "search")]
-            search: std::sync::Mutex::new(None),
         }
     }
 
@@ -92,16 +89,10 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// Stop search, flush and close the log. Idempotent.
+    /// Stop the store's threads (search commits what it folded), flush
+    /// and close the log. Idempotent.
     pub fn close(&self) -> auditlog::Result<()> {
         self.closed.store(true, Ordering::Release);
-        #[cfg(feature = "search")]
-        {
-            let ix = self.search.lock().unwrap_or_else(|p| p.into_inner()).take();
-            if let Some(ix) = ix {
-                ix.stop();
-            }
-        }
         let store = self.store.write().unwrap_or_else(|p| p.into_inner()).take();
         match store {
             Some(s) => s.close(),
@@ -138,9 +129,6 @@ pub fn open(env: Env, dir: String, options_json: String) -> napi::Result<NativeS
     let cfg = opts.store_config(&dir)?;
     let store = AuditStore::open(cfg).map_err(errors::engine)?;
     let shared = Arc::new(Shared::new(store, PathBuf::from(&dir), COMMIT_WAIT));
-    if opts.search {
-        start_search(&shared)?;
-    }
     let weak = Arc::downgrade(&shared);
     let cleanup = env.add_env_cleanup_hook(weak, |weak| {
         if let Some(shared) = weak.upgrade() {
@@ -155,23 +143,6 @@ pub fn open(env: Env, dir: String, options_json: String) -> napi::Result<NativeS
     })
 }
 
-#[cfg(feature = "search")]
-fn start_search(shared: &Shared) -> napi::Result<()> {
-    let ix = shared.with(crate::search::start)?;
-    *shared.search.lock().unwrap_or_else(|p| p.into_inner()) = Some(ix);
-    Ok(())
-}
-
-#[cfg(not(feature = "search"))]
-fn start_search(shared: &Shared) -> napi::Result<()> {
-    // Closed here: the caller drops the store with this error.
-    let _ = shared.close();
-    Err(errors::coded(
-        Code::Search,
-        "this build of @auditlog/node has no full-text search (build it with `npm run build:search`)",
-    ))
-}
-
 /// Parse a batch of events, one JSON object per line; the error names the
 /// line (0-based index) and the field.
 fn parse_events(jsonl: &str) -> napi::Result<Vec<auditlog::Event>> {
@@ -180,7 +151,7 @@ fn parse_events(jsonl: &str) -> napi::Result<Vec<auditlog::Event>> {
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, l)| {
-            engine_gaps::parse_event(l.as_bytes())
+            parse_event(l.as_bytes())
                 .map_err(|e| errors::coded(Code::InvalidEvent, format!("event {i}: {e}")))
         })
         .collect()
@@ -206,13 +177,11 @@ impl NativeStore {
     /// Append one event (its contract JSON). Returns once it is queued.
     #[napi(catch_unwind)]
     pub fn append(&self, json: String) -> napi::Result<()> {
-        let ev = engine_gaps::parse_event(json.as_bytes())
+        let ev = parse_event(json.as_bytes())
             .map_err(|e| errors::coded(Code::InvalidEvent, format!("event: {e}")))?;
         self.shared.with(|s| {
-            let receipt = s.log().append(&ev).map_err(errors::engine)?;
             // Durability is awaited through flush(), not per event.
-            drop(receipt);
-            Ok(())
+            s.append(&ev).map_err(errors::engine).map(drop)
         })
     }
 
@@ -221,8 +190,7 @@ impl NativeStore {
     pub fn append_batch(&self, jsonl: String) -> napi::Result<u32> {
         let events = parse_events(&jsonl)?;
         self.shared.with(|s| {
-            let receipt = s.log().append_batch(&events).map_err(errors::engine)?;
-            drop(receipt);
+            s.append_batch(&events).map_err(errors::engine)?;
             Ok(u32::try_from(events.len()).unwrap_or(u32::MAX))
         })
     }
@@ -263,8 +231,7 @@ impl NativeStore {
         let (id, events) = toolcall::to_events(row, now_micros(), new_id)
             .map_err(|e| errors::coded(Code::InvalidEvent, e.to_string()))?;
         self.shared.with(|s| {
-            let receipt = s.log().append_batch(&events).map_err(errors::engine)?;
-            drop(receipt);
+            s.append_batch(&events).map_err(errors::engine)?;
             Ok(id)
         })
     }
@@ -376,7 +343,7 @@ impl NativeStore {
                 .map_err(errors::engine)?;
             Ok(json_out::array(&got, |(skill, t), out| {
                 out.push('[');
-                engine_gaps::json_string(skill, out);
+                json_string(skill, out);
                 out.push(',');
                 out.push_str(&t.map_or("null".to_string(), |t| t.to_string()));
                 out.push(']');
@@ -410,8 +377,8 @@ impl NativeStore {
         self.shared.with(|s| {
             let c = s.counters();
             Ok(format!(
-                "{{\"appended\":{},\"dropped\":{},\"rejected\":{},\"durableLsn\":{},\"queueDepth\":{},\"skipped\":{},\"failures\":{}}}",
-                c.appended, c.dropped, c.rejected, c.durable_lsn, c.queue_depth, c.skipped, c.failures
+                "{{\"appended\":{},\"dropped\":{},\"rejected\":{},\"durableLsn\":{},\"queueDepth\":{},\"queueBytes\":{},\"skipped\":{},\"failures\":{}}}",
+                c.appended, c.dropped, c.rejected, c.durable_lsn, c.queue_depth, c.queue_bytes, c.skipped, c.failures
             ))
         })
     }
@@ -499,7 +466,7 @@ mod tests {
     use std::path::Path;
     use std::time::Instant;
 
-    use auditlog::io::{Fault, FaultInjector, IoOp, WriterIo};
+    use auditlog::internals::io::{Fault, FaultInjector, IoOp, WriterIo};
     use auditlog::{Event, RunStarted, StoreConfig};
 
     use super::*;

@@ -11,9 +11,10 @@ use auditlog::Digest;
 use napi::{Env, Task};
 
 use crate::errors::{self, Code};
+use crate::json_out;
 use crate::options::micros;
 use crate::store::Shared;
-use crate::{engine_gaps, json_out};
+use auditlog::event::json::json_string;
 
 /// Run `f`, turning a panic into an `AUDITLOG_INTERNAL` error.
 pub fn guarded<T>(what: &str, f: impl FnOnce() -> napi::Result<T>) -> napi::Result<T> {
@@ -65,8 +66,32 @@ impl Task for StatsTask {
         guarded("stats", || {
             // A reader is a snapshot handle: the store's lock is not held
             // while the log is replayed, so close() need not wait for it.
-            let reader = self.shared.query(|s| Ok(s.log().reader()))?;
-            engine_gaps::stats_json(&reader, self.anomalies).map_err(errors::engine)
+            let reader = self.shared.query(|s| Ok(s.reader()))?;
+            let st = reader.stats().map_err(errors::engine)?;
+            let instant = |t: Option<i64>| t.map_or("null".to_string(), |t| t.to_string());
+            let mut out = format!(
+                "{{\"segments\":{},\"sealedSegments\":{},\"events\":{},\"bytes\":{},\"firstLsn\":{},\"headLsn\":{},\"headDigest\":\"{}\",\"oldestUs\":{},\"newestUs\":{},\"droppedSegments\":{},\"droppedEvents\":{}",
+                st.segments,
+                st.sealed_segments,
+                st.events,
+                st.bytes,
+                st.first_lsn,
+                st.head_lsn,
+                st.head_digest,
+                instant(st.oldest_ts),
+                instant(st.newest_ts),
+                st.dropped_segments,
+                st.dropped_events,
+            );
+            if self.anomalies {
+                let a = reader.anomalies(|_| {}).map_err(errors::engine)?;
+                out.push_str(&format!(
+                    ",\"anomalies\":{{\"duplicateRunStarted\":{},\"duplicateRunFinished\":{},\"orphanLogs\":{},\"finishesWithoutStart\":{}}}",
+                    a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
+                ));
+            }
+            out.push('}');
+            Ok(out)
         })
     }
 
@@ -132,7 +157,7 @@ impl Task for RetainTask {
                 .with(|s| s.purge_older_than(cutoff).map_err(errors::engine))?;
             let dropped = json_out::array(&r.dropped, |d, out| {
                 out.push_str("{\"name\":");
-                engine_gaps::json_string(&d.name, out);
+                json_string(&d.name, out);
                 out.push_str(&format!(
                     ",\"firstLsn\":{},\"count\":{},\"oldestUs\":{},\"newestUs\":{},\"bytes\":{}}}",
                     d.first_lsn, d.count, d.min_ts, d.max_ts, d.bytes
@@ -169,20 +194,15 @@ impl Task for SearchTask {
 
     fn compute(&mut self) -> napi::Result<String> {
         guarded("search", || {
-            // What this store appended is committed, so `fresh` waits for it.
-            self.shared.query(|_| Ok(()))?;
             #[cfg(feature = "search")]
             {
-                crate::search::run(
-                    &self.shared,
-                    &self.query,
-                    &self.filter_json,
-                    self.limit,
-                    self.fresh,
-                )
+                self.shared.query(|s| {
+                    crate::search::run(s, &self.query, &self.filter_json, self.limit, self.fresh)
+                })
             }
             #[cfg(not(feature = "search"))]
             {
+                self.shared.with(|_| Ok(()))?;
                 let _ = (&self.query, &self.filter_json, self.limit, self.fresh);
                 Err(errors::coded(
                     Code::Search,

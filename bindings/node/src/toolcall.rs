@@ -30,7 +30,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::engine_gaps::{json_f64, json_string};
+use auditlog::event::json::{json_f64, json_string};
 
 /// `inputs.table` of every row's run: tells rows from other runs.
 pub const TABLE: &str = "tool_call_log";

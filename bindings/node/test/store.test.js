@@ -17,6 +17,7 @@ const {
   LockedError,
   NoLogError,
   NotFoundError,
+  QueueFullError,
   SearchError,
   hasSearch,
   open,
@@ -117,6 +118,33 @@ test('a bad event is refused with the field named; a bad batch stores nothing', 
   assert.equal(store.counters().appended, 0);
   assert.equal(store.run('ok'), null);
   store.close();
+});
+
+test('a full queue fails fast (retryable) or drops and counts, as asked', async () => {
+  const event = (/** @type {number} */ i) => ({ kind: /** @type {const} */ ('run_log'), run_id: 'r', seq: i, payload: 'x'.repeat(512) });
+  const failing = open(logDir(), { create: true, queueCapacity: 1, onFull: 'fail' });
+  let refused = null;
+  for (let i = 0; i < 200_000 && refused === null; i++) {
+    try {
+      failing.append(event(i));
+    } catch (e) {
+      refused = e;
+    }
+  }
+  assert.ok(refused instanceof QueueFullError, 'the queue filled up');
+  assert.equal(refused.code, 'AUDITLOG_QUEUE_FULL');
+  assert.equal(refused.retryable, true);
+  await failing.flush();
+  assert.ok(failing.counters().rejected >= 1);
+  failing.close();
+
+  const dropping = open(logDir(), { create: true, queueCapacity: 1, onFull: 'drop' });
+  for (let i = 0; i < 200_000 && dropping.counters().dropped === 0; i++) dropping.append(event(i));
+  await dropping.flush();
+  const c = dropping.counters();
+  assert.ok(c.dropped >= 1, 'drops are counted');
+  assert.equal((await dropping.stats({ anomalies: false })).events, c.appended, 'every event not dropped is stored');
+  dropping.close();
 });
 
 test('replay is an async iterator over the log, with ranges and exact instants', async () => {

@@ -19,10 +19,14 @@ export type ErrorCode =
   | 'AUDITLOG_INVALID_ARGUMENT'
   | 'AUDITLOG_QUEUE_FULL'
   | 'AUDITLOG_CLOSED'
+  | 'AUDITLOG_WRITE_ROLLED_BACK'
   | 'AUDITLOG_WRITER_FAILED'
   | 'AUDITLOG_NOT_FOUND'
   | 'AUDITLOG_SEARCH'
   | 'AUDITLOG_INTERNAL';
+
+/** Codes of failures worth retrying: nothing was stored, nothing harmed. */
+const RETRYABLE: ReadonlySet<ErrorCode> = new Set(['AUDITLOG_QUEUE_FULL', 'AUDITLOG_WRITE_ROLLED_BACK']);
 
 /** The base class of every error the store raises. */
 export class AuditLogError extends Error {
@@ -32,6 +36,11 @@ export class AuditLogError extends Error {
     super(message, options);
     this.name = new.target.name;
     this.code = code;
+  }
+
+  /** True when the same call may succeed later (a full queue, a write that was cut back cleanly). */
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
   }
 }
 
@@ -51,6 +60,8 @@ export class InvalidArgumentError extends AuditLogError {}
 export class QueueFullError extends AuditLogError {}
 /** The store (or logger) is closed. */
 export class ClosedError extends AuditLogError {}
+/** A block write failed and was cut back: those events are not stored, the log carries on; append them again. */
+export class WriteRolledBackError extends AuditLogError {}
 /** The writer stopped after an I/O failure: reopen the store. */
 export class WriterFailedError extends AuditLogError {}
 /** A named run does not exist. */
@@ -72,6 +83,7 @@ const CLASSES: Record<ErrorCode, ErrorClass> = {
   AUDITLOG_INVALID_ARGUMENT: InvalidArgumentError,
   AUDITLOG_QUEUE_FULL: QueueFullError,
   AUDITLOG_CLOSED: ClosedError,
+  AUDITLOG_WRITE_ROLLED_BACK: WriteRolledBackError,
   AUDITLOG_WRITER_FAILED: WriterFailedError,
   AUDITLOG_NOT_FOUND: NotFoundError,
   AUDITLOG_SEARCH: SearchError,

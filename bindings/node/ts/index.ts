@@ -25,6 +25,7 @@ export {
   NotFoundError,
   QueueFullError,
   SearchError,
+  WriteRolledBackError,
   WriterFailedError,
 } from './errors';
 export type { ErrorCode } from './errors';

@@ -160,6 +160,8 @@ export interface Counters {
   /** One past the last durable event's LSN. */
   durableLsn: number;
   queueDepth: number;
+  /** Bytes waiting in the ingest queue. */
+  queueBytes: number;
   skipped: number;
   failures: number;
 }
