@@ -37,6 +37,15 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
     Ok(ev)
 }
 
+/// The strict decoder every reader and `verify` use (docs/format.md, "What
+/// a reader accepts"): the encoding consumed whole, then every rule the
+/// writer enforced on the way in.
+pub fn decode_stored(bytes: &[u8]) -> Result<Event, String> {
+    let ev = decode_event(bytes)?;
+    crate::event::json::check_stored(&ev).map_err(|e| e.to_string())?;
+    Ok(ev)
+}
+
 /// The timestamp of an encoded event, without decoding the rest. Relies on
 /// `run_id` and `ts` being the first two fields of [`Event`].
 pub fn peek_ts(bytes: &[u8]) -> Result<crate::event::Micros, String> {

@@ -62,9 +62,11 @@
 //! The on-disk format is described byte by byte in docs/format.md; the
 //! design, with a picture of these modules, in docs/design.md.
 
+mod blocks;
 mod chain;
 mod codec;
 mod config;
+mod derived;
 mod error;
 pub mod event;
 mod frame;
@@ -82,7 +84,9 @@ mod priority;
 pub mod query;
 mod reader;
 mod receipt;
+mod recovery;
 mod redact;
+mod repair;
 mod retention;
 mod segment;
 mod shared;
@@ -95,6 +99,7 @@ mod writer;
 pub use chain::Digest;
 pub use config::{Config, Durability, FullPolicy, RetainHook, SealHook};
 pub use error::{Error, EventError, Result};
+pub use event::system;
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
 pub use layout::{Head, RecoveryReport, SegmentMeta};
 pub use log::{Counters, EncodedBatch, Log};
@@ -102,10 +107,11 @@ pub use query::{Engine as QueryEngine, ErrorGroup, Filter, Page};
 pub use reader::{Follower, LogReader, Replay, ReplayRange};
 pub use receipt::{LsnRange, Receipt};
 pub use redact::{Action, RedactionPolicy};
+pub use repair::{repair, RepairReport};
 pub use retention::{DroppedSegment, RetentionReport};
 pub use stats::Stats;
 pub use store::{AuditStore, RunGuard, StoreConfig, StoreCounters};
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_with, VerifyOptions, VerifyReport};
 pub use view::{Anomalies, Run, RunLogEntry};
 
 /// Not API: the engine's internals, for its own integration tests, fuzz
@@ -113,6 +119,9 @@ pub use view::{Anomalies, Run, RunLogEntry};
 /// on purpose. Nothing here is stable; gateways use the crate root.
 #[doc(hidden)]
 pub mod internals {
+    pub mod blocks {
+        pub use crate::blocks::*;
+    }
     pub mod chain {
         pub use crate::chain::*;
     }
@@ -139,5 +148,8 @@ pub mod internals {
     }
     pub mod limits {
         pub use crate::limits::*;
+    }
+    pub mod recovery {
+        pub use crate::recovery::*;
     }
 }

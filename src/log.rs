@@ -12,12 +12,15 @@ use crate::codec;
 use crate::config::{Config, FullPolicy};
 use crate::error::{Error, Result};
 use crate::event::json::validate_event;
+use crate::event::system::{Cut, SystemRecord};
 use crate::event::Event;
 use crate::frame::{self, FRAME_HEADER, MAX_FRAME_BODY, REC_EVENT};
 use crate::layout::{self, Head, Mode, RecoveryReport};
 use crate::lock::WriterLock;
+use crate::manifest::Manifest;
 use crate::reader::LogReader;
 use crate::receipt::{LsnRange, Receipt, Slot};
+use crate::recovery;
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 use crate::shared::Shared;
@@ -47,7 +50,10 @@ pub struct Log {
 }
 
 impl Log {
-    /// Open (or create) the log in `config.dir` for writing.
+    /// Open (or create) the log in `config.dir` for writing. A torn tail
+    /// of the active segment is cut into `quarantine/` and the cut recorded;
+    /// a cut, repair or retention a crash interrupted is finished; any
+    /// other damage is refused (docs/integrity.md).
     pub fn open(config: Config) -> Result<Log> {
         config.check()?;
         let dir = config.dir.clone();
@@ -56,16 +62,22 @@ impl Log {
         if fresh {
             manifest.store(&dir)?;
         }
-        let mode = Mode::Write {
-            torn_tail_limit: config.torn_tail_limit(),
-        };
-        let lay = layout::discover(&dir, manifest, mode)?;
-        if lay.manifest_changed {
-            lay.manifest.store(&dir)?;
-        }
+        let (lay, cut) = Self::recover(&dir, manifest)?;
         let head = Head::of(&lay.manifest, &lay.segments);
         let shared = Arc::new(Shared::new(config, lay.segments.clone(), head));
-        let writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
+        let pending = lay.manifest.pending.clone();
+        let mut recovery = lay.recovery;
+        recovery.cut = cut;
+        let mut writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
+        if let Some(record) = pending {
+            if recovery.cut.is_none() {
+                recovery.finished_pending = Some(record.name().to_string());
+            }
+            match record {
+                SystemRecord::Retention(_) => writer.finish_pending_retention(record)?,
+                _ => writer.record_cut(record)?,
+            }
+        }
         let (tx, rx) = crossbeam_channel::bounded(shared.config.queue_capacity);
         let handle = std::thread::Builder::new()
             .name("auditlog-writer".into())
@@ -75,9 +87,39 @@ impl Log {
             shared,
             tx: Some(tx),
             writer: Some(handle),
-            recovery: lay.recovery,
+            recovery,
             _lock: lock,
         })
+    }
+
+    /// Read the layout, finishing the file steps of a pending cut and
+    /// cutting a torn tail (into quarantine/, with a pending record the
+    /// writer then appends). The cut made here, if any.
+    fn recover(dir: &Path, manifest: Manifest) -> Result<(layout::Layout, Option<Cut>)> {
+        if let Some(cut) = manifest.pending.as_ref().and_then(|p| p.cut()) {
+            recovery::apply_cut_files(dir, cut)?;
+        }
+        let mut lay = layout::discover(dir, manifest, Mode::Write)?;
+        let Some(tail) = lay.tail.take() else {
+            if lay.manifest_changed {
+                lay.manifest.store(dir)?;
+            }
+            return Ok((lay, None));
+        };
+        let bytes = std::fs::read(&tail.path)
+            .map_err(|e| Error::io(format!("reading {}", tail.path.display()), e))?;
+        let cut = recovery::plan_torn_tail_cut(dir, &tail, &bytes);
+        drop(bytes);
+        let mut manifest = lay.manifest;
+        recovery::set_pending(dir, &mut manifest, SystemRecord::TornTailCut(cut.clone()))?;
+        recovery::apply_cut_files(dir, &cut)?;
+        let removed = lay.recovery.removed_leftovers;
+        let mut lay = layout::discover(dir, manifest, Mode::Write)?;
+        lay.recovery.removed_leftovers.splice(0..0, removed);
+        if lay.manifest_changed {
+            lay.manifest.store(dir)?;
+        }
+        Ok((lay, Some(cut)))
     }
 
     /// What opening repaired (a torn tail cut, leftovers removed).

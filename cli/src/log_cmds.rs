@@ -66,7 +66,14 @@ pub struct VerifyArgs {
     /// A head digest anchored earlier (hex): it must appear in the chain.
     #[arg(long)]
     pub expect: Option<String>,
+    /// Also rebuild every derived index from its segment and compare it
+    /// byte for byte (catches an index rewritten consistently).
+    #[arg(long)]
+    pub deep: bool,
 }
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {}
 
 #[derive(Args, Debug)]
 pub struct RetainArgs {
@@ -106,14 +113,17 @@ fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
 /// Say on stderr what opening for writing repaired.
 fn report_recovery(log: &Log) {
     let r = log.recovery();
-    if r.truncated_bytes > 0 {
+    if let Some(c) = &r.cut {
         eprintln!(
-            "auditlog: recovered {}: cut a torn tail of {} bytes ({} uncommitted events) {}",
-            r.segment.as_deref().unwrap_or("?"),
-            r.truncated_bytes,
-            r.dropped_events,
-            r.reason.as_deref().unwrap_or("")
+            "auditlog: recovered {}: a torn tail of {} bytes at offset {} was moved to {} (LSNs {}..{} skipped); the cut is recorded in the log",
+            c.segment, c.quarantine_bytes, c.valid_end, c.quarantine, c.skip_from_lsn, c.skip_to_lsn
         );
+    }
+    if let Some(what) = &r.finished_pending {
+        eprintln!("auditlog: finished an interrupted {what}");
+    }
+    if let Some(name) = &r.adopted {
+        eprintln!("auditlog: {name} was sealed just before a crash; added to the MANIFEST");
     }
     for name in &r.removed_leftovers {
         eprintln!("auditlog: finished an interrupted retention: removed {name}");
@@ -523,11 +533,9 @@ fn ingest_pass(
     // Whatever the policy, everything accepted is durable before we say so.
     let head = log.flush()?;
     pb.set_message("indexing");
-    // The indexes are derived data: a failure here is reported, but what
-    // was stored stays stored and the next query rebuilds them.
-    if let Err(e) = indexer.finish() {
-        eprintln!("auditlog: the events are stored, but indexing them failed: {e}");
-    }
+    // The indexes are derived data: what was stored stays stored. But a
+    // log that cannot be indexed cannot be read either: say so, and fail.
+    let indexed = indexer.finish();
     pb.finish_and_clear();
     log.close()?;
     let lsns = first_lsn.map(|f| (f, head.saturating_sub(1)));
@@ -544,6 +552,12 @@ fn ingest_pass(
             "auditlog: {name}: {} bad line(s) skipped, {} events stored",
             t.rejected, t.accepted
         );
+    }
+    if let Err(e) = indexed {
+        return Err(CliError::failed(format!(
+            "the {} events are stored, but the log cannot be indexed (so it cannot be read): {e}",
+            t.accepted
+        )));
     }
     Ok(())
 }
@@ -644,7 +658,12 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
         None => None,
     };
     let pb = progress(None, "verifying", Counts::Bytes);
-    let result = auditlog::verify(&dir, expect, |done, total| {
+    let opts = auditlog::VerifyOptions {
+        expect,
+        deep: a.deep,
+        read_only: false,
+    };
+    let result = auditlog::verify_with(&dir, &opts, |done, total| {
         pb.set_length(total);
         pb.set_position(done);
     });
@@ -652,23 +671,7 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
     let mut out = Out::new();
     match result {
         Ok(r) => {
-            let mut s = format!(
-                "{{\"ok\":{},\"segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"uncommitted_tail_bytes\":{}",
-                expect.is_none() || r.expect_found_at.is_some(),
-                r.segments, r.events, r.bytes, r.first_lsn, r.head_lsn, r.head_digest, r.uncommitted_tail_bytes
-            );
-            if let Some(d) = expect {
-                match r.expect_found_at {
-                    Some(l) => s.push_str(&format!(
-                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":{l}}}"
-                    )),
-                    None => s.push_str(&format!(
-                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":null}}"
-                    )),
-                }
-            }
-            s.push('}');
-            out.line(&s)?;
+            out.line(&verify_json(&r, expect))?;
             out.flush()?;
             if expect.is_some() && r.expect_found_at.is_none() {
                 return Err(CliError::failed(format!(
@@ -696,6 +699,62 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
             Err(CliError::from(e))
         }
     }
+}
+
+fn verify_json(r: &auditlog::VerifyReport, expect: Option<Digest>) -> String {
+    let mut s = format!(
+        "{{\"ok\":{},\"segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"uncommitted_tail_bytes\":{}",
+        expect.is_none() || r.expect_found_at.is_some(),
+        r.segments, r.events, r.bytes, r.first_lsn, r.head_lsn, r.head_digest, r.uncommitted_tail_bytes
+    );
+    s.push_str(&format!(
+        ",\"system_events\":{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{}}},\"indexes_checked\":{}",
+        r.cuts, r.repairs, r.retentions, r.indexes_checked
+    ));
+    if let Some(seq) = r.unlisted_newest {
+        s.push_str(&format!(",\"unlisted_newest\":{seq}"));
+    }
+    if let Some(p) = &r.pending {
+        s.push_str(&format!(",\"pending\":\"{p}\""));
+    }
+    if let Some(d) = expect {
+        match r.expect_found_at {
+            Some(l) => s.push_str(&format!(
+                ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":{l}}}"
+            )),
+            None => s.push_str(&format!(
+                ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":null}}"
+            )),
+        }
+    }
+    s.push('}');
+    s
+}
+
+/// `auditlog repair`: move damage in the newest segment into quarantine/
+/// and start a new segment (docs/integrity.md).
+pub fn repair(ctx: &Ctx, _a: RepairArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    if !dir.exists() {
+        return Err(auditlog::Error::NoLog(dir).into());
+    }
+    let report = auditlog::repair(&dir)?;
+    let (what, cut) = match &report {
+        auditlog::RepairReport::Clean => ("nothing to repair", None),
+        auditlog::RepairReport::TornTailCut(c) => ("torn_tail_cut", Some(c)),
+        auditlog::RepairReport::Repaired(c) => ("repair", Some(c)),
+    };
+    let mut s = format!("{{\"done\":\"{what}\"");
+    if let Some(c) = cut {
+        // The record's fields, as `replay` shows them.
+        let body = serde_json::to_string(c).map_err(|e| CliError::failed(e.to_string()))?;
+        s.push(',');
+        s.push_str(&body[1..body.len() - 1]);
+    }
+    s.push('}');
+    let mut out = Out::new();
+    out.line(&s)?;
+    out.flush()
 }
 
 pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {

@@ -70,8 +70,12 @@ pub enum Command {
     Tail(log_cmds::TailArgs),
     /// Full-text search over run output, error, inputs and log payloads.
     Search(search_cmd::SearchArgs),
-    /// Check every frame and the integrity chain.
+    /// Check every frame, every event, the integrity chain, the MANIFEST
+    /// and the derived indexes.
     Verify(log_cmds::VerifyArgs),
+    /// Move damage in the newest segment into quarantine/ (byte for byte)
+    /// and start a new segment; the repair is recorded in the log.
+    Repair(log_cmds::RepairArgs),
     /// Drop whole segments whose newest event is older than a cutoff.
     Retain(log_cmds::RetainArgs),
     /// Segments, events, bytes, time span, anomalies.
@@ -111,6 +115,7 @@ fn run() -> i32 {
         Command::Replay(a) => log_cmds::replay(&ctx, a),
         Command::Tail(a) => log_cmds::tail(&ctx, a),
         Command::Verify(a) => log_cmds::verify(&ctx, a),
+        Command::Repair(a) => log_cmds::repair(&ctx, a),
         Command::Retain(a) => log_cmds::retain(&ctx, a),
         Command::Stats(a) => log_cmds::stats(&ctx, a),
         Command::Runs(a) => query_cmds::runs(&ctx, a),
@@ -161,5 +166,20 @@ pub fn stats_extras(
             a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
         ),
     ));
+    // What the log recorded of its own cuts, repairs and retention passes.
+    let t = &a.system;
+    let mut sys = format!(
+        "{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{},\"skipped_lsns\":{},\"quarantined_bytes\":{},\"last\":",
+        t.torn_tail_cuts, t.repairs, t.retentions, t.skipped_lsns, t.quarantined_bytes
+    );
+    match t.last {
+        Some((lsn, ts, record)) => sys.push_str(&format!(
+            "{{\"lsn\":{lsn},\"ts\":\"{}\",\"record\":\"{record}\"}}",
+            auditlog::event::time::to_rfc3339(ts)
+        )),
+        None => sys.push_str("null"),
+    }
+    sys.push('}');
+    extras.insert(1, ("system_events".to_string(), sys));
     Ok(extras)
 }

@@ -11,6 +11,7 @@ mod support;
 mod amend;
 mod core_log;
 mod event_json;
+mod integrity;
 mod layering;
 mod query_index;
 mod reliability_faults;

@@ -3,6 +3,8 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod engine_support;
+#[path = "../../../tests/support/fuzz_shared.rs"]
+mod fuzz_shared;
 
 /// The engine suite's helpers, plus running the binary.
 mod support {
@@ -25,6 +27,7 @@ mod support {
     }
 }
 
+mod attacks;
 mod bench_smoke;
 mod cli_log;
 mod fulltext_search;
