@@ -70,7 +70,15 @@ pub struct Config {
     /// Called on the writer thread after retention dropped segments.
     pub retain_hooks: Vec<RetainHook>,
     /// Fields dropped or hashed before encoding (docs/reliability.md).
+    /// `None`: the policy the log recorded last stays in force (if any);
+    /// an empty policy turns redaction off (and records that).
     pub redaction: Option<Arc<RedactionPolicy>>,
+    /// Reopening after a failed fdatasync: rewrite and sync every segment
+    /// from this sequence number on before recovery reads them, so that
+    /// what it finds is on disk, not only in the page cache (whose dirty
+    /// pages a failed sync may have marked clean). `AuditStore` sets it.
+    #[doc(hidden)]
+    pub resync_from_seq: Option<u64>,
 }
 
 impl Config {
@@ -90,6 +98,7 @@ impl Config {
             seal_hooks: Vec::new(),
             retain_hooks: Vec::new(),
             redaction: None,
+            resync_from_seq: None,
         }
     }
 

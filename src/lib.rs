@@ -1,7 +1,8 @@
 //! An embedded, event-sourced, append-only audit log for AI-agent gateways.
 //!
-//! A gateway records every run start, run log line (tool calls among them)
-//! and run finish as an [`Event`]. Events go into daily segment files
+//! A gateway records every run start, run log line and run finish as an
+//! [`Event`], and every tool call, inside a run or standing alone with its
+//! own session, agent and workspace ([`ToolCall`]). Events go into daily segment files
 //! through a lock-free queue drained by one writer thread with group
 //! commit; every record is CRC-framed and every block is linked into a
 //! BLAKE3 integrity chain that [`verify`] checks. The runs folded from the
@@ -16,7 +17,17 @@
 //!   [`Event`] with [`AuditStore::append`]), query them
 //!   ([`AuditStore::get_run`], [`AuditStore::list_runs`] with a [`Filter`]),
 //!   replay and follow the log, verify it, drop old segments, read
-//!   [`Stats`] and counters.
+//!   [`Stats`] and counters. Tool calls: [`AuditStore::record_call`],
+//!   [`AuditStore::calls`] with a [`CallFilter`] and [`CallPage`] (cursor
+//!   paging), [`AuditStore::count_calls_by`], [`AuditStore::tool_errors`].
+//!   The store heals its writes after a failed sync ([`Health`],
+//!   [`HealingConfig`]) and can run retention on a schedule
+//!   ([`RetentionSchedule`]); retention never drops the start of a run
+//!   still running.
+//! - [`RedactionPolicy`]: fields dropped or hashed before anything is
+//!   stored, or keep-only (everything not named is dropped or hashed), with
+//!   ready-made presets ([`RedactionPolicy::preset`]: `metadata-only`,
+//!   `hash-and-sizes`). The log records the policy in force.
 //! - [`Log`]: the log alone (append, flush, replay), for tools that need no
 //!   run queries. [`LogReader`] reads a log folder read-only, beside a
 //!   writer in another process.
@@ -100,17 +111,26 @@ pub use chain::Digest;
 pub use config::{Config, Durability, FullPolicy, RetainHook, SealHook};
 pub use error::{Error, EventError, Result};
 pub use event::system;
-pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
+pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 pub use layout::{Head, RecoveryReport, SegmentMeta};
 pub use log::{Counters, EncodedBatch, Log};
-pub use query::{Engine as QueryEngine, ErrorGroup, Filter, Page};
+pub use manifest::PolicyRecord;
+pub use query::{
+    Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource, Engine as QueryEngine,
+    ErrorGroup, Filter, Page,
+};
 pub use reader::{Follower, LogReader, Replay, ReplayRange};
 pub use receipt::{LsnRange, Receipt};
-pub use redact::{Action, RedactionPolicy};
+pub use redact::{
+    Action, Preset, RedactionPolicy, PRESETS as REDACTION_PRESETS, TOOL_CALL_METADATA,
+};
 pub use repair::{repair, RepairReport};
-pub use retention::{DroppedSegment, RetentionReport};
-pub use stats::Stats;
-pub use store::{AuditStore, RunGuard, StoreConfig, StoreCounters};
+pub use retention::{Carry, CarryFn, DroppedSegment, RetentionReport};
+pub use stats::{Stats, WriteStats};
+pub use store::{
+    retain_keeping_running, AuditStore, DropCounts, HealingConfig, Health, HealthHook,
+    RetentionHook, RetentionPass, RetentionSchedule, RunGuard, StoreConfig, StoreCounters,
+};
 pub use verify::{verify, verify_with, VerifyOptions, VerifyReport};
 pub use view::{Anomalies, Run, RunLogEntry};
 

@@ -46,7 +46,8 @@ pub struct Log {
     tx: Option<Sender<Msg>>,
     writer: Option<JoinHandle<()>>,
     recovery: RecoveryReport,
-    _lock: WriterLock,
+    /// Released by [`Log::shut_down`] (or when the log drops).
+    lock: Option<WriterLock>,
 }
 
 impl Log {
@@ -62,7 +63,31 @@ impl Log {
         if fresh {
             manifest.store(&dir)?;
         }
-        let (lay, cut) = Self::recover(&dir, manifest)?;
+        // Reopening after a failed sync: what recovery reads must be on
+        // disk, not only in the page cache (see `resync_segments`).
+        if let Some(from) = config.resync_from_seq {
+            resync_segments(&dir, from, &config.io)?;
+        }
+        let (mut lay, cut) = Self::recover(&dir, manifest)?;
+        // The policy in force: the one given (a change is recorded in the
+        // MANIFEST) or, given none, the one the log recorded last.
+        let next_lsn = Head::of(&lay.manifest, &lay.segments).next_lsn;
+        let (policy, policy_changed) = crate::redact::record::settle(
+            config.redaction.as_ref(),
+            &mut lay.manifest,
+            next_lsn,
+            crate::event::time::now_micros(),
+        )?;
+        let mut config = config;
+        config.redaction = policy;
+        // An older log is upgraded by its first new writer, so that a
+        // reader too old for what this writer may add refuses the log
+        // instead of misreading it.
+        let upgrade = lay.manifest.version < crate::manifest::MANIFEST_VERSION;
+        lay.manifest.version = crate::manifest::MANIFEST_VERSION;
+        if policy_changed || upgrade {
+            lay.manifest.store(&dir)?;
+        }
         let head = Head::of(&lay.manifest, &lay.segments);
         let shared = Arc::new(Shared::new(config, lay.segments.clone(), head));
         let pending = lay.manifest.pending.clone();
@@ -88,7 +113,7 @@ impl Log {
             tx: Some(tx),
             writer: Some(handle),
             recovery,
-            _lock: lock,
+            lock: Some(lock),
         })
     }
 
@@ -301,11 +326,38 @@ impl Log {
 
     /// Drop whole sealed segments whose newest event is older than `cutoff`
     /// (µs); see docs/operations.md.
+    ///
+    /// This drops whole segments, whatever they hold: a run still running
+    /// whose start is in one loses it. `AuditStore::purge_older_than` and
+    /// `store::carry::retain_keeping_running` carry such runs forward.
     pub fn retain(&self, cutoff: crate::event::Micros) -> Result<RetentionReport> {
+        self.retain_inner(cutoff, None)
+    }
+
+    /// [`Log::retain`], first appending (and syncing) what `carry` returns
+    /// for the segments about to be dropped. `carry` runs on the writer
+    /// thread while appends wait: it must not wait for the writer.
+    pub fn retain_with(
+        &self,
+        cutoff: crate::event::Micros,
+        carry: crate::retention::CarryFn,
+    ) -> Result<RetentionReport> {
+        self.retain_inner(cutoff, Some(carry))
+    }
+
+    fn retain_inner(
+        &self,
+        cutoff: crate::event::Micros,
+        carry: Option<crate::retention::CarryFn>,
+    ) -> Result<RetentionReport> {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let (reply, rx) = crossbeam_channel::bounded(1);
-        tx.send(Msg::Retain { cutoff, reply })
-            .map_err(|_| Error::Closed)?;
+        tx.send(Msg::Retain {
+            cutoff,
+            reply,
+            carry,
+        })
+        .map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)?
     }
 
@@ -349,6 +401,16 @@ impl Log {
         self.shutdown()
     }
 
+    /// Stop the writer and release the folder's lock, keeping this handle
+    /// (appends fail with [`Error::Closed`]; its reader still reads what
+    /// was committed): a store that reopens its log after a failure
+    /// closes the failed one in place.
+    pub(crate) fn shut_down(&mut self) -> Result<()> {
+        let r = self.shutdown();
+        drop(self.lock.take());
+        r
+    }
+
     fn shutdown(&mut self) -> Result<()> {
         drop(self.tx.take());
         if let Some(h) = self.writer.take() {
@@ -365,6 +427,41 @@ impl Drop for Log {
     fn drop(&mut self) {
         let _ = self.shutdown();
     }
+}
+
+/// Rewrite every segment file of `dir` from sequence number `from` on with
+/// its own bytes, then sync it: pages a failed fdatasync left clean but
+/// unwritten become dirty again and reach the disk (or the sync fails,
+/// and so does the open). Bytes the page cache lost are read back as
+/// whatever the disk holds, which recovery then checks like any tail.
+fn resync_segments(dir: &Path, from: u64, io: &crate::io::WriterIo) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::FileExt;
+    for (_, seq, name) in layout::list_segment_files(dir)? {
+        if seq < from {
+            continue;
+        }
+        let path = dir.join(&name);
+        let ctx = |what: &str, e| Error::io(format!("{what} {} to resync it", path.display()), e);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| ctx("opening", e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut off = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| ctx("reading", e))?;
+            if n == 0 {
+                break;
+            }
+            f.write_all_at(&buf[..n], off)
+                .map_err(|e| ctx("rewriting", e))?;
+            off += n as u64;
+        }
+        io.sync_data(&f, &path).map_err(|e| ctx("syncing", e))?;
+    }
+    Ok(())
 }
 
 /// Events validated, encoded and framed, ready for the writer, which then

@@ -26,8 +26,15 @@ struct Head {
 }
 
 pub const MANIFEST_FILE: &str = "MANIFEST";
-/// Version 2 added `retention` and `pending` (docs/format.md).
-pub const MANIFEST_VERSION: u32 = 2;
+/// Version 2 added `retention` and `pending`, version 3 `redaction`
+/// (docs/format.md). A version 2 manifest is read, and written back as
+/// version 3 by the next writer.
+pub const MANIFEST_VERSION: u32 = 3;
+/// The oldest version read.
+pub const MIN_MANIFEST_VERSION: u32 = 2;
+/// Policy records kept (the newest); older ones are counted in
+/// `redaction_records_trimmed`.
+pub const MAX_POLICY_RECORDS: usize = 64;
 const MAGIC: &str = "auditlog-manifest";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +68,24 @@ pub struct RecordRef {
     pub lsn: u64,
 }
 
+/// A redaction policy that came into force (docs/reliability.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    /// The first LSN appended under it.
+    pub since_lsn: u64,
+    /// When the writer that brought it in opened the log (µs, UTC).
+    pub since_ts: Micros,
+    /// `metadata-only`, `hash-and-sizes`, `custom`, ... or `none`.
+    pub name: String,
+    /// `blake3:<hex>` of `text`.
+    pub fingerprint: String,
+    /// The whole policy in the line format, so a later writer that names
+    /// no policy applies it too. Never holds a hash key.
+    pub text: String,
+    /// Hashes are keyed: a writer must bring the key to go on with it.
+    pub keyed: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -78,6 +103,16 @@ pub struct Manifest {
     /// A system record whose effects are being applied (a cut, a repair, a
     /// retention pass); cleared once its event is in the log.
     pub pending: Option<SystemRecord>,
+    /// Redaction policies in force over the log's life, oldest first; the
+    /// last is the current one. Empty: never any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redaction: Vec<PolicyRecord>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redaction_records_trimmed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Manifest {
@@ -96,6 +131,22 @@ impl Manifest {
             dropped_events: 0,
             retention: None,
             pending: None,
+            redaction: Vec::new(),
+            redaction_records_trimmed: 0,
+        }
+    }
+
+    /// The policy in force now, if one was ever recorded.
+    pub fn current_policy(&self) -> Option<&PolicyRecord> {
+        self.redaction.last()
+    }
+
+    /// Record a policy coming into force (keeping the newest records).
+    pub fn record_policy(&mut self, rec: PolicyRecord) {
+        self.redaction.push(rec);
+        while self.redaction.len() > MAX_POLICY_RECORDS {
+            self.redaction.remove(0);
+            self.redaction_records_trimmed += 1;
         }
     }
 
@@ -158,7 +209,7 @@ impl Manifest {
                 head.format
             )));
         }
-        if head.version != MANIFEST_VERSION {
+        if !(MIN_MANIFEST_VERSION..=MANIFEST_VERSION).contains(&head.version) {
             return Err(Error::UnsupportedVersion {
                 what: path.display().to_string(),
                 found: head.version,
@@ -172,7 +223,7 @@ impl Manifest {
                 m.format
             )));
         }
-        if m.version != MANIFEST_VERSION {
+        if !(MIN_MANIFEST_VERSION..=MANIFEST_VERSION).contains(&m.version) {
             return Err(Error::UnsupportedVersion {
                 what: path.display().to_string(),
                 found: m.version,

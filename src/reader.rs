@@ -19,16 +19,20 @@ use crate::manifest::Manifest;
 use crate::segment::{self, Header, HEADER_SIZE};
 use crate::shared::Shared;
 
+#[derive(Clone)]
 enum Source {
     Live(Arc<Shared>),
     Disk {
         dir: PathBuf,
+        /// Boxed: a manifest is large beside the live variant's pointer.
         manifest: Box<Manifest>,
         segments: Vec<SegmentMeta>,
     },
 }
 
-/// Reads a log. Cheap to create; snapshots the segment list per call.
+/// Reads a log. Cheap to create (and to clone); snapshots the segment list
+/// per call.
+#[derive(Clone)]
 pub struct LogReader {
     source: Source,
     /// What this reader has checked against the chain (docs/integrity.md):

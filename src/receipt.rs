@@ -196,6 +196,13 @@ impl Receipt {
         Receipt { slot: None }
     }
 
+    /// A receipt that has already failed (`why`).
+    pub(crate) fn failed(why: &str) -> Receipt {
+        let slot = Slot::new();
+        slot.fail(Failure::Stopped(why.to_string()));
+        Receipt { slot: Some(slot) }
+    }
+
     /// True when the events were dropped because the queue was full.
     pub fn is_dropped(&self) -> bool {
         self.slot.is_none()

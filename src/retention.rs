@@ -35,7 +35,30 @@ pub struct RetentionReport {
     pub dropped: Vec<DroppedSegment>,
     /// The oldest LSN kept afterwards.
     pub first_kept_lsn: u64,
+    /// Runs still running whose events were carried forward out of the
+    /// dropped segments (see `store::carry`), and how many events that was.
+    pub carried_runs: u64,
+    pub carried_events: u64,
+    /// Runs whose defining start went with the dropped segments (`None`
+    /// when the pass did not look: plain `Log::retain`).
+    pub dropped_runs: Option<u64>,
 }
+
+/// What to carry forward before segments are dropped: event frames as
+/// stored (with their ts, for routing), appended to the active segment
+/// and synced first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carry {
+    pub frames: Vec<(Micros, Vec<u8>)>,
+    /// Runs these frames keep alive.
+    pub runs: u64,
+    /// Runs defined in the dropped segments that are not kept alive.
+    pub dropped_runs: u64,
+}
+
+/// Asked by the writer thread, with the segments about to be dropped,
+/// what to carry forward (no append can come in between).
+pub type CarryFn = Box<dyn FnOnce(&[SegmentMeta]) -> crate::error::Result<Carry> + Send>;
 
 impl RetentionReport {
     pub fn events(&self) -> u64 {
@@ -66,14 +89,17 @@ pub(crate) struct Pass<'a> {
 }
 
 /// The record of a retention pass at `cutoff` over `segments`, or `None`
-/// when nothing has expired. Nothing is changed yet: the writer appends the
+/// when nothing has expired. At most `limit` segments (the prefix expired
+/// before retention carried anything forward: a segment the carry sealed
+/// by a size roll holds the copies). Nothing is changed yet: the writer appends the
 /// record first, then [`apply`] acts on it (docs/integrity.md).
 pub(crate) fn plan(
     segments: &[SegmentMeta],
     manifest: &Manifest,
     cutoff: Micros,
+    limit: usize,
 ) -> Option<Retention> {
-    let n = expired_prefix(segments, cutoff);
+    let n = expired_prefix(segments, cutoff).min(limit);
     let gone = &segments[..n];
     let last_gone = gone.last()?;
     let events: u64 = gone.iter().map(|s| s.count).sum();
@@ -121,6 +147,9 @@ pub(crate) fn apply(
         cutoff: rec.cutoff,
         dropped: Vec::new(),
         first_kept_lsn: rec.anchor_first_lsn,
+        carried_runs: 0,
+        carried_events: 0,
+        dropped_runs: None,
     };
     for s in &gone {
         let bytes = fs::metadata(&s.path).map(|m| m.len()).unwrap_or(s.data_len);

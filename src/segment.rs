@@ -9,8 +9,12 @@ use crate::frame::{read_frame, write_frame, REC_COMMIT, REC_FOOTER};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"AUDLOGSG";
 pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
-/// On-disk format version; bump with every change to docs/format.md.
-pub const FORMAT_VERSION: u16 = 2;
+/// On-disk format version written; bump with every change to
+/// docs/format.md. Version 3 added the `tool_call` event kind (codec
+/// variant 4) and the MANIFEST's redaction record.
+pub const FORMAT_VERSION: u16 = 3;
+/// The oldest version read (version 2 logs read unchanged).
+pub const MIN_FORMAT_VERSION: u16 = 2;
 pub const HEADER_SIZE: usize = 72;
 pub const TRAILER_SIZE: usize = 16;
 pub const COMMIT_PAYLOAD: usize = 8 + 4 + 32;
@@ -61,9 +65,9 @@ impl Header {
             return Err("header CRC mismatch".into());
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
-        if version != FORMAT_VERSION {
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "format version {version} is not supported (this build reads {FORMAT_VERSION})"
+                "format version {version} is not supported (this build reads {MIN_FORMAT_VERSION} to {FORMAT_VERSION})"
             ));
         }
         let mut prev = [0u8; 32];

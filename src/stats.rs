@@ -32,6 +32,34 @@ pub struct Stats {
     /// What retention has dropped so far.
     pub dropped_segments: u64,
     pub dropped_events: u64,
+    /// The redaction policy in force (its name), if one was ever recorded
+    /// (`none` once turned off).
+    pub redaction: Option<String>,
+    /// An `AuditStore`'s write health and counters (`None` from a reader).
+    pub writes: Option<WriteStats>,
+}
+
+/// What an `AuditStore` adds to its log's [`Stats`]: the write health and
+/// what the write path did, dropped events per reason included (never
+/// silent). See docs/reliability.md, "Self-healing writes".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteStats {
+    /// `ok`, `degraded` or `failing`.
+    pub health: String,
+    /// Degraded or failing since (µs).
+    pub since: Option<Micros>,
+    /// Why it is degraded or failing.
+    pub last_error: Option<String>,
+    pub appended: u64,
+    pub durable: u64,
+    pub retried: u64,
+    pub recoveries: u64,
+    pub backlog: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_backlog_full: u64,
+    pub dropped_closed_unhealed: u64,
+    pub dropped_invalid_on_retry: u64,
 }
 
 impl LogReader {
@@ -57,6 +85,8 @@ impl LogReader {
             newest_ts: segs.iter().filter_map(|s| s.max_ts).max(),
             dropped_segments: manifest.dropped_segments,
             dropped_events: manifest.dropped_events,
+            redaction: manifest.current_policy().map(|p| p.name.clone()),
+            writes: None,
         })
     }
 

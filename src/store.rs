@@ -8,35 +8,46 @@
 //! receipt is not awaited unless `wait_durable`). Reads go through a query
 //! engine behind a mutex; a background thread indexes each segment as it
 //! seals, off the writer thread.
+//!
+//! Two threads of the store's own: the keeper heals the writes after a
+//! failure ([`health`]), and, when scheduled, retention runs by itself
+//! ([`schedule`]), never dropping the start of a run still running
+//! ([`carry`]).
+
+pub(crate) mod carry;
+pub(crate) mod health;
+pub(crate) mod schedule;
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::config::{Config, Durability};
 use crate::error::{Error, Result};
-use crate::event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
+use crate::event::time::now_micros;
+use crate::event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 #[cfg(feature = "search")]
-use crate::fulltext::{FullText, FullTextError, FullTextOptions, Hit, Indexer, Lag};
+use crate::fulltext::{FullTextError, FullTextOptions, Hit, Lag};
 use crate::layout::Head;
 use crate::log::Log;
-use crate::query::{BackgroundIndexer, Engine, ErrorGroup, Filter, IndexOnSeal, Page};
+use crate::query::{Call, CallFilter, CallKey, CallPage, Engine, ErrorGroup, Filter, Page};
 use crate::reader::{Follower, LogReader, Replay, ReplayRange};
 use crate::receipt::Receipt;
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
-use crate::stats::Stats;
+use crate::stats::{Stats, WriteStats};
 use crate::verify::{verify, VerifyReport};
 use crate::view::{Anomalies, Run, RunLogEntry};
+pub use carry::retain_keeping_running;
+pub use health::{DropCounts, HealingConfig, Health, HealthHook};
+use health::{Evs, Setup, Writes};
+pub use schedule::{Pass as RetentionPass, RetentionHook, RetentionSchedule};
 
 /// Run ids remembered between a start and its finish (for the NotFound
 /// check before the start is visible to queries, and for skipped runs).
 pub const RECENT_IDS: usize = 100_000;
-
-/// Events per append when a purge carries runs forward.
-const CARRY_BATCH_EVENTS: usize = 4096;
 
 /// How an [`AuditStore`] is opened: the log's own [`Config`] (durability,
 /// limits, redaction, whether to create it) plus what the store adds.
@@ -56,6 +67,14 @@ pub struct StoreConfig {
     /// [`AuditStore::search_error`].
     #[cfg(feature = "search")]
     pub search: Option<FullTextOptions>,
+    /// Reopening the log after a failed write or sync (on by default;
+    /// docs/reliability.md, "Self-healing writes").
+    pub healing: HealingConfig,
+    /// Told of every change of [`Health`] (besides the `tracing` line).
+    pub on_health: Option<HealthHook>,
+    /// Retention run by the store itself on a thread of its own (off by
+    /// default), e.g. `RetentionSchedule::days(90)`.
+    pub retention: Option<RetentionSchedule>,
 }
 
 impl StoreConfig {
@@ -68,6 +87,9 @@ impl StoreConfig {
             wait_durable: false,
             #[cfg(feature = "search")]
             search: None,
+            healing: HealingConfig::default(),
+            on_health: None,
+            retention: None,
         }
     }
 
@@ -83,9 +105,29 @@ impl StoreConfig {
         self
     }
 
-    /// Drop or hash these fields before anything is stored.
+    /// Drop or hash these fields before anything is stored (a keep-only
+    /// policy or preset too: `RedactionPolicy::preset("metadata-only")`).
+    /// Without one, the policy the log recorded last stays in force.
     pub fn redaction(mut self, policy: RedactionPolicy) -> StoreConfig {
         self.log.redaction = Some(Arc::new(policy));
+        self
+    }
+
+    /// How the store heals its writes after a failure.
+    pub fn healing(mut self, h: HealingConfig) -> StoreConfig {
+        self.healing = h;
+        self
+    }
+
+    /// Be told of every change of [`Health`].
+    pub fn on_health(mut self, hook: HealthHook) -> StoreConfig {
+        self.on_health = Some(hook);
+        self
+    }
+
+    /// Run retention by itself on this schedule.
+    pub fn retention(mut self, plan: RetentionSchedule) -> StoreConfig {
+        self.retention = Some(plan);
         self
     }
 
@@ -130,9 +172,13 @@ impl StoreConfig {
 /// Counters an operator can export.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreCounters {
+    /// Events the store accepted (into the log's queue or, while
+    /// degraded, its backlog).
     pub appended: u64,
+    /// Events not stored, all reasons (see `dropped_by`).
     pub dropped: u64,
     pub rejected: u64,
+    /// Of the log in service (a reopened log starts from its head).
     pub durable_lsn: u64,
     pub queue_depth: u64,
     pub queue_bytes: u64,
@@ -140,6 +186,16 @@ pub struct StoreCounters {
     pub skipped: u64,
     /// Audit failures swallowed in fire-and-forget mode.
     pub failures: u64,
+    /// Accepted events known durable (with healing on).
+    pub durable: u64,
+    /// Events appended again after a failure.
+    pub retried: u64,
+    /// Times the log was reopened after a failure.
+    pub recoveries: u64,
+    /// Events waiting in the backlog while degraded.
+    pub backlog: u64,
+    /// Events not stored, per reason.
+    pub dropped_by: DropCounts,
 }
 
 /// A bounded set of ids, oldest evicted first.
@@ -167,16 +223,13 @@ impl Recent {
 
 /// The audit store.
 pub struct AuditStore {
-    /// Always Some until `close` consumes the store.
-    log: Option<Log>,
-    engine: Arc<Mutex<Engine>>,
-    indexer: Option<BackgroundIndexer>,
-    /// The full-text index (searched through the clone, followed by the
-    /// indexer thread, whose lag and catch-up waits need it exclusively).
-    #[cfg(feature = "search")]
-    search: Option<(FullText, Mutex<Indexer>)>,
-    #[cfg(feature = "search")]
-    search_error: Option<FullTextError>,
+    /// The log (reopened after a failure), what follows it (indexer,
+    /// search), the backlog.
+    writes: Arc<Writes>,
+    /// The keeper thread (healing on); taken by close.
+    keeper: Option<std::thread::JoinHandle<()>>,
+    /// The retention thread, when scheduled.
+    retention: Option<schedule::Scheduler>,
     cfg: StoreConfig,
     started: Mutex<Recent>,
     skipped_runs: Mutex<Recent>,
@@ -184,39 +237,25 @@ pub struct AuditStore {
     failures: AtomicU64,
 }
 
-fn now_micros() -> Micros {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as Micros)
-}
-
 impl AuditStore {
     /// Open (or create) the log, its indexes and, if asked, its full-text
-    /// index. One store per folder: a second writer gets [`Error::Locked`].
+    /// index; start the keeper and, if scheduled, retention. One store per
+    /// folder: a second writer gets [`Error::Locked`].
     pub fn open(cfg: StoreConfig) -> Result<AuditStore> {
-        let mut log_cfg = cfg.log.clone();
-        let on_seal = IndexOnSeal::hook(&mut log_cfg);
-        #[cfg(feature = "search")]
-        let (log, search, search_error) = match &cfg.search {
-            Some(opts) => {
-                let opened = crate::fulltext::open_log(log_cfg, opts)?;
-                let search = opened.search.map(|ix| ((*ix).clone(), Mutex::new(ix)));
-                (opened.log, search, opened.search_error)
-            }
-            None => (Log::open(log_cfg)?, None, None),
+        let setup = Setup {
+            log: cfg.log.clone(),
+            #[cfg(feature = "search")]
+            search: cfg.search.clone(),
         };
-        #[cfg(not(feature = "search"))]
-        let log = Log::open(log_cfg)?;
-        let indexer = on_seal.start(&log)?;
-        let engine = indexer.engine().clone();
+        let (writes, keeper) = Writes::open(setup, cfg.healing.clone(), cfg.on_health.clone())?;
+        let retention = match &cfg.retention {
+            Some(plan) => Some(schedule::Scheduler::start(writes.clone(), plan.clone())?),
+            None => None,
+        };
         Ok(AuditStore {
-            log: Some(log),
-            engine,
-            indexer: Some(indexer),
-            #[cfg(feature = "search")]
-            search,
-            #[cfg(feature = "search")]
-            search_error,
+            writes,
+            keeper,
+            retention,
             cfg,
             started: Mutex::new(Recent::default()),
             skipped_runs: Mutex::new(Recent::default()),
@@ -227,19 +266,44 @@ impl AuditStore {
 
     /// The log's folder.
     pub fn dir(&self) -> PathBuf {
-        self.log().dir().to_path_buf()
+        self.reader().dir().to_path_buf()
     }
 
-    /// The log underneath (append encoded batches, seal, recovery report).
-    pub fn log(&self) -> &Log {
-        match &self.log {
-            Some(l) => l,
-            None => unreachable!("the log is only taken by close(self)"),
-        }
+    /// The log underneath (append encoded batches, the recovery report,
+    /// counters, a reader). While the store heals after a failure this is
+    /// the failed log, shut down: its appends fail, its reader reads what
+    /// it committed. Appends made here directly are not kept for retry by
+    /// the store (use the store's own appends for that). Hold the guard
+    /// briefly: the store replaces the log under it when it heals.
+    pub fn log(&self) -> std::sync::RwLockReadGuard<'_, Log> {
+        self.writes.log()
+    }
+
+    /// Run `f` on the log in service (append encoded batches, seal);
+    /// [`Error::WriterFailed`] while it is being reopened after a failure.
+    pub fn with_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
+        self.writes.with_log(f)
+    }
+
+    /// Seal the active segment now.
+    pub fn seal(&self) -> Result<()> {
+        self.with_log(|l| l.seal())
+    }
+
+    /// The write health: ok, degraded since T, or failing with the last
+    /// error (docs/reliability.md, "Self-healing writes").
+    pub fn health(&self) -> Health {
+        self.writes.health()
+    }
+
+    /// The last scheduled retention pass: when it ran and what it dropped
+    /// (or why it failed). `None` before the first, or when not scheduled.
+    pub fn last_retention(&self) -> Option<RetentionPass> {
+        self.retention.as_ref().and_then(|r| r.last())
     }
 
     fn engine(&self) -> std::sync::MutexGuard<'_, Engine> {
-        self.engine.lock().unwrap_or_else(|p| p.into_inner())
+        self.writes.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// In fire-and-forget mode, count and report a failure instead.
@@ -254,12 +318,10 @@ impl AuditStore {
         }
     }
 
-    fn write(&self, ev: &Event) -> Result<()> {
-        let receipt = self.log().append(ev)?;
-        if self.cfg.wait_durable {
-            receipt.wait()?;
-        }
-        Ok(())
+    fn write(&self, ev: Event) -> Result<()> {
+        self.writes
+            .submit(Evs::One(ev), self.cfg.wait_durable)
+            .map(|_| ())
     }
 
     fn skip(&self) -> Result<()> {
@@ -279,7 +341,7 @@ impl AuditStore {
                 return self.skip();
             }
         }
-        let r = self.write(&Event::run_started(id, ts, start));
+        let r = self.write(Event::run_started(id, ts, start));
         if r.is_ok() {
             Self::lock(&self.started).insert(id);
         }
@@ -294,12 +356,15 @@ impl AuditStore {
         }
         let r = self
             .require_started(id)
-            .and_then(|()| self.write(&Event::run_finished(id, ts, finish)));
+            .and_then(|()| self.write(Event::run_finished(id, ts, finish)));
         self.outcome("finish_run", r)
     }
 
     /// [`Error::NotFound`] unless run `id` was started: through this store
     /// (remembered), or stored in the log (its start possibly still queued).
+    /// While the store heals after a failure the start may wait in its
+    /// backlog, unseen: then the run counts as started (a finish without a
+    /// start is ignored by every view).
     pub fn require_started(&self, id: &str) -> Result<()> {
         if Self::lock(&self.started).contains(id) || self.engine().get_run(id)?.is_some() {
             return Ok(());
@@ -308,7 +373,9 @@ impl AuditStore {
         // and evicted from the recent set by a large queue): make
         // everything appended visible and ask again, so NotFound means
         // never started. Costs a flush on this error path only.
-        self.log().flush()?;
+        if self.with_log(|l| l.flush()).is_err() {
+            return Ok(());
+        }
         match self.engine().get_run(id)? {
             Some(_) => Ok(()),
             None => Err(Error::NotFound(format!("run {id:?}"))),
@@ -325,8 +392,26 @@ impl AuditStore {
                 return self.skip();
             }
         }
-        let r = self.write(&Event::run_log(id, ts, log));
+        let r = self.write(Event::run_log(id, ts, log));
         self.outcome("append_log", r)
+    }
+
+    /// Record a tool call: inside run `run_id`, or standing alone with
+    /// `run_id` "" (its own channel, caller, workspace and request then
+    /// scope it; docs/tool-calls.md). Skipped (and counted) for a run the
+    /// allowlist skips, or when `allow_event_types` is set without
+    /// `tool_call`.
+    pub fn record_call(&self, run_id: &str, ts: Micros, call: ToolCall) -> Result<()> {
+        if !run_id.is_empty() && Self::lock(&self.skipped_runs).contains(run_id) {
+            return self.skip();
+        }
+        if let Some(allow) = &self.cfg.allow_event_types {
+            if !allow.contains("tool_call") {
+                return self.skip();
+            }
+        }
+        let r = self.write(Event::tool_call(run_id, ts, call));
+        self.outcome("record_call", r)
     }
 
     /// Append any events (one unit of the queue; consecutive LSNs). The
@@ -346,10 +431,11 @@ impl AuditStore {
             return Ok(None);
         }
         let r = (|| {
-            let receipt = self.log().append_batch(events)?;
-            if self.cfg.wait_durable {
-                receipt.wait()?;
-            }
+            let evs = match events {
+                [one] => Evs::One(one.clone()),
+                many => Evs::Many(many.to_vec()),
+            };
+            let receipt = self.writes.submit(evs, self.cfg.wait_durable)?;
             for ev in events {
                 if let EventData::RunStarted(_) = ev.data {
                     Self::lock(&self.started).insert(&ev.run_id);
@@ -358,7 +444,7 @@ impl AuditStore {
             Ok(receipt)
         })();
         match r {
-            Ok(receipt) => Ok(Some(receipt)),
+            Ok(receipt) => Ok(receipt),
             Err(e) => self.outcome("append", Err(e)).map(|()| None),
         }
     }
@@ -396,6 +482,14 @@ impl AuditStore {
             EventData::RunFinished(_) => !Self::lock(&self.skipped_runs).contains(&ev.run_id),
             // Refused by the append itself (the log writes its own).
             EventData::System(_) => true,
+            EventData::ToolCall(_) => {
+                (ev.run_id.is_empty() || !Self::lock(&self.skipped_runs).contains(&ev.run_id))
+                    && self
+                        .cfg
+                        .allow_event_types
+                        .as_ref()
+                        .is_none_or(|a| a.contains("tool_call"))
+            }
         };
         let kept: Vec<Event> = events.iter().filter(|e| keep(e)).cloned().collect();
         let skipped = (events.len() - kept.len()) as u64;
@@ -419,9 +513,10 @@ impl AuditStore {
         }
     }
 
-    /// Make everything appended durable and visible to queries.
+    /// Make everything appended durable and visible to queries (an error
+    /// while the log is being reopened: the backlog is not durable yet).
     pub fn flush(&self) -> Result<u64> {
-        self.log().flush()
+        self.with_log(|l| l.flush())
     }
 
     pub fn get_run(&self, id: &str) -> Result<Option<Run>> {
@@ -468,27 +563,13 @@ impl AuditStore {
     pub fn count_runs(&self, f: &Filter) -> Result<u64> {
         self.engine().count(f)
     }
-    /// Drop whole segments older than `cutoff` (and their indexes). A run
-    /// defined in a dropped segment that is still running, or finishes at
-    /// or after the cutoff, is carried forward first: its start, logs and
-    /// finish are appended again as amending events with their original
-    /// times (durably, before anything is dropped), so no reader loses it.
-    /// See docs/queries.md, "Retention".
+    /// Drop whole segments older than `cutoff` (and their indexes). The
+    /// events of runs still running in them are carried forward first: a
+    /// running run never loses its start (docs/design.md, "Retention").
+    /// The report says what was dropped and carried, and how many runs
+    /// went (`dropped_runs`).
     pub fn purge_older_than(&self, cutoff: Micros) -> Result<RetentionReport> {
-        let segments = self.log().reader().segments();
-        let doomed = crate::retention::expired_prefix(&segments, cutoff);
-        if let Some(last) = doomed.checked_sub(1).and_then(|i| segments.get(i)) {
-            let end_lsn = last.end_lsn();
-            let carried = self
-                .engine()
-                .query(|v| v.carry_forward_events(end_lsn, cutoff))?;
-            for batch in carried.chunks(CARRY_BATCH_EVENTS) {
-                self.log().append_batch(batch)?.wait()?;
-            }
-        }
-        let rep = self.log().retain(cutoff)?;
-        self.engine().refresh()?;
-        Ok(rep)
+        carry::purge(&self.writes, cutoff)
     }
     pub fn children(&self, id: &str, include_dry_run: bool) -> Result<Vec<Run>> {
         self.engine().children(id, include_dry_run)
@@ -520,6 +601,21 @@ impl AuditStore {
     ) -> Result<Vec<(String, Option<Micros>)>> {
         self.engine().last_run(skills, include_failed, false)
     }
+    /// Tool calls matching `f` (with or without a run), one page, newest
+    /// or oldest first; the next page: `page.cursor = Some(last.cursor())`.
+    pub fn calls(&self, f: &CallFilter, page: CallPage) -> Result<Vec<Call>> {
+        self.engine().calls(f, page)
+    }
+    /// How many tool calls match `f`.
+    pub fn count_calls(&self, f: &CallFilter) -> Result<u64> {
+        self.engine().count_calls(f)
+    }
+    /// How many tool calls match `f`, per value of `by` (most first).
+    pub fn count_calls_by(&self, f: &CallFilter, by: CallKey) -> Result<Vec<(String, u64)>> {
+        self.engine().count_calls_by(f, by)
+    }
+    /// Failing tool calls (status `error`), with or without a run, grouped
+    /// by (channel, tool, error type) (docs/tool-calls.md).
     pub fn tool_errors(
         &self,
         since: Option<Micros>,
@@ -539,9 +635,10 @@ impl AuditStore {
         self.purge_older_than(cutoff)
     }
 
-    /// A reader of what is committed, now and as the log grows.
+    /// A reader of what is committed, now and as the log grows (while
+    /// the log is being reopened: what the failed log committed).
     pub fn reader(&self) -> LogReader {
-        self.log().reader()
+        self.writes.reader()
     }
 
     /// Every stored event in `range`, in log order, with its LSN.
@@ -564,19 +661,46 @@ impl AuditStore {
 
     /// The newest committed position and its chain digest.
     pub fn head(&self) -> Head {
-        self.log().head()
+        self.reader().head()
     }
 
     /// Make everything appended durable, then check every frame and the
-    /// integrity chain of the folder (see [`crate::verify`]).
+    /// integrity chain of the folder (see [`crate::verify`]); the report
+    /// names the redaction policy in force.
     pub fn verify(&self) -> Result<VerifyReport> {
         self.flush()?;
-        verify(self.log().dir(), None, |_, _| {})
+        verify(&self.dir(), None, |_, _| {})
     }
 
-    /// Segments, events, bytes and time span (cheap: no event is read).
+    /// Segments, events, bytes and time span (cheap: no event is read),
+    /// the redaction policy in force, and the store's write health and
+    /// counters (dropped events per reason among them).
     pub fn stats(&self) -> Result<Stats> {
-        self.reader().stats()
+        let mut st = self.reader().stats()?;
+        let c = self.counters();
+        let (since, last_error) = match self.health() {
+            Health::Ok => (None, None),
+            Health::Degraded { since, reason } => (Some(since), Some(reason)),
+            Health::Failing {
+                since, last_error, ..
+            } => (Some(since), Some(last_error)),
+        };
+        let w = WriteStats {
+            health: self.health().state().to_string(),
+            since,
+            last_error,
+            appended: c.appended,
+            durable: c.durable,
+            retried: c.retried,
+            recoveries: c.recoveries,
+            backlog: c.backlog,
+            dropped_queue_full: c.dropped_by.queue_full,
+            dropped_backlog_full: c.dropped_by.backlog_full,
+            dropped_closed_unhealed: c.dropped_by.closed_unhealed,
+            dropped_invalid_on_retry: c.dropped_by.invalid_on_retry,
+        };
+        st.writes = Some(w);
+        Ok(st)
     }
 
     /// Events kept in the log but ignored by the run view (reads the whole
@@ -595,10 +719,10 @@ impl AuditStore {
         filters: &crate::fulltext::Filters,
         limit: usize,
     ) -> std::result::Result<Vec<Hit>, FullTextError> {
-        match &self.search {
-            Some((ft, _)) => ft.search(query, filters, limit),
+        self.writes.with_search(|s| match s {
+            Some(side) => side.ft.search(query, filters, limit),
             None => Err(self.search_off()),
-        }
+        })
     }
 
     /// Wait until everything appended so far is searchable, or `timeout`
@@ -609,74 +733,74 @@ impl AuditStore {
         timeout: std::time::Duration,
     ) -> std::result::Result<bool, FullTextError> {
         self.flush()?;
-        match &self.search {
-            Some((_, ix)) => Ok(Self::lock(ix).wait_caught_up(timeout)),
+        self.writes.with_search(|s| match s {
+            Some(side) => Ok(Self::lock(&side.ix).wait_caught_up(timeout)),
             None => Err(self.search_off()),
-        }
+        })
     }
 
     /// How far search is behind the log.
     #[cfg(feature = "search")]
     pub fn search_lag(&self) -> std::result::Result<Lag, FullTextError> {
-        match &self.search {
-            Some((_, ix)) => Ok(Self::lock(ix).lag()),
+        self.writes.with_search(|s| match s {
+            Some(side) => Ok(Self::lock(&side.ix).lag()),
             None => Err(self.search_off()),
-        }
+        })
     }
 
     /// Why search is not running although it was asked for.
     #[cfg(feature = "search")]
-    pub fn search_error(&self) -> Option<&FullTextError> {
-        self.search_error.as_ref()
+    pub fn search_error(&self) -> Option<String> {
+        self.writes.search_error()
     }
 
     #[cfg(feature = "search")]
     fn search_off(&self) -> FullTextError {
-        let reason = match &self.search_error {
-            Some(e) => e.to_string(),
+        let reason = match self.writes.search_error() {
+            Some(e) => e,
             None => "it is switched off (StoreConfig::search)".to_string(),
         };
         FullTextError::NotRunning(reason)
     }
 
     pub fn counters(&self) -> StoreCounters {
-        let c = self.log().counters();
+        let c = self.with_log(|l| Ok(l.counters())).unwrap_or_default();
+        let w = self.writes.counters();
         StoreCounters {
-            appended: c.appended,
-            dropped: c.dropped,
+            appended: w.appended,
+            dropped: w.dropped.total(),
             rejected: c.rejected,
             durable_lsn: c.durable_lsn,
             queue_depth: c.queue_depth,
             queue_bytes: c.queue_bytes,
             skipped: self.skipped.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
+            durable: w.durable,
+            retried: w.retried,
+            recoveries: w.recoveries,
+            backlog: w.backlog,
+            dropped_by: w.dropped,
         }
     }
 
-    /// Flush and stop.
+    /// Flush and stop (retention, search, the indexer, the keeper). An
+    /// error if the log failed and events could not be stored before the
+    /// close.
     pub fn close(mut self) -> Result<()> {
-        self.stop();
-        match self.log.take() {
-            Some(log) => log.close(),
-            None => Ok(()),
-        }
+        self.stop()
     }
 
-    fn stop(&mut self) {
-        // Full-text first: it commits what it has folded.
-        #[cfg(feature = "search")]
-        if let Some((_, ix)) = self.search.take() {
-            ix.into_inner().unwrap_or_else(|p| p.into_inner()).stop();
+    fn stop(&mut self) -> Result<()> {
+        if let Some(r) = self.retention.take() {
+            r.stop();
         }
-        if let Some(mut i) = self.indexer.take() {
-            i.stop();
-        }
+        self.writes.close(self.keeper.take())
     }
 }
 
 impl Drop for AuditStore {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 

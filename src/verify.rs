@@ -47,6 +47,9 @@ pub struct VerifyReport {
     pub indexes_checked: u64,
     /// Derived index files of an older format, rebuilt (not an error).
     pub indexes_stale: u64,
+    /// The redaction policies recorded in the MANIFEST, oldest first; the
+    /// last one is in force. Empty: the log never had one.
+    pub redaction: Vec<crate::manifest::PolicyRecord>,
 }
 
 /// How `verify` runs.
@@ -59,6 +62,13 @@ pub struct VerifyOptions {
     /// Leave a failing derived file where it is (otherwise it is moved into
     /// `quarantine/` and rebuilt, so that no query believes it).
     pub read_only: bool,
+}
+
+impl VerifyReport {
+    /// The policy in force now (`None`: no redaction ever recorded).
+    pub fn redaction_in_force(&self) -> Option<&crate::manifest::PolicyRecord> {
+        self.redaction.last()
+    }
 }
 
 /// Check the whole log in `dir`. `expect`: a digest anchored earlier that
@@ -85,6 +95,7 @@ pub fn verify_with(
     let (manifest, _) = layout::load_or_create_manifest(dir, false)?;
     let anchor = manifest.anchor_digest();
     let first_lsn = manifest.anchor.first_lsn;
+    let redaction = manifest.redaction.clone();
     let lay = layout::discover(dir, manifest, Mode::ReadOnly)?;
     let total: u64 = lay.segments.iter().map(|s| s.data_len).sum();
     let mut report = VerifyReport {
@@ -94,6 +105,7 @@ pub fn verify_with(
         head_digest: anchor,
         unlisted_newest: lay.unlisted_newest,
         pending: lay.manifest.pending.as_ref().map(|p| p.name().to_string()),
+        redaction,
         ..VerifyReport::default()
     };
     if opts.expect == Some(anchor) {

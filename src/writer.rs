@@ -70,6 +70,8 @@ pub(crate) enum Msg {
     Retain {
         cutoff: Micros,
         reply: crossbeam_channel::Sender<Result<RetentionReport>>,
+        /// What to carry forward before dropping (runs still running).
+        carry: Option<retention::CarryFn>,
     },
     /// Seal the active segment now (tests, and a clean hand-over).
     Seal(Arc<Slot>),
@@ -282,6 +284,59 @@ impl Writer {
             });
         }
         Ok(w)
+    }
+
+    /// A retention pass: first what `carry` asks for is carried forward
+    /// (appended and synced), then the record of the pass is appended (with
+    /// the MANIFEST's `pending` set first) and acted on, dropping only the
+    /// segments that were expired before the carry; then the hooks of
+    /// derived data that follow it.
+    fn retain(
+        &mut self,
+        cutoff: Micros,
+        carry: Option<retention::CarryFn>,
+    ) -> Result<RetentionReport> {
+        let before = self.shared.segments();
+        let n = retention::expired_prefix(&before, cutoff);
+        let mut carried = None;
+        if let (Some(ask), true) = (carry, n > 0) {
+            let c = ask(&before[..n])?;
+            if !c.frames.is_empty() {
+                if let Err(e) = self.append_frames(&c.frames) {
+                    let failure = self.on_error(&e.to_string());
+                    return Err(failure.to_error());
+                }
+                if let Some(f) = self.end_batch(true) {
+                    return Err(f.to_error());
+                }
+                if let Some(why) = &self.failed {
+                    return Err(Error::WriterFailed(why.clone()));
+                }
+            }
+            carried = Some(c);
+        }
+        let segments = self.shared.segments();
+        let Some(rec) = retention::plan(&segments, &self.manifest, cutoff, n) else {
+            return Ok(RetentionReport {
+                cutoff,
+                dropped: Vec::new(),
+                first_kept_lsn: segments
+                    .first()
+                    .map_or(self.manifest.anchor.first_lsn, |s| s.first_lsn),
+                ..RetentionReport::default()
+            });
+        };
+        let record = SystemRecord::Retention(rec.clone());
+        self.manifest.pending = Some(record.clone());
+        self.manifest.store(&self.shared.dir)?;
+        let at = self.append_system(record)?;
+        let mut report = self.apply_retention(&rec, at)?;
+        if let Some(c) = carried {
+            report.carried_runs = c.runs;
+            report.carried_events = c.frames.len() as u64;
+            report.dropped_runs = Some(c.dropped_runs);
+        }
+        Ok(report)
     }
 
     fn cfg(&self) -> &Config {
@@ -518,17 +573,36 @@ impl Writer {
                 let later = self.end_batch(true);
                 self.finish_slot_or(slot, err.or(later));
             }
-            Msg::Retain { cutoff, reply } => {
+            Msg::Retain {
+                cutoff,
+                reply,
+                carry,
+            } => {
                 self.sync_barrier();
                 self.end_batch(true);
                 let r = match &self.failed {
                     Some(why) => Err(Error::WriterFailed(why.clone())),
-                    None => self.retain(cutoff),
+                    None => self.retain(cutoff, carry),
                 };
                 let _ = reply.send(r);
             }
         }
         0
+    }
+
+    /// Append event frames as stored (retention's carried copies).
+    fn append_frames(&mut self, frames: &[(Micros, Vec<u8>)]) -> Result<()> {
+        for (ts, frame) in frames {
+            self.route(*ts, frame.len())?;
+            self.block.extend_from_slice(frame);
+            self.block_count += 1;
+            self.block_min_ts = self.block_min_ts.min(*ts);
+            self.block_max_ts = self.block_max_ts.max(*ts);
+            if self.block.len() >= self.cfg().max_batch_bytes {
+                self.write_block()?;
+            }
+        }
+        self.write_block()
     }
 
     fn finish_slot_or(&mut self, slot: Arc<Slot>, err: Option<Failure>) {
@@ -1065,27 +1139,6 @@ impl Writer {
         self.next_lsn = self.next_lsn.max(cut.skip_to_lsn);
         let day = self.day_of(now_micros()).max(self.last_day);
         self.create_segment(day)
-    }
-
-    /// A retention pass: its record appended (with the MANIFEST's `pending`
-    /// set first), then acted on; then the hooks of derived data that
-    /// follow it.
-    fn retain(&mut self, cutoff: Micros) -> Result<RetentionReport> {
-        let segments = self.shared.segments();
-        let Some(rec) = retention::plan(&segments, &self.manifest, cutoff) else {
-            return Ok(RetentionReport {
-                cutoff,
-                dropped: Vec::new(),
-                first_kept_lsn: segments
-                    .first()
-                    .map_or(self.manifest.anchor.first_lsn, |s| s.first_lsn),
-            });
-        };
-        let record = SystemRecord::Retention(rec.clone());
-        self.manifest.pending = Some(record.clone());
-        self.manifest.store(&self.shared.dir)?;
-        let at = self.append_system(record)?;
-        self.apply_retention(&rec, at)
     }
 
     /// Act on a retention record that is in the log at `at`.

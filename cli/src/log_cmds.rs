@@ -34,8 +34,15 @@ pub struct IngestArgs {
     pub strict: bool,
     /// A redaction policy file (docs/reliability.md): fields it names are
     /// dropped or hashed before anything reaches the disk.
-    #[arg(long, value_name = "POLICY")]
+    #[arg(long, value_name = "POLICY", conflicts_with = "redact_preset")]
     pub redact: Option<PathBuf>,
+    /// A ready-made keep-only policy: `metadata-only` (tool-call metadata,
+    /// no content, stdout, stderr or body) or `hash-and-sizes` (content
+    /// replaced by its hash and size); `none` turns redaction off. Without
+    /// --redact or --redact-preset, the policy the log recorded last
+    /// stays in force.
+    #[arg(long, value_name = "NAME")]
+    pub redact_preset: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -454,7 +461,15 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
                 .map_err(|e| CliError::usage(format!("--redact {}: {e}", path.display())))?;
             Some(Arc::new(policy))
         }
-        None => None,
+        None => match a.redact_preset.as_deref() {
+            Some("none") => Some(Arc::new(RedactionPolicy::new())),
+            Some(name) => {
+                Some(Arc::new(RedactionPolicy::preset(name).map_err(|e| {
+                    CliError::usage(format!("--redact-preset: {e}"))
+                })?))
+            }
+            None => None,
+        },
     };
     let source = Source::new(&a.file, a.strict)?;
     if a.strict {
@@ -496,9 +511,11 @@ fn ingest_pass(
 ) -> CliResult {
     // Sealed segments are indexed as they seal, on a thread of their own.
     let mut cfg = Config::new(dir);
-    cfg.redaction = redaction.clone();
+    cfg.redaction = redaction;
     let on_seal = IndexOnSeal::hook(&mut cfg);
     let log = open_writer_with(cfg)?;
+    // The policy in force: the one given, or the one the log recorded.
+    let redaction = log.redaction().cloned();
     let indexer = on_seal.start(&log)?;
     let pb = progress(total, "ingesting", Counts::Bytes);
     let mut t = Tally {
@@ -649,6 +666,32 @@ pub fn tail(ctx: &Ctx, a: TailArgs) -> CliResult {
     }
 }
 
+/// `,"redaction":{"in_force":NAME|null,"policies":[{since_lsn, since,
+/// name, fingerprint, keyed}]}` for verify's line.
+fn redaction_json(recs: &[auditlog::PolicyRecord]) -> String {
+    use auditlog::event::json::json_string;
+    let mut s = String::from(",\"redaction\":{\"in_force\":");
+    match recs.last() {
+        Some(r) if r.name != "none" => json_string(&r.name, &mut s),
+        _ => s.push_str("null"),
+    }
+    s.push_str(",\"policies\":[");
+    for (i, r) in recs.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("{{\"since_lsn\":{},\"since\":\"", r.since_lsn));
+        s.push_str(&to_rfc3339(r.since_ts));
+        s.push_str("\",\"name\":");
+        json_string(&r.name, &mut s);
+        s.push_str(",\"fingerprint\":");
+        json_string(&r.fingerprint, &mut s);
+        s.push_str(&format!(",\"keyed\":{}}}", r.keyed));
+    }
+    s.push_str("]}");
+    s
+}
+
 pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
     let dir = ctx.dir()?;
     let expect = match &a.expect {
@@ -711,6 +754,7 @@ fn verify_json(r: &auditlog::VerifyReport, expect: Option<Digest>) -> String {
         ",\"system_events\":{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{}}},\"indexes_checked\":{}",
         r.cuts, r.repairs, r.retentions, r.indexes_checked
     ));
+    s.push_str(&redaction_json(&r.redaction));
     if let Some(seq) = r.unlisted_newest {
         s.push_str(&format!(",\"unlisted_newest\":{seq}"));
     }
@@ -776,7 +820,7 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
     // cutoff) whose start is in a dropped segment are carried forward
     // first (docs/queries.md, "Retention").
     let store = AuditStore::open(StoreConfig::new(&dir).create(false))?;
-    report_recovery(store.log());
+    report_recovery(&store.log());
     let r = store.retain(cutoff)?;
     store.close()?;
     let mut s = String::from("{\"cutoff\":\"");
@@ -796,10 +840,13 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
         ));
     }
     s.push_str(&format!(
-        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
+        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{},\"carried_runs\":{},\"carried_events\":{},\"dropped_runs\":{}}}",
         r.events(),
         r.bytes(),
-        r.first_kept_lsn
+        r.first_kept_lsn,
+        r.carried_runs,
+        r.carried_events,
+        r.dropped_runs.unwrap_or(0)
     ));
     let mut out = Out::new();
     out.line(&s)?;
@@ -824,6 +871,11 @@ pub fn stats(ctx: &Ctx, _a: StatsArgs) -> CliResult {
         st.dropped_segments,
         st.dropped_events,
     );
+    s.push_str(",\"redaction\":");
+    match &st.redaction {
+        Some(name) => auditlog::event::json::json_string(name, &mut s),
+        None => s.push_str("null"),
+    }
     for (key, value) in super::stats_extras(&reader, st.events)? {
         s.push_str(&format!(",\"{key}\":{value}"));
     }

@@ -2,6 +2,7 @@
 //! group lives in its own module; this one parses arguments, dispatches,
 //! and turns library errors into messages a person can act on.
 
+mod calls_cmd;
 mod log_cmds;
 mod output;
 mod query_cmds;
@@ -64,6 +65,9 @@ pub enum Command {
     LastRun(query_cmds::LastRunArgs),
     /// Failing tool calls grouped by channel, tool and error type.
     Errors(query_cmds::ErrorsArgs),
+    /// Tool calls, with or without a run: filtered, newest first, paged;
+    /// or counted (`--count`, `--count --by tool`).
+    Calls(calls_cmd::CallsArgs),
     /// Every stored event in log order, as ingested, with its LSN.
     Replay(log_cmds::ReplayArgs),
     /// The newest events; `-f` follows new ones.
@@ -125,6 +129,7 @@ fn run() -> i32 {
         Command::Chain(a) => query_cmds::chain(&ctx, a),
         Command::LastRun(a) => query_cmds::last_run(&ctx, a),
         Command::Errors(a) => query_cmds::errors(&ctx, a),
+        Command::Calls(a) => calls_cmd::calls(&ctx, a),
         Command::Search(a) => search_cmd::search(&ctx, a),
         Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
     };

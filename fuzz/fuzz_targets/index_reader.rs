@@ -52,9 +52,19 @@ fuzz_target!(|data: &[u8]| {
     for i in 0..img.n_fins().min(64) {
         let _ = img.fin(i);
     }
-    for i in 0..img.n_errs().min(64) {
-        let _ = img.err(i);
+    for i in 0..img.n_calls().min(64) {
+        let _ = img.call(i);
     }
-    let _ = img.errs_between(None, Some(0));
+    let calls = img.all_calls();
+    let _ = img.narrow_calls(calls, Some(i64::MIN), Some(i64::MAX));
+    for kind in 0..=10u32 {
+        for key in [&b"x"[..], b"error", b""] {
+            let l = img.call_posting(kind, key);
+            for i in 0..l.len().min(16) {
+                let _ = img.call_at(&l, i);
+            }
+            let _ = img.narrow_calls(l, Some(0), None);
+        }
+    }
     let _ = img.n_logs();
 });

@@ -96,7 +96,7 @@ pub fn sqlite_load(
     let mut stamps: Vec<Instant> = Vec::with_capacity(txn);
     let started = Instant::now();
     let mut n = 0u64;
-    let mut loader = sqlite_baseline::Loader::new();
+    let mut loader = sqlite_baseline::Loader::without_calls();
     for chunk in round_robin(shares, txn) {
         if cap.is_some_and(|c| n >= c) || deadline.is_some_and(|d| started.elapsed() >= d) {
             break;

@@ -117,6 +117,15 @@ pub struct BenchArgs {
     /// Runs written for the full-text measurement.
     #[arg(long, default_value_t = 100_000)]
     pub search_runs: u64,
+    /// Run the tool-call benchmark instead of the load run: `--events`
+    /// standalone tool calls into auditlog and into SQLite with the
+    /// gateways' own table and indexes; the gateways' questions timed on
+    /// both (docs/benchmarks.md, "Tool calls").
+    #[arg(long)]
+    pub calls: bool,
+    /// Tool calls: sessions the calls are spread over.
+    #[arg(long, default_value_t = 50_000)]
+    pub sessions: u32,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -320,6 +329,9 @@ fn query_rounds<E: std::fmt::Display>(
 /// Run the load run; `dir` keeps the log there instead of in a temporary
 /// folder.
 pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
+    if a.calls {
+        return calls_bench(dir, &a);
+    }
     let policy = parse_durability(&a.durability)?;
     if a.producers == 0 || a.producers > 256 {
         return Err(CliError::usage("--producers must be within 1..=256"));
@@ -797,6 +809,50 @@ fn finish(a: &BenchArgs, mut rep: Report, machine: &mut Machine) -> CliResult {
         out.line(&rep.to_json())?;
     } else {
         out.line(rep.to_table().trim_end())?;
+    }
+    out.flush()
+}
+
+/// `bench --calls`: the tool-call benchmark (crate::calls_bench).
+fn calls_bench(dir: Option<&Path>, a: &BenchArgs) -> CliResult {
+    let tmp = tempfile::Builder::new()
+        .prefix("auditlog-bench-calls")
+        .tempdir()
+        .map_err(|e| CliError::failed(format!("creating a temporary folder: {e}")))?;
+    let root = match dir {
+        Some(d) => {
+            if std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
+                return Err(CliError::usage(format!(
+                    "{}: the benchmark writes new data; name an empty or missing folder with --dir",
+                    d.display()
+                )));
+            }
+            d.to_path_buf()
+        }
+        None => tmp.path().to_path_buf(),
+    };
+    let spec = crate::calls_bench::CallsSpec {
+        events: a.events.max(1),
+        days: a.days.max(1),
+        sessions: a.sessions.max(1),
+        fail_rate: a.fail_rate,
+        batch: a.batch.max(1000),
+        query_ms: a.query_ms,
+        sqlite: !a.quick,
+        ..crate::calls_bench::CallsSpec::default()
+    };
+    let json = a.json;
+    let r = crate::calls_bench::measure(&root, &spec, &|m| note(json, m))
+        .map_err(|e| CliError::failed(format!("tool-call benchmark: {e}")))?;
+    let mut out = Out::new();
+    if json {
+        out.line(&r.to_json())?;
+    } else {
+        out.line(r.to_table().trim_end())?;
+    }
+    if let Some(p) = &a.json_out {
+        std::fs::write(p, r.to_json() + "\n")
+            .map_err(|e| CliError::failed(format!("writing {}: {e}", p.display())))?;
     }
     out.flush()
 }

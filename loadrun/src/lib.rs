@@ -8,6 +8,7 @@
 //! milliseconds (p50, p99, p99.9, max).
 
 pub mod baselines;
+pub mod calls_bench;
 mod cmd;
 pub mod ingest;
 pub mod plot;

@@ -259,7 +259,7 @@ pub fn sqlite_query(c: &Connection, qs: &QuerySet, kind: usize, i: usize) -> rus
         )?,
         "errors_1d" => {
             let d = QuerySet::ts(&qs.days, i);
-            sq::errors(c, Some(d), Some(d + DAY - 1), false)?
+            sq::errors_of_run_logs(c, Some(d), Some(d + DAY - 1), false)?
                 .iter()
                 .map(|g| g.count)
                 .sum()

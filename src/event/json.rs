@@ -9,7 +9,7 @@
 
 use super::time::{check_range, format_rfc3339, parse_rfc3339};
 use super::{
-    Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, MAX_EVENT_BYTES,
+    Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
     MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
 };
 use crate::error::EventError;
@@ -22,13 +22,14 @@ use std::collections::HashSet;
 use std::fmt;
 use std::fmt::Write as _;
 
-const KINDS: &str = "run_started, run_log, run_finished";
+const KINDS: &str = "run_started, run_log, run_finished, tool_call";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
     Started,
     Log,
     Finished,
+    Call,
 }
 
 /// Every top-level key the contract names, for any kind.
@@ -55,6 +56,19 @@ enum Key {
     InputTokens,
     OutputTokens,
     ThinkingTokens,
+    CallId,
+    WorkspaceId,
+    RequestId,
+    Tool,
+    Engine,
+    ErrorType,
+    DurationMs,
+    InputBytes,
+    ResultBytes,
+    ExitCode,
+    HttpStatus,
+    InputHash,
+    ArgsSummary,
 }
 
 impl Key {
@@ -81,34 +95,51 @@ impl Key {
             "input_tokens" => Key::InputTokens,
             "output_tokens" => Key::OutputTokens,
             "thinking_tokens" => Key::ThinkingTokens,
+            "call_id" => Key::CallId,
+            "workspace_id" => Key::WorkspaceId,
+            "request_id" => Key::RequestId,
+            "tool" => Key::Tool,
+            "engine" => Key::Engine,
+            "error_type" => Key::ErrorType,
+            "duration_ms" => Key::DurationMs,
+            "input_bytes" => Key::InputBytes,
+            "result_bytes" => Key::ResultBytes,
+            "exit_code" => Key::ExitCode,
+            "http_status" => Key::HttpStatus,
+            "input_hash" => Key::InputHash,
+            "args_summary" => Key::ArgsSummary,
             _ => return None,
         })
     }
 
-    /// The kind a key belongs to; `None` for keys every event has (and the
-    /// engine-assigned `lsn`).
-    fn owner(self) -> Option<Kind> {
+    /// A key every event has (and the engine-assigned `lsn`).
+    fn common(self) -> bool {
+        matches!(self, Key::Kind | Key::RunId | Key::Ts | Key::Lsn)
+    }
+
+    /// Whether the key is a field of `kind` (common keys are of every kind).
+    fn belongs_to(self, kind: Kind) -> bool {
+        if self.common() {
+            return true;
+        }
         match self {
-            Key::Kind | Key::RunId | Key::Ts | Key::Lsn => None,
-            Key::SkillId
-            | Key::CallerId
-            | Key::ChannelId
-            | Key::ParentRunId
-            | Key::Inputs
-            | Key::DryRun => Some(Kind::Started),
-            Key::Seq | Key::EventType | Key::Payload => Some(Kind::Log),
-            Key::Status
-            | Key::Output
-            | Key::Error
+            // Fields a tool call shares with another kind.
+            Key::CallerId | Key::ChannelId => matches!(kind, Kind::Started | Kind::Call),
+            Key::Payload => matches!(kind, Kind::Log | Kind::Call),
+            Key::Status | Key::Error => matches!(kind, Kind::Finished | Kind::Call),
+            Key::SkillId | Key::ParentRunId | Key::Inputs | Key::DryRun => kind == Kind::Started,
+            Key::Seq | Key::EventType => kind == Kind::Log,
+            Key::Output
             | Key::ToolCalls
             | Key::RuntimeSeconds
             | Key::InputTokens
             | Key::OutputTokens
-            | Key::ThinkingTokens => Some(Kind::Finished),
+            | Key::ThinkingTokens => kind == Kind::Finished,
+            _ => kind == Kind::Call,
         }
     }
 
-    fn bit(self) -> u32 {
+    fn bit(self) -> u64 {
         1 << (self as u32)
     }
 }
@@ -238,7 +269,7 @@ type ExtraField<'de> = (Cow<'de, str>, &'de RawValue, Option<Key>);
 /// Everything read from one line, before defaults and limits are applied.
 #[derive(Default)]
 struct Fields<'de> {
-    seen: u32,
+    seen: u64,
     kind: Option<Kind>,
     run_id: Option<String>,
     ts: Option<Micros>,
@@ -259,6 +290,19 @@ struct Fields<'de> {
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     thinking_tokens: Option<u64>,
+    call_id: Option<String>,
+    workspace_id: Option<String>,
+    request_id: Option<String>,
+    tool: Option<String>,
+    engine: Option<String>,
+    error_type: Option<String>,
+    duration_ms: Option<f64>,
+    input_bytes: Option<u64>,
+    result_bytes: Option<u64>,
+    exit_code: Option<i64>,
+    http_status: Option<u64>,
+    input_hash: Option<String>,
+    args_summary: Option<String>,
     extra: Vec<ExtraField<'de>>,
     extra_keys: Option<HashSet<Cow<'de, str>>>,
 }
@@ -282,23 +326,23 @@ impl<'de> Fields<'de> {
             return Err(duplicate());
         }
         self.seen |= known.bit();
-        match (known.owner(), self.kind) {
-            (None, _) => map.next_value_seed(Slot {
+        match self.kind {
+            _ if known.common() => map.next_value_seed(Slot {
                 fields: self,
                 key: known,
             }),
-            (Some(owner), Some(kind)) if owner == kind => map.next_value_seed(Slot {
+            Some(kind) if known.belongs_to(kind) => map.next_value_seed(Slot {
                 fields: self,
                 key: known,
             }),
             // Another kind's field is just an unknown one here; it stays raw.
-            (Some(_), Some(_)) => {
+            Some(_) => {
                 let raw = map.next_value()?;
                 self.extra.push((key.clone(), raw, None));
                 Ok(())
             }
             // Kind not seen yet: keep it raw in its place, decide in build().
-            (Some(_), None) => {
+            None => {
                 let raw = map.next_value()?;
                 self.extra.push((key.clone(), raw, Some(known)));
                 Ok(())
@@ -344,10 +388,23 @@ impl<'de> Fields<'de> {
             Key::Output => self.output = d.deserialize_any(StrV)?,
             Key::Error => self.error = d.deserialize_any(StrV)?,
             Key::ToolCalls => self.tool_calls = d.deserialize_any(U64V)?,
-            Key::RuntimeSeconds => self.runtime_seconds = raw_number(d)?,
+            Key::RuntimeSeconds => self.runtime_seconds = raw_number(d, "seconds (like 1.5)")?,
             Key::InputTokens => self.input_tokens = d.deserialize_any(U64V)?,
             Key::OutputTokens => self.output_tokens = d.deserialize_any(U64V)?,
             Key::ThinkingTokens => self.thinking_tokens = d.deserialize_any(U64V)?,
+            Key::CallId => self.call_id = d.deserialize_any(StrV)?,
+            Key::WorkspaceId => self.workspace_id = d.deserialize_any(StrV)?,
+            Key::RequestId => self.request_id = d.deserialize_any(StrV)?,
+            Key::Tool => self.tool = d.deserialize_any(StrV)?,
+            Key::Engine => self.engine = d.deserialize_any(StrV)?,
+            Key::ErrorType => self.error_type = d.deserialize_any(StrV)?,
+            Key::DurationMs => self.duration_ms = raw_number(d, "milliseconds (like 12.5)")?,
+            Key::InputBytes => self.input_bytes = d.deserialize_any(U64V)?,
+            Key::ResultBytes => self.result_bytes = d.deserialize_any(U64V)?,
+            Key::ExitCode => self.exit_code = d.deserialize_any(I64V)?,
+            Key::HttpStatus => self.http_status = d.deserialize_any(U64V)?,
+            Key::InputHash => self.input_hash = d.deserialize_any(StrV)?,
+            Key::ArgsSummary => self.args_summary = d.deserialize_any(StrV)?,
         }
         Ok(())
     }
@@ -357,13 +414,18 @@ impl<'de> Fields<'de> {
         let kind = self.kind.ok_or_else(|| {
             EventError::new("kind", format!("is missing; it must be one of {KINDS}"))
         })?;
-        let run_id = self.run_id.take().ok_or_else(|| {
-            EventError::new(
-                "run_id",
-                "is missing; every event needs a non-empty run_id string",
-            )
-        })?;
-        check_run_id(&run_id)?;
+        let run_id = match (self.run_id.take(), kind) {
+            // A tool call may stand alone: no run.
+            (id, Kind::Call) => id.unwrap_or_default(),
+            (Some(id), _) => id,
+            (None, _) => {
+                return Err(EventError::new(
+                    "run_id",
+                    "is missing; every event but a tool_call needs a non-empty run_id string",
+                ))
+            }
+        };
+        check_run_id_of(kind, &run_id)?;
         let ts = self.ts.ok_or_else(|| {
             EventError::new(
                 "ts",
@@ -387,7 +449,7 @@ impl<'de> Fields<'de> {
         let mut extra = Vec::with_capacity(pending.len());
         for (key, raw, known) in pending {
             match known {
-                Some(k) if k.owner() == Some(kind) => {
+                Some(k) if k.belongs_to(kind) => {
                     let mut de = serde_json::Deserializer::from_str(raw.get());
                     self.read(k, &mut de)
                         .map_err(|e| EventError::new(key.as_ref(), without_position(&e)))?;
@@ -430,7 +492,56 @@ impl<'de> Fields<'de> {
                 output_tokens: self.output_tokens.unwrap_or(0),
                 thinking_tokens: self.thinking_tokens.unwrap_or(0),
             }),
+            Kind::Call => EventData::ToolCall(Box::new(self.take_call()?)),
         })
+    }
+
+    fn take_call(&mut self) -> Result<ToolCall, EventError> {
+        let error = self.error.take().unwrap_or_default();
+        let error_type = name("error_type", self.error_type.take())?;
+        let status = match self.status.take() {
+            Some(s) => s,
+            None => default_call_status(&error, &error_type).to_string(),
+        };
+        check_name("status", &status)?;
+        let http_status = match self.http_status {
+            None => None,
+            Some(v) => Some(u16::try_from(v).ok().filter(|v| *v <= 999).ok_or_else(|| {
+                EventError::new("http_status", format!("must be within 0..=999, got {v}"))
+            })?),
+        };
+        Ok(ToolCall {
+            call_id: name("call_id", self.call_id.take())?,
+            channel_id: name("channel_id", self.channel_id.take())?,
+            caller_id: name("caller_id", self.caller_id.take())?,
+            workspace_id: name("workspace_id", self.workspace_id.take())?,
+            request_id: name("request_id", self.request_id.take())?,
+            tool: name("tool", self.tool.take())?,
+            engine: name("engine", self.engine.take())?,
+            status,
+            error_type,
+            error,
+            duration_ms: self.duration_ms,
+            input_bytes: self.input_bytes,
+            result_bytes: self.result_bytes,
+            exit_code: self.exit_code,
+            http_status,
+            input_hash: name("input_hash", self.input_hash.take())?,
+            args_summary: self.args_summary.take().unwrap_or_default(),
+            payload: self
+                .payload
+                .map_or_else(Json::null, |r| Json::trusted(r.get().to_owned())),
+        })
+    }
+}
+
+/// A tool call's status when none is given: "error" if it names an error,
+/// else "ok".
+pub fn default_call_status(error: &str, error_type: &str) -> &'static str {
+    if error.is_empty() && error_type.is_empty() {
+        "ok"
+    } else {
+        "error"
     }
 }
 
@@ -465,7 +576,7 @@ fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D:
 /// Reads a number from its raw text: Rust's float parsing is exact, where
 /// serde_json's default one may be off by one unit in the last place, and
 /// `runtime_seconds` must survive write → parse unchanged.
-fn raw_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+fn raw_number<'de, D: Deserializer<'de>>(d: D, unit: &str) -> Result<Option<f64>, D::Error> {
     let raw = <&RawValue>::deserialize(d)?.get();
     let what = match raw.as_bytes().first() {
         Some(b'n') => return Ok(None),
@@ -478,7 +589,7 @@ fn raw_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> 
     };
     if let Some(what) = what {
         return Err(de::Error::custom(format!(
-            "must be a number of seconds (like 1.5), got {what}"
+            "must be a number of {unit}, got {what}"
         )));
     }
     match raw.parse::<f64>() {
@@ -555,6 +666,31 @@ impl<'de> Visitor<'de> for U64V {
     }
 }
 
+struct I64V;
+
+impl<'de> Visitor<'de> for I64V {
+    type Value = Option<i64>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an integer")
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        i64::try_from(v)
+            .map(Some)
+            .map_err(|_| E::custom(format!("is too large; at most {}", i64::MAX)))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Err(E::custom(format!(
+            "must be written as an integer, without fraction or exponent, got {v:?}"
+        )))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
 struct TsV;
 
 impl<'de> Visitor<'de> for TsV {
@@ -601,6 +737,7 @@ impl<'de> Visitor<'de> for KindV {
             "system" => Err(E::custom(
                 "\"system\" events are written by the log itself (cuts, repairs, retention) and cannot be ingested",
             )),
+            "tool_call" => Ok(Some(Kind::Call)),
             _ => Err(E::custom(format!(
                 "{} is not a known kind; it must be one of {KINDS}",
                 quoted(v)
@@ -719,7 +856,7 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
             "system events are written by the log itself (cuts, repairs, retention) and cannot be appended",
         ));
     }
-    check_run_id(&ev.run_id)?;
+    check_run_id_of(kind_of(&ev.data), &ev.run_id)?;
     check_range(ev.ts).map_err(|r| EventError::new("ts", r))?;
     match &ev.data {
         EventData::RunStarted(s) => {
@@ -749,6 +886,34 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
             }
         }
         EventData::System(_) => {}
+        EventData::ToolCall(c) => {
+            for (field, v) in [
+                ("call_id", &c.call_id),
+                ("channel_id", &c.channel_id),
+                ("caller_id", &c.caller_id),
+                ("workspace_id", &c.workspace_id),
+                ("request_id", &c.request_id),
+                ("tool", &c.tool),
+                ("engine", &c.engine),
+                ("status", &c.status),
+                ("error_type", &c.error_type),
+                ("input_hash", &c.input_hash),
+            ] {
+                check_name(field, v)?;
+            }
+            if c.duration_ms.is_some_and(|d| !d.is_finite()) {
+                return Err(EventError::new("duration_ms", "must be a finite number"));
+            }
+            if c.http_status.is_some_and(|h| h > 999) {
+                return Err(EventError::new("http_status", "must be within 0..=999"));
+            }
+            if c.payload.as_str().is_empty() {
+                return Err(EventError::new(
+                    "payload",
+                    "must be JSON (null when absent)",
+                ));
+            }
+        }
     }
     check_extra(ev)
 }
@@ -777,12 +942,22 @@ pub fn check_stored(ev: &Event) -> Result<(), EventError> {
     match &ev.data {
         EventData::RunStarted(s) => json("inputs", &s.inputs)?,
         EventData::RunLog(l) => json("payload", &l.payload)?,
+        EventData::ToolCall(c) => json("payload", &c.payload)?,
         EventData::RunFinished(_) | EventData::System(_) => {}
     }
     for (k, v) in &ev.extra {
         json(k, v)?;
     }
     Ok(())
+}
+
+/// `run_id` rules: non-empty except for a tool call (which may stand
+/// alone), and within the length limit.
+fn check_run_id_of(kind: Kind, run_id: &str) -> Result<(), EventError> {
+    if kind == Kind::Call && run_id.is_empty() {
+        return Ok(());
+    }
+    check_run_id(run_id)
 }
 
 fn check_run_id(run_id: &str) -> Result<(), EventError> {
@@ -850,7 +1025,7 @@ fn check_extra(ev: &Event) -> Result<(), EventError> {
     let mut keys = HashSet::new();
     for (k, v) in &ev.extra {
         if let Some(known) = Key::lookup(k) {
-            if known.owner().is_none_or(|o| o == kind) {
+            if known.belongs_to(kind) {
                 return Err(EventError::new(
                     k.as_str(),
                     "is a field of the event itself (or the engine's lsn), not an unknown field",
@@ -877,8 +1052,9 @@ fn kind_of(data: &EventData) -> Kind {
     match data {
         EventData::RunStarted(_) => Kind::Started,
         EventData::RunLog(_) => Kind::Log,
-        // Never reached: validate_event refuses system events first.
+        // System: never reached, validate_event refuses system events first.
         EventData::RunFinished(_) | EventData::System(_) => Kind::Finished,
+        EventData::ToolCall(_) => Kind::Call,
     }
 }
 
@@ -909,6 +1085,7 @@ pub fn write_event(ev: &Event, lsn: Option<u64>, out: &mut String) {
         EventData::RunLog(l) => write_log(l, out),
         EventData::RunFinished(f) => write_finished(f, out),
         EventData::System(r) => super::system::write_fields(r, out),
+        EventData::ToolCall(c) => write_call(c, out),
     }
     for (k, v) in &ev.extra {
         out.push(',');
@@ -938,6 +1115,14 @@ fn estimate_len(ev: &Event) -> usize {
         EventData::RunLog(l) => l.event_type.len() + l.payload.as_str().len(),
         EventData::RunFinished(f) => f.status.len() + f.output.len() + f.error.len(),
         EventData::System(_) => 1024,
+        EventData::ToolCall(c) => {
+            200 + c.tool.len()
+                + c.error.len()
+                + c.args_summary.len()
+                + c.payload.as_str().len()
+                + c.channel_id.len()
+                + c.caller_id.len()
+        }
     };
     let extra: usize = ev
         .extra
@@ -993,7 +1178,47 @@ fn write_finished(f: &RunFinished, out: &mut String) {
     u64_field("thinking_tokens", f.thinking_tokens, out);
 }
 
-fn json_u64(mut v: u64, out: &mut String) {
+/// A tool call's fields after kind, run_id and ts, in contract order.
+pub(crate) fn write_call(c: &ToolCall, out: &mut String) {
+    str_field("call_id", &c.call_id, out);
+    str_field("channel_id", &c.channel_id, out);
+    str_field("caller_id", &c.caller_id, out);
+    str_field("workspace_id", &c.workspace_id, out);
+    str_field("request_id", &c.request_id, out);
+    str_field("tool", &c.tool, out);
+    str_field("engine", &c.engine, out);
+    str_field("status", &c.status, out);
+    str_field("error_type", &c.error_type, out);
+    str_field("error", &c.error, out);
+    key("duration_ms", out);
+    match c.duration_ms {
+        Some(d) => json_f64(d, out),
+        None => out.push_str("null"),
+    }
+    let opt_u64 = |name: &str, v: Option<u64>, out: &mut String| {
+        key(name, out);
+        match v {
+            Some(v) => json_u64(v, out),
+            None => out.push_str("null"),
+        }
+    };
+    opt_u64("input_bytes", c.input_bytes, out);
+    opt_u64("result_bytes", c.result_bytes, out);
+    key("exit_code", out);
+    match c.exit_code {
+        Some(v) => {
+            let _ = write!(out, "{v}");
+        }
+        None => out.push_str("null"),
+    }
+    opt_u64("http_status", c.http_status.map(u64::from), out);
+    str_field("input_hash", &c.input_hash, out);
+    str_field("args_summary", &c.args_summary, out);
+    key("payload", out);
+    out.push_str(c.payload.as_str());
+}
+
+pub(crate) fn json_u64(mut v: u64, out: &mut String) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {

@@ -1,5 +1,6 @@
-//! The event model: the three kinds of audit event a gateway records, with
-//! their limits. JSON in and out lives in [`json`]; time handling in [`time`].
+//! The event model: the four kinds of audit event a gateway records (a
+//! run's start, logs and finish, and tool calls, which may stand alone),
+//! and the engine's own system events, with their limits. JSON in and out lives in [`json`]; time handling in [`time`].
 
 pub mod json;
 pub mod system;
@@ -70,6 +71,9 @@ pub struct Event {
     pub extra: Vec<(String, Json)>,
 }
 
+// A tool call is the widest variant by far (18 fields): boxed, so that an
+// `Event` stays small wherever it is held or moved (one allocation per
+// call, beside the strings it owns anyway).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EventData {
     RunStarted(RunStarted),
@@ -78,6 +82,9 @@ pub enum EventData {
     /// What the engine did to the log itself (a cut, a repair, a retention
     /// pass); written by the engine only, ignored by every run fold.
     System(Box<system::SystemRecord>),
+    /// A tool call as a record of its own: inside a run (`run_id` names
+    /// it) or standing alone (`run_id` empty), with its own scope.
+    ToolCall(Box<ToolCall>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +117,68 @@ pub struct RunFinished {
     pub thinking_tokens: u64,
 }
 
+/// A tool call (kind `tool_call`; docs/tool-calls.md). Its scope is its
+/// own: the session or channel, the caller or agent, and optionally a
+/// workspace and a request; a call inside a stored run takes the run's
+/// channel and caller where its own are empty. Known fields are typed;
+/// anything else goes in `payload` or stays an unknown top-level field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The gateway's id of the call ("" if none).
+    pub call_id: String,
+    /// The session or channel.
+    pub channel_id: String,
+    /// The caller or agent.
+    pub caller_id: String,
+    pub workspace_id: String,
+    pub request_id: String,
+    pub tool: String,
+    /// The model engine or provider that asked for the call.
+    pub engine: String,
+    /// "ok", "error", or the gateway's own word. When absent on ingest:
+    /// "error" if `error` or `error_type` is set, else "ok".
+    pub status: String,
+    pub error_type: String,
+    /// The error message (free text).
+    pub error: String,
+    pub duration_ms: Option<f64>,
+    pub input_bytes: Option<u64>,
+    pub result_bytes: Option<u64>,
+    pub exit_code: Option<i64>,
+    pub http_status: Option<u16>,
+    /// A hash of the call's input, as the gateway computed it.
+    pub input_hash: String,
+    /// A short, already redacted, summary of the arguments (free text).
+    pub args_summary: String,
+    /// Anything else (any JSON; `null` when absent).
+    pub payload: Json,
+}
+
+impl Default for ToolCall {
+    fn default() -> Self {
+        ToolCall {
+            call_id: String::new(),
+            channel_id: String::new(),
+            caller_id: String::new(),
+            workspace_id: String::new(),
+            request_id: String::new(),
+            tool: String::new(),
+            engine: String::new(),
+            status: "ok".to_string(),
+            error_type: String::new(),
+            error: String::new(),
+            duration_ms: None,
+            input_bytes: None,
+            result_bytes: None,
+            exit_code: None,
+            http_status: None,
+            input_hash: String::new(),
+            args_summary: String::new(),
+            payload: Json::null(),
+        }
+    }
+}
+
 impl EventData {
     pub fn kind(&self) -> &'static str {
         match self {
@@ -117,6 +186,7 @@ impl EventData {
             EventData::RunLog(_) => "run_log",
             EventData::RunFinished(_) => "run_finished",
             EventData::System(_) => "system",
+            EventData::ToolCall(_) => "tool_call",
         }
     }
 
@@ -214,6 +284,12 @@ impl Event {
     /// Whether this is a system event (kind `system`).
     pub fn is_system(&self) -> bool {
         matches!(self.data, EventData::System(_))
+    }
+
+    /// A `tool_call` event with no unknown fields (`run_id` "" for a call
+    /// outside any run).
+    pub fn tool_call(run_id: impl Into<String>, ts: Micros, data: ToolCall) -> Event {
+        Event::with_data(run_id.into(), ts, EventData::ToolCall(Box::new(data)))
     }
 
     fn with_data(run_id: String, ts: Micros, data: EventData) -> Event {

@@ -18,6 +18,14 @@ pub const MAX_TS: Micros = 253_402_300_800 * MICROS_PER_SEC - 1;
 
 const MAX_DAY: i64 = MAX_TS / MICROS_PER_DAY;
 
+/// The current instant in µs since the epoch, UTC (0 if the clock is
+/// before 1970).
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as Micros)
+}
+
 /// Accepts `ts` if it lies in `MIN_TS..=MAX_TS`, with a reason otherwise.
 pub fn check_range(ts: Micros) -> Result<Micros, String> {
     if (MIN_TS..=MAX_TS).contains(&ts) {

@@ -141,8 +141,9 @@ impl Core {
             if lsn >= head {
                 break;
             }
-            if ev.is_system() {
-                // The log's own record (a cut, a retention): no run, no text.
+            if ev.is_system() || ev.run_id.is_empty() {
+                // The log's own record (a cut, a retention), or a tool call
+                // outside any run: no run document holds it.
                 self.pending_next = lsn + 1;
                 continue;
             }

@@ -193,6 +193,36 @@ impl RunDoc {
                 }
                 self.logs.len() - before
             }
+            // A tool call of the run: searchable like a log of it.
+            EventData::ToolCall(c) => {
+                let before = self.logs.len();
+                push_term(&mut self.event_types, "tool_call".to_string());
+                if !c.tool.is_empty() {
+                    push_term(&mut self.tools, c.tool.clone());
+                }
+                if !c.error_type.is_empty() {
+                    push_term(&mut self.error_types, c.error_type.clone());
+                }
+                let cap = before < MAX_LOG_TEXT_PER_RUN;
+                let logs = &mut self.logs;
+                let mut add = |v: &str| {
+                    if cap && !v.is_empty() && logs.len() < MAX_LOG_TEXT_PER_RUN {
+                        logs.push_str(v);
+                        logs.push('\n');
+                    }
+                };
+                add(&c.tool);
+                add(&c.status);
+                add(&c.error_type);
+                add(&c.error);
+                add(&c.args_summary);
+                scan_json(c.payload.as_str(), |_, key, value, is_str| {
+                    if is_str || key.ends_with("status") || key.ends_with("code") {
+                        add(value);
+                    }
+                });
+                self.logs.len() - before
+            }
         }
     }
 

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};
 use super::image::*;
 use crate::chain::Digest;
 use crate::event::{Event, EventData, Micros};
@@ -30,39 +31,6 @@ struct BFin {
     ts: Micros,
 }
 
-struct BErr {
-    ts: Micros,
-    id: u32,
-    tool: u32,
-    error_type: u32,
-    duration_ms: f64,
-    lsn: u64,
-}
-
-/// What a failing tool call carries: tool, error_type, duration_ms.
-pub type ToolFailure = (String, String, Option<f64>);
-
-/// If `payload` (JSON text) is a failing tool call's, its tool, error type
-/// and numeric duration. Absent or null strings are `""`; a non-string
-/// value is kept as its JSON text.
-pub fn tool_failure(payload: &str) -> Option<ToolFailure> {
-    if !payload.contains("error") {
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_str(payload).ok()?;
-    let o = v.as_object()?;
-    if o.get("status").and_then(|s| s.as_str()) != Some("error") {
-        return None;
-    }
-    let text = |k: &str| match o.get(k) {
-        None | Some(serde_json::Value::Null) => String::new(),
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    };
-    let dur = o.get("duration_ms").and_then(|d| d.as_f64());
-    Some((text("tool"), text("error_type"), dur))
-}
-
 /// Accumulates the events of one segment (or part of the active one).
 pub struct Builder {
     kind: u32,
@@ -83,7 +51,7 @@ pub struct Builder {
     /// First finish of each id in this image (any position).
     first_fin: HashMap<u32, BFin>,
     logs: Vec<(u32, u64, u64, u64)>,
-    errs: Vec<BErr>,
+    calls: Vec<BCall>,
     dup_starts: u32,
     /// Amending starts: (id, lsn, off, is the image's first start of id).
     amend_starts: Vec<(u32, u64, u64, bool)>,
@@ -111,7 +79,7 @@ impl Builder {
             runs: Vec::new(),
             first_fin: HashMap::new(),
             logs: Vec::new(),
-            errs: Vec::new(),
+            calls: Vec::new(),
             dup_starts: 0,
             amend_starts: Vec::new(),
             amend_finishes: Vec::new(),
@@ -150,6 +118,30 @@ impl Builder {
             return;
         }
         let id = self.intern(&ev.run_id);
+        if let Some(c) = call_entry(ev) {
+            let strs = [
+                id,
+                self.intern(&c.channel),
+                self.intern(&c.caller),
+                self.intern(&c.workspace),
+                self.intern(&c.tool),
+                self.intern(&c.engine),
+                self.intern(&c.status),
+                self.intern(&c.error_type),
+            ];
+            let mut flags = if c.from_log { CF_RUN_LOG } else { 0 };
+            if c.duration_ms.is_some() {
+                flags |= CF_DURATION;
+            }
+            self.calls.push(BCall {
+                ts: ev.ts,
+                lsn,
+                off,
+                flags,
+                duration_ms: c.duration_ms.unwrap_or(0.0),
+                strs,
+            });
+        }
         let slot = id as usize;
         if self.fold.len() <= slot {
             self.fold.resize(slot + 1, (RunState::default(), 0));
@@ -205,21 +197,10 @@ impl Builder {
                 self.first_fin.entry(id).or_insert(fin);
             }
             EventData::System(_) => {}
+            // Indexed with the calls (above).
+            EventData::ToolCall(_) => {}
             EventData::RunLog(l) => {
                 self.logs.push((id, l.seq, lsn, off));
-                if l.event_type == "tool_call" {
-                    if let Some((tool, error_type, dur)) = tool_failure(l.payload.as_str()) {
-                        let (tool, error_type) = (self.intern(&tool), self.intern(&error_type));
-                        self.errs.push(BErr {
-                            ts: ev.ts,
-                            id,
-                            tool,
-                            error_type,
-                            duration_ms: dur.unwrap_or(f64::NAN),
-                            lsn,
-                        });
-                    }
-                }
             }
         }
     }
@@ -251,7 +232,7 @@ impl Builder {
             runs,
             first_fin,
             mut logs,
-            mut errs,
+            calls,
             dup_starts,
             fold,
             amend_starts,
@@ -418,19 +399,14 @@ impl Builder {
             }
         }
 
-        // TERR sorted by (ts, lsn).
-        errs.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then(a.lsn.cmp(&b.lsn)));
-        let mut s_terr = Vec::with_capacity(errs.len() * 48);
-        for e in &errs {
-            s_terr.extend_from_slice(&(e.ts as u64).to_le_bytes());
-            for h in [e.id, e.tool, e.error_type] {
-                let r = heap.add(h, name(h));
-                s_terr.extend_from_slice(&r.0.to_le_bytes());
-                s_terr.extend_from_slice(&r.1.to_le_bytes());
-            }
-            s_terr.extend_from_slice(&e.duration_ms.to_bits().to_le_bytes());
-            s_terr.extend_from_slice(&e.lsn.to_le_bytes());
-        }
+        // CALLS, CKEYS, CPOST.
+        let (s_calls, s_ckeys, s_cpost) = {
+            let names = &id_names;
+            let heap_cell = std::cell::RefCell::new(&mut heap);
+            let mut put = |h: u32| heap_cell.borrow_mut().add(h, &names[h as usize]);
+            let mut put_text = |b: &[u8]| heap_cell.borrow_mut().add_bytes(b);
+            calls::sections(calls, names, &mut put, &mut put_text)
+        };
 
         let s_amnd = amend_section(
             &mut heap,
@@ -456,7 +432,8 @@ impl Builder {
             s_chain.extend_from_slice(&d.0);
         }
         let sections: [Vec<u8>; N_SECT] = [
-            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_terr, s_amnd, s_chain,
+            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_calls, s_amnd, s_chain,
+            s_ckeys, s_cpost,
         ];
         // Sized once: growing it by doubling faulted in (and the kernel
         // cleared) about twice the image's pages, a third of this function.
@@ -566,6 +543,8 @@ struct Heap {
     bytes: Vec<u8>,
     at: Vec<Option<StrRef>>,
     extra: HashMap<&'static str, StrRef>,
+    /// Strings that are not interned handles (composite call keys).
+    other: HashMap<Vec<u8>, StrRef>,
 }
 
 impl Heap {
@@ -574,6 +553,7 @@ impl Heap {
             bytes: Vec::new(),
             at: vec![None; n],
             extra: HashMap::new(),
+            other: HashMap::new(),
         }
     }
 
@@ -593,6 +573,20 @@ impl Heap {
         }
         let r = self.push(s);
         self.at[h as usize] = Some(r);
+        r
+    }
+
+    /// Any bytes (deduplicated among themselves).
+    fn add_bytes(&mut self, b: &[u8]) -> StrRef {
+        if b.is_empty() {
+            return StrRef(0, 0);
+        }
+        if let Some(r) = self.other.get(b) {
+            return *r;
+        }
+        let r = StrRef(self.bytes.len() as u32, b.len() as u32);
+        self.bytes.extend_from_slice(b);
+        self.other.insert(b.to_vec(), r);
         r
     }
 

@@ -18,9 +18,11 @@ use crate::event::Micros;
 pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// 2: the AMND section (amending events, docs/contract.md); 3: the CHAIN
 /// section (the chain digest at every block boundary, docs/integrity.md).
-pub const VERSION: u32 = 3;
+/// 4: the failing-tool-call table (TERR) replaced by the tool-call sections
+/// CALLS, CKEYS and CPOST (docs/tool-calls.md).
+pub const VERSION: u32 = 4;
 pub const HEADER_LEN: usize = 128;
-pub const N_SECT: usize = 10;
+pub const N_SECT: usize = 12;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
 pub const BODY_START: usize = HEADER_LEN + SECT_TABLE_LEN;
 pub const BLOCK: usize = 64 * 1024;
@@ -39,14 +41,18 @@ pub const S_KEYS: usize = 3;
 pub const S_POST: usize = 4;
 pub const S_FINS: usize = 5;
 pub const S_LOGS: usize = 6;
-pub const S_TERR: usize = 7;
+/// Tool calls (both kinds), ordered by (ts, LSN).
+pub const S_CALLS: usize = 7;
 /// Amending events that override an earlier start or finish.
 pub const S_AMND: usize = 8;
 /// The chain digest at every block boundary the image covers.
 pub const S_CHAIN: usize = 9;
+/// Tool-call posting-list keys, and their lists (CALLS positions).
+pub const S_CKEYS: usize = 10;
+pub const S_CPOST: usize = 11;
 
 /// Record sizes per section (0 = raw bytes).
-pub const REC_SIZE: [usize; N_SECT] = [0, 112, 4, 24, 4, 40, 32, 48, 32, 40];
+pub const REC_SIZE: [usize; N_SECT] = [0, 112, 4, 24, 4, 40, 32, 104, 32, 40, 24, 4];
 
 /// AMND record kinds.
 pub const AMEND_START: u32 = 1;
@@ -293,18 +299,6 @@ pub struct LogRec<'a> {
     pub off: u64,
 }
 
-/// A failing tool call (`run_log`, `tool_call`, payload status "error").
-#[derive(Debug, Clone, Copy)]
-pub struct ErrRec<'a> {
-    pub ts: Micros,
-    pub id: &'a [u8],
-    pub tool: &'a [u8],
-    pub error_type: &'a [u8],
-    /// NaN when the payload had no numeric duration_ms.
-    pub duration_ms: f64,
-    pub lsn: u64,
-}
-
 /// A posting list: positions into RUNS, ordered started_at desc, id desc.
 #[derive(Debug, Clone, Copy)]
 pub enum List {
@@ -351,6 +345,10 @@ pub struct Image {
     /// lookup asks the images oldest first, a binary search in each; a
     /// filter probe rules out nearly every image at once.
     run_filter: OnceLock<Box<[u64]>>,
+    /// Every 32nd tool-call key (in memory only), so a lookup searches a
+    /// small sorted sample in cache, then one short stretch of CKEYS,
+    /// instead of the whole section page by page (see `calls.rs`).
+    pub(super) ckey_fence: OnceLock<super::calls::Fence>,
 }
 
 /// The hash of a run id that [`Image::find_run_if_filtered`] probes filters
@@ -451,6 +449,7 @@ impl Image {
             verified,
             chain_checked,
             run_filter: OnceLock::new(),
+            ckey_fence: OnceLock::new(),
             poisoned: AtomicBool::new(false),
         })
     }
@@ -585,7 +584,7 @@ impl Image {
         &self.bytes[so + off..so + off + len]
     }
 
-    fn rec(&self, s: usize, i: usize) -> &[u8] {
+    pub(super) fn rec(&self, s: usize, i: usize) -> &[u8] {
         self.read(s, i * REC_SIZE[s], REC_SIZE[s])
     }
 
@@ -593,7 +592,7 @@ impl Image {
         self.sect[s].1 / REC_SIZE[s].max(1)
     }
 
-    fn str_at(&self, rec: &[u8], at: usize) -> &[u8] {
+    pub(super) fn str_at(&self, rec: &[u8], at: usize) -> &[u8] {
         let off = le_u32(rec, at) as usize;
         let len = le_u32(rec, at + 4) as usize;
         if len == 0 {
@@ -809,6 +808,11 @@ impl Image {
         v
     }
 
+    /// Mark the image corrupt (a record points outside its section).
+    pub(super) fn poison(&self) {
+        self.poisoned.store(true, Ordering::Relaxed);
+    }
+
     /// Narrow a list (ordered by started_at desc) to `since..=until`.
     pub fn narrow(&self, list: List, since: Option<Micros>, until: Option<Micros>) -> List {
         let n = list.len();
@@ -905,41 +909,5 @@ impl Image {
 
     pub fn n_logs(&self) -> usize {
         self.count(S_LOGS)
-    }
-
-    pub fn n_errs(&self) -> usize {
-        self.count(S_TERR)
-    }
-
-    pub fn err(&self, i: usize) -> ErrRec<'_> {
-        let r = self.rec(S_TERR, i);
-        ErrRec {
-            ts: le_u64(r, 0) as i64,
-            id: self.str_at(r, 8),
-            tool: self.str_at(r, 16),
-            error_type: self.str_at(r, 24),
-            duration_ms: f64::from_bits(le_u64(r, 32)),
-            lsn: le_u64(r, 40),
-        }
-    }
-
-    /// Positions `[lo, hi)` of failing tool calls with ts in `since..=until`.
-    pub fn errs_between(&self, since: Option<Micros>, until: Option<Micros>) -> (usize, usize) {
-        let n = self.n_errs();
-        let bound = |pred: &dyn Fn(Micros) -> bool| {
-            let (mut lo, mut hi) = (0usize, n);
-            while lo < hi {
-                let mid = lo + (hi - lo) / 2;
-                if pred(self.err(mid).ts) {
-                    lo = mid + 1;
-                } else {
-                    hi = mid;
-                }
-            }
-            lo
-        };
-        let lo = since.map_or(0, |s| bound(&|t| t < s));
-        let hi = until.map_or(n, |u| bound(&|t| t <= u));
-        (lo, hi.max(lo))
     }
 }

@@ -8,13 +8,15 @@
 //! segment and never trusted over the log.
 
 mod build;
+pub mod calls;
 mod image;
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use build::{tool_failure, Builder, ToolFailure};
+pub use build::Builder;
+pub use calls::{call_entry, CallEntry, CallList, CallRec};
 pub use image::*;
 
 use crate::codec;

@@ -51,6 +51,18 @@ impl IndexOnSeal {
     /// Start the indexing thread over `log`'s committed data.
     pub fn start(self, log: &Log) -> Result<BackgroundIndexer> {
         let engine = Arc::new(Mutex::new(Engine::new(log.reader())));
+        self.spawn(engine)
+    }
+
+    /// [`IndexOnSeal::start`] with an engine others already share: its
+    /// contents become an engine over `log` (a store that reopened its
+    /// log keeps answering queries through the same handle).
+    pub fn start_on(self, log: &Log, engine: Arc<Mutex<Engine>>) -> Result<BackgroundIndexer> {
+        *engine.lock().unwrap_or_else(|p| p.into_inner()) = Engine::new(log.reader());
+        self.spawn(engine)
+    }
+
+    fn spawn(self, engine: Arc<Mutex<Engine>>) -> Result<BackgroundIndexer> {
         let bg = engine.clone();
         let rx = self.rx;
         let handle = std::thread::Builder::new()

@@ -13,14 +13,16 @@
 
 mod amend;
 mod background;
+mod calls;
 mod engine;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashSet};
 
 pub use crate::index::ProgressFn;
 use amend::{drop_replaced_logs, Item};
 pub use background::{BackgroundIndexer, IndexOnSeal};
+pub use calls::{Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource};
 pub(crate) use engine::shadow_in;
 use engine::FinRef;
 pub use engine::{Engine, EngineStats, View};
@@ -275,7 +277,7 @@ impl<'a> View<'a> {
             .map_or(RUNNING, |f| &f.status[..])
     }
 
-    fn lazy(&self, h: Handle) -> LazyRun<'a> {
+    pub(crate) fn lazy(&self, h: Handle) -> LazyRun<'a> {
         self.srcs[h.src].img.run_lazy(h.pos)
     }
 
@@ -617,113 +619,6 @@ impl<'a> View<'a> {
             .with_overlay(hs, &over)
             .take(limit.unwrap_or(usize::MAX));
         items.map(|i| self.item_run(i)).collect()
-    }
-
-    /// Failing tool calls of stored runs with ts in `since..=until`,
-    /// grouped by (run's channel_id, tool, error_type).
-    pub fn errors(
-        &self,
-        since: Option<Micros>,
-        until: Option<Micros>,
-        include_dry_run: bool,
-    ) -> Result<Vec<ErrorGroup>> {
-        struct Acc {
-            count: u64,
-            first: Micros,
-            last: Micros,
-            dur_sum: f64,
-            dur_n: u64,
-            callers: BTreeSet<Vec<u8>>,
-            runs: BTreeSet<Vec<u8>>,
-        }
-        fn keep(set: &mut BTreeSet<Vec<u8>>, v: &[u8]) {
-            if set.len() < ERROR_GROUP_IDS || set.last().is_some_and(|l| l.as_slice() > v) {
-                set.insert(v.to_vec());
-                if set.len() > ERROR_GROUP_IDS {
-                    set.pop_last();
-                }
-            }
-        }
-        type Bytes<'b> = &'b [u8];
-        // Amended runs: their channel and caller as amended.
-        let mut amended: Vec<Run> = Vec::new();
-        for id in self.foreign.amends.keys() {
-            if let Some(h) = self.find(id) {
-                amended.push(self.amended_run(h)?);
-            }
-        }
-        let mut runs: HashMap<Bytes<'_>, Option<(Bytes<'_>, Bytes<'_>)>> = HashMap::new();
-        for r in &amended {
-            let keep = include_dry_run || !r.dry_run;
-            runs.insert(
-                r.id.as_bytes(),
-                keep.then_some((r.channel_id.as_bytes(), r.caller_id.as_bytes())),
-            );
-        }
-        let mut groups: HashMap<(Bytes<'_>, Bytes<'_>, Bytes<'_>), Acc> = HashMap::new();
-        for s in &self.srcs {
-            let h = &s.img.header;
-            if since.is_some_and(|t| h.max_ts < t) || until.is_some_and(|t| h.min_ts > t) {
-                continue;
-            }
-            let (lo, hi) = s.img.errs_between(since, until);
-            for i in lo..hi {
-                let e = s.img.err(i);
-                let run = *runs.entry(e.id).or_insert_with(|| {
-                    self.find(e.id).and_then(|h| {
-                        let r = self.run(h);
-                        let dry = r.dry_run() || self.dry_by_status(&self.lazy(h));
-                        (include_dry_run || !dry).then_some((r.channel, r.caller))
-                    })
-                });
-                let Some((channel, caller)) = run else {
-                    continue;
-                };
-                let acc = groups
-                    .entry((channel, e.tool, e.error_type))
-                    .or_insert_with(|| Acc {
-                        count: 0,
-                        first: e.ts,
-                        last: e.ts,
-                        dur_sum: 0.0,
-                        dur_n: 0,
-                        callers: BTreeSet::new(),
-                        runs: BTreeSet::new(),
-                    });
-                acc.count += 1;
-                acc.first = acc.first.min(e.ts);
-                acc.last = acc.last.max(e.ts);
-                if !e.duration_ms.is_nan() {
-                    acc.dur_sum += e.duration_ms;
-                    acc.dur_n += 1;
-                }
-                keep(&mut acc.callers, caller);
-                keep(&mut acc.runs, e.id);
-            }
-        }
-        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let mut out: Vec<ErrorGroup> = groups
-            .into_iter()
-            .map(|((ch, tool, et), a)| ErrorGroup {
-                channel_id: text(ch),
-                tool: text(tool),
-                error_type: text(et),
-                count: a.count,
-                first_ts: a.first,
-                last_ts: a.last,
-                avg_duration_ms: (a.dur_n > 0).then(|| a.dur_sum / a.dur_n as f64),
-                caller_ids: a.callers.iter().map(|v| text(v)).collect(),
-                run_ids: a.runs.iter().map(|v| text(v)).collect(),
-            })
-            .collect();
-        out.sort_by(|a, b| {
-            b.count
-                .cmp(&a.count)
-                .then_with(|| a.channel_id.cmp(&b.channel_id))
-                .then_with(|| a.tool.cmp(&b.tool))
-                .then_with(|| a.error_type.cmp(&b.error_type))
-        });
-        Ok(out)
     }
 }
 

@@ -70,6 +70,10 @@ pub enum Effect {
     /// A system event (a cut, a repair, a retention pass): the log's own
     /// record, part of no run.
     System,
+    /// A `tool_call` event: a record of its own, never an orphan; it takes
+    /// its run's scope where its own is empty (docs/tool-calls.md) but
+    /// does not change the run view.
+    Call,
 }
 
 impl Effect {
@@ -116,6 +120,7 @@ impl RunState {
             EventData::RunLog(_) if amending => Effect::ReplaceLog,
             EventData::RunLog(_) => Effect::Log,
             EventData::System(_) => Effect::System,
+            EventData::ToolCall(_) => Effect::Call,
         }
     }
 
@@ -222,6 +227,7 @@ impl RunStates {
             | Effect::AmendStart
             | Effect::AmendFinish
             | Effect::System => {}
+            Effect::Call => {}
         }
         effect
     }

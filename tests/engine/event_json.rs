@@ -4,8 +4,8 @@
 use auditlog::event::json::{event_to_json, parse_event, validate_event, write_event};
 use auditlog::event::time::{parse_rfc3339, to_rfc3339, MAX_TS};
 use auditlog::event::{
-    Event, EventData, Json, RunFinished, RunLog, RunStarted, MAX_EVENT_BYTES, MAX_JSON_DEPTH,
-    MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
+    Event, EventData, Json, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
+    MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
 };
 use proptest::prelude::*;
 
@@ -83,6 +83,94 @@ fn contract_examples_round_trip() {
         r#"{"kind":"run_finished","run_id":"r-1","ts":"2025-11-23T08:00:01.500000Z","status":"error","output":"","error":"upstream timeout","tool_calls":1,"runtime_seconds":1.5,"input_tokens":120,"output_tokens":0,"thinking_tokens":0}"#
     );
     assert_eq!(finished(&ev).runtime_seconds, 1.5);
+}
+
+const CALL: &str = r#"{"kind":"tool_call","run_id":"","ts":"2025-11-23T08:00:00.000200Z","call_id":"c-1","channel_id":"sess-7","caller_id":"agent-3","workspace_id":"ws-1","request_id":"req-9","tool":"http.get","engine":"openai","status":"error","error_type":"timeout","error":"upstream timeout","duration_ms":5000.0,"input_bytes":120,"result_bytes":0,"exit_code":null,"http_status":504,"input_hash":"sha256:ab","args_summary":"GET example.org","payload":{"retry":1}}"#;
+
+fn call(ev: &Event) -> &ToolCall {
+    match &ev.data {
+        EventData::ToolCall(c) => c,
+        other => panic!("not tool_call: {other:?}"),
+    }
+}
+
+#[test]
+fn tool_calls_round_trip_with_every_field_typed() {
+    let (ev, out) = round_trip(CALL);
+    assert_eq!(out, CALL, "the output form is the contract's order");
+    assert_eq!(ev.run_id, "", "a call may stand alone");
+    let c = call(&ev);
+    assert_eq!((c.tool.as_str(), c.engine.as_str()), ("http.get", "openai"));
+    assert_eq!(
+        (c.duration_ms, c.input_bytes, c.result_bytes),
+        (Some(5000.0), Some(120), Some(0))
+    );
+    assert_eq!((c.exit_code, c.http_status), (None, Some(504)));
+    assert_eq!(c.payload.as_str(), r#"{"retry":1}"#);
+    // Inside a run; unknown keys kept; another kind's key is unknown here.
+    let (ev, out) = round_trip(
+        r#"{"kind":"tool_call","run_id":"r-1","ts":5,"tool":"sh","exit_code":-2,"seq":7,"trace":{"a":1}}"#,
+    );
+    assert_eq!(ev.run_id, "r-1");
+    assert_eq!(call(&ev).exit_code, Some(-2));
+    assert_eq!(ev.extra.len(), 2);
+    assert!(
+        out.ends_with(r#""payload":null,"seq":7,"trace":{"a":1}}"#),
+        "{out}"
+    );
+    // A tool call's key is an unknown field of other kinds.
+    let ev = parse(r#"{"tool":"x","kind":"run_started","run_id":"r","ts":1}"#);
+    assert_eq!(ev.extra[0].0, "tool");
+}
+
+#[test]
+fn a_tool_call_without_status_is_an_error_when_it_names_one() {
+    let base = r#"{"kind":"tool_call","ts":1"#;
+    for (rest, want) in [
+        ("}", "ok"),
+        (r#","error":"boom"}"#, "error"),
+        (r#","error_type":"timeout"}"#, "error"),
+        (r#","error_type":"timeout","status":"retried"}"#, "retried"),
+    ] {
+        let ev = parse(&format!("{base}{rest}"));
+        assert_eq!(call(&ev).status, want, "{rest}");
+        assert_eq!(ev.run_id, "", "run_id may be absent");
+    }
+}
+
+#[test]
+fn bad_tool_call_fields_are_named() {
+    for (field, value) in [
+        ("http_status", "1000"),
+        ("http_status", "-1"),
+        ("exit_code", "1.5"),
+        ("exit_code", "\"1\""),
+        ("duration_ms", "\"fast\""),
+        ("duration_ms", "1e999"),
+        ("input_bytes", "-3"),
+        ("result_bytes", "2.5"),
+        ("tool", "5"),
+        ("engine", "{}"),
+        ("run_id", "7"),
+    ] {
+        let line = format!(r#"{{"kind":"tool_call","ts":1,"{field}":{value}}}"#);
+        assert_eq!(err_field(line.as_bytes()), field, "{line}");
+    }
+    let long = "x".repeat(MAX_NAME_BYTES + 1);
+    let line = format!(r#"{{"kind":"tool_call","ts":1,"workspace_id":"{long}"}}"#);
+    assert_eq!(err_field(line.as_bytes()), "workspace_id");
+    // Other kinds still need a run id.
+    assert_eq!(err_field(br#"{"kind":"run_log","ts":1}"#), "run_id");
+    assert_eq!(
+        err_field(br#"{"kind":"run_log","run_id":"","ts":1}"#),
+        "run_id"
+    );
+    let mut bad = Event::tool_call("", 1, ToolCall::default());
+    assert_eq!(validate_event(&bad), Ok(()));
+    if let EventData::ToolCall(c) = &mut bad.data {
+        c.duration_ms = Some(f64::NAN);
+    }
+    assert_eq!(validate_event(&bad).unwrap_err().field, "duration_ms");
 }
 
 #[test]
@@ -560,13 +648,62 @@ fn extra() -> impl Strategy<Value = Vec<(String, Json)>> {
     })
 }
 
+fn tool_call() -> impl Strategy<Value = EventData> {
+    let names = (
+        name(),
+        name(),
+        name(),
+        name(),
+        name(),
+        name(),
+        name(),
+        name(),
+    );
+    let more = (name(), name(), any::<String>(), any::<String>(), json());
+    let numbers = (
+        proptest::option::of(any::<f64>().prop_filter("finite", |f| f.is_finite())),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(any::<i64>()),
+        proptest::option::of(0u16..=999),
+    );
+    (names, more, numbers).prop_map(
+        |(
+            (call_id, channel_id, caller_id, workspace_id, request_id, tool, engine, status),
+            (error_type, input_hash, error, args_summary, payload),
+            (duration_ms, input_bytes, result_bytes, exit_code, http_status),
+        )| {
+            EventData::ToolCall(Box::new(ToolCall {
+                call_id,
+                channel_id,
+                caller_id,
+                workspace_id,
+                request_id,
+                tool,
+                engine,
+                status,
+                error_type,
+                error,
+                duration_ms,
+                input_bytes,
+                result_bytes,
+                exit_code,
+                http_status,
+                input_hash,
+                args_summary,
+                payload,
+            }))
+        },
+    )
+}
+
 fn event() -> impl Strategy<Value = Event> {
     let run_id = prop_oneof![
         "[a-zA-Z0-9._/-]{1,40}",
         any::<String>().prop_filter("non-empty", |s| !s.is_empty())
     ]
     .prop_filter("short", |s| s.len() <= MAX_RUN_ID_BYTES);
-    let data = prop_oneof![run_started(), run_log(), run_finished()];
+    let data = prop_oneof![run_started(), run_log(), run_finished(), tool_call()];
     (run_id, 0..=MAX_TS, data, extra()).prop_map(|(run_id, ts, data, extra)| Event {
         run_id,
         ts,

@@ -9,10 +9,14 @@ mod search_fixture;
 mod support;
 
 mod amend;
+mod calls_query;
 mod core_log;
 mod event_json;
+mod format_upgrade;
 mod integrity;
 mod layering;
 mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;
+mod store_healing;
+mod store_retention;

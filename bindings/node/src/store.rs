@@ -47,7 +47,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(store: AuditStore, dir: PathBuf, commit_wait: Duration) -> Shared {
         Shared {
-            opened_head: store.log().head().next_lsn,
+            opened_head: store.head().next_lsn,
             given_up: AtomicU64::new(0),
             commit_wait,
             store: RwLock::new(Some(store)),

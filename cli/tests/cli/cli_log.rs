@@ -198,6 +198,33 @@ fn verify_retain_and_stats() {
 }
 
 #[test]
+fn retain_reports_what_it_carried_and_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let text = [
+        line("run_started", "long", T0),
+        line("run_started", "short", T0 + 1),
+        line("run_finished", "short", T0 + 2),
+        line("run_started", "next-day", T0 + DAY),
+    ]
+    .join("\n");
+    assert!(ingest(&dir, &text, &[]).status.success());
+    let r = run(&dir, &["retain", "--before", &(T0 + DAY).to_string()]);
+    assert!(r.status.success(), "{r:?}");
+    let r = &json_lines(&r)[0];
+    assert_eq!(r["dropped_events"], 3);
+    assert_eq!(r["carried_runs"], 1);
+    assert_eq!(r["carried_events"], 1);
+    assert_eq!(r["dropped_runs"], 1);
+    let long = &json_lines(&run(&dir, &["run", "long"]))[0];
+    assert_eq!(long["status"], "running");
+    assert_eq!(long["started_at"], "2026-11-23T00:00:00.000000Z");
+    assert!(!run(&dir, &["run", "short"]).status.success());
+    assert_eq!(json_lines(&run(&dir, &["count"]))[0]["count"], 2);
+    assert!(run(&dir, &["verify"]).status.success());
+}
+
+#[test]
 fn a_missing_or_foreign_folder_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     for cmd in [&["replay"][..], &["stats"], &["verify"], &["tail"]] {

@@ -29,9 +29,11 @@ mod support {
 
 mod attacks;
 mod bench_smoke;
+mod calls_cli;
 mod cli_log;
 mod fulltext_search;
 mod query_cli;
+mod redact_keep;
 mod reliability_crash;
 mod reliability_input;
 mod reliability_permissions;

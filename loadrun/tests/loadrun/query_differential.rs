@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 
-use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
-use auditlog::query::{Engine, Filter, Page};
+use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted, ToolCall};
+use auditlog::query::{CallFilter, CallKey, CallOrder, CallPage, Engine, Filter, Page};
 use auditlog::{Config, Durability, Log, Micros};
 use auditlog_loadrun::sqlite_baseline as sql;
 
@@ -24,6 +24,8 @@ const SKILLS: &[&str] = &[
 const STATUSES: &[&str] = &["ok", "ok", "ok", "error", "timeout", "cancelled"];
 const TOOLS: &[&str] = &["http.get", "sh", "py.exec"];
 const ETYPES: &[&str] = &["timeout", "http_500", "denied"];
+const ENGINES: &[&str] = &["openai", "ollama", ""];
+const WORKSPACES: &[&str] = &["ws-1", "ws-2", ""];
 
 pub struct Workload {
     pub events: Vec<Event>,
@@ -130,6 +132,42 @@ pub fn generate(seed: u64, runs: usize) -> Workload {
                     Event::run_finished(id.clone(), t2, finish(&mut rng, t2)),
                 );
             }
+        }
+        // Tool calls as records of their own: inside this run (taking its
+        // scope where they name none), standing alone, or naming a run
+        // that is never stored.
+        for c in 0..rng.usize(..3) {
+            let run_id = match rng.u32(..4) {
+                0 | 1 => id.clone(),
+                2 => String::new(),
+                _ => format!("never-{i}-{c}"),
+            };
+            let pick = |rng: &mut fastrand::Rng, v: &[String]| {
+                if rng.u32(..3) == 0 {
+                    String::new()
+                } else {
+                    v[rng.usize(..v.len())].clone()
+                }
+            };
+            let status = ["ok", "error", "error", "retried"][rng.usize(..4)];
+            let call = ToolCall {
+                call_id: format!("c-{i}-{c}"),
+                channel_id: pick(&mut rng, &channels),
+                caller_id: pick(&mut rng, &callers),
+                workspace_id: WORKSPACES[rng.usize(..3)].into(),
+                tool: TOOLS[rng.usize(..TOOLS.len())].into(),
+                engine: ENGINES[rng.usize(..3)].into(),
+                status: status.into(),
+                error_type: if status == "ok" {
+                    String::new()
+                } else {
+                    ETYPES[rng.usize(..3)].into()
+                },
+                duration_ms: (rng.u32(..4) != 0).then(|| f64::from(rng.u32(..10_000))),
+                ..ToolCall::default()
+            };
+            let tc = t0 + rng.i64(1..6_000_000);
+            push(&mut evs, Event::tool_call(run_id, tc, call));
         }
         if rng.u32(..50) == 0 {
             // A duplicate start, later, with other fields.
@@ -314,6 +352,132 @@ fn check_all(eng: &mut Engine, db: &rusqlite::Connection, w: &Workload, seed: u6
     }
 }
 
+fn random_call_filter(rng: &mut fastrand::Rng, w: &Workload) -> CallFilter {
+    let pick = |rng: &mut fastrand::Rng, p: u32| rng.u32(..100) < p;
+    let mut f = CallFilter::default();
+    if pick(rng, 30) {
+        f.tool = Some(TOOLS[rng.usize(..TOOLS.len())].into());
+    }
+    if pick(rng, 20) {
+        f.engine = Some(ENGINES[rng.usize(..ENGINES.len())].into());
+    }
+    if pick(rng, 25) {
+        f.channel = Some(w.channels[rng.usize(..w.channels.len())].clone());
+    }
+    if pick(rng, 20) {
+        f.caller = Some(w.callers[rng.usize(..w.callers.len())].clone());
+    }
+    if pick(rng, 15) {
+        f.workspace = Some(WORKSPACES[rng.usize(..WORKSPACES.len())].into());
+    }
+    if pick(rng, 30) {
+        f.status = Some(["ok", "error", "retried", "nope"][rng.usize(..4)].into());
+    }
+    if pick(rng, 15) {
+        f.error_type = Some(ETYPES[rng.usize(..ETYPES.len())].into());
+    }
+    if pick(rng, 8) {
+        f.run_id = Some(w.ids[rng.usize(..w.ids.len())].clone());
+    }
+    if pick(rng, 35) {
+        f.since = Some(BASE + rng.i64(0..SPAN));
+    }
+    if pick(rng, 35) {
+        f.until = Some(BASE + rng.i64(0..SPAN));
+    }
+    f.include_dry_run = pick(rng, 30);
+    f
+}
+
+/// The engine's calls as SQLite's rows, to compare.
+fn as_rows(calls: Vec<auditlog::Call>) -> Vec<sql::SqlCall> {
+    calls
+        .into_iter()
+        .map(|c| sql::SqlCall {
+            lsn: c.lsn,
+            ts: c.ts,
+            source: c.source.as_str().to_string(),
+            run_id: c.run_id,
+            channel_id: c.call.channel_id,
+            caller_id: c.call.caller_id,
+            workspace_id: c.call.workspace_id,
+            tool: c.call.tool,
+            engine: c.call.engine,
+            status: c.call.status,
+            error_type: c.call.error_type,
+            duration_ms: c.call.duration_ms,
+        })
+        .collect()
+}
+
+/// `calls`, its counts and its pages: every shape, random filters.
+fn check_calls(
+    eng: &mut Engine,
+    db: &rusqlite::Connection,
+    w: &Workload,
+    seed: u64,
+    rounds: usize,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let all = CallFilter {
+        include_dry_run: true,
+        ..CallFilter::default()
+    };
+    let ours = as_rows(eng.calls(&all, CallPage::default()).unwrap());
+    assert!(ours.len() > 100, "calls in the workload: {}", ours.len());
+    assert_eq!(
+        ours,
+        sql::calls(db, &all, CallPage::default()).unwrap(),
+        "all calls"
+    );
+    for round in 0..rounds {
+        let f = random_call_filter(&mut rng, w);
+        let order = if rng.bool() {
+            CallOrder::NewestFirst
+        } else {
+            CallOrder::OldestFirst
+        };
+        let whole = CallPage {
+            order,
+            ..CallPage::default()
+        };
+        let want = sql::calls(db, &f, whole).unwrap();
+        assert_eq!(
+            as_rows(eng.calls(&f, whole).unwrap()),
+            want,
+            "round {round}: calls {f:?} {order:?}"
+        );
+        // One page from a cursor in the middle.
+        if !want.is_empty() {
+            let at = &want[rng.usize(..want.len())];
+            let page = CallPage {
+                limit: Some(rng.usize(1..20)),
+                cursor: Some(auditlog::CallCursor {
+                    ts: at.ts,
+                    lsn: at.lsn,
+                }),
+                order,
+            };
+            assert_eq!(
+                as_rows(eng.calls(&f, page).unwrap()),
+                sql::calls(db, &f, page).unwrap(),
+                "round {round}: page {f:?} {page:?}"
+            );
+        }
+        assert_eq!(
+            eng.count_calls(&f).unwrap(),
+            sql::count_calls(db, &f).unwrap(),
+            "round {round}: count {f:?}"
+        );
+        let by = CallKey::ALL[rng.usize(..CallKey::ALL.len())];
+        assert_eq!(
+            eng.count_calls_by(&f, by).unwrap(),
+            sql::count_calls_by(db, &f, by).unwrap(),
+            "round {round}: count by {by:?} {f:?}"
+        );
+    }
+}
+
 #[test]
 fn auditlog_answers_like_sqlite() {
     let seed = std::env::var("QUERY_SEED")
@@ -351,6 +515,7 @@ fn auditlog_answers_like_sqlite() {
         done = upto;
         let t = std::time::Instant::now();
         check_all(&mut eng, &db, &w, seed + k as u64, 120);
+        check_calls(&mut eng, &db, &w, seed + 50 + k as u64, 40);
         eprintln!("checkpoint {k}: {:?}", t.elapsed());
     }
     let segs = log.reader().segments();
@@ -368,5 +533,6 @@ fn auditlog_answers_like_sqlite() {
     // uses the stored index files and answers the same.
     let mut ro = Engine::open(&path).unwrap();
     check_all(&mut ro, &db, &w, seed + 100, 60);
+    check_calls(&mut ro, &db, &w, seed + 150, 25);
     assert_eq!(ro.stats.rebuilt, 0, "index files reused: {:?}", ro.stats);
 }

@@ -1,0 +1,558 @@
+//! The tool-call part of an index image: every tool call of the image
+//! (`tool_call` events, and `run_log`s whose `event_type` is `tool_call`)
+//! as a fixed-size record in time order (CALLS), and posting lists per
+//! key (CKEYS → CPOST) for the filters the gateways' own tables indexed:
+//! session/channel, engine and tool, tool, agent/caller, workspace, status
+//! (errors), error type and run. A list holds CALLS positions ascending,
+//! which is time order, so a time range is two binary searches.
+//! Byte layout in docs/index-format.md.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::image::{le_u32, le_u64, Image, StrRef, S_CALLS, S_CKEYS, S_CPOST};
+use crate::event::{Event, EventData, Micros};
+
+/// Keys between two fence entries (see `Image::call_posting`).
+const FENCE_STEP: usize = 32;
+
+/// Every `FENCE_STEP`th CKEYS key, in memory and contiguous: a lookup
+/// finds its stretch here (in cache) and reads only that stretch of the
+/// section.
+#[derive(Debug, Default)]
+pub struct Fence {
+    kinds: Vec<u32>,
+    /// Key `i` is `bytes[starts[i]..starts[i + 1]]`.
+    starts: Vec<u32>,
+    bytes: Vec<u8>,
+}
+
+impl Fence {
+    fn key(&self, i: usize) -> &[u8] {
+        &self.bytes[self.starts[i] as usize..self.starts[i + 1] as usize]
+    }
+
+    /// How many fence keys are at or before `(kind, key)`.
+    fn after(&self, kind: u32, key: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0usize, self.kinds.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let le = match self.kinds[mid].cmp(&kind) {
+                std::cmp::Ordering::Less => true,
+                std::cmp::Ordering::Greater => false,
+                std::cmp::Ordering::Equal => self.key(mid) <= key,
+            };
+            if le {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+/// Call posting-list key kinds.
+pub const CK_TOOL: u32 = 1;
+/// Engine and tool together: the key is [`engine_tool_key`].
+pub const CK_ENGINE_TOOL: u32 = 2;
+pub const CK_CHANNEL: u32 = 3;
+pub const CK_CALLER: u32 = 4;
+pub const CK_WORKSPACE: u32 = 5;
+pub const CK_STATUS: u32 = 6;
+pub const CK_ERROR_TYPE: u32 = 7;
+pub const CK_RUN: u32 = 8;
+pub const CK_ENGINE: u32 = 9;
+
+/// Call record flags.
+/// The call is a `run_log` (its fields read from its payload).
+pub const CF_RUN_LOG: u64 = 1;
+/// `duration_ms` holds a number.
+pub const CF_DURATION: u64 = 2;
+
+/// The (engine, tool) posting key: engine's length, `:`, engine, tool.
+/// Unambiguous whatever bytes the names hold.
+pub fn engine_tool_key(engine: &[u8], tool: &[u8]) -> Vec<u8> {
+    let mut k = format!("{}:", engine.len()).into_bytes();
+    k.extend_from_slice(engine);
+    k.extend_from_slice(tool);
+    k
+}
+
+/// What the index keeps of a tool call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallEntry {
+    pub from_log: bool,
+    pub channel: String,
+    pub caller: String,
+    pub workspace: String,
+    pub tool: String,
+    pub engine: String,
+    pub status: String,
+    pub error_type: String,
+    pub duration_ms: Option<f64>,
+}
+
+/// The payload keys a `run_log` tool call is read by (raw, unparsed).
+#[derive(Deserialize, Default)]
+struct LogCall<'a> {
+    #[serde(borrow, default)]
+    tool: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    engine: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    workspace_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    duration_ms: Option<&'a RawValue>,
+}
+
+/// A payload value as text: a string's contents, `""` for null or absent,
+/// anything else its JSON text (so `"tool":5` groups as `5`).
+pub fn raw_text(v: Option<&RawValue>) -> String {
+    let Some(raw) = v else {
+        return String::new();
+    };
+    let t = raw.get();
+    match t.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<String>(t).unwrap_or_default(),
+        Some(b'n') if t == "null" => String::new(),
+        _ => t.to_string(),
+    }
+}
+
+/// The call an event is, if it is one. A `run_log` tool call's fields are
+/// read from its payload under the `tool_call` event's names (its status
+/// is the payload's, `ok` when absent), except its channel and caller,
+/// which are always its run's.
+pub fn call_entry(ev: &Event) -> Option<CallEntry> {
+    match &ev.data {
+        EventData::ToolCall(c) => Some(CallEntry {
+            from_log: false,
+            channel: c.channel_id.clone(),
+            caller: c.caller_id.clone(),
+            workspace: c.workspace_id.clone(),
+            tool: c.tool.clone(),
+            engine: c.engine.clone(),
+            status: c.status.clone(),
+            error_type: c.error_type.clone(),
+            duration_ms: c.duration_ms,
+        }),
+        EventData::RunLog(l) if l.event_type == "tool_call" => {
+            // A payload that is not an object is a call with no known field.
+            let p: LogCall<'_> = serde_json::from_str(l.payload.as_str()).unwrap_or_default();
+            let status = match raw_text(p.status) {
+                s if s.is_empty() => "ok".to_string(),
+                s => s,
+            };
+            // Its channel and caller are its run's (resolved by queries).
+            Some(CallEntry {
+                from_log: true,
+                channel: String::new(),
+                caller: String::new(),
+                workspace: raw_text(p.workspace_id),
+                tool: raw_text(p.tool),
+                engine: raw_text(p.engine),
+                status,
+                error_type: raw_text(p.error_type),
+                duration_ms: p
+                    .duration_ms
+                    .and_then(|d| d.get().parse::<f64>().ok())
+                    .filter(|d| d.is_finite()),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// One call as the builder holds it: interned string handles.
+pub(crate) struct BCall {
+    pub ts: Micros,
+    pub lsn: u64,
+    pub off: u64,
+    pub flags: u64,
+    pub duration_ms: f64,
+    /// run, channel, caller, workspace, tool, engine, status, error_type.
+    pub strs: [u32; 8],
+}
+
+const RUN: usize = 0;
+const CHANNEL: usize = 1;
+const CALLER: usize = 2;
+const WORKSPACE: usize = 3;
+const TOOL: usize = 4;
+const ENGINE: usize = 5;
+const STATUS: usize = 6;
+const ERROR_TYPE: usize = 7;
+
+/// Write CALLS, CKEYS and CPOST. `names[h]` is interned string `h`;
+/// `put(h)` its heap place; `put_text(s)` the heap place of any other
+/// string (the composite engine-and-tool keys).
+pub(crate) fn sections(
+    mut calls: Vec<BCall>,
+    names: &[std::rc::Rc<str>],
+    put: &mut dyn FnMut(u32) -> StrRef,
+    put_text: &mut dyn FnMut(&[u8]) -> StrRef,
+) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    const NO: u32 = u32::MAX;
+    calls.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then(a.lsn.cmp(&b.lsn)));
+    let mut s_calls = Vec::with_capacity(calls.len() * super::image::REC_SIZE[S_CALLS]);
+    let empty = |h: u32| names.get(h as usize).is_none_or(|n| n.is_empty());
+    // (kind, handle, second handle) -> positions, ascending. Keyed by the
+    // interned handles: no key bytes are built per call.
+    let mut lists: HashMap<(u32, u32, u32), Vec<u32>> = HashMap::new();
+    for (pos, c) in calls.iter().enumerate() {
+        for v in [c.ts as u64, c.lsn, c.off, c.duration_ms.to_bits(), c.flags] {
+            s_calls.extend_from_slice(&v.to_le_bytes());
+        }
+        for h in c.strs {
+            let r = put(h);
+            s_calls.extend_from_slice(&r.0.to_le_bytes());
+            s_calls.extend_from_slice(&r.1.to_le_bytes());
+        }
+        let pos = pos as u32;
+        let mut add = |kind: u32, a: u32, b: u32| {
+            lists.entry((kind, a, b)).or_default().push(pos);
+        };
+        for (kind, field) in [
+            (CK_TOOL, TOOL),
+            (CK_ENGINE, ENGINE),
+            (CK_CHANNEL, CHANNEL),
+            (CK_CALLER, CALLER),
+            (CK_WORKSPACE, WORKSPACE),
+            (CK_STATUS, STATUS),
+            (CK_ERROR_TYPE, ERROR_TYPE),
+            (CK_RUN, RUN),
+        ] {
+            if !empty(c.strs[field]) {
+                add(kind, c.strs[field], NO);
+            }
+        }
+        if !empty(c.strs[ENGINE]) || !empty(c.strs[TOOL]) {
+            add(CK_ENGINE_TOOL, c.strs[ENGINE], c.strs[TOOL]);
+        }
+    }
+    // Key bytes once per distinct key, then sorted by (kind, bytes).
+    let name = |h: u32| names.get(h as usize).map_or(&b""[..], |n| n.as_bytes());
+    let mut keys: Vec<(u32, Vec<u8>, Vec<u32>)> = lists
+        .into_iter()
+        .map(|((kind, a, b), list)| {
+            let key = if kind == CK_ENGINE_TOOL {
+                engine_tool_key(name(a), name(b))
+            } else {
+                name(a).to_vec()
+            };
+            (kind, key, list)
+        })
+        .collect();
+    keys.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    let mut s_keys = Vec::with_capacity(keys.len() * 24);
+    let mut s_post = Vec::new();
+    let mut n_post = 0u64;
+    for (kind, key, list) in &keys {
+        let r = put_text(key);
+        s_keys.extend_from_slice(&kind.to_le_bytes());
+        s_keys.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        s_keys.extend_from_slice(&r.0.to_le_bytes());
+        s_keys.extend_from_slice(&r.1.to_le_bytes());
+        s_keys.extend_from_slice(&n_post.to_le_bytes());
+        for p in list {
+            s_post.extend_from_slice(&p.to_le_bytes());
+        }
+        n_post += list.len() as u64;
+    }
+    (s_calls, s_keys, s_post)
+}
+
+/// One call record of an image.
+#[derive(Debug, Clone, Copy)]
+pub struct CallRec<'a> {
+    pub ts: Micros,
+    pub lsn: u64,
+    /// Offset of the event's frame in its segment.
+    pub off: u64,
+    /// `None` when the call had no numeric duration.
+    pub duration_ms: Option<f64>,
+    pub flags: u64,
+    pub run_id: &'a [u8],
+    pub channel: &'a [u8],
+    pub caller: &'a [u8],
+    pub workspace: &'a [u8],
+    pub tool: &'a [u8],
+    pub engine: &'a [u8],
+    pub status: &'a [u8],
+    pub error_type: &'a [u8],
+}
+
+impl CallRec<'_> {
+    pub fn from_log(&self) -> bool {
+        self.flags & CF_RUN_LOG != 0
+    }
+}
+
+/// A call record read field by field, only the fields asked for (what the
+/// queries' inner loops use: a filter on one key reads that key only).
+#[derive(Clone, Copy)]
+pub struct LazyCall<'a> {
+    img: &'a Image,
+    rec: &'a [u8],
+}
+
+/// Where a string field of a call record is (its heap reference, for
+/// grouping within one image without reading the bytes).
+pub type FieldRef = (u32, u32);
+
+impl<'a> LazyCall<'a> {
+    pub fn ts(&self) -> Micros {
+        le_u64(self.rec, 0) as i64
+    }
+    pub fn lsn(&self) -> u64 {
+        le_u64(self.rec, 8)
+    }
+    pub fn off(&self) -> u64 {
+        le_u64(self.rec, 16)
+    }
+    pub fn flags(&self) -> u64 {
+        le_u64(self.rec, 32)
+    }
+    pub fn from_log(&self) -> bool {
+        self.flags() & CF_RUN_LOG != 0
+    }
+    pub fn duration_ms(&self) -> Option<f64> {
+        (self.flags() & CF_DURATION != 0).then(|| f64::from_bits(le_u64(self.rec, 24)))
+    }
+    fn s(&self, at: usize) -> &'a [u8] {
+        self.img.str_at(self.rec, at)
+    }
+    fn empty(&self, at: usize) -> bool {
+        le_u32(self.rec, at + 4) == 0
+    }
+    /// The heap reference of the string at `at` (equal strings of one
+    /// image share it).
+    pub fn field_ref(&self, at: usize) -> FieldRef {
+        (le_u32(self.rec, at), le_u32(self.rec, at + 4))
+    }
+    pub fn run_id(&self) -> &'a [u8] {
+        self.s(40)
+    }
+    pub fn has_run(&self) -> bool {
+        !self.empty(40)
+    }
+    pub fn channel(&self) -> &'a [u8] {
+        self.s(48)
+    }
+    pub fn channel_is_empty(&self) -> bool {
+        self.empty(48)
+    }
+    pub fn caller(&self) -> &'a [u8] {
+        self.s(56)
+    }
+    pub fn caller_is_empty(&self) -> bool {
+        self.empty(56)
+    }
+    pub fn workspace(&self) -> &'a [u8] {
+        self.s(64)
+    }
+    pub fn tool(&self) -> &'a [u8] {
+        self.s(72)
+    }
+    pub fn engine(&self) -> &'a [u8] {
+        self.s(80)
+    }
+    pub fn status(&self) -> &'a [u8] {
+        self.s(88)
+    }
+    pub fn error_type(&self) -> &'a [u8] {
+        self.s(96)
+    }
+    /// The string of a field by its record offset (see `field_ref`).
+    pub fn field(&self, at: usize) -> &'a [u8] {
+        self.s(at)
+    }
+}
+
+/// Record offsets of a call's string fields (for [`LazyCall::field_ref`]).
+pub const AT_RUN: usize = 40;
+pub const AT_CHANNEL: usize = 48;
+pub const AT_CALLER: usize = 56;
+pub const AT_WORKSPACE: usize = 64;
+pub const AT_TOOL: usize = 72;
+pub const AT_ENGINE: usize = 80;
+pub const AT_STATUS: usize = 88;
+pub const AT_ERROR_TYPE: usize = 96;
+
+/// A list of CALLS positions: all of them from `start`, or a run of CPOST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallList {
+    All { start: u32, len: u32 },
+    Post { start: u32, len: u32 },
+}
+
+impl CallList {
+    pub fn len(&self) -> u32 {
+        match *self {
+            CallList::All { len, .. } | CallList::Post { len, .. } => len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn start(&self) -> u32 {
+        match *self {
+            CallList::All { start, .. } | CallList::Post { start, .. } => start,
+        }
+    }
+
+    fn with(&self, start: u32, len: u32) -> CallList {
+        match self {
+            CallList::All { .. } => CallList::All { start, len },
+            CallList::Post { .. } => CallList::Post { start, len },
+        }
+    }
+}
+
+impl Image {
+    pub fn n_calls(&self) -> u32 {
+        self.count(S_CALLS) as u32
+    }
+
+    /// The call record at CALLS position `i`.
+    pub fn call(&self, i: u32) -> CallRec<'_> {
+        let r = self.rec(S_CALLS, i as usize);
+        let flags = le_u64(r, 32);
+        CallRec {
+            ts: le_u64(r, 0) as i64,
+            lsn: le_u64(r, 8),
+            off: le_u64(r, 16),
+            duration_ms: (flags & CF_DURATION != 0).then(|| f64::from_bits(le_u64(r, 24))),
+            flags,
+            run_id: self.str_at(r, 40),
+            channel: self.str_at(r, 48),
+            caller: self.str_at(r, 56),
+            workspace: self.str_at(r, 64),
+            tool: self.str_at(r, 72),
+            engine: self.str_at(r, 80),
+            status: self.str_at(r, 88),
+            error_type: self.str_at(r, 96),
+        }
+    }
+
+    /// A string of the heap by its reference (see `LazyCall::field_ref`).
+    pub fn heap_str(&self, off: u32, len: u32) -> &[u8] {
+        let mut rec = [0u8; 8];
+        rec[..4].copy_from_slice(&off.to_le_bytes());
+        rec[4..].copy_from_slice(&len.to_le_bytes());
+        // `str_at` checks the bounds and the block CRC; the bytes it
+        // returns live in the image, not in `rec`.
+        self.str_at(&rec, 0)
+    }
+
+    /// The call record at CALLS position `i`, read lazily.
+    pub fn call_lazy(&self, i: u32) -> LazyCall<'_> {
+        LazyCall {
+            img: self,
+            rec: self.rec(S_CALLS, i as usize),
+        }
+    }
+
+    /// Just the call's ts (for binary searches).
+    fn call_ts(&self, i: u32) -> Micros {
+        le_u64(self.rec(S_CALLS, i as usize), 0) as i64
+    }
+
+    /// Every call of the image.
+    pub fn all_calls(&self) -> CallList {
+        CallList::All {
+            start: 0,
+            len: self.n_calls(),
+        }
+    }
+
+    /// The calls with `key` for `kind` (empty if none).
+    pub fn call_posting(&self, kind: u32, key: &[u8]) -> CallList {
+        let n = self.count(S_CKEYS);
+        // The stretch of CKEYS that may hold the key, from the fence.
+        let fence = self.ckey_fence.get_or_init(|| self.build_ckey_fence());
+        let j = fence.after(kind, key);
+        let (mut lo, mut hi) = (j.saturating_sub(1) * FENCE_STEP, (j * FENCE_STEP).min(n));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let r = self.rec(S_CKEYS, mid);
+            let ord = le_u32(r, 0)
+                .cmp(&kind)
+                .then_with(|| self.str_at(r, 8).cmp(key));
+            match ord {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => {
+                    return CallList::Post {
+                        start: le_u64(r, 16) as u32,
+                        len: le_u32(r, 4),
+                    }
+                }
+            }
+        }
+        CallList::Post { start: 0, len: 0 }
+    }
+
+    /// Every `FENCE_STEP`th key of CKEYS. A block that fails its CRC reads
+    /// as zeros and poisons the image (the engine rebuilds it), so a fence
+    /// built from it is not trusted for long.
+    fn build_ckey_fence(&self) -> Fence {
+        let mut f = Fence::default();
+        for i in (0..self.count(S_CKEYS)).step_by(FENCE_STEP) {
+            let r = self.rec(S_CKEYS, i);
+            f.kinds.push(le_u32(r, 0));
+            f.starts.push(f.bytes.len() as u32);
+            f.bytes.extend_from_slice(self.str_at(r, 8));
+        }
+        f.starts.push(f.bytes.len() as u32);
+        f
+    }
+
+    /// The CALLS position at position `i` of a list.
+    pub fn call_at(&self, list: &CallList, i: u32) -> u32 {
+        let pos = list.start().saturating_add(i);
+        let v = match list {
+            CallList::All { .. } => pos,
+            CallList::Post { .. } => le_u32(self.rec(S_CPOST, pos as usize), 0),
+        };
+        if v >= self.n_calls() {
+            self.poison();
+            return 0;
+        }
+        v
+    }
+
+    /// Narrow a list (time order) to calls with ts in `since..=until`.
+    pub fn narrow_calls(
+        &self,
+        list: CallList,
+        since: Option<Micros>,
+        until: Option<Micros>,
+    ) -> CallList {
+        let n = list.len();
+        let first = |pred: &dyn Fn(Micros) -> bool| {
+            let (mut lo, mut hi) = (0u32, n);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if pred(self.call_ts(self.call_at(&list, mid))) {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let lo = since.map_or(0, |s| first(&|t| t < s));
+        let hi = until.map_or(n, |u| first(&|t| t <= u)).max(lo);
+        list.with(list.start().saturating_add(lo), hi - lo)
+    }
+}

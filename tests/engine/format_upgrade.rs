@@ -1,0 +1,96 @@
+//! Format version 3 (the `tool_call` kind, the MANIFEST's redaction
+//! record): a version 2 log still reads, and its first new writer upgrades
+//! its MANIFEST so that a reader too old for version 3 refuses it rather
+//! than misreading a tool call.
+
+use crate::support;
+
+use auditlog::query::{Engine, Filter};
+use auditlog::{Event, Log, LogReader, ReplayRange, ToolCall};
+use support::*;
+
+/// Rewrite a log made by this build as version 2 wrote it: segment
+/// headers and MANIFEST say version 2 (checksums recomputed).
+fn downgrade_to_v2(dir: &std::path::Path) {
+    for f in walk_files(dir) {
+        if f.extension().is_some_and(|e| e == "seg") {
+            let mut b = std::fs::read(&f).unwrap();
+            b[8..10].copy_from_slice(&2u16.to_le_bytes());
+            let crc = crc32fast::hash(&b[0..64]);
+            b[64..68].copy_from_slice(&crc.to_le_bytes());
+            std::fs::write(&f, b).unwrap();
+        }
+        if f.extension().is_some_and(|e| e == "idx" || e == "aidx") {
+            std::fs::remove_file(&f).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    let body = text
+        .lines()
+        .next()
+        .unwrap()
+        .replace(r#""version":3"#, r#""version":2"#);
+    assert!(!body.contains("redaction"));
+    let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
+    std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
+}
+
+fn manifest_version(dir: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    v["version"].as_u64().unwrap()
+}
+
+#[test]
+fn a_version_2_log_reads_and_its_next_writer_upgrades_it() {
+    let (_t, dir) = scratch();
+    let log = Log::open(config(&dir)).unwrap();
+    for i in 0..20 {
+        let _ = log.append(&ev(i, DAY0 + i as i64)).unwrap();
+    }
+    log.seal().unwrap();
+    log.append(&ev(20, DAY0 + 20)).unwrap().wait().unwrap();
+    log.close().unwrap();
+    downgrade_to_v2(&dir);
+    assert_eq!(manifest_version(&dir), 2);
+
+    // Reads as it is: replay, queries (indexes rebuilt), verify.
+    let r = LogReader::open(&dir).unwrap();
+    let n = r.replay(ReplayRange::default()).count();
+    assert_eq!(n, 21);
+    let mut e = Engine::open(&dir).unwrap();
+    assert_eq!(e.count(&Filter::default()).unwrap(), 21);
+    auditlog::verify(&dir, None, |_, _| {}).unwrap();
+    assert_eq!(manifest_version(&dir), 2, "readers change nothing");
+
+    // A writer upgrades it, and may then add a tool call.
+    let log = Log::open(config(&dir)).unwrap();
+    assert_eq!(manifest_version(&dir), 3);
+    let c = ToolCall {
+        tool: "fs.read".into(),
+        ..ToolCall::default()
+    };
+    log.append(&Event::tool_call("", DAY0 + 30, c))
+        .unwrap()
+        .wait()
+        .unwrap();
+    log.close().unwrap();
+    auditlog::verify(&dir, None, |_, _| {}).unwrap();
+    assert_eq!(run_ids(&dir).len(), 22);
+}
+
+#[test]
+fn a_future_version_is_refused_with_a_clear_error() {
+    let (_t, dir) = scratch();
+    Log::open(config(&dir)).unwrap().close().unwrap();
+    let text = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    let body = text
+        .lines()
+        .next()
+        .unwrap()
+        .replace(r#""version":3"#, r#""version":4"#);
+    let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
+    std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
+    let e = LogReader::open(&dir).err().expect("refused");
+    assert!(e.to_string().contains("version 4"), "{e}");
+}
