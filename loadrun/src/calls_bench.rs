@@ -57,6 +57,12 @@ pub struct CallsSpec {
     pub query_ms: u64,
     /// Also load SQLite and time it (the comparison).
     pub sqlite: bool,
+    /// Use the data an earlier run with the same workload left in the
+    /// folder (`auditlog/`, `calls.sqlite`) instead of loading it again;
+    /// what is missing is loaded. Ingest figures only for what was loaded.
+    pub reuse: bool,
+    /// Only these questions (by name); empty: all of them.
+    pub only: Vec<String>,
 }
 
 impl Default for CallsSpec {
@@ -74,6 +80,8 @@ impl Default for CallsSpec {
             batch: 1000,
             query_ms: 3000,
             sqlite: true,
+            reuse: false,
+            only: Vec::new(),
         }
     }
 }
@@ -326,28 +334,24 @@ fn ask_sqlite(c: &Connection, p: &Params, q: &str, i: usize) -> rusqlite::Result
     })
 }
 
-fn dir_size(p: &Path) -> u64 {
-    crate::dir_bytes(p, None)
-}
-
-/// Write the workload to auditlog (and SQLite) under `dir`, then time every
-/// question on both. `note` is told what is happening.
-pub fn measure(dir: &Path, spec: &CallsSpec, note: &dyn Fn(&str)) -> Result<CallsReport, String> {
+/// Append the workload to a new log at `log_dir` (durable group commit,
+/// indexes built as segments seal) and note the ingest figures.
+fn load_auditlog(
+    log_dir: &Path,
+    spec: &CallsSpec,
+    rep: &mut CallsReport,
+    note: &dyn Fn(&str),
+) -> Result<(), String> {
     let e = |what: &str| {
         let what = what.to_string();
         move |err: auditlog::Error| format!("{what}: {err}")
-    };
-    let mut rep = CallsReport {
-        events: spec.events,
-        ..CallsReport::default()
     };
     // auditlog: durable group commit, indexes built as segments seal.
     note(&format!(
         "auditlog: appending {} tool calls ...",
         spec.events
     ));
-    let log_dir = dir.join("auditlog");
-    let mut cfg = Config::new(&log_dir);
+    let mut cfg = Config::new(log_dir);
     cfg.durability = Durability::EveryBatch;
     let on_seal = IndexOnSeal::hook(&mut cfg);
     let log = Log::open(cfg).map_err(e("opening the log"))?;
@@ -378,6 +382,54 @@ pub fn measure(dir: &Path, spec: &CallsSpec, note: &dyn Fn(&str)) -> Result<Call
     rep.auditlog_index_s = t1.elapsed().as_secs_f64();
     log.close().map_err(e("closing"))?;
     drop(engine);
+    Ok(())
+}
+
+/// Read every file under `p` once (into the page cache).
+fn warm(p: &Path) {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = |f: &Path| {
+        if let Ok(mut h) = std::fs::File::open(f) {
+            use std::io::Read;
+            while h.read(&mut buf).is_ok_and(|n| n > 0) {}
+        }
+    };
+    match std::fs::read_dir(p) {
+        Ok(rd) => {
+            for d in rd.flatten() {
+                let f = d.path();
+                if f.is_dir() {
+                    warm(&f);
+                } else {
+                    read(&f);
+                }
+            }
+        }
+        Err(_) => read(p),
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    crate::dir_bytes(p, None)
+}
+
+/// Write the workload to auditlog (and SQLite) under `dir`, then time every
+/// question on both. `note` is told what is happening.
+pub fn measure(dir: &Path, spec: &CallsSpec, note: &dyn Fn(&str)) -> Result<CallsReport, String> {
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: auditlog::Error| format!("{what}: {err}")
+    };
+    let mut rep = CallsReport {
+        events: spec.events,
+        ..CallsReport::default()
+    };
+    let log_dir = dir.join("auditlog");
+    if !(spec.reuse && log_dir.join("MANIFEST").exists()) {
+        load_auditlog(&log_dir, spec, &mut rep, note)?;
+    } else {
+        note("auditlog: using the log an earlier run left");
+    }
     rep.auditlog_bytes = dir_size(&log_dir);
     // Queries from a read-only engine over the closed log: the command
     // line's path (index files mapped, nothing rebuilt).
@@ -386,7 +438,23 @@ pub fn measure(dir: &Path, spec: &CallsSpec, note: &dyn Fn(&str)) -> Result<Call
         .map_err(e("warming"))?;
 
     let db_path = dir.join("calls.sqlite");
-    let db = if spec.sqlite {
+    let reuse_db = spec.sqlite && spec.reuse && db_path.exists();
+    let db = if reuse_db {
+        note("sqlite: using the database an earlier run left");
+        let conn = sq::open(Some(&db_path)).map_err(|x| format!("sqlite: {x}"))?;
+        let n: i64 = conn
+            .query_row("SELECT COUNT(*) FROM tool_calls", [], |r| r.get(0))
+            .map_err(|x| format!("sqlite: {x}"))?;
+        if n as u64 != spec.events {
+            return Err(format!(
+                "{} holds {n} calls, the workload {}: not the same run",
+                db_path.display(),
+                spec.events
+            ));
+        }
+        rep.sqlite_bytes = Some(std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0));
+        Some(conn)
+    } else if spec.sqlite {
         note("sqlite: inserting the same calls (tool_calls with the gateways' indexes) ...");
         let mut conn = sq::open(Some(&db_path)).map_err(|x| format!("sqlite: {x}"))?;
         let mut loader = sq::Loader::new();
@@ -415,9 +483,20 @@ pub fn measure(dir: &Path, spec: &CallsSpec, note: &dyn Fn(&str)) -> Result<Call
         None
     };
 
+    // Both stores' files read once, so that neither answers from disk
+    // what the other answers from the page cache (the figures are warm).
+    note("reading both stores' files once (warm page cache) ...");
+    warm(&log_dir);
+    if db.is_some() {
+        warm(&db_path);
+    }
+
     let p = Params::new(spec, 200);
     let budget = Duration::from_millis(spec.query_ms);
     for (name, about) in QUESTIONS {
+        if !spec.only.is_empty() && !spec.only.iter().any(|o| o == name) {
+            continue;
+        }
         note(&format!("question {name} ..."));
         let mut ours_answers = Vec::new();
         let ours: KindTiming = time_kind(budget, 5, 200, |i| {

@@ -126,6 +126,13 @@ pub struct BenchArgs {
     /// Tool calls: sessions the calls are spread over.
     #[arg(long, default_value_t = 50_000)]
     pub sessions: u32,
+    /// Tool calls: time the questions again over the data an earlier run
+    /// with the same workload left in `--dir` (what is missing is loaded).
+    #[arg(long, requires = "calls")]
+    pub reuse: bool,
+    /// Tool calls: only these questions (comma-separated names).
+    #[arg(long, requires = "calls", value_delimiter = ',')]
+    pub questions: Vec<String>,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -343,7 +350,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         .map_err(|e| CliError::failed(format!("creating a temporary folder: {e}")))?;
     let log_dir: PathBuf = match dir {
         Some(d) => {
-            if std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
+            if !a.reuse && std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
                 return Err(CliError::usage(format!(
                     "{}: the load run writes a new log; name an empty or missing folder with --dir",
                     d.display()
@@ -821,9 +828,9 @@ fn calls_bench(dir: Option<&Path>, a: &BenchArgs) -> CliResult {
         .map_err(|e| CliError::failed(format!("creating a temporary folder: {e}")))?;
     let root = match dir {
         Some(d) => {
-            if std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
+            if !a.reuse && std::fs::read_dir(d).is_ok_and(|mut rd| rd.next().is_some()) {
                 return Err(CliError::usage(format!(
-                    "{}: the benchmark writes new data; name an empty or missing folder with --dir",
+                    "{}: the benchmark writes new data; name an empty or missing folder with --dir (or pass --reuse)",
                     d.display()
                 )));
             }
@@ -839,6 +846,8 @@ fn calls_bench(dir: Option<&Path>, a: &BenchArgs) -> CliResult {
         batch: a.batch.max(1000),
         query_ms: a.query_ms,
         sqlite: !a.quick,
+        reuse: a.reuse,
+        only: a.questions.clone(),
         ..crate::calls_bench::CallsSpec::default()
     };
     let json = a.json;

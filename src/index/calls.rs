@@ -386,6 +386,40 @@ pub const AT_ENGINE: usize = 80;
 pub const AT_STATUS: usize = 88;
 pub const AT_ERROR_TYPE: usize = 96;
 
+/// CALLS positions of a posting list, little-endian u32s.
+#[derive(Debug, Clone, Copy)]
+pub struct PostSlice<'a>(&'a [u8]);
+
+impl PostSlice<'_> {
+    pub fn len(&self) -> usize {
+        self.0.len() / 4
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn get(&self, i: usize) -> u32 {
+        le_u32(self.0, i * 4)
+    }
+    /// How many positions are below `p` (the list is ascending).
+    pub fn rank(&self, p: u32) -> usize {
+        let (mut lo, mut hi) = (0usize, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.get(mid) < p {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+    }
+}
+
 /// A list of CALLS positions: all of them from `start`, or a run of CPOST.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallList {
@@ -500,6 +534,54 @@ impl Image {
             }
         }
         CallList::Post { start: 0, len: 0 }
+    }
+
+    /// Every key of `kind`, with its list, in key order.
+    pub fn call_keys(&self, kind: u32) -> Vec<(&[u8], CallList)> {
+        let n = self.count(S_CKEYS);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if le_u32(self.rec(S_CKEYS, mid), 0) < kind {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let mut out = Vec::new();
+        for i in lo..n {
+            let r = self.rec(S_CKEYS, i);
+            if le_u32(r, 0) != kind {
+                break;
+            }
+            out.push((
+                self.str_at(r, 8),
+                CallList::Post {
+                    start: le_u64(r, 16) as u32,
+                    len: le_u32(r, 4),
+                },
+            ));
+        }
+        out
+    }
+
+    /// Does any call of the image name a run (its scope may then come
+    /// from the run, and a dry run's calls are left out)?
+    pub fn has_run_calls(&self) -> bool {
+        let keys = self.call_keys(CK_RUN);
+        !keys.is_empty()
+    }
+
+    /// The CALLS positions of a posting list (ascending), read as one
+    /// slice; `None` for an `All` list, or when the image is damaged (it is
+    /// poisoned then, and the query asked again).
+    pub fn post_positions(&self, list: &CallList) -> Option<PostSlice<'_>> {
+        let CallList::Post { start, len } = *list else {
+            return None;
+        };
+        let (off, n) = (start as usize * 4, len as usize * 4);
+        let b = self.read(S_CPOST, off, n);
+        (b.len() == n).then_some(PostSlice(b))
     }
 
     /// Every `FENCE_STEP`th key of CKEYS. A block that fails its CRC reads

@@ -572,7 +572,7 @@ impl Image {
     }
 
     /// `len` bytes at `off` of section `s` (checked), or zeros if bad.
-    fn read(&self, s: usize, off: usize, len: usize) -> &[u8] {
+    pub(super) fn read(&self, s: usize, off: usize, len: usize) -> &[u8] {
         let (so, sl) = self.sect[s];
         if off + len > sl {
             self.poisoned.store(true, Ordering::Relaxed);

@@ -374,6 +374,27 @@ const I_STATUS: Implied = 32;
 const I_ERROR_TYPE: Implied = 64;
 const I_RUN: Implied = 128;
 
+/// The filter keys `f` sets (a candidate list that implies them all
+/// proves every call in it matches, the time range aside).
+fn needed(f: &CallFilter) -> Implied {
+    let mut n = 0;
+    for (bit, v) in [
+        (I_TOOL, &f.tool),
+        (I_ENGINE, &f.engine),
+        (I_CHANNEL, &f.channel),
+        (I_CALLER, &f.caller),
+        (I_WORKSPACE, &f.workspace),
+        (I_STATUS, &f.status),
+        (I_ERROR_TYPE, &f.error_type),
+        (I_RUN, &f.run_id),
+    ] {
+        if v.is_some() {
+            n |= bit;
+        }
+    }
+    n
+}
+
 /// Every field of `f` the list does not prove, but the time range
 /// (narrowed by the lists). Strings are read only for the keys asked.
 fn matches<'a: 's, 's>(
@@ -655,58 +676,90 @@ impl<'a> View<'a> {
     /// How many calls match `f`.
     pub fn count_calls(&self, f: &CallFilter) -> Result<u64> {
         let amended = Amended::of(self)?;
+        let mut scopes = Scopes::new(self, &amended);
+        let by_run = self.by_run(f);
+        let need = needed(f);
         let mut n = 0;
-        self.each_call(f, &amended, |_, _, _| n += 1);
+        for src in 0..self.srcs.len() {
+            let cands = self.call_candidates(src, f, &by_run, f.since, f.until);
+            if let Some(l) = self.proven(src, &cands, need) {
+                // Every call of the list matches: its length is the count.
+                n += u64::from(l.len());
+                continue;
+            }
+            self.each_call_of(src, &cands, f, &mut scopes, |_, _, _| n += 1);
+        }
         Ok(n)
+    }
+
+    /// The one candidate list of image `src` when it proves every call in
+    /// it matches: no call of the image names a run (so each one's scope
+    /// is its own and none is a dry run's), and the list implies every key
+    /// the filter sets.
+    fn proven(&self, src: usize, cands: &[Cands], need: Implied) -> Option<CallList> {
+        match cands {
+            [Cands::List(l, implied)] if implied & need == need => {
+                (!self.srcs[src].img.has_run_calls()).then_some(*l)
+            }
+            _ => None,
+        }
     }
 
     /// How many calls match `f`, per value of `by`: most first, then by
     /// value.
     pub fn count_calls_by(&self, f: &CallFilter, by: CallKey) -> Result<Vec<(String, u64)>> {
-        let at = match by {
-            CallKey::Tool => AT_TOOL,
-            CallKey::Engine => AT_ENGINE,
-            CallKey::Channel => AT_CHANNEL,
-            CallKey::Caller => AT_CALLER,
-            CallKey::Workspace => AT_WORKSPACE,
-            CallKey::Status => AT_STATUS,
-            CallKey::ErrorType => AT_ERROR_TYPE,
-            CallKey::RunId => AT_RUN,
+        let (at, kind) = match by {
+            CallKey::Tool => (AT_TOOL, CK_TOOL),
+            CallKey::Engine => (AT_ENGINE, CK_ENGINE),
+            CallKey::Channel => (AT_CHANNEL, CK_CHANNEL),
+            CallKey::Caller => (AT_CALLER, CK_CALLER),
+            CallKey::Workspace => (AT_WORKSPACE, CK_WORKSPACE),
+            CallKey::Status => (AT_STATUS, CK_STATUS),
+            CallKey::ErrorType => (AT_ERROR_TYPE, CK_ERROR_TYPE),
+            CallKey::RunId => (AT_RUN, CK_RUN),
         };
         let amended = Amended::of(self)?;
+        let mut scopes = Scopes::new(self, &amended);
+        let by_run = self.by_run(f);
+        let need = needed(f);
         let mut by_ref: HashMap<(usize, FieldRef), u64> = HashMap::new();
-        let mut by_bytes: HashMap<Vec<u8>, u64> = HashMap::new();
-        self.each_call(f, &amended, |src, c, scope| {
-            let own = match by {
-                CallKey::Channel => scope.own_channel(c),
-                CallKey::Caller => scope.own_caller(c),
-                _ => true,
-            };
-            if own {
-                *by_ref.entry((src, c.field_ref(at))).or_default() += 1;
-            } else {
-                let v = if by == CallKey::Channel {
-                    scope.channel(c)
-                } else {
-                    scope.caller(c)
-                };
-                match by_bytes.get_mut(v) {
-                    Some(n) => *n += 1,
-                    None => {
-                        by_bytes.insert(v.to_vec(), 1);
+        let mut counts: HashMap<Vec<u8>, u64> = HashMap::new();
+        let add = |counts: &mut HashMap<Vec<u8>, u64>, v: &[u8], n: u64| match counts.get_mut(v) {
+            Some(c) => *c += n,
+            None => {
+                counts.insert(v.to_vec(), n);
+            }
+        };
+        for src in 0..self.srcs.len() {
+            let cands = self.call_candidates(src, f, &by_run, f.since, f.until);
+            if let Some(l) = self.proven(src, &cands, need) {
+                if let Some(per_key) = self.count_by_lists(src, l, kind) {
+                    for (v, n) in per_key {
+                        add(&mut counts, v, n);
                     }
+                    continue;
                 }
             }
-        });
-        let mut counts: HashMap<Vec<u8>, u64> = by_bytes;
+            self.each_call_of(src, &cands, f, &mut scopes, |src, c, scope| {
+                let own = match by {
+                    CallKey::Channel => scope.own_channel(c),
+                    CallKey::Caller => scope.own_caller(c),
+                    _ => true,
+                };
+                if own {
+                    *by_ref.entry((src, c.field_ref(at))).or_default() += 1;
+                } else {
+                    let v = if by == CallKey::Channel {
+                        scope.channel(c)
+                    } else {
+                        scope.caller(c)
+                    };
+                    add(&mut counts, v, 1);
+                }
+            });
+        }
         for ((src, (off, len)), n) in by_ref {
-            let bytes = self.srcs[src].img.heap_str(off, len);
-            match counts.get_mut(bytes) {
-                Some(c) => *c += n,
-                None => {
-                    counts.insert(bytes.to_vec(), n);
-                }
-            }
+            add(&mut counts, self.srcs[src].img.heap_str(off, len), n);
         }
         let mut out: Vec<(String, u64)> = counts
             .into_iter()
@@ -714,6 +767,84 @@ impl<'a> View<'a> {
             .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(out)
+    }
+
+    /// The calls of `list` (every one a match) of image `src` counted per
+    /// key of `kind` from the posting lists, without reading a call record:
+    /// for each key, how many of its positions are in `list` (a range of
+    /// positions for an `All` list, a bitmap of them for a posting list);
+    /// calls with no value for `kind` count under `""`. `None` when a
+    /// record-by-record count is cheaper (a short list beside many keyed
+    /// calls) or the image is damaged.
+    fn count_by_lists(
+        &self,
+        src: usize,
+        list: CallList,
+        kind: u32,
+    ) -> Option<Vec<(&'a [u8], u64)>> {
+        let img = self.srcs[src].img;
+        let total = u64::from(list.len());
+        if total == 0 {
+            return Some(Vec::new());
+        }
+        let keys = img.call_keys(kind);
+        let mut out = Vec::with_capacity(keys.len() + 1);
+        let mut counted = 0u64;
+        match img.post_positions(&list) {
+            // A range of positions: two binary searches per key.
+            None => {
+                let (lo, hi) = (img.call_at(&list, 0), img.call_at(&list, list.len() - 1));
+                for (v, kl) in keys {
+                    let p = img.post_positions(&kl)?;
+                    let n = (p.rank(hi.saturating_add(1)) - p.rank(lo)) as u64;
+                    if n > 0 {
+                        out.push((v, n));
+                        counted += n;
+                    }
+                }
+            }
+            Some(pos) => {
+                let (lo, hi) = (pos.get(0), pos.get(pos.len() - 1));
+                // The keyed calls in the list's span, each tested against
+                // the bitmap: worth it unless the list is much shorter
+                // (then reading its records costs less).
+                let spans: Vec<_> = keys
+                    .into_iter()
+                    .map(|(v, kl)| {
+                        let p = img.post_positions(&kl)?;
+                        let (a, b) = (p.rank(lo), p.rank(hi.saturating_add(1)));
+                        Some((v, p, a, b))
+                    })
+                    .collect::<Option<_>>()?;
+                let work: u64 = spans.iter().map(|&(_, _, a, b)| (b - a) as u64).sum();
+                if work > total.saturating_mul(32) {
+                    return None;
+                }
+                let base = lo as usize;
+                let mut bits = vec![0u64; (hi - lo) as usize / 64 + 1];
+                for p in pos.iter() {
+                    let i = p.wrapping_sub(lo) as usize;
+                    if let Some(w) = bits.get_mut(i / 64) {
+                        *w |= 1 << (i % 64);
+                    }
+                }
+                for (v, p, a, b) in spans {
+                    let mut n = 0u64;
+                    for i in a..b {
+                        let j = p.get(i) as usize - base;
+                        n += (bits[j / 64] >> (j % 64)) & 1;
+                    }
+                    if n > 0 {
+                        out.push((v, n));
+                        counted += n;
+                    }
+                }
+            }
+        }
+        if counted < total {
+            out.push((&b""[..], total - counted));
+        }
+        Some(out)
     }
 
     /// Every matching call (any order), with its image and scope.
@@ -727,10 +858,26 @@ impl<'a> View<'a> {
     {
         let mut scopes = Scopes::new(self, amended);
         for (src, cands) in self.call_streams(f, f.since, f.until) {
-            let img = self.srcs[src].img;
+            self.each_call_of(src, std::slice::from_ref(&cands), f, &mut scopes, &mut each);
+        }
+    }
+
+    /// Every matching call of image `src`'s candidates.
+    fn each_call_of<'s>(
+        &self,
+        src: usize,
+        cands: &[Cands],
+        f: &CallFilter,
+        scopes: &mut Scopes<'_, 'a, 's>,
+        mut each: impl FnMut(usize, &LazyCall<'a>, &Scope<'s>),
+    ) where
+        'a: 's,
+    {
+        let img = self.srcs[src].img;
+        for cands in cands {
             let implied = cands.implied();
             for i in 0..cands.len() {
-                let rec = img.call_lazy(self.cand_pos(src, &cands, i));
+                let rec = img.call_lazy(self.cand_pos(src, cands, i));
                 if let Some(scope) = scopes.of(&rec, f.include_dry_run) {
                     if matches(&rec, &scope, f, implied) {
                         each(src, &rec, &scope);
