@@ -377,6 +377,88 @@ impl EncodedBatch {
     pub fn bytes(&self) -> usize {
         self.0.frames.len()
     }
+
+    /// The event frames, back to back (docs/format.md, "Frames"): what a
+    /// client of `auditlog serve` sends instead of JSON.
+    pub fn frames(&self) -> &[u8] {
+        &self.0.frames
+    }
+
+    /// Event frames made in another process (a client of `auditlog
+    /// serve`), checked as if they were appended here: each frame's length
+    /// and CRC, its record type, its body decoded whole, and every rule of
+    /// [`validate_event`]. `edit` sees each event in turn (its index and
+    /// the event) and may change it, returning true; a changed event is
+    /// checked and encoded again, the others keep their bytes. With a
+    /// redaction policy every event is redacted and encoded again.
+    ///
+    /// Any bad frame or event rejects the whole batch, naming its index.
+    pub fn from_frames(
+        frames: &[u8],
+        policy: Option<&Arc<RedactionPolicy>>,
+        mut edit: impl FnMut(usize, &mut Event) -> std::result::Result<bool, crate::EventError>,
+    ) -> Result<EncodedBatch> {
+        let invalid = |index, field: &str, reason: String| Error::InvalidEvent {
+            index,
+            source: crate::EventError::new(field, reason),
+        };
+        let policy_on = policy.filter(|p| !p.is_empty());
+        let mut out = Vec::with_capacity(frames.len());
+        let mut metas = Vec::new();
+        let mut off = 0usize;
+        while off < frames.len() {
+            let index = metas.len();
+            let f = frame::read_frame(&frames[off..])
+                .map_err(|e| invalid(index, "frame", e.to_string()))?;
+            if f.rec_type != REC_EVENT {
+                return Err(invalid(
+                    index,
+                    "frame",
+                    format!("record type 0x{:02x} is not an event (0x01)", f.rec_type),
+                ));
+            }
+            let mut ev = codec::decode_event(f.payload).map_err(|e| invalid(index, "body", e))?;
+            validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
+            let mut changed =
+                edit(index, &mut ev).map_err(|source| Error::InvalidEvent { index, source })?;
+            if let Some(p) = policy_on {
+                p.apply_in_place(&mut ev);
+                changed = true;
+            }
+            let start = out.len();
+            if changed {
+                validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
+                out.extend_from_slice(&[0u8; FRAME_HEADER]);
+                out.push(REC_EVENT);
+                codec::encode_event(&ev, &mut out).map_err(|e| invalid(index, "event", e))?;
+                let body = out.len() - start - FRAME_HEADER;
+                if body > MAX_FRAME_BODY {
+                    return Err(Error::EventTooLarge {
+                        index,
+                        bytes: body - 1,
+                        max: codec::MAX_BODY_BYTES,
+                    });
+                }
+                frame::seal_frame_in_place(&mut out[..], start);
+            } else {
+                out.extend_from_slice(&frames[off..off + f.size]);
+            }
+            metas.push((ev.ts, (out.len() - start) as u32));
+            off += f.size;
+        }
+        let metas = match metas.len() {
+            1 => Metas::One(metas[0]),
+            _ => Metas::Many(metas),
+        };
+        Ok(EncodedBatch(
+            Batch {
+                frames: out,
+                metas,
+                slot: Slot::new(),
+            },
+            policy.cloned(),
+        ))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod log_cmds;
 mod output;
 mod query_cmds;
 mod search_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 
@@ -76,6 +77,8 @@ pub enum Command {
     Retain(log_cmds::RetainArgs),
     /// Segments, events, bytes, time span, anomalies.
     Stats(log_cmds::StatsArgs),
+    /// Run one writer for many local clients: Unix socket, HTTP, OTLP.
+    Serve(serve_cmd::ServeArgs),
     /// The load run: a synthetic gateway workload, measured.
     Bench(auditlog_loadrun::BenchArgs),
 }
@@ -121,6 +124,7 @@ fn run() -> i32 {
         Command::LastRun(a) => query_cmds::last_run(&ctx, a),
         Command::Errors(a) => query_cmds::errors(&ctx, a),
         Command::Search(a) => search_cmd::search(&ctx, a),
+        Command::Serve(a) => serve_cmd::serve(&ctx, a),
         Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
     };
     if cli.report_peak_rss {
