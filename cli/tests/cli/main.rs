@@ -28,6 +28,7 @@ mod support {
 mod bench_smoke;
 mod cli_log;
 mod fulltext_search;
+mod ingest_stream;
 mod query_cli;
 mod reliability_crash;
 mod reliability_input;
