@@ -35,3 +35,6 @@ mod reliability_input;
 mod reliability_permissions;
 mod reliability_redact;
 mod reliability_tamper;
+mod serve_clients;
+mod serve_malformed;
+mod serve_support;
