@@ -37,4 +37,6 @@ mod reliability_redact;
 mod reliability_tamper;
 mod serve_clients;
 mod serve_malformed;
+mod serve_ops;
+mod serve_otlp;
 mod serve_support;

@@ -19,6 +19,7 @@
 use std::collections::HashMap;
 
 use auditlog::event::json::validate_event;
+use auditlog::event::MAX_EVENT_BYTES;
 use auditlog::{Event, Json, Micros, RunFinished, RunLog, RunStarted};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -73,16 +74,45 @@ impl Mapped {
         self.first_error.get_or_insert(what);
     }
 
-    /// Keep `events` (of one span or record) if all are valid.
+    /// Keep `events` (of one span or record) if all are valid and each
+    /// fits the event size limit.
     fn keep(&mut self, what: &str, events: Vec<Event>) {
         for ev in &events {
             if let Err(e) = validate_event(ev) {
                 self.reject(format!("{what}: field `{}`: {}", e.field, e.reason));
                 return;
             }
+            if rough_size(ev) > MAX_EVENT_BYTES - 4096 {
+                if let Err(e) = auditlog::EncodedBatch::encode(std::slice::from_ref(ev)) {
+                    self.reject(format!("{what}: {e}"));
+                    return;
+                }
+            }
         }
         self.events.extend(events);
     }
+}
+
+/// At least the encoded size of an event (its strings and JSON texts).
+fn rough_size(ev: &Event) -> usize {
+    use auditlog::EventData;
+    let data = match &ev.data {
+        EventData::RunStarted(s) => {
+            s.skill_id.len()
+                + s.caller_id.len()
+                + s.channel_id.len()
+                + s.parent_run_id.len()
+                + s.inputs.as_str().len()
+        }
+        EventData::RunLog(l) => l.event_type.len() + l.payload.as_str().len(),
+        EventData::RunFinished(f) => f.status.len() + f.output.len() + f.error.len(),
+    };
+    ev.run_id.len()
+        + data
+        + ev.extra
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().len())
+            .sum::<usize>()
 }
 
 fn hex(b: &[u8]) -> String {

@@ -103,6 +103,10 @@ pub fn map_request(
 /// The success answer, in the request's encoding.
 pub fn success(signal: Signal, enc: Encoding, rejected: u64, message: &str) -> Vec<u8> {
     let rejected = rejected.min(i64::MAX as u64) as i64;
+    if rejected == 0 && enc == Encoding::Json {
+        // An empty response: no `partialSuccess` key at all.
+        return b"{}".to_vec();
+    }
     match signal {
         Signal::Traces => {
             let r = ExportTraceServiceResponse {
