@@ -81,6 +81,12 @@ pub enum Command {
     Serve(serve_cmd::ServeArgs),
     /// The load run: a synthetic gateway workload, measured.
     Bench(auditlog_loadrun::BenchArgs),
+    /// Events/s and latency through `serve` (socket, HTTP) beside the
+    /// embedded library (docs/benchmarks.md).
+    BenchServe(auditlog_loadrun::serve_bench::ServeBenchArgs),
+    /// One client process of `bench-serve`.
+    #[command(hide = true)]
+    BenchServeClient(auditlog_loadrun::serve_bench::ServeClientArgs),
 }
 
 /// What a command needs besides its own arguments.
@@ -126,6 +132,8 @@ fn run() -> i32 {
         Command::Search(a) => search_cmd::search(&ctx, a),
         Command::Serve(a) => serve_cmd::serve(&ctx, a),
         Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
+        Command::BenchServe(a) => auditlog_loadrun::serve_bench::serve_bench(a),
+        Command::BenchServeClient(a) => auditlog_loadrun::serve_bench::serve_bench_client(a),
     };
     if cli.report_peak_rss {
         if let Some(b) = auditlog_loadrun::peak_rss_bytes() {

@@ -427,6 +427,14 @@ impl Client {
         wire::hits(&self.call(json!({"method": "search", "query": query, "limit": limit}))?)
     }
 
+    /// Drop whole sealed segments whose newest event is older than
+    /// `cutoff` (µs), as `AuditStore::purge_older_than`; the report as
+    /// `auditlog retain` prints it.
+    pub fn purge_older_than(&self, cutoff: Micros) -> Result<serde_json::Value> {
+        let body = self.call(json!({"method": "purge_older_than", "before": cutoff}))?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
     /// `stats` as the command line prints it (a JSON object).
     pub fn stats(&self) -> Result<serde_json::Value> {
         let body = self.call(json!({"method": "stats"}))?;

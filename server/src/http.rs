@@ -161,10 +161,14 @@ async fn handle(req: Request<Incoming>, ctx: &Arc<Ctx>, client: &str, auth: bool
         (Method::POST, "/v1/traces") => return post_otlp(req, ctx, client, Signal::Traces).await,
         (Method::POST, "/v1/logs") => return post_otlp(req, ctx, client, Signal::Logs).await,
         (Method::POST, "/v1/flush") => query(ctx, "flush", Params(Default::default())).await,
+        (Method::POST, "/v1/retain") => match Params::from_query(req.uri().query()) {
+            Ok(p) => query(ctx, "retain", p).await,
+            Err(e) => Err(e),
+        },
         (Method::GET, "/healthz") => return healthz(ctx),
         (Method::GET, "/metrics") => return metrics_text(ctx),
         (Method::GET, p) if p.starts_with("/v1/") => get_query(&req, ctx).await,
-        (_, "/v1/events" | "/v1/traces" | "/v1/logs" | "/v1/flush" | "/healthz" | "/metrics") => {
+        (_, "/v1/events" | "/v1/traces" | "/v1/logs" | "/v1/flush" | "/v1/retain" | "/healthz" | "/metrics") => {
             Err(ApiError::new(
                 Kind::MethodNotAllowed,
                 format!("{method} is not allowed on {path}"),

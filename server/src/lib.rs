@@ -217,8 +217,14 @@ async fn run(backend: Arc<Backend>, cfg: ServeConfig, t: Instant) -> Result<(), 
         ms = t.elapsed().as_millis() as u64,
         "auditlog serve is ready"
     );
-    stop_signal().await;
-    tracing::info!("stopping: no new requests; draining those in flight");
+    let writer_failed = tokio::select! {
+        _ = stop_signal() => None,
+        why = writer_failure(&backend) => Some(why),
+    };
+    match &writer_failed {
+        None => tracing::info!("stopping: no new requests; draining those in flight"),
+        Some(why) => tracing::error!(error = %why, "the log's writer failed: stopping so a supervisor restarts the server (recovery runs on open)"),
+    }
     backend
         .stopping
         .store(true, std::sync::atomic::Ordering::Release);
@@ -238,10 +244,23 @@ async fn run(backend: Arc<Backend>, cfg: ServeConfig, t: Instant) -> Result<(), 
         );
     }
     let _ = std::fs::remove_file(&socket_path);
+    if let Some(why) = writer_failed {
+        return Err(format!("the log's writer failed; restart the server: {why}"));
+    }
     let head = backend.store().flush().map_err(|e| e.to_string())?;
     tracing::info!(
         head_lsn = head,
         "stopped: everything acknowledged is durable"
     );
     Ok(())
+}
+
+/// Resolves once the log's writer has failed (checked every 200 ms).
+async fn writer_failure(backend: &Backend) -> String {
+    loop {
+        if let Some(why) = backend.store().log().failed() {
+            return why;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

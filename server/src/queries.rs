@@ -106,12 +106,43 @@ pub fn call(b: &Backend, method: &str, p: &Params) -> ApiResult<String> {
         "verify" => verify(b, p)?,
         "counters" => counters(b),
         "flush" => format!("{{\"durable_lsn\":{}}}", st.flush()?),
+        "purge_older_than" | "retain" => retain(b, p)?,
         other => {
             return Err(ApiError::bad(format!(
                 "unknown method {other:?} (docs/protocol.md lists them)"
             )))
         }
     })
+}
+
+/// Retention while serving (the writer lock is the server's): drop whole
+/// sealed segments older than `before` (µs or RFC 3339).
+fn retain(b: &Backend, p: &Params) -> ApiResult<String> {
+    let cutoff = p
+        .instant("before")?
+        .ok_or_else(|| ApiError::bad("parameter `before` (an instant) is required"))?;
+    let r = b.store().purge_older_than(cutoff)?;
+    let mut s = format!("{{\"cutoff\":\"{}\",\"dropped_segments\":[", to_rfc3339(cutoff));
+    for (i, d) in r.dropped.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!(
+            "{{\"segment\":\"{}\",\"first_lsn\":{},\"events\":{},\"bytes\":{},\"newest\":\"{}\"}}",
+            d.name,
+            d.first_lsn,
+            d.count,
+            d.bytes,
+            to_rfc3339(d.max_ts)
+        ));
+    }
+    s.push_str(&format!(
+        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
+        r.events(),
+        r.bytes(),
+        r.first_kept_lsn
+    ));
+    Ok(s)
 }
 
 fn last_run(b: &Backend, p: &Params) -> ApiResult<String> {
