@@ -12,7 +12,7 @@ use crate::codec;
 use crate::config::{Config, FullPolicy};
 use crate::error::{Error, Result};
 use crate::event::json::validate_event;
-use crate::event::Event;
+use crate::event::{Event, Micros};
 use crate::frame::{self, FRAME_HEADER, MAX_FRAME_BODY, REC_EVENT};
 use crate::layout::{self, Head, Mode, RecoveryReport};
 use crate::lock::WriterLock;
@@ -392,9 +392,12 @@ impl EncodedBatch {
     /// checked and encoded again, the others keep their bytes. With a
     /// redaction policy every event is redacted and encoded again.
     ///
-    /// Any bad frame or event rejects the whole batch, naming its index.
+    /// Takes the bytes by value: when at most the first event changes
+    /// (the server's idempotency marker), they become the batch in place,
+    /// without a copy of the rest. Any bad frame or event rejects the
+    /// whole batch, naming its index.
     pub fn from_frames(
-        frames: &[u8],
+        mut frames: Vec<u8>,
         policy: Option<&Arc<RedactionPolicy>>,
         mut edit: impl FnMut(usize, &mut Event) -> std::result::Result<bool, crate::EventError>,
     ) -> Result<EncodedBatch> {
@@ -403,8 +406,9 @@ impl EncodedBatch {
             source: crate::EventError::new(field, reason),
         };
         let policy_on = policy.filter(|p| !p.is_empty());
-        let mut out = Vec::with_capacity(frames.len());
-        let mut metas = Vec::new();
+        // Per frame: its ts, and its new bytes when it changed.
+        let mut metas: Vec<(Micros, u32)> = Vec::new();
+        let mut changed: Vec<(usize, usize, Vec<u8>)> = Vec::new();
         let mut off = 0usize;
         while off < frames.len() {
             let index = metas.len();
@@ -419,19 +423,20 @@ impl EncodedBatch {
             }
             let mut ev = codec::decode_event(f.payload).map_err(|e| invalid(index, "body", e))?;
             validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
-            let mut changed =
+            let mut edited =
                 edit(index, &mut ev).map_err(|source| Error::InvalidEvent { index, source })?;
             if let Some(p) = policy_on {
                 p.apply_in_place(&mut ev);
-                changed = true;
+                edited = true;
             }
-            let start = out.len();
-            if changed {
+            let mut len = f.size;
+            if edited {
                 validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
-                out.extend_from_slice(&[0u8; FRAME_HEADER]);
-                out.push(REC_EVENT);
-                codec::encode_event(&ev, &mut out).map_err(|e| invalid(index, "event", e))?;
-                let body = out.len() - start - FRAME_HEADER;
+                let mut one = Vec::with_capacity(f.size + 256);
+                one.extend_from_slice(&[0u8; FRAME_HEADER]);
+                one.push(REC_EVENT);
+                codec::encode_event(&ev, &mut one).map_err(|e| invalid(index, "event", e))?;
+                let body = one.len() - FRAME_HEADER;
                 if body > MAX_FRAME_BODY {
                     return Err(Error::EventTooLarge {
                         index,
@@ -439,20 +444,38 @@ impl EncodedBatch {
                         max: codec::MAX_BODY_BYTES,
                     });
                 }
-                frame::seal_frame_in_place(&mut out[..], start);
-            } else {
-                out.extend_from_slice(&frames[off..off + f.size]);
+                frame::seal_frame_in_place(&mut one[..], 0);
+                len = one.len();
+                changed.push((off, f.size, one));
             }
-            metas.push((ev.ts, (out.len() - start) as u32));
+            metas.push((ev.ts, len as u32));
             off += f.size;
         }
+        let frames = match changed.as_slice() {
+            [] => frames,
+            [(0, old, new)] => {
+                frames.splice(0..*old, new.iter().copied());
+                frames
+            }
+            _ => {
+                let mut out = Vec::with_capacity(frames.len() + changed.len() * 64);
+                let mut at = 0usize;
+                for (o, old, new) in &changed {
+                    out.extend_from_slice(&frames[at..*o]);
+                    out.extend_from_slice(new);
+                    at = o + old;
+                }
+                out.extend_from_slice(&frames[at..]);
+                out
+            }
+        };
         let metas = match metas.len() {
             1 => Metas::One(metas[0]),
             _ => Metas::Many(metas),
         };
         Ok(EncodedBatch(
             Batch {
-                frames: out,
+                frames,
                 metas,
                 slot: Slot::new(),
             },

@@ -144,7 +144,8 @@ pub fn serve_bench(a: ServeBenchArgs) -> CliResult {
                 })
             })
             .collect();
-        std::fs::write(path, serde_json::to_string_pretty(&v).unwrap_or_default()).map_err(failed)?;
+        std::fs::write(path, serde_json::to_string_pretty(&v).unwrap_or_default())
+            .map_err(failed)?;
     }
     Ok(())
 }
@@ -169,14 +170,19 @@ fn print_table(lines: &[Line], a: &ServeBenchArgs) {
             l.lat.map_or(0.0, |x| x.p99),
         );
     }
-    println!("(batch {} events per request, {} requests in flight per client)", a.batch, a.depth);
+    println!(
+        "(batch {} events per request, {} requests in flight per client)",
+        a.batch, a.depth
+    );
 }
 
 /// The embedded library: `clients` threads of this process.
 fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<Line, CliError> {
     let tmp = tempfile::tempdir().map_err(failed)?;
     let dir = tmp.path().join("log");
-    let shares: Vec<Vec<Event>> = (0..clients as u64).map(|p| share(spec, p, clients as u64)).collect();
+    let shares: Vec<Vec<Event>> = (0..clients as u64)
+        .map(|p| share(spec, p, clients as u64))
+        .collect();
     let store = AuditStore::open(StoreConfig::new(&dir)).map_err(failed)?;
     let log = store.log();
     let t0 = Instant::now();
@@ -185,7 +191,9 @@ fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<L
             .iter()
             .map(|evs| {
                 s.spawn(move || {
-                    let (tx, rx) = crossbeam_channel::bounded::<(Instant, auditlog::Receipt)>(a.depth.max(1) - 1);
+                    let (tx, rx) = crossbeam_channel::bounded::<(Instant, auditlog::Receipt)>(
+                        a.depth.max(1) - 1,
+                    );
                     let waiter = std::thread::spawn(move || {
                         let mut h = hist();
                         for (t, r) in rx {
@@ -205,7 +213,9 @@ fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<L
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().expect("producer")).collect::<Vec<_>>()
+        hs.into_iter()
+            .map(|h| h.join().expect("producer"))
+            .collect::<Vec<_>>()
     });
     let seconds = t0.elapsed().as_secs_f64();
     let mut h = hist();
@@ -230,7 +240,10 @@ struct ServerProc {
 fn start_server(dir: &Path, mode: &str, search: bool) -> Result<ServerProc, CliError> {
     let exe = std::env::current_exe().map_err(failed)?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--dir").arg(dir).arg("serve").args(["--log-format", "text"]);
+    cmd.arg("--dir")
+        .arg(dir)
+        .arg("serve")
+        .args(["--log-format", "text"]);
     if mode == "socket" {
         cmd.arg("--no-http");
     } else {
@@ -249,15 +262,25 @@ fn start_server(dir: &Path, mode: &str, search: bool) -> Result<ServerProc, CliE
     BufReader::new(child.stdout.take().ok_or_else(|| failed("no stdout"))?)
         .read_line(&mut line)
         .map_err(failed)?;
-    let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| failed(format!("server: {e}: {line:?}")))?;
-    let target = if mode == "socket" { v["socket"].as_str() } else { v["http"].as_str() }
-        .ok_or_else(|| failed(format!("server ready line: {line}")))?
-        .to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).map_err(|e| failed(format!("server: {e}: {line:?}")))?;
+    let target = if mode == "socket" {
+        v["socket"].as_str()
+    } else {
+        v["http"].as_str()
+    }
+    .ok_or_else(|| failed(format!("server ready line: {line}")))?
+    .to_string();
     Ok(ServerProc { child, target })
 }
 
 /// Through the server: `clients` processes.
-fn served(spec: &WorkloadSpec, mode: &str, clients: usize, a: &ServeBenchArgs) -> Result<Line, CliError> {
+fn served(
+    spec: &WorkloadSpec,
+    mode: &str,
+    clients: usize,
+    a: &ServeBenchArgs,
+) -> Result<Line, CliError> {
     let tmp = tempfile::tempdir().map_err(failed)?;
     let dir = tmp.path().join("log");
     let mut server = start_server(&dir, mode, a.search)?;
@@ -269,7 +292,12 @@ fn served(spec: &WorkloadSpec, mode: &str, clients: usize, a: &ServeBenchArgs) -
             .arg("bench-serve-client")
             .args(["--mode", mode, "--target", &server.target])
             .args(["--part", &p.to_string(), "--parts", &clients.to_string()])
-            .args(["--runs", &spec.runs.to_string(), "--batch", &a.batch.to_string()])
+            .args([
+                "--runs",
+                &spec.runs.to_string(),
+                "--batch",
+                &a.batch.to_string(),
+            ])
             .args(["--depth", &a.depth.to_string()])
             .arg("--out")
             .arg(&out)
@@ -288,7 +316,11 @@ fn served(spec: &WorkloadSpec, mode: &str, clients: usize, a: &ServeBenchArgs) -
             .map_err(failed)?;
     }
     for (c, _) in kids.iter_mut() {
-        c.stdin.as_mut().ok_or_else(|| failed("no stdin"))?.write_all(b"go\n").map_err(failed)?;
+        c.stdin
+            .as_mut()
+            .ok_or_else(|| failed("no stdin"))?
+            .write_all(b"go\n")
+            .map_err(failed)?;
     }
     let mut h = hist();
     let (mut first, mut last, mut events) = (u64::MAX, 0u64, 0u64);
@@ -297,7 +329,8 @@ fn served(spec: &WorkloadSpec, mode: &str, clients: usize, a: &ServeBenchArgs) -
         if !st.success() {
             return Err(failed(format!("a {mode} client failed ({st})")));
         }
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).map_err(failed)?).map_err(failed)?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).map_err(failed)?).map_err(failed)?;
         first = first.min(v["start_us"].as_u64().unwrap_or(0));
         last = last.max(v["end_us"].as_u64().unwrap_or(0));
         events += v["events"].as_u64().unwrap_or(0);
@@ -305,7 +338,9 @@ fn served(spec: &WorkloadSpec, mode: &str, clients: usize, a: &ServeBenchArgs) -
             record(&mut h, Duration::from_micros(l.as_u64().unwrap_or(0)));
         }
     }
-    let _ = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status();
     let _ = server.child.wait();
     Ok(Line {
         mode: mode.into(),
@@ -335,7 +370,8 @@ pub fn serve_bench_client(a: ServeClientArgs) -> CliResult {
         _ => http_client(&a, &batches)?,
     };
     let end = now_us();
-    let v = serde_json::json!({"start_us": start, "end_us": end, "events": evs.len(), "lat_us": lat});
+    let v =
+        serde_json::json!({"start_us": start, "end_us": end, "events": evs.len(), "lat_us": lat});
     std::fs::write(&a.out, v.to_string()).map_err(failed)
 }
 
@@ -344,10 +380,14 @@ fn socket_client(a: &ServeClientArgs, batches: &[&[Event]]) -> Result<Vec<u64>, 
     let mut pipe = client.pipeline().map_err(failed)?;
     let mut sent: std::collections::VecDeque<Instant> = Default::default();
     let mut lat = Vec::with_capacity(batches.len());
-    let mut recv_one = |pipe: &mut auditlog_client::Pipeline, sent: &mut std::collections::VecDeque<Instant>| -> CliResult {
+    let mut recv_one = |pipe: &mut auditlog_client::Pipeline,
+                        sent: &mut std::collections::VecDeque<Instant>|
+     -> CliResult {
         let (_, r) = pipe.recv().map_err(failed)?;
         r.map_err(failed)?;
-        let t = sent.pop_front().ok_or_else(|| failed("an answer to nothing"))?;
+        let t = sent
+            .pop_front()
+            .ok_or_else(|| failed("an answer to nothing"))?;
         lat.push(t.elapsed().as_micros() as u64);
         Ok(())
     };
@@ -355,7 +395,8 @@ fn socket_client(a: &ServeClientArgs, batches: &[&[Event]]) -> Result<Vec<u64>, 
         // Encoding is the client's work, inside the timed part.
         let t = Instant::now();
         let enc = EncodedBatch::encode(b).map_err(failed)?;
-        pipe.send(&enc, &format!("{}-{}-{i}", a.part, std::process::id())).map_err(failed)?;
+        pipe.send(&enc, &format!("{}-{}-{i}", a.part, std::process::id()))
+            .map_err(failed)?;
         pipe.flush().map_err(failed)?;
         sent.push_back(t);
         while sent.len() >= a.depth.max(1) {
@@ -403,7 +444,9 @@ fn http_client(a: &ServeClientArgs, batches: &[&[Event]]) -> Result<Vec<u64>, Cl
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().map_err(|_| "panicked".to_string()).and_then(|r| r)).collect::<Vec<_>>()
+        hs.into_iter()
+            .map(|h| h.join().map_err(|_| "panicked".to_string()).and_then(|r| r))
+            .collect::<Vec<_>>()
     });
     let mut all = Vec::new();
     for r in results {
@@ -416,7 +459,11 @@ fn http_client(a: &ServeClientArgs, batches: &[&[Event]]) -> Result<Vec<u64>, Cl
 fn read_http(r: &mut impl BufRead) -> std::io::Result<u16> {
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let mut len = 0usize;
     loop {
         let mut h = String::new();

@@ -52,6 +52,19 @@ impl Body {
     ) -> ApiResult<EncodedBatch> {
         match self {
             Body::Events(e) => prepare::encode_events(e.clone(), start, marker, redaction),
+            Body::Frames(b) => prepare::encode_frames(b.clone(), start, marker, redaction),
+        }
+    }
+
+    /// `encode` for the last use of the body: frames are not copied.
+    fn into_batch(
+        self,
+        start: usize,
+        marker: Option<&Marker>,
+        redaction: Option<&Arc<auditlog::RedactionPolicy>>,
+    ) -> ApiResult<EncodedBatch> {
+        match self {
+            Body::Events(e) => prepare::encode_events(e, start, marker, redaction),
             Body::Frames(b) => prepare::encode_frames(b, start, marker, redaction),
         }
     }
@@ -257,7 +270,7 @@ impl Backend {
             });
         }
         let Some(key) = key else {
-            let batch = body.encode(0, None, self.cfg.redaction.as_ref())?;
+            let batch = body.into_batch(0, None, self.cfg.redaction.as_ref())?;
             let receipt = self.submit(batch).await?;
             let r = self.acker.wait(receipt).await.map_err(ApiError::from)?;
             return Ok(Appended {
@@ -282,13 +295,13 @@ impl Backend {
                 Claim::New(owner) => (owner, None),
                 Claim::Check(owner, seen) => (owner, Some(seen)),
             };
-            return self.append_owned(&body, &key, n, owner, before).await;
+            return self.append_owned(body, &key, n, owner, before).await;
         }
     }
 
     async fn append_owned(
         &self,
-        body: &Body,
+        body: Body,
         key: &str,
         n: u64,
         owner: Owner,
@@ -298,14 +311,15 @@ impl Backend {
         // failed write): compare, then append the rest.
         let (start, prior) = match &before {
             None => (0, None),
-            Some(seen) => match tokio::task::block_in_place(|| self.stored_prefix(body, key, seen))
-            {
-                Ok(p) => p,
-                Err(e) => {
-                    self.dedup.release(key, before, owner);
-                    return Err(e);
+            Some(seen) => {
+                match tokio::task::block_in_place(|| self.stored_prefix(&body, key, seen)) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.dedup.release(key, before, owner);
+                        return Err(e);
+                    }
                 }
-            },
+            }
         };
         if start == n {
             let (first, last) = prior.unwrap_or((0, 0));
@@ -322,13 +336,14 @@ impl Backend {
             n,
             at: start,
         };
-        let batch = match body.encode(start as usize, Some(&marker), self.cfg.redaction.as_ref()) {
-            Ok(b) => b,
-            Err(e) => {
-                self.dedup.release(key, before, owner);
-                return Err(e);
-            }
-        };
+        let batch =
+            match body.into_batch(start as usize, Some(&marker), self.cfg.redaction.as_ref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.dedup.release(key, before, owner);
+                    return Err(e);
+                }
+            };
         let from_lsn = self.store.log().head().next_lsn;
         let receipt = match self.submit(batch).await {
             Ok(r) => r,

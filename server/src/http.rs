@@ -168,12 +168,14 @@ async fn handle(req: Request<Incoming>, ctx: &Arc<Ctx>, client: &str, auth: bool
         (Method::GET, "/healthz") => return healthz(ctx),
         (Method::GET, "/metrics") => return metrics_text(ctx),
         (Method::GET, p) if p.starts_with("/v1/") => get_query(&req, ctx).await,
-        (_, "/v1/events" | "/v1/traces" | "/v1/logs" | "/v1/flush" | "/v1/retain" | "/healthz" | "/metrics") => {
-            Err(ApiError::new(
-                Kind::MethodNotAllowed,
-                format!("{method} is not allowed on {path}"),
-            ))
-        }
+        (
+            _,
+            "/v1/events" | "/v1/traces" | "/v1/logs" | "/v1/flush" | "/v1/retain" | "/healthz"
+            | "/metrics",
+        ) => Err(ApiError::new(
+            Kind::MethodNotAllowed,
+            format!("{method} is not allowed on {path}"),
+        )),
         _ => Err(ApiError::new(
             Kind::NotFound,
             format!("no endpoint {path} (docs/serve.md lists them)"),

@@ -223,7 +223,9 @@ async fn run(backend: Arc<Backend>, cfg: ServeConfig, t: Instant) -> Result<(), 
     };
     match &writer_failed {
         None => tracing::info!("stopping: no new requests; draining those in flight"),
-        Some(why) => tracing::error!(error = %why, "the log's writer failed: stopping so a supervisor restarts the server (recovery runs on open)"),
+        Some(why) => {
+            tracing::error!(error = %why, "the log's writer failed: stopping so a supervisor restarts the server (recovery runs on open)")
+        }
     }
     backend
         .stopping
@@ -245,7 +247,9 @@ async fn run(backend: Arc<Backend>, cfg: ServeConfig, t: Instant) -> Result<(), 
     }
     let _ = std::fs::remove_file(&socket_path);
     if let Some(why) = writer_failed {
-        return Err(format!("the log's writer failed; restart the server: {why}"));
+        return Err(format!(
+            "the log's writer failed; restart the server: {why}"
+        ));
     }
     let head = backend.store().flush().map_err(|e| e.to_string())?;
     tracing::info!(

@@ -164,7 +164,9 @@ pub fn encode_events(
     if let (Some(m), Some(first)) = (marker, rest.first_mut()) {
         first.extra.push((MARKER_FIELD.to_string(), m.json()));
     }
-    EncodedBatch::encode_redacted(&rest, policy).map_err(|e| shift(e.into(), start))
+    // Every Body::Events was checked when it was made (the JSONL parser,
+    // or the OTLP mapping's validate_event); the marker is built here.
+    EncodedBatch::encode_parsed(&rest, policy).map_err(|e| shift(e.into(), start))
 }
 
 /// Record indexes in errors count from the start of the request.
@@ -204,14 +206,15 @@ fn frame_offset(bytes: &[u8], k: usize) -> Option<usize> {
 
 /// Check encoded frames from `start` on and put the marker on the first.
 pub fn encode_frames(
-    bytes: &[u8],
+    mut bytes: Vec<u8>,
     start: usize,
     marker: Option<&Marker>,
     policy: Option<&Arc<RedactionPolicy>>,
 ) -> ApiResult<EncodedBatch> {
-    let off = frame_offset(bytes, start)
+    let off = frame_offset(&bytes, start)
         .ok_or_else(|| ApiError::bad("the frames' length fields do not tile the body"))?;
-    EncodedBatch::from_frames(&bytes[off..], policy, |i, ev| {
+    bytes.drain(..off);
+    EncodedBatch::from_frames(bytes, policy, |i, ev| {
         let mut changed = strip_marker(ev);
         if let (Some(m), 0) = (marker, i) {
             ev.extra.push((MARKER_FIELD.to_string(), m.json()));

@@ -122,7 +122,10 @@ fn retain(b: &Backend, p: &Params) -> ApiResult<String> {
         .instant("before")?
         .ok_or_else(|| ApiError::bad("parameter `before` (an instant) is required"))?;
     let r = b.store().purge_older_than(cutoff)?;
-    let mut s = format!("{{\"cutoff\":\"{}\",\"dropped_segments\":[", to_rfc3339(cutoff));
+    let mut s = format!(
+        "{{\"cutoff\":\"{}\",\"dropped_segments\":[",
+        to_rfc3339(cutoff)
+    );
     for (i, d) in r.dropped.iter().enumerate() {
         if i > 0 {
             s.push(',');

@@ -160,13 +160,18 @@ async fn connection(stream: UnixStream, ctx: &Arc<Ctx>, mut stop: watch::Receive
             }
         };
         let mut key = vec![0u8; head.key_len];
-        let mut body = vec![0u8; head.body_len()];
+        // Not zeroed first: read straight into the spare capacity (a few
+        // bytes spare for the marker the server may add in place).
+        let mut body = Vec::with_capacity(head.body_len() + 256);
         let read = tokio::time::timeout(FRAME_TIMEOUT, async {
             rd.read_exact(&mut key).await?;
-            rd.read_exact(&mut body).await
+            (&mut rd)
+                .take(head.body_len() as u64)
+                .read_to_end(&mut body)
+                .await
         })
         .await;
-        if !matches!(read, Ok(Ok(_))) {
+        if !matches!(read, Ok(Ok(n)) if n == head.body_len()) {
             let _ = tx
                 .send(ready(answer(head.id, Err(cut_short("body")))))
                 .await;
