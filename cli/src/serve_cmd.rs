@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use auditlog::redact::RedactionPolicy;
+use auditlog::RedactionPolicy;
 use auditlog_server::{ServeConfig, SpanFilter};
 use clap::{Args, ValueEnum};
 

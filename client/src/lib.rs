@@ -213,12 +213,7 @@ impl Client {
             .unwrap_or("no reason given")
             .to_string();
         match kind {
-            status::BUSY => Error::QueueFull {
-                capacity: v
-                    .get("queue_capacity")
-                    .and_then(|c| c.as_u64())
-                    .unwrap_or(0) as usize,
-            },
+            status::BUSY => busy_error(v),
             _ => io_err(
                 &self.cfg.path,
                 &format!("still failing after {:?}", self.cfg.retry_for),
@@ -535,6 +530,18 @@ fn ack(body: &[u8]) -> Result<Ack> {
     })
 }
 
+/// Back-pressure that outlasted the retries: the embedded store's
+/// "queue full" (the server's queue, as far as the answer says).
+fn busy_error(v: &serde_json::Value) -> Error {
+    let n = |k: &str| v.get(k).and_then(|c| c.as_u64()).unwrap_or(0) as usize;
+    Error::QueueFull {
+        entries: n("queue_depth"),
+        bytes: 0,
+        capacity: n("queue_capacity"),
+        max_bytes: 0,
+    }
+}
+
 /// A non-OK answer as the engine's error (the same types as embedded).
 fn answer_error(kind: u8, body: &[u8]) -> Error {
     let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
@@ -559,12 +566,7 @@ fn answer_error(kind: u8, body: &[u8]) -> Error {
         },
         status::NOT_FOUND => Error::NotFound(msg),
         status::TOO_LARGE => Error::InvalidArgument(msg),
-        status::BUSY => Error::QueueFull {
-            capacity: v
-                .get("queue_capacity")
-                .and_then(|c| c.as_u64())
-                .unwrap_or(0) as usize,
-        },
+        status::BUSY => busy_error(&v),
         _ => Error::io(
             "auditlog serve",
             std::io::Error::other(format!("status {kind}: {msg}")),

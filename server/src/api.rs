@@ -161,6 +161,11 @@ impl From<auditlog::Error> for ApiError {
                 ApiError::record(*index as u64, None, "event", &e.to_string())
             }
             E::NotFound(_) => ApiError::new(Kind::NotFound, e.to_string()),
+            E::BatchTooLarge { .. } => ApiError::new(Kind::TooLarge, e.to_string()),
+            E::WriteRolledBack(_) => ApiError {
+                retry_after_ms: Some(1000),
+                ..ApiError::failed(e.to_string())
+            },
             E::InvalidArgument(_) => ApiError::bad(e.to_string()),
             E::QueueFull { .. } => ApiError::busy(e.to_string(), 50),
             E::Closed | E::WriterFailed(_) => ApiError::new(Kind::Unavailable, e.to_string()),

@@ -4,10 +4,10 @@
 //! HTTP, OTLP) appends and queries through here.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use auditlog::fulltext::{FullText, FullTextOptions, Indexer};
+use auditlog::fulltext::{Filters, FullTextError, FullTextOptions, Hit};
 use auditlog::{
     AuditStore, Config, Durability, EncodedBatch, Event, FullPolicy, LogReader, Receipt,
     ReplayRange, StoreConfig,
@@ -90,9 +90,6 @@ impl Appended {
 
 pub struct Backend {
     store: AuditStore,
-    search: Option<Mutex<Indexer>>,
-    /// Why search is off, if it should be on.
-    pub search_error: Option<String>,
     dedup: Dedup,
     acker: Acker,
     pub metrics: Metrics,
@@ -116,11 +113,13 @@ impl Backend {
         log.on_full = FullPolicy::Block;
         log.queue_capacity = cfg.queue_capacity;
         log.redaction = cfg.redaction.clone();
-        let store = AuditStore::open(StoreConfig {
-            log,
-            ..StoreConfig::new(&cfg.dir)
-        })
-        .map_err(|e| e.to_string())?;
+        // One request is one append: let the request limit be the bound.
+        log.max_append_bytes = log.max_append_bytes.max(cfg.max_request_bytes + (1 << 20));
+        log.max_append_events = log.max_append_events.max(cfg.max_request_bytes / 16);
+        let mut store_cfg = StoreConfig::new(&cfg.dir);
+        store_cfg.log = log;
+        store_cfg.search = cfg.search.then(FullTextOptions::default);
+        let store = AuditStore::open(store_cfg).map_err(|e| e.to_string())?;
         let r = store.log().recovery();
         if r.truncated_bytes > 0 {
             tracing::warn!(
@@ -130,24 +129,14 @@ impl Backend {
                 "recovered: cut a torn tail (events never acknowledged)"
             );
         }
-        let (search, search_error) = if cfg.search {
-            match start_search(&store) {
-                Ok(ix) => (Some(Mutex::new(ix)), None),
-                Err(e) => {
-                    tracing::warn!(error = %e, "full-text search is not running");
-                    (None, Some(e))
-                }
-            }
-        } else {
-            (None, None)
-        };
+        if let Some(e) = store.search_error() {
+            tracing::warn!(error = %e, "full-text search is not running");
+        }
         let acker = Acker::start().map_err(|e| format!("starting the acker thread: {e}"))?;
         let b = Backend {
             budget: Arc::new(Semaphore::new(kib(cfg.max_inflight_bytes) as usize)),
             dedup: Dedup::new(cfg.dedup_window, cfg.dedup_max_keys),
             store,
-            search,
-            search_error,
             acker,
             metrics: Metrics::default(),
             cfg,
@@ -505,31 +494,22 @@ impl Backend {
         self.append(Body::Events(vec![ev]), key).await
     }
 
-    /// The full-text index, if search runs.
-    pub fn search(&self) -> Option<std::sync::MutexGuard<'_, Indexer>> {
-        self.search
-            .as_ref()
-            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Full-text search (the store's indexer), after waiting up to
+    /// `catch_up` for it to reach what is stored now.
+    pub fn search(
+        &self,
+        query: &str,
+        filters: &Filters,
+        limit: usize,
+        catch_up: Duration,
+    ) -> Result<Vec<Hit>, FullTextError> {
+        self.store.wait_searchable(catch_up)?;
+        self.store.search(query, filters, limit)
     }
 
     /// How far search is behind the log: (events, seconds).
     pub fn search_lag(&self) -> Option<(u64, f64)> {
-        let ix = self.search()?;
-        let lag = FullText::lag(&ix, &self.reader());
-        Some((lag.events, lag.seconds))
-    }
-
-    /// Wait (up to `timeout`) until search has indexed everything stored
-    /// now; the lag left.
-    pub fn search_catch_up(&self, timeout: Duration) -> u64 {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let lag = self.search_lag().map_or(0, |l| l.0);
-            if lag == 0 || Instant::now() >= deadline {
-                return lag;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.store.search_lag().ok().map(|l| (l.events, l.seconds))
     }
 
     /// Events in sealed segments whose index file is not built yet.
@@ -548,10 +528,6 @@ impl Backend {
 
     /// Stop taking writes, make everything durable, close the log.
     pub fn close(self) -> Result<(), String> {
-        if let Some(ix) = self.search {
-            let ix = ix.into_inner().unwrap_or_else(|p| p.into_inner());
-            ix.stop();
-        }
         drop(self.acker);
         self.store.flush().map_err(|e| e.to_string())?;
         self.store.close().map_err(|e| e.to_string())
@@ -579,12 +555,6 @@ fn split_frames(bytes: &[u8]) -> Vec<&[u8]> {
         off = end;
     }
     out
-}
-
-fn start_search(store: &AuditStore) -> Result<Indexer, String> {
-    let reader = store.log().reader();
-    let ft = FullText::open_for(&reader, &FullTextOptions::default()).map_err(|e| e.to_string())?;
-    ft.spawn_indexer(reader).map_err(|e| e.to_string())
 }
 
 impl Backend {

@@ -226,54 +226,42 @@ fn search(b: &Backend, p: &Params) -> ApiResult<String> {
         since: p.instant("since")?,
         until: p.instant("until")?,
     };
-    b.search_catch_up(SEARCH_CATCH_UP);
-    let Some(ix) = b.search() else {
-        return Err(ApiError::new(
-            Kind::Unavailable,
-            format!(
-                "full-text search is not running: {}",
-                b.search_error
-                    .as_deref()
-                    .unwrap_or("switched off (--no-search)")
+    let hits = b
+        .search(&query, &filters, limit, SEARCH_CATCH_UP)
+        .map_err(|e| match e {
+            FullTextError::Query { .. } => ApiError::bad(e.to_string()),
+            FullTextError::NotRunning(_) => ApiError::new(
+                Kind::Unavailable,
+                format!("{e} (the server runs it unless --no-search)"),
             ),
-        ));
-    };
-    let hits = ix.search(&query, &filters, limit).map_err(|e| match e {
-        FullTextError::Query { .. } => ApiError::bad(e.to_string()),
-        other => ApiError::failed(other.to_string()),
-    })?;
+            other => ApiError::failed(other.to_string()),
+        })?;
     Ok(list(&hits, |h| h.to_json()))
 }
 
 fn stats(b: &Backend) -> ApiResult<String> {
-    let reader = b.reader();
-    let segs = reader.segments();
-    let head = reader.head();
-    let manifest = reader.manifest()?;
-    let events: u64 = segs.iter().map(|s| s.count).sum();
-    let bytes: u64 = segs
-        .iter()
-        .map(|s| std::fs::metadata(&s.path).map_or(s.data_len, |m| m.len()))
-        .sum();
+    let st = b.store().stats()?;
     let ts = |t: Option<i64>| t.map_or("null".to_string(), |t| format!("\"{}\"", to_rfc3339(t)));
-    let a = auditlog::query::scan_anomalies(&reader, |_| {})?;
+    let a = b.store().anomalies()?;
     let mut s = format!(
-        "{{\"segments\":{},\"sealed_segments\":{},\"events\":{events},\"bytes\":{bytes},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"oldest_ts\":{},\"newest_ts\":{},\"dropped_segments\":{},\"dropped_events\":{}",
-        segs.len(),
-        segs.iter().filter(|s| s.sealed).count(),
-        reader.first_lsn(),
-        head.next_lsn,
-        head.digest,
-        ts(segs.iter().filter_map(|s| s.min_ts).min()),
-        ts(segs.iter().filter_map(|s| s.max_ts).max()),
-        manifest.dropped_segments,
-        manifest.dropped_events,
+        "{{\"segments\":{},\"sealed_segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"oldest_ts\":{},\"newest_ts\":{},\"dropped_segments\":{},\"dropped_events\":{}",
+        st.segments,
+        st.sealed_segments,
+        st.events,
+        st.bytes,
+        st.first_lsn,
+        st.head_lsn,
+        st.head_digest,
+        ts(st.oldest_ts),
+        ts(st.newest_ts),
+        st.dropped_segments,
+        st.dropped_events,
     );
     s.push_str(&format!(
         ",\"anomalies\":{{\"duplicate_run_started\":{},\"duplicate_run_finished\":{},\"orphan_logs\":{},\"finishes_without_start\":{}}}",
         a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
     ));
-    for (k, v) in auditlog::fulltext::search_stats(&reader) {
+    for (k, v) in auditlog::fulltext::search_stats(&b.reader()) {
         s.push_str(&format!(",\"{k}\":{v}"));
     }
     s.push('}');
@@ -289,6 +277,7 @@ fn verify(b: &Backend, p: &Params) -> ApiResult<String> {
         })?),
         None => None,
     };
+    b.store().flush()?;
     match auditlog::verify(&b.cfg.dir, expect, |_, _| {}) {
         Ok(r) => {
             let found = match (expect, r.expect_found_at) {

@@ -134,7 +134,11 @@ fn bad_socket_frames_are_answered_and_store_nothing() {
     let v = answer_json(&proto::read_frame(&mut s, 1 << 20).unwrap());
     assert_eq!(v["field"], "frame", "{v}");
     let mut junk = Vec::new();
-    auditlog::frame::write_frame(&mut junk, auditlog::frame::REC_EVENT, &[0xff; 40]);
+    auditlog::internals::frame::write_frame(
+        &mut junk,
+        auditlog::internals::frame::REC_EVENT,
+        &[0xff; 40],
+    );
     s.write_all(&frame(op::APPEND_FRAMES, b"", &junk)).unwrap();
     let v = answer_json(&proto::read_frame(&mut s, 1 << 20).unwrap());
     assert_eq!(v["field"], "body", "{v}");
