@@ -24,20 +24,27 @@ pub enum Kind {
     Failed,
 }
 
+/// The bad record a request was refused for.
+#[derive(Debug, Clone, Default)]
+pub struct BadRecord {
+    /// The record (0-based, in request order).
+    pub record: u64,
+    /// For JSONL bodies, the 1-based line of that record.
+    pub line: Option<u64>,
+    pub field: String,
+    pub reason: String,
+    /// Further bad records (the first 100).
+    pub more: Vec<serde_json::Value>,
+}
+
 /// A failed request: what to tell the client.
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub kind: Kind,
     pub message: String,
-    /// The record (0-based, in request order) at fault, if one is.
-    pub record: Option<u64>,
-    /// For JSONL bodies, the 1-based line of that record.
-    pub line: Option<u64>,
-    pub field: Option<String>,
-    pub reason: Option<String>,
+    /// The record at fault, if one is.
+    pub bad: Option<Box<BadRecord>>,
     pub retry_after_ms: Option<u64>,
-    /// Further bad records (the first 100).
-    pub more: Vec<serde_json::Value>,
     /// How many records were bad (for the metrics).
     pub bad_records: u64,
 }
@@ -47,12 +54,8 @@ impl ApiError {
         ApiError {
             kind,
             message: message.into(),
-            record: None,
-            line: None,
-            field: None,
-            reason: None,
+            bad: None,
             retry_after_ms: None,
-            more: Vec::new(),
             bad_records: 0,
         }
     }
@@ -72,10 +75,13 @@ impl ApiError {
             None => format!("record {index}"),
         };
         ApiError {
-            record: Some(index),
-            line,
-            field: Some(field.to_string()),
-            reason: Some(reason.to_string()),
+            bad: Some(Box::new(BadRecord {
+                record: index,
+                line,
+                field: field.to_string(),
+                reason: reason.to_string(),
+                more: Vec::new(),
+            })),
             bad_records: 1,
             ..ApiError::bad(format!("{at}: field `{field}`: {reason}"))
         }
@@ -92,23 +98,19 @@ impl ApiError {
     pub fn to_json(&self) -> String {
         let mut v = json!({"error": self.message});
         let o = v.as_object_mut().expect("an object");
-        if let Some(r) = self.record {
-            o.insert("record".into(), r.into());
-        }
-        if let Some(l) = self.line {
-            o.insert("line".into(), l.into());
-        }
-        if let Some(f) = &self.field {
-            o.insert("field".into(), f.clone().into());
-        }
-        if let Some(r) = &self.reason {
-            o.insert("reason".into(), r.clone().into());
+        if let Some(b) = &self.bad {
+            o.insert("record".into(), b.record.into());
+            if let Some(l) = b.line {
+                o.insert("line".into(), l.into());
+            }
+            o.insert("field".into(), b.field.clone().into());
+            o.insert("reason".into(), b.reason.clone().into());
+            if !b.more.is_empty() {
+                o.insert("errors".into(), b.more.clone().into());
+            }
         }
         if let Some(ms) = self.retry_after_ms {
             o.insert("retry_after_ms".into(), ms.into());
-        }
-        if !self.more.is_empty() {
-            o.insert("errors".into(), self.more.clone().into());
         }
         v.to_string()
     }

@@ -93,7 +93,9 @@ impl Bad {
                 } else {
                     e.message = format!("nothing stored: {}", e.message);
                 }
-                e.more = self.more;
+                if let Some(b) = e.bad.as_mut() {
+                    b.more = self.more;
+                }
                 e.bad_records = self.count;
                 Err(e)
             }
@@ -171,13 +173,13 @@ pub fn encode_events(
 
 /// Record indexes in errors count from the start of the request.
 fn shift(e: ApiError, by: usize) -> ApiError {
-    match (e.record, &e.field, &e.reason) {
-        (Some(r), Some(f), Some(reason)) => {
-            let mut n = ApiError::record(r + by as u64, None, f, reason);
+    match &e.bad {
+        Some(b) => {
+            let mut n = ApiError::record(b.record + by as u64, None, &b.field, &b.reason);
             n.message = format!("nothing stored: {}", n.message);
             n
         }
-        _ => e,
+        None => e,
     }
 }
 
