@@ -419,7 +419,26 @@ impl Client {
 
     /// Full-text search (the server runs the indexer; docs/search.md).
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        wire::hits(&self.call(json!({"method": "search", "query": query, "limit": limit}))?)
+        self.search_filtered(query, limit, &[], None, None)
+    }
+
+    /// Full-text search with exact filters (`skill`, `caller`, `channel`,
+    /// `status`) and a started_at range.
+    pub fn search_filtered(
+        &self,
+        query: &str,
+        limit: usize,
+        filters: &[(&str, Option<String>)],
+        since: Option<Micros>,
+        until: Option<Micros>,
+    ) -> Result<Vec<SearchHit>> {
+        let mut p = json!({"method": "search", "query": query, "limit": limit, "since": since, "until": until});
+        for (k, v) in filters {
+            if let Some(v) = v {
+                p[*k] = json!(v);
+            }
+        }
+        wire::hits(&self.call(p)?)
     }
 
     /// Drop whole sealed segments whose newest event is older than
@@ -433,6 +452,13 @@ impl Client {
     /// `stats` as the command line prints it (a JSON object).
     pub fn stats(&self) -> Result<serde_json::Value> {
         let body = self.call(json!({"method": "stats"}))?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// Check every frame and the integrity chain (as `auditlog verify`;
+    /// `expect`: a digest anchored earlier, in hex).
+    pub fn verify(&self, expect: Option<&str>) -> Result<serde_json::Value> {
+        let body = self.call(json!({"method": "verify", "expect": expect}))?;
         serde_json::from_slice(&body).map_err(|e| Error::InvalidArgument(e.to_string()))
     }
 

@@ -131,11 +131,12 @@ fn retain(b: &Backend, p: &Params) -> ApiResult<String> {
             s.push(',');
         }
         s.push_str(&format!(
-            "{{\"segment\":\"{}\",\"first_lsn\":{},\"events\":{},\"bytes\":{},\"newest\":\"{}\"}}",
+            "{{\"segment\":\"{}\",\"first_lsn\":{},\"events\":{},\"bytes\":{},\"oldest\":\"{}\",\"newest\":\"{}\"}}",
             d.name,
             d.first_lsn,
             d.count,
             d.bytes,
+            to_rfc3339(d.min_ts),
             to_rfc3339(d.max_ts)
         ));
     }
