@@ -114,8 +114,20 @@ impl Backend {
         log.queue_capacity = cfg.queue_capacity;
         log.redaction = cfg.redaction.clone();
         // One request is one append: let the request limit be the bound.
-        log.max_append_bytes = log.max_append_bytes.max(cfg.max_request_bytes + (1 << 20));
-        log.max_append_events = log.max_append_events.max(cfg.max_request_bytes / 16);
+        // (Within the engine's own caps: 1 GiB and 2^24 events per append.)
+        log.max_append_bytes = log
+            .max_append_bytes
+            .max(cfg.max_request_bytes + (1 << 20))
+            .min(1 << 30);
+        log.max_append_events = log
+            .max_append_events
+            .max(cfg.max_request_bytes / 16)
+            .min(1 << 24);
+        // The request budget (--max-inflight-bytes) is the bound that
+        // answers busy; the queue's own byte bound must not block first.
+        log.queue_max_bytes = log
+            .queue_max_bytes
+            .max(cfg.max_inflight_bytes + cfg.max_request_bytes);
         let mut store_cfg = StoreConfig::new(&cfg.dir);
         store_cfg.log = log;
         store_cfg.search = cfg.search.then(FullTextOptions::default);
