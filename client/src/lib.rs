@@ -419,11 +419,12 @@ impl Client {
 
     /// Full-text search (the server runs the indexer; docs/search.md).
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<SearchHit>> {
-        self.search_filtered(query, limit, &[], None, None)
+        self.search_filtered(query, limit, &[], None, None, None)
     }
 
     /// Full-text search with exact filters (`skill`, `caller`, `channel`,
-    /// `status`) and a started_at range.
+    /// `status`) and a started_at range; the server first waits up to
+    /// `catch_up` (default 10 s) for its indexer to reach what is stored.
     pub fn search_filtered(
         &self,
         query: &str,
@@ -431,8 +432,12 @@ impl Client {
         filters: &[(&str, Option<String>)],
         since: Option<Micros>,
         until: Option<Micros>,
+        catch_up: Option<Duration>,
     ) -> Result<Vec<SearchHit>> {
-        let mut p = json!({"method": "search", "query": query, "limit": limit, "since": since, "until": until});
+        let mut p = json!({
+            "method": "search", "query": query, "limit": limit, "since": since, "until": until,
+            "timeout_ms": catch_up.map(|d| d.as_millis() as u64),
+        });
         for (k, v) in filters {
             if let Some(v) = v {
                 p[*k] = json!(v);

@@ -18,8 +18,10 @@ use crate::params::{Params, MAX_PAGE};
 pub const MAX_REPLAY: usize = 100_000;
 /// Longest a replay waits for new events.
 pub const MAX_WAIT_MS: u64 = 60_000;
-/// Longest a search waits for the indexer to reach the head.
-const SEARCH_CATCH_UP: Duration = Duration::from_secs(5);
+/// How long a search waits for the indexer to reach the head, unless
+/// asked (`timeout_ms`), and the most it may be asked to.
+const SEARCH_CATCH_UP: Duration = Duration::from_secs(10);
+const MAX_SEARCH_CATCH_UP_MS: u64 = 600_000;
 
 fn list<T>(items: &[T], f: impl Fn(&T) -> String) -> String {
     let mut s = String::with_capacity(items.len() * 256 + 2);
@@ -219,6 +221,9 @@ fn search(b: &Backend, p: &Params) -> ApiResult<String> {
     if limit == 0 || limit > 10_000 {
         return Err(ApiError::bad("parameter `limit` must be within 1..=10000"));
     }
+    let catch_up = p.opt_u64("timeout_ms")?.map_or(SEARCH_CATCH_UP, |ms| {
+        Duration::from_millis(ms.min(MAX_SEARCH_CATCH_UP_MS))
+    });
     let filters = Filters {
         skill: p.opt_str("skill")?,
         caller: p.opt_str("caller")?,
@@ -228,7 +233,7 @@ fn search(b: &Backend, p: &Params) -> ApiResult<String> {
         until: p.instant("until")?,
     };
     let hits = b
-        .search(&query, &filters, limit, SEARCH_CATCH_UP)
+        .search(&query, &filters, limit, catch_up)
         .map_err(|e| match e {
             FullTextError::Query { .. } => ApiError::bad(e.to_string()),
             FullTextError::NotRunning(_) => ApiError::new(

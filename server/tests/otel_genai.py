@@ -157,7 +157,7 @@ def verify(addr: str) -> str:
     check("the failing call in the error groups",
           [(g["channel_id"], g["tool"], g["error_type"], g["count"]) for g in errors],
           [("conv-abc", "book_hotel", "http_502", 1)])
-    hits = get(base, "/v1/search?q=" + urllib.parse.quote('"hotel API returned 502"'))
+    hits = get(base, "/v1/search?timeout_ms=180000&q=" + urllib.parse.quote('"hotel API returned 502"'))
     check("search finds the run", [h["id"] for h in hits], [run["id"]])
     return run["id"]
 

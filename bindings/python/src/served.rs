@@ -540,8 +540,12 @@ impl Served {
         until: Option<&Bound<'_, PyAny>>,
         timeout: f64,
     ) -> PyResult<Vec<crate::views::Hit>> {
-        // The server waits (up to 5 s) for its indexer before it searches.
-        let _ = timeout;
+        // The server waits up to `timeout` for its indexer first.
+        let catch_up = Duration::from_secs_f64(if timeout.is_finite() {
+            timeout.clamp(0.0, 600.0)
+        } else {
+            0.0
+        });
         let filters = [
             ("skill", skill),
             ("caller", caller),
@@ -552,7 +556,7 @@ impl Served {
         let until = opt_micros(py, until, "until")?;
         let c = self.client(py)?;
         let hits = py
-            .detach(|| c.search_filtered(query, limit, &filters, since, until))
+            .detach(|| c.search_filtered(query, limit, &filters, since, until, Some(catch_up)))
             .map_err(|e| match e {
                 auditlog::Error::InvalidArgument(m) if m.contains("invalid search query") => {
                     errors::raise(py, "QuerySyntaxError", m, &[])

@@ -145,7 +145,7 @@ def test_tail_follows_and_search_runs_on_the_server(server: Server) -> None:
     s.append(started("late-1", T0 + 50))
     assert next(follow)["run_id"] == "late-1"
     if auditlog.HAS_SEARCH:
-        hits = s.search("needle")
+        hits = s.search("needle", timeout=180.0)
         assert [h.run.id for h in hits] == ["p-1"]
     st = s.stats()
     assert st["events"] == 6 and "counters" in st

@@ -116,7 +116,7 @@ fn genai_spans_and_logs_become_runs_tool_calls_and_logs() {
     let errors = get(a, "/v1/errors").json();
     assert_eq!(errors[0]["tool"], "web_search");
     assert_eq!(errors[0]["channel_id"], "conv-9");
-    let hits = get(a, "/v1/search?q=%22tool%20timed%20out%22").json();
+    let hits = get(a, "/v1/search?timeout_ms=180000&q=%22tool%20timed%20out%22").json();
     assert_eq!(hits[0]["id"], "aaa19b7ec3c1b174", "{hits}");
     let (code, log) = server.stop();
     assert_eq!(code, 0, "{log}");
