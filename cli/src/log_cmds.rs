@@ -23,6 +23,24 @@ const INGEST_CHUNK: usize = 4 << 20;
 const MAX_LINE_SCAN: usize = 64 << 20;
 /// Bad lines reported one by one before only counting the rest.
 const MAX_REPORTED_BAD_LINES: u64 = 1000;
+/// A pipe with nothing more to read for this long hands over the whole
+/// lines read so far (`tail -f gateway.jsonl | auditlog ingest -`): each
+/// line is stored within a few ms of its arrival, while a pipe that keeps
+/// data coming still fills whole chunks.
+const QUIET_PIPE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Whether `fd` has nothing to read for `wait` (a quiet pipe).
+fn quiet(fd: std::os::fd::RawFd, wait: std::time::Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd that lives across the call; poll
+    // only writes its `revents`.
+    let n = unsafe { libc::poll(&mut p, 1, wait.as_millis() as libc::c_int) };
+    n == 0
+}
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -160,6 +178,22 @@ impl Source {
         Ok(Source::Spooled(tmp))
     }
 
+    /// Standard input, when it is what ingest reads: watched for quiet
+    /// spells (regular files never are: they have no writer to wait for).
+    fn watch_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Source::Stdin => {
+                let fd = io::stdin().as_raw_fd();
+                let is_file = std::fs::File::open("/dev/stdin")
+                    .and_then(|f| f.metadata())
+                    .is_ok_and(|m| m.is_file());
+                (!is_file).then_some(fd)
+            }
+            _ => None,
+        }
+    }
+
     /// A reader from the start, and the total size when known.
     fn open(&self) -> Result<(Box<dyn Read + Send>, Option<u64>), CliError> {
         match self {
@@ -204,18 +238,28 @@ struct Chunker<R: Read> {
     carry: Vec<u8>,
     eof: bool,
     pool: crossbeam_channel::Receiver<Vec<u8>>,
+    /// A pipe to watch: when it goes quiet, whole lines go on at once.
+    watch: Option<std::os::fd::RawFd>,
 }
 
 impl<R: Read> Chunker<R> {
-    /// Read until `c` holds `want` bytes or the input ends.
+    /// Read until `c` holds `want` bytes or the input ends, or (a watched
+    /// pipe) until it goes quiet while `c` holds a whole line.
     fn fill(&mut self, c: &mut Chunk, want: usize) -> io::Result<()> {
         if c.buf.len() < want {
             c.buf.resize(want, 0);
         }
+        let mut has_line = c.bytes().contains(&b'\n');
         while !self.eof && c.len < want {
+            if has_line && self.watch.is_some_and(|fd| quiet(fd, QUIET_PIPE)) {
+                return Ok(());
+            }
             match self.r.read(&mut c.buf[c.len..want]) {
                 Ok(0) => self.eof = true,
-                Ok(n) => c.len += n,
+                Ok(n) => {
+                    has_line = has_line || c.buf[c.len..c.len + n].contains(&b'\n');
+                    c.len += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -239,6 +283,7 @@ impl<R: Read> Chunker<R> {
             if self.eof {
                 return Ok((c.len > 0).then_some(c));
             }
+            // Full, or a quiet pipe: hand over the whole lines.
             if let Some(i) = c.bytes().iter().rposition(|&b| b == b'\n') {
                 self.carry.extend_from_slice(&c.buf[i + 1..c.len]);
                 c.len = i + 1;
@@ -362,6 +407,7 @@ fn encode_one_by_one(
 /// (with absolute line numbers).
 fn parse_input(
     input: Box<dyn Read + Send>,
+    watch: Option<std::os::fd::RawFd>,
     encode: Option<Redaction>,
     mut sink: impl FnMut(Parsed) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
@@ -381,6 +427,7 @@ fn parse_input(
                 carry: Vec::new(),
                 eof: false,
                 pool: pool_rx,
+                watch,
             };
             while let Some(chunk) = ch.next_chunk()? {
                 let (tx, rx) = crossbeam_channel::bounded(1);
@@ -483,7 +530,7 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
             bytes: 0,
             reported: 0,
         };
-        parse_input(input, None, |p| {
+        parse_input(input, None, None, |p| {
             pb.inc(p.bytes);
             t.report_bad(&name, &p.bad);
             Ok(())
@@ -498,13 +545,14 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
         }
     }
     let (input, total) = source.open()?;
-    ingest_pass(&dir, &name, input, total, started, redaction)
+    let watch = source.watch_fd();
+    ingest_pass(&dir, &name, (input, watch), total, started, redaction)
 }
 
 fn ingest_pass(
     dir: &Path,
     name: &str,
-    input: Box<dyn Read + Send>,
+    (input, watch): (Box<dyn Read + Send>, Option<std::os::fd::RawFd>),
     total: Option<u64>,
     started: Instant,
     redaction: Redaction,
@@ -526,7 +574,7 @@ fn ingest_pass(
     };
     let mut first_lsn = None;
     let mut receipts = Vec::new();
-    parse_input(input, Some(redaction), |p| {
+    parse_input(input, watch, Some(redaction), |p| {
         pb.inc(p.bytes);
         t.bytes += p.bytes;
         t.report_bad(name, &p.bad);

@@ -7,6 +7,7 @@ mod log_cmds;
 mod output;
 mod query_cmds;
 mod search_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 
@@ -84,8 +85,16 @@ pub enum Command {
     Retain(log_cmds::RetainArgs),
     /// Segments, events, bytes, time span, anomalies.
     Stats(log_cmds::StatsArgs),
+    /// Run one writer for many local clients: Unix socket, HTTP, OTLP.
+    Serve(serve_cmd::ServeArgs),
     /// The load run: a synthetic gateway workload, measured.
     Bench(auditlog_loadrun::BenchArgs),
+    /// Events/s and latency through `serve` (socket, HTTP) beside the
+    /// embedded library (docs/benchmarks.md).
+    BenchServe(auditlog_loadrun::serve_bench::ServeBenchArgs),
+    /// One client process of `bench-serve`.
+    #[command(hide = true)]
+    BenchServeClient(auditlog_loadrun::serve_bench::ServeClientArgs),
 }
 
 /// What a command needs besides its own arguments.
@@ -131,7 +140,10 @@ fn run() -> i32 {
         Command::Errors(a) => query_cmds::errors(&ctx, a),
         Command::Calls(a) => calls_cmd::calls(&ctx, a),
         Command::Search(a) => search_cmd::search(&ctx, a),
+        Command::Serve(a) => serve_cmd::serve(&ctx, a),
         Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
+        Command::BenchServe(a) => auditlog_loadrun::serve_bench::serve_bench(a),
+        Command::BenchServeClient(a) => auditlog_loadrun::serve_bench::serve_bench_client(a),
     };
     if cli.report_peak_rss {
         if let Some(b) = auditlog_loadrun::peak_rss_bytes() {
