@@ -4,7 +4,7 @@
 # virtual environment under target/) sends GenAI spans and log records to
 # `auditlog serve`; server/tests/otel_genai.py checks them through the
 # server's queries, then this script checks them again with the command
-# line on the stopped server's folder (runs, run, search).
+# line on the stopped server's folder (runs, run, calls, search).
 #
 #   server/test.sh            (from the repository root or anywhere)
 set -euo pipefail
@@ -44,6 +44,7 @@ grep -q 'everything acknowledged is durable' "$work/server.log"
 # The same events, read by the command line from the folder.
 "$bin" --dir "$dir" runs --skill travel-planner >"$work/runs"
 "$bin" --dir "$dir" run "$run_id" >"$work/run"
+"$bin" --dir "$dir" calls --run "$run_id" --oldest-first >"$work/calls"
 "$bin" --dir "$dir" search '"hotel API returned 502"' >"$work/search"
 "$venv/bin/python" - "$work" "$run_id" <<'PY'
 import json, sys
@@ -51,10 +52,11 @@ work, run_id = sys.argv[1], sys.argv[2]
 runs = [json.loads(l) for l in open(f"{work}/runs")]
 assert [r["id"] for r in runs] == [run_id], runs
 run = json.load(open(f"{work}/run"))
-calls = sorted(l["payload"]["tool"] for l in run["logs"] if l["event_type"] == "tool_call")
-assert calls == ["book_hotel", "search_flights"], calls
+assert run["tool_calls"] == 2, run
+calls = [json.loads(l) for l in open(f"{work}/calls")]
+assert [(c["source"], c["tool"]) for c in calls] == [("tool_call", "search_flights"), ("tool_call", "book_hotel")], calls
 hits = [json.loads(l) for l in open(f"{work}/search")]
 assert [h["id"] for h in hits] == [run_id], hits
-print("command line: runs, run and search agree", file=sys.stderr)
+print("command line: runs, run, calls and search agree", file=sys.stderr)
 PY
-echo "server/test.sh: the OpenTelemetry SDK's spans and logs came back through runs, run and search" >&2
+echo "server/test.sh: the OpenTelemetry SDK's spans and logs came back through runs, run, calls and search" >&2

@@ -446,6 +446,54 @@ impl Client {
         wire::hits(&self.call(p)?)
     }
 
+    /// Tool calls, with or without a run (docs/tool-calls.md), as
+    /// `auditlog calls` prints them (a JSON array), one page.
+    pub fn calls(
+        &self,
+        f: &auditlog::query::CallFilter,
+        page: auditlog::query::CallPage,
+    ) -> Result<serde_json::Value> {
+        let mut p = call_filter_params(f);
+        p["method"] = json!("calls");
+        p["limit"] = json!(page.limit);
+        p["cursor"] = json!(page.cursor.map(|c| c.to_string()));
+        p["oldest_first"] = json!(page.order == auditlog::query::CallOrder::OldestFirst);
+        let body = self.call(p)?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidArgument(e.to_string()))
+    }
+
+    /// How many tool calls match `f`.
+    pub fn count_calls(&self, f: &auditlog::query::CallFilter) -> Result<u64> {
+        let mut p = call_filter_params(f);
+        p["method"] = json!("calls");
+        p["count"] = json!(true);
+        let v: serde_json::Value = serde_json::from_slice(&self.call(p)?)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        v["count"]
+            .as_u64()
+            .ok_or_else(|| Error::InvalidArgument(format!("calls count: {v}")))
+    }
+
+    /// How many tool calls match `f`, per value of `by` (most first).
+    pub fn count_calls_by(
+        &self,
+        f: &auditlog::query::CallFilter,
+        by: auditlog::query::CallKey,
+    ) -> Result<Vec<(String, u64)>> {
+        let mut p = call_filter_params(f);
+        p["method"] = json!("calls");
+        p["count"] = json!(true);
+        p["by"] = json!(by.name());
+        let v: Vec<serde_json::Value> = serde_json::from_slice(&self.call(p)?)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        v.iter()
+            .map(|g| match (g[by.name()].as_str(), g["count"].as_u64()) {
+                (Some(k), Some(n)) => Ok((k.to_string(), n)),
+                _ => Err(Error::InvalidArgument(format!("calls count by: {g}"))),
+            })
+            .collect()
+    }
+
     /// Drop whole sealed segments whose newest event is older than
     /// `cutoff` (µs), as `AuditStore::purge_older_than`; the report as
     /// `auditlog retain` prints it.
@@ -603,4 +651,14 @@ fn answer_error(kind: u8, body: &[u8]) -> Error {
             std::io::Error::other(format!("status {kind}: {msg}")),
         ),
     }
+}
+
+/// A `calls` filter as the server's parameters (docs/protocol.md).
+fn call_filter_params(f: &auditlog::query::CallFilter) -> serde_json::Value {
+    json!({
+        "tool": f.tool, "engine": f.engine, "channel": f.channel, "caller": f.caller,
+        "workspace": f.workspace, "status": f.status, "error_type": f.error_type,
+        "run_id": f.run_id, "since": f.since, "until": f.until,
+        "include_dry_run": f.include_dry_run,
+    })
 }

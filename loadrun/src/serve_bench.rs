@@ -184,7 +184,9 @@ fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<L
         .map(|p| share(spec, p, clients as u64))
         .collect();
     let store = AuditStore::open(StoreConfig::new(&dir)).map_err(failed)?;
-    let log = store.log();
+    // Held for the whole run: the store does not swap its log under us.
+    let guard = store.log();
+    let log: &auditlog::Log = &guard;
     let t0 = Instant::now();
     let hists = std::thread::scope(|s| {
         let hs: Vec<_> = shares
@@ -218,6 +220,7 @@ fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<L
             .collect::<Vec<_>>()
     });
     let seconds = t0.elapsed().as_secs_f64();
+    drop(guard);
     let mut h = hist();
     for x in &hists {
         let _ = h.add(x);

@@ -132,7 +132,7 @@ impl Backend {
         store_cfg.log = log;
         store_cfg.search = cfg.search.then(FullTextOptions::default);
         let store = AuditStore::open(store_cfg).map_err(|e| e.to_string())?;
-        let r = store.log().recovery();
+        let r = store.log().recovery().clone();
         if let Some(cut) = &r.cut {
             tracing::warn!(
                 segment = %cut.segment,

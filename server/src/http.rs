@@ -393,6 +393,11 @@ async fn get_query(req: &Request<Incoming>, ctx: &Arc<Ctx>) -> ApiResult<String>
         ["count"] => "count",
         ["last-run"] => "last_run",
         ["errors"] => "errors",
+        ["calls"] => "calls",
+        ["runs", id, "calls"] => {
+            p.insert("run_id", decode_segment(id)?);
+            "calls"
+        }
         ["replay"] => "replay",
         ["tail"] => "tail",
         ["search"] => "search",

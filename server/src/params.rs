@@ -3,6 +3,7 @@
 //! strings, flags as `true`, `"true"`, `"1"` or an empty value.
 
 use auditlog::event::time::parse_instant;
+use auditlog::query::CallFilter;
 use auditlog::{Filter, Micros, Page};
 use serde_json::{Map, Value};
 
@@ -144,6 +145,27 @@ impl Params {
             status: p.opt_str("status")?,
             parent: p.opt_str("parent")?,
             top_level: p.flag("top_level")?,
+            since: p.instant("since")?,
+            until: p.instant("until")?,
+            include_dry_run: p.flag("include_dry_run")?,
+        })
+    }
+
+    /// A `calls` filter: exact matches on the call's fields (`session` is
+    /// `channel`, `agent` is `caller`, `run` is `run_id`), a ts range.
+    pub fn call_filter(&self) -> ApiResult<CallFilter> {
+        let p = self.nested("filter")?;
+        let either =
+            |a: &str, b: &str| -> ApiResult<Option<String>> { Ok(p.opt_str(a)?.or(p.opt_str(b)?)) };
+        Ok(CallFilter {
+            tool: p.opt_str("tool")?,
+            engine: p.opt_str("engine")?,
+            channel: either("channel", "session")?,
+            caller: either("caller", "agent")?,
+            workspace: p.opt_str("workspace")?,
+            status: p.opt_str("status")?,
+            error_type: p.opt_str("error_type")?,
+            run_id: either("run_id", "run")?,
             since: p.instant("since")?,
             until: p.instant("until")?,
             include_dry_run: p.flag("include_dry_run")?,

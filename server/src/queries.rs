@@ -96,6 +96,7 @@ pub fn call(b: &Backend, method: &str, p: &Params) -> ApiResult<String> {
             &st.tool_errors(p.instant("since")?, p.instant("until")?)?,
             auditlog::ErrorGroup::to_json,
         ),
+        "calls" => calls(b, p)?,
         "replay" => replay(b, p, None)?,
         "tail" => {
             let n = p.opt_u64("n")?.unwrap_or(10).min(MAX_REPLAY as u64);
@@ -115,6 +116,45 @@ pub fn call(b: &Backend, method: &str, p: &Params) -> ApiResult<String> {
             )))
         }
     })
+}
+
+/// Tool calls, with or without a run (docs/tool-calls.md): a page of
+/// calls, or with `count` their number (per value of `by`).
+fn calls(b: &Backend, p: &Params) -> ApiResult<String> {
+    use auditlog::query::{Call, CallCursor, CallKey, CallOrder, CallPage};
+    let f = p.call_filter()?;
+    let st = b.store();
+    if p.flag("count")? {
+        let Some(by) = p.opt_str("by")? else {
+            return Ok(format!("{{\"count\":{}}}", st.count_calls(&f)?));
+        };
+        let key = CallKey::parse(&by).map_err(|e| ApiError::bad(format!("parameter `by`: {e}")))?;
+        return Ok(list(&st.count_calls_by(&f, key)?, |(v, n)| {
+            let mut s = format!("{{\"{}\":", key.name());
+            json_string(v, &mut s);
+            s.push_str(&format!(",\"count\":{n}}}"));
+            s
+        }));
+    }
+    let cursor = match p.opt_str("cursor")? {
+        Some(c) => Some(
+            CallCursor::parse(&c).map_err(|e| ApiError::bad(format!("parameter `cursor`: {e}")))?,
+        ),
+        None => None,
+    };
+    let page = CallPage {
+        limit: Some(
+            p.opt_u64("limit")?
+                .map_or(MAX_PAGE, |l| (l as usize).min(MAX_PAGE)),
+        ),
+        cursor,
+        order: if p.flag("oldest_first")? {
+            CallOrder::OldestFirst
+        } else {
+            CallOrder::NewestFirst
+        },
+    };
+    Ok(list(&st.calls(&f, page)?, Call::to_json))
 }
 
 /// Retention while serving (the writer lock is the server's): drop whole

@@ -129,17 +129,22 @@ def verify(addr: str) -> str:
 
     full = get(base, "/v1/runs/" + urllib.parse.quote(run["id"]))
     logs = full["logs"]
-    calls = [entry for entry in logs if entry["event_type"] == "tool_call"]
-    check("two tool calls in the agent's run", sorted(c["payload"]["tool"] for c in calls), ["book_hotel", "search_flights"])
-    failed = next(c for c in calls if c["payload"]["tool"] == "book_hotel")["payload"]
+    check("tool calls are records, not logs", [e for e in logs if e["event_type"] == "tool_call"], [])
+    calls = get(base, "/v1/runs/" + urllib.parse.quote(run["id"]) + "/calls?oldest_first")
+    check("two tool calls in the agent's run", [c["tool"] for c in calls], ["search_flights", "book_hotel"])
+    check("tool_call records", {c["source"] for c in calls}, {"tool_call"})
+    failed = calls[1]
     check("failed call status", failed["status"], "error")
     check("failed call error_type", failed["error_type"], "http_502")
     check("failed call message", failed["error"], "hotel API returned 502")
-    check("failed call id", failed["tool_call_id"], "call_2")
-    ok = next(c for c in calls if c["payload"]["tool"] == "search_flights")["payload"]
+    check("failed call id", failed["call_id"], "call_2")
+    check("scope from the run", (failed["channel_id"], failed["caller_id"]), ("conv-abc", "user-7"))
+    ok = calls[0]
     check("ok call status", ok["status"], "ok")
     check("args summary", ok["args_summary"], '{"from":"SFO","to":"LIS"}')
+    check("input bytes", ok["input_bytes"], len('{"from":"SFO","to":"LIS"}'))
     check("duration is a number", isinstance(ok["duration_ms"], (int, float)) and ok["duration_ms"] > 0, True)
+    check("calls by status", get(base, "/v1/calls?count&by=status"), [{"status": "error", "count": 1}, {"status": "ok", "count": 1}])
     spans = [entry for entry in logs if entry["event_type"] == "span"]
     check("the chat span kept", [s["payload"]["operation"] for s in spans], ["chat"])
     check("the chat span's tokens", spans[0]["payload"]["input_tokens"], 200)

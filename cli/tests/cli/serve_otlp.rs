@@ -90,32 +90,67 @@ fn genai_spans_and_logs_become_runs_tool_calls_and_logs() {
 
     let full = get(a, "/v1/runs/aaa19b7ec3c1b174").json();
     let logs = full["logs"].as_array().unwrap();
-    assert_eq!(logs.len(), 2, "{full}");
-    // In seq order: the start time in ns (the tool call began first).
-    let (call, log) = (&logs[0], &logs[1]);
-    assert_eq!(log["event_type"], "gen_ai.choice");
-    assert_eq!(log["payload"]["body"], "planner picked web_search");
-    assert_eq!(call["event_type"], "tool_call");
-    let p = &call["payload"];
+    assert_eq!(
+        logs.len(),
+        1,
+        "the tool call is a record, not a log: {full}"
+    );
+    assert_eq!(logs[0]["event_type"], "gen_ai.choice");
+    assert_eq!(logs[0]["payload"]["body"], "planner picked web_search");
+
+    // The execute_tool span is a tool_call record of the agent's run.
+    let calls = get(a, "/v1/runs/aaa19b7ec3c1b174/calls").json();
+    assert_eq!(calls.as_array().unwrap().len(), 1, "{calls}");
+    let call = &calls[0];
+    assert_eq!(call["source"], "tool_call");
+    assert_eq!(call["run_id"], "aaa19b7ec3c1b174");
     assert_eq!(
         (
-            p["tool"].as_str(),
-            p["status"].as_str(),
-            p["error_type"].as_str()
+            call["tool"].as_str(),
+            call["status"].as_str(),
+            call["error_type"].as_str(),
+            call["error"].as_str(),
+            call["call_id"].as_str()
         ),
-        (Some("web_search"), Some("error"), Some("timeout"))
+        (
+            Some("web_search"),
+            Some("error"),
+            Some("timeout"),
+            Some("tool timed out"),
+            Some("call_42")
+        )
     );
-    assert_eq!(p["tool_call_id"], "call_42");
-    assert_eq!(p["duration_ms"].as_f64(), Some(5.0));
-    assert_eq!(p["error"], "tool timed out");
     assert_eq!(
-        p["attributes"]["vendor.custom"], 7,
+        call["ts"].as_str(),
+        Some(auditlog::event::time::to_rfc3339((NS + 1_000_000) as i64 / 1000).as_str()),
+        "the span's start"
+    );
+    assert_eq!(call["duration_ms"].as_f64(), Some(5.0));
+    assert_eq!(
+        (call["channel_id"].as_str(), call["caller_id"].as_str()),
+        (Some("conv-9"), Some("u-42")),
+        "a call with no scope of its own takes its run's"
+    );
+    assert_eq!(call["payload"]["operation"], "execute_tool");
+    assert_eq!(call["payload"]["span_id"], "eee19b7ec3c1b174");
+    assert_eq!(
+        call["payload"]["attributes"]["vendor.custom"], 7,
         "unknown attributes kept as they arrived"
     );
+    assert_eq!(
+        get(a, "/v1/calls?tool=web_search&status=error&count").json(),
+        serde_json::json!({"count": 1})
+    );
+    assert_eq!(
+        get(a, "/v1/calls?session=conv-9&count&by=tool").json(),
+        serde_json::json!([{"tool": "web_search", "count": 1}])
+    );
+    assert_eq!(get(a, "/v1/calls?tool=other").json(), serde_json::json!([]));
 
     let errors = get(a, "/v1/errors").json();
     assert_eq!(errors[0]["tool"], "web_search");
     assert_eq!(errors[0]["channel_id"], "conv-9");
+    // The call's message joins its run's full-text document.
     let hits = get(a, "/v1/search?timeout_ms=180000&q=%22tool%20timed%20out%22").json();
     assert_eq!(hits[0]["id"], "aaa19b7ec3c1b174", "{hits}");
     let (code, log) = server.stop();
@@ -124,6 +159,63 @@ fn genai_spans_and_logs_become_runs_tool_calls_and_logs() {
         replay_all(&dir).len(),
         4,
         "run_started, run_finished, tool_call, log"
+    );
+}
+
+/// An execute_tool span with no parent: a standalone call, in no run,
+/// found by its own conversation, agent and tool (issue 15).
+#[test]
+fn a_tool_span_without_a_run_is_a_standalone_call() {
+    let (_t, dir) = scratch();
+    let server = Server::start(&dir, &["--http", "127.0.0.1:0", "--no-search"]);
+    let a = server.addr();
+    let body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[
+         {{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"0000000000000007","name":"execute_tool fs.read",
+          "startTimeUnixNano":"{NS}","endTimeUnixNano":"{t1}",
+          "attributes":[{{"key":"gen_ai.conversation.id","value":{{"stringValue":"sess-1"}}}},
+            {{"key":"gen_ai.agent.id","value":{{"stringValue":"agent-3"}}}},
+            {{"key":"gen_ai.provider.name","value":{{"stringValue":"openai"}}}},
+            {{"key":"gen_ai.tool.call.arguments","value":{{"stringValue":"{{\"path\":\"/etc/hosts\"}}"}}}},
+            {{"key":"http.response.status_code","value":{{"intValue":"200"}}}}]}}]}}]}}]}}"#,
+        t1 = NS + 2_500_000
+    );
+    let r = http(
+        a,
+        "POST",
+        "/v1/traces",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(get(a, "/v1/runs").json(), serde_json::json!([]), "no run");
+    let calls = get(a, "/v1/calls?agent=agent-3&session=sess-1").json();
+    assert_eq!(calls.as_array().unwrap().len(), 1, "{calls}");
+    let c = &calls[0];
+    assert_eq!(
+        (
+            c["run_id"].as_str(),
+            c["tool"].as_str(),
+            c["engine"].as_str(),
+            c["status"].as_str()
+        ),
+        (Some(""), Some("fs.read"), Some("openai"), Some("ok"))
+    );
+    assert_eq!(c["args_summary"], r#"{"path":"/etc/hosts"}"#);
+    assert_eq!(c["input_bytes"].as_u64(), Some(21));
+    assert_eq!(c["http_status"].as_u64(), Some(200));
+    assert_eq!(c["duration_ms"].as_f64(), Some(2.5));
+    let (code, log) = server.stop();
+    assert_eq!(code, 0, "{log}");
+    // The command line reads the same record from the folder.
+    let (code, out, err) = cli(&dir, &["calls", "--tool", "fs.read", "--count"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), r#"{"count":1}"#);
+    let (code, out, err) = cli(&dir, &["verify"]);
+    assert_eq!(
+        code, 0,
+        "a log holding tool_call records verifies: {out}{err}"
     );
 }
 

@@ -3,10 +3,11 @@
 //!
 //! - An `invoke_agent` span is a run: `run_started` at its start and
 //!   `run_finished` at its end (status, error, runtime, token usage).
-//! - An `execute_tool` span is a tool call: a `run_log` of `event_type`
-//!   `tool_call` with the contract's payload fields, in the run of its
-//!   nearest `invoke_agent` ancestor (found in the same request), else
-//!   of its parent span, else its own span id (a call with no run).
+//! - An `execute_tool` span is a tool call: a `tool_call` record with its
+//!   typed fields, in the run of its nearest `invoke_agent` ancestor
+//!   (found in the same request), else of its parent span, else in no run
+//!   (`run_id` "": a standalone call, scoped by its own conversation and
+//!   agent).
 //! - Every other span is a `run_log` of `event_type` `span`, placed the
 //!   same way (unless only GenAI spans are kept).
 //! - A log record is a `run_log` of its event name (or `log`), in the
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 
 use auditlog::event::json::validate_event;
 use auditlog::event::MAX_EVENT_BYTES;
-use auditlog::{Event, Json, Micros, RunFinished, RunLog, RunStarted};
+use auditlog::{Event, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
@@ -39,6 +40,11 @@ pub mod attr {
     pub const TOOL_NAME: &str = "gen_ai.tool.name";
     pub const TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
     pub const TOOL_ARGUMENTS: &str = "gen_ai.tool.call.arguments";
+    pub const TOOL_RESULT: &str = "gen_ai.tool.call.result";
+    /// The provider (current name, then the older one).
+    pub const PROVIDER: [&str; 2] = ["gen_ai.provider.name", "gen_ai.system"];
+    pub const HTTP_STATUS: &str = "http.response.status_code";
+    pub const EXIT_CODE: &str = "process.exit.code";
     pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
     pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
     /// Not yet a settled name: the first of these present is used.
@@ -108,6 +114,26 @@ fn rough_size(ev: &Event) -> usize {
         EventData::RunFinished(f) => f.status.len() + f.output.len() + f.error.len(),
         // The log's own records: ingest refuses them, no mapping makes one.
         EventData::System(_) => 0,
+        EventData::ToolCall(c) => {
+            [
+                &c.call_id,
+                &c.channel_id,
+                &c.caller_id,
+                &c.workspace_id,
+                &c.request_id,
+                &c.tool,
+                &c.engine,
+                &c.status,
+                &c.error_type,
+                &c.error,
+                &c.input_hash,
+                &c.args_summary,
+            ]
+            .iter()
+            .map(|f| f.len())
+            .sum::<usize>()
+                + c.payload.as_str().len()
+        }
     };
     ev.run_id.len()
         + data
@@ -176,6 +202,15 @@ fn attr_str(kvs: &[KeyValue], key: &str) -> Option<String> {
         any_value::Value::IntValue(i) => Some(i.to_string()),
         any_value::Value::BoolValue(b) => Some(b.to_string()),
         any_value::Value::DoubleValue(d) => Some(d.to_string()),
+        _ => None,
+    }
+}
+
+fn attr_i64(kvs: &[KeyValue], key: &str) -> Option<i64> {
+    match attr(kvs, key)? {
+        any_value::Value::IntValue(i) => Some(*i),
+        any_value::Value::DoubleValue(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
+        any_value::Value::StringValue(s) => s.parse().ok(),
         _ => None,
     }
 }
@@ -403,7 +438,7 @@ pub fn map_traces(req: &ExportTraceServiceRequest, filter: SpanFilter) -> Mapped
                 tools.get(&it.id).copied().unwrap_or(0),
                 usage.get(&it.id).copied(),
             ),
-            SpanRole::Tool => vec![span_log(it, &run, "tool_call", tool_payload(it))],
+            SpanRole::Tool => vec![tool_call(it, &run)],
             SpanRole::Other => vec![span_log(it, &run, "span", other_payload(it))],
         };
         out.keep(&what, events);
@@ -489,37 +524,58 @@ fn duration_ms(s: &Span) -> f64 {
     (end - start) as f64 / 1e6
 }
 
-fn tool_payload(it: &Item<'_>) -> Value {
+/// An `execute_tool` span as a `tool_call` record: the typed fields from
+/// the GenAI attributes, everything that arrived in `payload`.
+fn tool_call(it: &Item<'_>, run: &str) -> Event {
     let s = it.span;
     let a = &s.attributes;
+    let (start, _) = start_end(s);
     let (status, message) = status_of(s);
+    let args = attr_str(a, attr::TOOL_ARGUMENTS);
+    let call = ToolCall {
+        call_id: attr_str(a, attr::TOOL_CALL_ID).unwrap_or_default(),
+        channel_id: attr_str(a, attr::CONVERSATION_ID).unwrap_or_default(),
+        caller_id: attr::USER_ID
+            .iter()
+            .chain([&attr::AGENT_ID, &attr::AGENT_NAME])
+            .find_map(|k| attr_str(a, k))
+            .unwrap_or_default(),
+        tool: attr_str(a, attr::TOOL_NAME)
+            .unwrap_or_else(|| s.name.split_once(' ').map_or("", |(_, t)| t).to_string()),
+        engine: attr::PROVIDER
+            .iter()
+            .find_map(|k| attr_str(a, k))
+            .unwrap_or_default(),
+        status: status.to_string(),
+        error_type: error_type(s),
+        error: message,
+        duration_ms: Some(duration_ms(s)),
+        input_bytes: args.as_ref().map(|x| x.len() as u64),
+        result_bytes: attr_str(a, attr::TOOL_RESULT).map(|x| x.len() as u64),
+        exit_code: attr_i64(a, attr::EXIT_CODE),
+        http_status: attr_u64(a, attr::HTTP_STATUS).and_then(|c| u16::try_from(c).ok()),
+        args_summary: args
+            .map(|x| x.chars().take(ARGS_SUMMARY_CHARS).collect())
+            .unwrap_or_default(),
+        payload: json(tool_payload(it)),
+        ..ToolCall::default()
+    };
+    Event::tool_call(run.to_string(), micros(start), call)
+}
+
+/// What a tool call keeps beside its typed fields: the operation, the
+/// agent's ids and everything that arrived with the span.
+fn tool_payload(it: &Item<'_>) -> Value {
+    let a = &it.span.attributes;
     let mut m = Map::new();
-    let tool = attr_str(a, attr::TOOL_NAME)
-        .unwrap_or_else(|| s.name.split_once(' ').map_or("", |(_, t)| t).to_string());
-    m.insert("tool".into(), tool.into());
-    m.insert("status".into(), status.into());
-    let et = error_type(s);
-    if status == "error" || !et.is_empty() {
-        m.insert("error_type".into(), et.into());
-    }
-    m.insert("duration_ms".into(), json!(duration_ms(s)));
-    if let Some(args) = attr_str(a, attr::TOOL_ARGUMENTS) {
-        let summary: String = args.chars().take(ARGS_SUMMARY_CHARS).collect();
-        m.insert("args_summary".into(), summary.into());
-    }
+    m.insert("operation".into(), operation(it.span).into());
     for (key, name) in [
-        ("tool_call_id", attr::TOOL_CALL_ID),
         ("agent_id", attr::AGENT_ID),
         ("agent_name", attr::AGENT_NAME),
-        ("conversation_id", attr::CONVERSATION_ID),
     ] {
         if let Some(v) = attr_str(a, name) {
             m.insert(key.into(), v.into());
         }
-    }
-    m.insert("operation".into(), operation(s).into());
-    if !message.is_empty() {
-        m.insert("error".into(), message.into());
     }
     otel_fields(it, &mut m);
     Value::Object(m)
