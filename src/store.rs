@@ -31,7 +31,7 @@ use crate::event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStart
 #[cfg(feature = "search")]
 use crate::fulltext::{FullTextError, FullTextOptions, Hit, Lag};
 use crate::layout::Head;
-use crate::log::Log;
+use crate::log::{EncodedBatch, Log};
 use crate::query::{Call, CallFilter, CallKey, CallPage, Engine, ErrorGroup, Filter, Page};
 use crate::reader::{Follower, LogReader, Replay, ReplayRange};
 use crate::receipt::Receipt;
@@ -283,6 +283,16 @@ impl AuditStore {
     /// [`Error::WriterFailed`] while it is being reopened after a failure.
     pub fn with_log<T>(&self, f: impl FnOnce(&Log) -> Result<T>) -> Result<T> {
         self.writes.with_log(f)
+    }
+
+    /// Append a batch already encoded (as the bindings do, converting
+    /// outside the store's lock) to the log in service, counted in
+    /// [`AuditStore::counters`] like every append; redaction and limits as
+    /// [`EncodedBatch::encode_parsed`] applied them. Unlike the store's own
+    /// appends it is not kept for retry: while the store heals it fails
+    /// with [`Error::WriterFailed`].
+    pub fn append_encoded(&self, batch: EncodedBatch) -> Result<Receipt> {
+        self.writes.append_encoded(batch)
     }
 
     /// Seal the active segment now.

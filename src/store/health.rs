@@ -490,6 +490,23 @@ impl Writes {
         Ok(None)
     }
 
+    /// Append a batch encoded by the caller to the log in service,
+    /// counted like the store's own appends (appended, or dropped when the
+    /// queue is full and its policy drops). Not kept for retry: while the
+    /// store heals this fails with [`Error::WriterFailed`], and the caller
+    /// still holds the batch's events.
+    pub(crate) fn append_encoded(&self, batch: crate::log::EncodedBatch) -> Result<Receipt> {
+        let n = batch.len() as u64;
+        let receipt = self.with_log(|log| log.append_encoded(batch))?;
+        let counter = if receipt.is_dropped() {
+            &self.counts.queue_full
+        } else {
+            &self.counts.appended
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        Ok(receipt)
+    }
+
     /// Append to the log in service, handing the receipt to the keeper.
     fn try_log(&self, evs: Evs, wait: bool) -> Result<Submitted> {
         let log = self.log();

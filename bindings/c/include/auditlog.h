@@ -25,7 +25,8 @@
 
 /**
  * `auditlog_append` flag: a `run_log` or `run_finished` whose run was
- * never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written.
+ * never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written
+ * (a `tool_call` needs no run and is never refused for it).
  */
 #define AUDITLOG_APPEND_REQUIRE_RUN 1
 
@@ -227,6 +228,8 @@ AuditlogStatus auditlog_flush(const AuditlogStore *store, uint64_t *out_next_lsn
  * | `last_run` | `skills`, `include_failed` | `{"skill":"<started_at>" or null}` |
  * | `finished_before` | `before`, `limit` | `[run]` finished before, newest start first |
  * | `errors` | `since`, `until` | `[error group]` |
+ * | `calls` | `filter` (`tool`, `engine`, `channel`, `caller`, `workspace`, `status`, `error_type`, `run_id`, `since`, `until`, `include_dry_run`), `limit`, `cursor` (`"TS,LSN"`), `oldest_first` | `[call]` (docs/tool-calls.md), newest first |
+ * | `count_calls` | `filter`, `by` (optional: `tool`, `engine`, `channel_id`, ...) | `{"count":N}`, or with `by` `[{"KEY":value,"count":N}]` most first |
  *
  * With `"encoding":"rows"`, answers made of runs (`get_run`, `list`,
  * `children`, `chain`, `finished_before`) come as binary rows instead of

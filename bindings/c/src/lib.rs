@@ -34,7 +34,8 @@ pub use crate::status::AuditlogStatus;
 use crate::status::{guard, last_error_ptr, CallResult, Failure};
 
 /// `auditlog_append` flag: a `run_log` or `run_finished` whose run was
-/// never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written.
+/// never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written
+/// (a `tool_call` needs no run and is never refused for it).
 pub const AUDITLOG_APPEND_REQUIRE_RUN: u32 = 1;
 
 /// Largest JSONL batch accepted by `auditlog_append`, in bytes.
@@ -253,6 +254,8 @@ fn require_runs(store: &AuditStore, events: &[Event]) -> CallResult {
             auditlog::EventData::RunStarted(_) => {
                 started.insert(ev.run_id.as_str());
             }
+            // A tool call needs no run (docs/tool-calls.md).
+            auditlog::EventData::ToolCall(_) => {}
             _ if started.contains(ev.run_id.as_str()) => {}
             _ => store.require_started(&ev.run_id)?,
         }
@@ -342,6 +345,8 @@ pub extern "C" fn auditlog_flush(
 /// | `last_run` | `skills`, `include_failed` | `{"skill":"<started_at>" or null}` |
 /// | `finished_before` | `before`, `limit` | `[run]` finished before, newest start first |
 /// | `errors` | `since`, `until` | `[error group]` |
+/// | `calls` | `filter` (`tool`, `engine`, `channel`, `caller`, `workspace`, `status`, `error_type`, `run_id`, `since`, `until`, `include_dry_run`), `limit`, `cursor` (`"TS,LSN"`), `oldest_first` | `[call]` (docs/tool-calls.md), newest first |
+/// | `count_calls` | `filter`, `by` (optional: `tool`, `engine`, `channel_id`, ...) | `{"count":N}`, or with `by` `[{"KEY":value,"count":N}]` most first |
 ///
 /// With `"encoding":"rows"`, answers made of runs (`get_run`, `list`,
 /// `children`, `chain`, `finished_before`) come as binary rows instead of

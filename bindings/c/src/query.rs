@@ -1,6 +1,7 @@
 //! `auditlog_query`: one JSON request in, one JSON answer out. Each `op`
 //! maps to one `AuditStore` query (see the header for the list).
 
+use auditlog::query::{CallCursor, CallFilter, CallKey, CallOrder, CallPage};
 use auditlog::{AuditStore, Filter, Micros, Page, Run, RunLogEntry};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -37,6 +38,42 @@ impl From<FilterJson> for Filter {
             status: f.status,
             parent: f.parent,
             top_level: f.top_level,
+            since: f.since,
+            until: f.until,
+            include_dry_run: f.include_dry_run,
+        }
+    }
+}
+
+/// A `calls` filter (docs/tool-calls.md): exact matches and a ts range.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CallFilterJson {
+    tool: Option<String>,
+    engine: Option<String>,
+    channel: Option<String>,
+    caller: Option<String>,
+    workspace: Option<String>,
+    status: Option<String>,
+    error_type: Option<String>,
+    run_id: Option<String>,
+    since: Option<Micros>,
+    until: Option<Micros>,
+    #[serde(default)]
+    include_dry_run: bool,
+}
+
+impl From<CallFilterJson> for CallFilter {
+    fn from(f: CallFilterJson) -> CallFilter {
+        CallFilter {
+            tool: f.tool,
+            engine: f.engine,
+            channel: f.channel,
+            caller: f.caller,
+            workspace: f.workspace,
+            status: f.status,
+            error_type: f.error_type,
+            run_id: f.run_id,
             since: f.since,
             until: f.until,
             include_dry_run: f.include_dry_run,
@@ -84,6 +121,19 @@ pub(crate) enum Request {
     Errors {
         since: Option<Micros>,
         until: Option<Micros>,
+    },
+    Calls {
+        #[serde(default)]
+        filter: CallFilterJson,
+        limit: Option<usize>,
+        cursor: Option<String>,
+        #[serde(default)]
+        oldest_first: bool,
+    },
+    CountCalls {
+        #[serde(default)]
+        filter: CallFilterJson,
+        by: Option<String>,
     },
 }
 
@@ -257,6 +307,50 @@ pub(crate) fn answer(store: &AuditStore, req: Request, enc: Encoding) -> CallRes
             let groups = store.tool_errors(since, until)?;
             let parts: Vec<String> = groups.iter().map(|g| g.to_json()).collect();
             text(format!("[{}]", parts.join(",")))
+        }
+        Request::Calls {
+            filter,
+            limit,
+            cursor,
+            oldest_first,
+        } => {
+            let cursor = match cursor {
+                Some(c) => Some(
+                    CallCursor::parse(&c)
+                        .map_err(|e| Failure::invalid(format!("calls: cursor: {e}")))?,
+                ),
+                None => None,
+            };
+            let order = if oldest_first {
+                CallOrder::OldestFirst
+            } else {
+                CallOrder::NewestFirst
+            };
+            let page = CallPage {
+                limit,
+                cursor,
+                order,
+            };
+            let calls = store.calls(&filter.into(), page)?;
+            let parts: Vec<String> = calls.iter().map(|c| c.to_json()).collect();
+            text(format!("[{}]", parts.join(",")))
+        }
+        Request::CountCalls { filter, by: None } => text(format!(
+            "{{\"count\":{}}}",
+            store.count_calls(&filter.into())?
+        )),
+        Request::CountCalls {
+            filter,
+            by: Some(by),
+        } => {
+            let key = CallKey::parse(&by)
+                .map_err(|e| Failure::invalid(format!("count_calls: by: {e}")))?;
+            let groups: Vec<serde_json::Value> = store
+                .count_calls_by(&filter.into(), key)?
+                .into_iter()
+                .map(|(v, n)| serde_json::json!({ key.name(): v, "count": n }))
+                .collect();
+            text(serde_json::Value::Array(groups).to_string())
         }
     }
 }

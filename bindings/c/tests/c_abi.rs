@@ -282,3 +282,67 @@ fn rows_answers_are_length_prefixed_bytes_freed_by_auditlog_free() {
     assert!(last_error().contains("xml"), "{}", last_error());
     assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
 }
+
+/// Tool calls as records of their own (docs/tool-calls.md): a standalone
+/// call needs no run even with REQUIRE_RUN, and `calls` / `count_calls`
+/// answer them from the call indexes.
+#[test]
+fn standalone_tool_calls_are_appended_and_queried() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let calls = [
+        r#"{"kind":"tool_call","ts":1000,"channel_id":"sess-1","caller_id":"agent-1","tool":"fs.read","status":"error","error_type":"denied"}"#,
+        r#"{"kind":"tool_call","ts":2000,"channel_id":"sess-1","caller_id":"agent-2","tool":"http.get","http_status":200}"#,
+        r#"{"kind":"tool_call","ts":3000,"channel_id":"sess-2","caller_id":"agent-1","tool":"fs.read"}"#,
+    ];
+    assert_eq!(
+        append(s, &calls.join("\n"), AUDITLOG_APPEND_REQUIRE_RUN),
+        AuditlogStatus::Ok,
+        "{}",
+        last_error()
+    );
+    let got = query(
+        s,
+        r#"{"op":"calls","filter":{"caller":"agent-1"},"oldest_first":true}"#,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    let tools: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["tool"].as_str().unwrap(),
+                c["channel_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(tools, [("fs.read", "sess-1"), ("fs.read", "sess-2")]);
+    let page = query(s, r#"{"op":"calls","limit":1}"#).unwrap();
+    let last: serde_json::Value = serde_json::from_str(&page).unwrap();
+    let cursor = format!("{},{}", last[0]["ts"].as_str().unwrap(), last[0]["lsn"]);
+    let rest = query(s, &format!(r#"{{"op":"calls","cursor":"{cursor}"}}"#)).unwrap();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&rest)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        query(s, r#"{"op":"count_calls","filter":{"tool":"fs.read"}}"#).unwrap(),
+        r#"{"count":2}"#
+    );
+    assert_eq!(
+        query(s, r#"{"op":"count_calls","by":"status"}"#).unwrap(),
+        r#"[{"status":"ok","count":2},{"status":"error","count":1}]"#
+    );
+    let (code, msg) = query(s, r#"{"op":"count_calls","by":"colour"}"#).unwrap_err();
+    assert_eq!(code, AuditlogStatus::InvalidArgument);
+    assert!(msg.contains("colour"), "{msg}");
+    let errors = query(s, r#"{"op":"errors"}"#).unwrap();
+    assert!(errors.contains(r#""tool":"fs.read""#), "{errors}");
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+}

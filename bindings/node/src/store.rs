@@ -71,15 +71,21 @@ impl Shared {
     /// the wait is bounded, and skipped when the writer has failed.
     pub fn query<T>(&self, f: impl FnOnce(&AuditStore) -> napi::Result<T>) -> napi::Result<T> {
         self.with(|s| {
+            // The log's guard is let go before `f`: the store takes it
+            // again per call, and replaces the log when it heals.
             let log = s.log();
             let given_up = self.given_up.load(Ordering::Relaxed);
             let target = (self.opened_head + log.counters().appended).saturating_sub(given_up);
             if log.head().next_lsn < target && log.failed().is_none() {
-                let _ = log.reader().wait_beyond(target - 1, self.commit_wait);
-                let head = log.head().next_lsn;
+                let mut reader = log.reader();
+                drop(log);
+                let _ = reader.wait_beyond(target - 1, self.commit_wait);
+                let head = reader.head().next_lsn;
                 if head < target {
                     self.given_up.fetch_add(target - head, Ordering::Relaxed);
                 }
+            } else {
+                drop(log);
             }
             f(s)
         })

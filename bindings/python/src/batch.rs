@@ -219,8 +219,9 @@ pub fn store_batch(
     strict: bool,
     wait: bool,
 ) -> Result<Vec<Refused>, BatchError> {
-    let log = inner.store.log();
-    let redaction = log.redaction().cloned();
+    // Not held: the store takes the log in service per append (and
+    // replaces it when it heals).
+    let redaction = inner.store.log().redaction().cloned();
     let others = inner.batches_in_flight.fetch_add(1, Ordering::AcqRel);
     let units = make_units(&lines, redaction.as_ref(), strict, others == 0);
     inner.batches_in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -244,7 +245,8 @@ pub fn store_batch(
     let mut stored = 0u64;
     for unit in units {
         let Some(batch) = unit.batch else { continue };
-        let r = log
+        let r = inner
+            .store
             .append_encoded(batch)
             .map_err(|e| BatchError::Engine(e, total - stored))?;
         stored += unit.events as u64;

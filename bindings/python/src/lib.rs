@@ -9,6 +9,7 @@
 //! panicking on input.
 
 mod batch;
+mod calls;
 mod convert;
 mod errors;
 mod failures;

@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyString, PyTuple};
+use pyo3::types::{PyDict, PyList, PyTuple};
 
 use auditlog::event::json::parse_event;
 use auditlog::{EncodedBatch, Event, Json, Page, ReplayRange, RunFinished, RunLog, RunStarted};
 use auditlog_client::{Client, ClientConfig};
 
+use crate::calls;
 use crate::convert::{self, json_to_py};
 use crate::errors::{self, IntoPy};
 use crate::inner::{json_of, now_micros, ts_of};
@@ -217,6 +218,7 @@ impl Served {
         py.detach(|| c.append_log(run_id, ts, log)).py_err(py)
     }
 
+    /// A `tool_call` event (as `Store.tool_call`), durable on return.
     #[pyo3(signature = (
         run_id, tool, *, status = "ok", error_type = None, duration_ms = None, seq = 0,
         ts = None, **fields
@@ -234,28 +236,118 @@ impl Served {
         ts: Option<&Bound<'_, PyAny>>,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let payload = PyDict::new(py);
-        payload.set_item("tool", PyString::new(py, tool))?;
-        payload.set_item("status", PyString::new(py, status))?;
-        if let Some(et) = error_type {
-            payload.set_item("error_type", PyString::new(py, et))?;
-        }
-        if let Some(d) = duration_ms {
-            payload.set_item("duration_ms", PyFloat::new(py, d))?;
-        }
-        if let Some(extra) = fields {
-            for (k, v) in extra.iter() {
-                payload.set_item(k, v)?;
+        let _ = seq;
+        let args = calls::CallArgs {
+            run_id,
+            tool,
+            status,
+            error_type,
+            duration_ms,
+            ts,
+            fields,
+        };
+        let ev = Self::event_of(py, calls::event(py, &args)?.as_any(), None)?;
+        self.write(py, vec![ev])
+    }
+
+    /// Tool calls, as `Store.calls` (answered by the server).
+    #[pyo3(signature = (
+        *, tool = None, engine = None, session = None, agent = None, workspace = None,
+        status = None, error_type = None, run_id = None, since = None, until = None,
+        include_dry_run = false, oldest_first = false, limit = None, cursor = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn calls<'py>(
+        &self,
+        py: Python<'py>,
+        tool: Option<String>,
+        engine: Option<String>,
+        session: Option<String>,
+        agent: Option<String>,
+        workspace: Option<String>,
+        status: Option<String>,
+        error_type: Option<String>,
+        run_id: Option<String>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+        include_dry_run: bool,
+        oldest_first: bool,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let f = calls::filter(
+            py,
+            calls::FilterArgs {
+                tool,
+                engine,
+                session,
+                agent,
+                workspace,
+                status,
+                error_type,
+                run_id,
+                since,
+                until,
+                include_dry_run,
+            },
+        )?;
+        let page = calls::page(py, limit, cursor, oldest_first)?;
+        let c = self.client(py)?;
+        let v = py.detach(|| c.calls(&f, page)).py_err(py)?;
+        json_to_py(py, &v.to_string())
+    }
+
+    /// As `Store.count_calls` (answered by the server).
+    #[pyo3(signature = (
+        *, by = None, tool = None, engine = None, session = None, agent = None,
+        workspace = None, status = None, error_type = None, run_id = None, since = None,
+        until = None, include_dry_run = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn count_calls<'py>(
+        &self,
+        py: Python<'py>,
+        by: Option<&str>,
+        tool: Option<String>,
+        engine: Option<String>,
+        session: Option<String>,
+        agent: Option<String>,
+        workspace: Option<String>,
+        status: Option<String>,
+        error_type: Option<String>,
+        run_id: Option<String>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+        include_dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let f = calls::filter(
+            py,
+            calls::FilterArgs {
+                tool,
+                engine,
+                session,
+                agent,
+                workspace,
+                status,
+                error_type,
+                run_id,
+                since,
+                until,
+                include_dry_run,
+            },
+        )?;
+        let c = self.client(py)?;
+        match by {
+            None => {
+                let n = py.detach(|| c.count_calls(&f)).py_err(py)?;
+                Ok(n.into_pyobject(py)?.into_any())
+            }
+            Some(by) => {
+                let key = calls::key(py, by)?;
+                let groups = py.detach(|| c.count_calls_by(&f, key)).py_err(py)?;
+                Ok(groups.into_pyobject(py)?.into_any())
             }
         }
-        self.log(
-            py,
-            run_id,
-            "tool_call".into(),
-            Some(payload.as_any()),
-            seq,
-            ts,
-        )
     }
 
     #[pyo3(signature = (

@@ -145,9 +145,9 @@ impl Stager {
         let result = if events.is_empty() {
             Ok(None)
         } else {
-            let log = store.log();
-            EncodedBatch::encode_parsed(&events, log.redaction())
-                .and_then(|b| log.append_encoded(b))
+            let redaction = store.log().redaction().cloned();
+            EncodedBatch::encode_parsed(&events, redaction.as_ref())
+                .and_then(|b| store.append_encoded(b))
                 .map(Some)
         };
         lock(&self.state).in_flight = false;

@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyString, PyTuple};
+use pyo3::types::{PyDict, PyTuple};
 
 use auditlog::event::json::parse_event;
 use auditlog::{EncodedBatch, Json, Page, RunFinished, RunLog, RunStarted, StoreConfig};
 
 use crate::batch::{self, BatchError};
+use crate::calls;
 use crate::convert;
 use crate::errors::{self, IntoPy};
 use crate::failures::{Failure, Failures, Reason};
@@ -120,9 +121,9 @@ impl Store {
         }
         let receipt = inner
             .ordered(py, |s| {
-                let log = s.log();
-                EncodedBatch::encode_parsed(std::slice::from_ref(&ev), log.redaction())
-                    .and_then(|b| log.append_encoded(b))
+                let redaction = s.log().redaction().cloned();
+                EncodedBatch::encode_parsed(std::slice::from_ref(&ev), redaction.as_ref())
+                    .and_then(|b| s.append_encoded(b))
             })
             .map_err(|l| lost_failure(py, l))?;
         if wait {
@@ -382,7 +383,11 @@ impl Store {
         self.settle(py, r, || ())
     }
 
-    /// Record a tool call of a run (a `run_log` of type `tool_call`).
+    /// Record a tool call: a `tool_call` event, of run `run_id` or ("")
+    /// of no run. The typed fields (`channel_id`, `caller_id`, `engine`,
+    /// `http_status`, ...) are keywords; any other keyword joins
+    /// `payload`. `seq` is accepted for older callers and unused (calls
+    /// order by time).
     #[pyo3(signature = (
         run_id, tool, *, status = "ok", error_type = None, duration_ms = None, seq = 0,
         ts = None, **fields
@@ -400,39 +405,19 @@ impl Store {
         ts: Option<&Bound<'_, PyAny>>,
         fields: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<()> {
-        let r = (|| {
-            let payload = PyDict::new(py);
-            let set = |k: &str, v: Bound<'_, PyAny>| {
-                payload
-                    .set_item(k, v)
-                    .map_err(|e| Failure::new(Reason::Invalid, 1, e))
-            };
-            set("tool", PyString::new(py, tool).into_any())?;
-            set("status", PyString::new(py, status).into_any())?;
-            if let Some(et) = error_type {
-                set("error_type", PyString::new(py, et).into_any())?;
-            }
-            if let Some(d) = duration_ms {
-                set("duration_ms", PyFloat::new(py, d).into_any())?;
-            }
-            if let Some(extra) = fields {
-                for (k, v) in extra.iter() {
-                    payload
-                        .set_item(k, v)
-                        .map_err(|e| Failure::new(Reason::Invalid, 1, e))?;
-                }
-            }
-            let inner = self.alive(py)?;
-            let log = RunLog {
-                seq,
-                event_type: "tool_call".into(),
-                payload: json_of(py, Some(payload.as_any()), "payload", Json::null())?,
-            };
-            let ts = ts_of(py, ts)?;
-            inner
-                .ordered(py, |s| s.append_log(run_id, ts, log))
-                .map_err(|l| lost_failure(py, l))
-        })();
+        let _ = seq;
+        let args = calls::CallArgs {
+            run_id,
+            tool,
+            status,
+            error_type,
+            duration_ms,
+            ts,
+            fields,
+        };
+        let r = calls::event(py, &args)
+            .map_err(|e| Failure::new(Reason::Invalid, 1, e))
+            .and_then(|ev| self.append_one(py, ev.as_any(), false));
         self.settle(py, r, || ())
     }
 
@@ -653,6 +638,113 @@ impl Store {
             .detach(|| inner.store.tool_errors(since, until))
             .py_err(py)?;
         Ok(groups.into_iter().map(ErrorGroup::from).collect())
+    }
+
+    /// Tool calls, with or without a run (docs/tool-calls.md), as dicts
+    /// (as `auditlog calls` prints them), newest first unless
+    /// `oldest_first`; `cursor` is `"TS,LSN"` of the last call of the
+    /// previous page.
+    #[pyo3(signature = (
+        *, tool = None, engine = None, session = None, agent = None, workspace = None,
+        status = None, error_type = None, run_id = None, since = None, until = None,
+        include_dry_run = false, oldest_first = false, limit = None, cursor = None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn calls<'py>(
+        &self,
+        py: Python<'py>,
+        tool: Option<String>,
+        engine: Option<String>,
+        session: Option<String>,
+        agent: Option<String>,
+        workspace: Option<String>,
+        status: Option<String>,
+        error_type: Option<String>,
+        run_id: Option<String>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+        include_dry_run: bool,
+        oldest_first: bool,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let f = calls::filter(
+            py,
+            calls::FilterArgs {
+                tool,
+                engine,
+                session,
+                agent,
+                workspace,
+                status,
+                error_type,
+                run_id,
+                since,
+                until,
+                include_dry_run,
+            },
+        )?;
+        let page = calls::page(py, limit, cursor, oldest_first)?;
+        let inner = self.open_inner(py)?;
+        let found = py.detach(|| inner.store.calls(&f, page)).py_err(py)?;
+        calls::to_py(py, &found)
+    }
+
+    /// How many tool calls match; with `by` (`tool`, `engine`, `session`,
+    /// `agent`, `workspace`, `status`, `error_type`, `run_id`), a list of
+    /// (value, count), most first.
+    #[pyo3(signature = (
+        *, by = None, tool = None, engine = None, session = None, agent = None,
+        workspace = None, status = None, error_type = None, run_id = None, since = None,
+        until = None, include_dry_run = false
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn count_calls<'py>(
+        &self,
+        py: Python<'py>,
+        by: Option<&str>,
+        tool: Option<String>,
+        engine: Option<String>,
+        session: Option<String>,
+        agent: Option<String>,
+        workspace: Option<String>,
+        status: Option<String>,
+        error_type: Option<String>,
+        run_id: Option<String>,
+        since: Option<&Bound<'py, PyAny>>,
+        until: Option<&Bound<'py, PyAny>>,
+        include_dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let f = calls::filter(
+            py,
+            calls::FilterArgs {
+                tool,
+                engine,
+                session,
+                agent,
+                workspace,
+                status,
+                error_type,
+                run_id,
+                since,
+                until,
+                include_dry_run,
+            },
+        )?;
+        let inner = self.open_inner(py)?;
+        match by {
+            None => {
+                let n = py.detach(|| inner.store.count_calls(&f)).py_err(py)?;
+                Ok(n.into_pyobject(py)?.into_any())
+            }
+            Some(by) => {
+                let key = calls::key(py, by)?;
+                let groups = py
+                    .detach(|| inner.store.count_calls_by(&f, key))
+                    .py_err(py)?;
+                Ok(groups.into_pyobject(py)?.into_any())
+            }
+        }
     }
 
     /// Drop whole segments whose newest event is older than `cutoff`.

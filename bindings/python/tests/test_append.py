@@ -107,9 +107,10 @@ def test_keyword_helpers(store: auditlog.Store) -> None:
     run = store.get_run("k-1")
     assert run is not None and run.to_dict()["thinking_tokens"] == 3
     logs = store.list_logs("k-1")
-    assert [(l.seq, l.event_type) for l in logs] == [(0, "thinking"), (1, "tool_call")]
-    assert logs[1].payload == {"tool": "http.get", "status": "error", "error_type": "timeout",
-                               "duration_ms": 50.0, "http_status": 504}
+    assert [(l.seq, l.event_type) for l in logs] == [(0, "thinking")], "a tool call is a record of its own"
+    [call] = store.calls(run_id="k-1")
+    assert (call["source"], call["tool"], call["status"], call["error_type"], call["duration_ms"],
+            call["http_status"], call["payload"]) == ("tool_call", "http.get", "error", "timeout", 50.0, 504, None)
     with pytest.raises(auditlog.NotFoundError):
         store.finish_run("never-started")
     with pytest.raises(LookupError):  # NotFoundError is a LookupError
@@ -135,7 +136,8 @@ def test_run_context_manager_ok_error_and_cancelled(store: auditlog.Store) -> No
     assert ok is not None
     assert (ok.status, ok.output, ok.tool_calls, ok.input_tokens, ok.output_tokens) == ("ok", "3 results", 1, 10, 5)
     assert ok.runtime_seconds >= 0 and ok.is_finished
-    assert [l.seq for l in store.list_logs("ok-run")] == [0, 1]
+    assert [l.seq for l in store.list_logs("ok-run")] == [0], "the tool call is a record of its own"
+    assert [(c["tool"], c["duration_ms"]) for c in store.calls(run_id="ok-run")] == [("http.get", 3.0)]
     assert [r.id for r in store.children("ok-run")] == ["child-run"]
     bad = store.get_run("bad-run")
     assert bad is not None and bad.status == "error" and bad.error == "RuntimeError: kaput"
@@ -229,3 +231,33 @@ def test_batch_of_large_events_is_split_under_the_append_limit(store: auditlog.S
     big = "x" * 900_000
     store.append_batch([logged(f"big-{i}", T0 + i, payload={"blob": big}) for i in range(40)], wait=True)
     assert sum(1 for _ in store.replay()) == 40
+
+
+def test_standalone_tool_calls_are_queried_by_their_own_scope(store: auditlog.Store) -> None:
+    """A call with no run (run_id ""): its session, agent and workspace are
+    its own; typed keywords become fields, any other keyword joins payload."""
+    for i in range(6):
+        store.tool_call("", "fs.read" if i % 2 else "http.get", status="error" if i % 3 == 0 else "ok",
+                        error_type="denied" if i % 3 == 0 else None, duration_ms=float(i), ts=T0 + i,
+                        channel_id=f"sess-{i % 2}", caller_id="agent-1", workspace_id="ws-1",
+                        request_id=f"req-{i}", engine="openai", input_bytes=10 * i, retry=i)
+    store.flush()
+    assert store.count() == 0, "no run was made"
+    got = store.calls(session="sess-1", oldest_first=True)
+    assert [(c["request_id"], c["tool"], c["run_id"]) for c in got] == [
+        ("req-1", "fs.read", ""), ("req-3", "fs.read", ""), ("req-5", "fs.read", "")]
+    assert got[1]["payload"] == {"retry": 3} and got[1]["input_bytes"] == 30
+    page = store.calls(agent="agent-1", limit=4)
+    assert [c["request_id"] for c in page] == ["req-5", "req-4", "req-3", "req-2"]
+    rest = store.calls(agent="agent-1", cursor=f'{page[-1]["ts"]},{page[-1]["lsn"]}')
+    assert [c["request_id"] for c in rest] == ["req-1", "req-0"]
+    assert store.count_calls(status="error") == 2
+    assert store.count_calls(by="tool") == [("fs.read", 3), ("http.get", 3)]
+    assert store.count_calls(by="status", workspace="ws-1", since=T0 + 3) == [("ok", 2), ("error", 1)]
+    assert sorted((g.channel_id, g.tool, g.error_type, g.count) for g in store.tool_errors()) == [
+        ("sess-0", "http.get", "denied", 1), ("sess-1", "fs.read", "denied", 1)]
+    with pytest.raises(auditlog.InvalidEventError) as bad:
+        store.tool_call("", "x", http_status=1000)
+    assert "http_status" in str(bad.value)
+    with pytest.raises(auditlog.InvalidArgumentError):
+        store.count_calls(by="colour")

@@ -101,7 +101,7 @@ def test_write_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
         store.write({"ts": "not a time", "tool": "x"})
         store.write({"ts": object(), "tool": "x"})
         store.write({"tool": "x", "duration_ms": object()})
-        store.write({"req_id": "r" * 1000, "tool": "x"})
+        store.write({"req_id": "r" * 2_000_000, "tool": "x"})  # over the engine's event size
         store.write({"req_id": "fine", "tool": "x"})
     assert [r["req_id"] for r in store.read()] == ["fine"]
     assert store.dropped() == 5
@@ -165,18 +165,22 @@ def test_jsonl_backend_matches_memory(tmp_path: Path) -> None:
     j.close()
 
 
-GAP = "standalone tool calls are not in the run indexes until the gateway-semantics issue (issue 15) lands"
-
-
-@pytest.mark.xfail(strict=True, reason=GAP)
 def test_failing_governance_calls_reach_tool_errors(both: Any) -> None:
     ours, _ = both
     ours.store.flush()
     assert sum(g.count for g in ours.store.tool_errors()) == 9  # i % 7 == 0 for 60 calls
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
-def test_governance_calls_are_visible_to_run_queries(both: Any) -> None:
+def test_governance_calls_are_first_class_tool_calls(both: Any) -> None:
+    """Standalone calls (no run): counted and grouped by the engine's calls
+    indexes, by their own agent, workspace and request, no run made."""
     ours, _ = both
     ours.store.flush()
-    assert ours.store.count() == 60
+    assert ours.store.count() == 0, "no fake runs"
+    assert ours.store.count_calls() == 60
+    assert ours.store.count_calls(by="tool") == [("fs.read", 20), ("http.get", 20), ("shell", 20)]
+    assert ours.store.count_calls(agent="agent-2", status="error") == sum(
+        1 for i in range(60) if i % 5 == 2 and i % 7 == 0)
+    [c] = [c for c in ours.store.calls(workspace="ws-1", oldest_first=True) if c["request_id"] == "req-7"]
+    assert (c["run_id"], c["caller_id"], c["tool"], c["status"], c["duration_ms"]) == ("", "agent-2", "http.get", "error", 17.0)
+    assert c["input_bytes"] == c["payload"]["in_size"] and c["input_hash"].startswith("sha256:")

@@ -16,6 +16,7 @@ from typing import (
     TypeVar,
     Union,
     final,
+    overload,
 )
 
 Instant = Union[int, datetime, str]
@@ -282,6 +283,58 @@ class Store:
     def tool_errors(
         self, *, since: Optional[Instant] = None, until: Optional[Instant] = None
     ) -> List[ErrorGroup]: ...
+    def calls(
+        self,
+        *,
+        tool: Optional[str] = None,
+        engine: Optional[str] = None,
+        session: Optional[str] = None,
+        agent: Optional[str] = None,
+        workspace: Optional[str] = None,
+        status: Optional[str] = None,
+        error_type: Optional[str] = None,
+        run_id: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+        oldest_first: bool = False,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> List[Dict[str, Any]]: ...
+    @overload
+    def count_calls(
+        self,
+        *,
+        by: None = None,
+        tool: Optional[str] = None,
+        engine: Optional[str] = None,
+        session: Optional[str] = None,
+        agent: Optional[str] = None,
+        workspace: Optional[str] = None,
+        status: Optional[str] = None,
+        error_type: Optional[str] = None,
+        run_id: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+    ) -> int: ...
+    @overload
+    def count_calls(
+        self,
+        *,
+        by: str,
+        tool: Optional[str] = None,
+        engine: Optional[str] = None,
+        session: Optional[str] = None,
+        agent: Optional[str] = None,
+        workspace: Optional[str] = None,
+        status: Optional[str] = None,
+        error_type: Optional[str] = None,
+        run_id: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+    ) -> List[Tuple[str, int]]: ...
     def purge_older_than(self, cutoff: Instant) -> Dict[str, Any]: ...
     def replay(
         self,
@@ -418,6 +471,58 @@ class Served:
     def tool_errors(
         self, *, since: Optional[Instant] = None, until: Optional[Instant] = None
     ) -> List[ErrorGroup]: ...
+    def calls(
+        self,
+        *,
+        tool: Optional[str] = None,
+        engine: Optional[str] = None,
+        session: Optional[str] = None,
+        agent: Optional[str] = None,
+        workspace: Optional[str] = None,
+        status: Optional[str] = None,
+        error_type: Optional[str] = None,
+        run_id: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+        oldest_first: bool = False,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+    ) -> List[Dict[str, Any]]: ...
+    @overload
+    def count_calls(
+        self,
+        *,
+        by: None = None,
+        tool: Optional[str] = None,
+        engine: Optional[str] = None,
+        session: Optional[str] = None,
+        agent: Optional[str] = None,
+        workspace: Optional[str] = None,
+        status: Optional[str] = None,
+        error_type: Optional[str] = None,
+        run_id: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+    ) -> int: ...
+    @overload
+    def count_calls(
+        self,
+        *,
+        by: str,
+        tool: Optional[str] = None,
+        engine: Optional[str] = None,
+        session: Optional[str] = None,
+        agent: Optional[str] = None,
+        workspace: Optional[str] = None,
+        status: Optional[str] = None,
+        error_type: Optional[str] = None,
+        run_id: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+    ) -> List[Tuple[str, int]]: ...
     def purge_older_than(self, cutoff: Instant) -> Dict[str, Any]: ...
     def _replay_page(
         self,

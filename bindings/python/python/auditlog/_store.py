@@ -216,7 +216,9 @@ class RunScope:
         duration_ms: Optional[float] = None,
         **fields: Any,
     ) -> None:
-        """Record a tool call of this run (counted in ``tool_calls``)."""
+        """Record a tool call of this run: a ``tool_call`` record (listed by
+        ``store.calls(run_id=...)``, not by ``list_logs``), counted in
+        ``tool_calls``."""
         self.tool_calls += 1
         self.store.tool_call(
             self.id,

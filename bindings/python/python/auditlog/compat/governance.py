@@ -11,25 +11,27 @@ only its hash and sizes.
 Swap it in with one line: ``AUDIT_BACKEND=auditlog`` (and ``AUDIT_DIR``),
 or ``set_audit_store(auditlog.compat.AuditStore(dir))``.
 
-How records are stored, and the gap until standalone tool calls land
---------------------------------------------------------------------
-Each record becomes the contract's tool-call event: a ``run_log`` of
-``event_type`` ``tool_call`` whose ``run_id`` is the request id, with the
-governance fields (and only those) as its payload. There is no run around
-it: these calls are *standalone*, which the engine's run queries (``runs``,
-``count``, ``errors``, ``search``) do not cover today; only replay sees
-them, and ``stats`` counts them as orphan logs. The engine issue on gateway
-semantics adds standalone tool calls as first-class records with their own
-indexed ``calls`` query (by tool, agent, workspace, time).
+How records are stored
+----------------------
+Each record becomes a standalone ``tool_call`` event (no run; the engine's
+first-class tool-call kind, docs/tool-calls.md): ``request_id`` is
+``req_id``, ``caller_id`` is ``agent_id``, and ``workspace_id``, ``tool``,
+``status``, ``duration_ms``, ``input_bytes`` (``in_size``),
+``result_bytes`` (``out_size``) and ``input_hash`` are the call's typed,
+indexed fields (each set only when it has the type the engine asks for:
+a string of at most 1,024 bytes, a finite number, a size >= 0). The whole
+governance record (and only it) is the event's ``payload``, so ``read()``
+returns exactly what was written.
 
-Until then ``read()`` answers from a replay of the time range asked
-(segments wholly outside it are skipped by their time bounds): correct, but
-its cost grows with the events in the range instead of being served from an
-index. We chose this over recording each call as a fake run (which today's
-indexes could answer) because fake runs would pollute every run query and
-``last-run``, and the data would have to be migrated once tool calls are
-first-class; stored as they are now, they become queryable in place. The
-tests mark what waits on that issue (``xfail(strict=True)``).
+``read()`` is the engine's ``calls`` query (oldest first): served from the
+per-segment call indexes by tool, agent, workspace and time, not a scan.
+``tool_errors()`` on ``store`` groups the failing calls, and
+``store.count_calls(by="tool")`` counts them.
+
+Records written by earlier versions of this adapter (a ``run_log`` of
+``event_type`` ``tool_call`` under the request id, with no run) are not
+tool calls for the engine (a log of a run that was never started); they
+stay in the log and in ``replay``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -131,6 +134,40 @@ def ts_micros(ts: Any) -> int:
     raise ValueError(f"ts: {ts!r} is not a time")
 
 
+#: Typed string fields of a tool_call: (its field, the record's key).
+_CALL_STRINGS = (
+    ("request_id", "req_id"),
+    ("caller_id", "agent_id"),
+    ("workspace_id", "workspace_id"),
+    ("tool", "tool"),
+    ("status", "status"),
+    ("input_hash", "input_hash"),
+)
+#: The engine's bound on a tool_call's short strings (docs/tool-calls.md).
+_MAX_SHORT = 1024
+
+
+def call_event(rec: Mapping[str, Any]) -> Dict[str, Any]:
+    """The standalone ``tool_call`` event of a governance record: its
+    typed fields where the record's values have the right type, and the
+    record itself as ``payload``."""
+    ev: Dict[str, Any] = {"kind": "tool_call", "run_id": "", "ts": ts_micros(rec["ts"]), "payload": dict(rec)}
+    for field, key in _CALL_STRINGS:
+        v = rec.get(key)
+        if isinstance(v, str) and len(v.encode()) <= _MAX_SHORT:
+            ev[field] = v
+    if "status" not in ev:
+        ev["status"] = "ok"
+    d = rec.get("duration_ms")
+    if isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
+        ev["duration_ms"] = float(d)
+    for field, key in (("input_bytes", "in_size"), ("result_bytes", "out_size")):
+        v = rec.get(key)
+        if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63:
+            ev[field] = v
+    return ev
+
+
 def _matches(rec: Mapping[str, Any], tool: Optional[str], agent_id: Optional[str], workspace_id: Optional[str]) -> bool:
     return (
         (tool is None or rec.get("tool") == tool)
@@ -157,22 +194,11 @@ class AuditStore:
             fire_and_forget=True,
             queue_capacity=queue_capacity,
         )
-        self._seq = 0
 
     def write(self, event: Mapping[str, Any]) -> None:
         """Record one governed call. Never raises, never blocks."""
         try:
-            rec = record_of(event)
-            run_id = str(rec.get("req_id") or f"gov-{os.getpid()}-{id(rec)}-{time.monotonic_ns()}")
-            self._store.append(
-                {
-                    "kind": "run_log",
-                    "run_id": run_id,
-                    "ts": ts_micros(rec["ts"]),
-                    "event_type": "tool_call",
-                    "payload": rec,
-                }
-            )
+            self._store.append(call_event(record_of(event)))
         except Exception as e:  # noqa: BLE001 - the contract: never raise
             self.failures += 1
             log.warning("audit write failed (record not stored): %s", e)
@@ -189,21 +215,19 @@ class AuditStore:
         """Records in ``[from_ts, to_ts]`` matching the filters, oldest
         first, at most ``limit`` (the oldest ones). What was written and
         not yet flushed is made visible first."""
-        self._store.flush()
-        since = None if from_ts is None else ts_micros(from_ts)
-        until = None if to_ts is None else ts_micros(to_ts)
-        out: List[Dict[str, Any]] = []
         if limit <= 0:
-            return out
-        for ev in self._store.replay(since=since, until=until):
-            if ev["kind"] != "run_log" or ev.get("event_type") != "tool_call":
-                continue
-            rec = ev.get("payload")
-            if isinstance(rec, dict) and _matches(rec, tool, agent_id, workspace_id):
-                out.append(rec)
-                if len(out) >= limit:
-                    break
-        return out
+            return []
+        self._store.flush()
+        found = self._store.calls(
+            tool=tool,
+            agent=agent_id,
+            workspace=workspace_id,
+            since=None if from_ts is None else ts_micros(from_ts),
+            until=None if to_ts is None else ts_micros(to_ts),
+            oldest_first=True,
+            limit=limit,
+        )
+        return [c["payload"] for c in found if isinstance(c.get("payload"), dict)]
 
     @property
     def store(self) -> auditlog.Store:
