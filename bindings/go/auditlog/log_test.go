@@ -175,3 +175,43 @@ func TestGoroutines(t *testing.T) {
 		t.Fatalf("count %d %v", n, err)
 	}
 }
+
+// Standalone tool calls (docs/tool-calls.md): appended without a run even
+// with RequireRun, listed, paged and counted through the call indexes.
+func TestStandaloneToolCalls(t *testing.T) {
+	l, _ := open(t)
+	var batch []byte
+	for i, c := range []string{
+		`,"channel_id":"s1","caller_id":"a1","tool":"fs.read","status":"error","error_type":"denied"`,
+		`,"channel_id":"s1","caller_id":"a2","tool":"http.get","http_status":200,"duration_ms":4.5`,
+		`,"channel_id":"s2","caller_id":"a1","tool":"fs.read","payload":{"k":1}`,
+	} {
+		batch = append(batch, ev("tool_call", "", int64(1000*(i+1)), c)...)
+	}
+	if _, err := l.AppendDurable(ctx, batch, RequireRun); err != nil {
+		t.Fatalf("append: %v", err)
+	}
+	got, err := l.Calls(ctx, CallFilter{Caller: "a1"}, 0, "", true)
+	if err != nil || len(got) != 2 || got[0].ChannelID != "s1" || got[1].ChannelID != "s2" ||
+		got[0].RunID != "" || got[0].Source != "tool_call" || string(got[1].Payload) != `{"k":1}` {
+		t.Fatalf("calls: %+v %v", got, err)
+	}
+	first, err := l.Calls(ctx, CallFilter{}, 1, "", false)
+	if err != nil || len(first) != 1 || first[0].Tool != "fs.read" || first[0].ChannelID != "s2" {
+		t.Fatalf("first page: %+v %v", first, err)
+	}
+	rest, err := l.Calls(ctx, CallFilter{}, 0, first[0].Cursor(), false)
+	if err != nil || len(rest) != 2 || rest[0].HTTPStatus == nil || *rest[0].HTTPStatus != 200 {
+		t.Fatalf("next page: %+v %v", rest, err)
+	}
+	if n, err := l.CountCalls(ctx, CallFilter{Tool: "fs.read"}); err != nil || n != 2 {
+		t.Fatalf("count: %d %v", n, err)
+	}
+	by, err := l.CountCallsBy(ctx, CallFilter{}, "status")
+	if err != nil || !reflect.DeepEqual(by, []CallCount{{"ok", 2}, {"error", 1}}) {
+		t.Fatalf("count by: %+v %v", by, err)
+	}
+	if _, err := l.CountCallsBy(ctx, CallFilter{}, "colour"); !errors.Is(err, ErrInvalidArgument) {
+		t.Fatalf("bad key: %v", err)
+	}
+}

@@ -3,6 +3,7 @@ package auditlog
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"time"
 )
 
@@ -208,4 +209,127 @@ func (l *Log) Errors(ctx context.Context, since, until time.Time) ([]ErrorGroup,
 	var out []ErrorGroup
 	err := l.query(ctx, req, &out)
 	return out, err
+}
+
+// Call is one tool call, with or without a run (docs/tool-calls.md), as
+// `auditlog calls` prints it.
+type Call struct {
+	LSN         uint64          `json:"lsn"`
+	TS          time.Time       `json:"ts"`
+	Source      string          `json:"source"` // "tool_call" or "run_log"
+	RunID       string          `json:"run_id"`
+	CallID      string          `json:"call_id"`
+	ChannelID   string          `json:"channel_id"`
+	CallerID    string          `json:"caller_id"`
+	WorkspaceID string          `json:"workspace_id"`
+	RequestID   string          `json:"request_id"`
+	Tool        string          `json:"tool"`
+	Engine      string          `json:"engine"`
+	Status      string          `json:"status"`
+	ErrorType   string          `json:"error_type"`
+	Error       string          `json:"error"`
+	DurationMS  *float64        `json:"duration_ms"`
+	InputBytes  *uint64         `json:"input_bytes"`
+	ResultBytes *uint64         `json:"result_bytes"`
+	ExitCode    *int64          `json:"exit_code"`
+	HTTPStatus  *uint16         `json:"http_status"`
+	InputHash   string          `json:"input_hash"`
+	ArgsSummary string          `json:"args_summary"`
+	Payload     json.RawMessage `json:"payload"`
+}
+
+// Cursor is where the next page of calls starts: "TS,LSN" of the last
+// call of a page.
+func (c Call) Cursor() string {
+	return c.TS.UTC().Format(time.RFC3339Nano) + "," + strconv.FormatUint(c.LSN, 10)
+}
+
+// CallFilter selects tool calls (all set fields must match exactly).
+// Channel is the session, Caller the agent; Since and Until bound the
+// call's ts, inclusive (zero: unbounded).
+type CallFilter struct {
+	Tool, Engine, Channel, Caller, Workspace, Status, ErrorType, RunID string
+	Since, Until                                                       time.Time
+	IncludeDryRun                                                      bool
+}
+
+type callFilterJSON struct {
+	Tool          *string `json:"tool,omitempty"`
+	Engine        *string `json:"engine,omitempty"`
+	Channel       *string `json:"channel,omitempty"`
+	Caller        *string `json:"caller,omitempty"`
+	Workspace     *string `json:"workspace,omitempty"`
+	Status        *string `json:"status,omitempty"`
+	ErrorType     *string `json:"error_type,omitempty"`
+	RunID         *string `json:"run_id,omitempty"`
+	Since         *int64  `json:"since,omitempty"`
+	Until         *int64  `json:"until,omitempty"`
+	IncludeDryRun bool    `json:"include_dry_run,omitempty"`
+}
+
+func (f CallFilter) toJSON() callFilterJSON {
+	return callFilterJSON{
+		Tool: opt(f.Tool), Engine: opt(f.Engine), Channel: opt(f.Channel), Caller: opt(f.Caller),
+		Workspace: opt(f.Workspace), Status: opt(f.Status), ErrorType: opt(f.ErrorType),
+		RunID: opt(f.RunID), Since: micros(f.Since), Until: micros(f.Until),
+		IncludeDryRun: f.IncludeDryRun,
+	}
+}
+
+// Calls returns the tool calls matching f, newest first (oldest first
+// with oldestFirst), at most limit (0: all), after cursor ("" : from the
+// start; else a previous page's last Call.Cursor()).
+func (l *Log) Calls(ctx context.Context, f CallFilter, limit int, cursor string, oldestFirst bool) ([]Call, error) {
+	req := map[string]any{"op": "calls", "filter": f.toJSON(), "oldest_first": oldestFirst}
+	if limit > 0 {
+		req["limit"] = limit
+	}
+	if cursor != "" {
+		req["cursor"] = cursor
+	}
+	var out []Call
+	err := l.query(ctx, req, &out)
+	return out, err
+}
+
+// CountCalls counts the tool calls matching f.
+func (l *Log) CountCalls(ctx context.Context, f CallFilter) (int64, error) {
+	var out struct {
+		Count int64 `json:"count"`
+	}
+	err := l.query(ctx, map[string]any{"op": "count_calls", "filter": f.toJSON()}, &out)
+	return out.Count, err
+}
+
+// CallCount is the number of calls with one value of the key counted by.
+type CallCount struct {
+	Value string
+	Count int64
+}
+
+// CountCallsBy counts the calls matching f per value of by ("tool",
+// "engine", "channel_id", "caller_id", "workspace_id", "status",
+// "error_type", "run_id"), most first.
+func (l *Log) CountCallsBy(ctx context.Context, f CallFilter, by string) ([]CallCount, error) {
+	var groups []map[string]json.RawMessage
+	if err := l.query(ctx, map[string]any{"op": "count_calls", "filter": f.toJSON(), "by": by}, &groups); err != nil {
+		return nil, err
+	}
+	out := make([]CallCount, 0, len(groups))
+	for _, g := range groups {
+		var c CallCount
+		for k, v := range g {
+			var err error
+			if k == "count" {
+				err = json.Unmarshal(v, &c.Count)
+			} else {
+				err = json.Unmarshal(v, &c.Value)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
