@@ -529,8 +529,11 @@ impl Writes {
         };
         let n = evs.len() as u64;
         if receipt.is_dropped() {
+            // Drop-and-count, as the caller's policy asked: the append
+            // succeeds, the drop is counted, and waiting on the receipt
+            // says `Dropped` (the log's own behaviour).
             self.counts.queue_full.fetch_add(n, Ordering::Relaxed);
-            return Err(Error::Dropped);
+            return Ok(Submitted::Done(receipt, None));
         }
         self.counts.appended.fetch_add(n, Ordering::Relaxed);
         if !self.cfg.enabled {
