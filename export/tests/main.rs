@@ -1,0 +1,1 @@
+//! The export's integration tests, linked into one binary.
