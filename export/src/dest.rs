@@ -6,6 +6,7 @@
 //! unfinished temporary, never a half object under a real name.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -82,6 +83,8 @@ pub struct Destination {
     /// `EXPORTED` marker: `file:///abs/path` or `s3://bucket/prefix`.
     url: String,
     rt: tokio::runtime::Runtime,
+    /// Puts still allowed before they fail (fault injection for tests).
+    put_budget: AtomicU64,
 }
 
 impl std::fmt::Debug for Destination {
@@ -146,6 +149,7 @@ impl Destination {
             local_root: Some(root),
             prefix: String::new(),
             rt,
+            put_budget: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -186,25 +190,7 @@ impl Destination {
             prefix: prefix.to_string(),
             url,
             rt,
-        })
-    }
-
-    /// A destination over any object store (tests wrap one to inject
-    /// faults). `url` names it in messages and in the `EXPORTED` marker.
-    pub fn with_store(store: Arc<dyn ObjectStore>, url: &str) -> Result<Destination> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| ExportError::Destination {
-                dest: url.to_string(),
-                reason: format!("cannot start the I/O runtime: {e}"),
-            })?;
-        Ok(Destination {
-            store,
-            local_root: None,
-            prefix: String::new(),
-            url: url.to_string(),
-            rt,
+            put_budget: AtomicU64::new(u64::MAX),
         })
     }
 
@@ -233,6 +219,15 @@ impl Destination {
     /// Write `bytes` as object `key`, whole or not at all, replacing any
     /// object of that name; durable once this returns.
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let left = self.put_budget.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(ExportError::Destination {
+                dest: self.url.clone(),
+                reason: format!("writing {key}: injected failure"),
+            });
+        }
+        self.put_budget
+            .store(left.saturating_sub(1), Ordering::SeqCst);
         let path = self.full(key);
         let len = bytes.len();
         let store = &self.store;
@@ -256,6 +251,50 @@ impl Destination {
         });
         r.map_err(|e| self.store_err("writing", key, e))?;
         self.sync_local(key)
+    }
+
+    /// Let `n` more puts succeed, then fail every one, as a crash at
+    /// that point would leave the destination (tests of crash safety).
+    #[doc(hidden)]
+    pub fn fail_puts_after(&self, n: u64) {
+        self.put_budget.store(n, Ordering::SeqCst);
+    }
+
+    /// Remove the staging files that a killed export left in a local
+    /// destination under `under` (object_store stages a file as
+    /// `NAME#N` and renames it into place); they hold no complete object.
+    pub fn remove_stale_staging(&self, under: &str) -> Result<()> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let rel = p
+                    .strip_prefix(root)
+                    .unwrap_or(&p)
+                    .to_string_lossy()
+                    .to_string();
+                let staged = p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().contains('#'));
+                if staged && rel.contains(under) {
+                    std::fs::remove_file(&p).map_err(|e| ExportError::Destination {
+                        dest: self.url.clone(),
+                        reason: format!("removing the stale staging file {}: {e}", p.display()),
+                    })?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// object_store's local store renames a staged file into place but does

@@ -76,6 +76,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
     if let Some(h) = &opts.host {
         man.host = h.clone();
     }
+    dest.remove_stale_staging(&format!("log_id={log_id}"))?;
     let sealed: Vec<SegmentMeta> = reader.segments().into_iter().filter(|s| s.sealed).collect();
     check_continuity(dest, &man, &sealed)?;
     let mut report = ExportReport {
