@@ -131,7 +131,16 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
         }
     }
     ctx.refresh_open_runs(&mut man, &sealed, &mut report)?;
-    commit(dest, &man, &lock)?;
+    let changed = !report.segments.is_empty()
+        || !report.runs_rewritten.is_empty()
+        || !report.new_gaps.is_empty();
+    if changed {
+        commit(dest, &man, &lock)?;
+    } else if let Some(last) = man.last() {
+        // A crash between a manifest write and its mark leaves the mark
+        // behind: bring it up to what the destination holds.
+        exported::record(&lock, dest.url(), last.seq)?;
+    }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -320,8 +329,7 @@ impl Ctx<'_> {
         let mut seen = 0u64;
         for item in self.reader.replay(range).take(s.count as usize) {
             let (lsn, ev) = item?;
-            while let Some((first, n)) = cur.filter(|(f, n)| lsn >= f + u64::from(*n)) {
-                let _ = (first, n);
+            while cur.is_some_and(|(first, n)| lsn >= first + u64::from(n)) {
                 cur = block.next();
             }
             let Some((block_lsn, _)) = cur.filter(|(f, _)| lsn >= *f) else {

@@ -73,10 +73,14 @@ fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterPropertie
     Ok(p.build())
 }
 
-/// One Parquet file being written into memory.
+/// One Parquet file being written into memory. Encoding and compression
+/// run on a thread of the file's own, so the caller goes on decoding
+/// events and building the next batch meanwhile (the export's two stages
+/// overlap on two cores).
 pub struct FileWriter {
     name: String,
-    writer: ArrowWriter<Vec<u8>>,
+    tx: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
+    worker: Option<std::thread::JoinHandle<Result<Vec<u8>>>>,
     rows: u64,
 }
 
@@ -88,20 +92,43 @@ impl FileWriter {
             .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
             .collect();
         let props = properties(&schema, kv)?;
-        let writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
             .map_err(|e| ExportError::parquet(name, e))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+        let owned = name.to_string();
+        let worker = std::thread::Builder::new()
+            .name("auditlog-parquet".into())
+            .spawn(move || {
+                for batch in rx {
+                    writer
+                        .write(&batch)
+                        .map_err(|e| ExportError::parquet(&owned, e))?;
+                }
+                writer
+                    .into_inner()
+                    .map_err(|e| ExportError::parquet(&owned, e))
+            })
+            .map_err(|e| ExportError::parquet(name, format!("cannot start a writer thread: {e}")))?;
         Ok(FileWriter {
             name: name.to_string(),
-            writer,
+            tx: Some(tx),
+            worker: Some(worker),
             rows: 0,
         })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
-        self.writer
-            .write(batch)
-            .map_err(|e| ExportError::parquet(&self.name, e))
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch.clone()).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The worker stopped: its error says why.
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            _ => Err(ExportError::parquet(&self.name, "the writer thread stopped")),
+        }
     }
 
     pub fn rows(&self) -> u64 {
@@ -109,10 +136,13 @@ impl FileWriter {
     }
 
     /// The whole file's bytes.
-    pub fn finish(self) -> Result<Vec<u8>> {
-        self.writer
-            .into_inner()
-            .map_err(|e| ExportError::parquet(&self.name, e))
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ExportError::parquet(&self.name, "the writer thread panicked")),
+            None => Err(ExportError::parquet(&self.name, "the writer thread stopped")),
+        }
     }
 }
 
