@@ -39,15 +39,17 @@ def timed(f, n: int = 5):
 def main() -> None:
     log, out, binary = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     c = sql.connect(out)
-    skill = c.execute("SELECT skill_id FROM runs GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+    skill = sql.one(c, "SELECT skill_id FROM runs GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0]
     skills = [r[0] for r in c.execute("SELECT skill_id FROM runs GROUP BY 1 ORDER BY 1 LIMIT 3").fetchall()]
-    parent = c.execute(
+    parent = sql.one(
+        c,
         "SELECT parent_run_id FROM runs WHERE parent_run_id <> '' GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
-    ).fetchone()[0]
-    deep = c.execute(
+    )[0]
+    deep = sql.one(
+        c,
         "SELECT r.id FROM runs r JOIN runs p ON p.id = r.parent_run_id WHERE p.parent_run_id <> '' LIMIT 1"
-    ).fetchone()[0]
-    day0 = c.execute("SELECT epoch_us(date_trunc('day', min(ts))) FROM tool_calls").fetchone()[0]
+    )[0]
+    day0 = sql.one(c, "SELECT epoch_us(date_trunc('day', min(ts))) FROM tool_calls")[0]
     since, until = day0 + 10 * 86_400_000_000, day0 + 11 * 86_400_000_000 - 1
 
     def cli(*args: str):

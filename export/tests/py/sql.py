@@ -77,6 +77,13 @@ def connect(root: Path) -> duckdb.DuckDBPyConnection:
     return c
 
 
+def one(c: duckdb.DuckDBPyConnection, query: str, params: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    """The one row a query answers."""
+    row = c.execute(query, params or {}).fetchone()
+    assert row is not None, query
+    return row
+
+
 def run_json(row: tuple[Any, ...]) -> dict[str, Any]:
     (rid, skill, caller, channel, parent, inputs, dry, started, finished, status, output, error,
      tool_calls, runtime, tin, tout, tthink) = row
@@ -94,8 +101,7 @@ def runs_of_skill(c: duckdb.DuckDBPyConnection, skill: str) -> list[dict[str, An
 
 
 def count_by_status(c: duckdb.DuckDBPyConnection, status: str) -> int:
-    row = c.execute(COUNT_BY_STATUS, {"status": status}).fetchone()
-    return int(row[0]) if row else 0
+    return int(one(c, COUNT_BY_STATUS, {"status": status})[0])
 
 
 def children(c: duckdb.DuckDBPyConnection, rid: str) -> list[dict[str, Any]]:

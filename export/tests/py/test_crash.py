@@ -41,14 +41,15 @@ def test_kill_at_random_points_then_rerun(tmp: Path) -> None:
     assert ok["ok"], ok
     c = sql.connect(out)
     stats = lines(auditlog(log, "stats"))[0]
-    n, distinct = c.execute("SELECT count(*), count(DISTINCT lsn) FROM events").fetchone()
+    n, distinct = sql.one(c, "SELECT count(*), count(DISTINCT lsn) FROM events")
     assert n == distinct == stats["events"]
-    runs, ids = c.execute("SELECT count(*), count(DISTINCT id) FROM runs").fetchone()
+    runs, ids = sql.one(c, "SELECT count(*), count(DISTINCT id) FROM runs")
     all_runs = lines(auditlog(log, "count", "--include-dry-run"))[0]["count"]
     assert runs == ids == all_runs
-    calls, lsns = c.execute("SELECT count(*), count(DISTINCT lsn) FROM tool_calls").fetchone()
-    assert calls == lsns == c.execute(
-        "SELECT count(*) FROM events WHERE event_type = 'tool_call'").fetchone()[0]
+    calls, lsns = sql.one(c, "SELECT count(*), count(DISTINCT lsn) FROM tool_calls")
+    assert calls == lsns == sql.one(
+        c,
+        "SELECT count(*) FROM events WHERE event_type = 'tool_call'")[0]
     manifest = next((out / "_auditlog").glob("log_id=*/manifest.json"))
     named = {f["path"] for s in json.loads(manifest.read_text())["segments"] for f in s["files"]}
     assert parquet_files(out) == named

@@ -90,9 +90,10 @@ def test_duckdb_answers_like_auditlog(tmp: Path) -> None:
 def test_every_event_once_in_log_order(tmp: Path) -> None:
     log, out = build(tmp)
     c = sql.connect(out)
-    n, distinct, lo, hi = c.execute(
+    n, distinct, lo, hi = sql.one(
+        c,
         "SELECT count(*), count(DISTINCT lsn), min(lsn), max(lsn) FROM events"
-    ).fetchone()
+    )
     stats = lines(auditlog(log, "stats"))[0]
     assert n == distinct == stats["events"] and (lo, hi) == (0, n - 1)
     # The events come back as ingested: compare with replay, field by field.
@@ -109,5 +110,5 @@ def test_every_event_once_in_log_order(tmp: Path) -> None:
             assert ev["inputs"] == json.loads(inputs)
         for k, v in (json.loads(extra) if extra else {}).items():
             assert ev[k] == v
-    calls = c.execute("SELECT count(*) FROM tool_calls").fetchone()[0]
+    calls = sql.one(c, "SELECT count(*) FROM tool_calls")[0]
     assert calls == sum(1 for e in replay if e.get("event_type") == "tool_call")
