@@ -12,7 +12,7 @@ fn three_days(dir: &std::path::Path) {
     let log = Log::open(Config::new(dir)).unwrap();
     for d in 0..3 {
         for i in 0..20u64 {
-            log.append(&ev(d as u64 * 100 + i, T0 + d * DAY_US + i as i64)).unwrap();
+            let _ = log.append(&ev(d as u64 * 100 + i, T0 + d * DAY_US + i as i64)).unwrap();
         }
     }
     log.flush().unwrap();
