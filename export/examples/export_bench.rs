@@ -15,9 +15,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use auditlog::query::Engine;
+use auditlog::QueryEngine as Engine;
 use auditlog::{Config, Durability, Event, Log};
-use auditlog_export::{export, verify_export, Destination, DestinationSpec, ExportOptions, VerifyOptions};
+use auditlog_export::{
+    export, verify_export, Destination, DestinationSpec, ExportOptions, VerifyOptions,
+};
 use auditlog_loadrun::workload::WorkloadSpec;
 
 fn dir_bytes(root: &Path, prefix: &str) -> u64 {
@@ -28,7 +30,10 @@ fn dir_bytes(root: &Path, prefix: &str) -> u64 {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.strip_prefix(root).is_ok_and(|r| r.to_string_lossy().starts_with(prefix)) {
+            } else if p
+                .strip_prefix(root)
+                .is_ok_and(|r| r.to_string_lossy().starts_with(prefix))
+            {
                 n += e.metadata().map(|m| m.len()).unwrap_or(0);
             }
         }
@@ -38,8 +43,15 @@ fn dir_bytes(root: &Path, prefix: &str) -> u64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let events: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
-    let root = PathBuf::from(args.get(2).cloned().unwrap_or_else(|| "/tmp/export-bench".into()));
+    let events: u64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    let root = PathBuf::from(
+        args.get(2)
+            .cloned()
+            .unwrap_or_else(|| "/tmp/export-bench".into()),
+    );
     let (log_dir, out) = (root.join("log"), root.join("parquet"));
     let _ = std::fs::remove_dir_all(&root);
 
@@ -48,7 +60,11 @@ fn main() {
     spec.runs = (events * 2_000 / per_run.max(1)).max(1);
     let t = Instant::now();
     let all: Vec<Event> = spec.events(0, spec.runs).collect();
-    eprintln!("generated {} events in {:.1} s", all.len(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} events in {:.1} s",
+        all.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     let mut cfg = Config::new(&log_dir);
     cfg.durability = Durability::EveryBatch;
@@ -76,8 +92,14 @@ fn main() {
     let dest = Destination::open(&DestinationSpec::Local(out.clone())).expect("dest");
     let r = export(&log_dir, &dest, &ExportOptions::default()).expect("export");
     let t = Instant::now();
-    verify_export(&dest, &VerifyOptions { log_dir: Some(log_dir.clone()), ..Default::default() })
-        .expect("verify-export");
+    verify_export(
+        &dest,
+        &VerifyOptions {
+            log_dir: Some(log_dir.clone()),
+            ..Default::default()
+        },
+    )
+    .expect("verify-export");
     let verify_s = t.elapsed().as_secs_f64();
 
     let segs: u64 = std::fs::read_dir(&log_dir)

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use auditlog::layout::SegmentMeta;
-use auditlog::query::Engine;
+use auditlog::QueryEngine as Engine;
+use auditlog::SegmentMeta;
 use auditlog::{Digest, LogReader, Rechain};
 
 use crate::dest::Destination;

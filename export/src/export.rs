@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use auditlog::exported::{self, ExportLock};
-use auditlog::layout::SegmentMeta;
-use auditlog::query::Engine;
+use auditlog::QueryEngine as Engine;
+use auditlog::SegmentMeta;
 use auditlog::{LogReader, ReplayRange};
 
 use crate::dest::Destination;
@@ -266,10 +266,7 @@ impl Ctx<'_> {
             m.insert(k.to_string(), v);
         };
         put(keys::FORMAT, manifest::VERSION.to_string());
-        put(
-            keys::LOG_FORMAT,
-            auditlog::segment::FORMAT_VERSION.to_string(),
-        );
+        put(keys::LOG_FORMAT, auditlog::FORMAT_VERSION.to_string());
         put(keys::TABLE, table.to_string());
         put(keys::LOG_ID, self.scope.log_id.clone());
         put(keys::SEGMENT, s.seq.to_string());

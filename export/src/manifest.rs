@@ -87,7 +87,7 @@ impl ExportManifest {
             version: VERSION,
             log_id: log_id.to_string(),
             host: host.to_string(),
-            log_format_version: u32::from(auditlog::segment::FORMAT_VERSION),
+            log_format_version: u32::from(auditlog::FORMAT_VERSION),
             first_seq: None,
             anchor_digest: None,
             segments: Vec::new(),

@@ -108,7 +108,9 @@ impl FileWriter {
                     .into_inner()
                     .map_err(|e| ExportError::parquet(&owned, e))
             })
-            .map_err(|e| ExportError::parquet(name, format!("cannot start a writer thread: {e}")))?;
+            .map_err(|e| {
+                ExportError::parquet(name, format!("cannot start a writer thread: {e}"))
+            })?;
         Ok(FileWriter {
             name: name.to_string(),
             tx: Some(tx),
@@ -119,7 +121,10 @@ impl FileWriter {
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         self.rows += batch.num_rows() as u64;
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(batch.clone()).is_ok());
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(batch.clone()).is_ok());
         if sent {
             return Ok(());
         }
@@ -127,7 +132,10 @@ impl FileWriter {
         self.tx = None;
         match self.worker.take().map(|w| w.join()) {
             Some(Ok(Err(e))) => Err(e),
-            _ => Err(ExportError::parquet(&self.name, "the writer thread stopped")),
+            _ => Err(ExportError::parquet(
+                &self.name,
+                "the writer thread stopped",
+            )),
         }
     }
 
@@ -140,8 +148,14 @@ impl FileWriter {
         self.tx = None;
         match self.worker.take().map(|w| w.join()) {
             Some(Ok(r)) => r,
-            Some(Err(_)) => Err(ExportError::parquet(&self.name, "the writer thread panicked")),
-            None => Err(ExportError::parquet(&self.name, "the writer thread stopped")),
+            Some(Err(_)) => Err(ExportError::parquet(
+                &self.name,
+                "the writer thread panicked",
+            )),
+            None => Err(ExportError::parquet(
+                &self.name,
+                "the writer thread stopped",
+            )),
         }
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use arrow_array::cast::AsArray;
-use auditlog::query::Engine;
+use auditlog::QueryEngine as Engine;
 use auditlog::{Filter, Page};
 use auditlog_export::{export, pq, verify_export, ExportOptions, VerifyOptions};
 

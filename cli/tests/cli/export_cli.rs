@@ -12,7 +12,9 @@ fn three_days(dir: &std::path::Path) {
     let log = Log::open(Config::new(dir)).unwrap();
     for d in 0..3 {
         for i in 0..20u64 {
-            let _ = log.append(&ev(d as u64 * 100 + i, T0 + d * DAY_US + i as i64)).unwrap();
+            let _ = log
+                .append(&ev(d as u64 * 100 + i, T0 + d * DAY_US + i as i64))
+                .unwrap();
         }
     }
     log.flush().unwrap();
@@ -29,7 +31,15 @@ fn export_then_retain_exported_first_then_verify_without_the_log() {
     three_days(&dir);
     let out = t.path().join("out");
     let out_s = out.to_str().unwrap();
-    let (code, stdout, _) = cli(&dir, &["retain", "--before", "2030-01-01T00:00:00Z", "--exported-first"]);
+    let (code, stdout, _) = cli(
+        &dir,
+        &[
+            "retain",
+            "--before",
+            "2030-01-01T00:00:00Z",
+            "--exported-first",
+        ],
+    );
     assert_eq!(code, 0);
     let r = json(&stdout);
     assert_eq!(r["dropped_segments"].as_array().unwrap().len(), 0);
@@ -41,9 +51,20 @@ fn export_then_retain_exported_first_then_verify_without_the_log() {
     assert_eq!(r["segments"], serde_json::json!([1, 2]));
     assert_eq!(r["events"], 40);
 
-    let (code, stdout, _) = cli(&dir, &["retain", "--before", "2030-01-01T00:00:00Z", "--exported-first"]);
+    let (code, stdout, _) = cli(
+        &dir,
+        &[
+            "retain",
+            "--before",
+            "2030-01-01T00:00:00Z",
+            "--exported-first",
+        ],
+    );
     assert_eq!(code, 0);
-    assert_eq!(json(&stdout)["dropped_segments"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        json(&stdout)["dropped_segments"].as_array().unwrap().len(),
+        2
+    );
 
     let (code, stdout, stderr) = cli(&dir, &["export", "--to", out_s, "--seal"]);
     assert_eq!(code, 0, "{stderr}");
@@ -54,7 +75,11 @@ fn export_then_retain_exported_first_then_verify_without_the_log() {
         .args(["verify-export", out_s])
         .output()
         .unwrap();
-    assert!(out_cli.status.success(), "{}", String::from_utf8_lossy(&out_cli.stderr));
+    assert!(
+        out_cli.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out_cli.stderr)
+    );
     let v = json(&String::from_utf8_lossy(&out_cli.stdout));
     assert_eq!(v["ok"], true);
     assert_eq!(v["logs"][0]["events"], 60);
@@ -68,7 +93,10 @@ fn verify_export_names_a_broken_file_and_exits_1() {
     let out = t.path().join("out");
     let out_s = out.to_str().unwrap();
     assert_eq!(cli(&dir, &["export", "--to", out_s]).0, 0);
-    let victim = walk(&out).into_iter().find(|p| p.to_string_lossy().contains("table=events")).unwrap();
+    let victim = walk(&out)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("table=events"))
+        .unwrap();
     let mut b = std::fs::read(&victim).unwrap();
     let n = b.len();
     b[n / 2] ^= 0x40;
