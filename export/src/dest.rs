@@ -212,7 +212,7 @@ impl Destination {
             dest: self.url.clone(),
             op,
             path: key.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 

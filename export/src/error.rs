@@ -18,7 +18,7 @@ pub enum ExportError {
         op: &'static str,
         path: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// A Parquet file could not be written or read back.
     #[error("{path}: {reason}")]
