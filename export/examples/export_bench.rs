@@ -41,6 +41,16 @@ fn dir_bytes(root: &Path, prefix: &str) -> u64 {
     n
 }
 
+/// CPU seconds this process has used so far, all threads (user + system).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 (utime, stime), counted after the command name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let events: u64 = args
@@ -70,6 +80,7 @@ fn main() {
     cfg.durability = Durability::EveryBatch;
     let log = Log::open(cfg).expect("open log");
     let t = Instant::now();
+    let c0 = cpu_seconds();
     let mut last = None;
     for chunk in all.chunks(1_000) {
         last = Some(log.append_batch(chunk).expect("append"));
@@ -78,6 +89,7 @@ fn main() {
         r.wait().expect("durable");
     }
     let ingest_s = t.elapsed().as_secs_f64();
+    let ingest_cpu = cpu_seconds() - c0;
     log.seal().expect("seal");
     log.close().expect("close");
     let n = all.len() as u64;
@@ -90,7 +102,9 @@ fn main() {
     let index_s = t.elapsed().as_secs_f64();
 
     let dest = Destination::open(&DestinationSpec::Local(out.clone())).expect("dest");
+    let c0 = cpu_seconds();
     let r = export(&log_dir, &dest, &ExportOptions::default()).expect("export");
+    let export_cpu = cpu_seconds() - c0;
     let t = Instant::now();
     verify_export(
         &dest,
@@ -114,7 +128,7 @@ fn main() {
         dir_bytes(&out, "table=tool_calls"),
     );
     println!(
-        "{{\"events\":{n},\"segments\":{},\"segment_bytes\":{segs},\"ingest_seconds\":{ingest_s:.2},\"ingest_events_per_sec\":{:.0},\"index_seconds\":{index_s:.2},\"export_seconds\":{:.2},\"export_events_per_sec\":{:.0},\"export_segment_mb_per_sec\":{:.1},\"parquet_bytes\":{{\"events\":{ev_b},\"runs\":{runs_b},\"tool_calls\":{tc_b}}},\"events_over_segments\":{:.3},\"all_tables_over_segments\":{:.3},\"runs\":{},\"tool_calls\":{},\"files\":{},\"verify_export_seconds\":{verify_s:.2}}}",
+        "{{\"events\":{n},\"segments\":{},\"segment_bytes\":{segs},\"ingest_seconds\":{ingest_s:.2},\"ingest_cpu_seconds\":{ingest_cpu:.2},\"ingest_events_per_sec\":{:.0},\"index_seconds\":{index_s:.2},\"export_seconds\":{:.2},\"export_cpu_seconds\":{export_cpu:.2},\"export_events_per_sec\":{:.0},\"export_segment_mb_per_sec\":{:.1},\"parquet_bytes\":{{\"events\":{ev_b},\"runs\":{runs_b},\"tool_calls\":{tc_b}}},\"events_over_segments\":{:.3},\"all_tables_over_segments\":{:.3},\"runs\":{},\"tool_calls\":{},\"files\":{},\"verify_export_seconds\":{verify_s:.2}}}",
         r.segments.len(),
         n as f64 / ingest_s,
         r.seconds,

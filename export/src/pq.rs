@@ -21,8 +21,9 @@ use crate::error::{ExportError, Result};
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 /// Rows handed to the writer per batch (bounds the builders' memory).
 pub const BATCH_ROWS: usize = 64 * 1024;
-/// zstd level: 3 is zstd's default, the best size for the time here.
-pub const ZSTD_LEVEL: i32 = 3;
+/// zstd level 1: the fastest; the files stay far below half the
+/// segments' size (docs/benchmarks.md), so a higher level buys little.
+pub const ZSTD_LEVEL: i32 = 1;
 
 /// Key-value metadata keys every file carries.
 pub mod keys {
@@ -41,7 +42,7 @@ pub mod keys {
 }
 
 /// Columns holding (nearly) increasing integers: delta-encoded, no
-/// dictionary. Everything else: dictionary where it pays, then zstd.
+/// dictionary.
 const DELTA_COLUMNS: &[&str] = &[
     "lsn",
     "block_lsn",
@@ -49,6 +50,22 @@ const DELTA_COLUMNS: &[&str] = &[
     "ts",
     "started_at",
     "finished_at",
+];
+
+/// Strings that rarely repeat (ids, JSON texts, free text): no dictionary
+/// (it would be built and then given up for every page), zstd alone.
+/// Names, statuses, tools and the like keep their dictionaries.
+const PLAIN_COLUMNS: &[&str] = &[
+    "run_id",
+    "id",
+    "parent_run_id",
+    "inputs",
+    "payload",
+    "output",
+    "error",
+    "extra",
+    "args_summary",
+    "input_hash",
 ];
 
 fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterProperties> {
@@ -63,11 +80,14 @@ fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterPropertie
         ))
         .set_key_value_metadata(Some(meta));
     for f in schema.fields() {
-        if DELTA_COLUMNS.contains(&f.name().as_str()) {
-            let col = ColumnPath::from(f.name().as_str());
+        let name = f.name().as_str();
+        let col = ColumnPath::from(name);
+        if DELTA_COLUMNS.contains(&name) {
             p = p
                 .set_column_dictionary_enabled(col.clone(), false)
                 .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+        } else if PLAIN_COLUMNS.contains(&name) {
+            p = p.set_column_dictionary_enabled(col, false);
         }
     }
     Ok(p.build())
