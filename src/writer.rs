@@ -1081,8 +1081,7 @@ impl Writer {
         opts: retention::RetainOptions,
     ) -> Result<RetentionReport> {
         let segments = self.shared.segments();
-        let (n, held_for_export) =
-            retention::droppable(&self.shared.dir, &segments, cutoff, opts)?;
+        let (n, held_for_export) = retention::droppable(&self.shared.dir, &segments, cutoff, opts)?;
         let Some(rec) = retention::plan(&segments, &self.manifest, cutoff, n) else {
             return Ok(RetentionReport {
                 cutoff,

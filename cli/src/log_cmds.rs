@@ -831,6 +831,7 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
     report_recovery(store.log());
     let opts = auditlog::RetainOptions {
         exported_first: a.exported_first,
+        ..auditlog::RetainOptions::default()
     };
     let r = store.retain_with(cutoff, opts)?;
     store.close()?;

@@ -30,7 +30,7 @@ use crate::error::{ExportError, Result};
 use crate::manifest::{self, ExportManifest, FileEntry, Gap, SegmentEntry};
 use crate::pq::{self, keys};
 use crate::readback::{event_rows, EventRow};
-use crate::tables::{self, RunRows, Scope, ToolCallRows};
+use crate::tables::{self, Scope, ToolCallRows};
 
 /// What `verify-export` is to check.
 #[derive(Debug, Clone, Default)]
@@ -186,8 +186,7 @@ fn check_log(
                     ));
                 }
                 c.against_log += 1;
-                let since = man.first_seq.unwrap_or(e.seq);
-                check_runs(man, e, &files, &mut log.engine, since)?;
+                check_runs(man, e, &files, &mut log.engine)?;
                 c.runs_refolded += 1;
             }
         }
@@ -474,27 +473,14 @@ fn check_runs(
     e: &SegmentEntry,
     files: &SegmentFiles,
     engine: &mut Engine,
-    since_seq: u64,
 ) -> Result<()> {
     let scope = Scope {
         log_id: man.log_id.clone(),
         host: man.host.clone(),
         segment: e.seq,
     };
-    let runs = engine.runs_started_in(e.seq, since_seq, e.runs_through_seq)?;
-    let mut parts: BTreeMap<String, RunRows> = BTreeMap::new();
-    for (lsn, r) in &runs {
-        parts
-            .entry(crate::export::day_of(r.started_at))
-            .or_default()
-            .push(&scope, *lsn, r);
-    }
-    let mut expected = BTreeMap::new();
-    for (dt, mut rows) in parts {
-        let b = rows
-            .finish()
-            .map_err(|err| ExportError::parquet(seg_place(man, e), err))?;
-        expected.insert(dt, b);
-    }
+    let rows =
+        engine.query(|v| crate::runs::rows_of(v, e.seq, e.runs_through_seq, &man.carried, None))?;
+    let expected = crate::runs::batches(&scope, &rows)?;
     same_rows(&seg_place(man, e), tables::RUNS, files, expected)
 }

@@ -20,8 +20,10 @@ use auditlog::{LogReader, ReplayRange};
 use crate::dest::Destination;
 use crate::error::{ExportError, Result};
 use crate::manifest::{self, ExportManifest, FileEntry, Gap, SegmentEntry};
-use crate::pq::{keys, FileWriter, BATCH_ROWS};
-use crate::tables::{self, EventRows, RunRows, Scope, ToolCallRows};
+use crate::pq::{keys, FileWriter};
+use crate::runs;
+use crate::segment::{self, MadeFile, Namer};
+use crate::tables::{self, Scope};
 
 /// How often, at most, the manifest is rewritten during a long export
 /// (besides at the end): it names every file, so rewriting it per segment
@@ -105,23 +107,26 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
         man.first_seq = todo.first().map(|s| s.seq);
         man.anchor_digest = todo.first().map(|s| s.prev_digest.to_hex());
     }
-    let since_seq = man.first_seq.unwrap_or(0);
-    let mut engine = Engine::open(dir)?;
+    let mut engine = Engine::new(reader);
+    let log_first_seq = engine
+        .reader()
+        .segments()
+        .first()
+        .map_or(u64::MAX, |s| s.seq);
+    let carried_changed = runs::note_departures(dest, &mut man, &mut engine, log_first_seq)?;
     let mut ctx = Ctx {
         dest,
-        reader: &reader,
         engine: &mut engine,
         scope: Scope {
             log_id: log_id.clone(),
             host: man.host.clone(),
             segment: 0,
         },
-        since_seq,
         through_seq,
     };
     let mut last_write = Instant::now();
     for s in &todo {
-        let entry = ctx.export_segment(s, &mut report)?;
+        let entry = ctx.export_segment(s, &man, &mut report)?;
         man.segments.push(entry);
         report.segments.push(s.seq);
         report.through_seq = Some(s.seq);
@@ -130,10 +135,13 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
             last_write = Instant::now();
         }
     }
-    ctx.refresh_open_runs(&mut man, &sealed, &mut report)?;
+    if let Some(first_new) = todo.first().map(|s| s.seq) {
+        ctx.rewrite_out_of_date(&mut man, first_new, &mut report)?;
+    }
     let changed = !report.segments.is_empty()
         || !report.runs_rewritten.is_empty()
-        || !report.new_gaps.is_empty();
+        || !report.new_gaps.is_empty()
+        || carried_changed;
     if changed {
         commit(dest, &man, &lock)?;
     } else if let Some(last) = man.last() {
@@ -244,254 +252,186 @@ pub fn day_of(ts: auditlog::Micros) -> String {
     s
 }
 
-/// One day's partition of a table being written for a segment.
-struct Part<R> {
-    rows: R,
-    file: FileWriter,
-}
-
 struct Ctx<'a> {
     dest: &'a Destination,
-    reader: &'a LogReader,
     engine: &'a mut Engine,
     scope: Scope,
-    since_seq: u64,
     through_seq: u64,
 }
 
-impl Ctx<'_> {
-    fn meta(&self, s: &SegmentMeta, table: &str, dt: &str) -> BTreeMap<String, String> {
-        let mut m = BTreeMap::new();
-        let mut put = |k: &str, v: String| {
-            m.insert(k.to_string(), v);
-        };
-        put(keys::FORMAT, manifest::VERSION.to_string());
-        put(keys::LOG_FORMAT, auditlog::FORMAT_VERSION.to_string());
-        put(keys::TABLE, table.to_string());
-        put(keys::LOG_ID, self.scope.log_id.clone());
-        put(keys::SEGMENT, s.seq.to_string());
-        put(keys::FIRST_LSN, s.first_lsn.to_string());
-        put(keys::LAST_LSN, s.end_lsn().saturating_sub(1).to_string());
-        put(keys::PREV_DIGEST, s.prev_digest.to_hex());
-        put(keys::DIGEST, s.digest.to_hex());
-        put(keys::DAY, dt.to_string());
-        if table == tables::RUNS {
-            put(keys::RUNS_THROUGH_SEGMENT, self.through_seq.to_string());
-        }
-        m
+/// The key-value metadata of one file.
+fn file_meta(
+    scope: &Scope,
+    s: &SegmentMeta,
+    table: &str,
+    dt: &str,
+    through_seq: u64,
+) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut put = |k: &str, v: String| {
+        m.insert(k.to_string(), v);
+    };
+    put(keys::FORMAT, manifest::VERSION.to_string());
+    put(keys::LOG_FORMAT, auditlog::FORMAT_VERSION.to_string());
+    put(keys::TABLE, table.to_string());
+    put(keys::LOG_ID, scope.log_id.clone());
+    put(keys::SEGMENT, s.seq.to_string());
+    put(keys::FIRST_LSN, s.first_lsn.to_string());
+    put(keys::LAST_LSN, s.end_lsn().saturating_sub(1).to_string());
+    put(keys::PREV_DIGEST, s.prev_digest.to_hex());
+    put(keys::DIGEST, s.digest.to_hex());
+    put(keys::DAY, dt.to_string());
+    if table == tables::RUNS {
+        put(keys::RUNS_THROUGH_SEGMENT, through_seq.to_string());
     }
+    m
+}
 
-    /// Check one sealed segment's chain, then write its three tables.
-    fn export_segment(
-        &mut self,
-        s: &SegmentMeta,
-        report: &mut ExportReport,
-    ) -> Result<SegmentEntry> {
-        let proof = auditlog::verify_sealed_segment(s)?;
-        self.scope.segment = s.seq;
-        let mut files = self.write_events(s, &proof.blocks, report)?;
-        let (run_files, open_runs) = self.write_runs(s, report)?;
-        files.extend(run_files);
-        report.segment_bytes += s.data_len;
-        Ok(SegmentEntry {
-            seq: s.seq,
-            day: s.day,
-            first_lsn: proof.first_lsn,
-            count: proof.count,
-            prev_digest: proof.prev_digest.to_hex(),
-            digest: proof.digest.to_hex(),
-            blocks: proof.blocks.len() as u64,
-            open_runs,
-            runs_through_seq: self.through_seq,
-            segment_bytes: s.data_len,
-            files,
-        })
-    }
+/// Names and describes the files of one export.
+struct Files<'s> {
+    scope: &'s Scope,
+    through_seq: u64,
+}
 
-    /// `events` and `tool_calls`, one file per table and UTC day.
-    fn write_events(
-        &mut self,
-        s: &SegmentMeta,
-        blocks: &[(u64, u32)],
-        report: &mut ExportReport,
-    ) -> Result<Vec<FileEntry>> {
-        let mut events: BTreeMap<String, Part<EventRows>> = BTreeMap::new();
-        let mut calls: BTreeMap<String, Part<ToolCallRows>> = BTreeMap::new();
-        let mut block = blocks.iter().copied().peekable();
-        let mut cur = block.next();
-        let range = ReplayRange {
-            from_lsn: Some(s.first_lsn),
-            ..ReplayRange::default()
-        };
-        let mut seen = 0u64;
-        for item in self.reader.replay(range).take(s.count as usize) {
-            let (lsn, ev) = item?;
-            while cur.is_some_and(|(first, n)| lsn >= first + u64::from(n)) {
-                cur = block.next();
-            }
-            let Some((block_lsn, _)) = cur.filter(|(f, _)| lsn >= *f) else {
-                return Err(ExportError::mismatch(
-                    &s.name,
-                    format!("LSN {lsn} lies in no block of the verified segment"),
-                ));
-            };
-            if lsn != s.first_lsn + seen {
-                return Err(ExportError::mismatch(
-                    &s.name,
-                    format!("replay gave LSN {lsn}, expected {}", s.first_lsn + seen),
-                ));
-            }
-            seen += 1;
-            let dt = day_of(ev.ts);
-            let p = match events.get_mut(&dt) {
-                Some(p) => p,
-                None => {
-                    let file = self.writer(s, tables::EVENTS, &dt)?;
-                    events.entry(dt.clone()).or_insert(Part {
-                        rows: EventRows::default(),
-                        file,
-                    })
-                }
-            };
-            p.rows.push(&self.scope, lsn, block_lsn, &ev);
-            if p.rows.len() >= BATCH_ROWS {
-                flush(&mut p.rows, &mut p.file, EventRows::finish)?;
-            }
-            if tables::ToolCall::of(&ev).is_some() {
-                let p = match calls.get_mut(&dt) {
-                    Some(p) => p,
-                    None => {
-                        let file = self.writer(s, tables::TOOL_CALLS, &dt)?;
-                        calls.entry(dt.clone()).or_insert(Part {
-                            rows: ToolCallRows::default(),
-                            file,
-                        })
-                    }
-                };
-                p.rows.push_if_call(&self.scope, lsn, &ev);
-                if p.rows.len() >= BATCH_ROWS {
-                    flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
-                }
-            }
-        }
-        if seen != s.count {
-            return Err(ExportError::mismatch(
-                &s.name,
-                format!("replay gave {seen} events, the segment holds {}", s.count),
-            ));
-        }
-        report.events += seen;
-        let mut out = Vec::new();
-        for (dt, mut p) in events {
-            flush(&mut p.rows, &mut p.file, EventRows::finish)?;
-            out.push(self.upload(s, tables::EVENTS, &dt, p.file, report)?);
-        }
-        for (dt, mut p) in calls {
-            flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
-            report.tool_calls += p.file.rows();
-            out.push(self.upload(s, tables::TOOL_CALLS, &dt, p.file, report)?);
-        }
-        Ok(out)
-    }
-
-    /// `runs` of the runs started in `s`, as of `through_seq`; the files
-    /// and how many runs are still running.
-    fn write_runs(
-        &mut self,
-        s: &SegmentMeta,
-        report: &mut ExportReport,
-    ) -> Result<(Vec<FileEntry>, u64)> {
-        self.scope.segment = s.seq;
-        let runs = self
-            .engine
-            .runs_started_in(s.seq, self.since_seq, self.through_seq)?;
-        let open = runs.iter().filter(|(_, r)| r.finished_at.is_none()).count() as u64;
-        let mut parts: BTreeMap<String, RunRows> = BTreeMap::new();
-        for (lsn, r) in &runs {
-            parts
-                .entry(day_of(r.started_at))
-                .or_default()
-                .push(&self.scope, *lsn, r);
-        }
-        report.runs += runs.len() as u64;
-        let mut out = Vec::new();
-        for (dt, mut rows) in parts {
-            let mut file = self.writer(s, tables::RUNS, &dt)?;
-            flush(&mut rows, &mut file, RunRows::finish)?;
-            out.push(self.upload(s, tables::RUNS, &dt, file, report)?);
-        }
-        Ok((out, open))
-    }
-
+impl Namer for Files<'_> {
     fn writer(&self, s: &SegmentMeta, table: &str, dt: &str) -> Result<FileWriter> {
         let schema = match table {
             tables::EVENTS => tables::events_schema(),
             tables::RUNS => tables::runs_schema(),
             _ => tables::tool_calls_schema(),
         };
-        let key = file_key(table, dt, &self.scope.log_id, s.seq);
-        FileWriter::new(&key, schema, &self.meta(s, table, dt))
+        let meta = file_meta(self.scope, s, table, dt, self.through_seq);
+        FileWriter::new(&self.key(s, table, dt), schema, &meta)
     }
 
-    fn upload(
-        &self,
+    fn key(&self, s: &SegmentMeta, table: &str, dt: &str) -> String {
+        file_key(table, dt, &self.scope.log_id, s.seq)
+    }
+}
+
+impl Ctx<'_> {
+    fn files(&self) -> Files<'_> {
+        Files {
+            scope: &self.scope,
+            through_seq: self.through_seq,
+        }
+    }
+
+    /// Write one sealed segment's three tables. Its events come through
+    /// the engine's checked replay: every block's chain digest is checked
+    /// against the segment's trusted final digest before its events are
+    /// used (docs/integrity.md), so the digests recorded here are proven.
+    fn export_segment(
+        &mut self,
         s: &SegmentMeta,
-        table: &str,
-        dt: &str,
-        file: FileWriter,
+        man: &ExportManifest,
         report: &mut ExportReport,
-    ) -> Result<FileEntry> {
-        let rows = file.rows();
-        let bytes = file.finish()?;
-        let key = file_key(table, dt, &self.scope.log_id, s.seq);
-        let entry = FileEntry {
-            table: table.to_string(),
-            dt: dt.to_string(),
-            path: key.clone(),
-            rows,
-            bytes: bytes.len() as u64,
-            blake3: blake3::hash(&bytes).to_hex().to_string(),
-        };
-        report.files += 1;
-        report.parquet_bytes += entry.bytes;
-        self.dest.put(&key, bytes)?;
-        Ok(entry)
+    ) -> Result<SegmentEntry> {
+        self.scope.segment = s.seq;
+        let replay = self.engine.reader().replay(ReplayRange {
+            from_lsn: Some(s.first_lsn),
+            ..ReplayRange::default()
+        });
+        let ev = segment::event_files(replay, s, &self.scope, &self.files())?;
+        report.events += ev.events;
+        report.tool_calls += ev.tool_calls;
+        let mut files = Vec::new();
+        for f in ev.files {
+            files.push(self.upload(f, report)?);
+        }
+        let rows = self.runs_rows(s.seq, &man.carried, None)?;
+        report.runs += rows.len() as u64;
+        for f in self.runs_files(s, &rows)? {
+            files.push(self.upload(f, report)?);
+        }
+        report.segment_bytes += s.data_len;
+        Ok(SegmentEntry {
+            seq: s.seq,
+            day: s.day,
+            first_lsn: s.first_lsn,
+            count: s.count,
+            prev_digest: s.prev_digest.to_hex(),
+            digest: s.digest.to_hex(),
+            blocks: ev.blocks,
+            runs_through_seq: self.through_seq,
+            segment_bytes: s.data_len,
+            files,
+        })
     }
 
-    /// Earlier segments whose runs were running when exported: if some
-    /// have finished since (in a segment up to `through_seq`), rewrite
-    /// their runs files. Segments retention has dropped keep their rows.
-    fn refresh_open_runs(
+    fn runs_rows(
+        &mut self,
+        seq: u64,
+        carried: &BTreeMap<String, u64>,
+        held: Option<&[runs::Row]>,
+    ) -> Result<Vec<runs::Row>> {
+        let through = self.through_seq;
+        Ok(self
+            .engine
+            .query(|v| runs::rows_of(v, seq, through, carried, held))?)
+    }
+
+    /// The runs files of segment `s` holding `rows`, one per UTC day.
+    fn runs_files(&mut self, s: &SegmentMeta, rows: &[runs::Row]) -> Result<Vec<MadeFile>> {
+        self.scope.segment = s.seq;
+        let files = self.files();
+        let mut out = Vec::new();
+        for (dt, batch) in runs::batches(&self.scope, rows)? {
+            let mut w = files.writer(s, tables::RUNS, &dt)?;
+            w.write(&batch)?;
+            out.push(segment::made(&files, s, tables::RUNS, &dt, w)?);
+        }
+        Ok(out)
+    }
+
+    fn upload(&self, f: MadeFile, report: &mut ExportReport) -> Result<FileEntry> {
+        report.files += 1;
+        report.parquet_bytes += f.entry.bytes;
+        self.dest.put(&f.entry.path, f.bytes)?;
+        Ok(f.entry)
+    }
+
+    /// Exported segments before `first_new` whose runs a finish or
+    /// amending event in the newly exported segments changed: write their
+    /// runs files again, as of `through_seq`. A segment that has left the
+    /// log keeps its rows but for carried runs (see [`runs`]).
+    fn rewrite_out_of_date(
         &mut self,
         man: &mut ExportManifest,
-        sealed: &[SegmentMeta],
+        first_new: u64,
         report: &mut ExportReport,
     ) -> Result<()> {
-        for e in man.segments.iter_mut() {
-            if e.open_runs == 0 || e.runs_through_seq >= self.through_seq {
-                continue;
-            }
-            let Some(s) = sealed.iter().find(|s| s.seq == e.seq) else {
+        let through = self.through_seq;
+        let stale = self
+            .engine
+            .query(|v| Ok(runs::out_of_date(v, man, first_new, through)))?;
+        let in_log: Vec<SegmentMeta> = self.engine.reader().segments();
+        for seq in stale {
+            let Some(i) = man.segments.iter().position(|e| e.seq == seq) else {
                 continue;
             };
-            let running =
-                self.engine
-                    .running_started_in(s.seq, self.since_seq, self.through_seq)?;
-            if running == e.open_runs {
-                continue;
-            }
+            let e = man.segments[i].clone();
+            let held = match in_log.iter().find(|m| m.seq == seq) {
+                Some(_) => None,
+                None => Some(runs::read_rows(self.dest, &e)?),
+            };
+            let rows = self.runs_rows(seq, &man.carried, held.as_deref())?;
+            let meta = segment_meta_of(&e, in_log.iter().find(|m| m.seq == seq));
             let mut scratch = ExportReport::default();
-            let (files, open) = self.write_runs(s, &mut scratch)?;
+            let mut files = Vec::new();
+            for f in self.runs_files(&meta, &rows)? {
+                files.push(self.upload(f, &mut scratch)?);
+            }
             for old in e.files.iter().filter(|f| f.table == tables::RUNS) {
                 if !files.iter().any(|f| f.path == old.path) {
                     self.dest.delete(&old.path)?;
                 }
             }
-            e.files.retain(|f| f.table != tables::RUNS);
-            e.files.extend(files);
-            e.open_runs = open;
-            e.runs_through_seq = self.through_seq;
-            report.runs_rewritten.push(e.seq);
+            let entry = &mut man.segments[i];
+            entry.files.retain(|f| f.table != tables::RUNS);
+            entry.files.extend(files);
+            entry.runs_through_seq = through;
+            report.runs_rewritten.push(seq);
             report.files += scratch.files;
             report.parquet_bytes += scratch.parquet_bytes;
         }
@@ -499,15 +439,24 @@ impl Ctx<'_> {
     }
 }
 
-/// Hand the rows built so far to the file.
-fn flush<R>(
-    rows: &mut R,
-    file: &mut FileWriter,
-    finish: fn(&mut R) -> std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>,
-) -> Result<()> {
-    let batch = finish(rows).map_err(|e| ExportError::parquet("batch", e))?;
-    if batch.num_rows() > 0 {
-        file.write(&batch)?;
+/// What the files of an exported segment say of it: from the log while it
+/// holds the segment, else from the manifest.
+fn segment_meta_of(e: &SegmentEntry, in_log: Option<&SegmentMeta>) -> SegmentMeta {
+    if let Some(m) = in_log {
+        return m.clone();
     }
-    Ok(())
+    SegmentMeta {
+        seq: e.seq,
+        day: e.day,
+        name: format!("segment {} (exported, no longer in the log)", e.seq),
+        path: std::path::PathBuf::new(),
+        first_lsn: e.first_lsn,
+        count: e.count,
+        min_ts: None,
+        max_ts: None,
+        data_len: e.segment_bytes,
+        prev_digest: auditlog::Digest::from_hex(&e.prev_digest).unwrap_or_default(),
+        digest: auditlog::Digest::from_hex(&e.digest).unwrap_or_default(),
+        sealed: true,
+    }
 }

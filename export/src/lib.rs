@@ -27,6 +27,8 @@ mod export;
 pub mod manifest;
 pub mod pq;
 mod readback;
+mod runs;
+mod segment;
 pub mod tables;
 
 pub use check::{verify_export, LogCheck, VerifyExportReport, VerifyOptions};

@@ -6,6 +6,8 @@
 //! segments are gone. Replaced whole (one PUT or rename) after the files it
 //! names are in place.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ExportError, Result};
@@ -37,6 +39,15 @@ pub struct ExportManifest {
     pub segments: Vec<SegmentEntry>,
     /// Segments that left the log (retention) before they were exported.
     pub gaps: Vec<Gap>,
+    /// The log's oldest segment when an export last looked: exported
+    /// segments older than it have left the log, and their runs have been
+    /// looked for among the runs the log still defines ([`Self::carried`]).
+    pub log_first_seq: Option<u64>,
+    /// Runs whose row lives in the runs file of an exported segment that
+    /// has left the log, while the log defines them again later (carried
+    /// forward by retention): run id to the segment of its row. The row
+    /// stays there, kept equal to the log's view (docs/export.md).
+    pub carried: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,9 +62,7 @@ pub struct SegmentEntry {
     pub digest: String,
     /// Group-commit blocks in the segment.
     pub blocks: u64,
-    /// Runs started here that were running as of `runs_through_seq`.
-    pub open_runs: u64,
-    /// The newest segment whose finishes the runs rows have seen.
+    /// The newest segment whose events the runs rows have seen.
     pub runs_through_seq: u64,
     /// Bytes of the segment file that was exported.
     pub segment_bytes: u64,
@@ -92,6 +101,8 @@ impl ExportManifest {
             anchor_digest: None,
             segments: Vec::new(),
             gaps: Vec::new(),
+            log_first_seq: None,
+            carried: BTreeMap::new(),
         }
     }
 
@@ -135,5 +146,12 @@ impl ExportManifest {
 
     pub fn last(&self) -> Option<&SegmentEntry> {
         self.segments.last()
+    }
+
+    pub fn segment(&self, seq: u64) -> Option<&SegmentEntry> {
+        self.segments
+            .binary_search_by_key(&seq, |e| e.seq)
+            .ok()
+            .map(|i| &self.segments[i])
     }
 }

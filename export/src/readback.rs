@@ -4,7 +4,8 @@
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt64Type};
 use arrow_array::{Array, BooleanArray, PrimitiveArray, RecordBatch, StringArray};
-use auditlog::{Event, EventData, Json, RunFinished, RunLog, RunStarted};
+use auditlog::system::SystemRecord;
+use auditlog::{Event, EventData, Json, Run, RunFinished, RunLog, RunStarted};
 use serde::de::{MapAccess, Visitor};
 use serde::Deserializer;
 
@@ -157,6 +158,13 @@ fn row(c: &Cols<'_>, i: usize) -> Result<EventRow, String> {
             output_tokens: need_u64(c.output_tokens, i, "output_tokens").map_err(at)?,
             thinking_tokens: need_u64(c.thinking_tokens, i, "thinking_tokens").map_err(at)?,
         }),
+        "system" => EventData::System(Box::new(
+            system_record(
+                &need_str(c.event_type, i, "event_type").map_err(at)?,
+                c.payload.is_valid(i).then(|| c.payload.value(i)),
+            )
+            .map_err(at)?,
+        )),
         other => return Err(at(format!("unknown kind {other:?}"))),
     };
     let extra = if c.extra.is_null(i) {
@@ -174,6 +182,25 @@ fn row(c: &Cols<'_>, i: usize) -> Result<EventRow, String> {
             extra,
         },
     })
+}
+
+/// A system event's record from its `event_type` (the record's name) and
+/// `payload` (its fields as JSON, `tables::system_json`).
+fn system_record(name: &str, payload: Option<&str>) -> Result<SystemRecord, String> {
+    let payload = payload.ok_or("`payload` is null")?;
+    let bad = |e: serde_json::Error| format!("`payload` is not a {name} record: {e}");
+    match name {
+        "torn_tail_cut" => serde_json::from_str(payload)
+            .map(SystemRecord::TornTailCut)
+            .map_err(bad),
+        "repair" => serde_json::from_str(payload)
+            .map(SystemRecord::Repair)
+            .map_err(bad),
+        "retention" => serde_json::from_str(payload)
+            .map(SystemRecord::Retention)
+            .map_err(bad),
+        other => Err(format!("unknown system record {other:?}")),
+    }
 }
 
 /// The `extra` object back as (key, JSON text) pairs, in their order, each
@@ -198,6 +225,68 @@ fn extra_pairs(text: &str) -> Result<Vec<(String, Json)>, String> {
     de.end().map_err(|e| e.to_string())?;
     raw.into_iter()
         .map(|(k, v)| Ok((k, Json::parse(v.get()).map_err(|e| e.to_string())?)))
+        .collect()
+}
+
+/// One row of `runs`, decoded: the LSN of its defining start and the run.
+pub fn run_rows(b: &RecordBatch) -> Result<Vec<(u64, Run)>, String> {
+    let ts = |name: &str| -> Result<&PrimitiveArray<TimestampMicrosecondType>, String> {
+        col(b, name)?
+            .as_primitive_opt::<TimestampMicrosecondType>()
+            .ok_or_else(|| format!("column `{name}` is not a µs timestamp"))
+    };
+    let start_lsn = u64s(b, "start_lsn")?;
+    let (id, skill, caller, channel, parent, inputs) = (
+        strings(b, "id")?,
+        strings(b, "skill_id")?,
+        strings(b, "caller_id")?,
+        strings(b, "channel_id")?,
+        strings(b, "parent_run_id")?,
+        strings(b, "inputs")?,
+    );
+    let dry_run = col(b, "dry_run")?
+        .as_boolean_opt()
+        .ok_or("column `dry_run` is not Boolean")?;
+    let (started_at, finished_at) = (ts("started_at")?, ts("finished_at")?);
+    let (status, output, error) = (
+        strings(b, "status")?,
+        strings(b, "output")?,
+        strings(b, "error")?,
+    );
+    let runtime = col(b, "runtime_seconds")?
+        .as_primitive_opt::<Float64Type>()
+        .ok_or("column `runtime_seconds` is not Float64")?;
+    let (tool_calls, input_tokens, output_tokens, thinking_tokens) = (
+        u64s(b, "tool_calls")?,
+        u64s(b, "input_tokens")?,
+        u64s(b, "output_tokens")?,
+        u64s(b, "thinking_tokens")?,
+    );
+    (0..b.num_rows())
+        .map(|i| {
+            let lsn = need_u64(start_lsn, i, "start_lsn")?;
+            let at = |e: String| format!("run at LSN {lsn}: {e}");
+            let run = Run {
+                id: need_str(id, i, "id").map_err(at)?,
+                skill_id: need_str(skill, i, "skill_id").map_err(at)?,
+                caller_id: need_str(caller, i, "caller_id").map_err(at)?,
+                channel_id: need_str(channel, i, "channel_id").map_err(at)?,
+                parent_run_id: need_str(parent, i, "parent_run_id").map_err(at)?,
+                inputs: need_json(inputs, i, "inputs").map_err(at)?,
+                dry_run: dry_run.value(i),
+                started_at: started_at.value(i),
+                finished_at: finished_at.is_valid(i).then(|| finished_at.value(i)),
+                status: need_str(status, i, "status").map_err(at)?,
+                output: need_str(output, i, "output").map_err(at)?,
+                error: need_str(error, i, "error").map_err(at)?,
+                tool_calls: need_u64(tool_calls, i, "tool_calls").map_err(at)?,
+                runtime_seconds: runtime.value(i),
+                input_tokens: need_u64(input_tokens, i, "input_tokens").map_err(at)?,
+                output_tokens: need_u64(output_tokens, i, "output_tokens").map_err(at)?,
+                thinking_tokens: need_u64(thinking_tokens, i, "thinking_tokens").map_err(at)?,
+            };
+            Ok((lsn, run))
+        })
         .collect()
 }
 

@@ -11,7 +11,9 @@ use arrow_array::builder::{
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use auditlog::event::json::json_string;
+use auditlog::system::SystemRecord;
 use auditlog::{Event, EventData, Run};
+use serde_json::value::RawValue;
 
 /// The table names, as in `table=NAME/` of the destination's paths.
 pub const EVENTS: &str = "events";
@@ -222,6 +224,19 @@ impl Default for EventRows {
     }
 }
 
+/// A system event's record (a cut, a repair, a retention pass) as the JSON
+/// object of its fields, in their declared order: the `payload` of its
+/// `events` row, from which `verify-export` rebuilds the record exactly.
+pub fn system_json(r: &SystemRecord, out: &mut String) {
+    out.clear();
+    let text = match r {
+        SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => serde_json::to_string(c),
+        SystemRecord::Retention(x) => serde_json::to_string(x),
+    };
+    // Plain strings and integers: serializing cannot fail.
+    out.push_str(&text.unwrap_or_default());
+}
+
 /// Unknown top-level fields as one JSON object text, in their stored
 /// order, each value exactly as stored; `None` when there are none.
 pub fn extra_json(ev: &Event, out: &mut String) -> bool {
@@ -269,13 +284,24 @@ impl EventRows {
             .append_option(s.map(|s| &s.parent_run_id));
         self.inputs.append_option(s.map(|s| s.inputs.as_str()));
         self.dry_run.append_option(s.map(|s| s.dry_run));
-        let l = match &ev.data {
-            EventData::RunLog(l) => Some(l),
-            _ => None,
-        };
-        self.seq.append_option(l.map(|l| l.seq));
-        self.event_type.append_option(l.map(|l| &l.event_type));
-        self.payload.append_option(l.map(|l| l.payload.as_str()));
+        match &ev.data {
+            EventData::RunLog(l) => {
+                self.seq.append_value(l.seq);
+                self.event_type.append_value(&l.event_type);
+                self.payload.append_value(l.payload.as_str());
+            }
+            EventData::System(r) => {
+                self.seq.append_null();
+                self.event_type.append_value(r.name());
+                system_json(r, &mut self.scratch);
+                self.payload.append_value(&self.scratch);
+            }
+            _ => {
+                self.seq.append_null();
+                self.event_type.append_null();
+                self.payload.append_null();
+            }
+        }
         let f = match &ev.data {
             EventData::RunFinished(f) => Some(f),
             _ => None,
@@ -366,28 +392,67 @@ impl ToolCall {
         if l.event_type != "tool_call" {
             return None;
         }
-        let v: serde_json::Value = serde_json::from_str(l.payload.as_str()).unwrap_or_default();
-        let Some(o) = v.as_object() else {
-            return Some(ToolCall::default());
-        };
-        let text = |k: &str| match o.get(k) {
-            None | Some(serde_json::Value::Null) => None,
-            Some(serde_json::Value::String(s)) => Some(s.clone()),
-            Some(other) => Some(other.to_string()),
-        };
-        let int = |k: &str| o.get(k).and_then(|v| v.as_i64());
-        Some(ToolCall {
-            tool: text("tool"),
-            status: text("status"),
-            error_type: text("error_type"),
-            duration_ms: o.get("duration_ms").and_then(|d| d.as_f64()),
-            args_summary: text("args_summary"),
-            result_bytes: int("result_bytes"),
-            exit_code: int("exit_code"),
-            http_status: int("http_status"),
-            input_hash: text("input_hash"),
-            ..ToolCall::default()
-        })
+        Some(ToolCall::parse(l.payload.as_str()))
+    }
+
+    /// The known fields of a tool call's payload. The payload is walked
+    /// once, borrowed: each known key's value is looked at as raw JSON
+    /// text, and nothing else is built. A repeated key counts with its
+    /// last value, as `serde_json::Value` (the engine's reader) has it. A
+    /// payload that is not an object has no known fields.
+    pub fn parse(payload: &str) -> ToolCall {
+        let mut c = ToolCall::default();
+        let mut de = serde_json::Deserializer::from_str(payload);
+        if serde::Deserializer::deserialize_map(&mut de, Fields(&mut c)).is_err() {
+            return ToolCall::default();
+        }
+        c
+    }
+}
+
+/// Fills a [`ToolCall`] from the members of a JSON object.
+struct Fields<'c>(&'c mut ToolCall);
+
+impl<'de> serde::de::Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        let c = self.0;
+        while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
+            let raw: &'de RawValue = m.next_value()?;
+            let raw = raw.get();
+            match key.as_ref() {
+                "tool" => c.tool = text(raw),
+                "status" => c.status = text(raw),
+                "error_type" => c.error_type = text(raw),
+                "args_summary" => c.args_summary = text(raw),
+                "input_hash" => c.input_hash = text(raw),
+                "duration_ms" => c.duration_ms = serde_json::from_str::<f64>(raw).ok(),
+                "result_bytes" => c.result_bytes = serde_json::from_str::<i64>(raw).ok(),
+                "exit_code" => c.exit_code = serde_json::from_str::<i64>(raw).ok(),
+                "http_status" => c.http_status = serde_json::from_str::<i64>(raw).ok(),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member as text, as the engine's `errors` query reads it: a string is
+/// itself, null is absent, any other value its compact JSON text.
+fn text(raw: &str) -> Option<String> {
+    match raw.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<std::borrow::Cow<'_, str>>(raw)
+            .ok()
+            .map(|s| s.into_owned()),
+        _ if raw == "null" => None,
+        _ => serde_json::from_str::<serde_json::Value>(raw)
+            .ok()
+            .map(|v| v.to_string()),
     }
 }
 
@@ -455,9 +520,15 @@ impl ToolCallRows {
 
     /// Add `ev` (at `lsn`) if it is a tool call; whether it was one.
     pub fn push_if_call(&mut self, scope: &Scope, lsn: u64, ev: &Event) -> bool {
-        let Some(c) = ToolCall::of(ev) else {
-            return false;
-        };
+        match ToolCall::of(ev) {
+            Some(c) => self.push_call(scope, lsn, ev, c),
+            None => false,
+        }
+    }
+
+    /// Add tool call `c`, read from `ev` (at `lsn`); false if `ev` is not
+    /// a run log.
+    pub fn push_call(&mut self, scope: &Scope, lsn: u64, ev: &Event, c: ToolCall) -> bool {
         let EventData::RunLog(l) = &ev.data else {
             return false;
         };

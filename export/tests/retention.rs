@@ -10,7 +10,13 @@ use crate::support::{append, local, workload};
 fn retain(dir: &std::path::Path, exported_first: bool) -> (Vec<String>, Vec<String>) {
     let log = Log::open(Config::new(dir)).unwrap();
     let r = log
-        .retain_with(i64::MAX / 2, RetainOptions { exported_first })
+        .retain_with(
+            i64::MAX / 2,
+            RetainOptions {
+                exported_first,
+                ..RetainOptions::default()
+            },
+        )
         .unwrap();
     log.close().unwrap();
     (
@@ -134,7 +140,8 @@ fn the_marker_is_checked_and_never_moves_back() {
         .retain_with(
             i64::MAX / 2,
             RetainOptions {
-                exported_first: true
+                exported_first: true,
+                ..RetainOptions::default()
             }
         )
         .is_err());

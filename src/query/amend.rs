@@ -150,13 +150,15 @@ impl<'a> View<'a> {
 
     /// The run of a start, with its amending events applied in log order.
     pub(crate) fn amended_run(&self, h: Handle) -> Result<Run> {
-        self.amended_run_and_start_dry(h).map(|(run, _)| run)
+        self.amended_run_through(h, u64::MAX).map(|(run, _)| run)
     }
 
-    /// [`View::amended_run`], and the dry_run flag of its (amended) start.
-    fn amended_run_and_start_dry(&self, h: Handle) -> Result<(Run, bool)> {
+    /// [`View::amended_run`] as of segment `through_seq`: finishes and
+    /// amending events in later segments are not seen. With the dry_run
+    /// flag of its (amended) start.
+    pub(crate) fn amended_run_through(&self, h: Handle, through_seq: u64) -> Result<(Run, bool)> {
         let r = self.run(h);
-        let mut run = self.materialize(h)?;
+        let mut run = self.materialize_through(h, through_seq)?;
         let Some(amends) = self.foreign.amends.get(r.id) else {
             return Ok((run, r.flags & F_DRY != 0));
         };
@@ -164,10 +166,15 @@ impl<'a> View<'a> {
         let mut finish_lsn = if r.has_local_finish() {
             Some(r.finish_lsn)
         } else {
-            self.foreign_after(r.id, start_lsn).map(|f| f.lsn)
+            self.foreign_after(r.id, start_lsn)
+                .filter(|f| f.seq <= through_seq)
+                .map(|f| f.lsn)
         };
         let mut start_dry = r.flags & F_DRY != 0;
-        for a in amends.iter().filter(|a| a.lsn > start_lsn && a.lsn != NONE) {
+        let seen = amends
+            .iter()
+            .filter(|a| a.lsn > start_lsn && a.lsn != NONE && a.seq <= through_seq);
+        for a in seen {
             match a.kind {
                 AMEND_START => {
                     let ev = self.event_at(a.seq, a.off)?;
@@ -212,7 +219,7 @@ impl<'a> View<'a> {
                 if !(shadow == NONE || shadow < self.first_seq) {
                     continue;
                 }
-                let (run, start_dry) = self.amended_run_and_start_dry(h)?;
+                let (run, start_dry) = self.amended_run_through(h, u64::MAX)?;
                 if run.finished_at.is_some_and(|t| t < cutoff) {
                     continue;
                 }

@@ -12,6 +12,7 @@
 //!   id desc) and skip images by their time range.
 
 mod amend;
+mod asof;
 mod background;
 mod engine;
 
@@ -20,6 +21,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 pub use crate::index::ProgressFn;
 use amend::{drop_replaced_logs, Item};
+pub use asof::RunAsOf;
 pub use background::{BackgroundIndexer, IndexOnSeal};
 pub(crate) use engine::shadow_in;
 use engine::FinRef;
@@ -258,7 +260,7 @@ impl<'a> View<'a> {
     }
 
     /// The first finish of `id` in another image after LSN `start_lsn`.
-    fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
+    pub(crate) fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
         self.foreign
             .fins
             .get(id)
@@ -456,7 +458,7 @@ impl<'a> View<'a> {
 
     /// The run view of a start, seeing finishes only in segments up to
     /// `through_seq` (a later first finish leaves the run running).
-    fn materialize_through(&self, h: Handle, through_seq: u64) -> Result<Run> {
+    pub(crate) fn materialize_through(&self, h: Handle, through_seq: u64) -> Result<Run> {
         let r = self.run(h);
         let start = self.event_at(self.srcs[h.src].seq, r.start_off)?;
         let fin = match self.finish_of(h.src, &r).filter(|f| f.seq <= through_seq) {
@@ -467,75 +469,6 @@ impl<'a> View<'a> {
             segment: self.srcs[h.src].name.to_string(),
             offset: r.start_off,
             reason: "index points at an event that is not a run_started".into(),
-        })
-    }
-
-    /// The runs whose defining start lies in sealed segment `seq`, each
-    /// with the LSN of that start, in start order, dry runs included: the
-    /// rows an export writes for the segment (docs/export.md). Folded as
-    /// every query folds them (docs/queries.md), with two bounds that make
-    /// the answer a function of a fixed range of segments:
-    ///
-    /// - finishes are seen only in segments up to `through_seq`: a run
-    ///   whose first finish lies beyond is `running`;
-    /// - an earlier start of the same id hides this one only if it lies in
-    ///   a segment from `since_seq` on. The query view itself uses the
-    ///   oldest stored segment; an export that still holds segments which
-    ///   retention has since dropped passes the oldest one it holds, so a
-    ///   duplicate start does not define the run a second time.
-    pub fn runs_started_in(
-        &self,
-        seq: u64,
-        since_seq: u64,
-        through_seq: u64,
-    ) -> Result<Vec<(u64, Run)>> {
-        let src = self.sealed_src(seq, through_seq)?;
-        let mut out = Vec::new();
-        for (h, start_lsn) in self.defined_in(src, since_seq) {
-            out.push((start_lsn, self.materialize_through(h, through_seq)?));
-        }
-        out.sort_by_key(|(lsn, _)| *lsn);
-        Ok(out)
-    }
-
-    /// How many of [`View::runs_started_in`]'s runs are running, without
-    /// reading their events: cheap enough to ask of every exported
-    /// segment that still had running runs, on every export.
-    pub fn running_started_in(&self, seq: u64, since_seq: u64, through_seq: u64) -> Result<u64> {
-        let src = self.sealed_src(seq, through_seq)?;
-        let running = self
-            .defined_in(src, since_seq)
-            .filter(|(h, _)| {
-                let r = self.run(*h);
-                self.finish_of(h.src, &r)
-                    .is_none_or(|f| f.seq > through_seq)
-            })
-            .count();
-        Ok(running as u64)
-    }
-
-    /// The image of sealed segment `seq`, if it is one up to `through_seq`.
-    fn sealed_src(&self, seq: u64, through_seq: u64) -> Result<usize> {
-        self.srcs
-            .iter()
-            .position(|s| s.seq == seq)
-            .filter(|_| seq <= through_seq)
-            .filter(|&i| self.srcs.get(i + 1).is_none_or(|next| next.seq != seq))
-            .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "segment {seq} is not a sealed, indexed segment of this log up to segment {through_seq}"
-                ))
-            })
-    }
-
-    /// The starts of image `src` that define their run, given that starts
-    /// in segments before `since_seq` do not count; with their LSNs.
-    fn defined_in(&self, src: usize, since_seq: u64) -> impl Iterator<Item = (Handle, u64)> + '_ {
-        let img = self.srcs[src].img;
-        (0..img.n_runs()).filter_map(move |pos| {
-            let lazy = img.run_lazy(pos);
-            let shadow = lazy.shadow_seq();
-            (shadow == NONE || shadow < since_seq).then(|| (Handle { src, pos }, lazy.start_lsn()))
         })
     }
 
@@ -843,24 +776,6 @@ impl Engine {
         limit: Option<usize>,
     ) -> Result<Vec<Run>> {
         self.query(|v| v.finished_before(before, include_dry_run, limit))
-    }
-    /// [`View::runs_started_in`] over the log as of now.
-    pub fn runs_started_in(
-        &mut self,
-        seq: u64,
-        since_seq: u64,
-        through_seq: u64,
-    ) -> Result<Vec<(u64, Run)>> {
-        self.query(|v| v.runs_started_in(seq, since_seq, through_seq))
-    }
-    /// [`View::running_started_in`] over the log as of now.
-    pub fn running_started_in(
-        &mut self,
-        seq: u64,
-        since_seq: u64,
-        through_seq: u64,
-    ) -> Result<u64> {
-        self.query(|v| v.running_started_in(seq, since_seq, through_seq))
     }
     pub fn errors(
         &mut self,
