@@ -26,7 +26,7 @@ mod error;
 mod export;
 pub mod manifest;
 pub mod pq;
-mod readback;
+pub mod readback;
 mod runs;
 mod segment;
 pub mod tables;

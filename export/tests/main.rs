@@ -5,4 +5,5 @@ mod support;
 mod crash;
 mod export_basic;
 mod retention;
+mod runs_view;
 mod tamper;
