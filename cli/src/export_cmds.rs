@@ -33,6 +33,10 @@ pub struct ExportArgs {
     /// Stop counting DEST for `retain --exported-first`, and export nothing.
     #[arg(long)]
     pub forget: bool,
+    /// Upload in parts of N bytes: a file of four parts or more goes up as a
+    /// multipart upload (default 16 MiB parts; S3 refuses parts under 5 MiB).
+    #[arg(long, value_name = "N")]
+    pub part_bytes: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -62,7 +66,10 @@ fn open_dest(text: &str, endpoint: Option<&str>) -> Result<Destination, CliError
 
 pub fn export_cmd(ctx: &Ctx, a: ExportArgs) -> CliResult {
     let dir = ctx.dir()?;
-    let dest = open_dest(&a.to, a.endpoint.as_deref())?;
+    let mut dest = open_dest(&a.to, a.endpoint.as_deref())?;
+    if let Some(n) = a.part_bytes {
+        dest.set_part_bytes(n).map_err(export_err)?;
+    }
     if a.forget {
         return forget(&dir, &dest);
     }

@@ -18,11 +18,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{ExportError, Result};
 
-/// Objects this big or bigger go up as multipart uploads (S3 caps a single
-/// PUT at 5 GiB, and a part retried costs less than a whole file).
-const MULTIPART_FROM: usize = 64 << 20;
-/// Size of each uploaded part (S3's minimum is 5 MiB).
-const PART_BYTES: usize = 16 << 20;
+/// Size of each uploaded part, by default (S3's minimum is 5 MiB but for
+/// the last part, its maximum 5 GiB).
+pub const DEFAULT_PART_BYTES: usize = 16 << 20;
+/// Objects of this many parts or more go up as multipart uploads (64 MiB
+/// by default: S3 caps a single PUT at 5 GiB, and a part retried costs
+/// less than a whole file).
+pub const MULTIPART_FROM_PARTS: usize = 4;
+/// The part sizes [`Destination::set_part_bytes`] accepts. Below 5 MiB only
+/// a server configured for it (a local test server) takes the parts.
+pub const PART_BYTES_RANGE: std::ops::RangeInclusive<usize> = 1024..=(5 << 30);
 
 /// Where to export, as given by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +90,8 @@ pub struct Destination {
     rt: tokio::runtime::Runtime,
     /// Puts still allowed before they fail (fault injection for tests).
     put_budget: AtomicU64,
+    /// Size of a multipart upload's parts.
+    part_bytes: usize,
 }
 
 impl std::fmt::Debug for Destination {
@@ -150,6 +157,7 @@ impl Destination {
             prefix: String::new(),
             rt,
             put_budget: AtomicU64::new(u64::MAX),
+            part_bytes: DEFAULT_PART_BYTES,
         })
     }
 
@@ -191,7 +199,26 @@ impl Destination {
             url,
             rt,
             put_budget: AtomicU64::new(u64::MAX),
+            part_bytes: DEFAULT_PART_BYTES,
         })
+    }
+
+    /// Upload objects in parts of `bytes` bytes, as multipart uploads from
+    /// [`MULTIPART_FROM_PARTS`] parts up (default [`DEFAULT_PART_BYTES`]).
+    /// Outside [`PART_BYTES_RANGE`] is an error.
+    pub fn set_part_bytes(&mut self, bytes: usize) -> Result<()> {
+        if !PART_BYTES_RANGE.contains(&bytes) {
+            return Err(ExportError::Destination {
+                dest: self.url.clone(),
+                reason: format!(
+                    "a part of {bytes} bytes is outside {}..={} bytes",
+                    PART_BYTES_RANGE.start(),
+                    PART_BYTES_RANGE.end()
+                ),
+            });
+        }
+        self.part_bytes = bytes;
+        Ok(())
     }
 
     /// `file:///abs/path` or `s3://bucket/prefix`.
@@ -231,22 +258,31 @@ impl Destination {
         let path = self.full(key);
         let len = bytes.len();
         let store = &self.store;
+        let part = self.part_bytes;
         let r = self.rt.block_on(async {
-            if len < MULTIPART_FROM {
+            if len < part.saturating_mul(MULTIPART_FROM_PARTS) {
                 store.put(&path, PutPayload::from(bytes)).await.map(|_| ())
             } else {
                 let mut upload = store.put_multipart(&path).await?;
                 let all = Bytes::from(bytes);
                 let mut at = 0;
                 while at < len {
-                    let end = (at + PART_BYTES).min(len);
+                    let end = (at + part).min(len);
                     if let Err(e) = upload.put_part(PutPayload::from(all.slice(at..end))).await {
                         let _ = upload.abort().await;
                         return Err(e);
                     }
                     at = end;
                 }
-                upload.complete().await.map(|_| ())
+                // A refused completion (a part too small, say) leaves the
+                // parts stored but invisible: give them back.
+                match upload.complete().await {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        Err(e)
+                    }
+                }
             }
         });
         r.map_err(|e| self.store_err("writing", key, e))?;

@@ -32,6 +32,8 @@ mod segment;
 pub mod tables;
 
 pub use check::{verify_export, LogCheck, VerifyExportReport, VerifyOptions};
-pub use dest::{Destination, DestinationSpec};
+pub use dest::{
+    Destination, DestinationSpec, DEFAULT_PART_BYTES, MULTIPART_FROM_PARTS, PART_BYTES_RANGE,
+};
 pub use error::{ExportError, Result};
 pub use export::{day_of, export, file_key, ExportOptions, ExportReport};

@@ -114,6 +114,7 @@ pub fn tool_calls_schema() -> SchemaRef {
         field("ts", ts(), false),
         field("run_id", DataType::Utf8, true),
         field("seq", DataType::UInt64, true),
+        field("replace", DataType::Boolean, false),
         field("tool", DataType::Utf8, true),
         field("status", DataType::Utf8, true),
         field("error_type", DataType::Utf8, true),
@@ -463,6 +464,7 @@ pub struct ToolCallRows {
     ts: TimestampMicrosecondBuilder,
     run_id: StringBuilder,
     seq: UInt64Builder,
+    replace: BooleanBuilder,
     tool: StringBuilder,
     status: StringBuilder,
     error_type: StringBuilder,
@@ -489,6 +491,7 @@ impl Default for ToolCallRows {
             ts: utc(TimestampMicrosecondBuilder::new()),
             run_id: StringBuilder::new(),
             seq: UInt64Builder::new(),
+            replace: BooleanBuilder::new(),
             tool: StringBuilder::new(),
             status: StringBuilder::new(),
             error_type: StringBuilder::new(),
@@ -537,6 +540,7 @@ impl ToolCallRows {
         self.ts.append_value(ev.ts);
         self.run_id.append_value(&ev.run_id);
         self.seq.append_value(l.seq);
+        self.replace.append_value(ev.is_replace());
         self.tool.append_option(c.tool);
         self.status.append_option(c.status);
         self.error_type.append_option(c.error_type);
@@ -563,6 +567,7 @@ impl ToolCallRows {
             Arc::new(self.ts.finish()),
             Arc::new(self.run_id.finish()),
             Arc::new(self.seq.finish()),
+            Arc::new(self.replace.finish()),
             Arc::new(self.tool.finish()),
             Arc::new(self.status.finish()),
             Arc::new(self.error_type.finish()),

@@ -200,10 +200,14 @@ impl<'a> View<'a> {
     /// The events that carry forward, past a retention that drops every
     /// segment below LSN `end_lsn`, each run defined there that is not
     /// finished before `cutoff` (still running, or finished at or after
-    /// it): its start, its logs and its finish again, as amending events
-    /// with their original times and fields. Appended after everything,
-    /// they change no answer before the drop and keep the run after it.
+    /// it), or that a later, kept segment starts again (a duplicate or an
+    /// amending start: once the defining start is gone, that start would
+    /// otherwise define the run anew, without its finish): its start, its
+    /// logs and its finish again, as amending events with their original
+    /// times and fields. Appended after everything, they change no answer
+    /// before the drop and keep the run after it.
     pub(crate) fn carry_forward_events(&self, end_lsn: u64, cutoff: Micros) -> Result<Vec<Event>> {
+        let restarted = self.started_again_after(end_lsn);
         let mut out = Vec::new();
         for (src, s) in self.srcs.iter().enumerate() {
             if s.img.header.first_lsn >= end_lsn {
@@ -215,18 +219,46 @@ impl<'a> View<'a> {
                     src,
                     pos: s.img.at(&all, i),
                 };
-                let shadow = self.run(h).shadow_seq;
+                let r = self.run(h);
+                let shadow = r.shadow_seq;
                 if !(shadow == NONE || shadow < self.first_seq) {
                     continue;
                 }
                 let (run, start_dry) = self.amended_run_through(h, u64::MAX)?;
-                if run.finished_at.is_some_and(|t| t < cutoff) {
+                let done = run.finished_at.is_some_and(|t| t < cutoff);
+                if done && !restarted.contains(r.id) {
                     continue;
                 }
                 out.extend(carried(&run, start_dry, self.logs(&run.id)?));
             }
         }
         Ok(out)
+    }
+
+    /// Ids that a start in an image from LSN `end_lsn` on starts again
+    /// while an earlier start below `end_lsn` defines them.
+    fn started_again_after(&self, end_lsn: u64) -> std::collections::HashSet<&'a [u8]> {
+        let dropped: Vec<u64> = self
+            .srcs
+            .iter()
+            .filter(|s| s.img.header.first_lsn < end_lsn)
+            .map(|s| s.seq)
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        for s in self
+            .srcs
+            .iter()
+            .filter(|s| s.img.header.first_lsn >= end_lsn)
+        {
+            for pos in 0..s.img.n_runs() {
+                let r = s.img.run_lazy(pos);
+                let shadow = r.shadow_seq();
+                if shadow != NONE && dropped.contains(&shadow) {
+                    ids.insert(r.id());
+                }
+            }
+        }
+        ids
     }
 
     /// The amended runs that pass `f`, newest first.

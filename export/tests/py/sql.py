@@ -54,13 +54,24 @@ WHERE NOT dry_run AND skill_id IN (SELECT unnest($skills))
   AND ($include_failed OR status NOT IN ('error', 'timeout'))
 GROUP BY skill_id"""
 
-ERRORS = """
+# Each tool call once, as its run's logs show it: a row that a later
+# amending log of the same run and seq replaced (a gateway rewriting a log
+# line, or retention carrying a still-running run forward) does not count.
+CALLS = """
+SELECT t.* FROM tool_calls t
+WHERE NOT EXISTS (
+    SELECT 1 FROM tool_calls n
+    WHERE n.log_id = t.log_id AND n.run_id = t.run_id AND n.seq = t.seq
+      AND n.lsn > t.lsn AND n.replace)"""
+
+ERRORS = f"""
+WITH calls AS ({CALLS})
 SELECT r.channel_id, coalesce(t.tool, '') AS tool, coalesce(t.error_type, '') AS error_type,
        count(*) AS count, epoch_us(min(t.ts)) AS first_ts, epoch_us(max(t.ts)) AS last_ts,
        avg(t.duration_ms) AS avg_duration_ms,
        list_sort(list_distinct(list(r.caller_id)))[1:10] AS caller_ids,
        list_sort(list_distinct(list(t.run_id)))[1:10] AS run_ids
-FROM tool_calls t JOIN runs r ON r.log_id = t.log_id AND r.id = t.run_id
+FROM calls t JOIN runs r ON r.log_id = t.log_id AND r.id = t.run_id
 WHERE t.status = 'error' AND NOT r.dry_run
   AND t.ts BETWEEN make_timestamptz($since) AND make_timestamptz($until)
 GROUP BY ALL

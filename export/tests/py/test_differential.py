@@ -4,19 +4,24 @@ exactly as `auditlog` does, on a generated workload exported in two steps
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 from pathlib import Path
+
+import pytest
 
 import sql
 import workload
-from conftest import auditlog, lines
+from conftest import BIN, auditlog, lines
 
 SEED, RUNS, DAYS = 7, 2500, 4
 
 
 def build(tmp: Path) -> tuple[Path, Path]:
+    """A log exported in two steps; the log itself answers for the export."""
     log, out = tmp / "log", tmp / "out"
-    events = workload.generate(SEED, RUNS, DAYS)
+    events = workload.generate(SEED, RUNS, DAYS, amend=True)
     cut = workload.START_US + 2 * workload.DAY_US
     first = [e for e in events if e["ts"] < cut]
     rest = [e for e in events if e["ts"] >= cut]
@@ -33,6 +38,41 @@ def build(tmp: Path) -> tuple[Path, Path]:
     return log, out
 
 
+def build_with_retention(tmp: Path) -> tuple[Path, Path]:
+    """A log exported in three steps with a retention "exported first" in
+    between, which drops day 0 and carries its still-running runs forward;
+    and a twin log of the same events that never dropped anything. The
+    export keeps the history, so the twin answers for it."""
+    log, twin, out = tmp / "log", tmp / "twin", tmp / "out"
+    events = workload.generate(SEED, RUNS, DAYS, amend=True)
+    day = workload.DAY_US
+    bounds = [workload.START_US + 2 * day, workload.START_US + 3 * day]
+    parts = [
+        [e for e in events if e["ts"] < bounds[0]],
+        [e for e in events if bounds[0] <= e["ts"] < bounds[1]],
+        [e for e in events if e["ts"] >= bounds[1]],
+    ]
+    for k, part in enumerate(parts):
+        workload.write(str(tmp / f"p{k}.jsonl"), part)
+        auditlog(twin, "ingest", str(tmp / f"p{k}.jsonl"))
+    auditlog(log, "ingest", str(tmp / "p0.jsonl"))
+    auditlog(log, "export", "--to", str(out))
+    auditlog(log, "ingest", str(tmp / "p1.jsonl"))
+    auditlog(log, "export", "--to", str(out), "--seal")
+    cutoff = str(workload.START_US + day)
+    kept = lines(auditlog(log, "retain", "--before", cutoff, "--exported-first"))[0]
+    assert len(kept["dropped_segments"]) == 1, kept
+    auditlog(log, "ingest", str(tmp / "p2.jsonl"))
+    auditlog(log, "export", "--to", str(out), "--seal")
+    # The export outlived day 0's segment: checked against what is left of
+    # the log, and alone.
+    ok = lines(auditlog(log, "verify-export", str(out)))[0]
+    assert ok["ok"], ok
+    alone = subprocess.run([BIN, "verify-export", str(out)], capture_output=True, text=True, check=True)
+    assert json.loads(alone.stdout)["ok"], alone.stdout
+    return twin, out
+
+
 def close(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return math.isclose(a, b, rel_tol=1e-9)
@@ -47,8 +87,9 @@ def same_groups(got: list[dict], want: list[dict]) -> None:
             assert close(g[k], w[k]), (k, g, w)
 
 
-def test_duckdb_answers_like_auditlog(tmp: Path) -> None:
-    log, out = build(tmp)
+@pytest.mark.parametrize("how", ["two_steps", "retention"])
+def test_duckdb_answers_like_auditlog(tmp: Path, how: str) -> None:
+    log, out = build(tmp) if how == "two_steps" else build_with_retention(tmp)
     c = sql.connect(out)
     skills = sorted(r[0] for r in c.execute("SELECT DISTINCT skill_id FROM runs").fetchall())
     assert len(skills) >= 6

@@ -20,8 +20,12 @@ TOOLS = ["http.get", "http.post", "sql.query", "fs.read", "python.exec", "kv.get
 ERRORS = ["timeout", "http_5xx", "rate_limited", "denied"]
 
 
-def generate(seed: int, runs: int, days: int) -> list[dict[str, Any]]:
-    """The workload's events, in the order they are to be ingested."""
+def generate(seed: int, runs: int, days: int, amend: bool = False) -> list[dict[str, Any]]:
+    """The workload's events, in the order they are to be ingested. With
+    `amend`, some runs are amended later (docs/queries.md, "Amending
+    events"), within seconds or about a day later (another segment): an
+    upserted start, a replaced finish, a finish by an amending event, a
+    rewritten note line."""
     rng = random.Random(seed)
     out: list[tuple[int, int, dict[str, Any]]] = []
     order = 0
@@ -87,8 +91,21 @@ def generate(seed: int, runs: int, days: int) -> list[dict[str, Any]]:
             t += 1000
             emit(t, {"kind": "run_log", "run_id": rid, "ts": t, "seq": calls,
                      "event_type": "note", "payload": "free text"})
+        if amend and rng.random() < 0.05:
+            at = t0 + (DAY_US if rng.random() < 0.5 else rng.randrange(1, 5_000_000))
+            emit(at, dict(start, ts=at, replace=True, caller_id=f"u-amended-{rng.randrange(3)}",
+                          skill_id=rng.choice(SKILLS), inputs={"amended": i}))
+        if amend and rng.random() < 0.04:
+            at = t + rng.randrange(1, 1000)
+            emit(at, {"kind": "run_log", "run_id": rid, "ts": at, "seq": calls, "replace": True,
+                      "event_type": "note", "payload": {"rewritten": True}})
         r = rng.random()
         if r < 0.05:
+            if amend and rng.random() < 0.3:
+                # An amending finish of a running run finishes it.
+                at = t + DAY_US // 2
+                emit(at, {"kind": "run_finished", "run_id": rid, "ts": at, "status": "ok",
+                          "replace": True, "output": "finished by an amending event"})
             continue  # never finishes
         if r < 0.10:
             t += DAY_US // 2 + rng.randrange(DAY_US)  # finishes a day later
@@ -103,6 +120,10 @@ def generate(seed: int, runs: int, days: int) -> list[dict[str, Any]]:
             "thinking_tokens": 0,
         }
         emit(t, fin)
+        if amend and rng.random() < 0.06:
+            at = t + (DAY_US if rng.random() < 0.5 else rng.randrange(1, 5_000_000))
+            emit(at, dict(fin, ts=at, replace=True, status=rng.choice(["ok", "error", "dry_run"]),
+                          output=f"amended {i}"))
         if rng.random() < 0.02:
             dup = dict(fin, status="ok", output="second finish")
             emit(t + 5, dup)
