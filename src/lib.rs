@@ -80,6 +80,7 @@ mod config;
 mod derived;
 mod error;
 pub mod event;
+pub mod exported;
 mod frame;
 mod fsutil;
 #[cfg(feature = "search")]
@@ -95,6 +96,7 @@ mod priority;
 pub mod query;
 mod reader;
 mod receipt;
+mod rechain;
 mod recovery;
 mod redact;
 mod repair;
@@ -121,11 +123,13 @@ pub use query::{
 };
 pub use reader::{Follower, LogReader, Replay, ReplayRange};
 pub use receipt::{LsnRange, Receipt};
+pub use rechain::Rechain;
 pub use redact::{
     Action, Preset, RedactionPolicy, PRESETS as REDACTION_PRESETS, TOOL_CALL_METADATA,
 };
 pub use repair::{repair, RepairReport};
-pub use retention::{Carry, CarryFn, DroppedSegment, RetentionReport};
+pub use retention::{Carry, CarryFn, DroppedSegment, RetainOptions, RetentionReport};
+pub use segment::{FORMAT_VERSION, MIN_FORMAT_VERSION};
 pub use stats::{Stats, WriteStats};
 pub use store::{
     retain_keeping_running, AuditStore, DropCounts, HealingConfig, Health, HealthHook,

@@ -331,29 +331,43 @@ impl Log {
     /// whose start is in one loses it. `AuditStore::purge_older_than` and
     /// `store::carry::retain_keeping_running` carry such runs forward.
     pub fn retain(&self, cutoff: crate::event::Micros) -> Result<RetentionReport> {
-        self.retain_inner(cutoff, None)
+        self.retain_inner(cutoff, crate::retention::RetainOptions::default(), None)
     }
 
-    /// [`Log::retain`], first appending (and syncing) what `carry` returns
-    /// for the segments about to be dropped. `carry` runs on the writer
-    /// thread while appends wait: it must not wait for the writer.
+    /// [`Log::retain`] with options: `exported_first` keeps the segments
+    /// that not every recorded export destination holds yet
+    /// ([`crate::exported`], docs/export.md).
     pub fn retain_with(
         &self,
         cutoff: crate::event::Micros,
+        opts: crate::retention::RetainOptions,
+    ) -> Result<RetentionReport> {
+        self.retain_inner(cutoff, opts, None)
+    }
+
+    /// [`Log::retain_with`], first appending (and syncing) what `carry`
+    /// returns for the segments about to be dropped. `carry` runs on the
+    /// writer thread while appends wait: it must not wait for the writer.
+    pub fn retain_carrying(
+        &self,
+        cutoff: crate::event::Micros,
+        opts: crate::retention::RetainOptions,
         carry: crate::retention::CarryFn,
     ) -> Result<RetentionReport> {
-        self.retain_inner(cutoff, Some(carry))
+        self.retain_inner(cutoff, opts, Some(carry))
     }
 
     fn retain_inner(
         &self,
         cutoff: crate::event::Micros,
+        opts: crate::retention::RetainOptions,
         carry: Option<crate::retention::CarryFn>,
     ) -> Result<RetentionReport> {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let (reply, rx) = crossbeam_channel::bounded(1);
         tx.send(Msg::Retain {
             cutoff,
+            opts,
             reply,
             carry,
         })

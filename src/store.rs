@@ -579,7 +579,21 @@ impl AuditStore {
     /// The report says what was dropped and carried, and how many runs
     /// went (`dropped_runs`).
     pub fn purge_older_than(&self, cutoff: Micros) -> Result<RetentionReport> {
-        carry::purge(&self.writes, cutoff)
+        self.retain_with(cutoff, crate::retention::RetainOptions::default())
+    }
+
+    /// [`AuditStore::purge_older_than`] with options: `exported_first`
+    /// keeps every segment that not every recorded export destination
+    /// holds yet (docs/export.md). Which segments go and which runs are
+    /// carried forward out of them are decided together on the writer
+    /// thread (`store::carry`), so neither an append nor an export marker
+    /// that moves meanwhile can come between.
+    pub fn retain_with(
+        &self,
+        cutoff: Micros,
+        opts: crate::retention::RetainOptions,
+    ) -> Result<RetentionReport> {
+        carry::purge(&self.writes, cutoff, opts)
     }
     pub fn children(&self, id: &str, include_dry_run: bool) -> Result<Vec<Run>> {
         self.engine().children(id, include_dry_run)

@@ -69,6 +69,7 @@ pub(crate) enum Msg {
     /// Drop sealed segments whose newest event is older than the cutoff.
     Retain {
         cutoff: Micros,
+        opts: crate::retention::RetainOptions,
         reply: crossbeam_channel::Sender<Result<RetentionReport>>,
         /// What to carry forward before dropping (runs still running).
         carry: Option<retention::CarryFn>,
@@ -286,18 +287,21 @@ impl Writer {
         Ok(w)
     }
 
-    /// A retention pass: first what `carry` asks for is carried forward
-    /// (appended and synced), then the record of the pass is appended (with
-    /// the MANIFEST's `pending` set first) and acted on, dropping only the
-    /// segments that were expired before the carry; then the hooks of
-    /// derived data that follow it.
+    /// A retention pass: the segments it may drop are decided first (the
+    /// expired prefix, narrowed by `opts`: exported first, up to a seq);
+    /// then what `carry` asks for them is carried forward (appended and
+    /// synced), then the record of the pass is appended (with the
+    /// MANIFEST's `pending` set first) and acted on, dropping only the
+    /// segments decided before the carry; then the hooks of derived data
+    /// that follow it.
     fn retain(
         &mut self,
         cutoff: Micros,
+        opts: retention::RetainOptions,
         carry: Option<retention::CarryFn>,
     ) -> Result<RetentionReport> {
         let before = self.shared.segments();
-        let n = retention::expired_prefix(&before, cutoff);
+        let (n, held_for_export) = retention::droppable(&self.shared.dir, &before, cutoff, opts)?;
         let mut carried = None;
         if let (Some(ask), true) = (carry, n > 0) {
             let c = ask(&before[..n])?;
@@ -323,6 +327,7 @@ impl Writer {
                 first_kept_lsn: segments
                     .first()
                     .map_or(self.manifest.anchor.first_lsn, |s| s.first_lsn),
+                held_for_export,
                 ..RetentionReport::default()
             });
         };
@@ -331,6 +336,7 @@ impl Writer {
         self.manifest.store(&self.shared.dir)?;
         let at = self.append_system(record)?;
         let mut report = self.apply_retention(&rec, at)?;
+        report.held_for_export = held_for_export;
         if let Some(c) = carried {
             report.carried_runs = c.runs;
             report.carried_events = c.frames.len() as u64;
@@ -575,6 +581,7 @@ impl Writer {
             }
             Msg::Retain {
                 cutoff,
+                opts,
                 reply,
                 carry,
             } => {
@@ -582,7 +589,7 @@ impl Writer {
                 self.end_batch(true);
                 let r = match &self.failed {
                     Some(why) => Err(Error::WriterFailed(why.clone())),
-                    None => self.retain(cutoff, carry),
+                    None => self.retain(cutoff, opts, carry),
                 };
                 let _ = reply.send(r);
             }

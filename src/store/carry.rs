@@ -28,7 +28,7 @@ use crate::index::NONE;
 use crate::layout::SegmentMeta;
 use crate::log::Log;
 use crate::query::{Engine, View};
-use crate::retention::{Carry, RetentionReport};
+use crate::retention::{Carry, RetainOptions, RetentionReport};
 
 /// Drop the segments older than `cutoff`, carrying running runs forward
 /// (see the module docs). For any writer with an engine over its log:
@@ -37,10 +37,12 @@ pub fn retain_keeping_running(
     log: &Log,
     engine: &Arc<Mutex<Engine>>,
     cutoff: Micros,
+    opts: RetainOptions,
 ) -> Result<RetentionReport> {
     let e = engine.clone();
-    let rep = log.retain_with(
+    let rep = log.retain_carrying(
         cutoff,
+        opts,
         Box::new(move |dropping: &[SegmentMeta]| {
             let Some(last) = dropping.last() else {
                 return Ok(Carry::default());
@@ -55,8 +57,12 @@ pub fn retain_keeping_running(
 }
 
 /// The store's purge (also its scheduled retention).
-pub(crate) fn purge(writes: &Writes, cutoff: Micros) -> Result<RetentionReport> {
-    writes.with_log(|log| retain_keeping_running(log, &writes.engine, cutoff))
+pub(crate) fn purge(
+    writes: &Writes,
+    cutoff: Micros,
+    opts: RetainOptions,
+) -> Result<RetentionReport> {
+    writes.with_log(|log| retain_keeping_running(log, &writes.engine, cutoff, opts))
 }
 
 /// The frames to carry past a retention that drops every segment up to

@@ -138,7 +138,8 @@ fn run_pass(writes: &Writes, keep: Duration) -> Pass {
     let at = now_micros();
     let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
     let cutoff = at.saturating_sub(keep_us);
-    let outcome = super::carry::purge(writes, cutoff).map_err(|e| e.to_string());
+    let outcome = super::carry::purge(writes, cutoff, crate::retention::RetainOptions::default())
+        .map_err(|e| e.to_string());
     Pass {
         at,
         cutoff,

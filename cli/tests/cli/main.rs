@@ -31,6 +31,8 @@ mod attacks;
 mod bench_smoke;
 mod calls_cli;
 mod cli_log;
+#[cfg(feature = "export")]
+mod export_cli;
 mod fulltext_search;
 mod ingest_stream;
 mod query_cli;
