@@ -239,10 +239,7 @@ fn retain_json(v: &Value, cutoff: i64) -> String {
         .unwrap_or(&none);
     let dropped = json_out::array(dropped, |d, out| {
         out.push_str("{\"name\":");
-        json_string(
-            d.get("segment").and_then(Value::as_str).unwrap_or(""),
-            out,
-        );
+        json_string(d.get("segment").and_then(Value::as_str).unwrap_or(""), out);
         out.push_str(&format!(
             ",\"firstLsn\":{},\"count\":{},\"oldestUs\":{},\"newestUs\":{},\"bytes\":{}}}",
             u64_of(d, "first_lsn"),
@@ -511,7 +508,9 @@ impl NativeServed {
     #[napi(catch_unwind)]
     pub fn finished_before(&self, before: f64) -> napi::Result<String> {
         let before = micros("before", Some(before))?.unwrap_or_default();
-        Ok(json_out::runs(&self.now(|c| c.finished_runs_before(before))?))
+        Ok(json_out::runs(
+            &self.now(|c| c.finished_runs_before(before))?,
+        ))
     }
 
     /// The server's ingest counters, in an open store's shape.
@@ -685,9 +684,7 @@ impl CursorBatch {
             return Ok(None);
         }
         let c = self.shared.client()?;
-        let (mut events, next) = c
-            .replay(st.range, self.max, None)
-            .map_err(errors::engine)?;
+        let (mut events, next) = c.replay(st.range, self.max, None).map_err(errors::engine)?;
         if let Some(stop) = st.stop {
             events.retain(|(lsn, _)| *lsn < stop);
         }

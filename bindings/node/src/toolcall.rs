@@ -356,9 +356,7 @@ impl Shape {
             ("tool", Some(engine), Some(tool)) => Shape::Tool { engine, tool },
             ("errors", None, None) => Shape::Errors,
             ("id", Some(id), None) => Shape::Id(id),
-            (other, _, _) => {
-                return Err(crate::errors::invalid(format!("query shape {other:?}")))
-            }
+            (other, _, _) => return Err(crate::errors::invalid(format!("query shape {other:?}"))),
         })
     }
 }
@@ -456,7 +454,11 @@ fn is_row(r: &Run) -> bool {
 
 /// Newest first: pages of the filter's list until `limit` rows are found
 /// (runs that are not rows are skipped).
-fn newest_rows(store: &impl RunSource, f: &Filter, limit: Option<usize>) -> auditlog::Result<Vec<Run>> {
+fn newest_rows(
+    store: &impl RunSource,
+    f: &Filter,
+    limit: Option<usize>,
+) -> auditlog::Result<Vec<Run>> {
     let Some(limit) = limit else {
         let mut all = store.list_runs(f, Page::all())?;
         all.retain(is_row);
@@ -483,7 +485,11 @@ fn newest_rows(store: &impl RunSource, f: &Filter, limit: Option<usize>) -> audi
 /// committed between the count and the read only shift the window's end
 /// (a read from `offset` runs to the end, so it still holds the oldest),
 /// and ids seen twice are kept once.
-fn oldest_rows(store: &impl RunSource, f: &Filter, limit: Option<usize>) -> auditlog::Result<Vec<Run>> {
+fn oldest_rows(
+    store: &impl RunSource,
+    f: &Filter,
+    limit: Option<usize>,
+) -> auditlog::Result<Vec<Run>> {
     let mut runs = match limit {
         None => {
             let mut all = store.list_runs(f, Page::all())?;
