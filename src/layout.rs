@@ -11,7 +11,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::Micros;
 use crate::fsutil;
 use crate::manifest::{Manifest, SealedEntry, MANIFEST_FILE};
-use crate::segment::{self, Footer, Header, Scan, HEADER_SIZE};
+use crate::segment::{self, Footer, Header, HeaderError, Scan, HEADER_SIZE};
 
 /// One segment as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,7 +202,7 @@ pub fn load_or_create_manifest(dir: &Path, may_create: bool) -> Result<(Manifest
 }
 
 /// The timestamp of an event payload, for scans.
-pub fn ts_of(payload: &[u8]) -> std::result::Result<Micros, String> {
+pub fn ts_of(payload: &[u8]) -> std::result::Result<Micros, codec::CodecError> {
     codec::peek_ts(payload)
 }
 
@@ -250,7 +250,9 @@ pub fn discover(dir: &Path, mut manifest: Manifest, mode: Mode) -> Result<Layout
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
         let header = match Header::decode(bytes) {
             Ok(h) => h,
-            Err(reason) => {
+            // Another build's file: never mistaken for damage, never cut.
+            Err(e @ HeaderError::UnsupportedVersion { .. }) => return Err(e.into_error(name)),
+            Err(e) => {
                 // A crash while creating the newest segment can leave it
                 // with a partial header and, necessarily, no events.
                 if is_last && bytes.len() <= HEADER_SIZE {
@@ -262,7 +264,7 @@ pub fn discover(dir: &Path, mut manifest: Manifest, mode: Mode) -> Result<Layout
                     }
                     continue;
                 }
-                return Err(corrupt(name, 0, reason));
+                return Err(e.into_error(name));
             }
         };
         if header.seq != *seq || header.day != *day {
@@ -288,7 +290,7 @@ pub fn discover(dir: &Path, mut manifest: Manifest, mode: Mode) -> Result<Layout
                 format!("unknown codec id {}", header.codec),
             ));
         }
-        let footer = segment::read_footer(bytes).map_err(|(off, r)| corrupt(name, off, r))?;
+        let footer = segment::read_footer(bytes).map_err(|d| d.into_error(name))?;
         let meta = match footer {
             Some(f) => {
                 if f.first_lsn != header.first_lsn || f.count == 0 {

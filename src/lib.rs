@@ -44,7 +44,7 @@
 //! let mine = Filter { skill: Some("web.search".into()), ..Filter::default() };
 //! assert_eq!(store.list_runs(&mine, Page::new(10, 0))?.len(), 1);
 //! store.close()?;
-//! # Ok::<(), auditlog::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Cargo features

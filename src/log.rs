@@ -415,7 +415,7 @@ fn encode_batch(
         if let Err(reason) = codec::encode_event(ev, &mut frames) {
             return Err(Error::InvalidEvent {
                 index,
-                source: crate::error::EventError::new("event", reason),
+                source: crate::error::EventError::new("event", reason.to_string()),
             });
         }
         let body = frames.len() - start - FRAME_HEADER;

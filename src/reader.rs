@@ -233,11 +233,7 @@ fn grown_active(dir: &Path, segments: &[SegmentMeta]) -> Result<Option<SegmentMe
         return Ok(None);
     }
     // Same file as before? (A replaced one would fail here or at the scan.)
-    Header::decode(&map).map_err(|reason| Error::Corrupt {
-        segment: last.name.clone(),
-        offset: 0,
-        reason,
-    })?;
+    Header::decode(&map).map_err(|e| e.into_error(&last.name))?;
     let from = Scan {
         valid_end: last.data_len,
         count: last.count,

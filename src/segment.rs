@@ -16,6 +16,68 @@ pub const TRAILER_SIZE: usize = 16;
 pub const COMMIT_PAYLOAD: usize = 8 + 4 + 32;
 pub const FOOTER_PAYLOAD: usize = 8 + 8 + 8 + 8 + 32 + 8;
 
+/// Why the bytes at the start of a segment are not a usable header.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// Fewer than [`HEADER_SIZE`] bytes.
+    #[error("header cut short: {len} of {HEADER_SIZE} bytes")]
+    Short { len: usize },
+    /// Not a segment file at all.
+    #[error("not a segment file (bad magic)")]
+    BadMagic,
+    /// The header's CRC does not match its bytes.
+    #[error("header CRC mismatch")]
+    BadCrc,
+    /// Written by a build with another format version.
+    #[error("format version {found} is not supported (this build reads {FORMAT_VERSION})")]
+    UnsupportedVersion { found: u16 },
+}
+
+impl HeaderError {
+    /// The crate error for the segment `name` whose header this is.
+    pub fn into_error(self, name: &str) -> crate::error::Error {
+        match self {
+            HeaderError::UnsupportedVersion { found } => crate::error::Error::UnsupportedVersion {
+                what: format!("segment {name}"),
+                found: found.into(),
+                supported: FORMAT_VERSION.into(),
+            },
+            other => crate::error::Error::Corrupt {
+                segment: name.to_string(),
+                offset: 0,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// Where and why a segment's bytes are damaged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at offset {offset}: {reason}")]
+pub struct Damage {
+    pub offset: u64,
+    pub reason: String,
+}
+
+impl Damage {
+    fn at(offset: u64, reason: impl Into<String>) -> Damage {
+        Damage {
+            offset,
+            reason: reason.into(),
+        }
+    }
+
+    /// The crate error for segment `name`.
+    pub fn into_error(self, name: &str) -> crate::error::Error {
+        crate::error::Error::Corrupt {
+            segment: name.to_string(),
+            offset: self.offset,
+            reason: self.reason,
+        }
+    }
+}
+
 /// The fixed header at offset 0 of every segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -46,25 +108,20 @@ impl Header {
         b
     }
 
-    pub fn decode(b: &[u8]) -> Result<Header, String> {
+    pub fn decode(b: &[u8]) -> Result<Header, HeaderError> {
         if b.len() < HEADER_SIZE {
-            return Err(format!(
-                "header cut short: {} of {HEADER_SIZE} bytes",
-                b.len()
-            ));
+            return Err(HeaderError::Short { len: b.len() });
         }
         if &b[0..8] != SEGMENT_MAGIC {
-            return Err("not a segment file (bad magic)".into());
+            return Err(HeaderError::BadMagic);
         }
         let crc = u32::from_le_bytes(le4(&b[64..68]));
         if crc != crc32fast::hash(&b[0..64]) {
-            return Err("header CRC mismatch".into());
+            return Err(HeaderError::BadCrc);
         }
         let version = u16::from_le_bytes([b[8], b[9]]);
         if version != FORMAT_VERSION {
-            return Err(format!(
-                "format version {version} is not supported (this build reads {FORMAT_VERSION})"
-            ));
+            return Err(HeaderError::UnsupportedVersion { found: version });
         }
         let mut prev = [0u8; 32];
         prev.copy_from_slice(&b[32..64]);
@@ -177,7 +234,7 @@ impl Footer {
 /// Find the footer through the trailer at the end of `file` (the whole
 /// segment). `Ok(None)` when there is no trailer (an unsealed segment);
 /// `Err` when a trailer is there but what it points at is not a footer.
-pub fn read_footer(file: &[u8]) -> Result<Option<Footer>, (u64, String)> {
+pub fn read_footer(file: &[u8]) -> Result<Option<Footer>, Damage> {
     if file.len() < HEADER_SIZE + TRAILER_SIZE {
         return Ok(None);
     }
@@ -188,20 +245,20 @@ pub fn read_footer(file: &[u8]) -> Result<Option<Footer>, (u64, String)> {
     let at = u64::from_le_bytes(le8(&t[0..8]));
     let trailer_at = (file.len() - TRAILER_SIZE) as u64;
     if at < HEADER_SIZE as u64 || at >= trailer_at {
-        return Err((
+        return Err(Damage::at(
             trailer_at,
             format!("trailer points at offset {at}, outside the file"),
         ));
     }
     let frame = read_frame(&file[at as usize..file.len() - TRAILER_SIZE])
-        .map_err(|e| (at, format!("footer frame: {e}")))?;
+        .map_err(|e| Damage::at(at, format!("footer frame: {e}")))?;
     if frame.rec_type != REC_FOOTER || at as usize + frame.size != file.len() - TRAILER_SIZE {
-        return Err((at, "trailer does not point at a footer frame".into()));
+        return Err(Damage::at(at, "trailer does not point at a footer frame"));
     }
     let footer =
-        Footer::decode(frame.payload).ok_or((at, "footer has the wrong size".to_string()))?;
+        Footer::decode(frame.payload).ok_or_else(|| Damage::at(at, "footer has the wrong size"))?;
     if footer.data_end != at {
-        return Err((
+        return Err(Damage::at(
             at,
             format!(
                 "footer says data ends at {} but sits at {at}",
@@ -286,7 +343,7 @@ impl Scan {
 pub fn scan(
     data: &[u8],
     mut s: Scan,
-    mut ts_of: impl FnMut(&[u8]) -> Result<Micros, String>,
+    mut ts_of: impl FnMut(&[u8]) -> Result<Micros, crate::codec::CodecError>,
     mut on_block: impl FnMut(&BlockSpan),
 ) -> Scan {
     s.stop = None;
@@ -422,10 +479,18 @@ mod tests {
             prev_digest: Digest([7; 32]),
         };
         let b = h.encode();
-        assert_eq!(Header::decode(&b), Ok(h));
+        assert_eq!(Header::decode(&b), Ok(h.clone()));
         let mut bad = b;
         bad[20] ^= 1;
-        assert!(Header::decode(&bad).unwrap_err().contains("CRC"));
+        assert_eq!(Header::decode(&bad), Err(HeaderError::BadCrc));
+        let mut newer = h.clone();
+        newer.version = FORMAT_VERSION + 1;
+        assert_eq!(
+            Header::decode(&newer.encode()),
+            Err(HeaderError::UnsupportedVersion {
+                found: FORMAT_VERSION + 1
+            })
+        );
         assert!(Header::decode(&b[..10]).is_err());
     }
 

@@ -30,8 +30,7 @@ impl Json {
     /// Check `text` and keep it as it is.
     pub fn parse(text: impl Into<String>) -> Result<Json, crate::error::EventError> {
         let text = text.into();
-        json::check_json_text(&text)
-            .map_err(|reason| crate::error::EventError::new("json", reason))?;
+        json::check_json_text("json", &text)?;
         Ok(Json(text))
     }
 

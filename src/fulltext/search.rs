@@ -208,7 +208,7 @@ impl FullText {
                 .map_err(FullTextError::index("reading a stored run"))?;
             let run_json = stored_text(&doc, f.run)
                 .ok_or_else(|| FullTextError::Corrupt("a stored run is missing".into()))?;
-            let run = run_from_json(run_json).map_err(FullTextError::Corrupt)?;
+            let run = run_from_json(run_json)?;
             let mut snippet = String::new();
             for (field, g) in &gens {
                 let text: std::borrow::Cow<str> = if *field == f.error {

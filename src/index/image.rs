@@ -65,6 +65,28 @@ pub const F_FINISHED: u64 = 2;
 
 static ZEROS: [u8; 128] = [0u8; 128];
 
+/// Why bytes are not an index image this build can use (the image is
+/// then rebuilt from its segment).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    #[error("file is {len} bytes, shorter than its header")]
+    Short { len: usize },
+    #[error("not an index file (bad magic)")]
+    BadMagic,
+    #[error("index format version {found}, this build reads {VERSION}")]
+    UnsupportedVersion { found: u32 },
+    #[error("block table does not fit the file (truncated?)")]
+    Truncated,
+    #[error("header checksum mismatch")]
+    BadChecksum,
+    #[error("section {section} {problem}")]
+    BadSection {
+        section: usize,
+        problem: &'static str,
+    },
+}
+
 /// The bytes behind an image.
 pub enum Backing {
     Map(memmap2::Mmap),
@@ -128,21 +150,16 @@ impl IndexHeader {
         b
     }
 
-    fn decode(b: &[u8]) -> Result<IndexHeader, String> {
+    fn decode(b: &[u8]) -> Result<IndexHeader, ImageError> {
         if b.len() < BODY_START {
-            return Err(format!(
-                "file is {} bytes, shorter than its header",
-                b.len()
-            ));
+            return Err(ImageError::Short { len: b.len() });
         }
         if &b[0..8] != MAGIC {
-            return Err("not an index file (bad magic)".into());
+            return Err(ImageError::BadMagic);
         }
         let version = le_u32(b, 8);
         if version != VERSION {
-            return Err(format!(
-                "index format version {version}, this build reads {VERSION}"
-            ));
+            return Err(ImageError::UnsupportedVersion { found: version });
         }
         let mut digest = [0u8; 32];
         digest.copy_from_slice(&b[56..88]);
@@ -398,7 +415,7 @@ impl std::fmt::Debug for Image {
 
 impl Image {
     /// Open an image, checking its header, section table and block table.
-    pub fn open(bytes: Backing) -> Result<Image, String> {
+    pub fn open(bytes: Backing) -> Result<Image, ImageError> {
         let b: &[u8] = &bytes;
         let header = IndexHeader::decode(b)?;
         let n_blocks = header.n_blocks as usize;
@@ -407,23 +424,27 @@ impl Image {
             || table.checked_add(4 * n_blocks) != Some(b.len())
             || n_blocks != (table - BODY_START).div_ceil(BLOCK)
         {
-            return Err("block table does not fit the file (truncated?)".into());
+            return Err(ImageError::Truncated);
         }
         let stored = le_u32(b, 124);
         if stored != header_crc(b, table, n_blocks) {
-            return Err("header checksum mismatch".into());
+            return Err(ImageError::BadChecksum);
         }
         let mut sect = [(0usize, 0usize); N_SECT];
         let mut prev_end = BODY_START;
         for (i, s) in sect.iter_mut().enumerate() {
             let off = le_u64(b, HEADER_LEN + 16 * i) as usize;
             let len = le_u64(b, HEADER_LEN + 16 * i + 8) as usize;
-            let end = off.checked_add(len).ok_or("section overflows")?;
+            let bad = |problem| ImageError::BadSection {
+                section: i,
+                problem,
+            };
+            let end = off.checked_add(len).ok_or(bad("overflows"))?;
             if off < prev_end || end > table {
-                return Err(format!("section {i} lies outside the body"));
+                return Err(bad("lies outside the body"));
             }
             if REC_SIZE[i] != 0 && !len.is_multiple_of(REC_SIZE[i]) {
-                return Err(format!("section {i} length {len} is not whole records"));
+                return Err(bad("is not whole records"));
             }
             *s = (off, len);
             prev_end = end;

@@ -71,11 +71,24 @@ pub fn load_active(meta: &SegmentMeta, seg: &[u8]) -> Option<Image> {
     ok.then_some(img)
 }
 
-/// Why a stored index file is not used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a stored index file is not used (it is rebuilt from its segment).
+#[derive(Debug, thiserror::Error)]
 pub enum Unusable {
+    #[error("missing")]
     Missing,
-    Invalid(String),
+    #[error("empty file")]
+    Empty,
+    #[error("{0}")]
+    Unreadable(Error),
+    #[error("{0}")]
+    Damaged(ImageError),
+    #[error("stale: built for segment {seq} LSN {first_lsn}..{end_lsn} digest {digest}")]
+    Stale {
+        seq: u64,
+        first_lsn: u64,
+        end_lsn: u64,
+        digest: crate::chain::Digest,
+    },
 }
 
 /// Open the stored index of a sealed segment, if it is there and matches
@@ -84,11 +97,11 @@ pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
     let path = index_path(meta);
     let map = match map_file(&path) {
         Ok(Some(m)) => m,
-        Ok(None) => return Err(Unusable::Invalid("empty file".into())),
+        Ok(None) => return Err(Unusable::Empty),
         Err(_) if !path.exists() => return Err(Unusable::Missing),
-        Err(e) => return Err(Unusable::Invalid(e.to_string())),
+        Err(e) => return Err(Unusable::Unreadable(e)),
     };
-    let img = Image::open(Backing::Map(map)).map_err(Unusable::Invalid)?;
+    let img = Image::open(Backing::Map(map)).map_err(Unusable::Damaged)?;
     let h = &img.header;
     if h.kind != KIND_SEALED
         || h.seq != meta.seq
@@ -97,10 +110,12 @@ pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
         || h.end_off != meta.data_len
         || h.digest != meta.digest
     {
-        return Err(Unusable::Invalid(format!(
-            "stale: built for segment {} LSN {}..{} digest {}",
-            h.seq, h.first_lsn, h.end_lsn, h.digest
-        )));
+        return Err(Unusable::Stale {
+            seq: h.seq,
+            first_lsn: h.first_lsn,
+            end_lsn: h.end_lsn,
+            digest: h.digest,
+        });
     }
     Ok(img)
 }

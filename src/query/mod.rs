@@ -440,7 +440,7 @@ impl<'a> View<'a> {
             .get(off as usize..)
             .ok_or_else(|| bad("index points past the segment".into()))?;
         let frame = read_frame(b).map_err(|e| bad(e.to_string()))?;
-        codec::decode_event(frame.payload).map_err(bad)
+        codec::decode_event(frame.payload).map_err(|e| bad(e.to_string()))
     }
 
     /// The run view of a start.
