@@ -3,6 +3,11 @@
 //! described byte by byte in docs/format.md. The codec id written in every
 //! segment header names this encoding so it can change without touching the
 //! rest of the engine.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use crate::event::{Event, MAX_EVENT_BYTES};
 

@@ -78,6 +78,7 @@ mod limits;
 mod lock;
 mod log;
 mod manifest;
+mod num;
 mod priority;
 pub mod query;
 mod reader;

@@ -11,10 +11,9 @@ use std::time::{Duration, Instant};
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
-use crate::frame::{peek_frame, read_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{self, map_file, Head, Mode, SegmentMeta};
 use crate::manifest::Manifest;
-use crate::segment::{self, Header, Scan, HEADER_SIZE};
+use crate::segment::{self, EventWalk, Header, Scan, HEADER_SIZE};
 use crate::shared::Shared;
 
 enum Source {
@@ -266,8 +265,7 @@ pub struct Replay {
 struct Cursor {
     meta: SegmentMeta,
     map: memmap2::Mmap,
-    pos: usize,
-    lsn: u64,
+    walk: EventWalk,
 }
 
 impl Replay {
@@ -313,8 +311,7 @@ impl Replay {
             });
         }
         self.current = Some(Cursor {
-            pos: HEADER_SIZE,
-            lsn: meta.first_lsn,
+            walk: EventWalk::new(HEADER_SIZE as u64, meta.data_len, meta.first_lsn),
             meta,
             map,
         });
@@ -330,55 +327,26 @@ impl Replay {
             let Some(c) = self.current.as_mut() else {
                 return Ok(None);
             };
-            let end = c.meta.data_len as usize;
-            if c.pos >= end {
-                self.current = None;
+            c.walk.skip_to(&c.map, from);
+            let rec = match c.walk.next(&c.map) {
+                None => {
+                    self.current = None;
+                    continue;
+                }
+                Some(r) => r.map_err(|d| d.into_error(&c.meta.name))?,
+            };
+            if rec.lsn < from {
                 continue;
             }
-            let at = c.pos;
-            // Frames before the first wanted LSN are hopped over by their
-            // length alone: `tail` and followers start near the end of a
-            // large active segment.
-            if c.lsn < from {
-                if let Some((rec_type, size)) = peek_frame(&c.map[at..end]) {
-                    if rec_type == REC_EVENT || rec_type == REC_COMMIT {
-                        c.pos += size;
-                        c.lsn += u64::from(rec_type == REC_EVENT);
-                        continue;
-                    }
-                }
-            }
-            let frame = read_frame(&c.map[at..end]).map_err(|e| Error::Corrupt {
+            let ev = codec::decode_event(rec.payload).map_err(|reason| Error::Corrupt {
                 segment: c.meta.name.clone(),
-                offset: at as u64,
-                reason: e.to_string(),
-            })?;
-            c.pos += frame.size;
-            match frame.rec_type {
-                REC_COMMIT => continue,
-                REC_EVENT => {}
-                other => {
-                    return Err(Error::Corrupt {
-                        segment: c.meta.name.clone(),
-                        offset: at as u64,
-                        reason: format!("unexpected record type 0x{other:02x}"),
-                    })
-                }
-            }
-            let lsn = c.lsn;
-            c.lsn += 1;
-            if lsn < from {
-                continue;
-            }
-            let ev = codec::decode_event(frame.payload).map_err(|reason| Error::Corrupt {
-                segment: c.meta.name.clone(),
-                offset: at as u64,
+                offset: rec.offset,
                 reason: format!("event record does not decode: {reason}"),
             })?;
             let in_range = self.range.since.is_none_or(|s| ev.ts >= s)
                 && self.range.until.is_none_or(|u| ev.ts <= u);
             if in_range {
-                return Ok(Some((lsn, ev)));
+                return Ok(Some((rec.lsn, ev)));
             }
         }
     }

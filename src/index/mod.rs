@@ -20,8 +20,9 @@ pub use image::*;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::frame::{read_frame, REC_COMMIT, REC_EVENT};
+use crate::frame::{read_frame, REC_COMMIT};
 use crate::layout::{map_file, SegmentMeta};
+use crate::segment::EventWalk;
 
 /// Progress of an index build, for whoever shows it: `(segment name, bytes
 /// indexed, bytes to index)`. The engine only reports.
@@ -46,7 +47,7 @@ pub fn active_index_path(meta: &SegmentMeta) -> PathBuf {
 /// The chain digest and end LSN of the commit record ending exactly at
 /// `end` of `seg`, if one does.
 pub fn commit_at(seg: &[u8], end: u64) -> Option<(crate::chain::Digest, u64)> {
-    let len = crate::frame::FRAME_HEADER + 1 + crate::segment::COMMIT_PAYLOAD;
+    let len = crate::segment::COMMIT_FRAME_SIZE;
     let end = usize::try_from(end).ok()?;
     let start = end.checked_sub(len)?;
     let f = read_frame(seg.get(start..end)?).ok()?;
@@ -129,37 +130,17 @@ pub fn scan_events(
     to: u64,
     mut f: impl FnMut(u64, u64, u64, &Event),
 ) -> Result<u64> {
-    let mut pos = from as usize;
-    let end = (to as usize).min(seg.len());
-    let mut lsn = first_lsn;
-    while pos < end {
-        let frame = read_frame(&seg[pos..end]).map_err(|e| Error::Corrupt {
+    let mut walk = EventWalk::new(from, to, first_lsn);
+    while let Some(rec) = walk.next(seg) {
+        let rec = rec.map_err(|d| d.into_error(&meta.name))?;
+        let ev = codec::decode_event(rec.payload).map_err(|reason| Error::Corrupt {
             segment: meta.name.clone(),
-            offset: pos as u64,
-            reason: e.to_string(),
-        })?;
-        let at = pos;
-        pos += frame.size;
-        match frame.rec_type {
-            REC_COMMIT => continue,
-            REC_EVENT => {}
-            other => {
-                return Err(Error::Corrupt {
-                    segment: meta.name.clone(),
-                    offset: at as u64,
-                    reason: format!("unexpected record type 0x{other:02x}"),
-                })
-            }
-        }
-        let ev = codec::decode_event(frame.payload).map_err(|reason| Error::Corrupt {
-            segment: meta.name.clone(),
-            offset: at as u64,
+            offset: rec.offset,
             reason: format!("event record does not decode: {reason}"),
         })?;
-        f(lsn, at as u64, pos as u64, &ev);
-        lsn += 1;
+        f(rec.lsn, rec.offset, rec.end, &ev);
     }
-    Ok(lsn)
+    Ok(walk.lsn())
 }
 
 /// Build an image over `seg[from..to]` (events from `first_lsn`).

@@ -689,6 +689,6 @@ fn a_segment_of_another_format_version_is_unsupported_and_left_alone() {
     };
     is_unsupported(Log::open(Config::new(&dir)).err().expect("refused"));
     is_unsupported(LogReader::open(&dir).err().expect("refused"));
-    is_unsupported(verify(&dir, None, |_, _| {}).err().expect("refused"));
+    is_unsupported(verify(&dir, None, |_, _| {}).expect_err("refused"));
     assert_eq!(fs::read(&newer).unwrap(), h.encode(), "left as it was");
 }

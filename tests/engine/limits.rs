@@ -80,7 +80,10 @@ fn an_append_over_the_byte_limit_is_refused_whole_also_when_pre_encoded() {
 #[test]
 fn limits_outside_their_bounds_are_refused_at_open() {
     let (_t, dir) = scratch();
-    let cases: [(&str, fn(&mut Config)); 4] = [
+    type Set = fn(&mut Config);
+    let cases: [(&str, Set); 6] = [
+        ("segment_max_bytes", |c| c.segment_max_bytes = 5 << 30),
+        ("segment_max_bytes", |c| c.segment_max_bytes = 1024),
         ("max_append_events", |c| c.max_append_events = 0),
         ("max_append_bytes", |c| c.max_append_bytes = 1024),
         ("queue_max_bytes", |c| c.queue_max_bytes = 4096),
