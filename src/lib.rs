@@ -142,3 +142,9 @@ pub mod internals {
         pub use crate::limits::*;
     }
 }
+
+/// README.md's examples, compiled (and run unless marked `no_run`) by
+/// `cargo test --doc`, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

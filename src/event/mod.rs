@@ -192,6 +192,24 @@ impl Event {
         self
     }
 
+    /// Parse one JSON line (docs/contract.md, "Events"): every rule of the
+    /// contract is checked; the error names the field at fault.
+    pub fn from_json(line: &[u8]) -> Result<Event, crate::error::EventError> {
+        json::parse_event(line)
+    }
+
+    /// The event as one JSON object, in its output form (`ts` as RFC 3339
+    /// UTC with microseconds, every field, unknown fields last).
+    pub fn to_json(&self) -> String {
+        json::event_to_json(self, None)
+    }
+
+    /// Check every limit and rule an append checks (for events built in
+    /// code rather than parsed).
+    pub fn validate(&self) -> Result<(), crate::error::EventError> {
+        json::validate_event(self)
+    }
+
     fn with_data(run_id: String, ts: Micros, data: EventData) -> Event {
         Event {
             run_id,

@@ -26,7 +26,8 @@ pub const SNIPPET_CHARS: usize = 160;
 /// How a snippet marks the words that matched.
 pub const HIGHLIGHT: (&str, &str) = ("**", "**");
 
-/// Exact filters, combined with AND (contract section 3's filter flags).
+/// Exact filters, combined with AND (the filter flags of docs/contract.md,
+/// "The command line").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     pub skill: Option<String>,

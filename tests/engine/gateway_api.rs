@@ -234,3 +234,21 @@ fn search_through_the_store() {
     assert_eq!(store.search_lag().unwrap().events, 0);
     store.close().unwrap();
 }
+
+#[test]
+fn events_to_and_from_json_through_the_root_types() {
+    let line = br#"{"kind":"run_started","run_id":"r-1","ts":"2026-11-23T08:00:00.000001Z","skill_id":"web.search","x-extra":{"k":1}}"#;
+    let ev = Event::from_json(line).unwrap();
+    assert_eq!((ev.run_id.as_str(), ev.ts), ("r-1", 1_795_420_800_000_001));
+    ev.validate().unwrap();
+    let back = Event::from_json(ev.to_json().as_bytes()).unwrap();
+    assert_eq!(back, ev);
+    assert!(
+        ev.to_json().ends_with(r#""x-extra":{"k":1}}"#),
+        "{}",
+        ev.to_json()
+    );
+    let e =
+        Event::from_json(br#"{"kind":"run_started","run_id":"r","ts":"yesterday"}"#).unwrap_err();
+    assert_eq!(e.field, "ts");
+}
