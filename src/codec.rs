@@ -47,6 +47,28 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
     Ok(ev)
 }
 
+/// The strict decoder every reader and `verify` use (docs/format.md, "What
+/// a reader accepts"): the encoding consumed whole, then every rule the
+/// writer enforced on the way in.
+pub fn decode_stored(bytes: &[u8]) -> Result<Event, StoredEventError> {
+    let ev = decode_event(bytes)?;
+    crate::event::json::check_stored(&ev)?;
+    Ok(ev)
+}
+
+/// Why a stored event record is refused by [`decode_stored`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoredEventError {
+    /// The bytes are not one whole encoded event.
+    #[error(transparent)]
+    Encoding(#[from] CodecError),
+    /// The event decodes but breaks a rule the writer enforces on the way
+    /// in (so no writer of this format stored it).
+    #[error(transparent)]
+    Rule(#[from] crate::error::EventError),
+}
+
 /// The timestamp of an encoded event, without decoding the rest. Relies on
 /// `run_id` and `ts` being the first two fields of [`Event`].
 pub fn peek_ts(bytes: &[u8]) -> Result<crate::event::Micros, CodecError> {

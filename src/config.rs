@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::frame::MAX_FRAME_BODY;
 use crate::io::WriterIo;
 use crate::layout::SegmentMeta;
 use crate::limits::*;
@@ -128,12 +127,6 @@ impl Config {
             )));
         }
         Ok(())
-    }
-
-    /// Largest final block the writer can produce: a damaged tail this
-    /// small may be a torn write even if a commit record survived in it.
-    pub(crate) fn torn_tail_limit(&self) -> u64 {
-        (self.max_batch_bytes + MAX_FRAME_BODY + 4096) as u64
     }
 }
 

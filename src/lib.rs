@@ -21,6 +21,11 @@
 //!   run queries. [`LogReader`] reads a log folder read-only, beside a
 //!   writer in another process.
 //! - [`QueryEngine`]: the run queries over a folder opened read-only.
+//! - Integrity: every read checks the chain of the blocks it returns;
+//!   [`verify`] / [`verify_with`] check a whole folder, [`repair`] moves
+//!   damage in the newest segment into `quarantine/`, and the engine
+//!   records each cut, repair and retention as a [`system`] event
+//!   (docs/integrity.md).
 //! - [`event`]: the event model, its JSON form (one object per line) and
 //!   instants; docs/contract.md in the repository is the outside contract.
 //!
@@ -50,7 +55,7 @@
 //! # Cargo features
 //!
 //! - `search` (off by default): full-text search over runs with tantivy
-//!   ([`fulltext`], [`StoreConfig::search`], `AuditStore::search`). A
+//!   (the `fulltext` module, `StoreConfig::search`, `AuditStore::search`). A
 //!   gateway that does not search compiles none of it.
 //!
 //! # Errors
@@ -62,9 +67,11 @@
 //! The on-disk format is described byte by byte in docs/format.md; the
 //! design, with a picture of these modules, in docs/design.md.
 
+mod blocks;
 mod chain;
 mod codec;
 mod config;
+mod derived;
 mod error;
 pub mod event;
 mod frame;
@@ -83,7 +90,9 @@ mod priority;
 pub mod query;
 mod reader;
 mod receipt;
+mod recovery;
 mod redact;
+mod repair;
 mod retention;
 mod segment;
 mod shared;
@@ -96,6 +105,7 @@ mod writer;
 pub use chain::Digest;
 pub use config::{Config, Durability, FullPolicy, RetainHook, SealHook};
 pub use error::{Error, EventError, Result};
+pub use event::system;
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted};
 pub use layout::{Head, RecoveryReport, SegmentMeta};
 pub use log::{Counters, EncodedBatch, Log};
@@ -103,10 +113,11 @@ pub use query::{Engine as QueryEngine, ErrorGroup, Filter, Page};
 pub use reader::{Follower, LogReader, Replay, ReplayRange};
 pub use receipt::{LsnRange, Receipt};
 pub use redact::{Action, RedactionPolicy};
+pub use repair::{repair, RepairReport};
 pub use retention::{DroppedSegment, RetentionReport};
 pub use stats::Stats;
 pub use store::{AuditStore, RunGuard, StoreConfig, StoreCounters};
-pub use verify::{verify, VerifyReport};
+pub use verify::{verify, verify_with, VerifyOptions, VerifyReport};
 pub use view::{Anomalies, Run, RunLogEntry};
 
 /// Not API: the engine's internals, for its own integration tests, fuzz
@@ -114,6 +125,9 @@ pub use view::{Anomalies, Run, RunLogEntry};
 /// on purpose. Nothing here is stable; gateways use the crate root.
 #[doc(hidden)]
 pub mod internals {
+    pub mod blocks {
+        pub use crate::blocks::*;
+    }
     pub mod chain {
         pub use crate::chain::*;
     }
@@ -140,6 +154,9 @@ pub mod internals {
     }
     pub mod limits {
         pub use crate::limits::*;
+    }
+    pub mod recovery {
+        pub use crate::recovery::*;
     }
 }
 

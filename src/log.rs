@@ -12,12 +12,15 @@ use crate::codec;
 use crate::config::{Config, FullPolicy};
 use crate::error::{Error, Result};
 use crate::event::json::validate_event;
-use crate::event::Event;
+use crate::event::system::{Cut, SystemRecord};
+use crate::event::{Event, Micros};
 use crate::frame::{self, FRAME_HEADER, MAX_FRAME_BODY, REC_EVENT};
 use crate::layout::{self, Head, Mode, RecoveryReport};
 use crate::lock::WriterLock;
+use crate::manifest::Manifest;
 use crate::reader::LogReader;
 use crate::receipt::{LsnRange, Receipt, Slot};
+use crate::recovery;
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 use crate::shared::Shared;
@@ -47,7 +50,10 @@ pub struct Log {
 }
 
 impl Log {
-    /// Open (or create) the log in `config.dir` for writing.
+    /// Open (or create) the log in `config.dir` for writing. A torn tail
+    /// of the active segment is cut into `quarantine/` and the cut recorded;
+    /// a cut, repair or retention a crash interrupted is finished; any
+    /// other damage is refused (docs/integrity.md).
     pub fn open(config: Config) -> Result<Log> {
         config.check()?;
         let dir = config.dir.clone();
@@ -56,16 +62,22 @@ impl Log {
         if fresh {
             manifest.store(&dir)?;
         }
-        let mode = Mode::Write {
-            torn_tail_limit: config.torn_tail_limit(),
-        };
-        let lay = layout::discover(&dir, manifest, mode)?;
-        if lay.manifest_changed {
-            lay.manifest.store(&dir)?;
-        }
+        let (lay, cut) = Self::recover(&dir, manifest)?;
         let head = Head::of(&lay.manifest, &lay.segments);
         let shared = Arc::new(Shared::new(config, lay.segments.clone(), head));
-        let writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
+        let pending = lay.manifest.pending.clone();
+        let mut recovery = lay.recovery;
+        recovery.cut = cut;
+        let mut writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
+        if let Some(record) = pending {
+            if recovery.cut.is_none() {
+                recovery.finished_pending = Some(record.name().to_string());
+            }
+            match record {
+                SystemRecord::Retention(_) => writer.finish_pending_retention(record)?,
+                _ => writer.record_cut(record)?,
+            }
+        }
         let (tx, rx) = crossbeam_channel::bounded(shared.config.queue_capacity);
         let handle = std::thread::Builder::new()
             .name("auditlog-writer".into())
@@ -75,9 +87,39 @@ impl Log {
             shared,
             tx: Some(tx),
             writer: Some(handle),
-            recovery: lay.recovery,
+            recovery,
             _lock: lock,
         })
+    }
+
+    /// Read the layout, finishing the file steps of a pending cut and
+    /// cutting a torn tail (into quarantine/, with a pending record the
+    /// writer then appends). The cut made here, if any.
+    fn recover(dir: &Path, manifest: Manifest) -> Result<(layout::Layout, Option<Cut>)> {
+        if let Some(cut) = manifest.pending.as_ref().and_then(|p| p.cut()) {
+            recovery::apply_cut_files(dir, cut)?;
+        }
+        let mut lay = layout::discover(dir, manifest, Mode::Write)?;
+        let Some(tail) = lay.tail.take() else {
+            if lay.manifest_changed {
+                lay.manifest.store(dir)?;
+            }
+            return Ok((lay, None));
+        };
+        let bytes = std::fs::read(&tail.path)
+            .map_err(|e| Error::io(format!("reading {}", tail.path.display()), e))?;
+        let cut = recovery::plan_torn_tail_cut(dir, &tail, &bytes);
+        drop(bytes);
+        let mut manifest = lay.manifest;
+        recovery::set_pending(dir, &mut manifest, SystemRecord::TornTailCut(cut.clone()))?;
+        recovery::apply_cut_files(dir, &cut)?;
+        let removed = lay.recovery.removed_leftovers;
+        let mut lay = layout::discover(dir, manifest, Mode::Write)?;
+        lay.recovery.removed_leftovers.splice(0..0, removed);
+        if lay.manifest_changed {
+            lay.manifest.store(dir)?;
+        }
+        Ok((lay, Some(cut)))
     }
 
     /// What opening repaired (a torn tail cut, leftovers removed).
@@ -376,6 +418,113 @@ impl EncodedBatch {
     /// Encoded bytes (frames included).
     pub fn bytes(&self) -> usize {
         self.0.frames.len()
+    }
+
+    /// The event frames, back to back (docs/format.md, "Frames"): what a
+    /// client of `auditlog serve` sends instead of JSON.
+    pub fn frames(&self) -> &[u8] {
+        &self.0.frames
+    }
+
+    /// Event frames made in another process (a client of `auditlog
+    /// serve`), checked as if they were appended here: each frame's length
+    /// and CRC, its record type, its body decoded whole, and every rule of
+    /// [`validate_event`]. `edit` sees each event in turn (its index and
+    /// the event) and may change it, returning true; a changed event is
+    /// checked and encoded again, the others keep their bytes. With a
+    /// redaction policy every event is redacted and encoded again.
+    ///
+    /// Takes the bytes by value: when at most the first event changes
+    /// (the server's idempotency marker), they become the batch in place,
+    /// without a copy of the rest. Any bad frame or event rejects the
+    /// whole batch, naming its index.
+    pub fn from_frames(
+        mut frames: Vec<u8>,
+        policy: Option<&Arc<RedactionPolicy>>,
+        mut edit: impl FnMut(usize, &mut Event) -> std::result::Result<bool, crate::EventError>,
+    ) -> Result<EncodedBatch> {
+        let invalid = |index, field: &str, reason: String| Error::InvalidEvent {
+            index,
+            source: crate::EventError::new(field, reason),
+        };
+        let policy_on = policy.filter(|p| !p.is_empty());
+        // Per frame: its ts, and its new bytes when it changed.
+        let mut metas: Vec<(Micros, u32)> = Vec::new();
+        let mut changed: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+        let mut off = 0usize;
+        while off < frames.len() {
+            let index = metas.len();
+            let f = frame::read_frame(&frames[off..])
+                .map_err(|e| invalid(index, "frame", e.to_string()))?;
+            if f.rec_type != REC_EVENT {
+                return Err(invalid(
+                    index,
+                    "frame",
+                    format!("record type 0x{:02x} is not an event (0x01)", f.rec_type),
+                ));
+            }
+            let mut ev = codec::decode_event(f.payload)
+                .map_err(|e| invalid(index, "body", e.to_string()))?;
+            validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
+            let mut edited =
+                edit(index, &mut ev).map_err(|source| Error::InvalidEvent { index, source })?;
+            if let Some(p) = policy_on {
+                p.apply_in_place(&mut ev);
+                edited = true;
+            }
+            let mut len = f.size;
+            if edited {
+                validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
+                let mut one = Vec::with_capacity(f.size + 256);
+                one.extend_from_slice(&[0u8; FRAME_HEADER]);
+                one.push(REC_EVENT);
+                codec::encode_event(&ev, &mut one)
+                    .map_err(|e| invalid(index, "event", e.to_string()))?;
+                let body = one.len() - FRAME_HEADER;
+                if body > MAX_FRAME_BODY {
+                    return Err(Error::EventTooLarge {
+                        index,
+                        bytes: body - 1,
+                        max: codec::MAX_BODY_BYTES,
+                    });
+                }
+                frame::seal_frame_in_place(&mut one[..], 0);
+                len = one.len();
+                changed.push((off, f.size, one));
+            }
+            metas.push((ev.ts, len as u32));
+            off += f.size;
+        }
+        let frames = match changed.as_slice() {
+            [] => frames,
+            [(0, old, new)] => {
+                frames.splice(0..*old, new.iter().copied());
+                frames
+            }
+            _ => {
+                let mut out = Vec::with_capacity(frames.len() + changed.len() * 64);
+                let mut at = 0usize;
+                for (o, old, new) in &changed {
+                    out.extend_from_slice(&frames[at..*o]);
+                    out.extend_from_slice(new);
+                    at = o + old;
+                }
+                out.extend_from_slice(&frames[at..]);
+                out
+            }
+        };
+        let metas = match metas.len() {
+            1 => Metas::One(metas[0]),
+            _ => Metas::Many(metas),
+        };
+        Ok(EncodedBatch(
+            Batch {
+                frames,
+                metas,
+                slot: Slot::new(),
+            },
+            policy.cloned(),
+        ))
     }
 }
 

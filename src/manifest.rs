@@ -18,11 +18,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::event::system::SystemRecord;
 use crate::event::Micros;
 use crate::fsutil;
 
+/// The fields every version has: read first, so that another version is
+/// reported as such rather than as a missing field.
+#[derive(Deserialize)]
+struct Head {
+    format: String,
+    version: u32,
+}
+
 pub const MANIFEST_FILE: &str = "MANIFEST";
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version 2 added `retention` and `pending` (docs/format.md).
+pub const MANIFEST_VERSION: u32 = 2;
 const MAGIC: &str = "auditlog-manifest";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +57,15 @@ pub struct Anchor {
     pub first_seq: u64,
 }
 
+/// Where a system event is stored: its segment, the offset of its frame
+/// (the first frame of a block that holds only it) and its LSN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordRef {
+    pub seq: u64,
+    pub offset: u64,
+    pub lsn: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
@@ -58,6 +77,12 @@ pub struct Manifest {
     /// Totals of what retention has dropped over the log's life.
     pub dropped_segments: u64,
     pub dropped_events: u64,
+    /// Where the newest retention record is (`None` while the anchor is
+    /// the genesis).
+    pub retention: Option<RecordRef>,
+    /// A system record whose effects are being applied (a cut, a repair, a
+    /// retention pass); cleared once its event is in the log.
+    pub pending: Option<SystemRecord>,
 }
 
 impl Manifest {
@@ -74,7 +99,16 @@ impl Manifest {
             sealed: Vec::new(),
             dropped_segments: 0,
             dropped_events: 0,
+            retention: None,
+            pending: None,
         }
+    }
+
+    /// Whether the anchor is where a new log starts (nothing ever dropped).
+    pub fn anchor_is_genesis(&self) -> bool {
+        self.anchor.first_lsn == 0
+            && self.anchor.first_seq == 1
+            && self.anchor_digest() == Digest::GENESIS
     }
 
     pub fn path(dir: &Path) -> PathBuf {
@@ -97,9 +131,21 @@ impl Manifest {
             path: path.clone(),
             reason,
         };
-        let mut lines = text.lines();
-        let body = lines.next().ok_or_else(|| bad("empty file".into()))?;
-        let crc_line = lines.next().ok_or_else(|| bad("no CRC line".into()))?;
+        // Exactly two lines, each ending with a newline.
+        let lines: Vec<&str> = match text.strip_suffix('\n') {
+            Some(t) => t.split('\n').collect(),
+            None => {
+                return Err(bad(
+                    "the file does not end with a newline (cut short?)".into()
+                ))
+            }
+        };
+        let [body, crc_line] = lines[..] else {
+            return Err(bad(format!(
+                "{} lines; a MANIFEST is exactly a JSON line and a CRC line",
+                lines.len()
+            )));
+        };
         let stored = crc_line
             .strip_prefix("crc32 ")
             .and_then(|h| u32::from_str_radix(h, 16).ok())
@@ -109,6 +155,20 @@ impl Manifest {
             return Err(bad(format!(
                 "CRC mismatch (stored {stored:08x}, computed {computed:08x}): the file was damaged or edited"
             )));
+        }
+        let head: Head = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
+        if head.format != MAGIC {
+            return Err(bad(format!(
+                "not an auditlog manifest (format {:?})",
+                head.format
+            )));
+        }
+        if head.version != MANIFEST_VERSION {
+            return Err(Error::UnsupportedVersion {
+                what: path.display().to_string(),
+                found: head.version,
+                supported: MANIFEST_VERSION,
+            });
         }
         let m: Manifest = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
         if m.format != MAGIC {

@@ -8,19 +8,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::blocks::{self, Scan};
+use crate::chain::Digest;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
+use crate::frame::{peek_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{self, map_file, Head, Mode, SegmentMeta};
 use crate::manifest::Manifest;
-use crate::segment::{self, EventWalk, Header, Scan, HEADER_SIZE};
+use crate::segment::{self, EventWalk, Header, HEADER_SIZE};
 use crate::shared::Shared;
 
 enum Source {
     Live(Arc<Shared>),
     Disk {
         dir: PathBuf,
-        manifest: Manifest,
+        manifest: Box<Manifest>,
         segments: Vec<SegmentMeta>,
     },
 }
@@ -28,6 +31,117 @@ enum Source {
 /// Reads a log. Cheap to create; snapshots the segment list per call.
 pub struct LogReader {
     source: Source,
+    /// What this reader has checked against the chain (docs/integrity.md):
+    /// per segment, a range of blocks that ends at a trusted digest.
+    checked: Arc<Checked>,
+}
+
+/// Per segment (by seq): the block range `[from, to)` that was checked
+/// against the chain up to a trusted digest at `to`, and that digest.
+#[derive(Default)]
+pub(crate) struct Checked {
+    ranges: std::sync::Mutex<std::collections::HashMap<u64, CheckedRange>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CheckedRange {
+    from: u64,
+    to: u64,
+    digest_at_to: Digest,
+}
+
+impl Checked {
+    fn get(&self, seq: u64) -> Option<CheckedRange> {
+        self.ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&seq)
+            .copied()
+    }
+
+    fn set(&self, seq: u64, r: CheckedRange) {
+        self.ranges
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(seq, r);
+    }
+
+    /// Record that `[from, to)` of segment `meta` was checked (by an open
+    /// scan that walked it from its header).
+    pub(crate) fn note(&self, meta: &SegmentMeta, from: u64) {
+        self.set(
+            meta.seq,
+            CheckedRange {
+                from,
+                to: meta.data_len,
+                digest_at_to: meta.digest,
+            },
+        );
+    }
+
+    /// Make sure the blocks of `meta` from block boundary `from` to its
+    /// committed end chain to its trusted final digest (`meta.digest`: a
+    /// footer cross-checked with the MANIFEST, the writer's head, or an
+    /// open scan's result), checking only what was not checked before.
+    pub(crate) fn ensure(&self, meta: &SegmentMeta, map: &[u8], from: u64, lsn: u64) -> Result<()> {
+        let corrupt = |s: crate::blocks::Stop| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: s.offset,
+            reason: s.reason,
+        };
+        let digest_at = |at: u64| -> Result<(Digest, u64)> {
+            if at == HEADER_SIZE as u64 {
+                return Ok((meta.prev_digest, meta.first_lsn));
+            }
+            crate::blocks::stored_digest_at(map, at).ok_or_else(|| Error::Corrupt {
+                segment: meta.name.clone(),
+                offset: at,
+                reason: "no commit record ends at this block boundary".into(),
+            })
+        };
+        let mut have = self.get(meta.seq).filter(|r| r.to <= meta.data_len);
+        // The segment grew (the active one): check what was added.
+        if let Some(r) = have.filter(|r| r.to < meta.data_len) {
+            let lsn_to = digest_at(r.to)?.1;
+            crate::blocks::check_range(
+                map,
+                r.to,
+                meta.data_len,
+                r.digest_at_to,
+                lsn_to,
+                meta.digest,
+            )
+            .map_err(corrupt)?;
+            have = Some(CheckedRange {
+                to: meta.data_len,
+                digest_at_to: meta.digest,
+                ..r
+            });
+        }
+        let r = match have {
+            Some(r) if r.from <= from => r,
+            // Checked from further on: check up to where that began.
+            Some(r) => {
+                let (at_from, _) = digest_at(from)?;
+                let (at_r, _) = digest_at(r.from)?;
+                crate::blocks::check_range(map, from, r.from, at_from, lsn, at_r)
+                    .map_err(corrupt)?;
+                CheckedRange { from, ..r }
+            }
+            None => {
+                let (at_from, _) = digest_at(from)?;
+                crate::blocks::check_range(map, from, meta.data_len, at_from, lsn, meta.digest)
+                    .map_err(corrupt)?;
+                CheckedRange {
+                    from,
+                    to: meta.data_len,
+                    digest_at_to: meta.digest,
+                }
+            }
+        };
+        self.set(meta.seq, r);
+        Ok(())
+    }
 }
 
 /// Which events a replay yields.
@@ -45,19 +159,29 @@ impl LogReader {
     pub(crate) fn live(shared: Arc<Shared>) -> LogReader {
         LogReader {
             source: Source::Live(shared),
+            checked: Arc::default(),
         }
     }
 
     /// Open `dir` read-only. Changes nothing on disk; works beside a writer.
+    /// Damage in the active segment with committed blocks after it is an
+    /// error, as for the writer (docs/integrity.md).
     pub fn open(dir: &Path) -> Result<LogReader> {
         let (manifest, _) = layout::load_or_create_manifest(dir, false)?;
         let lay = layout::discover(dir, manifest, Mode::ReadOnly)?;
+        let checked = Arc::new(Checked::default());
+        // The open scanned the active segment from its header, checking
+        // every block up to its committed end.
+        if let Some(active) = lay.segments.last().filter(|s| !s.sealed) {
+            checked.note(active, HEADER_SIZE as u64);
+        }
         Ok(LogReader {
             source: Source::Disk {
                 dir: dir.to_path_buf(),
-                manifest: lay.manifest,
+                manifest: Box::new(lay.manifest),
                 segments: lay.segments,
             },
+            checked,
         })
     }
 
@@ -70,12 +194,17 @@ impl LogReader {
         };
         if let Some(grown) = grown_active(dir, segments)? {
             if let Some(last) = segments.last_mut() {
+                // The rescan checked the new blocks from the old end on.
+                if let Some(r) = self.checked.get(last.seq).filter(|r| r.to == last.data_len) {
+                    self.checked.note(&grown, r.from);
+                }
                 *last = grown;
             }
             return Ok(());
         }
         let fresh = LogReader::open(&dir.clone())?;
         self.source = fresh.source;
+        self.checked = fresh.checked;
         Ok(())
     }
 
@@ -97,7 +226,7 @@ impl LogReader {
     /// The manifest as read from disk.
     pub fn manifest(&self) -> Result<Manifest> {
         match &self.source {
-            Source::Disk { manifest, .. } => Ok(manifest.clone()),
+            Source::Disk { manifest, .. } => Ok((**manifest).clone()),
             Source::Live(s) => Manifest::load(&s.dir)?.ok_or_else(|| Error::NoLog(s.dir.clone())),
         }
     }
@@ -120,9 +249,13 @@ impl LogReader {
         }
     }
 
-    /// Events in LSN order within `range`.
+    /// Events in LSN order within `range`. Each segment's blocks are
+    /// checked against the chain (from the first block used to the
+    /// segment's trusted end) before any of its events is returned, and
+    /// every event is decoded with the strict decoder; a check that fails
+    /// ends the replay with an error naming the segment and offset.
     pub fn replay(&self, range: ReplayRange) -> Replay {
-        Replay::new(self.segments(), range)
+        Replay::new(self.segments(), range, self.checked.clone())
     }
 
     /// Wait until the head passes `lsn` or `timeout` ends; the new head.
@@ -243,7 +376,16 @@ fn grown_active(dir: &Path, segments: &[SegmentMeta]) -> Result<Option<SegmentMe
         stop: None,
         uncommitted_events: 0,
     };
-    let scan = segment::scan(&map, from, layout::ts_of, |_| {});
+    let scan = blocks::scan(&map, from, layout::ts_of, |_| {});
+    if let Some(stop) = &scan.stop {
+        if segment::has_commit_record(&map[stop.offset as usize..]) {
+            return Err(Error::Corrupt {
+                segment: last.name.clone(),
+                offset: stop.offset,
+                reason: format!("{}; committed blocks follow the damage", stop.reason),
+            });
+        }
+    }
     Ok(Some(SegmentMeta {
         count: scan.count,
         min_ts: scan.min_ts,
@@ -260,6 +402,7 @@ pub struct Replay {
     range: ReplayRange,
     current: Option<Cursor>,
     done: bool,
+    checked: Arc<Checked>,
 }
 
 struct Cursor {
@@ -269,7 +412,7 @@ struct Cursor {
 }
 
 impl Replay {
-    fn new(segments: Vec<SegmentMeta>, range: ReplayRange) -> Replay {
+    fn new(segments: Vec<SegmentMeta>, range: ReplayRange, checked: Arc<Checked>) -> Replay {
         let from = range.from_lsn.unwrap_or(0);
         let keep: Vec<SegmentMeta> = segments
             .into_iter()
@@ -288,9 +431,12 @@ impl Replay {
             range,
             current: None,
             done: false,
+            checked,
         }
     }
 
+    /// Enter the next segment: find the block holding the first wanted LSN
+    /// and check the chain from there to the segment's trusted end.
     fn open_next(&mut self) -> Result<bool> {
         let Some(meta) = self.segments.next() else {
             return Ok(false);
@@ -310,8 +456,11 @@ impl Replay {
                 ),
             });
         }
+        let from = self.range.from_lsn.unwrap_or(0);
+        let (pos, lsn) = block_holding(&map[..meta.data_len as usize], &meta, from);
+        self.checked.ensure(&meta, &map, pos as u64, lsn)?;
         self.current = Some(Cursor {
-            walk: EventWalk::new(HEADER_SIZE as u64, meta.data_len, meta.first_lsn),
+            walk: EventWalk::new(crate::num::u64_of(pos), meta.data_len, lsn),
             meta,
             map,
         });
@@ -338,7 +487,8 @@ impl Replay {
             if rec.lsn < from {
                 continue;
             }
-            let ev = codec::decode_event(rec.payload).map_err(|reason| Error::Corrupt {
+            // Checked above: CRCs and the chain of every block from here on.
+            let ev = codec::decode_stored(rec.payload).map_err(|reason| Error::Corrupt {
                 segment: c.meta.name.clone(),
                 offset: rec.offset,
                 reason: format!("event record does not decode: {reason}"),
@@ -350,6 +500,30 @@ impl Replay {
             }
         }
     }
+}
+
+/// The start of the block holding LSN `want` (or the segment's first
+/// block), and the LSN of its first event: frames before it are hopped by
+/// their lengths alone (`tail` and followers start near the end of a large
+/// active segment). Where the hop cannot go on, it stops: the check that
+/// follows reports what is wrong there.
+fn block_holding(seg: &[u8], meta: &SegmentMeta, want: u64) -> (usize, u64) {
+    let mut pos = HEADER_SIZE;
+    let mut lsn = meta.first_lsn;
+    let (mut block, mut block_lsn) = (pos, lsn);
+    while lsn <= want && pos < seg.len() {
+        let Some((rec_type, size)) = peek_frame(&seg[pos..]) else {
+            break;
+        };
+        pos += size;
+        match rec_type {
+            REC_EVENT => lsn += 1,
+            REC_COMMIT if lsn <= want => (block, block_lsn) = (pos, lsn),
+            REC_COMMIT => break,
+            _ => break,
+        }
+    }
+    (block, block_lsn)
 }
 
 impl Iterator for Replay {

@@ -1,17 +1,21 @@
 //! Retention: drop whole sealed segments whose newest event is older than a
-//! cutoff, oldest first, never rewriting a file. The manifest is updated
-//! (new anchor digest) before any file is removed, so a crash in between
-//! leaves only leftovers that the next open removes.
+//! cutoff, oldest first, never rewriting a file. A retention record (what is
+//! dropped, the LSN ranges, the final digests, why) is appended to the log
+//! first; then the manifest takes the new anchor and names the record; then
+//! the files are removed, so a crash in between leaves a pending record
+//! the next writer open finishes, or leftovers it removes
+//! (docs/integrity.md).
 
 use std::fs;
 use std::path::Path;
 
 use crate::error::{IoContext, Result};
+use crate::event::system::Retention;
 use crate::event::Micros;
 use crate::fsutil;
 use crate::io::{IoOp, WriterIo};
 use crate::layout::{remove_segment_files, SegmentMeta};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, RecordRef};
 
 /// One dropped segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,30 +65,64 @@ pub(crate) struct Pass<'a> {
     pub segments: &'a [SegmentMeta],
 }
 
-/// Run retention (inside the writer thread). `forget(seq)` is called once
-/// the manifest is stored without the dropped segments (every segment up
-/// to `seq`), before their files are removed: from then on they are
-/// leftovers a crash lets the next open remove.
-pub(crate) fn drop_expired(
+/// The record of a retention pass at `cutoff` over `segments`, or `None`
+/// when nothing has expired. Nothing is changed yet: the writer appends the
+/// record first, then [`apply`] acts on it (docs/integrity.md).
+pub(crate) fn plan(
+    segments: &[SegmentMeta],
+    manifest: &Manifest,
+    cutoff: Micros,
+) -> Option<Retention> {
+    let n = expired_prefix(segments, cutoff);
+    let gone = &segments[..n];
+    let last_gone = gone.last()?;
+    let events: u64 = gone.iter().map(|s| s.count).sum();
+    let mut when = String::new();
+    crate::event::time::format_rfc3339(cutoff, &mut when);
+    Some(Retention {
+        cutoff,
+        reason: format!("every event of these segments is older than {when}"),
+        dropped: gone
+            .iter()
+            .map(|s| crate::event::system::DroppedSegment {
+                seq: s.seq,
+                day: s.day,
+                first_lsn: s.first_lsn,
+                count: s.count,
+                min_ts: s.min_ts.unwrap_or(0),
+                max_ts: s.max_ts.unwrap_or(0),
+                digest: s.digest.to_hex(),
+            })
+            .collect(),
+        anchor_first_seq: last_gone.seq + 1,
+        anchor_first_lsn: last_gone.end_lsn(),
+        anchor_digest: last_gone.digest.to_hex(),
+        total_dropped_segments: manifest.dropped_segments + gone.len() as u64,
+        total_dropped_events: manifest.dropped_events + events,
+    })
+}
+
+/// Act on a retention record that is in the log at `at` (inside the writer
+/// thread): the MANIFEST takes the new anchor, the totals and where the
+/// record is (its pending record cleared), then the dropped segments and
+/// their derived files are removed. `forget(seq)` is called once the
+/// manifest is stored without them (every segment up to `seq`): from then
+/// on they are leftovers a crash lets the next open remove.
+pub(crate) fn apply(
     pass: Pass<'_>,
     manifest: &mut Manifest,
-    cutoff: Micros,
+    rec: &Retention,
+    at: RecordRef,
     forget: impl FnOnce(u64),
 ) -> Result<RetentionReport> {
-    let segments = pass.segments;
-    let n = expired_prefix(segments, cutoff);
+    let last_seq = rec.anchor_first_seq.saturating_sub(1);
+    let gone: Vec<&SegmentMeta> = pass.segments.iter().filter(|s| s.seq <= last_seq).collect();
     let mut report = RetentionReport {
-        cutoff,
+        cutoff: rec.cutoff,
         dropped: Vec::new(),
-        first_kept_lsn: segments
-            .first()
-            .map_or(manifest.anchor.first_lsn, |s| s.first_lsn),
+        first_kept_lsn: rec.anchor_first_lsn,
     };
-    let gone = &segments[..n];
-    let Some(last_gone) = gone.last() else {
-        return Ok(report);
-    };
-    for s in gone {
+    for s in &gone {
         let bytes = fs::metadata(&s.path).map(|m| m.len()).unwrap_or(s.data_len);
         report.dropped.push(DroppedSegment {
             name: s.name.clone(),
@@ -95,20 +133,25 @@ pub(crate) fn drop_expired(
             bytes,
         });
     }
-    report.first_kept_lsn = last_gone.end_lsn();
-    manifest.anchor.first_lsn = last_gone.end_lsn();
-    manifest.anchor.digest = last_gone.digest.to_hex();
-    manifest.anchor.first_seq = last_gone.seq + 1;
-    manifest.sealed.retain(|e| e.seq > last_gone.seq);
-    manifest.dropped_segments += gone.len() as u64;
-    manifest.dropped_events += report.events();
+    // Changed in memory only once it is on disk: a failed store leaves the
+    // writer's MANIFEST as the file is (the record pending in it).
+    let mut m = manifest.clone();
+    m.anchor.first_lsn = rec.anchor_first_lsn;
+    m.anchor.digest = rec.anchor_digest.clone();
+    m.anchor.first_seq = rec.anchor_first_seq;
+    m.sealed.retain(|e| e.seq > last_seq);
+    m.dropped_segments = rec.total_dropped_segments;
+    m.dropped_events = rec.total_dropped_events;
+    m.retention = Some(at);
+    m.pending = None;
     pass.io
         .gate(IoOp::Rename, &Manifest::path(pass.dir))
         .ctx(|| "replacing MANIFEST".to_string())?;
-    manifest.store(pass.dir)?;
+    m.store(pass.dir)?;
+    *manifest = m;
     // The manifest no longer names them: from here on they are leftovers.
-    forget(last_gone.seq);
-    for s in gone {
+    forget(last_seq);
+    for s in &gone {
         pass.io
             .gate(IoOp::Remove, &s.path)
             .ctx(|| format!("removing {}", s.path.display()))?;

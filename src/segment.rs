@@ -8,18 +8,17 @@
     clippy::cast_sign_loss
 )]
 
-use crate::chain::{block_digest, Digest};
+use crate::chain::Digest;
 use crate::event::Micros;
 use crate::frame::{
-    peek_frame, read_frame, write_frame, FrameError, FRAME_HEADER, REC_COMMIT, REC_EVENT,
-    REC_FOOTER,
+    peek_frame, read_frame, write_frame, FRAME_HEADER, REC_COMMIT, REC_EVENT, REC_FOOTER,
 };
 use crate::num::{u64_of, usize_of};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"AUDLOGSG";
 pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
 /// On-disk format version; bump with every change to docs/format.md.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 pub const HEADER_SIZE: usize = 72;
 pub const TRAILER_SIZE: usize = 16;
 /// Commit record payload: first LSN (u64), count (u32), chain digest.
@@ -80,7 +79,7 @@ pub struct Damage {
 }
 
 impl Damage {
-    fn at(offset: u64, reason: impl Into<String>) -> Damage {
+    pub(crate) fn at(offset: u64, reason: impl Into<String>) -> Damage {
         Damage {
             offset,
             reason: reason.into(),
@@ -397,187 +396,34 @@ impl EventWalk {
     }
 }
 
-/// One verified block met while scanning.
-#[derive(Debug, Clone, Copy)]
-pub struct BlockSpan {
-    pub commit: Commit,
-    /// Offset just past the commit record.
-    pub end: u64,
-}
-
-/// Where and why a scan stopped before the end of the data.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScanStop {
-    pub offset: u64,
-    pub reason: String,
-    /// True when the bytes simply ran out (a torn final write), false when
-    /// what is there is wrong (bad CRC, bad chain, bad record).
-    pub truncated: bool,
-}
-
-/// The result of walking a segment's frames from the header on.
-#[derive(Debug, Clone)]
-pub struct Scan {
-    /// Offset just past the last whole, valid block.
-    pub valid_end: u64,
-    pub count: u64,
-    pub next_lsn: u64,
-    pub digest: Digest,
-    pub min_ts: Option<Micros>,
-    pub max_ts: Option<Micros>,
-    /// Set when the walk stopped before `data_end`.
-    pub stop: Option<ScanStop>,
-    /// Event records seen after the last valid block (never committed).
-    pub uncommitted_events: u64,
-}
-
-impl Scan {
-    /// The state before the first block of a segment.
-    pub fn at_start(header: &Header) -> Scan {
-        Scan {
-            valid_end: HEADER_SIZE as u64,
-            count: 0,
-            next_lsn: header.first_lsn,
-            digest: header.prev_digest,
-            min_ts: None,
-            max_ts: None,
-            stop: None,
-            uncommitted_events: 0,
-        }
-    }
-}
-
-/// Walk `data` from `s.valid_end` on (`s` is [`Scan::at_start`] or the
-/// result of an earlier scan of the same, grown, file; `data` is the whole
-/// file, or only its data part for a sealed one) and check every frame and every block digest. `ts_of` pulls the timestamp out
-/// of an event payload (the codec's business, not this module's); it is
-/// called once per event.
-pub fn scan(
-    data: &[u8],
-    mut s: Scan,
-    mut ts_of: impl FnMut(&[u8]) -> Result<Micros, crate::codec::CodecError>,
-    mut on_block: impl FnMut(&BlockSpan),
-) -> Scan {
-    s.stop = None;
-    s.uncommitted_events = 0;
-    let mut pos = usize_of(s.valid_end);
-    let mut block_start = pos;
-    let mut block_events: u32 = 0;
-    let (mut bmin, mut bmax) = (i64::MAX, i64::MIN);
-    let stop = |offset: usize, reason: String, truncated: bool| ScanStop {
-        offset: offset as u64,
-        reason,
-        truncated,
-    };
-    while pos < data.len() {
-        let frame = match read_frame(&data[pos..]) {
-            Ok(f) => f,
-            Err(e) => {
-                let truncated = matches!(e, FrameError::Truncated { .. });
-                s.stop = Some(stop(pos, e.to_string(), truncated));
-                break;
-            }
-        };
-        match frame.rec_type {
-            REC_EVENT => {
-                match ts_of(frame.payload) {
-                    Ok(ts) => {
-                        bmin = bmin.min(ts);
-                        bmax = bmax.max(ts);
-                    }
-                    Err(e) => {
-                        s.stop = Some(stop(
-                            pos,
-                            format!("event record does not decode: {e}"),
-                            false,
-                        ));
-                        break;
-                    }
-                }
-                block_events += 1;
-            }
-            REC_COMMIT => {
-                let Some(c) = Commit::decode(frame.payload) else {
-                    s.stop = Some(stop(pos, "commit record has the wrong size".into(), false));
-                    break;
-                };
-                if c.first_lsn != s.next_lsn || c.count != block_events || c.count == 0 {
-                    s.stop = Some(stop(
-                        pos,
-                        format!(
-                            "commit record says LSN {} x{} but the block holds LSN {} x{}",
-                            c.first_lsn, c.count, s.next_lsn, block_events
-                        ),
-                        false,
-                    ));
-                    break;
-                }
-                let want = block_digest(&s.digest, c.first_lsn, c.count, &data[block_start..pos]);
-                if want != c.digest {
-                    s.stop = Some(stop(
-                        pos,
-                        format!(
-                            "chain digest mismatch for LSN {}..{} (a record was edited, removed, inserted or reordered)",
-                            c.first_lsn,
-                            c.first_lsn + c.count as u64 - 1
-                        ),
-                        false,
-                    ));
-                    break;
-                }
-                s.digest = c.digest;
-                s.count += c.count as u64;
-                s.next_lsn += c.count as u64;
-                s.min_ts = Some(s.min_ts.map_or(bmin, |m| m.min(bmin)));
-                s.max_ts = Some(s.max_ts.map_or(bmax, |m| m.max(bmax)));
-                let end = (pos + frame.size) as u64;
-                s.valid_end = end;
-                on_block(&BlockSpan { commit: c, end });
-                block_start = pos + frame.size;
-                block_events = 0;
-                bmin = i64::MAX;
-                bmax = i64::MIN;
-            }
-            other => {
-                s.stop = Some(stop(
-                    pos,
-                    format!("unexpected record type 0x{other:02x}"),
-                    false,
-                ));
-                break;
-            }
-        }
-        pos += frame.size;
-    }
-    s.uncommitted_events = block_events as u64;
-    if s.stop.is_none() && block_events > 0 {
-        s.stop = Some(stop(
-            block_start,
-            format!("{block_events} events without a commit record"),
-            true,
-        ));
-    }
-    s
-}
-
 /// Whether a whole, CRC-valid commit record starts anywhere in `data`
 /// (at any byte offset). A torn final write never has one after the damage;
 /// damage earlier in a segment almost always does (the later blocks).
 pub fn has_commit_record(data: &[u8]) -> bool {
+    let mut found = false;
+    each_commit_record(data, |_| found = true);
+    found
+}
+
+/// Call `f` with every whole, CRC-valid commit record that starts at any
+/// byte offset of `data`.
+pub fn each_commit_record(data: &[u8], mut f: impl FnMut(&Commit)) {
     // 45, checked to fit one byte when compiling.
     const _: () = assert!(COMMIT_PAYLOAD + 1 < 256);
     #[allow(clippy::cast_possible_truncation)]
     const BODY_LEN: [u8; 4] = [(COMMIT_PAYLOAD + 1) as u8, 0, 0, 0];
-    let want = BODY_LEN;
-    let frame_len = COMMIT_FRAME_SIZE;
-    if data.len() < frame_len {
-        return false;
+    if data.len() < COMMIT_FRAME_SIZE {
+        return;
     }
-    (0..=data.len() - frame_len).any(|i| {
-        data[i..i + 4] == want
-            && data[i + 8] == REC_COMMIT
-            && read_frame(&data[i..i + frame_len]).is_ok()
-    })
+    for i in 0..=data.len() - COMMIT_FRAME_SIZE {
+        if data[i..i + 4] == BODY_LEN && data[i + FRAME_HEADER] == REC_COMMIT {
+            if let Ok(fr) = read_frame(&data[i..i + COMMIT_FRAME_SIZE]) {
+                if let Some(c) = Commit::decode(fr.payload) {
+                    f(&c);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]

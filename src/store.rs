@@ -394,6 +394,8 @@ impl AuditStore {
                         .is_none_or(|a| a.contains(&l.event_type))
             }
             EventData::RunFinished(_) => !Self::lock(&self.skipped_runs).contains(&ev.run_id),
+            // Refused by the append itself (the log writes its own).
+            EventData::System(_) => true,
         };
         let kept: Vec<Event> = events.iter().filter(|e| keep(e)).cloned().collect();
         let skipped = (events.len() - kept.len()) as u64;

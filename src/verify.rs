@@ -1,14 +1,21 @@
-//! `verify`: read every byte of every segment, check every frame CRC, every
-//! block digest, every footer against what its segment really holds, the
-//! links between segments and the manifest's anchors. Names the first bad
-//! place.
+//! `verify`: check everything a read relies on (docs/format.md, "How a
+//! reader checks a log"): every frame CRC, every block digest, every event
+//! through the strict decoder the readers use, every footer against its
+//! segment and the MANIFEST, the MANIFEST and the segments both ways, the
+//! numbering up to recorded gaps, the retention record, the quarantine files
+//! named by cut and repair records, and every derived index file against the
+//! segment it was built from. Names the first bad place.
 
 use std::path::Path;
 
+use crate::blocks::Walk;
 use crate::chain::Digest;
+use crate::codec;
 use crate::error::{Error, Result};
+use crate::event::system::SystemRecord;
 use crate::layout::{self, map_file, Mode, SegmentMeta};
-use crate::segment::{self, Header, Scan};
+use crate::manifest::{Manifest, RecordRef};
+use crate::segment::{Header, HEADER_SIZE};
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default)]
@@ -17,7 +24,8 @@ pub struct VerifyReport {
     pub events: u64,
     pub bytes: u64,
     pub first_lsn: u64,
-    /// LSN one past the last committed event.
+    /// LSN one past the last committed event (after a recorded gap this is
+    /// not the number of events).
     pub head_lsn: u64,
     pub head_digest: Digest,
     /// Where an expected digest was found (LSN one past its block).
@@ -25,14 +33,53 @@ pub struct VerifyReport {
     /// Bytes after the active segment's last committed block (a write in
     /// progress, or a torn tail the next writer open will cut).
     pub uncommitted_tail_bytes: u64,
+    /// System events in the log: torn-tail cuts, repairs, retentions.
+    pub cuts: u64,
+    pub repairs: u64,
+    pub retentions: u64,
+    /// The newest segment, sealed before a crash but not yet listed in the
+    /// MANIFEST (the next writer open adds it).
+    pub unlisted_newest: Option<u64>,
+    /// A cut, repair or retention the MANIFEST holds as pending (a crash
+    /// interrupted it; the next writer open finishes it).
+    pub pending: Option<String>,
+    /// Derived index files checked (and, with `deep`, rebuilt and compared).
+    pub indexes_checked: u64,
+    /// Derived index files of an older format, rebuilt (not an error).
+    pub indexes_stale: u64,
+}
+
+/// How `verify` runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VerifyOptions {
+    /// A digest anchored earlier that must appear at a block boundary.
+    pub expect: Option<Digest>,
+    /// Rebuild every derived index and compare it byte for byte.
+    pub deep: bool,
+    /// Leave a failing derived file where it is (otherwise it is moved into
+    /// `quarantine/` and rebuilt, so that no query believes it).
+    pub read_only: bool,
 }
 
 /// Check the whole log in `dir`. `expect`: a digest anchored earlier that
-/// must appear at a block boundary of the chain. `progress(done, total)`
-/// is told of bytes checked.
+/// must appear at a block boundary of the chain. `progress(done, total)` is
+/// told of bytes checked.
 pub fn verify(
     dir: &Path,
     expect: Option<Digest>,
+    progress: impl FnMut(u64, u64),
+) -> Result<VerifyReport> {
+    let opts = VerifyOptions {
+        expect,
+        ..VerifyOptions::default()
+    };
+    verify_with(dir, &opts, progress)
+}
+
+/// [`verify`] with every option.
+pub fn verify_with(
+    dir: &Path,
+    opts: &VerifyOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<VerifyReport> {
     let (manifest, _) = layout::load_or_create_manifest(dir, false)?;
@@ -45,25 +92,74 @@ pub fn verify(
         first_lsn,
         head_lsn: first_lsn,
         head_digest: anchor,
+        unlisted_newest: lay.unlisted_newest,
+        pending: lay.manifest.pending.as_ref().map(|p| p.name().to_string()),
         ..VerifyReport::default()
     };
-    if expect == Some(anchor) {
+    if opts.expect == Some(anchor) {
         report.expect_found_at = Some(first_lsn);
     }
+    let mut records = Records::default();
     let mut done = 0u64;
+    let mut chains = Vec::with_capacity(lay.segments.len());
     for meta in &lay.segments {
-        verify_segment(meta, expect, &mut report)?;
+        chains.push(verify_segment(
+            dir,
+            meta,
+            opts.expect,
+            &mut report,
+            &mut records,
+        )?);
         done += meta.data_len;
         progress(done, total);
     }
+    records.check(&lay.manifest)?;
+    let mut derived = crate::derived::Checked::default();
+    let checked =
+        crate::derived::check_indexes(dir, &lay, &chains, opts.deep, opts.read_only, &mut derived);
+    report.indexes_checked = derived.checked;
+    report.indexes_stale = derived.stale;
+    checked?;
     Ok(report)
 }
 
+/// The retention records met, newest last.
+#[derive(Default)]
+struct Records {
+    newest_retention: Option<(RecordRef, SystemRecord)>,
+}
+
+impl Records {
+    /// The newest retention record must be the one the MANIFEST names (or,
+    /// after a crash, the pending one the next writer open finishes).
+    fn check(&self, manifest: &Manifest) -> Result<()> {
+        let Some((at, rec)) = &self.newest_retention else {
+            // discover() already refused an anchor moved without a record.
+            return Ok(());
+        };
+        if manifest.retention == Some(*at) || manifest.pending.as_ref() == Some(rec) {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            segment: "MANIFEST".into(),
+            offset: 0,
+            reason: format!(
+                "the newest retention record is at segment {} offset {} (LSN {}), but the MANIFEST names {:?}",
+                at.seq, at.offset, at.lsn, manifest.retention
+            ),
+        })
+    }
+}
+
+use crate::derived::ChainPoints;
+
 fn verify_segment(
+    dir: &Path,
     meta: &SegmentMeta,
     expect: Option<Digest>,
     report: &mut VerifyReport,
-) -> Result<()> {
+    records: &mut Records,
+) -> Result<ChainPoints> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt {
         segment: meta.name.clone(),
         offset,
@@ -72,47 +168,121 @@ fn verify_segment(
     let map = map_file(&meta.path)?.ok_or_else(|| corrupt(0, "empty file".into()))?;
     let header = Header::decode(&map).map_err(|e| e.into_error(&meta.name))?;
     let data_end = if meta.sealed {
-        meta.data_len as usize
+        meta.data_len
     } else {
-        map.len()
+        map.len() as u64
     };
-    let mut found = None;
-    let scan = segment::scan(
-        &map[..data_end],
-        Scan::at_start(&header),
-        layout::ts_of,
-        |b| {
-            if Some(b.commit.digest) == expect {
-                found = Some(b.commit.first_lsn + b.commit.count as u64);
-            }
-        },
+    let mut walk = Walk::new(
+        &map,
+        HEADER_SIZE as u64,
+        data_end,
+        header.prev_digest,
+        header.first_lsn,
     );
-    if let Some(stop) = &scan.stop {
-        let at_active_tail = !meta.sealed && stop.truncated;
-        if !at_active_tail {
-            return Err(corrupt(stop.offset, stop.reason.clone()));
+    let mut points = vec![(HEADER_SIZE as u64, header.prev_digest)];
+    let (mut count, mut min_ts, mut max_ts) = (0u64, None::<i64>, None::<i64>);
+    let mut found = None;
+    loop {
+        let block = match walk.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            // The active segment's committed end (discover() already refused
+            // damage with committed blocks after it).
+            Err(stop) if !meta.sealed && walk.pos() == meta.data_len => {
+                report.uncommitted_tail_bytes = map.len() as u64 - meta.data_len;
+                let _ = stop;
+                break;
+            }
+            Err(stop) => return Err(corrupt(stop.offset, stop.reason)),
+        };
+        for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
+            let ev = codec::decode_stored(payload)
+                .map_err(|r| corrupt(at, format!("event record does not decode: {r}")))?;
+            min_ts = Some(min_ts.map_or(ev.ts, |m| m.min(ev.ts)));
+            max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+            if let Some(r) = ev.data.system() {
+                system_record(dir, meta, r, at, lsn, block.commit.count, report, records)?;
+            }
         }
-        report.uncommitted_tail_bytes = map.len() as u64 - scan.valid_end;
+        count += block.commit.count as u64;
+        points.push((block.end, block.commit.digest));
+        if Some(block.commit.digest) == expect {
+            found = Some(block.end_lsn());
+        }
     }
-    if meta.sealed {
-        let want = (meta.count, meta.digest, meta.min_ts, meta.max_ts);
-        let got = (scan.count, scan.digest, scan.min_ts, scan.max_ts);
-        if want != got {
-            return Err(corrupt(
-                meta.data_len,
-                format!(
-                    "footer says {} events ending at digest {}, but the segment holds {} ending at {}",
-                    meta.count, meta.digest, scan.count, scan.digest
-                ),
-            ));
-        }
+    let got = (count, walk.digest(), min_ts, max_ts);
+    let want = (meta.count, meta.digest, meta.min_ts, meta.max_ts);
+    if got != want {
+        return Err(corrupt(
+            meta.data_len,
+            format!(
+                "{} {} events ending at digest {}, but the segment holds {} ending at {}",
+                if meta.sealed {
+                    "footer says"
+                } else {
+                    "the open scan found"
+                },
+                meta.count,
+                meta.digest,
+                count,
+                walk.digest()
+            ),
+        ));
     }
     if found.is_some() {
         report.expect_found_at = found;
     }
-    report.events += scan.count;
+    report.events += count;
     report.bytes += map.len() as u64;
-    report.head_lsn = scan.next_lsn;
-    report.head_digest = scan.digest;
+    report.head_lsn = walk.next_lsn();
+    report.head_digest = walk.digest();
+    Ok(points)
+}
+
+/// A system event met by `verify`: count it; a cut's quarantine file must be
+/// there with the recorded BLAKE3; remember the newest retention record.
+#[allow(clippy::too_many_arguments)]
+fn system_record(
+    dir: &Path,
+    meta: &SegmentMeta,
+    r: &SystemRecord,
+    at: u64,
+    lsn: u64,
+    block_events: u32,
+    report: &mut VerifyReport,
+    records: &mut Records,
+) -> Result<()> {
+    match r {
+        SystemRecord::TornTailCut(_) => report.cuts += 1,
+        SystemRecord::Repair(_) => report.repairs += 1,
+        SystemRecord::Retention(_) => {
+            report.retentions += 1;
+            if block_events == 1 {
+                let at = RecordRef {
+                    seq: meta.seq,
+                    offset: at,
+                    lsn,
+                };
+                records.newest_retention = Some((at, r.clone()));
+            }
+        }
+    }
+    if let Some(c) = r.cut() {
+        let path = dir.join(&c.quarantine);
+        let ok = std::fs::read(&path)
+            .is_ok_and(|b| Digest(*blake3::hash(&b).as_bytes()).to_hex() == c.quarantine_blake3);
+        if !ok {
+            return Err(Error::Corrupt {
+                segment: meta.name.clone(),
+                offset: at,
+                reason: format!(
+                    "the {} recorded at LSN {lsn} moved {} bytes into {}, but that file is missing or no longer has the recorded BLAKE3 (quarantined evidence was removed or changed)",
+                    r.name(),
+                    c.quarantine_bytes,
+                    c.quarantine
+                ),
+            });
+        }
+    }
     Ok(())
 }

@@ -15,12 +15,14 @@ use crate::chain::{block_digest, Digest};
 use crate::codec;
 use crate::config::{Config, Durability};
 use crate::error::{Error, IoContext, Result};
+use crate::event::system::{Cut, Retention, SystemRecord};
 use crate::event::time::{day_to_yyyymmdd, utc_day, MICROS_PER_DAY};
+use crate::event::Event;
 use crate::event::Micros;
 use crate::fsutil;
 use crate::io::IoOp;
 use crate::layout::{Head, SegmentMeta};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, RecordRef};
 use crate::receipt::{Failure, Slot};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
@@ -284,26 +286,6 @@ impl Writer {
             });
         }
         Ok(w)
-    }
-
-    /// Retention, then the hooks of derived data that follow it.
-    fn retain(&mut self, cutoff: Micros) -> Result<RetentionReport> {
-        let segments = self.shared.segments();
-        let pass = retention::Pass {
-            dir: &self.shared.dir,
-            io: &self.shared.config.io,
-            segments: &segments,
-        };
-        let shared = &self.shared;
-        let report = retention::drop_expired(pass, &mut self.manifest, cutoff, |last| {
-            shared.segments_mut().retain(|s| s.seq > last)
-        })?;
-        if !report.dropped.is_empty() {
-            for hook in &self.shared.config.retain_hooks {
-                hook(&report);
-            }
-        }
-        Ok(report)
     }
 
     fn cfg(&self) -> &Config {
@@ -781,9 +763,10 @@ impl Writer {
         }
         let whole = self.block_is_whole();
         let (block_first, count) = (self.block_first_lsn, self.block_count);
-        let continues = block_first == self.next_lsn;
+        let log_at = self.next_lsn;
+        let continues = block_first == log_at;
         self.invariant(whole && continues, || {
-            format!("a block of {count} events from LSN {block_first} (log at {}) is not whole or does not continue the log", block_first)
+            format!("a block of {count} events from LSN {block_first} (log at {log_at}) is not whole or does not continue the log")
         })?;
         let positioned = self.active.as_mut().is_none_or(Self::at_data_end);
         self.invariant(positioned, || {
@@ -983,5 +966,238 @@ impl Writer {
                 .store(true, std::sync::atomic::Ordering::Release);
         }
         self.reset_block();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// System events: cuts, repairs and retention, recorded in the log
+// (docs/integrity.md). Run on the writer thread, or before it starts.
+// ---------------------------------------------------------------------------
+
+/// The wall clock as a valid event timestamp.
+fn now_micros() -> Micros {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    i64::try_from(now)
+        .unwrap_or(i64::MAX)
+        .clamp(0, crate::event::time::MAX_TS)
+}
+
+impl Writer {
+    /// Append one system event as a block of its own and make it durable
+    /// (fdatasync, whatever the policy). Where it landed.
+    pub(crate) fn append_system(&mut self, record: SystemRecord) -> Result<RecordRef> {
+        if let Some(why) = &self.failed {
+            return Err(Error::WriterFailed(why.clone()));
+        }
+        self.write_block()?;
+        let ev = Event::system(now_micros(), record);
+        let mut body = Vec::new();
+        codec::encode_event(&ev, &mut body).map_err(|reason| Error::Corrupt {
+            segment: "system event".into(),
+            offset: 0,
+            reason: reason.to_string(),
+        })?;
+        let mut frame = Vec::with_capacity(body.len() + 9);
+        crate::frame::write_frame(&mut frame, crate::frame::REC_EVENT, &body);
+        self.route_system(frame.len())?;
+        let (seq, offset) = match &self.active {
+            Some(a) => (a.meta.seq, a.meta.data_len),
+            None => {
+                return Err(Error::WriterFailed(
+                    "no active segment for a system event".into(),
+                ))
+            }
+        };
+        let lsn = self.next_lsn;
+        self.block.extend_from_slice(&frame);
+        self.block_count = 1;
+        self.block_min_ts = ev.ts;
+        self.block_max_ts = ev.ts;
+        self.write_block()?;
+        if let Some(a) = &self.active {
+            self.shared
+                .config
+                .io
+                .sync_data(&a.file, &a.meta.path)
+                .ctx(|| format!("syncing {}", a.meta.path.display()))?;
+        }
+        self.dirty = false;
+        self.shared
+            .durable_lsn
+            .fetch_max(self.next_lsn, Ordering::AcqRel);
+        Ok(RecordRef { seq, offset, lsn })
+    }
+
+    /// Where a system event goes: the active segment whatever the day (the
+    /// log's own record belongs with what it is about), unless it is full;
+    /// a new segment (of today, or the newest day seen) if there is none.
+    fn route_system(&mut self, len: usize) -> Result<()> {
+        if let Some(a) = &self.active {
+            let size = a.meta.data_len + (len + 64) as u64;
+            if a.meta.count == 0 || size <= self.cfg().segment_max_bytes {
+                return Ok(());
+            }
+            self.seal_active()?;
+        }
+        let day = self.day_of(now_micros()).max(self.last_day);
+        self.create_segment(day)
+    }
+
+    /// The newest block of the log, if it holds only `record` (a pending
+    /// record that already reached the log before a crash).
+    fn last_record_is(&self, record: &SystemRecord) -> Option<RecordRef> {
+        let meta = self
+            .shared
+            .segments()
+            .into_iter()
+            .rev()
+            .find(|s| s.count > 0)?;
+        let map = crate::layout::map_file(&meta.path).ok()??;
+        let mut walk = crate::blocks::Walk::new(
+            &map,
+            HEADER_SIZE as u64,
+            meta.data_len,
+            meta.prev_digest,
+            meta.first_lsn,
+        );
+        let mut last = None;
+        while let Ok(Some(b)) = walk.next_block() {
+            last = Some((
+                b.start,
+                b.commit,
+                b.events().next().map(|(_, p)| p.to_vec()),
+            ));
+        }
+        let (start, commit, payload) = last?;
+        let ev = codec::decode_stored(&payload?).ok()?;
+        (commit.count == 1 && ev.data.system() == Some(record)).then_some(RecordRef {
+            seq: meta.seq,
+            offset: start,
+            lsn: commit.first_lsn,
+        })
+    }
+
+    /// Finish a cut or repair whose files are in place (the quarantine file
+    /// written, the segment cut back to its kept prefix): seal the kept
+    /// segment and start the next one after the gap when LSNs or segment
+    /// numbers are skipped, append the record, clear `pending`.
+    pub(crate) fn record_cut(&mut self, record: SystemRecord) -> Result<()> {
+        let Some(cut) = record.cut().cloned() else {
+            return Err(Error::InvalidArgument("not a cut record".into()));
+        };
+        if self.digest != cut.kept_digest() {
+            return Err(Error::Corrupt {
+                segment: cut.segment.clone(),
+                offset: cut.valid_end,
+                reason: format!(
+                    "the pending {} record goes on from digest {}, but the log ends at {}; nothing was changed",
+                    record.name(),
+                    cut.kept_digest,
+                    self.digest
+                ),
+            });
+        }
+        let done = match cut.needs_new_segment() {
+            true => self
+                .shared
+                .segments()
+                .last()
+                .is_some_and(|s| s.seq == cut.skip_to_seq && s.count > 0),
+            false => self.last_record_is(&record).is_some(),
+        };
+        if !done {
+            if cut.needs_new_segment() {
+                self.open_after_gap(&cut)?;
+            }
+            self.append_system(record)?;
+        }
+        self.manifest.pending = None;
+        self.manifest.store(&self.shared.dir)
+    }
+
+    /// Make the segment after a gap the active one: the kept segment sealed,
+    /// then (unless a crash left it already) a new segment whose header
+    /// starts at the gap's end.
+    fn open_after_gap(&mut self, cut: &Cut) -> Result<()> {
+        let reuse = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.meta.seq == cut.skip_to_seq && a.meta.count == 0);
+        if reuse {
+            return Ok(());
+        }
+        if self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
+            self.seal_active()?;
+        }
+        self.active = None;
+        self.next_seq = self.next_seq.max(cut.skip_to_seq);
+        self.next_lsn = self.next_lsn.max(cut.skip_to_lsn);
+        // The one place LSNs jump (a recorded gap): the empty block being
+        // built starts after it.
+        let (waiting, to) = (self.block_count, self.next_lsn);
+        self.invariant(waiting == 0, || {
+            format!("{waiting} events were waiting in a block when the log jumped to LSN {to}")
+        })?;
+        self.block_first_lsn = self.next_lsn;
+        let day = self.day_of(now_micros()).max(self.last_day);
+        self.create_segment(day)
+    }
+
+    /// A retention pass: its record appended (with the MANIFEST's `pending`
+    /// set first), then acted on; then the hooks of derived data that
+    /// follow it.
+    fn retain(&mut self, cutoff: Micros) -> Result<RetentionReport> {
+        let segments = self.shared.segments();
+        let Some(rec) = retention::plan(&segments, &self.manifest, cutoff) else {
+            return Ok(RetentionReport {
+                cutoff,
+                dropped: Vec::new(),
+                first_kept_lsn: segments
+                    .first()
+                    .map_or(self.manifest.anchor.first_lsn, |s| s.first_lsn),
+            });
+        };
+        let record = SystemRecord::Retention(rec.clone());
+        self.manifest.pending = Some(record.clone());
+        self.manifest.store(&self.shared.dir)?;
+        let at = self.append_system(record)?;
+        self.apply_retention(&rec, at)
+    }
+
+    /// Act on a retention record that is in the log at `at`.
+    fn apply_retention(&mut self, rec: &Retention, at: RecordRef) -> Result<RetentionReport> {
+        let segments = self.shared.segments();
+        let pass = retention::Pass {
+            dir: &self.shared.dir,
+            io: &self.shared.config.io,
+            segments: &segments,
+        };
+        let shared = &self.shared;
+        let report = retention::apply(pass, &mut self.manifest, rec, at, |last| {
+            shared.segments_mut().retain(|s| s.seq > last)
+        })?;
+        if !report.dropped.is_empty() {
+            for hook in &self.shared.config.retain_hooks {
+                hook(&report);
+            }
+        }
+        Ok(report)
+    }
+
+    /// At open: finish a retention whose record reached the log before a
+    /// crash, or forget one that did not (nothing was dropped then).
+    pub(crate) fn finish_pending_retention(&mut self, record: SystemRecord) -> Result<()> {
+        let SystemRecord::Retention(rec) = &record else {
+            return Err(Error::InvalidArgument("not a retention record".into()));
+        };
+        match self.last_record_is(&record) {
+            Some(at) => self.apply_retention(rec, at).map(|_| ()),
+            None => {
+                self.manifest.pending = None;
+                self.manifest.store(&self.shared.dir)
+            }
+        }
     }
 }

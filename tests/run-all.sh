@@ -9,6 +9,8 @@
 #   tests/run-all.sh python   only the Python binding (bindings/python/test.sh)
 #   tests/run-all.sh c        only the C example (bindings/c)
 #   tests/run-all.sh go       only the Go module (bindings/go)
+#   tests/run-all.sh node     only the Node binding (bindings/node/test.sh)
+#   tests/run-all.sh serve    only the server with the OpenTelemetry SDK
 #
 # A part's own script can be run alone too (see its folder's README).
 set -euo pipefail
@@ -38,4 +40,14 @@ fi
 if [[ $only == all || $only == go ]]; then
   step "Go module: gofmt, go vet, go test ./... (auditlog beside the SQLite reference)"
   bindings/go/test.sh
+fi
+
+if [[ $only == all || $only == node ]]; then
+  step "Node binding: build the addon (dev profile), type-check, node --test (bindings/node/test.sh)"
+  bindings/node/test.sh
+fi
+
+if [[ $only == all || $only == serve ]]; then
+  step "auditlog serve with a real OpenTelemetry client (Python SDK, OTLP/HTTP)"
+  server/test.sh
 fi

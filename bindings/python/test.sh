@@ -30,6 +30,10 @@ else
   maturin develop --manifest-path "$here/Cargo.toml"
 fi
 
+# `auditlog serve` for the connect() tests (a no-op when the Rust step built it).
+cargo build --quiet --manifest-path "$root/Cargo.toml" -p auditlog-cli
+export AUDITLOG_BIN="$CARGO_TARGET_DIR/debug/auditlog"
+
 cd "$here"
 python -m pytest tests -q
 mypy python/auditlog tests bench

@@ -23,6 +23,24 @@ const INGEST_CHUNK: usize = 4 << 20;
 const MAX_LINE_SCAN: usize = 64 << 20;
 /// Bad lines reported one by one before only counting the rest.
 const MAX_REPORTED_BAD_LINES: u64 = 1000;
+/// A pipe with nothing more to read for this long hands over the whole
+/// lines read so far (`tail -f gateway.jsonl | auditlog ingest -`): each
+/// line is stored within a few ms of its arrival, while a pipe that keeps
+/// data coming still fills whole chunks.
+const QUIET_PIPE: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Whether `fd` has nothing to read for `wait` (a quiet pipe).
+fn quiet(fd: std::os::fd::RawFd, wait: std::time::Duration) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: `p` is one valid pollfd that lives across the call; poll
+    // only writes its `revents`.
+    let n = unsafe { libc::poll(&mut p, 1, wait.as_millis() as libc::c_int) };
+    n == 0
+}
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -66,7 +84,14 @@ pub struct VerifyArgs {
     /// A head digest anchored earlier (hex): it must appear in the chain.
     #[arg(long)]
     pub expect: Option<String>,
+    /// Also rebuild every derived index from its segment and compare it
+    /// byte for byte (catches an index rewritten consistently).
+    #[arg(long)]
+    pub deep: bool,
 }
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {}
 
 #[derive(Args, Debug)]
 pub struct RetainArgs {
@@ -106,14 +131,17 @@ fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
 /// Say on stderr what opening for writing repaired.
 fn report_recovery(log: &Log) {
     let r = log.recovery();
-    if r.truncated_bytes > 0 {
+    if let Some(c) = &r.cut {
         eprintln!(
-            "auditlog: recovered {}: cut a torn tail of {} bytes ({} uncommitted events) {}",
-            r.segment.as_deref().unwrap_or("?"),
-            r.truncated_bytes,
-            r.dropped_events,
-            r.reason.as_deref().unwrap_or("")
+            "auditlog: recovered {}: a torn tail of {} bytes at offset {} was moved to {} (LSNs {}..{} skipped); the cut is recorded in the log",
+            c.segment, c.quarantine_bytes, c.valid_end, c.quarantine, c.skip_from_lsn, c.skip_to_lsn
         );
+    }
+    if let Some(what) = &r.finished_pending {
+        eprintln!("auditlog: finished an interrupted {what}");
+    }
+    if let Some(name) = &r.adopted {
+        eprintln!("auditlog: {name} was sealed just before a crash; added to the MANIFEST");
     }
     for name in &r.removed_leftovers {
         eprintln!("auditlog: finished an interrupted retention: removed {name}");
@@ -141,6 +169,22 @@ impl Source {
         io::copy(&mut io::stdin().lock(), &mut tmp)
             .map_err(|e| CliError::failed(format!("reading stdin: {e}")))?;
         Ok(Source::Spooled(tmp))
+    }
+
+    /// Standard input, when it is what ingest reads: watched for quiet
+    /// spells (regular files never are: they have no writer to wait for).
+    fn watch_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            Source::Stdin => {
+                let fd = io::stdin().as_raw_fd();
+                let is_file = std::fs::File::open("/dev/stdin")
+                    .and_then(|f| f.metadata())
+                    .is_ok_and(|m| m.is_file());
+                (!is_file).then_some(fd)
+            }
+            _ => None,
+        }
     }
 
     /// A reader from the start, and the total size when known.
@@ -187,18 +231,28 @@ struct Chunker<R: Read> {
     carry: Vec<u8>,
     eof: bool,
     pool: crossbeam_channel::Receiver<Vec<u8>>,
+    /// A pipe to watch: when it goes quiet, whole lines go on at once.
+    watch: Option<std::os::fd::RawFd>,
 }
 
 impl<R: Read> Chunker<R> {
-    /// Read until `c` holds `want` bytes or the input ends.
+    /// Read until `c` holds `want` bytes or the input ends, or (a watched
+    /// pipe) until it goes quiet while `c` holds a whole line.
     fn fill(&mut self, c: &mut Chunk, want: usize) -> io::Result<()> {
         if c.buf.len() < want {
             c.buf.resize(want, 0);
         }
+        let mut has_line = c.bytes().contains(&b'\n');
         while !self.eof && c.len < want {
+            if has_line && self.watch.is_some_and(|fd| quiet(fd, QUIET_PIPE)) {
+                return Ok(());
+            }
             match self.r.read(&mut c.buf[c.len..want]) {
                 Ok(0) => self.eof = true,
-                Ok(n) => c.len += n,
+                Ok(n) => {
+                    has_line = has_line || c.buf[c.len..c.len + n].contains(&b'\n');
+                    c.len += n;
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -222,6 +276,7 @@ impl<R: Read> Chunker<R> {
             if self.eof {
                 return Ok((c.len > 0).then_some(c));
             }
+            // Full, or a quiet pipe: hand over the whole lines.
             if let Some(i) = c.bytes().iter().rposition(|&b| b == b'\n') {
                 self.carry.extend_from_slice(&c.buf[i + 1..c.len]);
                 c.len = i + 1;
@@ -345,6 +400,7 @@ fn encode_one_by_one(
 /// (with absolute line numbers).
 fn parse_input(
     input: Box<dyn Read + Send>,
+    watch: Option<std::os::fd::RawFd>,
     encode: Option<Redaction>,
     mut sink: impl FnMut(Parsed) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
@@ -364,6 +420,7 @@ fn parse_input(
                 carry: Vec::new(),
                 eof: false,
                 pool: pool_rx,
+                watch,
             };
             while let Some(chunk) = ch.next_chunk()? {
                 let (tx, rx) = crossbeam_channel::bounded(1);
@@ -458,7 +515,7 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
             bytes: 0,
             reported: 0,
         };
-        parse_input(input, None, |p| {
+        parse_input(input, None, None, |p| {
             pb.inc(p.bytes);
             t.report_bad(&name, &p.bad);
             Ok(())
@@ -473,13 +530,14 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
         }
     }
     let (input, total) = source.open()?;
-    ingest_pass(&dir, &name, input, total, started, redaction)
+    let watch = source.watch_fd();
+    ingest_pass(&dir, &name, (input, watch), total, started, redaction)
 }
 
 fn ingest_pass(
     dir: &Path,
     name: &str,
-    input: Box<dyn Read + Send>,
+    (input, watch): (Box<dyn Read + Send>, Option<std::os::fd::RawFd>),
     total: Option<u64>,
     started: Instant,
     redaction: Redaction,
@@ -499,7 +557,7 @@ fn ingest_pass(
     };
     let mut first_lsn = None;
     let mut receipts = Vec::new();
-    parse_input(input, Some(redaction), |p| {
+    parse_input(input, watch, Some(redaction), |p| {
         pb.inc(p.bytes);
         t.bytes += p.bytes;
         t.report_bad(name, &p.bad);
@@ -523,11 +581,9 @@ fn ingest_pass(
     // Whatever the policy, everything accepted is durable before we say so.
     let head = log.flush()?;
     pb.set_message("indexing");
-    // The indexes are derived data: a failure here is reported, but what
-    // was stored stays stored and the next query rebuilds them.
-    if let Err(e) = indexer.finish() {
-        eprintln!("auditlog: the events are stored, but indexing them failed: {e}");
-    }
+    // The indexes are derived data: what was stored stays stored. But a
+    // log that cannot be indexed cannot be read either: say so, and fail.
+    let indexed = indexer.finish();
     pb.finish_and_clear();
     log.close()?;
     let lsns = first_lsn.map(|f| (f, head.saturating_sub(1)));
@@ -544,6 +600,12 @@ fn ingest_pass(
             "auditlog: {name}: {} bad line(s) skipped, {} events stored",
             t.rejected, t.accepted
         );
+    }
+    if let Err(e) = indexed {
+        return Err(CliError::failed(format!(
+            "the {} events are stored, but the log cannot be indexed (so it cannot be read): {e}",
+            t.accepted
+        )));
     }
     Ok(())
 }
@@ -644,7 +706,12 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
         None => None,
     };
     let pb = progress(None, "verifying", Counts::Bytes);
-    let result = auditlog::verify(&dir, expect, |done, total| {
+    let opts = auditlog::VerifyOptions {
+        expect,
+        deep: a.deep,
+        read_only: false,
+    };
+    let result = auditlog::verify_with(&dir, &opts, |done, total| {
         pb.set_length(total);
         pb.set_position(done);
     });
@@ -652,23 +719,7 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
     let mut out = Out::new();
     match result {
         Ok(r) => {
-            let mut s = format!(
-                "{{\"ok\":{},\"segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"uncommitted_tail_bytes\":{}",
-                expect.is_none() || r.expect_found_at.is_some(),
-                r.segments, r.events, r.bytes, r.first_lsn, r.head_lsn, r.head_digest, r.uncommitted_tail_bytes
-            );
-            if let Some(d) = expect {
-                match r.expect_found_at {
-                    Some(l) => s.push_str(&format!(
-                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":{l}}}"
-                    )),
-                    None => s.push_str(&format!(
-                        ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":null}}"
-                    )),
-                }
-            }
-            s.push('}');
-            out.line(&s)?;
+            out.line(&verify_json(&r, expect))?;
             out.flush()?;
             if expect.is_some() && r.expect_found_at.is_none() {
                 return Err(CliError::failed(format!(
@@ -696,6 +747,62 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
             Err(CliError::from(e))
         }
     }
+}
+
+fn verify_json(r: &auditlog::VerifyReport, expect: Option<Digest>) -> String {
+    let mut s = format!(
+        "{{\"ok\":{},\"segments\":{},\"events\":{},\"bytes\":{},\"first_lsn\":{},\"head_lsn\":{},\"head_digest\":\"{}\",\"uncommitted_tail_bytes\":{}",
+        expect.is_none() || r.expect_found_at.is_some(),
+        r.segments, r.events, r.bytes, r.first_lsn, r.head_lsn, r.head_digest, r.uncommitted_tail_bytes
+    );
+    s.push_str(&format!(
+        ",\"system_events\":{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{}}},\"indexes_checked\":{}",
+        r.cuts, r.repairs, r.retentions, r.indexes_checked
+    ));
+    if let Some(seq) = r.unlisted_newest {
+        s.push_str(&format!(",\"unlisted_newest\":{seq}"));
+    }
+    if let Some(p) = &r.pending {
+        s.push_str(&format!(",\"pending\":\"{p}\""));
+    }
+    if let Some(d) = expect {
+        match r.expect_found_at {
+            Some(l) => s.push_str(&format!(
+                ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":{l}}}"
+            )),
+            None => s.push_str(&format!(
+                ",\"expect\":{{\"digest\":\"{d}\",\"found_at_lsn\":null}}"
+            )),
+        }
+    }
+    s.push('}');
+    s
+}
+
+/// `auditlog repair`: move damage in the newest segment into quarantine/
+/// and start a new segment (docs/integrity.md).
+pub fn repair(ctx: &Ctx, _a: RepairArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    if !dir.exists() {
+        return Err(auditlog::Error::NoLog(dir).into());
+    }
+    let report = auditlog::repair(&dir)?;
+    let (what, cut) = match &report {
+        auditlog::RepairReport::Clean => ("nothing to repair", None),
+        auditlog::RepairReport::TornTailCut(c) => ("torn_tail_cut", Some(c)),
+        auditlog::RepairReport::Repaired(c) => ("repair", Some(c)),
+    };
+    let mut s = format!("{{\"done\":\"{what}\"");
+    if let Some(c) = cut {
+        // The record's fields, as `replay` shows them.
+        let body = serde_json::to_string(c).map_err(|e| CliError::failed(e.to_string()))?;
+        s.push(',');
+        s.push_str(&body[1..body.len() - 1]);
+    }
+    s.push('}');
+    let mut out = Out::new();
+    out.line(&s)?;
+    out.flush()
 }
 
 pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {

@@ -6,6 +6,7 @@ mod log_cmds;
 mod output;
 mod query_cmds;
 mod search_cmd;
+mod serve_cmd;
 
 use std::path::PathBuf;
 
@@ -70,14 +71,26 @@ pub enum Command {
     Tail(log_cmds::TailArgs),
     /// Full-text search over run output, error, inputs and log payloads.
     Search(search_cmd::SearchArgs),
-    /// Check every frame and the integrity chain.
+    /// Check every frame, every event, the integrity chain, the MANIFEST
+    /// and the derived indexes.
     Verify(log_cmds::VerifyArgs),
+    /// Move damage in the newest segment into quarantine/ (byte for byte)
+    /// and start a new segment; the repair is recorded in the log.
+    Repair(log_cmds::RepairArgs),
     /// Drop whole segments whose newest event is older than a cutoff.
     Retain(log_cmds::RetainArgs),
     /// Segments, events, bytes, time span, anomalies.
     Stats(log_cmds::StatsArgs),
+    /// Run one writer for many local clients: Unix socket, HTTP, OTLP.
+    Serve(serve_cmd::ServeArgs),
     /// The load run: a synthetic gateway workload, measured.
     Bench(auditlog_loadrun::BenchArgs),
+    /// Events/s and latency through `serve` (socket, HTTP) beside the
+    /// embedded library (docs/benchmarks.md).
+    BenchServe(auditlog_loadrun::serve_bench::ServeBenchArgs),
+    /// One client process of `bench-serve`.
+    #[command(hide = true)]
+    BenchServeClient(auditlog_loadrun::serve_bench::ServeClientArgs),
 }
 
 /// What a command needs besides its own arguments.
@@ -111,6 +124,7 @@ fn run() -> i32 {
         Command::Replay(a) => log_cmds::replay(&ctx, a),
         Command::Tail(a) => log_cmds::tail(&ctx, a),
         Command::Verify(a) => log_cmds::verify(&ctx, a),
+        Command::Repair(a) => log_cmds::repair(&ctx, a),
         Command::Retain(a) => log_cmds::retain(&ctx, a),
         Command::Stats(a) => log_cmds::stats(&ctx, a),
         Command::Runs(a) => query_cmds::runs(&ctx, a),
@@ -121,7 +135,10 @@ fn run() -> i32 {
         Command::LastRun(a) => query_cmds::last_run(&ctx, a),
         Command::Errors(a) => query_cmds::errors(&ctx, a),
         Command::Search(a) => search_cmd::search(&ctx, a),
+        Command::Serve(a) => serve_cmd::serve(&ctx, a),
         Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
+        Command::BenchServe(a) => auditlog_loadrun::serve_bench::serve_bench(a),
+        Command::BenchServeClient(a) => auditlog_loadrun::serve_bench::serve_bench_client(a),
     };
     if cli.report_peak_rss {
         if let Some(b) = auditlog_loadrun::peak_rss_bytes() {
@@ -161,5 +178,20 @@ pub fn stats_extras(
             a.duplicate_starts, a.duplicate_finishes, a.orphan_logs, a.finishes_without_start
         ),
     ));
+    // What the log recorded of its own cuts, repairs and retention passes.
+    let t = &a.system;
+    let mut sys = format!(
+        "{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{},\"skipped_lsns\":{},\"quarantined_bytes\":{},\"last\":",
+        t.torn_tail_cuts, t.repairs, t.retentions, t.skipped_lsns, t.quarantined_bytes
+    );
+    match t.last {
+        Some((lsn, ts, record)) => sys.push_str(&format!(
+            "{{\"lsn\":{lsn},\"ts\":\"{}\",\"record\":\"{record}\"}}",
+            auditlog::event::time::to_rfc3339(ts)
+        )),
+        None => sys.push_str("null"),
+    }
+    sys.push('}');
+    extras.insert(1, ("system_events".to_string(), sys));
     Ok(extras)
 }

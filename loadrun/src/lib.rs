@@ -14,6 +14,7 @@ pub mod plot;
 pub mod queries;
 pub mod report;
 pub mod search_bench;
+pub mod serve_bench;
 pub mod sqlite_baseline;
 pub mod workload;
 

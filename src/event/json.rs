@@ -598,6 +598,9 @@ impl<'de> Visitor<'de> for KindV {
             "run_started" => Ok(Some(Kind::Started)),
             "run_log" => Ok(Some(Kind::Log)),
             "run_finished" => Ok(Some(Kind::Finished)),
+            "system" => Err(E::custom(
+                "\"system\" events are written by the log itself (cuts, repairs, retention) and cannot be ingested",
+            )),
             _ => Err(E::custom(format!(
                 "{} is not a known kind; it must be one of {KINDS}",
                 quoted(v)
@@ -710,6 +713,12 @@ fn too_deep(text: &[u8], limit: usize) -> Option<Option<(usize, usize)>> {
 /// Checks an event built through the library against the same limits
 /// parsing enforces (the encoded-size limit is checked where it is encoded).
 pub fn validate_event(ev: &Event) -> Result<(), EventError> {
+    if ev.is_system() {
+        return Err(EventError::new(
+            "kind",
+            "system events are written by the log itself (cuts, repairs, retention) and cannot be appended",
+        ));
+    }
     check_run_id(&ev.run_id)?;
     check_range(ev.ts).map_err(|r| EventError::new("ts", r.to_string()))?;
     match &ev.data {
@@ -739,8 +748,37 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
                 ));
             }
         }
+        EventData::System(_) => {}
     }
     check_extra(ev)
+}
+
+/// What a reader requires of a stored event (the strict decoder's rules,
+/// docs/format.md "What a reader accepts"): every rule `validate_event`
+/// applies on the way in, the JSON texts checked again (the codec reads
+/// them as plain strings), and a system event's own shape.
+pub fn check_stored(ev: &Event) -> Result<(), EventError> {
+    if let EventData::System(r) = &ev.data {
+        check_range(ev.ts).map_err(|r| EventError::new("ts", r.to_string()))?;
+        if !ev.run_id.is_empty() || !ev.extra.is_empty() {
+            return Err(EventError::new(
+                "run_id",
+                "a system event has an empty run_id and no unknown fields",
+            ));
+        }
+        return r.check();
+    }
+    validate_event(ev)?;
+    let json = |field: &str, j: &Json| check_json_text(field, j.as_str());
+    match &ev.data {
+        EventData::RunStarted(s) => json("inputs", &s.inputs)?,
+        EventData::RunLog(l) => json("payload", &l.payload)?,
+        EventData::RunFinished(_) | EventData::System(_) => {}
+    }
+    for (k, v) in &ev.extra {
+        json(k, v)?;
+    }
+    Ok(())
 }
 
 fn check_run_id(run_id: &str) -> Result<(), EventError> {
@@ -837,7 +875,8 @@ fn kind_of(data: &EventData) -> Kind {
     match data {
         EventData::RunStarted(_) => Kind::Started,
         EventData::RunLog(_) => Kind::Log,
-        EventData::RunFinished(_) => Kind::Finished,
+        // Never reached: validate_event refuses system events first.
+        EventData::RunFinished(_) | EventData::System(_) => Kind::Finished,
     }
 }
 
@@ -867,6 +906,7 @@ pub fn write_event(ev: &Event, lsn: Option<u64>, out: &mut String) {
         EventData::RunStarted(s) => write_started(s, out),
         EventData::RunLog(l) => write_log(l, out),
         EventData::RunFinished(f) => write_finished(f, out),
+        EventData::System(r) => super::system::write_fields(r, out),
     }
     for (k, v) in &ev.extra {
         out.push(',');
@@ -895,6 +935,7 @@ fn estimate_len(ev: &Event) -> usize {
         }
         EventData::RunLog(l) => l.event_type.len() + l.payload.as_str().len(),
         EventData::RunFinished(f) => f.status.len() + f.output.len() + f.error.len(),
+        EventData::System(_) => 1024,
     };
     let extra: usize = ev
         .extra

@@ -2,6 +2,7 @@
 //! their limits. JSON in and out lives in [`json`]; time handling in [`time`].
 
 pub mod json;
+pub mod system;
 pub mod time;
 
 use serde::{Deserialize, Serialize};
@@ -73,6 +74,9 @@ pub enum EventData {
     RunStarted(RunStarted),
     RunLog(RunLog),
     RunFinished(RunFinished),
+    /// What the engine did to the log itself (a cut, a repair, a retention
+    /// pass); written by the engine only, ignored by every run fold.
+    System(Box<system::SystemRecord>),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -111,6 +115,15 @@ impl EventData {
             EventData::RunStarted(_) => "run_started",
             EventData::RunLog(_) => "run_log",
             EventData::RunFinished(_) => "run_finished",
+            EventData::System(_) => "system",
+        }
+    }
+
+    /// The record of a system event.
+    pub fn system(&self) -> Option<&system::SystemRecord> {
+        match self {
+            EventData::System(r) => Some(r),
+            _ => None,
         }
     }
 }
@@ -208,6 +221,16 @@ impl Event {
     /// code rather than parsed).
     pub fn validate(&self) -> Result<(), crate::error::EventError> {
         json::validate_event(self)
+    }
+
+    /// A system event (engine use only: `Log::append` refuses it).
+    pub(crate) fn system(ts: Micros, record: system::SystemRecord) -> Event {
+        Event::with_data(String::new(), ts, EventData::System(Box::new(record)))
+    }
+
+    /// Whether this is a system event (kind `system`).
+    pub fn is_system(&self) -> bool {
+        matches!(self.data, EventData::System(_))
     }
 
     fn with_data(run_id: String, ts: Micros, data: EventData) -> Event {

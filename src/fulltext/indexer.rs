@@ -141,6 +141,11 @@ impl Core {
             if lsn >= head {
                 break;
             }
+            if ev.is_system() {
+                // The log's own record (a cut, a retention): no run, no text.
+                self.pending_next = lsn + 1;
+                continue;
+            }
             if !self.pending.contains_key(&ev.run_id) {
                 let doc = match lookup(&searcher, &self.f, &ev.run_id)? {
                     Some(d) => d,

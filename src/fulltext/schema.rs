@@ -135,6 +135,8 @@ impl RunDoc {
     pub fn apply(&mut self, lsn: u64, ev: &Event) -> usize {
         let effect = self.state.apply(lsn, ev);
         match &ev.data {
+            // The log's own records belong to no run.
+            EventData::System(_) => 0,
             EventData::RunStarted(s) => {
                 let added = match effect {
                     Effect::Start => {

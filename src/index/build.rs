@@ -96,6 +96,8 @@ pub struct Builder {
     /// Amending finishes: (id, lsn, off, is the local first finish of the
     /// image's start of id).
     amend_finishes: Vec<(u32, u64, u64, bool)>,
+    /// (offset, chain digest) at the start and after every block.
+    chain: Vec<(u64, Digest)>,
 }
 
 impl Builder {
@@ -119,7 +121,15 @@ impl Builder {
             dup_starts: 0,
             amend_starts: Vec::new(),
             amend_finishes: Vec::new(),
+            chain: Vec::new(),
         }
+    }
+
+    /// A chain point: the digest at segment offset `off` (the image's
+    /// start, then the end of every block, in order).
+    pub fn chain_point(&mut self, off: u64, digest: Digest) {
+        debug_assert!(self.chain.last().is_none_or(|p| p.0 < off));
+        self.chain.push((off, digest));
     }
 
     fn intern(&mut self, id: &str) -> u32 {
@@ -141,6 +151,10 @@ impl Builder {
         self.end_off = end;
         self.min_ts = self.min_ts.min(ev.ts);
         self.max_ts = self.max_ts.max(ev.ts);
+        if ev.is_system() {
+            // No run: nothing to index (the log's own record).
+            return;
+        }
         let id = self.intern(&ev.run_id);
         let slot = id as usize;
         if self.fold.len() <= slot {
@@ -196,6 +210,7 @@ impl Builder {
                 // there is none here): the first finish of the id here.
                 self.first_fin.entry(id).or_insert(fin);
             }
+            EventData::System(_) => {}
             EventData::RunLog(l) => {
                 self.logs.push((id, l.seq, lsn, off));
                 if l.event_type == "tool_call" {
@@ -247,6 +262,7 @@ impl Builder {
             fold,
             amend_starts,
             amend_finishes,
+            chain,
             ..
         } = self;
         let (min_ts, max_ts) = if min_ts > max_ts {
@@ -443,8 +459,19 @@ impl Builder {
             },
         );
 
+        // CHAIN: (offset, digest) points; at least the start.
+        let chain = if chain.is_empty() {
+            vec![(start_off, digest)]
+        } else {
+            chain
+        };
+        let mut s_chain = Vec::with_capacity(chain.len() * 40);
+        for (off, d) in &chain {
+            s_chain.extend_from_slice(&off.to_le_bytes());
+            s_chain.extend_from_slice(&d.0);
+        }
         let sections: [Vec<u8>; N_SECT] = [
-            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_terr, s_amnd,
+            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_terr, s_amnd, s_chain,
         ];
         // Sized once: growing it by doubling faulted in (and the kernel
         // cleared) about twice the image's pages, a third of this function.

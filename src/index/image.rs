@@ -20,12 +20,14 @@ use std::sync::OnceLock;
 use crate::chain::Digest;
 use crate::event::Micros;
 use crate::num::{u32_of, usize_of};
+use crate::segment::{Commit, Damage, COMMIT_FRAME_SIZE};
 
 pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
-/// 2: the AMND section (amending events, docs/contract.md).
-pub const VERSION: u32 = 2;
+/// 2: the AMND section (amending events, docs/contract.md); 3: the CHAIN
+/// section (the chain digest at every block boundary, docs/integrity.md).
+pub const VERSION: u32 = 3;
 pub const HEADER_LEN: usize = 128;
-pub const N_SECT: usize = 9;
+pub const N_SECT: usize = 10;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
 pub const BODY_START: usize = HEADER_LEN + SECT_TABLE_LEN;
 pub const BLOCK: usize = 64 * 1024;
@@ -47,6 +49,8 @@ pub const S_LOGS: usize = 6;
 pub const S_TERR: usize = 7;
 /// Amending events that override an earlier start or finish.
 pub const S_AMND: usize = 8;
+/// The chain digest at every block boundary the image covers.
+pub const S_CHAIN: usize = 9;
 
 /// Record sizes per section (0 = raw bytes).
 pub const REC_SIZE: [usize; N_SECT] = [
@@ -59,6 +63,7 @@ pub const REC_SIZE: [usize; N_SECT] = [
     log::SIZE,
     terr::SIZE,
     amnd::SIZE,
+    point::SIZE,
 ];
 
 /// AMND record kinds.
@@ -147,6 +152,17 @@ pub mod amnd {
     const _: () = assert!(OFF + 8 == SIZE);
 }
 
+/// Field offsets of a CHAIN record (a chain point): the segment offset of
+/// a block boundary and the chain digest there.
+pub mod point {
+    /// u64: the segment offset.
+    pub const OFF: usize = 0;
+    /// 32 bytes: the chain digest at that offset.
+    pub const DIGEST: usize = 8;
+    pub const SIZE: usize = 40;
+    const _: () = assert!(DIGEST + 32 == SIZE);
+}
+
 /// Byte offsets of the index file header (128 bytes; docs/index-format.md).
 pub mod hdr {
     pub const MAGIC: usize = 0;
@@ -204,6 +220,15 @@ pub enum ImageError {
         section: usize,
         problem: &'static str,
     },
+}
+
+/// The first LSN of the block of `seg` ending at `end`, from the commit
+/// record that ends there (the digest check that follows covers it).
+fn block_first_lsn(seg: &[u8], end: u64) -> Option<u64> {
+    let end = usize_of(end);
+    let start = end.checked_sub(COMMIT_FRAME_SIZE)?;
+    let f = crate::frame::read_frame(seg.get(start..end)?).ok()?;
+    Commit::decode(f.payload).map(|c| c.first_lsn)
 }
 
 /// The bytes behind an image.
@@ -479,6 +504,9 @@ pub struct Image {
     pub header: IndexHeader,
     sect: [(usize, usize); N_SECT],
     verified: Vec<AtomicU64>,
+    /// One bit per segment block the image covers: its chain digest was
+    /// checked (in this process) against the CHAIN section.
+    chain_checked: Vec<AtomicU64>,
     poisoned: AtomicBool,
     /// Bloom filter of the run ids started here (in memory only; the file
     /// format is unchanged), built by [`Image::warm_run_filter`]. A `run`
@@ -575,11 +603,22 @@ impl Image {
         let verified = (0..n_blocks.div_ceil(64))
             .map(|_| AtomicU64::new(0))
             .collect();
+        let n_chain = sect[S_CHAIN].1 / REC_SIZE[S_CHAIN];
+        if n_chain == 0 {
+            return Err(ImageError::BadSection {
+                section: S_CHAIN,
+                problem: "is empty",
+            });
+        }
+        let chain_checked = (0..(n_chain - 1).div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
         Ok(Image {
             bytes,
             header,
             sect,
             verified,
+            chain_checked,
             run_filter: OnceLock::new(),
             poisoned: AtomicBool::new(false),
         })
@@ -606,6 +645,65 @@ impl Image {
             self.check(BODY_START, end - BODY_START);
         }
         !self.poisoned()
+    }
+
+    /// Chain point `i`: (segment offset, chain digest there). Point 0 is
+    /// the image's start; point `i > 0` is the end of its block `i - 1`.
+    pub fn chain_point(&self, i: usize) -> (u64, Digest) {
+        let r = self.rec(S_CHAIN, i);
+        let mut d = [0u8; 32];
+        d.copy_from_slice(&r[point::DIGEST..point::SIZE]);
+        (le_u64(r, point::OFF), Digest(d))
+    }
+
+    /// Number of chain points (blocks covered + 1).
+    pub fn n_chain_points(&self) -> usize {
+        self.count(S_CHAIN)
+    }
+
+    /// Every block's chain digest was checked when this image was built
+    /// from its segment (in this process).
+    pub fn mark_chain_checked(&self) {
+        for w in &self.chain_checked {
+            w.store(u64::MAX, Ordering::Relaxed);
+        }
+    }
+
+    /// Check the block of `seg` that holds the frame at `off` against the
+    /// CHAIN section, once: `BLAKE3(digest before ‖ first LSN ‖ count ‖
+    /// event frames)` must equal the digest at its end (docs/integrity.md).
+    pub fn check_block(&self, seg: &[u8], off: u64) -> Result<(), Damage> {
+        let bad = |reason: String| Damage::at(off, reason);
+        let n = self.n_chain_points();
+        // The first point past `off` ends the block holding it.
+        let (mut lo, mut hi) = (1usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.chain_point(mid).0 <= off {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        let (start, prev) = self.chain_point(lo.saturating_sub(1));
+        if lo >= n || off < start {
+            return Err(bad(format!(
+                "offset {off} is outside the blocks this index covers"
+            )));
+        }
+        let k = lo - 1;
+        let word = &self.chain_checked[k / 64];
+        let bit = 1u64 << (k % 64);
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(());
+        }
+        let (end, want) = self.chain_point(lo);
+        let first_lsn = block_first_lsn(seg, end)
+            .ok_or_else(|| bad(format!("no whole commit record ends at offset {end}")))?;
+        crate::blocks::check_range(seg, start, end, prev, first_lsn, want)
+            .map_err(|s| bad(format!("at offset {}: {}", s.offset, s.reason)))?;
+        word.fetch_or(bit, Ordering::Relaxed);
+        Ok(())
     }
 
     fn check(&self, off: usize, len: usize) -> bool {

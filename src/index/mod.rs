@@ -20,9 +20,7 @@ pub use image::*;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::frame::{read_frame, REC_COMMIT};
 use crate::layout::{map_file, SegmentMeta};
-use crate::segment::EventWalk;
 
 /// Progress of an index build, for whoever shows it: `(segment name, bytes
 /// indexed, bytes to index)`. The engine only reports.
@@ -47,18 +45,14 @@ pub fn active_index_path(meta: &SegmentMeta) -> PathBuf {
 /// The chain digest and end LSN of the commit record ending exactly at
 /// `end` of `seg`, if one does.
 pub fn commit_at(seg: &[u8], end: u64) -> Option<(crate::chain::Digest, u64)> {
-    let len = crate::segment::COMMIT_FRAME_SIZE;
-    let end = usize::try_from(end).ok()?;
-    let start = end.checked_sub(len)?;
-    let f = read_frame(seg.get(start..end)?).ok()?;
-    if f.rec_type != REC_COMMIT || f.size != len {
-        return None;
-    }
-    let c = crate::segment::Commit::decode(f.payload)?;
-    Some((c.digest, c.first_lsn + c.count as u64))
+    crate::blocks::stored_digest_at(seg, end)
 }
 
-/// Open the stored prefix index of the active segment, if it still matches.
+/// Open the stored prefix index of the active segment, if it still matches:
+/// it starts at the segment's header with the segment's previous digest,
+/// and ends at a commit record holding its end digest (which the caller
+/// then checks: it is where the next chunk's chain check starts, or the
+/// segment's trusted head).
 pub fn load_active(meta: &SegmentMeta, seg: &[u8]) -> Option<Image> {
     let map = map_file(&active_index_path(meta)).ok()??;
     let img = Image::open(Backing::Map(map)).ok()?;
@@ -68,12 +62,31 @@ pub fn load_active(meta: &SegmentMeta, seg: &[u8]) -> Option<Image> {
         && h.first_lsn == meta.first_lsn
         && h.start_off == crate::segment::HEADER_SIZE as u64
         && h.end_off <= meta.data_len
-        && commit_at(seg, h.end_off) == Some((h.digest, h.end_lsn));
+        && commit_at(seg, h.end_off) == Some((h.digest, h.end_lsn))
+        && chain_bound(&img, meta.prev_digest).is_ok()
+        && (h.end_off < meta.data_len || h.digest == meta.digest);
     ok.then_some(img)
+}
+
+/// The image's CHAIN section starts at its start offset with `prev` and
+/// ends at its end offset with its header's digest.
+fn chain_bound(img: &Image, prev: crate::chain::Digest) -> std::result::Result<(), Unusable> {
+    let h = &img.header;
+    let n = img.n_chain_points();
+    let first = img.chain_point(0);
+    let last = img.chain_point(n - 1);
+    if first != (h.start_off, prev) || last != (h.end_off, h.digest) || img.poisoned() {
+        return Err(Unusable::ChainMismatch {
+            from: first.0,
+            to: last.0,
+        });
+    }
+    Ok(())
 }
 
 /// Why a stored index file is not used (it is rebuilt from its segment).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unusable {
     #[error("missing")]
     Missing,
@@ -90,6 +103,10 @@ pub enum Unusable {
         end_lsn: u64,
         digest: crate::chain::Digest,
     },
+    /// Its CHAIN section does not run from the segment's digest before it
+    /// to the segment's end digest (or a block of it fails its CRC).
+    #[error("its chain digests run from offset {from} to {to} and do not match the segment's")]
+    ChainMismatch { from: u64, to: u64 },
 }
 
 /// Open the stored index of a sealed segment, if it is there and matches
@@ -118,66 +135,109 @@ pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
             digest: h.digest,
         });
     }
+    chain_bound(&img, meta.prev_digest)?;
     Ok(img)
 }
 
-/// Feed the events of `seg[from..to]` (whole frames) to `f(lsn, off, end, ev)`.
-pub fn scan_events(
-    meta: &SegmentMeta,
-    seg: &[u8],
-    from: u64,
-    first_lsn: u64,
-    to: u64,
-    mut f: impl FnMut(u64, u64, u64, &Event),
-) -> Result<u64> {
-    let mut walk = EventWalk::new(from, to, first_lsn);
-    while let Some(rec) = walk.next(seg) {
-        let rec = rec.map_err(|d| d.into_error(&meta.name))?;
-        let ev = codec::decode_event(rec.payload).map_err(|reason| Error::Corrupt {
-            segment: meta.name.clone(),
-            offset: rec.offset,
-            reason: format!("event record does not decode: {reason}"),
-        })?;
-        f(rec.lsn, rec.offset, rec.end, &ev);
-    }
-    Ok(walk.lsn())
+/// Where an image build starts and what it must end at.
+#[derive(Debug, Clone, Copy)]
+pub struct Span {
+    /// Segment offset of the first block (a block boundary).
+    pub from: u64,
+    /// LSN of its first event.
+    pub first_lsn: u64,
+    /// Chain digest at `from`.
+    pub digest_at_from: crate::chain::Digest,
+    /// End offset (a block boundary) and the trusted digest there.
+    pub to: u64,
+    pub trusted_end: crate::chain::Digest,
 }
 
-/// Build an image over `seg[from..to]` (events from `first_lsn`).
-#[allow(clippy::too_many_arguments)]
+/// Feed the events of the blocks of `seg` in `span` to
+/// `f(lsn, off, end, ev)`, checking every block's chain digest as it goes
+/// and the end against the trusted digest, and every event with the strict
+/// decoder; `on_block(end, digest)` after each block.
+pub fn scan_checked(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    span: Span,
+    mut on_block: impl FnMut(u64, crate::chain::Digest),
+    mut f: impl FnMut(u64, u64, u64, &Event),
+) -> Result<u64> {
+    let corrupt = |offset: u64, reason: String| Error::Corrupt {
+        segment: meta.name.clone(),
+        offset,
+        reason,
+    };
+    let mut walk =
+        crate::blocks::Walk::new(seg, span.from, span.to, span.digest_at_from, span.first_lsn);
+    loop {
+        let block = match walk.next_block() {
+            Ok(Some(b)) => b,
+            Ok(None) => break,
+            Err(s) => return Err(corrupt(s.offset, s.reason)),
+        };
+        for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
+            let ev = codec::decode_stored(payload)
+                .map_err(|reason| corrupt(at, format!("event record does not decode: {reason}")))?;
+            let end = at + (crate::frame::FRAME_HEADER + 1 + payload.len()) as u64;
+            f(lsn, at, end, &ev);
+        }
+        on_block(block.end, block.commit.digest);
+    }
+    if walk.pos() != span.to || walk.digest() != span.trusted_end {
+        return Err(corrupt(
+            walk.pos(),
+            format!(
+                "the chain ends at digest {} but {} was expected here (the segment was changed after it was written)",
+                walk.digest(),
+                span.trusted_end
+            ),
+        ));
+    }
+    Ok(walk.next_lsn())
+}
+
+/// Build an image over the blocks of `seg` in `span`, checking the chain
+/// as it goes (docs/integrity.md): the image is returned only if every
+/// block and the end digest hold.
 pub fn build_image(
     meta: &SegmentMeta,
     seg: &[u8],
     kind: u32,
-    from: u64,
-    first_lsn: u64,
-    to: u64,
+    span: Span,
     shadow: &dyn Fn(&str) -> Option<u64>,
     progress: Option<&ProgressFn>,
 ) -> Result<Vec<u8>> {
-    let mut b = Builder::new(kind, meta.seq, first_lsn, from);
-    let total = to - from;
+    let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
+    b.chain_point(span.from, span.digest_at_from);
+    let total = span.to - span.from;
     let report = progress.filter(|_| total >= PROGRESS_MIN_BYTES);
     let mut n = 0u64;
-    scan_events(meta, seg, from, first_lsn, to, |lsn, off, end, ev| {
-        b.add(lsn, off, end, ev);
-        n += 1;
-        if n.is_multiple_of(4096) {
-            if let Some(report) = report {
-                report(&meta.name, end - from, total);
+    let mut points = Vec::new();
+    scan_checked(
+        meta,
+        seg,
+        span,
+        |end, d| points.push((end, d)),
+        |lsn, off, end, ev| {
+            b.add(lsn, off, end, ev);
+            n += 1;
+            if n.is_multiple_of(4096) {
+                if let Some(report) = report {
+                    report(&meta.name, end - span.from, total);
+                }
             }
-        }
-    })?;
-    b.set_end_off(to);
+        },
+    )?;
+    for (end, d) in points {
+        b.chain_point(end, d);
+    }
+    b.set_end_off(span.to);
     if let Some(report) = report {
         report(&meta.name, total, total);
     }
-    let digest = if kind == KIND_SEALED {
-        meta.digest
-    } else {
-        commit_at(seg, to).map_or(crate::chain::Digest([0; 32]), |c| c.0)
-    };
-    Ok(b.finish(digest, shadow))
+    Ok(b.finish(span.trusted_end, shadow))
 }
 
 /// Write an index file atomically (temporary file, then rename). Best

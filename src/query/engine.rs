@@ -121,16 +121,14 @@ fn make_sealed(
         }
     }
     let shadow = shadow_in(older.iter().copied());
-    let bytes = index::build_image(
-        meta,
-        seg,
-        KIND_SEALED,
-        HEADER_SIZE as u64,
-        meta.first_lsn,
-        meta.data_len,
-        &shadow,
-        progress,
-    )?;
+    let span = index::Span {
+        from: HEADER_SIZE as u64,
+        first_lsn: meta.first_lsn,
+        digest_at_from: meta.prev_digest,
+        to: meta.data_len,
+        trusted_end: meta.digest,
+    };
+    let bytes = index::build_image(meta, seg, KIND_SEALED, span, &shadow, progress)?;
     drop(shadow);
     let mut written = false;
     if persist {
@@ -143,8 +141,10 @@ fn make_sealed(
     }
     // Once stored, the image is served from its file: the page cache holds
     // it, not the heap, so resident memory does not grow with the log.
+    // Built here from blocks whose chain was just checked.
     if written {
         if let Ok(img) = index::load_sealed(meta) {
+            img.mark_chain_checked();
             return Ok((img, Made::Built { written }));
         }
     }
@@ -153,6 +153,7 @@ fn make_sealed(
         offset: 0,
         reason: format!("freshly built index does not read back: {r}"),
     })?;
+    img.mark_chain_checked();
     Ok((img, Made::Built { written }))
 }
 
@@ -170,9 +171,10 @@ struct Active {
     meta: SegmentMeta,
     seg: Option<memmap2::Mmap>,
     chunks: Vec<Chunk>,
-    /// Segment offset and LSN up to which chunks cover.
+    /// Segment offset, LSN and chain digest up to which chunks cover.
     off: u64,
     lsn: u64,
+    digest: crate::chain::Digest,
     /// End offset of the prefix stored as `STEM.aidx`.
     stored_end: u64,
 }
@@ -215,6 +217,8 @@ pub struct Engine {
 /// One image as queries see it.
 pub(crate) struct Src<'a> {
     pub seq: u64,
+    /// The segment's file name (for errors).
+    pub name: &'a str,
     pub img: &'a Image,
     pub seg: &'a [u8],
 }
@@ -226,7 +230,7 @@ pub struct View<'a> {
     pub(crate) foreign: &'a CrossRefs,
 }
 
-fn shadow_in<'a>(
+pub(crate) fn shadow_in<'a>(
     imgs: impl Iterator<Item = (u64, &'a Image)>,
 ) -> impl Fn(&str) -> Option<u64> + 'a {
     let s = Shadows::new(imgs);
@@ -540,6 +544,7 @@ impl Engine {
                 chunks: Vec::new(),
                 off: HEADER_SIZE as u64,
                 lsn: meta.first_lsn,
+                digest: meta.prev_digest,
                 stored_end: 0,
             });
         }
@@ -574,6 +579,7 @@ impl Engine {
                 self.stats.loaded += 1;
                 active.off = img.header.end_off;
                 active.lsn = img.header.end_lsn;
+                active.digest = img.header.digest;
                 active.stored_end = img.header.end_off;
                 active.chunks.push(Chunk { img });
                 self.foreign_dirty = true;
@@ -583,8 +589,8 @@ impl Engine {
             }
         }
         let mut chunks = std::mem::take(&mut active.chunks);
-        let (from, lsn) = (active.off, active.lsn);
-        let img = Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, meta.data_len)?;
+        let (from, lsn, digest) = (active.off, active.lsn, active.digest);
+        let img = Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, digest)?;
         self.stats.chunks_built += 1;
         let new_seq = meta.seq;
         // Merge the tail while it is as big as the chunk before it, so the
@@ -605,7 +611,7 @@ impl Engine {
                 seg,
                 prev.header.start_off,
                 prev.header.first_lsn,
-                meta.data_len,
+                prev.chain_point(0).1,
             )?;
             self.stats.chunks_built += 1;
             self.foreign_dirty = true;
@@ -634,6 +640,7 @@ impl Engine {
             a.chunks = chunks;
             a.off = meta.data_len;
             a.lsn = end_lsn;
+            a.digest = meta.digest;
         }
         if written {
             self.stats.written += 1;
@@ -641,6 +648,9 @@ impl Engine {
         Ok(())
     }
 
+    /// An in-memory image of the active segment from `from` (chain digest
+    /// `digest` there) to its committed end, checked against the segment's
+    /// trusted head as it is built.
     fn chunk_image(
         sealed: &BTreeMap<u64, Sealed>,
         chunks: &[Chunk],
@@ -648,7 +658,7 @@ impl Engine {
         seg: &[u8],
         from: u64,
         lsn: u64,
-        to: u64,
+        digest: crate::chain::Digest,
     ) -> Result<Image> {
         let shadow = shadow_in(
             sealed
@@ -656,12 +666,21 @@ impl Engine {
                 .map(|(seq, s)| (*seq, &*s.img))
                 .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
         );
-        let bytes = index::build_image(meta, seg, KIND_CHUNK, from, lsn, to, &shadow, None)?;
-        Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
+        let span = index::Span {
+            from,
+            first_lsn: lsn,
+            digest_at_from: digest,
+            to: meta.data_len,
+            trusted_end: meta.digest,
+        };
+        let bytes = index::build_image(meta, seg, KIND_CHUNK, span, &shadow, None)?;
+        let img = Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
             segment: meta.name.clone(),
             offset: from,
             reason: format!("in-memory index does not read back: {r}"),
-        })
+        })?;
+        img.mark_chain_checked();
+        Ok(img)
     }
 
     fn add_foreign_to(refs: &mut CrossRefs, seq: u64, img: &Image) {
@@ -718,6 +737,7 @@ impl Engine {
             .iter()
             .map(|(seq, s)| Src {
                 seq: *seq,
+                name: &s.meta.name,
                 img: &s.img,
                 seg: &s.seg[..],
             })
@@ -727,6 +747,7 @@ impl Engine {
             for c in &a.chunks {
                 srcs.push(Src {
                     seq: a.meta.seq,
+                    name: &a.meta.name,
                     img: &c.img,
                     seg,
                 });

@@ -23,6 +23,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 pub use crate::index::ProgressFn;
 use amend::{drop_replaced_logs, Item};
 pub use background::{BackgroundIndexer, IndexOnSeal};
+pub(crate) use engine::shadow_in;
 use engine::FinRef;
 pub use engine::{Engine, EngineStats, View};
 
@@ -424,26 +425,33 @@ impl<'a> View<'a> {
         items.into_iter().map(|i| self.item_run(i)).collect()
     }
 
-    fn seg_of(&self, seq: u64) -> &'a [u8] {
-        match self.srcs.binary_search_by(|s| s.seq.cmp(&seq)) {
-            Ok(i) => self.srcs[i].seg,
-            Err(_) => &[],
-        }
+    /// The image of segment `seq` that covers segment offset `off`.
+    fn src_of(&self, seq: u64, off: u64) -> Option<&engine::Src<'a>> {
+        self.srcs
+            .iter()
+            .find(|s| s.seq == seq && s.img.header.start_off <= off && off < s.img.header.end_off)
     }
 
-    /// Decode the event whose frame starts at `off` of segment `seq`.
+    /// Decode the event whose frame starts at `off` of segment `seq`, once
+    /// its block was checked against the chain (docs/integrity.md).
     pub(crate) fn event_at(&self, seq: u64, off: u64) -> Result<Event> {
-        let seg = self.seg_of(seq);
+        let src = self.src_of(seq, off);
+        let name = src.map_or_else(|| format!("segment {seq}"), |s| s.name.to_string());
         let bad = |reason: String| Error::Corrupt {
-            segment: format!("segment {seq}"),
+            segment: name.clone(),
             offset: off,
             reason,
         };
-        let b = seg
+        let src = src.ok_or_else(|| bad("no index covers this offset".into()))?;
+        src.img
+            .check_block(src.seg, off)
+            .map_err(|d| bad(d.reason))?;
+        let b = src
+            .seg
             .get(off as usize..)
             .ok_or_else(|| bad("index points past the segment".into()))?;
         let frame = read_frame(b).map_err(|e| bad(e.to_string()))?;
-        codec::decode_event(frame.payload).map_err(|e| bad(e.to_string()))
+        codec::decode_stored(frame.payload).map_err(|e| bad(e.to_string()))
     }
 
     /// The run view of a start.
@@ -455,7 +463,7 @@ impl<'a> View<'a> {
             None => None,
         };
         Run::fold(&start, fin.as_ref()).ok_or_else(|| Error::Corrupt {
-            segment: format!("segment {}", self.srcs[h.src].seq),
+            segment: self.srcs[h.src].name.to_string(),
             offset: r.start_off,
             reason: "index points at an event that is not a run_started".into(),
         })

@@ -67,6 +67,9 @@ pub enum Effect {
     /// An amending `run_log`: like [`Effect::Log`], and the run's earlier
     /// logs with the same seq no longer count.
     ReplaceLog,
+    /// A system event (a cut, a repair, a retention pass): the log's own
+    /// record, part of no run.
+    System,
 }
 
 impl Effect {
@@ -112,6 +115,7 @@ impl RunState {
             },
             EventData::RunLog(_) if amending => Effect::ReplaceLog,
             EventData::RunLog(_) => Effect::Log,
+            EventData::System(_) => Effect::System,
         }
     }
 
@@ -139,6 +143,39 @@ pub struct Anomalies {
     pub finishes_without_start: u64,
     /// `run_log` events of ids that have no stored start.
     pub orphan_logs: u64,
+    /// Not an anomaly: what the log recorded of its own cuts, repairs and
+    /// retention passes (system events, which no view shows).
+    pub system: SystemTally,
+}
+
+/// The system events of a log, summed (shown by `stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SystemTally {
+    pub torn_tail_cuts: u64,
+    pub repairs: u64,
+    pub retentions: u64,
+    /// LSNs skipped by cuts and repairs (never given to an event).
+    pub skipped_lsns: u64,
+    /// Bytes moved into `quarantine/` by cuts and repairs.
+    pub quarantined_bytes: u64,
+    /// The newest one: (its LSN, its timestamp, its record's name).
+    pub last: Option<(u64, crate::event::Micros, &'static str)>,
+}
+
+impl SystemTally {
+    fn add(&mut self, lsn: u64, ev: &Event, r: &crate::event::system::SystemRecord) {
+        use crate::event::system::SystemRecord as R;
+        match r {
+            R::TornTailCut(_) => self.torn_tail_cuts += 1,
+            R::Repair(_) => self.repairs += 1,
+            R::Retention(_) => self.retentions += 1,
+        }
+        if let Some(c) = r.cut() {
+            self.skipped_lsns += c.skip_to_lsn.saturating_sub(c.skip_from_lsn);
+            self.quarantined_bytes += c.quarantine_bytes;
+        }
+        self.last = Some((lsn, ev.ts, r.name()));
+    }
 }
 
 /// The fold's state of every id seen, without the runs themselves: what a
@@ -158,6 +195,10 @@ impl RunStates {
 
     /// Fold the event at `lsn` (events in LSN order) and say what it does.
     pub fn apply(&mut self, lsn: u64, ev: &Event) -> Effect {
+        if let EventData::System(r) = &ev.data {
+            self.anomalies.system.add(lsn, ev, r);
+            return Effect::System;
+        }
         let state = match self.states.get_mut(&ev.run_id) {
             Some(s) => s,
             None => self.states.entry(ev.run_id.clone()).or_default(),
@@ -179,7 +220,8 @@ impl RunStates {
             | Effect::ReplaceLog
             | Effect::Finish
             | Effect::AmendStart
-            | Effect::AmendFinish => {}
+            | Effect::AmendFinish
+            | Effect::System => {}
         }
         effect
     }
@@ -360,6 +402,7 @@ mod tests {
                 duplicate_finishes: 1,
                 finishes_without_start: 1,
                 orphan_logs: 1,
+                system: SystemTally::default(),
             }
         );
     }

@@ -4,5 +4,5 @@
 pub mod fold;
 mod run;
 
-pub use fold::{Anomalies, Effect, Fold, RunState, RunStates};
+pub use fold::{Anomalies, Effect, Fold, RunState, RunStates, SystemTally};
 pub use run::{is_dry, Run, RunLogEntry, DRY_RUN_STATUS};

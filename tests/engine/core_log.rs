@@ -209,17 +209,40 @@ fn a_torn_tail_recovers_to_the_previous_record_at_every_offset() {
         fs::write(dir.join(name), &full[..cut as usize]).unwrap();
         let log = open(&dir);
         let r = log.recovery().clone();
-        assert_eq!(r.truncated_bytes, cut - good_len, "cut at {cut}");
-        assert_eq!(log.head().next_lsn, 2, "cut at {cut}");
+        assert_eq!(r.truncated_bytes(), cut - good_len, "cut at {cut}");
+        if let Some(c) = &r.cut {
+            // Cut only at the torn tail, into quarantine, byte for byte.
+            assert_eq!(c.valid_end, good_len, "cut at {cut}");
+            let q = fs::read(dir.join(&c.quarantine)).unwrap();
+            assert_eq!(q, &full[good_len as usize..cut as usize], "cut at {cut}");
+            // The lost event's LSN (2) is never given out again (nor a
+            // second one, when a few bytes of a frame after it survived).
+            assert_eq!(c.skip_from_lsn, 2, "cut at {cut}");
+            assert!(
+                c.skip_to_lsn == 3 || c.skip_to_lsn == 4,
+                "cut at {cut}: {c:?}"
+            );
+        }
+        let record_lsn = r.cut.as_ref().map(|c| c.skip_to_lsn);
         // The log takes new events after recovery.
-        let _ = log
+        let lsns = log
             .append(&started("after", T0 + 3))
             .unwrap()
             .wait()
             .unwrap();
+        if let Some(at) = record_lsn {
+            assert_eq!(lsns.first, at + 1, "after the skipped LSNs and the record");
+        }
         log.close().unwrap();
-        let ids: Vec<String> = all(&dir).into_iter().map(|(_, e)| e.run_id).collect();
+        let all = all(&dir);
+        let ids: Vec<String> = all
+            .iter()
+            .filter(|(_, e)| !e.is_system())
+            .map(|(_, e)| e.run_id.clone())
+            .collect();
         assert_eq!(ids, ["keep-1", "keep-2", "after"], "cut at {cut}");
+        let cuts = all.iter().filter(|(_, e)| e.is_system()).count();
+        assert_eq!(cuts, usize::from(cut > good_len), "the cut is recorded");
         verify(&dir, None, |_, _| {}).unwrap();
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -486,10 +509,25 @@ fn retention_drops_exactly_the_expired_sealed_segments_and_verify_passes() {
     log.close().unwrap();
     let back = all(&dir);
     assert_eq!(back.first().unwrap().0, 80);
-    assert_eq!(back.len(), 21);
+    // The 20 kept events, the new one, and a retention record per pass,
+    // chained in the log with what each dropped.
+    assert_eq!(back.len(), 23);
+    let records: Vec<_> = back
+        .iter()
+        .filter_map(|(_, e)| match e.data.system() {
+            Some(auditlog::system::SystemRecord::Retention(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].dropped.len(), 2);
+    assert_eq!(records[0].anchor_first_lsn, 40);
+    assert_eq!(records[1].anchor_first_lsn, 80);
+    assert_eq!(records[1].total_dropped_events, 80);
     let rep = verify(&dir, None, |_, _| {}).unwrap();
     assert_eq!(rep.first_lsn, 80);
-    assert_eq!(rep.head_lsn, head.next_lsn + 1);
+    assert_eq!(rep.head_lsn, head.next_lsn + 3);
+    assert_eq!(rep.retentions, 2);
     assert_eq!(list_segment_files(&dir).unwrap().len(), 2);
 }
 

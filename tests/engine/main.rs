@@ -12,6 +12,7 @@ mod amend;
 mod core_log;
 mod event_json;
 mod gateway_api;
+mod integrity;
 mod layering;
 mod limits;
 mod query_index;

@@ -67,9 +67,7 @@ fn a_bit_flip_in_a_sealed_segment_is_for_verify_to_find() {
     let lay = layout::discover(
         dir.path(),
         Manifest::load(dir.path()).unwrap().unwrap(),
-        Mode::Write {
-            torn_tail_limit: 64,
-        },
+        Mode::Write,
     )
     .expect("a sealed segment opens through its footer");
     assert!(lay.segments[0].sealed);

@@ -2,6 +2,8 @@
 //! (tests/engine/, cli/tests/cli/).
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};

@@ -18,6 +18,7 @@ mod iter;
 mod options;
 #[cfg(feature = "search")]
 mod search;
+mod served;
 mod stage;
 mod stats;
 mod store;
@@ -37,6 +38,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_BATCH_EVENTS", store::MAX_BATCH_EVENTS)?;
     m.add("ENGINE_VERSION", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<store::Store>()?;
+    m.add_class::<served::Served>()?;
     m.add_class::<views::Run>()?;
     m.add_class::<views::LogEntry>()?;
     m.add_class::<views::ErrorGroup>()?;

@@ -177,14 +177,17 @@ fn verify_retain_and_stats() {
     // d0 and d1 were still running: carried forward (appended again, with
     // their own times) before their segments went.
     let s = &json_lines(&run(&dir, &["stats"]))[0];
-    assert_eq!(s["events"], 4);
+    // The kept events, the carried-forward ones and the retention record,
+    // chained in the log.
+    assert_eq!(s["events"], 5);
     assert_eq!(s["first_lsn"], 2);
-    assert_eq!(s["head_lsn"], 6);
+    assert_eq!(s["head_lsn"], 7);
     assert_eq!(s["dropped_events"], 2);
+    assert_eq!(s["system_events"]["retentions"], 1);
     assert_eq!(s["oldest_ts"], "2026-11-23T00:00:00.000000Z");
     let runs = json_lines(&run(&dir, &["runs"]));
     assert_eq!(runs.len(), 4, "no running run lost: {runs:?}");
-    // The head digest is unchanged by retention, so it still verifies.
+    // The old head digest is still in the chain (the record came after).
     assert!(run(&dir, &["verify", "--expect", &digest]).status.success());
     let gone = run(&dir, &["verify", "--expect", &"0".repeat(63)]);
     assert_eq!(gone.status.code(), Some(2));

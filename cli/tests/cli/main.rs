@@ -3,6 +3,8 @@
 
 #[path = "../../../tests/support/mod.rs"]
 mod engine_support;
+#[path = "../../../tests/support/fuzz_shared.rs"]
+mod fuzz_shared;
 
 /// The engine suite's helpers, plus running the binary.
 mod support {
@@ -25,12 +27,19 @@ mod support {
     }
 }
 
+mod attacks;
 mod bench_smoke;
 mod cli_log;
 mod fulltext_search;
+mod ingest_stream;
 mod query_cli;
 mod reliability_crash;
 mod reliability_input;
 mod reliability_permissions;
 mod reliability_redact;
 mod reliability_tamper;
+mod serve_clients;
+mod serve_malformed;
+mod serve_ops;
+mod serve_otlp;
+mod serve_support;

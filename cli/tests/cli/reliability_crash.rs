@@ -154,6 +154,22 @@ fn check_indexes(dir: &Path, stored: &[(u64, auditlog::Event)], rng: &mut fastra
     }
 }
 
+/// A recovery cut took only a torn tail: the bytes it moved into
+/// quarantine/ hold no whole, CRC-valid commit record (nothing committed
+/// was after the cut), they start where the last valid block ends, and
+/// they are byte for byte what the segment held there.
+fn cut_only_a_torn_tail(dir: &Path, c: &auditlog::system::Cut, it: u64) {
+    let q = std::fs::read(dir.join(&c.quarantine)).unwrap();
+    assert_eq!(q.len() as u64, c.quarantine_bytes, "iteration {it}");
+    let body = &q[(c.valid_end - c.quarantine_from) as usize..];
+    assert!(
+        !auditlog::internals::segment::has_commit_record(body),
+        "iteration {it}: a cut took a committed block: {c:?}"
+    );
+    assert!(c.damage_offset >= c.valid_end, "iteration {it}: {c:?}");
+    assert!(c.reason.starts_with("torn"), "iteration {it}: {c:?}");
+}
+
 fn torture(iterations: u64) {
     let start = Instant::now();
     let mut rng = fastrand::Rng::with_seed(0xC0FFEE);
@@ -161,6 +177,8 @@ fn torture(iterations: u64) {
     let mut acked_total = 0u64;
     let mut cut_tails = 0u64;
     let mut early_kills = 0u64;
+    // Cuts recorded in the current log (each is a system event in it).
+    let mut recorded_cuts = 0u64;
     let mut t = None;
     let mut dir = std::path::PathBuf::new();
     // Everything acknowledged in this log: run id -> LSN.
@@ -172,6 +190,7 @@ fn torture(iterations: u64) {
             t = Some(tt);
             dir = d;
             want.clear();
+            recorded_cuts = 0;
         }
         let base = (it + 1) * THREADS * PER_THREAD;
         let ms = rng.u64(15..250);
@@ -196,16 +215,22 @@ fn torture(iterations: u64) {
             Err(auditlog::Error::NoLog(_)) if want.is_empty() => early_kills += 1,
             Err(e) => panic!("iteration {it}: crashed log does not verify: {e}"),
         }
-        // Reopen for writing: recovery cuts the torn tail.
+        // Reopen for writing: recovery cuts the torn tail, and only that.
         let log = Log::open(Config::new(&dir))
             .unwrap_or_else(|e| panic!("iteration {it}: reopen failed: {e}"));
-        if log.recovery().truncated_bytes > 0 {
+        if let Some(c) = log.recovery().cut.clone() {
             cut_tails += 1;
+            recorded_cuts += 1;
+            cut_only_a_torn_tail(&dir, &c, it);
         }
         log.close().unwrap();
         verify(&dir, None, |_, _| {})
             .unwrap_or_else(|e| panic!("iteration {it}: recovered log does not verify: {e}"));
-        let stored = replay_all(&dir);
+        let all = replay_all(&dir);
+        // Every cut is recorded in the log, and nothing else is a system event.
+        let recorded = all.iter().filter(|(_, e)| e.is_system()).count() as u64;
+        assert_eq!(recorded, recorded_cuts, "iteration {it}: cuts recorded");
+        let stored: Vec<_> = all.into_iter().filter(|(_, e)| !e.is_system()).collect();
         let mut seen: HashMap<&str, u64> = HashMap::new();
         for (lsn, e) in &stored {
             assert!(e.run_id.starts_with("ev-"), "invented event {:?}", e.run_id);

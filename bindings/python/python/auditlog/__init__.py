@@ -45,6 +45,7 @@ from ._errors import (
     WriterFailedError,
 )
 from ._native import ErrorGroup, Hit, LogEntry, Run
+from ._served import ServedStore, connect
 from ._store import Instant, RunScope, Store, open, utc_now
 
 HAS_SEARCH: bool = _native.HAS_SEARCH
@@ -93,7 +94,9 @@ def from_micros(us: int) -> Any:
 
 __all__ = [
     "open",
+    "connect",
     "Store",
+    "ServedStore",
     "RunScope",
     "Run",
     "LogEntry",

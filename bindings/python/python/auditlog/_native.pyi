@@ -21,6 +21,7 @@ from typing import (
 Instant = Union[int, datetime, str]
 _Path = Union[str, "os.PathLike[str]"]
 _S = TypeVar("_S", bound="Store")
+_V = TypeVar("_V", bound="Served")
 
 HAS_SEARCH: bool
 MAX_EVENT_BYTES: int
@@ -315,6 +316,138 @@ class Store:
     def __enter__(self: _S) -> _S: ...
     def __exit__(self, *args: Any) -> bool: ...
     def _disown_after_fork(self) -> int: ...
+
+class Served:
+    """A log served by ``auditlog serve`` (see ``auditlog.connect``)."""
+
+    def __new__(cls, socket: _Path, *, retry_for: float = 30.0) -> "Served": ...
+    @property
+    def socket(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def fire_and_forget(self) -> bool: ...
+    def append(self, event: Mapping[str, Any], *, wait: bool = False) -> None: ...
+    def append_batch(
+        self, events: Iterable[Mapping[str, Any]], *, strict: bool = True, wait: bool = False
+    ) -> List[Tuple[int, str]]: ...
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        skill_id: str = "",
+        caller_id: str = "",
+        channel_id: str = "",
+        parent_run_id: str = "",
+        inputs: Any = None,
+        dry_run: bool = False,
+        ts: Optional[Instant] = None,
+    ) -> None: ...
+    def log(
+        self,
+        run_id: str,
+        event_type: str,
+        payload: Any = None,
+        *,
+        seq: int = 0,
+        ts: Optional[Instant] = None,
+    ) -> None: ...
+    def tool_call(
+        self,
+        run_id: str,
+        tool: str,
+        *,
+        status: str = "ok",
+        error_type: Optional[str] = None,
+        duration_ms: Optional[float] = None,
+        seq: int = 0,
+        ts: Optional[Instant] = None,
+        **fields: Any,
+    ) -> None: ...
+    def finish_run(
+        self,
+        run_id: str,
+        *,
+        status: str = "ok",
+        output: str = "",
+        error: str = "",
+        tool_calls: int = 0,
+        runtime_seconds: float = 0.0,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        thinking_tokens: int = 0,
+        ts: Optional[Instant] = None,
+    ) -> None: ...
+    def flush(self) -> int: ...
+    def get_run(self, run_id: str) -> Optional[Run]: ...
+    def list_logs(self, run_id: str) -> List[LogEntry]: ...
+    def runs(
+        self,
+        *,
+        skill: Optional[str] = None,
+        caller: Optional[str] = None,
+        channel: Optional[str] = None,
+        status: Optional[str] = None,
+        parent: Optional[str] = None,
+        top_level: bool = False,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+        limit: Optional[int] = None,
+        offset: int = 0,
+    ) -> List[Run]: ...
+    def count(
+        self,
+        *,
+        skill: Optional[str] = None,
+        caller: Optional[str] = None,
+        channel: Optional[str] = None,
+        status: Optional[str] = None,
+        parent: Optional[str] = None,
+        top_level: bool = False,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        include_dry_run: bool = False,
+    ) -> int: ...
+    def children(self, run_id: str, *, include_dry_run: bool = False) -> List[Run]: ...
+    def chain(self, run_id: str) -> List[Run]: ...
+    def finished_before(self, before: Instant) -> List[Run]: ...
+    def last_run(
+        self, skills: Sequence[str], *, include_failed: bool = False
+    ) -> Dict[str, Optional[datetime]]: ...
+    def tool_errors(
+        self, *, since: Optional[Instant] = None, until: Optional[Instant] = None
+    ) -> List[ErrorGroup]: ...
+    def purge_older_than(self, cutoff: Instant) -> Dict[str, Any]: ...
+    def _replay_page(
+        self,
+        *,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        from_lsn: Optional[int] = None,
+        limit: int = 1000,
+        wait_ms: Optional[int] = None,
+    ) -> Tuple[List[Dict[str, Any]], int]: ...
+    def _head_lsn(self) -> int: ...
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        skill: Optional[str] = None,
+        caller: Optional[str] = None,
+        channel: Optional[str] = None,
+        status: Optional[str] = None,
+        since: Optional[Instant] = None,
+        until: Optional[Instant] = None,
+        timeout: float = 10.0,
+    ) -> List[Hit]: ...
+    def verify(self, *, expect: Optional[str] = None) -> Dict[str, Any]: ...
+    def stats(self, *, anomalies: bool = True) -> Dict[str, Any]: ...
+    def counters(self) -> Dict[str, Any]: ...
+    def close(self) -> None: ...
+    def __enter__(self: _V) -> _V: ...
+    def __exit__(self, *args: Any) -> bool: ...
 
 def verify_dir(dir: _Path, *, expect: Optional[str] = None) -> Dict[str, Any]: ...
 def replay_dir(

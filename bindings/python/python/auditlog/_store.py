@@ -170,7 +170,8 @@ class RunScope:
 
     def __init__(
         self,
-        store: Store,
+        # A Store, or a ServedStore (auditlog.connect): the same methods.
+        store: Any,
         run_id: str,
         skill_id: str,
         caller_id: str,
@@ -237,7 +238,8 @@ class RunScope:
         """A sub-run of this run (its ``parent_run_id`` is this run's id)."""
         kwargs.setdefault("caller_id", self.caller_id)
         kwargs.setdefault("channel_id", self.channel_id)
-        return self.store.run(skill_id, parent_run_id=self.id, **kwargs)
+        child: RunScope = self.store.run(skill_id, parent_run_id=self.id, **kwargs)
+        return child
 
     def finish(self, status: str = "ok", *, output: Optional[str] = None, error: str = "") -> None:
         """Record the finish now (leaving the block then records nothing)."""

@@ -1,0 +1,137 @@
+//! The read paths that check the chain before they use a block
+//! (docs/integrity.md): replay of a whole log, and building the index of
+//! every sealed segment. Only public API, so the same file builds against
+//! an engine from before the checks, for a before/after comparison in one
+//! session (docs/benchmarks.md, "Integrity checks on the read path").
+//!
+//! `AUDITLOG_READ_BENCH_EVENTS` sets the log size (default 1,000,000
+//! events of the load run's workload, 8 daily segments and more).
+
+use std::time::Duration;
+
+use auditlog::{Config, Durability, Log, LogReader, QueryEngine, ReplayRange};
+use auditlog_loadrun::workload::WorkloadSpec;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+fn events_wanted() -> u64 {
+    std::env::var("AUDITLOG_READ_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+/// A log of the load run's workload, written once, batched, unsynced.
+fn make_log(dir: &std::path::Path, n: u64) -> u64 {
+    // About 5.5 events per top-level run in this workload.
+    let spec = WorkloadSpec {
+        runs: (n * 2 / 11).max(1),
+        days: 8,
+        ..WorkloadSpec::default()
+    };
+    let mut cfg = Config::new(dir);
+    cfg.durability = Durability::Never;
+    cfg.segment_max_bytes = 64 << 20;
+    let log = Log::open(cfg).expect("open");
+    let mut batch = Vec::with_capacity(1000);
+    let mut stored = 0u64;
+    for ev in spec.events(0, spec.runs) {
+        batch.push(ev);
+        if batch.len() == 1000 {
+            let _receipt = log.append_batch(&batch).expect("append");
+            stored += batch.len() as u64;
+            batch.clear();
+        }
+    }
+    if !batch.is_empty() {
+        stored += batch.len() as u64;
+        let _receipt = log.append_batch(&batch).expect("append");
+    }
+    log.flush().expect("flush");
+    log.close().expect("close");
+    stored
+}
+
+fn read_path(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    let n = make_log(&dir, events_wanted());
+    let bytes: u64 = std::fs::read_dir(&dir)
+        .expect("list")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!("read_path: {n} events, {bytes} bytes of segments");
+
+    let mut g = c.benchmark_group("read_path");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(n));
+    // A new reader each time: nothing is remembered between iterations.
+    g.bench_function("replay_all", |b| {
+        b.iter(|| {
+            let r = LogReader::open(&dir).expect("reader");
+            let mut k = 0u64;
+            for item in r.replay(ReplayRange::default()) {
+                item.expect("event");
+                k += 1;
+            }
+            assert_eq!(k, n);
+        })
+    });
+    // Every sealed segment's index built from its segment, in memory.
+    g.bench_function("index_build_all", |b| {
+        b.iter(|| {
+            let mut e = QueryEngine::open(&dir).expect("engine");
+            e.persist = false;
+            e.refresh().expect("indexes");
+            assert!(e.stats.rebuilt > 0);
+        })
+    });
+    g.finish();
+}
+
+/// The parts of a checked read, per event of the workload: the plain
+/// bincode decode (what readers did before), the strict decode (every rule
+/// of the writer, JSON texts included), and BLAKE3 over the same bytes.
+fn decode_parts(c: &mut Criterion) {
+    use auditlog::internals::codec::{decode_event, decode_stored, encode_event};
+    let spec = WorkloadSpec {
+        runs: 20_000,
+        ..WorkloadSpec::default()
+    };
+    let bodies: Vec<Vec<u8>> = spec
+        .events(0, spec.runs)
+        .map(|e| {
+            let mut b = Vec::new();
+            encode_event(&e, &mut b).expect("encode");
+            b
+        })
+        .collect();
+    let bytes: Vec<u8> = bodies.concat();
+    let mut g = c.benchmark_group("decode");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements(bodies.len() as u64));
+    g.bench_function("bincode_only", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                std::hint::black_box(decode_event(body).expect("decodes"));
+            }
+        })
+    });
+    g.bench_function("strict", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                std::hint::black_box(decode_stored(body).expect("decodes"));
+            }
+        })
+    });
+    g.bench_function("blake3_same_bytes", |b| {
+        b.iter(|| std::hint::black_box(blake3::hash(&bytes)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode_parts, read_path);
+criterion_main!(benches);

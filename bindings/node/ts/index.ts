@@ -1,0 +1,33 @@
+/**
+ * @auditlog/node: the auditlog engine for Node.js gateways.
+ *
+ * ```ts
+ * import { open, AuditLogger } from '@auditlog/node';
+ * const store = open('/var/lib/gateway/audit', { create: true });
+ * store.append({ kind: 'run_started', run_id: 'r-1', skill_id: 'web.search' });
+ * await store.flush();
+ * ```
+ */
+export { AuditStore, open, hasSearch } from './store';
+export { AuditLogger, TOOL_CALL_COLUMNS } from './logger';
+export type { ToolCall, ToolCallRow, ToolCallLogger, CallQueryOptions, AuditLoggerOptions } from './logger';
+export type { Instant } from './instant';
+export {
+  AuditLogError,
+  ClosedError,
+  CorruptError,
+  InternalError,
+  InvalidArgumentError,
+  InvalidEventError,
+  IoError,
+  LockedError,
+  NoLogError,
+  NotFoundError,
+  QueueFullError,
+  SearchError,
+  UnsupportedVersionError,
+  WriteRolledBackError,
+  WriterFailedError,
+} from './errors';
+export type { ErrorCode } from './errors';
+export type * from './types';

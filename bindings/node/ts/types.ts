@@ -1,0 +1,265 @@
+/**
+ * The shapes the store takes and returns. Stored data (runs, logs,
+ * events, error groups, tool-call rows) keeps the contract's snake_case
+ * keys; options and reports are camelCase, as JavaScript APIs are.
+ */
+import type { Instant } from './instant';
+
+/** How `open()` opens a log folder. */
+export interface OpenOptions {
+  /** Create the folder and an empty log when it has none (default `false`: a missing or foreign folder is an error). */
+  create?: boolean;
+  /**
+   * When appended events become durable: `'batch'` (default: fdatasync per
+   * group commit, before `flush()` resolves), `'never'` (the OS writes
+   * back when it likes), or `{ intervalMs }` (at most that often).
+   */
+  durability?: 'batch' | 'never' | { intervalMs: number };
+  /** Appends that may wait in the ingest queue (default 16384). */
+  queueCapacity?: number;
+  /** When the queue is full: `'block'` (default: `append` waits), `'fail'` (throws `QueueFullError`), `'drop'` (counts and drops). */
+  onFull?: 'block' | 'fail' | 'drop';
+  /** A segment file is rolled past this size (default 256 MiB). */
+  segmentMaxBytes?: number;
+  /** Group-commit block size (default 1 MiB). */
+  maxBatchBytes?: number;
+  /** A redaction policy, as rules text or JSON (see the engine's docs/reliability.md). */
+  redaction?: string;
+  /** Record only runs of these skills (their logs and finishes too). */
+  allowSkills?: string[];
+  /** Keep a full-text index (needs a build with the `search` feature). */
+  search?: boolean;
+}
+
+/** A run (the contract's run view). */
+export interface Run {
+  id: string;
+  skill_id: string;
+  caller_id: string;
+  channel_id: string;
+  parent_run_id: string;
+  inputs: unknown;
+  dry_run: boolean;
+  started_at: Date;
+  finished_at: Date | null;
+  status: string;
+  output: string;
+  error: string;
+  tool_calls: number;
+  runtime_seconds: number;
+  input_tokens: number;
+  output_tokens: number;
+  thinking_tokens: number;
+}
+
+/** One log line of a run. */
+export interface RunLogEntry {
+  seq: number;
+  ts: Date;
+  event_type: string;
+  payload: unknown;
+}
+
+/** Fields common to the three kinds of event given to `append`. */
+interface EventBase {
+  run_id: string;
+  /**
+   * The event's instant: a `Date`, an RFC 3339 string, or (as in the
+   * contract's JSON) an integer of **microseconds** since the epoch.
+   * Absent: now.
+   */
+  ts?: Date | string | number;
+  /** Unknown fields are kept and come back on replay. */
+  [field: string]: unknown;
+}
+
+export interface RunStartedEvent extends EventBase {
+  kind: 'run_started';
+  skill_id?: string;
+  caller_id?: string;
+  channel_id?: string;
+  parent_run_id?: string;
+  inputs?: unknown;
+  dry_run?: boolean;
+}
+
+export interface RunLogEvent extends EventBase {
+  kind: 'run_log';
+  seq?: number;
+  event_type?: string;
+  payload?: unknown;
+}
+
+export interface RunFinishedEvent extends EventBase {
+  kind: 'run_finished';
+  status?: string;
+  output?: string;
+  error?: string;
+  tool_calls?: number;
+  runtime_seconds?: number;
+  input_tokens?: number;
+  output_tokens?: number;
+  thinking_tokens?: number;
+}
+
+/** An event for `append` (the contract's JSON, as an object). */
+export type AuditEvent = RunStartedEvent | RunLogEvent | RunFinishedEvent;
+
+/** An event read back by `replay` or `tail`: as ingested, plus its LSN. */
+export interface StoredEvent {
+  /** Its position in the log. */
+  lsn: number;
+  kind: 'run_started' | 'run_log' | 'run_finished';
+  run_id: string;
+  ts: Date;
+  /** `ts` exactly, in µs since the epoch. */
+  ts_us: number;
+  [field: string]: unknown;
+}
+
+/** Filters of `runs` and `count`, combined with AND (exact matches). */
+export interface RunFilter {
+  skill?: string;
+  caller?: string;
+  channel?: string;
+  /** `'running'` finds unfinished runs. */
+  status?: string;
+  parent?: string;
+  /** Only runs without a parent. */
+  topLevel?: boolean;
+  /** `started_at >= since`. */
+  since?: Instant;
+  /** `started_at <= until`. */
+  until?: Instant;
+  includeDryRun?: boolean;
+}
+
+export interface Page {
+  limit?: number;
+  offset?: number;
+}
+
+/** One group of failing tool calls (`errors()`). */
+export interface ErrorGroup {
+  channel_id: string;
+  tool: string;
+  error_type: string;
+  count: number;
+  first_ts: Date;
+  last_ts: Date;
+  avg_duration_ms: number | null;
+  caller_ids: string[];
+  run_ids: string[];
+}
+
+/** Ingest counters, cheap to read. */
+export interface Counters {
+  appended: number;
+  dropped: number;
+  rejected: number;
+  /** One past the last durable event's LSN. */
+  durableLsn: number;
+  queueDepth: number;
+  /** Bytes waiting in the ingest queue. */
+  queueBytes: number;
+  skipped: number;
+  failures: number;
+}
+
+/** Events kept in the log but ignored by the run view. */
+export interface Anomalies {
+  duplicateRunStarted: number;
+  duplicateRunFinished: number;
+  orphanLogs: number;
+  finishesWithoutStart: number;
+}
+
+/** What `stats()` reports. */
+export interface Stats {
+  segments: number;
+  sealedSegments: number;
+  events: number;
+  bytes: number;
+  firstLsn: number;
+  headLsn: number;
+  /** The chain digest at the head (anchor it elsewhere; `verify({ expect })`). */
+  headDigest: string;
+  oldest: Date | null;
+  newest: Date | null;
+  droppedSegments: number;
+  droppedEvents: number;
+  /** Absent when asked for `{ anomalies: false }`. */
+  anomalies?: Anomalies;
+  counters: Counters;
+}
+
+/** What `verify()` found (it throws `CorruptError` naming the first bad place). */
+export interface VerifyReport {
+  ok: true;
+  segments: number;
+  events: number;
+  bytes: number;
+  firstLsn: number;
+  headLsn: number;
+  headDigest: string;
+  /** Where the `expect`ed digest was found (LSN one past its block). */
+  expectFoundAt: number | null;
+  /** Bytes after the last committed block (a write in progress). */
+  uncommittedTailBytes: number;
+}
+
+export interface DroppedSegment {
+  name: string;
+  firstLsn: number;
+  count: number;
+  oldest: Date;
+  newest: Date;
+  bytes: number;
+}
+
+/** What `retain()` dropped. */
+export interface RetentionReport {
+  cutoff: Date;
+  dropped: DroppedSegment[];
+  events: number;
+  bytes: number;
+  firstKeptLsn: number;
+}
+
+/** A search hit: the run, its score and a snippet with `**matches**`. */
+export interface SearchHit extends Run {
+  score: number;
+  snippet: string;
+}
+
+export interface SearchOptions {
+  /** At most this many hits (default 20, at most 10000). */
+  limit?: number;
+  skill?: string;
+  caller?: string;
+  channel?: string;
+  status?: string;
+  since?: Instant;
+  until?: Instant;
+  /** Wait (up to 10 s) until everything appended so far is searchable (default `true`). */
+  fresh?: boolean;
+}
+
+export interface ReplayOptions {
+  /** Only events with `ts >= since`. */
+  since?: Instant;
+  /** Only events with `ts <= until`. */
+  until?: Instant;
+  /** Start at this LSN. */
+  fromLsn?: number;
+}
+
+export interface TailOptions {
+  /** Start with the newest `last` events (default 10). */
+  last?: number;
+  /** Keep yielding new events until the store closes, the loop breaks, or `signal` aborts (default `false`). */
+  follow?: boolean;
+  /** How long to wait before looking again when caught up (default 50 ms). */
+  pollMs?: number;
+  signal?: AbortSignal;
+}

@@ -1,0 +1,364 @@
+//! Issue 11 from inside the engine (the attack table's rows run through the
+//! binary in cli/tests/cli/attacks.rs): the strict decoder, a crash at
+//! every step of a cut and of a retention, readers in the writer's process,
+//! recorded gaps, and `repair`'s edge cases.
+
+use std::fs;
+use std::path::Path;
+
+use auditlog::internals::codec::{decode_event, decode_stored, encode_event};
+use auditlog::internals::layout::{self, Mode};
+use auditlog::internals::manifest::Manifest;
+use auditlog::internals::recovery;
+use auditlog::internals::segment::{Header, HEADER_SIZE};
+use auditlog::system::SystemRecord;
+use auditlog::{verify, Config, Error, Event, Json, Log, LogReader, ReplayRange, RunStarted};
+
+use crate::support::forge;
+use crate::support::{ev, scratch, walk_files, Injector, Kind, On, DAY0, DAY_US};
+
+fn open(dir: &Path) -> Log {
+    Log::open(Config::new(dir)).expect("open")
+}
+
+fn events(dir: &Path) -> Vec<(u64, Event)> {
+    LogReader::open(dir)
+        .expect("reader")
+        .replay(ReplayRange::default())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("replay")
+}
+
+fn system_records(dir: &Path) -> Vec<(u64, SystemRecord)> {
+    events(dir)
+        .into_iter()
+        .filter_map(|(l, e)| e.data.system().cloned().map(|r| (l, r)))
+        .collect()
+}
+
+/// The strict decoder refuses what the writer would never have written;
+/// the plain bincode decoder lets some of it through (which is why every
+/// reader uses the strict one).
+#[test]
+fn the_strict_decoder_refuses_what_the_writer_never_writes() {
+    let good = Event::run_started(
+        "r-1",
+        DAY0,
+        RunStarted {
+            inputs: Json::parse(r#"{"q":"x"}"#).unwrap(),
+            ..RunStarted::default()
+        },
+    );
+    let mut b = Vec::new();
+    encode_event(&good, &mut b).unwrap();
+    assert!(decode_stored(&b).is_ok());
+    let enc = |e: &Event| {
+        let mut v = Vec::new();
+        encode_event(e, &mut v).unwrap();
+        v
+    };
+    let mut cases: Vec<(&str, Vec<u8>, bool)> = Vec::new();
+    let mut trailing = b.clone();
+    trailing.push(0);
+    cases.push(("trailing bytes", trailing, false));
+    let mut variant = b.clone();
+    variant[1 + 3 + 9] = 9; // after "r-1" and a 9-byte ts: the variant index
+    cases.push(("unknown variant", variant, false));
+    let mut boolean = b.clone();
+    let n = boolean.len();
+    boolean[n - 2] = 2; // dry_run, before the empty extra list
+    cases.push(("bool byte 2", boolean, false));
+    let mut json = good.clone();
+    if let auditlog::EventData::RunStarted(s) = &mut json.data {
+        s.inputs = Json::trusted("{\"q\":".into());
+    }
+    cases.push(("invalid JSON text", enc(&json), true));
+    cases.push((
+        "ts -1",
+        enc(&Event {
+            ts: -1,
+            ..good.clone()
+        }),
+        true,
+    ));
+    cases.push((
+        "ts 2^62",
+        enc(&Event {
+            ts: 1 << 62,
+            ..good.clone()
+        }),
+        true,
+    ));
+    let mut sys = Event::run_started("", DAY0, RunStarted::default());
+    sys.run_id = String::new();
+    cases.push(("empty run id", enc(&sys), true));
+    for (what, bytes, bincode_accepts) in cases {
+        assert_eq!(decode_event(&bytes).is_ok(), bincode_accepts, "{what}");
+        let e = decode_stored(&bytes).expect_err(what);
+        assert!(!e.to_string().is_empty(), "{what}");
+    }
+}
+
+/// A log whose active segment ends in a torn write: two committed blocks,
+/// then an event frame and a few bytes of the next.
+fn torn_log() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Vec<u8>,
+) {
+    let (t, dir) = scratch();
+    let log = open(&dir);
+    log.append_batch(&[ev(1, DAY0), ev(2, DAY0 + 1)])
+        .unwrap()
+        .wait()
+        .unwrap();
+    log.append(&ev(3, DAY0 + 2)).unwrap().wait().unwrap();
+    log.close().unwrap();
+    let seg = forge::segment_files(&dir).pop().unwrap();
+    let mut frame = Vec::new();
+    let mut body = Vec::new();
+    encode_event(&ev(4, DAY0 + 3), &mut body).unwrap();
+    auditlog::internals::frame::write_frame(
+        &mut frame,
+        auditlog::internals::frame::REC_EVENT,
+        &body,
+    );
+    let mut bytes = fs::read(&seg).unwrap();
+    let good = bytes.len();
+    bytes.extend_from_slice(&frame);
+    bytes.extend_from_slice(&frame[..7]);
+    fs::write(&seg, &bytes).unwrap();
+    (t, dir, seg, bytes[good..].to_vec())
+}
+
+/// What every finished cut of `torn_log()` looks like.
+fn check_cut_finished(dir: &Path, tail: &[u8]) {
+    let m = Manifest::load(dir).unwrap().unwrap();
+    assert!(m.pending.is_none(), "pending cleared");
+    let recs = system_records(dir);
+    assert_eq!(recs.len(), 1, "recorded once: {recs:?}");
+    let SystemRecord::TornTailCut(c) = &recs[0].1 else {
+        panic!("{recs:?}");
+    };
+    assert_eq!(fs::read(dir.join(&c.quarantine)).unwrap(), tail);
+    // Two event frames (one whole, one cut short): LSNs 3 and 4 skipped.
+    assert_eq!((c.skip_from_lsn, c.skip_to_lsn), (3, 5));
+    assert_eq!(recs[0].0, 5, "the record comes after the gap");
+    let ids: Vec<String> = events(dir)
+        .into_iter()
+        .filter(|(_, e)| !e.is_system())
+        .map(|(_, e)| e.run_id)
+        .collect();
+    assert_eq!(ids, ["ev-1", "ev-2", "ev-3"]);
+    verify(dir, None, |_, _| {}).expect("verifies");
+}
+
+/// The cut, crashed after each of its steps; the next writer open finishes
+/// it, and a reader meanwhile sees the committed events.
+#[test]
+fn a_crash_at_every_step_of_a_cut_is_finished_by_the_next_open() {
+    for crash_after in ["pending", "files"] {
+        let (_t, dir, _seg, tail) = torn_log();
+        let mut m = Manifest::load(&dir).unwrap().unwrap();
+        let lay = layout::discover(&dir, m.clone(), Mode::Write).unwrap();
+        let damage = lay.tail.expect("a torn tail");
+        let bytes = fs::read(&damage.path).unwrap();
+        let cut = recovery::plan_torn_tail_cut(&dir, &damage, &bytes);
+        recovery::set_pending(&dir, &mut m, SystemRecord::TornTailCut(cut.clone())).unwrap();
+        if crash_after == "files" {
+            recovery::apply_cut_files(&dir, &cut).unwrap();
+        }
+        // A reader beside the crashed log: the committed events.
+        let ids = events(&dir).len();
+        assert_eq!(ids, 3, "{crash_after}");
+        let log = open(&dir);
+        assert_eq!(
+            log.recovery().finished_pending.as_deref(),
+            Some("torn_tail_cut"),
+            "{crash_after}"
+        );
+        log.close().unwrap();
+        check_cut_finished(&dir, &tail);
+    }
+    // And the plain case: the open does it all.
+    let (_t, dir, _seg, tail) = torn_log();
+    let log = open(&dir);
+    assert!(log.recovery().cut.is_some());
+    log.close().unwrap();
+    check_cut_finished(&dir, &tail);
+}
+
+/// A retention whose record reached the log but whose MANIFEST update
+/// failed is finished by the next open; one whose record did not reach
+/// the log is forgotten (nothing was dropped).
+#[test]
+fn a_crash_inside_a_retention_is_finished_or_forgotten() {
+    for (fault, finished) in [(On::Rename, true), (On::BlockWrite, false)] {
+        let (_t, dir) = scratch();
+        let inj = Injector::new();
+        let mut cfg = Config::new(&dir);
+        cfg.io.faults = Some(inj.clone());
+        let log = Log::open(cfg).unwrap();
+        for d in 0..3 {
+            log.append(&ev(d, DAY0 + d as i64 * DAY_US))
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        inj.arm(fault, 0, 1, Kind::Eio);
+        assert!(log.retain(DAY0 + DAY_US).is_err(), "{fault:?}");
+        drop(log);
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        assert!(m.pending.is_some(), "{fault:?}: the intent is stored");
+        let files_before = forge::segment_files(&dir).len();
+        let log = open(&dir);
+        assert_eq!(
+            log.recovery().finished_pending.as_deref(),
+            Some("retention"),
+            "{fault:?}"
+        );
+        log.close().unwrap();
+        let m = Manifest::load(&dir).unwrap().unwrap();
+        assert!(m.pending.is_none(), "{fault:?}");
+        let recs = system_records(&dir);
+        if finished {
+            assert_eq!(recs.len(), 1, "{fault:?}");
+            assert_eq!(m.anchor.first_seq, 2, "{fault:?}");
+            assert!(m.retention.is_some());
+            assert_eq!(forge::segment_files(&dir).len(), files_before - 1);
+        } else {
+            assert!(recs.is_empty(), "{fault:?}");
+            assert!(m.anchor_is_genesis(), "{fault:?}");
+            assert_eq!(forge::segment_files(&dir).len(), files_before);
+        }
+        verify(&dir, None, |_, _| {}).expect("verifies");
+    }
+}
+
+/// A reader in the writer's own process checks what it reads on disk
+/// against the chain the writer holds: an edit made under a running log
+/// (its CRC fixed) is an error naming the segment, sealed or active.
+#[test]
+fn a_reader_in_the_writers_process_checks_the_disk() {
+    for sealed in [true, false] {
+        let (_t, dir) = scratch();
+        let log = open(&dir);
+        log.append_batch(&[ev(1, DAY0), ev(2, DAY0 + 1)])
+            .unwrap()
+            .wait()
+            .unwrap();
+        if sealed {
+            log.seal().unwrap();
+        }
+        log.append(&ev(3, DAY0 + 2)).unwrap().wait().unwrap();
+        let seg = forge::segment_files(&dir)[0].clone();
+        let name = seg.file_name().unwrap().to_string_lossy().into_owned();
+        forge::rewrite_frames(&seg, |fr| {
+            let f = fr.iter_mut().find(|f| f.rec_type == 1).unwrap();
+            let at = f.payload.windows(4).position(|w| w == b"ev-1").unwrap();
+            f.payload[at + 3] = b'9';
+        });
+        let got = log
+            .reader()
+            .replay(ReplayRange::default())
+            .collect::<Result<Vec<_>, _>>();
+        match got {
+            Err(Error::Corrupt { segment, .. }) => assert_eq!(segment, name),
+            other => panic!("sealed={sealed}: an edited segment was read: {other:?}"),
+        }
+        drop(log);
+    }
+}
+
+/// LSNs skipped by a cut are read across (replay, tail), and a jump no
+/// record explains (a header edited to skip) is refused.
+#[test]
+fn a_recorded_gap_is_read_across_and_an_unrecorded_one_is_refused() {
+    let (_t, dir, _seg, _tail) = torn_log();
+    let log = open(&dir);
+    let r = log.append(&ev(9, DAY0 + 9)).unwrap().wait().unwrap();
+    assert_eq!(r.first, 6, "after the skipped 3..5 and the record at 5");
+    log.close().unwrap();
+    let lsns: Vec<u64> = events(&dir).into_iter().map(|(l, _)| l).collect();
+    assert_eq!(lsns, [0, 1, 2, 5, 6]);
+    let reader = LogReader::open(&dir).unwrap();
+    let tail: Vec<u64> = reader
+        .replay(ReplayRange {
+            from_lsn: Some(4),
+            ..ReplayRange::default()
+        })
+        .map(|x| x.unwrap().0)
+        .collect();
+    assert_eq!(tail, [5, 6]);
+
+    // An unrecorded jump: the newest segment's header edited to start
+    // further on (its CRC fixed).
+    let seg = forge::segment_files(&dir).pop().unwrap();
+    let mut b = fs::read(&seg).unwrap();
+    let mut h = Header::decode(&b).unwrap();
+    h.first_lsn += 100;
+    b[..HEADER_SIZE].copy_from_slice(&h.encode());
+    fs::write(&seg, &b).unwrap();
+    match LogReader::open(&dir) {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("gap"), "{reason}"),
+        other => panic!("an unrecorded jump was accepted: {:?}", other.map(|_| ())),
+    }
+}
+
+/// The newest file's header damaged, committed blocks after it: refused;
+/// `repair` moves the whole file aside and skips its number and LSNs. A
+/// damaged sealed segment is not repaired (and nothing is changed).
+#[test]
+fn repair_of_a_damaged_header_and_not_of_a_sealed_segment() {
+    let (_t, dir) = scratch();
+    let log = open(&dir);
+    log.append(&ev(1, DAY0)).unwrap().wait().unwrap();
+    log.seal().unwrap();
+    for i in 2..6 {
+        log.append(&ev(i, DAY0 + i as i64)).unwrap().wait().unwrap();
+    }
+    log.close().unwrap();
+    let files = forge::segment_files(&dir);
+    let newest = files[1].clone();
+    let mut b = fs::read(&newest).unwrap();
+    b[20] ^= 1; // inside the header (its seq)
+    fs::write(&newest, &b).unwrap();
+    assert!(Log::open(Config::new(&dir)).is_err());
+    match auditlog::repair(&dir).unwrap() {
+        auditlog::RepairReport::Repaired(c) => {
+            assert_eq!(c.quarantine_from, 0);
+            assert_eq!(fs::read(dir.join(&c.quarantine)).unwrap(), b);
+            assert_eq!((c.skip_from_seq, c.skip_to_seq), (2, 3));
+            assert!(c.skip_to_lsn >= 5, "{c:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    verify(&dir, None, |_, _| {}).expect("verifies after the repair");
+    let log = open(&dir);
+    log.append(&ev(9, DAY0 + 9)).unwrap().wait().unwrap();
+    log.close().unwrap();
+    verify(&dir, None, |_, _| {}).unwrap();
+
+    // Damage in a sealed segment.
+    let sealed = forge::segment_files(&dir)[0].clone();
+    let mut b = fs::read(&sealed).unwrap();
+    b[HEADER_SIZE + 12] ^= 1;
+    fs::write(&sealed, &b).unwrap();
+    let before: Vec<_> = walk_files(&dir)
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    // A writer open trusts a sealed segment's footer: nothing to repair
+    // there; reads and verify name it.
+    assert!(matches!(
+        auditlog::repair(&dir),
+        Ok(auditlog::RepairReport::Clean)
+    ));
+    assert!(verify(&dir, None, |_, _| {}).is_err());
+    for (p, bytes) in before {
+        if p.extension().is_some_and(|x| x == "seg") {
+            assert_eq!(fs::read(&p).unwrap(), bytes, "{p:?} unchanged");
+        }
+    }
+}
