@@ -409,6 +409,8 @@ struct Cursor {
     meta: SegmentMeta,
     map: memmap2::Mmap,
     walk: EventWalk,
+    /// LSN of the first event of the block of the event returned last.
+    block_lsn: u64,
 }
 
 impl Replay {
@@ -461,6 +463,7 @@ impl Replay {
         self.checked.ensure(&meta, &map, pos as u64, lsn)?;
         self.current = Some(Cursor {
             walk: EventWalk::new(crate::num::u64_of(pos), meta.data_len, lsn),
+            block_lsn: lsn,
             meta,
             map,
         });
@@ -484,6 +487,7 @@ impl Replay {
                 }
                 Some(r) => r.map_err(|d| d.into_error(&c.meta.name))?,
             };
+            c.block_lsn = rec.block_lsn;
             if rec.lsn < from {
                 continue;
             }
@@ -524,6 +528,16 @@ fn block_holding(seg: &[u8], meta: &SegmentMeta, want: u64) -> (usize, u64) {
         }
     }
     (block, block_lsn)
+}
+
+impl Replay {
+    /// The segment and the first LSN of the group-commit block that holds
+    /// the event returned last (`None` before the first one): what a copy
+    /// of the events needs to recompute the chain's block digests later
+    /// (the Parquet export's `block_lsn` column).
+    pub fn block_of_last(&self) -> Option<(u64, u64)> {
+        self.current.as_ref().map(|c| (c.meta.seq, c.block_lsn))
+    }
 }
 
 impl Iterator for Replay {

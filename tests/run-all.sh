@@ -11,6 +11,7 @@
 #   tests/run-all.sh go       only the Go module (bindings/go)
 #   tests/run-all.sh node     only the Node binding (bindings/node/test.sh)
 #   tests/run-all.sh serve    only the server with the OpenTelemetry SDK
+#   tests/run-all.sh export   only the export's Python-driven tests
 #
 # A part's own script can be run alone too (see its folder's README).
 set -euo pipefail
@@ -50,4 +51,9 @@ fi
 if [[ $only == all || $only == serve ]]; then
   step "auditlog serve with a real OpenTelemetry client (Python SDK, OTLP/HTTP)"
   server/test.sh
+fi
+
+if [[ $only == all || $only == export ]]; then
+  step "Export: DuckDB differential, crash (kill) and S3 (moto) tests (export/test.sh)"
+  export/test.sh
 fi

@@ -30,6 +30,8 @@ mod support {
 mod attacks;
 mod bench_smoke;
 mod cli_log;
+#[cfg(feature = "export")]
+mod export_cli;
 mod fulltext_search;
 mod ingest_stream;
 mod query_cli;
