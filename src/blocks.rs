@@ -8,14 +8,17 @@
 //! what makes a read trustworthy: a block whose commit record was rewritten
 //! to match an edit breaks the next block's link, and so on up to the end.
 //! [`check_range`] does that.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use crate::chain::{block_digest, Digest};
 use crate::event::Micros;
 use crate::frame::{peek_frame, read_frame, FrameError, FRAME_HEADER, REC_COMMIT, REC_EVENT};
-use crate::segment::{Commit, Header, COMMIT_PAYLOAD, HEADER_SIZE};
-
-/// Bytes of a commit record's frame.
-pub const COMMIT_FRAME: usize = FRAME_HEADER + 1 + COMMIT_PAYLOAD;
+use crate::num::{u64_of, usize_of};
+use crate::segment::{Commit, Header, COMMIT_FRAME_SIZE, COMMIT_PAYLOAD, HEADER_SIZE};
 
 /// One whole block whose frames and digest were checked.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +64,7 @@ impl<'a> Iterator for EventFrames<'a> {
         let at = self.pos;
         self.pos += size;
         let payload = &self.frames[at + FRAME_HEADER + 1..at + size];
-        Some((self.base + at as u64, payload))
+        Some((self.base + u64_of(at), payload))
     }
 }
 
@@ -89,10 +92,10 @@ impl<'a> Walk<'a> {
     /// Walk from `from` (a block boundary) whose chain digest is `digest`
     /// and whose next event has LSN `lsn`, up to `end`.
     pub fn new(data: &'a [u8], from: u64, end: u64, digest: Digest, lsn: u64) -> Walk<'a> {
-        let end = usize::try_from(end).unwrap_or(usize::MAX).min(data.len());
+        let end = usize_of(end).min(data.len());
         Walk {
             data,
-            pos: usize::try_from(from).unwrap_or(usize::MAX).min(end),
+            pos: usize_of(from).min(end),
             end,
             digest,
             next_lsn: lsn,
@@ -114,7 +117,7 @@ impl<'a> Walk<'a> {
 
     /// Offset just past the last block walked.
     pub fn pos(&self) -> u64 {
-        self.pos as u64
+        u64_of(self.pos)
     }
 
     /// LSN of the next event.
@@ -131,7 +134,7 @@ impl<'a> Walk<'a> {
         let mut pos = start;
         let mut events: u32 = 0;
         let stop = |offset: usize, reason: String, truncated: bool| Stop {
-            offset: offset as u64,
+            offset: u64_of(offset),
             reason,
             truncated,
         };
@@ -185,8 +188,8 @@ impl<'a> Walk<'a> {
                     self.next_lsn += c.count as u64;
                     self.pos = pos + frame.size;
                     return Ok(Some(Block {
-                        start: start as u64,
-                        end: self.pos as u64,
+                        start: u64_of(start),
+                        end: u64_of(self.pos),
                         commit: c,
                         frames,
                     }));
@@ -215,9 +218,9 @@ pub fn check_range(
     lsn: u64,
     trusted_end: Digest,
 ) -> Result<(), Stop> {
-    if (data.len() as u64) < to {
+    if u64_of(data.len()) < to {
         return Err(Stop {
-            offset: data.len() as u64,
+            offset: u64_of(data.len()),
             reason: format!("file is shorter than its committed length {to}"),
             truncated: false,
         });
@@ -243,9 +246,9 @@ pub fn check_range(
 /// blocks after `at` were checked against a trusted end.
 pub fn stored_digest_at(data: &[u8], at: u64) -> Option<(Digest, u64)> {
     let end = usize::try_from(at).ok()?;
-    let start = end.checked_sub(COMMIT_FRAME)?;
+    let start = end.checked_sub(COMMIT_FRAME_SIZE)?;
     let f = read_frame(data.get(start..end)?).ok()?;
-    if f.rec_type != REC_COMMIT || f.size != COMMIT_FRAME {
+    if f.rec_type != REC_COMMIT || f.size != COMMIT_FRAME_SIZE {
         return None;
     }
     let c = Commit::decode(f.payload)?;
@@ -308,12 +311,12 @@ impl Scan {
 pub fn scan(
     data: &[u8],
     mut s: Scan,
-    mut ts_of: impl FnMut(&[u8]) -> Result<Micros, String>,
+    mut ts_of: impl FnMut(&[u8]) -> Result<Micros, crate::codec::CodecError>,
     mut on_block: impl FnMut(&BlockSpan),
 ) -> Scan {
     s.stop = None;
     s.uncommitted_events = 0;
-    let mut walk = Walk::new(data, s.valid_end, data.len() as u64, s.digest, s.next_lsn);
+    let mut walk = Walk::new(data, s.valid_end, u64_of(data.len()), s.digest, s.next_lsn);
     loop {
         let block = match walk.next_block() {
             Ok(Some(b)) => b,
@@ -361,7 +364,7 @@ pub fn scan(
 /// CRC-valid event frames, whether the bytes end inside a frame that may be
 /// an event). What a cut at `from` may take away.
 pub fn count_event_frames(data: &[u8], from: u64) -> (u64, bool) {
-    let mut pos = usize::try_from(from).unwrap_or(usize::MAX);
+    let mut pos = usize_of(from);
     let mut n = 0;
     while pos < data.len() {
         match read_frame(&data[pos..]) {
@@ -373,12 +376,12 @@ pub fn count_event_frames(data: &[u8], from: u64) -> (u64, bool) {
                 // A frame cut short: an event unless its type byte (or its
                 // length) says it is a commit record.
                 let rest = &data[pos..];
-                let commit_len = (COMMIT_PAYLOAD + 1) as u32;
+                let commit_len = u32::try_from(COMMIT_PAYLOAD + 1).unwrap_or(u32::MAX);
                 let len = rest
                     .get(..4)
                     .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                let is_commit = rest.get(crate::frame::FRAME_HEADER) == Some(&REC_COMMIT)
-                    || (rest.len() <= crate::frame::FRAME_HEADER && len == Some(commit_len));
+                let is_commit = rest.get(FRAME_HEADER) == Some(&REC_COMMIT)
+                    || (rest.len() <= FRAME_HEADER && len == Some(commit_len));
                 return (n, !is_commit && !rest.is_empty());
             }
             Err(_) => return (n, false),
@@ -434,7 +437,7 @@ mod tests {
         // Edit an event of block 0 and rewrite its commit record to match.
         let first_commit = {
             let mut w = Walk::new(&b, 72, b.len() as u64, Digest::GENESIS, 0);
-            w.next_block().unwrap().unwrap().end as usize - COMMIT_FRAME
+            usize_of(w.next_block().unwrap().unwrap().end) - COMMIT_FRAME_SIZE
         };
         let mut frames = b[72..first_commit].to_vec();
         frames[12] ^= 1;
@@ -467,7 +470,7 @@ mod tests {
         }
         .write(&mut c);
         let at = 72 + refr.len();
-        b[at..at + COMMIT_FRAME].copy_from_slice(&c);
+        b[at..at + COMMIT_FRAME_SIZE].copy_from_slice(&c);
         let len = b.len() as u64;
         // Block 0 alone checks against its own (rewritten) record...
         let mut w = Walk::new(&b, 72, len, Digest::GENESIS, 0);

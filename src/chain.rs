@@ -2,6 +2,11 @@
 //! with the digest of everything before it, so editing, removing, inserting
 //! or reordering any record changes every later digest. Format in
 //! docs/format.md.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::fmt;
 

@@ -3,6 +3,11 @@
 //! described byte by byte in docs/format.md. The codec id written in every
 //! segment header names this encoding so it can change without touching the
 //! rest of the engine.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use crate::event::{Event, MAX_EVENT_BYTES};
 
@@ -13,26 +18,31 @@ pub const CODEC_BINCODE2_STANDARD: u8 = 1;
 /// Largest encoded event body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = MAX_EVENT_BYTES;
 
+/// An event body that does not encode or decode (bincode's message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CodecError(String);
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_BODY_BYTES>()
 }
 
 /// Append the encoded event to `out`.
-pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), String> {
+pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     bincode::serde::encode_into_std_write(ev, out, config())
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| CodecError(e.to_string()))
 }
 
 /// Decode one event body; the whole slice must be consumed.
-pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
-    let (ev, used): (Event, usize) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
+    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
-        return Err(format!(
+        return Err(CodecError(format!(
             "{} trailing bytes after the event body",
             bytes.len() - used
-        ));
+        )));
     }
     Ok(ev)
 }
@@ -40,16 +50,30 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, String> {
 /// The strict decoder every reader and `verify` use (docs/format.md, "What
 /// a reader accepts"): the encoding consumed whole, then every rule the
 /// writer enforced on the way in.
-pub fn decode_stored(bytes: &[u8]) -> Result<Event, String> {
+pub fn decode_stored(bytes: &[u8]) -> Result<Event, StoredEventError> {
     let ev = decode_event(bytes)?;
-    crate::event::json::check_stored(&ev).map_err(|e| e.to_string())?;
+    crate::event::json::check_stored(&ev)?;
     Ok(ev)
+}
+
+/// Why a stored event record is refused by [`decode_stored`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoredEventError {
+    /// The bytes are not one whole encoded event.
+    #[error(transparent)]
+    Encoding(#[from] CodecError),
+    /// The event decodes but breaks a rule the writer enforces on the way
+    /// in (so no writer of this format stored it).
+    #[error(transparent)]
+    Rule(#[from] crate::error::EventError),
 }
 
 /// The timestamp of an encoded event, without decoding the rest. Relies on
 /// `run_id` and `ts` being the first two fields of [`Event`].
-pub fn peek_ts(bytes: &[u8]) -> Result<crate::event::Micros, String> {
+pub fn peek_ts(bytes: &[u8]) -> Result<crate::event::Micros, CodecError> {
     let ((_run_id, ts), _): ((&str, i64), usize) =
-        bincode::serde::borrow_decode_from_slice(bytes, config()).map_err(|e| e.to_string())?;
+        bincode::serde::borrow_decode_from_slice(bytes, config())
+            .map_err(|e| CodecError(e.to_string()))?;
     Ok(ts)
 }

@@ -129,9 +129,9 @@ impl Config {
             MIN_MAX_BATCH_BYTES,
             MAX_MAX_BATCH_BYTES,
         )?;
-        if self.segment_max_bytes < MIN_SEGMENT_MAX_BYTES {
+        if !(MIN_SEGMENT_MAX_BYTES..=MAX_SEGMENT_MAX_BYTES).contains(&self.segment_max_bytes) {
             return Err(Error::InvalidArgument(format!(
-                "segment_max_bytes {} is below the minimum {MIN_SEGMENT_MAX_BYTES}",
+                "segment_max_bytes {} must be within {MIN_SEGMENT_MAX_BYTES}..={MAX_SEGMENT_MAX_BYTES}",
                 self.segment_max_bytes
             )));
         }

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::index::{self, Backing, Image, Span, Unusable, KIND_CHUNK, KIND_SEALED};
+use crate::index::{self, Backing, Image, ImageError, Span, Unusable, KIND_CHUNK, KIND_SEALED};
 use crate::layout::{map_file, Layout, SegmentMeta};
 use crate::segment::HEADER_SIZE;
 
@@ -121,17 +121,17 @@ fn check_one(
     let img = match index::load_sealed(meta) {
         Ok(img) => img,
         Err(Unusable::Missing) => return Ok(None),
-        Err(Unusable::Invalid(r)) if r.contains("index format version") => {
+        Err(Unusable::Damaged(ImageError::UnsupportedVersion { .. })) => {
             report.stale += 1;
             return Ok(None);
         }
-        Err(Unusable::Invalid(r)) => return Err(fail(r)),
+        Err(r) => return Err(fail(r.to_string())),
     };
     report.checked += 1;
-    same_chain(&img, chain).map_err(fail)?;
+    same_chain(&img, chain).map_err(|m| fail(m.to_string()))?;
     if deep {
         let built = build(meta, seg, meta.data_len, older).map_err(|e| fail(e.to_string()))?;
-        compare(&img, &built).map_err(fail)?;
+        compare(&img, &built).map_err(|m| fail(m.to_string()))?;
     }
     Ok(Some(img))
 }
@@ -158,7 +158,7 @@ fn check_active(
         .flatten()
         .map(|m| Image::open(Backing::Map(m)))
     {
-        Some(Err(r)) if r.contains("index format version") => {
+        Some(Err(ImageError::UnsupportedVersion { .. })) => {
             report.stale += 1;
             return Ok(None);
         }
@@ -172,26 +172,39 @@ fn check_active(
         .copied()
         .filter(|p| p.0 <= img.header.end_off)
         .collect();
-    same_chain(&img, &upto).map_err(fail)?;
+    same_chain(&img, &upto).map_err(|m| fail(m.to_string()))?;
     if deep {
         let built = build(meta, seg, img.header.end_off, older).map_err(|e| fail(e.to_string()))?;
-        compare(&img, &built).map_err(fail)?;
+        compare(&img, &built).map_err(|m| fail(m.to_string()))?;
     }
     Ok(None)
 }
 
+/// Why a stored index file is not the one its segment gives.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum Mismatch {
+    #[error("a block checksum does not match")]
+    Checksum,
+    #[error("its {found} chain digests are not the segment's {want} block boundaries")]
+    Chain { found: usize, want: usize },
+    #[error("rebuilt from its segment it is {built} bytes, the file {stored}")]
+    Length { built: usize, stored: usize },
+    #[error("rebuilt from its segment it differs from the file at byte {at} (a forged or corrupt index)")]
+    Bytes { at: usize },
+}
+
 /// Every checksum of the image holds, and its CHAIN section is exactly the
 /// segment's chain points.
-fn same_chain(img: &Image, chain: &ChainPoints) -> std::result::Result<(), String> {
+fn same_chain(img: &Image, chain: &ChainPoints) -> std::result::Result<(), Mismatch> {
     if !img.verify_all() {
-        return Err("a block checksum does not match".into());
+        return Err(Mismatch::Checksum);
     }
     let n = img.n_chain_points();
     if n != chain.len() || (0..n).any(|i| img.chain_point(i) != chain[i]) {
-        return Err(format!(
-            "its {n} chain digests are not the segment's {} block boundaries",
-            chain.len()
-        ));
+        return Err(Mismatch::Chain {
+            found: n,
+            want: chain.len(),
+        });
     }
     Ok(())
 }
@@ -222,18 +235,15 @@ fn build(meta: &SegmentMeta, seg: &[u8], to: u64, older: &[(u64, Image)]) -> Res
     })
 }
 
-fn compare(stored: &Image, built: &Image) -> std::result::Result<(), String> {
+fn compare(stored: &Image, built: &Image) -> std::result::Result<(), Mismatch> {
     let (a, b) = (stored.bytes(), built.bytes());
     match a.iter().zip(b).position(|(x, y)| x != y) {
         None if a.len() == b.len() => Ok(()),
-        None => Err(format!(
-            "rebuilt from its segment it is {} bytes, the file {}",
-            b.len(),
-            a.len()
-        )),
-        Some(at) => Err(format!(
-            "rebuilt from its segment it differs from the file at byte {at} (a forged or corrupt index)"
-        )),
+        None => Err(Mismatch::Length {
+            built: b.len(),
+            stored: a.len(),
+        }),
+        Some(at) => Err(Mismatch::Bytes { at }),
     }
 }
 

@@ -10,6 +10,11 @@
 //! export lock (`EXPORTED.lock`, [`try_lock`]) changes it, so two exports
 //! to different destinations cannot lose each other's entry. Byte layout
 //! in docs/format.md.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::fs;
 use std::io::Write;

@@ -2,6 +2,11 @@
 //! `len` body bytes; the CRC (CRC-32/ISO-HDLC, crc32fast) covers the four
 //! length bytes and the body, so a torn or flipped length is caught too.
 //! The first body byte says what the record is.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use crate::codec::MAX_BODY_BYTES;
 
@@ -50,11 +55,20 @@ fn crc_of(len_bytes: [u8; 4], body: &[u8]) -> u32 {
     h.finalize()
 }
 
+/// The length field of a body of `body_len` bytes (at most
+/// [`MAX_FRAME_BODY`], which fits a u32; a longer one is written as
+/// `u32::MAX`, which every reader refuses).
+fn body_len_bytes(body_len: usize) -> [u8; 4] {
+    u32::try_from(body_len).unwrap_or(u32::MAX).to_le_bytes()
+}
+
+const _: () = assert!(MAX_FRAME_BODY < u32::MAX as usize);
+
 /// Append a frame holding `rec_type` followed by `payload`.
 pub fn write_frame(out: &mut Vec<u8>, rec_type: u8, payload: &[u8]) {
     let body_len = payload.len() + 1;
     debug_assert!(body_len <= MAX_FRAME_BODY, "frame body over the limit");
-    let len_bytes = (body_len as u32).to_le_bytes();
+    let len_bytes = body_len_bytes(body_len);
     let start = out.len();
     out.extend_from_slice(&len_bytes);
     out.extend_from_slice(&[0u8; 4]);
@@ -70,7 +84,7 @@ pub fn write_frame(out: &mut Vec<u8>, rec_type: u8, payload: &[u8]) {
 pub fn seal_frame_in_place(buf: &mut [u8], start: usize) {
     let body_len = buf.len() - start - FRAME_HEADER;
     debug_assert!((1..=MAX_FRAME_BODY).contains(&body_len));
-    let len_bytes = (body_len as u32).to_le_bytes();
+    let len_bytes = body_len_bytes(body_len);
     buf[start..start + 4].copy_from_slice(&len_bytes);
     let crc = crc_of(len_bytes, &buf[start + FRAME_HEADER..]);
     buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());

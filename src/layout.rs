@@ -12,7 +12,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::event::Micros;
 use crate::fsutil;
 use crate::manifest::{Manifest, SealedEntry, MANIFEST_FILE};
-use crate::segment::{self, Footer, Header, HEADER_SIZE};
+use crate::segment::{self, Damage, Footer, Header, HeaderError, HEADER_SIZE};
 
 /// One segment as readers see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,7 +248,7 @@ pub fn load_or_create_manifest(dir: &Path, may_create: bool) -> Result<(Manifest
 }
 
 /// The timestamp of an event payload, for scans.
-pub fn ts_of(payload: &[u8]) -> std::result::Result<Micros, String> {
+pub fn ts_of(payload: &[u8]) -> std::result::Result<Micros, codec::CodecError> {
     codec::peek_ts(payload)
 }
 
@@ -296,13 +296,23 @@ pub fn discover(dir: &Path, mut manifest: Manifest, mode: Mode) -> Result<Layout
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
         let header = match Header::decode(bytes) {
             Ok(h) => h,
-            Err(reason) if is_last && (bytes.len() <= HEADER_SIZE || mode == Mode::Repair) => {
+            // Another build's file: never mistaken for damage, never cut.
+            Err(e @ HeaderError::UnsupportedVersion { .. }) => return Err(e.into_error(name)),
+            Err(e) if is_last && (bytes.len() <= HEADER_SIZE || mode == Mode::Repair) => {
                 // The newest file with no whole header: a crash while
                 // creating it (then it holds nothing), or damage.
-                tail = Some(headerless(name, *seq, *day, &path, bytes, &at, reason));
+                tail = Some(headerless(
+                    name,
+                    *seq,
+                    *day,
+                    &path,
+                    bytes,
+                    &at,
+                    e.to_string(),
+                ));
                 continue;
             }
-            Err(reason) => return Err(corrupt(name, 0, reason)),
+            Err(e) => return Err(e.into_error(name)),
         };
         check_header(
             name,
@@ -314,7 +324,7 @@ pub fn discover(dir: &Path, mut manifest: Manifest, mode: Mode) -> Result<Layout
             pending_cut.as_ref(),
             is_last,
         )?;
-        let footer = segment::read_footer(bytes).map_err(|(off, r)| corrupt(name, off, r))?;
+        let footer = segment::read_footer(bytes).map_err(|d| d.into_error(name))?;
         let meta = match footer {
             Some(f) => {
                 let meta = sealed_meta(name, *seq, *day, &path, &header, &f)?;
@@ -580,7 +590,8 @@ fn check_retention(manifest: &Manifest, segments: &[SegmentMeta]) -> Result<()> 
     let map = map_file(&meta.path)?;
     let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
     let bad = |reason: String| corrupt(&meta.name, r.offset, reason);
-    let record = read_lone_record(bytes, meta, r.offset, r.lsn).map_err(bad)?;
+    let record =
+        read_lone_record(bytes, meta, r.offset, r.lsn).map_err(|d| d.into_error(&meta.name))?;
     let Some(crate::event::system::SystemRecord::Retention(x)) = record.data.system() else {
         return Err(bad(
             "the MANIFEST's retention record is not a retention record".into(),
@@ -603,35 +614,37 @@ fn check_retention(manifest: &Manifest, segments: &[SegmentMeta]) -> Result<()> 
 
 /// The event stored alone in the block starting at `offset` of a segment,
 /// with LSN `lsn`: decoded strictly, the block's digest recomputed from the
-/// digest before it (the previous commit record's, or the header's).
+/// digest before it (the previous commit record's, or the header's). The
+/// damage, if any, is reported at `offset` (the record's place).
 pub fn read_lone_record(
     bytes: &[u8],
     meta: &SegmentMeta,
     offset: u64,
     lsn: u64,
-) -> std::result::Result<crate::event::Event, String> {
+) -> std::result::Result<crate::event::Event, Damage> {
+    let bad = |reason: String| Damage::at(offset, reason);
     let prev = if offset == HEADER_SIZE as u64 {
         meta.prev_digest
     } else {
         crate::blocks::stored_digest_at(bytes, offset)
             .map(|(d, _)| d)
-            .ok_or("no block ends right before the record")?
+            .ok_or_else(|| bad("no block ends right before the record".into()))?
     };
     if offset >= meta.data_len {
-        return Err(format!(
+        return Err(bad(format!(
             "offset {offset} is past the segment's committed end {}",
             meta.data_len
-        ));
+        )));
     }
     let mut walk = crate::blocks::Walk::new(bytes, offset, meta.data_len, prev, lsn);
     let block = walk
         .next_block()
-        .map_err(|s| format!("at offset {}: {}", s.offset, s.reason))?
-        .ok_or("no block at that offset")?;
+        .map_err(|s| bad(format!("at offset {}: {}", s.offset, s.reason)))?
+        .ok_or_else(|| bad("no block at that offset".into()))?;
     let mut evs = block.events();
     match (evs.next(), evs.next()) {
-        (Some((_, payload)), None) => codec::decode_stored(payload),
-        _ => Err("the block there does not hold exactly one event".into()),
+        (Some((_, payload)), None) => codec::decode_stored(payload).map_err(|e| bad(e.to_string())),
+        _ => Err(bad("the block there does not hold exactly one event".into())),
     }
 }
 

@@ -32,6 +32,11 @@
 //!   run queries. [`LogReader`] reads a log folder read-only, beside a
 //!   writer in another process.
 //! - [`QueryEngine`]: the run queries over a folder opened read-only.
+//! - Integrity: every read checks the chain of the blocks it returns;
+//!   [`verify`] / [`verify_with`] check a whole folder, [`repair`] moves
+//!   damage in the newest segment into `quarantine/`, and the engine
+//!   records each cut, repair and retention as a [`system`] event
+//!   (docs/integrity.md).
 //! - [`event`]: the event model, its JSON form (one object per line) and
 //!   instants; docs/contract.md in the repository is the outside contract.
 //!
@@ -55,13 +60,13 @@
 //! let mine = Filter { skill: Some("web.search".into()), ..Filter::default() };
 //! assert_eq!(store.list_runs(&mine, Page::new(10, 0))?.len(), 1);
 //! store.close()?;
-//! # Ok::<(), auditlog::Error>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Cargo features
 //!
 //! - `search` (off by default): full-text search over runs with tantivy
-//!   ([`fulltext`], [`StoreConfig::search`], `AuditStore::search`). A
+//!   (the `fulltext` module, `StoreConfig::search`, `AuditStore::search`). A
 //!   gateway that does not search compiles none of it.
 //!
 //! # Errors
@@ -92,6 +97,7 @@ mod limits;
 mod lock;
 mod log;
 mod manifest;
+mod num;
 mod priority;
 pub mod query;
 mod reader;
@@ -177,3 +183,9 @@ pub mod internals {
         pub use crate::recovery::*;
     }
 }
+
+/// README.md's examples, compiled (and run unless marked `no_run`) by
+/// `cargo test --doc`, so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -35,6 +35,9 @@ pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 /// Smallest segment cap accepted (an event bigger than the cap gets a
 /// segment of its own).
 pub const MIN_SEGMENT_MAX_BYTES: u64 = 64 * 1024;
+/// Largest segment cap accepted: below 4 GiB, so that every offset and
+/// count inside one segment's index fits the u32 fields of its format.
+pub const MAX_SEGMENT_MAX_BYTES: u64 = (4 << 30) - 2 * MAX_EVENT_BYTES as u64;
 
 /// The writer closes a group-commit block at this many bytes, by default.
 pub const DEFAULT_MAX_BATCH_BYTES: usize = 1024 * 1024;
@@ -46,3 +49,4 @@ const _: () = assert!(DEFAULT_MAX_APPEND_BYTES <= MAX_APPEND_BYTES);
 const _: () = assert!(DEFAULT_MAX_APPEND_EVENTS <= MAX_APPEND_EVENTS);
 const _: () = assert!(DEFAULT_QUEUE_MAX_BYTES >= MIN_QUEUE_MAX_BYTES);
 const _: () = assert!(DEFAULT_QUEUE_CAPACITY <= MAX_QUEUE_CAPACITY);
+const _: () = assert!(DEFAULT_SEGMENT_MAX_BYTES <= MAX_SEGMENT_MAX_BYTES);

@@ -574,7 +574,8 @@ impl EncodedBatch {
                     format!("record type 0x{:02x} is not an event (0x01)", f.rec_type),
                 ));
             }
-            let mut ev = codec::decode_event(f.payload).map_err(|e| invalid(index, "body", e))?;
+            let mut ev = codec::decode_event(f.payload)
+                .map_err(|e| invalid(index, "body", e.to_string()))?;
             validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
             let mut edited =
                 edit(index, &mut ev).map_err(|source| Error::InvalidEvent { index, source })?;
@@ -588,7 +589,8 @@ impl EncodedBatch {
                 let mut one = Vec::with_capacity(f.size + 256);
                 one.extend_from_slice(&[0u8; FRAME_HEADER]);
                 one.push(REC_EVENT);
-                codec::encode_event(&ev, &mut one).map_err(|e| invalid(index, "event", e))?;
+                codec::encode_event(&ev, &mut one)
+                    .map_err(|e| invalid(index, "event", e.to_string()))?;
                 let body = one.len() - FRAME_HEADER;
                 if body > MAX_FRAME_BODY {
                     return Err(Error::EventTooLarge {
@@ -673,7 +675,7 @@ fn encode_batch(
         if let Err(reason) = codec::encode_event(ev, &mut frames) {
             return Err(Error::InvalidEvent {
                 index,
-                source: crate::error::EventError::new("event", reason),
+                source: crate::error::EventError::new("event", reason.to_string()),
             });
         }
         let body = frames.len() - start - FRAME_HEADER;

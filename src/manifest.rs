@@ -4,6 +4,11 @@
 //! truncated tail or a deleted segment; the manifest can. It is one JSON
 //! line and a CRC line, replaced atomically (write, fsync, rename, fsync
 //! the folder).
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::fs;
 use std::io::Write;

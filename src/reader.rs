@@ -13,10 +13,10 @@ use crate::chain::Digest;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
-use crate::frame::{peek_frame, read_frame, REC_COMMIT, REC_EVENT};
+use crate::frame::{peek_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{self, map_file, Head, Mode, SegmentMeta};
 use crate::manifest::Manifest;
-use crate::segment::{self, Header, HEADER_SIZE};
+use crate::segment::{self, EventWalk, Header, HEADER_SIZE};
 use crate::shared::Shared;
 
 #[derive(Clone)]
@@ -369,11 +369,7 @@ fn grown_active(dir: &Path, segments: &[SegmentMeta]) -> Result<Option<SegmentMe
         return Ok(None);
     }
     // Same file as before? (A replaced one would fail here or at the scan.)
-    Header::decode(&map).map_err(|reason| Error::Corrupt {
-        segment: last.name.clone(),
-        offset: 0,
-        reason,
-    })?;
+    Header::decode(&map).map_err(|e| e.into_error(&last.name))?;
     let from = Scan {
         valid_end: last.data_len,
         count: last.count,
@@ -416,9 +412,8 @@ pub struct Replay {
 struct Cursor {
     meta: SegmentMeta,
     map: memmap2::Mmap,
-    pos: usize,
-    lsn: u64,
-    /// LSN of the first event of the block being read.
+    walk: EventWalk,
+    /// LSN of the first event of the block of the event returned last.
     block_lsn: u64,
 }
 
@@ -471,8 +466,7 @@ impl Replay {
         let (pos, lsn) = block_holding(&map[..meta.data_len as usize], &meta, from);
         self.checked.ensure(&meta, &map, pos as u64, lsn)?;
         self.current = Some(Cursor {
-            pos,
-            lsn,
+            walk: EventWalk::new(crate::num::u64_of(pos), meta.data_len, lsn),
             block_lsn: lsn,
             meta,
             map,
@@ -489,47 +483,28 @@ impl Replay {
             let Some(c) = self.current.as_mut() else {
                 return Ok(None);
             };
-            let end = c.meta.data_len as usize;
-            if c.pos >= end {
-                self.current = None;
-                continue;
-            }
-            let at = c.pos;
-            // Checked above: CRCs and the chain of every block from here on.
-            let frame = read_frame(&c.map[at..end]).map_err(|e| Error::Corrupt {
-                segment: c.meta.name.clone(),
-                offset: at as u64,
-                reason: e.to_string(),
-            })?;
-            c.pos += frame.size;
-            match frame.rec_type {
-                REC_COMMIT => {
-                    c.block_lsn = c.lsn;
+            c.walk.skip_to(&c.map, from);
+            let rec = match c.walk.next(&c.map) {
+                None => {
+                    self.current = None;
                     continue;
                 }
-                REC_EVENT => {}
-                other => {
-                    return Err(Error::Corrupt {
-                        segment: c.meta.name.clone(),
-                        offset: at as u64,
-                        reason: format!("unexpected record type 0x{other:02x}"),
-                    })
-                }
-            }
-            let lsn = c.lsn;
-            c.lsn += 1;
-            if lsn < from {
+                Some(r) => r.map_err(|d| d.into_error(&c.meta.name))?,
+            };
+            c.block_lsn = rec.block_lsn;
+            if rec.lsn < from {
                 continue;
             }
-            let ev = codec::decode_stored(frame.payload).map_err(|reason| Error::Corrupt {
+            // Checked above: CRCs and the chain of every block from here on.
+            let ev = codec::decode_stored(rec.payload).map_err(|reason| Error::Corrupt {
                 segment: c.meta.name.clone(),
-                offset: at as u64,
+                offset: rec.offset,
                 reason: format!("event record does not decode: {reason}"),
             })?;
             let in_range = self.range.since.is_none_or(|s| ev.ts >= s)
                 && self.range.until.is_none_or(|u| ev.ts <= u);
             if in_range {
-                return Ok(Some((lsn, ev)));
+                return Ok(Some((rec.lsn, ev)));
             }
         }
     }

@@ -1,6 +1,11 @@
 //! Recomputing chain digests from decoded events, for copies of a log's
 //! events that must be checked without the log (the Parquet export's
 //! `verify-export`).
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use crate::chain::{block_digest, Digest};
 use crate::codec;

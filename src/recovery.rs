@@ -6,6 +6,11 @@
 //! the MANIFEST as `pending` before anything is touched, and an open that
 //! finds it resumes; resuming never cuts on the strength of the record, it
 //! only finishes copies and moves whose bytes still hash as recorded.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -17,6 +22,7 @@ use crate::event::system::{Cut, SystemRecord};
 use crate::fsutil;
 use crate::layout::TailDamage;
 use crate::manifest::Manifest;
+use crate::num::{u64_of, usize_of};
 use crate::segment::HEADER_SIZE;
 
 /// The folder (inside the log folder) that holds what was taken out.
@@ -97,7 +103,7 @@ fn plan(
     why: &str,
 ) -> Cut {
     let from = if whole { 0 } else { damage.valid_end };
-    let taken = &bytes[from as usize..];
+    let taken = bytes.get(usize_of(from)..).unwrap_or_default();
     let hash = blake3_hex(taken);
     let base = if whole {
         damage.name.clone()
@@ -119,7 +125,7 @@ fn plan(
         reason: format!("{why}: {}", damage.stop.reason),
         quarantine,
         quarantine_from: from,
-        quarantine_bytes: taken.len() as u64,
+        quarantine_bytes: u64_of(taken.len()),
         quarantine_blake3: hash,
         skip_from_lsn: damage.next_lsn,
         skip_to_lsn,
@@ -185,7 +191,8 @@ fn restore_kept_prefix(dir: &Path, cut: &Cut, seg: &Path, qpath: &Path) -> Resul
         (true, Some(l)) if l > cut.valid_end && cut.quarantine_from == cut.valid_end => {
             // Only bytes that are, byte for byte, in quarantine are cut.
             let current = fs::read(seg).ctx(|| format!("reading {}", seg.display()))?;
-            if blake3_hex(&current[cut.valid_end as usize..]) != cut.quarantine_blake3 {
+            let tail = current.get(usize_of(cut.valid_end)..).unwrap_or_default();
+            if blake3_hex(tail) != cut.quarantine_blake3 {
                 return Err(pending_mismatch(
                     cut,
                     "the tail to cut is not what was quarantined",
@@ -201,7 +208,7 @@ fn restore_kept_prefix(dir: &Path, cut: &Cut, seg: &Path, qpath: &Path) -> Resul
         }
         (true, None) if cut.quarantine_from == 0 => {
             let q = fs::read(qpath).ctx(|| format!("reading {}", qpath.display()))?;
-            let prefix = q.get(..cut.valid_end as usize).ok_or_else(|| {
+            let prefix = q.get(..usize_of(cut.valid_end)).ok_or_else(|| {
                 pending_mismatch(cut, "the quarantined file is shorter than the kept prefix")
             })?;
             let tmp = seg.with_extension("seg.tmp");

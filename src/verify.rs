@@ -178,7 +178,7 @@ fn verify_segment(
         reason,
     };
     let map = map_file(&meta.path)?.ok_or_else(|| corrupt(0, "empty file".into()))?;
-    let header = Header::decode(&map).map_err(|r| corrupt(0, r))?;
+    let header = Header::decode(&map).map_err(|e| e.into_error(&meta.name))?;
     let data_end = if meta.sealed {
         meta.data_len
     } else {

@@ -273,10 +273,14 @@ impl Writer {
             syncer: None,
         };
         if let Some(meta) = last.filter(|s| !s.sealed) {
-            let file = std::fs::OpenOptions::new()
+            let mut file = std::fs::OpenOptions::new()
                 .append(true)
                 .open(&meta.path)
                 .ctx(|| format!("opening {} for append", meta.path.display()))?;
+            // Appends land at the end anyway; the cursor is put there too,
+            // where the writer's position invariant expects it.
+            file.seek(SeekFrom::End(0))
+                .ctx(|| format!("seeking to the end of {}", meta.path.display()))?;
             let sync = file.try_clone().ok().map(Arc::new);
             w.active = Some(Active {
                 file,
@@ -645,9 +649,61 @@ impl Writer {
                 self.write_block()?;
             }
         }
-        let last = self.next_lsn + self.block_count as u64 - 1;
+        let last = self.next_lsn + u64::from(self.block_count) - 1;
+        // Every frame of the batch went in, each with the next LSN.
+        let n = batch.metas.len() as u64;
+        self.invariant(off == batch.frames.len() && last + 1 - first == n, || {
+            format!(
+                "batch of {n} events ({} bytes) took LSN {first}..={last} and {off} bytes",
+                batch.frames.len()
+            )
+        })?;
         batch.slot.set_lsns(first, last);
         Ok(())
+    }
+
+    /// An invariant of the writer (TigerBeetle style: asserted where it
+    /// must hold). A violation is a bug: it stops the writer (a reopen
+    /// recovers from what is on disk) rather than write on from a wrong
+    /// state, and fails debug builds at once.
+    fn invariant(&mut self, holds: bool, what: impl FnOnce() -> String) -> Result<()> {
+        if holds {
+            return Ok(());
+        }
+        let why = format!("internal invariant violated: {}", what());
+        debug_assert!(false, "{why}");
+        self.fail(&why);
+        Err(Error::WriterFailed(why))
+    }
+
+    /// The block being built holds exactly `block_count` event frames
+    /// (walked in debug builds only: it reads every frame header).
+    fn block_is_whole(&self) -> bool {
+        if !cfg!(debug_assertions) {
+            return true;
+        }
+        let mut at = 0usize;
+        let mut n = 0u32;
+        while at < self.block.len() {
+            match crate::frame::peek_frame(&self.block[at..]) {
+                Some((crate::frame::REC_EVENT, size)) => at += size,
+                _ => return false,
+            }
+            n += 1;
+        }
+        n == self.block_count
+    }
+
+    /// The active segment's file position is where its committed data
+    /// ends (checked in debug builds: one `lseek` per block).
+    fn at_data_end(active: &mut Active) -> bool {
+        if !cfg!(debug_assertions) {
+            return true;
+        }
+        active
+            .file
+            .stream_position()
+            .is_ok_and(|p| p == active.meta.data_len)
     }
 
     /// Make sure the next event (of `ts`, `len` frame bytes) goes to the
@@ -786,13 +842,23 @@ impl Writer {
         if self.block_count == 0 {
             return Ok(());
         }
+        let whole = self.block_is_whole();
+        let (block_first, count) = (self.block_first_lsn, self.block_count);
+        let log_at = self.next_lsn;
+        let continues = block_first == log_at;
+        self.invariant(whole && continues, || {
+            format!("a block of {count} events from LSN {block_first} (log at {log_at}) is not whole or does not continue the log")
+        })?;
+        let positioned = self.active.as_mut().is_none_or(Self::at_data_end);
+        self.invariant(positioned, || {
+            "the segment file is not positioned at its committed end".into()
+        })?;
         let Some(active) = self.active.as_mut() else {
             return Err(Error::WriterFailed(
                 "block without an active segment".into(),
             ));
         };
         let first_lsn = self.next_lsn;
-        debug_assert_eq!(first_lsn, self.block_first_lsn.max(first_lsn));
         let digest = block_digest(&self.digest, first_lsn, self.block_count, &self.block);
         let commit = Commit {
             first_lsn,
@@ -832,9 +898,14 @@ impl Writer {
                 .map_or(self.block_max_ts, |t| t.max(self.block_max_ts)),
         );
         m.digest = digest;
-        self.next_lsn += self.block_count as u64;
+        self.next_lsn += u64::from(self.block_count);
         self.digest = digest;
         let snapshot = m.clone();
+        let seg_end = snapshot.end_lsn();
+        let next = self.next_lsn;
+        self.invariant(seg_end == next, || {
+            format!("segment ends at LSN {seg_end} but the log is at {next}")
+        })?;
         self.reset_block();
         self.shared.publish_active(snapshot, self.next_lsn, digest);
         Ok(())
@@ -1007,7 +1078,7 @@ impl Writer {
         codec::encode_event(&ev, &mut body).map_err(|reason| Error::Corrupt {
             segment: "system event".into(),
             offset: 0,
-            reason,
+            reason: reason.to_string(),
         })?;
         let mut frame = Vec::with_capacity(body.len() + 9);
         crate::frame::write_frame(&mut frame, crate::frame::REC_EVENT, &body);
@@ -1144,6 +1215,13 @@ impl Writer {
         self.active = None;
         self.next_seq = self.next_seq.max(cut.skip_to_seq);
         self.next_lsn = self.next_lsn.max(cut.skip_to_lsn);
+        // The one place LSNs jump (a recorded gap): the empty block being
+        // built starts after it.
+        let (waiting, to) = (self.block_count, self.next_lsn);
+        self.invariant(waiting == 0, || {
+            format!("{waiting} events were waiting in a block when the log jumped to LSN {to}")
+        })?;
+        self.block_first_lsn = self.next_lsn;
         let day = self.day_of(now_micros()).max(self.last_day);
         self.create_segment(day)
     }

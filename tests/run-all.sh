@@ -24,6 +24,8 @@ step() { printf '\n=== %s\n' "$*" >&2; }
 if [[ $only == all || $only == rust ]]; then
   step "Rust workspace: engine, command line, load run, benches (cargo test)"
   cargo test --workspace --all-targets
+  step "Rust documentation examples (cargo test --doc)"
+  cargo test --workspace --doc
 fi
 
 if [[ $only == all || $only == python ]]; then

@@ -1,4 +1,4 @@
-//! The `auditlog` command line (docs/contract.md, section 3). Each command
+//! The `auditlog` command line (docs/contract.md, "The command line"). Each command
 //! group lives in its own module; this one parses arguments, dispatches,
 //! and turns library errors into messages a person can act on.
 

@@ -1,5 +1,5 @@
 //! Query commands: runs, count, run, children, chain, last-run, errors
-//! (contract section 3), answered from the indexes (src/query).
+//! (docs/contract.md, "The command line"), answered from the indexes (src/query).
 
 use clap::Args;
 
@@ -10,7 +10,7 @@ use auditlog::event::time::to_rfc3339;
 use auditlog::query::{Engine, ErrorGroup, Filter, Page};
 use auditlog::view::Run;
 
-/// Filters shared by `runs` and `count` (contract section 3).
+/// Filters shared by `runs` and `count` (docs/contract.md, "The command line").
 #[derive(Args, Debug, Clone, Default)]
 pub struct Filters {
     #[arg(long)]

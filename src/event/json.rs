@@ -857,7 +857,7 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
         ));
     }
     check_run_id_of(kind_of(&ev.data), &ev.run_id)?;
-    check_range(ev.ts).map_err(|r| EventError::new("ts", r))?;
+    check_range(ev.ts).map_err(|r| EventError::new("ts", r.to_string()))?;
     match &ev.data {
         EventData::RunStarted(s) => {
             check_name("skill_id", &s.skill_id)?;
@@ -924,21 +924,17 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
 /// them as plain strings), and a system event's own shape.
 pub fn check_stored(ev: &Event) -> Result<(), EventError> {
     if let EventData::System(r) = &ev.data {
-        check_range(ev.ts).map_err(|r| EventError::new("ts", r))?;
+        check_range(ev.ts).map_err(|r| EventError::new("ts", r.to_string()))?;
         if !ev.run_id.is_empty() || !ev.extra.is_empty() {
             return Err(EventError::new(
                 "run_id",
                 "a system event has an empty run_id and no unknown fields",
             ));
         }
-        return r
-            .check()
-            .map_err(|reason| EventError::new("record", reason));
+        return r.check();
     }
     validate_event(ev)?;
-    let json = |field: &str, j: &Json| {
-        check_json_text(j.as_str()).map_err(|reason| EventError::new(field, reason))
-    };
+    let json = |field: &str, j: &Json| check_json_text(field, j.as_str());
     match &ev.data {
         EventData::RunStarted(s) => json("inputs", &s.inputs)?,
         EventData::RunLog(l) => json("payload", &l.payload)?,
@@ -1003,18 +999,20 @@ fn check_status(status: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-/// A `Json` must hold exactly one JSON value, as parsing would keep it: no
-/// surrounding whitespace, within the depth limit.
-/// The check behind [`Json::parse`]: one JSON value, nothing around it,
-/// nesting within [`MAX_JSON_DEPTH`].
-pub(crate) fn check_json_text(text: &str) -> Result<(), String> {
+/// The check behind [`Json::parse`]: a `Json` holds exactly one JSON
+/// value, as parsing would keep it (nothing around it), nested within
+/// [`MAX_JSON_DEPTH`]. The error names `field`.
+pub(crate) fn check_json_text(field: &str, text: &str) -> Result<(), EventError> {
     if too_deep(text.as_bytes(), MAX_JSON_DEPTH).is_some() {
-        return Err(depth_reason());
+        return Err(EventError::new(field, depth_reason()));
     }
     match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) if raw.get().len() == text.len() => Ok(()),
-        Ok(_) => Err("has whitespace around the JSON value; store the value alone".to_string()),
-        Err(e) => Err(format!("is not valid JSON: {e}")),
+        Ok(_) => Err(EventError::new(
+            field,
+            "has whitespace around the JSON value; store the value alone",
+        )),
+        Err(e) => Err(EventError::new(field, format!("is not valid JSON: {e}"))),
     }
 }
 

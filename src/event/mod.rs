@@ -32,8 +32,7 @@ impl Json {
     /// Check `text` and keep it as it is.
     pub fn parse(text: impl Into<String>) -> Result<Json, crate::error::EventError> {
         let text = text.into();
-        json::check_json_text(&text)
-            .map_err(|reason| crate::error::EventError::new("json", reason))?;
+        json::check_json_text("json", &text)?;
         Ok(Json(text))
     }
 
@@ -274,6 +273,24 @@ impl Event {
                 .push((Self::REPLACE.to_string(), Json("true".into())));
         }
         self
+    }
+
+    /// Parse one JSON line (docs/contract.md, "Events"): every rule of the
+    /// contract is checked; the error names the field at fault.
+    pub fn from_json(line: &[u8]) -> Result<Event, crate::error::EventError> {
+        json::parse_event(line)
+    }
+
+    /// The event as one JSON object, in its output form (`ts` as RFC 3339
+    /// UTC with microseconds, every field, unknown fields last).
+    pub fn to_json(&self) -> String {
+        json::event_to_json(self, None)
+    }
+
+    /// Check every limit and rule an append checks (for events built in
+    /// code rather than parsed).
+    pub fn validate(&self) -> Result<(), crate::error::EventError> {
+        json::validate_event(self)
     }
 
     /// A system event (engine use only: `Log::append` refuses it).

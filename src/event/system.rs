@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::time::format_rfc3339;
 use super::Micros;
 use crate::chain::Digest;
+use crate::error::EventError;
 
 /// The record a system event carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,8 +106,8 @@ impl SystemRecord {
     }
 
     /// What a reader of stored bytes requires of a record (the strict
-    /// decoder's part for system events).
-    pub fn check(&self) -> Result<(), String> {
+    /// decoder's part for system events); the error names the field.
+    pub fn check(&self) -> Result<(), EventError> {
         match self {
             SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => c.check(),
             SystemRecord::Retention(r) => r.check(),
@@ -114,26 +115,32 @@ impl SystemRecord {
     }
 }
 
-fn hex_digest(what: &str, s: &str) -> Result<Digest, String> {
+fn hex_digest(field: &str, s: &str) -> Result<Digest, EventError> {
     if s.len() != 64
         || !s
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
     {
-        return Err(format!("{what} is not 64 lowercase hex digits"));
+        return Err(EventError::new(field, "is not 64 lowercase hex digits"));
     }
-    Digest::from_hex(s).ok_or_else(|| format!("{what} is not a digest"))
+    Digest::from_hex(s).ok_or_else(|| EventError::new(field, "is not a digest"))
 }
 
 impl Cut {
-    fn check(&self) -> Result<(), String> {
-        hex_digest("kept_digest", &self.kept_digest)?;
-        hex_digest("quarantine_blake3", &self.quarantine_blake3)?;
+    fn check(&self) -> Result<(), EventError> {
+        hex_digest("record.kept_digest", &self.kept_digest)?;
+        hex_digest("record.quarantine_blake3", &self.quarantine_blake3)?;
         if self.skip_to_lsn < self.skip_from_lsn || self.skip_to_seq < self.skip_from_seq {
-            return Err("a skipped range runs backwards".into());
+            return Err(EventError::new(
+                "record.skip_to_lsn",
+                "the skipped range runs backwards",
+            ));
         }
         if self.quarantine.is_empty() || self.quarantine.contains("..") {
-            return Err("the quarantine file name is empty or leaves the log folder".into());
+            return Err(EventError::new(
+                "record.quarantine",
+                "the file name is empty or leaves the log folder",
+            ));
         }
         Ok(())
     }
@@ -151,13 +158,16 @@ impl Cut {
 }
 
 impl Retention {
-    fn check(&self) -> Result<(), String> {
-        hex_digest("anchor_digest", &self.anchor_digest)?;
+    fn check(&self) -> Result<(), EventError> {
+        hex_digest("record.anchor_digest", &self.anchor_digest)?;
         for d in &self.dropped {
-            hex_digest("dropped digest", &d.digest)?;
+            hex_digest("record.dropped.digest", &d.digest)?;
         }
         if self.dropped.is_empty() {
-            return Err("a retention record drops nothing".into());
+            return Err(EventError::new(
+                "record.dropped",
+                "a retention record drops nothing",
+            ));
         }
         Ok(())
     }

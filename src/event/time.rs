@@ -26,44 +26,70 @@ pub fn now_micros() -> Micros {
         .map_or(0, |d| d.as_micros() as Micros)
 }
 
-/// Accepts `ts` if it lies in `MIN_TS..=MAX_TS`, with a reason otherwise.
-pub fn check_range(ts: Micros) -> Result<Micros, String> {
+/// Why text is not an instant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InstantError {
+    /// Outside [`MIN_TS`]..=[`MAX_TS`].
+    #[error(
+        "{ts} is out of range: instants must lie between 1970-01-01T00:00:00Z (0) \
+         and 9999-12-31T23:59:59.999999Z ({MAX_TS}) in microseconds since the Unix epoch"
+    )]
+    OutOfRange { ts: i128 },
+    /// Not an instant in an accepted form; `message` says what was
+    /// expected.
+    #[error("{message}")]
+    Malformed { input: String, message: String },
+}
+
+fn malformed(input: &str, message: String) -> InstantError {
+    InstantError::Malformed {
+        input: input.to_string(),
+        message,
+    }
+}
+
+/// Accepts `ts` if it lies in `MIN_TS..=MAX_TS`.
+pub(crate) fn check_range(ts: Micros) -> Result<Micros, InstantError> {
     if (MIN_TS..=MAX_TS).contains(&ts) {
         Ok(ts)
     } else {
-        Err(format!(
-            "{ts} is out of range: instants must lie between 1970-01-01T00:00:00Z (0) \
-             and 9999-12-31T23:59:59.999999Z ({MAX_TS}) in microseconds since the Unix epoch"
-        ))
+        Err(InstantError::OutOfRange { ts: ts.into() })
     }
 }
 
 /// Parses RFC 3339 with any offset (`2026-11-23T09:00:00.5+01:00`) into
 /// microseconds since the epoch, UTC. Digits below the microsecond are
 /// truncated; the result must lie in `MIN_TS..=MAX_TS`.
-pub fn parse_rfc3339(s: &str) -> Result<Micros, String> {
+pub fn parse_rfc3339(s: &str) -> Result<Micros, InstantError> {
     check_shape(s)?;
     let dt = OffsetDateTime::parse(s, &Rfc3339).map_err(|e| {
-        format!(
-            "`{s}` is not a valid RFC 3339 timestamp ({e}); expected e.g. \
+        malformed(
+            s,
+            format!(
+                "`{s}` is not a valid RFC 3339 timestamp ({e}); expected e.g. \
                  2026-11-23T08:00:00.123456Z or 2026-11-23T09:00:00+01:00"
+            ),
         )
     })?;
     let micros = dt.unix_timestamp_nanos().div_euclid(1000);
-    let micros = i64::try_from(micros).map_err(|_| format!("`{s}` is out of range"))?;
+    let micros = i64::try_from(micros).map_err(|_| InstantError::OutOfRange { ts: micros })?;
     check_range(micros)
 }
 
 /// The `time` crate accepts any byte between date and time and any number of
 /// fraction digits; RFC 3339 allows only `T` (or, by its note, a space) and
 /// we promise at most nanoseconds, so those two are checked here.
-fn check_shape(s: &str) -> Result<(), String> {
+fn check_shape(s: &str) -> Result<(), InstantError> {
     let b = s.as_bytes();
     if let Some(&sep) = b.get(10) {
         if !matches!(sep, b'T' | b't' | b' ') {
-            return Err(format!(
-                "`{s}` is not a valid RFC 3339 timestamp: date and time must be separated by `T` \
-                 (like 2026-11-23T08:00:00Z)"
+            return Err(malformed(
+                s,
+                format!(
+                    "`{s}` is not a valid RFC 3339 timestamp: date and time must be separated \
+                     by `T` (like 2026-11-23T08:00:00Z)"
+                ),
             ));
         }
     }
@@ -73,8 +99,11 @@ fn check_shape(s: &str) -> Result<(), String> {
             .take_while(|c| c.is_ascii_digit())
             .count();
         if digits > 9 {
-            return Err(format!(
-                "`{s}` is not a valid RFC 3339 timestamp: at most 9 fraction digits are accepted"
+            return Err(malformed(
+                s,
+                format!(
+                    "`{s}` is not a valid RFC 3339 timestamp: at most 9 fraction digits are accepted"
+                ),
             ));
         }
     }
@@ -83,7 +112,7 @@ fn check_shape(s: &str) -> Result<(), String> {
 
 /// Parses a command-line instant: integer microseconds since the Unix epoch
 /// or an RFC 3339 string with any offset.
-pub fn parse_instant(s: &str) -> Result<Micros, String> {
+pub fn parse_instant(s: &str) -> Result<Micros, InstantError> {
     let t = s.trim();
     let looks_integer = !t.is_empty()
         && t.strip_prefix('-')
@@ -92,22 +121,31 @@ pub fn parse_instant(s: &str) -> Result<Micros, String> {
             .all(|c| c.is_ascii_digit());
     if looks_integer {
         let v: i64 = t.parse().map_err(|_| {
-            format!("`{t}` is not a usable instant: the integer does not fit in 64 bits")
+            malformed(
+                t,
+                format!("`{t}` is not a usable instant: the integer does not fit in 64 bits"),
+            )
         })?;
         return check_range(v);
     }
-    parse_rfc3339(t).map_err(|e| format!("{e}, or integer microseconds since the Unix epoch"))
+    parse_rfc3339(t).map_err(|e| match e {
+        InstantError::Malformed { message, .. } => malformed(
+            t,
+            format!("{message}, or integer microseconds since the Unix epoch"),
+        ),
+        other => other,
+    })
 }
 
 /// Days since the epoch, rounding towards the past.
-pub fn utc_day(ts: Micros) -> i64 {
+pub(crate) fn utc_day(ts: Micros) -> i64 {
     ts.div_euclid(MICROS_PER_DAY)
 }
 
 /// The civil UTC date of `day` (days since the epoch) as `YYYYMMDD`.
 /// Days outside the accepted instant range are clamped into it, so the answer
 /// always has eight digits.
-pub fn day_to_yyyymmdd(day: i64) -> u32 {
+pub(crate) fn day_to_yyyymmdd(day: i64) -> u32 {
     let (y, m, d) = civil_from_days(day.clamp(0, MAX_DAY));
     // Clamped above: y is within 1970..=9999, so this cannot overflow.
     (y as u32) * 10_000 + m * 100 + d
@@ -248,7 +286,7 @@ mod tests {
         );
         assert!(parse_instant("-1").is_err());
         assert!(parse_instant("99999999999999999999").is_err());
-        let msg = parse_instant("yesterday").unwrap_err();
+        let msg = parse_instant("yesterday").unwrap_err().to_string();
         assert!(msg.contains("RFC 3339"), "{msg}");
         assert!(parse_instant("").is_err());
         assert!(parse_instant("-").is_err());

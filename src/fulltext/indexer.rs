@@ -335,9 +335,7 @@ fn lookup(
     let doc: TantivyDocument = searcher
         .doc(*addr)
         .map_err(FullTextError::index("reading a stored run"))?;
-    RunDoc::from_document(&doc, f)
-        .map(Some)
-        .map_err(FullTextError::Corrupt)
+    RunDoc::from_document(&doc, f).map(Some)
 }
 
 /// Lower the calling thread's CPU priority to the lowest (nice 19), so

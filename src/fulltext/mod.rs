@@ -9,7 +9,7 @@
 //! a failure of the index never harms the log.
 
 pub(crate) mod indexer;
-pub mod schema;
+mod schema;
 mod search;
 
 use std::collections::VecDeque;
@@ -174,14 +174,14 @@ impl CommitPayload {
         .unwrap_or_default()
     }
 
-    fn parse(s: &str) -> Result<CommitPayload, String> {
-        let j: PayloadJson =
-            serde_json::from_str(s).map_err(|e| format!("commit payload does not parse: {e}"))?;
+    fn parse(s: &str) -> Result<CommitPayload, Unusable> {
+        let j: PayloadJson = serde_json::from_str(s)
+            .map_err(|e| Unusable(format!("commit payload does not parse: {e}")))?;
         if j.format != PAYLOAD_FORMAT || j.version != FULLTEXT_VERSION {
-            return Err(format!(
+            return Err(Unusable(format!(
                 "index format {} version {} (this build writes version {FULLTEXT_VERSION})",
                 j.format, j.version
-            ));
+            )));
         }
         Ok(j.p)
     }
@@ -324,39 +324,54 @@ fn index_dir(log_dir: &Path) -> PathBuf {
     log_dir.join(FULLTEXT_DIR).join(INDEX_DIR)
 }
 
-/// Open an existing index and check it belongs to this log; the reason
-/// when it cannot be used.
-fn try_open(dir: &Path, log_id: &str, verify: bool) -> Result<(Index, CommitPayload), String> {
-    if !dir.join("meta.json").exists() {
-        return Err("it does not exist".into());
+/// Why an existing index cannot be used (it is then rebuilt, or, opened
+/// read-only, reported).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unusable(String);
+
+impl Unusable {
+    const MISSING: &'static str = "it does not exist";
+
+    fn missing() -> Unusable {
+        Unusable(Self::MISSING.to_string())
     }
-    let index = Index::open_in_dir(dir).map_err(|e| format!("it does not open: {e}"))?;
+}
+
+/// Open an existing index and check it belongs to this log.
+fn try_open(dir: &Path, log_id: &str, verify: bool) -> Result<(Index, CommitPayload), Unusable> {
+    if !dir.join("meta.json").exists() {
+        return Err(Unusable::missing());
+    }
+    let index = Index::open_in_dir(dir).map_err(|e| Unusable(format!("it does not open: {e}")))?;
     let (schema, _) = build_schema();
     if index.schema() != schema {
-        return Err("its schema is from another version".into());
+        return Err(Unusable("its schema is from another version".into()));
     }
     let metas = index
         .load_metas()
-        .map_err(|e| format!("its metadata does not load: {e}"))?;
+        .map_err(|e| Unusable(format!("its metadata does not load: {e}")))?;
     let payload = match metas.payload.as_deref() {
         Some(p) => CommitPayload::parse(p)?,
         None if metas.segments.is_empty() => CommitPayload::fresh(log_id),
-        None => return Err("it has documents but no commit payload".into()),
+        None => return Err(Unusable("it has documents but no commit payload".into())),
     };
     if payload.log_id != log_id {
-        return Err(format!(
+        return Err(Unusable(format!(
             "it was built from another log (id {}, this log is {log_id})",
             payload.log_id
-        ));
+        )));
     }
     if verify {
         let bad = index
             .validate_checksum()
-            .map_err(|e| format!("its checksums cannot be read: {e}"))?;
+            .map_err(|e| Unusable(format!("its checksums cannot be read: {e}")))?;
         if !bad.is_empty() {
             let mut names: Vec<String> = bad.iter().map(|p| p.display().to_string()).collect();
             names.sort();
-            return Err(format!("checksum mismatch in {}", names.join(", ")));
+            return Err(Unusable(format!(
+                "checksum mismatch in {}",
+                names.join(", ")
+            )));
         }
     }
     // Open every segment once: a damaged file usually fails here.
@@ -364,11 +379,11 @@ fn try_open(dir: &Path, log_id: &str, verify: bool) -> Result<(Index, CommitPayl
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)
         .try_into()
-        .map_err(|e: tantivy::TantivyError| format!("its segments do not open: {e}"))?;
+        .map_err(|e: tantivy::TantivyError| Unusable(format!("its segments do not open: {e}")))?;
     let searcher = reader.searcher();
     for seg in searcher.segment_readers() {
         seg.get_store_reader(0)
-            .map_err(|e| format!("a document store does not open: {e}"))?;
+            .map_err(|e| Unusable(format!("a document store does not open: {e}")))?;
     }
     Ok((index, payload))
 }
@@ -451,14 +466,14 @@ impl FullText {
         let dir = index_dir(&log_dir);
         let head = log.head().next_lsn;
         let opened = if opts.force_rebuild {
-            Err("a rebuild was asked for".to_string())
+            Err(Unusable("a rebuild was asked for".to_string()))
         } else {
             try_open(&dir, &log_id, opts.verify_on_open).and_then(|(i, p)| {
                 if p.next_lsn > head {
-                    Err(format!(
+                    Err(Unusable(format!(
                         "it is ahead of the log (indexed to LSN {}, log head {head})",
                         p.next_lsn
-                    ))
+                    )))
                 } else {
                     Ok((i, p))
                 }
@@ -466,13 +481,8 @@ impl FullText {
         };
         let (index, payload, rebuilt) = match opened {
             Ok((i, p)) => (i, p, None),
-            Err(reason) => {
+            Err(Unusable(reason)) => {
                 let (i, p) = create_fresh(&dir, &log_id)?;
-                let reason = if dir.join("meta.json").exists() || reason != "it does not exist" {
-                    reason
-                } else {
-                    "it does not exist".to_string()
-                };
                 (i, p, Some(reason))
             }
         };
@@ -508,7 +518,7 @@ impl FullText {
         let log_id = log_id_of(log_dir)?;
         let dir = index_dir(log_dir);
         let (index, payload) = try_open(&dir, &log_id, false)
-            .map_err(|reason| FullTextError::Unusable { dir, reason })?;
+            .map_err(|Unusable(reason)| FullTextError::Unusable { dir, reason })?;
         let (_, f) = build_schema();
         let reader = make_reader(&index, ReloadPolicy::OnCommitWithDelay)?;
         Ok(FullText {

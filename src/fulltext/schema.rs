@@ -17,6 +17,8 @@ use crate::event::{Event, EventData, Json, Micros, RunStarted};
 use crate::view::fold::{Effect, RunState};
 use crate::view::{is_dry, Run, DRY_RUN_STATUS};
 
+use super::FullTextError;
+
 /// Most bytes of log-payload text kept per run. Beyond it a run's further
 /// log text is not indexed (its tools and error types still are, up to
 /// [`MAX_TERMS_PER_RUN`]); this bounds both memory and the cost of the
@@ -263,14 +265,15 @@ impl RunDoc {
     }
 
     /// Back from a stored document (a committed run that gets new events).
-    pub fn from_document(doc: &TantivyDocument, f: &Fields) -> Result<RunDoc, String> {
+    pub fn from_document(doc: &TantivyDocument, f: &Fields) -> Result<RunDoc, FullTextError> {
         let text = |field: Field| -> Option<&str> { doc.get_first(field).and_then(|v| v.as_str()) };
-        let run_json = text(f.run).ok_or("stored document has no run")?;
+        let damaged = |what: &str| FullTextError::Corrupt(what.to_string());
+        let run_json = text(f.run).ok_or_else(|| damaged("stored document has no run"))?;
         let run = run_from_json(run_json)?;
         let start_lsn = doc
             .get_first(f.start_lsn)
             .and_then(|v| v.as_u64())
-            .ok_or("stored document has no start_lsn")?;
+            .ok_or_else(|| damaged("stored document has no start_lsn"))?;
         let strings = |field: Field| -> Vec<String> {
             doc.get_all(field)
                 .filter_map(|v| v.as_str().map(str::to_string))
@@ -450,8 +453,10 @@ struct RunJson<'a> {
 }
 
 /// Parse the stored run view JSON (as [`Run::to_json`] wrote it) back.
-pub fn run_from_json(s: &str) -> Result<Run, String> {
-    let j: RunJson = serde_json::from_str(s).map_err(|e| format!("stored run view: {e}"))?;
+pub fn run_from_json(s: &str) -> Result<Run, FullTextError> {
+    let damaged =
+        |e: &dyn std::fmt::Display| FullTextError::Corrupt(format!("stored run view: {e}"));
+    let j: RunJson = serde_json::from_str(s).map_err(|e| damaged(&e))?;
     Ok(Run {
         id: j.id,
         skill_id: j.skill_id,
@@ -460,8 +465,13 @@ pub fn run_from_json(s: &str) -> Result<Run, String> {
         parent_run_id: j.parent_run_id,
         inputs: Json::trusted(j.inputs.get().to_string()),
         dry_run: j.dry_run,
-        started_at: parse_rfc3339(&j.started_at)?,
-        finished_at: j.finished_at.as_deref().map(parse_rfc3339).transpose()?,
+        started_at: parse_rfc3339(&j.started_at).map_err(|e| damaged(&e))?,
+        finished_at: j
+            .finished_at
+            .as_deref()
+            .map(parse_rfc3339)
+            .transpose()
+            .map_err(|e| damaged(&e))?,
         status: j.status,
         output: j.output,
         error: j.error,
@@ -515,7 +525,7 @@ mod tests {
             },
         );
         let mut run = Run::fold(&start, None).expect("a start");
-        assert_eq!(run_from_json(&run.to_json()).as_ref(), Ok(&run));
+        assert_eq!(run_from_json(&run.to_json()).unwrap(), run);
         run.finish(
             1_763_884_801_000_000,
             &crate::event::RunFinished {
@@ -525,6 +535,6 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert_eq!(run_from_json(&run.to_json()).as_ref(), Ok(&run));
+        assert_eq!(run_from_json(&run.to_json()).unwrap(), run);
     }
 }

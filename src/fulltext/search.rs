@@ -26,7 +26,8 @@ pub const SNIPPET_CHARS: usize = 160;
 /// How a snippet marks the words that matched.
 pub const HIGHLIGHT: (&str, &str) = ("**", "**");
 
-/// Exact filters, combined with AND (contract section 3's filter flags).
+/// Exact filters, combined with AND (the filter flags of docs/contract.md,
+/// "The command line").
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filters {
     pub skill: Option<String>,
@@ -208,7 +209,7 @@ impl FullText {
                 .map_err(FullTextError::index("reading a stored run"))?;
             let run_json = stored_text(&doc, f.run)
                 .ok_or_else(|| FullTextError::Corrupt("a stored run is missing".into()))?;
-            let run = run_from_json(run_json).map_err(FullTextError::Corrupt)?;
+            let run = run_from_json(run_json)?;
             let mut snippet = String::new();
             for (field, g) in &gens {
                 let text: std::borrow::Cow<str> = if *field == f.error {

@@ -1,4 +1,9 @@
 //! Building an index image from events, in log order.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -7,6 +12,7 @@ use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};
 use super::image::*;
 use crate::chain::Digest;
 use crate::event::{Event, EventData, Micros};
+use crate::num::u32_of;
 use crate::view::fold::{Effect, RunState};
 
 struct BRun {
@@ -98,7 +104,7 @@ impl Builder {
         if let Some(&i) = self.ids.get(id) {
             return i;
         }
-        let i = self.id_names.len() as u32;
+        let i = u32_of(self.id_names.len());
         let rc: Rc<str> = Rc::from(id);
         self.ids.insert(rc.clone(), i);
         self.id_names.push(rc);
@@ -161,7 +167,7 @@ impl Builder {
                     }
                     return;
                 }
-                self.fold[slot].1 = self.runs.len() as u32;
+                self.fold[slot].1 = u32_of(self.runs.len());
                 let (skill, caller) = (self.intern(&s.skill_id), self.intern(&s.caller_id));
                 let (channel, parent) = (self.intern(&s.channel_id), self.intern(&s.parent_run_id));
                 self.runs.push(BRun {
@@ -248,7 +254,7 @@ impl Builder {
         let mut heap = Heap::new(id_names.len());
         let name = |i: u32| -> &str { &id_names[i as usize] };
         // RUNS sorted by id.
-        let mut by_id: Vec<u32> = (0..runs.len() as u32).collect();
+        let mut by_id: Vec<u32> = (0..u32_of(runs.len())).collect();
         by_id.sort_unstable_by(|&a, &b| name(runs[a as usize].id).cmp(name(runs[b as usize].id)));
         // Asked in ascending id order: a lookup can then go on from where
         // the previous one ended in each older image instead of searching
@@ -259,45 +265,46 @@ impl Builder {
         }
         let mut pos_of = vec![0u32; runs.len()];
         for (p, &r) in by_id.iter().enumerate() {
-            pos_of[r as usize] = p as u32;
+            pos_of[r as usize] = u32_of(p);
         }
         let mut s_runs = Vec::with_capacity(runs.len() * REC_SIZE[S_RUNS]);
         for &r in &by_id {
-            let run = &runs[r as usize];
-            let mut rec = [0u8; 112];
+            let r_ = &runs[r as usize];
+            let mut rec = [0u8; run::SIZE];
             let mut put_s = |at: usize, s: u32, heap: &mut Heap| {
-                let StrRef(o, l) = heap.add(s, name(s));
-                rec[at..at + 4].copy_from_slice(&o.to_le_bytes());
-                rec[at + 4..at + 8].copy_from_slice(&l.to_le_bytes());
+                put_str(&mut rec, at, heap.add(s, name(s)));
             };
-            put_s(0, run.id, &mut heap);
-            put_s(8, run.skill, &mut heap);
-            put_s(16, run.caller, &mut heap);
-            put_s(24, run.channel, &mut heap);
-            put_s(32, run.parent, &mut heap);
-            let mut flags = if run.dry { F_DRY } else { 0 };
-            let (fl, fo, ft) = match &run.finish {
+            put_s(run::ID, r_.id, &mut heap);
+            put_s(run::SKILL, r_.skill, &mut heap);
+            put_s(run::CALLER, r_.caller, &mut heap);
+            put_s(run::CHANNEL, r_.channel, &mut heap);
+            put_s(run::PARENT, r_.parent, &mut heap);
+            let mut flags = if r_.dry { F_DRY } else { 0 };
+            let (fl, fo, ft) = match &r_.finish {
                 Some(f) => {
-                    put_s(40, f.status, &mut heap);
+                    put_s(run::STATUS, f.status, &mut heap);
                     flags |= F_FINISHED;
                     (f.lsn, f.off, f.ts)
                 }
                 None => (NONE, NONE, 0),
             };
-            let mut put = |at: usize, v: u64| rec[at..at + 8].copy_from_slice(&v.to_le_bytes());
-            put(48, run.start_lsn);
-            put(56, run.start_off);
-            put(64, run.started_at as u64);
-            put(72, fl);
-            put(80, fo);
-            put(88, ft as u64);
-            put(96, shadows[r as usize]);
-            put(104, flags);
+            put(&mut rec, run::START_LSN, &r_.start_lsn.to_le_bytes());
+            put(&mut rec, run::START_OFF, &r_.start_off.to_le_bytes());
+            put(&mut rec, run::STARTED_AT, &r_.started_at.to_le_bytes());
+            put(&mut rec, run::FINISH_LSN, &fl.to_le_bytes());
+            put(&mut rec, run::FINISH_OFF, &fo.to_le_bytes());
+            put(&mut rec, run::FINISHED_AT, &ft.to_le_bytes());
+            put(
+                &mut rec,
+                run::SHADOW_SEQ,
+                &shadows[r as usize].to_le_bytes(),
+            );
+            put(&mut rec, run::FLAGS, &flags.to_le_bytes());
             s_runs.extend_from_slice(&rec);
         }
 
         // ORDER: started_at desc, id desc (as RUNS positions).
-        let mut order: Vec<u32> = (0..runs.len() as u32).collect();
+        let mut order: Vec<u32> = (0..u32_of(runs.len())).collect();
         order.sort_unstable_by(|&a, &b| {
             let (ra, rb) = (&runs[a as usize], &runs[b as usize]);
             rb.started_at
@@ -340,7 +347,7 @@ impl Builder {
                 .cmp(&b.0 .0)
                 .then_with(|| key_name(a.0 .1).cmp(key_name(b.0 .1)))
         });
-        let mut s_keys = Vec::with_capacity(keys.len() * 24);
+        let mut s_keys = Vec::with_capacity(keys.len() * key::SIZE);
         let mut s_post = Vec::new();
         let mut n_post = 0u64;
         for ((k, v), list) in &keys {
@@ -349,11 +356,12 @@ impl Builder {
             } else {
                 heap.add(*v, name(*v))
             };
-            s_keys.extend_from_slice(&k.to_le_bytes());
-            s_keys.extend_from_slice(&(list.len() as u32).to_le_bytes());
-            s_keys.extend_from_slice(&o.to_le_bytes());
-            s_keys.extend_from_slice(&l.to_le_bytes());
-            s_keys.extend_from_slice(&n_post.to_le_bytes());
+            let mut rec = [0u8; key::SIZE];
+            put(&mut rec, key::KIND, &k.to_le_bytes());
+            put(&mut rec, key::LEN, &u32_of(list.len()).to_le_bytes());
+            put_str(&mut rec, key::VALUE, StrRef(o, l));
+            put(&mut rec, key::POST_START, &n_post.to_le_bytes());
+            s_keys.extend_from_slice(&rec);
             for p in list {
                 s_post.extend_from_slice(&p.to_le_bytes());
             }
@@ -370,16 +378,15 @@ impl Builder {
             .filter(|(id, _)| run_of.get(id).is_none_or(|&r| shadows[r] != NONE))
             .collect();
         fins.sort_unstable_by(|a, b| name(a.0).cmp(name(b.0)));
-        let mut s_fins = Vec::with_capacity(fins.len() * 40);
+        let mut s_fins = Vec::with_capacity(fins.len() * fin::SIZE);
         for (id, f) in &fins {
-            let a = heap.add(*id, name(*id));
-            let b = heap.add(f.status, name(f.status));
-            for v in [a.0, a.1, b.0, b.1] {
-                s_fins.extend_from_slice(&v.to_le_bytes());
-            }
-            for v in [f.lsn, f.off, f.ts as u64] {
-                s_fins.extend_from_slice(&v.to_le_bytes());
-            }
+            let mut rec = [0u8; fin::SIZE];
+            put_str(&mut rec, fin::ID, heap.add(*id, name(*id)));
+            put_str(&mut rec, fin::STATUS, heap.add(f.status, name(f.status)));
+            put(&mut rec, fin::LSN, &f.lsn.to_le_bytes());
+            put(&mut rec, fin::OFF, &f.off.to_le_bytes());
+            put(&mut rec, fin::TS, &f.ts.to_le_bytes());
+            s_fins.extend_from_slice(&rec);
         }
 
         // LOGS sorted by (id, seq, lsn).
@@ -389,14 +396,14 @@ impl Builder {
                 .then(a.1.cmp(&b.1))
                 .then(a.2.cmp(&b.2))
         });
-        let mut s_logs = Vec::with_capacity(logs.len() * 32);
+        let mut s_logs = Vec::with_capacity(logs.len() * log::SIZE);
         for (id, seqno, lsn, off) in &logs {
-            let a = heap.add(*id, name(*id));
-            s_logs.extend_from_slice(&a.0.to_le_bytes());
-            s_logs.extend_from_slice(&a.1.to_le_bytes());
-            for v in [*seqno, *lsn, *off] {
-                s_logs.extend_from_slice(&v.to_le_bytes());
-            }
+            let mut rec = [0u8; log::SIZE];
+            put_str(&mut rec, log::ID, heap.add(*id, name(*id)));
+            put(&mut rec, log::SEQ, &seqno.to_le_bytes());
+            put(&mut rec, log::LSN, &lsn.to_le_bytes());
+            put(&mut rec, log::OFF, &off.to_le_bytes());
+            s_logs.extend_from_slice(&rec);
         }
 
         // CALLS, CKEYS, CPOST.
@@ -473,12 +480,12 @@ impl Builder {
             min_ts,
             max_ts,
             crc_table_off: table as u64,
-            n_blocks: n_blocks as u32,
+            n_blocks: u32_of(n_blocks),
             dup_starts,
         };
         out[..HEADER_LEN].copy_from_slice(&header.encode());
         let crc = header_crc(&out, table, n_blocks);
-        out[124..128].copy_from_slice(&crc.to_le_bytes());
+        out[hdr::CRC..hdr::CRC + 4].copy_from_slice(&crc.to_le_bytes());
         out
     }
 }
@@ -525,17 +532,27 @@ fn amend_section<'n>(heap: &mut Heap, name: &dyn Fn(u32) -> &'n str, a: &Amends<
         }
     }
     out.sort_unstable_by(|x, y| name(x.0).cmp(name(y.0)).then(x.2.cmp(&y.2)));
-    let mut s = Vec::with_capacity(out.len() * REC_SIZE[S_AMND]);
+    let mut s = Vec::with_capacity(out.len() * amnd::SIZE);
     for (id, kind, lsn, off) in out {
-        let r = heap.add(id, name(id));
-        for v in [r.0, r.1, kind, 0] {
-            s.extend_from_slice(&v.to_le_bytes());
-        }
-        for v in [lsn, off] {
-            s.extend_from_slice(&v.to_le_bytes());
-        }
+        let mut rec = [0u8; amnd::SIZE];
+        put_str(&mut rec, amnd::ID, heap.add(id, name(id)));
+        put(&mut rec, amnd::KIND, &kind.to_le_bytes());
+        put(&mut rec, amnd::LSN, &lsn.to_le_bytes());
+        put(&mut rec, amnd::OFF, &off.to_le_bytes());
+        s.extend_from_slice(&rec);
     }
     s
+}
+
+/// Write `v` at byte `at` of a record.
+fn put(rec: &mut [u8], at: usize, v: &[u8]) {
+    rec[at..at + v.len()].copy_from_slice(v);
+}
+
+/// Write a heap reference (offset, length) at byte `at` of a record.
+fn put_str(rec: &mut [u8], at: usize, r: StrRef) {
+    put(rec, at, &r.0.to_le_bytes());
+    put(rec, at + 4, &r.1.to_le_bytes());
 }
 
 /// The string heap: each interned string written once.
@@ -558,7 +575,7 @@ impl Heap {
     }
 
     fn push(&mut self, s: &str) -> StrRef {
-        let r = StrRef(self.bytes.len() as u32, s.len() as u32);
+        let r = StrRef(u32_of(self.bytes.len()), u32_of(s.len()));
         self.bytes.extend_from_slice(s.as_bytes());
         r
     }
@@ -584,7 +601,7 @@ impl Heap {
         if let Some(r) = self.other.get(b) {
             return *r;
         }
-        let r = StrRef(self.bytes.len() as u32, b.len() as u32);
+        let r = StrRef(u32_of(self.bytes.len()), u32_of(b.len()));
         self.bytes.extend_from_slice(b);
         self.other.insert(b.to_vec(), r);
         r

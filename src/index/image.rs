@@ -8,12 +8,19 @@
 //! or return an error in the hot path: the image is marked *poisoned*,
 //! reads return empty values, and the query engine throws the answer away,
 //! rebuilds the index from its segment and asks again.
+#![deny(
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss
+)]
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::chain::Digest;
 use crate::event::Micros;
+use crate::num::{u32_of, usize_of};
+use crate::segment::{Commit, Damage, COMMIT_FRAME_SIZE};
 
 pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// 2: the AMND section (amending events, docs/contract.md); 3: the CHAIN
@@ -52,11 +59,127 @@ pub const S_CKEYS: usize = 10;
 pub const S_CPOST: usize = 11;
 
 /// Record sizes per section (0 = raw bytes).
-pub const REC_SIZE: [usize; N_SECT] = [0, 112, 4, 24, 4, 40, 32, 104, 32, 40, 24, 4];
+pub const REC_SIZE: [usize; N_SECT] = [
+    0,
+    run::SIZE,
+    4,
+    key::SIZE,
+    4,
+    fin::SIZE,
+    log::SIZE,
+    // CALLS, then (after AMND and CHAIN) CKEYS and CPOST: their field
+    // offsets are in src/index/calls.rs.
+    104,
+    amnd::SIZE,
+    point::SIZE,
+    24,
+    4,
+];
 
 /// AMND record kinds.
 pub const AMEND_START: u32 = 1;
 pub const AMEND_FINISH: u32 = 2;
+
+/// Field offsets of a RUNS record (docs/index-format.md): the builder
+/// writes and the reader reads through these names only. A string field
+/// is a heap reference (u32 offset, u32 length); the others are u64 LE.
+pub mod run {
+    pub const ID: usize = 0;
+    pub const SKILL: usize = 8;
+    pub const CALLER: usize = 16;
+    pub const CHANNEL: usize = 24;
+    pub const PARENT: usize = 32;
+    /// The local finish's status (empty without one).
+    pub const STATUS: usize = 40;
+    pub const START_LSN: usize = 48;
+    pub const START_OFF: usize = 56;
+    pub const STARTED_AT: usize = 64;
+    pub const FINISH_LSN: usize = 72;
+    pub const FINISH_OFF: usize = 80;
+    pub const FINISHED_AT: usize = 88;
+    pub const SHADOW_SEQ: usize = 96;
+    pub const FLAGS: usize = 104;
+    pub const SIZE: usize = 112;
+    const _: () = assert!(STATUS + 8 == START_LSN && FLAGS + 8 == SIZE);
+}
+
+/// Field offsets of a KEYS record.
+pub mod key {
+    /// u32: the key kind (`K_*`).
+    pub const KIND: usize = 0;
+    /// u32: the posting list's length.
+    pub const LEN: usize = 4;
+    /// Heap reference: the key's value.
+    pub const VALUE: usize = 8;
+    /// u64: the posting list's first position in POST.
+    pub const POST_START: usize = 16;
+    pub const SIZE: usize = 24;
+    const _: () = assert!(POST_START + 8 == SIZE);
+}
+
+/// Field offsets of a FINS record.
+pub mod fin {
+    pub const ID: usize = 0;
+    pub const STATUS: usize = 8;
+    pub const LSN: usize = 16;
+    pub const OFF: usize = 24;
+    pub const TS: usize = 32;
+    pub const SIZE: usize = 40;
+    const _: () = assert!(TS + 8 == SIZE);
+}
+
+/// Field offsets of a LOGS record.
+pub mod log {
+    pub const ID: usize = 0;
+    pub const SEQ: usize = 8;
+    pub const LSN: usize = 16;
+    pub const OFF: usize = 24;
+    pub const SIZE: usize = 32;
+    const _: () = assert!(OFF + 8 == SIZE);
+}
+
+/// Field offsets of an AMND (amending event) record.
+pub mod amnd {
+    pub const ID: usize = 0;
+    /// u32: `AMEND_START` or `AMEND_FINISH`; 4 bytes of padding follow.
+    pub const KIND: usize = 8;
+    pub const LSN: usize = 16;
+    pub const OFF: usize = 24;
+    pub const SIZE: usize = 32;
+    const _: () = assert!(OFF + 8 == SIZE);
+}
+
+/// Field offsets of a CHAIN record (a chain point): the segment offset of
+/// a block boundary and the chain digest there.
+pub mod point {
+    /// u64: the segment offset.
+    pub const OFF: usize = 0;
+    /// 32 bytes: the chain digest at that offset.
+    pub const DIGEST: usize = 8;
+    pub const SIZE: usize = 40;
+    const _: () = assert!(DIGEST + 32 == SIZE);
+}
+
+/// Byte offsets of the index file header (128 bytes; docs/index-format.md).
+pub mod hdr {
+    pub const MAGIC: usize = 0;
+    pub const VERSION: usize = 8;
+    pub const KIND: usize = 12;
+    pub const SEQ: usize = 16;
+    pub const FIRST_LSN: usize = 24;
+    pub const END_LSN: usize = 32;
+    pub const START_OFF: usize = 40;
+    pub const END_OFF: usize = 48;
+    pub const DIGEST: usize = 56;
+    pub const MIN_TS: usize = 88;
+    pub const MAX_TS: usize = 96;
+    pub const CRC_TABLE_OFF: usize = 104;
+    pub const N_BLOCKS: usize = 112;
+    pub const DUP_STARTS: usize = 116;
+    /// u32: CRC of the header (bytes before it), section and block tables.
+    pub const CRC: usize = 124;
+    const _: () = assert!(DIGEST + 32 == MIN_TS && CRC + 4 == super::HEADER_LEN);
+}
 
 /// Posting-list key kinds.
 pub const K_SKILL: u32 = 1;
@@ -73,6 +196,37 @@ pub const F_DRY: u64 = 1;
 pub const F_FINISHED: u64 = 2;
 
 static ZEROS: [u8; 128] = [0u8; 128];
+
+/// Why bytes are not an index image this build can use (the image is
+/// then rebuilt from its segment).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageError {
+    #[error("file is {len} bytes, shorter than its header")]
+    Short { len: usize },
+    #[error("not an index file (bad magic)")]
+    BadMagic,
+    #[error("index format version {found}, this build reads {VERSION}")]
+    UnsupportedVersion { found: u32 },
+    #[error("block table does not fit the file (truncated?)")]
+    Truncated,
+    #[error("header checksum mismatch")]
+    BadChecksum,
+    #[error("section {section} {problem}")]
+    BadSection {
+        section: usize,
+        problem: &'static str,
+    },
+}
+
+/// The first LSN of the block of `seg` ending at `end`, from the commit
+/// record that ends there (the digest check that follows covers it).
+fn block_first_lsn(seg: &[u8], end: u64) -> Option<u64> {
+    let end = usize_of(end);
+    let start = end.checked_sub(COMMIT_FRAME_SIZE)?;
+    let f = crate::frame::read_frame(seg.get(start..end)?).ok()?;
+    Commit::decode(f.payload).map(|c| c.first_lsn)
+}
 
 /// The bytes behind an image.
 pub enum Backing {
@@ -112,6 +266,9 @@ pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
     b.get(at..at + 8)
         .map_or(0, |s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])))
 }
+pub(crate) fn le_i64(b: &[u8], at: usize) -> i64 {
+    le_u64(b, at).cast_signed()
+}
 pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
     b.get(at..at + 4)
         .map_or(0, |s| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])))
@@ -120,54 +277,50 @@ pub(crate) fn le_u32(b: &[u8], at: usize) -> u32 {
 impl IndexHeader {
     pub fn encode(&self) -> [u8; HEADER_LEN] {
         let mut b = [0u8; HEADER_LEN];
-        b[0..8].copy_from_slice(MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
-        b[12..16].copy_from_slice(&self.kind.to_le_bytes());
-        b[16..24].copy_from_slice(&self.seq.to_le_bytes());
-        b[24..32].copy_from_slice(&self.first_lsn.to_le_bytes());
-        b[32..40].copy_from_slice(&self.end_lsn.to_le_bytes());
-        b[40..48].copy_from_slice(&self.start_off.to_le_bytes());
-        b[48..56].copy_from_slice(&self.end_off.to_le_bytes());
-        b[56..88].copy_from_slice(&self.digest.0);
-        b[88..96].copy_from_slice(&self.min_ts.to_le_bytes());
-        b[96..104].copy_from_slice(&self.max_ts.to_le_bytes());
-        b[104..112].copy_from_slice(&self.crc_table_off.to_le_bytes());
-        b[112..116].copy_from_slice(&self.n_blocks.to_le_bytes());
-        b[116..120].copy_from_slice(&self.dup_starts.to_le_bytes());
+        let mut put = |at: usize, v: &[u8]| b[at..at + v.len()].copy_from_slice(v);
+        put(hdr::MAGIC, MAGIC);
+        put(hdr::VERSION, &VERSION.to_le_bytes());
+        put(hdr::KIND, &self.kind.to_le_bytes());
+        put(hdr::SEQ, &self.seq.to_le_bytes());
+        put(hdr::FIRST_LSN, &self.first_lsn.to_le_bytes());
+        put(hdr::END_LSN, &self.end_lsn.to_le_bytes());
+        put(hdr::START_OFF, &self.start_off.to_le_bytes());
+        put(hdr::END_OFF, &self.end_off.to_le_bytes());
+        put(hdr::DIGEST, &self.digest.0);
+        put(hdr::MIN_TS, &self.min_ts.to_le_bytes());
+        put(hdr::MAX_TS, &self.max_ts.to_le_bytes());
+        put(hdr::CRC_TABLE_OFF, &self.crc_table_off.to_le_bytes());
+        put(hdr::N_BLOCKS, &self.n_blocks.to_le_bytes());
+        put(hdr::DUP_STARTS, &self.dup_starts.to_le_bytes());
         b
     }
 
-    fn decode(b: &[u8]) -> Result<IndexHeader, String> {
+    fn decode(b: &[u8]) -> Result<IndexHeader, ImageError> {
         if b.len() < BODY_START {
-            return Err(format!(
-                "file is {} bytes, shorter than its header",
-                b.len()
-            ));
+            return Err(ImageError::Short { len: b.len() });
         }
-        if &b[0..8] != MAGIC {
-            return Err("not an index file (bad magic)".into());
+        if &b[hdr::MAGIC..hdr::MAGIC + 8] != MAGIC {
+            return Err(ImageError::BadMagic);
         }
-        let version = le_u32(b, 8);
+        let version = le_u32(b, hdr::VERSION);
         if version != VERSION {
-            return Err(format!(
-                "index format version {version}, this build reads {VERSION}"
-            ));
+            return Err(ImageError::UnsupportedVersion { found: version });
         }
         let mut digest = [0u8; 32];
-        digest.copy_from_slice(&b[56..88]);
+        digest.copy_from_slice(&b[hdr::DIGEST..hdr::DIGEST + 32]);
         Ok(IndexHeader {
-            kind: le_u32(b, 12),
-            seq: le_u64(b, 16),
-            first_lsn: le_u64(b, 24),
-            end_lsn: le_u64(b, 32),
-            start_off: le_u64(b, 40),
-            end_off: le_u64(b, 48),
+            kind: le_u32(b, hdr::KIND),
+            seq: le_u64(b, hdr::SEQ),
+            first_lsn: le_u64(b, hdr::FIRST_LSN),
+            end_lsn: le_u64(b, hdr::END_LSN),
+            start_off: le_u64(b, hdr::START_OFF),
+            end_off: le_u64(b, hdr::END_OFF),
             digest: Digest(digest),
-            min_ts: le_u64(b, 88) as i64,
-            max_ts: le_u64(b, 96) as i64,
-            crc_table_off: le_u64(b, 104),
-            n_blocks: le_u32(b, 112),
-            dup_starts: le_u32(b, 116),
+            min_ts: le_i64(b, hdr::MIN_TS),
+            max_ts: le_i64(b, hdr::MAX_TS),
+            crc_table_off: le_u64(b, hdr::CRC_TABLE_OFF),
+            n_blocks: le_u32(b, hdr::N_BLOCKS),
+            dup_starts: le_u32(b, hdr::DUP_STARTS),
         })
     }
 }
@@ -175,7 +328,7 @@ impl IndexHeader {
 /// CRC of the header (bytes 0..124), the section table and the block table.
 pub(crate) fn header_crc(b: &[u8], crc_table_off: usize, n_blocks: usize) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(&b[0..124]);
+    h.update(&b[0..hdr::CRC]);
     h.update(&b[HEADER_LEN..BODY_START]);
     h.update(&b[crc_table_off..crc_table_off + 4 * n_blocks]);
     h.finalize()
@@ -215,26 +368,26 @@ pub struct LazyRun<'a> {
 
 impl<'a> LazyRun<'a> {
     pub fn id(&self) -> &'a [u8] {
-        self.img.str_at(self.rec, 0)
+        self.img.str_at(self.rec, run::ID)
     }
     pub fn skill(&self) -> &'a [u8] {
-        self.img.str_at(self.rec, 8)
+        self.img.str_at(self.rec, run::SKILL)
     }
     pub fn caller(&self) -> &'a [u8] {
-        self.img.str_at(self.rec, 16)
+        self.img.str_at(self.rec, run::CALLER)
     }
     pub fn channel(&self) -> &'a [u8] {
-        self.img.str_at(self.rec, 24)
+        self.img.str_at(self.rec, run::CHANNEL)
     }
     pub fn parent(&self) -> &'a [u8] {
-        self.img.str_at(self.rec, 32)
+        self.img.str_at(self.rec, run::PARENT)
     }
     /// Top-level: the parent string is empty (no heap read needed).
     pub fn parent_is_empty(&self) -> bool {
-        le_u32(self.rec, 36) == 0
+        le_u32(self.rec, run::PARENT + 4) == 0
     }
     pub fn flags(&self) -> u64 {
-        le_u64(self.rec, 104)
+        le_u64(self.rec, run::FLAGS)
     }
     pub fn has_local_finish(&self) -> bool {
         self.flags() & F_FINISHED != 0
@@ -245,19 +398,19 @@ impl<'a> LazyRun<'a> {
     /// Local status ("running" without a local finish).
     pub fn status(&self) -> &'a [u8] {
         if self.has_local_finish() {
-            self.img.str_at(self.rec, 40)
+            self.img.str_at(self.rec, run::STATUS)
         } else {
             RUNNING
         }
     }
     pub fn start_lsn(&self) -> u64 {
-        le_u64(self.rec, 48)
+        le_u64(self.rec, run::START_LSN)
     }
     pub fn started_at(&self) -> Micros {
-        le_u64(self.rec, 64) as i64
+        le_i64(self.rec, run::STARTED_AT)
     }
     pub fn shadow_seq(&self) -> u64 {
-        le_u64(self.rec, 96)
+        le_u64(self.rec, run::SHADOW_SEQ)
     }
 }
 
@@ -402,32 +555,36 @@ impl std::fmt::Debug for Image {
 
 impl Image {
     /// Open an image, checking its header, section table and block table.
-    pub fn open(bytes: Backing) -> Result<Image, String> {
+    pub fn open(bytes: Backing) -> Result<Image, ImageError> {
         let b: &[u8] = &bytes;
         let header = IndexHeader::decode(b)?;
         let n_blocks = header.n_blocks as usize;
-        let table = header.crc_table_off as usize;
+        let table = usize_of(header.crc_table_off);
         if table < BODY_START
             || table.checked_add(4 * n_blocks) != Some(b.len())
             || n_blocks != (table - BODY_START).div_ceil(BLOCK)
         {
-            return Err("block table does not fit the file (truncated?)".into());
+            return Err(ImageError::Truncated);
         }
-        let stored = le_u32(b, 124);
+        let stored = le_u32(b, hdr::CRC);
         if stored != header_crc(b, table, n_blocks) {
-            return Err("header checksum mismatch".into());
+            return Err(ImageError::BadChecksum);
         }
         let mut sect = [(0usize, 0usize); N_SECT];
         let mut prev_end = BODY_START;
         for (i, s) in sect.iter_mut().enumerate() {
-            let off = le_u64(b, HEADER_LEN + 16 * i) as usize;
-            let len = le_u64(b, HEADER_LEN + 16 * i + 8) as usize;
-            let end = off.checked_add(len).ok_or("section overflows")?;
+            let off = usize_of(le_u64(b, HEADER_LEN + 16 * i));
+            let len = usize_of(le_u64(b, HEADER_LEN + 16 * i + 8));
+            let bad = |problem| ImageError::BadSection {
+                section: i,
+                problem,
+            };
+            let end = off.checked_add(len).ok_or(bad("overflows"))?;
             if off < prev_end || end > table {
-                return Err(format!("section {i} lies outside the body"));
+                return Err(bad("lies outside the body"));
             }
             if REC_SIZE[i] != 0 && !len.is_multiple_of(REC_SIZE[i]) {
-                return Err(format!("section {i} length {len} is not whole records"));
+                return Err(bad("is not whole records"));
             }
             *s = (off, len);
             prev_end = end;
@@ -437,7 +594,10 @@ impl Image {
             .collect();
         let n_chain = sect[S_CHAIN].1 / REC_SIZE[S_CHAIN];
         if n_chain == 0 {
-            return Err("the CHAIN section is empty".into());
+            return Err(ImageError::BadSection {
+                section: S_CHAIN,
+                problem: "is empty",
+            });
         }
         let chain_checked = (0..(n_chain - 1).div_ceil(64))
             .map(|_| AtomicU64::new(0))
@@ -470,7 +630,7 @@ impl Image {
 
     /// Check every block now (used by tests and `verify`-like callers).
     pub fn verify_all(&self) -> bool {
-        let end = self.header.crc_table_off as usize;
+        let end = usize_of(self.header.crc_table_off);
         if end > BODY_START {
             self.check(BODY_START, end - BODY_START);
         }
@@ -482,8 +642,8 @@ impl Image {
     pub fn chain_point(&self, i: usize) -> (u64, Digest) {
         let r = self.rec(S_CHAIN, i);
         let mut d = [0u8; 32];
-        d.copy_from_slice(&r[8..40]);
-        (le_u64(r, 0), Digest(d))
+        d.copy_from_slice(&r[point::DIGEST..point::SIZE]);
+        (le_u64(r, point::OFF), Digest(d))
     }
 
     /// Number of chain points (blocks covered + 1).
@@ -502,7 +662,8 @@ impl Image {
     /// Check the block of `seg` that holds the frame at `off` against the
     /// CHAIN section, once: `BLAKE3(digest before ‖ first LSN ‖ count ‖
     /// event frames)` must equal the digest at its end (docs/integrity.md).
-    pub fn check_block(&self, seg: &[u8], off: u64) -> Result<(), String> {
+    pub fn check_block(&self, seg: &[u8], off: u64) -> Result<(), Damage> {
+        let bad = |reason: String| Damage::at(off, reason);
         let n = self.n_chain_points();
         // The first point past `off` ends the block holding it.
         let (mut lo, mut hi) = (1usize, n);
@@ -516,9 +677,9 @@ impl Image {
         }
         let (start, prev) = self.chain_point(lo.saturating_sub(1));
         if lo >= n || off < start {
-            return Err(format!(
+            return Err(bad(format!(
                 "offset {off} is outside the blocks this index covers"
-            ));
+            )));
         }
         let k = lo - 1;
         let word = &self.chain_checked[k / 64];
@@ -527,23 +688,12 @@ impl Image {
             return Ok(());
         }
         let (end, want) = self.chain_point(lo);
-        crate::blocks::check_range(seg, start, end, prev, self.block_first_lsn(seg, end)?, want)
-            .map_err(|s| format!("at offset {}: {}", s.offset, s.reason))?;
+        let first_lsn = block_first_lsn(seg, end)
+            .ok_or_else(|| bad(format!("no whole commit record ends at offset {end}")))?;
+        crate::blocks::check_range(seg, start, end, prev, first_lsn, want)
+            .map_err(|s| bad(format!("at offset {}: {}", s.offset, s.reason)))?;
         word.fetch_or(bit, Ordering::Relaxed);
         Ok(())
-    }
-
-    /// The first LSN of the block ending at `end` (from its commit record;
-    /// the digest check covers it).
-    fn block_first_lsn(&self, seg: &[u8], end: u64) -> Result<u64, String> {
-        let start = (end as usize)
-            .checked_sub(crate::blocks::COMMIT_FRAME)
-            .ok_or("no commit record ends there")?;
-        let f = crate::frame::read_frame(seg.get(start..end as usize).ok_or("past the segment")?)
-            .map_err(|e| format!("commit record at {start}: {e}"))?;
-        crate::segment::Commit::decode(f.payload)
-            .map(|c| c.first_lsn)
-            .ok_or_else(|| format!("no commit record at {start}"))
     }
 
     fn check(&self, off: usize, len: usize) -> bool {
@@ -558,7 +708,7 @@ impl Image {
             if word.load(Ordering::Relaxed) & bit != 0 {
                 continue;
             }
-            let table = self.header.crc_table_off as usize;
+            let table = usize_of(self.header.crc_table_off);
             let s = BODY_START + blk * BLOCK;
             let e = (s + BLOCK).min(table);
             let stored = le_u32(&self.bytes, table + 4 * blk);
@@ -612,7 +762,7 @@ impl Image {
     }
 
     pub fn n_runs(&self) -> u32 {
-        self.count(S_RUNS) as u32
+        u32_of(self.count(S_RUNS))
     }
 
     /// The run record at position `i` of RUNS.
@@ -626,11 +776,11 @@ impl Image {
             parent: l.parent(),
             status: l.status(),
             start_lsn: l.start_lsn(),
-            start_off: le_u64(l.rec, 56),
+            start_off: le_u64(l.rec, run::START_OFF),
             started_at: l.started_at(),
-            finish_lsn: le_u64(l.rec, 72),
-            finish_off: le_u64(l.rec, 80),
-            finished_at: le_u64(l.rec, 88) as i64,
+            finish_lsn: le_u64(l.rec, run::FINISH_LSN),
+            finish_off: le_u64(l.rec, run::FINISH_OFF),
+            finished_at: le_i64(l.rec, run::FINISHED_AT),
             shadow_seq: l.shadow_seq(),
             flags: l.flags(),
         }
@@ -649,7 +799,7 @@ impl Image {
     /// Only what ordering needs: (started_at, id).
     pub fn run_key(&self, i: u32) -> (Micros, &[u8]) {
         let r = self.rec(S_RUNS, i as usize);
-        (le_u64(r, 64) as i64, self.str_at(r, 0))
+        (le_i64(r, run::STARTED_AT), self.str_at(r, run::ID))
     }
 
     /// The first position at or after `from` in RUNS whose id is not less
@@ -659,7 +809,7 @@ impl Image {
     /// whole table, and reads records near each other.
     pub fn seek_run(&self, id: &[u8], from: u32) -> u32 {
         let n = self.count(S_RUNS);
-        let less = |i: usize| self.str_at(self.rec(S_RUNS, i), 0) < id;
+        let less = |i: usize| self.str_at(self.rec(S_RUNS, i), run::ID) < id;
         let mut lo = (from as usize).min(n);
         let mut step = 1usize;
         let mut hi = lo;
@@ -684,12 +834,12 @@ impl Image {
                 hi = mid;
             }
         }
-        lo as u32
+        u32_of(lo)
     }
 
     /// The id of the run at position `i` of RUNS.
     pub fn run_id(&self, i: u32) -> &[u8] {
-        self.str_at(self.rec(S_RUNS, i as usize), 0)
+        self.str_at(self.rec(S_RUNS, i as usize), run::ID)
     }
 
     /// Position in RUNS of the start of `id` (`h` its [`RunHash`]), asking
@@ -729,7 +879,7 @@ impl Image {
             // A block that fails its CRC reads as zeros and poisons the
             // image (callers check `poisoned` and rebuild it), so a filter
             // built from it is never trusted for long.
-            let id = self.str_at(self.rec(S_RUNS, i), 0);
+            let id = self.str_at(self.rec(S_RUNS, i), run::ID);
             for bit in RunHash::of(id).probes(mask) {
                 f[(bit / 64) as usize] |= 1 << (bit % 64);
             }
@@ -744,10 +894,10 @@ impl Image {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let r = self.rec(S_RUNS, mid);
-            match self.str_at(r, 0).cmp(id) {
+            match self.str_at(r, run::ID).cmp(id) {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Some(mid as u32),
+                std::cmp::Ordering::Equal => return Some(u32_of(mid)),
             }
         }
         None
@@ -757,7 +907,7 @@ impl Image {
     pub fn all(&self) -> List {
         List::Order {
             start: 0,
-            len: self.count(S_ORDER) as u32,
+            len: u32_of(self.count(S_ORDER)),
         }
     }
 
@@ -768,15 +918,17 @@ impl Image {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let r = self.rec(S_KEYS, mid);
-            let k = le_u32(r, 0);
-            let ord = k.cmp(&kind).then_with(|| self.str_at(r, 8).cmp(key));
+            let k = le_u32(r, key::KIND);
+            let ord = k
+                .cmp(&kind)
+                .then_with(|| self.str_at(r, key::VALUE).cmp(key));
             match ord {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
                 std::cmp::Ordering::Equal => {
                     return List::Post {
-                        start: le_u64(r, 16) as u32,
-                        len: le_u32(r, 4),
+                        start: u32::try_from(le_u64(r, key::POST_START)).unwrap_or(u32::MAX),
+                        len: le_u32(r, key::LEN),
                     }
                 }
             }
@@ -788,8 +940,8 @@ impl Image {
     pub fn keys(&self, kind: u32) -> Vec<(&[u8], u32)> {
         (0..self.count(S_KEYS))
             .map(|i| self.rec(S_KEYS, i))
-            .filter(|r| le_u32(r, 0) == kind)
-            .map(|r| (self.str_at(r, 8), le_u32(r, 4)))
+            .filter(|r| le_u32(r, key::KIND) == kind)
+            .map(|r| (self.str_at(r, key::VALUE), le_u32(r, key::LEN)))
             .collect()
     }
 
@@ -850,11 +1002,11 @@ impl Image {
     pub fn fin(&self, i: usize) -> FinRec<'_> {
         let r = self.rec(S_FINS, i);
         FinRec {
-            id: self.str_at(r, 0),
-            status: self.str_at(r, 8),
-            lsn: le_u64(r, 16),
-            off: le_u64(r, 24),
-            ts: le_u64(r, 32) as i64,
+            id: self.str_at(r, fin::ID),
+            status: self.str_at(r, fin::STATUS),
+            lsn: le_u64(r, fin::LSN),
+            off: le_u64(r, fin::OFF),
+            ts: le_i64(r, fin::TS),
         }
     }
 
@@ -865,20 +1017,20 @@ impl Image {
     pub fn amend(&self, i: usize) -> AmendRec<'_> {
         let r = self.rec(S_AMND, i);
         AmendRec {
-            id: self.str_at(r, 0),
-            kind: le_u32(r, 8),
-            lsn: le_u64(r, 16),
-            off: le_u64(r, 24),
+            id: self.str_at(r, amnd::ID),
+            kind: le_u32(r, amnd::KIND),
+            lsn: le_u64(r, amnd::LSN),
+            off: le_u64(r, amnd::OFF),
         }
     }
 
     fn log(&self, i: usize) -> LogRec<'_> {
         let r = self.rec(S_LOGS, i);
         LogRec {
-            id: self.str_at(r, 0),
-            seq: le_u64(r, 8),
-            lsn: le_u64(r, 16),
-            off: le_u64(r, 24),
+            id: self.str_at(r, log::ID),
+            seq: le_u64(r, log::SEQ),
+            lsn: le_u64(r, log::LSN),
+            off: le_u64(r, log::OFF),
         }
     }
 

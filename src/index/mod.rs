@@ -22,7 +22,6 @@ pub use image::*;
 use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::Event;
-use crate::frame::{read_frame, REC_COMMIT};
 use crate::layout::{map_file, SegmentMeta};
 
 /// Progress of an index build, for whoever shows it: `(segment name, bytes
@@ -48,15 +47,7 @@ pub fn active_index_path(meta: &SegmentMeta) -> PathBuf {
 /// The chain digest and end LSN of the commit record ending exactly at
 /// `end` of `seg`, if one does.
 pub fn commit_at(seg: &[u8], end: u64) -> Option<(crate::chain::Digest, u64)> {
-    let len = crate::frame::FRAME_HEADER + 1 + crate::segment::COMMIT_PAYLOAD;
-    let end = usize::try_from(end).ok()?;
-    let start = end.checked_sub(len)?;
-    let f = read_frame(seg.get(start..end)?).ok()?;
-    if f.rec_type != REC_COMMIT || f.size != len {
-        return None;
-    }
-    let c = crate::segment::Commit::decode(f.payload)?;
-    Some((c.digest, c.first_lsn + c.count as u64))
+    crate::blocks::stored_digest_at(seg, end)
 }
 
 /// Open the stored prefix index of the active segment, if it still matches:
@@ -81,25 +72,43 @@ pub fn load_active(meta: &SegmentMeta, seg: &[u8]) -> Option<Image> {
 
 /// The image's CHAIN section starts at its start offset with `prev` and
 /// ends at its end offset with its header's digest.
-fn chain_bound(img: &Image, prev: crate::chain::Digest) -> std::result::Result<(), String> {
+fn chain_bound(img: &Image, prev: crate::chain::Digest) -> std::result::Result<(), Unusable> {
     let h = &img.header;
     let n = img.n_chain_points();
     let first = img.chain_point(0);
     let last = img.chain_point(n - 1);
     if first != (h.start_off, prev) || last != (h.end_off, h.digest) || img.poisoned() {
-        return Err(format!(
-            "its chain digests run from offset {} to {} and do not match the segment's",
-            first.0, last.0
-        ));
+        return Err(Unusable::ChainMismatch {
+            from: first.0,
+            to: last.0,
+        });
     }
     Ok(())
 }
 
-/// Why a stored index file is not used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a stored index file is not used (it is rebuilt from its segment).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Unusable {
+    #[error("missing")]
     Missing,
-    Invalid(String),
+    #[error("empty file")]
+    Empty,
+    #[error("{0}")]
+    Unreadable(Error),
+    #[error("{0}")]
+    Damaged(ImageError),
+    #[error("stale: built for segment {seq} LSN {first_lsn}..{end_lsn} digest {digest}")]
+    Stale {
+        seq: u64,
+        first_lsn: u64,
+        end_lsn: u64,
+        digest: crate::chain::Digest,
+    },
+    /// Its CHAIN section does not run from the segment's digest before it
+    /// to the segment's end digest (or a block of it fails its CRC).
+    #[error("its chain digests run from offset {from} to {to} and do not match the segment's")]
+    ChainMismatch { from: u64, to: u64 },
 }
 
 /// Open the stored index of a sealed segment, if it is there and matches
@@ -108,11 +117,11 @@ pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
     let path = index_path(meta);
     let map = match map_file(&path) {
         Ok(Some(m)) => m,
-        Ok(None) => return Err(Unusable::Invalid("empty file".into())),
+        Ok(None) => return Err(Unusable::Empty),
         Err(_) if !path.exists() => return Err(Unusable::Missing),
-        Err(e) => return Err(Unusable::Invalid(e.to_string())),
+        Err(e) => return Err(Unusable::Unreadable(e)),
     };
-    let img = Image::open(Backing::Map(map)).map_err(Unusable::Invalid)?;
+    let img = Image::open(Backing::Map(map)).map_err(Unusable::Damaged)?;
     let h = &img.header;
     if h.kind != KIND_SEALED
         || h.seq != meta.seq
@@ -121,12 +130,14 @@ pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
         || h.end_off != meta.data_len
         || h.digest != meta.digest
     {
-        return Err(Unusable::Invalid(format!(
-            "stale: built for segment {} LSN {}..{} digest {}",
-            h.seq, h.first_lsn, h.end_lsn, h.digest
-        )));
+        return Err(Unusable::Stale {
+            seq: h.seq,
+            first_lsn: h.first_lsn,
+            end_lsn: h.end_lsn,
+            digest: h.digest,
+        });
     }
-    chain_bound(&img, meta.prev_digest).map_err(Unusable::Invalid)?;
+    chain_bound(&img, meta.prev_digest)?;
     Ok(img)
 }
 

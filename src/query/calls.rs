@@ -69,7 +69,7 @@ impl CallCursor {
     pub fn parse(s: &str) -> Result<CallCursor> {
         let bad = |why: &str| Error::InvalidArgument(format!("cursor {s:?}: {why} (want TS,LSN)"));
         let (ts, lsn) = s.rsplit_once(',').ok_or_else(|| bad("no comma"))?;
-        let ts = parse_instant(ts.trim()).map_err(|e| bad(&e))?;
+        let ts = parse_instant(ts.trim()).map_err(|e| bad(&e.to_string()))?;
         let lsn = lsn
             .trim()
             .parse::<u64>()

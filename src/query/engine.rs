@@ -114,10 +114,10 @@ fn make_sealed(
     if !force {
         match index::load_sealed(meta) {
             Ok(img) => return Ok((img, Made::Loaded)),
-            Err(Unusable::Invalid(reason)) => {
+            Err(Unusable::Missing) => {}
+            Err(reason) => {
                 tracing::warn!(segment = %meta.name, %reason, "rebuilding index")
             }
-            Err(Unusable::Missing) => {}
         }
     }
     let shadow = shadow_in(older.iter().copied());

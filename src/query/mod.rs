@@ -1,4 +1,6 @@
-//! The query set (contract sections 2 and 3) answered from the indexes.
+//! The read-only query engine: the query set of the command line and the
+//! gateway API (docs/contract.md, "The run view" and "The command line"),
+//! answered from the index images.
 //!
 //! Resolution rules (docs/queries.md):
 //! - a run is defined by the first `run_started` of its id in log order
@@ -43,7 +45,8 @@ use crate::view::fold::finish_follows;
 pub use crate::view::Anomalies;
 use crate::view::{Run, RunLogEntry};
 
-/// Filters of `runs` and `count` (contract section 3), combined with AND.
+/// Filters of `runs` and `count` (docs/contract.md, "The command line"),
+/// combined with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     pub skill: Option<String>,
@@ -444,13 +447,15 @@ impl<'a> View<'a> {
             reason,
         };
         let src = src.ok_or_else(|| bad("no index covers this offset".into()))?;
-        src.img.check_block(src.seg, off).map_err(bad)?;
+        src.img
+            .check_block(src.seg, off)
+            .map_err(|d| bad(d.reason))?;
         let b = src
             .seg
             .get(off as usize..)
             .ok_or_else(|| bad("index points past the segment".into()))?;
         let frame = read_frame(b).map_err(|e| bad(e.to_string()))?;
-        codec::decode_stored(frame.payload).map_err(bad)
+        codec::decode_stored(frame.payload).map_err(|e| bad(e.to_string()))
     }
 
     /// The run view of a start.

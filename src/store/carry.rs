@@ -100,7 +100,7 @@ fn frame_of(ev: &Event) -> Result<Vec<u8>> {
     b.push(REC_EVENT);
     codec::encode_event(ev, &mut b).map_err(|reason| Error::InvalidEvent {
         index: 0,
-        source: crate::error::EventError::new("event", reason),
+        source: crate::error::EventError::new("event", reason.to_string()),
     })?;
     if b.len() - FRAME_HEADER > MAX_FRAME_BODY {
         return Err(Error::EventTooLarge {

@@ -685,3 +685,48 @@ fn an_empty_active_segment_left_by_a_crash_is_replaced_not_stranded() {
     let ids: Vec<String> = all(&dir).into_iter().map(|(_, e)| e.run_id).collect();
     assert_eq!(ids, ["a", "b"]);
 }
+
+/// A segment written by a build with another format version is reported
+/// as such (not as corruption) by every way in, and never touched: not
+/// even an events-less one, which a crash could also have left.
+#[test]
+fn a_segment_of_another_format_version_is_unsupported_and_left_alone() {
+    use auditlog::internals::segment::{Header, FORMAT_VERSION};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    {
+        let log = open(&dir);
+        log.append(&started("a", T0)).unwrap().wait().unwrap();
+        log.seal().unwrap();
+        log.close().unwrap();
+    }
+    let first = segment_paths(&dir)[0].clone();
+    let bytes = fs::read(&first).unwrap();
+    let mut h = Header::decode(&bytes[..HEADER_SIZE]).unwrap();
+    let sealed = LogReader::open(&dir).unwrap().segments()[0].clone();
+    // A newer build's segment, header only (it holds no event yet).
+    h.version = FORMAT_VERSION + 1;
+    h.seq = 2;
+    h.first_lsn = 1;
+    h.prev_digest = sealed.digest;
+    let newer = dir.join(auditlog::internals::segment::file_name(h.day, 2));
+    fs::write(&newer, h.encode()).unwrap();
+    let is_unsupported = |e: Error| match e {
+        Error::UnsupportedVersion {
+            what,
+            found,
+            supported,
+        } => {
+            assert!(what.contains("0000000002"), "{what}");
+            assert_eq!(
+                (found, supported),
+                (u32::from(FORMAT_VERSION) + 1, u32::from(FORMAT_VERSION))
+            );
+        }
+        other => panic!("not UnsupportedVersion: {other:?}"),
+    };
+    is_unsupported(Log::open(Config::new(&dir)).err().expect("refused"));
+    is_unsupported(LogReader::open(&dir).err().expect("refused"));
+    is_unsupported(verify(&dir, None, |_, _| {}).expect_err("refused"));
+    assert_eq!(fs::read(&newer).unwrap(), h.encode(), "left as it was");
+}

@@ -167,7 +167,7 @@ pub fn footer_of(bytes: &[u8]) -> Option<Footer> {
 }
 
 /// Bytes of a commit record's frame.
-pub const COMMIT_FRAME: usize = 8 + 1 + auditlog::internals::segment::COMMIT_PAYLOAD;
+pub const COMMIT_FRAME: usize = auditlog::internals::segment::COMMIT_FRAME_SIZE;
 /// Bytes of a footer frame plus trailer.
 pub const FOOTER_AND_TRAILER: usize =
     8 + 1 + auditlog::internals::segment::FOOTER_PAYLOAD + TRAILER_SIZE;

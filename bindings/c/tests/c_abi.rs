@@ -356,6 +356,36 @@ fn standalone_calls_on(s: *mut AuditlogStore) {
     assert!(errors.contains(r#""tool":"fs.read""#), "{errors}");
 }
 
+#[test]
+fn a_segment_of_another_format_version_is_unsupported_and_left_alone() {
+    use auditlog::internals::segment::{Header, HEADER_SIZE};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(dir.path());
+    let start = r#"{"kind":"run_started","run_id":"r-1","ts":1000}"#;
+    assert_eq!(append(s, start, 0), AuditlogStatus::Ok);
+    assert_eq!(auditlog_close(s), AuditlogStatus::Ok);
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .expect("a segment");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut header = Header::decode(&bytes).unwrap();
+    header.version += 1;
+    bytes[..HEADER_SIZE].copy_from_slice(&header.encode());
+    std::fs::write(&seg, &bytes).unwrap();
+
+    let d = CString::new(dir.path().to_str().unwrap()).unwrap();
+    let mut h = ptr::null_mut();
+    assert_eq!(
+        auditlog_open(d.as_ptr(), ptr::null(), &mut h),
+        AuditlogStatus::Unsupported
+    );
+    assert!(h.is_null());
+    assert!(last_error().contains("format version"), "{}", last_error());
+    assert_eq!(std::fs::read(&seg).unwrap(), bytes, "nothing of it is cut");
+}
+
 // ----- served handles (auditlog_connect) -----
 
 /// `auditlog serve` on `dir` in a thread of this process (socket only,

@@ -19,8 +19,11 @@ pub enum Code {
     NotALog,
     /// Another writer holds the folder.
     Locked,
-    /// Stored data fails its checks (CRC, chain, manifest, version).
+    /// Stored data fails its checks (CRC, chain, manifest).
     Corrupt,
+    /// A stored file has a format version this build does not read (never
+    /// mistaken for damage: nothing of it is cut or changed).
+    UnsupportedVersion,
     /// A bad event or row: the message names the field.
     InvalidEvent,
     /// A bad option or argument.
@@ -50,6 +53,7 @@ impl Code {
             Code::NotALog => "AUDITLOG_NOT_A_LOG",
             Code::Locked => "AUDITLOG_LOCKED",
             Code::Corrupt => "AUDITLOG_CORRUPT",
+            Code::UnsupportedVersion => "AUDITLOG_UNSUPPORTED_VERSION",
             Code::InvalidEvent => "AUDITLOG_INVALID_EVENT",
             Code::InvalidArgument => "AUDITLOG_INVALID_ARGUMENT",
             Code::QueueFull => "AUDITLOG_QUEUE_FULL",
@@ -77,9 +81,8 @@ pub fn code_of(e: &Error) -> Code {
         Error::NoLog(_) => Code::NoLog,
         Error::NotALog(_) => Code::NotALog,
         Error::Locked { .. } => Code::Locked,
-        Error::Corrupt { .. } | Error::Manifest { .. } | Error::UnsupportedVersion { .. } => {
-            Code::Corrupt
-        }
+        Error::Corrupt { .. } | Error::Manifest { .. } => Code::Corrupt,
+        Error::UnsupportedVersion { .. } => Code::UnsupportedVersion,
         Error::InvalidEvent { .. } | Error::EventTooLarge { .. } => Code::InvalidEvent,
         Error::QueueFull { .. } | Error::Dropped => Code::QueueFull,
         Error::Closed => Code::Closed,
@@ -119,11 +122,16 @@ mod tests {
     }
 
     #[test]
-    fn corruption_of_any_kind_is_one_code() {
+    fn another_format_version_is_not_corruption() {
         let e = Error::UnsupportedVersion {
             what: "segment".into(),
             found: 9,
-            supported: 1,
+            supported: 2,
+        };
+        assert_eq!(code_of(&e), Code::UnsupportedVersion);
+        let e = Error::Manifest {
+            path: "MANIFEST".into(),
+            reason: "bad".into(),
         };
         assert_eq!(code_of(&e), Code::Corrupt);
     }

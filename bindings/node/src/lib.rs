@@ -11,7 +11,7 @@
 //!   a promise.
 //! - Results cross as JSON text that JavaScript parses in one call (cheaper
 //!   than building objects property by property through napi).
-//! - Every error carries a code (see [`errors`]); no panic crosses into
+//! - Every error carries a code (see the `errors` module); no panic crosses into
 //!   Node (napi-rs catches unwinds at every entry point).
 
 #![deny(clippy::unwrap_used, clippy::expect_used)]

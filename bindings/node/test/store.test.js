@@ -19,6 +19,7 @@ const {
   NotFoundError,
   QueueFullError,
   SearchError,
+  UnsupportedVersionError,
   hasSearch,
   open,
 } = require('..');
@@ -315,4 +316,34 @@ test('after close every call throws ClosedError; close is idempotent', async () 
   /** @type {(() => Promise<unknown>)[]} */
   const later = [() => store.flush(), () => store.stats(), () => store.verify(), () => store.retain({ olderThanMs: 1 }), () => store.replay().next(), () => store.tail().next()];
   for (const f of later) await assert.rejects(f(), ClosedError);
+});
+
+/** CRC-32 (IEEE), as segment headers carry it. */
+function crc32(/** @type {Buffer} */ b) {
+  let c = ~0;
+  for (const x of b) {
+    c ^= x;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+test('a segment of another format version is UnsupportedVersionError, and is left as it was', async () => {
+  const dir = logDir();
+  const store = open(dir, { create: true });
+  store.append({ kind: 'run_started', run_id: 'r-1', ts: us(T0) });
+  await store.flush();
+  store.close();
+  const seg = fs.readdirSync(dir).filter((f) => f.endsWith('.seg')).sort()[0] ?? '';
+  const file = path.join(dir, seg);
+  const bytes = fs.readFileSync(file);
+  // Header: format version (u16 LE) at byte 8, CRC-32 of bytes 0..64 at 64.
+  bytes.writeUInt16LE(bytes.readUInt16LE(8) + 1, 8);
+  bytes.writeUInt32LE(crc32(bytes.subarray(0, 64)), 64);
+  fs.writeFileSync(file, bytes);
+  assert.throws(
+    () => open(dir),
+    (e) => e instanceof UnsupportedVersionError && e instanceof CorruptError && e.code === 'AUDITLOG_UNSUPPORTED_VERSION' && e.message.includes(seg),
+  );
+  assert.deepEqual(fs.readFileSync(file), bytes);
 });

@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'AUDITLOG_NOT_A_LOG'
   | 'AUDITLOG_LOCKED'
   | 'AUDITLOG_CORRUPT'
+  | 'AUDITLOG_UNSUPPORTED_VERSION'
   | 'AUDITLOG_INVALID_EVENT'
   | 'AUDITLOG_INVALID_ARGUMENT'
   | 'AUDITLOG_QUEUE_FULL'
@@ -52,6 +53,12 @@ export class NoLogError extends AuditLogError {}
 export class LockedError extends AuditLogError {}
 /** Stored data fails its checks; the message names the segment and offset. */
 export class CorruptError extends AuditLogError {}
+/**
+ * A stored file has a format version this build does not read (written by
+ * another version of auditlog). Not damage: nothing of it is cut or
+ * changed. A `CorruptError` too, for callers that test only for that.
+ */
+export class UnsupportedVersionError extends CorruptError {}
 /** An event or row breaks a rule; the message names the field. */
 export class InvalidEventError extends AuditLogError {}
 /** A bad option or argument; the message names it. */
@@ -79,6 +86,7 @@ const CLASSES: Record<ErrorCode, ErrorClass> = {
   AUDITLOG_NOT_A_LOG: NoLogError,
   AUDITLOG_LOCKED: LockedError,
   AUDITLOG_CORRUPT: CorruptError,
+  AUDITLOG_UNSUPPORTED_VERSION: UnsupportedVersionError,
   AUDITLOG_INVALID_EVENT: InvalidEventError,
   AUDITLOG_INVALID_ARGUMENT: InvalidArgumentError,
   AUDITLOG_QUEUE_FULL: QueueFullError,

@@ -28,6 +28,7 @@ export {
   NotFoundError,
   QueueFullError,
   SearchError,
+  UnsupportedVersionError,
   WriteRolledBackError,
   WriterFailedError,
 } from './errors';

@@ -10,7 +10,7 @@ use pyo3::types::PyDict;
 use crate::convert::json_to_py;
 use crate::time::datetime;
 
-/// A run (contract section 2): its start and, once finished, its finish.
+/// A run (docs/contract.md, "The run view"): its start and, once finished, its finish.
 #[pyclass(frozen, eq, skip_from_py_object, module = "auditlog._native")]
 #[derive(Clone, PartialEq)]
 pub struct Run {

@@ -1,5 +1,5 @@
 //! The query commands of the binary: output shapes and error cases
-//! (contract section 3).
+//! (docs/contract.md, "The command line").
 
 use std::path::Path;
 use std::process::{Command, Output};

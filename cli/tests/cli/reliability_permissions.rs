@@ -58,7 +58,9 @@ fn cli(dir: &Path, args: &[&str], stdin: &str) {
 #[test]
 fn files_are_0600_and_folders_0700() {
     // The usual umask (022): only the engine's own modes make files 0600.
-    // Safe here: this test binary runs no other test that creates files.
+    // SAFETY: umask(2) only swaps the process's file-mode mask; it cannot
+    // fail or touch memory. Other tests of this binary creating files
+    // meanwhile only get the usual 022 mask.
     let old = unsafe { libc_umask(0o022) };
     let (_t, dir) = scratch();
     let log = Log::open(config(&dir)).unwrap();
@@ -85,6 +87,7 @@ fn files_are_0600_and_folders_0700() {
     cli(&dir, &["runs"], "");
     cli(&dir, &["stats"], "");
     let bad = check_tree(&dir);
+    // SAFETY: as above; the mask in place before the test comes back.
     unsafe { libc_umask(old) };
     assert!(bad.is_empty(), "not owner-only:\n{}", bad.join("\n"));
     let names: Vec<_> = walk_files(&dir)

@@ -11,12 +11,9 @@ use std::path::{Path, PathBuf};
 
 use auditlog::internals::frame::{read_frame, write_frame, REC_COMMIT, REC_EVENT, REC_FOOTER};
 use auditlog::internals::manifest::Manifest;
-use auditlog::internals::segment::{Commit, COMMIT_PAYLOAD, HEADER_SIZE};
+use auditlog::internals::segment::{Commit, COMMIT_FRAME_SIZE as COMMIT_FRAME, HEADER_SIZE};
 use auditlog::{verify, Digest, Error, Log};
 use support::*;
-
-/// Bytes of a commit record's frame.
-const COMMIT_FRAME: usize = 8 + 1 + COMMIT_PAYLOAD;
 
 struct Built {
     _t: tempfile::TempDir,
