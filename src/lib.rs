@@ -92,6 +92,7 @@ mod segment;
 mod shared;
 mod stats;
 mod store;
+pub mod tlog;
 mod verify;
 pub mod view;
 mod writer;
