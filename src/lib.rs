@@ -93,6 +93,7 @@ mod shared;
 mod stats;
 mod store;
 pub mod tlog;
+pub mod tree;
 mod verify;
 pub mod view;
 mod writer;

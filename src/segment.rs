@@ -10,7 +10,7 @@ use crate::frame::{read_frame, write_frame, REC_COMMIT, REC_FOOTER};
 pub const SEGMENT_MAGIC: &[u8; 8] = b"AUDLOGSG";
 pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
 /// On-disk format version; bump with every change to docs/format.md.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_SIZE: usize = 72;
 pub const TRAILER_SIZE: usize = 16;
 pub const COMMIT_PAYLOAD: usize = 8 + 4 + 32;

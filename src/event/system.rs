@@ -23,6 +23,25 @@ pub enum SystemRecord {
     Repair(Cut),
     /// Retention dropped the oldest sealed segments.
     Retention(Retention),
+    /// A signed checkpoint of the Merkle tree over the events before it
+    /// (docs/proofs.md).
+    Checkpoint(TreeCheckpoint),
+}
+
+/// A signed tree head, stored in the log: the C2SP `tlog-checkpoint` signed
+/// note for the tree over every event before this one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeCheckpoint {
+    /// Leaves covered: the events before this one, since the log began
+    /// (retention drops events, never leaves).
+    pub tree_size: u64,
+    /// The RFC 6962 root over them (hex; the note carries it in base64).
+    pub root: String,
+    /// Wall clock when it was signed, µs (the event's `ts` is the newest
+    /// covered event's, so that a segment's time range stays its events').
+    pub signed_at: Micros,
+    /// The signed note: origin, tree size, root, signature lines.
+    pub note: String,
 }
 
 /// Bytes taken out of a segment, where they went, and the LSNs and segment
@@ -84,6 +103,15 @@ pub struct Retention {
     /// Totals over the log's life, after this pass.
     pub total_dropped_segments: u64,
     pub total_dropped_events: u64,
+    /// Leaves of the Merkle tree before the first kept event.
+    pub tree_size: u64,
+    /// The roots of the complete subtrees over those leaves, largest first
+    /// (hex): the stored frontier that keeps later events provable.
+    pub tree_frontier: Vec<String>,
+    /// A checkpoint of `tree_size` leaves whose root is the frontier's,
+    /// with an extension line `auditlog-retention FIRST_LSN ANCHOR_DIGEST`,
+    /// signed like every checkpoint ("" when the log signs nothing).
+    pub tree_note: String,
 }
 
 impl SystemRecord {
@@ -93,6 +121,7 @@ impl SystemRecord {
             SystemRecord::TornTailCut(_) => "torn_tail_cut",
             SystemRecord::Repair(_) => "repair",
             SystemRecord::Retention(_) => "retention",
+            SystemRecord::Checkpoint(_) => "checkpoint",
         }
     }
 
@@ -100,7 +129,7 @@ impl SystemRecord {
     pub fn cut(&self) -> Option<&Cut> {
         match self {
             SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => Some(c),
-            SystemRecord::Retention(_) => None,
+            SystemRecord::Retention(_) | SystemRecord::Checkpoint(_) => None,
         }
     }
 
@@ -110,6 +139,7 @@ impl SystemRecord {
         match self {
             SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => c.check(),
             SystemRecord::Retention(r) => r.check(),
+            SystemRecord::Checkpoint(c) => c.check(),
         }
     }
 }
@@ -159,11 +189,57 @@ impl Retention {
         if self.dropped.is_empty() {
             return Err("a retention record drops nothing".into());
         }
+        let frontier = self.frontier()?;
+        if !self.tree_note.is_empty() {
+            let c = crate::tlog::Checkpoint::parse(note_text(&self.tree_note)?)
+                .map_err(|e| e.to_string())?;
+            if c.size != self.tree_size || c.root != frontier.root() {
+                return Err("the retention note does not sign the stored frontier".into());
+            }
+        }
         Ok(())
+    }
+
+    /// The stored frontier, checked: one root per set bit of `tree_size`.
+    pub fn frontier(&self) -> Result<crate::tlog::Frontier, String> {
+        let nodes = self
+            .tree_frontier
+            .iter()
+            .map(|h| {
+                crate::tlog::TreeHash::from_hex(h)
+                    .ok_or_else(|| "a tree frontier hash is not 64 hex digits".to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::tlog::Frontier::from_parts(self.tree_size, nodes)
     }
 
     pub fn anchor_digest(&self) -> Digest {
         Digest::from_hex(&self.anchor_digest).unwrap_or_default()
+    }
+}
+
+/// A signed note's text (the part the signatures cover), shape checked.
+fn note_text(note: &str) -> Result<&str, String> {
+    crate::tlog::note::split(note)
+        .map(|(text, _)| text)
+        .map_err(|e| e.to_string())
+}
+
+impl TreeCheckpoint {
+    fn check(&self) -> Result<(), String> {
+        let root = crate::tlog::TreeHash::from_hex(&self.root)
+            .ok_or("the checkpoint root is not 64 hex digits")?;
+        let c =
+            crate::tlog::Checkpoint::parse(note_text(&self.note)?).map_err(|e| e.to_string())?;
+        if c.size != self.tree_size || c.root != root {
+            return Err("the checkpoint's note and its fields disagree".into());
+        }
+        Ok(())
+    }
+
+    /// The checkpoint in the note (not its signature: see `tlog::checkpoint::open`).
+    pub fn parsed(&self) -> Option<crate::tlog::Checkpoint> {
+        crate::tlog::Checkpoint::parse(note_text(&self.note).ok()?).ok()
     }
 }
 
@@ -181,6 +257,7 @@ pub fn write_fields(r: &SystemRecord, out: &mut String) {
     let body = match r {
         SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => serde_json::to_string(c),
         SystemRecord::Retention(x) => serde_json::to_string(x),
+        SystemRecord::Checkpoint(x) => serde_json::to_string(x),
     };
     if let Ok(body) = body {
         // `{...}` without its braces, after a comma.
@@ -215,6 +292,10 @@ pub fn describe(r: &SystemRecord, ts: Micros) -> String {
             x.dropped.len(),
             x.anchor_first_lsn,
             x.anchor_first_seq
+        ),
+        SystemRecord::Checkpoint(x) => format!(
+            "{when} checkpoint: tree of {} leaves, root {}",
+            x.tree_size, x.root
         ),
     }
 }

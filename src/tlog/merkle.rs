@@ -233,7 +233,7 @@ impl Subtrees for &[TreeHash] {
 pub fn range_hash<S: Subtrees>(src: &mut S, lo: u64, hi: u64) -> Result<TreeHash, S::Error> {
     debug_assert!(lo < hi);
     let n = hi - lo;
-    if n.is_power_of_two() && lo % n == 0 {
+    if n.is_power_of_two() && lo.is_multiple_of(n) {
         return src.subtree(lo, n.trailing_zeros());
     }
     let k = split_point(n);

@@ -85,8 +85,9 @@ impl VerifierKey {
     pub fn parse(text: &str) -> Result<VerifierKey, NoteError> {
         let text = text.trim();
         let bad = |why: &str| NoteError::BadKey(format!("verifier key {why}"));
-        let mut parts = text.rsplitn(3, '+');
-        let (Some(key64), Some(hash16), Some(name)) = (parts.next(), parts.next(), parts.next())
+        // A name holds no '+'; base64 may: split from the left, as Go does.
+        let mut parts = text.splitn(3, '+');
+        let (Some(name), Some(hash16), Some(key64)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("is not NAME+KEYID+KEY"));
         };
@@ -186,8 +187,8 @@ impl SignerKey {
             .trim()
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| bad("does not start with PRIVATE+KEY+"))?;
-        let mut parts = rest.rsplitn(3, '+');
-        let (Some(key64), Some(hash16), Some(name)) = (parts.next(), parts.next(), parts.next())
+        let mut parts = rest.splitn(3, '+');
+        let (Some(name), Some(hash16), Some(key64)) = (parts.next(), parts.next(), parts.next())
         else {
             return Err(bad("is not PRIVATE+KEY+NAME+KEYID+KEY"));
         };
@@ -276,9 +277,12 @@ fn check_text(text: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
+/// One signature line: the key name, the key id, the signature bytes.
+pub type SignatureLine<'a> = (&'a str, u32, Vec<u8>);
+
 /// Split a signed note into its text (with its final newline) and its
 /// signature lines, checking the shape as Go's `note.Open` does.
-pub fn split(note: &str) -> Result<(&str, Vec<(&str, u32, Vec<u8>)>), NoteError> {
+pub fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
     let bad = |why: &str| NoteError::Malformed(why.to_string());
     if note.len() > MAX_NOTE_BYTES {
         return Err(bad("longer than 64 KiB"));
@@ -352,6 +356,22 @@ mod tests {
         assert_eq!(v, k.verifier());
         assert!(format!("{k:?}").contains("secret"));
         assert!(!format!("{k:?}").contains(&k.to_secret_text()[20..]));
+    }
+
+    #[test]
+    fn keys_whose_base64_holds_a_plus_round_trip() {
+        let mut seen_plus = 0;
+        for i in 0..64u8 {
+            let k = SignerKey::from_seed("example.com/log", [i; 32]).unwrap();
+            let (secret, public) = (k.to_secret_text(), k.verifier().to_string());
+            seen_plus += usize::from(public.matches('+').count() > 2);
+            assert_eq!(SignerKey::parse(&secret).unwrap().verifier(), k.verifier());
+            assert_eq!(VerifierKey::parse(&public).unwrap(), k.verifier());
+        }
+        assert!(
+            seen_plus > 0,
+            "no key text with a '+' in its base64 was tried"
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod core_log;
 mod event_json;
 mod integrity;
 mod layering;
+mod proofs;
 mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;
