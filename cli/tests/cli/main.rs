@@ -28,10 +28,12 @@ mod support {
 }
 
 mod attacks;
+mod attacks_proofs;
 mod bench_smoke;
 mod cli_log;
 mod fulltext_search;
 mod ingest_stream;
+mod proofs_cli;
 mod query_cli;
 mod reliability_crash;
 mod reliability_input;
