@@ -401,3 +401,46 @@ fn the_signing_state_must_live_outside_the_log_and_failing_to_write_it_stops_not
     k.verify_key().unwrap();
     assert!(!k.keys.join("key.state").exists());
 }
+
+/// A version-2 folder (written before the tree) is refused, never changed:
+/// every entry point says which version it found and what to do
+/// (docs/format.md, "Version history").
+#[test]
+fn a_version_2_log_is_refused_with_advice_and_left_untouched() {
+    use auditlog::internals::manifest::Manifest;
+    let (_t, dir) = scratch();
+    let log = Log::open(config(&dir)).unwrap();
+    write(&log, 0, 30, 0);
+    log.close().unwrap();
+    let mut m = Manifest::load(&dir).unwrap().unwrap();
+    m.version = 2;
+    m.store(&dir).unwrap();
+    let before = walk_files(&dir)
+        .into_iter()
+        .map(|p| (std::fs::read(&p).unwrap(), p))
+        .collect::<Vec<_>>();
+
+    let refused = |e: auditlog::Error| {
+        let text = e.to_string();
+        assert!(
+            matches!(
+                e,
+                auditlog::Error::UnsupportedVersion {
+                    found: 2,
+                    supported: 3,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(text.contains("older auditlog"), "{text}");
+        assert!(text.contains("MANIFEST"), "{text}");
+    };
+    refused(Log::open(config(&dir)).err().unwrap());
+    refused(LogReader::open(&dir).err().unwrap());
+    refused(auditlog::verify_with(&dir, &VerifyOptions::default(), |_, _| {}).unwrap_err());
+
+    for (bytes, path) in before {
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+}
