@@ -324,10 +324,25 @@ impl Log {
     /// Drop whole sealed segments whose newest event is older than `cutoff`
     /// (µs); see docs/operations.md.
     pub fn retain(&self, cutoff: crate::event::Micros) -> Result<RetentionReport> {
+        self.retain_with(cutoff, crate::retention::RetainOptions::default())
+    }
+
+    /// [`Log::retain`] with options: `exported_first` keeps the segments
+    /// that not every recorded export destination holds yet
+    /// ([`crate::exported`], docs/export.md).
+    pub fn retain_with(
+        &self,
+        cutoff: crate::event::Micros,
+        opts: crate::retention::RetainOptions,
+    ) -> Result<RetentionReport> {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let (reply, rx) = crossbeam_channel::bounded(1);
-        tx.send(Msg::Retain { cutoff, reply })
-            .map_err(|_| Error::Closed)?;
+        tx.send(Msg::Retain {
+            cutoff,
+            opts,
+            reply,
+        })
+        .map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)?
     }
 

@@ -439,6 +439,8 @@ struct Cursor {
     map: memmap2::Mmap,
     pos: usize,
     lsn: u64,
+    /// LSN of the first event of the block being read.
+    block_lsn: u64,
 }
 
 impl Replay {
@@ -492,6 +494,7 @@ impl Replay {
         self.current = Some(Cursor {
             pos,
             lsn,
+            block_lsn: lsn,
             meta,
             map,
         });
@@ -521,7 +524,10 @@ impl Replay {
             })?;
             c.pos += frame.size;
             match frame.rec_type {
-                REC_COMMIT => continue,
+                REC_COMMIT => {
+                    c.block_lsn = c.lsn;
+                    continue;
+                }
                 REC_EVENT => {}
                 other => {
                     return Err(Error::Corrupt {
@@ -572,6 +578,16 @@ fn block_holding(seg: &[u8], meta: &SegmentMeta, want: u64) -> (usize, u64) {
         }
     }
     (block, block_lsn)
+}
+
+impl Replay {
+    /// The segment and the first LSN of the group-commit block that holds
+    /// the event returned last (`None` before the first one): what a copy
+    /// of the events needs to recompute the chain's block digests later
+    /// (the Parquet export's `block_lsn` column).
+    pub fn block_of_last(&self) -> Option<(u64, u64)> {
+        self.current.as_ref().map(|c| (c.meta.seq, c.block_lsn))
+    }
 }
 
 impl Iterator for Replay {

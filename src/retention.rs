@@ -35,6 +35,21 @@ pub struct RetentionReport {
     pub dropped: Vec<DroppedSegment>,
     /// The oldest LSN kept afterwards.
     pub first_kept_lsn: u64,
+    /// Expired segments kept because [`RetainOptions::exported_first`]
+    /// was asked and not every recorded export destination holds them.
+    pub held_for_export: Vec<String>,
+}
+
+/// How a retention pass decides, beyond the cutoff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetainOptions {
+    /// Drop only segments that every destination recorded in the log's
+    /// `EXPORTED` marker holds ([`crate::exported`], docs/export.md); with
+    /// no destination recorded, drop nothing.
+    pub exported_first: bool,
+    /// Drop no segment newer than this one. [`crate::AuditStore`] sets it
+    /// to the last segment whose runs it carried forward.
+    pub up_to_seq: Option<u64>,
 }
 
 impl RetentionReport {
@@ -65,16 +80,49 @@ pub(crate) struct Pass<'a> {
     pub segments: &'a [SegmentMeta],
 }
 
-/// The record of a retention pass at `cutoff` over `segments`, or `None`
-/// when nothing has expired. Nothing is changed yet: the writer appends the
-/// record first, then [`apply`] acts on it (docs/integrity.md).
+/// How many of the oldest sealed segments a pass at `cutoff` drops, and
+/// the names of the expired ones it keeps because `exported_first` was
+/// asked and not every recorded export destination holds them yet.
+pub(crate) fn droppable(
+    dir: &Path,
+    segments: &[SegmentMeta],
+    cutoff: Micros,
+    opts: RetainOptions,
+) -> Result<(usize, Vec<String>)> {
+    let expired = expired_prefix(segments, cutoff);
+    let exported = if opts.exported_first {
+        let through = crate::exported::exported_through(dir)?;
+        segments[..expired]
+            .iter()
+            .take_while(|s| through.is_some_and(|t| s.seq <= t))
+            .count()
+    } else {
+        expired
+    };
+    let held = segments[exported..expired]
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let n = opts.up_to_seq.map_or(exported, |t| {
+        segments[..exported]
+            .iter()
+            .take_while(|s| s.seq <= t)
+            .count()
+    });
+    Ok((n, held))
+}
+
+/// The record of a retention pass at `cutoff` that drops the oldest `n`
+/// of `segments` (all expired, see [`droppable`]), or `None` when `n` is
+/// 0. Nothing is changed yet: the writer appends the record first, then
+/// [`apply`] acts on it (docs/integrity.md).
 pub(crate) fn plan(
     segments: &[SegmentMeta],
     manifest: &Manifest,
     cutoff: Micros,
+    n: usize,
 ) -> Option<Retention> {
-    let n = expired_prefix(segments, cutoff);
-    let gone = &segments[..n];
+    let gone = &segments[..n.min(segments.len())];
     let last_gone = gone.last()?;
     let events: u64 = gone.iter().map(|s| s.count).sum();
     let mut when = String::new();
@@ -125,6 +173,7 @@ pub(crate) fn apply(
         cutoff: rec.cutoff,
         dropped: Vec::new(),
         first_kept_lsn: rec.anchor_first_lsn,
+        held_for_export: Vec::new(),
     };
     for s in &gone {
         let bytes = fs::metadata(&s.path).map(|m| m.len()).unwrap_or(s.data_len);

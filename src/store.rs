@@ -475,18 +475,44 @@ impl AuditStore {
     /// times (durably, before anything is dropped), so no reader loses it.
     /// See docs/queries.md, "Retention".
     pub fn purge_older_than(&self, cutoff: Micros) -> Result<RetentionReport> {
+        self.retain_with(cutoff, crate::retention::RetainOptions::default())
+    }
+
+    /// [`AuditStore::purge_older_than`] with options: `exported_first`
+    /// keeps every segment that not every recorded export destination
+    /// holds yet (docs/export.md). Runs are carried forward only from the
+    /// segments this pass will drop, and the pass drops no segment past
+    /// the last one carried from (`RetainOptions::up_to_seq`), so an
+    /// export marker that moves meanwhile cannot make it drop a segment
+    /// whose runs were not carried.
+    pub fn retain_with(
+        &self,
+        cutoff: Micros,
+        opts: crate::retention::RetainOptions,
+    ) -> Result<RetentionReport> {
         let segments = self.log().reader().segments();
-        let doomed = crate::retention::expired_prefix(&segments, cutoff);
-        if let Some(last) = doomed.checked_sub(1).and_then(|i| segments.get(i)) {
-            let end_lsn = last.end_lsn();
-            let carried = self
-                .engine()
-                .query(|v| v.carry_forward_events(end_lsn, cutoff))?;
-            for batch in carried.chunks(CARRY_BATCH_EVENTS) {
-                self.log().append_batch(batch)?.wait()?;
-            }
+        let (doomed, held_for_export) =
+            crate::retention::droppable(self.log().dir(), &segments, cutoff, opts)?;
+        let Some(last) = doomed.checked_sub(1).and_then(|i| segments.get(i)) else {
+            return Ok(RetentionReport {
+                cutoff,
+                dropped: Vec::new(),
+                first_kept_lsn: self.log().reader().first_lsn(),
+                held_for_export,
+            });
+        };
+        let end_lsn = last.end_lsn();
+        let carried = self
+            .engine()
+            .query(|v| v.carry_forward_events(end_lsn, cutoff))?;
+        for batch in carried.chunks(CARRY_BATCH_EVENTS) {
+            self.log().append_batch(batch)?.wait()?;
         }
-        let rep = self.log().retain(cutoff)?;
+        let opts = crate::retention::RetainOptions {
+            up_to_seq: Some(last.seq),
+            ..opts
+        };
+        let rep = self.log().retain_with(cutoff, opts)?;
         self.engine().refresh()?;
         Ok(rep)
     }

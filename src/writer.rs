@@ -114,6 +114,7 @@ pub(crate) enum Msg {
     /// Drop sealed segments whose newest event is older than the cutoff.
     Retain {
         cutoff: Micros,
+        opts: crate::retention::RetainOptions,
         reply: crossbeam_channel::Sender<Result<RetentionReport>>,
     },
     /// Seal the active segment now (tests, and a clean hand-over).
@@ -593,12 +594,16 @@ impl Writer {
                 let later = self.end_batch(true);
                 self.finish_slot_or(slot, err.or(later));
             }
-            Msg::Retain { cutoff, reply } => {
+            Msg::Retain {
+                cutoff,
+                opts,
+                reply,
+            } => {
                 self.sync_barrier();
                 self.end_batch(true);
                 let r = match &self.failed {
                     Some(why) => Err(Error::WriterFailed(why.clone())),
-                    None => self.retain(cutoff),
+                    None => self.retain(cutoff, opts),
                 };
                 let _ = reply.send(r);
             }
@@ -1189,15 +1194,21 @@ impl Writer {
     /// A retention pass: its record appended (with the MANIFEST's `pending`
     /// set first), then acted on; then the hooks of derived data that
     /// follow it.
-    fn retain(&mut self, cutoff: Micros) -> Result<RetentionReport> {
+    fn retain(
+        &mut self,
+        cutoff: Micros,
+        opts: retention::RetainOptions,
+    ) -> Result<RetentionReport> {
         let segments = self.shared.segments();
-        let Some(mut rec) = retention::plan(&segments, &self.manifest, cutoff) else {
+        let (n, held_for_export) = retention::droppable(&self.shared.dir, &segments, cutoff, opts)?;
+        let Some(mut rec) = retention::plan(&segments, &self.manifest, cutoff, n) else {
             return Ok(RetentionReport {
                 cutoff,
                 dropped: Vec::new(),
                 first_kept_lsn: segments
                     .first()
                     .map_or(self.manifest.anchor.first_lsn, |s| s.first_lsn),
+                held_for_export,
             });
         };
         // The tree before the first kept event, stored in the record (and
@@ -1217,7 +1228,8 @@ impl Writer {
         self.manifest.pending = Some(record.clone());
         self.manifest.store(&self.shared.dir)?;
         let at = self.append_system(record)?;
-        let report = self.apply_retention(&rec, at)?;
+        let mut report = self.apply_retention(&rec, at)?;
+        report.held_for_export = held_for_export;
         if let Ok(f) = rec.frontier() {
             self.tree_base = f;
         }

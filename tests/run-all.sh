@@ -12,6 +12,7 @@
 #   tests/run-all.sh node     only the Node binding (bindings/node/test.sh)
 #   tests/run-all.sh serve    only the server with the OpenTelemetry SDK
 #   tests/run-all.sh proofs   only the Go check of the proofs (tests/proofs-go/run.sh)
+#   tests/run-all.sh export   only the export's Python-driven tests
 #
 # A part's own script can be run alone too (see its folder's README).
 set -euo pipefail
@@ -54,4 +55,9 @@ fi
 if [[ $only == all || $only == proofs ]]; then
   step "Proofs: checked by Go's golang.org/x/mod/sumdb/tlog and sumdb/note (tests/proofs-go)"
   tests/proofs-go/run.sh
+fi
+
+if [[ $only == all || $only == export ]]; then
+  step "Export: DuckDB differential, crash (kill) and S3 (moto) tests (export/test.sh)"
+  export/test.sh
 fi

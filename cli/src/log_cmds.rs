@@ -110,6 +110,10 @@ pub struct RetainArgs {
     /// Drop segments whose newest event is before T (µs or RFC 3339).
     #[arg(long)]
     pub before: Option<String>,
+    /// Keep segments that not every export destination holds yet
+    /// (docs/export.md); with none recorded, drop nothing.
+    #[arg(long)]
+    pub exported_first: bool,
 }
 
 #[derive(Args, Debug)]
@@ -882,7 +886,11 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
     sc.log.checkpoints = writer_config(ctx, &dir)?.checkpoints;
     let store = AuditStore::open(sc)?;
     report_recovery(store.log());
-    let r = store.retain(cutoff)?;
+    let opts = auditlog::RetainOptions {
+        exported_first: a.exported_first,
+        ..auditlog::RetainOptions::default()
+    };
+    let r = store.retain_with(cutoff, opts)?;
     store.close()?;
     let mut s = String::from("{\"cutoff\":\"");
     s.push_str(&to_rfc3339(cutoff));
@@ -901,11 +909,20 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
         ));
     }
     s.push_str(&format!(
-        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
+        "],\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}",
         r.events(),
         r.bytes(),
         r.first_kept_lsn
     ));
+    if a.exported_first {
+        let held: Vec<String> = r
+            .held_for_export
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect();
+        s.push_str(&format!(",\"held_for_export\":[{}]", held.join(",")));
+    }
+    s.push('}');
     let mut out = Out::new();
     out.line(&s)?;
     out.flush()

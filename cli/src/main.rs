@@ -2,6 +2,8 @@
 //! group lives in its own module; this one parses arguments, dispatches,
 //! and turns library errors into messages a person can act on.
 
+#[cfg(feature = "export")]
+mod export_cmds;
 mod log_cmds;
 mod output;
 mod proof_cmds;
@@ -90,6 +92,12 @@ pub enum Command {
     Repair(log_cmds::RepairArgs),
     /// Drop whole segments whose newest event is older than a cutoff.
     Retain(log_cmds::RetainArgs),
+    /// Write sealed segments not yet exported as Parquet (docs/export.md).
+    #[cfg(feature = "export")]
+    Export(export_cmds::ExportArgs),
+    /// Re-read an export and prove it against the log or its recorded digests.
+    #[cfg(feature = "export")]
+    VerifyExport(export_cmds::VerifyExportArgs),
     /// Segments, events, bytes, time span, anomalies.
     Stats(log_cmds::StatsArgs),
     /// Run one writer for many local clients: Unix socket, HTTP, OTLP.
@@ -152,6 +160,10 @@ fn run() -> i32 {
         Command::Verify(a) => log_cmds::verify(&ctx, a),
         Command::Repair(a) => log_cmds::repair(&ctx, a),
         Command::Retain(a) => log_cmds::retain(&ctx, a),
+        #[cfg(feature = "export")]
+        Command::Export(a) => export_cmds::export_cmd(&ctx, a),
+        #[cfg(feature = "export")]
+        Command::VerifyExport(a) => export_cmds::verify_export_cmd(&ctx, a),
         Command::Stats(a) => log_cmds::stats(&ctx, a),
         Command::Keygen(a) => proof_cmds::keygen(&ctx, a),
         Command::Prove(a) => proof_cmds::prove(&ctx, a),

@@ -150,13 +150,15 @@ impl<'a> View<'a> {
 
     /// The run of a start, with its amending events applied in log order.
     pub(crate) fn amended_run(&self, h: Handle) -> Result<Run> {
-        self.amended_run_and_start_dry(h).map(|(run, _)| run)
+        self.amended_run_through(h, u64::MAX).map(|(run, _)| run)
     }
 
-    /// [`View::amended_run`], and the dry_run flag of its (amended) start.
-    fn amended_run_and_start_dry(&self, h: Handle) -> Result<(Run, bool)> {
+    /// [`View::amended_run`] as of segment `through_seq`: finishes and
+    /// amending events in later segments are not seen. With the dry_run
+    /// flag of its (amended) start.
+    pub(crate) fn amended_run_through(&self, h: Handle, through_seq: u64) -> Result<(Run, bool)> {
         let r = self.run(h);
-        let mut run = self.materialize(h)?;
+        let mut run = self.materialize_through(h, through_seq)?;
         let Some(amends) = self.foreign.amends.get(r.id) else {
             return Ok((run, r.flags & F_DRY != 0));
         };
@@ -164,10 +166,15 @@ impl<'a> View<'a> {
         let mut finish_lsn = if r.has_local_finish() {
             Some(r.finish_lsn)
         } else {
-            self.foreign_after(r.id, start_lsn).map(|f| f.lsn)
+            self.foreign_after(r.id, start_lsn)
+                .filter(|f| f.seq <= through_seq)
+                .map(|f| f.lsn)
         };
         let mut start_dry = r.flags & F_DRY != 0;
-        for a in amends.iter().filter(|a| a.lsn > start_lsn && a.lsn != NONE) {
+        let seen = amends
+            .iter()
+            .filter(|a| a.lsn > start_lsn && a.lsn != NONE && a.seq <= through_seq);
+        for a in seen {
             match a.kind {
                 AMEND_START => {
                     let ev = self.event_at(a.seq, a.off)?;
@@ -193,10 +200,14 @@ impl<'a> View<'a> {
     /// The events that carry forward, past a retention that drops every
     /// segment below LSN `end_lsn`, each run defined there that is not
     /// finished before `cutoff` (still running, or finished at or after
-    /// it): its start, its logs and its finish again, as amending events
-    /// with their original times and fields. Appended after everything,
-    /// they change no answer before the drop and keep the run after it.
+    /// it), or that a later, kept segment starts again (a duplicate or an
+    /// amending start: once the defining start is gone, that start would
+    /// otherwise define the run anew, without its finish): its start, its
+    /// logs and its finish again, as amending events with their original
+    /// times and fields. Appended after everything, they change no answer
+    /// before the drop and keep the run after it.
     pub(crate) fn carry_forward_events(&self, end_lsn: u64, cutoff: Micros) -> Result<Vec<Event>> {
+        let restarted = self.started_again_after(end_lsn);
         let mut out = Vec::new();
         for (src, s) in self.srcs.iter().enumerate() {
             if s.img.header.first_lsn >= end_lsn {
@@ -208,18 +219,46 @@ impl<'a> View<'a> {
                     src,
                     pos: s.img.at(&all, i),
                 };
-                let shadow = self.run(h).shadow_seq;
+                let r = self.run(h);
+                let shadow = r.shadow_seq;
                 if !(shadow == NONE || shadow < self.first_seq) {
                     continue;
                 }
-                let (run, start_dry) = self.amended_run_and_start_dry(h)?;
-                if run.finished_at.is_some_and(|t| t < cutoff) {
+                let (run, start_dry) = self.amended_run_through(h, u64::MAX)?;
+                let done = run.finished_at.is_some_and(|t| t < cutoff);
+                if done && !restarted.contains(r.id) {
                     continue;
                 }
                 out.extend(carried(&run, start_dry, self.logs(&run.id)?));
             }
         }
         Ok(out)
+    }
+
+    /// Ids that a start in an image from LSN `end_lsn` on starts again
+    /// while an earlier start below `end_lsn` defines them.
+    fn started_again_after(&self, end_lsn: u64) -> std::collections::HashSet<&'a [u8]> {
+        let dropped: Vec<u64> = self
+            .srcs
+            .iter()
+            .filter(|s| s.img.header.first_lsn < end_lsn)
+            .map(|s| s.seq)
+            .collect();
+        let mut ids = std::collections::HashSet::new();
+        for s in self
+            .srcs
+            .iter()
+            .filter(|s| s.img.header.first_lsn >= end_lsn)
+        {
+            for pos in 0..s.img.n_runs() {
+                let r = s.img.run_lazy(pos);
+                let shadow = r.shadow_seq();
+                if shadow != NONE && dropped.contains(&shadow) {
+                    ids.insert(r.id());
+                }
+            }
+        }
+        ids
     }
 
     /// The amended runs that pass `f`, newest first.

@@ -12,6 +12,7 @@
 //!   id desc) and skip images by their time range.
 
 mod amend;
+mod asof;
 mod background;
 mod engine;
 
@@ -20,6 +21,7 @@ use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 pub use crate::index::ProgressFn;
 use amend::{drop_replaced_logs, Item};
+pub use asof::RunAsOf;
 pub use background::{BackgroundIndexer, IndexOnSeal};
 pub(crate) use engine::shadow_in;
 use engine::FinRef;
@@ -258,7 +260,7 @@ impl<'a> View<'a> {
     }
 
     /// The first finish of `id` in another image after LSN `start_lsn`.
-    fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
+    pub(crate) fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
         self.foreign
             .fins
             .get(id)
@@ -451,9 +453,15 @@ impl<'a> View<'a> {
 
     /// The run view of a start.
     pub(crate) fn materialize(&self, h: Handle) -> Result<Run> {
+        self.materialize_through(h, u64::MAX)
+    }
+
+    /// The run view of a start, seeing finishes only in segments up to
+    /// `through_seq` (a later first finish leaves the run running).
+    pub(crate) fn materialize_through(&self, h: Handle, through_seq: u64) -> Result<Run> {
         let r = self.run(h);
         let start = self.event_at(self.srcs[h.src].seq, r.start_off)?;
-        let fin = match self.finish_of(h.src, &r) {
+        let fin = match self.finish_of(h.src, &r).filter(|f| f.seq <= through_seq) {
             Some(f) => Some(self.event_at(f.seq, f.off)?),
             None => None,
         };

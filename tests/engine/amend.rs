@@ -299,3 +299,56 @@ fn purge_carries_running_runs_forward_and_counts_the_rest() {
     assert_eq!(store.get_run("open").unwrap().unwrap().status, "ok");
     store.close().unwrap();
 }
+
+#[test]
+fn purge_carries_a_finished_run_that_a_kept_segment_starts_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log");
+    let store = open(&path);
+    // Day 0: "upsert" and "dup" start and finish. Day 1 starts both again:
+    // an amending start (it moves upsert's start to day 1) and a plain
+    // duplicate start (ignored).
+    put(
+        &store,
+        &[
+            start("upsert", D0 + 1, "old", false),
+            finish("upsert", D0 + 2, "ok", false),
+            start("dup", D0 + 3, "first", false),
+            finish("dup", D0 + 4, "error", false),
+            start("gone", D0 + 5, "k", false),
+            finish("gone", D0 + 6, "ok", false),
+        ],
+    );
+    put(
+        &store,
+        &[
+            start("upsert", D0 + DAY, "new", true),
+            start("dup", D0 + DAY + 1, "second", false),
+        ],
+    );
+    store.flush().unwrap();
+    let before: Vec<_> = ["upsert", "dup"]
+        .iter()
+        .map(|id| store.get_run(id).unwrap().unwrap())
+        .collect();
+    assert_eq!(
+        (before[0].skill_id.as_str(), before[0].status.as_str()),
+        ("new", "ok")
+    );
+    assert_eq!(
+        (before[1].skill_id.as_str(), before[1].status.as_str()),
+        ("first", "error")
+    );
+    // Day 0 goes. Without carrying them, the day-1 starts would define
+    // both runs anew, running and without their finishes.
+    let rep = store.purge_older_than(D0 + DAY).unwrap();
+    assert_eq!(rep.dropped.len(), 1);
+    for (id, was) in ["upsert", "dup"].iter().zip(&before) {
+        assert_eq!(&store.get_run(id).unwrap().unwrap(), was, "{id}");
+    }
+    assert!(
+        store.get_run("gone").unwrap().is_none(),
+        "finished, not started again"
+    );
+    store.close().unwrap();
+}

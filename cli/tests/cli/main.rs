@@ -31,6 +31,8 @@ mod attacks;
 mod attacks_proofs;
 mod bench_smoke;
 mod cli_log;
+#[cfg(feature = "export")]
+mod export_cli;
 mod fulltext_search;
 mod ingest_stream;
 mod proofs_cli;

@@ -1,0 +1,217 @@
+//! Writing and reading the Parquet files: zstd, row groups sized for
+//! scanning, LSN and time columns delta-encoded, and the key-value
+//! metadata that ties each file to its segment of the log.
+
+use std::collections::BTreeMap;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use bytes::Bytes;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{ExportError, Result};
+
+/// Rows per row group: about 1 Mi rows, 20-60 MB compressed for events,
+/// the size DuckDB, Spark and Trino split scans on.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+/// Rows handed to the writer per batch (bounds the builders' memory).
+pub const BATCH_ROWS: usize = 64 * 1024;
+/// zstd level 1: the fastest; the files stay far below half the
+/// segments' size (docs/benchmarks.md), so a higher level buys little.
+pub const ZSTD_LEVEL: i32 = 1;
+
+/// Key-value metadata keys every file carries.
+pub mod keys {
+    pub const FORMAT: &str = "auditlog.export_format";
+    pub const LOG_FORMAT: &str = "auditlog.format_version";
+    pub const TABLE: &str = "auditlog.table";
+    pub const LOG_ID: &str = "auditlog.log_id";
+    pub const SEGMENT: &str = "auditlog.segment";
+    pub const FIRST_LSN: &str = "auditlog.first_lsn";
+    pub const LAST_LSN: &str = "auditlog.last_lsn";
+    pub const PREV_DIGEST: &str = "auditlog.prev_digest";
+    pub const DIGEST: &str = "auditlog.digest";
+    pub const DAY: &str = "auditlog.dt";
+    pub const ROWS: &str = "auditlog.rows";
+    pub const RUNS_THROUGH_SEGMENT: &str = "auditlog.runs_through_segment";
+}
+
+/// Columns holding (nearly) increasing integers: delta-encoded, no
+/// dictionary.
+const DELTA_COLUMNS: &[&str] = &[
+    "lsn",
+    "block_lsn",
+    "start_lsn",
+    "ts",
+    "started_at",
+    "finished_at",
+];
+
+/// Strings that rarely repeat (ids, JSON texts, free text): no dictionary
+/// (it would be built and then given up for every page), zstd alone.
+/// Names, statuses, tools and the like keep their dictionaries.
+const PLAIN_COLUMNS: &[&str] = &[
+    "run_id",
+    "id",
+    "parent_run_id",
+    "inputs",
+    "payload",
+    "output",
+    "error",
+    "extra",
+    "args_summary",
+    "input_hash",
+];
+
+fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| ExportError::parquet("zstd", e))?;
+    let mut p = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_created_by(format!(
+            "auditlog-export {} (parquet-rs)",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .set_key_value_metadata(Some(meta));
+    for f in schema.fields() {
+        let name = f.name().as_str();
+        let col = ColumnPath::from(name);
+        if DELTA_COLUMNS.contains(&name) {
+            p = p
+                .set_column_dictionary_enabled(col.clone(), false)
+                .set_column_encoding(col, Encoding::DELTA_BINARY_PACKED);
+        } else if PLAIN_COLUMNS.contains(&name) {
+            p = p.set_column_dictionary_enabled(col, false);
+        }
+    }
+    Ok(p.build())
+}
+
+/// One Parquet file being written into memory. Encoding and compression
+/// run on a thread of the file's own, so the caller goes on decoding
+/// events and building the next batch meanwhile (the export's two stages
+/// overlap on two cores).
+pub struct FileWriter {
+    name: String,
+    tx: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
+    worker: Option<std::thread::JoinHandle<Result<Vec<u8>>>>,
+    rows: u64,
+}
+
+impl FileWriter {
+    /// `name` is for messages; `meta` goes into the footer.
+    pub fn new(name: &str, schema: SchemaRef, meta: &BTreeMap<String, String>) -> Result<Self> {
+        let kv = meta
+            .iter()
+            .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+            .collect();
+        let props = properties(&schema, kv)?;
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props))
+            .map_err(|e| ExportError::parquet(name, e))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+        let owned = name.to_string();
+        let worker = std::thread::Builder::new()
+            .name("auditlog-parquet".into())
+            .spawn(move || {
+                for batch in rx {
+                    writer
+                        .write(&batch)
+                        .map_err(|e| ExportError::parquet(&owned, e))?;
+                }
+                writer
+                    .into_inner()
+                    .map_err(|e| ExportError::parquet(&owned, e))
+            })
+            .map_err(|e| {
+                ExportError::parquet(name, format!("cannot start a writer thread: {e}"))
+            })?;
+        Ok(FileWriter {
+            name: name.to_string(),
+            tx: Some(tx),
+            worker: Some(worker),
+            rows: 0,
+        })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.rows += batch.num_rows() as u64;
+        let sent = self
+            .tx
+            .as_ref()
+            .is_some_and(|tx| tx.send(batch.clone()).is_ok());
+        if sent {
+            return Ok(());
+        }
+        // The worker stopped: its error says why.
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(Err(e))) => Err(e),
+            _ => Err(ExportError::parquet(
+                &self.name,
+                "the writer thread stopped",
+            )),
+        }
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The whole file's bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        self.tx = None;
+        match self.worker.take().map(|w| w.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ExportError::parquet(
+                &self.name,
+                "the writer thread panicked",
+            )),
+            None => Err(ExportError::parquet(
+                &self.name,
+                "the writer thread stopped",
+            )),
+        }
+    }
+}
+
+/// A Parquet file read back: its key-value metadata and its rows.
+pub struct ReadFile {
+    pub meta: BTreeMap<String, String>,
+    pub batches: Vec<RecordBatch>,
+    pub schema: SchemaRef,
+}
+
+/// Read a whole Parquet file from its bytes.
+pub fn read(name: &str, bytes: Vec<u8>) -> Result<ReadFile> {
+    let b = ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+        .map_err(|e| ExportError::parquet(name, e))?;
+    let meta = b
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let schema = b.schema().clone();
+    let reader = b
+        .with_batch_size(BATCH_ROWS)
+        .build()
+        .map_err(|e| ExportError::parquet(name, e))?;
+    let batches = reader
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| ExportError::parquet(name, e))?;
+    Ok(ReadFile {
+        meta,
+        batches,
+        schema,
+    })
+}

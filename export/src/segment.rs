@@ -1,0 +1,208 @@
+//! One sealed segment's `events` and `tool_calls` files: its events read
+//! in LSN order through the engine's checked replay (every block's chain
+//! digest checked before any of its events is used, every event decoded
+//! strictly; docs/integrity.md), one file per table and UTC day.
+
+use std::collections::BTreeMap;
+
+use auditlog::{Replay, SegmentMeta};
+
+use crate::error::{ExportError, Result};
+use crate::manifest::FileEntry;
+use crate::pq::{FileWriter, BATCH_ROWS};
+use crate::tables::{self, EventRows, Scope, ToolCallRows};
+
+/// A file made in memory, ready to be put under its key.
+pub(crate) struct MadeFile {
+    pub entry: FileEntry,
+    pub bytes: Vec<u8>,
+}
+
+impl MadeFile {
+    pub fn new(table: &str, dt: &str, key: String, rows: u64, bytes: Vec<u8>) -> MadeFile {
+        MadeFile {
+            entry: FileEntry {
+                table: table.to_string(),
+                dt: dt.to_string(),
+                path: key,
+                rows,
+                bytes: bytes.len() as u64,
+                blake3: blake3::hash(&bytes).to_hex().to_string(),
+            },
+            bytes,
+        }
+    }
+}
+
+/// What one segment's events became.
+pub(crate) struct EventFiles {
+    pub files: Vec<MadeFile>,
+    /// Group-commit blocks the events came in.
+    pub blocks: u64,
+    pub events: u64,
+    pub tool_calls: u64,
+}
+
+/// How the files of a segment are named and described.
+pub(crate) trait Namer {
+    fn writer(&self, s: &SegmentMeta, table: &str, dt: &str) -> Result<FileWriter>;
+    fn key(&self, s: &SegmentMeta, table: &str, dt: &str) -> String;
+}
+
+/// One day's partition of a table being written.
+struct Part<R> {
+    rows: R,
+    file: FileWriter,
+}
+
+/// Read sealed segment `s` whole from `replay` (positioned at its first
+/// LSN) and write its `events` and `tool_calls` files.
+pub(crate) fn event_files(
+    replay: Replay,
+    s: &SegmentMeta,
+    scope: &Scope,
+    namer: &dyn Namer,
+) -> Result<EventFiles> {
+    let mut events: BTreeMap<String, Part<EventRows>> = BTreeMap::new();
+    let mut calls: BTreeMap<String, Part<ToolCallRows>> = BTreeMap::new();
+    let mut replay = replay;
+    let mut seen = 0u64;
+    let mut blocks = 0u64;
+    let mut last_block = None;
+    let mut day = DayCache::default();
+    while seen < s.count {
+        let Some(item) = replay.next() else {
+            break;
+        };
+        let (lsn, ev) = item?;
+        let Some((seq, block_lsn)) = replay.block_of_last() else {
+            return Err(ExportError::mismatch(&s.name, "replay lost its place"));
+        };
+        if seq != s.seq || lsn != s.first_lsn + seen {
+            return Err(ExportError::mismatch(
+                &s.name,
+                format!(
+                    "replay gave LSN {lsn} of segment {seq}, expected LSN {} of segment {}",
+                    s.first_lsn + seen,
+                    s.seq
+                ),
+            ));
+        }
+        if last_block != Some(block_lsn) {
+            blocks += 1;
+            last_block = Some(block_lsn);
+        }
+        seen += 1;
+        let dt = day.of(ev.ts);
+        let p = part(&mut events, dt, || namer.writer(s, tables::EVENTS, dt))?;
+        p.rows.push(scope, lsn, block_lsn, &ev);
+        if p.rows.len() >= BATCH_ROWS {
+            flush(&mut p.rows, &mut p.file, EventRows::finish)?;
+        }
+        if let Some(call) = tables::ToolCall::of(&ev) {
+            let p = part(&mut calls, dt, || namer.writer(s, tables::TOOL_CALLS, dt))?;
+            p.rows.push_call(scope, lsn, &ev, call);
+            if p.rows.len() >= BATCH_ROWS {
+                flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
+            }
+        }
+    }
+    if seen != s.count {
+        return Err(ExportError::mismatch(
+            &s.name,
+            format!("replay gave {seen} events, the segment holds {}", s.count),
+        ));
+    }
+    let mut out = EventFiles {
+        files: Vec::new(),
+        blocks,
+        events: seen,
+        tool_calls: 0,
+    };
+    for (dt, mut p) in events {
+        flush(&mut p.rows, &mut p.file, EventRows::finish)?;
+        out.files.push(made(namer, s, tables::EVENTS, &dt, p.file)?);
+    }
+    for (dt, mut p) in calls {
+        flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
+        out.tool_calls += p.file.rows();
+        out.files
+            .push(made(namer, s, tables::TOOL_CALLS, &dt, p.file)?);
+    }
+    Ok(out)
+}
+
+/// The partition of day `dt`, begun with `open` if new.
+fn part<'m, R: Default>(
+    parts: &'m mut BTreeMap<String, Part<R>>,
+    dt: &str,
+    open: impl FnOnce() -> Result<FileWriter>,
+) -> Result<&'m mut Part<R>> {
+    if !parts.contains_key(dt) {
+        let file = open()?;
+        parts.insert(
+            dt.to_string(),
+            Part {
+                rows: R::default(),
+                file,
+            },
+        );
+    }
+    parts
+        .get_mut(dt)
+        .ok_or_else(|| ExportError::parquet(dt, "partition vanished"))
+}
+
+pub(crate) fn made(
+    namer: &dyn Namer,
+    s: &SegmentMeta,
+    table: &str,
+    dt: &str,
+    file: FileWriter,
+) -> Result<MadeFile> {
+    let rows = file.rows();
+    let bytes = file.finish()?;
+    Ok(MadeFile::new(
+        table,
+        dt,
+        namer.key(s, table, dt),
+        rows,
+        bytes,
+    ))
+}
+
+/// Hand the rows built so far to the file.
+pub(crate) fn flush<R>(
+    rows: &mut R,
+    file: &mut FileWriter,
+    finish: fn(&mut R) -> std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>,
+) -> Result<()> {
+    let batch = finish(rows).map_err(|e| ExportError::parquet("batch", e))?;
+    if batch.num_rows() > 0 {
+        file.write(&batch)?;
+    }
+    Ok(())
+}
+
+/// The UTC day of an instant, remembered for the day it fell in last
+/// (events come in nearly time order: one formatting per day, not per
+/// event).
+#[derive(Default)]
+struct DayCache {
+    /// [start, end) of the day in `text`, µs.
+    range: (i64, i64),
+    text: String,
+}
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+impl DayCache {
+    fn of(&mut self, ts: i64) -> &str {
+        if !(self.range.0 <= ts && ts < self.range.1) || self.text.is_empty() {
+            let start = ts.div_euclid(DAY_MICROS) * DAY_MICROS;
+            self.range = (start, start.saturating_add(DAY_MICROS));
+            self.text = crate::export::day_of(ts);
+        }
+        &self.text
+    }
+}
