@@ -228,14 +228,6 @@ impl Client {
         self.request(op::CALL, b"", &body)
     }
 
-    /// A write call: carries a fresh idempotency key.
-    fn write_call(&self, params: serde_json::Value) -> Result<Vec<u8>> {
-        let body =
-            serde_json::to_vec(&params).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let key = self.new_key();
-        self.request(op::CALL, key.as_bytes(), &body)
-    }
-
     // ----- appends -----
 
     /// Append one event; returns once it is durable.
@@ -283,12 +275,35 @@ impl Client {
     /// run that was never started, as in embedded mode.
     pub fn finish_run(&self, id: &str, ts: Micros, finish: RunFinished) -> Result<()> {
         let ev = Event::run_finished(id, ts, finish);
-        let mut line = String::new();
-        write_event(&ev, None, &mut line);
-        let event: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        self.write_call(json!({"method": "finish_run", "event": event}))
+        self.append_require_run(std::slice::from_ref(&ev))
             .map(|_| ())
+    }
+
+    /// Append events as one request whose runs must exist: every event
+    /// but a start names a run that is stored, or started earlier in
+    /// `events`. Otherwise [`Error::NotFound`] naming the run, and nothing
+    /// is written (the embedded store's `require_started`, checked by the
+    /// server). Durable on return, stored once (idempotency key).
+    pub fn append_require_run(&self, events: &[Event]) -> Result<Ack> {
+        if events.is_empty() {
+            return Err(Error::InvalidArgument(
+                "append_require_run: no events".into(),
+            ));
+        }
+        // Check each event here first, so a bad one is named as in
+        // `append_batch` (the server checks them again).
+        EncodedBatch::encode(events)?;
+        let mut body = String::with_capacity(64 + events.len() * 320);
+        body.push_str(r#"{"method":"append_require_run","events":["#);
+        for (i, ev) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            write_event(ev, None, &mut body);
+        }
+        body.push_str("]}");
+        let key = self.new_key();
+        ack(&self.request(op::CALL, key.as_bytes(), body.as_bytes())?)
     }
 
     /// Record a log line of a run (durable on return).
@@ -377,7 +392,18 @@ impl Client {
     }
 
     pub fn finished_runs_before(&self, before: Micros) -> Result<Vec<Run>> {
-        wire::runs(&self.call(json!({"method": "finished_before", "before": before}))?)
+        self.finished_runs_before_limit(before, None)
+    }
+
+    /// [`Client::finished_runs_before`], at most `limit` runs.
+    pub fn finished_runs_before_limit(
+        &self,
+        before: Micros,
+        limit: Option<usize>,
+    ) -> Result<Vec<Run>> {
+        wire::runs(&self.call(json!({
+            "method": "finished_before", "before": before, "limit": limit
+        }))?)
     }
 
     pub fn last_run_per_skill(

@@ -477,33 +477,51 @@ impl Backend {
             .map_err(ApiError::from)
     }
 
-    /// Make sure `id` is a stored run (finish_run's rule), then append.
-    pub async fn finish_run(
+    /// Append events whose runs must exist: every event but a start
+    /// names a run that is stored, or started earlier in the same request
+    /// (the embedded store's `require_started`). Otherwise `NOT_FOUND`
+    /// naming the first such run, and nothing is written.
+    pub async fn append_require_run(
         self: &Arc<Self>,
-        ev: Event,
+        events: Vec<Event>,
         key: Option<String>,
     ) -> ApiResult<Appended> {
-        let id = ev.run_id.clone();
-        let me = self.clone();
-        let known = tokio::task::spawn_blocking(move || -> ApiResult<bool> {
-            if me.store.get_run(&id).map_err(ApiError::from)?.is_some() {
-                return Ok(true);
+        let needed = runs_needed(&events);
+        if !needed.is_empty() {
+            let me = self.clone();
+            let missing = tokio::task::spawn_blocking(move || me.first_unknown_run(needed))
+                .await
+                .unwrap_or_else(|e| Err(ApiError::failed(e.to_string())))?;
+            if let Some(id) = missing {
+                return Err(ApiError::new(
+                    Kind::NotFound,
+                    format!("no run {id:?} is stored: its events need its start first"),
+                ));
             }
-            me.store.flush().map_err(ApiError::from)?;
-            Ok(me.store.get_run(&id).map_err(ApiError::from)?.is_some())
-        })
-        .await
-        .unwrap_or_else(|e| Err(ApiError::failed(e.to_string())))?;
-        if !known {
-            return Err(ApiError::new(
-                Kind::NotFound,
-                format!(
-                    "no run {:?} is stored: finish_run needs its start first",
-                    ev.run_id
-                ),
-            ));
         }
-        self.append(Body::Events(vec![ev]), key).await
+        self.append(Body::Events(events), key).await
+    }
+
+    /// The first of `ids` that names no stored run. A run's start may
+    /// still be on its way into the log (acknowledged to another client a
+    /// moment ago): ask again after a flush before calling it unknown.
+    fn first_unknown_run(&self, ids: Vec<String>) -> ApiResult<Option<String>> {
+        let mut unknown = Vec::new();
+        for id in ids {
+            if self.store.get_run(&id)?.is_none() {
+                unknown.push(id);
+            }
+        }
+        if unknown.is_empty() {
+            return Ok(None);
+        }
+        self.store.flush()?;
+        for id in unknown {
+            if self.store.get_run(&id)?.is_none() {
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     /// Full-text search (the store's indexer), after waiting up to
@@ -544,6 +562,23 @@ impl Backend {
         self.store.flush().map_err(|e| e.to_string())?;
         self.store.close().map_err(|e| e.to_string())
     }
+}
+
+/// The runs a checked append needs stored: those of its events other
+/// than starts, unless started earlier in the request (each id once).
+fn runs_needed(events: &[Event]) -> Vec<String> {
+    let mut started = std::collections::HashSet::new();
+    let mut needed = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for ev in events {
+        let id = ev.run_id.as_str();
+        if matches!(ev.data, auditlog::EventData::RunStarted(_)) {
+            started.insert(id);
+        } else if !started.contains(id) && seen.insert(id) {
+            needed.push(id.to_string());
+        }
+    }
+    needed
 }
 
 fn dup(d: Done) -> Appended {

@@ -89,7 +89,8 @@ pub fn call(b: &Backend, method: &str, p: &Params) -> ApiResult<String> {
             let before = p
                 .instant("before")?
                 .ok_or_else(|| ApiError::bad("parameter `before` is required"))?;
-            runs_json(&st.finished_runs_before(before)?)
+            let limit = p.opt_u64("limit")?.map(|l| l as usize);
+            runs_json(&st.finished_runs_before_limit(before, limit)?)
         }
         "last_run" => last_run(b, p)?,
         "errors" => list(

@@ -249,10 +249,10 @@ async fn request(
                 .map_err(|e| ApiError::bad(format!("the call is not JSON: {e}")))?;
             let p = Params::from_json(v)?;
             let method = p.str("method")?;
-            if method == "finish_run" {
-                let ev = call_event(&p)?;
-                ctx.rate(client, 1)?;
-                return b.finish_run(ev, key).await.map(|a| a.to_json());
+            if method == "finish_run" || method == "append_require_run" {
+                let events = call_events(&p, &method)?;
+                ctx.rate(client, events.len() as u64)?;
+                return b.append_require_run(events, key).await.map(|a| a.to_json());
             }
             let b2 = b.clone();
             tokio::task::spawn_blocking(move || queries::call(&b2, &method, &p))
@@ -265,22 +265,40 @@ async fn request(
     }
 }
 
-/// The `event` of a write call, checked like any ingested event.
-fn call_event(p: &Params) -> ApiResult<auditlog::Event> {
-    let v =
-        p.0.get("event")
-            .ok_or_else(|| ApiError::bad("parameter `event` is required"))?;
-    let text = v.to_string();
-    let mut ev = auditlog::event::json::parse_event(text.as_bytes())
-        .map_err(|e| ApiError::record(0, None, &e.field, &e.reason))?;
-    crate::prepare::strip_marker(&mut ev);
-    if !matches!(ev.data, auditlog::EventData::RunFinished(_)) {
-        return Err(ApiError::record(
-            0,
-            None,
-            "kind",
-            "finish_run takes a run_finished event",
-        ));
+/// The events of a write call, each checked like any ingested event:
+/// `finish_run` takes one `run_finished` as `event`; `append_require_run`
+/// an array `events` (all or nothing, like any append request).
+fn call_events(p: &Params, method: &str) -> ApiResult<Vec<auditlog::Event>> {
+    let values: Vec<&serde_json::Value> = if method == "finish_run" {
+        vec![p
+            .0
+            .get("event")
+            .ok_or_else(|| ApiError::bad("parameter `event` is required"))?]
+    } else {
+        match p.0.get("events") {
+            Some(serde_json::Value::Array(a)) if !a.is_empty() => a.iter().collect(),
+            _ => {
+                return Err(ApiError::bad(
+                    "parameter `events` (a non-empty array of events) is required",
+                ))
+            }
+        }
+    };
+    let mut out = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        let text = v.to_string();
+        let mut ev = auditlog::event::json::parse_event(text.as_bytes())
+            .map_err(|e| ApiError::record(i as u64, None, &e.field, &e.reason))?;
+        crate::prepare::strip_marker(&mut ev);
+        if method == "finish_run" && !matches!(ev.data, auditlog::EventData::RunFinished(_)) {
+            return Err(ApiError::record(
+                0,
+                None,
+                "kind",
+                "finish_run takes a run_finished event",
+            ));
+        }
+        out.push(ev);
     }
-    Ok(ev)
+    Ok(out)
 }

@@ -4,6 +4,10 @@
  *
  *   cc examples/basic.c -Iinclude -L"$TARGET/release" -l:libauditlog_c.a \
  *      -lpthread -ldl -lm -o basic && ./basic /tmp/some-folder
+ *
+ * With `--connect SOCKET` it does the same through `auditlog serve`
+ * (`auditlog --dir DIR serve`, socket DIR/auditlog.sock): the one line
+ * that differs is auditlog_connect in place of auditlog_open.
  */
 #include <stdio.h>
 #include <string.h>
@@ -18,13 +22,16 @@ static int fail(const char *what, AuditlogStatus st) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s LOG_FOLDER\n", argv[0]);
+    int served = argc == 3 && strcmp(argv[1], "--connect") == 0;
+    if (argc != 2 && !served) {
+        fprintf(stderr, "usage: %s LOG_FOLDER | --connect SOCKET\n", argv[0]);
         return 2;
     }
     AuditlogStore *log = NULL;
-    AuditlogStatus st = auditlog_open(argv[1], "{\"durability\":\"every_batch\"}", &log);
-    if (st != AUDITLOG_STATUS_OK) return fail("auditlog_open", st);
+    AuditlogStatus st =
+        served ? auditlog_connect(argv[2], "{\"retry_for_ms\":10000}", &log)
+               : auditlog_open(argv[1], "{\"durability\":\"every_batch\"}", &log);
+    if (st != AUDITLOG_STATUS_OK) return fail(served ? "auditlog_connect" : "auditlog_open", st);
 
     /* One JSONL batch: consecutive LSNs, all or nothing. */
     const char *events =

@@ -12,6 +12,9 @@
  *    NUL-terminated. Buffers out are NUL-terminated UTF-8 JSON, owned by the
  *    caller, released with auditlog_free.
  *  - No Rust panic crosses this boundary: it becomes AUDITLOG_STATUS_PANIC.
+ *  - A store handle is a log opened in this process (auditlog_open) or a
+ *    connection to `auditlog serve` (auditlog_connect): every function
+ *    takes either.
  */
 
 #ifndef AUDITLOG_H
@@ -127,8 +130,9 @@ typedef int32_t AuditlogStatus;
 typedef struct AuditlogReceipt AuditlogReceipt;
 
 /**
- * An open log with its indexes (opaque). Made by `auditlog_open`, ended
- * by `auditlog_close`.
+ * An open log with its indexes, or a connection to `auditlog serve`
+ * (opaque). Made by `auditlog_open` or `auditlog_connect`, ended by
+ * `auditlog_close`.
  */
 typedef struct AuditlogStore AuditlogStore;
 
@@ -153,8 +157,39 @@ extern "C" {
 AuditlogStatus auditlog_open(const char *dir, const char *options_json, AuditlogStore **out);
 
 /**
- * Flush, stop the indexer, close the log and free the handle. The handle
- * is invalid afterwards, whatever the status. Waits for calls still in
+ * Connect to `auditlog serve` listening on the Unix socket `path`
+ * (`DIR/auditlog.sock` unless the server was given `--socket`). The
+ * handle is an `AuditlogStore` like `auditlog_open`'s: every function
+ * takes it and answers as on a log opened here, so a program switches
+ * between embedded and served mode in one line. Many processes may be
+ * connected to one server at once.
+ *
+ * - `path`: NUL-terminated UTF-8 path of the socket.
+ * - `options_json`: NUL-terminated JSON object, or NULL for defaults.
+ *   Keys (all optional): `retry_for_ms` (default 30000, at most 3600000:
+ *   how long one call keeps retrying, with the same idempotency key,
+ *   while the server is busy, restarting or unreachable),
+ *   `max_idle_connections` (default 8). Unknown keys are an error.
+ * - `out`: receives the handle on success (untouched on failure).
+ *
+ * Checks the server's protocol version once, retrying as above while
+ * no server answers; `AUDITLOG_STATUS_IO` when none did in time.
+ *
+ * Served mode differs in what a server implies: `auditlog_append`
+ * returns once the server has made the events durable (the receipt is
+ * complete already), and a write is stored exactly once however often it
+ * was retried. A call still failing after `retry_for_ms` returns
+ * `AUDITLOG_STATUS_IO` (server unreachable) or
+ * `AUDITLOG_STATUS_QUEUE_FULL` (server busy); the handle stays usable and
+ * reconnects on the next call (to a restarted server, say).
+ * `auditlog_close` lets go of the connections; the server keeps running.
+ */
+AuditlogStatus auditlog_connect(const char *path, const char *options_json, AuditlogStore **out);
+
+/**
+ * Flush, stop the indexer, close the log and free the handle (served:
+ * close the connections; the server keeps running). The handle is
+ * invalid afterwards, whatever the status. Waits for calls still in
  * flight on other threads (the caller should not make any: see the
  * file comment). NULL is a no-op.
  */
@@ -172,7 +207,11 @@ AuditlogStatus auditlog_close(AuditlogStore *store);
  *   on and release with `auditlog_receipt_free`.
  *
  * Returns once the events are queued (never waits for the disk, except
- * under the `block` queue policy when the queue is full).
+ * under the `block` queue policy when the queue is full). On a served
+ * handle (`auditlog_connect`) it returns once the server has made them
+ * durable, and the receipt is already complete; a call larger than the
+ * server's request limit is sent as several requests (each stored once,
+ * all or nothing), whose LSNs may then not be consecutive.
  */
 AuditlogStatus auditlog_append(const AuditlogStore *store,
                                const uint8_t *json,
@@ -199,7 +238,9 @@ void auditlog_receipt_free(AuditlogReceipt *receipt);
 
 /**
  * Make everything appended so far durable and visible to queries; the
- * next LSN goes to `out_next_lsn` (may be NULL).
+ * next LSN goes to `out_next_lsn` (may be NULL). Served: everything
+ * acknowledged is durable already; the server syncs anyway and reports
+ * its log's next LSN.
  */
 AuditlogStatus auditlog_flush(const AuditlogStore *store, uint64_t *out_next_lsn);
 
@@ -247,9 +288,10 @@ AuditlogStatus auditlog_query(const AuditlogStore *store,
 /**
  * Drop whole sealed segments whose newest event is older than
  * `cutoff_micros` (and their index files); the active segment is always
- * kept. `*out` receives `{"purged_runs":N,"dropped_segments":N,
- * "dropped_events":N,"dropped_bytes":N,"first_kept_lsn":N}` (release with
- * `auditlog_free`). `purged_runs` counts the runs no longer shown.
+ * kept (served: the server drops them, as it holds the log). `*out`
+ * receives `{"purged_runs":N,"dropped_segments":N,"dropped_events":N,
+ * "dropped_bytes":N,"first_kept_lsn":N}` (release with `auditlog_free`).
+ * `purged_runs` counts the runs no longer shown.
  */
 AuditlogStatus auditlog_purge_older_than(const AuditlogStore *store,
                                          int64_t cutoff_micros,

@@ -3,6 +3,10 @@
 //! one free function for every buffer handed out. The header
 //! (`include/auditlog.h`) is generated from this file by cbindgen.
 //!
+//! A store handle is a log opened in this process (`auditlog_open`) or a
+//! connection to `auditlog serve` (`auditlog_connect`): the same type and
+//! the same functions, so a program switches modes in one line.
+//!
 //! Threads: every function may be called from any thread at once on the
 //! same store, except `auditlog_close`, which must be the last call on a
 //! store (the caller makes sure no other call on it is in flight or comes
@@ -21,17 +25,20 @@
 mod options;
 mod query;
 mod status;
+mod target;
 
 use std::ffi::{c_char, CStr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditlog::{AuditStore, Event, Filter, Receipt};
+use auditlog::{AuditStore, Event, Filter, LsnRange, Receipt};
+use auditlog_client::Client;
 
 use crate::options::OpenOptions;
 use crate::query::{Answer, MAX_REQUEST_BYTES};
 pub use crate::status::AuditlogStatus;
 use crate::status::{guard, last_error_ptr, CallResult, Failure};
+use crate::target::{Appended, ConnectOptions, Target};
 
 /// `auditlog_append` flag: a `run_log` or `run_finished` whose run was
 /// never started fails with `AUDITLOG_STATUS_NOT_FOUND` and nothing is written.
@@ -43,16 +50,24 @@ pub const AUDITLOG_MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 /// Most events in one `auditlog_append` call.
 pub const AUDITLOG_MAX_BATCH_EVENTS: usize = 65_536;
 
-/// An open log with its indexes (opaque). Made by `auditlog_open`, ended
-/// by `auditlog_close`.
+/// An open log with its indexes, or a connection to `auditlog serve`
+/// (opaque). Made by `auditlog_open` or `auditlog_connect`, ended by
+/// `auditlog_close`.
 pub struct AuditlogStore {
-    store: Arc<AuditStore>,
+    target: Arc<Target>,
 }
 
 /// The promise of one `auditlog_append` (opaque): wait on it for
 /// durability. Released by `auditlog_receipt_free`.
 pub struct AuditlogReceipt {
-    receipt: Receipt,
+    state: ReceiptState,
+}
+
+enum ReceiptState {
+    /// Queued in this process: durable once the log syncs it.
+    Pending(Receipt),
+    /// Already durable: the server acknowledged it.
+    Durable(LsnRange),
 }
 
 fn text<'a>(p: *const c_char, what: &str) -> CallResult<&'a str> {
@@ -145,16 +160,70 @@ pub extern "C" fn auditlog_open(
         }
         let cfg = OpenOptions::parse(opts)?.store_config(dir)?;
         let store = AuditStore::open(cfg)?;
-        let handle = Box::new(AuditlogStore {
-            store: Arc::new(store),
-        });
-        put(out, Box::into_raw(handle));
+        give_store(Target::Embedded(Box::new(store)), out);
         Ok(())
     })
 }
 
-/// Flush, stop the indexer, close the log and free the handle. The handle
-/// is invalid afterwards, whatever the status. Waits for calls still in
+fn give_store(target: Target, out: *mut *mut AuditlogStore) {
+    let handle = Box::new(AuditlogStore {
+        target: Arc::new(target),
+    });
+    put(out, Box::into_raw(handle));
+}
+
+/// Connect to `auditlog serve` listening on the Unix socket `path`
+/// (`DIR/auditlog.sock` unless the server was given `--socket`). The
+/// handle is an `AuditlogStore` like `auditlog_open`'s: every function
+/// takes it and answers as on a log opened here, so a program switches
+/// between embedded and served mode in one line. Many processes may be
+/// connected to one server at once.
+///
+/// - `path`: NUL-terminated UTF-8 path of the socket.
+/// - `options_json`: NUL-terminated JSON object, or NULL for defaults.
+///   Keys (all optional): `retry_for_ms` (default 30000, at most 3600000:
+///   how long one call keeps retrying, with the same idempotency key,
+///   while the server is busy, restarting or unreachable),
+///   `max_idle_connections` (default 8). Unknown keys are an error.
+/// - `out`: receives the handle on success (untouched on failure).
+///
+/// Checks the server's protocol version once, retrying as above while
+/// no server answers; `AUDITLOG_STATUS_IO` when none did in time.
+///
+/// Served mode differs in what a server implies: `auditlog_append`
+/// returns once the server has made the events durable (the receipt is
+/// complete already), and a write is stored exactly once however often it
+/// was retried. A call still failing after `retry_for_ms` returns
+/// `AUDITLOG_STATUS_IO` (server unreachable) or
+/// `AUDITLOG_STATUS_QUEUE_FULL` (server busy); the handle stays usable and
+/// reconnects on the next call (to a restarted server, say).
+/// `auditlog_close` lets go of the connections; the server keeps running.
+#[no_mangle]
+pub extern "C" fn auditlog_connect(
+    path: *const c_char,
+    options_json: *const c_char,
+    out: *mut *mut AuditlogStore,
+) -> AuditlogStatus {
+    guard(|| {
+        let path = text(path, "path")?;
+        let opts = if options_json.is_null() {
+            None
+        } else {
+            Some(text(options_json, "options_json")?)
+        };
+        if out.is_null() {
+            return Err(Failure::invalid("out is NULL"));
+        }
+        let cfg = ConnectOptions::parse(opts)?.client_config(path)?;
+        let client = Client::with_config(cfg)?;
+        give_store(Target::Served(client), out);
+        Ok(())
+    })
+}
+
+/// Flush, stop the indexer, close the log and free the handle (served:
+/// close the connections; the server keeps running). The handle is
+/// invalid afterwards, whatever the status. Waits for calls still in
 /// flight on other threads (the caller should not make any: see the
 /// file comment). NULL is a no-op.
 #[no_mangle]
@@ -166,10 +235,10 @@ pub extern "C" fn auditlog_close(store: *mut AuditlogStore) -> AuditlogStatus {
         // SAFETY: made by Box::into_raw in auditlog_open; ownership comes
         // back here exactly once (the caller's contract).
         let handle = unsafe { Box::from_raw(store) };
-        let mut arc = handle.store;
+        let mut arc = handle.target;
         loop {
             match Arc::try_unwrap(arc) {
-                Ok(s) => return Ok(s.close()?),
+                Ok(t) => return Ok(t.close()?),
                 Err(shared) => {
                     arc = shared;
                     std::thread::sleep(Duration::from_millis(1));
@@ -190,7 +259,11 @@ pub extern "C" fn auditlog_close(store: *mut AuditlogStore) -> AuditlogStatus {
 ///   on and release with `auditlog_receipt_free`.
 ///
 /// Returns once the events are queued (never waits for the disk, except
-/// under the `block` queue policy when the queue is full).
+/// under the `block` queue policy when the queue is full). On a served
+/// handle (`auditlog_connect`) it returns once the server has made them
+/// durable, and the receipt is already complete; a call larger than the
+/// server's request limit is sent as several requests (each stored once,
+/// all or nothing), whose LSNs may then not be consecutive.
 #[no_mangle]
 pub extern "C" fn auditlog_append(
     store: *const AuditlogStore,
@@ -207,15 +280,17 @@ pub extern "C" fn auditlog_append(
             )));
         }
         let events = parse_lines(bytes(json, len, "json")?)?;
-        if flags & AUDITLOG_APPEND_REQUIRE_RUN != 0 {
-            require_runs(&s.store, &events)?;
-        }
-        // None: nothing was queued (no allowlist is set here, so only if
-        // every event was skipped); the caller then gets no receipt.
-        let receipt = s.store.append_batch(&events)?;
+        let require_run = flags & AUDITLOG_APPEND_REQUIRE_RUN != 0;
+        let state = match s.target.append(&events, require_run)? {
+            // Nothing was queued (no allowlist is set here, so only if
+            // every event was skipped); the caller then gets no receipt.
+            Appended::Nothing => None,
+            Appended::Pending(r) => Some(ReceiptState::Pending(r)),
+            Appended::Durable(lsns) => Some(ReceiptState::Durable(lsns)),
+        };
         if !out_receipt.is_null() {
-            let r = receipt.map_or(std::ptr::null_mut(), |receipt| {
-                Box::into_raw(Box::new(AuditlogReceipt { receipt }))
+            let r = state.map_or(std::ptr::null_mut(), |state| {
+                Box::into_raw(Box::new(AuditlogReceipt { state }))
             });
             put(out_receipt, r);
         }
@@ -245,21 +320,6 @@ fn parse_lines(all: &[u8]) -> CallResult<Vec<Event>> {
     Ok(events)
 }
 
-/// Runs started earlier in the same batch count as started.
-fn require_runs(store: &AuditStore, events: &[Event]) -> CallResult {
-    let mut started = std::collections::HashSet::new();
-    for ev in events {
-        match ev.data {
-            auditlog::EventData::RunStarted(_) => {
-                started.insert(ev.run_id.as_str());
-            }
-            _ if started.contains(ev.run_id.as_str()) => {}
-            _ => store.require_started(&ev.run_id)?,
-        }
-    }
-    Ok(())
-}
-
 /// Wait until the receipt's events are durable (per the log's durability
 /// policy), at most `timeout_ms` milliseconds (negative: no limit).
 /// `AUDITLOG_STATUS_TIMEOUT` if time ran out first (wait again). On success the
@@ -276,9 +336,17 @@ pub extern "C" fn auditlog_receipt_wait(
         // SAFETY: a non-NULL receipt was made by auditlog_append and not
         // yet freed (the caller's contract).
         let r = unsafe { receipt.as_ref() }.ok_or_else(|| Failure::invalid("receipt is NULL"))?;
+        let receipt = match &r.state {
+            ReceiptState::Durable(lsns) => {
+                put(out_first_lsn, lsns.first);
+                put(out_last_lsn, lsns.last);
+                return Ok(());
+            }
+            ReceiptState::Pending(receipt) => receipt,
+        };
         let outcome = match u64::try_from(timeout_ms) {
-            Err(_) => r.receipt.wait(),
-            Ok(ms) => match r.receipt.wait_timeout(Duration::from_millis(ms)) {
+            Err(_) => receipt.wait(),
+            Ok(ms) => match receipt.wait_timeout(Duration::from_millis(ms)) {
                 Some(o) => o,
                 None => {
                     return Err(Failure::new(
@@ -306,7 +374,9 @@ pub extern "C" fn auditlog_receipt_free(receipt: *mut AuditlogReceipt) {
 }
 
 /// Make everything appended so far durable and visible to queries; the
-/// next LSN goes to `out_next_lsn` (may be NULL).
+/// next LSN goes to `out_next_lsn` (may be NULL). Served: everything
+/// acknowledged is durable already; the server syncs anyway and reports
+/// its log's next LSN.
 #[no_mangle]
 pub extern "C" fn auditlog_flush(
     store: *const AuditlogStore,
@@ -314,7 +384,7 @@ pub extern "C" fn auditlog_flush(
 ) -> AuditlogStatus {
     guard(|| {
         let s = store_ref(store)?;
-        put(out_next_lsn, s.store.flush()?);
+        put(out_next_lsn, s.target.flush()?);
         Ok(())
     })
 }
@@ -368,7 +438,7 @@ pub extern "C" fn auditlog_query(
             )));
         }
         let (req, enc) = query::parse_request(bytes(request, len, "request")?)?;
-        match query::answer(&s.store, req, enc)? {
+        match query::answer(&s.target, req, enc)? {
             Answer::Text(t) => give(t.as_bytes(), out, out_len),
             Answer::Bytes(b) => give(&b, out, out_len),
         }
@@ -377,9 +447,10 @@ pub extern "C" fn auditlog_query(
 
 /// Drop whole sealed segments whose newest event is older than
 /// `cutoff_micros` (and their index files); the active segment is always
-/// kept. `*out` receives `{"purged_runs":N,"dropped_segments":N,
-/// "dropped_events":N,"dropped_bytes":N,"first_kept_lsn":N}` (release with
-/// `auditlog_free`). `purged_runs` counts the runs no longer shown.
+/// kept (served: the server drops them, as it holds the log). `*out`
+/// receives `{"purged_runs":N,"dropped_segments":N,"dropped_events":N,
+/// "dropped_bytes":N,"first_kept_lsn":N}` (release with `auditlog_free`).
+/// `purged_runs` counts the runs no longer shown.
 #[no_mangle]
 pub extern "C" fn auditlog_purge_older_than(
     store: *const AuditlogStore,
@@ -394,15 +465,15 @@ pub extern "C" fn auditlog_purge_older_than(
             include_dry_run: true,
             ..Filter::default()
         };
-        let n0 = s.store.count_runs(&before)?;
-        let rep = s.store.purge_older_than(cutoff_micros)?;
-        let n1 = s.store.count_runs(&before)?;
+        let n0 = s.target.count_runs(&before)?;
+        let rep = s.target.purge_older_than(cutoff_micros)?;
+        let n1 = s.target.count_runs(&before)?;
         let answer = format!(
             "{{\"purged_runs\":{},\"dropped_segments\":{},\"dropped_events\":{},\"dropped_bytes\":{},\"first_kept_lsn\":{}}}",
             n0.saturating_sub(n1),
-            rep.dropped.len(),
-            rep.events(),
-            rep.bytes(),
+            rep.segments,
+            rep.events,
+            rep.bytes,
             rep.first_kept_lsn
         );
         give(answer.as_bytes(), out, out_len)

@@ -1,11 +1,13 @@
 //! `auditlog_query`: one JSON request in, one JSON answer out. Each `op`
-//! maps to one `AuditStore` query (see the header for the list).
+//! maps to one `AuditStore` query (see the header for the list), asked of
+//! the log in this process or of `auditlog serve` (served handles).
 
-use auditlog::{AuditStore, Filter, Micros, Page, Run, RunLogEntry};
+use auditlog::{Filter, Micros, Page, Run, RunLogEntry};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::status::{AuditlogStatus, CallResult, Failure};
+use crate::target::Target;
 
 /// Largest request accepted, in bytes (a list of skills is the only big one).
 pub(crate) const MAX_REQUEST_BYTES: usize = 1024 * 1024;
@@ -204,7 +206,7 @@ fn not_found(id: &str) -> Failure {
 
 /// Answer one request. `enc` applies to answers made of runs (`get_run`
 /// answers one row).
-pub(crate) fn answer(store: &AuditStore, req: Request, enc: Encoding) -> CallResult<Answer> {
+pub(crate) fn answer(store: &Target, req: Request, enc: Encoding) -> CallResult<Answer> {
     let text = |s: String| Ok(Answer::Text(s));
     match req {
         Request::GetRun { id } => {
@@ -250,7 +252,7 @@ pub(crate) fn answer(store: &AuditStore, req: Request, enc: Encoding) -> CallRes
             text(serde_json::Value::Object(map).to_string())
         }
         Request::FinishedBefore { before, limit } => Ok(runs_answer(
-            &store.finished_runs_before_limit(before, limit)?,
+            &store.finished_runs_before(before, limit)?,
             enc,
         )),
         Request::Errors { since, until } => {

@@ -11,13 +11,14 @@ import (
 	"github.com/auditlog/auditlog/bindings/go/auditlog"
 )
 
-// Store implements Storage on an auditlog folder. Every write is one
-// append of contract events, durable (fdatasync, group-committed with
-// the other goroutines' writes) before the call returns. Safe for use by
-// many goroutines.
+// Store implements Storage on an auditlog folder, opened in this process
+// (Open) or held by `auditlog serve` (Connect). Every write is one append
+// of contract events, durable (fdatasync, group-committed with the other
+// goroutines' and processes' writes) before the call returns. Safe for use
+// by many goroutines.
 type Store struct {
-	dir  string
-	opts *auditlog.Options
+	// open opens (or connects to) the log on Initialize.
+	open func(ctx context.Context) (*auditlog.Log, error)
 	log  *auditlog.Log
 	// Now is the clock of FinishRun and of a StartRun without StartedAt
 	// (time.Now unless set before the first call).
@@ -28,7 +29,39 @@ var _ Storage = (*Store)(nil)
 
 // Open opens (or creates) the auditlog in dir. opts may be nil.
 func Open(dir string, opts *auditlog.Options) (*Store, error) {
-	s := &Store{dir: dir, opts: opts, Now: time.Now}
+	return newStore(func(context.Context) (*auditlog.Log, error) { return auditlog.Open(dir, opts) })
+}
+
+// Connect is Open through `auditlog serve` (its Unix socket path,
+// DIR/auditlog.sock by default), for gateways that run several
+// processes on one log: the same Store, methods and answers. The swap is
+// one line:
+//
+//	store, err := audit.Open("/var/lib/gateway/audit", nil)
+//	store, err := audit.Connect(ctx, "/var/lib/gateway/audit/auditlog.sock", nil)
+//
+// opts may be nil (auditlog.ConnectOptions: how long a call retries).
+func Connect(ctx context.Context, path string, opts *auditlog.ConnectOptions) (*Store, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s := &Store{Now: time.Now, open: func(ctx context.Context) (*auditlog.Log, error) {
+		return auditlog.Connect(ctx, path, opts)
+	}}
+	if err := s.Initialize(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// New is a Store over a log the caller opened (auditlog.Open) or
+// connected to (auditlog.Connect). Close closes it.
+func New(l *auditlog.Log) *Store {
+	return &Store{log: l, Now: time.Now, open: func(context.Context) (*auditlog.Log, error) { return l, nil }}
+}
+
+func newStore(open func(ctx context.Context) (*auditlog.Log, error)) (*Store, error) {
+	s := &Store{open: open, Now: time.Now}
 	if err := s.Initialize(context.Background()); err != nil {
 		return nil, err
 	}
@@ -38,7 +71,7 @@ func Open(dir string, opts *auditlog.Options) (*Store, error) {
 // Log is the underlying log (replay-free queries of the engine itself).
 func (s *Store) Log() *auditlog.Log { return s.log }
 
-// Initialize opens the log if it is not open yet.
+// Initialize opens (or connects to) the log if that is not done yet.
 func (s *Store) Initialize(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -46,7 +79,7 @@ func (s *Store) Initialize(ctx context.Context) error {
 	if s.log != nil {
 		return nil
 	}
-	l, err := auditlog.Open(s.dir, s.opts)
+	l, err := s.open(ctx)
 	if err != nil {
 		return err
 	}

@@ -1,7 +1,8 @@
 package audit
 
-// The shared suite: every test runs against auditlog (Store) and against
-// the SQLite reference, which must behave the same.
+// The shared suite: every test runs against auditlog (Store, opened in
+// the process and connected to `auditlog serve`) and against the SQLite
+// reference, which must behave the same.
 
 import (
 	"context"
@@ -13,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/auditlog/auditlog/bindings/go/auditlog"
+	"github.com/auditlog/auditlog/bindings/go/internal/servetest"
 )
 
 var base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -44,6 +48,19 @@ func openAuditlog(t testing.TB, now func() time.Time) Storage {
 	return s
 }
 
+// openServed is the Store over `auditlog serve` (started for the test on
+// a fresh folder): Connect, the same Storage, the same answers.
+func openServed(t testing.TB, now func() time.Time) Storage {
+	srv := servetest.Start(t, filepath.Join(t.TempDir(), "served"))
+	s, err := Connect(ctx, srv.Socket, &auditlog.ConnectOptions{RetryFor: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Now = now
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func openReference(t testing.TB, now func() time.Time) Storage {
 	s, err := openSQLite(filepath.Join(t.TempDir(), "audit.db"), "NORMAL")
 	if err != nil {
@@ -54,7 +71,7 @@ func openReference(t testing.TB, now func() time.Time) Storage {
 	return s
 }
 
-var impls = []impl{{"auditlog", openAuditlog}, {"sqlite", openReference}}
+var impls = []impl{{"auditlog", openAuditlog}, {"served", openServed}, {"sqlite", openReference}}
 
 // each runs body against every implementation.
 func each(t *testing.T, body func(t *testing.T, s Storage)) {

@@ -22,6 +22,12 @@ static inline int32_t al_open(const char *dir, const char *opts, AuditlogStore *
 	return st;
 }
 
+static inline int32_t al_connect(const char *path, const char *opts, AuditlogStore **out, char **err) {
+	int32_t st = auditlog_connect(path, opts, out);
+	*err = al_err(st);
+	return st;
+}
+
 static inline int32_t al_close(AuditlogStore *s, char **err) {
 	int32_t st = auditlog_close(s);
 	*err = al_err(st);

@@ -55,6 +55,17 @@ pub fn logs(ls: &[RunLogEntry]) -> String {
     array(ls, log_entry)
 }
 
+/// `[[skill, µs|null], ...]` in the order asked.
+pub fn last_runs(got: &[(String, Option<i64>)]) -> String {
+    array(got, |(skill, t), out| {
+        out.push('[');
+        json_string(skill, out);
+        out.push(',');
+        out.push_str(&t.map_or("null".to_string(), |t| t.to_string()));
+        out.push(']');
+    })
+}
+
 pub fn error_groups(gs: &[ErrorGroup]) -> String {
     array(gs, |g, out| out.push_str(&g.to_json()))
 }

@@ -25,6 +25,7 @@ mod json_out;
 mod options;
 #[cfg(feature = "search")]
 mod search;
+mod served;
 mod store;
 mod tasks;
 pub mod toolcall;

@@ -25,7 +25,7 @@ use crate::json_out;
 use crate::options::{micros, FilterOptions, OpenOptions};
 use crate::tasks::{FlushTask, RetainTask, StatsTask, VerifyTask};
 use crate::toolcall::{self, CallQuery, Shape, ToolCallRow};
-use auditlog::event::json::{json_string, parse_event};
+use auditlog::event::json::parse_event;
 
 /// What the JavaScript object and its async work share.
 pub struct Shared {
@@ -104,13 +104,13 @@ impl Shared {
 /// Longest a query waits for the store's own appends to commit.
 const COMMIT_WAIT: Duration = Duration::from_secs(5);
 
-fn now_micros() -> Micros {
+pub(crate) fn now_micros() -> Micros {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
         Micros::try_from(d.as_micros()).unwrap_or(Micros::MAX)
     })
 }
 
-fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     // Version 7: time-ordered, monotonic within the process, 74 random bits.
     uuid::Uuid::now_v7().to_string()
 }
@@ -249,15 +249,8 @@ impl NativeStore {
         limit: Option<u32>,
         oldest_first: bool,
     ) -> napi::Result<String> {
-        let shape = match (shape.as_str(), a, b) {
-            ("session", Some(s), None) => Shape::Session(s),
-            ("tool", Some(engine), Some(tool)) => Shape::Tool { engine, tool },
-            ("errors", None, None) => Shape::Errors,
-            ("id", Some(id), None) => Shape::Id(id),
-            (other, _, _) => return Err(errors::invalid(format!("query shape {other:?}"))),
-        };
         let q = CallQuery {
-            shape,
+            shape: Shape::parse(&shape, a, b)?,
             since: micros("since", since)?,
             until: micros("until", until)?,
             limit: limit_of(limit),
@@ -341,13 +334,7 @@ impl NativeStore {
             let got = s
                 .last_run_per_skill(&skills, include_failed)
                 .map_err(errors::engine)?;
-            Ok(json_out::array(&got, |(skill, t), out| {
-                out.push('[');
-                json_string(skill, out);
-                out.push(',');
-                out.push_str(&t.map_or("null".to_string(), |t| t.to_string()));
-                out.push(']');
-            }))
+            Ok(json_out::last_runs(&got))
         })
     }
 

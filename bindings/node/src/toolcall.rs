@@ -348,6 +348,19 @@ pub struct CallQuery {
 }
 
 /// The run filter that answers a shape from its index.
+impl Shape {
+    /// The shape named by TypeScript with its arguments.
+    pub fn parse(shape: &str, a: Option<String>, b: Option<String>) -> napi::Result<Shape> {
+        Ok(match (shape, a, b) {
+            ("session", Some(s), None) => Shape::Session(s),
+            ("tool", Some(engine), Some(tool)) => Shape::Tool { engine, tool },
+            ("errors", None, None) => Shape::Errors,
+            ("id", Some(id), None) => Shape::Id(id),
+            (other, _, _) => return Err(crate::errors::invalid(format!("query shape {other:?}"))),
+        })
+    }
+}
+
 pub fn filter(q: &CallQuery) -> Filter {
     let mut f = Filter {
         since: q.since,
@@ -368,8 +381,40 @@ pub fn filter(q: &CallQuery) -> Filter {
     f
 }
 
+/// Where rows are read from: a store opened here, or `auditlog serve`
+/// through the client (the same queries, the same answers).
+pub trait RunSource {
+    fn get_run(&self, id: &str) -> auditlog::Result<Option<Run>>;
+    fn list_runs(&self, f: &Filter, page: Page) -> auditlog::Result<Vec<Run>>;
+    fn count_runs(&self, f: &Filter) -> auditlog::Result<u64>;
+}
+
+impl RunSource for AuditStore {
+    fn get_run(&self, id: &str) -> auditlog::Result<Option<Run>> {
+        AuditStore::get_run(self, id)
+    }
+    fn list_runs(&self, f: &Filter, page: Page) -> auditlog::Result<Vec<Run>> {
+        AuditStore::list_runs(self, f, page)
+    }
+    fn count_runs(&self, f: &Filter) -> auditlog::Result<u64> {
+        AuditStore::count_runs(self, f)
+    }
+}
+
+impl RunSource for auditlog_client::Client {
+    fn get_run(&self, id: &str) -> auditlog::Result<Option<Run>> {
+        auditlog_client::Client::get_run(self, id)
+    }
+    fn list_runs(&self, f: &Filter, page: Page) -> auditlog::Result<Vec<Run>> {
+        auditlog_client::Client::list_runs(self, f, page)
+    }
+    fn count_runs(&self, f: &Filter) -> auditlog::Result<u64> {
+        auditlog_client::Client::count_runs(self, f)
+    }
+}
+
 /// The rows a query asks for, as a JSON array.
-pub fn rows(store: &AuditStore, q: &CallQuery) -> auditlog::Result<String> {
+pub fn rows(store: &impl RunSource, q: &CallQuery) -> auditlog::Result<String> {
     let runs = match &q.shape {
         Shape::Id(id) => store
             .get_run(id)?
@@ -409,7 +454,11 @@ fn is_row(r: &Run) -> bool {
 
 /// Newest first: pages of the filter's list until `limit` rows are found
 /// (runs that are not rows are skipped).
-fn newest_rows(store: &AuditStore, f: &Filter, limit: Option<usize>) -> auditlog::Result<Vec<Run>> {
+fn newest_rows(
+    store: &impl RunSource,
+    f: &Filter,
+    limit: Option<usize>,
+) -> auditlog::Result<Vec<Run>> {
     let Some(limit) = limit else {
         let mut all = store.list_runs(f, Page::all())?;
         all.retain(is_row);
@@ -436,7 +485,11 @@ fn newest_rows(store: &AuditStore, f: &Filter, limit: Option<usize>) -> auditlog
 /// committed between the count and the read only shift the window's end
 /// (a read from `offset` runs to the end, so it still holds the oldest),
 /// and ids seen twice are kept once.
-fn oldest_rows(store: &AuditStore, f: &Filter, limit: Option<usize>) -> auditlog::Result<Vec<Run>> {
+fn oldest_rows(
+    store: &impl RunSource,
+    f: &Filter,
+    limit: Option<usize>,
+) -> auditlog::Result<Vec<Run>> {
     let mut runs = match limit {
         None => {
             let mut all = store.list_runs(f, Page::all())?;

@@ -7,7 +7,7 @@
 import type * as native from '../native';
 import { ClosedError, call, invalidArgument } from './errors';
 import { fromMicros, optionalMicros, toMicros, type Instant } from './instant';
-import { AuditStore, handleOf, open } from './store';
+import { AuditStore, handleOf, open, type NativeHandle } from './store';
 import type { OpenOptions } from './types';
 
 /**
@@ -127,7 +127,7 @@ function reviveCalls(json: string): ToolCall[] {
  */
 export class AuditLogger implements ToolCallLogger {
   readonly #store: AuditStore;
-  readonly #handle: native.NativeStore;
+  readonly #handle: NativeHandle;
   readonly #owned: boolean;
   #closed = false;
 

@@ -1,5 +1,6 @@
 /**
- * `AuditStore`: an open log folder, in the style of better-sqlite3.
+ * `AuditStore`: an open log folder (`open`), or a log that `auditlog
+ * serve` holds for many processes (`connect`), in the style of better-sqlite3.
  * Appends and queries are synchronous and return at once; durability is
  * awaited with `flush()`; long reads (`replay`, `tail`) are async
  * iterators; maintenance (`verify`, `retain`, `stats`) returns promises.
@@ -9,6 +10,7 @@ import { call, invalidArgument, settle } from './errors';
 import { fromMicros, nowMicros, optionalMicros, toMicros, type Instant } from './instant';
 import type {
   AuditEvent,
+  ConnectOptions,
   Counters,
   ErrorGroup,
   OpenOptions,
@@ -82,11 +84,18 @@ function count(what: string, v: number | undefined): number | undefined {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * @internal The addon's object behind a store: a log opened in this
+ * process, or a connection to `auditlog serve`. Both have the same
+ * methods, arguments and JSON answers (src/served.rs).
+ */
+export type NativeHandle = native.NativeStore | native.NativeServed;
+
 /** The addon's handle of each store, for `AuditLogger` (not exported from the package). */
-const handles = new WeakMap<AuditStore, native.NativeStore>();
+const handles = new WeakMap<AuditStore, NativeHandle>();
 
 /** @internal The addon's handle of `store`. */
-export function handleOf(store: AuditStore): native.NativeStore {
+export function handleOf(store: AuditStore): NativeHandle {
   const h = handles.get(store);
   if (h === undefined) throw invalidArgument('expected a store returned by open()');
   return h;
@@ -99,8 +108,8 @@ export function handleOf(store: AuditStore): native.NativeStore {
  * still queued would be lost. Weak: a store the program dropped may still
  * be collected.
  */
-const openStores = new Set<WeakRef<native.NativeStore>>();
-const forget = new FinalizationRegistry<WeakRef<native.NativeStore>>((ref) => openStores.delete(ref));
+const openStores = new Set<WeakRef<NativeHandle>>();
+const forget = new FinalizationRegistry<WeakRef<NativeHandle>>((ref) => openStores.delete(ref));
 let monitoring = false;
 
 function closeAll(): void {
@@ -119,7 +128,7 @@ function closeAllBeforeCrash(): void {
   if (process.listenerCount('uncaughtException') === 0) closeAll();
 }
 
-function track(handle: native.NativeStore): WeakRef<native.NativeStore> {
+function track(handle: NativeHandle): WeakRef<NativeHandle> {
   if (!monitoring) {
     process.on('exit', closeAll);
     process.on('uncaughtExceptionMonitor', closeAllBeforeCrash);
@@ -131,26 +140,35 @@ function track(handle: native.NativeStore): WeakRef<native.NativeStore> {
   return ref;
 }
 
-function untrack(ref: WeakRef<native.NativeStore>): void {
+function untrack(ref: WeakRef<NativeHandle>): void {
   openStores.delete(ref);
   forget.unregister(ref);
 }
 
-/** An open log folder. Get one with `open(dir, options)`. */
+/**
+ * An open log folder (`open(dir, options)`), or a log served by `auditlog
+ * serve` (`connect(socket, options)`): the same methods, answers and
+ * errors either way.
+ */
 export class AuditStore {
-  readonly #native: native.NativeStore;
-  readonly #tracked: WeakRef<native.NativeStore>;
+  readonly #native: NativeHandle;
+  readonly #tracked: WeakRef<NativeHandle>;
 
-  /** @internal Use `open()`. */
-  constructor(handle: native.NativeStore) {
+  /** @internal Use `open()` or `connect()`. */
+  constructor(handle: NativeHandle) {
     this.#native = handle;
     this.#tracked = track(handle);
     handles.set(this, handle);
   }
 
-  /** The log's folder. */
+  /** The log's folder (`open`), or the server's socket (`connect`). */
   get dir(): string {
     return this.#native.dir;
+  }
+
+  /** True for a store from `connect()` (served by `auditlog serve`). */
+  get served(): boolean {
+    return this.#native instanceof native.NativeServed;
   }
 
   /** True once `close()` was called. */
@@ -160,7 +178,8 @@ export class AuditStore {
 
   /**
    * Append one event. Returns once it is queued (microseconds); it is
-   * durable once a later `flush()` resolves. Throws `InvalidEventError`
+   * durable once a later `flush()` resolves. Served (`connect`): returns
+   * once the server made it durable. Throws `InvalidEventError`
    * naming the field at fault; nothing is written then.
    */
   append(event: AuditEvent): void {
@@ -243,7 +262,7 @@ export class AuditStore {
     return reviveRuns(call(() => this.#native.finishedBefore(us)));
   }
 
-  /** Ingest counters. */
+  /** Ingest counters (served: the server's, every client's appends). */
   counters(): Counters {
     return JSON.parse(call(() => this.#native.counters())) as Counters;
   }
@@ -404,4 +423,31 @@ export function open(dir: string, options: OpenOptions = {}): AuditStore {
   }
   const json = JSON.stringify(nativeOptions);
   return new AuditStore(call(() => native.open(dir, json)));
+}
+
+/**
+ * Connect to the log that `auditlog serve --dir DIR` holds, through its
+ * Unix socket (`DIR/auditlog.sock` unless the server was given
+ * `--socket`). The store has `open()`'s methods, answers and errors, so a
+ * gateway switches modes in one line:
+ *
+ * ```ts
+ * const store = open('/var/lib/gateway/audit');                    // one process
+ * const store = connect('/var/lib/gateway/audit/auditlog.sock');   // many (Node cluster)
+ * ```
+ *
+ * Every write returns once the server has made it durable, and is stored
+ * exactly once however often it was retried. A server that is not
+ * running, or stops answering for `retryForMs` (default 5000), is an
+ * `IoError` naming the socket. Appends and queries wait for the server on
+ * the JavaScript thread (batch appends with `appendBatch`); `flush`,
+ * `stats`, `verify`, `retain`, `search`, `replay` and `tail` run on the
+ * thread pool. `close()` lets go of the connections; the server keeps
+ * running.
+ */
+export function connect(socket: string, options: ConnectOptions = {}): AuditStore {
+  if (typeof socket !== 'string' || socket === '') throw invalidArgument('connect: socket must be a non-empty string');
+  if (options === null || typeof options !== 'object') throw invalidArgument('connect: options must be an object');
+  const json = JSON.stringify(options);
+  return new AuditStore(call(() => native.connect(socket, json)));
 }

@@ -31,6 +31,20 @@ export interface OpenOptions {
   search?: boolean;
 }
 
+/** How `connect()` reaches `auditlog serve`. */
+export interface ConnectOptions {
+  /**
+   * How long one call keeps retrying, with the same idempotency key, while
+   * the server is busy, restarting or unreachable; then it fails
+   * (`IoError`, or `QueueFullError` when the server stayed busy). Default
+   * 5000 ms, at most one hour. A synchronous call holds the JavaScript
+   * thread while it retries: keep it short.
+   */
+  retryForMs?: number;
+  /** Connections kept open for reuse (default 8). */
+  maxIdleConnections?: number;
+}
+
 /** A run (the contract's run view). */
 export interface Run {
   id: string;

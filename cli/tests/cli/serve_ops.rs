@@ -383,6 +383,72 @@ fn the_client_answers_like_the_embedded_store() {
     assert_eq!(engine.errors(None, None, false).unwrap(), groups);
 }
 
+/// What the bindings' `connect` needs beyond the store's own calls: an
+/// append whose runs must exist (the C ABI's AUDITLOG_APPEND_REQUIRE_RUN,
+/// Go's FinishRun and AppendLog) and a limit on finished_before.
+#[test]
+fn checked_appends_and_limited_finished_before() {
+    let (_t, dir) = scratch();
+    let server = Server::start(&dir, &["--no-http", "--no-search"]);
+    let c = quick_client(&server);
+    let log = |id: &str, seq: u64| {
+        Event::run_log(
+            id,
+            DAY0 + 5,
+            RunLog {
+                seq,
+                event_type: "note".into(),
+                payload: Json::null(),
+            },
+        )
+    };
+    let finish = |id: &str, ts: i64| Event::run_finished(id, ts, RunFinished::default());
+    // A start earlier in the same request counts as started.
+    let a = c
+        .append_require_run(&[
+            Event::run_started("r-1", DAY0, RunStarted::default()),
+            log("r-1", 0),
+            finish("r-1", DAY0 + 10),
+        ])
+        .unwrap();
+    assert_eq!((a.events, a.lsns.first, a.lsns.last), (3, 0, 2));
+    // A stored run counts too; several runs in one request.
+    c.start_run("r-2", DAY0 + 1, RunStarted::default()).unwrap();
+    c.append_require_run(&[log("r-1", 1), finish("r-2", DAY0 + 20)])
+        .unwrap();
+    // One unknown run refuses the whole request, naming it.
+    let e = c
+        .append_require_run(&[log("r-1", 2), log("ghost", 0)])
+        .unwrap_err();
+    assert!(
+        matches!(&e, auditlog::Error::NotFound(m) if m.contains("ghost")),
+        "{e}"
+    );
+    // A bad event is named by its index, as in append_batch.
+    let e = c
+        .append_require_run(&[
+            log("r-1", 3),
+            Event::run_started("", DAY0, RunStarted::default()),
+        ])
+        .unwrap_err();
+    assert!(
+        matches!(e, auditlog::Error::InvalidEvent { index: 1, .. }),
+        "{e}"
+    );
+    assert!(c.append_require_run(&[]).is_err());
+    assert_eq!(
+        c.list_logs("r-1").unwrap().len(),
+        2,
+        "nothing of the refused requests"
+    );
+    assert_eq!(c.stats().unwrap()["events"].as_u64(), Some(6));
+
+    assert_eq!(c.finished_runs_before(DAY0 + 100).unwrap().len(), 2);
+    let one = c.finished_runs_before_limit(DAY0 + 100, Some(1)).unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].id, "r-2", "newest start first");
+}
+
 #[test]
 fn a_request_cut_by_a_crash_is_completed_by_its_retry_not_doubled() {
     let (_t, dir) = scratch();
