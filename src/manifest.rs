@@ -31,8 +31,9 @@ struct Head {
 }
 
 pub const MANIFEST_FILE: &str = "MANIFEST";
-/// Version 2 added `retention` and `pending` (docs/format.md).
-pub const MANIFEST_VERSION: u32 = 2;
+/// Version 2 added `retention` and `pending`; version 3 the tree fields of
+/// a pending retention record (docs/format.md).
+pub const MANIFEST_VERSION: u32 = 3;
 const MAGIC: &str = "auditlog-manifest";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,7 @@ use crate::num::{u64_of, usize_of};
 pub const SEGMENT_MAGIC: &[u8; 8] = b"AUDLOGSG";
 pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
 /// On-disk format version; bump with every change to docs/format.md.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 pub const HEADER_SIZE: usize = 72;
 pub const TRAILER_SIZE: usize = 16;
 /// Commit record payload: first LSN (u64), count (u32), chain digest.

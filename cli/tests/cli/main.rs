@@ -28,12 +28,14 @@ mod support {
 }
 
 mod attacks;
+mod attacks_proofs;
 mod bench_smoke;
 mod cli_log;
 #[cfg(feature = "export")]
 mod export_cli;
 mod fulltext_search;
 mod ingest_stream;
+mod proofs_cli;
 mod query_cli;
 mod reliability_crash;
 mod reliability_input;
