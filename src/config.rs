@@ -79,6 +79,13 @@ pub struct Config {
     /// pages a failed sync may have marked clean). `AuditStore` sets it.
     #[doc(hidden)]
     pub resync_from_seq: Option<u64>,
+    /// Keep the Merkle tree as blocks are written (a `STEM.mtree` file per
+    /// sealed segment, docs/proofs.md). Off, the files are built when a
+    /// proof or a retention needs them. Default on.
+    pub merkle_tree: bool,
+    /// Sign checkpoints of the tree with this key (at every seal, at close,
+    /// and at this interval while events arrive). Needs `merkle_tree`.
+    pub checkpoints: Option<crate::tree::CheckpointConfig>,
 }
 
 impl Config {
@@ -99,6 +106,8 @@ impl Config {
             retain_hooks: Vec::new(),
             redaction: None,
             resync_from_seq: None,
+            merkle_tree: true,
+            checkpoints: None,
         }
     }
 
@@ -129,6 +138,26 @@ impl Config {
             MIN_MAX_BATCH_BYTES,
             MAX_MAX_BATCH_BYTES,
         )?;
+        if let Some(cp) = &self.checkpoints {
+            if !self.merkle_tree {
+                return Err(Error::InvalidArgument(
+                    "signing checkpoints needs the Merkle tree (merkle_tree = true)".into(),
+                ));
+            }
+            if cp.interval.is_zero() {
+                return Err(Error::InvalidArgument(
+                    "the checkpoint interval must be above zero".into(),
+                ));
+            }
+            if let Some(state) = &cp.state {
+                if crate::fsutil::is_inside(state, &self.dir) {
+                    return Err(Error::InvalidArgument(format!(
+                        "the signing state {} must live outside the log folder (with the key, out of reach of whoever can write the log)",
+                        state.display()
+                    )));
+                }
+            }
+        }
         if !(MIN_SEGMENT_MAX_BYTES..=MAX_SEGMENT_MAX_BYTES).contains(&self.segment_max_bytes) {
             return Err(Error::InvalidArgument(format!(
                 "segment_max_bytes {} must be within {MIN_SEGMENT_MAX_BYTES}..={MAX_SEGMENT_MAX_BYTES}",
@@ -151,6 +180,8 @@ impl std::fmt::Debug for Config {
             .field("on_full", &self.on_full)
             .field("segment_max_bytes", &self.segment_max_bytes)
             .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("merkle_tree", &self.merkle_tree)
+            .field("checkpoints", &self.checkpoints)
             .finish_non_exhaustive()
     }
 }

@@ -60,9 +60,12 @@ pub enum Error {
     /// The MANIFEST cannot be read or does not fit the folder.
     #[error("manifest {path}: {reason}")]
     Manifest { path: PathBuf, reason: String },
-    /// A stored file has a format version this build does not read.
+    /// A stored file has a format version this build does not read. There
+    /// is no in-place upgrade (docs/format.md, "Version history"): the
+    /// message says which build can read the folder.
     #[error(
-        "format version {found} in {what} is not supported (this build reads version {supported})"
+        "format version {found} in {what} is not supported (this build reads version {supported}); {}",
+        version_advice(*found, *supported)
     )]
     UnsupportedVersion {
         what: String,
@@ -158,5 +161,14 @@ pub(crate) trait IoContext<T> {
 impl<T> IoContext<T> for std::io::Result<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| Error::io(context(), source))
+    }
+}
+
+/// What a user can do about a folder of another format version.
+fn version_advice(found: u32, supported: u32) -> &'static str {
+    if found < supported {
+        "it was written by an older auditlog: read it with that release (e.g. `auditlog replay` to export its events); this build does not upgrade a folder in place (docs/format.md, \"Version history\")"
+    } else {
+        "it was written by a newer auditlog: read it with that release or a later one"
     }
 }

@@ -56,3 +56,54 @@ pub fn restrict_files(dir: &Path) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Whether `path` lies inside the folder `dir` (both made absolute, and
+/// resolved through symbolic links as far as they exist), so that a secret
+/// meant to live elsewhere is not put where the log's writers can reach.
+pub fn is_inside(path: &Path, dir: &Path) -> bool {
+    fn resolve(p: &Path) -> std::path::PathBuf {
+        let abs = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(p)
+        };
+        // The longest existing ancestor, resolved; the rest appended.
+        let mut existing = abs.as_path();
+        let mut rest = Vec::new();
+        loop {
+            if let Ok(c) = existing.canonicalize() {
+                let mut out = c;
+                for part in rest.iter().rev() {
+                    out.push(part);
+                }
+                return out;
+            }
+            match (existing.parent(), existing.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_os_string());
+                    existing = parent;
+                }
+                _ => return abs,
+            }
+        }
+    }
+    resolve(path).starts_with(resolve(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inside_is_judged_on_resolved_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = tmp.path().join("log");
+        fs::create_dir(&log).unwrap();
+        assert!(is_inside(&log.join("key"), &log));
+        assert!(is_inside(&log.join("sub/../key"), &log));
+        assert!(!is_inside(&tmp.path().join("key"), &log));
+        assert!(!is_inside(&tmp.path().join("log2/key"), &log));
+        std::os::unix::fs::symlink(&log, tmp.path().join("link")).unwrap();
+        assert!(is_inside(&tmp.path().join("link/key"), &log));
+    }
+}

@@ -111,6 +111,8 @@ mod segment;
 mod shared;
 mod stats;
 mod store;
+pub mod tlog;
+pub mod tree;
 mod verify;
 pub mod view;
 mod writer;

@@ -24,7 +24,8 @@ use crate::recovery;
 use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 use crate::shared::Shared;
-use crate::writer::{Batch, Metas, Msg, Writer};
+use crate::tree::keeper::TreeKeeper;
+use crate::writer::{Batch, Leaves, Metas, Msg, Writer};
 
 /// Operator counters, cheap to read at any time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -93,7 +94,23 @@ impl Log {
         let pending = lay.manifest.pending.clone();
         let mut recovery = lay.recovery;
         recovery.cut = cut;
-        let mut writer = Writer::new(shared.clone(), lay.manifest, &lay.segments)?;
+        let tree_base = crate::tree::logtree::tree_base(&lay.manifest, &lay.segments)?;
+        let keeper = match shared.config.merkle_tree {
+            true => Some(TreeKeeper::open(
+                &dir,
+                &lay.segments,
+                tree_base.clone(),
+                shared.config.checkpoints.clone(),
+            )?),
+            false => None,
+        };
+        let mut writer = Writer::new(
+            shared.clone(),
+            lay.manifest,
+            &lay.segments,
+            keeper,
+            tree_base,
+        )?;
         if let Some(record) = pending {
             if recovery.cut.is_none() {
                 recovery.finished_pending = Some(record.name().to_string());
@@ -218,10 +235,15 @@ impl Log {
         self.send_batch(batch.0, n)
     }
 
-    fn send_batch(&self, batch: Batch, n: usize) -> Result<Receipt> {
+    fn send_batch(&self, mut batch: Batch, n: usize) -> Result<Receipt> {
         if self.shared.has_failed.load(Ordering::Acquire) {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
+        }
+        if self.shared.config.merkle_tree {
+            // The Merkle leaves are hashed here, on the producer's thread,
+            // so that the one writer thread only combines them.
+            batch.leaves = Leaves::of(&batch.frames, &batch.metas);
         }
         let bytes = batch.frames.len();
         if let Err(e) = self.check_batch(n, bytes) {
@@ -394,6 +416,16 @@ impl Log {
     /// The redaction policy applied to every append, if any.
     pub fn redaction(&self) -> Option<&Arc<RedactionPolicy>> {
         self.shared.config.redaction.as_ref()
+    }
+
+    /// Why the last checkpoint could not be signed (the writer carries on
+    /// storing events; see docs/proofs.md), if it could not.
+    pub fn checkpoint_error(&self) -> Option<String> {
+        self.shared
+            .checkpoint_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Why the writer stopped, if it did.
@@ -632,6 +664,7 @@ impl EncodedBatch {
             Batch {
                 frames,
                 metas,
+                leaves: Leaves::None,
                 slot: Slot::new(),
             },
             policy.cloned(),
@@ -701,6 +734,7 @@ fn encode_batch(
     Ok(Batch {
         frames,
         metas,
+        leaves: Leaves::None,
         slot: Slot::new(),
     })
 }

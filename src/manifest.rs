@@ -31,12 +31,13 @@ struct Head {
 }
 
 pub const MANIFEST_FILE: &str = "MANIFEST";
-/// Version 2 added `retention` and `pending`, version 3 `redaction`
-/// (docs/format.md). A version 2 manifest is read, and written back as
-/// version 3 by the next writer.
-pub const MANIFEST_VERSION: u32 = 3;
+/// Version 2 added `retention` and `pending`; version 3 the tree fields of
+/// a pending retention record; version 4 `redaction` (docs/format.md). A
+/// version 3 manifest is read, and written back as version 4 by the next
+/// writer; version 2 is refused (its retention records carry no tree).
+pub const MANIFEST_VERSION: u32 = 4;
 /// The oldest version read.
-pub const MIN_MANIFEST_VERSION: u32 = 2;
+pub const MIN_MANIFEST_VERSION: u32 = 3;
 /// Policy records kept (the newest); older ones are counted in
 /// `redaction_records_trimmed`.
 pub const MAX_POLICY_RECORDS: usize = 64;

@@ -253,6 +253,31 @@ impl LogReader {
         }
     }
 
+    /// The inclusion proof of the event at `lsn` in the checkpoint of
+    /// `tree_size` leaves (default: the newest checkpoint); docs/proofs.md.
+    pub fn prove_inclusion(
+        &self,
+        lsn: u64,
+        tree_size: Option<u64>,
+    ) -> Result<crate::tlog::InclusionProof> {
+        crate::tree::prove::prove_inclusion(&self.manifest()?, &self.segments(), lsn, tree_size)
+    }
+
+    /// The consistency proof from the checkpoint of `old` leaves to that of
+    /// `new` leaves (default: the newest checkpoint).
+    pub fn prove_consistency(
+        &self,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<crate::tlog::ConsistencyProof> {
+        crate::tree::prove::prove_consistency(&self.manifest()?, &self.segments(), old, new)
+    }
+
+    /// Every signed checkpoint in the kept log, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<crate::tree::StoredCheckpoint>> {
+        crate::tree::prove::checkpoints(&self.manifest()?, &self.segments())
+    }
+
     /// Events in LSN order within `range`. Each segment's blocks are
     /// checked against the chain (from the first block used to the
     /// segment's trusted end) before any of its events is returned, and

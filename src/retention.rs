@@ -170,6 +170,10 @@ pub(crate) fn plan(
         anchor_first_lsn: last_gone.end_lsn(),
         anchor_digest: last_gone.digest.to_hex(),
         total_dropped_segments: manifest.dropped_segments + gone.len() as u64,
+        // Filled in by the writer, which holds the tree.
+        tree_size: 0,
+        tree_frontier: Vec::new(),
+        tree_note: String::new(),
         total_dropped_events: manifest.dropped_events + events,
     })
 }

@@ -18,11 +18,12 @@ use crate::num::{u64_of, usize_of};
 pub const SEGMENT_MAGIC: &[u8; 8] = b"AUDLOGSG";
 pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
 /// On-disk format version written; bump with every change to
-/// docs/format.md. Version 3 added the `tool_call` event kind (codec
-/// variant 4) and the MANIFEST's redaction record.
-pub const FORMAT_VERSION: u16 = 3;
-/// The oldest version read (version 2 logs read unchanged).
-pub const MIN_FORMAT_VERSION: u16 = 2;
+/// docs/format.md. Version 3 added the Merkle tree's records (checkpoints,
+/// the tree fields of retention records); version 4 the `tool_call` event
+/// kind (codec variant 4) and the MANIFEST's redaction record.
+pub const FORMAT_VERSION: u16 = 4;
+/// The oldest version read (version 3 logs read unchanged).
+pub const MIN_FORMAT_VERSION: u16 = 3;
 pub const HEADER_SIZE: usize = 72;
 pub const TRAILER_SIZE: usize = 16;
 /// Commit record payload: first LSN (u64), count (u32), chain digest.

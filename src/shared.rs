@@ -49,6 +49,8 @@ pub(crate) struct Shared {
     pub(crate) failed: Mutex<Option<String>>,
     /// Set with `failed`: lets every append check it without a lock.
     pub(crate) has_failed: AtomicBool,
+    /// Why the last checkpoint could not be signed, if it could not.
+    pub(crate) checkpoint_error: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -68,6 +70,7 @@ impl Shared {
             rejected: AtomicU64::new(0),
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
+            checkpoint_error: Mutex::new(None),
             config,
         }
     }

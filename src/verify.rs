@@ -37,6 +37,9 @@ pub struct VerifyReport {
     pub cuts: u64,
     pub repairs: u64,
     pub retentions: u64,
+    /// Checkpoint events in the log (their signatures and roots are
+    /// checked only with a key: [`VerifyOptions::key`]).
+    pub checkpoints: u64,
     /// The newest segment, sealed before a crash but not yet listed in the
     /// MANIFEST (the next writer open adds it).
     pub unlisted_newest: Option<u64>,
@@ -50,10 +53,13 @@ pub struct VerifyReport {
     /// The redaction policies recorded in the MANIFEST, oldest first; the
     /// last one is in force. Empty: the log never had one.
     pub redaction: Vec<crate::manifest::PolicyRecord>,
+    /// With a key ([`VerifyOptions::key`]): the Merkle tree recomputed and
+    /// every checkpoint checked.
+    pub tree: Option<crate::tree::TreeReport>,
 }
 
 /// How `verify` runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
     /// A digest anchored earlier that must appear at a block boundary.
     pub expect: Option<Digest>,
@@ -62,6 +68,13 @@ pub struct VerifyOptions {
     /// Leave a failing derived file where it is (otherwise it is moved into
     /// `quarantine/` and rebuilt, so that no query believes it).
     pub read_only: bool,
+    /// Recompute the Merkle tree from the events and check every
+    /// checkpoint's signature and root, and the retention notes, with this
+    /// public key (docs/proofs.md).
+    pub key: Option<crate::tlog::VerifierKey>,
+    /// With `key`: events after the newest checkpoint (which a running
+    /// writer signs within its interval) are reported, not refused.
+    pub allow_unsigned_tail: bool,
 }
 
 impl VerifyReport {
@@ -114,6 +127,15 @@ pub fn verify_with(
     let mut records = Records::default();
     let mut done = 0u64;
     let mut chains = Vec::with_capacity(lay.segments.len());
+    let mut tree = match &opts.key {
+        Some(k) => Some(crate::tree::verify_tree::TreeCheck::new(
+            k.clone(),
+            &lay.manifest,
+            &lay.segments,
+            opts.read_only,
+        )?),
+        None => None,
+    };
     for meta in &lay.segments {
         chains.push(verify_segment(
             dir,
@@ -121,11 +143,15 @@ pub fn verify_with(
             opts.expect,
             &mut report,
             &mut records,
+            tree.as_mut(),
         )?);
         done += meta.data_len;
         progress(done, total);
     }
     records.check(&lay.manifest)?;
+    if let Some(t) = tree {
+        report.tree = Some(t.finish(opts.allow_unsigned_tail)?);
+    }
     let mut derived = crate::derived::Checked::default();
     let checked =
         crate::derived::check_indexes(dir, &lay, &chains, opts.deep, opts.read_only, &mut derived);
@@ -171,6 +197,7 @@ fn verify_segment(
     expect: Option<Digest>,
     report: &mut VerifyReport,
     records: &mut Records,
+    mut tree: Option<&mut crate::tree::verify_tree::TreeCheck>,
 ) -> Result<ChainPoints> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt {
         segment: meta.name.clone(),
@@ -192,6 +219,9 @@ fn verify_segment(
         header.first_lsn,
     );
     let mut points = vec![(HEADER_SIZE as u64, header.prev_digest)];
+    if let Some(t) = tree.as_deref_mut() {
+        t.segment_start(meta);
+    }
     let (mut count, mut min_ts, mut max_ts) = (0u64, None::<i64>, None::<i64>);
     let mut found = None;
     loop {
@@ -214,6 +244,10 @@ fn verify_segment(
             max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
             if let Some(r) = ev.data.system() {
                 system_record(dir, meta, r, at, lsn, block.commit.count, report, records)?;
+            }
+            if let Some(t) = tree.as_deref_mut() {
+                let (start, first, n) = (block.start, block.commit.first_lsn, block.commit.count);
+                t.event(meta, start, first, n, at, lsn, payload, &ev)?;
             }
         }
         count += block.commit.count as u64;
@@ -244,6 +278,9 @@ fn verify_segment(
     if found.is_some() {
         report.expect_found_at = found;
     }
+    if let Some(t) = tree {
+        t.segment_end(meta);
+    }
     report.events += count;
     report.bytes += map.len() as u64;
     report.head_lsn = walk.next_lsn();
@@ -267,6 +304,7 @@ fn system_record(
     match r {
         SystemRecord::TornTailCut(_) => report.cuts += 1,
         SystemRecord::Repair(_) => report.repairs += 1,
+        SystemRecord::Checkpoint(_) => report.checkpoints += 1,
         SystemRecord::Retention(_) => {
             report.retentions += 1;
             if block_events == 1 {

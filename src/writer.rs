@@ -19,6 +19,7 @@ use crate::event::system::{Cut, Retention, SystemRecord};
 use crate::event::time::{day_to_yyyymmdd, utc_day, MICROS_PER_DAY};
 use crate::event::Event;
 use crate::event::Micros;
+use crate::frame::FRAME_HEADER;
 use crate::fsutil;
 use crate::io::IoOp;
 use crate::layout::{Head, SegmentMeta};
@@ -27,6 +28,8 @@ use crate::receipt::{Failure, Slot};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::shared::Shared;
+use crate::tlog::{Frontier, TreeHash};
+use crate::tree::keeper::TreeKeeper;
 
 /// Longest a batch waits for more events when the policy has no sync to
 /// wait for (`Never`, `Interval`).
@@ -39,6 +42,48 @@ pub(crate) struct Batch {
     /// Per event: its timestamp and frame length.
     pub metas: Metas,
     pub slot: Arc<Slot>,
+    /// The events' Merkle leaf hashes, computed on the producer's thread
+    /// when the log keeps the tree (empty otherwise: the writer hashes).
+    pub leaves: Leaves,
+}
+
+/// Leaf hashes of a [`Batch`], one per event; inline for the common
+/// single-event append, like [`Metas`].
+pub(crate) enum Leaves {
+    None,
+    One(TreeHash),
+    Many(Vec<TreeHash>),
+}
+
+impl Leaves {
+    /// The leaf hashes of `frames` (event frames back to back, lengths in
+    /// `metas`): SHA-256 over each event's stored bytes.
+    pub(crate) fn of(frames: &[u8], metas: &Metas) -> Leaves {
+        let leaf = |off: usize, len: u32| {
+            let end = off + len as usize;
+            crate::tlog::merkle::leaf_hash(&frames[off + FRAME_HEADER + 1..end])
+        };
+        match metas {
+            Metas::One((_, len)) => Leaves::One(leaf(0, *len)),
+            Metas::Many(v) => {
+                let mut off = 0usize;
+                let mut out = Vec::with_capacity(v.len());
+                for &(_, len) in v {
+                    out.push(leaf(off, len));
+                    off += len as usize;
+                }
+                Leaves::Many(out)
+            }
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<TreeHash> {
+        match self {
+            Leaves::None => None,
+            Leaves::One(h) => (i == 0).then_some(*h),
+            Leaves::Many(v) => v.get(i).copied(),
+        }
+    }
 }
 
 /// Per-event timestamp and frame length of a [`Batch`]. Most appends carry
@@ -239,6 +284,19 @@ pub(crate) struct Writer {
     day_cache: (Micros, Micros, u32),
     /// `EveryBatch` only: the thread that runs fdatasync.
     syncer: Option<Syncer>,
+    /// The Merkle tree and checkpoint signing (docs/proofs.md); `None`
+    /// when `Config::merkle_tree` is off.
+    tree: Option<TreeKeeper>,
+    /// The tree before the first kept event (what retention stored last).
+    tree_base: Frontier,
+    /// The block being built is one checkpoint event.
+    block_is_checkpoint: bool,
+    /// Leaf hashes of the block's events, when their producers computed
+    /// them (all of them, or the block's are hashed here).
+    block_leaves: Vec<TreeHash>,
+    /// The newest event timestamp written (a checkpoint event takes it, so
+    /// that it never widens its segment's time range).
+    newest_ts: Option<Micros>,
 }
 
 impl Writer {
@@ -246,6 +304,8 @@ impl Writer {
         shared: Arc<Shared>,
         manifest: Manifest,
         segments: &[SegmentMeta],
+        tree: Option<TreeKeeper>,
+        tree_base: Frontier,
     ) -> Result<Writer> {
         let last = segments.last();
         let Head { next_lsn, digest } = Head::of(&manifest, segments);
@@ -271,6 +331,11 @@ impl Writer {
             rolled_back: false,
             day_cache: (0, 0, 0),
             syncer: None,
+            tree,
+            tree_base,
+            block_is_checkpoint: false,
+            block_leaves: Vec::new(),
+            newest_ts: last.and_then(|s| s.max_ts),
         };
         if let Some(meta) = last.filter(|s| !s.sealed) {
             let mut file = std::fs::OpenOptions::new()
@@ -324,7 +389,7 @@ impl Writer {
             carried = Some(c);
         }
         let segments = self.shared.segments();
-        let Some(rec) = retention::plan(&segments, &self.manifest, cutoff, n) else {
+        let Some(mut rec) = retention::plan(&segments, &self.manifest, cutoff, n) else {
             return Ok(RetentionReport {
                 cutoff,
                 dropped: Vec::new(),
@@ -335,12 +400,28 @@ impl Writer {
                 ..RetentionReport::default()
             });
         };
+        // The tree before the first kept event, stored in the record (and
+        // signed) so that the events after the cut stay provable.
+        let (size, frontier, note) = crate::tree::keeper::retention_tree(
+            self.tree.as_ref(),
+            &segments,
+            self.tree_base.clone(),
+            rec.dropped.len() - 1,
+            rec.anchor_first_lsn,
+            &rec.anchor_digest,
+        )?;
+        rec.tree_size = size;
+        rec.tree_frontier = frontier;
+        rec.tree_note = note;
         let record = SystemRecord::Retention(rec.clone());
         self.manifest.pending = Some(record.clone());
         self.manifest.store(&self.shared.dir)?;
         let at = self.append_system(record)?;
         let mut report = self.apply_retention(&rec, at)?;
         report.held_for_export = held_for_export;
+        if let Ok(f) = rec.frontier() {
+            self.tree_base = f;
+        }
         if let Some(c) = carried {
             report.carried_runs = c.runs;
             report.carried_events = c.frames.len() as u64;
@@ -428,10 +509,20 @@ impl Writer {
             self.shared
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
+            if let Err(e) = self.checkpoint_if_due(false) {
+                let _ = self.on_error(&e.to_string());
+            }
         }
-        // Every sender is gone: make everything durable, then stop.
+        // Every sender is gone: make everything durable, sign what the
+        // tree holds, then stop.
         self.sync_barrier();
         self.end_batch(true);
+        if let Err(e) = self.checkpoint_if_due(true) {
+            let _ = self.on_error(&e.to_string());
+            self.end_batch(true);
+        } else {
+            self.end_batch(true);
+        }
         self.syncer = None;
     }
 
@@ -637,10 +728,13 @@ impl Writer {
     fn append_batch(&mut self, batch: &Batch) -> Result<()> {
         let mut off = 0usize;
         let first = self.next_lsn + self.block_count as u64;
-        for &(ts, len) in batch.metas.as_slice() {
+        for (i, &(ts, len)) in batch.metas.as_slice().iter().enumerate() {
             let len = len as usize;
             self.route(ts, len)?;
             self.block.extend_from_slice(&batch.frames[off..off + len]);
+            if let Some(h) = batch.leaves.get(i) {
+                self.block_leaves.push(h);
+            }
             off += len;
             self.block_count += 1;
             self.block_min_ts = self.block_min_ts.min(ts);
@@ -772,6 +866,9 @@ impl Writer {
         fsutil::sync_dir(&self.shared.dir)?;
         self.shared.segments_mut().retain(|s| s.seq != m.seq);
         self.next_seq = m.seq;
+        if let Some(t) = self.tree.as_mut() {
+            t.segment_discarded();
+        }
         Ok(())
     }
 
@@ -830,6 +927,9 @@ impl Writer {
             sealed: false,
         };
         self.shared.segments_mut().push(meta.clone());
+        if let Some(t) = self.tree.as_mut() {
+            t.segment_created(&meta);
+        }
         let sync = file.try_clone().ok().map(Arc::new);
         self.active = Some(Active { file, meta, sync });
         self.next_seq += 1;
@@ -865,6 +965,8 @@ impl Writer {
             count: self.block_count,
             digest,
         };
+        let frames_len = self.block.len();
+        let block_start = active.meta.data_len;
         commit.write(&mut self.block);
         let path = active.meta.path.clone();
         let io = &self.shared.config.io;
@@ -898,6 +1000,24 @@ impl Writer {
                 .map_or(self.block_max_ts, |t| t.max(self.block_max_ts)),
         );
         m.digest = digest;
+        if let Some(t) = self.tree.as_mut() {
+            let frames = &self.block[..frames_len];
+            let is_checkpoint = std::mem::take(&mut self.block_is_checkpoint);
+            let leaves = match self.block_leaves.len() == self.block_count as usize {
+                true => Some(&self.block_leaves[..]),
+                false => None,
+            };
+            if let Err(e) = t.block_written(block_start, first_lsn, frames, leaves, is_checkpoint) {
+                // Only a tree of 2^64 leaves fails here; the block is stored.
+                tracing::error!(error = %e, "the Merkle tree could not take a block");
+            }
+        }
+        if self.block_max_ts != Micros::MIN {
+            self.newest_ts = Some(
+                self.newest_ts
+                    .map_or(self.block_max_ts, |t| t.max(self.block_max_ts)),
+            );
+        }
         self.next_lsn += u64::from(self.block_count);
         self.digest = digest;
         let snapshot = m.clone();
@@ -914,6 +1034,8 @@ impl Writer {
     /// Forget the block being built (written, or cut back after a failure;
     /// a stale min/max ts would leak into the segment's footer).
     fn reset_block(&mut self) {
+        self.block_is_checkpoint = false;
+        self.block_leaves.clear();
         self.block.clear();
         self.block_count = 0;
         self.block_first_lsn = self.next_lsn;
@@ -921,8 +1043,15 @@ impl Writer {
         self.block_max_ts = Micros::MIN;
     }
 
-    /// Seal the active segment: footer, sync, then record it in the manifest.
+    /// Seal the active segment: a checkpoint when signing, footer, sync,
+    /// then record it in the manifest (and store its share of the tree).
     fn seal_active(&mut self) -> Result<()> {
+        // The segment's last event: a checkpoint, remembered once the
+        // footer's sync made it and what it covers durable.
+        let mut signed = None;
+        if self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
+            signed = self.append_checkpoint(true)?;
+        }
         let Some(mut active) = self.active.take() else {
             return Ok(());
         };
@@ -959,11 +1088,17 @@ impl Writer {
             .ctx(|| format!("syncing {}", m.path.display()))?;
         self.dirty = false;
         m.sealed = true;
+        if let Some(note) = signed {
+            self.remember_checkpoint(&note);
+        }
         self.manifest.sealed.push(m.manifest_entry());
         io.gate(IoOp::Rename, &self.shared.dir.join("MANIFEST"))
             .ctx(|| "replacing MANIFEST".to_string())?;
         self.manifest.store(&self.shared.dir)?;
         let sealed = m.clone();
+        if let Some(t) = self.tree.as_mut() {
+            t.segment_sealed(&sealed);
+        }
         self.shared.replace_segment(sealed.clone());
         self.shared.run_seal_hooks(&sealed);
         // Receipts written to this segment are durable now.
@@ -1224,6 +1359,93 @@ impl Writer {
         self.block_first_lsn = self.next_lsn;
         let day = self.day_of(now_micros()).max(self.last_day);
         self.create_segment(day)
+    }
+
+    /// Sign a checkpoint of the tree and append it, if one is due (at the
+    /// interval, and at close when forced), and remember it beside the key.
+    /// Every event the checkpoint covers is made durable before it is
+    /// remembered, so that the state file never names a tree the log cannot
+    /// reproduce after a crash. A signing failure (the state file cannot be
+    /// written) is reported and skipped: events keep being stored; the
+    /// write of the checkpoint itself fails like any write.
+    fn checkpoint_if_due(&mut self, forced: bool) -> Result<()> {
+        if let Some(note) = self.append_checkpoint(forced)? {
+            if let Some(a) = &self.active {
+                self.shared
+                    .config
+                    .io
+                    .sync_data(&a.file, &a.meta.path)
+                    .ctx(|| format!("syncing {}", a.meta.path.display()))?;
+            }
+            self.remember_checkpoint(&note);
+        }
+        Ok(())
+    }
+
+    /// Remember a checkpoint whose events are durable (a failure is
+    /// reported, not fatal: the key's state then names an older, still
+    /// consistent checkpoint).
+    fn remember_checkpoint(&self, note: &str) {
+        let Some(tree) = self.tree.as_ref() else {
+            return;
+        };
+        if let Err(e) = tree.remember(note) {
+            tracing::error!(error = %e, "auditlog could not remember a signed checkpoint; events are still stored");
+            *self
+                .shared
+                .checkpoint_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        }
+    }
+
+    /// Sign and append a checkpoint if one is due; its note, to remember
+    /// once what it covers is durable.
+    fn append_checkpoint(&mut self, forced: bool) -> Result<Option<String>> {
+        let due = self.tree.as_ref().is_some_and(|t| t.checkpoint_due(forced));
+        if !due || self.failed.is_some() {
+            return Ok(None);
+        }
+        self.write_block()?;
+        let Some(tree) = self.tree.as_mut() else {
+            return Ok(None);
+        };
+        let record = match tree.sign_checkpoint() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "auditlog could not sign a checkpoint; events are still stored");
+                *self
+                    .shared
+                    .checkpoint_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                return Ok(None);
+            }
+        };
+        let note = record.note.clone();
+        if self.active.is_none() {
+            // The checkpoint belongs with the events it covers: the newest
+            // segment's day, not the wall clock's.
+            self.create_segment(self.last_day)?;
+        }
+        let ts = self.newest_ts.unwrap_or_else(now_micros);
+        let ev = Event::system(ts, SystemRecord::Checkpoint(record));
+        let mut body = Vec::new();
+        codec::encode_event(&ev, &mut body).map_err(|reason| Error::Corrupt {
+            segment: "checkpoint event".into(),
+            offset: 0,
+            reason: reason.to_string(),
+        })?;
+        crate::frame::write_frame(&mut self.block, crate::frame::REC_EVENT, &body);
+        self.block_count = 1;
+        self.block_min_ts = ts;
+        self.block_max_ts = ts;
+        self.block_is_checkpoint = true;
+        self.write_block()?;
+        if let (Some(t), Some(a)) = (self.tree.as_mut(), self.active.as_ref()) {
+            t.store_share(&a.meta);
+        }
+        Ok(Some(note))
     }
 
     /// Act on a retention record that is in the log at `at`.

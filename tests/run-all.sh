@@ -11,6 +11,7 @@
 #   tests/run-all.sh go       only the Go module (bindings/go)
 #   tests/run-all.sh node     only the Node binding (bindings/node/test.sh)
 #   tests/run-all.sh serve    only the server with the OpenTelemetry SDK
+#   tests/run-all.sh proofs   only the Go check of the proofs (tests/proofs-go/run.sh)
 #   tests/run-all.sh export   only the export's Python-driven tests
 #
 # A part's own script can be run alone too (see its folder's README).
@@ -51,6 +52,11 @@ fi
 if [[ $only == all || $only == serve ]]; then
   step "auditlog serve with a real OpenTelemetry client (Python SDK, OTLP/HTTP)"
   server/test.sh
+fi
+
+if [[ $only == all || $only == proofs ]]; then
+  step "Proofs: checked by Go's golang.org/x/mod/sumdb/tlog and sumdb/note (tests/proofs-go)"
+  tests/proofs-go/run.sh
 fi
 
 if [[ $only == all || $only == export ]]; then

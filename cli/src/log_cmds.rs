@@ -95,6 +95,15 @@ pub struct VerifyArgs {
     /// byte for byte (catches an index rewritten consistently).
     #[arg(long)]
     pub deep: bool,
+    /// The log's public key (the `.pub` file of `keygen`, or its text):
+    /// recompute the Merkle tree from the events and check every signed
+    /// checkpoint and retention against it (docs/proofs.md).
+    #[arg(long, value_name = "PUBKEY")]
+    pub key: Option<String>,
+    /// With --key: events after the newest checkpoint (a running writer
+    /// signs them within its interval) are reported, not refused.
+    #[arg(long, requires = "key")]
+    pub allow_unsigned_tail: bool,
 }
 
 #[derive(Args, Debug)]
@@ -131,6 +140,30 @@ fn now_micros() -> Micros {
 
 pub(crate) fn open_reader(ctx: &Ctx) -> Result<LogReader, CliError> {
     Ok(LogReader::open(&ctx.dir()?)?)
+}
+
+/// A writer's configuration: checkpoint signing when `--signing-key` is
+/// given (docs/proofs.md).
+pub(crate) fn writer_config(ctx: &Ctx, dir: &Path) -> Result<Config, CliError> {
+    let mut cfg = Config::new(dir);
+    if let Some(path) = &ctx.signing_key {
+        if auditlog::tlog::path_is_inside(path, dir) {
+            return Err(CliError::usage(format!(
+                "--signing-key {} is inside the log folder: keep the private key where whoever can write the log cannot read it",
+                path.display()
+            )));
+        }
+        let mut cp = auditlog::tree::CheckpointConfig::from_key_file(path)
+            .map_err(|e| CliError::usage(format!("--signing-key: {e}")))?;
+        cp.interval = humantime::parse_duration(&ctx.checkpoint_interval).map_err(|e| {
+            CliError::usage(format!(
+                "--checkpoint-interval {:?}: {e} (try 10s)",
+                ctx.checkpoint_interval
+            ))
+        })?;
+        cfg.checkpoints = Some(cp);
+    }
+    Ok(cfg)
 }
 
 fn open_writer_with(cfg: Config) -> Result<Log, CliError> {
@@ -550,10 +583,11 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
     }
     let (input, total) = source.open()?;
     let watch = source.watch_fd();
-    ingest_pass(&dir, &name, (input, watch), total, started, redaction)
+    ingest_pass(ctx, &dir, &name, (input, watch), total, started, redaction)
 }
 
 fn ingest_pass(
+    ctx: &Ctx,
     dir: &Path,
     name: &str,
     (input, watch): (Box<dyn Read + Send>, Option<std::os::fd::RawFd>),
@@ -562,8 +596,8 @@ fn ingest_pass(
     redaction: Redaction,
 ) -> CliResult {
     // Sealed segments are indexed as they seal, on a thread of their own.
-    let mut cfg = Config::new(dir);
-    cfg.redaction = redaction;
+    let mut cfg = writer_config(ctx, dir)?;
+    cfg.redaction = redaction.clone();
     let on_seal = IndexOnSeal::hook(&mut cfg);
     let log = open_writer_with(cfg)?;
     // The policy in force: the one given, or the one the log recorded.
@@ -753,10 +787,17 @@ pub fn verify(ctx: &Ctx, a: VerifyArgs) -> CliResult {
         None => None,
     };
     let pb = progress(None, "verifying", Counts::Bytes);
+    let key = a
+        .key
+        .as_deref()
+        .map(super::proof_cmds::verifier_key_arg)
+        .transpose()?;
     let opts = auditlog::VerifyOptions {
         expect,
         deep: a.deep,
         read_only: false,
+        key,
+        allow_unsigned_tail: a.allow_unsigned_tail,
     };
     let result = auditlog::verify_with(&dir, &opts, |done, total| {
         pb.set_length(total);
@@ -809,6 +850,19 @@ fn verify_json(r: &auditlog::VerifyReport, expect: Option<Digest>) -> String {
     s.push_str(&redaction_json(&r.redaction));
     if let Some(seq) = r.unlisted_newest {
         s.push_str(&format!(",\"unlisted_newest\":{seq}"));
+    }
+    s.push_str(&format!(",\"checkpoints\":{}", r.checkpoints));
+    if let Some(t) = &r.tree {
+        s.push_str(&format!(
+            ",\"tree\":{{\"size\":{},\"root\":\"{}\",\"checkpoints_verified\":{},\"newest_checkpoint\":{},\"unsigned_events\":{},\"retentions_verified\":{},\"tree_files_rebuilt\":{}}}",
+            t.tree_size,
+            t.root.to_hex(),
+            t.checkpoints_verified,
+            t.newest_checkpoint.map_or("null".to_string(), |n| n.to_string()),
+            t.unsigned_events,
+            t.retentions_verified,
+            t.tree_files_rebuilt
+        ));
     }
     if let Some(p) = &r.pending {
         s.push_str(&format!(",\"pending\":\"{p}\""));
@@ -870,8 +924,11 @@ pub fn retain(ctx: &Ctx, a: RetainArgs) -> CliResult {
     }
     // Through the store: runs still running (or finishing after the
     // cutoff) whose start is in a dropped segment are carried forward
-    // first (docs/queries.md, "Retention").
-    let store = AuditStore::open(StoreConfig::new(&dir).create(false))?;
+    // first (docs/queries.md, "Retention"). With a signing key, the
+    // retention's frontier is signed (docs/proofs.md).
+    let mut sc = StoreConfig::new(&dir).create(false);
+    sc.log.checkpoints = writer_config(ctx, &dir)?.checkpoints;
+    let store = AuditStore::open(sc)?;
     report_recovery(&store.log());
     let opts = auditlog::RetainOptions {
         exported_first: a.exported_first,

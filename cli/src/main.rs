@@ -7,6 +7,7 @@ mod calls_cmd;
 mod export_cmds;
 mod log_cmds;
 mod output;
+mod proof_cmds;
 mod query_cmds;
 mod search_cmd;
 mod serve_cmd;
@@ -40,6 +41,16 @@ pub struct Cli {
     /// reliably once the child has exited).
     #[arg(long, global = true, hide = true)]
     pub report_peak_rss: bool,
+    /// Sign checkpoints of the Merkle tree with this private key (made by
+    /// `auditlog keygen`; kept outside the log folder) whenever this
+    /// command writes the log (ingest, retain). Its last signed checkpoint
+    /// is remembered beside it as FILE.state.
+    #[arg(long, global = true, env = "AUDITLOG_SIGNING_KEY", value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+    /// With --signing-key: sign at least this often while events arrive
+    /// (besides every seal and the close), e.g. 10s.
+    #[arg(long, global = true, value_name = "DURATION", default_value = "10s")]
+    pub checkpoint_interval: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -95,6 +106,16 @@ pub enum Command {
     Stats(log_cmds::StatsArgs),
     /// Run one writer for many local clients: Unix socket, HTTP, OTLP.
     Serve(serve_cmd::ServeArgs),
+    /// Make a key pair for signing checkpoints (docs/proofs.md).
+    Keygen(proof_cmds::KeygenArgs),
+    /// An inclusion proof of the event at LSN, or a consistency proof
+    /// between two checkpoints, against the log's signed checkpoints.
+    Prove(proof_cmds::ProveArgs),
+    /// Check a proof with no log at hand: the proof file, the public key,
+    /// and optionally a checkpoint and the event you hold.
+    CheckProof(proof_cmds::CheckProofArgs),
+    /// The signed checkpoints the log holds.
+    Checkpoints(proof_cmds::CheckpointsArgs),
     /// The load run: a synthetic gateway workload, measured.
     Bench(auditlog_loadrun::BenchArgs),
     /// Events/s and latency through `serve` (socket, HTTP) beside the
@@ -109,6 +130,9 @@ pub enum Command {
 pub struct Ctx {
     pub dir: Option<PathBuf>,
     pub format: Format,
+    /// Checkpoint signing for commands that write (`--signing-key`).
+    pub signing_key: Option<PathBuf>,
+    pub checkpoint_interval: String,
 }
 
 impl Ctx {
@@ -130,6 +154,8 @@ fn run() -> i32 {
     let ctx = Ctx {
         dir: cli.dir.clone(),
         format: cli.format,
+        signing_key: cli.signing_key.clone(),
+        checkpoint_interval: cli.checkpoint_interval.clone(),
     };
     let r = match cli.command {
         Command::Ingest(a) => log_cmds::ingest(&ctx, a),
@@ -143,6 +169,10 @@ fn run() -> i32 {
         #[cfg(feature = "export")]
         Command::VerifyExport(a) => export_cmds::verify_export_cmd(&ctx, a),
         Command::Stats(a) => log_cmds::stats(&ctx, a),
+        Command::Keygen(a) => proof_cmds::keygen(&ctx, a),
+        Command::Prove(a) => proof_cmds::prove(&ctx, a),
+        Command::CheckProof(a) => proof_cmds::check_proof(&ctx, a),
+        Command::Checkpoints(a) => proof_cmds::checkpoints(&ctx, a),
         Command::Runs(a) => query_cmds::runs(&ctx, a),
         Command::Count(a) => query_cmds::count(&ctx, a),
         Command::Run(a) => query_cmds::run(&ctx, a),
@@ -152,6 +182,11 @@ fn run() -> i32 {
         Command::Errors(a) => query_cmds::errors(&ctx, a),
         Command::Calls(a) => calls_cmd::calls(&ctx, a),
         Command::Search(a) => search_cmd::search(&ctx, a),
+        // The server does not sign checkpoints yet: say so rather than
+        // serve a log the user believes signed.
+        Command::Serve(_) if ctx.signing_key.is_some() => Err(CliError::usage(
+            "serve does not sign checkpoints yet: sign with `ingest` or `retain`, or a gateway's Config::checkpoints (docs/proofs.md)",
+        )),
         Command::Serve(a) => serve_cmd::serve(&ctx, a),
         Command::Bench(a) => auditlog_loadrun::bench(ctx.dir.as_deref(), a),
         Command::BenchServe(a) => auditlog_loadrun::serve_bench::serve_bench(a),
@@ -198,8 +233,8 @@ pub fn stats_extras(
     // What the log recorded of its own cuts, repairs and retention passes.
     let t = &a.system;
     let mut sys = format!(
-        "{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{},\"skipped_lsns\":{},\"quarantined_bytes\":{},\"last\":",
-        t.torn_tail_cuts, t.repairs, t.retentions, t.skipped_lsns, t.quarantined_bytes
+        "{{\"torn_tail_cuts\":{},\"repairs\":{},\"retentions\":{},\"checkpoints\":{},\"skipped_lsns\":{},\"quarantined_bytes\":{},\"last\":",
+        t.torn_tail_cuts, t.repairs, t.retentions, t.checkpoints, t.skipped_lsns, t.quarantined_bytes
     );
     match t.last {
         Some((lsn, ts, record)) => sys.push_str(&format!(

@@ -210,6 +210,9 @@ fn system_record(name: &str, payload: Option<&str>) -> Result<SystemRecord, Stri
         "retention" => serde_json::from_str(payload)
             .map(SystemRecord::Retention)
             .map_err(bad),
+        "checkpoint" => serde_json::from_str(payload)
+            .map(SystemRecord::Checkpoint)
+            .map_err(bad),
         other => Err(format!("unknown system record {other:?}")),
     }
 }

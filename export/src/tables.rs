@@ -225,14 +225,15 @@ impl Default for EventRows {
     }
 }
 
-/// A system event's record (a cut, a repair, a retention pass) as the JSON
-/// object of its fields, in their declared order: the `payload` of its
-/// `events` row, from which `verify-export` rebuilds the record exactly.
+/// A system event's record (a cut, a repair, a retention pass, a signed
+/// checkpoint of the Merkle tree) as the JSON object of its fields, in
+/// their declared order: the `payload` of its `events` row, from which `verify-export` rebuilds the record exactly.
 pub fn system_json(r: &SystemRecord, out: &mut String) {
     out.clear();
     let text = match r {
         SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => serde_json::to_string(c),
         SystemRecord::Retention(x) => serde_json::to_string(x),
+        SystemRecord::Checkpoint(x) => serde_json::to_string(x),
     };
     // Plain strings and integers: serializing cannot fail.
     out.push_str(&text.unwrap_or_default());

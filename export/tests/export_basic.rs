@@ -214,3 +214,53 @@ fn a_destination_that_is_not_a_folder_is_a_clear_error() {
         .to_string();
     assert!(e.contains("bucket"), "{e}");
 }
+
+/// A log that signs Merkle-tree checkpoints (docs/proofs.md) holds
+/// `checkpoint` system events and a retention record with the tree's
+/// frontier: both are exported and rebuilt byte for byte, so the chain
+/// still proves the files, with and without the log.
+#[test]
+fn a_signed_log_with_checkpoints_and_a_retention_exports_and_proves() {
+    let t = tempfile::tempdir().unwrap();
+    let (dir, out, keys) = (
+        t.path().join("log"),
+        t.path().join("out"),
+        t.path().join("keys"),
+    );
+    std::fs::create_dir(&keys).unwrap();
+    let mut cfg = auditlog::Config::new(&dir);
+    cfg.checkpoints = Some(auditlog::tree::CheckpointConfig {
+        key: auditlog::tlog::SignerKey::generate("auditlog.test/export").unwrap(),
+        interval: std::time::Duration::from_secs(3600),
+        state: Some(keys.join("key.state")),
+    });
+    let events = workload(3, 3, 30, "s");
+    let log = auditlog::Log::open(cfg).unwrap();
+    for chunk in events.chunks(50) {
+        log.append_batch(chunk).unwrap().wait().unwrap();
+    }
+    log.seal().unwrap();
+    let dropped = log.retain(T0 + DAY).unwrap();
+    assert_eq!(dropped.dropped.len(), 1, "{dropped:?}");
+    // Seal the segment holding the retention record, so it is exported.
+    log.seal().unwrap();
+    log.close().unwrap();
+
+    let stored = auditlog::LogReader::open(&dir).unwrap();
+    let checkpoints = stored.checkpoints().unwrap().len();
+    assert!(checkpoints >= 2, "{checkpoints} checkpoints");
+
+    let dest = local(&out);
+    let r = export(&dir, &dest, &ExportOptions::default()).unwrap();
+    assert!(!r.segments.is_empty(), "{r:?}");
+    for opts in [
+        VerifyOptions {
+            log_dir: Some(dir.clone()),
+            ..VerifyOptions::default()
+        },
+        VerifyOptions::default(),
+    ] {
+        let v = verify_export(&dest, &opts).unwrap();
+        assert_eq!(v.logs[0].events, r.events);
+    }
+}

@@ -24,6 +24,25 @@ pub enum SystemRecord {
     Repair(Cut),
     /// Retention dropped the oldest sealed segments.
     Retention(Retention),
+    /// A signed checkpoint of the Merkle tree over the events before it
+    /// (docs/proofs.md).
+    Checkpoint(TreeCheckpoint),
+}
+
+/// A signed tree head, stored in the log: the C2SP `tlog-checkpoint` signed
+/// note for the tree over every event before this one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeCheckpoint {
+    /// Leaves covered: the events before this one, since the log began
+    /// (retention drops events, never leaves).
+    pub tree_size: u64,
+    /// The RFC 6962 root over them (hex; the note carries it in base64).
+    pub root: String,
+    /// Wall clock when it was signed, µs (the event's `ts` is the newest
+    /// covered event's, so that a segment's time range stays its events').
+    pub signed_at: Micros,
+    /// The signed note: origin, tree size, root, signature lines.
+    pub note: String,
 }
 
 /// Bytes taken out of a segment, where they went, and the LSNs and segment
@@ -85,6 +104,15 @@ pub struct Retention {
     /// Totals over the log's life, after this pass.
     pub total_dropped_segments: u64,
     pub total_dropped_events: u64,
+    /// Leaves of the Merkle tree before the first kept event.
+    pub tree_size: u64,
+    /// The roots of the complete subtrees over those leaves, largest first
+    /// (hex): the stored frontier that keeps later events provable.
+    pub tree_frontier: Vec<String>,
+    /// A checkpoint of `tree_size` leaves whose root is the frontier's,
+    /// with an extension line `auditlog-retention FIRST_LSN ANCHOR_DIGEST`,
+    /// signed like every checkpoint ("" when the log signs nothing).
+    pub tree_note: String,
 }
 
 impl SystemRecord {
@@ -94,6 +122,7 @@ impl SystemRecord {
             SystemRecord::TornTailCut(_) => "torn_tail_cut",
             SystemRecord::Repair(_) => "repair",
             SystemRecord::Retention(_) => "retention",
+            SystemRecord::Checkpoint(_) => "checkpoint",
         }
     }
 
@@ -101,7 +130,7 @@ impl SystemRecord {
     pub fn cut(&self) -> Option<&Cut> {
         match self {
             SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => Some(c),
-            SystemRecord::Retention(_) => None,
+            SystemRecord::Retention(_) | SystemRecord::Checkpoint(_) => None,
         }
     }
 
@@ -111,6 +140,7 @@ impl SystemRecord {
         match self {
             SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => c.check(),
             SystemRecord::Retention(r) => r.check(),
+            SystemRecord::Checkpoint(c) => c.check(),
         }
     }
 }
@@ -169,11 +199,65 @@ impl Retention {
                 "a retention record drops nothing",
             ));
         }
+        let frontier = self.frontier()?;
+        if !self.tree_note.is_empty() {
+            let c = crate::tlog::Checkpoint::parse(note_text("record.tree_note", &self.tree_note)?)
+                .map_err(|e| EventError::new("record.tree_note", e.to_string()))?;
+            if c.size != self.tree_size || c.root != frontier.root() {
+                return Err(EventError::new(
+                    "record.tree_note",
+                    "the retention note does not sign the stored frontier",
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The stored frontier, checked: one root per set bit of `tree_size`.
+    pub fn frontier(&self) -> Result<crate::tlog::Frontier, EventError> {
+        let nodes = self
+            .tree_frontier
+            .iter()
+            .map(|h| {
+                crate::tlog::TreeHash::from_hex(h).ok_or_else(|| {
+                    EventError::new("record.tree_frontier", "a hash is not 64 hex digits")
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::tlog::Frontier::from_parts(self.tree_size, nodes)
+            .map_err(|e| EventError::new("record.tree_frontier", e.to_string()))
     }
 
     pub fn anchor_digest(&self) -> Digest {
         Digest::from_hex(&self.anchor_digest).unwrap_or_default()
+    }
+}
+
+/// A signed note's text (the part the signatures cover), shape checked.
+fn note_text<'a>(field: &str, note: &'a str) -> Result<&'a str, EventError> {
+    crate::tlog::note::split(note)
+        .map(|(text, _)| text)
+        .map_err(|e| EventError::new(field, e.to_string()))
+}
+
+impl TreeCheckpoint {
+    fn check(&self) -> Result<(), EventError> {
+        let root = crate::tlog::TreeHash::from_hex(&self.root)
+            .ok_or_else(|| EventError::new("record.root", "is not 64 hex digits"))?;
+        let c = crate::tlog::Checkpoint::parse(note_text("record.note", &self.note)?)
+            .map_err(|e| EventError::new("record.note", e.to_string()))?;
+        if c.size != self.tree_size || c.root != root {
+            return Err(EventError::new(
+                "record.note",
+                "the checkpoint's note and its fields disagree",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checkpoint in the note (not its signature: see `tlog::checkpoint::open`).
+    pub fn parsed(&self) -> Option<crate::tlog::Checkpoint> {
+        crate::tlog::Checkpoint::parse(note_text("record.note", &self.note).ok()?).ok()
     }
 }
 
@@ -191,6 +275,7 @@ pub fn write_fields(r: &SystemRecord, out: &mut String) {
     let body = match r {
         SystemRecord::TornTailCut(c) | SystemRecord::Repair(c) => serde_json::to_string(c),
         SystemRecord::Retention(x) => serde_json::to_string(x),
+        SystemRecord::Checkpoint(x) => serde_json::to_string(x),
     };
     if let Ok(body) = body {
         // `{...}` without its braces, after a comma.
@@ -225,6 +310,10 @@ pub fn describe(r: &SystemRecord, ts: Micros) -> String {
             x.dropped.len(),
             x.anchor_first_lsn,
             x.anchor_first_seq
+        ),
+        SystemRecord::Checkpoint(x) => format!(
+            "{when} checkpoint: tree of {} leaves, root {}",
+            x.tree_size, x.root
         ),
     }
 }

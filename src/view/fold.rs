@@ -159,6 +159,8 @@ pub struct SystemTally {
     pub torn_tail_cuts: u64,
     pub repairs: u64,
     pub retentions: u64,
+    /// Signed checkpoints of the Merkle tree (docs/proofs.md).
+    pub checkpoints: u64,
     /// LSNs skipped by cuts and repairs (never given to an event).
     pub skipped_lsns: u64,
     /// Bytes moved into `quarantine/` by cuts and repairs.
@@ -174,6 +176,12 @@ impl SystemTally {
             R::TornTailCut(_) => self.torn_tail_cuts += 1,
             R::Repair(_) => self.repairs += 1,
             R::Retention(_) => self.retentions += 1,
+            R::Checkpoint(_) => {
+                // Routine: counted, but not "the newest thing the log did
+                // to itself" that `stats` shows.
+                self.checkpoints += 1;
+                return;
+            }
         }
         if let Some(c) = r.cut() {
             self.skipped_lsns += c.skip_to_lsn.saturating_sub(c.skip_from_lsn);

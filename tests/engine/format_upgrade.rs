@@ -1,6 +1,6 @@
-//! Format version 3 (the `tool_call` kind, the MANIFEST's redaction
-//! record): a version 2 log still reads, and its first new writer upgrades
-//! its MANIFEST so that a reader too old for version 3 refuses it rather
+//! Format version 4 (the `tool_call` kind, the MANIFEST's redaction
+//! record): a version 3 log still reads, and its first new writer upgrades
+//! its MANIFEST so that a reader too old for version 4 refuses it rather
 //! than misreading a tool call.
 
 use crate::support;
@@ -9,13 +9,13 @@ use auditlog::query::{Engine, Filter};
 use auditlog::{Event, Log, LogReader, ReplayRange, ToolCall};
 use support::*;
 
-/// Rewrite a log made by this build as version 2 wrote it: segment
-/// headers and MANIFEST say version 2 (checksums recomputed).
-fn downgrade_to_v2(dir: &std::path::Path) {
+/// Rewrite a log made by this build as version 3 wrote it: segment
+/// headers and MANIFEST say version 3 (checksums recomputed).
+fn downgrade_to_v3(dir: &std::path::Path) {
     for f in walk_files(dir) {
         if f.extension().is_some_and(|e| e == "seg") {
             let mut b = std::fs::read(&f).unwrap();
-            b[8..10].copy_from_slice(&2u16.to_le_bytes());
+            b[8..10].copy_from_slice(&3u16.to_le_bytes());
             let crc = crc32fast::hash(&b[0..64]);
             b[64..68].copy_from_slice(&crc.to_le_bytes());
             std::fs::write(&f, b).unwrap();
@@ -29,7 +29,7 @@ fn downgrade_to_v2(dir: &std::path::Path) {
         .lines()
         .next()
         .unwrap()
-        .replace(r#""version":3"#, r#""version":2"#);
+        .replace(r#""version":4"#, r#""version":3"#);
     assert!(!body.contains("redaction"));
     let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
     std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
@@ -42,7 +42,7 @@ fn manifest_version(dir: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn a_version_2_log_reads_and_its_next_writer_upgrades_it() {
+fn a_version_3_log_reads_and_its_next_writer_upgrades_it() {
     let (_t, dir) = scratch();
     let log = Log::open(config(&dir)).unwrap();
     for i in 0..20 {
@@ -51,8 +51,8 @@ fn a_version_2_log_reads_and_its_next_writer_upgrades_it() {
     log.seal().unwrap();
     log.append(&ev(20, DAY0 + 20)).unwrap().wait().unwrap();
     log.close().unwrap();
-    downgrade_to_v2(&dir);
-    assert_eq!(manifest_version(&dir), 2);
+    downgrade_to_v3(&dir);
+    assert_eq!(manifest_version(&dir), 3);
 
     // Reads as it is: replay, queries (indexes rebuilt), verify.
     let r = LogReader::open(&dir).unwrap();
@@ -61,11 +61,11 @@ fn a_version_2_log_reads_and_its_next_writer_upgrades_it() {
     let mut e = Engine::open(&dir).unwrap();
     assert_eq!(e.count(&Filter::default()).unwrap(), 21);
     auditlog::verify(&dir, None, |_, _| {}).unwrap();
-    assert_eq!(manifest_version(&dir), 2, "readers change nothing");
+    assert_eq!(manifest_version(&dir), 3, "readers change nothing");
 
     // A writer upgrades it, and may then add a tool call.
     let log = Log::open(config(&dir)).unwrap();
-    assert_eq!(manifest_version(&dir), 3);
+    assert_eq!(manifest_version(&dir), 4);
     let c = ToolCall {
         tool: "fs.read".into(),
         ..ToolCall::default()
@@ -88,9 +88,9 @@ fn a_future_version_is_refused_with_a_clear_error() {
         .lines()
         .next()
         .unwrap()
-        .replace(r#""version":3"#, r#""version":4"#);
+        .replace(r#""version":4"#, r#""version":5"#);
     let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
     std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
     let e = LogReader::open(&dir).err().expect("refused");
-    assert!(e.to_string().contains("version 4"), "{e}");
+    assert!(e.to_string().contains("version 5"), "{e}");
 }

@@ -17,6 +17,7 @@ mod gateway_api;
 mod integrity;
 mod layering;
 mod limits;
+mod proofs;
 mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;

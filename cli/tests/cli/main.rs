@@ -28,6 +28,7 @@ mod support {
 }
 
 mod attacks;
+mod attacks_proofs;
 mod bench_smoke;
 mod calls_cli;
 mod cli_log;
@@ -35,6 +36,7 @@ mod cli_log;
 mod export_cli;
 mod fulltext_search;
 mod ingest_stream;
+mod proofs_cli;
 mod query_cli;
 mod redact_keep;
 mod reliability_crash;

@@ -1,0 +1,323 @@
+//! What the Merkle tree and signed checkpoints cost, and what proofs cost
+//! (issue 19, docs/benchmarks.md "Proofs"):
+//!
+//! 1. ingest throughput with the tree off, the tree on, and the tree on
+//!    with checkpoints signed (every seal, close, and every 10 s), in the
+//!    same run, rounds interleaved so that the machine's drift hits every
+//!    variant alike: the load run's durable-peak phase (its workload, its
+//!    producers, 1 event per append, `EveryBatch`, run by
+//!    `auditlog_loadrun::ingest::run_phase`) on a fresh log per variant;
+//! 2. at a log of `--proof-events` events (10M for the figures in the
+//!    docs): inclusion and consistency proof generation (median, p99) and
+//!    checking time, proof sizes, and `verify` with and without the key.
+//!
+//! `cargo bench -p auditlog-benches --bench tree -- --events 2000000
+//! --rounds 3 --proof-events 10000000`. Run by `cargo test` (without
+//! `--bench`) it does a tiny pass of each, as a smoke test.
+
+use std::time::{Duration, Instant};
+
+use auditlog::tlog::SignerKey;
+use auditlog::tree::CheckpointConfig;
+use auditlog::{Config, Durability, Event, Log, LogReader, VerifyOptions};
+use auditlog_loadrun::ingest::{run_phase, Phase};
+use auditlog_loadrun::workload::WorkloadSpec;
+
+struct Args {
+    events: u64,
+    rounds: usize,
+    proof_events: u64,
+    proofs: usize,
+}
+
+fn args() -> Args {
+    let argv: Vec<String> = std::env::args().collect();
+    let bench = argv.iter().any(|a| a == "--bench");
+    let get = |name: &str, default: u64| {
+        argv.iter()
+            .position(|a| a == name)
+            .and_then(|i| argv.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    if !bench {
+        return Args {
+            events: 20_000,
+            rounds: 1,
+            proof_events: 20_000,
+            proofs: 20,
+        };
+    }
+    Args {
+        events: get("--events", 2_000_000),
+        rounds: get("--rounds", 3) as usize,
+        proof_events: get("--proof-events", 10_000_000),
+        proofs: get("--proofs", 200) as usize,
+    }
+}
+
+/// The workload split over 2 producers run by run, as the load run does.
+fn shares(events: u64) -> Vec<Vec<Event>> {
+    let spec = WorkloadSpec {
+        runs: events / 8,
+        ..WorkloadSpec::default()
+    };
+    let mut out = vec![Vec::new(), Vec::new()];
+    for run in 0..spec.runs {
+        out[(run % 2) as usize].extend(spec.events(run, run + 1));
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Variant {
+    TreeOff,
+    Tree,
+    TreeAndCheckpoints,
+}
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::TreeOff => "tree off",
+            Variant::Tree => "tree on",
+            Variant::TreeAndCheckpoints => "tree + checkpoints",
+        }
+    }
+}
+
+fn config(dir: &std::path::Path, v: Variant, keys: &std::path::Path) -> Config {
+    let mut cfg = Config::new(dir);
+    cfg.durability = Durability::EveryBatch;
+    cfg.merkle_tree = v != Variant::TreeOff;
+    if v == Variant::TreeAndCheckpoints {
+        cfg.checkpoints = Some(CheckpointConfig {
+            key: SignerKey::from_seed("bench.example/log", [7; 32]).expect("key"),
+            interval: Duration::from_secs(10),
+            state: Some(keys.join("key.state")),
+        });
+    }
+    cfg
+}
+
+/// CPU seconds this process has used (user + system), from /proc: on a
+/// machine shared with other work, CPU per event measures the cost of the
+/// tree more steadily than wall-clock throughput does.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the line (11 and 12 here).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn ingest(a: &Args) {
+    let mut sh = shares(a.events);
+    let total: usize = sh.iter().map(Vec::len).sum();
+    let variants = [Variant::TreeOff, Variant::Tree, Variant::TreeAndCheckpoints];
+    let mut eps: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for round in 0..a.rounds {
+        for k in 0..3 {
+            let i = (round + k) % 3;
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let keys = tmp.path().join("keys");
+            std::fs::create_dir(&keys).expect("keys");
+            let log = Log::open(config(&tmp.path().join("log"), variants[i], &keys)).expect("open");
+            let c0 = cpu_seconds();
+            let res = run_phase(&log, &mut sh, &Phase::new(1)).expect("phase");
+            log.close().expect("close");
+            let us = (cpu_seconds() - c0) * 1e6 / res.events as f64;
+            let r = res.events as f64 / res.seconds;
+            let d = res.to_durable.value_at_quantile(0.99) as f64 / 1e6;
+            println!(
+                "round {round} {:<20} {:>12.0} events/s  durable p99 {d:.1} ms  CPU {us:.2} µs/event",
+                variants[i].name(),
+                r
+            );
+            eps[i].push(r);
+            p99[i].push(d);
+            cpu[i].push(us);
+        }
+    }
+    println!(
+        "\n{total} events, 2 producers, 1 event per append, EveryBatch, {} rounds (medians)",
+        a.rounds
+    );
+    println!("| variant | events/s | of tree off | durable p99 ms | CPU µs/event | of tree off |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let base = median(&mut eps[0].clone());
+    let base_cpu = median(&mut cpu[0].clone());
+    for (i, v) in variants.iter().enumerate() {
+        let m = median(&mut eps[i]);
+        let c = median(&mut cpu[i]);
+        println!(
+            "| {} | {:.0} | {:.1}% | {:.1} | {:.2} | {:.1}% |",
+            v.name(),
+            m,
+            100.0 * m / base,
+            median(&mut p99[i]),
+            c,
+            100.0 * c / base_cpu
+        );
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn pct(v: &mut [f64], q: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+fn proofs(a: &Args) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let keys = tmp.path().join("keys");
+    std::fs::create_dir(&keys).expect("keys");
+    let dir = tmp.path().join("log");
+    let cfg = config(&dir, Variant::TreeAndCheckpoints, &keys);
+    let key = cfg.checkpoints.as_ref().expect("key").key.verifier();
+    let log = Log::open(cfg).expect("open");
+    let spec = WorkloadSpec {
+        runs: a.proof_events / 2 + 1,
+        ..WorkloadSpec::default()
+    };
+    let started = Instant::now();
+    let mut batch = Vec::with_capacity(1000);
+    let mut n = 0u64;
+    let mut last = None;
+    for ev in spec.events(0, spec.runs) {
+        batch.push(ev);
+        n += 1;
+        if batch.len() == 1000 || n == a.proof_events {
+            last = Some(log.append_batch(&batch).expect("append"));
+            batch.clear();
+        }
+        if n == a.proof_events {
+            break;
+        }
+    }
+    if !batch.is_empty() {
+        last = Some(log.append_batch(&batch).expect("append"));
+    }
+    if let Some(r) = last {
+        r.wait().expect("durable");
+    }
+    log.close().expect("close");
+    let reader = LogReader::open(&dir).expect("reader");
+    let segments = reader.segments().len();
+    println!(
+        "\nproof log: {n} events in {segments} segments, written in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let cps = reader.checkpoints().expect("checkpoints");
+    let newest = cps.last().expect("a checkpoint").leaf;
+    let mut gen = Vec::new();
+    let mut check = Vec::new();
+    let mut sizes = Vec::new();
+    let mut hashes = Vec::new();
+    for i in 0..a.proofs {
+        let lsn = fastrand::u64(0..newest);
+        let t = Instant::now();
+        let p = reader.prove_inclusion(lsn, None).expect("prove");
+        gen.push(ms(t.elapsed()));
+        let json = p.to_json();
+        let t = Instant::now();
+        p.check(&key, None).expect("check");
+        check.push(ms(t.elapsed()));
+        sizes.push(json.len() as f64);
+        hashes.push(p.proof.len() as f64);
+        if i == 0 {
+            println!("first proof (LSN {lsn}): {} bytes of JSON", json.len());
+        }
+    }
+    let mut cgen = Vec::new();
+    let mut ccheck = Vec::new();
+    let mut csizes = Vec::new();
+    for i in 0..a.proofs.min(cps.len().saturating_sub(1)).max(1) {
+        let old = cps[fastrand::usize(0..cps.len())].leaf.max(1);
+        let old = if i == 0 { cps[0].leaf.max(1) } else { old };
+        let t = Instant::now();
+        let p = reader.prove_consistency(old, None).expect("consistency");
+        cgen.push(ms(t.elapsed()));
+        let t = Instant::now();
+        p.check(&key, None, None).expect("check");
+        ccheck.push(ms(t.elapsed()));
+        csizes.push(p.proof.len() as f64);
+    }
+    println!(
+        "| proof | n | generate p50 ms | p99 | check p50 ms | p99 | hashes p50 | JSON bytes p50 |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| inclusion | {} | {:.2} | {:.2} | {:.3} | {:.3} | {:.0} | {:.0} |",
+        gen.len(),
+        pct(&mut gen, 0.5),
+        pct(&mut gen, 0.99),
+        pct(&mut check, 0.5),
+        pct(&mut check, 0.99),
+        pct(&mut hashes, 0.5),
+        pct(&mut sizes, 0.5)
+    );
+    println!(
+        "| consistency | {} | {:.2} | {:.2} | {:.3} | {:.3} | {:.0} | - |",
+        cgen.len(),
+        pct(&mut cgen, 0.5),
+        pct(&mut cgen, 0.99),
+        pct(&mut ccheck, 0.5),
+        pct(&mut ccheck, 0.99),
+        pct(&mut csizes, 0.5)
+    );
+    let t = Instant::now();
+    auditlog::verify(&dir, None, |_, _| {}).expect("verify");
+    let plain = t.elapsed();
+    let t = Instant::now();
+    let opts = VerifyOptions {
+        key: Some(key),
+        ..VerifyOptions::default()
+    };
+    let r = auditlog::verify_with(&dir, &opts, |_, _| {}).expect("verify --key");
+    let keyed = t.elapsed();
+    let tree = r.tree.expect("tree");
+    println!(
+        "verify: {:.1} s; verify --key: {:.1} s ({} checkpoints checked, tree of {} leaves)",
+        plain.as_secs_f64(),
+        keyed.as_secs_f64(),
+        tree.checkpoints_verified,
+        tree.tree_size
+    );
+    let tree_bytes: u64 = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".mtree"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    let seg_bytes: u64 = std::fs::read_dir(&dir)
+        .expect("dir")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .sum();
+    println!(
+        "tree files: {tree_bytes} bytes ({:.2} B/event) beside {seg_bytes} bytes of segments",
+        tree_bytes as f64 / n as f64
+    );
+}
+
+fn main() {
+    let a = args();
+    ingest(&a);
+    if a.proof_events > 0 {
+        proofs(&a);
+    }
+}

@@ -1,0 +1,449 @@
+//! The writer's side of the tree: the active segment's share kept as
+//! blocks are written (one SHA-256 per event plus, on average, one per
+//! interior node), stored as `STEM.mtree` when the segment seals, and the
+//! checkpoints signed from it. Also how an open finds the tree to continue
+//! from without believing a derived file: the frontier it continues from
+//! must reproduce the root the key signed last (docs/proofs.md, "What the
+//! writer trusts").
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
+use crate::event::system::TreeCheckpoint;
+use crate::event::Micros;
+use crate::frame::{peek_frame, FRAME_HEADER};
+use crate::layout::SegmentMeta;
+
+use super::logtree::LogTree;
+use super::segtree::{self, SegmentTree};
+use crate::tlog::checkpoint::{self, Checkpoint};
+use crate::tlog::merkle::{leaf_hash, Frontier, Subtrees, TreeHash};
+use crate::tlog::note::SignerKey;
+
+/// How a writer signs checkpoints.
+#[derive(Clone, Debug)]
+pub struct CheckpointConfig {
+    /// The private key; its name is the checkpoints' origin.
+    pub key: SignerKey,
+    /// Sign a checkpoint at least this often while events arrive (and at
+    /// every seal and at close).
+    pub interval: Duration,
+    /// Where the key's last signed checkpoint is remembered, outside the
+    /// log folder: the writer refuses to sign a tree that does not extend
+    /// it (a log must never sign two inconsistent checkpoints). `None`
+    /// keeps no memory (then only the checkpoints in the log are checked).
+    pub state: Option<PathBuf>,
+}
+
+/// Default checkpoint interval.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+impl CheckpointConfig {
+    /// Read a private key file (written by `auditlog keygen`); the state is
+    /// kept beside it as `FILE.state`.
+    pub fn from_key_file(path: &Path) -> Result<CheckpointConfig> {
+        let text = std::fs::read_to_string(path)
+            .ctx(|| format!("reading the signing key {}", path.display()))?;
+        let key = SignerKey::parse(&text)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        let mut state = path.as_os_str().to_owned();
+        state.push(".state");
+        Ok(CheckpointConfig {
+            key,
+            interval: DEFAULT_CHECKPOINT_INTERVAL,
+            state: Some(PathBuf::from(state)),
+        })
+    }
+}
+
+/// The last checkpoint a key signed, as remembered beside the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedState {
+    pub size: u64,
+    pub root: TreeHash,
+}
+
+/// Read the state file (the signed note of the key's last checkpoint).
+pub fn load_state(path: &Path, key: &SignerKey) -> Result<Option<SignedState>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    let c = checkpoint::open(&text, &key.verifier()).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "{} is not a checkpoint signed by this key ({e}); it remembers what the key last signed: remove it only to accept a log that does not extend it",
+            path.display()
+        ))
+    })?;
+    Ok(Some(SignedState {
+        size: c.size,
+        root: c.root,
+    }))
+}
+
+/// Remember `note` as the key's last signed checkpoint (atomically,
+/// durably).
+fn store_state(path: &Path, note: &str) -> Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("state.tmp");
+    {
+        let mut f =
+            crate::fsutil::create_private(&tmp).ctx(|| format!("creating {}", tmp.display()))?;
+        f.write_all(note.as_bytes())
+            .and_then(|_| f.sync_all())
+            .ctx(|| format!("writing {}", tmp.display()))?;
+    }
+    std::fs::rename(&tmp, path).ctx(|| format!("renaming {} into place", tmp.display()))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+/// The writer's tree.
+pub(crate) struct TreeKeeper {
+    /// The active segment's share; with no active segment, an empty share
+    /// whose `end` is the whole tree.
+    seg: SegmentTree,
+    signing: Option<CheckpointConfig>,
+    /// Leaves already covered by a checkpoint in the log (the newest
+    /// checkpoint's own leaf included): nothing to sign until it grows.
+    covered: u64,
+    /// When this writer last signed.
+    last_signed: Instant,
+}
+
+impl TreeKeeper {
+    /// The tree at open: continue from `segments` (the log's, the newest
+    /// possibly active) and `base` (the tree before the first kept event).
+    /// With a key, the tree continued from must reproduce the root the key
+    /// signed last (state file, else the newest checkpoint in the log).
+    pub(crate) fn open(
+        dir: &Path,
+        segments: &[SegmentMeta],
+        base: Frontier,
+        signing: Option<CheckpointConfig>,
+    ) -> Result<TreeKeeper> {
+        let mut tree = LogTree::new(segments.to_vec(), base, true);
+        let active = segments.last().filter(|s| !s.sealed);
+        let mut seg = share_of_active(&mut tree, segments, active)?;
+        let mut covered = 0;
+        if let Some(cfg) = &signing {
+            covered = tree.newest_checkpoint()?.map_or(0, |c| c.leaf + 1);
+            let signed = last_signed(&mut tree, cfg)?;
+            if let Some(s) = &signed {
+                if let Err(why) = check_extends(&mut tree, &seg, s) {
+                    // The derived files may be what is wrong: rebuild
+                    // everything from the events and look again.
+                    tracing::warn!(error = %why, "tree files disagree with the signed root; rebuilding the tree from the events");
+                    let mut fresh = LogTree::from_events(segments.to_vec(), tree.base().clone());
+                    seg = share_of_active(&mut fresh, segments, active)?;
+                    check_extends(&mut fresh, &seg, s).map_err(|why| {
+                        Error::Corrupt {
+                            segment: "tree".into(),
+                            offset: 0,
+                            reason: format!(
+                                "{why}: the log does not extend the tree of {} leaves this key signed last, so the writer will not sign (was the log rewritten, truncated or repaired? see docs/proofs.md)",
+                                s.size
+                            ),
+                        }
+                    })?;
+                    for (i, meta) in segments.iter().enumerate() {
+                        if meta.sealed {
+                            let t = fresh.tree(i)?;
+                            let _ = t.store(&segtree::path_of(meta));
+                        }
+                    }
+                }
+            }
+        }
+        let _ = dir;
+        Ok(TreeKeeper {
+            seg,
+            signing,
+            covered,
+            last_signed: Instant::now(),
+        })
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.seg.end.size()
+    }
+
+    pub(crate) fn root(&self) -> TreeHash {
+        self.seg.end.root()
+    }
+
+    /// A new active segment starts its share.
+    pub(crate) fn segment_created(&mut self, meta: &SegmentMeta) {
+        self.seg = SegmentTree::empty(meta, self.seg.end.clone());
+    }
+
+    /// The active segment was removed empty: nothing of it stays.
+    pub(crate) fn segment_discarded(&mut self) {
+        self.seg.groups.clear();
+        self.seg.checkpoints.clear();
+    }
+
+    /// A block was written at `block_start` of the active segment: its
+    /// event frames (without the commit record), first LSN, the events'
+    /// leaf hashes if the producers computed them (else they are hashed
+    /// here), and whether it is a checkpoint event alone.
+    #[inline]
+    pub(crate) fn block_written(
+        &mut self,
+        block_start: u64,
+        first_lsn: u64,
+        frames: &[u8],
+        leaves: Option<&[TreeHash]>,
+        is_checkpoint: bool,
+    ) -> Result<()> {
+        if is_checkpoint {
+            self.seg
+                .checkpoints
+                .push((self.seg.end.size(), block_start));
+            self.covered = self.seg.end.size() + 1;
+        }
+        if let Some(leaves) = leaves {
+            // Hashed by the producers, over the same bytes.
+            for l in leaves {
+                self.seg
+                    .push_leaf(block_start, first_lsn, *l)
+                    .map_err(Error::InvalidArgument)?;
+            }
+            return Ok(());
+        }
+        let mut pos = 0usize;
+        while let Some((_, size)) = peek_frame(&frames[pos..]) {
+            let payload = &frames[pos + FRAME_HEADER + 1..pos + size];
+            self.seg
+                .push_leaf(block_start, first_lsn, leaf_hash(payload))
+                .map_err(Error::InvalidArgument)?;
+            pos += size;
+        }
+        Ok(())
+    }
+
+    /// The active segment sealed: store its share (derived, not synced).
+    pub(crate) fn segment_sealed(&mut self, meta: &SegmentMeta) {
+        self.store_share(meta);
+    }
+
+    /// Store the active segment's share as it stands (after a checkpoint
+    /// and at close), so that proofs made meanwhile hash only the events
+    /// written since. `meta` is the active segment's, as written.
+    pub(crate) fn store_share(&mut self, meta: &SegmentMeta) {
+        if meta.seq != self.seg.seq || meta.count != self.seg.count {
+            return;
+        }
+        self.seg.data_len = meta.data_len;
+        self.seg.digest = meta.digest;
+        if let Err(e) = self.seg.store(&segtree::path_of(meta)) {
+            tracing::warn!(error = %e, segment = %meta.name, "could not store the segment's tree file; it is rebuilt when needed");
+        }
+    }
+
+    /// Whether a checkpoint is due: signing, the tree grew since the last
+    /// one, and `interval` passed (or `now` is forced: a seal, a close).
+    pub(crate) fn checkpoint_due(&self, forced: bool) -> bool {
+        let Some(cfg) = &self.signing else {
+            return false;
+        };
+        self.size() > self.covered && (forced || self.last_signed.elapsed() >= cfg.interval)
+    }
+
+    /// Sign the tree as it stands and return the record to append. The
+    /// caller then remembers it ([`TreeKeeper::remember`]) once every event
+    /// it covers is durable: before that, a crash could leave the state
+    /// file naming a tree the log no longer holds.
+    pub(crate) fn sign_checkpoint(&mut self) -> Result<TreeCheckpoint> {
+        let Some(cfg) = &self.signing else {
+            return Err(Error::InvalidArgument("no signing key".into()));
+        };
+        let (size, root) = (self.size(), self.root());
+        let note = Checkpoint::new(cfg.key.name(), size, root)
+            .sign(&cfg.key)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        self.last_signed = Instant::now();
+        Ok(TreeCheckpoint {
+            tree_size: size,
+            root: root.to_hex(),
+            signed_at: now_micros(),
+            note,
+        })
+    }
+
+    /// Remember `note` as the key's last signed checkpoint (state file).
+    pub(crate) fn remember(&self, note: &str) -> Result<()> {
+        match self.signing.as_ref().and_then(|c| c.state.as_ref()) {
+            Some(state) => store_state(state, note),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The wall clock as µs.
+fn now_micros() -> Micros {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros());
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// The active segment's share (or, with none, an empty share after the
+/// newest sealed one).
+fn share_of_active(
+    tree: &mut LogTree,
+    segments: &[SegmentMeta],
+    active: Option<&SegmentMeta>,
+) -> Result<SegmentTree> {
+    let n = segments.len();
+    match (active, n) {
+        (Some(_), _) => Ok((*tree.tree(n - 1)?).clone()),
+        (None, 0) => {
+            let mut t = SegmentTree::empty(&placeholder(), tree.base().clone());
+            t.first_leaf = tree.base().size();
+            Ok(t)
+        }
+        (None, _) => {
+            let end = tree.frontier_after(n - 1)?;
+            let last = &segments[n - 1];
+            Ok(SegmentTree::empty(last, end))
+        }
+    }
+}
+
+/// Meta for the share kept while there is no segment (never stored).
+fn placeholder() -> SegmentMeta {
+    SegmentMeta {
+        seq: 0,
+        day: 0,
+        name: String::new(),
+        path: PathBuf::new(),
+        first_lsn: 0,
+        count: 0,
+        min_ts: None,
+        max_ts: None,
+        data_len: 0,
+        prev_digest: crate::chain::Digest::GENESIS,
+        digest: crate::chain::Digest::GENESIS,
+        sealed: false,
+    }
+}
+
+/// What the key signed last: its state file, else the newest checkpoint
+/// in the log that the key's signature verifies.
+fn last_signed(tree: &mut LogTree, cfg: &CheckpointConfig) -> Result<Option<SignedState>> {
+    if let Some(path) = &cfg.state {
+        if let Some(s) = load_state(path, &cfg.key)? {
+            return Ok(Some(s));
+        }
+    }
+    let Some(c) = tree.newest_checkpoint()? else {
+        return Ok(None);
+    };
+    match checkpoint::open(&c.record.note, &cfg.key.verifier()) {
+        Ok(cp) => Ok(Some(SignedState {
+            size: cp.size,
+            root: cp.root,
+        })),
+        // Signed by another key (a rotation): nothing this key vouched for.
+        Err(_) => Ok(None),
+    }
+}
+
+/// The tree the writer would continue from must hold `signed.size` leaves
+/// whose root is the one signed, computed so that the active share's
+/// starting frontier (taken from derived files) is an input of the check:
+/// pushing the stored events onto it must reproduce the signed root, or
+/// the signed frontier plus the events after it must reproduce it.
+fn check_extends(
+    tree: &mut LogTree,
+    seg: &SegmentTree,
+    signed: &SignedState,
+) -> std::result::Result<(), String> {
+    let (m, start, end) = (signed.size, seg.start.size(), seg.end.size());
+    if m > end {
+        return Err(format!(
+            "the log's tree has {end} leaves, fewer than the {m} already signed"
+        ));
+    }
+    let push_all =
+        |f: &mut Frontier, leaves: Vec<TreeHash>| leaves.into_iter().try_for_each(|l| f.push(l));
+    if m >= start {
+        let mut f = seg.start.clone();
+        let leaves = tree.leaves(start, m).map_err(|e| e.to_string())?;
+        push_all(&mut f, leaves)?;
+        if f.root() != signed.root {
+            return Err(format!(
+                "the root of the first {m} leaves is not the one signed"
+            ));
+        }
+        return Ok(());
+    }
+    let mut nodes = Vec::new();
+    let mut at = 0u64;
+    for b in (0..64u32).rev().filter(|b| m & (1u64 << b) != 0) {
+        nodes.push(tree.subtree(at, b).map_err(|e| e.to_string())?);
+        at += 1u64 << b;
+    }
+    let mut f = Frontier::from_parts(m, nodes)?;
+    if f.root() != signed.root {
+        return Err(format!(
+            "the root of the first {m} leaves is not the one signed"
+        ));
+    }
+    let leaves = tree.leaves(m, start).map_err(|e| e.to_string())?;
+    push_all(&mut f, leaves)?;
+    if f != seg.start {
+        return Err("the tree before the active segment disagrees with the events".into());
+    }
+    Ok(())
+}
+
+/// The retention fields for a cut before leaf `cut` (the first kept
+/// segment's first leaf): the frontier there, checked against the
+/// writer's own tree by a consistency proof, and a signed note.
+pub(crate) fn retention_tree(
+    keeper: Option<&TreeKeeper>,
+    segments: &[SegmentMeta],
+    base: Frontier,
+    last_gone: usize,
+    first_kept_lsn: u64,
+    anchor_hex: &str,
+) -> Result<(u64, Vec<String>, String)> {
+    let mut tree = LogTree::new(segments.to_vec(), base, true);
+    let frontier = tree.frontier_after(last_gone)?;
+    let cut = frontier.size();
+    let signing = keeper.and_then(|k| k.signing.clone());
+    let (keeper_size, keeper_root) = match keeper {
+        Some(k) => (k.size(), k.root()),
+        None => (0, TreeHash::default()),
+    };
+    if cut > 0 && cut < keeper_size {
+        // The frontier comes from derived files: it must be a prefix of
+        // the tree this writer holds.
+        let proof = crate::tlog::merkle::consistency_proof(&mut tree, cut, keeper_size)?
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        crate::tlog::merkle::verify_consistency(cut, keeper_size, &proof, &frontier.root(), &keeper_root)
+            .map_err(|e| Error::Corrupt {
+                segment: "tree".into(),
+                offset: 0,
+                reason: format!("the tree files before the retention cut do not match the writer's tree ({e}); run `auditlog verify --key`"),
+            })?;
+    }
+    let note = match &signing {
+        None => String::new(),
+        Some(cfg) => {
+            let mut c = Checkpoint::new(cfg.key.name(), cut, frontier.root());
+            c.extensions
+                .push(format!("auditlog-retention {first_kept_lsn} {anchor_hex}"));
+            c.sign(&cfg.key)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?
+        }
+    };
+    let hex = frontier.nodes().iter().map(TreeHash::to_hex).collect();
+    Ok((cut, hex, note))
+}

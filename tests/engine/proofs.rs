@@ -1,0 +1,446 @@
+//! The Merkle tree, checkpoints and proofs (issue 19, docs/proofs.md),
+//! through the library: the writer's tree equals one recomputed from the
+//! stored bytes; it signs at every seal, at close and at its interval; every
+//! event's inclusion proof and every pair of checkpoints' consistency proof
+//! check out; the tree survives reopening, retention, lost or damaged tree
+//! files, a forged tree file, and a log written with the tree off.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use auditlog::internals::frame::REC_EVENT;
+use auditlog::tlog::merkle::{leaf_hash, Frontier, TreeHash};
+use auditlog::tlog::SignerKey;
+use auditlog::tree::segtree::{self, SegmentTree};
+use auditlog::tree::CheckpointConfig;
+use auditlog::{Config, Log, LogReader, VerifyOptions};
+
+use crate::support::forge;
+use crate::support::*;
+
+struct Keyed {
+    _t: tempfile::TempDir,
+    dir: PathBuf,
+    keys: PathBuf,
+    key: SignerKey,
+}
+
+fn keyed() -> Keyed {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let keys = t.path().join("keys");
+    std::fs::create_dir(&keys).unwrap();
+    Keyed {
+        dir,
+        keys,
+        key: SignerKey::generate("auditlog.test/engine").unwrap(),
+        _t: t,
+    }
+}
+
+impl Keyed {
+    fn config(&self) -> Config {
+        let mut cfg = Config::new(&self.dir);
+        cfg.segment_max_bytes = 64 * 1024;
+        cfg.checkpoints = Some(CheckpointConfig {
+            key: self.key.clone(),
+            interval: Duration::from_secs(3600),
+            state: Some(self.keys.join("key.state")),
+        });
+        cfg
+    }
+
+    fn verify_key(&self) -> auditlog::Result<auditlog::VerifyReport> {
+        let opts = VerifyOptions {
+            key: Some(self.key.verifier()),
+            ..VerifyOptions::default()
+        };
+        auditlog::verify_with(&self.dir, &opts, |_, _| {})
+    }
+}
+
+/// `n` events over `days` UTC days, appended in batches of 10; returns
+/// the next n.
+fn write(log: &Log, from: u64, n: u64, day: i64) -> u64 {
+    let mut i = from;
+    while i < from + n {
+        let batch: Vec<_> = (i..(i + 10).min(from + n))
+            .map(|k| ev(k, DAY0 + day * DAY_US + k as i64 * 1000))
+            .collect();
+        log.append_batch(&batch).unwrap().wait().unwrap();
+        i += batch.len() as u64;
+    }
+    i
+}
+
+/// Every stored event payload, in LSN order (the leaves), read from the
+/// segment files directly.
+fn leaves(dir: &Path) -> Vec<TreeHash> {
+    let mut out = Vec::new();
+    for path in forge::segment_files(dir) {
+        let (fr, _) = forge::frames(&std::fs::read(path).unwrap());
+        for x in fr.iter().filter(|x| x.rec_type == REC_EVENT) {
+            out.push(leaf_hash(&x.payload));
+        }
+    }
+    out
+}
+
+fn roots(leaves: &[TreeHash]) -> Vec<TreeHash> {
+    let mut f = Frontier::new();
+    let mut out = vec![f.root()];
+    for l in leaves {
+        f.push(*l).unwrap();
+        out.push(f.root());
+    }
+    out
+}
+
+#[test]
+fn the_writer_keeps_the_tree_signs_at_seals_and_close_and_every_proof_checks() {
+    let k = keyed();
+    let log = Log::open(k.config()).unwrap();
+    let mut n = 0;
+    for day in 0..3 {
+        n = write(&log, n, 1500, day);
+    }
+    log.close().unwrap();
+    let segs = forge::segment_files(&k.dir);
+    assert!(segs.len() >= 4, "rolls by day and by size: {segs:?}");
+    let reader = LogReader::open(&k.dir).unwrap();
+    for m in reader.segments().iter().filter(|m| m.sealed) {
+        assert!(segtree::path_of(m).exists(), "{} has its tree file", m.name);
+    }
+    let all = leaves(&k.dir);
+    let prefix = roots(&all);
+    let cps = reader.checkpoints().unwrap();
+    let sealed = reader.segments().iter().filter(|m| m.sealed).count();
+    assert_eq!(cps.len(), sealed + 1, "one per seal and one at close");
+    let v = k.key.verifier();
+    for c in &cps {
+        let opened = auditlog::tlog::checkpoint::open(&c.record.note, &v).unwrap();
+        assert_eq!(opened.size, c.leaf);
+        assert_eq!(
+            opened.root, prefix[c.leaf as usize],
+            "root of {} leaves",
+            c.leaf
+        );
+    }
+    let newest = cps.last().unwrap();
+    assert_eq!(
+        newest.leaf + 1,
+        all.len() as u64,
+        "the close checkpoint is the last event"
+    );
+    // Every 7th event, and both ends (every event takes ~20 s in a debug
+    // build; AUDITLOG_LONG=1 proves them all).
+    let step = if std::env::var_os("AUDITLOG_LONG").is_some() {
+        1
+    } else {
+        7
+    };
+    let picks = (0..newest.leaf).step_by(step).chain([newest.leaf - 1]);
+    for lsn in picks {
+        let p = reader.prove_inclusion(lsn, None).unwrap();
+        let ok = p.check(&v, None).unwrap();
+        assert_eq!((ok.lsn, ok.leaf_index), (lsn, lsn));
+    }
+    // Against an older checkpoint too.
+    let old = &cps[0];
+    let p = reader.prove_inclusion(3, Some(old.leaf)).unwrap();
+    assert_eq!(p.tree_size, old.leaf);
+    p.check(&v, None).unwrap();
+    assert!(reader
+        .prove_inclusion(old.leaf + 1, Some(old.leaf))
+        .is_err());
+    for w in cps.windows(2) {
+        let p = reader
+            .prove_consistency(w[0].leaf, Some(w[1].leaf))
+            .unwrap();
+        p.check(&v, None, None).unwrap();
+    }
+    let r = k.verify_key().unwrap();
+    let t = r.tree.unwrap();
+    assert_eq!(t.checkpoints_verified, cps.len() as u64);
+    assert_eq!((t.tree_size, t.root), (all.len() as u64, prefix[all.len()]));
+    assert_eq!((t.unsigned_events, t.tree_files_rebuilt), (0, 0));
+}
+
+#[test]
+fn reopening_continues_the_tree_and_checkpoints_stay_consistent() {
+    let k = keyed();
+    let mut n = 0;
+    for session in 0..4 {
+        let log = Log::open(k.config()).unwrap();
+        n = write(&log, n, 150, session / 2);
+        log.close().unwrap();
+    }
+    let reader = LogReader::open(&k.dir).unwrap();
+    let cps = reader.checkpoints().unwrap();
+    assert!(cps.len() >= 4);
+    let v = k.key.verifier();
+    let first = cps[0].leaf;
+    reader
+        .prove_consistency(first, None)
+        .unwrap()
+        .check(&v, None, None)
+        .unwrap();
+    assert_eq!(
+        roots(&leaves(&k.dir)).len() as u64,
+        cps.last().unwrap().leaf + 2
+    );
+    k.verify_key().unwrap();
+    // A close with nothing new signs nothing new.
+    Log::open(k.config()).unwrap().close().unwrap();
+    assert_eq!(
+        LogReader::open(&k.dir)
+            .unwrap()
+            .checkpoints()
+            .unwrap()
+            .len(),
+        cps.len()
+    );
+}
+
+#[test]
+fn checkpoints_are_signed_at_the_interval_while_events_arrive() {
+    let k = keyed();
+    let mut cfg = k.config();
+    if let Some(c) = cfg.checkpoints.as_mut() {
+        c.interval = Duration::from_millis(20);
+    }
+    let log = Log::open(cfg).unwrap();
+    let mut n = 0;
+    for _ in 0..5 {
+        n = write(&log, n, 10, 0);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let live = log.reader().checkpoints().unwrap();
+    assert!(
+        live.len() >= 3,
+        "interval checkpoints before close: {}",
+        live.len()
+    );
+    log.close().unwrap();
+    k.verify_key().unwrap();
+}
+
+#[test]
+fn retention_keeps_the_later_events_provable_and_signs_its_frontier() {
+    let k = keyed();
+    let log = Log::open(k.config()).unwrap();
+    let mut n = 0;
+    for day in 0..3 {
+        n = write(&log, n, 400, day);
+    }
+    let before = leaves(&k.dir);
+    let r = log.retain(DAY0 + DAY_US).unwrap();
+    assert!(!r.dropped.is_empty());
+    n = write(&log, n, 50, 2);
+    log.close().unwrap();
+    let _ = n;
+    let reader = LogReader::open(&k.dir).unwrap();
+    let first_kept = reader.first_lsn();
+    assert!(first_kept > 0);
+    let v = k.key.verifier();
+    let newest = reader.checkpoints().unwrap().last().unwrap().leaf;
+    for lsn in (first_kept..newest).step_by(7) {
+        reader
+            .prove_inclusion(lsn, None)
+            .unwrap()
+            .check(&v, None)
+            .unwrap();
+    }
+    assert!(reader.prove_inclusion(first_kept - 1, None).is_err());
+    // The retention's signed frontier is a checkpoint the later ones extend.
+    reader
+        .prove_consistency(first_kept, None)
+        .unwrap()
+        .check(&v, None, None)
+        .unwrap();
+    // The dropped leaves still count: the root is the whole history's.
+    let r = k.verify_key().unwrap();
+    let t = r.tree.unwrap();
+    assert_eq!(t.retentions_verified, 1);
+    assert!(t.tree_size > before.len() as u64);
+    // And a writer reopened after it carries on.
+    let log = Log::open(k.config()).unwrap();
+    write(&log, 5000, 20, 2);
+    log.close().unwrap();
+    k.verify_key().unwrap();
+}
+
+#[test]
+fn tree_files_are_derived_lost_or_damaged_ones_are_rebuilt() {
+    let k = keyed();
+    let log = Log::open(k.config()).unwrap();
+    write(&log, 0, 3000, 0);
+    log.close().unwrap();
+    let reader = LogReader::open(&k.dir).unwrap();
+    let sealed: Vec<_> = reader.segments().into_iter().filter(|m| m.sealed).collect();
+    assert!(sealed.len() >= 2);
+    std::fs::remove_file(segtree::path_of(&sealed[0])).unwrap();
+    let p = segtree::path_of(&sealed[1]);
+    let mut b = std::fs::read(&p).unwrap();
+    b[120] ^= 0x40;
+    std::fs::write(&p, b).unwrap();
+    let v = k.key.verifier();
+    reader
+        .prove_inclusion(10, None)
+        .unwrap()
+        .check(&v, None)
+        .unwrap();
+    assert!(segtree::path_of(&sealed[0]).exists(), "rebuilt and stored");
+    std::fs::remove_file(segtree::path_of(&sealed[0])).unwrap();
+    let t = k.verify_key().unwrap().tree.unwrap();
+    assert!(t.tree_files_rebuilt >= 1, "{t:?}");
+    assert_eq!(k.verify_key().unwrap().tree.unwrap().tree_files_rebuilt, 0);
+}
+
+/// Someone who can write the folder replaces a tree file by one that is
+/// well formed (valid CRC, bound to its segment) but describes another
+/// history. The writer continues only from a tree that reproduces the root
+/// its key signed last, so it never signs the forged history; a proof made
+/// from the forged file is refused before it is handed out.
+#[test]
+fn a_forged_tree_file_is_never_signed_or_used_for_a_proof() {
+    let k = keyed();
+    let log = Log::open(k.config()).unwrap();
+    write(&log, 0, 3000, 0);
+    log.close().unwrap();
+    let reader = LogReader::open(&k.dir).unwrap();
+    let sealed: Vec<_> = reader.segments().into_iter().filter(|m| m.sealed).collect();
+    let last = sealed.last().unwrap();
+    let path = segtree::path_of(last);
+    let mut t = SegmentTree::decode(&std::fs::read(&path).unwrap(), last).unwrap();
+    let mut forged = t.start.clone();
+    for i in 0..t.count {
+        forged
+            .push(leaf_hash(format!("forged {i}").as_bytes()))
+            .unwrap();
+    }
+    t.end = forged;
+    for level in t.nodes.iter_mut() {
+        for h in level.iter_mut() {
+            h.0[0] ^= 1;
+        }
+    }
+    std::fs::write(&path, t.encode()).unwrap();
+    assert!(reader.prove_inclusion(t.first_leaf + 70, None).is_err());
+    let log = Log::open(k.config()).unwrap();
+    write(&log, 5000, 30, 0);
+    log.close().unwrap();
+    let r = k.verify_key().unwrap().tree.unwrap();
+    assert_eq!(r.unsigned_events, 0);
+    assert_eq!(r.tree_size, leaves(&k.dir).len() as u64);
+}
+
+#[test]
+fn a_log_written_with_the_tree_off_gets_it_when_a_key_is_added() {
+    let k = keyed();
+    let mut off = Config::new(&k.dir);
+    off.merkle_tree = false;
+    off.segment_max_bytes = 64 * 1024;
+    let log = Log::open(off).unwrap();
+    write(&log, 0, 2500, 0);
+    log.close().unwrap();
+    let reader = LogReader::open(&k.dir).unwrap();
+    assert!(reader.segments().iter().filter(|m| m.sealed).count() >= 1);
+    for m in reader.segments() {
+        assert!(
+            !segtree::path_of(&m).exists(),
+            "no tree file with the tree off"
+        );
+    }
+    assert!(
+        reader.prove_inclusion(0, None).is_err(),
+        "no checkpoint yet"
+    );
+    let log = Log::open(k.config()).unwrap();
+    write(&log, 2500, 10, 0);
+    log.close().unwrap();
+    let reader = LogReader::open(&k.dir).unwrap();
+    reader
+        .prove_inclusion(0, None)
+        .unwrap()
+        .check(&k.key.verifier(), None)
+        .unwrap();
+    k.verify_key().unwrap();
+    // Signing needs the tree.
+    let mut bad = k.config();
+    bad.merkle_tree = false;
+    assert!(Log::open(bad).is_err());
+}
+
+#[test]
+fn the_signing_state_must_live_outside_the_log_and_failing_to_write_it_stops_nothing() {
+    let k = keyed();
+    let mut inside = k.config();
+    if let Some(c) = inside.checkpoints.as_mut() {
+        c.state = Some(k.dir.join("key.state"));
+    }
+    assert!(matches!(
+        Log::open(inside),
+        Err(auditlog::Error::InvalidArgument(_))
+    ));
+    // A state file that cannot be written: events are still stored, the
+    // checkpoint too (it is valid), and the failure to remember it is
+    // reported.
+    let mut broken = k.config();
+    if let Some(c) = broken.checkpoints.as_mut() {
+        c.state = Some(k.keys.join("no-such-folder").join("key.state"));
+    }
+    let log = Log::open(broken).unwrap();
+    write(&log, 0, 30, 0);
+    log.seal().unwrap();
+    assert!(log.checkpoint_error().is_some());
+    log.close().unwrap();
+    let cps = LogReader::open(&k.dir).unwrap().checkpoints().unwrap();
+    assert_eq!(cps.len(), 1);
+    assert_eq!(replay_all(&k.dir).len(), 31);
+    k.verify_key().unwrap();
+    assert!(!k.keys.join("key.state").exists());
+}
+
+/// A version-2 folder (written before the tree) is refused, never changed:
+/// every entry point says which version it found and what to do
+/// (docs/format.md, "Version history").
+#[test]
+fn a_version_2_log_is_refused_with_advice_and_left_untouched() {
+    use auditlog::internals::manifest::Manifest;
+    let (_t, dir) = scratch();
+    let log = Log::open(config(&dir)).unwrap();
+    write(&log, 0, 30, 0);
+    log.close().unwrap();
+    let mut m = Manifest::load(&dir).unwrap().unwrap();
+    m.version = 2;
+    m.store(&dir).unwrap();
+    let before = walk_files(&dir)
+        .into_iter()
+        .map(|p| (std::fs::read(&p).unwrap(), p))
+        .collect::<Vec<_>>();
+
+    let refused = |e: auditlog::Error| {
+        let text = e.to_string();
+        assert!(
+            matches!(
+                e,
+                auditlog::Error::UnsupportedVersion {
+                    found: 2,
+                    supported: 4,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(text.contains("older auditlog"), "{text}");
+        assert!(text.contains("MANIFEST"), "{text}");
+    };
+    refused(Log::open(config(&dir)).err().unwrap());
+    refused(LogReader::open(&dir).err().unwrap());
+    refused(auditlog::verify_with(&dir, &VerifyOptions::default(), |_, _| {}).unwrap_err());
+
+    for (bytes, path) in before {
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+}
