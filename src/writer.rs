@@ -291,6 +291,11 @@ pub(crate) struct Writer {
     tree_base: Frontier,
     /// The block being built is one checkpoint event.
     block_is_checkpoint: bool,
+    /// Between two events of one batch (no checkpoint may go in there).
+    mid_batch: bool,
+    /// A segment sealed mid-batch without its checkpoint: sign at the end
+    /// of the cycle.
+    checkpoint_owed: bool,
     /// Leaf hashes of the block's events, when their producers computed
     /// them (all of them, or the block's are hashed here).
     block_leaves: Vec<TreeHash>,
@@ -334,6 +339,8 @@ impl Writer {
             tree,
             tree_base,
             block_is_checkpoint: false,
+            mid_batch: false,
+            checkpoint_owed: false,
             block_leaves: Vec::new(),
             newest_ts: last.and_then(|s| s.max_ts),
         };
@@ -509,7 +516,8 @@ impl Writer {
             self.shared
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
-            if let Err(e) = self.checkpoint_if_due(false) {
+            let owed = std::mem::take(&mut self.checkpoint_owed);
+            if let Err(e) = self.checkpoint_if_due(owed) {
                 let _ = self.on_error(&e.to_string());
             }
         }
@@ -725,12 +733,27 @@ impl Writer {
         }
     }
 
+    /// Append a batch: its events take consecutive LSNs, so a segment
+    /// roll inside it owes its checkpoint until the batch is in
+    /// (`checkpoint_owed`, signed at the end of the cycle).
     fn append_batch(&mut self, batch: &Batch) -> Result<()> {
+        let r = self.append_batch_frames(batch);
+        self.mid_batch = false;
+        r
+    }
+
+    fn append_batch_frames(&mut self, batch: &Batch) -> Result<()> {
         let mut off = 0usize;
-        let first = self.next_lsn + self.block_count as u64;
+        let mut first = self.next_lsn + u64::from(self.block_count);
         for (i, &(ts, len)) in batch.metas.as_slice().iter().enumerate() {
             let len = len as usize;
+            self.mid_batch = i > 0;
             self.route(ts, len)?;
+            if i == 0 {
+                // A roll before the first event may have signed the
+                // sealed segment (a checkpoint took an LSN).
+                first = self.next_lsn + u64::from(self.block_count);
+            }
             self.block.extend_from_slice(&batch.frames[off..off + len]);
             if let Some(h) = batch.leaves.get(i) {
                 self.block_leaves.push(h);
@@ -1050,7 +1073,13 @@ impl Writer {
         // footer's sync made it and what it covers durable.
         let mut signed = None;
         if self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
-            signed = self.append_checkpoint(true)?;
+            if self.mid_batch {
+                // Not between two events of one batch (they take
+                // consecutive LSNs): the next segment gets it instead.
+                self.checkpoint_owed = self.tree.is_some();
+            } else {
+                signed = self.append_checkpoint(true)?;
+            }
         }
         let Some(mut active) = self.active.take() else {
             return Ok(());
