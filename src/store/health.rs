@@ -141,15 +141,29 @@ pub struct WriteCounters {
     pub dropped: DropCounts,
 }
 
+/// Why events a `wait_durable` caller waits on will never be durable.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+enum TicketError {
+    #[error("dropped: the queue was full")]
+    QueueFull,
+    /// The reopened log refused them (invalid, or too large).
+    #[error("{0}")]
+    Refused(Arc<Error>),
+    /// The store closed first; why the log could not be reopened.
+    #[error("the store closed before the log could be reopened: {0}")]
+    Closed(String),
+}
+
 /// A `wait_durable` caller's handle on events being retried.
 #[derive(Default)]
 struct Ticket {
-    outcome: Mutex<Option<std::result::Result<(), String>>>,
+    outcome: Mutex<Option<std::result::Result<(), TicketError>>>,
     cv: Condvar,
 }
 
 impl Ticket {
-    fn settle(&self, r: std::result::Result<(), String>) {
+    fn settle(&self, r: std::result::Result<(), TicketError>) {
         let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         if g.is_none() {
             *g = Some(r);
@@ -162,7 +176,7 @@ impl Ticket {
         let mut g = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             if let Some(r) = g.as_ref() {
-                return r.clone().map_err(Error::WriterFailed);
+                return r.clone().map_err(|e| Error::WriterFailed(e.to_string()));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -752,14 +766,14 @@ impl Writes {
                 self.counts.queue_full.fetch_add(n, Ordering::Relaxed);
                 tracing::error!(events = n, run_id = ?first, "retried events dropped: the queue is full");
                 if let Some(t) = k.ticket {
-                    t.settle(Err("dropped: the queue was full".into()));
+                    t.settle(Err(TicketError::QueueFull));
                 }
             }
             Err(e @ (Error::InvalidEvent { .. } | Error::EventTooLarge { .. })) => {
                 self.counts.invalid_on_retry.fetch_add(n, Ordering::Relaxed);
                 tracing::error!(error = %e, run_id = ?first, "retried events refused");
                 if let Some(t) = k.ticket {
-                    t.settle(Err(e.to_string()));
+                    t.settle(Err(TicketError::Refused(Arc::new(e))));
                 }
             }
             // The new log failed already: the keeper will see this
@@ -841,9 +855,7 @@ impl Writes {
         for k in failed.into_iter().chain(backlog.drain(..)) {
             n += k.evs.len() as u64;
             if let Some(t) = k.ticket {
-                t.settle(Err(format!(
-                    "the store closed before the log could be reopened: {why}"
-                )));
+                t.settle(Err(TicketError::Closed(why.to_string())));
             }
         }
         self.counts.closed_unhealed.fetch_add(n, Ordering::Relaxed);

@@ -64,8 +64,9 @@ pub struct Pass {
     /// When it ran (µs).
     pub at: Micros,
     pub cutoff: Micros,
-    /// What it dropped and carried, or why it failed.
-    pub outcome: std::result::Result<RetentionReport, String>,
+    /// What it dropped and carried, or why it failed (shared: a pass is
+    /// handed to the hook and kept as the last pass).
+    pub outcome: std::result::Result<RetentionReport, Arc<Error>>,
 }
 
 /// The running schedule; stopping it (or dropping it) ends the thread.
@@ -139,7 +140,7 @@ fn run_pass(writes: &Writes, keep: Duration) -> Pass {
     let keep_us = i64::try_from(keep.as_micros()).unwrap_or(i64::MAX);
     let cutoff = at.saturating_sub(keep_us);
     let outcome = super::carry::purge(writes, cutoff, crate::retention::RetainOptions::default())
-        .map_err(|e| e.to_string());
+        .map_err(Arc::new);
     Pass {
         at,
         cutoff,

@@ -96,6 +96,30 @@ pub struct Frontier {
     nodes: Vec<TreeHash>,
 }
 
+/// Why a tree cannot take a leaf, be rebuilt from its parts, or answer
+/// for a range of leaves.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeError {
+    /// Appending would pass the largest size the tree can count.
+    #[error("the tree is full (2^64 - 1 leaves)")]
+    Full,
+    /// The frontier holds fewer nodes than its size needs (a bug, or a
+    /// frontier built around [`Frontier::from_parts`]).
+    #[error("frontier lost a node")]
+    LostNode,
+    /// A frontier's parts disagree: one node per set bit of the size.
+    #[error("a tree of {size} leaves has {expected} complete subtrees, not {got}")]
+    WrongFrontier {
+        size: u64,
+        expected: u32,
+        got: usize,
+    },
+    /// Leaves `[start, end)` were asked for but are not held.
+    #[error("leaves {start}..{end} are not there")]
+    MissingLeaves { start: u64, end: u64 },
+}
+
 /// A complete subtree that one append finished: `height` levels above the
 /// leaves, covering leaves `[index << height, (index + 1) << height)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,13 +135,13 @@ impl Frontier {
     }
 
     /// A frontier from its parts, checked: one node per set bit of `size`.
-    pub fn from_parts(size: u64, nodes: Vec<TreeHash>) -> Result<Frontier, String> {
+    pub fn from_parts(size: u64, nodes: Vec<TreeHash>) -> Result<Frontier, TreeError> {
         if nodes.len() != size.count_ones() as usize {
-            return Err(format!(
-                "a tree of {size} leaves has {} complete subtrees, not {}",
-                size.count_ones(),
-                nodes.len()
-            ));
+            return Err(TreeError::WrongFrontier {
+                size,
+                expected: size.count_ones(),
+                got: nodes.len(),
+            });
         }
         Ok(Frontier { size, nodes })
     }
@@ -153,9 +177,9 @@ impl Frontier {
         leaf: TreeHash,
         min_height: u32,
         mut done: impl FnMut(Completed),
-    ) -> Result<(), String> {
+    ) -> Result<(), TreeError> {
         if self.size == u64::MAX {
-            return Err("the tree is full (2^64 - 1 leaves)".into());
+            return Err(TreeError::Full);
         }
         if min_height == 0 {
             done(Completed {
@@ -169,7 +193,7 @@ impl Frontier {
         let mut rest = self.size;
         while rest & 1 == 1 {
             let Some(left) = self.nodes.pop() else {
-                return Err("frontier lost a node".into());
+                return Err(TreeError::LostNode);
             };
             hash = node_hash(&left, &hash);
             height += 1;
@@ -189,7 +213,7 @@ impl Frontier {
 
     /// Append one leaf (its hash).
     #[inline]
-    pub fn push(&mut self, leaf: TreeHash) -> Result<(), String> {
+    pub fn push(&mut self, leaf: TreeHash) -> Result<(), TreeError> {
         self.push_with(leaf, u32::MAX, |_| {})
     }
 
@@ -213,12 +237,12 @@ pub trait Subtrees {
 
 /// Every leaf hash in memory: for tests and small trees.
 impl Subtrees for &[TreeHash] {
-    type Error = String;
-    fn subtree(&mut self, start: u64, height: u32) -> Result<TreeHash, String> {
+    type Error = TreeError;
+    fn subtree(&mut self, start: u64, height: u32) -> Result<TreeHash, TreeError> {
         let end = start + (1u64 << height);
         let leaves = self
             .get(start as usize..end as usize)
-            .ok_or_else(|| format!("leaves {start}..{end} are not there"))?;
+            .ok_or(TreeError::MissingLeaves { start, end })?;
         let mut f = Frontier::new();
         for l in leaves {
             f.push(*l)?;
@@ -655,7 +679,25 @@ mod tests {
         assert_eq!(parts, vec![(0, 4, f.root())]);
         let back = Frontier::from_parts(f.size(), f.nodes().to_vec()).unwrap();
         assert_eq!(back, f);
-        assert!(Frontier::from_parts(3, vec![f.root()]).is_err());
+        let err = Frontier::from_parts(3, vec![f.root()]).unwrap_err();
+        assert_eq!(
+            err,
+            TreeError::WrongFrontier {
+                size: 3,
+                expected: 2,
+                got: 1
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "a tree of 3 leaves has 2 complete subtrees, not 1"
+        );
+        assert_eq!(
+            src.subtree(16, 0),
+            Err(TreeError::MissingLeaves { start: 16, end: 17 })
+        );
+        let mut full = Frontier::from_parts(u64::MAX, vec![f.root(); 64]).unwrap();
+        assert_eq!(full.push(f.root()), Err(TreeError::Full));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod note;
 pub mod proof;
 
 pub use checkpoint::Checkpoint;
-pub use merkle::{Frontier, ProofError, TreeHash};
+pub use merkle::{Frontier, ProofError, TreeError, TreeHash};
 pub use note::{NoteError, SignerKey, VerifierKey};
 pub use proof::{CheckError, ConsistencyProof, InclusionProof, ProofFile};
 

@@ -211,7 +211,7 @@ impl TreeKeeper {
             for l in leaves {
                 self.seg
                     .push_leaf(block_start, first_lsn, *l)
-                    .map_err(Error::InvalidArgument)?;
+                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
             }
             return Ok(());
         }
@@ -220,7 +220,7 @@ impl TreeKeeper {
             let payload = &frames[pos + FRAME_HEADER + 1..pos + size];
             self.seg
                 .push_leaf(block_start, first_lsn, leaf_hash(payload))
-                .map_err(Error::InvalidArgument)?;
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
             pos += size;
         }
         Ok(())
@@ -363,44 +363,58 @@ fn check_extends(
     tree: &mut LogTree,
     seg: &SegmentTree,
     signed: &SignedState,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), ExtendError> {
     let (m, start, end) = (signed.size, seg.start.size(), seg.end.size());
     if m > end {
-        return Err(format!(
-            "the log's tree has {end} leaves, fewer than the {m} already signed"
-        ));
+        return Err(ExtendError::Shorter {
+            leaves: end,
+            signed: m,
+        });
     }
     let push_all =
         |f: &mut Frontier, leaves: Vec<TreeHash>| leaves.into_iter().try_for_each(|l| f.push(l));
     if m >= start {
         let mut f = seg.start.clone();
-        let leaves = tree.leaves(start, m).map_err(|e| e.to_string())?;
+        let leaves = tree.leaves(start, m)?;
         push_all(&mut f, leaves)?;
         if f.root() != signed.root {
-            return Err(format!(
-                "the root of the first {m} leaves is not the one signed"
-            ));
+            return Err(ExtendError::OtherRoot { size: m });
         }
         return Ok(());
     }
     let mut nodes = Vec::new();
     let mut at = 0u64;
     for b in (0..64u32).rev().filter(|b| m & (1u64 << b) != 0) {
-        nodes.push(tree.subtree(at, b).map_err(|e| e.to_string())?);
+        nodes.push(tree.subtree(at, b)?);
         at += 1u64 << b;
     }
     let mut f = Frontier::from_parts(m, nodes)?;
     if f.root() != signed.root {
-        return Err(format!(
-            "the root of the first {m} leaves is not the one signed"
-        ));
+        return Err(ExtendError::OtherRoot { size: m });
     }
-    let leaves = tree.leaves(m, start).map_err(|e| e.to_string())?;
+    let leaves = tree.leaves(m, start)?;
     push_all(&mut f, leaves)?;
     if f != seg.start {
-        return Err("the tree before the active segment disagrees with the events".into());
+        return Err(ExtendError::StartDisagrees);
     }
     Ok(())
+}
+
+/// Why the log does not (provably) extend the tree a key signed last.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+enum ExtendError {
+    #[error("the log's tree has {leaves} leaves, fewer than the {signed} already signed")]
+    Shorter { leaves: u64, signed: u64 },
+    #[error("the root of the first {size} leaves is not the one signed")]
+    OtherRoot { size: u64 },
+    #[error("the tree before the active segment disagrees with the events")]
+    StartDisagrees,
+    /// The leaves or stored subtrees the check needs could not be read.
+    #[error(transparent)]
+    Read(#[from] Error),
+    #[error(transparent)]
+    Tree(#[from] crate::tlog::merkle::TreeError),
 }
 
 /// The retention fields for a cut before leaf `cut` (the first kept

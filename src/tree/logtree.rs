@@ -315,7 +315,7 @@ fn build(meta: &SegmentMeta, start: Frontier) -> Result<SegmentTree> {
     let Some(map) = map_file(&meta.path)? else {
         return Ok(SegmentTree::empty(meta, start));
     };
-    SegmentTree::build(&map, meta, start).map_err(|r| corrupt(&meta.name, 0, r))
+    SegmentTree::build(&map, meta, start).map_err(|r| corrupt(&meta.name, 0, r.to_string()))
 }
 
 impl Subtrees for LogTree {
@@ -365,7 +365,8 @@ impl Subtrees for LogTree {
         }
         let mut f = Frontier::new();
         for l in self.leaves(start, end)? {
-            f.push(l).map_err(Error::InvalidArgument)?;
+            f.push(l)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         }
         Ok(f.root())
     }

@@ -16,7 +16,7 @@ use crate::chain::Digest;
 use crate::layout::SegmentMeta;
 use crate::segment::HEADER_SIZE;
 
-use crate::tlog::merkle::{leaf_hash, Frontier, TreeHash};
+use crate::tlog::merkle::{leaf_hash, Frontier, TreeError, TreeHash};
 
 pub const MTREE_MAGIC: &[u8; 8] = b"AUDLMTRE";
 pub const MTREE_VERSION: u16 = 1;
@@ -33,6 +33,53 @@ pub fn file_name(segment_name: &str) -> String {
 
 pub fn path_of(meta: &SegmentMeta) -> PathBuf {
     meta.path.with_file_name(file_name(&meta.name))
+}
+
+/// Why a segment's share of the tree cannot be built from the segment, or
+/// why a stored tree file cannot be used (it is then rebuilt).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TreeFileError {
+    /// The file is shorter than its header and CRC, or than the hashes
+    /// its header counts.
+    #[error("cut short")]
+    CutShort,
+    /// The file's CRC does not match its bytes.
+    #[error("CRC mismatch")]
+    BadCrc,
+    #[error("not a tree file (bad magic)")]
+    BadMagic,
+    /// A version (or stored subtree height) this build does not read.
+    #[error("tree file version {version} (subtree height {min_height}) is not supported")]
+    UnsupportedVersion { version: u16, min_height: u8 },
+    /// The header's counts overflow or disagree with the tables after it.
+    #[error("{0}")]
+    Layout(&'static str),
+    /// A well-formed file that belongs to another segment (or to another
+    /// length of this one).
+    #[error("it was built from another segment, or another version of it")]
+    OtherSegment,
+    /// An active segment's stored share that does not end at one of its
+    /// block boundaries with the same chain digest.
+    #[error("it is not a prefix of this segment")]
+    NotAPrefix,
+    /// The segment's blocks could not be walked.
+    #[error("{segment} at offset {offset}: {reason}")]
+    Segment {
+        segment: String,
+        offset: u64,
+        reason: String,
+    },
+    /// The segment holds another number of events than its metadata says.
+    #[error("{segment} holds {found} events, not the {expected} its metadata says")]
+    EventCount {
+        segment: String,
+        found: u64,
+        expected: u64,
+    },
+    /// The frontier (stored or being extended) is wrong.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
 }
 
 /// One segment's share of the tree.
@@ -89,7 +136,7 @@ impl SegmentTree {
         block_start: u64,
         block_lsn: u64,
         leaf: TreeHash,
-    ) -> Result<(), String> {
+    ) -> Result<(), TreeError> {
         let index = self.end.size();
         if index.is_multiple_of(1 << MIN_HEIGHT) || self.count == 0 {
             self.groups.push((block_start, block_lsn));
@@ -133,7 +180,11 @@ impl SegmentTree {
     /// Build from the segment's committed bytes, after `start` (the tree
     /// before the segment). Frames are CRC-checked; the chain is not
     /// recomputed here (callers that need it walk the chain themselves).
-    pub fn build(bytes: &[u8], meta: &SegmentMeta, start: Frontier) -> Result<SegmentTree, String> {
+    pub fn build(
+        bytes: &[u8],
+        meta: &SegmentMeta,
+        start: Frontier,
+    ) -> Result<SegmentTree, TreeFileError> {
         let mut t = SegmentTree::empty(meta, start);
         t.extend(bytes, meta)?;
         Ok(t)
@@ -142,7 +193,7 @@ impl SegmentTree {
     /// Add the events stored after this share's end, up to `meta`'s
     /// committed length (an active segment that grew since the share was
     /// stored).
-    pub fn extend(&mut self, bytes: &[u8], meta: &SegmentMeta) -> Result<(), String> {
+    pub fn extend(&mut self, bytes: &[u8], meta: &SegmentMeta) -> Result<(), TreeFileError> {
         let t = self;
         let lsn = meta.first_lsn + t.count;
         let mut walk = Walk::new(bytes, t.data_len, meta.data_len, t.digest, lsn).trusted();
@@ -151,10 +202,11 @@ impl SegmentTree {
                 Ok(Some(b)) => b,
                 Ok(None) => break,
                 Err(stop) => {
-                    return Err(format!(
-                        "{} at offset {}: {}",
-                        meta.name, stop.offset, stop.reason
-                    ))
+                    return Err(TreeFileError::Segment {
+                        segment: meta.name.clone(),
+                        offset: stop.offset,
+                        reason: stop.reason,
+                    })
                 }
             };
             for (_, payload) in block.events() {
@@ -167,10 +219,11 @@ impl SegmentTree {
             t.digest = block.commit.digest;
         }
         if t.count != meta.count {
-            return Err(format!(
-                "{} holds {} events, not the {} its metadata says",
-                meta.name, t.count, meta.count
-            ));
+            return Err(TreeFileError::EventCount {
+                segment: meta.name.clone(),
+                found: t.count,
+                expected: meta.count,
+            });
         }
         Ok(())
     }
@@ -216,7 +269,7 @@ impl SegmentTree {
 
     /// Read a tree file and check it belongs to `meta` (sequence number,
     /// first LSN, event count, committed length, final digest).
-    pub fn decode(bytes: &[u8], meta: &SegmentMeta) -> Result<SegmentTree, String> {
+    pub fn decode(bytes: &[u8], meta: &SegmentMeta) -> Result<SegmentTree, TreeFileError> {
         let t = SegmentTree::decode_any(bytes)?;
         let binds = t.seq == meta.seq
             && t.first_lsn == meta.first_lsn
@@ -224,7 +277,7 @@ impl SegmentTree {
             && t.data_len == meta.data_len
             && t.digest == meta.digest;
         if !binds {
-            return Err("it was built from another segment, or another version of it".into());
+            return Err(TreeFileError::OtherSegment);
         }
         Ok(t)
     }
@@ -236,7 +289,7 @@ impl SegmentTree {
         bytes: &[u8],
         meta: &SegmentMeta,
         segment: &[u8],
-    ) -> Result<SegmentTree, String> {
+    ) -> Result<SegmentTree, TreeFileError> {
         let t = SegmentTree::decode_any(bytes)?;
         let at_boundary = t.data_len == HEADER_SIZE as u64
             || crate::blocks::stored_digest_at(segment, t.data_len)
@@ -247,25 +300,28 @@ impl SegmentTree {
             && t.data_len <= meta.data_len
             && at_boundary;
         if !binds {
-            return Err("it is not a prefix of this segment".into());
+            return Err(TreeFileError::NotAPrefix);
         }
         Ok(t)
     }
 
-    fn decode_any(bytes: &[u8]) -> Result<SegmentTree, String> {
+    fn decode_any(bytes: &[u8]) -> Result<SegmentTree, TreeFileError> {
         if bytes.len() < HEADER + 4 {
-            return Err("cut short".into());
+            return Err(TreeFileError::CutShort);
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
-            return Err("CRC mismatch".into());
+            return Err(TreeFileError::BadCrc);
         }
         if &body[0..8] != MTREE_MAGIC {
-            return Err("not a tree file (bad magic)".into());
+            return Err(TreeFileError::BadMagic);
         }
         let version = u16::from_le_bytes([body[8], body[9]]);
         if version != MTREE_VERSION || body[10] as u32 != MIN_HEIGHT {
-            return Err(format!("tree file version {version} is not supported"));
+            return Err(TreeFileError::UnsupportedVersion {
+                version,
+                min_height: body[10],
+            });
         }
         let u64_at = |at: usize| {
             let mut a = [0u8; 8];
@@ -279,15 +335,15 @@ impl SegmentTree {
         let checkpoints_n = u64_at(88);
         let end_leaf = first_leaf
             .checked_add(count)
-            .ok_or("leaf count overflows")?;
+            .ok_or(TreeFileError::Layout("leaf count overflows"))?;
         let mut at = HEADER;
-        let mut take = |n: u64| -> Result<Vec<TreeHash>, String> {
-            let n = usize::try_from(n).map_err(|_| "too many hashes")?;
+        let mut take = |n: u64| -> Result<Vec<TreeHash>, TreeFileError> {
+            let n = usize::try_from(n).map_err(|_| TreeFileError::Layout("too many hashes"))?;
             let end = n
                 .checked_mul(32)
                 .and_then(|b| b.checked_add(at))
                 .filter(|e| *e <= body.len())
-                .ok_or("cut short")?;
+                .ok_or(TreeFileError::CutShort)?;
             let out = body[at..end]
                 .chunks_exact(32)
                 .map(|c| {
@@ -313,9 +369,13 @@ impl SegmentTree {
             _ => ((end_leaf - 1) >> MIN_HEIGHT) - (first_leaf >> MIN_HEIGHT) + 1,
         };
         let rest = &body[at..];
-        let pairs_n = groups_n.checked_add(checkpoints_n).ok_or("bad counts")?;
+        let pairs_n = groups_n
+            .checked_add(checkpoints_n)
+            .ok_or(TreeFileError::Layout("bad counts"))?;
         if rest.len() as u64 != pairs_n.saturating_mul(16) {
-            return Err("group and checkpoint tables have the wrong size".into());
+            return Err(TreeFileError::Layout(
+                "group and checkpoint tables have the wrong size",
+            ));
         }
         let mut pairs: Vec<(u64, u64)> = rest
             .chunks_exact(16)
@@ -333,7 +393,9 @@ impl SegmentTree {
             .iter()
             .any(|(leaf, _)| *leaf < first_leaf || *leaf >= end_leaf)
         {
-            return Err("a checkpoint lies outside the segment".into());
+            return Err(TreeFileError::Layout(
+                "a checkpoint lies outside the segment",
+            ));
         }
         Ok(SegmentTree {
             seq,
@@ -447,10 +509,69 @@ mod tests {
         assert_eq!(back.group_start(400), None);
         let mut other = m.clone();
         other.digest = Digest([8; 32]);
-        assert!(SegmentTree::decode(&bytes, &other).is_err());
+        assert_eq!(
+            SegmentTree::decode(&bytes, &other),
+            Err(TreeFileError::OtherSegment)
+        );
         let mut flipped = bytes.clone();
         flipped[120] ^= 1;
-        assert!(SegmentTree::decode(&flipped, &m).is_err());
-        assert!(SegmentTree::decode(&bytes[..50], &m).is_err());
+        assert_eq!(
+            SegmentTree::decode(&flipped, &m),
+            Err(TreeFileError::BadCrc)
+        );
+        assert_eq!(
+            SegmentTree::decode(&bytes[..50], &m),
+            Err(TreeFileError::CutShort)
+        );
+        // With a valid CRC over changed bytes: what is wrong is named.
+        let recrc = |mut b: Vec<u8>| {
+            let n = b.len() - 4;
+            let crc = crc32fast::hash(&b[..n]);
+            b[n..].copy_from_slice(&crc.to_le_bytes());
+            b
+        };
+        let mut magic = bytes.clone();
+        magic[0] = b'X';
+        assert_eq!(
+            SegmentTree::decode(&recrc(magic), &m),
+            Err(TreeFileError::BadMagic)
+        );
+        let mut version = bytes.clone();
+        version[8] = 9;
+        let err = SegmentTree::decode(&recrc(version), &m).unwrap_err();
+        assert_eq!(
+            err,
+            TreeFileError::UnsupportedVersion {
+                version: 9,
+                min_height: MIN_HEIGHT as u8
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "tree file version 9 (subtree height 6) is not supported"
+        );
+        let mut longer = bytes[..bytes.len() - 4].to_vec();
+        longer.extend_from_slice(&[0; 16 + 4]);
+        assert_eq!(
+            SegmentTree::decode(&recrc(longer), &m),
+            Err(TreeFileError::Layout(
+                "group and checkpoint tables have the wrong size"
+            ))
+        );
+        let mut outside = bytes.clone();
+        let n = outside.len();
+        outside[n - 20..n - 12].copy_from_slice(&5u64.to_le_bytes());
+        assert_eq!(
+            SegmentTree::decode(&recrc(outside), &m),
+            Err(TreeFileError::Layout(
+                "a checkpoint lies outside the segment"
+            ))
+        );
+        let mut prefix_meta = m.clone();
+        prefix_meta.count = 299;
+        assert_eq!(
+            SegmentTree::decode_prefix(&bytes, &prefix_meta, &[]),
+            Err(TreeFileError::NotAPrefix)
+        );
     }
 }

@@ -99,7 +99,7 @@ impl TreeCheck {
         };
         let why = match retention_note(r, &self.key) {
             Ok(()) if r.tree_size == base.size() => return Ok(()),
-            Ok(()) => "its tree size is not the kept log's first leaf".to_string(),
+            Ok(()) => NoteCheckError::NotFirstLeaf,
             Err(e) => e,
         };
         Err(corrupt(
@@ -179,7 +179,7 @@ impl TreeCheck {
         }
         self.seg
             .push_leaf(block_start, block_lsn, leaf_hash(payload))
-            .map_err(|e| corrupt(&meta.name, at, e))
+            .map_err(|e| corrupt(&meta.name, at, e.to_string()))
     }
 
     /// A segment ended: compare its stored tree file with the recomputed
@@ -226,20 +226,39 @@ impl TreeCheck {
 
 /// A retention record's note: signed by the key, for its stored frontier
 /// (checked by the strict decoder), naming its first kept LSN and anchor.
-fn retention_note(r: &Retention, key: &VerifierKey) -> std::result::Result<(), String> {
+fn retention_note(r: &Retention, key: &VerifierKey) -> std::result::Result<(), NoteCheckError> {
     if r.tree_note.is_empty() {
-        return Err("it carries no signed note".into());
+        return Err(NoteCheckError::NoNote);
     }
-    let c = checkpoint::open(&r.tree_note, key).map_err(|e| e.to_string())?;
+    let c = checkpoint::open(&r.tree_note, key)?;
     let want = format!(
         "auditlog-retention {} {}",
         r.anchor_first_lsn, r.anchor_digest
     );
-    let frontier_root = r.frontier().map_err(|e| e.to_string())?.root();
+    let frontier_root = r.frontier()?.root();
     if c.size != r.tree_size || c.root != frontier_root || c.extensions != [want] {
-        return Err("its signed note names another cut".into());
+        return Err(NoteCheckError::OtherCut);
     }
     Ok(())
+}
+
+/// Why a retention record's signed note does not vouch for its cut.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+enum NoteCheckError {
+    #[error("it carries no signed note")]
+    NoNote,
+    /// The note's signature or text does not check under the key.
+    #[error(transparent)]
+    Note(#[from] crate::tlog::note::NoteError),
+    /// The record's stored frontier is malformed.
+    #[error(transparent)]
+    Frontier(#[from] crate::error::EventError),
+    #[error("its signed note names another cut")]
+    OtherCut,
+    /// The note checks, but the log does not start where it says.
+    #[error("its tree size is not the kept log's first leaf")]
+    NotFirstLeaf,
 }
 
 fn placeholder() -> SegmentMeta {
