@@ -251,7 +251,7 @@ impl Subtrees for &[TreeHash] {
     }
 }
 
-/// MTH(D[lo:hi]) of RFC 6962: the hash of leaves `[lo, hi)` as the tree
+/// `MTH(D[lo:hi])` of RFC 6962: the hash of leaves `[lo, hi)` as the tree
 /// over `hi` leaves groups them (`lo` a multiple of the split sizes that
 /// lead to this range, as every range the proofs ask for is).
 pub fn range_hash<S: Subtrees>(src: &mut S, lo: u64, hi: u64) -> Result<TreeHash, S::Error> {
@@ -288,7 +288,7 @@ pub enum ProofError {
 }
 
 /// The inclusion (audit) path of leaf `index` in the tree of `size` leaves:
-/// PATH(m, D[n]) of RFC 6962, the sibling nearest the leaf first.
+/// `PATH(m, D[n])` of RFC 6962, the sibling nearest the leaf first.
 pub fn inclusion_proof<S: Subtrees>(
     src: &mut S,
     index: u64,
@@ -324,7 +324,7 @@ fn path<S: Subtrees>(
 }
 
 /// The consistency proof from the tree of `old` leaves to the tree of
-/// `new` leaves: PROOF(m, D[n]) of RFC 6962. Empty when `old == new`.
+/// `new` leaves: `PROOF(m, D[n])` of RFC 6962. Empty when `old == new`.
 pub fn consistency_proof<S: Subtrees>(
     src: &mut S,
     old: u64,

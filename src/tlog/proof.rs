@@ -46,7 +46,7 @@ pub struct ConsistencyProof {
     pub version: u32,
     pub old_size: u64,
     pub new_size: u64,
-    /// RFC 6962 PROOF(old, D[new]) (base64 hashes).
+    /// RFC 6962 `PROOF(old, D[new])` (base64 hashes).
     pub proof: Vec<String>,
     /// The signed checkpoints of both sizes.
     pub old_checkpoint: String,

@@ -1,8 +1,8 @@
 //! The log's Merkle tree (docs/proofs.md): what the writer keeps as it
-//! writes blocks and the checkpoints it signs ([`keeper`]), each segment's
+//! writes blocks and the checkpoints it signs (`keeper`), each segment's
 //! share in a derived `STEM.mtree` file ([`segtree`]), the tree of a whole
 //! folder for proofs ([`logtree`], [`prove`]) and `verify --key`'s
-//! recomputation ([`verify_tree`]). The parts that need no log (hashing,
+//! recomputation (`verify_tree`). The parts that need no log (hashing,
 //! signed notes, proof files and their checks) are in [`crate::tlog`].
 
 pub(crate) mod keeper;
