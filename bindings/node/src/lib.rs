@@ -19,6 +19,7 @@
 // unit-test build sees them as unused.
 #![cfg_attr(test, allow(dead_code))]
 
+mod calls;
 mod cursor;
 mod errors;
 mod json_out;

@@ -505,6 +505,29 @@ impl NativeServed {
         ))
     }
 
+    /// Tool calls, with or without a run: a page as JSON (see NativeStore).
+    #[napi(catch_unwind)]
+    pub fn calls(&self, filter_json: String) -> napi::Result<String> {
+        let (f, page) = crate::calls::page_query(&filter_json)?;
+        let v = self.now(|c| c.calls(&f, page))?;
+        crate::calls::served_page(&v, &page)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn count_calls(&self, filter_json: String) -> napi::Result<f64> {
+        let f = crate::calls::count_filter(&filter_json)?;
+        Ok(self.now(|c| c.count_calls(&f))? as f64)
+    }
+
+    #[napi(catch_unwind)]
+    pub fn count_calls_by(&self, by: String, filter_json: String) -> napi::Result<String> {
+        let key = crate::calls::key(&by)?;
+        let f = crate::calls::count_filter(&filter_json)?;
+        Ok(crate::calls::counts(
+            &self.now(|c| c.count_calls_by(&f, key))?,
+        ))
+    }
+
     #[napi(catch_unwind)]
     pub fn finished_before(&self, before: f64) -> napi::Result<String> {
         let before = micros("before", Some(before))?.unwrap_or_default();

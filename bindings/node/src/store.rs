@@ -354,6 +354,35 @@ impl NativeStore {
         })
     }
 
+    /// Tool calls, with or without a run (calls.rs): a page as JSON.
+    #[napi(catch_unwind)]
+    pub fn calls(&self, filter_json: String) -> napi::Result<String> {
+        let (f, page) = crate::calls::page_query(&filter_json)?;
+        self.shared.query(|s| {
+            let found = s.calls(&f, page).map_err(errors::engine)?;
+            Ok(crate::calls::page(&found, &page))
+        })
+    }
+
+    /// How many tool calls match.
+    #[napi(catch_unwind)]
+    pub fn count_calls(&self, filter_json: String) -> napi::Result<f64> {
+        let f = crate::calls::count_filter(&filter_json)?;
+        self.shared
+            .query(|s| Ok(s.count_calls(&f).map_err(errors::engine)? as f64))
+    }
+
+    /// How many tool calls match, per value of `by` (most first), as JSON.
+    #[napi(catch_unwind)]
+    pub fn count_calls_by(&self, by: String, filter_json: String) -> napi::Result<String> {
+        let key = crate::calls::key(&by)?;
+        let f = crate::calls::count_filter(&filter_json)?;
+        self.shared.query(|s| {
+            let groups = s.count_calls_by(&f, key).map_err(errors::engine)?;
+            Ok(crate::calls::counts(&groups))
+        })
+    }
+
     /// Finished runs with `finished_at` before `before` (µs).
     #[napi(catch_unwind)]
     pub fn finished_before(&self, before: f64) -> napi::Result<String> {

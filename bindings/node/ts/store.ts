@@ -10,6 +10,11 @@ import { call, invalidArgument, settle } from './errors';
 import { fromMicros, nowMicros, optionalMicros, toMicros, type Instant } from './instant';
 import type {
   AuditEvent,
+  CallCount,
+  CallFilter,
+  CallKey,
+  CallPage,
+  CallsOptions,
   ConnectOptions,
   Counters,
   ErrorGroup,
@@ -65,6 +70,17 @@ function eventJson(event: AuditEvent): string {
 
 /** A filter's JSON for the addon: instants in µs, other keys as given. */
 function filterJson(filter: RunFilter | undefined, what: string): string {
+  if (filter === undefined) return '{}';
+  if (filter === null || typeof filter !== 'object') throw invalidArgument(`${what}: expected an object`);
+  return JSON.stringify({
+    ...filter,
+    since: optionalMicros(`${what}.since`, filter.since),
+    until: optionalMicros(`${what}.until`, filter.until),
+  });
+}
+
+/** A `calls` filter's JSON for the addon: instants in µs, other keys as given. */
+function callFilterJson(filter: CallsOptions | undefined, what: string): string {
   if (filter === undefined) return '{}';
   if (filter === null || typeof filter !== 'object') throw invalidArgument(`${what}: expected an object`);
   return JSON.stringify({
@@ -245,7 +261,7 @@ export class AuditStore {
     return out;
   }
 
-  /** Failing tool calls (`run_log` `tool_call` with status error) grouped by (channel, tool, error type), most first. */
+  /** Failing tool calls (status error: `tool_call` events and `run_log` tool calls) grouped by (channel, tool, error type), most first. */
   errors(range: { since?: Instant; until?: Instant } = {}): ErrorGroup[] {
     const since = optionalMicros('since', range.since);
     const until = optionalMicros('until', range.until);
@@ -254,6 +270,31 @@ export class AuditStore {
       'first_ts' | 'last_ts'
     > & { first_ts: string; last_ts: string })[];
     return groups.map((g) => ({ ...g, first_ts: new Date(g.first_ts), last_ts: new Date(g.last_ts) }));
+  }
+
+  /**
+   * Tool calls, with or without a run (docs/tool-calls.md): standalone
+   * `tool_call` events and `run_log`s whose `event_type` is `tool_call`,
+   * newest first (by `ts`, then LSN) unless `oldestFirst`. One page of at
+   * most `limit` calls; when it is full, `cursor` continues after it.
+   * Calls of dry runs only with `includeDryRun`.
+   */
+  calls(options: CallsOptions = {}): CallPage {
+    const json = callFilterJson(options, 'calls');
+    return JSON.parse(call(() => this.#native.calls(json))) as CallPage;
+  }
+
+  /** How many tool calls match `filter`. */
+  countCalls(filter: CallFilter = {}): number {
+    const json = callFilterJson(filter, 'countCalls');
+    return call(() => this.#native.countCalls(json));
+  }
+
+  /** How many tool calls match `filter`, per value of `by`, most first (then by value). */
+  countCallsBy(by: CallKey, filter: CallFilter = {}): CallCount[] {
+    if (typeof by !== 'string') throw invalidArgument('countCallsBy: by must be a string');
+    const json = callFilterJson(filter, 'countCallsBy');
+    return JSON.parse(call(() => this.#native.countCallsBy(by, json))) as CallCount[];
   }
 
   /** Finished runs with `finished_at` before `before`, newest first. */

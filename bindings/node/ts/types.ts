@@ -116,8 +116,37 @@ export interface RunFinishedEvent extends EventBase {
   thinking_tokens?: number;
 }
 
+/**
+ * A tool call as a record of its own (docs/tool-calls.md): `run_id` `""`
+ * for a call outside any run. Query them with `calls()`.
+ */
+export interface ToolCallEvent extends EventBase {
+  kind: 'tool_call';
+  call_id?: string;
+  /** The session or channel. */
+  channel_id?: string;
+  /** The caller or agent. */
+  caller_id?: string;
+  workspace_id?: string;
+  request_id?: string;
+  tool?: string;
+  engine?: string;
+  /** `'ok'`, `'error'`, or the gateway's own word; absent: `'error'` if `error` or `error_type` is set, else `'ok'`. */
+  status?: string;
+  error_type?: string;
+  error?: string;
+  duration_ms?: number | null;
+  input_bytes?: number | null;
+  result_bytes?: number | null;
+  exit_code?: number | null;
+  http_status?: number | null;
+  input_hash?: string;
+  args_summary?: string;
+  payload?: unknown;
+}
+
 /** An event for `append` (the contract's JSON, as an object). */
-export type AuditEvent = RunStartedEvent | RunLogEvent | RunFinishedEvent;
+export type AuditEvent = RunStartedEvent | RunLogEvent | RunFinishedEvent | ToolCallEvent;
 
 /** An event read back by `replay` or `tail`: as ingested, plus its LSN. */
 export interface StoredEvent {
@@ -151,6 +180,105 @@ export interface RunFilter {
 export interface Page {
   limit?: number;
   offset?: number;
+}
+
+/**
+ * Filters of `calls`, `countCalls` and `countCallsBy`, combined with AND
+ * (exact matches). A call's channel and caller are its own, else its run's.
+ */
+export interface CallFilter {
+  tool?: string;
+  engine?: string;
+  /** The session or channel (`channel` is the same; give one of them). */
+  session?: string;
+  channel?: string;
+  /** The caller or agent (`caller` is the same; give one of them). */
+  agent?: string;
+  caller?: string;
+  workspace?: string;
+  /** `'ok'`, `'error'`, or a gateway's own word. */
+  status?: string;
+  errorType?: string;
+  /** Calls of this run. */
+  runId?: string;
+  /** `ts >= since`. */
+  since?: Instant;
+  /** `ts <= until`. */
+  until?: Instant;
+  /** Calls of dry runs too. */
+  includeDryRun?: boolean;
+}
+
+/** `calls()` options: the filter and one page. */
+export interface CallsOptions extends CallFilter {
+  /** Oldest first (the default is newest first). */
+  oldestFirst?: boolean;
+  /** At most this many calls. */
+  limit?: number;
+  /** Continue after the previous page (its `cursor`). */
+  cursor?: string;
+}
+
+/**
+ * A tool call as `calls()` answers it: the shape `auditlog calls --json`
+ * prints (docs/tool-calls.md). `channel_id` and `caller_id` as resolved
+ * (its own, else its run's); for a `run_log` call, its fields are read from
+ * its payload and `payload` is the whole payload. Unknown top-level fields
+ * of the event follow.
+ */
+export interface Call {
+  lsn: number;
+  /** RFC 3339 with microseconds, UTC (a string: a `Date` would lose the µs). */
+  ts: string;
+  /** `'tool_call'` (an event of its own) or `'run_log'` (a run's log line). */
+  source: 'tool_call' | 'run_log';
+  /** `''` for a call outside any run. */
+  run_id: string;
+  call_id: string;
+  channel_id: string;
+  caller_id: string;
+  workspace_id: string;
+  request_id: string;
+  tool: string;
+  engine: string;
+  status: string;
+  error_type: string;
+  error: string;
+  duration_ms: number | null;
+  input_bytes: number | null;
+  result_bytes: number | null;
+  exit_code: number | null;
+  http_status: number | null;
+  input_hash: string;
+  args_summary: string;
+  payload: unknown;
+  [field: string]: unknown;
+}
+
+/** One page of `calls()`. */
+export interface CallPage {
+  calls: Call[];
+  /** Set when the page is full (`limit` calls): pass it as `cursor` for the next page; `null`: nothing more. */
+  cursor: string | null;
+}
+
+/** What `countCallsBy` groups by (`session`/`channel`, `agent`/`caller` are the same keys). */
+export type CallKey =
+  | 'tool'
+  | 'engine'
+  | 'session'
+  | 'channel'
+  | 'agent'
+  | 'caller'
+  | 'workspace'
+  | 'status'
+  | 'errorType'
+  | 'runId';
+
+/** One value of `countCallsBy`. */
+export interface CallCount {
+  value: string;
+  count: number;
 }
 
 /** One group of failing tool calls (`errors()`). */
