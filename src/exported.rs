@@ -68,16 +68,7 @@ pub fn load(dir: &Path) -> Result<Vec<ExportMark>> {
     let mut lines = text.lines();
     let body = lines.next().ok_or_else(|| bad("empty file".into()))?;
     let crc_line = lines.next().ok_or_else(|| bad("no CRC line".into()))?;
-    let stored = crc_line
-        .strip_prefix("crc32 ")
-        .and_then(|h| u32::from_str_radix(h, 16).ok())
-        .ok_or_else(|| bad(format!("bad CRC line {crc_line:?}")))?;
-    let computed = crc32fast::hash(body.as_bytes());
-    if stored != computed {
-        return Err(bad(format!(
-            "CRC mismatch (stored {stored:08x}, computed {computed:08x}): the file was damaged or edited"
-        )));
-    }
+    crate::manifest::check_crc_line(body, crc_line).map_err(|e| bad(e.to_string()))?;
     let m: Marks = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
     if m.format != MAGIC {
         return Err(bad(format!("not an export marker (format {:?})", m.format)));

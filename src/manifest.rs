@@ -31,6 +31,30 @@ struct Head {
 }
 
 pub const MANIFEST_FILE: &str = "MANIFEST";
+
+/// Why a JSON line's `crc32 HEX` line does not vouch for it (the MANIFEST
+/// and the export marker share this two-line shape).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CrcLineError {
+    #[error("bad CRC line {0:?}")]
+    BadLine(String),
+    #[error("CRC mismatch (stored {stored:08x}, computed {computed:08x}): the file was damaged or edited")]
+    Mismatch { stored: u32, computed: u32 },
+}
+
+/// Check `body` against its `crc32 HEX` line.
+pub fn check_crc_line(body: &str, crc_line: &str) -> std::result::Result<(), CrcLineError> {
+    let stored = crc_line
+        .strip_prefix("crc32 ")
+        .and_then(|h| u32::from_str_radix(h, 16).ok())
+        .ok_or_else(|| CrcLineError::BadLine(crc_line.to_string()))?;
+    let computed = crc32fast::hash(body.as_bytes());
+    if stored != computed {
+        return Err(CrcLineError::Mismatch { stored, computed });
+    }
+    Ok(())
+}
 /// Version 2 added `retention` and `pending`; version 3 the tree fields of
 /// a pending retention record; version 4 `redaction` (docs/format.md). A
 /// version 3 manifest is read, and written back as version 4 by the next
@@ -198,16 +222,7 @@ impl Manifest {
                 lines.len()
             )));
         };
-        let stored = crc_line
-            .strip_prefix("crc32 ")
-            .and_then(|h| u32::from_str_radix(h, 16).ok())
-            .ok_or_else(|| bad(format!("bad CRC line {crc_line:?}")))?;
-        let computed = crc32fast::hash(body.as_bytes());
-        if stored != computed {
-            return Err(bad(format!(
-                "CRC mismatch (stored {stored:08x}, computed {computed:08x}): the file was damaged or edited"
-            )));
-        }
+        check_crc_line(body, crc_line).map_err(|e| bad(e.to_string()))?;
         let head: Head = serde_json::from_str(body).map_err(|e| bad(e.to_string()))?;
         if head.format != MAGIC {
             return Err(bad(format!(
