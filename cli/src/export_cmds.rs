@@ -37,6 +37,10 @@ pub struct ExportArgs {
     /// multipart upload (default 16 MiB parts; S3 refuses parts under 5 MiB).
     #[arg(long, value_name = "N")]
     pub part_bytes: Option<usize>,
+    /// Read and encode up to N segments at once (default: the cores, at
+    /// most 4); files are uploaded in segment order either way.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +87,7 @@ pub fn export_cmd(ctx: &Ctx, a: ExportArgs) -> CliResult {
     let opts = ExportOptions {
         host: a.host,
         max_segments: a.max_segments,
+        threads: a.threads,
     };
     let r = export(&dir, &dest, &opts).map_err(export_err)?;
     let mut s = String::from("{\"destination\":");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use auditlog::exported::{self, ExportLock};
 use auditlog::QueryEngine as Engine;
 use auditlog::SegmentMeta;
-use auditlog::{LogReader, ReplayRange};
+use auditlog::{LogReader, Replay, ReplayRange};
 
 use crate::dest::Destination;
 use crate::error::{ExportError, Result};
@@ -39,6 +39,23 @@ pub struct ExportOptions {
     /// Export at most this many segments in this run (tests, and slicing a
     /// first export of a long log into steps).
     pub max_segments: Option<usize>,
+    /// Segments read and encoded at once, each on a thread of its own.
+    /// Default: the machine's cores, at most [`MAX_THREADS`]. The files
+    /// are uploaded and the manifest written in segment order whatever
+    /// this is, so the destination goes through the same states.
+    pub threads: Option<usize>,
+}
+
+/// The most segments encoded at once by default (each holds its files in
+/// memory until they are uploaded).
+pub const MAX_THREADS: usize = 4;
+
+fn threads(opts: &ExportOptions) -> usize {
+    opts.threads
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        })
+        .max(1)
 }
 
 /// What an export did.
@@ -125,16 +142,34 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
         through_seq,
     };
     let mut last_write = Instant::now();
-    for s in &todo {
-        let entry = ctx.export_segment(s, &man, &mut report)?;
-        man.segments.push(entry);
-        report.segments.push(s.seq);
-        report.through_seq = Some(s.seq);
-        if last_write.elapsed() >= MANIFEST_EVERY {
-            commit(dest, &man, &lock)?;
-            last_write = Instant::now();
+    std::thread::scope(|sc| -> Result<()> {
+        let mut pending = std::collections::VecDeque::new();
+        let mut next = todo.iter();
+        loop {
+            // Keep `threads` segments reading and encoding ahead; take
+            // them back in segment order.
+            while pending.len() < threads(opts) {
+                let Some(s) = next.next() else { break };
+                let (replay, files) = ctx.segment_job(s);
+                let job = sc.spawn(move || segment::event_files(replay, s, &files.scope, &files));
+                pending.push_back((*s, job));
+            }
+            let Some((s, job)) = pending.pop_front() else {
+                return Ok(());
+            };
+            let events = job.join().map_err(|_| {
+                ExportError::parquet(&s.name, "the thread encoding the segment panicked")
+            })??;
+            let entry = ctx.finish_segment(s, events, &man, &mut report)?;
+            man.segments.push(entry);
+            report.segments.push(s.seq);
+            report.through_seq = Some(s.seq);
+            if last_write.elapsed() >= MANIFEST_EVERY {
+                commit(dest, &man, &lock)?;
+                last_write = Instant::now();
+            }
         }
-    }
+    })?;
     if let Some(first_new) = todo.first().map(|s| s.seq) {
         ctx.rewrite_out_of_date(&mut man, first_new, &mut report)?;
     }
@@ -287,20 +322,20 @@ fn file_meta(
     m
 }
 
-/// Names and describes the files of one export.
-struct Files<'s> {
-    scope: &'s Scope,
+/// Names and describes the files of one segment.
+struct Files {
+    scope: Scope,
     through_seq: u64,
 }
 
-impl Namer for Files<'_> {
+impl Namer for Files {
     fn writer(&self, s: &SegmentMeta, table: &str, dt: &str) -> Result<FileWriter> {
         let schema = match table {
             tables::EVENTS => tables::events_schema(),
             tables::RUNS => tables::runs_schema(),
             _ => tables::tool_calls_schema(),
         };
-        let meta = file_meta(self.scope, s, table, dt, self.through_seq);
+        let meta = file_meta(&self.scope, s, table, dt, self.through_seq);
         FileWriter::new(&self.key(s, table, dt), schema, &meta)
     }
 
@@ -310,29 +345,40 @@ impl Namer for Files<'_> {
 }
 
 impl Ctx<'_> {
-    fn files(&self) -> Files<'_> {
+    fn files(&self, seq: u64) -> Files {
         Files {
-            scope: &self.scope,
+            scope: Scope {
+                segment: seq,
+                ..self.scope.clone()
+            },
             through_seq: self.through_seq,
         }
     }
 
-    /// Write one sealed segment's three tables. Its events come through
-    /// the engine's checked replay: every block's chain digest is checked
-    /// against the segment's trusted final digest before its events are
-    /// used (docs/integrity.md), so the digests recorded here are proven.
-    fn export_segment(
-        &mut self,
-        s: &SegmentMeta,
-        man: &ExportManifest,
-        report: &mut ExportReport,
-    ) -> Result<SegmentEntry> {
-        self.scope.segment = s.seq;
+    /// What a thread needs to read sealed segment `s` and encode its
+    /// `events` and `tool_calls` files ([`segment::event_files`]). Its
+    /// events come through the engine's checked replay: every block's
+    /// chain digest is checked against the segment's trusted final digest
+    /// before its events are used (docs/integrity.md), so the digests
+    /// recorded here are proven.
+    fn segment_job(&self, s: &SegmentMeta) -> (Replay, Files) {
         let replay = self.engine.reader().replay(ReplayRange {
             from_lsn: Some(s.first_lsn),
             ..ReplayRange::default()
         });
-        let ev = segment::event_files(replay, s, &self.scope, &self.files())?;
+        (replay, self.files(s.seq))
+    }
+
+    /// Upload one sealed segment's `events` and `tool_calls` files, then
+    /// write and upload its `runs` files.
+    fn finish_segment(
+        &mut self,
+        s: &SegmentMeta,
+        ev: segment::EventFiles,
+        man: &ExportManifest,
+        report: &mut ExportReport,
+    ) -> Result<SegmentEntry> {
+        self.scope.segment = s.seq;
         report.events += ev.events;
         report.tool_calls += ev.tool_calls;
         let mut files = Vec::new();
@@ -374,7 +420,7 @@ impl Ctx<'_> {
     /// The runs files of segment `s` holding `rows`, one per UTC day.
     fn runs_files(&mut self, s: &SegmentMeta, rows: &[runs::Row]) -> Result<Vec<MadeFile>> {
         self.scope.segment = s.seq;
-        let files = self.files();
+        let files = self.files(s.seq);
         let mut out = Vec::new();
         for (dt, batch) in runs::batches(&self.scope, rows)? {
             let mut w = files.writer(s, tables::RUNS, &dt)?;

@@ -36,4 +36,4 @@ pub use dest::{
     Destination, DestinationSpec, DEFAULT_PART_BYTES, MULTIPART_FROM_PARTS, PART_BYTES_RANGE,
 };
 pub use error::{ExportError, Result};
-pub use export::{day_of, export, file_key, ExportOptions, ExportReport};
+pub use export::{day_of, export, file_key, ExportOptions, ExportReport, MAX_THREADS};

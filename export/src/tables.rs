@@ -2,6 +2,7 @@
 //! events, tool calls and runs into their rows. docs/export.md documents
 //! every column; this file is the one place that defines them.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
@@ -376,33 +377,36 @@ impl EventRows {
 
 /// A tool call's payload fields, read as the engine's `errors` query reads
 /// them: a string is itself, any other JSON value its compact JSON text,
-/// absent or null is null (the engine's `""`).
+/// absent or null is null (the engine's `""`). Texts borrow from the event
+/// where they can (a string without escapes, a record's field): a call is
+/// read once per exported event, so no copy is made that the column
+/// builders would only copy again.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ToolCall {
-    pub tool: Option<String>,
-    pub status: Option<String>,
-    pub error_type: Option<String>,
+pub struct ToolCall<'e> {
+    pub tool: Option<Cow<'e, str>>,
+    pub status: Option<Cow<'e, str>>,
+    pub error_type: Option<Cow<'e, str>>,
     /// Numeric `duration_ms` only.
     pub duration_ms: Option<f64>,
-    pub args_summary: Option<String>,
+    pub args_summary: Option<Cow<'e, str>>,
     /// Integer JSON numbers only (the payload keeps anything else).
     pub result_bytes: Option<i64>,
     pub exit_code: Option<i64>,
     pub http_status: Option<i64>,
-    pub input_hash: Option<String>,
-    pub channel_id: Option<String>,
-    pub caller_id: Option<String>,
-    pub workspace_id: Option<String>,
-    pub request_id: Option<String>,
-    pub engine: Option<String>,
+    pub input_hash: Option<Cow<'e, str>>,
+    pub channel_id: Option<Cow<'e, str>>,
+    pub caller_id: Option<Cow<'e, str>>,
+    pub workspace_id: Option<Cow<'e, str>>,
+    pub request_id: Option<Cow<'e, str>>,
+    pub engine: Option<Cow<'e, str>>,
 }
 
-impl ToolCall {
+impl<'e> ToolCall<'e> {
     /// The tool call an event records, if it is one: a `tool_call`
     /// record (its typed fields; "" as null), or a `run_log` whose
     /// `event_type` is `tool_call` (its payload's fields; its run-less
     /// scope fields stay null: it belongs to its run). docs/export.md.
-    pub fn of(ev: &Event) -> Option<ToolCall> {
+    pub fn of(ev: &'e Event) -> Option<ToolCall<'e>> {
         match &ev.data {
             EventData::ToolCall(c) => Some(ToolCall::of_record(c)),
             EventData::RunLog(l) if l.event_type == "tool_call" => {
@@ -412,8 +416,8 @@ impl ToolCall {
         }
     }
 
-    fn of_record(c: &auditlog::ToolCall) -> ToolCall {
-        let s = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    fn of_record(c: &'e auditlog::ToolCall) -> ToolCall<'e> {
+        let s = |v: &'e str| (!v.is_empty()).then_some(Cow::Borrowed(v));
         ToolCall {
             tool: s(&c.tool),
             status: s(&c.status),
@@ -437,7 +441,7 @@ impl ToolCall {
     /// text, and nothing else is built. A repeated key counts with its
     /// last value, as `serde_json::Value` (the engine's reader) has it. A
     /// payload that is not an object has no known fields.
-    pub fn parse(payload: &str) -> ToolCall {
+    pub fn parse(payload: &'e str) -> ToolCall<'e> {
         let mut c = ToolCall::default();
         let mut de = serde_json::Deserializer::from_str(payload);
         if serde::Deserializer::deserialize_map(&mut de, Fields(&mut c)).is_err() {
@@ -448,19 +452,19 @@ impl ToolCall {
 }
 
 /// Fills a [`ToolCall`] from the members of a JSON object.
-struct Fields<'c>(&'c mut ToolCall);
+struct Fields<'c, 'e>(&'c mut ToolCall<'e>);
 
-impl<'de> serde::de::Visitor<'de> for Fields<'_> {
+impl<'e> serde::de::Visitor<'e> for Fields<'_, 'e> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'e>>(self, mut m: A) -> Result<(), A::Error> {
         let c = self.0;
-        while let Some(key) = m.next_key::<std::borrow::Cow<'de, str>>()? {
-            let raw: &'de RawValue = m.next_value()?;
+        while let Some(Text(key)) = m.next_key::<Text<'e>>()? {
+            let raw: &'e RawValue = m.next_value()?;
             let raw = raw.get();
             match key.as_ref() {
                 "tool" => c.tool = text(raw),
@@ -479,17 +483,48 @@ impl<'de> serde::de::Visitor<'de> for Fields<'_> {
     }
 }
 
+/// A JSON string, borrowed from the input unless it has escapes. (serde's
+/// own `Cow<str>` always copies.)
+struct Text<'e>(Cow<'e, str>);
+
+impl<'e> serde::Deserialize<'e> for Text<'e> {
+    fn deserialize<D: serde::Deserializer<'e>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+struct TextVisitor;
+
+impl<'e> serde::de::Visitor<'e> for TextVisitor {
+    type Value = Text<'e>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON string")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'e str) -> Result<Text<'e>, E> {
+        Ok(Text(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'e>, E> {
+        Ok(Text(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'e>, E> {
+        Ok(Text(Cow::Owned(v)))
+    }
+}
+
 /// A member as text, as the engine's `errors` query reads it: a string is
-/// itself, null is absent, any other value its compact JSON text.
-fn text(raw: &str) -> Option<String> {
+/// itself (borrowed unless it has escapes), null is absent, any other
+/// value its compact JSON text.
+fn text(raw: &str) -> Option<Cow<'_, str>> {
     match raw.as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<std::borrow::Cow<'_, str>>(raw)
-            .ok()
-            .map(|s| s.into_owned()),
+        Some(b'"') => serde_json::from_str::<Text<'_>>(raw).ok().map(|t| t.0),
         _ if raw == "null" => None,
         _ => serde_json::from_str::<serde_json::Value>(raw)
             .ok()
-            .map(|v| v.to_string()),
+            .map(|v| Cow::Owned(v.to_string())),
     }
 }
 
@@ -567,7 +602,7 @@ impl ToolCallRows {
 
     /// Add tool call `c`, read from `ev` (at `lsn`); false if `ev` is
     /// neither a run log nor a tool call record.
-    pub fn push_call(&mut self, scope: &Scope, lsn: u64, ev: &Event, c: ToolCall) -> bool {
+    pub fn push_call(&mut self, scope: &Scope, lsn: u64, ev: &Event, c: ToolCall<'_>) -> bool {
         let (seq, payload) = match &ev.data {
             EventData::RunLog(l) => (Some(l.seq), l.payload.as_str()),
             EventData::ToolCall(t) => (None, t.payload.as_str()),
