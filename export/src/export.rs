@@ -151,7 +151,16 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
             while pending.len() < threads(opts) {
                 let Some(s) = next.next() else { break };
                 let (replay, files) = ctx.segment_job(s);
-                let job = sc.spawn(move || segment::event_files(replay, s, &files.scope, &files));
+                // Named, so that per-thread CPU figures (top -H, perf)
+                // tell reading and building rows from Parquet encoding.
+                let job = std::thread::Builder::new()
+                    .name("auditlog-export".into())
+                    .spawn_scoped(sc, move || {
+                        segment::event_files(replay, s, &files.scope, &files)
+                    })
+                    .map_err(|e| {
+                        ExportError::parquet(&s.name, format!("cannot start a thread: {e}"))
+                    })?;
                 pending.push_back((*s, job));
             }
             let Some((s, job)) = pending.pop_front() else {
