@@ -80,6 +80,16 @@ fn read_path(c: &mut Criterion) {
             assert_eq!(k, n);
         })
     });
+    // The same replay as readers did it before issue 11, for the overhead
+    // of the checks in the same process and window: every frame's CRC and
+    // the plain bincode decode, no chain check, no strict rules.
+    g.bench_function("replay_all_unchecked", |b| {
+        b.iter(|| {
+            let r = LogReader::open(&dir).expect("reader");
+            let k = replay_unchecked(&r);
+            assert_eq!(k, n);
+        })
+    });
     // Every sealed segment's index built from its segment, in memory.
     g.bench_function("index_build_all", |b| {
         b.iter(|| {
@@ -90,6 +100,25 @@ fn read_path(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// Every event of `r`'s segments, as the replay before issue 11 read them.
+fn replay_unchecked(r: &LogReader) -> u64 {
+    use auditlog::internals::{codec::decode_event, layout::map_file, segment};
+    let mut k = 0u64;
+    for meta in r.segments() {
+        let Some(map) = map_file(&meta.path).expect("map") else {
+            continue;
+        };
+        let mut walk =
+            segment::EventWalk::new(segment::HEADER_SIZE as u64, meta.data_len, meta.first_lsn);
+        while let Some(rec) = walk.next(&map) {
+            let rec = rec.expect("frame");
+            std::hint::black_box(decode_event(rec.payload).expect("decodes"));
+            k += 1;
+        }
+    }
+    k
 }
 
 /// The parts of a checked read, per event of the workload: the plain

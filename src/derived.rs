@@ -1,14 +1,18 @@
 //! `verify`'s check of derived index files against the segments they were
 //! built from (docs/index-format.md, "What `verify` checks"): the header
 //! binds the file to its segment (seq, LSN range, byte range, final
-//! digest), every checksum holds, and every chain digest in it equals the
-//! one `verify` recomputed from the segment; `deep` rebuilds each image and
-//! compares it byte for byte. A file that fails is moved into
-//! `quarantine/` (never believed again, never deleted) and rebuilt.
+//! digest), every checksum holds, every chain digest in it equals the one
+//! `verify` recomputed from the segment, and the whole file equals, byte for
+//! byte, the image built from the events `verify` decoded on its walk (so a
+//! consistently forged file fails an ordinary `verify`); `deep` also
+//! rebuilds each image through the query engine's own build path and
+//! compares that too. A file that fails is moved into `quarantine/` (never
+//! believed again, never deleted) and rebuilt.
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::event::Event;
 use crate::index::{self, Backing, Image, ImageError, Span, Unusable, KIND_CHUNK, KIND_SEALED};
 use crate::layout::{map_file, Layout, SegmentMeta};
 use crate::segment::HEADER_SIZE;
@@ -33,151 +37,255 @@ struct Failure {
     reason: String,
 }
 
-/// Check every `STEM.idx` and the active `STEM.aidx` of `lay`; `chains`
-/// are the segments' chain points as `verify` recomputed them.
-pub(crate) fn check_indexes(
-    dir: &Path,
-    lay: &Layout,
-    chains: &[ChainPoints],
+/// The check of the derived files, made during `verify`'s own walk of the
+/// segments, oldest first. Every sealed segment's image (and the active
+/// segment's, up to its stored prefix) is built from the events `verify`
+/// decodes anyway, and each stored file must equal it byte for byte: a file
+/// forged consistently (every checksum and chain digest right, a posting
+/// changed) fails here, not only under `--deep`. docs/index-format.md,
+/// "What `verify` checks".
+pub(crate) struct IndexCheck {
     deep: bool,
-    read_only: bool,
-    report: &mut Checked,
-) -> Result<()> {
-    let mut failures = Vec::new();
-    // Images of the older sealed segments, for the look-ups a rebuild makes.
-    let mut older: Vec<(u64, Image)> = Vec::new();
-    for (meta, chain) in lay.segments.iter().zip(chains) {
-        let map = match map_file(&meta.path)? {
-            Some(m) => m,
-            None => continue,
-        };
-        let checked = if meta.sealed {
-            check_one(meta, &map, chain, &older, deep, report)
-        } else {
-            check_active(meta, &map, chain, &older, deep, report)
-        };
-        match checked {
-            Ok(Some(img)) if meta.sealed => older.push((meta.seq, img)),
-            Ok(_) => {}
-            Err(f) => failures.push(f),
+    /// Seq of the oldest segment kept (shadows older than it point into
+    /// segments retention dropped; no one can rebuild those).
+    first_seq: Option<u64>,
+    /// The images of the older sealed segments, for the look-ups a build
+    /// makes: the stored file when it passed, else the one built here.
+    older: Vec<(u64, Image)>,
+    failures: Vec<Failure>,
+    report: Checked,
+}
+
+/// An image being built during `verify`'s walk of one segment, and the
+/// stored file it will be compared with.
+pub(crate) struct Feed {
+    builder: index::Builder,
+    /// Blocks ending at or before this offset are fed.
+    upto: u64,
+    stored: Option<Image>,
+}
+
+impl Feed {
+    /// An event `verify` checked and decoded, with the end of its block:
+    /// its LSN, frame offset and frame end.
+    pub(crate) fn event(&mut self, block_end: u64, lsn: u64, off: u64, end: u64, ev: &Event) {
+        if block_end <= self.upto {
+            self.builder.add(lsn, off, end, ev);
         }
-        if deep && meta.sealed && older.last().is_none_or(|(s, _)| *s != meta.seq) {
-            // The stored file was missing or failed: look-ups of the newer
-            // ones use what the segment gives.
-            if let Ok(img) = build(meta, &map, meta.data_len, &older) {
-                older.push((meta.seq, img));
+    }
+
+    /// The end of a block `verify` checked, and the chain digest there.
+    pub(crate) fn block(&mut self, end: u64, digest: crate::chain::Digest) {
+        if end <= self.upto {
+            self.builder.chain_point(end, digest);
+        }
+    }
+}
+
+impl IndexCheck {
+    pub(crate) fn new(lay: &Layout, deep: bool) -> IndexCheck {
+        IndexCheck {
+            deep,
+            first_seq: lay.segments.first().map(|s| s.seq),
+            older: Vec::new(),
+            failures: Vec::new(),
+            report: Checked::default(),
+        }
+    }
+
+    /// Before `verify` walks `meta`: the image to build alongside (every
+    /// sealed segment, for the look-ups of the newer ones; the active one
+    /// only up to a stored prefix index, if there is one). A stored file
+    /// that cannot be used at all is a failure right away.
+    pub(crate) fn start(&mut self, meta: &SegmentMeta, seg: &[u8]) -> Option<Feed> {
+        let (stored, upto) = if meta.sealed {
+            (self.load_sealed(meta), meta.data_len)
+        } else {
+            let img = self.load_active(meta, seg)?;
+            let upto = img.header.end_off;
+            (Some(img), upto)
+        };
+        let kind = if meta.sealed { KIND_SEALED } else { KIND_CHUNK };
+        let mut builder = index::Builder::new(kind, meta.seq, meta.first_lsn, HEADER_SIZE as u64);
+        builder.chain_point(HEADER_SIZE as u64, meta.prev_digest);
+        Some(Feed {
+            builder,
+            upto,
+            stored,
+        })
+    }
+
+    fn load_sealed(&mut self, meta: &SegmentMeta) -> Option<Image> {
+        match index::load_sealed(meta) {
+            Ok(img) => Some(img),
+            Err(Unusable::Missing) => None,
+            Err(Unusable::Damaged(ImageError::UnsupportedVersion { .. })) => {
+                self.report.stale += 1;
+                None
+            }
+            Err(r) => {
+                self.fail(&index::index_path(meta), r.to_string());
+                None
             }
         }
     }
-    let Some(first) = failures.first() else {
-        return Ok(());
-    };
-    let mut moved = Vec::new();
-    if !read_only {
-        for f in &failures {
-            moved.push(quarantine(dir, &f.file)?);
+
+    fn load_active(&mut self, meta: &SegmentMeta, seg: &[u8]) -> Option<Image> {
+        let path = index::active_index_path(meta);
+        if !path.exists() {
+            return None;
         }
-        // The next reads would rebuild them; do it now, from the segments.
-        let mut engine = crate::query::Engine::open(dir)?;
-        engine.refresh()?;
+        match map_file(&path)
+            .ok()
+            .flatten()
+            .map(|m| Image::open(Backing::Map(m)))
+        {
+            Some(Err(ImageError::UnsupportedVersion { .. })) => {
+                self.report.stale += 1;
+                None
+            }
+            _ => {
+                let img = index::load_active(meta, seg);
+                if img.is_none() {
+                    self.fail(
+                        &path,
+                        "it does not match the active segment's committed prefix".into(),
+                    );
+                }
+                img
+            }
+        }
     }
-    let what = if read_only {
-        "left in place (read-only verify)".to_string()
-    } else {
-        format!("moved to {} and rebuilt from the segment", moved.join(", "))
-    };
-    Err(Error::Corrupt {
-        segment: first.file.clone(),
-        offset: 0,
-        reason: format!(
-            "derived index does not match the segment it was built from: {}; {} file(s) failed, {what}",
-            first.reason,
-            failures.len()
-        ),
-    })
+
+    fn fail(&mut self, path: &Path, reason: String) {
+        self.failures.push(Failure {
+            file: file_name(path),
+            reason,
+        });
+    }
+
+    /// After `verify` walked `meta` (whose chain points it recomputed as
+    /// `chain`): compare the stored file with the image built from the
+    /// walk, and (deep) with one rebuilt by the query engine's own path.
+    pub(crate) fn end(
+        &mut self,
+        meta: &SegmentMeta,
+        seg: &[u8],
+        chain: &ChainPoints,
+        feed: Option<Feed>,
+    ) {
+        let Some(Feed {
+            mut builder,
+            upto,
+            stored,
+        }) = feed
+        else {
+            return;
+        };
+        builder.set_end_off(upto);
+        let trusted_end = chain
+            .iter()
+            .find(|p| p.0 == upto)
+            .map_or(meta.digest, |p| p.1);
+        let built = {
+            let shadow = crate::query::shadow_in(self.older.iter().map(|(s, i)| (*s, i)));
+            let kept = self.first_seq;
+            // A shadow pointing into a segment retention dropped cannot be
+            // rebuilt by anyone: take the stored file's word for those only.
+            let dropped = |id: &str| -> Option<u64> {
+                let img = stored.as_ref()?;
+                let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
+                (s != index::NONE && kept.is_some_and(|k| s < k)).then_some(s)
+            };
+            let bytes = builder.finish(trusted_end, &|id| shadow(id).or_else(|| dropped(id)));
+            Image::open(Backing::Vec(bytes))
+        };
+        let path = if meta.sealed {
+            index::index_path(meta)
+        } else {
+            index::active_index_path(meta)
+        };
+        let verdict = match (&stored, &built) {
+            (None, _) => None,
+            (Some(_), Err(e)) => Some(Err(format!(
+                "the image built from the segment does not read back: {e}"
+            ))),
+            (Some(img), Ok(b)) => Some(self.compare_stored(meta, seg, img, b, chain, upto)),
+        };
+        let passed = matches!(verdict, Some(Ok(())));
+        if let Some(Err(reason)) = verdict {
+            self.fail(&path, reason);
+        }
+        if !meta.sealed {
+            return;
+        }
+        // Newer segments' look-ups use the stored file if it passed, else
+        // what the segment gives.
+        match (stored, built) {
+            (Some(img), _) if passed => self.older.push((meta.seq, img)),
+            (_, Ok(b)) => self.older.push((meta.seq, b)),
+            _ => {}
+        }
+    }
+
+    fn compare_stored(
+        &mut self,
+        meta: &SegmentMeta,
+        seg: &[u8],
+        stored: &Image,
+        built: &Image,
+        chain: &ChainPoints,
+        upto: u64,
+    ) -> std::result::Result<(), String> {
+        self.report.checked += 1;
+        let upto_chain: ChainPoints = chain.iter().copied().filter(|p| p.0 <= upto).collect();
+        same_chain(stored, &upto_chain).map_err(|m| m.to_string())?;
+        compare(stored, built).map_err(|m| m.to_string())?;
+        if self.deep {
+            let rebuilt = build(meta, seg, upto, &self.older).map_err(|e| e.to_string())?;
+            compare(stored, &rebuilt).map_err(|m| m.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// After every segment: a file that failed is moved into `quarantine/`
+    /// (unless read-only) and rebuilt; the first failure is the error.
+    pub(crate) fn finish(self, dir: &Path, read_only: bool, report: &mut Checked) -> Result<()> {
+        *report = self.report;
+        let failures = self.failures;
+        let Some(first) = failures.first() else {
+            return Ok(());
+        };
+        let mut moved = Vec::new();
+        if !read_only {
+            for f in &failures {
+                moved.push(quarantine(dir, &f.file)?);
+            }
+            // The next reads would rebuild them; do it now, from the segments.
+            let mut engine = crate::query::Engine::open(dir)?;
+            engine.refresh()?;
+        }
+        let what = if read_only {
+            "left in place (read-only verify)".to_string()
+        } else {
+            format!("moved to {} and rebuilt from the segment", moved.join(", "))
+        };
+        Err(Error::Corrupt {
+            segment: first.file.clone(),
+            offset: 0,
+            reason: format!(
+                "derived index does not match the segment it was built from: {}; {} file(s) failed, {what}",
+                first.reason,
+                failures.len()
+            ),
+        })
+    }
 }
 
 fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// A sealed segment's stored index: bound to the segment, checksums, chain
-/// digests, and (deep) the same bytes as a rebuild. The image when good.
-fn check_one(
-    meta: &SegmentMeta,
-    seg: &[u8],
-    chain: &ChainPoints,
-    older: &[(u64, Image)],
-    deep: bool,
-    report: &mut Checked,
-) -> std::result::Result<Option<Image>, Failure> {
-    let path = index::index_path(meta);
-    let fail = |reason: String| Failure {
-        file: file_name(&path),
-        reason,
-    };
-    let img = match index::load_sealed(meta) {
-        Ok(img) => img,
-        Err(Unusable::Missing) => return Ok(None),
-        Err(Unusable::Damaged(ImageError::UnsupportedVersion { .. })) => {
-            report.stale += 1;
-            return Ok(None);
-        }
-        Err(r) => return Err(fail(r.to_string())),
-    };
-    report.checked += 1;
-    same_chain(&img, chain).map_err(|m| fail(m.to_string()))?;
-    if deep {
-        let built = build(meta, seg, meta.data_len, older).map_err(|e| fail(e.to_string()))?;
-        compare(&img, &built).map_err(|m| fail(m.to_string()))?;
-    }
-    Ok(Some(img))
-}
-
-/// The active segment's stored prefix index (`STEM.aidx`), likewise.
-fn check_active(
-    meta: &SegmentMeta,
-    seg: &[u8],
-    chain: &ChainPoints,
-    older: &[(u64, Image)],
-    deep: bool,
-    report: &mut Checked,
-) -> std::result::Result<Option<Image>, Failure> {
-    let path = index::active_index_path(meta);
-    if !path.exists() {
-        return Ok(None);
-    }
-    let fail = |reason: String| Failure {
-        file: file_name(&path),
-        reason,
-    };
-    let img = match map_file(&path)
-        .ok()
-        .flatten()
-        .map(|m| Image::open(Backing::Map(m)))
-    {
-        Some(Err(ImageError::UnsupportedVersion { .. })) => {
-            report.stale += 1;
-            return Ok(None);
-        }
-        _ => index::load_active(meta, seg).ok_or_else(|| {
-            fail("it does not match the active segment's committed prefix".into())
-        })?,
-    };
-    report.checked += 1;
-    let upto: ChainPoints = chain
-        .iter()
-        .copied()
-        .filter(|p| p.0 <= img.header.end_off)
-        .collect();
-    same_chain(&img, &upto).map_err(|m| fail(m.to_string()))?;
-    if deep {
-        let built = build(meta, seg, img.header.end_off, older).map_err(|e| fail(e.to_string()))?;
-        compare(&img, &built).map_err(|m| fail(m.to_string()))?;
-    }
-    Ok(None)
 }
 
 /// Why a stored index file is not the one its segment gives.

@@ -427,9 +427,13 @@ fn grown_active(dir: &Path, segments: &[SegmentMeta]) -> Result<Option<SegmentMe
 
 /// Iterator over `(lsn, event)`; stops after the first error.
 pub struct Replay {
-    segments: std::vec::IntoIter<SegmentMeta>,
+    segments: std::iter::Peekable<std::vec::IntoIter<SegmentMeta>>,
     range: ReplayRange,
     current: Option<Cursor>,
+    /// The next segment, mapped and checked on another thread while this
+    /// one is read (the chain check of a whole segment is most of what a
+    /// checked read adds; docs/benchmarks.md).
+    ahead: Option<std::thread::JoinHandle<Result<Cursor>>>,
     done: bool,
     checked: Arc<Checked>,
 }
@@ -440,6 +444,36 @@ struct Cursor {
     walk: EventWalk,
     /// LSN of the first event of the block of the event returned last.
     block_lsn: u64,
+}
+
+impl Cursor {
+    /// Map `meta`, find the block holding LSN `from`, and check the chain
+    /// from there to the segment's trusted end.
+    fn open(meta: SegmentMeta, from: u64, checked: &Checked) -> Result<Cursor> {
+        let map = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: 0,
+            reason: "segment file is empty".into(),
+        })?;
+        if (map.len() as u64) < meta.data_len {
+            return Err(Error::Corrupt {
+                segment: meta.name.clone(),
+                offset: map.len() as u64,
+                reason: format!(
+                    "file is shorter than its committed length {}",
+                    meta.data_len
+                ),
+            });
+        }
+        let (pos, lsn) = block_holding(&map[..meta.data_len as usize], &meta, from);
+        checked.ensure(&meta, &map, pos as u64, lsn)?;
+        Ok(Cursor {
+            walk: EventWalk::new(crate::num::u64_of(pos), meta.data_len, lsn),
+            block_lsn: lsn,
+            meta,
+            map,
+        })
+    }
 }
 
 impl Replay {
@@ -458,44 +492,42 @@ impl Replay {
             })
             .collect();
         Replay {
-            segments: keep.into_iter(),
+            segments: keep.into_iter().peekable(),
             range,
             current: None,
+            ahead: None,
             done: false,
             checked,
         }
     }
 
-    /// Enter the next segment: find the block holding the first wanted LSN
-    /// and check the chain from there to the segment's trusted end.
+    /// Enter the next segment (checked on another thread while the one
+    /// before was read, or here), and start checking the one after it.
     fn open_next(&mut self) -> Result<bool> {
-        let Some(meta) = self.segments.next() else {
-            return Ok(false);
-        };
-        let map = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
-            segment: meta.name.clone(),
-            offset: 0,
-            reason: "segment file is empty".into(),
-        })?;
-        if (map.len() as u64) < meta.data_len {
-            return Err(Error::Corrupt {
-                segment: meta.name.clone(),
-                offset: map.len() as u64,
-                reason: format!(
-                    "file is shorter than its committed length {}",
-                    meta.data_len
-                ),
-            });
-        }
         let from = self.range.from_lsn.unwrap_or(0);
-        let (pos, lsn) = block_holding(&map[..meta.data_len as usize], &meta, from);
-        self.checked.ensure(&meta, &map, pos as u64, lsn)?;
-        self.current = Some(Cursor {
-            walk: EventWalk::new(crate::num::u64_of(pos), meta.data_len, lsn),
-            block_lsn: lsn,
-            meta,
-            map,
-        });
+        let cursor = match self.ahead.take() {
+            // A panic there is a bug that would have panicked here: go on
+            // with it as if it had.
+            Some(handle) => handle
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+            None => match self.segments.next() {
+                Some(meta) => Cursor::open(meta, from, &self.checked)?,
+                None => return Ok(false),
+            },
+        };
+        if let Some(meta) = self.segments.peek().cloned() {
+            let checked = self.checked.clone();
+            let spawned = std::thread::Builder::new()
+                .name("auditlog-check-ahead".into())
+                .spawn(move || Cursor::open(meta, from, &checked));
+            // No thread to spare: the next one is checked when entered.
+            if let Ok(handle) = spawned {
+                self.segments.next();
+                self.ahead = Some(handle);
+            }
+        }
+        self.current = Some(cursor);
         Ok(true)
     }
 

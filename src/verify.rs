@@ -46,7 +46,8 @@ pub struct VerifyReport {
     /// A cut, repair or retention the MANIFEST holds as pending (a crash
     /// interrupted it; the next writer open finishes it).
     pub pending: Option<String>,
-    /// Derived index files checked (and, with `deep`, rebuilt and compared).
+    /// Derived index files checked: bound to their segment, and compared
+    /// byte for byte with the image built from the decoded events.
     pub indexes_checked: u64,
     /// Derived index files of an older format, rebuilt (not an error).
     pub indexes_stale: u64,
@@ -63,7 +64,10 @@ pub struct VerifyReport {
 pub struct VerifyOptions {
     /// A digest anchored earlier that must appear at a block boundary.
     pub expect: Option<Digest>,
-    /// Rebuild every derived index and compare it byte for byte.
+    /// Also rebuild every derived index through the query engine's own
+    /// build path (a second walk of the segment) and compare it byte for
+    /// byte; plain `verify` already compares each with the image built from
+    /// the events it decodes.
     pub deep: bool,
     /// Leave a failing derived file where it is (otherwise it is moved into
     /// `quarantine/` and rebuilt, so that no query believes it).
@@ -126,7 +130,6 @@ pub fn verify_with(
     }
     let mut records = Records::default();
     let mut done = 0u64;
-    let mut chains = Vec::with_capacity(lay.segments.len());
     let mut tree = match &opts.key {
         Some(k) => Some(crate::tree::verify_tree::TreeCheck::new(
             k.clone(),
@@ -136,15 +139,22 @@ pub fn verify_with(
         )?),
         None => None,
     };
+    let mut indexes = crate::derived::IndexCheck::new(&lay, opts.deep);
     for meta in &lay.segments {
-        chains.push(verify_segment(
+        let map = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: 0,
+            reason: "empty file".into(),
+        })?;
+        let mut feed = indexes.start(meta, &map);
+        let walk = SegmentWalk {
             dir,
             meta,
-            opts.expect,
-            &mut report,
-            &mut records,
-            tree.as_mut(),
-        )?);
+            map: &map,
+            expect: opts.expect,
+        };
+        let chain = walk.run(&mut report, &mut records, tree.as_mut(), feed.as_mut())?;
+        indexes.end(meta, &map, &chain, feed);
         done += meta.data_len;
         progress(done, total);
     }
@@ -153,8 +163,7 @@ pub fn verify_with(
         report.tree = Some(t.finish(opts.allow_unsigned_tail)?);
     }
     let mut derived = crate::derived::Checked::default();
-    let checked =
-        crate::derived::check_indexes(dir, &lay, &chains, opts.deep, opts.read_only, &mut derived);
+    let checked = indexes.finish(dir, opts.read_only, &mut derived);
     report.indexes_checked = derived.checked;
     report.indexes_stale = derived.stale;
     checked?;
@@ -191,101 +200,120 @@ impl Records {
 
 use crate::derived::ChainPoints;
 
-fn verify_segment(
-    dir: &Path,
-    meta: &SegmentMeta,
+/// One segment as `verify` walks it.
+struct SegmentWalk<'a> {
+    dir: &'a Path,
+    meta: &'a SegmentMeta,
+    map: &'a [u8],
     expect: Option<Digest>,
-    report: &mut VerifyReport,
-    records: &mut Records,
-    mut tree: Option<&mut crate::tree::verify_tree::TreeCheck>,
-) -> Result<ChainPoints> {
-    let corrupt = |offset: u64, reason: String| Error::Corrupt {
-        segment: meta.name.clone(),
-        offset,
-        reason,
-    };
-    let map = map_file(&meta.path)?.ok_or_else(|| corrupt(0, "empty file".into()))?;
-    let header = Header::decode(&map).map_err(|e| e.into_error(&meta.name))?;
-    let data_end = if meta.sealed {
-        meta.data_len
-    } else {
-        map.len() as u64
-    };
-    let mut walk = Walk::new(
-        &map,
-        HEADER_SIZE as u64,
-        data_end,
-        header.prev_digest,
-        header.first_lsn,
-    );
-    let mut points = vec![(HEADER_SIZE as u64, header.prev_digest)];
-    if let Some(t) = tree.as_deref_mut() {
-        t.segment_start(meta);
-    }
-    let (mut count, mut min_ts, mut max_ts) = (0u64, None::<i64>, None::<i64>);
-    let mut found = None;
-    loop {
-        let block = match walk.next_block() {
-            Ok(Some(b)) => b,
-            Ok(None) => break,
-            // The active segment's committed end (discover() already refused
-            // damage with committed blocks after it).
-            Err(stop) if !meta.sealed && walk.pos() == meta.data_len => {
-                report.uncommitted_tail_bytes = map.len() as u64 - meta.data_len;
-                let _ = stop;
-                break;
-            }
-            Err(stop) => return Err(corrupt(stop.offset, stop.reason)),
+}
+
+impl SegmentWalk<'_> {
+    /// Check every block and event of the segment; feed the decoded events
+    /// to `feed` (the index image `verify` compares the stored file with).
+    fn run(
+        &self,
+        report: &mut VerifyReport,
+        records: &mut Records,
+        mut tree: Option<&mut crate::tree::verify_tree::TreeCheck>,
+        mut feed: Option<&mut crate::derived::Feed>,
+    ) -> Result<ChainPoints> {
+        let (dir, meta, map, expect) = (self.dir, self.meta, self.map, self.expect);
+        let corrupt = |offset: u64, reason: String| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset,
+            reason,
         };
-        for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
-            let ev = codec::decode_stored(payload)
-                .map_err(|r| corrupt(at, format!("event record does not decode: {r}")))?;
-            min_ts = Some(min_ts.map_or(ev.ts, |m| m.min(ev.ts)));
-            max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
-            if let Some(r) = ev.data.system() {
-                system_record(dir, meta, r, at, lsn, block.commit.count, report, records)?;
+        let header = Header::decode(map).map_err(|e| e.into_error(&meta.name))?;
+        let data_end = if meta.sealed {
+            meta.data_len
+        } else {
+            map.len() as u64
+        };
+        let mut walk = Walk::new(
+            map,
+            HEADER_SIZE as u64,
+            data_end,
+            header.prev_digest,
+            header.first_lsn,
+        );
+        let mut points = vec![(HEADER_SIZE as u64, header.prev_digest)];
+        if let Some(t) = tree.as_deref_mut() {
+            t.segment_start(meta);
+        }
+        let (mut count, mut min_ts, mut max_ts) = (0u64, None::<i64>, None::<i64>);
+        let mut found = None;
+        loop {
+            let block = match walk.next_block() {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                // The active segment's committed end (discover() already refused
+                // damage with committed blocks after it).
+                Err(stop) if !meta.sealed && walk.pos() == meta.data_len => {
+                    report.uncommitted_tail_bytes = map.len() as u64 - meta.data_len;
+                    let _ = stop;
+                    break;
+                }
+                Err(stop) => return Err(corrupt(stop.offset, stop.reason)),
+            };
+            for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
+                let ev = codec::decode_stored(payload)
+                    .map_err(|r| corrupt(at, format!("event record does not decode: {r}")))?;
+                min_ts = Some(min_ts.map_or(ev.ts, |m| m.min(ev.ts)));
+                max_ts = Some(max_ts.map_or(ev.ts, |m| m.max(ev.ts)));
+                if let Some(r) = ev.data.system() {
+                    system_record(dir, meta, r, at, lsn, block.commit.count, report, records)?;
+                }
+                if let Some(t) = tree.as_deref_mut() {
+                    let (start, first, n) =
+                        (block.start, block.commit.first_lsn, block.commit.count);
+                    t.event(meta, start, first, n, at, lsn, payload, &ev)?;
+                }
+                if let Some(f) = feed.as_deref_mut() {
+                    let end = at + (crate::frame::FRAME_HEADER + 1 + payload.len()) as u64;
+                    f.event(block.end, lsn, at, end, &ev);
+                }
             }
-            if let Some(t) = tree.as_deref_mut() {
-                let (start, first, n) = (block.start, block.commit.first_lsn, block.commit.count);
-                t.event(meta, start, first, n, at, lsn, payload, &ev)?;
+            if let Some(f) = feed.as_deref_mut() {
+                f.block(block.end, block.commit.digest);
+            }
+            count += block.commit.count as u64;
+            points.push((block.end, block.commit.digest));
+            if Some(block.commit.digest) == expect {
+                found = Some(block.end_lsn());
             }
         }
-        count += block.commit.count as u64;
-        points.push((block.end, block.commit.digest));
-        if Some(block.commit.digest) == expect {
-            found = Some(block.end_lsn());
+        let got = (count, walk.digest(), min_ts, max_ts);
+        let want = (meta.count, meta.digest, meta.min_ts, meta.max_ts);
+        if got != want {
+            return Err(corrupt(
+                meta.data_len,
+                format!(
+                    "{} {} events ending at digest {}, but the segment holds {} ending at {}",
+                    if meta.sealed {
+                        "footer says"
+                    } else {
+                        "the open scan found"
+                    },
+                    meta.count,
+                    meta.digest,
+                    count,
+                    walk.digest()
+                ),
+            ));
         }
+        if found.is_some() {
+            report.expect_found_at = found;
+        }
+        if let Some(t) = tree {
+            t.segment_end(meta);
+        }
+        report.events += count;
+        report.bytes += map.len() as u64;
+        report.head_lsn = walk.next_lsn();
+        report.head_digest = walk.digest();
+        Ok(points)
     }
-    let got = (count, walk.digest(), min_ts, max_ts);
-    let want = (meta.count, meta.digest, meta.min_ts, meta.max_ts);
-    if got != want {
-        return Err(corrupt(
-            meta.data_len,
-            format!(
-                "{} {} events ending at digest {}, but the segment holds {} ending at {}",
-                if meta.sealed {
-                    "footer says"
-                } else {
-                    "the open scan found"
-                },
-                meta.count,
-                meta.digest,
-                count,
-                walk.digest()
-            ),
-        ));
-    }
-    if found.is_some() {
-        report.expect_found_at = found;
-    }
-    if let Some(t) = tree {
-        t.segment_end(meta);
-    }
-    report.events += count;
-    report.bytes += map.len() as u64;
-    report.head_lsn = walk.next_lsn();
-    report.head_digest = walk.digest();
-    Ok(points)
 }
 
 /// A system event met by `verify`: count it; a cut's quarantine file must be

@@ -91,8 +91,9 @@ pub struct VerifyArgs {
     /// A head digest anchored earlier (hex): it must appear in the chain.
     #[arg(long)]
     pub expect: Option<String>,
-    /// Also rebuild every derived index from its segment and compare it
-    /// byte for byte (catches an index rewritten consistently).
+    /// Also rebuild every derived index through the query engine's own
+    /// build path and compare it byte for byte (plain `verify` already
+    /// compares each one with the image built from the events it decodes).
     #[arg(long)]
     pub deep: bool,
     /// The log's public key (the `.pub` file of `keygen`, or its text):

@@ -452,3 +452,171 @@ fn tool_calls_pass_through_every_integrity_check() {
         "verify finds the edit"
     );
 }
+
+/// A log of three daily segments whose indexes the query engine stored
+/// (`STEM.idx` for the two sealed ones, `STEM.aidx` for the active one).
+/// Run ids repeat across days, so later images point at earlier ones
+/// (their shadows), which a check must rebuild exactly.
+fn indexed_log() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (t, dir) = scratch();
+    let log = open(&dir);
+    for day in 0..3i64 {
+        // Ids 0..19 start again every day; the other 20 are the day's own.
+        let batch: Vec<Event> = (0..40u64)
+            .map(|n| {
+                let id = if n < 20 {
+                    n
+                } else {
+                    100 * (day as u64 + 1) + n
+                };
+                ev(id, DAY0 + day * DAY_US + n as i64)
+            })
+            .collect();
+        log.append_batch(&batch)
+            .expect("append")
+            .wait()
+            .expect("commit");
+    }
+    // Over a MiB more in the active segment, so its prefix index is stored.
+    let inputs = Json::parse(format!("{{\"blob\":\"{}\"}}", "x".repeat(2000))).expect("json");
+    for b in 0..6i64 {
+        let batch: Vec<Event> = (0..100i64)
+            .map(|n| {
+                Event::run_started(
+                    format!("big-{b}-{n}"),
+                    DAY0 + 2 * DAY_US + 1000 + b * 100 + n,
+                    RunStarted {
+                        caller_id: "caller-9".into(),
+                        inputs: inputs.clone(),
+                        ..RunStarted::default()
+                    },
+                )
+            })
+            .collect();
+        log.append_batch(&batch)
+            .expect("append")
+            .wait()
+            .expect("commit");
+    }
+    log.close().expect("close");
+    let mut eng = auditlog::QueryEngine::open(&dir).expect("engine");
+    eng.refresh().expect("indexes");
+    (t, dir)
+}
+
+fn index_files(dir: &Path, ext: &str) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == ext))
+        .collect();
+    v.sort();
+    v
+}
+
+fn callers(dir: &Path, caller: &str) -> u64 {
+    let mut eng = auditlog::QueryEngine::open(dir).expect("engine");
+    eng.count(&auditlog::Filter {
+        caller: Some(caller.into()),
+        ..auditlog::Filter::default()
+    })
+    .expect("count")
+}
+
+/// Forge `file` consistently: the first `caller-1` in its string heap
+/// becomes `caller-2`, every checksum recomputed; its header (segment,
+/// LSN range, byte range, final digest) and its chain digests still match
+/// the segment.
+fn forge_index(file: &Path) {
+    let mut b = fs::read(file).expect("read index");
+    let at = b
+        .windows(8)
+        .position(|w| w == b"caller-1")
+        .expect("the heap holds the caller");
+    b[at + 7] = b'2';
+    crate::fuzz_shared::fix_up_index(&mut b);
+    fs::write(file, &b).expect("write index");
+}
+
+/// Issue 11, "forge an index file", done consistently: plain `verify`
+/// (not only `--deep`) compares every stored index with the image built
+/// from the events it decodes anyway, names the file, moves it into
+/// quarantine/ and rebuilds it; the answers are right again afterwards.
+#[test]
+fn plain_verify_catches_a_consistently_forged_index() {
+    let (_t, dir) = indexed_log();
+    let truth = callers(&dir, "caller-1");
+    assert!(truth > 0);
+    let sealed = index_files(&dir, "idx");
+    let active = index_files(&dir, "aidx");
+    assert_eq!(
+        (sealed.len(), active.len()),
+        (2, 1),
+        "the engine stored them"
+    );
+    let plain = VerifyOptionsFor::Plain.opts();
+    assert_eq!(
+        auditlog::verify_with(&dir, &plain, |_, _| {})
+            .expect("clean")
+            .indexes_checked,
+        3
+    );
+
+    for file in [&sealed[1], &active[0]] {
+        let untouched = fs::read(file).expect("read");
+        forge_index(file);
+        assert_ne!(fs::read(file).expect("read"), untouched);
+        // The forgery is believed by index answers until it is checked.
+        assert!(callers(&dir, "caller-1") < truth, "{}", file.display());
+        // Read-only: named, left in place.
+        let err = auditlog::verify_with(&dir, &VerifyOptionsFor::ReadOnly.opts(), |_, _| {})
+            .expect_err("a forged index fails plain verify");
+        let name = file.file_name().unwrap().to_str().unwrap();
+        assert!(
+            matches!(&err, Error::Corrupt { segment, .. } if segment == name),
+            "{err}"
+        );
+        assert!(err.to_string().contains("differs from the file"), "{err}");
+        // Otherwise: moved aside byte for byte, rebuilt.
+        let forged = fs::read(file).expect("read");
+        let err = auditlog::verify_with(&dir, &plain, |_, _| {}).expect_err("still forged");
+        assert!(err.to_string().contains("quarantine"), "{err}");
+        let kept = walk_files(&dir.join("quarantine"));
+        assert!(
+            kept.iter().any(|p| fs::read(p).is_ok_and(|b| b == forged)),
+            "the forged file is kept as evidence: {kept:?}"
+        );
+        assert_eq!(callers(&dir, "caller-1"), truth);
+        auditlog::verify_with(&dir, &plain, |_, _| {}).expect("rebuilt");
+    }
+}
+
+/// After retention dropped the oldest segment, the newer images still name
+/// it as where some of their runs were started before (their shadows): no
+/// one can rebuild that part, so the check takes the stored word for those
+/// references only, and the log verifies.
+#[test]
+fn plain_verify_after_retention_accepts_shadows_into_dropped_segments() {
+    let (_t, dir) = indexed_log();
+    let log = open(&dir);
+    let report = log.retain(DAY0 + DAY_US).expect("retain");
+    assert_eq!(report.dropped.len(), 1);
+    log.close().expect("close");
+    let r = auditlog::verify_with(&dir, &VerifyOptionsFor::Plain.opts(), |_, _| {})
+        .expect("verifies after retention");
+    assert!(r.indexes_checked >= 1);
+}
+
+enum VerifyOptionsFor {
+    Plain,
+    ReadOnly,
+}
+
+impl VerifyOptionsFor {
+    fn opts(self) -> auditlog::VerifyOptions {
+        auditlog::VerifyOptions {
+            read_only: matches!(self, VerifyOptionsFor::ReadOnly),
+            ..auditlog::VerifyOptions::default()
+        }
+    }
+}
