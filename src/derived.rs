@@ -46,8 +46,8 @@ struct Failure {
 /// "What `verify` checks".
 pub(crate) struct IndexCheck {
     deep: bool,
-    /// Seq of the oldest segment kept (shadows older than it point into
-    /// segments retention dropped; no one can rebuild those).
+    /// Seq of the oldest segment kept, once retention dropped any (shadows
+    /// older than it point into dropped segments; no one can rebuild those).
     first_seq: Option<u64>,
     /// The images of the older sealed segments, for the look-ups a build
     /// makes: the stored file when it passed, else the one built here.
@@ -86,7 +86,12 @@ impl IndexCheck {
     pub(crate) fn new(lay: &Layout, deep: bool) -> IndexCheck {
         IndexCheck {
             deep,
-            first_seq: lay.segments.first().map(|s| s.seq),
+            // Only a log that retention shortened has such shadows.
+            first_seq: lay
+                .segments
+                .first()
+                .map(|s| s.seq)
+                .filter(|_| lay.manifest.dropped_segments > 0),
             older: Vec::new(),
             failures: Vec::new(),
             report: Checked::default(),
@@ -193,6 +198,7 @@ impl IndexCheck {
             // A shadow pointing into a segment retention dropped cannot be
             // rebuilt by anyone: take the stored file's word for those only.
             let dropped = |id: &str| -> Option<u64> {
+                kept?;
                 let img = stored.as_ref()?;
                 let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
                 (s != index::NONE && kept.is_some_and(|k| s < k)).then_some(s)
