@@ -1,6 +1,7 @@
 //! The read paths that check the chain before they use a block
-//! (docs/integrity.md): replay of a whole log, and building the index of
-//! every sealed segment. Only public API, so the same file builds against
+//! (docs/integrity.md): replay of a whole log (beside the same replay
+//! without any check, as readers did it before issue 11), and building the
+//! index of every sealed segment. Only public API, so the same file builds against
 //! an engine from before the checks, for a before/after comparison in one
 //! session (docs/benchmarks.md, "Integrity checks on the read path").
 //!
