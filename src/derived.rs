@@ -193,18 +193,8 @@ impl IndexCheck {
             .find(|p| p.0 == upto)
             .map_or(meta.digest, |p| p.1);
         let built = {
-            let shadow = crate::query::shadow_in(self.older.iter().map(|(s, i)| (*s, i)));
-            let kept = self.first_seq;
-            // A shadow pointing into a segment retention dropped cannot be
-            // rebuilt by anyone: take the stored file's word for those only.
-            let dropped = |id: &str| -> Option<u64> {
-                kept?;
-                let img = stored.as_ref()?;
-                let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
-                (s != index::NONE && kept.is_some_and(|k| s < k)).then_some(s)
-            };
-            let bytes = builder.finish(trusted_end, &|id| shadow(id).or_else(|| dropped(id)));
-            Image::open(Backing::Vec(bytes))
+            let shadow = shadows(&self.older, stored.as_ref(), self.first_seq);
+            Image::open(Backing::Vec(builder.finish(trusted_end, &shadow)))
         };
         let path = if meta.sealed {
             index::index_path(meta)
@@ -248,7 +238,8 @@ impl IndexCheck {
         same_chain(stored, &upto_chain).map_err(|m| m.to_string())?;
         compare(stored, built).map_err(|m| m.to_string())?;
         if self.deep {
-            let rebuilt = build(meta, seg, upto, &self.older).map_err(|e| e.to_string())?;
+            let shadow = shadows(&self.older, Some(stored), self.first_seq);
+            let rebuilt = build(meta, seg, upto, &shadow).map_err(|e| e.to_string())?;
             compare(stored, &rebuilt).map_err(|m| m.to_string())?;
         }
         Ok(())
@@ -324,7 +315,31 @@ fn same_chain(img: &Image, chain: &ChainPoints) -> std::result::Result<(), Misma
 }
 
 /// The image of `meta`'s blocks up to `to`, as the query engine builds it.
-fn build(meta: &SegmentMeta, seg: &[u8], to: u64, older: &[(u64, Image)]) -> Result<Image> {
+/// The look-ups of a build into older images, as the query engine makes
+/// them. A shadow pointing into a segment retention dropped (older than
+/// `kept`, the oldest kept seq once any was dropped) cannot be rebuilt by
+/// anyone: for those only, the stored file's word is taken.
+fn shadows<'a>(
+    older: &'a [(u64, Image)],
+    stored: Option<&'a Image>,
+    kept: Option<u64>,
+) -> impl Fn(&str) -> Option<u64> + 'a {
+    let shadow = crate::query::shadow_in(older.iter().map(|(s, i)| (*s, i)));
+    let dropped = move |id: &str| -> Option<u64> {
+        let k = kept?;
+        let img = stored?;
+        let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
+        (s != index::NONE && s < k).then_some(s)
+    };
+    move |id: &str| shadow(id).or_else(|| dropped(id))
+}
+
+fn build(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    to: u64,
+    shadow: &dyn Fn(&str) -> Option<u64>,
+) -> Result<Image> {
     let kind = if meta.sealed { KIND_SEALED } else { KIND_CHUNK };
     let trusted_end = if to == meta.data_len {
         meta.digest
@@ -340,8 +355,7 @@ fn build(meta: &SegmentMeta, seg: &[u8], to: u64, older: &[(u64, Image)]) -> Res
         to,
         trusted_end,
     };
-    let shadow = crate::query::shadow_in(older.iter().map(|(s, i)| (*s, i)));
-    let bytes = index::build_image(meta, seg, kind, span, &shadow, None)?;
+    let bytes = index::build_image(meta, seg, kind, span, shadow, None)?;
     Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
         segment: meta.name.clone(),
         offset: 0,

@@ -605,6 +605,11 @@ fn plain_verify_after_retention_accepts_shadows_into_dropped_segments() {
     let r = auditlog::verify_with(&dir, &VerifyOptionsFor::Plain.opts(), |_, _| {})
         .expect("verifies after retention");
     assert!(r.indexes_checked >= 1);
+    let deep = auditlog::VerifyOptions {
+        deep: true,
+        ..auditlog::VerifyOptions::default()
+    };
+    auditlog::verify_with(&dir, &deep, |_, _| {}).expect("--deep too");
 }
 
 enum VerifyOptionsFor {
