@@ -141,7 +141,7 @@ impl<'a> View<'a> {
         if r.has_local_finish() {
             return r.status() == DRY_RUN_STATUS.as_bytes();
         }
-        self.foreign.dry_fins && self.status_of(r) == DRY_RUN_STATUS.as_bytes()
+        self.dry_fins && self.status_of(r) == DRY_RUN_STATUS.as_bytes()
     }
 
     pub(crate) fn run_key_of(&self, h: Handle) -> (Micros, &'a [u8]) {
