@@ -130,6 +130,11 @@ fn run_matches(run: &Run, f: &Filter) -> bool {
 }
 
 impl<'a> View<'a> {
+    /// Is any run answered from the overlay?
+    pub(crate) fn any_amended(&self) -> bool {
+        !self.foreign.amends.is_empty()
+    }
+
     /// Is run `id` answered from the overlay?
     pub(crate) fn amended(&self, id: &[u8]) -> bool {
         !self.foreign.amends.is_empty() && self.foreign.amends.contains_key(id)

@@ -44,7 +44,7 @@ use crate::index::{
 };
 use crate::view::fold::finish_follows;
 pub use crate::view::Anomalies;
-use crate::view::{Run, RunLogEntry};
+use crate::view::{Run, RunLogEntry, DRY_RUN_STATUS};
 
 /// Filters of `runs` and `count` (docs/contract.md, "The command line"),
 /// combined with AND.
@@ -316,8 +316,20 @@ impl<'a> View<'a> {
         if !(shadow == NONE || shadow < self.first_seq) || (r.dry_run() && !f.include_dry_run) {
             return false;
         }
-        if self.amended(r.id()) || (!f.include_dry_run && self.dry_by_status(r)) {
+        // Neither check reads a string when it need not: the id only if
+        // some run is amended, the status only if the list does not
+        // already prove it (a count by status reads no string per run).
+        if self.any_amended() && self.amended(r.id()) {
             return false;
+        }
+        if !f.include_dry_run {
+            let dry = match (&f.status, implied) {
+                (Some(s), Implied::Status) => s == DRY_RUN_STATUS,
+                _ => self.dry_by_status(r),
+            };
+            if dry {
+                return false;
+            }
         }
         let at = r.started_at();
         if f.since.is_some_and(|s| at < s) || f.until.is_some_and(|u| at > u) {
