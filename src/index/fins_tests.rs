@@ -115,7 +115,7 @@ fn a_short_or_misplaced_fins_section_is_a_typed_error() {
             problem: "is not whole records"
         }
     );
-    let past = with_fins_entry(b.clone(), |off, len| (off, len + 1 << 40));
+    let past = with_fins_entry(b.clone(), |off, len| (off, (len + 1) << 40));
     assert!(matches!(
         open(past).unwrap_err(),
         ImageError::BadSection {
