@@ -111,5 +111,51 @@ fn queries(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, write_path, index_build, queries);
+/// The queries that read finishes lying in a later segment than their
+/// run's start (index FINS sections, docs/index-format.md), over 30 daily
+/// segments so that many runs cross a roll: the count by status (counted
+/// from the finishes' side), a run by id and a one-hour window (each run
+/// without a local finish searches the later images' FINS).
+fn across_segments(c: &mut Criterion) {
+    let spec = WorkloadSpec {
+        runs: RUNS,
+        days: 30,
+        ..WorkloadSpec::default()
+    };
+    let evs: Vec<Event> = spec.events(0, RUNS).collect();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    build_log(&dir, &evs);
+    let mut engine = Engine::open(&dir).expect("engine");
+    engine.refresh().expect("refresh");
+    let mut conn = auditlog_loadrun::sqlite_baseline::open(None).expect("sqlite");
+    auditlog_loadrun::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
+    let qs = QuerySet::from_events(&[evs], 64);
+    let mut g = c.benchmark_group("query_30_segments");
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(2));
+    g.warm_up_time(Duration::from_millis(500));
+    for kind in ["count_by_status", "run", "window_1h", "finished_before"] {
+        let Some(k) = KINDS.iter().position(|(n, _)| *n == kind) else {
+            continue;
+        };
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("auditlog", kind), |b| {
+            b.iter(|| {
+                i += 1;
+                auditlog_query(&mut engine, &qs, k, i).expect("query")
+            })
+        });
+        let mut i = 0usize;
+        g.bench_function(BenchmarkId::new("sqlite", kind), |b| {
+            b.iter(|| {
+                i += 1;
+                sqlite_query(&conn, &qs, k, i).expect("query")
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, write_path, index_build, queries, across_segments);
 criterion_main!(benches);

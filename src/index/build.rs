@@ -37,6 +37,10 @@ struct BFin {
     ts: Micros,
 }
 
+/// "The nearest older image that also started this id": (its seq, the
+/// start's RUNS position there).
+pub type Shadow<'s> = dyn Fn(&str) -> Option<(u64, u32)> + 's;
+
 /// Accumulates the events of one segment (or part of the active one).
 pub struct Builder {
     kind: u32,
@@ -221,10 +225,11 @@ impl Builder {
         self.end_lsn - self.first_lsn
     }
 
-    /// The image bytes. `shadow(id)` names the nearest older segment that
-    /// also started `id` (its seq), if any; it is called once per run, in
-    /// ascending id order.
-    pub fn finish(self, digest: Digest, shadow: &dyn Fn(&str) -> Option<u64>) -> Vec<u8> {
+    /// The image bytes. `shadow(id)` names the nearest older image that
+    /// also started `id` (its seq, and the start's RUNS position there),
+    /// if any; it is called once per run in ascending id order, then once
+    /// per FINS id in ascending id order.
+    pub fn finish(self, digest: Digest, shadow: &Shadow<'_>) -> Vec<u8> {
         let Builder {
             kind,
             seq,
@@ -261,7 +266,7 @@ impl Builder {
         // it whole (see `query::engine::Shadows`).
         let mut shadows = vec![NONE; runs.len()];
         for &r in &by_id {
-            shadows[r as usize] = shadow(name(runs[r as usize].id)).unwrap_or(NONE);
+            shadows[r as usize] = shadow(name(runs[r as usize].id)).map_or(NONE, |(seq, _)| seq);
         }
         let mut pos_of = vec![0u32; runs.len()];
         for (p, &r) in by_id.iter().enumerate() {
@@ -377,15 +382,32 @@ impl Builder {
             .into_iter()
             .filter(|(id, _)| run_of.get(id).is_none_or(|&r| shadows[r] != NONE))
             .collect();
+        // The nearest older start of each (asked in ascending id order, as
+        // for RUNS), then in (hash, id) order: lookups search the hashes.
         fins.sort_unstable_by(|a, b| name(a.0).cmp(name(b.0)));
+        let mut fins: Vec<(u64, u32, BFin, (u64, u32))> = fins
+            .into_iter()
+            .map(|(id, f)| {
+                let at = shadow(name(id)).unwrap_or((NONE, 0));
+                (RunHash::of(name(id).as_bytes()).0, id, f, at)
+            })
+            .collect();
+        fins.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))));
+        let mut flags = 0u32;
         let mut s_fins = Vec::with_capacity(fins.len() * fin::SIZE);
-        for (id, f) in &fins {
+        for (hash, id, f, (start_seq, start_pos)) in &fins {
+            if name(f.status) == crate::view::DRY_RUN_STATUS {
+                flags |= HF_DRY_FINS;
+            }
             let mut rec = [0u8; fin::SIZE];
             put_str(&mut rec, fin::ID, heap.add(*id, name(*id)));
             put_str(&mut rec, fin::STATUS, heap.add(f.status, name(f.status)));
             put(&mut rec, fin::LSN, &f.lsn.to_le_bytes());
             put(&mut rec, fin::OFF, &f.off.to_le_bytes());
             put(&mut rec, fin::TS, &f.ts.to_le_bytes());
+            put(&mut rec, fin::HASH, &hash.to_le_bytes());
+            put(&mut rec, fin::START_SEQ, &start_seq.to_le_bytes());
+            put(&mut rec, fin::START_POS, &start_pos.to_le_bytes());
             s_fins.extend_from_slice(&rec);
         }
 
@@ -482,6 +504,7 @@ impl Builder {
             crc_table_off: table as u64,
             n_blocks: u32_of(n_blocks),
             dup_starts,
+            flags,
         };
         out[..HEADER_LEN].copy_from_slice(&header.encode());
         let crc = header_crc(&out, table, n_blocks);

@@ -27,7 +27,10 @@ pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// section (the chain digest at every block boundary, docs/integrity.md).
 /// 4: the failing-tool-call table (TERR) replaced by the tool-call sections
 /// CALLS, CKEYS and CPOST (docs/tool-calls.md).
-pub const VERSION: u32 = 4;
+/// 5: FINS records carry the id's hash and the position of the nearest
+/// older start, sorted by (hash, id), so queries search them on disk per
+/// image instead of a map in memory; header flag "some FINS is dry_run".
+pub const VERSION: u32 = 5;
 pub const HEADER_LEN: usize = 128;
 pub const N_SECT: usize = 12;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
@@ -124,8 +127,15 @@ pub mod fin {
     pub const LSN: usize = 16;
     pub const OFF: usize = 24;
     pub const TS: usize = 32;
-    pub const SIZE: usize = 40;
-    const _: () = assert!(TS + 8 == SIZE);
+    /// u64: the [`super::RunHash`] of the id (records sort by it first).
+    pub const HASH: usize = 40;
+    /// u64: seq of the nearest older image holding a start of the id
+    /// (NONE if none did when the image was built).
+    pub const START_SEQ: usize = 48;
+    /// u32: that start's RUNS position there; 4 bytes of padding follow.
+    pub const START_POS: usize = 56;
+    pub const SIZE: usize = 64;
+    const _: () = assert!(START_POS + 8 == SIZE);
 }
 
 /// Field offsets of a LOGS record.
@@ -176,6 +186,8 @@ pub mod hdr {
     pub const CRC_TABLE_OFF: usize = 104;
     pub const N_BLOCKS: usize = 112;
     pub const DUP_STARTS: usize = 116;
+    /// u32: header flags (`HF_*`).
+    pub const FLAGS: usize = 120;
     /// u32: CRC of the header (bytes before it), section and block tables.
     pub const CRC: usize = 124;
     const _: () = assert!(DIGEST + 32 == MIN_TS && CRC + 4 == super::HEADER_LEN);
@@ -190,6 +202,10 @@ pub const K_STATUS: u32 = 5;
 
 /// The local status of a run with no finish in its own image.
 pub const RUNNING: &[u8] = b"running";
+
+/// Header flags: some FINS record's status is `dry_run` (queries then
+/// need the foreign status of unfinished runs to tell dry runs).
+pub const HF_DRY_FINS: u32 = 1;
 
 /// Run flags.
 pub const F_DRY: u64 = 1;
@@ -260,6 +276,8 @@ pub struct IndexHeader {
     pub n_blocks: u32,
     /// Extra `run_started` of a run id already started in this image.
     pub dup_starts: u32,
+    /// `HF_*` bits.
+    pub flags: u32,
 }
 
 pub(crate) fn le_u64(b: &[u8], at: usize) -> u64 {
@@ -292,6 +310,7 @@ impl IndexHeader {
         put(hdr::CRC_TABLE_OFF, &self.crc_table_off.to_le_bytes());
         put(hdr::N_BLOCKS, &self.n_blocks.to_le_bytes());
         put(hdr::DUP_STARTS, &self.dup_starts.to_le_bytes());
+        put(hdr::FLAGS, &self.flags.to_le_bytes());
         b
     }
 
@@ -321,6 +340,7 @@ impl IndexHeader {
             crc_table_off: le_u64(b, hdr::CRC_TABLE_OFF),
             n_blocks: le_u32(b, hdr::N_BLOCKS),
             dup_starts: le_u32(b, hdr::DUP_STARTS),
+            flags: le_u32(b, hdr::FLAGS),
         })
     }
 }
@@ -432,6 +452,10 @@ pub struct FinRec<'a> {
     pub lsn: u64,
     pub off: u64,
     pub ts: Micros,
+    /// The nearest older start of the id when the image was built:
+    /// (image seq, RUNS position there), seq NONE if there was none.
+    pub start_seq: u64,
+    pub start_pos: u32,
 }
 
 /// An amending (`"replace":true`) start or finish that may override an
@@ -507,7 +531,7 @@ pub struct Image {
 /// The hash of a run id that [`Image::find_run_if_filtered`] probes filters
 /// with: computed once per id, however many images are asked.
 #[derive(Debug, Clone, Copy)]
-pub struct RunHash(u64);
+pub struct RunHash(pub(crate) u64);
 
 impl RunHash {
     pub fn of(id: &[u8]) -> RunHash {
@@ -1007,7 +1031,44 @@ impl Image {
             lsn: le_u64(r, fin::LSN),
             off: le_u64(r, fin::OFF),
             ts: le_i64(r, fin::TS),
+            start_seq: le_u64(r, fin::START_SEQ),
+            start_pos: le_u32(r, fin::START_POS),
         }
+    }
+
+    /// The status of FINS record `i` (one heap read, nothing else).
+    pub fn fin_status(&self, i: usize) -> &[u8] {
+        self.str_at(self.rec(S_FINS, i), fin::STATUS)
+    }
+
+    /// The FINS record of `id` (`h` its [`RunHash`]): a binary search on
+    /// the hashes in the mapped section, comparing id bytes only on equal
+    /// hashes, so a miss reads no string.
+    pub fn find_fin(&self, id: &[u8], h: RunHash) -> Option<FinRec<'_>> {
+        let n = self.count(S_FINS);
+        let key = |i: usize| le_u64(self.rec(S_FINS, i), fin::HASH);
+        let (mut lo, mut hi) = (0usize, n);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if key(mid) < h.0 {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        while lo < n && key(lo) == h.0 {
+            let f = self.fin(lo);
+            if f.id == id {
+                return Some(f);
+            }
+            lo += 1;
+        }
+        None
+    }
+
+    /// Some FINS record has status `dry_run` (header flag).
+    pub fn has_dry_fins(&self) -> bool {
+        self.header.flags & HF_DRY_FINS != 0
     }
 
     pub fn n_amends(&self) -> usize {

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use build::Builder;
+pub use build::{Builder, Shadow};
 pub use calls::{call_entry, CallEntry, CallList, CallRec};
 pub use image::*;
 
@@ -208,7 +208,7 @@ pub fn build_image(
     seg: &[u8],
     kind: u32,
     span: Span,
-    shadow: &dyn Fn(&str) -> Option<u64>,
+    shadow: &Shadow<'_>,
     progress: Option<&ProgressFn>,
 ) -> Result<Vec<u8>> {
     let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
@@ -265,3 +265,6 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     res
 }
+
+#[cfg(test)]
+mod fins_tests;

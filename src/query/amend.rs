@@ -130,6 +130,11 @@ fn run_matches(run: &Run, f: &Filter) -> bool {
 }
 
 impl<'a> View<'a> {
+    /// Is any run answered from the overlay?
+    pub(crate) fn any_amended(&self) -> bool {
+        !self.foreign.amends.is_empty()
+    }
+
     /// Is run `id` answered from the overlay?
     pub(crate) fn amended(&self, id: &[u8]) -> bool {
         !self.foreign.amends.is_empty() && self.foreign.amends.contains_key(id)
@@ -141,7 +146,7 @@ impl<'a> View<'a> {
         if r.has_local_finish() {
             return r.status() == DRY_RUN_STATUS.as_bytes();
         }
-        self.foreign.dry_fins && self.status_of(r) == DRY_RUN_STATUS.as_bytes()
+        self.dry_fins && self.status_of(r) == DRY_RUN_STATUS.as_bytes()
     }
 
     pub(crate) fn run_key_of(&self, h: Handle) -> (Micros, &'a [u8]) {

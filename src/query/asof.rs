@@ -62,25 +62,23 @@ impl<'a> View<'a> {
     /// `from_seq..=to_seq` may change although their defining start lies
     /// in another segment: the runs whose copies made from earlier
     /// segments alone are out of date once these segments are copied too.
-    /// Read from the engine's in-memory cross-segment references, so it
-    /// costs nothing per event.
+    /// Read from those segments' FINS sections and the engine's amending
+    /// events, so it costs nothing per event.
     pub fn changed_from_elsewhere(&self, from_seq: u64, to_seq: u64) -> BTreeSet<String> {
         let within = |seq: u64| (from_seq..=to_seq).contains(&seq);
-        let fins = self
-            .foreign
-            .fins
-            .iter()
-            .filter(|(_, v)| v.iter().any(|f| within(f.seq)))
-            .map(|(id, _)| id);
-        let amends = self
-            .foreign
-            .amends
-            .iter()
-            .filter(|(_, v)| v.iter().any(|a| within(a.seq)))
-            .map(|(id, _)| id);
-        fins.chain(amends)
-            .map(|id| String::from_utf8_lossy(id).into_owned())
-            .collect()
+        let lossy = |id: &[u8]| String::from_utf8_lossy(id).into_owned();
+        let mut out = BTreeSet::new();
+        for s in self.srcs.iter().filter(|s| within(s.seq)) {
+            for i in 0..s.img.n_fins() {
+                out.insert(lossy(s.img.fin(i).id));
+            }
+        }
+        for (id, v) in &self.foreign.amends {
+            if v.iter().any(|a| within(a.seq)) {
+                out.insert(lossy(id));
+            }
+        }
+        out
     }
 
     /// Whether the start at `h` defines its run (no earlier start of the

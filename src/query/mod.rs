@@ -9,7 +9,8 @@
 //!   started the id (`shadow_seq`);
 //! - its finish is the first `run_finished` after that start in log order:
 //!   the local finish of the start's image, or else the first "foreign"
-//!   finish (kept in a small in-memory map) with a higher LSN;
+//!   finish with a higher LSN (searched in the FINS sections of the start's
+//!   image and the later ones, on disk: nothing per run is kept in memory);
 //! - lists merge the images' posting lists newest first (started_at desc,
 //!   id desc) and skip images by their time range.
 
@@ -43,7 +44,7 @@ use crate::index::{
 };
 use crate::view::fold::finish_follows;
 pub use crate::view::Anomalies;
-use crate::view::{Run, RunLogEntry};
+use crate::view::{Run, RunLogEntry, DRY_RUN_STATUS};
 
 /// Filters of `runs` and `count` (docs/contract.md, "The command line"),
 /// combined with AND.
@@ -143,6 +144,10 @@ enum Implied {
     Channel,
     Parent,
     Status,
+    /// Nothing, but every run of the list lacks a local finish (the
+    /// "running" list): a count by a finished status takes those runs
+    /// from the finishes' side instead (see `count_foreign_finishes`).
+    Unfinished,
 }
 
 /// A finish as resolved for a run.
@@ -247,9 +252,8 @@ impl<'a> View<'a> {
     pub(crate) fn finish_of(&self, src: usize, r: &RunRec<'a>) -> Option<Fin> {
         // Images cover disjoint LSN ranges in order, so a finish in
         // another image comes after every event of this one: a local
-        // finish is always the first, and the foreign map (a hash of the
-        // id per candidate, the costliest step of a count) is only asked
-        // for runs without one.
+        // finish is always the first, and the FINS sections (a search per
+        // later image) are only asked for runs without one.
         if r.has_local_finish() {
             return Some(Fin {
                 seq: self.srcs[src].seq,
@@ -264,12 +268,27 @@ impl<'a> View<'a> {
         })
     }
 
-    /// The first finish of `id` in another image after LSN `start_lsn`.
-    pub(crate) fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<&'a FinRef> {
-        self.foreign
-            .fins
-            .get(id)
-            .and_then(|v| v.iter().find(|f| finish_follows(start_lsn, f.lsn)))
+    /// The first finish of `id` after LSN `start_lsn` that some image's
+    /// FINS section holds. Images cover ascending LSN ranges, and FINS
+    /// holds the first finish of an id per image: the first image from
+    /// the one holding `start_lsn` on with a following one has it.
+    pub(crate) fn foreign_after(&self, id: &[u8], start_lsn: u64) -> Option<FinRef<'a>> {
+        let from = self
+            .srcs
+            .partition_point(|s| s.img.header.end_lsn <= start_lsn);
+        let h = RunHash::of(id);
+        self.srcs.get(from..)?.iter().find_map(|s| {
+            let img: &'a Image = s.img;
+            img.find_fin(id, h)
+                .filter(|f| finish_follows(start_lsn, f.lsn))
+                .map(|f| FinRef {
+                    seq: s.seq,
+                    lsn: f.lsn,
+                    off: f.off,
+                    ts: f.ts,
+                    status: f.status,
+                })
+        })
     }
 
     /// A run's status: its local finish's, else the first foreign
@@ -279,7 +298,7 @@ impl<'a> View<'a> {
             return r.status();
         }
         self.foreign_after(r.id(), r.start_lsn())
-            .map_or(RUNNING, |f| &f.status[..])
+            .map_or(RUNNING, |f| f.status)
     }
 
     pub(crate) fn lazy(&self, h: Handle) -> LazyRun<'a> {
@@ -297,8 +316,20 @@ impl<'a> View<'a> {
         if !(shadow == NONE || shadow < self.first_seq) || (r.dry_run() && !f.include_dry_run) {
             return false;
         }
-        if self.amended(r.id()) || (!f.include_dry_run && self.dry_by_status(r)) {
+        // Neither check reads a string when it need not: the id only if
+        // some run is amended, the status only if the list does not
+        // already prove it (a count by status reads no string per run).
+        if self.any_amended() && self.amended(r.id()) {
             return false;
+        }
+        if !f.include_dry_run {
+            let dry = match (&f.status, implied) {
+                (Some(s), Implied::Status) => s == DRY_RUN_STATUS,
+                _ => self.dry_by_status(r),
+            };
+            if dry {
+                return false;
+            }
         }
         let at = r.started_at();
         if f.since.is_some_and(|s| at < s) || f.until.is_some_and(|u| at > u) {
@@ -377,7 +408,7 @@ impl<'a> View<'a> {
             } else {
                 consider(vec![
                     (img.posting(K_STATUS, s.as_bytes()), Implied::Status),
-                    (running, Implied::Nothing),
+                    (running, Implied::Unfinished),
                 ]);
             }
         }
@@ -403,19 +434,122 @@ impl<'a> View<'a> {
     }
 
     /// How many runs match `f`.
+    ///
+    /// With a finished status, a run without a local finish matches only
+    /// through its first foreign finish: those runs are counted from the
+    /// finishes' side (each image's FINS records of that status, see
+    /// [`View::count_foreign_finishes`]) rather than by searching every
+    /// later image for each unfinished run.
     pub fn count(&self, f: &Filter) -> Result<u64> {
         let mut n = self.overlay(f)?.len() as u64;
+        let finished_status = f
+            .status
+            .as_deref()
+            .map(str::as_bytes)
+            .filter(|s| *s != RUNNING);
         for src in 0..self.srcs.len() {
             let img = self.srcs[src].img;
             for (list, implied) in self.candidate_lists(src, f) {
+                if finished_status.is_some() && implied == Implied::Unfinished {
+                    continue;
+                }
                 for i in 0..list.len() {
-                    if self.matches_given(&img.run_lazy(img.at(&list, i)), f, implied) {
+                    let r = img.run_lazy(img.at(&list, i));
+                    if finished_status.is_some() && !r.has_local_finish() {
+                        continue;
+                    }
+                    if self.matches_given(&r, f, implied) {
                         n += 1;
                     }
                 }
             }
         }
+        if let Some(status) = finished_status {
+            n += self.count_foreign_finishes(f, status);
+        }
         Ok(n)
+    }
+
+    /// Runs without a local finish whose first finish after their start
+    /// (in a later image) has `status` and that match `f`: found from each
+    /// image's FINS records of that status, whose run is located through
+    /// the record's start pointer.
+    fn count_foreign_finishes(&self, f: &Filter, status: &[u8]) -> u64 {
+        let mut n = 0;
+        for (b, s) in self.srcs.iter().enumerate() {
+            let img: &'a Image = s.img;
+            for i in 0..img.n_fins() {
+                if img.fin_status(i) != status {
+                    continue;
+                }
+                let fin = img.fin(i);
+                let Some(h) = self.start_of_fin(&fin) else {
+                    continue;
+                };
+                let r = self.lazy(h);
+                if r.has_local_finish()
+                    || !finish_follows(r.start_lsn(), fin.lsn)
+                    || !self.first_foreign_is(h, &r, b, fin.id)
+                {
+                    continue;
+                }
+                if self.matches_given(&r, f, Implied::Status) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// The defining start of a FINS record's run: through the record's
+    /// pointer to the nearest older start when that start defines the run
+    /// (the common case), else by searching the images.
+    fn start_of_fin(&self, fin: &crate::index::FinRec<'_>) -> Option<Handle> {
+        if fin.start_seq == NONE || fin.start_seq < self.first_seq {
+            // No start before it, or only in segments retention dropped.
+            return None;
+        }
+        let from = self.srcs.partition_point(|s| s.seq < fin.start_seq);
+        let pointed = self.srcs[from..]
+            .iter()
+            .take_while(|s| s.seq == fin.start_seq)
+            .position(|s| fin.start_pos < s.img.n_runs() && s.img.run_id(fin.start_pos) == fin.id)
+            .map(|k| Handle {
+                src: from + k,
+                pos: fin.start_pos,
+            });
+        match pointed {
+            Some(h) if self.defines_run(&self.lazy(h)) => Some(h),
+            _ => self.find(fin.id),
+        }
+    }
+
+    fn defines_run(&self, r: &LazyRun<'_>) -> bool {
+        let shadow = r.shadow_seq();
+        shadow == NONE || shadow < self.first_seq
+    }
+
+    /// Whether no image from the start's (`h`, record `r`) up to image `b`
+    /// (exclusive) holds a finish of `id` after the start, so that image
+    /// `b`'s finish is the first foreign one.
+    fn first_foreign_is(&self, h: Handle, r: &LazyRun<'_>, b: usize, id: &[u8]) -> bool {
+        if h.src >= b {
+            return false;
+        }
+        // The start's image lists the id in FINS only if that start was
+        // shadowed when the image was built.
+        let from = if r.shadow_seq() == NONE {
+            h.src + 1
+        } else {
+            h.src
+        };
+        let hash = RunHash::of(id);
+        let start_lsn = r.start_lsn();
+        !self.srcs[from..b].iter().any(|s| {
+            s.img
+                .find_fin(id, hash)
+                .is_some_and(|x| finish_follows(start_lsn, x.lsn))
+        })
     }
 
     /// Runs matching `f`, newest first, one page.
@@ -609,8 +743,18 @@ impl<'a> View<'a> {
         // after the image's min_ts: an image that starts at `before` or
         // later can only contribute runs finished elsewhere (those without
         // a local finish, its "running" list).
+        // And a finish in another image is in a later one: an image whose
+        // every later image (itself included) starts at `before` or later
+        // contributes nothing, and is skipped without asking any FINS.
+        let mut later_min = vec![Micros::MAX; self.srcs.len() + 1];
+        for (i, s) in self.srcs.iter().enumerate().rev() {
+            later_min[i] = later_min[i + 1].min(s.img.header.min_ts);
+        }
         let mut streams = Vec::new();
         for (src, s) in self.srcs.iter().enumerate() {
+            if later_min[src] >= before {
+                continue;
+            }
             let list = if s.img.header.min_ts >= before {
                 s.img.posting(K_STATUS, RUNNING)
             } else {

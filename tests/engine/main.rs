@@ -11,6 +11,7 @@ mod support;
 mod amend;
 mod calls_query;
 mod core_log;
+mod cross_finishes;
 mod event_json;
 mod format_upgrade;
 mod gateway_api;
