@@ -323,13 +323,21 @@ fn shadows<'a>(
     older: &'a [(u64, Image)],
     stored: Option<&'a Image>,
     kept: Option<u64>,
-) -> impl Fn(&str) -> Option<u64> + 'a {
+) -> impl Fn(&str) -> Option<(u64, u32)> + 'a {
     let shadow = crate::query::shadow_in(older.iter().map(|(s, i)| (*s, i)));
-    let dropped = move |id: &str| -> Option<u64> {
+    let dropped = move |id: &str| -> Option<(u64, u32)> {
         let k = kept?;
         let img = stored?;
+        let gone = |s: u64| s != index::NONE && s < k;
+        // A finish whose start lies elsewhere records where (FINS); a
+        // shadowed start only which segment (RUNS).
+        if let Some(f) = img.find_fin(id.as_bytes(), index::RunHash::of(id.as_bytes())) {
+            if gone(f.start_seq) {
+                return Some((f.start_seq, f.start_pos));
+            }
+        }
         let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
-        (s != index::NONE && s < k).then_some(s)
+        gone(s).then_some((s, 0))
     };
     move |id: &str| shadow(id).or_else(|| dropped(id))
 }
@@ -338,7 +346,7 @@ fn build(
     meta: &SegmentMeta,
     seg: &[u8],
     to: u64,
-    shadow: &dyn Fn(&str) -> Option<u64>,
+    shadow: &index::Shadow<'_>,
 ) -> Result<Image> {
     let kind = if meta.sealed { KIND_SEALED } else { KIND_CHUNK };
     let trusted_end = if to == meta.data_len {
