@@ -1,6 +1,7 @@
 //! Library append throughput: one and several producers, `EveryBatch` and
 //! `Never`, single-event and batched appends; and the per-event hot path
-//! (validate + encode + frame + CRC, and the chain hash over a block).
+//! (validate + encode + frame + CRC, and the chain hash over a block), and
+//! the command line's ingest path: a JSONL line parsed, checked, encoded.
 
 use std::time::Duration;
 
@@ -64,6 +65,35 @@ fn hot_path(c: &mut Criterion) {
     g.throughput(Throughput::Elements(evs.len() as u64));
     g.bench_function("validate_encode_frame_crc", |b| {
         b.iter(|| EncodedBatch::encode(&evs).expect("encode"))
+    });
+    // The command line's ingest, per chunk of lines: parse and check each
+    // line, encode the events, hash their Merkle leaves (cli/src/log_cmds.rs).
+    let mut text = String::new();
+    for ev in &evs {
+        auditlog::event::json::write_event(ev, None, &mut text);
+        text.push('\n');
+    }
+    g.bench_function("jsonl_line_parse", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for l in text.lines() {
+                auditlog::event::json::parse_event(l.as_bytes()).expect("parse");
+                n += 1;
+            }
+            n
+        })
+    });
+    g.bench_function("jsonl_line_to_encoded", |b| {
+        let mut parsed = Vec::with_capacity(evs.len());
+        b.iter(|| {
+            parsed.clear();
+            for l in text.lines() {
+                parsed.push(auditlog::event::json::parse_event(l.as_bytes()).expect("parse"));
+            }
+            let mut batch = EncodedBatch::encode_parsed(&parsed, None).expect("encode");
+            batch.hash_leaves();
+            batch
+        })
     });
     let block = EncodedBatch::encode(&evs).expect("encode");
     let bytes = vec![7u8; block.bytes()];

@@ -240,9 +240,10 @@ impl Log {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
         }
-        if self.shared.config.merkle_tree {
+        if self.shared.config.merkle_tree && matches!(batch.leaves, Leaves::None) {
             // The Merkle leaves are hashed here, on the producer's thread,
-            // so that the one writer thread only combines them.
+            // so that the one writer thread only combines them (unless
+            // [`EncodedBatch::hash_leaves`] did it where it was encoded).
             batch.leaves = Leaves::of(&batch.frames, &batch.metas);
         }
         let bytes = batch.frames.len();
@@ -548,6 +549,17 @@ impl EncodedBatch {
     ) -> Result<EncodedBatch> {
         encode_batch(events, policy.map(|p| &**p), Validate::Yes)
             .map(|b| EncodedBatch(b, policy.cloned()))
+    }
+
+    /// Hash the events' Merkle leaves now, on this thread, instead of in
+    /// [`Log::append_encoded`] (on the appending thread). A caller that
+    /// encodes on several threads and appends from one (the command
+    /// line's ingest) spreads this SHA-256 work over its encoders.
+    /// Harmless for a log without the tree: the hashes go unused.
+    pub fn hash_leaves(&mut self) {
+        if matches!(self.0.leaves, Leaves::None) {
+            self.0.leaves = Leaves::of(&self.0.frames, &self.0.metas);
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -408,6 +408,11 @@ fn parse_chunk(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) 
             }
         }
     }
+    // The Merkle leaves are hashed here, on the parsing worker: left to
+    // the append they would all be hashed on the one thread that appends.
+    if let Some(b) = &mut batch {
+        b.hash_leaves();
+    }
     events.clear();
     Parsed {
         batch,
