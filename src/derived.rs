@@ -323,31 +323,60 @@ fn shadows<'a>(
     older: &'a [(u64, Image)],
     stored: Option<&'a Image>,
     kept: Option<u64>,
-) -> impl Fn(&str) -> Option<(u64, u32)> + 'a {
-    let shadow = crate::query::shadow_in(older.iter().map(|(s, i)| (*s, i)));
-    let dropped = move |id: &str| -> Option<(u64, u32)> {
-        let k = kept?;
-        let img = stored?;
-        let gone = |s: u64| s != index::NONE && s < k;
-        // A finish whose start lies elsewhere records where (FINS); a
-        // shadowed start only which segment (RUNS).
-        if let Some(f) = img.find_fin(id.as_bytes(), index::RunHash::of(id.as_bytes())) {
-            if gone(f.start_seq) {
-                return Some((f.start_seq, f.start_pos));
-            }
-        }
-        let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
-        gone(s).then_some((s, 0))
-    };
-    move |id: &str| shadow(id).or_else(|| dropped(id))
+) -> Lookups<'a> {
+    Lookups {
+        live: crate::query::shadow_in(older.iter().map(|(s, i)| (*s, i))),
+        stored: kept.and(stored),
+        kept: kept.unwrap_or(0),
+    }
 }
 
-fn build(
-    meta: &SegmentMeta,
-    seg: &[u8],
-    to: u64,
-    shadow: &index::Shadow<'_>,
-) -> Result<Image> {
+/// The look-ups of a rebuild: into the older images still there, and,
+/// once retention dropped segments, the stored file's word for what lay
+/// in them.
+struct Lookups<'a> {
+    live: crate::query::Shadows<'a>,
+    /// The stored file, when retention dropped segments (else `None`).
+    stored: Option<&'a Image>,
+    /// The oldest kept segment's seq.
+    kept: u64,
+}
+
+impl index::Older for Lookups<'_> {
+    fn start(&self, id: &str) -> Option<(u64, u32)> {
+        self.live.start(id).or_else(|| {
+            let img = self.stored?;
+            let gone = |s: u64| s != index::NONE && s < self.kept;
+            // A finish whose start lies elsewhere records where (FINS); a
+            // shadowed start only which segment (RUNS).
+            if let Some(f) = img.find_fin(id.as_bytes(), index::RunHash::of(id.as_bytes())) {
+                if gone(f.start_seq) {
+                    return Some((f.start_seq, f.start_pos));
+                }
+            }
+            let s = img.run_lazy(img.find_run(id.as_bytes())?).shadow_seq();
+            gone(s).then_some((s, 0))
+        })
+    }
+
+    /// A log in a dropped segment is gone: the stored file's kind-3 AMND
+    /// records say which replacing logs of `id` and `seq` it listed.
+    fn has_log(&self, id: &str, seq: u64) -> bool {
+        self.live.has_log(id, seq) || self.stored.is_some_and(|img| lists_relog(img, id, seq))
+    }
+}
+
+/// Does `img` list a replacing log of `id` with `seq` in AMND (kind 3)?
+fn lists_relog(img: &Image, id: &str, seq: u64) -> bool {
+    let logs = img.logs_of(id.as_bytes());
+    (0..img.n_amends()).map(|i| img.amend(i)).any(|a| {
+        a.kind == index::AMEND_LOG
+            && a.id == id.as_bytes()
+            && logs.iter().any(|l| l.lsn == a.lsn && l.seq == seq)
+    })
+}
+
+fn build(meta: &SegmentMeta, seg: &[u8], to: u64, shadow: &dyn index::Older) -> Result<Image> {
     let kind = if meta.sealed { KIND_SEALED } else { KIND_CHUNK };
     let trusted_end = if to == meta.data_len {
         meta.digest

@@ -37,10 +37,6 @@ struct BFin {
     ts: Micros,
 }
 
-/// "The nearest older image that also started this id": (its seq, the
-/// start's RUNS position there).
-pub type Shadow<'s> = dyn Fn(&str) -> Option<(u64, u32)> + 's;
-
 /// Accumulates the events of one segment (or part of the active one).
 pub struct Builder {
     kind: u32,
@@ -68,6 +64,8 @@ pub struct Builder {
     /// Amending finishes: (id, lsn, off, is the local first finish of the
     /// image's start of id).
     amend_finishes: Vec<(u32, u64, u64, bool)>,
+    /// Replacing logs (`"replace":true` run_log): (id, seq, lsn, off).
+    amend_logs: Vec<(u32, u64, u64, u64)>,
     /// (offset, chain digest) at the start and after every block.
     chain: Vec<(u64, Digest)>,
 }
@@ -93,6 +91,7 @@ impl Builder {
             dup_starts: 0,
             amend_starts: Vec::new(),
             amend_finishes: Vec::new(),
+            amend_logs: Vec::new(),
             chain: Vec::new(),
         }
     }
@@ -210,6 +209,9 @@ impl Builder {
             // Indexed with the calls (above).
             EventData::ToolCall(_) => {}
             EventData::RunLog(l) => {
+                if ev.is_replace() {
+                    self.amend_logs.push((id, l.seq, lsn, off));
+                }
                 self.logs.push((id, l.seq, lsn, off));
             }
         }
@@ -225,11 +227,13 @@ impl Builder {
         self.end_lsn - self.first_lsn
     }
 
-    /// The image bytes. `shadow(id)` names the nearest older image that
-    /// also started `id` (its seq, and the start's RUNS position there),
-    /// if any; it is called once per run in ascending id order, then once
-    /// per FINS id in ascending id order.
-    pub fn finish(self, digest: Digest, shadow: &Shadow<'_>) -> Vec<u8> {
+    /// The image bytes. `older.start(id)` names the nearest older image
+    /// that also started `id` (its seq, and the start's RUNS position
+    /// there), if any; it is called once per run in ascending id order,
+    /// then once per FINS id in ascending id order. `older.has_log` is
+    /// asked only of replacing logs that may hide a log elsewhere
+    /// (`hiding_logs`).
+    pub fn finish(self, digest: Digest, older: &dyn super::Older) -> Vec<u8> {
         let Builder {
             kind,
             seq,
@@ -248,6 +252,7 @@ impl Builder {
             fold,
             amend_starts,
             amend_finishes,
+            amend_logs,
             chain,
             ..
         } = self;
@@ -266,7 +271,9 @@ impl Builder {
         // it whole (see `query::engine::Shadows`).
         let mut shadows = vec![NONE; runs.len()];
         for &r in &by_id {
-            shadows[r as usize] = shadow(name(runs[r as usize].id)).map_or(NONE, |(seq, _)| seq);
+            shadows[r as usize] = older
+                .start(name(runs[r as usize].id))
+                .map_or(NONE, |(seq, _)| seq);
         }
         let mut pos_of = vec![0u32; runs.len()];
         for (p, &r) in by_id.iter().enumerate() {
@@ -388,7 +395,7 @@ impl Builder {
         let mut fins: Vec<(u64, u32, BFin, (u64, u32))> = fins
             .into_iter()
             .map(|(id, f)| {
-                let at = shadow(name(id)).unwrap_or((NONE, 0));
+                let at = older.start(name(id)).unwrap_or((NONE, 0));
                 (RunHash::of(name(id).as_bytes()).0, id, f, at)
             })
             .collect();
@@ -443,6 +450,9 @@ impl Builder {
             &Amends {
                 starts: &amend_starts,
                 finishes: &amend_finishes,
+                logs: &amend_logs,
+                all_logs: &logs,
+                older,
                 fold: &fold,
                 runs: &runs,
                 shadows: &shadows,
@@ -517,10 +527,54 @@ impl Builder {
 struct Amends<'b> {
     starts: &'b [(u32, u64, u64, bool)],
     finishes: &'b [(u32, u64, u64, bool)],
+    logs: &'b [(u32, u64, u64, u64)],
+    /// Every log of the image: (id, seq, lsn, off).
+    all_logs: &'b [(u32, u64, u64, u64)],
+    older: &'b dyn super::Older,
     /// Per id: the fold's state in this image and its RUNS position.
     fold: &'b [(RunState, u32)],
     runs: &'b [BRun],
     shadows: &'b [u64],
+}
+
+/// The replacing logs that may hide another log: those with an earlier
+/// log of their run and seq in this image, those whose run has no defining
+/// start here before them (its logs may lie in older images), and those
+/// whose run and seq have a log in an older image. A gateway that marks
+/// every log as replacing (an upsert by `(run_id, seq)`) writes each seq
+/// once, so its logs are not listed and queries pay nothing for them.
+fn hiding_logs<'n>(
+    a: &Amends<'_>,
+    name: &dyn Fn(u32) -> &'n str,
+    defining: &dyn Fn(u32) -> Option<u64>,
+) -> Vec<(u32, u64, u64)> {
+    if a.logs.is_empty() {
+        return Vec::new();
+    }
+    let mut first: HashMap<(u32, u64), u64> = HashMap::new();
+    for &(id, seq, lsn, _) in a.all_logs {
+        let f = first.entry((id, seq)).or_insert(lsn);
+        *f = (*f).min(lsn);
+    }
+    let mut ask: Vec<(u32, u64, u64, u64)> = Vec::new();
+    let mut out = Vec::new();
+    for &(id, seq, lsn, off) in a.logs {
+        let earlier_here = first.get(&(id, seq)).is_some_and(|&f| f < lsn);
+        let started_before = defining(id).is_some_and(|s| s < lsn);
+        if earlier_here || !started_before {
+            out.push((id, lsn, off));
+        } else {
+            ask.push((id, seq, lsn, off));
+        }
+    }
+    // Ascending (id, seq), so the older images' cursors only move forward.
+    ask.sort_unstable_by(|x, y| name(x.0).cmp(name(y.0)).then(x.1.cmp(&y.1)));
+    for (id, seq, lsn, off) in ask {
+        if a.older.has_log(name(id), seq) {
+            out.push((id, lsn, off));
+        }
+    }
+    out
 }
 
 /// AMND: the amending events that may override an earlier start or finish
@@ -554,6 +608,11 @@ fn amend_section<'n>(heap: &mut Heap, name: &dyn Fn(u32) -> &'n str, a: &Amends<
             out.push((id, AMEND_FINISH, lsn, off));
         }
     }
+    out.extend(
+        hiding_logs(a, name, &defining)
+            .into_iter()
+            .map(|(id, lsn, off)| (id, AMEND_LOG, lsn, off)),
+    );
     out.sort_unstable_by(|x, y| name(x.0).cmp(name(y.0)).then(x.2.cmp(&y.2)));
     let mut s = Vec::with_capacity(out.len() * amnd::SIZE);
     for (id, kind, lsn, off) in out {

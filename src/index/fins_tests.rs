@@ -40,11 +40,21 @@ fn image_bytes(n: usize, dry: bool) -> Vec<u8> {
         add(&mut b, finish(&format!("f-{i}"), 3_000 + i as i64, status));
     }
     add(&mut b, finish("orphan", 4_000, "ok"));
-    b.finish(Digest([0; 32]), &|id: &str| {
+    b.finish(Digest([0; 32]), &FStartsOlder)
+}
+
+/// Older images hold the start of every `f-K`, at position K of segment 1.
+struct FStartsOlder;
+
+impl super::Older for FStartsOlder {
+    fn start(&self, id: &str) -> Option<(u64, u32)> {
         id.strip_prefix("f-")
             .and_then(|k| k.parse::<u32>().ok())
             .map(|k| (1, k))
-    })
+    }
+    fn has_log(&self, _: &str, _: u64) -> bool {
+        false
+    }
 }
 
 fn open(bytes: Vec<u8>) -> Result<Image, ImageError> {

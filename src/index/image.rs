@@ -29,7 +29,8 @@ pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// CALLS, CKEYS and CPOST (docs/tool-calls.md).
 /// 5: FINS records carry the id's hash and the position of the nearest
 /// older start, sorted by (hash, id), so queries search them on disk per
-/// image instead of a map in memory; header flag "some FINS is dry_run".
+/// image instead of a map in memory; header flag "some FINS is dry_run";
+/// AMND also lists replacing logs that may hide another (`AMEND_LOG`).
 pub const VERSION: u32 = 5;
 pub const HEADER_LEN: usize = 128;
 pub const N_SECT: usize = 12;
@@ -82,6 +83,9 @@ pub const REC_SIZE: [usize; N_SECT] = [
 /// AMND record kinds.
 pub const AMEND_START: u32 = 1;
 pub const AMEND_FINISH: u32 = 2;
+/// A replacing log (since version 5): it hides the earlier logs of its
+/// run with the same seq, in any image.
+pub const AMEND_LOG: u32 = 3;
 
 /// Field offsets of a RUNS record (docs/index-format.md): the builder
 /// writes and the reader reads through these names only. A string field
@@ -151,7 +155,7 @@ pub mod log {
 /// Field offsets of an AMND (amending event) record.
 pub mod amnd {
     pub const ID: usize = 0;
-    /// u32: `AMEND_START` or `AMEND_FINISH`; 4 bytes of padding follow.
+    /// u32: `AMEND_START`, `AMEND_FINISH` or `AMEND_LOG`; 4 bytes of padding follow.
     pub const KIND: usize = 8;
     pub const LSN: usize = 16;
     pub const OFF: usize = 24;
@@ -832,33 +836,23 @@ impl Image {
     /// log of the distance from the previous answer rather than of the
     /// whole table, and reads records near each other.
     pub fn seek_run(&self, id: &[u8], from: u32) -> u32 {
-        let n = self.count(S_RUNS);
         let less = |i: usize| self.str_at(self.rec(S_RUNS, i), run::ID) < id;
-        let mut lo = (from as usize).min(n);
-        let mut step = 1usize;
-        let mut hi = lo;
-        // Find a bound past the answer: [lo, hi) holds it.
-        loop {
-            if hi >= n {
-                hi = n;
-                break;
-            }
-            if !less(hi) {
-                break;
-            }
-            lo = hi + 1;
-            hi = hi.saturating_add(step);
-            step = step.saturating_mul(2);
-        }
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if less(mid) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        u32_of(lo)
+        u32_of(gallop(self.count(S_RUNS), from as usize, less))
+    }
+
+    /// Like [`Image::seek_run`], in LOGS by (id, seq): the first position
+    /// at or after `from` whose (id, seq) is not less than the one asked.
+    pub fn seek_log(&self, id: &[u8], seq: u64, from: u32) -> u32 {
+        let less = |i: usize| {
+            let l = self.log(i);
+            (l.id, l.seq) < (id, seq)
+        };
+        u32_of(gallop(self.count(S_LOGS), from as usize, less))
+    }
+
+    /// The log record at position `i` of LOGS (`i < n_logs()`).
+    pub fn log_at(&self, i: u32) -> LogRec<'_> {
+        self.log(i as usize)
     }
 
     /// The id of the run at position `i` of RUNS.
@@ -1123,4 +1117,38 @@ impl Image {
     pub fn n_logs(&self) -> usize {
         self.count(S_LOGS)
     }
+}
+
+/// The first position in `from..n` where `less` turns false (`n` if it
+/// never does), for a `less` that is true then false: searching outward
+/// from `from` (galloping), then halving. For keys asked in ascending
+/// order each lookup costs the log of the distance from the previous
+/// answer rather than of the whole table, and reads records near each
+/// other.
+fn gallop(n: usize, from: usize, less: impl Fn(usize) -> bool) -> usize {
+    let mut lo = from.min(n);
+    let mut step = 1usize;
+    let mut hi = lo;
+    // Find a bound past the answer: [lo, hi) holds it.
+    loop {
+        if hi >= n {
+            hi = n;
+            break;
+        }
+        if !less(hi) {
+            break;
+        }
+        lo = hi + 1;
+        hi = hi.saturating_add(step);
+        step = step.saturating_mul(2);
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if less(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }

@@ -15,7 +15,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub use build::{Builder, Shadow};
+pub use build::Builder;
 pub use calls::{call_entry, CallEntry, CallList, CallRec};
 pub use image::*;
 
@@ -200,6 +200,29 @@ pub fn scan_checked(
     Ok(walk.next_lsn())
 }
 
+/// What building an image asks of the older images of the log: look-ups,
+/// never a scan (asked in ascending key order, they can go on from where
+/// the last one ended).
+pub trait Older {
+    /// The nearest older image holding a start of `id`: its segment seq
+    /// and the start's position in its RUNS.
+    fn start(&self, id: &str) -> Option<(u64, u32)>;
+    /// Does an older image hold a log of `id` with this `seq`?
+    fn has_log(&self, id: &str, seq: u64) -> bool;
+}
+
+/// A first image: nothing older.
+pub struct NoOlder;
+
+impl Older for NoOlder {
+    fn start(&self, _: &str) -> Option<(u64, u32)> {
+        None
+    }
+    fn has_log(&self, _: &str, _: u64) -> bool {
+        false
+    }
+}
+
 /// Build an image over the blocks of `seg` in `span`, checking the chain
 /// as it goes (docs/integrity.md): the image is returned only if every
 /// block and the end digest hold.
@@ -208,7 +231,7 @@ pub fn build_image(
     seg: &[u8],
     kind: u32,
     span: Span,
-    shadow: &Shadow<'_>,
+    older: &dyn Older,
     progress: Option<&ProgressFn>,
 ) -> Result<Vec<u8>> {
     let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
@@ -239,7 +262,7 @@ pub fn build_image(
     if let Some(report) = report {
         report(&meta.name, total, total);
     }
-    Ok(b.finish(span.trusted_end, shadow))
+    Ok(b.finish(span.trusted_end, older))
 }
 
 /// Write an index file atomically (temporary file, then rename). Best

@@ -87,13 +87,24 @@ fn carried(run: &Run, start_dry: bool, logs: Vec<RunLogEntry>) -> Vec<Event> {
         dry_run: start_dry,
     };
     let mut out = vec![Event::run_started(&run.id, run.started_at, start).with_replace()];
+    // The first copy of each seq replaces the originals; later ones of
+    // the same seq (kept beside it in the view) stay plain, or each would
+    // hide the copy before it.
+    let mut last_seq = None;
     for l in logs {
+        let first_of_seq = last_seq != Some(l.seq);
+        last_seq = Some(l.seq);
         let log = RunLog {
             seq: l.seq,
             event_type: l.event_type,
             payload: l.payload,
         };
-        out.push(Event::run_log(&run.id, l.ts, log).with_replace());
+        let log = Event::run_log(&run.id, l.ts, log);
+        out.push(if first_of_seq {
+            log.with_replace()
+        } else {
+            log
+        });
     }
     if let Some(at) = run.finished_at {
         let fin = RunFinished {

@@ -11,7 +11,7 @@
 //! left out unless asked for.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 
 use super::engine::View;
 use super::{Engine, ErrorGroup, Filter, ERROR_GROUP_IDS};
@@ -284,6 +284,9 @@ impl<'s> Scope<'s> {
 #[derive(Default)]
 struct Amended {
     runs: HashMap<Vec<u8>, (Vec<u8>, Vec<u8>, bool)>,
+    /// The LSNs of `run_log` calls hidden by a later replacing log of
+    /// their run with the same seq (queries.md, "Amending events").
+    hidden_logs: HashSet<u64>,
 }
 
 impl Amended {
@@ -302,8 +305,46 @@ impl Amended {
                 );
             }
         }
-        Ok(Amended { runs })
+        Ok(Amended {
+            runs,
+            hidden_logs: hidden_logs(view),
+        })
     }
+}
+
+/// The LSNs of the logs that a later replacing log of the same run and
+/// seq hides, read from the indexes alone (the LOGS records give each
+/// log's seq; AMND names the replacing ones). Costs nothing when no log
+/// replaces another.
+fn hidden_logs(view: &View<'_>) -> HashSet<u64> {
+    let mut hidden = HashSet::new();
+    for (id, relogs) in &view.foreign.relogs {
+        if view.find(id).is_none() {
+            continue; // An orphan's logs are not shown anyway.
+        }
+        let mut logs: Vec<(u64, u64)> = Vec::new();
+        for s in &view.srcs {
+            logs.extend(s.img.logs_of(id).iter().map(|l| (l.seq, l.lsn)));
+        }
+        // Per seq, newest first: everything older than the newest
+        // replacing log of that seq is hidden.
+        logs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        logs.dedup();
+        let mut replaced_below: Option<(u64, u64)> = None;
+        for (seq, lsn) in logs {
+            match replaced_below {
+                Some((s, below)) if s == seq && lsn < below => {
+                    hidden.insert(lsn);
+                }
+                Some((s, _)) if s == seq => {}
+                _ => replaced_below = None,
+            }
+            if replaced_below.is_none() && relogs.contains(&lsn) {
+                replaced_below = Some((seq, lsn));
+            }
+        }
+    }
+    hidden
 }
 
 /// Resolves calls' runs, once per run id.
@@ -349,6 +390,9 @@ impl<'v, 'a: 's, 's> Scopes<'v, 'a, 's> {
     fn of(&mut self, c: &LazyCall<'a>, include_dry_run: bool) -> Option<Scope<'s>> {
         if !c.has_run() {
             return Some(Scope::Own);
+        }
+        if c.from_log() && self.amended.hidden_logs.contains(&c.lsn()) {
+            return None;
         }
         let run = self.run(c.run_id());
         if run.is_some_and(|r| r.dry && !include_dry_run) {

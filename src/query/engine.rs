@@ -2,13 +2,16 @@
 //! sealed segments, in-memory chunks for the active one), kept in step with
 //! the log, and a [`View`] over them that the queries read.
 
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::event::Micros;
-use crate::index::{self, Backing, Image, ProgressFn, Unusable, KIND_CHUNK, KIND_SEALED};
+use crate::index::{
+    self, Backing, Image, ProgressFn, Unusable, AMEND_LOG, KIND_CHUNK, KIND_SEALED,
+};
 use crate::layout::{map_file, SegmentMeta};
 use crate::reader::LogReader;
 use crate::segment::HEADER_SIZE;
@@ -41,6 +44,9 @@ pub(crate) struct AmendRef {
 #[derive(Debug, Default)]
 pub(crate) struct CrossRefs {
     pub amends: HashMap<Box<[u8]>, Vec<AmendRef>>,
+    /// The LSNs of replacing logs, by run id: the tool calls of the logs
+    /// they hide are left out of tool-call views (`calls.rs`).
+    pub relogs: HashMap<Box<[u8]>, Vec<u64>>,
 }
 
 struct Sealed {
@@ -233,41 +239,45 @@ pub struct View<'a> {
     pub(crate) dry_fins: bool,
 }
 
-pub(crate) fn shadow_in<'a>(
-    imgs: impl Iterator<Item = (u64, &'a Image)>,
-) -> impl Fn(&str) -> Option<(u64, u32)> + 'a {
-    let s = Shadows::new(imgs);
-    move |id: &str| s.find(id.as_bytes())
+pub(crate) fn shadow_in<'a>(imgs: impl Iterator<Item = (u64, &'a Image)>) -> Shadows<'a> {
+    Shadows::new(imgs)
 }
 
-/// "The nearest older image holding a start of this id", asked once per
-/// run of an image being built. Searching every older image whole for
-/// every run made indexing cost grow with the number of segments (a log of
-/// daily segments spent most of its indexing time here); the builder asks
-/// in ascending id order, so each image keeps a cursor and a lookup goes
-/// on from it. Asked out of order, it starts over (still correct).
-struct Shadows<'a> {
-    /// Newest first, each with its cursor into RUNS.
-    list: Vec<(u64, &'a Image, std::cell::Cell<u32>)>,
-    last: std::cell::RefCell<Vec<u8>>,
+/// "The nearest older image holding a start of this id" (asked once per
+/// run of an image being built) and "does an older image hold a log of
+/// this id and seq" (asked of a few replacing logs). Searching every older
+/// image whole for every run made indexing cost grow with the number of
+/// segments (a log of daily segments spent most of its indexing time
+/// here); the builder asks in ascending order, so each image keeps a
+/// cursor and a lookup goes on from it. Asked out of order, it starts
+/// over (still correct).
+pub(crate) struct Shadows<'a> {
+    /// Newest first, each with its cursors into RUNS and LOGS.
+    list: Vec<(u64, &'a Image, Cell<u32>, Cell<u32>)>,
+    last: RefCell<Vec<u8>>,
+    last_log: RefCell<(Vec<u8>, u64)>,
 }
 
 impl<'a> Shadows<'a> {
     fn new(imgs: impl Iterator<Item = (u64, &'a Image)>) -> Shadows<'a> {
         let mut list: Vec<_> = imgs
-            .map(|(seq, img)| (seq, img, std::cell::Cell::new(0)))
+            .map(|(seq, img)| (seq, img, Cell::new(0), Cell::new(0)))
             .collect();
         list.reverse();
         Shadows {
             list,
-            last: std::cell::RefCell::new(Vec::new()),
+            last: RefCell::new(Vec::new()),
+            last_log: RefCell::new((Vec::new(), 0)),
         }
     }
+}
 
-    fn find(&self, id: &[u8]) -> Option<(u64, u32)> {
+impl index::Older for Shadows<'_> {
+    fn start(&self, id: &str) -> Option<(u64, u32)> {
+        let id = id.as_bytes();
         let mut last = self.last.borrow_mut();
         if id < last.as_slice() {
-            for (_, _, cur) in &self.list {
+            for (_, _, cur, _) in &self.list {
                 cur.set(0);
             }
         }
@@ -276,11 +286,34 @@ impl<'a> Shadows<'a> {
         // Every cursor moves, not only up to the first hit: the next id
         // goes on from here in each image.
         let mut found = None;
-        for (seq, img, cur) in &self.list {
+        for (seq, img, cur, _) in &self.list {
             let at = img.seek_run(id, cur.get());
             cur.set(at);
             if found.is_none() && at < img.n_runs() && img.run_id(at) == id {
                 found = Some((*seq, at));
+            }
+        }
+        found
+    }
+
+    fn has_log(&self, id: &str, seq: u64) -> bool {
+        let id = id.as_bytes();
+        let mut last = self.last_log.borrow_mut();
+        if (id, seq) < (last.0.as_slice(), last.1) {
+            for (_, _, _, cur) in &self.list {
+                cur.set(0);
+            }
+        }
+        last.0.clear();
+        last.0.extend_from_slice(id);
+        last.1 = seq;
+        let mut found = false;
+        for (_, img, _, cur) in &self.list {
+            let at = img.seek_log(id, seq, cur.get());
+            cur.set(at);
+            if (at as usize) < img.n_logs() {
+                let l = img.log_at(at);
+                found |= l.id == id && l.seq == seq;
             }
         }
         found
@@ -689,6 +722,10 @@ impl Engine {
     fn add_foreign_to(refs: &mut CrossRefs, seq: u64, img: &Image) {
         for i in 0..img.n_amends() {
             let a = img.amend(i);
+            if a.kind == AMEND_LOG {
+                refs.relogs.entry(a.id.into()).or_default().push(a.lsn);
+                continue;
+            }
             let v = refs.amends.entry(a.id.into()).or_default();
             v.push(AmendRef {
                 seq,
@@ -811,19 +848,31 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::chain::Digest;
-    use crate::event::{Event, RunStarted};
-    use crate::index::Builder;
+    use crate::event::{Event, Json, RunLog, RunStarted};
+    use crate::index::{Builder, NoOlder, Older};
 
-    /// An image holding a start of each of `ids`.
+    /// An image holding a start of each of `ids`, and a log of each of
+    /// them with seq = the id's number mod 7.
     fn image(seq: u64, ids: &[String]) -> Image {
         let mut b = Builder::new(KIND_SEALED, seq, 0, HEADER_SIZE as u64);
         for (i, id) in ids.iter().enumerate() {
             let ev = Event::run_started(id.clone(), 1_000 + i as i64, RunStarted::default());
-            let off = HEADER_SIZE as u64 + 10 * i as u64;
-            b.add(i as u64, off, off + 10, &ev);
+            let off = HEADER_SIZE as u64 + 20 * i as u64;
+            b.add(2 * i as u64, off, off + 10, &ev);
+            let log = RunLog {
+                seq: log_seq(id),
+                event_type: "step".into(),
+                payload: Json::from_value(&serde_json::Value::Null).unwrap(),
+            };
+            let ev = Event::run_log(id.clone(), 1_000 + i as i64, log);
+            b.add(2 * i as u64 + 1, off + 10, off + 20, &ev);
         }
-        let bytes = b.finish(Digest([0; 32]), &|_| None);
+        let bytes = b.finish(Digest([0; 32]), &NoOlder);
         Image::open(Backing::Vec(bytes)).unwrap()
+    }
+
+    fn log_seq(id: &str) -> u64 {
+        id.trim_start_matches("r-").parse::<u64>().unwrap() % 7
     }
 
     #[test]
@@ -846,6 +895,10 @@ mod tests {
                 .find(|(_, img)| img.find_run(id.as_bytes()).is_some())
                 .map(|(seq, _)| seq as u64)
         };
+        let naive_log = |id: &str, seq: u64| {
+            imgs.iter()
+                .any(|img| img.logs_of(id.as_bytes()).iter().any(|l| l.seq == seq))
+        };
         let mut asks: Vec<String> = (0..800).map(|i| format!("r-{i}")).collect();
         asks.sort();
         // Ascending (the builder's order), then shuffled (starts over).
@@ -855,12 +908,52 @@ mod tests {
             }
             let s = Shadows::new(imgs.iter().enumerate().map(|(seq, img)| (seq as u64, img)));
             for id in &asks {
-                let found = s.find(id.as_bytes());
+                let found = s.start(id);
                 assert_eq!(found.map(|(seq, _)| seq), naive(id), "{id} (round {round})");
                 if let Some((seq, pos)) = found {
                     assert_eq!(imgs[seq as usize].run_id(pos), id.as_bytes());
                 }
             }
+            let s = Shadows::new(imgs.iter().enumerate().map(|(seq, img)| (seq as u64, img)));
+            for id in &asks {
+                for seq in [log_seq(id), log_seq(id) + 1] {
+                    assert_eq!(s.has_log(id, seq), naive_log(id, seq), "{id} {seq}");
+                }
+            }
         }
+    }
+
+    /// An image of `events` (LSNs from 0), nothing older.
+    fn image_of(events: &[Event]) -> Image {
+        let mut b = Builder::new(KIND_SEALED, 0, 0, HEADER_SIZE as u64);
+        for (i, ev) in events.iter().enumerate() {
+            let off = HEADER_SIZE as u64 + 10 * i as u64;
+            b.add(i as u64, off, off + 10, ev);
+        }
+        Image::open(Backing::Vec(b.finish(Digest([0; 32]), &NoOlder))).unwrap()
+    }
+
+    #[test]
+    fn only_replacing_logs_that_may_hide_another_are_listed() {
+        let log = |seq: u64| {
+            let l = RunLog {
+                seq,
+                event_type: "step".into(),
+                payload: Json::from_value(&serde_json::Value::Null).unwrap(),
+            };
+            Event::run_log("r", 10 + seq as i64, l).with_replace()
+        };
+        let start = Event::run_started("r", 1, RunStarted::default());
+        // An upsert per (run, seq), each seq once after the start: nothing
+        // to hide, nothing listed (queries pay nothing for them).
+        let img = image_of(&[start.clone(), log(0), log(1), log(2)]);
+        assert_eq!(img.n_amends(), 0);
+        // A second log of seq 1: listed.
+        let img = image_of(&[start.clone(), log(0), log(1), log(1)]);
+        assert_eq!(img.n_amends(), 1);
+        assert_eq!((img.amend(0).kind, img.amend(0).lsn), (AMEND_LOG, 3));
+        // Before the run's start here (its logs may be elsewhere): listed.
+        let img = image_of(&[log(0), start]);
+        assert_eq!(img.n_amends(), 1);
     }
 }

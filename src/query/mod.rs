@@ -28,8 +28,8 @@ use amend::{drop_replaced_logs, Item};
 pub use asof::RunAsOf;
 pub use background::{BackgroundIndexer, IndexOnSeal};
 pub use calls::{Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource};
-pub(crate) use engine::shadow_in;
 use engine::FinRef;
+pub(crate) use engine::{shadow_in, Shadows};
 pub use engine::{Engine, EngineStats, View};
 
 use crate::codec;

@@ -32,6 +32,7 @@ fn workload(seed: u64, n: usize) -> Vec<Event> {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut out = Vec::new();
     let mut ts = DAY0;
+    let mut seqs: HashMap<String, u64> = HashMap::new();
     for i in 0..n {
         ts += rng.i64(0..40_000_000);
         let run = format!("r{}", rng.usize(0..n / 6 + 1));
@@ -70,15 +71,33 @@ fn workload(seed: u64, n: usize) -> Vec<Event> {
                 if rng.u8(0..6) == 0 {
                     p.insert("channel_id".into(), "payload-channel".into());
                 }
-                out.push(Event::run_log(
+                // Some logs reuse a seq of their run (a gateway rewriting
+                // a log line), some of them replacing: they hide the
+                // earlier calls of that seq (queries.md, amending events).
+                let seq = match seqs.get(&run) {
+                    Some(&s) if rng.u8(0..4) == 0 => s,
+                    _ => i as u64,
+                };
+                seqs.insert(run.clone(), seq);
+                let event_type = if rng.u8(0..8) == 0 {
+                    "note"
+                } else {
+                    "tool_call"
+                };
+                let log = Event::run_log(
                     run,
                     ts,
                     RunLog {
-                        seq: i as u64,
-                        event_type: "tool_call".into(),
+                        seq,
+                        event_type: event_type.into(),
                         payload: Json::from_value(&serde_json::Value::Object(p)).unwrap(),
                     },
-                ))
+                );
+                out.push(if rng.u8(0..3) == 0 {
+                    log.with_replace()
+                } else {
+                    log
+                })
             }
             _ => {
                 let run_id = match rng.u8(0..3) {
@@ -139,8 +158,23 @@ fn reference(events: &[(u64, Event)], include_dry_run: bool) -> Vec<RefCall> {
                 .or_insert((&s.channel_id, &s.caller_id, s.dry_run));
         }
     }
+    // A replacing log hides the earlier logs of its run with its seq.
+    let mut hidden: BTreeSet<u64> = BTreeSet::new();
+    let mut logs_by_key: HashMap<(&str, u64), Vec<u64>> = HashMap::new();
+    for (lsn, e) in events {
+        if let EventData::RunLog(l) = &e.data {
+            let earlier = logs_by_key.entry((&e.run_id, l.seq)).or_default();
+            if e.is_replace() {
+                hidden.extend(earlier.iter().copied());
+            }
+            earlier.push(*lsn);
+        }
+    }
     let mut out = Vec::new();
     for (lsn, e) in events {
+        if hidden.contains(lsn) {
+            continue;
+        }
         let run = runs.get(e.run_id.as_str()).copied();
         if run.is_some_and(|r| r.2 && !include_dry_run) {
             continue;

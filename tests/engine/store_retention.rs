@@ -216,3 +216,62 @@ fn a_schedule_too_tight_is_refused() {
     ));
     assert!(AuditStore::open(cfg).is_err());
 }
+
+/// A failing tool call logged as a run's log line.
+fn failing_call(seq: u64) -> RunLog {
+    RunLog {
+        seq,
+        event_type: "tool_call".into(),
+        payload: Json::parse(r#"{"tool":"sh","status":"error","error_type":"exit"}"#).unwrap(),
+    }
+}
+
+#[test]
+fn a_carried_run_keeps_every_log_and_its_failing_call_counts_once() {
+    let (_t, dir) = scratch();
+    let store = AuditStore::open(StoreConfig::new(&dir)).unwrap();
+    let d = |day: i64, us: i64| DAY0 + day * DAY_US + us;
+    store.start_run("A", d(0, 1), started()).unwrap();
+    store.append_log("A", d(0, 2), failing_call(0)).unwrap();
+    // Two plain lines with one seq: the view keeps both.
+    store.append_log("A", d(0, 3), log_line(1, "x")).unwrap();
+    store.append_log("A", d(0, 4), log_line(1, "y")).unwrap();
+    store.flush().unwrap();
+    store.append_log("A", d(1, 1), failing_call(2)).unwrap();
+    store.start_run("E", d(2, 1), started()).unwrap();
+    store.flush().unwrap();
+    let logs_before = store.list_logs("A").unwrap();
+    assert_eq!(logs_before.len(), 4);
+    let errors = |s: &AuditStore| -> u64 {
+        s.tool_errors(None, None)
+            .unwrap()
+            .iter()
+            .map(|g| g.count)
+            .sum()
+    };
+    assert_eq!(errors(&store), 2);
+
+    let rep = store.purge_older_than(DAY0 + DAY_US).unwrap();
+    assert_eq!((rep.dropped.len(), rep.carried_runs), (1, 1), "{rep:?}");
+    // The day-1 call now has a carried copy beside its original in a
+    // kept segment: the copy replaces it, so each call counts once.
+    assert_eq!(store.list_logs("A").unwrap(), logs_before);
+    assert_eq!(errors(&store), 2);
+    let calls = store
+        .count_calls(&auditlog::query::CallFilter::default())
+        .unwrap();
+    assert_eq!(calls, 2);
+    store.close().unwrap();
+    // A fresh open (indexes read from disk) answers the same.
+    let store = AuditStore::open(StoreConfig::new(&dir)).unwrap();
+    assert_eq!(store.list_logs("A").unwrap(), logs_before);
+    assert_eq!(errors(&store), 2);
+    store.close().unwrap();
+    // Every stored index is the one its segment gives today.
+    let deep = auditlog::VerifyOptions {
+        deep: true,
+        read_only: true,
+        ..auditlog::VerifyOptions::default()
+    };
+    auditlog::verify_with(&dir, &deep, |_, _| {}).unwrap();
+}
