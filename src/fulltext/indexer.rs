@@ -343,7 +343,7 @@ fn lookup(
 /// takes what is left. Linux applies nice per thread, and threads inherit
 /// it from the thread that creates them.
 fn lower_priority() {
-    crate::priority::set_thread_nice(19);
+    crate::priority::background_thread(19);
 }
 
 /// The background thread's loop.
