@@ -6,10 +6,11 @@
 //! - the ingest path (writer, syncer) asks for a short scheduler slice, so
 //!   that when it wakes (an event queued, an fdatasync done) it runs at once
 //!   instead of waiting behind the rest of a busy thread's slice;
-//! - background work (indexers, full-text search) runs at `SCHED_IDLE`, so
+//! - background work (the index builder) runs at `SCHED_IDLE`, so
 //!   it only takes CPU that nothing else wants and never delays a producer,
 //!   the writer or the syncer (nice alone still gave it a share, and a
-//!   wake-up of the writer could wait behind it).
+//!   wake-up of the writer could wait behind it). The full-text indexer
+//!   keeps nice 19 for now (src/fulltext/indexer.rs says why).
 
 /// Slice asked for by the ingest path's threads, nanoseconds. The kernel
 /// clamps it to its range (0.1-100 ms on Linux 6.12+, whose EEVDF
