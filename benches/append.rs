@@ -59,6 +59,57 @@ fn append(c: &mut Criterion) {
     g.finish();
 }
 
+/// One event appended and awaited at a time: the writer wakes, writes a
+/// block of one, the syncer runs its fdatasync and wakes the waiter (the
+/// ingest path's wake-ups and scheduling, src/priority.rs, without load).
+/// Beside it, the same with a background thread spinning on every core,
+/// the CPU contention the load run's p99 comes from.
+fn append_to_durable(c: &mut Criterion) {
+    let evs = events(1_000);
+    let mut g = c.benchmark_group("append_to_durable");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(3));
+    for busy in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(Config::new(dir.path().join("log"))).expect("open");
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let spinners = if busy {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            0
+        };
+        std::thread::scope(|s| {
+            for _ in 0..spinners {
+                s.spawn(|| {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                });
+            }
+            let name = if busy {
+                "one_event_cores_busy"
+            } else {
+                "one_event"
+            };
+            let mut i = 0usize;
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    i = (i + 1) % evs.len();
+                    log.append(&evs[i])
+                        .expect("append")
+                        .wait()
+                        .expect("durable")
+                })
+            });
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        log.close().expect("close");
+    }
+    g.finish();
+}
+
 fn hot_path(c: &mut Criterion) {
     let evs = events(500);
     let mut g = c.benchmark_group("hot_path");
@@ -110,5 +161,5 @@ fn hot_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, hot_path);
+criterion_group!(benches, append, append_to_durable, hot_path);
 criterion_main!(benches);

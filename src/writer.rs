@@ -167,7 +167,10 @@ impl Syncer {
         let (done_tx, done) = crossbeam_channel::unbounded::<usize>();
         let handle = std::thread::Builder::new()
             .name("auditlog-sync".into())
-            .spawn(move || sync_loop(&shared, job_rx, done_tx))?;
+            .spawn(move || {
+                crate::priority::ingest_thread();
+                sync_loop(&shared, job_rx, done_tx)
+            })?;
         Ok(Syncer {
             jobs,
             done,
@@ -443,6 +446,7 @@ impl Writer {
 
     /// The thread body.
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
+        crate::priority::ingest_thread();
         let max_batch = self.cfg().max_batch_bytes;
         let every_batch = matches!(self.cfg().durability, Durability::EveryBatch);
         if every_batch {

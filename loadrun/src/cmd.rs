@@ -133,6 +133,12 @@ pub struct BenchArgs {
     /// Tool calls: only these questions (comma-separated names).
     #[arg(long, requires = "calls", value_delimiter = ',')]
     pub questions: Vec<String>,
+    /// Pin the producer threads (and their latency waiters) to the first
+    /// CPU and everything else (the engine's writer, syncer and indexers,
+    /// the baselines) to the last: where the append-to-durable time goes
+    /// when producers cannot take the engine's core. Linux only.
+    #[arg(long)]
+    pub pin: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -344,6 +350,19 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         return Err(CliError::usage("--producers must be within 1..=256"));
     }
     let mut machine = Machine::probe();
+    let pin = match a.pin {
+        false => None,
+        true => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            // Before the log opens: its threads inherit this thread's CPU.
+            if cpus < 2 || !crate::threads::pin_current_thread(cpus - 1) {
+                return Err(CliError::usage(
+                    "--pin needs Linux and at least two CPUs this process may use",
+                ));
+            }
+            Some(0)
+        }
+    };
     let tmp = tempfile::Builder::new()
         .prefix("auditlog-bench")
         .tempdir()
@@ -416,6 +435,8 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     cfg.segment_max_bytes = a.segment_mb.unwrap_or(if sustained { 32 } else { 256 }) << 20;
     let ix = Indexed::open(cfg)?;
     let mut ph = Phase::new(a.batch);
+    ph.pin_producers = pin;
+    ph.index_lag = true;
     if let Some(d) = a.duration {
         ph.deadline = Some(d);
         ph.loop_shift = Some(step);
@@ -430,6 +451,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     let rss = probe.delta();
     ph.progress.finish_and_clear();
     rep.timeline = res.timeline.clone();
+    rep.peak_threads = (res.threads.clone(), res.seconds);
     let peak = auditlog_line("auditlog", policy, &a, &res, &log_dir, rss);
     let peak_eps = peak.eps();
     rep.lines.push(peak);
@@ -452,6 +474,8 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
             rss_max_second_half: tl[half..].iter().map(|s| s.rss_bytes).max().unwrap_or(0),
             eps_first_third: mean(&tl[..third.min(tl.len())]),
             eps_last_third: mean(&tl[tl.len().saturating_sub(third)..]),
+            index_lag_max_segments: tl.iter().map(|s| s.unindexed_segments).max().unwrap_or(0),
+            index_lag_max_events: tl.iter().map(|s| s.unindexed_events).max().unwrap_or(0),
         });
         ix.close()?;
         return finish(&a, rep, &mut machine);
@@ -495,6 +519,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     shift(&mut shares, step);
     retag(&mut shares, "~m");
     let mut ph = Phase::new(a.batch);
+    ph.pin_producers = pin;
     ph.loop_shift = Some(step);
     ph.deadline = Some(Duration::from_secs_f64(a.mixed_secs.max(0.1)));
     ph.progress = bar(
@@ -535,6 +560,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     shift(&mut shares, step);
     retag(&mut shares, "~p");
     let mut ph = Phase::new(a.batch);
+    ph.pin_producers = pin;
     let target = a.paced_eps.filter(|r| *r > 0.0).unwrap_or(peak_eps * 0.8);
     ph.rate = Some(target);
     ph.deadline = Some(Duration::from_secs_f64(a.paced_secs.max(0.1)));
@@ -549,6 +575,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         events: paced.events,
         seconds: paced.seconds,
         to_durable: Lat::of(&paced.to_durable),
+        threads: paced.threads.clone(),
     });
     restore(&mut shares, &origin);
     retag(&mut shares, "");
@@ -573,6 +600,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         cfg.durability = Durability::Never;
         let ix = Indexed::open(cfg)?;
         let mut ph = Phase::new(a.batch);
+        ph.pin_producers = pin;
         ph.progress = bar(total, "auditlog ingest, no sync");
         let probe = RssProbe::start();
         let r = run_phase(&ix.log, &mut shares, &ph)?;

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
 use super::{hist, record, rss_bytes};
+use crate::threads::{Snapshot, ThreadTimes};
 use auditlog::{EncodedBatch, Error, Event, Log, Micros, Receipt, Result};
 
 /// How a phase runs.
@@ -37,6 +38,11 @@ pub struct Phase {
     /// time behind the oldest producer's newest event.
     pub retain_keep: Option<Micros>,
     pub progress: ProgressBar,
+    /// Pin the producer threads (and their latency waiters) to this CPU.
+    pub pin_producers: Option<usize>,
+    /// Sample how far the indexes lag (the log has an indexer that writes
+    /// `STEM.idx` beside each segment it indexed).
+    pub index_lag: bool,
 }
 
 impl Phase {
@@ -50,6 +56,8 @@ impl Phase {
             sample_every: Duration::from_secs(1),
             retain_keep: None,
             progress: ProgressBar::hidden(),
+            pin_producers: None,
+            index_lag: false,
         }
     }
 }
@@ -64,6 +72,10 @@ pub struct Sample {
     pub p99_ms: f64,
     pub rss_bytes: u64,
     pub segments: u64,
+    /// Sealed segments whose index file is not written yet, and the
+    /// events in them (0 unless the phase samples index lag).
+    pub unindexed_segments: u64,
+    pub unindexed_events: u64,
 }
 
 /// What a phase measured.
@@ -78,6 +90,23 @@ pub struct PhaseResult {
     pub retained_events: u64,
     /// Passes over the workload (sustained mode).
     pub passes: u64,
+    /// CPU time and run-queue wait per thread name over the phase (the
+    /// engine's threads, the producers, their latency waiters), most CPU
+    /// first.
+    pub threads: Vec<(String, ThreadTimes)>,
+}
+
+/// Sealed segments of `log` without their index file (`STEM.idx`), and
+/// the events in them.
+fn unindexed(log: &Log) -> (u64, u64) {
+    let mut out = (0, 0);
+    for s in log.reader().segments() {
+        if s.sealed && s.count > 0 && !s.path.with_extension("idx").exists() {
+            out.0 += 1;
+            out.1 += s.count;
+        }
+    }
+    out
 }
 
 fn segments_in(dir: &std::path::Path) -> u64 {
@@ -97,6 +126,20 @@ struct Shared {
     newest: Vec<AtomicI64>,
     interval: Vec<Mutex<Histogram<u64>>>,
     passes: AtomicU64,
+    /// What the producers and their waiters used (they end before the
+    /// phase's last snapshot).
+    own: Mutex<Vec<(String, ThreadTimes)>>,
+}
+
+impl Shared {
+    /// Add what the calling thread used since `start` under `name`.
+    fn report_own(&self, name: &str, start: Option<ThreadTimes>) {
+        let (Some(start), Some(now)) = (start, ThreadTimes::current()) else {
+            return;
+        };
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        own.push((name.to_string(), now.minus(&start)));
+    }
 }
 
 /// Run one phase over `shares` (one per producer thread). The shares are
@@ -109,7 +152,9 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
         newest: (0..producers).map(|_| AtomicI64::new(i64::MIN)).collect(),
         interval: (0..producers).map(|_| Mutex::new(hist())).collect(),
         passes: AtomicU64::new(0),
+        own: Mutex::new(Vec::new()),
     };
+    let at_start = Snapshot::take();
     let started = Instant::now();
     let per_rate = ph.rate.map(|r| (r / producers as f64).max(1.0));
     let per_cap = ph.max_events.map(|m| m.div_ceil(producers as u64));
@@ -121,9 +166,14 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
             .iter_mut()
             .enumerate()
             .map(|(p, share)| {
-                s.spawn(move || producer(log, share, p, ph, per_rate, per_cap, started, sh))
+                std::thread::Builder::new()
+                    .name(format!("producer-{p}"))
+                    .spawn_scoped(s, move || {
+                        producer(log, share, p, ph, per_rate, per_cap, started, sh)
+                    })
             })
-            .collect();
+            .collect::<std::io::Result<_>>()
+            .unwrap_or_else(|e| panic!("starting a producer thread: {e}"));
         // Sampler and retention, on this thread, until the producers end.
         let mut last_t = started;
         let mut last_n = 0u64;
@@ -160,6 +210,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
                     g.reset();
                 }
                 let dt = now.duration_since(last_t).as_secs_f64();
+                let lag = if ph.index_lag { unindexed(log) } else { (0, 0) };
                 timeline.push(Sample {
                     t: now.duration_since(started).as_secs_f64(),
                     events_per_sec: (n - last_n) as f64 / dt,
@@ -170,6 +221,8 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
                     },
                     rss_bytes: rss_bytes().unwrap_or(0),
                     segments: segments_in(log.dir()),
+                    unindexed_segments: lag.0,
+                    unindexed_events: lag.1,
                 });
                 last_t = now;
                 last_n = n;
@@ -186,6 +239,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
     });
     log.flush()?;
     let seconds = started.elapsed().as_secs_f64();
+    let threads = thread_times(&at_start, &sh);
     let mut append = hist();
     let mut to_durable = hist();
     let mut events = 0;
@@ -204,7 +258,24 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
         retained_segments: retained.0,
         retained_events: retained.1,
         passes: sh.passes.load(Ordering::Relaxed),
+        threads,
     })
+}
+
+/// Per thread name: the engine's threads (alive throughout) from two
+/// snapshots, the bench's own from what they reported.
+fn thread_times(at_start: &Snapshot, sh: &Shared) -> Vec<(String, ThreadTimes)> {
+    let mut all = Snapshot::take().since(at_start);
+    // The sampler (this thread) is listed under the process's name.
+    let own = std::mem::take(&mut *sh.own.lock().unwrap_or_else(|p| p.into_inner()));
+    for (name, t) in own {
+        match all.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => sum.add(&t),
+            None => all.push((name, t)),
+        }
+    }
+    all.sort_by_key(|b| std::cmp::Reverse(b.1.cpu_ns));
+    all
 }
 
 /// Receipts handed to the latency waiter in groups of this many (and
@@ -244,10 +315,15 @@ fn producer(
     started: Instant,
     sh: &Shared,
 ) -> Result<ProducerOut> {
+    if let Some(cpu) = ph.pin_producers {
+        // The waiter started below inherits it.
+        crate::threads::pin_current_thread(cpu);
+    }
     let (tx, rx) = crossbeam_channel::bounded::<Vec<(Instant, Receipt)>>(1 << 12);
     let interval = &sh.interval[p];
     std::thread::scope(|s| {
         let waiter = s.spawn(move || -> Result<Histogram<u64>> {
+            let start = ThreadTimes::current();
             let mut h = hist();
             let mut done = Vec::with_capacity(GROUP);
             for group in rx {
@@ -261,8 +337,10 @@ fn producer(
                 }
                 record_durable(&mut done, &mut h, interval);
             }
+            sh.report_own("latency-waiter", start);
             Ok(h)
         });
+        let start = ThreadTimes::current();
         let mut append = hist();
         let mut n = 0u64;
         let mut pass = 0u64;
@@ -341,6 +419,7 @@ fn producer(
             Ok(())
         })();
         publish(&mut group, &mut unpublished, newest);
+        sh.report_own("producer", start);
         drop(tx);
         if out.is_err() {
             sh.stop.store(true, Ordering::Relaxed);

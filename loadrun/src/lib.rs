@@ -17,6 +17,7 @@ pub mod report;
 pub mod search_bench;
 pub mod serve_bench;
 pub mod sqlite_baseline;
+pub mod threads;
 pub mod workload;
 
 pub use cmd::{bench, BenchArgs};

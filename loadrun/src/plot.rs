@@ -1,6 +1,6 @@
 //! An SVG plot of a load run's timeline: throughput, p99
-//! append-to-durable latency and resident memory over time, one panel
-//! each. Plain SVG written by hand (no plotting dependency to build).
+//! append-to-durable latency, resident memory and how far the indexes lag
+//! (events in sealed segments not yet indexed) over time, one panel each. Plain SVG written by hand (no plotting dependency to build).
 
 use super::ingest::Sample;
 
@@ -99,7 +99,7 @@ fn fmt_val(v: f64) -> String {
 
 /// The SVG text of a timeline plot.
 pub fn svg(title: &str, samples: &[Sample]) -> String {
-    let h = TOP + 3.0 * (PANEL_H + GAP);
+    let h = TOP + 4.0 * (PANEL_H + GAP);
     let mut o = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"20\" font-size=\"15\">{}</text>\n",
         esc(title)
@@ -111,6 +111,7 @@ pub fn svg(title: &str, samples: &[Sample]) -> String {
         .iter()
         .map(|s| s.rss_bytes as f64 / 1048576.0)
         .collect();
+    let lag: Vec<f64> = samples.iter().map(|s| s.unindexed_events as f64).collect();
     let y1 = TOP + GAP / 2.0;
     panel(
         &mut o,
@@ -138,6 +139,15 @@ pub fn svg(title: &str, samples: &[Sample]) -> String {
         &xs,
         &rss,
         "#2ca02c",
+    );
+    panel(
+        &mut o,
+        y1 + 3.0 * (PANEL_H + GAP),
+        "index lag: events in sealed segments not yet indexed",
+        "events",
+        &xs,
+        &lag,
+        "#9467bd",
     );
     o.push_str("</svg>\n");
     o

@@ -29,6 +29,8 @@ pub struct Paced {
     pub events: u64,
     pub seconds: f64,
     pub to_durable: Option<Lat>,
+    /// CPU time and run-queue wait per thread name during the phase.
+    pub threads: Vec<(String, crate::threads::ThreadTimes)>,
 }
 
 /// The sustained mode's findings.
@@ -44,6 +46,9 @@ pub struct Sustained {
     pub rss_max_second_half: u64,
     pub eps_first_third: f64,
     pub eps_last_third: f64,
+    /// Most sealed segments (and events in them) not yet indexed at once.
+    pub index_lag_max_segments: u64,
+    pub index_lag_max_events: u64,
 }
 
 /// `auditlog ingest FILE` run as a child process.
@@ -109,6 +114,9 @@ pub struct Report {
     pub disk_mbps: Option<f64>,
     pub lines: Vec<IngestLine>,
     pub index_catch_up_seconds: Option<f64>,
+    /// CPU time and run-queue wait per thread name during the peak (or
+    /// sustained) ingest phase, and its length in seconds.
+    pub peak_threads: (Vec<(String, crate::threads::ThreadTimes)>, f64),
     pub queries: Vec<QueryRow>,
     pub jsonl_scan: Option<(Lat, u64)>,
     pub mixed: MixedIngest,
@@ -119,6 +127,42 @@ pub struct Report {
     pub timeline: Vec<Sample>,
     /// `fulltext::bench` report as JSON (with `--search`).
     pub search: Option<String>,
+}
+
+/// Per thread name: CPU seconds, run-queue wait seconds, times scheduled.
+fn threads_json(threads: &[(String, crate::threads::ThreadTimes)]) -> String {
+    let items: Vec<String> = threads
+        .iter()
+        .map(|(name, t)| {
+            format!(
+                "{{\"name\":{},\"cpu_seconds\":{},\"runqueue_wait_seconds\":{},\"slices\":{}}}",
+                s(name),
+                num(t.cpu_ns as f64 / 1e9),
+                num(t.wait_ns as f64 / 1e9),
+                t.slices
+            )
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// The per-thread lines under a phase: share of one core, run-queue wait,
+/// and the mean wait each time the thread was scheduled.
+fn threads_table(threads: &[(String, crate::threads::ThreadTimes)], seconds: f64) -> String {
+    let mut o = String::new();
+    if threads.is_empty() {
+        return o;
+    }
+    o.push_str("  thread            CPU (of one core)  run-queue wait  per slice\n");
+    for (name, t) in threads {
+        let per = t.wait_ns as f64 / t.slices.max(1) as f64 / 1e3;
+        o.push_str(&format!(
+            "  {name:<17} {:>8.1}%          {:>9.3} s    {per:>7.1} us\n",
+            t.cpu_ns as f64 / 1e7 / seconds.max(1e-9),
+            t.wait_ns as f64 / 1e9,
+        ));
+    }
+    o
 }
 
 fn s(v: &str) -> String {
@@ -237,15 +281,20 @@ impl Report {
             mx.sqlite_events
         ));
         o.push_str(&format!(
+            ",\"peak_threads\":{}",
+            threads_json(&self.peak_threads.0)
+        ));
+        o.push_str(&format!(
             ",\"paced\":{}",
             self.paced.as_ref().map_or("null".into(), |p| format!(
-                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{}}}",
+                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{},\"threads\":{}}}",
                 num(p.target_eps),
                 num(p.of_peak),
                 num(p.achieved_eps),
                 p.events,
                 num(p.seconds),
-                lat_json(&p.to_durable)
+                lat_json(&p.to_durable),
+                threads_json(&p.threads)
             ))
         ));
         o.push_str(&format!(
@@ -267,7 +316,7 @@ impl Report {
         o.push_str(&format!(
             ",\"sustained\":{}",
             self.sustained.as_ref().map_or("null".into(), |u| format!(
-                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{}}}",
+                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{}}}",
                 num(u.seconds),
                 u.events,
                 u.passes,
@@ -277,7 +326,9 @@ impl Report {
                 u.rss_max_first_half,
                 u.rss_max_second_half,
                 num(u.eps_first_third),
-                num(u.eps_last_third)
+                num(u.eps_last_third),
+                u.index_lag_max_segments,
+                u.index_lag_max_events
             ))
         ));
         o.push_str(",\"timeline\":[");
@@ -286,12 +337,14 @@ impl Report {
                 o.push(',');
             }
             o.push_str(&format!(
-                "{{\"t\":{},\"events_per_sec\":{},\"p99_ms\":{},\"rss_bytes\":{},\"segments\":{}}}",
+                "{{\"t\":{},\"events_per_sec\":{},\"p99_ms\":{},\"rss_bytes\":{},\"segments\":{},\"unindexed_segments\":{},\"unindexed_events\":{}}}",
                 num(t.t),
                 num(t.events_per_sec),
                 num(t.p99_ms),
                 t.rss_bytes,
-                t.segments
+                t.segments,
+                t.unindexed_segments,
+                t.unindexed_events
             ));
         }
         o.push(']');
@@ -393,6 +446,10 @@ impl Report {
                 l.system, l.config, l.durability
             ));
         }
+        if !self.peak_threads.0.is_empty() {
+            o.push_str("\nauditlog's first ingest phase, per thread:\n");
+            o.push_str(&threads_table(&self.peak_threads.0, self.peak_threads.1));
+        }
         if let Some(p) = &self.paced {
             o.push_str(&format!(
                 "\npaced at {:.0}% of auditlog's durable peak: target {:.0} events/s, achieved {:.0} ({} events, {:.1} s): append->durable p50 {} ms, p99 {} ms, p99.9 {} ms, max {} ms\n",
@@ -406,6 +463,7 @@ impl Report {
                 ms(&p.to_durable, |v| v.p999),
                 ms(&p.to_durable, |v| v.max)
             ));
+            o.push_str(&threads_table(&p.threads, p.seconds));
         }
         if let Some(c) = &self.cli {
             o.push_str(&format!(
@@ -499,7 +557,7 @@ impl Report {
         }
         if let Some(u) = &self.sustained {
             o.push_str(&format!(
-                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\n",
+                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\nindex lag: at most {} sealed segments ({} events) not yet indexed at a sample\n",
                 u.seconds,
                 u.events,
                 u.passes,
@@ -509,7 +567,9 @@ impl Report {
                 u.eps_first_third,
                 u.eps_last_third,
                 u.rss_max_first_half as f64 / 1048576.0,
-                u.rss_max_second_half as f64 / 1048576.0
+                u.rss_max_second_half as f64 / 1048576.0,
+                u.index_lag_max_segments,
+                u.index_lag_max_events
             ));
         }
         if let Some(sr) = &self.search {

@@ -343,6 +343,10 @@ fn lookup(
 /// takes what is left. Linux applies nice per thread, and threads inherit
 /// it from the thread that creates them.
 fn lower_priority() {
+    // Nice 19, not SCHED_IDLE: with SCHED_IDLE the cli test
+    // `restart_mid_indexing_neither_loses_nor_duplicates` failed in 2 of
+    // 3 full-suite runs under load (reopen found the index still locked);
+    // not understood yet, so the full-text indexer keeps its nice value.
     crate::priority::set_thread_nice(19);
 }
 

@@ -28,7 +28,7 @@ pub(crate) const INDEXER_NICE: i32 = 10;
 
 /// Give the calling (indexer) thread [`INDEXER_NICE`].
 pub(crate) fn lower_priority() {
-    crate::priority::set_thread_nice(INDEXER_NICE);
+    crate::priority::background_thread(INDEXER_NICE);
 }
 
 /// Registered on a [`Config`] before the log opens; started after.

@@ -1,0 +1,169 @@
+//! Where a phase's CPU went, per thread: CPU time and time spent runnable
+//! but waiting for a core (the scheduler delay), from Linux's
+//! `/proc/self/task/*/schedstat`, summed by thread name. Elsewhere (or
+//! without procfs) the table is empty.
+
+use std::collections::BTreeMap;
+
+/// Counters of one thread (or of every thread of one name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadTimes {
+    /// Nanoseconds on a CPU.
+    pub cpu_ns: u64,
+    /// Nanoseconds runnable but waiting on a run queue.
+    pub wait_ns: u64,
+    /// Times it was scheduled onto a CPU.
+    pub slices: u64,
+}
+
+/// Per-thread counters at one moment, by thread id.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    threads: BTreeMap<u64, (String, ThreadTimes)>,
+}
+
+/// One line of `schedstat`: "cpu_ns wait_ns slices".
+fn parse_schedstat(text: &str) -> Option<ThreadTimes> {
+    let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some(ThreadTimes {
+        cpu_ns: it.next()??,
+        wait_ns: it.next()??,
+        slices: it.next()??,
+    })
+}
+
+impl ThreadTimes {
+    /// The calling thread's counters so far.
+    pub fn current() -> Option<ThreadTimes> {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        parse_schedstat(&text)
+    }
+
+    /// What was added since `before`.
+    pub fn minus(&self, before: &ThreadTimes) -> ThreadTimes {
+        ThreadTimes {
+            cpu_ns: self.cpu_ns.saturating_sub(before.cpu_ns),
+            wait_ns: self.wait_ns.saturating_sub(before.wait_ns),
+            slices: self.slices.saturating_sub(before.slices),
+        }
+    }
+
+    pub fn add(&mut self, other: &ThreadTimes) {
+        self.cpu_ns += other.cpu_ns;
+        self.wait_ns += other.wait_ns;
+        self.slices += other.slices;
+    }
+}
+
+impl Snapshot {
+    /// The counters of every thread of this process now.
+    pub fn take() -> Snapshot {
+        let mut threads = BTreeMap::new();
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+            return Snapshot { threads };
+        };
+        for entry in dir.flatten() {
+            let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+                continue;
+            };
+            let path = entry.path();
+            let stat = std::fs::read_to_string(path.join("schedstat"));
+            let Some(times) = stat.ok().as_deref().and_then(parse_schedstat) else {
+                continue;
+            };
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            threads.insert(tid, (name.trim().to_string(), times));
+        }
+        Snapshot { threads }
+    }
+
+    /// What each thread name used between `before` and `self`: threads
+    /// that started in between count from zero; threads that ended in
+    /// between are missing (they report their own, see
+    /// [`ThreadTimes::current`]).
+    pub fn since(&self, before: &Snapshot) -> Vec<(String, ThreadTimes)> {
+        let mut by_name: BTreeMap<String, ThreadTimes> = BTreeMap::new();
+        for (tid, (name, now)) in &self.threads {
+            let was = before
+                .threads
+                .get(tid)
+                .filter(|(n, _)| n == name)
+                .map_or(ThreadTimes::default(), |(_, t)| *t);
+            by_name
+                .entry(group_name(name))
+                .or_default()
+                .add(&now.minus(&was));
+        }
+        let mut out: Vec<_> = by_name.into_iter().filter(|(_, t)| t.slices > 0).collect();
+        out.sort_by_key(|b| std::cmp::Reverse(b.1.cpu_ns));
+        out
+    }
+}
+
+/// Pin the calling thread (and the threads it starts later) to one CPU.
+/// False where that is refused or not supported.
+pub fn pin_current_thread(cpu: usize) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: cpu_set_t is a plain bit set; all zeroes is the empty set.
+        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+        // SAFETY: CPU_SET writes one bit of `set` (it checks `cpu` against
+        // the set's size).
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+        // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t
+        // of the size passed, read only during the call.
+        let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+        r == 0
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = cpu;
+        false
+    }
+}
+
+/// Threads of one kind share a line: "producer-3" counts as "producer".
+fn group_name(name: &str) -> String {
+    let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
+    let base = base.trim_end_matches('-');
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        base.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedstat_lines_parse() {
+        let t = parse_schedstat("123 45 6\n").unwrap();
+        assert_eq!((t.cpu_ns, t.wait_ns, t.slices), (123, 45, 6));
+        assert!(parse_schedstat("1 2").is_none());
+        assert!(parse_schedstat("x 2 3").is_none());
+    }
+
+    #[test]
+    fn numbered_threads_share_a_line() {
+        assert_eq!(group_name("producer-12"), "producer");
+        assert_eq!(group_name("auditlog-writer"), "auditlog-writer");
+        assert_eq!(group_name("42"), "42");
+    }
+
+    #[test]
+    fn a_busy_thread_shows_its_cpu_time() {
+        let Some(before) = ThreadTimes::current() else {
+            return; // no procfs here
+        };
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < std::time::Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let spent = ThreadTimes::current().unwrap().minus(&before);
+        assert!(spent.cpu_ns > 0 && spent.slices > 0, "{spent:?}");
+        assert!(!Snapshot::take().threads.is_empty());
+    }
+}
