@@ -92,23 +92,35 @@ fn queries(c: &mut Criterion) {
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(2));
     g.warm_up_time(Duration::from_millis(500));
-    for (k, (kind, _)) in KINDS.iter().enumerate() {
-        let mut i = 0usize;
-        g.bench_function(BenchmarkId::new("auditlog", kind), |b| {
-            b.iter(|| {
-                i += 1;
-                auditlog_query(&mut engine, &qs, k, i).expect("query")
-            })
-        });
-        let mut i = 0usize;
-        g.bench_function(BenchmarkId::new("sqlite", kind), |b| {
-            b.iter(|| {
-                i += 1;
-                sqlite_query(&conn, &qs, k, i).expect("query")
-            })
-        });
+    for k in 0..KINDS.len() {
+        bench_both(&mut g, &mut engine, &conn, &qs, k);
     }
     g.finish();
+}
+
+/// Query kind `k` on auditlog and on SQLite, side by side in group `g`.
+fn bench_both(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    engine: &mut Engine,
+    conn: &rusqlite::Connection,
+    qs: &QuerySet,
+    k: usize,
+) {
+    let kind = KINDS[k].0;
+    let mut i = 0usize;
+    g.bench_function(BenchmarkId::new("auditlog", kind), |b| {
+        b.iter(|| {
+            i += 1;
+            auditlog_query(engine, qs, k, i).expect("query")
+        })
+    });
+    let mut i = 0usize;
+    g.bench_function(BenchmarkId::new("sqlite", kind), |b| {
+        b.iter(|| {
+            i += 1;
+            sqlite_query(conn, qs, k, i).expect("query")
+        })
+    });
 }
 
 /// The queries that read finishes lying in a later segment than their
@@ -139,20 +151,7 @@ fn across_segments(c: &mut Criterion) {
         let Some(k) = KINDS.iter().position(|(n, _)| *n == kind) else {
             continue;
         };
-        let mut i = 0usize;
-        g.bench_function(BenchmarkId::new("auditlog", kind), |b| {
-            b.iter(|| {
-                i += 1;
-                auditlog_query(&mut engine, &qs, k, i).expect("query")
-            })
-        });
-        let mut i = 0usize;
-        g.bench_function(BenchmarkId::new("sqlite", kind), |b| {
-            b.iter(|| {
-                i += 1;
-                sqlite_query(&conn, &qs, k, i).expect("query")
-            })
-        });
+        bench_both(&mut g, &mut engine, &conn, &qs, k);
     }
     g.finish();
 }

@@ -242,16 +242,6 @@ fn a_finish_whose_start_was_dropped_is_an_orphan() {
     log.close().unwrap();
 }
 
-fn idx_files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn old_version_and_damaged_fins_index_files_are_rebuilt_and_answer_right() {
     let days = events(9, 5);

@@ -96,16 +96,6 @@ fn answers(eng: &mut Engine) -> String {
     s
 }
 
-fn idx_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn rebuild_after_delete_truncate_corrupt_and_stale() {
     let tmp = tempfile::tempdir().unwrap();

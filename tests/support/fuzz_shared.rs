@@ -42,3 +42,15 @@ pub fn fix_up_index(b: &mut [u8]) {
     h.update(&b[table..table + 4 * n]);
     b[124..128].copy_from_slice(&h.finalize().to_le_bytes());
 }
+
+/// Forge an index image consistently: the first `caller-1` in its string
+/// heap becomes `caller-2`, every checksum recomputed, so only a rebuild
+/// from the segment can tell (the attack tests of the engine and the CLI).
+pub fn forge_index_caller(b: &mut [u8]) {
+    let at = b
+        .windows(8)
+        .position(|w| w == b"caller-1")
+        .expect("the heap holds the caller");
+    b[at + 7] = b'2';
+    fix_up_index(b);
+}

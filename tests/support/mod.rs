@@ -231,3 +231,14 @@ pub fn record_figure(line: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// The sealed segments' index files (`*.idx`) in `dir`, sorted.
+pub fn idx_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "idx"))
+        .collect();
+    v.sort();
+    v
+}
