@@ -6,6 +6,8 @@
 //! chunks of the active segment, and after retention drops the start.
 
 use std::fs;
+
+use crate::support::idx_files;
 use std::path::Path;
 
 use auditlog::event::{Event, RunFinished, RunStarted};

@@ -3,6 +3,8 @@
 //! index files in step; the gateway store API.
 
 use std::fs;
+
+use crate::support::idx_files;
 use std::path::{Path, PathBuf};
 
 use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
