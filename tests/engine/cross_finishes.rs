@@ -6,10 +6,9 @@
 //! chunks of the active segment, and after retention drops the start.
 
 use std::fs;
-
-use crate::support::idx_files;
 use std::path::Path;
 
+use crate::support::idx_files;
 use auditlog::event::{Event, RunFinished, RunStarted};
 use auditlog::internals::index::{ImageError, HEADER_LEN, S_FINS};
 use auditlog::query::{Engine, Filter, Page};

@@ -3,10 +3,9 @@
 //! index files in step; the gateway store API.
 
 use std::fs;
-
-use crate::support::idx_files;
 use std::path::{Path, PathBuf};
 
+use crate::support::idx_files;
 use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
 use auditlog::internals::index::{HEADER_LEN, S_RUNS};
 use auditlog::query::{Engine, Filter, Page};
