@@ -5,7 +5,7 @@
     clippy::cast_sign_loss
 )]
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::rc::Rc;
 
 use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};

@@ -7,7 +7,7 @@
 //! which is time order, so a time range is two binary searches.
 //! Byte layout in docs/index-format.md.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
