@@ -252,6 +252,8 @@ pub fn store_batch(
         stored += unit.events as u64;
         if wait {
             receipts.push(r);
+        } else {
+            inner.pending.track(r, unit.events as u64);
         }
     }
     for r in receipts {

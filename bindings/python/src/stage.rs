@@ -25,6 +25,7 @@ use std::time::Duration;
 use auditlog::{AuditStore, EncodedBatch, Event, Receipt};
 
 use crate::batch::QUEUE_UNIT_BYTES;
+use crate::pending::Pending;
 
 /// How long the flusher lets a trickle of events gather before taking it.
 const LINGER: Duration = Duration::from_micros(100);
@@ -55,19 +56,22 @@ pub struct Stager {
     cv: Condvar,
     order: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Where the receipts of staged batches go (nobody waits on them).
+    pending: Arc<Pending>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Default for Stager {
-    fn default() -> Stager {
+impl Stager {
+    pub fn new(pending: Arc<Pending>) -> Stager {
         Stager {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             order: Mutex::new(()),
             thread: Mutex::new(None),
+            pending,
         }
     }
 }
@@ -151,6 +155,9 @@ impl Stager {
                 .map(Some)
         };
         lock(&self.state).in_flight = false;
+        if let Ok(Some(r)) = &result {
+            self.pending.track(r.clone(), n);
+        }
         result.map_err(|e| (e, n))
     }
 
