@@ -100,6 +100,27 @@ impl Stager {
     /// flush failed (the event is not staged). `Ok(true)`: the stage is
     /// full; the caller drains it.
     pub fn push(&self, ev: Event, bytes: usize) -> Result<bool, Lost> {
+        self.push_with(bytes, 1, |staged| staged.push(ev))
+    }
+
+    /// Stage checked events (a batch's), in their order; as [`Stager::push`].
+    pub fn push_many(&self, evs: Vec<Event>, bytes: usize) -> Result<bool, Lost> {
+        let n = evs.len() as u64;
+        self.push_with(bytes, n, |staged| {
+            if staged.is_empty() {
+                *staged = evs;
+            } else {
+                staged.extend(evs);
+            }
+        })
+    }
+
+    fn push_with(
+        &self,
+        bytes: usize,
+        events: u64,
+        add: impl FnOnce(&mut Vec<Event>),
+    ) -> Result<bool, Lost> {
         let mut s = lock(&self.state);
         if let Some((e, n)) = s.failed.take() {
             // Reported now: the flusher may try what is staged again.
@@ -108,9 +129,9 @@ impl Stager {
             if wake {
                 self.cv.notify_one();
             }
-            return Err((e, n + 1));
+            return Err((e, n + events));
         }
-        s.events.push(ev);
+        add(&mut s.events);
         s.bytes += bytes;
         let full = s.events.len() >= MAX_STAGED || s.bytes >= QUEUE_UNIT_BYTES;
         let wake = s.waiting;

@@ -199,6 +199,7 @@ impl Store {
         let total = lines.len() + rejected.len();
         let lines = batch::Lines { buf, spans: lines };
         let outcome = py.detach(|| match &inner.stager {
+            Some(st) if !wait => batch::stage_batch(&inner, st, lines, strict),
             Some(st) => st
                 .ordered(&inner.store, || {
                     batch::store_batch(&inner, lines, strict, wait)
