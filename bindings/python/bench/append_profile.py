@@ -1,6 +1,7 @@
 """Micro-benchmark of the append paths from ONE Python thread, durable
-(every_batch): one event per call beside 1,000 per call, in alternating
-rounds, with the CPU seconds each thread of the process used (from
+(every_batch): one event per call, 1,000 per call (staged), and 1,000 per
+call unstaged (encoded on the calling thread, as before batches were
+staged), in alternating rounds, with the CPU seconds each thread of the process used (from
 /proc/self/task), so that the cost of the batched path can be told apart
 from the single path's (docs/benchmarks.md, "Python binding").
 
@@ -44,10 +45,13 @@ def thread_cpu() -> Dict[str, float]:
     return out
 
 
-def one_run(dir: Path, events: List[Event], batch: int) -> Tuple[float, Dict[str, float]]:
+def one_run(dir: Path, events: List[Event], batch: int, staged: bool = True) -> Tuple[float, Dict[str, float]]:
     if dir.exists():
         shutil.rmtree(dir)
-    store = auditlog.open(dir, durability="every_batch")
+    # on_full="fail" turns staging off (README, "Threads"): batches are then
+    # encoded and handed over on the calling thread, as every batch was
+    # before they were staged; the queue (16,384 appends) never fills here.
+    store = auditlog.open(dir, durability="every_batch", on_full="block" if staged else "fail")
     before = thread_cpu()
     t0 = time.perf_counter()
     if batch == 1:
@@ -72,25 +76,26 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--only", choices=["one", "batch"], help="time one path only (for perf)")
+    ap.add_argument("--only", choices=["one", "batch", "unstaged"], help="time one path only (for perf)")
     a = ap.parse_args()
     events = workload(a.events)
     scratch = Path(tempfile.mkdtemp(prefix="auditlog-append-profile-"))
-    modes = {"one": 1, "batch": a.batch}
+    modes = {"one": 1, "batch": a.batch, "unstaged": a.batch}
     if a.only:
         modes = {a.only: modes[a.only]}
     figures: Dict[str, List[float]] = {m: [] for m in modes}
     print(f"pid {os.getpid()}, {a.events} events, load {os.getloadavg()[0]:.1f}", flush=True)
     for r in range(a.rounds):
         for mode, batch in modes.items():
-            eps, cpu = one_run(scratch / "log", events, batch)
+            eps, cpu = one_run(scratch / "log", events, batch, staged=mode != "unstaged")
             figures[mode].append(eps)
             print(f"round {r} {mode:5s} {eps:>10,.0f} events/s  cpu s by thread: {cpu}", flush=True)
     for mode, f in figures.items():
         print(f"{mode:5s} median {statistics.median(f):>10,.0f} events/s over {len(f)} rounds", flush=True)
-    if len(figures) == 2:
-        ratio = statistics.median(figures["batch"]) / statistics.median(figures["one"])
-        print(f"batch / one: {ratio:.2f}x (load {os.getloadavg()[0]:.1f})", flush=True)
+    if len(figures) == 3:
+        med = {m: statistics.median(f) for m, f in figures.items()}
+        print(f"batch / one: {med['batch'] / med['one']:.2f}x, batch / unstaged batch: "
+              f"{med['batch'] / med['unstaged']:.2f}x (load {os.getloadavg()[0]:.1f})", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
 
 
