@@ -1,7 +1,11 @@
 //! `append_batch` without the GIL: the batch's JSON lines (made from the
-//! dicts while the GIL was held) are parsed by the engine's JSONL parser
-//! and encoded into queue units, on two threads when the batch is large
-//! enough to pay for the second, then appended in their order.
+//! dicts while the GIL was held) are parsed by the engine's JSONL parser.
+//! A store that stages (see stage.rs), asked not to wait, then stages the
+//! parsed events: the flusher thread encodes and appends them while the
+//! caller converts its next batch. Otherwise (`wait=True`, a redaction
+//! policy, `on_full="fail"`) they are encoded into queue units here, on two
+//! threads when the batch is large enough to pay for the second, and
+//! appended in their order.
 //!
 //! Strict batches are all-or-nothing: every unit is checked before the
 //! first is appended.
@@ -13,6 +17,7 @@ use auditlog::event::json::parse_event;
 use auditlog::{EncodedBatch, Event, RedactionPolicy};
 
 use crate::inner::Inner;
+use crate::stage::Stager;
 
 /// Events per unit handed to the writer's queue.
 const QUEUE_UNIT_EVENTS: usize = 4096;
@@ -211,6 +216,73 @@ fn make_units(
     out.into_iter().flatten().collect()
 }
 
+/// Stage a batch for the flusher thread (a store that stages, no
+/// `wait`): parse and check every event here (so that bad input is raised
+/// by this call), then hand the events to the stage, as single appends do.
+/// Encoding, hashing and the queue hand-over then run on the flusher's
+/// core while the caller converts its next batch (docs/benchmarks.md,
+/// "Python binding": the batched path used to do them all on the calling
+/// thread). Returns the refused events (non-strict).
+pub fn stage_batch(
+    inner: &Inner,
+    stager: &Stager,
+    lines: Lines,
+    strict: bool,
+) -> Result<Vec<Refused>, BatchError> {
+    let mut events = Vec::with_capacity(lines.spans.len());
+    let mut sizes = Vec::with_capacity(lines.spans.len());
+    let mut refused = Vec::new();
+    for &(index, start, end) in &lines.spans {
+        match parse_event(&lines.buf[start..end]) {
+            Ok(ev) => {
+                events.push(ev);
+                sizes.push(end - start);
+            }
+            Err(e) if strict => return Err(BatchError::Invalid((index, e.field, e.reason))),
+            Err(e) => refused.push((index, e.field, e.reason)),
+        }
+    }
+    drop(lines);
+    // Staged in units of a queue unit at most, draining when the stage is
+    // full, so that what the flusher encodes as one append stays under the
+    // engine's per-append limits whatever the batch's size.
+    let mut units: Vec<(usize, usize)> = Vec::new(); // (events, bytes)
+    for size in sizes {
+        match units.last_mut() {
+            Some((n, bytes)) if *n < QUEUE_UNIT_EVENTS && *bytes + size <= QUEUE_UNIT_BYTES => {
+                *n += 1;
+                *bytes += size;
+            }
+            _ => units.push((1, size)),
+        }
+    }
+    let mut left = events.len() as u64;
+    // The common batch is one unit: staged as it is, not copied.
+    let (mut whole, mut rest) = if units.len() == 1 {
+        (Some(events), Vec::new().into_iter())
+    } else {
+        (None, events.into_iter())
+    };
+    for (n, bytes) in units {
+        let unit: Vec<Event> = match whole.take() {
+            Some(all) => all,
+            None => rest.by_ref().take(n).collect(),
+        };
+        let full = stager
+            .push_many(unit, bytes)
+            .map_err(|(e, lost)| BatchError::Engine(e, lost + left - n as u64))?;
+        left -= n as u64;
+        if full {
+            // What the drain loses includes this unit; the rest of the
+            // batch is not staged either.
+            stager
+                .drain(&inner.store)
+                .map_err(|(e, lost)| BatchError::Engine(e, lost + left))?;
+        }
+    }
+    Ok(refused)
+}
+
 /// Store a batch: returns the refused events (non-strict), or the first
 /// refused one as the error (strict: then nothing is stored).
 pub fn store_batch(
@@ -252,6 +324,8 @@ pub fn store_batch(
         stored += unit.events as u64;
         if wait {
             receipts.push(r);
+        } else {
+            inner.pending.track(r, unit.events as u64);
         }
     }
     for r in receipts {

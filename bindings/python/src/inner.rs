@@ -12,6 +12,7 @@ use auditlog::{AuditStore, FullPolicy, Json, StoreConfig};
 use crate::convert::{self, Fault};
 use crate::errors;
 use crate::failures::{Failure, Reason};
+use crate::pending::Pending;
 use crate::stage::{HasStager, Lost, Stager};
 use crate::time;
 
@@ -29,6 +30,8 @@ pub(crate) struct Inner {
     /// Batches being parsed and encoded now (batch.rs splits a batch over
     /// two threads only when it is alone).
     pub batches_in_flight: std::sync::atomic::AtomicUsize,
+    /// Receipts of appends nobody waits on (see pending.rs).
+    pub pending: Arc<Pending>,
 }
 
 impl Inner {
@@ -131,19 +134,22 @@ pub fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog:
     // queue waits or drops rather than fails.
     let stage = cfg.log.redaction.is_none() && cfg.log.on_full != FullPolicy::FailFast;
     let store = AuditStore::open(cfg)?;
+    let pending = Arc::new(Pending::default());
     Ok(Inner {
         store,
         queue_capacity,
-        stager: stage.then(Stager::default),
+        stager: stage.then(|| Stager::new(pending.clone())),
         batches_in_flight: Default::default(),
+        pending,
     })
 }
 
 /// Append what is staged, wait until no call holds the inner store any
 /// more, then close it.
-pub fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
+/// `Err`: the first failure and how many events are known lost.
+pub fn close_inner(mut arc: Arc<Inner>) -> Result<(), Lost> {
     let staged = match &arc.stager {
-        Some(st) => st.stop(&arc.store).map_err(|(e, _)| e),
+        Some(st) => st.stop(&arc.store),
         None => Ok(()),
     };
     let inner = loop {
@@ -155,6 +161,14 @@ pub fn close_inner(mut arc: Arc<Inner>) -> Result<(), auditlog::Error> {
             }
         }
     };
-    let closed = inner.store.close();
-    staged.and(closed)
+    let pending = inner.pending.clone();
+    let closed = inner.store.close().map_err(|e| (e, 0));
+    // Closing resolved every receipt: a write that failed and was not
+    // reported yet is reported now.
+    let late = pending.settle().map_or(Ok(()), Err);
+    let lost = [&staged, &late]
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|(_, n)| n))
+        .sum::<u64>();
+    staged.and(late).and(closed).map_err(|(e, _)| (e, lost))
 }

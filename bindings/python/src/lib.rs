@@ -13,10 +13,12 @@ mod calls;
 mod convert;
 mod errors;
 mod failures;
+mod faults;
 mod fork;
 mod inner;
 mod iter;
 mod options;
+mod pending;
 #[cfg(feature = "search")]
 mod search;
 mod served;
@@ -40,6 +42,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ENGINE_VERSION", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<store::Store>()?;
     m.add_class::<served::Served>()?;
+    // Test-only, not a stable API (faults.rs).
+    m.add_class::<faults::Faults>()?;
     m.add_class::<views::Run>()?;
     m.add_class::<views::LogEntry>()?;
     m.add_class::<views::ErrorGroup>()?;

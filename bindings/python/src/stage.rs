@@ -25,6 +25,7 @@ use std::time::Duration;
 use auditlog::{AuditStore, EncodedBatch, Event, Receipt};
 
 use crate::batch::QUEUE_UNIT_BYTES;
+use crate::pending::Pending;
 
 /// How long the flusher lets a trickle of events gather before taking it.
 const LINGER: Duration = Duration::from_micros(100);
@@ -55,19 +56,22 @@ pub struct Stager {
     cv: Condvar,
     order: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Where the receipts of staged batches go (nobody waits on them).
+    pending: Arc<Pending>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Default for Stager {
-    fn default() -> Stager {
+impl Stager {
+    pub fn new(pending: Arc<Pending>) -> Stager {
         Stager {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
             order: Mutex::new(()),
             thread: Mutex::new(None),
+            pending,
         }
     }
 }
@@ -96,6 +100,27 @@ impl Stager {
     /// flush failed (the event is not staged). `Ok(true)`: the stage is
     /// full; the caller drains it.
     pub fn push(&self, ev: Event, bytes: usize) -> Result<bool, Lost> {
+        self.push_with(bytes, 1, |staged| staged.push(ev))
+    }
+
+    /// Stage checked events (a batch's), in their order; as [`Stager::push`].
+    pub fn push_many(&self, evs: Vec<Event>, bytes: usize) -> Result<bool, Lost> {
+        let n = evs.len() as u64;
+        self.push_with(bytes, n, |staged| {
+            if staged.is_empty() {
+                *staged = evs;
+            } else {
+                staged.extend(evs);
+            }
+        })
+    }
+
+    fn push_with(
+        &self,
+        bytes: usize,
+        events: u64,
+        add: impl FnOnce(&mut Vec<Event>),
+    ) -> Result<bool, Lost> {
         let mut s = lock(&self.state);
         if let Some((e, n)) = s.failed.take() {
             // Reported now: the flusher may try what is staged again.
@@ -104,9 +129,9 @@ impl Stager {
             if wake {
                 self.cv.notify_one();
             }
-            return Err((e, n + 1));
+            return Err((e, n + events));
         }
-        s.events.push(ev);
+        add(&mut s.events);
         s.bytes += bytes;
         let full = s.events.len() >= MAX_STAGED || s.bytes >= QUEUE_UNIT_BYTES;
         let wake = s.waiting;
@@ -151,6 +176,9 @@ impl Stager {
                 .map(Some)
         };
         lock(&self.state).in_flight = false;
+        if let Ok(Some(r)) = &result {
+            self.pending.track(r.clone(), n);
+        }
         result.map_err(|e| (e, n))
     }
 

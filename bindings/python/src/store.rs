@@ -30,6 +30,7 @@ use crate::calls;
 use crate::convert;
 use crate::errors::{self, IntoPy};
 use crate::failures::{Failure, Failures, Reason};
+use crate::faults::Faults;
 use crate::fork;
 use crate::inner::{
     close_inner, engine_failure, fault_failure, json_of, lost_failure, now_micros, open_inner,
@@ -101,6 +102,9 @@ impl Store {
         wait: bool,
     ) -> Result<(), Failure> {
         let inner = self.alive(py)?;
+        if let Some((e, n)) = inner.pending.take_failure() {
+            return Err(engine_failure(py, e, n + 1));
+        }
         let mut line = Vec::with_capacity(320);
         convert::event_line(py, event, now_micros(), &mut line)
             .map_err(|f| fault_failure(py, f, None))?;
@@ -129,6 +133,8 @@ impl Store {
         if wait {
             py.detach(|| receipt.wait())
                 .map_err(|e| engine_failure(py, e, 1))?;
+        } else {
+            inner.pending.track(receipt, 1);
         }
         Ok(())
     }
@@ -143,6 +149,10 @@ impl Store {
         wait: bool,
     ) -> Result<Vec<(usize, String)>, Failure> {
         let inner = self.alive(py)?;
+        if let Some((e, n)) = inner.pending.take_failure() {
+            let called = events.len().map_or(0, |l| l as u64);
+            return Err(engine_failure(py, e, n + called));
+        }
         let now = now_micros();
         let mut buf = Vec::with_capacity(64 * 1024);
         let mut lines: Vec<(usize, usize, usize)> = Vec::new();
@@ -189,6 +199,7 @@ impl Store {
         let total = lines.len() + rejected.len();
         let lines = batch::Lines { buf, spans: lines };
         let outcome = py.detach(|| match &inner.stager {
+            Some(st) if !wait => batch::stage_batch(&inner, st, lines, strict),
             Some(st) => st
                 .ordered(&inner.store, || {
                     batch::store_batch(&inner, lines, strict, wait)
@@ -230,7 +241,7 @@ impl Store {
     #[pyo3(signature = (
         dir, *, durability = None, create = true, queue_capacity = 16384, on_full = "block",
         segment_max_bytes = 268435456, max_batch_bytes = 1048576, redaction = None,
-        search = false, fire_and_forget = false
+        search = false, fire_and_forget = false, _faults = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -245,8 +256,11 @@ impl Store {
         redaction: Option<&Bound<'_, PyAny>>,
         search: bool,
         fire_and_forget: bool,
+        _faults: Option<PyRef<'_, Faults>>,
     ) -> PyResult<Store> {
         let mut cfg = StoreConfig::new(&dir);
+        // Test-only (faults.rs): scripted I/O failures for the writer.
+        cfg.log.io.faults = _faults.map(|f| f.injector());
         cfg.log.durability = parse_durability(py, durability)?;
         cfg.log.create = create;
         cfg.log.queue_capacity = queue_capacity;
@@ -476,13 +490,27 @@ impl Store {
     /// returns the LSN one past the last durable event.
     fn flush(&self, py: Python<'_>) -> PyResult<u64> {
         let inner = self.open_inner(py)?;
-        py.detach(|| {
-            if let Some(st) = &inner.stager {
-                st.drain(&inner.store).map_err(|(e, _)| e)?;
-            }
-            inner.store.flush()
-        })
-        .py_err(py)
+        let (lost, flushed) = py.detach(|| {
+            let drained = match &inner.stager {
+                Some(st) => st.drain(&inner.store).err(),
+                None => None,
+            };
+            let flushed = inner.store.flush();
+            // Every append before this call is resolved now: a write that
+            // failed after its append returned is reported here.
+            let late = inner.pending.settle();
+            let lost = match (drained, late) {
+                (Some((e, n)), Some((_, m))) => Some((e, n + m)),
+                (a, b) => a.or(b),
+            };
+            (lost, flushed)
+        });
+        // Earlier appends' failures first (they say which events were
+        // lost); counted, not raised, in fire-and-forget mode.
+        if let Some(l) = lost {
+            self.settle(py, Err(lost_failure(py, l)), || ())?;
+        }
+        flushed.py_err(py)
     }
 
     /// One run, or None.
@@ -916,7 +944,12 @@ impl Store {
             return Ok(());
         };
         self.closed.store(true, Ordering::Release);
-        py.detach(move || close_inner(arc)).py_err(py)
+        // In fire-and-forget mode what closing could not store is counted
+        // (and logged), not raised.
+        let r = py
+            .detach(move || close_inner(arc))
+            .map_err(|l| lost_failure(py, l));
+        self.settle(py, r, || ())
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {

@@ -261,3 +261,28 @@ def test_standalone_tool_calls_are_queried_by_their_own_scope(store: auditlog.St
     assert "http_status" in str(bad.value)
     with pytest.raises(auditlog.InvalidArgumentError):
         store.count_calls(by="colour")
+
+
+def test_staged_batches_stay_under_the_append_limit_and_in_order(store: auditlog.Store) -> None:
+    # Without wait=True a batch is staged for the flusher thread; 80 events
+    # of ~900 KB (72 MB, more than one append may carry) must still be cut
+    # into appends the engine takes, in order, with the other paths.
+    big = "x" * 900_000
+    store.append(started("first", T0))
+    store.append_batch([logged(f"big-{i}", T0 + 1 + i, payload={"blob": big}) for i in range(80)])
+    store.append(started("last", T0 + 100))
+    store.flush()
+    ids = [ev["run_id"] for ev in store.replay()]
+    assert ids == ["first"] + [f"big-{i}" for i in range(80)] + ["last"]
+
+
+def test_many_staged_batches_interleaved_with_single_appends(store: auditlog.Store) -> None:
+    want = []
+    for b in range(30):
+        batch = [started(f"b{b}-{i}", T0 + i) for i in range(700)]
+        store.append_batch(batch)
+        store.append(started(f"s{b}", T0))
+        want += [f"b{b}-{i}" for i in range(700)] + [f"s{b}"]
+    store.flush()
+    assert [ev["run_id"] for ev in store.replay()] == want
+    assert store.counters()["staged"] == 0

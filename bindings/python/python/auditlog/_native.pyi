@@ -155,6 +155,23 @@ class TailIter(Iterator[Dict[str, Any]]):
     def __iter__(self) -> "TailIter": ...
     def __next__(self) -> Dict[str, Any]: ...
 
+class _Faults:
+    """TEST-ONLY, not a stable API: scripted I/O faults for the writer
+    (``auditlog._testing.Faults``)."""
+
+    def __new__(cls) -> "_Faults": ...
+    def fail(
+        self,
+        on: str,
+        errno: Union[str, int],
+        *,
+        times: Optional[int] = None,
+        skip: int = 0,
+        short: Optional[int] = None,
+    ) -> None: ...
+    def clear(self) -> None: ...
+    def injected(self) -> Dict[str, int]: ...
+
 class Store:
     """An open audit log (see ``auditlog.open``)."""
 
@@ -171,6 +188,7 @@ class Store:
         redaction: Union[str, Mapping[str, Any], Sequence[Any], None] = None,
         search: bool = False,
         fire_and_forget: bool = False,
+        _faults: Optional["_Faults"] = None,
     ) -> "Store": ...
     @property
     def dir(self) -> str: ...

@@ -316,6 +316,7 @@ def open(
     on_full: Optional[str] = None,
     segment_max_bytes: int = 256 * 1024 * 1024,
     max_batch_bytes: int = 1024 * 1024,
+    _faults: Optional["_native._Faults"] = None,
 ) -> Store:
     """Open (or create) the audit log in ``dir`` for writing.
 
@@ -339,6 +340,9 @@ def open(
 
     One process may have a folder open for writing at a time
     (:class:`LockedError` otherwise).
+
+    ``_faults`` is for the binding's own tests only (scripted I/O failures,
+    :mod:`auditlog._testing`); it is not a stable API.
     """
     if on_full is None:
         on_full = "drop" if fire_and_forget else "block"
@@ -353,6 +357,7 @@ def open(
         redaction=redaction,
         search=search,
         fire_and_forget=fire_and_forget,
+        _faults=_faults,
     )
     _OPEN.add(store)
     return store
