@@ -438,7 +438,7 @@ impl<'a> View<'a> {
     /// With a finished status, a run without a local finish matches only
     /// through its first foreign finish: those runs are counted from the
     /// finishes' side (each image's FINS records of that status, see
-    /// [`View::count_foreign_finishes`]) rather than by searching every
+    /// `View::count_foreign_finishes`) rather than by searching every
     /// later image for each unfinished run.
     pub fn count(&self, f: &Filter) -> Result<u64> {
         let mut n = self.overlay(f)?.len() as u64;
