@@ -79,15 +79,7 @@ fn index_build(c: &mut Criterion) {
 }
 
 fn queries(c: &mut Criterion) {
-    let evs = workload(RUNS);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("log");
-    build_log(&dir, &evs);
-    let mut engine = Engine::open(&dir).expect("engine");
-    engine.refresh().expect("refresh");
-    let mut conn = auditlog_loadrun::sqlite_baseline::open(None).expect("sqlite");
-    auditlog_loadrun::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
-    let qs = QuerySet::from_events(&[evs], 64);
+    let (_tmp, mut engine, conn, qs) = both_loaded(workload(RUNS));
     let mut g = c.benchmark_group("query");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(2));
@@ -96,6 +88,21 @@ fn queries(c: &mut Criterion) {
         bench_both(&mut g, &mut engine, &conn, &qs, k);
     }
     g.finish();
+}
+
+/// The same events in an indexed auditlog log (in a temporary folder,
+/// kept alive by the returned handle) and in the SQLite baseline, and the
+/// query arguments drawn from them.
+fn both_loaded(evs: Vec<Event>) -> (tempfile::TempDir, Engine, rusqlite::Connection, QuerySet) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("log");
+    build_log(&dir, &evs);
+    let mut engine = Engine::open(&dir).expect("engine");
+    engine.refresh().expect("refresh");
+    let mut conn = auditlog_loadrun::sqlite_baseline::open(None).expect("sqlite");
+    auditlog_loadrun::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
+    let qs = QuerySet::from_events(&[evs], 64);
+    (tmp, engine, conn, qs)
 }
 
 /// Query kind `k` on auditlog and on SQLite, side by side in group `g`.
@@ -134,15 +141,7 @@ fn across_segments(c: &mut Criterion) {
         days: 30,
         ..WorkloadSpec::default()
     };
-    let evs: Vec<Event> = spec.events(0, RUNS).collect();
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("log");
-    build_log(&dir, &evs);
-    let mut engine = Engine::open(&dir).expect("engine");
-    engine.refresh().expect("refresh");
-    let mut conn = auditlog_loadrun::sqlite_baseline::open(None).expect("sqlite");
-    auditlog_loadrun::sqlite_baseline::load_events(&mut conn, &evs).expect("load");
-    let qs = QuerySet::from_events(&[evs], 64);
+    let (_tmp, mut engine, conn, qs) = both_loaded(spec.events(0, RUNS).collect());
     let mut g = c.benchmark_group("query_30_segments");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(2));
