@@ -6,10 +6,10 @@
 )]
 
 use foldhash::{HashMap, HashMapExt};
-use std::rc::Rc;
 
 use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};
 use super::image::*;
+use super::intern::Interner;
 use crate::chain::Digest;
 use crate::event::{Event, EventData, Micros};
 use crate::num::u32_of;
@@ -48,8 +48,7 @@ pub struct Builder {
     min_ts: Micros,
     max_ts: Micros,
     /// Every string (ids, skills, statuses, ...) once; u32 handles.
-    ids: HashMap<Rc<str>, u32>,
-    id_names: Vec<Rc<str>>,
+    ids: Interner,
     /// Per interned string used as a run id: the fold's state of that id
     /// within this image, and its position in `runs` once started.
     fold: Vec<(RunState, u32)>,
@@ -81,8 +80,7 @@ impl Builder {
             end_off: start_off,
             min_ts: Micros::MAX,
             max_ts: Micros::MIN,
-            ids: HashMap::new(),
-            id_names: Vec::new(),
+            ids: Interner::default(),
             fold: Vec::new(),
             runs: Vec::new(),
             first_fin: HashMap::new(),
@@ -104,14 +102,7 @@ impl Builder {
     }
 
     fn intern(&mut self, id: &str) -> u32 {
-        if let Some(&i) = self.ids.get(id) {
-            return i;
-        }
-        let i = u32_of(self.id_names.len());
-        let rc: Rc<str> = Rc::from(id);
-        self.ids.insert(rc.clone(), i);
-        self.id_names.push(rc);
-        i
+        self.ids.intern(id)
     }
 
     /// Add the event with LSN `lsn` whose frame starts at segment offset
@@ -243,7 +234,7 @@ impl Builder {
             end_off,
             min_ts,
             max_ts,
-            id_names,
+            ids: id_names,
             runs,
             first_fin,
             mut logs,
@@ -262,7 +253,7 @@ impl Builder {
             (min_ts, max_ts)
         };
         let mut heap = Heap::new(id_names.len());
-        let name = |i: u32| -> &str { &id_names[i as usize] };
+        let name = |i: u32| -> &str { id_names.name(i) };
         // RUNS sorted by id.
         let mut by_id: Vec<u32> = (0..u32_of(runs.len())).collect();
         by_id.sort_unstable_by(|&a, &b| name(runs[a as usize].id).cmp(name(runs[b as usize].id)));
@@ -439,7 +430,7 @@ impl Builder {
         let (s_calls, s_ckeys, s_cpost) = {
             let names = &id_names;
             let heap_cell = std::cell::RefCell::new(&mut heap);
-            let mut put = |h: u32| heap_cell.borrow_mut().add(h, &names[h as usize]);
+            let mut put = |h: u32| heap_cell.borrow_mut().add(h, names.name(h));
             let mut put_text = |b: &[u8]| heap_cell.borrow_mut().add_bytes(b);
             calls::sections(calls, names, &mut put, &mut put_text)
         };

@@ -10,6 +10,7 @@
 use foldhash::{HashMap, HashMapExt};
 
 use serde::Deserialize;
+use std::borrow::Cow;
 use serde_json::value::RawValue;
 
 use super::image::{le_u32, le_u64, Image, StrRef, S_CALLS, S_CKEYS, S_CPOST};
@@ -81,17 +82,18 @@ pub fn engine_tool_key(engine: &[u8], tool: &[u8]) -> Vec<u8> {
     k
 }
 
-/// What the index keeps of a tool call.
+/// What the index keeps of a tool call (borrowed from the event where it
+/// can be: the builder only interns these, so copies were waste).
 #[derive(Debug, Clone, PartialEq)]
-pub struct CallEntry {
+pub struct CallEntry<'a> {
     pub from_log: bool,
-    pub channel: String,
-    pub caller: String,
-    pub workspace: String,
-    pub tool: String,
-    pub engine: String,
-    pub status: String,
-    pub error_type: String,
+    pub channel: Cow<'a, str>,
+    pub caller: Cow<'a, str>,
+    pub workspace: Cow<'a, str>,
+    pub tool: Cow<'a, str>,
+    pub engine: Cow<'a, str>,
+    pub status: Cow<'a, str>,
+    pub error_type: Cow<'a, str>,
     pub duration_ms: Option<f64>,
 }
 
@@ -115,14 +117,22 @@ struct LogCall<'a> {
 /// A payload value as text: a string's contents, `""` for null or absent,
 /// anything else its JSON text (so `"tool":5` groups as `5`).
 pub fn raw_text(v: Option<&RawValue>) -> String {
+    raw_text_cow(v).into_owned()
+}
+
+/// [`raw_text`], borrowed from the payload unless the string has escapes.
+fn raw_text_cow(v: Option<&RawValue>) -> Cow<'_, str> {
     let Some(raw) = v else {
-        return String::new();
+        return Cow::Borrowed("");
     };
     let t = raw.get();
     match t.as_bytes().first() {
-        Some(b'"') => serde_json::from_str::<String>(t).unwrap_or_default(),
-        Some(b'n') if t == "null" => String::new(),
-        _ => t.to_string(),
+        // A JSON string with no escape: its contents are the bytes between
+        // the quotes (the payload was validated when it was stored).
+        Some(b'"') if t.len() >= 2 && !t.contains('\\') => Cow::Borrowed(&t[1..t.len() - 1]),
+        Some(b'"') => Cow::Owned(serde_json::from_str::<String>(t).unwrap_or_default()),
+        Some(b'n') if t == "null" => Cow::Borrowed(""),
+        _ => Cow::Borrowed(t),
     }
 }
 
@@ -130,36 +140,36 @@ pub fn raw_text(v: Option<&RawValue>) -> String {
 /// read from its payload under the `tool_call` event's names (its status
 /// is the payload's, `ok` when absent), except its channel and caller,
 /// which are always its run's.
-pub fn call_entry(ev: &Event) -> Option<CallEntry> {
+pub fn call_entry(ev: &Event) -> Option<CallEntry<'_>> {
     match &ev.data {
         EventData::ToolCall(c) => Some(CallEntry {
             from_log: false,
-            channel: c.channel_id.clone(),
-            caller: c.caller_id.clone(),
-            workspace: c.workspace_id.clone(),
-            tool: c.tool.clone(),
-            engine: c.engine.clone(),
-            status: c.status.clone(),
-            error_type: c.error_type.clone(),
+            channel: Cow::Borrowed(&c.channel_id),
+            caller: Cow::Borrowed(&c.caller_id),
+            workspace: Cow::Borrowed(&c.workspace_id),
+            tool: Cow::Borrowed(&c.tool),
+            engine: Cow::Borrowed(&c.engine),
+            status: Cow::Borrowed(&c.status),
+            error_type: Cow::Borrowed(&c.error_type),
             duration_ms: c.duration_ms,
         }),
         EventData::RunLog(l) if l.event_type == "tool_call" => {
             // A payload that is not an object is a call with no known field.
             let p: LogCall<'_> = serde_json::from_str(l.payload.as_str()).unwrap_or_default();
-            let status = match raw_text(p.status) {
-                s if s.is_empty() => "ok".to_string(),
+            let status = match raw_text_cow(p.status) {
+                s if s.is_empty() => Cow::Borrowed("ok"),
                 s => s,
             };
             // Its channel and caller are its run's (resolved by queries).
             Some(CallEntry {
                 from_log: true,
-                channel: String::new(),
-                caller: String::new(),
-                workspace: raw_text(p.workspace_id),
-                tool: raw_text(p.tool),
-                engine: raw_text(p.engine),
+                channel: Cow::Borrowed(""),
+                caller: Cow::Borrowed(""),
+                workspace: raw_text_cow(p.workspace_id),
+                tool: raw_text_cow(p.tool),
+                engine: raw_text_cow(p.engine),
                 status,
-                error_type: raw_text(p.error_type),
+                error_type: raw_text_cow(p.error_type),
                 duration_ms: p
                     .duration_ms
                     .and_then(|d| d.get().parse::<f64>().ok())
@@ -195,14 +205,14 @@ const ERROR_TYPE: usize = 7;
 /// string (the composite engine-and-tool keys).
 pub(crate) fn sections(
     mut calls: Vec<BCall>,
-    names: &[std::rc::Rc<str>],
+    names: &super::intern::Interner,
     put: &mut dyn FnMut(u32) -> StrRef,
     put_text: &mut dyn FnMut(&[u8]) -> StrRef,
 ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     const NO: u32 = u32::MAX;
     calls.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then(a.lsn.cmp(&b.lsn)));
     let mut s_calls = Vec::with_capacity(calls.len() * super::image::REC_SIZE[S_CALLS]);
-    let empty = |h: u32| names.get(h as usize).is_none_or(|n| n.is_empty());
+    let empty = |h: u32| names.name(h).is_empty();
     // (kind, handle, second handle) -> positions, ascending. Keyed by the
     // interned handles: no key bytes are built per call.
     let mut lists: HashMap<(u32, u32, u32), Vec<u32>> = HashMap::new();
@@ -238,7 +248,7 @@ pub(crate) fn sections(
         }
     }
     // Key bytes once per distinct key, then sorted by (kind, bytes).
-    let name = |h: u32| names.get(h as usize).map_or(&b""[..], |n| n.as_bytes());
+    let name = |h: u32| names.name(h).as_bytes();
     let mut keys: Vec<(u32, Vec<u8>, Vec<u32>)> = lists
         .into_iter()
         .map(|((kind, a, b), list)| {

@@ -10,6 +10,7 @@
 mod build;
 pub mod calls;
 mod image;
+mod intern;
 
 use std::fs;
 use std::io::Write;
@@ -234,6 +235,34 @@ pub fn build_image(
     older: &dyn Older,
     progress: Option<&ProgressFn>,
 ) -> Result<Vec<u8>> {
+    Ok(scan_image(meta, seg, kind, span, progress)?.finish(older))
+}
+
+/// The events of a span, checked and indexed: the part of a build that
+/// needs nothing but the segment, so the scans of several segments can
+/// run at once (`query::engine`); [`Scanned::finish`] then needs the
+/// older images, and so runs in log order.
+pub struct Scanned {
+    builder: Builder,
+    trusted_end: crate::chain::Digest,
+}
+
+impl Scanned {
+    /// The image bytes, exactly those of [`build_image`].
+    pub fn finish(self, older: &dyn Older) -> Vec<u8> {
+        self.builder.finish(self.trusted_end, older)
+    }
+}
+
+/// The first half of [`build_image`]: read, check and index the events of
+/// `span`.
+pub fn scan_image(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    kind: u32,
+    span: Span,
+    progress: Option<&ProgressFn>,
+) -> Result<Scanned> {
     let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
     b.chain_point(span.from, span.digest_at_from);
     let total = span.to - span.from;
@@ -262,7 +291,10 @@ pub fn build_image(
     if let Some(report) = report {
         report(&meta.name, total, total);
     }
-    Ok(b.finish(span.trusted_end, older))
+    Ok(Scanned {
+        builder: b,
+        trusted_end: span.trusted_end,
+    })
 }
 
 /// Write an index file atomically (temporary file, then rename). Best

@@ -106,35 +106,72 @@ enum Made {
     Built { written: bool },
 }
 
-/// Load the stored index of a sealed segment, or build it from the segment
-/// (`older`: the images of every older sealed segment, for the lookups
-/// that tell a run's first start from a duplicate) and store it.
-fn make_sealed(
+/// A sealed segment's image made ready without the engine (so possibly on
+/// a scan thread, see `scan_ahead`): its stored file, or its events
+/// scanned for a build.
+enum Prepared {
+    Loaded(Image),
+    Scanned(index::Scanned),
+}
+
+/// The span of a whole sealed segment.
+fn sealed_span(meta: &SegmentMeta) -> index::Span {
+    index::Span {
+        from: HEADER_SIZE as u64,
+        first_lsn: meta.first_lsn,
+        digest_at_from: meta.prev_digest,
+        to: meta.data_len,
+        trusted_end: meta.digest,
+    }
+}
+
+/// Open the stored index of a sealed segment (unless `force`), or else
+/// scan the segment for a build.
+fn prepare(
     meta: &SegmentMeta,
     seg: &[u8],
-    older: &[(u64, &Image)],
     force: bool,
     progress: Option<&ProgressFn>,
-    persist: bool,
-) -> Result<(Image, Made)> {
+) -> Result<Prepared> {
     if !force {
         match index::load_sealed(meta) {
-            Ok(img) => return Ok((img, Made::Loaded)),
+            Ok(img) => return Ok(Prepared::Loaded(img)),
             Err(Unusable::Missing) => {}
             Err(reason) => {
                 tracing::warn!(segment = %meta.name, %reason, "rebuilding index")
             }
         }
     }
-    let shadow = shadow_in(older.iter().copied());
-    let span = index::Span {
-        from: HEADER_SIZE as u64,
-        first_lsn: meta.first_lsn,
-        digest_at_from: meta.prev_digest,
-        to: meta.data_len,
-        trusted_end: meta.digest,
+    let scanned = index::scan_image(meta, seg, KIND_SEALED, sealed_span(meta), progress)?;
+    Ok(Prepared::Scanned(scanned))
+}
+
+/// Map a sealed segment and [`prepare`] its image: the part of
+/// [`make_sealed`] a scan thread does.
+fn map_and_prepare(
+    meta: &SegmentMeta,
+    progress: Option<&ProgressFn>,
+) -> Result<(memmap2::Mmap, Prepared)> {
+    let seg = map_segment(meta)?;
+    let prepared = prepare(meta, &seg, false, progress)?;
+    Ok((seg, prepared))
+}
+
+/// Load the stored index of a sealed segment, or build it from the segment
+/// (`older`: the images of every older sealed segment, for the lookups
+/// that tell a run's first start from a duplicate) and store it.
+fn make_sealed(
+    meta: &SegmentMeta,
+    prepared: Prepared,
+    older: &[(u64, &Image)],
+    persist: bool,
+) -> Result<(Image, Made)> {
+    let scanned = match prepared {
+        Prepared::Loaded(img) => return Ok((img, Made::Loaded)),
+        Prepared::Scanned(scanned) => scanned,
     };
-    let bytes = index::build_image(meta, seg, KIND_SEALED, span, &shadow, progress)?;
+    let shadow = shadow_in(older.iter().copied());
+    let bytes = scanned.finish(&shadow);
     drop(shadow);
     let mut written = false;
     if persist {
@@ -217,6 +254,10 @@ pub struct Engine {
     pub progress: Option<ProgressFn>,
     /// Write rebuilt index files beside their segments.
     pub persist: bool,
+    /// Sealed segments scanned at once when several images are to be
+    /// built (one per core by default; 1 builds one after another). The
+    /// images are the same bytes either way.
+    pub scan_threads: usize,
     pub stats: EngineStats,
 }
 
@@ -339,6 +380,7 @@ impl Engine {
             pending: HashMap::new(),
             progress: None,
             persist: true,
+            scan_threads: super::scan_ahead::scan_threads(),
             stats: EngineStats::default(),
         }
     }
@@ -365,14 +407,13 @@ impl Engine {
         if self.sealed.len() != before {
             self.foreign_dirty = true;
         }
-        for s in segs.iter().filter(|s| s.sealed && s.count > 0) {
-            if let Some(have) = self.sealed.get(&s.seq) {
-                if have.meta == *s {
-                    continue;
-                }
-            }
-            self.load_sealed(s, false)?;
-        }
+        let todo: Vec<SegmentMeta> = segs
+            .iter()
+            .filter(|s| s.sealed && s.count > 0)
+            .filter(|s| self.sealed.get(&s.seq).is_none_or(|have| have.meta != **s))
+            .cloned()
+            .collect();
+        self.load_many_sealed(&todo)?;
         match segs.last().filter(|s| !s.sealed) {
             None => {
                 if self.active.take().is_some() {
@@ -387,8 +428,46 @@ impl Engine {
         Ok(())
     }
 
+    /// [`Engine::load_sealed`] of every segment of `todo` (ascending seq),
+    /// their stored files opened or their events scanned on up to one
+    /// thread per core ahead of this one, which finishes each build in
+    /// order (a build looks runs up in the older images).
+    fn load_many_sealed(&mut self, todo: &[SegmentMeta]) -> Result<()> {
+        // Those an indexer is building are waited for, not scanned again.
+        let items: Vec<(&SegmentMeta, bool)> = todo
+            .iter()
+            .map(|m| (m, self.pending.contains_key(&m.seq)))
+            .collect();
+        let progress = self.progress.clone();
+        super::scan_ahead::scan_ahead(
+            &items,
+            self.scan_threads,
+            |&(meta, pending)| {
+                if pending {
+                    return Ok(None);
+                }
+                map_and_prepare(meta, progress.as_ref()).map(Some)
+            },
+            |i, prepared| self.load_prepared(items[i].0, false, prepared?),
+        )
+    }
+
     fn load_sealed(&mut self, meta: &SegmentMeta, force: bool) -> Result<()> {
-        let seg = map_segment(meta)?;
+        self.load_prepared(meta, force, None)
+    }
+
+    /// Load or build the image of sealed segment `meta`; `prepared`: its
+    /// segment mapped and its image prepared already (on a scan thread).
+    fn load_prepared(
+        &mut self,
+        meta: &SegmentMeta,
+        force: bool,
+        prepared: Option<(memmap2::Mmap, Prepared)>,
+    ) -> Result<()> {
+        let (seg, mut prepared) = match prepared {
+            Some((seg, p)) => (seg, Some(p)),
+            None => (map_segment(meta)?, None),
+        };
         // An indexer building it outside the lock: wait for its image
         // rather than build the same thing twice.
         if let Some((pmeta, slot)) = self.pending.remove(&meta.seq) {
@@ -400,19 +479,16 @@ impl Engine {
             }
         }
         let (img, made) = loop {
+            let prep = match prepared.take() {
+                Some(p) => p,
+                None => prepare(meta, &seg, force, self.progress.as_ref())?,
+            };
             let older: Vec<(u64, &Image)> = self
                 .sealed
                 .range(..meta.seq)
                 .map(|(seq, s)| (*seq, &*s.img))
                 .collect();
-            let r = make_sealed(
-                meta,
-                &seg,
-                &older,
-                force,
-                self.progress.as_ref(),
-                self.persist,
-            )?;
+            let r = make_sealed(meta, prep, &older, self.persist)?;
             drop(older);
             if matches!(r.1, Made::Loaded) {
                 break r;
@@ -477,7 +553,7 @@ impl Engine {
     /// next [`Engine::refresh`].
     pub fn index_sealed(engine: &Mutex<Engine>) -> Result<()> {
         let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
-        let (jobs, mut older, progress, persist) = {
+        let (jobs, mut older, progress, persist, threads) = {
             let mut e = lock();
             let segs = e.reader.segments();
             let mut jobs = Vec::new();
@@ -495,7 +571,7 @@ impl Engine {
                 .iter()
                 .map(|(seq, s)| (*seq, s.img.clone()))
                 .collect();
-            (jobs, older, e.progress.clone(), e.persist)
+            (jobs, older, e.progress.clone(), e.persist, e.scan_threads)
         };
         // Off the lock and at the indexer's low priority: filters that let
         // `run`/`chain` lookups skip images (once per image).
@@ -506,20 +582,25 @@ impl Engine {
             return Ok(());
         }
         let mut built = Vec::new();
-        let mut failed = None;
-        for (meta, mut fill) in jobs {
-            if failed.is_some() {
-                continue; // `fill` drops: waiters build it themselves.
-            }
-            let made = (|| {
-                let seg = map_segment(&meta)?;
+        let (metas, mut fills): (Vec<SegmentMeta>, Vec<Option<SlotFill>>) =
+            jobs.into_iter().map(|(m, f)| (m, Some(f))).unzip();
+        // Scans on up to one thread per core (at this thread's priority,
+        // which they inherit), finishes here in order. A failure stops the
+        // rest; their slots complete empty as `fills` drops, and waiters
+        // build those images themselves.
+        let res = super::scan_ahead::scan_ahead(
+            &metas,
+            threads,
+            |meta| map_and_prepare(meta, progress.as_ref()),
+            |i, prepared| {
+                let meta = &metas[i];
+                let (seg, prepared) = prepared?;
                 let refs: Vec<(u64, &Image)> = older
                     .iter()
                     .filter(|(seq, _)| *seq < meta.seq)
                     .map(|(seq, img)| (*seq, &**img))
                     .collect();
-                let (img, made) =
-                    make_sealed(&meta, &seg, &refs, false, progress.as_ref(), persist)?;
+                let (img, made) = make_sealed(meta, prepared, &refs, persist)?;
                 if refs.iter().any(|(_, i)| i.poisoned()) {
                     return Err(Error::Corrupt {
                         segment: meta.name.clone(),
@@ -527,19 +608,19 @@ impl Engine {
                         reason: "an older index turned out corrupt while building".into(),
                     });
                 }
-                Ok((Arc::new(img), made, seg))
-            })();
-            match made {
-                Ok((img, made, seg)) => {
-                    img.warm_run_filter();
+                drop(refs);
+                let img = Arc::new(img);
+                img.warm_run_filter();
+                if let Some(mut fill) = fills[i].take() {
                     fill.img = Some(img.clone());
-                    drop(fill);
-                    older.push((meta.seq, img.clone()));
-                    built.push((meta, img, made, seg));
                 }
-                Err(e) => failed = Some(e),
-            }
-        }
+                older.push((meta.seq, img.clone()));
+                built.push((meta.clone(), img, made, seg));
+                Ok(())
+            },
+        );
+        drop(fills);
+        let failed = res.err();
         let mut e = lock();
         let live = e.reader.segments();
         for (meta, img, made, seg) in built {

@@ -19,6 +19,7 @@ mod asof;
 mod background;
 mod calls;
 mod engine;
+mod scan_ahead;
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};

@@ -17,6 +17,7 @@ mod format_upgrade;
 mod gateway_api;
 mod integrity;
 mod layering;
+mod parallel_index;
 mod limits;
 mod proofs;
 mod query_index;

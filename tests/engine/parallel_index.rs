@@ -1,0 +1,177 @@
+//! Sealed segments' images built several at once (their scans on worker
+//! threads, their finishes in log order): the same bytes as built one
+//! after another, through `refresh` and through the indexer's
+//! `index_sealed`, and `verify`'s own rebuild agrees; a segment whose
+//! build fails is reported by name, not skipped.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::support::idx_files;
+use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted, ToolCall};
+use auditlog::query::Engine;
+use auditlog::{Config, Durability, Log, Micros};
+
+const DAY: Micros = 86_400_000_000;
+/// 2026-11-20T00:00:00Z.
+const D0: Micros = 1_795_132_800_000_000;
+const SEGMENTS: i64 = 7;
+
+fn start(skill: &str) -> RunStarted {
+    RunStarted {
+        skill_id: skill.into(),
+        caller_id: "u-1".into(),
+        channel_id: "c-1".into(),
+        ..RunStarted::default()
+    }
+}
+
+fn finish(status: &str) -> RunFinished {
+    RunFinished {
+        status: status.into(),
+        ..RunFinished::default()
+    }
+}
+
+/// Seven sealed segments whose images depend on each other: runs that
+/// finish a segment later, ids started again in later segments (shadowed
+/// starts), tool calls and `run_log` tool calls (some with escapes).
+fn build_log(dir: &Path) -> PathBuf {
+    let path = dir.join("log");
+    let mut cfg = Config::new(&path);
+    cfg.durability = Durability::Never;
+    let log = Log::open(cfg).unwrap();
+    for seg in 0..SEGMENTS {
+        let mut evs = Vec::new();
+        for i in 0..300i64 {
+            let t = D0 + seg * DAY + i * 1_000_000;
+            // Every 11th id comes back in every segment.
+            let id = if i % 11 == 0 {
+                format!("again-{i}")
+            } else {
+                format!("s{seg}-{i:03}")
+            };
+            evs.push(Event::run_started(id.clone(), t, start(["a", "b", "c"][i as usize % 3])));
+            let tool = if i % 4 == 0 { r#"s\"h"# } else { "sh" };
+            let payload = format!(r#"{{"tool":"{tool}","status":"error","duration_ms":{i}}}"#);
+            evs.push(Event::run_log(
+                id.clone(),
+                t + 1,
+                RunLog {
+                    seq: 0,
+                    event_type: "tool_call".into(),
+                    payload: Json::parse(&payload).unwrap(),
+                },
+            ));
+            let call = ToolCall {
+                tool: format!("tool-{}", i % 5),
+                status: ["ok", "error"][i as usize % 2].into(),
+                duration_ms: Some(i as f64),
+                ..ToolCall::default()
+            };
+            evs.push(Event::tool_call(id.clone(), t + 2, call));
+            if i % 7 != 0 {
+                evs.push(Event::run_finished(id, t + 3, finish(["ok", "error"][i as usize % 2])));
+            }
+        }
+        // The runs left open in the previous segment finish here.
+        if seg > 0 {
+            for i in (0..300i64).filter(|i| i % 7 == 0 && i % 11 != 0) {
+                let t = D0 + seg * DAY + 400_000_000 + i;
+                evs.push(Event::run_finished(format!("s{}-{i:03}", seg - 1), t, finish("late")));
+            }
+        }
+        log.append_batch(&evs).unwrap().wait().unwrap();
+        log.seal().unwrap();
+    }
+    log.close().unwrap();
+    path
+}
+
+/// Every index file's bytes, by name.
+fn index_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    idx_files(dir)
+        .into_iter()
+        .map(|p| {
+            let b = fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect()
+}
+
+fn remove_indexes(dir: &Path) {
+    for f in idx_files(dir) {
+        fs::remove_file(f).unwrap();
+    }
+}
+
+fn refresh_with(dir: &Path, threads: usize) -> Engine {
+    let mut eng = Engine::open(dir).unwrap();
+    eng.scan_threads = threads;
+    eng.refresh().unwrap();
+    eng
+}
+
+#[test]
+fn parallel_builds_write_the_same_bytes_as_one_after_another() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = build_log(tmp.path());
+    let sequential = {
+        let eng = refresh_with(&path, 1);
+        assert_eq!(eng.stats.rebuilt, SEGMENTS as u64, "{:?}", eng.stats);
+        index_bytes(&path)
+    };
+    assert_eq!(sequential.len(), SEGMENTS as usize);
+    for threads in [2, 3, 16] {
+        remove_indexes(&path);
+        let eng = refresh_with(&path, threads);
+        assert_eq!(eng.stats.rebuilt, SEGMENTS as u64, "{threads}: {:?}", eng.stats);
+        assert!(index_bytes(&path) == sequential, "refresh, {threads} threads");
+
+        remove_indexes(&path);
+        let mut eng = Engine::open(&path).unwrap();
+        eng.scan_threads = threads;
+        let eng = std::sync::Mutex::new(eng);
+        Engine::index_sealed(&eng).unwrap();
+        assert!(index_bytes(&path) == sequential, "index_sealed, {threads} threads");
+    }
+    // `verify` rebuilds every image from the events it decodes, one by one,
+    // and compares it with the stored file byte for byte.
+    let report = auditlog::verify(&path, None, |_, _| {}).unwrap();
+    assert_eq!(report.indexes_checked, SEGMENTS as u64);
+}
+
+#[test]
+fn a_failed_build_among_parallel_ones_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = build_log(tmp.path());
+    // Damage an event in the middle of the third segment.
+    let mut segs: Vec<PathBuf> = fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let bad = &segs[2];
+    let mut b = fs::read(bad).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    fs::write(bad, b).unwrap();
+    let bad_name = bad.file_name().unwrap().to_str().unwrap().to_string();
+    for threads in [1, 2, 4] {
+        remove_indexes(&path);
+        let mut eng = Engine::open(&path).unwrap();
+        eng.scan_threads = threads;
+        let err = eng.refresh().expect_err("a damaged segment fails its build");
+        assert!(err.to_string().contains(&bad_name), "{threads}: {err}");
+
+        remove_indexes(&path);
+        let mut eng = Engine::open(&path).unwrap();
+        eng.scan_threads = threads;
+        let eng = std::sync::Mutex::new(eng);
+        let err = Engine::index_sealed(&eng).expect_err("the indexer reports it too");
+        assert!(err.to_string().contains(&bad_name), "{threads}: {err}");
+        // The segments before it were built and stored.
+        assert!(idx_files(&path).len() >= 2, "{threads}");
+    }
+}
