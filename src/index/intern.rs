@@ -3,11 +3,12 @@
 //! in the order `Builder::finish` asks for handles, so the handle order is
 //! part of the image bytes and must not change).
 //!
-//! The strings live back to back in one buffer and the hash table holds
-//! only handles, next to each string's full hash: a lookup compares bytes
-//! only when the full hashes agree. The table of `Rc<str>` keys it
-//! replaces spent more time in `memcmp` (a pointer chase per probe into a
-//! separate allocation) than in hashing, and could not leave its thread.
+//! The strings live back to back in one buffer; the hash table's slots
+//! hold each string's full hash, handle, length and first 16 bytes, so a
+//! lookup of a short string reads only its slot. The table of `Rc<str>`
+//! keys it replaces spent more time in `memcmp` (a pointer chase per probe
+//! into a separate allocation, a cache miss) than in hashing, and could
+//! not leave its thread.
 
 #![deny(
     clippy::cast_possible_truncation,
@@ -26,38 +27,69 @@ use crate::num::u32_of;
 #[derive(Default)]
 pub(crate) struct Interner {
     text: String,
-    /// Per handle: (start in `text`, length, full hash).
-    spans: Vec<(u32, u32, u64)>,
-    table: HashTable<u32>,
+    /// Per handle: (start in `text`, length).
+    spans: Vec<(u32, u32)>,
+    table: HashTable<Slot>,
     hasher: foldhash::fast::FixedState,
+}
+
+/// Bytes of a string kept in its table slot: ids, channels, statuses and
+/// tool names are mostly this short, and then a lookup reads nothing but
+/// the slot (reading the string from `text` was a cache miss per lookup).
+const INLINE: usize = 16;
+
+/// One table entry: the string's full hash, handle, length and first bytes.
+struct Slot {
+    hash: u64,
+    handle: u32,
+    len: u32,
+    head: [u8; INLINE],
+}
+
+fn head_of(s: &[u8]) -> [u8; INLINE] {
+    let mut head = [0u8; INLINE];
+    let n = s.len().min(INLINE);
+    head[..n].copy_from_slice(&s[..n]);
+    head
 }
 
 impl Interner {
     /// The handle of `s`, new if it was not seen before.
     pub fn intern(&mut self, s: &str) -> u32 {
         let hash = self.hasher.hash_one(s);
+        let b = s.as_bytes();
+        let head = head_of(b);
         let (text, spans) = (&self.text, &self.spans);
-        let found = self.table.find(hash, |&h| {
-            let (start, len, full) = spans[h as usize];
-            full == hash && &text.as_bytes()[start as usize..(start + len) as usize] == s.as_bytes()
+        let found = self.table.find(hash, |slot| {
+            slot.hash == hash
+                && slot.len as usize == b.len()
+                && slot.head == head
+                && (b.len() <= INLINE || {
+                    let (start, len) = spans[slot.handle as usize];
+                    &text.as_bytes()[start as usize..(start + len) as usize] == b
+                })
         });
-        if let Some(&h) = found {
-            return h;
+        if let Some(slot) = found {
+            return slot.handle;
         }
-        let h = u32_of(self.spans.len());
+        let handle = u32_of(self.spans.len());
         self.spans
-            .push((u32_of(self.text.len()), u32_of(s.len()), hash));
+            .push((u32_of(self.text.len()), u32_of(s.len())));
         self.text.push_str(s);
-        let spans = &self.spans;
-        self.table
-            .insert_unique(hash, h, |&h| spans[h as usize].2);
-        h
+        let slot = Slot {
+            hash,
+            handle,
+            len: u32_of(b.len()),
+            head,
+        };
+        self.table.insert_unique(hash, slot, |slot| slot.hash);
+        handle
     }
 
     /// The text of handle `h` (empty for a handle never given out).
     pub fn name(&self, h: u32) -> &str {
         match self.spans.get(h as usize) {
-            Some(&(start, len, _)) => &self.text[start as usize..(start + len) as usize],
+            Some(&(start, len)) => &self.text[start as usize..(start + len) as usize],
             None => "",
         }
     }
@@ -82,6 +114,17 @@ mod tests {
             assert_eq!(t.name(*h), *w);
         }
         assert_eq!(t.name(99), "");
+    }
+
+    #[test]
+    fn strings_alike_in_their_first_bytes_stay_apart() {
+        let mut t = Interner::default();
+        let a = "0123456789abcdef-one";
+        let b = "0123456789abcdef-two";
+        let c = "0123456789abcdef";
+        assert_eq!([t.intern(a), t.intern(b), t.intern(c)], [0, 1, 2]);
+        assert_eq!([t.intern(c), t.intern(b), t.intern(a)], [2, 1, 0]);
+        assert_eq!((t.name(0), t.name(1), t.name(2)), (a, b, c));
     }
 
     #[test]
