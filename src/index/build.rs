@@ -94,17 +94,6 @@ impl Builder {
         }
     }
 
-    /// Room for `events` more events in the lists every event may add to,
-    /// reserved once: grown by doubling, they faulted in (and the kernel
-    /// cleared) about twice their pages, the largest cost of a scan after
-    /// the decode. Only address space until written; a hint, so a
-    /// reservation that fails is skipped.
-    pub fn reserve(&mut self, events: usize) {
-        let _ = self.runs.try_reserve(events);
-        let _ = self.calls.try_reserve(events);
-        let _ = self.logs.try_reserve(events);
-    }
-
     /// A chain point: the digest at segment offset `off` (the image's
     /// start, then the end of every block, in order).
     pub fn chain_point(&mut self, off: u64, digest: Digest) {

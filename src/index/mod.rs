@@ -263,16 +263,9 @@ pub fn scan_image(
     span: Span,
     progress: Option<&ProgressFn>,
 ) -> Result<Scanned> {
-    let total = span.to - span.from;
     let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
-    if span.first_lsn == meta.first_lsn && span.to == meta.data_len {
-        // The whole segment (sealed, or the active one so far): its count,
-        // bounded by what its bytes can hold (every frame is longer than
-        // 16 bytes), should a damaged MANIFEST say otherwise.
-        let events = meta.count.min(total / 16);
-        b.reserve(usize::try_from(events).unwrap_or(0));
-    }
     b.chain_point(span.from, span.digest_at_from);
+    let total = span.to - span.from;
     let report = progress.filter(|_| total >= PROGRESS_MIN_BYTES);
     let mut n = 0u64;
     let mut points = Vec::new();
