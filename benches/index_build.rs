@@ -82,7 +82,10 @@ fn index_build(c: &mut Criterion) {
     let n = make_log(&dir, events_wanted());
     let reader = LogReader::open(&dir).expect("reader");
     let (seq, events) = first_segment_events(&reader);
-    eprintln!("index_build: {n} events; first segment {} events", events.len());
+    eprintln!(
+        "index_build: {n} events; first segment {} events",
+        events.len()
+    );
 
     let mut g = c.benchmark_group("index_build");
     g.sample_size(10);

@@ -10,8 +10,8 @@
 use foldhash::{HashMap, HashMapExt};
 
 use serde::Deserialize;
-use std::borrow::Cow;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 
 use super::image::{le_u32, le_u64, Image, StrRef, S_CALLS, S_CKEYS, S_CPOST};
 use crate::event::{Event, EventData, Micros};

@@ -73,8 +73,7 @@ impl Interner {
             return slot.handle;
         }
         let handle = u32_of(self.spans.len());
-        self.spans
-            .push((u32_of(self.text.len()), u32_of(s.len())));
+        self.spans.push((u32_of(self.text.len()), u32_of(s.len())));
         self.text.push_str(s);
         let slot = Slot {
             hash,
@@ -106,7 +105,15 @@ mod tests {
     #[test]
     fn handles_come_in_first_seen_order_and_repeat() {
         let mut t = Interner::default();
-        let words = ["r-1", "", "ok", "r-1", "ok", "a much longer string than sixteen bytes", ""];
+        let words = [
+            "r-1",
+            "",
+            "ok",
+            "r-1",
+            "ok",
+            "a much longer string than sixteen bytes",
+            "",
+        ];
         let hs: Vec<u32> = words.iter().map(|w| t.intern(w)).collect();
         assert_eq!(hs, [0, 1, 2, 0, 2, 3, 1]);
         assert_eq!(t.len(), 4);

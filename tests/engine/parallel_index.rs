@@ -51,7 +51,11 @@ fn build_log(dir: &Path) -> PathBuf {
             } else {
                 format!("s{seg}-{i:03}")
             };
-            evs.push(Event::run_started(id.clone(), t, start(["a", "b", "c"][i as usize % 3])));
+            evs.push(Event::run_started(
+                id.clone(),
+                t,
+                start(["a", "b", "c"][i as usize % 3]),
+            ));
             let tool = if i % 4 == 0 { r#"s\"h"# } else { "sh" };
             let payload = format!(r#"{{"tool":"{tool}","status":"error","duration_ms":{i}}}"#);
             evs.push(Event::run_log(
@@ -71,14 +75,22 @@ fn build_log(dir: &Path) -> PathBuf {
             };
             evs.push(Event::tool_call(id.clone(), t + 2, call));
             if i % 7 != 0 {
-                evs.push(Event::run_finished(id, t + 3, finish(["ok", "error"][i as usize % 2])));
+                evs.push(Event::run_finished(
+                    id,
+                    t + 3,
+                    finish(["ok", "error"][i as usize % 2]),
+                ));
             }
         }
         // The runs left open in the previous segment finish here.
         if seg > 0 {
             for i in (0..300i64).filter(|i| i % 7 == 0 && i % 11 != 0) {
                 let t = D0 + seg * DAY + 400_000_000 + i;
-                evs.push(Event::run_finished(format!("s{}-{i:03}", seg - 1), t, finish("late")));
+                evs.push(Event::run_finished(
+                    format!("s{}-{i:03}", seg - 1),
+                    t,
+                    finish("late"),
+                ));
             }
         }
         log.append_batch(&evs).unwrap().wait().unwrap();
@@ -125,15 +137,25 @@ fn parallel_builds_write_the_same_bytes_as_one_after_another() {
     for threads in [2, 3, 16] {
         remove_indexes(&path);
         let eng = refresh_with(&path, threads);
-        assert_eq!(eng.stats.rebuilt, SEGMENTS as u64, "{threads}: {:?}", eng.stats);
-        assert!(index_bytes(&path) == sequential, "refresh, {threads} threads");
+        assert_eq!(
+            eng.stats.rebuilt, SEGMENTS as u64,
+            "{threads}: {:?}",
+            eng.stats
+        );
+        assert!(
+            index_bytes(&path) == sequential,
+            "refresh, {threads} threads"
+        );
 
         remove_indexes(&path);
         let mut eng = Engine::open(&path).unwrap();
         eng.scan_threads = threads;
         let eng = std::sync::Mutex::new(eng);
         Engine::index_sealed(&eng).unwrap();
-        assert!(index_bytes(&path) == sequential, "index_sealed, {threads} threads");
+        assert!(
+            index_bytes(&path) == sequential,
+            "index_sealed, {threads} threads"
+        );
     }
     // `verify` rebuilds every image from the events it decodes, one by one,
     // and compares it with the stored file byte for byte.
@@ -162,7 +184,9 @@ fn a_failed_build_among_parallel_ones_is_reported() {
         remove_indexes(&path);
         let mut eng = Engine::open(&path).unwrap();
         eng.scan_threads = threads;
-        let err = eng.refresh().expect_err("a damaged segment fails its build");
+        let err = eng
+            .refresh()
+            .expect_err("a damaged segment fails its build");
         assert!(err.to_string().contains(&bad_name), "{threads}: {err}");
 
         remove_indexes(&path);
