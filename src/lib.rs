@@ -106,6 +106,7 @@ mod rechain;
 mod recovery;
 mod redact;
 mod repair;
+mod replay;
 mod retention;
 mod segment;
 mod shared;
@@ -129,7 +130,7 @@ pub use query::{
     Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource, Engine as QueryEngine,
     ErrorGroup, Filter, Page,
 };
-pub use reader::{Follower, LogReader, Replay, ReplayRange};
+pub use reader::{Follower, LogReader, Replay, ReplayRange, ReplayThreads};
 pub use receipt::{LsnRange, Receipt};
 pub use rechain::Rechain;
 pub use redact::{

@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use crate::blocks::{self, Scan};
 use crate::chain::Digest;
-use crate::codec;
 use crate::error::{Error, Result};
 use crate::event::{Event, Micros};
-use crate::frame::{peek_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{self, map_file, Head, Mode, SegmentMeta};
 use crate::manifest::Manifest;
-use crate::segment::{self, EventWalk, Header, HEADER_SIZE};
+pub use crate::replay::{Replay, ReplayThreads};
+use crate::segment::{self, Header, HEADER_SIZE};
 use crate::shared::Shared;
 
 #[derive(Clone)]
@@ -283,8 +282,17 @@ impl LogReader {
     /// segment's trusted end) before any of its events is returned, and
     /// every event is decoded with the strict decoder; a check that fails
     /// ends the replay with an error naming the segment and offset.
+    ///
+    /// A large replay checks and decodes on other threads while the caller
+    /// consumes ([`ReplayThreads::Auto`]; see [`LogReader::replay_with`]).
     pub fn replay(&self, range: ReplayRange) -> Replay {
-        Replay::new(self.segments(), range, self.checked.clone())
+        self.replay_with(range, ReplayThreads::Auto)
+    }
+
+    /// [`LogReader::replay`] with the threads chosen by the caller: the
+    /// same events in the same order, with the same checks, either way.
+    pub fn replay_with(&self, range: ReplayRange, threads: ReplayThreads) -> Replay {
+        Replay::new(self.segments(), range, self.checked.clone(), threads)
     }
 
     /// Wait until the head passes `lsn` or `timeout` ends; the new head.
@@ -423,201 +431,4 @@ fn grown_active(dir: &Path, segments: &[SegmentMeta]) -> Result<Option<SegmentMe
         digest: scan.digest,
         ..last.clone()
     }))
-}
-
-/// Iterator over `(lsn, event)`; stops after the first error.
-pub struct Replay {
-    segments: std::iter::Peekable<std::vec::IntoIter<SegmentMeta>>,
-    range: ReplayRange,
-    current: Option<Cursor>,
-    /// The next segment, mapped and checked on another thread while this
-    /// one is read (the chain check of a whole segment is most of what a
-    /// checked read adds; docs/benchmarks.md).
-    ahead: Option<std::thread::JoinHandle<Result<Cursor>>>,
-    done: bool,
-    checked: Arc<Checked>,
-}
-
-struct Cursor {
-    meta: SegmentMeta,
-    map: memmap2::Mmap,
-    walk: EventWalk,
-    /// LSN of the first event of the block of the event returned last.
-    block_lsn: u64,
-}
-
-impl Cursor {
-    /// Map `meta`, find the block holding LSN `from`, and check the chain
-    /// from there to the segment's trusted end.
-    fn open(meta: SegmentMeta, from: u64, checked: &Checked) -> Result<Cursor> {
-        let map = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
-            segment: meta.name.clone(),
-            offset: 0,
-            reason: "segment file is empty".into(),
-        })?;
-        if (map.len() as u64) < meta.data_len {
-            return Err(Error::Corrupt {
-                segment: meta.name.clone(),
-                offset: map.len() as u64,
-                reason: format!(
-                    "file is shorter than its committed length {}",
-                    meta.data_len
-                ),
-            });
-        }
-        let (pos, lsn) = block_holding(&map[..meta.data_len as usize], &meta, from);
-        checked.ensure(&meta, &map, pos as u64, lsn)?;
-        Ok(Cursor {
-            walk: EventWalk::new(crate::num::u64_of(pos), meta.data_len, lsn),
-            block_lsn: lsn,
-            meta,
-            map,
-        })
-    }
-}
-
-impl Replay {
-    fn new(segments: Vec<SegmentMeta>, range: ReplayRange, checked: Arc<Checked>) -> Replay {
-        let from = range.from_lsn.unwrap_or(0);
-        let keep: Vec<SegmentMeta> = segments
-            .into_iter()
-            .filter(|s| s.count > 0 && s.end_lsn() > from)
-            .filter(|s| match (range.since, s.max_ts) {
-                (Some(since), Some(max)) => max >= since,
-                _ => true,
-            })
-            .filter(|s| match (range.until, s.min_ts) {
-                (Some(until), Some(min)) => min <= until,
-                _ => true,
-            })
-            .collect();
-        Replay {
-            segments: keep.into_iter().peekable(),
-            range,
-            current: None,
-            ahead: None,
-            done: false,
-            checked,
-        }
-    }
-
-    /// Enter the next segment (checked on another thread while the one
-    /// before was read, or here), and start checking the one after it.
-    fn open_next(&mut self) -> Result<bool> {
-        let from = self.range.from_lsn.unwrap_or(0);
-        let cursor = match self.ahead.take() {
-            // A panic there is a bug that would have panicked here: go on
-            // with it as if it had.
-            Some(handle) => handle
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
-            None => match self.segments.next() {
-                Some(meta) => Cursor::open(meta, from, &self.checked)?,
-                None => return Ok(false),
-            },
-        };
-        if let Some(meta) = self.segments.peek().cloned() {
-            let checked = self.checked.clone();
-            let spawned = std::thread::Builder::new()
-                .name("auditlog-check-ahead".into())
-                .spawn(move || Cursor::open(meta, from, &checked));
-            // No thread to spare: the next one is checked when entered.
-            if let Ok(handle) = spawned {
-                self.segments.next();
-                self.ahead = Some(handle);
-            }
-        }
-        self.current = Some(cursor);
-        Ok(true)
-    }
-
-    fn step(&mut self) -> Result<Option<(u64, Event)>> {
-        let from = self.range.from_lsn.unwrap_or(0);
-        loop {
-            if self.current.is_none() && !self.open_next()? {
-                return Ok(None);
-            }
-            let Some(c) = self.current.as_mut() else {
-                return Ok(None);
-            };
-            c.walk.skip_to(&c.map, from);
-            let rec = match c.walk.next(&c.map) {
-                None => {
-                    self.current = None;
-                    continue;
-                }
-                Some(r) => r.map_err(|d| d.into_error(&c.meta.name))?,
-            };
-            c.block_lsn = rec.block_lsn;
-            if rec.lsn < from {
-                continue;
-            }
-            // Checked above: CRCs and the chain of every block from here on.
-            let ev = codec::decode_stored(rec.payload).map_err(|reason| Error::Corrupt {
-                segment: c.meta.name.clone(),
-                offset: rec.offset,
-                reason: format!("event record does not decode: {reason}"),
-            })?;
-            let in_range = self.range.since.is_none_or(|s| ev.ts >= s)
-                && self.range.until.is_none_or(|u| ev.ts <= u);
-            if in_range {
-                return Ok(Some((rec.lsn, ev)));
-            }
-        }
-    }
-}
-
-/// The start of the block holding LSN `want` (or the segment's first
-/// block), and the LSN of its first event: frames before it are hopped by
-/// their lengths alone (`tail` and followers start near the end of a large
-/// active segment). Where the hop cannot go on, it stops: the check that
-/// follows reports what is wrong there.
-fn block_holding(seg: &[u8], meta: &SegmentMeta, want: u64) -> (usize, u64) {
-    let mut pos = HEADER_SIZE;
-    let mut lsn = meta.first_lsn;
-    let (mut block, mut block_lsn) = (pos, lsn);
-    while lsn <= want && pos < seg.len() {
-        let Some((rec_type, size)) = peek_frame(&seg[pos..]) else {
-            break;
-        };
-        pos += size;
-        match rec_type {
-            REC_EVENT => lsn += 1,
-            REC_COMMIT if lsn <= want => (block, block_lsn) = (pos, lsn),
-            REC_COMMIT => break,
-            _ => break,
-        }
-    }
-    (block, block_lsn)
-}
-
-impl Replay {
-    /// The segment and the first LSN of the group-commit block that holds
-    /// the event returned last (`None` before the first one): what a copy
-    /// of the events needs to recompute the chain's block digests later
-    /// (the Parquet export's `block_lsn` column).
-    pub fn block_of_last(&self) -> Option<(u64, u64)> {
-        self.current.as_ref().map(|c| (c.meta.seq, c.block_lsn))
-    }
-}
-
-impl Iterator for Replay {
-    type Item = Result<(u64, Event)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.step() {
-            Ok(Some(x)) => Some(Ok(x)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(e) => {
-                self.done = true;
-                Some(Err(e))
-            }
-        }
-    }
 }

@@ -414,6 +414,78 @@ impl EventWalk {
     }
 }
 
+impl EventWalk {
+    /// From offset `from` inside a block whose first event has LSN
+    /// `block_lsn`, up to `end`, the next event there having LSN `lsn`.
+    pub fn within_block(from: u64, end: u64, lsn: u64, block_lsn: u64) -> EventWalk {
+        EventWalk {
+            block_lsn,
+            ..EventWalk::new(from, end, lsn)
+        }
+    }
+
+    /// The same walk, ending at `end` instead.
+    pub fn until(self, end: u64) -> EventWalk {
+        EventWalk {
+            end: usize_of(end).min(self.end),
+            ..self
+        }
+    }
+
+    /// LSN of the first event of the block the walk is in.
+    pub fn block_lsn(&self) -> u64 {
+        self.block_lsn
+    }
+
+    /// Offset of the next frame.
+    pub fn pos(&self) -> u64 {
+        u64_of(self.pos)
+    }
+
+    /// Like [`EventWalk::next`] over bytes whose frames were already
+    /// CRC-checked (and whose blocks were chain-checked) by
+    /// [`crate::blocks::check_range`]: frames are followed by their lengths,
+    /// without computing each CRC a second time. A frame that no longer
+    /// fits is still damage (the file changed after it was checked).
+    pub fn next_checked<'a>(&mut self, data: &'a [u8]) -> Option<Result<EventRecord<'a>, Damage>> {
+        let end = self.end.min(data.len());
+        loop {
+            if self.pos >= end {
+                return None;
+            }
+            let at = self.pos;
+            let Some((rec_type, size)) = peek_frame(&data[at..end]) else {
+                return Some(Err(Damage::at(
+                    u64_of(at),
+                    "frame does not fit the checked range (the file changed after it was checked)",
+                )));
+            };
+            self.pos += size;
+            match rec_type {
+                REC_COMMIT => self.block_lsn = self.lsn,
+                REC_EVENT => {
+                    let lsn = self.lsn;
+                    self.lsn += 1;
+                    return Some(Ok(EventRecord {
+                        lsn,
+                        block_lsn: self.block_lsn,
+                        offset: u64_of(at),
+                        end: u64_of(self.pos),
+                        payload: &data[at + FRAME_HEADER + 1..self.pos],
+                    }));
+                }
+                other => {
+                    self.pos = at;
+                    return Some(Err(Damage::at(
+                        u64_of(at),
+                        format!("unexpected record type 0x{other:02x}"),
+                    )));
+                }
+            }
+        }
+    }
+}
+
 /// Whether a whole, CRC-valid commit record starts anywhere in `data`
 /// (at any byte offset). A torn final write never has one after the damage;
 /// damage earlier in a segment almost always does (the later blocks).

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use auditlog::exported::{self, ExportLock};
 use auditlog::QueryEngine as Engine;
 use auditlog::SegmentMeta;
-use auditlog::{LogReader, Replay, ReplayRange};
+use auditlog::{LogReader, Replay, ReplayRange, ReplayThreads};
 
 use crate::dest::Destination;
 use crate::error::{ExportError, Result};
@@ -371,10 +371,14 @@ impl Ctx<'_> {
     /// before its events are used (docs/integrity.md), so the digests
     /// recorded here are proven.
     fn segment_job(&self, s: &SegmentMeta) -> (Replay, Files) {
-        let replay = self.engine.reader().replay(ReplayRange {
+        // One segment per job, on the export's own threads: no replay
+        // threads of its own (they would check and decode segments past
+        // this one for nothing).
+        let range = ReplayRange {
             from_lsn: Some(s.first_lsn),
             ..ReplayRange::default()
-        });
+        };
+        let replay = self.engine.reader().replay_with(range, ReplayThreads::None);
         (replay, self.files(s.seq))
     }
 

@@ -23,5 +23,6 @@ mod proofs;
 mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;
+mod replay_pipeline;
 mod store_healing;
 mod store_retention;

@@ -1,0 +1,558 @@
+//! Replay: the events of a log in LSN order, each segment's blocks checked
+//! against the chain up to the segment's trusted end before any of its
+//! events is returned, every event decoded with the strict decoder
+//! (docs/integrity.md).
+//!
+//! A large replay is a pipeline (docs/benchmarks.md, "Integrity checks on
+//! the read path"): one thread ("auditlog-check-ahead") maps each segment,
+//! checks its chain (frame CRCs, block shapes, BLAKE3 up to the trusted
+//! end) and cuts the checked bytes into chunks; decoding threads
+//! ("auditlog-decode") strict-decode the chunks, dealt out in turn; the
+//! caller's thread takes the decoded chunks back in the same turn, so the
+//! order is the log's and nothing can overtake. A chunk of a segment is
+//! only made after the whole segment was checked, so the guarantee is the
+//! same as on one thread. Memory is bounded: at most
+//! [`OUT_DEPTH`] + 1 decoded chunks per decoding thread, each at most
+//! [`CHUNK_EVENTS`] events or [`CHUNK_BYTES`] of frames.
+//!
+//! Each frame's CRC is computed once, by the chain check; the decode
+//! follows the checked frames by their lengths.
+
+use std::sync::Arc;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::frame::{peek_frame, REC_COMMIT, REC_EVENT};
+use crate::layout::{map_file, SegmentMeta};
+use crate::reader::{Checked, ReplayRange};
+use crate::segment::{EventWalk, HEADER_SIZE};
+
+/// Events per decoded chunk (at most).
+pub const CHUNK_EVENTS: usize = 1024;
+/// Frame bytes per decoded chunk (at most, unless one frame is larger).
+pub const CHUNK_BYTES: u64 = 1 << 20;
+/// Decoded chunks each decoding thread may have waiting for the caller.
+pub const OUT_DEPTH: usize = 2;
+/// Chunks (positions only, no decoded data) queued for each decoding
+/// thread: enough for a whole 64 MiB segment, so the checking thread can
+/// check the next segment while this one is decoded.
+const JOB_DEPTH: usize = 512;
+/// Decoding threads at most.
+pub const MAX_DECODE_THREADS: usize = 4;
+/// Below this much segment data to read, [`ReplayThreads::Auto`] does all
+/// the work on the caller's thread (`tail`, followers' polls).
+pub const PIPELINE_MIN_BYTES: u64 = 4 << 20;
+
+/// How a replay spreads its work over threads. Either way every event is
+/// returned in LSN order and only after its segment's chain was checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplayThreads {
+    /// Threads when the replay reads at least [`PIPELINE_MIN_BYTES`] and
+    /// the machine has more than one core; otherwise none.
+    #[default]
+    Auto,
+    /// Everything on the caller's thread.
+    None,
+    /// A checking thread and this many decoding threads (clamped to
+    /// 1..=[`MAX_DECODE_THREADS`]).
+    Decoders(usize),
+}
+
+/// One event, with the first LSN of its group-commit block.
+struct Item {
+    lsn: u64,
+    block_lsn: u64,
+    ev: Event,
+}
+
+/// A segment mapped, and its blocks from `pos` (LSN `lsn`) to its
+/// committed end checked against its trusted final digest.
+struct CheckedSegment {
+    meta: SegmentMeta,
+    map: memmap2::Mmap,
+    pos: u64,
+    lsn: u64,
+}
+
+impl CheckedSegment {
+    /// Map `meta`, find the block holding LSN `from`, and check the chain
+    /// from there to the segment's trusted end.
+    fn open(meta: SegmentMeta, from: u64, checked: &Checked) -> Result<CheckedSegment> {
+        let map = map_file(&meta.path)?.ok_or_else(|| Error::Corrupt {
+            segment: meta.name.clone(),
+            offset: 0,
+            reason: "segment file is empty".into(),
+        })?;
+        if (map.len() as u64) < meta.data_len {
+            return Err(Error::Corrupt {
+                segment: meta.name.clone(),
+                offset: map.len() as u64,
+                reason: format!(
+                    "file is shorter than its committed length {}",
+                    meta.data_len
+                ),
+            });
+        }
+        let (pos, lsn) = block_holding(&map[..crate::num::usize_of(meta.data_len)], &meta, from);
+        let pos = crate::num::u64_of(pos);
+        checked.ensure(&meta, &map, pos, lsn)?;
+        Ok(CheckedSegment {
+            meta,
+            map,
+            pos,
+            lsn,
+        })
+    }
+
+    /// A walk over all its checked events.
+    fn walk(&self) -> EventWalk {
+        EventWalk::new(self.pos, self.meta.data_len, self.lsn)
+    }
+
+    /// The next event of `walk` within `range` (skipping those before
+    /// `range.from_lsn` or outside its times), strictly decoded.
+    fn next_event(&self, walk: &mut EventWalk, range: &ReplayRange) -> Result<Option<Item>> {
+        let from = range.from_lsn.unwrap_or(0);
+        loop {
+            walk.skip_to(&self.map, from);
+            let rec = match walk.next_checked(&self.map) {
+                None => return Ok(None),
+                Some(r) => r.map_err(|d| d.into_error(&self.meta.name))?,
+            };
+            if rec.lsn < from {
+                continue;
+            }
+            let ev = crate::codec::decode_stored(rec.payload).map_err(|reason| Error::Corrupt {
+                segment: self.meta.name.clone(),
+                offset: rec.offset,
+                reason: format!("event record does not decode: {reason}"),
+            })?;
+            let in_range =
+                range.since.is_none_or(|s| ev.ts >= s) && range.until.is_none_or(|u| ev.ts <= u);
+            if in_range {
+                return Ok(Some(Item {
+                    lsn: rec.lsn,
+                    block_lsn: rec.block_lsn,
+                    ev,
+                }));
+            }
+        }
+    }
+
+    /// The walk over the next chunk of `rest` (at most [`CHUNK_EVENTS`]
+    /// events or [`CHUNK_BYTES`]), moving `rest` past it; `None` at the end.
+    /// Frames are followed by their lengths: they were checked.
+    fn next_chunk(&self, rest: &mut EventWalk) -> Option<EventWalk> {
+        let end = self.meta.data_len.min(self.map.len() as u64);
+        let start = *rest;
+        let from = rest.pos();
+        if from >= end {
+            return None;
+        }
+        let (mut pos, mut lsn, mut block_lsn) = (from, rest.lsn(), start.block_lsn());
+        let mut events = 0;
+        while pos < end && events < CHUNK_EVENTS && pos - from < CHUNK_BYTES {
+            let at = crate::num::usize_of(pos);
+            match peek_frame(&self.map[at..crate::num::usize_of(end)]) {
+                Some((REC_EVENT, size)) => {
+                    events += 1;
+                    lsn += 1;
+                    pos += crate::num::u64_of(size);
+                }
+                Some((REC_COMMIT, size)) => {
+                    block_lsn = lsn;
+                    pos += crate::num::u64_of(size);
+                }
+                // Cannot happen after the check; the decode of this chunk
+                // reports what is there.
+                _ => pos = end,
+            }
+        }
+        *rest = EventWalk::within_block(pos, end, lsn, block_lsn);
+        Some(start.until(pos))
+    }
+}
+
+/// The start of the block holding LSN `want` (or the segment's first
+/// block), and the LSN of its first event: frames before it are hopped by
+/// their lengths alone (`tail` and followers start near the end of a large
+/// active segment). Where the hop cannot go on, it stops: the check that
+/// follows reports what is wrong there.
+fn block_holding(seg: &[u8], meta: &SegmentMeta, want: u64) -> (usize, u64) {
+    let mut pos = HEADER_SIZE;
+    let mut lsn = meta.first_lsn;
+    let (mut block, mut block_lsn) = (pos, lsn);
+    while lsn <= want && pos < seg.len() {
+        let Some((rec_type, size)) = peek_frame(&seg[pos..]) else {
+            break;
+        };
+        pos += size;
+        match rec_type {
+            REC_EVENT => lsn += 1,
+            REC_COMMIT if lsn <= want => (block, block_lsn) = (pos, lsn),
+            REC_COMMIT => break,
+            _ => break,
+        }
+    }
+    (block, block_lsn)
+}
+
+/// Iterator over `(lsn, event)`; stops after the first error. Dropping it
+/// early stops and joins its threads.
+pub struct Replay {
+    mode: Mode,
+    /// (segment seq, block LSN) of the event returned last.
+    last_block: Option<(u64, u64)>,
+    done: bool,
+}
+
+enum Mode {
+    Inline(Inline),
+    Piped(Piped),
+}
+
+/// Which segments a replay of `range` needs.
+fn segments_for(segments: Vec<SegmentMeta>, range: &ReplayRange) -> Vec<SegmentMeta> {
+    let from = range.from_lsn.unwrap_or(0);
+    segments
+        .into_iter()
+        .filter(|s| s.count > 0 && s.end_lsn() > from)
+        .filter(|s| match (range.since, s.max_ts) {
+            (Some(since), Some(max)) => max >= since,
+            _ => true,
+        })
+        .filter(|s| match (range.until, s.min_ts) {
+            (Some(until), Some(min)) => min <= until,
+            _ => true,
+        })
+        .collect()
+}
+
+/// About how many bytes of segment data a replay from `from` reads.
+fn bytes_to_read(segments: &[SegmentMeta], from: u64) -> u64 {
+    segments
+        .iter()
+        .map(|s| {
+            let data = s.data_len.saturating_sub(HEADER_SIZE as u64);
+            let skipped = from.saturating_sub(s.first_lsn).min(s.count);
+            // Events are about the same size within a segment.
+            let share = (s.count - skipped) as f64 / s.count.max(1) as f64;
+            (data as f64 * share) as u64
+        })
+        .sum()
+}
+
+/// Decoding threads for `threads` on this machine (0: none).
+fn decoders_for(threads: ReplayThreads, segments: &[SegmentMeta], from: u64) -> usize {
+    match threads {
+        ReplayThreads::None => 0,
+        ReplayThreads::Decoders(n) => n.clamp(1, MAX_DECODE_THREADS),
+        ReplayThreads::Auto => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if cores < 2 || bytes_to_read(segments, from) < PIPELINE_MIN_BYTES {
+                0
+            } else {
+                cores.min(MAX_DECODE_THREADS)
+            }
+        }
+    }
+}
+
+impl Replay {
+    pub(crate) fn new(
+        segments: Vec<SegmentMeta>,
+        range: ReplayRange,
+        checked: Arc<Checked>,
+        threads: ReplayThreads,
+    ) -> Replay {
+        let keep = segments_for(segments, &range);
+        let decoders = decoders_for(threads, &keep, range.from_lsn.unwrap_or(0));
+        let mode = match decoders {
+            0 => None,
+            n => Piped::start(keep.clone(), range, checked.clone(), n),
+        }
+        .map_or_else(
+            || {
+                Mode::Inline(Inline {
+                    segments: keep.into_iter(),
+                    current: None,
+                    range,
+                    checked,
+                })
+            },
+            Mode::Piped,
+        );
+        Replay {
+            mode,
+            last_block: None,
+            done: false,
+        }
+    }
+
+    /// The segment and the first LSN of the group-commit block that holds
+    /// the event returned last (`None` before the first one): what a copy
+    /// of the events needs to recompute the chain's block digests later
+    /// (the Parquet export's `block_lsn` column).
+    pub fn block_of_last(&self) -> Option<(u64, u64)> {
+        self.last_block
+    }
+
+    fn step(&mut self) -> Result<Option<(u64, Event)>> {
+        let got = match &mut self.mode {
+            Mode::Inline(m) => m.step()?,
+            Mode::Piped(m) => m.step()?,
+        };
+        Ok(got.map(|(seq, item)| {
+            self.last_block = Some((seq, item.block_lsn));
+            (item.lsn, item.ev)
+        }))
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<(u64, Event)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step() {
+            Ok(Some(x)) => Some(Ok(x)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// All the work on the caller's thread, one segment after the other.
+struct Inline {
+    segments: std::vec::IntoIter<SegmentMeta>,
+    current: Option<(CheckedSegment, EventWalk)>,
+    range: ReplayRange,
+    checked: Arc<Checked>,
+}
+
+impl Inline {
+    fn step(&mut self) -> Result<Option<(u64, Item)>> {
+        let from = self.range.from_lsn.unwrap_or(0);
+        loop {
+            if self.current.is_none() {
+                let Some(meta) = self.segments.next() else {
+                    return Ok(None);
+                };
+                let seg = CheckedSegment::open(meta, from, &self.checked)?;
+                let walk = seg.walk();
+                self.current = Some((seg, walk));
+            }
+            let Some((seg, walk)) = self.current.as_mut() else {
+                return Ok(None);
+            };
+            match seg.next_event(walk, &self.range)? {
+                Some(item) => return Ok(Some((seg.meta.seq, item))),
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+/// What the checking thread deals to a decoding thread.
+enum Job {
+    Chunk {
+        seg: Arc<CheckedSegment>,
+        walk: EventWalk,
+    },
+    Failed(Error),
+    End,
+}
+
+/// What a decoding thread hands back, in its turn.
+enum Done {
+    /// A chunk's events, and the error that ended it early, if any.
+    Chunk {
+        seq: u64,
+        items: Vec<Item>,
+        then: Option<Error>,
+    },
+    Failed(Error),
+    End,
+}
+
+/// The pipeline: a checking thread, `outs.len()` decoding threads, and the
+/// caller taking decoded chunks back in the order they were dealt.
+struct Piped {
+    outs: Vec<Receiver<Done>>,
+    /// Whose turn it is (chunk `k` went to thread `k % outs.len()`).
+    turn: usize,
+    chunk: std::vec::IntoIter<Item>,
+    seq: u64,
+    /// The error after the events of `chunk`.
+    then: Option<Error>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Piped {
+    /// Start the threads; `None` when they cannot be spawned (the caller
+    /// then works alone).
+    fn start(
+        segments: Vec<SegmentMeta>,
+        range: ReplayRange,
+        checked: Arc<Checked>,
+        decoders: usize,
+    ) -> Option<Piped> {
+        let mut jobs = Vec::with_capacity(decoders);
+        let mut outs = Vec::with_capacity(decoders);
+        let mut threads = Vec::with_capacity(decoders + 1);
+        for _ in 0..decoders {
+            let (job_tx, job_rx) = bounded::<Job>(JOB_DEPTH);
+            let (out_tx, out_rx) = bounded::<Done>(OUT_DEPTH);
+            let spawned = std::thread::Builder::new()
+                .name("auditlog-decode".into())
+                .spawn(move || decode_chunks(&job_rx, &out_tx, &range));
+            // Dropping `jobs` ends the threads already started.
+            threads.push(spawned.ok()?);
+            jobs.push(job_tx);
+            outs.push(out_rx);
+        }
+        let spawned = std::thread::Builder::new()
+            .name("auditlog-check-ahead".into())
+            .spawn(move || check_and_deal(segments, range, &checked, &jobs));
+        threads.push(spawned.ok()?);
+        Some(Piped {
+            outs,
+            turn: 0,
+            chunk: Vec::new().into_iter(),
+            seq: 0,
+            then: None,
+            threads,
+        })
+    }
+
+    fn step(&mut self) -> Result<Option<(u64, Item)>> {
+        loop {
+            if let Some(item) = self.chunk.next() {
+                return Ok(Some((self.seq, item)));
+            }
+            if let Some(e) = self.then.take() {
+                return Err(e);
+            }
+            let n = self.outs.len();
+            let Some(rx) = self.outs.get(self.turn % n.max(1)) else {
+                return Ok(None);
+            };
+            match rx.recv() {
+                Ok(Done::Chunk { seq, items, then }) => {
+                    self.turn += 1;
+                    self.seq = seq;
+                    self.chunk = items.into_iter();
+                    self.then = then;
+                }
+                Ok(Done::Failed(e)) => return Err(e),
+                Ok(Done::End) => return Ok(None),
+                // A thread ended without its turn's answer: it panicked
+                // (a bug that would have panicked here: go on as if it had).
+                Err(_) => {
+                    self.outs.clear();
+                    for h in self.threads.drain(..) {
+                        if let Err(p) = h.join() {
+                            std::panic::resume_unwind(p);
+                        }
+                    }
+                    return Err(Error::Io {
+                        context: "replay".into(),
+                        source: std::io::Error::other("a replay thread ended early"),
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Piped {
+    /// Stop early: with the caller's ends of the channels gone, decoding
+    /// threads stop at their next hand-back and the checking thread at its
+    /// next deal (after the segment it is checking).
+    fn drop(&mut self) {
+        self.outs.clear();
+        for h in self.threads.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The checking thread: check each segment whole, then deal its chunks to
+/// the decoding threads in turn; a failed check is dealt in its turn too,
+/// so the caller gets every event before it, then the error.
+fn check_and_deal(
+    segments: Vec<SegmentMeta>,
+    range: ReplayRange,
+    checked: &Checked,
+    jobs: &[Sender<Job>],
+) {
+    let from = range.from_lsn.unwrap_or(0);
+    let mut turn = 0usize;
+    let mut deal = |job: Job| {
+        let sent = jobs
+            .get(turn % jobs.len().max(1))
+            .is_some_and(|tx| tx.send(job).is_ok());
+        turn += 1;
+        sent
+    };
+    for meta in segments {
+        let seg = match CheckedSegment::open(meta, from, checked) {
+            Ok(seg) => Arc::new(seg),
+            Err(e) => {
+                deal(Job::Failed(e));
+                return;
+            }
+        };
+        let mut rest = seg.walk();
+        while let Some(walk) = seg.next_chunk(&mut rest) {
+            if !deal(Job::Chunk {
+                seg: seg.clone(),
+                walk,
+            }) {
+                return;
+            }
+        }
+    }
+    deal(Job::End);
+}
+
+/// A decoding thread: decode each chunk dealt to it, hand it back. A chunk
+/// that fails to decode is handed back with the events before the failure,
+/// then the error.
+fn decode_chunks(jobs: &Receiver<Job>, out: &Sender<Done>, range: &ReplayRange) {
+    for job in jobs {
+        let done = match job {
+            Job::Chunk { seg, mut walk } => {
+                let mut items = Vec::with_capacity(CHUNK_EVENTS);
+                let then = loop {
+                    match seg.next_event(&mut walk, range) {
+                        Ok(Some(item)) => items.push(item),
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
+                    }
+                };
+                Done::Chunk {
+                    seq: seg.meta.seq,
+                    items,
+                    then,
+                }
+            }
+            Job::Failed(e) => Done::Failed(e),
+            Job::End => Done::End,
+        };
+        let last = !matches!(done, Done::Chunk { then: None, .. });
+        if out.send(done).is_err() || last {
+            return;
+        }
+    }
+}
