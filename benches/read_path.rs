@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use auditlog::{Config, Durability, Log, LogReader, QueryEngine, ReplayRange};
+use auditlog::{Config, Durability, Log, LogReader, QueryEngine, ReplayRange, ReplayThreads};
 use auditlog_loadrun::workload::WorkloadSpec;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -64,6 +64,13 @@ fn read_path(c: &mut Criterion) {
         .map(|m| m.len())
         .sum();
     eprintln!("read_path: {n} events, {bytes} bytes of segments");
+    if let Some(rounds) = std::env::var("AUDITLOG_READ_BENCH_ABBA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        abba(&dir, n, rounds);
+        return;
+    }
 
     let mut g = c.benchmark_group("read_path");
     g.sample_size(10);
@@ -78,6 +85,14 @@ fn read_path(c: &mut Criterion) {
                 item.expect("event");
                 k += 1;
             }
+            assert_eq!(k, n);
+        })
+    });
+    // The same checks, all on the caller's thread.
+    g.bench_function("replay_all_one_thread", |b| {
+        b.iter(|| {
+            let r = LogReader::open(&dir).expect("reader");
+            let k = replay_counted(&r, ReplayThreads::None);
             assert_eq!(k, n);
         })
     });
@@ -101,6 +116,91 @@ fn read_path(c: &mut Criterion) {
         })
     });
     g.finish();
+}
+
+/// Every event of a checked replay of `r`, counted.
+fn replay_counted(r: &LogReader, threads: ReplayThreads) -> u64 {
+    let mut k = 0u64;
+    for item in r.replay_with(ReplayRange::default(), threads) {
+        std::hint::black_box(item.expect("event"));
+        k += 1;
+    }
+    k
+}
+
+/// CPU time of this process so far (all its threads, live or ended), from
+/// /proc/self/stat (clock ticks of 10 ms; runs of a second or so).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (in parentheses, may hold spaces):
+    // utime and stime are fields 14 and 15 of the line.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// `rounds` rounds of the replays (unchecked, checked on one thread,
+/// with a checking thread ahead (the default), pipelined with one and with
+/// two decoding threads), in ABBA order (the order turned around every
+/// round), a new reader each: the median wall and CPU time of each and
+/// their ratios to the unchecked replay. `AUDITLOG_READ_BENCH_ABBA=ROUNDS`.
+fn abba(dir: &std::path::Path, n: u64, rounds: usize) {
+    type Variant = (&'static str, fn(&LogReader) -> u64);
+    let variants: [Variant; 4] = [
+        ("unchecked", replay_unchecked),
+        ("checked, one thread", |r| {
+            replay_counted(r, ReplayThreads::None)
+        }),
+        ("checked, 1 decoder", |r| {
+            replay_counted(r, ReplayThreads::Decoders(1))
+        }),
+        ("checked, 2 decoders", |r| {
+            replay_counted(r, ReplayThreads::Decoders(2))
+        }),
+    ];
+    let mut wall = vec![Vec::new(); variants.len()];
+    let mut cpu = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..variants.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        // `AUDITLOG_READ_BENCH_ONLY=I`: variant I alone (for a profile).
+        let only: Option<usize> = std::env::var("AUDITLOG_READ_BENCH_ONLY")
+            .ok()
+            .and_then(|v| v.parse().ok());
+        for i in order.into_iter().filter(|i| only.is_none_or(|o| o == *i)) {
+            let r = LogReader::open(dir).expect("reader");
+            let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+            assert_eq!((variants[i].1)(&r), n);
+            wall[i].push(t0.elapsed().as_secs_f64());
+            cpu[i].push(cpu_seconds() - c0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    if wall.iter().any(|w| w.is_empty()) {
+        return;
+    }
+    let (w0, c0) = (median(&mut wall[0].clone()), median(&mut cpu[0].clone()));
+    eprintln!("{rounds} rounds ABBA, {n} events; median wall, median CPU, ratios to unchecked:");
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let (w, c) = (median(&mut wall[i]), median(&mut cpu[i]));
+        eprintln!(
+            "  {name:<22} wall {:>7.1} ms ({:.2}x)  cpu {:>7.1} ms ({:.2}x)",
+            w * 1e3,
+            w / w0,
+            c * 1e3,
+            c / c0
+        );
+    }
 }
 
 /// Every event of `r`'s segments, as the replay before issue 11 read them.

@@ -1,23 +1,28 @@
 //! Replay: the events of a log in LSN order, each segment's blocks checked
 //! against the chain up to the segment's trusted end before any of its
 //! events is returned, every event decoded with the strict decoder
-//! (docs/integrity.md).
+//! (docs/integrity.md). Each frame's CRC is computed once, by the chain
+//! check; the decode then follows the checked frames by their lengths.
 //!
-//! A large replay is a pipeline (docs/benchmarks.md, "Integrity checks on
-//! the read path"): one thread ("auditlog-check-ahead") maps each segment,
-//! checks its chain (frame CRCs, block shapes, BLAKE3 up to the trusted
-//! end) and cuts the checked bytes into chunks; decoding threads
-//! ("auditlog-decode") strict-decode the chunks, dealt out in turn; the
-//! caller's thread takes the decoded chunks back in the same turn, so the
-//! order is the log's and nothing can overtake. A chunk of a segment is
-//! only made after the whole segment was checked, so the guarantee is the
-//! same as on one thread. Memory is bounded: at most
-//! [`OUT_DEPTH`] + 1 decoded chunks per decoding thread, each at most
-//! [`CHUNK_EVENTS`] events or [`CHUNK_BYTES`] of frames.
+//! Three ways to spread the work ([`ReplayThreads`]), the same events in
+//! the same order and the same checks in each:
+//! - all on the caller's thread;
+//! - check-ahead (the default for a large replay): a thread
+//!   ("auditlog-check-ahead") maps and checks the next segment while the
+//!   caller decodes this one;
+//! - pipelined: the checking thread cuts each checked segment into chunks
+//!   and deals them in turn to decoding threads ("auditlog-decode"); the
+//!   caller takes the decoded chunks back in the same turn, so nothing can
+//!   overtake. Memory is bounded: at most [`OUT_DEPTH`] + 1 decoded chunks
+//!   per decoding thread, each at most [`CHUNK_EVENTS`] events or
+//!   [`CHUNK_BYTES`] of frames. It costs more CPU than it saves wall time
+//!   on a busy machine (events made on one thread and freed on another;
+//!   docs/benchmarks.md), so it is only used when asked for.
 //!
-//! Each frame's CRC is computed once, by the chain check; the decode
-//! follows the checked frames by their lengths.
+//! A chunk or segment is only handed on after the whole segment was
+//! checked, so threads never weaken the guarantee.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -49,12 +54,18 @@ pub const PIPELINE_MIN_BYTES: u64 = 4 << 20;
 /// returned in LSN order and only after its segment's chain was checked.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReplayThreads {
-    /// Threads when the replay reads at least [`PIPELINE_MIN_BYTES`] and
-    /// the machine has more than one core; otherwise none.
+    /// [`ReplayThreads::CheckAhead`] when the replay reads at least
+    /// [`PIPELINE_MIN_BYTES`] and the machine has more than one core;
+    /// otherwise none. (Decoding threads cost more CPU than they save on a
+    /// busy machine: docs/benchmarks.md.)
     #[default]
     Auto,
     /// Everything on the caller's thread.
     None,
+    /// A checking thread that maps and checks the next segment's chain
+    /// while the caller decodes this one (the events are decoded, owned
+    /// and freed on the caller's thread).
+    CheckAhead,
     /// A checking thread and this many decoding threads (clamped to
     /// 1..=[`MAX_DECODE_THREADS`]).
     Decoders(usize),
@@ -210,6 +221,7 @@ pub struct Replay {
 
 enum Mode {
     Inline(Inline),
+    Ahead(Ahead),
     Piped(Piped),
 }
 
@@ -244,19 +256,19 @@ fn bytes_to_read(segments: &[SegmentMeta], from: u64) -> u64 {
         .sum()
 }
 
-/// Decoding threads for `threads` on this machine (0: none).
-fn decoders_for(threads: ReplayThreads, segments: &[SegmentMeta], from: u64) -> usize {
+/// What [`ReplayThreads::Auto`] means for this replay on this machine.
+fn resolve(threads: ReplayThreads, segments: &[SegmentMeta], from: u64) -> ReplayThreads {
     match threads {
-        ReplayThreads::None => 0,
-        ReplayThreads::Decoders(n) => n.clamp(1, MAX_DECODE_THREADS),
         ReplayThreads::Auto => {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             if cores < 2 || bytes_to_read(segments, from) < PIPELINE_MIN_BYTES {
-                0
+                ReplayThreads::None
             } else {
-                cores.min(MAX_DECODE_THREADS)
+                ReplayThreads::CheckAhead
             }
         }
+        ReplayThreads::Decoders(n) => ReplayThreads::Decoders(n.clamp(1, MAX_DECODE_THREADS)),
+        other => other,
     }
 }
 
@@ -268,22 +280,23 @@ impl Replay {
         threads: ReplayThreads,
     ) -> Replay {
         let keep = segments_for(segments, &range);
-        let decoders = decoders_for(threads, &keep, range.from_lsn.unwrap_or(0));
-        let mode = match decoders {
-            0 => None,
-            n => Piped::start(keep.clone(), range, checked.clone(), n),
+        let mode = match resolve(threads, &keep, range.from_lsn.unwrap_or(0)) {
+            ReplayThreads::Decoders(n) => {
+                Piped::start(keep.clone(), range, checked.clone(), n).map(Mode::Piped)
+            }
+            ReplayThreads::CheckAhead => {
+                Ahead::start(keep.clone(), range, checked.clone()).map(Mode::Ahead)
+            }
+            _ => None,
         }
-        .map_or_else(
-            || {
-                Mode::Inline(Inline {
-                    segments: keep.into_iter(),
-                    current: None,
-                    range,
-                    checked,
-                })
-            },
-            Mode::Piped,
-        );
+        .unwrap_or_else(|| {
+            Mode::Inline(Inline {
+                segments: keep.into_iter(),
+                current: None,
+                range,
+                checked,
+            })
+        });
         Replay {
             mode,
             last_block: None,
@@ -302,6 +315,7 @@ impl Replay {
     fn step(&mut self) -> Result<Option<(u64, Event)>> {
         let got = match &mut self.mode {
             Mode::Inline(m) => m.step()?,
+            Mode::Ahead(m) => m.step()?,
             Mode::Piped(m) => m.step()?,
         };
         Ok(got.map(|(seq, item)| {
@@ -363,6 +377,88 @@ impl Inline {
     }
 }
 
+/// The caller decodes; a checking thread maps and checks the segments
+/// ahead of it, at most [`CHECK_AHEAD_SEGMENTS`] waiting.
+struct Ahead {
+    checked: Option<Receiver<Result<CheckedSegment>>>,
+    current: Option<(CheckedSegment, EventWalk)>,
+    range: ReplayRange,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Checked segments waiting for the caller (mapped, not read into memory).
+const CHECK_AHEAD_SEGMENTS: usize = 1;
+
+impl Ahead {
+    fn start(
+        segments: Vec<SegmentMeta>,
+        range: ReplayRange,
+        checked: Arc<Checked>,
+    ) -> Option<Ahead> {
+        let (tx, rx) = bounded(CHECK_AHEAD_SEGMENTS);
+        let from = range.from_lsn.unwrap_or(0);
+        let thread = std::thread::Builder::new()
+            .name("auditlog-check-ahead".into())
+            .spawn(move || {
+                for meta in segments {
+                    let seg = CheckedSegment::open(meta, from, &checked);
+                    let failed = seg.is_err();
+                    if tx.send(seg).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Ahead {
+            checked: Some(rx),
+            current: None,
+            range,
+            thread: Some(thread),
+        })
+    }
+
+    fn step(&mut self) -> Result<Option<(u64, Item)>> {
+        loop {
+            if self.current.is_none() {
+                let next = self.checked.as_ref().map(|rx| rx.recv());
+                match next {
+                    Some(Ok(seg)) => {
+                        let seg = seg?;
+                        let walk = seg.walk();
+                        self.current = Some((seg, walk));
+                    }
+                    // The thread is done (or panicked: a bug that would
+                    // have panicked here; go on as if it had).
+                    _ => {
+                        self.checked = None;
+                        if let Some(Err(p)) = self.thread.take().map(|h| h.join()) {
+                            std::panic::resume_unwind(p);
+                        }
+                        return Ok(None);
+                    }
+                }
+            }
+            let Some((seg, walk)) = self.current.as_mut() else {
+                return Ok(None);
+            };
+            match seg.next_event(walk, &self.range)? {
+                Some(item) => return Ok(Some((seg.meta.seq, item))),
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+impl Drop for Ahead {
+    /// Stop early: the thread stops at its next hand-over.
+    fn drop(&mut self) {
+        self.checked = None;
+        if let Some(h) = self.thread.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// What the checking thread deals to a decoding thread.
 enum Job {
     Chunk {
@@ -378,7 +474,7 @@ enum Done {
     /// A chunk's events, and the error that ended it early, if any.
     Chunk {
         seq: u64,
-        items: Vec<Item>,
+        items: VecDeque<Item>,
         then: Option<Error>,
     },
     Failed(Error),
@@ -391,7 +487,13 @@ struct Piped {
     outs: Vec<Receiver<Done>>,
     /// Whose turn it is (chunk `k` went to thread `k % outs.len()`).
     turn: usize,
-    chunk: std::vec::IntoIter<Item>,
+    chunk: VecDeque<Item>,
+    /// Which thread decoded `chunk`.
+    chunk_of: usize,
+    /// Emptied chunks back to the thread that filled them: a chunk is
+    /// large (about 100 bytes an event before the strings), and a fresh one
+    /// each time costs page faults and the allocator's locks.
+    empties: Vec<Sender<VecDeque<Item>>>,
     seq: u64,
     /// The error after the events of `chunk`.
     then: Option<Error>,
@@ -409,17 +511,20 @@ impl Piped {
     ) -> Option<Piped> {
         let mut jobs = Vec::with_capacity(decoders);
         let mut outs = Vec::with_capacity(decoders);
+        let mut empties = Vec::with_capacity(decoders);
         let mut threads = Vec::with_capacity(decoders + 1);
         for _ in 0..decoders {
             let (job_tx, job_rx) = bounded::<Job>(JOB_DEPTH);
             let (out_tx, out_rx) = bounded::<Done>(OUT_DEPTH);
+            let (empty_tx, empty_rx) = bounded::<VecDeque<Item>>(OUT_DEPTH + 1);
             let spawned = std::thread::Builder::new()
                 .name("auditlog-decode".into())
-                .spawn(move || decode_chunks(&job_rx, &out_tx, &range));
+                .spawn(move || decode_chunks(&job_rx, &out_tx, &empty_rx, &range));
             // Dropping `jobs` ends the threads already started.
             threads.push(spawned.ok()?);
             jobs.push(job_tx);
             outs.push(out_rx);
+            empties.push(empty_tx);
         }
         let spawned = std::thread::Builder::new()
             .name("auditlog-check-ahead".into())
@@ -428,7 +533,9 @@ impl Piped {
         Some(Piped {
             outs,
             turn: 0,
-            chunk: Vec::new().into_iter(),
+            chunk: VecDeque::new(),
+            chunk_of: 0,
+            empties,
             seq: 0,
             then: None,
             threads,
@@ -437,7 +544,7 @@ impl Piped {
 
     fn step(&mut self) -> Result<Option<(u64, Item)>> {
         loop {
-            if let Some(item) = self.chunk.next() {
+            if let Some(item) = self.chunk.pop_front() {
                 return Ok(Some((self.seq, item)));
             }
             if let Some(e) = self.then.take() {
@@ -449,9 +556,14 @@ impl Piped {
             };
             match rx.recv() {
                 Ok(Done::Chunk { seq, items, then }) => {
+                    let empty = std::mem::replace(&mut self.chunk, items);
+                    if let Some(back) = self.empties.get(self.chunk_of) {
+                        // A full queue or a thread gone: drop it here.
+                        let _ = back.try_send(empty);
+                    }
+                    self.chunk_of = self.turn % n;
                     self.turn += 1;
                     self.seq = seq;
-                    self.chunk = items.into_iter();
                     self.then = then;
                 }
                 Ok(Done::Failed(e)) => return Err(e),
@@ -529,14 +641,21 @@ fn check_and_deal(
 /// A decoding thread: decode each chunk dealt to it, hand it back. A chunk
 /// that fails to decode is handed back with the events before the failure,
 /// then the error.
-fn decode_chunks(jobs: &Receiver<Job>, out: &Sender<Done>, range: &ReplayRange) {
+fn decode_chunks(
+    jobs: &Receiver<Job>,
+    out: &Sender<Done>,
+    empties: &Receiver<VecDeque<Item>>,
+    range: &ReplayRange,
+) {
     for job in jobs {
         let done = match job {
             Job::Chunk { seg, mut walk } => {
-                let mut items = Vec::with_capacity(CHUNK_EVENTS);
+                let mut items = empties
+                    .try_recv()
+                    .unwrap_or_else(|_| VecDeque::with_capacity(CHUNK_EVENTS));
                 let then = loop {
                     match seg.next_event(&mut walk, range) {
-                        Ok(Some(item)) => items.push(item),
+                        Ok(Some(item)) => items.push_back(item),
                         Ok(None) => break None,
                         Err(e) => break Some(e),
                     }

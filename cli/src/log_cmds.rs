@@ -14,7 +14,9 @@ use auditlog::event::time::{parse_instant, to_rfc3339};
 use auditlog::query::IndexOnSeal;
 use auditlog::RedactionPolicy;
 use auditlog::{AuditStore, StoreConfig};
-use auditlog::{Config, Digest, EncodedBatch, Event, Log, LogReader, Micros, ReplayRange};
+use auditlog::{
+    Config, Digest, EncodedBatch, Event, Log, LogReader, Micros, ReplayRange, ReplayThreads,
+};
 use std::sync::Arc;
 
 /// Bytes of input parsed and appended as one batch.
@@ -74,6 +76,11 @@ pub struct ReplayArgs {
     /// Start at this LSN.
     #[arg(long)]
     pub from_lsn: Option<u64>,
+    /// Threads that check and decode while this one writes: 0 = all on
+    /// this thread; N = a checking thread and N decoding threads; default:
+    /// threads for a large replay on a machine of several cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -732,7 +739,12 @@ pub fn replay(ctx: &Ctx, a: ReplayArgs) -> CliResult {
         since: instant_arg("since", &a.since)?,
         until: instant_arg("until", &a.until)?,
     };
-    print_events(ctx, &mut Out::new(), reader.replay(range))
+    let threads = match a.threads {
+        None => ReplayThreads::Auto,
+        Some(0) => ReplayThreads::None,
+        Some(n) => ReplayThreads::Decoders(n),
+    };
+    print_events(ctx, &mut Out::new(), reader.replay_with(range, threads))
 }
 
 pub fn tail(ctx: &Ctx, a: TailArgs) -> CliResult {

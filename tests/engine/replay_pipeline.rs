@@ -59,7 +59,8 @@ fn replay(
     (got, None)
 }
 
-const PIPED: [ReplayThreads; 3] = [
+const PIPED: [ReplayThreads; 4] = [
+    ReplayThreads::CheckAhead,
     ReplayThreads::Decoders(1),
     ReplayThreads::Decoders(2),
     ReplayThreads::Decoders(4),
