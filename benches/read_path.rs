@@ -151,10 +151,13 @@ fn cpu_seconds() -> f64 {
 /// their ratios to the unchecked replay. `AUDITLOG_READ_BENCH_ABBA=ROUNDS`.
 fn abba(dir: &std::path::Path, n: u64, rounds: usize) {
     type Variant = (&'static str, fn(&LogReader) -> u64);
-    let variants: [Variant; 4] = [
+    let variants: [Variant; 5] = [
         ("unchecked", replay_unchecked),
         ("checked, one thread", |r| {
             replay_counted(r, ReplayThreads::None)
+        }),
+        ("checked, check-ahead", |r| {
+            replay_counted(r, ReplayThreads::CheckAhead)
         }),
         ("checked, 1 decoder", |r| {
             replay_counted(r, ReplayThreads::Decoders(1))
