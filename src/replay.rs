@@ -55,7 +55,7 @@ pub const PIPELINE_MIN_BYTES: u64 = 4 << 20;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReplayThreads {
     /// [`ReplayThreads::CheckAhead`] when the replay reads at least
-    /// [`PIPELINE_MIN_BYTES`] and the machine has more than one core;
+    /// 4 MiB of segment data (`PIPELINE_MIN_BYTES`) and the machine has more than one core;
     /// otherwise none. (Decoding threads cost more CPU than they save on a
     /// busy machine: docs/benchmarks.md.)
     #[default]
@@ -67,7 +67,7 @@ pub enum ReplayThreads {
     /// and freed on the caller's thread).
     CheckAhead,
     /// A checking thread and this many decoding threads (clamped to
-    /// 1..=[`MAX_DECODE_THREADS`]).
+    /// 1..=4, `MAX_DECODE_THREADS`).
     Decoders(usize),
 }
 
