@@ -80,6 +80,7 @@
 
 mod blocks;
 mod chain;
+mod checked;
 mod codec;
 mod config;
 mod derived;

@@ -27,12 +27,24 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 
+use crate::checked::Checked;
 use crate::error::{Error, Result};
 use crate::event::Event;
+use crate::event::Micros;
 use crate::frame::{peek_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{map_file, SegmentMeta};
-use crate::reader::{Checked, ReplayRange};
 use crate::segment::{EventWalk, HEADER_SIZE};
+
+/// Which events a replay yields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayRange {
+    /// First LSN (inclusive).
+    pub from_lsn: Option<u64>,
+    /// Only events with `ts >= since`.
+    pub since: Option<Micros>,
+    /// Only events with `ts <= until`.
+    pub until: Option<Micros>,
+}
 
 /// Events per decoded chunk (at most).
 pub const CHUNK_EVENTS: usize = 1024;

@@ -112,6 +112,13 @@ fn replay_filters_tail_and_table() {
     let got = json_lines(&run(&dir, &["replay", "--since", &since, "--until", until]));
     assert_eq!(got.len(), 10);
     assert_eq!(got[0]["run_id"], "r10");
+    // The same lines whatever threads check and decode.
+    let all = run(&dir, &["replay"]).stdout;
+    for threads in ["0", "1", "2"] {
+        let same = run(&dir, &["replay", "--threads", threads]);
+        assert!(same.status.success(), "{same:?}");
+        assert_eq!(same.stdout, all, "--threads {threads}");
+    }
     let got = json_lines(&run(&dir, &["tail", "-n", "3"]));
     let ids: Vec<&str> = got.iter().map(|v| v["run_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["r27", "r28", "r29"]);
