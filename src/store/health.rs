@@ -455,13 +455,34 @@ impl Writes {
     /// Accept events (one append: consecutive LSNs): to the log, or
     /// (degraded) to the backlog. With `wait`, return once durable. The
     /// log's receipt, when they went to the log.
-    pub(crate) fn submit(&self, evs: Evs, wait: bool) -> Result<Option<Receipt>> {
+    pub(crate) fn submit(&self, mut evs: Evs, wait: bool) -> Result<Option<Receipt>> {
+        // A loop, not a call to itself: the log can refuse while the store
+        // still looks healthy (the keeper has not seen the failure yet), and
+        // that may last many rounds (a recursion here overflowed the stack).
+        loop {
+            match self.submit_once(evs, wait)? {
+                Ok(done) => return Ok(done),
+                Err(again) => {
+                    evs = again;
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// One try of [`Self::submit`]; `Err(evs)` when the store was healed
+    /// meanwhile and the events should go to the log again.
+    fn submit_once(
+        &self,
+        evs: Evs,
+        wait: bool,
+    ) -> Result<std::result::Result<Option<Receipt>, Evs>> {
         let evs = match self.try_log(evs, wait)? {
             Submitted::Done(receipt, ticket) => {
                 if wait {
                     self.await_durable(&receipt, ticket)?;
                 }
-                return Ok(Some(receipt));
+                return Ok(Ok(Some(receipt)));
             }
             Submitted::Degraded(evs) => *evs,
         };
@@ -477,7 +498,7 @@ impl Writes {
             // lock before it puts the log back): append in order.
             if self.is_healthy() {
                 drop(backlog);
-                return self.submit(evs, wait);
+                return Ok(Err(evs));
             }
             if self.closing.load(Ordering::Acquire) {
                 return Err(Error::Closed);
@@ -501,7 +522,7 @@ impl Writes {
         if let Some(t) = ticket {
             t.wait(self.cfg.durable_wait)?;
         }
-        Ok(None)
+        Ok(Ok(None))
     }
 
     /// Append a batch encoded by the caller to the log in service,
