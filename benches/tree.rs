@@ -28,6 +28,8 @@ struct Args {
     rounds: usize,
     proof_events: u64,
     proofs: usize,
+    /// `--only off|on|checkpoints`: run one variant (to profile it alone).
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -46,6 +48,7 @@ fn args() -> Args {
             rounds: 1,
             proof_events: 20_000,
             proofs: 20,
+            only: None,
         };
     }
     Args {
@@ -53,6 +56,11 @@ fn args() -> Args {
         rounds: get("--rounds", 3) as usize,
         proof_events: get("--proof-events", 10_000_000),
         proofs: get("--proofs", 200) as usize,
+        only: argv
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| argv.get(i + 1))
+            .cloned(),
     }
 }
 
@@ -77,6 +85,14 @@ enum Variant {
 }
 
 impl Variant {
+    fn flag(self) -> &'static str {
+        match self {
+            Variant::TreeOff => "off",
+            Variant::Tree => "on",
+            Variant::TreeAndCheckpoints => "checkpoints",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Variant::TreeOff => "tree off",
@@ -115,7 +131,7 @@ fn cpu_seconds() -> f64 {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn ingest(a: &Args) {
@@ -128,6 +144,9 @@ fn ingest(a: &Args) {
     for round in 0..a.rounds {
         for k in 0..3 {
             let i = (round + k) % 3;
+            if a.only.as_deref().is_some_and(|o| o != variants[i].flag()) {
+                continue;
+            }
             let tmp = tempfile::tempdir().expect("tempdir");
             let keys = tmp.path().join("keys");
             std::fs::create_dir(&keys).expect("keys");
@@ -157,6 +176,9 @@ fn ingest(a: &Args) {
     let base = median(&mut eps[0].clone());
     let base_cpu = median(&mut cpu[0].clone());
     for (i, v) in variants.iter().enumerate() {
+        if eps[i].is_empty() {
+            continue;
+        }
         let m = median(&mut eps[i]);
         let c = median(&mut cpu[i]);
         println!(
