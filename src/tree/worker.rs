@@ -299,7 +299,8 @@ fn run_job(keeper: &mut TreeKeeper, job: Job, shared: &Shared) {
                 Leaves::Hashed(v) => (Some(&v[..]), &[][..]),
                 Leaves::Frames(f) => (None, &f[..]),
             };
-            if let Err(e) = keeper.block_written(block_start, first_lsn, frames, hashed, is_checkpoint)
+            if let Err(e) =
+                keeper.block_written(block_start, first_lsn, frames, hashed, is_checkpoint)
             {
                 // Only a tree of 2^64 leaves fails here; the block is stored.
                 tracing::error!(error = %e, "the Merkle tree could not take a block");

@@ -586,5 +586,8 @@ fn a_crash_with_the_tree_thread_behind_is_recomputed_from_the_segments() {
     .unwrap()
     .tree
     .unwrap();
-    assert_eq!((t.tree_size, t.root), (all.len() as u64, roots(&all)[all.len()]));
+    assert_eq!(
+        (t.tree_size, t.root),
+        (all.len() as u64, roots(&all)[all.len()])
+    );
 }
