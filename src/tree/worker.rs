@@ -261,8 +261,8 @@ impl TreeWorker {
         self.size > self.covered && (forced || self.last_signed.elapsed() >= cfg.interval)
     }
 
-    /// Sign the tree of every leaf handed over so far (waits for the
-    /// thread to combine them).
+    /// Sign the tree of every leaf handed over so far (what the thread
+    /// has not combined yet is combined here first).
     pub(crate) fn sign_checkpoint(&mut self) -> Result<TreeCheckpoint> {
         let size = self.size;
         let record = self.call(TreeKeeper::sign_checkpoint)?;
