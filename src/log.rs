@@ -104,7 +104,7 @@ impl Log {
                     tree_base.clone(),
                     shared.config.checkpoints.clone(),
                 )?,
-                shared.clone(),
+                shared.tree_behind.clone(),
             )?),
             false => None,
         };

@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     pub(crate) checkpoint_error: Mutex<Option<String>>,
     /// Leaves written but not yet combined into the Merkle tree by its
     /// thread (`crate::tree::worker`).
-    pub(crate) tree_behind: AtomicU64,
+    pub(crate) tree_behind: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -74,7 +74,7 @@ impl Shared {
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             checkpoint_error: Mutex::new(None),
-            tree_behind: AtomicU64::new(0),
+            tree_behind: Arc::new(AtomicU64::new(0)),
             config,
         }
     }

@@ -455,13 +455,35 @@ impl Writes {
     /// Accept events (one append: consecutive LSNs): to the log, or
     /// (degraded) to the backlog. With `wait`, return once durable. The
     /// log's receipt, when they went to the log.
-    pub(crate) fn submit(&self, evs: Evs, wait: bool) -> Result<Option<Receipt>> {
+    pub(crate) fn submit(&self, mut evs: Evs, wait: bool) -> Result<Option<Receipt>> {
+        loop {
+            match self.submit_once(evs, wait)? {
+                Ok(receipt) => return Ok(receipt),
+                // Still healthy: healed meanwhile, or the log failed and the
+                // keeper has not seen it yet. Try the log again (a loop: the
+                // keeper may take many tries to notice, and recursing here
+                // overflowed the stack).
+                Err(back) => {
+                    evs = back;
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// One try of [`Self::submit`]: the events back if the log refused
+    /// them while the store still counts as healthy.
+    fn submit_once(
+        &self,
+        evs: Evs,
+        wait: bool,
+    ) -> Result<std::result::Result<Option<Receipt>, Evs>> {
         let evs = match self.try_log(evs, wait)? {
             Submitted::Done(receipt, ticket) => {
                 if wait {
                     self.await_durable(&receipt, ticket)?;
                 }
-                return Ok(Some(receipt));
+                return Ok(Ok(Some(receipt)));
             }
             Submitted::Degraded(evs) => *evs,
         };
@@ -477,7 +499,7 @@ impl Writes {
             // lock before it puts the log back): append in order.
             if self.is_healthy() {
                 drop(backlog);
-                return self.submit(evs, wait);
+                return Ok(Err(evs));
             }
             if self.closing.load(Ordering::Acquire) {
                 return Err(Error::Closed);
@@ -501,7 +523,7 @@ impl Writes {
         if let Some(t) = ticket {
             t.wait(self.cfg.durable_wait)?;
         }
-        Ok(None)
+        Ok(Ok(None))
     }
 
     /// Append a batch encoded by the caller to the log in service,

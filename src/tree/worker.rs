@@ -13,7 +13,7 @@
 //! the tree is rebuilt from the segments at open (`TreeKeeper::open`),
 //! as before.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,7 +23,6 @@ use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError, TrySendError};
 use crate::error::{Error, Result};
 use crate::event::system::TreeCheckpoint;
 use crate::layout::SegmentMeta;
-use crate::shared::Shared;
 use crate::tlog::merkle::TreeHash;
 
 use super::keeper::{CheckpointConfig, TreeKeeper};
@@ -71,7 +70,8 @@ enum Job {
 struct Inner {
     keeper: Mutex<TreeKeeper>,
     jobs: Receiver<Job>,
-    shared: Arc<Shared>,
+    /// Events handed over and not yet combined (`Log::tree_behind`).
+    behind: Arc<AtomicU64>,
 }
 
 impl Inner {
@@ -82,7 +82,7 @@ impl Inner {
     /// Apply every queued job (the caller holds the tree).
     fn drain(&self, keeper: &mut TreeKeeper) {
         while let Ok(job) = self.jobs.try_recv() {
-            run_job(keeper, job, &self.shared);
+            run_job(keeper, job, &self.behind);
         }
     }
 
@@ -94,7 +94,7 @@ impl Inner {
                 let mut keeper = self.lock();
                 match self.jobs.try_recv() {
                     Ok(job) => {
-                        run_job(&mut keeper, job, &self.shared);
+                        run_job(&mut keeper, job, &self.behind);
                         continue;
                     }
                     Err(e) => e,
@@ -126,7 +126,8 @@ pub(crate) struct TreeWorker {
 
 impl TreeWorker {
     /// Start the tree thread on `keeper` (the tree as found at open).
-    pub(crate) fn start(keeper: TreeKeeper, shared: Arc<Shared>) -> Result<TreeWorker> {
+    /// `behind` counts the events handed over and not yet combined.
+    pub(crate) fn start(keeper: TreeKeeper, behind: Arc<AtomicU64>) -> Result<TreeWorker> {
         let (tx, jobs) = bounded::<Job>(QUEUE_JOBS);
         let size = keeper.size();
         let covered = keeper.covered();
@@ -134,7 +135,7 @@ impl TreeWorker {
         let inner = Arc::new(Inner {
             keeper: Mutex::new(keeper),
             jobs,
-            shared,
+            behind,
         });
         let theirs = inner.clone();
         let thread = std::thread::Builder::new()
@@ -172,7 +173,7 @@ impl TreeWorker {
             Some(job) => {
                 let mut keeper = self.inner.lock();
                 self.inner.drain(&mut keeper);
-                run_job(&mut keeper, job, &self.inner.shared);
+                run_job(&mut keeper, job, &self.inner.behind);
             }
         }
     }
@@ -239,10 +240,7 @@ impl TreeWorker {
             self.covered = self.size + 1;
         }
         self.size += count;
-        self.inner
-            .shared
-            .tree_behind
-            .fetch_add(count, Ordering::Relaxed);
+        self.inner.behind.fetch_add(count, Ordering::Relaxed);
         self.send(Job::Block {
             block_start,
             first_lsn,
@@ -285,7 +283,7 @@ impl TreeWorker {
     }
 }
 
-fn run_job(keeper: &mut TreeKeeper, job: Job, shared: &Shared) {
+fn run_job(keeper: &mut TreeKeeper, job: Job, behind: &AtomicU64) {
     match job {
         Job::Run(f) => f(keeper),
         Job::Block {
@@ -305,7 +303,7 @@ fn run_job(keeper: &mut TreeKeeper, job: Job, shared: &Shared) {
                 // Only a tree of 2^64 leaves fails here; the block is stored.
                 tracing::error!(error = %e, "the Merkle tree could not take a block");
             }
-            shared.tree_behind.fetch_sub(count, Ordering::Relaxed);
+            behind.fetch_sub(count, Ordering::Relaxed);
         }
     }
 }
@@ -319,5 +317,42 @@ impl Drop for TreeWorker {
             t.thread().unpark();
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tlog::merkle::{leaf_hash, Frontier};
+
+    /// More blocks than the queue holds, handed over as fast as the
+    /// writer can: whichever side applies each (the thread, or the writer
+    /// with the queue full), they go in order, and a call sees all of
+    /// them; the count of events behind returns to 0.
+    #[test]
+    fn blocks_are_applied_in_order_by_either_side() {
+        let dir = tempfile::tempdir().unwrap();
+        let behind = Arc::new(AtomicU64::new(0));
+        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), None).unwrap();
+        let mut w = TreeWorker::start(keeper, behind.clone()).unwrap();
+        let mut want = Frontier::new();
+        let mut n = 0u64;
+        for block in 0..(QUEUE_JOBS as u64 * 4) {
+            let mut leaves: Vec<TreeHash> = (0..1 + block % 5)
+                .map(|_| {
+                    n += 1;
+                    leaf_hash(&n.to_le_bytes())
+                })
+                .collect();
+            for l in &leaves {
+                want.push(*l).unwrap();
+            }
+            let count = leaves.len() as u64;
+            w.block_written(block * 100, n - count, count, &mut leaves, &[], false);
+            assert!(leaves.is_empty(), "the hashes are taken, not copied");
+        }
+        assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
+        assert_eq!(behind.load(Ordering::Relaxed), 0);
+        drop(w);
     }
 }
