@@ -28,6 +28,8 @@ struct Args {
     rounds: usize,
     proof_events: u64,
     proofs: usize,
+    /// `--only off|on|checkpoints`: run one variant (to profile it alone).
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -46,6 +48,7 @@ fn args() -> Args {
             rounds: 1,
             proof_events: 20_000,
             proofs: 20,
+            only: None,
         };
     }
     Args {
@@ -53,6 +56,11 @@ fn args() -> Args {
         rounds: get("--rounds", 3) as usize,
         proof_events: get("--proof-events", 10_000_000),
         proofs: get("--proofs", 200) as usize,
+        only: argv
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| argv.get(i + 1))
+            .cloned(),
     }
 }
 
@@ -77,6 +85,14 @@ enum Variant {
 }
 
 impl Variant {
+    fn flag(self) -> &'static str {
+        match self {
+            Variant::TreeOff => "off",
+            Variant::Tree => "on",
+            Variant::TreeAndCheckpoints => "checkpoints",
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Variant::TreeOff => "tree off",
@@ -115,7 +131,7 @@ fn cpu_seconds() -> f64 {
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 fn ingest(a: &Args) {
@@ -125,24 +141,49 @@ fn ingest(a: &Args) {
     let mut eps: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut p99: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut behind: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut closes: Vec<Vec<f64>> = vec![Vec::new(); 3];
     for round in 0..a.rounds {
         for k in 0..3 {
             let i = (round + k) % 3;
+            if a.only.as_deref().is_some_and(|o| o != variants[i].flag()) {
+                continue;
+            }
             let tmp = tempfile::tempdir().expect("tempdir");
             let keys = tmp.path().join("keys");
             std::fs::create_dir(&keys).expect("keys");
             let log = Log::open(config(&tmp.path().join("log"), variants[i], &keys)).expect("open");
             let c0 = cpu_seconds();
-            let res = run_phase(&log, &mut sh, &Phase::new(1)).expect("phase");
+            // How far the tree thread falls behind the writer: sampled
+            // every 2 ms during the phase, and at its end.
+            let running = std::sync::atomic::AtomicBool::new(true);
+            let (res, max_behind, end_behind) = std::thread::scope(|s| {
+                let watch = s.spawn(|| {
+                    let mut max = 0u64;
+                    while running.load(std::sync::atomic::Ordering::Relaxed) {
+                        max = max.max(log.tree_behind());
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    max
+                });
+                let res = run_phase(&log, &mut sh, &Phase::new(1)).expect("phase");
+                let end = log.tree_behind();
+                running.store(false, std::sync::atomic::Ordering::Relaxed);
+                (res, watch.join().expect("watch").max(end), end)
+            });
+            let t_close = Instant::now();
             log.close().expect("close");
+            let close_ms = ms(t_close.elapsed());
             let us = (cpu_seconds() - c0) * 1e6 / res.events as f64;
             let r = res.events as f64 / res.seconds;
             let d = res.to_durable.value_at_quantile(0.99) as f64 / 1e6;
             println!(
-                "round {round} {:<20} {:>12.0} events/s  durable p99 {d:.1} ms  CPU {us:.2} µs/event",
+                "round {round} {:<20} {:>12.0} events/s  durable p99 {d:.1} ms  CPU {us:.2} µs/event  tree behind max {max_behind} end {end_behind} events  close {close_ms:.0} ms",
                 variants[i].name(),
                 r
             );
+            behind[i].push(max_behind as f64);
+            closes[i].push(close_ms);
             eps[i].push(r);
             p99[i].push(d);
             cpu[i].push(us);
@@ -152,21 +193,26 @@ fn ingest(a: &Args) {
         "\n{total} events, 2 producers, 1 event per append, EveryBatch, {} rounds (medians)",
         a.rounds
     );
-    println!("| variant | events/s | of tree off | durable p99 ms | CPU µs/event | of tree off |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("| variant | events/s | of tree off | durable p99 ms | CPU µs/event | of tree off | tree behind max (events) | close ms |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     let base = median(&mut eps[0].clone());
     let base_cpu = median(&mut cpu[0].clone());
     for (i, v) in variants.iter().enumerate() {
+        if eps[i].is_empty() {
+            continue;
+        }
         let m = median(&mut eps[i]);
         let c = median(&mut cpu[i]);
         println!(
-            "| {} | {:.0} | {:.1}% | {:.1} | {:.2} | {:.1}% |",
+            "| {} | {:.0} | {:.1}% | {:.1} | {:.2} | {:.1}% | {:.0} | {:.0} |",
             v.name(),
             m,
             100.0 * m / base,
             median(&mut p99[i]),
             c,
-            100.0 * c / base_cpu
+            100.0 * c / base_cpu,
+            median(&mut behind[i]),
+            median(&mut closes[i])
         );
     }
 }

@@ -25,6 +25,7 @@ use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 use crate::shared::Shared;
 use crate::tree::keeper::TreeKeeper;
+use crate::tree::worker::TreeWorker;
 use crate::writer::{Batch, Leaves, Metas, Msg, Writer};
 
 /// Operator counters, cheap to read at any time.
@@ -96,11 +97,14 @@ impl Log {
         recovery.cut = cut;
         let tree_base = crate::tree::logtree::tree_base(&lay.manifest, &lay.segments)?;
         let keeper = match shared.config.merkle_tree {
-            true => Some(TreeKeeper::open(
-                &dir,
-                &lay.segments,
-                tree_base.clone(),
-                shared.config.checkpoints.clone(),
+            true => Some(TreeWorker::start(
+                TreeKeeper::open(
+                    &dir,
+                    &lay.segments,
+                    tree_base.clone(),
+                    shared.config.checkpoints.clone(),
+                )?,
+                shared.tree_behind.clone(),
             )?),
             false => None,
         };
@@ -427,6 +431,14 @@ impl Log {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Events written but not yet combined into the Merkle tree: its
+    /// thread runs at background priority behind the writer, and the
+    /// writer makes it catch up before every checkpoint, retention cut and
+    /// seal, and at close (docs/proofs.md, "Who hashes what").
+    pub fn tree_behind(&self) -> u64 {
+        self.shared.tree_behind.load(Ordering::Relaxed)
     }
 
     /// Why the writer stopped, if it did.

@@ -51,6 +51,9 @@ pub(crate) struct Shared {
     pub(crate) has_failed: AtomicBool,
     /// Why the last checkpoint could not be signed, if it could not.
     pub(crate) checkpoint_error: Mutex<Option<String>>,
+    /// Leaves written but not yet combined into the Merkle tree by its
+    /// thread (`crate::tree::worker`).
+    pub(crate) tree_behind: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -71,6 +74,7 @@ impl Shared {
             failed: Mutex::new(None),
             has_failed: AtomicBool::new(false),
             checkpoint_error: Mutex::new(None),
+            tree_behind: Arc::new(AtomicU64::new(0)),
             config,
         }
     }

@@ -29,7 +29,8 @@ use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::shared::Shared;
 use crate::tlog::{Frontier, TreeHash};
-use crate::tree::keeper::TreeKeeper;
+use crate::tree::keeper::retention_tree;
+use crate::tree::worker::TreeWorker;
 
 /// Longest a batch waits for more events when the policy has no sync to
 /// wait for (`Never`, `Interval`).
@@ -289,7 +290,7 @@ pub(crate) struct Writer {
     syncer: Option<Syncer>,
     /// The Merkle tree and checkpoint signing (docs/proofs.md); `None`
     /// when `Config::merkle_tree` is off.
-    tree: Option<TreeKeeper>,
+    tree: Option<TreeWorker>,
     /// The tree before the first kept event (what retention stored last).
     tree_base: Frontier,
     /// The block being built is one checkpoint event.
@@ -312,7 +313,7 @@ impl Writer {
         shared: Arc<Shared>,
         manifest: Manifest,
         segments: &[SegmentMeta],
-        tree: Option<TreeKeeper>,
+        tree: Option<TreeWorker>,
         tree_base: Frontier,
     ) -> Result<Writer> {
         let last = segments.last();
@@ -412,14 +413,20 @@ impl Writer {
         };
         // The tree before the first kept event, stored in the record (and
         // signed) so that the events after the cut stay provable.
-        let (size, frontier, note) = crate::tree::keeper::retention_tree(
-            self.tree.as_ref(),
-            &segments,
-            self.tree_base.clone(),
-            rec.dropped.len() - 1,
-            rec.anchor_first_lsn,
-            &rec.anchor_digest,
-        )?;
+        // With the tree on, that is worked out on the tree thread once it
+        // has caught up (it checks the cut against the whole tree).
+        let base = self.tree_base.clone();
+        let (last_gone, first_kept) = (rec.dropped.len() - 1, rec.anchor_first_lsn);
+        let anchor = rec.anchor_digest.clone();
+        let (size, frontier, note) = match self.tree.as_ref() {
+            Some(t) => {
+                let segments = segments.clone();
+                t.call(move |k| {
+                    retention_tree(Some(k), &segments, base, last_gone, first_kept, &anchor)
+                })?
+            }
+            None => retention_tree(None, &segments, base, last_gone, first_kept, &anchor)?,
+        };
         rec.tree_size = size;
         rec.tree_frontier = frontier;
         rec.tree_note = note;
@@ -679,6 +686,10 @@ impl Writer {
             Msg::Seal(slot) => {
                 self.sync_barrier();
                 let r = self.write_block().and_then(|_| self.seal_active());
+                if let Some(t) = self.tree.as_ref() {
+                    // A seal returns with the segment's tree file stored.
+                    t.caught_up();
+                }
                 let mut err = None;
                 if let Err(e) = r {
                     err = Some(self.on_error(&e.to_string()));
@@ -895,7 +906,7 @@ impl Writer {
         fsutil::sync_dir(&self.shared.dir)?;
         self.shared.segments_mut().retain(|s| s.seq != m.seq);
         self.next_seq = m.seq;
-        if let Some(t) = self.tree.as_mut() {
+        if let Some(t) = self.tree.as_ref() {
             t.segment_discarded();
         }
         Ok(())
@@ -956,7 +967,7 @@ impl Writer {
             sealed: false,
         };
         self.shared.segments_mut().push(meta.clone());
-        if let Some(t) = self.tree.as_mut() {
+        if let Some(t) = self.tree.as_ref() {
             t.segment_created(&meta);
         }
         let sync = file.try_clone().ok().map(Arc::new);
@@ -1032,14 +1043,15 @@ impl Writer {
         if let Some(t) = self.tree.as_mut() {
             let frames = &self.block[..frames_len];
             let is_checkpoint = std::mem::take(&mut self.block_is_checkpoint);
-            let leaves = match self.block_leaves.len() == self.block_count as usize {
-                true => Some(&self.block_leaves[..]),
-                false => None,
-            };
-            if let Err(e) = t.block_written(block_start, first_lsn, frames, leaves, is_checkpoint) {
-                // Only a tree of 2^64 leaves fails here; the block is stored.
-                tracing::error!(error = %e, "the Merkle tree could not take a block");
-            }
+            let count = u64::from(self.block_count);
+            t.block_written(
+                block_start,
+                first_lsn,
+                count,
+                &mut self.block_leaves,
+                frames,
+                is_checkpoint,
+            );
         }
         if self.block_max_ts != Micros::MIN {
             self.newest_ts = Some(
@@ -1131,7 +1143,7 @@ impl Writer {
             .ctx(|| "replacing MANIFEST".to_string())?;
         self.manifest.store(&self.shared.dir)?;
         let sealed = m.clone();
-        if let Some(t) = self.tree.as_mut() {
+        if let Some(t) = self.tree.as_ref() {
             t.segment_sealed(&sealed);
         }
         self.shared.replace_segment(sealed.clone());
@@ -1477,7 +1489,7 @@ impl Writer {
         self.block_max_ts = ts;
         self.block_is_checkpoint = true;
         self.write_block()?;
-        if let (Some(t), Some(a)) = (self.tree.as_mut(), self.active.as_ref()) {
+        if let (Some(t), Some(a)) = (self.tree.as_ref(), self.active.as_ref()) {
             t.store_share(&a.meta);
         }
         Ok(Some(note))

@@ -7,7 +7,7 @@
 //! writer trusts").
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, IoContext, Result};
 use crate::event::system::TreeCheckpoint;
@@ -85,7 +85,7 @@ pub fn load_state(path: &Path, key: &SignerKey) -> Result<Option<SignedState>> {
 
 /// Remember `note` as the key's last signed checkpoint (atomically,
 /// durably).
-fn store_state(path: &Path, note: &str) -> Result<()> {
+pub(super) fn store_state(path: &Path, note: &str) -> Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("state.tmp");
     {
@@ -111,8 +111,6 @@ pub(crate) struct TreeKeeper {
     /// Leaves already covered by a checkpoint in the log (the newest
     /// checkpoint's own leaf included): nothing to sign until it grows.
     covered: u64,
-    /// When this writer last signed.
-    last_signed: Instant,
 }
 
 impl TreeKeeper {
@@ -164,7 +162,6 @@ impl TreeKeeper {
             seg,
             signing,
             covered,
-            last_signed: Instant::now(),
         })
     }
 
@@ -174,6 +171,15 @@ impl TreeKeeper {
 
     pub(crate) fn root(&self) -> TreeHash {
         self.seg.end.root()
+    }
+
+    /// Leaves already covered by a checkpoint in the log.
+    pub(crate) fn covered(&self) -> u64 {
+        self.covered
+    }
+
+    pub(crate) fn signing(&self) -> Option<&CheckpointConfig> {
+        self.signing.as_ref()
     }
 
     /// A new active segment starts its share.
@@ -245,17 +251,8 @@ impl TreeKeeper {
         }
     }
 
-    /// Whether a checkpoint is due: signing, the tree grew since the last
-    /// one, and `interval` passed (or `now` is forced: a seal, a close).
-    pub(crate) fn checkpoint_due(&self, forced: bool) -> bool {
-        let Some(cfg) = &self.signing else {
-            return false;
-        };
-        self.size() > self.covered && (forced || self.last_signed.elapsed() >= cfg.interval)
-    }
-
     /// Sign the tree as it stands and return the record to append. The
-    /// caller then remembers it ([`TreeKeeper::remember`]) once every event
+    /// caller then remembers it (`TreeWorker::remember`) once every event
     /// it covers is durable: before that, a crash could leave the state
     /// file naming a tree the log no longer holds.
     pub(crate) fn sign_checkpoint(&mut self) -> Result<TreeCheckpoint> {
@@ -266,21 +263,12 @@ impl TreeKeeper {
         let note = Checkpoint::new(cfg.key.name(), size, root)
             .sign(&cfg.key)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        self.last_signed = Instant::now();
         Ok(TreeCheckpoint {
             tree_size: size,
             root: root.to_hex(),
             signed_at: now_micros(),
             note,
         })
-    }
-
-    /// Remember `note` as the key's last signed checkpoint (state file).
-    pub(crate) fn remember(&self, note: &str) -> Result<()> {
-        match self.signing.as_ref().and_then(|c| c.state.as_ref()) {
-            Some(state) => store_state(state, note),
-            None => Ok(()),
-        }
     }
 }
 

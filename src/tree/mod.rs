@@ -10,6 +10,7 @@ pub mod logtree;
 pub mod prove;
 pub mod segtree;
 pub(crate) mod verify_tree;
+pub(crate) mod worker;
 
 pub use keeper::{CheckpointConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use logtree::StoredCheckpoint;

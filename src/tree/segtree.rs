@@ -415,7 +415,11 @@ impl SegmentTree {
     /// Write the file (a temporary, then renamed over; not synced: it is
     /// derived, checked when read, rebuilt when bad).
     pub fn store(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension(format!("mtree.tmp-{}", std::process::id()));
+        // Unique per write: the tree thread and a reader of the same
+        // process may store the same segment's file at once.
+        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("mtree.tmp-{}-{n}", std::process::id()));
         {
             use std::io::Write as _;
             let mut f = crate::fsutil::create_private(&tmp)?;
