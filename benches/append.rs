@@ -9,6 +9,56 @@ use auditlog::{Config, Durability, EncodedBatch, Event, Log};
 use auditlog_loadrun::workload::WorkloadSpec;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+/// What `auditlog serve` does per event with a socket client's frames
+/// (`EncodedBatch::from_frames`), 1,000 events of the load run's workload,
+/// beside the client's (and the embedded producer's) encode: the frame
+/// check, then the body read owned (before) or in place (now), the
+/// contract's rules, and the JSON texts checked again.
+fn server_check(c: &mut Criterion) {
+    use auditlog::event::json::{check_incoming, check_incoming_ref, validate_event, validate_ref};
+    use auditlog::internals::codec::{decode_event, decode_event_ref};
+    use auditlog::internals::frame::read_frame;
+    use criterion::BatchSize;
+    let evs = events(200);
+    let evs = &evs[..1_000.min(evs.len())];
+    let frames = EncodedBatch::encode(evs).expect("encode").frames().to_vec();
+    let each = |f: &mut dyn FnMut(&[u8])| {
+        let mut off = 0;
+        while off < frames.len() {
+            let fr = read_frame(&frames[off..]).expect("frame");
+            f(fr.payload);
+            off += fr.size;
+        }
+    };
+    let mut g = c.benchmark_group("server_check");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(2));
+    g.bench_function("client_encode", |b| {
+        b.iter(|| EncodedBatch::encode(evs).expect("encode"))
+    });
+    g.bench_function("owned_rules_only", |b| {
+        b.iter(|| each(&mut |p| validate_event(&decode_event(p).unwrap()).unwrap()))
+    });
+    g.bench_function("owned_rules_json", |b| {
+        b.iter(|| each(&mut |p| check_incoming(&decode_event(p).unwrap()).unwrap()))
+    });
+    g.bench_function("in_place_rules_only", |b| {
+        b.iter(|| each(&mut |p| validate_ref(&decode_event_ref(p).unwrap()).unwrap()))
+    });
+    g.bench_function("in_place_rules_json", |b| {
+        b.iter(|| each(&mut |p| check_incoming_ref(&decode_event_ref(p).unwrap()).unwrap()))
+    });
+    g.bench_function("from_frames", |b| {
+        b.iter_batched(
+            || frames.clone(),
+            |f| EncodedBatch::from_frames(f, None, |_, _| false, |_, _| Ok(false)).unwrap(),
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
 fn events(n: u64) -> Vec<Event> {
     let spec = WorkloadSpec {
         runs: n,
@@ -161,5 +211,5 @@ fn hot_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, append_to_durable, hot_path);
+criterion_group!(benches, append, append_to_durable, hot_path, server_check);
 criterion_main!(benches);

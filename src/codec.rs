@@ -9,6 +9,7 @@
     clippy::cast_sign_loss
 )]
 
+use crate::event::borrowed::EventRef;
 use crate::event::{Event, MAX_EVENT_BYTES};
 
 /// Codec id stored in segment headers: 1 = bincode 2.0 `standard()` of
@@ -38,6 +39,23 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
 pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
     let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| CodecError(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after the event body",
+            bytes.len() - used
+        )));
+    }
+    Ok(ev)
+}
+
+/// Decode one event body in place: its strings borrowed from `bytes`
+/// (see [`crate::event::borrowed`]); the whole slice must be consumed.
+/// Accepts exactly the bodies [`decode_event`] accepts, but for system
+/// events, which it refuses (a caller falls back to [`decode_event`]).
+pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
+    let (ev, used): (EventRef<'_>, usize) =
+        bincode::serde::borrow_decode_from_slice(bytes, config())
+            .map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError(format!(
             "{} trailing bytes after the event body",

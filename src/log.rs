@@ -11,7 +11,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::codec;
 use crate::config::{Config, FullPolicy};
 use crate::error::{Error, Result};
-use crate::event::json::validate_event;
+use crate::event::json::{check_incoming, check_incoming_ref, validate_event};
 use crate::event::system::{Cut, SystemRecord};
 use crate::event::{Event, Micros};
 use crate::frame::{self, FRAME_HEADER, MAX_FRAME_BODY, REC_EVENT};
@@ -595,11 +595,21 @@ impl EncodedBatch {
 
     /// Event frames made in another process (a client of `auditlog
     /// serve`), checked as if they were appended here: each frame's length
-    /// and CRC, its record type, its body decoded whole, and every rule of
-    /// [`validate_event`]. `edit` sees each event in turn (its index and
-    /// the event) and may change it, returning true; a changed event is
-    /// checked and encoded again, the others keep their bytes. With a
-    /// redaction policy every event is redacted and encoded again.
+    /// and CRC, its record type, its body decoded whole, every rule of
+    /// [`validate_event`], and its JSON texts (`inputs`, `payload`, the
+    /// unknown fields' values) checked again, as the strict decoder does:
+    /// bincode reads them as plain strings.
+    ///
+    /// Each event is first read in place (its strings borrowed from the
+    /// frame, [`codec::decode_event_ref`]) and checked there. Only an
+    /// event `wants_edit` asks for (given its index and its unknown
+    /// fields: key and JSON text), or one that fails the in-place check,
+    /// is decoded into an [`Event`]: `edit` may change it, returning true,
+    /// and a changed event is checked and encoded again. A failing event
+    /// is checked again owned, so the error (naming its index and field)
+    /// is the one the owned decode gives. `wants_edit` returning false
+    /// promises that `edit` would leave the event as it is. With a
+    /// redaction policy every event is decoded, redacted and encoded again.
     ///
     /// Takes the bytes by value: when at most the first event changes
     /// (the server's idempotency marker), they become the batch in place,
@@ -608,12 +618,9 @@ impl EncodedBatch {
     pub fn from_frames(
         mut frames: Vec<u8>,
         policy: Option<&Arc<RedactionPolicy>>,
+        mut wants_edit: impl FnMut(usize, &[(&str, &str)]) -> bool,
         mut edit: impl FnMut(usize, &mut Event) -> std::result::Result<bool, crate::EventError>,
     ) -> Result<EncodedBatch> {
-        let invalid = |index, field: &str, reason: String| Error::InvalidEvent {
-            index,
-            source: crate::EventError::new(field, reason),
-        };
         let policy_on = policy.filter(|p| !p.is_empty());
         // Per frame: its ts, and its new bytes when it changed.
         let mut metas: Vec<(Micros, u32)> = Vec::new();
@@ -622,44 +629,31 @@ impl EncodedBatch {
         while off < frames.len() {
             let index = metas.len();
             let f = frame::read_frame(&frames[off..])
-                .map_err(|e| invalid(index, "frame", e.to_string()))?;
+                .map_err(|e| frame_error(index, "frame", e.to_string()))?;
             if f.rec_type != REC_EVENT {
-                return Err(invalid(
+                return Err(frame_error(
                     index,
                     "frame",
                     format!("record type 0x{:02x} is not an event (0x01)", f.rec_type),
                 ));
             }
-            let mut ev = codec::decode_event(f.payload)
-                .map_err(|e| invalid(index, "body", e.to_string()))?;
-            validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
-            let mut edited =
-                edit(index, &mut ev).map_err(|source| Error::InvalidEvent { index, source })?;
-            if let Some(p) = policy_on {
-                p.apply_in_place(&mut ev);
-                edited = true;
-            }
-            let mut len = f.size;
-            if edited {
-                validate_event(&ev).map_err(|source| Error::InvalidEvent { index, source })?;
-                let mut one = Vec::with_capacity(f.size + 256);
-                one.extend_from_slice(&[0u8; FRAME_HEADER]);
-                one.push(REC_EVENT);
-                codec::encode_event(&ev, &mut one)
-                    .map_err(|e| invalid(index, "event", e.to_string()))?;
-                let body = one.len() - FRAME_HEADER;
-                if body > MAX_FRAME_BODY {
-                    return Err(Error::EventTooLarge {
-                        index,
-                        bytes: body - 1,
-                        max: codec::MAX_BODY_BYTES,
-                    });
+            if policy_on.is_none() {
+                if let Some(ts) = checked_in_place(f.payload, index, &mut wants_edit) {
+                    metas.push((ts, f.size as u32));
+                    off += f.size;
+                    continue;
                 }
-                frame::seal_frame_in_place(&mut one[..], 0);
-                len = one.len();
-                changed.push((off, f.size, one));
             }
-            metas.push((ev.ts, len as u32));
+            let (ts, new) = check_owned(f.payload, f.size, index, policy_on, &mut edit)?;
+            let len = match new {
+                Some(one) => {
+                    let len = one.len();
+                    changed.push((off, f.size, one));
+                    len
+                }
+                None => f.size,
+            };
+            metas.push((ts, len as u32));
             off += f.size;
         }
         let frames = match changed.as_slice() {
@@ -694,6 +688,64 @@ impl EncodedBatch {
             policy.cloned(),
         ))
     }
+}
+
+fn frame_error(index: usize, field: &str, reason: String) -> Error {
+    Error::InvalidEvent {
+        index,
+        source: crate::EventError::new(field, reason),
+    }
+}
+
+/// The fast path of [`EncodedBatch::from_frames`]: the event's ts if its
+/// body, read in place, passes every check and needs no edit; `None`
+/// sends it down the owned path (which names any fault).
+fn checked_in_place(
+    body: &[u8],
+    index: usize,
+    wants_edit: &mut impl FnMut(usize, &[(&str, &str)]) -> bool,
+) -> Option<Micros> {
+    let ev = codec::decode_event_ref(body).ok()?;
+    check_incoming_ref(&ev).ok()?;
+    (!wants_edit(index, &ev.extra)).then_some(ev.ts)
+}
+
+/// The owned path of [`EncodedBatch::from_frames`]: decode, check, edit,
+/// redact; the event's ts and its new frame if it changed.
+fn check_owned(
+    body: &[u8],
+    size: usize,
+    index: usize,
+    policy: Option<&Arc<RedactionPolicy>>,
+    edit: &mut impl FnMut(usize, &mut Event) -> std::result::Result<bool, crate::EventError>,
+) -> Result<(Micros, Option<Vec<u8>>)> {
+    let rule = |source| Error::InvalidEvent { index, source };
+    let mut ev =
+        codec::decode_event(body).map_err(|e| frame_error(index, "body", e.to_string()))?;
+    check_incoming(&ev).map_err(rule)?;
+    let mut edited = edit(index, &mut ev).map_err(rule)?;
+    if let Some(p) = policy {
+        p.apply_in_place(&mut ev);
+        edited = true;
+    }
+    if !edited {
+        return Ok((ev.ts, None));
+    }
+    check_incoming(&ev).map_err(rule)?;
+    let mut one = Vec::with_capacity(size + 256);
+    one.extend_from_slice(&[0u8; FRAME_HEADER]);
+    one.push(REC_EVENT);
+    codec::encode_event(&ev, &mut one).map_err(|e| frame_error(index, "event", e.to_string()))?;
+    let body = one.len() - FRAME_HEADER;
+    if body > MAX_FRAME_BODY {
+        return Err(Error::EventTooLarge {
+            index,
+            bytes: body - 1,
+            max: codec::MAX_BODY_BYTES,
+        });
+    }
+    frame::seal_frame_in_place(&mut one[..], 0);
+    Ok((ev.ts, Some(one)))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

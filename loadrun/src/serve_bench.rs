@@ -20,7 +20,11 @@ use auditlog::{AuditStore, EncodedBatch, Event, StoreConfig};
 use auditlog_terminal::{CliError, CliResult};
 use clap::Args;
 
+use crate::threads::{cpu_of, process_cpu_ns, Snapshot};
 use crate::workload::WorkloadSpec;
+
+/// The sealed-segment indexer's thread name (as the kernel cuts it).
+const INDEXER: &str = "auditlog-index";
 use crate::{hist, record, Lat};
 
 #[derive(Args, Debug, Clone)]
@@ -99,6 +103,16 @@ pub struct Line {
     pub events: u64,
     pub seconds: f64,
     pub lat: Option<Lat>,
+    /// CPU time of the timed part, all processes of the line (clients and
+    /// server, or the one embedded process) but the sealed-segment
+    /// indexer, µs per event.
+    pub cpu_us_per_event: Option<f64>,
+    /// Of which the client processes' (socket, HTTP).
+    pub client_us_per_event: Option<f64>,
+    /// The sealed-segment indexer's, apart: it runs at idle priority, so
+    /// how much of its work falls inside the timed part depends on how
+    /// much idle CPU the line leaves (the rest is done after).
+    pub indexer_us_per_event: Option<f64>,
 }
 
 impl Line {
@@ -141,6 +155,9 @@ pub fn serve_bench(a: ServeBenchArgs) -> CliResult {
                     "seconds": l.seconds, "events_per_sec": l.eps(),
                     "ack_p50_ms": l.lat.map(|x| x.p50), "ack_p99_ms": l.lat.map(|x| x.p99),
                     "ack_max_ms": l.lat.map(|x| x.max), "batch": a.batch, "depth": a.depth,
+                    "cpu_us_per_event": l.cpu_us_per_event,
+                    "client_us_per_event": l.client_us_per_event,
+                    "indexer_us_per_event": l.indexer_us_per_event,
                 })
             })
             .collect();
@@ -152,7 +169,7 @@ pub fn serve_bench(a: ServeBenchArgs) -> CliResult {
 
 fn print_table(lines: &[Line], a: &ServeBenchArgs) {
     println!(
-        "| path | clients | events | events/s | of embedded | ack p50 ms | ack p99 ms |\n|---|---:|---:|---:|---:|---:|---:|"
+        "| path | clients | events | events/s | of embedded | ack p50 ms | ack p99 ms | CPU µs/event | of which clients | indexer µs/event |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for l in lines {
         let base = lines
@@ -160,7 +177,7 @@ fn print_table(lines: &[Line], a: &ServeBenchArgs) {
             .find(|b| b.mode == "embedded" && b.clients == l.clients)
             .map(|b| b.eps());
         println!(
-            "| {} | {} | {} | {:.0} | {} | {:.2} | {:.2} |",
+            "| {} | {} | {} | {:.0} | {} | {:.2} | {:.2} | {} | {} | {} |",
             l.mode,
             l.clients,
             l.events,
@@ -168,6 +185,11 @@ fn print_table(lines: &[Line], a: &ServeBenchArgs) {
             base.map_or("-".into(), |b| format!("{:.0}%", 100.0 * l.eps() / b)),
             l.lat.map_or(0.0, |x| x.p50),
             l.lat.map_or(0.0, |x| x.p99),
+            l.cpu_us_per_event.map_or("-".into(), |c| format!("{c:.2}")),
+            l.client_us_per_event
+                .map_or("-".into(), |c| format!("{c:.2}")),
+            l.indexer_us_per_event
+                .map_or("-".into(), |c| format!("{c:.2}")),
         );
     }
     println!(
@@ -187,6 +209,7 @@ fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<L
     // Held for the whole run: the store does not swap its log under us.
     let guard = store.log();
     let log: &auditlog::Log = &guard;
+    let (cpu0, snap0) = (process_cpu_ns("self"), Snapshot::take());
     let t0 = Instant::now();
     let hists = std::thread::scope(|s| {
         let hs: Vec<_> = shares
@@ -220,18 +243,27 @@ fn embedded(spec: &WorkloadSpec, clients: usize, a: &ServeBenchArgs) -> Result<L
             .collect::<Vec<_>>()
     });
     let seconds = t0.elapsed().as_secs_f64();
+    let (cpu1, snap1) = (process_cpu_ns("self"), Snapshot::take());
     drop(guard);
     let mut h = hist();
     for x in &hists {
         let _ = h.add(x);
     }
     store.close().map_err(failed)?;
+    let events: u64 = shares.iter().map(|s| s.len() as u64).sum();
+    let per_event = |ns: u64| ns as f64 / 1e3 / events.max(1) as f64;
+    let indexer = cpu_of(&snap1, &snap0, INDEXER);
     Ok(Line {
         mode: "embedded".into(),
         clients,
-        events: shares.iter().map(|s| s.len() as u64).sum(),
+        events,
         seconds,
         lat: Lat::of(&h),
+        cpu_us_per_event: cpu0
+            .zip(cpu1)
+            .map(|(a, b)| per_event(b.saturating_sub(a).saturating_sub(indexer))),
+        client_us_per_event: None,
+        indexer_us_per_event: Some(per_event(indexer)),
     })
 }
 
@@ -318,6 +350,8 @@ fn served(
             .read_line(&mut line)
             .map_err(failed)?;
     }
+    let pid = server.child.id().to_string();
+    let (cpu0, snap0) = (process_cpu_ns(&pid), Snapshot::take_of(&pid));
     for (c, _) in kids.iter_mut() {
         c.stdin
             .as_mut()
@@ -327,6 +361,7 @@ fn served(
     }
     let mut h = hist();
     let (mut first, mut last, mut events) = (u64::MAX, 0u64, 0u64);
+    let mut client_cpu_ns = Some(0u64);
     for (mut c, out) in kids {
         let st = c.wait().map_err(failed)?;
         if !st.success() {
@@ -337,10 +372,20 @@ fn served(
         first = first.min(v["start_us"].as_u64().unwrap_or(0));
         last = last.max(v["end_us"].as_u64().unwrap_or(0));
         events += v["events"].as_u64().unwrap_or(0);
+        client_cpu_ns = client_cpu_ns.zip(v["cpu_ns"].as_u64()).map(|(a, b)| a + b);
         for l in v["lat_us"].as_array().into_iter().flatten() {
             record(&mut h, Duration::from_micros(l.as_u64().unwrap_or(0)));
         }
     }
+    // The clients are done: the server's CPU up to now (its indexer may
+    // still be catching up, as the embedded line's may).
+    let (cpu1, snap1) = (process_cpu_ns(&pid), Snapshot::take_of(&pid));
+    let per_event = |ns: u64| ns as f64 / 1e3 / events.max(1) as f64;
+    let indexer = cpu_of(&snap1, &snap0, INDEXER);
+    let cpu = cpu0
+        .zip(cpu1)
+        .zip(client_cpu_ns)
+        .map(|((a, b), c)| per_event(b.saturating_sub(a).saturating_sub(indexer) + c));
     let _ = Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status();
@@ -351,6 +396,9 @@ fn served(
         events,
         seconds: (last.saturating_sub(first)) as f64 / 1e6,
         lat: Lat::of(&h),
+        cpu_us_per_event: cpu,
+        client_us_per_event: client_cpu_ns.map(per_event),
+        indexer_us_per_event: Some(per_event(indexer)),
     })
 }
 
@@ -367,14 +415,19 @@ pub fn serve_bench_client(a: ServeClientArgs) -> CliResult {
     std::io::stdout().flush().map_err(failed)?;
     let mut go = [0u8; 3];
     let _ = std::io::stdin().read(&mut go);
+    let cpu0 = process_cpu_ns("self");
     let start = now_us();
     let lat = match a.mode.as_str() {
         "socket" => socket_client(&a, &batches)?,
         _ => http_client(&a, &batches)?,
     };
     let end = now_us();
-    let v =
-        serde_json::json!({"start_us": start, "end_us": end, "events": evs.len(), "lat_us": lat});
+    let cpu_ns = cpu0
+        .zip(process_cpu_ns("self"))
+        .map(|(a, b)| b.saturating_sub(a));
+    let v = serde_json::json!({
+        "start_us": start, "end_us": end, "events": evs.len(), "lat_us": lat, "cpu_ns": cpu_ns,
+    });
     std::fs::write(&a.out, v.to_string()).map_err(failed)
 }
 

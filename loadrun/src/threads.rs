@@ -58,8 +58,13 @@ impl ThreadTimes {
 impl Snapshot {
     /// The counters of every thread of this process now.
     pub fn take() -> Snapshot {
+        Snapshot::take_of("self")
+    }
+
+    /// The counters of every thread of process `pid` ("self": this one).
+    pub fn take_of(pid: &str) -> Snapshot {
         let mut threads = BTreeMap::new();
-        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return Snapshot { threads };
         };
         for entry in dir.flatten() {
@@ -98,6 +103,31 @@ impl Snapshot {
         out.sort_by_key(|b| std::cmp::Reverse(b.1.cpu_ns));
         out
     }
+}
+
+/// CPU time (user + system) of process `pid` ("self": this one) so far,
+/// every thread counted, ended ones too, in nanoseconds; from
+/// `/proc/PID/stat`, so in steps of 10 ms (Linux's USER_HZ is 100).
+pub fn process_cpu_ns(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut it = rest.split_whitespace().skip(11);
+    let utime: u64 = it.next()?.parse().ok()?;
+    let stime: u64 = it.next()?.parse().ok()?;
+    Some((utime + stime) * 10_000_000)
+}
+
+/// CPU nanoseconds of the threads whose name starts with `prefix`
+/// between two snapshots.
+pub fn cpu_of(after: &Snapshot, before: &Snapshot, prefix: &str) -> u64 {
+    after
+        .since(before)
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(_, t)| t.cpu_ns)
+        .sum()
 }
 
 /// Pin the calling thread (and the threads it starts later) to one CPU.

@@ -216,7 +216,12 @@ pub fn encode_frames(
     let off = frame_offset(&bytes, start)
         .ok_or_else(|| ApiError::bad("the frames' length fields do not tile the body"))?;
     bytes.drain(..off);
-    EncodedBatch::from_frames(bytes, policy, |i, ev| {
+    // Only the first event (the marker) and one that came with a marker
+    // of its own change; every other event is checked in place.
+    let wants_edit = |i: usize, extra: &[(&str, &str)]| {
+        (marker.is_some() && i == 0) || extra.iter().any(|(k, _)| *k == MARKER_FIELD)
+    };
+    EncodedBatch::from_frames(bytes, policy, wants_edit, |i, ev| {
         let mut changed = strip_marker(ev);
         if let (Some(m), 0) = (marker, i) {
             ev.extra.push((MARKER_FIELD.to_string(), m.json()));

@@ -18,6 +18,8 @@ use crate::{queries, Ctx};
 
 /// Requests of one connection answered out of order at most this deep.
 const PIPELINE_DEPTH: usize = 256;
+/// The connection's read buffer (see `connection`).
+const READ_BUFFER: usize = 16 << 10;
 /// Once a frame has begun, the rest must arrive within this.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -81,7 +83,11 @@ async fn connection(stream: UnixStream, ctx: &Arc<Ctx>, mut stop: watch::Receive
         Err(_) => "pid:?".to_string(),
     };
     let (rd, wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(256 << 10, rd);
+    // Small on purpose: a read at least this large into an empty buffer
+    // bypasses it (tokio's BufReader), so a batch's body goes from the
+    // socket straight into its own buffer instead of being copied through
+    // this one; headers and small requests are still read a few at once.
+    let mut rd = BufReader::with_capacity(READ_BUFFER, rd);
     let (tx, mut rx) = mpsc::channel::<JoinHandle<Answer>>(PIPELINE_DEPTH);
     let writer = tokio::spawn(async move {
         let mut w = BufWriter::with_capacity(64 << 10, wr);

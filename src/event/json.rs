@@ -7,6 +7,7 @@
 //! `payload` and unknown fields are captured as raw text so they come back
 //! byte for byte (key order, number spelling) on output.
 
+use super::borrowed::{DataRef, EventRef};
 use super::time::{check_range, format_rfc3339, parse_rfc3339};
 use super::{
     Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
@@ -850,21 +851,53 @@ fn too_deep(text: &[u8], limit: usize) -> Option<Option<(usize, usize)>> {
 /// Checks an event built through the library against the same limits
 /// parsing enforces (the encoded-size limit is checked where it is encoded).
 pub fn validate_event(ev: &Event) -> Result<(), EventError> {
-    if ev.is_system() {
+    check_rules(&ev.run_id, ev.ts, &DataRef::of(&ev.data), &ev.extra)
+}
+
+/// [`validate_event`]'s rules, on an event read in place (the same code:
+/// both build a [`DataRef`]).
+pub fn validate_ref(ev: &EventRef<'_>) -> Result<(), EventError> {
+    check_rules(ev.run_id, ev.ts, &ev.data, &ev.extra)
+}
+
+/// What an event made in another process must pass before it is stored
+/// (the server's check of a client's frames): every rule of
+/// [`validate_event`], and its JSON texts checked again, as the strict
+/// decoder does ([`check_stored`]): the codec reads them as plain strings.
+pub fn check_incoming(ev: &Event) -> Result<(), EventError> {
+    let data = DataRef::of(&ev.data);
+    check_rules(&ev.run_id, ev.ts, &data, &ev.extra)?;
+    check_json_texts(&data, &ev.extra)
+}
+
+/// [`check_incoming`] on an event read in place.
+pub fn check_incoming_ref(ev: &EventRef<'_>) -> Result<(), EventError> {
+    validate_ref(ev)?;
+    check_json_texts(&ev.data, &ev.extra)
+}
+
+fn check_rules<K: AsRef<str>, V: AsRef<str>>(
+    run_id: &str,
+    ts: Micros,
+    data: &DataRef<'_>,
+    extra: &[(K, V)],
+) -> Result<(), EventError> {
+    if matches!(data, DataRef::System(_)) {
         return Err(EventError::new(
             "kind",
             "system events are written by the log itself (cuts, repairs, retention) and cannot be appended",
         ));
     }
-    check_run_id_of(kind_of(&ev.data), &ev.run_id)?;
-    check_range(ev.ts).map_err(|r| EventError::new("ts", r.to_string()))?;
-    match &ev.data {
-        EventData::RunStarted(s) => {
-            check_name("skill_id", &s.skill_id)?;
-            check_name("caller_id", &s.caller_id)?;
-            check_name("channel_id", &s.channel_id)?;
-            check_name("parent_run_id", &s.parent_run_id)?;
-            if s.inputs.as_str() == "null" {
+    let kind = kind_of(data);
+    check_run_id_of(kind, run_id)?;
+    check_range(ts).map_err(|r| EventError::new("ts", r.to_string()))?;
+    match data {
+        DataRef::RunStarted(s) => {
+            check_name("skill_id", s.skill_id)?;
+            check_name("caller_id", s.caller_id)?;
+            check_name("channel_id", s.channel_id)?;
+            check_name("parent_run_id", s.parent_run_id)?;
+            if s.inputs == "null" {
                 // On ingest a null `inputs` means absent, i.e. `{}`; storing
                 // null would make the same run read back differently.
                 return Err(EventError::new(
@@ -873,11 +906,11 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
                 ));
             }
         }
-        EventData::RunLog(l) => {
-            check_name("event_type", &l.event_type)?;
+        DataRef::RunLog(l) => {
+            check_name("event_type", l.event_type)?;
         }
-        EventData::RunFinished(f) => {
-            check_status(&f.status)?;
+        DataRef::RunFinished(f) => {
+            check_status(f.status)?;
             if !f.runtime_seconds.is_finite() {
                 return Err(EventError::new(
                     "runtime_seconds",
@@ -885,19 +918,19 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
                 ));
             }
         }
-        EventData::System(_) => {}
-        EventData::ToolCall(c) => {
+        DataRef::System(_) => {}
+        DataRef::ToolCall(c) => {
             for (field, v) in [
-                ("call_id", &c.call_id),
-                ("channel_id", &c.channel_id),
-                ("caller_id", &c.caller_id),
-                ("workspace_id", &c.workspace_id),
-                ("request_id", &c.request_id),
-                ("tool", &c.tool),
-                ("engine", &c.engine),
-                ("status", &c.status),
-                ("error_type", &c.error_type),
-                ("input_hash", &c.input_hash),
+                ("call_id", c.call_id),
+                ("channel_id", c.channel_id),
+                ("caller_id", c.caller_id),
+                ("workspace_id", c.workspace_id),
+                ("request_id", c.request_id),
+                ("tool", c.tool),
+                ("engine", c.engine),
+                ("status", c.status),
+                ("error_type", c.error_type),
+                ("input_hash", c.input_hash),
             ] {
                 check_name(field, v)?;
             }
@@ -907,7 +940,7 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
             if c.http_status.is_some_and(|h| h > 999) {
                 return Err(EventError::new("http_status", "must be within 0..=999"));
             }
-            if c.payload.as_str().is_empty() {
+            if c.payload.is_empty() {
                 return Err(EventError::new(
                     "payload",
                     "must be JSON (null when absent)",
@@ -915,7 +948,7 @@ pub fn validate_event(ev: &Event) -> Result<(), EventError> {
             }
         }
     }
-    check_extra(ev)
+    check_extra(kind, extra)
 }
 
 /// What a reader requires of a stored event (the strict decoder's rules,
@@ -933,16 +966,20 @@ pub fn check_stored(ev: &Event) -> Result<(), EventError> {
         }
         return r.check();
     }
-    validate_event(ev)?;
-    let json = |field: &str, j: &Json| check_json_text(field, j.as_str());
-    match &ev.data {
-        EventData::RunStarted(s) => json("inputs", &s.inputs)?,
-        EventData::RunLog(l) => json("payload", &l.payload)?,
-        EventData::ToolCall(c) => json("payload", &c.payload)?,
-        EventData::RunFinished(_) | EventData::System(_) => {}
+    check_incoming(ev)
+}
+
+/// The event's JSON texts (`inputs` or `payload`, then each unknown
+/// field's value) checked as [`Json::parse`] checks them.
+fn check_json_texts<K: AsRef<str>, V: AsRef<str>>(
+    data: &DataRef<'_>,
+    extra: &[(K, V)],
+) -> Result<(), EventError> {
+    if let Some((field, text)) = data.json_texts() {
+        check_json_text(field, text)?;
     }
-    for (k, v) in &ev.extra {
-        json(k, v)?;
+    for (k, v) in extra {
+        check_json_text(k.as_ref(), v.as_ref())?;
     }
     Ok(())
 }
@@ -1018,27 +1055,37 @@ pub(crate) fn check_json_text(field: &str, text: &str) -> Result<(), EventError>
 
 /// Unknown fields must not shadow the event's own fields (the output would
 /// carry the key twice) nor repeat each other.
-fn check_extra(ev: &Event) -> Result<(), EventError> {
-    let kind = kind_of(&ev.data);
+fn check_extra<K: AsRef<str>, V: AsRef<str>>(
+    kind: Kind,
+    extra: &[(K, V)],
+) -> Result<(), EventError> {
+    // A few unknown fields (the usual case) are compared pairwise: no set
+    // to allocate. Either way the first key seen before is the one named.
     let mut keys = HashSet::new();
-    for (k, v) in &ev.extra {
+    for (i, (k, v)) in extra.iter().enumerate() {
+        let (k, v) = (k.as_ref(), v.as_ref());
         if let Some(known) = Key::lookup(k) {
             if known.belongs_to(kind) {
                 return Err(EventError::new(
-                    k.as_str(),
+                    k,
                     "is a field of the event itself (or the engine's lsn), not an unknown field",
                 ));
             }
         }
-        if !keys.insert(k.as_str()) {
+        let repeated = if extra.len() <= FEW_EXTRA {
+            extra[..i].iter().any(|(seen, _)| seen.as_ref() == k)
+        } else {
+            !keys.insert(k)
+        };
+        if repeated {
             return Err(EventError::new(
-                k.as_str(),
+                k,
                 "appears more than once among the unknown fields",
             ));
         }
-        if k == Event::REPLACE && !matches!(v.as_str(), "true" | "false" | "null") {
+        if k == Event::REPLACE && !matches!(v, "true" | "false" | "null") {
             return Err(EventError::new(
-                k.as_str(),
+                k,
                 "must be true or false (the amending marker, docs/contract.md)",
             ));
         }
@@ -1046,13 +1093,16 @@ fn check_extra(ev: &Event) -> Result<(), EventError> {
     Ok(())
 }
 
-fn kind_of(data: &EventData) -> Kind {
+/// Up to this many unknown fields, duplicates are found without a set.
+const FEW_EXTRA: usize = 8;
+
+fn kind_of(data: &DataRef<'_>) -> Kind {
     match data {
-        EventData::RunStarted(_) => Kind::Started,
-        EventData::RunLog(_) => Kind::Log,
-        // System: never reached, validate_event refuses system events first.
-        EventData::RunFinished(_) | EventData::System(_) => Kind::Finished,
-        EventData::ToolCall(_) => Kind::Call,
+        DataRef::RunStarted(_) => Kind::Started,
+        DataRef::RunLog(_) => Kind::Log,
+        // System: never reached, the rules refuse system events first.
+        DataRef::RunFinished(_) | DataRef::System(_) => Kind::Finished,
+        DataRef::ToolCall(_) => Kind::Call,
     }
 }
 

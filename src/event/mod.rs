@@ -2,6 +2,7 @@
 //! run's start, logs and finish, and tool calls, which may stand alone),
 //! and the engine's own system events, with their limits. JSON in and out lives in [`json`]; time handling in [`time`].
 
+pub mod borrowed;
 pub mod json;
 pub mod system;
 pub mod time;
@@ -57,6 +58,12 @@ impl Json {
 
     pub fn into_string(self) -> String {
         self.0
+    }
+}
+
+impl AsRef<str> for Json {
+    fn as_ref(&self) -> &str {
+        &self.0
     }
 }
 

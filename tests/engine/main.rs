@@ -14,6 +14,7 @@ mod core_log;
 mod cross_finishes;
 mod event_json;
 mod format_upgrade;
+mod frames_in_place;
 mod gateway_api;
 mod integrity;
 mod layering;

@@ -142,6 +142,22 @@ fn bad_socket_frames_are_answered_and_store_nothing() {
     s.write_all(&frame(op::APPEND_FRAMES, b"", &junk)).unwrap();
     let v = answer_json(&proto::read_frame(&mut s, 1 << 20).unwrap());
     assert_eq!(v["field"], "body", "{v}");
+    // A JSON text that is not JSON (bincode reads it as a plain string):
+    // refused, naming the record and field; every reader would have
+    // refused the stored event as corrupt.
+    let mut bad_json = ev(3, DAY0);
+    bad_json
+        .extra
+        .push(("note".into(), auditlog::Json::trusted("{nope".into())));
+    let batch = auditlog::EncodedBatch::encode(&[ev(4, DAY0), bad_json]).unwrap();
+    s.write_all(&frame(op::APPEND_FRAMES, b"", batch.frames()))
+        .unwrap();
+    let v = answer_json(&proto::read_frame(&mut s, 1 << 20).unwrap());
+    assert_eq!(
+        (v["record"].as_u64(), v["field"].as_str()),
+        (Some(1), Some("note")),
+        "{v}"
+    );
 
     // Calls: not JSON, an unknown method, a missing parameter.
     for (body, says) in [

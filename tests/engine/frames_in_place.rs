@@ -1,0 +1,316 @@
+//! Frames from another process (`EncodedBatch::from_frames`, the server's
+//! check of a socket client's batch): the in-place check (strings borrowed
+//! from the frame) accepts exactly what the owned decode and its checks
+//! accept, over events of every kind and every small mutation of their
+//! bytes; and the JSON texts are checked, as the strict decoder checks them.
+
+use auditlog::event::borrowed::EventRef;
+use auditlog::event::json::{check_incoming, check_incoming_ref, validate_event, validate_ref};
+use auditlog::internals::codec::{decode_event, decode_event_ref, decode_stored, encode_event};
+use auditlog::internals::frame::{write_frame, REC_EVENT};
+use auditlog::{
+    EncodedBatch, Error, Event, EventError, Json, RunFinished, RunLog, RunStarted, ToolCall,
+};
+
+use crate::support::DAY0;
+
+fn enc(e: &Event) -> Vec<u8> {
+    let mut v = Vec::new();
+    encode_event(e, &mut v).unwrap();
+    v
+}
+
+fn json(t: &str) -> Json {
+    Json::parse(t).unwrap()
+}
+
+/// Good events of every kind, with and without unknown fields.
+fn good_events() -> Vec<Event> {
+    let started = Event::run_started(
+        "r-1",
+        DAY0,
+        RunStarted {
+            skill_id: "s".into(),
+            caller_id: "c".into(),
+            channel_id: "ch".into(),
+            parent_run_id: "p".into(),
+            inputs: json(r#"{"q":"ünï","n":[1,2,{"a":null}]}"#),
+            dry_run: true,
+        },
+    );
+    let log = Event::run_log(
+        "r-1",
+        DAY0 + 1,
+        RunLog {
+            seq: 300,
+            event_type: "step".into(),
+            payload: json(r#"["a",1.5,true]"#),
+        },
+    );
+    let finished = Event::run_finished(
+        "r-1",
+        DAY0 + 2,
+        RunFinished {
+            status: "error".into(),
+            output: "out".into(),
+            error: "boom".into(),
+            tool_calls: 3,
+            runtime_seconds: 1.25,
+            input_tokens: 10,
+            output_tokens: 1 << 40,
+            thinking_tokens: 0,
+        },
+    );
+    let call = Event::tool_call(
+        "",
+        DAY0 + 3,
+        ToolCall {
+            call_id: "c-1".into(),
+            channel_id: "sess".into(),
+            tool: "fs.read".into(),
+            duration_ms: Some(12.5),
+            input_bytes: Some(7),
+            result_bytes: None,
+            exit_code: Some(-1),
+            http_status: Some(200),
+            payload: json(r#"{"k":"v"}"#),
+            ..ToolCall::default()
+        },
+    );
+    let mut with_extra = log.clone().with_replace();
+    with_extra
+        .extra
+        .push(("gen_ai.agent.id".into(), json(r#""agent-7""#)));
+    with_extra
+        .extra
+        .push(("_ingest".into(), json(r#"{"k":1}"#)));
+    let mut many_extra = call.clone();
+    for i in 0..12 {
+        many_extra
+            .extra
+            .push((format!("x{i}"), json(&i.to_string())));
+    }
+    vec![started, log, finished, call, with_extra, many_extra]
+}
+
+/// Events the codec encodes but the rules refuse, one per rule.
+fn bad_events() -> Vec<Event> {
+    let g = good_events();
+    let mut out = Vec::new();
+    let mut e = g[0].clone();
+    e.run_id = String::new();
+    out.push(e);
+    let mut e = g[0].clone();
+    e.run_id = "r".repeat(5000);
+    out.push(e);
+    out.push(Event {
+        ts: -1,
+        ..g[1].clone()
+    });
+    let mut e = g[0].clone();
+    if let auditlog::EventData::RunStarted(s) = &mut e.data {
+        s.inputs = Json::trusted("null".into());
+    }
+    out.push(e);
+    let mut e = g[0].clone();
+    if let auditlog::EventData::RunStarted(s) = &mut e.data {
+        s.inputs = Json::trusted("{\"q\":".into());
+    }
+    out.push(e);
+    let mut e = g[1].clone();
+    if let auditlog::EventData::RunLog(l) = &mut e.data {
+        l.payload = Json::trusted(" 1".into());
+    }
+    out.push(e);
+    let mut e = g[2].clone();
+    if let auditlog::EventData::RunFinished(f) = &mut e.data {
+        f.status = "running".into();
+    }
+    out.push(e);
+    let mut e = g[2].clone();
+    if let auditlog::EventData::RunFinished(f) = &mut e.data {
+        f.runtime_seconds = f64::INFINITY;
+    }
+    out.push(e);
+    for edit in [
+        (|c: &mut ToolCall| c.http_status = Some(1000)) as fn(&mut ToolCall),
+        |c| c.duration_ms = Some(f64::NAN),
+        |c| c.payload = Json::trusted(String::new()),
+        |c| c.payload = Json::trusted("[".repeat(200)),
+        |c| c.tool = "t".repeat(2000),
+    ] {
+        let mut e = g[3].clone();
+        if let auditlog::EventData::ToolCall(c) = &mut e.data {
+            edit(c);
+        }
+        out.push(e);
+    }
+    for (k, v) in [
+        ("run_id", "1"),
+        ("x", "1"),
+        ("replace", "\"yes\""),
+        ("y", "{bad"),
+    ] {
+        let mut e = g[1].clone();
+        e.extra.push(("x".into(), Json::trusted("2".into())));
+        e.extra.push((k.into(), Json::trusted(v.into())));
+        out.push(e);
+    }
+    let mut e = g[5].clone();
+    e.extra.push(("x3".into(), json("0")));
+    out.push(e);
+    out
+}
+
+/// The owned path's answer and the in-place one agree for `body`:
+/// both accept (and read the same event) or both refuse; where both
+/// decode, the rules give the same error.
+fn same_answer(body: &[u8]) {
+    let owned = decode_event(body);
+    let borrowed = decode_event_ref(body);
+    if let (Ok(o), Ok(b)) = (&owned, &borrowed) {
+        // Compared by their Debug text: NaN is not equal to itself.
+        assert_eq!(
+            format!("{:?}", EventRef::of(o)),
+            format!("{b:?}"),
+            "the two decodes differ: {body:?}"
+        );
+        assert_eq!(validate_event(o), validate_ref(b), "{body:?}");
+        assert_eq!(check_incoming(o), check_incoming_ref(b), "{body:?}");
+    }
+    if borrowed.is_ok() {
+        assert!(owned.is_ok(), "only the in-place decode accepts {body:?}");
+    }
+    if let Ok(o) = &owned {
+        // The in-place decode refuses system events only.
+        assert_eq!(borrowed.is_ok(), !o.is_system(), "{body:?}");
+    }
+    let owned_ok = owned.is_ok_and(|o| check_incoming(&o).is_ok());
+    let borrowed_ok = borrowed.is_ok_and(|b| check_incoming_ref(&b).is_ok());
+    assert_eq!(owned_ok, borrowed_ok, "{body:?}");
+    if owned_ok {
+        // What is accepted from a client, every reader accepts.
+        assert!(decode_stored(body).is_ok(), "{body:?}");
+    }
+}
+
+#[test]
+fn the_in_place_check_accepts_exactly_what_the_owned_one_does() {
+    let mut bodies: Vec<Vec<u8>> = good_events().iter().chain(&bad_events()).map(enc).collect();
+    // A system event: the owned decode reads it, the rules refuse it
+    // ("kind"); the in-place decode refuses it and leaves the answer to
+    // the owned path.
+    let checkpoint = auditlog::system::SystemRecord::Checkpoint(auditlog::system::TreeCheckpoint {
+        tree_size: 3,
+        root: "ab".into(),
+        signed_at: DAY0,
+        note: "n".into(),
+    });
+    bodies.push(enc(&Event {
+        run_id: String::new(),
+        ts: DAY0,
+        data: auditlog::EventData::System(Box::new(checkpoint)),
+        extra: Vec::new(),
+    }));
+    let mut count = 0usize;
+    for base in std::mem::take(&mut bodies) {
+        same_answer(&base);
+        count += 1;
+        for cut in 0..base.len() {
+            same_answer(&base[..cut]);
+            count += 1;
+        }
+        let mut longer = base.clone();
+        longer.push(0);
+        same_answer(&longer);
+        for i in 0..base.len() {
+            for v in [0u8, 1, 0x7f, 0x80, 0xfb, 0xff, base[i].wrapping_add(1)] {
+                let mut m = base.clone();
+                m[i] = v;
+                same_answer(&m);
+                count += 1;
+            }
+        }
+    }
+    assert!(count > 10_000, "{count} bodies");
+}
+
+/// One batch of frames, as a client encodes it.
+fn frames_of(events: &[Event]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        write_frame(&mut out, REC_EVENT, &enc(e));
+    }
+    out
+}
+
+fn refusal(r: auditlog::Result<EncodedBatch>) -> (usize, EventError) {
+    match r {
+        Err(Error::InvalidEvent { index, source }) => (index, source),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("accepted"),
+    }
+}
+
+#[test]
+fn frames_with_bad_json_texts_are_refused_naming_the_field() {
+    let g = good_events();
+    for (bad, field) in [(4, "inputs"), (5, "payload"), (16, "y")] {
+        let b = &bad_events()[bad];
+        let frames = frames_of(&[g[0].clone(), b.clone()]);
+        let (index, e) = refusal(EncodedBatch::from_frames(
+            frames,
+            None,
+            |_, _| false,
+            |_, _| Ok(false),
+        ));
+        assert_eq!((index, e.field.as_str()), (1, field), "{e}");
+        assert!(e.reason.contains("JSON"), "{e}");
+    }
+}
+
+#[test]
+fn from_frames_gives_the_same_batch_and_errors_in_place_or_owned() {
+    let g = good_events();
+    let marker = ("_ingest".to_string(), json(r#"{"key":"k","n":9,"at":0}"#));
+    let edit = |i: usize, ev: &mut Event| {
+        let before = ev.extra.len();
+        ev.extra.retain(|(k, _)| k != "_ingest");
+        let mut changed = ev.extra.len() != before;
+        if i == 0 {
+            ev.extra.push(marker.clone());
+            changed = true;
+        }
+        Ok(changed)
+    };
+    let mut events = g.clone();
+    events.extend(g.iter().cloned());
+    let frames = frames_of(&events);
+    let fast = EncodedBatch::from_frames(
+        frames.clone(),
+        None,
+        |i, extra| i == 0 || extra.iter().any(|(k, _)| *k == "_ingest"),
+        edit,
+    )
+    .unwrap();
+    let all_owned = EncodedBatch::from_frames(frames, None, |_, _| true, edit).unwrap();
+    assert_eq!(fast.frames(), all_owned.frames());
+    assert_eq!(fast.len(), events.len());
+    // Every bad event, at every place in a batch: the same index and error.
+    for b in bad_events() {
+        for at in [0, 3] {
+            let mut evs = g.clone();
+            evs.insert(at, b.clone());
+            let frames = frames_of(&evs);
+            let fast = refusal(EncodedBatch::from_frames(
+                frames.clone(),
+                None,
+                |i, _| i == 0,
+                edit,
+            ));
+            let owned = refusal(EncodedBatch::from_frames(frames, None, |_, _| true, edit));
+            assert_eq!(fast, owned);
+            assert_eq!(fast.0, at);
+        }
+    }
+}
