@@ -345,7 +345,11 @@ impl Namer for Files {
             _ => tables::tool_calls_schema(),
         };
         let meta = file_meta(&self.scope, s, table, dt, self.through_seq);
-        FileWriter::new(&self.key(s, table, dt), schema, &meta)
+        // Room for the file up front: a table's Parquet has been 0.05-0.15
+        // of its segment's bytes (docs/benchmarks.md); a quarter leaves
+        // headroom, and pages never written to cost no memory.
+        let bytes = usize::try_from(s.data_len / 4).unwrap_or(0);
+        FileWriter::with_capacity(&self.key(s, table, dt), schema, &meta, bytes)
     }
 
     fn key(&self, s: &SegmentMeta, table: &str, dt: &str) -> String {

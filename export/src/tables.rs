@@ -6,10 +6,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
-    UInt64Builder,
+    BooleanBuilder, Float64Builder, Int64Builder, PrimitiveBuilder, StringBuilder,
+    TimestampMicrosecondBuilder, UInt64Builder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::ArrowPrimitiveType;
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
 use auditlog::event::json::json_string;
 use auditlog::system::SystemRecord;
@@ -151,11 +152,40 @@ impl ScopeCols {
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
-        vec![
-            Arc::new(self.log_id.finish()),
-            Arc::new(self.host.finish()),
-            Arc::new(self.segment.finish()),
-        ]
+        vec![self.log_id.take(), self.host.take(), self.segment.take()]
+    }
+}
+
+/// A column builder that hands over what it holds as an array and starts
+/// again with room for as much: every batch of a file is about the size of
+/// the one before, and builders that began empty each batch grew by
+/// doubling (reallocations, copies and fresh pages: the largest item of an
+/// export's profile, docs/benchmarks.md).
+trait Column {
+    fn take(&mut self) -> ArrayRef;
+}
+
+impl Column for StringBuilder {
+    fn take(&mut self) -> ArrayRef {
+        let a = self.finish();
+        *self = StringBuilder::with_capacity(a.len(), a.value_data().len());
+        Arc::new(a)
+    }
+}
+
+impl<T: ArrowPrimitiveType> Column for PrimitiveBuilder<T> {
+    fn take(&mut self) -> ArrayRef {
+        let a = self.finish();
+        *self = PrimitiveBuilder::<T>::with_capacity(a.len()).with_data_type(a.data_type().clone());
+        Arc::new(a)
+    }
+}
+
+impl Column for BooleanBuilder {
+    fn take(&mut self) -> ArrayRef {
+        let a = self.finish();
+        *self = BooleanBuilder::with_capacity(a.len());
+        Arc::new(a)
     }
 }
 
@@ -345,29 +375,29 @@ impl EventRows {
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut cols = self.scope.finish();
         let rest: Vec<ArrayRef> = vec![
-            Arc::new(self.lsn.finish()),
-            Arc::new(self.block_lsn.finish()),
-            Arc::new(self.ts.finish()),
-            Arc::new(self.kind.finish()),
-            Arc::new(self.run_id.finish()),
-            Arc::new(self.skill_id.finish()),
-            Arc::new(self.caller_id.finish()),
-            Arc::new(self.channel_id.finish()),
-            Arc::new(self.parent_run_id.finish()),
-            Arc::new(self.inputs.finish()),
-            Arc::new(self.dry_run.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(self.event_type.finish()),
-            Arc::new(self.payload.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.output.finish()),
-            Arc::new(self.error.finish()),
-            Arc::new(self.tool_calls.finish()),
-            Arc::new(self.runtime_seconds.finish()),
-            Arc::new(self.input_tokens.finish()),
-            Arc::new(self.output_tokens.finish()),
-            Arc::new(self.thinking_tokens.finish()),
-            Arc::new(self.extra.finish()),
+            self.lsn.take(),
+            self.block_lsn.take(),
+            self.ts.take(),
+            self.kind.take(),
+            self.run_id.take(),
+            self.skill_id.take(),
+            self.caller_id.take(),
+            self.channel_id.take(),
+            self.parent_run_id.take(),
+            self.inputs.take(),
+            self.dry_run.take(),
+            self.seq.take(),
+            self.event_type.take(),
+            self.payload.take(),
+            self.status.take(),
+            self.output.take(),
+            self.error.take(),
+            self.tool_calls.take(),
+            self.runtime_seconds.take(),
+            self.input_tokens.take(),
+            self.output_tokens.take(),
+            self.thinking_tokens.take(),
+            self.extra.take(),
         ];
         cols.extend(rest);
         self.rows = 0;
@@ -636,26 +666,26 @@ impl ToolCallRows {
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut cols = self.scope.finish();
         let rest: Vec<ArrayRef> = vec![
-            Arc::new(self.lsn.finish()),
-            Arc::new(self.ts.finish()),
-            Arc::new(self.run_id.finish()),
-            Arc::new(self.seq.finish()),
-            Arc::new(self.replace.finish()),
-            Arc::new(self.tool.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.error_type.finish()),
-            Arc::new(self.duration_ms.finish()),
-            Arc::new(self.args_summary.finish()),
-            Arc::new(self.result_bytes.finish()),
-            Arc::new(self.exit_code.finish()),
-            Arc::new(self.http_status.finish()),
-            Arc::new(self.input_hash.finish()),
-            Arc::new(self.channel_id.finish()),
-            Arc::new(self.caller_id.finish()),
-            Arc::new(self.workspace_id.finish()),
-            Arc::new(self.request_id.finish()),
-            Arc::new(self.engine.finish()),
-            Arc::new(self.payload.finish()),
+            self.lsn.take(),
+            self.ts.take(),
+            self.run_id.take(),
+            self.seq.take(),
+            self.replace.take(),
+            self.tool.take(),
+            self.status.take(),
+            self.error_type.take(),
+            self.duration_ms.take(),
+            self.args_summary.take(),
+            self.result_bytes.take(),
+            self.exit_code.take(),
+            self.http_status.take(),
+            self.input_hash.take(),
+            self.channel_id.take(),
+            self.caller_id.take(),
+            self.workspace_id.take(),
+            self.request_id.take(),
+            self.engine.take(),
+            self.payload.take(),
         ];
         cols.extend(rest);
         self.rows = 0;
@@ -749,24 +779,24 @@ impl RunRows {
     pub fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let mut cols = self.scope.finish();
         let rest: Vec<ArrayRef> = vec![
-            Arc::new(self.start_lsn.finish()),
-            Arc::new(self.id.finish()),
-            Arc::new(self.skill_id.finish()),
-            Arc::new(self.caller_id.finish()),
-            Arc::new(self.channel_id.finish()),
-            Arc::new(self.parent_run_id.finish()),
-            Arc::new(self.inputs.finish()),
-            Arc::new(self.dry_run.finish()),
-            Arc::new(self.started_at.finish()),
-            Arc::new(self.finished_at.finish()),
-            Arc::new(self.status.finish()),
-            Arc::new(self.output.finish()),
-            Arc::new(self.error.finish()),
-            Arc::new(self.tool_calls.finish()),
-            Arc::new(self.runtime_seconds.finish()),
-            Arc::new(self.input_tokens.finish()),
-            Arc::new(self.output_tokens.finish()),
-            Arc::new(self.thinking_tokens.finish()),
+            self.start_lsn.take(),
+            self.id.take(),
+            self.skill_id.take(),
+            self.caller_id.take(),
+            self.channel_id.take(),
+            self.parent_run_id.take(),
+            self.inputs.take(),
+            self.dry_run.take(),
+            self.started_at.take(),
+            self.finished_at.take(),
+            self.status.take(),
+            self.output.take(),
+            self.error.take(),
+            self.tool_calls.take(),
+            self.runtime_seconds.take(),
+            self.input_tokens.take(),
+            self.output_tokens.take(),
+            self.thinking_tokens.take(),
         ];
         cols.extend(rest);
         self.rows = 0;
