@@ -77,8 +77,9 @@ pub struct ReplayArgs {
     #[arg(long)]
     pub from_lsn: Option<u64>,
     /// Threads that check and decode while this one writes: 0 = all on
-    /// this thread; N = a checking thread and N decoding threads; default:
-    /// threads for a large replay on a machine of several cores.
+    /// this thread; N = a checking thread and N decoding threads (measured
+    /// slower than the default on 2 cores: docs/benchmarks.md); default: a
+    /// checking thread ahead of this one for a large replay.
     #[arg(long)]
     pub threads: Option<usize>,
 }
