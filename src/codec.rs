@@ -37,15 +37,21 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
 
 /// Decode one event body; the whole slice must be consumed.
 pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
-    let (ev, used): (Event, usize) = bincode::serde::decode_from_slice(bytes, config())
+    let decoded: (Event, usize) = bincode::serde::decode_from_slice(bytes, config())
         .map_err(|e| CodecError(e.to_string()))?;
-    if used != bytes.len() {
+    consumed_whole(decoded, bytes.len())
+}
+
+/// The decoded value, if the decode used every one of the body's `len`
+/// bytes (trailing bytes are damage, not padding).
+fn consumed_whole<T>((value, used): (T, usize), len: usize) -> Result<T, CodecError> {
+    if used != len {
         return Err(CodecError(format!(
             "{} trailing bytes after the event body",
-            bytes.len() - used
+            len - used
         )));
     }
-    Ok(ev)
+    Ok(value)
 }
 
 /// Decode one event body in place: its strings borrowed from `bytes`
@@ -53,16 +59,9 @@ pub fn decode_event(bytes: &[u8]) -> Result<Event, CodecError> {
 /// Accepts exactly the bodies [`decode_event`] accepts, but for system
 /// events, which it refuses (a caller falls back to [`decode_event`]).
 pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
-    let (ev, used): (EventRef<'_>, usize) =
-        bincode::serde::borrow_decode_from_slice(bytes, config())
-            .map_err(|e| CodecError(e.to_string()))?;
-    if used != bytes.len() {
-        return Err(CodecError(format!(
-            "{} trailing bytes after the event body",
-            bytes.len() - used
-        )));
-    }
-    Ok(ev)
+    let decoded: (EventRef<'_>, usize) = bincode::serde::borrow_decode_from_slice(bytes, config())
+        .map_err(|e| CodecError(e.to_string()))?;
+    consumed_whole(decoded, bytes.len())
 }
 
 /// The strict decoder every reader and `verify` use (docs/format.md, "What
