@@ -73,6 +73,20 @@ pub fn decode_stored(bytes: &[u8]) -> Result<Event, StoredEventError> {
     Ok(ev)
 }
 
+/// [`decode_stored`]'s answer for `bytes` without building the event:
+/// the body read in place ([`decode_event_ref`], strings borrowed) and the
+/// same rules run on that view. Accepts exactly what [`decode_stored`]
+/// accepts and refuses the rest with the same error: where the in-place
+/// decode refuses (a system event, or bytes that do not decode), the owned
+/// decoder gives the answer and its error text. Replay's check-ahead
+/// thread uses it, so the caller only decodes.
+pub fn check_stored_in_place(bytes: &[u8]) -> Result<(), StoredEventError> {
+    match decode_event_ref(bytes) {
+        Ok(ev) => Ok(crate::event::json::check_incoming_ref(&ev)?),
+        Err(_) => decode_stored(bytes).map(|_| ()),
+    }
+}
+
 /// Why a stored event record is refused by [`decode_stored`].
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]

@@ -8,8 +8,11 @@
 //! the same order and the same checks in each:
 //! - all on the caller's thread;
 //! - check-ahead (the default for a large replay): a thread
-//!   ("auditlog-check-ahead") maps and checks the next segment while the
-//!   caller decodes this one;
+//!   ("auditlog-check-ahead") maps the next segment, checks its chain and
+//!   then runs the strict decoder's checks on each of its events in place
+//!   (no event built), while the caller decodes this one: the caller only
+//!   decodes (no checks) the events before the first refused one, then
+//!   returns that event's error;
 //! - pipelined: the checking thread cuts each checked segment into chunks
 //!   and deals them in turn to decoding threads ("auditlog-decode"); the
 //!   caller takes the decoded chunks back in the same turn, so nothing can
@@ -28,12 +31,13 @@ use std::sync::Arc;
 use crossbeam_channel::{bounded, Receiver, Sender};
 
 use crate::checked::Checked;
+use crate::codec::StoredEventError;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::event::Micros;
 use crate::frame::{peek_frame, REC_COMMIT, REC_EVENT};
 use crate::layout::{map_file, SegmentMeta};
-use crate::segment::{EventWalk, HEADER_SIZE};
+use crate::segment::{EventRecord, EventWalk, HEADER_SIZE};
 
 /// Which events a replay yields.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,9 +78,10 @@ pub enum ReplayThreads {
     Auto,
     /// Everything on the caller's thread.
     None,
-    /// A checking thread that maps and checks the next segment's chain
-    /// while the caller decodes this one (the events are decoded, owned
-    /// and freed on the caller's thread).
+    /// A checking thread that maps the next segment and checks its chain
+    /// and its events' strict rules (in place) while the caller decodes
+    /// this one (the events are decoded, owned and freed on the caller's
+    /// thread, without checking them again).
     CheckAhead,
     /// A checking thread and this many decoding threads (clamped to
     /// 1..=4, `MAX_DECODE_THREADS`).
@@ -97,6 +102,20 @@ struct CheckedSegment {
     map: memmap2::Mmap,
     pos: u64,
     lsn: u64,
+    events: EventsChecked,
+}
+
+/// Whether the strict checks of a segment's events were already run.
+enum EventsChecked {
+    /// Not yet: each event is strictly decoded as it is read.
+    No,
+    /// All of them (from the replay's first LSN), by the check-ahead
+    /// thread, in place ([`crate::codec::check_stored_in_place`]): the
+    /// events before the frame at `first_bad`'s offset are decoded plainly,
+    /// that one is refused with the strict decoder's error.
+    Ahead {
+        first_bad: Option<(u64, StoredEventError)>,
+    },
 }
 
 impl CheckedSegment {
@@ -126,6 +145,54 @@ impl CheckedSegment {
             map,
             pos,
             lsn,
+            events: EventsChecked::No,
+        })
+    }
+
+    /// Run the strict decoder's checks on every event from LSN `from`, in
+    /// place (nothing allocated but unknown fields' list), and keep the
+    /// first failure. Damage in the walk stops the checks there: the
+    /// decode's walk stops at the same frame and reports it.
+    fn check_events(&mut self, from: u64) {
+        let mut walk = self.walk();
+        walk.skip_to(&self.map, from);
+        let mut first_bad = None;
+        while let Some(Ok(rec)) = walk.next_checked(&self.map) {
+            if rec.lsn < from {
+                continue;
+            }
+            if let Err(e) = crate::codec::check_stored_in_place(rec.payload) {
+                first_bad = Some((rec.offset, e));
+                break;
+            }
+        }
+        self.events = EventsChecked::Ahead { first_bad };
+    }
+
+    /// The event of `rec`, strictly decoded, or plainly decoded where its
+    /// strict checks already passed.
+    fn decode(&self, rec: &EventRecord<'_>) -> Result<Event> {
+        let decoded = match &self.events {
+            EventsChecked::Ahead { first_bad: None } => {
+                crate::codec::decode_event(rec.payload).map_err(StoredEventError::from)
+            }
+            EventsChecked::Ahead {
+                first_bad: Some((at, e)),
+            } if rec.offset <= *at => {
+                if rec.offset == *at {
+                    Err(e.clone())
+                } else {
+                    crate::codec::decode_event(rec.payload).map_err(StoredEventError::from)
+                }
+            }
+            // Past a failure (never read: the replay stops there) or not
+            // checked ahead.
+            _ => crate::codec::decode_stored(rec.payload),
+        };
+        decoded.map_err(|reason| Error::Corrupt {
+            segment: self.meta.name.clone(),
+            offset: rec.offset,
+            reason: format!("event record does not decode: {reason}"),
         })
     }
 
@@ -147,11 +214,7 @@ impl CheckedSegment {
             if rec.lsn < from {
                 continue;
             }
-            let ev = crate::codec::decode_stored(rec.payload).map_err(|reason| Error::Corrupt {
-                segment: self.meta.name.clone(),
-                offset: rec.offset,
-                reason: format!("event record does not decode: {reason}"),
-            })?;
+            let ev = self.decode(&rec)?;
             let in_range =
                 range.since.is_none_or(|s| ev.ts >= s) && range.until.is_none_or(|u| ev.ts <= u);
             if in_range {
@@ -413,7 +476,10 @@ impl Ahead {
             .name("auditlog-check-ahead".into())
             .spawn(move || {
                 for meta in segments {
-                    let seg = CheckedSegment::open(meta, from, &checked);
+                    let seg = CheckedSegment::open(meta, from, &checked).map(|mut seg| {
+                        seg.check_events(from);
+                        seg
+                    });
                     let failed = seg.is_err();
                     if tx.send(seg).is_err() || failed {
                         return;

@@ -6,7 +6,9 @@
 
 use auditlog::event::borrowed::EventRef;
 use auditlog::event::json::{check_incoming, check_incoming_ref, validate_event, validate_ref};
-use auditlog::internals::codec::{decode_event, decode_event_ref, decode_stored, encode_event};
+use auditlog::internals::codec::{
+    check_stored_in_place, decode_event, decode_event_ref, decode_stored, encode_event,
+};
 use auditlog::internals::frame::{write_frame, REC_EVENT};
 use auditlog::{
     EncodedBatch, Error, Event, EventError, Json, RunFinished, RunLog, RunStarted, ToolCall,
@@ -194,8 +196,8 @@ fn same_answer(body: &[u8]) {
     }
 }
 
-#[test]
-fn the_in_place_check_accepts_exactly_what_the_owned_one_does() {
+/// Good and bad bodies of every kind, a system event among them.
+fn base_bodies() -> Vec<Vec<u8>> {
     let mut bodies: Vec<Vec<u8>> = good_events().iter().chain(&bad_events()).map(enc).collect();
     // A system event: the owned decode reads it, the rules refuse it
     // ("kind"); the in-place decode refuses it and leaves the answer to
@@ -212,27 +214,62 @@ fn the_in_place_check_accepts_exactly_what_the_owned_one_does() {
         data: auditlog::EventData::System(Box::new(checkpoint)),
         extra: Vec::new(),
     }));
+    bodies
+}
+
+/// Call `f` on every base body and every small mutation of it (cut short,
+/// one byte longer, each byte replaced); how many bodies that was.
+fn each_mutated_body(mut f: impl FnMut(&[u8])) -> usize {
     let mut count = 0usize;
-    for base in std::mem::take(&mut bodies) {
-        same_answer(&base);
+    for base in base_bodies() {
+        f(&base);
         count += 1;
         for cut in 0..base.len() {
-            same_answer(&base[..cut]);
+            f(&base[..cut]);
             count += 1;
         }
         let mut longer = base.clone();
         longer.push(0);
-        same_answer(&longer);
+        f(&longer);
         for i in 0..base.len() {
             for v in [0u8, 1, 0x7f, 0x80, 0xfb, 0xff, base[i].wrapping_add(1)] {
                 let mut m = base.clone();
                 m[i] = v;
-                same_answer(&m);
+                f(&m);
                 count += 1;
             }
         }
     }
+    count
+}
+
+#[test]
+fn the_in_place_check_accepts_exactly_what_the_owned_one_does() {
+    let count = each_mutated_body(same_answer);
     assert!(count > 10_000, "{count} bodies");
+}
+
+/// Replay's check-ahead thread checks each stored event in place and the
+/// caller then decodes it without the checks: that check must give the
+/// strict decoder's answer for every body, error text included.
+#[test]
+fn the_in_place_stored_check_gives_the_strict_decoders_answer() {
+    let (mut accepted, mut refused) = (0usize, 0usize);
+    let count = each_mutated_body(|body| {
+        let strict = decode_stored(body).map(|_| ());
+        let in_place = check_stored_in_place(body);
+        assert_eq!(in_place, strict, "{body:?}");
+        match strict {
+            Ok(()) => {
+                accepted += 1;
+                // What the caller then does: the plain decode reads it.
+                assert!(decode_event(body).is_ok(), "{body:?}");
+            }
+            Err(_) => refused += 1,
+        }
+    });
+    assert!(count > 10_000, "{count} bodies");
+    assert!(accepted > 100 && refused > 1_000, "{accepted} {refused}");
 }
 
 /// One batch of frames, as a client encodes it.

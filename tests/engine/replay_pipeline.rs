@@ -204,6 +204,53 @@ fn an_undecodable_record_mid_replay_ends_it_at_that_record() {
     }
 }
 
+/// A record the chain vouches for that decodes but breaks a rule (its
+/// JSON text is cut short): check-ahead checks it in place on its own
+/// thread, and every way of replaying gives the events before it and the
+/// very error the strict decoder gives on one thread.
+#[test]
+fn a_record_breaking_a_rule_ends_every_replay_with_the_same_error() {
+    let (_t, dir) = log_of_segments();
+    let (clean, _) = replay(&dir, ReplayRange::default(), ReplayThreads::None);
+    let bad_lsn = PER_SEGMENT + 2_000;
+    let seg = forge::segment_files(&dir)[1].clone();
+    let mut bad = ev(bad_lsn, DAY0 + bad_lsn as i64);
+    if let auditlog::EventData::RunStarted(s) = &mut bad.data {
+        s.inputs = auditlog::Json::trusted("{\"q\":".into());
+    }
+    let mut body = Vec::new();
+    auditlog::internals::codec::encode_event(&bad, &mut body).unwrap();
+    forge::rewrite_frames(&seg, |fr| {
+        let f = fr
+            .iter_mut()
+            .filter(|f| f.rec_type == 1)
+            .nth(2_000)
+            .unwrap();
+        f.payload = body;
+    });
+    forge::rechain(&dir);
+    let (one, one_err) = replay(&dir, ReplayRange::default(), ReplayThreads::None);
+    let one_err = one_err.map(|e| e.to_string()).expect("refused on one thread");
+    assert!(one_err.contains("inputs") && one_err.contains("JSON"), "{one_err}");
+    assert_eq!(one.len() as u64, bad_lsn);
+    assert!(one == clean[..one.len()]);
+    for threads in PIPED.into_iter().chain([ReplayThreads::Auto]) {
+        let (got, err) = replay(&dir, ReplayRange::default(), threads);
+        assert!(got == one, "{threads:?}: other events before the error");
+        assert_eq!(err.map(|e| e.to_string()), Some(one_err.clone()), "{threads:?}");
+    }
+    // From an LSN past it: never read, so never refused.
+    let past = ReplayRange {
+        from_lsn: Some(bad_lsn + 1),
+        ..ReplayRange::default()
+    };
+    for threads in PIPED.into_iter().chain([ReplayThreads::None]) {
+        let (got, err) = replay(&dir, past, threads);
+        assert!(err.is_none(), "{threads:?}: {err:?}");
+        assert_eq!(got.len() as u64, SEGMENTS * PER_SEGMENT - bad_lsn - 1);
+    }
+}
+
 /// Dropping a pipelined replay after a few events returns (its threads are
 /// stopped and joined), whether they were ahead or waiting.
 #[test]
