@@ -102,20 +102,6 @@ struct CheckedSegment {
     map: memmap2::Mmap,
     pos: u64,
     lsn: u64,
-    events: EventsChecked,
-}
-
-/// Whether the strict checks of a segment's events were already run.
-enum EventsChecked {
-    /// Not yet: each event is strictly decoded as it is read.
-    No,
-    /// All of them (from the replay's first LSN), by the check-ahead
-    /// thread, in place ([`crate::codec::check_stored_in_place`]): the
-    /// events before the frame at `first_bad`'s offset are decoded plainly,
-    /// that one is refused with the strict decoder's error.
-    Ahead {
-        first_bad: Option<(u64, StoredEventError)>,
-    },
 }
 
 impl CheckedSegment {
@@ -145,54 +131,6 @@ impl CheckedSegment {
             map,
             pos,
             lsn,
-            events: EventsChecked::No,
-        })
-    }
-
-    /// Run the strict decoder's checks on every event from LSN `from`, in
-    /// place (nothing allocated but unknown fields' list), and keep the
-    /// first failure. Damage in the walk stops the checks there: the
-    /// decode's walk stops at the same frame and reports it.
-    fn check_events(&mut self, from: u64) {
-        let mut walk = self.walk();
-        walk.skip_to(&self.map, from);
-        let mut first_bad = None;
-        while let Some(Ok(rec)) = walk.next_checked(&self.map) {
-            if rec.lsn < from {
-                continue;
-            }
-            if let Err(e) = crate::codec::check_stored_in_place(rec.payload) {
-                first_bad = Some((rec.offset, e));
-                break;
-            }
-        }
-        self.events = EventsChecked::Ahead { first_bad };
-    }
-
-    /// The event of `rec`, strictly decoded, or plainly decoded where its
-    /// strict checks already passed.
-    fn decode(&self, rec: &EventRecord<'_>) -> Result<Event> {
-        let decoded = match &self.events {
-            EventsChecked::Ahead { first_bad: None } => {
-                crate::codec::decode_event(rec.payload).map_err(StoredEventError::from)
-            }
-            EventsChecked::Ahead {
-                first_bad: Some((at, e)),
-            } if rec.offset <= *at => {
-                if rec.offset == *at {
-                    Err(e.clone())
-                } else {
-                    crate::codec::decode_event(rec.payload).map_err(StoredEventError::from)
-                }
-            }
-            // Past a failure (never read: the replay stops there) or not
-            // checked ahead.
-            _ => crate::codec::decode_stored(rec.payload),
-        };
-        decoded.map_err(|reason| Error::Corrupt {
-            segment: self.meta.name.clone(),
-            offset: rec.offset,
-            reason: format!("event record does not decode: {reason}"),
         })
     }
 
@@ -201,9 +139,33 @@ impl CheckedSegment {
         EventWalk::new(self.pos, self.meta.data_len, self.lsn)
     }
 
+    /// The event of `rec`, strictly decoded.
+    fn decode_strict(&self, rec: &EventRecord<'_>) -> Result<Event> {
+        crate::codec::decode_stored(rec.payload).map_err(|reason| self.refused(rec, reason))
+    }
+
+    /// The error for the event of `rec`, refused for `reason`.
+    fn refused(&self, rec: &EventRecord<'_>, reason: StoredEventError) -> Error {
+        Error::Corrupt {
+            segment: self.meta.name.clone(),
+            offset: rec.offset,
+            reason: format!("event record does not decode: {reason}"),
+        }
+    }
+
     /// The next event of `walk` within `range` (skipping those before
     /// `range.from_lsn` or outside its times), strictly decoded.
     fn next_event(&self, walk: &mut EventWalk, range: &ReplayRange) -> Result<Option<Item>> {
+        self.next_event_with(walk, range, |rec| self.decode_strict(rec))
+    }
+
+    /// [`CheckedSegment::next_event`], each event decoded by `decode`.
+    fn next_event_with(
+        &self,
+        walk: &mut EventWalk,
+        range: &ReplayRange,
+        mut decode: impl FnMut(&EventRecord<'_>) -> Result<Event>,
+    ) -> Result<Option<Item>> {
         let from = range.from_lsn.unwrap_or(0);
         loop {
             walk.skip_to(&self.map, from);
@@ -214,7 +176,7 @@ impl CheckedSegment {
             if rec.lsn < from {
                 continue;
             }
-            let ev = self.decode(&rec)?;
+            let ev = decode(&rec)?;
             let in_range =
                 range.since.is_none_or(|s| ev.ts >= s) && range.until.is_none_or(|u| ev.ts <= u);
             if in_range {
@@ -452,17 +414,124 @@ impl Inline {
     }
 }
 
-/// The caller decodes; a checking thread maps and checks the segments
-/// ahead of it, at most [`CHECK_AHEAD_SEGMENTS`] waiting.
+/// The caller decodes; a checking thread maps the segments ahead of it
+/// and checks their chains (at most [`CHECK_AHEAD_SEGMENTS`] waiting), and
+/// hands each on as soon as its chain is checked, then checks its events
+/// in place, telling the caller how far it got every [`CHECK_CHUNK_EVENTS`]
+/// events: the caller follows right behind and decodes (without the
+/// checks) only events already checked.
 struct Ahead {
-    checked: Option<Receiver<Result<CheckedSegment>>>,
-    current: Option<(CheckedSegment, EventWalk)>,
+    checked: Option<Receiver<Result<AheadSegment>>>,
+    current: Option<AheadSegment>,
     range: ReplayRange,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Checked segments waiting for the caller (mapped, not read into memory).
+/// Chain-checked segments waiting for the caller (mapped, not read into
+/// memory).
 const CHECK_AHEAD_SEGMENTS: usize = 1;
+/// Events checked between two reports of the checking thread's progress.
+const CHECK_CHUNK_EVENTS: usize = 1024;
+
+/// How far the checking thread got with a segment's events: every event
+/// before offset `upto` passed the strict checks, but `first_bad`'s (the
+/// last report of a segment with a refused event, `upto` its offset).
+struct Progress {
+    upto: u64,
+    first_bad: Option<(u64, StoredEventError)>,
+}
+
+/// A chain-checked segment on the caller's side, with its walk and how
+/// far its events were checked.
+struct AheadSegment {
+    seg: Arc<CheckedSegment>,
+    walk: EventWalk,
+    progress: Receiver<Progress>,
+    known: Progress,
+}
+
+impl Progress {
+    /// Read on from `progress` until the event at `offset` was checked (or
+    /// the reports end).
+    fn wait_for(&mut self, offset: u64, progress: &Receiver<Progress>) {
+        while offset >= self.upto && self.first_bad.is_none() {
+            match progress.recv() {
+                Ok(p) => *self = p,
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// The event of `rec`: plainly decoded when its strict checks passed on
+    /// the checking thread, refused with their error when they failed, and
+    /// strictly decoded here when no report covers it (the checking thread
+    /// stopped).
+    fn decode(
+        &mut self,
+        seg: &CheckedSegment,
+        rec: &EventRecord<'_>,
+        progress: &Receiver<Progress>,
+    ) -> Result<Event> {
+        self.wait_for(rec.offset, progress);
+        match &self.first_bad {
+            Some((at, e)) if *at == rec.offset => return Err(seg.refused(rec, e.clone())),
+            _ => {}
+        }
+        if rec.offset < self.upto {
+            crate::codec::decode_event(rec.payload)
+                .map_err(|e| seg.refused(rec, StoredEventError::from(e)))
+        } else {
+            seg.decode_strict(rec)
+        }
+    }
+}
+
+/// On the checking thread: the strict decoder's checks on every event of
+/// `seg` from LSN `from`, in place ([`crate::codec::check_stored_in_place`]),
+/// reported to `tx` every [`CHECK_CHUNK_EVENTS`] events. False when the
+/// checks found a refused event or the caller is gone (the thread then
+/// stops). Damage in the walk ends the reports there: the caller's walk
+/// stops at the same frame and reports it.
+fn check_events(seg: &CheckedSegment, from: u64, tx: &Sender<Progress>) -> bool {
+    let mut walk = seg.walk();
+    walk.skip_to(&seg.map, from);
+    let mut since_report = 0usize;
+    loop {
+        let rec = match walk.next_checked(&seg.map) {
+            Some(Ok(rec)) => rec,
+            end => {
+                let upto = if end.is_none() { u64::MAX } else { walk.pos() };
+                let report = Progress {
+                    upto,
+                    first_bad: None,
+                };
+                return tx.send(report).is_ok();
+            }
+        };
+        if rec.lsn < from {
+            continue;
+        }
+        if let Err(e) = crate::codec::check_stored_in_place(rec.payload) {
+            let report = Progress {
+                upto: rec.offset,
+                first_bad: Some((rec.offset, e)),
+            };
+            let _ = tx.send(report);
+            return false;
+        }
+        since_report += 1;
+        if since_report == CHECK_CHUNK_EVENTS {
+            since_report = 0;
+            let report = Progress {
+                upto: rec.end,
+                first_bad: None,
+            };
+            if tx.send(report).is_err() {
+                return false;
+            }
+        }
+    }
+}
 
 impl Ahead {
     fn start(
@@ -476,12 +545,26 @@ impl Ahead {
             .name("auditlog-check-ahead".into())
             .spawn(move || {
                 for meta in segments {
-                    let seg = CheckedSegment::open(meta, from, &checked).map(|mut seg| {
-                        seg.check_events(from);
-                        seg
-                    });
-                    let failed = seg.is_err();
-                    if tx.send(seg).is_err() || failed {
+                    let seg = match CheckedSegment::open(meta, from, &checked) {
+                        Ok(seg) => Arc::new(seg),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    // Reports are small and at most one per chunk of the
+                    // segment: unbounded, so the checks never wait.
+                    let (progress_tx, progress) = crossbeam_channel::unbounded();
+                    let ahead = AheadSegment {
+                        walk: seg.walk(),
+                        seg: seg.clone(),
+                        progress,
+                        known: Progress {
+                            upto: 0,
+                            first_bad: None,
+                        },
+                    };
+                    if tx.send(Ok(ahead)).is_err() || !check_events(&seg, from, &progress_tx) {
                         return;
                     }
                 }
@@ -500,11 +583,7 @@ impl Ahead {
             if self.current.is_none() {
                 let next = self.checked.as_ref().map(|rx| rx.recv());
                 match next {
-                    Some(Ok(seg)) => {
-                        let seg = seg?;
-                        let walk = seg.walk();
-                        self.current = Some((seg, walk));
-                    }
+                    Some(Ok(seg)) => self.current = Some(seg?),
                     // The thread is done (or panicked: a bug that would
                     // have panicked here; go on as if it had).
                     _ => {
@@ -516,10 +595,17 @@ impl Ahead {
                     }
                 }
             }
-            let Some((seg, walk)) = self.current.as_mut() else {
+            let Some(AheadSegment {
+                seg,
+                walk,
+                progress,
+                known,
+            }) = self.current.as_mut()
+            else {
                 return Ok(None);
             };
-            match seg.next_event(walk, &self.range)? {
+            let seg: &CheckedSegment = seg;
+            match seg.next_event_with(walk, &self.range, |rec| known.decode(seg, rec, progress))? {
                 Some(item) => return Ok(Some((seg.meta.seq, item))),
                 None => self.current = None,
             }
@@ -528,9 +614,10 @@ impl Ahead {
 }
 
 impl Drop for Ahead {
-    /// Stop early: the thread stops at its next hand-over.
+    /// Stop early: the thread stops at its next report or hand-over.
     fn drop(&mut self) {
         self.checked = None;
+        self.current = None;
         if let Some(h) = self.thread.take() {
             let _ = h.join();
         }

@@ -230,14 +230,23 @@ fn a_record_breaking_a_rule_ends_every_replay_with_the_same_error() {
     });
     forge::rechain(&dir);
     let (one, one_err) = replay(&dir, ReplayRange::default(), ReplayThreads::None);
-    let one_err = one_err.map(|e| e.to_string()).expect("refused on one thread");
-    assert!(one_err.contains("inputs") && one_err.contains("JSON"), "{one_err}");
+    let one_err = one_err
+        .map(|e| e.to_string())
+        .expect("refused on one thread");
+    assert!(
+        one_err.contains("inputs") && one_err.contains("JSON"),
+        "{one_err}"
+    );
     assert_eq!(one.len() as u64, bad_lsn);
     assert!(one == clean[..one.len()]);
     for threads in PIPED.into_iter().chain([ReplayThreads::Auto]) {
         let (got, err) = replay(&dir, ReplayRange::default(), threads);
         assert!(got == one, "{threads:?}: other events before the error");
-        assert_eq!(err.map(|e| e.to_string()), Some(one_err.clone()), "{threads:?}");
+        assert_eq!(
+            err.map(|e| e.to_string()),
+            Some(one_err.clone()),
+            "{threads:?}"
+        );
     }
     // From an LSN past it: never read, so never refused.
     let past = ReplayRange {
