@@ -8,11 +8,12 @@
 //! the same order and the same checks in each:
 //! - all on the caller's thread;
 //! - check-ahead (the default for a large replay): a thread
-//!   ("auditlog-check-ahead") maps the next segment, checks its chain and
-//!   then runs the strict decoder's checks on each of its events in place
-//!   (no event built), while the caller decodes this one: the caller only
-//!   decodes (no checks) the events before the first refused one, then
-//!   returns that event's error;
+//!   ("auditlog-check-ahead") maps each segment and checks its chain, hands
+//!   it on, then runs the strict decoder's checks on each of its events in
+//!   place (no event built), reporting its progress every
+//!   [`CHECK_CHUNK_EVENTS`] events; the caller follows behind, decoding
+//!   (without the checks) only events already checked, and returns the
+//!   first refused event's error;
 //! - pipelined: the checking thread cuts each checked segment into chunks
 //!   and deals them in turn to decoding threads ("auditlog-decode"); the
 //!   caller takes the decoded chunks back in the same turn, so nothing can
@@ -22,8 +23,10 @@
 //!   on a busy machine (events made on one thread and freed on another;
 //!   docs/benchmarks.md), so it is only used when asked for.
 //!
-//! A chunk or segment is only handed on after the whole segment was
-//! checked, so threads never weaken the guarantee.
+//! A chunk or segment is only handed on after the whole segment's chain
+//! was checked, and an event is only decoded without the strict checks
+//! after the checking thread passed it, so threads never weaken the
+//! guarantee.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
