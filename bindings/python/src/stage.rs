@@ -202,14 +202,26 @@ impl Stager {
     }
 
     /// Stop the flusher (joins it), then append what is left; a failure
-    /// not yet reported comes back here.
+    /// not yet reported comes back here, with the events staged behind it
+    /// added to its count when they cannot be stored either.
     pub fn stop(&self, store: &AuditStore) -> Result<(), Lost> {
         lock(&self.state).stop = true;
         self.cv.notify_all();
         if let Some(h) = lock(&self.thread).take() {
             let _ = h.join();
         }
-        self.drain(store).map(|_| ())
+        match self.drain(store) {
+            Ok(_) => Ok(()),
+            // A reported failure leaves what was staged after it in place
+            // for the flusher's next try; there is no next try after stop,
+            // so try it here, and count it as lost if that fails too.
+            Err(mut lost) => {
+                if let Err(more) = self.drain(store) {
+                    lost.1 += more.1;
+                }
+                Err(lost)
+            }
+        }
     }
 }
 
