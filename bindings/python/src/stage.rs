@@ -157,6 +157,19 @@ impl Stager {
 
     /// Append what is staged (under the order lock, which the caller holds).
     fn append_staged(&self, store: &AuditStore) -> Result<Option<Receipt>, Lost> {
+        self.append_staged_or_hold(store, false)
+    }
+
+    /// [`Stager::append_staged`]; with `hold`, a failure is kept for the
+    /// next call to report (the flusher's way) instead of returned. It is
+    /// kept in the same step that ends the flight, so that no direct append
+    /// can see the stage settled in between and stage an event behind a
+    /// failure it then never hears of.
+    fn append_staged_or_hold(
+        &self,
+        store: &AuditStore,
+        hold: bool,
+    ) -> Result<Option<Receipt>, Lost> {
         let events = {
             let mut s = lock(&self.state);
             if let Some(lost) = s.failed.take() {
@@ -175,11 +188,24 @@ impl Stager {
                 .and_then(|b| store.append_encoded(b))
                 .map(Some)
         };
-        lock(&self.state).in_flight = false;
+        let result = {
+            let mut s = lock(&self.state);
+            s.in_flight = false;
+            match result.map_err(|e| (e, n)) {
+                Err(lost) if hold => {
+                    match &mut s.failed {
+                        Some((_, held)) => *held += lost.1,
+                        None => s.failed = Some(lost),
+                    }
+                    Ok(None)
+                }
+                other => other,
+            }
+        };
         if let Ok(Some(r)) = &result {
             self.pending.track(r.clone(), n);
         }
-        result.map_err(|e| (e, n))
+        result
     }
 
     /// Drain the stage, then run `f` (a direct append) in order after it.
@@ -248,16 +274,10 @@ fn flusher<T: HasStager>(owner: &T) {
         if linger {
             std::thread::sleep(LINGER);
         }
-        let result = {
+        {
             let _order = lock(&st.order);
-            st.append_staged(owner.audit_store())
-        };
-        if let Err(lost) = result {
-            let mut s = lock(&st.state);
-            match &mut s.failed {
-                Some((_, n)) => *n += lost.1,
-                None => s.failed = Some(lost),
-            }
+            // A failure is held in the stage for the next append to report.
+            let _ = st.append_staged_or_hold(owner.audit_store(), true);
         }
     }
 }
