@@ -9,19 +9,34 @@
 //!   segment's image built from its segment by a fresh engine, the scans
 //!   one after another or on one thread per core (`Engine::scan_threads`).
 //!
+//! - `AUDITLOG_READ_BENCH_ABBA=ROUNDS`: instead of criterion, the image of
+//!   every sealed segment built on one thread with the read-path checks
+//!   (`index::build_image`, the engine's own path: every block's chain
+//!   digest, the end against the trusted digest, the strict decoder) and
+//!   without them (each frame's CRC and the plain decode, as builds were
+//!   before issue 11; only here, as the baseline), in ABBA order, with
+//!   the median wall and CPU time of each (docs/benchmarks.md, "Integrity
+//!   checks on the read path"). Both must build the same bytes.
+//!
 //! `AUDITLOG_READ_BENCH_EVENTS` sets the log size (default 1,000,000
-//! events of the load run's workload, 8 daily segments and more).
+//! events of the load run's workload, 8 daily segments and more);
+//! `AUDITLOG_READ_BENCH_DIR` keeps the log in a folder between runs.
 
 use std::time::Duration;
 
-use auditlog::internals::index::{Builder, NoOlder, KIND_SEALED};
-use auditlog::internals::{chain::Digest, codec::decode_event, layout::map_file, segment};
+use auditlog::internals::codec::{
+    decode_event, decode_event_viewed, decode_stored_owned, CodecError,
+};
+use auditlog::internals::frame::FRAME_HEADER;
+use auditlog::internals::index::{self, Builder, NoOlder, KIND_SEALED};
+use auditlog::internals::layout::{map_file, SegmentMeta};
+use auditlog::internals::{blocks, chain::Digest, segment};
 use auditlog::{Event, LogReader, QueryEngine};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "shared/bench_log.rs"]
 mod bench_log;
-use bench_log::{events_wanted, make_log};
+use bench_log::bench_log;
 
 /// The events of the first sealed segment, with their (lsn, off, end).
 fn first_segment_events(r: &LogReader) -> (u64, Vec<(u64, u64, u64, Event)>) {
@@ -44,9 +59,15 @@ fn first_segment_events(r: &LogReader) -> (u64, Vec<(u64, u64, u64, Event)>) {
 
 fn index_build(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("log");
-    let n = make_log(&dir, events_wanted());
+    let (dir, n) = bench_log(tmp.path());
     let reader = LogReader::open(&dir).expect("reader");
+    if let Some(rounds) = std::env::var("AUDITLOG_READ_BENCH_ABBA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        abba(&reader, n, rounds);
+        return;
+    }
     let (seq, events) = first_segment_events(&reader);
     eprintln!(
         "index_build: {n} events; first segment {} events",
@@ -83,6 +104,152 @@ fn index_build(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// A sealed segment, read into memory (the same bytes for every variant,
+/// no page faults in the timings).
+struct Sealed {
+    meta: SegmentMeta,
+    map: Vec<u8>,
+}
+
+fn sealed_segments(r: &LogReader) -> Vec<Sealed> {
+    r.segments()
+        .into_iter()
+        .filter(|m| m.sealed)
+        .map(|meta| Sealed {
+            map: std::fs::read(&meta.path).expect("read"),
+            meta,
+        })
+        .collect()
+}
+
+/// The image of `s`, built as the engine builds it: checked.
+fn build_checked(s: &Sealed) -> Vec<u8> {
+    let meta = &s.meta;
+    let span = index::Span {
+        from: segment::HEADER_SIZE as u64,
+        first_lsn: meta.first_lsn,
+        digest_at_from: meta.prev_digest,
+        to: meta.data_len,
+        trusted_end: meta.digest,
+    };
+    index::build_image(meta, &s.map, KIND_SEALED, span, &NoOlder, None).expect("builds")
+}
+
+/// The same image without the read-path checks: every frame's CRC and the
+/// block structure (the blocks' stored digests taken as they are, never
+/// recomputed), each event through `decode` without the strict rules.
+fn build_unchecked(s: &Sealed, decode: Decode) -> Vec<u8> {
+    build_walking(s, false, |p| decode(p).map_err(|e| e.to_string()))
+}
+
+/// [`build_checked`] as it was before the strict decoder read events in
+/// place (`decode_stored_owned`: the owned decode, then the rules), for a
+/// before/after in the same run.
+fn build_checked_owned(s: &Sealed) -> Vec<u8> {
+    build_walking(s, true, |p| decode_stored_owned(p).map_err(|e| e.to_string()))
+}
+
+/// The image of `s`, its blocks walked with or without recomputing their
+/// digests, each event read by `decode`.
+fn build_walking(
+    s: &Sealed,
+    digests: bool,
+    decode: impl Fn(&[u8]) -> Result<Event, String>,
+) -> Vec<u8> {
+    let meta = &s.meta;
+    let from = segment::HEADER_SIZE as u64;
+    let mut b = Builder::new(KIND_SEALED, meta.seq, meta.first_lsn, from);
+    b.chain_point(from, meta.prev_digest);
+    let mut walk = blocks::Walk::new(&s.map, from, meta.data_len, meta.prev_digest, meta.first_lsn);
+    if !digests {
+        walk = walk.trusted();
+    }
+    while let Some(block) = walk.next_block().expect("block") {
+        for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
+            let ev = decode(payload).expect("decodes");
+            let end = at + (FRAME_HEADER + 1 + payload.len()) as u64;
+            b.add(lsn, at, end, &ev);
+        }
+        b.chain_point(block.end, block.commit.digest);
+    }
+    assert_eq!(walk.digest(), meta.digest, "trusted end");
+    b.set_end_off(meta.data_len);
+    b.finish(meta.digest, &NoOlder)
+}
+
+type Decode = fn(&[u8]) -> Result<Event, CodecError>;
+
+/// CPU time of this process so far (all threads), from /proc/self/stat
+/// (clock ticks of 10 ms).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// `rounds` rounds, ABBA: every sealed segment's image built unchecked
+/// (the decode before issue 11, and the decode the checked build now uses)
+/// and checked, one thread; medians and ratios to the unchecked build.
+fn abba(r: &LogReader, n: u64, rounds: usize) {
+    let sealed = sealed_segments(r);
+    let events: u64 = sealed.iter().map(|s| s.meta.count).sum();
+    type Variant = (&'static str, fn(&Sealed) -> Vec<u8>);
+    let variants: [Variant; 4] = [
+        ("unchecked", |s| build_unchecked(s, decode_event)),
+        ("unchecked, new decode", |s| {
+            build_unchecked(s, decode_event_viewed)
+        }),
+        ("checked, owned decode", build_checked_owned),
+        ("checked", build_checked),
+    ];
+    // The baseline builds the very image the checked build does.
+    for s in &sealed {
+        let want = build_checked(s);
+        assert!(variants.iter().all(|(_, f)| f(s) == want), "same image");
+    }
+    let mut wall = vec![Vec::new(); variants.len()];
+    let mut cpu = vec![Vec::new(); variants.len()];
+    for round in 0..rounds {
+        let mut order: Vec<usize> = (0..variants.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (c0, t0) = (cpu_seconds(), std::time::Instant::now());
+            for s in &sealed {
+                std::hint::black_box((variants[i].1)(s));
+            }
+            wall[i].push(t0.elapsed().as_secs_f64());
+            cpu[i].push(cpu_seconds() - c0);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (w0, c0) = (median(&mut wall[0].clone()), median(&mut cpu[0].clone()));
+    eprintln!(
+        "{rounds} rounds ABBA, {} sealed segments, {events} of {n} events, one thread; median wall, median CPU, ratios to unchecked:",
+        sealed.len()
+    );
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let (w, c) = (median(&mut wall[i]), median(&mut cpu[i]));
+        eprintln!(
+            "  {name:<22} wall {:>7.1} ms ({:.2}x)  cpu {:>7.1} ms ({:.2}x)",
+            w * 1e3,
+            w / w0,
+            c * 1e3,
+            c / c0
+        );
+    }
 }
 
 criterion_group!(benches, index_build);

@@ -481,7 +481,7 @@ impl Progress {
             _ => {}
         }
         if rec.offset < self.upto {
-            crate::codec::decode_event(rec.payload)
+            crate::codec::decode_event_viewed(rec.payload)
                 .map_err(|e| seg.refused(rec, StoredEventError::from(e)))
         } else {
             seg.decode_strict(rec)

@@ -13,6 +13,26 @@ pub fn events_wanted() -> u64 {
         .unwrap_or(1_000_000)
 }
 
+/// The folder of the log to measure and its event count: the log in
+/// `AUDITLOG_READ_BENCH_DIR` if that is set (made there first if the
+/// folder holds no log yet, and kept, so that repeated runs and profiles
+/// skip the write), otherwise a new log in `tmp`.
+pub fn bench_log(tmp: &std::path::Path) -> (std::path::PathBuf, u64) {
+    let Some(dir) = std::env::var_os("AUDITLOG_READ_BENCH_DIR").map(std::path::PathBuf::from)
+    else {
+        let dir = tmp.join("log");
+        let n = make_log(&dir, events_wanted());
+        return (dir, n);
+    };
+    if dir.join("MANIFEST").exists() {
+        let r = auditlog::LogReader::open(&dir).expect("reader");
+        let n = r.segments().iter().map(|s| s.count).sum();
+        return (dir, n);
+    }
+    let n = make_log(&dir, events_wanted());
+    (dir, n)
+}
+
 /// A log of the load run's workload, written once, batched, unsynced.
 pub fn make_log(dir: &std::path::Path, n: u64) -> u64 {
     // About 5.5 events per top-level run in this workload.

@@ -12,7 +12,9 @@
 //! its record is never read here ([`SystemRef`] refuses to decode), since
 //! no client may append one; the owned path gives the answer for those.
 
-use super::{Event, EventData, Micros};
+use super::{
+    Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall,
+};
 use serde::{Deserialize, Deserializer};
 
 /// An event borrowed from its encoding (or from an [`Event`]).
@@ -181,6 +183,94 @@ impl<'a> EventRef<'a> {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect(),
+        }
+    }
+}
+
+impl EventRef<'_> {
+    /// The owned event these bytes hold: the same [`Event`] the owned
+    /// decoder ([`crate::codec::decode_event`]) builds from them, its
+    /// strings copied from the view. Cheaper than that decode: each string
+    /// is copied once, with no zeroed buffer first and no second UTF-8
+    /// check (the view's strings were checked when it was read). `None`
+    /// for a system event (never read in place).
+    ///
+    /// JSON texts are taken as they are ([`Json::trusted`]), exactly as
+    /// the owned decoder takes them: whoever needs them checked runs the
+    /// strict rules (`json::check_incoming_ref`) on this view first.
+    pub fn to_event(&self) -> Option<Event> {
+        Some(Event {
+            run_id: self.run_id.to_owned(),
+            ts: self.ts,
+            data: self.data.to_data()?,
+            extra: self
+                .extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json(v)))
+                .collect(),
+        })
+    }
+}
+
+/// A JSON text of a view, owned as the owned decoder keeps it (unchecked).
+fn json(text: &str) -> Json {
+    Json::trusted(text.to_owned())
+}
+
+impl DataRef<'_> {
+    /// The owned [`EventData`]; `None` for a system event.
+    fn to_data(&self) -> Option<EventData> {
+        Some(match self {
+            DataRef::RunStarted(s) => EventData::RunStarted(RunStarted {
+                skill_id: s.skill_id.to_owned(),
+                caller_id: s.caller_id.to_owned(),
+                channel_id: s.channel_id.to_owned(),
+                parent_run_id: s.parent_run_id.to_owned(),
+                inputs: json(s.inputs),
+                dry_run: s.dry_run,
+            }),
+            DataRef::RunLog(l) => EventData::RunLog(RunLog {
+                seq: l.seq,
+                event_type: l.event_type.to_owned(),
+                payload: json(l.payload),
+            }),
+            DataRef::RunFinished(f) => EventData::RunFinished(RunFinished {
+                status: f.status.to_owned(),
+                output: f.output.to_owned(),
+                error: f.error.to_owned(),
+                tool_calls: f.tool_calls,
+                runtime_seconds: f.runtime_seconds,
+                input_tokens: f.input_tokens,
+                output_tokens: f.output_tokens,
+                thinking_tokens: f.thinking_tokens,
+            }),
+            DataRef::System(_) => return None,
+            DataRef::ToolCall(c) => EventData::ToolCall(Box::new(c.to_call())),
+        })
+    }
+}
+
+impl CallRef<'_> {
+    fn to_call(&self) -> ToolCall {
+        ToolCall {
+            call_id: self.call_id.to_owned(),
+            channel_id: self.channel_id.to_owned(),
+            caller_id: self.caller_id.to_owned(),
+            workspace_id: self.workspace_id.to_owned(),
+            request_id: self.request_id.to_owned(),
+            tool: self.tool.to_owned(),
+            engine: self.engine.to_owned(),
+            status: self.status.to_owned(),
+            error_type: self.error_type.to_owned(),
+            error: self.error.to_owned(),
+            duration_ms: self.duration_ms,
+            input_bytes: self.input_bytes,
+            result_bytes: self.result_bytes,
+            exit_code: self.exit_code,
+            http_status: self.http_status,
+            input_hash: self.input_hash.to_owned(),
+            args_summary: self.args_summary.to_owned(),
+            payload: json(self.payload),
         }
     }
 }

@@ -1043,6 +1043,11 @@ pub(crate) fn check_json_text(field: &str, text: &str) -> Result<(), EventError>
     if too_deep(text.as_bytes(), MAX_JSON_DEPTH).is_some() {
         return Err(EventError::new(field, depth_reason()));
     }
+    // The usual case, cheaply: a yes from the scan is one serde_json gives
+    // too; anything else gets serde_json's answer and error text.
+    if super::json_scan::is_one_value(text.as_bytes()) {
+        return Ok(());
+    }
     match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) if raw.get().len() == text.len() => Ok(()),
         Ok(_) => Err(EventError::new(

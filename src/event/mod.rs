@@ -4,6 +4,7 @@
 
 pub mod borrowed;
 pub mod json;
+mod json_scan;
 pub mod system;
 pub mod time;
 

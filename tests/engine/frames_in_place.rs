@@ -7,7 +7,8 @@
 use auditlog::event::borrowed::EventRef;
 use auditlog::event::json::{check_incoming, check_incoming_ref, validate_event, validate_ref};
 use auditlog::internals::codec::{
-    check_stored_in_place, decode_event, decode_event_ref, decode_stored, encode_event,
+    check_stored_in_place, decode_event, decode_event_ref, decode_event_viewed, decode_stored,
+    decode_stored_owned, encode_event,
 };
 use auditlog::internals::frame::{write_frame, REC_EVENT};
 use auditlog::{
@@ -256,7 +257,7 @@ fn the_in_place_check_accepts_exactly_what_the_owned_one_does() {
 fn the_in_place_stored_check_gives_the_strict_decoders_answer() {
     let (mut accepted, mut refused) = (0usize, 0usize);
     let count = each_mutated_body(|body| {
-        let strict = decode_stored(body).map(|_| ());
+        let strict = decode_stored_owned(body).map(|_| ());
         let in_place = check_stored_in_place(body);
         assert_eq!(in_place, strict, "{body:?}");
         match strict {
@@ -270,6 +271,48 @@ fn the_in_place_stored_check_gives_the_strict_decoders_answer() {
     });
     assert!(count > 10_000, "{count} bodies");
     assert!(accepted > 100 && refused > 1_000, "{accepted} {refused}");
+}
+
+/// Every strict read goes through `decode_stored`, which now reads the
+/// body in place and copies the event out of the view: for every body it
+/// must give what the owned decode and its rules give (`decode_stored_owned`),
+/// the same event or the same error.
+#[test]
+fn the_strict_decoder_in_place_gives_the_owned_strict_decoders_answer() {
+    let (mut accepted, mut refused) = (0usize, 0usize);
+    let count = each_mutated_body(|body| {
+        let in_place = decode_stored(body);
+        assert_eq!(in_place, decode_stored_owned(body), "{body:?}");
+        match in_place {
+            Ok(_) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+    });
+    assert!(count > 10_000, "{count} bodies");
+    assert!(accepted > 100 && refused > 1_000, "{accepted} {refused}");
+}
+
+/// Replay's check-ahead caller builds events out of the in-place view
+/// (`decode_event_viewed`): the very event the owned decode builds, or its
+/// error, for every body.
+#[test]
+fn the_event_copied_from_the_view_is_the_owned_decoders_event() {
+    // Compared by their encodings: bit for bit, NaN included.
+    let same = |a: &Event, b: &Event| enc(a) == enc(b);
+    let mut decoded = 0usize;
+    let count = each_mutated_body(|body| match (decode_event_viewed(body), decode_event(body)) {
+        (Ok(viewed), Ok(owned)) => {
+            decoded += 1;
+            assert!(same(&viewed, &owned), "{body:?}");
+            // A view copied out is the event the view was read from.
+            if let Ok(view) = decode_event_ref(body) {
+                assert!(view.to_event().is_some_and(|e| same(&e, &owned)));
+            }
+        }
+        (viewed, owned) => assert_eq!(viewed.err(), owned.err(), "{body:?}"),
+    });
+    assert!(count > 10_000, "{count} bodies");
+    assert!(decoded > 1_000, "{decoded}");
 }
 
 /// One batch of frames, as a client encodes it.

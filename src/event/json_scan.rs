@@ -1,0 +1,347 @@
+//! A quick yes for the JSON texts an event carries: one scan over the
+//! bytes that builds nothing and allocates nothing, for the check every
+//! strict read makes of every stored `inputs` and `payload`
+//! (`json::check_json_text`). It only ever says yes to a text serde_json
+//! accepts as one value with nothing around it, nested at most
+//! [`MAX_SCAN_DEPTH`]; for anything else it says "not sure", and the
+//! caller asks serde_json, which gives the answer and the error text. So
+//! what is accepted and the errors given stay serde_json's: this only
+//! makes the usual yes cheaper (docs/benchmarks.md, "Integrity checks on
+//! the read path"). The grammar is RFC 8259's, which is the one serde_json
+//! follows when it skips a value (`Deserializer::ignore_value`).
+
+/// Deepest nesting the scan follows (one bit of its stack per level);
+/// deeper texts are left to serde_json (and refused before that by the
+/// depth limit, `MAX_JSON_DEPTH`, which is not larger).
+pub(crate) const MAX_SCAN_DEPTH: u32 = 64;
+
+const _: () = assert!(crate::limits::MAX_JSON_DEPTH <= MAX_SCAN_DEPTH as usize);
+
+/// True only if `text` is exactly one JSON value: no whitespace before or
+/// after it, valid by RFC 8259, nested at most [`MAX_SCAN_DEPTH`]. False
+/// means "ask serde_json", not "invalid".
+pub(crate) fn is_one_value(text: &[u8]) -> bool {
+    Scan {
+        b: text,
+        i: 0,
+        objects: 0,
+        depth: 0,
+    }
+    .run()
+    .is_some()
+}
+
+/// The scan's position and its open containers: bit `k` of `objects` is
+/// set when the container at depth `k + 1` (counting from the innermost)
+/// is an object.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+    objects: u64,
+    depth: u32,
+}
+
+impl Scan<'_> {
+    /// `Some(())` when the whole text is one value.
+    fn run(&mut self) -> Option<()> {
+        loop {
+            self.value()?;
+            // After a value: close what ends here, then a comma or the end.
+            loop {
+                if self.depth == 0 {
+                    return (self.i == self.b.len()).then_some(());
+                }
+                self.skip_ws();
+                let in_object = self.objects & 1 == 1;
+                match (self.next()?, in_object) {
+                    (b',', true) => {
+                        self.skip_ws();
+                        self.key()?;
+                        break;
+                    }
+                    (b',', false) => {
+                        self.skip_ws();
+                        break;
+                    }
+                    (b'}', true) | (b']', false) => self.close(),
+                    _ => return None,
+                }
+            }
+        }
+    }
+
+    /// The value at the current byte (a container only opened: its first
+    /// member is then next, or it was empty and is closed again).
+    fn value(&mut self) -> Option<()> {
+        loop {
+            match self.next()? {
+                c @ (b'{' | b'[') => {
+                    if self.depth == MAX_SCAN_DEPTH {
+                        return None;
+                    }
+                    self.depth += 1;
+                    self.objects = (self.objects << 1) | u64::from(c == b'{');
+                    self.skip_ws();
+                    let close = if c == b'{' { b'}' } else { b']' };
+                    if self.b.get(self.i) == Some(&close) {
+                        self.i += 1;
+                        self.close();
+                        return Some(());
+                    }
+                    if c == b'{' {
+                        self.key()?;
+                    }
+                    // The container's first member.
+                    continue;
+                }
+                b'"' => return self.string(),
+                b't' => return self.literal(b"rue"),
+                b'f' => return self.literal(b"alse"),
+                b'n' => return self.literal(b"ull"),
+                b'-' => return self.number(),
+                b'0'..=b'9' => {
+                    self.i -= 1;
+                    return self.number();
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.depth -= 1;
+        self.objects >>= 1;
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// An object key, the colon and the whitespace before its value.
+    fn key(&mut self) -> Option<()> {
+        (self.next()? == b'"').then_some(())?;
+        self.string()?;
+        self.skip_ws();
+        (self.next()? == b':').then_some(())?;
+        self.skip_ws();
+        Some(())
+    }
+
+    /// The rest of a string after its opening quote: no control
+    /// characters, only the escapes JSON has (the text is UTF-8 already).
+    fn string(&mut self) -> Option<()> {
+        loop {
+            self.skip_plain();
+            match self.next()? {
+                b'"' => return Some(()),
+                b'\\' => match self.next()? {
+                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {}
+                    b'u' => {
+                        let hex = self.b.get(self.i..self.i + 4)?;
+                        if !hex.iter().all(u8::is_ascii_hexdigit) {
+                            return None;
+                        }
+                        self.i += 4;
+                    }
+                    _ => return None,
+                },
+                0..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Step over string bytes that need no look (not a quote, a backslash
+    /// or a control character), eight at a time while eight remain (the
+    /// usual bit trick: a byte's high bit is set in `x - 0x01..` and not in
+    /// `x` only where the byte is below the subtrahend, and the lowest such
+    /// byte is exact). The bytes left are looked at one by one.
+    fn skip_plain(&mut self) {
+        const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+        const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+        let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let x = u64::from_le_bytes(word);
+            let stop = below(x, 0x20)
+                | below(x ^ (ONES * u64::from(b'"')), 1)
+                | below(x ^ (ONES * u64::from(b'\\')), 1);
+            if stop != 0 {
+                self.i += (stop.trailing_zeros() / 8) as usize;
+                return;
+            }
+            self.i += 8;
+        }
+    }
+
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let end = self.i + rest.len();
+        (self.b.get(self.i..end)? == rest).then_some(())?;
+        self.i = end;
+        Some(())
+    }
+
+    /// A number from its first digit (after any minus sign):
+    /// `0 | [1-9][0-9]*`, then `.[0-9]+` and `[eE][+-]?[0-9]+`, each
+    /// optional.
+    fn number(&mut self) -> Option<()> {
+        match self.next()? {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let from = self.i;
+        self.digits();
+        (self.i > from).then_some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What serde_json says of `text` as a stored JSON text: one value,
+    /// nothing around it.
+    fn serde_says(text: &str) -> bool {
+        matches!(
+            serde_json::from_str::<&serde_json::value::RawValue>(text),
+            Ok(raw) if raw.get().len() == text.len()
+        )
+    }
+
+    #[test]
+    fn says_yes_to_plain_json() {
+        for t in [
+            "0",
+            "-0",
+            "12.5e-3",
+            "1E+9",
+            "true",
+            "false",
+            "null",
+            r#""""#,
+            r#""a\"b\\c\/\b\f\n\r\t\u00e9\uD83D""#,
+            "[]",
+            "{}",
+            "[ ]",
+            "{ }",
+            r#"{"a":1,"b":[true,null,{"c":"d"}],"e":{}}"#,
+            "[1, 2 ,3\n,\t{\"k\" : \"ü\"} ]",
+            r#"{"query":"find fs.write for u-640","max_results":32,"locale":"en-US"}"#,
+        ] {
+            assert!(is_one_value(t.as_bytes()), "{t}");
+            assert!(serde_says(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn leaves_everything_else_to_serde_json() {
+        for t in [
+            "", " 1", "1 ", "01", "-", "1.", ".5", "1e", "1e+", "+1", "tru", "truex", "nul",
+            "[1,]", "[,1]", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{1:2}", "{\"a\" 1}", "[1 2]",
+            "\"a", "\"\\x\"", "\"\\u12g4\"", "\"\\u12\"", "\"a\u{1}b\"", "[", "]", "{", "}",
+            "[1]]", "[1]x", "{}{}", "NaN", "Infinity", "'a'", "[01]",
+        ] {
+            assert!(!is_one_value(t.as_bytes()), "{t:?}");
+        }
+        let deep = "[".repeat(65) + &"]".repeat(65);
+        assert!(!is_one_value(deep.as_bytes()));
+        let ok = "[".repeat(64) + &"]".repeat(64);
+        assert!(is_one_value(ok.as_bytes()));
+    }
+
+    /// The eight-at-a-time step stops at every quote, backslash and
+    /// control character, wherever it falls in a word.
+    #[test]
+    fn long_strings_agree_with_serde_json_wherever_the_stop_falls() {
+        for n in 0..40 {
+            for k in 0..=n {
+                for stop in ['"', '\\', '\u{1}', '\u{1f}', 'é', ' ', '\u{7f}'] {
+                    let body: String = (0..n).map(|i| if i == k { stop } else { 'a' }).collect();
+                    let text = format!("\"{body}\"");
+                    assert_eq!(is_one_value(text.as_bytes()), serde_says(&text), "{text:?}");
+                }
+            }
+        }
+    }
+
+    /// Never a yes that serde_json does not give: random texts from JSON's
+    /// own bytes, and every one-byte change of valid texts.
+    #[test]
+    fn never_says_yes_where_serde_json_says_no() {
+        let alphabet: &[u8] = b"{}[]\",:\\/ \t\n\r-+.eE0123456789truefalsnlbu\x01xA\xc3\xa9";
+        let mut rng = fastrand::Rng::with_seed(11);
+        let mut yes = 0usize;
+        for _ in 0..300_000 {
+            let len = rng.usize(0..24);
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            if is_one_value(text.as_bytes()) {
+                yes += 1;
+                assert!(serde_says(text), "{text:?}");
+            }
+        }
+        assert!(yes > 1_000, "{yes}");
+        let seeds = [
+            r#"{"a":[1,-2.5e3,true,false,null,"x\ny"],"b":{"c":{}},"d":[]}"#,
+            r#"[{"k":"v\u00e9"},0,-0.1,1E-2,"\\"]"#,
+        ];
+        for seed in seeds {
+            let b = seed.as_bytes();
+            for at in 0..b.len() {
+                for &c in alphabet {
+                    for edit in 0..3 {
+                        let mut m = b.to_vec();
+                        match edit {
+                            0 => m[at] = c,
+                            1 => m.insert(at, c),
+                            _ => {
+                                m.remove(at);
+                            }
+                        }
+                        let Ok(text) = std::str::from_utf8(&m) else {
+                            continue;
+                        };
+                        if is_one_value(text.as_bytes()) {
+                            assert!(serde_says(text), "{text:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
