@@ -36,7 +36,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "shared/bench_log.rs"]
 mod bench_log;
-use bench_log::bench_log;
+use bench_log::{bench_log, cpu_seconds};
 
 /// The events of the first sealed segment, with their (lsn, off, end).
 fn first_segment_events(r: &LogReader) -> (u64, Vec<(u64, u64, u64, Event)>) {
@@ -181,19 +181,6 @@ fn build_walking(
 
 type Decode = fn(&[u8]) -> Result<Event, CodecError>;
 
-/// CPU time of this process so far (all threads), from /proc/self/stat
-/// (clock ticks of 10 ms).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<u64>() as f64 / 100.0
-}
 
 /// `rounds` rounds, ABBA: every sealed segment's image built unchecked
 /// (the decode before issue 11, and the decode the checked build now uses)

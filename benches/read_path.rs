@@ -16,7 +16,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 #[path = "shared/bench_log.rs"]
 mod bench_log;
-use bench_log::bench_log;
+use bench_log::{bench_log, cpu_seconds};
 
 fn read_path(c: &mut Criterion) {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -93,21 +93,6 @@ fn replay_counted(r: &LogReader, threads: ReplayThreads) -> u64 {
     k
 }
 
-/// CPU time of this process so far (all its threads, live or ended), from
-/// /proc/self/stat (clock ticks of 10 ms; runs of a second or so).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (in parentheses, may hold spaces):
-    // utime and stime are fields 14 and 15 of the line.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<u64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    f.iter().sum::<u64>() as f64 / 100.0
-}
 
 /// `rounds` rounds of the replays (unchecked, checked on one thread,
 /// with a checking thread ahead (the default), pipelined with one and with

@@ -63,3 +63,19 @@ pub fn make_log(dir: &std::path::Path, n: u64) -> u64 {
     log.close().expect("close");
     stored
 }
+
+/// CPU time of this process so far, user and system, all its threads,
+/// ended ones included (getrusage, microseconds).
+pub fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given, which is a
+    // plain C struct for which all zeroes is a valid value.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return 0.0;
+        }
+        u
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
