@@ -148,7 +148,9 @@ fn build_unchecked(s: &Sealed, decode: Decode) -> Vec<u8> {
 /// place (`decode_stored_owned`: the owned decode, then the rules), for a
 /// before/after in the same run.
 fn build_checked_owned(s: &Sealed) -> Vec<u8> {
-    build_walking(s, true, |p| decode_stored_owned(p).map_err(|e| e.to_string()))
+    build_walking(s, true, |p| {
+        decode_stored_owned(p).map_err(|e| e.to_string())
+    })
 }
 
 /// The image of `s`, its blocks walked with or without recomputing their
@@ -162,7 +164,13 @@ fn build_walking(
     let from = segment::HEADER_SIZE as u64;
     let mut b = Builder::new(KIND_SEALED, meta.seq, meta.first_lsn, from);
     b.chain_point(from, meta.prev_digest);
-    let mut walk = blocks::Walk::new(&s.map, from, meta.data_len, meta.prev_digest, meta.first_lsn);
+    let mut walk = blocks::Walk::new(
+        &s.map,
+        from,
+        meta.data_len,
+        meta.prev_digest,
+        meta.first_lsn,
+    );
     if !digests {
         walk = walk.trusted();
     }
@@ -180,7 +188,6 @@ fn build_walking(
 }
 
 type Decode = fn(&[u8]) -> Result<Event, CodecError>;
-
 
 /// `rounds` rounds, ABBA: every sealed segment's image built unchecked
 /// (the decode before issue 11, and the decode the checked build now uses)

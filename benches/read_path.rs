@@ -93,7 +93,6 @@ fn replay_counted(r: &LogReader, threads: ReplayThreads) -> u64 {
     k
 }
 
-
 /// `rounds` rounds of the replays (unchecked, checked on one thread,
 /// with a checking thread ahead (the default), pipelined with one and with
 /// two decoding threads), in ABBA order (the order turned around every

@@ -12,9 +12,7 @@
 //! its record is never read here ([`SystemRef`] refuses to decode), since
 //! no client may append one; the owned path gives the answer for those.
 
-use super::{
-    Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall,
-};
+use super::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 use serde::{Deserialize, Deserializer};
 
 /// An event borrowed from its encoding (or from an [`Event`]).

@@ -300,17 +300,19 @@ fn the_event_copied_from_the_view_is_the_owned_decoders_event() {
     // Compared by their encodings: bit for bit, NaN included.
     let same = |a: &Event, b: &Event| enc(a) == enc(b);
     let mut decoded = 0usize;
-    let count = each_mutated_body(|body| match (decode_event_viewed(body), decode_event(body)) {
-        (Ok(viewed), Ok(owned)) => {
-            decoded += 1;
-            assert!(same(&viewed, &owned), "{body:?}");
-            // A view copied out is the event the view was read from.
-            if let Ok(view) = decode_event_ref(body) {
-                assert!(view.to_event().is_some_and(|e| same(&e, &owned)));
+    let count = each_mutated_body(
+        |body| match (decode_event_viewed(body), decode_event(body)) {
+            (Ok(viewed), Ok(owned)) => {
+                decoded += 1;
+                assert!(same(&viewed, &owned), "{body:?}");
+                // A view copied out is the event the view was read from.
+                if let Ok(view) = decode_event_ref(body) {
+                    assert!(view.to_event().is_some_and(|e| same(&e, &owned)));
+                }
             }
-        }
-        (viewed, owned) => assert_eq!(viewed.err(), owned.err(), "{body:?}"),
-    });
+            (viewed, owned) => assert_eq!(viewed.err(), owned.err(), "{body:?}"),
+        },
+    );
     assert!(count > 10_000, "{count} bodies");
     assert!(decoded > 1_000, "{decoded}");
 }
