@@ -192,10 +192,14 @@ fn replay_unchecked_with(
 }
 
 /// The parts of a checked read, per event of the workload: the plain
-/// bincode decode (what readers did before), the strict decode (every rule
-/// of the writer, JSON texts included), and BLAKE3 over the same bytes.
+/// bincode decode (what readers did before), the same event built through
+/// the in-place view, the strict decode (every rule of the writer, JSON
+/// texts included) as it is and as it was (owned decode, then the rules),
+/// and BLAKE3 over the same bytes.
 fn decode_parts(c: &mut Criterion) {
-    use auditlog::internals::codec::{decode_event, decode_stored, encode_event};
+    use auditlog::internals::codec::{
+        decode_event, decode_event_viewed, decode_stored, decode_stored_owned, encode_event,
+    };
     let spec = WorkloadSpec {
         runs: 20_000,
         ..WorkloadSpec::default()
@@ -219,10 +223,26 @@ fn decode_parts(c: &mut Criterion) {
             }
         })
     });
+    // The owned decode through the in-place view (check-ahead's caller).
+    g.bench_function("viewed", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                std::hint::black_box(decode_event_viewed(body).expect("decodes"));
+            }
+        })
+    });
     g.bench_function("strict", |b| {
         b.iter(|| {
             for body in &bodies {
                 std::hint::black_box(decode_stored(body).expect("decodes"));
+            }
+        })
+    });
+    // The strict decoder before it read in place: owned decode, then rules.
+    g.bench_function("strict_owned", |b| {
+        b.iter(|| {
+            for body in &bodies {
+                std::hint::black_box(decode_stored_owned(body).expect("decodes"));
             }
         })
     });
