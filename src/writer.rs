@@ -716,6 +716,9 @@ impl Writer {
             Msg::Seal(slot) => {
                 self.sync_barrier();
                 let r = self.write_block().and_then(|_| self.seal_active());
+                // A seal returns with its checkpoint remembered (the
+                // syncer writes the state file).
+                self.sync_barrier();
                 if let Some(t) = self.tree.as_ref() {
                     // A seal returns with the segment's tree file stored.
                     t.caught_up();
@@ -1166,7 +1169,15 @@ impl Writer {
         self.dirty = false;
         m.sealed = true;
         if let Some(note) = signed {
-            self.remember_checkpoint(&note);
+            // Durable now; the state file is written by the syncer (after
+            // the checkpoints handed to it before), or here without one.
+            let handed = match active.sync.clone() {
+                Some(f) => self.hand_remember(f, m.path.clone(), note),
+                None => Err(note),
+            };
+            if let Err(note) = handed {
+                self.remember_checkpoint(&note);
+            }
         }
         self.manifest.sealed.push(m.manifest_entry());
         self.shared
@@ -1456,7 +1467,11 @@ impl Writer {
             return Ok(());
         };
         let note = match self.sync_then_remember(note) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                self.dirty = false;
+                self.last_sync = Instant::now();
+                return Ok(());
+            }
             Err(note) => note,
         };
         if let Some(a) = &self.active {
@@ -1472,13 +1487,28 @@ impl Writer {
 
     /// Hand the syncer a job that makes everything written so far durable
     /// (the checkpoint's block included) and then remembers `note`; the
-    /// note back if there is no syncer to take it.
+    /// note back if there is no syncer to take it. Every remembered
+    /// checkpoint goes this way while there is a syncer, so the state file
+    /// is written in the order they were signed.
     fn sync_then_remember(&mut self, note: String) -> std::result::Result<(), String> {
         let file = self
             .active
             .as_ref()
             .and_then(|a| Some((a.sync.clone()?, a.meta.path.clone())));
-        let (Some((file, path)), Some(s)) = (file, self.syncer.as_mut()) else {
+        let Some((file, path)) = file else {
+            return Err(note);
+        };
+        self.hand_remember(file, path, note)
+    }
+
+    /// Queue `note` to be remembered after an fdatasync of `file`.
+    fn hand_remember(
+        &mut self,
+        file: Arc<File>,
+        path: PathBuf,
+        note: String,
+    ) -> std::result::Result<(), String> {
+        let Some(s) = self.syncer.as_mut() else {
             return Err(note);
         };
         while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
@@ -1492,8 +1522,6 @@ impl Writer {
         match s.jobs.send(job) {
             Ok(()) => {
                 s.in_flight += 1;
-                self.dirty = false;
-                self.last_sync = Instant::now();
                 Ok(())
             }
             Err(e) => {
@@ -1508,14 +1536,11 @@ impl Writer {
 
     /// Remember a checkpoint whose events are durable, here (a failure is
     /// reported, not fatal: the key's state then names an older, still
-    /// consistent checkpoint). Checkpoints handed to the syncer before are
-    /// remembered first, so that the state file never goes back.
+    /// consistent checkpoint). Only without a syncer thread.
     fn remember_checkpoint(&mut self, note: &str) {
-        if self.tree.is_none() {
-            return;
+        if self.tree.is_some() {
+            remember_checkpoint(&self.shared, note);
         }
-        self.sync_barrier();
-        remember_checkpoint(&self.shared, note);
     }
 
     /// Sign and append a checkpoint if one is due; its note, to remember
