@@ -148,6 +148,10 @@ struct SyncJob {
     slots: Vec<Arc<Slot>>,
     /// LSN one past the last event covered.
     durable_lsn: u64,
+    /// A signed checkpoint written before the job was handed over: stored
+    /// in the key's state file once the sync made it (and every event it
+    /// covers) durable, and never if the sync failed.
+    remember: Option<String>,
 }
 
 /// The syncer thread of `Durability::EveryBatch`. fdatasync runs there
@@ -206,6 +210,27 @@ impl Drop for Syncer {
     }
 }
 
+/// Store a durable checkpoint in the key's state file (if the log keeps
+/// one). A failure is reported, not fatal: the state then names an older,
+/// still consistent checkpoint, and events keep being stored.
+fn remember_checkpoint(shared: &Shared, note: &str) {
+    let state = shared
+        .config
+        .checkpoints
+        .as_ref()
+        .and_then(|c| c.state.as_ref());
+    let Some(state) = state else {
+        return;
+    };
+    if let Err(e) = crate::tree::keeper::store_state(state, note) {
+        tracing::error!(error = %e, "auditlog could not remember a signed checkpoint; events are still stored");
+        *shared
+            .checkpoint_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+}
+
 fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
     // Once an fdatasync failed, nothing is ever reported durable again
     // (the kernel may have dropped the dirty pages): every later job fails.
@@ -245,6 +270,9 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
                     shared
                         .durable_lsn
                         .fetch_max(job.durable_lsn, Ordering::AcqRel);
+                    if let Some(note) = &job.remember {
+                        remember_checkpoint(shared, note);
+                    }
                 }
                 Some(why) => {
                     for s in &job.slots {
@@ -538,10 +566,11 @@ impl Writer {
         self.end_batch(true);
         if let Err(e) = self.checkpoint_if_due(true) {
             let _ = self.on_error(&e.to_string());
-            self.end_batch(true);
-        } else {
-            self.end_batch(true);
         }
+        self.end_batch(true);
+        // The last checkpoint's sync (and its state file) may be on the
+        // syncer: wait for it, and take over its failure.
+        self.sync_barrier();
         self.syncer = None;
     }
 
@@ -610,6 +639,7 @@ impl Writer {
             path,
             slots: std::mem::replace(&mut self.pending, Vec::with_capacity(cap)),
             durable_lsn: self.next_lsn,
+            remember: None,
         };
         let Some(s) = self.syncer.as_mut() else {
             return;
@@ -686,6 +716,9 @@ impl Writer {
             Msg::Seal(slot) => {
                 self.sync_barrier();
                 let r = self.write_block().and_then(|_| self.seal_active());
+                // A seal returns with its checkpoint remembered (the
+                // syncer writes the state file).
+                self.sync_barrier();
                 if let Some(t) = self.tree.as_ref() {
                     // A seal returns with the segment's tree file stored.
                     t.caught_up();
@@ -1136,10 +1169,21 @@ impl Writer {
         self.dirty = false;
         m.sealed = true;
         if let Some(note) = signed {
-            self.remember_checkpoint(&note);
+            // Durable now; the state file is written by the syncer (after
+            // the checkpoints handed to it before), or here without one.
+            let handed = match active.sync.clone() {
+                Some(f) => self.hand_remember(f, m.path.clone(), note),
+                None => Err(note),
+            };
+            if let Err(note) = handed {
+                self.remember_checkpoint(&note);
+            }
         }
         self.manifest.sealed.push(m.manifest_entry());
-        io.gate(IoOp::Rename, &self.shared.dir.join("MANIFEST"))
+        self.shared
+            .config
+            .io
+            .gate(IoOp::Rename, &self.shared.dir.join("MANIFEST"))
             .ctx(|| "replacing MANIFEST".to_string())?;
         self.manifest.store(&self.shared.dir)?;
         let sealed = m.clone();
@@ -1412,37 +1456,90 @@ impl Writer {
     /// interval, and at close when forced), and remember it beside the key.
     /// Every event the checkpoint covers is made durable before it is
     /// remembered, so that the state file never names a tree the log cannot
-    /// reproduce after a crash. A signing failure (the state file cannot be
-    /// written) is reported and skipped: events keep being stored; the
-    /// write of the checkpoint itself fails like any write.
+    /// reproduce after a crash. With the syncer thread (`EveryBatch`), both
+    /// the fdatasync and the state file's write (two fsyncs) run there,
+    /// after the blocks before, instead of stalling the writer; otherwise
+    /// here. A signing failure (the state file cannot be written) is
+    /// reported and skipped: events keep being stored; the write of the
+    /// checkpoint itself fails like any write.
     fn checkpoint_if_due(&mut self, forced: bool) -> Result<()> {
-        if let Some(note) = self.append_checkpoint(forced)? {
-            if let Some(a) = &self.active {
-                self.shared
-                    .config
-                    .io
-                    .sync_data(&a.file, &a.meta.path)
-                    .ctx(|| format!("syncing {}", a.meta.path.display()))?;
+        let Some(note) = self.append_checkpoint(forced)? else {
+            return Ok(());
+        };
+        let note = match self.sync_then_remember(note) {
+            Ok(()) => {
+                self.dirty = false;
+                self.last_sync = Instant::now();
+                return Ok(());
             }
-            self.remember_checkpoint(&note);
+            Err(note) => note,
+        };
+        if let Some(a) = &self.active {
+            self.shared
+                .config
+                .io
+                .sync_data(&a.file, &a.meta.path)
+                .ctx(|| format!("syncing {}", a.meta.path.display()))?;
         }
+        self.remember_checkpoint(&note);
         Ok(())
     }
 
-    /// Remember a checkpoint whose events are durable (a failure is
-    /// reported, not fatal: the key's state then names an older, still
-    /// consistent checkpoint).
-    fn remember_checkpoint(&self, note: &str) {
-        let Some(tree) = self.tree.as_ref() else {
-            return;
+    /// Hand the syncer a job that makes everything written so far durable
+    /// (the checkpoint's block included) and then remembers `note`; the
+    /// note back if there is no syncer to take it. Every remembered
+    /// checkpoint goes this way while there is a syncer, so the state file
+    /// is written in the order they were signed.
+    fn sync_then_remember(&mut self, note: String) -> std::result::Result<(), String> {
+        let file = self
+            .active
+            .as_ref()
+            .and_then(|a| Some((a.sync.clone()?, a.meta.path.clone())));
+        let Some((file, path)) = file else {
+            return Err(note);
         };
-        if let Err(e) = tree.remember(note) {
-            tracing::error!(error = %e, "auditlog could not remember a signed checkpoint; events are still stored");
-            *self
-                .shared
-                .checkpoint_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+        self.hand_remember(file, path, note)
+    }
+
+    /// Queue `note` to be remembered after an fdatasync of `file`.
+    fn hand_remember(
+        &mut self,
+        file: Arc<File>,
+        path: PathBuf,
+        note: String,
+    ) -> std::result::Result<(), String> {
+        let Some(s) = self.syncer.as_mut() else {
+            return Err(note);
+        };
+        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
+        let job = SyncJob {
+            file,
+            path,
+            slots: std::mem::take(&mut self.pending),
+            durable_lsn: self.next_lsn,
+            remember: Some(note),
+        };
+        match s.jobs.send(job) {
+            Ok(()) => {
+                s.in_flight += 1;
+                Ok(())
+            }
+            Err(e) => {
+                // The syncer is gone: sync here from now on.
+                self.syncer = None;
+                let job = e.into_inner();
+                self.pending.extend(job.slots);
+                Err(job.remember.unwrap_or_default())
+            }
+        }
+    }
+
+    /// Remember a checkpoint whose events are durable, here (a failure is
+    /// reported, not fatal: the key's state then names an older, still
+    /// consistent checkpoint). Only without a syncer thread.
+    fn remember_checkpoint(&mut self, note: &str) {
+        if self.tree.is_some() {
+            remember_checkpoint(&self.shared, note);
         }
     }
 

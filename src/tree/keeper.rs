@@ -85,7 +85,7 @@ pub fn load_state(path: &Path, key: &SignerKey) -> Result<Option<SignedState>> {
 
 /// Remember `note` as the key's last signed checkpoint (atomically,
 /// durably).
-pub(super) fn store_state(path: &Path, note: &str) -> Result<()> {
+pub(crate) fn store_state(path: &Path, note: &str) -> Result<()> {
     use std::io::Write as _;
     let tmp = path.with_extension("state.tmp");
     {

@@ -273,14 +273,6 @@ impl TreeWorker {
         }
         Ok(record)
     }
-
-    /// Remember `note` as the key's last signed checkpoint (state file).
-    pub(crate) fn remember(&self, note: &str) -> Result<()> {
-        match self.signing.as_ref().and_then(|c| c.state.as_ref()) {
-            Some(state) => super::keeper::store_state(state, note),
-            None => Ok(()),
-        }
-    }
 }
 
 fn run_job(keeper: &mut TreeKeeper, job: Job, behind: &AtomicU64) {

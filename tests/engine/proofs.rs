@@ -433,6 +433,137 @@ fn the_signing_state_must_live_outside_the_log_and_failing_to_write_it_stops_not
     assert!(!k.keys.join("key.state").exists());
 }
 
+/// The key's state file once the log is closed, and the newest checkpoint
+/// in the log.
+fn state_and_newest(k: &Keyed) -> (String, String) {
+    let state = std::fs::read_to_string(k.keys.join("key.state")).unwrap();
+    let cps = LogReader::open(&k.dir).unwrap().checkpoints().unwrap();
+    let newest = cps.last().expect("a checkpoint").record.note.clone();
+    (state, newest)
+}
+
+/// With `EveryBatch`, an interval checkpoint's fdatasync and its state file
+/// are written by the syncer thread, not the writer: the state still ends
+/// naming the newest checkpoint, and while the log is open it only ever
+/// names a checkpoint whose events are durable (one in the log that a
+/// reader, which sees durable events only, finds).
+#[test]
+fn interval_checkpoints_are_remembered_once_durable_by_the_syncer() {
+    let k = keyed();
+    let mut cfg = k.config();
+    if let Some(c) = cfg.checkpoints.as_mut() {
+        c.interval = Duration::from_millis(5);
+    }
+    let log = Log::open(cfg).unwrap();
+    let mut n = 0;
+    let mut seen = 0;
+    for _ in 0..20 {
+        n = write(&log, n, 10, 0);
+        std::thread::sleep(Duration::from_millis(10));
+        if let Ok(state) = std::fs::read_to_string(k.keys.join("key.state")) {
+            let live = log.reader().checkpoints().unwrap();
+            assert!(
+                live.iter().any(|c| c.record.note == state),
+                "the state names a checkpoint the log holds"
+            );
+            seen += 1;
+        }
+    }
+    assert!(
+        seen > 0,
+        "a checkpoint was remembered while the log was open"
+    );
+    log.close().unwrap();
+    let (state, newest) = state_and_newest(&k);
+    assert_eq!(state, newest);
+    k.verify_key().unwrap();
+}
+
+/// Fails every fdatasync once armed.
+#[derive(Debug, Default)]
+struct FailSyncs(std::sync::atomic::AtomicBool);
+
+impl auditlog::internals::io::FaultInjector for FailSyncs {
+    fn check(
+        &self,
+        op: auditlog::internals::io::IoOp,
+        _path: &Path,
+    ) -> Option<auditlog::internals::io::Fault> {
+        let armed = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        (armed && matches!(op, auditlog::internals::io::IoOp::Sync)).then(|| {
+            auditlog::internals::io::Fault::Fail(std::io::Error::other(
+                "injected fdatasync failure",
+            ))
+        })
+    }
+}
+
+/// A checkpoint whose fdatasync failed is never remembered: the state file
+/// keeps naming the last durable one. The events are durable first, so
+/// the checkpoint's own sync (on the syncer, signed at the interval in a
+/// cycle that wrote nothing else) is the first one to fail.
+#[test]
+fn a_checkpoint_whose_sync_failed_is_never_remembered() {
+    let k = keyed();
+    let faults = std::sync::Arc::new(FailSyncs::default());
+    let mut cfg = k.config();
+    cfg.io.faults =
+        Some(faults.clone() as std::sync::Arc<dyn auditlog::internals::io::FaultInjector>);
+    if let Some(c) = cfg.checkpoints.as_mut() {
+        c.interval = Duration::from_millis(300);
+    }
+    let state = k.keys.join("key.state");
+    let log = Log::open(cfg).unwrap();
+    write(&log, 0, 10, 0);
+    log.flush().unwrap();
+    log.flush().unwrap();
+    let before = std::fs::read_to_string(&state).ok();
+    faults.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(400));
+    // This cycle syncs nothing (all is durable), then signs: the
+    // checkpoint's sync fails on the syncer.
+    let _ = log.flush();
+    let _ = log.flush();
+    drop(log);
+    let after = std::fs::read_to_string(&state).ok();
+    assert_eq!(after, before, "nothing that failed to sync is remembered");
+    let cps = LogReader::open(&k.dir).unwrap().checkpoints().unwrap();
+    let newest = cps.last().expect("the unsynced checkpoint was written");
+    assert_ne!(
+        Some(&newest.record.note),
+        before.as_ref(),
+        "a checkpoint was signed after the failure"
+    );
+}
+
+/// A state file the syncer cannot write: reported, and nothing stops.
+#[test]
+fn a_state_file_the_syncer_cannot_write_is_reported_and_stops_nothing() {
+    let k = keyed();
+    let mut cfg = k.config();
+    if let Some(c) = cfg.checkpoints.as_mut() {
+        c.interval = Duration::from_millis(1);
+        c.state = Some(k.keys.join("no-such-folder").join("key.state"));
+    }
+    let log = Log::open(cfg).unwrap();
+    let mut n = write(&log, 0, 10, 0);
+    std::thread::sleep(Duration::from_millis(5));
+    n = write(&log, n, 10, 0);
+    log.flush().unwrap();
+    log.flush().unwrap();
+    assert!(log.checkpoint_error().is_some());
+    log.close().unwrap();
+    assert_eq!(
+        replay_all(&k.dir).len() as u64,
+        n + LogReader::open(&k.dir)
+            .unwrap()
+            .checkpoints()
+            .unwrap()
+            .len() as u64
+    );
+    k.verify_key().unwrap();
+}
+
 /// A version-2 folder (written before the tree) is refused, never changed:
 /// every entry point says which version it found and what to do
 /// (docs/format.md, "Version history").
