@@ -139,13 +139,17 @@ pub fn write_value(
 }
 
 fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> Result<(), Fault> {
+    // serde_json writes integers with itoa (far cheaper than `write!`).
     if let Ok(n) = i.extract::<i64>() {
-        let _ = write!(out, "{n}");
+        let _ = serde_json::to_writer(&mut *out, &n);
     } else if let Ok(n) = i.extract::<u64>() {
-        let _ = write!(out, "{n}");
+        let _ = serde_json::to_writer(&mut *out, &n);
     } else {
         // Beyond 64 bits: JSON numbers have no size limit; keep the digits.
-        out.extend_from_slice(i.str()?.to_str()?.as_bytes());
+        // `int.__repr__` itself, not the value's `str()`: a subclass (an
+        // IntEnum, say) may print something else, which is not JSON.
+        let digits = i.py().get_type::<PyInt>().getattr("__repr__")?.call1((i,))?;
+        out.extend_from_slice(digits.cast::<PyString>().map_err(PyErr::from)?.to_str()?.as_bytes());
     }
     Ok(())
 }
