@@ -91,8 +91,16 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    // serde_json's escaping: well tested, and fast on plain text.
-    let _ = serde_json::to_writer(&mut *out, s);
+    // Most strings need no escape: copied as they are. Otherwise
+    // serde_json's escaping, well tested.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// Write `v` as JSON.

@@ -33,6 +33,18 @@ use crate::convert;
 /// JSON, with its separators.
 const SCALAR_BOUND: usize = 40;
 
+/// The depth the writer starts a free-form value at. It refuses anything
+/// it meets deeper than [`convert::MAX_DEPTH`]: a value whose innermost
+/// container is nested `d` levels is met there at `DEPTH_START + d - 1` or,
+/// holding something, at `DEPTH_START + d`. So every value nested more
+/// than [`MAX_JSON_DEPTH`] levels (which the parser refuses, the event
+/// itself being one level more) is refused, and so is one at exactly the
+/// limit that holds a value: declined early, never accepted wrongly.
+const DEPTH_START: usize = convert::MAX_DEPTH - MAX_JSON_DEPTH + 1;
+
+/// First allocation for a free-form value's JSON text.
+const JSON_CAPACITY: usize = 256;
+
 /// An event built from a dict, and an upper bound of the size of the JSON
 /// line the line path would have made of it (what the stage counts).
 pub struct Direct {
@@ -44,7 +56,7 @@ pub struct Direct {
 pub fn event_of(obj: &Bound<'_, PyAny>, now: impl FnOnce() -> Micros) -> Option<Direct> {
     let py = obj.py();
     let d = obj.cast::<PyDict>().ok()?;
-    let kind = d.get_item("kind").ok()??;
+    let kind = d.get_item(pyo3::intern!(py, "kind")).ok()??;
     let mut draft = Draft::new(kind.cast::<PyString>().ok()?.to_str().ok()?)?;
     for (k, v) in d.iter() {
         let key = k.cast::<PyString>().ok()?.to_str().ok()?;
@@ -279,16 +291,14 @@ impl Acc {
         i.extract::<u64>().ok().map(|n| n as f64)
     }
 
-    /// Free-form JSON, written by the line path's own writer. A value
-    /// nested close to the limit takes the line path (counted by its
-    /// brackets, which are at least its depth).
+    /// Free-form JSON, written by the line path's own writer, started
+    /// [`DEPTH_START`] levels down so that it refuses (and this path
+    /// declines) every value nested more than the engine's limit.
     fn json(&mut self, py: Python<'_>, v: &Bound<'_, PyAny>) -> Option<Json> {
-        let mut out = Vec::new();
-        convert::write_value(py, v, &mut out, 1).ok()?;
-        let brackets = out.iter().filter(|&&c| c | 0x20 == b'{').count();
-        if brackets > MAX_JSON_DEPTH {
-            return None;
-        }
+        // Sized for the usual payload: growing by doubling from nothing
+        // was a tenth of the call.
+        let mut out = Vec::with_capacity(JSON_CAPACITY);
+        convert::write_value(py, v, &mut out, DEPTH_START).ok()?;
         self.bytes += out.len();
         String::from_utf8(out).ok().map(Json::trusted)
     }

@@ -1048,14 +1048,16 @@ fn line_event(py: Python<'_>, event: &Bound<'_, PyAny>, now: i64) -> Result<(Eve
 /// TEST-ONLY (tests/test_direct.py): the stored bytes (the engine's
 /// encoding) of the event `append(event)` would store, made by the fast
 /// path (`None` when it declines) or by the line path (raising what
-/// `append` raises), with `now` for a missing `ts`.
+/// `append` raises), with `now` for a missing `ts`; `encode=False` only
+/// converts (and answers `b""`).
 #[pyfunction]
-#[pyo3(name = "_event_bytes", signature = (event, *, fast, now = 0))]
+#[pyo3(name = "_event_bytes", signature = (event, *, fast, now = 0, encode = true))]
 pub fn event_bytes_py<'py>(
     py: Python<'py>,
     event: &Bound<'py, PyAny>,
     fast: bool,
     now: i64,
+    encode: bool,
 ) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
     let ev = if fast {
         match direct::event_of(event, || now) {
@@ -1066,6 +1068,10 @@ pub fn event_bytes_py<'py>(
         line_event(py, event, now).map_err(|f| f.err)?.0
     };
     let mut out = Vec::new();
+    if !encode {
+        // For timing the conversion alone (bench/append_cost.py).
+        return Ok(Some(pyo3::types::PyBytes::new(py, &out)));
+    }
     auditlog::internals::codec::encode_event(&ev, &mut out)
         .map_err(|e| errors::invalid_argument(py, e.to_string()))?;
     Ok(Some(pyo3::types::PyBytes::new(py, &out)))

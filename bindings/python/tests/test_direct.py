@@ -232,3 +232,25 @@ def test_random_dicts_agree() -> None:
     # The corpus is mostly bad on purpose; enough of it must be taken for
     # the comparison to mean something.
     assert taken > 1_000, taken
+
+
+def nested(levels: int, inner: Any) -> Any:
+    v = inner
+    for _ in range(levels):
+        v = [v]
+    return v
+
+
+def test_nesting_at_the_limit(store: auditlog.Store) -> None:
+    limit = 64  # MAX_JSON_DEPTH (docs/contract.md)
+    at_limit = {"kind": "run_started", "run_id": "r", "inputs": nested(limit - 1, [])}
+    assert fast(at_limit) == line(at_limit) is not None
+    # One level more: the parser refuses it; the fast path declines it.
+    over = {"kind": "run_started", "run_id": "r", "inputs": nested(limit, [])}
+    assert fast(over) is None
+    with pytest.raises(ValueError, match="nested too deeply"):
+        store.append(over)
+    # At the limit and holding a value: declined early, stored by the line path.
+    holding = {"kind": "run_started", "run_id": "r", "inputs": nested(limit - 1, [1])}
+    assert fast(holding) is None
+    assert line(holding) is not None
