@@ -1408,8 +1408,8 @@ mod tests {
 
     #[test]
     fn a_replace_marker_that_is_not_a_boolean_is_refused_on_parse() {
-        let e = parse_event(br#"{"kind":"run_started","run_id":"r","ts":1,"replace":5}"#)
-            .unwrap_err();
+        let e =
+            parse_event(br#"{"kind":"run_started","run_id":"r","ts":1,"replace":5}"#).unwrap_err();
         assert_eq!(e.field, "replace");
         for ok in ["true", "false", "null"] {
             let line = format!(r#"{{"kind":"run_started","run_id":"r","ts":1,"replace":{ok}}}"#);

@@ -1,9 +1,11 @@
 //! Python values to JSON text and back.
 //!
-//! An appended dict is written as one JSON line and handed to the engine's
+//! An appended dict that the fast path (direct.rs) declines, and every
+//! dict of a batch, is written as one JSON line and handed to the engine's
 //! own JSONL parser (`parse_event`), so a dict obeys exactly the rules a
 //! line of `auditlog ingest` obeys, with the same messages naming the
-//! field. What is not JSON (bytes, sets, naive datetimes, NaN, objects)
+//! field. The fast path writes its free-form values with [`write_value`]
+//! too, so both store the same text. What is not JSON (bytes, sets, naive datetimes, NaN, objects)
 //! is refused here, naming the path to it (`payload.args[2]`). Aware
 //! `datetime`s become RFC 3339 strings, which the contract accepts for
 //! `ts` and which read well inside payloads.
@@ -156,8 +158,18 @@ fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> Result<(), Fault> {
         // Beyond 64 bits: JSON numbers have no size limit; keep the digits.
         // `int.__repr__` itself, not the value's `str()`: a subclass (an
         // IntEnum, say) may print something else, which is not JSON.
-        let digits = i.py().get_type::<PyInt>().getattr("__repr__")?.call1((i,))?;
-        out.extend_from_slice(digits.cast::<PyString>().map_err(PyErr::from)?.to_str()?.as_bytes());
+        let digits = i
+            .py()
+            .get_type::<PyInt>()
+            .getattr("__repr__")?
+            .call1((i,))?;
+        out.extend_from_slice(
+            digits
+                .cast::<PyString>()
+                .map_err(PyErr::from)?
+                .to_str()?
+                .as_bytes(),
+        );
     }
     Ok(())
 }

@@ -1032,7 +1032,11 @@ fn checked_event(py: Python<'_>, event: &Bound<'_, PyAny>) -> Result<(Event, usi
 }
 
 /// The line path of [`checked_event`].
-fn line_event(py: Python<'_>, event: &Bound<'_, PyAny>, now: i64) -> Result<(Event, usize), Failure> {
+fn line_event(
+    py: Python<'_>,
+    event: &Bound<'_, PyAny>,
+    now: i64,
+) -> Result<(Event, usize), Failure> {
     let mut line = Vec::with_capacity(320);
     convert::event_line(py, event, now, &mut line).map_err(|f| fault_failure(py, f, None))?;
     let ev = parse_event(&line).map_err(|e| {
