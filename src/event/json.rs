@@ -434,6 +434,10 @@ impl<'de> Fields<'de> {
             )
         })?;
         let extra = self.resolve_extra(kind)?;
+        // The unknown fields' own rule (the `replace` marker must be a
+        // boolean), which the strict decoder applies to every stored event:
+        // without it here a line could be stored that no reader accepts.
+        check_extra(kind, &extra)?;
         let data = self.take_data(kind)?;
         Ok(Event {
             run_id,
@@ -1404,6 +1408,18 @@ mod tests {
             let mut out = String::new();
             json_u64(v, &mut out);
             assert_eq!(out, v.to_string());
+        }
+    }
+
+    #[test]
+    fn a_replace_marker_that_is_not_a_boolean_is_refused_on_parse() {
+        let e =
+            parse_event(br#"{"kind":"run_started","run_id":"r","ts":1,"replace":5}"#).unwrap_err();
+        assert_eq!(e.field, "replace");
+        for ok in ["true", "false", "null"] {
+            let line = format!(r#"{{"kind":"run_started","run_id":"r","ts":1,"replace":{ok}}}"#);
+            let ev = parse_event(line.as_bytes()).unwrap();
+            assert!(check_stored(&ev).is_ok(), "{ok}");
         }
     }
 

@@ -228,10 +228,19 @@ fn the_marker_is_a_boolean_and_comes_back_on_output() {
     assert!(e.is_replace());
     assert!(event_to_json(&e, None).contains(r#""replace":true"#));
     assert!(!ev(&start("a", D0, "k", false)).is_replace());
+    // The parser refuses it (a stored one would not read back) ...
     let bad = r#"{"kind":"run_started","run_id":"a","ts":1,"replace":"yes"}"#;
+    assert_eq!(parse_event(bad.as_bytes()).unwrap_err().field, "replace");
+    // ... and so does the store, for an event built in Rust.
+    let mut built = ev(&start("a", D0, "k", false));
+    built.extra.retain(|(k, _)| k != "replace");
+    built.extra.push((
+        "replace".to_string(),
+        auditlog::Json::parse("\"yes\"").unwrap(),
+    ));
     let tmp = tempfile::tempdir().unwrap();
     let store = open(&tmp.path().join("log"));
-    match store.append_batch(&[ev(bad)]) {
+    match store.append_batch(&[built]) {
         Err(Error::InvalidEvent { source, .. }) => assert_eq!(source.field, "replace"),
         other => panic!("expected an invalid event, got {other:?}"),
     }

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 import auditlog
-from bench import Event, workload
+from bench import Event, JsonlSink, workload
 
 
 def thread_cpu() -> Dict[str, float]:
@@ -43,6 +43,25 @@ def thread_cpu() -> Dict[str, float]:
     t = os.times()
     out["process"] = t.user + t.system
     return out
+
+
+def jsonl_run(dir: Path, events: List[Event]) -> Tuple[float, Dict[str, float]]:
+    """The JSONL store of bench.py, one event per call, for a ratio taken
+    in the same process and the same minutes."""
+    if dir.exists():
+        shutil.rmtree(dir)
+    sink = JsonlSink(dir)
+    before = thread_cpu()
+    t0 = time.perf_counter()
+    one = sink.one
+    for ev in events:
+        one(ev)
+    sink.finish()
+    elapsed = time.perf_counter() - t0
+    after = thread_cpu()
+    shutil.rmtree(dir)
+    cpu = {k: round(after.get(k, 0.0) - before.get(k, 0.0), 3) for k in after}
+    return len(events) / elapsed, {k: v for k, v in cpu.items() if v > 0}
 
 
 def one_run(dir: Path, events: List[Event], batch: int, staged: bool = True) -> Tuple[float, Dict[str, float]]:
@@ -77,22 +96,39 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--only", choices=["one", "batch", "unstaged"], help="time one path only (for perf)")
+    ap.add_argument("--modes", help="comma-separated modes to time, of one, batch, unstaged, jsonl "
+                    "(jsonl: the JSONL store of bench.py, one event per call)")
     a = ap.parse_args()
     events = workload(a.events)
     scratch = Path(tempfile.mkdtemp(prefix="auditlog-append-profile-"))
     modes = {"one": 1, "batch": a.batch, "unstaged": a.batch}
+    modes["jsonl"] = 1
     if a.only:
         modes = {a.only: modes[a.only]}
+    elif a.modes:
+        modes = {m: modes[m] for m in a.modes.split(",")}
+    else:
+        del modes["jsonl"]
     figures: Dict[str, List[float]] = {m: [] for m in modes}
+    # CPU of the calling thread (named "python") per event, µs.
+    caller_us: Dict[str, List[float]] = {m: [] for m in modes}
     print(f"pid {os.getpid()}, {a.events} events, load {os.getloadavg()[0]:.1f}", flush=True)
     for r in range(a.rounds):
         for mode, batch in modes.items():
-            eps, cpu = one_run(scratch / "log", events, batch, staged=mode != "unstaged")
+            if mode == "jsonl":
+                eps, cpu = jsonl_run(scratch / "log", events)
+            else:
+                eps, cpu = one_run(scratch / "log", events, batch, staged=mode != "unstaged")
             figures[mode].append(eps)
+            caller_us[mode].append(cpu.get("python", 0.0) * 1e6 / a.events)
             print(f"round {r} {mode:5s} {eps:>10,.0f} events/s  cpu s by thread: {cpu}", flush=True)
     for mode, f in figures.items():
-        print(f"{mode:5s} median {statistics.median(f):>10,.0f} events/s over {len(f)} rounds", flush=True)
-    if len(figures) == 3:
+        print(f"{mode:5s} median {statistics.median(f):>10,.0f} events/s over {len(f)} rounds, "
+              f"calling thread {statistics.median(caller_us[mode]):.2f} µs CPU per event", flush=True)
+    if "one" in figures and "jsonl" in figures:
+        ratio = statistics.median(figures["one"]) / statistics.median(figures["jsonl"])
+        print(f"one / jsonl: {ratio:.2f}x (load {os.getloadavg()[0]:.1f})", flush=True)
+    if set(figures) == {"one", "batch", "unstaged"}:
         med = {m: statistics.median(f) for m, f in figures.items()}
         print(f"batch / one: {med['batch'] / med['one']:.2f}x, batch / unstaged batch: "
               f"{med['batch'] / med['unstaged']:.2f}x (load {os.getloadavg()[0]:.1f})", flush=True)

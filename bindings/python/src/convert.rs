@@ -1,9 +1,11 @@
 //! Python values to JSON text and back.
 //!
-//! An appended dict is written as one JSON line and handed to the engine's
+//! An appended dict that the fast path (direct.rs) declines, and every
+//! dict of a batch, is written as one JSON line and handed to the engine's
 //! own JSONL parser (`parse_event`), so a dict obeys exactly the rules a
 //! line of `auditlog ingest` obeys, with the same messages naming the
-//! field. What is not JSON (bytes, sets, naive datetimes, NaN, objects)
+//! field. The fast path writes its free-form values with [`write_value`]
+//! too, so both store the same text. What is not JSON (bytes, sets, naive datetimes, NaN, objects)
 //! is refused here, naming the path to it (`payload.args[2]`). Aware
 //! `datetime`s become RFC 3339 strings, which the contract accepts for
 //! `ts` and which read well inside payloads.
@@ -91,8 +93,16 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 }
 
 fn write_str(s: &str, out: &mut Vec<u8>) {
-    // serde_json's escaping: well tested, and fast on plain text.
-    let _ = serde_json::to_writer(&mut *out, s);
+    // Most strings need no escape: copied as they are. Otherwise
+    // serde_json's escaping, well tested.
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
 }
 
 /// Write `v` as JSON.
@@ -139,13 +149,27 @@ pub fn write_value(
 }
 
 fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> Result<(), Fault> {
+    // serde_json writes integers with itoa (far cheaper than `write!`).
     if let Ok(n) = i.extract::<i64>() {
-        let _ = write!(out, "{n}");
+        let _ = serde_json::to_writer(&mut *out, &n);
     } else if let Ok(n) = i.extract::<u64>() {
-        let _ = write!(out, "{n}");
+        let _ = serde_json::to_writer(&mut *out, &n);
     } else {
         // Beyond 64 bits: JSON numbers have no size limit; keep the digits.
-        out.extend_from_slice(i.str()?.to_str()?.as_bytes());
+        // `int.__repr__` itself, not the value's `str()`: a subclass (an
+        // IntEnum, say) may print something else, which is not JSON.
+        let digits = i
+            .py()
+            .get_type::<PyInt>()
+            .getattr("__repr__")?
+            .call1((i,))?;
+        out.extend_from_slice(
+            digits
+                .cast::<PyString>()
+                .map_err(PyErr::from)?
+                .to_str()?
+                .as_bytes(),
+        );
     }
     Ok(())
 }

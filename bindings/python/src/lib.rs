@@ -11,6 +11,7 @@
 mod batch;
 mod calls;
 mod convert;
+mod direct;
 mod errors;
 mod failures;
 mod faults;
@@ -51,6 +52,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<iter::ReplayIter>()?;
     m.add_class::<iter::TailIter>()?;
     m.add_function(wrap_pyfunction!(store::verify_dir, m)?)?;
+    // Test-only, not a stable API (tests/test_direct.py).
+    m.add_function(wrap_pyfunction!(store::event_bytes_py, m)?)?;
     m.add_function(wrap_pyfunction!(iter::replay_dir, m)?)?;
     m.add_function(wrap_pyfunction!(time::to_micros_py, m)?)?;
     m.add_function(wrap_pyfunction!(time::from_micros_py, m)?)?;

@@ -23,11 +23,12 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use auditlog::event::json::parse_event;
-use auditlog::{EncodedBatch, Json, Page, RunFinished, RunLog, RunStarted, StoreConfig};
+use auditlog::{EncodedBatch, Event, Json, Page, RunFinished, RunLog, RunStarted, StoreConfig};
 
 use crate::batch::{self, BatchError};
 use crate::calls;
 use crate::convert;
+use crate::direct;
 use crate::errors::{self, IntoPy};
 use crate::failures::{Failure, Failures, Reason};
 use crate::faults::Faults;
@@ -105,18 +106,9 @@ impl Store {
         if let Some((e, n)) = inner.pending.take_failure() {
             return Err(engine_failure(py, e, n + 1));
         }
-        let mut line = Vec::with_capacity(320);
-        convert::event_line(py, event, now_micros(), &mut line)
-            .map_err(|f| fault_failure(py, f, None))?;
-        let ev = parse_event(&line).map_err(|e| {
-            Failure::new(
-                Reason::Invalid,
-                1,
-                errors::invalid_event(py, None, &e.field, &e.reason),
-            )
-        })?;
+        let (ev, bytes) = checked_event(py, event)?;
         if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
-            let full = st.push(ev, line.len()).map_err(|l| lost_failure(py, l))?;
+            let full = st.push(ev, bytes).map_err(|l| lost_failure(py, l))?;
             if full {
                 py.detach(|| st.drain(&inner.store))
                     .map_err(|l| lost_failure(py, l))?;
@@ -1026,4 +1018,65 @@ pub fn verify_dir<'py>(
     expect: Option<&str>,
 ) -> PyResult<Bound<'py, PyDict>> {
     stats::verify(py, &dir, expect)
+}
+
+/// An appended dict as a checked event, and the JSON size the stage counts
+/// for it: straight from the dict when it is plainly valid (direct.rs),
+/// else through the line path (dict to JSON line, the engine's parser),
+/// which stores the same event or raises the ValueError naming the field.
+fn checked_event(py: Python<'_>, event: &Bound<'_, PyAny>) -> Result<(Event, usize), Failure> {
+    if let Some(d) = direct::event_of(event, now_micros) {
+        return Ok((d.event, d.bytes));
+    }
+    line_event(py, event, now_micros())
+}
+
+/// The line path of [`checked_event`].
+fn line_event(
+    py: Python<'_>,
+    event: &Bound<'_, PyAny>,
+    now: i64,
+) -> Result<(Event, usize), Failure> {
+    let mut line = Vec::with_capacity(320);
+    convert::event_line(py, event, now, &mut line).map_err(|f| fault_failure(py, f, None))?;
+    let ev = parse_event(&line).map_err(|e| {
+        Failure::new(
+            Reason::Invalid,
+            1,
+            errors::invalid_event(py, None, &e.field, &e.reason),
+        )
+    })?;
+    Ok((ev, line.len()))
+}
+
+/// TEST-ONLY (tests/test_direct.py): the stored bytes (the engine's
+/// encoding) of the event `append(event)` would store, made by the fast
+/// path (`None` when it declines) or by the line path (raising what
+/// `append` raises), with `now` for a missing `ts`; `encode=False` only
+/// converts (and answers `b""`).
+#[pyfunction]
+#[pyo3(name = "_event_bytes", signature = (event, *, fast, now = 0, encode = true))]
+pub fn event_bytes_py<'py>(
+    py: Python<'py>,
+    event: &Bound<'py, PyAny>,
+    fast: bool,
+    now: i64,
+    encode: bool,
+) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
+    let ev = if fast {
+        match direct::event_of(event, || now) {
+            Some(d) => d.event,
+            None => return Ok(None),
+        }
+    } else {
+        line_event(py, event, now).map_err(|f| f.err)?.0
+    };
+    let mut out = Vec::new();
+    if !encode {
+        // For timing the conversion alone (bench/append_cost.py).
+        return Ok(Some(pyo3::types::PyBytes::new(py, &out)));
+    }
+    auditlog::internals::codec::encode_event(&ev, &mut out)
+        .map_err(|e| errors::invalid_argument(py, e.to_string()))?;
+    Ok(Some(pyo3::types::PyBytes::new(py, &out)))
 }

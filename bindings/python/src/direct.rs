@@ -1,0 +1,383 @@
+//! The fast path of `append(dict)`: a dict straight to the engine's
+//! [`Event`], without writing the whole event as a JSON line and parsing it
+//! again (docs/benchmarks.md, "Python binding": that round trip was 80% of
+//! a single append's cost).
+//!
+//! The known fields are read with typed extraction; the free-form ones
+//! (`inputs`, `payload`, unknown fields) are written once as JSON text, by
+//! the very writer the line path uses ([`convert::write_value`]), so their
+//! stored text is byte for byte what the engine's parser would have kept.
+//! The event is then checked by the engine's own rules
+//! ([`validate_event`]).
+//!
+//! The fast path never raises and never refuses: whenever a dict is not
+//! plainly valid (a missing or unknown `kind`, a value of an unexpected
+//! type, a check that fails, a non-str key, an event near the size or depth
+//! limits, an `lsn`, a datetime `ts`) it answers
+//! `None`, and the caller takes the line path (dict → JSON line → the
+//! engine's JSONL parser), which stores it or raises the ValueError naming
+//! the field, exactly as before. So what this module accepts is a subset
+//! of what the parser accepts, and for that subset it builds the same
+//! event (tests/test_direct.py compares the stored bytes of both paths).
+
+use auditlog::event::json::{default_call_status, validate_event};
+use auditlog::event::time::parse_rfc3339;
+use auditlog::event::{MAX_EVENT_BYTES, MAX_JSON_DEPTH};
+use auditlog::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+
+use crate::convert;
+
+/// Bytes a scalar (number, bool, null) takes at most in the line path's
+/// JSON, with its separators.
+const SCALAR_BOUND: usize = 40;
+
+/// The depth the writer starts a free-form value at. It refuses anything
+/// it meets deeper than [`convert::MAX_DEPTH`]: a value whose innermost
+/// container is nested `d` levels is met there at `DEPTH_START + d - 1` or,
+/// holding something, at `DEPTH_START + d`. So every value nested more
+/// than [`MAX_JSON_DEPTH`] levels (which the parser refuses, the event
+/// itself being one level more) is refused, and so is one at exactly the
+/// limit that holds a value: declined early, never accepted wrongly.
+const DEPTH_START: usize = convert::MAX_DEPTH - MAX_JSON_DEPTH + 1;
+
+/// First allocation for a free-form value's JSON text.
+const JSON_CAPACITY: usize = 256;
+
+/// An event built from a dict, and an upper bound of the size of the JSON
+/// line the line path would have made of it (what the stage counts).
+pub struct Direct {
+    pub event: Event,
+    pub bytes: usize,
+}
+
+/// The dict as an event, or `None`: take the line path.
+pub fn event_of(obj: &Bound<'_, PyAny>, now: impl FnOnce() -> Micros) -> Option<Direct> {
+    let py = obj.py();
+    let d = obj.cast::<PyDict>().ok()?;
+    let kind = d.get_item(pyo3::intern!(py, "kind")).ok()??;
+    let mut draft = Draft::new(kind.cast::<PyString>().ok()?.to_str().ok()?)?;
+    for (k, v) in d.iter() {
+        let key = k.cast::<PyString>().ok()?.to_str().ok()?;
+        draft.acc.bytes += 6 * key.len() + 4;
+        draft.take(py, key, &v)?;
+    }
+    let bytes = draft.acc.bytes;
+    if bytes > MAX_EVENT_BYTES {
+        return None;
+    }
+    let event = draft.finish(now)?;
+    validate_event(&event).ok()?;
+    Some(Direct { event, bytes })
+}
+
+/// What the dict gave so far. `seen` has a bit per known key: a second one
+/// (two keys that read the same, from str subclasses) takes the line path,
+/// whose parser names the duplicate.
+struct Draft {
+    seen: u64,
+    run_id: String,
+    ts: Option<Micros>,
+    data: EventData,
+    extra: Vec<(String, Json)>,
+    acc: Acc,
+}
+
+/// What reading values adds up.
+struct Acc {
+    /// Upper bound of the line path's JSON line.
+    bytes: usize,
+    /// A tool call's status was given (else it follows from its error).
+    call_status: bool,
+}
+
+impl Draft {
+    fn new(kind: &str) -> Option<Draft> {
+        let data = match kind {
+            "run_started" => EventData::RunStarted(RunStarted {
+                skill_id: String::new(),
+                caller_id: String::new(),
+                channel_id: String::new(),
+                parent_run_id: String::new(),
+                inputs: Json::empty_object(),
+                dry_run: false,
+            }),
+            "run_log" => EventData::RunLog(RunLog {
+                seq: 0,
+                event_type: String::new(),
+                payload: Json::null(),
+            }),
+            "run_finished" => EventData::RunFinished(RunFinished {
+                status: "ok".into(),
+                output: String::new(),
+                error: String::new(),
+                tool_calls: 0,
+                runtime_seconds: 0.0,
+                input_tokens: 0,
+                output_tokens: 0,
+                thinking_tokens: 0,
+            }),
+            "tool_call" => EventData::ToolCall(Box::default()),
+            _ => return None,
+        };
+        Some(Draft {
+            seen: 0,
+            run_id: String::new(),
+            ts: None,
+            data,
+            extra: Vec::new(),
+            acc: Acc {
+                bytes: 2,
+                call_status: false,
+            },
+        })
+    }
+
+    /// Take one item of the dict.
+    fn take(&mut self, py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> Option<()> {
+        // The keys every kind has.
+        match key {
+            "kind" => {
+                self.acc.bytes += SCALAR_BOUND;
+                return once(&mut self.seen, 0);
+            }
+            "run_id" => {
+                once(&mut self.seen, 1)?;
+                if let Some(s) = self.acc.text(v)? {
+                    self.run_id = s;
+                }
+                return Some(());
+            }
+            "ts" => {
+                once(&mut self.seen, 2)?;
+                self.ts = self.acc.instant(v)?;
+                return Some(());
+            }
+            // Ignored by the parser, but only once it is known to be JSON:
+            // rare (a replayed event appended again), so left to it.
+            "lsn" => return None,
+            _ => {}
+        }
+        let taken = match &mut self.data {
+            EventData::RunStarted(s) => take_started(s, key),
+            EventData::RunLog(l) => take_log(l, key),
+            EventData::RunFinished(f) => take_finished(f, key),
+            EventData::ToolCall(c) => take_call(c, key),
+            EventData::System(_) => return None,
+        };
+        match taken {
+            Some((n, slot)) => {
+                once(&mut self.seen, n)?;
+                self.acc.fill(py, slot, v)
+            }
+            None => {
+                let json = self.acc.json(py, v)?;
+                self.extra.push((key.to_owned(), json));
+                Some(())
+            }
+        }
+    }
+
+    fn finish(self, now: impl FnOnce() -> Micros) -> Option<Event> {
+        let mut data = self.data;
+        if let EventData::ToolCall(c) = &mut data {
+            if !self.acc.call_status {
+                c.status = default_call_status(&c.error, &c.error_type).to_string();
+            }
+        }
+        Some(Event {
+            run_id: self.run_id,
+            ts: self.ts.unwrap_or_else(now),
+            data,
+            extra: self.extra,
+        })
+    }
+}
+
+/// Mark the `n`th known key seen; `None` if it was already.
+fn once(seen: &mut u64, n: u32) -> Option<()> {
+    let bit = 1u64 << n;
+    if *seen & bit != 0 {
+        return None;
+    }
+    *seen |= bit;
+    Some(())
+}
+
+impl Acc {
+    fn fill(&mut self, py: Python<'_>, slot: Slot<'_>, v: &Bound<'_, PyAny>) -> Option<()> {
+        // JSON null leaves a known field absent (its default stays).
+        if v.is_none() {
+            self.bytes += SCALAR_BOUND;
+            return Some(());
+        }
+        match slot {
+            Slot::Str(s) => *s = self.text(v)?.unwrap_or_default(),
+            Slot::Status(s) => {
+                *s = self.text(v)?.unwrap_or_default();
+                self.call_status = true;
+            }
+            Slot::Json(j) => *j = self.json(py, v)?,
+            Slot::Bool(b) => *b = v.cast::<PyBool>().ok()?.is_true(),
+            Slot::U64(n) => *n = self.unsigned(v)?,
+            Slot::OptU64(n) => *n = Some(self.unsigned(v)?),
+            Slot::OptI64(n) => {
+                *n = Some(self.int(v)?.extract::<i64>().ok()?);
+            }
+            Slot::F64(x) => *x = self.number(v)?,
+            Slot::OptF64(x) => *x = Some(self.number(v)?),
+            Slot::Http(h) => {
+                let n = self.unsigned(v)?;
+                *h = Some(u16::try_from(n).ok().filter(|n| *n <= 999)?);
+            }
+        }
+        Some(())
+    }
+
+    /// A string field (`None`: JSON null).
+    fn text(&mut self, v: &Bound<'_, PyAny>) -> Option<Option<String>> {
+        if v.is_none() {
+            self.bytes += SCALAR_BOUND;
+            return Some(None);
+        }
+        let s = v.cast::<PyString>().ok()?.to_str().ok()?;
+        // Escaping writes at most 6 bytes per byte (`\u001f`).
+        self.bytes += 6 * s.len() + 2;
+        Some(Some(s.to_owned()))
+    }
+
+    /// `ts`: integer microseconds or an RFC 3339 string, as the parser
+    /// reads them (`None`: absent, the time of the append).
+    fn instant(&mut self, v: &Bound<'_, PyAny>) -> Option<Option<Micros>> {
+        if v.is_none() {
+            return Some(None);
+        }
+        if let Ok(s) = v.cast::<PyString>() {
+            let s = s.to_str().ok()?;
+            self.bytes += 6 * s.len() + 2;
+            return parse_rfc3339(s).ok().map(Some);
+        }
+        self.bytes += SCALAR_BOUND;
+        self.int(v)?.extract::<i64>().ok().map(Some)
+    }
+
+    /// An int that is not a bool (which the parser reads as `true`/`false`).
+    fn int<'a, 'py>(&mut self, v: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyInt>> {
+        if v.is_instance_of::<PyBool>() {
+            return None;
+        }
+        self.bytes += SCALAR_BOUND;
+        v.cast::<PyInt>().ok()
+    }
+
+    fn unsigned(&mut self, v: &Bound<'_, PyAny>) -> Option<u64> {
+        self.int(v)?.extract::<u64>().ok()
+    }
+
+    /// A number of seconds or milliseconds: a finite float, or an int
+    /// within 64 bits (the parser reads its digits as the nearest float,
+    /// as `as f64` rounds).
+    fn number(&mut self, v: &Bound<'_, PyAny>) -> Option<f64> {
+        if let Ok(f) = v.cast::<PyFloat>() {
+            self.bytes += SCALAR_BOUND;
+            let x = f.value();
+            return x.is_finite().then_some(x);
+        }
+        let i = self.int(v)?;
+        if let Ok(n) = i.extract::<i64>() {
+            return Some(n as f64);
+        }
+        i.extract::<u64>().ok().map(|n| n as f64)
+    }
+
+    /// Free-form JSON, written by the line path's own writer, started
+    /// [`DEPTH_START`] levels down so that it refuses (and this path
+    /// declines) every value nested more than the engine's limit.
+    fn json(&mut self, py: Python<'_>, v: &Bound<'_, PyAny>) -> Option<Json> {
+        // Sized for the usual payload: growing by doubling from nothing
+        // was a tenth of the call.
+        let mut out = Vec::with_capacity(JSON_CAPACITY);
+        convert::write_value(py, v, &mut out, DEPTH_START).ok()?;
+        self.bytes += out.len();
+        String::from_utf8(out).ok().map(Json::trusted)
+    }
+}
+
+/// Where a known field's value goes, and how it is read.
+enum Slot<'a> {
+    Str(&'a mut String),
+    /// A tool call's status (its default depends on the error fields).
+    Status(&'a mut String),
+    Json(&'a mut Json),
+    Bool(&'a mut bool),
+    U64(&'a mut u64),
+    OptU64(&'a mut Option<u64>),
+    OptI64(&'a mut Option<i64>),
+    F64(&'a mut f64),
+    OptF64(&'a mut Option<f64>),
+    Http(&'a mut Option<u16>),
+}
+
+// The kinds' own fields (docs/contract.md, "Events"), numbered for the
+// duplicate check (0-2 are kind, run_id, ts). A key another kind has is an
+// unknown field here, as it is to the parser.
+
+fn take_started<'a>(s: &'a mut RunStarted, key: &str) -> Option<(u32, Slot<'a>)> {
+    Some(match key {
+        "skill_id" => (3, Slot::Str(&mut s.skill_id)),
+        "caller_id" => (4, Slot::Str(&mut s.caller_id)),
+        "channel_id" => (5, Slot::Str(&mut s.channel_id)),
+        "parent_run_id" => (6, Slot::Str(&mut s.parent_run_id)),
+        "inputs" => (7, Slot::Json(&mut s.inputs)),
+        "dry_run" => (8, Slot::Bool(&mut s.dry_run)),
+        _ => return None,
+    })
+}
+
+fn take_log<'a>(l: &'a mut RunLog, key: &str) -> Option<(u32, Slot<'a>)> {
+    Some(match key {
+        "seq" => (3, Slot::U64(&mut l.seq)),
+        "event_type" => (4, Slot::Str(&mut l.event_type)),
+        "payload" => (5, Slot::Json(&mut l.payload)),
+        _ => return None,
+    })
+}
+
+fn take_finished<'a>(f: &'a mut RunFinished, key: &str) -> Option<(u32, Slot<'a>)> {
+    Some(match key {
+        "status" => (3, Slot::Str(&mut f.status)),
+        "output" => (4, Slot::Str(&mut f.output)),
+        "error" => (5, Slot::Str(&mut f.error)),
+        "tool_calls" => (6, Slot::U64(&mut f.tool_calls)),
+        "runtime_seconds" => (7, Slot::F64(&mut f.runtime_seconds)),
+        "input_tokens" => (8, Slot::U64(&mut f.input_tokens)),
+        "output_tokens" => (9, Slot::U64(&mut f.output_tokens)),
+        "thinking_tokens" => (10, Slot::U64(&mut f.thinking_tokens)),
+        _ => return None,
+    })
+}
+
+fn take_call<'a>(c: &'a mut ToolCall, key: &str) -> Option<(u32, Slot<'a>)> {
+    Some(match key {
+        "call_id" => (3, Slot::Str(&mut c.call_id)),
+        "channel_id" => (4, Slot::Str(&mut c.channel_id)),
+        "caller_id" => (5, Slot::Str(&mut c.caller_id)),
+        "workspace_id" => (6, Slot::Str(&mut c.workspace_id)),
+        "request_id" => (7, Slot::Str(&mut c.request_id)),
+        "tool" => (8, Slot::Str(&mut c.tool)),
+        "engine" => (9, Slot::Str(&mut c.engine)),
+        "status" => (10, Slot::Status(&mut c.status)),
+        "error_type" => (11, Slot::Str(&mut c.error_type)),
+        "error" => (12, Slot::Str(&mut c.error)),
+        "duration_ms" => (13, Slot::OptF64(&mut c.duration_ms)),
+        "input_bytes" => (14, Slot::OptU64(&mut c.input_bytes)),
+        "result_bytes" => (15, Slot::OptU64(&mut c.result_bytes)),
+        "exit_code" => (16, Slot::OptI64(&mut c.exit_code)),
+        "http_status" => (17, Slot::Http(&mut c.http_status)),
+        "input_hash" => (18, Slot::Str(&mut c.input_hash)),
+        "args_summary" => (19, Slot::Str(&mut c.args_summary)),
+        "payload" => (20, Slot::Json(&mut c.payload)),
+        _ => return None,
+    })
+}
