@@ -109,12 +109,19 @@ impl BackgroundIndexer {
         }
     }
 
-    /// Stop, then bring every index up to date, the active segment's
-    /// stored prefix included.
+    /// Stop, and bring every index up to date, the active segment's
+    /// stored prefix included. The refresh starts at once rather than
+    /// after the thread's current catch-up: the images that catch-up is
+    /// building are waited for (`Engine::refresh` never builds an image
+    /// twice), and the rest are scanned meanwhile instead of after it.
     pub fn finish(mut self) -> Result<()> {
+        let _ = self.tx.send(Wake::Stop);
+        let refreshed = {
+            let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+            e.refresh()
+        };
         self.stop();
-        let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        e.refresh()
+        refreshed
     }
 }
 

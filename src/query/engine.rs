@@ -114,6 +114,35 @@ enum Prepared {
     Scanned(index::Scanned),
 }
 
+/// What [`Engine::refresh`] scans on its scan threads: a sealed segment
+/// (`true`: an indexer is building it, so it is waited for instead), or
+/// the active segment's new events.
+enum ScanJob<'a> {
+    Sealed(&'a SegmentMeta, bool),
+    Active(&'a SegmentMeta, index::Span),
+}
+
+/// A [`ScanJob`] done: `None` for an active scan that failed (its chunk
+/// is then built, and its error reported, by `catch_up`).
+enum JobScan {
+    Sealed(Option<(memmap2::Mmap, Prepared)>),
+    Active(Option<ScannedAhead>),
+}
+
+/// The active segment's new events, scanned alongside the sealed ones.
+struct ScannedAhead {
+    span: index::Span,
+    scanned: index::Scanned,
+}
+
+/// Scan the active segment's `span` ahead of `catch_up`; `None` if that
+/// fails (`catch_up` then builds the chunk itself and reports the error).
+fn scan_active(meta: &SegmentMeta, span: index::Span) -> Option<ScannedAhead> {
+    let seg = map_file(&meta.path).ok()??;
+    let scanned = index::scan_image(meta, &seg, KIND_CHUNK, span, None).ok()?;
+    Some(ScannedAhead { span, scanned })
+}
+
 /// The span of a whole sealed segment.
 fn sealed_span(meta: &SegmentMeta) -> index::Span {
     index::Span {
@@ -236,6 +265,9 @@ pub struct EngineStats {
     pub written: u64,
     /// In-memory chunks built over the active segment.
     pub chunks_built: u64,
+    /// Of those, the chunks whose events were scanned on a scan thread
+    /// beside the sealed segments' scans (see `Engine::refresh`).
+    pub chunks_scanned_ahead: u64,
 }
 
 /// Index-backed queries over one log (see the module docs of `query`).
@@ -413,14 +445,16 @@ impl Engine {
             .filter(|s| self.sealed.get(&s.seq).is_none_or(|have| have.meta != **s))
             .cloned()
             .collect();
-        self.load_many_sealed(&todo)?;
-        match segs.last().filter(|s| !s.sealed) {
+        let active = segs.last().filter(|s| !s.sealed);
+        let ahead = active.and_then(|m| self.active_span(m).map(|span| (m, span)));
+        let scanned_ahead = self.load_many_sealed(&todo, ahead)?;
+        match active {
             None => {
                 if self.active.take().is_some() {
                     self.foreign_dirty = true;
                 }
             }
-            Some(s) => self.catch_up(s)?,
+            Some(s) => self.catch_up(s, scanned_ahead)?,
         }
         if self.foreign_dirty {
             self.rebuild_foreign();
@@ -431,25 +465,72 @@ impl Engine {
     /// [`Engine::load_sealed`] of every segment of `todo` (ascending seq),
     /// their stored files opened or their events scanned on up to one
     /// thread per core ahead of this one, which finishes each build in
-    /// order (a build looks runs up in the older images).
-    fn load_many_sealed(&mut self, todo: &[SegmentMeta]) -> Result<()> {
+    /// order (a build looks runs up in the older images). `active`: the
+    /// active segment's new events, scanned last alongside them (a scan
+    /// needs no other image; its finish is left to `catch_up`, after the
+    /// sealed images it looks runs up in). Without it the active segment's
+    /// scan ran alone on this thread once every sealed image was done:
+    /// the one-core end of `auditlog ingest`.
+    fn load_many_sealed(
+        &mut self,
+        todo: &[SegmentMeta],
+        active: Option<(&SegmentMeta, index::Span)>,
+    ) -> Result<Option<ScannedAhead>> {
         // Those an indexer is building are waited for, not scanned again.
-        let items: Vec<(&SegmentMeta, bool)> = todo
+        let mut jobs: Vec<ScanJob<'_>> = todo
             .iter()
-            .map(|m| (m, self.pending.contains_key(&m.seq)))
+            .map(|m| ScanJob::Sealed(m, self.pending.contains_key(&m.seq)))
             .collect();
+        if let Some((meta, span)) = active {
+            jobs.push(ScanJob::Active(meta, span));
+        }
         let progress = self.progress.clone();
+        let mut ahead = None;
         super::scan_ahead::scan_ahead(
-            &items,
+            &jobs,
             self.scan_threads,
-            |&(meta, pending)| {
-                if pending {
-                    return Ok(None);
+            |job| match *job {
+                ScanJob::Sealed(_, true) => Ok(JobScan::Sealed(None)),
+                ScanJob::Sealed(meta, false) => {
+                    map_and_prepare(meta, progress.as_ref()).map(|p| JobScan::Sealed(Some(p)))
                 }
-                map_and_prepare(meta, progress.as_ref()).map(Some)
+                // A failed scan is not an error here: `catch_up` builds
+                // the chunk itself and reports what it finds.
+                ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, span))),
             },
-            |i, prepared| self.load_prepared(items[i].0, false, prepared?),
-        )
+            |i, scan| match (&jobs[i], scan?) {
+                (ScanJob::Sealed(meta, _), JobScan::Sealed(prepared)) => {
+                    self.load_prepared(meta, false, prepared)
+                }
+                (_, JobScan::Active(scanned)) => {
+                    ahead = scanned;
+                    Ok(())
+                }
+                (ScanJob::Active(..), JobScan::Sealed(_)) => Ok(()),
+            },
+        )?;
+        Ok(ahead)
+    }
+
+    /// The span `catch_up` will index of the active segment `meta`, if it
+    /// can be told before the sealed images are up to date: not when a
+    /// stored index of its prefix may be loaded instead, nor when nothing
+    /// new was committed.
+    fn active_span(&self, meta: &SegmentMeta) -> Option<index::Span> {
+        let (from, first_lsn, digest_at_from) = match &self.active {
+            Some(a) if a.meta.seq == meta.seq && !a.chunks.is_empty() => (a.off, a.lsn, a.digest),
+            _ if self.skip_stored_active || !index::active_index_path(meta).exists() => {
+                (HEADER_SIZE as u64, meta.first_lsn, meta.prev_digest)
+            }
+            _ => return None,
+        };
+        (meta.count > 0 && meta.data_len > from).then_some(index::Span {
+            from,
+            first_lsn,
+            digest_at_from,
+            to: meta.data_len,
+            trusted_end: meta.digest,
+        })
     }
 
     fn load_sealed(&mut self, meta: &SegmentMeta, force: bool) -> Result<()> {
@@ -650,7 +731,10 @@ impl Engine {
         }
     }
 
-    fn catch_up(&mut self, meta: &SegmentMeta) -> Result<()> {
+    /// Index what was committed to the active segment `meta` since the
+    /// last call; `ahead`: that scanned already (used if its span is the
+    /// one needed).
+    fn catch_up(&mut self, meta: &SegmentMeta, ahead: Option<ScannedAhead>) -> Result<()> {
         if self.active.as_ref().is_none_or(|a| a.meta.seq != meta.seq) {
             if self.active.is_some() {
                 self.foreign_dirty = true;
@@ -707,7 +791,20 @@ impl Engine {
         }
         let mut chunks = std::mem::take(&mut active.chunks);
         let (from, lsn, digest) = (active.off, active.lsn, active.digest);
-        let img = Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, digest)?;
+        let span = index::Span {
+            from,
+            first_lsn: lsn,
+            digest_at_from: digest,
+            to: meta.data_len,
+            trusted_end: meta.digest,
+        };
+        let img = match ahead.filter(|a| a.span == span) {
+            Some(a) => {
+                self.stats.chunks_scanned_ahead += 1;
+                Self::finish_chunk(&self.sealed, &chunks, meta, from, a.scanned)?
+            }
+            None => Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, digest)?,
+        };
         self.stats.chunks_built += 1;
         let new_seq = meta.seq;
         // Merge the tail while it is as big as the chunk before it, so the
@@ -777,12 +874,6 @@ impl Engine {
         lsn: u64,
         digest: crate::chain::Digest,
     ) -> Result<Image> {
-        let shadow = shadow_in(
-            sealed
-                .range(..meta.seq)
-                .map(|(seq, s)| (*seq, &*s.img))
-                .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
-        );
         let span = index::Span {
             from,
             first_lsn: lsn,
@@ -790,7 +881,26 @@ impl Engine {
             to: meta.data_len,
             trusted_end: meta.digest,
         };
-        let bytes = index::build_image(meta, seg, KIND_CHUNK, span, &shadow, None)?;
+        let scanned = index::scan_image(meta, seg, KIND_CHUNK, span, None)?;
+        Self::finish_chunk(sealed, chunks, meta, from, scanned)
+    }
+
+    /// The second half of [`Engine::chunk_image`]: runs looked up in the
+    /// sealed images and the chunks before this one.
+    fn finish_chunk(
+        sealed: &BTreeMap<u64, Sealed>,
+        chunks: &[Chunk],
+        meta: &SegmentMeta,
+        from: u64,
+        scanned: index::Scanned,
+    ) -> Result<Image> {
+        let shadow = shadow_in(
+            sealed
+                .range(..meta.seq)
+                .map(|(seq, s)| (*seq, &*s.img))
+                .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
+        );
+        let bytes = scanned.finish(&shadow);
         let img = Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
             segment: meta.name.clone(),
             offset: from,
