@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
@@ -115,10 +116,11 @@ enum Prepared {
 }
 
 /// What [`Engine::refresh`] scans on its scan threads: a sealed segment
-/// (`true`: an indexer is building it, so it is waited for instead), or
-/// the active segment's new events.
+/// (with the slot of an indexer building it: its image is waited for
+/// instead, and the segment scanned only if the indexer gives up), or the
+/// active segment's new events.
 enum ScanJob<'a> {
-    Sealed(&'a SegmentMeta, bool),
+    Sealed(&'a SegmentMeta, Option<Slot>),
     Active(&'a SegmentMeta, index::Span),
 }
 
@@ -476,10 +478,11 @@ impl Engine {
         todo: &[SegmentMeta],
         active: Option<(&SegmentMeta, index::Span)>,
     ) -> Result<Option<ScannedAhead>> {
-        // Those an indexer is building are waited for, not scanned again.
+        // Those an indexer is building are waited for, and scanned only
+        // if it gives up on them.
         let mut jobs: Vec<ScanJob<'_>> = todo
             .iter()
-            .map(|m| ScanJob::Sealed(m, self.pending.contains_key(&m.seq)))
+            .map(|m| ScanJob::Sealed(m, self.pending.get(&m.seq).map(|(_, slot)| slot.clone())))
             .collect();
         if let Some((meta, span)) = active {
             jobs.push(ScanJob::Active(meta, span));
@@ -489,14 +492,16 @@ impl Engine {
         super::scan_ahead::scan_ahead(
             &jobs,
             self.scan_threads,
-            |job| match *job {
-                ScanJob::Sealed(_, true) => Ok(JobScan::Sealed(None)),
-                ScanJob::Sealed(meta, false) => {
+            |job| match job {
+                ScanJob::Sealed(_, Some(slot)) if wait_slot(slot).is_some() => {
+                    Ok(JobScan::Sealed(None))
+                }
+                ScanJob::Sealed(meta, _) => {
                     map_and_prepare(meta, progress.as_ref()).map(|p| JobScan::Sealed(Some(p)))
                 }
                 // A failed scan is not an error here: `catch_up` builds
                 // the chunk itself and reports what it finds.
-                ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, span))),
+                ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, *span))),
             },
             |i, scan| match (&jobs[i], scan?) {
                 (ScanJob::Sealed(meta, _), JobScan::Sealed(prepared)) => {
@@ -633,6 +638,14 @@ impl Engine {
     /// again). For an indexer thread: the active segment is left to the
     /// next [`Engine::refresh`].
     pub fn index_sealed(engine: &Mutex<Engine>) -> Result<()> {
+        Self::index_sealed_until(engine, &AtomicBool::new(false))
+    }
+
+    /// [`Engine::index_sealed`], giving up before the next image once
+    /// `stop` is set (the images not built are left to whoever refreshes:
+    /// a low-priority indexer must not hold up a caller that is waiting
+    /// for the indexes at normal priority).
+    pub(crate) fn index_sealed_until(engine: &Mutex<Engine>, stop: &AtomicBool) -> Result<()> {
         let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
         let (jobs, mut older, progress, persist, threads) = {
             let mut e = lock();
@@ -669,11 +682,19 @@ impl Engine {
         // which they inherit), finishes here in order. A failure stops the
         // rest; their slots complete empty as `fills` drops, and waiters
         // build those images themselves.
+        let mut stopped = false;
         let res = super::scan_ahead::scan_ahead(
             &metas,
             threads,
             |meta| map_and_prepare(meta, progress.as_ref()),
             |i, prepared| {
+                if stop.load(Ordering::Acquire) {
+                    stopped = true;
+                    // Complete the slots of the images not built now, not
+                    // after the scans under way: their waiters build them.
+                    fills.iter_mut().for_each(|f| drop(f.take()));
+                    return Err(Error::InvalidArgument("indexer stopped".into()));
+                }
                 let meta = &metas[i];
                 let (seg, prepared) = prepared?;
                 let refs: Vec<(u64, &Image)> = older
@@ -701,7 +722,8 @@ impl Engine {
             },
         );
         drop(fills);
-        let failed = res.err();
+        // Stopped on request: not a failure to repair here.
+        let failed = res.err().filter(|_| !stopped);
         let mut e = lock();
         let live = e.reader.segments();
         for (meta, img, made, seg) in built {
@@ -1032,6 +1054,72 @@ impl Engine {
             .values()
             .map(|s| (s.meta.name.clone(), s.img.file_len()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+    use crate::event::{Event, RunStarted};
+    use crate::{Config, Durability, Log};
+
+    const DAY: Micros = 86_400_000_000;
+    const D0: Micros = 1_795_132_800_000_000;
+
+    /// A log of `days` sealed daily segments, open for writing.
+    fn sealed_log(dir: &Path, days: i64) -> Log {
+        let mut cfg = Config::new(dir.join("log"));
+        cfg.durability = Durability::Never;
+        let log = Log::open(cfg).unwrap();
+        for day in 0..days {
+            let evs: Vec<Event> = (0..50i64)
+                .map(|i| {
+                    let t = D0 + day * DAY + i * 1_000;
+                    Event::run_started(format!("d{day}-{i}"), t, RunStarted::default())
+                })
+                .collect();
+            log.append_batch(&evs).unwrap().wait().unwrap();
+            log.seal().unwrap();
+        }
+        log
+    }
+
+    /// An indexer told to stop builds nothing more, is no failure, and
+    /// leaves no slot behind: the refresh builds every image.
+    #[test]
+    fn a_stopped_catch_up_leaves_the_images_to_the_refresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 4);
+        let engine = Mutex::new(Engine::new(log.reader()));
+        Engine::index_sealed_until(&engine, &AtomicBool::new(true)).unwrap();
+        let mut e = engine.lock().unwrap();
+        assert_eq!(e.stats.rebuilt, 0, "{:?}", e.stats);
+        assert!(e.pending.is_empty());
+        e.refresh().unwrap();
+        assert_eq!(e.stats.rebuilt, 4, "{:?}", e.stats);
+    }
+
+    /// A refresh waiting for an image an indexer is building scans the
+    /// segment itself when the indexer gives up on it.
+    #[test]
+    fn a_refresh_builds_what_the_indexer_gave_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 4);
+        let mut e = Engine::new(log.reader());
+        e.scan_threads = 2;
+        let segs = e.reader.segments();
+        let slot: Slot = Arc::new((Mutex::new(None), Condvar::new()));
+        e.pending
+            .insert(segs[1].seq, (segs[1].clone(), slot.clone()));
+        let giver = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(SlotFill { slot, img: None });
+        });
+        e.refresh().unwrap();
+        giver.join().unwrap();
+        assert_eq!(e.stats.rebuilt, 4, "{:?}", e.stats);
+        assert!(e.pending.is_empty());
+        assert_eq!(e.sealed.len(), 4);
     }
 }
 
