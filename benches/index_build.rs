@@ -8,6 +8,9 @@
 //! - `index_build/refresh_1_thread` and `refresh_per_core`: every sealed
 //!   segment's image built from its segment by a fresh engine, the scans
 //!   one after another or on one thread per core (`Engine::scan_threads`).
+//!   The bench log's last segment stays active, so `refresh_per_core`
+//!   also covers its chunk scanned beside the sealed scans (issue 17,
+//!   round four).
 //!
 //! - `AUDITLOG_READ_BENCH_ABBA=ROUNDS`: instead of criterion, the image of
 //!   every sealed segment built on one thread with the read-path checks

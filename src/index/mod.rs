@@ -143,7 +143,7 @@ pub fn load_sealed(meta: &SegmentMeta) -> std::result::Result<Image, Unusable> {
 }
 
 /// Where an image build starts and what it must end at.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     /// Segment offset of the first block (a block boundary).
     pub from: u64,

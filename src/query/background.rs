@@ -3,6 +3,7 @@
 //! index files without holding the query engine's lock, then installs
 //! them, so queries are answered while it works.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -65,6 +66,8 @@ impl IndexOnSeal {
     fn spawn(self, engine: Arc<Mutex<Engine>>) -> Result<BackgroundIndexer> {
         let bg = engine.clone();
         let rx = self.rx;
+        let hurry = Arc::new(AtomicBool::new(false));
+        let stop = hurry.clone();
         let handle = std::thread::Builder::new()
             .name("auditlog-indexer".into())
             .spawn(move || {
@@ -75,7 +78,7 @@ impl IndexOnSeal {
                         break;
                     }
                     // Built outside the engine's lock: queries go on.
-                    if let Err(err) = Engine::index_sealed(&bg) {
+                    if let Err(err) = Engine::index_sealed_until(&bg, &stop) {
                         tracing::warn!(error = %err, "indexing a sealed segment failed");
                     }
                 }
@@ -84,6 +87,7 @@ impl IndexOnSeal {
         Ok(BackgroundIndexer {
             engine,
             tx: self.tx,
+            hurry,
             handle: Some(handle),
         })
     }
@@ -93,6 +97,9 @@ impl IndexOnSeal {
 pub struct BackgroundIndexer {
     engine: Arc<Mutex<Engine>>,
     tx: Sender<Wake>,
+    /// Set by [`BackgroundIndexer::finish`]: the thread stops after the
+    /// image it is finishing, and the caller builds the rest.
+    hurry: Arc<AtomicBool>,
     handle: Option<JoinHandle<()>>,
 }
 
@@ -109,12 +116,21 @@ impl BackgroundIndexer {
         }
     }
 
-    /// Stop, then bring every index up to date, the active segment's
-    /// stored prefix included.
+    /// Stop, and bring every index up to date, the active segment's
+    /// stored prefix included, on this thread and at its priority. The
+    /// indexer thread runs at the lowest priority, so it is not waited
+    /// for: it stops after the image it is finishing (which the refresh
+    /// waits for rather than build twice), and the refresh builds the
+    /// rest at once, its scans beside that last image.
     pub fn finish(mut self) -> Result<()> {
+        self.hurry.store(true, Ordering::Release);
+        let _ = self.tx.send(Wake::Stop);
+        let refreshed = {
+            let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+            e.refresh()
+        };
         self.stop();
-        let mut e = self.engine.lock().unwrap_or_else(|p| p.into_inner());
-        e.refresh()
+        refreshed
     }
 }
 

@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
@@ -112,6 +113,36 @@ enum Made {
 enum Prepared {
     Loaded(Image),
     Scanned(index::Scanned),
+}
+
+/// What [`Engine::refresh`] scans on its scan threads: a sealed segment
+/// (with the slot of an indexer building it: its image is waited for
+/// instead, and the segment scanned only if the indexer gives up), or the
+/// active segment's new events.
+enum ScanJob<'a> {
+    Sealed(&'a SegmentMeta, Option<Slot>),
+    Active(&'a SegmentMeta, index::Span),
+}
+
+/// A [`ScanJob`] done: `None` for an active scan that failed (its chunk
+/// is then built, and its error reported, by `catch_up`).
+enum JobScan {
+    Sealed(Option<(memmap2::Mmap, Prepared)>),
+    Active(Option<ScannedAhead>),
+}
+
+/// The active segment's new events, scanned alongside the sealed ones.
+struct ScannedAhead {
+    span: index::Span,
+    scanned: index::Scanned,
+}
+
+/// Scan the active segment's `span` ahead of `catch_up`; `None` if that
+/// fails (`catch_up` then builds the chunk itself and reports the error).
+fn scan_active(meta: &SegmentMeta, span: index::Span) -> Option<ScannedAhead> {
+    let seg = map_file(&meta.path).ok()??;
+    let scanned = index::scan_image(meta, &seg, KIND_CHUNK, span, None).ok()?;
+    Some(ScannedAhead { span, scanned })
 }
 
 /// The span of a whole sealed segment.
@@ -236,6 +267,9 @@ pub struct EngineStats {
     pub written: u64,
     /// In-memory chunks built over the active segment.
     pub chunks_built: u64,
+    /// Of those, the chunks whose events were scanned on a scan thread
+    /// beside the sealed segments' scans (see `Engine::refresh`).
+    pub chunks_scanned_ahead: u64,
 }
 
 /// Index-backed queries over one log (see the module docs of `query`).
@@ -413,14 +447,16 @@ impl Engine {
             .filter(|s| self.sealed.get(&s.seq).is_none_or(|have| have.meta != **s))
             .cloned()
             .collect();
-        self.load_many_sealed(&todo)?;
-        match segs.last().filter(|s| !s.sealed) {
+        let active = segs.last().filter(|s| !s.sealed);
+        let ahead = active.and_then(|m| self.active_span(m).map(|span| (m, span)));
+        let scanned_ahead = self.load_many_sealed(&todo, ahead)?;
+        match active {
             None => {
                 if self.active.take().is_some() {
                     self.foreign_dirty = true;
                 }
             }
-            Some(s) => self.catch_up(s)?,
+            Some(s) => self.catch_up(s, scanned_ahead)?,
         }
         if self.foreign_dirty {
             self.rebuild_foreign();
@@ -431,25 +467,75 @@ impl Engine {
     /// [`Engine::load_sealed`] of every segment of `todo` (ascending seq),
     /// their stored files opened or their events scanned on up to one
     /// thread per core ahead of this one, which finishes each build in
-    /// order (a build looks runs up in the older images).
-    fn load_many_sealed(&mut self, todo: &[SegmentMeta]) -> Result<()> {
-        // Those an indexer is building are waited for, not scanned again.
-        let items: Vec<(&SegmentMeta, bool)> = todo
+    /// order (a build looks runs up in the older images). `active`: the
+    /// active segment's new events, scanned last alongside them (a scan
+    /// needs no other image; its finish is left to `catch_up`, after the
+    /// sealed images it looks runs up in). Without it the active segment's
+    /// scan ran alone on this thread once every sealed image was done:
+    /// the one-core end of `auditlog ingest`.
+    fn load_many_sealed(
+        &mut self,
+        todo: &[SegmentMeta],
+        active: Option<(&SegmentMeta, index::Span)>,
+    ) -> Result<Option<ScannedAhead>> {
+        // Those an indexer is building are waited for, and scanned only
+        // if it gives up on them.
+        let mut jobs: Vec<ScanJob<'_>> = todo
             .iter()
-            .map(|m| (m, self.pending.contains_key(&m.seq)))
+            .map(|m| ScanJob::Sealed(m, self.pending.get(&m.seq).map(|(_, slot)| slot.clone())))
             .collect();
+        if let Some((meta, span)) = active {
+            jobs.push(ScanJob::Active(meta, span));
+        }
         let progress = self.progress.clone();
+        let mut ahead = None;
         super::scan_ahead::scan_ahead(
-            &items,
+            &jobs,
             self.scan_threads,
-            |&(meta, pending)| {
-                if pending {
-                    return Ok(None);
+            |job| match job {
+                ScanJob::Sealed(_, Some(slot)) if wait_slot(slot).is_some() => {
+                    Ok(JobScan::Sealed(None))
                 }
-                map_and_prepare(meta, progress.as_ref()).map(Some)
+                ScanJob::Sealed(meta, _) => {
+                    map_and_prepare(meta, progress.as_ref()).map(|p| JobScan::Sealed(Some(p)))
+                }
+                // A failed scan is not an error here: `catch_up` builds
+                // the chunk itself and reports what it finds.
+                ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, *span))),
             },
-            |i, prepared| self.load_prepared(items[i].0, false, prepared?),
-        )
+            |i, scan| match (&jobs[i], scan?) {
+                (ScanJob::Sealed(meta, _), JobScan::Sealed(prepared)) => {
+                    self.load_prepared(meta, false, prepared)
+                }
+                (_, JobScan::Active(scanned)) => {
+                    ahead = scanned;
+                    Ok(())
+                }
+                (ScanJob::Active(..), JobScan::Sealed(_)) => Ok(()),
+            },
+        )?;
+        Ok(ahead)
+    }
+
+    /// The span `catch_up` will index of the active segment `meta`, if it
+    /// can be told before the sealed images are up to date: not when a
+    /// stored index of its prefix may be loaded instead, nor when nothing
+    /// new was committed.
+    fn active_span(&self, meta: &SegmentMeta) -> Option<index::Span> {
+        let (from, first_lsn, digest_at_from) = match &self.active {
+            Some(a) if a.meta.seq == meta.seq && !a.chunks.is_empty() => (a.off, a.lsn, a.digest),
+            _ if self.skip_stored_active || !index::active_index_path(meta).exists() => {
+                (HEADER_SIZE as u64, meta.first_lsn, meta.prev_digest)
+            }
+            _ => return None,
+        };
+        (meta.count > 0 && meta.data_len > from).then_some(index::Span {
+            from,
+            first_lsn,
+            digest_at_from,
+            to: meta.data_len,
+            trusted_end: meta.digest,
+        })
     }
 
     fn load_sealed(&mut self, meta: &SegmentMeta, force: bool) -> Result<()> {
@@ -552,6 +638,14 @@ impl Engine {
     /// again). For an indexer thread: the active segment is left to the
     /// next [`Engine::refresh`].
     pub fn index_sealed(engine: &Mutex<Engine>) -> Result<()> {
+        Self::index_sealed_until(engine, &AtomicBool::new(false))
+    }
+
+    /// [`Engine::index_sealed`], giving up before the next image once
+    /// `stop` is set (the images not built are left to whoever refreshes:
+    /// a low-priority indexer must not hold up a caller that is waiting
+    /// for the indexes at normal priority).
+    pub(crate) fn index_sealed_until(engine: &Mutex<Engine>, stop: &AtomicBool) -> Result<()> {
         let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
         let (jobs, mut older, progress, persist, threads) = {
             let mut e = lock();
@@ -588,11 +682,19 @@ impl Engine {
         // which they inherit), finishes here in order. A failure stops the
         // rest; their slots complete empty as `fills` drops, and waiters
         // build those images themselves.
+        let mut stopped = false;
         let res = super::scan_ahead::scan_ahead(
             &metas,
             threads,
             |meta| map_and_prepare(meta, progress.as_ref()),
             |i, prepared| {
+                if stop.load(Ordering::Acquire) {
+                    stopped = true;
+                    // Complete the slots of the images not built now, not
+                    // after the scans under way: their waiters build them.
+                    fills.iter_mut().for_each(|f| drop(f.take()));
+                    return Err(Error::InvalidArgument("indexer stopped".into()));
+                }
                 let meta = &metas[i];
                 let (seg, prepared) = prepared?;
                 let refs: Vec<(u64, &Image)> = older
@@ -620,7 +722,8 @@ impl Engine {
             },
         );
         drop(fills);
-        let failed = res.err();
+        // Stopped on request: not a failure to repair here.
+        let failed = res.err().filter(|_| !stopped);
         let mut e = lock();
         let live = e.reader.segments();
         for (meta, img, made, seg) in built {
@@ -650,7 +753,10 @@ impl Engine {
         }
     }
 
-    fn catch_up(&mut self, meta: &SegmentMeta) -> Result<()> {
+    /// Index what was committed to the active segment `meta` since the
+    /// last call; `ahead`: that scanned already (used if its span is the
+    /// one needed).
+    fn catch_up(&mut self, meta: &SegmentMeta, ahead: Option<ScannedAhead>) -> Result<()> {
         if self.active.as_ref().is_none_or(|a| a.meta.seq != meta.seq) {
             if self.active.is_some() {
                 self.foreign_dirty = true;
@@ -707,7 +813,20 @@ impl Engine {
         }
         let mut chunks = std::mem::take(&mut active.chunks);
         let (from, lsn, digest) = (active.off, active.lsn, active.digest);
-        let img = Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, digest)?;
+        let span = index::Span {
+            from,
+            first_lsn: lsn,
+            digest_at_from: digest,
+            to: meta.data_len,
+            trusted_end: meta.digest,
+        };
+        let img = match ahead.filter(|a| a.span == span) {
+            Some(a) => {
+                self.stats.chunks_scanned_ahead += 1;
+                Self::finish_chunk(&self.sealed, &chunks, meta, from, a.scanned)?
+            }
+            None => Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, digest)?,
+        };
         self.stats.chunks_built += 1;
         let new_seq = meta.seq;
         // Merge the tail while it is as big as the chunk before it, so the
@@ -777,12 +896,6 @@ impl Engine {
         lsn: u64,
         digest: crate::chain::Digest,
     ) -> Result<Image> {
-        let shadow = shadow_in(
-            sealed
-                .range(..meta.seq)
-                .map(|(seq, s)| (*seq, &*s.img))
-                .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
-        );
         let span = index::Span {
             from,
             first_lsn: lsn,
@@ -790,7 +903,26 @@ impl Engine {
             to: meta.data_len,
             trusted_end: meta.digest,
         };
-        let bytes = index::build_image(meta, seg, KIND_CHUNK, span, &shadow, None)?;
+        let scanned = index::scan_image(meta, seg, KIND_CHUNK, span, None)?;
+        Self::finish_chunk(sealed, chunks, meta, from, scanned)
+    }
+
+    /// The second half of [`Engine::chunk_image`]: runs looked up in the
+    /// sealed images and the chunks before this one.
+    fn finish_chunk(
+        sealed: &BTreeMap<u64, Sealed>,
+        chunks: &[Chunk],
+        meta: &SegmentMeta,
+        from: u64,
+        scanned: index::Scanned,
+    ) -> Result<Image> {
+        let shadow = shadow_in(
+            sealed
+                .range(..meta.seq)
+                .map(|(seq, s)| (*seq, &*s.img))
+                .chain(chunks.iter().map(|c| (meta.seq, &c.img))),
+        );
+        let bytes = scanned.finish(&shadow);
         let img = Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
             segment: meta.name.clone(),
             offset: from,
@@ -922,6 +1054,72 @@ impl Engine {
             .values()
             .map(|s| (s.meta.name.clone(), s.img.file_len()))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod stop_tests {
+    use super::*;
+    use crate::event::{Event, RunStarted};
+    use crate::{Config, Durability, Log};
+
+    const DAY: Micros = 86_400_000_000;
+    const D0: Micros = 1_795_132_800_000_000;
+
+    /// A log of `days` sealed daily segments, open for writing.
+    fn sealed_log(dir: &Path, days: i64) -> Log {
+        let mut cfg = Config::new(dir.join("log"));
+        cfg.durability = Durability::Never;
+        let log = Log::open(cfg).unwrap();
+        for day in 0..days {
+            let evs: Vec<Event> = (0..50i64)
+                .map(|i| {
+                    let t = D0 + day * DAY + i * 1_000;
+                    Event::run_started(format!("d{day}-{i}"), t, RunStarted::default())
+                })
+                .collect();
+            log.append_batch(&evs).unwrap().wait().unwrap();
+            log.seal().unwrap();
+        }
+        log
+    }
+
+    /// An indexer told to stop builds nothing more, is no failure, and
+    /// leaves no slot behind: the refresh builds every image.
+    #[test]
+    fn a_stopped_catch_up_leaves_the_images_to_the_refresh() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 4);
+        let engine = Mutex::new(Engine::new(log.reader()));
+        Engine::index_sealed_until(&engine, &AtomicBool::new(true)).unwrap();
+        let mut e = engine.lock().unwrap();
+        assert_eq!(e.stats.rebuilt, 0, "{:?}", e.stats);
+        assert!(e.pending.is_empty());
+        e.refresh().unwrap();
+        assert_eq!(e.stats.rebuilt, 4, "{:?}", e.stats);
+    }
+
+    /// A refresh waiting for an image an indexer is building scans the
+    /// segment itself when the indexer gives up on it.
+    #[test]
+    fn a_refresh_builds_what_the_indexer_gave_up() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 4);
+        let mut e = Engine::new(log.reader());
+        e.scan_threads = 2;
+        let segs = e.reader.segments();
+        let slot: Slot = Arc::new((Mutex::new(None), Condvar::new()));
+        e.pending
+            .insert(segs[1].seq, (segs[1].clone(), slot.clone()));
+        let giver = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            drop(SlotFill { slot, img: None });
+        });
+        e.refresh().unwrap();
+        giver.join().unwrap();
+        assert_eq!(e.stats.rebuilt, 4, "{:?}", e.stats);
+        assert!(e.pending.is_empty());
+        assert_eq!(e.sealed.len(), 4);
     }
 }
 
