@@ -117,6 +117,14 @@ pub struct BenchArgs {
     /// Runs written for the full-text measurement.
     #[arg(long, default_value_t = 100_000)]
     pub search_runs: u64,
+    /// Full-text: instead of the burst measurement, hold this many
+    /// events/s for `--search-secs` with the indexer following, and report
+    /// its lag over time.
+    #[arg(long)]
+    pub search_eps: Option<f64>,
+    /// Full-text: seconds the `--search-eps` rate is held.
+    #[arg(long, default_value_t = 30.0)]
+    pub search_secs: f64,
     /// Run the tool-call benchmark instead of the load run: `--events`
     /// standalone tool calls into auditlog and into SQLite with the
     /// gateways' own table and indexes; the gateways' questions timed on
@@ -711,7 +719,20 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         note(a.json, "auditlog ingest FILE (child process) ...");
         rep.cli = Some(cli_ingest(tmp.path(), &shares)?);
     }
-    if a.search {
+    if let (true, Some(eps)) = (a.search, a.search_eps) {
+        note(a.json, "full-text search at a steady rate ...");
+        let spec = crate::search_bench::PacedSpec {
+            eps: eps.max(1.0),
+            secs: a.search_secs.max(1.0),
+            sample_every: std::time::Duration::from_millis(500),
+            logs_per_run: 3,
+            batch: 1000,
+            options: auditlog::fulltext::FullTextOptions::default(),
+        };
+        let r = crate::search_bench::measure_paced(&tmp.path().join("search"), &spec)
+            .map_err(|e| CliError::failed(format!("full-text measurement: {e}")))?;
+        rep.search = Some(r.to_json());
+    } else if a.search {
         note(a.json, "full-text search measurement ...");
         let spec = crate::search_bench::BenchSpec {
             runs: a.search_runs.max(1),

@@ -439,3 +439,214 @@ pub fn measure(dir: &Path, spec: &BenchSpec) -> Result<Report, FullTextError> {
     rep.avg_hits = hits_total as f64 / spec.queries.max(1) as f64;
     Ok(rep)
 }
+
+/// A steady ingest rate held for a while with the indexer following, and
+/// the lag sampled over time (docs/benchmarks.md, "Full-text search").
+#[derive(Debug, Clone)]
+pub struct PacedSpec {
+    /// Target events/s (appended in `batch`-event batches on a schedule).
+    pub eps: f64,
+    /// How long the rate is held.
+    pub secs: f64,
+    /// How often the lag is sampled.
+    pub sample_every: Duration,
+    pub logs_per_run: u32,
+    pub batch: usize,
+    pub options: FullTextOptions,
+}
+
+/// One lag sample: seconds since ingest started, events behind, how long
+/// the oldest of them has waited as the indexer reports it (`Lag::seconds`,
+/// timed from when the indexer first saw them in the head), and as the
+/// producer's own append times say (`appended_seconds`: since the oldest
+/// unsearchable event was appended; the stricter of the two).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LagSample {
+    pub at: f64,
+    pub events: u64,
+    pub seconds: f64,
+    pub appended_seconds: f64,
+}
+
+/// When the producer had appended how many events: (seconds since start,
+/// events appended so far), in order.
+type Appended = std::sync::Mutex<Vec<(f64, u64)>>;
+
+/// A lag sample now: `appended` says when the oldest event not yet
+/// searchable went in.
+fn sample(ix: &mut auditlog::fulltext::Indexer, t0: Instant, appended: &Appended) -> LagSample {
+    let l = ix.lag();
+    let at = t0.elapsed().as_secs_f64();
+    let log = appended.lock().unwrap_or_else(|p| p.into_inner());
+    let total = log.last().map_or(0, |e| e.1);
+    let searchable = total.saturating_sub(l.events);
+    // The first append that took the count past what is searchable.
+    let i = log.partition_point(|e| e.1 <= searchable);
+    let appended_seconds = if l.events == 0 {
+        0.0
+    } else {
+        log.get(i).map_or(0.0, |e| (at - e.0).max(0.0))
+    };
+    LagSample {
+        at,
+        events: l.events,
+        seconds: l.seconds,
+        appended_seconds,
+    }
+}
+
+/// The figures of a paced run.
+#[derive(Debug, Clone, Default)]
+pub struct PacedReport {
+    pub target_eps: f64,
+    /// Events appended divided by the ingest time (below the target when
+    /// the producer could not keep the schedule).
+    pub achieved_eps: f64,
+    pub events: u64,
+    pub ingest_seconds: f64,
+    /// Largest lag seen while ingest ran (indexer's view, producer's view).
+    pub max_lag_seconds: f64,
+    pub max_appended_lag_seconds: f64,
+    pub max_lag_events: u64,
+    /// From the end of ingest until everything was searchable.
+    pub catch_up_seconds: f64,
+    /// Samples, during ingest and through the catch-up.
+    pub lag: Vec<LagSample>,
+}
+
+impl PacedReport {
+    pub fn to_json(&self) -> String {
+        let f = |v: f64| {
+            let mut s = String::new();
+            json_f64((v * 1000.0).round() / 1000.0, &mut s);
+            s
+        };
+        let samples: Vec<String> = self
+            .lag
+            .iter()
+            .map(|l| {
+                format!(
+                    "[{},{},{},{}]",
+                    f(l.at),
+                    l.events,
+                    f(l.seconds),
+                    f(l.appended_seconds)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"paced\":true,\"target_eps\":{},\"achieved_eps\":{},\"events\":{},\"ingest_seconds\":{},\"max_lag_seconds\":{},\"max_appended_lag_seconds\":{},\"max_lag_events\":{},\"catch_up_seconds\":{},\"lag_at_events_seconds_appended_seconds\":[{}]}}",
+            f(self.target_eps),
+            f(self.achieved_eps),
+            self.events,
+            f(self.ingest_seconds),
+            f(self.max_lag_seconds),
+            f(self.max_appended_lag_seconds),
+            self.max_lag_events,
+            f(self.catch_up_seconds),
+            samples.join(",")
+        )
+    }
+}
+
+/// Generate, encode and append the workload on a schedule of `eps`
+/// events/s for `secs` seconds (the producer's own generating and
+/// encoding are on its thread, as in a gateway); returns events appended.
+fn paced_ingest(
+    log: &Log,
+    spec: &PacedSpec,
+    done: &AtomicBool,
+    t0: Instant,
+    appended: &Appended,
+) -> auditlog::Result<u64> {
+    let mut w = Workload::new(spec.logs_per_run);
+    let total = (spec.eps * spec.secs) as u64;
+    let mut buf = Vec::with_capacity(spec.batch + 16);
+    let mut events = 0u64;
+    let mut run = 0u64;
+    let mut last = None;
+    while events < total {
+        while buf.len() < spec.batch {
+            w.run(run, &mut buf);
+            run += 1;
+        }
+        let due = t0 + Duration::from_secs_f64(events as f64 / spec.eps);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        events += buf.len() as u64;
+        last = Some(log.append_encoded(EncodedBatch::encode(&buf)?)?);
+        buf.clear();
+        appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((t0.elapsed().as_secs_f64(), events));
+    }
+    if let Some(r) = last {
+        r.wait()?;
+    }
+    log.flush()?;
+    done.store(true, Ordering::Release);
+    Ok(events)
+}
+
+/// Hold `spec.eps` events/s for `spec.secs` with the indexer following,
+/// sampling its lag, then wait until it has caught up. Uses `dir/paced`
+/// (removed afterwards).
+pub fn measure_paced(dir: &Path, spec: &PacedSpec) -> Result<PacedReport, FullTextError> {
+    let on = dir.join("paced");
+    let mut lws = open_log(Config::new(&on), &spec.options).map_err(bench_err)?;
+    if let Some(e) = lws.search_error.take() {
+        return Err(e);
+    }
+    let mut ix = lws.search.take().ok_or(FullTextError::NotWritable)?;
+    let done = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let mut rep = PacedReport {
+        target_eps: spec.eps,
+        ..PacedReport::default()
+    };
+    let appended = Appended::default();
+    let res = std::thread::scope(|s| {
+        let h = s.spawn(|| paced_ingest(&lws.log, spec, &done, t0, &appended));
+        while !done.load(Ordering::Acquire) && !h.is_finished() {
+            rep.lag.push(sample(&mut ix, t0, &appended));
+            std::thread::sleep(spec.sample_every);
+        }
+        h.join()
+    });
+    let events = res
+        .map_err(|_| FullTextError::NotWritable)?
+        .map_err(bench_err)?;
+    let t_end = Instant::now();
+    rep.events = events;
+    rep.ingest_seconds = (t_end - t0).as_secs_f64();
+    rep.achieved_eps = events as f64 / rep.ingest_seconds;
+    rep.max_lag_seconds = rep.lag.iter().map(|l| l.seconds).fold(0.0, f64::max);
+    rep.max_appended_lag_seconds = rep
+        .lag
+        .iter()
+        .map(|l| l.appended_seconds)
+        .fold(0.0, f64::max);
+    rep.max_lag_events = rep.lag.iter().map(|l| l.events).max().unwrap_or(0);
+    // Through the catch-up: keep sampling until nothing is behind.
+    loop {
+        let l = sample(&mut ix, t0, &appended);
+        rep.lag.push(l);
+        if l.events == 0 {
+            break;
+        }
+        if let Some(e) = ix.error() {
+            return Err(FullTextError::Corrupt(e));
+        }
+        if t_end.elapsed() > Duration::from_secs(600) {
+            return Err(FullTextError::Corrupt("no catch-up within 600 s".into()));
+        }
+        std::thread::sleep(spec.sample_every);
+    }
+    rep.catch_up_seconds = t_end.elapsed().as_secs_f64();
+    ix.stop();
+    lws.log.close().map_err(bench_err)?;
+    let _ = std::fs::remove_dir_all(&on);
+    Ok(rep)
+}
