@@ -122,6 +122,10 @@ pub struct BenchArgs {
     /// its lag over time.
     #[arg(long)]
     pub search_eps: Option<f64>,
+    /// Full-text: also rebuild with bulk settings (1M-event batches,
+    /// commits every 4 s, 256 MB tantivy budget), A B B A against the defaults.
+    #[arg(long)]
+    pub search_ab: bool,
     /// Full-text: seconds the `--search-eps` rate is held.
     #[arg(long, default_value_t = 30.0)]
     pub search_secs: f64,
@@ -736,6 +740,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         note(a.json, "full-text search measurement ...");
         let spec = crate::search_bench::BenchSpec {
             runs: a.search_runs.max(1),
+            rebuild_variant: a.search_ab.then(crate::search_bench::bulk_variant),
             ..crate::search_bench::BenchSpec::default()
         };
         let r = crate::search_bench::measure(&tmp.path().join("search"), &spec)

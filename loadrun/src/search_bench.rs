@@ -30,6 +30,9 @@ pub struct BenchSpec {
     /// Searches timed for the latency figures.
     pub queries: usize,
     pub options: FullTextOptions,
+    /// Also rebuild with these options, A B B A against `options` (same
+    /// log, same process), to compare indexing settings.
+    pub rebuild_variant: Option<(String, FullTextOptions)>,
 }
 
 impl Default for BenchSpec {
@@ -42,6 +45,7 @@ impl Default for BenchSpec {
             rebuild: true,
             queries: 2000,
             options: FullTextOptions::default(),
+            rebuild_variant: None,
         }
     }
 }
@@ -70,6 +74,11 @@ pub struct Report {
     /// Events (and runs) indexed per second rebuilding from the log alone.
     pub rebuild_eps: Option<f64>,
     pub rebuild_runs_per_s: Option<f64>,
+    /// Process CPU (user + system, all threads) per event of the rebuild.
+    pub rebuild_cpu_us_per_event: Option<f64>,
+    /// The rebuild A/B: (options, events/s, CPU µs per event) for each
+    /// rebuild in run order (A B B A), when `spec.rebuild_variant` is set.
+    pub rebuild_ab: Vec<(String, f64, f64)>,
     pub index_bytes: u64,
     pub log_bytes: u64,
     pub searches: u64,
@@ -89,7 +98,7 @@ impl Report {
         };
         let o = |v: Option<f64>| v.map_or("null".to_string(), f);
         format!(
-            "{{\"runs\":{},\"events\":{},\"ingest_off_eps\":{},\"ingest_on_eps\":{},\"ingest_ratio\":{},\"max_lag_events\":{},\"max_lag_seconds\":{},\"end_lag_events\":{},\"catch_up_seconds\":{},\"follow_eps\":{},\"rebuild_eps\":{},\"rebuild_runs_per_s\":{},\"index_bytes\":{},\"log_bytes\":{},\"searches\":{},\"search_median_us\":{},\"search_p99_us\":{},\"search_max_us\":{},\"avg_hits\":{}}}",
+            "{{\"runs\":{},\"events\":{},\"ingest_off_eps\":{},\"ingest_on_eps\":{},\"ingest_ratio\":{},\"max_lag_events\":{},\"max_lag_seconds\":{},\"end_lag_events\":{},\"catch_up_seconds\":{},\"follow_eps\":{},\"rebuild_eps\":{},\"rebuild_runs_per_s\":{},\"rebuild_cpu_us_per_event\":{},\"rebuild_ab\":[{}],\"index_bytes\":{},\"log_bytes\":{},\"searches\":{},\"search_median_us\":{},\"search_p99_us\":{},\"search_max_us\":{},\"avg_hits\":{}}}",
             self.runs,
             self.events,
             o(self.ingest_off_eps),
@@ -102,6 +111,12 @@ impl Report {
             f(self.follow_eps),
             o(self.rebuild_eps),
             o(self.rebuild_runs_per_s),
+            o(self.rebuild_cpu_us_per_event),
+            self.rebuild_ab
+                .iter()
+                .map(|(n, eps, cpu)| format!("[\"{n}\",{},{}]", f(*eps), f(*cpu)))
+                .collect::<Vec<_>>()
+                .join(","),
             self.index_bytes,
             self.log_bytes,
             self.searches,
@@ -317,6 +332,40 @@ fn dir_bytes(p: &Path) -> u64 {
     })
 }
 
+/// Rebuild the index of the log in `on` from scratch with `opts`:
+/// (wall seconds, process CPU seconds). Nothing else runs in the process
+/// meanwhile, so its CPU is the indexing's.
+fn rebuild(on: &Path, opts: &FullTextOptions) -> Result<(f64, f64), FullTextError> {
+    let opts = FullTextOptions {
+        force_rebuild: true,
+        ..opts.clone()
+    };
+    let ft = FullText::open(on, &opts)?;
+    let reader = LogReader::open(on).map_err(bench_err)?;
+    let cpu0 = process_cpu_seconds();
+    let t = Instant::now();
+    ft.catch_up(&reader, |_| {})?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu0;
+    Ok((secs, cpu))
+}
+
+/// User + system CPU of this process so far, all threads (/proc/self/stat,
+/// in clock ticks of 10 ms).
+fn process_cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) closed by ')'.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = f
+        .get(11..13)
+        .map_or(0, |v| v.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    ticks as f64 / 100.0
+}
+
 fn bench_err(e: auditlog::Error) -> FullTextError {
     FullTextError::Log(e)
 }
@@ -382,17 +431,24 @@ pub fn measure(dir: &Path, spec: &BenchSpec) -> Result<Report, FullTextError> {
     rep.log_bytes = dir_bytes(&on) - dir_bytes(&on.join(auditlog::fulltext::FULLTEXT_DIR));
 
     if spec.rebuild {
-        let opts = FullTextOptions {
-            force_rebuild: true,
-            ..spec.options.clone()
+        let base = ("default".to_string(), spec.options.clone());
+        let order = match &spec.rebuild_variant {
+            Some(v) => vec![&base, v, v, &base],
+            None => vec![&base],
         };
-        let ft = FullText::open(&on, &opts)?;
-        let reader = LogReader::open(&on).map_err(bench_err)?;
-        let t = Instant::now();
-        ft.catch_up(&reader, |_| {})?;
-        let secs = t.elapsed().as_secs_f64();
-        rep.rebuild_eps = Some(events as f64 / secs);
-        rep.rebuild_runs_per_s = Some(spec.runs as f64 / secs);
+        for (name, opts) in order {
+            let (secs, cpu) = rebuild(&on, opts)?;
+            if spec.rebuild_variant.is_some() {
+                let cpu_us = cpu * 1e6 / events as f64;
+                rep.rebuild_ab
+                    .push((name.clone(), events as f64 / secs, cpu_us));
+            }
+            if name == "default" && rep.rebuild_eps.is_none() {
+                rep.rebuild_eps = Some(events as f64 / secs);
+                rep.rebuild_runs_per_s = Some(spec.runs as f64 / secs);
+                rep.rebuild_cpu_us_per_event = Some(cpu * 1e6 / events as f64);
+            }
+        }
     }
     rep.index_bytes = dir_bytes(&on.join(auditlog::fulltext::FULLTEXT_DIR));
 
@@ -649,4 +705,21 @@ pub fn measure_paced(dir: &Path, spec: &PacedSpec) -> Result<PacedReport, FullTe
     lws.log.close().map_err(bench_err)?;
     let _ = std::fs::remove_dir_all(&on);
     Ok(rep)
+}
+
+/// Bulk indexing settings for the rebuild A/B: larger batches (fewer
+/// commits every 4 s, fewer and larger tantivy segments) and a larger
+/// budget.
+pub fn bulk_variant() -> (String, FullTextOptions) {
+    (
+        "bulk".to_string(),
+        FullTextOptions {
+            max_batch_events: 1_000_000,
+            max_batch_runs: 250_000,
+            max_batch_bytes: 256 << 20,
+            memory_budget_bytes: 256 << 20,
+            commit_interval: Duration::from_secs(4),
+            ..FullTextOptions::default()
+        },
+    )
 }
