@@ -126,6 +126,10 @@ pub struct BenchArgs {
     /// commits every 4 s, 256 MB tantivy budget), A B B A against the defaults.
     #[arg(long)]
     pub search_ab: bool,
+    /// Full-text: with `--search-eps`, write an SVG plot of the lag over
+    /// time here.
+    #[arg(long)]
+    pub search_plot: Option<PathBuf>,
     /// Full-text: seconds the `--search-eps` rate is held.
     #[arg(long, default_value_t = 30.0)]
     pub search_secs: f64,
@@ -735,6 +739,19 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         };
         let r = crate::search_bench::measure_paced(&tmp.path().join("search"), &spec)
             .map_err(|e| CliError::failed(format!("full-text measurement: {e}")))?;
+        if let Some(p) = &a.search_plot {
+            let title = format!(
+                "full-text search lag at {:.0} events/s for {:.0} s ({:.0} achieved)",
+                r.target_eps, spec.secs, r.achieved_eps
+            );
+            let pts: Vec<(f64, f64, f64)> = r
+                .lag
+                .iter()
+                .map(|l| (l.at, l.events as f64, l.appended_seconds))
+                .collect();
+            std::fs::write(p, crate::plot::lag_svg(&title, &pts))
+                .map_err(|e| CliError::failed(format!("{}: {e}", p.display())))?;
+        }
         rep.search = Some(r.to_json());
     } else if a.search {
         note(a.json, "full-text search measurement ...");
