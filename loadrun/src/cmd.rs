@@ -117,6 +117,22 @@ pub struct BenchArgs {
     /// Runs written for the full-text measurement.
     #[arg(long, default_value_t = 100_000)]
     pub search_runs: u64,
+    /// Full-text: instead of the burst measurement, hold this many
+    /// events/s for `--search-secs` with the indexer following, and report
+    /// its lag over time.
+    #[arg(long)]
+    pub search_eps: Option<f64>,
+    /// Full-text: also rebuild with bulk settings (1M-event batches,
+    /// commits every 4 s, 256 MB tantivy budget), A B B A against the defaults.
+    #[arg(long)]
+    pub search_ab: bool,
+    /// Full-text: with `--search-eps`, write an SVG plot of the lag over
+    /// time here.
+    #[arg(long)]
+    pub search_plot: Option<PathBuf>,
+    /// Full-text: seconds the `--search-eps` rate is held.
+    #[arg(long, default_value_t = 30.0)]
+    pub search_secs: f64,
     /// Run the tool-call benchmark instead of the load run: `--events`
     /// standalone tool calls into auditlog and into SQLite with the
     /// gateways' own table and indexes; the gateways' questions timed on
@@ -711,10 +727,37 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         note(a.json, "auditlog ingest FILE (child process) ...");
         rep.cli = Some(cli_ingest(tmp.path(), &shares)?);
     }
-    if a.search {
+    if let (true, Some(eps)) = (a.search, a.search_eps) {
+        note(a.json, "full-text search at a steady rate ...");
+        let spec = crate::search_bench::PacedSpec {
+            eps: eps.max(1.0),
+            secs: a.search_secs.max(1.0),
+            sample_every: std::time::Duration::from_millis(500),
+            logs_per_run: 3,
+            batch: 1000,
+            options: auditlog::fulltext::FullTextOptions::default(),
+        };
+        let r = crate::search_bench::measure_paced(&tmp.path().join("search"), &spec)
+            .map_err(|e| CliError::failed(format!("full-text measurement: {e}")))?;
+        if let Some(p) = &a.search_plot {
+            let title = format!(
+                "full-text search lag at {:.0} events/s for {:.0} s ({:.0} achieved)",
+                r.target_eps, spec.secs, r.achieved_eps
+            );
+            let pts: Vec<(f64, f64, f64)> = r
+                .lag
+                .iter()
+                .map(|l| (l.at, l.events as f64, l.appended_seconds))
+                .collect();
+            std::fs::write(p, crate::plot::lag_svg(&title, &pts))
+                .map_err(|e| CliError::failed(format!("{}: {e}", p.display())))?;
+        }
+        rep.search = Some(r.to_json());
+    } else if a.search {
         note(a.json, "full-text search measurement ...");
         let spec = crate::search_bench::BenchSpec {
             runs: a.search_runs.max(1),
+            rebuild_variant: a.search_ab.then(crate::search_bench::bulk_variant),
             ..crate::search_bench::BenchSpec::default()
         };
         let r = crate::search_bench::measure(&tmp.path().join("search"), &spec)

@@ -152,3 +152,49 @@ pub fn svg(title: &str, samples: &[Sample]) -> String {
     o.push_str("</svg>\n");
     o
 }
+
+/// The SVG text of a full-text lag plot (`--search-eps` with
+/// `--search-plot`): `(t seconds, events behind, seconds behind)` per
+/// sample, through ingest and the catch-up after it.
+pub fn lag_svg(title: &str, samples: &[(f64, f64, f64)]) -> String {
+    let h = TOP + 2.0 * (PANEL_H + GAP);
+    let mut o = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"20\" font-size=\"15\">{}</text>\n",
+        esc(title)
+    );
+    let xs: Vec<f64> = samples.iter().map(|s| s.0).collect();
+    let events: Vec<f64> = samples.iter().map(|s| s.1).collect();
+    let secs: Vec<f64> = samples.iter().map(|s| s.2).collect();
+    let y1 = TOP + GAP / 2.0;
+    panel(
+        &mut o,
+        y1,
+        "full-text search lag: events appended, not yet searchable",
+        "events",
+        &xs,
+        &events,
+        "#9467bd",
+    );
+    panel(
+        &mut o,
+        y1 + PANEL_H + GAP,
+        "full-text search lag: age of the oldest unsearchable event",
+        "seconds",
+        &xs,
+        &secs,
+        "#d62728",
+    );
+    o.push_str("</svg>\n");
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lag_plot_has_both_panels_and_escapes_its_title() {
+        let s = super::lag_svg("a < b", &[(0.0, 0.0, 0.0), (1.0, 500.0, 0.5)]);
+        assert_eq!(s.matches("<polyline").count(), 2);
+        assert!(s.contains("a &lt; b"));
+        assert!(s.ends_with("</svg>\n"));
+    }
+}

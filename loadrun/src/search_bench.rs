@@ -30,6 +30,9 @@ pub struct BenchSpec {
     /// Searches timed for the latency figures.
     pub queries: usize,
     pub options: FullTextOptions,
+    /// Also rebuild with these options, A B B A against `options` (same
+    /// log, same process), to compare indexing settings.
+    pub rebuild_variant: Option<(String, FullTextOptions)>,
 }
 
 impl Default for BenchSpec {
@@ -42,6 +45,7 @@ impl Default for BenchSpec {
             rebuild: true,
             queries: 2000,
             options: FullTextOptions::default(),
+            rebuild_variant: None,
         }
     }
 }
@@ -70,6 +74,11 @@ pub struct Report {
     /// Events (and runs) indexed per second rebuilding from the log alone.
     pub rebuild_eps: Option<f64>,
     pub rebuild_runs_per_s: Option<f64>,
+    /// Process CPU (user + system, all threads) per event of the rebuild.
+    pub rebuild_cpu_us_per_event: Option<f64>,
+    /// The rebuild A/B: (options, events/s, CPU µs per event) for each
+    /// rebuild in run order (A B B A), when `spec.rebuild_variant` is set.
+    pub rebuild_ab: Vec<(String, f64, f64)>,
     pub index_bytes: u64,
     pub log_bytes: u64,
     pub searches: u64,
@@ -89,7 +98,7 @@ impl Report {
         };
         let o = |v: Option<f64>| v.map_or("null".to_string(), f);
         format!(
-            "{{\"runs\":{},\"events\":{},\"ingest_off_eps\":{},\"ingest_on_eps\":{},\"ingest_ratio\":{},\"max_lag_events\":{},\"max_lag_seconds\":{},\"end_lag_events\":{},\"catch_up_seconds\":{},\"follow_eps\":{},\"rebuild_eps\":{},\"rebuild_runs_per_s\":{},\"index_bytes\":{},\"log_bytes\":{},\"searches\":{},\"search_median_us\":{},\"search_p99_us\":{},\"search_max_us\":{},\"avg_hits\":{}}}",
+            "{{\"runs\":{},\"events\":{},\"ingest_off_eps\":{},\"ingest_on_eps\":{},\"ingest_ratio\":{},\"max_lag_events\":{},\"max_lag_seconds\":{},\"end_lag_events\":{},\"catch_up_seconds\":{},\"follow_eps\":{},\"rebuild_eps\":{},\"rebuild_runs_per_s\":{},\"rebuild_cpu_us_per_event\":{},\"rebuild_ab\":[{}],\"index_bytes\":{},\"log_bytes\":{},\"searches\":{},\"search_median_us\":{},\"search_p99_us\":{},\"search_max_us\":{},\"avg_hits\":{}}}",
             self.runs,
             self.events,
             o(self.ingest_off_eps),
@@ -102,6 +111,12 @@ impl Report {
             f(self.follow_eps),
             o(self.rebuild_eps),
             o(self.rebuild_runs_per_s),
+            o(self.rebuild_cpu_us_per_event),
+            self.rebuild_ab
+                .iter()
+                .map(|(n, eps, cpu)| format!("[\"{n}\",{},{}]", f(*eps), f(*cpu)))
+                .collect::<Vec<_>>()
+                .join(","),
             self.index_bytes,
             self.log_bytes,
             self.searches,
@@ -317,6 +332,40 @@ fn dir_bytes(p: &Path) -> u64 {
     })
 }
 
+/// Rebuild the index of the log in `on` from scratch with `opts`:
+/// (wall seconds, process CPU seconds). Nothing else runs in the process
+/// meanwhile, so its CPU is the indexing's.
+fn rebuild(on: &Path, opts: &FullTextOptions) -> Result<(f64, f64), FullTextError> {
+    let opts = FullTextOptions {
+        force_rebuild: true,
+        ..opts.clone()
+    };
+    let ft = FullText::open(on, &opts)?;
+    let reader = LogReader::open(on).map_err(bench_err)?;
+    let cpu0 = process_cpu_seconds();
+    let t = Instant::now();
+    ft.catch_up(&reader, |_| {})?;
+    let secs = t.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu0;
+    Ok((secs, cpu))
+}
+
+/// User + system CPU of this process so far, all threads (/proc/self/stat,
+/// in clock ticks of 10 ms).
+fn process_cpu_seconds() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) closed by ')'.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks: u64 = f
+        .get(11..13)
+        .map_or(0, |v| v.iter().filter_map(|x| x.parse::<u64>().ok()).sum());
+    ticks as f64 / 100.0
+}
+
 fn bench_err(e: auditlog::Error) -> FullTextError {
     FullTextError::Log(e)
 }
@@ -382,17 +431,24 @@ pub fn measure(dir: &Path, spec: &BenchSpec) -> Result<Report, FullTextError> {
     rep.log_bytes = dir_bytes(&on) - dir_bytes(&on.join(auditlog::fulltext::FULLTEXT_DIR));
 
     if spec.rebuild {
-        let opts = FullTextOptions {
-            force_rebuild: true,
-            ..spec.options.clone()
+        let base = ("default".to_string(), spec.options.clone());
+        let order = match &spec.rebuild_variant {
+            Some(v) => vec![&base, v, v, &base],
+            None => vec![&base],
         };
-        let ft = FullText::open(&on, &opts)?;
-        let reader = LogReader::open(&on).map_err(bench_err)?;
-        let t = Instant::now();
-        ft.catch_up(&reader, |_| {})?;
-        let secs = t.elapsed().as_secs_f64();
-        rep.rebuild_eps = Some(events as f64 / secs);
-        rep.rebuild_runs_per_s = Some(spec.runs as f64 / secs);
+        for (name, opts) in order {
+            let (secs, cpu) = rebuild(&on, opts)?;
+            if spec.rebuild_variant.is_some() {
+                let cpu_us = cpu * 1e6 / events as f64;
+                rep.rebuild_ab
+                    .push((name.clone(), events as f64 / secs, cpu_us));
+            }
+            if name == "default" && rep.rebuild_eps.is_none() {
+                rep.rebuild_eps = Some(events as f64 / secs);
+                rep.rebuild_runs_per_s = Some(spec.runs as f64 / secs);
+                rep.rebuild_cpu_us_per_event = Some(cpu * 1e6 / events as f64);
+            }
+        }
     }
     rep.index_bytes = dir_bytes(&on.join(auditlog::fulltext::FULLTEXT_DIR));
 
@@ -438,4 +494,232 @@ pub fn measure(dir: &Path, spec: &BenchSpec) -> Result<Report, FullTextError> {
     rep.search_max_us = hist.max();
     rep.avg_hits = hits_total as f64 / spec.queries.max(1) as f64;
     Ok(rep)
+}
+
+/// A steady ingest rate held for a while with the indexer following, and
+/// the lag sampled over time (docs/benchmarks.md, "Full-text search").
+#[derive(Debug, Clone)]
+pub struct PacedSpec {
+    /// Target events/s (appended in `batch`-event batches on a schedule).
+    pub eps: f64,
+    /// How long the rate is held.
+    pub secs: f64,
+    /// How often the lag is sampled.
+    pub sample_every: Duration,
+    pub logs_per_run: u32,
+    pub batch: usize,
+    pub options: FullTextOptions,
+}
+
+/// One lag sample: seconds since ingest started, events behind, how long
+/// the oldest of them has waited as the indexer reports it (`Lag::seconds`,
+/// timed from when the indexer first saw them in the head), and as the
+/// producer's own append times say (`appended_seconds`: since the oldest
+/// unsearchable event was appended; the stricter of the two).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LagSample {
+    pub at: f64,
+    pub events: u64,
+    pub seconds: f64,
+    pub appended_seconds: f64,
+}
+
+/// When the producer had appended how many events: (seconds since start,
+/// events appended so far), in order.
+type Appended = std::sync::Mutex<Vec<(f64, u64)>>;
+
+/// A lag sample now: `appended` says when the oldest event not yet
+/// searchable went in.
+fn sample(ix: &mut auditlog::fulltext::Indexer, t0: Instant, appended: &Appended) -> LagSample {
+    let l = ix.lag();
+    let at = t0.elapsed().as_secs_f64();
+    let log = appended.lock().unwrap_or_else(|p| p.into_inner());
+    let total = log.last().map_or(0, |e| e.1);
+    let searchable = total.saturating_sub(l.events);
+    // The first append that took the count past what is searchable.
+    let i = log.partition_point(|e| e.1 <= searchable);
+    let appended_seconds = if l.events == 0 {
+        0.0
+    } else {
+        log.get(i).map_or(0.0, |e| (at - e.0).max(0.0))
+    };
+    LagSample {
+        at,
+        events: l.events,
+        seconds: l.seconds,
+        appended_seconds,
+    }
+}
+
+/// The figures of a paced run.
+#[derive(Debug, Clone, Default)]
+pub struct PacedReport {
+    pub target_eps: f64,
+    /// Events appended divided by the ingest time (below the target when
+    /// the producer could not keep the schedule).
+    pub achieved_eps: f64,
+    pub events: u64,
+    pub ingest_seconds: f64,
+    /// Largest lag seen while ingest ran (indexer's view, producer's view).
+    pub max_lag_seconds: f64,
+    pub max_appended_lag_seconds: f64,
+    pub max_lag_events: u64,
+    /// From the end of ingest until everything was searchable.
+    pub catch_up_seconds: f64,
+    /// Samples, during ingest and through the catch-up.
+    pub lag: Vec<LagSample>,
+}
+
+impl PacedReport {
+    pub fn to_json(&self) -> String {
+        let f = |v: f64| {
+            let mut s = String::new();
+            json_f64((v * 1000.0).round() / 1000.0, &mut s);
+            s
+        };
+        let samples: Vec<String> = self
+            .lag
+            .iter()
+            .map(|l| {
+                format!(
+                    "[{},{},{},{}]",
+                    f(l.at),
+                    l.events,
+                    f(l.seconds),
+                    f(l.appended_seconds)
+                )
+            })
+            .collect();
+        format!(
+            "{{\"paced\":true,\"target_eps\":{},\"achieved_eps\":{},\"events\":{},\"ingest_seconds\":{},\"max_lag_seconds\":{},\"max_appended_lag_seconds\":{},\"max_lag_events\":{},\"catch_up_seconds\":{},\"lag_at_events_seconds_appended_seconds\":[{}]}}",
+            f(self.target_eps),
+            f(self.achieved_eps),
+            self.events,
+            f(self.ingest_seconds),
+            f(self.max_lag_seconds),
+            f(self.max_appended_lag_seconds),
+            self.max_lag_events,
+            f(self.catch_up_seconds),
+            samples.join(",")
+        )
+    }
+}
+
+/// Generate, encode and append the workload on a schedule of `eps`
+/// events/s for `secs` seconds (the producer's own generating and
+/// encoding are on its thread, as in a gateway); returns events appended.
+fn paced_ingest(
+    log: &Log,
+    spec: &PacedSpec,
+    done: &AtomicBool,
+    t0: Instant,
+    appended: &Appended,
+) -> auditlog::Result<u64> {
+    let mut w = Workload::new(spec.logs_per_run);
+    let total = (spec.eps * spec.secs) as u64;
+    let mut buf = Vec::with_capacity(spec.batch + 16);
+    let mut events = 0u64;
+    let mut run = 0u64;
+    let mut last = None;
+    while events < total {
+        while buf.len() < spec.batch {
+            w.run(run, &mut buf);
+            run += 1;
+        }
+        let due = t0 + Duration::from_secs_f64(events as f64 / spec.eps);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        events += buf.len() as u64;
+        last = Some(log.append_encoded(EncodedBatch::encode(&buf)?)?);
+        buf.clear();
+        appended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((t0.elapsed().as_secs_f64(), events));
+    }
+    if let Some(r) = last {
+        r.wait()?;
+    }
+    log.flush()?;
+    done.store(true, Ordering::Release);
+    Ok(events)
+}
+
+/// Hold `spec.eps` events/s for `spec.secs` with the indexer following,
+/// sampling its lag, then wait until it has caught up. Uses `dir/paced`
+/// (removed afterwards).
+pub fn measure_paced(dir: &Path, spec: &PacedSpec) -> Result<PacedReport, FullTextError> {
+    let on = dir.join("paced");
+    let mut lws = open_log(Config::new(&on), &spec.options).map_err(bench_err)?;
+    if let Some(e) = lws.search_error.take() {
+        return Err(e);
+    }
+    let mut ix = lws.search.take().ok_or(FullTextError::NotWritable)?;
+    let done = AtomicBool::new(false);
+    let t0 = Instant::now();
+    let mut rep = PacedReport {
+        target_eps: spec.eps,
+        ..PacedReport::default()
+    };
+    let appended = Appended::default();
+    let res = std::thread::scope(|s| {
+        let h = s.spawn(|| paced_ingest(&lws.log, spec, &done, t0, &appended));
+        while !done.load(Ordering::Acquire) && !h.is_finished() {
+            rep.lag.push(sample(&mut ix, t0, &appended));
+            std::thread::sleep(spec.sample_every);
+        }
+        h.join()
+    });
+    let events = res
+        .map_err(|_| FullTextError::NotWritable)?
+        .map_err(bench_err)?;
+    let t_end = Instant::now();
+    rep.events = events;
+    rep.ingest_seconds = (t_end - t0).as_secs_f64();
+    rep.achieved_eps = events as f64 / rep.ingest_seconds;
+    rep.max_lag_seconds = rep.lag.iter().map(|l| l.seconds).fold(0.0, f64::max);
+    rep.max_appended_lag_seconds = rep
+        .lag
+        .iter()
+        .map(|l| l.appended_seconds)
+        .fold(0.0, f64::max);
+    rep.max_lag_events = rep.lag.iter().map(|l| l.events).max().unwrap_or(0);
+    // Through the catch-up: keep sampling until nothing is behind.
+    loop {
+        let l = sample(&mut ix, t0, &appended);
+        rep.lag.push(l);
+        if l.events == 0 {
+            break;
+        }
+        if let Some(e) = ix.error() {
+            return Err(FullTextError::Corrupt(e));
+        }
+        if t_end.elapsed() > Duration::from_secs(600) {
+            return Err(FullTextError::Corrupt("no catch-up within 600 s".into()));
+        }
+        std::thread::sleep(spec.sample_every);
+    }
+    rep.catch_up_seconds = t_end.elapsed().as_secs_f64();
+    ix.stop();
+    lws.log.close().map_err(bench_err)?;
+    let _ = std::fs::remove_dir_all(&on);
+    Ok(rep)
+}
+
+/// Bulk indexing settings for the rebuild A/B: larger batches (fewer
+/// commits every 4 s, fewer and larger tantivy segments) and a larger
+/// budget.
+pub fn bulk_variant() -> (String, FullTextOptions) {
+    (
+        "bulk".to_string(),
+        FullTextOptions {
+            max_batch_events: 1_000_000,
+            max_batch_runs: 250_000,
+            max_batch_bytes: 256 << 20,
+            memory_budget_bytes: 256 << 20,
+            commit_interval: Duration::from_secs(4),
+            ..FullTextOptions::default()
+        },
+    )
 }
