@@ -1323,13 +1323,7 @@ impl Writer {
         self.block_min_ts = ev.ts;
         self.block_max_ts = ev.ts;
         self.write_block()?;
-        if let Some(a) = &self.active {
-            self.shared
-                .config
-                .io
-                .sync_data(&a.file, &a.meta.path)
-                .ctx(|| format!("syncing {}", a.meta.path.display()))?;
-        }
+        self.sync_active()?;
         self.dirty = false;
         self.shared
             .durable_lsn
@@ -1474,13 +1468,7 @@ impl Writer {
             }
             Err(note) => note,
         };
-        if let Some(a) = &self.active {
-            self.shared
-                .config
-                .io
-                .sync_data(&a.file, &a.meta.path)
-                .ctx(|| format!("syncing {}", a.meta.path.display()))?;
-        }
+        self.sync_active()?;
         self.remember_checkpoint(&note);
         Ok(())
     }
@@ -1532,6 +1520,18 @@ impl Writer {
                 Err(job.remember.unwrap_or_default())
             }
         }
+    }
+
+    /// fdatasync the active segment (if any), naming it in the error.
+    fn sync_active(&self) -> Result<()> {
+        if let Some(a) = &self.active {
+            self.shared
+                .config
+                .io
+                .sync_data(&a.file, &a.meta.path)
+                .ctx(|| format!("syncing {}", a.meta.path.display()))?;
+        }
+        Ok(())
     }
 
     /// Remember a checkpoint whose events are durable, here (a failure is

@@ -145,6 +145,24 @@ fn scan_active(meta: &SegmentMeta, span: index::Span) -> Option<ScannedAhead> {
     Some(ScannedAhead { span, scanned })
 }
 
+/// The span of the active segment `meta` from `from` (LSN `first_lsn`,
+/// chain digest `digest_at_from` there) to its committed end, checked
+/// against its trusted head.
+fn chunk_span(
+    meta: &SegmentMeta,
+    from: u64,
+    first_lsn: u64,
+    digest_at_from: crate::chain::Digest,
+) -> index::Span {
+    index::Span {
+        from,
+        first_lsn,
+        digest_at_from,
+        to: meta.data_len,
+        trusted_end: meta.digest,
+    }
+}
+
 /// The span of a whole sealed segment.
 fn sealed_span(meta: &SegmentMeta) -> index::Span {
     index::Span {
@@ -529,13 +547,8 @@ impl Engine {
             }
             _ => return None,
         };
-        (meta.count > 0 && meta.data_len > from).then_some(index::Span {
-            from,
-            first_lsn,
-            digest_at_from,
-            to: meta.data_len,
-            trusted_end: meta.digest,
-        })
+        (meta.count > 0 && meta.data_len > from)
+            .then(|| chunk_span(meta, from, first_lsn, digest_at_from))
     }
 
     fn load_sealed(&mut self, meta: &SegmentMeta, force: bool) -> Result<()> {
@@ -813,13 +826,7 @@ impl Engine {
         }
         let mut chunks = std::mem::take(&mut active.chunks);
         let (from, lsn, digest) = (active.off, active.lsn, active.digest);
-        let span = index::Span {
-            from,
-            first_lsn: lsn,
-            digest_at_from: digest,
-            to: meta.data_len,
-            trusted_end: meta.digest,
-        };
+        let span = chunk_span(meta, from, lsn, digest);
         let img = match ahead.filter(|a| a.span == span) {
             Some(a) => {
                 self.stats.chunks_scanned_ahead += 1;
@@ -896,13 +903,7 @@ impl Engine {
         lsn: u64,
         digest: crate::chain::Digest,
     ) -> Result<Image> {
-        let span = index::Span {
-            from,
-            first_lsn: lsn,
-            digest_at_from: digest,
-            to: meta.data_len,
-            trusted_end: meta.digest,
-        };
+        let span = chunk_span(meta, from, lsn, digest);
         let scanned = index::scan_image(meta, seg, KIND_CHUNK, span, None)?;
         Self::finish_chunk(sealed, chunks, meta, from, scanned)
     }
