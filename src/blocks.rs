@@ -86,6 +86,9 @@ pub struct Walk<'a> {
     digest: Digest,
     next_lsn: u64,
     check_digests: bool,
+    /// Skip the event frames' CRCs of a block whose chain digest matches
+    /// (see [`Walk::crcs_by_digest`]).
+    crcs_by_digest: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -100,7 +103,22 @@ impl<'a> Walk<'a> {
             digest,
             next_lsn: lsn,
             check_digests: true,
+            crcs_by_digest: false,
         }
+    }
+
+    /// For read paths (docs/integrity.md, "Frame CRCs on read paths"): a
+    /// block whose recomputed chain digest matches its commit record is
+    /// taken without computing its event frames' CRCs, since the digest
+    /// covers the same bytes (CRC fields included) and is the stronger
+    /// check. The commit record's own CRC is still checked. A block that
+    /// does not pass that way is walked again frame by frame with every
+    /// CRC, so every error (offset, reason, `truncated`) is exactly the
+    /// full walk's. `verify` and recovery never use this: they also refuse
+    /// a frame whose CRC alone is wrong.
+    pub fn crcs_by_digest(mut self) -> Walk<'a> {
+        self.crcs_by_digest = true;
+        self
     }
 
     /// Walk the blocks of a range already checked (CRCs and structure are
@@ -130,6 +148,61 @@ impl<'a> Walk<'a> {
         if self.pos >= self.end {
             return Ok(None);
         }
+        if self.crcs_by_digest && self.check_digests {
+            if let Some(block) = self.block_by_digest() {
+                return Ok(Some(block));
+            }
+        }
+        self.block_with_crcs()
+    }
+
+    /// The next block if it is whole, shaped right and its chain digest
+    /// matches, its event frames followed by their lengths alone; `None`
+    /// for anything else (nothing changed: the caller walks it again with
+    /// every CRC, which says what is wrong and where).
+    fn block_by_digest(&mut self) -> Option<Block<'a>> {
+        let start = self.pos;
+        let mut pos = start;
+        let mut events: u32 = 0;
+        loop {
+            let (rec_type, size) = peek_frame(&self.data[pos..self.end])?;
+            match rec_type {
+                REC_EVENT => {
+                    events = events.checked_add(1)?;
+                    pos += size;
+                }
+                REC_COMMIT => {
+                    let frame = read_frame(&self.data[pos..self.end]).ok()?;
+                    let c = Commit::decode(frame.payload)?;
+                    if c.first_lsn != self.next_lsn || c.count != events || c.count == 0 {
+                        return None;
+                    }
+                    let frames = &self.data[start..pos];
+                    if block_digest(&self.digest, c.first_lsn, c.count, frames) != c.digest {
+                        return None;
+                    }
+                    self.accept(pos + frame.size, &c);
+                    return Some(Block {
+                        start: u64_of(start),
+                        end: u64_of(self.pos),
+                        commit: c,
+                        frames,
+                    });
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Move past a block that passed, ending at `end`.
+    fn accept(&mut self, end: usize, c: &Commit) {
+        self.digest = c.digest;
+        self.next_lsn += c.count as u64;
+        self.pos = end;
+    }
+
+    /// The next block, every frame's CRC checked.
+    fn block_with_crcs(&mut self) -> Result<Option<Block<'a>>, Stop> {
         let start = self.pos;
         let mut pos = start;
         let mut events: u32 = 0;
@@ -184,9 +257,7 @@ impl<'a> Walk<'a> {
                             ));
                         }
                     }
-                    self.digest = c.digest;
-                    self.next_lsn += c.count as u64;
-                    self.pos = pos + frame.size;
+                    self.accept(pos + frame.size, &c);
                     return Ok(Some(Block {
                         start: u64_of(start),
                         end: u64_of(self.pos),
@@ -209,7 +280,9 @@ impl<'a> Walk<'a> {
 /// Check the blocks of `data[from..to]` (block boundaries) against the
 /// chain: starting from `digest_at_from`, every block must match its commit
 /// record and the last commit record must equal `trusted_end`. `lsn` is the
-/// LSN of the first event at `from`.
+/// LSN of the first event at `from`. For readers: a block whose digest
+/// matches is taken without its event frames' CRCs
+/// ([`Walk::crcs_by_digest`]).
 pub fn check_range(
     data: &[u8],
     from: u64,
@@ -225,7 +298,7 @@ pub fn check_range(
             truncated: false,
         });
     }
-    let mut w = Walk::new(data, from, to, digest_at_from, lsn);
+    let mut w = Walk::new(data, from, to, digest_at_from, lsn).crcs_by_digest();
     while w.next_block()?.is_some() {}
     if w.digest() != trusted_end {
         return Err(Stop {

@@ -136,6 +136,10 @@ fn raw_text_cow(v: Option<&RawValue>) -> Cow<'_, str> {
     }
 }
 
+/// The `event_type` of a `run_log` that the index reads as a tool call
+/// (its payload's JSON text parsed, so an index build checks that text).
+pub const LOG_CALL_EVENT_TYPE: &str = "tool_call";
+
 /// The call an event is, if it is one. A `run_log` tool call's fields are
 /// read from its payload under the `tool_call` event's names (its status
 /// is the payload's, `ok` when absent), except its channel and caller,
@@ -153,7 +157,7 @@ pub fn call_entry(ev: &Event) -> Option<CallEntry<'_>> {
             error_type: Cow::Borrowed(&c.error_type),
             duration_ms: c.duration_ms,
         }),
-        EventData::RunLog(l) if l.event_type == "tool_call" => {
+        EventData::RunLog(l) if l.event_type == LOG_CALL_EVENT_TYPE => {
             // A payload that is not an object is a call with no known field.
             let p: LogCall<'_> = serde_json::from_str(l.payload.as_str()).unwrap_or_default();
             let status = match raw_text_cow(p.status) {

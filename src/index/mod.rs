@@ -158,8 +158,10 @@ pub struct Span {
 
 /// Feed the events of the blocks of `seg` in `span` to
 /// `f(lsn, off, end, ev)`, checking every block's chain digest as it goes
-/// and the end against the trusted digest, and every event with the strict
-/// decoder; `on_block(end, digest)` after each block.
+/// and the end against the trusted digest (a block whose digest matches
+/// is taken without its event frames' CRCs, `Walk::crcs_by_digest`), and
+/// every event with the strict decoder as an index needs it
+/// ([`decode_indexed`]); `on_block(end, digest)` after each block.
 pub fn scan_checked(
     meta: &SegmentMeta,
     seg: &[u8],
@@ -173,7 +175,8 @@ pub fn scan_checked(
         reason,
     };
     let mut walk =
-        crate::blocks::Walk::new(seg, span.from, span.to, span.digest_at_from, span.first_lsn);
+        crate::blocks::Walk::new(seg, span.from, span.to, span.digest_at_from, span.first_lsn)
+            .crcs_by_digest();
     loop {
         let block = match walk.next_block() {
             Ok(Some(b)) => b,
@@ -181,7 +184,7 @@ pub fn scan_checked(
             Err(s) => return Err(corrupt(s.offset, s.reason)),
         };
         for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
-            let ev = codec::decode_stored(payload)
+            let ev = decode_indexed(payload)
                 .map_err(|reason| corrupt(at, format!("event record does not decode: {reason}")))?;
             let end = at + (crate::frame::FRAME_HEADER + 1 + payload.len()) as u64;
             f(lsn, at, end, &ev);
@@ -199,6 +202,34 @@ pub fn scan_checked(
         ));
     }
     Ok(walk.next_lsn())
+}
+
+/// The strict decoder as an index build needs it (docs/integrity.md,
+/// "What an index build checks"): the encoding consumed whole and every
+/// rule of [`codec::decode_stored`] (variant, bool bytes, timestamp range,
+/// lengths, names, unknown-field keys and the `replace` marker), but of
+/// the JSON texts only the one the index parses: a `run_log` tool call's
+/// `payload`. The others (`inputs`, other payloads, unknown-field values)
+/// the index never reads; every read that hands them out checks them
+/// (replay, run view, export, search), and so does `verify`. Errors are
+/// [`codec::decode_stored`]'s, word for word.
+pub fn decode_indexed(bytes: &[u8]) -> std::result::Result<Event, codec::StoredEventError> {
+    use crate::event::borrowed::DataRef;
+    use crate::event::json;
+    let Ok(view) = codec::decode_event_ref(bytes) else {
+        // A system event, or bytes that do not decode: the owned path.
+        return codec::decode_stored_owned(bytes);
+    };
+    json::validate_ref(&view)?;
+    if let DataRef::RunLog(l) = &view.data {
+        if l.event_type == calls::LOG_CALL_EVENT_TYPE {
+            json::check_json_text("payload", l.payload)?;
+        }
+    }
+    match view.to_event() {
+        Some(ev) => Ok(ev),
+        None => codec::decode_stored_owned(bytes),
+    }
 }
 
 /// What building an image asks of the older images of the log: look-ups,
