@@ -17,6 +17,7 @@ mod format_upgrade;
 mod frames_in_place;
 mod gateway_api;
 mod integrity;
+mod integrity_reads;
 mod layering;
 mod limits;
 mod parallel_index;

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use auditlog::internals::chain::{block_digest, Digest};
-use auditlog::internals::frame::{read_frame, write_frame, REC_COMMIT, REC_EVENT, REC_FOOTER};
+use auditlog::internals::frame::{
+    peek_frame, read_frame, write_frame, REC_COMMIT, REC_EVENT, REC_FOOTER,
+};
 use auditlog::internals::manifest::Manifest;
 use auditlog::internals::segment::{Commit, Footer, Header, HEADER_SIZE, TRAILER_SIZE};
 
@@ -25,22 +27,36 @@ pub struct RawFrame {
 /// Every CRC-valid frame after the header, up to (not including) the
 /// footer, and whether the segment was sealed.
 pub fn frames(bytes: &[u8]) -> (Vec<RawFrame>, bool) {
+    let (fr, sealed) = frames_with_crcs(bytes, false);
+    (fr.into_iter().map(|(f, _)| f).collect(), sealed)
+}
+
+/// [`frames`] with each frame's stored CRC; with `keep_bad_crcs`, a frame
+/// whose CRC alone is wrong (its length is plausible) is kept too.
+fn frames_with_crcs(bytes: &[u8], keep_bad_crcs: bool) -> (Vec<(RawFrame, u32)>, bool) {
     let mut out = Vec::new();
     let mut pos = HEADER_SIZE;
     while pos < bytes.len() {
-        let Ok(f) = read_frame(&bytes[pos..]) else {
-            break;
+        let (rec_type, payload, size) = match read_frame(&bytes[pos..]) {
+            Ok(f) => (f.rec_type, f.payload, f.size),
+            Err(_) if keep_bad_crcs => match peek_frame(&bytes[pos..]) {
+                Some((t, size)) => (t, &bytes[pos + 9..pos + size], size),
+                None => break,
+            },
+            Err(_) => break,
         };
-        if f.rec_type == REC_FOOTER {
+        if rec_type == REC_FOOTER {
             return (out, true);
         }
-        out.push(RawFrame {
+        let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap());
+        let frame = RawFrame {
             offset: pos,
-            rec_type: f.rec_type,
-            payload: f.payload.to_vec(),
-            size: f.size,
-        });
-        pos += f.size;
+            rec_type,
+            payload: payload.to_vec(),
+            size,
+        };
+        out.push((frame, crc));
+        pos += size;
     }
     (out, false)
 }
@@ -89,6 +105,17 @@ pub fn rewrite_frames(path: &Path, edit: impl FnOnce(&mut Vec<RawFrame>)) {
 /// decoded (an undecodable forgery stays undecodable); timestamps for the
 /// footers are read with the codec's peek where possible.
 pub fn rechain(dir: &Path) {
+    rechain_impl(dir, false)
+}
+
+/// [`rechain`], but an event frame whose CRC alone is wrong keeps its
+/// wrong CRC (and is hashed with it, as the writer would hash what it
+/// wrote): a block with a bad frame CRC and a right chain digest.
+pub fn rechain_keeping_bad_crcs(dir: &Path) {
+    rechain_impl(dir, true)
+}
+
+fn rechain_impl(dir: &Path, keep_bad_crcs: bool) {
     let mut manifest = Manifest::load(dir).unwrap().unwrap();
     let mut digest = manifest.anchor_digest();
     let mut lsn = manifest.anchor.first_lsn;
@@ -98,15 +125,18 @@ pub fn rechain(dir: &Path) {
         let mut header = Header::decode(&bytes).unwrap();
         header.first_lsn = lsn;
         header.prev_digest = digest;
-        let (fr, sealed) = frames(&bytes);
+        let (fr, sealed) = frames_with_crcs(&bytes, keep_bad_crcs);
         let mut out = header.encode().to_vec();
         let mut block: Vec<u8> = Vec::new();
         let (mut count, mut block_count, mut block_first) = (0u64, 0u32, lsn);
         let (mut min_ts, mut max_ts) = (i64::MAX, i64::MIN);
-        for f in &fr {
+        for (f, crc) in &fr {
             match f.rec_type {
                 REC_EVENT => {
+                    let at = block.len();
                     write_frame(&mut block, REC_EVENT, &f.payload);
+                    // The stored CRC: the right one, unless kept wrong.
+                    block[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
                     if let Ok(ts) = auditlog::internals::codec::peek_ts(&f.payload) {
                         min_ts = min_ts.min(ts);
                         max_ts = max_ts.max(ts);
