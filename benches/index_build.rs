@@ -19,7 +19,10 @@
 //!   without them (each frame's CRC and the plain decode, as builds were
 //!   before issue 11; only here, as the baseline), in ABBA order, with
 //!   the median wall and CPU time of each (docs/benchmarks.md, "Integrity
-//!   checks on the read path"). Both must build the same bytes.
+//!   checks on the read path"). Beside them, round 4's checked build
+//!   (every frame CRC and every JSON text) and round 4's with the CRCs
+//!   left to the digests, for before/after in the same run. All must
+//!   build the same bytes.
 //!
 //! `AUDITLOG_READ_BENCH_EVENTS` sets the log size (default 1,000,000
 //! events of the load run's workload, 8 daily segments and more);
@@ -27,9 +30,7 @@
 
 use std::time::Duration;
 
-use auditlog::internals::codec::{
-    decode_event, decode_event_viewed, decode_stored_owned, CodecError,
-};
+use auditlog::internals::codec::{decode_event, decode_event_viewed, decode_stored, CodecError};
 use auditlog::internals::frame::FRAME_HEADER;
 use auditlog::internals::index::{self, Builder, NoOlder, KIND_SEALED};
 use auditlog::internals::layout::{map_file, SegmentMeta};
@@ -144,23 +145,44 @@ fn build_checked(s: &Sealed) -> Vec<u8> {
 /// block structure (the blocks' stored digests taken as they are, never
 /// recomputed), each event through `decode` without the strict rules.
 fn build_unchecked(s: &Sealed, decode: Decode) -> Vec<u8> {
-    build_walking(s, false, |p| decode(p).map_err(|e| e.to_string()))
-}
-
-/// [`build_checked`] as it was before the strict decoder read events in
-/// place (`decode_stored_owned`: the owned decode, then the rules), for a
-/// before/after in the same run.
-fn build_checked_owned(s: &Sealed) -> Vec<u8> {
-    build_walking(s, true, |p| {
-        decode_stored_owned(p).map_err(|e| e.to_string())
+    build_walking(s, WalkMode::Unchecked, |p| {
+        decode(p).map_err(|e| e.to_string())
     })
 }
 
-/// The image of `s`, its blocks walked with or without recomputing their
-/// digests, each event read by `decode`.
+/// [`build_checked`] as it was in round 4 (docs/benchmarks.md): every
+/// frame's CRC beside every block's digest, and the full strict decoder
+/// (every JSON text parsed), for a before/after in the same run.
+fn build_checked_round4(s: &Sealed) -> Vec<u8> {
+    build_walking(s, WalkMode::EveryCrc, |p| {
+        decode_stored(p).map_err(|e| e.to_string())
+    })
+}
+
+/// Round 4's build with only the frame CRCs left to the digest: the two
+/// changes of round 5 apart.
+fn build_checked_crcs_by_digest(s: &Sealed) -> Vec<u8> {
+    build_walking(s, WalkMode::CrcsByDigest, |p| {
+        decode_stored(p).map_err(|e| e.to_string())
+    })
+}
+
+/// How [`build_walking`] walks the blocks.
+#[derive(Clone, Copy)]
+enum WalkMode {
+    /// Every frame's CRC; stored digests taken as they are.
+    Unchecked,
+    /// Every frame's CRC and every digest recomputed.
+    EveryCrc,
+    /// Every digest recomputed, event frame CRCs only where one fails.
+    CrcsByDigest,
+}
+
+/// The image of `s`, its blocks walked as `mode` says, each event read by
+/// `decode`.
 fn build_walking(
     s: &Sealed,
-    digests: bool,
+    mode: WalkMode,
     decode: impl Fn(&[u8]) -> Result<Event, String>,
 ) -> Vec<u8> {
     let meta = &s.meta;
@@ -174,8 +196,10 @@ fn build_walking(
         meta.prev_digest,
         meta.first_lsn,
     );
-    if !digests {
-        walk = walk.trusted();
+    match mode {
+        WalkMode::Unchecked => walk = walk.trusted(),
+        WalkMode::EveryCrc => {}
+        WalkMode::CrcsByDigest => walk = walk.crcs_by_digest(),
     }
     while let Some(block) = walk.next_block().expect("block") {
         for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
@@ -199,12 +223,13 @@ fn abba(r: &LogReader, n: u64, rounds: usize) {
     let sealed = sealed_segments(r);
     let events: u64 = sealed.iter().map(|s| s.meta.count).sum();
     type Variant = (&'static str, fn(&Sealed) -> Vec<u8>);
-    let variants: [Variant; 4] = [
+    let variants: [Variant; 5] = [
         ("unchecked", |s| build_unchecked(s, decode_event)),
         ("unchecked, new decode", |s| {
             build_unchecked(s, decode_event_viewed)
         }),
-        ("checked, owned decode", build_checked_owned),
+        ("checked, round 4", build_checked_round4),
+        ("checked, CRCs by digest", build_checked_crcs_by_digest),
         ("checked", build_checked),
     ];
     // The baseline builds the very image the checked build does.
