@@ -13,8 +13,8 @@ use auditlog::internals::layout::map_file;
 use auditlog::internals::segment::HEADER_SIZE;
 use auditlog::query::Engine;
 use auditlog::{
-    verify, Config, Error, Event, EventData, Json, Log, LogReader, ReplayRange, RunLog,
-    RunStarted, SegmentMeta,
+    verify, Config, Error, Event, EventData, Json, Log, LogReader, ReplayRange, RunLog, RunStarted,
+    SegmentMeta,
 };
 
 use crate::support::forge::{self, RawFrame};
@@ -53,10 +53,14 @@ fn sealed_log() -> (tempfile::TempDir, std::path::PathBuf) {
         .unwrap();
     }
     log.seal().unwrap();
-    log.append(&Event::run_started("r-c", DAY0 + 100, RunStarted::default()))
-        .unwrap()
-        .wait()
-        .unwrap();
+    log.append(&Event::run_started(
+        "r-c",
+        DAY0 + 100,
+        RunStarted::default(),
+    ))
+    .unwrap()
+    .wait()
+    .unwrap();
     log.close().unwrap();
     (t, dir)
 }
@@ -165,20 +169,36 @@ fn a_flipped_byte_in_a_sealed_block_fails_an_index_build_at_its_frame() {
     for (what, at, frame_at) in [
         ("event body", ev.offset + ev.size - 3, ev.offset),
         ("event CRC", ev.offset + 5, ev.offset),
-        ("commit digest", commit.offset + commit.size - 2, commit.offset),
+        (
+            "commit digest",
+            commit.offset + commit.size - 2,
+            commit.offset,
+        ),
     ] {
         let mut bytes = clean.clone();
         bytes[at] ^= 0x01;
         std::fs::write(&seg, &bytes).unwrap();
         let (segment, offset, reason) = corrupt_at(build_sealed(&dir));
-        assert_eq!((&segment, offset), (&seg_name(&seg), frame_at as u64), "{what}");
+        assert_eq!(
+            (&segment, offset),
+            (&seg_name(&seg), frame_at as u64),
+            "{what}"
+        );
         assert!(reason.contains("CRC mismatch"), "{what}: {reason}");
         let mut e = Engine::open(&dir).unwrap();
         e.persist = false;
         let (segment, offset, _) = corrupt_at(e.refresh());
-        assert_eq!((&segment, offset), (&seg_name(&seg), frame_at as u64), "{what}");
+        assert_eq!(
+            (&segment, offset),
+            (&seg_name(&seg), frame_at as u64),
+            "{what}"
+        );
         let (segment, offset, reason) = corrupt_at(replay(&dir));
-        assert_eq!((&segment, offset), (&seg_name(&seg), frame_at as u64), "{what}");
+        assert_eq!(
+            (&segment, offset),
+            (&seg_name(&seg), frame_at as u64),
+            "{what}"
+        );
         assert!(reason.contains("CRC mismatch"), "{what}: {reason}");
     }
     std::fs::write(&seg, &clean).unwrap();
@@ -217,7 +237,10 @@ fn invalid_json_the_index_never_reads_is_refused_by_every_read_of_it() {
     let (_t, dir) = sealed_log();
     let (name, at) = forge_event(&dir, 1, bad_payload);
     // The rewrite kept every frame's size, so the offset is the frame's.
-    assert_eq!(event_frame(&forge::segment_files(&dir)[0], 1).offset as u64, at);
+    assert_eq!(
+        event_frame(&forge::segment_files(&dir)[0], 1).offset as u64,
+        at
+    );
 
     build_sealed(&dir).expect("the index build does not read that text");
     let mut e = Engine::open(&dir).unwrap();
@@ -232,7 +255,10 @@ fn invalid_json_the_index_never_reads_is_refused_by_every_read_of_it() {
 
     let (segment, offset, reason) = corrupt_at(e.run_with_logs("r-a"));
     assert_eq!((segment, offset), (name.clone(), at));
-    assert!(reason.contains("payload") && reason.contains("JSON"), "{reason}");
+    assert!(
+        reason.contains("payload") && reason.contains("JSON"),
+        "{reason}"
+    );
     // The other run does not touch that event.
     assert!(e.run_with_logs("r-b").unwrap().is_some());
 
@@ -258,7 +284,10 @@ fn invalid_json_the_index_reads_fails_the_index_build() {
     let (name, at) = forge_event(&dir, 2, bad_payload);
     let (segment, offset, reason) = corrupt_at(build_sealed(&dir));
     assert_eq!((segment, offset), (name.clone(), at));
-    assert!(reason.contains("payload") && reason.contains("JSON"), "{reason}");
+    assert!(
+        reason.contains("payload") && reason.contains("JSON"),
+        "{reason}"
+    );
     let mut e = Engine::open(&dir).unwrap();
     e.persist = false;
     assert_eq!(corrupt_at(e.refresh()).1, at);
