@@ -147,6 +147,7 @@ pub use store::{
 };
 pub use verify::{verify, verify_with, VerifyOptions, VerifyReport};
 pub use view::{Anomalies, Run, RunLogEntry};
+pub use writer::FrameRecycler;
 
 /// Not API: the engine's internals, for its own integration tests, fuzz
 /// targets and the command line's tamper tests, which write damaged files

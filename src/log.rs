@@ -26,7 +26,7 @@ use crate::retention::RetentionReport;
 use crate::shared::Shared;
 use crate::tree::keeper::TreeKeeper;
 use crate::tree::worker::TreeWorker;
-use crate::writer::{Batch, Leaves, Metas, Msg, Writer};
+use crate::writer::{Batch, FrameRecycler, Leaves, Metas, Msg, Writer};
 
 /// Operator counters, cheap to read at any time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -582,6 +582,15 @@ impl EncodedBatch {
         self.0.metas.len() == 0
     }
 
+    /// Give the frame buffer to `to` once the writer has copied it into
+    /// its block (or refused the batch), instead of freeing it on the
+    /// writer thread: `auditlog serve` reads its next requests into the
+    /// buffers it gets back.
+    #[doc(hidden)]
+    pub fn recycle_frames_to(&mut self, to: FrameRecycler) {
+        self.0.recycle = Some(to);
+    }
+
     /// Encoded bytes (frames included).
     pub fn bytes(&self) -> usize {
         self.0.frames.len()
@@ -623,7 +632,9 @@ impl EncodedBatch {
     ) -> Result<EncodedBatch> {
         let policy_on = policy.filter(|p| !p.is_empty());
         // Per frame: its ts, and its new bytes when it changed.
-        let mut metas: Vec<(Micros, u32)> = Vec::new();
+        // Sized by the frames' length fields (a guess if they do not tile
+        // the buffer: the checks below say why), so it is not regrown.
+        let mut metas: Vec<(Micros, u32)> = Vec::with_capacity(frame_count_hint(&frames));
         let mut changed: Vec<(usize, usize, Vec<u8>)> = Vec::new();
         let mut off = 0usize;
         while off < frames.len() {
@@ -684,10 +695,23 @@ impl EncodedBatch {
                 metas,
                 leaves: Leaves::None,
                 slot: Slot::new(),
+                recycle: None,
             },
             policy.cloned(),
         ))
     }
+}
+
+/// How many frames `frames` holds by their length fields alone (stops at
+/// the first that does not fit; capped by what the bytes could hold).
+fn frame_count_hint(frames: &[u8]) -> usize {
+    let (mut off, mut n) = (0usize, 0usize);
+    while let Some(len) = off.checked_add(4).and_then(|end| frames.get(off..end)) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        off = off.saturating_add(FRAME_HEADER + len);
+        n += 1;
+    }
+    n.min(frames.len() / (FRAME_HEADER + 1) + 1)
 }
 
 fn frame_error(index: usize, field: &str, reason: String) -> Error {
@@ -812,5 +836,6 @@ fn encode_batch(
         metas,
         leaves: Leaves::None,
         slot: Slot::new(),
+        recycle: None,
     })
 }

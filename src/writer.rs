@@ -46,7 +46,16 @@ pub(crate) struct Batch {
     /// The events' Merkle leaf hashes, computed on the producer's thread
     /// when the log keeps the tree (empty otherwise: the writer hashes).
     pub leaves: Leaves,
+    /// Where `frames` goes once the writer has copied it into its block
+    /// (a caller's buffer pool), instead of being freed on the writer.
+    pub recycle: Option<FrameRecycler>,
 }
+
+/// Takes a batch's frame buffer back after the writer is done with it, so
+/// that a producer (the server's connections) can read its next request
+/// into memory that is already mapped instead of a fresh allocation whose
+/// pages the kernel must fault in and zero.
+pub type FrameRecycler = Arc<dyn Fn(Vec<u8>) + Send + Sync>;
 
 /// Leaf hashes of a [`Batch`], one per event; inline for the common
 /// single-event append, like [`Metas`].
@@ -692,18 +701,21 @@ impl Writer {
     /// Handle one message; the event bytes it added to the batch.
     fn handle(&mut self, msg: Msg) -> usize {
         match msg {
-            Msg::Append(batch) => {
+            Msg::Append(mut batch) => {
                 let bytes = batch.frames.len();
                 if let Some(why) = &self.failed {
                     batch.slot.fail(Failure::Stopped(why.clone()));
-                    return bytes;
-                }
-                if let Err(e) = self.append_batch(&batch) {
+                } else if let Err(e) = self.append_batch(&batch) {
                     let failure = self.on_error(&e.to_string());
                     batch.slot.fail(failure);
-                    return bytes;
+                } else {
+                    self.pending.push(batch.slot.clone());
                 }
-                self.pending.push(batch.slot);
+                // The frames are in the block (or refused): the buffer is
+                // free for its owner's next request.
+                if let Some(give_back) = batch.recycle.take() {
+                    give_back(std::mem::take(&mut batch.frames));
+                }
                 return bytes;
             }
             Msg::Flush(slot) => {

@@ -19,6 +19,7 @@ use crate::api::{ApiError, ApiResult, Kind};
 use crate::config::ServeConfig;
 use crate::dedup::{Claim, Dedup, Done, Owner, Seen};
 use crate::metrics::{self, Metrics};
+use crate::pool::BufferPool;
 use crate::prepare::{self, Marker};
 
 /// What a request asks to append.
@@ -99,7 +100,15 @@ pub struct Backend {
     /// Set when the server stops taking writes.
     pub stopping: std::sync::atomic::AtomicBool,
     pub started: Instant,
+    /// Socket request buffers, given back by the writer after each append.
+    pub pool: Arc<BufferPool>,
+    /// `pool`'s hook, made once and attached to every submitted batch.
+    recycler: auditlog::FrameRecycler,
 }
+
+/// Request buffers kept for reuse at most (bytes of capacity; also never
+/// more than `--max-inflight-bytes`).
+const POOL_MAX_BYTES: usize = 64 << 20;
 
 fn kib(bytes: usize) -> u32 {
     bytes.div_ceil(1024).min(u32::MAX as usize) as u32
@@ -145,7 +154,10 @@ impl Backend {
             tracing::warn!(error = %e, "full-text search is not running");
         }
         let acker = Acker::start().map_err(|e| format!("starting the acker thread: {e}"))?;
+        let pool = BufferPool::new(cfg.max_inflight_bytes.min(POOL_MAX_BYTES));
         let b = Backend {
+            recycler: pool.recycler(),
+            pool,
             budget: Arc::new(Semaphore::new(kib(cfg.max_inflight_bytes) as usize)),
             dedup: Dedup::new(cfg.dedup_window, cfg.dedup_max_keys),
             store,
@@ -456,7 +468,11 @@ impl Backend {
 
     /// Hand a batch to the log, waiting (asynchronously) up to
     /// `queue_wait` for room in its queue; busy after that.
-    async fn submit(&self, batch: EncodedBatch) -> ApiResult<Receipt> {
+    async fn submit(&self, mut batch: EncodedBatch) -> ApiResult<Receipt> {
+        // Once the writer has copied the frames (or refused the batch) the
+        // buffer goes back to the pool; a batch refused before the queue
+        // is simply freed.
+        batch.recycle_frames_to(self.recycler.clone());
         let cap = self.cfg.queue_capacity as u64;
         let deadline = Instant::now() + self.cfg.queue_wait;
         let mut pause = Duration::from_micros(200);

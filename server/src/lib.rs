@@ -14,6 +14,7 @@ pub mod limits;
 pub mod metrics;
 pub mod otlp;
 pub mod params;
+pub mod pool;
 pub mod prepare;
 pub mod queries;
 pub mod socket;

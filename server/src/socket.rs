@@ -168,7 +168,8 @@ async fn connection(stream: UnixStream, ctx: &Arc<Ctx>, mut stop: watch::Receive
         let mut key = vec![0u8; head.key_len];
         // Not zeroed first: read straight into the spare capacity (a few
         // bytes spare for the marker the server may add in place).
-        let mut body = Vec::with_capacity(head.body_len() + 256);
+        // A buffer used before (see pool.rs): its pages are mapped already.
+        let mut body = ctx.backend.pool.take(head.body_len() + 256);
         let read = tokio::time::timeout(FRAME_TIMEOUT, async {
             rd.read_exact(&mut key).await?;
             (&mut rd)
@@ -240,6 +241,8 @@ async fn request(
         )),
         op::APPEND_JSONL => {
             let events = crate::prepare::parse_jsonl(&body)?;
+            // The events own their text now: the buffer can serve again.
+            ctx.backend.pool.give(body);
             ctx.rate(client, events.len() as u64)?;
             b.append(Body::Events(events), key)
                 .await

@@ -396,3 +396,33 @@ fn from_frames_gives_the_same_batch_and_errors_in_place_or_owned() {
         }
     }
 }
+
+/// `auditlog serve` reads requests into buffers the writer hands back
+/// (`recycle_frames_to`): the buffer comes back once the events are in,
+/// whole (so nothing of it was cut or changed in the log's hands), and
+/// the events read back are the ones sent.
+#[test]
+fn the_writer_hands_a_batchs_frame_buffer_back_after_the_append() {
+    use auditlog::{Config, Log, ReplayRange};
+    use std::sync::{Arc, Mutex};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = Log::open(Config::new(tmp.path().join("log"))).unwrap();
+    let events = good_events();
+    let frames = frames_of(&events);
+    let back: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+    let mut batch =
+        EncodedBatch::from_frames(frames.clone(), None, |_, _| false, |_, _| Ok(false)).unwrap();
+    let sink = back.clone();
+    batch.recycle_frames_to(Arc::new(move |buf| sink.lock().unwrap().push(buf)));
+    let r = log.append_encoded(batch).unwrap().wait().unwrap();
+    assert_eq!(r.last + 1 - r.first, events.len() as u64);
+    let given = back.lock().unwrap().clone();
+    assert_eq!(given, vec![frames], "the same bytes come back, once");
+    let stored: Vec<Event> = log
+        .reader()
+        .replay(ReplayRange::default())
+        .map(|x| x.unwrap().1)
+        .collect();
+    assert_eq!(stored, events);
+    log.close().unwrap();
+}
