@@ -115,7 +115,15 @@ pub fn tiles(ctx: &Ctx, a: TilesArgs) -> CliResult {
         .map_err(|e| CliError::failed(format!("printing the report: {e}")))?;
     let mut out = Out::new();
     out.line(&json)?;
-    out.flush()
+    out.flush()?;
+    if !report.checkpoint_written {
+        return Err(CliError::failed(format!(
+            "no checkpoint written: retention dropped the leaves under {} and {} does not hold the tiles over them; write tiles before retention drops events, and rerun into the same folder (docs/proofs.md, \"Tiles\")",
+            report.unavailable.join(", "),
+            a.to.display()
+        )));
+    }
+    Ok(())
 }
 
 fn read_small(path: &Path, what: &str) -> Result<String, CliError> {

@@ -67,6 +67,11 @@ pub struct TilesReport {
     /// Tiles and bundles over leaves retention dropped that the folder
     /// does not hold either: tooling cannot read those parts of the tree.
     pub unavailable: Vec<String>,
+    /// Whether `checkpoint` was written: not when a partial tile of this
+    /// tree size could not be (its leaves were dropped by retention and the
+    /// folder lacks the full tiles below it), as a checkpoint must not be
+    /// served without the tiles that give its root.
+    pub checkpoint_written: bool,
     /// Temporary files of an interrupted run, removed.
     pub temp_files_removed: u64,
     pub bytes_written: u64,
@@ -110,7 +115,10 @@ pub fn write_tiles(
     for tile in tiles_of(cp.record.tree_size) {
         w.tile(tile)?;
     }
-    if !w.partial_missing {
+    if w.partial_missing {
+        return Ok(w.report);
+    }
+    {
         let got = root_at(&mut w.partials, cp.record.tree_size).map_err(|e| {
             Error::InvalidArgument(format!("the tiles written do not give the root: {e}"))
         })?;
@@ -123,6 +131,7 @@ pub fn write_tiles(
     }
     let n = write_atomic(&dest.join("checkpoint"), cp.record.note.as_bytes())?;
     w.report.bytes_written += n;
+    w.report.checkpoint_written = true;
     Ok(w.report)
 }
 
@@ -218,7 +227,10 @@ impl TileWriter<'_> {
         for k in first..first + tile.width {
             match self.tree.subtree(k << height, height) {
                 Ok(h) => hashes.push(h),
-                Err(_) if dropped => return Ok(None),
+                Err(_) if dropped => match self.row_below(tile.level - 1, k)? {
+                    Some(h) => hashes.push(h),
+                    None => return Ok(None),
+                },
                 Err(e) => return Err(e),
             }
         }
@@ -228,10 +240,36 @@ impl TileWriter<'_> {
         }))
     }
 
-    /// A full tile's row hash must be the log's subtree one level up.
+    /// Over leaves retention dropped, the log has only its frontier: the
+    /// hash is the row hash of full tile `index` of `level`, if the folder
+    /// holds it (written before the retention; the root check at the end
+    /// authenticates what it gives).
+    fn row_below(&mut self, level: u8, index: u64) -> Result<Option<TreeHash>> {
+        let below = Tile {
+            level,
+            index,
+            width: crate::tlog::tiles::TILE_WIDTH,
+        };
+        let path = self.dest.join(below.path());
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).ctx(|| format!("reading {}", path.display())),
+        };
+        Ok(decode_tile(&bytes)
+            .filter(|_| bytes.len() == FULL_TILE_BYTES)
+            .map(|h| row_hash(&h)))
+    }
+
+    /// A full tile's row hash must be the log's subtree one level up (when
+    /// the log still has it).
     fn check_row(&mut self, tile: Tile, hashes: &[TreeHash]) -> Result<()> {
         let (start, _) = tile.leaf_range();
-        let want = self.tree.subtree(start, tile.height() + TILE_HEIGHT)?;
+        let want = match self.tree.subtree(start, tile.height() + TILE_HEIGHT) {
+            Ok(h) => h,
+            Err(_) if start < self.tree.base().size() => return Ok(()),
+            Err(e) => return Err(e),
+        };
         if row_hash(hashes) != want {
             return Err(corrupt(format!(
                 "{}: the hashes computed from the events do not give the stored subtree hash {want}: the log or its tree files changed; run `auditlog verify --key`",
