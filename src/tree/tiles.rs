@@ -118,21 +118,27 @@ pub fn write_tiles(
     if w.partial_missing {
         return Ok(w.report);
     }
-    {
-        let got = root_at(&mut w.partials, cp.record.tree_size).map_err(|e| {
-            Error::InvalidArgument(format!("the tiles written do not give the root: {e}"))
-        })?;
-        if got != root {
-            return Err(corrupt(format!(
-                "the tiles give the root {got}, the checkpoint of {} leaves signs {root}: the log or its tree files changed; run `auditlog verify --key`",
-                cp.record.tree_size
-            )));
-        }
-    }
+    check_root(&mut w.partials, cp.record.tree_size, &root, dest)?;
     let n = write_atomic(&dest.join("checkpoint"), cp.record.note.as_bytes())?;
     w.report.bytes_written += n;
     w.report.checkpoint_written = true;
     Ok(w.report)
+}
+
+/// The partial tiles of a size alone give its root: it must be the one the
+/// checkpoint signs.
+fn check_root(partials: &mut TileHashes, size: u64, root: &TreeHash, dest: &Path) -> Result<()> {
+    let got = root_at(partials, size).map_err(|e| {
+        Error::InvalidArgument(format!("the tiles written do not give the root: {e}"))
+    })?;
+    if got != *root {
+        return Err(corrupt(format!(
+                "the tiles give the root {got}, the checkpoint of {} leaves signs {root}: the log or its tree files changed (run `auditlog verify --key`), or {} holds changed tiles over leaves retention dropped",
+                size,
+                dest.display()
+            )));
+    }
+    Ok(())
 }
 
 struct TileWriter<'a> {

@@ -155,7 +155,6 @@ fn check_folder(s: &Signed, dest: &Path, size: u64) {
         }
         let p = reader.prove_inclusion(leaf, Some(size)).unwrap();
         let tile = tiles_of(size)
-            .into_iter()
             .find(|t| t.level == 0 && t.index == leaf / TILE_WIDTH)
             .unwrap();
         use base64::Engine as _;
@@ -392,13 +391,27 @@ fn retention_keeps_an_old_folder_whole_and_a_new_one_names_what_it_lacks() {
     // Everything but the dropped leaves' events can be checked against the
     // log; the folder as a whole is one tree with the signed root.
     let mut leaves = Frontier::new();
-    for tile in tiles_of(size).into_iter().filter(|t| t.level == 0) {
+    for tile in tiles_of(size).filter(|t| t.level == 0) {
         for h in read_tile(&old, tile) {
             leaves.push(h).unwrap();
         }
     }
     let cp = reader.checkpoints().unwrap().pop().unwrap();
     assert_eq!(leaves.root(), cp.record.parsed().unwrap().root);
+    // Those kept tiles feed the level-1 tile spanning the cut: a changed
+    // one gives another root, and no checkpoint is served.
+    let kept = old.join("tile/0/000");
+    let good = std::fs::read(&kept).unwrap();
+    let mut bad = good.clone();
+    bad[7] ^= 1;
+    std::fs::write(&kept, &bad).unwrap();
+    let err = s.tiles(&old).unwrap_err().to_string();
+    assert!(
+        err.contains("changed tiles over leaves retention dropped"),
+        "{err}"
+    );
+    std::fs::write(&kept, &good).unwrap();
+    assert!(s.tiles(&old).unwrap().checkpoint_written);
 
     // A new folder cannot have the level-0 tiles (and bundles) over
     // dropped leaves: the report names them, the rest is the old folder's.
