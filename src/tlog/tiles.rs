@@ -113,7 +113,7 @@ pub fn tiles_of(size: u64) -> impl Iterator<Item = Tile> {
                 index,
                 width: TILE_WIDTH,
             });
-            let partial = (hashes % TILE_WIDTH != 0).then_some(Tile {
+            let partial = (!hashes.is_multiple_of(TILE_WIDTH)).then_some(Tile {
                 level,
                 index: hashes / TILE_WIDTH,
                 width: hashes % TILE_WIDTH,

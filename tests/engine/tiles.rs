@@ -417,7 +417,7 @@ fn retention_keeps_an_old_folder_whole_and_a_new_one_names_what_it_lacks() {
     // dropped leaves: the report names them, the rest is the old folder's.
     let new = s.dest("tiles-new");
     let fresh = s.tiles(&new).unwrap();
-    let dropped_tiles = first_kept / 256 + u64::from(first_kept % 256 != 0);
+    let dropped_tiles = first_kept / 256 + u64::from(!first_kept.is_multiple_of(256));
     let level0: Vec<_> = fresh
         .unavailable
         .iter()
