@@ -4,7 +4,8 @@
 //! the root from the leaves, the bundles hashing to level 0); a rerun
 //! writes only what is new and never rewrites a full tile; a run cut short
 //! is finished by the next; retention keeps an old folder whole and leaves
-//! a new one without the dropped leaves' tiles, named in the report.
+//! a new one without the dropped leaves' tiles, named in the report; a
+//! log being written serves its newest checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -473,4 +474,22 @@ fn an_event_too_long_for_a_bundle_leaves_only_its_bundle_out() {
     assert!(dest.join("tile/0/001.p/55").is_file());
     assert!(!dest.join("tile/entries/001.p/55").exists());
     assert!(dest.join("tile/entries/000").is_file());
+}
+
+#[test]
+fn tiles_of_a_log_being_written_serve_its_newest_checkpoint() {
+    let s = signed();
+    let log = Log::open(s.config(false)).unwrap();
+    write(&log, 0, 600, 0);
+    log.seal().unwrap(); // signs the checkpoint of 600 leaves
+    write(&log, 600, 100, 1); // not signed yet
+    let dest = s.dest("tiles");
+    let r = s.tiles(&dest).unwrap();
+    assert_eq!(r.tree_size, 600);
+    check_folder(&s, &dest, 600);
+    log.close().unwrap();
+    // After the close checkpoint (600 + its own + 100 events).
+    let r = s.tiles(&dest).unwrap();
+    assert_eq!((r.tree_size, r.full_tiles_checked), (701, 2));
+    check_folder(&s, &dest, 701);
 }
