@@ -153,6 +153,17 @@ impl LogReader {
         crate::tree::prove::prove_consistency(&self.manifest()?, &self.segments(), old, new)
     }
 
+    /// Write the tree of the checkpoint `opts.tree_size` (default: the
+    /// newest) as C2SP `tlog-tiles` static files into `dest`
+    /// (docs/proofs.md, "Tiles"); incremental.
+    pub fn write_tiles(
+        &self,
+        dest: &std::path::Path,
+        opts: &crate::tree::TilesOptions,
+    ) -> Result<crate::tree::TilesReport> {
+        crate::tree::tiles::write_tiles(&self.manifest()?, &self.segments(), dest, opts)
+    }
+
     /// Every signed checkpoint in the kept log, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<crate::tree::StoredCheckpoint>> {
         crate::tree::prove::checkpoints(&self.manifest()?, &self.segments())

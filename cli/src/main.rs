@@ -116,6 +116,9 @@ pub enum Command {
     CheckProof(proof_cmds::CheckProofArgs),
     /// The signed checkpoints the log holds.
     Checkpoints(proof_cmds::CheckpointsArgs),
+    /// Write the tree as C2SP tlog-tiles static files (checkpoint, hash
+    /// tiles, entry bundles) for tile-based tlog tooling; incremental.
+    Tiles(proof_cmds::TilesArgs),
     /// The load run: a synthetic gateway workload, measured.
     Bench(auditlog_loadrun::BenchArgs),
     /// Events/s and latency through `serve` (socket, HTTP) beside the
@@ -173,6 +176,7 @@ fn run() -> i32 {
         Command::Prove(a) => proof_cmds::prove(&ctx, a),
         Command::CheckProof(a) => proof_cmds::check_proof(&ctx, a),
         Command::Checkpoints(a) => proof_cmds::checkpoints(&ctx, a),
+        Command::Tiles(a) => proof_cmds::tiles(&ctx, a),
         Command::Runs(a) => query_cmds::runs(&ctx, a),
         Command::Count(a) => query_cmds::count(&ctx, a),
         Command::Run(a) => query_cmds::run(&ctx, a),

@@ -80,6 +80,52 @@ pub struct CheckpointsArgs {
     pub tree_size: Option<u64>,
 }
 
+#[derive(Args, Debug)]
+pub struct TilesArgs {
+    /// The folder to write (created if missing; outside the log folder).
+    /// A rerun into the same folder adds what is new.
+    #[arg(long, value_name = "DEST")]
+    pub to: PathBuf,
+    /// Serve the checkpoint of this tree size instead of the newest.
+    #[arg(long, value_name = "N")]
+    pub tree_size: Option<u64>,
+    /// Write only the hash tiles and the checkpoint, no entry bundles.
+    #[arg(long)]
+    pub no_entries: bool,
+}
+
+/// `auditlog tiles --to DEST`: the tree as C2SP tlog-tiles static files
+/// (docs/proofs.md, "Tiles"); prints what it wrote as one JSON line.
+pub fn tiles(ctx: &Ctx, a: TilesArgs) -> CliResult {
+    let dir = ctx.dir()?;
+    if auditlog::tlog::path_is_inside(&a.to, &dir) {
+        return Err(CliError::usage(format!(
+            "--to {} is inside the log folder {}: write the tiles somewhere else",
+            a.to.display(),
+            dir.display()
+        )));
+    }
+    let reader = open_reader(ctx)?;
+    let opts = auditlog::tree::TilesOptions {
+        tree_size: a.tree_size,
+        entries: !a.no_entries,
+    };
+    let report = reader.write_tiles(&a.to, &opts)?;
+    let json = serde_json::to_string(&report)
+        .map_err(|e| CliError::failed(format!("printing the report: {e}")))?;
+    let mut out = Out::new();
+    out.line(&json)?;
+    out.flush()?;
+    if !report.checkpoint_written {
+        return Err(CliError::failed(format!(
+            "no checkpoint written: retention dropped the leaves under {} and {} does not hold the tiles over them; write tiles before retention drops events, and rerun into the same folder (docs/proofs.md, \"Tiles\")",
+            report.unavailable.join(", "),
+            a.to.display()
+        )));
+    }
+    Ok(())
+}
+
 fn read_small(path: &Path, what: &str) -> Result<String, CliError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| CliError::usage(format!("{what} {}: {e}", path.display())))?;

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod tiles;
 
 pub use checkpoint::Checkpoint;
 pub use merkle::{Frontier, ProofError, TreeError, TreeHash};

@@ -202,7 +202,12 @@ impl LogTree {
     }
 
     /// Call `f(lsn, payload)` for every event of leaves `[from, to)`.
-    fn each_record(&mut self, from: u64, to: u64, mut f: impl FnMut(u64, &[u8])) -> Result<()> {
+    pub(crate) fn each_record(
+        &mut self,
+        from: u64,
+        to: u64,
+        mut f: impl FnMut(u64, &[u8]),
+    ) -> Result<()> {
         let mut leaf = from;
         while leaf < to {
             let i = self.segment_of_leaf(leaf).ok_or_else(|| {

@@ -9,9 +9,11 @@ pub(crate) mod keeper;
 pub mod logtree;
 pub mod prove;
 pub mod segtree;
+pub mod tiles;
 pub(crate) mod verify_tree;
 pub(crate) mod worker;
 
 pub use keeper::{CheckpointConfig, DEFAULT_CHECKPOINT_INTERVAL};
 pub use logtree::StoredCheckpoint;
+pub use tiles::{TilesOptions, TilesReport};
 pub use verify_tree::TreeReport;

@@ -29,7 +29,7 @@ fn no_checkpoint(what: String) -> Error {
 }
 
 /// The checkpoint of tree size `size`, or the newest one.
-fn pick_checkpoint(tree: &mut LogTree, size: Option<u64>) -> Result<StoredCheckpoint> {
+pub(super) fn pick_checkpoint(tree: &mut LogTree, size: Option<u64>) -> Result<StoredCheckpoint> {
     match size {
         Some(s) => tree.checkpoint_of_size(s)?.ok_or_else(|| {
             no_checkpoint(format!(

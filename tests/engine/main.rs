@@ -28,3 +28,4 @@ mod reliability_fuzz_regressions;
 mod replay_pipeline;
 mod store_healing;
 mod store_retention;
+mod tiles;

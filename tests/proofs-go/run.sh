@@ -43,11 +43,18 @@ for day in 0 1 2; do
   events "$day" 400 >"$work/day$day.jsonl"
   "$bin" --dir "$log" --signing-key "$keys/key" ingest "$work/day$day.jsonl" >/dev/null
 done
+# The tree as tlog-tiles (docs/proofs.md, "Tiles"), before the retention.
+"$bin" --dir "$log" tiles --to "$out/tiles" >"$out/tiles-first.json"
+cp "$out/tiles/checkpoint" "$out/tiles-first.checkpoint"
 # Drop the first day (its segment is sealed): the tree keeps its frontier.
 "$bin" --dir "$log" --signing-key "$keys/key" retain --before 2026-11-24T00:00:00Z >/dev/null
 events 3 100 >"$work/day3.jsonl"
 "$bin" --dir "$log" --signing-key "$keys/key" ingest "$work/day3.jsonl" >/dev/null
 "$bin" --dir "$log" verify --key "$keys/key.pub" >/dev/null
+# The same folder again (it keeps the tiles over the dropped leaves), and
+# a new one (it cannot have them).
+"$bin" --dir "$log" tiles --to "$out/tiles" >"$out/tiles-rerun.json"
+"$bin" --dir "$log" tiles --to "$out/tiles-fresh" >"$out/tiles-fresh.json"
 
 cp "$keys/key" "$keys/key.pub" "$out/"
 "$bin" --dir "$log" replay >"$out/replay.jsonl"

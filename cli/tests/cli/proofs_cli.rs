@@ -337,3 +337,34 @@ fn verify_key_reports_the_tree_and_retention_signs_its_frontier() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("carries no signed note"), "{out}");
 }
+
+#[test]
+fn tiles_writes_the_checkpoint_and_tiles_and_refuses_the_log_folder() {
+    let st = setup();
+    let dest = st.root.join("tiles");
+    let (code, out, err) = cli(&st.log, &["tiles", "--to", s(&dest)]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["checkpoint_written"], true, "{out}");
+    let size = report["tree_size"].as_u64().unwrap();
+    let note = std::fs::read_to_string(dest.join("checkpoint")).unwrap();
+    assert!(
+        note.starts_with(&format!("test.example/log\n{size}\n")),
+        "{note}"
+    );
+    assert!(dest.join("tile/entries").is_dir());
+    // The same as `checkpoints --note` prints.
+    let (_, newest, _) = cli(&st.log, &["checkpoints", "--note"]);
+    assert_eq!(newest, note);
+    // A rerun checks what is there.
+    let (code, out, _) = cli(&st.log, &["tiles", "--to", s(&dest), "--no-entries"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"full_tiles_written\":0"), "{out}");
+    // Not inside the log folder; not a checkpoint the log lacks.
+    let (code, _, err) = cli(&st.log, &["tiles", "--to", s(&st.log.join("t"))]);
+    assert_ne!(code, 0);
+    assert!(err.contains("inside the log folder"), "{err}");
+    let (code, _, err) = cli(&st.log, &["tiles", "--to", s(&dest), "--tree-size", "3"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("tree size 3"), "{err}");
+}
