@@ -110,7 +110,7 @@ impl Store {
         if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
             let full = st.push(ev, bytes).map_err(|l| lost_failure(py, l))?;
             if full {
-                py.detach(|| st.drain(&inner.store))
+                py.detach(|| st.relieve(&inner.store))
                     .map_err(|l| lost_failure(py, l))?;
             }
             return Ok(());
