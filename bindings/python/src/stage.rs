@@ -56,6 +56,10 @@ struct State {
     spare: Vec<Event>,
     /// Appends waiting in [`Stager::relieve`] for the flusher to take.
     relieving: usize,
+    /// Single appends that found the stage full, and of those, the ones
+    /// that drained it themselves (for `counters()`).
+    full: u64,
+    full_drained: u64,
     /// JSON bytes of the staged events.
     bytes: usize,
     /// The flusher has taken events it has not appended yet.
@@ -116,7 +120,7 @@ impl Stager {
 
     /// Stage a checked event (`bytes`: its JSON size). `Err`: an earlier
     /// flush failed (the event is not staged). `Ok(true)`: the stage is
-    /// full; the caller drains it.
+    /// full; the caller calls [`Stager::relieve`].
     pub fn push(&self, ev: Event, bytes: usize) -> Result<bool, Lost> {
         self.push_with(bytes, 1, |staged| staged.push(ev))
     }
@@ -169,6 +173,7 @@ impl Stager {
         let deadline = Instant::now() + HANDOFF_WAIT;
         let mut s = lock(&self.state);
         s.relieving += 1;
+        s.full += 1;
         let relieved = loop {
             if s.failed.is_some() || s.stop {
                 break false;
@@ -190,11 +195,21 @@ impl Stager {
                 .0;
         };
         s.relieving -= 1;
+        if !relieved {
+            s.full_drained += 1;
+        }
         drop(s);
         if relieved {
             return Ok(());
         }
         self.drain(store).map(|_| ())
+    }
+
+    /// Single appends that found the stage full, and how many of them
+    /// drained it on the calling thread (for counters).
+    pub fn full_counts(&self) -> (u64, u64) {
+        let s = lock(&self.state);
+        (s.full, s.full_drained)
     }
 
     /// Events staged now (for counters).

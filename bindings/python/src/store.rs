@@ -857,7 +857,8 @@ impl Store {
     }
 
     /// Operator counters: appended, dropped, rejected, durable_lsn,
-    /// queue_depth, skipped, failures.
+    /// queue_depth, skipped, staged, stage_full, stage_full_drained,
+    /// failures.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let inner = self.open_inner(py)?;
         let c = inner.store.counters();
@@ -869,6 +870,9 @@ impl Store {
         d.set_item("queue_depth", c.queue_depth)?;
         d.set_item("skipped", c.skipped)?;
         d.set_item("staged", inner.stager.as_ref().map_or(0, Stager::staged))?;
+        let (full, drained) = inner.stager.as_ref().map_or((0, 0), Stager::full_counts);
+        d.set_item("stage_full", full)?;
+        d.set_item("stage_full_drained", drained)?;
         d.set_item("failures", c.failures + self.failures.total())?;
         Ok(d)
     }
