@@ -66,9 +66,9 @@ pub fn blank() -> Event {
     }
 }
 
-/// [`event_of`], built in `out` (a [`blank`] event): an `Event` is a few
-/// hundred bytes, and moving it from frame to frame on its way to the
-/// stage was a tenth of a single append. `Some`: the size the stage
+/// [`event_of`], built in `out` (a [`blank`] event): moving the `Event`
+/// from frame to frame on its way to the stage was most of the 7-9% of a
+/// single append spent in `memmove` (docs/benchmarks.md, "Python binding"). `Some`: the size the stage
 /// counts (an upper bound of the size of the JSON line the line path would
 /// have made); `None`: take the line path (`out` is then unspecified).
 pub fn event_into(
