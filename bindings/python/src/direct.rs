@@ -45,19 +45,41 @@ const DEPTH_START: usize = convert::MAX_DEPTH - MAX_JSON_DEPTH + 1;
 /// First allocation for a free-form value's JSON text.
 const JSON_CAPACITY: usize = 256;
 
-/// An event built from a dict, and an upper bound of the size of the JSON
-/// line the line path would have made of it (what the stage counts).
-pub struct Direct {
-    pub event: Event,
-    pub bytes: usize,
+/// The dict as an event, or `None`: take the line path.
+pub fn event_of(obj: &Bound<'_, PyAny>, now: impl FnOnce() -> Micros) -> Option<Event> {
+    let mut event = blank();
+    event_into(obj, now, &mut event)?;
+    Some(event)
 }
 
-/// The dict as an event, or `None`: take the line path.
-pub fn event_of(obj: &Bound<'_, PyAny>, now: impl FnOnce() -> Micros) -> Option<Direct> {
+/// A placeholder for [`event_into`] to fill.
+pub fn blank() -> Event {
+    Event {
+        run_id: String::new(),
+        ts: 0,
+        data: EventData::RunLog(RunLog {
+            seq: 0,
+            event_type: String::new(),
+            payload: Json::null(),
+        }),
+        extra: Vec::new(),
+    }
+}
+
+/// [`event_of`], built in `out` (a [`blank`] event): moving the `Event`
+/// from frame to frame on its way to the stage was most of the 7-9% of a
+/// single append spent in `memmove` (docs/benchmarks.md, "Python binding"). `Some`: the size the stage
+/// counts (an upper bound of the size of the JSON line the line path would
+/// have made); `None`: take the line path (`out` is then unspecified).
+pub fn event_into(
+    obj: &Bound<'_, PyAny>,
+    now: impl FnOnce() -> Micros,
+    out: &mut Event,
+) -> Option<usize> {
     let py = obj.py();
     let d = obj.cast::<PyDict>().ok()?;
     let kind = d.get_item(pyo3::intern!(py, "kind")).ok()??;
-    let mut draft = Draft::new(kind.cast::<PyString>().ok()?.to_str().ok()?)?;
+    let mut draft = Draft::new(kind.cast::<PyString>().ok()?.to_str().ok()?, out)?;
     for (k, v) in d.iter() {
         let key = k.cast::<PyString>().ok()?.to_str().ok()?;
         draft.acc.bytes += 6 * key.len() + 4;
@@ -67,20 +89,19 @@ pub fn event_of(obj: &Bound<'_, PyAny>, now: impl FnOnce() -> Micros) -> Option<
     if bytes > MAX_EVENT_BYTES {
         return None;
     }
-    let event = draft.finish(now)?;
-    validate_event(&event).ok()?;
-    Some(Direct { event, bytes })
+    draft.finish(now);
+    validate_event(out).ok()?;
+    Some(bytes)
 }
 
-/// What the dict gave so far. `seen` has a bit per known key: a second one
-/// (two keys that read the same, from str subclasses) takes the line path,
-/// whose parser names the duplicate.
-struct Draft {
+/// What the dict gave so far, written into the event being built. `seen`
+/// has a bit per known key: a second one (two keys that read the same,
+/// from str subclasses) takes the line path, whose parser names the
+/// duplicate.
+struct Draft<'e> {
     seen: u64,
-    run_id: String,
     ts: Option<Micros>,
-    data: EventData,
-    extra: Vec<(String, Json)>,
+    ev: &'e mut Event,
     acc: Acc,
 }
 
@@ -92,9 +113,9 @@ struct Acc {
     call_status: bool,
 }
 
-impl Draft {
-    fn new(kind: &str) -> Option<Draft> {
-        let data = match kind {
+impl<'e> Draft<'e> {
+    fn new(kind: &str, ev: &'e mut Event) -> Option<Draft<'e>> {
+        ev.data = match kind {
             "run_started" => EventData::RunStarted(RunStarted {
                 skill_id: String::new(),
                 caller_id: String::new(),
@@ -121,12 +142,12 @@ impl Draft {
             "tool_call" => EventData::ToolCall(Box::default()),
             _ => return None,
         };
+        ev.run_id.clear();
+        ev.extra.clear();
         Some(Draft {
             seen: 0,
-            run_id: String::new(),
             ts: None,
-            data,
-            extra: Vec::new(),
+            ev,
             acc: Acc {
                 bytes: 2,
                 call_status: false,
@@ -145,7 +166,7 @@ impl Draft {
             "run_id" => {
                 once(&mut self.seen, 1)?;
                 if let Some(s) = self.acc.text(v)? {
-                    self.run_id = s;
+                    self.ev.run_id = s;
                 }
                 return Some(());
             }
@@ -159,7 +180,7 @@ impl Draft {
             "lsn" => return None,
             _ => {}
         }
-        let taken = match &mut self.data {
+        let taken = match &mut self.ev.data {
             EventData::RunStarted(s) => take_started(s, key),
             EventData::RunLog(l) => take_log(l, key),
             EventData::RunFinished(f) => take_finished(f, key),
@@ -173,25 +194,19 @@ impl Draft {
             }
             None => {
                 let json = self.acc.json(py, v)?;
-                self.extra.push((key.to_owned(), json));
+                self.ev.extra.push((key.to_owned(), json));
                 Some(())
             }
         }
     }
 
-    fn finish(self, now: impl FnOnce() -> Micros) -> Option<Event> {
-        let mut data = self.data;
-        if let EventData::ToolCall(c) = &mut data {
+    fn finish(self, now: impl FnOnce() -> Micros) {
+        if let EventData::ToolCall(c) = &mut self.ev.data {
             if !self.acc.call_status {
                 c.status = default_call_status(&c.error, &c.error_type).to_string();
             }
         }
-        Some(Event {
-            run_id: self.run_id,
-            ts: self.ts.unwrap_or_else(now),
-            data,
-            extra: self.extra,
-        })
+        self.ev.ts = self.ts.unwrap_or_else(now);
     }
 }
 

@@ -31,6 +31,14 @@ mod views;
 
 use pyo3::prelude::*;
 
+// A single append allocates a dozen small strings on the Python thread that
+// the stage's flusher thread frees after encoding them: glibc's malloc and
+// free were a seventh of the calling thread's time on that cross-thread
+// pattern (docs/benchmarks.md, "Python binding"). mimalloc serves the
+// extension's Rust code only, not Python's objects.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Whether this build has full-text search (the `search` cargo feature).
 const HAS_SEARCH: bool = cfg!(feature = "search");
 

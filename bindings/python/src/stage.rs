@@ -20,7 +20,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use auditlog::{AuditStore, EncodedBatch, Event, Receipt};
 
@@ -31,8 +31,17 @@ use crate::pending::Pending;
 const LINGER: Duration = Duration::from_micros(100);
 /// Below this many staged events the flusher lingers first.
 const LINGER_BELOW: usize = 64;
-/// Most events staged; an append that finds this many drains them itself.
+/// Most events staged; an append that finds this many waits for the
+/// flusher to take them (see [`Stager::relieve`]).
 pub const MAX_STAGED: usize = 4096;
+/// How long a single append that found the stage full waits for the flusher
+/// before it drains the stage itself: long enough for the flusher to finish
+/// appending the batch before, short enough that a stalled flusher (a
+/// writer waiting for queue room) only makes the append take the drain.
+const HANDOFF_WAIT: Duration = Duration::from_millis(20);
+/// The largest emptied vector kept for the next round of staging (a batch
+/// staged whole may leave a far larger one: dropped instead).
+const SPARE_MAX: usize = 2 * MAX_STAGED;
 
 /// An engine failure met while appending staged events, and how many
 /// events it lost.
@@ -41,6 +50,16 @@ pub type Lost = (auditlog::Error, u64);
 #[derive(Default)]
 struct State {
     events: Vec<Event>,
+    /// An emptied vector with room, swapped in when the flusher takes
+    /// `events`: staging then never grows a vector from nothing (moving
+    /// every staged event at each doubling, on the Python thread).
+    spare: Vec<Event>,
+    /// Appends waiting in [`Stager::relieve`] for the flusher to take.
+    relieving: usize,
+    /// Single appends that found the stage full, and of those, the ones
+    /// that drained it themselves (for `counters()`).
+    full: u64,
+    full_drained: u64,
     /// JSON bytes of the staged events.
     bytes: usize,
     /// The flusher has taken events it has not appended yet.
@@ -54,6 +73,8 @@ struct State {
 pub struct Stager {
     state: Mutex<State>,
     cv: Condvar,
+    /// Signalled when staged events are taken (for [`Stager::relieve`]).
+    taken: Condvar,
     order: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where the receipts of staged batches go (nobody waits on them).
@@ -69,6 +90,7 @@ impl Stager {
         Stager {
             state: Mutex::new(State::default()),
             cv: Condvar::new(),
+            taken: Condvar::new(),
             order: Mutex::new(()),
             thread: Mutex::new(None),
             pending,
@@ -98,7 +120,7 @@ impl Stager {
 
     /// Stage a checked event (`bytes`: its JSON size). `Err`: an earlier
     /// flush failed (the event is not staged). `Ok(true)`: the stage is
-    /// full; the caller drains it.
+    /// full; the caller calls [`Stager::relieve`].
     pub fn push(&self, ev: Event, bytes: usize) -> Result<bool, Lost> {
         self.push_with(bytes, 1, |staged| staged.push(ev))
     }
@@ -107,7 +129,7 @@ impl Stager {
     pub fn push_many(&self, evs: Vec<Event>, bytes: usize) -> Result<bool, Lost> {
         let n = evs.len() as u64;
         self.push_with(bytes, n, |staged| {
-            if staged.is_empty() {
+            if staged.is_empty() && staged.capacity() < evs.len() {
                 *staged = evs;
             } else {
                 staged.extend(evs);
@@ -141,6 +163,53 @@ impl Stager {
             self.cv.notify_one();
         }
         Ok(full)
+    }
+
+    /// After [`Stager::push`] found the stage full: wait (without the GIL)
+    /// until the flusher has taken what is staged, so that encoding stays
+    /// on its thread; if it has not within [`HANDOFF_WAIT`], or a failure
+    /// is held, drain the stage here (which reports the failure).
+    pub fn relieve(&self, store: &AuditStore) -> Result<(), Lost> {
+        let deadline = Instant::now() + HANDOFF_WAIT;
+        let mut s = lock(&self.state);
+        s.relieving += 1;
+        s.full += 1;
+        let relieved = loop {
+            if s.failed.is_some() || s.stop {
+                break false;
+            }
+            if s.events.len() < MAX_STAGED && s.bytes < QUEUE_UNIT_BYTES {
+                break true;
+            }
+            if s.waiting {
+                s.waiting = false;
+                self.cv.notify_one();
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                break false;
+            };
+            s = self
+                .taken
+                .wait_timeout(s, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        };
+        s.relieving -= 1;
+        if !relieved {
+            s.full_drained += 1;
+        }
+        drop(s);
+        if relieved {
+            return Ok(());
+        }
+        self.drain(store).map(|_| ())
+    }
+
+    /// Single appends that found the stage full, and how many of them
+    /// drained it on the calling thread (for counters).
+    pub fn full_counts(&self) -> (u64, u64) {
+        let s = lock(&self.state);
+        (s.full, s.full_drained)
     }
 
     /// Events staged now (for counters).
@@ -177,7 +246,12 @@ impl Stager {
             }
             s.in_flight = true;
             s.bytes = 0;
-            std::mem::take(&mut s.events)
+            let spare = std::mem::take(&mut s.spare);
+            let events = std::mem::replace(&mut s.events, spare);
+            if s.relieving > 0 {
+                self.taken.notify_all();
+            }
+            events
         };
         let n = events.len() as u64;
         let result = if events.is_empty() {
@@ -188,9 +262,16 @@ impl Stager {
                 .and_then(|b| store.append_encoded(b))
                 .map(Some)
         };
+        // Emptied outside the lock (freeing the events' strings), kept as
+        // the next spare if it is of a size staging uses.
+        let mut events = events;
+        events.clear();
         let result = {
             let mut s = lock(&self.state);
             s.in_flight = false;
+            if events.capacity() <= SPARE_MAX && events.capacity() > s.spare.capacity() {
+                s.spare = events;
+            }
             match result.map_err(|e| (e, n)) {
                 Err(lost) if hold => {
                     match &mut s.failed {

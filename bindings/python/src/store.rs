@@ -106,11 +106,12 @@ impl Store {
         if let Some((e, n)) = inner.pending.take_failure() {
             return Err(engine_failure(py, e, n + 1));
         }
-        let (ev, bytes) = checked_event(py, event)?;
+        let mut ev = direct::blank();
+        let bytes = checked_event(py, event, &mut ev)?;
         if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
             let full = st.push(ev, bytes).map_err(|l| lost_failure(py, l))?;
             if full {
-                py.detach(|| st.drain(&inner.store))
+                py.detach(|| st.relieve(&inner.store))
                     .map_err(|l| lost_failure(py, l))?;
             }
             return Ok(());
@@ -856,7 +857,8 @@ impl Store {
     }
 
     /// Operator counters: appended, dropped, rejected, durable_lsn,
-    /// queue_depth, skipped, failures.
+    /// queue_depth, skipped, staged, stage_full, stage_full_drained,
+    /// failures.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let inner = self.open_inner(py)?;
         let c = inner.store.counters();
@@ -868,6 +870,9 @@ impl Store {
         d.set_item("queue_depth", c.queue_depth)?;
         d.set_item("skipped", c.skipped)?;
         d.set_item("staged", inner.stager.as_ref().map_or(0, Stager::staged))?;
+        let (full, drained) = inner.stager.as_ref().map_or((0, 0), Stager::full_counts);
+        d.set_item("stage_full", full)?;
+        d.set_item("stage_full_drained", drained)?;
         d.set_item("failures", c.failures + self.failures.total())?;
         Ok(d)
     }
@@ -1020,15 +1025,22 @@ pub fn verify_dir<'py>(
     stats::verify(py, &dir, expect)
 }
 
-/// An appended dict as a checked event, and the JSON size the stage counts
-/// for it: straight from the dict when it is plainly valid (direct.rs),
-/// else through the line path (dict to JSON line, the engine's parser),
-/// which stores the same event or raises the ValueError naming the field.
-fn checked_event(py: Python<'_>, event: &Bound<'_, PyAny>) -> Result<(Event, usize), Failure> {
-    if let Some(d) = direct::event_of(event, now_micros) {
-        return Ok((d.event, d.bytes));
+/// An appended dict as a checked event in `out` (a [`direct::blank`] one),
+/// and the JSON size the stage counts for it: straight from the dict when
+/// it is plainly valid (direct.rs), else through the line path (dict to
+/// JSON line, the engine's parser), which stores the same event or raises
+/// the ValueError naming the field.
+fn checked_event(
+    py: Python<'_>,
+    event: &Bound<'_, PyAny>,
+    out: &mut Event,
+) -> Result<usize, Failure> {
+    if let Some(bytes) = direct::event_into(event, now_micros, out) {
+        return Ok(bytes);
     }
-    line_event(py, event, now_micros())
+    let (ev, bytes) = line_event(py, event, now_micros())?;
+    *out = ev;
+    Ok(bytes)
 }
 
 /// The line path of [`checked_event`].
@@ -1065,7 +1077,7 @@ pub fn event_bytes_py<'py>(
 ) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
     let ev = if fast {
         match direct::event_of(event, || now) {
-            Some(d) => d.event,
+            Some(ev) => ev,
             None => return Ok(None),
         }
     } else {

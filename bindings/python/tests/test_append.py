@@ -286,3 +286,32 @@ def test_many_staged_batches_interleaved_with_single_appends(store: auditlog.Sto
     store.flush()
     assert [ev["run_id"] for ev in store.replay()] == want
     assert store.counters()["staged"] == 0
+
+
+def test_single_appends_past_a_full_stage_keep_every_event_in_order(store: auditlog.Store) -> None:
+    # At most 4,096 events are staged; an append that finds the stage full
+    # waits for the flusher to take them (or drains it itself after 20 ms).
+    # A tight loop of several times that, from four threads at once: every
+    # event stored once, each thread's in its order.
+    import threading
+
+    per_thread = 3 * 4096 + 17
+
+    def appender(t: int) -> None:
+        for i in range(per_thread):
+            store.append(logged(f"t{t}", T0 + i, seq=i, event_type="step"))
+
+    threads = [threading.Thread(target=appender, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    store.flush()
+    seqs: dict[str, list[int]] = {}
+    for ev in store.replay():
+        seqs.setdefault(ev["run_id"], []).append(ev["seq"])
+    assert seqs == {f"t{t}": list(range(per_thread)) for t in range(4)}
+    c = store.counters()
+    assert c["staged"] == 0
+    assert c["appended"] == 4 * per_thread
+    assert 0 <= c["stage_full_drained"] <= c["stage_full"]

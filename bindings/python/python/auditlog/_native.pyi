@@ -37,6 +37,8 @@ class Counters(TypedDict):
     queue_depth: int
     skipped: int
     staged: int
+    stage_full: int
+    stage_full_drained: int
     failures: int
 
 @final
