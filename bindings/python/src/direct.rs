@@ -129,16 +129,7 @@ impl<'e> Draft<'e> {
                 event_type: String::new(),
                 payload: Json::null(),
             }),
-            "run_finished" => EventData::RunFinished(RunFinished {
-                status: "ok".into(),
-                output: String::new(),
-                error: String::new(),
-                tool_calls: 0,
-                runtime_seconds: 0.0,
-                input_tokens: 0,
-                output_tokens: 0,
-                thinking_tokens: 0,
-            }),
+            "run_finished" => EventData::RunFinished(RunFinished::default()),
             "tool_call" => EventData::ToolCall(Box::default()),
             _ => return None,
         };
