@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::fsutil;
+use crate::lock::HeldLock;
 
 pub const EXPORTED_FILE: &str = "EXPORTED";
 pub const EXPORTED_LOCK_FILE: &str = "EXPORTED.lock";
@@ -95,7 +96,7 @@ pub fn exported_through(dir: &Path) -> Result<Option<u64>> {
 #[derive(Debug)]
 pub struct ExportLock {
     dir: PathBuf,
-    _file: fs::File,
+    _lock: HeldLock,
 }
 
 /// Take the export lock of the log in `dir`; `None` while another export
@@ -115,7 +116,7 @@ pub fn try_lock(dir: &Path) -> Result<Option<ExportLock>> {
     match file.try_lock_exclusive() {
         Ok(()) => Ok(Some(ExportLock {
             dir: dir.to_path_buf(),
-            _file: file,
+            _lock: HeldLock::from_locked(file),
         })),
         Err(e) if e.kind() == fs2::lock_contended_error().kind() => Ok(None),
         Err(e) => Err(Error::io(format!("locking {}", lock_path.display()), e)),

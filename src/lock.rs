@@ -12,10 +12,41 @@ use crate::error::{Error, IoContext, Result};
 
 pub const LOCK_FILE: &str = "LOCK";
 
+/// An fs2 exclusive lock already taken on `file`, released explicitly when
+/// dropped.
+///
+/// Why explicitly: a `flock` belongs to the open file description, and a
+/// child that any thread of this process forks shares that description
+/// until it execs or exits (close-on-exec closes it only at the exec).
+/// Merely closing our descriptor while such a child lives would leave the
+/// lock held, and reopening at once would be refused as `Locked`. An
+/// explicit unlock releases it for every sharer.
+#[derive(Debug)]
+pub(crate) struct HeldLock {
+    file: File,
+}
+
+impl HeldLock {
+    /// Wrap a file whose exclusive lock the caller has just taken.
+    pub(crate) fn from_locked(file: File) -> HeldLock {
+        HeldLock { file }
+    }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = fs2::FileExt::unlock(&self.file);
+    }
+}
+
 /// Held while a writer has the log open; dropping it releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {
-    file: File,
+    lock: HeldLock,
 }
 
 impl WriterLock {
@@ -47,13 +78,15 @@ impl WriterLock {
             .and_then(|_| file.seek(SeekFrom::Start(0)))
             .and_then(|_| file.write_all(pid.as_bytes()))
             .ctx(|| format!("writing {}", path.display()))?;
-        Ok(WriterLock { file })
+        Ok(WriterLock {
+            lock: HeldLock::from_locked(file),
+        })
     }
 }
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        let _ = self.file.set_len(0);
-        let _ = fs2::FileExt::unlock(&self.file);
+        // The pid goes first; `HeldLock` then unlocks.
+        let _ = self.lock.file().set_len(0);
     }
 }

@@ -13,7 +13,7 @@ mod schema;
 mod search;
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::ops::Deref;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -27,6 +27,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy};
 
 use crate::config::{Config, RetainHook};
 use crate::event::Micros;
+use crate::lock::HeldLock;
 use crate::log::Log;
 use crate::manifest::Manifest;
 use crate::reader::LogReader;
@@ -328,7 +329,7 @@ struct Inner {
     /// The writing side, until an indexer thread takes it.
     core: Mutex<Option<Core>>,
     rebuilt: Option<String>,
-    _lock: Option<File>,
+    _lock: Option<HeldLock>,
 }
 
 fn index_dir(log_dir: &Path) -> PathBuf {
@@ -518,7 +519,7 @@ impl FullText {
                 shared,
                 core: Mutex::new(Some(core)),
                 rebuilt,
-                _lock: Some(lock),
+                _lock: Some(HeldLock::from_locked(lock)),
             }),
         })
     }

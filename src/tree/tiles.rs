@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, IoContext, Result};
 use crate::layout::SegmentMeta;
+use crate::lock::HeldLock;
 use crate::manifest::Manifest;
 use crate::tlog::merkle::{leaf_hash, root_at, Subtrees, TreeHash};
 use crate::tlog::tiles::{
@@ -353,7 +354,7 @@ fn corrupt(reason: String) -> Error {
 
 /// Hold the destination's lock: two runs into one folder would remove
 /// each other's temporary files.
-fn lock(dest: &Path) -> Result<File> {
+fn lock(dest: &Path) -> Result<HeldLock> {
     let path = dest.join(LOCK_FILE);
     let file = fs::OpenOptions::new()
         .create(true)
@@ -365,7 +366,7 @@ fn lock(dest: &Path) -> Result<File> {
         dir: dest.to_path_buf(),
         holder: "another `auditlog tiles` run".into(),
     })?;
-    Ok(file)
+    Ok(HeldLock::from_locked(file))
 }
 
 /// Write `bytes` to `path` through a synced temporary file and a rename;

@@ -429,6 +429,33 @@ fn a_second_writer_is_refused_and_readers_work_beside_the_writer() {
     open(&dir).close().unwrap();
 }
 
+/// The writer's lock and the export lock are released when their holders
+/// go, even while a child forked elsewhere in the process still shares
+/// their files (see `support::with_a_child_sharing_our_files`).
+#[test]
+fn a_forked_child_does_not_keep_the_log_locked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = open(&dir);
+    let _ = log.append(&started("r", T0)).unwrap().wait().unwrap();
+    let export = auditlog::exported::try_lock(&dir).unwrap().expect("free");
+    let (reopened, export_again) = crate::support::with_a_child_sharing_our_files(|| {
+        log.close().unwrap();
+        drop(export);
+        (
+            Log::open(Config::new(&dir)),
+            auditlog::exported::try_lock(&dir),
+        )
+    });
+    let reopened = reopened.expect("reopened beside a forked child");
+    assert!(
+        export_again.unwrap().is_some(),
+        "export lock taken again beside a forked child"
+    );
+    assert_eq!(all(&dir).len(), 1);
+    reopened.close().unwrap();
+}
+
 #[test]
 fn full_queue_policies_behave_as_documented() {
     let tmp = tempfile::tempdir().unwrap();

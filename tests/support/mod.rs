@@ -242,3 +242,33 @@ pub fn idx_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// Run `f` while a child forked by another thread still shares every open
+/// file of this process: it has not exec'd yet (it lingers for two seconds
+/// between fork and exec). Gateways fork and spawn all the time, so a lock
+/// that is only released by closing its descriptor stays held meanwhile.
+pub fn with_a_child_sharing_our_files<R>(f: impl FnOnce() -> R) -> R {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let (mut forked, tell) = io::pipe().expect("pipe");
+    let spawner = std::thread::spawn(move || {
+        let mut cmd = std::process::Command::new("true");
+        // SAFETY: the closure runs in the forked child before exec; it only
+        // calls write(2) and nanosleep(2), both async-signal-safe, and
+        // allocates nothing.
+        unsafe {
+            cmd.pre_exec(move || {
+                (&tell).write_all(b"f")?;
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                Ok(())
+            });
+        }
+        // `spawn` returns once the child has exec'd, two seconds later.
+        cmd.status().expect("run the lingering child")
+    });
+    let mut byte = [0u8; 1];
+    forked.read_exact(&mut byte).expect("the child has forked");
+    let out = f();
+    assert!(spawner.join().expect("spawner").success());
+    out
+}
