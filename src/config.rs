@@ -86,6 +86,10 @@ pub struct Config {
     /// Sign checkpoints of the tree with this key (at every seal, at close,
     /// and at this interval while events arrive). Needs `merkle_tree`.
     pub checkpoints: Option<crate::tree::CheckpointConfig>,
+    /// Write retention records as format 4 did: without the tile hashes
+    /// of the cut (tests of logs an older build wrote). Default off.
+    #[doc(hidden)]
+    pub retention_as_format_4: bool,
 }
 
 impl Config {
@@ -108,6 +112,7 @@ impl Config {
             resync_from_seq: None,
             merkle_tree: true,
             checkpoints: None,
+            retention_as_format_4: false,
         }
     }
 

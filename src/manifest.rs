@@ -56,10 +56,11 @@ pub fn check_crc_line(body: &str, crc_line: &str) -> std::result::Result<(), Crc
     Ok(())
 }
 /// Version 2 added `retention` and `pending`; version 3 the tree fields of
-/// a pending retention record; version 4 `redaction` (docs/format.md). A
-/// version 3 manifest is read, and written back as version 4 by the next
-/// writer; version 2 is refused (its retention records carry no tree).
-pub const MANIFEST_VERSION: u32 = 4;
+/// a pending retention record; version 4 `redaction`; version 5 a pending
+/// retention's `tree_tiles` (docs/format.md). Versions 3 and 4 are read,
+/// and written back as version 5 by the next writer; version 2 is refused
+/// (its retention records carry no tree).
+pub const MANIFEST_VERSION: u32 = 5;
 /// The oldest version read.
 pub const MIN_MANIFEST_VERSION: u32 = 3;
 /// Policy records kept (the newest); older ones are counted in
@@ -250,6 +251,16 @@ impl Manifest {
                 found: m.version,
                 supported: MANIFEST_VERSION,
             });
+        }
+        if let Some(r @ SystemRecord::Retention(_)) = &m.pending {
+            // Its frontier and kept tile hashes are what the record to be
+            // appended will store: checked as a stored one is.
+            r.check().map_err(|e| {
+                bad(format!(
+                    "its pending retention record: {}: {}",
+                    e.field, e.reason
+                ))
+            })?;
         }
         Ok(Some(m))
     }

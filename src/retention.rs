@@ -174,6 +174,7 @@ pub(crate) fn plan(
         tree_size: 0,
         tree_frontier: Vec::new(),
         tree_note: String::new(),
+        tree_tiles: Vec::new(),
         total_dropped_events: manifest.dropped_events + events,
     })
 }

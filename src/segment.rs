@@ -20,9 +20,10 @@ pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
 /// On-disk format version written; bump with every change to
 /// docs/format.md. Version 3 added the Merkle tree's records (checkpoints,
 /// the tree fields of retention records); version 4 the `tool_call` event
-/// kind (codec variant 4) and the MANIFEST's redaction record.
-pub const FORMAT_VERSION: u16 = 4;
-/// The oldest version read (version 3 logs read unchanged).
+/// kind (codec variant 4) and the MANIFEST's redaction record; version 5
+/// the tile hashes a retention record keeps (`SystemRecord` variant 4).
+pub const FORMAT_VERSION: u16 = 5;
+/// The oldest version read (version 3 and 4 logs read unchanged).
 pub const MIN_FORMAT_VERSION: u16 = 3;
 pub const HEADER_SIZE: usize = 72;
 pub const TRAILER_SIZE: usize = 16;

@@ -453,20 +453,27 @@ impl Writer {
         // With the tree on, that is worked out on the tree thread once it
         // has caught up (it checks the cut against the whole tree).
         let base = self.tree_base.clone();
+        let base_cut = self.base_cut_tiles(&segments);
         let (last_gone, first_kept) = (rec.dropped.len() - 1, rec.anchor_first_lsn);
         let anchor = rec.anchor_digest.clone();
-        let (size, frontier, note) = match self.tree.as_ref() {
+        let kept = match self.tree.as_ref() {
             Some(t) => {
                 let segments = segments.clone();
                 t.call(move |k| {
-                    retention_tree(Some(k), &segments, base, last_gone, first_kept, &anchor)
+                    let (s, b, c) = (&segments, base, base_cut);
+                    retention_tree(Some(k), s, b, c, last_gone, first_kept, &anchor)
                 })?
             }
-            None => retention_tree(None, &segments, base, last_gone, first_kept, &anchor)?,
+            None => retention_tree(
+                None, &segments, base, base_cut, last_gone, first_kept, &anchor,
+            )?,
         };
-        rec.tree_size = size;
-        rec.tree_frontier = frontier;
-        rec.tree_note = note;
+        rec.tree_size = kept.size;
+        rec.tree_frontier = kept.frontier;
+        rec.tree_note = kept.note;
+        if !self.cfg().retention_as_format_4 {
+            rec.tree_tiles = kept.tiles;
+        }
         let record = SystemRecord::Retention(rec.clone());
         self.manifest.pending = Some(record.clone());
         self.manifest.store(&self.shared.dir)?;
@@ -482,6 +489,15 @@ impl Writer {
             report.dropped_runs = Some(c.dropped_runs);
         }
         Ok(report)
+    }
+
+    /// The tile hashes the previous retention kept (checked against its
+    /// frontier when the log was opened), if any: a new cut inside the
+    /// same tiles needs them.
+    fn base_cut_tiles(&self, segments: &[SegmentMeta]) -> Option<crate::tlog::CutTiles> {
+        let at = self.manifest.retention?;
+        let rec = crate::tree::logtree::retention_record(segments, at).ok()??;
+        rec.cut_tiles().ok()?
     }
 
     fn cfg(&self) -> &Config {

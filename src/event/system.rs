@@ -15,8 +15,11 @@ use super::Micros;
 use crate::chain::Digest;
 use crate::error::EventError;
 
-/// The record a system event carries.
+/// The record a system event carries. Stored as [`SystemWire`]: a
+/// retention record that keeps tile hashes is variant 4 (format 5); one
+/// that keeps none is variant 2, the bytes formats 3 and 4 wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "SystemWire", into = "SystemWire")]
 pub enum SystemRecord {
     /// A writer open cut a torn tail off the active segment.
     TornTailCut(Cut),
@@ -113,6 +116,94 @@ pub struct Retention {
     /// with an extension line `auditlog-retention FIRST_LSN ANCHOR_DIGEST`,
     /// signed like every checkpoint ("" when the log signs nothing).
     pub tree_note: String,
+    /// Format 5: the hashes the cut keeps for tiles (hex), one list per
+    /// tile level, level 0 first ([`crate::tlog::CutTiles`]); they fold to
+    /// the frontier. Empty: none kept (a record of format 3 or 4, or a cut
+    /// under leaves an older retention dropped without them).
+    #[serde(default)]
+    pub tree_tiles: Vec<Vec<String>>,
+}
+
+/// The record as stored (bincode and the MANIFEST's `pending`): the
+/// variants in the order of docs/format.md.
+#[derive(Serialize, Deserialize)]
+enum SystemWire {
+    TornTailCut(Cut),
+    Repair(Cut),
+    /// Formats 3 and 4, and format 5 when no tile hashes are kept.
+    Retention(RetentionV4),
+    Checkpoint(TreeCheckpoint),
+    /// Format 5, with tile hashes.
+    RetentionTiles(Retention),
+}
+
+/// A retention record of formats 3 and 4: [`Retention`] without
+/// `tree_tiles`.
+#[derive(Serialize, Deserialize)]
+struct RetentionV4 {
+    cutoff: Micros,
+    reason: String,
+    dropped: Vec<DroppedSegment>,
+    anchor_first_seq: u64,
+    anchor_first_lsn: u64,
+    anchor_digest: String,
+    total_dropped_segments: u64,
+    total_dropped_events: u64,
+    tree_size: u64,
+    tree_frontier: Vec<String>,
+    tree_note: String,
+}
+
+impl From<SystemWire> for SystemRecord {
+    fn from(w: SystemWire) -> SystemRecord {
+        match w {
+            SystemWire::TornTailCut(c) => SystemRecord::TornTailCut(c),
+            SystemWire::Repair(c) => SystemRecord::Repair(c),
+            SystemWire::Retention(r) => SystemRecord::Retention(Retention {
+                cutoff: r.cutoff,
+                reason: r.reason,
+                dropped: r.dropped,
+                anchor_first_seq: r.anchor_first_seq,
+                anchor_first_lsn: r.anchor_first_lsn,
+                anchor_digest: r.anchor_digest,
+                total_dropped_segments: r.total_dropped_segments,
+                total_dropped_events: r.total_dropped_events,
+                tree_size: r.tree_size,
+                tree_frontier: r.tree_frontier,
+                tree_note: r.tree_note,
+                tree_tiles: Vec::new(),
+            }),
+            SystemWire::Checkpoint(c) => SystemRecord::Checkpoint(c),
+            SystemWire::RetentionTiles(r) => SystemRecord::Retention(r),
+        }
+    }
+}
+
+impl From<SystemRecord> for SystemWire {
+    fn from(r: SystemRecord) -> SystemWire {
+        match r {
+            SystemRecord::TornTailCut(c) => SystemWire::TornTailCut(c),
+            SystemRecord::Repair(c) => SystemWire::Repair(c),
+            // Nothing kept: the bytes of format 4, which mean the same.
+            SystemRecord::Retention(r) if r.tree_tiles.is_empty() => {
+                SystemWire::Retention(RetentionV4 {
+                    cutoff: r.cutoff,
+                    reason: r.reason,
+                    dropped: r.dropped,
+                    anchor_first_seq: r.anchor_first_seq,
+                    anchor_first_lsn: r.anchor_first_lsn,
+                    anchor_digest: r.anchor_digest,
+                    total_dropped_segments: r.total_dropped_segments,
+                    total_dropped_events: r.total_dropped_events,
+                    tree_size: r.tree_size,
+                    tree_frontier: r.tree_frontier,
+                    tree_note: r.tree_note,
+                })
+            }
+            SystemRecord::Retention(r) => SystemWire::RetentionTiles(r),
+            SystemRecord::Checkpoint(c) => SystemWire::Checkpoint(c),
+        }
+    }
 }
 
 impl SystemRecord {
@@ -200,6 +291,7 @@ impl Retention {
             ));
         }
         let frontier = self.frontier()?;
+        self.cut_tiles_of(&frontier)?;
         if !self.tree_note.is_empty() {
             let c = crate::tlog::Checkpoint::parse(note_text("record.tree_note", &self.tree_note)?)
                 .map_err(|e| EventError::new("record.tree_note", e.to_string()))?;
@@ -226,6 +318,41 @@ impl Retention {
             .collect::<Result<Vec<_>, _>>()?;
         crate::tlog::Frontier::from_parts(self.tree_size, nodes)
             .map_err(|e| EventError::new("record.tree_frontier", e.to_string()))
+    }
+
+    /// The hashes the cut kept for tiles, checked: the right count at
+    /// every level, folding to exactly the stored frontier (which the note
+    /// signs). `None` when the record keeps none.
+    pub fn cut_tiles(&self) -> Result<Option<crate::tlog::CutTiles>, EventError> {
+        self.cut_tiles_of(&self.frontier()?)
+    }
+
+    fn cut_tiles_of(
+        &self,
+        frontier: &crate::tlog::Frontier,
+    ) -> Result<Option<crate::tlog::CutTiles>, EventError> {
+        if self.tree_tiles.is_empty() {
+            return Ok(None);
+        }
+        let bad_hex = || EventError::new("record.tree_tiles", "a hash is not 64 hex digits");
+        let levels = self
+            .tree_tiles
+            .iter()
+            .map(|level| {
+                level
+                    .iter()
+                    .map(|h| crate::tlog::TreeHash::from_hex(h).ok_or_else(bad_hex))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::tlog::CutTiles::new(self.tree_size, levels, frontier)
+            .map(Some)
+            .map_err(|e| {
+                EventError::new(
+                    "record.tree_tiles",
+                    format!("the retention record's tile hashes are not its cut's: {e}"),
+                )
+            })
     }
 
     pub fn anchor_digest(&self) -> Digest {

@@ -7,12 +7,14 @@
 //! The log's own tree is [`crate::tree`].
 
 pub mod checkpoint;
+pub mod cut_tiles;
 pub mod merkle;
 pub mod note;
 pub mod proof;
 pub mod tiles;
 
 pub use checkpoint::Checkpoint;
+pub use cut_tiles::{CutTiles, CutTilesError};
 pub use merkle::{Frontier, ProofError, TreeError, TreeHash};
 pub use note::{NoteError, SignerKey, VerifierKey};
 pub use proof::{CheckError, ConsistencyProof, InclusionProof, ProofFile};

@@ -19,7 +19,10 @@ use super::logtree::LogTree;
 use super::segtree::{self, SegmentTree};
 use crate::tlog::checkpoint::{self, Checkpoint};
 use crate::tlog::merkle::{leaf_hash, Frontier, Subtrees, TreeHash};
+use crate::tlog::cut_tiles::{kept_counts, kept_starts};
 use crate::tlog::note::SignerKey;
+use crate::tlog::tiles::TILE_HEIGHT;
+use crate::tlog::CutTiles;
 
 /// How a writer signs checkpoints.
 #[derive(Clone, Debug)]
@@ -405,18 +408,28 @@ enum ExtendError {
     Tree(#[from] crate::tlog::merkle::TreeError),
 }
 
+/// A retention record's tree fields (docs/format.md, `Retention`).
+pub(crate) struct RetentionTree {
+    pub size: u64,
+    pub frontier: Vec<String>,
+    pub note: String,
+    pub tiles: Vec<Vec<String>>,
+}
+
 /// The retention fields for a cut before leaf `cut` (the first kept
 /// segment's first leaf): the frontier there, checked against the
-/// writer's own tree by a consistency proof, and a signed note.
+/// writer's own tree by a consistency proof, a signed note, and the tile
+/// hashes left of the cut (`base_cut`: those the previous cut kept).
 pub(crate) fn retention_tree(
     keeper: Option<&TreeKeeper>,
     segments: &[SegmentMeta],
     base: Frontier,
+    base_cut: Option<CutTiles>,
     last_gone: usize,
     first_kept_lsn: u64,
     anchor_hex: &str,
-) -> Result<(u64, Vec<String>, String)> {
-    let mut tree = LogTree::new(segments.to_vec(), base, true);
+) -> Result<RetentionTree> {
+    let mut tree = LogTree::new(segments.to_vec(), base, true).with_cut_tiles(base_cut);
     let frontier = tree.frontier_after(last_gone)?;
     let cut = frontier.size();
     let signing = keeper.and_then(|k| k.signing.clone());
@@ -446,6 +459,57 @@ pub(crate) fn retention_tree(
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?
         }
     };
-    let hex = frontier.nodes().iter().map(TreeHash::to_hex).collect();
-    Ok((cut, hex, note))
+    let tiles = match cut_tiles(&mut tree, cut)? {
+        Some(levels) => CutTiles::new(cut, levels, &frontier)
+            .map_err(|e| Error::Corrupt {
+                segment: "tree".into(),
+                offset: 0,
+                reason: format!("the tree files before the retention cut disagree with its frontier ({e}); run `auditlog verify --key`"),
+            })?
+            .levels()
+            .iter()
+            .map(|l| l.iter().map(TreeHash::to_hex).collect())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(RetentionTree {
+        size: cut,
+        frontier: frontier.nodes().iter().map(TreeHash::to_hex).collect(),
+        note,
+        tiles,
+    })
+}
+
+/// The hashes a cut before leaf `cut` keeps for tiles, level 0 first
+/// (`tlog::cut_tiles`); `None` when some lie over leaves an earlier
+/// retention dropped without keeping them (a format 3 or 4 record).
+fn cut_tiles(tree: &mut LogTree, cut: u64) -> Result<Option<Vec<Vec<TreeHash>>>> {
+    let dropped = tree.base().size();
+    let mut levels = Vec::new();
+    for level in 0..kept_counts(cut).len() as u32 {
+        let height = level * TILE_HEIGHT;
+        let mut hashes = Vec::new();
+        let mut starts = kept_starts(cut, level).peekable();
+        if level == 0 {
+            // Leaves still in the log are read in one pass.
+            let first_kept = starts.peek().map_or(cut, |&s| s.max(dropped).min(cut));
+            for s in starts.by_ref().take_while(|&s| s < first_kept) {
+                match tree.subtree(s, 0) {
+                    Ok(h) => hashes.push(h),
+                    Err(_) => return Ok(None),
+                }
+            }
+            hashes.extend(tree.leaves(first_kept, cut)?);
+        } else {
+            for s in starts {
+                match tree.subtree(s, height) {
+                    Ok(h) => hashes.push(h),
+                    Err(_) if s + (1 << height) <= dropped => return Ok(None),
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        levels.push(hashes);
+    }
+    Ok(Some(levels))
 }

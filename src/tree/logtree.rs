@@ -16,6 +16,7 @@ use crate::layout::{map_file, SegmentMeta};
 
 use super::segtree::{self, SegmentTree, MIN_HEIGHT};
 use crate::tlog::merkle::{leaf_hash, node_hash, Frontier, Subtrees, TreeHash};
+use crate::tlog::CutTiles;
 
 /// A checkpoint event of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,9 @@ pub struct StoredCheckpoint {
 pub struct LogTree {
     segments: Vec<SegmentMeta>,
     base: Frontier,
+    /// The tile hashes the newest retention kept left of its cut (checked
+    /// against `base`), if it kept any.
+    cut: Option<CutTiles>,
     first_leaf: Vec<u64>,
     trees: HashMap<usize, Arc<SegmentTree>>,
     /// Store the tree files of sealed segments that had to be rebuilt.
@@ -60,6 +64,7 @@ impl LogTree {
         LogTree {
             segments,
             base,
+            cut: None,
             first_leaf,
             trees: HashMap::new(),
             persist,
@@ -72,6 +77,13 @@ impl LogTree {
         let mut t = LogTree::new(segments, base, false);
         t.read_files = false;
         t
+    }
+
+    /// Also answer for the tile hashes a retention kept left of the cut
+    /// (ignored unless they are of the cut `base` is the frontier of).
+    pub fn with_cut_tiles(mut self, cut: Option<CutTiles>) -> LogTree {
+        self.cut = cut.filter(|c| c.size() == self.base.size());
+        self
     }
 
     /// Leaves in the tree (every event ever stored, dropped ones included).
@@ -336,12 +348,14 @@ impl Subtrees for LogTree {
         }
         if end <= self.base.size() {
             // Dropped by retention: only the stored frontier's own subtrees
-            // are known, and they are all a later proof needs.
+            // are known (all a later proof needs), and the tile hashes the
+            // cut kept (all a later tile needs).
             return self
                 .base
                 .subtrees()
                 .find(|(s, h, _)| *s == start && *h == height)
                 .map(|(_, _, hash)| hash)
+                .or_else(|| self.cut.as_ref().and_then(|c| c.node(start, height)))
                 .ok_or_else(|| {
                     Error::InvalidArgument(format!(
                         "leaves {start}..{end} were dropped by retention (the log keeps leaves {}.. and the frontier before them)",
@@ -383,8 +397,18 @@ pub fn tree_base(
     manifest: &crate::manifest::Manifest,
     segments: &[SegmentMeta],
 ) -> Result<Frontier> {
+    Ok(tree_start(manifest, segments)?.0)
+}
+
+/// The tree before the first kept event and the tile hashes its cut kept
+/// (`None` for a log that never dropped anything, or a retention record
+/// that kept none).
+pub fn tree_start(
+    manifest: &crate::manifest::Manifest,
+    segments: &[SegmentMeta],
+) -> Result<(Frontier, Option<CutTiles>)> {
     let Some(at) = manifest.retention else {
-        return Ok(Frontier::new());
+        return Ok((Frontier::new(), None));
     };
     let r = retention_record(segments, at)?.ok_or_else(|| {
         corrupt(
@@ -393,8 +417,10 @@ pub fn tree_base(
             "the retention record it names is not a retention record",
         )
     })?;
-    r.frontier()
-        .map_err(|why| corrupt("MANIFEST", 0, format!("its retention record: {why}")))
+    let bad = |why: crate::error::EventError| {
+        corrupt("MANIFEST", 0, format!("its retention record: {why}"))
+    };
+    Ok((r.frontier().map_err(bad)?, r.cut_tiles().map_err(bad)?))
 }
 
 /// The retention record stored at `at`, if that is one.

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::layout::SegmentMeta;
 use crate::manifest::Manifest;
 
-use super::logtree::{tree_base, LogTree, StoredCheckpoint};
+use super::logtree::{tree_start, LogTree, StoredCheckpoint};
 use crate::tlog::merkle::{self, leaf_hash};
 use crate::tlog::proof::{
     hashes_to_text, ConsistencyProof, InclusionProof, CONSISTENCY_FORMAT, INCLUSION_FORMAT,
@@ -20,8 +20,8 @@ use crate::tlog::proof::{
 /// The tree of a folder as a reader sees it (`persist`: store the tree
 /// files of sealed segments that had to be rebuilt).
 pub fn log_tree(manifest: &Manifest, segments: &[SegmentMeta], persist: bool) -> Result<LogTree> {
-    let base = tree_base(manifest, segments)?;
-    Ok(LogTree::new(segments.to_vec(), base, persist))
+    let (base, cut) = tree_start(manifest, segments)?;
+    Ok(LogTree::new(segments.to_vec(), base, persist).with_cut_tiles(cut))
 }
 
 fn no_checkpoint(what: String) -> Error {

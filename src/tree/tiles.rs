@@ -154,10 +154,13 @@ struct TileWriter<'a> {
 }
 
 /// A tile's hashes and, for level 0, its entry bundle (`None` when an
-/// event is too long for one).
+/// event is too long for one, or was dropped).
 struct Computed {
     hashes: Vec<TreeHash>,
     bundle: Option<Vec<u8>>,
+    /// Some of its leaves were dropped by retention: its hashes are those
+    /// the cut kept, its events are gone.
+    dropped: bool,
 }
 
 impl TileWriter<'_> {
@@ -170,10 +173,9 @@ impl TileWriter<'_> {
             if want_bundle && bundle_path.exists() {
                 self.report.bundles_kept += 1;
             } else if want_bundle {
-                if let Some(c) = self.compute(tile, true)? {
-                    self.write_bundle(tile, &bundle_path, c.bundle)?;
-                } else {
-                    self.report.unavailable.push(tile.entries_path());
+                match self.compute(tile, true)? {
+                    Some(c) => self.write_bundle(tile, &bundle_path, c)?,
+                    None => self.report.unavailable.push(tile.entries_path()),
                 }
             }
             return self.drop_partials(tile);
@@ -190,15 +192,16 @@ impl TileWriter<'_> {
             self.check_row(tile, &c.hashes)?;
         }
         self.report.bytes_written += write_atomic(&path, &encode_tile(&c.hashes))?;
+        let hashes = c.hashes.clone();
         if want_bundle {
-            self.write_bundle(tile, &bundle_path, c.bundle)?;
+            self.write_bundle(tile, &bundle_path, c)?;
         }
         if tile.is_full() {
             self.report.full_tiles_written += 1;
             self.drop_partials(tile)
         } else {
             self.report.partial_tiles_written += 1;
-            self.partials.insert(tile, c.hashes);
+            self.partials.insert(tile, hashes);
             Ok(())
         }
     }
@@ -209,12 +212,18 @@ impl TileWriter<'_> {
         let (start, end) = tile.leaf_range();
         let dropped = start < self.tree.base().size();
         if tile.level == 0 {
-            if dropped {
-                return Ok(None);
-            }
+            // Leaves left of the cut: the hashes it kept (the tile that
+            // spans it), or none.
+            let kept_from = self.tree.base().size().clamp(start, end);
             let mut hashes = Vec::with_capacity(tile.width as usize);
-            let mut data = bundle.then(Vec::new);
-            self.tree.each_record(start, end, |_, payload| {
+            for leaf in start..kept_from {
+                match self.tree.subtree(leaf, 0) {
+                    Ok(h) => hashes.push(h),
+                    Err(_) => return Ok(None),
+                }
+            }
+            let mut data = (bundle && !dropped).then(Vec::new);
+            self.tree.each_record(kept_from, end, |_, payload| {
                 hashes.push(leaf_hash(payload));
                 data = data.take().and_then(|mut d| {
                     let len = u16::try_from(payload.len()).ok()?;
@@ -226,6 +235,7 @@ impl TileWriter<'_> {
             return Ok(Some(Computed {
                 hashes,
                 bundle: data,
+                dropped,
             }));
         }
         let height = tile.height();
@@ -244,6 +254,7 @@ impl TileWriter<'_> {
         Ok(Some(Computed {
             hashes,
             bundle: None,
+            dropped,
         }))
     }
 
@@ -320,12 +331,16 @@ impl TileWriter<'_> {
         Ok(())
     }
 
-    fn write_bundle(&mut self, tile: Tile, path: &Path, bundle: Option<Vec<u8>>) -> Result<()> {
-        match bundle {
+    /// A level-0 tile's bundle: written, or named as too large, or (over
+    /// dropped events) named as unavailable unless the folder has it.
+    fn write_bundle(&mut self, tile: Tile, path: &Path, c: Computed) -> Result<()> {
+        match c.bundle {
             Some(b) => {
                 self.report.bytes_written += write_atomic(path, &b)?;
                 self.report.bundles_written += 1;
             }
+            None if c.dropped && path.exists() => self.report.bundles_kept += 1,
+            None if c.dropped => self.report.unavailable.push(tile.entries_path()),
             None => self.report.bundles_too_large.push(tile.entries_path()),
         }
         Ok(())

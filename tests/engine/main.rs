@@ -29,3 +29,4 @@ mod replay_pipeline;
 mod store_healing;
 mod store_retention;
 mod tiles;
+mod tiles_retention;

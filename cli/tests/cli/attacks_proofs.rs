@@ -229,6 +229,7 @@ fn proofs_catch_a_deleted_oldest_segment_with_a_faked_retention() {
             tree_size: gone.count,
             tree_frontier: frontier.nodes().iter().map(|h| h.to_hex()).collect(),
             tree_note: note,
+            tree_tiles: Vec::new(),
         };
         let record = Event {
             run_id: String::new(),
