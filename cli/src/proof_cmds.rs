@@ -118,7 +118,7 @@ pub fn tiles(ctx: &Ctx, a: TilesArgs) -> CliResult {
     out.flush()?;
     if !report.checkpoint_written {
         return Err(CliError::failed(format!(
-            "no checkpoint written: retention dropped the leaves under {} and {} does not hold the tiles over them; write tiles before retention drops events, and rerun into the same folder (docs/proofs.md, \"Tiles\")",
+            "no checkpoint written: retention dropped the leaves under {} with a retention record that keeps no tile hashes (format 4, or a cut under such a one), and {} does not hold the tiles over them; rerun into a folder written before that retention (docs/proofs.md, \"Tiles\")",
             report.unavailable.join(", "),
             a.to.display()
         )));

@@ -159,7 +159,9 @@ mod tests {
             let h = level * TILE_HEIGHT;
             levels.push(
                 kept_starts(size, level)
-                    .map(|s| crate::tlog::tiles::row_hash(&all[s as usize..(s + (1 << h)) as usize]))
+                    .map(|s| {
+                        crate::tlog::tiles::row_hash(&all[s as usize..(s + (1 << h)) as usize])
+                    })
                     .collect(),
             );
         }

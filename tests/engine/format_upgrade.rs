@@ -1,7 +1,8 @@
 //! Format version 4 (the `tool_call` kind, the MANIFEST's redaction
-//! record): a version 3 log still reads, and its first new writer upgrades
-//! its MANIFEST so that a reader too old for version 4 refuses it rather
-//! than misreading a tool call.
+//! record) and 5 (retention's tile hashes): a version 3 log still reads,
+//! and its first new writer upgrades its MANIFEST so that a reader too old
+//! refuses it rather than misreading a tool call. (A version 4 log with a
+//! retention record: tiles_retention.rs.)
 
 use crate::support;
 
@@ -29,7 +30,7 @@ fn downgrade_to_v3(dir: &std::path::Path) {
         .lines()
         .next()
         .unwrap()
-        .replace(r#""version":4"#, r#""version":3"#);
+        .replace(r#""version":5"#, r#""version":3"#);
     assert!(!body.contains("redaction"));
     let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
     std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
@@ -65,7 +66,7 @@ fn a_version_3_log_reads_and_its_next_writer_upgrades_it() {
 
     // A writer upgrades it, and may then add a tool call.
     let log = Log::open(config(&dir)).unwrap();
-    assert_eq!(manifest_version(&dir), 4);
+    assert_eq!(manifest_version(&dir), 5);
     let c = ToolCall {
         tool: "fs.read".into(),
         ..ToolCall::default()
@@ -88,9 +89,9 @@ fn a_future_version_is_refused_with_a_clear_error() {
         .lines()
         .next()
         .unwrap()
-        .replace(r#""version":4"#, r#""version":5"#);
+        .replace(r#""version":5"#, r#""version":6"#);
     let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
     std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
     let e = LogReader::open(&dir).err().expect("refused");
-    assert!(e.to_string().contains("version 5"), "{e}");
+    assert!(e.to_string().contains("version 6"), "{e}");
 }

@@ -424,7 +424,12 @@ fn retention_keeps_an_old_folder_whole_and_a_new_one_names_what_it_lacks() {
         .iter()
         .filter(|p| p.starts_with("tile/0/"))
         .collect();
-    assert_eq!(level0.len() as u64, first_kept / 256, "{:?}", fresh.unavailable);
+    assert_eq!(
+        level0.len() as u64,
+        first_kept / 256,
+        "{:?}",
+        fresh.unavailable
+    );
     let bundles = fresh
         .unavailable
         .iter()

@@ -171,7 +171,8 @@ fn check_after_cut(s: &Signed, dest: &Path, r: &TilesReport, cut: u64) {
         let (_, record) = record_of(&reader, leaf);
         let want = auditlog::tlog::merkle::leaf_hash(&record);
         let p = inclusion_proof(&mut held, leaf, size).unwrap().unwrap();
-        verify_inclusion(leaf, size, &want, &p, &root).unwrap_or_else(|e| panic!("leaf {leaf}: {e}"));
+        verify_inclusion(leaf, size, &want, &p, &root)
+            .unwrap_or_else(|e| panic!("leaf {leaf}: {e}"));
     }
 }
 
@@ -241,7 +242,10 @@ fn tiles_after_two_cuts_in_one_level_1_tile_serve_the_tree() {
     // cut dropped: they come from the first record's kept hashes.
     let s = signed();
     let cuts = log_with_cuts(&s, &[300, 400, 500, 200], 2, false);
-    assert!(cuts[1] / 65_536 == 0 && cuts[1] / 256 > cuts[0] / 256, "{cuts:?}");
+    assert!(
+        cuts[1] / 65_536 == 0 && cuts[1] / 256 > cuts[0] / 256,
+        "{cuts:?}"
+    );
     let recs = retention_records(&s.dir);
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| !r.tree_tiles.is_empty()));
@@ -357,12 +361,17 @@ fn a_format_4_log_opens_retains_and_its_tiles_name_the_gap() {
     // As before format 5: the tile spanning the cut cannot be made.
     let (_, r) = s.tiles("old");
     assert!(!r.checkpoint_written);
-    assert!(r.unavailable.iter().any(|p| p.starts_with("tile/0/002")), "{r:?}");
+    assert!(
+        r.unavailable.iter().any(|p| p.starts_with("tile/0/002")),
+        "{r:?}"
+    );
 
     // A new writer opens it (MANIFEST now 5) and retains again; this cut
     // lies in the same level-1 tile as the old one, whose hashes the old
     // record did not keep: the new record keeps none either.
     let log = Log::open(s.config()).unwrap();
+    let m = Manifest::load(&s.dir).unwrap().unwrap();
+    assert_eq!(m.version, 5, "the writer upgrades the MANIFEST");
     let again = log.retain(DAY0 + 2 * DAY_US).unwrap();
     assert!(!again.dropped.is_empty());
     write(&log, 20_000, 20, 3);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The independent check of auditlog's proofs (docs/proofs.md): builds the
-# auditlog binary, makes a signed log (three UTC days, a retention that
-# drops the first, several writer sessions, so several checkpoints),
+# auditlog binary, makes a signed log (three UTC days, two retentions
+# that drop the first two, several writer sessions, so several
+# checkpoints), writes tlog-tiles folders before and after the cuts,
 # writes inclusion and consistency proofs with `auditlog prove`, then runs
 # the Go test beside this script, which checks them with Go's
 # golang.org/x/mod/sumdb/tlog and sumdb/note (and tampered copies with both
@@ -52,9 +53,20 @@ events 3 100 >"$work/day3.jsonl"
 "$bin" --dir "$log" --signing-key "$keys/key" ingest "$work/day3.jsonl" >/dev/null
 "$bin" --dir "$log" verify --key "$keys/key.pub" >/dev/null
 # The same folder again (it keeps the tiles over the dropped leaves), and
-# a new one (it cannot have them).
+# a new one (it lacks the tiles wholly over them; those spanning the cut
+# come from the hashes the retention record kept, format 5).
 "$bin" --dir "$log" tiles --to "$out/tiles" >"$out/tiles-rerun.json"
 "$bin" --dir "$log" tiles --to "$out/tiles-fresh" >"$out/tiles-fresh.json"
+"$bin" --dir "$log" replay | head -n 1 | sed -n 's/.*"lsn":\([0-9]*\).*/\1/p' >"$out/tiles-fresh.cut"
+# A second retention (the next day), whose cut lies in the same level-1
+# tile as the first: its kept hashes come partly from the first record's.
+"$bin" --dir "$log" --signing-key "$keys/key" retain --before 2026-11-25T00:00:00Z >/dev/null
+events 4 100 >"$work/day4.jsonl"
+"$bin" --dir "$log" --signing-key "$keys/key" ingest "$work/day4.jsonl" >/dev/null
+"$bin" --dir "$log" verify --key "$keys/key.pub" >/dev/null
+"$bin" --dir "$log" tiles --to "$out/tiles" >"$out/tiles-rerun2.json"
+"$bin" --dir "$log" tiles --to "$out/tiles-fresh2" >"$out/tiles-fresh2.json"
+"$bin" --dir "$log" replay | head -n 1 | sed -n 's/.*"lsn":\([0-9]*\).*/\1/p' >"$out/tiles-fresh2.cut"
 
 cp "$keys/key" "$keys/key.pub" "$out/"
 "$bin" --dir "$log" replay >"$out/replay.jsonl"

@@ -5,10 +5,12 @@
 // against the signed root, the entry bundles hash to the level-0 tiles,
 // and a tampered tile or checkpoint is refused.
 //
-// run.sh writes PROOFS_DIR/tiles (before the retention, then again after
-// it: the rerun keeps the tiles over the dropped leaves) and
-// PROOFS_DIR/tiles-fresh (first written after the retention: the tiles over
-// the dropped leaves are missing, the rest serves every kept leaf).
+// run.sh writes PROOFS_DIR/tiles (before the retentions, then again after
+// each: the reruns keep the tiles over the dropped leaves), and
+// PROOFS_DIR/tiles-fresh and tiles-fresh2 (first written after the first
+// and the second retention: the tiles wholly over the dropped leaves are
+// missing, the rest, the tiles spanning the cut included, serves every
+// kept leaf).
 package proofs
 
 import (
@@ -262,44 +264,117 @@ func TestATamperedTileOrCheckpointIsRefused(t *testing.T) {
 	}
 }
 
-// A folder first written after the retention lacks the tiles over the
-// dropped leaves (the report names them); every later leaf is served.
-func TestTilesWrittenAfterRetentionServeTheKeptLeaves(t *testing.T) {
-	root := tilesDir(t, "tiles-fresh")
-	var report struct {
-		TreeSize    int64    `json:"tree_size"`
-		Unavailable []string `json:"unavailable"`
+// A folder first written after a retention lacks only the tiles wholly
+// over the dropped leaves and the bundles of dropped events (the report
+// names exactly those); the tiles spanning the cut are there (format 5:
+// the retention record kept their hashes), so Go's TileHashReader proves
+// every kept leaf, and consistency from every kept checkpoint.
+func TestTilesWrittenAfterRetentionServeEveryKeptLeaf(t *testing.T) {
+	for _, name := range []string{"tiles-fresh", "tiles-fresh2"} {
+		t.Run(name, func(t *testing.T) { checkFresh(t, name) })
 	}
-	if err := json.Unmarshal(readFile(t, filepath.Join(dir(t), "tiles-fresh.json")), &report); err != nil {
+}
+
+func checkFresh(t *testing.T, name string) {
+	root := tilesDir(t, name)
+	var report struct {
+		TreeSize          int64    `json:"tree_size"`
+		Unavailable       []string `json:"unavailable"`
+		CheckpointWritten bool     `json:"checkpoint_written"`
+	}
+	if err := json.Unmarshal(readFile(t, filepath.Join(dir(t), name+".json")), &report); err != nil {
 		t.Fatal(err)
 	}
-	if len(report.Unavailable) == 0 {
-		t.Fatal("the report names no unavailable tile, yet retention dropped leaves")
+	var cut int64
+	if _, err := fmt.Sscan(string(readFile(t, filepath.Join(dir(t), name+".cut"))), &cut); err != nil || cut == 0 {
+		t.Fatalf("%s.cut: %v", name, err)
+	}
+	if !report.CheckpointWritten || len(report.Unavailable) == 0 {
+		t.Fatalf("report: %+v (retention dropped %d leaves)", report, cut)
 	}
 	c, hr := servedTree(t, root)
 	if h, err := tlog.TreeHash(c.size, hr); err != nil || h != c.root {
 		t.Fatalf("TreeHash: %v", err)
 	}
-	missing := map[string]bool{}
+	// Unavailable: level-0 tiles wholly before the cut, bundles of tiles
+	// starting before it; nothing at a higher level.
 	for _, p := range report.Unavailable {
-		missing[p] = true
-	}
-	proved := 0
-	for i := int64(0); i < c.size; i++ {
-		tile := leafTile(i, c.size)
-		if missing[c2spPath(tile)] {
-			if _, err := os.Stat(filepath.Join(root, c2spPath(tile))); err == nil {
-				t.Fatalf("%s is reported unavailable but is there", c2spPath(tile))
+		var n int64
+		switch {
+		case strings.HasPrefix(p, "tile/0/"):
+			if _, err := fmt.Sscanf(p, "tile/0/%d", &n); err != nil || (n+1)*256 > cut {
+				t.Fatalf("%s is unavailable, yet it holds kept leaves (cut %d)", p, cut)
 			}
-			continue
+		case strings.HasPrefix(p, "tile/entries/"):
+			if _, err := fmt.Sscanf(p, "tile/entries/%d", &n); err != nil || n*256 >= cut {
+				t.Fatalf("%s is unavailable, yet its events are kept (cut %d)", p, cut)
+			}
+		default:
+			t.Fatalf("%s is unavailable (cut %d)", p, cut)
 		}
-		if err := proveLeaf(c, hr, root, i); err != nil {
+		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
+			t.Fatalf("%s is reported unavailable but is there", p)
+		}
+	}
+	if cut%256 != 0 {
+		if _, err := os.Stat(filepath.Join(root, c2spPath(leafTile(cut, c.size)))); err != nil {
+			t.Fatalf("the tile spanning the cut is missing: %v", err)
+		}
+	}
+	// Every kept leaf: its hash from the tiles (checked by the reader
+	// against the signed root), its proof from the tiles, and, where the
+	// bundle is there, its entry hashing to it.
+	for i := cut; i < c.size; i++ {
+		hs, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, i)})
+		if err != nil {
 			t.Fatalf("leaf %d: %v", i, err)
 		}
-		proved++
+		p, err := tlog.ProveRecord(c.size, i, hr)
+		if err != nil {
+			t.Fatalf("ProveRecord(%d): %v", i, err)
+		}
+		if err := tlog.CheckRecord(p, c.size, c.root, i, hs[0]); err != nil {
+			t.Fatalf("leaf %d: %v", i, err)
+		}
+		if i/256 > cut/256 || cut%256 == 0 {
+			entries, err := bundle(root, leafTile(i, c.size))
+			if err != nil || tlog.RecordHash(entries[i%256]) != hs[0] {
+				t.Fatalf("leaf %d: the bundle entry does not hash to the tile's (%v)", i, err)
+			}
+		}
 	}
-	if proved == 0 {
-		t.Fatal("no leaf proved")
+	// The kept leaves in the tile spanning the cut (no bundle): the
+	// records `auditlog prove` hands out hash to the tiles' leaves.
+	for _, f := range proofFiles(t, "inclusion-") {
+		var p inclusionProof
+		if err := json.Unmarshal(readFile(t, f), &p); err != nil {
+			t.Fatal(err)
+		}
+		if p.LeafIndex < cut || p.LeafIndex >= c.size {
+			continue
+		}
+		rec, err := base64.StdEncoding.DecodeString(p.Record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs, err := hr.ReadHashes([]int64{tlog.StoredHashIndex(0, p.LeafIndex)})
+		if err != nil || hs[0] != tlog.RecordHash(rec) {
+			t.Fatalf("%s: leaf %d's record is not the tiles' (%v)", f, p.LeafIndex, err)
+		}
 	}
-	t.Logf("%d of %d leaves proved; unavailable: %v", proved, c.size, report.Unavailable)
+	// Consistency from the cut and from halfway to the served tree.
+	for _, old := range []int64{cut, (cut + c.size) / 2} {
+		oldRoot, err := tlog.TreeHash(old, hr)
+		if err != nil {
+			t.Fatalf("TreeHash(%d): %v", old, err)
+		}
+		p, err := tlog.ProveTree(c.size, old, hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := tlog.CheckTree(p, c.size, c.root, old, oldRoot); err != nil {
+			t.Fatalf("%d -> %d: %v", old, c.size, err)
+		}
+	}
+	t.Logf("%s: leaves %d..%d proved from the tiles; unavailable: %v", name, cut, c.size, report.Unavailable)
 }
