@@ -9,6 +9,10 @@
 //! Every file goes to a temporary name, is synced, then renamed, and the
 //! checkpoint is written last, so a reader never sees a checkpoint whose
 //! tiles are not all there.
+//!
+//! After retention, the tiles that span the cut are made from the hashes
+//! the retention record kept (format 5, `tlog::cut_tiles`); tiles wholly
+//! over dropped leaves only exist if the folder already holds them.
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -589,7 +589,7 @@ fn a_version_2_log_is_refused_with_advice_and_left_untouched() {
                 e,
                 auditlog::Error::UnsupportedVersion {
                     found: 2,
-                    supported: 4,
+                    supported: 5,
                     ..
                 }
             ),

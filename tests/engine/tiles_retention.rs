@@ -384,3 +384,21 @@ fn a_format_4_log_opens_retains_and_its_tiles_name_the_gap() {
     assert!(!r.checkpoint_written);
     assert!(again.first_kept_lsn > cuts[0]);
 }
+
+#[test]
+fn tiles_after_a_cut_past_level_2_serve_the_tree() {
+    // 66,000 events: the cut keeps hashes at levels 0, 1 and 2. Long in a
+    // debug build: AUDITLOG_LONG=1.
+    if std::env::var_os("AUDITLOG_LONG").is_none() {
+        return;
+    }
+    let s = signed();
+    let cuts = log_with_cuts(&s, &[66_000, 300], 1, false);
+    let rec = retention_records(&s.dir).pop().unwrap();
+    let counts: Vec<u64> = rec.tree_tiles.iter().map(|l| l.len() as u64).collect();
+    let c = cuts[0];
+    assert_eq!(counts, vec![c % 256, (c >> 8) % 256, c >> 16]);
+    let (dest, r) = s.tiles("tiles");
+    check_after_cut(&s, &dest, &r, c);
+    s.verify(true).unwrap();
+}
