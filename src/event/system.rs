@@ -15,7 +15,7 @@ use super::Micros;
 use crate::chain::Digest;
 use crate::error::EventError;
 
-/// The record a system event carries. Stored as [`SystemWire`]: a
+/// The record a system event carries. Stored as `SystemWire`: a
 /// retention record that keeps tile hashes is variant 4 (format 5); one
 /// that keeps none is variant 2, the bytes formats 3 and 4 wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
