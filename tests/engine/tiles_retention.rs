@@ -1,7 +1,8 @@
 //! Tiles written only after retention (format 5, docs/proofs.md, "Tiles
 //! after retention"): the retention record keeps the hashes of the tiles
 //! that span its cut, so a folder first written after one or two cuts
-//! (inside a tile, on a tile boundary, across levels 0 and 1) serves the
+//! (inside a tile, on a tile boundary, across levels 0 and 1; past level 2
+//! with AUDITLOG_LONG=1) serves the
 //! checkpoint, and every kept leaf is provable from its tiles alone. A
 //! changed or missing kept hash is refused, naming the retention record; a
 //! log whose retention record is format 4 still opens and retains, and its
