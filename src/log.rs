@@ -224,6 +224,31 @@ impl Log {
     /// Append a batch encoded beforehand (possibly on another thread), so
     /// a caller can encode in parallel yet append in its own order.
     pub fn append_encoded(&self, batch: EncodedBatch) -> Result<Receipt> {
+        self.check_redaction(&batch)?;
+        let n = batch.0.metas.len();
+        self.send_batch(batch.0, n)
+    }
+
+    /// [`Log::append_encoded`] that never waits for room: when the queue
+    /// is full (by entries or bytes) the batch comes back untouched
+    /// (`Ok(Err(batch))`, nothing counted as rejected) whatever the
+    /// log's [`FullPolicy`], so an async caller can wait for room without
+    /// blocking its thread (`auditlog serve`). Any other refusal is an
+    /// error, as with `append_encoded`.
+    #[doc(hidden)]
+    pub fn try_append_encoded(
+        &self,
+        batch: EncodedBatch,
+    ) -> Result<std::result::Result<Receipt, EncodedBatch>> {
+        self.check_redaction(&batch)?;
+        let EncodedBatch(inner, policy) = batch;
+        let n = inner.metas.len();
+        Ok(self
+            .queue_batch(inner, n, OnFull::GiveBack)?
+            .map_err(|b| EncodedBatch(b, policy)))
+    }
+
+    fn check_redaction(&self, batch: &EncodedBatch) -> Result<()> {
         if let Some(p) = self.redaction() {
             let same = batch
                 .1
@@ -235,11 +260,25 @@ impl Log {
                 ));
             }
         }
-        let n = batch.0.metas.len();
-        self.send_batch(batch.0, n)
+        Ok(())
     }
 
-    fn send_batch(&self, mut batch: Batch, n: usize) -> Result<Receipt> {
+    fn send_batch(&self, batch: Batch, n: usize) -> Result<Receipt> {
+        match self.queue_batch(batch, n, OnFull::Policy)? {
+            Ok(receipt) => Ok(receipt),
+            // Not reached: `OnFull::Policy` answers a full queue itself.
+            Err(_) => self.on_full(n),
+        }
+    }
+
+    /// Queue a batch for the writer. A full queue is answered by the
+    /// log's policy, or (`OnFull::GiveBack`) by handing the batch back.
+    fn queue_batch(
+        &self,
+        mut batch: Batch,
+        n: usize,
+        full: OnFull,
+    ) -> Result<std::result::Result<Receipt, Batch>> {
         if self.shared.has_failed.load(Ordering::Acquire) {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
@@ -258,22 +297,30 @@ impl Log {
         let tx = self.tx.as_ref().ok_or(Error::Closed)?;
         let slot = batch.slot.clone();
         let policy = self.shared.config.on_full;
+        let wait = policy == FullPolicy::Block && full == OnFull::Policy;
         // Room by bytes first, then by entries; the writer gives the bytes
         // back as it takes the batch off the queue.
-        if !self.reserve_queue_bytes(bytes, policy == FullPolicy::Block) {
-            return self.on_full(n);
+        if !self.reserve_queue_bytes(bytes, wait) {
+            return match full {
+                OnFull::GiveBack => Ok(Err(batch)),
+                OnFull::Policy => self.on_full(n).map(Ok),
+            };
         }
         let msg = Msg::Append(batch);
-        let sent = match policy {
-            FullPolicy::Block => tx.send(msg).map_err(|_| Error::Closed),
-            FullPolicy::FailFast | FullPolicy::DropAndCount => match tx.try_send(msg) {
+        let sent = if wait {
+            tx.send(msg).map_err(|_| Error::Closed)
+        } else {
+            match tx.try_send(msg) {
                 Ok(()) => Ok(()),
                 Err(TrySendError::Disconnected(_)) => Err(Error::Closed),
-                Err(TrySendError::Full(_)) => {
+                Err(TrySendError::Full(msg)) => {
                     self.shared.release_queue_bytes(bytes);
-                    return self.on_full(n);
+                    return match (full, msg) {
+                        (OnFull::GiveBack, Msg::Append(batch)) => Ok(Err(batch)),
+                        _ => self.on_full(n).map(Ok),
+                    };
                 }
-            },
+            }
         };
         if let Err(e) = sent {
             self.shared.release_queue_bytes(bytes);
@@ -283,7 +330,7 @@ impl Log {
             .ingest
             .appended
             .fetch_add(n as u64, Ordering::Relaxed);
-        Ok(Receipt { slot: Some(slot) })
+        Ok(Ok(Receipt { slot: Some(slot) }))
     }
 
     /// Take `bytes` of the queue's byte budget; with `block`, wait for
@@ -521,6 +568,15 @@ fn resync_segments(dir: &Path, from: u64, io: &crate::io::WriterIo) -> Result<()
         io.sync_data(&f, &path).map_err(|e| ctx("syncing", e))?;
     }
     Ok(())
+}
+
+/// What queueing a batch does when the queue is full.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OnFull {
+    /// The log's [`FullPolicy`].
+    Policy,
+    /// Hand the batch back to the caller.
+    GiveBack,
 }
 
 /// Events validated, encoded and framed, ready for the writer, which then

@@ -228,3 +228,88 @@ fn the_queue_is_bounded_by_bytes_block_waits_for_room() {
     log.close().unwrap();
     assert_eq!(replay_all(&dir).len(), 8);
 }
+
+/// `try_append_encoded` (what `auditlog serve` uses so that its async
+/// threads never block): on a full queue the batch comes back untouched
+/// even under the Block policy, nothing is counted as rejected, and the
+/// same batch goes in once there is room.
+#[test]
+fn a_full_queue_hands_a_tried_batch_back_whatever_the_policy() {
+    use auditlog::EncodedBatch;
+    let (_t, dir) = scratch();
+    let (log, stall) = stalled_log(&dir, FullPolicy::Block);
+    let mut receipts = Vec::new();
+    let mut back = None;
+    for n in 1..20 {
+        let batch = EncodedBatch::encode(&[big(n, 300_000)]).unwrap();
+        match log.try_append_encoded(batch).unwrap() {
+            Ok(r) => receipts.push(r),
+            Err(b) => {
+                back = Some((n, b));
+                break;
+            }
+        }
+    }
+    // As with FailFast: six 300 KB events fit in 2 MiB, the seventh not.
+    let (n, batch) = back.expect("the byte bound is reached without blocking");
+    assert_eq!(n, 7);
+    assert_eq!(batch.len(), 1, "the batch comes back whole");
+    let c = log.counters();
+    assert_eq!(c.rejected, 0, "a batch handed back is not a refusal");
+    assert!(c.queue_bytes <= MIN_QUEUE_MAX_BYTES as u64, "{c:?}");
+    stall.set(false);
+    for r in &receipts {
+        r.wait().unwrap();
+    }
+    let r = log
+        .try_append_encoded(batch)
+        .unwrap()
+        .unwrap_or_else(|_| panic!("room again"));
+    r.wait().unwrap();
+    log.close().unwrap();
+    let stored = replay_all(&dir);
+    assert_eq!(stored.len(), 8);
+    assert_eq!(stored[7].1.run_id, "big-7");
+}
+
+/// By entries too: a queue of two stalled entries hands the third back.
+#[test]
+fn a_tried_batch_comes_back_when_the_queue_is_full_by_entries() {
+    use auditlog::EncodedBatch;
+    let (_t, dir) = scratch();
+    let stall = Arc::new(Stall::default());
+    let mut c = config(&dir);
+    c.queue_capacity = 2;
+    c.on_full = FullPolicy::Block;
+    c.io.faults = Some(stall.clone() as Arc<dyn FaultInjector>);
+    let log = Log::open(c).unwrap();
+    stall.set(true);
+    let first = log.append(&ev(0, support::DAY0)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut receipts = vec![first];
+    let mut back = None;
+    for n in 1..10 {
+        let batch = EncodedBatch::encode(&[ev(n, support::DAY0 + n as i64)]).unwrap();
+        match log.try_append_encoded(batch).unwrap() {
+            Ok(r) => receipts.push(r),
+            Err(b) => {
+                back = Some(b);
+                break;
+            }
+        }
+    }
+    let batch = back.expect("the entry bound is reached without blocking");
+    assert_eq!(log.counters().rejected, 0);
+    stall.set(false);
+    for r in &receipts {
+        r.wait().unwrap();
+    }
+    let n = receipts.len();
+    let r = log
+        .try_append_encoded(batch)
+        .unwrap()
+        .unwrap_or_else(|_| panic!("room again"));
+    r.wait().unwrap();
+    log.close().unwrap();
+    assert_eq!(replay_all(&dir).len(), n + 1);
+}
