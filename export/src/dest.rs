@@ -93,6 +93,9 @@ pub struct Destination {
     put_budget: AtomicU64,
     /// Size of a multipart upload's parts.
     part_bytes: usize,
+    /// fsyncs of files put with [`Destination::put_file`], not yet
+    /// waited for (local destinations only).
+    syncer: Mutex<Option<Syncer>>,
 }
 
 impl std::fmt::Debug for Destination {
