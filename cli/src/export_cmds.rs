@@ -133,7 +133,7 @@ pub fn export_cmd(ctx: &Ctx, a: ExportArgs) -> CliResult {
 /// column and page buffers per segment across threads; with huge pages
 /// (mimalloc asks for them), every fresh 2 MiB page is zeroed whole by the
 /// kernel on first touch, and zeroing was 14% of the export's CPU.
-/// Measured in ABBA rounds (docs/benchmarks.md, "export26"): about 13% less
+/// Measured in ABBA rounds (docs/benchmarks.md, "export26"): about 11% less
 /// CPU without them. The command line only: the library leaves the
 /// embedding process's memory settings alone. Best effort: on failure
 /// (an old kernel) the export runs as before.

@@ -260,9 +260,9 @@ impl Destination {
 
     /// As [`Destination::put`], but durable only once a later `put` or
     /// [`Destination::sync_files`] returns: a local file is fsynced by a
-    /// background thread meanwhile (docs/export.md, "Crash safety"). For
-    /// the Parquet files, which the manifest names only after they are
-    /// durable.
+    /// background thread meanwhile (docs/export.md, "Destinations and
+    /// credentials"). For the Parquet files, which the manifest names only
+    /// after they are durable.
     pub fn put_file(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         self.store_put(key, bytes)?;
         let Some(root) = &self.local_root else {
