@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::TryStreamExt;
@@ -17,6 +17,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{ExportError, Result};
+use crate::syncer::Syncer;
 
 /// Size of each uploaded part, by default (S3's minimum is 5 MiB but for
 /// the last part, its maximum 5 GiB).
@@ -92,6 +93,9 @@ pub struct Destination {
     put_budget: AtomicU64,
     /// Size of a multipart upload's parts.
     part_bytes: usize,
+    /// fsyncs of files put with [`Destination::put_file`], not yet
+    /// waited for (local destinations only).
+    syncer: Mutex<Option<Syncer>>,
 }
 
 impl std::fmt::Debug for Destination {
@@ -158,6 +162,7 @@ impl Destination {
             rt,
             put_budget: AtomicU64::new(u64::MAX),
             part_bytes: DEFAULT_PART_BYTES,
+            syncer: Mutex::new(None),
         })
     }
 
@@ -200,6 +205,7 @@ impl Destination {
             rt,
             put_budget: AtomicU64::new(u64::MAX),
             part_bytes: DEFAULT_PART_BYTES,
+            syncer: Mutex::new(None),
         })
     }
 
@@ -244,8 +250,64 @@ impl Destination {
     }
 
     /// Write `bytes` as object `key`, whole or not at all, replacing any
-    /// object of that name; durable once this returns.
+    /// object of that name; durable once this returns, and so is every
+    /// object put before it with [`Destination::put_file`].
     pub fn put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.sync_files()?;
+        self.store_put(key, bytes)?;
+        self.sync_local(key)
+    }
+
+    /// As [`Destination::put`], but durable only once a later `put` or
+    /// [`Destination::sync_files`] returns: a local file is fsynced by a
+    /// background thread meanwhile (docs/export.md, "Destinations and
+    /// credentials"). For the Parquet files, which the manifest names only
+    /// after they are durable.
+    pub fn put_file(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        self.store_put(key, bytes)?;
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        let mut guard = self
+            .syncer
+            .lock()
+            .map_err(|_| self.sync_err("lost its lock"))?;
+        if guard.is_none() {
+            let started =
+                Syncer::start().map_err(|e| self.sync_err(&format!("cannot start: {e}")))?;
+            *guard = Some(started);
+        }
+        let sent = guard.as_ref().is_some_and(|s| s.send(root.join(key)));
+        if sent {
+            return Ok(());
+        }
+        // The thread stopped: its error says why.
+        let why = guard.take().map_or(Ok(()), Syncer::finish).err();
+        Err(self.sync_err(why.as_deref().unwrap_or("stopped")))
+    }
+
+    /// Wait until every file put with [`Destination::put_file`] is durable.
+    pub fn sync_files(&self) -> Result<()> {
+        let pending = self
+            .syncer
+            .lock()
+            .map_err(|_| self.sync_err("lost its lock"))?
+            .take();
+        match pending {
+            Some(s) => s.finish().map_err(|e| self.sync_err(&e)),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_err(&self, reason: &str) -> ExportError {
+        ExportError::Destination {
+            dest: self.url.clone(),
+            reason: format!("fsync of the exported files: {reason}"),
+        }
+    }
+
+    /// Write `bytes` as object `key` (not synced).
+    fn store_put(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
         let left = self.put_budget.load(Ordering::SeqCst);
         if left == 0 {
             return Err(ExportError::Destination {
@@ -285,8 +347,7 @@ impl Destination {
                 }
             }
         });
-        r.map_err(|e| self.store_err("writing", key, e))?;
-        self.sync_local(key)
+        r.map_err(|e| self.store_err("writing", key, e))
     }
 
     /// Let `n` more puts succeed, then fail every one, as a crash at

@@ -450,7 +450,9 @@ impl Ctx<'_> {
     fn upload(&self, f: MadeFile, report: &mut ExportReport) -> Result<FileEntry> {
         report.files += 1;
         report.parquet_bytes += f.entry.bytes;
-        self.dest.put(&f.entry.path, f.bytes)?;
+        // Durable before the manifest naming it is written: `commit`'s
+        // `put` waits for the fsyncs begun here.
+        self.dest.put_file(&f.entry.path, f.bytes)?;
         Ok(f.entry)
     }
 

@@ -29,6 +29,7 @@ pub mod pq;
 pub mod readback;
 mod runs;
 mod segment;
+mod syncer;
 pub mod tables;
 
 pub use check::{verify_export, LogCheck, VerifyExportReport, VerifyOptions};
