@@ -25,6 +25,9 @@
 //!   a scan, then parsed again for its fields), for before/after in the
 //!   same run. All must build the same bytes.
 //!
+//! `AUDITLOG_READ_BENCH_ONLY='unchecked;checked, round 5'` runs only the
+//! variants named, `;` between them (for a profile of one).
+//!
 //! `AUDITLOG_READ_BENCH_EVENTS` sets the log size (default 1,000,000
 //! events of the load run's workload, 8 daily segments and more);
 //! `AUDITLOG_READ_BENCH_DIR` keeps the log in a folder between runs.
@@ -243,6 +246,20 @@ fn abba(r: &LogReader, n: u64, rounds: usize) {
         ("checked, round 5", build_checked_round5),
         ("checked", build_checked),
     ];
+    // `AUDITLOG_READ_BENCH_ONLY=NAME;NAME`: only these variants (for a
+    // profile of one of them); the first one kept is the baseline.
+    let only = std::env::var("AUDITLOG_READ_BENCH_ONLY").ok();
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(';').any(|n| n == *name))
+        })
+        .collect();
+    assert!(
+        !variants.is_empty(),
+        "AUDITLOG_READ_BENCH_ONLY names no variant"
+    );
     // The baseline builds the very image the checked build does.
     for s in &sealed {
         let want = build_checked(s);
@@ -270,8 +287,9 @@ fn abba(r: &LogReader, n: u64, rounds: usize) {
     };
     let (w0, c0) = (median(&mut wall[0].clone()), median(&mut cpu[0].clone()));
     eprintln!(
-        "{rounds} rounds ABBA, {} sealed segments, {events} of {n} events, one thread; median wall, median CPU, ratios to unchecked:",
-        sealed.len()
+        "{rounds} rounds ABBA, {} sealed segments, {events} of {n} events, one thread; median wall, median CPU, ratios to {}:",
+        sealed.len(),
+        variants[0].0
     );
     for (i, (name, _)) in variants.iter().enumerate() {
         let (w, c) = (median(&mut wall[i]), median(&mut cpu[i]));

@@ -36,7 +36,6 @@ pub(crate) struct LogCall<'a> {
 
 impl<'a> LogCall<'a> {
     /// The raw texts of the fields, for comparing two reads.
-    #[cfg(any(test, debug_assertions))]
     fn texts(&self) -> [Option<&'a str>; 6] {
         [
             self.tool,
