@@ -20,9 +20,13 @@
 //!   before issue 11; only here, as the baseline), in ABBA order, with
 //!   the median wall and CPU time of each (docs/benchmarks.md, "Integrity
 //!   checks on the read path"). Beside them, round 4's checked build
-//!   (every frame CRC and every JSON text) and round 4's with the CRCs
-//!   left to the digests, for before/after in the same run. All must
-//!   build the same bytes.
+//!   (every frame CRC and every JSON text), round 4's with the CRCs
+//!   left to the digests, and round 5's (the tool-call payload checked by
+//!   a scan, then parsed again for its fields), for before/after in the
+//!   same run. All must build the same bytes.
+//!
+//! `AUDITLOG_READ_BENCH_ONLY='unchecked;checked, round 5'` runs only the
+//! variants named, `;` between them (for a profile of one).
 //!
 //! `AUDITLOG_READ_BENCH_EVENTS` sets the log size (default 1,000,000
 //! events of the load run's workload, 8 daily segments and more);
@@ -167,6 +171,15 @@ fn build_checked_crcs_by_digest(s: &Sealed) -> Vec<u8> {
     })
 }
 
+/// Round 5's checked build (docs/benchmarks.md): the tool-call payload
+/// checked by its own scan in the decoder and parsed again for its fields
+/// by `Builder::add`, for a before/after of round 6 in the same run.
+fn build_checked_round5(s: &Sealed) -> Vec<u8> {
+    build_walking(s, WalkMode::CrcsByDigest, |p| {
+        index::decode_indexed_two_pass(p).map_err(|e| e.to_string())
+    })
+}
+
 /// How [`build_walking`] walks the blocks.
 #[derive(Clone, Copy)]
 enum WalkMode {
@@ -223,15 +236,30 @@ fn abba(r: &LogReader, n: u64, rounds: usize) {
     let sealed = sealed_segments(r);
     let events: u64 = sealed.iter().map(|s| s.meta.count).sum();
     type Variant = (&'static str, fn(&Sealed) -> Vec<u8>);
-    let variants: [Variant; 5] = [
+    let variants: [Variant; 6] = [
         ("unchecked", |s| build_unchecked(s, decode_event)),
         ("unchecked, new decode", |s| {
             build_unchecked(s, decode_event_viewed)
         }),
         ("checked, round 4", build_checked_round4),
         ("checked, CRCs by digest", build_checked_crcs_by_digest),
+        ("checked, round 5", build_checked_round5),
         ("checked", build_checked),
     ];
+    // `AUDITLOG_READ_BENCH_ONLY=NAME;NAME`: only these variants (for a
+    // profile of one of them); the first one kept is the baseline.
+    let only = std::env::var("AUDITLOG_READ_BENCH_ONLY").ok();
+    let variants: Vec<Variant> = variants
+        .into_iter()
+        .filter(|(name, _)| {
+            only.as_deref()
+                .is_none_or(|o| o.split(';').any(|n| n == *name))
+        })
+        .collect();
+    assert!(
+        !variants.is_empty(),
+        "AUDITLOG_READ_BENCH_ONLY names no variant"
+    );
     // The baseline builds the very image the checked build does.
     for s in &sealed {
         let want = build_checked(s);
@@ -259,8 +287,9 @@ fn abba(r: &LogReader, n: u64, rounds: usize) {
     };
     let (w0, c0) = (median(&mut wall[0].clone()), median(&mut cpu[0].clone()));
     eprintln!(
-        "{rounds} rounds ABBA, {} sealed segments, {events} of {n} events, one thread; median wall, median CPU, ratios to unchecked:",
-        sealed.len()
+        "{rounds} rounds ABBA, {} sealed segments, {events} of {n} events, one thread; median wall, median CPU, ratios to {}:",
+        sealed.len(),
+        variants[0].0
     );
     for (i, (name, _)) in variants.iter().enumerate() {
         let (w, c) = (median(&mut wall[i]), median(&mut cpu[i]));

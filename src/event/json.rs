@@ -1040,11 +1040,17 @@ fn check_status(status: &str) -> Result<(), EventError> {
     Ok(())
 }
 
+/// Whether `text` nests within [`MAX_JSON_DEPTH`], as
+/// [`check_json_text`] counts it (its first step).
+pub(crate) fn within_depth(text: &[u8]) -> bool {
+    too_deep(text, MAX_JSON_DEPTH).is_none()
+}
+
 /// The check behind [`Json::parse`]: a `Json` holds exactly one JSON
 /// value, as parsing would keep it (nothing around it), nested within
 /// [`MAX_JSON_DEPTH`]. The error names `field`.
 pub(crate) fn check_json_text(field: &str, text: &str) -> Result<(), EventError> {
-    if too_deep(text.as_bytes(), MAX_JSON_DEPTH).is_some() {
+    if !within_depth(text.as_bytes()) {
         return Err(EventError::new(field, depth_reason()));
     }
     // The usual case, cheaply: a yes from the scan is one serde_json gives

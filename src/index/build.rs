@@ -108,6 +108,20 @@ impl Builder {
     /// Add the event with LSN `lsn` whose frame starts at segment offset
     /// `off` and ends at `end`.
     pub fn add(&mut self, lsn: u64, off: u64, end: u64, ev: &Event) {
+        self.add_call(lsn, off, end, ev, call_entry(ev));
+    }
+
+    /// [`Builder::add`] with the event's call already read (`call_entry`'s
+    /// answer for `ev`): an index build reads a `run_log` tool call's
+    /// payload in the parse that checks it (`index::decode_indexed`).
+    pub(crate) fn add_call(
+        &mut self,
+        lsn: u64,
+        off: u64,
+        end: u64,
+        ev: &Event,
+        call: Option<calls::CallEntry<'_>>,
+    ) {
         debug_assert_eq!(lsn, self.end_lsn, "events must come in LSN order");
         self.end_lsn = lsn + 1;
         self.end_off = end;
@@ -118,7 +132,7 @@ impl Builder {
             return;
         }
         let id = self.intern(&ev.run_id);
-        if let Some(c) = call_entry(ev) {
+        if let Some(c) = call {
             let strs = [
                 id,
                 self.intern(&c.channel),

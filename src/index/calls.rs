@@ -9,11 +9,11 @@
 
 use foldhash::{HashMap, HashMapExt};
 
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
 
 use super::image::{le_u32, le_u64, Image, StrRef, S_CALLS, S_CKEYS, S_CPOST};
+use super::log_call::{self, LogCall};
 use crate::event::{Event, EventData, Micros};
 
 /// Keys between two fence entries (see `Image::call_posting`).
@@ -97,23 +97,6 @@ pub struct CallEntry<'a> {
     pub duration_ms: Option<f64>,
 }
 
-/// The payload keys a `run_log` tool call is read by (raw, unparsed).
-#[derive(Deserialize, Default)]
-struct LogCall<'a> {
-    #[serde(borrow, default)]
-    tool: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    engine: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error_type: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    workspace_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    duration_ms: Option<&'a RawValue>,
-}
-
 /// A payload value as text: a string's contents, `""` for null or absent,
 /// anything else its JSON text (so `"tool":5` groups as `5`).
 pub fn raw_text(v: Option<&RawValue>) -> String {
@@ -158,29 +141,35 @@ pub fn call_entry(ev: &Event) -> Option<CallEntry<'_>> {
             duration_ms: c.duration_ms,
         }),
         EventData::RunLog(l) if l.event_type == LOG_CALL_EVENT_TYPE => {
-            // A payload that is not an object is a call with no known field.
-            let p: LogCall<'_> = serde_json::from_str(l.payload.as_str()).unwrap_or_default();
-            let status = match raw_text_cow(p.status) {
-                s if s.is_empty() => Cow::Borrowed("ok"),
-                s => s,
-            };
-            // Its channel and caller are its run's (resolved by queries).
-            Some(CallEntry {
-                from_log: true,
-                channel: Cow::Borrowed(""),
-                caller: Cow::Borrowed(""),
-                workspace: raw_text_cow(p.workspace_id),
-                tool: raw_text_cow(p.tool),
-                engine: raw_text_cow(p.engine),
-                status,
-                error_type: raw_text_cow(p.error_type),
-                duration_ms: p
-                    .duration_ms
-                    .and_then(|d| d.get().parse::<f64>().ok())
-                    .filter(|d| d.is_finite()),
-            })
+            Some(log_call_entry(log_call::read(l.payload.as_str())))
         }
         _ => None,
+    }
+}
+
+/// The call a `run_log` tool call is, from its payload's fields (read by
+/// [`log_call::read`], or checked and read in one parse by an index
+/// build, `index::decode_indexed`).
+pub(crate) fn log_call_entry(p: LogCall<'_>) -> CallEntry<'_> {
+    // A payload that is not an object is a call with no known field.
+    let status = match raw_text_cow(p.status) {
+        s if s.is_empty() => Cow::Borrowed("ok"),
+        s => s,
+    };
+    // Its channel and caller are its run's (resolved by queries).
+    CallEntry {
+        from_log: true,
+        channel: Cow::Borrowed(""),
+        caller: Cow::Borrowed(""),
+        workspace: raw_text_cow(p.workspace_id),
+        tool: raw_text_cow(p.tool),
+        engine: raw_text_cow(p.engine),
+        status,
+        error_type: raw_text_cow(p.error_type),
+        duration_ms: p
+            .duration_ms
+            .and_then(|d| d.get().parse::<f64>().ok())
+            .filter(|d| d.is_finite()),
     }
 }
 

@@ -426,3 +426,91 @@ fn the_writer_hands_a_batchs_frame_buffer_back_after_the_append() {
     assert_eq!(stored, events);
     log.close().unwrap();
 }
+
+/// `run_log` tool calls (the events whose payload an index build parses):
+/// payloads that are valid, invalid, not objects, with repeated or null
+/// call keys, whitespace around, or nested too deeply.
+fn log_call_bodies() -> Vec<Vec<u8>> {
+    let payloads = [
+        r#"{"tool":"fs.write","engine":"mcp","status":"error","error_type":"Timeout","workspace_id":"w","duration_ms":12.5,"args":{"p":"/x","n":[1,{"k":null}]}}"#,
+        r#"{"tool":null,"tool":"b"}"#,
+        r#"{"tool":"a","x":"\ud800"}"#,
+        r#"["fs.read","e"]"#,
+        r#""tool""#,
+        "{\"a\":1,}",
+        " {}",
+        "{}\n",
+        "{} {}",
+    ];
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
+    let mut bodies = Vec::new();
+    for (i, p) in payloads.iter().copied().chain([deep.as_str()]).enumerate() {
+        let mut ev = Event::run_log(
+            "r-1",
+            DAY0 + 1,
+            RunLog {
+                seq: i as u64,
+                event_type: "tool_call".into(),
+                payload: Json::trusted(p.into()),
+            },
+        );
+        if i % 3 == 0 {
+            ev.extra.push(("x".into(), Json::trusted("{bad".into())));
+        }
+        bodies.push(enc(&ev));
+    }
+    bodies
+}
+
+/// An index build decodes with `index::decode_indexed`, which checks a
+/// `run_log` tool call's payload in the parse that reads its call fields
+/// (issue 11, round 6). For every body (and every one-byte change of the
+/// tool-call bodies) it gives what round 5's decoder gave (the payload's
+/// own check, then `call_entry`'s parse): the same event and call, or the
+/// same error, word for word; and where the strict decoder refuses a body
+/// for something the index checks, the same error as the strict decoder.
+#[test]
+fn the_index_builds_one_parse_gives_the_two_pass_answer() {
+    use auditlog::internals::index::{call_entry, decode_indexed, decode_indexed_two_pass};
+    let (mut calls, mut refused) = (0usize, 0usize);
+    let mut check = |body: &[u8]| {
+        let one = decode_indexed(body);
+        let two = decode_indexed_two_pass(body);
+        match (&one, &two) {
+            (Ok(i), Ok(e)) => {
+                assert_eq!(enc(&i.event), enc(e), "{body:?}");
+                assert_eq!(i.call(), call_entry(e), "{body:?}");
+                calls += usize::from(i.call().is_some_and(|c| c.from_log));
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a, b, "{body:?}");
+                // Whatever it refuses, the strict decoder refuses the same way.
+                assert_eq!(Err(a.clone()), decode_stored_owned(body).map(|_| ()));
+                refused += 1;
+            }
+            _ => panic!("{body:?}: {:?} vs {:?}", one.map(|i| i.event), two),
+        }
+    };
+    each_mutated_body(&mut check);
+    for base in log_call_bodies() {
+        check(&base);
+        for i in 0..base.len() {
+            for v in [
+                b' ',
+                b'"',
+                b'{',
+                b'}',
+                b'[',
+                b',',
+                b'\\',
+                0x01,
+                base[i].wrapping_add(1),
+            ] {
+                let mut m = base.clone();
+                m[i] = v;
+                check(&m);
+            }
+        }
+    }
+    assert!(calls > 100 && refused > 1_000, "{calls} {refused}");
+}

@@ -294,6 +294,45 @@ fn invalid_json_the_index_reads_fails_the_index_build() {
     assert!(verify(&dir, None, |_, _| {}).is_err());
 }
 
+/// The build reads that payload in the parse that checks it (issue 11,
+/// round 6); for every way a payload can be bad, the build refuses it at
+/// the event with the strict decoder's words, the ones replay gives; a
+/// payload that is valid but read by the slower path (a repeated call key,
+/// not an object) still builds.
+#[test]
+fn the_index_build_refuses_a_bad_tool_call_payload_as_the_strict_decoder_does() {
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(65), "]".repeat(65));
+    for bad in [
+        "{\"k\":",
+        "{} x",
+        " {\"tool\":\"t\"}",
+        "{\"tool\":\"t\"}\n",
+        "{\"a\":1,}",
+        &deep,
+    ] {
+        let (_t, dir) = sealed_log();
+        let (name, at) = forge_event(&dir, 2, |ev| match &mut ev.data {
+            EventData::RunLog(l) => l.payload = Json::trusted(bad.into()),
+            other => panic!("not a run_log: {other:?}"),
+        });
+        let (segment, offset, reason) = corrupt_at(build_sealed(&dir));
+        assert_eq!((segment, offset), (name.clone(), at), "{bad:?}");
+        let (segment, offset, strict) = corrupt_at(replay(&dir));
+        assert_eq!((segment, offset), (name, at), "{bad:?}");
+        assert_eq!(reason, strict, "{bad:?}");
+        assert!(reason.contains("payload"), "{reason}");
+    }
+    for odd in [r#"{"tool":"a","tool":"b"}"#, r#"["t"]"#, "7"] {
+        let (_t, dir) = sealed_log();
+        forge_event(&dir, 2, |ev| match &mut ev.data {
+            EventData::RunLog(l) => l.payload = Json::trusted(odd.into()),
+            other => panic!("not a run_log: {other:?}"),
+        });
+        build_sealed(&dir).unwrap_or_else(|e| panic!("{odd:?}: {e}"));
+        assert!(replay(&dir).is_ok(), "{odd:?}");
+    }
+}
+
 /// Every rule other than the JSON texts still holds in index builds: an
 /// over-long name or a timestamp out of range fails the build at the event.
 #[test]
