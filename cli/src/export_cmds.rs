@@ -84,7 +84,7 @@ pub fn export_cmd(ctx: &Ctx, a: ExportArgs) -> CliResult {
         log.seal()?;
         log.close()?;
     }
-    no_huge_pages();
+    crate::memory::no_huge_pages();
     let opts = ExportOptions {
         host: a.host,
         max_segments: a.max_segments,
@@ -127,27 +127,6 @@ pub fn export_cmd(ctx: &Ctx, a: ExportArgs) -> CliResult {
     out.line(&s)?;
     out.flush()
 }
-
-/// Turn transparent huge pages off for this process before the export
-/// allocates its buffers. The export frees and reallocates tens of MB of
-/// column and page buffers per segment across threads; with huge pages
-/// (mimalloc asks for them), every fresh 2 MiB page is zeroed whole by the
-/// kernel on first touch, and zeroing was 14% of the export's CPU.
-/// Measured in ABBA rounds (docs/benchmarks.md, "export26"): about 11% less
-/// CPU without them. The command line only: the library leaves the
-/// embedding process's memory settings alone. Best effort: on failure
-/// (an old kernel) the export runs as before.
-#[cfg(target_os = "linux")]
-fn no_huge_pages() {
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and three unused
-    // zero arguments; it reads no memory of ours and only sets a flag of
-    // this process's address space.
-    let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    debug_assert!(r == 0 || r == -1);
-}
-
-#[cfg(not(target_os = "linux"))]
-fn no_huge_pages() {}
 
 fn forget(dir: &std::path::Path, dest: &Destination) -> CliResult {
     let lock = auditlog::exported::try_lock(dir)?.ok_or_else(|| {

@@ -544,6 +544,7 @@ impl Tally {
 
 pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
     let dir = ctx.dir()?;
+    crate::memory::no_huge_pages();
     let name = if a.file == "-" {
         "stdin".to_string()
     } else {

@@ -6,6 +6,7 @@ mod calls_cmd;
 #[cfg(feature = "export")]
 mod export_cmds;
 mod log_cmds;
+mod memory;
 mod output;
 mod proof_cmds;
 mod query_cmds;
