@@ -332,7 +332,7 @@ mod tests {
     /// own bytes, and every one-byte change of valid texts.
     #[test]
     fn never_says_yes_where_serde_json_says_no() {
-        let alphabet: &[u8] = b"{}[]\",:\\/ \t\n\r-+.eE0123456789truefalsnlbu\x01xA\xc3\xa9";
+        let alphabet = test_texts::ALPHABET;
         let mut rng = fastrand::Rng::with_seed(11);
         let mut yes = 0usize;
         for _ in 0..300_000 {
@@ -354,27 +354,48 @@ mod tests {
             r#"[{"k":"v\u00e9"},0,-0.1,1E-2,"\\"]"#,
         ];
         for seed in seeds {
-            let b = seed.as_bytes();
-            for at in 0..b.len() {
-                for &c in alphabet {
-                    for edit in 0..3 {
-                        let mut m = b.to_vec();
-                        match edit {
-                            0 => m[at] = c,
-                            1 => m.insert(at, c),
-                            _ => {
-                                m.remove(at);
-                            }
-                        }
-                        let Ok(text) = std::str::from_utf8(&m) else {
-                            continue;
-                        };
-                        if is_one_value(text.as_bytes()) {
-                            assert!(serde_says(text), "{text:?}");
-                        }
-                    }
+            for m in test_texts::one_byte_edits(seed) {
+                let Ok(text) = std::str::from_utf8(&m) else {
+                    continue;
+                };
+                if is_one_value(text.as_bytes()) {
+                    assert!(serde_says(text), "{text:?}");
                 }
             }
         }
+    }
+}
+
+/// Inputs shared by the differential tests of JSON checks (here and in
+/// `index::log_call`).
+#[cfg(test)]
+pub(crate) mod test_texts {
+    /// The bytes JSON texts are made of, plus a control byte, a letter and
+    /// a two-byte UTF-8 character.
+    pub(crate) const ALPHABET: &[u8] =
+        b"{}[]\",:\\/ \t\n\r-+.eE0123456789truefalsnlbu\x01xA\xc3\xa9";
+
+    /// Every byte string one edit away from `seed`: each byte replaced by,
+    /// and each position given before it, each byte of [`ALPHABET`], and
+    /// each byte removed.
+    pub(crate) fn one_byte_edits(seed: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
+        let b = seed.as_bytes();
+        (0..b.len()).flat_map(move |at| {
+            let removed = {
+                let mut m = b.to_vec();
+                m.remove(at);
+                m
+            };
+            ALPHABET
+                .iter()
+                .flat_map(move |&c| {
+                    let mut replaced = b.to_vec();
+                    replaced[at] = c;
+                    let mut inserted = b.to_vec();
+                    inserted.insert(at, c);
+                    [replaced, inserted]
+                })
+                .chain(std::iter::once(removed))
+        })
     }
 }

@@ -4,7 +4,7 @@
 
 pub mod borrowed;
 pub mod json;
-mod json_scan;
+pub(crate) mod json_scan;
 pub mod system;
 pub mod time;
 

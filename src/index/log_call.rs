@@ -268,7 +268,7 @@ mod tests {
     /// the check and the read.
     #[test]
     fn agrees_with_check_and_read_on_random_and_mutated_texts() {
-        let alphabet: &[u8] = b"{}[]\",:\\/ \t\n\r-+.eE0123456789truefalsnlbu\x01xA\xc3\xa9";
+        use crate::event::json_scan::test_texts::{one_byte_edits, ALPHABET as alphabet};
         let mut rng = fastrand::Rng::with_seed(26);
         for _ in 0..100_000 {
             let len = rng.usize(0..24);
@@ -289,22 +289,9 @@ mod tests {
         ];
         let mut one = 0usize;
         for seed in seeds {
-            let b = seed.as_bytes();
-            for at in 0..b.len() {
-                for &c in alphabet {
-                    for edit in 0..3 {
-                        let mut m = b.to_vec();
-                        match edit {
-                            0 => m[at] = c,
-                            1 => m.insert(at, c),
-                            _ => {
-                                m.remove(at);
-                            }
-                        }
-                        if let Ok(text) = std::str::from_utf8(&m) {
-                            one += usize::from(agrees(text));
-                        }
-                    }
+            for m in one_byte_edits(seed) {
+                if let Ok(text) = std::str::from_utf8(&m) {
+                    one += usize::from(agrees(text));
                 }
             }
         }
