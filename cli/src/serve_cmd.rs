@@ -113,6 +113,9 @@ fn read_token(path: &PathBuf) -> Result<String, CliError> {
 
 pub fn serve(ctx: &Ctx, a: ServeArgs) -> CliResult {
     let dir = ctx.dir()?;
+    // The server is this process's whole job: no fresh huge pages to zero
+    // for its request buffers (docs/operations.md).
+    crate::memory::no_huge_pages();
     let mut cfg = ServeConfig::new(&dir);
     cfg.socket = a.socket;
     cfg.http = (!a.no_http).then_some(a.http);
