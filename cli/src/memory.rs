@@ -8,7 +8,8 @@
 /// each zeroed whole by the kernel on first touch. Measured in ABBA rounds
 /// (docs/benchmarks.md): the export spent 14% of its CPU zeroing and used
 /// about 11% less CPU without huge pages ("export26"); `auditlog ingest`
-/// used less CPU and wall time too ("THP off for `auditlog ingest`").
+/// about 14% less ("Round five: transparent huge pages off") and the
+/// server 9% less per event ("Huge pages off in `auditlog serve`").
 /// The command line only: the library leaves an embedding process's
 /// memory settings alone. Best effort: on failure (an old kernel) the
 /// command runs as before.
