@@ -522,3 +522,24 @@ fn a_request_cut_by_a_crash_is_completed_by_its_retry_not_doubled() {
         .1;
     assert_eq!(m.as_str(), r#"{"key":"crash-key-1","n":10,"at":4}"#);
 }
+
+/// The server turns transparent huge pages off for its own process
+/// (cli/src/memory.rs): the kernel reports it in `/proc/PID/status`.
+#[test]
+fn the_server_runs_without_transparent_huge_pages() {
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    if !ours.contains("THP_enabled:") {
+        eprintln!("skipped: this kernel does not report THP_enabled");
+        return;
+    }
+    let (_t, dir) = scratch();
+    let server = Server::start(&dir, &["--no-http", "--no-search"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.child.id()))
+        .expect("the server's status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .expect("THP_enabled line");
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+    server.stop();
+}
