@@ -326,38 +326,12 @@ fn a_pending_retention_missing_a_kept_hash_is_refused() {
     );
 }
 
-/// Rewrite the log's headers and MANIFEST as format 4 (checksums
-/// recomputed); derived files removed.
-fn downgrade_to_v4(dir: &Path) {
-    for f in walk_files(dir) {
-        if f.extension().is_some_and(|e| e == "seg") {
-            let mut b = std::fs::read(&f).unwrap();
-            b[8..10].copy_from_slice(&4u16.to_le_bytes());
-            let crc = crc32fast::hash(&b[0..64]);
-            b[64..68].copy_from_slice(&crc.to_le_bytes());
-            std::fs::write(&f, b).unwrap();
-        }
-        if f.extension().is_some_and(|e| e == "idx" || e == "aidx") {
-            std::fs::remove_file(&f).unwrap();
-        }
-    }
-    let text = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
-    let body = text
-        .lines()
-        .next()
-        .unwrap()
-        .replace(r#""version":5"#, r#""version":4"#);
-    assert!(!body.contains("tree_tiles"));
-    let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
-    std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
-}
-
 #[test]
 fn a_format_4_log_opens_retains_and_its_tiles_name_the_gap() {
     let s = signed();
     let cuts = log_with_cuts(&s, &[700, 300, 200, 100], 1, true);
     assert!(retention_records(&s.dir)[0].tree_tiles.is_empty());
-    downgrade_to_v4(&s.dir);
+    downgrade_log(&s.dir, 4, "tree_tiles");
     s.verify(true).unwrap();
     // As before format 5: the tile spanning the cut cannot be made.
     let (_, r) = s.tiles("old");

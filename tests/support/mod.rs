@@ -272,3 +272,32 @@ pub fn with_a_child_sharing_our_files<R>(f: impl FnOnce() -> R) -> R {
     assert!(spawner.join().expect("spawner").success());
     out
 }
+
+/// Rewrite a log made by this build as format `version` wrote it: segment
+/// headers and MANIFEST say `version` (checksums recomputed) and the
+/// derived index files are removed. `absent` names a MANIFEST field that
+/// version did not have; the log must not hold it.
+pub fn downgrade_log(dir: &Path, version: u16, absent: &str) {
+    for f in walk_files(dir) {
+        if f.extension().is_some_and(|e| e == "seg") {
+            let mut b = std::fs::read(&f).unwrap();
+            b[8..10].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32fast::hash(&b[0..64]);
+            b[64..68].copy_from_slice(&crc.to_le_bytes());
+            std::fs::write(&f, b).unwrap();
+        }
+        if f.extension().is_some_and(|e| e == "idx" || e == "aidx") {
+            std::fs::remove_file(&f).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(dir.join("MANIFEST")).unwrap();
+    let current = format!(r#""version":{}"#, auditlog::FORMAT_VERSION);
+    let body = text
+        .lines()
+        .next()
+        .unwrap()
+        .replace(&current, &format!(r#""version":{version}"#));
+    assert!(!body.contains(absent), "{absent} in {body}");
+    let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
+    std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
+}
