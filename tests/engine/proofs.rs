@@ -5,58 +5,20 @@
 //! check out; the tree survives reopening, retention, lost or damaged tree
 //! files, a forged tree file, and a log written with the tree off.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use auditlog::internals::frame::REC_EVENT;
 use auditlog::tlog::merkle::{leaf_hash, Frontier, TreeHash};
-use auditlog::tlog::SignerKey;
 use auditlog::tree::segtree::{self, SegmentTree};
-use auditlog::tree::CheckpointConfig;
 use auditlog::{Config, Log, LogReader, VerifyOptions};
 
 use crate::support::forge;
 use crate::support::*;
 
-struct Keyed {
-    _t: tempfile::TempDir,
-    dir: PathBuf,
-    keys: PathBuf,
-    key: SignerKey,
-}
-
-fn keyed() -> Keyed {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("log");
-    let keys = t.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    Keyed {
-        dir,
-        keys,
-        key: SignerKey::generate("auditlog.test/engine").unwrap(),
-        _t: t,
-    }
-}
-
-impl Keyed {
-    fn config(&self) -> Config {
-        let mut cfg = Config::new(&self.dir);
-        cfg.segment_max_bytes = 64 * 1024;
-        cfg.checkpoints = Some(CheckpointConfig {
-            key: self.key.clone(),
-            interval: Duration::from_secs(3600),
-            state: Some(self.keys.join("key.state")),
-        });
-        cfg
-    }
-
-    fn verify_key(&self) -> auditlog::Result<auditlog::VerifyReport> {
-        let opts = VerifyOptions {
-            key: Some(self.key.verifier()),
-            ..VerifyOptions::default()
-        };
-        auditlog::verify_with(&self.dir, &opts, |_, _| {})
-    }
+/// A signed log of 64 KiB segments (`SignedLog::small_config`).
+fn keyed() -> SignedLog {
+    SignedLog::new("auditlog.test/engine")
 }
 
 /// `n` events over `days` UTC days, appended in batches of 10; returns
@@ -99,7 +61,7 @@ fn roots(leaves: &[TreeHash]) -> Vec<TreeHash> {
 #[test]
 fn the_writer_keeps_the_tree_signs_at_seals_and_close_and_every_proof_checks() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     let mut n = 0;
     for day in 0..3 {
         n = write(&log, n, 1500, day);
@@ -159,7 +121,7 @@ fn the_writer_keeps_the_tree_signs_at_seals_and_close_and_every_proof_checks() {
             .unwrap();
         p.check(&v, None, None).unwrap();
     }
-    let r = k.verify_key().unwrap();
+    let r = k.verify(true).unwrap();
     let t = r.tree.unwrap();
     assert_eq!(t.checkpoints_verified, cps.len() as u64);
     assert_eq!((t.tree_size, t.root), (all.len() as u64, prefix[all.len()]));
@@ -173,7 +135,7 @@ fn the_writer_keeps_the_tree_signs_at_seals_and_close_and_every_proof_checks() {
 #[test]
 fn leaves_hashed_before_the_append_make_the_same_tree() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     for (i, chunk) in (0..3000u64).collect::<Vec<_>>().chunks(100).enumerate() {
         let evs: Vec<_> = chunk
             .iter()
@@ -191,7 +153,7 @@ fn leaves_hashed_before_the_append_make_the_same_tree() {
     // The events, and the log's own records (checkpoints) among them.
     assert!(all.len() >= 3000, "{} leaves", all.len());
     let prefix = roots(&all);
-    let r = k.verify_key().unwrap();
+    let r = k.verify(true).unwrap();
     let t = r.tree.unwrap();
     assert!(t.checkpoints_verified >= 2, "seals and close signed");
     assert_eq!((t.tree_size, t.root), (all.len() as u64, prefix[all.len()]));
@@ -202,7 +164,7 @@ fn reopening_continues_the_tree_and_checkpoints_stay_consistent() {
     let k = keyed();
     let mut n = 0;
     for session in 0..4 {
-        let log = Log::open(k.config()).unwrap();
+        let log = Log::open(k.small_config()).unwrap();
         n = write(&log, n, 150, session / 2);
         log.close().unwrap();
     }
@@ -220,9 +182,9 @@ fn reopening_continues_the_tree_and_checkpoints_stay_consistent() {
         roots(&leaves(&k.dir)).len() as u64,
         cps.last().unwrap().leaf + 2
     );
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
     // A close with nothing new signs nothing new.
-    Log::open(k.config()).unwrap().close().unwrap();
+    Log::open(k.small_config()).unwrap().close().unwrap();
     assert_eq!(
         LogReader::open(&k.dir)
             .unwrap()
@@ -236,7 +198,7 @@ fn reopening_continues_the_tree_and_checkpoints_stay_consistent() {
 #[test]
 fn checkpoints_are_signed_at_the_interval_while_events_arrive() {
     let k = keyed();
-    let mut cfg = k.config();
+    let mut cfg = k.small_config();
     if let Some(c) = cfg.checkpoints.as_mut() {
         c.interval = Duration::from_millis(20);
     }
@@ -253,13 +215,13 @@ fn checkpoints_are_signed_at_the_interval_while_events_arrive() {
         live.len()
     );
     log.close().unwrap();
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
 }
 
 #[test]
 fn retention_keeps_the_later_events_provable_and_signs_its_frontier() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     let mut n = 0;
     for day in 0..3 {
         n = write(&log, n, 400, day);
@@ -290,21 +252,21 @@ fn retention_keeps_the_later_events_provable_and_signs_its_frontier() {
         .check(&v, None, None)
         .unwrap();
     // The dropped leaves still count: the root is the whole history's.
-    let r = k.verify_key().unwrap();
+    let r = k.verify(true).unwrap();
     let t = r.tree.unwrap();
     assert_eq!(t.retentions_verified, 1);
     assert!(t.tree_size > before.len() as u64);
     // And a writer reopened after it carries on.
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     write(&log, 5000, 20, 2);
     log.close().unwrap();
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
 }
 
 #[test]
 fn tree_files_are_derived_lost_or_damaged_ones_are_rebuilt() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     write(&log, 0, 3000, 0);
     log.close().unwrap();
     let reader = LogReader::open(&k.dir).unwrap();
@@ -323,9 +285,9 @@ fn tree_files_are_derived_lost_or_damaged_ones_are_rebuilt() {
         .unwrap();
     assert!(segtree::path_of(&sealed[0]).exists(), "rebuilt and stored");
     std::fs::remove_file(segtree::path_of(&sealed[0])).unwrap();
-    let t = k.verify_key().unwrap().tree.unwrap();
+    let t = k.verify(true).unwrap().tree.unwrap();
     assert!(t.tree_files_rebuilt >= 1, "{t:?}");
-    assert_eq!(k.verify_key().unwrap().tree.unwrap().tree_files_rebuilt, 0);
+    assert_eq!(k.verify(true).unwrap().tree.unwrap().tree_files_rebuilt, 0);
 }
 
 /// Someone who can write the folder replaces a tree file by one that is
@@ -336,7 +298,7 @@ fn tree_files_are_derived_lost_or_damaged_ones_are_rebuilt() {
 #[test]
 fn a_forged_tree_file_is_never_signed_or_used_for_a_proof() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     write(&log, 0, 3000, 0);
     log.close().unwrap();
     let reader = LogReader::open(&k.dir).unwrap();
@@ -358,10 +320,10 @@ fn a_forged_tree_file_is_never_signed_or_used_for_a_proof() {
     }
     std::fs::write(&path, t.encode()).unwrap();
     assert!(reader.prove_inclusion(t.first_leaf + 70, None).is_err());
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     write(&log, 5000, 30, 0);
     log.close().unwrap();
-    let r = k.verify_key().unwrap().tree.unwrap();
+    let r = k.verify(true).unwrap().tree.unwrap();
     assert_eq!(r.unsigned_events, 0);
     assert_eq!(r.tree_size, leaves(&k.dir).len() as u64);
 }
@@ -387,7 +349,7 @@ fn a_log_written_with_the_tree_off_gets_it_when_a_key_is_added() {
         reader.prove_inclusion(0, None).is_err(),
         "no checkpoint yet"
     );
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     write(&log, 2500, 10, 0);
     log.close().unwrap();
     let reader = LogReader::open(&k.dir).unwrap();
@@ -396,9 +358,9 @@ fn a_log_written_with_the_tree_off_gets_it_when_a_key_is_added() {
         .unwrap()
         .check(&k.key.verifier(), None)
         .unwrap();
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
     // Signing needs the tree.
-    let mut bad = k.config();
+    let mut bad = k.small_config();
     bad.merkle_tree = false;
     assert!(Log::open(bad).is_err());
 }
@@ -406,7 +368,7 @@ fn a_log_written_with_the_tree_off_gets_it_when_a_key_is_added() {
 #[test]
 fn the_signing_state_must_live_outside_the_log_and_failing_to_write_it_stops_nothing() {
     let k = keyed();
-    let mut inside = k.config();
+    let mut inside = k.small_config();
     if let Some(c) = inside.checkpoints.as_mut() {
         c.state = Some(k.dir.join("key.state"));
     }
@@ -417,7 +379,7 @@ fn the_signing_state_must_live_outside_the_log_and_failing_to_write_it_stops_not
     // A state file that cannot be written: events are still stored, the
     // checkpoint too (it is valid), and the failure to remember it is
     // reported.
-    let mut broken = k.config();
+    let mut broken = k.small_config();
     if let Some(c) = broken.checkpoints.as_mut() {
         c.state = Some(k.keys.join("no-such-folder").join("key.state"));
     }
@@ -429,13 +391,13 @@ fn the_signing_state_must_live_outside_the_log_and_failing_to_write_it_stops_not
     let cps = LogReader::open(&k.dir).unwrap().checkpoints().unwrap();
     assert_eq!(cps.len(), 1);
     assert_eq!(replay_all(&k.dir).len(), 31);
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
     assert!(!k.keys.join("key.state").exists());
 }
 
 /// The key's state file once the log is closed, and the newest checkpoint
 /// in the log.
-fn state_and_newest(k: &Keyed) -> (String, String) {
+fn state_and_newest(k: &SignedLog) -> (String, String) {
     let state = std::fs::read_to_string(k.keys.join("key.state")).unwrap();
     let cps = LogReader::open(&k.dir).unwrap().checkpoints().unwrap();
     let newest = cps.last().expect("a checkpoint").record.note.clone();
@@ -450,7 +412,7 @@ fn state_and_newest(k: &Keyed) -> (String, String) {
 #[test]
 fn interval_checkpoints_are_remembered_once_durable_by_the_syncer() {
     let k = keyed();
-    let mut cfg = k.config();
+    let mut cfg = k.small_config();
     if let Some(c) = cfg.checkpoints.as_mut() {
         c.interval = Duration::from_millis(5);
     }
@@ -476,7 +438,7 @@ fn interval_checkpoints_are_remembered_once_durable_by_the_syncer() {
     log.close().unwrap();
     let (state, newest) = state_and_newest(&k);
     assert_eq!(state, newest);
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
 }
 
 /// Fails every fdatasync once armed.
@@ -506,7 +468,7 @@ impl auditlog::internals::io::FaultInjector for FailSyncs {
 fn a_checkpoint_whose_sync_failed_is_never_remembered() {
     let k = keyed();
     let faults = std::sync::Arc::new(FailSyncs::default());
-    let mut cfg = k.config();
+    let mut cfg = k.small_config();
     cfg.io.faults =
         Some(faults.clone() as std::sync::Arc<dyn auditlog::internals::io::FaultInjector>);
     if let Some(c) = cfg.checkpoints.as_mut() {
@@ -540,7 +502,7 @@ fn a_checkpoint_whose_sync_failed_is_never_remembered() {
 #[test]
 fn a_state_file_the_syncer_cannot_write_is_reported_and_stops_nothing() {
     let k = keyed();
-    let mut cfg = k.config();
+    let mut cfg = k.small_config();
     if let Some(c) = cfg.checkpoints.as_mut() {
         c.interval = Duration::from_millis(1);
         c.state = Some(k.keys.join("no-such-folder").join("key.state"));
@@ -561,7 +523,7 @@ fn a_state_file_the_syncer_cannot_write_is_reported_and_stops_nothing() {
             .unwrap()
             .len() as u64
     );
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
 }
 
 /// A version-2 folder (written before the tree) is refused, never changed:
@@ -614,7 +576,7 @@ fn a_version_2_log_is_refused_with_advice_and_left_untouched() {
 #[test]
 fn a_batch_across_a_segment_roll_keeps_consecutive_lsns_while_signing() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     let mut i = 0u64;
     for _ in 0..100 {
         let batch: Vec<_> = (i..i + 50).map(|n| ev(n, DAY0 + n as i64 * 1000)).collect();
@@ -638,7 +600,7 @@ fn a_batch_across_a_segment_roll_keeps_consecutive_lsns_while_signing() {
         "the batches crossed rolls"
     );
     log.close().unwrap();
-    k.verify_key().unwrap();
+    k.verify(true).unwrap();
 }
 
 /// Copy the files of `from` (a log folder, subfolders included) to `to`.
@@ -665,7 +627,7 @@ fn copy_tree(from: &Path, to: &Path) {
 #[test]
 fn a_crash_with_the_tree_thread_behind_is_recomputed_from_the_segments() {
     let k = keyed();
-    let log = Log::open(k.config()).unwrap();
+    let log = Log::open(k.small_config()).unwrap();
     let n = write(&log, 0, 2500, 0);
     let crashed = k.dir.with_file_name("crashed");
     copy_tree(&k.dir, &crashed);
@@ -678,7 +640,7 @@ fn a_crash_with_the_tree_thread_behind_is_recomputed_from_the_segments() {
             std::fs::remove_file(p).unwrap();
         }
     }
-    let mut cfg = k.config();
+    let mut cfg = k.small_config();
     cfg.dir = crashed.clone();
     if let Some(c) = cfg.checkpoints.as_mut() {
         c.state = Some(keys.join("key.state"));

@@ -7,62 +7,17 @@
 //! a new one without the dropped leaves' tiles, named in the report; a
 //! log being written serves its newest checkpoint.
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use auditlog::tlog::merkle::{leaf_hash, Frontier, TreeHash};
 use auditlog::tlog::tiles::{decode_tile, row_hash, tiles_of, Tile, TILE_WIDTH};
-use auditlog::tlog::SignerKey;
-use auditlog::tree::{CheckpointConfig, TilesOptions, TilesReport};
+use auditlog::tree::TilesOptions;
 use auditlog::{Config, Log, LogReader};
 
 use crate::support::*;
 
-struct Signed {
-    t: tempfile::TempDir,
-    dir: PathBuf,
-    keys: PathBuf,
-    key: SignerKey,
-}
-
-fn signed() -> Signed {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("log");
-    let keys = t.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    Signed {
-        dir,
-        keys,
-        key: SignerKey::generate("auditlog.test/tiles").unwrap(),
-        t,
-    }
-}
-
-impl Signed {
-    /// One segment per day unless `small`: then a checkpoint's tree size
-    /// is the number of events written before it.
-    fn config(&self, small: bool) -> Config {
-        let mut cfg = Config::new(&self.dir);
-        if small {
-            cfg.segment_max_bytes = 64 * 1024;
-        }
-        cfg.checkpoints = Some(CheckpointConfig {
-            key: self.key.clone(),
-            interval: Duration::from_secs(3600),
-            state: Some(self.keys.join("key.state")),
-        });
-        cfg
-    }
-
-    fn dest(&self, name: &str) -> PathBuf {
-        self.t.path().join(name)
-    }
-
-    fn tiles(&self, dest: &Path) -> auditlog::Result<TilesReport> {
-        LogReader::open(&self.dir)
-            .unwrap()
-            .write_tiles(dest, &TilesOptions::default())
-    }
+fn signed() -> SignedLog {
+    SignedLog::new("auditlog.test/tiles")
 }
 
 /// Append events `from..from + n` of UTC day `day`, in batches of 1000.
@@ -79,9 +34,9 @@ fn write(log: &Log, from: u64, n: u64, day: i64) -> u64 {
 }
 
 /// A signed log whose newest checkpoint covers exactly `n` leaves.
-fn log_of(n: u64) -> Signed {
+fn log_of(n: u64) -> SignedLog {
     let s = signed();
-    let log = Log::open(s.config(false)).unwrap();
+    let log = Log::open(s.config()).unwrap();
     write(&log, 0, n, 0);
     log.close().unwrap();
     s
@@ -110,7 +65,7 @@ fn read_bundle(dest: &Path, tile: Tile) -> Vec<Vec<u8>> {
 /// the hash of the stored event (its bundle entry, which is the record
 /// `prove` hands out), every hash above is the row hash of the full tile
 /// below, and the leaves give the checkpoint's root.
-fn check_folder(s: &Signed, dest: &Path, size: u64) {
+fn check_folder(s: &SignedLog, dest: &Path, size: u64) {
     let reader = LogReader::open(&s.dir).unwrap();
     let cp = reader
         .checkpoints()
@@ -201,7 +156,7 @@ fn expected_files(size: u64) -> Vec<String> {
 fn tiles_of_small_trees_hold_the_tree() {
     for n in [1u64, 255, 256, 257] {
         let s = log_of(n);
-        let dest = s.dest("tiles");
+        let dest = s.beside("tiles");
         let r = s.tiles(&dest).unwrap();
         assert_eq!(r.tree_size, n);
         assert!(r.unavailable.is_empty() && r.bundles_too_large.is_empty());
@@ -215,7 +170,7 @@ fn tiles_at_the_level_1_edge_hold_the_tree() {
     // 65,536 + 1 leaves: a full level-1 tile, a level-2 tile of width 1.
     let n = 65_537;
     let s = log_of(n);
-    let dest = s.dest("tiles");
+    let dest = s.beside("tiles");
     let r = s.tiles(&dest).unwrap();
     assert_eq!(r.full_tiles_written, 256 + 1);
     assert_eq!(r.partial_tiles_written, 2);
@@ -246,19 +201,19 @@ fn a_log_with_no_checkpoint_or_an_unknown_size_is_refused() {
     };
     let err = LogReader::open(&s.dir)
         .unwrap()
-        .write_tiles(&s.dest("tiles"), &opts)
+        .write_tiles(&s.beside("tiles"), &opts)
         .unwrap_err();
     assert!(err.to_string().contains("tree size 7"), "{err}");
-    assert!(!s.dest("tiles").join("checkpoint").exists());
+    assert!(!s.beside("tiles").join("checkpoint").exists());
 }
 
 #[test]
 fn a_rerun_writes_only_what_is_new_and_replaces_partial_tiles() {
     let s = signed();
-    let log = Log::open(s.config(false)).unwrap();
+    let log = Log::open(s.config()).unwrap();
     write(&log, 0, 300, 0);
     log.close().unwrap();
-    let dest = s.dest("tiles");
+    let dest = s.beside("tiles");
     let first = s.tiles(&dest).unwrap();
     assert_eq!(
         (first.full_tiles_written, first.partial_tiles_written),
@@ -269,7 +224,7 @@ fn a_rerun_writes_only_what_is_new_and_replaces_partial_tiles() {
     assert!(dest.join("tile/0/001.p/44").is_file());
 
     // 300 events and the close checkpoint, then 213 more: 514 leaves.
-    let log = Log::open(s.config(false)).unwrap();
+    let log = Log::open(s.config()).unwrap();
     write(&log, 300, 213, 0);
     log.close().unwrap();
     let again = s.tiles(&dest).unwrap();
@@ -301,7 +256,7 @@ fn a_rerun_writes_only_what_is_new_and_replaces_partial_tiles() {
 #[test]
 fn a_full_tile_that_differs_is_refused_not_rewritten() {
     let s = log_of(600);
-    let dest = s.dest("tiles");
+    let dest = s.beside("tiles");
     s.tiles(&dest).unwrap();
     let tile = dest.join("tile/0/001");
     let mut bytes = std::fs::read(&tile).unwrap();
@@ -324,7 +279,7 @@ fn a_full_tile_that_differs_is_refused_not_rewritten() {
     // Another log's folder: its first full tile differs.
     std::fs::remove_file(&tile).unwrap();
     let other = signed();
-    let log = Log::open(other.config(false)).unwrap();
+    let log = Log::open(other.config()).unwrap();
     write(&log, 0, 600, 1);
     log.close().unwrap();
     let err = other.tiles(&dest).unwrap_err().to_string();
@@ -334,7 +289,7 @@ fn a_full_tile_that_differs_is_refused_not_rewritten() {
 #[test]
 fn a_run_cut_short_is_finished_by_the_next() {
     let s = log_of(700);
-    let dest = s.dest("tiles");
+    let dest = s.beside("tiles");
     s.tiles(&dest).unwrap();
     // As a crash would leave it: temporary files, a full tile, a bundle
     // and the checkpoint not renamed into place yet.
@@ -357,13 +312,13 @@ fn a_run_cut_short_is_finished_by_the_next() {
 #[test]
 fn retention_keeps_an_old_folder_whole_and_a_new_one_names_what_it_lacks() {
     let s = signed();
-    let log = Log::open(s.config(true)).unwrap();
+    let log = Log::open(s.small_config()).unwrap();
     let mut n = 0;
     for day in 0..3 {
         n = write(&log, n, 700, day);
     }
     log.seal().unwrap();
-    let old = s.dest("tiles");
+    let old = s.beside("tiles");
     let before = s.tiles(&old).unwrap();
     assert!(before.unavailable.is_empty());
     let r = log.retain(DAY0 + DAY_US).unwrap();
@@ -417,7 +372,7 @@ fn retention_keeps_an_old_folder_whole_and_a_new_one_names_what_it_lacks() {
     // The tiles spanning the cut are made from the hashes the retention
     // record kept, so the checkpoint is served (tiles_retention.rs checks
     // such folders in full).
-    let new = s.dest("tiles-new");
+    let new = s.beside("tiles-new");
     let fresh = s.tiles(&new).unwrap();
     let level0: Vec<_> = fresh
         .unavailable
@@ -454,13 +409,13 @@ fn retention_keeps_an_old_folder_whole_and_a_new_one_names_what_it_lacks() {
 #[test]
 fn an_event_too_long_for_a_bundle_leaves_only_its_bundle_out() {
     let s = signed();
-    let log = Log::open(s.config(false)).unwrap();
+    let log = Log::open(s.config()).unwrap();
     write(&log, 0, 300, 0);
     let big = finished("ev-0", DAY0 + 1, &"x".repeat(70_000));
     log.append_batch(&[big]).unwrap().wait().unwrap();
     write(&log, 301, 10, 0);
     log.close().unwrap();
-    let dest = s.dest("tiles");
+    let dest = s.beside("tiles");
     let r = s.tiles(&dest).unwrap();
     assert_eq!(
         r.bundles_too_large,
@@ -474,11 +429,11 @@ fn an_event_too_long_for_a_bundle_leaves_only_its_bundle_out() {
 #[test]
 fn tiles_of_a_log_being_written_serve_its_newest_checkpoint() {
     let s = signed();
-    let log = Log::open(s.config(false)).unwrap();
+    let log = Log::open(s.config()).unwrap();
     write(&log, 0, 600, 0);
     log.seal().unwrap(); // signs the checkpoint of 600 leaves
     write(&log, 600, 100, 1); // not signed yet
-    let dest = s.dest("tiles");
+    let dest = s.beside("tiles");
     let r = s.tiles(&dest).unwrap();
     assert_eq!(r.tree_size, 600);
     check_folder(&s, &dest, 600);

@@ -9,7 +9,6 @@
 //! tiles name the gap as before.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use auditlog::event::system::SystemRecord;
 use auditlog::internals::codec;
@@ -19,61 +18,21 @@ use auditlog::tlog::merkle::{
     consistency_proof, inclusion_proof, root_at, verify_consistency, verify_inclusion,
 };
 use auditlog::tlog::tiles::{decode_tile, tiles_of, TileHashes};
-use auditlog::tlog::SignerKey;
-use auditlog::tree::{CheckpointConfig, TilesOptions, TilesReport};
-use auditlog::{Config, EventData, Log, LogReader, VerifyOptions};
+use auditlog::tree::{TilesOptions, TilesReport};
+use auditlog::{EventData, Log, LogReader};
 
 use crate::support::forge;
 use crate::support::*;
 
-struct Signed {
-    t: tempfile::TempDir,
-    dir: PathBuf,
-    keys: PathBuf,
-    key: SignerKey,
+fn signed() -> SignedLog {
+    SignedLog::new("auditlog.test/tiles-retention")
 }
 
-fn signed() -> Signed {
-    let t = tempfile::tempdir().unwrap();
-    let dir = t.path().join("log");
-    let keys = t.path().join("keys");
-    std::fs::create_dir(&keys).unwrap();
-    Signed {
-        dir,
-        keys,
-        key: SignerKey::generate("auditlog.test/tiles-retention").unwrap(),
-        t,
-    }
-}
-
-impl Signed {
-    /// One segment per UTC day.
-    fn config(&self) -> Config {
-        let mut cfg = Config::new(&self.dir);
-        cfg.checkpoints = Some(CheckpointConfig {
-            key: self.key.clone(),
-            interval: Duration::from_secs(3600),
-            state: Some(self.keys.join("key.state")),
-        });
-        cfg
-    }
-
-    fn tiles(&self, name: &str) -> (PathBuf, TilesReport) {
-        let dest = self.t.path().join(name);
-        let r = LogReader::open(&self.dir)
-            .unwrap()
-            .write_tiles(&dest, &TilesOptions::default())
-            .unwrap();
-        (dest, r)
-    }
-
-    fn verify(&self, key: bool) -> auditlog::Result<auditlog::VerifyReport> {
-        let opts = VerifyOptions {
-            key: key.then(|| self.key.verifier()),
-            ..VerifyOptions::default()
-        };
-        auditlog::verify_with(&self.dir, &opts, |_, _| {})
-    }
+/// Write tiles into a fresh folder `name` beside the log.
+fn tiles_at(s: &SignedLog, name: &str) -> (PathBuf, TilesReport) {
+    let dest = s.beside(name);
+    let r = s.tiles(&dest).unwrap();
+    (dest, r)
 }
 
 /// Append events `from..from + n` on UTC day `day`.
@@ -92,7 +51,7 @@ fn write(log: &Log, from: u64, n: u64, day: i64) -> u64 {
 /// A signed log of one segment per day, `per_day[d]` events on day d,
 /// then `retain_days` retentions (each dropping the oldest day), each
 /// followed by 50 events on the newest day. Returns the cuts (leaves).
-fn log_with_cuts(s: &Signed, per_day: &[u64], retain_days: i64, format_4: bool) -> Vec<u64> {
+fn log_with_cuts(s: &SignedLog, per_day: &[u64], retain_days: i64, format_4: bool) -> Vec<u64> {
     let mut cfg = s.config();
     cfg.retention_as_format_4 = format_4;
     let log = Log::open(cfg).unwrap();
@@ -129,7 +88,7 @@ fn day0_events_for(leaves: u64) -> u64 {
 /// every kept leaf and give every kept checkpoint's root: what tile-based
 /// tlog tooling reads. Only tiles wholly over dropped leaves (and bundles
 /// of dropped events) are missing, and the report names exactly those.
-fn check_after_cut(s: &Signed, dest: &Path, r: &TilesReport, cut: u64) {
+fn check_after_cut(s: &SignedLog, dest: &Path, r: &TilesReport, cut: u64) {
     assert!(r.checkpoint_written, "{r:?}");
     let reader = LogReader::open(&s.dir).unwrap();
     let cps = reader.checkpoints().unwrap();
@@ -212,7 +171,7 @@ fn tiles_first_written_after_a_cut_inside_a_tile_serve_the_tree() {
     assert_eq!(rec.tree_size, cut);
     let counts: Vec<u64> = rec.tree_tiles.iter().map(|l| l.len() as u64).collect();
     assert_eq!(counts, vec![cut % 256, cut / 256]);
-    let (dest, r) = s.tiles("tiles");
+    let (dest, r) = tiles_at(&s, "tiles");
     check_after_cut(&s, &dest, &r, cut);
     // The tile spanning the cut is there, its bundle is not (its first
     // events were dropped); the two full tiles before it are not.
@@ -231,7 +190,7 @@ fn tiles_after_a_cut_on_a_tile_boundary_serve_the_tree() {
     let rec = retention_records(&s.dir).pop().unwrap();
     let counts: Vec<usize> = rec.tree_tiles.iter().map(Vec::len).collect();
     assert_eq!(counts, vec![0, 2]);
-    let (dest, r) = s.tiles("tiles");
+    let (dest, r) = tiles_at(&s, "tiles");
     check_after_cut(&s, &dest, &r, 512);
     assert!(!r.unavailable.iter().any(|p| p.starts_with("tile/1/")));
     s.verify(true).unwrap();
@@ -250,14 +209,14 @@ fn tiles_after_two_cuts_in_one_level_1_tile_serve_the_tree() {
     let recs = retention_records(&s.dir);
     assert_eq!(recs.len(), 2);
     assert!(recs.iter().all(|r| !r.tree_tiles.is_empty()));
-    let (dest, r) = s.tiles("tiles");
+    let (dest, r) = tiles_at(&s, "tiles");
     check_after_cut(&s, &dest, &r, cuts[1]);
     s.verify(true).unwrap();
     // Reopened and retained again: still complete.
     let log = Log::open(s.config()).unwrap();
     write(&log, 10_000, 10, 3);
     log.close().unwrap();
-    let (dest2, r2) = s.tiles("tiles-2");
+    let (dest2, r2) = tiles_at(&s, "tiles-2");
     check_after_cut(&s, &dest2, &r2, cuts[1]);
 }
 
@@ -334,7 +293,7 @@ fn a_format_4_log_opens_retains_and_its_tiles_name_the_gap() {
     downgrade_log(&s.dir, 4, "tree_tiles");
     s.verify(true).unwrap();
     // As before format 5: the tile spanning the cut cannot be made.
-    let (_, r) = s.tiles("old");
+    let (_, r) = tiles_at(&s, "old");
     assert!(!r.checkpoint_written);
     assert!(
         r.unavailable.iter().any(|p| p.starts_with("tile/0/002")),
@@ -355,7 +314,7 @@ fn a_format_4_log_opens_retains_and_its_tiles_name_the_gap() {
     assert_eq!(recs.len(), 2);
     assert!(recs[1].tree_tiles.is_empty(), "{:?}", recs[1].tree_tiles);
     s.verify(true).unwrap();
-    let (_, r) = s.tiles("after");
+    let (_, r) = tiles_at(&s, "after");
     assert!(!r.checkpoint_written);
     assert!(again.first_kept_lsn > cuts[0]);
 }
@@ -373,7 +332,7 @@ fn tiles_after_a_cut_past_level_2_serve_the_tree() {
     let counts: Vec<u64> = rec.tree_tiles.iter().map(|l| l.len() as u64).collect();
     let c = cuts[0];
     assert_eq!(counts, vec![c % 256, (c >> 8) % 256, c >> 16]);
-    let (dest, r) = s.tiles("tiles");
+    let (dest, r) = tiles_at(&s, "tiles");
     check_after_cut(&s, &dest, &r, c);
     s.verify(true).unwrap();
 }

@@ -301,3 +301,68 @@ pub fn downgrade_log(dir: &Path, version: u16, absent: &str) {
     let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
     std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
 }
+
+/// A log folder with an Ed25519 checkpoint key kept beside it (outside the
+/// log, as in production), for the tests of the tree, proofs and tiles.
+pub struct SignedLog {
+    pub t: tempfile::TempDir,
+    pub dir: PathBuf,
+    pub keys: PathBuf,
+    pub key: auditlog::tlog::SignerKey,
+}
+
+impl SignedLog {
+    pub fn new(origin: &str) -> SignedLog {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("log");
+        let keys = t.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        SignedLog {
+            dir,
+            keys,
+            key: auditlog::tlog::SignerKey::generate(origin).unwrap(),
+            t,
+        }
+    }
+
+    /// One segment per UTC day; a checkpoint at every seal and hourly,
+    /// the key's state file beside the key.
+    pub fn config(&self) -> Config {
+        let mut cfg = Config::new(&self.dir);
+        cfg.checkpoints = Some(auditlog::tree::CheckpointConfig {
+            key: self.key.clone(),
+            interval: std::time::Duration::from_secs(3600),
+            state: Some(self.keys.join("key.state")),
+        });
+        cfg
+    }
+
+    /// [`SignedLog::config`] with 64 KiB segments: many seals, so many
+    /// checkpoints, in a small log.
+    pub fn small_config(&self) -> Config {
+        let mut cfg = self.config();
+        cfg.segment_max_bytes = 64 * 1024;
+        cfg
+    }
+
+    /// A folder beside the log, outside it.
+    pub fn beside(&self, name: &str) -> PathBuf {
+        self.t.path().join(name)
+    }
+
+    /// Write the log's C2SP tiles into `dest`.
+    pub fn tiles(&self, dest: &Path) -> auditlog::Result<auditlog::tree::TilesReport> {
+        LogReader::open(&self.dir)
+            .unwrap()
+            .write_tiles(dest, &auditlog::tree::TilesOptions::default())
+    }
+
+    /// `verify`, with the public key when `key`.
+    pub fn verify(&self, key: bool) -> auditlog::Result<auditlog::VerifyReport> {
+        let opts = auditlog::VerifyOptions {
+            key: key.then(|| self.key.verifier()),
+            ..auditlog::VerifyOptions::default()
+        };
+        auditlog::verify_with(&self.dir, &opts, |_, _| {})
+    }
+}
