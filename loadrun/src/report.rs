@@ -49,6 +49,14 @@ pub struct Sustained {
     /// Most sealed segments (and events in them) not yet indexed at once.
     pub index_lag_max_segments: u64,
     pub index_lag_max_events: u64,
+    /// The median sample's lag, in sealed segments.
+    pub index_lag_median_segments: u64,
+    /// Samples where at most one sealed segment waited for its index (the
+    /// aim: the indexes lag by at most one segment roll), of `samples`.
+    pub samples_within_one_roll: u64,
+    pub samples: u64,
+    /// The pace asked for (`--rate`), events/s; `None`: unpaced.
+    pub rate: Option<f64>,
 }
 
 /// `auditlog ingest FILE` run as a child process.
@@ -316,7 +324,7 @@ impl Report {
         o.push_str(&format!(
             ",\"sustained\":{}",
             self.sustained.as_ref().map_or("null".into(), |u| format!(
-                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{}}}",
+                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{},\"index_lag_median_segments\":{},\"samples_within_one_roll\":{},\"samples\":{},\"rate\":{}}}",
                 num(u.seconds),
                 u.events,
                 u.passes,
@@ -328,7 +336,11 @@ impl Report {
                 num(u.eps_first_third),
                 num(u.eps_last_third),
                 u.index_lag_max_segments,
-                u.index_lag_max_events
+                u.index_lag_max_events,
+                u.index_lag_median_segments,
+                u.samples_within_one_roll,
+                u.samples,
+                u.rate.map_or("null".into(), num)
             ))
         ));
         o.push_str(",\"timeline\":[");
@@ -557,7 +569,7 @@ impl Report {
         }
         if let Some(u) = &self.sustained {
             o.push_str(&format!(
-                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\nindex lag: at most {} sealed segments ({} events) not yet indexed at a sample\n",
+                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\n{}index lag: at most {} sealed segments ({} events) not yet indexed at a sample, median {}; at most one segment behind in {} of {} samples\n",
                 u.seconds,
                 u.events,
                 u.passes,
@@ -568,8 +580,12 @@ impl Report {
                 u.eps_last_third,
                 u.rss_max_first_half as f64 / 1048576.0,
                 u.rss_max_second_half as f64 / 1048576.0,
+                u.rate.map_or(String::new(), |r| format!("paced at {r:.0} events/s; ")),
                 u.index_lag_max_segments,
-                u.index_lag_max_events
+                u.index_lag_max_events,
+                u.index_lag_median_segments,
+                u.samples_within_one_roll,
+                u.samples
             ));
         }
         if let Some(sr) = &self.search {

@@ -158,6 +158,63 @@ fn sustained_mode_reports_memory_and_retention() {
     assert!(v["timeline"].as_array().is_some_and(|t| !t.is_empty()));
 }
 
+/// `--rate` paces the sustained run (the producers never exceed it; a
+/// loaded machine can only make them slower) and the report says how far
+/// the indexes lagged, sample by sample.
+#[test]
+fn sustained_mode_paces_and_reports_index_lag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args([
+            "bench",
+            "--json",
+            "--duration",
+            "2s",
+            "--rate",
+            "5000",
+            "--events",
+            "3000",
+            "--days",
+            "6",
+            "--retain-days",
+            "2",
+        ])
+        .env_remove("AUDITLOG_DIR")
+        .output()
+        .expect("run auditlog bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(num(&v, &["sustained", "rate"]), 5000.0);
+    let events = num(&v, &["sustained", "events"]);
+    let seconds = num(&v, &["sustained", "seconds"]);
+    assert!(events > 0.0);
+    assert!(
+        events <= 5000.0 * seconds * 1.2 + 100.0,
+        "{events} events in {seconds} s at 5000/s"
+    );
+    let samples = num(&v, &["sustained", "samples"]);
+    assert!(samples >= 1.0);
+    assert!(num(&v, &["sustained", "samples_within_one_roll"]) <= samples);
+    assert!(
+        num(&v, &["sustained", "index_lag_median_segments"])
+            <= num(&v, &["sustained", "index_lag_max_segments"])
+    );
+}
+
+#[test]
+fn rate_without_duration_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .args(["bench", "--quick", "--events", "100", "--rate", "1000"])
+        .env_remove("AUDITLOG_DIR")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--duration"));
+}
+
 #[test]
 fn refuses_a_folder_that_holds_something() {
     let tmp = tempfile::tempdir().expect("tempdir");
