@@ -126,6 +126,8 @@ pub use event::system;
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 pub use layout::{Head, RecoveryReport, SegmentMeta};
 pub use log::{Counters, EncodedBatch, Log};
+#[doc(hidden)]
+pub use log::BatchBuilder;
 pub use manifest::PolicyRecord;
 pub use query::{
     Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource, Engine as QueryEngine,

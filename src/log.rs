@@ -859,22 +859,7 @@ fn encode_batch(
             validate_event(ev).map_err(|source| Error::InvalidEvent { index, source })?;
         }
         let start = frames.len();
-        frames.extend_from_slice(&[0u8; FRAME_HEADER]);
-        frames.push(REC_EVENT);
-        if let Err(reason) = codec::encode_event(ev, &mut frames) {
-            return Err(Error::InvalidEvent {
-                index,
-                source: crate::error::EventError::new("event", reason.to_string()),
-            });
-        }
-        let body = frames.len() - start - FRAME_HEADER;
-        if body > MAX_FRAME_BODY {
-            return Err(Error::EventTooLarge {
-                index,
-                bytes: body - 1,
-                max: codec::MAX_BODY_BYTES,
-            });
-        }
+        encode_unsealed_frame(ev, &mut frames, index)?;
         frame::seal_frame_in_place(&mut frames[..], start);
         let meta = (ev.ts, (frames.len() - start) as u32);
         if single {
@@ -894,4 +879,119 @@ fn encode_batch(
         slot: Slot::new(),
         recycle: None,
     })
+}
+
+/// Write `ev` as an event frame at the end of `frames`, its length and CRC
+/// left zero for [`frame::seal_frame_in_place`]. On error `frames` may
+/// hold a partial frame: the caller truncates it or drops the buffer.
+fn encode_unsealed_frame(ev: &Event, frames: &mut Vec<u8>, index: usize) -> Result<()> {
+    let start = frames.len();
+    frames.extend_from_slice(&[0u8; FRAME_HEADER]);
+    frames.push(REC_EVENT);
+    if let Err(reason) = codec::encode_event(ev, frames) {
+        return Err(Error::InvalidEvent {
+            index,
+            source: crate::error::EventError::new("event", reason.to_string()),
+        });
+    }
+    let body = frames.len() - start - FRAME_HEADER;
+    if body > MAX_FRAME_BODY {
+        return Err(Error::EventTooLarge {
+            index,
+            bytes: body - 1,
+            max: codec::MAX_BODY_BYTES,
+        });
+    }
+    Ok(())
+}
+
+/// A batch encoded one event at a time, as events arrive (the Python
+/// binding's stage encodes each single append on the appending thread,
+/// so it need not keep an owned [`Event`] per append for another thread
+/// to encode and free). [`BatchBuilder::finish`] seals the frames (their
+/// lengths and CRCs), so that part runs where the batch is finished.
+///
+/// The bytes are those [`EncodedBatch::encode_parsed`] writes for the same
+/// events without a redaction policy; the batch carries no policy, so a
+/// log with one refuses it. Like `encode_parsed`, it does not check the
+/// events: the caller has (with [`validate_event`], or by parsing them).
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    frames: Vec<u8>,
+    /// Each frame's ts and size, in order.
+    metas: Vec<(Micros, u32)>,
+}
+
+impl BatchBuilder {
+    /// An empty builder with room for `events` events of `bytes` in all.
+    pub fn with_capacity(events: usize, bytes: usize) -> BatchBuilder {
+        BatchBuilder {
+            frames: Vec::with_capacity(bytes),
+            metas: Vec::with_capacity(events),
+        }
+    }
+
+    /// Encode a checked event after those pushed before. On error (it
+    /// does not encode, or it is over the size limit) nothing is added.
+    pub fn push_checked(&mut self, ev: &Event) -> Result<()> {
+        let start = self.frames.len();
+        if let Err(e) = encode_unsealed_frame(ev, &mut self.frames, self.metas.len()) {
+            self.frames.truncate(start);
+            return Err(e);
+        }
+        let size = (self.frames.len() - start) as u32;
+        self.metas.push((ev.ts, size));
+        Ok(())
+    }
+
+    /// Add the events of `other` after these.
+    pub fn append(&mut self, other: &mut BatchBuilder) {
+        self.frames.append(&mut other.frames);
+        self.metas.append(&mut other.metas);
+    }
+
+    /// Events pushed.
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// Encoded bytes so far (frames included).
+    pub fn bytes(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Room for this many bytes of frames without growing.
+    pub fn capacity(&self) -> usize {
+        self.frames.capacity()
+    }
+
+    /// The batch, every frame sealed (length and CRC).
+    pub fn finish(self) -> EncodedBatch {
+        let BatchBuilder { mut frames, metas } = self;
+        let mut start = 0usize;
+        for &(_, size) in &metas {
+            let end = start + size as usize;
+            frame::seal_frame_in_place(&mut frames[start..end], 0);
+            start = end;
+        }
+        let metas = match metas.len() {
+            1 => Metas::One(metas[0]),
+            _ => Metas::Many(metas),
+        };
+        EncodedBatch(
+            Batch {
+                frames,
+                metas,
+                leaves: Leaves::None,
+                slot: Slot::new(),
+                recycle: None,
+            },
+            None,
+        )
+    }
 }

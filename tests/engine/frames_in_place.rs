@@ -514,3 +514,68 @@ fn the_index_builds_one_parse_gives_the_two_pass_answer() {
     }
     assert!(calls > 100 && refused > 1_000, "{calls} {refused}");
 }
+
+/// The Python binding's stage encodes single appends one at a time
+/// (`BatchBuilder`) instead of keeping owned events for `encode_parsed`:
+/// the stored bytes must be the same, over every kind and every valid
+/// event a one-byte edit of their encodings yields, in batches of one, a
+/// few and many, and built from parts joined with `append`.
+#[test]
+fn a_batch_built_one_event_at_a_time_is_the_parsed_batchs_bytes() {
+    let mut valid: Vec<Event> = Vec::new();
+    each_mutated_body(|body| {
+        if let Ok(ev) = decode_event(body) {
+            if validate_event(&ev).is_ok() {
+                valid.push(ev);
+            }
+        }
+    });
+    assert!(valid.len() > 100, "{} valid edited events", valid.len());
+    for size in [1usize, 3, 64, valid.len()] {
+        for chunk in valid.chunks(size) {
+            let want = EncodedBatch::encode_parsed(chunk, None).unwrap();
+            let mut whole = auditlog::BatchBuilder::default();
+            let mut parts = auditlog::BatchBuilder::with_capacity(4, 1024);
+            let (head, tail) = chunk.split_at(chunk.len() / 2);
+            for ev in chunk {
+                whole.push_checked(ev).unwrap();
+            }
+            for ev in head {
+                parts.push_checked(ev).unwrap();
+            }
+            let mut rest = auditlog::BatchBuilder::default();
+            for ev in tail {
+                rest.push_checked(ev).unwrap();
+            }
+            parts.append(&mut rest);
+            assert!(rest.is_empty());
+            assert_eq!((whole.len(), whole.bytes()), (chunk.len(), want.bytes()));
+            let (whole, parts) = (whole.finish(), parts.finish());
+            assert_eq!(whole.frames(), want.frames());
+            assert_eq!(parts.frames(), want.frames());
+            assert_eq!(whole.len(), want.len());
+        }
+    }
+}
+
+/// An event over the size limit is refused as `encode_parsed` refuses it,
+/// and leaves what was pushed before as it was.
+#[test]
+fn a_batch_builder_refuses_an_oversized_event_and_keeps_the_rest() {
+    let good = good_events();
+    let mut b = auditlog::BatchBuilder::default();
+    b.push_checked(&good[0]).unwrap();
+    let before = b.bytes();
+    let mut big = good[1].clone();
+    big.run_id = "r".repeat(auditlog::event::MAX_EVENT_BYTES + 1);
+    let parsed = EncodedBatch::encode_parsed(std::slice::from_ref(&big), None);
+    assert!(matches!(parsed, Err(Error::EventTooLarge { .. })));
+    assert!(matches!(
+        b.push_checked(&big),
+        Err(Error::EventTooLarge { index: 1, .. })
+    ));
+    assert_eq!((b.len(), b.bytes()), (1, before));
+    b.push_checked(&good[2]).unwrap();
+    let want = EncodedBatch::encode_parsed(&[good[0].clone(), good[2].clone()], None).unwrap();
+    assert_eq!(b.finish().frames(), want.frames());
+}
