@@ -932,6 +932,16 @@ impl BatchBuilder {
         }
     }
 
+    /// An empty builder writing into `frames` (emptied first), a buffer
+    /// with room from an earlier batch ([`EncodedBatch::recycle_frames_to`]).
+    pub fn reusing(mut frames: Vec<u8>, events: usize) -> BatchBuilder {
+        frames.clear();
+        BatchBuilder {
+            frames,
+            metas: Vec::with_capacity(events),
+        }
+    }
+
     /// Encode a checked event after those pushed before. On error (it
     /// does not encode, or it is over the size limit) nothing is added.
     pub fn push_checked(&mut self, ev: &Event) -> Result<()> {

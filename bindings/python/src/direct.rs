@@ -24,6 +24,8 @@ use auditlog::event::json::{default_call_status, validate_event};
 use auditlog::event::time::parse_rfc3339;
 use auditlog::event::{MAX_EVENT_BYTES, MAX_JSON_DEPTH};
 use auditlog::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
+use std::cell::Cell;
+
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
 
@@ -45,13 +47,6 @@ const DEPTH_START: usize = convert::MAX_DEPTH - MAX_JSON_DEPTH + 1;
 /// First allocation for a free-form value's JSON text.
 const JSON_CAPACITY: usize = 256;
 
-/// The dict as an event, or `None`: take the line path.
-pub fn event_of(obj: &Bound<'_, PyAny>, now: impl FnOnce() -> Micros) -> Option<Event> {
-    let mut event = blank();
-    event_into(obj, now, &mut event)?;
-    Some(event)
-}
-
 /// A placeholder for [`event_into`] to fill.
 pub fn blank() -> Event {
     Event {
@@ -66,11 +61,14 @@ pub fn blank() -> Event {
     }
 }
 
-/// [`event_of`], built in `out` (a [`blank`] event): moving the `Event`
-/// from frame to frame on its way to the stage was most of the 7-9% of a
-/// single append spent in `memmove` (docs/benchmarks.md, "Python binding"). `Some`: the size the stage
-/// counts (an upper bound of the size of the JSON line the line path would
-/// have made); `None`: take the line path (`out` is then unspecified).
+/// The dict as an event, built in `out`: any event (a [`blank`] one, or
+/// the one this thread built last, [`with_scratch`], whose strings keep
+/// their buffers); building in place also spares moving the `Event` from
+/// frame to frame (most of the 7-9% of a single append once spent in
+/// `memmove`, docs/benchmarks.md, "Python binding"). `Some`: the size the
+/// stage counts (an upper bound of the size of the JSON line the line path
+/// would have made); `None`: take the line path (`out` is then
+/// unspecified).
 pub fn event_into(
     obj: &Bound<'_, PyAny>,
     now: impl FnOnce() -> Micros,
@@ -115,24 +113,9 @@ struct Acc {
 
 impl<'e> Draft<'e> {
     fn new(kind: &str, ev: &'e mut Event) -> Option<Draft<'e>> {
-        ev.data = match kind {
-            "run_started" => EventData::RunStarted(RunStarted {
-                skill_id: String::new(),
-                caller_id: String::new(),
-                channel_id: String::new(),
-                parent_run_id: String::new(),
-                inputs: Json::empty_object(),
-                dry_run: false,
-            }),
-            "run_log" => EventData::RunLog(RunLog {
-                seq: 0,
-                event_type: String::new(),
-                payload: Json::null(),
-            }),
-            "run_finished" => EventData::RunFinished(RunFinished::default()),
-            "tool_call" => EventData::ToolCall(Box::default()),
-            _ => return None,
-        };
+        if !reset_in_place(kind, &mut ev.data) {
+            ev.data = fresh_data(kind)?;
+        }
         ev.run_id.clear();
         ev.extra.clear();
         Some(Draft {
@@ -156,10 +139,7 @@ impl<'e> Draft<'e> {
             }
             "run_id" => {
                 once(&mut self.seen, 1)?;
-                if let Some(s) = self.acc.text(v)? {
-                    self.ev.run_id = s;
-                }
-                return Some(());
+                return self.acc.text_into(v, &mut self.ev.run_id);
             }
             "ts" => {
                 once(&mut self.seen, 2)?;
@@ -194,7 +174,8 @@ impl<'e> Draft<'e> {
     fn finish(self, now: impl FnOnce() -> Micros) {
         if let EventData::ToolCall(c) = &mut self.ev.data {
             if !self.acc.call_status {
-                c.status = default_call_status(&c.error, &c.error_type).to_string();
+                let status = default_call_status(&c.error, &c.error_type);
+                set_text(&mut c.status, status);
             }
         }
         self.ev.ts = self.ts.unwrap_or_else(now);
@@ -219,12 +200,12 @@ impl Acc {
             return Some(());
         }
         match slot {
-            Slot::Str(s) => *s = self.text(v)?.unwrap_or_default(),
+            Slot::Str(s) => self.text_into(v, s)?,
             Slot::Status(s) => {
-                *s = self.text(v)?.unwrap_or_default();
+                self.text_into(v, s)?;
                 self.call_status = true;
             }
-            Slot::Json(j) => *j = self.json(py, v)?,
+            Slot::Json(j) => self.json_into(py, v, j)?,
             Slot::Bool(b) => *b = v.cast::<PyBool>().ok()?.is_true(),
             Slot::U64(n) => *n = self.unsigned(v)?,
             Slot::OptU64(n) => *n = Some(self.unsigned(v)?),
@@ -241,16 +222,18 @@ impl Acc {
         Some(())
     }
 
-    /// A string field (`None`: JSON null).
-    fn text(&mut self, v: &Bound<'_, PyAny>) -> Option<Option<String>> {
+    /// A string field, copied into `dst`'s buffer (JSON null leaves
+    /// `dst` as it is: the field's default).
+    fn text_into(&mut self, v: &Bound<'_, PyAny>, dst: &mut String) -> Option<()> {
         if v.is_none() {
             self.bytes += SCALAR_BOUND;
-            return Some(None);
+            return Some(());
         }
         let s = v.cast::<PyString>().ok()?.to_str().ok()?;
         // Escaping writes at most 6 bytes per byte (`\u001f`).
         self.bytes += 6 * s.len() + 2;
-        Some(Some(s.to_owned()))
+        set_text(dst, s);
+        Some(())
     }
 
     /// `ts`: integer microseconds or an RFC 3339 string, as the parser
@@ -301,12 +284,24 @@ impl Acc {
     /// [`DEPTH_START`] levels down so that it refuses (and this path
     /// declines) every value nested more than the engine's limit.
     fn json(&mut self, py: Python<'_>, v: &Bound<'_, PyAny>) -> Option<Json> {
-        // Sized for the usual payload: growing by doubling from nothing
-        // was a tenth of the call.
-        let mut out = Vec::with_capacity(JSON_CAPACITY);
-        convert::write_value(py, v, &mut out, DEPTH_START).ok()?;
-        self.bytes += out.len();
-        String::from_utf8(out).ok().map(Json::trusted)
+        let mut j = Json::trusted(String::new());
+        self.json_into(py, v, &mut j)?;
+        Some(j)
+    }
+
+    /// [`Acc::json`], written into `j`'s own buffer.
+    fn json_into(&mut self, py: Python<'_>, v: &Bound<'_, PyAny>, j: &mut Json) -> Option<()> {
+        let mut len = 0usize;
+        let written = with_json_buf(j, |out| {
+            // Sized for the usual payload: growing by doubling from
+            // nothing was a tenth of the call (before buffers were reused).
+            out.reserve(JSON_CAPACITY);
+            let ok = convert::write_value(py, v, out, DEPTH_START).is_ok();
+            len = out.len();
+            ok
+        });
+        self.bytes += len;
+        written.then_some(())
     }
 }
 
@@ -386,4 +381,177 @@ fn take_call<'a>(c: &'a mut ToolCall, key: &str) -> Option<(u32, Slot<'a>)> {
         "payload" => (20, Slot::Json(&mut c.payload)),
         _ => return None,
     })
+}
+
+/// A kind's data as the parser starts it (its defaults), or `None`: not a
+/// kind an append may give.
+fn fresh_data(kind: &str) -> Option<EventData> {
+    Some(match kind {
+        "run_started" => EventData::RunStarted(RunStarted::default()),
+        "run_log" => EventData::RunLog(RunLog::default()),
+        "run_finished" => EventData::RunFinished(RunFinished::default()),
+        "tool_call" => EventData::ToolCall(Box::default()),
+        _ => return None,
+    })
+}
+
+/// Set `data` to [`fresh_data`]`(kind)` in place, keeping its strings'
+/// buffers, when it already is that kind (the event a thread appended
+/// before: [`with_scratch`]); false when it is another kind. Every field
+/// is named (no `..`), so a field added to the engine's events fails to
+/// compile here until it is reset too; tests/test_direct.py compares
+/// what a reused event stores with the line path's bytes.
+fn reset_in_place(kind: &str, data: &mut EventData) -> bool {
+    match (kind, data) {
+        ("run_started", EventData::RunStarted(s)) => {
+            let RunStarted {
+                skill_id,
+                caller_id,
+                channel_id,
+                parent_run_id,
+                inputs,
+                dry_run,
+            } = s;
+            for t in [skill_id, caller_id, channel_id, parent_run_id] {
+                t.clear();
+            }
+            set_json(inputs, "{}");
+            *dry_run = false;
+        }
+        ("run_log", EventData::RunLog(l)) => {
+            let RunLog {
+                seq,
+                event_type,
+                payload,
+            } = l;
+            *seq = 0;
+            event_type.clear();
+            set_json(payload, "null");
+        }
+        ("run_finished", EventData::RunFinished(f)) => {
+            let RunFinished {
+                status,
+                output,
+                error,
+                tool_calls,
+                runtime_seconds,
+                input_tokens,
+                output_tokens,
+                thinking_tokens,
+            } = f;
+            set_text(status, "ok");
+            output.clear();
+            error.clear();
+            *tool_calls = 0;
+            *runtime_seconds = 0.0;
+            *input_tokens = 0;
+            *output_tokens = 0;
+            *thinking_tokens = 0;
+        }
+        ("tool_call", EventData::ToolCall(c)) => {
+            let ToolCall {
+                call_id,
+                channel_id,
+                caller_id,
+                workspace_id,
+                request_id,
+                tool,
+                engine,
+                status,
+                error_type,
+                error,
+                duration_ms,
+                input_bytes,
+                result_bytes,
+                exit_code,
+                http_status,
+                input_hash,
+                args_summary,
+                payload,
+            } = &mut **c;
+            for t in [
+                call_id,
+                channel_id,
+                caller_id,
+                workspace_id,
+                request_id,
+                tool,
+                engine,
+                error_type,
+                error,
+                input_hash,
+                args_summary,
+            ] {
+                t.clear();
+            }
+            set_text(status, "ok");
+            *duration_ms = None;
+            *input_bytes = None;
+            *result_bytes = None;
+            *exit_code = None;
+            *http_status = None;
+            set_json(payload, "null");
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn set_text(t: &mut String, to: &str) {
+    t.clear();
+    t.push_str(to);
+}
+
+/// Give `j` the text `to`, in its own buffer.
+fn set_json(j: &mut Json, to: &str) {
+    with_json_buf(j, |buf| {
+        buf.extend_from_slice(to.as_bytes());
+        true
+    });
+}
+
+/// Rewrite `j`'s text with `write` (given its emptied buffer). The text
+/// written must be UTF-8 (else `j` is left `null`, and `false`).
+fn with_json_buf(j: &mut Json, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+    let mut buf = std::mem::replace(j, Json::trusted(String::new()))
+        .into_string()
+        .into_bytes();
+    buf.clear();
+    if !write(&mut buf) {
+        *j = Json::null();
+        return false;
+    }
+    match String::from_utf8(buf) {
+        Ok(text) => {
+            *j = Json::trusted(text);
+            true
+        }
+        Err(_) => {
+            *j = Json::null();
+            false
+        }
+    }
+}
+
+thread_local! {
+    /// The event this thread's last append was built in: its strings keep
+    /// their buffers for the next one, so a plain append allocates nothing
+    /// for its fields (before py27: a dozen small strings per event,
+    /// allocated here and freed on the stage's thread). Boxed, so taking
+    /// and returning it moves a pointer, not the event.
+    static SCRATCH: Cell<Option<Box<Event>>> = const { Cell::new(None) };
+}
+
+/// Run `f` with this thread's reusable event (a new one the first time,
+/// or when an append is re-entered from Python code the conversion ran:
+/// the outer call holds the thread's event then).
+pub fn with_scratch<R>(f: impl FnOnce(&mut Event) -> R) -> R {
+    let mut ev = SCRATCH
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Box::new(blank()));
+    let r = f(&mut ev);
+    let _ = SCRATCH.try_with(|c| c.set(Some(ev)));
+    r
 }

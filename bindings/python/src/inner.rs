@@ -131,9 +131,13 @@ pub fn open_inner(mut cfg: StoreConfig, search: bool) -> Result<Inner, auditlog:
     let queue_capacity = cfg.log.queue_capacity;
     // Staging keeps per-event errors at the append that caused them only
     // when encoding cannot fail after the check (no redaction) and a full
-    // queue waits or drops rather than fails.
+    // queue waits or drops rather than fails. The stage stores events as
+    // encoded, unredacted (`BatchBuilder`), so a log that keeps a policy
+    // an earlier writer recorded (in force when none is given) is not
+    // staged either.
     let stage = cfg.log.redaction.is_none() && cfg.log.on_full != FullPolicy::FailFast;
     let store = AuditStore::open(cfg)?;
+    let stage = stage && store.log().redaction().is_none();
     let pending = Arc::new(Pending::default());
     Ok(Inner {
         store,

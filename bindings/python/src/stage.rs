@@ -1,28 +1,34 @@
 //! Producer-side batching of single appends (like a Kafka producer's
 //! linger): `append(dict)` checks the event (so bad input still raises at
-//! once), then stages it; a flusher thread encodes what is staged and hands
-//! it to the log's queue as one batch. The calling thread so pays only for
-//! turning its dict into an event: encoding and the queue hand-over (which
-//! wakes the writer thread, a system call per event when events trickle)
-//! happen once per batch, on another core, without the GIL.
+//! once), then stages it, encoded in the log's record format
+//! ([`BatchBuilder`]: the bytes `EncodedBatch::encode_parsed` writes, their
+//! frames not yet sealed); a flusher thread seals what is staged (lengths,
+//! CRCs), hashes its Merkle leaves and hands it to the log's queue as one
+//! batch. The calling thread so pays for turning its dict into an event
+//! and encoding it (into a reused event: no allocation per field, nothing
+//! for another thread to free); the CRCs, SHA-256 and the queue hand-over
+//! (which wakes the writer thread, a system call per event when events
+//! trickle) happen once per batch, on another core, without the GIL.
 //!
 //! Order: one lock (`order`) is held by whoever appends staged events to the
 //! log, and every other write path (batches, the keyword helpers, flush,
 //! `wait=True`) drains the stage under it first, so events reach the log in
 //! the order their appends returned, whatever path each took.
 //!
-//! Errors: checking happens before staging, so what the flusher can still
+//! Errors: checking and encoding happen before staging (an event that
+//! does not encode is refused by its append), so what the flusher can still
 //! meet is an engine failure (a writer that stopped, a closed log); it is
 //! kept and raised by the next append (or counted, in fire-and-forget mode)
 //! with the number of events it lost. Stores with a redaction policy or
 //! `on_full="fail"` do not stage (their per-event errors must be raised by
-//! the append that caused them).
+//! the append that caused them), nor do logs that keep a redaction policy
+//! recorded by an earlier writer (see inner.rs).
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use auditlog::{AuditStore, EncodedBatch, Event, Receipt};
+use auditlog::{AuditStore, BatchBuilder, Event, Receipt};
 
 use crate::batch::QUEUE_UNIT_BYTES;
 use crate::pending::Pending;
@@ -39,9 +45,10 @@ pub const MAX_STAGED: usize = 4096;
 /// appending the batch before, short enough that a stalled flusher (a
 /// writer waiting for queue room) only makes the append take the drain.
 const HANDOFF_WAIT: Duration = Duration::from_millis(20);
-/// The largest emptied vector kept for the next round of staging (a batch
-/// staged whole may leave a far larger one: dropped instead).
-const SPARE_MAX: usize = 2 * MAX_STAGED;
+/// The largest frame buffer the writer hands back that is kept for the
+/// next round of staging (a batch staged whole may leave a far larger one:
+/// freed instead).
+const SPARE_MAX_BYTES: usize = 4 << 20;
 
 /// An engine failure met while appending staged events, and how many
 /// events it lost.
@@ -49,11 +56,13 @@ pub type Lost = (auditlog::Error, u64);
 
 #[derive(Default)]
 struct State {
-    events: Vec<Event>,
-    /// An emptied vector with room, swapped in when the flusher takes
-    /// `events`: staging then never grows a vector from nothing (moving
-    /// every staged event at each doubling, on the Python thread).
-    spare: Vec<Event>,
+    /// The staged events, encoded.
+    events: BatchBuilder,
+    /// A frame buffer with room, handed back by the writer once it has
+    /// copied a staged batch (see [`Stager::recycler`]), swapped in when
+    /// the flusher takes `events`: staging then never grows a buffer from
+    /// nothing (page faults and copies on the Python thread).
+    spare: Option<Vec<u8>>,
     /// Appends waiting in [`Stager::relieve`] for the flusher to take.
     relieving: usize,
     /// Single appends that found the stage full, and of those, the ones
@@ -79,6 +88,8 @@ pub struct Stager {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where the receipts of staged batches go (nobody waits on them).
     pending: Arc<Pending>,
+    /// Frame buffers the writer is done with, for `State::spare`.
+    returned: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,6 +105,7 @@ impl Stager {
             order: Mutex::new(()),
             thread: Mutex::new(None),
             pending,
+            returned: Arc::new(Mutex::new(None)),
         }
     }
 }
@@ -118,22 +130,30 @@ impl Stager {
         Ok(())
     }
 
-    /// Stage a checked event (`bytes`: its JSON size). `Err`: an earlier
-    /// flush failed (the event is not staged). `Ok(true)`: the stage is
-    /// full; the caller calls [`Stager::relieve`].
-    pub fn push(&self, ev: Event, bytes: usize) -> Result<bool, Lost> {
-        self.push_with(bytes, 1, |staged| staged.push(ev))
+    /// Stage a checked event (`bytes`: its JSON size), encoded here.
+    /// `Err`: an earlier flush failed (the event is not staged), or this
+    /// one does not encode (refused, as a direct append would refuse it).
+    /// `Ok(true)`: the stage is full; the caller calls [`Stager::relieve`].
+    pub fn push(&self, ev: &Event, bytes: usize) -> Result<bool, Lost> {
+        self.push_with(bytes, 1, |staged| staged.push_checked(ev))
     }
 
     /// Stage checked events (a batch's), in their order; as [`Stager::push`].
+    /// Encoded before the stage is locked.
     pub fn push_many(&self, evs: Vec<Event>, bytes: usize) -> Result<bool, Lost> {
         let n = evs.len() as u64;
+        let mut encoded = BatchBuilder::with_capacity(evs.len(), bytes.min(SPARE_MAX_BYTES));
+        for ev in &evs {
+            encoded.push_checked(ev).map_err(|e| (e, n))?;
+        }
+        drop(evs);
         self.push_with(bytes, n, |staged| {
-            if staged.is_empty() && staged.capacity() < evs.len() {
-                *staged = evs;
+            if staged.is_empty() && staged.capacity() < encoded.bytes() {
+                *staged = encoded;
             } else {
-                staged.extend(evs);
+                staged.append(&mut encoded);
             }
+            Ok(())
         })
     }
 
@@ -141,7 +161,7 @@ impl Stager {
         &self,
         bytes: usize,
         events: u64,
-        add: impl FnOnce(&mut Vec<Event>),
+        add: impl FnOnce(&mut BatchBuilder) -> auditlog::Result<()>,
     ) -> Result<bool, Lost> {
         let mut s = lock(&self.state);
         if let Some((e, n)) = s.failed.take() {
@@ -153,7 +173,9 @@ impl Stager {
             }
             return Err((e, n + events));
         }
-        add(&mut s.events);
+        if let Err(e) = add(&mut s.events) {
+            return Err((e, events));
+        }
         s.bytes += bytes;
         let full = s.events.len() >= MAX_STAGED || s.bytes >= QUEUE_UNIT_BYTES;
         let wake = s.waiting;
@@ -246,8 +268,11 @@ impl Stager {
             }
             s.in_flight = true;
             s.bytes = 0;
-            let spare = std::mem::take(&mut s.spare);
-            let events = std::mem::replace(&mut s.events, spare);
+            let next = match s.spare.take().or_else(|| lock(&self.returned).take()) {
+                Some(frames) => BatchBuilder::reusing(frames, s.events.len()),
+                None => BatchBuilder::with_capacity(s.events.len(), s.events.bytes()),
+            };
+            let events = std::mem::replace(&mut s.events, next);
             if s.relieving > 0 {
                 self.taken.notify_all();
             }
@@ -257,21 +282,14 @@ impl Stager {
         let result = if events.is_empty() {
             Ok(None)
         } else {
-            let redaction = store.log().redaction().cloned();
-            EncodedBatch::encode_parsed(&events, redaction.as_ref())
-                .and_then(|b| store.append_encoded(b))
-                .map(Some)
+            let mut batch = events.finish();
+            batch.hash_leaves();
+            batch.recycle_frames_to(self.recycler());
+            store.append_encoded(batch).map(Some)
         };
-        // Emptied outside the lock (freeing the events' strings), kept as
-        // the next spare if it is of a size staging uses.
-        let mut events = events;
-        events.clear();
         let result = {
             let mut s = lock(&self.state);
             s.in_flight = false;
-            if events.capacity() <= SPARE_MAX && events.capacity() > s.spare.capacity() {
-                s.spare = events;
-            }
             match result.map_err(|e| (e, n)) {
                 Err(lost) if hold => {
                     match &mut s.failed {
@@ -287,6 +305,23 @@ impl Stager {
             self.pending.track(r.clone(), n);
         }
         result
+    }
+
+    /// Where the writer hands a staged batch's frame buffer back, kept for
+    /// the next round of staging if it is of a size staging uses.
+    fn recycler(&self) -> auditlog::FrameRecycler {
+        let returned = Arc::downgrade(&self.returned);
+        Arc::new(move |frames: Vec<u8>| {
+            if frames.capacity() > SPARE_MAX_BYTES {
+                return;
+            }
+            if let Some(slot) = returned.upgrade() {
+                let mut slot = lock(&slot);
+                if slot.as_ref().is_none_or(|s| s.capacity() < frames.capacity()) {
+                    *slot = Some(frames);
+                }
+            }
+        })
     }
 
     /// Drain the stage, then run `f` (a direct append) in order after it.

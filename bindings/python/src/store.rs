@@ -23,7 +23,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use auditlog::event::json::parse_event;
-use auditlog::{EncodedBatch, Event, Json, Page, RunFinished, RunLog, RunStarted, StoreConfig};
+use auditlog::internals::frame::FRAME_HEADER;
+use auditlog::{
+    EncodedBatch, Event, Json, Page, Receipt, RunFinished, RunLog, RunStarted, StoreConfig,
+};
 
 use crate::batch::{self, BatchError};
 use crate::calls;
@@ -106,23 +109,29 @@ impl Store {
         if let Some((e, n)) = inner.pending.take_failure() {
             return Err(engine_failure(py, e, n + 1));
         }
-        let mut ev = direct::blank();
-        let bytes = checked_event(py, event, &mut ev)?;
-        if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
-            let full = st.push(ev, bytes).map_err(|l| lost_failure(py, l))?;
-            if full {
-                py.detach(|| st.relieve(&inner.store))
-                    .map_err(|l| lost_failure(py, l))?;
+        // Built in this thread's reused event (no allocation per field).
+        let staged = direct::with_scratch(|ev| -> Result<Option<Receipt>, Failure> {
+            let bytes = checked_event(py, event, ev)?;
+            if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
+                let full = st.push(ev, bytes).map_err(|l| lost_failure(py, l))?;
+                if full {
+                    py.detach(|| st.relieve(&inner.store))
+                        .map_err(|l| lost_failure(py, l))?;
+                }
+                return Ok(None);
             }
+            inner
+                .ordered(py, |s| {
+                    let redaction = s.log().redaction().cloned();
+                    EncodedBatch::encode_parsed(std::slice::from_ref(&*ev), redaction.as_ref())
+                        .and_then(|b| s.append_encoded(b))
+                })
+                .map(Some)
+                .map_err(|l| lost_failure(py, l))
+        })?;
+        let Some(receipt) = staged else {
             return Ok(());
-        }
-        let receipt = inner
-            .ordered(py, |s| {
-                let redaction = s.log().redaction().cloned();
-                EncodedBatch::encode_parsed(std::slice::from_ref(&ev), redaction.as_ref())
-                    .and_then(|b| s.append_encoded(b))
-            })
-            .map_err(|l| lost_failure(py, l))?;
+        };
         if wait {
             py.detach(|| receipt.wait())
                 .map_err(|e| engine_failure(py, e, 1))?;
@@ -1075,14 +1084,25 @@ pub fn event_bytes_py<'py>(
     now: i64,
     encode: bool,
 ) -> PyResult<Option<Bound<'py, pyo3::types::PyBytes>>> {
-    let ev = if fast {
-        match direct::event_of(event, || now) {
-            Some(ev) => ev,
-            None => return Ok(None),
-        }
-    } else {
-        line_event(py, event, now).map_err(|f| f.err)?.0
-    };
+    if fast {
+        // As a staged append makes them: in this thread's reused event,
+        // encoded one at a time into a batch (whose frame is cut off).
+        return direct::with_scratch(|ev| {
+            if direct::event_into(event, || now, ev).is_none() {
+                return Ok(None);
+            }
+            if !encode {
+                return Ok(Some(pyo3::types::PyBytes::new(py, b"")));
+            }
+            let mut b = auditlog::BatchBuilder::default();
+            b.push_checked(ev)
+                .map_err(|e| errors::invalid_argument(py, e.to_string()))?;
+            let batch = b.finish();
+            let body = batch.frames().get(FRAME_HEADER + 1..).unwrap_or_default();
+            Ok(Some(pyo3::types::PyBytes::new(py, body)))
+        });
+    }
+    let ev = line_event(py, event, now).map_err(|f| f.err)?.0;
     let mut out = Vec::new();
     if !encode {
         // For timing the conversion alone (bench/append_cost.py).

@@ -234,6 +234,54 @@ def test_random_dicts_agree() -> None:
     assert taken > 1_000, taken
 
 
+def test_random_dicts_stored_one_per_call_as_the_line_path_stores_them(tmp_path: Any) -> None:
+    """Appended one per call (staged: built in the thread's reused event,
+    encoded on the calling thread), valid random dicts read back exactly as
+    the same dicts appended as one batch (the line path)."""
+    rnd = random.Random(27)
+    taken: List[Dict[str, Any]] = []
+    while len(taken) < 3_000:
+        ev = random_event(rnd)
+        # Declined dicts in between leave the reused event half filled.
+        if fast(ev) is not None:
+            ev["ts"] = T0 + len(taken)
+            taken.append(ev)
+    with auditlog.open(tmp_path / "one") as one, auditlog.open(tmp_path / "batch") as batch:
+        for ev in taken:
+            one.append(ev)
+        batch.append_batch(taken)
+        one.flush()
+        batch.flush()
+        assert list(one.replay()) == list(batch.replay())
+
+
+class Sneaky(datetime):
+    """A datetime whose `utcoffset` appends to a store: an append entered
+    again from Python code while the conversion runs."""
+
+    target: Optional[auditlog.Store] = None
+
+    def utcoffset(self) -> Optional[timedelta]:
+        if Sneaky.target is not None:
+            store, Sneaky.target = Sneaky.target, None
+            store.append({"kind": "run_log", "run_id": "inner", "ts": T0, "seq": 9, "event_type": "x",
+                          "payload": {"k": "v" * 40}})
+        return timedelta(0)
+
+
+def test_an_append_entered_again_from_the_conversion(store: auditlog.Store) -> None:
+    Sneaky.target = store
+    at = Sneaky(2026, 1, 2, tzinfo=timezone.utc)
+    store.append({"kind": "run_log", "run_id": "outer", "ts": T0 + 1, "seq": 1, "event_type": "y",
+                  "payload": {"at": at, "n": 5}})
+    store.flush()
+    back = list(store.replay())
+    assert [(e["run_id"], e["seq"]) for e in back] == [("inner", 9), ("outer", 1)]
+    assert back[0]["payload"] == {"k": "v" * 40}
+    assert back[1]["payload"]["n"] == 5
+    assert back[1]["payload"]["at"].startswith("2026-01-02T00:00:00")
+
+
 def nested(levels: int, inner: Any) -> Any:
     v = inner
     for _ in range(levels):

@@ -64,3 +64,20 @@ def test_redaction_keeps_secrets_off_the_disk(tmp_path: Path) -> None:
             assert entry.payload["body"]["redacted"].startswith("blake3")
             assert entry.payload["status"] == 200
         assert sentinel_in_folder(d, secret) == []
+
+
+def test_a_policy_recorded_by_an_earlier_writer_still_redacts(tmp_path: Path) -> None:
+    """Opened again without a policy, the log keeps the one it recorded:
+    single appends (which then are not staged as pre-encoded events) are
+    still redacted."""
+    secret = "SENTINEL-9c2e-recorded-policy"
+    d = tmp_path / "log"
+    with auditlog.open(d, redaction="inputs.password drop\n") as s:
+        s.append(started("r0"))
+    with auditlog.open(d) as s:
+        for i in range(50):
+            s.append(started(f"r{i + 1}", inputs={"user": "u", "password": secret}))
+        s.flush()
+        run = s.get_run("r7")
+        assert run is not None and run.inputs == {"user": "u"}
+    assert sentinel_in_folder(d, secret) == []
