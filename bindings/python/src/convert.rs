@@ -117,21 +117,10 @@ pub fn write_value(
             "is nested more than {MAX_DEPTH} levels deep (or contains itself)"
         )));
     }
-    if let Ok(s) = v.cast::<PyString>() {
-        write_str(s.to_str()?, out);
-    } else if v.is_none() {
-        out.extend_from_slice(b"null");
-    } else if let Ok(b) = v.cast::<PyBool>() {
-        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
-    } else if let Ok(i) = v.cast::<PyInt>() {
-        write_int(i, out)?;
-    } else if let Ok(f) = v.cast::<PyFloat>() {
-        let x = f.value();
-        if !x.is_finite() {
-            return Err(Fault::bad(format!("{x} is not a JSON number")));
-        }
-        let _ = serde_json::to_writer(&mut *out, &x);
-    } else if let Ok(d) = v.cast::<PyDict>() {
+    if write_scalar(v, out)? {
+        return Ok(());
+    }
+    if let Ok(d) = v.cast::<PyDict>() {
         write_dict(py, d, out, depth)?;
     } else if let Ok(l) = v.cast::<PyList>() {
         write_items(py, l.iter(), out, depth)?;
@@ -146,6 +135,30 @@ pub fn write_value(
         )));
     }
     Ok(())
+}
+
+/// Write `v` if it is a scalar (str, None, bool, int, float): `false` if
+/// it is not. Runs no Python code (type checks and C-level reads only), so
+/// it may be given a value borrowed from a dict ([`for_each_item`]).
+fn write_scalar(v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<bool, Fault> {
+    if let Ok(s) = v.cast::<PyString>() {
+        write_str(s.to_str()?, out);
+    } else if v.is_none() {
+        out.extend_from_slice(b"null");
+    } else if let Ok(b) = v.cast::<PyBool>() {
+        out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
+    } else if let Ok(i) = v.cast::<PyInt>() {
+        write_int(i, out)?;
+    } else if let Ok(f) = v.cast::<PyFloat>() {
+        let x = f.value();
+        if !x.is_finite() {
+            return Err(Fault::bad(format!("{x} is not a JSON number")));
+        }
+        let _ = serde_json::to_writer(&mut *out, &x);
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
 }
 
 fn write_int(i: &Bound<'_, PyInt>, out: &mut Vec<u8>) -> Result<(), Fault> {
@@ -205,16 +218,78 @@ fn write_dict(
     depth: usize,
 ) -> Result<(), Fault> {
     out.push(b'{');
-    for (n, (k, v)) in d.iter().enumerate() {
-        if n > 0 {
+    let mut first = true;
+    for_each_item(d, dict_changed, |k, v| {
+        if !first {
             out.push(b',');
         }
-        let key = key_text(&k)?;
+        first = false;
+        let key = key_text(k)?;
         write_str(&key, out);
         out.push(b':');
-        write_value(py, &v, out, depth + 1).map_err(|f| f.under(Seg::Key(key.to_string())))?;
-    }
+        let under = |f: Fault, key: &str| f.under(Seg::Key(key.to_string()));
+        // A scalar is written from the borrowed value; anything else may
+        // run Python code (a datetime's `utcoffset`), so it is written
+        // from references of its own.
+        if depth < MAX_DEPTH && write_scalar(v, out).map_err(|f| under(f, &key))? {
+            return Ok(());
+        }
+        let (k, v) = (k.clone(), v.clone());
+        write_value(py, &v, out, depth + 1).map_err(|f| match key_text(&k) {
+            Ok(key) => under(f, &key),
+            Err(_) => f,
+        })
+    })?;
     out.push(b'}');
+    Ok(())
+}
+
+fn dict_changed() -> Fault {
+    Fault::Py(pyo3::exceptions::PyRuntimeError::new_err(
+        "dictionary changed size during iteration",
+    ))
+}
+
+/// Call `f` on each item of `d`, borrowed: no reference counts taken and
+/// dropped per item, and no size asked per step, as PyO3's iterator does
+/// (that was about an eighth of a single append, docs/benchmarks.md,
+/// "Python binding", py27).
+///
+/// `f` must not run Python code while it still uses the key or value it
+/// was given: Python code could remove them from the dict and free them.
+/// Where it may run some (writing a value that is not a plain scalar), it
+/// takes references of its own first (`Bound::clone`). The walk stops at
+/// the first error from `f`; a dict whose size changed during the walk
+/// answers `changed()`.
+pub fn for_each_item<'py, E>(
+    d: &Bound<'py, PyDict>,
+    changed: impl FnOnce() -> E,
+    mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    let py = d.py();
+    let len = d.len();
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: `d` is a dict (its type was checked when it was cast) and the
+    // GIL is held (`py`). PyDict_Next gives borrowed references to the
+    // item at `pos`, valid while the dict holds it, which `f` does not end
+    // while it uses them (above); PyDict_Next stays within the dict's
+    // current entries even if Python code changed it between two steps.
+    while unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+        // SAFETY: as above; both are set (non-null) when PyDict_Next
+        // answers non-zero, and used only inside this step.
+        let (k, v) = unsafe {
+            (
+                pyo3::Borrowed::from_ptr(py, key),
+                pyo3::Borrowed::from_ptr(py, value),
+            )
+        };
+        f(&k, &v)?;
+    }
+    if d.len() != len {
+        return Err(changed());
+    }
     Ok(())
 }
 

@@ -78,11 +78,18 @@ pub fn event_into(
     let d = obj.cast::<PyDict>().ok()?;
     let kind = d.get_item(pyo3::intern!(py, "kind")).ok()??;
     let mut draft = Draft::new(kind.cast::<PyString>().ok()?.to_str().ok()?, out)?;
-    for (k, v) in d.iter() {
-        let key = k.cast::<PyString>().ok()?.to_str().ok()?;
-        draft.acc.bytes += 6 * key.len() + 4;
-        draft.take(py, key, &v)?;
-    }
+    // Items borrowed (no reference counts): `take` runs Python code only
+    // where it writes free-form JSON, from references of its own.
+    convert::for_each_item(
+        d,
+        || (),
+        |k, v| {
+            let key = k.cast::<PyString>().map_err(drop)?.to_str().map_err(drop)?;
+            draft.acc.bytes += 6 * key.len() + 4;
+            draft.take(py, key, v).ok_or(())
+        },
+    )
+    .ok()?;
     let bytes = draft.acc.bytes;
     if bytes > MAX_EVENT_BYTES {
         return None;
@@ -164,8 +171,11 @@ impl<'e> Draft<'e> {
                 self.acc.fill(py, slot, v)
             }
             None => {
-                let json = self.acc.json(py, v)?;
-                self.ev.extra.push((key.to_owned(), json));
+                // Copied first: writing the value may run Python code
+                // that frees the borrowed key (see `for_each_item`).
+                let key = key.to_owned();
+                let json = self.acc.json(py, &v.clone())?;
+                self.ev.extra.push((key, json));
                 Some(())
             }
         }
@@ -205,7 +215,8 @@ impl Acc {
                 self.text_into(v, s)?;
                 self.call_status = true;
             }
-            Slot::Json(j) => self.json_into(py, v, j)?,
+            // Its own reference: writing it may run Python code.
+            Slot::Json(j) => self.json_into(py, &v.clone(), j)?,
             Slot::Bool(b) => *b = v.cast::<PyBool>().ok()?.is_true(),
             Slot::U64(n) => *n = self.unsigned(v)?,
             Slot::OptU64(n) => *n = Some(self.unsigned(v)?),

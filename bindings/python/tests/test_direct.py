@@ -282,6 +282,34 @@ def test_an_append_entered_again_from_the_conversion(store: auditlog.Store) -> N
     assert back[1]["payload"]["at"].startswith("2026-01-02T00:00:00")
 
 
+class Shrinking(datetime):
+    """A datetime whose `utcoffset` empties the dict it is written from:
+    dict items are walked borrowed (src/convert.rs, `for_each_item`)."""
+
+    victim: Dict[str, Any] = {}
+
+    def utcoffset(self) -> Optional[timedelta]:
+        for k in [k for k in Shrinking.victim if k != "at"]:
+            del Shrinking.victim[k]
+        return timedelta(0)
+
+
+def test_a_dict_changed_while_it_is_written(store: auditlog.Store) -> None:
+    payload: Dict[str, Any] = {"at": Shrinking(2026, 1, 2, tzinfo=timezone.utc), "b": "x" * 50, "c": [1, 2]}
+    Shrinking.victim = payload
+    # Either refused as Python refuses it, or stored as it is once changed:
+    # never a crash, and the store goes on.
+    try:
+        store.append({"kind": "run_log", "run_id": "m", "ts": T0, "seq": 1, "event_type": "x", "payload": payload})
+    except RuntimeError as e:
+        assert "changed size" in str(e)
+    store.append({"kind": "run_log", "run_id": "after", "ts": T0, "seq": 2, "event_type": "x", "payload": {}})
+    store.flush()
+    back = list(store.replay())
+    assert back[-1]["run_id"] == "after"
+    assert all(set(e["payload"]) <= {"at", "b", "c"} for e in back)
+
+
 def nested(levels: int, inner: Any) -> Any:
     v = inner
     for _ in range(levels):
