@@ -125,9 +125,9 @@ pub use error::{Error, EventError, Result};
 pub use event::system;
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 pub use layout::{Head, RecoveryReport, SegmentMeta};
-pub use log::{Counters, EncodedBatch, Log};
 #[doc(hidden)]
 pub use log::BatchBuilder;
+pub use log::{Counters, EncodedBatch, Log};
 pub use manifest::PolicyRecord;
 pub use query::{
     Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource, Engine as QueryEngine,

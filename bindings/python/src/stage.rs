@@ -317,7 +317,10 @@ impl Stager {
             }
             if let Some(slot) = returned.upgrade() {
                 let mut slot = lock(&slot);
-                if slot.as_ref().is_none_or(|s| s.capacity() < frames.capacity()) {
+                if slot
+                    .as_ref()
+                    .is_none_or(|s| s.capacity() < frames.capacity())
+                {
                     *slot = Some(frames);
                 }
             }
