@@ -58,11 +58,6 @@ pub type Lost = (auditlog::Error, u64);
 struct State {
     /// The staged events, encoded.
     events: BatchBuilder,
-    /// A frame buffer with room, handed back by the writer once it has
-    /// copied a staged batch (see [`Stager::recycler`]), swapped in when
-    /// the flusher takes `events`: staging then never grows a buffer from
-    /// nothing (page faults and copies on the Python thread).
-    spare: Option<Vec<u8>>,
     /// Appends waiting in [`Stager::relieve`] for the flusher to take.
     relieving: usize,
     /// Single appends that found the stage full, and of those, the ones
@@ -88,7 +83,10 @@ pub struct Stager {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where the receipts of staged batches go (nobody waits on them).
     pending: Arc<Pending>,
-    /// Frame buffers the writer is done with, for `State::spare`.
+    /// A frame buffer with room, handed back by the writer once it has
+    /// copied a staged batch (see [`Stager::recycler`]), staged into when
+    /// the flusher takes the events: staging then never grows a buffer
+    /// from nothing (page faults and copies on the Python thread).
     returned: Arc<Mutex<Option<Vec<u8>>>>,
 }
 
@@ -268,7 +266,7 @@ impl Stager {
             }
             s.in_flight = true;
             s.bytes = 0;
-            let next = match s.spare.take().or_else(|| lock(&self.returned).take()) {
+            let next = match lock(&self.returned).take() {
                 Some(frames) => BatchBuilder::reusing(frames, s.events.len()),
                 None => BatchBuilder::with_capacity(s.events.len(), s.events.bytes()),
             };
