@@ -59,6 +59,16 @@ fn consumed_whole<T>((value, used): (T, usize), len: usize) -> Result<T, CodecEr
 /// Accepts exactly the bodies [`decode_event`] accepts, but for system
 /// events, which it refuses (a caller falls back to [`decode_event`]).
 pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
+    // The usual body, read by hand (no serde machinery); anything it does
+    // not take whole goes to bincode, which gives the answer.
+    match fast::event(bytes) {
+        Some(ev) => Ok(ev),
+        None => decode_event_ref_bincode(bytes),
+    }
+}
+
+/// [`decode_event_ref`] through bincode's serde reader alone.
+fn decode_event_ref_bincode(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
     let decoded: (EventRef<'_>, usize) = bincode::serde::borrow_decode_from_slice(bytes, config())
         .map_err(|e| CodecError(e.to_string()))?;
     consumed_whole(decoded, bytes.len())
@@ -141,4 +151,320 @@ pub fn peek_ts(bytes: &[u8]) -> Result<crate::event::Micros, CodecError> {
         bincode::serde::borrow_decode_from_slice(bytes, config())
             .map_err(|e| CodecError(e.to_string()))?;
     Ok(ts)
+}
+
+/// A hand-written reader of the encoding [`decode_event_ref`] reads
+/// (bincode 2 `standard()`: LEB-free varints, docs/format.md "Event body"),
+/// for speed: the server reads every frame a client sends through it.
+///
+/// It never accepts more than bincode does: every value is read as
+/// bincode reads it, integers only in their shortest form, the body must
+/// be consumed whole, and bincode's byte limit is kept (bincode counts 8
+/// bytes against it for every integer, whatever its encoded length; this
+/// reader counts at least as much); on anything else it says `None` and the caller
+/// asks bincode (the tests hold the two side by side over every truncation
+/// and single-byte change of many bodies).
+mod fast {
+    use crate::event::borrowed::{CallRef, DataRef, EventRef, FinishedRef, LogRef, StartedRef};
+
+    /// The event in `bytes`, if this reader takes the body whole.
+    pub(super) fn event(bytes: &[u8]) -> Option<EventRef<'_>> {
+        if bytes.len() > super::MAX_BODY_BYTES {
+            return None;
+        }
+        let mut r = Reader {
+            b: bytes,
+            claimed: 0,
+        };
+        let ev = EventRef {
+            run_id: r.str()?,
+            ts: r.i64()?,
+            data: r.data()?,
+            extra: r.extra()?,
+        };
+        r.b.is_empty().then_some(ev)
+    }
+
+    struct Reader<'a> {
+        b: &'a [u8],
+        /// What bincode's limit would have counted so far (or more).
+        claimed: usize,
+    }
+
+    impl<'a> Reader<'a> {
+        /// Count `n` bytes against bincode's limit, as it does.
+        fn claim(&mut self, n: usize) -> Option<()> {
+            self.claimed = self.claimed.checked_add(n)?;
+            (self.claimed <= super::MAX_BODY_BYTES).then_some(())
+        }
+
+        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+            if n > self.b.len() {
+                return None;
+            }
+            let (head, rest) = self.b.split_at(n);
+            self.b = rest;
+            Some(head)
+        }
+
+        fn byte(&mut self) -> Option<u8> {
+            self.claim(1)?;
+            Some(self.take(1)?[0])
+        }
+
+        /// A varint in its shortest form only (a longer one: `None`).
+        fn u64(&mut self) -> Option<u64> {
+            self.claim(8)?;
+            match self.take(1)?[0] {
+                b @ 0..=250 => Some(u64::from(b)),
+                251 => {
+                    let v = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
+                    (v >= 251).then_some(u64::from(v))
+                }
+                252 => {
+                    let v = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+                    (v > u32::from(u16::MAX)).then_some(u64::from(v))
+                }
+                253 => {
+                    let v = u64::from_le_bytes(self.take(8)?.try_into().ok()?);
+                    (v > u64::from(u32::MAX)).then_some(v)
+                }
+                _ => None,
+            }
+        }
+
+        fn i64(&mut self) -> Option<i64> {
+            let z = self.u64()?;
+            // Zigzag: 0, -1, 1, -2, ...
+            let half = i64::try_from(z >> 1).ok()?;
+            Some(if z & 1 == 0 { half } else { -half - 1 })
+        }
+
+        fn u16(&mut self) -> Option<u16> {
+            u16::try_from(self.u64()?).ok()
+        }
+
+        fn f64(&mut self) -> Option<f64> {
+            self.claim(8)?;
+            Some(f64::from_le_bytes(self.take(8)?.try_into().ok()?))
+        }
+
+        fn bool(&mut self) -> Option<bool> {
+            match self.byte()? {
+                0 => Some(false),
+                1 => Some(true),
+                _ => None,
+            }
+        }
+
+        fn option<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+            match self.byte()? {
+                0 => Some(None),
+                1 => read(self).map(Some),
+                _ => None,
+            }
+        }
+
+        fn str(&mut self) -> Option<&'a str> {
+            let n = usize::try_from(self.u64()?).ok()?;
+            self.claim(n)?;
+            std::str::from_utf8(self.take(n)?).ok()
+        }
+
+        fn data(&mut self) -> Option<DataRef<'a>> {
+            // The variant's index, as `EventData` orders them; a system
+            // event (3) is never read in place.
+            Some(match self.u64()? {
+                0 => DataRef::RunStarted(StartedRef {
+                    skill_id: self.str()?,
+                    caller_id: self.str()?,
+                    channel_id: self.str()?,
+                    parent_run_id: self.str()?,
+                    inputs: self.str()?,
+                    dry_run: self.bool()?,
+                }),
+                1 => DataRef::RunLog(LogRef {
+                    seq: self.u64()?,
+                    event_type: self.str()?,
+                    payload: self.str()?,
+                }),
+                2 => DataRef::RunFinished(FinishedRef {
+                    status: self.str()?,
+                    output: self.str()?,
+                    error: self.str()?,
+                    tool_calls: self.u64()?,
+                    runtime_seconds: self.f64()?,
+                    input_tokens: self.u64()?,
+                    output_tokens: self.u64()?,
+                    thinking_tokens: self.u64()?,
+                }),
+                4 => DataRef::ToolCall(CallRef {
+                    call_id: self.str()?,
+                    channel_id: self.str()?,
+                    caller_id: self.str()?,
+                    workspace_id: self.str()?,
+                    request_id: self.str()?,
+                    tool: self.str()?,
+                    engine: self.str()?,
+                    status: self.str()?,
+                    error_type: self.str()?,
+                    error: self.str()?,
+                    duration_ms: self.option(Self::f64)?,
+                    input_bytes: self.option(Self::u64)?,
+                    result_bytes: self.option(Self::u64)?,
+                    exit_code: self.option(Self::i64)?,
+                    http_status: self.option(Self::u16)?,
+                    input_hash: self.str()?,
+                    args_summary: self.str()?,
+                    payload: self.str()?,
+                }),
+                _ => return None,
+            })
+        }
+
+        fn extra(&mut self) -> Option<Vec<(&'a str, &'a str)>> {
+            let n = usize::try_from(self.u64()?).ok()?;
+            // Each pair takes two bytes at least: a count beyond what is
+            // left is damage, and no list is sized by it.
+            if n > self.b.len() / 2 {
+                return None;
+            }
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                out.push((self.str()?, self.str()?));
+            }
+            Some(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Json, RunFinished, RunLog, RunStarted, ToolCall};
+
+    /// Events of every kind the fast reader takes, with integers of every
+    /// varint width and unknown fields.
+    fn events() -> Vec<Event> {
+        let ts = 1_764_547_200_000_000; // needs the 8-byte varint
+        let j = |t: &str| Json::parse(t).expect("json");
+        let mut started = Event::run_started(
+            "r-1",
+            ts,
+            RunStarted {
+                skill_id: "s".into(),
+                caller_id: "c".into(),
+                channel_id: "ch".into(),
+                parent_run_id: String::new(),
+                inputs: j(r#"{"q":"ünï"}"#),
+                dry_run: true,
+            },
+        );
+        started.extra.push(("x".into(), j("1")));
+        started.extra.push(("y".into(), j(r#"[true,null]"#)));
+        let log = Event::run_log(
+            "r-1",
+            0,
+            RunLog {
+                seq: 300,
+                event_type: "step".into(),
+                payload: j(r#""p""#),
+            },
+        );
+        let finished = Event::run_finished(
+            "r-1",
+            ts + 1,
+            RunFinished {
+                status: "ok".into(),
+                output: "done".into(),
+                error: String::new(),
+                tool_calls: 70_000,
+                runtime_seconds: 1.5,
+                input_tokens: 250,
+                output_tokens: 251,
+                thinking_tokens: u64::MAX,
+            },
+        );
+        let call = |exit: Option<i64>, http: Option<u16>| {
+            Event::tool_call(
+                "",
+                ts,
+                ToolCall {
+                    call_id: "c1".into(),
+                    tool: "grep".into(),
+                    status: "error".into(),
+                    duration_ms: Some(2.5),
+                    input_bytes: Some(65_536),
+                    result_bytes: None,
+                    exit_code: exit,
+                    http_status: http,
+                    payload: j(r#"{"a":[1,2]}"#),
+                    ..ToolCall::default()
+                },
+            )
+        };
+        vec![
+            started,
+            log,
+            finished,
+            call(Some(-1), Some(404)),
+            call(Some(i64::MIN), Some(u16::MAX)),
+            call(None, None),
+        ]
+    }
+
+    fn same(body: &[u8]) {
+        if let Some(fast) = fast::event(body) {
+            let slow = decode_event_ref_bincode(body);
+            assert!(slow.is_ok(), "only the fast reader accepts {body:?}");
+            // By their Debug text: NaN is not equal to itself.
+            assert_eq!(
+                Ok(format!("{fast:?}")),
+                slow.map(|s| format!("{s:?}")),
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fast_reader_takes_every_usual_body_and_never_more_than_bincode() {
+        for ev in events() {
+            let mut body = Vec::new();
+            encode_event(&ev, &mut body).expect("encodes");
+            assert!(fast::event(&body).is_some(), "not taken: {ev:?}");
+            same(&body);
+            for cut in 0..body.len() {
+                same(&body[..cut]);
+            }
+            let mut extended = body.clone();
+            extended.push(0);
+            same(&extended);
+            for i in 0..body.len() {
+                for v in [
+                    0u8, 1, 2, 3, 4, 5, 0x7f, 0x80, 0xc0, 250, 251, 252, 253, 254, 255,
+                ] {
+                    let mut m = body.clone();
+                    m[i] = v;
+                    same(&m);
+                }
+                let mut m = body.clone();
+                m[i] ^= 0x01;
+                same(&m);
+            }
+        }
+    }
+
+    #[test]
+    fn a_longer_varint_than_needed_is_left_to_bincode() {
+        // run_id "" written as 251 0 0 (a u16 holding 0): bincode's call.
+        let mut body = vec![251, 0, 0];
+        let mut rest = Vec::new();
+        let ev = &events()[0];
+        encode_event(ev, &mut rest).expect("encodes");
+        // Skip the original run_id (length 3, "r-1").
+        body.extend_from_slice(&rest[4..]);
+        assert!(fast::event(&body).is_none());
+        // Whatever bincode says of it is the answer.
+        let _ = decode_event_ref(&body);
+    }
 }

@@ -590,10 +590,20 @@ impl Pipeline {
             key.as_bytes(),
             batch.bytes(),
         );
-        self.writer
-            .write_all(&head)
-            .and_then(|_| self.writer.write_all(batch.frames()))
-            .map_err(|e| io_err(&self.path, "sending", e))?;
+        let frames = batch.frames();
+        let sent = if frames.len() < DIRECT_WRITE_BYTES {
+            self.writer
+                .write_all(&head)
+                .and_then(|_| self.writer.write_all(frames))
+        } else {
+            // A large batch goes to the socket as it is: what is buffered
+            // first, then header and frames in one vectored write, instead
+            // of being copied through the buffer (or written in two calls).
+            self.writer
+                .flush()
+                .and_then(|_| write_all_vectored(self.writer.get_mut(), &head, frames))
+        };
+        sent.map_err(|e| io_err(&self.path, "sending", e))?;
         Ok(id)
     }
 
@@ -615,6 +625,28 @@ impl Pipeline {
         };
         Ok((f.id, outcome))
     }
+}
+
+/// Batches at least this large skip the pipeline's write buffer.
+const DIRECT_WRITE_BYTES: usize = 16 << 10;
+
+/// `head` then `body`, whole, in as few `writev` calls as the socket takes.
+fn write_all_vectored(
+    w: &mut impl std::io::Write,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut bufs = [std::io::IoSlice::new(head), std::io::IoSlice::new(body)];
+    let mut bufs = &mut bufs[..];
+    while !bufs.is_empty() {
+        match w.write_vectored(bufs) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut bufs, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn ack(body: &[u8]) -> Result<Ack> {
@@ -687,4 +719,70 @@ fn call_filter_params(f: &auditlog::query::CallFilter) -> serde_json::Value {
         "run_id": f.run_id, "since": f.since, "until": f.until,
         "include_dry_run": f.include_dry_run,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_all_vectored;
+
+    /// Takes at most `step` bytes per call, vectored or not.
+    struct Trickle {
+        out: Vec<u8>,
+        step: usize,
+        interrupted: bool,
+    }
+
+    impl std::io::Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.write_vectored(&[std::io::IoSlice::new(buf)])
+        }
+
+        /// The first call is interrupted (EINTR), as a signal would.
+        fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+            if !self.interrupted {
+                self.interrupted = true;
+                return Err(std::io::ErrorKind::Interrupted.into());
+            }
+            let mut left = self.step;
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(left);
+                self.out.extend_from_slice(&b[..take]);
+                (n, left) = (n + take, left - take);
+            }
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_vectored_write_sends_header_and_body_whole_however_the_socket_splits_it() {
+        let head: Vec<u8> = (0..20).collect();
+        let body: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        for step in [1, 3, 19, 20, 21, 500, 4096] {
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+                interrupted: false,
+            };
+            write_all_vectored(&mut w, &head, &body).unwrap();
+            assert_eq!(w.out.len(), head.len() + body.len());
+            assert_eq!(&w.out[..20], &head[..]);
+            assert_eq!(&w.out[20..], &body[..]);
+        }
+    }
+
+    #[test]
+    fn a_socket_that_takes_nothing_is_an_error_not_a_loop() {
+        let mut w = Trickle {
+            out: Vec::new(),
+            step: 0,
+            interrupted: true,
+        };
+        let e = write_all_vectored(&mut w, b"h", b"body").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WriteZero);
+    }
 }

@@ -26,15 +26,17 @@ use crate::prepare::{self, Marker};
 pub enum Body {
     /// Parsed events (JSON, OTLP).
     Events(Vec<Event>),
-    /// Encoded event frames, not yet checked (socket APPEND_FRAMES).
-    Frames(Vec<u8>),
+    /// Encoded event frames, not yet checked (socket APPEND_FRAMES), and
+    /// their number by the length fields (`prepare::count_frames`, counted
+    /// once: `None` if they do not tile the body).
+    Frames(Vec<u8>, Option<usize>),
 }
 
 impl Body {
     fn len(&self) -> ApiResult<u64> {
         match self {
             Body::Events(e) => Ok(e.len() as u64),
-            Body::Frames(b) => prepare::count_frames(b).map(|n| n as u64).ok_or_else(|| {
+            Body::Frames(_, n) => n.map(|n| n as u64).ok_or_else(|| {
                 ApiError::record(
                     0,
                     None,
@@ -53,7 +55,7 @@ impl Body {
     ) -> ApiResult<EncodedBatch> {
         match self {
             Body::Events(e) => prepare::encode_events(e.clone(), start, marker, redaction),
-            Body::Frames(b) => prepare::encode_frames(b.clone(), start, marker, redaction),
+            Body::Frames(b, _) => prepare::encode_frames(b.clone(), start, marker, redaction),
         }
     }
 
@@ -66,7 +68,7 @@ impl Body {
     ) -> ApiResult<EncodedBatch> {
         match self {
             Body::Events(e) => prepare::encode_events(e, start, marker, redaction),
-            Body::Frames(b) => prepare::encode_frames(b, start, marker, redaction),
+            Body::Frames(b, _) => prepare::encode_frames(b, start, marker, redaction),
         }
     }
 }
@@ -259,7 +261,7 @@ impl Backend {
         self.check_open()?;
         let me = self.clone();
         let task = tokio::spawn(async move {
-            let r = me.append_inner(body, key).await;
+            let r = Backend::append_inner(&me, body, key).await;
             match &r {
                 Ok(a) if a.duplicate => metrics::inc(&me.metrics.duplicates),
                 Ok(a) => metrics::add(&me.metrics.events_stored, a.events),
@@ -271,7 +273,11 @@ impl Backend {
             .unwrap_or_else(|e| Err(ApiError::failed(format!("append task failed: {e}"))))
     }
 
-    async fn append_inner(&self, body: Body, key: Option<String>) -> ApiResult<Appended> {
+    async fn append_inner(
+        self: &Arc<Self>,
+        body: Body,
+        key: Option<String>,
+    ) -> ApiResult<Appended> {
         let n = body.len()?;
         if n == 0 {
             let head = self.store.log().head().next_lsn;
@@ -313,7 +319,7 @@ impl Backend {
     }
 
     async fn append_owned(
-        &self,
+        self: &Arc<Self>,
         body: Body,
         key: &str,
         n: u64,
@@ -322,17 +328,17 @@ impl Backend {
     ) -> ApiResult<Appended> {
         // What of the request is stored already (after a restart or a
         // failed write): compare, then append the rest.
-        let (start, prior) = match &before {
-            None => (0, None),
-            Some(seen) => {
-                match tokio::task::block_in_place(|| self.stored_prefix(&body, key, seen)) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        self.dedup.release(key, before, owner);
-                        return Err(e);
-                    }
+        // That reads the log (disk): on the blocking pool, which keeps its
+        // threads between calls, never `block_in_place` (see `submit`).
+        let (body, start, prior) = match &before {
+            None => (body, 0, None),
+            Some(seen) => match self.stored_prefix_blocking(body, key, seen).await {
+                Ok((body, (start, prior))) => (body, start, prior),
+                Err(e) => {
+                    self.dedup.release(key, before, owner);
+                    return Err(e);
                 }
-            }
+            },
         };
         if start == n {
             let (first, last) = prior.unwrap_or((0, 0));
@@ -393,6 +399,27 @@ impl Backend {
                 Err(err)
             }
         }
+    }
+
+    /// `stored_prefix` on the blocking pool; the body comes back with
+    /// the answer (a task that died is a failed request, not a panic).
+    async fn stored_prefix_blocking(
+        self: &Arc<Self>,
+        body: Body,
+        key: &str,
+        seen: &Seen,
+    ) -> ApiResult<(Body, (u64, Option<(u64, u64)>))> {
+        let (me, key, seen) = (self.clone(), key.to_string(), seen.clone());
+        tokio::task::spawn_blocking(move || {
+            let r = me.stored_prefix(&body, &key, &seen)?;
+            Ok((body, r))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ApiError::failed(format!(
+                "reading the log for a retried key failed: {e}"
+            )))
+        })
     }
 
     /// How many of the request's events are stored (a prefix), and the

@@ -324,8 +324,12 @@ async fn post_otlp(req: Request<Incoming>, ctx: &Arc<Ctx>, client: &str, signal:
         Err(e) => return fail(e),
     };
     let filter = ctx.backend.cfg.otlp_spans;
-    let mapped = match tokio::task::block_in_place(|| otlp::map_request(signal, &body, enc, filter))
-    {
+    // Mapped here, on the async thread, like a JSONL body is parsed and a
+    // socket batch is checked: CPU work bounded by --max-request-bytes.
+    // (Not `block_in_place`: each call hands the runtime's worker to a
+    // fresh thread, the runtime grows, and every new thread's allocator
+    // faults in fresh pages: docs/benchmarks.md, "serve26" and "serve27".)
+    let mapped = match otlp::map_request(signal, &body, enc, filter) {
         Ok(m) => m,
         Err(e) => return fail(e),
     };

@@ -249,9 +249,11 @@ async fn request(
                 .map(|a| a.to_json())
         }
         op::APPEND_FRAMES => {
-            let n = crate::prepare::count_frames(&body).unwrap_or(1) as u64;
-            ctx.rate(client, n)?;
-            b.append(Body::Frames(body), key).await.map(|a| a.to_json())
+            let count = crate::prepare::count_frames(&body);
+            ctx.rate(client, count.unwrap_or(1) as u64)?;
+            b.append(Body::Frames(body, count), key)
+                .await
+                .map(|a| a.to_json())
         }
         op::CALL => {
             let v: serde_json::Value = serde_json::from_slice(&body)

@@ -1050,13 +1050,15 @@ pub(crate) fn within_depth(text: &[u8]) -> bool {
 /// value, as parsing would keep it (nothing around it), nested within
 /// [`MAX_JSON_DEPTH`]. The error names `field`.
 pub(crate) fn check_json_text(field: &str, text: &str) -> Result<(), EventError> {
-    if !within_depth(text.as_bytes()) {
-        return Err(EventError::new(field, depth_reason()));
-    }
     // The usual case, cheaply: a yes from the scan is one serde_json gives
-    // too; anything else gets serde_json's answer and error text.
+    // too, and the scan follows no deeper than the depth limit (so a yes
+    // passes `within_depth` as well); anything else gets the depth check,
+    // then serde_json's answer and error text.
     if super::json_scan::is_one_value(text.as_bytes()) {
         return Ok(());
+    }
+    if !within_depth(text.as_bytes()) {
+        return Err(EventError::new(field, depth_reason()));
     }
     match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) if raw.get().len() == text.len() => Ok(()),

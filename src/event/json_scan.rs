@@ -15,7 +15,10 @@
 /// depth limit, `MAX_JSON_DEPTH`, which is not larger).
 pub(crate) const MAX_SCAN_DEPTH: u32 = 64;
 
-const _: () = assert!(crate::limits::MAX_JSON_DEPTH <= MAX_SCAN_DEPTH as usize);
+// Equal: deeper texts are refused by the depth limit before the scan could
+// be asked, and a yes from the scan means the depth limit holds too
+// (`json::check_json_text` skips the depth check on a yes).
+const _: () = assert!(crate::limits::MAX_JSON_DEPTH == MAX_SCAN_DEPTH as usize);
 
 /// True only if `text` is exactly one JSON value: no whitespace before or
 /// after it, valid by RFC 8259, nested at most [`MAX_SCAN_DEPTH`]. False
