@@ -145,9 +145,9 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
     std::thread::scope(|sc| -> Result<()> {
         let mut pending = std::collections::VecDeque::new();
         let mut next = todo.iter();
-        loop {
-            // Keep `threads` segments reading and encoding ahead; take
-            // them back in segment order.
+        // Keep `threads` segments reading and encoding ahead; they are
+        // taken back in segment order.
+        let mut fill = |pending: &mut std::collections::VecDeque<_>, ctx: &Ctx| -> Result<()> {
             while pending.len() < threads(opts) {
                 let Some(s) = next.next() else { break };
                 let (replay, files) = ctx.segment_job(s);
@@ -163,12 +163,21 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
                     })?;
                 pending.push_back((*s, job));
             }
+            Ok(())
+        };
+        fill(&mut pending, &ctx)?;
+        loop {
             let Some((s, job)) = pending.pop_front() else {
                 return Ok(());
             };
             let events = job.join().map_err(|_| {
                 ExportError::parquet(&s.name, "the thread encoding the segment panicked")
             })??;
+            // The next segment starts before this one's runs rows are
+            // folded and its files handed over (this thread's serial
+            // part): otherwise a core waits for them (docs/benchmarks.md,
+            // "export27").
+            fill(&mut pending, &ctx)?;
             let entry = ctx.finish_segment(s, events, &man, &mut report)?;
             man.segments.push(entry);
             report.segments.push(s.seq);

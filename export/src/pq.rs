@@ -68,19 +68,45 @@ const PLAIN_COLUMNS: &[&str] = &[
     "input_hash",
 ];
 
-/// JSON and free texts: no min/max statistics. No reader prunes pages on
-/// the smallest and largest JSON text, and finding them compared every
-/// value of the widest columns (string compares were ~4% of an export's
-/// CPU samples). Ids keep theirs:
-/// a run id's point lookup skips pages on them.
-const NO_STATISTICS: &[&str] = &[
-    "inputs",
-    "payload",
-    "output",
-    "error",
-    "extra",
-    "args_summary",
+/// The columns readers filter on: page statistics (min/max, null count,
+/// and so the column and offset indexes), which let DuckDB, Spark and
+/// Trino skip row groups and pages of a range of LSNs or instants, a run
+/// id, a kind, a skill, a status or a tool. docs/export.md.
+const PRUNE_COLUMNS: &[&str] = &[
+    "segment",
+    "lsn",
+    "block_lsn",
+    "ts",
+    "start_lsn",
+    "started_at",
+    "finished_at",
+    "run_id",
+    "id",
+    "kind",
+    "skill_id",
+    "status",
+    "tool",
+    "event_type",
 ];
+
+/// One value per file (they are partition columns too): row-group
+/// statistics, which cost a compare per row but say the file's value.
+const CHUNK_STATISTICS: &[&str] = &["log_id", "host"];
+
+/// How much statistics column `name` gets. Every other column (JSON and
+/// free texts, ids other than the run's, counts, tokens, tool-call
+/// details) gets none: no reader prunes on the smallest JSON text or
+/// token count, and finding them cost the writer a compare per value
+/// (string compares were ~3-4% of an export's CPU samples).
+fn statistics_of(name: &str) -> EnabledStatistics {
+    if PRUNE_COLUMNS.contains(&name) {
+        EnabledStatistics::Page
+    } else if CHUNK_STATISTICS.contains(&name) {
+        EnabledStatistics::Chunk
+    } else {
+        EnabledStatistics::None
+    }
+}
 
 fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| ExportError::parquet("zstd", e))?;
@@ -103,9 +129,7 @@ fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterPropertie
         } else if PLAIN_COLUMNS.contains(&name) {
             p = p.set_column_dictionary_enabled(col.clone(), false);
         }
-        if NO_STATISTICS.contains(&name) {
-            p = p.set_column_statistics_enabled(col, EnabledStatistics::None);
-        }
+        p = p.set_column_statistics_enabled(col, statistics_of(name));
     }
     Ok(p.build())
 }
