@@ -155,6 +155,12 @@ pub struct BenchArgs {
     /// Tool calls: only these questions (comma-separated names).
     #[arg(long, requires = "calls", value_delimiter = ',')]
     pub questions: Vec<String>,
+    /// Time only the query phase, auditlog beside SQLite, over the log and
+    /// the SQLite database kept in `--dir` (built there first, from the
+    /// same workload, if missing): the load run's queries after ingest
+    /// without its other phases (docs/benchmarks.md, issue 17, "q27").
+    #[arg(long, conflicts_with_all = ["calls", "duration"])]
+    pub queries_only: bool,
     /// Pin the producer threads (and their latency waiters) to the first
     /// CPU and everything else (the engine's writer, syncer and indexers,
     /// the baselines) to the last: where the append-to-durable time goes
@@ -212,6 +218,27 @@ fn durability_text(d: Durability) -> (&'static str, String, bool) {
     }
 }
 
+/// The workload the arguments describe (the sustained mode loops over at
+/// most 4M events).
+pub(crate) fn workload_spec(a: &BenchArgs) -> WorkloadSpec {
+    let mut spec = WorkloadSpec {
+        days: a.days.max(1),
+        tool_calls: a.tool_calls,
+        fail_rate: a.fail_rate,
+        sub_run_rate: a.sub_run_rate,
+        dry_run_rate: a.dry_run_rate,
+        unfinished_rate: a.unfinished_rate,
+        ..WorkloadSpec::default()
+    };
+    let events_wanted = if a.duration.is_some() {
+        a.events.min(4_000_000)
+    } else {
+        a.events
+    };
+    spec.runs = runs_for_events(&spec, events_wanted.max(1));
+    spec
+}
+
 /// Top-level runs needed for about `events` events.
 pub fn runs_for_events(spec: &WorkloadSpec, events: u64) -> u64 {
     let sample = 2_000u64;
@@ -258,7 +285,7 @@ fn restore(shares: &mut [Vec<Event>], origin: &[i64]) {
     }
 }
 
-fn bar(len: u64, label: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, label: &str) -> ProgressBar {
     progress(Some(len), &format!("{label:<28}"), Counts::Items(""))
 }
 
@@ -275,14 +302,14 @@ fn failed(what: &str) -> impl Fn(String) -> CliError + '_ {
 /// An auditlog log with the library's indexer thread (as `AuditStore` and
 /// `ingest` run it): ingest goes on while sealed segments are indexed, and
 /// queries are answered while it builds.
-struct Indexed {
-    log: Log,
-    engine: Arc<Mutex<Engine>>,
+pub(crate) struct Indexed {
+    pub(crate) log: Log,
+    pub(crate) engine: Arc<Mutex<Engine>>,
     indexer: Option<BackgroundIndexer>,
 }
 
 impl Indexed {
-    fn open(mut cfg: Config) -> Result<Indexed, CliError> {
+    pub(crate) fn open(mut cfg: Config) -> Result<Indexed, CliError> {
         let on_seal = IndexOnSeal::hook(&mut cfg);
         let log = Log::open(cfg)?;
         let indexer = on_seal.start(&log)?;
@@ -293,7 +320,7 @@ impl Indexed {
         })
     }
 
-    fn close(mut self) -> Result<(), CliError> {
+    pub(crate) fn close(mut self) -> Result<(), CliError> {
         if let Some(mut ix) = self.indexer.take() {
             ix.stop();
         }
@@ -367,6 +394,9 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     if a.calls {
         return calls_bench(dir, &a);
     }
+    if a.queries_only {
+        return crate::queries_only::queries_only(dir, &a);
+    }
     let policy = parse_durability(&a.durability)?;
     if a.producers == 0 || a.producers > 256 {
         return Err(CliError::usage("--producers must be within 1..=256"));
@@ -402,21 +432,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         None => tmp.path().join("auditlog"),
     };
     let sustained = a.duration.is_some();
-    let mut spec = WorkloadSpec {
-        days: a.days.max(1),
-        tool_calls: a.tool_calls,
-        fail_rate: a.fail_rate,
-        sub_run_rate: a.sub_run_rate,
-        dry_run_rate: a.dry_run_rate,
-        unfinished_rate: a.unfinished_rate,
-        ..WorkloadSpec::default()
-    };
-    let events_wanted = if sustained {
-        a.events.min(4_000_000)
-    } else {
-        a.events
-    };
-    spec.runs = runs_for_events(&spec, events_wanted.max(1));
+    let spec = workload_spec(&a);
     note(
         a.json,
         &format!("generating the workload ({} runs) ...", spec.runs),

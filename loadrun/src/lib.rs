@@ -13,6 +13,7 @@ mod cmd;
 pub mod ingest;
 pub mod plot;
 pub mod queries;
+mod queries_only;
 pub mod report;
 pub mod search_bench;
 pub mod serve_bench;
