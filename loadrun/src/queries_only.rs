@@ -34,7 +34,10 @@ const BUILT: &str = "queries-only.built";
 pub fn queries_only(dir: Option<&Path>, a: &BenchArgs) -> CliResult {
     let dir = dir.ok_or_else(|| CliError::usage("--queries-only needs --dir"))?;
     let spec = workload_spec(a);
-    let stamp = format!("events={} days={} producers={}\n", a.events, a.days, a.producers);
+    let stamp = format!(
+        "events={} days={} producers={}\n",
+        a.events, a.days, a.producers
+    );
     let log_dir = dir.join("auditlog");
     let db_dir = dir.join("sqlite");
     let mut shares = pregenerate(&spec, a.producers);
@@ -78,7 +81,9 @@ pub fn queries_only(dir: Option<&Path>, a: &BenchArgs) -> CliResult {
     let ours: Vec<(KindTiming, u64)> = {
         let mut eng = ix.engine.lock().unwrap_or_else(|p| p.into_inner());
         (0..KINDS.len())
-            .map(|k| with_cpu(|| time_kind(budget, 3, 2000, |i| auditlog_query(&mut eng, &qs, k, i))))
+            .map(|k| {
+                with_cpu(|| time_kind(budget, 3, 2000, |i| auditlog_query(&mut eng, &qs, k, i)))
+            })
             .collect::<Result<_, _>>()?
     };
     ix.close()?;
@@ -138,7 +143,14 @@ fn with_cpu<E>(f: impl FnOnce() -> Result<KindTiming, E>) -> Result<(KindTiming,
 fn print_table(ours: &[(KindTiming, u64)], theirs: &[(KindTiming, u64)]) {
     println!(
         "{:<16} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8} answers",
-        "kind", "ours p50", "ours p99", "ours cpu", "sqlite p50", "sqlite p99", "sqlite cpu", "x p50"
+        "kind",
+        "ours p50",
+        "ours p99",
+        "ours cpu",
+        "sqlite p50",
+        "sqlite p99",
+        "sqlite cpu",
+        "x p50"
     );
     for (k, ((a, acpu), (s, scpu))) in ours.iter().zip(theirs).enumerate() {
         let (Some(al), Some(sl)) = (a.lat(), s.lat()) else {

@@ -343,11 +343,14 @@ impl Builder {
                 name(h)
             }
         };
-        let mut lists: HashMap<(u32, u32), Vec<u32>> = HashMap::new();
+        // Each list with its summary counts (plain, shadowed): see key::PLAIN.
+        let mut lists: HashMap<(u32, u32), (Vec<u32>, u32, u32)> = HashMap::new();
         for &r in &order {
             let run = &runs[r as usize];
             let p = pos_of[r as usize];
             let status = run.finish.as_ref().map_or(RUNNING_KEY, |f| f.status);
+            let shadowed = shadows[r as usize] != NONE;
+            let plain = !shadowed && !run.dry;
             for (k, v) in [
                 (K_SKILL, run.skill),
                 (K_CALLER, run.caller),
@@ -355,10 +358,13 @@ impl Builder {
                 (K_PARENT, run.parent),
                 (K_STATUS, status),
             ] {
-                lists.entry((k, v)).or_default().push(p);
+                let e = lists.entry((k, v)).or_default();
+                e.0.push(p);
+                e.1 += u32::from(plain);
+                e.2 += u32::from(shadowed);
             }
         }
-        let mut keys: Vec<((u32, u32), Vec<u32>)> = lists.into_iter().collect();
+        let mut keys: Vec<((u32, u32), (Vec<u32>, u32, u32))> = lists.into_iter().collect();
         keys.sort_unstable_by(|a, b| {
             a.0 .0
                 .cmp(&b.0 .0)
@@ -367,7 +373,7 @@ impl Builder {
         let mut s_keys = Vec::with_capacity(keys.len() * key::SIZE);
         let mut s_post = Vec::new();
         let mut n_post = 0u64;
-        for ((k, v), list) in &keys {
+        for ((k, v), (list, plain, shadowed)) in &keys {
             let StrRef(o, l) = if *v == RUNNING_KEY {
                 heap.add_extra("running")
             } else {
@@ -378,6 +384,8 @@ impl Builder {
             put(&mut rec, key::LEN, &u32_of(list.len()).to_le_bytes());
             put_str(&mut rec, key::VALUE, StrRef(o, l));
             put(&mut rec, key::POST_START, &n_post.to_le_bytes());
+            put(&mut rec, key::PLAIN, &plain.to_le_bytes());
+            put(&mut rec, key::SHADOWED, &shadowed.to_le_bytes());
             s_keys.extend_from_slice(&rec);
             for p in list {
                 s_post.extend_from_slice(&p.to_le_bytes());

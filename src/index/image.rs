@@ -31,7 +31,10 @@ pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// older start, sorted by (hash, id), so queries search them on disk per
 /// image instead of a map in memory; header flag "some FINS is dry_run";
 /// AMND also lists replacing logs that may hide another (`AMEND_LOG`).
-pub const VERSION: u32 = 5;
+/// 6: KEYS records carry how many of the listed runs are plain (not a dry
+/// run, not shadowed by an older start) and how many are shadowed, so a
+/// count by status adds one number per image instead of visiting each run.
+pub const VERSION: u32 = 6;
 pub const HEADER_LEN: usize = 128;
 pub const N_SECT: usize = 12;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
@@ -120,8 +123,13 @@ pub mod key {
     pub const VALUE: usize = 8;
     /// u64: the posting list's first position in POST.
     pub const POST_START: usize = 16;
-    pub const SIZE: usize = 24;
-    const _: () = assert!(POST_START + 8 == SIZE);
+    /// u32: listed runs whose start is not a dry run and is not shadowed
+    /// (`run::SHADOW_SEQ` is NONE). Since version 6.
+    pub const PLAIN: usize = 24;
+    /// u32: listed runs whose start is shadowed by an older image's.
+    pub const SHADOWED: usize = 28;
+    pub const SIZE: usize = 32;
+    const _: () = assert!(POST_START + 8 == PLAIN && SHADOWED + 4 == SIZE);
 }
 
 /// Field offsets of a FINS record.
@@ -478,6 +486,17 @@ pub struct LogRec<'a> {
     pub seq: u64,
     pub lsn: u64,
     pub off: u64,
+}
+
+/// What a KEYS record says of its posting list besides where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeySummary {
+    /// Runs listed.
+    pub len: u32,
+    /// Of them, runs whose start is not a dry run and not shadowed.
+    pub plain: u32,
+    /// Of them, runs whose start is shadowed by an older image's.
+    pub shadowed: u32,
 }
 
 /// A posting list: positions into RUNS, ordered started_at desc, id desc.
@@ -931,27 +950,53 @@ impl Image {
 
     /// The posting list of `key` for `kind` (empty if absent).
     pub fn posting(&self, kind: u32, key: &[u8]) -> List {
+        match self.key_index(kind, key) {
+            Some(i) => {
+                let r = self.rec(S_KEYS, i);
+                List::Post {
+                    start: u32::try_from(le_u64(r, key::POST_START)).unwrap_or(u32::MAX),
+                    len: le_u32(r, key::LEN),
+                }
+            }
+            None => List::Post { start: 0, len: 0 },
+        }
+    }
+
+    /// The KEYS record of `key` for `kind` (binary search).
+    fn key_index(&self, kind: u32, key: &[u8]) -> Option<usize> {
         let n = self.count(S_KEYS);
         let (mut lo, mut hi) = (0usize, n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let r = self.rec(S_KEYS, mid);
-            let k = le_u32(r, key::KIND);
-            let ord = k
+            let ord = le_u32(r, key::KIND)
                 .cmp(&kind)
                 .then_with(|| self.str_at(r, key::VALUE).cmp(key));
             match ord {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    return List::Post {
-                        start: u32::try_from(le_u64(r, key::POST_START)).unwrap_or(u32::MAX),
-                        len: le_u32(r, key::LEN),
-                    }
-                }
+                std::cmp::Ordering::Equal => return Some(mid),
             }
         }
-        List::Post { start: 0, len: 0 }
+        None
+    }
+
+    /// The summary of `key`'s posting list for `kind` (None if absent, or
+    /// if its counts cannot be those of the list: the image is then
+    /// poisoned).
+    pub fn posting_summary(&self, kind: u32, key: &[u8]) -> Option<KeySummary> {
+        let i = self.key_index(kind, key)?;
+        let r = self.rec(S_KEYS, i);
+        let sum = KeySummary {
+            len: le_u32(r, key::LEN),
+            plain: le_u32(r, key::PLAIN),
+            shadowed: le_u32(r, key::SHADOWED),
+        };
+        if u64::from(sum.plain) + u64::from(sum.shadowed) > u64::from(sum.len) {
+            self.poison();
+            return None;
+        }
+        Some(sum)
     }
 
     /// The distinct keys of a kind, with their list lengths.

@@ -408,3 +408,5 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod fins_tests;
+#[cfg(test)]
+mod keys_summary_tests;

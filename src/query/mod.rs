@@ -454,6 +454,10 @@ impl<'a> View<'a> {
                 if finished_status.is_some() && implied == Implied::Unfinished {
                     continue;
                 }
+                if let Some(k) = self.count_from_summary(src, f, &list, implied) {
+                    n += u64::from(k);
+                    continue;
+                }
                 for i in 0..list.len() {
                     let r = img.run_lazy(img.at(&list, i));
                     if finished_status.is_some() && !r.has_local_finish() {
@@ -469,6 +473,45 @@ impl<'a> View<'a> {
             n += self.count_foreign_finishes(f, status);
         }
         Ok(n)
+    }
+
+    /// How many runs of a status posting list match `f`, from the list's
+    /// KEYS summary alone, when that is the whole answer: the filter asks
+    /// the status and nothing else the summary cannot tell (no other key,
+    /// a time range covering the whole list, no amending events), and no
+    /// listed start is shadowed (whether a shadowed start defines its run
+    /// depends on what retention dropped). None: visit the runs.
+    fn count_from_summary(
+        &self,
+        src: usize,
+        f: &Filter,
+        list: &List,
+        implied: Implied,
+    ) -> Option<u32> {
+        let status = f.status.as_deref()?;
+        if implied != Implied::Status
+            || f.skill.is_some()
+            || f.caller.is_some()
+            || f.channel.is_some()
+            || f.parent.is_some()
+            || f.top_level
+            || self.any_amended()
+        {
+            return None;
+        }
+        let sum = self.srcs[src]
+            .img
+            .posting_summary(K_STATUS, status.as_bytes())?;
+        if sum.len != list.len() || sum.shadowed != 0 {
+            return None;
+        }
+        Some(if f.include_dry_run {
+            sum.len
+        } else if status == DRY_RUN_STATUS {
+            0
+        } else {
+            sum.plain
+        })
     }
 
     /// Runs without a local finish whose first finish after their start
@@ -607,7 +650,7 @@ impl<'a> View<'a> {
             Some(f) => Some(self.event_at(f.seq, f.off)?),
             None => None,
         };
-        Run::fold(&start, fin.as_ref()).ok_or_else(|| Error::Corrupt {
+        Run::fold_owned(start, fin).ok_or_else(|| Error::Corrupt {
             segment: self.srcs[h.src].name.to_string(),
             offset: r.start_off,
             reason: "index points at an event that is not a run_started".into(),
@@ -718,14 +761,56 @@ impl<'a> View<'a> {
                     include_dry_run,
                     ..Filter::default()
                 };
+                let keep = |status: &[u8]| include_failed || !is_failed(status);
+                if !self.any_amended() {
+                    let t = self.newest_matching(&f, keep).map(|(ts, _)| ts);
+                    return Ok((skill.clone(), t));
+                }
                 let over = self.overlay(&f)?;
                 let t = self
                     .with_overlay(self.matching(&f), &over)
-                    .find(|i| include_failed || !is_failed(self.item_status(i)))
+                    .find(|i| keep(self.item_status(i)))
                     .map(|i| self.item_key(&i).0);
                 Ok((skill.clone(), t))
             })
             .collect()
+    }
+
+    /// The newest (started_at, id) of the indexed runs matching `f` whose
+    /// status passes `keep`: what the newest-first merge of every image
+    /// finds first, without merging. Images are visited by their newest
+    /// event, newest first, each list from its newest run; the walk stops
+    /// once no image left can hold a newer start. Amending events are not
+    /// seen (the caller takes the merge when there are any).
+    fn newest_matching(
+        &self,
+        f: &Filter,
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Option<(Micros, &'a [u8])> {
+        let mut by_newest: Vec<usize> = (0..self.srcs.len()).collect();
+        by_newest.sort_unstable_by_key(|&s| std::cmp::Reverse(self.srcs[s].img.header.max_ts));
+        let mut best: Option<(Micros, &'a [u8])> = None;
+        for src in by_newest {
+            let img: &'a Image = self.srcs[src].img;
+            if best.is_some_and(|(ts, _)| ts > img.header.max_ts) {
+                break;
+            }
+            for list in self.candidates(src, f) {
+                for i in 0..list.len() {
+                    let pos = img.at(&list, i);
+                    let key = img.run_key(pos);
+                    if best.is_some_and(|b| key <= b) {
+                        break;
+                    }
+                    let r = img.run_lazy(pos);
+                    if self.matches(&r, f) && keep(self.status_of(&r)) {
+                        best = Some(key);
+                        break;
+                    }
+                }
+            }
+        }
+        best
     }
 
     /// Finished runs whose finished_at is before `before`, newest start

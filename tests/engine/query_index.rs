@@ -173,6 +173,22 @@ fn rebuild_after_delete_truncate_corrupt_and_stale() {
     });
 }
 
+/// A count by status alone (from the images' KEYS summaries where no
+/// listed start is shadowed) equals the listing's runs of that status.
+fn counts_by_status_agree_with_the_listing(store: &AuditStore) {
+    for status in ["ok", "running", "error"] {
+        for include_dry_run in [false, true] {
+            let f = Filter {
+                status: Some(status.into()),
+                include_dry_run,
+                ..Filter::default()
+            };
+            let listed = store.list_runs(&f, Page::all()).unwrap().len() as u64;
+            assert_eq!(store.count_runs(&f).unwrap(), listed, "{f:?}");
+        }
+    }
+}
+
 #[test]
 fn retention_drops_runs_and_index_files() {
     let tmp = tempfile::tempdir().unwrap();
@@ -203,6 +219,7 @@ fn retention_drops_runs_and_index_files() {
     let y = store.get_run("y").unwrap().unwrap();
     assert_eq!((y.skill_id.as_str(), y.started_at), ("a", D0 + 20));
     assert_eq!(store.count_runs(&Filter::default()).unwrap(), 5);
+    counts_by_status_agree_with_the_listing(&store);
     assert_eq!(store.get_run("x").unwrap().unwrap().status, "ok");
     assert_eq!(store.parent_chain("w").unwrap().len(), 3);
     // Wait for the indexer thread to write the sealed indexes.
@@ -258,6 +275,7 @@ fn retention_drops_runs_and_index_files() {
         (errs[0].count, errs[0].run_ids.clone()),
         (2, vec!["w".to_string(), "x".to_string()])
     );
+    counts_by_status_agree_with_the_listing(&store);
     // A second purge at the same cutoff drops nothing more.
     assert!(store.purge_older_than(D0 + DAY).unwrap().dropped.is_empty());
     store.close().unwrap();

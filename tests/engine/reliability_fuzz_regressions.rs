@@ -18,7 +18,9 @@ use auditlog::{verify, Error, LogReader, ReplayRange};
 /// midpoint in release). Fixed in src/index/image.rs. (The input was
 /// carried over to index format version 4: two more empty sections, CKEYS
 /// and CPOST, and the failing-call table, now CALLS, emptied; and to
-/// version 5 by its version field alone: its FINS section is empty.)
+/// version 5 by its version field alone: its FINS section is empty; and
+/// to version 6 by widening its KEYS records to 32 bytes, the plain and
+/// shadowed counts zero.)
 #[test]
 fn index_narrow_of_a_huge_posting_list_does_not_overflow() {
     let mut bytes = include_bytes!("../support/fuzz/index_reader-narrow-overflow.bin").to_vec();
