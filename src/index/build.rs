@@ -37,6 +37,10 @@ struct BFin {
     ts: Micros,
 }
 
+/// A posting list being built (RUNS positions in ORDER order), with its
+/// KEYS summary counts: plain runs and shadowed runs (see `key::PLAIN`).
+type KeyList = (Vec<u32>, u32, u32);
+
 /// Accumulates the events of one segment (or part of the active one).
 pub struct Builder {
     kind: u32,
@@ -344,7 +348,7 @@ impl Builder {
             }
         };
         // Each list with its summary counts (plain, shadowed): see key::PLAIN.
-        let mut lists: HashMap<(u32, u32), (Vec<u32>, u32, u32)> = HashMap::new();
+        let mut lists: HashMap<(u32, u32), KeyList> = HashMap::new();
         for &r in &order {
             let run = &runs[r as usize];
             let p = pos_of[r as usize];
@@ -364,7 +368,7 @@ impl Builder {
                 e.2 += u32::from(shadowed);
             }
         }
-        let mut keys: Vec<((u32, u32), (Vec<u32>, u32, u32))> = lists.into_iter().collect();
+        let mut keys: Vec<((u32, u32), KeyList)> = lists.into_iter().collect();
         keys.sort_unstable_by(|a, b| {
             a.0 .0
                 .cmp(&b.0 .0)
