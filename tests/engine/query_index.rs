@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::idx_files;
 use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
-use auditlog::internals::index::{HEADER_LEN, S_RUNS};
+use auditlog::internals::index::{key, HEADER_LEN, K_STATUS, S_KEYS, S_RUNS, S_STR};
 use auditlog::query::{Engine, Filter, Page};
 use auditlog::Error;
 use auditlog::{AuditStore, StoreConfig};
@@ -62,7 +62,14 @@ fn build_log(dir: &Path) -> PathBuf {
                 ));
                 evs.push(Event::run_log(id.clone(), t + 1, failing_log(0)));
                 if i % 5 != 0 {
-                    evs.push(Event::run_finished(id, t + 2, RunFinished::default()));
+                    // Some errors, so that a count by status takes the
+                    // status lists (and their KEYS summaries).
+                    let status = if i % 7 == 3 { "error" } else { "ok" };
+                    let f = RunFinished {
+                        status: status.into(),
+                        ..RunFinished::default()
+                    };
+                    evs.push(Event::run_finished(id, t + 2, f));
                 }
             }
             log.append_batch(&evs).unwrap().wait().unwrap();
@@ -79,14 +86,16 @@ fn answers(eng: &mut Engine) -> String {
     for r in eng.list(&all, Page::all()).unwrap() {
         s.push_str(&r.to_json());
     }
-    s.push_str(
-        &eng.count(&Filter {
-            status: Some("running".into()),
-            ..all.clone()
-        })
-        .unwrap()
-        .to_string(),
-    );
+    for status in ["running", "ok", "error"] {
+        s.push_str(
+            &eng.count(&Filter {
+                status: Some(status.into()),
+                ..all.clone()
+            })
+            .unwrap()
+            .to_string(),
+        );
+    }
     for g in eng.errors(None, None, false).unwrap() {
         s.push_str(&g.to_json());
     }
@@ -171,6 +180,42 @@ fn rebuild_after_delete_truncate_corrupt_and_stale() {
     check("foreign file", &|f| {
         fs::write(f, vec![7u8; 4096]).unwrap();
     });
+    // Checksums resealed over the damage: only the version or the
+    // KEYS summary's own bound can tell.
+    check("previous format version", &|f| {
+        let mut b = fs::read(f).unwrap();
+        b[8..12].copy_from_slice(&5u32.to_le_bytes());
+        crate::fuzz_shared::fix_up_index(&mut b);
+        fs::write(f, b).unwrap();
+    });
+    check("KEYS summary larger than its list", &|f| {
+        let mut b = fs::read(f).unwrap();
+        let rec = status_key_record(&b, b"error");
+        let len = u32::from_le_bytes(b[rec + key::LEN..rec + key::LEN + 4].try_into().unwrap());
+        b[rec + key::PLAIN..rec + key::PLAIN + 4].copy_from_slice(&(len + 1).to_le_bytes());
+        crate::fuzz_shared::fix_up_index(&mut b);
+        fs::write(f, b).unwrap();
+    });
+}
+
+/// The byte offset of the KEYS record of status `value` in an index file.
+fn status_key_record(b: &[u8], value: &[u8]) -> usize {
+    let entry = |s: usize| {
+        let at = HEADER_LEN + 16 * s;
+        let off = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+        let len = u64::from_le_bytes(b[at + 8..at + 16].try_into().unwrap()) as usize;
+        (off, len)
+    };
+    let (keys, keys_len) = entry(S_KEYS);
+    let (strs, _) = entry(S_STR);
+    let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap()) as usize;
+    (0..keys_len / key::SIZE)
+        .map(|i| keys + i * key::SIZE)
+        .find(|&r| {
+            let (o, l) = (u32_at(r + key::VALUE), u32_at(r + key::VALUE + 4));
+            u32_at(r + key::KIND) == K_STATUS as usize && &b[strs + o..strs + o + l] == value
+        })
+        .expect("the status key is in the image")
 }
 
 /// A count by status alone (from the images' KEYS summaries where no
