@@ -49,6 +49,14 @@ const HANDOFF_WAIT: Duration = Duration::from_millis(20);
 /// next round of staging (a batch staged whole may leave a far larger one:
 /// freed instead).
 const SPARE_MAX_BYTES: usize = 4 << 20;
+/// Most frame buffers kept for staging: several staged batches can be in
+/// the writer's hands at once, and a round of staging that finds none
+/// returned yet grows a new buffer from nothing on the calling thread
+/// (page faults: a third of a single append's samples before py28).
+const SPARE_BUFFERS: usize = 4;
+/// Room a new frame buffer starts with when none has come back (else it
+/// grows by doubling, reallocating, while events are staged into it).
+const FRESH_MIN_BYTES: usize = 64 << 10;
 
 /// An engine failure met while appending staged events, and how many
 /// events it lost.
@@ -83,11 +91,12 @@ pub struct Stager {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where the receipts of staged batches go (nobody waits on them).
     pending: Arc<Pending>,
-    /// A frame buffer with room, handed back by the writer once it has
-    /// copied a staged batch (see [`Stager::recycler`]), staged into when
-    /// the flusher takes the events: staging then never grows a buffer
-    /// from nothing (page faults and copies on the Python thread).
-    returned: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Frame buffers with room (at most [`SPARE_BUFFERS`]), handed back by
+    /// the writer once it has copied a staged batch (see
+    /// [`Stager::recycler`]); the flusher stages into the largest when it
+    /// takes the events: staging then seldom grows a buffer from nothing
+    /// (page faults and copies on the Python thread).
+    returned: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,7 +112,7 @@ impl Stager {
             order: Mutex::new(()),
             thread: Mutex::new(None),
             pending,
-            returned: Arc::new(Mutex::new(None)),
+            returned: Arc::new(Mutex::new(Vec::new())),
         }
     }
 }
@@ -266,9 +275,13 @@ impl Stager {
             }
             s.in_flight = true;
             s.bytes = 0;
-            let next = match lock(&self.returned).take() {
+            // The pool is kept sorted by capacity: the last is the largest.
+            let next = match lock(&self.returned).pop() {
                 Some(frames) => BatchBuilder::reusing(frames, s.events.len()),
-                None => BatchBuilder::with_capacity(s.events.len(), s.events.bytes()),
+                None => BatchBuilder::with_capacity(
+                    s.events.len(),
+                    s.events.bytes().max(FRESH_MIN_BYTES),
+                ),
             };
             let events = std::mem::replace(&mut s.events, next);
             if s.relieving > 0 {
@@ -313,14 +326,8 @@ impl Stager {
             if frames.capacity() > SPARE_MAX_BYTES {
                 return;
             }
-            if let Some(slot) = returned.upgrade() {
-                let mut slot = lock(&slot);
-                if slot
-                    .as_ref()
-                    .is_none_or(|s| s.capacity() < frames.capacity())
-                {
-                    *slot = Some(frames);
-                }
+            if let Some(pool) = returned.upgrade() {
+                keep_spare(&mut lock(&pool), frames);
             }
         })
     }
@@ -365,6 +372,18 @@ impl Stager {
                 Err(lost)
             }
         }
+    }
+}
+
+/// Add a returned frame buffer to `pool` (sorted by capacity, at most
+/// [`SPARE_BUFFERS`]): when full, it replaces the smallest if larger.
+fn keep_spare(pool: &mut Vec<Vec<u8>>, frames: Vec<u8>) {
+    let at = pool.partition_point(|b| b.capacity() <= frames.capacity());
+    if pool.len() < SPARE_BUFFERS {
+        pool.insert(at, frames);
+    } else if at > 0 {
+        pool.insert(at, frames);
+        pool.remove(0);
     }
 }
 
