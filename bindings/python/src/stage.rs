@@ -49,6 +49,15 @@ const HANDOFF_WAIT: Duration = Duration::from_millis(20);
 /// next round of staging (a batch staged whole may leave a far larger one:
 /// freed instead).
 const SPARE_MAX_BYTES: usize = 4 << 20;
+/// Most bytes of frame buffers kept for staging: in durable mode many
+/// staged batches can wait in the writer's queue during an fsync, and a
+/// round of staging that finds no buffer returned grows a new one from
+/// nothing on the calling thread (page faults: a third of a single
+/// append's perf samples before py28). Typical stages hold 10-100 KiB.
+const SPARE_POOL_BYTES: usize = 8 << 20;
+/// Room a new frame buffer starts with when none has come back (else it
+/// grows by doubling, reallocating, while events are staged into it).
+const FRESH_MIN_BYTES: usize = 64 << 10;
 
 /// An engine failure met while appending staged events, and how many
 /// events it lost.
@@ -83,11 +92,12 @@ pub struct Stager {
     thread: Mutex<Option<JoinHandle<()>>>,
     /// Where the receipts of staged batches go (nobody waits on them).
     pending: Arc<Pending>,
-    /// A frame buffer with room, handed back by the writer once it has
-    /// copied a staged batch (see [`Stager::recycler`]), staged into when
-    /// the flusher takes the events: staging then never grows a buffer
-    /// from nothing (page faults and copies on the Python thread).
-    returned: Arc<Mutex<Option<Vec<u8>>>>,
+    /// Frame buffers with room (at most [`SPARE_POOL_BYTES`]), handed back by
+    /// the writer once it has copied a staged batch (see
+    /// [`Stager::recycler`]); the flusher stages into the largest when it
+    /// takes the events: staging then seldom grows a buffer from nothing
+    /// (page faults and copies on the Python thread).
+    returned: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,7 +113,7 @@ impl Stager {
             order: Mutex::new(()),
             thread: Mutex::new(None),
             pending,
-            returned: Arc::new(Mutex::new(None)),
+            returned: Arc::new(Mutex::new(Vec::new())),
         }
     }
 }
@@ -266,9 +276,13 @@ impl Stager {
             }
             s.in_flight = true;
             s.bytes = 0;
-            let next = match lock(&self.returned).take() {
-                Some(frames) => BatchBuilder::reusing(frames, s.events.len()),
-                None => BatchBuilder::with_capacity(s.events.len(), s.events.bytes()),
+            // The pool is kept sorted by capacity: the last is the largest.
+            // Room for a full stage's frame sizes (16 bytes an event):
+            // grown by doubling, they were half of the page faults left.
+            let metas = s.events.len().max(MAX_STAGED);
+            let next = match lock(&self.returned).pop() {
+                Some(frames) => BatchBuilder::reusing(frames, metas),
+                None => BatchBuilder::with_capacity(metas, s.events.bytes().max(FRESH_MIN_BYTES)),
             };
             let events = std::mem::replace(&mut s.events, next);
             if s.relieving > 0 {
@@ -313,14 +327,8 @@ impl Stager {
             if frames.capacity() > SPARE_MAX_BYTES {
                 return;
             }
-            if let Some(slot) = returned.upgrade() {
-                let mut slot = lock(&slot);
-                if slot
-                    .as_ref()
-                    .is_none_or(|s| s.capacity() < frames.capacity())
-                {
-                    *slot = Some(frames);
-                }
+            if let Some(pool) = returned.upgrade() {
+                keep_spare(&mut lock(&pool), frames);
             }
         })
     }
@@ -365,6 +373,17 @@ impl Stager {
                 Err(lost)
             }
         }
+    }
+}
+
+/// Add a returned frame buffer to `pool` (sorted by capacity), then drop
+/// the smallest while the pool holds more than [`SPARE_POOL_BYTES`].
+fn keep_spare(pool: &mut Vec<Vec<u8>>, frames: Vec<u8>) {
+    let at = pool.partition_point(|b| b.capacity() <= frames.capacity());
+    pool.insert(at, frames);
+    let mut total: usize = pool.iter().map(Vec::capacity).sum();
+    while total > SPARE_POOL_BYTES && pool.len() > 1 {
+        total -= pool.remove(0).capacity();
     }
 }
 
