@@ -741,11 +741,21 @@ impl EncodedBatch {
                 out
             }
         };
+        Ok(EncodedBatch::of_frames(frames, metas, policy.cloned()))
+    }
+
+    /// A batch of `frames` (sealed), one `(ts, size)` per event in
+    /// `metas`, to be written under `policy`.
+    fn of_frames(
+        frames: Vec<u8>,
+        metas: Vec<(Micros, u32)>,
+        policy: Option<Arc<RedactionPolicy>>,
+    ) -> EncodedBatch {
         let metas = match metas.len() {
             1 => Metas::One(metas[0]),
             _ => Metas::Many(metas),
         };
-        Ok(EncodedBatch(
+        EncodedBatch(
             Batch {
                 frames,
                 metas,
@@ -753,8 +763,8 @@ impl EncodedBatch {
                 slot: Slot::new(),
                 recycle: None,
             },
-            policy.cloned(),
-        ))
+            policy,
+        )
     }
 }
 
@@ -989,19 +999,6 @@ impl BatchBuilder {
             frame::seal_frame_in_place(&mut frames[start..end], 0);
             start = end;
         }
-        let metas = match metas.len() {
-            1 => Metas::One(metas[0]),
-            _ => Metas::Many(metas),
-        };
-        EncodedBatch(
-            Batch {
-                frames,
-                metas,
-                leaves: Leaves::None,
-                slot: Slot::new(),
-                recycle: None,
-            },
-            None,
-        )
+        EncodedBatch::of_frames(frames, metas, None)
     }
 }

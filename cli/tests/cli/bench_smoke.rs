@@ -17,6 +17,22 @@ fn num(v: &Value, path: &[&str]) -> f64 {
         .unwrap_or_else(|| panic!("{path:?} is not a number: {cur}"))
 }
 
+/// `auditlog bench ARGS`, which must succeed, and its JSON report.
+fn bench_json(args: &[&str]) -> Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
+        .arg("bench")
+        .args(args)
+        .env_remove("AUDITLOG_DIR")
+        .output()
+        .expect("run auditlog bench");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
 #[test]
 fn load_run_tiny_with_baselines_reports_well_formed_json() {
     let tmp = tempfile::tempdir().expect("tempdir");
@@ -130,28 +146,17 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
 
 #[test]
 fn sustained_mode_reports_memory_and_retention() {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .args([
-            "bench",
-            "--json",
-            "--duration",
-            "2s",
-            "--events",
-            "3000",
-            "--days",
-            "6",
-            "--retain-days",
-            "2",
-        ])
-        .env_remove("AUDITLOG_DIR")
-        .output()
-        .expect("run auditlog bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = bench_json(&[
+        "--json",
+        "--duration",
+        "2s",
+        "--events",
+        "3000",
+        "--days",
+        "6",
+        "--retain-days",
+        "2",
+    ]);
     assert!(num(&v, &["sustained", "events"]) > 0.0);
     assert!(num(&v, &["sustained", "passes"]) >= 1.0);
     assert!(num(&v, &["sustained", "rss_max_second_half"]) > 0.0);
@@ -163,30 +168,19 @@ fn sustained_mode_reports_memory_and_retention() {
 /// the indexes lagged, sample by sample.
 #[test]
 fn sustained_mode_paces_and_reports_index_lag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_auditlog"))
-        .args([
-            "bench",
-            "--json",
-            "--duration",
-            "2s",
-            "--rate",
-            "5000",
-            "--events",
-            "3000",
-            "--days",
-            "6",
-            "--retain-days",
-            "2",
-        ])
-        .env_remove("AUDITLOG_DIR")
-        .output()
-        .expect("run auditlog bench");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v = bench_json(&[
+        "--json",
+        "--duration",
+        "2s",
+        "--rate",
+        "5000",
+        "--events",
+        "3000",
+        "--days",
+        "6",
+        "--retain-days",
+        "2",
+    ]);
     assert_eq!(num(&v, &["sustained", "rate"]), 5000.0);
     let events = num(&v, &["sustained", "events"]);
     let seconds = num(&v, &["sustained", "seconds"]);
