@@ -650,7 +650,7 @@ impl<'a> View<'a> {
             Some(f) => Some(self.event_at(f.seq, f.off)?),
             None => None,
         };
-        Run::fold_owned(start, fin).ok_or_else(|| Error::Corrupt {
+        Run::fold(&start, fin.as_ref()).ok_or_else(|| Error::Corrupt {
             segment: self.srcs[h.src].name.to_string(),
             offset: r.start_off,
             reason: "index points at an event that is not a run_started".into(),

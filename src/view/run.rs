@@ -112,54 +112,6 @@ impl Run {
         Some(run)
     }
 
-    /// [`Run::fold`] of events the caller owns: their strings move into
-    /// the run instead of being copied (the query engine's materialize,
-    /// which decodes both events for the run alone).
-    pub fn fold_owned(start: Event, finish: Option<Event>) -> Option<Run> {
-        let EventData::RunStarted(s) = start.data else {
-            return None;
-        };
-        let mut run = Run {
-            id: start.run_id,
-            skill_id: s.skill_id,
-            caller_id: s.caller_id,
-            channel_id: s.channel_id,
-            parent_run_id: s.parent_run_id,
-            inputs: s.inputs,
-            dry_run: s.dry_run,
-            started_at: start.ts,
-            finished_at: None,
-            status: String::new(),
-            output: String::new(),
-            error: String::new(),
-            tool_calls: 0,
-            runtime_seconds: 0.0,
-            input_tokens: 0,
-            output_tokens: 0,
-            thinking_tokens: 0,
-        };
-        match finish {
-            Some(Event {
-                data: EventData::RunFinished(f),
-                ts,
-                ..
-            }) => {
-                run.finished_at = Some(ts);
-                run.status = f.status;
-                run.output = f.output;
-                run.error = f.error;
-                run.tool_calls = f.tool_calls;
-                run.runtime_seconds = f.runtime_seconds;
-                run.input_tokens = f.input_tokens;
-                run.output_tokens = f.output_tokens;
-                run.thinking_tokens = f.thinking_tokens;
-            }
-            _ => run.status = "running".to_string(),
-        }
-        run.dry_run = is_dry(s.dry_run, &run.status);
-        Some(run)
-    }
-
     pub fn is_finished(&self) -> bool {
         self.finished_at.is_some()
     }
