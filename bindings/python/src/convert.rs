@@ -17,10 +17,11 @@ use std::fmt;
 use std::io::Write as _;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
+use crate::exact;
 use crate::time;
 
 /// Deepest nesting written (the engine keeps at most 64; this bound only
@@ -120,7 +121,7 @@ pub fn write_value(
     if write_scalar(v, out)? {
         return Ok(());
     }
-    if let Ok(d) = v.cast::<PyDict>() {
+    if let Some(d) = exact::dict_of(v) {
         write_dict(py, d, out, depth)?;
     } else if let Ok(l) = v.cast::<PyList>() {
         write_items(py, l.iter(), out, depth)?;
@@ -141,15 +142,17 @@ pub fn write_value(
 /// it is not. Runs no Python code (type checks and C-level reads only), so
 /// it may be given a value borrowed from a dict ([`for_each_item`]).
 fn write_scalar(v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<bool, Fault> {
-    if let Ok(s) = v.cast::<PyString>() {
+    // Type tests by pointer first (exact.rs); `bool` is tested before `int`
+    // takes subclasses.
+    if let Some(s) = exact::str_of(v) {
         write_str(s.to_str()?, out);
     } else if v.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(b) = v.cast::<PyBool>() {
         out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
-    } else if let Ok(i) = v.cast::<PyInt>() {
+    } else if let Some(i) = exact::int_of(v) {
         write_int(i, out)?;
-    } else if let Ok(f) = v.cast::<PyFloat>() {
+    } else if let Some(f) = exact::float_of(v) {
         let x = f.value();
         if !x.is_finite() {
             return Err(Fault::bad(format!("{x} is not a JSON number")));
@@ -201,9 +204,9 @@ fn write_instant(py: Python<'_>, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Res
 }
 
 fn key_text<'a>(k: &'a Bound<'_, PyAny>) -> Result<std::borrow::Cow<'a, str>, Fault> {
-    match k.cast::<PyString>() {
-        Ok(s) => Ok(s.to_cow()?),
-        Err(_) => Err(Fault::bad(format!(
+    match exact::str_of(k) {
+        Some(s) => Ok(s.to_cow()?),
+        None => Err(Fault::bad(format!(
             "has a key of type {} ({}); JSON object keys are strings",
             type_name(k),
             k.repr().map(|r| r.to_string()).unwrap_or_default()

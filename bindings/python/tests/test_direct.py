@@ -9,7 +9,7 @@ import enum
 import math
 import random
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
@@ -232,6 +232,41 @@ def test_random_dicts_agree() -> None:
     # The corpus is mostly bad on purpose; enough of it must be taken for
     # the comparison to mean something.
     assert taken > 1_000, taken
+
+
+class Key(str):
+    pass
+
+
+def fresh(s: Any) -> Any:
+    """An equal str that is not the interned literal (a new object)."""
+    return (s + "!")[:-1] if type(s) is str else s
+
+
+def test_keys_and_kinds_that_are_not_the_interned_literals() -> None:
+    """The fast path finds a dict literal's keys (and its kind) by pointer
+    among interned copies; keys made at run time, str subclasses and kinds
+    read from elsewhere are read as text and store the same bytes (or are
+    declined alike); keys in another order agree with the line path."""
+    rnd = random.Random(29)
+    same_forms: List[Callable[[Dict[str, Any]], Dict[str, Any]]] = [
+        lambda ev: {fresh(k): v for k, v in ev.items()},
+        lambda ev: {Key(k): v for k, v in ev.items()},
+        lambda ev: {k: fresh(v) if k == "kind" else v for k, v in ev.items()},
+        lambda ev: {k: Key(v) if k == "kind" and type(v) is str else v for k, v in ev.items()},
+    ]
+    taken = 0
+    for _ in range(5_000):
+        ev = random_event(rnd)
+        want = fast(ev)
+        taken += want is not None
+        for form in same_forms:
+            assert fast(form(ev)) == want, ev
+        backwards = dict(reversed(list(ev.items())))
+        got = fast(backwards)
+        if got is not None:
+            assert got == line(backwards), backwards
+    assert taken > 250, taken
 
 
 def test_random_dicts_stored_one_per_call_as_the_line_path_stores_them(tmp_path: Any) -> None:
