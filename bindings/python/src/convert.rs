@@ -96,7 +96,7 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 fn write_str(s: &str, out: &mut Vec<u8>) {
     // Most strings need no escape: copied as they are. Otherwise
     // serde_json's escaping, well tested.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -104,6 +104,34 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     } else {
         let _ = serde_json::to_writer(&mut *out, s);
     }
+}
+
+/// Whether JSON needs any byte of `s` escaped (a control character, `"`
+/// or `\\`). Eight bytes at a time (the "has less than" and "has zero
+/// byte" word tricks; exact for the question "any byte?"), the last few
+/// one by one: the byte-by-byte test was the largest part of writing a
+/// payload's text (py29).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A high bit set in the byte of `x` that is zero (any such byte is
+    // reported; bytes above it may be too, which does not change "any").
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let x = u64::from_ne_bytes(word);
+        // Bytes under 0x20 (exact for any bound up to 0x80), `"`, `\\`.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        if control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Write `v` as JSON.

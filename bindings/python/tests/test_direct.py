@@ -365,3 +365,21 @@ def test_nesting_at_the_limit(store: auditlog.Store) -> None:
     holding = {"kind": "run_started", "run_id": "r", "inputs": nested(limit - 1, [1])}
     assert fast(holding) is None
     assert line(holding) is not None
+
+
+def test_strings_that_need_escapes_at_every_position(store: auditlog.Store) -> None:
+    """JSON escapes are found eight bytes at a time (convert.rs,
+    `needs_escape`): a character that needs one, at any position of a
+    string of any length, in a key or a value, reads back as appended."""
+    specials = ['"', "\\", "\x00", "\x1f", "\n", "\x7f", "é", " ", "\U0001f980"]
+    sent: List[Dict[str, Any]] = []
+    for n in range(1, 26):
+        for pos in range(n):
+            for ch in specials:
+                s = "a" * pos + ch + "b" * (n - pos - 1)
+                payload = {"s": s, s: n}
+                sent.append(payload)
+                store.append({"kind": "run_log", "run_id": "esc", "payload": payload})
+    store.flush()
+    back = [e["payload"] for e in store.replay()]
+    assert back == sent
