@@ -324,6 +324,30 @@ pub fn for_each_item<'py, E>(
     Ok(())
 }
 
+/// The first item of `d` in its order (its own references), or `None` for
+/// an empty dict: where a dict starts with `kind` (the contract's order),
+/// reading it so spares a lookup by key (direct.rs).
+pub fn first_item<'py>(d: &Bound<'py, PyDict>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let py = d.py();
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: `d` is a dict and the GIL is held (`py`), as in
+    // `for_each_item`; both references are borrowed from the dict and
+    // turned into references of our own before any Python code can run.
+    if unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) } == 0 {
+        return None;
+    }
+    // SAFETY: as above; set (non-null) when PyDict_Next answers non-zero.
+    let (k, v) = unsafe {
+        (
+            pyo3::Borrowed::from_ptr(py, key),
+            pyo3::Borrowed::from_ptr(py, value),
+        )
+    };
+    Some((k.to_owned(), v.to_owned()))
+}
+
 fn write_items<'py>(
     py: Python<'py>,
     items: impl Iterator<Item = Bound<'py, PyAny>>,

@@ -79,7 +79,12 @@ pub fn event_into(
     let py = obj.py();
     let d = exact::dict_of(obj)?;
     let names = Names::get(py);
-    let kind = d.get_item(names.key(py, Key::Kind)).ok()??;
+    // `kind` is usually the first key (the contract's order): read from
+    // there, else looked up.
+    let kind = match convert::first_item(d) {
+        Some((k, v)) if k.is(names.key(py, Key::Kind)) => v,
+        _ => d.get_item(names.key(py, Key::Kind)).ok()??,
+    };
     let kind = match names.kind_of(&kind) {
         Some(k) => k,
         None => exact::str_of(&kind)?.to_str().ok()?,
