@@ -17,10 +17,11 @@ use std::fmt;
 use std::io::Write as _;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple};
 use pyo3::IntoPyObjectExt;
 use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
 
+use crate::exact;
 use crate::time;
 
 /// Deepest nesting written (the engine keeps at most 64; this bound only
@@ -95,7 +96,7 @@ fn type_name(v: &Bound<'_, PyAny>) -> String {
 fn write_str(s: &str, out: &mut Vec<u8>) {
     // Most strings need no escape: copied as they are. Otherwise
     // serde_json's escaping, well tested.
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if !needs_escape(s.as_bytes()) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());
@@ -103,6 +104,34 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
     } else {
         let _ = serde_json::to_writer(&mut *out, s);
     }
+}
+
+/// Whether JSON needs any byte of `s` escaped (a control character, `"`
+/// or `\\`). Eight bytes at a time (the "has less than" and "has zero
+/// byte" word tricks; exact for the question "any byte?"), the last few
+/// one by one: the byte-by-byte test was the largest part of writing a
+/// payload's text (py29).
+fn needs_escape(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // A high bit set in the byte of `x` that is zero (any such byte is
+    // reported; bytes above it may be too, which does not change "any").
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut words = s.chunks_exact(8);
+    for w in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(w);
+        let x = u64::from_ne_bytes(word);
+        // Bytes under 0x20 (exact for any bound up to 0x80), `"`, `\\`.
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
+        if control | zero(x ^ (ONES * u64::from(b'"'))) | zero(x ^ (ONES * u64::from(b'\\'))) != 0 {
+            return true;
+        }
+    }
+    words
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// Write `v` as JSON.
@@ -120,7 +149,7 @@ pub fn write_value(
     if write_scalar(v, out)? {
         return Ok(());
     }
-    if let Ok(d) = v.cast::<PyDict>() {
+    if let Some(d) = exact::dict_of(v) {
         write_dict(py, d, out, depth)?;
     } else if let Ok(l) = v.cast::<PyList>() {
         write_items(py, l.iter(), out, depth)?;
@@ -141,15 +170,17 @@ pub fn write_value(
 /// it is not. Runs no Python code (type checks and C-level reads only), so
 /// it may be given a value borrowed from a dict ([`for_each_item`]).
 fn write_scalar(v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<bool, Fault> {
-    if let Ok(s) = v.cast::<PyString>() {
+    // Type tests by pointer first (exact.rs); `bool` is tested before `int`
+    // takes subclasses.
+    if let Some(s) = exact::str_of(v) {
         write_str(s.to_str()?, out);
     } else if v.is_none() {
         out.extend_from_slice(b"null");
     } else if let Ok(b) = v.cast::<PyBool>() {
         out.extend_from_slice(if b.is_true() { b"true" } else { b"false" });
-    } else if let Ok(i) = v.cast::<PyInt>() {
+    } else if let Some(i) = exact::int_of(v) {
         write_int(i, out)?;
-    } else if let Ok(f) = v.cast::<PyFloat>() {
+    } else if let Some(f) = exact::float_of(v) {
         let x = f.value();
         if !x.is_finite() {
             return Err(Fault::bad(format!("{x} is not a JSON number")));
@@ -201,9 +232,9 @@ fn write_instant(py: Python<'_>, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Res
 }
 
 fn key_text<'a>(k: &'a Bound<'_, PyAny>) -> Result<std::borrow::Cow<'a, str>, Fault> {
-    match k.cast::<PyString>() {
-        Ok(s) => Ok(s.to_cow()?),
-        Err(_) => Err(Fault::bad(format!(
+    match exact::str_of(k) {
+        Some(s) => Ok(s.to_cow()?),
+        None => Err(Fault::bad(format!(
             "has a key of type {} ({}); JSON object keys are strings",
             type_name(k),
             k.repr().map(|r| r.to_string()).unwrap_or_default()
@@ -291,6 +322,30 @@ pub fn for_each_item<'py, E>(
         return Err(changed());
     }
     Ok(())
+}
+
+/// The first item of `d` in its order (its own references), or `None` for
+/// an empty dict: where a dict starts with `kind` (the contract's order),
+/// reading it so spares a lookup by key (direct.rs).
+pub fn first_item<'py>(d: &Bound<'py, PyDict>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let py = d.py();
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let mut key: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    let mut value: *mut pyo3::ffi::PyObject = std::ptr::null_mut();
+    // SAFETY: `d` is a dict and the GIL is held (`py`), as in
+    // `for_each_item`; both references are borrowed from the dict and
+    // turned into references of our own before any Python code can run.
+    if unsafe { pyo3::ffi::PyDict_Next(d.as_ptr(), &mut pos, &mut key, &mut value) } == 0 {
+        return None;
+    }
+    // SAFETY: as above; set (non-null) when PyDict_Next answers non-zero.
+    let (k, v) = unsafe {
+        (
+            pyo3::Borrowed::from_ptr(py, key),
+            pyo3::Borrowed::from_ptr(py, value),
+        )
+    };
+    Some((k.to_owned(), v.to_owned()))
 }
 
 fn write_items<'py>(

@@ -27,9 +27,11 @@ use auditlog::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, 
 use std::cell::Cell;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyInt, PyString};
 
 use crate::convert;
+use crate::exact;
 
 /// Bytes a scalar (number, bool, null) takes at most in the line path's
 /// JSON, with its separators.
@@ -75,17 +77,37 @@ pub fn event_into(
     out: &mut Event,
 ) -> Option<usize> {
     let py = obj.py();
-    let d = obj.cast::<PyDict>().ok()?;
-    let kind = d.get_item(pyo3::intern!(py, "kind")).ok()??;
-    let mut draft = Draft::new(kind.cast::<PyString>().ok()?.to_str().ok()?, out)?;
+    let d = exact::dict_of(obj)?;
+    let names = Names::get(py);
+    // `kind` is usually the first key (the contract's order): read from
+    // there, else looked up.
+    let kind = match convert::first_item(d) {
+        Some((k, v)) if k.is(names.key(py, Key::Kind)) => v,
+        _ => d.get_item(names.key(py, Key::Kind)).ok()??,
+    };
+    let kind = match names.kind_of(&kind) {
+        Some(k) => k,
+        None => exact::str_of(&kind)?.to_str().ok()?,
+    };
+    let mut draft = Draft::new(kind, out)?;
+    let mut hint = 0usize;
     // Items borrowed (no reference counts): `take` runs Python code only
     // where it writes free-form JSON, from references of its own.
     convert::for_each_item(
         d,
         || (),
         |k, v| {
-            let key = k.cast::<PyString>().map_err(drop)?.to_str().map_err(drop)?;
-            draft.acc.bytes += 6 * key.len() + 4;
+            let key = match names.lookup(draft.keys, &mut hint, k) {
+                Some(known) => Name::Known(known),
+                None => {
+                    let text = exact::str_of(k).ok_or(())?.to_str().map_err(drop)?;
+                    match Key::of(text) {
+                        Some(known) => Name::Known(known),
+                        None => Name::Other(text),
+                    }
+                }
+            };
+            draft.acc.bytes += 6 * key.text().len() + 4;
             draft.take(py, key, v).ok_or(())
         },
     )
@@ -99,6 +121,190 @@ pub fn event_into(
     Some(bytes)
 }
 
+/// Declares [`Key`], every key the fast path reads, with its text.
+macro_rules! keys {
+    ($($key:ident = $text:literal),* $(,)?) => {
+        /// A key of the contract's event shape (docs/contract.md, "Events")
+        /// that some kind reads; its number is its bit in [`Draft::seen`].
+        #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+        enum Key { $($key),* }
+
+        impl Key {
+            /// Every key, in declaration order (`ALL[k as usize] == k`).
+            const ALL: &'static [Key] = &[$(Key::$key),*];
+
+            fn of(text: &str) -> Option<Key> {
+                match text {
+                    $($text => Some(Key::$key),)*
+                    _ => None,
+                }
+            }
+
+            fn text(self) -> &'static str {
+                match self {
+                    $(Key::$key => $text),*
+                }
+            }
+        }
+    };
+}
+
+keys! {
+    Kind = "kind", RunId = "run_id", Ts = "ts", Lsn = "lsn",
+    SkillId = "skill_id", CallerId = "caller_id", ChannelId = "channel_id",
+    ParentRunId = "parent_run_id", Inputs = "inputs", DryRun = "dry_run",
+    Seq = "seq", EventType = "event_type", Payload = "payload",
+    Status = "status", Output = "output", Error = "error",
+    ToolCalls = "tool_calls", RuntimeSeconds = "runtime_seconds",
+    InputTokens = "input_tokens", OutputTokens = "output_tokens",
+    ThinkingTokens = "thinking_tokens", CallId = "call_id",
+    WorkspaceId = "workspace_id", RequestId = "request_id", Tool = "tool",
+    Engine = "engine", ErrorType = "error_type",
+    DurationMs = "duration_ms", InputBytes = "input_bytes",
+    ResultBytes = "result_bytes", ExitCode = "exit_code",
+    HttpStatus = "http_status", InputHash = "input_hash",
+    ArgsSummary = "args_summary",
+}
+
+/// The keys each kind reads, in the order a dict usually lists them (the
+/// contract's), so that [`Names::lookup`] mostly finds a key at its first
+/// comparison. `lsn` is in none: the text path finds it (and declines).
+const STARTED_KEYS: &[Key] = &[
+    Key::Kind,
+    Key::RunId,
+    Key::Ts,
+    Key::SkillId,
+    Key::CallerId,
+    Key::ChannelId,
+    Key::ParentRunId,
+    Key::Inputs,
+    Key::DryRun,
+];
+const LOG_KEYS: &[Key] = &[
+    Key::Kind,
+    Key::RunId,
+    Key::Ts,
+    Key::Seq,
+    Key::EventType,
+    Key::Payload,
+];
+const FINISHED_KEYS: &[Key] = &[
+    Key::Kind,
+    Key::RunId,
+    Key::Ts,
+    Key::Status,
+    Key::Output,
+    Key::Error,
+    Key::ToolCalls,
+    Key::RuntimeSeconds,
+    Key::InputTokens,
+    Key::OutputTokens,
+    Key::ThinkingTokens,
+];
+const CALL_KEYS: &[Key] = &[
+    Key::Kind,
+    Key::RunId,
+    Key::Ts,
+    Key::CallId,
+    Key::ChannelId,
+    Key::CallerId,
+    Key::WorkspaceId,
+    Key::RequestId,
+    Key::Tool,
+    Key::Engine,
+    Key::Status,
+    Key::ErrorType,
+    Key::Error,
+    Key::DurationMs,
+    Key::InputBytes,
+    Key::ResultBytes,
+    Key::ExitCode,
+    Key::HttpStatus,
+    Key::InputHash,
+    Key::ArgsSummary,
+    Key::Payload,
+];
+
+/// The kinds an append may give, as `kind` reads them.
+const KINDS: [&str; 4] = ["run_started", "run_log", "run_finished", "tool_call"];
+
+/// A dict key: a known one, or another (an unknown field's name).
+#[derive(Clone, Copy)]
+enum Name<'a> {
+    Known(Key),
+    Other(&'a str),
+}
+
+impl Name<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Name::Known(k) => k.text(),
+            Name::Other(t) => t,
+        }
+    }
+}
+
+/// Every [`Key`] and kind as an interned Python string, made once. Python
+/// interns the keys of a dict written as a literal (and identifier-like
+/// string literals such as `"run_log"`), so the usual key *is* the object
+/// here: found by comparing pointers, without asking for its UTF-8 text (a
+/// call into the interpreter) and comparing texts (about a tenth of a
+/// single append went to reading keys' and values' texts before py29). A
+/// key that is not one of these objects is read as text, as before.
+struct Names {
+    /// Indexed by `Key as usize`.
+    keys: Vec<Py<PyString>>,
+    /// In the order of [`KINDS`].
+    kinds: Vec<Py<PyString>>,
+}
+
+static NAMES: PyOnceLock<Names> = PyOnceLock::new();
+
+impl Names {
+    fn get(py: Python<'_>) -> &'static Names {
+        NAMES.get_or_init(py, || Names {
+            keys: Key::ALL
+                .iter()
+                .map(|k| PyString::intern(py, k.text()).unbind())
+                .collect(),
+            kinds: KINDS
+                .iter()
+                .map(|k| PyString::intern(py, k).unbind())
+                .collect(),
+        })
+    }
+
+    fn key<'a, 'py>(&'a self, py: Python<'py>, k: Key) -> &'a Bound<'py, PyString> {
+        self.keys[k as usize].bind(py)
+    }
+
+    /// The kind `v` names, if it is one of the interned kind strings.
+    fn kind_of(&self, v: &Bound<'_, PyAny>) -> Option<&'static str> {
+        let at = self.kinds.iter().position(|k| k.as_ptr() == v.as_ptr())?;
+        KINDS.get(at).copied()
+    }
+
+    /// The key of `keys` that `k` is (the very interned object), looked
+    /// for from just after the last one found (`hint`): the dicts of one
+    /// kind usually list their keys in one order.
+    fn lookup(&self, keys: &[Key], hint: &mut usize, k: &Bound<'_, PyAny>) -> Option<Key> {
+        let ptr = k.as_ptr();
+        let mut at = *hint;
+        for _ in 0..keys.len() {
+            if at >= keys.len() {
+                at = 0;
+            }
+            let key = keys[at];
+            at += 1;
+            if self.keys[key as usize].as_ptr() == ptr {
+                *hint = at;
+                return Some(key);
+            }
+        }
+        None
+    }
+}
+
 /// What the dict gave so far, written into the event being built. `seen`
 /// has a bit per known key: a second one (two keys that read the same,
 /// from str subclasses) takes the line path, whose parser names the
@@ -107,6 +313,8 @@ struct Draft<'e> {
     seen: u64,
     ts: Option<Micros>,
     ev: &'e mut Event,
+    /// The keys this kind reads (for [`Names::lookup`]).
+    keys: &'static [Key],
     acc: Acc,
 }
 
@@ -125,10 +333,18 @@ impl<'e> Draft<'e> {
         }
         ev.run_id.clear();
         ev.extra.clear();
+        let keys = match &ev.data {
+            EventData::RunStarted(_) => STARTED_KEYS,
+            EventData::RunLog(_) => LOG_KEYS,
+            EventData::RunFinished(_) => FINISHED_KEYS,
+            EventData::ToolCall(_) => CALL_KEYS,
+            EventData::System(_) => return None,
+        };
         Some(Draft {
             seen: 0,
             ts: None,
             ev,
+            keys,
             acc: Acc {
                 bytes: 2,
                 call_status: false,
@@ -137,25 +353,29 @@ impl<'e> Draft<'e> {
     }
 
     /// Take one item of the dict.
-    fn take(&mut self, py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> Option<()> {
+    fn take(&mut self, py: Python<'_>, key: Name<'_>, v: &Bound<'_, PyAny>) -> Option<()> {
+        let key = match key {
+            Name::Known(k) => k,
+            Name::Other(text) => return self.extra(py, text, v),
+        };
         // The keys every kind has.
         match key {
-            "kind" => {
+            Key::Kind => {
                 self.acc.bytes += SCALAR_BOUND;
-                return once(&mut self.seen, 0);
+                return once(&mut self.seen, key);
             }
-            "run_id" => {
-                once(&mut self.seen, 1)?;
+            Key::RunId => {
+                once(&mut self.seen, key)?;
                 return self.acc.text_into(v, &mut self.ev.run_id);
             }
-            "ts" => {
-                once(&mut self.seen, 2)?;
+            Key::Ts => {
+                once(&mut self.seen, key)?;
                 self.ts = self.acc.instant(v)?;
                 return Some(());
             }
             // Ignored by the parser, but only once it is known to be JSON:
             // rare (a replayed event appended again), so left to it.
-            "lsn" => return None,
+            Key::Lsn => return None,
             _ => {}
         }
         let taken = match &mut self.ev.data {
@@ -166,19 +386,23 @@ impl<'e> Draft<'e> {
             EventData::System(_) => return None,
         };
         match taken {
-            Some((n, slot)) => {
-                once(&mut self.seen, n)?;
+            Some(slot) => {
+                once(&mut self.seen, key)?;
                 self.acc.fill(py, slot, v)
             }
-            None => {
-                // Copied first: writing the value may run Python code
-                // that frees the borrowed key (see `for_each_item`).
-                let key = key.to_owned();
-                let json = self.acc.json(py, &v.clone())?;
-                self.ev.extra.push((key, json));
-                Some(())
-            }
+            // Another kind's key: an unknown field here, as to the parser.
+            None => self.extra(py, key.text(), v),
         }
+    }
+
+    /// An unknown field, kept as JSON text.
+    fn extra(&mut self, py: Python<'_>, key: &str, v: &Bound<'_, PyAny>) -> Option<()> {
+        // Copied first: writing the value may run Python code that frees
+        // the borrowed key (see `for_each_item`).
+        let key = key.to_owned();
+        let json = self.acc.json(py, &v.clone())?;
+        self.ev.extra.push((key, json));
+        Some(())
     }
 
     fn finish(self, now: impl FnOnce() -> Micros) {
@@ -192,9 +416,9 @@ impl<'e> Draft<'e> {
     }
 }
 
-/// Mark the `n`th known key seen; `None` if it was already.
-fn once(seen: &mut u64, n: u32) -> Option<()> {
-    let bit = 1u64 << n;
+/// Mark `key` seen; `None` if it was already.
+fn once(seen: &mut u64, key: Key) -> Option<()> {
+    let bit = 1u64 << (key as u32);
     if *seen & bit != 0 {
         return None;
     }
@@ -240,7 +464,7 @@ impl Acc {
             self.bytes += SCALAR_BOUND;
             return Some(());
         }
-        let s = v.cast::<PyString>().ok()?.to_str().ok()?;
+        let s = exact::str_of(v)?.to_str().ok()?;
         // Escaping writes at most 6 bytes per byte (`\u001f`).
         self.bytes += 6 * s.len() + 2;
         set_text(dst, s);
@@ -253,7 +477,7 @@ impl Acc {
         if v.is_none() {
             return Some(None);
         }
-        if let Ok(s) = v.cast::<PyString>() {
+        if let Some(s) = exact::str_of(v) {
             let s = s.to_str().ok()?;
             self.bytes += 6 * s.len() + 2;
             return parse_rfc3339(s).ok().map(Some);
@@ -268,7 +492,7 @@ impl Acc {
             return None;
         }
         self.bytes += SCALAR_BOUND;
-        v.cast::<PyInt>().ok()
+        exact::int_of(v)
     }
 
     fn unsigned(&mut self, v: &Bound<'_, PyAny>) -> Option<u64> {
@@ -279,7 +503,7 @@ impl Acc {
     /// within 64 bits (the parser reads its digits as the nearest float,
     /// as `as f64` rounds).
     fn number(&mut self, v: &Bound<'_, PyAny>) -> Option<f64> {
-        if let Ok(f) = v.cast::<PyFloat>() {
+        if let Some(f) = exact::float_of(v) {
             self.bytes += SCALAR_BOUND;
             let x = f.value();
             return x.is_finite().then_some(x);
@@ -331,65 +555,64 @@ enum Slot<'a> {
     Http(&'a mut Option<u16>),
 }
 
-// The kinds' own fields (docs/contract.md, "Events"), numbered for the
-// duplicate check (0-2 are kind, run_id, ts). A key another kind has is an
-// unknown field here, as it is to the parser.
+// The kinds' own fields (docs/contract.md, "Events"). A key another kind
+// has is an unknown field here, as it is to the parser.
 
-fn take_started<'a>(s: &'a mut RunStarted, key: &str) -> Option<(u32, Slot<'a>)> {
+fn take_started(s: &mut RunStarted, key: Key) -> Option<Slot<'_>> {
     Some(match key {
-        "skill_id" => (3, Slot::Str(&mut s.skill_id)),
-        "caller_id" => (4, Slot::Str(&mut s.caller_id)),
-        "channel_id" => (5, Slot::Str(&mut s.channel_id)),
-        "parent_run_id" => (6, Slot::Str(&mut s.parent_run_id)),
-        "inputs" => (7, Slot::Json(&mut s.inputs)),
-        "dry_run" => (8, Slot::Bool(&mut s.dry_run)),
+        Key::SkillId => Slot::Str(&mut s.skill_id),
+        Key::CallerId => Slot::Str(&mut s.caller_id),
+        Key::ChannelId => Slot::Str(&mut s.channel_id),
+        Key::ParentRunId => Slot::Str(&mut s.parent_run_id),
+        Key::Inputs => Slot::Json(&mut s.inputs),
+        Key::DryRun => Slot::Bool(&mut s.dry_run),
         _ => return None,
     })
 }
 
-fn take_log<'a>(l: &'a mut RunLog, key: &str) -> Option<(u32, Slot<'a>)> {
+fn take_log(l: &mut RunLog, key: Key) -> Option<Slot<'_>> {
     Some(match key {
-        "seq" => (3, Slot::U64(&mut l.seq)),
-        "event_type" => (4, Slot::Str(&mut l.event_type)),
-        "payload" => (5, Slot::Json(&mut l.payload)),
+        Key::Seq => Slot::U64(&mut l.seq),
+        Key::EventType => Slot::Str(&mut l.event_type),
+        Key::Payload => Slot::Json(&mut l.payload),
         _ => return None,
     })
 }
 
-fn take_finished<'a>(f: &'a mut RunFinished, key: &str) -> Option<(u32, Slot<'a>)> {
+fn take_finished(f: &mut RunFinished, key: Key) -> Option<Slot<'_>> {
     Some(match key {
-        "status" => (3, Slot::Str(&mut f.status)),
-        "output" => (4, Slot::Str(&mut f.output)),
-        "error" => (5, Slot::Str(&mut f.error)),
-        "tool_calls" => (6, Slot::U64(&mut f.tool_calls)),
-        "runtime_seconds" => (7, Slot::F64(&mut f.runtime_seconds)),
-        "input_tokens" => (8, Slot::U64(&mut f.input_tokens)),
-        "output_tokens" => (9, Slot::U64(&mut f.output_tokens)),
-        "thinking_tokens" => (10, Slot::U64(&mut f.thinking_tokens)),
+        Key::Status => Slot::Str(&mut f.status),
+        Key::Output => Slot::Str(&mut f.output),
+        Key::Error => Slot::Str(&mut f.error),
+        Key::ToolCalls => Slot::U64(&mut f.tool_calls),
+        Key::RuntimeSeconds => Slot::F64(&mut f.runtime_seconds),
+        Key::InputTokens => Slot::U64(&mut f.input_tokens),
+        Key::OutputTokens => Slot::U64(&mut f.output_tokens),
+        Key::ThinkingTokens => Slot::U64(&mut f.thinking_tokens),
         _ => return None,
     })
 }
 
-fn take_call<'a>(c: &'a mut ToolCall, key: &str) -> Option<(u32, Slot<'a>)> {
+fn take_call(c: &mut ToolCall, key: Key) -> Option<Slot<'_>> {
     Some(match key {
-        "call_id" => (3, Slot::Str(&mut c.call_id)),
-        "channel_id" => (4, Slot::Str(&mut c.channel_id)),
-        "caller_id" => (5, Slot::Str(&mut c.caller_id)),
-        "workspace_id" => (6, Slot::Str(&mut c.workspace_id)),
-        "request_id" => (7, Slot::Str(&mut c.request_id)),
-        "tool" => (8, Slot::Str(&mut c.tool)),
-        "engine" => (9, Slot::Str(&mut c.engine)),
-        "status" => (10, Slot::Status(&mut c.status)),
-        "error_type" => (11, Slot::Str(&mut c.error_type)),
-        "error" => (12, Slot::Str(&mut c.error)),
-        "duration_ms" => (13, Slot::OptF64(&mut c.duration_ms)),
-        "input_bytes" => (14, Slot::OptU64(&mut c.input_bytes)),
-        "result_bytes" => (15, Slot::OptU64(&mut c.result_bytes)),
-        "exit_code" => (16, Slot::OptI64(&mut c.exit_code)),
-        "http_status" => (17, Slot::Http(&mut c.http_status)),
-        "input_hash" => (18, Slot::Str(&mut c.input_hash)),
-        "args_summary" => (19, Slot::Str(&mut c.args_summary)),
-        "payload" => (20, Slot::Json(&mut c.payload)),
+        Key::CallId => Slot::Str(&mut c.call_id),
+        Key::ChannelId => Slot::Str(&mut c.channel_id),
+        Key::CallerId => Slot::Str(&mut c.caller_id),
+        Key::WorkspaceId => Slot::Str(&mut c.workspace_id),
+        Key::RequestId => Slot::Str(&mut c.request_id),
+        Key::Tool => Slot::Str(&mut c.tool),
+        Key::Engine => Slot::Str(&mut c.engine),
+        Key::Status => Slot::Status(&mut c.status),
+        Key::ErrorType => Slot::Str(&mut c.error_type),
+        Key::Error => Slot::Str(&mut c.error),
+        Key::DurationMs => Slot::OptF64(&mut c.duration_ms),
+        Key::InputBytes => Slot::OptU64(&mut c.input_bytes),
+        Key::ResultBytes => Slot::OptU64(&mut c.result_bytes),
+        Key::ExitCode => Slot::OptI64(&mut c.exit_code),
+        Key::HttpStatus => Slot::Http(&mut c.http_status),
+        Key::InputHash => Slot::Str(&mut c.input_hash),
+        Key::ArgsSummary => Slot::Str(&mut c.args_summary),
+        Key::Payload => Slot::Json(&mut c.payload),
         _ => return None,
     })
 }

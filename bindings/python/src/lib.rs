@@ -13,6 +13,7 @@ mod calls;
 mod convert;
 mod direct;
 mod errors;
+mod exact;
 mod failures;
 mod faults;
 mod fork;

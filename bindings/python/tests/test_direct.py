@@ -9,7 +9,7 @@ import enum
 import math
 import random
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
@@ -234,6 +234,41 @@ def test_random_dicts_agree() -> None:
     assert taken > 1_000, taken
 
 
+class Key(str):
+    pass
+
+
+def fresh(s: Any) -> Any:
+    """An equal str that is not the interned literal (a new object)."""
+    return (s + "!")[:-1] if type(s) is str else s
+
+
+def test_keys_and_kinds_that_are_not_the_interned_literals() -> None:
+    """The fast path finds a dict literal's keys (and its kind) by pointer
+    among interned copies; keys made at run time, str subclasses and kinds
+    read from elsewhere are read as text and store the same bytes (or are
+    declined alike); keys in another order agree with the line path."""
+    rnd = random.Random(29)
+    same_forms: List[Callable[[Dict[str, Any]], Dict[str, Any]]] = [
+        lambda ev: {fresh(k): v for k, v in ev.items()},
+        lambda ev: {Key(k): v for k, v in ev.items()},
+        lambda ev: {k: fresh(v) if k == "kind" else v for k, v in ev.items()},
+        lambda ev: {k: Key(v) if k == "kind" and type(v) is str else v for k, v in ev.items()},
+    ]
+    taken = 0
+    for _ in range(5_000):
+        ev = random_event(rnd)
+        want = fast(ev)
+        taken += want is not None
+        for form in same_forms:
+            assert fast(form(ev)) == want, ev
+        backwards = dict(reversed(list(ev.items())))
+        got = fast(backwards)
+        if got is not None:
+            assert got == line(backwards), backwards
+    assert taken > 250, taken
+
+
 def test_random_dicts_stored_one_per_call_as_the_line_path_stores_them(tmp_path: Any) -> None:
     """Appended one per call (staged: built in the thread's reused event,
     encoded on the calling thread), valid random dicts read back exactly as
@@ -330,3 +365,21 @@ def test_nesting_at_the_limit(store: auditlog.Store) -> None:
     holding = {"kind": "run_started", "run_id": "r", "inputs": nested(limit - 1, [1])}
     assert fast(holding) is None
     assert line(holding) is not None
+
+
+def test_strings_that_need_escapes_at_every_position(store: auditlog.Store) -> None:
+    """JSON escapes are found eight bytes at a time (convert.rs,
+    `needs_escape`): a character that needs one, at any position of a
+    string of any length, in a key or a value, reads back as appended."""
+    specials = ['"', "\\", "\x00", "\x1f", "\n", "\x7f", "é", " ", "\U0001f980"]
+    sent: List[Dict[str, Any]] = []
+    for n in range(1, 26):
+        for pos in range(n):
+            for ch in specials:
+                s = "a" * pos + ch + "b" * (n - pos - 1)
+                payload = {"s": s, s: n}
+                sent.append(payload)
+                store.append({"kind": "run_log", "run_id": "esc", "payload": payload})
+    store.flush()
+    back = [e["payload"] for e in store.replay()]
+    assert back == sent
