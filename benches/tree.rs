@@ -198,6 +198,21 @@ fn ingest(a: &Args) {
                 variants[i].name(),
                 r
             );
+            // Where the CPU went, per thread (µs per event; run-queue
+            // wait per event beside it): tells total CPU from one thread's
+            // serial path as the bound.
+            let per_thread: Vec<String> = res
+                .threads
+                .iter()
+                .map(|(name, t)| {
+                    let per = |ns: u64| ns as f64 / 1e3 / res.events as f64;
+                    format!("{name} {:.3}/{:.3}", per(t.cpu_ns), per(t.wait_ns))
+                })
+                .collect();
+            println!(
+                "    threads, CPU/run-queue wait µs per event: {}",
+                per_thread.join(", ")
+            );
             behind[i].push(max_behind as f64);
             closes[i].push(close_ms);
             eps[i].push(r);
