@@ -4,13 +4,14 @@
 //! strictly; docs/integrity.md), one file per table and UTC day.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
-use auditlog::{Replay, SegmentMeta};
+use auditlog::{Event, EventData, Replay, SegmentMeta};
 
 use crate::error::{ExportError, Result};
 use crate::manifest::FileEntry;
 use crate::pq::{FileWriter, BATCH_ROWS};
-use crate::tables::{self, EventRows, Scope, ToolCallRows};
+use crate::tables::{self, EventRows, Room, Scope, ToolCallRows};
 
 /// A file made in memory, ready to be put under its key.
 pub(crate) struct MadeFile {
@@ -56,20 +57,34 @@ struct Part<R> {
 }
 
 /// Read sealed segment `s` whole from `replay` (positioned at its first
-/// LSN) and write its `events` and `tool_calls` files.
-pub(crate) fn event_files(
+/// LSN) and write its `events` and `tool_calls` files. `then` is given the
+/// segment's `run_started` and `run_finished` events, in LSN order, once
+/// the last rows are handed to the encoders and before their files are
+/// finished (so that its work, the `runs` rows, overlaps their encoding),
+/// and its answer is returned beside the files.
+pub(crate) fn event_files<T>(
     replay: Replay,
     s: &SegmentMeta,
     scope: &Scope,
     namer: &dyn Namer,
-) -> Result<EventFiles> {
+    rooms: &Rooms,
+    then: impl FnOnce(&[(u64, Event)]) -> Result<T>,
+) -> Result<(EventFiles, T)> {
     let mut events: BTreeMap<String, Part<EventRows>> = BTreeMap::new();
     let mut calls: BTreeMap<String, Part<ToolCallRows>> = BTreeMap::new();
+    // The segment's main day gets the room of the latest segment's
+    // largest batches; a late event's day starts small.
+    let (ev_room, call_room) = rooms.get();
+    let (mut ev_seen, mut call_seen) = (Room::default(), Room::default());
     let mut replay = replay;
     let mut seen = 0u64;
     let mut blocks = 0u64;
     let mut last_block = None;
     let mut day = DayCache::default();
+    // The runs' starts and finishes, kept for `then`: folded from here,
+    // the runs rows need not read and check their frames again
+    // (docs/benchmarks.md, "export29").
+    let mut kept: Vec<(u64, Event)> = Vec::new();
     while seen < s.count {
         let Some(item) = replay.next() else {
             break;
@@ -94,17 +109,33 @@ pub(crate) fn event_files(
         }
         seen += 1;
         let dt = day.of(ev.ts);
-        let p = part(&mut events, dt, || namer.writer(s, tables::EVENTS, dt))?;
+        let p = part(
+            &mut events,
+            dt,
+            || namer.writer(s, tables::EVENTS, dt),
+            || EventRows::with_room(&ev_room),
+        )?;
         p.rows.push(scope, lsn, block_lsn, &ev);
         if p.rows.len() >= BATCH_ROWS {
-            flush(&mut p.rows, &mut p.file, EventRows::finish)?;
+            ev_seen.widen(flush(&mut p.rows, &mut p.file, EventRows::finish)?);
         }
         if let Some(call) = tables::ToolCall::of(&ev) {
-            let p = part(&mut calls, dt, || namer.writer(s, tables::TOOL_CALLS, dt))?;
+            let p = part(
+                &mut calls,
+                dt,
+                || namer.writer(s, tables::TOOL_CALLS, dt),
+                || ToolCallRows::with_room(&call_room),
+            )?;
             p.rows.push_call(scope, lsn, &ev, call);
             if p.rows.len() >= BATCH_ROWS {
-                flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
+                call_seen.widen(flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?);
             }
+        }
+        if matches!(
+            ev.data,
+            EventData::RunStarted(_) | EventData::RunFinished(_)
+        ) {
+            kept.push((lsn, ev));
         }
     }
     if seen != s.count {
@@ -119,34 +150,42 @@ pub(crate) fn event_files(
         events: seen,
         tool_calls: 0,
     };
-    for (dt, mut p) in events {
-        flush(&mut p.rows, &mut p.file, EventRows::finish)?;
+    for p in events.values_mut() {
+        ev_seen.widen(flush(&mut p.rows, &mut p.file, EventRows::finish)?);
+    }
+    for p in calls.values_mut() {
+        call_seen.widen(flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?);
+    }
+    rooms.set(ev_seen, call_seen);
+    let answer = then(&kept)?;
+    drop(kept);
+    for (dt, p) in events {
         out.files.push(made(namer, s, tables::EVENTS, &dt, p.file)?);
     }
-    for (dt, mut p) in calls {
-        flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
+    for (dt, p) in calls {
         out.tool_calls += p.file.rows();
         out.files
             .push(made(namer, s, tables::TOOL_CALLS, &dt, p.file)?);
     }
-    Ok(out)
+    Ok((out, answer))
 }
 
-/// The partition of day `dt`, begun with `open` if new.
+/// The partition of day `dt`, begun with `open` if new: the first one
+/// with the rows `first` makes (presized), any later one with empty rows.
 fn part<'m, R: Default>(
     parts: &'m mut BTreeMap<String, Part<R>>,
     dt: &str,
     open: impl FnOnce() -> Result<FileWriter>,
+    first: impl FnOnce() -> R,
 ) -> Result<&'m mut Part<R>> {
     if !parts.contains_key(dt) {
         let file = open()?;
-        parts.insert(
-            dt.to_string(),
-            Part {
-                rows: R::default(),
-                file,
-            },
-        );
+        let rows = if parts.is_empty() {
+            first()
+        } else {
+            R::default()
+        };
+        parts.insert(dt.to_string(), Part { rows, file });
     }
     parts
         .get_mut(dt)
@@ -171,17 +210,42 @@ pub(crate) fn made(
     ))
 }
 
-/// Hand the rows built so far to the file.
+/// Hand the rows built so far to the file; the room they took.
 pub(crate) fn flush<R>(
     rows: &mut R,
     file: &mut FileWriter,
     finish: fn(&mut R) -> std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>,
-) -> Result<()> {
+) -> Result<Room> {
     let batch = finish(rows).map_err(|e| ExportError::parquet("batch", e))?;
     if batch.num_rows() > 0 {
         file.write(&batch)?;
     }
-    Ok(())
+    Ok(Room::of(&batch))
+}
+
+/// The room the `events` and `tool_calls` builders of the latest segment
+/// took (its largest batch of each), shared by the segment threads: the
+/// next segment's builders start with it ([`Room`]).
+#[derive(Default)]
+pub(crate) struct Rooms {
+    latest: Mutex<(Room, Room)>,
+}
+
+impl Rooms {
+    fn get(&self) -> (Room, Room) {
+        self.latest.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    fn set(&self, events: Room, calls: Room) {
+        if let Ok(mut r) = self.latest.lock() {
+            if events.rows() > 0 {
+                r.0 = events;
+            }
+            if calls.rows() > 0 {
+                r.1 = calls;
+            }
+        }
+    }
 }
 
 /// The UTC day of an instant, remembered for the day it fell in last
