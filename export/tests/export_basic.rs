@@ -295,13 +295,18 @@ fn threads_do_not_change_a_byte() {
     assert_eq!(held[0], held[1]);
 }
 
-/// The runs rows are folded on the segments' threads over the indexes as
-/// loaded; an index whose RUNS section turns out damaged while they are
-/// folded is rebuilt (through `Engine::query`, on the calling thread) and
-/// the rows folded again: the same files as from undamaged indexes.
+/// The runs rows are folded on the segments' threads over the indexes the
+/// export loaded: a damaged index file (a flipped byte in the FINS
+/// section, where an earlier segment's runs find their later finishes) is
+/// found and rebuilt from its segment, and the files are the same as from
+/// sound indexes. (An image found corrupt only while the rows are folded
+/// makes `Engine::query_loaded` answer `None`, and the calling thread
+/// folds them again through `Engine::query`, which rebuilds it. Here the
+/// engine finds the damage, and rebuilds the index, before the segment
+/// threads fold: this test does not reach that path.)
 #[test]
-fn a_runs_index_found_damaged_while_folding_is_rebuilt_and_the_files_do_not_change() {
-    use auditlog::internals::index::{HEADER_LEN, S_RUNS};
+fn a_damaged_index_is_rebuilt_and_the_runs_rows_folded_on_the_segment_threads_do_not_change() {
+    use auditlog::internals::index::{HEADER_LEN, S_FINS};
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("log");
     append(&dir, &workload(23, 4, 30, "idx"), true);
@@ -319,13 +324,11 @@ fn a_runs_index_found_damaged_while_folding_is_rebuilt_and_the_files_do_not_chan
         .collect();
     idx.sort();
     assert!(idx.len() >= 3, "{idx:?}");
-    // A flipped byte in the RUNS section of a middle segment's index: its
-    // header loads, the damage shows (block CRC) only when runs are read.
-    let mut b = std::fs::read(&idx[1]).unwrap();
-    let at = HEADER_LEN + 16 * S_RUNS;
+    let mut b = std::fs::read(&idx[2]).unwrap();
+    let at = HEADER_LEN + 16 * S_FINS;
     let off = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
-    b[off + 70] ^= 0x01;
-    std::fs::write(&idx[1], b).unwrap();
+    b[off + 3] ^= 0x01;
+    std::fs::write(&idx[2], b).unwrap();
     let damaged = t.path().join("damaged");
     let r = export(&dir, &local(&damaged), &opts).unwrap();
     assert!(r.runs > 0);
