@@ -140,7 +140,6 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
     // Not changed until the segments are exported: the runs of the
     // segment threads filter on it.
     let carried = man.carried.clone();
-    let rooms = segment::Rooms::default();
     let mut ctx = Ctx {
         dest,
         engine: &engine,
@@ -157,7 +156,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
         let mut next = todo.iter();
         // Keep `threads` segments reading and encoding ahead; they are
         // taken back in segment order.
-        let (carried, rooms, shared) = (&carried, &rooms, &engine);
+        let (carried, shared) = (&carried, &engine);
         let mut fill = |pending: &mut std::collections::VecDeque<_>, ctx: &Ctx| -> Result<()> {
             while pending.len() < threads(opts) {
                 let Some(s) = next.next() else { break };
@@ -167,7 +166,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
                 let job = std::thread::Builder::new()
                     .name("auditlog-export".into())
                     .spawn_scoped(sc, move || {
-                        segment::event_files(replay, s, &files.scope, &files, rooms, |known| {
+                        segment::event_files(replay, s, &files.scope, &files, |known| {
                             runs_here(shared, s, &files, carried, known)
                         })
                     })

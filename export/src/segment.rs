@@ -4,14 +4,13 @@
 //! strictly; docs/integrity.md), one file per table and UTC day.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use auditlog::{Event, EventData, Replay, SegmentMeta};
 
 use crate::error::{ExportError, Result};
 use crate::manifest::FileEntry;
 use crate::pq::{FileWriter, BATCH_ROWS};
-use crate::tables::{self, EventRows, Room, Scope, ToolCallRows};
+use crate::tables::{self, EventRows, Scope, ToolCallRows};
 
 /// A file made in memory, ready to be put under its key.
 pub(crate) struct MadeFile {
@@ -67,15 +66,10 @@ pub(crate) fn event_files<T>(
     s: &SegmentMeta,
     scope: &Scope,
     namer: &dyn Namer,
-    rooms: &Rooms,
     then: impl FnOnce(&[(u64, Event)]) -> Result<T>,
 ) -> Result<(EventFiles, T)> {
     let mut events: BTreeMap<String, Part<EventRows>> = BTreeMap::new();
     let mut calls: BTreeMap<String, Part<ToolCallRows>> = BTreeMap::new();
-    // The segment's main day gets the room of the latest segment's
-    // largest batches; a late event's day starts small.
-    let (ev_room, call_room) = rooms.get();
-    let (mut ev_seen, mut call_seen) = (Room::default(), Room::default());
     let mut replay = replay;
     let mut seen = 0u64;
     let mut blocks = 0u64;
@@ -109,26 +103,16 @@ pub(crate) fn event_files<T>(
         }
         seen += 1;
         let dt = day.of(ev.ts);
-        let p = part(
-            &mut events,
-            dt,
-            || namer.writer(s, tables::EVENTS, dt),
-            || EventRows::with_room(&ev_room),
-        )?;
+        let p = part(&mut events, dt, || namer.writer(s, tables::EVENTS, dt))?;
         p.rows.push(scope, lsn, block_lsn, &ev);
         if p.rows.len() >= BATCH_ROWS {
-            ev_seen.widen(flush(&mut p.rows, &mut p.file, EventRows::finish)?);
+            flush(&mut p.rows, &mut p.file, EventRows::finish)?;
         }
         if let Some(call) = tables::ToolCall::of(&ev) {
-            let p = part(
-                &mut calls,
-                dt,
-                || namer.writer(s, tables::TOOL_CALLS, dt),
-                || ToolCallRows::with_room(&call_room),
-            )?;
+            let p = part(&mut calls, dt, || namer.writer(s, tables::TOOL_CALLS, dt))?;
             p.rows.push_call(scope, lsn, &ev, call);
             if p.rows.len() >= BATCH_ROWS {
-                call_seen.widen(flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?);
+                flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
             }
         }
         if matches!(
@@ -151,12 +135,11 @@ pub(crate) fn event_files<T>(
         tool_calls: 0,
     };
     for p in events.values_mut() {
-        ev_seen.widen(flush(&mut p.rows, &mut p.file, EventRows::finish)?);
+        flush(&mut p.rows, &mut p.file, EventRows::finish)?;
     }
     for p in calls.values_mut() {
-        call_seen.widen(flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?);
+        flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
     }
-    rooms.set(ev_seen, call_seen);
     let answer = then(&kept)?;
     drop(kept);
     for (dt, p) in events {
@@ -170,22 +153,21 @@ pub(crate) fn event_files<T>(
     Ok((out, answer))
 }
 
-/// The partition of day `dt`, begun with `open` if new: the first one
-/// with the rows `first` makes (presized), any later one with empty rows.
+/// The partition of day `dt`, begun with `open` if new.
 fn part<'m, R: Default>(
     parts: &'m mut BTreeMap<String, Part<R>>,
     dt: &str,
     open: impl FnOnce() -> Result<FileWriter>,
-    first: impl FnOnce() -> R,
 ) -> Result<&'m mut Part<R>> {
     if !parts.contains_key(dt) {
         let file = open()?;
-        let rows = if parts.is_empty() {
-            first()
-        } else {
-            R::default()
-        };
-        parts.insert(dt.to_string(), Part { rows, file });
+        parts.insert(
+            dt.to_string(),
+            Part {
+                rows: R::default(),
+                file,
+            },
+        );
     }
     parts
         .get_mut(dt)
@@ -210,42 +192,17 @@ pub(crate) fn made(
     ))
 }
 
-/// Hand the rows built so far to the file; the room they took.
+/// Hand the rows built so far to the file.
 pub(crate) fn flush<R>(
     rows: &mut R,
     file: &mut FileWriter,
     finish: fn(&mut R) -> std::result::Result<arrow_array::RecordBatch, arrow_schema::ArrowError>,
-) -> Result<Room> {
+) -> Result<()> {
     let batch = finish(rows).map_err(|e| ExportError::parquet("batch", e))?;
     if batch.num_rows() > 0 {
         file.write(&batch)?;
     }
-    Ok(Room::of(&batch))
-}
-
-/// The room the `events` and `tool_calls` builders of the latest segment
-/// took (its largest batch of each), shared by the segment threads: the
-/// next segment's builders start with it ([`Room`]).
-#[derive(Default)]
-pub(crate) struct Rooms {
-    latest: Mutex<(Room, Room)>,
-}
-
-impl Rooms {
-    fn get(&self) -> (Room, Room) {
-        self.latest.lock().map(|r| r.clone()).unwrap_or_default()
-    }
-
-    fn set(&self, events: Room, calls: Room) {
-        if let Ok(mut r) = self.latest.lock() {
-            if events.rows() > 0 {
-                r.0 = events;
-            }
-            if calls.rows() > 0 {
-                r.1 = calls;
-            }
-        }
-    }
+    Ok(())
 }
 
 /// The UTC day of an instant, remembered for the day it fell in last

@@ -193,99 +193,6 @@ fn utc(b: TimestampMicrosecondBuilder) -> TimestampMicrosecondBuilder {
     b.with_timezone("UTC")
 }
 
-/// How big each column of a batch was, in column order: its values and,
-/// for strings, its bytes of text. A file's builders start with the room
-/// the previous segment's largest batch of the table needed (segments of
-/// a log are about the same size), so they do not grow by doubling from
-/// nothing in every file: those reallocations and copies were ~8% of an
-/// export's CPU (docs/benchmarks.md, "export27", "export29").
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Room {
-    columns: Vec<(usize, usize)>,
-}
-
-impl Room {
-    pub fn of(batch: &RecordBatch) -> Room {
-        let columns = batch
-            .columns()
-            .iter()
-            .map(|c| {
-                let bytes = c
-                    .as_any()
-                    .downcast_ref::<arrow_array::StringArray>()
-                    .map_or(0, |s| s.value_data().len());
-                (c.len(), bytes)
-            })
-            .collect();
-        Room { columns }
-    }
-
-    /// Rows of the batch it was taken from.
-    pub fn rows(&self) -> usize {
-        self.columns.first().map_or(0, |c| c.0)
-    }
-
-    /// Become `other` if it is the larger batch.
-    pub fn widen(&mut self, other: Room) {
-        if other.rows() > self.rows() {
-            *self = other;
-        }
-    }
-
-    /// Builders of the columns in order, each with its column's room
-    /// (none past the columns it knows).
-    fn builders(&self) -> Builders<'_> {
-        Builders {
-            room: self,
-            next: 0,
-        }
-    }
-}
-
-/// Hands out column builders in column order, sized from a [`Room`].
-struct Builders<'r> {
-    room: &'r Room,
-    next: usize,
-}
-
-impl Builders<'_> {
-    fn take(&mut self) -> (usize, usize) {
-        let r = self
-            .room
-            .columns
-            .get(self.next)
-            .copied()
-            .unwrap_or_default();
-        self.next += 1;
-        r
-    }
-
-    fn string(&mut self) -> StringBuilder {
-        let (n, bytes) = self.take();
-        StringBuilder::with_capacity(n, bytes)
-    }
-
-    fn prim<T: ArrowPrimitiveType>(&mut self) -> PrimitiveBuilder<T> {
-        PrimitiveBuilder::<T>::with_capacity(self.take().0)
-    }
-
-    fn instant(&mut self) -> TimestampMicrosecondBuilder {
-        utc(self.prim())
-    }
-
-    fn boolean(&mut self) -> BooleanBuilder {
-        BooleanBuilder::with_capacity(self.take().0)
-    }
-
-    fn scope(&mut self) -> ScopeCols {
-        ScopeCols {
-            log_id: self.string(),
-            host: self.string(),
-            segment: self.prim(),
-        }
-    }
-}
-
 /// Rows of the `events` table being built.
 pub struct EventRows {
     scope: ScopeCols,
@@ -318,7 +225,34 @@ pub struct EventRows {
 
 impl Default for EventRows {
     fn default() -> Self {
-        EventRows::with_room(&Room::default())
+        EventRows {
+            scope: ScopeCols::default(),
+            lsn: UInt64Builder::new(),
+            block_lsn: UInt64Builder::new(),
+            ts: utc(TimestampMicrosecondBuilder::new()),
+            kind: StringBuilder::new(),
+            run_id: StringBuilder::new(),
+            skill_id: StringBuilder::new(),
+            caller_id: StringBuilder::new(),
+            channel_id: StringBuilder::new(),
+            parent_run_id: StringBuilder::new(),
+            inputs: StringBuilder::new(),
+            dry_run: BooleanBuilder::new(),
+            seq: UInt64Builder::new(),
+            event_type: StringBuilder::new(),
+            payload: StringBuilder::new(),
+            status: StringBuilder::new(),
+            output: StringBuilder::new(),
+            error: StringBuilder::new(),
+            tool_calls: UInt64Builder::new(),
+            runtime_seconds: Float64Builder::new(),
+            input_tokens: UInt64Builder::new(),
+            output_tokens: UInt64Builder::new(),
+            thinking_tokens: UInt64Builder::new(),
+            extra: StringBuilder::new(),
+            rows: 0,
+            scratch: String::new(),
+        }
     }
 }
 
@@ -357,39 +291,6 @@ pub fn extra_json(ev: &Event, out: &mut String) -> bool {
 }
 
 impl EventRows {
-    /// Empty rows with the room of an earlier `events` batch.
-    pub fn with_room(room: &Room) -> Self {
-        let mut b = room.builders();
-        EventRows {
-            scope: b.scope(),
-            lsn: b.prim(),
-            block_lsn: b.prim(),
-            ts: b.instant(),
-            kind: b.string(),
-            run_id: b.string(),
-            skill_id: b.string(),
-            caller_id: b.string(),
-            channel_id: b.string(),
-            parent_run_id: b.string(),
-            inputs: b.string(),
-            dry_run: b.boolean(),
-            seq: b.prim(),
-            event_type: b.string(),
-            payload: b.string(),
-            status: b.string(),
-            output: b.string(),
-            error: b.string(),
-            tool_calls: b.prim(),
-            runtime_seconds: b.prim(),
-            input_tokens: b.prim(),
-            output_tokens: b.prim(),
-            thinking_tokens: b.prim(),
-            extra: b.string(),
-            rows: 0,
-            scratch: String::new(),
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.rows
     }
@@ -685,40 +586,34 @@ pub struct ToolCallRows {
 
 impl Default for ToolCallRows {
     fn default() -> Self {
-        ToolCallRows::with_room(&Room::default())
+        ToolCallRows {
+            scope: ScopeCols::default(),
+            lsn: UInt64Builder::new(),
+            ts: utc(TimestampMicrosecondBuilder::new()),
+            run_id: StringBuilder::new(),
+            seq: UInt64Builder::new(),
+            replace: BooleanBuilder::new(),
+            tool: StringBuilder::new(),
+            status: StringBuilder::new(),
+            error_type: StringBuilder::new(),
+            duration_ms: Float64Builder::new(),
+            args_summary: StringBuilder::new(),
+            result_bytes: Int64Builder::new(),
+            exit_code: Int64Builder::new(),
+            http_status: Int64Builder::new(),
+            input_hash: StringBuilder::new(),
+            channel_id: StringBuilder::new(),
+            caller_id: StringBuilder::new(),
+            workspace_id: StringBuilder::new(),
+            request_id: StringBuilder::new(),
+            engine: StringBuilder::new(),
+            payload: StringBuilder::new(),
+            rows: 0,
+        }
     }
 }
 
 impl ToolCallRows {
-    /// Empty rows with the room of an earlier `tool_calls` batch.
-    pub fn with_room(room: &Room) -> Self {
-        let mut b = room.builders();
-        ToolCallRows {
-            scope: b.scope(),
-            lsn: b.prim(),
-            ts: b.instant(),
-            run_id: b.string(),
-            seq: b.prim(),
-            replace: b.boolean(),
-            tool: b.string(),
-            status: b.string(),
-            error_type: b.string(),
-            duration_ms: b.prim(),
-            args_summary: b.string(),
-            result_bytes: b.prim(),
-            exit_code: b.prim(),
-            http_status: b.prim(),
-            input_hash: b.string(),
-            channel_id: b.string(),
-            caller_id: b.string(),
-            workspace_id: b.string(),
-            request_id: b.string(),
-            engine: b.string(),
-            payload: b.string(),
-            rows: 0,
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.rows
     }
