@@ -10,11 +10,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use auditlog::exported::{self, ExportLock};
-use auditlog::query::InLsnOrder;
 use auditlog::QueryEngine as Engine;
 use auditlog::SegmentMeta;
 use auditlog::{LogReader, Replay, ReplayRange, ReplayThreads};
@@ -133,16 +131,9 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
         .first()
         .map_or(u64::MAX, |s| s.seq);
     let carried_changed = runs::note_departures(dest, &mut man, &mut engine, log_first_seq)?;
-    // Shared with the segment threads, which fold their segments' runs
-    // rows over it; the calling thread takes it whole only where an index
-    // turned out corrupt and must be rebuilt (`Engine::query`).
-    let engine = RwLock::new(engine);
-    // Not changed until the segments are exported: the runs of the
-    // segment threads filter on it.
-    let carried = man.carried.clone();
     let mut ctx = Ctx {
         dest,
-        engine: &engine,
+        engine: &mut engine,
         scope: Scope {
             log_id: log_id.clone(),
             host: man.host.clone(),
@@ -156,7 +147,6 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
         let mut next = todo.iter();
         // Keep `threads` segments reading and encoding ahead; they are
         // taken back in segment order.
-        let (carried, shared) = (&carried, &engine);
         let mut fill = |pending: &mut std::collections::VecDeque<_>, ctx: &Ctx| -> Result<()> {
             while pending.len() < threads(opts) {
                 let Some(s) = next.next() else { break };
@@ -166,9 +156,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
                 let job = std::thread::Builder::new()
                     .name("auditlog-export".into())
                     .spawn_scoped(sc, move || {
-                        segment::event_files(replay, s, &files.scope, &files, |known| {
-                            runs_here(shared, s, &files, carried, known)
-                        })
+                        segment::event_files(replay, s, &files.scope, &files)
                     })
                     .map_err(|e| {
                         ExportError::parquet(&s.name, format!("cannot start a thread: {e}"))
@@ -182,7 +170,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
             let Some((s, job)) = pending.pop_front() else {
                 return Ok(());
             };
-            let (events, runs) = job.join().map_err(|_| {
+            let events = job.join().map_err(|_| {
                 ExportError::parquet(&s.name, "the thread encoding the segment panicked")
             })??;
             // The next segment starts before this one's runs rows are
@@ -190,7 +178,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
             // part): otherwise a core waits for them (docs/benchmarks.md,
             // "export27").
             fill(&mut pending, &ctx)?;
-            let entry = ctx.finish_segment(s, events, runs, &man, &mut report)?;
+            let entry = ctx.finish_segment(s, events, &man, &mut report)?;
             man.segments.push(entry);
             report.segments.push(s.seq);
             report.through_seq = Some(s.seq);
@@ -319,7 +307,7 @@ pub fn day_of(ts: auditlog::Micros) -> String {
 
 struct Ctx<'a> {
     dest: &'a Destination,
-    engine: &'a RwLock<Engine>,
+    engine: &'a mut Engine,
     scope: Scope,
     through_seq: u64,
 }
@@ -403,24 +391,16 @@ impl Ctx<'_> {
             from_lsn: Some(s.first_lsn),
             ..ReplayRange::default()
         };
-        let replay = match self.engine.read() {
-            Ok(e) => e.reader().replay_with(range, ReplayThreads::None),
-            Err(poisoned) => poisoned
-                .into_inner()
-                .reader()
-                .replay_with(range, ReplayThreads::None),
-        };
+        let replay = self.engine.reader().replay_with(range, ReplayThreads::None);
         (replay, self.files(s.seq))
     }
 
     /// Upload one sealed segment's `events` and `tool_calls` files, then
-    /// its `runs` files: those its thread made ([`runs_here`]), or, where
-    /// it could not, made here.
+    /// write and upload its `runs` files.
     fn finish_segment(
         &mut self,
         s: &SegmentMeta,
         ev: segment::EventFiles,
-        runs: Option<RunFiles>,
         man: &ExportManifest,
         report: &mut ExportReport,
     ) -> Result<SegmentEntry> {
@@ -431,18 +411,9 @@ impl Ctx<'_> {
         for f in ev.files {
             files.push(self.upload(f, report)?);
         }
-        let runs = match runs {
-            Some(r) => r,
-            None => {
-                let rows = self.runs_rows(s.seq, &man.carried, None)?;
-                RunFiles {
-                    files: runs_files(&self.files(s.seq), s, &rows)?,
-                    rows: rows.len() as u64,
-                }
-            }
-        };
-        report.runs += runs.rows;
-        for f in runs.files {
+        let rows = self.runs_rows(s.seq, &man.carried, None)?;
+        report.runs += rows.len() as u64;
+        for f in self.runs_files(s, &rows)? {
             files.push(self.upload(f, report)?);
         }
         report.segment_bytes += s.data_len;
@@ -468,13 +439,21 @@ impl Ctx<'_> {
     ) -> Result<Vec<runs::Row>> {
         let through = self.through_seq;
         Ok(self
-            .engine_mut()?
+            .engine
             .query(|v| runs::rows_of(v, seq, through, carried, held))?)
     }
 
-    /// The engine, whole: the segment threads are not reading it.
-    fn engine_mut(&self) -> Result<std::sync::RwLockWriteGuard<'_, Engine>> {
-        self.engine.write().map_err(|_| poisoned_engine())
+    /// The runs files of segment `s` holding `rows`, one per UTC day.
+    fn runs_files(&mut self, s: &SegmentMeta, rows: &[runs::Row]) -> Result<Vec<MadeFile>> {
+        self.scope.segment = s.seq;
+        let files = self.files(s.seq);
+        let mut out = Vec::new();
+        for (dt, batch) in runs::batches(&self.scope, rows)? {
+            let mut w = files.writer(s, tables::RUNS, &dt)?;
+            w.write(&batch)?;
+            out.push(segment::made(&files, s, tables::RUNS, &dt, w)?);
+        }
+        Ok(out)
     }
 
     fn upload(&self, f: MadeFile, report: &mut ExportReport) -> Result<FileEntry> {
@@ -498,9 +477,9 @@ impl Ctx<'_> {
     ) -> Result<()> {
         let through = self.through_seq;
         let stale = self
-            .engine_mut()?
+            .engine
             .query(|v| Ok(runs::out_of_date(v, man, first_new, through)))?;
-        let in_log: Vec<SegmentMeta> = self.engine_mut()?.reader().segments();
+        let in_log: Vec<SegmentMeta> = self.engine.reader().segments();
         for seq in stale {
             let Some(i) = man.segments.iter().position(|e| e.seq == seq) else {
                 continue;
@@ -514,7 +493,7 @@ impl Ctx<'_> {
             let meta = segment_meta_of(&e, in_log.iter().find(|m| m.seq == seq));
             let mut scratch = ExportReport::default();
             let mut files = Vec::new();
-            for f in runs_files(&self.files(seq), &meta, &rows)? {
+            for f in self.runs_files(&meta, &rows)? {
                 files.push(self.upload(f, &mut scratch)?);
             }
             for old in e.files.iter().filter(|f| f.table == tables::RUNS) {
@@ -532,57 +511,6 @@ impl Ctx<'_> {
         }
         Ok(())
     }
-}
-
-/// A segment's `runs` files and how many rows they hold.
-struct RunFiles {
-    files: Vec<MadeFile>,
-    rows: u64,
-}
-
-/// The runs files of segment `s` holding `rows`, one per UTC day.
-fn runs_files(files: &Files, s: &SegmentMeta, rows: &[runs::Row]) -> Result<Vec<MadeFile>> {
-    let mut out = Vec::new();
-    for (dt, batch) in runs::batches(&files.scope, rows)? {
-        let mut w = files.writer(s, tables::RUNS, &dt)?;
-        w.write(&batch)?;
-        out.push(segment::made(files, s, tables::RUNS, &dt, w)?);
-    }
-    Ok(out)
-}
-
-/// On segment `s`'s own thread: its runs rows, folded from `known` (its
-/// starts and finishes as the thread's replay decoded and checked them;
-/// finishes and amending events in later segments are read through the
-/// engine), and their files. `None` if an index turned out corrupt: the
-/// calling thread then folds them through [`Engine::query`], which
-/// rebuilds it. Before, the calling thread read and checked every start
-/// and finish again, about a tenth of the export's CPU
-/// (docs/benchmarks.md, "export29").
-fn runs_here(
-    engine: &RwLock<Engine>,
-    s: &SegmentMeta,
-    files: &Files,
-    carried: &BTreeMap<String, u64>,
-    known: &[(u64, auditlog::Event)],
-) -> Result<Option<RunFiles>> {
-    let through = files.through_seq;
-    let rows = {
-        let engine = engine.read().map_err(|_| poisoned_engine())?;
-        let known = InLsnOrder(known);
-        engine.query_loaded(|v| runs::rows_with(v, s.seq, through, carried, None, &known))?
-    };
-    let Some(rows) = rows else {
-        return Ok(None);
-    };
-    Ok(Some(RunFiles {
-        files: runs_files(files, s, &rows)?,
-        rows: rows.len() as u64,
-    }))
-}
-
-fn poisoned_engine() -> ExportError {
-    ExportError::parquet("runs", "a thread folding runs rows panicked")
 }
 
 /// What the files of an exported segment say of it: from the log while it

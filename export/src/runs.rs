@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use auditlog::query::{KnownEvents, NoKnownEvents, View};
+use auditlog::query::View;
 use auditlog::{QueryEngine as Engine, Run};
 
 use crate::dest::Destination;
@@ -39,22 +39,8 @@ pub(crate) fn rows_of(
     carried: &BTreeMap<String, u64>,
     held: Option<&[Row]>,
 ) -> auditlog::Result<Vec<Row>> {
-    rows_with(view, seq, through_seq, carried, held, &NoKnownEvents)
-}
-
-/// [`rows_of`], folding from the events `known` holds (the segment's
-/// starts and finishes as its export replay decoded and checked them)
-/// instead of reading them from the segment again: the same rows.
-pub(crate) fn rows_with(
-    view: &View<'_>,
-    seq: u64,
-    through_seq: u64,
-    carried: &BTreeMap<String, u64>,
-    held: Option<&[Row]>,
-    known: &dyn KnownEvents,
-) -> auditlog::Result<Vec<Row>> {
     let Some(held) = held else {
-        let defined = view.runs_defined_in_with(seq, through_seq, known)?;
+        let defined = view.runs_defined_in(seq, through_seq)?;
         return Ok(defined
             .into_iter()
             .filter(|r| !carried.contains_key(&r.run.id))

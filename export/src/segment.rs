@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use auditlog::{Event, EventData, Replay, SegmentMeta};
+use auditlog::{Replay, SegmentMeta};
 
 use crate::error::{ExportError, Result};
 use crate::manifest::FileEntry;
@@ -56,18 +56,13 @@ struct Part<R> {
 }
 
 /// Read sealed segment `s` whole from `replay` (positioned at its first
-/// LSN) and write its `events` and `tool_calls` files. `then` is given the
-/// segment's `run_started` and `run_finished` events, in LSN order, once
-/// the last rows are handed to the encoders and before their files are
-/// finished (so that its work, the `runs` rows, overlaps their encoding),
-/// and its answer is returned beside the files.
-pub(crate) fn event_files<T>(
+/// LSN) and write its `events` and `tool_calls` files.
+pub(crate) fn event_files(
     replay: Replay,
     s: &SegmentMeta,
     scope: &Scope,
     namer: &dyn Namer,
-    then: impl FnOnce(&[(u64, Event)]) -> Result<T>,
-) -> Result<(EventFiles, T)> {
+) -> Result<EventFiles> {
     let mut events: BTreeMap<String, Part<EventRows>> = BTreeMap::new();
     let mut calls: BTreeMap<String, Part<ToolCallRows>> = BTreeMap::new();
     let mut replay = replay;
@@ -75,10 +70,6 @@ pub(crate) fn event_files<T>(
     let mut blocks = 0u64;
     let mut last_block = None;
     let mut day = DayCache::default();
-    // The runs' starts and finishes, kept for `then`: folded from here,
-    // the runs rows need not read and check their frames again
-    // (docs/benchmarks.md, "export29").
-    let mut kept: Vec<(u64, Event)> = Vec::new();
     while seen < s.count {
         let Some(item) = replay.next() else {
             break;
@@ -115,12 +106,6 @@ pub(crate) fn event_files<T>(
                 flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
             }
         }
-        if matches!(
-            ev.data,
-            EventData::RunStarted(_) | EventData::RunFinished(_)
-        ) {
-            kept.push((lsn, ev));
-        }
     }
     if seen != s.count {
         return Err(ExportError::mismatch(
@@ -134,23 +119,17 @@ pub(crate) fn event_files<T>(
         events: seen,
         tool_calls: 0,
     };
-    for p in events.values_mut() {
+    for (dt, mut p) in events {
         flush(&mut p.rows, &mut p.file, EventRows::finish)?;
-    }
-    for p in calls.values_mut() {
-        flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
-    }
-    let answer = then(&kept)?;
-    drop(kept);
-    for (dt, p) in events {
         out.files.push(made(namer, s, tables::EVENTS, &dt, p.file)?);
     }
-    for (dt, p) in calls {
+    for (dt, mut p) in calls {
+        flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
         out.tool_calls += p.file.rows();
         out.files
             .push(made(namer, s, tables::TOOL_CALLS, &dt, p.file)?);
     }
-    Ok((out, answer))
+    Ok(out)
 }
 
 /// The partition of day `dt`, begun with `open` if new.

@@ -16,7 +16,7 @@
 use std::cmp::Ordering;
 use std::iter::Peekable;
 
-use super::{Filter, Handle, KnownEvents, NoKnownEvents, View};
+use super::{Filter, Handle, View};
 use crate::error::Result;
 use crate::event::{Event, EventData, Micros, RunFinished, RunLog, RunStarted};
 use crate::index::{AMEND_FINISH, AMEND_START, F_DRY, NONE};
@@ -166,22 +166,15 @@ impl<'a> View<'a> {
 
     /// The run of a start, with its amending events applied in log order.
     pub(crate) fn amended_run(&self, h: Handle) -> Result<Run> {
-        self.amended_run_through(h, u64::MAX, &NoKnownEvents)
-            .map(|(run, _)| run)
+        self.amended_run_through(h, u64::MAX).map(|(run, _)| run)
     }
 
     /// [`View::amended_run`] as of segment `through_seq`: finishes and
     /// amending events in later segments are not seen. With the dry_run
-    /// flag of its (amended) start. Events `known` holds are taken from
-    /// it rather than read again.
-    pub(crate) fn amended_run_through(
-        &self,
-        h: Handle,
-        through_seq: u64,
-        known: &dyn KnownEvents,
-    ) -> Result<(Run, bool)> {
+    /// flag of its (amended) start.
+    pub(crate) fn amended_run_through(&self, h: Handle, through_seq: u64) -> Result<(Run, bool)> {
         let r = self.run(h);
-        let mut run = self.materialize_through(h, through_seq, known)?;
+        let mut run = self.materialize_through(h, through_seq)?;
         let Some(amends) = self.foreign.amends.get(r.id) else {
             return Ok((run, r.flags & F_DRY != 0));
         };
@@ -200,14 +193,14 @@ impl<'a> View<'a> {
         for a in seen {
             match a.kind {
                 AMEND_START => {
-                    let ev = self.event_known(known, a.seq, a.off, a.lsn)?;
+                    let ev = self.event_at(a.seq, a.off)?;
                     if let EventData::RunStarted(s) = &ev.data {
                         run.amend_start(ev.ts, s);
                         start_dry = s.dry_run;
                     }
                 }
                 AMEND_FINISH if finish_lsn.is_none_or(|f| a.lsn > f) => {
-                    let ev = self.event_known(known, a.seq, a.off, a.lsn)?;
+                    let ev = self.event_at(a.seq, a.off)?;
                     if let EventData::RunFinished(f) = &ev.data {
                         run.finish(ev.ts, f);
                         finish_lsn = Some(a.lsn);
@@ -247,7 +240,7 @@ impl<'a> View<'a> {
                 if !(shadow == NONE || shadow < self.first_seq) {
                     continue;
                 }
-                let (run, start_dry) = self.amended_run_through(h, u64::MAX, &NoKnownEvents)?;
+                let (run, start_dry) = self.amended_run_through(h, u64::MAX)?;
                 let done = run.finished_at.is_some_and(|t| t < cutoff);
                 if done && !restarted.contains(r.id) {
                     continue;

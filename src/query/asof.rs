@@ -10,39 +10,8 @@ use std::collections::BTreeSet;
 
 use super::{Handle, View};
 use crate::error::{Error, Result};
-use crate::event::Event;
 use crate::index::NONE;
 use crate::view::Run;
-
-/// Events a caller already holds, decoded strictly from frames whose
-/// block was checked against the chain (the Parquet export's replay of a
-/// segment), by LSN: the run view folds from them instead of reading and
-/// checking those frames a second time. Whatever it holds must be the
-/// log's event at that LSN.
-pub trait KnownEvents {
-    /// The event at `lsn`, if held.
-    fn event(&self, lsn: u64) -> Option<&Event>;
-}
-
-/// No event held: every event is read from its segment.
-pub struct NoKnownEvents;
-
-impl KnownEvents for NoKnownEvents {
-    fn event(&self, _lsn: u64) -> Option<&Event> {
-        None
-    }
-}
-
-/// Events with their LSNs, in LSN order (a replay's), found by binary
-/// search.
-pub struct InLsnOrder<'e>(pub &'e [(u64, Event)]);
-
-impl KnownEvents for InLsnOrder<'_> {
-    fn event(&self, lsn: u64) -> Option<&Event> {
-        let i = self.0.binary_search_by_key(&lsn, |(l, _)| *l).ok()?;
-        self.0.get(i).map(|(_, ev)| ev)
-    }
-}
 
 /// One run as of a segment bound.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,25 +27,13 @@ impl<'a> View<'a> {
     /// start order, dry runs included, each as of segment `through_seq`
     /// (`seq <= through_seq`).
     pub fn runs_defined_in(&self, seq: u64, through_seq: u64) -> Result<Vec<RunAsOf>> {
-        self.runs_defined_in_with(seq, through_seq, &NoKnownEvents)
-    }
-
-    /// [`View::runs_defined_in`], taking the starts, finishes and
-    /// amending events that `known` holds from it rather than reading
-    /// their frames again (the same answer either way).
-    pub fn runs_defined_in_with(
-        &self,
-        seq: u64,
-        through_seq: u64,
-        known: &dyn KnownEvents,
-    ) -> Result<Vec<RunAsOf>> {
         let src = self.sealed_src(seq, through_seq)?;
         let img = self.srcs[src].img;
         let mut out = Vec::with_capacity(img.n_runs() as usize);
         for pos in 0..img.n_runs() {
             let h = Handle { src, pos };
             if self.defines(h) {
-                out.push(self.as_of(h, through_seq, known)?);
+                out.push(self.as_of(h, through_seq)?);
             }
         }
         out.sort_by_key(|r| r.start_lsn);
@@ -98,7 +55,7 @@ impl<'a> View<'a> {
         if self.srcs[h.src].seq > through_seq {
             return Ok(None);
         }
-        self.as_of(h, through_seq, &NoKnownEvents).map(Some)
+        self.as_of(h, through_seq).map(Some)
     }
 
     /// The ids of runs that a finish or an amending event in segments
@@ -131,8 +88,8 @@ impl<'a> View<'a> {
         shadow == NONE || shadow < self.first_seq
     }
 
-    fn as_of(&self, h: Handle, through_seq: u64, known: &dyn KnownEvents) -> Result<RunAsOf> {
-        let (run, _) = self.amended_run_through(h, through_seq, known)?;
+    fn as_of(&self, h: Handle, through_seq: u64) -> Result<RunAsOf> {
+        let (run, _) = self.amended_run_through(h, through_seq)?;
         Ok(RunAsOf {
             start_seq: self.srcs[h.src].seq,
             start_lsn: self.run(h).start_lsn,

@@ -1049,25 +1049,6 @@ impl Engine {
         })
     }
 
-    /// Answer `f` over a view of the images as loaded, without refreshing
-    /// them: through a shared reference, so several threads may ask at
-    /// once (the Parquet export's segment threads). `None` if an image
-    /// turned out corrupt while answering: ask again through
-    /// [`Engine::query`], which rebuilds it.
-    pub fn query_loaded<T>(&self, f: impl FnOnce(&View<'_>) -> Result<T>) -> Result<Option<T>> {
-        let answer = f(&self.view());
-        let bad_image = self.sealed.values().any(|s| s.img.poisoned());
-        let bad_chunk = self
-            .active
-            .as_ref()
-            .is_some_and(|a| a.chunks.iter().any(|c| c.img.poisoned()));
-        if bad_image || bad_chunk {
-            // Whatever it answered, error or not, came from a corrupt image.
-            return Ok(None);
-        }
-        answer.map(Some)
-    }
-
     /// Sealed segments whose index is loaded, with their index file sizes.
     pub fn index_sizes(&self) -> Vec<(String, usize)> {
         self.sealed

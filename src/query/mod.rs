@@ -21,13 +21,12 @@ mod calls;
 mod engine;
 mod scan_ahead;
 
-use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashSet};
 
 pub use crate::index::ProgressFn;
 use amend::{drop_replaced_logs, Item};
-pub use asof::{InLsnOrder, KnownEvents, NoKnownEvents, RunAsOf};
+pub use asof::RunAsOf;
 pub use background::{BackgroundIndexer, IndexOnSeal};
 pub use calls::{Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource};
 use engine::FinRef;
@@ -156,7 +155,6 @@ enum Implied {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fin {
     pub seq: u64,
-    pub lsn: u64,
     pub off: u64,
     pub ts: Micros,
 }
@@ -260,14 +258,12 @@ impl<'a> View<'a> {
         if r.has_local_finish() {
             return Some(Fin {
                 seq: self.srcs[src].seq,
-                lsn: r.finish_lsn,
                 off: r.finish_off,
                 ts: r.finished_at,
             });
         }
         self.foreign_after(r.id, r.start_lsn).map(|f| Fin {
             seq: f.seq,
-            lsn: f.lsn,
             off: f.off,
             ts: f.ts,
         })
@@ -640,43 +636,21 @@ impl<'a> View<'a> {
         codec::decode_stored(frame.payload).map_err(|e| bad(e.to_string()))
     }
 
-    /// The event at LSN `lsn` (its frame at `off` of segment `seq`): the
-    /// caller's copy if `known` holds it, else read and checked
-    /// ([`View::event_at`]).
-    pub(crate) fn event_known<'k>(
-        &self,
-        known: &'k dyn KnownEvents,
-        seq: u64,
-        off: u64,
-        lsn: u64,
-    ) -> Result<Cow<'k, Event>> {
-        match known.event(lsn) {
-            Some(ev) => Ok(Cow::Borrowed(ev)),
-            None => self.event_at(seq, off).map(Cow::Owned),
-        }
-    }
-
     /// The run view of a start.
     pub(crate) fn materialize(&self, h: Handle) -> Result<Run> {
-        self.materialize_through(h, u64::MAX, &NoKnownEvents)
+        self.materialize_through(h, u64::MAX)
     }
 
     /// The run view of a start, seeing finishes only in segments up to
-    /// `through_seq` (a later first finish leaves the run running); its
-    /// start and finish taken from `known` where it holds them.
-    pub(crate) fn materialize_through(
-        &self,
-        h: Handle,
-        through_seq: u64,
-        known: &dyn KnownEvents,
-    ) -> Result<Run> {
+    /// `through_seq` (a later first finish leaves the run running).
+    pub(crate) fn materialize_through(&self, h: Handle, through_seq: u64) -> Result<Run> {
         let r = self.run(h);
-        let start = self.event_known(known, self.srcs[h.src].seq, r.start_off, r.start_lsn)?;
+        let start = self.event_at(self.srcs[h.src].seq, r.start_off)?;
         let fin = match self.finish_of(h.src, &r).filter(|f| f.seq <= through_seq) {
-            Some(f) => Some(self.event_known(known, f.seq, f.off, f.lsn)?),
+            Some(f) => Some(self.event_at(f.seq, f.off)?),
             None => None,
         };
-        Run::fold(&start, fin.as_deref()).ok_or_else(|| Error::Corrupt {
+        Run::fold(&start, fin.as_ref()).ok_or_else(|| Error::Corrupt {
             segment: self.srcs[h.src].name.to_string(),
             offset: r.start_off,
             reason: "index points at an event that is not a run_started".into(),
