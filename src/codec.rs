@@ -75,8 +75,14 @@ pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
 /// UTF-8 check and read as "" in the view; everything the index reads is
 /// read as [`decode_event_ref`] reads it. `None` where the hand-written
 /// reader does not take the body whole (the caller then decodes strictly).
-pub(crate) fn decode_event_for_index(bytes: &[u8]) -> Option<EventRef<'_>> {
-    fast::event_for_index(bytes)
+///
+/// `parsed_payload`: the `event_type` of the `run_log`s whose payload the
+/// index parses (its tool calls), read and checked as the others' are not.
+pub(crate) fn decode_event_for_index<'a>(
+    bytes: &'a [u8],
+    parsed_payload: &str,
+) -> Option<EventRef<'a>> {
+    fast::event_for_index(bytes, parsed_payload)
 }
 
 /// [`decode_event_ref`] through bincode's serde reader alone.
@@ -181,30 +187,36 @@ mod fast {
 
     /// The event in `bytes`, if this reader takes the body whole.
     pub(super) fn event(bytes: &[u8]) -> Option<EventRef<'_>> {
-        read_event(bytes, false)
+        read_event(bytes, None)
     }
 
     /// [`event`] as an index build of events this process checked before
     /// storing them reads it: the strings the index never reads (see
     /// [`Reader::unread_str`]) are stepped over, not UTF-8-checked, and
-    /// left empty in the view.
-    pub(super) fn event_for_index(bytes: &[u8]) -> Option<EventRef<'_>> {
-        read_event(bytes, true)
+    /// left empty in the view. A `run_log` whose `event_type` is
+    /// `parsed_payload` keeps its payload (the index parses it).
+    pub(super) fn event_for_index<'a>(
+        bytes: &'a [u8],
+        parsed_payload: &str,
+    ) -> Option<EventRef<'a>> {
+        read_event(bytes, Some(parsed_payload))
     }
 
-    fn read_event(bytes: &[u8], skip_unread: bool) -> Option<EventRef<'_>> {
+    /// `skip_unread`: step over the strings no index reads, but the
+    /// payload of a `run_log` of that `event_type`.
+    fn read_event<'a>(bytes: &'a [u8], skip_unread: Option<&str>) -> Option<EventRef<'a>> {
         if bytes.len() > super::MAX_BODY_BYTES {
             return None;
         }
         let mut r = Reader {
             b: bytes,
             claimed: 0,
-            skip_unread,
+            skip_unread: skip_unread.is_some(),
         };
         let ev = EventRef {
             run_id: r.str()?,
             ts: r.i64()?,
-            data: r.data()?,
+            data: r.data(skip_unread)?,
             extra: r.extra()?,
         };
         r.b.is_empty().then_some(ev)
@@ -311,7 +323,7 @@ mod fast {
             Some("")
         }
 
-        fn data(&mut self) -> Option<DataRef<'a>> {
+        fn data(&mut self, parsed_payload: Option<&str>) -> Option<DataRef<'a>> {
             // The variant's index, as `EventData` orders them; a system
             // event (3) is never read in place.
             Some(match self.u64()? {
@@ -327,7 +339,7 @@ mod fast {
                     let seq = self.u64()?;
                     let event_type = self.str()?;
                     // A tool call's payload is read for its fields.
-                    let payload = if event_type == crate::index::calls::LOG_CALL_EVENT_TYPE {
+                    let payload = if Some(event_type) == parsed_payload {
                         self.str()?
                     } else {
                         self.unread_str()?
@@ -562,14 +574,16 @@ mod tests {
             let strict = fast::event(&body).map(index_view);
             assert!(strict.is_some(), "not taken: {ev:?}");
             assert_eq!(
-                fast::event_for_index(&body).map(|v| format!("{v:?}")),
+                fast::event_for_index(&body, crate::index::calls::LOG_CALL_EVENT_TYPE)
+                    .map(|v| format!("{v:?}")),
                 strict.map(|v| format!("{v:?}")),
                 "{ev:?}"
             );
             for cut in 0..body.len() {
                 let cut_body = &body[..cut];
                 assert_eq!(
-                    fast::event_for_index(cut_body).map(|v| format!("{v:?}")),
+                    fast::event_for_index(cut_body, crate::index::calls::LOG_CALL_EVENT_TYPE)
+                        .map(|v| format!("{v:?}")),
                     fast::event(cut_body)
                         .map(index_view)
                         .map(|v| format!("{v:?}")),

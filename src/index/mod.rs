@@ -320,7 +320,7 @@ pub fn decode_indexed_checked_on_append(
     bytes: &[u8],
 ) -> std::result::Result<Indexed<'_>, codec::StoredEventError> {
     use crate::event::borrowed::DataRef;
-    let Some(view) = codec::decode_event_for_index(bytes) else {
+    let Some(view) = codec::decode_event_for_index(bytes, calls::LOG_CALL_EVENT_TYPE) else {
         return decode_indexed(bytes);
     };
     let mut log_call = None;
