@@ -11,6 +11,10 @@
 //!   The bench log's last segment stays active, so `refresh_per_core`
 //!   also covers its chunk scanned beside the sealed scans (issue 17,
 //!   round four).
+//! - `index_build/refresh_per_core_checked_on_append`: the same, reading
+//!   the events as `auditlog ingest`'s builds read what it has just
+//!   checked and appended (`Engine::trust_appends_from`, ingest29 round):
+//!   no rules run again, the strings no index reads stepped over.
 //!
 //! - `AUDITLOG_READ_BENCH_ABBA=ROUNDS`: instead of criterion, the image of
 //!   every sealed segment built on one thread with the read-path checks
@@ -98,13 +102,20 @@ fn index_build(c: &mut Criterion) {
     });
     g.throughput(Throughput::Elements(n));
     g.measurement_time(Duration::from_secs(20));
-    for (name, threads) in [("refresh_1_thread", 1), ("refresh_per_core", 0)] {
+    for (name, threads, trusting) in [
+        ("refresh_1_thread", 1, false),
+        ("refresh_per_core", 0, false),
+        ("refresh_per_core_checked_on_append", 0, true),
+    ] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut e = QueryEngine::open(&dir).expect("engine");
                 e.persist = false;
                 if threads > 0 {
                     e.scan_threads = threads;
+                }
+                if trusting {
+                    e.trust_appends_from(0);
                 }
                 e.refresh().expect("indexes");
                 assert!(e.stats.rebuilt > 0);

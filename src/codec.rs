@@ -67,6 +67,24 @@ pub fn decode_event_ref(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
     }
 }
 
+/// [`decode_event_ref`] for an index build over events this process
+/// checked against every rule before it stored them (`auditlog ingest`):
+/// the strings no index reads (JSON texts but a `run_log` tool call's
+/// payload, outputs, errors, call and request ids, hashes, summaries,
+/// unknown fields' values but `replace`'s) are stepped over without their
+/// UTF-8 check and read as "" in the view; everything the index reads is
+/// read as [`decode_event_ref`] reads it. `None` where the hand-written
+/// reader does not take the body whole (the caller then decodes strictly).
+///
+/// `parsed_payload`: the `event_type` of the `run_log`s whose payload the
+/// index parses (its tool calls), read and checked as the others' are not.
+pub(crate) fn decode_event_for_index<'a>(
+    bytes: &'a [u8],
+    parsed_payload: &str,
+) -> Option<EventRef<'a>> {
+    fast::event_for_index(bytes, parsed_payload)
+}
+
 /// [`decode_event_ref`] through bincode's serde reader alone.
 fn decode_event_ref_bincode(bytes: &[u8]) -> Result<EventRef<'_>, CodecError> {
     let decoded: (EventRef<'_>, usize) = bincode::serde::borrow_decode_from_slice(bytes, config())
@@ -169,17 +187,36 @@ mod fast {
 
     /// The event in `bytes`, if this reader takes the body whole.
     pub(super) fn event(bytes: &[u8]) -> Option<EventRef<'_>> {
+        read_event(bytes, None)
+    }
+
+    /// [`event`] as an index build of events this process checked before
+    /// storing them reads it: the strings the index never reads (see
+    /// [`Reader::unread_str`]) are stepped over, not UTF-8-checked, and
+    /// left empty in the view. A `run_log` whose `event_type` is
+    /// `parsed_payload` keeps its payload (the index parses it).
+    pub(super) fn event_for_index<'a>(
+        bytes: &'a [u8],
+        parsed_payload: &str,
+    ) -> Option<EventRef<'a>> {
+        read_event(bytes, Some(parsed_payload))
+    }
+
+    /// `skip_unread`: step over the strings no index reads, but the
+    /// payload of a `run_log` of that `event_type`.
+    fn read_event<'a>(bytes: &'a [u8], skip_unread: Option<&str>) -> Option<EventRef<'a>> {
         if bytes.len() > super::MAX_BODY_BYTES {
             return None;
         }
         let mut r = Reader {
             b: bytes,
             claimed: 0,
+            skip_unread: skip_unread.is_some(),
         };
         let ev = EventRef {
             run_id: r.str()?,
             ts: r.i64()?,
-            data: r.data()?,
+            data: r.data(skip_unread)?,
             extra: r.extra()?,
         };
         r.b.is_empty().then_some(ev)
@@ -189,6 +226,8 @@ mod fast {
         b: &'a [u8],
         /// What bincode's limit would have counted so far (or more).
         claimed: usize,
+        /// Step over the strings an index build never reads.
+        skip_unread: bool,
     }
 
     impl<'a> Reader<'a> {
@@ -271,7 +310,20 @@ mod fast {
             std::str::from_utf8(self.take(n)?).ok()
         }
 
-        fn data(&mut self) -> Option<DataRef<'a>> {
+        /// A string no index reads (JSON texts, outputs, errors, hashes):
+        /// with `skip_unread`, its bytes are stepped over (length and
+        /// limit kept as [`Reader::str`] keeps them) and it reads as "".
+        fn unread_str(&mut self) -> Option<&'a str> {
+            if !self.skip_unread {
+                return self.str();
+            }
+            let n = usize::try_from(self.u64()?).ok()?;
+            self.claim(n)?;
+            self.take(n)?;
+            Some("")
+        }
+
+        fn data(&mut self, parsed_payload: Option<&str>) -> Option<DataRef<'a>> {
             // The variant's index, as `EventData` orders them; a system
             // event (3) is never read in place.
             Some(match self.u64()? {
@@ -280,18 +332,28 @@ mod fast {
                     caller_id: self.str()?,
                     channel_id: self.str()?,
                     parent_run_id: self.str()?,
-                    inputs: self.str()?,
+                    inputs: self.unread_str()?,
                     dry_run: self.bool()?,
                 }),
-                1 => DataRef::RunLog(LogRef {
-                    seq: self.u64()?,
-                    event_type: self.str()?,
-                    payload: self.str()?,
-                }),
+                1 => {
+                    let seq = self.u64()?;
+                    let event_type = self.str()?;
+                    // A tool call's payload is read for its fields.
+                    let payload = if Some(event_type) == parsed_payload {
+                        self.str()?
+                    } else {
+                        self.unread_str()?
+                    };
+                    DataRef::RunLog(LogRef {
+                        seq,
+                        event_type,
+                        payload,
+                    })
+                }
                 2 => DataRef::RunFinished(FinishedRef {
                     status: self.str()?,
-                    output: self.str()?,
-                    error: self.str()?,
+                    output: self.unread_str()?,
+                    error: self.unread_str()?,
                     tool_calls: self.u64()?,
                     runtime_seconds: self.f64()?,
                     input_tokens: self.u64()?,
@@ -299,24 +361,24 @@ mod fast {
                     thinking_tokens: self.u64()?,
                 }),
                 4 => DataRef::ToolCall(CallRef {
-                    call_id: self.str()?,
+                    call_id: self.unread_str()?,
                     channel_id: self.str()?,
                     caller_id: self.str()?,
                     workspace_id: self.str()?,
-                    request_id: self.str()?,
+                    request_id: self.unread_str()?,
                     tool: self.str()?,
                     engine: self.str()?,
                     status: self.str()?,
                     error_type: self.str()?,
-                    error: self.str()?,
+                    error: self.unread_str()?,
                     duration_ms: self.option(Self::f64)?,
                     input_bytes: self.option(Self::u64)?,
                     result_bytes: self.option(Self::u64)?,
                     exit_code: self.option(Self::i64)?,
                     http_status: self.option(Self::u16)?,
-                    input_hash: self.str()?,
-                    args_summary: self.str()?,
-                    payload: self.str()?,
+                    input_hash: self.unread_str()?,
+                    args_summary: self.unread_str()?,
+                    payload: self.unread_str()?,
                 }),
                 _ => return None,
             })
@@ -331,7 +393,15 @@ mod fast {
             }
             let mut out = Vec::with_capacity(n);
             for _ in 0..n {
-                out.push((self.str()?, self.str()?));
+                // Of unknown fields' values, the index reads only the
+                // amending marker's.
+                let key = self.str()?;
+                let value = if key == crate::event::Event::REPLACE {
+                    self.str()?
+                } else {
+                    self.unread_str()?
+                };
+                out.push((key, value));
             }
             Some(out)
         }
@@ -450,6 +520,75 @@ mod tests {
                 let mut m = body.clone();
                 m[i] ^= 0x01;
                 same(&m);
+            }
+        }
+    }
+
+    /// What the index build of events checked on append sees of `ev`: the
+    /// strings no index reads left empty.
+    fn index_view(mut ev: EventRef<'_>) -> EventRef<'_> {
+        use crate::event::borrowed::DataRef;
+        match &mut ev.data {
+            DataRef::RunStarted(s) => s.inputs = "",
+            DataRef::RunLog(l) if l.event_type != crate::index::calls::LOG_CALL_EVENT_TYPE => {
+                l.payload = ""
+            }
+            DataRef::RunFinished(f) => (f.output, f.error) = ("", ""),
+            DataRef::ToolCall(c) => {
+                (c.call_id, c.request_id, c.error) = ("", "", "");
+                (c.input_hash, c.args_summary, c.payload) = ("", "", "");
+            }
+            _ => {}
+        }
+        for (k, v) in &mut ev.extra {
+            if *k != Event::REPLACE {
+                *v = "";
+            }
+        }
+        ev
+    }
+
+    /// The reader of an index build over events checked on append reads
+    /// every field the index reads exactly as the strict reader does, takes
+    /// the same bodies whole, and leaves the strings it steps over empty.
+    #[test]
+    fn the_index_reader_reads_what_the_index_reads_as_the_strict_one() {
+        let j = |t: &str| Json::parse(t).expect("json");
+        let mut evs = events();
+        evs.push(
+            Event::run_log(
+                "r-2",
+                7,
+                RunLog {
+                    seq: 3,
+                    event_type: crate::index::calls::LOG_CALL_EVENT_TYPE.into(),
+                    payload: j(r#"{"tool":"ls","status":"error","duration_ms":4}"#),
+                },
+            )
+            .with_replace(),
+        );
+        evs.push(evs[2].clone().with_replace());
+        for ev in evs {
+            let mut body = Vec::new();
+            encode_event(&ev, &mut body).expect("encodes");
+            let strict = fast::event(&body).map(index_view);
+            assert!(strict.is_some(), "not taken: {ev:?}");
+            assert_eq!(
+                fast::event_for_index(&body, crate::index::calls::LOG_CALL_EVENT_TYPE)
+                    .map(|v| format!("{v:?}")),
+                strict.map(|v| format!("{v:?}")),
+                "{ev:?}"
+            );
+            for cut in 0..body.len() {
+                let cut_body = &body[..cut];
+                assert_eq!(
+                    fast::event_for_index(cut_body, crate::index::calls::LOG_CALL_EVENT_TYPE)
+                        .map(|v| format!("{v:?}")),
+                    fast::event(cut_body)
+                        .map(index_view)
+                        .map(|v| format!("{v:?}")),
+                    "{ev:?} cut at {cut}"
+                );
             }
         }
     }

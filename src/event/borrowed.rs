@@ -186,6 +186,20 @@ impl<'a> EventRef<'a> {
 }
 
 impl EventRef<'_> {
+    /// [`Event::is_replace`] of the view: an unknown field `replace` whose
+    /// JSON text is `true` marks an amending event.
+    pub fn is_replace(&self) -> bool {
+        self.extra
+            .iter()
+            .any(|(k, v)| *k == Event::REPLACE && *v == "true")
+    }
+
+    /// A system event (only ever a view of an [`Event`]: stored system
+    /// events are not read in place).
+    pub fn is_system(&self) -> bool {
+        matches!(self.data, DataRef::System(_))
+    }
+
     /// The owned event these bytes hold: the same [`Event`] the owned
     /// decoder ([`crate::codec::decode_event`]) builds from them, its
     /// strings copied from the view. Cheaper than that decode: each string

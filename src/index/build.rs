@@ -11,7 +11,8 @@ use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};
 use super::image::*;
 use super::intern::Interner;
 use crate::chain::Digest;
-use crate::event::{Event, EventData, Micros};
+use crate::event::borrowed::{DataRef, EventRef};
+use crate::event::{Event, Micros};
 use crate::num::u32_of;
 use crate::view::fold::{Effect, RunState};
 
@@ -112,18 +113,20 @@ impl Builder {
     /// Add the event with LSN `lsn` whose frame starts at segment offset
     /// `off` and ends at `end`.
     pub fn add(&mut self, lsn: u64, off: u64, end: u64, ev: &Event) {
-        self.add_call(lsn, off, end, ev, call_entry(ev));
+        self.add_call(lsn, off, end, &EventRef::of(ev), call_entry(ev));
     }
 
-    /// [`Builder::add`] with the event's call already read (`call_entry`'s
-    /// answer for `ev`): an index build reads a `run_log` tool call's
-    /// payload in the parse that checks it (`index::decode_indexed`).
+    /// [`Builder::add`] of an event read in place (an index build reads
+    /// stored events without copying them into an [`Event`]), with its
+    /// call already read (`call_entry`'s answer for it): an index build
+    /// reads a `run_log` tool call's payload in the parse that checks it
+    /// (`index::decode_indexed`).
     pub(crate) fn add_call(
         &mut self,
         lsn: u64,
         off: u64,
         end: u64,
-        ev: &Event,
+        ev: &EventRef<'_>,
         call: Option<calls::CallEntry<'_>>,
     ) {
         debug_assert_eq!(lsn, self.end_lsn, "events must come in LSN order");
@@ -135,7 +138,7 @@ impl Builder {
             // No run: nothing to index (the log's own record).
             return;
         }
-        let id = self.intern(&ev.run_id);
+        let id = self.intern(ev.run_id);
         if let Some(c) = call {
             let strs = [
                 id,
@@ -166,9 +169,9 @@ impl Builder {
         }
         // The one run fold decides, within this image; the query engine
         // applies the same rule across images (`fold::finish_follows`).
-        let effect = self.fold[slot].0.apply(lsn, ev);
+        let effect = self.fold[slot].0.apply_ref(lsn, ev);
         match &ev.data {
-            EventData::RunStarted(s) => {
+            DataRef::RunStarted(s) => {
                 if ev.is_replace() {
                     self.amend_starts
                         .push((id, lsn, off, effect == Effect::Start));
@@ -180,8 +183,8 @@ impl Builder {
                     return;
                 }
                 self.fold[slot].1 = u32_of(self.runs.len());
-                let (skill, caller) = (self.intern(&s.skill_id), self.intern(&s.caller_id));
-                let (channel, parent) = (self.intern(&s.channel_id), self.intern(&s.parent_run_id));
+                let (skill, caller) = (self.intern(s.skill_id), self.intern(s.caller_id));
+                let (channel, parent) = (self.intern(s.channel_id), self.intern(s.parent_run_id));
                 self.runs.push(BRun {
                     id,
                     skill,
@@ -195,9 +198,9 @@ impl Builder {
                     finish: None,
                 });
             }
-            EventData::RunFinished(f) => {
+            DataRef::RunFinished(f) => {
                 let fin = BFin {
-                    status: self.intern(&f.status),
+                    status: self.intern(f.status),
                     lsn,
                     off,
                     ts: ev.ts,
@@ -214,10 +217,10 @@ impl Builder {
                 // there is none here): the first finish of the id here.
                 self.first_fin.entry(id).or_insert(fin);
             }
-            EventData::System(_) => {}
+            DataRef::System(_) => {}
             // Indexed with the calls (above).
-            EventData::ToolCall(_) => {}
-            EventData::RunLog(l) => {
+            DataRef::ToolCall(_) => {}
+            DataRef::RunLog(l) => {
                 if ev.is_replace() {
                     self.amend_logs.push((id, l.seq, lsn, off));
                 }

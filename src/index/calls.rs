@@ -14,7 +14,8 @@ use std::borrow::Cow;
 
 use super::image::{le_u32, le_u64, Image, StrRef, S_CALLS, S_CKEYS, S_CPOST};
 use super::log_call::{self, LogCall};
-use crate::event::{Event, EventData, Micros};
+use crate::event::borrowed::DataRef;
+use crate::event::{Event, Micros};
 
 /// Keys between two fence entries (see `Image::call_posting`).
 const FENCE_STEP: usize = 32;
@@ -128,20 +129,26 @@ pub const LOG_CALL_EVENT_TYPE: &str = "tool_call";
 /// is the payload's, `ok` when absent), except its channel and caller,
 /// which are always its run's.
 pub fn call_entry(ev: &Event) -> Option<CallEntry<'_>> {
-    match &ev.data {
-        EventData::ToolCall(c) => Some(CallEntry {
+    call_entry_of(&DataRef::of(&ev.data))
+}
+
+/// [`call_entry`] of an event's data read in place (borrowed from where
+/// the data lies, as the index build reads stored events).
+pub(crate) fn call_entry_of<'a>(data: &DataRef<'a>) -> Option<CallEntry<'a>> {
+    match data {
+        DataRef::ToolCall(c) => Some(CallEntry {
             from_log: false,
-            channel: Cow::Borrowed(&c.channel_id),
-            caller: Cow::Borrowed(&c.caller_id),
-            workspace: Cow::Borrowed(&c.workspace_id),
-            tool: Cow::Borrowed(&c.tool),
-            engine: Cow::Borrowed(&c.engine),
-            status: Cow::Borrowed(&c.status),
-            error_type: Cow::Borrowed(&c.error_type),
+            channel: Cow::Borrowed(c.channel_id),
+            caller: Cow::Borrowed(c.caller_id),
+            workspace: Cow::Borrowed(c.workspace_id),
+            tool: Cow::Borrowed(c.tool),
+            engine: Cow::Borrowed(c.engine),
+            status: Cow::Borrowed(c.status),
+            error_type: Cow::Borrowed(c.error_type),
             duration_ms: c.duration_ms,
         }),
-        EventData::RunLog(l) if l.event_type == LOG_CALL_EVENT_TYPE => {
-            Some(log_call_entry(log_call::read(l.payload.as_str())))
+        DataRef::RunLog(l) if l.event_type == LOG_CALL_EVENT_TYPE => {
+            Some(log_call_entry(log_call::read(l.payload)))
         }
         _ => None,
     }

@@ -23,6 +23,7 @@ pub use image::*;
 
 use crate::codec;
 use crate::error::{Error, Result};
+use crate::event::borrowed::EventRef;
 use crate::event::Event;
 use crate::layout::{map_file, SegmentMeta};
 
@@ -167,8 +168,9 @@ pub fn scan_checked(
     meta: &SegmentMeta,
     seg: &[u8],
     span: Span,
+    check: Check,
     mut on_block: impl FnMut(u64, crate::chain::Digest),
-    mut f: impl FnMut(u64, u64, u64, &Event, Option<CallEntry<'_>>),
+    mut f: impl FnMut(u64, u64, u64, &EventRef<'_>, Option<CallEntry<'_>>),
 ) -> Result<u64> {
     let corrupt = |offset: u64, reason: String| Error::Corrupt {
         segment: meta.name.clone(),
@@ -185,10 +187,13 @@ pub fn scan_checked(
             Err(s) => return Err(corrupt(s.offset, s.reason)),
         };
         for (lsn, (at, payload)) in (block.commit.first_lsn..).zip(block.events()) {
-            let indexed = decode_indexed(payload)
-                .map_err(|reason| corrupt(at, format!("event record does not decode: {reason}")))?;
+            let indexed = match check {
+                Check::Strict => decode_indexed(payload),
+                Check::CheckedOnAppend => decode_indexed_checked_on_append(payload),
+            }
+            .map_err(|reason| corrupt(at, format!("event record does not decode: {reason}")))?;
             let end = at + (crate::frame::FRAME_HEADER + 1 + payload.len()) as u64;
-            f(lsn, at, end, &indexed.event, indexed.call());
+            indexed.with_view(|ev| f(lsn, at, end, ev, indexed.call()));
         }
         on_block(block.end, block.commit.digest);
     }
@@ -205,21 +210,46 @@ pub fn scan_checked(
     Ok(walk.next_lsn())
 }
 
-/// An event as an index build decodes it: the event, and for a `run_log`
-/// tool call read in place its payload's call fields, read by the parse
-/// that checked the payload (`None` otherwise: [`call_entry`] reads them).
+/// An event as an index build decodes it: read in place (nothing copied
+/// out of the segment: the builder only interns some of its strings), or
+/// owned where the in-place read refuses (a system event); and for a
+/// `run_log` tool call its payload's call fields, read by the parse that
+/// checked the payload (`None` otherwise: [`call_entry`] reads them).
 pub struct Indexed<'a> {
-    pub event: Event,
+    seen: Seen<'a>,
     log_call: Option<log_call::LogCall<'a>>,
 }
 
+enum Seen<'a> {
+    InPlace(EventRef<'a>),
+    Owned(Event),
+}
+
 impl Indexed<'_> {
+    /// `f` of the event, borrowed (from the bytes, or from the owned event).
+    pub fn with_view<R>(&self, f: impl FnOnce(&EventRef<'_>) -> R) -> R {
+        match &self.seen {
+            Seen::InPlace(v) => f(v),
+            Seen::Owned(ev) => f(&EventRef::of(ev)),
+        }
+    }
+
+    /// The event, owned: what the strict decoder gives for these bytes
+    /// (`None` never: a view read in place holds no system event).
+    pub fn to_event(&self) -> Option<Event> {
+        match &self.seen {
+            Seen::InPlace(v) => v.to_event(),
+            Seen::Owned(ev) => Some(ev.clone()),
+        }
+    }
+
     /// The event's call, as [`call_entry`] reads it (the payload's fields
     /// already read where [`decode_indexed`] checked the payload).
     pub fn call(&self) -> Option<CallEntry<'_>> {
-        match self.log_call {
-            Some(p) => Some(calls::log_call_entry(p)),
-            None => call_entry(&self.event),
+        match (self.log_call, &self.seen) {
+            (Some(p), _) => Some(calls::log_call_entry(p)),
+            (None, Seen::InPlace(v)) => calls::call_entry_of(&v.data),
+            (None, Seen::Owned(ev)) => call_entry(ev),
         }
     }
 }
@@ -239,7 +269,7 @@ pub fn decode_indexed(bytes: &[u8]) -> std::result::Result<Indexed<'_>, codec::S
     use crate::event::json;
     let owned = || {
         codec::decode_stored_owned(bytes).map(|event| Indexed {
-            event,
+            seen: Seen::Owned(event),
             log_call: None,
         })
     };
@@ -254,10 +284,55 @@ pub fn decode_indexed(bytes: &[u8]) -> std::result::Result<Indexed<'_>, codec::S
             log_call = Some(log_call::read_checked(l.payload)?);
         }
     }
-    match view.to_event() {
-        Some(event) => Ok(Indexed { event, log_call }),
-        None => owned(),
+    if view.is_system() {
+        return owned();
     }
+    Ok(Indexed {
+        seen: Seen::InPlace(view),
+        log_call,
+    })
+}
+
+/// How an index build reads the events of its span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// Every rule an index needs ([`decode_indexed`]): for stored data
+    /// whose history this process does not know.
+    Strict,
+    /// Events this process appended after checking every rule of the
+    /// contract on them (`auditlog ingest` checks each line before it
+    /// appends it), read back from blocks whose chain the build checks
+    /// against the digest this process keeps: the rules are not run
+    /// again, and the strings no index reads are not UTF-8-checked again
+    /// ([`decode_indexed_checked_on_append`]). The image is the same bytes
+    /// as a [`Check::Strict`] build's (the builder reads only what both
+    /// read alike); `verify` rebuilds it strictly and compares.
+    CheckedOnAppend,
+}
+
+/// [`decode_indexed`] for [`Check::CheckedOnAppend`]: the body read in
+/// place with the strings no index reads stepped over
+/// (`codec::decode_event_for_index`), the contract's rules not run again;
+/// a `run_log` tool call's payload is still parsed (its call fields are
+/// read from it) by the same one-parse read. A body the in-place reader
+/// does not take, or a system event, takes the strict path.
+pub fn decode_indexed_checked_on_append(
+    bytes: &[u8],
+) -> std::result::Result<Indexed<'_>, codec::StoredEventError> {
+    use crate::event::borrowed::DataRef;
+    let Some(view) = codec::decode_event_for_index(bytes, calls::LOG_CALL_EVENT_TYPE) else {
+        return decode_indexed(bytes);
+    };
+    let mut log_call = None;
+    if let DataRef::RunLog(l) = &view.data {
+        if l.event_type == calls::LOG_CALL_EVENT_TYPE {
+            log_call = Some(log_call::read_checked(l.payload)?);
+        }
+    }
+    Ok(Indexed {
+        seen: Seen::InPlace(view),
+        log_call,
+    })
 }
 
 /// Round 5's [`decode_indexed`] (docs/benchmarks.md, issue 11): the tool
@@ -348,6 +423,18 @@ pub fn scan_image(
     span: Span,
     progress: Option<&ProgressFn>,
 ) -> Result<Scanned> {
+    scan_image_with(meta, seg, kind, span, progress, Check::Strict)
+}
+
+/// [`scan_image`], reading the events as `check` says.
+pub fn scan_image_with(
+    meta: &SegmentMeta,
+    seg: &[u8],
+    kind: u32,
+    span: Span,
+    progress: Option<&ProgressFn>,
+    check: Check,
+) -> Result<Scanned> {
     let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
     b.chain_point(span.from, span.digest_at_from);
     let total = span.to - span.from;
@@ -358,6 +445,7 @@ pub fn scan_image(
         meta,
         seg,
         span,
+        check,
         |end, d| points.push((end, d)),
         |lsn, off, end, ev, call| {
             b.add_call(lsn, off, end, ev, call);

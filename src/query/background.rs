@@ -55,6 +55,17 @@ impl IndexOnSeal {
         self.spawn(engine)
     }
 
+    /// [`IndexOnSeal::start`] for a log whose every append from now on is
+    /// checked against every rule of the contract by the caller before it
+    /// is stored (`auditlog ingest` checks each line it appends): the
+    /// builds of what it appends do not run those rules again
+    /// ([`Engine::trust_appends_from`]; the images are the same bytes).
+    pub fn start_trusting_appends(self, log: &Log) -> Result<BackgroundIndexer> {
+        let mut engine = Engine::new(log.reader());
+        engine.trust_appends_from(log.head().next_lsn);
+        self.spawn(Arc::new(Mutex::new(engine)))
+    }
+
     /// [`IndexOnSeal::start`] with an engine others already share: its
     /// contents become an engine over `log` (a store that reopened its
     /// log keeps answering queries through the same handle).

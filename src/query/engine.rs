@@ -139,9 +139,10 @@ struct ScannedAhead {
 
 /// Scan the active segment's `span` ahead of `catch_up`; `None` if that
 /// fails (`catch_up` then builds the chunk itself and reports the error).
-fn scan_active(meta: &SegmentMeta, span: index::Span) -> Option<ScannedAhead> {
+fn scan_active(meta: &SegmentMeta, span: index::Span, trust: Trust) -> Option<ScannedAhead> {
     let seg = map_file(&meta.path).ok()??;
-    let scanned = index::scan_image(meta, &seg, KIND_CHUNK, span, None).ok()?;
+    let scanned =
+        index::scan_image_with(meta, &seg, KIND_CHUNK, span, None, trust.check(&span)).ok()?;
     Some(ScannedAhead { span, scanned })
 }
 
@@ -174,6 +175,24 @@ fn sealed_span(meta: &SegmentMeta) -> index::Span {
     }
 }
 
+/// From which LSN on the events of the log were appended by this process,
+/// each checked against every rule before it was stored (see
+/// [`Engine::trust_appends_from`]); `u64::MAX`: none.
+#[derive(Debug, Clone, Copy)]
+struct Trust(u64);
+
+impl Trust {
+    /// How a build of `span` reads its events: without the rules run
+    /// again only if every event of the span is such an event.
+    fn check(self, span: &index::Span) -> index::Check {
+        if span.first_lsn >= self.0 {
+            index::Check::CheckedOnAppend
+        } else {
+            index::Check::Strict
+        }
+    }
+}
+
 /// Open the stored index of a sealed segment (unless `force`), or else
 /// scan the segment for a build.
 fn prepare(
@@ -181,6 +200,7 @@ fn prepare(
     seg: &[u8],
     force: bool,
     progress: Option<&ProgressFn>,
+    trust: Trust,
 ) -> Result<Prepared> {
     if !force {
         match index::load_sealed(meta) {
@@ -191,7 +211,9 @@ fn prepare(
             }
         }
     }
-    let scanned = index::scan_image(meta, seg, KIND_SEALED, sealed_span(meta), progress)?;
+    let span = sealed_span(meta);
+    let check = trust.check(&span);
+    let scanned = index::scan_image_with(meta, seg, KIND_SEALED, span, progress, check)?;
     Ok(Prepared::Scanned(scanned))
 }
 
@@ -200,9 +222,10 @@ fn prepare(
 fn map_and_prepare(
     meta: &SegmentMeta,
     progress: Option<&ProgressFn>,
+    trust: Trust,
 ) -> Result<(memmap2::Mmap, Prepared)> {
     let seg = map_segment(meta)?;
-    let prepared = prepare(meta, &seg, false, progress)?;
+    let prepared = prepare(meta, &seg, false, progress, trust)?;
     Ok((seg, prepared))
 }
 
@@ -311,6 +334,8 @@ pub struct Engine {
     /// images are the same bytes either way.
     pub scan_threads: usize,
     pub stats: EngineStats,
+    /// See [`Engine::trust_appends_from`].
+    trust: Trust,
 }
 
 /// One image as queries see it.
@@ -434,7 +459,19 @@ impl Engine {
             persist: true,
             scan_threads: super::scan_ahead::scan_threads(),
             stats: EngineStats::default(),
+            trust: Trust(u64::MAX),
         }
+    }
+
+    /// The events from `lsn` on are appended by this process, each checked
+    /// against every rule of the contract before it is stored (as
+    /// `auditlog ingest` checks every line it appends): index builds of
+    /// spans that hold only such events read them without running the
+    /// rules again ([`index::Check::CheckedOnAppend`]; the images are the
+    /// same bytes). Spans with older events are read strictly. Only for an
+    /// engine over a live log whose every append from `lsn` on is checked.
+    pub fn trust_appends_from(&mut self, lsn: u64) {
+        self.trust = Trust(lsn);
     }
 
     pub fn reader(&self) -> &LogReader {
@@ -506,6 +543,7 @@ impl Engine {
             jobs.push(ScanJob::Active(meta, span));
         }
         let progress = self.progress.clone();
+        let trust = self.trust;
         let mut ahead = None;
         super::scan_ahead::scan_ahead(
             &jobs,
@@ -514,12 +552,11 @@ impl Engine {
                 ScanJob::Sealed(_, Some(slot)) if wait_slot(slot).is_some() => {
                     Ok(JobScan::Sealed(None))
                 }
-                ScanJob::Sealed(meta, _) => {
-                    map_and_prepare(meta, progress.as_ref()).map(|p| JobScan::Sealed(Some(p)))
-                }
+                ScanJob::Sealed(meta, _) => map_and_prepare(meta, progress.as_ref(), trust)
+                    .map(|p| JobScan::Sealed(Some(p))),
                 // A failed scan is not an error here: `catch_up` builds
                 // the chunk itself and reports what it finds.
-                ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, *span))),
+                ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, *span, trust))),
             },
             |i, scan| match (&jobs[i], scan?) {
                 (ScanJob::Sealed(meta, _), JobScan::Sealed(prepared)) => {
@@ -580,7 +617,7 @@ impl Engine {
         let (img, made) = loop {
             let prep = match prepared.take() {
                 Some(p) => p,
-                None => prepare(meta, &seg, force, self.progress.as_ref())?,
+                None => prepare(meta, &seg, force, self.progress.as_ref(), self.trust)?,
             };
             let older: Vec<(u64, &Image)> = self
                 .sealed
@@ -660,7 +697,7 @@ impl Engine {
     /// for the indexes at normal priority).
     pub(crate) fn index_sealed_until(engine: &Mutex<Engine>, stop: &AtomicBool) -> Result<()> {
         let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
-        let (jobs, mut older, progress, persist, threads) = {
+        let (jobs, mut older, progress, persist, threads, trust) = {
             let mut e = lock();
             let segs = e.reader.segments();
             let mut jobs = Vec::new();
@@ -678,7 +715,14 @@ impl Engine {
                 .iter()
                 .map(|(seq, s)| (*seq, s.img.clone()))
                 .collect();
-            (jobs, older, e.progress.clone(), e.persist, e.scan_threads)
+            (
+                jobs,
+                older,
+                e.progress.clone(),
+                e.persist,
+                e.scan_threads,
+                e.trust,
+            )
         };
         // Off the lock and at the indexer's low priority: filters that let
         // `run`/`chain` lookups skip images (once per image).
@@ -699,7 +743,7 @@ impl Engine {
         let res = super::scan_ahead::scan_ahead(
             &metas,
             threads,
-            |meta| map_and_prepare(meta, progress.as_ref()),
+            |meta| map_and_prepare(meta, progress.as_ref(), trust),
             |i, prepared| {
                 if stop.load(Ordering::Acquire) {
                     stopped = true;
@@ -832,7 +876,7 @@ impl Engine {
                 self.stats.chunks_scanned_ahead += 1;
                 Self::finish_chunk(&self.sealed, &chunks, meta, from, a.scanned)?
             }
-            None => Self::chunk_image(&self.sealed, &chunks, meta, seg, from, lsn, digest)?,
+            None => Self::chunk_image(&self.sealed, &chunks, meta, seg, span, self.trust)?,
         };
         self.stats.chunks_built += 1;
         let new_seq = meta.seq;
@@ -847,15 +891,13 @@ impl Engine {
             }
             let prev = chunks.pop().map(|c| c.img);
             let Some(prev) = prev else { break };
-            img = Self::chunk_image(
-                &self.sealed,
-                &chunks,
+            let span = chunk_span(
                 meta,
-                seg,
                 prev.header.start_off,
                 prev.header.first_lsn,
                 prev.chain_point(0).1,
-            )?;
+            );
+            img = Self::chunk_image(&self.sealed, &chunks, meta, seg, span, self.trust)?;
             self.stats.chunks_built += 1;
             self.foreign_dirty = true;
         }
@@ -891,21 +933,19 @@ impl Engine {
         Ok(())
     }
 
-    /// An in-memory image of the active segment from `from` (chain digest
-    /// `digest` there) to its committed end, checked against the segment's
-    /// trusted head as it is built.
+    /// An in-memory image of the active segment's `span` (to its committed
+    /// end), checked against the segment's trusted head as it is built.
     fn chunk_image(
         sealed: &BTreeMap<u64, Sealed>,
         chunks: &[Chunk],
         meta: &SegmentMeta,
         seg: &[u8],
-        from: u64,
-        lsn: u64,
-        digest: crate::chain::Digest,
+        span: index::Span,
+        trust: Trust,
     ) -> Result<Image> {
-        let span = chunk_span(meta, from, lsn, digest);
-        let scanned = index::scan_image(meta, seg, KIND_CHUNK, span, None)?;
-        Self::finish_chunk(sealed, chunks, meta, from, scanned)
+        let scanned =
+            index::scan_image_with(meta, seg, KIND_CHUNK, span, None, trust.check(&span))?;
+        Self::finish_chunk(sealed, chunks, meta, span.from, scanned)
     }
 
     /// The second half of [`Engine::chunk_image`]: runs looked up in the

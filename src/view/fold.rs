@@ -30,6 +30,7 @@
 
 use std::collections::HashMap;
 
+use crate::event::borrowed::{DataRef, EventRef};
 use crate::event::{Event, EventData};
 use crate::view::{is_dry, Run, RunLogEntry};
 
@@ -40,6 +41,16 @@ pub struct RunState {
     pub start_lsn: Option<u64>,
     /// The run's counting `run_finished` was seen.
     pub finished: bool,
+}
+
+/// An event's kind, as far as the fold tells events apart.
+#[derive(Clone, Copy)]
+enum Kind {
+    Start,
+    Finish,
+    Log,
+    System,
+    Call,
 }
 
 /// What one event does to the view of its run.
@@ -96,9 +107,33 @@ impl RunState {
     /// Fold the event at `lsn` (events of one id must come in LSN order)
     /// and say what it does.
     pub fn apply(&mut self, lsn: u64, ev: &Event) -> Effect {
-        let amending = ev.is_replace();
-        match &ev.data {
-            EventData::RunStarted(_) => match self.start_lsn {
+        let kind = match &ev.data {
+            EventData::RunStarted(_) => Kind::Start,
+            EventData::RunFinished(_) => Kind::Finish,
+            EventData::RunLog(_) => Kind::Log,
+            EventData::System(_) => Kind::System,
+            EventData::ToolCall(_) => Kind::Call,
+        };
+        self.apply_kind(lsn, kind, ev.is_replace())
+    }
+
+    /// [`RunState::apply`] on an event read in place (an index build reads
+    /// stored events without copying them into an [`Event`]).
+    pub fn apply_ref(&mut self, lsn: u64, ev: &EventRef<'_>) -> Effect {
+        let kind = match &ev.data {
+            DataRef::RunStarted(_) => Kind::Start,
+            DataRef::RunFinished(_) => Kind::Finish,
+            DataRef::RunLog(_) => Kind::Log,
+            DataRef::System(_) => Kind::System,
+            DataRef::ToolCall(_) => Kind::Call,
+        };
+        self.apply_kind(lsn, kind, ev.is_replace())
+    }
+
+    /// The rule itself: what an event of `kind` (amending or not) does.
+    fn apply_kind(&mut self, lsn: u64, kind: Kind, amending: bool) -> Effect {
+        match kind {
+            Kind::Start => match self.start_lsn {
                 Some(_) if amending => Effect::AmendStart,
                 Some(_) => Effect::DuplicateStart,
                 None => {
@@ -106,7 +141,7 @@ impl RunState {
                     Effect::Start
                 }
             },
-            EventData::RunFinished(_) => match (self.start_lsn, self.finished) {
+            Kind::Finish => match (self.start_lsn, self.finished) {
                 (None, _) => Effect::FinishBeforeStart,
                 (Some(start), false) if finish_follows(start, lsn) => {
                     self.finished = true;
@@ -117,10 +152,10 @@ impl RunState {
                 }
                 (Some(_), _) => Effect::DuplicateFinish,
             },
-            EventData::RunLog(_) if amending => Effect::ReplaceLog,
-            EventData::RunLog(_) => Effect::Log,
-            EventData::System(_) => Effect::System,
-            EventData::ToolCall(_) => Effect::Call,
+            Kind::Log if amending => Effect::ReplaceLog,
+            Kind::Log => Effect::Log,
+            Kind::System => Effect::System,
+            Kind::Call => Effect::Call,
         }
     }
 

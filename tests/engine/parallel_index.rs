@@ -364,3 +364,63 @@ fn active_indexes(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Builds that trust the events as checked on append (`auditlog ingest`:
+/// `Engine::trust_appends_from`) step over what no index reads and run no
+/// rule again: the images are the same bytes as a strict build's, and
+/// `verify`, which rebuilds strictly, agrees. Spans with events older than
+/// the trusted LSN are still read strictly (the same bytes either way).
+#[test]
+fn builds_of_events_checked_on_append_write_the_same_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = build_log(tmp.path());
+    let strict = {
+        refresh_with(&path, 1);
+        index_bytes(&path)
+    };
+    assert_eq!(strict.len(), SEGMENTS as usize);
+    for (threads, from_lsn) in [(1, 0), (2, 0), (2, 3_000), (2, u64::MAX)] {
+        remove_indexes(&path);
+        let mut eng = Engine::open(&path).unwrap();
+        eng.scan_threads = threads;
+        eng.trust_appends_from(from_lsn);
+        eng.refresh().unwrap();
+        assert_eq!(eng.stats.rebuilt, SEGMENTS as u64, "{:?}", eng.stats);
+        assert!(
+            index_bytes(&path) == strict,
+            "{threads} threads, trusted from LSN {from_lsn}"
+        );
+    }
+    let report = auditlog::verify(&path, None, |_, _| {}).unwrap();
+    assert_eq!(report.indexes_checked, SEGMENTS as u64);
+}
+
+/// A trusting build still checks every block's chain: a segment changed
+/// after it was written fails its build, named, as a strict build does.
+#[test]
+fn a_damaged_segment_fails_a_build_that_trusts_its_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = build_log(tmp.path());
+    let mut segs: Vec<PathBuf> = fs::read_dir(&path)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let bad = &segs[3];
+    let mut b = fs::read(bad).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    fs::write(bad, b).unwrap();
+    let bad_name = bad.file_name().unwrap().to_str().unwrap().to_string();
+    for threads in [1, 2] {
+        remove_indexes(&path);
+        let mut eng = Engine::open(&path).unwrap();
+        eng.scan_threads = threads;
+        eng.trust_appends_from(0);
+        let err = eng
+            .refresh()
+            .expect_err("a damaged segment fails its build");
+        assert!(err.to_string().contains(&bad_name), "{threads}: {err}");
+    }
+}
