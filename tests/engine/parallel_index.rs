@@ -168,18 +168,7 @@ fn a_failed_build_among_parallel_ones_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let path = build_log(tmp.path());
     // Damage an event in the middle of the third segment.
-    let mut segs: Vec<PathBuf> = fs::read_dir(&path)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
-    let bad = &segs[2];
-    let mut b = fs::read(bad).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 0x55;
-    fs::write(bad, b).unwrap();
-    let bad_name = bad.file_name().unwrap().to_str().unwrap().to_string();
+    let bad_name = damage_segment(&path, 2);
     for threads in [1, 2, 4] {
         remove_indexes(&path);
         let mut eng = Engine::open(&path).unwrap();
@@ -401,18 +390,7 @@ fn builds_of_events_checked_on_append_write_the_same_bytes() {
 fn a_damaged_segment_fails_a_build_that_trusts_its_appends() {
     let tmp = tempfile::tempdir().unwrap();
     let path = build_log(tmp.path());
-    let mut segs: Vec<PathBuf> = fs::read_dir(&path)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    segs.sort();
-    let bad = &segs[3];
-    let mut b = fs::read(bad).unwrap();
-    let mid = b.len() / 2;
-    b[mid] ^= 0x55;
-    fs::write(bad, b).unwrap();
-    let bad_name = bad.file_name().unwrap().to_str().unwrap().to_string();
+    let bad_name = damage_segment(&path, 3);
     for threads in [1, 2] {
         remove_indexes(&path);
         let mut eng = Engine::open(&path).unwrap();
@@ -423,4 +401,21 @@ fn a_damaged_segment_fails_a_build_that_trusts_its_appends() {
             .expect_err("a damaged segment fails its build");
         assert!(err.to_string().contains(&bad_name), "{threads}: {err}");
     }
+}
+
+/// Flips a byte in the middle of the `nth` sealed segment (in name order)
+/// and returns that segment's file name, which a failed build must name.
+fn damage_segment(log: &Path, nth: usize) -> String {
+    let mut segs: Vec<PathBuf> = fs::read_dir(log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    let bad = &segs[nth];
+    let mut b = fs::read(bad).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0x55;
+    fs::write(bad, b).unwrap();
+    bad.file_name().unwrap().to_str().unwrap().to_string()
 }
