@@ -11,47 +11,43 @@
 //! the 12% of a single append spent walking dicts).
 
 use pyo3::prelude::*;
+use pyo3::type_object::PyTypeInfo;
 use pyo3::types::{PyDict, PyFloat, PyInt, PyString};
+
+/// `v` as a `T` (a subclass too), or `None`: the type pointer first, then
+/// the subclass-aware cast.
+#[inline]
+fn exact_or_subclass<'a, 'py, T: PyTypeInfo>(
+    v: &'a Bound<'py, PyAny>,
+) -> Option<&'a Bound<'py, T>> {
+    if v.is_exact_instance_of::<T>() {
+        // SAFETY: `v`'s type pointer was just compared with `T`'s type
+        // object (`PyUnicode_Type`, `PyLong_Type`, ...), so it is a `T`.
+        return Some(unsafe { v.cast_unchecked::<T>() });
+    }
+    v.cast::<T>().ok()
+}
 
 /// `v` as a `str` (a subclass too), or `None`.
 #[inline]
 pub fn str_of<'a, 'py>(v: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyString>> {
-    if v.is_exact_instance_of::<PyString>() {
-        // SAFETY: `v`'s type is exactly `str` (its type pointer was just
-        // compared with `PyUnicode_Type`), so it is a `PyString`.
-        return Some(unsafe { v.cast_unchecked::<PyString>() });
-    }
-    v.cast::<PyString>().ok()
+    exact_or_subclass::<PyString>(v)
 }
 
 /// `v` as an `int` (a subclass too, `bool` among them), or `None`.
 #[inline]
 pub fn int_of<'a, 'py>(v: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyInt>> {
-    if v.is_exact_instance_of::<PyInt>() {
-        // SAFETY: `v`'s type is exactly `int` (compared with `PyLong_Type`).
-        return Some(unsafe { v.cast_unchecked::<PyInt>() });
-    }
-    v.cast::<PyInt>().ok()
+    exact_or_subclass::<PyInt>(v)
 }
 
 /// `v` as a `float` (a subclass too), or `None`.
 #[inline]
 pub fn float_of<'a, 'py>(v: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyFloat>> {
-    if v.is_exact_instance_of::<PyFloat>() {
-        // SAFETY: `v`'s type is exactly `float` (compared with
-        // `PyFloat_Type`).
-        return Some(unsafe { v.cast_unchecked::<PyFloat>() });
-    }
-    v.cast::<PyFloat>().ok()
+    exact_or_subclass::<PyFloat>(v)
 }
 
 /// `v` as a `dict` (a subclass too), or `None`.
 #[inline]
 pub fn dict_of<'a, 'py>(v: &'a Bound<'py, PyAny>) -> Option<&'a Bound<'py, PyDict>> {
-    if v.is_exact_instance_of::<PyDict>() {
-        // SAFETY: `v`'s type is exactly `dict` (compared with
-        // `PyDict_Type`).
-        return Some(unsafe { v.cast_unchecked::<PyDict>() });
-    }
-    v.cast::<PyDict>().ok()
+    exact_or_subclass::<PyDict>(v)
 }
