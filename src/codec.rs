@@ -191,6 +191,7 @@ mod put {
 
     /// bincode's varint: one byte below 251, else a marker (251, 252,
     /// 253) and the value in 2, 4 or 8 little-endian bytes.
+    #[inline]
     fn u64(out: &mut Vec<u8>, v: u64) {
         if let Ok(b) = u8::try_from(v) {
             if b < 251 {
@@ -211,24 +212,29 @@ mod put {
     }
 
     /// Zigzag (0, -1, 1, -2, ... as 0, 1, 2, 3, ...), then the varint.
+    #[inline]
     fn i64(out: &mut Vec<u8>, v: i64) {
         u64(out, ((v << 1) ^ (v >> 63)).cast_unsigned());
     }
 
+    #[inline]
     fn f64(out: &mut Vec<u8>, v: f64) {
         out.extend_from_slice(&v.to_le_bytes());
     }
 
+    #[inline]
     fn len(out: &mut Vec<u8>, n: usize) {
         // A length always fits (usize is at most 64 bits wide).
         u64(out, u64::try_from(n).unwrap_or(u64::MAX));
     }
 
+    #[inline]
     fn str(out: &mut Vec<u8>, s: &str) {
         len(out, s.len());
         out.extend_from_slice(s.as_bytes());
     }
 
+    #[inline]
     fn option<T>(out: &mut Vec<u8>, v: Option<T>, put: fn(&mut Vec<u8>, T)) {
         match v {
             None => out.push(0),

@@ -305,8 +305,11 @@ fn write_key(k: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), Fault> {
     Ok(())
 }
 
-/// Slots of [`KeyTexts`]; a key's slot follows from its address.
-const KEY_SLOTS: usize = 64;
+/// Slots of [`KeyTexts`], in pairs: a key may sit in either slot of the
+/// pair its address picks (two keys of one payload that pick the same
+/// pair both stay; with one slot each, a third of the payload keys of the
+/// benchmark's workload were missed that way).
+const KEY_SLOTS: usize = 128;
 /// Longest key text remembered (quotes and colon included).
 const KEY_TEXT_MAX: usize = 48;
 
@@ -316,6 +319,8 @@ const KEY_TEXT_MAX: usize = 48;
 /// text is remembered.
 struct KeyTexts {
     slots: Vec<Option<KeyText>>,
+    /// Which slot of a full pair the next key takes (alternately).
+    flip: usize,
 }
 
 struct KeyText {
@@ -325,24 +330,30 @@ struct KeyText {
 }
 
 impl KeyTexts {
-    fn slot(k: &Bound<'_, PyAny>) -> usize {
-        // Objects are 16-byte aligned: the low bits say nothing.
-        (k.as_ptr() as usize >> 4) % KEY_SLOTS
+    /// The first slot of `k`'s pair: the address, mixed (Fibonacci
+    /// hashing), its top bits.
+    fn pair(k: &Bound<'_, PyAny>) -> usize {
+        let mixed = (k.as_ptr() as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> (u64::BITS - KEY_SLOTS.trailing_zeros())) as usize & !1
     }
 
     /// Write `k`'s text if it is remembered.
     fn write(&self, k: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> bool {
-        match self.slots.get(Self::slot(k)) {
-            Some(Some(t)) if t.key.as_ptr() == k.as_ptr() => {
+        let at = Self::pair(k);
+        let Some(pair) = self.slots.get(at..at + 2) else {
+            return false;
+        };
+        for t in pair.iter().flatten() {
+            if t.key.as_ptr() == k.as_ptr() {
                 out.extend_from_slice(&t.text[..t.len]);
-                true
+                return true;
             }
-            _ => false,
         }
+        false
     }
 
-    /// Remember `text` as `k`'s (an exact `str`), in place of whichever
-    /// key had its slot.
+    /// Remember `text` as `k`'s (an exact `str`): in a free slot of its
+    /// pair, else in place of one of the two keys there.
     fn keep(&mut self, k: &Bound<'_, PyAny>, text: &[u8]) {
         if text.len() > KEY_TEXT_MAX {
             return;
@@ -353,9 +364,18 @@ impl KeyTexts {
         if self.slots.is_empty() {
             self.slots.resize_with(KEY_SLOTS, || None);
         }
+        let at = Self::pair(k);
+        let Some(pair) = self.slots.get_mut(at..at + 2) else {
+            return;
+        };
         let mut kept = [0u8; KEY_TEXT_MAX];
         kept[..text.len()].copy_from_slice(text);
-        if let Some(slot) = self.slots.get_mut(Self::slot(k)) {
+        let free = pair.iter().position(Option::is_none);
+        let slot = free.unwrap_or_else(|| {
+            self.flip ^= 1;
+            self.flip
+        });
+        if let Some(slot) = pair.get_mut(slot) {
             *slot = Some(KeyText {
                 key: key.clone().unbind(),
                 len: text.len(),
@@ -367,7 +387,12 @@ impl KeyTexts {
 
 thread_local! {
     static KEY_TEXTS: std::cell::RefCell<KeyTexts> =
-        const { std::cell::RefCell::new(KeyTexts { slots: Vec::new() }) };
+        const {
+            std::cell::RefCell::new(KeyTexts {
+                slots: Vec::new(),
+                flip: 0,
+            })
+        };
 }
 
 fn dict_changed() -> Fault {

@@ -748,12 +748,11 @@ fn set_text(t: &mut String, to: &str) {
     t.push_str(to);
 }
 
-/// Give `j` the text `to`, in its own buffer.
+/// Give `j` the text `to` (a default: `null`, `{}`), in its own buffer.
 fn set_json(j: &mut Json, to: &str) {
-    with_json_buf(j, |buf| {
-        buf.extend_from_slice(to.as_bytes());
-        true
-    });
+    let mut text = std::mem::replace(j, Json::trusted(String::new())).into_string();
+    set_text(&mut text, to);
+    *j = Json::trusted(text);
 }
 
 /// Rewrite `j`'s text with `write` (given its emptied buffer). The text
