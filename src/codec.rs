@@ -761,7 +761,7 @@ mod tests {
         for (i, &n) in widths.iter().enumerate() {
             let short = usize::try_from(n.min(70_000)).expect("small");
             let mut log = Event::run_log(
-                &text(short),
+                text(short),
                 signed[i % signed.len()],
                 RunLog {
                     seq: n,
@@ -788,7 +788,7 @@ mod tests {
                 },
             ));
             evs.push(Event::tool_call(
-                &text(i),
+                text(i),
                 i64::MAX - i64::try_from(i).expect("small"),
                 ToolCall {
                     call_id: text(i),
@@ -812,7 +812,7 @@ mod tests {
                 },
             ));
             evs.push(Event::run_started(
-                &text(short),
+                text(short),
                 signed[(i + 5) % signed.len()],
                 RunStarted {
                     skill_id: text(i),
