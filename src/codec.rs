@@ -28,11 +28,222 @@ fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_BODY_BYTES>()
 }
 
-/// Append the encoded event to `out`.
+/// Append the encoded event to `out`. The four kinds a gateway appends are
+/// written by hand ([`put`]: the bytes bincode writes, without its serde
+/// machinery, which was a seventh of a single Python append, py29); system
+/// events by bincode itself.
 pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if put::event(ev, out) {
+        return Ok(());
+    }
+    encode_event_bincode(ev, out)
+}
+
+/// [`encode_event`] through bincode's serde writer alone (system events,
+/// and the reference the hand-written writer is held to in the tests).
+fn encode_event_bincode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     bincode::serde::encode_into_std_write(ev, out, config())
         .map(|_| ())
         .map_err(|e| CodecError(e.to_string()))
+}
+
+/// A hand-written writer of the encoding (bincode 2 `standard()`,
+/// docs/format.md "Event body") for every kind but system events: the
+/// fields in their declaration order, integers as bincode's varints
+/// (signed ones zigzagged), `f64` as 8 little-endian bytes, `bool` and an
+/// `Option`'s tag as one byte, strings and lists after their length, an
+/// enum variant after its index. bincode's byte limit is a decoding limit
+/// (it never refuses to encode), so neither does this. The tests hold its
+/// bytes to bincode's over events of every kind and every varint width.
+mod put {
+    use crate::event::{Event, EventData, RunFinished, RunLog, RunStarted, ToolCall};
+
+    /// Write `ev`; `false` (nothing written) for a system event.
+    pub(super) fn event(ev: &Event, out: &mut Vec<u8>) -> bool {
+        let start = out.len();
+        str(out, &ev.run_id);
+        i64(out, ev.ts);
+        // The variant's index, as `EventData` orders them.
+        match &ev.data {
+            EventData::RunStarted(s) => {
+                u64(out, 0);
+                started(out, s);
+            }
+            EventData::RunLog(l) => {
+                u64(out, 1);
+                log(out, l);
+            }
+            EventData::RunFinished(f) => {
+                u64(out, 2);
+                finished(out, f);
+            }
+            EventData::System(_) => {
+                out.truncate(start);
+                return false;
+            }
+            EventData::ToolCall(c) => {
+                u64(out, 4);
+                call(out, c);
+            }
+        }
+        len(out, ev.extra.len());
+        for (key, value) in &ev.extra {
+            str(out, key);
+            str(out, value.as_str());
+        }
+        true
+    }
+
+    fn started(out: &mut Vec<u8>, s: &RunStarted) {
+        let RunStarted {
+            skill_id,
+            caller_id,
+            channel_id,
+            parent_run_id,
+            inputs,
+            dry_run,
+        } = s;
+        for t in [skill_id, caller_id, channel_id, parent_run_id] {
+            str(out, t);
+        }
+        str(out, inputs.as_str());
+        out.push(u8::from(*dry_run));
+    }
+
+    fn log(out: &mut Vec<u8>, l: &RunLog) {
+        let RunLog {
+            seq,
+            event_type,
+            payload,
+        } = l;
+        u64(out, *seq);
+        str(out, event_type);
+        str(out, payload.as_str());
+    }
+
+    fn finished(out: &mut Vec<u8>, f: &RunFinished) {
+        let RunFinished {
+            status,
+            output,
+            error,
+            tool_calls,
+            runtime_seconds,
+            input_tokens,
+            output_tokens,
+            thinking_tokens,
+        } = f;
+        for t in [status, output, error] {
+            str(out, t);
+        }
+        u64(out, *tool_calls);
+        f64(out, *runtime_seconds);
+        for n in [input_tokens, output_tokens, thinking_tokens] {
+            u64(out, *n);
+        }
+    }
+
+    fn call(out: &mut Vec<u8>, c: &ToolCall) {
+        // Every field named: a field added to `ToolCall` fails to compile
+        // here until it is written too.
+        let ToolCall {
+            call_id,
+            channel_id,
+            caller_id,
+            workspace_id,
+            request_id,
+            tool,
+            engine,
+            status,
+            error_type,
+            error,
+            duration_ms,
+            input_bytes,
+            result_bytes,
+            exit_code,
+            http_status,
+            input_hash,
+            args_summary,
+            payload,
+        } = c;
+        for t in [
+            call_id,
+            channel_id,
+            caller_id,
+            workspace_id,
+            request_id,
+            tool,
+            engine,
+            status,
+            error_type,
+            error,
+        ] {
+            str(out, t);
+        }
+        option(out, *duration_ms, f64);
+        option(out, *input_bytes, u64);
+        option(out, *result_bytes, u64);
+        option(out, *exit_code, i64);
+        option(out, http_status.map(u64::from), u64);
+        str(out, input_hash);
+        str(out, args_summary);
+        str(out, payload.as_str());
+    }
+
+    /// bincode's varint: one byte below 251, else a marker (251, 252,
+    /// 253) and the value in 2, 4 or 8 little-endian bytes.
+    #[inline]
+    fn u64(out: &mut Vec<u8>, v: u64) {
+        if let Ok(b) = u8::try_from(v) {
+            if b < 251 {
+                out.push(b);
+                return;
+            }
+        }
+        if let Ok(w) = u16::try_from(v) {
+            out.push(251);
+            out.extend_from_slice(&w.to_le_bytes());
+        } else if let Ok(w) = u32::try_from(v) {
+            out.push(252);
+            out.extend_from_slice(&w.to_le_bytes());
+        } else {
+            out.push(253);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// Zigzag (0, -1, 1, -2, ... as 0, 1, 2, 3, ...), then the varint.
+    #[inline]
+    fn i64(out: &mut Vec<u8>, v: i64) {
+        u64(out, ((v << 1) ^ (v >> 63)).cast_unsigned());
+    }
+
+    #[inline]
+    fn f64(out: &mut Vec<u8>, v: f64) {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+
+    #[inline]
+    fn len(out: &mut Vec<u8>, n: usize) {
+        // A length always fits (usize is at most 64 bits wide).
+        u64(out, u64::try_from(n).unwrap_or(u64::MAX));
+    }
+
+    #[inline]
+    fn str(out: &mut Vec<u8>, s: &str) {
+        len(out, s.len());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    #[inline]
+    fn option<T>(out: &mut Vec<u8>, v: Option<T>, put: fn(&mut Vec<u8>, T)) {
+        match v {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                put(out, v);
+            }
+        }
+    }
 }
 
 /// Decode one event body; the whole slice must be consumed.
@@ -411,7 +622,7 @@ mod fast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Json, RunFinished, RunLog, RunStarted, ToolCall};
+    use crate::event::{EventData, Json, RunFinished, RunLog, RunStarted, ToolCall};
 
     /// Events of every kind the fast reader takes, with integers of every
     /// varint width and unknown fields.
@@ -522,6 +733,121 @@ mod tests {
                 same(&m);
             }
         }
+    }
+
+    /// The hand-written writer writes bincode's bytes, byte for byte, for
+    /// every kind it writes (integers and lengths at every varint width,
+    /// every optional field absent and present), and leaves system events
+    /// to bincode.
+    #[test]
+    fn the_hand_written_writer_writes_what_bincode_writes() {
+        use crate::event::system::{SystemRecord, TreeCheckpoint};
+        let widths = [
+            0u64,
+            1,
+            250,
+            251,
+            252,
+            u64::from(u16::MAX),
+            u64::from(u16::MAX) + 1,
+            u64::from(u32::MAX),
+            u64::from(u32::MAX) + 1,
+            u64::MAX,
+        ];
+        let signed = [0i64, -1, 1, -126, 125, -32_768, 32_767, i64::MIN, i64::MAX];
+        let text = |n: usize| "é".repeat(n / 2) + &"x".repeat(n % 2);
+        let j = |t: String| Json::parse(t).expect("json");
+        let mut evs = events();
+        for (i, &n) in widths.iter().enumerate() {
+            let short = usize::try_from(n.min(70_000)).expect("small");
+            let mut log = Event::run_log(
+                text(short),
+                signed[i % signed.len()],
+                RunLog {
+                    seq: n,
+                    event_type: text(i),
+                    payload: j(format!("\"{}\"", text(short))),
+                },
+            );
+            log.extra = (0..short.min(300))
+                .map(|k| (format!("k{k}"), j(k.to_string())))
+                .collect();
+            evs.push(log);
+            evs.push(Event::run_finished(
+                "r",
+                signed[(i + 3) % signed.len()],
+                RunFinished {
+                    status: text(i + 1),
+                    output: text(short),
+                    error: text(i),
+                    tool_calls: n,
+                    runtime_seconds: [0.0, -0.0, f64::NAN, f64::INFINITY, 1e300][i % 5],
+                    input_tokens: widths[(i + 1) % widths.len()],
+                    output_tokens: widths[(i + 2) % widths.len()],
+                    thinking_tokens: widths[(i + 3) % widths.len()],
+                },
+            ));
+            evs.push(Event::tool_call(
+                text(i),
+                i64::MAX - i64::try_from(i).expect("small"),
+                ToolCall {
+                    call_id: text(i),
+                    channel_id: text(i + 1),
+                    caller_id: text(i + 2),
+                    workspace_id: text(i + 3),
+                    request_id: text(i + 4),
+                    tool: text(i + 5),
+                    engine: text(i + 6),
+                    status: text(i + 7),
+                    error_type: text(i + 8),
+                    error: text(short),
+                    duration_ms: (i % 2 == 0).then_some(n as f64),
+                    input_bytes: (i % 3 != 0).then_some(n),
+                    result_bytes: Some(widths[(i + 5) % widths.len()]),
+                    exit_code: (i % 4 != 1).then_some(signed[i % signed.len()]),
+                    http_status: (i % 2 == 1).then(|| u16::try_from(n.min(65_535)).expect("u16")),
+                    input_hash: text(64),
+                    args_summary: text(i * 30),
+                    payload: j(format!("[{n}]")),
+                },
+            ));
+            evs.push(Event::run_started(
+                text(short),
+                signed[(i + 5) % signed.len()],
+                RunStarted {
+                    skill_id: text(i),
+                    caller_id: text(i + 1),
+                    channel_id: text(short),
+                    parent_run_id: text(i + 2),
+                    inputs: j(format!("{{\"n\":{n}}}")),
+                    dry_run: i % 2 == 0,
+                },
+            ));
+        }
+        for ev in &evs {
+            let (mut hand, mut reference) = (vec![7u8], vec![7u8]);
+            assert!(put::event(ev, &mut hand), "not written by hand: {ev:?}");
+            encode_event_bincode(ev, &mut reference).expect("encodes");
+            assert!(hand == reference, "bytes differ for {ev:?}");
+        }
+        let system = Event {
+            run_id: String::new(),
+            ts: 5,
+            data: EventData::System(Box::new(SystemRecord::Checkpoint(TreeCheckpoint {
+                tree_size: 3,
+                root: "ab".into(),
+                signed_at: 9,
+                note: "n".into(),
+            }))),
+            extra: Vec::new(),
+        };
+        let mut out = vec![1u8, 2];
+        assert!(!put::event(&system, &mut out));
+        assert_eq!(out, [1, 2], "a system event is left to bincode untouched");
+        let (mut via, mut reference) = (Vec::new(), Vec::new());
+        encode_event(&system, &mut via).expect("encodes");
+        encode_event_bincode(&system, &mut reference).expect("encodes");
+        assert_eq!(via, reference);
     }
 
     /// What the index build of events checked on append sees of `ev`: the

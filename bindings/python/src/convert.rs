@@ -255,24 +255,144 @@ fn write_dict(
             out.push(b',');
         }
         first = false;
-        let key = key_text(k)?;
-        write_str(&key, out);
-        out.push(b':');
-        let under = |f: Fault, key: &str| f.under(Seg::Key(key.to_string()));
+        write_key(k, out)?;
+        // The key's text only for a fault's path (a key that is not a
+        // str was refused just above).
+        let under = |f: Fault, k: &Bound<'_, PyAny>| match key_text(k) {
+            Ok(key) => f.under(Seg::Key(key.to_string())),
+            Err(_) => f,
+        };
         // A scalar is written from the borrowed value; anything else may
         // run Python code (a datetime's `utcoffset`), so it is written
         // from references of its own.
-        if depth < MAX_DEPTH && write_scalar(v, out).map_err(|f| under(f, &key))? {
+        if depth < MAX_DEPTH && write_scalar(v, out).map_err(|f| under(f, k))? {
             return Ok(());
         }
         let (k, v) = (k.clone(), v.clone());
-        write_value(py, &v, out, depth + 1).map_err(|f| match key_text(&k) {
-            Ok(key) => under(f, &key),
-            Err(_) => f,
-        })
+        write_value(py, &v, out, depth + 1).map_err(|f| under(f, &k))
     })?;
     out.push(b'}');
     Ok(())
+}
+
+/// Write a dict's key as JSON with its colon (`"tool":`): from this
+/// thread's [`KeyTexts`] when the very key object was written before, else
+/// from its text (and remembered). Payloads' keys are nearly always the
+/// interned keys of dict literals, the same objects append after append:
+/// this spares asking for their UTF-8 text and scanning it for escapes
+/// each time (py30).
+fn write_key(k: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<(), Fault> {
+    // Only exact `str`s are remembered: their text cannot change, and
+    // dropping one (when its slot is taken) runs no Python code.
+    let exact = k.is_exact_instance_of::<PyString>();
+    if exact
+        && KEY_TEXTS
+            .try_with(|t| t.try_borrow().is_ok_and(|t| t.write(k, out)))
+            .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let start = out.len();
+    write_str(&key_text(k)?, out);
+    out.push(b':');
+    if exact {
+        let _ = KEY_TEXTS.try_with(|t| {
+            if let Ok(mut t) = t.try_borrow_mut() {
+                t.keep(k, &out[start..]);
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Slots of [`KeyTexts`], in pairs: a key may sit in either slot of the
+/// pair its address picks (two keys of one payload that pick the same
+/// pair both stay; with one slot each, a third of the payload keys of the
+/// benchmark's workload were missed that way).
+const KEY_SLOTS: usize = 128;
+/// Longest key text remembered (quotes and colon included).
+const KEY_TEXT_MAX: usize = 48;
+
+/// Dict keys (exact `str` objects) and their JSON text, by the object's
+/// address, a few per thread. Each slot holds a reference to its key, so
+/// the object cannot be freed and its address taken by another while its
+/// text is remembered.
+struct KeyTexts {
+    slots: Vec<Option<KeyText>>,
+    /// Which slot of a full pair the next key takes (alternately).
+    flip: usize,
+}
+
+struct KeyText {
+    key: Py<PyString>,
+    len: usize,
+    text: [u8; KEY_TEXT_MAX],
+}
+
+impl KeyTexts {
+    /// The first slot of `k`'s pair: the address, mixed (Fibonacci
+    /// hashing), its top bits.
+    fn pair(k: &Bound<'_, PyAny>) -> usize {
+        let mixed = (k.as_ptr() as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> (u64::BITS - KEY_SLOTS.trailing_zeros())) as usize & !1
+    }
+
+    /// Write `k`'s text if it is remembered.
+    fn write(&self, k: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> bool {
+        let at = Self::pair(k);
+        let Some(pair) = self.slots.get(at..at + 2) else {
+            return false;
+        };
+        for t in pair.iter().flatten() {
+            if t.key.as_ptr() == k.as_ptr() {
+                out.extend_from_slice(&t.text[..t.len]);
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Remember `text` as `k`'s (an exact `str`): in a free slot of its
+    /// pair, else in place of one of the two keys there.
+    fn keep(&mut self, k: &Bound<'_, PyAny>, text: &[u8]) {
+        if text.len() > KEY_TEXT_MAX {
+            return;
+        }
+        let Ok(key) = k.cast::<PyString>() else {
+            return;
+        };
+        if self.slots.is_empty() {
+            self.slots.resize_with(KEY_SLOTS, || None);
+        }
+        let at = Self::pair(k);
+        let Some(pair) = self.slots.get_mut(at..at + 2) else {
+            return;
+        };
+        let mut kept = [0u8; KEY_TEXT_MAX];
+        kept[..text.len()].copy_from_slice(text);
+        let free = pair.iter().position(Option::is_none);
+        let slot = free.unwrap_or_else(|| {
+            self.flip ^= 1;
+            self.flip
+        });
+        if let Some(slot) = pair.get_mut(slot) {
+            *slot = Some(KeyText {
+                key: key.clone().unbind(),
+                len: text.len(),
+                text: kept,
+            });
+        }
+    }
+}
+
+thread_local! {
+    static KEY_TEXTS: std::cell::RefCell<KeyTexts> =
+        const {
+            std::cell::RefCell::new(KeyTexts {
+                slots: Vec::new(),
+                flip: 0,
+            })
+        };
 }
 
 fn dict_changed() -> Fault {

@@ -63,19 +63,18 @@ pub fn blank() -> Event {
     }
 }
 
-/// The dict as an event, built in `out`: any event (a [`blank`] one, or
-/// the one this thread built last, [`with_scratch`], whose strings keep
-/// their buffers); building in place also spares moving the `Event` from
-/// frame to frame (most of the 7-9% of a single append once spent in
-/// `memmove`, docs/benchmarks.md, "Python binding"). `Some`: the size the
-/// stage counts (an upper bound of the size of the JSON line the line path
-/// would have made); `None`: take the line path (`out` is then
-/// unspecified).
+/// The dict as an event, built in the scratch event of its kind (the one
+/// this thread built last of that kind, [`with_scratch`], whose strings
+/// keep their buffers); building in place also spares moving the `Event`
+/// from frame to frame (most of the 7-9% of a single append once spent in
+/// `memmove`, docs/benchmarks.md, "Python binding"). `Some`: where it is
+/// ([`Scratch::event`]) and its size; `None`: take the line path (the
+/// scratch event is then unspecified).
 pub fn event_into(
     obj: &Bound<'_, PyAny>,
     now: impl FnOnce() -> Micros,
-    out: &mut Event,
-) -> Option<usize> {
+    scratch: &mut Scratch,
+) -> Option<Built> {
     let py = obj.py();
     let d = exact::dict_of(obj)?;
     let names = Names::get(py);
@@ -85,11 +84,15 @@ pub fn event_into(
         Some((k, v)) if k.is(names.key(py, Key::Kind)) => v,
         _ => d.get_item(names.key(py, Key::Kind)).ok()??,
     };
-    let kind = match names.kind_of(&kind) {
-        Some(k) => k,
-        None => exact::str_of(&kind)?.to_str().ok()?,
+    let at = match names.kind_of(&kind) {
+        Some(at) => at,
+        None => {
+            let text = exact::str_of(&kind)?.to_str().ok()?;
+            KINDS.iter().position(|k| *k == text)?
+        }
     };
-    let mut draft = Draft::new(kind, out)?;
+    let out = scratch.events.get_mut(at)?;
+    let mut draft = Draft::new(KINDS[at], out)?;
     let mut hint = 0usize;
     // Items borrowed (no reference counts): `take` runs Python code only
     // where it writes free-form JSON, from references of its own.
@@ -118,7 +121,16 @@ pub fn event_into(
     }
     draft.finish(now);
     validate_event(out).ok()?;
-    Some(bytes)
+    Some(Built { at, bytes })
+}
+
+/// An event [`event_into`] built: where in the [`Scratch`], and the size
+/// the stage counts (an upper bound of the size of the JSON line the line
+/// path would have made).
+#[derive(Clone, Copy)]
+pub struct Built {
+    at: usize,
+    pub bytes: usize,
 }
 
 /// Declares [`Key`], every key the fast path reads, with its text.
@@ -278,10 +290,10 @@ impl Names {
         self.keys[k as usize].bind(py)
     }
 
-    /// The kind `v` names, if it is one of the interned kind strings.
-    fn kind_of(&self, v: &Bound<'_, PyAny>) -> Option<&'static str> {
-        let at = self.kinds.iter().position(|k| k.as_ptr() == v.as_ptr())?;
-        KINDS.get(at).copied()
+    /// The kind `v` names (its place in [`KINDS`]), if it is one of the
+    /// interned kind strings.
+    fn kind_of(&self, v: &Bound<'_, PyAny>) -> Option<usize> {
+        self.kinds.iter().position(|k| k.as_ptr() == v.as_ptr())
     }
 
     /// The key of `keys` that `k` is (the very interned object), looked
@@ -736,12 +748,11 @@ fn set_text(t: &mut String, to: &str) {
     t.push_str(to);
 }
 
-/// Give `j` the text `to`, in its own buffer.
+/// Give `j` the text `to` (a default: `null`, `{}`), in its own buffer.
 fn set_json(j: &mut Json, to: &str) {
-    with_json_buf(j, |buf| {
-        buf.extend_from_slice(to.as_bytes());
-        true
-    });
+    let mut text = std::mem::replace(j, Json::trusted(String::new())).into_string();
+    set_text(&mut text, to);
+    *j = Json::trusted(text);
 }
 
 /// Rewrite `j`'s text with `write` (given its emptied buffer). The text
@@ -767,25 +778,54 @@ fn with_json_buf(j: &mut Json, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool
     }
 }
 
-thread_local! {
-    /// The event this thread's last append was built in: its strings keep
-    /// their buffers for the next one, so a plain append allocates nothing
-    /// for its fields (before py27: a dozen small strings per event,
-    /// allocated here and freed on the stage's thread). Boxed, so taking
-    /// and returning it moves a pointer, not the event.
-    static SCRATCH: Cell<Option<Box<Event>>> = const { Cell::new(None) };
+/// This thread's reusable events: one per kind, so that each append is
+/// built in an event of its own kind whose strings keep their buffers (a
+/// gateway's appends alternate kinds, a run's start, its logs, its
+/// finish: with one event for all, most appends met another kind and
+/// built it afresh, allocating its strings and freeing the last ones;
+/// py30), and one for the line path's event.
+pub struct Scratch {
+    /// In the order of [`KINDS`], then the line path's.
+    events: [Event; KINDS.len() + 1],
 }
 
-/// Run `f` with this thread's reusable event (a new one the first time,
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            events: std::array::from_fn(|_| blank()),
+        }
+    }
+
+    /// The event [`event_into`] built.
+    pub fn event(&mut self, built: Built) -> &mut Event {
+        &mut self.events[built.at]
+    }
+
+    /// Where the line path's event goes.
+    pub fn line(&mut self) -> &mut Event {
+        &mut self.events[KINDS.len()]
+    }
+}
+
+thread_local! {
+    /// This thread's [`Scratch`]: its events' strings keep their buffers
+    /// for the next append, so a plain append allocates nothing for its
+    /// fields (before py27: a dozen small strings per event, allocated
+    /// here and freed on the stage's thread). Boxed, so taking and
+    /// returning it moves a pointer, not the events.
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
+}
+
+/// Run `f` with this thread's reusable events (new ones the first time,
 /// or when an append is re-entered from Python code the conversion ran:
-/// the outer call holds the thread's event then).
-pub fn with_scratch<R>(f: impl FnOnce(&mut Event) -> R) -> R {
-    let mut ev = SCRATCH
+/// the outer call holds the thread's events then).
+pub fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    let mut scratch = SCRATCH
         .try_with(Cell::take)
         .ok()
         .flatten()
-        .unwrap_or_else(|| Box::new(blank()));
-    let r = f(&mut ev);
-    let _ = SCRATCH.try_with(|c| c.set(Some(ev)));
+        .unwrap_or_else(|| Box::new(Scratch::new()));
+    let r = f(&mut scratch);
+    let _ = SCRATCH.try_with(|c| c.set(Some(scratch)));
     r
 }

@@ -1025,8 +1025,8 @@ fn append_one_to(
         return Err(engine_failure(py, e, n + 1));
     }
     // Built in this thread's reused event (no allocation per field).
-    let staged = direct::with_scratch(|ev| -> Result<Option<Receipt>, Failure> {
-        let bytes = checked_event(py, event, ev)?;
+    let staged = direct::with_scratch(|scratch| -> Result<Option<Receipt>, Failure> {
+        let (ev, bytes) = checked_event(py, event, scratch)?;
         if let Some(st) = inner.stager.as_ref().filter(|_| !wait) {
             let full = st.push(ev, bytes).map_err(|l| lost_failure(py, l))?;
             if full {
@@ -1056,22 +1056,23 @@ fn append_one_to(
     Ok(())
 }
 
-/// An appended dict as a checked event in `out` (a [`direct::blank`] one),
-/// and the JSON size the stage counts for it: straight from the dict when
-/// it is plainly valid (direct.rs), else through the line path (dict to
-/// JSON line, the engine's parser), which stores the same event or raises
-/// the ValueError naming the field.
-fn checked_event(
+/// An appended dict as a checked event in one of `scratch`'s events, and
+/// the JSON size the stage counts for it: straight from the dict when it
+/// is plainly valid (direct.rs), else through the line path (dict to JSON
+/// line, the engine's parser), which stores the same event or raises the
+/// ValueError naming the field.
+fn checked_event<'s>(
     py: Python<'_>,
     event: &Bound<'_, PyAny>,
-    out: &mut Event,
-) -> Result<usize, Failure> {
-    if let Some(bytes) = direct::event_into(event, now_micros, out) {
-        return Ok(bytes);
+    scratch: &'s mut direct::Scratch,
+) -> Result<(&'s mut Event, usize), Failure> {
+    if let Some(built) = direct::event_into(event, now_micros, scratch) {
+        return Ok((scratch.event(built), built.bytes));
     }
     let (ev, bytes) = line_event(py, event, now_micros())?;
+    let out = scratch.line();
     *out = ev;
-    Ok(bytes)
+    Ok((out, bytes))
 }
 
 /// The line path of [`checked_event`].
@@ -1109,10 +1110,11 @@ pub fn event_bytes_py<'py>(
     if fast {
         // As a staged append makes them: in this thread's reused event,
         // encoded one at a time into a batch (whose frame is cut off).
-        return direct::with_scratch(|ev| {
-            if direct::event_into(event, || now, ev).is_none() {
+        return direct::with_scratch(|scratch| {
+            let Some(built) = direct::event_into(event, || now, scratch) else {
                 return Ok(None);
-            }
+            };
+            let ev = scratch.event(built);
             if !encode {
                 return Ok(Some(pyo3::types::PyBytes::new(py, b"")));
             }

@@ -383,3 +383,25 @@ def test_strings_that_need_escapes_at_every_position(store: auditlog.Store) -> N
     store.flush()
     back = [e["payload"] for e in store.replay()]
     assert back == sent
+
+
+def test_payload_keys_remembered_by_object_read_back_as_appended(store: auditlog.Store) -> None:
+    """Payload keys' JSON text is remembered per key object (convert.rs,
+    `KeyTexts`, 128 slots): far more keys than slots, used again after
+    others took their slots, interned and built at run time, with the same
+    text in other objects, all read back as appended."""
+    import sys
+
+    interned = [sys.intern(f"key-{i}") for i in range(400)]
+    sent: List[Dict[str, Any]] = []
+    for r in range(3):
+        for i in range(0, 400, 7):
+            built = "".join(["key-", str(i)])  # same text, another object
+            payload = {interned[i]: r, interned[(i * 13) % 400]: "x", built + "-b": i, "tool": "t"}
+            sent.append(payload)
+            store.append({"kind": "run_log", "run_id": "keys", "payload": payload})
+            assert fast({"kind": "run_log", "run_id": "keys", "payload": payload}) == line(
+                {"kind": "run_log", "run_id": "keys", "payload": payload}
+            )
+    store.flush()
+    assert [e["payload"] for e in store.replay()] == sent
