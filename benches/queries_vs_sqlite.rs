@@ -134,7 +134,11 @@ fn bench_both(
 /// run's start (index FINS sections, docs/index-format.md), over 30 daily
 /// segments so that many runs cross a roll: the count by status (counted
 /// from the finishes' side), a run by id and a one-hour window (each run
-/// without a local finish searches the later images' FINS).
+/// without a local finish searches the later images' FINS). And the point
+/// look-ups that ask every image for an id (`run`, `chain`, `children`):
+/// each probes 30 images' run-id filters (built once the look-ups pay for
+/// them, see `Image::find_run_if_filtered`) after a refresh that finds
+/// nothing changed (the query30 round).
 fn across_segments(c: &mut Criterion) {
     let spec = WorkloadSpec {
         runs: RUNS,
@@ -146,7 +150,14 @@ fn across_segments(c: &mut Criterion) {
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(2));
     g.warm_up_time(Duration::from_millis(500));
-    for kind in ["count_by_status", "run", "window_1h", "finished_before"] {
+    for kind in [
+        "count_by_status",
+        "run",
+        "chain",
+        "children",
+        "window_1h",
+        "finished_before",
+    ] {
         let Some(k) = KINDS.iter().position(|(n, _)| *n == kind) else {
             continue;
         };

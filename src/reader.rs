@@ -107,6 +107,17 @@ impl LogReader {
         }
     }
 
+    /// A number that changes whenever the segment list may have changed
+    /// (a fixed list on disk never does): read it before
+    /// [`LogReader::segments`], and an equal number later means the same
+    /// list.
+    pub(crate) fn segments_generation(&self) -> u64 {
+        match &self.source {
+            Source::Live(s) => s.segments_gen(),
+            Source::Disk { .. } => 0,
+        }
+    }
+
     /// The manifest as read from disk.
     pub fn manifest(&self) -> Result<Manifest> {
         match &self.source {

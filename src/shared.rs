@@ -37,6 +37,10 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) config: Config,
     segments: RwLock<Vec<SegmentMeta>>,
+    /// Bumped whenever `segments` is taken for writing: a reader that saw
+    /// the same value before has seen the list as it still is (an
+    /// engine's refresh skips its work then, see `Engine::refresh`).
+    segments_gen: AtomicU64,
     head: RwLock<Head>,
     pub(crate) notifier: Arc<Notifier>,
     pub(crate) durable_lsn: AtomicU64,
@@ -61,6 +65,7 @@ impl Shared {
         Shared {
             dir: config.dir.clone(),
             segments: RwLock::new(segments),
+            segments_gen: AtomicU64::new(0),
             head: RwLock::new(head),
             notifier: Arc::new(Notifier::default()),
             durable_lsn: AtomicU64::new(head.next_lsn),
@@ -85,7 +90,16 @@ impl Shared {
     }
 
     pub(crate) fn segments_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<SegmentMeta>> {
-        self.segments.write().unwrap_or_else(|p| p.into_inner())
+        let guard = self.segments.write().unwrap_or_else(|p| p.into_inner());
+        // Under the lock, before the change: whoever reads the old value
+        // read it before the change began (and its list from before it).
+        self.segments_gen.fetch_add(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// See `segments_gen`: read it before [`Shared::segments`].
+    pub(crate) fn segments_gen(&self) -> u64 {
+        self.segments_gen.load(Ordering::SeqCst)
     }
 
     pub(crate) fn segments(&self) -> Vec<SegmentMeta> {

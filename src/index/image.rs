@@ -14,7 +14,7 @@
     clippy::cast_sign_loss
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::chain::Digest;
@@ -545,6 +545,11 @@ pub struct Image {
     /// lookup asks the images oldest first, a binary search in each; a
     /// filter probe rules out nearly every image at once.
     run_filter: OnceLock<Box<[u64]>>,
+    /// Lookups this image answered by binary search for want of a filter:
+    /// past [`Image::filter_pays_after`] of them, the lookup builds it
+    /// (an engine without an indexer pass, e.g. one just reopened, would
+    /// otherwise search every image on every `run` and `chain`).
+    unfiltered_lookups: AtomicU32,
     /// Every 32nd tool-call key (in memory only), so a lookup searches a
     /// small sorted sample in cache, then one short stretch of CKEYS,
     /// instead of the whole section page by page (see `calls.rs`).
@@ -590,6 +595,9 @@ fn filter_has(words: &[u64], h: RunHash) -> bool {
 /// Filter bits per run and probes per id: about 0.2% false positives.
 const FILTER_BITS_PER_RUN: usize = 16;
 const FILTER_PROBES: u64 = 4;
+/// Run ids a filter build reads and hashes in the time of one binary
+/// search of RUNS (see [`Image::filter_pays_after`]).
+const FILTER_BUILD_RUNS_PER_SEARCH: u64 = 16;
 
 impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -656,6 +664,7 @@ impl Image {
             verified,
             chain_checked,
             run_filter: OnceLock::new(),
+            unfiltered_lookups: AtomicU32::new(0),
             ckey_fence: OnceLock::new(),
             poisoned: AtomicBool::new(false),
         })
@@ -884,12 +893,41 @@ impl Image {
     /// long-lived engine): a one-shot query must not read every run id of
     /// every image to answer one lookup.
     pub fn find_run_if_filtered(&self, id: &[u8], h: RunHash) -> Option<u32> {
-        if let Some(words) = self.run_filter.get() {
+        if let Some(words) = self
+            .run_filter
+            .get()
+            .map(|w| &**w)
+            .or_else(|| self.filter_once_it_pays())
+        {
             if !filter_has(words, h) {
                 return None;
             }
         }
         self.find_run(id)
+    }
+
+    /// The run-id filter of a sealed image, built on the lookup that
+    /// brings the binary searches done without it to what building it
+    /// costs ([`Image::filter_pays_after`]): so a one-off `run` never pays
+    /// for a filter, and a process that keeps looking runs up pays at
+    /// most about twice what the filter would have cost it from the
+    /// start (the ski-rental bound), whether or not an indexer pass ever
+    /// warms it.
+    fn filter_once_it_pays(&self) -> Option<&[u64]> {
+        if self.header.kind != KIND_SEALED {
+            return None;
+        }
+        let done = self.unfiltered_lookups.fetch_add(1, Ordering::Relaxed);
+        (u64::from(done) + 1 >= self.filter_pays_after())
+            .then(|| &**self.run_filter.get_or_init(|| self.build_run_filter()))
+    }
+
+    /// How many binary searches cost about as much as building the
+    /// filter: the build reads and hashes every run id (about 1/16 of a
+    /// search's ~17 compares and block checks each, measured in the
+    /// query30 round), so one search per 16 runs.
+    fn filter_pays_after(&self) -> u64 {
+        (self.count(S_RUNS) as u64 / FILTER_BUILD_RUNS_PER_SEARCH).max(1)
     }
 
     /// Build the run-id filter now (a long-lived engine's indexer thread
@@ -902,6 +940,12 @@ impl Image {
         if self.header.kind == KIND_SEALED {
             self.run_filter.get_or_init(|| self.build_run_filter());
         }
+    }
+
+    /// Whether the run-id filter is built (tests).
+    #[cfg(test)]
+    pub(crate) fn has_run_filter(&self) -> bool {
+        self.run_filter.get().is_some()
     }
 
     fn build_run_filter(&self) -> Box<[u64]> {

@@ -336,6 +336,11 @@ pub struct Engine {
     pub stats: EngineStats,
     /// See [`Engine::trust_appends_from`].
     trust: Trust,
+    /// The segment list's generation (`LogReader::segments_generation`)
+    /// as of the last refresh that completed, while nothing else has
+    /// changed the images since: a refresh at the same generation has
+    /// nothing to do (a point query then pays no copy of the list).
+    refreshed_at: Option<u64>,
 }
 
 /// One image as queries see it.
@@ -460,6 +465,7 @@ impl Engine {
             scan_threads: super::scan_ahead::scan_threads(),
             stats: EngineStats::default(),
             trust: Trust(u64::MAX),
+            refreshed_at: None,
         }
     }
 
@@ -488,6 +494,11 @@ impl Engine {
     /// segments, load or build those of sealed ones, index what was
     /// committed to the active segment since the last call.
     pub fn refresh(&mut self) -> Result<()> {
+        let gen = self.reader.segments_generation();
+        if self.refreshed_at == Some(gen) && !self.foreign_dirty {
+            return Ok(());
+        }
+        self.refreshed_at = None;
         let segs = self.reader.segments();
         self.first_seq = segs.first().map_or(u64::MAX, |s| s.seq);
         let before = self.sealed.len();
@@ -516,6 +527,7 @@ impl Engine {
         if self.foreign_dirty {
             self.rebuild_foreign();
         }
+        self.refreshed_at = Some(gen);
         Ok(())
     }
 
@@ -663,6 +675,7 @@ impl Engine {
     }
 
     fn install(&mut self, meta: &SegmentMeta, img: Arc<Image>, seg: memmap2::Mmap) {
+        self.refreshed_at = None;
         let _ = std::fs::remove_file(index::active_index_path(meta));
         if self.active.as_ref().is_some_and(|a| a.meta.seq == meta.seq) {
             self.active = None;
@@ -1062,6 +1075,7 @@ impl Engine {
             if bad.is_empty() && !bad_chunk {
                 return answer;
             }
+            self.refreshed_at = None;
             for &seq in &bad {
                 if let Some(s) = self.sealed.remove(&seq) {
                     tracing::warn!(segment = %s.meta.name, "index is corrupt; rebuilding it");
@@ -1138,6 +1152,59 @@ mod stop_tests {
         assert!(e.pending.is_empty());
         e.refresh().unwrap();
         assert_eq!(e.stats.rebuilt, 4, "{:?}", e.stats);
+    }
+
+    /// A reopened engine (no indexer pass warmed any filter) builds an
+    /// image's run-id filter once the binary searches it answered cost
+    /// about what the build does, and answers the same before and after.
+    #[test]
+    fn point_lookups_build_the_run_filter_once_they_pay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 3);
+        let mut e = Engine::new(log.reader());
+        e.refresh().unwrap();
+        let filtered = |e: &Engine| e.sealed.values().filter(|s| s.img.has_run_filter()).count();
+        assert_eq!(filtered(&e), 0);
+        let first = e.get_run("d2-7").unwrap().unwrap();
+        assert_eq!(first.started_at, D0 + 2 * DAY + 7_000);
+        assert_eq!(filtered(&e), 0, "one lookup builds no filter");
+        // 50 runs an image: a filter pays after 50 / 16 = 3 searches.
+        for _ in 0..3 {
+            assert_eq!(e.get_run("d2-7").unwrap().as_ref(), Some(&first));
+            assert_eq!(e.get_run("nowhere").unwrap(), None);
+        }
+        assert_eq!(filtered(&e), 3);
+        for day in 0..3 {
+            for i in [0, 49] {
+                let r = e.get_run(&format!("d{day}-{i}")).unwrap().unwrap();
+                assert_eq!(r.started_at, D0 + day * DAY + i * 1_000);
+            }
+        }
+        assert_eq!(e.get_run("d3-0").unwrap(), None);
+    }
+
+    /// A refresh at an unchanged segment list does nothing, and the next
+    /// one after an append or a seal sees it.
+    #[test]
+    fn a_refresh_skips_only_while_the_segment_list_stands() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 2);
+        let mut e = Engine::new(log.reader());
+        e.refresh().unwrap();
+        let loaded = e.stats.loaded + e.stats.rebuilt;
+        e.refresh().unwrap();
+        assert_eq!(e.stats.loaded + e.stats.rebuilt, loaded);
+        assert!(e.get_run("late").unwrap().is_none());
+        let late = Event::run_started("late", D0 + 5 * DAY, RunStarted::default());
+        log.append_batch(&[late]).unwrap().wait().unwrap();
+        assert!(
+            e.get_run("late").unwrap().is_some(),
+            "the active segment's append"
+        );
+        log.seal().unwrap();
+        assert!(e.get_run("late").unwrap().is_some(), "sealed");
+        assert_eq!(e.sealed.len(), 3);
+        assert_eq!(e.get_run("d0-1").unwrap().unwrap().id, "d0-1");
     }
 
     /// A refresh waiting for an image an indexer is building scans the

@@ -47,6 +47,31 @@ use crate::view::fold::finish_follows;
 pub use crate::view::Anomalies;
 use crate::view::{Run, RunLogEntry, DRY_RUN_STATUS};
 
+/// [`Run::fold_ref`] of a start's and a finish's bodies read in place,
+/// when both decode in place and pass the stored-event rules
+/// (`codec::decode_stored` would then return them as they are) and they
+/// are a start and a finish; `None` otherwise (the caller decodes them
+/// the owned way, for its answer or its error).
+fn fold_in_place(start: &[u8], fin: Option<&[u8]>) -> Option<Run> {
+    let checked = |body| {
+        let ev = codec::decode_event_ref(body).ok()?;
+        crate::event::json::check_incoming_ref(&ev).ok()?;
+        Some(ev)
+    };
+    let start = checked(start)?;
+    let fin = match fin {
+        Some(b) => Some(checked(b)?),
+        None => None,
+    };
+    if fin
+        .as_ref()
+        .is_some_and(|f| !matches!(f.data, crate::event::borrowed::DataRef::RunFinished(_)))
+    {
+        return None;
+    }
+    Run::fold_ref(&start, fin.as_ref())
+}
+
 /// Filters of `runs` and `count` (docs/contract.md, "The command line"),
 /// combined with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -609,31 +634,54 @@ impl<'a> View<'a> {
 
     /// The image of segment `seq` that covers segment offset `off`.
     fn src_of(&self, seq: u64, off: u64) -> Option<&engine::Src<'a>> {
+        // The images are in (segment, offset) order and cover disjoint
+        // spans: the first one not wholly before (seq, off) is the only
+        // candidate.
+        let i = self
+            .srcs
+            .partition_point(|s| (s.seq, s.img.header.end_off) <= (seq, off));
         self.srcs
-            .iter()
-            .find(|s| s.seq == seq && s.img.header.start_off <= off && off < s.img.header.end_off)
+            .get(i)
+            .filter(|s| s.seq == seq && s.img.header.start_off <= off && off < s.img.header.end_off)
     }
 
     /// Decode the event whose frame starts at `off` of segment `seq`, once
     /// its block was checked against the chain (docs/integrity.md).
     pub(crate) fn event_at(&self, seq: u64, off: u64) -> Result<Event> {
-        let src = self.src_of(seq, off);
-        let name = src.map_or_else(|| format!("segment {seq}"), |s| s.name.to_string());
-        let bad = |reason: String| Error::Corrupt {
-            segment: name.clone(),
+        let body = self.body_at(seq, off)?;
+        codec::decode_stored(body).map_err(|e| self.corrupt_at(seq, off, e.to_string()))
+    }
+
+    /// The error for the stored event at `off` of segment `seq`.
+    fn corrupt_at(&self, seq: u64, off: u64, reason: String) -> Error {
+        Error::Corrupt {
+            segment: self
+                .src_of(seq, off)
+                .map_or_else(|| format!("segment {seq}"), |s| s.name.to_string()),
             offset: off,
             reason,
-        };
-        let src = src.ok_or_else(|| bad("no index covers this offset".into()))?;
+        }
+    }
+
+    /// The encoded body of the event whose frame starts at `off` of
+    /// segment `seq`, once its block was checked against the chain
+    /// (docs/integrity.md); not yet decoded nor checked by the rules.
+    fn body_at(&self, seq: u64, off: u64) -> Result<&'a [u8]> {
+        // The segment's name goes into an error only: no copy of it on
+        // the way to an answer.
+        let bad = |reason: String| self.corrupt_at(seq, off, reason);
+        let src = self
+            .src_of(seq, off)
+            .ok_or_else(|| bad("no index covers this offset".into()))?;
         src.img
             .check_block(src.seg, off)
             .map_err(|d| bad(d.reason))?;
-        let b = src
-            .seg
+        let seg: &'a [u8] = src.seg;
+        let b = seg
             .get(off as usize..)
             .ok_or_else(|| bad("index points past the segment".into()))?;
         let frame = read_frame(b).map_err(|e| bad(e.to_string()))?;
-        codec::decode_stored(frame.payload).map_err(|e| bad(e.to_string()))
+        Ok(frame.payload)
     }
 
     /// The run view of a start.
@@ -645,8 +693,22 @@ impl<'a> View<'a> {
     /// `through_seq` (a later first finish leaves the run running).
     pub(crate) fn materialize_through(&self, h: Handle, through_seq: u64) -> Result<Run> {
         let r = self.run(h);
-        let start = self.event_at(self.srcs[h.src].seq, r.start_off)?;
-        let fin = match self.finish_of(h.src, &r).filter(|f| f.seq <= through_seq) {
+        let seq = self.srcs[h.src].seq;
+        let fin = self.finish_of(h.src, &r).filter(|f| f.seq <= through_seq);
+        // The usual case read in place: both bodies decode and pass the
+        // stored-event rules, the start is a start (and the finish a
+        // finish). Anything else takes the owned decode below, which
+        // gives the same answer or the same error.
+        let start_body = self.body_at(seq, r.start_off)?;
+        let fin_body = match fin {
+            Some(f) => Some(self.body_at(f.seq, f.off)?),
+            None => None,
+        };
+        if let Some(run) = fold_in_place(start_body, fin_body) {
+            return Ok(run);
+        }
+        let start = self.event_at(seq, r.start_off)?;
+        let fin = match fin {
             Some(f) => Some(self.event_at(f.seq, f.off)?),
             None => None,
         };

@@ -1,5 +1,6 @@
 //! One run as the contract shows it, and the fold that builds it.
 
+use crate::event::borrowed::{DataRef, EventRef};
 use crate::event::json::{json_f64, json_string};
 use crate::event::time::format_rfc3339;
 use crate::event::{Event, EventData, Json, Micros, RunFinished, RunStarted};
@@ -112,6 +113,53 @@ impl Run {
         Some(run)
     }
 
+    /// [`Run::fold`] of events read in place (`codec::decode_event_ref`),
+    /// each string copied once, straight into the run, instead of into an
+    /// owned event first and then again into the run. Same answer as
+    /// [`Run::fold`] of the owned events.
+    pub(crate) fn fold_ref(start: &EventRef<'_>, finish: Option<&EventRef<'_>>) -> Option<Run> {
+        let DataRef::RunStarted(s) = &start.data else {
+            return None;
+        };
+        let mut run = Run {
+            id: start.run_id.to_owned(),
+            skill_id: s.skill_id.to_owned(),
+            caller_id: s.caller_id.to_owned(),
+            channel_id: s.channel_id.to_owned(),
+            parent_run_id: s.parent_run_id.to_owned(),
+            inputs: Json::trusted(s.inputs.to_owned()),
+            dry_run: s.dry_run,
+            started_at: start.ts,
+            finished_at: None,
+            status: "running".to_string(),
+            output: String::new(),
+            error: String::new(),
+            tool_calls: 0,
+            runtime_seconds: 0.0,
+            input_tokens: 0,
+            output_tokens: 0,
+            thinking_tokens: 0,
+        };
+        if let Some(EventRef {
+            data: DataRef::RunFinished(f),
+            ts,
+            ..
+        }) = finish
+        {
+            run.finished_at = Some(*ts);
+            run.status = f.status.to_owned();
+            run.output = f.output.to_owned();
+            run.error = f.error.to_owned();
+            run.tool_calls = f.tool_calls;
+            run.runtime_seconds = f.runtime_seconds;
+            run.input_tokens = f.input_tokens;
+            run.output_tokens = f.output_tokens;
+            run.thinking_tokens = f.thinking_tokens;
+        }
+        run.dry_run = is_dry(s.dry_run, &run.status);
+        Some(run)
+    }
+
     pub fn is_finished(&self) -> bool {
         self.finished_at.is_some()
     }
@@ -186,5 +234,73 @@ impl Run {
         }
         s.push_str("]}");
         s
+    }
+}
+
+#[cfg(test)]
+mod fold_ref_tests {
+    use super::*;
+    use crate::event::{RunLog, RunStarted};
+
+    fn started(dry_run: bool) -> Event {
+        Event::run_started(
+            "r1",
+            10,
+            RunStarted {
+                skill_id: "s".into(),
+                caller_id: "c".into(),
+                channel_id: "ch".into(),
+                parent_run_id: "p".into(),
+                inputs: Json::parse(r#"{"a":[1,"x"]}"#).unwrap(),
+                dry_run,
+            },
+        )
+    }
+
+    fn finished(status: &str) -> Event {
+        Event::run_finished(
+            "r1",
+            20,
+            RunFinished {
+                status: status.into(),
+                output: "out".into(),
+                error: "err".into(),
+                tool_calls: 3,
+                runtime_seconds: 1.5,
+                input_tokens: 4,
+                output_tokens: 5,
+                thinking_tokens: 6,
+            },
+        )
+    }
+
+    /// The in-place fold gives the owned fold's run, field by field, for
+    /// a running run, finished ones (dry-run by status or by start), an
+    /// event that is no finish, and a start that is no start.
+    #[test]
+    fn fold_ref_is_fold() {
+        let log = Event::run_log(
+            "r1",
+            15,
+            RunLog {
+                seq: 1,
+                event_type: "t".into(),
+                payload: Json::null(),
+            },
+        );
+        let cases: Vec<(Event, Option<Event>)> = vec![
+            (started(false), None),
+            (started(true), None),
+            (started(false), Some(finished("ok"))),
+            (started(false), Some(finished(DRY_RUN_STATUS))),
+            (started(true), Some(finished("error"))),
+            (started(false), Some(log.clone())),
+            (log, None),
+        ];
+        for (s, f) in &cases {
+            let owned = Run::fold(s, f.as_ref());
+            let f_ref = f.as_ref().map(EventRef::of);
+            assert_eq!(Run::fold_ref(&EventRef::of(s), f_ref.as_ref()), owned);
+        }
     }
 }
