@@ -376,7 +376,7 @@ fn parse_chunk(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) 
     lines.clear();
     let mut bad = Vec::new();
     let mut line_no = 0u64;
-    for raw in chunk.split(|&b| b == b'\n') {
+    for raw in crate::lines::lines(chunk) {
         line_no += 1;
         let line = raw.strip_suffix(b"\r").unwrap_or(raw);
         if line.iter().all(|b| b.is_ascii_whitespace()) {
@@ -390,7 +390,7 @@ fn parse_chunk(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) 
             Err(e) => bad.push((line_no, e.to_string())),
         }
     }
-    // `split` yields one piece after a final newline: not a line.
+    // `lines` yields one piece after a final newline: not a line.
     let n_lines = line_no - u64::from(chunk.last() == Some(&b'\n'));
     let bytes = chunk.len() as u64;
     let mut batch = None;

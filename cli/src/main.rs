@@ -5,6 +5,7 @@
 mod calls_cmd;
 #[cfg(feature = "export")]
 mod export_cmds;
+mod lines;
 mod log_cmds;
 mod memory;
 mod output;

@@ -7,6 +7,7 @@ pub mod json;
 pub(crate) mod json_scan;
 pub mod system;
 pub mod time;
+mod utc_fast;
 
 use serde::{Deserialize, Serialize};
 
