@@ -32,23 +32,17 @@ pub(crate) fn parse_utc(s: &str) -> Option<Micros> {
         _ => return None,
     };
     let year = number(&head[0..4])?;
-    let month = number(&head[5..7])?;
-    let day = number(&head[8..10])?;
-    let hour = number(&head[11..13])?;
-    let minute = number(&head[14..16])?;
-    let second = number(&head[17..19])?;
-    if year < 1970
-        || !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
-        || hour > 23
-        || minute > 59
-        || second > 59
-    {
+    if year < 1970 {
         return None;
     }
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    let field = |at: std::ops::Range<usize>| u8::try_from(number(&head[at])?).ok();
+    // The calendar (month lengths, leap years) and the seconds since the
+    // epoch are `time`'s; only the digits are read here.
+    let month = time::Month::try_from(field(5..7)?).ok()?;
+    let date =
+        time::Date::from_calendar_date(i32::try_from(year).ok()?, month, field(8..10)?).ok()?;
+    let clock = time::Time::from_hms(field(11..13)?, field(14..16)?, field(17..19)?).ok()?;
+    let secs = date.with_time(clock).assume_utc().unix_timestamp();
     Some(secs * MICROS_PER_SEC + micros_in_sec)
 }
 
@@ -67,28 +61,6 @@ fn fraction_micros(digits: &[u8]) -> Option<i64> {
     // The digits past the sixth must still be digits.
     number(&digits[kept.len()..])?;
     Some(n * 10i64.pow(6 - kept.len() as u32))
-}
-
-fn days_in_month(year: i64, month: i64) -> i64 {
-    match month {
-        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a Gregorian date (Howard Hinnant's
-/// `days_from_civil`, the inverse of `time::civil_from_days`); for
-/// years from 1970 on.
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
