@@ -29,7 +29,7 @@ fn config() -> impl bincode::config::Config {
 }
 
 /// Append the encoded event to `out`. The four kinds a gateway appends are
-/// written by hand ([`put`]: the bytes bincode writes, without its serde
+/// written by hand (`put`: the bytes bincode writes, without its serde
 /// machinery, which was a seventh of a single Python append, py29); system
 /// events by bincode itself.
 pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
