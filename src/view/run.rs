@@ -56,9 +56,25 @@ impl Run {
             caller_id: s.caller_id.clone(),
             channel_id: s.channel_id.clone(),
             parent_run_id: s.parent_run_id.clone(),
-            inputs: s.inputs.clone(),
             dry_run: s.dry_run,
             started_at: ts,
+            ..Run::unfinished(s.inputs.clone())
+        }
+    }
+
+    /// A run with `inputs` and no finish yet (status `running`): the base
+    /// that [`Run::started`] and [`Run::fold_ref`] set the start's other
+    /// fields on.
+    fn unfinished(inputs: Json) -> Run {
+        Run {
+            id: String::new(),
+            skill_id: String::new(),
+            caller_id: String::new(),
+            channel_id: String::new(),
+            parent_run_id: String::new(),
+            inputs,
+            dry_run: false,
+            started_at: 0,
             finished_at: None,
             status: "running".to_string(),
             output: String::new(),
@@ -127,18 +143,9 @@ impl Run {
             caller_id: s.caller_id.to_owned(),
             channel_id: s.channel_id.to_owned(),
             parent_run_id: s.parent_run_id.to_owned(),
-            inputs: Json::trusted(s.inputs.to_owned()),
             dry_run: s.dry_run,
             started_at: start.ts,
-            finished_at: None,
-            status: "running".to_string(),
-            output: String::new(),
-            error: String::new(),
-            tool_calls: 0,
-            runtime_seconds: 0.0,
-            input_tokens: 0,
-            output_tokens: 0,
-            thinking_tokens: 0,
+            ..Run::unfinished(Json::trusted(s.inputs.to_owned()))
         };
         if let Some(EventRef {
             data: DataRef::RunFinished(f),
