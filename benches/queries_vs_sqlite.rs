@@ -136,16 +136,18 @@ fn bench_both(
 /// from the finishes' side), a run by id and a one-hour window (each run
 /// without a local finish searches the later images' FINS). And the point
 /// look-ups that ask every image for an id (`run`, `chain`, `children`):
-/// each probes 30 images' run-id filters (built once the look-ups pay for
-/// them, see `Image::find_run_if_filtered`) after a refresh that finds
-/// nothing changed (the query30 round).
+/// each probes 30 images' run-id filters (stored in the images since
+/// index format 7, see `Image::find_run_if_filtered`) after a refresh that
+/// finds nothing changed (the query30 round). `run_after_reopen`: what a
+/// one-shot `auditlog run ID` does, an engine opened over the stored
+/// images and one look-up (the filt31 round).
 fn across_segments(c: &mut Criterion) {
     let spec = WorkloadSpec {
         runs: RUNS,
         days: 30,
         ..WorkloadSpec::default()
     };
-    let (_tmp, mut engine, conn, qs) = both_loaded(spec.events(0, RUNS).collect());
+    let (tmp, mut engine, conn, qs) = both_loaded(spec.events(0, RUNS).collect());
     let mut g = c.benchmark_group("query_30_segments");
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(2));
@@ -163,6 +165,16 @@ fn across_segments(c: &mut Criterion) {
         };
         bench_both(&mut g, &mut engine, &conn, &qs, k);
     }
+    let dir = tmp.path().join("log");
+    let run = KINDS.iter().position(|(n, _)| *n == "run").expect("run");
+    let mut i = 0usize;
+    g.bench_function("run_after_reopen", |b| {
+        b.iter(|| {
+            i += 1;
+            let mut e = Engine::open(&dir).expect("engine");
+            auditlog_query(&mut e, &qs, run, i).expect("query")
+        })
+    });
     g.finish();
 }
 

@@ -6,7 +6,9 @@
 //! answer (or poison the image), never panic or read out of bounds.
 #![no_main]
 
-use auditlog::internals::index::{Backing, Image, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS};
+use auditlog::internals::index::{
+    Backing, Image, RunHash, K_CALLER, K_CHANNEL, K_PARENT, K_SKILL, K_STATUS,
+};
 use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/support/fuzz_shared.rs"]
@@ -27,8 +29,10 @@ fuzz_target!(|data: &[u8]| {
         let (_, id) = img.run_key(i);
         let id = id.to_vec();
         let _ = img.find_run(&id);
+        let _ = img.find_run_if_filtered(&id, RunHash::of(&id));
         let _ = img.logs_of(&id);
     }
+    let _ = img.find_run_if_filtered(b"x", RunHash::of(b"x"));
     let all = img.all();
     for i in 0..all.len().min(64) {
         let _ = img.at(&all, i);

@@ -490,9 +490,16 @@ impl Builder {
             s_chain.extend_from_slice(&off.to_le_bytes());
             s_chain.extend_from_slice(&d.0);
         }
+        // RFILT: sealed images only (a chunk is replaced as the segment
+        // grows; its lookups binary-search it).
+        let s_rfilt = if kind == KIND_SEALED {
+            super::run_filter::build(runs.len(), runs.iter().map(|r| name(r.id).as_bytes()))
+        } else {
+            Vec::new()
+        };
         let sections: [Vec<u8>; N_SECT] = [
             heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_calls, s_amnd, s_chain,
-            s_ckeys, s_cpost,
+            s_ckeys, s_cpost, s_rfilt,
         ];
         // Sized once: growing it by doubling faulted in (and the kernel
         // cleared) about twice the image's pages, a third of this function.

@@ -14,7 +14,7 @@
     clippy::cast_sign_loss
 )]
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use crate::chain::Digest;
@@ -34,9 +34,12 @@ pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// 6: KEYS records carry how many of the listed runs are plain (not a dry
 /// run, not shadowed by an older start) and how many are shadowed, so a
 /// count by status adds one number per image instead of visiting each run.
-pub const VERSION: u32 = 6;
+/// 7: the run-id filter (RFILT, section 12) stored in sealed images, so a
+/// reopened engine or a one-shot query skips the images that do not hold
+/// an id from its first lookup (it was built in memory before).
+pub const VERSION: u32 = 7;
 pub const HEADER_LEN: usize = 128;
-pub const N_SECT: usize = 12;
+pub const N_SECT: usize = 13;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
 pub const BODY_START: usize = HEADER_LEN + SECT_TABLE_LEN;
 pub const BLOCK: usize = 64 * 1024;
@@ -64,6 +67,8 @@ pub const S_CHAIN: usize = 9;
 /// Tool-call posting-list keys, and their lists (CALLS positions).
 pub const S_CKEYS: usize = 10;
 pub const S_CPOST: usize = 11;
+/// The run-id filter of a sealed image (64-byte lines; empty in a chunk).
+pub const S_RFILT: usize = 12;
 
 /// Record sizes per section (0 = raw bytes).
 pub const REC_SIZE: [usize; N_SECT] = [
@@ -81,6 +86,7 @@ pub const REC_SIZE: [usize; N_SECT] = [
     point::SIZE,
     24,
     4,
+    super::run_filter::LINE,
 ];
 
 /// AMND record kinds.
@@ -540,16 +546,6 @@ pub struct Image {
     /// checked (in this process) against the CHAIN section.
     chain_checked: Vec<AtomicU64>,
     poisoned: AtomicBool,
-    /// Bloom filter of the run ids started here (in memory only; the file
-    /// format is unchanged), built by [`Image::warm_run_filter`]. A `run`
-    /// lookup asks the images oldest first, a binary search in each; a
-    /// filter probe rules out nearly every image at once.
-    run_filter: OnceLock<Box<[u64]>>,
-    /// Lookups this image answered by binary search for want of a filter:
-    /// past [`Image::filter_pays_after`] of them, the lookup builds it
-    /// (an engine without an indexer pass, e.g. one just reopened, would
-    /// otherwise search every image on every `run` and `chain`).
-    unfiltered_lookups: AtomicU32,
     /// Every 32nd tool-call key (in memory only), so a lookup searches a
     /// small sorted sample in cache, then one short stretch of CKEYS,
     /// instead of the whole section page by page (see `calls.rs`).
@@ -577,27 +573,7 @@ impl RunHash {
         h ^= h >> 31;
         RunHash(h)
     }
-
-    /// Bit positions in a filter of `mask + 1` bits (a power of two).
-    fn probes(self, mask: u64) -> impl Iterator<Item = u64> {
-        let a = self.0 & 0xffff_ffff;
-        let b = (self.0 >> 32) | 1;
-        (0..FILTER_PROBES).map(move |i| a.wrapping_add(i.wrapping_mul(b)) & mask)
-    }
 }
-
-fn filter_has(words: &[u64], h: RunHash) -> bool {
-    let mask = (words.len() as u64 * 64) - 1;
-    h.probes(mask)
-        .all(|bit| words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
-}
-
-/// Filter bits per run and probes per id: about 0.2% false positives.
-const FILTER_BITS_PER_RUN: usize = 16;
-const FILTER_PROBES: u64 = 4;
-/// Run ids a filter build reads and hashes in the time of one binary
-/// search of RUNS (see [`Image::filter_pays_after`]).
-const FILTER_BUILD_RUNS_PER_SEARCH: u64 = 16;
 
 impl std::fmt::Debug for Image {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -663,8 +639,6 @@ impl Image {
             sect,
             verified,
             chain_checked,
-            run_filter: OnceLock::new(),
-            unfiltered_lookups: AtomicU32::new(0),
             ckey_fence: OnceLock::new(),
             poisoned: AtomicBool::new(false),
         })
@@ -889,83 +863,37 @@ impl Image {
     }
 
     /// Position in RUNS of the start of `id` (`h` its [`RunHash`]), asking
-    /// the filter first if one was built (by the indexer thread of a
-    /// long-lived engine): a one-shot query must not read every run id of
-    /// every image to answer one lookup.
+    /// the image's stored run-id filter first: a lookup must not
+    /// binary-search every image of the log to find one run.
     pub fn find_run_if_filtered(&self, id: &[u8], h: RunHash) -> Option<u32> {
-        if let Some(words) = self
-            .run_filter
-            .get()
-            .map(|w| &**w)
-            .or_else(|| self.filter_once_it_pays())
-        {
-            if !filter_has(words, h) {
-                return None;
-            }
+        if !self.may_hold_run(h) {
+            return None;
         }
         self.find_run(id)
     }
 
-    /// The run-id filter of a sealed image, built on the lookup that
-    /// brings the binary searches done without it to what building it
-    /// costs ([`Image::filter_pays_after`]): so a one-off `run` never pays
-    /// for a filter, and a process that keeps looking runs up pays at
-    /// most about twice what the filter would have cost it from the
-    /// start (the ski-rental bound), whether or not an indexer pass ever
-    /// warms it.
-    fn filter_once_it_pays(&self) -> Option<&[u64]> {
-        if self.header.kind != KIND_SEALED {
-            return None;
+    /// What the RFILT section says of `h`: false only if the image surely
+    /// holds no start of that id. A chunk (no filter: it is replaced as
+    /// the segment grows) and a line in a block that fails its CRC say
+    /// "maybe": the search decides, and the poisoned image is rebuilt
+    /// (a damaged filter must never hide a run).
+    fn may_hold_run(&self, h: RunHash) -> bool {
+        let (at, len) = self.sect[S_RFILT];
+        let lines = len / super::run_filter::LINE;
+        if self.header.kind != KIND_SEALED || lines == 0 {
+            return true;
         }
-        let done = self.unfiltered_lookups.fetch_add(1, Ordering::Relaxed);
-        (u64::from(done) + 1 >= self.filter_pays_after())
-            .then(|| &**self.run_filter.get_or_init(|| self.build_run_filter()))
-    }
-
-    /// How many binary searches cost about as much as building the
-    /// filter: the build reads and hashes every run id (about 1/16 of a
-    /// search's ~17 compares and block checks each, measured in the
-    /// query30 round), so one search per 16 runs.
-    fn filter_pays_after(&self) -> u64 {
-        (self.count(S_RUNS) as u64 / FILTER_BUILD_RUNS_PER_SEARCH).max(1)
-    }
-
-    /// Build the run-id filter now (a long-lived engine's indexer thread
-    /// does this off the query path, so that `run` and `chain` lookups
-    /// skip the images that do not hold the id): ~2 bytes per run, in
-    /// memory only. Only sealed images: a chunk of the active segment is
-    /// replaced as the segment grows, so its filter would cost more than
-    /// the searches it saves.
-    pub fn warm_run_filter(&self) {
-        if self.header.kind == KIND_SEALED {
-            self.run_filter.get_or_init(|| self.build_run_filter());
+        let start = at + super::run_filter::line_of(h, lines) * super::run_filter::LINE;
+        if !self.check(start, super::run_filter::LINE) {
+            return true;
         }
+        super::run_filter::line_has(&self.bytes[start..start + super::run_filter::LINE], h)
     }
 
-    /// Whether the run-id filter is built (tests).
+    /// Whether the image has a stored run-id filter (tests).
     #[cfg(test)]
     pub(crate) fn has_run_filter(&self) -> bool {
-        self.run_filter.get().is_some()
-    }
-
-    fn build_run_filter(&self) -> Box<[u64]> {
-        let n = self.count(S_RUNS);
-        let words = (n * FILTER_BITS_PER_RUN)
-            .div_ceil(64)
-            .next_power_of_two()
-            .max(1);
-        let mut f = vec![0u64; words].into_boxed_slice();
-        let mask = (words as u64 * 64) - 1;
-        for i in 0..n {
-            // A block that fails its CRC reads as zeros and poisons the
-            // image (callers check `poisoned` and rebuild it), so a filter
-            // built from it is never trusted for long.
-            let id = self.str_at(self.rec(S_RUNS, i), run::ID);
-            for bit in RunHash::of(id).probes(mask) {
-                f[(bit / 64) as usize] |= 1 << (bit % 64);
-            }
-        }
-        f
+        self.header.kind == KIND_SEALED && self.sect[S_RFILT].1 > 0
     }
 
     /// Position in RUNS of the start of `id`.

@@ -12,6 +12,7 @@ pub mod calls;
 mod image;
 mod intern;
 mod log_call;
+mod run_filter;
 
 use std::fs;
 use std::io::Write;
@@ -498,3 +499,5 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod fins_tests;
 #[cfg(test)]
 mod keys_summary_tests;
+#[cfg(test)]
+mod run_filter_tests;

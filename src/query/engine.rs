@@ -737,11 +737,6 @@ impl Engine {
                 e.trust,
             )
         };
-        // Off the lock and at the indexer's low priority: filters that let
-        // `run`/`chain` lookups skip images (once per image).
-        for (_, img) in &older {
-            img.warm_run_filter();
-        }
         if jobs.is_empty() {
             return Ok(());
         }
@@ -782,7 +777,6 @@ impl Engine {
                 }
                 drop(refs);
                 let img = Arc::new(img);
-                img.warm_run_filter();
                 if let Some(mut fill) = fills[i].take() {
                     fill.img = Some(img.clone());
                 }
@@ -1116,6 +1110,7 @@ impl Engine {
 mod stop_tests {
     use super::*;
     use crate::event::{Event, RunStarted};
+    use crate::index::RunHash;
     use crate::{Config, Durability, Log};
 
     const DAY: Micros = 86_400_000_000;
@@ -1154,33 +1149,38 @@ mod stop_tests {
         assert_eq!(e.stats.rebuilt, 4, "{:?}", e.stats);
     }
 
-    /// A reopened engine (no indexer pass warmed any filter) builds an
-    /// image's run-id filter once the binary searches it answered cost
-    /// about what the build does, and answers the same before and after.
+    /// A reopened engine's sealed images carry their stored run-id
+    /// filters (RFILT, version 7) from the first lookup: ids in any image,
+    /// and in none, answer as the binary searches do.
     #[test]
-    fn point_lookups_build_the_run_filter_once_they_pay() {
+    fn point_lookups_use_the_stored_run_filters_from_the_first() {
         let tmp = tempfile::tempdir().unwrap();
         let log = sealed_log(tmp.path(), 3);
         let mut e = Engine::new(log.reader());
         e.refresh().unwrap();
-        let filtered = |e: &Engine| e.sealed.values().filter(|s| s.img.has_run_filter()).count();
-        assert_eq!(filtered(&e), 0);
-        let first = e.get_run("d2-7").unwrap().unwrap();
-        assert_eq!(first.started_at, D0 + 2 * DAY + 7_000);
-        assert_eq!(filtered(&e), 0, "one lookup builds no filter");
-        // 50 runs an image: a filter pays after 50 / 16 = 3 searches.
-        for _ in 0..3 {
-            assert_eq!(e.get_run("d2-7").unwrap().as_ref(), Some(&first));
-            assert_eq!(e.get_run("nowhere").unwrap(), None);
-        }
-        assert_eq!(filtered(&e), 3);
+        assert_eq!(e.sealed.len(), 3);
+        assert!(e.sealed.values().all(|s| s.img.has_run_filter()));
         for day in 0..3 {
-            for i in [0, 49] {
-                let r = e.get_run(&format!("d{day}-{i}")).unwrap().unwrap();
+            for i in [0, 7, 49] {
+                let id = format!("d{day}-{i}");
+                let r = e.get_run(&id).unwrap().unwrap();
                 assert_eq!(r.started_at, D0 + day * DAY + i * 1_000);
+                let h = RunHash::of(id.as_bytes());
+                let holding: Vec<bool> = e
+                    .sealed
+                    .values()
+                    .map(|s| s.img.find_run_if_filtered(id.as_bytes(), h).is_some())
+                    .collect();
+                let searched: Vec<bool> = e
+                    .sealed
+                    .values()
+                    .map(|s| s.img.find_run(id.as_bytes()).is_some())
+                    .collect();
+                assert_eq!(holding, searched, "{id}");
             }
         }
         assert_eq!(e.get_run("d3-0").unwrap(), None);
+        assert_eq!(e.get_run("nowhere").unwrap(), None);
     }
 
     /// A refresh at an unchanged segment list does nothing, and the next

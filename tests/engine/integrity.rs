@@ -586,6 +586,40 @@ fn plain_verify_catches_a_consistently_forged_index() {
     }
 }
 
+/// The run-id filter (RFILT, index format 7) is in the byte comparison
+/// too: a filter resealed with every bit clear hides its image's runs from
+/// lookups (a forger's edit, checksums and all) until plain `verify`
+/// finds it, moves it into quarantine/ and rebuilds it.
+#[test]
+fn plain_verify_catches_a_forged_run_filter() {
+    use auditlog::internals::index::{HEADER_LEN, S_RFILT};
+    let (_t, dir) = indexed_log();
+    let sealed = index_files(&dir, "idx");
+    // ev-220 is started only on day 1 (the second sealed segment).
+    let found = |id: &str| {
+        let mut eng = auditlog::QueryEngine::open(&dir).expect("engine");
+        eng.get_run(id).expect("lookup").is_some()
+    };
+    assert!(found("ev-220") && found("ev-0"));
+    let mut b = fs::read(&sealed[1]).expect("read index");
+    let at = HEADER_LEN + 16 * S_RFILT;
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+    let (off, len) = (word(at), word(at + 8));
+    assert!(len >= 64, "a sealed image stores its filter");
+    b[off..off + len].fill(0);
+    crate::fuzz_shared::fix_up_index(&mut b);
+    fs::write(&sealed[1], &b).expect("write index");
+    assert!(
+        !found("ev-220"),
+        "the forged filter is believed until checked"
+    );
+    let plain = VerifyOptionsFor::Plain.opts();
+    let err = auditlog::verify_with(&dir, &plain, |_, _| {}).expect_err("a forged filter");
+    assert!(err.to_string().contains("quarantine"), "{err}");
+    assert!(found("ev-220"));
+    auditlog::verify_with(&dir, &plain, |_, _| {}).expect("rebuilt");
+}
+
 /// After retention dropped the oldest segment, the newer images still name
 /// it as where some of their runs were started before (their shadows): no
 /// one can rebuild that part, so the check takes the stored word for those

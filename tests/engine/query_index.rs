@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::idx_files;
 use auditlog::event::{Event, Json, RunFinished, RunLog, RunStarted};
-use auditlog::internals::index::{key, HEADER_LEN, K_STATUS, S_KEYS, S_RUNS, S_STR};
+use auditlog::internals::index::{key, HEADER_LEN, K_STATUS, S_KEYS, S_RFILT, S_RUNS, S_STR};
 use auditlog::query::{Engine, Filter, Page};
 use auditlog::Error;
 use auditlog::{AuditStore, StoreConfig};
@@ -174,6 +174,16 @@ fn rebuild_after_delete_truncate_corrupt_and_stale() {
         b[off + 70] ^= 0x01;
         fs::write(f, b).unwrap();
     });
+    // A damaged run filter reads as "maybe present" (never "absent"):
+    // every lookup still finds its run, and the image is rebuilt.
+    check("corrupt run filter", &|f| {
+        let mut b = fs::read(f).unwrap();
+        let at = HEADER_LEN + 16 * S_RFILT;
+        let off = u64::from_le_bytes(b[at..at + 8].try_into().unwrap()) as usize;
+        let len = u64::from_le_bytes(b[at + 8..at + 16].try_into().unwrap()) as usize;
+        b[off..off + len].fill(0);
+        fs::write(f, b).unwrap();
+    });
     check("stale (another segment's index)", &|f| {
         fs::copy(&files[3], f).unwrap();
     });
@@ -182,9 +192,10 @@ fn rebuild_after_delete_truncate_corrupt_and_stale() {
     });
     // Checksums resealed over the damage: only the version or the
     // KEYS summary's own bound can tell.
+    // Version 6 (no stored run filter) is refused by number and rebuilt.
     check("previous format version", &|f| {
         let mut b = fs::read(f).unwrap();
-        b[8..12].copy_from_slice(&5u32.to_le_bytes());
+        b[8..12].copy_from_slice(&6u32.to_le_bytes());
         crate::fuzz_shared::fix_up_index(&mut b);
         fs::write(f, b).unwrap();
     });
