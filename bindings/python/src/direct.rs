@@ -489,6 +489,12 @@ impl Acc {
         if v.is_none() {
             return Some(None);
         }
+        // The usual `ts`, an exact int, by its type pointer: spares the
+        // subclass test of `str_of` (a call into the interpreter).
+        if let Ok(i) = v.cast_exact::<PyInt>() {
+            self.bytes += SCALAR_BOUND;
+            return i.extract::<i64>().ok().map(Some);
+        }
         if let Some(s) = exact::str_of(v) {
             let s = s.to_str().ok()?;
             self.bytes += 6 * s.len() + 2;

@@ -59,6 +59,37 @@ const SPARE_POOL_BYTES: usize = 8 << 20;
 /// grows by doubling, reallocating, while events are staged into it).
 const FRESH_MIN_BYTES: usize = 64 << 10;
 
+/// The flusher's nice value (Linux), unless `AUDITLOG_PY_STAGE_NICE`
+/// names another (0: as the calling thread). The append path's threads
+/// (the calling thread, this flusher, the engine's writer, syncer and tree
+/// thread) ask for nearly two cores' worth of CPU at a single thread's
+/// peak on a two-core machine; at equal priority the calling thread, the
+/// one that holds the GIL and paces every append, waited in the run
+/// queue behind them (docs/benchmarks.md, py31 round). The flusher has
+/// slack (it lingers up to 100 µs by design), so it yields first, as the
+/// engine's tree thread and indexers do (nice 10).
+const FLUSHER_NICE: i32 = 10;
+
+/// Give the calling thread (the flusher) [`FLUSHER_NICE`], best effort: a
+/// failure leaves it as it was.
+fn lower_priority() {
+    let nice = std::env::var("AUDITLOG_PY_STAGE_NICE")
+        .ok()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .unwrap_or(FLUSHER_NICE);
+    if nice == 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: libc's wrapper of a plain syscall; PRIO_PROCESS with
+        // who 0 is the calling thread (Linux applies nice per thread).
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
+}
+
 /// An engine failure met while appending staged events, and how many
 /// events it lost.
 pub type Lost = (auditlog::Error, u64);
@@ -133,7 +164,10 @@ impl Stager {
         let o = owner.clone();
         let handle = std::thread::Builder::new()
             .name("auditlog-py-stage".into())
-            .spawn(move || flusher(&*o))?;
+            .spawn(move || {
+                lower_priority();
+                flusher(&*o)
+            })?;
         *lock(&st.thread) = Some(handle);
         Ok(())
     }

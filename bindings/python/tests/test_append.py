@@ -4,9 +4,12 @@ run context manager, flush and its awaitable variant."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import pytest
 
@@ -315,3 +318,47 @@ def test_single_appends_past_a_full_stage_keep_every_event_in_order(store: audit
     assert c["staged"] == 0
     assert c["appended"] == 4 * per_thread
     assert 0 <= c["stage_full_drained"] <= c["stage_full"]
+
+
+FLUSHER_NICE_PROBE = r"""
+import os, sys, time
+from pathlib import Path
+import auditlog
+
+def nice_of(tid: str) -> int:
+    # /proc/.../stat: fields after the command's ")"; nice is field 19.
+    return int(Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+base = nice_of(str(os.getpid()))
+want = int(sys.argv[2]) if sys.argv[2] != "base" else base
+s = auditlog.open(sys.argv[1])
+s.append({"kind": "run_started", "run_id": "r", "ts": 1})
+# The flusher sets its nice value as it starts: wait (a while) for it.
+deadline = time.monotonic() + 5
+flusher = None
+while flusher != want and time.monotonic() < deadline:
+    tids = [t for t in os.listdir("/proc/self/task")
+            if Path(f"/proc/self/task/{t}/comm").read_text().strip() == "auditlog-py-sta"]
+    flusher = nice_of(tids[0]) if tids else None
+    time.sleep(0.01)
+s.close()
+print(base, flusher)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice values per thread are Linux's")
+@pytest.mark.parametrize("setting", [None, "0", "5"])
+def test_stage_flusher_yields_to_the_calling_thread(tmp_path: Path, setting: Optional[str]) -> None:
+    # The flusher runs at nice 10 (AUDITLOG_PY_STAGE_NICE sets another;
+    # 0 leaves it at the calling thread's), README "Threads".
+    env = dict(os.environ)
+    env.pop("AUDITLOG_PY_STAGE_NICE", None)
+    if setting is not None:
+        env["AUDITLOG_PY_STAGE_NICE"] = setting
+    want = {None: "10", "0": "base", "5": "5"}[setting]
+    out = subprocess.run([sys.executable, "-c", FLUSHER_NICE_PROBE, str(tmp_path / "log"), want],
+                         env=env, capture_output=True, text=True, timeout=60, check=True).stdout
+    base, flusher = out.split()
+    if want != "base" and int(want) < int(base):
+        pytest.skip(f"the test runs at nice {base}: a lower nice needs privileges")
+    assert flusher == (base if want == "base" else want)
