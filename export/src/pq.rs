@@ -20,7 +20,11 @@ use crate::error::{ExportError, Result};
 /// the size DuckDB, Spark and Trino split scans on.
 pub const ROW_GROUP_ROWS: usize = 1 << 20;
 /// Rows handed to the writer per batch (bounds the builders' memory).
-pub const BATCH_ROWS: usize = 64 * 1024;
+/// A segment holds some 60,000 events: at 64 Ki rows a segment was one
+/// batch, so its rows were all built before its encoding began; at 16 Ki
+/// the encoder thread works on one batch while the next is built, and the
+/// builders stay a quarter of the size (docs/benchmarks.md, "exp31").
+pub const BATCH_ROWS: usize = 16 * 1024;
 /// zstd level 1: the fastest; the files stay far below half the
 /// segments' size (docs/benchmarks.md), so a higher level buys little.
 pub const ZSTD_LEVEL: i32 = 1;
@@ -66,6 +70,22 @@ const PLAIN_COLUMNS: &[&str] = &[
     "extra",
     "args_summary",
     "input_hash",
+];
+
+/// Numbers measured per run or per call (durations, sizes, token
+/// counts): nearly every value differs, so a dictionary would be built
+/// (a hash per value) and then given up for every page. Without it the
+/// files are also smaller (plain values and zstd; docs/benchmarks.md,
+/// "exp31"). Small sets (`seq`, `exit_code`, `http_status`, `segment`)
+/// keep theirs.
+const MEASURE_COLUMNS: &[&str] = &[
+    "tool_calls",
+    "runtime_seconds",
+    "input_tokens",
+    "output_tokens",
+    "thinking_tokens",
+    "duration_ms",
+    "result_bytes",
 ];
 
 /// The columns readers filter on: page statistics (min/max, null count,
@@ -126,7 +146,7 @@ fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterPropertie
             p = p
                 .set_column_dictionary_enabled(col.clone(), false)
                 .set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED);
-        } else if PLAIN_COLUMNS.contains(&name) {
+        } else if PLAIN_COLUMNS.contains(&name) || MEASURE_COLUMNS.contains(&name) {
             p = p.set_column_dictionary_enabled(col.clone(), false);
         }
         p = p.set_column_statistics_enabled(col, statistics_of(name));
