@@ -42,6 +42,13 @@ use super::keeper::{CheckpointConfig, TreeKeeper};
 /// read back from the file), so the queue's memory stays small.
 pub(crate) const LAG_EVENTS: u64 = 1 << 21;
 
+/// The lag bound of a log that signs: every checkpoint (each seal, the
+/// interval, close) makes the writer catch the whole lag up before it
+/// signs, so the lag is kept short enough for that stall to stay a few
+/// ms (2^16 events of interior nodes, the leaves coming hashed), as many
+/// short catch-ups instead of one long one.
+pub(crate) const SIGNING_LAG_EVENTS: u64 = 1 << 16;
+
 /// The tree thread's nice value: below the ingest threads, like the
 /// sealed-segment indexer, so that under saturation it takes the CPU the
 /// ingest leaves (past `LAG_EVENTS` behind, the writer applies the
@@ -158,7 +165,8 @@ pub(crate) struct TreeWorker {
     /// handle), or `None` if it could not be opened (its blocks' frames
     /// are then copied into the jobs).
     reader: Option<(u64, Option<Arc<File>>)>,
-    /// `LAG_EVENTS` (smaller in tests).
+    /// `LAG_EVENTS`, or `SIGNING_LAG_EVENTS` when signing (smaller in
+    /// tests).
     lag_events: u64,
 }
 
@@ -172,6 +180,7 @@ impl TreeWorker {
         let size = keeper.size();
         let covered = keeper.covered();
         let signing = keeper.signing().cloned();
+        let signing_is_on = signing.is_some();
         let inner = Arc::new(Inner {
             keeper: Mutex::new(keeper),
             jobs,
@@ -191,7 +200,10 @@ impl TreeWorker {
             covered,
             last_signed: Instant::now(),
             reader: None,
-            lag_events: LAG_EVENTS,
+            lag_events: match signing_is_on {
+                true => SIGNING_LAG_EVENTS,
+                false => LAG_EVENTS,
+            },
         })
     }
 
