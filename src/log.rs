@@ -283,16 +283,10 @@ impl Log {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
         }
-        // Without signing, the Merkle leaves are not hashed here: the tree
-        // thread reads the events back from the segment and hashes them
-        // off the ingest path, and may lag during a burst. A log that
-        // signs checkpoints needs its tree caught up at every checkpoint
-        // (on the writer, the serial path), so its leaves are hashed here,
-        // on the producer's thread, which keeps that catch-up to the
-        // interior nodes (docs/proofs.md, "Who hashes what"). Either way
-        // [`EncodedBatch::hash_leaves`] may have done it already.
-        let cfg = &self.shared.config;
-        if cfg.merkle_tree && cfg.checkpoints.is_some() && matches!(batch.leaves, Leaves::None) {
+        if self.shared.config.merkle_tree && matches!(batch.leaves, Leaves::None) {
+            // The Merkle leaves are hashed here, on the producer's thread,
+            // so that the one writer thread only combines them (unless
+            // [`EncodedBatch::hash_leaves`] did it where it was encoded).
             batch.leaves = Leaves::of(&batch.frames, &batch.metas);
         }
         let bytes = batch.frames.len();
@@ -625,11 +619,10 @@ impl EncodedBatch {
             .map(|b| EncodedBatch(b, policy.cloned()))
     }
 
-    /// Hash the events' Merkle leaves now, on this thread, instead of on
-    /// the tree thread (which otherwise reads the events back from the
-    /// segment, at background priority). A caller that encodes on several
-    /// threads of its own, with cores to spare (the command line's
-    /// ingest), takes that SHA-256 work off the tree thread this way.
+    /// Hash the events' Merkle leaves now, on this thread, instead of in
+    /// [`Log::append_encoded`] (on the appending thread). A caller that
+    /// encodes on several threads and appends from one (the command
+    /// line's ingest) spreads this SHA-256 work over its encoders.
     /// Harmless for a log without the tree: the hashes go unused.
     pub fn hash_leaves(&mut self) {
         if matches!(self.0.leaves, Leaves::None) {
