@@ -170,18 +170,15 @@ pub fn write_value(
 /// it is not. Runs no Python code (type checks and C-level reads only), so
 /// it may be given a value borrowed from a dict ([`for_each_item`]).
 fn write_scalar(v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Result<bool, Fault> {
-    // What payloads hold, by the type pointer alone: an exact `str` or
-    // `int` is written, and an exact `dict` or `list` answers at once,
-    // without the subclass tests below (each a call into the
-    // interpreter: `PyType_GetFlags` for str and int, `PyType_IsSubtype`
-    // for float, that every payload dict went through: 1.7% of a single
-    // append's instructions with the int `ts` in direct.rs, py31). `bool`
-    // is not an exact `int`: it is tested below,
-    // before `int` takes subclasses.
-    if let Ok(s) = v.cast_exact::<PyString>() {
-        write_str(s.to_str()?, out);
-        return Ok(true);
-    }
+    // What payloads hold, by the type pointer alone: an exact `int` is
+    // written, and an exact `dict` or `list` answers at once, without the
+    // subclass tests below (each a call into the interpreter:
+    // `PyType_GetFlags` for bool and int, `PyType_IsSubtype` for float,
+    // that every payload dict went through: 1.7% of a single append's
+    // instructions with the int `ts` in direct.rs, py31). An exact `str`
+    // is settled by `exact::str_of`'s pointer test, the first below.
+    // `bool` is not an exact `int`: it is tested below, before `int`
+    // takes subclasses.
     if let Ok(i) = v.cast_exact::<PyInt>() {
         write_int(i, out)?;
         return Ok(true);
