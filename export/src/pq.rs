@@ -56,10 +56,12 @@ const DELTA_COLUMNS: &[&str] = &[
     "finished_at",
 ];
 
-/// Strings that rarely repeat (ids, JSON texts, free text): no dictionary
-/// (it would be built and then given up for every page), zstd alone.
-/// Names, statuses, tools and the like keep their dictionaries.
+/// Columns whose values rarely repeat: no dictionary (it would be built,
+/// a hash per value, and then given up for every page), zstd alone.
+/// Names, statuses, tools and small numeric sets (`seq`, `exit_code`,
+/// `http_status`, `segment`) keep their dictionaries.
 const PLAIN_COLUMNS: &[&str] = &[
+    // Ids, JSON texts, free text.
     "run_id",
     "id",
     "parent_run_id",
@@ -70,15 +72,9 @@ const PLAIN_COLUMNS: &[&str] = &[
     "extra",
     "args_summary",
     "input_hash",
-];
-
-/// Numbers measured per run or per call (durations, sizes, token
-/// counts): nearly every value differs, so a dictionary would be built
-/// (a hash per value) and then given up for every page. Without it the
-/// files are also smaller (plain values and zstd; docs/benchmarks.md,
-/// "exp31"). Small sets (`seq`, `exit_code`, `http_status`, `segment`)
-/// keep theirs.
-const MEASURE_COLUMNS: &[&str] = &[
+    // Numbers measured per run or per call (durations, sizes, token
+    // counts): without a dictionary the files are also smaller
+    // (docs/benchmarks.md, "exp31").
     "tool_calls",
     "runtime_seconds",
     "input_tokens",
@@ -146,7 +142,7 @@ fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterPropertie
             p = p
                 .set_column_dictionary_enabled(col.clone(), false)
                 .set_column_encoding(col.clone(), Encoding::DELTA_BINARY_PACKED);
-        } else if PLAIN_COLUMNS.contains(&name) || MEASURE_COLUMNS.contains(&name) {
+        } else if PLAIN_COLUMNS.contains(&name) {
             p = p.set_column_dictionary_enabled(col.clone(), false);
         }
         p = p.set_column_statistics_enabled(col, statistics_of(name));
