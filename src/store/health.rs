@@ -601,7 +601,16 @@ impl Writes {
             let item = match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(i) => i,
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.closing.load(Ordering::Acquire) && !self.is_healthy() {
+                    // `close` takes the log out of service itself, so out
+                    // of service alone does not mean degraded: only a
+                    // failure reported before (health not Ok) does. A
+                    // healthy store's close used to reopen the log here
+                    // (a recovery scan and a Merkle rebuild of the whole
+                    // log, and a spurious "degraded" to the health hook).
+                    if self.closing.load(Ordering::Acquire)
+                        && !self.is_healthy()
+                        && !self.health().is_ok()
+                    {
                         // Closed while degraded with nothing in flight:
                         // one last attempt for the backlog.
                         self.heal(Vec::new(), "closing while degraded", &rx);

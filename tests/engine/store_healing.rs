@@ -227,6 +227,30 @@ fn closing_while_the_disk_still_fails_reports_what_was_not_stored() {
 }
 
 #[test]
+fn closing_a_healthy_store_does_not_reopen_its_log() {
+    // Close takes the log out of service itself; the keeper took that for
+    // a degraded store and reopened the log (a recovery scan, a Merkle
+    // rebuild of every event) only to close it again, telling the hook
+    // "degraded" then "ok" on every close.
+    let (_t, dir) = scratch();
+    let inj = Injector::new();
+    let (store, seen) = store_with(&dir, &inj, false, false);
+    for i in 0..50 {
+        start(&store, i).unwrap();
+    }
+    store.flush().unwrap();
+    // Past the keeper's idle wake-up (100 ms), so it sees the close idle.
+    std::thread::sleep(Duration::from_millis(150));
+    store.close().unwrap();
+    assert_eq!(
+        states(&seen),
+        Vec::<&str>::new(),
+        "no health change on a clean close"
+    );
+    assert_each_once(&dir, 50);
+}
+
+#[test]
 fn with_healing_off_a_failed_sync_stops_the_writes_as_before() {
     let (_t, dir) = scratch();
     let inj = Injector::new();

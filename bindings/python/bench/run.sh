@@ -11,6 +11,6 @@ venv="${AUDITLOG_PY_VENV:-$CARGO_TARGET_DIR/python-venv}"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements-dev.txt"
 # shellcheck disable=SC1091
 source "$venv/bin/activate"
-maturin develop --release --manifest-path "$here/Cargo.toml"
+maturin develop --profile release-python --manifest-path "$here/Cargo.toml"
 cargo build --release --manifest-path "$here/Cargo.toml" --example query_latency
 python "$here/bench/bench.py" --native "$CARGO_TARGET_DIR/release/examples/query_latency" "$@"
