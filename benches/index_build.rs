@@ -5,6 +5,10 @@
 //!   beforehand, through `Builder::add` and `finish` (string interning,
 //!   the run fold, call entries, sorting and writing the sections): the
 //!   per-event cost with no decode and no chain check.
+//! - `index_build/builder_finish`: `finish` alone on that segment's
+//!   builder (the sorts, by the interned strings' ranks since the cli32
+//!   round, and the sections written): what `auditlog ingest`'s main
+//!   thread does per image after the last append.
 //! - `index_build/refresh_1_thread` and `refresh_per_core`: every sealed
 //!   segment's image built from its segment by a fresh engine, the scans
 //!   one after another or on one thread per core (`Engine::scan_threads`).
@@ -44,7 +48,7 @@ use auditlog::internals::index::{self, Builder, NoOlder, KIND_SEALED};
 use auditlog::internals::layout::{map_file, SegmentMeta};
 use auditlog::internals::{blocks, chain::Digest, segment};
 use auditlog::{Event, LogReader, QueryEngine};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 #[path = "shared/bench_log.rs"]
 mod bench_log;
@@ -99,6 +103,21 @@ fn index_build(c: &mut Criterion) {
             }
             builder.finish(Digest([0; 32]), &NoOlder).len()
         })
+    });
+    g.bench_function("builder_finish", |b| {
+        b.iter_batched(
+            || {
+                let first = events.first().map_or(0, |e| e.0);
+                let mut builder =
+                    Builder::new(KIND_SEALED, seq, first, segment::HEADER_SIZE as u64);
+                for (lsn, off, end, ev) in &events {
+                    builder.add(*lsn, *off, *end, ev);
+                }
+                builder
+            },
+            |builder| builder.finish(Digest([0; 32]), &NoOlder).len(),
+            BatchSize::LargeInput,
+        )
     });
     g.throughput(Throughput::Elements(n));
     g.measurement_time(Duration::from_secs(20));

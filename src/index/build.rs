@@ -54,6 +54,10 @@ pub struct Builder {
     max_ts: Micros,
     /// Every string (ids, skills, statuses, ...) once; u32 handles.
     ids: Interner,
+    /// The handle of the run id last added: a run's events mostly come
+    /// one after another, and comparing the id with the previous one costs
+    /// less than a table look-up.
+    last_id: Option<u32>,
     /// Per interned string used as a run id: the fold's state of that id
     /// within this image, and its position in `runs` once started.
     fold: Vec<(RunState, u32)>,
@@ -86,6 +90,7 @@ impl Builder {
             min_ts: Micros::MAX,
             max_ts: Micros::MIN,
             ids: Interner::default(),
+            last_id: None,
             fold: Vec::new(),
             runs: Vec::new(),
             first_fin: HashMap::new(),
@@ -138,7 +143,14 @@ impl Builder {
             // No run: nothing to index (the log's own record).
             return;
         }
-        let id = self.intern(ev.run_id);
+        let id = match self.last_id {
+            Some(h) if self.ids.name(h) == ev.run_id => h,
+            _ => {
+                let h = self.intern(ev.run_id);
+                self.last_id = Some(h);
+                h
+            }
+        };
         if let Some(c) = call {
             let strs = [
                 id,
@@ -258,7 +270,7 @@ impl Builder {
             ids: id_names,
             runs,
             first_fin,
-            mut logs,
+            logs,
             calls,
             dup_starts,
             fold,
@@ -275,9 +287,11 @@ impl Builder {
         };
         let mut heap = Heap::new(id_names.len());
         let name = |i: u32| -> &str { id_names.name(i) };
-        // RUNS sorted by id.
-        let mut by_id: Vec<u32> = (0..u32_of(runs.len())).collect();
-        by_id.sort_unstable_by(|&a, &b| name(runs[a as usize].id).cmp(name(runs[b as usize].id)));
+        // Sorts by string compare these ranks (the same order as the bytes).
+        let ranks = id_names.ranks();
+        let rank = |i: u32| ranks[i as usize];
+        // RUNS sorted by id (one run per id).
+        let by_id = by_rank(runs.len(), ranks.len(), |r| rank(runs[r].id));
         // Asked in ascending id order: a lookup can then go on from where
         // the previous one ended in each older image instead of searching
         // it whole (see `query::engine::Shadows`).
@@ -328,13 +342,16 @@ impl Builder {
         }
 
         // ORDER: started_at desc, id desc (as RUNS positions).
+        // Runs come in log order, so nearly in `started_at` order: a
+        // stable sort (it merges the ascending stretches it finds) of the
+        // ascending order, turned round, is the same order (no two runs
+        // have the same id), in a fraction of an unstable sort's time.
         let mut order: Vec<u32> = (0..u32_of(runs.len())).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (ra, rb) = (&runs[a as usize], &runs[b as usize]);
-            rb.started_at
-                .cmp(&ra.started_at)
-                .then_with(|| name(rb.id).cmp(name(ra.id)))
+        order.sort_by_key(|&r| {
+            let run = &runs[r as usize];
+            (run.started_at, rank(run.id))
         });
+        order.reverse();
         let s_order: Vec<u8> = order
             .iter()
             .flat_map(|&r| pos_of[r as usize].to_le_bytes())
@@ -351,7 +368,11 @@ impl Builder {
             }
         };
         // Each list with its summary counts (plain, shadowed): see key::PLAIN.
-        let mut lists: HashMap<(u32, u32), KeyList> = HashMap::new();
+        // Found by (kind, handle) in a table indexed by both ("running" at
+        // handle n): hashing five keys a run was a tenth of this function.
+        let n = ranks.len();
+        let mut list_of: Vec<u32> = vec![u32::MAX; (K_STATUS as usize + 1) * (n + 1)];
+        let mut lists: Vec<((u32, u32), KeyList)> = Vec::new();
         for &r in &order {
             let run = &runs[r as usize];
             let p = pos_of[r as usize];
@@ -365,17 +386,28 @@ impl Builder {
                 (K_PARENT, run.parent),
                 (K_STATUS, status),
             ] {
-                let e = lists.entry((k, v)).or_default();
+                let h = if v == RUNNING_KEY { n } else { v as usize };
+                let slot = &mut list_of[k as usize * (n + 1) + h];
+                if *slot == u32::MAX {
+                    *slot = u32_of(lists.len());
+                    lists.push(((k, v), KeyList::default()));
+                }
+                let e = &mut lists[*slot as usize].1;
                 e.0.push(p);
                 e.1 += u32::from(plain);
                 e.2 += u32::from(shadowed);
             }
         }
-        let mut keys: Vec<((u32, u32), KeyList)> = lists.into_iter().collect();
+        let mut keys = lists;
         keys.sort_unstable_by(|a, b| {
-            a.0 .0
-                .cmp(&b.0 .0)
-                .then_with(|| key_name(a.0 .1).cmp(key_name(b.0 .1)))
+            let (x, y) = (a.0 .1, b.0 .1);
+            a.0 .0.cmp(&b.0 .0).then_with(|| {
+                if x == RUNNING_KEY || y == RUNNING_KEY {
+                    key_name(x).cmp(key_name(y))
+                } else {
+                    rank(x).cmp(&rank(y))
+                }
+            })
         });
         let mut s_keys = Vec::with_capacity(keys.len() * key::SIZE);
         let mut s_post = Vec::new();
@@ -411,7 +443,7 @@ impl Builder {
             .collect();
         // The nearest older start of each (asked in ascending id order, as
         // for RUNS), then in (hash, id) order: lookups search the hashes.
-        fins.sort_unstable_by(|a, b| name(a.0).cmp(name(b.0)));
+        fins.sort_unstable_by_key(|f| rank(f.0));
         let mut fins: Vec<(u64, u32, BFin, (u64, u32))> = fins
             .into_iter()
             .map(|(id, f)| {
@@ -419,7 +451,7 @@ impl Builder {
                 (RunHash::of(name(id).as_bytes()).0, id, f, at)
             })
             .collect();
-        fins.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| name(a.1).cmp(name(b.1))));
+        fins.sort_unstable_by_key(|f| (f.0, rank(f.1)));
         let mut flags = 0u32;
         let mut s_fins = Vec::with_capacity(fins.len() * fin::SIZE);
         for (hash, id, f, (start_seq, start_pos)) in &fins {
@@ -439,12 +471,17 @@ impl Builder {
         }
 
         // LOGS sorted by (id, seq, lsn).
-        logs.sort_unstable_by(|a, b| {
-            name(a.0)
-                .cmp(name(b.0))
-                .then(a.1.cmp(&b.1))
-                .then(a.2.cmp(&b.2))
-        });
+        // By id with a counting sort (each id's logs stay in log order),
+        // then each id's logs by (seq, lsn): already so unless the seqs
+        // came out of order, and a stable sort of a sorted slice is one pass.
+        let mut logs: Vec<(u32, u64, u64, u64)> =
+            by_rank(logs.len(), ranks.len(), |i| rank(logs[i].0))
+                .into_iter()
+                .map(|i| logs[i as usize])
+                .collect();
+        for same_id in logs.chunk_by_mut(|a, b| a.0 == b.0) {
+            same_id.sort_by_key(|l| (l.1, l.2));
+        }
         let mut s_logs = Vec::with_capacity(logs.len() * log::SIZE);
         for (id, seqno, lsn, off) in &logs {
             let mut rec = [0u8; log::SIZE];
@@ -460,13 +497,15 @@ impl Builder {
             let names = &id_names;
             let heap_cell = std::cell::RefCell::new(&mut heap);
             let mut put = |h: u32| heap_cell.borrow_mut().add(h, names.name(h));
-            let mut put_text = |b: &[u8]| heap_cell.borrow_mut().add_bytes(b);
-            calls::sections(calls, names, &mut put, &mut put_text)
+            let mut put_key = |h: u32| heap_cell.borrow_mut().add_key(h, names.name(h));
+            let mut put_text = |b: &[u8]| heap_cell.borrow_mut().add_bytes(b, names);
+            calls::sections(calls, names, &rank, &mut put, &mut put_key, &mut put_text)
         };
 
         let s_amnd = amend_section(
             &mut heap,
             &name,
+            &rank,
             &Amends {
                 starts: &amend_starts,
                 finishes: &amend_finishes,
@@ -573,6 +612,7 @@ struct Amends<'b> {
 fn hiding_logs<'n>(
     a: &Amends<'_>,
     name: &dyn Fn(u32) -> &'n str,
+    rank: &dyn Fn(u32) -> u32,
     defining: &dyn Fn(u32) -> Option<u64>,
 ) -> Vec<(u32, u64, u64)> {
     if a.logs.is_empty() {
@@ -595,7 +635,7 @@ fn hiding_logs<'n>(
         }
     }
     // Ascending (id, seq), so the older images' cursors only move forward.
-    ask.sort_unstable_by(|x, y| name(x.0).cmp(name(y.0)).then(x.1.cmp(&y.1)));
+    ask.sort_unstable_by_key(|x| (rank(x.0), x.1));
     for (id, seq, lsn, off) in ask {
         if a.older.has_log(name(id), seq) {
             out.push((id, lsn, off));
@@ -610,7 +650,12 @@ fn hiding_logs<'n>(
 /// the run), an amending finish that is the first finish after the
 /// image's defining start, and one before that start (the fold ignores
 /// it). Everything else may amend a start or finish elsewhere.
-fn amend_section<'n>(heap: &mut Heap, name: &dyn Fn(u32) -> &'n str, a: &Amends<'_>) -> Vec<u8> {
+fn amend_section<'n>(
+    heap: &mut Heap,
+    name: &dyn Fn(u32) -> &'n str,
+    rank: &dyn Fn(u32) -> u32,
+    a: &Amends<'_>,
+) -> Vec<u8> {
     // The image's defining start of `id`: its LSN, if unshadowed here.
     let defining = |id: u32| -> Option<u64> {
         let (state, r) = a.fold.get(id as usize)?;
@@ -636,11 +681,11 @@ fn amend_section<'n>(heap: &mut Heap, name: &dyn Fn(u32) -> &'n str, a: &Amends<
         }
     }
     out.extend(
-        hiding_logs(a, name, &defining)
+        hiding_logs(a, name, rank, &defining)
             .into_iter()
             .map(|(id, lsn, off)| (id, AMEND_LOG, lsn, off)),
     );
-    out.sort_unstable_by(|x, y| name(x.0).cmp(name(y.0)).then(x.2.cmp(&y.2)));
+    out.sort_unstable_by_key(|x| (rank(x.0), x.2));
     let mut s = Vec::with_capacity(out.len() * amnd::SIZE);
     for (id, kind, lsn, off) in out {
         let mut rec = [0u8; amnd::SIZE];
@@ -651,6 +696,26 @@ fn amend_section<'n>(heap: &mut Heap, name: &dyn Fn(u32) -> &'n str, a: &Amends<
         s.extend_from_slice(&rec);
     }
     s
+}
+
+/// The positions `0..len` ordered by `rank_of(position)` (below
+/// `n_ranks`), equal ranks in ascending position: a counting sort, for
+/// lists whose keys are ranks of interned strings.
+fn by_rank(len: usize, n_ranks: usize, rank_of: impl Fn(usize) -> u32) -> Vec<u32> {
+    let mut start = vec![0u32; n_ranks + 1];
+    for i in 0..len {
+        start[rank_of(i) as usize + 1] += 1;
+    }
+    for r in 0..n_ranks {
+        start[r + 1] += start[r];
+    }
+    let mut out = vec![0u32; len];
+    for i in 0..len {
+        let at = &mut start[rank_of(i) as usize];
+        out[*at as usize] = u32_of(i);
+        *at += 1;
+    }
+    out
 }
 
 /// Write `v` at byte `at` of a record.
@@ -669,7 +734,13 @@ struct Heap {
     bytes: Vec<u8>,
     at: Vec<Option<StrRef>>,
     extra: HashMap<&'static str, StrRef>,
-    /// Strings that are not interned handles (composite call keys).
+    /// Keys are written once each, apart from the strings above: the
+    /// place of each interned string written as a key (`add_key`), and of
+    /// each other key (`add_bytes`, the composite call keys) by its bytes.
+    /// Together they act as one map of key bytes (a composite key with the
+    /// bytes of an interned one shares its place, and the other way
+    /// round), without copying and hashing every run id a key names.
+    key_at: Vec<Option<StrRef>>,
     other: HashMap<Vec<u8>, StrRef>,
 }
 
@@ -679,6 +750,7 @@ impl Heap {
             bytes: Vec::new(),
             at: vec![None; n],
             extra: HashMap::new(),
+            key_at: vec![None; n],
             other: HashMap::new(),
         }
     }
@@ -702,16 +774,40 @@ impl Heap {
         r
     }
 
-    /// Any bytes (deduplicated among themselves).
-    fn add_bytes(&mut self, b: &[u8]) -> StrRef {
+    /// The key place of interned string `h` (text `s`).
+    fn add_key(&mut self, h: u32, s: &str) -> StrRef {
+        if s.is_empty() {
+            return StrRef(0, 0);
+        }
+        if let Some(r) = self.key_at[h as usize] {
+            return r;
+        }
+        let r = match self.other.get(s.as_bytes()) {
+            Some(r) => *r,
+            None => self.push(s),
+        };
+        self.key_at[h as usize] = Some(r);
+        r
+    }
+
+    /// The key place of bytes that are not an interned handle's key
+    /// (`names` finds those that are).
+    fn add_bytes(&mut self, b: &[u8], names: &Interner) -> StrRef {
         if b.is_empty() {
             return StrRef(0, 0);
         }
         if let Some(r) = self.other.get(b) {
             return *r;
         }
-        let r = StrRef(u32_of(self.bytes.len()), u32_of(b.len()));
-        self.bytes.extend_from_slice(b);
+        let as_key = std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| names.find(s))
+            .and_then(|h| self.key_at[h as usize]);
+        let r = as_key.unwrap_or_else(|| {
+            let r = StrRef(u32_of(self.bytes.len()), u32_of(b.len()));
+            self.bytes.extend_from_slice(b);
+            r
+        });
         self.other.insert(b.to_vec(), r);
         r
     }
@@ -723,5 +819,72 @@ impl Heap {
         let r = self.push(s);
         self.extra.insert(s, r);
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::by_rank;
+    use crate::chain::Digest;
+    use crate::event::{Event, ToolCall};
+    use crate::index::image::{HEADER_LEN, KIND_SEALED, S_CKEYS, S_STR};
+    use crate::index::{Builder, NoOlder};
+
+    /// Section `i` of an image: (offset, length) from the section table.
+    fn section(img: &[u8], i: usize) -> &[u8] {
+        let at = HEADER_LEN + 16 * i;
+        let word = |o: usize| {
+            usize::try_from(u64::from_le_bytes(img[o..o + 8].try_into().unwrap())).unwrap()
+        };
+        let (off, len) = (word(at), word(at + 8));
+        &img[off..off + len]
+    }
+
+    /// A call key with the same bytes as another shares its heap place,
+    /// whichever kind comes first: the composite engine-and-tool key `2:abc`
+    /// (kind 2) between the tool `2:abc` (kind 1) and the channel `2:abc`
+    /// (kind 3), as when all keys went through one map of bytes.
+    #[test]
+    fn equal_call_keys_share_their_heap_place() {
+        let call = |tool: &str, engine: &str, channel: &str| ToolCall {
+            tool: tool.into(),
+            engine: engine.into(),
+            channel_id: channel.into(),
+            ..ToolCall::default()
+        };
+        let mut b = Builder::new(KIND_SEALED, 1, 0, 72);
+        let calls = [
+            call("c", "ab", "s"),
+            call("2:abc", "", "s"),
+            call("t", "", "2:abc"),
+        ];
+        for (i, c) in calls.into_iter().enumerate() {
+            let off = 72 + 10 * i as u64;
+            b.add(i as u64, off, off + 10, &Event::tool_call("r-1", 1_000, c));
+        }
+        let img = b.finish(Digest([0; 32]), &NoOlder);
+        let heap = section(&img, S_STR);
+        let mut places = Vec::new();
+        for rec in section(&img, S_CKEYS).chunks_exact(24) {
+            let word = |o: usize| u32::from_le_bytes(rec[o..o + 4].try_into().unwrap());
+            let (kind, off, len) = (word(0), word(8) as usize, word(12) as usize);
+            if &heap[off..off + len] == b"2:abc" {
+                places.push((kind, off));
+            }
+        }
+        let kinds: Vec<u32> = places.iter().map(|p| p.0).collect();
+        assert_eq!(kinds, [1, 2, 3]);
+        assert!(places.iter().all(|p| p.1 == places[0].1), "{places:?}");
+    }
+
+    proptest::proptest! {
+        /// The counting sort is the stable sort by rank.
+        #[test]
+        fn by_rank_is_a_stable_sort_by_rank(ranks in proptest::collection::vec(0u32..20, 0..200)) {
+            let got = by_rank(ranks.len(), 20, |i| ranks[i]);
+            let mut want: Vec<u32> = (0..crate::num::u32_of(ranks.len())).collect();
+            want.sort_by_key(|&i| ranks[i as usize]);
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 }

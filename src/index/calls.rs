@@ -200,23 +200,40 @@ const ENGINE: usize = 5;
 const STATUS: usize = 6;
 const ERROR_TYPE: usize = 7;
 
-/// Write CALLS, CKEYS and CPOST. `names[h]` is interned string `h`;
-/// `put(h)` its heap place; `put_text(s)` the heap place of any other
-/// string (the composite engine-and-tool keys).
+/// Write CALLS, CKEYS and CPOST. `names[h]` is interned string `h`,
+/// `rank(h)` its place in the byte order of all of them
+/// ([`super::intern::Interner::ranks`]); `put(h)` its heap place;
+/// `put_key(h)` the heap place of its bytes as a key and `put_text(s)` that
+/// of any other key (the composite engine-and-tool keys): keys share their
+/// places among themselves, not with the records' strings.
 pub(crate) fn sections(
-    mut calls: Vec<BCall>,
+    calls: Vec<BCall>,
     names: &super::intern::Interner,
+    rank: &dyn Fn(u32) -> u32,
     put: &mut dyn FnMut(u32) -> StrRef,
+    put_key: &mut dyn FnMut(u32) -> StrRef,
     put_text: &mut dyn FnMut(&[u8]) -> StrRef,
 ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     const NO: u32 = u32::MAX;
-    calls.sort_unstable_by(|a, b| a.ts.cmp(&b.ts).then(a.lsn.cmp(&b.lsn)));
+    // The (ts, lsn) order, sorted as small keys: sorting the 72-byte
+    // records themselves was most of this function's sort.
+    let mut by_ts: Vec<(Micros, u64, u32)> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.ts, c.lsn, i as u32))
+        .collect();
+    by_ts.sort_unstable();
     let mut s_calls = Vec::with_capacity(calls.len() * super::image::REC_SIZE[S_CALLS]);
     let empty = |h: u32| names.name(h).is_empty();
-    // (kind, handle, second handle) -> positions, ascending. Keyed by the
-    // interned handles: no key bytes are built per call.
-    let mut lists: HashMap<(u32, u32, u32), Vec<u32>> = HashMap::new();
-    for (pos, c) in calls.iter().enumerate() {
+    // Every key's list of positions, ascending, found by (kind, handle) in
+    // a table indexed by both (the engine-and-tool pairs in a map): the
+    // map of (kind, handle, handle) it replaces hashed 7-9 keys a call.
+    let n = names.len();
+    let mut list_of: Vec<u32> = vec![NO; (CK_ENGINE as usize + 1) * n];
+    let mut pair_list: HashMap<(u32, u32), u32> = HashMap::new();
+    let mut lists: Vec<(u32, u32, u32, Vec<u32>)> = Vec::new();
+    for (pos, &(_, _, i)) in by_ts.iter().enumerate() {
+        let c = &calls[i as usize];
         for v in [c.ts as u64, c.lsn, c.off, c.duration_ms.to_bits(), c.flags] {
             s_calls.extend_from_slice(&v.to_le_bytes());
         }
@@ -226,9 +243,6 @@ pub(crate) fn sections(
             s_calls.extend_from_slice(&r.1.to_le_bytes());
         }
         let pos = pos as u32;
-        let mut add = |kind: u32, a: u32, b: u32| {
-            lists.entry((kind, a, b)).or_default().push(pos);
-        };
         for (kind, field) in [
             (CK_TOOL, TOOL),
             (CK_ENGINE, ENGINE),
@@ -239,33 +253,59 @@ pub(crate) fn sections(
             (CK_ERROR_TYPE, ERROR_TYPE),
             (CK_RUN, RUN),
         ] {
-            if !empty(c.strs[field]) {
-                add(kind, c.strs[field], NO);
+            let h = c.strs[field];
+            if !empty(h) {
+                let slot = &mut list_of[kind as usize * n + h as usize];
+                if *slot == NO {
+                    *slot = lists.len() as u32;
+                    lists.push((kind, h, NO, Vec::new()));
+                }
+                lists[*slot as usize].3.push(pos);
             }
         }
         if !empty(c.strs[ENGINE]) || !empty(c.strs[TOOL]) {
-            add(CK_ENGINE_TOOL, c.strs[ENGINE], c.strs[TOOL]);
+            let (e, t) = (c.strs[ENGINE], c.strs[TOOL]);
+            let at = *pair_list.entry((e, t)).or_insert_with(|| {
+                lists.push((CK_ENGINE_TOOL, e, t, Vec::new()));
+                lists.len() as u32 - 1
+            });
+            lists[at as usize].3.push(pos);
         }
     }
-    // Key bytes once per distinct key, then sorted by (kind, bytes).
+    // Sorted by (kind, key bytes): the ranks order a kind's single keys;
+    // the composite keys are built and compared as bytes (few of them).
     let name = |h: u32| names.name(h).as_bytes();
-    let mut keys: Vec<(u32, Vec<u8>, Vec<u32>)> = lists
+    let mut keys: Vec<CallKey> = lists
         .into_iter()
-        .map(|((kind, a, b), list)| {
-            let key = if kind == CK_ENGINE_TOOL {
-                engine_tool_key(name(a), name(b))
-            } else {
-                name(a).to_vec()
-            };
-            (kind, key, list)
+        .map(|(kind, a, b, list)| CallKey {
+            kind,
+            handle: a,
+            composite: (kind == CK_ENGINE_TOOL).then(|| engine_tool_key(name(a), name(b))),
+            list,
         })
         .collect();
-    keys.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    keys.sort_unstable_by(|x, y| {
+        x.kind
+            .cmp(&y.kind)
+            .then_with(|| match (&x.composite, &y.composite) {
+                (Some(kx), Some(ky)) => kx.cmp(ky),
+                _ => rank(x.handle).cmp(&rank(y.handle)),
+            })
+    });
     let mut s_keys = Vec::with_capacity(keys.len() * 24);
     let mut s_post = Vec::new();
     let mut n_post = 0u64;
-    for (kind, key, list) in &keys {
-        let r = put_text(key);
+    for CallKey {
+        kind,
+        handle,
+        composite,
+        list,
+    } in &keys
+    {
+        let r = match composite {
+            Some(key) => put_text(key),
+            None => put_key(*handle),
+        };
         s_keys.extend_from_slice(&kind.to_le_bytes());
         s_keys.extend_from_slice(&(list.len() as u32).to_le_bytes());
         s_keys.extend_from_slice(&r.0.to_le_bytes());
@@ -277,6 +317,15 @@ pub(crate) fn sections(
         n_post += list.len() as u64;
     }
     (s_calls, s_keys, s_post)
+}
+
+/// A CKEYS key being written: its kind, the interned string it is (the
+/// engine's, for a composite key), the composite key's bytes, its list.
+struct CallKey {
+    kind: u32,
+    handle: u32,
+    composite: Option<Vec<u8>>,
+    list: Vec<u32>,
 }
 
 /// One call record of an image.

@@ -31,6 +31,10 @@ pub(crate) struct Interner {
     spans: Vec<(u32, u32)>,
     table: HashTable<Slot>,
     hasher: foldhash::fast::FixedState,
+    /// The handle of `""` once seen: most of a tool call's eight strings
+    /// are empty (a `run_log` call's channel and caller, no workspace, no
+    /// engine, no error), so they skip the hash and the table.
+    empty: Option<u32>,
 }
 
 /// Bytes of a string kept in its table slot: ids, channels, statuses and
@@ -56,11 +60,28 @@ fn head_of(s: &[u8]) -> [u8; INLINE] {
 impl Interner {
     /// The handle of `s`, new if it was not seen before.
     pub fn intern(&mut self, s: &str) -> u32 {
-        let hash = self.hasher.hash_one(s);
+        if s.is_empty() {
+            if let Some(h) = self.empty {
+                return h;
+            }
+            let h = self.intern_new_or_old(s);
+            self.empty = Some(h);
+            return h;
+        }
+        self.intern_new_or_old(s)
+    }
+
+    /// The handle of `s` if it was interned.
+    pub fn find(&self, s: &str) -> Option<u32> {
+        self.slot_of(s, self.hasher.hash_one(s))
+            .map(|slot| slot.handle)
+    }
+
+    fn slot_of(&self, s: &str, hash: u64) -> Option<&Slot> {
         let b = s.as_bytes();
         let head = head_of(b);
         let (text, spans) = (&self.text, &self.spans);
-        let found = self.table.find(hash, |slot| {
+        self.table.find(hash, |slot| {
             slot.hash == hash
                 && slot.len as usize == b.len()
                 && slot.head == head
@@ -68,10 +89,16 @@ impl Interner {
                     let (start, len) = spans[slot.handle as usize];
                     &text.as_bytes()[start as usize..(start + len) as usize] == b
                 })
-        });
-        if let Some(slot) = found {
+        })
+    }
+
+    fn intern_new_or_old(&mut self, s: &str) -> u32 {
+        let hash = self.hasher.hash_one(s);
+        if let Some(slot) = self.slot_of(s, hash) {
             return slot.handle;
         }
+        let b = s.as_bytes();
+        let head = head_of(b);
         let handle = u32_of(self.spans.len());
         self.spans.push((u32_of(self.text.len()), u32_of(s.len())));
         self.text.push_str(s);
@@ -96,6 +123,44 @@ impl Interner {
     pub fn len(&self) -> usize {
         self.spans.len()
     }
+
+    fn bytes(&self, h: u32) -> &[u8] {
+        self.name(h).as_bytes()
+    }
+
+    /// Each handle's place in the byte order of all the interned strings
+    /// (`ranks()[h]`; distinct strings, so distinct ranks). Comparing two
+    /// handles' ranks answers what comparing their bytes answers, so the
+    /// image's sorts by id (RUNS, LOGS, FINS, AMND, CKEYS) become integer
+    /// sorts after one sort of the distinct strings here: those string
+    /// sorts, each comparison a `memcmp` behind two look-ups, were the
+    /// largest share of `Builder::finish` (docs/benchmarks.md, "Ingest,
+    /// cli32 round").
+    pub fn ranks(&self) -> Vec<u32> {
+        // Sorted by the first 8 bytes as a big-endian number first (zero
+        // padded: where two such keys differ, the bytes compare the same
+        // way), the bytes themselves only on equal keys.
+        let mut order: Vec<(u64, u32)> = (0..u32_of(self.spans.len()))
+            .map(|h| (prefix_key(self.bytes(h)), h))
+            .collect();
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| self.bytes(a.1).cmp(self.bytes(b.1)))
+        });
+        let mut rank = vec![0u32; order.len()];
+        for (r, &(_, h)) in order.iter().enumerate() {
+            rank[h as usize] = u32_of(r);
+        }
+        rank
+    }
+}
+
+/// The first 8 bytes of `b` (zeros past its end) as a big-endian number.
+fn prefix_key(b: &[u8]) -> u64 {
+    let mut k = [0u8; 8];
+    let n = b.len().min(8);
+    k[..n].copy_from_slice(&b[..n]);
+    u64::from_be_bytes(k)
 }
 
 #[cfg(test)]
@@ -121,6 +186,9 @@ mod tests {
             assert_eq!(t.name(*h), *w);
         }
         assert_eq!(t.name(99), "");
+        assert_eq!(t.find("ok"), Some(2));
+        assert_eq!(t.find("a much longer string than sixteen bytes"), Some(3));
+        assert_eq!(t.find("not there"), None);
     }
 
     #[test]
@@ -132,6 +200,54 @@ mod tests {
         assert_eq!([t.intern(a), t.intern(b), t.intern(c)], [0, 1, 2]);
         assert_eq!([t.intern(c), t.intern(b), t.intern(a)], [2, 1, 0]);
         assert_eq!((t.name(0), t.name(1), t.name(2)), (a, b, c));
+    }
+
+    #[test]
+    fn ranks_order_handles_as_their_bytes() {
+        let mut t = Interner::default();
+        let words = [
+            "r-10",
+            "r-9",
+            "",
+            "r-1",
+            "r-1\u{0}",
+            "r-1\u{0}a",
+            "abcdefgh",
+            "abcdefg",
+            "abcdefgh\u{0}",
+            "abcdefghi",
+            "é",
+            "z",
+            "r-100000000",
+            "r-10000000",
+        ];
+        for w in words {
+            t.intern(w);
+        }
+        let rank = t.ranks();
+        let mut by_rank: Vec<u32> = (0..u32_of(t.len())).collect();
+        by_rank.sort_by_key(|&h| rank[h as usize]);
+        let mut sorted: Vec<&str> = words.to_vec();
+        sorted.sort_unstable();
+        let got: Vec<&str> = by_rank.iter().map(|&h| t.name(h)).collect();
+        assert_eq!(got, sorted);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn rank_order_is_byte_order(words in proptest::collection::vec("[a-c\\x00é]{0,12}", 0..60)) {
+            let mut t = Interner::default();
+            let hs: Vec<u32> = words.iter().map(|w| t.intern(w)).collect();
+            let rank = t.ranks();
+            for (a, ha) in words.iter().zip(&hs) {
+                for (b, hb) in words.iter().zip(&hs) {
+                    proptest::prop_assert_eq!(
+                        rank[*ha as usize].cmp(&rank[*hb as usize]),
+                        a.as_bytes().cmp(b.as_bytes())
+                    );
+                }
+            }
+        }
     }
 
     #[test]
