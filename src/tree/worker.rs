@@ -51,8 +51,9 @@ pub(crate) const PRODUCERS_HASH_PAST: u64 = 1 << 20;
 /// priority, applies the oldest jobs until the tree is back at
 /// `PRODUCERS_HASH_PAST`: with the cores full, the nice-10 tree thread
 /// can't keep up even with the nodes alone, and this bounds the lag (the
-/// close's catch-up, and the leaf hashes queued: at most (3 - 1) x 2^20 x
-/// 32 bytes, 64 MiB, about main's 256-block queue's 57 MB) without the
+/// close's catch-up, and the leaf hashes queued: about (3 - 1) x 2^20 x
+/// 32 bytes, 64 MiB, like main's 256-block queue's 57 MB; a soft bound,
+/// overshot by up to ~20% with the cores saturated) without the
 /// writer doing the work or waiting for it. It then shares the cores
 /// fairly with the producers and the writer instead.
 pub(crate) const CATCH_UP_PAST: u64 = 3 << 20;
