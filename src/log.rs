@@ -25,7 +25,7 @@ use crate::redact::RedactionPolicy;
 use crate::retention::RetentionReport;
 use crate::shared::Shared;
 use crate::tree::keeper::TreeKeeper;
-use crate::tree::worker::TreeWorker;
+use crate::tree::worker::{producers_hash_leaves, TreeWorker};
 use crate::writer::{Batch, FrameRecycler, Leaves, Metas, Msg, Writer};
 
 /// Operator counters, cheap to read at any time.
@@ -283,10 +283,25 @@ impl Log {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
         }
-        if self.shared.config.merkle_tree && matches!(batch.leaves, Leaves::None) {
-            // The Merkle leaves are hashed here, on the producer's thread,
-            // so that the one writer thread only combines them (unless
-            // [`EncodedBatch::hash_leaves`] did it where it was encoded).
+        // Without signing, the Merkle leaves are not hashed here while the
+        // tree keeps up: the tree thread reads the events back from the
+        // segment and hashes them off the ingest path, and may lag during
+        // a burst. Past `PRODUCERS_HASH_PAST` events behind they are
+        // hashed here again, on the producers' threads, in parallel, so
+        // that the lag stops growing without the writer doing that work.
+        // A log that signs checkpoints needs its tree caught up at every
+        // checkpoint (on the writer, the serial path), so its leaves are
+        // always hashed here, which keeps that catch-up to the interior
+        // nodes (docs/proofs.md, "Who hashes what"). Either way
+        // [`EncodedBatch::hash_leaves`] may have done it already.
+        let cfg = &self.shared.config;
+        if cfg.merkle_tree
+            && matches!(batch.leaves, Leaves::None)
+            && producers_hash_leaves(
+                cfg.checkpoints.is_some(),
+                self.shared.tree_behind.load(Ordering::Relaxed),
+            )
+        {
             batch.leaves = Leaves::of(&batch.frames, &batch.metas);
         }
         let bytes = batch.frames.len();
@@ -619,10 +634,14 @@ impl EncodedBatch {
             .map(|b| EncodedBatch(b, policy.cloned()))
     }
 
-    /// Hash the events' Merkle leaves now, on this thread, instead of in
-    /// [`Log::append_encoded`] (on the appending thread). A caller that
-    /// encodes on several threads and appends from one (the command
-    /// line's ingest) spreads this SHA-256 work over its encoders.
+    /// Hash the events' Merkle leaves now, on this thread, instead of on
+    /// the tree thread (which otherwise reads the events back from the
+    /// segment, at background priority) or in [`Log::append_encoded`]
+    /// (which hashes them on the appending thread when the log signs
+    /// checkpoints or the tree is far behind). A caller that encodes on
+    /// several threads of its own, with cores to spare (the command
+    /// line's ingest), takes that SHA-256 work off the tree thread this
+    /// way; one that doesn't need not call it.
     /// Harmless for a log without the tree: the hashes go unused.
     pub fn hash_leaves(&mut self) {
         if matches!(self.0.leaves, Leaves::None) {

@@ -1106,6 +1106,7 @@ impl Writer {
             let is_checkpoint = std::mem::take(&mut self.block_is_checkpoint);
             let count = u64::from(self.block_count);
             t.block_written(
+                (m.seq, m.path.as_path()),
                 block_start,
                 first_lsn,
                 count,

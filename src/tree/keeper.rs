@@ -114,6 +114,11 @@ pub(crate) struct TreeKeeper {
     /// Leaves already covered by a checkpoint in the log (the newest
     /// checkpoint's own leaf included): nothing to sign until it grows.
     covered: u64,
+    /// A block written to the log never reached the tree (the tree
+    /// thread could not read it back): the tree is short of the log, so
+    /// it signs nothing and stores no tree file until the log is reopened
+    /// (which rebuilds the tree from the segments).
+    short: bool,
 }
 
 impl TreeKeeper {
@@ -165,6 +170,7 @@ impl TreeKeeper {
             seg,
             signing,
             covered,
+            short: false,
         })
     }
 
@@ -235,6 +241,11 @@ impl TreeKeeper {
         Ok(())
     }
 
+    /// A block written to the log could not be added (see `short`).
+    pub(crate) fn block_lost(&mut self) {
+        self.short = true;
+    }
+
     /// The active segment sealed: store its share (derived, not synced).
     pub(crate) fn segment_sealed(&mut self, meta: &SegmentMeta) {
         self.store_share(meta);
@@ -244,7 +255,7 @@ impl TreeKeeper {
     /// and at close), so that proofs made meanwhile hash only the events
     /// written since. `meta` is the active segment's, as written.
     pub(crate) fn store_share(&mut self, meta: &SegmentMeta) {
-        if meta.seq != self.seg.seq || meta.count != self.seg.count {
+        if self.short || meta.seq != self.seg.seq || meta.count != self.seg.count {
             return;
         }
         self.seg.data_len = meta.data_len;
@@ -262,6 +273,11 @@ impl TreeKeeper {
         let Some(cfg) = &self.signing else {
             return Err(Error::InvalidArgument("no signing key".into()));
         };
+        if self.short {
+            return Err(Error::InvalidArgument(
+                "a block never reached the Merkle tree (it could not be read back from its segment): nothing is signed until the log is reopened".into(),
+            ));
+        }
         let (size, root) = (self.size(), self.root());
         let note = Checkpoint::new(cfg.key.name(), size, root)
             .sign(&cfg.key)

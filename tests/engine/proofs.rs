@@ -159,6 +159,40 @@ fn leaves_hashed_before_the_append_make_the_same_tree() {
     assert_eq!((t.tree_size, t.root), (all.len() as u64, prefix[all.len()]));
 }
 
+/// Without a key, the appends hash no leaves: the tree thread reads each
+/// block back from its segment and hashes it there (docs/proofs.md, "Who
+/// hashes what"). The tree files it stores are the tree of the stored
+/// bytes: a writer reopened with a key continues from them and signs the
+/// root recomputed from the events, and no tree file needs rebuilding.
+#[test]
+fn without_a_key_the_tree_thread_hashes_the_leaves_read_back_from_the_segments() {
+    let k = keyed();
+    let mut unsigned = k.small_config();
+    unsigned.checkpoints = None;
+    let log = Log::open(unsigned).unwrap();
+    let mut n = 0;
+    for day in 0..3 {
+        n = write(&log, n, 1200, day);
+    }
+    log.close().unwrap();
+    let reader = LogReader::open(&k.dir).unwrap();
+    let sealed: Vec<_> = reader.segments().into_iter().filter(|m| m.sealed).collect();
+    assert!(sealed.len() >= 3, "{} sealed segments", sealed.len());
+    for m in &sealed {
+        assert!(segtree::path_of(m).exists(), "{} has its tree file", m.name);
+    }
+    let log = Log::open(k.small_config()).unwrap();
+    write(&log, n, 10, 2);
+    log.close().unwrap();
+    let all = leaves(&k.dir);
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!(t.tree_files_rebuilt, 0, "{t:?}");
+    assert_eq!(
+        (t.tree_size, t.root),
+        (all.len() as u64, roots(&all)[all.len()])
+    );
+}
+
 #[test]
 fn reopening_continues_the_tree_and_checkpoints_stay_consistent() {
     let k = keyed();
