@@ -133,7 +133,7 @@ pub use query::{
     Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource, Engine as QueryEngine,
     ErrorGroup, Filter, Page,
 };
-pub use reader::{Follower, LogReader, Replay, ReplayRange, ReplayThreads};
+pub use reader::{Follower, Lent, LentItem, LogReader, Replay, ReplayRange, ReplayThreads};
 pub use receipt::{LsnRange, Receipt};
 pub use rechain::Rechain;
 pub use redact::{

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::layout::{self, map_file, Head, Mode, SegmentMeta};
 use crate::manifest::Manifest;
-pub use crate::replay::{Replay, ReplayRange, ReplayThreads};
+pub use crate::replay::{Lent, LentItem, Replay, ReplayRange, ReplayThreads};
 use crate::segment::{self, Header, HEADER_SIZE};
 use crate::shared::Shared;
 

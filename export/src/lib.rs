@@ -25,6 +25,7 @@ mod dest;
 mod error;
 mod export;
 pub mod manifest;
+mod members;
 pub mod pq;
 pub mod readback;
 mod runs;

@@ -71,13 +71,14 @@ pub(crate) fn event_files(
     let mut last_block = None;
     let mut day = DayCache::default();
     while seen < s.count {
-        let Some(item) = replay.next() else {
+        // Lent, not owned: the event's strings are read where they lie in
+        // the segment and copied once, into the columns.
+        let Some(item) = replay.next_lent() else {
             break;
         };
-        let (lsn, ev) = item?;
-        let Some((seq, block_lsn)) = replay.block_of_last() else {
-            return Err(ExportError::mismatch(&s.name, "replay lost its place"));
-        };
+        let item = item?;
+        let (lsn, seq, block_lsn) = (item.lsn, item.segment, item.block_lsn);
+        let ev = item.event.view();
         if seq != s.seq || lsn != s.first_lsn + seen {
             return Err(ExportError::mismatch(
                 &s.name,
@@ -95,13 +96,14 @@ pub(crate) fn event_files(
         seen += 1;
         let dt = day.of(ev.ts);
         let p = part(&mut events, dt, || namer.writer(s, tables::EVENTS, dt))?;
-        p.rows.push(scope, lsn, block_lsn, &ev);
+        p.rows
+            .push_view(scope, lsn, block_lsn, &ev, item.event.owned());
         if p.rows.len() >= BATCH_ROWS {
             flush(&mut p.rows, &mut p.file, EventRows::finish)?;
         }
-        if let Some(call) = tables::ToolCall::of(&ev) {
+        if let Some(call) = tables::ToolCall::of_view(&ev) {
             let p = part(&mut calls, dt, || namer.writer(s, tables::TOOL_CALLS, dt))?;
-            p.rows.push_call(scope, lsn, &ev, call);
+            p.rows.push_call_view(scope, lsn, &ev, call);
             if p.rows.len() >= BATCH_ROWS {
                 flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
             }

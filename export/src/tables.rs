@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::members::Value;
 use arrow_array::builder::{
     BooleanBuilder, Float64Builder, Int64Builder, PrimitiveBuilder, StringBuilder,
     TimestampMicrosecondBuilder, UInt64Builder,
@@ -12,9 +13,10 @@ use arrow_array::builder::{
 use arrow_array::types::ArrowPrimitiveType;
 use arrow_array::{Array, ArrayRef, RecordBatch};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef, TimeUnit};
+use auditlog::event::borrowed::{CallRef, DataRef, EventRef};
 use auditlog::event::json::json_string;
 use auditlog::system::SystemRecord;
-use auditlog::{Event, EventData, Run};
+use auditlog::{Event, Run};
 use serde_json::value::RawValue;
 
 /// The table names, as in `table=NAME/` of the destination's paths.
@@ -136,22 +138,40 @@ pub fn tool_calls_schema() -> SchemaRef {
     Arc::new(Schema::new(f))
 }
 
-/// The scope columns of one table's rows.
+/// The scope columns of one table's rows. Every row of a file has the
+/// same scope, so the rows are counted as they come and the columns
+/// filled at the end, one value repeated (no three appends per row).
 #[derive(Default)]
 struct ScopeCols {
     log_id: StringBuilder,
     host: StringBuilder,
     segment: UInt64Builder,
+    /// The scope of the rows not yet in the builders, and how many.
+    pending: Option<(Scope, usize)>,
 }
 
 impl ScopeCols {
     fn push(&mut self, s: &Scope) {
-        self.log_id.append_value(&s.log_id);
-        self.host.append_value(&s.host);
-        self.segment.append_value(s.segment);
+        match &mut self.pending {
+            Some((p, n)) if p == s => *n += 1,
+            _ => {
+                self.fill();
+                self.pending = Some((s.clone(), 1));
+            }
+        }
+    }
+
+    /// Put the pending rows into the builders.
+    fn fill(&mut self) {
+        if let Some((s, n)) = self.pending.take() {
+            self.log_id.append_value_n(&s.log_id, n);
+            self.host.append_value_n(&s.host, n);
+            self.segment.append_value_n(s.segment, n);
+        }
     }
 
     fn finish(&mut self) -> Vec<ArrayRef> {
+        self.fill();
         vec![self.log_id.take(), self.host.take(), self.segment.take()]
     }
 }
@@ -189,6 +209,97 @@ impl Column for BooleanBuilder {
     }
 }
 
+/// A nullable column whose nulls are appended in runs: most columns of
+/// `events` and `tool_calls` are null in most rows (a start's fields in
+/// every other kind's rows, a record's fields in every `run_log` call),
+/// and appending them one at a time, a bit and an offset or a value each,
+/// was ~5% of an export's CPU (docs/benchmarks.md, "exp32"). Counting
+/// them and appending each run at once gives the same array.
+#[derive(Default)]
+struct Sparse<B> {
+    b: B,
+    nulls: usize,
+}
+
+/// A builder that appends `n` nulls at once.
+trait Nulls {
+    fn append_nulls(&mut self, n: usize);
+}
+
+impl Nulls for StringBuilder {
+    fn append_nulls(&mut self, n: usize) {
+        StringBuilder::append_nulls(self, n);
+    }
+}
+
+impl<T: ArrowPrimitiveType> Nulls for PrimitiveBuilder<T> {
+    fn append_nulls(&mut self, n: usize) {
+        PrimitiveBuilder::append_nulls(self, n);
+    }
+}
+
+impl Nulls for BooleanBuilder {
+    fn append_nulls(&mut self, n: usize) {
+        BooleanBuilder::append_nulls(self, n);
+    }
+}
+
+impl<B: Nulls> Sparse<B> {
+    fn append_null(&mut self) {
+        self.nulls += 1;
+    }
+
+    /// The builder, with the nulls counted so far appended.
+    fn values(&mut self) -> &mut B {
+        if self.nulls > 0 {
+            self.b.append_nulls(self.nulls);
+            self.nulls = 0;
+        }
+        &mut self.b
+    }
+}
+
+impl<B: Nulls + Column> Column for Sparse<B> {
+    fn take(&mut self) -> ArrayRef {
+        self.values().take()
+    }
+}
+
+impl Sparse<StringBuilder> {
+    fn append_value(&mut self, v: impl AsRef<str>) {
+        self.values().append_value(v);
+    }
+
+    fn append_option(&mut self, v: Option<impl AsRef<str>>) {
+        match v {
+            Some(v) => self.append_value(v),
+            None => self.append_null(),
+        }
+    }
+}
+
+impl<T: ArrowPrimitiveType> Sparse<PrimitiveBuilder<T>> {
+    fn append_value(&mut self, v: T::Native) {
+        self.values().append_value(v);
+    }
+
+    fn append_option(&mut self, v: Option<T::Native>) {
+        match v {
+            Some(v) => self.append_value(v),
+            None => self.append_null(),
+        }
+    }
+}
+
+impl Sparse<BooleanBuilder> {
+    fn append_option(&mut self, v: Option<bool>) {
+        match v {
+            Some(v) => self.values().append_value(v),
+            None => self.append_null(),
+        }
+    }
+}
+
 fn utc(b: TimestampMicrosecondBuilder) -> TimestampMicrosecondBuilder {
     b.with_timezone("UTC")
 }
@@ -201,24 +312,24 @@ pub struct EventRows {
     ts: TimestampMicrosecondBuilder,
     kind: StringBuilder,
     run_id: StringBuilder,
-    skill_id: StringBuilder,
-    caller_id: StringBuilder,
-    channel_id: StringBuilder,
-    parent_run_id: StringBuilder,
-    inputs: StringBuilder,
-    dry_run: BooleanBuilder,
-    seq: UInt64Builder,
-    event_type: StringBuilder,
-    payload: StringBuilder,
-    status: StringBuilder,
-    output: StringBuilder,
-    error: StringBuilder,
-    tool_calls: UInt64Builder,
-    runtime_seconds: Float64Builder,
-    input_tokens: UInt64Builder,
-    output_tokens: UInt64Builder,
-    thinking_tokens: UInt64Builder,
-    extra: StringBuilder,
+    skill_id: Sparse<StringBuilder>,
+    caller_id: Sparse<StringBuilder>,
+    channel_id: Sparse<StringBuilder>,
+    parent_run_id: Sparse<StringBuilder>,
+    inputs: Sparse<StringBuilder>,
+    dry_run: Sparse<BooleanBuilder>,
+    seq: Sparse<UInt64Builder>,
+    event_type: Sparse<StringBuilder>,
+    payload: Sparse<StringBuilder>,
+    status: Sparse<StringBuilder>,
+    output: Sparse<StringBuilder>,
+    error: Sparse<StringBuilder>,
+    tool_calls: Sparse<UInt64Builder>,
+    runtime_seconds: Sparse<Float64Builder>,
+    input_tokens: Sparse<UInt64Builder>,
+    output_tokens: Sparse<UInt64Builder>,
+    thinking_tokens: Sparse<UInt64Builder>,
+    extra: Sparse<StringBuilder>,
     rows: usize,
     scratch: String,
 }
@@ -232,24 +343,24 @@ impl Default for EventRows {
             ts: utc(TimestampMicrosecondBuilder::new()),
             kind: StringBuilder::new(),
             run_id: StringBuilder::new(),
-            skill_id: StringBuilder::new(),
-            caller_id: StringBuilder::new(),
-            channel_id: StringBuilder::new(),
-            parent_run_id: StringBuilder::new(),
-            inputs: StringBuilder::new(),
-            dry_run: BooleanBuilder::new(),
-            seq: UInt64Builder::new(),
-            event_type: StringBuilder::new(),
-            payload: StringBuilder::new(),
-            status: StringBuilder::new(),
-            output: StringBuilder::new(),
-            error: StringBuilder::new(),
-            tool_calls: UInt64Builder::new(),
-            runtime_seconds: Float64Builder::new(),
-            input_tokens: UInt64Builder::new(),
-            output_tokens: UInt64Builder::new(),
-            thinking_tokens: UInt64Builder::new(),
-            extra: StringBuilder::new(),
+            skill_id: Sparse::default(),
+            caller_id: Sparse::default(),
+            channel_id: Sparse::default(),
+            parent_run_id: Sparse::default(),
+            inputs: Sparse::default(),
+            dry_run: Sparse::default(),
+            seq: Sparse::default(),
+            event_type: Sparse::default(),
+            payload: Sparse::default(),
+            status: Sparse::default(),
+            output: Sparse::default(),
+            error: Sparse::default(),
+            tool_calls: Sparse::default(),
+            runtime_seconds: Sparse::default(),
+            input_tokens: Sparse::default(),
+            output_tokens: Sparse::default(),
+            thinking_tokens: Sparse::default(),
+            extra: Sparse::default(),
             rows: 0,
             scratch: String::new(),
         }
@@ -272,19 +383,19 @@ pub fn system_json(r: &SystemRecord, out: &mut String) {
 
 /// Unknown top-level fields as one JSON object text, in their stored
 /// order, each value exactly as stored; `None` when there are none.
-pub fn extra_json(ev: &Event, out: &mut String) -> bool {
+pub fn extra_json(extra: &[(&str, &str)], out: &mut String) -> bool {
     out.clear();
-    if ev.extra.is_empty() {
+    if extra.is_empty() {
         return false;
     }
     out.push('{');
-    for (i, (k, v)) in ev.extra.iter().enumerate() {
+    for (i, (k, v)) in extra.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         json_string(k, out);
         out.push(':');
-        out.push_str(v.as_str());
+        out.push_str(v);
     }
     out.push('}');
     true
@@ -300,49 +411,64 @@ impl EventRows {
     }
 
     pub fn push(&mut self, scope: &Scope, lsn: u64, block_lsn: u64, ev: &Event) {
+        self.push_view(scope, lsn, block_lsn, &EventRef::of(ev), Some(ev));
+    }
+
+    /// Add the event seen as `ev` (borrowed from its stored bytes, as the
+    /// replay lends it: its strings are copied once, into the columns).
+    /// `owned` is the owned event when there is one: a system event's
+    /// record is only read from it.
+    pub fn push_view(
+        &mut self,
+        scope: &Scope,
+        lsn: u64,
+        block_lsn: u64,
+        ev: &EventRef<'_>,
+        owned: Option<&Event>,
+    ) {
         self.scope.push(scope);
         self.lsn.append_value(lsn);
         self.block_lsn.append_value(block_lsn);
         self.ts.append_value(ev.ts);
         self.kind.append_value(ev.data.kind());
-        self.run_id.append_value(&ev.run_id);
+        self.run_id.append_value(ev.run_id);
         let s = match &ev.data {
-            EventData::RunStarted(s) => Some(s),
+            DataRef::RunStarted(s) => Some(s),
             _ => None,
         };
-        self.skill_id.append_option(s.map(|s| &s.skill_id));
-        self.caller_id.append_option(s.map(|s| &s.caller_id));
-        self.channel_id.append_option(s.map(|s| &s.channel_id));
-        self.parent_run_id
-            .append_option(s.map(|s| &s.parent_run_id));
-        self.inputs.append_option(s.map(|s| s.inputs.as_str()));
+        self.skill_id.append_option(s.map(|s| s.skill_id));
+        self.caller_id.append_option(s.map(|s| s.caller_id));
+        self.channel_id.append_option(s.map(|s| s.channel_id));
+        self.parent_run_id.append_option(s.map(|s| s.parent_run_id));
+        self.inputs.append_option(s.map(|s| s.inputs));
         self.dry_run.append_option(s.map(|s| s.dry_run));
-        match &ev.data {
-            EventData::RunLog(l) => {
+        match (&ev.data, owned.and_then(|e| e.data.system())) {
+            (DataRef::RunLog(l), _) => {
                 self.seq.append_value(l.seq);
-                self.event_type.append_value(&l.event_type);
-                self.payload.append_value(l.payload.as_str());
+                self.event_type.append_value(l.event_type);
+                self.payload.append_value(l.payload);
             }
-            EventData::System(r) => {
+            (DataRef::System(_), Some(r)) => {
                 self.seq.append_null();
                 self.event_type.append_value(r.name());
                 system_json(r, &mut self.scratch);
                 self.payload.append_value(&self.scratch);
             }
-            EventData::ToolCall(_) => {
+            (DataRef::ToolCall(_), _) => {
                 // The call as its event JSON (without `extra`, which has
                 // its own column): the engine's own writer, read back
                 // exactly by its parser (verify-export re-encodes it).
                 self.seq.append_null();
                 self.event_type.append_value("tool_call");
                 self.scratch.clear();
-                let bare = Event {
-                    extra: Vec::new(),
-                    ..ev.clone()
-                };
-                auditlog::event::json::write_event(&bare, None, &mut self.scratch);
+                if let Some(mut bare) = ev.to_event() {
+                    bare.extra.clear();
+                    auditlog::event::json::write_event(&bare, None, &mut self.scratch);
+                }
                 self.payload.append_value(&self.scratch);
             }
+            // Starts, finishes (and a system event without its record,
+            // which the replay never lends).
             _ => {
                 self.seq.append_null();
                 self.event_type.append_null();
@@ -350,12 +476,12 @@ impl EventRows {
             }
         }
         let f = match &ev.data {
-            EventData::RunFinished(f) => Some(f),
+            DataRef::RunFinished(f) => Some(f),
             _ => None,
         };
-        self.status.append_option(f.map(|f| &f.status));
-        self.output.append_option(f.map(|f| &f.output));
-        self.error.append_option(f.map(|f| &f.error));
+        self.status.append_option(f.map(|f| f.status));
+        self.output.append_option(f.map(|f| f.output));
+        self.error.append_option(f.map(|f| f.error));
         self.tool_calls.append_option(f.map(|f| f.tool_calls));
         self.runtime_seconds
             .append_option(f.map(|f| f.runtime_seconds));
@@ -363,7 +489,7 @@ impl EventRows {
         self.output_tokens.append_option(f.map(|f| f.output_tokens));
         self.thinking_tokens
             .append_option(f.map(|f| f.thinking_tokens));
-        if extra_json(ev, &mut self.scratch) {
+        if extra_json(&ev.extra, &mut self.scratch) {
             self.extra.append_value(&self.scratch);
         } else {
             self.extra.append_null();
@@ -437,32 +563,39 @@ impl<'e> ToolCall<'e> {
     /// `event_type` is `tool_call` (its payload's fields; its run-less
     /// scope fields stay null: it belongs to its run). docs/export.md.
     pub fn of(ev: &'e Event) -> Option<ToolCall<'e>> {
-        match &ev.data {
-            EventData::ToolCall(c) => Some(ToolCall::of_record(c)),
-            EventData::RunLog(l) if l.event_type == "tool_call" => {
-                Some(ToolCall::parse(l.payload.as_str()))
-            }
+        ToolCall::of_data(&DataRef::of(&ev.data))
+    }
+
+    /// [`ToolCall::of`] an event seen in place.
+    pub fn of_view(ev: &EventRef<'e>) -> Option<ToolCall<'e>> {
+        ToolCall::of_data(&ev.data)
+    }
+
+    fn of_data(data: &DataRef<'e>) -> Option<ToolCall<'e>> {
+        match data {
+            DataRef::ToolCall(c) => Some(ToolCall::of_record(c)),
+            DataRef::RunLog(l) if l.event_type == "tool_call" => Some(ToolCall::parse(l.payload)),
             _ => None,
         }
     }
 
-    fn of_record(c: &'e auditlog::ToolCall) -> ToolCall<'e> {
+    fn of_record(c: &CallRef<'e>) -> ToolCall<'e> {
         let s = |v: &'e str| (!v.is_empty()).then_some(Cow::Borrowed(v));
         ToolCall {
-            tool: s(&c.tool),
-            status: s(&c.status),
-            error_type: s(&c.error_type),
+            tool: s(c.tool),
+            status: s(c.status),
+            error_type: s(c.error_type),
             duration_ms: c.duration_ms,
-            args_summary: s(&c.args_summary),
+            args_summary: s(c.args_summary),
             result_bytes: c.result_bytes.and_then(|b| i64::try_from(b).ok()),
             exit_code: c.exit_code,
             http_status: c.http_status.map(i64::from),
-            input_hash: s(&c.input_hash),
-            channel_id: s(&c.channel_id),
-            caller_id: s(&c.caller_id),
-            workspace_id: s(&c.workspace_id),
-            request_id: s(&c.request_id),
-            engine: s(&c.engine),
+            input_hash: s(c.input_hash),
+            channel_id: s(c.channel_id),
+            caller_id: s(c.caller_id),
+            workspace_id: s(c.workspace_id),
+            request_id: s(c.request_id),
+            engine: s(c.engine),
         }
     }
 
@@ -471,7 +604,21 @@ impl<'e> ToolCall<'e> {
     /// text, and nothing else is built. A repeated key counts with its
     /// last value, as `serde_json::Value` (the engine's reader) has it. A
     /// payload that is not an object has no known fields.
+    ///
+    /// The walk follows the text's structure alone ([`crate::members`]);
+    /// where that reader does not take the payload whole, serde_json's
+    /// walk gives the answer ([`ToolCall::parse_full`], which the tests
+    /// hold it to).
     pub fn parse(payload: &'e str) -> ToolCall<'e> {
+        let mut c = ToolCall::default();
+        match crate::members::members(payload, |key, raw| c.set(key, raw)) {
+            Some(()) => c,
+            None => ToolCall::parse_full(payload),
+        }
+    }
+
+    /// [`ToolCall::parse`] through serde_json's walk of the payload.
+    pub fn parse_full(payload: &'e str) -> ToolCall<'e> {
         let mut c = ToolCall::default();
         let mut de = serde_json::Deserializer::from_str(payload);
         if serde::Deserializer::deserialize_map(&mut de, Fields(&mut c)).is_err() {
@@ -479,6 +626,40 @@ impl<'e> ToolCall<'e> {
         }
         c
     }
+
+    /// Take member `key` with value `v`, if it is a known field.
+    fn set(&mut self, key: &str, v: Value<'e>) {
+        let text = || match v.plain {
+            Some(plain) => Some(Cow::Borrowed(plain)),
+            None => text(v.raw),
+        };
+        match key {
+            "tool" => self.tool = text(),
+            "status" => self.status = text(),
+            "error_type" => self.error_type = text(),
+            "args_summary" => self.args_summary = text(),
+            "input_hash" => self.input_hash = text(),
+            "duration_ms" => self.duration_ms = float(v.raw),
+            "result_bytes" => self.result_bytes = int(v.raw),
+            "exit_code" => self.exit_code = int(v.raw),
+            "http_status" => self.http_status = int(v.raw),
+            _ => {}
+        }
+    }
+}
+
+/// A member as a number, as `serde_json::from_str::<f64>` reads it.
+fn float(raw: &str) -> Option<f64> {
+    match crate::members::small_unsigned(raw) {
+        // At most 15 digits: exact either way.
+        Some(n) => Some(n as f64),
+        None => serde_json::from_str::<f64>(raw).ok(),
+    }
+}
+
+/// A member as an integer, as `serde_json::from_str::<i64>` reads it.
+fn int(raw: &str) -> Option<i64> {
+    crate::members::small_unsigned(raw).or_else(|| serde_json::from_str::<i64>(raw).ok())
 }
 
 /// Fills a [`ToolCall`] from the members of a JSON object.
@@ -496,18 +677,7 @@ impl<'e> serde::de::Visitor<'e> for Fields<'_, 'e> {
         while let Some(Text(key)) = m.next_key::<Text<'e>>()? {
             let raw: &'e RawValue = m.next_value()?;
             let raw = raw.get();
-            match key.as_ref() {
-                "tool" => c.tool = text(raw),
-                "status" => c.status = text(raw),
-                "error_type" => c.error_type = text(raw),
-                "args_summary" => c.args_summary = text(raw),
-                "input_hash" => c.input_hash = text(raw),
-                "duration_ms" => c.duration_ms = serde_json::from_str::<f64>(raw).ok(),
-                "result_bytes" => c.result_bytes = serde_json::from_str::<i64>(raw).ok(),
-                "exit_code" => c.exit_code = serde_json::from_str::<i64>(raw).ok(),
-                "http_status" => c.http_status = serde_json::from_str::<i64>(raw).ok(),
-                _ => {}
-            }
+            c.set(key.as_ref(), Value { raw, plain: None });
         }
         Ok(())
     }
@@ -564,22 +734,22 @@ pub struct ToolCallRows {
     lsn: UInt64Builder,
     ts: TimestampMicrosecondBuilder,
     run_id: StringBuilder,
-    seq: UInt64Builder,
+    seq: Sparse<UInt64Builder>,
     replace: BooleanBuilder,
-    tool: StringBuilder,
-    status: StringBuilder,
-    error_type: StringBuilder,
-    duration_ms: Float64Builder,
-    args_summary: StringBuilder,
-    result_bytes: Int64Builder,
-    exit_code: Int64Builder,
-    http_status: Int64Builder,
-    input_hash: StringBuilder,
-    channel_id: StringBuilder,
-    caller_id: StringBuilder,
-    workspace_id: StringBuilder,
-    request_id: StringBuilder,
-    engine: StringBuilder,
+    tool: Sparse<StringBuilder>,
+    status: Sparse<StringBuilder>,
+    error_type: Sparse<StringBuilder>,
+    duration_ms: Sparse<Float64Builder>,
+    args_summary: Sparse<StringBuilder>,
+    result_bytes: Sparse<Int64Builder>,
+    exit_code: Sparse<Int64Builder>,
+    http_status: Sparse<Int64Builder>,
+    input_hash: Sparse<StringBuilder>,
+    channel_id: Sparse<StringBuilder>,
+    caller_id: Sparse<StringBuilder>,
+    workspace_id: Sparse<StringBuilder>,
+    request_id: Sparse<StringBuilder>,
+    engine: Sparse<StringBuilder>,
     payload: StringBuilder,
     rows: usize,
 }
@@ -591,22 +761,22 @@ impl Default for ToolCallRows {
             lsn: UInt64Builder::new(),
             ts: utc(TimestampMicrosecondBuilder::new()),
             run_id: StringBuilder::new(),
-            seq: UInt64Builder::new(),
+            seq: Sparse::default(),
             replace: BooleanBuilder::new(),
-            tool: StringBuilder::new(),
-            status: StringBuilder::new(),
-            error_type: StringBuilder::new(),
-            duration_ms: Float64Builder::new(),
-            args_summary: StringBuilder::new(),
-            result_bytes: Int64Builder::new(),
-            exit_code: Int64Builder::new(),
-            http_status: Int64Builder::new(),
-            input_hash: StringBuilder::new(),
-            channel_id: StringBuilder::new(),
-            caller_id: StringBuilder::new(),
-            workspace_id: StringBuilder::new(),
-            request_id: StringBuilder::new(),
-            engine: StringBuilder::new(),
+            tool: Sparse::default(),
+            status: Sparse::default(),
+            error_type: Sparse::default(),
+            duration_ms: Sparse::default(),
+            args_summary: Sparse::default(),
+            result_bytes: Sparse::default(),
+            exit_code: Sparse::default(),
+            http_status: Sparse::default(),
+            input_hash: Sparse::default(),
+            channel_id: Sparse::default(),
+            caller_id: Sparse::default(),
+            workspace_id: Sparse::default(),
+            request_id: Sparse::default(),
+            engine: Sparse::default(),
             payload: StringBuilder::new(),
             rows: 0,
         }
@@ -633,15 +803,26 @@ impl ToolCallRows {
     /// Add tool call `c`, read from `ev` (at `lsn`); false if `ev` is
     /// neither a run log nor a tool call record.
     pub fn push_call(&mut self, scope: &Scope, lsn: u64, ev: &Event, c: ToolCall<'_>) -> bool {
+        self.push_call_view(scope, lsn, &EventRef::of(ev), c)
+    }
+
+    /// [`ToolCallRows::push_call`] of an event seen in place.
+    pub fn push_call_view(
+        &mut self,
+        scope: &Scope,
+        lsn: u64,
+        ev: &EventRef<'_>,
+        c: ToolCall<'_>,
+    ) -> bool {
         let (seq, payload) = match &ev.data {
-            EventData::RunLog(l) => (Some(l.seq), l.payload.as_str()),
-            EventData::ToolCall(t) => (None, t.payload.as_str()),
+            DataRef::RunLog(l) => (Some(l.seq), l.payload),
+            DataRef::ToolCall(t) => (None, t.payload),
             _ => return false,
         };
         self.scope.push(scope);
         self.lsn.append_value(lsn);
         self.ts.append_value(ev.ts);
-        self.run_id.append_value(&ev.run_id);
+        self.run_id.append_value(ev.run_id);
         self.seq.append_option(seq);
         self.replace.append_value(ev.is_replace());
         self.tool.append_option(c.tool);
@@ -801,5 +982,52 @@ impl RunRows {
         cols.extend(rest);
         self.rows = 0;
         RecordBatch::try_new(runs_schema(), cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlog::EventData;
+
+    /// The payload walk without the structural reader: serde_json's alone.
+    fn by_serde(payload: &str) -> ToolCall<'_> {
+        ToolCall::parse_full(payload)
+    }
+
+    #[test]
+    fn the_structural_walk_reads_payloads_as_serde_json_does() {
+        let payloads = [
+            r#"{"tool":"fs.read","status":"ok","duration_ms":311,"args_summary":"GET https://x/y?id=1","result_bytes":56855}"#,
+            r#" { "tool" : "a\"b" , "status":"caf\u00e9", "error_type": null, "duration_ms": 1.25 } "#,
+            r#"{"duration_ms":-0,"result_bytes":-0,"exit_code":-1,"http_status":404.0}"#,
+            r#"{"duration_ms":1e3,"result_bytes":12345678901234567890,"exit_code":9223372036854775807}"#,
+            r#"{"tool":{"name":"x","v":[1,2,{"k":"}"}]},"status":[],"input_hash":true}"#,
+            r#"{"tool":"a","tool":"b","status":"x","status":null}"#,
+            r#"{"t\u006fol":"escaped key"}"#,
+            r#"{"args_summary":"","duration_ms":"12","exit_code":0}"#,
+            r#"[{"tool":"x"}]"#,
+            r#""tool""#,
+            "{}",
+            "null",
+            r#"{"duration_ms":0.1,"result_bytes":1.5,"http_status":200}"#,
+            r#"{"duration_ms":123456789012345,"result_bytes":1234567890123456}"#,
+        ];
+        for p in payloads {
+            assert_eq!(ToolCall::parse(p), by_serde(p), "{p}");
+        }
+        let spec = auditlog_loadrun::workload::WorkloadSpec {
+            runs: 2_000,
+            ..Default::default()
+        };
+        let mut calls = 0;
+        for ev in spec.events(0, spec.runs) {
+            if let EventData::RunLog(l) = &ev.data {
+                let p = l.payload.as_str();
+                assert_eq!(ToolCall::parse(p), by_serde(p), "{p}");
+                calls += 1;
+            }
+        }
+        assert!(calls > 1_000);
     }
 }

@@ -16,7 +16,7 @@ use super::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, Too
 use serde::{Deserialize, Deserializer};
 
 /// An event borrowed from its encoding (or from an [`Event`]).
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EventRef<'a> {
     pub run_id: &'a str,
     pub ts: Micros,
@@ -29,7 +29,7 @@ pub struct EventRef<'a> {
 
 /// [`EventData`], borrowed. Variants in the same order (bincode encodes
 /// the variant's index).
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub enum DataRef<'a> {
     RunStarted(#[serde(borrow)] StartedRef<'a>),
     RunLog(#[serde(borrow)] LogRef<'a>),
@@ -39,7 +39,7 @@ pub enum DataRef<'a> {
 }
 
 /// [`super::RunStarted`], borrowed.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct StartedRef<'a> {
     pub skill_id: &'a str,
     pub caller_id: &'a str,
@@ -50,7 +50,7 @@ pub struct StartedRef<'a> {
 }
 
 /// [`super::RunLog`], borrowed.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct LogRef<'a> {
     pub seq: u64,
     pub event_type: &'a str,
@@ -58,7 +58,7 @@ pub struct LogRef<'a> {
 }
 
 /// [`super::RunFinished`], borrowed.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct FinishedRef<'a> {
     pub status: &'a str,
     pub output: &'a str,
@@ -71,7 +71,7 @@ pub struct FinishedRef<'a> {
 }
 
 /// [`super::ToolCall`], borrowed (unboxed: a view is never stored).
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct CallRef<'a> {
     pub call_id: &'a str,
     pub channel_id: &'a str,
@@ -104,6 +104,19 @@ impl<'de> Deserialize<'de> for SystemRef {
         Err(serde::de::Error::custom(
             "a system event is not read in place",
         ))
+    }
+}
+
+impl DataRef<'_> {
+    /// The kind's name, as [`EventData::kind`] gives it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DataRef::RunStarted(_) => "run_started",
+            DataRef::RunLog(_) => "run_log",
+            DataRef::RunFinished(_) => "run_finished",
+            DataRef::System(_) => "system",
+            DataRef::ToolCall(_) => "tool_call",
+        }
     }
 }
 

@@ -29,15 +29,18 @@ impl<'a> View<'a> {
     pub fn runs_defined_in(&self, seq: u64, through_seq: u64) -> Result<Vec<RunAsOf>> {
         let src = self.sealed_src(seq, through_seq)?;
         let img = self.srcs[src].img;
-        let mut out = Vec::with_capacity(img.n_runs() as usize);
-        for pos in 0..img.n_runs() {
-            let h = Handle { src, pos };
-            if self.defines(h) {
-                out.push(self.as_of(h, through_seq)?);
-            }
-        }
-        out.sort_by_key(|r| r.start_lsn);
-        Ok(out)
+        // Put the starts in order first, then build each run: sorting the
+        // built runs moved every (large) `Run` several times.
+        let mut starts: Vec<(u64, Handle)> = (0..img.n_runs())
+            .map(|pos| Handle { src, pos })
+            .filter(|&h| self.defines(h))
+            .map(|h| (self.run(h).start_lsn, h))
+            .collect();
+        starts.sort_by_key(|&(lsn, _)| lsn);
+        starts
+            .into_iter()
+            .map(|(_, h)| self.as_of(h, through_seq))
+            .collect()
     }
 
     /// Where the defining start of run `id` lies: (segment, LSN).

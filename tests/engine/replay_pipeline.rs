@@ -36,14 +36,52 @@ fn log_of_segments() -> (tempfile::TempDir, std::path::PathBuf) {
     (t, dir)
 }
 
+/// What a replay gave: each event with its block, and its error if it
+/// failed.
+type Replayed = (Vec<(u64, Option<(u64, u64)>, Event)>, Option<Error>);
+
 /// Everything a replay gives, with each event's block, until it ends or
-/// fails.
-#[allow(clippy::type_complexity)]
-fn replay(
-    dir: &Path,
-    range: ReplayRange,
-    threads: ReplayThreads,
-) -> (Vec<(u64, Option<(u64, u64)>, Event)>, Option<Error>) {
+/// fails; the same as the events it lends (`Replay::next_lent`, read in
+/// place on one thread) give, with the same error.
+fn replay(dir: &Path, range: ReplayRange, threads: ReplayThreads) -> Replayed {
+    let given = replay_given(dir, range, threads);
+    let lent = replay_lent(dir, range, threads);
+    assert!(
+        lent.0 == given.0,
+        "{threads:?} {range:?}: next_lent gave other events"
+    );
+    assert_eq!(
+        lent.1.as_ref().map(|e| e.to_string()),
+        given.1.as_ref().map(|e| e.to_string()),
+        "{threads:?} {range:?}: next_lent failed otherwise"
+    );
+    given
+}
+
+/// [`replay`] through `Replay::next_lent`, each lent event copied out.
+fn replay_lent(dir: &Path, range: ReplayRange, threads: ReplayThreads) -> Replayed {
+    let reader = LogReader::open(dir).expect("reader");
+    let mut r = reader.replay_with(range, threads);
+    let mut got = Vec::new();
+    while let Some(item) = r.next_lent() {
+        match item {
+            Ok(item) => {
+                let ev = item.event.view().to_event();
+                let ev = ev
+                    .or_else(|| item.event.owned().cloned())
+                    .expect("an event");
+                got.push((item.lsn, Some((item.segment, item.block_lsn)), ev));
+            }
+            Err(e) => {
+                assert!(r.next_lent().is_none(), "a replay ends at its first error");
+                return (got, Some(e));
+            }
+        }
+    }
+    (got, None)
+}
+
+fn replay_given(dir: &Path, range: ReplayRange, threads: ReplayThreads) -> Replayed {
     let reader = LogReader::open(dir).expect("reader");
     let mut r = reader.replay_with(range, threads);
     let mut got = Vec::new();
