@@ -507,15 +507,9 @@ impl Inline {
     fn step(&mut self) -> Result<Option<(u64, Item)>> {
         let from = self.range.from_lsn.unwrap_or(0);
         loop {
-            if self.current.is_none() {
-                let Some(meta) = self.segments.next() else {
-                    return Ok(None);
-                };
-                let seg = CheckedSegment::open(meta, from, &self.checked)?;
-                let walk = seg.walk();
-                self.current = Some((seg, walk));
-            }
-            let Some((seg, walk)) = self.current.as_mut() else {
+            let Some((seg, walk)) =
+                Inline::walking(&mut self.current, &mut self.segments, &self.checked, from)?
+            else {
                 return Ok(None);
             };
             match seg.next_event(walk, &self.range)? {
@@ -524,23 +518,34 @@ impl Inline {
             }
         }
     }
-}
 
-impl Inline {
+    /// The segment being walked, the next one opened (its chain checked)
+    /// if none is; `None` once every segment is done.
+    fn walking<'a>(
+        current: &'a mut Option<(CheckedSegment, EventWalk)>,
+        segments: &mut std::vec::IntoIter<SegmentMeta>,
+        checked: &Arc<Checked>,
+        from: u64,
+    ) -> Result<Option<&'a mut (CheckedSegment, EventWalk)>> {
+        if current.is_none() {
+            let Some(meta) = segments.next() else {
+                return Ok(None);
+            };
+            let seg = CheckedSegment::open(meta, from, checked)?;
+            let walk = seg.walk();
+            *current = Some((seg, walk));
+        }
+        Ok(current.as_mut())
+    }
+
     /// Step to the next event of the replay without decoding it (no
     /// `since`/`until`: [`Replay::next_lent`] leaves those to `step`).
     fn advance(&mut self) -> Result<Option<At>> {
         let from = self.range.from_lsn.unwrap_or(0);
         loop {
-            if self.current.is_none() {
-                let Some(meta) = self.segments.next() else {
-                    return Ok(None);
-                };
-                let seg = CheckedSegment::open(meta, from, &self.checked)?;
-                let walk = seg.walk();
-                self.current = Some((seg, walk));
-            }
-            let Some((seg, walk)) = self.current.as_mut() else {
+            let Some((seg, walk)) =
+                Inline::walking(&mut self.current, &mut self.segments, &self.checked, from)?
+            else {
                 return Ok(None);
             };
             walk.skip_to(&seg.map, from);

@@ -605,7 +605,7 @@ impl<'e> ToolCall<'e> {
     /// last value, as `serde_json::Value` (the engine's reader) has it. A
     /// payload that is not an object has no known fields.
     ///
-    /// The walk follows the text's structure alone ([`crate::members`]);
+    /// The walk follows the text's structure alone (the `members` module);
     /// where that reader does not take the payload whole, serde_json's
     /// walk gives the answer ([`ToolCall::parse_full`], which the tests
     /// hold it to).
