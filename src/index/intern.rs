@@ -137,11 +137,12 @@ impl Interner {
     /// largest share of `Builder::finish` (docs/benchmarks.md, "Ingest,
     /// cli32 round").
     pub fn ranks(&self) -> Vec<u32> {
-        // Sorted by the first 8 bytes as a big-endian number first (zero
-        // padded: where two such keys differ, the bytes compare the same
-        // way), the bytes themselves only on equal keys.
-        let mut order: Vec<(u64, u32)> = (0..u32_of(self.spans.len()))
-            .map(|h| (prefix_key(self.bytes(h)), h))
+        // Sorted by the string's head (its first `INLINE` bytes, zero
+        // padded, as in its slot) read as a big-endian number first: where
+        // two heads differ, the bytes compare the same way; the bytes
+        // themselves only on equal heads.
+        let mut order: Vec<(u128, u32)> = (0..u32_of(self.spans.len()))
+            .map(|h| (u128::from_be_bytes(head_of(self.bytes(h))), h))
             .collect();
         order.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
@@ -153,14 +154,6 @@ impl Interner {
         }
         rank
     }
-}
-
-/// The first 8 bytes of `b` (zeros past its end) as a big-endian number.
-fn prefix_key(b: &[u8]) -> u64 {
-    let mut k = [0u8; 8];
-    let n = b.len().min(8);
-    k[..n].copy_from_slice(&b[..n]);
-    u64::from_be_bytes(k)
 }
 
 #[cfg(test)]
