@@ -17,7 +17,9 @@ use tantivy::{Index, IndexReader, IndexWriter, TantivyDocument, Term};
 
 use super::schema::{id_term, Fields, RunDoc};
 use super::{now_micros, CommitPayload, FullTextError, FullTextOptions, Shared};
+use crate::event::Event;
 use crate::reader::{LogReader, ReplayRange};
+use crate::replay::Replay;
 
 /// The writing side of the index. Owned by one thread at a time.
 pub(crate) struct Core {
@@ -42,7 +44,23 @@ pub(crate) struct Core {
     pending_events: u64,
     pending_bytes: usize,
     pending_since: Option<Instant>,
+    /// The replay the last round stopped in (a full batch, or the head it
+    /// was given), continued by the next round when it starts where this
+    /// one stopped. A new replay per round threw away what its
+    /// check-ahead thread had checked beyond the batch, and checked it
+    /// again next round (docs/benchmarks.md, "Search lag, srch33 round").
+    follow: Option<Follow>,
+    /// Replays opened so far (a test checks rounds continue one).
+    replays_opened: u64,
     shared: Arc<Shared>,
+}
+
+/// An open replay and the event it yielded but the round did not take.
+struct Follow {
+    replay: Replay,
+    /// The replay's next event is this LSN's (or `held`'s, if any).
+    next_lsn: u64,
+    held: Option<(u64, Event)>,
 }
 
 /// What one [`Core::step`] did.
@@ -78,6 +96,8 @@ impl Core {
             pending_events: 0,
             pending_bytes: 0,
             pending_since: None,
+            follow: None,
+            replays_opened: 0,
             shared,
         }
     }
@@ -110,6 +130,7 @@ impl Core {
         self.pending_events = 0;
         self.pending_bytes = 0;
         self.pending_since = None;
+        self.follow = None;
     }
 
     /// Note the log's oldest LSN; retention may have moved it.
@@ -131,16 +152,41 @@ impl Core {
             return Ok(0);
         }
         let searcher = self.reader.searcher();
-        let range = ReplayRange {
-            from_lsn: Some(self.pending_next),
-            ..ReplayRange::default()
+        // Go on with the last round's replay if it stopped right here;
+        // else (first round, retention skipped ahead, a read error) open one.
+        let mut follow = match self.follow.take() {
+            Some(f) if f.next_lsn == self.pending_next => f,
+            _ => Follow {
+                replay: {
+                    self.replays_opened += 1;
+                    log.replay(ReplayRange {
+                        from_lsn: Some(self.pending_next),
+                        ..ReplayRange::default()
+                    })
+                },
+                next_lsn: self.pending_next,
+                held: None,
+            },
         };
         let mut n = 0;
-        for item in log.replay(range) {
-            let (lsn, ev) = item.map_err(FullTextError::Log)?;
+        let mut exhausted = false;
+        loop {
+            let (lsn, ev) = match follow.held.take() {
+                Some(item) => item,
+                None => match follow.replay.next() {
+                    Some(item) => item.map_err(FullTextError::Log)?,
+                    None => {
+                        exhausted = true;
+                        break;
+                    }
+                },
+            };
             if lsn >= head {
+                // Beyond this round's head: the next round starts with it.
+                follow.held = Some((lsn, ev));
                 break;
             }
+            follow.next_lsn = lsn + 1;
             if ev.is_system() || ev.run_id.is_empty() {
                 // The log's own record (a cut, a retention), or a tool call
                 // outside any run: no run document holds it.
@@ -166,6 +212,11 @@ impl Core {
             if self.batch_full() {
                 break;
             }
+        }
+        // A replay reads the log as it was when it opened: once it has
+        // given everything, the next round opens a new one.
+        if !exhausted {
+            self.follow = Some(follow);
         }
         Ok(n)
     }
@@ -394,6 +445,81 @@ pub(crate) fn run_thread(mut core: Core, mut log: LogReader, shared: Arc<Shared>
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{FullText, FullTextOptions};
+    use crate::event::{Event, RunFinished, RunStarted};
+    use crate::{Config, Log};
+
+    fn run_events(runs: usize) -> Vec<Event> {
+        let mut ev = Vec::new();
+        let mut ts = 1_763_884_800_000_000;
+        for i in 0..runs {
+            let id = format!("r-{i}");
+            ev.push(Event::run_started(id.clone(), ts, RunStarted::default()));
+            ts += 1;
+            // Interleaved: run i finishes after run i+1 starts, so runs
+            // cross batches (a committed run is replaced, not doubled).
+            if i > 0 {
+                let f = RunFinished {
+                    status: "ok".into(),
+                    output: format!("word{}x", i - 1),
+                    ..Default::default()
+                };
+                ev.push(Event::run_finished(format!("r-{}", i - 1), ts, f));
+                ts += 1;
+            }
+        }
+        ev
+    }
+
+    #[test]
+    fn rounds_cut_by_batches_and_heads_continue_one_replay_and_lose_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = Log::open(Config::new(dir.path())).expect("log");
+        let runs = 60;
+        for e in run_events(runs) {
+            let _ = log.append(&e).expect("append");
+        }
+        log.flush().expect("flush");
+        let reader = log.reader();
+        let opts = FullTextOptions {
+            max_batch_events: 7,
+            memory_budget_bytes: 16 << 20,
+            background_priority: false,
+            ..FullTextOptions::default()
+        };
+        let ft = FullText::open_for(&reader, &opts).expect("open");
+        let head = reader.head().next_lsn;
+        {
+            let mut guard = ft.inner.core.lock().expect("core");
+            let core = guard.as_mut().expect("writable");
+            // Heads every 5 events and batches of 7: rounds stop at both,
+            // and an event read beyond a round's head is held for the next.
+            let mut h = 0;
+            while core.pending_next < head {
+                h = (h + 5).min(head);
+                core.fold(&reader, h).expect("fold");
+                assert!(core.pending_next <= h, "never beyond the round's head");
+                if core.batch_full() {
+                    core.commit().expect("commit");
+                }
+            }
+            core.commit().expect("commit");
+            assert_eq!(core.next_lsn, head);
+            assert_eq!(core.replays_opened, 1, "one replay for all the rounds");
+        }
+        assert_eq!(ft.num_docs(), runs as u64, "one document per run");
+        for i in 0..runs - 1 {
+            let hits = ft
+                .search(&format!("word{i}x"), &Default::default(), 10)
+                .expect("search");
+            let ids: Vec<String> = hits.iter().map(|h| h.run.id.clone()).collect();
+            assert_eq!(ids, vec![format!("r-{i}")]);
         }
     }
 }
