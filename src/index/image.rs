@@ -877,7 +877,7 @@ impl Image {
     /// the segment grows) and a line in a block that fails its CRC say
     /// "maybe": the search decides, and the poisoned image is rebuilt
     /// (a damaged filter must never hide a run).
-    fn may_hold_run(&self, h: RunHash) -> bool {
+    pub(crate) fn may_hold_run(&self, h: RunHash) -> bool {
         let (at, len) = self.sect[S_RFILT];
         let lines = len / super::run_filter::LINE;
         if self.header.kind != KIND_SEALED || lines == 0 {
