@@ -34,6 +34,12 @@ struct Args {
     /// every seal and close); 10 s by default, so that a 2M-event round
     /// signs only at its seal and close. Shorter, it prices each checkpoint.
     interval: Duration,
+    /// `--days N`: the simulated days the workload spans (a segment per
+    /// day): 30 by default, so a 2M-event round seals ~31 segments, each
+    /// with its checkpoint (a seal every ~65,000 events, many per second);
+    /// `--days 1` rolls only at the segment size limit, as a gateway that
+    /// rolls daily does within a burst.
+    days: u32,
 }
 
 fn args() -> Args {
@@ -54,6 +60,7 @@ fn args() -> Args {
             proofs: 20,
             only: None,
             interval: Duration::from_secs(10),
+            days: 30,
         };
     }
     Args {
@@ -67,13 +74,15 @@ fn args() -> Args {
             .and_then(|i| argv.get(i + 1))
             .cloned(),
         interval: Duration::from_millis(get("--interval-ms", 10_000)),
+        days: get("--days", 30) as u32,
     }
 }
 
 /// The workload split over 2 producers run by run, as the load run does.
-fn shares(events: u64) -> Vec<Vec<Event>> {
+fn shares(events: u64, days: u32) -> Vec<Vec<Event>> {
     let spec = WorkloadSpec {
         runs: events / 8,
+        days: days.max(1),
         ..WorkloadSpec::default()
     };
     let mut out = vec![Vec::new(), Vec::new()];
@@ -141,7 +150,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn ingest(a: &Args) {
-    let mut sh = shares(a.events);
+    let mut sh = shares(a.events, a.days);
     let total: usize = sh.iter().map(Vec::len).sum();
     let variants = [Variant::TreeOff, Variant::Tree, Variant::TreeAndCheckpoints];
     let mut eps: Vec<Vec<f64>> = vec![Vec::new(); 3];
