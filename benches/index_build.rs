@@ -20,6 +20,10 @@
 //!   checked and appended (`Engine::trust_appends_from`, ingest29 round):
 //!   no rules run again, the strings no index reads stepped over.
 //!
+//! - `index_build/refresh_600_daily_segments`: the same on one thread
+//!   for a log of 60,000 events over 600 daily segments, where the
+//!   look-ups of each run's start in every older image dominate.
+//!
 //! - `AUDITLOG_READ_BENCH_ABBA=ROUNDS`: instead of criterion, the image of
 //!   every sealed segment built on one thread with the read-path checks
 //!   (`index::build_image`, the engine's own path: every block's chain
@@ -141,6 +145,32 @@ fn index_build(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+    many_segments(c);
+}
+
+/// Every image of a log of many small daily segments built by a fresh
+/// engine: each image asks every older one whether it holds a start of
+/// each of its runs, so this grows with the square of the segment count
+/// (docs/benchmarks.md, "Round ten": the run-id filters asked first).
+fn many_segments(c: &mut Criterion) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("days");
+    let (events, days) = (60_000, 600);
+    let n = bench_log::make_log_of_days(&dir, events, days);
+    let mut g = c.benchmark_group("index_build");
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(20));
+    g.throughput(Throughput::Elements(n));
+    g.bench_function("refresh_600_daily_segments", |b| {
+        b.iter(|| {
+            let mut e = QueryEngine::open(&dir).expect("engine");
+            e.persist = false;
+            e.scan_threads = 1;
+            e.refresh().expect("indexes");
+            assert!(e.stats.rebuilt > 500, "{} images", e.stats.rebuilt);
+        })
+    });
     g.finish();
 }
 

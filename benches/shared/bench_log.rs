@@ -35,10 +35,16 @@ pub fn bench_log(tmp: &std::path::Path) -> (std::path::PathBuf, u64) {
 
 /// A log of the load run's workload, written once, batched, unsynced.
 pub fn make_log(dir: &std::path::Path, n: u64) -> u64 {
+    make_log_of_days(dir, n, 8)
+}
+
+/// [`make_log`] spread over `days` daily segments (the load run rolls a
+/// segment per simulated day).
+pub fn make_log_of_days(dir: &std::path::Path, n: u64, days: u32) -> u64 {
     // About 5.5 events per top-level run in this workload.
     let spec = WorkloadSpec {
         runs: (n * 2 / 11).max(1),
-        days: 8,
+        days,
         ..WorkloadSpec::default()
     };
     let mut cfg = Config::new(dir);
