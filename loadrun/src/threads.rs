@@ -99,7 +99,12 @@ impl Snapshot {
                 .or_default()
                 .add(&now.minus(&was));
         }
-        let mut out: Vec<_> = by_name.into_iter().filter(|(_, t)| t.slices > 0).collect();
+        // A thread that kept its core the whole time was never scheduled
+        // anew (slices 0) yet used CPU: either counter shows it ran.
+        let mut out: Vec<_> = by_name
+            .into_iter()
+            .filter(|(_, t)| t.slices > 0 || t.cpu_ns > 0)
+            .collect();
         out.sort_by_key(|b| std::cmp::Reverse(b.1.cpu_ns));
         out
     }
@@ -192,6 +197,9 @@ mod tests {
         while t.elapsed() < std::time::Duration::from_millis(20) {
             x = std::hint::black_box(x.wrapping_add(1));
         }
+        // A spinning thread may keep its core throughout (no new slice);
+        // a sleep ends the slice, so the thread is scheduled again after.
+        std::thread::sleep(std::time::Duration::from_millis(2));
         let spent = ThreadTimes::current().unwrap().minus(&before);
         assert!(spent.cpu_ns > 0 && spent.slices > 0, "{spent:?}");
         assert!(!Snapshot::take().threads.is_empty());
