@@ -528,7 +528,9 @@ mod tests {
             faults: Some(faults.clone()),
         };
         let store = AuditStore::open(cfg).unwrap_or_else(|e| panic!("open: {e}"));
-        let wait = Duration::from_millis(300);
+        // Long enough that a loaded machine's ordinary query stays well
+        // under it: the second look-up must be told apart from a wait.
+        let wait = Duration::from_millis(1500);
         let shared = Shared::new(store, dir.path().to_path_buf(), wait);
         append(&shared, "a0");
         assert!(visible(&shared, "a0"), "a query sees the append before it");
