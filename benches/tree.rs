@@ -200,6 +200,9 @@ fn ingest(a: &Args) {
                 std::thread::sleep(Duration::from_micros(500));
             }
             let catch_ms = ms(t_catch.elapsed());
+            // How the writer waited for the tree during the burst (each
+            // checkpoint and seal takes it).
+            let waits = log.tree_waits();
             let t_close = Instant::now();
             log.close().expect("close");
             let close_ms = ms(t_close.elapsed());
@@ -233,6 +236,15 @@ fn ingest(a: &Args) {
                     )
                 })
                 .collect();
+            if waits.calls > 0 {
+                println!(
+                    "    writer took the tree {} times: lock wait {:.1} ms total, {:.2} ms longest; its catch-up {:.1} ms total",
+                    waits.calls,
+                    ms(waits.lock_wait),
+                    ms(waits.longest_lock_wait),
+                    ms(waits.catch_up)
+                );
+            }
             println!(
                 "    threads, CPU/run-queue wait µs per event/slices per 1k events: {}",
                 per_thread.join(", ")

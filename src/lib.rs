@@ -127,7 +127,7 @@ pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted,
 pub use layout::{Head, RecoveryReport, SegmentMeta};
 #[doc(hidden)]
 pub use log::BatchBuilder;
-pub use log::{Counters, EncodedBatch, Log};
+pub use log::{Counters, EncodedBatch, Log, TreeWaitStats};
 pub use manifest::PolicyRecord;
 pub use query::{
     Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource, Engine as QueryEngine,

@@ -42,6 +42,20 @@ pub struct Counters {
     pub queue_bytes: u64,
 }
 
+/// `Log::tree_waits`: how the writer waited for the Merkle tree.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TreeWaitStats {
+    /// Times the writer took the tree.
+    pub calls: u64,
+    /// Total and longest wait for the tree's lock.
+    pub lock_wait: std::time::Duration,
+    pub longest_lock_wait: std::time::Duration,
+    /// Total time the writer spent applying what the tree's threads had
+    /// not yet (its catch-up).
+    pub catch_up: std::time::Duration,
+}
+
 /// A log open for writing. One per folder (an fs2 lock enforces it).
 pub struct Log {
     shared: Arc<Shared>,
@@ -105,6 +119,7 @@ impl Log {
                     shared.config.checkpoints.clone(),
                 )?,
                 shared.tree_behind.clone(),
+                shared.tree_waits.clone(),
             )?),
             false => None,
         };
@@ -501,6 +516,24 @@ impl Log {
     /// seal, and at close (docs/proofs.md, "Who hashes what").
     pub fn tree_behind(&self) -> u64 {
         self.shared.tree_behind.load(Ordering::Relaxed)
+    }
+
+    /// How the writer waited for the Merkle tree since open (at every
+    /// checkpoint, seal, retention cut and close it takes the tree and
+    /// applies what the tree thread has not): a diagnostic for
+    /// benchmarks, not a stable interface.
+    #[doc(hidden)]
+    pub fn tree_waits(&self) -> TreeWaitStats {
+        let w = &self.shared.tree_waits;
+        let d = |a: &std::sync::atomic::AtomicU64| {
+            std::time::Duration::from_nanos(a.load(Ordering::Relaxed))
+        };
+        TreeWaitStats {
+            calls: w.calls.load(Ordering::Relaxed),
+            lock_wait: d(&w.wait_ns),
+            longest_lock_wait: d(&w.max_wait_ns),
+            catch_up: d(&w.catch_up_ns),
+        }
     }
 
     /// Why the writer stopped, if it did.

@@ -58,6 +58,8 @@ pub(crate) struct Shared {
     /// Leaves written but not yet combined into the Merkle tree by its
     /// thread (`crate::tree::worker`).
     pub(crate) tree_behind: Arc<AtomicU64>,
+    /// The writer's waits for the Merkle tree (`Log::tree_waits`).
+    pub(crate) tree_waits: Arc<crate::tree::worker::TreeWaits>,
 }
 
 impl Shared {
@@ -80,6 +82,7 @@ impl Shared {
             has_failed: AtomicBool::new(false),
             checkpoint_error: Mutex::new(None),
             tree_behind: Arc::new(AtomicU64::new(0)),
+            tree_waits: Arc::default(),
             config,
         }
     }

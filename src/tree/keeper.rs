@@ -178,6 +178,12 @@ impl TreeKeeper {
         self.seg.end.size()
     }
 
+    /// The active segment's share as it stands (tests).
+    #[cfg(test)]
+    pub(crate) fn share(&self) -> &SegmentTree {
+        &self.seg
+    }
+
     pub(crate) fn root(&self) -> TreeHash {
         self.seg.end.root()
     }
@@ -202,43 +208,60 @@ impl TreeKeeper {
         self.seg.checkpoints.clear();
     }
 
-    /// A block was written at `block_start` of the active segment: its
-    /// event frames (without the commit record), first LSN, the events'
-    /// leaf hashes if the producers computed them (else they are hashed
-    /// here), and whether it is a checkpoint event alone.
+    /// A block was written to the active segment: its event frames
+    /// (without the commit record) or the leaf hashes the producers
+    /// computed (else they are hashed here).
     #[inline]
-    pub(crate) fn block_written(
-        &mut self,
-        block_start: u64,
-        first_lsn: u64,
-        frames: &[u8],
-        leaves: Option<&[TreeHash]>,
-        is_checkpoint: bool,
-    ) -> Result<()> {
-        if is_checkpoint {
-            self.seg
-                .checkpoints
-                .push((self.seg.end.size(), block_start));
-            self.covered = self.seg.end.size() + 1;
+    pub(crate) fn block_written(&mut self, block: &BlockRef<'_>) -> Result<()> {
+        push_block(&mut self.seg, &mut self.covered, block)
+    }
+
+    /// What the next block will grow: a private copy of the tree's
+    /// growing edge (its end frontier, O(log n) hashes), for the tree
+    /// thread to combine a block on without holding the tree
+    /// (`Growth::block_written`, then `install`).
+    pub(crate) fn growth(&self) -> Growth {
+        let s = &self.seg;
+        Growth {
+            from: s.end.size(),
+            seq: s.seq,
+            covered: self.covered,
+            tail: SegmentTree {
+                seq: s.seq,
+                first_lsn: s.first_lsn,
+                first_leaf: s.first_leaf,
+                count: s.count,
+                data_len: s.data_len,
+                digest: s.digest,
+                checkpoints: Vec::new(),
+                start: Frontier::new(),
+                end: s.end.clone(),
+                nodes: Vec::new(),
+                groups: Vec::new(),
+            },
         }
-        if let Some(leaves) = leaves {
-            // Hashed by the producers, over the same bytes.
-            for l in leaves {
-                self.seg
-                    .push_leaf(block_start, first_lsn, *l)
-                    .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            }
-            return Ok(());
+    }
+
+    /// Add what `g` grew, if the tree is still where `g` was taken (else
+    /// someone applied the block meanwhile, or something else: nothing
+    /// changes, and `false`). O(what the block added), no hashing.
+    pub(crate) fn install(&mut self, g: Growth) -> bool {
+        if g.from != self.seg.end.size() || g.seq != self.seg.seq {
+            return false;
         }
-        let mut pos = 0usize;
-        while let Some((_, size)) = peek_frame(&frames[pos..]) {
-            let payload = &frames[pos + FRAME_HEADER + 1..pos + size];
-            self.seg
-                .push_leaf(block_start, first_lsn, leaf_hash(payload))
-                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            pos += size;
+        let (s, t) = (&mut self.seg, g.tail);
+        s.end = t.end;
+        s.count = t.count;
+        if s.nodes.len() < t.nodes.len() {
+            s.nodes.resize_with(t.nodes.len(), Vec::new);
         }
-        Ok(())
+        for (level, added) in t.nodes.into_iter().enumerate() {
+            s.nodes[level].extend(added);
+        }
+        s.groups.extend(t.groups);
+        s.checkpoints.extend(t.checkpoints);
+        self.covered = g.covered;
+        true
     }
 
     /// A block written to the log could not be added (see `short`).
@@ -246,23 +269,29 @@ impl TreeKeeper {
         self.short = true;
     }
 
-    /// The active segment sealed: store its share (derived, not synced).
-    pub(crate) fn segment_sealed(&mut self, meta: &SegmentMeta) {
-        self.store_share(meta);
+    /// Store the active segment's share as it stands (after a checkpoint,
+    /// at a seal and at close), so that proofs made meanwhile hash only
+    /// the events written since. `meta` is the active segment's, as
+    /// written. Derived, not synced.
+    pub(crate) fn store_share(&mut self, meta: &SegmentMeta) {
+        let Some((path, bytes)) = self.share_file(meta) else {
+            return;
+        };
+        let stored = segtree::write_tmp(&path, &bytes).and_then(|tmp| std::fs::rename(tmp, &path));
+        if let Err(e) = stored {
+            share_not_stored(&e, meta);
+        }
     }
 
-    /// Store the active segment's share as it stands (after a checkpoint
-    /// and at close), so that proofs made meanwhile hash only the events
-    /// written since. `meta` is the active segment's, as written.
-    pub(crate) fn store_share(&mut self, meta: &SegmentMeta) {
+    /// `store_share`'s file: its path and bytes, or `None` if the share
+    /// is not `meta`'s as written (or the tree is short).
+    pub(crate) fn share_file(&mut self, meta: &SegmentMeta) -> Option<(PathBuf, Vec<u8>)> {
         if self.short || meta.seq != self.seg.seq || meta.count != self.seg.count {
-            return;
+            return None;
         }
         self.seg.data_len = meta.data_len;
         self.seg.digest = meta.digest;
-        if let Err(e) = self.seg.store(&segtree::path_of(meta)) {
-            tracing::warn!(error = %e, segment = %meta.name, "could not store the segment's tree file; it is rebuilt when needed");
-        }
+        Some((segtree::path_of(meta), self.seg.encode()))
     }
 
     /// Sign the tree as it stands and return the record to append. The
@@ -291,12 +320,77 @@ impl TreeKeeper {
     }
 }
 
+/// A tree file could not be stored: it is rebuilt when needed.
+pub(crate) fn share_not_stored(e: &std::io::Error, meta: &SegmentMeta) {
+    tracing::warn!(error = %e, segment = %meta.name, "could not store the segment's tree file; it is rebuilt when needed");
+}
+
 /// The wall clock as µs.
 fn now_micros() -> Micros {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros());
     i64::try_from(now).unwrap_or(i64::MAX)
+}
+
+/// One written block, as the tree takes it (`TreeKeeper::block_written`).
+pub(crate) struct BlockRef<'a> {
+    pub block_start: u64,
+    pub first_lsn: u64,
+    /// The event frames (without the commit record); unused if `leaves`.
+    pub frames: &'a [u8],
+    /// The events' leaf hashes, if the producers computed them.
+    pub leaves: Option<&'a [TreeHash]>,
+    /// The block is a checkpoint event alone.
+    pub is_checkpoint: bool,
+}
+
+/// Push a block's leaves onto a share (the tree's, or a `Growth`'s tail:
+/// the same code, so both grow the same nodes, groups and checkpoints).
+fn push_block(seg: &mut SegmentTree, covered: &mut u64, b: &BlockRef<'_>) -> Result<()> {
+    if b.is_checkpoint {
+        seg.checkpoints.push((seg.end.size(), b.block_start));
+        *covered = seg.end.size() + 1;
+    }
+    if let Some(leaves) = b.leaves {
+        // Hashed by the producers, over the same bytes.
+        for l in leaves {
+            seg.push_leaf(b.block_start, b.first_lsn, *l)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        }
+        return Ok(());
+    }
+    let frames = b.frames;
+    let mut pos = 0usize;
+    while let Some((_, size)) = peek_frame(&frames[pos..]) {
+        let payload = &frames[pos + FRAME_HEADER + 1..pos + size];
+        seg.push_leaf(b.block_start, b.first_lsn, leaf_hash(payload))
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        pos += size;
+    }
+    Ok(())
+}
+
+/// A block combined away from the tree (`TreeKeeper::growth`): the tree
+/// thread hashes without holding the tree's lock, so that the writer,
+/// which takes it at every checkpoint, never waits behind a preempted
+/// background thread in the middle of a block (docs/proofs.md, "Who
+/// hashes what").
+pub(crate) struct Growth {
+    /// The tree's size and active segment when it was taken.
+    from: u64,
+    seq: u64,
+    covered: u64,
+    /// Starts as the share's end and count with nothing else; collects
+    /// the nodes, groups and checkpoints the block adds.
+    tail: SegmentTree,
+}
+
+impl Growth {
+    /// `TreeKeeper::block_written`, on the private copy.
+    pub(crate) fn block_written(&mut self, block: &BlockRef<'_>) -> Result<()> {
+        push_block(&mut self.tail, &mut self.covered, block)
+    }
 }
 
 /// The active segment's share (or, with none, an empty share after the
@@ -319,6 +413,17 @@ fn share_of_active(
             let last = &segments[n - 1];
             Ok(SegmentTree::empty(last, end))
         }
+    }
+}
+
+/// A segment's meta in `dir`, with no events (tests).
+#[cfg(test)]
+pub(crate) fn tests_meta(dir: &Path) -> SegmentMeta {
+    SegmentMeta {
+        seq: 1,
+        name: "00000001.seg".into(),
+        path: dir.join("00000001.seg"),
+        ..placeholder()
     }
 }
 

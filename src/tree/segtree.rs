@@ -415,18 +415,30 @@ impl SegmentTree {
     /// Write the file (a temporary, then renamed over; not synced: it is
     /// derived, checked when read, rebuilt when bad).
     pub fn store(&self, path: &Path) -> std::io::Result<()> {
-        // Unique per write: the tree thread and a reader of the same
-        // process may store the same segment's file at once.
-        static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_extension(format!("mtree.tmp-{}-{n}", std::process::id()));
-        {
-            use std::io::Write as _;
-            let mut f = crate::fsutil::create_private(&tmp)?;
-            f.write_all(&self.encode())?;
-        }
+        let tmp = write_tmp(path, &self.encode())?;
         std::fs::rename(&tmp, path)
     }
+}
+
+/// Write an encoded tree file to a fresh temporary file beside `path`,
+/// to be renamed over it (`SegmentTree::store`; the tree thread writes
+/// outside the tree's lock and renames under it).
+pub(crate) fn write_tmp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
+    // Unique per write: the tree thread and a reader of the same
+    // process may store the same segment's file at once.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("mtree.tmp-{}-{n}", std::process::id()));
+    {
+        use std::io::Write as _;
+        let mut f = crate::fsutil::create_private(&tmp)?;
+        if let Err(e) = f.write_all(bytes) {
+            drop(f);
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    Ok(tmp)
 }
 
 /// Subtrees of height `h` completed by leaves `[first, end)`.

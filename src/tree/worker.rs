@@ -36,7 +36,7 @@ use crate::event::system::TreeCheckpoint;
 use crate::layout::SegmentMeta;
 use crate::tlog::merkle::TreeHash;
 
-use super::keeper::{CheckpointConfig, TreeKeeper};
+use super::keeper::{share_not_stored, BlockRef, CheckpointConfig, Growth, TreeKeeper};
 
 /// Events the tree may be behind the writer before the producers hash
 /// the leaves again (`Log::append*`, on their own threads, as they do for
@@ -100,22 +100,57 @@ enum Leaves {
     },
 }
 
+/// A written block, for the tree.
+struct Block {
+    block_start: u64,
+    first_lsn: u64,
+    leaves: Leaves,
+    count: u64,
+    is_checkpoint: bool,
+}
+
 enum Job {
-    Block {
-        block_start: u64,
-        first_lsn: u64,
-        leaves: Leaves,
-        count: u64,
-        is_checkpoint: bool,
-    },
+    Block(Block),
+    /// Store the active segment's share as a tree file (after a
+    /// checkpoint, at a seal).
+    Store(SegmentMeta),
     Run(Box<dyn FnOnce(&mut TreeKeeper) + Send>),
 }
 
+/// The tree and what is being done to it, under one lock.
+struct Tree {
+    keeper: TreeKeeper,
+    /// The next block to apply, which the tree thread is combining
+    /// outside the lock (on a private copy of the tree's edge). Whoever
+    /// takes the tree applies it first if it is still here, and the tree
+    /// thread then drops its work; else the thread installs it.
+    in_flight: Option<Arc<Block>>,
+    /// The tree file the tree thread is writing outside the lock (then
+    /// renaming into place under it). Likewise, whoever takes the tree
+    /// stores it again itself first (a seal returns with its file
+    /// stored), and the thread then drops its copy instead of renaming.
+    store_in_flight: Option<SegmentMeta>,
+}
+
+/// How long the writer waited to take the tree (at checkpoints, seals,
+/// retention cuts and close): `Log::tree_waits`, for benchmarks.
+#[derive(Default)]
+pub(crate) struct TreeWaits {
+    /// Times the writer took the tree.
+    pub calls: AtomicU64,
+    /// Total and longest wait for its lock, ns.
+    pub wait_ns: AtomicU64,
+    pub max_wait_ns: AtomicU64,
+    /// Total time spent applying what the threads had not, ns.
+    pub catch_up_ns: AtomicU64,
+}
+
 /// What the writer and the thread share: the tree, and the jobs not yet
-/// applied to it. Whoever holds the tree takes the next job, so jobs are
-/// applied in the order they were queued, by either side.
+/// applied to it. Whoever holds the tree takes the next job (the block in
+/// flight first), so jobs are applied in the order they were queued, by
+/// either side.
 struct Inner {
-    keeper: Mutex<TreeKeeper>,
+    tree: Mutex<Tree>,
     jobs: Receiver<Job>,
     /// Events handed over and not yet combined (`Log::tree_behind`).
     behind: Arc<AtomicU64>,
@@ -124,6 +159,15 @@ struct Inner {
     stop: AtomicBool,
     /// Events applied by the catch-up thread (tests, diagnostics).
     helped: AtomicU64,
+    /// Blocks the tree thread combined and installed, and those it
+    /// combined but found applied by another thread (tests).
+    installed: AtomicU64,
+    raced: AtomicU64,
+    waits: Arc<TreeWaits>,
+    /// Tests: the tree thread waits here between combining a block and
+    /// installing it (to make the writer's catch-up race the install).
+    #[cfg(test)]
+    before_install: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 /// When the catch-up thread helps (`CATCH_UP_PAST`).
@@ -151,23 +195,51 @@ impl Marks {
 }
 
 impl Inner {
-    fn lock(&self) -> MutexGuard<'_, TreeKeeper> {
-        self.keeper.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Tree> {
+        self.tree.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Apply every queued job (the caller holds the tree).
-    fn drain(&self, keeper: &mut TreeKeeper) {
-        let mut scratch = Vec::new();
-        while let Ok(job) = self.jobs.try_recv() {
-            run_job(keeper, job, &self.behind, &mut scratch);
+    /// Apply the next job here (the caller holds the tree): the block in
+    /// flight if there is one, else the next queued. The events it
+    /// applied, or `None` if there was nothing to do.
+    fn apply_next(&self, tree: &mut Tree, scratch: &mut Vec<u8>) -> Option<u64> {
+        if let Some(meta) = tree.store_in_flight.take() {
+            tree.keeper.store_share(&meta);
+            return Some(0);
         }
+        if let Some(block) = tree.in_flight.take() {
+            apply_block(&mut tree.keeper, &block, &self.behind, scratch);
+            return Some(block.count);
+        }
+        let job = self.jobs.try_recv().ok()?;
+        Some(match job {
+            Job::Block(block) => {
+                apply_block(&mut tree.keeper, &block, &self.behind, scratch);
+                block.count
+            }
+            Job::Store(meta) => {
+                tree.keeper.store_share(&meta);
+                0
+            }
+            Job::Run(f) => {
+                f(&mut tree.keeper);
+                0
+            }
+        })
+    }
+
+    /// Apply every job not applied yet (the caller holds the tree).
+    fn drain(&self, tree: &mut Tree) {
+        let mut scratch = Vec::new();
+        while self.apply_next(tree, &mut scratch).is_some() {}
     }
 
     /// The catch-up thread's loop: asleep until the writer finds the tree
     /// more than `catch_up_past` events behind, then the oldest jobs, one
-    /// at a time (the tree held only for each, as the tree thread does:
-    /// whoever holds it takes the next job, so the order is kept), until
-    /// it is back at `catch_up_to`.
+    /// at a time (the tree held only for each: whoever holds it takes the
+    /// next job, so the order is kept), until it is back at
+    /// `catch_up_to`. It runs at the ingest's priority, so it holds the
+    /// tree while it applies a job, as the writer does.
     fn catch_up(&self) {
         let mut scratch = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
@@ -176,40 +248,121 @@ impl Inner {
                 continue;
             }
             while self.behind.load(Ordering::Relaxed) > self.marks.catch_up_to {
-                let mut keeper = self.lock();
-                let Ok(job) = self.jobs.try_recv() else {
+                let Some(n) = self.apply_next(&mut self.lock(), &mut scratch) else {
                     break;
                 };
-                let n = match &job {
-                    Job::Block { count, .. } => *count,
-                    Job::Run(_) => 0,
-                };
-                run_job(&mut keeper, job, &self.behind, &mut scratch);
                 self.helped.fetch_add(n, Ordering::Relaxed);
             }
         }
     }
 
-    /// The thread's loop: one job at a time, the tree held only for it.
+    /// The tree thread's loop, at background priority. It holds the tree
+    /// only for moments (O(log n) work, no hashing, no file written): to
+    /// take the next job, and to install a block it combined outside the
+    /// lock, or rename a tree file it wrote outside it. Preempted, it thus
+    /// never keeps the writer waiting for the tree (a nice-10 thread can
+    /// wait tens of ms for its next slice on a busy machine).
     fn run(&self) {
         crate::priority::background_thread(TREE_NICE);
         // The frames read back from the segment, reused block to block.
         let mut scratch = Vec::new();
         loop {
-            let next = {
-                let mut keeper = self.lock();
-                match self.jobs.try_recv() {
-                    Ok(job) => {
-                        run_job(&mut keeper, job, &self.behind, &mut scratch);
-                        continue;
-                    }
-                    Err(e) => e,
+            let mut tree = self.lock();
+            let job = match self.jobs.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => {
+                    drop(tree);
+                    std::thread::park_timeout(IDLE_WAKE);
+                    continue;
                 }
             };
-            match next {
-                TryRecvError::Disconnected => return,
-                TryRecvError::Empty => std::thread::park_timeout(IDLE_WAKE),
+            match job {
+                Job::Block(block) => {
+                    let block = Arc::new(block);
+                    tree.in_flight = Some(block.clone());
+                    let mut growth = tree.keeper.growth();
+                    drop(tree);
+                    let lost = combine(&mut growth, &block, &mut scratch);
+                    self.install(block, growth, lost);
+                }
+                Job::Store(meta) => {
+                    let Some((path, bytes)) = tree.keeper.share_file(&meta) else {
+                        continue;
+                    };
+                    tree.store_in_flight = Some(meta.clone());
+                    drop(tree);
+                    self.store_outside(&meta, &path, &bytes);
+                }
+                Job::Run(f) => f(&mut tree.keeper),
             }
+        }
+    }
+
+    /// Install what the tree thread combined of `block`, unless another
+    /// thread took it from flight and applied it meanwhile.
+    fn install(&self, block: Arc<Block>, growth: Growth, lost: bool) {
+        self.test_pause();
+        let mut tree = self.lock();
+        let ours = tree
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| Arc::ptr_eq(f, &block));
+        if !ours {
+            self.raced.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        tree.in_flight = None;
+        if lost {
+            tree.keeper.block_lost();
+        } else if !tree.keeper.install(growth) {
+            // Not reached: nothing changes the tree while a block is in
+            // flight but applying that block. Apply it here rather than
+            // lose it.
+            tracing::error!("the Merkle tree changed under a block in flight; applied again");
+            apply_block(&mut tree.keeper, &block, &self.behind, &mut Vec::new());
+            return;
+        }
+        self.behind.fetch_sub(block.count, Ordering::Relaxed);
+        self.installed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Write segment `meta`'s tree file outside the lock, and rename it
+    /// into place under it unless another thread took the store from
+    /// flight and stored the file itself meanwhile.
+    fn store_outside(&self, meta: &SegmentMeta, path: &Path, bytes: &[u8]) {
+        let written = super::segtree::write_tmp(path, bytes);
+        self.test_pause();
+        let mut tree = self.lock();
+        if tree.store_in_flight.take().is_none() {
+            self.raced.fetch_add(1, Ordering::Relaxed);
+            drop(tree);
+            if let Ok(tmp) = written {
+                let _ = std::fs::remove_file(tmp);
+            }
+            return;
+        }
+        let stored = written.and_then(|tmp| {
+            std::fs::rename(&tmp, path).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+        });
+        drop(tree);
+        if let Err(e) = stored {
+            share_not_stored(&e, meta);
+        }
+    }
+
+    /// Tests: wait, before an install or a rename, until released.
+    fn test_pause(&self) {
+        #[cfg(test)]
+        if let Some(rx) = self
+            .before_install
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            let _ = rx.recv();
         }
     }
 }
@@ -238,10 +391,15 @@ pub(crate) struct TreeWorker {
 
 impl TreeWorker {
     /// Start the tree thread on `keeper` (the tree as found at open).
-    /// `behind` counts the events handed over and not yet combined.
-    pub(crate) fn start(keeper: TreeKeeper, behind: Arc<AtomicU64>) -> Result<TreeWorker> {
+    /// `behind` counts the events handed over and not yet combined,
+    /// `waits` the writer's waits for the tree.
+    pub(crate) fn start(
+        keeper: TreeKeeper,
+        behind: Arc<AtomicU64>,
+        waits: Arc<TreeWaits>,
+    ) -> Result<TreeWorker> {
         let marks = Marks::of(keeper.signing().is_some());
-        TreeWorker::start_with(keeper, behind, marks, true)
+        TreeWorker::start_with(keeper, behind, waits, marks, true)
     }
 
     /// `start` with the given marks, and (tests) without the tree thread,
@@ -249,6 +407,7 @@ impl TreeWorker {
     fn start_with(
         keeper: TreeKeeper,
         behind: Arc<AtomicU64>,
+        waits: Arc<TreeWaits>,
         marks: Marks,
         tree_thread: bool,
     ) -> Result<TreeWorker> {
@@ -260,12 +419,21 @@ impl TreeWorker {
         let covered = keeper.covered();
         let signing = keeper.signing().cloned();
         let inner = Arc::new(Inner {
-            keeper: Mutex::new(keeper),
+            tree: Mutex::new(Tree {
+                keeper,
+                in_flight: None,
+                store_in_flight: None,
+            }),
             jobs,
             behind,
             marks,
             stop: AtomicBool::new(false),
             helped: AtomicU64::new(0),
+            installed: AtomicU64::new(0),
+            raced: AtomicU64::new(0),
+            waits,
+            #[cfg(test)]
+            before_install: Mutex::new(None),
         });
         let theirs = inner.clone();
         let thread = match tree_thread {
@@ -310,10 +478,15 @@ impl TreeWorker {
         if let Err(e) = tx.send(job) {
             // Not reached: the receiver lives in `inner`, beside this
             // sender. Apply the job here rather than lose it.
-            let mut keeper = self.inner.lock();
-            self.inner.drain(&mut keeper);
-            let behind = &self.inner.behind;
-            run_job(&mut keeper, e.into_inner(), behind, &mut Vec::new());
+            let mut tree = self.inner.lock();
+            self.inner.drain(&mut tree);
+            match e.into_inner() {
+                Job::Block(b) => {
+                    apply_block(&mut tree.keeper, &b, &self.inner.behind, &mut Vec::new())
+                }
+                Job::Store(meta) => tree.keeper.store_share(&meta),
+                Job::Run(f) => f(&mut tree.keeper),
+            }
             return;
         }
         if let Some(t) = &self.thread {
@@ -333,11 +506,22 @@ impl TreeWorker {
 
     /// Run `f` on the tree as it stands after everything queued before,
     /// here (on the writer): the jobs the thread has not applied yet are
-    /// applied first.
+    /// applied first, the block it may be combining included (its work
+    /// is then dropped). The tree thread holds the lock only for moments,
+    /// so the wait for it is short even when that thread is preempted.
     pub(crate) fn call<R>(&self, f: impl FnOnce(&mut TreeKeeper) -> R) -> R {
-        let mut keeper = self.inner.lock();
-        self.inner.drain(&mut keeper);
-        f(&mut keeper)
+        let asked = Instant::now();
+        let mut tree = self.inner.lock();
+        let took = Instant::now();
+        self.inner.drain(&mut tree);
+        let w = &self.inner.waits;
+        let waited = took.duration_since(asked).as_nanos() as u64;
+        w.calls.fetch_add(1, Ordering::Relaxed);
+        w.wait_ns.fetch_add(waited, Ordering::Relaxed);
+        w.max_wait_ns.fetch_max(waited, Ordering::Relaxed);
+        let applied = took.elapsed().as_nanos() as u64;
+        w.catch_up_ns.fetch_add(applied, Ordering::Relaxed);
+        f(&mut tree.keeper)
     }
 
     /// Apply everything queued (a seal returns with the segment's tree
@@ -355,14 +539,13 @@ impl TreeWorker {
         self.post(TreeKeeper::segment_discarded);
     }
 
+    /// The active segment sealed: store its share.
     pub(crate) fn segment_sealed(&self, meta: &SegmentMeta) {
-        let meta = meta.clone();
-        self.post(move |k| k.segment_sealed(&meta));
+        self.store_share(meta);
     }
 
     pub(crate) fn store_share(&self, meta: &SegmentMeta) {
-        let meta = meta.clone();
-        self.post(move |k| k.store_share(&meta));
+        self.send(Job::Store(meta.clone()));
     }
 
     /// A block of `count` events was written at `block_start` of the
@@ -399,13 +582,13 @@ impl TreeWorker {
         }
         self.size += count;
         self.inner.behind.fetch_add(count, Ordering::Relaxed);
-        self.send(Job::Block {
+        self.send(Job::Block(Block {
             block_start,
             first_lsn,
             leaves,
             count,
             is_checkpoint,
-        });
+        }));
     }
 
     /// The segment `seq`, open for reading (opened once per segment, on
@@ -452,42 +635,57 @@ impl TreeWorker {
     }
 }
 
-fn run_job(keeper: &mut TreeKeeper, job: Job, behind: &AtomicU64, scratch: &mut Vec<u8>) {
-    match job {
-        Job::Run(f) => f(keeper),
-        Job::Block {
-            block_start,
-            first_lsn,
-            leaves,
-            count,
-            is_checkpoint,
-        } => {
-            let (hashed, frames) = match &leaves {
-                Leaves::Hashed(v) => (Some(&v[..]), &[][..]),
-                Leaves::Frames(f) => (None, &f[..]),
-                Leaves::InFile { file, offset, len } => {
-                    scratch.resize(*len, 0);
-                    if let Err(e) = file.read_exact_at(scratch, *offset) {
-                        // The tree stays short of this block: it signs
-                        // nothing and stores no tree file from now on, and
-                        // the next open rebuilds it from the segments.
-                        tracing::error!(error = %e, offset, "the Merkle tree thread could not read a block back from its segment; no checkpoint is signed until the log is reopened");
-                        keeper.block_lost();
-                        behind.fetch_sub(count, Ordering::Relaxed);
-                        return;
-                    }
-                    (None, &scratch[..])
-                }
-            };
-            if let Err(e) =
-                keeper.block_written(block_start, first_lsn, frames, hashed, is_checkpoint)
-            {
+/// A block's leaves: the hashes, or the frames to hash (read back from
+/// the segment into `scratch`), or `None` if they could not be read.
+fn leaves_of<'a>(block: &'a Block, scratch: &'a mut Vec<u8>) -> Option<BlockRef<'a>> {
+    let (leaves, frames) = match &block.leaves {
+        Leaves::Hashed(v) => (Some(&v[..]), &[][..]),
+        Leaves::Frames(f) => (None, &f[..]),
+        Leaves::InFile { file, offset, len } => {
+            scratch.resize(*len, 0);
+            if let Err(e) = file.read_exact_at(scratch, *offset) {
+                // The tree stays short of this block: it signs nothing and
+                // stores no tree file from now on, and the next open
+                // rebuilds it from the segments.
+                tracing::error!(error = %e, offset, "the Merkle tree thread could not read a block back from its segment; no checkpoint is signed until the log is reopened");
+                return None;
+            }
+            (None, &scratch[..])
+        }
+    };
+    Some(BlockRef {
+        block_start: block.block_start,
+        first_lsn: block.first_lsn,
+        frames,
+        leaves,
+        is_checkpoint: block.is_checkpoint,
+    })
+}
+
+/// Apply `block` to the tree (the caller holds it).
+fn apply_block(keeper: &mut TreeKeeper, block: &Block, behind: &AtomicU64, scratch: &mut Vec<u8>) {
+    match leaves_of(block, scratch) {
+        None => keeper.block_lost(),
+        Some(b) => {
+            if let Err(e) = keeper.block_written(&b) {
                 // Only a tree of 2^64 leaves fails here; the block is stored.
                 tracing::error!(error = %e, "the Merkle tree could not take a block");
             }
-            behind.fetch_sub(count, Ordering::Relaxed);
         }
     }
+    behind.fetch_sub(block.count, Ordering::Relaxed);
+}
+
+/// Combine `block` onto `growth` (no lock held); whether its leaves
+/// could not be read (the block is then lost to the tree).
+fn combine(growth: &mut Growth, block: &Block, scratch: &mut Vec<u8>) -> bool {
+    let Some(b) = leaves_of(block, scratch) else {
+        return true;
+    };
+    if let Err(e) = growth.block_written(&b) {
+        tracing::error!(error = %e, "the Merkle tree could not take a block");
+    }
+    false
 }
 
 impl Drop for TreeWorker {
@@ -511,6 +709,8 @@ mod tests {
     use super::*;
     use crate::frame::{write_frame, REC_EVENT};
     use crate::tlog::merkle::{leaf_hash, Frontier};
+    use crate::tree::segtree::SegmentTree;
+    use std::path::PathBuf;
 
     fn worker(dir: &Path) -> (TreeWorker, Arc<AtomicU64>) {
         signing_worker(dir, None)
@@ -522,7 +722,11 @@ mod tests {
     ) -> (TreeWorker, Arc<AtomicU64>) {
         let behind = Arc::new(AtomicU64::new(0));
         let keeper = TreeKeeper::open(dir, &[], Frontier::new(), signing).unwrap();
-        (TreeWorker::start(keeper, behind.clone()).unwrap(), behind)
+        let waits = Arc::default();
+        (
+            TreeWorker::start(keeper, behind.clone(), waits).unwrap(),
+            behind,
+        )
     }
 
     /// Hand over `blocks` blocks of 1-5 hashed leaves as fast as the
@@ -549,6 +753,151 @@ mod tests {
         want
     }
 
+    /// Blocks `from..to` of 1-5 hashed leaves each (leaf `n` hashes `n`):
+    /// (block start, first LSN, leaves).
+    fn some_blocks(from: u64, to: u64) -> Vec<(u64, u64, Vec<TreeHash>)> {
+        let mut n: u64 = (0..from).map(|b| 1 + b % 5).sum();
+        (from..to)
+            .map(|block| {
+                let first = n;
+                let leaves = (0..1 + block % 5)
+                    .map(|_| {
+                        n += 1;
+                        leaf_hash(&n.to_le_bytes())
+                    })
+                    .collect();
+                (block * 100, first, leaves)
+            })
+            .collect()
+    }
+
+    /// The share a tree that applied `blocks` itself, one by one, holds.
+    fn recomputed(dir: &Path, blocks: &[(u64, u64, Vec<TreeHash>)]) -> SegmentTree {
+        let mut k = TreeKeeper::open(dir, &[], Frontier::new(), None).unwrap();
+        for (start, lsn, leaves) in blocks {
+            let b = BlockRef {
+                block_start: *start,
+                first_lsn: *lsn,
+                frames: &[],
+                leaves: Some(leaves),
+                is_checkpoint: false,
+            };
+            k.block_written(&b).unwrap();
+        }
+        k.share().clone()
+    }
+
+    fn send_blocks(w: &mut TreeWorker, blocks: &[(u64, u64, Vec<TreeHash>)]) {
+        let path = PathBuf::from("none");
+        for (start, lsn, leaves) in blocks {
+            let mut leaves = leaves.clone();
+            let count = leaves.len() as u64;
+            w.block_written((0, &path), *start, *lsn, count, &mut leaves, &[], false);
+        }
+    }
+
+    /// The tree thread combines blocks outside the lock and installs
+    /// them, while the writer takes the tree now and then and applies
+    /// whatever is left (the block in flight included): whoever applies
+    /// each, the tree holds exactly the nodes, groups and root of a tree
+    /// that applied every block itself, at every call.
+    #[test]
+    fn installs_and_the_writers_catch_up_make_the_same_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, behind) = worker(dir.path());
+        let all = some_blocks(0, 3000);
+        for chunk in (0..all.len()).step_by(100) {
+            let end = (chunk + 100).min(all.len());
+            send_blocks(&mut w, &all[chunk..end]);
+            if chunk % 300 == 0 {
+                // Let the thread install some.
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let want = recomputed(dir.path(), &all[..end]);
+            let got = w.call(|k| k.share().clone());
+            assert_eq!(got, want, "after {end} blocks");
+            assert_eq!(behind.load(Ordering::Relaxed), 0);
+        }
+        assert!(
+            w.inner.installed.load(Ordering::Relaxed) > 0,
+            "the thread installed blocks it combined"
+        );
+    }
+
+    /// The writer takes the tree while the thread has a block in flight
+    /// (combined, held here before its install): the writer applies that
+    /// block itself, and the thread's install is then a no-op: the block
+    /// is not added twice, and the tree is the one recomputed.
+    #[test]
+    fn an_install_that_lost_the_race_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, behind) = worker(dir.path());
+        let (release, held) = std::sync::mpsc::channel();
+        *w.inner.before_install.lock().unwrap() = Some(held);
+        let all = some_blocks(0, 500);
+        send_blocks(&mut w, &all);
+        let t = Instant::now();
+        while w.inner.lock().in_flight.is_none() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(w.inner.lock().in_flight.is_some(), "a block is in flight");
+        let got = w.call(|k| k.share().clone());
+        assert_eq!(got, recomputed(dir.path(), &all));
+        assert_eq!(behind.load(Ordering::Relaxed), 0);
+        // Let the thread try its install; then more blocks, installed.
+        drop(release);
+        let t = Instant::now();
+        while w.inner.raced.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(w.inner.raced.load(Ordering::Relaxed), 1);
+        let more = some_blocks(500, 700);
+        send_blocks(&mut w, &more);
+        let got = w.call(|k| k.share().clone());
+        assert_eq!(got, recomputed(dir.path(), &some_blocks(0, 700)));
+        assert_eq!(behind.load(Ordering::Relaxed), 0);
+    }
+
+    /// The writer takes the tree while the thread is writing a tree file
+    /// outside the lock (held here before its rename): the writer stores
+    /// the file itself (a seal returns with it stored), and the thread
+    /// then drops its copy instead of renaming it over.
+    #[test]
+    fn a_tree_file_in_flight_is_stored_by_whoever_takes_the_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = worker(dir.path());
+        let mut meta = crate::tree::keeper::tests_meta(dir.path());
+        w.segment_created(&meta);
+        let all = some_blocks(0, 40);
+        send_blocks(&mut w, &all);
+        meta.count = all.iter().map(|b| b.2.len() as u64).sum();
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        w.caught_up();
+        *w.inner.before_install.lock().unwrap() = Some(held);
+        w.store_share(&meta);
+        let t = Instant::now();
+        while w.inner.lock().store_in_flight.is_none() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let path = crate::tree::segtree::path_of(&meta);
+        assert!(!path.exists(), "the thread holds the file back");
+        w.caught_up();
+        let stored = std::fs::read(&path).expect("stored by the writer");
+        let share = w.call(|k| k.share().clone());
+        assert_eq!(stored, share.encode());
+        drop(release);
+        let t = Instant::now();
+        while w.inner.raced.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(w.inner.raced.load(Ordering::Relaxed), 1, "its copy dropped");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+    }
+
     /// Many blocks handed over as fast as the writer can, with marks
     /// small enough that the catch-up thread helps the tree thread:
     /// whichever applies each, they go in order, and a call sees all of
@@ -562,7 +911,8 @@ mod tests {
             catch_up_past: 16,
             catch_up_to: 4,
         };
-        let mut w = TreeWorker::start_with(keeper, behind.clone(), marks, true).unwrap();
+        let mut w =
+            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, true).unwrap();
         let want = hand_over(&mut w, dir.path(), 4096);
         assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
@@ -582,7 +932,8 @@ mod tests {
             catch_up_past: 400,
             catch_up_to: 100,
         };
-        let mut w = TreeWorker::start_with(keeper, behind.clone(), marks, false).unwrap();
+        let mut w =
+            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, false).unwrap();
         // The tree held meanwhile: the catch-up thread finds the whole lag.
         let inner = w.inner.clone();
         let held = inner.lock();
