@@ -19,6 +19,7 @@ mod asof;
 mod background;
 mod calls;
 mod engine;
+mod follow;
 mod scan_ahead;
 
 use std::cmp::Ordering;
