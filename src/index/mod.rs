@@ -403,113 +403,15 @@ pub fn build_image(
 /// needs nothing but the segment, so the scans of several segments can
 /// run at once (`query::engine`); [`Scanned::finish`] then needs the
 /// older images, and so runs in log order.
-///
-/// A scan may also be fed in steps ([`Scanned::begin`], then
-/// [`Scanned::extend`] as blocks commit): the builder takes events one at
-/// a time in log order and keeps nothing that depends on where a step
-/// ended, so an image finished after several steps is byte for byte the
-/// one a single scan of the whole span makes (the indexer follows the
-/// active segment this way, `query::follow`).
 pub struct Scanned {
     builder: Builder,
     trusted_end: crate::chain::Digest,
-    /// Segment offset, next LSN and chain digest the scan has reached.
-    end: (u64, u64, crate::chain::Digest),
 }
 
 impl Scanned {
     /// The image bytes, exactly those of [`build_image`].
     pub fn finish(self, older: &dyn Older) -> Vec<u8> {
         self.builder.finish(self.trusted_end, older)
-    }
-
-    /// A scan of segment `seq` that starts at offset `from` (a block
-    /// boundary; LSN `first_lsn` and chain digest `digest_at_from` there)
-    /// and has read nothing yet.
-    pub fn begin(
-        kind: u32,
-        seq: u64,
-        from: u64,
-        first_lsn: u64,
-        digest_at_from: crate::chain::Digest,
-    ) -> Scanned {
-        let mut builder = Builder::new(kind, seq, first_lsn, from);
-        builder.chain_point(from, digest_at_from);
-        Scanned {
-            builder,
-            trusted_end: digest_at_from,
-            end: (from, first_lsn, digest_at_from),
-        }
-    }
-
-    /// `(offset, next LSN, chain digest)` where the scan has got to: the
-    /// next [`Scanned::extend`] reads on from there.
-    pub fn end(&self) -> (u64, u64, crate::chain::Digest) {
-        self.end
-    }
-
-    /// Read, check and index the blocks of `seg` from where the scan has
-    /// got to up to offset `to`, whose chain digest must be `trusted_end`.
-    /// On an error the scan holds part of the blocks: drop it.
-    pub fn extend(
-        &mut self,
-        meta: &SegmentMeta,
-        seg: &[u8],
-        to: u64,
-        trusted_end: crate::chain::Digest,
-        check: Check,
-    ) -> Result<()> {
-        self.extend_reporting(meta, seg, to, trusted_end, check, None)
-    }
-
-    fn extend_reporting(
-        &mut self,
-        meta: &SegmentMeta,
-        seg: &[u8],
-        to: u64,
-        trusted_end: crate::chain::Digest,
-        check: Check,
-        progress: Option<&ProgressFn>,
-    ) -> Result<()> {
-        let (from, first_lsn, digest_at_from) = self.end;
-        let span = Span {
-            from,
-            first_lsn,
-            digest_at_from,
-            to,
-            trusted_end,
-        };
-        let total = span.to.saturating_sub(span.from);
-        let report = progress.filter(|_| total >= PROGRESS_MIN_BYTES);
-        let mut n = 0u64;
-        let mut points = Vec::new();
-        let b = &mut self.builder;
-        let next_lsn = scan_checked(
-            meta,
-            seg,
-            span,
-            check,
-            |end, d| points.push((end, d)),
-            |lsn, off, end, ev, call| {
-                b.add_call(lsn, off, end, ev, call);
-                n += 1;
-                if n.is_multiple_of(4096) {
-                    if let Some(report) = report {
-                        report(&meta.name, end - span.from, total);
-                    }
-                }
-            },
-        )?;
-        for (end, d) in points {
-            b.chain_point(end, d);
-        }
-        b.set_end_off(span.to);
-        if let Some(report) = report {
-            report(&meta.name, total, total);
-        }
-        self.trusted_end = trusted_end;
-        self.end = (to, next_lsn, trusted_end);
-        Ok(())
     }
 }
 
@@ -534,15 +436,39 @@ pub fn scan_image_with(
     progress: Option<&ProgressFn>,
     check: Check,
 ) -> Result<Scanned> {
-    let mut s = Scanned::begin(
-        kind,
-        meta.seq,
-        span.from,
-        span.first_lsn,
-        span.digest_at_from,
-    );
-    s.extend_reporting(meta, seg, span.to, span.trusted_end, check, progress)?;
-    Ok(s)
+    let mut b = Builder::new(kind, meta.seq, span.first_lsn, span.from);
+    b.chain_point(span.from, span.digest_at_from);
+    let total = span.to - span.from;
+    let report = progress.filter(|_| total >= PROGRESS_MIN_BYTES);
+    let mut n = 0u64;
+    let mut points = Vec::new();
+    scan_checked(
+        meta,
+        seg,
+        span,
+        check,
+        |end, d| points.push((end, d)),
+        |lsn, off, end, ev, call| {
+            b.add_call(lsn, off, end, ev, call);
+            n += 1;
+            if n.is_multiple_of(4096) {
+                if let Some(report) = report {
+                    report(&meta.name, end - span.from, total);
+                }
+            }
+        },
+    )?;
+    for (end, d) in points {
+        b.chain_point(end, d);
+    }
+    b.set_end_off(span.to);
+    if let Some(report) = report {
+        report(&meta.name, total, total);
+    }
+    Ok(Scanned {
+        builder: b,
+        trusted_end: span.trusted_end,
+    })
 }
 
 /// Write an index file atomically (temporary file, then rename). Best

@@ -1,19 +1,15 @@
 //! Indexing sealed segments as they seal, off the ingest path: the log's
 //! seal hook only sends a wake-up; a thread of its own builds the new
 //! index files without holding the query engine's lock, then installs
-//! them, so queries are answered while it works. Between seals it scans
-//! what the active segment commits (`follow`), so a seal leaves only the
-//! last few milliseconds of events to scan before the image is stored.
+//! them, so queries are answered while it works.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use super::engine::Engine;
-use super::follow::{follow_active, Follow};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log::Log;
@@ -30,15 +26,6 @@ enum Wake {
 /// Not the lowest (19, the full-text indexer's): a query that needs an
 /// image this thread is building waits for it.
 pub(crate) const INDEXER_NICE: i32 = 10;
-
-/// How often the indexer scans what the active segment committed while
-/// events arrive: at a seal, at most about this much is left to scan
-/// before the image is finished and stored.
-const FOLLOW_EVERY: Duration = Duration::from_millis(10);
-
-/// How often, at most, it looks while nothing arrives (the wait doubles
-/// from [`FOLLOW_EVERY`] after each look that found nothing new).
-const FOLLOW_IDLE_EVERY: Duration = Duration::from_secs(1);
 
 /// Give the calling (indexer) thread [`INDEXER_NICE`].
 pub(crate) fn lower_priority() {
@@ -92,39 +79,19 @@ impl IndexOnSeal {
         let rx = self.rx;
         let hurry = Arc::new(AtomicBool::new(false));
         let stop = hurry.clone();
-        let (reader, check_of) = engine
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .follow_source();
         let handle = std::thread::Builder::new()
             .name("auditlog-indexer".into())
             .spawn(move || {
                 lower_priority();
-                let mut follow: Option<Follow> = None;
-                let mut wait = FOLLOW_EVERY;
-                loop {
-                    match rx.recv_timeout(wait) {
-                        Ok(Wake::Sealed) => {
-                            // Several seals queued up are one refresh.
-                            if rx.try_iter().any(|w| matches!(w, Wake::Stop)) {
-                                break;
-                            }
-                            // Built outside the engine's lock: queries go on.
-                            if let Err(err) = Engine::index_sealed_until(&bg, &stop, &mut follow) {
-                                tracing::warn!(error = %err, "indexing a sealed segment failed");
-                            }
-                        }
-                        Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break,
-                        Err(RecvTimeoutError::Timeout) => {}
+                while let Ok(Wake::Sealed) = rx.recv() {
+                    // Several seals queued up are one refresh.
+                    if rx.try_iter().any(|w| matches!(w, Wake::Stop)) {
+                        break;
                     }
-                    // Scan what the active segment committed meanwhile, so
-                    // that its seal leaves only its last blocks to scan.
-                    // An idle log is looked at less and less often.
-                    wait = if follow_active(&reader, &mut follow, &check_of) {
-                        FOLLOW_EVERY
-                    } else {
-                        (wait * 2).min(FOLLOW_IDLE_EVERY)
-                    };
+                    // Built outside the engine's lock: queries go on.
+                    if let Err(err) = Engine::index_sealed_until(&bg, &stop) {
+                        tracing::warn!(error = %err, "indexing a sealed segment failed");
+                    }
                 }
             })
             .map_err(|e| Error::io("starting the indexer thread", e))?;

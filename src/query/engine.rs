@@ -17,8 +17,6 @@ use crate::layout::{map_file, SegmentMeta};
 use crate::reader::LogReader;
 use crate::segment::HEADER_SIZE;
 
-use super::follow::Follow;
-
 /// A finish that lives in another image than its run's start (read from
 /// that image's FINS section).
 #[derive(Debug, Clone, Copy)]
@@ -313,9 +311,6 @@ pub struct EngineStats {
     /// Of those, the chunks whose events were scanned on a scan thread
     /// beside the sealed segments' scans (see `Engine::refresh`).
     pub chunks_scanned_ahead: u64,
-    /// Sealed images whose scan the indexer did while their segment was
-    /// active (`query::follow`), finished at the seal.
-    pub followed: u64,
 }
 
 /// Index-backed queries over one log (see the module docs of `query`).
@@ -715,31 +710,14 @@ impl Engine {
     /// again). For an indexer thread: the active segment is left to the
     /// next [`Engine::refresh`].
     pub fn index_sealed(engine: &Mutex<Engine>) -> Result<()> {
-        Self::index_sealed_until(engine, &AtomicBool::new(false), &mut None)
-    }
-
-    /// What the indexer needs to follow the active segment without the
-    /// engine's lock: the log's reader, and how a build of a segment
-    /// reads its events (see [`Engine::trust_appends_from`]).
-    pub(crate) fn follow_source(&self) -> (LogReader, impl Fn(&SegmentMeta) -> index::Check) {
-        let trust = self.trust;
-        (self.reader.clone(), move |meta: &SegmentMeta| {
-            trust.check(&sealed_span(meta))
-        })
+        Self::index_sealed_until(engine, &AtomicBool::new(false))
     }
 
     /// [`Engine::index_sealed`], giving up before the next image once
     /// `stop` is set (the images not built are left to whoever refreshes:
     /// a low-priority indexer must not hold up a caller that is waiting
-    /// for the indexes at normal priority). `follow`: the indexer's scan
-    /// of a segment it followed while active; if that segment is among
-    /// those to build, only its last blocks are scanned (the scan is used
-    /// up either way once its segment is built).
-    pub(crate) fn index_sealed_until(
-        engine: &Mutex<Engine>,
-        stop: &AtomicBool,
-        follow: &mut Option<Follow>,
-    ) -> Result<()> {
+    /// for the indexes at normal priority).
+    pub(crate) fn index_sealed_until(engine: &Mutex<Engine>, stop: &AtomicBool) -> Result<()> {
         let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
         let (jobs, mut older, progress, persist, threads, trust) = {
             let mut e = lock();
@@ -771,70 +749,55 @@ impl Engine {
         if jobs.is_empty() {
             return Ok(());
         }
-        let used_follow = AtomicBool::new(false);
-        let followed = Mutex::new(follow.take_if(|f| jobs.iter().any(|(m, _)| m.seq == f.seq())));
         let mut built = Vec::new();
         let (metas, mut fills): (Vec<SegmentMeta>, Vec<Option<SlotFill>>) =
             jobs.into_iter().map(|(m, f)| (m, Some(f))).unzip();
-        // The followed segment's scan is finished from where it got to,
-        // unless an image of it is stored already (then that is loaded).
-        let scan = |meta: &SegmentMeta| {
-            let mine = followed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take_if(|f| f.seq() == meta.seq);
-            if let Some(f) = mine.filter(|_| !index::index_path(meta).exists()) {
-                if let Some((seg, scanned)) = f.seal(meta) {
-                    used_follow.store(true, Ordering::Relaxed);
-                    return Ok((seg, Prepared::Scanned(scanned)));
-                }
-            }
-            map_and_prepare(meta, progress.as_ref(), trust)
-        };
         // Scans on up to one thread per core (at this thread's priority,
         // which they inherit), finishes here in order. A failure stops the
         // rest; their slots complete empty as `fills` drops, and waiters
         // build those images themselves.
         let mut stopped = false;
-        let res = super::scan_ahead::scan_ahead(&metas, threads, scan, |i, prepared| {
-            if stop.load(Ordering::Acquire) {
-                stopped = true;
-                // Complete the slots of the images not built now, not
-                // after the scans under way: their waiters build them.
-                fills.iter_mut().for_each(|f| drop(f.take()));
-                return Err(Error::InvalidArgument("indexer stopped".into()));
-            }
-            let meta = &metas[i];
-            let (seg, prepared) = prepared?;
-            let refs: Vec<(u64, &Image)> = older
-                .iter()
-                .filter(|(seq, _)| *seq < meta.seq)
-                .map(|(seq, img)| (*seq, &**img))
-                .collect();
-            let (img, made) = make_sealed(meta, prepared, &refs, persist)?;
-            if refs.iter().any(|(_, i)| i.poisoned()) {
-                return Err(Error::Corrupt {
-                    segment: meta.name.clone(),
-                    offset: 0,
-                    reason: "an older index turned out corrupt while building".into(),
-                });
-            }
-            drop(refs);
-            let img = Arc::new(img);
-            if let Some(mut fill) = fills[i].take() {
-                fill.img = Some(img.clone());
-            }
-            older.push((meta.seq, img.clone()));
-            built.push((meta.clone(), img, made, seg));
-            Ok(())
-        });
+        let res = super::scan_ahead::scan_ahead(
+            &metas,
+            threads,
+            |meta| map_and_prepare(meta, progress.as_ref(), trust),
+            |i, prepared| {
+                if stop.load(Ordering::Acquire) {
+                    stopped = true;
+                    // Complete the slots of the images not built now, not
+                    // after the scans under way: their waiters build them.
+                    fills.iter_mut().for_each(|f| drop(f.take()));
+                    return Err(Error::InvalidArgument("indexer stopped".into()));
+                }
+                let meta = &metas[i];
+                let (seg, prepared) = prepared?;
+                let refs: Vec<(u64, &Image)> = older
+                    .iter()
+                    .filter(|(seq, _)| *seq < meta.seq)
+                    .map(|(seq, img)| (*seq, &**img))
+                    .collect();
+                let (img, made) = make_sealed(meta, prepared, &refs, persist)?;
+                if refs.iter().any(|(_, i)| i.poisoned()) {
+                    return Err(Error::Corrupt {
+                        segment: meta.name.clone(),
+                        offset: 0,
+                        reason: "an older index turned out corrupt while building".into(),
+                    });
+                }
+                drop(refs);
+                let img = Arc::new(img);
+                if let Some(mut fill) = fills[i].take() {
+                    fill.img = Some(img.clone());
+                }
+                older.push((meta.seq, img.clone()));
+                built.push((meta.clone(), img, made, seg));
+                Ok(())
+            },
+        );
         drop(fills);
         // Stopped on request: not a failure to repair here.
         let failed = res.err().filter(|_| !stopped);
         let mut e = lock();
-        if used_follow.load(Ordering::Relaxed) {
-            e.stats.followed += 1;
-        }
         let live = e.reader.segments();
         for (meta, img, made, seg) in built {
             e.tally(made);
@@ -1187,7 +1150,7 @@ mod stop_tests {
         let tmp = tempfile::tempdir().unwrap();
         let log = sealed_log(tmp.path(), 4);
         let engine = Mutex::new(Engine::new(log.reader()));
-        Engine::index_sealed_until(&engine, &AtomicBool::new(true), &mut None).unwrap();
+        Engine::index_sealed_until(&engine, &AtomicBool::new(true)).unwrap();
         let mut e = engine.lock().unwrap();
         assert_eq!(e.stats.rebuilt, 0, "{:?}", e.stats);
         assert!(e.pending.is_empty());

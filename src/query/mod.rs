@@ -19,7 +19,6 @@ mod asof;
 mod background;
 mod calls;
 mod engine;
-mod follow;
 mod scan_ahead;
 
 use std::cmp::Ordering;
