@@ -367,10 +367,11 @@ mod tests {
         t.reset(Duration::from_millis(5));
         let q = Instant::now();
         let ms = Duration::from_millis;
+        // Queued 2 ms before the sync ended: under the threshold.
         let fast = Stamps {
-            queued: q,
-            taken: q + ms(0),
-            write: (q + ms(0), q + ms(1)),
+            queued: q + ms(4),
+            taken: q + ms(4),
+            write: (q + ms(4), q + ms(5)),
         };
         let slow = Stamps {
             queued: q,
