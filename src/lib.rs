@@ -111,6 +111,7 @@ mod replay;
 mod retention;
 mod segment;
 mod shared;
+mod stages;
 mod stats;
 mod store;
 pub mod tlog;
@@ -188,6 +189,12 @@ pub mod internals {
     }
     pub mod recovery {
         pub use crate::recovery::*;
+    }
+    /// Where an append's time goes, by stage (the load run's `--stages`).
+    pub mod stages {
+        pub use crate::stages::{
+            disable, enable, report, Stage, StageFigures, StageReport, STAGE_NAMES,
+        };
     }
 }
 

@@ -319,6 +319,9 @@ impl Log {
         {
             batch.leaves = Leaves::of(&batch.frames, &batch.metas);
         }
+        if crate::stages::on() && crate::stages::sampled() {
+            batch.queued = Some(std::time::Instant::now());
+        }
         let bytes = batch.frames.len();
         if let Err(e) = self.check_batch(n, bytes) {
             self.reject(n);
@@ -814,6 +817,7 @@ impl EncodedBatch {
                 leaves: Leaves::None,
                 slot: Slot::new(),
                 recycle: None,
+                queued: None,
             },
             policy,
         )
@@ -940,6 +944,7 @@ fn encode_batch(
         leaves: Leaves::None,
         slot: Slot::new(),
         recycle: None,
+        queued: None,
     })
 }
 

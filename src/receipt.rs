@@ -49,6 +49,9 @@ pub(crate) struct Slot {
     error: OnceLock<Failure>,
     /// Threads parked in `wait` (normally none or one).
     waiters: Mutex<Vec<Thread>>,
+    /// When the outcome was set (src/stages.rs clock; 0 unless stage
+    /// timing is on), to time a parked waiter's wake-up.
+    done_us: AtomicU64,
 }
 
 impl Slot {
@@ -71,10 +74,32 @@ impl Slot {
     }
 
     fn finish(&self, outcome: u8) {
-        let prev = self.state.swap(outcome, Ordering::AcqRel);
-        if prev & WAITING != 0 {
-            // A waiter registered itself before setting WAITING, so it is
-            // in the list now.
+        self.set_outcome(outcome);
+        self.wake_waiters();
+    }
+
+    /// Publish the outcome; the `WAITING` flag is kept, so that
+    /// [`Slot::wake_waiters`] can be called later (see [`complete_all`]).
+    fn set_outcome(&self, outcome: u8) {
+        // Only a waiter already asleep has a wake-up to time.
+        if crate::stages::on() && self.state.load(Ordering::Relaxed) & WAITING != 0 {
+            self.done_us
+                .store(crate::stages::now_us(), Ordering::Relaxed);
+        }
+        let _ = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & WAITING) | outcome)
+            });
+    }
+
+    /// Wake the threads parked on this slot, once it has its outcome. A
+    /// waiter flags `WAITING` after registering and looks at the outcome
+    /// after flagging, so it is either found here or sees the outcome
+    /// itself; both are read-modify-writes of `state`, so one of them sees
+    /// the other's.
+    fn wake_waiters(&self) {
+        if self.state.load(Ordering::Acquire) & WAITING != 0 {
             let waiters =
                 std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
             for t in waiters {
@@ -114,6 +139,10 @@ impl Slot {
         self.state.fetch_or(WAITING, Ordering::AcqRel);
         loop {
             if let Some(o) = self.outcome() {
+                let done = self.done_us.load(Ordering::Relaxed);
+                if done != 0 && crate::stages::on() {
+                    crate::stages::record_wake(crate::stages::now_us().saturating_sub(done));
+                }
                 return Some(o);
             }
             // Bounded parks: a safety net should a wake-up ever be missed
@@ -121,6 +150,20 @@ impl Slot {
             let step = bounded_step(deadline)?;
             std::thread::park_timeout(step);
         }
+    }
+}
+
+/// Complete every slot, then wake the threads sleeping on them. One pass
+/// that woke each waiter as its slot completed let a woken waiter (on a
+/// busy core, often in place of the completing thread) find the next
+/// receipt of the same block not yet done, sleep again and be woken again:
+/// a hand-off per receipt instead of one per block.
+pub(crate) fn complete_all<'a>(slots: impl Iterator<Item = &'a Arc<Slot>> + Clone) {
+    for s in slots.clone() {
+        s.set_outcome(DONE);
+    }
+    for s in slots {
+        s.wake_waiters();
     }
 }
 

@@ -28,6 +28,7 @@ use crate::receipt::{Failure, Slot};
 use crate::retention::{self, RetentionReport};
 use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::shared::Shared;
+use crate::stages::{self, Stamps};
 use crate::tlog::{Frontier, TreeHash};
 use crate::tree::keeper::retention_tree;
 use crate::tree::worker::TreeWorker;
@@ -49,6 +50,8 @@ pub(crate) struct Batch {
     /// Where `frames` goes once the writer has copied it into its block
     /// (a caller's buffer pool), instead of being freed on the writer.
     pub recycle: Option<FrameRecycler>,
+    /// When it was queued, if stage timing is on (src/stages.rs).
+    pub queued: Option<Instant>,
 }
 
 /// Takes a batch's frame buffer back after the writer is done with it, so
@@ -161,6 +164,8 @@ struct SyncJob {
     /// in the key's state file once the sync made it (and every event it
     /// covers) durable, and never if the sync failed.
     remember: Option<String>,
+    /// Stage timing of the appends in `slots` (empty unless it is on).
+    stamps: Vec<Stamps>,
 }
 
 /// The syncer thread of `Durability::EveryBatch`. fdatasync runs there
@@ -249,6 +254,8 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
         // fdatasync covers them all.
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
+        let traced = batch.iter().any(|j| !j.stamps.is_empty());
+        let sync_start = traced.then(Instant::now);
         if failed.is_none() {
             let io = &shared.config.io;
             let mut synced: Option<&Arc<File>> = None;
@@ -270,23 +277,29 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
                 synced = Some(&job.file);
             }
         }
-        for job in &batch {
-            match &failed {
-                None => {
-                    for s in &job.slots {
-                        s.complete();
-                    }
+        let sync_span = sync_start.map(|t0| (t0, Instant::now()));
+        match &failed {
+            None => {
+                // Every receipt of this sync first, then the wake-ups.
+                crate::receipt::complete_all(batch.iter().flat_map(|j| j.slots.iter()));
+                for job in &batch {
                     shared
                         .durable_lsn
                         .fetch_max(job.durable_lsn, Ordering::AcqRel);
-                    if let Some(note) = &job.remember {
-                        remember_checkpoint(shared, note);
+                }
+                if let Some(span) = sync_span {
+                    let now = Instant::now();
+                    for job in &batch {
+                        stages::record(&job.stamps, span, now);
                     }
                 }
-                Some(why) => {
-                    for s in &job.slots {
-                        s.fail(Failure::Stopped(why.clone()));
-                    }
+                for note in batch.iter().filter_map(|j| j.remember.as_ref()) {
+                    remember_checkpoint(shared, note);
+                }
+            }
+            Some(why) => {
+                for s in batch.iter().flat_map(|j| j.slots.iter()) {
+                    s.fail(Failure::Stopped(why.clone()));
                 }
             }
         }
@@ -343,6 +356,12 @@ pub(crate) struct Writer {
     /// The newest event timestamp written (a checkpoint event takes it, so
     /// that it never widens its segment's time range).
     newest_ts: Option<Micros>,
+    /// Stage timing (src/stages.rs), only while it is on: the appends of
+    /// the block being built, those written but not yet synced, and the
+    /// span of the last fdatasync run on this thread.
+    stamps_open: Vec<Stamps>,
+    stamps_written: Vec<Stamps>,
+    inline_sync: Option<(Instant, Instant)>,
 }
 
 impl Writer {
@@ -384,6 +403,9 @@ impl Writer {
             checkpoint_owed: false,
             block_leaves: Vec::new(),
             newest_ts: last.and_then(|s| s.max_ts),
+            stamps_open: Vec::new(),
+            stamps_written: Vec::new(),
+            inline_sync: None,
         };
         if let Some(meta) = last.filter(|s| !s.sealed) {
             let mut file = std::fs::OpenOptions::new()
@@ -665,6 +687,7 @@ impl Writer {
             slots: std::mem::replace(&mut self.pending, Vec::with_capacity(cap)),
             durable_lsn: self.next_lsn,
             remember: None,
+            stamps: self.take_stamps(),
         };
         let Some(s) = self.syncer.as_mut() else {
             return;
@@ -726,6 +749,14 @@ impl Writer {
                     batch.slot.fail(failure);
                 } else {
                     self.pending.push(batch.slot.clone());
+                    if let Some(queued) = batch.queued {
+                        let now = Instant::now();
+                        self.stamps_open.push(Stamps {
+                            queued,
+                            taken: now,
+                            write: (now, now),
+                        });
+                    }
                 }
                 // The frames are in the block (or refused): the buffer is
                 // free for its owner's next request.
@@ -905,6 +936,7 @@ impl Writer {
     /// right segment: a new UTC day or a full segment starts a new one.
     fn route(&mut self, ts: Micros, len: usize) -> Result<()> {
         let day = self.day_of(ts);
+        let mut roll_started = None;
         if let Some(a) = &self.active {
             let size = a.meta.data_len + (self.block.len() + len + 64) as u64;
             let has_data = a.meta.count > 0 || self.block_count > 0;
@@ -912,6 +944,7 @@ impl Writer {
             if !roll {
                 return Ok(());
             }
+            roll_started = stages::on().then(Instant::now);
             self.write_block()?;
             match self.active.as_ref().map(|a| a.meta.count) {
                 Some(0) => self.discard_empty_active()?,
@@ -922,7 +955,11 @@ impl Writer {
         // retention looks at each segment's newest event, so they are kept
         // at least as long as their neighbours.
         let day = day.max(self.last_day);
-        self.create_segment(day)
+        let made = self.create_segment(day);
+        if let Some(t0) = roll_started {
+            stages::record_roll(t0.elapsed());
+        }
+        made
     }
 
     fn day_of(&mut self, ts: Micros) -> u32 {
@@ -1059,6 +1096,7 @@ impl Writer {
                 "block without an active segment".into(),
             ));
         };
+        let write_start = (!self.stamps_open.is_empty()).then(Instant::now);
         let first_lsn = self.next_lsn;
         let digest = block_digest(&self.digest, first_lsn, self.block_count, &self.block);
         let commit = Commit {
@@ -1131,6 +1169,13 @@ impl Writer {
         })?;
         self.reset_block();
         self.shared.publish_active(snapshot, self.next_lsn, digest);
+        if let Some(t0) = write_start {
+            let t1 = Instant::now();
+            for mut e in self.stamps_open.drain(..) {
+                e.write = (t0, t1);
+                self.stamps_written.push(e);
+            }
+        }
         Ok(())
     }
 
@@ -1193,8 +1238,10 @@ impl Writer {
             self.active = Some(active);
             return Err(Error::io(format!("sealing {}", path.display()), e));
         }
+        let t0 = stages::on().then(Instant::now);
         io.sync_data(&active.file, &m.path)
             .ctx(|| format!("syncing {}", m.path.display()))?;
+        self.inline_sync = t0.map(|t0| (t0, Instant::now()));
         self.dirty = false;
         m.sealed = true;
         if let Some(note) = signed {
@@ -1238,7 +1285,10 @@ impl Writer {
         if self.failed.is_none() && sync && self.dirty {
             if let Some(a) = &self.active {
                 let io = &self.shared.config.io;
-                if let Err(e) = io.sync_data(&a.file, &a.meta.path) {
+                let t0 = stages::on().then(Instant::now);
+                let synced = io.sync_data(&a.file, &a.meta.path);
+                self.inline_sync = t0.map(|t0| (t0, Instant::now()));
+                if let Err(e) = synced {
                     // Never retry a failed fdatasync as if the data were safe
                     // (the kernel may have dropped the dirty pages): fail
                     // everything pending; a reopen recovers from the disk.
@@ -1259,16 +1309,29 @@ impl Writer {
             for s in self.pending.drain(..) {
                 s.fail(Failure::Stopped(why.clone()));
             }
+            self.take_stamps();
         }
         err
+    }
+
+    /// The stage stamps of every append handed on or finished now (those
+    /// whose block was not written alone keep their take time as its).
+    fn take_stamps(&mut self) -> Vec<Stamps> {
+        let mut stamps = std::mem::take(&mut self.stamps_written);
+        stamps.append(&mut self.stamps_open);
+        stamps
     }
 
     fn complete_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        for s in self.pending.drain(..) {
-            s.complete();
+        crate::receipt::complete_all(self.pending.iter());
+        self.pending.clear();
+        let stamps = self.take_stamps();
+        if !stamps.is_empty() {
+            let now = Instant::now();
+            stages::record(&stamps, self.inline_sync.unwrap_or((now, now)), now);
         }
         // fetch_max: the syncer may report an older LSN after this.
         self.shared
@@ -1285,6 +1348,7 @@ impl Writer {
             for s in self.pending.drain(..) {
                 s.fail(failure.clone());
             }
+            self.take_stamps();
             failure
         } else {
             self.fail(why);
@@ -1525,17 +1589,21 @@ impl Writer {
         path: PathBuf,
         note: String,
     ) -> std::result::Result<(), String> {
-        let Some(s) = self.syncer.as_mut() else {
+        if self.syncer.is_none() {
             return Err(note);
-        };
-        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
+        }
         let job = SyncJob {
             file,
             path,
             slots: std::mem::take(&mut self.pending),
             durable_lsn: self.next_lsn,
             remember: Some(note),
+            stamps: self.take_stamps(),
         };
+        let Some(s) = self.syncer.as_mut() else {
+            return Err(job.remember.unwrap_or_default());
+        };
+        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
         match s.jobs.send(job) {
             Ok(()) => {
                 s.in_flight += 1;

@@ -111,6 +111,11 @@ pub struct BenchArgs {
     /// measured peak (latency below saturation at a rate you choose).
     #[arg(long)]
     pub paced_eps: Option<f64>,
+    /// Time each append of the paced phase by stage (queue, gather,
+    /// write, to-sync, fdatasync, complete, wake; src/stages.rs), and sum
+    /// the stages of the appends slower than this many ms apart.
+    #[arg(long, value_name = "SLOW_MS")]
+    pub stages: Option<f64>,
     /// Events per SQLite transaction.
     #[arg(long, default_value_t = 1000)]
     pub txn: usize,
@@ -609,7 +614,14 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     ph.deadline = Some(Duration::from_secs_f64(a.paced_secs.max(0.1)));
     ph.loop_shift = Some(step);
     ph.progress = bar((target * a.paced_secs) as u64, "auditlog paced");
+    if let Some(slow_ms) = a.stages {
+        auditlog::internals::stages::enable(Duration::from_secs_f64(slow_ms.max(0.0) / 1e3));
+    }
     let paced = run_phase(&ix.log, &mut shares, &ph)?;
+    let stages = a.stages.map(|_| {
+        auditlog::internals::stages::disable();
+        auditlog::internals::stages::report()
+    });
     ph.progress.finish_and_clear();
     rep.paced = Some(Paced {
         target_eps: target,
@@ -619,6 +631,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         seconds: paced.seconds,
         to_durable: Lat::of(&paced.to_durable),
         threads: paced.threads.clone(),
+        stages,
     });
     restore(&mut shares, &origin);
     retag(&mut shares, "");

@@ -31,6 +31,8 @@ pub struct Paced {
     pub to_durable: Option<Lat>,
     /// CPU time and run-queue wait per thread name during the phase.
     pub threads: Vec<(String, crate::threads::ThreadTimes)>,
+    /// Where the appends' time went, by stage (`--stages`).
+    pub stages: Option<auditlog::internals::stages::StageReport>,
 }
 
 /// The sustained mode's findings.
@@ -138,6 +140,56 @@ pub struct Report {
 }
 
 /// Per thread name: CPU seconds, run-queue wait seconds, times scheduled.
+/// `--stages`: one object per stage (µs), the slow appends' count and
+/// threshold, and the writer's segment rolls.
+fn stages_json(r: &auditlog::internals::stages::StageReport) -> String {
+    let stages: Vec<String> = r
+        .stages
+        .iter()
+        .map(|s| {
+            format!(
+                "{{\"stage\":\"{}\",\"n\":{},\"p50_us\":{},\"p99_us\":{},\"p999_us\":{},\"mean_us\":{},\"slow_mean_us\":{}}}",
+                s.stage,
+                s.n,
+                s.p50_us,
+                s.p99_us,
+                s.p999_us,
+                num(s.mean_us),
+                num(s.slow_mean_us)
+            )
+        })
+        .collect();
+    format!(
+        "{{\"slow_threshold_us\":{},\"slow\":{},\"rolls\":{},\"roll_p50_us\":{},\"roll_max_us\":{},\"stages\":[{}]}}",
+        r.slow_threshold_us,
+        r.slow,
+        r.rolls,
+        r.roll_p50_us,
+        r.roll_max_us,
+        stages.join(",")
+    )
+}
+
+/// `--stages` as a table: each stage's percentiles over every append, and
+/// its mean over all of them and over the slow ones.
+fn stages_table(r: &auditlog::internals::stages::StageReport) -> String {
+    let mut o = format!(
+        "  stage (us)      p50      p99    p99.9     mean   mean of the {} appends >= {} us\n",
+        r.slow, r.slow_threshold_us
+    );
+    for s in &r.stages {
+        o.push_str(&format!(
+            "  {:<10} {:>8} {:>8} {:>8} {:>8.0} {:>8.0}\n",
+            s.stage, s.p50_us, s.p99_us, s.p999_us, s.mean_us, s.slow_mean_us
+        ));
+    }
+    o.push_str(&format!(
+        "  segment rolls on the writer: {} (median {} us, most {} us)\n",
+        r.rolls, r.roll_p50_us, r.roll_max_us
+    ));
+    o
+}
+
 fn threads_json(threads: &[(String, crate::threads::ThreadTimes)]) -> String {
     let items: Vec<String> = threads
         .iter()
@@ -295,14 +347,15 @@ impl Report {
         o.push_str(&format!(
             ",\"paced\":{}",
             self.paced.as_ref().map_or("null".into(), |p| format!(
-                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{},\"threads\":{}}}",
+                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{},\"threads\":{},\"stages\":{}}}",
                 num(p.target_eps),
                 num(p.of_peak),
                 num(p.achieved_eps),
                 p.events,
                 num(p.seconds),
                 lat_json(&p.to_durable),
-                threads_json(&p.threads)
+                threads_json(&p.threads),
+                p.stages.as_ref().map_or("null".into(), stages_json)
             ))
         ));
         o.push_str(&format!(
@@ -476,6 +529,9 @@ impl Report {
                 ms(&p.to_durable, |v| v.max)
             ));
             o.push_str(&threads_table(&p.threads, p.seconds));
+            if let Some(st) = &p.stages {
+                o.push_str(&stages_table(st));
+            }
         }
         if let Some(c) = &self.cli {
             o.push_str(&format!(

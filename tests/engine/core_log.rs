@@ -757,3 +757,62 @@ fn a_segment_of_another_format_version_is_unsupported_and_left_alone() {
     is_unsupported(verify(&dir, None, |_, _| {}).expect_err("refused"));
     assert_eq!(fs::read(&newer).unwrap(), h.encode(), "left as it was");
 }
+
+/// Stage timing (the load run's `--stages`) accounts for the durable
+/// appends it samples (one in eight per thread), including those whose
+/// receipts a segment roll completed, and times the rolls themselves.
+#[test]
+fn stage_timing_accounts_for_the_sampled_appends_and_the_rolls() {
+    use auditlog::internals::stages;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = open(&dir);
+    // Other tests may append while this one runs: counts are lower bounds.
+    stages::enable(Duration::ZERO);
+    let per_day = 50;
+    let mut receipts = Vec::new();
+    for d in 0..3i64 {
+        for i in 0..per_day {
+            let ev = logline(&format!("r{d}-{i}"), T0 + d * DAY + i, i as u64);
+            receipts.push(log.append(&ev).unwrap());
+        }
+    }
+    for r in &receipts {
+        r.wait().unwrap();
+    }
+    stages::disable();
+    let r = stages::report();
+    let n = |name: &str| r.stages.iter().find(|s| s.stage == name).unwrap().n;
+    let sampled = receipts.len() as u64 / 8;
+    assert!(n("total") >= sampled, "{r:?}");
+    assert!(n("fdatasync") >= sampled, "{r:?}");
+    assert!(r.slow >= sampled, "a zero threshold counts all: {r:?}");
+    assert!(r.rolls >= 2, "two day rolls: {r:?}");
+    log.close().unwrap();
+    assert_eq!(all(&dir).len(), receipts.len());
+}
+
+/// Many threads parked on receipts of the same blocks are all woken: the
+/// syncer completes a whole sync's receipts before waking anyone.
+#[test]
+fn every_parked_waiter_of_a_block_is_woken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("log");
+    let log = Arc::new(open(&dir));
+    std::thread::scope(|s| {
+        for p in 0..8 {
+            let log = log.clone();
+            s.spawn(move || {
+                for i in 0..200u64 {
+                    let ev = logline(&format!("w{p}-{i}"), T0 + i as i64, i);
+                    let r = log.append(&ev).unwrap();
+                    r.wait_timeout(Duration::from_secs(20))
+                        .expect("woken before the timeout")
+                        .unwrap();
+                }
+            });
+        }
+    });
+    Arc::try_unwrap(log).ok().unwrap().close().unwrap();
+    assert_eq!(all(&dir).len(), 8 * 200);
+}

@@ -49,6 +49,8 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
             "0.3",
             "--paced-secs",
             "0.3",
+            "--stages",
+            "1",
             "--plot",
         ])
         .arg(&plot)
@@ -117,6 +119,12 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
         assert_eq!(q["answers_match"], Value::Bool(true), "same answers: {q}");
     }
     assert!(num(&v, &["paced", "to_durable_ms", "p99"]) > 0.0);
+    // `--stages`: every stage reported, the sampled appends counted.
+    let stages = v["paced"]["stages"]["stages"].as_array().expect("stages");
+    assert_eq!(stages.len(), 8, "{stages:?}");
+    assert!(stages
+        .iter()
+        .any(|s| s["stage"] == "total" && s["n"].as_u64() > Some(0)));
     assert!(num(&v, &["cli_ingest", "events_per_sec"]) > 0.0);
     assert_eq!(
         num(&v, &["cli_ingest", "events"]),
