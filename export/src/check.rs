@@ -273,7 +273,7 @@ fn check_file_meta(
     meta: &BTreeMap<String, String>,
 ) -> Result<()> {
     let mut want: Vec<(&str, String)> = vec![
-        (keys::FORMAT, manifest::VERSION.to_string()),
+        (keys::FORMAT, man.version.to_string()),
         (keys::LOG_FORMAT, man.log_format_version.to_string()),
         (keys::TABLE, f.table.clone()),
         (keys::LOG_ID, man.log_id.clone()),
@@ -454,7 +454,7 @@ fn check_tool_calls(
         if tables::ToolCall::of(&r.event).is_some() {
             parts
                 .entry(crate::export::day_of(r.event.ts))
-                .or_default()
+                .or_insert_with(|| ToolCallRows::of_version(man.version))
                 .push_if_call(&scope, r.lsn, &r.event);
         }
     }

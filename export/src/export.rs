@@ -140,6 +140,7 @@ pub fn export(dir: &Path, dest: &Destination, opts: &ExportOptions) -> Result<Ex
             segment: 0,
         },
         through_seq,
+        version: man.version,
     };
     let mut last_write = Instant::now();
     std::thread::scope(|sc| -> Result<()> {
@@ -310,10 +311,13 @@ struct Ctx<'a> {
     engine: &'a mut Engine,
     scope: Scope,
     through_seq: u64,
+    /// The destination's export layout version (its manifest's).
+    version: u32,
 }
 
 /// The key-value metadata of one file.
 fn file_meta(
+    version: u32,
     scope: &Scope,
     s: &SegmentMeta,
     table: &str,
@@ -324,7 +328,7 @@ fn file_meta(
     let mut put = |k: &str, v: String| {
         m.insert(k.to_string(), v);
     };
-    put(keys::FORMAT, manifest::VERSION.to_string());
+    put(keys::FORMAT, version.to_string());
     put(keys::LOG_FORMAT, auditlog::FORMAT_VERSION.to_string());
     put(keys::TABLE, table.to_string());
     put(keys::LOG_ID, scope.log_id.clone());
@@ -344,6 +348,7 @@ fn file_meta(
 struct Files {
     scope: Scope,
     through_seq: u64,
+    version: u32,
 }
 
 impl Namer for Files {
@@ -351,9 +356,9 @@ impl Namer for Files {
         let schema = match table {
             tables::EVENTS => tables::events_schema(),
             tables::RUNS => tables::runs_schema(),
-            _ => tables::tool_calls_schema(),
+            _ => tables::tool_calls_schema_of(self.version),
         };
-        let meta = file_meta(&self.scope, s, table, dt, self.through_seq);
+        let meta = file_meta(self.version, &self.scope, s, table, dt, self.through_seq);
         // Room for the file up front: a table's Parquet has been 0.05-0.15
         // of its segment's bytes (docs/benchmarks.md); a quarter leaves
         // headroom, and pages never written to cost no memory.
@@ -363,6 +368,10 @@ impl Namer for Files {
 
     fn key(&self, s: &SegmentMeta, table: &str, dt: &str) -> String {
         file_key(table, dt, &self.scope.log_id, s.seq)
+    }
+
+    fn version(&self) -> u32 {
+        self.version
     }
 }
 
@@ -374,6 +383,7 @@ impl Ctx<'_> {
                 ..self.scope.clone()
             },
             through_seq: self.through_seq,
+            version: self.version,
         }
     }
 

@@ -13,8 +13,19 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ExportError, Result};
 
 pub const FORMAT: &str = "auditlog-export";
-/// Version of the export layout (paths, tables, columns, this manifest).
-pub const VERSION: u32 = 1;
+/// Version of the export layout (paths, tables, columns, this manifest)
+/// that a new export writes. A destination keeps the version its export
+/// began with: an export goes on in it, and `verify-export` reads every
+/// version from [`OLDEST_VERSION`] (docs/export.md, "Layout versions").
+///
+/// - 1: `tool_calls.payload` repeats each call's whole payload.
+/// - 2: `tool_calls.extra` holds only what its typed columns do not
+///   (the whole payload is in the call's `events` row).
+pub const VERSION: u32 = 2;
+/// The oldest layout this build reads and goes on writing.
+pub const OLDEST_VERSION: u32 = 1;
+/// The first layout with `tool_calls.extra` in place of `payload`.
+pub const EXTRA_SINCE: u32 = 2;
 /// Where manifests live in a destination.
 pub const DIR: &str = "_auditlog";
 
@@ -119,10 +130,15 @@ impl ExportManifest {
                 m.format
             )));
         }
-        if m.version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&m.version) {
             return Err(bad(format!(
-                "export layout version {} is not supported (this build writes and reads {VERSION})",
-                m.version
+                "export layout version {} is not supported: this build reads versions {OLDEST_VERSION} to {VERSION}{}",
+                m.version,
+                if m.version > VERSION {
+                    " (a newer auditlog wrote it)"
+                } else {
+                    ""
+                }
             )));
         }
         if let Some(id) = log_id.filter(|id| *id != m.log_id) {

@@ -47,6 +47,8 @@ pub(crate) struct EventFiles {
 pub(crate) trait Namer {
     fn writer(&self, s: &SegmentMeta, table: &str, dt: &str) -> Result<FileWriter>;
     fn key(&self, s: &SegmentMeta, table: &str, dt: &str) -> String;
+    /// The export layout version the files are written in.
+    fn version(&self) -> u32;
 }
 
 /// One day's partition of a table being written.
@@ -95,14 +97,19 @@ pub(crate) fn event_files(
         }
         seen += 1;
         let dt = day.of(ev.ts);
-        let p = part(&mut events, dt, || namer.writer(s, tables::EVENTS, dt))?;
+        let p = part(&mut events, dt, EventRows::default, || {
+            namer.writer(s, tables::EVENTS, dt)
+        })?;
         p.rows
             .push_view(scope, lsn, block_lsn, &ev, item.event.owned());
         if p.rows.len() >= BATCH_ROWS {
             flush(&mut p.rows, &mut p.file, EventRows::finish)?;
         }
         if let Some(call) = tables::ToolCall::of_view(&ev) {
-            let p = part(&mut calls, dt, || namer.writer(s, tables::TOOL_CALLS, dt))?;
+            let rows = || ToolCallRows::of_version(namer.version());
+            let p = part(&mut calls, dt, rows, || {
+                namer.writer(s, tables::TOOL_CALLS, dt)
+            })?;
             p.rows.push_call_view(scope, lsn, &ev, call);
             if p.rows.len() >= BATCH_ROWS {
                 flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
@@ -134,21 +141,16 @@ pub(crate) fn event_files(
     Ok(out)
 }
 
-/// The partition of day `dt`, begun with `open` if new.
-fn part<'m, R: Default>(
+/// The partition of day `dt`, begun with `rows` and `open` if new.
+fn part<'m, R>(
     parts: &'m mut BTreeMap<String, Part<R>>,
     dt: &str,
+    rows: impl FnOnce() -> R,
     open: impl FnOnce() -> Result<FileWriter>,
 ) -> Result<&'m mut Part<R>> {
     if !parts.contains_key(dt) {
         let file = open()?;
-        parts.insert(
-            dt.to_string(),
-            Part {
-                rows: R::default(),
-                file,
-            },
-        );
+        parts.insert(dt.to_string(), Part { rows: rows(), file });
     }
     parts
         .get_mut(dt)

@@ -112,6 +112,14 @@ pub fn runs_schema() -> SchemaRef {
 /// stand alone, without a run (the gateway-semantics issue); a call inside
 /// a run leaves them null and takes its scope from its run.
 pub fn tool_calls_schema() -> SchemaRef {
+    tool_calls_schema_of(crate::manifest::VERSION)
+}
+
+/// The `tool_calls` schema of export layout `version`: from version 2 the
+/// last column is `extra`, what no typed column holds (the whole payload
+/// is in the call's `events` row); version 1 repeated the whole payload
+/// there, as `payload` (docs/export.md, "Layout versions").
+pub fn tool_calls_schema_of(version: u32) -> SchemaRef {
     let mut f = scope_fields();
     f.extend([
         field("lsn", DataType::UInt64, false),
@@ -133,7 +141,11 @@ pub fn tool_calls_schema() -> SchemaRef {
         field("workspace_id", DataType::Utf8, true),
         field("request_id", DataType::Utf8, true),
         field("engine", DataType::Utf8, true),
-        field("payload", DataType::Utf8, false),
+        if version < crate::manifest::EXTRA_SINCE {
+            field("payload", DataType::Utf8, false)
+        } else {
+            field("extra", DataType::Utf8, true)
+        },
     ]);
     Arc::new(Schema::new(f))
 }
@@ -383,7 +395,7 @@ pub fn system_json(r: &SystemRecord, out: &mut String) {
 
 /// Unknown top-level fields as one JSON object text, in their stored
 /// order, each value exactly as stored; `None` when there are none.
-pub fn extra_json(extra: &[(&str, &str)], out: &mut String) -> bool {
+pub fn extra_json<K: AsRef<str>>(extra: &[(K, &str)], out: &mut String) -> bool {
     out.clear();
     if extra.is_empty() {
         return false;
@@ -393,7 +405,7 @@ pub fn extra_json(extra: &[(&str, &str)], out: &mut String) -> bool {
         if i > 0 {
             out.push(',');
         }
-        json_string(k, out);
+        json_string(k.as_ref(), out);
         out.push(':');
         out.push_str(v);
     }
@@ -555,6 +567,13 @@ pub struct ToolCall<'e> {
     pub workspace_id: Option<Cow<'e, str>>,
     pub request_id: Option<Cow<'e, str>>,
     pub engine: Option<Cow<'e, str>>,
+    /// What of the call no typed column holds, as (key, raw JSON value)
+    /// members of the `extra` column's object, in payload order: a
+    /// payload's unknown keys, a known key whose value its column does not
+    /// take (a non-string `tool`, a fractional `exit_code`), the earlier
+    /// copies of a repeated key; a payload that is not an object, and a
+    /// record's own payload, as the one member `payload`. Empty: null.
+    pub extra: Vec<(Cow<'e, str>, &'e str)>,
 }
 
 impl<'e> ToolCall<'e> {
@@ -596,54 +615,150 @@ impl<'e> ToolCall<'e> {
             workspace_id: s(c.workspace_id),
             request_id: s(c.request_id),
             engine: s(c.engine),
+            // The record's own payload (its call_id, error and
+            // input_bytes are in its `events` row).
+            extra: match c.payload {
+                "null" => Vec::new(),
+                p => vec![(Cow::Borrowed("payload"), p)],
+            },
         }
     }
 
-    /// The known fields of a tool call's payload. The payload is walked
-    /// once, borrowed: each known key's value is looked at as raw JSON
-    /// text, and nothing else is built. A repeated key counts with its
-    /// last value, as `serde_json::Value` (the engine's reader) has it. A
-    /// payload that is not an object has no known fields.
+    /// The known fields of a tool call's payload, and what they do not
+    /// hold ([`ToolCall::extra`]). The payload is walked once, borrowed:
+    /// each member's value is looked at as raw JSON text, and nothing else
+    /// is built. A repeated key counts with its last value, as
+    /// `serde_json::Value` (the engine's reader) has it. A payload that is
+    /// not an object has no known fields.
     ///
     /// The walk follows the text's structure alone (the `members` module);
     /// where that reader does not take the payload whole, serde_json's
     /// walk gives the answer ([`ToolCall::parse_full`], which the tests
     /// hold it to).
     pub fn parse(payload: &'e str) -> ToolCall<'e> {
-        let mut c = ToolCall::default();
-        match crate::members::members(payload, |key, raw| c.set(key, raw)) {
-            Some(()) => c,
+        let mut w = Walk::default();
+        match crate::members::members(payload, |key, raw| w.set(Cow::Borrowed(key), raw)) {
+            Some(()) => w.call,
             None => ToolCall::parse_full(payload),
         }
     }
 
     /// [`ToolCall::parse`] through serde_json's walk of the payload.
     pub fn parse_full(payload: &'e str) -> ToolCall<'e> {
-        let mut c = ToolCall::default();
+        let mut w = Walk::default();
         let mut de = serde_json::Deserializer::from_str(payload);
-        if serde::Deserializer::deserialize_map(&mut de, Fields(&mut c)).is_err() {
-            return ToolCall::default();
+        if serde::Deserializer::deserialize_map(&mut de, Fields(&mut w)).is_err() {
+            // Not an object (the engine stored valid JSON): nothing typed.
+            return ToolCall {
+                extra: vec![(Cow::Borrowed("payload"), payload)],
+                ..ToolCall::default()
+            };
         }
-        c
+        w.call
     }
+}
 
-    /// Take member `key` with value `v`, if it is a known field.
-    fn set(&mut self, key: &str, v: Value<'e>) {
+/// The known keys of a tool call's payload, in [`Walk::last`]'s order.
+const KNOWN_KEYS: [&str; 9] = [
+    "tool",
+    "status",
+    "error_type",
+    "args_summary",
+    "input_hash",
+    "duration_ms",
+    "result_bytes",
+    "exit_code",
+    "http_status",
+];
+
+/// Where `key` is in [`KNOWN_KEYS`] (a `match`: one length and byte
+/// compare, not nine).
+fn known_key(key: &str) -> Option<usize> {
+    Some(match key {
+        "tool" => 0,
+        "status" => 1,
+        "error_type" => 2,
+        "args_summary" => 3,
+        "input_hash" => 4,
+        "duration_ms" => 5,
+        "result_bytes" => 6,
+        "exit_code" => 7,
+        "http_status" => 8,
+        _ => return None,
+    })
+}
+
+/// A payload being read member by member into a [`ToolCall`].
+#[derive(Default)]
+struct Walk<'e> {
+    call: ToolCall<'e>,
+    /// The raw value each known key held last, when its column took it:
+    /// if the key comes again, that earlier value goes to `extra`.
+    last: [Option<&'e str>; KNOWN_KEYS.len()],
+}
+
+impl<'e> Walk<'e> {
+    /// Take member `key` with value `v`: into its typed column if it is a
+    /// known key whose column takes the value, else into `extra`.
+    fn set(&mut self, key: Cow<'e, str>, v: Value<'e>) {
+        let Some(k) = known_key(&key) else {
+            self.call.extra.push((key, v.raw));
+            return;
+        };
         let text = || match v.plain {
             Some(plain) => Some(Cow::Borrowed(plain)),
             None => text(v.raw),
         };
-        match key {
-            "tool" => self.tool = text(),
-            "status" => self.status = text(),
-            "error_type" => self.error_type = text(),
-            "args_summary" => self.args_summary = text(),
-            "input_hash" => self.input_hash = text(),
-            "duration_ms" => self.duration_ms = float(v.raw),
-            "result_bytes" => self.result_bytes = int(v.raw),
-            "exit_code" => self.exit_code = int(v.raw),
-            "http_status" => self.http_status = int(v.raw),
-            _ => {}
+        // A text column holds a string (or null: absent); a number column
+        // a number of its kind. Any other value is only readable from
+        // `extra` (the text column holds its JSON text, without its type).
+        let is_text = matches!(v.raw.as_bytes().first(), Some(b'"')) || v.raw == "null";
+        let c = &mut self.call;
+        let held = match k {
+            0 => {
+                c.tool = text();
+                is_text
+            }
+            1 => {
+                c.status = text();
+                is_text
+            }
+            2 => {
+                c.error_type = text();
+                is_text
+            }
+            3 => {
+                c.args_summary = text();
+                is_text
+            }
+            4 => {
+                c.input_hash = text();
+                is_text
+            }
+            5 => {
+                c.duration_ms = float(v.raw);
+                c.duration_ms.is_some() || v.raw == "null"
+            }
+            6 => {
+                c.result_bytes = int(v.raw);
+                c.result_bytes.is_some() || v.raw == "null"
+            }
+            7 => {
+                c.exit_code = int(v.raw);
+                c.exit_code.is_some() || v.raw == "null"
+            }
+            _ => {
+                c.http_status = int(v.raw);
+                c.http_status.is_some() || v.raw == "null"
+            }
+        };
+        if let Some(earlier) = self.last[k].take() {
+            c.extra.push((Cow::Borrowed(KNOWN_KEYS[k]), earlier));
+        }
+        if held {
+            self.last[k] = Some(v.raw);
+        } else {
+            c.extra.push((key, v.raw));
         }
     }
 }
@@ -663,7 +778,7 @@ fn int(raw: &str) -> Option<i64> {
 }
 
 /// Fills a [`ToolCall`] from the members of a JSON object.
-struct Fields<'c, 'e>(&'c mut ToolCall<'e>);
+struct Fields<'c, 'e>(&'c mut Walk<'e>);
 
 impl<'e> serde::de::Visitor<'e> for Fields<'_, 'e> {
     type Value = ();
@@ -677,7 +792,7 @@ impl<'e> serde::de::Visitor<'e> for Fields<'_, 'e> {
         while let Some(Text(key)) = m.next_key::<Text<'e>>()? {
             let raw: &'e RawValue = m.next_value()?;
             let raw = raw.get();
-            c.set(key.as_ref(), Value { raw, plain: None });
+            c.set(key, Value { raw, plain: None });
         }
         Ok(())
     }
@@ -750,12 +865,24 @@ pub struct ToolCallRows {
     workspace_id: Sparse<StringBuilder>,
     request_id: Sparse<StringBuilder>,
     engine: Sparse<StringBuilder>,
-    payload: StringBuilder,
+    /// `extra` (layout 2 on), or the whole `payload` (layout 1).
+    last: Sparse<StringBuilder>,
     rows: usize,
+    /// The export layout version the rows are built for.
+    version: u32,
+    scratch: String,
 }
 
 impl Default for ToolCallRows {
     fn default() -> Self {
+        ToolCallRows::of_version(crate::manifest::VERSION)
+    }
+}
+
+impl ToolCallRows {
+    /// Rows of the `tool_calls` table of export layout `version` (an
+    /// export goes on in the layout its destination began with).
+    pub fn of_version(version: u32) -> Self {
         ToolCallRows {
             scope: ScopeCols::default(),
             lsn: UInt64Builder::new(),
@@ -777,8 +904,10 @@ impl Default for ToolCallRows {
             workspace_id: Sparse::default(),
             request_id: Sparse::default(),
             engine: Sparse::default(),
-            payload: StringBuilder::new(),
+            last: Sparse::default(),
             rows: 0,
+            version,
+            scratch: String::new(),
         }
     }
 }
@@ -839,7 +968,13 @@ impl ToolCallRows {
         self.workspace_id.append_option(c.workspace_id);
         self.request_id.append_option(c.request_id);
         self.engine.append_option(c.engine);
-        self.payload.append_value(payload);
+        if self.version < crate::manifest::EXTRA_SINCE {
+            self.last.append_value(payload);
+        } else if extra_json(&c.extra, &mut self.scratch) {
+            self.last.append_value(&self.scratch);
+        } else {
+            self.last.append_null();
+        }
         self.rows += 1;
         true
     }
@@ -866,11 +1001,11 @@ impl ToolCallRows {
             self.workspace_id.take(),
             self.request_id.take(),
             self.engine.take(),
-            self.payload.take(),
+            self.last.take(),
         ];
         cols.extend(rest);
         self.rows = 0;
-        RecordBatch::try_new(tool_calls_schema(), cols)
+        RecordBatch::try_new(tool_calls_schema_of(self.version), cols)
     }
 }
 
@@ -1029,5 +1164,88 @@ mod tests {
             }
         }
         assert!(calls > 1_000);
+    }
+
+    /// The `extra` object of a payload's call, as the column holds it.
+    fn extra_of(payload: &str) -> Option<String> {
+        let mut out = String::new();
+        extra_json(&ToolCall::parse(payload).extra, &mut out).then_some(out)
+    }
+
+    #[test]
+    fn known_keys_are_found_where_they_stand() {
+        for (i, k) in KNOWN_KEYS.iter().enumerate() {
+            assert_eq!(known_key(k), Some(i));
+        }
+        assert_eq!(known_key("tools"), None);
+    }
+
+    #[test]
+    fn extra_holds_what_no_typed_column_does() {
+        // Every member held by its column: null.
+        let all = r#"{"tool":"t","status":"ok","error_type":null,"duration_ms":1.5,"args_summary":"a","input_hash":"h","result_bytes":3,"exit_code":-1,"http_status":200}"#;
+        assert_eq!(extra_of(all), None);
+        // Unknown keys, in order, values exactly as stored.
+        assert_eq!(
+            extra_of(r#"{"tool":"t","retry": [1, 2] ,"note":"caf\u00e9"}"#).as_deref(),
+            Some(r#"{"retry":[1, 2],"note":"caf\u00e9"}"#)
+        );
+        // Known keys whose value the column does not take as its type.
+        let c = ToolCall::parse(r#"{"tool":7,"exit_code":1.5,"duration_ms":"fast","status":true}"#);
+        assert_eq!(c.tool.as_deref(), Some("7"));
+        assert_eq!((c.exit_code, c.duration_ms), (None, None));
+        assert_eq!(
+            extra_of(r#"{"tool":7,"exit_code":1.5,"duration_ms":"fast","status":true}"#).as_deref(),
+            Some(r#"{"tool":7,"exit_code":1.5,"duration_ms":"fast","status":true}"#)
+        );
+        // A repeated key: the column holds the last, extra the earlier.
+        let c = ToolCall::parse(r#"{"tool":"a","x":1,"tool":"b"}"#);
+        assert_eq!(c.tool.as_deref(), Some("b"));
+        assert_eq!(
+            extra_of(r#"{"tool":"a","x":1,"tool":"b"}"#).as_deref(),
+            Some(r#"{"x":1,"tool":"a"}"#)
+        );
+        // Not an object: the whole payload, as `payload`.
+        assert_eq!(
+            extra_of(r#""free text""#).as_deref(),
+            Some(r#"{"payload":"free text"}"#)
+        );
+        assert_eq!(extra_of("[1,2]").as_deref(), Some(r#"{"payload":[1,2]}"#));
+        // An escaped key goes through serde_json's walk: decoded, then
+        // written as a JSON string.
+        assert_eq!(
+            extra_of(r#"{"t\u006fol":"x","n\"k":1}"#).as_deref(),
+            Some(r#"{"n\"k":1}"#)
+        );
+    }
+
+    #[test]
+    fn layout_one_repeats_the_payload_and_two_holds_extra() {
+        let scope = Scope {
+            log_id: "l".into(),
+            host: "h".into(),
+            segment: 1,
+        };
+        let ev = Event::run_log(
+            "r",
+            5,
+            auditlog::RunLog {
+                seq: 0,
+                event_type: "tool_call".into(),
+                payload: auditlog::Json::parse(r#"{"tool":"t","k":1}"#).unwrap(),
+            },
+        );
+        for (version, name, want) in [
+            (1, "payload", r#"{"tool":"t","k":1}"#),
+            (2, "extra", r#"{"k":1}"#),
+        ] {
+            let mut rows = ToolCallRows::of_version(version);
+            assert!(rows.push_if_call(&scope, 7, &ev));
+            let b = rows.finish().unwrap();
+            let col = b.column_by_name(name).unwrap();
+            let col = arrow_array::cast::AsArray::as_string::<i32>(col);
+            assert_eq!(col.value(0), want);
+            assert_eq!(b.schema(), tool_calls_schema_of(version));
+        }
     }
 }

@@ -294,3 +294,102 @@ fn threads_do_not_change_a_byte() {
     assert!(!held[0].is_empty());
     assert_eq!(held[0], held[1]);
 }
+
+/// A destination begun by a build of export layout 1 (`tool_calls`
+/// repeating each call's whole payload) goes on in layout 1, and both
+/// layouts verify; a layout this build does not know fails naming it.
+#[test]
+fn a_layout_one_destination_goes_on_in_layout_one_and_verifies() {
+    use auditlog_export::manifest::{self, ExportManifest};
+    let t = tempfile::tempdir().unwrap();
+    let (dir, out) = (t.path().join("log"), t.path().join("out"));
+    append(&dir, &workload(9, 3, 30, "v"), true);
+    let log_id = auditlog::LogReader::open(&dir)
+        .unwrap()
+        .manifest()
+        .unwrap()
+        .log_id;
+    let key = manifest::key(&log_id);
+    let mut man = ExportManifest::new(&log_id, "old-host");
+    man.version = 1;
+    std::fs::create_dir_all(out.join(&key).parent().unwrap()).unwrap();
+    std::fs::write(out.join(&key), man.to_bytes().unwrap()).unwrap();
+    let dest = local(&out);
+    let opts = ExportOptions {
+        max_segments: Some(2),
+        ..ExportOptions::default()
+    };
+    export(&dir, &dest, &opts).unwrap();
+    export(&dir, &dest, &ExportOptions::default()).unwrap();
+    let stored =
+        ExportManifest::parse(&key, &std::fs::read(out.join(&key)).unwrap(), None).unwrap();
+    assert_eq!((stored.version, stored.segments.len()), (1, 3));
+    let mut calls = 0;
+    for f in parquet_files(&out) {
+        let file = pq::read(&f, std::fs::read(out.join(&f)).unwrap()).unwrap();
+        assert_eq!(
+            file.meta.get(pq::keys::FORMAT).map(String::as_str),
+            Some("1")
+        );
+        if f.starts_with("table=tool_calls/") {
+            let s = file.schema;
+            assert!(s.index_of("payload").is_ok() && s.index_of("extra").is_err());
+            calls += 1;
+        }
+    }
+    assert!(calls > 0);
+    for log_dir in [None, Some(dir.clone())] {
+        let v = verify_export(
+            &dest,
+            &VerifyOptions {
+                log_dir,
+                ..VerifyOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(v.logs[0].segments, 3);
+    }
+
+    // A layout from a newer build: refused, naming its version.
+    let mut man = stored;
+    man.version = manifest::VERSION + 1;
+    std::fs::write(out.join(&key), man.to_bytes().unwrap()).unwrap();
+    for e in [
+        export(&dir, &dest, &ExportOptions::default()).unwrap_err(),
+        verify_export(&dest, &VerifyOptions::default()).unwrap_err(),
+    ] {
+        let m = e.to_string();
+        let v = format!("version {}", manifest::VERSION + 1);
+        assert!(m.contains(&v) && m.contains("newer"), "{m}");
+    }
+}
+
+/// A new export writes the current layout: `tool_calls.extra` (null when
+/// every payload member is typed), no second copy of the payload.
+#[test]
+fn a_new_destination_gets_the_current_layout() {
+    use arrow_array::Array;
+    let t = tempfile::tempdir().unwrap();
+    let (dir, out) = (t.path().join("log"), t.path().join("out"));
+    append(&dir, &workload(3, 1, 30, "n"), true);
+    export(&dir, &local(&out), &ExportOptions::default()).unwrap();
+    let version = auditlog_export::manifest::VERSION.to_string();
+    let mut calls = 0;
+    for f in parquet_files(&out) {
+        let file = pq::read(&f, std::fs::read(out.join(&f)).unwrap()).unwrap();
+        assert_eq!(file.meta.get(pq::keys::FORMAT), Some(&version));
+        if f.starts_with("table=tool_calls/") {
+            assert!(file.schema.index_of("payload").is_err());
+            for b in &file.batches {
+                let extra = b.column_by_name("extra").unwrap();
+                assert_eq!(
+                    extra.null_count(),
+                    b.num_rows(),
+                    "the workload's payloads are all typed"
+                );
+                calls += b.num_rows();
+            }
+        }
+    }
+    assert!(calls > 0);
+}

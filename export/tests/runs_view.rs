@@ -380,12 +380,13 @@ fn tool_call_records_are_exported_with_their_fields_and_verified() {
                 events.extend(event_rows(b).unwrap().into_iter().map(|r| r.event));
             } else if f.starts_with("table=tool_calls/") {
                 let col = |n: &str| b.column_by_name(n).unwrap().as_string::<i32>().clone();
-                let (run, tool, chan, eng, req) = (
+                let (run, tool, chan, eng, req, extra) = (
                     col("run_id"),
                     col("tool"),
                     col("channel_id"),
                     col("engine"),
                     col("request_id"),
+                    col("extra"),
                 );
                 let opt = |a: &arrow_array::StringArray, i: usize| {
                     a.is_valid(i).then(|| a.value(i).to_string())
@@ -399,6 +400,7 @@ fn tool_call_records_are_exported_with_their_fields_and_verified() {
                         opt(&chan, i),
                         opt(&eng, i),
                         opt(&req, i),
+                        opt(&extra, i),
                     ));
                 }
             }
@@ -412,8 +414,16 @@ fn tool_call_records_are_exported_with_their_fields_and_verified() {
     assert_eq!(
         calls,
         [
-            ("".into(), s("fs.read"), s("sess-1"), None, s("req-9")),
-            ("r-1".into(), s("sh"), None, s("openai"), None),
+            // A record's own payload is its `extra` (null when null).
+            ("".into(), s("fs.read"), s("sess-1"), None, s("req-9"), None),
+            (
+                "r-1".into(),
+                s("sh"),
+                None,
+                s("openai"),
+                None,
+                s(r#"{"payload":{"k":[1,2]}}"#)
+            ),
         ]
     );
 }

@@ -169,3 +169,44 @@ fn a_log_that_does_not_continue_its_export_is_refused() {
     let e = export(&s.dir, &local(&s.out), &ExportOptions::default()).unwrap_err();
     assert!(matches!(e, ExportError::Diverged { .. }), "{e}");
 }
+
+/// `tool_calls.extra` is derived from the verified events: a value put
+/// there (file and manifest rewritten to match) is caught.
+#[test]
+fn an_edited_tool_call_extra_is_caught() {
+    use arrow_array::Array;
+    let s = setup();
+    let mut man = s.man.clone();
+    let f = man.segments[0]
+        .files
+        .iter_mut()
+        .find(|f| f.table == "tool_calls")
+        .unwrap();
+    let file = pq::read(&f.path, std::fs::read(s.out.join(&f.path)).unwrap()).unwrap();
+    let b = &file.batches[0];
+    let i = b.schema().index_of("extra").unwrap();
+    let mut extra: Vec<Option<String>> = (0..b.num_rows())
+        .map(|r| {
+            let c = arrow_array::cast::AsArray::as_string::<i32>(b.column(i));
+            c.is_valid(r).then(|| c.value(r).to_string())
+        })
+        .collect();
+    extra[0] = Some(r#"{"forged":true}"#.into());
+    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
+    cols[i] = Arc::new(StringArray::from(extra));
+    let forged = RecordBatch::try_new(b.schema(), cols).unwrap();
+    let mut w = pq::FileWriter::new(&f.path, b.schema(), &file.meta).unwrap();
+    w.write(&forged).unwrap();
+    for rest in &file.batches[1..] {
+        w.write(rest).unwrap();
+    }
+    let bytes = w.finish().unwrap();
+    f.bytes = bytes.len() as u64;
+    f.blake3 = blake3::hash(&bytes).to_hex().to_string();
+    std::fs::write(s.out.join(&f.path), bytes).unwrap();
+    store_manifest(&s, &man);
+    for with_log in [false, true] {
+        let m = mismatch(check(&s, with_log));
+        assert!(m.contains("tool_calls") && m.contains("`extra`"), "{m}");
+    }
+}

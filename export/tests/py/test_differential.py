@@ -153,3 +153,27 @@ def test_every_event_once_in_log_order(tmp: Path) -> None:
             assert ev[k] == v
     calls = sql.one(c, "SELECT count(*) FROM tool_calls")[0]
     assert calls == sum(1 for e in replay if e.get("event_type") == "tool_call")
+    # tool_calls holds each call's typed fields and, in `extra`, only the
+    # payload's members they do not hold; the whole payload is in the
+    # call's events row (export layout 2: a join on lsn, no second copy).
+    typed = ("tool", "status", "error_type", "args_summary", "input_hash",
+             "duration_ms", "result_bytes", "exit_code", "http_status")
+    joined = c.execute(
+        f"SELECT e.payload, t.extra, {', '.join('t.' + k for k in typed)} "
+        "FROM tool_calls t JOIN events e ON e.log_id = t.log_id AND e.lsn = t.lsn ORDER BY t.lsn"
+    ).fetchall()
+    assert len(joined) == calls
+    with_extra = 0
+    for payload, extra, *cols in joined:
+        whole = json.loads(payload)
+        rest = json.loads(extra) if extra is not None else {}
+        with_extra += extra is not None
+        assert set(rest) <= set(whole)
+        for k, v in whole.items():
+            if k in rest:
+                assert rest[k] == v, (k, payload, extra)
+            elif isinstance(v, float):  # serde_json's parse: within an ulp
+                assert math.isclose(cols[typed.index(k)], v, rel_tol=1e-15), (k, payload)
+            else:
+                assert cols[typed.index(k)] == v, (k, payload, extra)
+    assert with_extra > 0  # the workload's unknown keys and non-string tools
