@@ -59,30 +59,34 @@ fn mismatch(r: Result<(), ExportError>) -> String {
     }
 }
 
-#[test]
-fn an_edited_row_is_caught_by_the_chain_even_with_a_consistent_manifest() {
-    let s = setup();
+/// Rewrite segment entry `seg`'s `table` file with one text column of its
+/// first batch changed by `edit` (the file's metadata kept), and record the
+/// new file's size and hash in the manifest: a forgery only the checks of
+/// the content itself can catch.
+fn forge_first_batch(
+    s: &Setup,
+    seg: usize,
+    table: &str,
+    column: &str,
+    edit: impl FnOnce(&mut Vec<Option<String>>),
+) {
+    use arrow_array::Array;
     let mut man = s.man.clone();
-    let entry = &mut man.segments[1];
-    let f = entry
+    let f = man.segments[seg]
         .files
         .iter_mut()
-        .find(|f| f.table == "events")
+        .find(|f| f.table == table)
         .unwrap();
     let file = pq::read(&f.path, std::fs::read(s.out.join(&f.path)).unwrap()).unwrap();
-    // Rewrite one run id, keeping the file's metadata: only the chain can tell.
     let b = &file.batches[0];
-    let i = b.schema().index_of("run_id").unwrap();
-    let mut ids: Vec<String> = (0..b.num_rows())
-        .map(|r| {
-            arrow_array::cast::AsArray::as_string::<i32>(b.column(i))
-                .value(r)
-                .to_string()
-        })
+    let i = b.schema().index_of(column).unwrap();
+    let c = arrow_array::cast::AsArray::as_string::<i32>(b.column(i));
+    let mut values: Vec<Option<String>> = (0..b.num_rows())
+        .map(|r| c.is_valid(r).then(|| c.value(r).to_string()))
         .collect();
-    ids[3] = "forged".into();
+    edit(&mut values);
     let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-    cols[i] = Arc::new(StringArray::from(ids));
+    cols[i] = Arc::new(StringArray::from(values));
     let forged = RecordBatch::try_new(b.schema(), cols).unwrap();
     let mut w = pq::FileWriter::new(&f.path, b.schema(), &file.meta).unwrap();
     w.write(&forged).unwrap();
@@ -93,7 +97,16 @@ fn an_edited_row_is_caught_by_the_chain_even_with_a_consistent_manifest() {
     f.bytes = bytes.len() as u64;
     f.blake3 = blake3::hash(&bytes).to_hex().to_string();
     std::fs::write(s.out.join(&f.path), bytes).unwrap();
-    store_manifest(&s, &man);
+    store_manifest(s, &man);
+}
+
+#[test]
+fn an_edited_row_is_caught_by_the_chain_even_with_a_consistent_manifest() {
+    let s = setup();
+    // Rewrite one run id, keeping the file's metadata: only the chain can tell.
+    forge_first_batch(&s, 1, "events", "run_id", |ids| {
+        ids[3] = Some("forged".into())
+    });
     for with_log in [false, true] {
         let m = mismatch(check(&s, with_log));
         assert!(m.contains("segment 2") && m.contains("chain digest"), "{m}");
@@ -174,37 +187,10 @@ fn a_log_that_does_not_continue_its_export_is_refused() {
 /// there (file and manifest rewritten to match) is caught.
 #[test]
 fn an_edited_tool_call_extra_is_caught() {
-    use arrow_array::Array;
     let s = setup();
-    let mut man = s.man.clone();
-    let f = man.segments[0]
-        .files
-        .iter_mut()
-        .find(|f| f.table == "tool_calls")
-        .unwrap();
-    let file = pq::read(&f.path, std::fs::read(s.out.join(&f.path)).unwrap()).unwrap();
-    let b = &file.batches[0];
-    let i = b.schema().index_of("extra").unwrap();
-    let mut extra: Vec<Option<String>> = (0..b.num_rows())
-        .map(|r| {
-            let c = arrow_array::cast::AsArray::as_string::<i32>(b.column(i));
-            c.is_valid(r).then(|| c.value(r).to_string())
-        })
-        .collect();
-    extra[0] = Some(r#"{"forged":true}"#.into());
-    let mut cols: Vec<ArrayRef> = b.columns().to_vec();
-    cols[i] = Arc::new(StringArray::from(extra));
-    let forged = RecordBatch::try_new(b.schema(), cols).unwrap();
-    let mut w = pq::FileWriter::new(&f.path, b.schema(), &file.meta).unwrap();
-    w.write(&forged).unwrap();
-    for rest in &file.batches[1..] {
-        w.write(rest).unwrap();
-    }
-    let bytes = w.finish().unwrap();
-    f.bytes = bytes.len() as u64;
-    f.blake3 = blake3::hash(&bytes).to_hex().to_string();
-    std::fs::write(s.out.join(&f.path), bytes).unwrap();
-    store_manifest(&s, &man);
+    forge_first_batch(&s, 0, "tool_calls", "extra", |extra| {
+        extra[0] = Some(r#"{"forged":true}"#.into())
+    });
     for with_log in [false, true] {
         let m = mismatch(check(&s, with_log));
         assert!(m.contains("tool_calls") && m.contains("`extra`"), "{m}");
