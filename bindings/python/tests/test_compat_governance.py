@@ -112,16 +112,24 @@ def test_write_never_raises(tmp_path: Path, caplog: pytest.LogCaptureFixture) ->
 
 
 def test_write_does_not_block_on_a_full_queue(tmp_path: Path) -> None:
+    # The queue holds one batch, so a write that finds the log busy (a
+    # block being synced) drops its record and counts it instead of
+    # waiting. How soon that happens depends on this machine's disk and
+    # load: write until the first drop, in rounds, rather than a fixed
+    # count that an idle machine's writer may keep up with.
     store = compat.AuditStore(tmp_path / "log", queue_capacity=1)
-    n = 20_000
+    n = 0
     t0 = time.perf_counter()
-    for i in range(n):
-        store.write({"req_id": f"r{i}", "tool": "t", "input": "x" * 100})
+    while store.dropped() == 0 and time.perf_counter() - t0 < 30:
+        for _ in range(20_000):
+            store.write({"req_id": f"r{n}", "tool": "t", "input": "x" * 100})
+            n += 1
     elapsed = time.perf_counter() - t0
-    stored = len(store.read(limit=n))
-    assert stored + store.dropped() == n
-    assert store.dropped() > 0
-    assert elapsed < 60  # a sanity bound only; the property is that nothing waits
+    store.store.flush()
+    stored = store.store.count_calls(tool="t")
+    assert stored + store.dropped() == n, (stored, store.dropped(), n)
+    assert store.dropped() > 0, f"no write found the queue full in {n} writes"
+    assert elapsed < 90  # a sanity bound only; the property is that nothing waits
     store.close()
 
 
