@@ -76,12 +76,19 @@ def test_blocking_queue_loses_nothing(tmp_path: Path) -> None:
 def test_waiting_on_a_dropped_event_raises(tmp_path: Path) -> None:
     with auditlog.open(tmp_path / "log", queue_capacity=1, on_full="drop") as s:
         dropped = 0
-        for i in range(20_000):
-            try:
-                s.append(started(f"r-{i}", inputs={"pad": "q" * 200}), wait=(i % 50 == 0))
-            except auditlog.DroppedError:
-                dropped += 1
-        s.flush()
+        # As above: append in rounds until the queue has overflowed (an
+        # idle machine's writer may keep up with a round).
+        n = 0
+        for _ in range(10):
+            for i in range(n, n + 20_000):
+                try:
+                    s.append(started(f"r-{i}", inputs={"pad": "q" * 200}), wait=(i % 50 == 0))
+                except auditlog.DroppedError:
+                    dropped += 1
+            n += 20_000
+            s.flush()
+            if s.counters()["dropped"] > 0:
+                break
         assert s.counters()["dropped"] > 0
         # Only waited-on drops raise; the others are counted.
         assert dropped <= s.counters()["dropped"]
