@@ -245,6 +245,15 @@ fn remember_checkpoint(shared: &Shared, note: &str) {
     }
 }
 
+/// The stage stamps of the appends written and of those in the open block,
+/// taken together (a free function: the writer's other fields stay
+/// borrowable meanwhile).
+fn take_stamps(written: &mut Vec<Stamps>, open: &mut Vec<Stamps>) -> Vec<Stamps> {
+    let mut stamps = std::mem::take(written);
+    stamps.append(open);
+    stamps
+}
+
 fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
     // Once an fdatasync failed, nothing is ever reported durable again
     // (the kernel may have dropped the dirty pages): every later job fails.
@@ -280,18 +289,20 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
         let sync_span = sync_start.map(|t0| (t0, Instant::now()));
         match &failed {
             None => {
+                // Timed before the receipts complete, so that a waiter who
+                // reads the figures once its append is durable finds it.
+                if let Some(span) = sync_span {
+                    let now = Instant::now();
+                    for job in &batch {
+                        stages::record(&job.stamps, span, now);
+                    }
+                }
                 // Every receipt of this sync first, then the wake-ups.
                 crate::receipt::complete_all(batch.iter().flat_map(|j| j.slots.iter()));
                 for job in &batch {
                     shared
                         .durable_lsn
                         .fetch_max(job.durable_lsn, Ordering::AcqRel);
-                }
-                if let Some(span) = sync_span {
-                    let now = Instant::now();
-                    for job in &batch {
-                        stages::record(&job.stamps, span, now);
-                    }
                 }
                 for note in batch.iter().filter_map(|j| j.remember.as_ref()) {
                     remember_checkpoint(shared, note);
@@ -1317,22 +1328,21 @@ impl Writer {
     /// The stage stamps of every append handed on or finished now (those
     /// whose block was not written alone keep their take time as its).
     fn take_stamps(&mut self) -> Vec<Stamps> {
-        let mut stamps = std::mem::take(&mut self.stamps_written);
-        stamps.append(&mut self.stamps_open);
-        stamps
+        take_stamps(&mut self.stamps_written, &mut self.stamps_open)
     }
 
     fn complete_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        crate::receipt::complete_all(self.pending.iter());
-        self.pending.clear();
+        // Timed before the receipts complete (see `sync_loop`).
         let stamps = self.take_stamps();
         if !stamps.is_empty() {
             let now = Instant::now();
             stages::record(&stamps, self.inline_sync.unwrap_or((now, now)), now);
         }
+        crate::receipt::complete_all(self.pending.iter());
+        self.pending.clear();
         // fetch_max: the syncer may report an older LSN after this.
         self.shared
             .durable_lsn
@@ -1589,21 +1599,18 @@ impl Writer {
         path: PathBuf,
         note: String,
     ) -> std::result::Result<(), String> {
-        if self.syncer.is_none() {
+        let Some(s) = self.syncer.as_mut() else {
             return Err(note);
-        }
+        };
+        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
         let job = SyncJob {
             file,
             path,
             slots: std::mem::take(&mut self.pending),
             durable_lsn: self.next_lsn,
             remember: Some(note),
-            stamps: self.take_stamps(),
+            stamps: take_stamps(&mut self.stamps_written, &mut self.stamps_open),
         };
-        let Some(s) = self.syncer.as_mut() else {
-            return Err(job.remember.unwrap_or_default());
-        };
-        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
         match s.jobs.send(job) {
             Ok(()) => {
                 s.in_flight += 1;

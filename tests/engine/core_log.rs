@@ -758,15 +758,14 @@ fn a_segment_of_another_format_version_is_unsupported_and_left_alone() {
     assert_eq!(fs::read(&newer).unwrap(), h.encode(), "left as it was");
 }
 
-/// Stage timing (the load run's `--stages`) records durable appends it
-/// samples (one in eight per thread) and times the segment rolls.
-///
-/// Not every sampled append is recorded: one CI run recorded 12 of this
-/// test's 18, with the other tests appending beside it (not explained
-/// yet), so the count is asserted loosely: the figures are a diagnostic
-/// sample, not an account.
+/// Stage timing (the load run's `--stages`) accounts for the durable
+/// appends it samples (one in eight per thread), including those whose
+/// receipts a segment roll completed, and times the rolls themselves.
+/// An append is timed before its receipt completes, so the figures read
+/// after the last wait hold them all (one CI run, when they were timed
+/// after, found 12 of 18).
 #[test]
-fn stage_timing_records_sampled_appends_and_the_rolls() {
+fn stage_timing_accounts_for_the_sampled_appends_and_the_rolls() {
     use auditlog::internals::stages;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("log");
@@ -787,9 +786,10 @@ fn stage_timing_records_sampled_appends_and_the_rolls() {
     stages::disable();
     let r = stages::report();
     let n = |name: &str| r.stages.iter().find(|s| s.stage == name).unwrap().n;
-    assert!(n("total") >= 1, "{r:?}");
-    assert!(n("fdatasync") >= 1, "{r:?}");
-    assert!(r.slow >= n("total"), "a zero threshold counts all: {r:?}");
+    let sampled = receipts.len() as u64 / 8;
+    assert!(n("total") >= sampled, "{r:?}");
+    assert!(n("fdatasync") >= sampled, "{r:?}");
+    assert!(r.slow >= sampled, "a zero threshold counts all: {r:?}");
     assert!(r.rolls >= 2, "two day rolls: {r:?}");
     log.close().unwrap();
     assert_eq!(all(&dir).len(), receipts.len());
