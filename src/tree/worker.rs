@@ -60,10 +60,15 @@ pub(crate) const CATCH_UP_PAST: u64 = 3 << 20;
 
 /// The marks of a log that signs (its producers always hash the leaves):
 /// every checkpoint (each seal, the interval, close) makes the writer
-/// catch the whole lag up before it signs, so the lag is kept short
-/// enough for that to stay a few ms of interior nodes.
-const SIGNING_CATCH_UP_PAST: u64 = 1 << 16;
-const SIGNING_CATCH_UP_TO: u64 = 1 << 15;
+/// catch the whole lag up before it signs, so the catch-up thread keeps
+/// the lag short enough for that to stay about a ms of interior nodes.
+/// It combines outside the tree's lock, so the writer never waits for it:
+/// at 2^16/2^15 (sign34) it seldom ran and the writer applied up to
+/// ~50,000 events of nodes at each of ~15 checkpoints a second with the
+/// cores saturated (~10% of the wall time); at 2^13/2^12 that work moves
+/// to the catch-up thread (docs/benchmarks.md, sign35 round).
+const SIGNING_CATCH_UP_PAST: u64 = 1 << 13;
+const SIGNING_CATCH_UP_TO: u64 = 1 << 12;
 
 /// Whether `Log::append*` hashes a batch's leaves on the appending
 /// thread: always for a log that signs, else only while the tree is more
@@ -117,14 +122,26 @@ enum Job {
     Run(Box<dyn FnOnce(&mut TreeKeeper) + Send>),
 }
 
+/// The block a thread is combining outside the lock, and the ticket it
+/// took it with: its install goes through only if the flight still holds
+/// that ticket (nobody took the block from flight meanwhile).
+struct Flight {
+    block: Arc<Block>,
+    ticket: u64,
+}
+
 /// The tree and what is being done to it, under one lock.
 struct Tree {
     keeper: TreeKeeper,
-    /// The next block to apply, which the tree thread is combining
-    /// outside the lock (on a private copy of the tree's edge). Whoever
-    /// takes the tree applies it first if it is still here, and the tree
-    /// thread then drops its work; else the thread installs it.
-    in_flight: Option<Arc<Block>>,
+    /// The next block to apply, which the tree thread or the catch-up
+    /// thread is combining outside the lock (on a private copy of the
+    /// tree's edge). Whoever takes the tree applies it first if it is
+    /// still here, and that thread then drops its work; else it installs
+    /// it. The catch-up thread may also take over a flight of the tree
+    /// thread (`Inner::work`).
+    in_flight: Option<Flight>,
+    /// The last ticket handed out (`Flight`).
+    tickets: u64,
     /// The tree file the tree thread is writing outside the lock (then
     /// renaming into place under it). Likewise, whoever takes the tree
     /// stores it again itself first (a seal returns with its file
@@ -157,6 +174,13 @@ struct Inner {
     marks: Marks,
     /// Set when the writer is done: the catch-up thread ends.
     stop: AtomicBool,
+    /// Set while the catch-up thread works: the tree thread then takes
+    /// no job (only one block can be in flight; the catch-up thread, at
+    /// the ingest's priority, must not wait behind a preempted nice-10
+    /// one), and is woken when it is done.
+    helping: AtomicBool,
+    /// The tree thread, to wake it after a catch-up.
+    tree_thread: std::sync::OnceLock<std::thread::Thread>,
     /// Events applied by the catch-up thread (tests, diagnostics).
     helped: AtomicU64,
     /// Blocks the tree thread combined and installed, and those it
@@ -207,7 +231,7 @@ impl Inner {
             tree.keeper.store_share(&meta);
             return Some(0);
         }
-        if let Some(block) = tree.in_flight.take() {
+        if let Some(Flight { block, .. }) = tree.in_flight.take() {
             apply_block(&mut tree.keeper, &block, &self.behind, scratch);
             return Some(block.count);
         }
@@ -236,10 +260,13 @@ impl Inner {
 
     /// The catch-up thread's loop: asleep until the writer finds the tree
     /// more than `catch_up_past` events behind, then the oldest jobs, one
-    /// at a time (the tree held only for each: whoever holds it takes the
-    /// next job, so the order is kept), until it is back at
-    /// `catch_up_to`. It runs at the ingest's priority, so it holds the
-    /// tree while it applies a job, as the writer does.
+    /// at a time, until it is back at `catch_up_to`. It combines each
+    /// block outside the lock, as the tree thread does (`work`), so the
+    /// writer, taking the tree at a checkpoint, never waits behind it
+    /// either: it takes the block from flight and applies it itself. A
+    /// block the nice-10 tree thread has in flight when it starts is
+    /// taken over (that thread may be preempted for tens of ms); the tree
+    /// thread takes no job meanwhile, and is woken at the end.
     fn catch_up(&self) {
         let mut scratch = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
@@ -247,11 +274,18 @@ impl Inner {
             if self.behind.load(Ordering::Relaxed) <= self.marks.catch_up_past {
                 continue;
             }
+            self.helping.store(true, Ordering::Release);
             while self.behind.load(Ordering::Relaxed) > self.marks.catch_up_to {
-                let Some(n) = self.apply_next(&mut self.lock(), &mut scratch) else {
-                    break;
-                };
-                self.helped.fetch_add(n, Ordering::Relaxed);
+                match self.work(&mut scratch, true) {
+                    Worked::Events(n) => {
+                        self.helped.fetch_add(n, Ordering::Relaxed);
+                    }
+                    Worked::Idle | Worked::Closed => break,
+                }
+            }
+            self.helping.store(false, Ordering::Release);
+            if let Some(t) = self.tree_thread.get() {
+                t.unpark();
             }
         }
     }
@@ -260,57 +294,92 @@ impl Inner {
     /// only for moments (O(log n) work, no hashing, no file written): to
     /// take the next job, and to install a block it combined outside the
     /// lock, or rename a tree file it wrote outside it. Preempted, it thus
-    /// never keeps the writer waiting for the tree (a nice-10 thread can
-    /// wait tens of ms for its next slice on a busy machine).
+    /// never keeps the writer (nor the catch-up thread) waiting for the
+    /// tree (a nice-10 thread can wait tens of ms for its next slice on a
+    /// busy machine).
     fn run(&self) {
         crate::priority::background_thread(TREE_NICE);
+        let _ = self.tree_thread.set(std::thread::current());
         // The frames read back from the segment, reused block to block.
         let mut scratch = Vec::new();
         loop {
-            let mut tree = self.lock();
-            let job = match self.jobs.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => {
-                    drop(tree);
-                    std::thread::park_timeout(IDLE_WAKE);
-                    continue;
-                }
-            };
-            match job {
-                Job::Block(block) => {
-                    let block = Arc::new(block);
-                    tree.in_flight = Some(block.clone());
-                    let mut growth = tree.keeper.growth();
-                    drop(tree);
-                    let lost = combine(&mut growth, &block, &mut scratch);
-                    self.install(block, growth, lost);
-                }
-                Job::Store(meta) => {
-                    let Some((path, bytes)) = tree.keeper.share_file(&meta) else {
-                        continue;
-                    };
-                    tree.store_in_flight = Some(meta.clone());
-                    drop(tree);
-                    self.store_outside(&meta, &path, &bytes);
-                }
-                Job::Run(f) => f(&mut tree.keeper),
+            if self.helping.load(Ordering::Acquire) {
+                std::thread::park_timeout(IDLE_WAKE);
+                continue;
+            }
+            match self.work(&mut scratch, false) {
+                Worked::Closed => return,
+                Worked::Idle => std::thread::park_timeout(IDLE_WAKE),
+                Worked::Events(_) => {}
             }
         }
     }
 
-    /// Install what the tree thread combined of `block`, unless another
-    /// thread took it from flight and applied it meanwhile.
-    fn install(&self, block: Arc<Block>, growth: Growth, lost: bool) {
+    /// Take the next job and do it, the tree held only for moments: a
+    /// block is combined outside the lock on a copy of the tree's edge
+    /// and installed (`install`), a tree file written outside it and
+    /// renamed (`store_outside`). `take_over`: the catch-up thread's
+    /// call, which first takes over a block or a tree file the tree
+    /// thread has in flight (that thread's install or rename then finds
+    /// it gone and drops its work), rather than wait for it.
+    fn work(&self, scratch: &mut Vec<u8>, take_over: bool) -> Worked {
+        let mut tree = self.lock();
+        if tree.store_in_flight.is_some() || (tree.in_flight.is_some() && !take_over) {
+            if !take_over {
+                // The catch-up thread's (it just started or ended).
+                return Worked::Idle;
+            }
+            if let Some(meta) = tree.store_in_flight.take() {
+                tree.keeper.store_share(&meta);
+                return Worked::Events(0);
+            }
+        }
+        let block = match tree.in_flight.take() {
+            Some(flight) => flight.block,
+            None => match self.jobs.try_recv() {
+                Ok(Job::Block(block)) => Arc::new(block),
+                Ok(Job::Store(meta)) => {
+                    let Some((path, bytes)) = tree.keeper.share_file(&meta) else {
+                        return Worked::Events(0);
+                    };
+                    tree.store_in_flight = Some(meta.clone());
+                    drop(tree);
+                    self.store_outside(&meta, &path, &bytes);
+                    return Worked::Events(0);
+                }
+                Ok(Job::Run(f)) => {
+                    f(&mut tree.keeper);
+                    return Worked::Events(0);
+                }
+                Err(TryRecvError::Empty) => return Worked::Idle,
+                Err(TryRecvError::Disconnected) => return Worked::Closed,
+            },
+        };
+        tree.tickets += 1;
+        let ticket = tree.tickets;
+        tree.in_flight = Some(Flight {
+            block: block.clone(),
+            ticket,
+        });
+        let mut growth = tree.keeper.growth();
+        drop(tree);
+        let lost = combine(&mut growth, &block, scratch);
+        match self.install(ticket, &block, growth, lost) {
+            true => Worked::Events(block.count),
+            false => Worked::Events(0),
+        }
+    }
+
+    /// Install what a thread combined of `block` (in flight with
+    /// `ticket`), unless another thread took it from flight meanwhile;
+    /// whether it did.
+    fn install(&self, ticket: u64, block: &Block, growth: Growth, lost: bool) -> bool {
         self.test_pause();
         let mut tree = self.lock();
-        let ours = tree
-            .in_flight
-            .as_ref()
-            .is_some_and(|f| Arc::ptr_eq(f, &block));
+        let ours = tree.in_flight.as_ref().is_some_and(|f| f.ticket == ticket);
         if !ours {
             self.raced.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         tree.in_flight = None;
         if lost {
@@ -320,11 +389,12 @@ impl Inner {
             // flight but applying that block. Apply it here rather than
             // lose it.
             tracing::error!("the Merkle tree changed under a block in flight; applied again");
-            apply_block(&mut tree.keeper, &block, &self.behind, &mut Vec::new());
-            return;
+            apply_block(&mut tree.keeper, block, &self.behind, &mut Vec::new());
+            return true;
         }
         self.behind.fetch_sub(block.count, Ordering::Relaxed);
         self.installed.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// Write segment `meta`'s tree file outside the lock, and rename it
@@ -353,8 +423,13 @@ impl Inner {
         }
     }
 
-    /// Tests: wait, before an install or a rename, until released.
+    /// Tests: the tree thread waits, before an install or a rename, until
+    /// released (the catch-up thread never does).
     fn test_pause(&self) {
+        #[cfg(test)]
+        if std::thread::current().name() != Some("auditlog-tree") {
+            return;
+        }
         #[cfg(test)]
         if let Some(rx) = self
             .before_install
@@ -422,12 +497,15 @@ impl TreeWorker {
             tree: Mutex::new(Tree {
                 keeper,
                 in_flight: None,
+                tickets: 0,
                 store_in_flight: None,
             }),
             jobs,
             behind,
             marks,
             stop: AtomicBool::new(false),
+            helping: AtomicBool::new(false),
+            tree_thread: std::sync::OnceLock::new(),
             helped: AtomicU64::new(0),
             installed: AtomicU64::new(0),
             raced: AtomicU64::new(0),
@@ -633,6 +711,18 @@ impl TreeWorker {
         }
         Ok(record)
     }
+}
+
+/// What one `Inner::work` did.
+enum Worked {
+    /// A job done; the events it added to the tree (0: not a block, or a
+    /// block another thread took from flight and applied).
+    Events(u64),
+    /// No job queued (or, for the tree thread, the catch-up thread's
+    /// block in flight).
+    Idle,
+    /// The writer is gone and every job is done.
+    Closed,
 }
 
 /// A block's leaves: the hashes, or the frames to hash (read back from
@@ -917,6 +1007,57 @@ mod tests {
         assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
         drop(w);
+    }
+
+    /// The tree thread is held (as if preempted at nice 10) with a block
+    /// in flight: past the mark, the catch-up thread takes that block
+    /// over and brings the lag back, combining outside the lock, without
+    /// waiting for it; the held thread's install then changes nothing,
+    /// and the tree is the one recomputed.
+    #[test]
+    fn the_catch_up_thread_takes_over_a_held_tree_threads_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let behind = Arc::new(AtomicU64::new(0));
+        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), None).unwrap();
+        let marks = Marks {
+            catch_up_past: 400,
+            catch_up_to: 100,
+        };
+        let mut w =
+            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, true).unwrap();
+        let (release, held) = std::sync::mpsc::channel();
+        *w.inner.before_install.lock().unwrap() = Some(held);
+        let first = some_blocks(0, 1);
+        send_blocks(&mut w, &first);
+        let t = Instant::now();
+        while w.inner.lock().in_flight.is_none() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(
+            w.inner.lock().in_flight.is_some(),
+            "the tree thread is held"
+        );
+        let all = some_blocks(0, 1000);
+        send_blocks(&mut w, &all[1..]);
+        let t = Instant::now();
+        while behind.load(Ordering::Relaxed) > 100 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let left = behind.load(Ordering::Relaxed);
+        assert!(
+            left <= 100,
+            "{left} events behind: the catch-up thread waited"
+        );
+        assert!(w.inner.helped.load(Ordering::Relaxed) > 0);
+        drop(release);
+        let t = Instant::now();
+        while w.inner.raced.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(w.inner.raced.load(Ordering::Relaxed), 1, "its work dropped");
+        let got = w.call(|k| k.share().clone());
+        assert_eq!(got, recomputed(dir.path(), &all));
+        assert_eq!(behind.load(Ordering::Relaxed), 0);
     }
 
     /// Past `catch_up_past` events behind, the catch-up thread applies
