@@ -22,6 +22,15 @@ pub(crate) struct CheckedRange {
     digest_at_to: Digest,
 }
 
+impl CheckedRange {
+    /// Whether the blocks `[from, to)` lie inside this range and `to` is
+    /// its end, where the chain reached `digest_at_to` (so a span that
+    /// claims to end at `digest` there is this span's chain checked).
+    pub(crate) fn covers(&self, from: u64, to: u64, digest_at_to: Digest) -> bool {
+        self.from <= from && self.to == to && self.digest_at_to == digest_at_to
+    }
+}
+
 impl Checked {
     pub(crate) fn get(&self, seq: u64) -> Option<CheckedRange> {
         self.ranges
@@ -113,5 +122,27 @@ impl Checked {
         };
         self.set(meta.seq, r);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only a range that holds the whole span and ends where it ends, at
+    /// the same digest, covers it.
+    #[test]
+    fn a_range_covers_only_spans_inside_it_that_end_at_its_end_digest() {
+        let d = Digest([7; 32]);
+        let r = CheckedRange {
+            from: 64,
+            to: 1000,
+            digest_at_to: d,
+        };
+        assert!(r.covers(64, 1000, d));
+        assert!(r.covers(500, 1000, d));
+        assert!(!r.covers(32, 1000, d), "begins before the range");
+        assert!(!r.covers(64, 900, d), "ends before the range's end");
+        assert!(!r.covers(64, 1000, Digest([8; 32])), "another end digest");
     }
 }

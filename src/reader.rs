@@ -192,6 +192,13 @@ impl LogReader {
         self.replay_with(range, ReplayThreads::Auto)
     }
 
+    /// What this reader has checked against the chain (its replays record
+    /// it; the query engine over this reader reads it, so that a segment
+    /// a replay just checked is not hashed a second time).
+    pub(crate) fn checked(&self) -> &Checked {
+        &self.checked
+    }
+
     /// [`LogReader::replay`] with the threads chosen by the caller: the
     /// same events in the same order, with the same checks, either way.
     pub fn replay_with(&self, range: ReplayRange, threads: ReplayThreads) -> Replay {

@@ -421,9 +421,16 @@ impl Ctx<'_> {
         for f in ev.files {
             files.push(self.upload(f, report)?);
         }
-        let rows = self.runs_rows(s.seq, &man.carried, None)?;
-        report.runs += rows.len() as u64;
-        for f in self.runs_files(s, &rows)? {
+        // The runs rows go straight into their columns as the engine
+        // builds them (no `Run` kept): the calling thread's share of the
+        // export (docs/benchmarks.md, "exp35").
+        let (scope, through) = (self.scope.clone(), self.through_seq);
+        let (parts, n) = self
+            .engine
+            .query(|v| runs::defined_parts(v, &scope, s.seq, through, &man.carried))?;
+        report.runs += n;
+        let batches = runs::finish_parts(&scope, parts)?;
+        for f in self.runs_files_of(s, batches)? {
             files.push(self.upload(f, report)?);
         }
         report.segment_bytes += s.data_len;
@@ -456,9 +463,19 @@ impl Ctx<'_> {
     /// The runs files of segment `s` holding `rows`, one per UTC day.
     fn runs_files(&mut self, s: &SegmentMeta, rows: &[runs::Row]) -> Result<Vec<MadeFile>> {
         self.scope.segment = s.seq;
+        let batches = runs::batches(&self.scope, rows)?;
+        self.runs_files_of(s, batches)
+    }
+
+    /// The runs files of segment `s`, one per UTC day's batch.
+    fn runs_files_of(
+        &mut self,
+        s: &SegmentMeta,
+        batches: BTreeMap<String, arrow_array::RecordBatch>,
+    ) -> Result<Vec<MadeFile>> {
         let files = self.files(s.seq);
         let mut out = Vec::new();
-        for (dt, batch) in runs::batches(&self.scope, rows)? {
+        for (dt, batch) in batches {
             let mut w = files.writer(s, tables::RUNS, &dt)?;
             w.write(&batch)?;
             out.push(segment::made(&files, s, tables::RUNS, &dt, w)?);

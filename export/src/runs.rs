@@ -59,13 +59,49 @@ pub(crate) fn rows_of(
         .collect()
 }
 
+/// The columns of the runs rows of one segment, one [`RunRows`] per UTC
+/// day of `started_at`.
+pub(crate) type Parts = BTreeMap<String, RunRows>;
+
+/// The rows of sealed segment `seq`, which the log holds, as of segment
+/// `through_seq`, put straight into their columns: the same rows in the
+/// same order as [`rows_of`] (with `held` `None`) and [`batches`] give,
+/// without a `Run` kept, moved or sorted (the engine builds them in start
+/// order), and how many there are.
+pub(crate) fn defined_parts(
+    view: &View<'_>,
+    scope: &Scope,
+    seq: u64,
+    through_seq: u64,
+    carried: &BTreeMap<String, u64>,
+) -> auditlog::Result<(Parts, u64)> {
+    let mut parts = Parts::new();
+    let mut rows = 0u64;
+    let mut day = crate::segment::DayCache::default();
+    view.each_run_defined_in(seq, through_seq, |r| {
+        if carried.contains_key(&r.run.id) {
+            return Ok(());
+        }
+        let dt = day.of(r.run.started_at);
+        if !parts.contains_key(dt) {
+            parts.insert(dt.to_string(), RunRows::default());
+        }
+        if let Some(p) = parts.get_mut(dt) {
+            p.push(scope, r.start_lsn, &r.run);
+            rows += 1;
+        }
+        Ok(())
+    })?;
+    Ok((parts, rows))
+}
+
 /// The rows as record batches, one per UTC day of `started_at`, each in
 /// start order.
 pub(crate) fn batches(
     scope: &Scope,
     rows: &[Row],
 ) -> Result<BTreeMap<String, arrow_array::RecordBatch>> {
-    let mut parts: BTreeMap<String, RunRows> = BTreeMap::new();
+    let mut parts = Parts::new();
     let mut order: Vec<&Row> = rows.iter().collect();
     order.sort_by_key(|(lsn, _)| *lsn);
     for (lsn, r) in order {
@@ -74,6 +110,14 @@ pub(crate) fn batches(
             .or_default()
             .push(scope, *lsn, r);
     }
+    finish_parts(scope, parts)
+}
+
+/// The columns of each day made a record batch.
+pub(crate) fn finish_parts(
+    scope: &Scope,
+    parts: Parts,
+) -> Result<BTreeMap<String, arrow_array::RecordBatch>> {
     parts
         .into_iter()
         .map(|(dt, mut b)| {

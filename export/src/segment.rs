@@ -192,7 +192,7 @@ pub(crate) fn flush<R>(
 /// (events come in nearly time order: one formatting per day, not per
 /// event).
 #[derive(Default)]
-struct DayCache {
+pub(crate) struct DayCache {
     /// [start, end) of the day in `text`, µs.
     range: (i64, i64),
     text: String,
@@ -201,7 +201,7 @@ struct DayCache {
 const DAY_MICROS: i64 = 86_400_000_000;
 
 impl DayCache {
-    fn of(&mut self, ts: i64) -> &str {
+    pub(crate) fn of(&mut self, ts: i64) -> &str {
         if !(self.range.0 <= ts && ts < self.range.1) || self.text.is_empty() {
             let start = ts.div_euclid(DAY_MICROS) * DAY_MICROS;
             self.range = (start, start.saturating_add(DAY_MICROS));

@@ -693,6 +693,20 @@ impl Image {
     /// CHAIN section, once: `BLAKE3(digest before ‖ first LSN ‖ count ‖
     /// event frames)` must equal the digest at its end (docs/integrity.md).
     pub fn check_block(&self, seg: &[u8], off: u64) -> Result<(), Damage> {
+        self.check_block_unless(seg, off, |_| false)
+    }
+
+    /// [`Image::check_block`], unless `covered` (asked only when the block
+    /// was not checked through this image yet) says that this process
+    /// already checked the chain over every block the image covers, from
+    /// its start offset to its end offset and end digest (its header's):
+    /// then every block is marked checked, none hashed again.
+    pub fn check_block_unless(
+        &self,
+        seg: &[u8],
+        off: u64,
+        covered: impl FnOnce(&IndexHeader) -> bool,
+    ) -> Result<(), Damage> {
         let bad = |reason: String| Damage::at(off, reason);
         let n = self.n_chain_points();
         // The first point past `off` ends the block holding it.
@@ -715,6 +729,10 @@ impl Image {
         let word = &self.chain_checked[k / 64];
         let bit = 1u64 << (k % 64);
         if word.load(Ordering::Relaxed) & bit != 0 {
+            return Ok(());
+        }
+        if covered(&self.header) {
+            self.mark_chain_checked();
             return Ok(());
         }
         let (end, want) = self.chain_point(lo);

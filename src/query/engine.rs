@@ -360,6 +360,10 @@ pub struct View<'a> {
     /// Some image's FINS holds a `dry_run` finish (dry-run checks then
     /// need the foreign status of unfinished runs; otherwise they skip it).
     pub(crate) dry_fins: bool,
+    /// What the engine's reader has checked against the chain: a block of
+    /// a span a replay through that reader already chained to its trusted
+    /// end is not hashed again (see `View::body_at`).
+    pub(crate) checked: &'a crate::checked::Checked,
 }
 
 pub(crate) fn shadow_in<'a>(imgs: impl Iterator<Item = (u64, &'a Image)>) -> Shadows<'a> {
@@ -1056,6 +1060,7 @@ impl Engine {
             first_seq: self.first_seq,
             foreign: &self.foreign,
             dry_fins,
+            checked: self.reader.checked(),
         }
     }
 

@@ -205,6 +205,76 @@ fn a_flipped_byte_in_a_sealed_block_fails_an_index_build_at_its_frame() {
     build_sealed(&dir).expect("the clean segment builds");
 }
 
+/// The sealed segment's runs, as the Parquet export asks for them.
+fn runs_of_sealed(e: &mut Engine, seq: u64) -> auditlog::Result<Vec<String>> {
+    e.query(|v| {
+        Ok(v.runs_defined_in(seq, seq)?
+            .into_iter()
+            .map(|r| r.run.id)
+            .collect())
+    })
+}
+
+/// A replay through the engine's own reader, from `from_lsn` on.
+fn replay_through(e: &Engine, from_lsn: u64) -> auditlog::Result<Vec<(u64, Event)>> {
+    let range = ReplayRange {
+        from_lsn: Some(from_lsn),
+        ..ReplayRange::default()
+    };
+    e.reader()
+        .replay_with(range, auditlog::ReplayThreads::None)
+        .collect()
+}
+
+/// (b) continued: the run view over a stored index takes a block's chain
+/// check from a replay through the same reader (the Parquet export
+/// replays each segment, then reads its runs) only if that replay chained
+/// every block the index covers to the segment's trusted end. After a
+/// replay that failed on a flipped byte, or one that began past the
+/// damaged block, the view hashes the block itself and refuses it at the
+/// frame, as without any replay.
+#[test]
+fn a_run_view_takes_the_chain_check_only_from_a_replay_that_covered_it() {
+    let (_t, dir) = sealed_log();
+    let meta = sealed_meta(&dir);
+    // Store the index: a build marks its own blocks checked, a load
+    // (what every later engine does) does not.
+    Engine::open(&dir).unwrap().refresh().expect("indexes");
+    let mut e = Engine::open(&dir).unwrap();
+    let want = runs_of_sealed(&mut e, meta.seq).expect("runs");
+    assert_eq!(want, ["r-a", "r-b"]);
+    let mut e = Engine::open(&dir).unwrap();
+    e.refresh().unwrap();
+    assert_eq!(replay_through(&e, 0).expect("replays").len(), 6 + 1);
+    assert_eq!(runs_of_sealed(&mut e, meta.seq).unwrap(), want);
+
+    // A flipped byte in r-a's start, in the first block; no rechain.
+    let seg = forge::segment_files(&dir)[0].clone();
+    let start = event_frame(&seg, 0);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start.offset + start.size - 3] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let refused = |e: &mut Engine| {
+        let (segment, offset, reason) = corrupt_at(runs_of_sealed(e, meta.seq));
+        assert_eq!((segment, offset), (seg_name(&seg), start.offset as u64));
+        assert!(reason.contains("CRC mismatch"), "{reason}");
+    };
+    // The replay fails there and records nothing.
+    let mut e = Engine::open(&dir).unwrap();
+    e.refresh().expect("the stored index loads");
+    assert_eq!(corrupt_at(replay_through(&e, 0)).1, start.offset as u64);
+    refused(&mut e);
+    // A replay from r-b's block on passes: the chain from there to the
+    // end holds, but it does not cover r-a's block.
+    let mut e = Engine::open(&dir).unwrap();
+    e.refresh().unwrap();
+    assert_eq!(
+        replay_through(&e, 3).expect("replays from block 2").len(),
+        3 + 1
+    );
+    refused(&mut e);
+}
+
 /// The `k`th event frame of the sealed segment replaced by `edit` of its
 /// event, and the chain recomputed (valid CRCs, footer, MANIFEST).
 fn forge_event(dir: &Path, k: usize, edit: impl FnOnce(&mut Event)) -> (String, u64) {
