@@ -51,8 +51,7 @@ impl LogReader {
     /// Damage in the active segment with committed blocks after it is an
     /// error, as for the writer (docs/integrity.md).
     pub fn open(dir: &Path) -> Result<LogReader> {
-        let (manifest, _) = layout::load_or_create_manifest(dir, false)?;
-        let lay = layout::discover(dir, manifest, Mode::ReadOnly)?;
+        let lay = Self::look(dir)?;
         let checked = Arc::new(Checked::default());
         // The open scanned the active segment from its header, checking
         // every block up to its committed end.
@@ -67,6 +66,29 @@ impl LogReader {
             },
             checked,
         })
+    }
+
+    /// The layout of `dir` as a reader beside a writer sees it. The MANIFEST
+    /// is read before the folder is listed: a roll the writer finished in
+    /// between (the sealed segment listed, the next one created) makes the
+    /// two disagree. When the MANIFEST changed meanwhile, the look is taken
+    /// again (a few times at most); damage is reported as found.
+    fn look(dir: &Path) -> Result<layout::Layout> {
+        const LOOKS: usize = 8;
+        let (mut manifest, _) = layout::load_or_create_manifest(dir, false)?;
+        for _ in 1..LOOKS {
+            match layout::discover(dir, manifest.clone(), Mode::ReadOnly) {
+                Ok(lay) => return Ok(lay),
+                Err(e) => {
+                    let (now, _) = layout::load_or_create_manifest(dir, false)?;
+                    if now == manifest {
+                        return Err(e);
+                    }
+                    manifest = now;
+                }
+            }
+        }
+        layout::discover(dir, manifest, Mode::ReadOnly)
     }
 
     /// Re-read the folder (read-only readers; live ones are always current).

@@ -819,3 +819,44 @@ fn every_parked_waiter_of_a_block_is_woken() {
     Arc::try_unwrap(log).ok().unwrap().close().unwrap();
     assert_eq!(all(&dir).len(), 8 * 200);
 }
+
+/// A reader opened while the writer rolls segments never refuses the
+/// folder: the MANIFEST it read may predate the roll it then sees on disk
+/// (`LogReader::open` looks again when the MANIFEST changed meanwhile).
+/// Every acknowledged event is there after a reopen.
+#[test]
+fn readers_open_the_log_at_any_point_of_a_roll() {
+    use crate::support::{config, ev, run_ids, scratch, DAY0, DAY_US};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let (_t, dir) = scratch();
+    let log = Log::open(config(&dir)).unwrap();
+    log.append(&ev(0, DAY0)).unwrap().wait().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (dir, stop) = (dir.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut opened = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let r = LogReader::open(&dir).unwrap_or_else(|e| panic!("reader refused: {e}"));
+                assert!(r.head().next_lsn >= 1);
+                opened += 1;
+            }
+            opened
+        })
+    };
+    let days = 150;
+    for d in 1..=days {
+        log.append(&ev(d as u64, DAY0 + d * DAY_US))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let opened = reader.join().unwrap();
+    assert!(opened > 0);
+    log.close().unwrap();
+    let log = Log::open(config(&dir)).unwrap();
+    log.close().unwrap();
+    verify(&dir, None, |_, _| {}).unwrap();
+    assert_eq!(run_ids(&dir).len(), days as usize + 1);
+}
