@@ -828,6 +828,7 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
     let file_bytes = std::fs::metadata(&file)?.len();
     let exe = std::env::current_exe()?;
     let dir = tmp.join("cli-log");
+    let cpu_before = crate::threads::ended_children_cpu_seconds();
     let t = Instant::now();
     let out = std::process::Command::new(exe)
         .arg("--dir")
@@ -838,6 +839,9 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
         .stderr(std::process::Stdio::piped())
         .output()?;
     let wall = t.elapsed().as_secs_f64();
+    let cpu_seconds = crate::threads::ended_children_cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
@@ -859,6 +863,7 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
         seconds: f("seconds"),
         events_per_sec: f("events_per_sec"),
         wall_seconds: wall,
+        cpu_seconds,
     })
 }
 

@@ -70,6 +70,8 @@ pub struct CliIngest {
     pub events_per_sec: f64,
     /// Wall time of the child process (start-up and exit included).
     pub wall_seconds: f64,
+    /// The child's CPU, user plus system, all its threads (Linux).
+    pub cpu_seconds: Option<f64>,
 }
 
 /// Opening the kept log afresh in a child process (`auditlog run ID`, ...):
@@ -361,13 +363,14 @@ impl Report {
         o.push_str(&format!(
             ",\"cli_ingest\":{}",
             self.cli.as_ref().map_or("null".into(), |c| format!(
-                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{}}}",
+                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{},\"cpu_seconds\":{}}}",
                 c.events,
                 c.file_bytes,
                 num(c.seconds),
                 num(c.events_per_sec),
                 num(c.file_bytes as f64 / 1e6 / c.seconds.max(1e-9)),
-                num(c.wall_seconds)
+                num(c.wall_seconds),
+                c.cpu_seconds.map_or("null".into(), num)
             ))
         ));
         o.push_str(&format!(
@@ -543,6 +546,13 @@ impl Report {
                 c.seconds,
                 c.wall_seconds
             ));
+            if let Some(cpu) = c.cpu_seconds {
+                o.push_str(&format!(
+                    "  its CPU, user+sys of all its threads: {cpu:.2} s ({:.2} us per event, {:.2} cores over its wall)\n",
+                    cpu * 1e6 / c.events.max(1) as f64,
+                    cpu / c.wall_seconds.max(1e-9)
+                ));
+            }
         }
         if let Some(c) = &self.open {
             o.push_str(&open_text(c));

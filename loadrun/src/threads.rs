@@ -135,6 +135,24 @@ pub fn cpu_of(after: &Snapshot, before: &Snapshot, prefix: &str) -> u64 {
         .sum()
 }
 
+/// User plus system CPU seconds of this process's children that have
+/// ended and been waited for (`None` where Linux's `getrusage` is not
+/// available): the difference around one child is that child's CPU.
+pub fn ended_children_cpu_seconds() -> Option<f64> {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: rusage is plain integers; all zeroes is a valid value.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: RUSAGE_CHILDREN is a valid `who`; `ru` is a valid
+        // rusage written only during the call.
+        let r = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+        let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        (r == 0).then(|| secs(ru.ru_utime) + secs(ru.ru_stime))
+    }
+    #[cfg(not(target_os = "linux"))]
+    None
+}
+
 /// Pin the calling thread (and the threads it starts later) to one CPU.
 /// False where that is refused or not supported.
 pub fn pin_current_thread(cpu: usize) -> bool {

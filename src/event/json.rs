@@ -163,15 +163,7 @@ pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
         ));
     }
     // Validating UTF-8 once up front lets serde_json skip it per string.
-    let text = std::str::from_utf8(line).map_err(|e| {
-        EventError::new(
-            "line",
-            format!(
-                "is not valid UTF-8 (bad byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-    })?;
+    let text = line_utf8(line)?;
     check_line_depth(text)?;
 
     // Filled in place: moving this wide struct around costs measurably.
@@ -186,6 +178,26 @@ pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
         .and_then(|()| de.end())
         .map_err(|e| from_serde(&e, fault))?;
     fields.build()
+}
+
+/// The line as text. simdutf8 checks a line of 64 bytes or more a SIMD
+/// register at a time (std's check, which it falls back to below 64 bytes,
+/// was ~4% of the command-line ingest's parse workers on 250-byte lines:
+/// docs/benchmarks.md, "Ingest, cli35 round"); its error carries no
+/// position, so a bad line is checked again by std for the message.
+fn line_utf8(line: &[u8]) -> Result<&str, EventError> {
+    if let Ok(text) = simdutf8::basic::from_utf8(line) {
+        return Ok(text);
+    }
+    std::str::from_utf8(line).map_err(|e| {
+        EventError::new(
+            "line",
+            format!(
+                "is not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
 }
 
 /// Turns a serde_json error into an EventError. `fault` is the key whose
@@ -1379,6 +1391,27 @@ mod tests {
         let mut out = String::new();
         json_f64(v, &mut out);
         out
+    }
+
+    /// Lines shorter than 64 bytes take std's check inside simdutf8,
+    /// longer ones its SIMD check: both refuse a bad byte and report its
+    /// offset (std's check runs again for it), and both take good
+    /// multi-byte text.
+    #[test]
+    fn a_line_that_is_not_utf8_is_refused_with_the_bad_bytes_offset() {
+        for pad in [0usize, 10, 70, 300] {
+            let good = format!(r#"{{"type":"run_start","note":"{}é✓😀","#, "x".repeat(pad));
+            let mut line = good.clone().into_bytes();
+            let at = line.len();
+            line.extend_from_slice(b"\xff\"}");
+            let e = parse_event(&line).unwrap_err();
+            assert_eq!(e.field, "line");
+            assert_eq!(
+                e.reason,
+                format!("is not valid UTF-8 (bad byte at offset {at})")
+            );
+            assert_eq!(line_utf8(good.as_bytes()).ok(), Some(good.as_str()));
+        }
     }
 
     #[test]

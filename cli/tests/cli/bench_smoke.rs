@@ -126,6 +126,12 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
         .iter()
         .any(|s| s["stage"] == "total" && s["n"].as_u64() > Some(0)));
     assert!(num(&v, &["cli_ingest", "events_per_sec"]) > 0.0);
+    // The child's CPU (getrusage of ended children, Linux only).
+    if cfg!(target_os = "linux") {
+        assert!(v["cli_ingest"]["cpu_seconds"]
+            .as_f64()
+            .is_some_and(|c| c >= 0.0));
+    }
     assert_eq!(
         num(&v, &["cli_ingest", "events"]),
         num(&v, &["workload", "events"])
