@@ -877,6 +877,15 @@ mod tests {
         k.share().clone()
     }
 
+    /// Polls `done` every millisecond for at most 20 s (the caller's
+    /// assertion after it says what was awaited).
+    fn wait_until(mut done: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !done() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     fn send_blocks(w: &mut TreeWorker, blocks: &[(u64, u64, Vec<TreeHash>)]) {
         let path = PathBuf::from("none");
         for (start, lsn, leaves) in blocks {
@@ -926,20 +935,14 @@ mod tests {
         *w.inner.before_install.lock().unwrap() = Some(held);
         let all = some_blocks(0, 500);
         send_blocks(&mut w, &all);
-        let t = Instant::now();
-        while w.inner.lock().in_flight.is_none() && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| w.inner.lock().in_flight.is_some());
         assert!(w.inner.lock().in_flight.is_some(), "a block is in flight");
         let got = w.call(|k| k.share().clone());
         assert_eq!(got, recomputed(dir.path(), &all));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
         // Let the thread try its install; then more blocks, installed.
         drop(release);
-        let t = Instant::now();
-        while w.inner.raced.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| w.inner.raced.load(Ordering::Relaxed) > 0);
         assert_eq!(w.inner.raced.load(Ordering::Relaxed), 1);
         let more = some_blocks(500, 700);
         send_blocks(&mut w, &more);
@@ -965,10 +968,7 @@ mod tests {
         w.caught_up();
         *w.inner.before_install.lock().unwrap() = Some(held);
         w.store_share(&meta);
-        let t = Instant::now();
-        while w.inner.lock().store_in_flight.is_none() && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| w.inner.lock().store_in_flight.is_some());
         let path = crate::tree::segtree::path_of(&meta);
         assert!(!path.exists(), "the thread holds the file back");
         w.caught_up();
@@ -976,10 +976,7 @@ mod tests {
         let share = w.call(|k| k.share().clone());
         assert_eq!(stored, share.encode());
         drop(release);
-        let t = Instant::now();
-        while w.inner.raced.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| w.inner.raced.load(Ordering::Relaxed) > 0);
         assert_eq!(w.inner.raced.load(Ordering::Relaxed), 1, "its copy dropped");
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -1029,20 +1026,14 @@ mod tests {
         *w.inner.before_install.lock().unwrap() = Some(held);
         let first = some_blocks(0, 1);
         send_blocks(&mut w, &first);
-        let t = Instant::now();
-        while w.inner.lock().in_flight.is_none() && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| w.inner.lock().in_flight.is_some());
         assert!(
             w.inner.lock().in_flight.is_some(),
             "the tree thread is held"
         );
         let all = some_blocks(0, 1000);
         send_blocks(&mut w, &all[1..]);
-        let t = Instant::now();
-        while behind.load(Ordering::Relaxed) > 100 && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| behind.load(Ordering::Relaxed) <= 100);
         let left = behind.load(Ordering::Relaxed);
         assert!(
             left <= 100,
@@ -1050,10 +1041,7 @@ mod tests {
         );
         assert!(w.inner.helped.load(Ordering::Relaxed) > 0);
         drop(release);
-        let t = Instant::now();
-        while w.inner.raced.load(Ordering::Relaxed) == 0 && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| w.inner.raced.load(Ordering::Relaxed) > 0);
         assert_eq!(w.inner.raced.load(Ordering::Relaxed), 1, "its work dropped");
         let got = w.call(|k| k.share().clone());
         assert_eq!(got, recomputed(dir.path(), &all));
@@ -1080,10 +1068,7 @@ mod tests {
         let held = inner.lock();
         let want = hand_over(&mut w, dir.path(), 1000);
         drop(held);
-        let t = Instant::now();
-        while behind.load(Ordering::Relaxed) > 100 && t.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        wait_until(|| behind.load(Ordering::Relaxed) <= 100);
         let left = behind.load(Ordering::Relaxed);
         assert!((96..=100).contains(&left), "{left} events behind");
         // One more pass of the thread's loop finds nothing to do.
