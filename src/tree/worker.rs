@@ -877,6 +877,26 @@ mod tests {
         k.share().clone()
     }
 
+    /// A worker on an empty tree in `dir` with test marks (`tree_thread`:
+    /// whether the nice-10 tree thread runs beside the catch-up thread),
+    /// and its count of events behind.
+    fn worker_with_marks(
+        dir: &Path,
+        catch_up_past: u64,
+        catch_up_to: u64,
+        tree_thread: bool,
+    ) -> (TreeWorker, Arc<AtomicU64>) {
+        let behind = Arc::new(AtomicU64::new(0));
+        let keeper = TreeKeeper::open(dir, &[], Frontier::new(), None).unwrap();
+        let marks = Marks {
+            catch_up_past,
+            catch_up_to,
+        };
+        let w = TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, tree_thread)
+            .unwrap();
+        (w, behind)
+    }
+
     /// Polls `done` every millisecond for at most 20 s (the caller's
     /// assertion after it says what was awaited).
     fn wait_until(mut done: impl FnMut() -> bool) {
@@ -992,14 +1012,7 @@ mod tests {
     #[test]
     fn blocks_are_applied_in_order_by_either_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let behind = Arc::new(AtomicU64::new(0));
-        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), None).unwrap();
-        let marks = Marks {
-            catch_up_past: 16,
-            catch_up_to: 4,
-        };
-        let mut w =
-            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, true).unwrap();
+        let (mut w, behind) = worker_with_marks(dir.path(), 16, 4, true);
         let want = hand_over(&mut w, dir.path(), 4096);
         assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
@@ -1014,14 +1027,7 @@ mod tests {
     #[test]
     fn the_catch_up_thread_takes_over_a_held_tree_threads_block() {
         let dir = tempfile::tempdir().unwrap();
-        let behind = Arc::new(AtomicU64::new(0));
-        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), None).unwrap();
-        let marks = Marks {
-            catch_up_past: 400,
-            catch_up_to: 100,
-        };
-        let mut w =
-            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, true).unwrap();
+        let (mut w, behind) = worker_with_marks(dir.path(), 400, 100, true);
         let (release, held) = std::sync::mpsc::channel();
         *w.inner.before_install.lock().unwrap() = Some(held);
         let first = some_blocks(0, 1);
@@ -1055,14 +1061,7 @@ mod tests {
     #[test]
     fn past_the_mark_the_catch_up_thread_brings_the_lag_back() {
         let dir = tempfile::tempdir().unwrap();
-        let behind = Arc::new(AtomicU64::new(0));
-        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), None).unwrap();
-        let marks = Marks {
-            catch_up_past: 400,
-            catch_up_to: 100,
-        };
-        let mut w =
-            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), marks, false).unwrap();
+        let (mut w, behind) = worker_with_marks(dir.path(), 400, 100, false);
         // The tree held meanwhile: the catch-up thread finds the whole lag.
         let inner = w.inner.clone();
         let held = inner.lock();
