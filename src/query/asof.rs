@@ -27,11 +27,11 @@ impl<'a> View<'a> {
     /// start order, dry runs included, each as of segment `through_seq`
     /// (`seq <= through_seq`).
     pub fn runs_defined_in(&self, seq: u64, through_seq: u64) -> Result<Vec<RunAsOf>> {
-        let starts = self.starts_defined_in(seq, through_seq)?;
-        let mut out = Vec::with_capacity(starts.len());
-        for h in starts {
-            out.push(self.as_of(h, through_seq)?);
-        }
+        let mut out = Vec::new();
+        self.each_run_defined_in(seq, through_seq, |r| {
+            out.push(r);
+            Ok(())
+        })?;
         Ok(out)
     }
 
@@ -45,14 +45,6 @@ impl<'a> View<'a> {
         through_seq: u64,
         mut each: impl FnMut(RunAsOf) -> Result<()>,
     ) -> Result<()> {
-        for h in self.starts_defined_in(seq, through_seq)? {
-            each(self.as_of(h, through_seq)?)?;
-        }
-        Ok(())
-    }
-
-    /// The defining starts in sealed segment `seq`, in start order.
-    fn starts_defined_in(&self, seq: u64, through_seq: u64) -> Result<Vec<Handle>> {
         let src = self.sealed_src(seq, through_seq)?;
         let img = self.srcs[src].img;
         // Put the starts in order first, then build each run: sorting the
@@ -63,7 +55,10 @@ impl<'a> View<'a> {
             .map(|h| (self.run(h).start_lsn, h))
             .collect();
         starts.sort_by_key(|&(lsn, _)| lsn);
-        Ok(starts.into_iter().map(|(_, h)| h).collect())
+        for (_, h) in starts {
+            each(self.as_of(h, through_seq)?)?;
+        }
+        Ok(())
     }
 
     /// Where the defining start of run `id` lies: (segment, LSN).
