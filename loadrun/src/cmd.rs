@@ -144,6 +144,22 @@ pub struct BenchArgs {
     /// Full-text: seconds the `--search-eps` rate is held.
     #[arg(long, default_value_t = 30.0)]
     pub search_secs: f64,
+    /// Full-text indexer settings to compare (default: the library's;
+    /// `FullTextOptions`): events per batch...
+    #[arg(long)]
+    pub search_batch_events: Option<usize>,
+    /// ...milliseconds between commits while following...
+    #[arg(long)]
+    pub search_commit_ms: Option<u64>,
+    /// ...tantivy's indexing memory in MiB...
+    #[arg(long)]
+    pub search_budget_mb: Option<usize>,
+    /// ...segments of a size before tantivy merges them...
+    #[arg(long)]
+    pub search_merge_segments: Option<usize>,
+    /// ...and stored fields without lz4 compression.
+    #[arg(long)]
+    pub search_store_plain: bool,
     /// Run the tool-call benchmark instead of the load run: `--events`
     /// standalone tool calls into auditlog and into SQLite with the
     /// gateways' own table and indexes; the gateways' questions timed on
@@ -775,7 +791,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
             sample_every: std::time::Duration::from_millis(500),
             logs_per_run: 3,
             batch: 1000,
-            options: auditlog::fulltext::FullTextOptions::default(),
+            options: search_options(&a),
         };
         let r = crate::search_bench::measure_paced(&tmp.path().join("search"), &spec)
             .map_err(|e| CliError::failed(format!("full-text measurement: {e}")))?;
@@ -797,6 +813,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         note(a.json, "full-text search measurement ...");
         let spec = crate::search_bench::BenchSpec {
             runs: a.search_runs.max(1),
+            options: search_options(&a),
             rebuild_variant: a.search_ab.then(crate::search_bench::bulk_variant),
             ..crate::search_bench::BenchSpec::default()
         };
@@ -805,6 +822,30 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         rep.search = Some(r.to_json());
     }
     finish(&a, rep, &mut machine)
+}
+
+/// The full-text indexer's settings: the library's defaults, with the
+/// `--search-*` settings given on the command line.
+fn search_options(a: &BenchArgs) -> auditlog::fulltext::FullTextOptions {
+    let d = auditlog::fulltext::FullTextOptions::default();
+    // A larger batch raises the batch's run and text bounds in proportion.
+    let scale = a
+        .search_batch_events
+        .map_or(1.0, |n| (n as f64 / d.max_batch_events as f64).max(1.0));
+    auditlog::fulltext::FullTextOptions {
+        max_batch_events: a.search_batch_events.unwrap_or(d.max_batch_events),
+        max_batch_runs: (d.max_batch_runs as f64 * scale) as usize,
+        max_batch_bytes: (d.max_batch_bytes as f64 * scale) as usize,
+        commit_interval: a
+            .search_commit_ms
+            .map_or(d.commit_interval, std::time::Duration::from_millis),
+        memory_budget_bytes: a
+            .search_budget_mb
+            .map_or(d.memory_budget_bytes, |mb| mb << 20),
+        merge_min_segments: a.search_merge_segments.unwrap_or(d.merge_min_segments),
+        compress_stored: d.compress_stored && !a.search_store_plain,
+        ..d
+    }
 }
 
 /// Write the workload as one JSONL file and time `auditlog ingest FILE` on

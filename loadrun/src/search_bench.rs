@@ -568,6 +568,11 @@ pub struct PacedReport {
     pub catch_up_seconds: f64,
     /// Samples, during ingest and through the catch-up.
     pub lag: Vec<LagSample>,
+    /// The indexer's commits, documents written, and how many of those
+    /// replaced a committed document of their run (re-indexed).
+    pub commits: u64,
+    pub docs_written: u64,
+    pub docs_replaced: u64,
 }
 
 impl PacedReport {
@@ -591,7 +596,7 @@ impl PacedReport {
             })
             .collect();
         format!(
-            "{{\"paced\":true,\"target_eps\":{},\"achieved_eps\":{},\"events\":{},\"ingest_seconds\":{},\"max_lag_seconds\":{},\"max_appended_lag_seconds\":{},\"max_lag_events\":{},\"catch_up_seconds\":{},\"lag_at_events_seconds_appended_seconds\":[{}]}}",
+            "{{\"paced\":true,\"target_eps\":{},\"achieved_eps\":{},\"events\":{},\"ingest_seconds\":{},\"max_lag_seconds\":{},\"max_appended_lag_seconds\":{},\"max_lag_events\":{},\"catch_up_seconds\":{},\"commits\":{},\"docs_written\":{},\"docs_replaced\":{},\"lag_at_events_seconds_appended_seconds\":[{}]}}",
             f(self.target_eps),
             f(self.achieved_eps),
             self.events,
@@ -600,6 +605,9 @@ impl PacedReport {
             f(self.max_appended_lag_seconds),
             self.max_lag_events,
             f(self.catch_up_seconds),
+            self.commits,
+            self.docs_written,
+            self.docs_replaced,
             samples.join(",")
         )
     }
@@ -701,6 +709,8 @@ pub fn measure_paced(dir: &Path, spec: &PacedSpec) -> Result<PacedReport, FullTe
         std::thread::sleep(spec.sample_every);
     }
     rep.catch_up_seconds = t_end.elapsed().as_secs_f64();
+    rep.commits = ix.commits();
+    (rep.docs_written, rep.docs_replaced) = ix.documents_written();
     ix.stop();
     lws.log.close().map_err(bench_err)?;
     let _ = std::fs::remove_dir_all(&on);

@@ -110,6 +110,9 @@ impl Core {
                 .index
                 .writer_with_num_threads(threads, budget)
                 .map_err(FullTextError::index("opening the writer"))?;
+            let mut policy = tantivy::indexer::LogMergePolicy::default();
+            policy.set_min_num_segments(self.opts.merge_min_segments.max(2));
+            w.set_merge_policy(Box::new(policy));
             self.writer = Some(w);
         }
         self.writer
@@ -151,7 +154,7 @@ impl Core {
         if self.pending_next >= head || self.batch_full() {
             return Ok(0);
         }
-        let searcher = self.reader.searcher();
+        let ids = IdLookup::new(self.reader.searcher(), &self.f)?;
         // Go on with the last round's replay if it stopped right here;
         // else (first round, retention skipped ahead, a read error) open one.
         let mut follow = match self.follow.take() {
@@ -194,7 +197,7 @@ impl Core {
                 continue;
             }
             if !self.pending.contains_key(&ev.run_id) {
-                let doc = match lookup(&searcher, &self.f, &ev.run_id)? {
+                let doc = match ids.lookup(&self.f, &ev.run_id)? {
                     Some(d) => d,
                     None => RunDoc::empty(&ev.run_id, lsn, ev.ts),
                 };
@@ -256,14 +259,17 @@ impl Core {
         let log_id = self.log_id.clone();
         let pending = std::mem::take(&mut self.pending);
         let writer = self.writer()?;
+        let (mut written, mut replaced) = (0u64, 0u64);
         for (id, d) in pending {
             if d.existed {
                 writer.delete_term(id_term(&f, &id));
+                replaced += 1;
             }
             if d.start_lsn >= first_lsn {
                 writer
                     .add_document(d.to_document(&f))
                     .map_err(FullTextError::index("adding a document"))?;
+                written += 1;
             }
         }
         if first_lsn > 0 {
@@ -307,7 +313,8 @@ impl Core {
         self.pending_events = 0;
         self.pending_bytes = 0;
         self.pending_since = None;
-        self.shared.committed(self.next_lsn, self.first_lsn);
+        self.shared
+            .committed(self.next_lsn, self.first_lsn, (written, replaced));
         Ok(())
     }
 
@@ -361,32 +368,60 @@ impl Core {
     }
 }
 
-/// The committed document of `run_id`, if any.
-fn lookup(
-    searcher: &tantivy::Searcher,
-    f: &Fields,
-    run_id: &str,
-) -> Result<Option<RunDoc>, FullTextError> {
-    let term = id_term(f, run_id);
-    // doc_freq counts deleted documents too: cheap first test.
-    if searcher
-        .doc_freq(&term)
-        .map_err(FullTextError::index("looking up a run"))?
-        == 0
-    {
-        return Ok(None);
+/// Finds a run's committed document. Made once per round: it holds each
+/// segment's `id` term dictionary, so that a run's look-up is one term
+/// look-up per segment (through `Searcher::doc_freq` it also fetched each
+/// segment's inverted index from a locked cache: a sixth of the indexer
+/// thread's time; docs/benchmarks.md, "Search lag, srch36 round").
+struct IdLookup {
+    searcher: tantivy::Searcher,
+    segments: Vec<Arc<tantivy::InvertedIndexReader>>,
+}
+
+impl IdLookup {
+    fn new(searcher: tantivy::Searcher, f: &Fields) -> Result<IdLookup, FullTextError> {
+        let segments = searcher
+            .segment_readers()
+            .iter()
+            .map(|s| s.inverted_index(f.id))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(FullTextError::index("looking up a run"))?;
+        Ok(IdLookup { searcher, segments })
     }
-    let q = TermQuery::new(term, IndexRecordOption::Basic);
-    let top = searcher
-        .search(&q as &dyn Query, &TopDocs::with_limit(1).order_by_score())
-        .map_err(FullTextError::index("looking up a run"))?;
-    let Some((_, addr)) = top.first() else {
-        return Ok(None);
-    };
-    let doc: TantivyDocument = searcher
-        .doc(*addr)
-        .map_err(FullTextError::index("reading a stored run"))?;
-    RunDoc::from_document(&doc, f).map(Some)
+
+    /// The committed document of `run_id`, if any.
+    fn lookup(&self, f: &Fields, run_id: &str) -> Result<Option<RunDoc>, FullTextError> {
+        let term = id_term(f, run_id);
+        // A term's document frequency counts deleted documents too: a
+        // cheap first test, most runs are new.
+        let mut found = false;
+        for seg in &self.segments {
+            let n = seg.doc_freq(&term).map_err(|e| FullTextError::Index {
+                context: "looking up a run".to_string(),
+                message: e.to_string(),
+            })?;
+            if n > 0 {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Ok(None);
+        }
+        let q = TermQuery::new(term, IndexRecordOption::Basic);
+        let top = self
+            .searcher
+            .search(&q as &dyn Query, &TopDocs::with_limit(1).order_by_score())
+            .map_err(FullTextError::index("looking up a run"))?;
+        let Some((_, addr)) = top.first() else {
+            return Ok(None);
+        };
+        let doc: TantivyDocument = self
+            .searcher
+            .doc(*addr)
+            .map_err(FullTextError::index("reading a stored run"))?;
+        RunDoc::from_document(&doc, f).map(Some)
+    }
 }
 
 /// Lower the calling thread's CPU priority to the lowest (nice 19), so
@@ -512,6 +547,17 @@ mod tests {
             core.commit().expect("commit");
             assert_eq!(core.next_lsn, head);
             assert_eq!(core.replays_opened, 1, "one replay for all the rounds");
+        }
+        {
+            // Runs cross batches of 7 events: some documents were read
+            // back and replaced, and the counters say how many.
+            let s = ft.inner.shared.lock();
+            assert!(s.docs_replaced > 0, "interleaved runs span commits");
+            assert_eq!(
+                s.docs_written - s.docs_replaced,
+                runs as u64,
+                "one new document per run, the rest replacements"
+            );
         }
         assert_eq!(ft.num_docs(), runs as u64, "one document per run");
         for i in 0..runs - 1 {

@@ -74,6 +74,13 @@ pub struct FullTextOptions {
     /// Run the indexer thread (and tantivy's threads it starts) at the
     /// lowest CPU priority, so ingest wins when cores are scarce.
     pub background_priority: bool,
+    /// Compress the stored fields (tantivy's doc store) with lz4. Applies
+    /// to an index when it is created; an existing one keeps what it has.
+    pub compress_stored: bool,
+    /// tantivy merges segments of similar size once this many of them
+    /// exist (its `LogMergePolicy`'s `min_num_segments`, default 8): more
+    /// means fewer merges of each document, and more segments to search.
+    pub merge_min_segments: usize,
 }
 
 impl Default for FullTextOptions {
@@ -90,6 +97,8 @@ impl Default for FullTextOptions {
             verify_on_open: true,
             force_rebuild: false,
             background_priority: true,
+            compress_stored: true,
+            merge_min_segments: 8,
         }
     }
 }
@@ -217,6 +226,10 @@ struct State {
     samples: VecDeque<(Instant, u64)>,
     error: Option<String>,
     commits: u64,
+    /// Documents written by commits, and how many of them replaced a
+    /// committed document of the same run (read back, merged, re-indexed).
+    docs_written: u64,
+    docs_replaced: u64,
 }
 
 /// State shared by a handle, its indexer thread and waiters.
@@ -281,11 +294,13 @@ impl Shared {
             .map_or(0.0, |(t, _)| t.elapsed().as_secs_f64())
     }
 
-    pub(crate) fn committed(&self, indexed_lsn: u64, first_lsn: u64) {
+    pub(crate) fn committed(&self, indexed_lsn: u64, first_lsn: u64, docs: (u64, u64)) {
         let mut s = self.lock();
         s.indexed_lsn = indexed_lsn;
         s.first_lsn = first_lsn;
         s.commits += 1;
+        s.docs_written += docs.0;
+        s.docs_replaced += docs.1;
         while s.samples.front().is_some_and(|(_, h)| *h <= indexed_lsn) {
             s.samples.pop_front();
         }
@@ -400,7 +415,11 @@ fn try_open(dir: &Path, log_id: &str, verify: bool) -> Result<(Index, CommitPayl
     Ok((index, payload))
 }
 
-fn create_fresh(dir: &Path, log_id: &str) -> Result<(Index, CommitPayload), FullTextError> {
+fn create_fresh(
+    dir: &Path,
+    log_id: &str,
+    opts: &FullTextOptions,
+) -> Result<(Index, CommitPayload), FullTextError> {
     if dir.exists() {
         fs::remove_dir_all(dir).map_err(|e| FullTextError::Unusable {
             dir: dir.to_path_buf(),
@@ -412,7 +431,19 @@ fn create_fresh(dir: &Path, log_id: &str) -> Result<(Index, CommitPayload), Full
         reason: format!("creating it: {e}"),
     })?;
     let (schema, _) = build_schema();
-    let index = Index::create_in_dir(dir, schema).map_err(FullTextError::index("creating"))?;
+    let settings = tantivy::IndexSettings {
+        docstore_compression: if opts.compress_stored {
+            tantivy::store::Compressor::Lz4
+        } else {
+            tantivy::store::Compressor::None
+        },
+        ..tantivy::IndexSettings::default()
+    };
+    let index = Index::builder()
+        .schema(schema)
+        .settings(settings)
+        .create_in_dir(dir)
+        .map_err(FullTextError::index("creating"))?;
     Ok((index, CommitPayload::fresh(log_id)))
 }
 
@@ -494,7 +525,7 @@ impl FullText {
         let (index, payload, rebuilt) = match opened {
             Ok((i, p)) => (i, p, None),
             Err(Unusable(reason)) => {
-                let (i, p) = create_fresh(&dir, &log_id)?;
+                let (i, p) = create_fresh(&dir, &log_id, opts)?;
                 (i, p, Some(reason))
             }
         };
@@ -736,6 +767,14 @@ impl Indexer {
     /// Commits so far (by this indexer).
     pub fn commits(&self) -> u64 {
         self.shared().lock().commits
+    }
+
+    /// Documents committed so far by this indexer, and how many of them
+    /// replaced an already committed document of their run (a run whose
+    /// events span commits is read back and indexed again).
+    pub fn documents_written(&self) -> (u64, u64) {
+        let s = self.shared().lock();
+        (s.docs_written, s.docs_replaced)
     }
 
     /// Commit what is folded and stop the thread.

@@ -5,6 +5,8 @@
 //! the text of its log payloads), its filter fields, and, stored, the
 //! contract run view JSON so a hit needs no join with the log.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, NumericOptions, Schema, TextOptions, Value, FAST,
@@ -165,7 +167,7 @@ impl RunDoc {
             EventData::RunLog(l) => {
                 let before = self.logs.len();
                 if !l.event_type.is_empty() {
-                    push_term(&mut self.event_types, l.event_type.clone());
+                    push_term(&mut self.event_types, &l.event_type);
                 }
                 let mut tool = None;
                 let mut error_type = None;
@@ -188,22 +190,22 @@ impl RunDoc {
                     }
                 });
                 if let Some(t) = tool {
-                    push_term(&mut self.tools, t);
+                    push_term(&mut self.tools, &t);
                 }
                 if let Some(e) = error_type {
-                    push_term(&mut self.error_types, e);
+                    push_term(&mut self.error_types, &e);
                 }
                 self.logs.len() - before
             }
             // A tool call of the run: searchable like a log of it.
             EventData::ToolCall(c) => {
                 let before = self.logs.len();
-                push_term(&mut self.event_types, "tool_call".to_string());
+                push_term(&mut self.event_types, "tool_call");
                 if !c.tool.is_empty() {
-                    push_term(&mut self.tools, c.tool.clone());
+                    push_term(&mut self.tools, &c.tool);
                 }
                 if !c.error_type.is_empty() {
-                    push_term(&mut self.error_types, c.error_type.clone());
+                    push_term(&mut self.error_types, &c.error_type);
                 }
                 let cap = before < MAX_LOG_TEXT_PER_RUN;
                 let logs = &mut self.logs;
@@ -302,9 +304,9 @@ impl RunDoc {
     }
 }
 
-fn push_term(list: &mut Vec<String>, v: String) {
-    if list.len() < MAX_TERMS_PER_RUN && !list.contains(&v) {
-        list.push(v);
+fn push_term(list: &mut Vec<String>, v: &str) {
+    if list.len() < MAX_TERMS_PER_RUN && !list.iter().any(|t| t == v) {
+        list.push(v.to_string());
     }
 }
 
@@ -333,13 +335,15 @@ pub fn scan_json(text: &str, mut f: impl FnMut(usize, &str, &str, bool)) {
     let b = text.as_bytes();
     let mut i = 0;
     let mut depth = 0usize;
-    // Per open container: is it an object, and the current key.
-    let mut stack: Vec<(bool, String)> = Vec::new();
-    let mut buf = String::new();
+    // Per open container: is it an object, and the current key. Keys and
+    // values without escapes are borrowed from `text` (most are): the
+    // indexer scans every payload, and copying each string cost a fifth
+    // of its thread (docs/benchmarks.md, "Search lag, srch36 round").
+    let mut stack: Vec<(bool, Cow<'_, str>)> = Vec::new();
     while i < b.len() {
         match b[i] {
             b'{' | b'[' => {
-                stack.push((b[i] == b'{', String::new()));
+                stack.push((b[i] == b'{', Cow::Borrowed("")));
                 depth += 1;
                 i += 1;
             }
@@ -349,8 +353,7 @@ pub fn scan_json(text: &str, mut f: impl FnMut(usize, &str, &str, bool)) {
                 i += 1;
             }
             b'"' => {
-                buf.clear();
-                let Some(end) = read_string(text, i + 1, &mut buf) else {
+                let Some((end, value)) = read_string(text, i + 1) else {
                     return;
                 };
                 i = end;
@@ -361,16 +364,15 @@ pub fn scan_json(text: &str, mut f: impl FnMut(usize, &str, &str, bool)) {
                 let is_key = j < b.len() && b[j] == b':';
                 if is_key {
                     if let Some(top) = stack.last_mut() {
-                        top.1.clear();
-                        top.1.push_str(&buf);
+                        top.1 = value;
                     }
                     i = j + 1;
                 } else {
                     let key = match stack.last() {
-                        Some((true, k)) => k.as_str(),
+                        Some((true, k)) => k.as_ref(),
                         _ => "",
                     };
-                    f(depth, key, &buf, true);
+                    f(depth, key, &value, true);
                 }
             }
             b'-' | b'0'..=b'9' => {
@@ -380,7 +382,7 @@ pub fn scan_json(text: &str, mut f: impl FnMut(usize, &str, &str, bool)) {
                     i += 1;
                 }
                 let key = match stack.last() {
-                    Some((true, k)) => k.as_str(),
+                    Some((true, k)) => k.as_ref(),
                     _ => "",
                 };
                 f(depth, key, &text[start..i], false);
@@ -390,11 +392,31 @@ pub fn scan_json(text: &str, mut f: impl FnMut(usize, &str, &str, bool)) {
     }
 }
 
-/// Read a JSON string body starting after its opening quote into `out`;
-/// returns the index after the closing quote.
-fn read_string(text: &str, mut i: usize, out: &mut String) -> Option<usize> {
+/// Read a JSON string body starting after its opening quote: the index
+/// after the closing quote, and the unescaped text (borrowed from `text`
+/// when it has no escapes).
+fn read_string(text: &str, start: usize) -> Option<(usize, Cow<'_, str>)> {
     let b = text.as_bytes();
-    let mut run_start = i;
+    let mut i = start;
+    while i < b.len() {
+        match b[i] {
+            b'"' => return Some((i + 1, Cow::Borrowed(text.get(start..i)?))),
+            b'\\' => {
+                let mut out = String::with_capacity(i - start + 16);
+                let end = read_escaped(text, start, i, &mut out)?;
+                return Some((end, Cow::Owned(out)));
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The rest of a string body that has an escape at `i` (`run_start..i`
+/// is plain text before it), unescaped into `out`; returns the index after
+/// the closing quote.
+fn read_escaped(text: &str, mut run_start: usize, mut i: usize, out: &mut String) -> Option<usize> {
+    let b = text.as_bytes();
     while i < b.len() {
         match b[i] {
             b'"' => {
@@ -508,6 +530,15 @@ mod tests {
                 (2, "".into(), "x y".into(), true),
                 (3, "b".into(), "é😀".into(), true),
             ]
+        );
+        // An escaped key is unescaped before it is compared.
+        let mut keys = Vec::new();
+        scan_json(r#"{"st\u0061tus":"x","a\"b":1}"#, |_, k, v, _| {
+            keys.push((k.to_string(), v.to_string()))
+        });
+        assert_eq!(
+            keys,
+            vec![("status".into(), "x".into()), ("a\"b".into(), "1".into())]
         );
         scan_json("\"unterminated", |_, _, _, _| panic!("no value"));
         scan_json("{\"a\":\"\\u12", |_, _, _, _| panic!("no value"));
