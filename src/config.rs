@@ -90,6 +90,11 @@ pub struct Config {
     /// of the cut (tests of logs an older build wrote). Default off.
     #[doc(hidden)]
     pub retention_as_format_4: bool,
+    /// Sign every checkpoint in place, as format 5 did (each covers every
+    /// event before it), instead of deferring it to the tree's threads
+    /// (tests of logs an older build wrote). Default off.
+    #[doc(hidden)]
+    pub checkpoints_in_place: bool,
 }
 
 impl Config {
@@ -113,6 +118,7 @@ impl Config {
             merkle_tree: true,
             checkpoints: None,
             retention_as_format_4: false,
+            checkpoints_in_place: false,
         }
     }
 

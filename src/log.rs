@@ -298,24 +298,20 @@ impl Log {
             let why = self.failed().unwrap_or_default();
             return Err(Error::WriterFailed(why));
         }
-        // Without signing, the Merkle leaves are not hashed here while the
-        // tree keeps up: the tree thread reads the events back from the
-        // segment and hashes them off the ingest path, and may lag during
-        // a burst. Past `PRODUCERS_HASH_PAST` events behind they are
-        // hashed here again, on the producers' threads, in parallel, so
-        // that the lag stops growing without the writer doing that work.
-        // A log that signs checkpoints needs its tree caught up at every
-        // checkpoint (on the writer, the serial path), so its leaves are
-        // always hashed here, which keeps that catch-up to the interior
-        // nodes (docs/proofs.md, "Who hashes what"). Either way
+        // The Merkle leaves are not hashed here while the tree keeps up:
+        // the tree thread reads the events back from the segment and
+        // hashes them off the ingest path, and may lag during a burst.
+        // Past `PRODUCERS_HASH_PAST` events behind they are hashed here
+        // again, on the producers' threads, in parallel, so that the lag
+        // stops growing without the writer doing that work. A log that
+        // signs checkpoints does the same since format 6: the tree thread
+        // signs each checkpoint when it reaches the size asked for
+        // (docs/proofs.md, "Who hashes what"). Either way
         // [`EncodedBatch::hash_leaves`] may have done it already.
         let cfg = &self.shared.config;
         if cfg.merkle_tree
             && matches!(batch.leaves, Leaves::None)
-            && producers_hash_leaves(
-                cfg.checkpoints.is_some(),
-                self.shared.tree_behind.load(Ordering::Relaxed),
-            )
+            && producers_hash_leaves(self.shared.tree_behind.load(Ordering::Relaxed))
         {
             batch.leaves = Leaves::of(&batch.frames, &batch.metas);
         }
@@ -673,8 +669,8 @@ impl EncodedBatch {
     /// Hash the events' Merkle leaves now, on this thread, instead of on
     /// the tree thread (which otherwise reads the events back from the
     /// segment, at background priority) or in [`Log::append_encoded`]
-    /// (which hashes them on the appending thread when the log signs
-    /// checkpoints or the tree is far behind). A caller that encodes on
+    /// (which hashes them on the appending thread when the tree is far
+    /// behind). A caller that encodes on
     /// several threads of its own, with cores to spare (the command
     /// line's ingest), takes that SHA-256 work off the tree thread this
     /// way; one that doesn't need not call it.

@@ -57,10 +57,12 @@ pub fn check_crc_line(body: &str, crc_line: &str) -> std::result::Result<(), Crc
 }
 /// Version 2 added `retention` and `pending`; version 3 the tree fields of
 /// a pending retention record; version 4 `redaction`; version 5 a pending
-/// retention's `tree_tiles` (docs/format.md). Versions 3 and 4 are read,
-/// and written back as version 5 by the next writer; version 2 is refused
-/// (its retention records carry no tree).
-pub const MANIFEST_VERSION: u32 = 5;
+/// retention's `tree_tiles` (docs/format.md); version 6 (no field of its
+/// own) marks a log whose segments may hold deferred checkpoints, so that
+/// a version 5 reader refuses it. Versions 3 to 5 are read, and written
+/// back as version 6 by the next writer; version 2 is refused (its
+/// retention records carry no tree).
+pub const MANIFEST_VERSION: u32 = 6;
 /// The oldest version read.
 pub const MIN_MANIFEST_VERSION: u32 = 3;
 /// Policy records kept (the newest); older ones are counted in

@@ -21,8 +21,10 @@ pub const TRAILER_MAGIC: &[u8; 8] = b"AUDLSEAL";
 /// docs/format.md. Version 3 added the Merkle tree's records (checkpoints,
 /// the tree fields of retention records); version 4 the `tool_call` event
 /// kind (codec variant 4) and the MANIFEST's redaction record; version 5
-/// the tile hashes a retention record keeps (`SystemRecord` variant 4).
-pub const FORMAT_VERSION: u16 = 5;
+/// the tile hashes a retention record keeps (`SystemRecord` variant 4);
+/// version 6 deferred checkpoints (a `Checkpoint` record may cover a
+/// prefix of the events before it).
+pub const FORMAT_VERSION: u16 = 6;
 /// The oldest version read (version 3 and 4 logs read unchanged).
 pub const MIN_FORMAT_VERSION: u16 = 3;
 pub const HEADER_SIZE: usize = 72;

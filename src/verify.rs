@@ -239,7 +239,7 @@ impl SegmentWalk<'_> {
         );
         let mut points = vec![(HEADER_SIZE as u64, header.prev_digest)];
         if let Some(t) = tree.as_deref_mut() {
-            t.segment_start(meta);
+            t.segment_start(meta, header.version);
         }
         let (mut count, mut min_ts, mut max_ts) = (0u64, None::<i64>, None::<i64>);
         let mut found = None;

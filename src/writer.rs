@@ -15,7 +15,7 @@ use crate::chain::{block_digest, Digest};
 use crate::codec;
 use crate::config::{Config, Durability};
 use crate::error::{Error, IoContext, Result};
-use crate::event::system::{Cut, Retention, SystemRecord};
+use crate::event::system::{Cut, Retention, SystemRecord, TreeCheckpoint};
 use crate::event::time::{day_to_yyyymmdd, utc_day, MICROS_PER_DAY};
 use crate::event::Event;
 use crate::event::Micros;
@@ -142,7 +142,18 @@ struct Active {
     /// A second handle on the file for the syncer thread (`None` if the
     /// descriptor could not be duplicated: this segment syncs inline).
     sync: Option<Arc<File>>,
+    /// Its header's format version: from 6 on its checkpoint records may
+    /// cover a prefix of the events before them (deferred signing); an
+    /// older active segment, reopened, is signed in place until it seals.
+    version: u16,
 }
+
+/// The first format whose checkpoint records may be deferred.
+const DEFERRED_CHECKPOINTS_FROM: u16 = 6;
+
+/// How often an idle writer looks for a checkpoint the tree's threads
+/// signed (deferred signing).
+const SIGNED_POLL: Duration = Duration::from_millis(20);
 
 /// How often the writer looks at the queue while an fdatasync is in flight.
 const SYNC_POLL: Duration = Duration::from_micros(250);
@@ -358,6 +369,8 @@ pub(crate) struct Writer {
     block_is_checkpoint: bool,
     /// Between two events of one batch (no checkpoint may go in there).
     mid_batch: bool,
+    /// `Log::seal` is sealing: its checkpoint is signed in place.
+    seal_in_place: bool,
     /// A segment sealed mid-batch without its checkpoint: sign at the end
     /// of the cycle.
     checkpoint_owed: bool,
@@ -412,6 +425,7 @@ impl Writer {
             block_is_checkpoint: false,
             mid_batch: false,
             checkpoint_owed: false,
+            seal_in_place: false,
             block_leaves: Vec::new(),
             newest_ts: last.and_then(|s| s.max_ts),
             stamps_open: Vec::new(),
@@ -428,10 +442,13 @@ impl Writer {
             file.seek(SeekFrom::End(0))
                 .ctx(|| format!("seeking to the end of {}", meta.path.display()))?;
             let sync = file.try_clone().ok().map(Arc::new);
+            let version =
+                header_version(&meta.path).ctx(|| format!("reading {}", meta.path.display()))?;
             w.active = Some(Active {
                 file,
                 meta: meta.clone(),
                 sync,
+                version,
             });
         }
         Ok(w)
@@ -553,6 +570,13 @@ impl Writer {
             };
         }
         let done = self.syncer.as_ref().map(|s| s.done.clone());
+        // With a key, events no checkpoint covers (a crash before the
+        // writer appended the one covering them, or a torn one cut at
+        // open) are signed at once, in place (docs/proofs.md, "Deferred
+        // signing"): before any message, so a flush after open sees it.
+        if let Err(e) = self.checkpoint_if_due(true, true) {
+            let _ = self.on_error(&e.to_string());
+        }
         loop {
             let first = match self.next_message(&rx) {
                 Some(m) => m,
@@ -614,7 +638,7 @@ impl Writer {
                 .queue_depth
                 .store(rx.len() as u64, Ordering::Relaxed);
             let owed = std::mem::take(&mut self.checkpoint_owed);
-            if let Err(e) = self.checkpoint_if_due(owed) {
+            if let Err(e) = self.checkpoint_if_due(owed, false) {
                 let _ = self.on_error(&e.to_string());
             }
         }
@@ -622,7 +646,7 @@ impl Writer {
         // tree holds, then stop.
         self.sync_barrier();
         self.end_batch(true);
-        if let Err(e) = self.checkpoint_if_due(true) {
+        if let Err(e) = self.checkpoint_if_due(true, true) {
             let _ = self.on_error(&e.to_string());
         }
         self.end_batch(true);
@@ -723,7 +747,7 @@ impl Writer {
     /// Wait for the next message; on the interval policy, sync when due.
     fn next_message(&mut self, rx: &Receiver<Msg>) -> Option<Msg> {
         loop {
-            let wait = match self.cfg().durability {
+            let sync_due = match self.cfg().durability {
                 Durability::Interval(every) if self.dirty => {
                     let due = self.last_sync + every;
                     let now = Instant::now();
@@ -735,12 +759,28 @@ impl Writer {
                 }
                 _ => None,
             };
+            // A checkpoint asked of the tree's threads is appended once
+            // signed even if no event comes (an idle log after a roll).
+            let asked = self.checkpoint_owed || self.tree.as_ref().is_some_and(|t| t.requested());
+            let wait = match (sync_due, asked) {
+                (Some(d), true) => Some(d.min(SIGNED_POLL)),
+                (None, true) => Some(SIGNED_POLL),
+                (d, false) => d,
+            };
             match wait {
                 None => return rx.recv().ok(),
                 Some(d) => match rx.recv_timeout(d) {
                     Ok(m) => return Some(m),
                     Err(RecvTimeoutError::Timeout) => {
-                        self.end_batch(true);
+                        if sync_due.is_some_and(|due| due <= d) {
+                            self.end_batch(true);
+                        }
+                        if asked {
+                            let owed = std::mem::take(&mut self.checkpoint_owed);
+                            if let Err(e) = self.checkpoint_if_due(owed, false) {
+                                let _ = self.on_error(&e.to_string());
+                            }
+                        }
                     }
                     Err(RecvTimeoutError::Disconnected) => return None,
                 },
@@ -785,7 +825,7 @@ impl Writer {
             }
             Msg::Seal(slot) => {
                 self.sync_barrier();
-                let r = self.write_block().and_then(|_| self.seal_active());
+                let r = self.write_block().and_then(|_| self.seal_in_place());
                 // A seal returns with its checkpoint remembered (the
                 // syncer writes the state file).
                 self.sync_barrier();
@@ -808,6 +848,11 @@ impl Writer {
             } => {
                 self.sync_barrier();
                 self.end_batch(true);
+                // A checkpoint asked of the tree's threads is in the log
+                // before a cut (docs/proofs.md, "Deferred signing").
+                if let Err(e) = self.append_signed(true) {
+                    let _ = self.on_error(&e.to_string());
+                }
                 let r = match &self.failed {
                     Some(why) => Err(Error::WriterFailed(why.clone())),
                     None => self.retain(cutoff, opts, carry),
@@ -1080,7 +1125,12 @@ impl Writer {
             t.segment_created(&meta);
         }
         let sync = file.try_clone().ok().map(Arc::new);
-        self.active = Some(Active { file, meta, sync });
+        self.active = Some(Active {
+            file,
+            meta,
+            sync,
+            version: FORMAT_VERSION,
+        });
         self.next_seq += 1;
         self.last_day = day;
         Ok(())
@@ -1202,13 +1252,33 @@ impl Writer {
         self.block_max_ts = Micros::MIN;
     }
 
+    /// `Log::seal`: the segment's checkpoint is signed in place, its
+    /// last event (a roll defers it: `seal_active`).
+    fn seal_in_place(&mut self) -> Result<()> {
+        self.seal_in_place = true;
+        let r = self.seal_active();
+        self.seal_in_place = false;
+        r
+    }
+
     /// Seal the active segment: a checkpoint when signing, footer, sync,
     /// then record it in the manifest (and store its share of the tree).
+    /// A roll of a format 6 segment asks the tree's threads for the
+    /// checkpoint of its last event instead, which lands in the next
+    /// segment (or, if one is still asked for, at the end of the cycle).
     fn seal_active(&mut self) -> Result<()> {
         // The segment's last event: a checkpoint, remembered once the
         // footer's sync made it and what it covers durable.
         let mut signed = None;
-        if self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
+        let defers = !self.seal_in_place && self.defers();
+        if defers && self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
+            if let Some(t) = self.tree.as_mut() {
+                if t.checkpoint_due(true) && !t.request_checkpoint() {
+                    // One is out already: ask at the cycle's end.
+                    self.checkpoint_owed = true;
+                }
+            }
+        } else if self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
             if self.mid_batch {
                 // Not between two events of one batch (they take
                 // consecutive LSNs): the next segment gets it instead.
@@ -1559,10 +1629,79 @@ impl Writer {
     /// here. A signing failure (the state file cannot be written) is
     /// reported and skipped: events keep being stored; the write of the
     /// checkpoint itself fails like any write.
-    fn checkpoint_if_due(&mut self, forced: bool) -> Result<()> {
+    ///
+    /// Deferred signing (format 6, docs/proofs.md): unless `in_place`
+    /// (close) or the active segment is older, a due checkpoint is only
+    /// asked of the tree's threads (`TreeWorker::request_checkpoint`);
+    /// the one they signed is appended here at a later cycle
+    /// (`append_signed`), covering the events up to where it was asked.
+    fn checkpoint_if_due(&mut self, forced: bool, in_place: bool) -> Result<()> {
+        self.append_signed(in_place)?;
+        if !in_place && self.defers() {
+            let Some(t) = self.tree.as_mut() else {
+                return Ok(());
+            };
+            if self.failed.is_none() && t.checkpoint_due(forced) && !t.request_checkpoint() {
+                // One is out still (a seal asked for it): ask again later.
+                self.checkpoint_owed = forced;
+            }
+            return Ok(());
+        }
         let Some(note) = self.append_checkpoint(forced)? else {
             return Ok(());
         };
+        self.remember_once_durable(note)
+    }
+
+    /// Whether the active segment (or, with none, the next) takes
+    /// deferred checkpoint records.
+    fn defers(&self) -> bool {
+        !self.cfg().checkpoints_in_place
+            && self
+                .active
+                .as_ref()
+                .is_none_or(|a| a.version >= DEFERRED_CHECKPOINTS_FROM)
+    }
+
+    /// Append the checkpoint the tree's threads signed, if they have
+    /// (`wait`: signed here if not yet: before close, a signing in place
+    /// and a retention cut), and remember it once durable.
+    fn append_signed(&mut self, wait: bool) -> Result<()> {
+        let Some(t) = self.tree.as_mut() else {
+            return Ok(());
+        };
+        let got = match wait {
+            true => t.wait_requested(),
+            false => t.take_signed(),
+        };
+        let record = match got {
+            None => return Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                self.signing_failed(&e);
+                return Ok(());
+            }
+        };
+        if self.failed.is_some() {
+            return Ok(());
+        }
+        let note = self.append_record(record)?;
+        self.remember_once_durable(note)
+    }
+
+    /// A checkpoint could not be signed: reported, events still stored.
+    fn signing_failed(&self, e: &Error) {
+        tracing::error!(error = %e, "auditlog could not sign a checkpoint; events are still stored");
+        *self
+            .shared
+            .checkpoint_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// Make the checkpoint just appended durable, then remember `note`
+    /// (on the syncer if there is one, else here).
+    fn remember_once_durable(&mut self, note: String) -> Result<()> {
         let note = match self.sync_then_remember(note) {
             Ok(()) => {
                 self.dirty = false;
@@ -1647,9 +1786,13 @@ impl Writer {
         }
     }
 
-    /// Sign and append a checkpoint if one is due; its note, to remember
-    /// once what it covers is durable.
+    /// Sign a checkpoint in place and append it, if one is due (a
+    /// checkpoint asked of the tree's threads before is appended first);
+    /// its note, to remember once what it covers is durable.
     fn append_checkpoint(&mut self, forced: bool) -> Result<Option<String>> {
+        if self.tree.as_ref().is_some_and(|t| t.requested()) {
+            self.append_signed(true)?;
+        }
         let due = self.tree.as_ref().is_some_and(|t| t.checkpoint_due(forced));
         if !due || self.failed.is_some() {
             return Ok(None);
@@ -1661,15 +1804,17 @@ impl Writer {
         let record = match tree.sign_checkpoint() {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(error = %e, "auditlog could not sign a checkpoint; events are still stored");
-                *self
-                    .shared
-                    .checkpoint_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                self.signing_failed(&e);
                 return Ok(None);
             }
         };
+        self.append_record(record).map(Some)
+    }
+
+    /// Append a signed checkpoint record, alone in its block (the block
+    /// being built is written first); its note.
+    fn append_record(&mut self, record: TreeCheckpoint) -> Result<String> {
+        self.write_block()?;
         let note = record.note.clone();
         if self.active.is_none() {
             // The checkpoint belongs with the events it covers: the newest
@@ -1693,7 +1838,7 @@ impl Writer {
         if let (Some(t), Some(a)) = (self.tree.as_ref(), self.active.as_ref()) {
             t.store_share(&a.meta);
         }
-        Ok(Some(note))
+        Ok(note)
     }
 
     /// Act on a retention record that is in the log at `at`.
@@ -1730,4 +1875,14 @@ impl Writer {
             }
         }
     }
+}
+
+/// The format version in a segment file's header.
+fn header_version(path: &std::path::Path) -> std::io::Result<u16> {
+    use std::io::Read as _;
+    let mut b = [0u8; HEADER_SIZE];
+    File::open(path)?.read_exact(&mut b)?;
+    Header::decode(&b)
+        .map(|h| h.version)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))
 }

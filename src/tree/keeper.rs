@@ -137,7 +137,7 @@ impl TreeKeeper {
         let mut seg = share_of_active(&mut tree, segments, active)?;
         let mut covered = 0;
         if let Some(cfg) = &signing {
-            covered = tree.newest_checkpoint()?.map_or(0, |c| c.leaf + 1);
+            covered = tree.newest_checkpoint()?.map_or(0, |c| c.covered());
             let signed = last_signed(&mut tree, cfg)?;
             if let Some(s) = &signed {
                 if let Err(why) = check_extends(&mut tree, &seg, s) {

@@ -21,11 +21,24 @@ use crate::tlog::CutTiles;
 /// A checkpoint event of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
-    /// The checkpoint event's own LSN and leaf index (it covers the leaves
-    /// before it: its tree size is its leaf index).
+    /// The checkpoint event's own LSN and leaf index. It covers the first
+    /// `record.tree_size` leaves: every leaf before it (signed in place,
+    /// always so before format 6), or a prefix of them (deferred signing).
     pub lsn: u64,
     pub leaf: u64,
     pub record: TreeCheckpoint,
+}
+
+impl StoredCheckpoint {
+    /// The leaves no later checkpoint needs to cover: the record's own
+    /// leaf too when it was signed in place (a record vouches for itself
+    /// by its signature), else only its tree size.
+    pub fn covered(&self) -> u64 {
+        match self.record.tree_size == self.leaf {
+            true => self.leaf + 1,
+            false => self.record.tree_size,
+        }
+    }
 }
 
 /// The tree over a log's kept segments.
@@ -284,16 +297,25 @@ impl LogTree {
         Ok(None)
     }
 
-    /// The checkpoint event whose tree size is `size`, if any.
+    /// The checkpoint event whose tree size is `size`, if any: at leaf
+    /// `size` (signed in place) or after it (deferred; the sizes of the
+    /// records after it only grow, so the search stops at a larger one).
     pub fn checkpoint_of_size(&mut self, size: u64) -> Result<Option<StoredCheckpoint>> {
-        let Some(i) = self.segment_of_leaf(size) else {
+        let Some(first) = self.segment_of_leaf(size) else {
             return Ok(None);
         };
-        let tree = self.tree(i)?;
-        match tree.checkpoints.iter().find(|(leaf, _)| *leaf == size) {
-            Some(&(leaf, offset)) => self.read_checkpoint(i, leaf, offset).map(Some),
-            None => Ok(None),
+        for i in first..self.segments.len() {
+            let tree = self.tree(i)?;
+            for &(leaf, offset) in tree.checkpoints.iter().filter(|(leaf, _)| *leaf >= size) {
+                let c = self.read_checkpoint(i, leaf, offset)?;
+                match c.record.tree_size.cmp(&size) {
+                    std::cmp::Ordering::Equal => return Ok(Some(c)),
+                    std::cmp::Ordering::Greater => return Ok(None),
+                    std::cmp::Ordering::Less => {}
+                }
+            }
         }
+        Ok(None)
     }
 
     fn read_checkpoint(&self, i: usize, leaf: u64, offset: u64) -> Result<StoredCheckpoint> {
@@ -315,13 +337,13 @@ impl LogTree {
         };
         let ev = codec::decode_stored(payload).map_err(|e| bad(e.to_string()))?;
         match ev.data.system() {
-            Some(SystemRecord::Checkpoint(c)) if c.tree_size == leaf => Ok(StoredCheckpoint {
+            Some(SystemRecord::Checkpoint(c)) if c.tree_size <= leaf => Ok(StoredCheckpoint {
                 lsn,
                 leaf,
                 record: c.clone(),
             }),
             _ => Err(bad(format!(
-                "the event at LSN {lsn} is not the checkpoint of {leaf} leaves the tree file names"
+                "the event at LSN {lsn} is not the checkpoint the tree file names (at leaf {leaf}, of at most {leaf} leaves)"
             ))),
         }
     }

@@ -46,9 +46,46 @@ pub(crate) struct TreeCheck {
     seg: SegmentTree,
     read_only: bool,
     base_record: Option<Retention>,
-    /// Where the first event after the newest checkpoint is.
-    unsigned_at: Option<(String, u64)>,
+    /// The format version of the segment being read: before 6 a
+    /// checkpoint's size must be its own leaf index.
+    version: u16,
+    /// The tree at the start of `window`: at the newest checkpoint's size
+    /// (or the kept log's first leaf), unless the window overflowed.
+    signed: Frontier,
+    /// The leaves after `signed`, which a deferred checkpoint may still
+    /// cover (format 6: its size lies between the previous one's and its
+    /// own leaf index).
+    window: std::collections::VecDeque<WindowLeaf>,
+    /// Tree size of the newest checkpoint.
+    last_size: Option<u64>,
+    /// The kept log's first leaf (what retention dropped is before it).
+    base_size: u64,
+    /// Events dropped from the window's front when it overflowed
+    /// (`MAX_WINDOW`) since the newest checkpoint, and the first of them.
+    overflowed: u64,
+    overflowed_at: Option<(String, u64, u64)>,
+    /// The segments read, by first LSN (where a window leaf lies).
+    segments: Vec<(u64, String)>,
     pub report: TreeReport,
+}
+
+/// Leaves a deferred checkpoint may lie behind its record in the log:
+/// the writer asks for a checkpoint at its current size and appends the
+/// record when the tree's threads signed it, at most the tree's lag
+/// later (bounded by `CATCH_UP_PAST` and the producers' hashing past
+/// `PRODUCERS_HASH_PAST`: ~3.1M leaves, overshot by up to ~20% when the
+/// cores are saturated). 48 bytes a leaf: at most 200 MB.
+const MAX_WINDOW: usize = 1 << 22;
+
+/// A leaf after the newest checkpoint's size.
+struct WindowLeaf {
+    hash: TreeHash,
+    lsn: u64,
+    /// Its frame's offset in its segment.
+    at: u64,
+    /// Itself a checkpoint record (it vouches for itself: not counted
+    /// as unsigned).
+    checkpoint: bool,
 }
 
 fn corrupt(segment: &str, offset: u64, reason: String) -> Error {
@@ -82,7 +119,14 @@ impl TreeCheck {
             seg,
             read_only,
             base_record,
-            unsigned_at: None,
+            version: crate::segment::FORMAT_VERSION,
+            signed: base.clone(),
+            window: std::collections::VecDeque::new(),
+            last_size: None,
+            base_size: base.size(),
+            overflowed: 0,
+            overflowed_at: None,
+            segments: Vec::new(),
             report,
         };
         c.check_base(&base)?;
@@ -112,9 +156,11 @@ impl TreeCheck {
         ))
     }
 
-    /// A segment begins.
-    pub(crate) fn segment_start(&mut self, meta: &SegmentMeta) {
+    /// A segment begins; `version`: its header's format version.
+    pub(crate) fn segment_start(&mut self, meta: &SegmentMeta, version: u16) {
         self.seg = SegmentTree::empty(meta, self.seg.end.clone());
+        self.version = version;
+        self.segments.push((meta.first_lsn, meta.name.clone()));
     }
 
     /// One event, in LSN order: `at` is its frame's offset, `block_start`
@@ -132,7 +178,8 @@ impl TreeCheck {
         ev: &Event,
     ) -> Result<()> {
         let leaf = self.seg.end.size();
-        match ev.data.system() {
+        let hash = leaf_hash(payload);
+        let is_checkpoint = match ev.data.system() {
             Some(SystemRecord::Checkpoint(c)) => {
                 let cp = checkpoint::open(&c.note, &self.key).map_err(|e| {
                     corrupt(
@@ -141,21 +188,11 @@ impl TreeCheck {
                         format!("the checkpoint at LSN {lsn} is not signed by the key: {e}"),
                     )
                 })?;
-                let root = self.seg.end.root();
-                if cp.size != leaf || cp.root != root {
-                    return Err(corrupt(&meta.name, at, format!(
-                        "the checkpoint at LSN {lsn} signs a tree of {} leaves with root {}, but the events before it make {leaf} leaves with root {} (events before it were changed, removed or inserted)",
-                        cp.size, cp.root, root
-                    )));
-                }
+                self.checkpoint(meta, at, lsn, leaf, cp.size, cp.root)?;
                 if block_events == 1 {
                     self.seg.checkpoints.push((leaf, block_start));
                 }
-                self.report.checkpoints_verified += 1;
-                self.report.newest_checkpoint = Some(leaf);
-                self.unsigned_at = None;
-                self.report.unsigned_events = 0;
-                self.report.unsigned_from_lsn = None;
+                true
             }
             other => {
                 if let Some(SystemRecord::Retention(r)) = other {
@@ -170,16 +207,113 @@ impl TreeCheck {
                         self.report.retentions_verified += 1;
                     }
                 }
-                if self.unsigned_at.is_none() {
-                    self.unsigned_at = Some((meta.name.clone(), at));
-                    self.report.unsigned_from_lsn = Some(lsn);
+                false
+            }
+        };
+        self.keep_in_window(WindowLeaf {
+            hash,
+            lsn,
+            at,
+            checkpoint: is_checkpoint,
+        });
+        self.seg
+            .push_leaf(block_start, block_lsn, hash)
+            .map_err(|e| corrupt(&meta.name, at, e.to_string()))
+    }
+
+    /// A checkpoint record at leaf `leaf` signing `size` leaves with
+    /// `root`: its size must grow from the previous checkpoint's and be at
+    /// most its own leaf index (exactly that in a segment before format
+    /// 6), and `root` must be the root of the first `size` leaves. A size
+    /// before the kept log's first leaf (a deferred checkpoint whose
+    /// events a retention cut dropped) is checked by its signature only.
+    fn checkpoint(
+        &mut self,
+        meta: &SegmentMeta,
+        at: u64,
+        lsn: u64,
+        leaf: u64,
+        size: u64,
+        root: TreeHash,
+    ) -> Result<()> {
+        let bad =
+            |why: String| corrupt(&meta.name, at, format!("the checkpoint at LSN {lsn} {why}"));
+        if size > leaf || (self.version < 6 && size != leaf) {
+            let root_here = self.seg.end.root();
+            return Err(bad(format!(
+                "signs a tree of {size} leaves with root {root}, but the events before it make {leaf} leaves with root {root_here} (events before it were changed, removed or inserted)"
+            )));
+        }
+        if let Some(prev) = self.last_size.filter(|&p| size <= p) {
+            return Err(bad(format!(
+                "signs a tree of {size} leaves, not more than the {prev} of the checkpoint before it (a checkpoint's size only grows)"
+            )));
+        }
+        let start = self.signed.size();
+        if size < self.base_size {
+            // Before the kept log: only its signature can be checked.
+            self.last_size = Some(size);
+            self.report.checkpoints_verified += 1;
+            return Ok(());
+        }
+        if size < start {
+            return Err(bad(format!(
+                "signs a tree of {size} leaves, more than {MAX_WINDOW} leaves before its own leaf {leaf}: too far back to check"
+            )));
+        }
+        let (frontier, root_here) = if size == leaf {
+            (self.seg.end.clone(), self.seg.end.root())
+        } else {
+            let mut f = self.signed.clone();
+            for w in self.window.iter().take((size - start) as usize) {
+                f.push(w.hash)
+                    .map_err(|e| corrupt(&meta.name, at, e.to_string()))?;
+            }
+            let r = f.root();
+            (f, r)
+        };
+        if root_here != root {
+            return Err(bad(format!(
+                "signs a tree of {size} leaves with root {root}, but the events before it make root {root_here} for {size} leaves (events before it were changed, removed or inserted)"
+            )));
+        }
+        self.window.drain(..(size - start) as usize);
+        self.signed = frontier;
+        self.last_size = Some(size);
+        self.overflowed = 0;
+        self.overflowed_at = None;
+        self.report.checkpoints_verified += 1;
+        self.report.newest_checkpoint = Some(size);
+        Ok(())
+    }
+
+    /// Keep a leaf for the checkpoints still to come; past `MAX_WINDOW`
+    /// the oldest is folded into `signed` (a checkpoint that far back can
+    /// no longer be checked: refused).
+    fn keep_in_window(&mut self, leaf: WindowLeaf) {
+        self.window.push_back(leaf);
+        if self.window.len() <= MAX_WINDOW {
+            return;
+        }
+        if let Some(old) = self.window.pop_front() {
+            let _ = self.signed.push(old.hash);
+            if !old.checkpoint {
+                if self.overflowed_at.is_none() {
+                    let seg = self.segment_of(old.lsn);
+                    self.overflowed_at = Some((seg, old.at, old.lsn));
                 }
-                self.report.unsigned_events += 1;
+                self.overflowed += 1;
             }
         }
-        self.seg
-            .push_leaf(block_start, block_lsn, leaf_hash(payload))
-            .map_err(|e| corrupt(&meta.name, at, e.to_string()))
+    }
+
+    /// The name of the segment holding `lsn` (one read by this check).
+    fn segment_of(&self, lsn: u64) -> String {
+        let i = self.segments.partition_point(|(first, _)| *first <= lsn);
+        self.segments
+            .get(i.saturating_sub(1))
+            .map(|(_, n)| n.clone())
+            .unwrap_or_default()
     }
 
     /// A segment ended: compare its stored tree file with the recomputed
@@ -207,11 +341,21 @@ impl TreeCheck {
     pub(crate) fn finish(mut self, allow_unsigned_tail: bool) -> Result<TreeReport> {
         self.report.tree_size = self.seg.end.size();
         self.report.root = self.seg.end.root();
+        let mut first = self.overflowed_at.take();
+        let mut unsigned = self.overflowed;
+        for w in self.window.iter().filter(|w| !w.checkpoint) {
+            if first.is_none() {
+                first = Some((self.segment_of(w.lsn), w.at, w.lsn));
+            }
+            unsigned += 1;
+        }
+        self.report.unsigned_events = unsigned;
+        self.report.unsigned_from_lsn = first.as_ref().map(|f| f.2);
         let r = self.report;
         if r.unsigned_events == 0 || allow_unsigned_tail {
             return Ok(r);
         }
-        let (segment, offset) = self.unsigned_at.unwrap_or_default();
+        let (segment, offset, _) = first.unwrap_or_default();
         let what = match r.newest_checkpoint {
             Some(size) => format!("after the newest checkpoint (of {size} leaves)"),
             None => "and the log holds no checkpoint".to_string(),

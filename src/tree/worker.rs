@@ -12,14 +12,17 @@
 //! has only the interior nodes left to do; past [`CATCH_UP_PAST`], a
 //! second thread at the ingest's own priority (`auditlog-treeup`) takes
 //! the oldest jobs until the tree is back at `PRODUCERS_HASH_PAST`. The
-//! writer never waits for either on its hot path. Whatever needs the tree
-//! as it stands (signing a checkpoint, a retention cut, an explicit seal,
-//! close) is done by the writer itself: it takes the tree, applies what
-//! the threads have not yet, then acts; so a checkpoint still covers
-//! exactly the leaves before it and is signed at every seal, at close and
-//! at the interval. What is not combined yet is only in memory: after a
-//! crash, the tree is rebuilt from the segments at open
-//! (`TreeKeeper::open`), as before.
+//! writer never waits for either on its hot path. A checkpoint due at a
+//! roll or at the interval is asked of the threads (format 6, deferred
+//! signing: `TreeWorker::request_checkpoint`): whichever applies the jobs
+//! queued before the request signs the tree at exactly that size and
+//! hands the record back for the writer to append. What needs the tree as
+//! it stands (a checkpoint signed in place at `Log::seal`, close or an
+//! open after a crash, a retention cut) is done by the writer itself: it
+//! takes the tree, applies what the threads have not yet, then acts. What
+//! is not combined (or signed) yet is only in memory: after a crash, the
+//! tree is rebuilt from the segments at open (`TreeKeeper::open`), and the
+//! writer signs what no checkpoint covers.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -58,23 +61,17 @@ pub(crate) const PRODUCERS_HASH_PAST: u64 = 1 << 20;
 /// fairly with the producers and the writer instead.
 pub(crate) const CATCH_UP_PAST: u64 = 3 << 20;
 
-/// The marks of a log that signs (its producers always hash the leaves):
-/// every checkpoint (each seal, the interval, close) makes the writer
-/// catch the whole lag up before it signs, so the catch-up thread keeps
-/// the lag short enough for that to stay about a ms of interior nodes.
-/// It combines outside the tree's lock, so the writer never waits for it:
-/// at 2^16/2^15 (sign34) it seldom ran and the writer applied up to
-/// ~50,000 events of nodes at each of ~15 checkpoints a second with the
-/// cores saturated (~10% of the wall time); at 2^13/2^12 that work moves
-/// to the catch-up thread (docs/benchmarks.md, sign35 round).
-const SIGNING_CATCH_UP_PAST: u64 = 1 << 13;
-const SIGNING_CATCH_UP_TO: u64 = 1 << 12;
-
 /// Whether `Log::append*` hashes a batch's leaves on the appending
-/// thread: always for a log that signs, else only while the tree is more
-/// than `PRODUCERS_HASH_PAST` events behind.
-pub(crate) fn producers_hash_leaves(signing: bool, behind: u64) -> bool {
-    signing || behind > PRODUCERS_HASH_PAST
+/// thread: only while the tree is more than `PRODUCERS_HASH_PAST` events
+/// behind, whether the log signs or not. Since format 6 a checkpoint is
+/// signed by whichever thread brings the tree to the size the writer
+/// asked for (deferred signing, docs/proofs.md, "Who signs, and when"),
+/// so a log that signs no longer needs its tree current at every
+/// checkpoint, nor its leaves hashed on the producers to keep the
+/// writer's catch-up short (sign33-35 did both; docs/benchmarks.md,
+/// sign36 round).
+pub(crate) fn producers_hash_leaves(behind: u64) -> bool {
+    behind > PRODUCERS_HASH_PAST
 }
 
 /// The tree thread's nice value: below the ingest threads, like the
@@ -204,16 +201,12 @@ struct Marks {
 }
 
 impl Marks {
-    fn of(signing: bool) -> Marks {
-        match signing {
-            true => Marks {
-                catch_up_past: SIGNING_CATCH_UP_PAST,
-                catch_up_to: SIGNING_CATCH_UP_TO,
-            },
-            false => Marks {
-                catch_up_past: CATCH_UP_PAST,
-                catch_up_to: PRODUCERS_HASH_PAST,
-            },
+    /// The same with or without a key: since deferred signing the
+    /// writer's checkpoints no longer catch the tree up.
+    fn standard() -> Marks {
+        Marks {
+            catch_up_past: CATCH_UP_PAST,
+            catch_up_to: PRODUCERS_HASH_PAST,
         }
     }
 }
@@ -458,6 +451,15 @@ pub(crate) struct TreeWorker {
     /// Leaves already covered by a checkpoint in the log.
     covered: u64,
     last_signed: Instant,
+    /// The tree size of the checkpoint asked of the threads and not yet
+    /// handed back (`request_checkpoint`): at most one at a time.
+    requested: Option<u64>,
+    /// Where the threads hand the signed checkpoints back.
+    signed_tx: Sender<Result<TreeCheckpoint>>,
+    signed_rx: Receiver<Result<TreeCheckpoint>>,
+    /// The tree size of the checkpoint record the writer appends next
+    /// (what its block then covers: `block_written`).
+    record_covers: u64,
     /// The active segment, open for reading: (its sequence number, the
     /// handle), or `None` if it could not be opened (its blocks' frames
     /// are then copied into the jobs).
@@ -473,7 +475,7 @@ impl TreeWorker {
         behind: Arc<AtomicU64>,
         waits: Arc<TreeWaits>,
     ) -> Result<TreeWorker> {
-        let marks = Marks::of(keeper.signing().is_some());
+        let marks = Marks::standard();
         TreeWorker::start_with(keeper, behind, waits, marks, true)
     }
 
@@ -523,6 +525,7 @@ impl TreeWorker {
             ),
             false => None,
         };
+        let (signed_tx, signed_rx) = unbounded();
         let theirs = inner.clone();
         let helper = std::thread::Builder::new()
             .name("auditlog-treeup".into())
@@ -536,6 +539,10 @@ impl TreeWorker {
             size,
             covered,
             last_signed: Instant::now(),
+            requested: None,
+            signed_tx,
+            signed_rx,
+            record_covers: 0,
             reader: None,
         };
         // Dropping the worker stops the tree thread.
@@ -656,7 +663,13 @@ impl TreeWorker {
             }
         };
         if is_checkpoint {
-            self.covered = self.size + 1;
+            // The record covers the leaves before it (signed in place),
+            // or a prefix of them (deferred): then the leaves between its
+            // size and itself are for the next checkpoint.
+            self.covered = match self.record_covers == self.size {
+                true => self.size + 1,
+                false => self.record_covers,
+            };
         }
         self.size += count;
         self.inner.behind.fetch_add(count, Ordering::Relaxed);
@@ -697,8 +710,11 @@ impl TreeWorker {
         self.size > self.covered && (forced || self.last_signed.elapsed() >= cfg.interval)
     }
 
-    /// Sign the tree of every leaf handed over so far (what the thread
-    /// has not combined yet is combined here first).
+    /// Sign the tree of every leaf handed over so far, here (what the
+    /// threads have not combined yet is combined here first): a signing
+    /// in place, for `Log::seal`, close and an active segment older than
+    /// format 6. A checkpoint asked of the threads before is handed back
+    /// first (`wait_requested`).
     pub(crate) fn sign_checkpoint(&mut self) -> Result<TreeCheckpoint> {
         let size = self.size;
         let record = self.call(TreeKeeper::sign_checkpoint)?;
@@ -709,7 +725,68 @@ impl TreeWorker {
                 record.tree_size
             )));
         }
+        self.record_covers = size;
         Ok(record)
+    }
+
+    /// Ask the threads for a checkpoint of every leaf handed over so far
+    /// (deferred signing, format 6): whichever thread applies the jobs
+    /// queued before signs the tree at exactly that size and hands the
+    /// record back (`take_signed`); the writer goes on meanwhile. Nothing
+    /// is asked while an earlier request is out (the next one covers
+    /// more) or when nothing is left to sign. Whether one was asked.
+    pub(crate) fn request_checkpoint(&mut self) -> bool {
+        if self.signing.is_none() || self.requested.is_some() || self.size <= self.covered {
+            return false;
+        }
+        let tx = self.signed_tx.clone();
+        self.post(move |k| {
+            let _ = tx.send(k.sign_checkpoint());
+        });
+        self.requested = Some(self.size);
+        self.last_signed = Instant::now();
+        true
+    }
+
+    /// Whether a checkpoint asked of the threads is not handed back yet.
+    pub(crate) fn requested(&self) -> bool {
+        self.requested.is_some()
+    }
+
+    /// The checkpoint the threads signed, if they have (`None` if none
+    /// was asked or it is not signed yet). The writer appends it next.
+    pub(crate) fn take_signed(&mut self) -> Option<Result<TreeCheckpoint>> {
+        let asked = self.requested?;
+        let got = match self.signed_rx.try_recv() {
+            Ok(r) => r,
+            Err(TryRecvError::Empty) => return None,
+            Err(TryRecvError::Disconnected) => Err(Error::InvalidArgument(
+                "the Merkle tree's threads are gone".into(),
+            )),
+        };
+        self.requested = None;
+        Some(got.and_then(|record| {
+            if record.tree_size != asked {
+                return Err(Error::InvalidArgument(format!(
+                    "the tree thread signed {} leaves, not the {asked} asked for",
+                    record.tree_size
+                )));
+            }
+            self.record_covers = asked;
+            Ok(record)
+        }))
+    }
+
+    /// The checkpoint asked of the threads, signed here if they have not
+    /// yet (the jobs before it are applied on the writer): before a
+    /// signing in place, a retention cut or close.
+    pub(crate) fn wait_requested(&mut self) -> Option<Result<TreeCheckpoint>> {
+        self.requested?;
+        if let Some(r) = self.take_signed() {
+            return Some(r);
+        }
+        self.caught_up();
+        self.take_signed()
     }
 }
 
@@ -1079,11 +1156,10 @@ mod tests {
     }
 
     #[test]
-    fn producers_hash_the_leaves_when_signing_or_past_the_mark() {
-        assert!(!producers_hash_leaves(false, 0));
-        assert!(!producers_hash_leaves(false, PRODUCERS_HASH_PAST));
-        assert!(producers_hash_leaves(false, PRODUCERS_HASH_PAST + 1));
-        assert!(producers_hash_leaves(true, 0));
+    fn producers_hash_the_leaves_only_past_the_mark() {
+        assert!(!producers_hash_leaves(0));
+        assert!(!producers_hash_leaves(PRODUCERS_HASH_PAST));
+        assert!(producers_hash_leaves(PRODUCERS_HASH_PAST + 1));
     }
 
     /// Blocks without leaf hashes are read back from the segment file by

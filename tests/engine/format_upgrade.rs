@@ -40,7 +40,7 @@ fn a_version_3_log_reads_and_its_next_writer_upgrades_it() {
 
     // A writer upgrades it, and may then add a tool call.
     let log = Log::open(config(&dir)).unwrap();
-    assert_eq!(manifest_version(&dir), 5);
+    assert_eq!(manifest_version(&dir), u64::from(auditlog::FORMAT_VERSION));
     let c = ToolCall {
         tool: "fs.read".into(),
         ..ToolCall::default()
@@ -63,9 +63,64 @@ fn a_future_version_is_refused_with_a_clear_error() {
         .lines()
         .next()
         .unwrap()
-        .replace(r#""version":5"#, r#""version":6"#);
+        .replace(r#""version":6"#, r#""version":7"#);
     let manifest = format!("{body}\ncrc32 {:08x}\n", crc32fast::hash(body.as_bytes()));
     std::fs::write(dir.join("MANIFEST"), manifest).unwrap();
     let e = LogReader::open(&dir).err().expect("refused");
-    assert!(e.to_string().contains("version 6"), "{e}");
+    assert!(e.to_string().contains("version 7"), "{e}");
+}
+
+/// A version 5 signed log (every checkpoint in place) opens, verifies
+/// with the key and proves; its next writer upgrades the MANIFEST to 6,
+/// goes on signing in place in the version 5 active segment, and defers
+/// only in the version 6 segments after it (docs/proofs.md, "Deferred
+/// signing").
+#[test]
+fn a_version_5_signed_log_verifies_proves_and_goes_on() {
+    let k = SignedLog::new("auditlog.test/v5");
+    let log = Log::open(k.config()).unwrap();
+    for i in 0..30 {
+        let _ = log.append(&ev(i, DAY0 + i as i64)).unwrap();
+    }
+    log.seal().unwrap();
+    for i in 30..40 {
+        let _ = log.append(&ev(i, DAY0 + i as i64)).unwrap();
+    }
+    log.close().unwrap();
+    downgrade_log(&k.dir, 5, "no-such-field");
+    assert_eq!(manifest_version(&k.dir), 5);
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!((t.checkpoints_verified, t.unsigned_events), (2, 0));
+    let v = k.key.verifier();
+    let r = LogReader::open(&k.dir).unwrap();
+    r.prove_inclusion(5, None).unwrap().check(&v, None).unwrap();
+    r.prove_consistency(30, None)
+        .unwrap()
+        .check(&v, None, None)
+        .unwrap();
+
+    let mut cfg = k.config();
+    cfg.segment_max_bytes = 64 * 1024;
+    let log = Log::open(cfg).unwrap();
+    assert_eq!(manifest_version(&k.dir), 6);
+    for i in 40..1500 {
+        let _ = log.append(&ev(i, DAY0 + i as i64)).unwrap();
+    }
+    log.close().unwrap();
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!(t.unsigned_events, 0);
+    let r = LogReader::open(&k.dir).unwrap();
+    let cps = r.checkpoints().unwrap();
+    assert!(cps.len() >= 3, "{}", cps.len());
+    for w in cps.windows(2) {
+        let (a, b) = (w[0].record.tree_size, w[1].record.tree_size);
+        r.prove_consistency(a, Some(b))
+            .unwrap()
+            .check(&v, None, None)
+            .unwrap();
+    }
+    r.prove_inclusion(1000, None)
+        .unwrap()
+        .check(&v, None)
+        .unwrap();
 }

@@ -76,23 +76,28 @@ fn the_writer_keeps_the_tree_signs_at_seals_and_close_and_every_proof_checks() {
     let all = leaves(&k.dir);
     let prefix = roots(&all);
     let cps = reader.checkpoints().unwrap();
-    let sealed = reader.segments().iter().filter(|m| m.sealed).count();
-    assert_eq!(cps.len(), sealed + 1, "one per seal and one at close");
+    // A roll asks the tree's threads for its checkpoint (deferred: its
+    // record lands in the next segment), unless one is asked for still;
+    // close signs in place.
+    assert!(cps.len() >= 2, "checkpoints at the rolls and at close");
     let v = k.key.verifier();
+    let mut last = 0;
     for c in &cps {
+        let size = c.record.tree_size;
         let opened = auditlog::tlog::checkpoint::open(&c.record.note, &v).unwrap();
-        assert_eq!(opened.size, c.leaf);
-        assert_eq!(
-            opened.root, prefix[c.leaf as usize],
-            "root of {} leaves",
-            c.leaf
+        assert_eq!(opened.size, size);
+        assert!(
+            size <= c.leaf && size > last,
+            "sizes grow, each at most its own leaf"
         );
+        last = size;
+        assert_eq!(opened.root, prefix[size as usize], "root of {size} leaves");
     }
     let newest = cps.last().unwrap();
     assert_eq!(
-        newest.leaf + 1,
-        all.len() as u64,
-        "the close checkpoint is the last event"
+        (newest.leaf + 1, newest.record.tree_size),
+        (all.len() as u64, newest.leaf),
+        "the close checkpoint is the last event, signed in place"
     );
     // Every 7th event, and both ends (every event takes ~20 s in a debug
     // build; AUDITLOG_LONG=1 proves them all).
@@ -108,17 +113,14 @@ fn the_writer_keeps_the_tree_signs_at_seals_and_close_and_every_proof_checks() {
         assert_eq!((ok.lsn, ok.leaf_index), (lsn, lsn));
     }
     // Against an older checkpoint too.
-    let old = &cps[0];
-    let p = reader.prove_inclusion(3, Some(old.leaf)).unwrap();
-    assert_eq!(p.tree_size, old.leaf);
+    let old = cps[0].record.tree_size;
+    let p = reader.prove_inclusion(3, Some(old)).unwrap();
+    assert_eq!(p.tree_size, old);
     p.check(&v, None).unwrap();
-    assert!(reader
-        .prove_inclusion(old.leaf + 1, Some(old.leaf))
-        .is_err());
+    assert!(reader.prove_inclusion(old + 1, Some(old)).is_err());
     for w in cps.windows(2) {
-        let p = reader
-            .prove_consistency(w[0].leaf, Some(w[1].leaf))
-            .unwrap();
+        let (a, b) = (w[0].record.tree_size, w[1].record.tree_size);
+        let p = reader.prove_consistency(a, Some(b)).unwrap();
         p.check(&v, None, None).unwrap();
     }
     let r = k.verify(true).unwrap();
@@ -206,7 +208,7 @@ fn reopening_continues_the_tree_and_checkpoints_stay_consistent() {
     let cps = reader.checkpoints().unwrap();
     assert!(cps.len() >= 4);
     let v = k.key.verifier();
-    let first = cps[0].leaf;
+    let first = cps[0].record.tree_size;
     reader
         .prove_consistency(first, None)
         .unwrap()
@@ -270,7 +272,13 @@ fn retention_keeps_the_later_events_provable_and_signs_its_frontier() {
     let first_kept = reader.first_lsn();
     assert!(first_kept > 0);
     let v = k.key.verifier();
-    let newest = reader.checkpoints().unwrap().last().unwrap().leaf;
+    let newest = reader
+        .checkpoints()
+        .unwrap()
+        .last()
+        .unwrap()
+        .record
+        .tree_size;
     for lsn in (first_kept..newest).step_by(7) {
         reader
             .prove_inclusion(lsn, None)
@@ -585,7 +593,7 @@ fn a_version_2_log_is_refused_with_advice_and_left_untouched() {
                 e,
                 auditlog::Error::UnsupportedVersion {
                     found: 2,
-                    supported: 5,
+                    supported: 6,
                     ..
                 }
             ),
@@ -689,12 +697,12 @@ fn a_crash_with_the_tree_thread_behind_is_recomputed_from_the_segments() {
     assert!(newest.leaf >= m, "the close after the crash signed");
     for w in cps.windows(2) {
         reader
-            .prove_consistency(w[0].leaf, Some(w[1].leaf))
+            .prove_consistency(w[0].record.tree_size, Some(w[1].record.tree_size))
             .unwrap()
             .check(&v, None, None)
             .unwrap();
     }
-    for lsn in [0, n / 2, n - 1, newest.leaf - 1] {
+    for lsn in [0, n / 2, n - 1, newest.record.tree_size - 1] {
         reader
             .prove_inclusion(lsn, None)
             .unwrap()
@@ -716,5 +724,245 @@ fn a_crash_with_the_tree_thread_behind_is_recomputed_from_the_segments() {
     assert_eq!(
         (t.tree_size, t.root),
         (all.len() as u64, roots(&all)[all.len()])
+    );
+}
+
+// ---- Deferred signing (format 6, docs/proofs.md, "Deferred signing") ----
+
+/// A checkpoint record's payload: `size` leaves with `root`, signed by
+/// `k`'s key (a record the writer could have appended, or a forgery only
+/// the key's holder can make).
+fn checkpoint_payload(k: &SignedLog, size: u64, root: TreeHash) -> Vec<u8> {
+    use auditlog::system::{SystemRecord, TreeCheckpoint};
+    let note = auditlog::tlog::checkpoint::Checkpoint::new(k.key.name(), size, root)
+        .sign(&k.key)
+        .unwrap();
+    let record = TreeCheckpoint {
+        tree_size: size,
+        root: root.to_hex(),
+        signed_at: DAY0,
+        note,
+    };
+    let ev = auditlog::Event {
+        run_id: String::new(),
+        ts: DAY0,
+        data: auditlog::EventData::System(Box::new(SystemRecord::Checkpoint(record))),
+        extra: Vec::new(),
+    };
+    let mut b = Vec::new();
+    auditlog::internals::codec::encode_event(&ev, &mut b).unwrap();
+    b
+}
+
+/// An ordinary event's payload.
+fn event_payload(n: u64) -> Vec<u8> {
+    let mut b = Vec::new();
+    auditlog::internals::codec::encode_event(&ev(n, DAY0 + n as i64 * 1000), &mut b).unwrap();
+    b
+}
+
+/// Append blocks of one event each (payloads) to the newest segment of
+/// `k`'s log, then re-chain it: what an insider can do, and, with the
+/// key's signature on a checkpoint payload, what the writer does.
+fn append_blocks(k: &SignedLog, payloads: Vec<Vec<u8>>) {
+    let newest = forge::segment_files(&k.dir).pop().unwrap();
+    forge::rewrite_frames(&newest, |fr| {
+        for p in payloads {
+            for (rec_type, payload) in [
+                (REC_EVENT, p),
+                (auditlog::internals::frame::REC_COMMIT, Vec::new()),
+            ] {
+                fr.push(forge::RawFrame {
+                    offset: 0,
+                    rec_type,
+                    payload,
+                    size: 0,
+                });
+            }
+        }
+    });
+    forge::rechain(&k.dir);
+    for p in forge::segment_files(&k.dir) {
+        let _ = std::fs::remove_file(p.with_extension("mtree"));
+    }
+}
+
+/// A closed signed log of `n` events (its close checkpoint, in place, is
+/// leaf `n`).
+fn closed_log(n: u64) -> SignedLog {
+    let k = keyed();
+    let log = Log::open(k.config()).unwrap();
+    write(&log, 0, n, 0);
+    log.close().unwrap();
+    k
+}
+
+/// A deferred checkpoint: its size is a prefix of the leaves before its
+/// record, and verify --key checks its root against that prefix; a record
+/// whose size exceeds its own leaf index, or does not grow, is corrupt.
+#[test]
+fn a_deferred_record_checks_and_one_that_exceeds_its_leaf_or_shrinks_is_corrupt() {
+    // 20 events, the close checkpoint at leaf 20, 5 more events (leaves
+    // 21-25), then a record of 23 leaves at leaf 26 and one in place.
+    let k = closed_log(20);
+    let extra: Vec<_> = (100..105).map(event_payload).collect();
+    append_blocks(&k, extra.clone());
+    let all = leaves(&k.dir);
+    assert_eq!(all.len(), 26);
+    let r = roots(&all);
+    append_blocks(&k, vec![checkpoint_payload(&k, 23, r[23])]);
+    let t = k.verify(true).unwrap_err().to_string();
+    assert!(
+        t.contains("covered by no signature"),
+        "leaves 23-25 unsigned: {t}"
+    );
+    let all = leaves(&k.dir);
+    let report = auditlog::verify_with(
+        &k.dir,
+        &VerifyOptions {
+            key: Some(k.key.verifier()),
+            allow_unsigned_tail: true,
+            ..VerifyOptions::default()
+        },
+        |_, _| {},
+    )
+    .unwrap()
+    .tree
+    .unwrap();
+    assert_eq!(
+        (report.newest_checkpoint, report.unsigned_events),
+        (Some(23), 3)
+    );
+    append_blocks(&k, vec![checkpoint_payload(&k, 27, roots(&all)[27])]);
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!((t.checkpoints_verified, t.unsigned_events), (3, 0));
+    // Proofs against the deferred checkpoint.
+    let reader = LogReader::open(&k.dir).unwrap();
+    let v = k.key.verifier();
+    reader
+        .prove_inclusion(22, Some(23))
+        .unwrap()
+        .check(&v, None)
+        .unwrap();
+    reader
+        .prove_consistency(20, Some(23))
+        .unwrap()
+        .check(&v, None, None)
+        .unwrap();
+    reader
+        .prove_consistency(23, Some(27))
+        .unwrap()
+        .check(&v, None, None)
+        .unwrap();
+
+    // A size past its own leaf index (the record at leaf 28 says 29).
+    let k = closed_log(20);
+    append_blocks(&k, (100..107).map(event_payload).collect());
+    let all = leaves(&k.dir);
+    let mut with_self = all.clone();
+    with_self.push(TreeHash::default());
+    append_blocks(&k, vec![checkpoint_payload(&k, 29, roots(&with_self)[28])]);
+    let e = k.verify(true).unwrap_err().to_string();
+    assert!(e.contains("signs a tree of 29 leaves"), "{e}");
+    // A size that does not grow (the close checkpoint signed 20).
+    let k = closed_log(20);
+    append_blocks(&k, (100..103).map(event_payload).collect());
+    let all = leaves(&k.dir);
+    append_blocks(&k, vec![checkpoint_payload(&k, 18, roots(&all)[18])]);
+    let e = k.verify(true).unwrap_err().to_string();
+    assert!(e.contains("only grows"), "{e}");
+}
+
+/// A forged block inserted between a deferred checkpoint's size and its
+/// record is covered by the next checkpoint's root (a mismatch), or left
+/// in the unsigned tail (refused).
+#[test]
+fn a_block_forged_between_a_checkpoints_size_and_its_record_is_caught() {
+    let k = closed_log(20);
+    append_blocks(&k, (100..105).map(event_payload).collect());
+    let r = roots(&leaves(&k.dir));
+    append_blocks(&k, vec![checkpoint_payload(&k, 23, r[23])]);
+    let all = leaves(&k.dir);
+    append_blocks(&k, vec![checkpoint_payload(&k, 27, roots(&all)[27])]);
+    k.verify(true).unwrap();
+    // Insert a forged event at leaf 24 (after the size 23, before its
+    // record at leaf 26, now 27): the record of 27 no longer checks.
+    let forged = event_payload(999);
+    let newest = forge::segment_files(&k.dir).pop().unwrap();
+    forge::rewrite_frames(&newest, |fr| {
+        let events: Vec<usize> = (0..fr.len())
+            .filter(|&i| fr[i].rec_type == REC_EVENT)
+            .collect();
+        let first_leaf = 28 - events.len();
+        let at = events[24 - first_leaf];
+        let block = [
+            (REC_EVENT, forged.clone()),
+            (auditlog::internals::frame::REC_COMMIT, Vec::new()),
+        ];
+        for (j, (rec_type, payload)) in block.into_iter().enumerate() {
+            fr.insert(
+                at + j,
+                forge::RawFrame {
+                    offset: 0,
+                    rec_type,
+                    payload,
+                    size: 0,
+                },
+            );
+        }
+    });
+    forge::rechain(&k.dir);
+    for p in forge::segment_files(&k.dir) {
+        let _ = std::fs::remove_file(p.with_extension("mtree"));
+    }
+    let e = k.verify(true).unwrap_err().to_string();
+    assert!(e.contains("signs a tree of 27 leaves"), "{e}");
+}
+
+/// A crash after the last events' append and before the checkpoint
+/// covering them (asked of the tree's threads, or signed but not yet in
+/// the log): the reopened writer signs what is missing at once, and
+/// verify --key finds no unsigned tail.
+#[test]
+fn a_crash_before_the_deferred_record_is_signed_at_the_next_open() {
+    let k = closed_log(20);
+    // The crash: 5 events after the close checkpoint, none after them.
+    append_blocks(&k, (100..105).map(event_payload).collect());
+    let e = k.verify(true).unwrap_err().to_string();
+    assert!(e.contains("covered by no signature"), "{e}");
+    let log = Log::open(k.config()).unwrap();
+    log.flush().unwrap();
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!((t.unsigned_events, t.newest_checkpoint), (0, Some(26)));
+    log.close().unwrap();
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!((t.unsigned_events, t.checkpoints_verified), (0, 2));
+}
+
+/// A crash after the tree's threads signed a checkpoint and before its
+/// record's fdatasync: the record's block is torn. The open cuts it (and
+/// records the cut) and signs again; verify --key passes.
+#[test]
+fn a_torn_deferred_record_is_cut_and_signed_again() {
+    let k = closed_log(20);
+    append_blocks(&k, (100..105).map(event_payload).collect());
+    let r = roots(&leaves(&k.dir));
+    append_blocks(&k, vec![checkpoint_payload(&k, 24, r[24])]);
+    let newest = forge::segment_files(&k.dir).pop().unwrap();
+    let len = std::fs::metadata(&newest).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&newest)
+        .unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    let log = Log::open(k.config()).unwrap();
+    log.close().unwrap();
+    let t = k.verify(true).unwrap().tree.unwrap();
+    assert_eq!(t.unsigned_events, 0);
+    let cps = LogReader::open(&k.dir).unwrap().checkpoints().unwrap();
+    assert!(
+        cps.iter().all(|c| c.record.tree_size != 24),
+        "the torn record is gone"
     );
 }

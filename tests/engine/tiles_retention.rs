@@ -54,6 +54,8 @@ fn write(log: &Log, from: u64, n: u64, day: i64) -> u64 {
 fn log_with_cuts(s: &SignedLog, per_day: &[u64], retain_days: i64, format_4: bool) -> Vec<u64> {
     let mut cfg = s.config();
     cfg.retention_as_format_4 = format_4;
+    // A format 4 log's checkpoints cover every event before them.
+    cfg.checkpoints_in_place = format_4;
     let log = Log::open(cfg).unwrap();
     let mut n = 0;
     for (day, &k) in per_day.iter().enumerate() {
@@ -300,12 +302,12 @@ fn a_format_4_log_opens_retains_and_its_tiles_name_the_gap() {
         "{r:?}"
     );
 
-    // A new writer opens it (MANIFEST now 5) and retains again; this cut
+    // A new writer opens it (MANIFEST now 6) and retains again; this cut
     // lies in the same level-1 tile as the old one, whose hashes the old
     // record did not keep: the new record keeps none either.
     let log = Log::open(s.config()).unwrap();
     let m = Manifest::load(&s.dir).unwrap().unwrap();
-    assert_eq!(m.version, 5, "the writer upgrades the MANIFEST");
+    assert_eq!(m.version, 6, "the writer upgrades the MANIFEST");
     let again = log.retain(DAY0 + 2 * DAY_US).unwrap();
     assert!(!again.dropped.is_empty());
     write(&log, 20_000, 20, 3);
