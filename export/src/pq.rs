@@ -11,7 +11,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
 use crate::error::{ExportError, Result};
@@ -28,6 +28,13 @@ pub const BATCH_ROWS: usize = 16 * 1024;
 /// zstd level 1: the fastest; the files stay far below half the
 /// segments' size (docs/benchmarks.md), so a higher level buys little.
 pub const ZSTD_LEVEL: i32 = 1;
+/// Rows a data page may hold at most: as many as a row group, so a page
+/// ends at the data page size (1 MiB) or with its row group. parquet-rs'
+/// default, 20,000 rows, cut every narrow column of a segment's file
+/// (some 60,000 rows) into three or four small pages, each with its own
+/// header, statistics, index entries, buffers and zstd context reset
+/// (docs/benchmarks.md, "exp37").
+pub const PAGE_ROWS: usize = ROW_GROUP_ROWS;
 
 /// Key-value metadata keys every file carries.
 pub mod keys {
@@ -128,6 +135,19 @@ fn properties(schema: &SchemaRef, meta: Vec<KeyValue>) -> Result<WriterPropertie
     let level = ZstdLevel::try_new(ZSTD_LEVEL).map_err(|e| ExportError::parquet("zstd", e))?;
     let mut p = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
+        // Data pages V2: parquet-rs compresses a V2 page's values straight
+        // into the page's buffer; a V1 page was first copied whole into a
+        // buffer of its uncompressed size, which zstd's bound then grew
+        // (a realloc copying the untouched megabyte, page faults on both)
+        // and `shrink_to_fit` copied again, for every page of every column
+        // (docs/benchmarks.md, "exp35", "exp37"). DuckDB, Spark, Trino and
+        // parquet-rs read V2 pages; the rows are the same.
+        .set_writer_version(WriterVersion::PARQUET_2_0)
+        // V2's own fallback encodings would be DELTA_BYTE_ARRAY for strings
+        // and DELTA_BINARY_PACKED for every integer: plain values, as the
+        // V1 files had, but for the columns set below.
+        .set_encoding(Encoding::PLAIN)
+        .set_data_page_row_count_limit(PAGE_ROWS)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_created_by(format!(
@@ -283,4 +303,65 @@ pub fn read(name: &str, bytes: Vec<u8>) -> Result<ReadFile> {
         batches,
         schema,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::{Array, ArrayRef, StringArray, UInt64Array};
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::basic::Encoding;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
+
+    /// A file of `rows` rows: an LSN column and a text column.
+    fn file(rows: usize) -> Vec<u8> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("lsn", DataType::UInt64, false),
+            Field::new("payload", DataType::Utf8, true),
+        ]));
+        let lsn: ArrayRef = Arc::new(UInt64Array::from_iter_values(0..rows as u64));
+        let payload: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..rows).map(|i| (i % 3 != 0).then(|| format!("{{\"n\":{i}}}"))),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), vec![lsn, payload]).unwrap();
+        let mut w = FileWriter::new("t", schema, &BTreeMap::new()).unwrap();
+        w.write(&batch).unwrap();
+        w.finish().unwrap()
+    }
+
+    #[test]
+    fn pages_are_v2_plain_or_delta_and_not_cut_at_20000_rows() {
+        let rows = 60_000;
+        let bytes = file(rows);
+        let r = SerializedFileReader::new(Bytes::from(bytes.clone())).unwrap();
+        let rg = r.get_row_group(0).unwrap();
+        for (col, want) in [(0, Encoding::DELTA_BINARY_PACKED), (1, Encoding::PLAIN)] {
+            let mut pages = rg.get_column_page_reader(col).unwrap();
+            let mut n = 0;
+            while let Some(page) = pages.get_next_page().unwrap() {
+                match page {
+                    Page::DataPageV2 { encoding, .. } => {
+                        assert_eq!(encoding, want, "column {col}");
+                        n += 1;
+                    }
+                    other => panic!("column {col}: {:?} page", other.page_type()),
+                }
+            }
+            // Some 500 KB of values: one page, not three of 20,000 rows.
+            assert_eq!(n, 1, "column {col}");
+        }
+        // And the rows read back.
+        let back = read("t", bytes).unwrap();
+        let got: usize = back.batches.iter().map(|b| b.num_rows()).sum();
+        assert_eq!(got, rows);
+        let payload = back.batches[0]
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert!(payload.is_null(0));
+        assert_eq!(payload.value(1), "{\"n\":1}");
+    }
 }
