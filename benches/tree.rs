@@ -350,7 +350,9 @@ fn proofs(a: &Args) {
         started.elapsed().as_secs_f64()
     );
     let cps = reader.checkpoints().expect("checkpoints");
-    let newest = cps.last().expect("a checkpoint").leaf;
+    // A checkpoint covers `record.tree_size` leaves (less than its own leaf
+    // index when it was signed after its record was asked for: format 6).
+    let newest = cps.last().expect("a checkpoint").record.tree_size;
     let mut gen = Vec::new();
     let mut check = Vec::new();
     let mut sizes = Vec::new();
@@ -374,8 +376,12 @@ fn proofs(a: &Args) {
     let mut ccheck = Vec::new();
     let mut csizes = Vec::new();
     for i in 0..a.proofs.min(cps.len().saturating_sub(1)).max(1) {
-        let old = cps[fastrand::usize(0..cps.len())].leaf.max(1);
-        let old = if i == 0 { cps[0].leaf.max(1) } else { old };
+        let old = cps[fastrand::usize(0..cps.len())].record.tree_size.max(1);
+        let old = if i == 0 {
+            cps[0].record.tree_size.max(1)
+        } else {
+            old
+        };
         let t = Instant::now();
         let p = reader.prove_consistency(old, None).expect("consistency");
         cgen.push(ms(t.elapsed()));
