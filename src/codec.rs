@@ -528,7 +528,16 @@ mod fast {
         fn str(&mut self) -> Option<&'a str> {
             let n = usize::try_from(self.u64()?).ok()?;
             self.claim(n)?;
-            std::str::from_utf8(self.take(n)?).ok()
+            let bytes = self.take(n)?;
+            // A long string (a tool call's payload, which an index build
+            // reads) a SIMD register at a time; std's check, which wins on
+            // short ones, was ~9% of `auditlog ingest`'s index scans
+            // (docs/benchmarks.md, "Ingest, cli36 round"). Same verdict.
+            if n >= 64 {
+                simdutf8::basic::from_utf8(bytes).ok()
+            } else {
+                std::str::from_utf8(bytes).ok()
+            }
         }
 
         /// A string no index reads (JSON texts, outputs, errors, hashes):

@@ -10,6 +10,8 @@
 //! the read path"). The grammar is RFC 8259's, which is the one serde_json
 //! follows when it skips a value (`Deserializer::ignore_value`).
 
+use std::ops::Range;
+
 /// Deepest nesting the scan follows (one bit of its stack per level);
 /// deeper texts are left to serde_json (and refused before that by the
 /// depth limit, `MAX_JSON_DEPTH`, which is not larger).
@@ -44,15 +46,71 @@ struct Scan<'a> {
     depth: u32,
 }
 
+/// The members of a JSON object, for a reader that wants a few of its
+/// keys: `Some(())` only if `text` is exactly one object by the rules of
+/// [`is_one_value`] (so where that says yes, and nowhere else it does
+/// not), after `member(key, value)` was called for each member in order,
+/// with `key` the range of the bytes between the key's quotes (escapes
+/// not decoded) and `value` the range of the value's exact text (no
+/// whitespace around it). `None`
+/// means "not sure" (not an object, or not one the scan takes); members
+/// may have been reported before it.
+pub(crate) fn object_members(
+    text: &[u8],
+    mut member: impl FnMut(Range<usize>, Range<usize>),
+) -> Option<()> {
+    let mut s = Scan {
+        b: text,
+        i: 0,
+        objects: 0,
+        depth: 0,
+    };
+    (s.next()? == b'{').then_some(())?;
+    s.skip_ws();
+    if s.b.get(s.i) == Some(&b'}') {
+        s.i += 1;
+        return (s.i == text.len()).then_some(());
+    }
+    // Inside the object: its members' values nest from depth 1.
+    s.depth = 1;
+    s.objects = 1;
+    loop {
+        (s.next()? == b'"').then_some(())?;
+        let key_from = s.i;
+        s.string()?;
+        let key = key_from..s.i - 1;
+        s.skip_ws();
+        (s.next()? == b':').then_some(())?;
+        s.skip_ws();
+        let value_from = s.i;
+        s.through_value(1)?;
+        member(key, value_from..s.i);
+        s.skip_ws();
+        match s.next()? {
+            b',' => s.skip_ws(),
+            b'}' => return (s.i == text.len()).then_some(()),
+            _ => return None,
+        }
+    }
+}
+
 impl Scan<'_> {
     /// `Some(())` when the whole text is one value.
     fn run(&mut self) -> Option<()> {
+        self.through_value(0)?;
+        (self.i == self.b.len()).then_some(())
+    }
+
+    /// One whole value from the current byte, with `base` containers open
+    /// around it: returns just past its end (the containers it opens all
+    /// closed again).
+    fn through_value(&mut self, base: u32) -> Option<()> {
         loop {
             self.value()?;
             // After a value: close what ends here, then a comma or the end.
             loop {
-                if self.depth == 0 {
-                    return (self.i == self.b.len()).then_some(());
+                if self.depth == base {
+                    return Some(());
                 }
                 self.skip_ws();
                 let in_object = self.objects & 1 == 1;
@@ -366,6 +424,82 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod member_tests {
+    use super::*;
+
+    fn members(t: &str) -> Option<Vec<(&str, &str)>> {
+        let mut got = Vec::new();
+        object_members(t.as_bytes(), |k, v| got.push((&t[k], &t[v])))?;
+        Some(got)
+    }
+
+    #[test]
+    fn an_objects_members_come_with_their_exact_texts() {
+        assert_eq!(members("{}"), Some(vec![]));
+        assert_eq!(members("{ \n}"), Some(vec![]));
+        assert_eq!(
+            members(r#"{"a":1, "b\"c" : [1,{"d":[]}] ,"":"x\"}y","n":null}"#),
+            Some(vec![
+                ("a", "1"),
+                ("b\\\"c", "[1,{\"d\":[]}]"),
+                ("", "\"x\\\"}y\""),
+                ("n", "null"),
+            ])
+        );
+        for t in [
+            "[]",
+            " {}",
+            "{} ",
+            "{\"a\":1,}",
+            "{\"a\"}",
+            "\"{}\"",
+            "{\"a\":1}}",
+        ] {
+            assert_eq!(members(t), None, "{t:?}");
+        }
+    }
+
+    /// The member scan says yes exactly where the whole scan does, for a
+    /// text that opens an object: random texts and one-byte edits.
+    #[test]
+    fn says_yes_exactly_where_the_whole_scan_does() {
+        let alphabet = test_texts::ALPHABET;
+        let mut rng = fastrand::Rng::with_seed(36);
+        let mut yes = 0usize;
+        let mut check = |text: &str| {
+            let whole = is_one_value(text.as_bytes()) && text.starts_with('{');
+            let m = object_members(text.as_bytes(), |_, _| {}).is_some();
+            assert_eq!(m, whole, "{text:?}");
+            yes += usize::from(m);
+        };
+        for _ in 0..200_000 {
+            let len = rng.usize(0..24);
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.usize(..alphabet.len())])
+                .collect();
+            bytes.insert(0, b'{');
+            if rng.bool() {
+                bytes.push(b'}');
+            }
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                check(text);
+            }
+        }
+        let seed = r#"{"a":[1,-2.5e3,true,false,null,"x\ny"],"b":{"c":{}},"d":[], "e" : "f" }"#;
+        for m in test_texts::one_byte_edits(seed) {
+            if let Ok(text) = std::str::from_utf8(&m) {
+                check(text);
+            }
+        }
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(63), "]".repeat(63));
+        check(&deep);
+        let too_deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
+        check(&too_deep);
+        assert!(yes > 300, "{yes}");
     }
 }
 

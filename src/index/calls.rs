@@ -101,15 +101,15 @@ pub struct CallEntry<'a> {
 /// A payload value as text: a string's contents, `""` for null or absent,
 /// anything else its JSON text (so `"tool":5` groups as `5`).
 pub fn raw_text(v: Option<&RawValue>) -> String {
-    raw_text_cow(v).into_owned()
+    raw_text_cow(v.map(RawValue::get)).into_owned()
 }
 
-/// [`raw_text`], borrowed from the payload unless the string has escapes.
-fn raw_text_cow(v: Option<&RawValue>) -> Cow<'_, str> {
-    let Some(raw) = v else {
+/// [`raw_text`] of a value's JSON text, borrowed from the payload unless
+/// the string has escapes.
+fn raw_text_cow(v: Option<&str>) -> Cow<'_, str> {
+    let Some(t) = v else {
         return Cow::Borrowed("");
     };
-    let t = raw.get();
     match t.as_bytes().first() {
         // A JSON string with no escape: its contents are the bytes between
         // the quotes (the payload was validated when it was stored).
@@ -175,7 +175,7 @@ pub(crate) fn log_call_entry(p: LogCall<'_>) -> CallEntry<'_> {
         error_type: raw_text_cow(p.error_type),
         duration_ms: p
             .duration_ms
-            .and_then(|d| d.get().parse::<f64>().ok())
+            .and_then(|d| d.parse::<f64>().ok())
             .filter(|d| d.is_finite()),
     }
 }

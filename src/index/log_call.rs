@@ -17,35 +17,46 @@ use serde_json::value::RawValue;
 use crate::error::EventError;
 use crate::event::json;
 
-/// The payload keys a `run_log` tool call is read by (raw, unparsed).
-#[derive(serde::Deserialize, Default, Clone, Copy)]
+/// The payload keys a `run_log` tool call is read by: each value's JSON
+/// text, raw (unparsed; `None` for an absent key or `null`).
+#[derive(Default, Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct LogCall<'a> {
-    #[serde(borrow, default)]
-    pub tool: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub engine: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub status: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub error_type: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub workspace_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    pub duration_ms: Option<&'a RawValue>,
+    pub tool: Option<&'a str>,
+    pub engine: Option<&'a str>,
+    pub status: Option<&'a str>,
+    pub error_type: Option<&'a str>,
+    pub workspace_id: Option<&'a str>,
+    pub duration_ms: Option<&'a str>,
 }
 
-impl<'a> LogCall<'a> {
-    /// The raw texts of the fields, for comparing two reads.
-    fn texts(&self) -> [Option<&'a str>; 6] {
-        [
-            self.tool,
-            self.engine,
-            self.status,
-            self.error_type,
-            self.workspace_id,
-            self.duration_ms,
-        ]
-        .map(|v| v.map(RawValue::get))
+/// [`LogCall`] as serde reads it (the reference the scans are held to).
+#[derive(serde::Deserialize, Default)]
+struct Derived<'a> {
+    #[serde(borrow, default)]
+    tool: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    engine: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    status: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error_type: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    workspace_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    duration_ms: Option<&'a RawValue>,
+}
+
+impl<'a> From<Derived<'a>> for LogCall<'a> {
+    fn from(d: Derived<'a>) -> LogCall<'a> {
+        let get = |v: Option<&'a RawValue>| v.map(RawValue::get);
+        LogCall {
+            tool: get(d.tool),
+            engine: get(d.engine),
+            status: get(d.status),
+            error_type: get(d.error_type),
+            workspace_id: get(d.workspace_id),
+            duration_ms: get(d.duration_ms),
+        }
     }
 }
 
@@ -53,7 +64,9 @@ impl<'a> LogCall<'a> {
 /// is not an object (or that serde's struct rules refuse, such as a known
 /// key given twice) is a call with no known field.
 pub(crate) fn read(payload: &str) -> LogCall<'_> {
-    serde_json::from_str(payload).unwrap_or_default()
+    serde_json::from_str::<Derived<'_>>(payload)
+        .map(LogCall::from)
+        .unwrap_or_default()
 }
 
 /// The payload checked as `json::check_json_text("payload", ..)` checks it
@@ -68,16 +81,61 @@ pub(crate) fn read(payload: &str) -> LogCall<'_> {
 /// non-object, a repeated known key, whitespace around, many brackets)
 /// takes the check and then [`read`], as before.
 pub(crate) fn read_checked(payload: &str) -> Result<LogCall<'_>, EventError> {
-    if let Some(call) = read_in_one_parse(payload) {
+    if let Some(call) = read_in_one_scan(payload).or_else(|| read_in_one_parse(payload)) {
         debug_assert!(
-            json::check_json_text("payload", payload).is_ok()
-                && call.texts() == read(payload).texts(),
+            json::check_json_text("payload", payload).is_ok() && call == read(payload),
             "one-parse read differs from check + read: {payload:?}"
         );
         return Ok(call);
     }
     json::check_json_text("payload", payload)?;
     Ok(read(payload))
+}
+
+/// `Some` only where the check accepts `payload` and [`read`] gives these
+/// fields; `None` means "not sure". The check's own scan
+/// (`json_scan::object_members`, which says yes only where serde_json
+/// does) walks the object once and hands over each member's key and
+/// value text: serde's parse of the same text (serde_json's string
+/// scanning, its visitor calls) was most of a `run_log` tool call's cost
+/// in an index build (docs/benchmarks.md, "Ingest, cli36 round"). Not
+/// sure: any key with an escape (serde matches the decoded key).
+fn read_in_one_scan(payload: &str) -> Option<LogCall<'_>> {
+    let mut call = LogCall::default();
+    let mut seen = 0u8;
+    let mut unsure = false;
+    let mut twice = false;
+    let b = payload.as_bytes();
+    crate::event::json_scan::object_members(b, |key, value| {
+        let key = &b[key];
+        let (bit, slot) = match key {
+            b"tool" => (0, &mut call.tool),
+            b"engine" => (1, &mut call.engine),
+            b"status" => (2, &mut call.status),
+            b"error_type" => (3, &mut call.error_type),
+            b"workspace_id" => (4, &mut call.workspace_id),
+            b"duration_ms" => (5, &mut call.duration_ms),
+            _ => {
+                unsure |= key.contains(&b'\\');
+                return;
+            }
+        };
+        // Serde's struct rule: a known key given twice (even after a
+        // `null`) refuses the object, which `read` turns into defaults.
+        twice |= seen & (1 << bit) != 0;
+        seen |= 1 << bit;
+        // `null` is `None`, as for the derived struct. (The value's ends
+        // are ASCII bytes of the text, so `get` always finds it.)
+        match payload.get(value) {
+            Some("null") => *slot = None,
+            Some(v) => *slot = Some(v),
+            None => unsure = true,
+        }
+    })?;
+    if unsure {
+        return None;
+    }
+    Some(if twice { LogCall::default() } else { call })
 }
 
 /// `Some` only where the check accepts `payload` and [`read`] gives these
@@ -148,7 +206,9 @@ impl<'de> Visitor<'de> for ObjectVisitor {
             }
             seen |= bit;
             // `null` is `None`, as for the derived struct.
-            *slot = map.next_value::<Option<&'de RawValue>>()?;
+            *slot = map
+                .next_value::<Option<&'de RawValue>>()?
+                .map(RawValue::get);
         }
         Ok(OneParse(call))
     }
@@ -199,15 +259,23 @@ mod tests {
     use super::*;
 
     /// The reference: the strict decoder's check, then [`read`].
-    fn two_pass(t: &str) -> Result<[Option<&str>; 6], EventError> {
+    fn two_pass(t: &str) -> Result<LogCall<'_>, EventError> {
         json::check_json_text("payload", t)?;
-        Ok(read(t).texts())
+        Ok(read(t))
     }
 
-    fn agrees(t: &str) -> bool {
-        let one = read_checked(t).map(|c| c.texts());
-        assert_eq!(one, two_pass(t), "{t:?}");
-        read_in_one_parse(t).is_some()
+    /// `read_checked` answers as the check and the read do, and so does
+    /// each of its quick reads where it is sure: (is the scan sure, is
+    /// the one parse sure).
+    fn agrees(t: &str) -> (bool, bool) {
+        let want = two_pass(t);
+        assert_eq!(read_checked(t), want, "{t:?}");
+        let scan = read_in_one_scan(t);
+        let parse = read_in_one_parse(t);
+        for quick in [scan, parse].into_iter().flatten() {
+            assert_eq!(Ok(quick), want, "{t:?}");
+        }
+        (scan.is_some(), parse.is_some())
     }
 
     #[test]
@@ -222,7 +290,21 @@ mod tests {
             "{ }",
             "{\n\"tool\" : \"x\"\n}",
         ] {
-            assert!(agrees(t), "{t:?}");
+            let (scan, parse) = agrees(t);
+            assert!(parse, "{t:?}");
+            // Serde matches a key by its decoded text: the scan leaves an
+            // escaped key to it.
+            assert_eq!(scan, !t.contains("t\\u006fol"), "{t:?}");
+        }
+        // A known key given twice: both quick reads used to leave it to
+        // the check and the read (the defaults); the scan answers it.
+        for t in [
+            "{\"tool\":\"a\",\"tool\":\"b\"}",
+            "{\"tool\":null,\"tool\":\"b\"}",
+            "{\"tool\":null,\"tool\":null}",
+        ] {
+            assert_eq!(agrees(t), (true, false), "{t:?}");
+            assert_eq!(read_checked(t), Ok(LogCall::default()));
         }
     }
 
@@ -246,21 +328,18 @@ mod tests {
             "\"tool\"",
             "1e400",
             "null",
-            "{\"tool\":\"a\",\"tool\":\"b\"}",
-            "{\"tool\":null,\"tool\":\"b\"}",
-            "{\"tool\":null,\"tool\":null}",
             "{\"\\ud800\":1}",
         ] {
-            assert!(!agrees(t), "{t:?}");
+            assert_eq!(agrees(t), (false, false), "{t:?}");
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(64), "]".repeat(64));
         assert!(read_checked(&deep).is_err());
-        assert!(!agrees(&deep));
+        assert_eq!(agrees(&deep), (false, false));
         let at_limit = format!("{{\"a\":{}{}}}", "[".repeat(63), "]".repeat(63));
-        assert!(agrees(&at_limit));
+        assert_eq!(agrees(&at_limit), (true, true));
         // Many brackets, all in strings: within depth, one parse.
         let in_strings = format!("{{\"a\":\"{}\"}}", "[".repeat(200));
-        assert!(agrees(&in_strings));
+        assert_eq!(agrees(&in_strings), (true, true));
     }
 
     /// Random texts from JSON's own bytes, and every one-byte change of
@@ -287,14 +366,80 @@ mod tests {
             r#"{"tool":"fs.read","engine":"e","status":"ok","duration_ms":-2.5e3,"x":[true,null,{"c":"d\n"}]}"#,
             r#"{"workspace_id":"w","error_type":null,"args":{"k":"v\u00e9"},"tool":"\\"}"#,
         ];
-        let mut one = 0usize;
+        let (mut scans, mut parses) = (0usize, 0usize);
         for seed in seeds {
             for m in one_byte_edits(seed) {
                 if let Ok(text) = std::str::from_utf8(&m) {
-                    one += usize::from(agrees(text));
+                    let (scan, parse) = agrees(text);
+                    scans += usize::from(scan);
+                    parses += usize::from(parse);
                 }
             }
         }
-        assert!(one > 1_000, "{one}");
+        assert!(scans > 1_000 && parses > 1_000, "{scans} {parses}");
+    }
+
+    /// Random objects of the known keys and others, with values of every
+    /// kind (nested, escaped, `null`), whitespace between the tokens and
+    /// keys given twice: the scan is sure of nearly all and answers as
+    /// the check and the read do.
+    #[test]
+    fn the_scan_agrees_on_random_objects_of_the_known_keys() {
+        let keys = [
+            "tool",
+            "engine",
+            "status",
+            "error_type",
+            "workspace_id",
+            "duration_ms",
+            "args",
+            "tools",
+            "",
+            "t\\u006fol",
+            "é",
+        ];
+        let values = [
+            "null",
+            "\"fs.read\"",
+            "\"a\\\"b\\\\c\\u00e9\"",
+            "\"\"",
+            "12.5",
+            "-0",
+            "1e9",
+            "true",
+            "false",
+            "[]",
+            "{}",
+            "[1,{\"tool\":\"inner\"},[null]]",
+            "{\"tool\":\"x\",\"n\":{\"k\":[\"]\",\"}\"]}}",
+            "\"ü✓\"",
+        ];
+        let ws = ["", "", "", " ", "\n", " \t "];
+        let mut rng = fastrand::Rng::with_seed(36);
+        let mut sure = 0usize;
+        for _ in 0..20_000 {
+            let n = rng.usize(0..8);
+            let mut t = String::from("{");
+            for i in 0..n {
+                if i > 0 {
+                    t.push_str(ws[rng.usize(..ws.len())]);
+                    t.push(',');
+                }
+                t.push_str(ws[rng.usize(..ws.len())]);
+                t.push('"');
+                t.push_str(keys[rng.usize(..keys.len())]);
+                t.push('"');
+                t.push_str(ws[rng.usize(..ws.len())]);
+                t.push(':');
+                t.push_str(ws[rng.usize(..ws.len())]);
+                t.push_str(values[rng.usize(..values.len())]);
+            }
+            t.push_str(ws[rng.usize(..ws.len())]);
+            t.push('}');
+            let (scan, _) = agrees(&t);
+            sure += usize::from(scan);
+            assert_eq!(scan, !t.contains("t\\u006fol"), "{t:?}");
+        }
+        assert!(sure > 10_000, "{sure}");
     }
 }
