@@ -719,9 +719,20 @@ impl TreeWorker {
         let size = self.size;
         let record = self.call(TreeKeeper::sign_checkpoint)?;
         self.last_signed = Instant::now();
+        self.next_record(record, size, "written")
+    }
+
+    /// A signed `record` the writer appends next, if it covers the `size`
+    /// leaves it was signed for (`which`: how that size was fixed).
+    fn next_record(
+        &mut self,
+        record: TreeCheckpoint,
+        size: u64,
+        which: &str,
+    ) -> Result<TreeCheckpoint> {
         if record.tree_size != size {
             return Err(Error::InvalidArgument(format!(
-                "the tree thread signed {} leaves, not the {size} written",
+                "the tree thread signed {} leaves, not the {size} {which}",
                 record.tree_size
             )));
         }
@@ -765,16 +776,7 @@ impl TreeWorker {
             )),
         };
         self.requested = None;
-        Some(got.and_then(|record| {
-            if record.tree_size != asked {
-                return Err(Error::InvalidArgument(format!(
-                    "the tree thread signed {} leaves, not the {asked} asked for",
-                    record.tree_size
-                )));
-            }
-            self.record_covers = asked;
-            Ok(record)
-        }))
+        Some(got.and_then(|record| self.next_record(record, asked, "asked for")))
     }
 
     /// The checkpoint asked of the threads, signed here if they have not

@@ -765,22 +765,33 @@ fn event_payload(n: u64) -> Vec<u8> {
 /// `k`'s log, then re-chain it: what an insider can do, and, with the
 /// key's signature on a checkpoint payload, what the writer does.
 fn append_blocks(k: &SignedLog, payloads: Vec<Vec<u8>>) {
-    let newest = forge::segment_files(&k.dir).pop().unwrap();
-    forge::rewrite_frames(&newest, |fr| {
+    forge_newest_segment(k, |fr| {
         for p in payloads {
-            for (rec_type, payload) in [
-                (REC_EVENT, p),
-                (auditlog::internals::frame::REC_COMMIT, Vec::new()),
-            ] {
-                fr.push(forge::RawFrame {
-                    offset: 0,
-                    rec_type,
-                    payload,
-                    size: 0,
-                });
-            }
+            fr.extend(one_event_block(p));
         }
     });
+}
+
+/// The frames of a block holding one event (`payload`) and its commit.
+fn one_event_block(payload: Vec<u8>) -> [forge::RawFrame; 2] {
+    [
+        (REC_EVENT, payload),
+        (auditlog::internals::frame::REC_COMMIT, Vec::new()),
+    ]
+    .map(|(rec_type, payload)| forge::RawFrame {
+        offset: 0,
+        rec_type,
+        payload,
+        size: 0,
+    })
+}
+
+/// Rewrite the frames of the newest segment of `k`'s log with `edit`,
+/// re-chain the log and drop the tree files: a well-formed forgery by
+/// someone without the key.
+fn forge_newest_segment(k: &SignedLog, edit: impl FnOnce(&mut Vec<forge::RawFrame>)) {
+    let newest = forge::segment_files(&k.dir).pop().unwrap();
+    forge::rewrite_frames(&newest, edit);
     forge::rechain(&k.dir);
     for p in forge::segment_files(&k.dir) {
         let _ = std::fs::remove_file(p.with_extension("mtree"));
@@ -888,33 +899,14 @@ fn a_block_forged_between_a_checkpoints_size_and_its_record_is_caught() {
     // Insert a forged event at leaf 24 (after the size 23, before its
     // record at leaf 26, now 27): the record of 27 no longer checks.
     let forged = event_payload(999);
-    let newest = forge::segment_files(&k.dir).pop().unwrap();
-    forge::rewrite_frames(&newest, |fr| {
+    forge_newest_segment(&k, |fr| {
         let events: Vec<usize> = (0..fr.len())
             .filter(|&i| fr[i].rec_type == REC_EVENT)
             .collect();
         let first_leaf = 28 - events.len();
         let at = events[24 - first_leaf];
-        let block = [
-            (REC_EVENT, forged.clone()),
-            (auditlog::internals::frame::REC_COMMIT, Vec::new()),
-        ];
-        for (j, (rec_type, payload)) in block.into_iter().enumerate() {
-            fr.insert(
-                at + j,
-                forge::RawFrame {
-                    offset: 0,
-                    rec_type,
-                    payload,
-                    size: 0,
-                },
-            );
-        }
+        fr.splice(at..at, one_event_block(forged));
     });
-    forge::rechain(&k.dir);
-    for p in forge::segment_files(&k.dir) {
-        let _ = std::fs::remove_file(p.with_extension("mtree"));
-    }
     let e = k.verify(true).unwrap_err().to_string();
     assert!(e.contains("signs a tree of 27 leaves"), "{e}");
 }
