@@ -1271,14 +1271,15 @@ impl Writer {
         // footer's sync made it and what it covers durable.
         let mut signed = None;
         let defers = !self.seal_in_place && self.defers();
-        if defers && self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
+        let has_events = self.active.as_ref().is_some_and(|a| a.meta.count > 0);
+        if has_events && defers {
             if let Some(t) = self.tree.as_mut() {
                 if t.checkpoint_due(true) && !t.request_checkpoint() {
                     // One is out already: ask at the cycle's end.
                     self.checkpoint_owed = true;
                 }
             }
-        } else if self.active.as_ref().is_some_and(|a| a.meta.count > 0) {
+        } else if has_events {
             if self.mid_batch {
                 // Not between two events of one batch (they take
                 // consecutive LSNs): the next segment gets it instead.

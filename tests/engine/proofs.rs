@@ -798,6 +798,13 @@ fn forge_newest_segment(k: &SignedLog, edit: impl FnOnce(&mut Vec<forge::RawFram
     }
 }
 
+/// Append to `k`'s log a checkpoint record of its first `size` leaves,
+/// signed by the key, with their root as the log's events stand.
+fn append_checkpoint_of(k: &SignedLog, size: u64) {
+    let root = roots(&leaves(&k.dir))[size as usize];
+    append_blocks(k, vec![checkpoint_payload(k, size, root)]);
+}
+
 /// A closed signed log of `n` events (its close checkpoint, in place, is
 /// leaf `n`).
 fn closed_log(n: u64) -> SignedLog {
@@ -818,16 +825,13 @@ fn a_deferred_record_checks_and_one_that_exceeds_its_leaf_or_shrinks_is_corrupt(
     let k = closed_log(20);
     let extra: Vec<_> = (100..105).map(event_payload).collect();
     append_blocks(&k, extra.clone());
-    let all = leaves(&k.dir);
-    assert_eq!(all.len(), 26);
-    let r = roots(&all);
-    append_blocks(&k, vec![checkpoint_payload(&k, 23, r[23])]);
+    assert_eq!(leaves(&k.dir).len(), 26);
+    append_checkpoint_of(&k, 23);
     let t = k.verify(true).unwrap_err().to_string();
     assert!(
         t.contains("covered by no signature"),
         "leaves 23-25 unsigned: {t}"
     );
-    let all = leaves(&k.dir);
     let report = auditlog::verify_with(
         &k.dir,
         &VerifyOptions {
@@ -844,7 +848,7 @@ fn a_deferred_record_checks_and_one_that_exceeds_its_leaf_or_shrinks_is_corrupt(
         (report.newest_checkpoint, report.unsigned_events),
         (Some(23), 3)
     );
-    append_blocks(&k, vec![checkpoint_payload(&k, 27, roots(&all)[27])]);
+    append_checkpoint_of(&k, 27);
     let t = k.verify(true).unwrap().tree.unwrap();
     assert_eq!((t.checkpoints_verified, t.unsigned_events), (3, 0));
     // Proofs against the deferred checkpoint.
@@ -878,8 +882,7 @@ fn a_deferred_record_checks_and_one_that_exceeds_its_leaf_or_shrinks_is_corrupt(
     // A size that does not grow (the close checkpoint signed 20).
     let k = closed_log(20);
     append_blocks(&k, (100..103).map(event_payload).collect());
-    let all = leaves(&k.dir);
-    append_blocks(&k, vec![checkpoint_payload(&k, 18, roots(&all)[18])]);
+    append_checkpoint_of(&k, 18);
     let e = k.verify(true).unwrap_err().to_string();
     assert!(e.contains("only grows"), "{e}");
 }
@@ -891,10 +894,8 @@ fn a_deferred_record_checks_and_one_that_exceeds_its_leaf_or_shrinks_is_corrupt(
 fn a_block_forged_between_a_checkpoints_size_and_its_record_is_caught() {
     let k = closed_log(20);
     append_blocks(&k, (100..105).map(event_payload).collect());
-    let r = roots(&leaves(&k.dir));
-    append_blocks(&k, vec![checkpoint_payload(&k, 23, r[23])]);
-    let all = leaves(&k.dir);
-    append_blocks(&k, vec![checkpoint_payload(&k, 27, roots(&all)[27])]);
+    append_checkpoint_of(&k, 23);
+    append_checkpoint_of(&k, 27);
     k.verify(true).unwrap();
     // Insert a forged event at leaf 24 (after the size 23, before its
     // record at leaf 26, now 27): the record of 27 no longer checks.
@@ -938,8 +939,7 @@ fn a_crash_before_the_deferred_record_is_signed_at_the_next_open() {
 fn a_torn_deferred_record_is_cut_and_signed_again() {
     let k = closed_log(20);
     append_blocks(&k, (100..105).map(event_payload).collect());
-    let r = roots(&leaves(&k.dir));
-    append_blocks(&k, vec![checkpoint_payload(&k, 24, r[24])]);
+    append_checkpoint_of(&k, 24);
     let newest = forge::segment_files(&k.dir).pop().unwrap();
     let len = std::fs::metadata(&newest).unwrap().len();
     let f = std::fs::OpenOptions::new()
