@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use auditlog::{Replay, SegmentMeta};
+use auditlog::event::borrowed::EventRef;
+use auditlog::{Lent, Replay, SegmentMeta};
 
 use crate::error::{ExportError, Result};
 use crate::manifest::FileEntry;
@@ -80,7 +81,17 @@ pub(crate) fn event_files(
         };
         let item = item?;
         let (lsn, seq, block_lsn) = (item.lsn, item.segment, item.block_lsn);
-        let ev = item.event.view();
+        // Borrowed, not `Lent::view`'s copy: an `EventRef` is hundreds of
+        // bytes, copied per event (~1% of an export's CPU samples,
+        // docs/benchmarks.md, "exp39").
+        let made;
+        let ev: &EventRef<'_> = match &item.event {
+            Lent::View(v) => v,
+            Lent::Owned(e) => {
+                made = EventRef::of(e);
+                &made
+            }
+        };
         if seq != s.seq || lsn != s.first_lsn + seen {
             return Err(ExportError::mismatch(
                 &s.name,
@@ -101,16 +112,16 @@ pub(crate) fn event_files(
             namer.writer(s, tables::EVENTS, dt)
         })?;
         p.rows
-            .push_view(scope, lsn, block_lsn, &ev, item.event.owned());
+            .push_view(scope, lsn, block_lsn, ev, item.event.owned());
         if p.rows.len() >= BATCH_ROWS {
             flush(&mut p.rows, &mut p.file, EventRows::finish)?;
         }
-        if let Some(call) = tables::ToolCall::of_view(&ev) {
+        if let Some(call) = tables::ToolCall::of_view(ev) {
             let rows = || ToolCallRows::of_version(namer.version());
             let p = part(&mut calls, dt, rows, || {
                 namer.writer(s, tables::TOOL_CALLS, dt)
             })?;
-            p.rows.push_call_view(scope, lsn, &ev, call);
+            p.rows.push_call_view(scope, lsn, ev, call);
             if p.rows.len() >= BATCH_ROWS {
                 flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
             }
