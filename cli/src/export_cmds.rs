@@ -70,6 +70,7 @@ fn open_dest(text: &str, endpoint: Option<&str>) -> Result<Destination, CliError
 
 pub fn export_cmd(ctx: &Ctx, a: ExportArgs) -> CliResult {
     crate::memory::keep_freed_pages();
+    crate::memory::keep_c_heap();
     let dir = ctx.dir()?;
     let mut dest = open_dest(&a.to, a.endpoint.as_deref())?;
     if let Some(n) = a.part_bytes {

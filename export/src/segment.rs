@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use auditlog::{Replay, SegmentMeta};
+use auditlog::event::borrowed::EventRef;
+use auditlog::{Lent, Replay, SegmentMeta};
 
 use crate::error::{ExportError, Result};
 use crate::manifest::FileEntry;
@@ -80,7 +81,17 @@ pub(crate) fn event_files(
         };
         let item = item?;
         let (lsn, seq, block_lsn) = (item.lsn, item.segment, item.block_lsn);
-        let ev = item.event.view();
+        // Borrowed, not `Lent::view`'s copy: an `EventRef` is hundreds of
+        // bytes, copied per event (~1% of an export's CPU samples,
+        // docs/benchmarks.md, "exp39").
+        let made;
+        let ev: &EventRef<'_> = match &item.event {
+            Lent::View(v) => v,
+            Lent::Owned(e) => {
+                made = EventRef::of(e);
+                &made
+            }
+        };
         if seq != s.seq || lsn != s.first_lsn + seen {
             return Err(ExportError::mismatch(
                 &s.name,
@@ -101,16 +112,16 @@ pub(crate) fn event_files(
             namer.writer(s, tables::EVENTS, dt)
         })?;
         p.rows
-            .push_view(scope, lsn, block_lsn, &ev, item.event.owned());
+            .push_view(scope, lsn, block_lsn, ev, item.event.owned());
         if p.rows.len() >= BATCH_ROWS {
             flush(&mut p.rows, &mut p.file, EventRows::finish)?;
         }
-        if let Some(call) = tables::ToolCall::of_view(&ev) {
+        if let Some(call) = tables::ToolCall::of_view(ev) {
             let rows = || ToolCallRows::of_version(namer.version());
             let p = part(&mut calls, dt, rows, || {
                 namer.writer(s, tables::TOOL_CALLS, dt)
             })?;
-            p.rows.push_call_view(scope, lsn, &ev, call);
+            p.rows.push_call_view(scope, lsn, ev, call);
             if p.rows.len() >= BATCH_ROWS {
                 flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
             }
@@ -208,5 +219,135 @@ impl DayCache {
             self.text = crate::export::day_of(ts);
         }
         &self.text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlog::{
+        Config, Durability, Event, Json, Log, LogReader, ReplayRange, ReplayThreads, RunFinished,
+        RunLog, RunStarted,
+    };
+
+    /// Files named by table and day, in memory.
+    struct Mem;
+
+    impl Namer for Mem {
+        fn writer(&self, s: &SegmentMeta, table: &str, dt: &str) -> Result<FileWriter> {
+            let schema = match table {
+                tables::EVENTS => tables::events_schema(),
+                _ => tables::tool_calls_schema(),
+            };
+            FileWriter::new(&self.key(s, table, dt), schema, &BTreeMap::new())
+        }
+
+        fn key(&self, _: &SegmentMeta, table: &str, dt: &str) -> String {
+            format!("{table}/{dt}")
+        }
+
+        fn version(&self) -> u32 {
+            crate::manifest::VERSION
+        }
+    }
+
+    /// A sealed segment of starts, tool calls (one with an unknown field)
+    /// and finishes.
+    fn sealed_log(dir: &std::path::Path) {
+        let t0 = 1_795_132_800_000_000;
+        let mut events = Vec::new();
+        for i in 0..40i64 {
+            let id = format!("r-{i}");
+            let t = t0 + i * 1_000;
+            events.push(Event::run_started(
+                id.clone(),
+                t,
+                RunStarted {
+                    skill_id: format!("s{}", i % 3),
+                    inputs: Json::parse(format!("{{\"i\":{i}}}")).unwrap(),
+                    ..RunStarted::default()
+                },
+            ));
+            let payload = format!("{{\"tool\":\"t{}\",\"status\":\"ok\",\"x\":[{i}]}}", i % 2);
+            let mut call = Event::run_log(
+                id.clone(),
+                t + 1,
+                RunLog {
+                    seq: 0,
+                    event_type: "tool_call".into(),
+                    payload: Json::parse(payload).unwrap(),
+                },
+            );
+            if i % 5 == 0 {
+                call.extra.push(("x_gw".into(), Json::parse("1").unwrap()));
+            }
+            events.push(call);
+            events.push(Event::run_finished(id, t + 2, RunFinished::default()));
+        }
+        let mut cfg = Config::new(dir);
+        cfg.durability = Durability::Never;
+        let log = Log::open(cfg).unwrap();
+        log.append_batch(&events).unwrap().wait().unwrap();
+        log.seal().unwrap();
+        log.close().unwrap();
+    }
+
+    /// The export thread borrows a lent event in place and views an owned
+    /// one (a replay with a time bound lends owned events): the same files.
+    #[test]
+    fn events_lent_in_place_or_owned_make_the_same_files() {
+        let dir = tempfile::tempdir().unwrap();
+        sealed_log(dir.path());
+        let reader = LogReader::open(dir.path()).unwrap();
+        let s = reader
+            .segments()
+            .into_iter()
+            .find(|s| s.sealed)
+            .expect("a sealed segment");
+        let scope = Scope {
+            log_id: "log".into(),
+            host: "h".into(),
+            segment: s.seq,
+        };
+        let range = ReplayRange {
+            from_lsn: Some(s.first_lsn),
+            ..ReplayRange::default()
+        };
+        let mut in_place = reader.replay_with(range, ReplayThreads::None);
+        assert!(matches!(
+            in_place.next_lent().unwrap().unwrap().event,
+            Lent::View(_)
+        ));
+        let bounded = ReplayRange {
+            since: Some(i64::MIN),
+            ..range
+        };
+        let mut owned = reader.replay_with(bounded, ReplayThreads::None);
+        assert!(matches!(
+            owned.next_lent().unwrap().unwrap().event,
+            Lent::Owned(_)
+        ));
+
+        let a = event_files(
+            reader.replay_with(range, ReplayThreads::None),
+            &s,
+            &scope,
+            &Mem,
+        )
+        .unwrap();
+        let b = event_files(
+            reader.replay_with(bounded, ReplayThreads::None),
+            &s,
+            &scope,
+            &Mem,
+        )
+        .unwrap();
+        assert_eq!((a.events, a.tool_calls, a.blocks), (120, 40, b.blocks));
+        assert_eq!((b.events, b.tool_calls), (120, 40));
+        assert_eq!(a.files.len(), 2);
+        for (x, y) in a.files.iter().zip(&b.files) {
+            assert_eq!(x.entry, y.entry);
+            assert_eq!(x.bytes, y.bytes);
+        }
     }
 }
