@@ -584,6 +584,56 @@ fn durability_policies_complete_receipts() {
     }
 }
 
+/// Every receipt of many small group commits completes once, with its own
+/// LSN, while the syncer hands the writer its emptied receipt lists back
+/// for the next blocks (src/writer.rs, `Done`): a list reused with a
+/// receipt still in it, or lost, would show as a wrong or missing LSN.
+#[test]
+fn receipts_of_many_synced_blocks_each_complete_with_their_own_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(tmp.path().join("log"));
+    cfg.durability = Durability::EveryBatch;
+    // A few events per block: hundreds of fdatasyncs, lists reused often.
+    cfg.max_batch_bytes = 4096;
+    let log = Log::open(cfg).unwrap();
+    let per_thread = 1500u64;
+    let mut lsns: Vec<u64> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3u64)
+            .map(|t| {
+                let log = &log;
+                s.spawn(move || {
+                    let receipts: Vec<_> = (0..per_thread)
+                        .map(|i| {
+                            let id = format!("r{t}-{i}");
+                            log.append(&started(&id, T0 + i as i64)).unwrap()
+                        })
+                        .collect();
+                    receipts
+                        .iter()
+                        .map(|r| {
+                            let got = r
+                                .wait_timeout(Duration::from_secs(30))
+                                .expect("completes")
+                                .unwrap();
+                            assert_eq!(got.first, got.last);
+                            got.first
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    lsns.sort_unstable();
+    let want: Vec<u64> = (0..3 * per_thread).collect();
+    assert_eq!(lsns, want);
+    assert_eq!(log.flush().unwrap(), 3 * per_thread);
+    log.close().unwrap();
+}
+
 #[test]
 fn corruption_in_the_middle_of_the_active_segment_is_not_cut_away() {
     let tmp = tempfile::tempdir().unwrap();
