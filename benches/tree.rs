@@ -176,9 +176,11 @@ fn ingest(a: &Args) {
             ))
             .expect("open");
             let c0 = cpu_seconds();
+            let wall0 = wall_micros();
             // How far the tree thread falls behind the writer: sampled
             // every 2 ms during the phase, and at its end.
             let running = std::sync::atomic::AtomicBool::new(true);
+            let (mut phase_cpu, mut wall_end) = (0.0, 0);
             let (res, max_behind, end_behind) = std::thread::scope(|s| {
                 let watch = s.spawn(|| {
                     let mut max = 0u64;
@@ -190,6 +192,8 @@ fn ingest(a: &Args) {
                 });
                 let res = run_phase(&log, &mut sh, &Phase::new(1)).expect("phase");
                 let end = log.tree_behind();
+                phase_cpu = cpu_seconds() - c0;
+                wall_end = wall_micros();
                 running.store(false, std::sync::atomic::Ordering::Relaxed);
                 (res, watch.join().expect("watch").max(end), end)
             });
@@ -208,9 +212,14 @@ fn ingest(a: &Args) {
             let close_ms = ms(t_close.elapsed());
             let us = (cpu_seconds() - c0) * 1e6 / res.events as f64;
             // Counted after the CPU figure: reading them is not ingest.
-            let signed = LogReader::open(&tmp.path().join("log"))
+            let cps = LogReader::open(&tmp.path().join("log"))
                 .and_then(|r| r.checkpoints())
-                .map_or(0, |c| c.len());
+                .unwrap_or_default();
+            let signed = cps.len();
+            let sizes: Vec<(u64, i64)> = cps
+                .iter()
+                .map(|c| (c.record.tree_size, c.record.signed_at))
+                .collect();
             let r = res.events as f64 / res.seconds;
             let d = res.to_durable.value_at_quantile(0.99) as f64 / 1e6;
             println!(
@@ -236,6 +245,17 @@ fn ingest(a: &Args) {
                     )
                 })
                 .collect();
+            if variants[i] == Variant::TreeAndCheckpoints {
+                println!(
+                    "    {}",
+                    unsigned_window(&sizes, (wall0, wall_end), res.events)
+                );
+            }
+            println!(
+                "    CPU during the burst {:.2} µs/event, after it (the tree's catch-up, close) {:.2}",
+                phase_cpu * 1e6 / res.events as f64,
+                us - phase_cpu * 1e6 / res.events as f64
+            );
             if waits.calls > 0 {
                 println!(
                     "    writer took the tree {} times: lock wait {:.1} ms total, {:.2} ms longest; its catch-up {:.1} ms total",
@@ -298,6 +318,44 @@ fn ingest(a: &Args) {
             median(&mut closes[i])
         );
     }
+}
+
+/// The wall clock, µs since the Unix epoch (as a checkpoint's
+/// `signed_at`).
+fn wall_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// How long events stayed unsigned during the burst `(start, end)` (wall
+/// µs) of `events` events, from the checkpoints' sizes and signing times:
+/// an event's append time is estimated from its LSN at the burst's mean
+/// rate (the workload is steady), so the events a checkpoint newly covers
+/// waited from the first of them to its signing. Printed: the longest
+/// such wait among checkpoints signed during the burst, and at the burst's
+/// end the events no checkpoint signed during it covers and the age of the
+/// oldest of them.
+fn unsigned_window(cps: &[(u64, i64)], (start, end): (i64, i64), events: u64) -> String {
+    let span = (end - start).max(1) as f64;
+    let written_at = |lsn: u64| start as f64 + span * lsn as f64 / events.max(1) as f64;
+    let mut prev = 0u64;
+    let mut longest = 0f64;
+    for &(size, at) in cps.iter().filter(|c| c.1 <= end) {
+        longest = longest.max(at as f64 - written_at(prev));
+        prev = size;
+    }
+    let tail = events.saturating_sub(prev);
+    let tail_age = if tail > 0 {
+        end as f64 - written_at(prev)
+    } else {
+        0.0
+    };
+    format!(
+        "unsigned during the burst: longest wait for a checkpoint {:.0} ms; at its end {tail} events unsigned, the oldest for {:.0} ms",
+        longest / 1e3,
+        tail_age / 1e3
+    )
 }
 
 fn ms(d: Duration) -> f64 {

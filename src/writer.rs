@@ -1646,6 +1646,8 @@ impl Writer {
                 // One is out still (a seal asked for it): ask again later.
                 self.checkpoint_owed = forced;
             }
+            // Bounds how long events stay unsigned behind a starved tree.
+            t.hurry_if_late();
             return Ok(());
         }
         let Some(note) = self.append_checkpoint(forced)? else {

@@ -171,6 +171,13 @@ struct Inner {
     marks: Marks,
     /// Set when the writer is done: the catch-up thread ends.
     stop: AtomicBool,
+    /// Set by the writer when a checkpoint it asked for is late (out
+    /// longer than the checkpoint interval: `TreeWorker::hurry_if_late`):
+    /// the catch-up thread then applies every job up to the request,
+    /// whatever the lag, and the request's job clears it once signed.
+    /// (Its own `Arc`: the request's job holds it, and a job holding
+    /// `Inner` would keep the queue that holds the job alive.)
+    rush: Arc<AtomicBool>,
     /// Set while the catch-up thread works: the tree thread then takes
     /// no job (only one block can be in flight; the catch-up thread, at
     /// the ingest's priority, must not wait behind a preempted nice-10
@@ -253,7 +260,8 @@ impl Inner {
 
     /// The catch-up thread's loop: asleep until the writer finds the tree
     /// more than `catch_up_past` events behind, then the oldest jobs, one
-    /// at a time, until it is back at `catch_up_to`. It combines each
+    /// at a time, until it is back at `catch_up_to` (or, hurried by the
+    /// writer for a late checkpoint, until that checkpoint is signed). It combines each
     /// block outside the lock, as the tree thread does (`work`), so the
     /// writer, taking the tree at a checkpoint, never waits behind it
     /// either: it takes the block from flight and applies it itself. A
@@ -264,11 +272,12 @@ impl Inner {
         let mut scratch = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             std::thread::park_timeout(IDLE_WAKE);
-            if self.behind.load(Ordering::Relaxed) <= self.marks.catch_up_past {
+            let rushed = || self.rush.load(Ordering::Acquire);
+            if self.behind.load(Ordering::Relaxed) <= self.marks.catch_up_past && !rushed() {
                 continue;
             }
             self.helping.store(true, Ordering::Release);
-            while self.behind.load(Ordering::Relaxed) > self.marks.catch_up_to {
+            while self.behind.load(Ordering::Relaxed) > self.marks.catch_up_to || rushed() {
                 match self.work(&mut scratch, true) {
                     Worked::Events(n) => {
                         self.helped.fetch_add(n, Ordering::Relaxed);
@@ -454,6 +463,8 @@ pub(crate) struct TreeWorker {
     /// The tree size of the checkpoint asked of the threads and not yet
     /// handed back (`request_checkpoint`): at most one at a time.
     requested: Option<u64>,
+    /// The request out was hurried (`hurry_if_late`).
+    hurried: bool,
     /// Where the threads hand the signed checkpoints back.
     signed_tx: Sender<Result<TreeCheckpoint>>,
     signed_rx: Receiver<Result<TreeCheckpoint>>,
@@ -506,6 +517,7 @@ impl TreeWorker {
             behind,
             marks,
             stop: AtomicBool::new(false),
+            rush: Arc::new(AtomicBool::new(false)),
             helping: AtomicBool::new(false),
             tree_thread: std::sync::OnceLock::new(),
             helped: AtomicU64::new(0),
@@ -540,6 +552,7 @@ impl TreeWorker {
             covered,
             last_signed: Instant::now(),
             requested: None,
+            hurried: false,
             signed_tx,
             signed_rx,
             record_covers: 0,
@@ -751,8 +764,10 @@ impl TreeWorker {
             return false;
         }
         let tx = self.signed_tx.clone();
+        let rush = self.inner.rush.clone();
         self.post(move |k| {
             let _ = tx.send(k.sign_checkpoint());
+            rush.store(false, Ordering::Release);
         });
         self.requested = Some(self.size);
         self.last_signed = Instant::now();
@@ -776,7 +791,34 @@ impl TreeWorker {
             )),
         };
         self.requested = None;
+        if std::mem::take(&mut self.hurried) {
+            // Signed before the rush was seen (or by the other thread):
+            // nothing is late any more.
+            self.inner.rush.store(false, Ordering::Release);
+        }
         Some(got.and_then(|record| self.next_record(record, asked, "asked for")))
+    }
+
+    /// Bound how long events stay unsigned while the tree lags (the
+    /// nice-10 tree thread starved by a saturated machine): a checkpoint
+    /// asked for more than the checkpoint interval ago and not yet signed
+    /// is hurried: the catch-up thread, at the ingest's priority, applies
+    /// every job up to it (the tree's deferred work, done sooner), and
+    /// whichever thread reaches it signs it. The writer calls this every
+    /// cycle; it does nothing on the ingest path but an elapsed-time
+    /// check, once a request is out.
+    pub(crate) fn hurry_if_late(&mut self) {
+        let Some(cfg) = &self.signing else {
+            return;
+        };
+        if self.requested.is_none() || self.hurried || self.last_signed.elapsed() < cfg.interval {
+            return;
+        }
+        self.hurried = true;
+        self.inner.rush.store(true, Ordering::Release);
+        if let Some(h) = &self.helper {
+            h.thread().unpark();
+        }
     }
 
     /// The checkpoint asked of the threads, signed here if they have not
@@ -1155,6 +1197,62 @@ mod tests {
         assert_eq!(w.inner.helped.load(Ordering::Relaxed), want.size() - left);
         assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
+    }
+
+    /// A checkpoint asked for while nothing applies the jobs (no tree
+    /// thread here, as if starved at nice 10, and the lag far below the
+    /// catch-up mark) stays unsigned until it is late: past the interval,
+    /// `hurry_if_late` has the catch-up thread apply the jobs up to the
+    /// request (and no further), and the record comes back signed at the
+    /// size asked for.
+    #[test]
+    fn a_late_checkpoint_is_hurried_by_the_catch_up_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = crate::tlog::SignerKey::from_seed("test.example/log", [7; 32]).unwrap();
+        let signing = CheckpointConfig {
+            key,
+            interval: Duration::from_millis(50),
+            state: None,
+        };
+        let behind = Arc::new(AtomicU64::new(0));
+        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), Some(signing)).unwrap();
+        let far = Marks {
+            catch_up_past: u64::MAX / 2,
+            catch_up_to: u64::MAX / 2,
+        };
+        let mut w =
+            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), far, false).unwrap();
+        let asked = some_blocks(0, 200);
+        send_blocks(&mut w, &asked);
+        let size = w.size;
+        assert!(w.request_checkpoint());
+        let after = some_blocks(200, 300);
+        send_blocks(&mut w, &after);
+        w.hurry_if_late();
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(w.take_signed().is_none(), "nothing applied it yet");
+        w.hurry_if_late();
+        let mut got = None;
+        wait_until(|| {
+            got = w.take_signed();
+            got.is_some()
+        });
+        let record = got.expect("signed once hurried").unwrap();
+        let mut want = Frontier::new();
+        for l in asked.iter().flat_map(|b| b.2.iter()) {
+            want.push(*l).unwrap();
+        }
+        assert_eq!(record.tree_size, size);
+        assert_eq!(record.root, want.root().to_hex());
+        let left: u64 = after.iter().map(|b| b.2.len() as u64).sum();
+        std::thread::sleep(IDLE_WAKE * 2);
+        assert_eq!(
+            behind.load(Ordering::Relaxed),
+            left,
+            "it stops at the request"
+        );
+        assert!(!w.inner.rush.load(Ordering::Relaxed));
+        assert_eq!(w.call(|k| k.size()), size + left);
     }
 
     #[test]
