@@ -923,6 +923,16 @@ mod tests {
     use crate::tree::segtree::SegmentTree;
     use std::path::PathBuf;
 
+    /// Signing with a fixed test key, every `interval`, no state file.
+    fn test_signing(interval: Duration) -> CheckpointConfig {
+        let key = crate::tlog::SignerKey::from_seed("test.example/log", [7; 32]).unwrap();
+        CheckpointConfig {
+            key,
+            interval,
+            state: None,
+        }
+    }
+
     fn worker(dir: &Path) -> (TreeWorker, Arc<AtomicU64>) {
         signing_worker(dir, None)
     }
@@ -1208,12 +1218,7 @@ mod tests {
     #[test]
     fn a_late_checkpoint_is_hurried_by_the_catch_up_thread() {
         let dir = tempfile::tempdir().unwrap();
-        let key = crate::tlog::SignerKey::from_seed("test.example/log", [7; 32]).unwrap();
-        let signing = CheckpointConfig {
-            key,
-            interval: Duration::from_millis(50),
-            state: None,
-        };
+        let signing = test_signing(Duration::from_millis(50));
         let behind = Arc::new(AtomicU64::new(0));
         let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), Some(signing)).unwrap();
         let far = Marks {
@@ -1305,12 +1310,7 @@ mod tests {
     #[test]
     fn a_block_that_cannot_be_read_back_leaves_the_tree_short() {
         let dir = tempfile::tempdir().unwrap();
-        let key = crate::tlog::SignerKey::from_seed("test.example/log", [7; 32]).unwrap();
-        let signing = CheckpointConfig {
-            key,
-            interval: Duration::from_secs(10),
-            state: None,
-        };
+        let signing = test_signing(Duration::from_secs(10));
         let (mut w, behind) = signing_worker(dir.path(), Some(signing));
         let path = dir.path().join("segment");
         let mut frames = Vec::new();
