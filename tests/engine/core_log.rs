@@ -585,9 +585,10 @@ fn durability_policies_complete_receipts() {
 }
 
 /// Every receipt of many small group commits completes once, with its own
-/// LSN, while the syncer hands the writer its emptied receipt lists back
-/// for the next blocks (src/writer.rs, `Done`): a list reused with a
-/// receipt still in it, or lost, would show as a wrong or missing LSN.
+/// LSN: hundreds of blocks, each fdatasynced, filled by three threads at
+/// once. A receipt completed twice, with another's LSN, or never, shows
+/// here; so would a reuse of the writer's receipt lists that kept or lost
+/// one (tried in the dur37 round, docs/benchmarks.md; not merged).
 #[test]
 fn receipts_of_many_synced_blocks_each_complete_with_their_own_lsn() {
     let tmp = tempfile::tempdir().unwrap();
