@@ -399,11 +399,14 @@ pub enum Lent<'a> {
 }
 
 impl Lent<'_> {
-    /// The event as a view (borrowing from the owned event if it is one).
-    pub fn view(&self) -> EventRef<'_> {
+    /// The event as a view: the lent view itself, not a copy (an
+    /// `EventRef` is hundreds of bytes; copied per event it was ~1% of an
+    /// export's CPU, docs/benchmarks.md, "exp39"), or one made over the
+    /// owned event.
+    pub fn view(&self) -> std::borrow::Cow<'_, EventRef<'_>> {
         match self {
-            Lent::View(v) => v.clone(),
-            Lent::Owned(ev) => EventRef::of(ev),
+            Lent::View(v) => std::borrow::Cow::Borrowed(v),
+            Lent::Owned(ev) => std::borrow::Cow::Owned(EventRef::of(ev)),
         }
     }
 

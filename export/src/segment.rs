@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use auditlog::event::borrowed::EventRef;
-use auditlog::{Lent, Replay, SegmentMeta};
+use auditlog::{Replay, SegmentMeta};
 
 use crate::error::{ExportError, Result};
 use crate::manifest::FileEntry;
@@ -81,17 +80,7 @@ pub(crate) fn event_files(
         };
         let item = item?;
         let (lsn, seq, block_lsn) = (item.lsn, item.segment, item.block_lsn);
-        // Borrowed, not `Lent::view`'s copy: an `EventRef` is hundreds of
-        // bytes, copied per event (~1% of an export's CPU samples,
-        // docs/benchmarks.md, "exp39").
-        let made;
-        let ev: &EventRef<'_> = match &item.event {
-            Lent::View(v) => v,
-            Lent::Owned(e) => {
-                made = EventRef::of(e);
-                &made
-            }
-        };
+        let ev = item.event.view();
         if seq != s.seq || lsn != s.first_lsn + seen {
             return Err(ExportError::mismatch(
                 &s.name,
@@ -112,16 +101,16 @@ pub(crate) fn event_files(
             namer.writer(s, tables::EVENTS, dt)
         })?;
         p.rows
-            .push_view(scope, lsn, block_lsn, ev, item.event.owned());
+            .push_view(scope, lsn, block_lsn, &ev, item.event.owned());
         if p.rows.len() >= BATCH_ROWS {
             flush(&mut p.rows, &mut p.file, EventRows::finish)?;
         }
-        if let Some(call) = tables::ToolCall::of_view(ev) {
+        if let Some(call) = tables::ToolCall::of_view(&ev) {
             let rows = || ToolCallRows::of_version(namer.version());
             let p = part(&mut calls, dt, rows, || {
                 namer.writer(s, tables::TOOL_CALLS, dt)
             })?;
-            p.rows.push_call_view(scope, lsn, ev, call);
+            p.rows.push_call_view(scope, lsn, &ev, call);
             if p.rows.len() >= BATCH_ROWS {
                 flush(&mut p.rows, &mut p.file, ToolCallRows::finish)?;
             }
@@ -226,8 +215,8 @@ impl DayCache {
 mod tests {
     use super::*;
     use auditlog::{
-        Config, Durability, Event, Json, Log, LogReader, ReplayRange, ReplayThreads, RunFinished,
-        RunLog, RunStarted,
+        Config, Durability, Event, Json, Lent, Log, LogReader, ReplayRange, ReplayThreads,
+        RunFinished, RunLog, RunStarted,
     };
 
     /// Files named by table and day, in memory.
