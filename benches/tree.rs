@@ -12,7 +12,11 @@
 //!    checking time, proof sizes, and `verify` with and without the key.
 //!
 //! `cargo bench -p auditlog-benches --bench tree -- --events 2000000
-//! --rounds 3 --proof-events 10000000`. Run by `cargo test` (without
+//! --rounds 3 --proof-events 10000000`. Besides the table of medians it
+//! prints, per variant, the spread of its same-round ratio to tree off
+//! (events/s, and CPU per event during the burst): quartiles, range and a
+//! bootstrap 95% interval of the median, to tell how many rounds a
+//! difference of a few points needs on a shared machine. Run by `cargo test` (without
 //! `--bench`) it does a tiny pass of each, as a smoke test.
 
 use std::time::{Duration, Instant};
@@ -159,6 +163,10 @@ fn ingest(a: &Args) {
     let mut behind: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut closes: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut catch_up: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    // CPU per event during the burst alone (not the catch-up after it):
+    // what each variant costs the ingest, apart from the machine's swings
+    // in wall-clock throughput.
+    let mut burst_cpu: Vec<Vec<f64>> = vec![Vec::new(); 3];
     for round in 0..a.rounds {
         for k in 0..3 {
             let i = (round + k) % 3;
@@ -275,6 +283,7 @@ fn ingest(a: &Args) {
             eps[i].push(r);
             p99[i].push(d);
             cpu[i].push(us);
+            burst_cpu[i].push(phase_cpu * 1e6 / res.events as f64);
         }
     }
     println!(
@@ -318,6 +327,47 @@ fn ingest(a: &Args) {
             median(&mut closes[i])
         );
     }
+    spread(&eps, "events/s");
+    spread(&burst_cpu, "CPU µs/event during the burst");
+}
+
+/// The spread of each variant's same-round ratio to tree off over the
+/// rounds (`per[variant][round]`): median, quartiles, range and a
+/// bootstrap 95% interval of the median. Single rounds on a shared
+/// machine swing by tens of points, so a difference of a few points
+/// needs many rounds, and this says how far the median can be trusted.
+fn spread(per: &[Vec<f64>], what: &str) {
+    let variants = ["tree on", "tree + checkpoints"];
+    for (name, v) in variants.iter().zip(&per[1..]) {
+        if v.is_empty() || v.len() != per[0].len() {
+            continue;
+        }
+        let mut r: Vec<f64> = v.iter().zip(&per[0]).map(|(a, b)| 100.0 * a / b).collect();
+        let (lo, hi) = bootstrap_median(&r, 4000);
+        println!(
+            "{name}, {what}, same round of tree off over {} rounds: median {:.1}% (quartiles {:.1}-{:.1}; range {:.1}-{:.1}; bootstrap 95% interval of the median {lo:.1}-{hi:.1})",
+            r.len(),
+            pct(&mut r, 0.5),
+            pct(&mut r, 0.25),
+            pct(&mut r, 0.75),
+            pct(&mut r, 0.0),
+            pct(&mut r, 1.0),
+        );
+    }
+}
+
+/// The 2.5% and 97.5% quantiles of the median of `v` resampled with
+/// replacement `n` times (a fixed seed: the same rounds print the same
+/// interval).
+fn bootstrap_median(v: &[f64], n: usize) -> (f64, f64) {
+    let mut rng = fastrand::Rng::with_seed(38);
+    let mut meds: Vec<f64> = (0..n)
+        .map(|_| {
+            let mut s: Vec<f64> = (0..v.len()).map(|_| v[rng.usize(0..v.len())]).collect();
+            median(&mut s)
+        })
+        .collect();
+    (pct(&mut meds, 0.025), pct(&mut meds, 0.975))
 }
 
 /// The wall clock, µs since the Unix epoch (as a checkpoint's
