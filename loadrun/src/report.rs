@@ -72,6 +72,10 @@ pub struct CliIngest {
     pub wall_seconds: f64,
     /// The child's CPU, user plus system, all its threads (Linux).
     pub cpu_seconds: Option<f64>,
+    /// The same, user time alone.
+    pub cpu_user_seconds: Option<f64>,
+    /// The same, system time alone.
+    pub cpu_sys_seconds: Option<f64>,
 }
 
 /// Opening the kept log afresh in a child process (`auditlog run ID`, ...):
@@ -363,14 +367,16 @@ impl Report {
         o.push_str(&format!(
             ",\"cli_ingest\":{}",
             self.cli.as_ref().map_or("null".into(), |c| format!(
-                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{},\"cpu_seconds\":{}}}",
+                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{},\"cpu_seconds\":{},\"cpu_user_seconds\":{},\"cpu_sys_seconds\":{}}}",
                 c.events,
                 c.file_bytes,
                 num(c.seconds),
                 num(c.events_per_sec),
                 num(c.file_bytes as f64 / 1e6 / c.seconds.max(1e-9)),
                 num(c.wall_seconds),
-                c.cpu_seconds.map_or("null".into(), num)
+                c.cpu_seconds.map_or("null".into(), num),
+                c.cpu_user_seconds.map_or("null".into(), num),
+                c.cpu_sys_seconds.map_or("null".into(), num)
             ))
         ));
         o.push_str(&format!(
@@ -548,10 +554,14 @@ impl Report {
             ));
             if let Some(cpu) = c.cpu_seconds {
                 o.push_str(&format!(
-                    "  its CPU, user+sys of all its threads: {cpu:.2} s ({:.2} us per event, {:.2} cores over its wall)\n",
+                    "  its CPU, user+sys of all its threads: {cpu:.2} s ({:.2} us per event, {:.2} cores over its wall)",
                     cpu * 1e6 / c.events.max(1) as f64,
                     cpu / c.wall_seconds.max(1e-9)
                 ));
+                if let (Some(u), Some(s)) = (c.cpu_user_seconds, c.cpu_sys_seconds) {
+                    o.push_str(&format!("; user {u:.2} s, sys {s:.2} s"));
+                }
+                o.push('\n');
             }
         }
         if let Some(c) = &self.open {
