@@ -869,6 +869,7 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
     let file_bytes = std::fs::metadata(&file)?.len();
     let exe = std::env::current_exe()?;
     let dir = tmp.join("cli-log");
+    let mem_free_bytes_at_start = crate::meminfo_kb("MemFree:").map(|kb| kb << 10);
     let cpu_before = crate::threads::ended_children_cpu();
     let t = Instant::now();
     let out = std::process::Command::new(exe)
@@ -907,6 +908,7 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
         cpu_seconds: cpu.map(|c| c.total()),
         cpu_user_seconds: cpu.map(|c| c.user),
         cpu_sys_seconds: cpu.map(|c| c.sys),
+        mem_free_bytes_at_start,
     })
 }
 

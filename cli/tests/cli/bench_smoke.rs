@@ -140,6 +140,8 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
             "{}",
             v["cli_ingest"]
         );
+        // Free memory as the child started.
+        assert!(part("mem_free_bytes_at_start") > 0.0, "{}", v["cli_ingest"]);
     }
     assert_eq!(
         num(&v, &["cli_ingest", "events"]),
