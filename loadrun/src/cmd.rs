@@ -869,7 +869,8 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
     let file_bytes = std::fs::metadata(&file)?.len();
     let exe = std::env::current_exe()?;
     let dir = tmp.join("cli-log");
-    let cpu_before = crate::threads::ended_children_cpu_seconds();
+    let mem_free_bytes_at_start = crate::meminfo_kb("MemFree:").map(|kb| kb << 10);
+    let cpu_before = crate::threads::ended_children_cpu();
     let t = Instant::now();
     let out = std::process::Command::new(exe)
         .arg("--dir")
@@ -880,9 +881,9 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
         .stderr(std::process::Stdio::piped())
         .output()?;
     let wall = t.elapsed().as_secs_f64();
-    let cpu_seconds = crate::threads::ended_children_cpu_seconds()
+    let cpu = crate::threads::ended_children_cpu()
         .zip(cpu_before)
-        .map(|(after, before)| after - before);
+        .map(|(after, before)| after.since(before));
     let _ = std::fs::remove_file(&file);
     let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
@@ -904,7 +905,10 @@ fn cli_ingest(tmp: &Path, shares: &[Vec<Event>]) -> Result<CliIngest, CliError> 
         seconds: f("seconds"),
         events_per_sec: f("events_per_sec"),
         wall_seconds: wall,
-        cpu_seconds,
+        cpu_seconds: cpu.map(|c| c.total()),
+        cpu_user_seconds: cpu.map(|c| c.user),
+        cpu_sys_seconds: cpu.map(|c| c.sys),
+        mem_free_bytes_at_start,
     })
 }
 

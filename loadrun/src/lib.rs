@@ -272,6 +272,20 @@ pub fn retag(shares: &mut [Vec<Event>], tag: &str) {
 }
 
 /// The machine, as the report states it.
+/// One `/proc/meminfo` field (`key` with its colon, as `"MemFree:"`), in
+/// kB; `None` where the file or the field is missing.
+pub fn meminfo_kb(key: &str) -> Option<u64> {
+    meminfo_field(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+}
+
+/// [`meminfo_kb`] on the file's text.
+fn meminfo_field(text: &str, key: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(key))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
     pub nproc: usize,
@@ -283,15 +297,7 @@ pub struct Machine {
 
 impl Machine {
     pub fn probe() -> Machine {
-        let mem_kb = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("MemTotal:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
+        let mem_kb = meminfo_kb("MemTotal:").unwrap_or(0);
         let cpu = std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|s| {
@@ -341,4 +347,18 @@ pub fn disk_probe(dir: &Path, total: u64) -> std::io::Result<f64> {
     drop(f);
     let _ = std::fs::remove_file(&path);
     Ok(done as f64 / 1e6 / secs.max(1e-9))
+}
+
+#[cfg(test)]
+mod meminfo_tests {
+    use super::meminfo_field;
+
+    #[test]
+    fn meminfo_fields_are_read_by_their_key() {
+        let text = "MemTotal:       24621236 kB\nMemFree:         3068248 kB\nMemAvailable:   22677128 kB\n";
+        assert_eq!(meminfo_field(text, "MemTotal:"), Some(24_621_236));
+        assert_eq!(meminfo_field(text, "MemFree:"), Some(3_068_248));
+        assert_eq!(meminfo_field(text, "Cached:"), None);
+        assert_eq!(meminfo_field("MemFree: lots kB\n", "MemFree:"), None);
+    }
 }

@@ -72,6 +72,14 @@ pub struct CliIngest {
     pub wall_seconds: f64,
     /// The child's CPU, user plus system, all its threads (Linux).
     pub cpu_seconds: Option<f64>,
+    /// The same, user time alone.
+    pub cpu_user_seconds: Option<f64>,
+    /// The same, system time alone.
+    pub cpu_sys_seconds: Option<f64>,
+    /// `MemFree` as the child started (Linux): its system time grows
+    /// several-fold when little memory is free (its page-cache writes
+    /// take fresh pages; docs/benchmarks.md, "Ingest, cli38 round").
+    pub mem_free_bytes_at_start: Option<u64>,
 }
 
 /// Opening the kept log afresh in a child process (`auditlog run ID`, ...):
@@ -363,14 +371,18 @@ impl Report {
         o.push_str(&format!(
             ",\"cli_ingest\":{}",
             self.cli.as_ref().map_or("null".into(), |c| format!(
-                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{},\"cpu_seconds\":{}}}",
+                "{{\"events\":{},\"file_bytes\":{},\"seconds\":{},\"events_per_sec\":{},\"mb_per_sec\":{},\"wall_seconds\":{},\"cpu_seconds\":{},\"cpu_user_seconds\":{},\"cpu_sys_seconds\":{},\"mem_free_bytes_at_start\":{}}}",
                 c.events,
                 c.file_bytes,
                 num(c.seconds),
                 num(c.events_per_sec),
                 num(c.file_bytes as f64 / 1e6 / c.seconds.max(1e-9)),
                 num(c.wall_seconds),
-                c.cpu_seconds.map_or("null".into(), num)
+                c.cpu_seconds.map_or("null".into(), num),
+                c.cpu_user_seconds.map_or("null".into(), num),
+                c.cpu_sys_seconds.map_or("null".into(), num),
+                c.mem_free_bytes_at_start
+                    .map_or("null".into(), |b| b.to_string())
             ))
         ));
         o.push_str(&format!(
@@ -548,10 +560,17 @@ impl Report {
             ));
             if let Some(cpu) = c.cpu_seconds {
                 o.push_str(&format!(
-                    "  its CPU, user+sys of all its threads: {cpu:.2} s ({:.2} us per event, {:.2} cores over its wall)\n",
+                    "  its CPU, user+sys of all its threads: {cpu:.2} s ({:.2} us per event, {:.2} cores over its wall)",
                     cpu * 1e6 / c.events.max(1) as f64,
                     cpu / c.wall_seconds.max(1e-9)
                 ));
+                if let (Some(u), Some(s)) = (c.cpu_user_seconds, c.cpu_sys_seconds) {
+                    o.push_str(&format!("; user {u:.2} s, sys {s:.2} s"));
+                }
+                if let Some(b) = c.mem_free_bytes_at_start {
+                    o.push_str(&format!("; {} MiB free at its start", b >> 20));
+                }
+                o.push('\n');
             }
         }
         if let Some(c) = &self.open {

@@ -135,10 +135,15 @@ pub fn cpu_of(after: &Snapshot, before: &Snapshot, prefix: &str) -> u64 {
         .sum()
 }
 
-/// User plus system CPU seconds of this process's children that have
-/// ended and been waited for (`None` where Linux's `getrusage` is not
+/// CPU seconds, user and system apart, of this process's children that
+/// have ended and been waited for (`None` where Linux's `getrusage` is not
 /// available): the difference around one child is that child's CPU.
-pub fn ended_children_cpu_seconds() -> Option<f64> {
+///
+/// Why apart: the child's system time moves with the kernel's state (how
+/// its page cache gets fresh memory) while its user time moves with the
+/// machine's speed; the sum alone could not tell the two apart
+/// (docs/benchmarks.md, "Ingest, cli38 round").
+pub fn ended_children_cpu() -> Option<ChildCpu> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: rusage is plain integers; all zeroes is a valid value.
@@ -147,10 +152,35 @@ pub fn ended_children_cpu_seconds() -> Option<f64> {
         // rusage written only during the call.
         let r = unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
         let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-        (r == 0).then(|| secs(ru.ru_utime) + secs(ru.ru_stime))
+        (r == 0).then(|| ChildCpu {
+            user: secs(ru.ru_utime),
+            sys: secs(ru.ru_stime),
+        })
     }
     #[cfg(not(target_os = "linux"))]
     None
+}
+
+/// User and system CPU seconds (of ended children, or a difference of two
+/// such readings).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChildCpu {
+    pub user: f64,
+    pub sys: f64,
+}
+
+impl ChildCpu {
+    /// What was used between `before` and `self`.
+    pub fn since(self, before: ChildCpu) -> ChildCpu {
+        ChildCpu {
+            user: self.user - before.user,
+            sys: self.sys - before.sys,
+        }
+    }
+
+    pub fn total(self) -> f64 {
+        self.user + self.sys
+    }
 }
 
 /// Pin the calling thread (and the threads it starts later) to one CPU.
@@ -189,6 +219,33 @@ fn group_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn child_cpu_differences_keep_user_and_system_apart() {
+        let before = ChildCpu {
+            user: 1.5,
+            sys: 0.25,
+        };
+        let after = ChildCpu {
+            user: 4.0,
+            sys: 1.0,
+        };
+        let d = after.since(before);
+        assert_eq!(
+            d,
+            ChildCpu {
+                user: 2.5,
+                sys: 0.75
+            }
+        );
+        assert_eq!(d.total(), 3.25);
+        // A reading exists on Linux, and never goes backwards.
+        if cfg!(target_os = "linux") {
+            let a = ended_children_cpu().expect("getrusage");
+            let b = ended_children_cpu().expect("getrusage");
+            assert!(b.user >= a.user && b.sys >= a.sys);
+        }
+    }
 
     #[test]
     fn schedstat_lines_parse() {

@@ -131,6 +131,17 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
         assert!(v["cli_ingest"]["cpu_seconds"]
             .as_f64()
             .is_some_and(|c| c >= 0.0));
+        // User and system time apart, adding up to it.
+        let part = |k: &str| num(&v, &["cli_ingest", k]);
+        assert!(part("cpu_user_seconds") >= 0.0 && part("cpu_sys_seconds") >= 0.0);
+        let sum = part("cpu_user_seconds") + part("cpu_sys_seconds");
+        assert!(
+            (sum - part("cpu_seconds")).abs() < 1e-3,
+            "{}",
+            v["cli_ingest"]
+        );
+        // Free memory as the child started.
+        assert!(part("mem_free_bytes_at_start") > 0.0, "{}", v["cli_ingest"]);
     }
     assert_eq!(
         num(&v, &["cli_ingest", "events"]),
