@@ -271,7 +271,6 @@ pub fn retag(shares: &mut [Vec<Event>], tag: &str) {
     }
 }
 
-/// The machine, as the report states it.
 /// One `/proc/meminfo` field (`key` with its colon, as `"MemFree:"`), in
 /// kB; `None` where the file or the field is missing.
 pub fn meminfo_kb(key: &str) -> Option<u64> {
@@ -286,6 +285,7 @@ fn meminfo_field(text: &str, key: &str) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// The machine, as the report states it.
 #[derive(Debug, Clone, Default)]
 pub struct Machine {
     pub nproc: usize,
