@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::event::json::{json_string, json_u64, write_call};
 use crate::event::time::{format_rfc3339, parse_instant};
 use crate::event::{EventData, Json, Micros, ToolCall};
+use crate::index::RunHash;
 use crate::index::calls::{
     engine_tool_key, CallList, FieldRef, LazyCall, AT_CALLER, AT_CHANNEL, AT_ENGINE, AT_ERROR_TYPE,
     AT_RUN, AT_STATUS, AT_TOOL, AT_WORKSPACE, CK_CALLER, CK_CHANNEL, CK_ENGINE, CK_ENGINE_TOOL,
@@ -323,8 +324,14 @@ fn hidden_logs(view: &View<'_>) -> HashSet<u64> {
             continue; // An orphan's logs are not shown anyway.
         }
         let mut logs: Vec<(u64, u64)> = Vec::new();
+        let h = RunHash::of(id);
         for s in &view.srcs {
-            logs.extend(s.img.logs_of(id).iter().map(|l| (l.seq, l.lsn)));
+            logs.extend(
+                s.img
+                    .logs_of_if_filtered(id, h)
+                    .iter()
+                    .map(|l| (l.seq, l.lsn)),
+            );
         }
         // Per seq, newest first: everything older than the newest
         // replacing log of that seq is hidden.
