@@ -145,8 +145,11 @@ fn image_with_logs(kind: u32) -> Vec<u8> {
     };
     for i in 0..RUNS {
         let id = format!("r-{i}");
-        add(&mut b, &Event::run_started(id.clone(), 1_000 + i as i64, RunStarted::default()));
-        if i % 2 == 0 {
+        add(
+            &mut b,
+            &Event::run_started(id.clone(), 1_000 + i as i64, RunStarted::default()),
+        );
+        if i.is_multiple_of(2) {
             add(&mut b, &Event::run_log(id, 1_001 + i as i64, log(0)));
         }
     }
@@ -163,7 +166,11 @@ fn image_with_logs(kind: u32) -> Vec<u8> {
 fn ids_with_logs_but_no_start_pass_the_filter_and_their_logs_are_found() {
     let b = image_with_logs(KIND_SEALED);
     let (_, len) = section(&b, S_RFILT);
-    assert_eq!(len, lines_for(RUNS + LATE) * LINE, "2 bytes an id, each once");
+    assert_eq!(
+        len,
+        lines_for(RUNS + LATE) * LINE,
+        "2 bytes an id, each once"
+    );
     let img = open(b);
     for i in 0..LATE {
         let id = format!("late-{i}");
@@ -179,7 +186,7 @@ fn ids_with_logs_but_no_start_pass_the_filter_and_their_logs_are_found() {
         let h = RunHash::of(id.as_bytes());
         assert_eq!(
             img.logs_of_if_filtered(id.as_bytes(), h).len(),
-            usize::from(i % 2 == 0),
+            usize::from(i.is_multiple_of(2)),
             "{id}"
         );
     }

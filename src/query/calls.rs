@@ -19,12 +19,12 @@ use crate::error::{Error, Result};
 use crate::event::json::{json_string, json_u64, write_call};
 use crate::event::time::{format_rfc3339, parse_instant};
 use crate::event::{EventData, Json, Micros, ToolCall};
-use crate::index::RunHash;
 use crate::index::calls::{
     engine_tool_key, CallList, FieldRef, LazyCall, AT_CALLER, AT_CHANNEL, AT_ENGINE, AT_ERROR_TYPE,
     AT_RUN, AT_STATUS, AT_TOOL, AT_WORKSPACE, CK_CALLER, CK_CHANNEL, CK_ENGINE, CK_ENGINE_TOOL,
     CK_ERROR_TYPE, CK_RUN, CK_STATUS, CK_TOOL, CK_WORKSPACE,
 };
+use crate::index::RunHash;
 
 /// Filters of `calls` (exact matches, combined with AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

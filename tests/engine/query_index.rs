@@ -566,7 +566,7 @@ fn logs_in_later_segments_than_their_start_are_found_through_the_filters() {
     let note = |seq: u64, text: &str| RunLog {
         seq,
         event_type: "note".into(),
-        payload: Json::parse(&format!("{{\"text\":\"{text}\"}}")).unwrap(),
+        payload: Json::parse(format!("{{\"text\":\"{text}\"}}")).unwrap(),
     };
     // Segment 1: the starts, the first log of each.
     let mut evs = Vec::new();
@@ -580,7 +580,11 @@ fn logs_in_later_segments_than_their_start_are_found_through_the_filters() {
     // Segment 2: a second log of the even runs, and an orphan's log.
     let mut evs = Vec::new();
     for i in (0..50).step_by(2) {
-        evs.push(Event::run_log(format!("s-{i:02}"), D0 + 100 + i, note(1, "second")));
+        evs.push(Event::run_log(
+            format!("s-{i:02}"),
+            D0 + 100 + i,
+            note(1, "second"),
+        ));
     }
     evs.push(Event::run_log("orphan", D0 + 200, note(0, "no start")));
     log.append_batch(&evs).unwrap().wait().unwrap();
@@ -602,7 +606,7 @@ fn logs_in_later_segments_than_their_start_are_found_through_the_filters() {
         let i: u64 = id[2..].parse().unwrap();
         match i {
             4 => vec![0, 1, 2, 3],
-            _ if i % 2 == 0 => vec![0, 1],
+            _ if i.is_multiple_of(2) => vec![0, 1],
             _ => vec![0],
         }
     };
