@@ -140,7 +140,9 @@ fn bench_both(
 /// index format 7, see `Image::find_run_if_filtered`) after a refresh that
 /// finds nothing changed (the query30 round). `run_after_reopen`: what a
 /// one-shot `auditlog run ID` does, an engine opened over the stored
-/// images and one look-up (the filt31 round).
+/// images and one look-up (the filt31 round). `run_with_logs`: the run and
+/// its logs, whose LOGS sections are searched only in the images whose
+/// filter passes the id (index format 8, the q38 round; before, all 30).
 fn across_segments(c: &mut Criterion) {
     let spec = WorkloadSpec {
         runs: RUNS,
@@ -155,6 +157,7 @@ fn across_segments(c: &mut Criterion) {
     for kind in [
         "count_by_status",
         "run",
+        "run_with_logs",
         "chain",
         "children",
         "window_1h",

@@ -482,6 +482,18 @@ impl Builder {
         for same_id in logs.chunk_by_mut(|a, b| a.0 == b.0) {
             same_id.sort_by_key(|l| (l.1, l.2));
         }
+        // The ids with a log here but no start here (the run started in
+        // another image, or not at all): the run-id filter holds them
+        // beside RUNS', so that a run's logs are looked for only in the
+        // images that may hold some (RFILT, version 8).
+        let log_only: Vec<u32> = if kind == KIND_SEALED {
+            logs.chunk_by(|a, b| a.0 == b.0)
+                .map(|same_id| same_id[0].0)
+                .filter(|id| !run_of.contains_key(id))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut s_logs = Vec::with_capacity(logs.len() * log::SIZE);
         for (id, seqno, lsn, off) in &logs {
             let mut rec = [0u8; log::SIZE];
@@ -530,9 +542,16 @@ impl Builder {
             s_chain.extend_from_slice(&d.0);
         }
         // RFILT: sealed images only (a chunk is replaced as the segment
-        // grows; its lookups binary-search it).
+        // grows; its lookups binary-search it). Every id with a start or
+        // a log here.
         let s_rfilt = if kind == KIND_SEALED {
-            super::run_filter::build(runs.len(), runs.iter().map(|r| name(r.id).as_bytes()))
+            super::run_filter::build(
+                runs.len() + log_only.len(),
+                runs.iter()
+                    .map(|r| r.id)
+                    .chain(log_only.iter().copied())
+                    .map(|id| name(id).as_bytes()),
+            )
         } else {
             Vec::new()
         };

@@ -37,7 +37,10 @@ pub const MAGIC: &[u8; 8] = b"AUDLOGIX";
 /// 7: the run-id filter (RFILT, section 12) stored in sealed images, so a
 /// reopened engine or a one-shot query skips the images that do not hold
 /// an id from its first lookup (it was built in memory before).
-pub const VERSION: u32 = 7;
+/// 8: RFILT also holds every id of LOGS, so a run's logs are searched only
+/// in the images that may hold some (before, every image's LOGS was
+/// binary-searched for every `run_with_logs`).
+pub const VERSION: u32 = 8;
 pub const HEADER_LEN: usize = 128;
 pub const N_SECT: usize = 13;
 pub const SECT_TABLE_LEN: usize = N_SECT * 16;
@@ -891,7 +894,7 @@ impl Image {
     }
 
     /// What the RFILT section says of `h`: false only if the image surely
-    /// holds no start of that id. A chunk (no filter: it is replaced as
+    /// holds no start and no log of that id. A chunk (no filter: it is replaced as
     /// the segment grows) and a line in a block that fails its CRC say
     /// "maybe": the search decides, and the poisoned image is rebuilt
     /// (a damaged filter must never hide a run).
@@ -1122,6 +1125,18 @@ impl Image {
             lsn: le_u64(r, log::LSN),
             off: le_u64(r, log::OFF),
         }
+    }
+
+    /// [`Image::logs_of`], asking the stored run-id filter first (`h` is
+    /// the id's [`RunHash`]): since version 8 it holds the ids of LOGS
+    /// beside those of RUNS, so a run's logs are searched for only in the
+    /// images that may hold some, not by a binary search of every image's
+    /// LOGS (string compares on pages spread over the whole log).
+    pub fn logs_of_if_filtered(&self, id: &[u8], h: RunHash) -> Vec<LogRec<'_>> {
+        if !self.may_hold_run(h) {
+            return Vec::new();
+        }
+        self.logs_of(id)
     }
 
     /// Every `run_log` of `id` in this image, ordered by seq then LSN.

@@ -1,5 +1,7 @@
 //! The run-id filter of a sealed image (section RFILT, since version 7):
-//! a blocked Bloom filter over the ids RUNS holds, written by the builder
+//! a blocked Bloom filter over the ids RUNS holds (and, since version 8,
+//! the ids of LOGS without a start here, so a run's logs are searched
+//! only in the images that may hold some), written by the builder
 //! when it seals and read mapped, so a `run` or `chain` lookup skips every
 //! image that does not hold the id from the first lookup of a process
 //! (before version 7 the filter lived in memory only, and a reopened

@@ -24,6 +24,7 @@ use crate::index::calls::{
     AT_RUN, AT_STATUS, AT_TOOL, AT_WORKSPACE, CK_CALLER, CK_CHANNEL, CK_ENGINE, CK_ENGINE_TOOL,
     CK_ERROR_TYPE, CK_RUN, CK_STATUS, CK_TOOL, CK_WORKSPACE,
 };
+use crate::index::RunHash;
 
 /// Filters of `calls` (exact matches, combined with AND).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -323,8 +324,14 @@ fn hidden_logs(view: &View<'_>) -> HashSet<u64> {
             continue; // An orphan's logs are not shown anyway.
         }
         let mut logs: Vec<(u64, u64)> = Vec::new();
+        let h = RunHash::of(id);
         for s in &view.srcs {
-            logs.extend(s.img.logs_of(id).iter().map(|l| (l.seq, l.lsn)));
+            logs.extend(
+                s.img
+                    .logs_of_if_filtered(id, h)
+                    .iter()
+                    .map(|l| (l.seq, l.lsn)),
+            );
         }
         // Per seq, newest first: everything older than the newest
         // replacing log of that seq is hidden.

@@ -753,8 +753,9 @@ impl<'a> View<'a> {
             return Ok(Vec::new());
         }
         let mut all: Vec<(u64, u64, u64, u64)> = Vec::new();
+        let h = RunHash::of(id.as_bytes());
         for s in &self.srcs {
-            for l in s.img.logs_of(id.as_bytes()) {
+            for l in s.img.logs_of_if_filtered(id.as_bytes(), h) {
                 all.push((l.seq, l.lsn, s.seq, l.off));
             }
         }

@@ -192,10 +192,11 @@ fn rebuild_after_delete_truncate_corrupt_and_stale() {
     });
     // Checksums resealed over the damage: only the version or the
     // KEYS summary's own bound can tell.
-    // Version 6 (no stored run filter) is refused by number and rebuilt.
+    // Version 7 (a stored run filter without the ids of LOGS) is refused
+    // by number and rebuilt.
     check("previous format version", &|f| {
         let mut b = fs::read(f).unwrap();
-        b[8..12].copy_from_slice(&6u32.to_le_bytes());
+        b[8..12].copy_from_slice(&7u32.to_le_bytes());
         crate::fuzz_shared::fix_up_index(&mut b);
         fs::write(f, b).unwrap();
     });
@@ -548,4 +549,78 @@ fn indexing_outside_the_lock_builds_each_segment_once() {
         assert_eq!(e.stats.rebuilt, 8, "round {round}: {:?}", e.stats);
         assert_eq!(idx_files(&path).len(), 8);
     }
+}
+
+/// Logs in later segments than their run's start (a run that spans a
+/// roll, a log replaced after a seal), and logs of a run never started:
+/// since index format 8 each sealed image's run-id filter holds the ids of
+/// its LOGS, and `logs` asks it before searching; every log is still found,
+/// by a live engine and by one reopened over the stored images.
+#[test]
+fn logs_in_later_segments_than_their_start_are_found_through_the_filters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("log");
+    let mut cfg = Config::new(&path);
+    cfg.durability = Durability::Never;
+    let log = Log::open(cfg).unwrap();
+    let note = |seq: u64, text: &str| RunLog {
+        seq,
+        event_type: "note".into(),
+        payload: Json::parse(format!("{{\"text\":\"{text}\"}}")).unwrap(),
+    };
+    // Segment 1: the starts, the first log of each.
+    let mut evs = Vec::new();
+    for i in 0..50 {
+        let id = format!("s-{i:02}");
+        evs.push(Event::run_started(id.clone(), D0 + i, start("a", "")));
+        evs.push(Event::run_log(id, D0 + i, note(0, "first")));
+    }
+    log.append_batch(&evs).unwrap().wait().unwrap();
+    log.seal().unwrap();
+    // Segment 2: a second log of the even runs, and an orphan's log.
+    let mut evs = Vec::new();
+    for i in (0..50).step_by(2) {
+        evs.push(Event::run_log(
+            format!("s-{i:02}"),
+            D0 + 100 + i,
+            note(1, "second"),
+        ));
+    }
+    evs.push(Event::run_log("orphan", D0 + 200, note(0, "no start")));
+    log.append_batch(&evs).unwrap().wait().unwrap();
+    log.seal().unwrap();
+    // Segment 3 (sealed) and the active segment: a third log of s-04,
+    // then a fourth still in the active segment.
+    log.append_batch(&[Event::run_log("s-04", D0 + 300, note(2, "third"))])
+        .unwrap()
+        .wait()
+        .unwrap();
+    log.seal().unwrap();
+    log.append_batch(&[Event::run_log("s-04", D0 + 400, note(3, "fourth"))])
+        .unwrap()
+        .wait()
+        .unwrap();
+    log.close().unwrap();
+
+    let want = |id: &str| -> Vec<u64> {
+        let i: u64 = id[2..].parse().unwrap();
+        match i {
+            4 => vec![0, 1, 2, 3],
+            _ if i.is_multiple_of(2) => vec![0, 1],
+            _ => vec![0],
+        }
+    };
+    for round in ["fresh build", "stored images"] {
+        let mut eng = Engine::open(&path).unwrap();
+        for i in 0..50 {
+            let id = format!("s-{i:02}");
+            let (_, logs) = eng.run_with_logs(&id).unwrap().unwrap();
+            let seqs: Vec<u64> = logs.iter().map(|l| l.seq).collect();
+            assert_eq!(seqs, want(&id), "{round}: {id}");
+        }
+        // An orphan's logs are not shown; an unknown id has none.
+        assert!(eng.logs("orphan").unwrap().is_empty(), "{round}");
+        assert!(eng.run_with_logs("absent").unwrap().is_none(), "{round}");
+    }
+    assert!(idx_files(&path).len() >= 3, "the sealed images are stored");
 }
