@@ -407,11 +407,13 @@ impl Inner {
         self.test_pause();
         let mut tree = self.lock();
         if tree.store_in_flight.take().is_none() {
-            self.raced.fetch_add(1, Ordering::Relaxed);
             drop(tree);
             if let Ok(tmp) = written {
                 let _ = std::fs::remove_file(tmp);
             }
+            // Counted once the copy is gone, so that whoever sees the
+            // count (a test) also sees no temporary file left.
+            self.raced.fetch_add(1, Ordering::Relaxed);
             return;
         }
         let stored = written.and_then(|tmp| {
