@@ -21,7 +21,8 @@ use auditlog::{verify, Error, LogReader, ReplayRange};
 /// version 5 by its version field alone: its FINS section is empty; and
 /// to version 6 by widening its KEYS records to 32 bytes, the plain and
 /// shadowed counts zero; and to version 7 by a 13th, empty, section table
-/// entry (RFILT) that moves the body 16 bytes on.)
+/// entry (RFILT) that moves the body 16 bytes on; and to version 8 by its
+/// version field alone: its RFILT section is empty.)
 #[test]
 fn index_narrow_of_a_huge_posting_list_does_not_overflow() {
     let mut bytes = include_bytes!("../support/fuzz/index_reader-narrow-overflow.bin").to_vec();
