@@ -629,7 +629,14 @@ impl<'a> View<'a> {
             Some(l) => it.take(l).collect(),
             None => it.collect(),
         };
-        items.into_iter().map(|i| self.item_run(i)).collect()
+        // Sized once: collecting `Result`s grows the vector by doubling
+        // (no size hint survives the short-circuit), and each growth
+        // copies every run view made so far.
+        let mut runs = Vec::with_capacity(items.len());
+        for i in items {
+            runs.push(self.item_run(i)?);
+        }
+        Ok(runs)
     }
 
     /// The image of segment `seq` that covers segment offset `off`.
