@@ -739,7 +739,11 @@ impl<'a> View<'a> {
 
     /// The defining start of `id`: in the oldest image that has one.
     pub(crate) fn find(&self, id: &[u8]) -> Option<Handle> {
-        let h = RunHash::of(id);
+        self.find_hashed(id, RunHash::of(id))
+    }
+
+    /// [`View::find`] with the id's [`RunHash`] already at hand.
+    fn find_hashed(&self, id: &[u8], h: RunHash) -> Option<Handle> {
         self.srcs.iter().enumerate().find_map(|(src, s)| {
             s.img
                 .find_run_if_filtered(id, h)
@@ -756,11 +760,11 @@ impl<'a> View<'a> {
     /// The logs of a stored run in seq order (ties in log order); empty
     /// for an unknown run (orphan logs are not shown).
     pub fn logs(&self, id: &str) -> Result<Vec<RunLogEntry>> {
-        if self.find(id.as_bytes()).is_none() {
+        let h = RunHash::of(id.as_bytes());
+        if self.find_hashed(id.as_bytes(), h).is_none() {
             return Ok(Vec::new());
         }
         let mut all: Vec<(u64, u64, u64, u64)> = Vec::new();
-        let h = RunHash::of(id.as_bytes());
         for s in &self.srcs {
             for l in s.img.logs_of_if_filtered(id.as_bytes(), h) {
                 all.push((l.seq, l.lsn, s.seq, l.off));
