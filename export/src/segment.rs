@@ -317,20 +317,9 @@ mod tests {
             Lent::Owned(_)
         ));
 
-        let a = event_files(
-            reader.replay_with(range, ReplayThreads::None),
-            &s,
-            &scope,
-            &Mem,
-        )
-        .unwrap();
-        let b = event_files(
-            reader.replay_with(bounded, ReplayThreads::None),
-            &s,
-            &scope,
-            &Mem,
-        )
-        .unwrap();
+        let files =
+            |r| event_files(reader.replay_with(r, ReplayThreads::None), &s, &scope, &Mem).unwrap();
+        let (a, b) = (files(range), files(bounded));
         assert_eq!((a.events, a.tool_calls, a.blocks), (120, 40, b.blocks));
         assert_eq!((b.events, b.tool_calls), (120, 40));
         assert_eq!(a.files.len(), 2);
