@@ -436,6 +436,7 @@ fn lower_priority() {
     // unlocked, so a child forked by another test kept it: see
     // `lock::HeldLock`); SCHED_IDLE was not tried again since.
     crate::priority::set_thread_nice(19);
+    crate::priority::background_cpus();
 }
 
 /// The background thread's loop.

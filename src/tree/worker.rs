@@ -269,6 +269,9 @@ impl Inner {
     /// taken over (that thread may be preempted for tens of ms); the tree
     /// thread takes no job meanwhile, and is woken at the end.
     fn catch_up(&self) {
+        // Normal priority (it stands in for the writer), but background
+        // work as far as CPUs go: it never runs on a core kept for ingest.
+        crate::priority::background_cpus();
         let mut scratch = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             std::thread::park_timeout(IDLE_WAKE);
