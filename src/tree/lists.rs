@@ -105,9 +105,7 @@ mod tests {
     #[test]
     fn at_most_the_bound_is_kept_and_a_list_may_outlive_the_pool() {
         let pool = ListPool::new();
-        let lent: Vec<_> = (0..SPARE_LISTS + 3)
-            .map(|_| pool.lend(hashes(3)))
-            .collect();
+        let lent: Vec<_> = (0..SPARE_LISTS + 3).map(|_| pool.lend(hashes(3))).collect();
         drop(lent);
         let back = std::iter::from_fn(|| pool.spares.try_recv().ok()).count();
         assert_eq!(back, SPARE_LISTS);
