@@ -242,7 +242,8 @@ fn hashed_blocks(c: &mut Criterion) {
             },
             |batches| {
                 for batch in batches {
-                    log.append_encoded(batch).expect("append");
+                    // Awaited by the flush below.
+                    drop(log.append_encoded(batch).expect("append"));
                 }
                 log.flush().expect("flush")
             },
