@@ -1,7 +1,8 @@
 //! Library append throughput: one and several producers, `EveryBatch` and
 //! `Never`, single-event and batched appends; and the per-event hot path
 //! (validate + encode + frame + CRC, and the chain hash over a block), and
-//! the command line's ingest path: a JSONL line parsed, checked, encoded.
+//! the command line's ingest path: a JSONL line parsed, checked, encoded;
+//! and the writer's hand-over of pre-hashed blocks to the Merkle tree.
 
 use std::time::Duration;
 
@@ -211,5 +212,54 @@ fn hot_path(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, append_to_durable, hot_path, server_check);
+/// The writer's hand-over of hashed blocks to the Merkle tree's threads:
+/// batches whose leaves were hashed before the append (as the command
+/// line's ingest does, and the producers past `PRODUCERS_HASH_PAST` events
+/// behind), written in 64 KiB blocks without a sync, so that each
+/// iteration hands over some 50 blocks' leaf lists (src/tree/lists.rs:
+/// the lists come back once applied instead of a new one per block).
+fn hashed_blocks(c: &mut Criterion) {
+    let evs = events(2_000);
+    let mut g = c.benchmark_group("hashed_blocks");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config::new(dir.path().join("log"));
+    cfg.durability = Durability::Never;
+    cfg.max_batch_bytes = 64 << 10;
+    let log = Log::open(cfg).expect("open");
+    g.bench_function("never_batch100_prehashed", |b| {
+        b.iter_batched(
+            || {
+                evs.chunks(100)
+                    .map(|chunk| {
+                        let mut batch = EncodedBatch::encode(chunk).expect("encode");
+                        batch.hash_leaves();
+                        batch
+                    })
+                    .collect::<Vec<_>>()
+            },
+            |batches| {
+                for batch in batches {
+                    // Awaited by the flush below.
+                    drop(log.append_encoded(batch).expect("append"));
+                }
+                log.flush().expect("flush")
+            },
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+    log.close().expect("close");
+}
+
+criterion_group!(
+    benches,
+    append,
+    append_to_durable,
+    hot_path,
+    hashed_blocks,
+    server_check
+);
 criterion_main!(benches);

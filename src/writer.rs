@@ -791,28 +791,45 @@ impl Writer {
     /// Handle one message; the event bytes it added to the batch.
     fn handle(&mut self, msg: Msg) -> usize {
         match msg {
-            Msg::Append(mut batch) => {
+            Msg::Append(batch) => {
                 let bytes = batch.frames.len();
-                if let Some(why) = &self.failed {
-                    batch.slot.fail(Failure::Stopped(why.clone()));
+                let failure = if let Some(why) = &self.failed {
+                    Some(Failure::Stopped(why.clone()))
                 } else if let Err(e) = self.append_batch(&batch) {
-                    let failure = self.on_error(&e.to_string());
-                    batch.slot.fail(failure);
+                    Some(self.on_error(&e.to_string()))
                 } else {
-                    self.pending.push(batch.slot.clone());
-                    if let Some(queued) = batch.queued {
-                        let now = Instant::now();
-                        self.stamps_open.push(Stamps {
-                            queued,
-                            taken: now,
-                            write: (now, now),
-                        });
+                    None
+                };
+                let Batch {
+                    frames,
+                    slot,
+                    recycle,
+                    queued,
+                    ..
+                } = batch;
+                match failure {
+                    Some(why) => slot.fail(why),
+                    None => {
+                        // Moved, not cloned: a clone and the batch's drop
+                        // were two atomic updates per append of a count
+                        // whose cache line the producer had just written
+                        // (the writer's costliest instruction at one event
+                        // per append, docs/benchmarks.md, dur39 round).
+                        self.pending.push(slot);
+                        if let Some(queued) = queued {
+                            let now = Instant::now();
+                            self.stamps_open.push(Stamps {
+                                queued,
+                                taken: now,
+                                write: (now, now),
+                            });
+                        }
                     }
                 }
                 // The frames are in the block (or refused): the buffer is
                 // free for its owner's next request.
-                if let Some(give_back) = batch.recycle.take() {
-                    give_back(std::mem::take(&mut batch.frames));
+                if let Some(give_back) = recycle {
+                    give_back(frames);
                 }
                 return bytes;
             }

@@ -6,6 +6,7 @@
 //! signed notes, proof files and their checks) are in [`crate::tlog`].
 
 pub(crate) mod keeper;
+pub(crate) mod lists;
 pub mod logtree;
 pub mod prove;
 pub mod segtree;

@@ -40,6 +40,7 @@ use crate::layout::SegmentMeta;
 use crate::tlog::merkle::TreeHash;
 
 use super::keeper::{share_not_stored, BlockRef, CheckpointConfig, Growth, TreeKeeper};
+use super::lists::{LeafList, ListPool};
 
 /// Events the tree may be behind the writer before the producers hash
 /// the leaves again (`Log::append*`, on their own threads, as they do for
@@ -86,8 +87,9 @@ const IDLE_WAKE: Duration = Duration::from_millis(50);
 
 /// The events of one block, for the tree.
 enum Leaves {
-    /// Hashed where the batch was encoded (`EncodedBatch::hash_leaves`).
-    Hashed(Vec<TreeHash>),
+    /// Hashed where the batch was encoded (`EncodedBatch::hash_leaves`);
+    /// the list goes back to the writer once the block is applied.
+    Hashed(LeafList),
     /// The event frames, copied (only when the segment could not be
     /// opened for reading): hashed on the tree thread.
     Frames(Vec<u8>),
@@ -480,6 +482,9 @@ pub(crate) struct TreeWorker {
     /// handle), or `None` if it could not be opened (its blocks' frames
     /// are then copied into the jobs).
     reader: Option<(u64, Option<Arc<File>>)>,
+    /// The leaf-hash lists lent to the tree with hashed blocks, back once
+    /// applied (src/tree/lists.rs).
+    lists: ListPool,
 }
 
 impl TreeWorker {
@@ -562,6 +567,7 @@ impl TreeWorker {
             signed_rx,
             record_covers: 0,
             reader: None,
+            lists: ListPool::new(),
         };
         // Dropping the worker stops the tree thread.
         worker.helper =
@@ -668,8 +674,10 @@ impl TreeWorker {
         is_checkpoint: bool,
     ) {
         let leaves = if hashed.len() as u64 == count {
-            let room = Vec::with_capacity(hashed.capacity());
-            Leaves::Hashed(std::mem::replace(hashed, room))
+            // The writer fills a list that came back from an applied block
+            // rather than a new one (no fresh pages per block).
+            let room = self.lists.take(hashed.capacity());
+            Leaves::Hashed(self.lists.lend(std::mem::replace(hashed, room)))
         } else {
             match self.reader_of(seq, path) {
                 Some(file) => Leaves::InFile {
@@ -1153,6 +1161,46 @@ mod tests {
         assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
         drop(w);
+    }
+
+    /// The writer's way with hashed blocks: one list filled per block, and
+    /// after each hand-over the (empty) list it gets back, a spare one once
+    /// the threads have applied blocks (src/tree/lists.rs). Lists come back
+    /// and are filled again, by either thread and by the writer's catch-up,
+    /// and the tree still holds exactly the leaves handed over, in order.
+    #[test]
+    fn leaf_lists_come_back_and_the_tree_stays_right_across_reuse() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, behind) = worker_with_marks(dir.path(), 64, 16, true);
+        let all = some_blocks(0, 3000);
+        let path = PathBuf::from("none");
+        let mut list: Vec<TreeHash> = Vec::new();
+        let mut lent = std::collections::HashSet::new();
+        let mut reused = 0;
+        for (i, (start, lsn, leaves)) in all.iter().enumerate() {
+            assert!(list.is_empty(), "a list comes back empty");
+            if lent.contains(&(list.as_ptr() as usize)) {
+                reused += 1;
+            }
+            list.extend_from_slice(leaves);
+            if list.capacity() > 0 {
+                lent.insert(list.as_ptr() as usize);
+            }
+            let count = leaves.len() as u64;
+            w.block_written((0, &path), *start, *lsn, count, &mut list, &[], false);
+            if i % 500 == 499 {
+                // The writer takes the tree now and then (a checkpoint,
+                // a seal): what it applies comes back too.
+                let want = recomputed(dir.path(), &all[..=i]);
+                assert_eq!(w.call(|k| k.share().clone()), want, "after {i} blocks");
+            } else if i % 50 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let want = recomputed(dir.path(), &all);
+        assert_eq!(w.call(|k| k.share().clone()), want);
+        assert_eq!(behind.load(Ordering::Relaxed), 0);
+        assert!(reused > 0, "spare lists were filled again");
     }
 
     /// The tree thread is held (as if preempted at nice 10) with a block
