@@ -545,6 +545,11 @@ impl Tally {
 pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
     let dir = ctx.dir()?;
     crate::memory::no_huge_pages();
+    // The parse workers' encoded batches, the index builders' tables and
+    // each image's bytes are freed and allocated again all through the
+    // run: kept, they are reused instead of faulted in afresh (docs/
+    // benchmarks.md, "Ingest, cli39 round").
+    crate::memory::keep_freed_pages();
     let name = if a.file == "-" {
         "stdin".to_string()
     } else {
