@@ -516,13 +516,7 @@ impl Engine {
         }
         self.refreshed_at = None;
         let segs = self.reader.segments();
-        self.first_seq = segs.first().map_or(u64::MAX, |s| s.seq);
-        let before = self.sealed.len();
-        self.sealed
-            .retain(|seq, _| segs.iter().any(|s| s.seq == *seq && s.sealed));
-        if self.sealed.len() != before {
-            self.foreign_dirty = true;
-        }
+        self.forget_dropped(&segs);
         let todo: Vec<SegmentMeta> = segs
             .iter()
             .filter(|s| s.sealed && s.count > 0)
@@ -545,6 +539,19 @@ impl Engine {
         }
         self.refreshed_at = Some(gen);
         Ok(())
+    }
+
+    /// Forget the images of segments no longer in `segs` (the log's list,
+    /// as of now): retention dropped them.
+    fn forget_dropped(&mut self, segs: &[SegmentMeta]) {
+        self.first_seq = segs.first().map_or(u64::MAX, |s| s.seq);
+        let before = self.sealed.len();
+        self.sealed
+            .retain(|seq, _| segs.iter().any(|s| s.seq == *seq && s.sealed));
+        if self.sealed.len() != before {
+            self.foreign_dirty = true;
+            self.refreshed_at = None;
+        }
     }
 
     /// [`Engine::load_sealed`] of every segment of `todo` (ascending seq),
@@ -771,6 +778,12 @@ impl Engine {
         let (jobs, mut older, progress, persist, threads, trust) = {
             let mut e = lock();
             let segs = e.reader.segments();
+            // Only a refresh forgot the images of dropped segments: an
+            // indexer working alone (no queries asked) kept every image it
+            // ever built, their segments' deleted files mapped (the disk
+            // space held), and each build looked its runs up in all of
+            // them, so its cost per event grew with the run's length.
+            e.forget_dropped(&segs);
             let mut jobs = Vec::new();
             for s in segs.iter().filter(|s| s.sealed && s.count > 0) {
                 let have = e.sealed.get(&s.seq).is_some_and(|h| h.meta == *s);
@@ -796,6 +809,10 @@ impl Engine {
             )
         };
         if jobs.is_empty() {
+            let mut e = lock();
+            if e.foreign_dirty {
+                e.rebuild_foreign();
+            }
             return Ok(());
         }
         let mut built = Vec::new();
@@ -1268,6 +1285,31 @@ mod stop_tests {
         assert_eq!(e.stats.rebuilt, 3, "{:?}", e.stats);
         assert_eq!(e.get_run("d0-0").unwrap(), None);
         assert!(e.get_run("d2-0").unwrap().is_some());
+    }
+
+    /// An indexer working alone (no query refreshes the engine) forgets
+    /// the images of the segments retention dropped: it neither keeps
+    /// their deleted files mapped nor looks runs up in them.
+    #[test]
+    fn an_indexer_alone_forgets_the_images_of_dropped_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 4);
+        let engine = Mutex::new(Engine::new(log.reader()));
+        Engine::index_sealed(&engine).unwrap();
+        assert_eq!(engine.lock().unwrap().sealed.len(), 4);
+        assert_eq!(log.retain(D0 + 2 * DAY).unwrap().dropped.len(), 2);
+        let ev = Event::run_started("d9-0", D0 + 9 * DAY, RunStarted::default());
+        log.append_batch(&[ev]).unwrap().wait().unwrap();
+        log.seal().unwrap();
+        Engine::index_sealed(&engine).unwrap();
+        let mut e = engine.lock().unwrap();
+        let kept: Vec<u64> = e.sealed.keys().copied().collect();
+        let live: Vec<u64> = log.reader().segments().iter().filter(|s| s.sealed).map(|s| s.seq).collect();
+        assert_eq!(kept, live);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(e.get_run("d0-0").unwrap(), None);
+        assert!(e.get_run("d9-0").unwrap().is_some());
+        assert!(e.get_run("d3-7").unwrap().is_some());
     }
 
     /// Retention removing a segment's files between the indexer's last
