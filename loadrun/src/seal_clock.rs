@@ -6,7 +6,8 @@
 //! lag39 round"). Here the bench's own seal hook notes when each segment
 //! sealed; the sampler looks every 20 ms for its `STEM.idx` and takes the
 //! time the image was renamed into place from the file's status-change
-//! time (a rename sets it), so the figure does not depend on the polling.
+//! time (a rename sets it; the kernel's coarse clock, within a tick of
+//! 1-10 ms), so the figure does not depend on the polling.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -165,11 +166,11 @@ mod tests {
         let idx = |p: &PathBuf| std::fs::write(p.with_extension("idx"), b"i").unwrap();
         let s1 = seal(1);
         idx(&s1); // before segment 2 seals
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let s2 = seal(2);
         tr.poll();
         let s3 = seal(3);
-        std::thread::sleep(std::time::Duration::from_millis(5));
+        std::thread::sleep(std::time::Duration::from_millis(50));
         idx(&s2); // after segment 3 sealed
         std::fs::remove_file(&s3).unwrap(); // dropped, never indexed
         seal(4);
@@ -178,6 +179,7 @@ mod tests {
         assert_eq!(out.within_one_roll, 1, "{out:?}");
         assert_eq!(out.dropped_unindexed, 1, "{out:?}");
         assert_eq!(out.waiting_at_end, 1, "{out:?}");
-        assert!(out.indexed[1].1 >= 5.0, "{out:?}");
+        // File times are the kernel's coarse clock (a tick, 1-10 ms).
+        assert!(out.indexed[1].1 >= 30.0, "{out:?}");
     }
 }

@@ -755,9 +755,7 @@ impl Engine {
             .unwrap_or_else(|p| p.into_inner())
             .reader
             .clone();
-        Self::index_sealed_while(engine, stop, &|m: &SegmentMeta| {
-            reader.holds_segment(m.seq)
-        })
+        Self::index_sealed_while(engine, stop, &|m: &SegmentMeta| reader.holds_segment(m.seq))
     }
 
     /// [`Engine::index_sealed_until`], asking `live` whether the log still
@@ -1304,7 +1302,13 @@ mod stop_tests {
         Engine::index_sealed(&engine).unwrap();
         let mut e = engine.lock().unwrap();
         let kept: Vec<u64> = e.sealed.keys().copied().collect();
-        let live: Vec<u64> = log.reader().segments().iter().filter(|s| s.sealed).map(|s| s.seq).collect();
+        let live: Vec<u64> = log
+            .reader()
+            .segments()
+            .iter()
+            .filter(|s| s.sealed)
+            .map(|s| s.seq)
+            .collect();
         assert_eq!(kept, live);
         assert_eq!(kept.len(), 3);
         assert_eq!(e.get_run("d0-0").unwrap(), None);
