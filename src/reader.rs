@@ -129,6 +129,16 @@ impl LogReader {
         }
     }
 
+    /// Whether the log still holds segment `seq`: retention may drop a
+    /// segment (and every file named after it) while an index of it is
+    /// being built. A fixed list on disk holds what it listed.
+    pub(crate) fn holds_segment(&self, seq: u64) -> bool {
+        match &self.source {
+            Source::Live(s) => s.holds_segment(seq),
+            Source::Disk { segments, .. } => segments.iter().any(|s| s.seq == seq),
+        }
+    }
+
     /// A number that changes whenever the segment list may have changed
     /// (a fixed list on disk never does): read it before
     /// [`LogReader::segments`], and an equal number later means the same

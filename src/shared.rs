@@ -105,6 +105,16 @@ impl Shared {
         self.segments_gen.load(Ordering::SeqCst)
     }
 
+    /// Whether the list still holds segment `seq` (retention drops the
+    /// oldest), without copying the list.
+    pub(crate) fn holds_segment(&self, seq: u64) -> bool {
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|s| s.seq == seq)
+    }
+
     pub(crate) fn segments(&self) -> Vec<SegmentMeta> {
         self.segments
             .read()

@@ -492,8 +492,14 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     let mut cfg = Config::new(&log_dir);
     cfg.durability = policy;
     cfg.segment_max_bytes = a.segment_mb.unwrap_or(if sustained { 32 } else { 256 }) << 20;
+    let seal_clock = sustained.then(|| {
+        let c = Arc::new(crate::seal_clock::SealClock::default());
+        cfg.seal_hooks.push(c.hook());
+        c
+    });
     let ix = Indexed::open(cfg)?;
     let mut ph = Phase::new(a.batch);
+    ph.seal_clock = seal_clock;
     ph.pin_producers = pin;
     ph.index_lag = true;
     if let Some(d) = a.duration {
@@ -540,6 +546,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
             samples_within_one_roll: tl.iter().filter(|s| s.unindexed_segments <= 1).count() as u64,
             samples: tl.len() as u64,
             rate: ph.rate,
+            seal_to_index: res.seal_to_index.clone().unwrap_or_default(),
         });
         ix.close()?;
         return finish(&a, rep, &mut machine);
@@ -965,7 +972,11 @@ fn finish(a: &BenchArgs, mut rep: Report, machine: &mut Machine) -> CliResult {
             rep.producers,
             rep.batch
         );
-        std::fs::write(p, crate::plot::svg(&title, &rep.timeline))
+        let seal_lag = rep
+            .sustained
+            .as_ref()
+            .map_or(&[][..], |u| &u.seal_to_index.indexed[..]);
+        std::fs::write(p, crate::plot::svg(&title, &rep.timeline, seal_lag))
             .map_err(|e| CliError::failed(format!("{}: {e}", p.display())))?;
     }
     if let Some(p) = &a.json_out {

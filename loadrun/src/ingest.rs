@@ -43,6 +43,9 @@ pub struct Phase {
     /// Sample how far the indexes lag (the log has an indexer that writes
     /// `STEM.idx` beside each segment it indexed).
     pub index_lag: bool,
+    /// Time each sealed segment's image from its seal (the clock's hook is
+    /// registered on the log's config).
+    pub seal_clock: Option<std::sync::Arc<crate::seal_clock::SealClock>>,
 }
 
 impl Phase {
@@ -58,6 +61,7 @@ impl Phase {
             progress: ProgressBar::hidden(),
             pin_producers: None,
             index_lag: false,
+            seal_clock: None,
         }
     }
 }
@@ -94,6 +98,8 @@ pub struct PhaseResult {
     /// engine's threads, the producers, their latency waiters), most CPU
     /// first.
     pub threads: Vec<(String, ThreadTimes)>,
+    /// Seal to index per segment (with [`Phase::seal_clock`]).
+    pub seal_to_index: Option<crate::seal_clock::SealToIndex>,
 }
 
 /// Sealed segments of `log` without their index file (`STEM.idx`), and
@@ -160,6 +166,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
     let per_cap = ph.max_events.map(|m| m.div_ceil(producers as u64));
     let mut timeline = Vec::new();
     let mut retained = (0u64, 0u64);
+    let mut seal_tracker = ph.seal_clock.clone().map(crate::seal_clock::Tracker::new);
     let results: Vec<Result<ProducerOut>> = std::thread::scope(|s| {
         let sh = &sh;
         let handles: Vec<_> = shares
@@ -180,6 +187,9 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
         let mut last_retain = started;
         while handles.iter().any(|h| !h.is_finished()) {
             std::thread::sleep(Duration::from_millis(20));
+            if let Some(t) = seal_tracker.as_mut() {
+                t.poll();
+            }
             let now = Instant::now();
             if let Some(keep) = ph.retain_keep {
                 if now.duration_since(last_retain) >= Duration::from_secs(1) {
@@ -239,6 +249,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
     });
     log.flush()?;
     let seconds = started.elapsed().as_secs_f64();
+    let seal_to_index = seal_tracker.map(crate::seal_clock::Tracker::end);
     let threads = thread_times(&at_start, &sh);
     let mut append = hist();
     let mut to_durable = hist();
@@ -259,6 +270,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
         retained_events: retained.1,
         passes: sh.passes.load(Ordering::Relaxed),
         threads,
+        seal_to_index,
     })
 }
 

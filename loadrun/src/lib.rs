@@ -15,6 +15,7 @@ pub mod plot;
 pub mod queries;
 mod queries_only;
 pub mod report;
+pub mod seal_clock;
 pub mod search_bench;
 pub mod serve_bench;
 pub mod sqlite_baseline;

@@ -97,9 +97,12 @@ fn fmt_val(v: f64) -> String {
     }
 }
 
-/// The SVG text of a timeline plot.
-pub fn svg(title: &str, samples: &[Sample]) -> String {
-    let h = TOP + 4.0 * (PANEL_H + GAP);
+/// The SVG text of a timeline plot; `seal_lag`: per sealed segment, its
+/// seal (seconds into the phase) and its seal-to-index time (ms), drawn as
+/// a fifth panel when there are any (the sustained mode).
+pub fn svg(title: &str, samples: &[Sample], seal_lag: &[(f64, f64)]) -> String {
+    let panels = if seal_lag.is_empty() { 4.0 } else { 5.0 };
+    let h = TOP + panels * (PANEL_H + GAP);
     let mut o = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{h}\" viewBox=\"0 0 {W} {h}\" font-family=\"sans-serif\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{LEFT}\" y=\"20\" font-size=\"15\">{}</text>\n",
         esc(title)
@@ -149,6 +152,18 @@ pub fn svg(title: &str, samples: &[Sample]) -> String {
         &lag,
         "#9467bd",
     );
+    if !seal_lag.is_empty() {
+        let (xs, ys): (Vec<f64>, Vec<f64>) = seal_lag.iter().copied().unzip();
+        panel(
+            &mut o,
+            y1 + 4.0 * (PANEL_H + GAP),
+            "index lag: seal to index of each sealed segment (at its seal)",
+            "ms",
+            &xs,
+            &ys,
+            "#8c564b",
+        );
+    }
     o.push_str("</svg>\n");
     o
 }

@@ -59,6 +59,10 @@ pub struct Sustained {
     pub samples: u64,
     /// The pace asked for (`--rate`), events/s; `None`: unpaced.
     pub rate: Option<f64>,
+    /// Seal to index per sealed segment: the lag in time, and counted in
+    /// rolls, of every segment, also of those retention drops within a
+    /// second of their seal (which the samples above never see).
+    pub seal_to_index: crate::seal_clock::SealToIndex,
 }
 
 /// `auditlog ingest FILE` run as a child process.
@@ -392,7 +396,7 @@ impl Report {
         o.push_str(&format!(
             ",\"sustained\":{}",
             self.sustained.as_ref().map_or("null".into(), |u| format!(
-                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{},\"index_lag_median_segments\":{},\"samples_within_one_roll\":{},\"samples\":{},\"rate\":{}}}",
+                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{},\"index_lag_median_segments\":{},\"samples_within_one_roll\":{},\"samples\":{},\"rate\":{},\"seal_to_index\":{}}}",
                 num(u.seconds),
                 u.events,
                 u.passes,
@@ -408,7 +412,8 @@ impl Report {
                 u.index_lag_median_segments,
                 u.samples_within_one_roll,
                 u.samples,
-                u.rate.map_or("null".into(), num)
+                u.rate.map_or("null".into(), num),
+                seal_to_index_json(&u.seal_to_index)
             ))
         ));
         o.push_str(",\"timeline\":[");
@@ -654,7 +659,7 @@ impl Report {
         }
         if let Some(u) = &self.sustained {
             o.push_str(&format!(
-                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\n{}index lag: at most {} sealed segments ({} events) not yet indexed at a sample, median {}; at most one segment behind in {} of {} samples\n",
+                "\nSUSTAINED: {:.0} s, {} events in {} passes; retention dropped {} segments ({} events) during the run, at most {} segments at once\nthroughput first third {:.0} events/s, last third {:.0}; max RSS first half {:.0} MiB, second half {:.0} MiB\n{}index lag: at most {} sealed segments ({} events) not yet indexed at a sample, median {}; at most one segment behind in {} of {} samples\n{}",
                 u.seconds,
                 u.events,
                 u.passes,
@@ -670,7 +675,8 @@ impl Report {
                 u.index_lag_max_events,
                 u.index_lag_median_segments,
                 u.samples_within_one_roll,
-                u.samples
+                u.samples,
+                seal_to_index_text(&u.seal_to_index)
             ));
         }
         if let Some(sr) = &self.search {
@@ -741,4 +747,38 @@ fn open_text(c: &OpenCost) -> String {
         }
     }
     o
+}
+
+fn seal_to_index_json(s: &crate::seal_clock::SealToIndex) -> String {
+    let q = |x: f64| s.quantile_ms(x).map_or("null".into(), num);
+    let per: Vec<String> = s
+        .indexed
+        .iter()
+        .map(|(t, ms)| format!("[{},{}]", num(*t), num(*ms)))
+        .collect();
+    format!(
+        "{{\"indexed\":{},\"p50_ms\":{},\"p90_ms\":{},\"max_ms\":{},\"within_one_roll\":{},\"dropped_unindexed\":{},\"waiting_at_end\":{},\"seal_t_ms\":[{}]}}",
+        s.indexed.len(),
+        q(0.5),
+        q(0.9),
+        q(1.0),
+        s.within_one_roll,
+        s.dropped_unindexed,
+        s.waiting_at_end,
+        per.join(",")
+    )
+}
+
+fn seal_to_index_text(s: &crate::seal_clock::SealToIndex) -> String {
+    let sealed = s.indexed.len() as u64 + s.dropped_unindexed + s.waiting_at_end;
+    match (s.quantile_ms(0.5), s.quantile_ms(0.9), s.quantile_ms(1.0)) {
+        (Some(p50), Some(p90), Some(max)) => format!(
+            "seal to index: median {p50:.0} ms, p90 {p90:.0} ms, max {max:.0} ms over {} images; stored before the next seal (within one roll) {} of {sealed} sealed segments; {} dropped by retention before indexed, {} waiting at the end\n",
+            s.indexed.len(),
+            s.within_one_roll,
+            s.dropped_unindexed,
+            s.waiting_at_end
+        ),
+        _ => format!("seal to index: no image stored of {sealed} sealed segments\n"),
+    }
 }

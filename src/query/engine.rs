@@ -311,6 +311,9 @@ pub struct EngineStats {
     /// Of those, the chunks whose events were scanned on a scan thread
     /// beside the sealed segments' scans (see `Engine::refresh`).
     pub chunks_scanned_ahead: u64,
+    /// Sealed segments an indexer left unbuilt (or whose stored image it
+    /// removed again) because retention dropped them while it worked.
+    pub skipped_dropped: u64,
 }
 
 /// Index-backed queries over one log (see the module docs of `query`).
@@ -513,13 +516,7 @@ impl Engine {
         }
         self.refreshed_at = None;
         let segs = self.reader.segments();
-        self.first_seq = segs.first().map_or(u64::MAX, |s| s.seq);
-        let before = self.sealed.len();
-        self.sealed
-            .retain(|seq, _| segs.iter().any(|s| s.seq == *seq && s.sealed));
-        if self.sealed.len() != before {
-            self.foreign_dirty = true;
-        }
+        self.forget_dropped(&segs);
         let todo: Vec<SegmentMeta> = segs
             .iter()
             .filter(|s| s.sealed && s.count > 0)
@@ -542,6 +539,19 @@ impl Engine {
         }
         self.refreshed_at = Some(gen);
         Ok(())
+    }
+
+    /// Forget the images of segments no longer in `segs` (the log's list,
+    /// as of now): retention dropped them.
+    fn forget_dropped(&mut self, segs: &[SegmentMeta]) {
+        self.first_seq = segs.first().map_or(u64::MAX, |s| s.seq);
+        let before = self.sealed.len();
+        self.sealed
+            .retain(|seq, _| segs.iter().any(|s| s.seq == *seq && s.sealed));
+        if self.sealed.len() != before {
+            self.foreign_dirty = true;
+            self.refreshed_at = None;
+        }
     }
 
     /// [`Engine::load_sealed`] of every segment of `todo` (ascending seq),
@@ -583,15 +593,20 @@ impl Engine {
                 // the chunk itself and reports what it finds.
                 ScanJob::Active(meta, span) => Ok(JobScan::Active(scan_active(meta, *span, trust))),
             },
-            |i, scan| match (&jobs[i], scan?) {
-                (ScanJob::Sealed(meta, _), JobScan::Sealed(prepared)) => {
+            |i, scan| match (&jobs[i], scan) {
+                // Retention dropped it (files and all) while this worked.
+                (ScanJob::Sealed(meta, _), Err(_)) if !self.reader.holds_segment(meta.seq) => {
+                    Ok(())
+                }
+                (_, Err(e)) => Err(e),
+                (ScanJob::Sealed(meta, _), Ok(JobScan::Sealed(prepared))) => {
                     self.load_prepared(meta, false, prepared)
                 }
-                (_, JobScan::Active(scanned)) => {
+                (_, Ok(JobScan::Active(scanned))) => {
                     ahead = scanned;
                     Ok(())
                 }
-                (ScanJob::Active(..), JobScan::Sealed(_)) => Ok(()),
+                (ScanJob::Active(..), Ok(JobScan::Sealed(_))) => Ok(()),
             },
         )?;
         Ok(ahead)
@@ -627,7 +642,12 @@ impl Engine {
     ) -> Result<()> {
         let (seg, mut prepared) = match prepared {
             Some((seg, p)) => (seg, Some(p)),
-            None => (map_segment(meta)?, None),
+            None => match map_segment(meta) {
+                Ok(seg) => (seg, None),
+                // Retention dropped it (files and all) while this worked.
+                Err(_) if !self.reader.holds_segment(meta.seq) => return Ok(()),
+                Err(e) => return Err(e),
+            },
         };
         // An indexer building it outside the lock: wait for its image
         // rather than build the same thing twice.
@@ -673,6 +693,14 @@ impl Engine {
             }
         };
         self.tally(made);
+        if !self.reader.holds_segment(meta.seq) {
+            // Dropped meanwhile: an image stored after retention removed
+            // the segment's files would stay behind alone.
+            if matches!(made, Made::Built { written: true }) {
+                let _ = std::fs::remove_file(index::index_path(meta));
+            }
+            return Ok(());
+        }
         self.install(meta, Arc::new(img), seg);
         Ok(())
     }
@@ -722,10 +750,38 @@ impl Engine {
     /// a low-priority indexer must not hold up a caller that is waiting
     /// for the indexes at normal priority).
     pub(crate) fn index_sealed_until(engine: &Mutex<Engine>, stop: &AtomicBool) -> Result<()> {
+        let reader = engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .reader
+            .clone();
+        Self::index_sealed_while(engine, stop, &|m: &SegmentMeta| reader.holds_segment(m.seq))
+    }
+
+    /// [`Engine::index_sealed_until`], asking `live` whether the log still
+    /// holds a segment before its scan, before its finish and after its
+    /// store. Retention drops the oldest segments while the indexer works
+    /// through them oldest first: an index of a dropped segment is work
+    /// nobody reads, a segment file gone before its scan failed the whole
+    /// pass (its remaining images were then built under the engine's
+    /// lock, the active segment's too), and an image stored after
+    /// retention removed the segment's files stayed behind as an orphan
+    /// `STEM.idx` (docs/benchmarks.md, "Index lag, lag39 round").
+    pub(crate) fn index_sealed_while(
+        engine: &Mutex<Engine>,
+        stop: &AtomicBool,
+        live: &(dyn Fn(&SegmentMeta) -> bool + Sync),
+    ) -> Result<()> {
         let lock = || engine.lock().unwrap_or_else(|p| p.into_inner());
         let (jobs, mut older, progress, persist, threads, trust) = {
             let mut e = lock();
             let segs = e.reader.segments();
+            // Only a refresh forgot the images of dropped segments: an
+            // indexer working alone (no queries asked) kept every image it
+            // ever built, their segments' deleted files mapped (the disk
+            // space held), and each build looked its runs up in all of
+            // them, so its cost per event grew with the run's length.
+            e.forget_dropped(&segs);
             let mut jobs = Vec::new();
             for s in segs.iter().filter(|s| s.sealed && s.count > 0) {
                 let have = e.sealed.get(&s.seq).is_some_and(|h| h.meta == *s);
@@ -751,20 +807,36 @@ impl Engine {
             )
         };
         if jobs.is_empty() {
+            let mut e = lock();
+            if e.foreign_dirty {
+                e.rebuild_foreign();
+            }
             return Ok(());
         }
         let mut built = Vec::new();
+        let mut dropped = 0u64;
         let (metas, mut fills): (Vec<SegmentMeta>, Vec<Option<SlotFill>>) =
             jobs.into_iter().map(|(m, f)| (m, Some(f))).unzip();
         // Scans on up to one thread per core (at this thread's priority,
         // which they inherit), finishes here in order. A failure stops the
         // rest; their slots complete empty as `fills` drops, and waiters
-        // build those images themselves.
+        // build those images themselves. A segment retention dropped is
+        // skipped, no failure: its slot completes empty.
         let mut stopped = false;
         let res = super::scan_ahead::scan_ahead(
             &metas,
             threads,
-            |meta| map_and_prepare(meta, progress.as_ref(), trust),
+            |meta| {
+                if !live(meta) {
+                    return Ok(None);
+                }
+                match map_and_prepare(meta, progress.as_ref(), trust) {
+                    Ok(p) => Ok(Some(p)),
+                    // Its file went with it between the two looks.
+                    Err(_) if !live(meta) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            },
             |i, prepared| {
                 if stop.load(Ordering::Acquire) {
                     stopped = true;
@@ -774,7 +846,11 @@ impl Engine {
                     return Err(Error::InvalidArgument("indexer stopped".into()));
                 }
                 let meta = &metas[i];
-                let (seg, prepared) = prepared?;
+                let Some((seg, prepared)) = prepared?.filter(|_| live(meta)) else {
+                    dropped += 1;
+                    drop(fills[i].take());
+                    return Ok(());
+                };
                 let refs: Vec<(u64, &Image)> = older
                     .iter()
                     .filter(|(seq, _)| *seq < meta.seq)
@@ -789,6 +865,15 @@ impl Engine {
                     });
                 }
                 drop(refs);
+                if matches!(made, Made::Built { written: true }) && !live(meta) {
+                    // Stored after retention removed the segment's files
+                    // (it lists the segments it drops before it removes
+                    // them, so a store it missed is seen gone here).
+                    let _ = std::fs::remove_file(index::index_path(meta));
+                    dropped += 1;
+                    drop(fills[i].take());
+                    return Ok(());
+                }
                 let img = Arc::new(img);
                 if let Some(mut fill) = fills[i].take() {
                     fill.img = Some(img.clone());
@@ -802,6 +887,7 @@ impl Engine {
         // Stopped on request: not a failure to repair here.
         let failed = res.err().filter(|_| !stopped);
         let mut e = lock();
+        e.stats.skipped_dropped += dropped;
         let live = e.reader.segments();
         for (meta, img, made, seg) in built {
             e.tally(made);
@@ -1146,6 +1232,125 @@ mod stop_tests {
             log.seal().unwrap();
         }
         log
+    }
+
+    /// The `.idx` files in the log folder, and whether each one's segment
+    /// is still there.
+    fn images_and_segments(dir: &Path) -> Vec<(String, bool)> {
+        let mut out: Vec<(String, bool)> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "idx"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, p.with_extension("seg").exists())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Retention dropping the oldest segments while an indexer works
+    /// through them, oldest first: they are skipped, not a failure (the
+    /// pass goes on outside the lock; no refresh builds the rest under
+    /// it), and the images of the segments kept are built.
+    #[test]
+    fn segments_retention_drops_mid_pass_are_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 5);
+        let reader = log.reader();
+        let engine = Mutex::new(Engine::new(log.reader()));
+        let dropped = AtomicBool::new(false);
+        // The first look (a scan's, after the pass listed all five)
+        // drops days 0 and 1, files and all.
+        let live = |m: &SegmentMeta| {
+            if !dropped.swap(true, Ordering::SeqCst) {
+                assert_eq!(log.retain(D0 + 2 * DAY).unwrap().dropped.len(), 2);
+            }
+            reader.holds_segment(m.seq)
+        };
+        Engine::index_sealed_while(&engine, &AtomicBool::new(false), &live).unwrap();
+        let mut e = engine.lock().unwrap();
+        assert_eq!(e.stats.skipped_dropped, 2, "{:?}", e.stats);
+        assert_eq!(e.stats.rebuilt, 3, "{:?}", e.stats);
+        assert_eq!(e.sealed.len(), 3);
+        assert!(e.pending.is_empty());
+        let imgs = images_and_segments(&tmp.path().join("log"));
+        assert_eq!(imgs.len(), 3, "{imgs:?}");
+        assert!(imgs.iter().all(|(_, seg)| *seg), "{imgs:?}");
+        // Nothing left to do: the refresh loads nothing more.
+        e.refresh().unwrap();
+        assert_eq!(e.stats.rebuilt, 3, "{:?}", e.stats);
+        assert_eq!(e.get_run("d0-0").unwrap(), None);
+        assert!(e.get_run("d2-0").unwrap().is_some());
+    }
+
+    /// An indexer working alone (no query refreshes the engine) forgets
+    /// the images of the segments retention dropped: it neither keeps
+    /// their deleted files mapped nor looks runs up in them.
+    #[test]
+    fn an_indexer_alone_forgets_the_images_of_dropped_segments() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 4);
+        let engine = Mutex::new(Engine::new(log.reader()));
+        Engine::index_sealed(&engine).unwrap();
+        assert_eq!(engine.lock().unwrap().sealed.len(), 4);
+        assert_eq!(log.retain(D0 + 2 * DAY).unwrap().dropped.len(), 2);
+        let ev = Event::run_started("d9-0", D0 + 9 * DAY, RunStarted::default());
+        log.append_batch(&[ev]).unwrap().wait().unwrap();
+        log.seal().unwrap();
+        Engine::index_sealed(&engine).unwrap();
+        let mut e = engine.lock().unwrap();
+        let kept: Vec<u64> = e.sealed.keys().copied().collect();
+        let live: Vec<u64> = log
+            .reader()
+            .segments()
+            .iter()
+            .filter(|s| s.sealed)
+            .map(|s| s.seq)
+            .collect();
+        assert_eq!(kept, live);
+        assert_eq!(kept.len(), 3);
+        assert_eq!(e.get_run("d0-0").unwrap(), None);
+        assert!(e.get_run("d9-0").unwrap().is_some());
+        assert!(e.get_run("d3-7").unwrap().is_some());
+    }
+
+    /// Retention removing a segment's files between the indexer's last
+    /// look before the store and the store itself: the image it stored
+    /// for the gone segment is removed again, not left behind alone.
+    #[test]
+    fn an_image_stored_after_its_segment_was_dropped_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = sealed_log(tmp.path(), 3);
+        let reader = log.reader();
+        let oldest = reader.segments()[0].seq;
+        let mut engine = Engine::new(log.reader());
+        engine.scan_threads = 1;
+        let engine = Mutex::new(engine);
+        let looks = std::sync::atomic::AtomicU32::new(0);
+        // Looks at the oldest: before its scan, before its finish (the
+        // drop happens right after this look says "held"), after its store.
+        let live = |m: &SegmentMeta| {
+            if m.seq != oldest {
+                return reader.holds_segment(m.seq);
+            }
+            match looks.fetch_add(1, Ordering::SeqCst) {
+                1 => {
+                    assert_eq!(log.retain(D0 + DAY).unwrap().dropped.len(), 1);
+                    true
+                }
+                _ => reader.holds_segment(m.seq),
+            }
+        };
+        Engine::index_sealed_while(&engine, &AtomicBool::new(false), &live).unwrap();
+        assert_eq!(looks.load(Ordering::SeqCst), 3);
+        let e = engine.lock().unwrap();
+        assert_eq!(e.stats.skipped_dropped, 1, "{:?}", e.stats);
+        assert_eq!(e.sealed.len(), 2);
+        let imgs = images_and_segments(&tmp.path().join("log"));
+        assert_eq!(imgs.len(), 2, "{imgs:?}");
+        assert!(imgs.iter().all(|(_, seg)| *seg), "{imgs:?}");
     }
 
     /// An indexer told to stop builds nothing more, is no failure, and

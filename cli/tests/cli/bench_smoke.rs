@@ -221,6 +221,14 @@ fn sustained_mode_paces_and_reports_index_lag() {
         num(&v, &["sustained", "index_lag_median_segments"])
             <= num(&v, &["sustained", "index_lag_max_segments"])
     );
+    // Seal to index per sealed segment (lag39): counts that add up.
+    let s2i = |k: &str| num(&v, &["sustained", "seal_to_index", k]);
+    assert!(s2i("within_one_roll") <= s2i("indexed"));
+    assert!(s2i("dropped_unindexed") >= 0.0 && s2i("waiting_at_end") >= 0.0);
+    let per = v["sustained"]["seal_to_index"]["seal_t_ms"]
+        .as_array()
+        .unwrap();
+    assert_eq!(per.len() as f64, s2i("indexed"));
 }
 
 #[test]
