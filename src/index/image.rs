@@ -453,6 +453,15 @@ impl<'a> LazyRun<'a> {
     pub fn shadow_seq(&self) -> u64 {
         le_u64(self.rec, run::SHADOW_SEQ)
     }
+    pub fn start_off(&self) -> u64 {
+        le_u64(self.rec, run::START_OFF)
+    }
+    pub fn finish_off(&self) -> u64 {
+        le_u64(self.rec, run::FINISH_OFF)
+    }
+    pub fn finished_at(&self) -> Micros {
+        le_i64(self.rec, run::FINISHED_AT)
+    }
 }
 
 impl RunRec<'_> {
@@ -679,6 +688,11 @@ impl Image {
         (le_u64(r, point::OFF), Digest(d))
     }
 
+    /// The segment offset of chain point `i` (`i < n_chain_points()`).
+    fn chain_point_off(&self, i: usize) -> u64 {
+        le_u64(self.read(S_CHAIN, i * point::SIZE, 8), 0)
+    }
+
     /// Number of chain points (blocks covered + 1).
     pub fn n_chain_points(&self) -> usize {
         self.count(S_CHAIN)
@@ -712,11 +726,13 @@ impl Image {
     ) -> Result<(), Damage> {
         let bad = |reason: String| Damage::at(off, reason);
         let n = self.n_chain_points();
-        // The first point past `off` ends the block holding it.
+        // The first point past `off` ends the block holding it. The search
+        // reads the points' offsets only (a point's 32-byte digest is
+        // copied once, for the block found).
         let (mut lo, mut hi) = (1usize, n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.chain_point(mid).0 <= off {
+            if self.chain_point_off(mid) <= off {
                 lo = mid + 1;
             } else {
                 hi = mid;

@@ -72,6 +72,11 @@ fn fold_in_place(start: &[u8], fin: Option<&[u8]>) -> Option<Run> {
     Run::fold_ref(&start, fin.as_ref())
 }
 
+/// Runs of a list whose frames are touched together (`View::touch_frames`).
+const TOUCH_AHEAD: usize = 16;
+/// Cache lines touched per frame (an event frame is a few hundred bytes).
+const TOUCH_LINES: usize = 4;
+
 /// Filters of `runs` and `count` (docs/contract.md, "The command line"),
 /// combined with AND.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -275,7 +280,7 @@ impl<'a> View<'a> {
     }
 
     /// The first finish after the start of `r` (in image `src`).
-    pub(crate) fn finish_of(&self, src: usize, r: &RunRec<'a>) -> Option<Fin> {
+    pub(crate) fn finish_of(&self, src: usize, r: &LazyRun<'a>) -> Option<Fin> {
         // Images cover disjoint LSN ranges in order, so a finish in
         // another image comes after every event of this one: a local
         // finish is always the first, and the FINS sections (a search per
@@ -283,11 +288,11 @@ impl<'a> View<'a> {
         if r.has_local_finish() {
             return Some(Fin {
                 seq: self.srcs[src].seq,
-                off: r.finish_off,
-                ts: r.finished_at,
+                off: r.finish_off(),
+                ts: r.finished_at(),
             });
         }
-        self.foreign_after(r.id, r.start_lsn).map(|f| Fin {
+        self.foreign_after(r.id(), r.start_lsn()).map(|f| Fin {
             seq: f.seq,
             off: f.off,
             ts: f.ts,
@@ -633,10 +638,42 @@ impl<'a> View<'a> {
         // (no size hint survives the short-circuit), and each growth
         // copies every run view made so far.
         let mut runs = Vec::with_capacity(items.len());
-        for i in items {
-            runs.push(self.item_run(i)?);
+        for chunk in items.chunks(TOUCH_AHEAD) {
+            self.touch_frames(chunk);
+            for i in chunk {
+                runs.push(self.item_run(*i)?);
+            }
         }
         Ok(runs)
+    }
+
+    /// Read the first cache lines of the start and local finish frames of
+    /// a few runs at once, before they are materialized one by one: the
+    /// frames of a list's runs lie far apart in the segments, and each
+    /// run's first read of them waits for memory. Loads issued together
+    /// wait together (the processor keeps many misses in flight), where
+    /// the materialization, one run at a time, would wait for each in turn.
+    /// Reads nothing it does not bound by the segment; answers nothing.
+    fn touch_frames(&self, items: &[Item<'_>]) {
+        let mut acc = 0u8;
+        for i in items {
+            let Item::Indexed(h) = i else { continue };
+            let r = self.lazy(*h);
+            let seg = self.srcs[h.src].seg;
+            let mut touch = |off: u64| {
+                for line in 0..TOUCH_LINES {
+                    let at = usize::try_from(off).unwrap_or(usize::MAX);
+                    if let Some(b) = seg.get(at.saturating_add(line * 64)) {
+                        acc ^= *b;
+                    }
+                }
+            };
+            touch(r.start_off());
+            if r.has_local_finish() {
+                touch(r.finish_off());
+            }
+        }
+        std::hint::black_box(acc);
     }
 
     /// The image of segment `seq` that covers segment offset `off`.
@@ -710,14 +747,17 @@ impl<'a> View<'a> {
     /// The run view of a start, seeing finishes only in segments up to
     /// `through_seq` (a later first finish leaves the run running).
     pub(crate) fn materialize_through(&self, h: Handle, through_seq: u64) -> Result<Run> {
-        let r = self.run(h);
+        // The record's strings are not read: the view's strings come from
+        // the events, and the finish needs only the record's numbers (and
+        // the id, for a finish in a later image).
+        let r = self.lazy(h);
         let seq = self.srcs[h.src].seq;
         let fin = self.finish_of(h.src, &r).filter(|f| f.seq <= through_seq);
         // The usual case read in place: both bodies decode and pass the
         // stored-event rules, the start is a start (and the finish a
         // finish). Anything else takes the owned decode below, which
         // gives the same answer or the same error.
-        let start_body = self.body_at(seq, r.start_off)?;
+        let start_body = self.body_at(seq, r.start_off())?;
         let fin_body = match fin {
             Some(f) => Some(self.body_at(f.seq, f.off)?),
             None => None,
@@ -725,14 +765,14 @@ impl<'a> View<'a> {
         if let Some(run) = fold_in_place(start_body, fin_body) {
             return Ok(run);
         }
-        let start = self.event_at(seq, r.start_off)?;
+        let start = self.event_at(seq, r.start_off())?;
         let fin = match fin {
             Some(f) => Some(self.event_at(f.seq, f.off)?),
             None => None,
         };
         Run::fold(&start, fin.as_ref()).ok_or_else(|| Error::Corrupt {
             segment: self.srcs[h.src].name.to_string(),
-            offset: r.start_off,
+            offset: r.start_off(),
             reason: "index points at an event that is not a run_started".into(),
         })
     }
@@ -940,7 +980,7 @@ impl<'a> View<'a> {
         let hs = Merge::new(self, streams)
             .filter(|h| self.matches(&self.lazy(*h), &f))
             .filter(|h| {
-                let r = self.run(*h);
+                let r = self.lazy(*h);
                 self.finish_of(h.src, &r).is_some_and(|fin| fin.ts < before)
             });
         let items = self
