@@ -190,6 +190,11 @@ pub mod internals {
     pub mod recovery {
         pub use crate::recovery::*;
     }
+    /// Thread placement (the load run's `--pin` uses the same call as
+    /// `AUDITLOG_INGEST_CPUS` / `AUDITLOG_BACKGROUND_CPUS`).
+    pub mod priority {
+        pub use crate::priority::pin_current_thread;
+    }
     /// Where an append's time goes, by stage (the load run's `--stages`).
     pub mod stages {
         pub use crate::stages::{

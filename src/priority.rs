@@ -103,15 +103,19 @@ pub(crate) fn background_cpus() {
     pin_from_env("AUDITLOG_BACKGROUND_CPUS");
 }
 
-/// Keep the calling thread to `cpus`.
-fn pin_current_thread(cpus: &[usize]) -> std::result::Result<(), String> {
+/// Keep the calling thread (and the threads it starts later) to `cpus`,
+/// each below 1024 (`cpu_set_t`'s size); why not, where the kernel
+/// refuses or the platform has no affinity.
+pub fn pin_current_thread(cpus: &[usize]) -> std::result::Result<(), String> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: cpu_set_t is a plain bit array; all zeroes is the empty set.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         for &c in cpus {
-            // SAFETY: `c` < MAX_CPUS, the set's size in bits (checked by
-            // parse_cpu_list; CPU_SET does not check it).
+            if c >= MAX_CPUS {
+                return Err(format!("CPU {c} is past the {MAX_CPUS} a CPU set holds"));
+            }
+            // SAFETY: CPU_SET writes one bit of `set`; `c` is within it.
             unsafe { libc::CPU_SET(c, &mut set) };
         }
         // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t

@@ -428,7 +428,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         true => {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             // Before the log opens: its threads inherit this thread's CPU.
-            if cpus < 2 || !crate::threads::pin_current_thread(cpus - 1) {
+            if cpus < 2 || auditlog::internals::priority::pin_current_thread(&[cpus - 1]).is_err() {
                 return Err(CliError::usage(
                     "--pin needs Linux and at least two CPUs this process may use",
                 ));

@@ -329,7 +329,7 @@ fn producer(
 ) -> Result<ProducerOut> {
     if let Some(cpu) = ph.pin_producers {
         // The waiter started below inherits it.
-        crate::threads::pin_current_thread(cpu);
+        let _ = auditlog::internals::priority::pin_current_thread(&[cpu]);
     }
     let (tx, rx) = crossbeam_channel::bounded::<Vec<(Instant, Receipt)>>(1 << 12);
     let interval = &sh.interval[p];

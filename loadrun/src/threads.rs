@@ -183,28 +183,6 @@ impl ChildCpu {
     }
 }
 
-/// Pin the calling thread (and the threads it starts later) to one CPU.
-/// False where that is refused or not supported.
-pub fn pin_current_thread(cpu: usize) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: cpu_set_t is a plain bit set; all zeroes is the empty set.
-        let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-        // SAFETY: CPU_SET writes one bit of `set` (it checks `cpu` against
-        // the set's size).
-        unsafe { libc::CPU_SET(cpu, &mut set) };
-        // SAFETY: pid 0 is the calling thread; `set` is a valid cpu_set_t
-        // of the size passed, read only during the call.
-        let r = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-        r == 0
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = cpu;
-        false
-    }
-}
-
 /// Threads of one kind share a line: "producer-3" counts as "producer".
 fn group_name(name: &str) -> String {
     let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
