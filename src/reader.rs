@@ -143,6 +143,17 @@ impl LogReader {
     /// (a fixed list on disk never does): read it before
     /// [`LogReader::segments`], and an equal number later means the same
     /// list.
+    /// From which LSN on every event of the log was appended by this
+    /// process after the check of every rule (a live reader: see
+    /// `Shared`); `None` for a reader of a folder, which knows nothing of
+    /// how its events were appended.
+    pub(crate) fn appends_checked_from(&self) -> Option<u64> {
+        match &self.source {
+            Source::Live(s) => Some(s.appends_checked_from()),
+            Source::Disk { .. } => None,
+        }
+    }
+
     pub(crate) fn segments_generation(&self) -> u64 {
         match &self.source {
             Source::Live(s) => s.segments_gen(),

@@ -60,6 +60,12 @@ pub(crate) struct Shared {
     pub(crate) tree_behind: Arc<AtomicU64>,
     /// The writer's waits for the Merkle tree (`Log::tree_waits`).
     pub(crate) tree_waits: Arc<crate::tree::worker::TreeWaits>,
+    /// Every event from this LSN on was appended through this `Log`
+    /// after the check of every rule of the contract (docs/integrity.md,
+    /// "Builds of what this process appended"): the head at the open,
+    /// moved past any frames a retention carried forward (those come from
+    /// the caller's `CarryFn` and are not checked on the way in).
+    appends_checked_from: AtomicU64,
 }
 
 impl Shared {
@@ -83,8 +89,21 @@ impl Shared {
             checkpoint_error: Mutex::new(None),
             tree_behind: Arc::new(AtomicU64::new(0)),
             tree_waits: Arc::default(),
+            appends_checked_from: AtomicU64::new(head.next_lsn),
             config,
         }
+    }
+
+    /// From which LSN on every event was checked on append (the field's
+    /// docs).
+    pub(crate) fn appends_checked_from(&self) -> u64 {
+        self.appends_checked_from.load(Ordering::Acquire)
+    }
+
+    /// Frames not checked on the way in are about to get LSNs below `lsn`:
+    /// index builds stop trusting everything before it.
+    pub(crate) fn appends_unchecked_until(&self, lsn: u64) {
+        self.appends_checked_from.fetch_max(lsn, Ordering::AcqRel);
     }
 
     /// The writer took a batch of `bytes` off the queue.

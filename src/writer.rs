@@ -473,6 +473,11 @@ impl Writer {
         if let (Some(ask), true) = (carry, n > 0) {
             let c = ask(&before[..n])?;
             if !c.frames.is_empty() {
+                // `carry` is the caller's: its frames are not checked on
+                // the way in, so index builds stop trusting appends up to
+                // their end, before any of them can be read.
+                let end = self.next_lsn.saturating_add(c.frames.len() as u64);
+                self.shared.appends_unchecked_until(end);
                 if let Err(e) = self.append_frames(&c.frames) {
                     let failure = self.on_error(&e.to_string());
                     return Err(failure.to_error());

@@ -49,17 +49,21 @@ impl IndexOnSeal {
         IndexOnSeal { tx, rx }
     }
 
-    /// Start the indexing thread over `log`'s committed data.
+    /// Start the indexing thread over `log`'s committed data. Its builds
+    /// of what `log` appended since it opened read the events as checked
+    /// on append (docs/integrity.md, "Builds of what this process
+    /// appended"); older events are read strictly.
     pub fn start(self, log: &Log) -> Result<BackgroundIndexer> {
         let engine = Arc::new(Mutex::new(Engine::new(log.reader())));
         self.spawn(engine)
     }
 
-    /// [`IndexOnSeal::start`] for a log whose every append from now on is
-    /// checked against every rule of the contract by the caller before it
-    /// is stored (`auditlog ingest` checks each line it appends): the
-    /// builds of what it appends do not run those rules again
-    /// ([`Engine::trust_appends_from`]; the images are the same bytes).
+    /// [`IndexOnSeal::start`], vouching that every append from now on is
+    /// checked against every rule of the contract before it is stored
+    /// ([`Engine::trust_appends_from`] at the head). Every `Log` append
+    /// path checks them, so `start` trusts them as well ([`Engine`]'s
+    /// builds over a live log); kept for callers that say so explicitly
+    /// (`auditlog ingest`).
     pub fn start_trusting_appends(self, log: &Log) -> Result<BackgroundIndexer> {
         let mut engine = Engine::new(log.reader());
         engine.trust_appends_from(log.head().next_lsn);

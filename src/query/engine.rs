@@ -337,8 +337,8 @@ pub struct Engine {
     /// images are the same bytes either way.
     pub scan_threads: usize,
     pub stats: EngineStats,
-    /// See [`Engine::trust_appends_from`].
-    trust: Trust,
+    /// Set by [`Engine::trust_appends_from`].
+    trusted_from: Option<u64>,
     /// The segment list's generation (`LogReader::segments_generation`)
     /// as of the last refresh that completed, while nothing else has
     /// changed the images since: a refresh at the same generation has
@@ -480,7 +480,7 @@ impl Engine {
             persist: true,
             scan_threads: super::scan_ahead::scan_threads(),
             stats: EngineStats::default(),
-            trust: Trust(u64::MAX),
+            trusted_from: None,
             refreshed_at: None,
         }
     }
@@ -492,8 +492,28 @@ impl Engine {
     /// rules again ([`index::Check::CheckedOnAppend`]; the images are the
     /// same bytes). Spans with older events are read strictly. Only for an
     /// engine over a live log whose every append from `lsn` on is checked.
+    ///
+    /// An engine over a live log ([`crate::Log::reader`]) needs no call:
+    /// every `Log` append checks every rule, so its builds trust the
+    /// events appended since that `Log` opened (see [`Engine::trust`]).
     pub fn trust_appends_from(&mut self, lsn: u64) {
-        self.trust = Trust(lsn);
+        self.trusted_from = Some(lsn);
+    }
+
+    /// From which LSN on builds read events as checked on append: those a
+    /// live log's appends checked since it opened (every `Log::append*`
+    /// path runs every rule of the contract before it encodes, and the
+    /// frames a retention carries forward move the mark past them), and
+    /// those the caller vouched for ([`Engine::trust_appends_from`]); the
+    /// later of the two when both are known. An engine over a folder read
+    /// from disk trusts nothing by itself. docs/integrity.md, "Builds of
+    /// what this process appended".
+    fn trust(&self) -> Trust {
+        match (self.trusted_from, self.reader.appends_checked_from()) {
+            (Some(a), Some(b)) => Trust(a.max(b)),
+            (Some(a), None) | (None, Some(a)) => Trust(a),
+            (None, None) => Trust(u64::MAX),
+        }
     }
 
     pub fn reader(&self) -> &LogReader {
@@ -578,7 +598,7 @@ impl Engine {
             jobs.push(ScanJob::Active(meta, span));
         }
         let progress = self.progress.clone();
-        let trust = self.trust;
+        let trust = self.trust();
         let mut ahead = None;
         super::scan_ahead::scan_ahead(
             &jobs,
@@ -662,7 +682,7 @@ impl Engine {
         let (img, made) = loop {
             let prep = match prepared.take() {
                 Some(p) => p,
-                None => prepare(meta, &seg, force, self.progress.as_ref(), self.trust)?,
+                None => prepare(meta, &seg, force, self.progress.as_ref(), self.trust())?,
             };
             let older: Vec<(u64, &Image)> = self
                 .sealed
@@ -803,7 +823,7 @@ impl Engine {
                 e.progress.clone(),
                 e.persist,
                 e.scan_threads,
-                e.trust,
+                e.trust(),
             )
         };
         if jobs.is_empty() {
@@ -920,6 +940,7 @@ impl Engine {
     /// last call; `ahead`: that scanned already (used if its span is the
     /// one needed).
     fn catch_up(&mut self, meta: &SegmentMeta, ahead: Option<ScannedAhead>) -> Result<()> {
+        let trust = self.trust();
         if self.active.as_ref().is_none_or(|a| a.meta.seq != meta.seq) {
             if self.active.is_some() {
                 self.foreign_dirty = true;
@@ -982,7 +1003,7 @@ impl Engine {
                 self.stats.chunks_scanned_ahead += 1;
                 Self::finish_chunk(&self.sealed, &chunks, meta, from, a.scanned)?
             }
-            None => Self::chunk_image(&self.sealed, &chunks, meta, seg, span, self.trust)?,
+            None => Self::chunk_image(&self.sealed, &chunks, meta, seg, span, trust)?,
         };
         self.stats.chunks_built += 1;
         let new_seq = meta.seq;
@@ -1003,7 +1024,7 @@ impl Engine {
                 prev.header.first_lsn,
                 prev.chain_point(0).1,
             );
-            img = Self::chunk_image(&self.sealed, &chunks, meta, seg, span, self.trust)?;
+            img = Self::chunk_image(&self.sealed, &chunks, meta, seg, span, trust)?;
             self.stats.chunks_built += 1;
             self.foreign_dirty = true;
         }

@@ -30,3 +30,4 @@ mod store_healing;
 mod store_retention;
 mod tiles;
 mod tiles_retention;
+mod trusted_builds;
