@@ -301,8 +301,9 @@ pub enum Check {
     /// whose history this process does not know.
     Strict,
     /// Events this process appended after checking every rule of the
-    /// contract on them (`auditlog ingest` checks each line before it
-    /// appends it), read back from blocks whose chain the build checks
+    /// contract on them (every `Log` append path checks them before it
+    /// encodes: docs/integrity.md, "Builds of what this process
+    /// appended"), read back from blocks whose chain the build checks
     /// against the digest this process keeps: the rules are not run
     /// again, and the strings no index reads are not UTF-8-checked again
     /// ([`decode_indexed_checked_on_append`]). The image is the same bytes
