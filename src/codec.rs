@@ -39,6 +39,19 @@ pub fn encode_event(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
     encode_event_bincode(ev, out)
 }
 
+/// Append an event seen in place ([`EventRef`], e.g. a line parsed by
+/// [`crate::event::json::with_parsed_event`]): the bytes
+/// [`encode_event`] writes for the owned event it views. A system event
+/// is refused (it is never read in place).
+pub fn encode_event_ref(ev: &EventRef<'_>, out: &mut Vec<u8>) -> Result<(), CodecError> {
+    if put::event_ref(ev, out) {
+        return Ok(());
+    }
+    Err(CodecError(
+        "a system event is not encoded from a view".to_string(),
+    ))
+}
+
 /// [`encode_event`] through bincode's serde writer alone (system events,
 /// and the reference the hand-written writer is held to in the tests).
 fn encode_event_bincode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError> {
@@ -66,36 +79,15 @@ fn encode_event_bincode(ev: &Event, out: &mut Vec<u8>) -> Result<(), CodecError>
 /// `varint_encode_u64` writing one-byte slices. Branch
 /// `enc30-derived-experiment` holds the derived version as measured.
 mod put {
-    use crate::event::{Event, EventData, RunFinished, RunLog, RunStarted, ToolCall};
+    use crate::event::borrowed::{CallRef, DataRef, EventRef, FinishedRef, LogRef, StartedRef};
+    use crate::event::{Event, EventData, Micros};
 
     /// Write `ev`; `false` (nothing written) for a system event.
     pub(super) fn event(ev: &Event, out: &mut Vec<u8>) -> bool {
-        let start = out.len();
-        str(out, &ev.run_id);
-        i64(out, ev.ts);
-        // The variant's index, as `EventData` orders them.
-        match &ev.data {
-            EventData::RunStarted(s) => {
-                u64(out, 0);
-                started(out, s);
-            }
-            EventData::RunLog(l) => {
-                u64(out, 1);
-                log(out, l);
-            }
-            EventData::RunFinished(f) => {
-                u64(out, 2);
-                finished(out, f);
-            }
-            EventData::System(_) => {
-                out.truncate(start);
-                return false;
-            }
-            EventData::ToolCall(c) => {
-                u64(out, 4);
-                call(out, c);
-            }
+        if matches!(ev.data, EventData::System(_)) {
+            return false;
         }
+        head_and_data(out, &ev.run_id, ev.ts, &DataRef::of(&ev.data));
         len(out, ev.extra.len());
         for (key, value) in &ev.extra {
             str(out, key);
@@ -104,8 +96,51 @@ mod put {
         true
     }
 
-    fn started(out: &mut Vec<u8>, s: &RunStarted) {
-        let RunStarted {
+    /// Write an event seen in place: the bytes [`event`] writes for the
+    /// owned event it views (the same code past the unknown fields'
+    /// list); `false` (nothing written) for a system event.
+    pub(super) fn event_ref(ev: &EventRef<'_>, out: &mut Vec<u8>) -> bool {
+        if ev.is_system() {
+            return false;
+        }
+        head_and_data(out, ev.run_id, ev.ts, &ev.data);
+        len(out, ev.extra.len());
+        for (key, value) in &ev.extra {
+            str(out, key);
+            str(out, value);
+        }
+        true
+    }
+
+    /// Everything before the unknown fields. A system event (never given:
+    /// the callers refuse it first) writes its head only.
+    fn head_and_data(out: &mut Vec<u8>, run_id: &str, ts: Micros, data: &DataRef<'_>) {
+        str(out, run_id);
+        i64(out, ts);
+        // The variant's index, as `EventData` orders them.
+        match data {
+            DataRef::RunStarted(s) => {
+                u64(out, 0);
+                started(out, s);
+            }
+            DataRef::RunLog(l) => {
+                u64(out, 1);
+                log(out, l);
+            }
+            DataRef::RunFinished(f) => {
+                u64(out, 2);
+                finished(out, f);
+            }
+            DataRef::System(_) => {}
+            DataRef::ToolCall(c) => {
+                u64(out, 4);
+                call(out, c);
+            }
+        }
+    }
+
+    fn started(out: &mut Vec<u8>, s: &StartedRef<'_>) {
+        let StartedRef {
             skill_id,
             caller_id,
             channel_id,
@@ -113,26 +148,25 @@ mod put {
             inputs,
             dry_run,
         } = s;
-        for t in [skill_id, caller_id, channel_id, parent_run_id] {
+        for t in [skill_id, caller_id, channel_id, parent_run_id, inputs] {
             str(out, t);
         }
-        str(out, inputs.as_str());
         out.push(u8::from(*dry_run));
     }
 
-    fn log(out: &mut Vec<u8>, l: &RunLog) {
-        let RunLog {
+    fn log(out: &mut Vec<u8>, l: &LogRef<'_>) {
+        let LogRef {
             seq,
             event_type,
             payload,
         } = l;
         u64(out, *seq);
         str(out, event_type);
-        str(out, payload.as_str());
+        str(out, payload);
     }
 
-    fn finished(out: &mut Vec<u8>, f: &RunFinished) {
-        let RunFinished {
+    fn finished(out: &mut Vec<u8>, f: &FinishedRef<'_>) {
+        let FinishedRef {
             status,
             output,
             error,
@@ -152,10 +186,10 @@ mod put {
         }
     }
 
-    fn call(out: &mut Vec<u8>, c: &ToolCall) {
-        // Every field named: a field added to `ToolCall` fails to compile
+    fn call(out: &mut Vec<u8>, c: &CallRef<'_>) {
+        // Every field named: a field added to `CallRef` fails to compile
         // here until it is written too.
-        let ToolCall {
+        let CallRef {
             call_id,
             channel_id,
             caller_id,
@@ -196,7 +230,7 @@ mod put {
         option(out, http_status.map(u64::from), u64);
         str(out, input_hash);
         str(out, args_summary);
-        str(out, payload.as_str());
+        str(out, payload);
     }
 
     /// bincode's varint: one byte below 251, else a marker (251, 252,
@@ -848,6 +882,10 @@ mod tests {
             assert!(put::event(ev, &mut hand), "not written by hand: {ev:?}");
             encode_event_bincode(ev, &mut reference).expect("encodes");
             assert!(hand == reference, "bytes differ for {ev:?}");
+            // The same event seen in place writes the same bytes.
+            let mut viewed = vec![7u8];
+            encode_event_ref(&EventRef::of(ev), &mut viewed).expect("encodes");
+            assert!(viewed == reference, "view's bytes differ for {ev:?}");
         }
         let system = Event {
             run_id: String::new(),
@@ -863,6 +901,8 @@ mod tests {
         let mut out = vec![1u8, 2];
         assert!(!put::event(&system, &mut out));
         assert_eq!(out, [1, 2], "a system event is left to bincode untouched");
+        assert!(encode_event_ref(&EventRef::of(&system), &mut out).is_err());
+        assert_eq!(out, [1, 2], "nor is it encoded from a view");
         let (mut via, mut reference) = (Vec::new(), Vec::new());
         encode_event(&system, &mut via).expect("encodes");
         encode_event_bincode(&system, &mut reference).expect("encodes");

@@ -127,7 +127,7 @@ pub use event::system;
 pub use event::{Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall};
 pub use layout::{Head, RecoveryReport, SegmentMeta};
 #[doc(hidden)]
-pub use log::BatchBuilder;
+pub use log::{BatchBuilder, ViewBatch};
 pub use log::{Counters, EncodedBatch, Log, TreeWaitStats};
 pub use manifest::PolicyRecord;
 pub use query::{

@@ -11,6 +11,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::codec;
 use crate::config::{Config, FullPolicy};
 use crate::error::{Error, Result};
+use crate::event::borrowed::EventRef;
 use crate::event::json::{check_incoming, check_incoming_ref, validate_event};
 use crate::event::system::{Cut, SystemRecord};
 use crate::event::{Event, Micros};
@@ -1053,5 +1054,86 @@ impl BatchBuilder {
             start = end;
         }
         EncodedBatch::of_frames(frames, metas, None)
+    }
+}
+
+/// A batch encoded from events seen in place ([`EventRef`]: the command
+/// line's ingest parses each line into a view with
+/// [`crate::event::json::with_parsed_event`] and encodes it here, with no
+/// owned [`Event`] built and dropped per line). Each frame is sealed as it
+/// is written, while its bytes are in cache.
+///
+/// The bytes are those [`EncodedBatch::encode_parsed`] writes for the
+/// same events without redaction. Like `encode_parsed` it does not check
+/// the events: only for views the JSONL parser returned (it has enforced
+/// every rule). Redaction rewrites events, so a log with a non-empty
+/// policy takes owned events ([`EncodedBatch::encode_parsed`]).
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct ViewBatch {
+    frames: Vec<u8>,
+    /// Each frame's ts and size, in order.
+    metas: Vec<(Micros, u32)>,
+}
+
+impl ViewBatch {
+    /// An empty batch with room for `events` events of `bytes` in all.
+    pub fn with_capacity(events: usize, bytes: usize) -> ViewBatch {
+        ViewBatch {
+            frames: Vec::with_capacity(bytes),
+            metas: Vec::with_capacity(events),
+        }
+    }
+
+    /// Encode and seal `ev` after the events pushed before. On error (a
+    /// system event, or over the size limit: the errors `encode_parsed`
+    /// gives, with this event's index) nothing is added.
+    pub fn push(&mut self, ev: &EventRef<'_>) -> Result<()> {
+        let start = self.frames.len();
+        let index = self.metas.len();
+        self.frames.extend_from_slice(&[0u8; FRAME_HEADER]);
+        self.frames.push(REC_EVENT);
+        if let Err(reason) = codec::encode_event_ref(ev, &mut self.frames) {
+            self.frames.truncate(start);
+            return Err(Error::InvalidEvent {
+                index,
+                source: crate::error::EventError::new("event", reason.to_string()),
+            });
+        }
+        let body = self.frames.len() - start - FRAME_HEADER;
+        if body > MAX_FRAME_BODY {
+            self.frames.truncate(start);
+            return Err(Error::EventTooLarge {
+                index,
+                bytes: body - 1,
+                max: codec::MAX_BODY_BYTES,
+            });
+        }
+        frame::seal_frame_in_place(&mut self.frames[..], start);
+        let size = (self.frames.len() - start) as u32;
+        self.metas.push((ev.ts, size));
+        Ok(())
+    }
+
+    /// Events pushed.
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// The batch, to be appended to a log whose redaction policy is
+    /// `policy` (pass [`Log::redaction`]). A non-empty policy is refused:
+    /// these events were not redacted.
+    pub fn finish(self, policy: Option<&Arc<RedactionPolicy>>) -> Result<EncodedBatch> {
+        if policy.is_some_and(|p| !p.is_empty()) {
+            return Err(Error::InvalidArgument(
+                "a batch encoded from views is not redacted; encode owned events with EncodedBatch::encode_parsed under a redaction policy".into(),
+            ));
+        }
+        let ViewBatch { frames, metas } = self;
+        Ok(EncodedBatch::of_frames(frames, metas, policy.cloned()))
     }
 }

@@ -9,13 +9,14 @@ use clap::Args;
 
 use super::output::{object_rows, progress, table, Counts, Out};
 use super::{CliError, CliResult, Ctx, Format};
-use auditlog::event::json::{parse_event, write_event};
+use auditlog::event::json::{parse_event, with_parsed_event, write_event};
 use auditlog::event::time::{parse_instant, to_rfc3339};
 use auditlog::query::IndexOnSeal;
 use auditlog::RedactionPolicy;
 use auditlog::{AuditStore, StoreConfig};
 use auditlog::{
     Config, Digest, EncodedBatch, Event, Log, LogReader, Micros, ReplayRange, ReplayThreads,
+    ViewBatch,
 };
 use std::sync::Arc;
 
@@ -370,7 +371,75 @@ struct Scratch {
 
 /// `encode`: encode the good events (with this redaction policy), or only
 /// check them (`None`). Line numbers are counted from 1 in this chunk.
+///
+/// Without redaction each line is parsed into a view and encoded from it
+/// ([`parse_chunk_viewed`]); with it, into owned events, which the policy
+/// rewrites before they are encoded ([`parse_chunk_owned`]). Both check
+/// every line with the same parser, so they accept and refuse the same
+/// lines with the same errors.
 fn parse_chunk(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) -> Parsed {
+    match encode {
+        Some(policy) if policy.as_ref().is_some_and(|p| !p.is_empty()) => {
+            parse_chunk_owned(chunk, encode, scratch)
+        }
+        _ => parse_chunk_viewed(chunk, encode, scratch),
+    }
+}
+
+/// [`parse_chunk`] without redaction: each line parsed into a view and
+/// encoded from it (no owned `Event` per line), or only checked. Should an
+/// event fail to encode (over the size limit once encoded), the chunk is
+/// done again by [`parse_chunk_owned`], whose answer for that case this
+/// path does not repeat.
+fn parse_chunk_viewed(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) -> Parsed {
+    let mut bad = Vec::new();
+    let mut line_no = 0u64;
+    // Encoded bodies are shorter than their lines (no keys): the chunk's
+    // size is room enough, so the frames are not copied as they grow.
+    let mut batch = encode.map(|_| ViewBatch::with_capacity(chunk.len() / 128 + 16, chunk.len()));
+    let mut accepted = 0u64;
+    for raw in crate::lines::lines(chunk) {
+        line_no += 1;
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let pushed = with_parsed_event(line, |ev| match &mut batch {
+            Some(b) => b.push(ev).is_ok(),
+            None => true,
+        });
+        match pushed {
+            Ok(true) => accepted += 1,
+            Ok(false) => return parse_chunk_owned(chunk, encode, scratch),
+            Err(e) => bad.push((line_no, e.to_string())),
+        }
+    }
+    // `lines` yields one piece after a final newline: not a line.
+    let n_lines = line_no - u64::from(chunk.last() == Some(&b'\n'));
+    let policy = encode.and_then(|p| p.as_ref());
+    let mut batch = match batch.filter(|b| !b.is_empty()).map(|b| b.finish(policy)) {
+        None => None,
+        Some(Ok(b)) => Some(b),
+        // Not reached: a non-empty policy takes the owned path.
+        Some(Err(_)) => return parse_chunk_owned(chunk, encode, scratch),
+    };
+    // The Merkle leaves are hashed here, on the parsing worker: left to
+    // the append they would all be hashed on the one thread that appends.
+    if let Some(b) = &mut batch {
+        b.hash_leaves();
+    }
+    Parsed {
+        batch,
+        accepted,
+        bad,
+        bytes: chunk.len() as u64,
+        lines: n_lines,
+    }
+}
+
+/// [`parse_chunk`] with owned events: a redaction policy rewrites them
+/// before they are encoded.
+fn parse_chunk_owned(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) -> Parsed {
     let Scratch { events, lines } = scratch;
     events.clear();
     lines.clear();

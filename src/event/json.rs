@@ -7,10 +7,10 @@
 //! `payload` and unknown fields are captured as raw text so they come back
 //! byte for byte (key order, number spelling) on output.
 
-use super::borrowed::{DataRef, EventRef};
+use super::borrowed::{CallRef, DataRef, EventRef, FinishedRef, LogRef, StartedRef};
 use super::time::{check_range, format_rfc3339, parse_rfc3339};
 use super::{
-    Event, EventData, Json, Micros, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
+    Event, EventData, Micros, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
     MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
 };
 use crate::error::EventError;
@@ -153,6 +153,22 @@ impl Key {
 /// contract. Errors name the field at fault, or `line` for problems of the
 /// whole line (size, UTF-8, JSON syntax).
 pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
+    with_parsed_event(line, |ev| ev.to_event())?.ok_or_else(|| {
+        // Not reached: the parser refuses the kind `system` first.
+        EventError::new("kind", "a system event cannot be ingested")
+    })
+}
+
+/// Parses one JSONL line as [`parse_event`] does (the same rules, checks
+/// and errors) and hands `f` the event viewed in place: its strings
+/// borrowed from the line (or, where the line escaped them, from the
+/// parser's own buffers), none copied into an owned [`Event`]. The command
+/// line's ingest encodes each event straight from this view
+/// ([`crate::codec::encode_event_ref`]).
+pub fn with_parsed_event<R>(
+    line: &[u8],
+    f: impl FnOnce(&EventRef<'_>) -> R,
+) -> Result<R, EventError> {
     if line.len() > MAX_EVENT_BYTES {
         return Err(EventError::new(
             "line",
@@ -177,7 +193,8 @@ pub fn parse_event(line: &[u8]) -> Result<Event, EventError> {
     de.deserialize_map(visitor)
         .and_then(|()| de.end())
         .map_err(|e| from_serde(&e, fault))?;
-    fields.build()
+    let view = fields.build()?;
+    Ok(f(&view))
 }
 
 /// The line as text. simdutf8 checks a line of 64 bytes or more a SIMD
@@ -284,40 +301,43 @@ type ExtraField<'de> = (Cow<'de, str>, &'de RawValue, Option<Key>);
 struct Fields<'de> {
     seen: u64,
     kind: Option<Kind>,
-    run_id: Option<String>,
+    run_id: Option<Cow<'de, str>>,
     ts: Option<Micros>,
-    skill_id: Option<String>,
-    caller_id: Option<String>,
-    channel_id: Option<String>,
-    parent_run_id: Option<String>,
+    skill_id: Option<Cow<'de, str>>,
+    caller_id: Option<Cow<'de, str>>,
+    channel_id: Option<Cow<'de, str>>,
+    parent_run_id: Option<Cow<'de, str>>,
     inputs: Option<&'de RawValue>,
     dry_run: Option<bool>,
     seq: Option<u64>,
-    event_type: Option<String>,
+    event_type: Option<Cow<'de, str>>,
     payload: Option<&'de RawValue>,
-    status: Option<String>,
-    output: Option<String>,
-    error: Option<String>,
+    status: Option<Cow<'de, str>>,
+    output: Option<Cow<'de, str>>,
+    error: Option<Cow<'de, str>>,
     tool_calls: Option<u64>,
     runtime_seconds: Option<f64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
     thinking_tokens: Option<u64>,
-    call_id: Option<String>,
-    workspace_id: Option<String>,
-    request_id: Option<String>,
-    tool: Option<String>,
-    engine: Option<String>,
-    error_type: Option<String>,
+    call_id: Option<Cow<'de, str>>,
+    workspace_id: Option<Cow<'de, str>>,
+    request_id: Option<Cow<'de, str>>,
+    tool: Option<Cow<'de, str>>,
+    engine: Option<Cow<'de, str>>,
+    error_type: Option<Cow<'de, str>>,
     duration_ms: Option<f64>,
     input_bytes: Option<u64>,
     result_bytes: Option<u64>,
     exit_code: Option<i64>,
     http_status: Option<u64>,
-    input_hash: Option<String>,
-    args_summary: Option<String>,
+    input_hash: Option<Cow<'de, str>>,
+    args_summary: Option<Cow<'de, str>>,
     extra: Vec<ExtraField<'de>>,
     extra_keys: Option<HashSet<Cow<'de, str>>>,
+    /// The unknown fields once the kind is known ([`Fields::build`]): key
+    /// and JSON text.
+    unknown: Vec<(Cow<'de, str>, &'de str)>,
 }
 
 impl<'de> Fields<'de> {
@@ -422,37 +442,38 @@ impl<'de> Fields<'de> {
         Ok(())
     }
 
-    /// Applies required fields, defaults and limits.
-    fn build(&mut self) -> Result<Event, EventError> {
+    /// Applies required fields, defaults and limits: the event, viewed in
+    /// place (its strings borrowed from the line, or from these fields
+    /// where the line escaped them).
+    fn build(&mut self) -> Result<EventRef<'_>, EventError> {
         let kind = self.kind.ok_or_else(|| {
             EventError::new("kind", format!("is missing; it must be one of {KINDS}"))
         })?;
-        let run_id = match (self.run_id.take(), kind) {
+        if self.run_id.is_none() && kind != Kind::Call {
             // A tool call may stand alone: no run.
-            (id, Kind::Call) => id.unwrap_or_default(),
-            (Some(id), _) => id,
-            (None, _) => {
-                return Err(EventError::new(
-                    "run_id",
-                    "is missing; every event but a tool_call needs a non-empty run_id string",
-                ))
-            }
-        };
-        check_run_id_of(kind, &run_id)?;
+            return Err(EventError::new(
+                "run_id",
+                "is missing; every event but a tool_call needs a non-empty run_id string",
+            ));
+        }
+        check_run_id_of(kind, self.run_id.as_deref().unwrap_or_default())?;
         let ts = self.ts.ok_or_else(|| {
             EventError::new(
                 "ts",
                 "is missing; give integer microseconds since the Unix epoch or an RFC 3339 string",
             )
         })?;
-        let extra = self.resolve_extra(kind)?;
+        self.resolve_extra(kind)?;
+        // From here on the fields are only read: the view borrows them.
+        let this: &Fields<'de> = self;
+        let extra: Vec<(&str, &str)> = this.unknown.iter().map(|(k, v)| (k.as_ref(), *v)).collect();
         // The unknown fields' own rule (the `replace` marker must be a
         // boolean), which the strict decoder applies to every stored event:
         // without it here a line could be stored that no reader accepts.
         check_extra(kind, &extra)?;
-        let data = self.take_data(kind)?;
-        Ok(Event {
-            run_id,
+        let data = this.data(kind)?;
+        Ok(EventRef {
+            run_id: this.run_id.as_deref().unwrap_or_default(),
             ts,
             data,
             extra,
@@ -460,10 +481,11 @@ impl<'de> Fields<'de> {
     }
 
     /// Parses the fields that came before `kind` and turned out to be this
-    /// kind's; everything else becomes `extra`, in its original order.
-    fn resolve_extra(&mut self, kind: Kind) -> Result<Vec<(String, Json)>, EventError> {
+    /// kind's; everything else becomes an unknown field, in its original
+    /// order.
+    fn resolve_extra(&mut self, kind: Kind) -> Result<(), EventError> {
         let pending = std::mem::take(&mut self.extra);
-        let mut extra = Vec::with_capacity(pending.len());
+        self.unknown.reserve(pending.len());
         for (key, raw, known) in pending {
             match known {
                 Some(k) if k.belongs_to(kind) => {
@@ -471,70 +493,68 @@ impl<'de> Fields<'de> {
                     self.read(k, &mut de)
                         .map_err(|e| EventError::new(key.as_ref(), without_position(&e)))?;
                 }
-                _ => extra.push((key.into_owned(), Json::trusted(raw.get().to_owned()))),
+                _ => self.unknown.push((key, raw.get())),
             }
         }
-        Ok(extra)
+        Ok(())
     }
 
-    fn take_data(&mut self, kind: Kind) -> Result<EventData, EventError> {
+    fn data(&self, kind: Kind) -> Result<DataRef<'_>, EventError> {
         Ok(match kind {
-            Kind::Started => EventData::RunStarted(RunStarted {
-                skill_id: name("skill_id", self.skill_id.take())?,
-                caller_id: name("caller_id", self.caller_id.take())?,
-                channel_id: name("channel_id", self.channel_id.take())?,
-                parent_run_id: name("parent_run_id", self.parent_run_id.take())?,
-                inputs: self
-                    .inputs
-                    .map_or_else(Json::empty_object, |r| Json::trusted(r.get().to_owned())),
+            Kind::Started => DataRef::RunStarted(StartedRef {
+                skill_id: name("skill_id", &self.skill_id)?,
+                caller_id: name("caller_id", &self.caller_id)?,
+                channel_id: name("channel_id", &self.channel_id)?,
+                parent_run_id: name("parent_run_id", &self.parent_run_id)?,
+                inputs: self.inputs.map_or(EMPTY_OBJECT, RawValue::get),
                 dry_run: self.dry_run.unwrap_or(false),
             }),
-            Kind::Log => EventData::RunLog(RunLog {
+            Kind::Log => DataRef::RunLog(LogRef {
                 seq: self.seq.unwrap_or(0),
-                event_type: name("event_type", self.event_type.take())?,
-                payload: self
-                    .payload
-                    .map_or_else(Json::null, |r| Json::trusted(r.get().to_owned())),
+                event_type: name("event_type", &self.event_type)?,
+                payload: self.payload.map_or(NULL, RawValue::get),
             }),
-            Kind::Finished => EventData::RunFinished(RunFinished {
-                status: match self.status.take() {
-                    Some(s) => check_status(&s).map(|()| s)?,
-                    None => "ok".to_string(),
+            Kind::Finished => DataRef::RunFinished(FinishedRef {
+                status: match self.status.as_deref() {
+                    Some(s) => check_status(s).map(|()| s)?,
+                    None => "ok",
                 },
-                output: self.output.take().unwrap_or_default(),
-                error: self.error.take().unwrap_or_default(),
+                output: self.output.as_deref().unwrap_or_default(),
+                error: self.error.as_deref().unwrap_or_default(),
                 tool_calls: self.tool_calls.unwrap_or(0),
                 runtime_seconds: self.runtime_seconds.unwrap_or(0.0),
                 input_tokens: self.input_tokens.unwrap_or(0),
                 output_tokens: self.output_tokens.unwrap_or(0),
                 thinking_tokens: self.thinking_tokens.unwrap_or(0),
             }),
-            Kind::Call => EventData::ToolCall(Box::new(self.take_call()?)),
+            Kind::Call => DataRef::ToolCall(self.call()?),
         })
     }
 
-    fn take_call(&mut self) -> Result<ToolCall, EventError> {
-        let error = self.error.take().unwrap_or_default();
-        let error_type = name("error_type", self.error_type.take())?;
-        let status = match self.status.take() {
+    /// The checks run in the order the owned parser ran them, so a line
+    /// with several faults is refused naming the same field.
+    fn call(&self) -> Result<CallRef<'_>, EventError> {
+        let error = self.error.as_deref().unwrap_or_default();
+        let error_type = name("error_type", &self.error_type)?;
+        let status = match self.status.as_deref() {
             Some(s) => s,
-            None => default_call_status(&error, &error_type).to_string(),
+            None => default_call_status(error, error_type),
         };
-        check_name("status", &status)?;
+        check_name("status", status)?;
         let http_status = match self.http_status {
             None => None,
             Some(v) => Some(u16::try_from(v).ok().filter(|v| *v <= 999).ok_or_else(|| {
                 EventError::new("http_status", format!("must be within 0..=999, got {v}"))
             })?),
         };
-        Ok(ToolCall {
-            call_id: name("call_id", self.call_id.take())?,
-            channel_id: name("channel_id", self.channel_id.take())?,
-            caller_id: name("caller_id", self.caller_id.take())?,
-            workspace_id: name("workspace_id", self.workspace_id.take())?,
-            request_id: name("request_id", self.request_id.take())?,
-            tool: name("tool", self.tool.take())?,
-            engine: name("engine", self.engine.take())?,
+        Ok(CallRef {
+            call_id: name("call_id", &self.call_id)?,
+            channel_id: name("channel_id", &self.channel_id)?,
+            caller_id: name("caller_id", &self.caller_id)?,
+            workspace_id: name("workspace_id", &self.workspace_id)?,
+            request_id: name("request_id", &self.request_id)?,
+            tool: name("tool", &self.tool)?,
+            engine: name("engine", &self.engine)?,
             status,
             error_type,
             error,
@@ -543,14 +563,17 @@ impl<'de> Fields<'de> {
             result_bytes: self.result_bytes,
             exit_code: self.exit_code,
             http_status,
-            input_hash: name("input_hash", self.input_hash.take())?,
-            args_summary: self.args_summary.take().unwrap_or_default(),
-            payload: self
-                .payload
-                .map_or_else(Json::null, |r| Json::trusted(r.get().to_owned())),
+            input_hash: name("input_hash", &self.input_hash)?,
+            args_summary: self.args_summary.as_deref().unwrap_or_default(),
+            payload: self.payload.map_or(NULL, RawValue::get),
         })
     }
 }
+
+/// The JSON texts of absent `inputs` and `payload` ([`super::Json::empty_object`],
+/// [`super::Json::null`]).
+const EMPTY_OBJECT: &str = "{}";
+const NULL: &str = "null";
 
 /// A tool call's status when none is given: "error" if it names an error,
 /// else "ok".
@@ -566,9 +589,9 @@ fn duplicate<E: de::Error>() -> E {
     E::custom("appears more than once in the event; each field may appear only once")
 }
 
-fn name(field: &str, v: Option<String>) -> Result<String, EventError> {
-    let s = v.unwrap_or_default();
-    check_name(field, &s)?;
+fn name<'f>(field: &str, v: &'f Option<Cow<'_, str>>) -> Result<&'f str, EventError> {
+    let s = v.as_deref().unwrap_or_default();
+    check_name(field, s)?;
     Ok(s)
 }
 
@@ -617,18 +640,23 @@ fn raw_number<'de, D: Deserializer<'de>>(d: D, unit: &str) -> Result<Option<f64>
     }
 }
 
+/// A string field: borrowed from the line when it has no escapes (the
+/// usual case), so a line read into a view copies none of its strings.
 struct StrV;
 
 impl<'de> Visitor<'de> for StrV {
-    type Value = Option<String>;
+    type Value = Option<Cow<'de, str>>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string")
     }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(v)))
+    }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Some(v.to_owned()))
+        Ok(Some(Cow::Owned(v.to_owned())))
     }
     fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Some(v))
+        Ok(Some(Cow::Owned(v)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(None)
@@ -986,7 +1014,7 @@ pub fn check_stored(ev: &Event) -> Result<(), EventError> {
 }
 
 /// The event's JSON texts (`inputs` or `payload`, then each unknown
-/// field's value) checked as [`Json::parse`] checks them.
+/// field's value) checked as [`super::Json::parse`] checks them.
 fn check_json_texts<K: AsRef<str>, V: AsRef<str>>(
     data: &DataRef<'_>,
     extra: &[(K, V)],
@@ -1058,7 +1086,7 @@ pub(crate) fn within_depth(text: &[u8]) -> bool {
     too_deep(text, MAX_JSON_DEPTH).is_none()
 }
 
-/// The check behind [`Json::parse`]: a `Json` holds exactly one JSON
+/// The check behind [`super::Json::parse`]: a `Json` holds exactly one JSON
 /// value, as parsing would keep it (nothing around it), nested within
 /// [`MAX_JSON_DEPTH`]. The error names `field`.
 pub(crate) fn check_json_text(field: &str, text: &str) -> Result<(), EventError> {

@@ -1,12 +1,16 @@
 //! The event JSON contract (sections 1 and 2): parsing, defaults, every
 //! rejection, and write → parse round trips.
 
-use auditlog::event::json::{event_to_json, parse_event, validate_event, write_event};
+use auditlog::event::json::{
+    event_to_json, parse_event, validate_event, with_parsed_event, write_event,
+};
 use auditlog::event::time::{parse_rfc3339, to_rfc3339, MAX_TS};
 use auditlog::event::{
     Event, EventData, Json, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
     MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
 };
+use auditlog::internals::codec::{encode_event, encode_event_ref};
+use auditlog::{EncodedBatch, ViewBatch};
 use proptest::prelude::*;
 
 const STARTED: &str = r#"{"kind":"run_started","run_id":"r-1","ts":1763884800000000,"skill_id":"web.search","caller_id":"u-42","channel_id":"sess-7","parent_run_id":"","inputs":{"q":"x"},"dry_run":false}"#;
@@ -741,5 +745,238 @@ proptest! {
         let _ = parse_event(&out);
         out.truncate(i);
         let _ = parse_event(&out);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A line read in place (`with_parsed_event`) and encoded from the view, as
+// the command line's ingest does, against the owned event `parse_event`
+// gives and its encoding (docs/benchmarks.md, "Ingest, cli40 round")
+// ---------------------------------------------------------------------------
+
+/// The view of `line` and the owned event give the same answer: the same
+/// event (the view copied out), the same frame bytes (encoded from the
+/// view, and by `EncodedBatch::encode_parsed` from the owned event), or
+/// the same error.
+fn same_answer(line: &[u8]) -> Result<(), TestCaseError> {
+    let owned = parse_event(line);
+    let viewed = with_parsed_event(line, |v| {
+        let mut body = Vec::new();
+        encode_event_ref(v, &mut body)
+            .map(|()| body)
+            .ok()
+            .map(|body| {
+                (v.to_event(), body, {
+                    let mut b = ViewBatch::with_capacity(1, 0);
+                    b.push(v)
+                        .map(|()| b.finish(None).map(|b| b.frames().to_vec()))
+                })
+            })
+    });
+    let shown = String::from_utf8_lossy(line);
+    match (&owned, viewed) {
+        (Ok(ev), Ok(Some((copied, body, frames)))) => {
+            prop_assert_eq!(copied.as_ref(), Some(ev), "{}", shown);
+            let mut reference = Vec::new();
+            encode_event(ev, &mut reference).unwrap();
+            prop_assert!(body == reference, "{}", shown);
+            let batch = EncodedBatch::encode_parsed(std::slice::from_ref(ev), None).unwrap();
+            prop_assert!(
+                frames.ok().and_then(Result::ok).as_deref() == Some(batch.frames()),
+                "{}",
+                shown
+            );
+        }
+        (Err(a), Err(b)) => prop_assert_eq!(a, &b, "{}", shown),
+        (a, b) => prop_assert!(
+            false,
+            "{}: owned {:?}, viewed {:?}",
+            shown,
+            a,
+            b.map(|v| v.is_some())
+        ),
+    }
+    Ok(())
+}
+
+/// Values a field may be given in place of its own: every JSON type, the
+/// numbers serde_json reads in special ways, escapes, out-of-range values.
+const ODD_VALUES: &[&str] = &[
+    "null",
+    "true",
+    "false",
+    "0",
+    "-0",
+    "-1",
+    "1.0",
+    "1e3",
+    "-1.5E-3",
+    "0.1",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775808",
+    "253402300799999999",
+    "253402300800000000",
+    "1e400",
+    "1000",
+    r#""""#,
+    r#""x""#,
+    r#""run_started""#,
+    r#""run_\u006cog""#,
+    r#""tool_call""#,
+    r#""system""#,
+    r#""running""#,
+    r#""ok""#,
+    r#""a\"b\\c\n\u00e9\ud83d\ude00""#,
+    r#""\ud800""#,
+    r#""2026-11-22T10:00:00Z""#,
+    r#""2026-11-22T10:00:00.123456789Z""#,
+    r#""2026-11-22T10:00:00+01:00""#,
+    r#""2026-02-30T10:00:00Z""#,
+    r#""2026-11-22T10:00:00\u005a""#,
+    "[]",
+    "{}",
+    r#"{"a":[1,{"b":null}]}"#,
+    "[1, 2 ]",
+];
+
+/// `line` (a JSON object) with its members split out: (key text with
+/// quotes, value text), by serde_json.
+fn members(line: &str) -> Vec<(String, String)> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line).unwrap();
+    map.iter()
+        .map(|(k, v)| (serde_json::to_string(k).unwrap(), v.to_string()))
+        .collect()
+}
+
+fn object(members: &[(String, String)]) -> String {
+    let body: Vec<String> = members.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    format!("{{{}}}", body.join(","))
+}
+
+const FULL_CALL: &str = r#"{"kind":"tool_call","run_id":"r-1","ts":1763884800000200,"call_id":"c-1","channel_id":"sess-7","caller_id":"u-42","workspace_id":"w","request_id":"q","tool":"http.get","engine":"m","status":"error","error_type":"timeout","error":"slow","duration_ms":5000.5,"input_bytes":12,"result_bytes":0,"exit_code":-1,"http_status":504,"input_hash":"h","args_summary":"GET","payload":{"a":1}}"#;
+
+#[test]
+fn a_view_agrees_with_the_owned_event_on_the_contract_examples() {
+    for line in [STARTED, LOG, FINISHED, FULL_CALL] {
+        same_answer(line.as_bytes()).unwrap();
+        let m = members(line);
+        for i in 0..m.len() {
+            for v in ODD_VALUES {
+                let mut m = m.clone();
+                m[i].1 = (*v).to_string();
+                same_answer(object(&m).as_bytes()).unwrap();
+            }
+            // Each member first, last, and given twice.
+            let mut moved = m.clone();
+            let one = moved.remove(i);
+            moved.insert(0, one.clone());
+            same_answer(object(&moved).as_bytes()).unwrap();
+            moved.remove(0);
+            moved.push(one.clone());
+            same_answer(object(&moved).as_bytes()).unwrap();
+            moved.push(one);
+            same_answer(object(&moved).as_bytes()).unwrap();
+            // Without it.
+            moved.truncate(moved.len() - 2);
+            same_answer(object(&moved).as_bytes()).unwrap();
+        }
+    }
+    for line in [
+        "{}",
+        "[]",
+        " {\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1}",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1} ",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1}{}",
+        "{\"kind\":\"run_log\" ,\"run_id\" : \"r\",\"ts\":1}",
+        "{\"ki\\u006ed\":\"run_log\",\"run_id\":\"r\",\"ts\":1}",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\\u002d1\",\"ts\":1,\"event_type\":\"t\\n\"}",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1,\"x\":1,\"x\":2}",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1,\"x\\u0031\":1,\"x1\":2}",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1,\"replace\":1}",
+        "{\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1,\"replace\":true}",
+        "{\"seq\":7,\"event_type\":\"e\\\"\",\"payload\":[1],\"kind\":\"run_log\",\"run_id\":\"r\",\"ts\":1}",
+        "{\"status\":\"running\",\"kind\":\"run_finished\",\"run_id\":\"r\",\"ts\":1}",
+        "{\"tool\":5,\"kind\":\"tool_call\",\"ts\":1}",
+        "{\"kind\":\"tool_call\",\"ts\":1,\"seq\":1,\"inputs\":null}",
+        "{\"kind\":\"tool_call\",\"ts\":1,\"http_status\":1000}",
+        "{\"kind\":\"tool_call\",\"ts\":1,\"error\":\"e\"}",
+        "{\"kind\":\"tool_call\",\"ts\":1,\"error_type\":\"\",\"status\":\"\"}",
+        "{\"kind\":\"run_started\",\"ts\":1}",
+        "{\"kind\":\"run_started\",\"run_id\":\"\",\"ts\":1}",
+        "{\"kind\":\"run_started\",\"run_id\":\"r\"}",
+    ] {
+        same_answer(line.as_bytes()).unwrap();
+    }
+    let long = "x".repeat(MAX_NAME_BYTES + 1);
+    for field in ["skill_id", "caller_id", "channel_id", "parent_run_id"] {
+        same_answer(line_with("run_started", field, &format!("\"{long}\"")).as_bytes()).unwrap();
+    }
+    for field in [
+        "call_id",
+        "tool",
+        "engine",
+        "status",
+        "error_type",
+        "input_hash",
+    ] {
+        same_answer(line_with("tool_call", field, &format!("\"{long}\"")).as_bytes()).unwrap();
+    }
+}
+
+fn edit_byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        prop::sample::select(b"\"\\{}[],:- 0159.eE+ntfu\t\n\x01".to_vec()),
+        any::<u8>(),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    #[test]
+    fn a_view_agrees_on_written_events(ev in event(), lsn in proptest::option::of(any::<u64>())) {
+        same_answer(event_to_json(&ev, lsn).as_bytes())?;
+    }
+
+    #[test]
+    fn a_view_agrees_on_edited_lines(
+        ev in event(),
+        at in any::<prop::sample::Index>(),
+        byte in edit_byte(),
+        how in 0u8..4,
+    ) {
+        let mut line = event_to_json(&ev, None).into_bytes();
+        let i = at.index(line.len());
+        match how {
+            0 => line[i] = byte,
+            1 => line.insert(i, byte),
+            2 => { line.remove(i); }
+            _ => line.truncate(i),
+        }
+        same_answer(&line)?;
+    }
+
+    #[test]
+    fn a_view_agrees_on_reordered_and_odd_members(
+        ev in event(),
+        rotate in any::<prop::sample::Index>(),
+        at in any::<prop::sample::Index>(),
+        value in prop::sample::select(ODD_VALUES),
+        dup in any::<bool>(),
+    ) {
+        let mut m = members(&event_to_json(&ev, None));
+        let r = rotate.index(m.len());
+        m.rotate_left(r);
+        let i = at.index(m.len());
+        if dup {
+            let again = (m[i].0.clone(), value.to_string());
+            m.push(again);
+        } else {
+            m[i].1 = value.to_string();
+        }
+        same_answer(object(&m).as_bytes())?;
     }
 }

@@ -341,6 +341,52 @@ fn cli_ingest_reports_each_bad_line_and_stores_the_good_ones() {
     record_figure(&format!("input cli_bad_lines={}", corpus.len()));
 }
 
+/// A line within the size limit whose event encodes past it (a stand-alone
+/// tool call's defaults add a few bytes to a 1 MiB unknown field). The
+/// ingest encodes each line from its parsed view; when one fails to encode
+/// the chunk is done again with owned events, so the answer is the one the
+/// command gave before views (cli40): the encode error, for every line of
+/// that chunk (a batch is encoded whole there), and nothing stored.
+#[test]
+fn cli_ingest_answers_an_event_that_encodes_past_the_limit_as_before() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("log");
+    let head = br#"{"kind":"tool_call","ts":1,"x":""#;
+    let mut big = head.to_vec();
+    big.resize(auditlog::event::MAX_EVENT_BYTES - 2, b'a');
+    big.extend_from_slice(b"\"}");
+    assert_eq!(big.len(), auditlog::event::MAX_EVENT_BYTES);
+    let mut input = good_line(1);
+    input.push(b'\n');
+    input.extend(&big);
+    input.push(b'\n');
+    input.extend(good_line(2));
+    input.push(b'\n');
+    let (code, out, err) = cli_in(t.path(), &dir, &["ingest", "-"], &input);
+    assert_ne!(code, 101, "panicked: {err}");
+    let summary = String::from_utf8_lossy(&out);
+    assert!(
+        summary.contains("\"accepted\":0") && summary.contains("\"rejected\":3"),
+        "{summary} / {err}"
+    );
+    for line in 1..=3 {
+        let want = format!(
+            "line {line}: could not be encoded: event 1 encodes to {} bytes",
+            auditlog::event::MAX_EVENT_BYTES + 3
+        );
+        assert!(err.contains(&want), "{want}: {err}");
+    }
+    // Without it, the same good lines are stored.
+    let mut input = good_line(1);
+    input.push(b'\n');
+    input.extend(good_line(2));
+    input.push(b'\n');
+    let (code, out, err) = cli_in(t.path(), &dir, &["ingest", "-"], &input);
+    assert_eq!(code, 0, "{err}");
+    assert!(String::from_utf8_lossy(&out).contains("\"accepted\":2"));
+    assert_eq!(run_ids(&dir), ["ev-1", "ev-2"]);
+}
+
 #[test]
 fn hostile_values_are_stored_exactly_never_used_as_paths_and_escaped_in_tables() {
     let t = tempfile::tempdir().unwrap();
