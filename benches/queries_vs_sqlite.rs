@@ -178,6 +178,22 @@ fn across_segments(c: &mut Criterion) {
             auditlog_query(&mut e, &qs, run, i).expect("query")
         })
     });
+    // `day_after_reopen`: the first list over a stretch of the log in a
+    // fresh engine (a day's ~670 runs), whose blocks are all hashed
+    // against the chain for the first time: the one-block check on the
+    // digest alone, and a second thread checking ahead of the run views
+    // (the win40 round, `query::check_ahead`).
+    let day = auditlog::Filter {
+        since: Some(qs.first_ts + 86_400_000_000),
+        until: Some(qs.first_ts + 2 * 86_400_000_000),
+        ..auditlog::Filter::default()
+    };
+    g.bench_function("day_after_reopen", |b| {
+        b.iter(|| {
+            let mut e = Engine::open(&dir).expect("engine");
+            e.list(&day, auditlog::Page::all()).expect("list").len()
+        })
+    });
     g.finish();
 }
 

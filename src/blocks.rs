@@ -314,6 +314,51 @@ pub fn check_range(
     Ok(())
 }
 
+/// Whether the one block `data[from..to]` (`from` and `to` block
+/// boundaries) holds on its digest alone: the commit record that ends at
+/// `to` (a whole frame, its CRC right, a count above zero) holds
+/// `trusted_end`, and `BLAKE3(digest_at_from ‖ its first LSN ‖ its count ‖
+/// data[from..to - commit record])` equals it. No event frame is followed.
+///
+/// Why that is enough for a reader (docs/integrity.md, "Frame CRCs on read
+/// paths"): a matching digest means the bytes are the ones the writer
+/// hashed, event frames and commit record alike, and the writer only ever
+/// hashes a block of whole event frames closed by one commit record of the
+/// right count; so [`check_range`] over the same block, which follows each
+/// frame by its length before it hashes, would pass too. `false` says
+/// nothing about where or why: the caller then runs [`check_range`], whose
+/// error names the place exactly as before.
+pub fn block_holds_by_digest(
+    data: &[u8],
+    from: u64,
+    to: u64,
+    digest_at_from: Digest,
+    trusted_end: Digest,
+) -> bool {
+    let (Ok(from), Ok(to)) = (usize::try_from(from), usize::try_from(to)) else {
+        return false;
+    };
+    let Some(frames_end) = to.checked_sub(COMMIT_FRAME_SIZE) else {
+        return false;
+    };
+    let (Some(frames), Some(commit)) = (data.get(from..frames_end), data.get(frames_end..to))
+    else {
+        return false;
+    };
+    let Ok(f) = read_frame(commit) else {
+        return false;
+    };
+    if f.rec_type != REC_COMMIT || f.size != COMMIT_FRAME_SIZE {
+        return false;
+    }
+    let Some(c) = Commit::decode(f.payload) else {
+        return false;
+    };
+    c.count != 0
+        && c.digest == trusted_end
+        && block_digest(&digest_at_from, c.first_lsn, c.count, frames) == trusted_end
+}
+
 /// The chain digest stored at block boundary `at` of a segment: the digest
 /// in the commit record that ends exactly there. Only meaningful once the
 /// blocks after `at` were checked against a trusted end.
@@ -540,6 +585,58 @@ mod tests {
             let fast = walk_all(&mut Walk::new(b, 72, len, Digest::GENESIS, 0).crcs_by_digest());
             assert_eq!(full, fast);
         }
+    }
+
+    /// A block taken on its digest alone (`block_holds_by_digest`, the
+    /// queries' one-block check) is taken exactly when the walk over it
+    /// passes, for every block and every single-bit flip and cut of the
+    /// segment; bounds outside the data are refused, not a panic.
+    #[test]
+    fn a_block_holds_by_digest_exactly_when_its_walk_passes() {
+        let (clean, _) = body(Digest::GENESIS, 3, 3);
+        let mut spans = Vec::new();
+        let mut w = Walk::new(&clean, 72, clean.len() as u64, Digest::GENESIS, 0);
+        let mut prev = Digest::GENESIS;
+        while let Some(b) = w.next_block().unwrap() {
+            spans.push((b.start, b.end, prev, b.commit.digest, b.commit.first_lsn));
+            prev = b.commit.digest;
+        }
+        let mut cases: Vec<Vec<u8>> = vec![clean.clone()];
+        for at in 72..clean.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut b = clean.clone();
+                b[at] ^= bit;
+                cases.push(b);
+            }
+        }
+        for cut in 72..clean.len() {
+            cases.push(clean[..cut].to_vec());
+        }
+        for b in &cases {
+            for &(from, to, prev, end, lsn) in &spans {
+                let walk = check_range(b, from, to, prev, lsn, end).is_ok();
+                assert_eq!(block_holds_by_digest(b, from, to, prev, end), walk);
+            }
+        }
+        let (from, to, prev, end, _) = spans[0];
+        assert!(block_holds_by_digest(&clean, from, to, prev, end));
+        assert!(!block_holds_by_digest(
+            &clean,
+            from,
+            to,
+            prev,
+            Digest([9; 32])
+        ));
+        assert!(!block_holds_by_digest(
+            &clean,
+            from,
+            to,
+            Digest([9; 32]),
+            end
+        ));
+        assert!(!block_holds_by_digest(&clean, to, from, prev, end));
+        assert!(!block_holds_by_digest(&clean, from, u64::MAX, prev, end));
+        assert!(!block_holds_by_digest(&clean, from, 10, prev, end));
     }
 
     /// The one thing the digest walk gives up: an event frame whose CRC

@@ -706,6 +706,47 @@ impl Image {
         }
     }
 
+    /// The first chain point past segment offset `off` (the one that ends
+    /// the block holding it), or `n_chain_points()` if none. The search
+    /// reads the points' offsets only (a point's 32-byte digest is copied
+    /// by the caller, for the block found).
+    fn point_past(&self, off: u64) -> usize {
+        let (mut lo, mut hi) = (1usize, self.n_chain_points());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.chain_point_off(mid) <= off {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    /// Whether the block holding segment offset `off` was checked against
+    /// the chain already in this process (false for an offset outside the
+    /// blocks this image covers). A hint: nothing is checked here.
+    pub fn block_checked(&self, off: u64) -> bool {
+        let lo = self.point_past(off);
+        let Some(k) = lo.checked_sub(1).filter(|_| lo < self.n_chain_points()) else {
+            return false;
+        };
+        self.chain_checked
+            .get(k / 64)
+            .is_some_and(|w| w.load(Ordering::Relaxed) & (1u64 << (k % 64)) != 0)
+    }
+
+    /// The segment offsets `[start, end)` of the block holding segment
+    /// offset `off`, if this image covers it.
+    pub fn block_span(&self, off: u64) -> Option<(u64, u64)> {
+        let lo = self.point_past(off);
+        if lo >= self.n_chain_points() {
+            return None;
+        }
+        let start = self.chain_point_off(lo - 1);
+        (start <= off).then(|| (start, self.chain_point_off(lo)))
+    }
+
     /// Check the block of `seg` that holds the frame at `off` against the
     /// CHAIN section, once: `BLAKE3(digest before ‖ first LSN ‖ count ‖
     /// event frames)` must equal the digest at its end (docs/integrity.md).
@@ -725,21 +766,9 @@ impl Image {
         covered: impl FnOnce(&IndexHeader) -> bool,
     ) -> Result<(), Damage> {
         let bad = |reason: String| Damage::at(off, reason);
-        let n = self.n_chain_points();
-        // The first point past `off` ends the block holding it. The search
-        // reads the points' offsets only (a point's 32-byte digest is
-        // copied once, for the block found).
-        let (mut lo, mut hi) = (1usize, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if self.chain_point_off(mid) <= off {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
+        let lo = self.point_past(off);
         let (start, prev) = self.chain_point(lo.saturating_sub(1));
-        if lo >= n || off < start {
+        if lo >= self.n_chain_points() || off < start {
             return Err(bad(format!(
                 "offset {off} is outside the blocks this index covers"
             )));
@@ -755,6 +784,14 @@ impl Image {
             return Ok(());
         }
         let (end, want) = self.chain_point(lo);
+        // The usual case: the block holds on its digest, taken without
+        // following its frames one by one (each a dependent read of cold
+        // memory). Anything else is walked frame by frame below, which
+        // names the damage.
+        if crate::blocks::block_holds_by_digest(seg, start, end, prev, want) {
+            word.fetch_or(bit, Ordering::Relaxed);
+            return Ok(());
+        }
         let first_lsn = block_first_lsn(seg, end)
             .ok_or_else(|| bad(format!("no whole commit record ends at offset {end}")))?;
         crate::blocks::check_range(seg, start, end, prev, first_lsn, want)

@@ -18,6 +18,7 @@ mod amend;
 mod asof;
 mod background;
 mod calls;
+mod check_ahead;
 mod engine;
 mod scan_ahead;
 
@@ -29,6 +30,7 @@ use amend::{drop_replaced_logs, Item};
 pub use asof::RunAsOf;
 pub use background::{BackgroundIndexer, IndexOnSeal};
 pub use calls::{Call, CallCursor, CallFilter, CallKey, CallOrder, CallPage, CallSource};
+use check_ahead::CheckAhead;
 use engine::FinRef;
 pub(crate) use engine::{shadow_in, Shadows};
 pub use engine::{Engine, EngineStats, View};
@@ -638,12 +640,21 @@ impl<'a> View<'a> {
         // (no size hint survives the short-circuit), and each growth
         // copies every run view made so far.
         let mut runs = Vec::with_capacity(items.len());
-        for chunk in items.chunks(TOUCH_AHEAD) {
-            self.touch_frames(chunk);
-            for i in chunk {
-                runs.push(self.item_run(*i)?);
+        let make = |runs: &mut Vec<Run>, at: &CheckAhead| {
+            for (c, chunk) in items.chunks(TOUCH_AHEAD).enumerate() {
+                at.reached(c * TOUCH_AHEAD);
+                self.touch_frames(chunk);
+                for i in chunk {
+                    runs.push(self.item_run(*i)?);
+                }
             }
-        }
+            Ok(())
+        };
+        self.with_check_ahead(&items, |at| {
+            let r = make(&mut runs, at);
+            at.reached(usize::MAX);
+            r
+        })?;
         Ok(runs)
     }
 
@@ -707,6 +718,27 @@ impl<'a> View<'a> {
         }
     }
 
+    /// Check the block of `src`'s segment that holds offset `off` against
+    /// the chain, once per process (docs/integrity.md).
+    fn check_block_of(
+        &self,
+        src: &engine::Src<'a>,
+        off: u64,
+    ) -> std::result::Result<(), crate::segment::Damage> {
+        // A block not checked yet through this image may have been
+        // checked by a replay through the same reader (the Parquet
+        // export reads each segment so, then its runs here): if the
+        // reader's checked range of the segment holds every block the
+        // image covers, ending at the image's own end digest, each byte
+        // read there is one the chain already proved (docs/integrity.md).
+        let covered = |h: &crate::index::IndexHeader| {
+            self.checked
+                .get(src.seq)
+                .is_some_and(|r| r.covers(h.start_off, h.end_off, h.digest))
+        };
+        src.img.check_block_unless(src.seg, off, covered)
+    }
+
     /// The encoded body of the event whose frame starts at `off` of
     /// segment `seq`, once its block was checked against the chain
     /// (docs/integrity.md); not yet decoded nor checked by the rules.
@@ -717,20 +749,7 @@ impl<'a> View<'a> {
         let src = self
             .src_of(seq, off)
             .ok_or_else(|| bad("no index covers this offset".into()))?;
-        // A block not checked yet through this image may have been
-        // checked by a replay through the same reader (the Parquet
-        // export reads each segment so, then its runs here): if the
-        // reader's checked range of the segment holds every block the
-        // image covers, ending at the image's own end digest, each byte
-        // read below is one the chain already proved (docs/integrity.md).
-        let covered = |h: &crate::index::IndexHeader| {
-            self.checked
-                .get(src.seq)
-                .is_some_and(|r| r.covers(h.start_off, h.end_off, h.digest))
-        };
-        src.img
-            .check_block_unless(src.seg, off, covered)
-            .map_err(|d| bad(d.reason))?;
+        self.check_block_of(src, off).map_err(|d| bad(d.reason))?;
         let seg: &'a [u8] = src.seg;
         let b = seg
             .get(off as usize..)

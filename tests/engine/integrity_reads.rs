@@ -422,3 +422,96 @@ fn index_builds_keep_every_structural_rule() {
         assert_eq!((segment, offset), (name, at));
     }
 }
+
+/// A sealed segment of 900 runs (a start and a finish each), 30 runs per
+/// block: a list of all of them is long enough for a second thread to
+/// check its blocks ahead of the run views (`query::check_ahead`).
+fn many_runs_log() -> (tempfile::TempDir, std::path::PathBuf) {
+    let (t, dir) = scratch();
+    let log = Log::open(Config::new(&dir)).expect("open");
+    for b in 0..30 {
+        let mut batch = Vec::new();
+        for k in 0..30 {
+            let n = b * 30 + k;
+            let id = format!("r-{n:04}");
+            let ts = DAY0 + 1_000 * n as i64;
+            batch.push(Event::run_started(&id, ts, RunStarted::default()));
+            batch.push(Event::run_finished(
+                &id,
+                ts + 1,
+                auditlog::RunFinished {
+                    status: "ok".into(),
+                    ..auditlog::RunFinished::default()
+                },
+            ));
+        }
+        log.append_batch(&batch).unwrap().wait().unwrap();
+    }
+    log.seal().unwrap();
+    log.close().unwrap();
+    // Store the index: a later engine loads it and hashes each block the
+    // first time a read needs it (a build marks its own blocks checked).
+    Engine::open(&dir).unwrap().refresh().expect("indexes");
+    (t, dir)
+}
+
+fn list_all(e: &mut Engine) -> auditlog::Result<Vec<auditlog::Run>> {
+    e.list(&auditlog::Filter::default(), auditlog::Page::all())
+}
+
+/// A long list whose blocks a second thread checks ahead of the run
+/// views answers what the runs' own look-ups answer (which check every
+/// block on the caller's thread), in every fresh engine.
+#[test]
+fn a_long_list_checked_ahead_answers_as_its_runs_one_by_one() {
+    let (_t, dir) = many_runs_log();
+    let mut one_by_one = Vec::new();
+    let mut e = Engine::open(&dir).unwrap();
+    for n in (0..900).rev() {
+        one_by_one.push(e.get_run(&format!("r-{n:04}")).unwrap().expect("stored"));
+    }
+    for _ in 0..5 {
+        let mut e = Engine::open(&dir).unwrap();
+        assert_eq!(list_all(&mut e).expect("lists"), one_by_one);
+    }
+}
+
+/// A flipped byte in a block in the middle of a long list (no rechain):
+/// whichever thread meets the block first, the list fails with the error
+/// the caller's own check gives, at the damaged frame, in every fresh
+/// engine; the check ahead never passes it.
+#[test]
+fn a_long_list_refuses_a_damaged_block_whoever_meets_it_first() {
+    let (_t, dir) = many_runs_log();
+    let seg = forge::segment_files(&dir)[0].clone();
+    // The start of r-0450: block 15 of 30.
+    let start = event_frame(&seg, 900);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[start.offset + start.size - 3] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let mut e = Engine::open(&dir).unwrap();
+    let (segment, offset, reason) = corrupt_at(e.get_run("r-0450"));
+    assert_eq!(
+        (segment.as_str(), offset),
+        (seg_name(&seg).as_str(), start.offset as u64)
+    );
+    assert!(reason.contains("CRC mismatch"), "{reason}");
+    // Newest first, the list meets the block at its newest run, r-0479:
+    // the error is that run's own look-up's (its frame's offset, the
+    // damaged frame named in the reason).
+    let mut e = Engine::open(&dir).unwrap();
+    let (segment, offset, reason) = corrupt_at(e.get_run("r-0479"));
+    assert!(
+        reason.starts_with(&format!("at offset {}: CRC mismatch", start.offset)),
+        "{reason}"
+    );
+    for _ in 0..5 {
+        let mut e = Engine::open(&dir).unwrap();
+        assert_eq!(
+            corrupt_at(list_all(&mut e)),
+            (segment.clone(), offset, reason.clone())
+        );
+        // A run of an undamaged block still reads.
+        assert!(e.get_run("r-0010").unwrap().is_some());
+    }
+}
