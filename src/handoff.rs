@@ -23,6 +23,10 @@ use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
 
+/// Times the worker looks for a job again, yielding its core in between,
+/// before it parks.
+const WORKER_SPINS: u32 = 4;
+
 /// Jobs from one owner thread to one worker thread (module docs).
 #[derive(Debug)]
 pub struct Handoff<T> {
@@ -130,6 +134,7 @@ impl<T> Handoff<T> {
     /// Wait for jobs and move every queued one into `into` (in the order
     /// sent); false once the hand-off is closed and nothing is left.
     pub fn take_jobs(&self, into: &mut Vec<T>) -> bool {
+        let mut step = 0u32;
         loop {
             {
                 let mut jobs = self.lock();
@@ -140,6 +145,16 @@ impl<T> Handoff<T> {
                 if jobs.closed {
                     return false;
                 }
+            }
+            step += 1;
+            if step <= WORKER_SPINS {
+                // The worker looks again a few times before it sleeps,
+                // yielding its core meanwhile (what the channel did): a
+                // worker asleep waits for the scheduler to wake it, and
+                // sharing one core with the owner that wait was the
+                // p99 of the hand-over (docs/benchmarks.md, pace40).
+                std::thread::yield_now();
+                continue;
             }
             // A `send` between the unlock and here left its wake-up token:
             // this park returns at once.

@@ -89,9 +89,9 @@ pub mod event;
 pub mod exported;
 mod frame;
 mod fsutil;
-mod handoff;
 #[cfg(feature = "search")]
 pub mod fulltext;
+mod handoff;
 mod index;
 mod io;
 mod layout;
