@@ -256,11 +256,12 @@ fn hashed_blocks(c: &mut Criterion) {
 
 /// The writer's hand-over of one block's fdatasync job to the syncer and
 /// the "done" back (once per block at a pace), with an empty job: the
-/// engine's [`Handoff`] (each side parks at once when it must wait)
-/// against the two crossbeam channels it replaced (a blocking `recv`
-/// spins and calls `sched_yield` before it parks). On an idle machine
-/// the spinning may win a round trip; the load run at a pace on busy
-/// cores is what decided (docs/benchmarks.md, pace40 round).
+/// engine's [`Handoff`] (the writer parks at once when it must wait,
+/// the syncer yields a few times first) against the two crossbeam
+/// channels it replaced (a blocking `recv` spins and calls `sched_yield`
+/// before it parks). On an idle machine the spinning may win a round
+/// trip; the load run at a pace on busy cores is what decided
+/// (docs/benchmarks.md, pace40 round).
 ///
 /// [`Handoff`]: auditlog::internals::handoff::Handoff
 fn sync_handoff(c: &mut Criterion) {

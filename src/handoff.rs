@@ -4,19 +4,21 @@
 //!
 //! Why not a channel: a blocking `recv` of crossbeam-channel spins, then
 //! calls `sched_yield` four times (and four more inside its wait) before
-//! it parks. On a machine whose cores are all busy each of those yields
-//! hands the core to another runnable thread: paced at 600,000 appends/s
-//! on 2 cores the writer made ~6,100 `sched_yield` calls a second and the
-//! syncer ~1,300, waiting for each other (docs/benchmarks.md,
-//! "Append-to-durable p99, pace40 round"). Here a waiter that finds
-//! nothing parks at once (one futex wait), and waking it costs the other
-//! side one atomic swap, plus a futex wake only when it is asleep (what
-//! std's `Thread::unpark` does).
+//! it parks. Paced at 680,000 appends/s on 2 busy cores the writer made
+//! ~9,800 `sched_yield` calls a second waiting for the syncer's "done"
+//! (docs/benchmarks.md, "Append-to-durable p99, pace40 round"). Here the
+//! owner (the writer) parks at once when nothing finished (one futex
+//! wait), and waking either side costs the other one atomic swap, plus a
+//! futex wake only when it is asleep (what std's `Thread::unpark` does).
 //!
-//! One owner thread (the writer) sends jobs and waits for them to finish;
-//! one worker thread (the syncer) takes them. A spurious or stale wake-up
-//! (the owner's thread is also parked by other waits) only makes a waiter
-//! look again.
+//! The worker (the syncer) still looks for a job a few times, yielding,
+//! before it parks: parking at once made its hand-over wait for the
+//! scheduler to wake it, and with the writer and the syncer sharing a
+//! core (`AUDITLOG_INGEST_CPUS`) that wait was the p99 (the same round).
+//!
+//! One owner thread sends jobs and waits for them to finish; one worker
+//! thread takes them. A spurious or stale wake-up (the owner's thread is
+//! also parked by other waits) only makes a waiter look again.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -148,11 +150,9 @@ impl<T> Handoff<T> {
             }
             step += 1;
             if step <= WORKER_SPINS {
-                // The worker looks again a few times before it sleeps,
-                // yielding its core meanwhile (what the channel did): a
-                // worker asleep waits for the scheduler to wake it, and
-                // sharing one core with the owner that wait was the
-                // p99 of the hand-over (docs/benchmarks.md, pace40).
+                // Look again a few times before sleeping, yielding the
+                // core meanwhile (module docs: a sleeping worker's wake-up
+                // was the p99 when it shares a core with the owner).
                 std::thread::yield_now();
                 continue;
             }

@@ -184,8 +184,9 @@ struct SyncJob {
 /// while the writer builds and writes the next block, so the writer's CPU
 /// work (copying, hashing, the write) overlaps the disk's flush instead of
 /// adding to it: with both in one thread, a cycle took their sum. Jobs go
-/// over a [`Handoff`], not a channel: each side parks at once when it has
-/// to wait, instead of spinning and yielding its core (src/handoff.rs).
+/// over a [`Handoff`], not a channel: the writer waiting for an fdatasync
+/// parks at once instead of spinning and yielding its core
+/// (src/handoff.rs says why, and why the syncer still yields a little).
 struct Syncer {
     handoff: Arc<Handoff<SyncJob>>,
     in_flight: usize,
