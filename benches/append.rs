@@ -269,12 +269,79 @@ fn hashed_blocks(c: &mut Criterion) {
     log.close().expect("close");
 }
 
+/// The writer's hand-over of one block's fdatasync job to the syncer and
+/// the "done" back (once per block at a pace), with an empty job: the
+/// engine's [`Handoff`] (the writer parks at once when it must wait,
+/// the syncer yields a few times first) against the two crossbeam
+/// channels it replaced (a blocking `recv` spins and calls `sched_yield`
+/// before it parks). On an idle machine the spinning may win a round
+/// trip; the load run at a pace on busy cores is what decided
+/// (docs/benchmarks.md, pace40 round).
+///
+/// [`Handoff`]: auditlog::internals::handoff::Handoff
+fn sync_handoff(c: &mut Criterion) {
+    use auditlog::internals::handoff::{Handoff, WorkerGone};
+    use std::sync::Arc;
+    let mut g = c.benchmark_group("sync_handoff");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(2));
+    {
+        let h = Arc::new(Handoff::<u64>::new());
+        let theirs = h.clone();
+        let worker = std::thread::spawn(move || {
+            let _gone = WorkerGone(&*theirs);
+            let mut jobs = Vec::new();
+            while theirs.take_jobs(&mut jobs) {
+                let n = jobs.len();
+                jobs.clear();
+                theirs.finished(n);
+            }
+        });
+        h.set_worker(worker.thread().clone());
+        g.bench_function("handoff_round_trip", |b| {
+            b.iter(|| {
+                h.send(1).expect("worker alive");
+                let mut left = 1usize;
+                while left > 0 {
+                    left -= h.wait_done(None).min(left);
+                }
+            })
+        });
+        h.close();
+        let _ = worker.join();
+    }
+    {
+        let (jobs, job_rx) = crossbeam_channel::unbounded::<u64>();
+        let (done_tx, done) = crossbeam_channel::unbounded::<usize>();
+        let worker = std::thread::spawn(move || {
+            while let Ok(first) = job_rx.recv() {
+                let n = 1 + job_rx.try_iter().count();
+                let _ = first;
+                if done_tx.send(n).is_err() {
+                    break;
+                }
+            }
+        });
+        g.bench_function("channels_round_trip", |b| {
+            b.iter(|| {
+                jobs.send(1).expect("worker alive");
+                done.recv().expect("worker alive")
+            })
+        });
+        drop(jobs);
+        let _ = worker.join();
+    }
+    g.finish();
+}
+
 criterion_group!(
     benches,
     append,
     append_to_durable,
     hot_path,
     hashed_blocks,
-    server_check
+    server_check,
+    sync_handoff
 );
 criterion_main!(benches);

@@ -91,6 +91,7 @@ mod frame;
 mod fsutil;
 #[cfg(feature = "search")]
 pub mod fulltext;
+mod handoff;
 mod index;
 mod io;
 mod layout;
@@ -194,6 +195,10 @@ pub mod internals {
     /// `AUDITLOG_INGEST_CPUS` / `AUDITLOG_BACKGROUND_CPUS`).
     pub mod priority {
         pub use crate::priority::pin_current_thread;
+    }
+    /// The writer's hand-over of fdatasync jobs to its syncer (benches).
+    pub mod handoff {
+        pub use crate::handoff::{Handoff, WorkerGone};
     }
     /// Where an append's time goes, by stage (the load run's `--stages`).
     pub mod stages {

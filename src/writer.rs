@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use crate::chain::{block_digest, Digest};
 use crate::codec;
@@ -21,6 +21,7 @@ use crate::event::Event;
 use crate::event::Micros;
 use crate::frame::FRAME_HEADER;
 use crate::fsutil;
+use crate::handoff::{Handoff, WorkerGone};
 use crate::io::IoOp;
 use crate::layout::{Head, SegmentMeta};
 use crate::manifest::{Manifest, RecordRef};
@@ -182,53 +183,65 @@ struct SyncJob {
 /// The syncer thread of `Durability::EveryBatch`. fdatasync runs there
 /// while the writer builds and writes the next block, so the writer's CPU
 /// work (copying, hashing, the write) overlaps the disk's flush instead of
-/// adding to it: with both in one thread, a cycle took their sum.
+/// adding to it: with both in one thread, a cycle took their sum. Jobs go
+/// over a [`Handoff`], not a channel: the writer waiting for an fdatasync
+/// parks at once instead of spinning and yielding its core
+/// (src/handoff.rs says why, and why the syncer still yields a little).
 struct Syncer {
-    jobs: Sender<SyncJob>,
-    /// Jobs finished (a count per fdatasync).
-    done: Receiver<usize>,
+    handoff: Arc<Handoff<SyncJob>>,
     in_flight: usize,
     handle: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Syncer {
+    /// Start the syncer; the calling thread (the writer) owns it.
     fn start(shared: Arc<Shared>) -> std::io::Result<Syncer> {
-        let (jobs, job_rx) = crossbeam_channel::unbounded::<SyncJob>();
-        let (done_tx, done) = crossbeam_channel::unbounded::<usize>();
+        let handoff = Arc::new(Handoff::<SyncJob>::new());
+        let theirs = handoff.clone();
         let handle = std::thread::Builder::new()
             .name("auditlog-sync".into())
             .spawn(move || {
+                let _gone = WorkerGone(&*theirs);
                 crate::priority::ingest_thread();
-                sync_loop(&shared, job_rx, done_tx)
+                sync_loop(&shared, &theirs)
             })?;
+        handoff.set_worker(handle.thread().clone());
         Ok(Syncer {
-            jobs,
-            done,
+            handoff,
             in_flight: 0,
             handle: Some(handle),
         })
     }
 
+    /// Hand a job over; it back if the syncer has ended.
+    fn send(&mut self, job: SyncJob) -> std::result::Result<(), SyncJob> {
+        self.handoff.send(job)?;
+        self.in_flight += 1;
+        Ok(())
+    }
+
+    /// Count the fdatasyncs finished, waiting at most `timeout` (`None`:
+    /// until one finishes) when none has.
+    fn count_done(&mut self, timeout: Option<Duration>) {
+        let n = self.handoff.wait_done(timeout);
+        self.in_flight = self.in_flight.saturating_sub(n);
+        if self.handoff.is_gone() && n == 0 {
+            // Nothing more will finish.
+            self.in_flight = 0;
+        }
+    }
+
     /// Wait for one finished fdatasync (false if the syncer is gone).
     fn wait_one(&mut self) -> bool {
-        match self.done.recv() {
-            Ok(n) => {
-                self.in_flight = self.in_flight.saturating_sub(n);
-                true
-            }
-            Err(_) => {
-                self.in_flight = 0;
-                false
-            }
-        }
+        self.count_done(None);
+        !self.handoff.is_gone() || self.in_flight > 0
     }
 }
 
 impl Drop for Syncer {
     fn drop(&mut self) {
-        // Closing the job channel ends the thread once it synced the rest.
-        let (dead, _) = crossbeam_channel::unbounded();
-        drop(std::mem::replace(&mut self.jobs, dead));
+        // Closing the hand-off ends the thread once it synced the rest.
+        self.handoff.close();
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -265,15 +278,14 @@ fn take_stamps(written: &mut Vec<Stamps>, open: &mut Vec<Stamps>) -> Vec<Stamps>
     stamps
 }
 
-fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
+fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
     // Once an fdatasync failed, nothing is ever reported durable again
     // (the kernel may have dropped the dirty pages): every later job fails.
     let mut failed: Option<String> = None;
-    while let Ok(first) = jobs.recv() {
-        // Jobs queued meanwhile were written before this sync starts: one
-        // fdatasync covers them all.
-        let mut batch = vec![first];
-        batch.extend(jobs.try_iter());
+    let mut batch: Vec<SyncJob> = Vec::new();
+    // Jobs queued together were all written before this sync starts: one
+    // fdatasync covers them all.
+    while jobs.take_jobs(&mut batch) {
         let traced = batch.iter().any(|j| !j.stamps.is_empty());
         let sync_start = traced.then(Instant::now);
         if failed.is_none() {
@@ -325,9 +337,10 @@ fn sync_loop(shared: &Shared, jobs: Receiver<SyncJob>, done: Sender<usize>) {
                 }
             }
         }
-        if done.send(batch.len()).is_err() {
-            break;
-        }
+        // The writer first, then the jobs' drop (the receipts' last
+        // references, freed here on the syncer).
+        jobs.finished(batch.len());
+        batch.clear();
     }
 }
 
@@ -574,7 +587,6 @@ impl Writer {
                 }
             };
         }
-        let done = self.syncer.as_ref().map(|s| s.done.clone());
         // With a key, events no checkpoint covers (a crash before the
         // writer appended the one covering them, or a torn one cut at
         // open) are signed at once, in place (docs/proofs.md, "Deferred
@@ -604,18 +616,11 @@ impl Writer {
                             // The queue is polled, not waited on: a writer
                             // asleep on it would be woken (a futex call on
                             // the producer) for every single event.
-                            let in_flight = self.syncer.as_ref().map_or(0, |s| s.in_flight);
-                            match (&done, self.syncer.as_mut()) {
-                                (Some(done), Some(s)) if in_flight > 0 => {
-                                    match done.recv_timeout(SYNC_POLL) {
-                                        Ok(n) => s.in_flight = s.in_flight.saturating_sub(n),
-                                        Err(RecvTimeoutError::Timeout) => {}
-                                        Err(RecvTimeoutError::Disconnected) => s.in_flight = 0,
-                                    }
-                                    continue;
-                                }
-                                _ => break,
+                            if let Some(s) = self.syncer.as_mut().filter(|s| s.in_flight > 0) {
+                                s.count_done(Some(SYNC_POLL));
+                                continue;
                             }
+                            break;
                         }
                         // Without a sync to wait for, a writer faster than
                         // its producers would write one event per syscall:
@@ -733,16 +738,15 @@ impl Writer {
             return;
         };
         while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
-        match s.jobs.send(job) {
+        match s.send(job) {
             Ok(()) => {
-                s.in_flight += 1;
                 self.dirty = false;
                 self.last_sync = Instant::now();
             }
-            Err(e) => {
+            Err(job) => {
                 // The syncer is gone: sync here from now on.
                 self.syncer = None;
-                self.pending.extend(e.into_inner().slots);
+                self.pending.extend(job.slots);
                 self.end_batch(true);
             }
         }
@@ -1775,15 +1779,11 @@ impl Writer {
             remember: Some(note),
             stamps: take_stamps(&mut self.stamps_written, &mut self.stamps_open),
         };
-        match s.jobs.send(job) {
-            Ok(()) => {
-                s.in_flight += 1;
-                Ok(())
-            }
-            Err(e) => {
+        match s.send(job) {
+            Ok(()) => Ok(()),
+            Err(job) => {
                 // The syncer is gone: sync here from now on.
                 self.syncer = None;
-                let job = e.into_inner();
                 self.pending.extend(job.slots);
                 Err(job.remember.unwrap_or_default())
             }
