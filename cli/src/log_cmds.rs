@@ -387,10 +387,10 @@ fn parse_chunk(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) 
 }
 
 /// [`parse_chunk`] without redaction: each line parsed into a view and
-/// encoded from it (no owned `Event` per line), or only checked. Should an
-/// event fail to encode (over the size limit once encoded), the chunk is
-/// done again by [`parse_chunk_owned`], whose answer for that case this
-/// path does not repeat.
+/// encoded from it (no owned `Event` per line), or only checked. A line
+/// whose event fails to encode (over the size limit once encoded) is
+/// refused on its own, named by its line number; the rest of the chunk is
+/// stored.
 fn parse_chunk_viewed(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scratch) -> Parsed {
     let mut bad = Vec::new();
     let mut line_no = 0u64;
@@ -405,12 +405,13 @@ fn parse_chunk_viewed(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Sc
             continue;
         }
         let pushed = with_parsed_event(line, |ev| match &mut batch {
-            Some(b) => b.push(ev).is_ok(),
-            None => true,
+            // A refused push leaves the batch as it was.
+            Some(b) => b.push(ev).map_err(|e| not_encoded(&e)),
+            None => Ok(()),
         });
         match pushed {
-            Ok(true) => accepted += 1,
-            Ok(false) => return parse_chunk_owned(chunk, encode, scratch),
+            Ok(Ok(())) => accepted += 1,
+            Ok(Err(why)) => bad.push((line_no, why)),
             Err(e) => bad.push((line_no, e.to_string())),
         }
     }
@@ -477,11 +478,13 @@ fn parse_chunk_owned(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scr
                 batch = rest.0;
                 accepted = rest.1;
             }
-            Err(e) => {
-                for &l in lines.iter() {
-                    bad.push((l, format!("could not be encoded: {e}")));
-                }
-                accepted = 0;
+            Err(_) => {
+                // An event over the size limit once encoded: refuse that
+                // line alone (each event is tried on its own), not the
+                // good lines beside it in the chunk.
+                let rest = encode_one_by_one(events, lines, policy, &mut bad);
+                batch = rest.0;
+                accepted = rest.1;
             }
         }
     }
@@ -500,6 +503,18 @@ fn parse_chunk_owned(chunk: &[u8], encode: Option<&Redaction>, scratch: &mut Scr
     }
 }
 
+/// Why a line's event could not be encoded, without the event's index in
+/// its batch (the report names the line).
+fn not_encoded(e: &auditlog::Error) -> String {
+    match e {
+        auditlog::Error::EventTooLarge { bytes, max, .. } => {
+            format!("could not be encoded: the event encodes to {bytes} bytes; the limit is {max}")
+        }
+        auditlog::Error::InvalidEvent { source, .. } => format!("could not be encoded: {source}"),
+        other => format!("could not be encoded: {other}"),
+    }
+}
+
 /// Encode events one at a time, reporting those that fail.
 fn encode_one_by_one(
     events: &[Event],
@@ -511,7 +526,10 @@ fn encode_one_by_one(
     for (ev, &line) in events.iter().zip(lines) {
         match EncodedBatch::encode_parsed(std::slice::from_ref(ev), policy.as_ref()) {
             Ok(_) => good.push(ev.clone()),
-            Err(e) => bad.push((line, e.to_string())),
+            Err(auditlog::Error::InvalidEvent { source, .. }) => {
+                bad.push((line, source.to_string()))
+            }
+            Err(e) => bad.push((line, not_encoded(&e))),
         }
     }
     let n = good.len() as u64;

@@ -348,9 +348,11 @@ fn cli_ingest_reports_each_bad_line_and_stores_the_good_ones() {
 /// command gave before views (cli40): the encode error, for every line of
 /// that chunk (a batch is encoded whole there), and nothing stored.
 #[test]
-fn cli_ingest_answers_an_event_that_encodes_past_the_limit_as_before() {
+fn cli_ingest_refuses_only_the_line_whose_event_encodes_past_the_limit() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("log");
+    // A stand-alone tool call within the line limit whose encoding (with
+    // its defaults) is 3 bytes past it.
     let head = br#"{"kind":"tool_call","ts":1,"x":""#;
     let mut big = head.to_vec();
     big.resize(auditlog::event::MAX_EVENT_BYTES - 2, b'a');
@@ -362,29 +364,34 @@ fn cli_ingest_answers_an_event_that_encodes_past_the_limit_as_before() {
     input.push(b'\n');
     input.extend(good_line(2));
     input.push(b'\n');
-    let (code, out, err) = cli_in(t.path(), &dir, &["ingest", "-"], &input);
-    assert_ne!(code, 101, "panicked: {err}");
-    let summary = String::from_utf8_lossy(&out);
-    assert!(
-        summary.contains("\"accepted\":0") && summary.contains("\"rejected\":3"),
-        "{summary} / {err}"
-    );
-    for line in 1..=3 {
-        let want = format!(
-            "line {line}: could not be encoded: event 1 encodes to {} bytes",
-            auditlog::event::MAX_EVENT_BYTES + 3
+    // Plain (each line parsed into a view), and with a redaction policy
+    // (owned events, which the policy rewrites before they are encoded).
+    let policy = t.path().join("policy.txt");
+    std::fs::write(&policy, "inputs.password drop\n").unwrap();
+    let policy = policy.to_str().unwrap();
+    for (k, extra) in [&[][..], &["--redact", policy][..]].iter().enumerate() {
+        let log = dir.join(format!("{k}"));
+        let mut args = vec!["ingest", "-"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = cli_in(t.path(), &log, &args, &input);
+        assert_ne!(code, 101, "panicked: {err}");
+        let summary = String::from_utf8_lossy(&out);
+        assert!(
+            summary.contains("\"accepted\":2") && summary.contains("\"rejected\":1"),
+            "{args:?}: {summary} / {err}"
         );
-        assert!(err.contains(&want), "{want}: {err}");
+        let want = format!(
+            "line 2: could not be encoded: the event encodes to {} bytes; the limit is {}",
+            auditlog::event::MAX_EVENT_BYTES + 3,
+            auditlog::event::MAX_EVENT_BYTES
+        );
+        assert!(err.contains(&want), "{args:?}: {want}: {err}");
+        assert!(
+            !err.contains("line 1:") && !err.contains("line 3:"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(run_ids(&log), ["ev-1", "ev-2"], "{args:?}");
     }
-    // Without it, the same good lines are stored.
-    let mut input = good_line(1);
-    input.push(b'\n');
-    input.extend(good_line(2));
-    input.push(b'\n');
-    let (code, out, err) = cli_in(t.path(), &dir, &["ingest", "-"], &input);
-    assert_eq!(code, 0, "{err}");
-    assert!(String::from_utf8_lossy(&out).contains("\"accepted\":2"));
-    assert_eq!(run_ids(&dir), ["ev-1", "ev-2"]);
 }
 
 #[test]
