@@ -495,7 +495,8 @@ impl Engine {
     ///
     /// An engine over a live log ([`crate::Log::reader`]) needs no call:
     /// every `Log` append checks every rule, so its builds trust the
-    /// events appended since that `Log` opened (docs/integrity.md, "Builds of what this process appended").
+    /// events appended since that `Log` opened (docs/integrity.md,
+    /// "Builds of what this process appended").
     pub fn trust_appends_from(&mut self, lsn: u64) {
         self.trusted_from = Some(lsn);
     }
