@@ -561,6 +561,23 @@ mod tests {
         }
     }
 
+    /// `clean` with each bit 0 or 7 of each byte past the 72-byte header
+    /// flipped, one case per flip, then cut at each of those bytes.
+    fn flips_and_cuts(clean: &[u8]) -> Vec<Vec<u8>> {
+        let mut cases = Vec::new();
+        for at in 72..clean.len() {
+            for bit in [0x01u8, 0x80] {
+                let mut b = clean.to_vec();
+                b[at] ^= bit;
+                cases.push(b);
+            }
+        }
+        for cut in 72..clean.len() {
+            cases.push(clean[..cut].to_vec());
+        }
+        cases
+    }
+
     /// A walk that takes blocks on their digests answers exactly as the walk
     /// that checks every CRC, for every single-bit flip and every cut of a
     /// segment: the same blocks, then the same stop (offset, reason,
@@ -569,18 +586,7 @@ mod tests {
     fn crcs_by_digest_answers_as_the_full_walk_on_every_flip() {
         let (clean, _) = body(Digest::GENESIS, 3, 3);
         let len = clean.len() as u64;
-        let mut cases: Vec<Vec<u8>> = Vec::new();
-        for at in 72..clean.len() {
-            for bit in [0x01u8, 0x80] {
-                let mut b = clean.clone();
-                b[at] ^= bit;
-                cases.push(b);
-            }
-        }
-        for cut in 72..clean.len() {
-            cases.push(clean[..cut].to_vec());
-        }
-        for b in &cases {
+        for b in &flips_and_cuts(&clean) {
             let full = walk_all(&mut Walk::new(b, 72, len, Digest::GENESIS, 0));
             let fast = walk_all(&mut Walk::new(b, 72, len, Digest::GENESIS, 0).crcs_by_digest());
             assert_eq!(full, fast);
@@ -601,17 +607,8 @@ mod tests {
             spans.push((b.start, b.end, prev, b.commit.digest, b.commit.first_lsn));
             prev = b.commit.digest;
         }
-        let mut cases: Vec<Vec<u8>> = vec![clean.clone()];
-        for at in 72..clean.len() {
-            for bit in [0x01u8, 0x80] {
-                let mut b = clean.clone();
-                b[at] ^= bit;
-                cases.push(b);
-            }
-        }
-        for cut in 72..clean.len() {
-            cases.push(clean[..cut].to_vec());
-        }
+        let mut cases = vec![clean.clone()];
+        cases.extend(flips_and_cuts(&clean));
         for b in &cases {
             for &(from, to, prev, end, lsn) in &spans {
                 let walk = check_range(b, from, to, prev, lsn, end).is_ok();
