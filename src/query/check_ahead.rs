@@ -54,8 +54,8 @@ fn cores_to_share() -> bool {
 impl View<'_> {
     /// Run `make` (which makes the list's run views in order, telling
     /// `CheckAhead` where it is), with a second thread checking the blocks
-    /// of `items` from the last one backwards when the list is long and
-    /// some of its blocks are not checked yet.
+    /// of `items` in the list's order, a little ahead of the caller, when
+    /// the list is long and some of its blocks are not checked yet.
     pub(super) fn with_check_ahead(
         &self,
         items: &[Item<'_>],
