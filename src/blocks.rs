@@ -341,17 +341,10 @@ pub fn block_holds_by_digest(
     let Some(frames_end) = to.checked_sub(COMMIT_FRAME_SIZE) else {
         return false;
     };
-    let (Some(frames), Some(commit)) = (data.get(from..frames_end), data.get(frames_end..to))
-    else {
-        return false;
-    };
-    let Ok(f) = read_frame(commit) else {
-        return false;
-    };
-    if f.rec_type != REC_COMMIT || f.size != COMMIT_FRAME_SIZE {
-        return false;
-    }
-    let Some(c) = Commit::decode(f.payload) else {
+    let (Some(frames), Some(c)) = (
+        data.get(from..frames_end),
+        commit_ending_at(data, to as u64),
+    ) else {
         return false;
     };
     c.count != 0
@@ -363,14 +356,20 @@ pub fn block_holds_by_digest(
 /// in the commit record that ends exactly there. Only meaningful once the
 /// blocks after `at` were checked against a trusted end.
 pub fn stored_digest_at(data: &[u8], at: u64) -> Option<(Digest, u64)> {
-    let end = usize::try_from(at).ok()?;
+    let c = commit_ending_at(data, at)?;
+    Some((c.digest, c.first_lsn + c.count as u64))
+}
+
+/// The commit record that ends exactly at offset `end` of `data`: a whole
+/// commit frame with its CRC right; `None` otherwise.
+fn commit_ending_at(data: &[u8], end: u64) -> Option<Commit> {
+    let end = usize::try_from(end).ok()?;
     let start = end.checked_sub(COMMIT_FRAME_SIZE)?;
     let f = read_frame(data.get(start..end)?).ok()?;
     if f.rec_type != REC_COMMIT || f.size != COMMIT_FRAME_SIZE {
         return None;
     }
-    let c = Commit::decode(f.payload)?;
-    Some((c.digest, c.first_lsn + c.count as u64))
+    Commit::decode(f.payload)
 }
 
 // ---------------------------------------------------------------------------

@@ -949,10 +949,20 @@ fn encode_batch(
 /// left zero for [`frame::seal_frame_in_place`]. On error `frames` may
 /// hold a partial frame: the caller truncates it or drops the buffer.
 fn encode_unsealed_frame(ev: &Event, frames: &mut Vec<u8>, index: usize) -> Result<()> {
+    unsealed_frame_with(frames, index, |out| codec::encode_event(ev, out))
+}
+
+/// [`encode_unsealed_frame`] with the event's body written by `body` (an
+/// owned event's encoder, or a view's: [`ViewBatch::push`]).
+fn unsealed_frame_with(
+    frames: &mut Vec<u8>,
+    index: usize,
+    body: impl FnOnce(&mut Vec<u8>) -> std::result::Result<(), codec::CodecError>,
+) -> Result<()> {
     let start = frames.len();
     frames.extend_from_slice(&[0u8; FRAME_HEADER]);
     frames.push(REC_EVENT);
-    if let Err(reason) = codec::encode_event(ev, frames) {
+    if let Err(reason) = body(frames) {
         return Err(Error::InvalidEvent {
             index,
             source: crate::error::EventError::new("event", reason.to_string()),
@@ -1091,23 +1101,12 @@ impl ViewBatch {
     pub fn push(&mut self, ev: &EventRef<'_>) -> Result<()> {
         let start = self.frames.len();
         let index = self.metas.len();
-        self.frames.extend_from_slice(&[0u8; FRAME_HEADER]);
-        self.frames.push(REC_EVENT);
-        if let Err(reason) = codec::encode_event_ref(ev, &mut self.frames) {
+        let written = unsealed_frame_with(&mut self.frames, index, |out| {
+            codec::encode_event_ref(ev, out)
+        });
+        if let Err(e) = written {
             self.frames.truncate(start);
-            return Err(Error::InvalidEvent {
-                index,
-                source: crate::error::EventError::new("event", reason.to_string()),
-            });
-        }
-        let body = self.frames.len() - start - FRAME_HEADER;
-        if body > MAX_FRAME_BODY {
-            self.frames.truncate(start);
-            return Err(Error::EventTooLarge {
-                index,
-                bytes: body - 1,
-                max: codec::MAX_BODY_BYTES,
-            });
+            return Err(e);
         }
         frame::seal_frame_in_place(&mut self.frames[..], start);
         let size = (self.frames.len() - start) as u32;
