@@ -8,12 +8,14 @@
 //! byte for byte (key order, number spelling) on output.
 
 use super::borrowed::{CallRef, DataRef, EventRef, FinishedRef, LogRef, StartedRef};
+use super::json_scan;
 use super::time::{check_range, format_rfc3339, parse_rfc3339};
 use super::{
     Event, EventData, Micros, RunFinished, RunLog, RunStarted, ToolCall, MAX_EVENT_BYTES,
     MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_RUN_ID_BYTES,
 };
 use crate::error::EventError;
+use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::error::Category;
@@ -180,9 +182,38 @@ pub fn with_parsed_event<R>(
     }
     // Validating UTF-8 once up front lets serde_json skip it per string.
     let text = line_utf8(line)?;
-    check_line_depth(text)?;
 
     // Filled in place: moving this wide struct around costs measurably.
+    let mut fields = Fields::default();
+    // A plain line (no escapes, no control bytes: nearly every line) is
+    // read by the SIMD-marked scan, its fields through the same visitors;
+    // anything it is not sure of, or an event that breaks a rule, is read
+    // again below by serde_json, which decides and words the error
+    // (docs/benchmarks.md, "Ingest, cli41 round"). A line the scan takes
+    // nests at most `MAX_JSON_DEPTH` deep, so the depth check passes.
+    if fields.fill_plain(text).is_some() {
+        if let Ok(view) = fields.build() {
+            return Ok(f(&view));
+        }
+    }
+    with_serde(text, f)
+}
+
+/// [`with_parsed_event`] by serde_json alone, its UTF-8 and size checked:
+/// the reference the plain scan must agree with (tests compare the two).
+#[doc(hidden)]
+pub fn with_parsed_event_by_serde<R>(
+    line: &[u8],
+    f: impl FnOnce(&EventRef<'_>) -> R,
+) -> Result<R, EventError> {
+    if line.len() > MAX_EVENT_BYTES {
+        return with_parsed_event(line, f);
+    }
+    with_serde(line_utf8(line)?, f)
+}
+
+fn with_serde<R>(text: &str, f: impl FnOnce(&EventRef<'_>) -> R) -> Result<R, EventError> {
+    check_line_depth(text)?;
     let mut fields = Fields::default();
     let mut fault = None;
     let mut de = serde_json::Deserializer::from_str(text);
@@ -294,7 +325,7 @@ const LINEAR_DUP_SCAN: usize = 16;
 
 /// An unknown (or not-this-kind) field: key, raw value, and the known key it
 /// is when the kind was not yet known (resolved once the whole object is read).
-type ExtraField<'de> = (Cow<'de, str>, &'de RawValue, Option<Key>);
+type ExtraField<'de> = (Cow<'de, str>, &'de str, Option<Key>);
 
 /// Everything read from one line, before defaults and limits are applied.
 #[derive(Default)]
@@ -307,11 +338,11 @@ struct Fields<'de> {
     caller_id: Option<Cow<'de, str>>,
     channel_id: Option<Cow<'de, str>>,
     parent_run_id: Option<Cow<'de, str>>,
-    inputs: Option<&'de RawValue>,
+    inputs: Option<&'de str>,
     dry_run: Option<bool>,
     seq: Option<u64>,
     event_type: Option<Cow<'de, str>>,
-    payload: Option<&'de RawValue>,
+    payload: Option<&'de str>,
     status: Option<Cow<'de, str>>,
     output: Option<Cow<'de, str>>,
     error: Option<Cow<'de, str>>,
@@ -351,8 +382,8 @@ impl<'de> Fields<'de> {
             if !self.first_unknown(key) {
                 return Err(duplicate());
             }
-            let raw = map.next_value()?;
-            self.extra.push((key.clone(), raw, None));
+            let raw: &'de RawValue = map.next_value()?;
+            self.extra.push((key.clone(), raw.get(), None));
             return Ok(());
         };
         if self.seen & known.bit() != 0 {
@@ -370,17 +401,84 @@ impl<'de> Fields<'de> {
             }),
             // Another kind's field is just an unknown one here; it stays raw.
             Some(_) => {
-                let raw = map.next_value()?;
-                self.extra.push((key.clone(), raw, None));
+                let raw: &'de RawValue = map.next_value()?;
+                self.extra.push((key.clone(), raw.get(), None));
                 Ok(())
             }
             // Kind not seen yet: keep it raw in its place, decide in build().
             None => {
-                let raw = map.next_value()?;
-                self.extra.push((key.clone(), raw, Some(known)));
+                let raw: &'de RawValue = map.next_value()?;
+                self.extra.push((key.clone(), raw.get(), Some(known)));
                 Ok(())
             }
         }
+    }
+
+    /// Reads a plain line ([`json_scan::plain_object_members`]: no escapes,
+    /// no control bytes) into its fields, as the serde_json walk would
+    /// ([`Fields::take`]). `None` at anything that walk would refuse or
+    /// that is not certain to read the same (a duplicate key, a value of
+    /// the wrong type, a number out of range, deep nesting, anything the
+    /// scan does not take): the caller then reads the line with serde_json
+    /// from the start, which gives the error and its text.
+    fn fill_plain(&mut self, text: &'de str) -> Option<()> {
+        json_scan::plain_object_members(text.as_bytes(), |key, value| {
+            self.take_plain(text.get(key)?, text.get(value)?)
+        })
+    }
+
+    /// [`Fields::take`] for one member of a plain line: `raw` is the
+    /// value's exact text, checked JSON.
+    fn take_plain(&mut self, key: &'de str, raw: &'de str) -> Option<()> {
+        let Some(known) = Key::lookup(key) else {
+            let key = Cow::Borrowed(key);
+            if !self.first_unknown(&key) {
+                return None;
+            }
+            self.extra.push((key, raw, None));
+            return Some(());
+        };
+        if self.seen & known.bit() != 0 {
+            return None;
+        }
+        self.seen |= known.bit();
+        match self.kind {
+            _ if known.common() => self.read_plain(known, raw),
+            Some(kind) if known.belongs_to(kind) => self.read_plain(known, raw),
+            Some(_) => {
+                self.extra.push((Cow::Borrowed(key), raw, None));
+                Some(())
+            }
+            None => {
+                self.extra.push((Cow::Borrowed(key), raw, Some(known)));
+                Some(())
+            }
+        }
+    }
+
+    /// A known key's value from its text, through the same visitors
+    /// ([`Fields::read`]): a string (no escapes on a plain line) handed
+    /// over borrowed, as serde_json hands it; any other scalar read by
+    /// serde_json itself from its text, which must be all of it.
+    fn read_plain(&mut self, key: Key, raw: &'de str) -> Option<()> {
+        match key {
+            // As `raw_json` keeps them.
+            Key::Inputs => self.inputs = (raw != "null").then_some(raw),
+            Key::Payload => self.payload = (raw != "null").then_some(raw),
+            _ => match raw.strip_prefix('"') {
+                Some(quoted) => {
+                    let s = quoted.strip_suffix('"')?;
+                    let d = BorrowedStrDeserializer::<de::value::Error>::new(s);
+                    self.read(key, d).ok()?;
+                }
+                None => {
+                    let mut d = serde_json::Deserializer::from_str(raw);
+                    self.read(key, &mut d).ok()?;
+                    d.end().ok()?;
+                }
+            },
+        }
+        Some(())
     }
 
     // A `&str` would not do: the set keeps the key for the line's lifetime.
@@ -489,11 +587,11 @@ impl<'de> Fields<'de> {
         for (key, raw, known) in pending {
             match known {
                 Some(k) if k.belongs_to(kind) => {
-                    let mut de = serde_json::Deserializer::from_str(raw.get());
+                    let mut de = serde_json::Deserializer::from_str(raw);
                     self.read(k, &mut de)
                         .map_err(|e| EventError::new(key.as_ref(), without_position(&e)))?;
                 }
-                _ => self.unknown.push((key, raw.get())),
+                _ => self.unknown.push((key, raw)),
             }
         }
         Ok(())
@@ -506,13 +604,13 @@ impl<'de> Fields<'de> {
                 caller_id: name("caller_id", &self.caller_id)?,
                 channel_id: name("channel_id", &self.channel_id)?,
                 parent_run_id: name("parent_run_id", &self.parent_run_id)?,
-                inputs: self.inputs.map_or(EMPTY_OBJECT, RawValue::get),
+                inputs: self.inputs.unwrap_or(EMPTY_OBJECT),
                 dry_run: self.dry_run.unwrap_or(false),
             }),
             Kind::Log => DataRef::RunLog(LogRef {
                 seq: self.seq.unwrap_or(0),
                 event_type: name("event_type", &self.event_type)?,
-                payload: self.payload.map_or(NULL, RawValue::get),
+                payload: self.payload.unwrap_or(NULL),
             }),
             Kind::Finished => DataRef::RunFinished(FinishedRef {
                 status: match self.status.as_deref() {
@@ -565,7 +663,7 @@ impl<'de> Fields<'de> {
             http_status,
             input_hash: name("input_hash", &self.input_hash)?,
             args_summary: self.args_summary.as_deref().unwrap_or_default(),
-            payload: self.payload.map_or(NULL, RawValue::get),
+            payload: self.payload.unwrap_or(NULL),
         })
     }
 }
@@ -608,9 +706,9 @@ impl<'de> DeserializeSeed<'de> for Slot<'_, 'de> {
     }
 }
 
-fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
-    let raw = <&RawValue>::deserialize(d)?;
-    Ok((raw.get() != "null").then_some(raw))
+fn raw_json<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+    let raw = <&RawValue>::deserialize(d)?.get();
+    Ok((raw != "null").then_some(raw))
 }
 
 /// Reads a number from its raw text: Rust's float parsing is exact, where

@@ -1,8 +1,10 @@
 //! The event JSON contract (sections 1 and 2): parsing, defaults, every
 //! rejection, and write → parse round trips.
 
+use auditlog::event::borrowed::EventRef;
 use auditlog::event::json::{
-    event_to_json, parse_event, validate_event, with_parsed_event, write_event,
+    event_to_json, parse_event, validate_event, with_parsed_event, with_parsed_event_by_serde,
+    write_event,
 };
 use auditlog::event::time::{parse_rfc3339, to_rfc3339, MAX_TS};
 use auditlog::event::{
@@ -759,6 +761,7 @@ proptest! {
 /// view, and by `EncodedBatch::encode_parsed` from the owned event), or
 /// the same error.
 fn same_answer(line: &[u8]) -> Result<(), TestCaseError> {
+    same_as_serde(line)?;
     let owned = parse_event(line);
     let viewed = with_parsed_event(line, |v| {
         let mut body = Vec::new();
@@ -840,6 +843,28 @@ const ODD_VALUES: &[&str] = &[
     "{}",
     r#"{"a":[1,{"b":null}]}"#,
     "[1, 2 ]",
+    // Numbers and texts a plain line may carry (cli41: read by the
+    // quote-marking scan, each scalar by serde_json from its text).
+    "-0.0",
+    "0e0",
+    "1E+2",
+    "1.5e-7",
+    "123456789012345678901234567890",
+    "-9223372036854775809",
+    "01",
+    "1.",
+    "-",
+    "+1",
+    "tru",
+    "nul",
+    r#""a\tb""#,
+    "\"a\tb\"",
+    "\"\u{7f}é✓😀\"",
+    "\"\u{1}\"",
+    r#"{"":""}"#,
+    r#"[[[[[[[[]]]]]]]]"#,
+    "[1,]",
+    "{\"a\":1,}",
 ];
 
 /// `line` (a JSON object) with its members split out: (key text with
@@ -978,5 +1003,100 @@ proptest! {
             m[i].1 = value.to_string();
         }
         same_answer(object(&m).as_bytes())?;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The plain scan (quotes marked 64 bytes at a time) against serde_json alone
+// ---------------------------------------------------------------------------
+
+/// What a caller of `with_parsed_event` sees: the event copied out and its
+/// encoded body (or why it does not encode).
+fn seen(v: &EventRef<'_>) -> (Option<Event>, Result<Vec<u8>, String>) {
+    let mut body = Vec::new();
+    let encoded = encode_event_ref(v, &mut body).map_err(|e| e.to_string());
+    (v.to_event(), encoded.map(|()| body))
+}
+
+/// `with_parsed_event` (a plain line read by the quote-marking scan, with
+/// serde_json for anything it is not sure of) gives serde_json's own answer
+/// for `line`: the same event and body bytes, or the same error.
+fn same_as_serde(line: &[u8]) -> Result<(), TestCaseError> {
+    let fast = with_parsed_event(line, seen);
+    let slow = with_parsed_event_by_serde(line, seen);
+    prop_assert_eq!(fast, slow, "{}", String::from_utf8_lossy(line));
+    Ok(())
+}
+
+/// Lines whose shape the scan decides: where the quotes fall against its
+/// 64-byte blocks, lines past its stack's 1 KiB, nesting at the depth limit,
+/// whitespace, bytes before and after the object, duplicates among many
+/// unknown keys.
+#[test]
+fn the_plain_scan_agrees_with_serde_json_on_the_shape_of_lines() {
+    let mut lines: Vec<String> = Vec::new();
+    for base in [STARTED, LOG, FINISHED, FULL_CALL] {
+        let body = &base[1..];
+        // Pad with an unknown field so every quote moves across the
+        // 64-byte boundaries; and past 1 KiB (the scan's marks on the heap).
+        for n in (0..140).chain([900, 1000, 1100, 5000]) {
+            lines.push(format!("{{\"pad\":\"{}\",{body}", "x".repeat(n)));
+            lines.push(format!("{{\"pad\":{},{body}", "1".repeat(n.max(1))));
+            lines.push(format!("{}{{{body}", " ".repeat(n % 3)));
+            lines.push(format!("{{{body}{}", " ".repeat(n % 3)));
+        }
+        for extra in ["", " ", "\t", "\n", "\r", "{}", "x", "\u{feff}", "\0"] {
+            lines.push(format!("{extra}{base}"));
+            lines.push(format!("{base}{extra}"));
+            lines.push(format!("{{{extra}{body}"));
+        }
+        lines.push(base.replace(':', " : ").replace(',', " , "));
+        lines.push(base.replace(':', "\t:\t"));
+        lines.push(base.replace("\"k", "\"\u{e9}k"));
+        let mut many = String::from("{");
+        for i in 0..40 {
+            many.push_str(&format!("\"u{}\":{i},", i % 37));
+        }
+        lines.push(format!("{many}{body}"));
+        lines.push(format!("{{\"\":1,\"\":2,{body}"));
+        lines.push(format!("{{\"\":1,{body}"));
+        for depth in [62, 63, 64, 65, 66] {
+            let nest = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            lines.push(format!("{{\"deep\":{nest},{body}"));
+            let nest = format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+            lines.push(format!("{{\"deep\":{nest},{body}"));
+        }
+    }
+    for line in &lines {
+        same_as_serde(line.as_bytes()).unwrap();
+    }
+    // Lines over the size limit, and not UTF-8.
+    let big = format!(
+        "{{\"pad\":\"{}\",{}",
+        "x".repeat(MAX_EVENT_BYTES),
+        &STARTED[1..]
+    );
+    same_as_serde(big.as_bytes()).unwrap();
+    let mut bad = STARTED.as_bytes().to_vec();
+    bad[30] = 0xff;
+    same_as_serde(&bad).unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2048))]
+
+    /// Random lines from JSON's own bytes inside a known event: the scan
+    /// and serde_json agree on every one.
+    #[test]
+    fn the_plain_scan_agrees_with_serde_json_on_random_values(
+        ev in event(),
+        at in any::<prop::sample::Index>(),
+        value in prop::collection::vec(prop::sample::select(
+            b"{}[]\",:\\/ \t-+.eE0123456789truefalsnlbu\x01\x7fxA".to_vec()), 0..24),
+    ) {
+        let mut m = members(&event_to_json(&ev, None));
+        let i = at.index(m.len());
+        m[i].1 = String::from_utf8(value).unwrap();
+        same_as_serde(object(&m).as_bytes())?;
     }
 }
