@@ -1507,6 +1507,36 @@ pub fn json_string(s: &str, out: &mut String) {
 mod tests {
     use super::*;
 
+    /// The scan reads the usual lines itself (the differential tests in
+    /// tests/engine/event_json.rs would pass as well if it never did), and
+    /// leaves to serde_json the lines it must.
+    #[test]
+    fn the_plain_scan_reads_plain_lines_and_leaves_the_rest() {
+        let read = |line: &str| {
+            let mut fields = Fields::default();
+            fields.fill_plain(line).is_some() && fields.build().is_ok()
+        };
+        for line in [
+            r#"{"kind":"run_started","run_id":"r-0","ts":"2026-10-24T08:00:06.148248Z","skill_id":"web.fetch.1","caller_id":"u-640","channel_id":"sess-364","parent_run_id":"","inputs":{"query":"find fs.write for u-640","max_results":32,"locale":"en-US"},"dry_run":false}"#,
+            r#"{"kind":"run_finished","run_id":"r-0","ts":"2026-10-24T08:00:06.651523Z","status":"ok","output":"found 40 results","error":"","tool_calls":0,"runtime_seconds":0.503275,"input_tokens":3312,"output_tokens":1082,"thinking_tokens":908}"#,
+            r#"{"kind":"run_log","run_id":"r-2","ts":1,"seq":0,"event_type":"tool_call","payload":{"tool":"fs.read","duration_ms":311},"x":[1,{"y":null}],"lsn":7}"#,
+            r#"{"ts":1,"tool":"t","kind":"tool_call","duration_ms":1.5,"exit_code":-1,"http_status":200}"#,
+        ] {
+            assert!(read(line), "{line}");
+        }
+        for line in [
+            r#"{"kind":"run_log","run_id":"r\u002d2","ts":1}"#,
+            "{\"kind\":\"run_log\",\"run_id\":\"r\t2\",\"ts\":1}",
+            r#"{"kind":"run_log","run_id":"r","ts":1,"x":1,"x":2}"#,
+            r#"{"kind":"run_log","run_id":"r","ts":1,"seq":-1}"#,
+            r#"{"kind":"run_log","run_id":"r","ts":1,"seq":1.0}"#,
+            r#"{"kind":"run_log","run_id":"r","ts":1} "#,
+            r#"{"kind":"run_log","ts":1}"#,
+        ] {
+            assert!(!read(line), "{line}");
+        }
+    }
+
     fn s(v: &str) -> String {
         let mut out = String::new();
         json_string(v, &mut out);

@@ -195,6 +195,7 @@ impl Scan<'_> {
 
 /// The position of the first quote at or after `from` ([`plain_quotes`]'s
 /// marks).
+#[inline]
 fn next_quote(quotes: &[u64], from: usize) -> Option<usize> {
     let mut word = from / 64;
     let mut bits = *quotes.get(word)? & (!0u64 << (from % 64));
@@ -309,6 +310,7 @@ impl Scan<'_> {
 
     /// The rest of a string after its opening quote: no control
     /// characters, only the escapes JSON has (the text is UTF-8 already).
+    #[inline]
     fn string(&mut self) -> Option<()> {
         if let Some(quotes) = self.quotes {
             // A plain text: the string ends at the next quote.
@@ -316,6 +318,11 @@ impl Scan<'_> {
             self.i = end + 1;
             return Some(());
         }
+        self.escaped_string()
+    }
+
+    /// [`Scan::string`] read byte by byte (a text that is not plain).
+    fn escaped_string(&mut self) -> Option<()> {
         loop {
             self.skip_plain();
             match self.next()? {
