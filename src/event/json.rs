@@ -6,6 +6,15 @@
 //! or `#[serde(flatten)]` would cost several times as much. `inputs`,
 //! `payload` and unknown fields are captured as raw text so they come back
 //! byte for byte (key order, number spelling) on output.
+//!
+//! A plain line (no backslash, no control byte: nearly every line a gateway
+//! writes) is first read without serde_json's walk: `json_scan` marks its
+//! quotes 64 bytes at a time and splits it into members, strings are taken
+//! as they stand and every other scalar goes through the same visitors
+//! (serde_json reading that one value's text). Whatever that read is not
+//! sure of, and every line it would refuse, is read again by serde_json,
+//! so what is accepted and every error text stay serde_json's
+//! (`with_parsed_event_by_serde` is the reference the tests hold it to).
 
 use super::borrowed::{CallRef, DataRef, EventRef, FinishedRef, LogRef, StartedRef};
 use super::json_scan;
