@@ -212,6 +212,23 @@ fn hot_path(c: &mut Criterion) {
             batch
         })
     });
+    // The same with serde_json reading every line (cli41's plain scan
+    // skipped): the reference the scan is measured against.
+    g.bench_function("jsonl_line_to_encoded_view_by_serde", |b| {
+        b.iter(|| {
+            let mut batch = auditlog::ViewBatch::with_capacity(evs.len(), text.len());
+            for l in text.lines() {
+                auditlog::event::json::with_parsed_event_by_serde(l.as_bytes(), |ev| {
+                    batch.push(ev)
+                })
+                .expect("parse")
+                .expect("encode");
+            }
+            let mut batch = batch.finish(None).expect("no policy");
+            batch.hash_leaves();
+            batch
+        })
+    });
     let block = EncodedBatch::encode(&evs).expect("encode");
     let bytes = vec![7u8; block.bytes()];
     g.bench_function("chain_digest_of_block", |b| {
