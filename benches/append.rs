@@ -199,10 +199,7 @@ fn append_during_retention(c: &mut Criterion) {
                 let mut ev = evs[i as usize % evs.len()].clone();
                 ev.ts = t0 + i;
                 newest.store(ev.ts, std::sync::atomic::Ordering::Relaxed);
-                log.append(&ev)
-                    .expect("append")
-                    .wait()
-                    .expect("durable")
+                log.append(&ev).expect("append").wait().expect("durable")
             })
         });
         stop.store(true, std::sync::atomic::Ordering::Relaxed);

@@ -282,9 +282,8 @@ impl Inner {
         let mut scratch = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             std::thread::park_timeout(IDLE_WAKE);
-            let rushed = || {
-                self.rush.load(Ordering::Acquire) || self.rush_asked.load(Ordering::Acquire)
-            };
+            let rushed =
+                || self.rush.load(Ordering::Acquire) || self.rush_asked.load(Ordering::Acquire);
             if self.behind.load(Ordering::Relaxed) <= self.marks.catch_up_past && !rushed() {
                 continue;
             }

@@ -187,8 +187,11 @@ impl Writer {
             return None;
         }
         let before = self.shared.segments();
-        let planned = retention::droppable(&self.shared.dir, &before, cutoff, opts)
-            .and_then(|(n, held)| self.carry_and_plan(&before, cutoff, n, carry).map(|p| (p, held)));
+        let planned =
+            retention::droppable(&self.shared.dir, &before, cutoff, opts).and_then(|(n, held)| {
+                self.carry_and_plan(&before, cutoff, n, carry)
+                    .map(|p| (p, held))
+            });
         let (planned, held_for_export) = match planned {
             Ok(p) => p,
             Err(e) => {

@@ -311,7 +311,12 @@ fn retention_passes_asked_at_once_are_each_answered_in_turn() {
     assert_eq!(m.dropped_segments, 4);
     assert_eq!(forge::segment_files(&dir).len(), 2);
     let kept = events(&dir);
-    assert_eq!(kept.iter().filter(|(_, e)| e.data.system().is_none()).count(), 52);
+    assert_eq!(
+        kept.iter()
+            .filter(|(_, e)| e.data.system().is_none())
+            .count(),
+        52
+    );
     verify(&dir, None, |_, _| {}).expect("verifies");
 }
 
