@@ -161,6 +161,53 @@ fn append_to_durable(c: &mut Criterion) {
     g.finish();
 }
 
+/// One event appended and awaited at a time while another thread runs
+/// retention passes back to back over small segments (64 KiB: a roll
+/// every ~250 events, each pass dropping what rolled since the last):
+/// the writer begins each pass, appends its record once the tree's
+/// threads worked out its tree fields, and leaves the unlinks to the
+/// retire thread (src/writer/retire.rs); before, it applied the tree's
+/// lag and removed the files itself while appends waited.
+fn append_during_retention(c: &mut Criterion) {
+    let evs = events(1_000);
+    let mut g = c.benchmark_group("append_to_durable");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config::new(dir.path().join("log"));
+    cfg.segment_max_bytes = 64 << 10;
+    let log = Log::open(cfg).expect("open");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let newest = std::sync::atomic::AtomicI64::new(0);
+    let t0 = evs.iter().map(|e| e.ts).min().unwrap_or(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Keep the newest ~2,000 events' worth of time.
+                let cut = newest.load(std::sync::atomic::Ordering::Relaxed) - 2_000;
+                if cut > t0 {
+                    log.retain(cut).expect("retain");
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        let mut i = 0i64;
+        g.bench_function("one_event_retention_passes", |b| {
+            b.iter(|| {
+                i += 1;
+                let mut ev = evs[i as usize % evs.len()].clone();
+                ev.ts = t0 + i;
+                newest.store(ev.ts, std::sync::atomic::Ordering::Relaxed);
+                log.append(&ev).expect("append").wait().expect("durable")
+            })
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    log.close().expect("close");
+    g.finish();
+}
+
 fn hot_path(c: &mut Criterion) {
     let evs = events(500);
     let mut g = c.benchmark_group("hot_path");
@@ -356,6 +403,7 @@ criterion_group!(
     benches,
     append,
     append_to_durable,
+    append_during_retention,
     hot_path,
     hashed_blocks,
     server_check,

@@ -179,12 +179,8 @@ pub(crate) fn plan(
     })
 }
 
-/// Act on a retention record that is in the log at `at` (inside the writer
-/// thread): the MANIFEST takes the new anchor, the totals and where the
-/// record is (its pending record cleared), then the dropped segments and
-/// their derived files are removed. `forget(seq)` is called once the
-/// manifest is stored without them (every segment up to `seq`): from then
-/// on they are leftovers a crash lets the next open remove.
+/// Act on a retention record that is in the log at `at` (at open, on
+/// the writer): [`anchor`], then [`remove`].
 pub(crate) fn apply(
     pass: Pass<'_>,
     manifest: &mut Manifest,
@@ -192,8 +188,34 @@ pub(crate) fn apply(
     at: RecordRef,
     forget: impl FnOnce(u64),
 ) -> Result<RetentionReport> {
+    let (dir, io) = (pass.dir, pass.io);
+    let (report, gone) = anchor(pass, manifest, rec, at, forget)?;
+    remove(dir, io, &gone)?;
+    Ok(report)
+}
+
+/// The first half of acting on a retention record that is in the log at
+/// `at`: the MANIFEST takes the new anchor, the totals and where the
+/// record is (its pending record cleared). `forget(seq)` is called once
+/// the manifest is stored without the dropped segments (every segment up
+/// to `seq`): from then on they are leftovers a crash lets the next open
+/// remove, so [`remove`] may run anywhere, later (the writer hands it to
+/// its retire thread: src/writer/retire.rs). The report, and the dropped
+/// segments to remove.
+pub(crate) fn anchor(
+    pass: Pass<'_>,
+    manifest: &mut Manifest,
+    rec: &Retention,
+    at: RecordRef,
+    forget: impl FnOnce(u64),
+) -> Result<(RetentionReport, Vec<SegmentMeta>)> {
     let last_seq = rec.anchor_first_seq.saturating_sub(1);
-    let gone: Vec<&SegmentMeta> = pass.segments.iter().filter(|s| s.seq <= last_seq).collect();
+    let gone: Vec<SegmentMeta> = pass
+        .segments
+        .iter()
+        .filter(|s| s.seq <= last_seq)
+        .cloned()
+        .collect();
     let mut report = RetentionReport {
         cutoff: rec.cutoff,
         dropped: Vec::new(),
@@ -232,12 +254,18 @@ pub(crate) fn apply(
     *manifest = m;
     // The manifest no longer names them: from here on they are leftovers.
     forget(last_seq);
-    for s in &gone {
-        pass.io
-            .gate(IoOp::Remove, &s.path)
+    Ok((report, gone))
+}
+
+/// The second half: remove the dropped segments' files and their derived
+/// files, then sync the folder. Only after [`anchor`] stored a MANIFEST
+/// without them (a crash before or during this leaves leftovers, which
+/// the next open removes).
+pub(crate) fn remove(dir: &Path, io: &WriterIo, gone: &[SegmentMeta]) -> Result<()> {
+    for s in gone {
+        io.gate(IoOp::Remove, &s.path)
             .ctx(|| format!("removing {}", s.path.display()))?;
-        remove_segment_files(pass.dir, &s.name)?;
+        remove_segment_files(dir, &s.name)?;
     }
-    fsutil::sync_dir(pass.dir)?;
-    Ok(report)
+    fsutil::sync_dir(dir)
 }

@@ -31,8 +31,9 @@ use crate::segment::{self, Commit, Footer, Header, FORMAT_VERSION, HEADER_SIZE};
 use crate::shared::Shared;
 use crate::stages::{self, Stamps};
 use crate::tlog::{Frontier, TreeHash};
-use crate::tree::keeper::retention_tree;
 use crate::tree::worker::TreeWorker;
+
+mod retire;
 
 /// Longest a batch waits for more events when the policy has no sync to
 /// wait for (`Never`, `Interval`).
@@ -399,6 +400,9 @@ pub(crate) struct Writer {
     stamps_open: Vec<Stamps>,
     stamps_written: Vec<Stamps>,
     inline_sync: Option<(Instant, Instant)>,
+    /// Retention passes: the one out, those waiting, the retire thread
+    /// (src/writer/retire.rs).
+    passes: retire::Passes,
 }
 
 impl Writer {
@@ -444,6 +448,7 @@ impl Writer {
             stamps_open: Vec::new(),
             stamps_written: Vec::new(),
             inline_sync: None,
+            passes: retire::Passes::default(),
         };
         if let Some(meta) = last.filter(|s| !s.sealed) {
             let mut file = std::fs::OpenOptions::new()
@@ -467,98 +472,6 @@ impl Writer {
         Ok(w)
     }
 
-    /// A retention pass: the segments it may drop are decided first (the
-    /// expired prefix, narrowed by `opts`: exported first, up to a seq);
-    /// then what `carry` asks for them is carried forward (appended and
-    /// synced), then the record of the pass is appended (with the
-    /// MANIFEST's `pending` set first) and acted on, dropping only the
-    /// segments decided before the carry; then the hooks of derived data
-    /// that follow it.
-    fn retain(
-        &mut self,
-        cutoff: Micros,
-        opts: retention::RetainOptions,
-        carry: Option<retention::CarryFn>,
-    ) -> Result<RetentionReport> {
-        let before = self.shared.segments();
-        let (n, held_for_export) = retention::droppable(&self.shared.dir, &before, cutoff, opts)?;
-        let mut carried = None;
-        if let (Some(ask), true) = (carry, n > 0) {
-            let c = ask(&before[..n])?;
-            if !c.frames.is_empty() {
-                // `carry` is the caller's: its frames are not checked on
-                // the way in, so index builds stop trusting appends up to
-                // their end, before any of them can be read.
-                let end = self.next_lsn.saturating_add(c.frames.len() as u64);
-                self.shared.appends_unchecked_until(end);
-                if let Err(e) = self.append_frames(&c.frames) {
-                    let failure = self.on_error(&e.to_string());
-                    return Err(failure.to_error());
-                }
-                if let Some(f) = self.end_batch(true) {
-                    return Err(f.to_error());
-                }
-                if let Some(why) = &self.failed {
-                    return Err(Error::WriterFailed(why.clone()));
-                }
-            }
-            carried = Some(c);
-        }
-        let segments = self.shared.segments();
-        let Some(mut rec) = retention::plan(&segments, &self.manifest, cutoff, n) else {
-            return Ok(RetentionReport {
-                cutoff,
-                dropped: Vec::new(),
-                first_kept_lsn: segments
-                    .first()
-                    .map_or(self.manifest.anchor.first_lsn, |s| s.first_lsn),
-                held_for_export,
-                ..RetentionReport::default()
-            });
-        };
-        // The tree before the first kept event, stored in the record (and
-        // signed) so that the events after the cut stay provable.
-        // With the tree on, that is worked out on the tree thread once it
-        // has caught up (it checks the cut against the whole tree).
-        let base = self.tree_base.clone();
-        let base_cut = self.base_cut_tiles(&segments);
-        let (last_gone, first_kept) = (rec.dropped.len() - 1, rec.anchor_first_lsn);
-        let anchor = rec.anchor_digest.clone();
-        let kept = match self.tree.as_ref() {
-            Some(t) => {
-                let segments = segments.clone();
-                t.call(move |k| {
-                    let (s, b, c) = (&segments, base, base_cut);
-                    retention_tree(Some(k), s, b, c, last_gone, first_kept, &anchor)
-                })?
-            }
-            None => retention_tree(
-                None, &segments, base, base_cut, last_gone, first_kept, &anchor,
-            )?,
-        };
-        rec.tree_size = kept.size;
-        rec.tree_frontier = kept.frontier;
-        rec.tree_note = kept.note;
-        if !self.cfg().retention_as_format_4 {
-            rec.tree_tiles = kept.tiles;
-        }
-        let record = SystemRecord::Retention(rec.clone());
-        self.manifest.pending = Some(record.clone());
-        self.manifest.store(&self.shared.dir)?;
-        let at = self.append_system(record)?;
-        let mut report = self.apply_retention(&rec, at)?;
-        report.held_for_export = held_for_export;
-        if let Ok(f) = rec.frontier() {
-            self.tree_base = f;
-        }
-        if let Some(c) = carried {
-            report.carried_runs = c.runs;
-            report.carried_events = c.frames.len() as u64;
-            report.dropped_runs = Some(c.dropped_runs);
-        }
-        Ok(report)
-    }
-
     /// The tile hashes the previous retention kept (checked against its
     /// frontier when the log was opened), if any: a new cut inside the
     /// same tiles needs them.
@@ -577,6 +490,7 @@ impl Writer {
         crate::priority::ingest_thread();
         let max_batch = self.cfg().max_batch_bytes;
         let every_batch = matches!(self.cfg().durability, Durability::EveryBatch);
+        self.start_retirer();
         if every_batch {
             // Without the thread, syncs simply run inline as before.
             self.syncer = match Syncer::start(self.shared.clone()) {
@@ -651,11 +565,15 @@ impl Writer {
             if let Err(e) = self.checkpoint_if_due(owed, false) {
                 let _ = self.on_error(&e.to_string());
             }
+            // A retention pass whose tree fields came in is recorded
+            // between two cycles (src/writer/retire.rs).
+            self.poll_retention(false);
         }
-        // Every sender is gone: make everything durable, sign what the
-        // tree holds, then stop.
+        // Every sender is gone: make everything durable, finish the
+        // retention passes asked for, sign what the tree holds, then stop.
         self.sync_barrier();
         self.end_batch(true);
+        self.poll_retention(true);
         if let Err(e) = self.checkpoint_if_due(true, true) {
             let _ = self.on_error(&e.to_string());
         }
@@ -664,6 +582,8 @@ impl Writer {
         // syncer: wait for it, and take over its failure.
         self.sync_barrier();
         self.syncer = None;
+        // Close returns once every dropped file is gone.
+        self.stop_retirer();
     }
 
     /// Wait until every fdatasync handed to the syncer has finished (and
@@ -769,8 +689,11 @@ impl Writer {
                 _ => None,
             };
             // A checkpoint asked of the tree's threads is appended once
-            // signed even if no event comes (an idle log after a roll).
-            let asked = self.checkpoint_owed || self.tree.as_ref().is_some_and(|t| t.requested());
+            // signed even if no event comes (an idle log after a roll);
+            // likewise a retention pass's record once its tree fields are in.
+            let asked = self.checkpoint_owed
+                || self.tree.as_ref().is_some_and(|t| t.requested())
+                || self.passes.busy();
             let wait = match (sync_due, asked) {
                 (Some(d), true) => Some(d.min(SIGNED_POLL)),
                 (None, true) => Some(SIGNED_POLL),
@@ -789,6 +712,7 @@ impl Writer {
                             if let Err(e) = self.checkpoint_if_due(owed, false) {
                                 let _ = self.on_error(&e.to_string());
                             }
+                            self.poll_retention(false);
                         }
                     }
                     Err(RecvTimeoutError::Disconnected) => return None,
@@ -872,18 +796,15 @@ impl Writer {
                 reply,
                 carry,
             } => {
-                self.sync_barrier();
-                self.end_batch(true);
-                // A checkpoint asked of the tree's threads is in the log
-                // before a cut (docs/proofs.md, "Deferred signing").
-                if let Err(e) = self.append_signed(true) {
-                    let _ = self.on_error(&e.to_string());
-                }
-                let r = match &self.failed {
-                    Some(why) => Err(Error::WriterFailed(why.clone())),
-                    None => self.retain(cutoff, opts, carry),
-                };
-                let _ = reply.send(r);
+                // Begun here, recorded at the end of a later cycle, its
+                // files removed on the retire thread: the writer never
+                // waits for the tree or the unlinks (src/writer/retire.rs).
+                self.ask_retention(retire::RetainAsk {
+                    cutoff,
+                    opts,
+                    reply,
+                    carry,
+                });
             }
         }
         0

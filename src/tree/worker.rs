@@ -180,6 +180,11 @@ struct Inner {
     /// (Its own `Arc`: the request's job holds it, and a job holding
     /// `Inner` would keep the queue that holds the job alive.)
     rush: Arc<AtomicBool>,
+    /// Likewise for a job the writer asked for without waiting
+    /// (`TreeWorker::ask`: a retention cut's tree) and found late
+    /// (`TreeWorker::hurry_asked`); that job clears it when it runs, the
+    /// writer when it takes the answer.
+    rush_asked: Arc<AtomicBool>,
     /// Set while the catch-up thread works: the tree thread then takes
     /// no job (only one block can be in flight; the catch-up thread, at
     /// the ingest's priority, must not wait behind a preempted nice-10
@@ -277,7 +282,8 @@ impl Inner {
         let mut scratch = Vec::new();
         while !self.stop.load(Ordering::Acquire) {
             std::thread::park_timeout(IDLE_WAKE);
-            let rushed = || self.rush.load(Ordering::Acquire);
+            let rushed =
+                || self.rush.load(Ordering::Acquire) || self.rush_asked.load(Ordering::Acquire);
             if self.behind.load(Ordering::Relaxed) <= self.marks.catch_up_past && !rushed() {
                 continue;
             }
@@ -528,6 +534,7 @@ impl TreeWorker {
             marks,
             stop: AtomicBool::new(false),
             rush: Arc::new(AtomicBool::new(false)),
+            rush_asked: Arc::new(AtomicBool::new(false)),
             helping: AtomicBool::new(false),
             tree_thread: std::sync::OnceLock::new(),
             helped: AtomicU64::new(0),
@@ -631,6 +638,41 @@ impl TreeWorker {
         let applied = took.elapsed().as_nanos() as u64;
         w.catch_up_ns.fetch_add(applied, Ordering::Relaxed);
         f(&mut tree.keeper)
+    }
+
+    /// Run `f` on the tree as it stands after everything queued before,
+    /// on whichever of the tree's threads gets there (or on the writer, if
+    /// a `call` drains it first), without waiting for it: its answer comes
+    /// on the channel returned. What a retention cut needs of the tree
+    /// (src/writer/retire.rs), so that the writer never applies the
+    /// tree's lag itself for it.
+    pub(crate) fn ask<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut TreeKeeper) -> R + Send + 'static,
+    ) -> Receiver<R> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let rush = self.inner.rush_asked.clone();
+        self.post(move |k| {
+            let _ = tx.send(f(k));
+            rush.store(false, Ordering::Release);
+        });
+        rx
+    }
+
+    /// A job `ask`ed for is late: the catch-up thread, at the ingest's
+    /// priority (on the background CPUs, never the writer's), applies
+    /// every job up to it, like a late checkpoint's (`hurry_if_late`).
+    pub(crate) fn hurry_asked(&self) {
+        self.inner.rush_asked.store(true, Ordering::Release);
+        if let Some(h) = &self.helper {
+            h.thread().unpark();
+        }
+    }
+
+    /// The answer of a hurried `ask` was taken: nothing is late any more
+    /// (the job may have run before the hurry was seen).
+    pub(crate) fn asked_answered(&self) {
+        self.inner.rush_asked.store(false, Ordering::Release);
     }
 
     /// Apply everything queued (a seal returns with the segment's tree
@@ -1260,6 +1302,52 @@ mod tests {
         assert_eq!(w.inner.helped.load(Ordering::Relaxed), want.size() - left);
         assert_eq!(w.call(|k| (k.size(), k.root())), (want.size(), want.root()));
         assert_eq!(behind.load(Ordering::Relaxed), 0);
+    }
+
+    /// A job `ask`ed for (a retention cut's tree fields) sees the tree
+    /// after exactly the blocks queued before it, never waits on the
+    /// caller, and, while nothing applies the jobs (no tree thread here,
+    /// as if starved at nice 10), is answered once hurried: the catch-up
+    /// thread applies the jobs up to it and no further.
+    #[test]
+    fn an_asked_job_sees_the_blocks_before_it_and_is_hurried_when_late() {
+        let dir = tempfile::tempdir().unwrap();
+        let far = Marks {
+            catch_up_past: u64::MAX / 2,
+            catch_up_to: u64::MAX / 2,
+        };
+        let behind = Arc::new(AtomicU64::new(0));
+        let keeper = TreeKeeper::open(dir.path(), &[], Frontier::new(), None).unwrap();
+        let mut w =
+            TreeWorker::start_with(keeper, behind.clone(), Arc::default(), far, false).unwrap();
+        let before = some_blocks(0, 150);
+        send_blocks(&mut w, &before);
+        let answer = w.ask(|k| (k.size(), k.root()));
+        let after = some_blocks(150, 220);
+        send_blocks(&mut w, &after);
+        std::thread::sleep(IDLE_WAKE * 2);
+        assert!(answer.try_recv().is_err(), "nothing applied the jobs yet");
+        w.hurry_asked();
+        let mut got = None;
+        wait_until(|| {
+            got = answer.try_recv().ok();
+            got.is_some()
+        });
+        let mut want = Frontier::new();
+        for l in before.iter().flat_map(|b| b.2.iter()) {
+            want.push(*l).unwrap();
+        }
+        assert_eq!(got, Some((want.size(), want.root())), "the tree as asked");
+        w.asked_answered();
+        std::thread::sleep(IDLE_WAKE * 2);
+        let left: u64 = after.iter().map(|b| b.2.len() as u64).sum();
+        assert_eq!(
+            behind.load(Ordering::Relaxed),
+            left,
+            "the blocks queued after it wait for the tree thread"
+        );
+        // The writer's own catch-up (close) still applies the rest.
+        assert_eq!(w.call(|k| k.size()), want.size() + left);
     }
 
     /// A checkpoint asked for while nothing applies the jobs (no tree

@@ -236,6 +236,90 @@ fn a_crash_inside_a_retention_is_finished_or_forgotten() {
     }
 }
 
+/// A retention pass removes the dropped files only after the MANIFEST no
+/// longer names them, off the writer (src/writer/retire.rs): a removal
+/// that fails is reported to the caller, the pass stays recorded, appends
+/// go on, and the next open removes the leftovers.
+#[test]
+fn a_removal_that_fails_after_a_retention_leaves_leftovers_the_next_open_removes() {
+    let (_t, dir) = scratch();
+    let inj = Injector::new();
+    let mut cfg = Config::new(&dir);
+    cfg.io.faults = Some(inj.clone());
+    let log = Log::open(cfg).unwrap();
+    for d in 0..3 {
+        log.append(&ev(d, DAY0 + d as i64 * DAY_US))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    let files_before = forge::segment_files(&dir).len();
+    inj.arm(On::Remove, 0, 1, Kind::Eio);
+    assert!(log.retain(DAY0 + DAY_US).is_err());
+    let m = Manifest::load(&dir).unwrap().unwrap();
+    assert!(m.pending.is_none(), "the pass is recorded");
+    assert_eq!(m.anchor.first_seq, 2);
+    assert!(m.retention.is_some());
+    assert_eq!(forge::segment_files(&dir).len(), files_before, "left over");
+    log.append(&ev(9, DAY0 + 2 * DAY_US + 5))
+        .unwrap()
+        .wait()
+        .unwrap();
+    drop(log);
+    let log = open(&dir);
+    assert!(!log.recovery().removed_leftovers.is_empty());
+    log.close().unwrap();
+    assert_eq!(forge::segment_files(&dir).len(), files_before - 1);
+    assert_eq!(system_records(&dir).len(), 1);
+    verify(&dir, None, |_, _| {}).expect("verifies");
+}
+
+/// Retention passes asked for at once, from several threads, while
+/// appends go on, are each answered (one at a time, in turn): every
+/// expired segment is dropped exactly once and the log verifies.
+#[test]
+fn retention_passes_asked_at_once_are_each_answered_in_turn() {
+    let (_t, dir) = scratch();
+    let log = open(&dir);
+    for d in 0..6 {
+        log.append(&ev(d, DAY0 + d as i64 * DAY_US))
+            .unwrap()
+            .wait()
+            .unwrap();
+    }
+    let dropped: u64 = std::thread::scope(|s| {
+        let passes: Vec<_> = (1..=4)
+            .map(|k| {
+                let log = &log;
+                s.spawn(move || log.retain(DAY0 + k * DAY_US))
+            })
+            .collect();
+        for i in 0..50 {
+            log.append(&ev(100 + i, DAY0 + 5 * DAY_US + i as i64))
+                .unwrap()
+                .wait()
+                .unwrap();
+        }
+        passes
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap().dropped.len() as u64)
+            .sum()
+    });
+    assert_eq!(dropped, 4);
+    log.close().unwrap();
+    let m = Manifest::load(&dir).unwrap().unwrap();
+    assert_eq!(m.dropped_segments, 4);
+    assert_eq!(forge::segment_files(&dir).len(), 2);
+    let kept = events(&dir);
+    assert_eq!(
+        kept.iter()
+            .filter(|(_, e)| e.data.system().is_none())
+            .count(),
+        52
+    );
+    verify(&dir, None, |_, _| {}).expect("verifies");
+}
+
 /// A reader in the writer's own process checks what it reads on disk
 /// against the chain the writer holds: an edit made under a running log
 /// (its CRC fixed) is an error naming the segment, sealed or active.
