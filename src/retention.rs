@@ -139,7 +139,7 @@ pub(crate) fn droppable(
 /// The record of a retention pass at `cutoff` that drops the oldest `n`
 /// of `segments` (all expired, see [`droppable`]), or `None` when `n` is
 /// 0. Nothing is changed yet: the writer appends the record first, then
-/// [`apply`] acts on it (docs/integrity.md).
+/// [`anchor`] and [`remove`] act on it (docs/integrity.md).
 pub(crate) fn plan(
     segments: &[SegmentMeta],
     manifest: &Manifest,
@@ -177,21 +177,6 @@ pub(crate) fn plan(
         tree_tiles: Vec::new(),
         total_dropped_events: manifest.dropped_events + events,
     })
-}
-
-/// Act on a retention record that is in the log at `at` (at open, on
-/// the writer): [`anchor`], then [`remove`].
-pub(crate) fn apply(
-    pass: Pass<'_>,
-    manifest: &mut Manifest,
-    rec: &Retention,
-    at: RecordRef,
-    forget: impl FnOnce(u64),
-) -> Result<RetentionReport> {
-    let (dir, io) = (pass.dir, pass.io);
-    let (report, gone) = anchor(pass, manifest, rec, at, forget)?;
-    remove(dir, io, &gone)?;
-    Ok(report)
 }
 
 /// The first half of acting on a retention record that is in the log at

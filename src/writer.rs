@@ -1789,6 +1789,19 @@ impl Writer {
 
     /// Act on a retention record that is in the log at `at`.
     fn apply_retention(&mut self, rec: &Retention, at: RecordRef) -> Result<RetentionReport> {
+        let (report, gone) = self.anchor_retention(rec, at)?;
+        retire::remove_dropped(&self.shared, report, &gone)
+    }
+
+    /// The first half of acting on a retention record in the log at `at`
+    /// (`retention::anchor`: the MANIFEST's new anchor, the dropped
+    /// segments forgotten): the report and the segments whose files are
+    /// to be removed. Shared by the open path and the writer's passes.
+    fn anchor_retention(
+        &mut self,
+        rec: &Retention,
+        at: RecordRef,
+    ) -> Result<(RetentionReport, Vec<SegmentMeta>)> {
         let segments = self.shared.segments();
         let pass = retention::Pass {
             dir: &self.shared.dir,
@@ -1796,15 +1809,9 @@ impl Writer {
             segments: &segments,
         };
         let shared = &self.shared;
-        let report = retention::apply(pass, &mut self.manifest, rec, at, |last| {
+        retention::anchor(pass, &mut self.manifest, rec, at, |last| {
             shared.segments_mut().retain(|s| s.seq > last)
-        })?;
-        if !report.dropped.is_empty() {
-            for hook in &self.shared.config.retain_hooks {
-                hook(&report);
-            }
-        }
-        Ok(report)
+        })
     }
 
     /// At open: finish a retention whose record reached the log before a

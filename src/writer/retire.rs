@@ -404,16 +404,7 @@ impl Writer {
         self.manifest.pending = Some(record.clone());
         self.manifest.store(&self.shared.dir)?;
         let at = self.append_system(record)?;
-        let segments = self.shared.segments();
-        let pass = retention::Pass {
-            dir: &self.shared.dir,
-            io: &self.shared.config.io,
-            segments: &segments,
-        };
-        let shared = &self.shared;
-        let done = retention::anchor(pass, &mut self.manifest, rec, at, |last| {
-            shared.segments_mut().retain(|s| s.seq > last)
-        })?;
+        let done = self.anchor_retention(rec, at)?;
         if let Ok(f) = rec.frontier() {
             self.tree_base = f;
         }
@@ -433,9 +424,10 @@ enum Planned {
     },
 }
 
-/// Step 3, on the retire thread: the files, then the hooks of derived
-/// data that follow a pass (as before, only once every file is gone).
-fn remove_dropped(
+/// Step 3, on the retire thread (or at open, on the writer): the files,
+/// then the hooks of derived data that follow a pass (only once every
+/// file is gone).
+pub(super) fn remove_dropped(
     shared: &Arc<Shared>,
     report: RetentionReport,
     gone: &[SegmentMeta],
