@@ -382,7 +382,9 @@ impl Builder {
         // POST at its key's place (a `Vec` per key, grown a push at a
         // time, cost its regrowth and a cache miss per push).
         let n = ranks.len();
-        let mut list_of: Vec<u32> = vec![u32::MAX; (K_STATUS as usize + 1) * (n + 1)];
+        // A list's place plus one (0: none yet): zeroed memory, only the
+        // pages of the handles that occur faulted in (as in `calls`).
+        let mut list_of: Vec<u32> = vec![0; (K_STATUS as usize + 1) * (n + 1)];
         let mut lists: Vec<((u32, u32), KeyList)> = Vec::new();
         let mut rows: Vec<[u32; 5]> = Vec::with_capacity(order.len());
         for &r in &order {
@@ -403,15 +405,16 @@ impl Builder {
             {
                 let h = if v == RUNNING_KEY { n } else { v as usize };
                 let slot = &mut list_of[k as usize * (n + 1) + h];
-                if *slot == u32::MAX {
-                    *slot = u32_of(lists.len());
+                if *slot == 0 {
                     lists.push(((k, v), KeyList::default()));
+                    *slot = u32_of(lists.len());
                 }
-                let e = &mut lists[*slot as usize].1;
+                let at = *slot - 1;
+                let e = &mut lists[at as usize].1;
                 e.0 += 1;
                 e.1 += u32::from(plain);
                 e.2 += u32::from(shadowed);
-                row[j] = *slot;
+                row[j] = at;
             }
             rows.push(row);
         }

@@ -233,7 +233,10 @@ pub(crate) fn sections(
     // a push at a time, was ~8% of this function in its regrowth and a
     // cache miss per push: docs/benchmarks.md, "Index lag, idx41 round").
     let n = names.len();
-    let mut list_of: Vec<u32> = vec![NO; (CK_ENGINE as usize + 1) * n];
+    // Holds a list's place plus one (0: none yet), so that the table is
+    // zeroed memory the allocator hands over untouched: only the pages of
+    // the handles that occur are faulted in, not the whole table.
+    let mut list_of: Vec<u32> = vec![0; (CK_ENGINE as usize + 1) * n];
     let mut pair_list: HashMap<(u32, u32), u32> = HashMap::new();
     // Per key: (kind, handle, second handle of a composite key, count).
     let mut lists: Vec<(u32, u32, u32, u32)> = Vec::new();
@@ -271,12 +274,13 @@ pub(crate) fn sections(
             let h = c.strs[field];
             if !empty(h) {
                 let slot = &mut list_of[kind as usize * n + h as usize];
-                if *slot == NO {
-                    *slot = lists.len() as u32;
+                if *slot == 0 {
                     lists.push((kind, h, NO, 0));
+                    *slot = lists.len() as u32;
                 }
-                lists[*slot as usize].3 += 1;
-                row[j] = *slot;
+                let at = *slot - 1;
+                lists[at as usize].3 += 1;
+                row[j] = at;
             }
         }
         if !empty(c.strs[ENGINE]) || !empty(c.strs[TOOL]) {
