@@ -65,7 +65,11 @@ fn head_of(s: &[u8]) -> [u8; INLINE] {
     } else if n == 8 {
         (word(0), 0)
     } else if n >= 4 {
-        let half = |at: usize| u64::from(u32::from_le_bytes(s[at..at + 4].try_into().unwrap_or([0; 4])));
+        let half = |at: usize| {
+            u64::from(u32::from_le_bytes(
+                s[at..at + 4].try_into().unwrap_or([0; 4]),
+            ))
+        };
         // Two loads of 4 that overlap (equal bytes where they do).
         (half(0) | half(n - 4) << (8 * (n - 4)), 0)
     } else if n > 0 {

@@ -61,8 +61,7 @@ impl BlockCrcs {
 
     fn finish(mut self) -> Vec<u8> {
         if self.in_block > 0 {
-            self.out
-                .extend_from_slice(&self.h.finalize().to_le_bytes());
+            self.out.extend_from_slice(&self.h.finalize().to_le_bytes());
         }
         self.out
     }

@@ -34,14 +34,37 @@ fn word(i: u8) -> String {
 
 #[derive(Debug, Clone)]
 enum Op {
-    Start { run: u8, skill: u8, caller: u8, channel: u8, parent: u8, dry: bool, ts: u8 },
-    Finish { run: u8, status: u8 },
-    Call { run: u8, f: [u8; 6], ts: u8 },
+    Start {
+        run: u8,
+        skill: u8,
+        caller: u8,
+        channel: u8,
+        parent: u8,
+        dry: bool,
+        ts: u8,
+    },
+    Finish {
+        run: u8,
+        status: u8,
+    },
+    Call {
+        run: u8,
+        f: [u8; 6],
+        ts: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0u8..40, any::<u8>(), any::<u8>(), any::<u8>(), any::<u8>(), any::<bool>(), any::<u8>())
+        (
+            0u8..40,
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<u8>(),
+            any::<bool>(),
+            any::<u8>()
+        )
             .prop_map(|(run, skill, caller, channel, parent, dry, ts)| Op::Start {
                 run,
                 skill,
@@ -60,7 +83,15 @@ fn build(ops: &[Op]) -> Image {
     let mut b = Builder::new(KIND_SEALED, 2, 0, HEADER_SIZE as u64);
     for (i, op) in ops.iter().enumerate() {
         let ev = match op {
-            Op::Start { run, skill, caller, channel, parent, dry, ts } => Event::run_started(
+            Op::Start {
+                run,
+                skill,
+                caller,
+                channel,
+                parent,
+                dry,
+                ts,
+            } => Event::run_started(
                 format!("r-{run}"),
                 1_000 + i64::from(*ts),
                 RunStarted {
