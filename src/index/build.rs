@@ -10,6 +10,7 @@ use foldhash::{HashMap, HashMapExt};
 use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};
 use super::image::*;
 use super::intern::Interner;
+use super::parts::ImageParts;
 use crate::chain::Digest;
 use crate::event::borrowed::{DataRef, EventRef};
 use crate::event::{Event, Micros};
@@ -38,9 +39,9 @@ struct BFin {
     ts: Micros,
 }
 
-/// A posting list being built (RUNS positions in ORDER order), with its
-/// KEYS summary counts: plain runs and shadowed runs (see `key::PLAIN`).
-type KeyList = (Vec<u32>, u32, u32);
+/// A posting list being counted: its length, with its KEYS summary
+/// counts: plain runs and shadowed runs (see `key::PLAIN`).
+type KeyList = (u32, u32, u32);
 
 /// Accumulates the events of one segment (or part of the active one).
 pub struct Builder {
@@ -258,6 +259,12 @@ impl Builder {
     /// asked only of replacing logs that may hide a log elsewhere
     /// (`hiding_logs`).
     pub fn finish(self, digest: Digest, older: &dyn super::Older) -> Vec<u8> {
+        self.finish_parts(digest, older).into_bytes()
+    }
+
+    /// [`Builder::finish`], the image left in its pieces (stored as they
+    /// are, without the copy into one buffer).
+    pub fn finish_parts(self, digest: Digest, older: &dyn super::Older) -> ImageParts {
         let Builder {
             kind,
             seq,
@@ -370,38 +377,53 @@ impl Builder {
         // Each list with its summary counts (plain, shadowed): see key::PLAIN.
         // Found by (kind, handle) in a table indexed by both ("running" at
         // handle n): hashing five keys a run was a tenth of this function.
+        // The lists are flat: each run's keys noted in a row and each
+        // key's length counted, then every position written once into
+        // POST at its key's place (a `Vec` per key, grown a push at a
+        // time, cost its regrowth and a cache miss per push).
         let n = ranks.len();
-        let mut list_of: Vec<u32> = vec![u32::MAX; (K_STATUS as usize + 1) * (n + 1)];
+        // A list's place plus one (0: none yet): zeroed memory, only the
+        // pages of the handles that occur faulted in (as in `calls`).
+        let mut list_of: Vec<u32> = vec![0; (K_STATUS as usize + 1) * (n + 1)];
         let mut lists: Vec<((u32, u32), KeyList)> = Vec::new();
+        let mut rows: Vec<[u32; 5]> = Vec::with_capacity(order.len());
         for &r in &order {
             let run = &runs[r as usize];
-            let p = pos_of[r as usize];
             let status = run.finish.as_ref().map_or(RUNNING_KEY, |f| f.status);
             let shadowed = shadows[r as usize] != NONE;
             let plain = !shadowed && !run.dry;
-            for (k, v) in [
+            let mut row = [0u32; 5];
+            for (j, (k, v)) in [
                 (K_SKILL, run.skill),
                 (K_CALLER, run.caller),
                 (K_CHANNEL, run.channel),
                 (K_PARENT, run.parent),
                 (K_STATUS, status),
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let h = if v == RUNNING_KEY { n } else { v as usize };
                 let slot = &mut list_of[k as usize * (n + 1) + h];
-                if *slot == u32::MAX {
-                    *slot = u32_of(lists.len());
+                if *slot == 0 {
                     lists.push(((k, v), KeyList::default()));
+                    *slot = u32_of(lists.len());
                 }
-                let e = &mut lists[*slot as usize].1;
-                e.0.push(p);
+                let at = *slot - 1;
+                let e = &mut lists[at as usize].1;
+                e.0 += 1;
                 e.1 += u32::from(plain);
                 e.2 += u32::from(shadowed);
+                row[j] = at;
             }
+            rows.push(row);
         }
-        let mut keys = lists;
-        keys.sort_unstable_by(|a, b| {
-            let (x, y) = (a.0 .1, b.0 .1);
-            a.0 .0.cmp(&b.0 .0).then_with(|| {
+        drop(list_of);
+        let mut keys: Vec<u32> = (0..u32_of(lists.len())).collect();
+        keys.sort_unstable_by(|&a, &b| {
+            let (a, b) = (lists[a as usize].0, lists[b as usize].0);
+            let (x, y) = (a.1, b.1);
+            a.0.cmp(&b.0).then_with(|| {
                 if x == RUNNING_KEY || y == RUNNING_KEY {
                     key_name(x).cmp(key_name(y))
                 } else {
@@ -409,28 +431,41 @@ impl Builder {
                 }
             })
         });
+        // Each key's first POST place, in key order.
+        let mut next: Vec<u32> = vec![0; lists.len()];
         let mut s_keys = Vec::with_capacity(keys.len() * key::SIZE);
-        let mut s_post = Vec::new();
-        let mut n_post = 0u64;
-        for ((k, v), (list, plain, shadowed)) in &keys {
-            let StrRef(o, l) = if *v == RUNNING_KEY {
+        let mut n_post = 0u32;
+        for &at in &keys {
+            let ((k, v), (len, plain, shadowed)) = lists[at as usize];
+            let StrRef(o, l) = if v == RUNNING_KEY {
                 heap.add_extra("running")
             } else {
-                heap.add(*v, name(*v))
+                heap.add(v, name(v))
             };
             let mut rec = [0u8; key::SIZE];
             put(&mut rec, key::KIND, &k.to_le_bytes());
-            put(&mut rec, key::LEN, &u32_of(list.len()).to_le_bytes());
+            put(&mut rec, key::LEN, &len.to_le_bytes());
             put_str(&mut rec, key::VALUE, StrRef(o, l));
-            put(&mut rec, key::POST_START, &n_post.to_le_bytes());
+            put(&mut rec, key::POST_START, &u64::from(n_post).to_le_bytes());
             put(&mut rec, key::PLAIN, &plain.to_le_bytes());
             put(&mut rec, key::SHADOWED, &shadowed.to_le_bytes());
             s_keys.extend_from_slice(&rec);
-            for p in list {
-                s_post.extend_from_slice(&p.to_le_bytes());
-            }
-            n_post += list.len() as u64;
+            next[at as usize] = n_post;
+            n_post += len;
         }
+        // Every run's position at its keys' next places: ascending ORDER
+        // order within each list, as the rows are in ORDER order.
+        let mut s_post = vec![0u8; n_post as usize * 4];
+        for (&r, row) in order.iter().zip(&rows) {
+            let p = pos_of[r as usize].to_le_bytes();
+            for &slot in row {
+                let at = &mut next[slot as usize];
+                let b = *at as usize * 4;
+                s_post[b..b + 4].copy_from_slice(&p);
+                *at += 1;
+            }
+        }
+        drop(rows);
 
         // FINS: first finish of ids with no unshadowed start here.
         let mut run_of: HashMap<u32, usize> = HashMap::with_capacity(runs.len());
@@ -559,33 +594,6 @@ impl Builder {
             heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_calls, s_amnd, s_chain,
             s_ckeys, s_cpost, s_rfilt,
         ];
-        // Sized once: growing it by doubling faulted in (and the kernel
-        // cleared) about twice the image's pages, a third of this function.
-        let body: usize = sections.iter().map(|s| s.len() + 8).sum();
-        let cap = BODY_START + body + 8 + 4 * (body + 8).div_ceil(BLOCK) + 4;
-        let mut out = Vec::with_capacity(cap);
-        out.resize(BODY_START, 0);
-        for (i, s) in sections.iter().enumerate() {
-            while !out.len().is_multiple_of(8) {
-                out.push(0);
-            }
-            let off = out.len() as u64;
-            out[HEADER_LEN + 16 * i..HEADER_LEN + 16 * i + 8].copy_from_slice(&off.to_le_bytes());
-            out[HEADER_LEN + 16 * i + 8..HEADER_LEN + 16 * i + 16]
-                .copy_from_slice(&(s.len() as u64).to_le_bytes());
-            out.extend_from_slice(s);
-        }
-        while !out.len().is_multiple_of(8) {
-            out.push(0);
-        }
-        let table = out.len();
-        let n_blocks = (table - BODY_START).div_ceil(BLOCK);
-        for blk in 0..n_blocks {
-            let s = BODY_START + blk * BLOCK;
-            let e = (s + BLOCK).min(table);
-            let crc = crc32fast::hash(&out[s..e]);
-            out.extend_from_slice(&crc.to_le_bytes());
-        }
         let header = IndexHeader {
             kind,
             seq,
@@ -596,15 +604,13 @@ impl Builder {
             digest,
             min_ts,
             max_ts,
-            crc_table_off: table as u64,
-            n_blocks: u32_of(n_blocks),
+            // Set by `ImageParts::new`, which lays the sections out.
+            crc_table_off: 0,
+            n_blocks: 0,
             dup_starts,
             flags,
         };
-        out[..HEADER_LEN].copy_from_slice(&header.encode());
-        let crc = header_crc(&out, table, n_blocks);
-        out[hdr::CRC..hdr::CRC + 4].copy_from_slice(&crc.to_le_bytes());
-        out
+        ImageParts::new(header, sections)
     }
 }
 

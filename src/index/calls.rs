@@ -223,27 +223,42 @@ pub(crate) fn sections(
         .map(|(i, c)| (c.ts, c.lsn, i as u32))
         .collect();
     by_ts.sort_unstable();
-    let mut s_calls = Vec::with_capacity(calls.len() * super::image::REC_SIZE[S_CALLS]);
+    let mut s_calls = Vec::with_capacity(calls.len() * CALL_SIZE);
     let empty = |h: u32| names.name(h).is_empty();
-    // Every key's list of positions, ascending, found by (kind, handle) in
-    // a table indexed by both (the engine-and-tool pairs in a map): the
-    // map of (kind, handle, handle) it replaces hashed 7-9 keys a call.
+    // Every key found by (kind, handle) in a table indexed by both (the
+    // engine-and-tool pairs in a map): the map of (kind, handle, handle)
+    // it replaces hashed 7-9 keys a call. The lists are flat: each call's
+    // keys noted in a row, each key's count summed, then every position
+    // written once into CPOST at its key's place (a `Vec` per key, grown
+    // a push at a time, was ~8% of this function in its regrowth and a
+    // cache miss per push: docs/benchmarks.md, "Index lag, idx41 round").
     let n = names.len();
-    let mut list_of: Vec<u32> = vec![NO; (CK_ENGINE as usize + 1) * n];
+    // Holds a list's place plus one (0: none yet), so that the table is
+    // zeroed memory the allocator hands over untouched: only the pages of
+    // the handles that occur are faulted in, not the whole table.
+    let mut list_of: Vec<u32> = vec![0; (CK_ENGINE as usize + 1) * n];
     let mut pair_list: HashMap<(u32, u32), u32> = HashMap::new();
-    let mut lists: Vec<(u32, u32, u32, Vec<u32>)> = Vec::new();
-    for (pos, &(_, _, i)) in by_ts.iter().enumerate() {
+    // Per key: (kind, handle, second handle of a composite key, count).
+    let mut lists: Vec<(u32, u32, u32, u32)> = Vec::new();
+    // Per CALLS position: the keys its position goes to (`NO`: none).
+    let mut rows: Vec<[u32; KEYS_PER_CALL]> = Vec::with_capacity(calls.len());
+    for &(_, _, i) in &by_ts {
         let c = &calls[i as usize];
-        for v in [c.ts as u64, c.lsn, c.off, c.duration_ms.to_bits(), c.flags] {
-            s_calls.extend_from_slice(&v.to_le_bytes());
+        let mut rec = [0u8; CALL_SIZE];
+        for (j, v) in [c.ts as u64, c.lsn, c.off, c.duration_ms.to_bits(), c.flags]
+            .into_iter()
+            .enumerate()
+        {
+            rec[8 * j..8 * j + 8].copy_from_slice(&v.to_le_bytes());
         }
-        for h in c.strs {
+        for (j, &h) in c.strs.iter().enumerate() {
             let r = put(h);
-            s_calls.extend_from_slice(&r.0.to_le_bytes());
-            s_calls.extend_from_slice(&r.1.to_le_bytes());
+            rec[40 + 8 * j..44 + 8 * j].copy_from_slice(&r.0.to_le_bytes());
+            rec[44 + 8 * j..48 + 8 * j].copy_from_slice(&r.1.to_le_bytes());
         }
-        let pos = pos as u32;
-        for (kind, field) in [
+        s_calls.extend_from_slice(&rec);
+        let mut row = [NO; KEYS_PER_CALL];
+        for (j, (kind, field)) in [
             (CK_TOOL, TOOL),
             (CK_ENGINE, ENGINE),
             (CK_CHANNEL, CHANNEL),
@@ -252,36 +267,45 @@ pub(crate) fn sections(
             (CK_STATUS, STATUS),
             (CK_ERROR_TYPE, ERROR_TYPE),
             (CK_RUN, RUN),
-        ] {
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let h = c.strs[field];
             if !empty(h) {
                 let slot = &mut list_of[kind as usize * n + h as usize];
-                if *slot == NO {
+                if *slot == 0 {
+                    lists.push((kind, h, NO, 0));
                     *slot = lists.len() as u32;
-                    lists.push((kind, h, NO, Vec::new()));
                 }
-                lists[*slot as usize].3.push(pos);
+                let at = *slot - 1;
+                lists[at as usize].3 += 1;
+                row[j] = at;
             }
         }
         if !empty(c.strs[ENGINE]) || !empty(c.strs[TOOL]) {
             let (e, t) = (c.strs[ENGINE], c.strs[TOOL]);
             let at = *pair_list.entry((e, t)).or_insert_with(|| {
-                lists.push((CK_ENGINE_TOOL, e, t, Vec::new()));
+                lists.push((CK_ENGINE_TOOL, e, t, 0));
                 lists.len() as u32 - 1
             });
-            lists[at as usize].3.push(pos);
+            lists[at as usize].3 += 1;
+            row[KEYS_PER_CALL - 1] = at;
         }
+        rows.push(row);
     }
+    drop(list_of);
     // Sorted by (kind, key bytes): the ranks order a kind's single keys;
     // the composite keys are built and compared as bytes (few of them).
     let name = |h: u32| names.name(h).as_bytes();
     let mut keys: Vec<CallKey> = lists
-        .into_iter()
-        .map(|(kind, a, b, list)| CallKey {
+        .iter()
+        .enumerate()
+        .map(|(at, &(kind, a, b, _))| CallKey {
             kind,
             handle: a,
             composite: (kind == CK_ENGINE_TOOL).then(|| engine_tool_key(name(a), name(b))),
-            list,
+            list: at as u32,
         })
         .collect();
     keys.sort_unstable_by(|x, y| {
@@ -292,8 +316,11 @@ pub(crate) fn sections(
                 _ => rank(x.handle).cmp(&rank(y.handle)),
             })
     });
+    // Each key's first CPOST place, in key order; then every position
+    // written at its keys' next places (ascending within a key, as the
+    // rows are in CALLS order).
+    let mut next: Vec<u32> = vec![0; lists.len()];
     let mut s_keys = Vec::with_capacity(keys.len() * 24);
-    let mut s_post = Vec::new();
     let mut n_post = 0u64;
     for CallKey {
         kind,
@@ -306,26 +333,43 @@ pub(crate) fn sections(
             Some(key) => put_text(key),
             None => put_key(*handle),
         };
+        let len = lists[*list as usize].3;
         s_keys.extend_from_slice(&kind.to_le_bytes());
-        s_keys.extend_from_slice(&(list.len() as u32).to_le_bytes());
+        s_keys.extend_from_slice(&len.to_le_bytes());
         s_keys.extend_from_slice(&r.0.to_le_bytes());
         s_keys.extend_from_slice(&r.1.to_le_bytes());
         s_keys.extend_from_slice(&n_post.to_le_bytes());
-        for p in list {
-            s_post.extend_from_slice(&p.to_le_bytes());
+        next[*list as usize] = n_post as u32;
+        n_post += u64::from(len);
+    }
+    let mut s_post = vec![0u8; n_post as usize * 4];
+    for (pos, row) in rows.iter().enumerate() {
+        for &slot in row {
+            if slot != NO {
+                let at = &mut next[slot as usize];
+                let b = *at as usize * 4;
+                s_post[b..b + 4].copy_from_slice(&(pos as u32).to_le_bytes());
+                *at += 1;
+            }
         }
-        n_post += list.len() as u64;
     }
     (s_calls, s_keys, s_post)
 }
 
+/// A call's keys: its eight single keys and the engine-and-tool pair.
+const KEYS_PER_CALL: usize = 9;
+
+/// Bytes of a CALLS record (docs/index-format.md).
+const CALL_SIZE: usize = super::image::REC_SIZE[S_CALLS];
+
 /// A CKEYS key being written: its kind, the interned string it is (the
-/// engine's, for a composite key), the composite key's bytes, its list.
+/// engine's, for a composite key), the composite key's bytes, its list's
+/// place in the lists found.
 struct CallKey {
     kind: u32,
     handle: u32,
     composite: Option<Vec<u8>>,
-    list: Vec<u32>,
+    list: u32,
 }
 
 /// One call record of an image.

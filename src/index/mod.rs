@@ -12,6 +12,7 @@ pub mod calls;
 mod image;
 mod intern;
 mod log_call;
+mod parts;
 mod run_filter;
 
 use std::fs;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 pub use build::Builder;
 pub use calls::{call_entry, CallEntry, CallList, CallRec};
 pub use image::*;
+pub use parts::ImageParts;
 
 use crate::codec;
 use crate::error::{Error, Result};
@@ -414,6 +416,12 @@ impl Scanned {
     pub fn finish(self, older: &dyn Older) -> Vec<u8> {
         self.builder.finish(self.trusted_end, older)
     }
+
+    /// [`Scanned::finish`], the image left in its pieces: for a caller
+    /// that stores it ([`store_parts`]) and then reads the file.
+    pub fn finish_parts(self, older: &dyn Older) -> ImageParts {
+        self.builder.finish_parts(self.trusted_end, older)
+    }
 }
 
 /// The first half of [`build_image`]: read, check and index the events of
@@ -485,6 +493,27 @@ const STORE_WRITE_BYTES: usize = 256 << 10;
 /// Write an index file atomically (temporary file, then rename). Best
 /// effort: a read-only folder keeps the image in memory only.
 pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    store_with(path, |f| {
+        for part in bytes.chunks(STORE_WRITE_BYTES) {
+            f.write_all(part)?;
+        }
+        Ok(())
+    })
+}
+
+/// [`store_file`] of an image in its pieces, written from them (in
+/// writes of at most [`STORE_WRITE_BYTES`], as [`store_file`]'s): the
+/// same file, without the image copied into one buffer first.
+pub fn store_parts(path: &Path, parts: &ImageParts) -> std::io::Result<()> {
+    store_with(path, |f| parts.write_to(f, STORE_WRITE_BYTES))
+}
+
+/// Write a file atomically: `write` fills a temporary file, which is
+/// synced and renamed to `path`; on any failure it is removed.
+fn store_with(
+    path: &Path,
+    write: impl FnOnce(&mut fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
@@ -496,9 +525,7 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     ));
     let res = (|| {
         let mut f = crate::fsutil::create_private(&tmp)?;
-        for part in bytes.chunks(STORE_WRITE_BYTES) {
-            f.write_all(part)?;
-        }
+        write(&mut f)?;
         f.sync_data()?;
         fs::rename(&tmp, path)
     })();
@@ -512,6 +539,8 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 mod fins_tests;
 #[cfg(test)]
 mod keys_summary_tests;
+#[cfg(test)]
+mod posting_tests;
 #[cfg(test)]
 mod run_filter_tests;
 

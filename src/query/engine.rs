@@ -243,11 +243,13 @@ fn make_sealed(
         Prepared::Scanned(scanned) => scanned,
     };
     let shadow = shadow_in(older.iter().copied());
-    let bytes = scanned.finish(&shadow);
+    // In its pieces: a stored image is read back from its file, so the
+    // pieces are put into one buffer only if it stays in memory.
+    let parts = scanned.finish_parts(&shadow);
     drop(shadow);
     let mut written = false;
     if persist {
-        match index::store_file(&index::index_path(meta), &bytes) {
+        match index::store_parts(&index::index_path(meta), &parts) {
             Ok(()) => written = true,
             Err(e) => {
                 tracing::warn!(segment = %meta.name, error = %e, "index kept in memory only")
@@ -263,7 +265,7 @@ fn make_sealed(
             return Ok((img, Made::Built { written }));
         }
     }
-    let img = Image::open(Backing::Vec(bytes)).map_err(|r| Error::Corrupt {
+    let img = Image::open(Backing::Vec(parts.into_bytes())).map_err(|r| Error::Corrupt {
         segment: meta.name.clone(),
         offset: 0,
         reason: format!("freshly built index does not read back: {r}"),
