@@ -11,13 +11,14 @@ use super::calls::{self, call_entry, BCall, CF_DURATION, CF_RUN_LOG};
 use super::image::*;
 use super::intern::Interner;
 use super::parts::ImageParts;
+use super::pool::{self, cap_of, cleared, Kept};
 use crate::chain::Digest;
 use crate::event::borrowed::{DataRef, EventRef};
 use crate::event::{Event, Micros};
 use crate::num::u32_of;
 use crate::view::fold::{Effect, RunState};
 
-struct BRun {
+pub(crate) struct BRun {
     id: u32,
     skill: u32,
     caller: u32,
@@ -32,7 +33,7 @@ struct BRun {
 }
 
 #[derive(Clone)]
-struct BFin {
+pub(crate) struct BFin {
     status: u32,
     lsn: u64,
     off: u64,
@@ -43,22 +44,12 @@ struct BFin {
 /// counts: plain runs and shadowed runs (see `key::PLAIN`).
 type KeyList = (u32, u32, u32);
 
-/// Accumulates the events of one segment (or part of the active one).
-pub struct Builder {
-    kind: u32,
-    seq: u64,
-    first_lsn: u64,
-    end_lsn: u64,
-    start_off: u64,
-    end_off: u64,
-    min_ts: Micros,
-    max_ts: Micros,
+/// The tables a builder fills while it scans, kept across builds
+/// (`super::pool`): each build clears them and fills them again.
+#[derive(Default)]
+pub(crate) struct BuilderBufs {
     /// Every string (ids, skills, statuses, ...) once; u32 handles.
     ids: Interner,
-    /// The handle of the run id last added: a run's events mostly come
-    /// one after another, and comparing the id with the previous one costs
-    /// less than a table look-up.
-    last_id: Option<u32>,
     /// Per interned string used as a run id: the fold's state of that id
     /// within this image, and its position in `runs` once started.
     fold: Vec<(RunState, u32)>,
@@ -67,7 +58,6 @@ pub struct Builder {
     first_fin: HashMap<u32, BFin>,
     logs: Vec<(u32, u64, u64, u64)>,
     calls: Vec<BCall>,
-    dup_starts: u32,
     /// Amending starts: (id, lsn, off, is the image's first start of id).
     amend_starts: Vec<(u32, u64, u64, bool)>,
     /// Amending finishes: (id, lsn, off, is the local first finish of the
@@ -79,8 +69,129 @@ pub struct Builder {
     chain: Vec<(u64, Digest)>,
 }
 
+impl BuilderBufs {
+    /// Empty every table, keeping its memory.
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.fold.clear();
+        self.runs.clear();
+        self.first_fin.clear();
+        self.logs.clear();
+        self.calls.clear();
+        self.amend_starts.clear();
+        self.amend_finishes.clear();
+        self.amend_logs.clear();
+        self.chain.clear();
+    }
+}
+
+impl Kept for BuilderBufs {
+    fn kept_bytes(&self) -> usize {
+        self.ids.kept_bytes()
+            + cap_of(&self.fold)
+            + cap_of(&self.runs)
+            + self.first_fin.capacity() * std::mem::size_of::<(u32, BFin)>()
+            + cap_of(&self.logs)
+            + cap_of(&self.calls)
+            + cap_of(&self.amend_starts)
+            + cap_of(&self.amend_finishes)
+            + cap_of(&self.amend_logs)
+            + cap_of(&self.chain)
+    }
+}
+
+/// The tables and sections [`Builder::finish_parts`] fills, kept across
+/// builds (`super::pool`): the sections go out in the [`ImageParts`],
+/// which gives them back when it is dropped.
+#[derive(Default)]
+pub(crate) struct FinishBufs {
+    pub(super) sections: [Vec<u8>; N_SECT],
+    at: Vec<Option<StrRef>>,
+    key_at: Vec<Option<StrRef>>,
+    rank_order: Vec<(u128, u32)>,
+    ranks: Vec<u32>,
+    by_id: Vec<u32>,
+    counts: Vec<u32>,
+    shadows: Vec<u64>,
+    pos_of: Vec<u32>,
+    order: Vec<u32>,
+    list_of: Vec<u32>,
+    lists: Vec<((u32, u32), KeyList)>,
+    rows: Vec<[u32; 5]>,
+    keys: Vec<u32>,
+    next: Vec<u32>,
+    run_of: HashMap<u32, usize>,
+    log_order: Vec<u32>,
+    logs: Vec<(u32, u64, u64, u64)>,
+    pub(super) calls: calls::CallBufs,
+}
+
+impl Kept for FinishBufs {
+    fn kept_bytes(&self) -> usize {
+        self.sections.iter().map(cap_of).sum::<usize>()
+            + cap_of(&self.at)
+            + cap_of(&self.key_at)
+            + cap_of(&self.rank_order)
+            + cap_of(&self.ranks)
+            + cap_of(&self.by_id)
+            + cap_of(&self.counts)
+            + cap_of(&self.shadows)
+            + cap_of(&self.pos_of)
+            + cap_of(&self.order)
+            + cap_of(&self.list_of)
+            + cap_of(&self.lists)
+            + cap_of(&self.rows)
+            + cap_of(&self.keys)
+            + cap_of(&self.next)
+            + self.run_of.capacity() * std::mem::size_of::<(u32, usize)>()
+            + cap_of(&self.log_order)
+            + cap_of(&self.logs)
+            + self.calls.kept_bytes()
+    }
+}
+
+/// Accumulates the events of one segment (or part of the active one).
+pub struct Builder {
+    kind: u32,
+    seq: u64,
+    first_lsn: u64,
+    end_lsn: u64,
+    start_off: u64,
+    end_off: u64,
+    min_ts: Micros,
+    max_ts: Micros,
+    /// The handle of the run id last added: a run's events mostly come
+    /// one after another, and comparing the id with the previous one costs
+    /// less than a table look-up.
+    last_id: Option<u32>,
+    dup_starts: u32,
+    /// The tables it fills: kept ones, given back when it is finished or
+    /// dropped (a failed scan's too: every build clears them first).
+    b: BuilderBufs,
+}
+
+impl Drop for Builder {
+    fn drop(&mut self) {
+        let b = std::mem::take(&mut self.b);
+        pool::give_builder(b);
+    }
+}
+
 impl Builder {
     pub fn new(kind: u32, seq: u64, first_lsn: u64, start_off: u64) -> Builder {
+        Builder::with_bufs(kind, seq, first_lsn, start_off, pool::take_builder())
+    }
+
+    /// [`Builder::new`] filling `b` (cleared first: what a build left in
+    /// it, finished, failed or dropped half-way, is never read).
+    pub(crate) fn with_bufs(
+        kind: u32,
+        seq: u64,
+        first_lsn: u64,
+        start_off: u64,
+        mut b: BuilderBufs,
+    ) -> Builder {
+        b.clear();
         Builder {
             kind,
             seq,
@@ -90,30 +201,21 @@ impl Builder {
             end_off: start_off,
             min_ts: Micros::MAX,
             max_ts: Micros::MIN,
-            ids: Interner::default(),
             last_id: None,
-            fold: Vec::new(),
-            runs: Vec::new(),
-            first_fin: HashMap::new(),
-            logs: Vec::new(),
-            calls: Vec::new(),
             dup_starts: 0,
-            amend_starts: Vec::new(),
-            amend_finishes: Vec::new(),
-            amend_logs: Vec::new(),
-            chain: Vec::new(),
+            b,
         }
     }
 
     /// A chain point: the digest at segment offset `off` (the image's
     /// start, then the end of every block, in order).
     pub fn chain_point(&mut self, off: u64, digest: Digest) {
-        debug_assert!(self.chain.last().is_none_or(|p| p.0 < off));
-        self.chain.push((off, digest));
+        debug_assert!(self.b.chain.last().is_none_or(|p| p.0 < off));
+        self.b.chain.push((off, digest));
     }
 
     fn intern(&mut self, id: &str) -> u32 {
-        self.ids.intern(id)
+        self.b.ids.intern(id)
     }
 
     /// Add the event with LSN `lsn` whose frame starts at segment offset
@@ -145,7 +247,7 @@ impl Builder {
             return;
         }
         let id = match self.last_id {
-            Some(h) if self.ids.name(h) == ev.run_id => h,
+            Some(h) if self.b.ids.name(h) == ev.run_id => h,
             _ => {
                 let h = self.intern(ev.run_id);
                 self.last_id = Some(h);
@@ -167,7 +269,7 @@ impl Builder {
             if c.duration_ms.is_some() {
                 flags |= CF_DURATION;
             }
-            self.calls.push(BCall {
+            self.b.calls.push(BCall {
                 ts: ev.ts,
                 lsn,
                 off,
@@ -177,16 +279,17 @@ impl Builder {
             });
         }
         let slot = id as usize;
-        if self.fold.len() <= slot {
-            self.fold.resize(slot + 1, (RunState::default(), 0));
+        if self.b.fold.len() <= slot {
+            self.b.fold.resize(slot + 1, (RunState::default(), 0));
         }
         // The one run fold decides, within this image; the query engine
         // applies the same rule across images (`fold::finish_follows`).
-        let effect = self.fold[slot].0.apply_ref(lsn, ev);
+        let effect = self.b.fold[slot].0.apply_ref(lsn, ev);
         match &ev.data {
             DataRef::RunStarted(s) => {
                 if ev.is_replace() {
-                    self.amend_starts
+                    self.b
+                        .amend_starts
                         .push((id, lsn, off, effect == Effect::Start));
                 }
                 if effect != Effect::Start {
@@ -195,10 +298,10 @@ impl Builder {
                     }
                     return;
                 }
-                self.fold[slot].1 = u32_of(self.runs.len());
+                self.b.fold[slot].1 = u32_of(self.b.runs.len());
                 let (skill, caller) = (self.intern(s.skill_id), self.intern(s.caller_id));
                 let (channel, parent) = (self.intern(s.channel_id), self.intern(s.parent_run_id));
-                self.runs.push(BRun {
+                self.b.runs.push(BRun {
                     id,
                     skill,
                     caller,
@@ -219,25 +322,26 @@ impl Builder {
                     ts: ev.ts,
                 };
                 if effect == Effect::Finish {
-                    let r = self.fold[slot].1 as usize;
-                    self.runs[r].finish = Some(fin.clone());
+                    let r = self.b.fold[slot].1 as usize;
+                    self.b.runs[r].finish = Some(fin.clone());
                 }
                 if ev.is_replace() {
-                    self.amend_finishes
+                    self.b
+                        .amend_finishes
                         .push((id, lsn, off, effect == Effect::Finish));
                 }
                 // For a start in an older image (this one's is shadowed, or
                 // there is none here): the first finish of the id here.
-                self.first_fin.entry(id).or_insert(fin);
+                self.b.first_fin.entry(id).or_insert(fin);
             }
             DataRef::System(_) => {}
             // Indexed with the calls (above).
             DataRef::ToolCall(_) => {}
             DataRef::RunLog(l) => {
                 if ev.is_replace() {
-                    self.amend_logs.push((id, l.seq, lsn, off));
+                    self.b.amend_logs.push((id, l.seq, lsn, off));
                 }
-                self.logs.push((id, l.seq, lsn, off));
+                self.b.logs.push((id, l.seq, lsn, off));
             }
         }
     }
@@ -265,54 +369,80 @@ impl Builder {
     /// [`Builder::finish`], the image left in its pieces (stored as they
     /// are, without the copy into one buffer).
     pub fn finish_parts(self, digest: Digest, older: &dyn super::Older) -> ImageParts {
-        let Builder {
-            kind,
-            seq,
-            first_lsn,
-            end_lsn,
-            start_off,
-            end_off,
-            min_ts,
-            max_ts,
+        self.finish_in(digest, older, pool::take_finish())
+    }
+
+    /// [`Builder::finish_parts`] filling `fb` (every table and section of
+    /// it emptied before use: what an earlier build left there is never
+    /// read). The builder's own tables go back to the pool at the end.
+    pub(crate) fn finish_in(
+        mut self,
+        digest: Digest,
+        older: &dyn super::Older,
+        mut fb: FinishBufs,
+    ) -> ImageParts {
+        let (kind, seq, first_lsn, end_lsn, start_off, end_off, min_ts, max_ts, dup_starts) = (
+            self.kind,
+            self.seq,
+            self.first_lsn,
+            self.end_lsn,
+            self.start_off,
+            self.end_off,
+            self.min_ts,
+            self.max_ts,
+            self.dup_starts,
+        );
+        let BuilderBufs {
             ids: id_names,
-            runs,
-            first_fin,
-            logs,
-            calls,
-            dup_starts,
             fold,
+            runs,
+            mut first_fin,
+            logs: in_logs,
+            calls,
             amend_starts,
             amend_finishes,
             amend_logs,
-            chain,
-            ..
-        } = self;
+            mut chain,
+        } = std::mem::take(&mut self.b);
+        drop(self);
+        let mut sec = std::mem::take(&mut fb.sections);
         let (min_ts, max_ts) = if min_ts > max_ts {
             (0, 0)
         } else {
             (min_ts, max_ts)
         };
-        let mut heap = Heap::new(id_names.len());
+        let mut heap = Heap::new_in(
+            id_names.len(),
+            std::mem::take(&mut sec[S_STR]),
+            std::mem::take(&mut fb.at),
+            std::mem::take(&mut fb.key_at),
+        );
         let name = |i: u32| -> &str { id_names.name(i) };
         // Sorts by string compare these ranks (the same order as the bytes).
-        let ranks = id_names.ranks();
+        let mut ranks = std::mem::take(&mut fb.ranks);
+        id_names.ranks_into(&mut fb.rank_order, &mut ranks);
         let rank = |i: u32| ranks[i as usize];
         // RUNS sorted by id (one run per id).
-        let by_id = by_rank(runs.len(), ranks.len(), |r| rank(runs[r].id));
+        let mut by_id = std::mem::take(&mut fb.by_id);
+        by_rank_into(&mut by_id, &mut fb.counts, runs.len(), ranks.len(), |r| {
+            rank(runs[r].id)
+        });
         // Asked in ascending id order: a lookup can then go on from where
         // the previous one ended in each older image instead of searching
         // it whole (see `query::engine::Shadows`).
-        let mut shadows = vec![NONE; runs.len()];
+        let mut shadows = cleared(&mut fb.shadows, runs.len());
+        shadows.resize(runs.len(), NONE);
         for &r in &by_id {
             shadows[r as usize] = older
                 .start(name(runs[r as usize].id))
                 .map_or(NONE, |(seq, _)| seq);
         }
-        let mut pos_of = vec![0u32; runs.len()];
+        let mut pos_of = cleared(&mut fb.pos_of, runs.len());
+        pos_of.resize(runs.len(), 0);
         for (p, &r) in by_id.iter().enumerate() {
             pos_of[r as usize] = u32_of(p);
         }
-        let mut s_runs = Vec::with_capacity(runs.len() * REC_SIZE[S_RUNS]);
+        let mut s_runs = cleared(&mut sec[S_RUNS], runs.len() * REC_SIZE[S_RUNS]);
         for &r in &by_id {
             let r_ = &runs[r as usize];
             let mut rec = [0u8; run::SIZE];
@@ -353,16 +483,15 @@ impl Builder {
         // stable sort (it merges the ascending stretches it finds) of the
         // ascending order, turned round, is the same order (no two runs
         // have the same id), in a fraction of an unstable sort's time.
-        let mut order: Vec<u32> = (0..u32_of(runs.len())).collect();
+        let mut order = cleared(&mut fb.order, runs.len());
+        order.extend(0..u32_of(runs.len()));
         order.sort_by_key(|&r| {
             let run = &runs[r as usize];
             (run.started_at, rank(run.id))
         });
         order.reverse();
-        let s_order: Vec<u8> = order
-            .iter()
-            .flat_map(|&r| pos_of[r as usize].to_le_bytes())
-            .collect();
+        let mut s_order = cleared(&mut sec[S_ORDER], order.len() * 4);
+        s_order.extend(order.iter().flat_map(|&r| pos_of[r as usize].to_le_bytes()));
 
         // KEYS + POST: every key's runs in ORDER order.
         // Key strings as handles; "running" for runs without a local finish.
@@ -382,11 +511,11 @@ impl Builder {
         // POST at its key's place (a `Vec` per key, grown a push at a
         // time, cost its regrowth and a cache miss per push).
         let n = ranks.len();
-        // A list's place plus one (0: none yet): zeroed memory, only the
-        // pages of the handles that occur faulted in (as in `calls`).
-        let mut list_of: Vec<u32> = vec![0; (K_STATUS as usize + 1) * (n + 1)];
-        let mut lists: Vec<((u32, u32), KeyList)> = Vec::new();
-        let mut rows: Vec<[u32; 5]> = Vec::with_capacity(order.len());
+        // A list's place plus one (0: none yet).
+        let mut list_of = cleared(&mut fb.list_of, 0);
+        list_of.resize((K_STATUS as usize + 1) * (n + 1), 0);
+        let mut lists = cleared(&mut fb.lists, 0);
+        let mut rows = cleared(&mut fb.rows, order.len());
         for &r in &order {
             let run = &runs[r as usize];
             let status = run.finish.as_ref().map_or(RUNNING_KEY, |f| f.status);
@@ -418,8 +547,8 @@ impl Builder {
             }
             rows.push(row);
         }
-        drop(list_of);
-        let mut keys: Vec<u32> = (0..u32_of(lists.len())).collect();
+        let mut keys = cleared(&mut fb.keys, lists.len());
+        keys.extend(0..u32_of(lists.len()));
         keys.sort_unstable_by(|&a, &b| {
             let (a, b) = (lists[a as usize].0, lists[b as usize].0);
             let (x, y) = (a.1, b.1);
@@ -432,8 +561,9 @@ impl Builder {
             })
         });
         // Each key's first POST place, in key order.
-        let mut next: Vec<u32> = vec![0; lists.len()];
-        let mut s_keys = Vec::with_capacity(keys.len() * key::SIZE);
+        let mut next = cleared(&mut fb.next, lists.len());
+        next.resize(lists.len(), 0);
+        let mut s_keys = cleared(&mut sec[S_KEYS], keys.len() * key::SIZE);
         let mut n_post = 0u32;
         for &at in &keys {
             let ((k, v), (len, plain, shadowed)) = lists[at as usize];
@@ -455,7 +585,8 @@ impl Builder {
         }
         // Every run's position at its keys' next places: ascending ORDER
         // order within each list, as the rows are in ORDER order.
-        let mut s_post = vec![0u8; n_post as usize * 4];
+        let mut s_post = cleared(&mut sec[S_POST], n_post as usize * 4);
+        s_post.resize(n_post as usize * 4, 0);
         for (&r, row) in order.iter().zip(&rows) {
             let p = pos_of[r as usize].to_le_bytes();
             for &slot in row {
@@ -465,15 +596,16 @@ impl Builder {
                 *at += 1;
             }
         }
-        drop(rows);
 
         // FINS: first finish of ids with no unshadowed start here.
-        let mut run_of: HashMap<u32, usize> = HashMap::with_capacity(runs.len());
+        let mut run_of = std::mem::take(&mut fb.run_of);
+        run_of.clear();
+        run_of.reserve(runs.len());
         for (i, r) in runs.iter().enumerate() {
             run_of.insert(r.id, i);
         }
         let mut fins: Vec<(u32, BFin)> = first_fin
-            .into_iter()
+            .drain()
             .filter(|(id, _)| run_of.get(id).is_none_or(|&r| shadows[r] != NONE))
             .collect();
         // The nearest older start of each (asked in ascending id order, as
@@ -488,7 +620,7 @@ impl Builder {
             .collect();
         fins.sort_unstable_by_key(|f| (f.0, rank(f.1)));
         let mut flags = 0u32;
-        let mut s_fins = Vec::with_capacity(fins.len() * fin::SIZE);
+        let mut s_fins = cleared(&mut sec[S_FINS], fins.len() * fin::SIZE);
         for (hash, id, f, (start_seq, start_pos)) in &fins {
             if name(f.status) == crate::view::DRY_RUN_STATUS {
                 flags |= HF_DRY_FINS;
@@ -509,11 +641,16 @@ impl Builder {
         // By id with a counting sort (each id's logs stay in log order),
         // then each id's logs by (seq, lsn): already so unless the seqs
         // came out of order, and a stable sort of a sorted slice is one pass.
-        let mut logs: Vec<(u32, u64, u64, u64)> =
-            by_rank(logs.len(), ranks.len(), |i| rank(logs[i].0))
-                .into_iter()
-                .map(|i| logs[i as usize])
-                .collect();
+        let mut log_order = std::mem::take(&mut fb.log_order);
+        by_rank_into(
+            &mut log_order,
+            &mut fb.counts,
+            in_logs.len(),
+            ranks.len(),
+            |i| rank(in_logs[i].0),
+        );
+        let mut logs = cleared(&mut fb.logs, in_logs.len());
+        logs.extend(log_order.iter().map(|&i| in_logs[i as usize]));
         for same_id in logs.chunk_by_mut(|a, b| a.0 == b.0) {
             same_id.sort_by_key(|l| (l.1, l.2));
         }
@@ -529,7 +666,7 @@ impl Builder {
         } else {
             Vec::new()
         };
-        let mut s_logs = Vec::with_capacity(logs.len() * log::SIZE);
+        let mut s_logs = cleared(&mut sec[S_LOGS], logs.len() * log::SIZE);
         for (id, seqno, lsn, off) in &logs {
             let mut rec = [0u8; log::SIZE];
             put_str(&mut rec, log::ID, heap.add(*id, name(*id)));
@@ -546,10 +683,24 @@ impl Builder {
             let mut put = |h: u32| heap_cell.borrow_mut().add(h, names.name(h));
             let mut put_key = |h: u32| heap_cell.borrow_mut().add_key(h, names.name(h));
             let mut put_text = |b: &[u8]| heap_cell.borrow_mut().add_bytes(b, names);
-            calls::sections(calls, names, &rank, &mut put, &mut put_key, &mut put_text)
+            calls::sections(
+                &calls,
+                names,
+                &rank,
+                &mut put,
+                &mut put_key,
+                &mut put_text,
+                &mut fb.calls,
+                [
+                    std::mem::take(&mut sec[S_CALLS]),
+                    std::mem::take(&mut sec[S_CKEYS]),
+                    std::mem::take(&mut sec[S_CPOST]),
+                ],
+            )
         };
 
         let s_amnd = amend_section(
+            std::mem::take(&mut sec[S_AMND]),
             &mut heap,
             &name,
             &rank,
@@ -566,12 +717,10 @@ impl Builder {
         );
 
         // CHAIN: (offset, digest) points; at least the start.
-        let chain = if chain.is_empty() {
-            vec![(start_off, digest)]
-        } else {
-            chain
-        };
-        let mut s_chain = Vec::with_capacity(chain.len() * 40);
+        if chain.is_empty() {
+            chain.push((start_off, digest));
+        }
+        let mut s_chain = cleared(&mut sec[S_CHAIN], chain.len() * 40);
         for (off, d) in &chain {
             s_chain.extend_from_slice(&off.to_le_bytes());
             s_chain.extend_from_slice(&d.0);
@@ -580,7 +729,8 @@ impl Builder {
         // grows; its lookups binary-search it). Every id with a start or
         // a log here.
         let s_rfilt = if kind == KIND_SEALED {
-            super::run_filter::build(
+            super::run_filter::build_into(
+                std::mem::take(&mut sec[S_RFILT]),
                 runs.len() + log_only.len(),
                 runs.iter()
                     .map(|r| r.id)
@@ -588,10 +738,16 @@ impl Builder {
                     .map(|id| name(id).as_bytes()),
             )
         } else {
-            Vec::new()
+            cleared(&mut sec[S_RFILT], 0)
         };
+        let Heap {
+            bytes: s_str,
+            at,
+            key_at,
+            ..
+        } = heap;
         let sections: [Vec<u8>; N_SECT] = [
-            heap.bytes, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_calls, s_amnd, s_chain,
+            s_str, s_runs, s_order, s_keys, s_post, s_fins, s_logs, s_calls, s_amnd, s_chain,
             s_ckeys, s_cpost, s_rfilt,
         ];
         let header = IndexHeader {
@@ -610,7 +766,37 @@ impl Builder {
             dup_starts,
             flags,
         };
-        ImageParts::new(header, sections)
+        // Every table back where it is kept: the finish's with the
+        // image (`ImageParts` gives them back once dropped), the
+        // builder's to the pool.
+        fb.at = at;
+        fb.key_at = key_at;
+        fb.ranks = ranks;
+        fb.by_id = by_id;
+        fb.shadows = shadows;
+        fb.pos_of = pos_of;
+        fb.order = order;
+        fb.list_of = list_of;
+        fb.lists = lists;
+        fb.rows = rows;
+        fb.keys = keys;
+        fb.next = next;
+        fb.run_of = run_of;
+        fb.log_order = log_order;
+        fb.logs = logs;
+        pool::give_builder(BuilderBufs {
+            ids: id_names,
+            fold,
+            runs,
+            first_fin,
+            logs: in_logs,
+            calls,
+            amend_starts,
+            amend_finishes,
+            amend_logs,
+            chain,
+        });
+        ImageParts::new_in(header, sections, fb)
     }
 }
 
@@ -676,6 +862,7 @@ fn hiding_logs<'n>(
 /// image's defining start, and one before that start (the fold ignores
 /// it). Everything else may amend a start or finish elsewhere.
 fn amend_section<'n>(
+    mut s: Vec<u8>,
     heap: &mut Heap,
     name: &dyn Fn(u32) -> &'n str,
     rank: &dyn Fn(u32) -> u32,
@@ -711,7 +898,8 @@ fn amend_section<'n>(
             .map(|(id, lsn, off)| (id, AMEND_LOG, lsn, off)),
     );
     out.sort_unstable_by_key(|x| (rank(x.0), x.2));
-    let mut s = Vec::with_capacity(out.len() * amnd::SIZE);
+    s.clear();
+    s.reserve(out.len() * amnd::SIZE);
     for (id, kind, lsn, off) in out {
         let mut rec = [0u8; amnd::SIZE];
         put_str(&mut rec, amnd::ID, heap.add(id, name(id)));
@@ -726,21 +914,36 @@ fn amend_section<'n>(
 /// The positions `0..len` ordered by `rank_of(position)` (below
 /// `n_ranks`), equal ranks in ascending position: a counting sort, for
 /// lists whose keys are ranks of interned strings.
+#[cfg(test)]
 fn by_rank(len: usize, n_ranks: usize, rank_of: impl Fn(usize) -> u32) -> Vec<u32> {
-    let mut start = vec![0u32; n_ranks + 1];
+    let mut out = Vec::new();
+    by_rank_into(&mut out, &mut Vec::new(), len, n_ranks, rank_of);
+    out
+}
+
+/// [`by_rank`] into `out`, counting in `start` (both emptied first).
+fn by_rank_into(
+    out: &mut Vec<u32>,
+    start: &mut Vec<u32>,
+    len: usize,
+    n_ranks: usize,
+    rank_of: impl Fn(usize) -> u32,
+) {
+    start.clear();
+    start.resize(n_ranks + 1, 0);
     for i in 0..len {
         start[rank_of(i) as usize + 1] += 1;
     }
     for r in 0..n_ranks {
         start[r + 1] += start[r];
     }
-    let mut out = vec![0u32; len];
+    out.clear();
+    out.resize(len, 0);
     for i in 0..len {
         let at = &mut start[rank_of(i) as usize];
         out[*at as usize] = u32_of(i);
         *at += 1;
     }
-    out
 }
 
 /// Write `v` at byte `at` of a record.
@@ -770,12 +973,23 @@ struct Heap {
 }
 
 impl Heap {
-    fn new(n: usize) -> Heap {
+    /// A heap for `n` interned strings in kept buffers (emptied here).
+    fn new_in(
+        n: usize,
+        mut bytes: Vec<u8>,
+        mut at: Vec<Option<StrRef>>,
+        mut key_at: Vec<Option<StrRef>>,
+    ) -> Heap {
+        bytes.clear();
+        at.clear();
+        at.resize(n, None);
+        key_at.clear();
+        key_at.resize(n, None);
         Heap {
-            bytes: Vec::new(),
-            at: vec![None; n],
+            bytes,
+            at,
             extra: HashMap::new(),
-            key_at: vec![None; n],
+            key_at,
             other: HashMap::new(),
         }
     }

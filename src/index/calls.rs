@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use super::image::{le_u32, le_u64, Image, StrRef, S_CALLS, S_CKEYS, S_CPOST};
 use super::log_call::{self, LogCall};
+use super::pool::{cap_of, cleared};
 use crate::event::borrowed::DataRef;
 use crate::event::{Event, Micros};
 
@@ -206,24 +207,30 @@ const ERROR_TYPE: usize = 7;
 /// `put_key(h)` the heap place of its bytes as a key and `put_text(s)` that
 /// of any other key (the composite engine-and-tool keys): keys share their
 /// places among themselves, not with the records' strings.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn sections(
-    calls: Vec<BCall>,
+    calls: &[BCall],
     names: &super::intern::Interner,
     rank: &dyn Fn(u32) -> u32,
     put: &mut dyn FnMut(u32) -> StrRef,
     put_key: &mut dyn FnMut(u32) -> StrRef,
     put_text: &mut dyn FnMut(&[u8]) -> StrRef,
+    kept: &mut CallBufs,
+    [mut s_calls, mut s_keys, mut s_post]: [Vec<u8>; 3],
 ) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     const NO: u32 = u32::MAX;
     // The (ts, lsn) order, sorted as small keys: sorting the 72-byte
     // records themselves was most of this function's sort.
-    let mut by_ts: Vec<(Micros, u64, u32)> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.ts, c.lsn, i as u32))
-        .collect();
+    let mut by_ts = cleared(&mut kept.by_ts, calls.len());
+    by_ts.extend(
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.ts, c.lsn, i as u32)),
+    );
     by_ts.sort_unstable();
-    let mut s_calls = Vec::with_capacity(calls.len() * CALL_SIZE);
+    s_calls.clear();
+    s_calls.reserve(calls.len() * CALL_SIZE);
     let empty = |h: u32| names.name(h).is_empty();
     // Every key found by (kind, handle) in a table indexed by both (the
     // engine-and-tool pairs in a map): the map of (kind, handle, handle)
@@ -233,15 +240,14 @@ pub(crate) fn sections(
     // a push at a time, was ~8% of this function in its regrowth and a
     // cache miss per push: docs/benchmarks.md, "Index lag, idx41 round").
     let n = names.len();
-    // Holds a list's place plus one (0: none yet), so that the table is
-    // zeroed memory the allocator hands over untouched: only the pages of
-    // the handles that occur are faulted in, not the whole table.
-    let mut list_of: Vec<u32> = vec![0; (CK_ENGINE as usize + 1) * n];
+    // Holds a list's place plus one (0: none yet).
+    let mut list_of = cleared(&mut kept.list_of, 0);
+    list_of.resize((CK_ENGINE as usize + 1) * n, 0);
     let mut pair_list: HashMap<(u32, u32), u32> = HashMap::new();
     // Per key: (kind, handle, second handle of a composite key, count).
-    let mut lists: Vec<(u32, u32, u32, u32)> = Vec::new();
+    let mut lists = cleared(&mut kept.lists, 0);
     // Per CALLS position: the keys its position goes to (`NO`: none).
-    let mut rows: Vec<[u32; KEYS_PER_CALL]> = Vec::with_capacity(calls.len());
+    let mut rows = cleared(&mut kept.rows, calls.len());
     for &(_, _, i) in &by_ts {
         let c = &calls[i as usize];
         let mut rec = [0u8; CALL_SIZE];
@@ -294,7 +300,7 @@ pub(crate) fn sections(
         }
         rows.push(row);
     }
-    drop(list_of);
+    kept.list_of = list_of;
     // Sorted by (kind, key bytes): the ranks order a kind's single keys;
     // the composite keys are built and compared as bytes (few of them).
     let name = |h: u32| names.name(h).as_bytes();
@@ -319,8 +325,10 @@ pub(crate) fn sections(
     // Each key's first CPOST place, in key order; then every position
     // written at its keys' next places (ascending within a key, as the
     // rows are in CALLS order).
-    let mut next: Vec<u32> = vec![0; lists.len()];
-    let mut s_keys = Vec::with_capacity(keys.len() * 24);
+    let mut next = cleared(&mut kept.next, lists.len());
+    next.resize(lists.len(), 0);
+    s_keys.clear();
+    s_keys.reserve(keys.len() * 24);
     let mut n_post = 0u64;
     for CallKey {
         kind,
@@ -342,7 +350,8 @@ pub(crate) fn sections(
         next[*list as usize] = n_post as u32;
         n_post += u64::from(len);
     }
-    let mut s_post = vec![0u8; n_post as usize * 4];
+    s_post.clear();
+    s_post.resize(n_post as usize * 4, 0);
     for (pos, row) in rows.iter().enumerate() {
         for &slot in row {
             if slot != NO {
@@ -353,7 +362,31 @@ pub(crate) fn sections(
             }
         }
     }
+    kept.by_ts = by_ts;
+    kept.lists = lists;
+    kept.rows = rows;
+    kept.next = next;
     (s_calls, s_keys, s_post)
+}
+
+/// The tables [`sections`] fills, kept across builds (`super::pool`).
+#[derive(Default)]
+pub(crate) struct CallBufs {
+    by_ts: Vec<(Micros, u64, u32)>,
+    list_of: Vec<u32>,
+    lists: Vec<(u32, u32, u32, u32)>,
+    rows: Vec<[u32; KEYS_PER_CALL]>,
+    next: Vec<u32>,
+}
+
+impl CallBufs {
+    pub(crate) fn kept_bytes(&self) -> usize {
+        cap_of(&self.by_ts)
+            + cap_of(&self.list_of)
+            + cap_of(&self.lists)
+            + cap_of(&self.rows)
+            + cap_of(&self.next)
+    }
 }
 
 /// A call's keys: its eight single keys and the engine-and-tool pair.

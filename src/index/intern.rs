@@ -151,6 +151,22 @@ impl Interner {
         self.spans.len()
     }
 
+    /// Forget every string, keeping the memory (a kept builder's,
+    /// `super::pool`): handles start at 0 again.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.spans.clear();
+        self.table.clear();
+        self.empty = None;
+    }
+
+    /// Bytes of memory held.
+    pub fn kept_bytes(&self) -> usize {
+        self.text.capacity()
+            + super::pool::cap_of(&self.spans)
+            + self.table.capacity() * std::mem::size_of::<Slot>()
+    }
+
     fn bytes(&self, h: u32) -> &[u8] {
         self.name(h).as_bytes()
     }
@@ -163,23 +179,34 @@ impl Interner {
     /// sorts, each comparison a `memcmp` behind two look-ups, were the
     /// largest share of `Builder::finish` (docs/benchmarks.md, "Ingest,
     /// cli32 round").
+    #[cfg(test)]
     pub fn ranks(&self) -> Vec<u32> {
+        let mut rank = Vec::new();
+        self.ranks_into(&mut Vec::new(), &mut rank);
+        rank
+    }
+
+    /// [`Interner::ranks`] into `rank`, sorting in `order` (kept buffers:
+    /// both emptied first).
+    pub fn ranks_into(&self, order: &mut Vec<(u128, u32)>, rank: &mut Vec<u32>) {
         // Sorted by the string's head (its first `INLINE` bytes, zero
         // padded, as in its slot) read as a big-endian number first: where
         // two heads differ, the bytes compare the same way; the bytes
         // themselves only on equal heads.
-        let mut order: Vec<(u128, u32)> = (0..u32_of(self.spans.len()))
-            .map(|h| (u128::from_be_bytes(head_of(self.bytes(h))), h))
-            .collect();
+        order.clear();
+        order.extend(
+            (0..u32_of(self.spans.len()))
+                .map(|h| (u128::from_be_bytes(head_of(self.bytes(h))), h)),
+        );
         order.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| self.bytes(a.1).cmp(self.bytes(b.1)))
         });
-        let mut rank = vec![0u32; order.len()];
+        rank.clear();
+        rank.resize(order.len(), 0);
         for (r, &(_, h)) in order.iter().enumerate() {
             rank[h as usize] = u32_of(r);
         }
-        rank
     }
 }
 

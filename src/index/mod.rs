@@ -13,6 +13,7 @@ mod image;
 mod intern;
 mod log_call;
 mod parts;
+pub mod pool;
 mod run_filter;
 
 use std::fs;

@@ -16,7 +16,9 @@
 
 use std::io::Write;
 
+use super::build::FinishBufs;
 use super::image::{header_crc, IndexHeader, BLOCK, BODY_START, HEADER_LEN, N_SECT};
+use super::pool;
 use crate::num::u32_of;
 
 /// Zero bytes of padding: every section starts at a multiple of 8.
@@ -30,6 +32,17 @@ pub struct ImageParts {
     /// One CRC-32 per `BLOCK` of the body, little-endian.
     crcs: Vec<u8>,
     len: usize,
+    /// The finish's tables, given back to the pool with the sections when
+    /// the image is dropped (`super::pool`).
+    kept: FinishBufs,
+}
+
+impl Drop for ImageParts {
+    fn drop(&mut self) {
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.sections = std::mem::take(&mut self.sections);
+        pool::give_finish(kept);
+    }
 }
 
 /// Padding after `len` bytes to the next multiple of 8.
@@ -70,7 +83,17 @@ impl BlockCrcs {
 impl ImageParts {
     /// The image of `sections` with `header` (its `crc_table_off` and
     /// `n_blocks` are set here, and the header CRC).
-    pub(crate) fn new(mut header: IndexHeader, sections: [Vec<u8>; N_SECT]) -> ImageParts {
+    #[cfg(test)]
+    pub(crate) fn new(header: IndexHeader, sections: [Vec<u8>; N_SECT]) -> ImageParts {
+        ImageParts::new_in(header, sections, FinishBufs::default())
+    }
+
+    /// [`ImageParts::new`], with the finish's tables `kept` to give back.
+    pub(crate) fn new_in(
+        mut header: IndexHeader,
+        sections: [Vec<u8>; N_SECT],
+        kept: FinishBufs,
+    ) -> ImageParts {
         let mut head = vec![0u8; BODY_START];
         let mut at = BODY_START;
         let mut crcs = BlockCrcs {
@@ -106,6 +129,7 @@ impl ImageParts {
             sections,
             len: at + crcs.len(),
             crcs,
+            kept,
         }
     }
 
@@ -131,6 +155,8 @@ impl ImageParts {
 
     /// The image in one buffer (sized once).
     pub fn into_bytes(self) -> Vec<u8> {
+        // A new buffer, not a kept one: the caller keeps it (an image
+        // served from memory).
         let mut out = Vec::with_capacity(self.len);
         for p in self.pieces() {
             out.extend_from_slice(p);

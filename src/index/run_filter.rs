@@ -59,9 +59,20 @@ fn bits(h: RunHash) -> impl Iterator<Item = usize> {
 }
 
 /// The filter section over `ids` (`n` of them).
+#[cfg(test)]
 pub fn build<'a>(n: usize, ids: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
+    build_into(Vec::new(), n, ids)
+}
+
+/// [`build`] into `f` (emptied first; a kept buffer, `index::pool`).
+pub(crate) fn build_into<'a>(
+    mut f: Vec<u8>,
+    n: usize,
+    ids: impl Iterator<Item = &'a [u8]>,
+) -> Vec<u8> {
     let lines = lines_for(n);
-    let mut f = vec![0u8; lines * LINE];
+    f.clear();
+    f.resize(lines * LINE, 0);
     for id in ids {
         let h = RunHash::of(id);
         let line = &mut f[line_of(h, lines) * LINE..][..LINE];

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::engine::Engine;
 use crate::config::Config;
@@ -31,6 +31,12 @@ pub(crate) const INDEXER_NICE: i32 = 10;
 pub(crate) fn lower_priority() {
     crate::priority::background_thread(INDEXER_NICE);
 }
+
+/// How long the indexer waits for a seal before it frees the buffers the
+/// builds keep (`index::pool`): a log being written seals a segment every
+/// fraction of a second to a few seconds, and keeps them; an idle one
+/// gives them back.
+const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Registered on a [`Config`] before the log opens; started after.
 pub struct IndexOnSeal {
@@ -87,7 +93,24 @@ impl IndexOnSeal {
             .name("auditlog-indexer".into())
             .spawn(move || {
                 lower_priority();
-                while let Ok(Wake::Sealed) = rx.recv() {
+                loop {
+                    let wake = match rx.recv_timeout(IDLE_RELEASE) {
+                        Ok(w) => w,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                        Err(RecvTimeoutError::Timeout) => {
+                            // No seal for a while: the buffers the builds
+                            // keep (up to `index::pool::KEEP_BYTES`) are
+                            // freed, so an idle log holds none of them.
+                            crate::index::pool::release();
+                            match rx.recv() {
+                                Ok(w) => w,
+                                Err(_) => break,
+                            }
+                        }
+                    };
+                    if !matches!(wake, Wake::Sealed) {
+                        break;
+                    }
                     // Several seals queued up are one refresh.
                     if rx.try_iter().any(|w| matches!(w, Wake::Stop)) {
                         break;
