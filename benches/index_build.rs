@@ -37,6 +37,9 @@
 //!   a scan, then parsed again for its fields), for before/after in the
 //!   same run. All must build the same bytes.
 //!
+//! Built with `--features mimalloc`, the benches run on the command
+//! line's allocator instead of the system's (glibc's malloc on Linux).
+//!
 //! `AUDITLOG_READ_BENCH_ONLY='unchecked;checked, round 5'` runs only the
 //! variants named, `;` between them (for a profile of one).
 //!
@@ -53,6 +56,13 @@ use auditlog::internals::layout::{map_file, SegmentMeta};
 use auditlog::internals::{blocks, chain::Digest, segment};
 use auditlog::{Event, LogReader, QueryEngine};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+/// With `--features mimalloc`: the command line's allocator (set
+/// `MIMALLOC_PURGE_DELAY=-1` for `auditlog ingest`'s setting), so the
+/// builds can be timed under both allocators a library user may have.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[path = "shared/bench_log.rs"]
 mod bench_log;
