@@ -369,18 +369,20 @@ impl Builder {
     /// [`Builder::finish`], the image left in its pieces (stored as they
     /// are, without the copy into one buffer).
     pub fn finish_parts(self, digest: Digest, older: &dyn super::Older) -> ImageParts {
-        self.finish_in(digest, older, pool::take_finish())
+        let (parts, b) = self.finish_in(digest, older, pool::take_finish());
+        pool::give_builder(b);
+        parts
     }
 
     /// [`Builder::finish_parts`] filling `fb` (every table and section of
     /// it emptied before use: what an earlier build left there is never
-    /// read). The builder's own tables go back to the pool at the end.
+    /// read); the builder's own tables handed back with the image.
     pub(crate) fn finish_in(
         mut self,
         digest: Digest,
         older: &dyn super::Older,
         mut fb: FinishBufs,
-    ) -> ImageParts {
+    ) -> (ImageParts, BuilderBufs) {
         let (kind, seq, first_lsn, end_lsn, start_off, end_off, min_ts, max_ts, dup_starts) = (
             self.kind,
             self.seq,
@@ -768,7 +770,7 @@ impl Builder {
         };
         // Every table back where it is kept: the finish's with the
         // image (`ImageParts` gives them back once dropped), the
-        // builder's to the pool.
+        // builder's to the caller.
         fb.at = at;
         fb.key_at = key_at;
         fb.ranks = ranks;
@@ -784,7 +786,7 @@ impl Builder {
         fb.run_of = run_of;
         fb.log_order = log_order;
         fb.logs = logs;
-        pool::give_builder(BuilderBufs {
+        let b = BuilderBufs {
             ids: id_names,
             fold,
             runs,
@@ -795,8 +797,15 @@ impl Builder {
             amend_finishes,
             amend_logs,
             chain,
-        });
-        ImageParts::new_in(header, sections, fb)
+        };
+        (ImageParts::new_in(header, sections, fb), b)
+    }
+
+    /// The builder's tables as they are, not given back (tests: a build
+    /// abandoned half-way, its tables reused).
+    #[cfg(test)]
+    pub(crate) fn into_bufs(mut self) -> BuilderBufs {
+        std::mem::take(&mut self.b)
     }
 }
 

@@ -541,6 +541,8 @@ mod fins_tests;
 #[cfg(test)]
 mod keys_summary_tests;
 #[cfg(test)]
+mod pool_tests;
+#[cfg(test)]
 mod posting_tests;
 #[cfg(test)]
 mod run_filter_tests;

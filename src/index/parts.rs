@@ -133,6 +133,15 @@ impl ImageParts {
         }
     }
 
+    /// The finish's tables and sections, not given back (tests: reused
+    /// by hand).
+    #[cfg(test)]
+    pub(crate) fn into_kept(mut self) -> FinishBufs {
+        let mut kept = std::mem::take(&mut self.kept);
+        kept.sections = std::mem::take(&mut self.sections);
+        kept
+    }
+
     /// Bytes of the image.
     pub fn len(&self) -> usize {
         self.len

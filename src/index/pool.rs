@@ -12,9 +12,10 @@
 //! Kept here, the buffers are cleared and refilled instead: no trimming,
 //! no fresh-page faults, whatever the allocator.
 //!
-//! Bounded: at most [`KEEP_SETS`] sets of each kind and [`KEEP_BYTES`]
-//! of capacity in all; a set larger than [`KEEP_ONE_MAX`] (the build of
-//! an unusually large segment) is freed, not kept. Released whole by
+//! Bounded: at most [`KEEP_BUILDERS`] builders' sets and
+//! [`KEEP_FINISHES`] finishes' sets, [`KEEP_BYTES`] of capacity in all; a
+//! set larger than [`KEEP_ONE_MAX`] (the build of an unusually large
+//! segment) is freed, not kept. Released whole by
 //! [`release`] (the background indexer calls it when no seal came for a
 //! while, so an idle log keeps nothing).
 
@@ -28,17 +29,21 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::build::{BuilderBufs, FinishBufs};
 
-/// Capacity kept in all, in bytes. A set for a 64 MiB segment of the load
-/// run's workload holds ~6-9 MB (builder) and ~12-16 MB (finish); the
-/// indexer has at most one scan per core plus one finish under way.
-pub const KEEP_BYTES: usize = 48 << 20;
+/// Capacity kept in all, in bytes. A builder's set for a 64 MiB segment
+/// of the load run's workload holds ~7-9 MB, a finish's ~11-15 MB.
+pub const KEEP_BYTES: usize = 40 << 20;
 
 /// A set holding more than this is freed when its build ends.
 pub const KEEP_ONE_MAX: usize = 24 << 20;
 
-/// Sets kept of each kind (builder, finish): a scan per core (two on the
-/// measuring machine) and the image being finished.
-pub const KEEP_SETS: usize = 3;
+/// Builders' sets kept. The indexer scans up to one segment per core
+/// while it finishes the oldest: in a steady stream of seals a pass takes
+/// one or two sets and gives them back; more cores than that allocate the
+/// rest, and free them at the end of their build.
+pub const KEEP_BUILDERS: usize = 2;
+
+/// Finishes' sets kept: finishes run one at a time, in log order.
+pub const KEEP_FINISHES: usize = 1;
 
 /// Something the pool keeps: knows its capacity in bytes.
 pub(crate) trait Kept {
@@ -53,29 +58,41 @@ pub(crate) struct Pool {
     bytes: usize,
     keep_bytes: usize,
     keep_one_max: usize,
-    keep_sets: usize,
+    keep_builders: usize,
+    keep_finishes: usize,
 }
 
 impl Pool {
-    pub(crate) const fn new(keep_bytes: usize, keep_one_max: usize, keep_sets: usize) -> Pool {
+    pub(crate) const fn new(
+        keep_bytes: usize,
+        keep_one_max: usize,
+        keep_builders: usize,
+        keep_finishes: usize,
+    ) -> Pool {
         Pool {
             builders: Vec::new(),
             finishes: Vec::new(),
             bytes: 0,
             keep_bytes,
             keep_one_max,
-            keep_sets,
+            keep_builders,
+            keep_finishes,
         }
     }
 
     /// Keep `set` if it fits the bounds; else hand it back (to be freed
     /// by the caller, outside any lock).
-    fn give<T: Kept>(&mut self, set: T, list: fn(&mut Pool) -> &mut Vec<T>) -> Option<T> {
+    fn give<T: Kept>(
+        &mut self,
+        set: T,
+        max_sets: usize,
+        list: fn(&mut Pool) -> &mut Vec<T>,
+    ) -> Option<T> {
         let n = set.kept_bytes();
         if n == 0
             || n > self.keep_one_max
             || self.bytes + n > self.keep_bytes
-            || list(self).len() >= self.keep_sets
+            || list(self).len() >= max_sets
         {
             return Some(set);
         }
@@ -92,7 +109,7 @@ impl Pool {
     }
 
     pub(crate) fn give_builder(&mut self, b: BuilderBufs) -> Option<BuilderBufs> {
-        self.give(b, |p| &mut p.builders)
+        self.give(b, self.keep_builders, |p| &mut p.builders)
     }
 
     pub(crate) fn take_builder(&mut self) -> Option<BuilderBufs> {
@@ -100,7 +117,7 @@ impl Pool {
     }
 
     pub(crate) fn give_finish(&mut self, f: FinishBufs) -> Option<FinishBufs> {
-        self.give(f, |p| &mut p.finishes)
+        self.give(f, self.keep_finishes, |p| &mut p.finishes)
     }
 
     pub(crate) fn take_finish(&mut self) -> Option<FinishBufs> {
@@ -113,7 +130,7 @@ impl Pool {
     }
 
     /// Everything kept, taken out (to be freed outside the lock).
-    fn drain(&mut self) -> (Vec<BuilderBufs>, Vec<FinishBufs>) {
+    pub(crate) fn drain(&mut self) -> (Vec<BuilderBufs>, Vec<FinishBufs>) {
         self.bytes = 0;
         (
             std::mem::take(&mut self.builders),
@@ -122,7 +139,12 @@ impl Pool {
     }
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool::new(KEEP_BYTES, KEEP_ONE_MAX, KEEP_SETS));
+static POOL: Mutex<Pool> = Mutex::new(Pool::new(
+    KEEP_BYTES,
+    KEEP_ONE_MAX,
+    KEEP_BUILDERS,
+    KEEP_FINISHES,
+));
 
 fn pool() -> MutexGuard<'static, Pool> {
     // A panic while holding the lock left only a list of buffers behind.

@@ -15,7 +15,7 @@ use crate::segment::HEADER_SIZE;
 
 /// Older images start every id whose number is a multiple of 5 (so some
 /// of this image's starts are shadowed).
-struct SomeOlder;
+pub(super) struct SomeOlder;
 
 impl Older for SomeOlder {
     fn start(&self, id: &str) -> Option<(u64, u32)> {
@@ -33,7 +33,7 @@ fn word(i: u8) -> String {
 }
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Start {
         run: u8,
         skill: u8,
@@ -54,7 +54,7 @@ enum Op {
     },
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         (
             0u8..40,
@@ -79,10 +79,10 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn build(ops: &[Op]) -> Image {
-    let mut b = Builder::new(KIND_SEALED, 2, 0, HEADER_SIZE as u64);
-    for (i, op) in ops.iter().enumerate() {
-        let ev = match op {
+/// The events of `ops`, in order.
+pub(super) fn events(ops: &[Op]) -> Vec<Event> {
+    ops.iter()
+        .map(|op| match op {
             Op::Start {
                 run,
                 skill,
@@ -125,9 +125,15 @@ fn build(ops: &[Op]) -> Image {
                     ..ToolCall::default()
                 },
             ),
-        };
+        })
+        .collect()
+}
+
+fn build(ops: &[Op]) -> Image {
+    let mut b = Builder::new(KIND_SEALED, 2, 0, HEADER_SIZE as u64);
+    for (i, ev) in events(ops).iter().enumerate() {
         let off = HEADER_SIZE as u64 + 10 * i as u64;
-        b.add(i as u64, off, off + 10, &ev);
+        b.add(i as u64, off, off + 10, ev);
     }
     Image::open(Backing::Vec(b.finish(Digest([0; 32]), &SomeOlder))).expect("opens")
 }
