@@ -195,8 +195,7 @@ impl Interner {
         // themselves only on equal heads.
         order.clear();
         order.extend(
-            (0..u32_of(self.spans.len()))
-                .map(|h| (u128::from_be_bytes(head_of(self.bytes(h))), h)),
+            (0..u32_of(self.spans.len())).map(|h| (u128::from_be_bytes(head_of(self.bytes(h))), h)),
         );
         order.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)

@@ -23,7 +23,10 @@ fn with_logs(ops: &[Op]) -> Vec<Event> {
         let run = ev.run_id.clone();
         out.push(ev);
         if i % 3 == 0 {
-            let payload = format!(r#"{{"tool":"t{}","status":"error","duration_ms":{i}}}"#, i % 4);
+            let payload = format!(
+                r#"{{"tool":"t{}","status":"error","duration_ms":{i}}}"#,
+                i % 4
+            );
             let log = Event::run_log(
                 run,
                 5_000 + i as i64,
@@ -54,7 +57,9 @@ fn fill(b: BuilderBufs, evs: &[Event]) -> Builder {
 fn image(b: BuilderBufs, f: FinishBufs, evs: &[Event]) -> (Vec<u8>, BuilderBufs, FinishBufs) {
     let (parts, b) = fill(b, evs).finish_in(Digest([7; 32]), &SomeOlder, f);
     let mut bytes = Vec::new();
-    parts.write_to(&mut bytes, 1 << 20).expect("writes to memory");
+    parts
+        .write_to(&mut bytes, 1 << 20)
+        .expect("writes to memory");
     (bytes, b, parts.into_kept())
 }
 
@@ -95,12 +100,21 @@ fn the_pool_keeps_within_its_bounds() {
     let small = with_logs(&many[..50]);
     let (_, hb, hf) = image(BuilderBufs::default(), FinishBufs::default(), &huge);
     let (_, sb, sf) = image(BuilderBufs::default(), FinishBufs::default(), &small);
-    let (big, little) = (hb.kept_bytes() + hf.kept_bytes(), sb.kept_bytes() + sf.kept_bytes());
+    let (big, little) = (
+        hb.kept_bytes() + hf.kept_bytes(),
+        sb.kept_bytes() + sf.kept_bytes(),
+    );
     assert!(big > 4 * little, "{big} against {little}");
     // One set may hold at most what two small builds hold.
     let mut p = Pool::new(big, 2 * little, 2, 1);
-    assert!(p.give_builder(hb).is_some(), "a huge builder's tables are freed");
-    assert!(p.give_finish(hf).is_some(), "a huge finish's tables are freed");
+    assert!(
+        p.give_builder(hb).is_some(),
+        "a huge builder's tables are freed"
+    );
+    assert!(
+        p.give_finish(hf).is_some(),
+        "a huge finish's tables are freed"
+    );
     assert_eq!(p.bytes(), 0);
     let mut kept = 0;
     for _ in 0..3 {
@@ -132,9 +146,14 @@ fn the_pool_keeps_within_its_bounds() {
 /// The process's pool, whatever the builds before: within its bound.
 #[test]
 fn the_global_pool_stays_within_its_bound() {
-    let evs = with_logs(&(0..2_000u32)
-        .map(|i| Op::Finish { run: (i % 40) as u8, status: i as u8 })
-        .collect::<Vec<_>>());
+    let evs = with_logs(
+        &(0..2_000u32)
+            .map(|i| Op::Finish {
+                run: (i % 40) as u8,
+                status: i as u8,
+            })
+            .collect::<Vec<_>>(),
+    );
     for _ in 0..4 {
         let mut b = Builder::new(KIND_SEALED, 2, 0, HEADER_SIZE as u64);
         for (i, ev) in evs.iter().enumerate() {
