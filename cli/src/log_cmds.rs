@@ -542,13 +542,21 @@ fn encode_one_by_one(
 }
 
 /// Parse the input on worker threads, hand the results over in input order
-/// (with absolute line numbers).
+/// (with absolute line numbers). `nice`: the priority of the reader and
+/// the workers, if lower than the caller's (`sched::PARSE_NICE` while an
+/// index builder runs beside them).
 fn parse_input(
     input: Box<dyn Read + Send>,
     watch: Option<std::os::fd::RawFd>,
     encode: Option<Redaction>,
+    nice: Option<i32>,
     mut sink: impl FnMut(Parsed) -> Result<(), CliError>,
 ) -> Result<(), CliError> {
+    let lower = move || {
+        if let Some(n) = nice {
+            crate::sched::lower_this_thread(n);
+        }
+    };
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .clamp(1, 8);
@@ -560,6 +568,7 @@ fn parse_input(
     let (pool_tx, pool_rx) = crossbeam_channel::unbounded::<Vec<u8>>();
     std::thread::scope(|scope| -> Result<(), CliError> {
         let reader = scope.spawn(move || -> io::Result<()> {
+            lower();
             let mut ch = Chunker {
                 r: input,
                 carry: Vec::new(),
@@ -580,6 +589,7 @@ fn parse_input(
             let encode = encode.clone();
             let pool = pool_tx.clone();
             scope.spawn(move || {
+                lower();
                 let mut scratch = Scratch::default();
                 for (chunk, tx) in rx {
                     let parsed = parse_chunk(chunk.bytes(), encode.as_ref(), &mut scratch);
@@ -674,7 +684,8 @@ pub fn ingest(ctx: &Ctx, a: IngestArgs) -> CliResult {
             bytes: 0,
             reported: 0,
         };
-        parse_input(input, None, None, |p| {
+        // Nothing else runs meanwhile: the caller's priority.
+        parse_input(input, None, None, None, |p| {
             pb.inc(p.bytes);
             t.report_bad(&name, &p.bad);
             Ok(())
@@ -721,7 +732,14 @@ fn ingest_pass(
     };
     let mut first_lsn = None;
     let mut receipts = Vec::new();
-    parse_input(input, watch, Some(redaction), |p| {
+    // A file's parse goes behind the index builder, which the command
+    // waits for at its end anyway: the builder then keeps up with the seals
+    // instead of building most images after the parse, on one core
+    // (docs/benchmarks.md, "Ingest, cli42 round"). A watched pipe keeps the
+    // caller's priority: each line is stored within ms of its arrival,
+    // and a trickle of lines leaves the builder idle CPU anyway.
+    let nice = watch.is_none().then_some(crate::sched::PARSE_NICE);
+    parse_input(input, watch, Some(redaction), nice, |p| {
         pb.inc(p.bytes);
         t.bytes += p.bytes;
         t.report_bad(name, &p.bad);

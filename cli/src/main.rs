@@ -11,6 +11,7 @@ mod memory;
 mod output;
 mod proof_cmds;
 mod query_cmds;
+mod sched;
 mod search_cmd;
 mod serve_cmd;
 
