@@ -242,15 +242,36 @@ pub(crate) fn anchor(
     Ok((report, gone))
 }
 
+/// The most a paced removal waits after one segment's files.
+pub(crate) const MAX_REMOVE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The second half: remove the dropped segments' files and their derived
 /// files, then sync the folder. Only after [`anchor`] stored a MANIFEST
 /// without them (a crash before or during this leaves leftovers, which
 /// the next open removes).
-pub(crate) fn remove(dir: &Path, io: &WriterIo, gone: &[SegmentMeta]) -> Result<()> {
-    for s in gone {
+///
+/// With `paced`, after each segment's files a pause as long
+/// as their removal took (at most [`MAX_REMOVE_PAUSE`]). On a file system
+/// mounted with online discard (ext4 `discard`), an unlink of a 32 MiB
+/// segment issues its discard synchronously and the device serves the
+/// log's fdatasyncs behind it: back to back, five of them stalled the
+/// syncer up to ~200 ms (docs/benchmarks.md, pace42 round). The pause gives
+/// the device an idle stretch as long as each discard between them. Where
+/// an unlink is cheap the pause is too.
+pub(crate) fn remove_paced(
+    dir: &Path,
+    io: &WriterIo,
+    gone: &[SegmentMeta],
+    paced: bool,
+) -> Result<()> {
+    for (i, s) in gone.iter().enumerate() {
+        let t0 = std::time::Instant::now();
         io.gate(IoOp::Remove, &s.path)
             .ctx(|| format!("removing {}", s.path.display()))?;
         remove_segment_files(dir, &s.name)?;
+        if paced && i + 1 < gone.len() {
+            std::thread::sleep(t0.elapsed().min(MAX_REMOVE_PAUSE));
+        }
     }
     fsutil::sync_dir(dir)
 }

@@ -25,6 +25,7 @@ mod proofs;
 mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;
+mod roll_crashes;
 mod replay_pipeline;
 mod store_healing;
 mod store_retention;
