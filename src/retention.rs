@@ -275,3 +275,69 @@ pub(crate) fn remove_paced(
     }
     fsutil::sync_dir(dir)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(dir: &Path, seq: u64) -> SegmentMeta {
+        let name = crate::segment::file_name(20261123, seq);
+        SegmentMeta {
+            seq,
+            day: 20261123,
+            path: dir.join(&name),
+            name,
+            first_lsn: 0,
+            count: 0,
+            min_ts: None,
+            max_ts: None,
+            data_len: 0,
+            prev_digest: crate::chain::Digest::GENESIS,
+            digest: crate::chain::Digest::GENESIS,
+            sealed: true,
+        }
+    }
+
+    #[test]
+    fn a_paced_removal_removes_every_file_and_its_derived_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let gone: Vec<SegmentMeta> = (1..=3).map(|s| meta(dir, s)).collect();
+        for m in &gone {
+            std::fs::write(&m.path, b"seg").unwrap();
+            std::fs::write(m.path.with_extension("idx"), b"idx").unwrap();
+        }
+        let kept = meta(dir, 4);
+        std::fs::write(&kept.path, b"seg").unwrap();
+        let t0 = std::time::Instant::now();
+        remove_paced(dir, &WriterIo::default(), &gone, true).unwrap();
+        // Three removals of tiny files: the pauses are as short.
+        assert!(t0.elapsed() < 2 * MAX_REMOVE_PAUSE, "{:?}", t0.elapsed());
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, [kept.name]);
+    }
+
+    #[test]
+    fn a_paced_removal_stops_at_a_failing_remove() {
+        #[derive(Debug)]
+        struct NoRemove;
+        impl crate::io::FaultInjector for NoRemove {
+            fn check(&self, op: IoOp, _: &Path) -> Option<crate::io::Fault> {
+                (op == IoOp::Remove).then(|| crate::io::Fault::Fail(std::io::Error::from_raw_os_error(5)))
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let gone = [meta(dir, 1)];
+        std::fs::write(&gone[0].path, b"seg").unwrap();
+        let io = WriterIo {
+            faults: Some(std::sync::Arc::new(NoRemove)),
+        };
+        let e = remove_paced(dir, &io, &gone, true).unwrap_err();
+        assert!(e.to_string().contains("removing"), "{e}");
+        assert!(gone[0].path.exists());
+    }
+}
