@@ -326,7 +326,8 @@ mod tests {
         struct NoRemove;
         impl crate::io::FaultInjector for NoRemove {
             fn check(&self, op: IoOp, _: &Path) -> Option<crate::io::Fault> {
-                (op == IoOp::Remove).then(|| crate::io::Fault::Fail(std::io::Error::from_raw_os_error(5)))
+                (op == IoOp::Remove)
+                    .then(|| crate::io::Fault::Fail(std::io::Error::from_raw_os_error(5)))
             }
         }
         let tmp = tempfile::tempdir().unwrap();

@@ -184,9 +184,9 @@ struct SyncJob {
     remember: Option<String>,
     /// Stage timing of the appends in `slots` (empty unless it is on).
     stamps: Vec<Stamps>,
-    /// A folder to fsync after the fdatasync, before `slots` complete: a
-    /// segment created by a roll, whose name is not durable yet.
-    dir: Option<PathBuf>,
+    /// fsync the log's folder after the fdatasync, before `slots`
+    /// complete: a segment created by a roll, whose name is not durable yet.
+    sync_dir: bool,
 }
 
 /// The syncer thread of `Durability::EveryBatch`. fdatasync runs there
@@ -287,20 +287,13 @@ fn take_stamps(written: &mut Vec<Stamps>, open: &mut Vec<Stamps>) -> Vec<Stamps>
     stamps
 }
 
-/// fsync the folders the jobs of one sync name (a new segment's name made
-/// durable); why, if one failed.
-fn sync_dirs(batch: &[SyncJob]) -> Option<String> {
-    let mut done: Option<&PathBuf> = None;
-    for dir in batch.iter().filter_map(|j| j.dir.as_ref()) {
-        if done == Some(dir) {
-            continue;
-        }
-        if let Err(e) = fsutil::sync_dir(dir) {
-            return Some(e.to_string());
-        }
-        done = Some(dir);
+/// fsync the log's folder if a job of one sync asks for it (a new
+/// segment's name made durable); why, if that failed.
+fn sync_dirs(shared: &Shared, batch: &[SyncJob]) -> Option<String> {
+    if !batch.iter().any(|j| j.sync_dir) {
+        return None;
     }
-    None
+    fsutil::sync_dir(&shared.dir).err().map(|e| e.to_string())
 }
 
 fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
@@ -334,7 +327,7 @@ fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
                 synced = Some(&job.file);
             }
             if failed.is_none() {
-                failed = sync_dirs(&batch);
+                failed = sync_dirs(shared, &batch);
                 if let Some(why) = &failed {
                     tracing::error!(error = %why, "auditlog folder fsync failed");
                     let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -689,7 +682,7 @@ impl Writer {
             durable_lsn: self.next_lsn,
             remember: None,
             stamps: self.take_stamps(),
-            dir: self.name_to_sync(),
+            sync_dir: self.name_to_sync(),
         };
         let Some(s) = self.syncer.as_mut() else {
             return;
@@ -704,22 +697,23 @@ impl Writer {
                 // The syncer is gone: sync here from now on.
                 self.syncer = None;
                 self.pending.extend(job.slots);
-                self.give_back_name_sync(job.dir.is_some());
+                self.give_back_name_sync(job.sync_dir);
                 self.end_batch(true);
             }
         }
         self.adopt_sync_failure();
     }
 
-    /// The folder to fsync with the next sync job, if the active segment's
-    /// name is not durable yet; the job owns that fsync from here on.
-    fn name_to_sync(&mut self) -> Option<PathBuf> {
-        let a = self.active.as_mut()?;
-        if a.name_synced {
-            return None;
+    /// Whether the next sync job fsyncs the folder (the active segment's
+    /// name is not durable yet); the job owns that fsync from here on.
+    fn name_to_sync(&mut self) -> bool {
+        match self.active.as_mut() {
+            Some(a) if !a.name_synced => {
+                a.name_synced = true;
+                true
+            }
+            _ => false,
         }
-        a.name_synced = true;
-        Some(self.shared.dir.clone())
     }
 
     /// A job that owned the folder's fsync was not handed over.
@@ -1368,7 +1362,7 @@ impl Writer {
                 durable_lsn: self.next_lsn,
                 remember: signed.take(),
                 stamps: self.take_stamps(),
-                dir: None,
+                sync_dir: false,
             }),
             _ => None,
         };
@@ -1829,9 +1823,10 @@ impl Writer {
             durable_lsn: self.next_lsn,
             remember: Some(note),
             stamps: take_stamps(&mut self.stamps_written, &mut self.stamps_open),
-            dir: None,
+            sync_dir: false,
         };
-        self.send_job(job).map_err(|job| job.remember.unwrap_or_default())
+        self.send_job(job)
+            .map_err(|job| job.remember.unwrap_or_default())
     }
 
     /// Hand `job` to the syncer (the folder's fsync with it if the active
@@ -1842,12 +1837,12 @@ impl Writer {
             .active
             .as_ref()
             .is_some_and(|a| a.meta.path == job.path);
-        if is_active && job.dir.is_none() {
-            job.dir = self.name_to_sync();
+        if is_active && !job.sync_dir {
+            job.sync_dir = self.name_to_sync();
         }
         let Some(s) = self.syncer.as_mut() else {
             self.pending.append(&mut job.slots);
-            self.give_back_name_sync(job.dir.is_some());
+            self.give_back_name_sync(job.sync_dir);
             return Err(job);
         };
         while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
@@ -1857,7 +1852,7 @@ impl Writer {
                 // The syncer is gone: sync here from now on.
                 self.syncer = None;
                 self.pending.append(&mut job.slots);
-                self.give_back_name_sync(job.dir.is_some());
+                self.give_back_name_sync(job.sync_dir);
                 Err(job)
             }
         }

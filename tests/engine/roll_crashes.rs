@@ -67,7 +67,11 @@ fn the_rolled_to_segment_empty_or_with_part_of_its_header_reopens() {
             .unwrap()
             .set_len(keep)
             .unwrap();
-        assert_eq!(reopen_append_verify(&dir), ["ev-1", "ev-3"], "kept {keep} bytes");
+        assert_eq!(
+            reopen_append_verify(&dir),
+            ["ev-1", "ev-3"],
+            "kept {keep} bytes"
+        );
     }
 }
 
