@@ -208,6 +208,35 @@ fn append_during_retention(c: &mut Criterion) {
     g.finish();
 }
 
+/// One event appended and awaited at a time over small segments (64 KiB:
+/// a roll every ~250 events, no retention): each roll's flushes on the
+/// writer (the old segment's footer fdatasync, the MANIFEST's two fsyncs,
+/// and before the pace42 round the new header's fdatasync and the folder's
+/// fsync) are paid by the appends queued behind it.
+fn append_across_rolls(c: &mut Criterion) {
+    let evs = events(1_000);
+    let mut g = c.benchmark_group("append_to_durable");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(3));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config::new(dir.path().join("log"));
+    cfg.segment_max_bytes = 64 << 10;
+    let log = Log::open(cfg).expect("open");
+    let mut i = 0usize;
+    g.bench_function("one_event_rolls", |b| {
+        b.iter(|| {
+            i = (i + 1) % evs.len();
+            log.append(&evs[i])
+                .expect("append")
+                .wait()
+                .expect("durable")
+        })
+    });
+    log.close().expect("close");
+    g.finish();
+}
+
 fn hot_path(c: &mut Criterion) {
     let evs = events(500);
     let mut g = c.benchmark_group("hot_path");
@@ -404,6 +433,7 @@ criterion_group!(
     append,
     append_to_durable,
     append_during_retention,
+    append_across_rolls,
     hot_path,
     hashed_blocks,
     server_check,

@@ -203,7 +203,8 @@ pub mod internals {
     /// Where an append's time goes, by stage (the load run's `--stages`).
     pub mod stages {
         pub use crate::stages::{
-            disable, enable, report, Stage, StageFigures, StageReport, STAGE_NAMES,
+            disable, enable, report, RollFigures, RollPart, Stage, StageFigures, StageReport,
+            ROLL_PART_NAMES, STAGE_NAMES,
         };
     }
 }

@@ -269,6 +269,14 @@ impl Manifest {
 
     /// Replace the manifest atomically and durably.
     pub fn store(&self, dir: &Path) -> Result<()> {
+        self.write_tmp(dir)?;
+        Manifest::commit_tmp(dir)
+    }
+
+    /// The first half of [`Manifest::store`]: `MANIFEST.tmp` written and
+    /// fsynced, nothing replaced yet (a roll runs this while the syncer
+    /// makes the sealed segment's footer durable, then commits).
+    pub fn write_tmp(&self, dir: &Path) -> Result<()> {
         let body = serde_json::to_string(self).map_err(|e| Error::Manifest {
             path: Manifest::path(dir),
             reason: e.to_string(),
@@ -282,6 +290,13 @@ impl Manifest {
                 .ctx(|| format!("writing {}", tmp.display()))?;
             f.sync_all().ctx(|| format!("syncing {}", tmp.display()))?;
         }
+        Ok(())
+    }
+
+    /// The second half of [`Manifest::store`]: `MANIFEST.tmp` renamed over
+    /// `MANIFEST`, and the folder fsynced.
+    pub fn commit_tmp(dir: &Path) -> Result<()> {
+        let tmp = dir.join("MANIFEST.tmp");
         fs::rename(&tmp, Manifest::path(dir))
             .ctx(|| format!("renaming {} into place", tmp.display()))?;
         fsutil::sync_dir(dir)

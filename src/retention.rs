@@ -242,15 +242,103 @@ pub(crate) fn anchor(
     Ok((report, gone))
 }
 
+/// The most a paced removal waits after one segment's files.
+pub(crate) const MAX_REMOVE_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The second half: remove the dropped segments' files and their derived
 /// files, then sync the folder. Only after [`anchor`] stored a MANIFEST
 /// without them (a crash before or during this leaves leftovers, which
 /// the next open removes).
-pub(crate) fn remove(dir: &Path, io: &WriterIo, gone: &[SegmentMeta]) -> Result<()> {
-    for s in gone {
+///
+/// With `paced`, after each segment's files a pause as long
+/// as their removal took (at most [`MAX_REMOVE_PAUSE`]). On a file system
+/// mounted with online discard (ext4 `discard`), an unlink of a 32 MiB
+/// segment issues its discard synchronously and the device serves the
+/// log's fdatasyncs behind it: back to back, five of them stalled the
+/// syncer up to ~200 ms (docs/benchmarks.md, pace42 round). The pause gives
+/// the device an idle stretch as long as each discard between them. Where
+/// an unlink is cheap the pause is too.
+pub(crate) fn remove_paced(
+    dir: &Path,
+    io: &WriterIo,
+    gone: &[SegmentMeta],
+    paced: bool,
+) -> Result<()> {
+    for (i, s) in gone.iter().enumerate() {
+        let t0 = std::time::Instant::now();
         io.gate(IoOp::Remove, &s.path)
             .ctx(|| format!("removing {}", s.path.display()))?;
         remove_segment_files(dir, &s.name)?;
+        if paced && i + 1 < gone.len() {
+            std::thread::sleep(t0.elapsed().min(MAX_REMOVE_PAUSE));
+        }
     }
     fsutil::sync_dir(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(dir: &Path, seq: u64) -> SegmentMeta {
+        let name = crate::segment::file_name(20261123, seq);
+        SegmentMeta {
+            seq,
+            day: 20261123,
+            path: dir.join(&name),
+            name,
+            first_lsn: 0,
+            count: 0,
+            min_ts: None,
+            max_ts: None,
+            data_len: 0,
+            prev_digest: crate::chain::Digest::GENESIS,
+            digest: crate::chain::Digest::GENESIS,
+            sealed: true,
+        }
+    }
+
+    #[test]
+    fn a_paced_removal_removes_every_file_and_its_derived_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let gone: Vec<SegmentMeta> = (1..=3).map(|s| meta(dir, s)).collect();
+        for m in &gone {
+            std::fs::write(&m.path, b"seg").unwrap();
+            std::fs::write(m.path.with_extension("idx"), b"idx").unwrap();
+        }
+        let kept = meta(dir, 4);
+        std::fs::write(&kept.path, b"seg").unwrap();
+        let t0 = std::time::Instant::now();
+        remove_paced(dir, &WriterIo::default(), &gone, true).unwrap();
+        // Three removals of tiny files: the pauses are as short.
+        assert!(t0.elapsed() < 2 * MAX_REMOVE_PAUSE, "{:?}", t0.elapsed());
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, [kept.name]);
+    }
+
+    #[test]
+    fn a_paced_removal_stops_at_a_failing_remove() {
+        #[derive(Debug)]
+        struct NoRemove;
+        impl crate::io::FaultInjector for NoRemove {
+            fn check(&self, op: IoOp, _: &Path) -> Option<crate::io::Fault> {
+                (op == IoOp::Remove)
+                    .then(|| crate::io::Fault::Fail(std::io::Error::from_raw_os_error(5)))
+            }
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let gone = [meta(dir, 1)];
+        std::fs::write(&gone[0].path, b"seg").unwrap();
+        let io = WriterIo {
+            faults: Some(std::sync::Arc::new(NoRemove)),
+        };
+        let e = remove_paced(dir, &io, &gone, true).unwrap_err();
+        assert!(e.to_string().contains("removing"), "{e}");
+        assert!(gone[0].path.exists());
+    }
 }

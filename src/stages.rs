@@ -167,6 +167,8 @@ struct Trace {
     slow_us: AtomicU64,
     /// Segment rolls on the writer (seal, then create), µs each.
     rolls: Hist,
+    /// The same rolls by part, in [`RollPart`] order.
+    roll_parts: Vec<Hist>,
 }
 
 impl Trace {
@@ -178,6 +180,7 @@ impl Trace {
             slow_n: AtomicU64::new(0),
             slow_us: AtomicU64::new(u64::MAX),
             rolls: Hist::new(),
+            roll_parts: (0..ROLL_PARTS).map(|_| Hist::new()).collect(),
         }
     }
 
@@ -190,6 +193,9 @@ impl Trace {
         }
         self.slow_n.store(0, Ordering::Relaxed);
         self.rolls.reset();
+        for h in &self.roll_parts {
+            h.reset();
+        }
         self.slow_us.store(
             slow.as_micros().min(u64::MAX as u128) as u64,
             Ordering::Relaxed,
@@ -222,6 +228,18 @@ impl Trace {
             rolls: self.rolls.n.load(Ordering::Relaxed),
             roll_p50_us: self.rolls.quantile(0.5),
             roll_max_us: self.rolls.quantile(1.0),
+            roll_parts: (0..ROLL_PARTS)
+                .map(|i| {
+                    let h = &self.roll_parts[i];
+                    RollFigures {
+                        part: ROLL_PART_NAMES[i],
+                        n: h.n.load(Ordering::Relaxed),
+                        p50_us: h.quantile(0.5),
+                        p99_us: h.quantile(0.99),
+                        max_us: h.quantile(1.0),
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -270,7 +288,36 @@ pub struct StageReport {
     pub rolls: u64,
     pub roll_p50_us: u64,
     pub roll_max_us: u64,
+    /// The rolls by part, in [`RollPart`] order.
+    pub roll_parts: Vec<RollFigures>,
 }
+
+/// One part of the writer's segment rolls (µs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollFigures {
+    pub part: &'static str,
+    pub n: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+/// The parts of a segment roll on the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RollPart {
+    /// The old segment's last block and footer written and made durable,
+    /// the MANIFEST replaced (or an event-less segment removed).
+    Seal = 0,
+    /// The next segment created with its header (and, without a syncer
+    /// thread, its fdatasync and the folder's).
+    Create,
+}
+
+const ROLL_PARTS: usize = 2;
+
+/// Names as printed, in [`RollPart`] order.
+pub const ROLL_PART_NAMES: [&str; ROLL_PARTS] = ["seal", "create"];
 
 /// Read the histograms.
 #[doc(hidden)]
@@ -339,6 +386,11 @@ pub(crate) fn record_wake(us: u64) {
 /// A segment roll took `d` on the writer.
 pub(crate) fn record_roll(d: Duration) {
     trace().rolls.add(d.as_micros() as u64);
+}
+
+/// One part of a segment roll took `d` on the writer.
+pub(crate) fn record_roll_part(part: RollPart, d: Duration) {
+    trace().roll_parts[part as usize].add(d.as_micros() as u64);
 }
 
 #[cfg(test)]

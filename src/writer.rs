@@ -148,6 +148,11 @@ struct Active {
     /// cover a prefix of the events before them (deferred signing); an
     /// older active segment, reopened, is signed in place until it seals.
     version: u16,
+    /// Whether the folder was fsynced since the file was created (its name
+    /// durable). A roll leaves that, and the header's fdatasync, to the
+    /// first sync of the segment's events: no receipt of it completes
+    /// before both (pace42 round).
+    name_synced: bool,
 }
 
 /// The first format whose checkpoint records may be deferred.
@@ -179,6 +184,9 @@ struct SyncJob {
     remember: Option<String>,
     /// Stage timing of the appends in `slots` (empty unless it is on).
     stamps: Vec<Stamps>,
+    /// fsync the log's folder after the fdatasync, before `slots`
+    /// complete: a segment created by a roll, whose name is not durable yet.
+    sync_dir: bool,
 }
 
 /// The syncer thread of `Durability::EveryBatch`. fdatasync runs there
@@ -279,6 +287,15 @@ fn take_stamps(written: &mut Vec<Stamps>, open: &mut Vec<Stamps>) -> Vec<Stamps>
     stamps
 }
 
+/// fsync the log's folder if a job of one sync asks for it (a new
+/// segment's name made durable); why, if that failed.
+fn sync_dirs(shared: &Shared, batch: &[SyncJob]) -> Option<String> {
+    if !batch.iter().any(|j| j.sync_dir) {
+        return None;
+    }
+    fsutil::sync_dir(&shared.dir).err().map(|e| e.to_string())
+}
+
 fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
     // Once an fdatasync failed, nothing is ever reported durable again
     // (the kernel may have dropped the dirty pages): every later job fails.
@@ -308,6 +325,17 @@ fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
                     break;
                 }
                 synced = Some(&job.file);
+            }
+            if failed.is_none() {
+                failed = sync_dirs(shared, &batch);
+                if let Some(why) = &failed {
+                    tracing::error!(error = %why, "auditlog folder fsync failed");
+                    let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
+                    if f.is_none() {
+                        *f = Some(why.clone());
+                    }
+                    shared.has_failed.store(true, Ordering::Release);
+                }
             }
         }
         let sync_span = sync_start.map(|t0| (t0, Instant::now()));
@@ -467,6 +495,7 @@ impl Writer {
                 meta: meta.clone(),
                 sync,
                 version,
+                name_synced: true,
             });
         }
         Ok(w)
@@ -653,6 +682,7 @@ impl Writer {
             durable_lsn: self.next_lsn,
             remember: None,
             stamps: self.take_stamps(),
+            sync_dir: self.name_to_sync(),
         };
         let Some(s) = self.syncer.as_mut() else {
             return;
@@ -667,10 +697,42 @@ impl Writer {
                 // The syncer is gone: sync here from now on.
                 self.syncer = None;
                 self.pending.extend(job.slots);
+                self.give_back_name_sync(job.sync_dir);
                 self.end_batch(true);
             }
         }
         self.adopt_sync_failure();
+    }
+
+    /// Whether the next sync job fsyncs the folder (the active segment's
+    /// name is not durable yet); the job owns that fsync from here on.
+    fn name_to_sync(&mut self) -> bool {
+        match self.active.as_mut() {
+            Some(a) if !a.name_synced => {
+                a.name_synced = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A job that owned the folder's fsync was not handed over.
+    fn give_back_name_sync(&mut self, owned: bool) {
+        if let (true, Some(a)) = (owned, self.active.as_mut()) {
+            a.name_synced = false;
+        }
+    }
+
+    /// fsync the folder here if the active segment's name is not durable
+    /// yet (a sync run on the writer).
+    fn sync_name_here(&mut self) -> Result<()> {
+        if self.active.as_ref().is_some_and(|a| !a.name_synced) {
+            fsutil::sync_dir(&self.shared.dir)?;
+            if let Some(a) = self.active.as_mut() {
+                a.name_synced = true;
+            }
+        }
+        Ok(())
     }
 
     /// Wait for the next message; on the interval policy, sync when due.
@@ -954,12 +1016,20 @@ impl Writer {
                 _ => self.seal_active()?,
             }
         }
+        let sealed_at = roll_started.map(|t0| {
+            stages::record_roll_part(stages::RollPart::Seal, t0.elapsed());
+            Instant::now()
+        });
         // Late events (an older day) go into the current day's segment:
         // retention looks at each segment's newest event, so they are kept
         // at least as long as their neighbours.
         let day = day.max(self.last_day);
-        let made = self.create_segment(day);
-        if let Some(t0) = roll_started {
+        // With a syncer, the new file's header and name are made durable
+        // by the first sync of its events, not here: a roll no longer
+        // stops the writer for two more flushes (pace42 round).
+        let made = self.create_segment(day, self.syncer.is_some());
+        if let (Some(t0), Some(t1)) = (roll_started, sealed_at) {
+            stages::record_roll_part(stages::RollPart::Create, t1.elapsed());
             stages::record_roll(t0.elapsed());
         }
         made
@@ -1013,7 +1083,13 @@ impl Writer {
         Ok(())
     }
 
-    fn create_segment(&mut self, day: u32) -> Result<()> {
+    /// Create the next segment with its header. `deferred`: neither the
+    /// header's fdatasync nor the folder's fsync here; the first sync job
+    /// of the segment runs both before any of its receipts completes (a
+    /// crash before then leaves the file missing, empty or with a header
+    /// and unacknowledged blocks: what a crash during a create always
+    /// could leave, docs/format.md "Recovery").
+    fn create_segment(&mut self, day: u32, deferred: bool) -> Result<()> {
         let seq = self.next_seq;
         let name = segment::file_name(day, seq);
         let path: PathBuf = self.shared.dir.join(&name);
@@ -1044,10 +1120,13 @@ impl Writer {
             .write_all(&mut file, &path, &header.encode())
             .ctx(|| format!("writing the header of {}", path.display()))
             .and_then(|_| {
+                if deferred {
+                    return Ok(());
+                }
                 io.sync_data(&file, &path)
                     .ctx(|| format!("syncing {}", path.display()))
-            })
-            .and_then(|_| fsutil::sync_dir(&self.shared.dir));
+                    .and_then(|_| fsutil::sync_dir(&self.shared.dir))
+            });
         if let Err(e) = made {
             drop(file);
             self.rolled_back = std::fs::remove_file(&path).is_ok();
@@ -1077,6 +1156,7 @@ impl Writer {
             meta,
             sync,
             version: FORMAT_VERSION,
+            name_synced: !deferred,
         });
         self.next_seq += 1;
         self.last_day = day;
@@ -1253,7 +1333,8 @@ impl Writer {
             data_end: m.data_len,
         };
         let bytes = footer.encode_with_trailer(m.data_len);
-        let io = &self.shared.config.io;
+        let shared = self.shared.clone();
+        let io = &shared.config.io;
         if let Err(e) = io.write_all(&mut active.file, &m.path, &bytes) {
             // Cut the partial footer and keep the segment active: a full
             // disk at a roll is retried like any failed block write.
@@ -1267,10 +1348,38 @@ impl Writer {
             self.active = Some(active);
             return Err(Error::io(format!("sealing {}", path.display()), e));
         }
-        let t0 = stages::on().then(Instant::now);
-        io.sync_data(&active.file, &m.path)
-            .ctx(|| format!("syncing {}", m.path.display()))?;
-        self.inline_sync = t0.map(|t0| (t0, Instant::now()));
+        // The footer's fdatasync runs on the syncer (after the blocks
+        // handed to it before, with the receipts still waiting and the
+        // checkpoint to remember) while MANIFEST.tmp is written and synced
+        // here: the two flushes overlap instead of following each other.
+        // The MANIFEST is replaced only once both are durable, so what a
+        // crash can leave is unchanged (pace42 round).
+        let footer_job = match (active.sync.clone(), self.syncer.is_some()) {
+            (Some(file), true) => Some(SyncJob {
+                file,
+                path: m.path.clone(),
+                slots: std::mem::take(&mut self.pending),
+                durable_lsn: self.next_lsn,
+                remember: signed.take(),
+                stamps: self.take_stamps(),
+                sync_dir: false,
+            }),
+            _ => None,
+        };
+        let on_syncer = match footer_job.map(|job| self.send_job(job)) {
+            Some(Ok(())) => true,
+            Some(Err(job)) => {
+                signed = job.remember;
+                false
+            }
+            None => false,
+        };
+        if !on_syncer {
+            let t0 = stages::on().then(Instant::now);
+            io.sync_data(&active.file, &m.path)
+                .ctx(|| format!("syncing {}", m.path.display()))?;
+            self.inline_sync = t0.map(|t0| (t0, Instant::now()));
+        }
         self.dirty = false;
         m.sealed = true;
         if let Some(note) = signed {
@@ -1290,7 +1399,16 @@ impl Writer {
             .io
             .gate(IoOp::Rename, &self.shared.dir.join("MANIFEST"))
             .ctx(|| "replacing MANIFEST".to_string())?;
-        self.manifest.store(&self.shared.dir)?;
+        self.manifest.write_tmp(&self.shared.dir)?;
+        if on_syncer {
+            // The footer durable (and every block before it), or the
+            // syncer's failure taken over: no MANIFEST names the seal then.
+            self.sync_barrier();
+            if let Some(why) = &self.failed {
+                return Err(Error::WriterFailed(why.clone()));
+            }
+        }
+        Manifest::commit_tmp(&self.shared.dir)?;
         let sealed = m.clone();
         if let Some(t) = self.tree.as_ref() {
             t.segment_sealed(&sealed);
@@ -1312,16 +1430,23 @@ impl Writer {
             }
         }
         if self.failed.is_none() && sync && self.dirty {
-            if let Some(a) = &self.active {
-                let io = &self.shared.config.io;
+            let synced = self.active.as_ref().map(|a| {
                 let t0 = stages::on().then(Instant::now);
-                let synced = io.sync_data(&a.file, &a.meta.path);
+                let r = self.shared.config.io.sync_data(&a.file, &a.meta.path);
+                (r, t0, a.meta.path.clone())
+            });
+            if let Some((synced, t0, path)) = synced {
+                // A roll may have left the segment's name to this sync.
+                let synced = synced.and_then(|_| {
+                    self.sync_name_here()
+                        .map_err(|e| std::io::Error::other(e.to_string()))
+                });
                 self.inline_sync = t0.map(|t0| (t0, Instant::now()));
                 if let Err(e) = synced {
                     // Never retry a failed fdatasync as if the data were safe
                     // (the kernel may have dropped the dirty pages): fail
                     // everything pending; a reopen recovers from the disk.
-                    let why = format!("fdatasync of {} failed: {e}", a.meta.path.display());
+                    let why = format!("fdatasync of {} failed: {e}", path.display());
                     self.fail(&why);
                     err = Some(Failure::Stopped(why));
                 }
@@ -1464,7 +1589,7 @@ impl Writer {
             self.seal_active()?;
         }
         let day = self.day_of(now_micros()).max(self.last_day);
-        self.create_segment(day)
+        self.create_segment(day, false)
     }
 
     /// The newest block of the log, if it holds only `record` (a pending
@@ -1564,7 +1689,7 @@ impl Writer {
         })?;
         self.block_first_lsn = self.next_lsn;
         let day = self.day_of(now_micros()).max(self.last_day);
-        self.create_segment(day)
+        self.create_segment(day, false)
     }
 
     /// Sign a checkpoint of the tree and append it, if one is due (at the
@@ -1688,10 +1813,9 @@ impl Writer {
         path: PathBuf,
         note: String,
     ) -> std::result::Result<(), String> {
-        let Some(s) = self.syncer.as_mut() else {
+        if self.syncer.is_none() {
             return Err(note);
-        };
-        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
+        }
         let job = SyncJob {
             file,
             path,
@@ -1699,20 +1823,44 @@ impl Writer {
             durable_lsn: self.next_lsn,
             remember: Some(note),
             stamps: take_stamps(&mut self.stamps_written, &mut self.stamps_open),
+            sync_dir: false,
         };
+        self.send_job(job)
+            .map_err(|job| job.remember.unwrap_or_default())
+    }
+
+    /// Hand `job` to the syncer (the folder's fsync with it if the active
+    /// segment's name is not durable yet and the job syncs that segment);
+    /// it back, its receipts and that fsync taken back, if there is none.
+    fn send_job(&mut self, mut job: SyncJob) -> std::result::Result<(), SyncJob> {
+        let is_active = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.meta.path == job.path);
+        if is_active && !job.sync_dir {
+            job.sync_dir = self.name_to_sync();
+        }
+        let Some(s) = self.syncer.as_mut() else {
+            self.pending.append(&mut job.slots);
+            self.give_back_name_sync(job.sync_dir);
+            return Err(job);
+        };
+        while s.in_flight >= MAX_SYNCS_IN_FLIGHT && s.wait_one() {}
         match s.send(job) {
             Ok(()) => Ok(()),
-            Err(job) => {
+            Err(mut job) => {
                 // The syncer is gone: sync here from now on.
                 self.syncer = None;
-                self.pending.extend(job.slots);
-                Err(job.remember.unwrap_or_default())
+                self.pending.append(&mut job.slots);
+                self.give_back_name_sync(job.sync_dir);
+                Err(job)
             }
         }
     }
 
-    /// fdatasync the active segment (if any), naming it in the error.
-    fn sync_active(&self) -> Result<()> {
+    /// fdatasync the active segment (if any), naming it in the error; its
+    /// name too if a roll left that.
+    fn sync_active(&mut self) -> Result<()> {
         if let Some(a) = &self.active {
             self.shared
                 .config
@@ -1720,7 +1868,7 @@ impl Writer {
                 .sync_data(&a.file, &a.meta.path)
                 .ctx(|| format!("syncing {}", a.meta.path.display()))?;
         }
-        Ok(())
+        self.sync_name_here()
     }
 
     /// Remember a checkpoint whose events are durable, here (a failure is
@@ -1765,7 +1913,7 @@ impl Writer {
         if self.active.is_none() {
             // The checkpoint belongs with the events it covers: the newest
             // segment's day, not the wall clock's.
-            self.create_segment(self.last_day)?;
+            self.create_segment(self.last_day, false)?;
         }
         let ts = self.newest_ts.unwrap_or_else(now_micros);
         let ev = Event::system(ts, SystemRecord::Checkpoint(record));

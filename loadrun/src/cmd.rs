@@ -111,9 +111,10 @@ pub struct BenchArgs {
     /// measured peak (latency below saturation at a rate you choose).
     #[arg(long)]
     pub paced_eps: Option<f64>,
-    /// Time each append of the paced phase by stage (queue, gather,
-    /// write, to-sync, fdatasync, complete, wake; src/stages.rs), and sum
-    /// the stages of the appends slower than this many ms apart.
+    /// Time each append of the paced phase (in the sustained mode: of the
+    /// whole run) by stage (queue, gather, write, to-sync, fdatasync,
+    /// complete, wake; src/stages.rs), and sum the stages of the appends
+    /// slower than this many ms apart.
     #[arg(long, value_name = "SLOW_MS")]
     pub stages: Option<f64>,
     /// Events per SQLite transaction.
@@ -513,7 +514,17 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         ph.progress = bar(total, "auditlog ingest");
     }
     let probe = RssProbe::start();
+    // `--stages` times the sustained run's appends (the paced phase's
+    // otherwise).
+    let sustained_stages = sustained && a.stages.is_some();
+    if let (true, Some(slow_ms)) = (sustained_stages, a.stages) {
+        auditlog::internals::stages::enable(Duration::from_secs_f64(slow_ms.max(0.0) / 1e3));
+    }
     let res = run_phase(&ix.log, &mut shares, &ph)?;
+    let stages = sustained_stages.then(|| {
+        auditlog::internals::stages::disable();
+        auditlog::internals::stages::report()
+    });
     let rss = probe.delta();
     ph.progress.finish_and_clear();
     rep.timeline = res.timeline.clone();
@@ -547,6 +558,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
             samples: tl.len() as u64,
             rate: ph.rate,
             seal_to_index: res.seal_to_index.clone().unwrap_or_default(),
+            stages,
         });
         ix.close()?;
         return finish(&a, rep, &mut machine);

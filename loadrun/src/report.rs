@@ -63,6 +63,8 @@ pub struct Sustained {
     /// rolls, of every segment, also of those retention drops within a
     /// second of their seal (which the samples above never see).
     pub seal_to_index: crate::seal_clock::SealToIndex,
+    /// Where the appends' time went, by stage (`--stages`).
+    pub stages: Option<auditlog::internals::stages::StageReport>,
 }
 
 /// `auditlog ingest FILE` run as a child process.
@@ -173,13 +175,24 @@ fn stages_json(r: &auditlog::internals::stages::StageReport) -> String {
             )
         })
         .collect();
+    let parts: Vec<String> = r
+        .roll_parts
+        .iter()
+        .map(|p| {
+            format!(
+                "{{\"part\":\"{}\",\"n\":{},\"p50_us\":{},\"p99_us\":{},\"max_us\":{}}}",
+                p.part, p.n, p.p50_us, p.p99_us, p.max_us
+            )
+        })
+        .collect();
     format!(
-        "{{\"slow_threshold_us\":{},\"slow\":{},\"rolls\":{},\"roll_p50_us\":{},\"roll_max_us\":{},\"stages\":[{}]}}",
+        "{{\"slow_threshold_us\":{},\"slow\":{},\"rolls\":{},\"roll_p50_us\":{},\"roll_max_us\":{},\"roll_parts\":[{}],\"stages\":[{}]}}",
         r.slow_threshold_us,
         r.slow,
         r.rolls,
         r.roll_p50_us,
         r.roll_max_us,
+        parts.join(","),
         stages.join(",")
     )
 }
@@ -201,6 +214,12 @@ fn stages_table(r: &auditlog::internals::stages::StageReport) -> String {
         "  segment rolls on the writer: {} (median {} us, most {} us)\n",
         r.rolls, r.roll_p50_us, r.roll_max_us
     ));
+    for p in &r.roll_parts {
+        o.push_str(&format!(
+            "    {:<8} p50 {} us, p99 {} us, most {} us\n",
+            p.part, p.p50_us, p.p99_us, p.max_us
+        ));
+    }
     o
 }
 
@@ -396,7 +415,7 @@ impl Report {
         o.push_str(&format!(
             ",\"sustained\":{}",
             self.sustained.as_ref().map_or("null".into(), |u| format!(
-                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{},\"index_lag_median_segments\":{},\"samples_within_one_roll\":{},\"samples\":{},\"rate\":{},\"seal_to_index\":{}}}",
+                "{{\"seconds\":{},\"events\":{},\"passes\":{},\"segments_dropped\":{},\"events_dropped\":{},\"segments_max\":{},\"rss_max_first_half\":{},\"rss_max_second_half\":{},\"eps_first_third\":{},\"eps_last_third\":{},\"index_lag_max_segments\":{},\"index_lag_max_events\":{},\"index_lag_median_segments\":{},\"samples_within_one_roll\":{},\"samples\":{},\"rate\":{},\"seal_to_index\":{},\"stages\":{}}}",
                 num(u.seconds),
                 u.events,
                 u.passes,
@@ -413,7 +432,8 @@ impl Report {
                 u.samples_within_one_roll,
                 u.samples,
                 u.rate.map_or("null".into(), num),
-                seal_to_index_json(&u.seal_to_index)
+                seal_to_index_json(&u.seal_to_index),
+                u.stages.as_ref().map_or("null".into(), stages_json)
             ))
         ));
         o.push_str(",\"timeline\":[");
@@ -678,6 +698,9 @@ impl Report {
                 u.samples,
                 seal_to_index_text(&u.seal_to_index)
             ));
+            if let Some(st) = &u.stages {
+                o.push_str(&stages_table(st));
+            }
         }
         if let Some(sr) = &self.search {
             o.push_str(&format!("\nFULL-TEXT SEARCH: {sr}\n"));

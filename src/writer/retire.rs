@@ -51,6 +51,11 @@ const HURRY_AFTER: Duration = Duration::from_secs(1);
 /// The retire thread's nice value (background work, like the indexers).
 const RETIRE_NICE: i32 = 10;
 
+thread_local! {
+    /// Set on the retire thread: its removals pause between segments.
+    static ON_RETIRE_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// A retention pass asked for (`Msg::Retain`).
 pub(crate) struct RetainAsk {
     pub cutoff: Micros,
@@ -102,6 +107,7 @@ impl Retirer {
             .name("auditlog-retire".into())
             .spawn(move || {
                 crate::priority::background_thread(RETIRE_NICE);
+                ON_RETIRE_THREAD.with(|on| on.set(true));
                 for job in rx {
                     job();
                 }
@@ -426,13 +432,15 @@ enum Planned {
 
 /// Step 3, on the retire thread (or at open, on the writer): the files,
 /// then the hooks of derived data that follow a pass (only once every
-/// file is gone).
+/// file is gone). On the retire thread, with a pause after each segment's
+/// files (`retention::remove_paced`); never on the writer.
 pub(super) fn remove_dropped(
     shared: &Arc<Shared>,
     report: RetentionReport,
     gone: &[SegmentMeta],
 ) -> Result<RetentionReport> {
-    retention::remove(&shared.dir, &shared.config.io, gone)?;
+    let paced = ON_RETIRE_THREAD.with(|on| on.get());
+    retention::remove_paced(&shared.dir, &shared.config.io, gone, paced)?;
     if !report.dropped.is_empty() {
         for hook in &shared.config.retain_hooks {
             hook(&report);

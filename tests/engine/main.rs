@@ -26,6 +26,7 @@ mod query_index;
 mod reliability_faults;
 mod reliability_fuzz_regressions;
 mod replay_pipeline;
+mod roll_crashes;
 mod store_healing;
 mod store_retention;
 mod tiles;

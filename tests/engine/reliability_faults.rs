@@ -204,9 +204,14 @@ fn failing_create_leaves_nothing_behind_and_the_log_carries_on() {
 
 #[test]
 fn failing_header_sync_at_create_is_undone() {
+    // Without a syncer thread (the interval policy) a roll syncs the new
+    // header itself: a failure there removes the file and carries on.
     let (_t, dir) = scratch();
     let inj = Injector::new();
-    let log = open_with(&dir, &inj);
+    let mut c = config(&dir);
+    c.durability = auditlog::Durability::Interval(std::time::Duration::from_millis(1));
+    c.io.faults = Some(inj.clone() as Arc<dyn auditlog::internals::io::FaultInjector>);
+    let log = Log::open(c).expect("log opens");
     append_ok(&log, 1, DAY0 + 1);
     // Syncs: seal of day 0 (footer), then the new header.
     inj.arm(On::Sync, 1, 1, Kind::Eio);
@@ -216,6 +221,36 @@ fn failing_header_sync_at_create_is_undone() {
     log.close().unwrap();
     reopen_and_check(&dir, &["ev-1", "ev-3"]);
     report(&inj, "create-sync");
+}
+
+#[test]
+fn failing_first_sync_of_a_rolled_segment_stops_the_writer_and_reopen_recovers() {
+    // With the syncer thread (every-batch) a roll leaves the new header's
+    // fdatasync and the folder's fsync to the first sync of the segment's
+    // events (pace42 round): that sync failing is a failed fdatasync like
+    // any other, never retried as if safe.
+    let (_t, dir) = scratch();
+    let inj = Injector::new();
+    let log = open_with(&dir, &inj);
+    append_ok(&log, 1, DAY0 + 1);
+    // Syncs: the seal of day 0 (footer, on the syncer), then the new
+    // segment's first block with its header.
+    inj.arm(On::Sync, 1, 1, Kind::Eio);
+    let e = append_fails(&log, 2, DAY0 + DAY_US);
+    assert!(log.failed().is_some(), "{e:?}");
+    assert!(matches!(log.close(), Err(Error::WriterFailed(_))));
+    // ev-2 was written before its sync failed: it may be on disk (its
+    // receipt failed, which never lies).
+    let log = Log::open(config(&dir)).expect("reopens");
+    append_ok(&log, 3, DAY0 + DAY_US + 1);
+    log.close().unwrap();
+    verify(&dir, None, |_, _| {}).expect("verifies");
+    let ids = run_ids(&dir);
+    assert!(
+        ids == ["ev-1", "ev-2", "ev-3"] || ids == ["ev-1", "ev-3"],
+        "{ids:?}"
+    );
+    report(&inj, "first-sync");
 }
 
 #[test]
