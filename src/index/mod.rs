@@ -503,7 +503,7 @@ pub fn store_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// [`store_file`] of an image in its pieces, written from them (in
-/// writes of at most [`STORE_WRITE_BYTES`], as [`store_file`]'s): the
+/// writes of at most 256 KiB, as [`store_file`]'s): the
 /// same file, without the image copied into one buffer first.
 pub fn store_parts(path: &Path, parts: &ImageParts) -> std::io::Result<()> {
     store_with(path, |f| parts.write_to(f, STORE_WRITE_BYTES))
