@@ -174,10 +174,7 @@ fn append_during_retention(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(3));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = Config::new(dir.path().join("log"));
-    cfg.segment_max_bytes = 64 << 10;
-    let log = Log::open(cfg).expect("open");
+    let (_dir, log) = log_of_small_segments();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let newest = std::sync::atomic::AtomicI64::new(0);
     let t0 = evs.iter().map(|e| e.ts).min().unwrap_or(0);
@@ -219,10 +216,7 @@ fn append_across_rolls(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.sample_size(20);
     g.measurement_time(Duration::from_secs(3));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = Config::new(dir.path().join("log"));
-    cfg.segment_max_bytes = 64 << 10;
-    let log = Log::open(cfg).expect("open");
+    let (_dir, log) = log_of_small_segments();
     let mut i = 0usize;
     g.bench_function("one_event_rolls", |b| {
         b.iter(|| {
@@ -235,6 +229,17 @@ fn append_across_rolls(c: &mut Criterion) {
     });
     log.close().expect("close");
     g.finish();
+}
+
+/// A log in a temporary folder whose segments roll every 64 KiB (~250
+/// events), for the roll and retention benches; the folder lives as long
+/// as the first value.
+fn log_of_small_segments() -> (tempfile::TempDir, Log) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = Config::new(dir.path().join("log"));
+    cfg.segment_max_bytes = 64 << 10;
+    let log = Log::open(cfg).expect("open");
+    (dir, log)
 }
 
 fn hot_path(c: &mut Criterion) {

@@ -34,6 +34,26 @@ pub struct SegmentMeta {
 }
 
 impl SegmentMeta {
+    /// An empty, unsealed, unnamed segment at LSN 0 after the genesis
+    /// digest: a stand-in where code needs a meta and no segment exists
+    /// (never stored), and the base of tests' metas.
+    pub(crate) fn placeholder() -> SegmentMeta {
+        SegmentMeta {
+            seq: 0,
+            day: 0,
+            name: String::new(),
+            path: PathBuf::new(),
+            first_lsn: 0,
+            count: 0,
+            min_ts: None,
+            max_ts: None,
+            data_len: 0,
+            prev_digest: Digest::GENESIS,
+            digest: Digest::GENESIS,
+            sealed: false,
+        }
+    }
+
     /// LSN one past the last event (== first_lsn when empty).
     pub fn end_lsn(&self) -> u64 {
         self.first_lsn + self.count

@@ -287,14 +287,8 @@ mod tests {
             day: 20261123,
             path: dir.join(&name),
             name,
-            first_lsn: 0,
-            count: 0,
-            min_ts: None,
-            max_ts: None,
-            data_len: 0,
-            prev_digest: crate::chain::Digest::GENESIS,
-            digest: crate::chain::Digest::GENESIS,
             sealed: true,
+            ..SegmentMeta::placeholder()
         }
     }
 

@@ -404,7 +404,7 @@ fn share_of_active(
     match (active, n) {
         (Some(_), _) => Ok((*tree.tree(n - 1)?).clone()),
         (None, 0) => {
-            let mut t = SegmentTree::empty(&placeholder(), tree.base().clone());
+            let mut t = SegmentTree::empty(&SegmentMeta::placeholder(), tree.base().clone());
             t.first_leaf = tree.base().size();
             Ok(t)
         }
@@ -423,25 +423,7 @@ pub(crate) fn tests_meta(dir: &Path) -> SegmentMeta {
         seq: 1,
         name: "00000001.seg".into(),
         path: dir.join("00000001.seg"),
-        ..placeholder()
-    }
-}
-
-/// Meta for the share kept while there is no segment (never stored).
-fn placeholder() -> SegmentMeta {
-    SegmentMeta {
-        seq: 0,
-        day: 0,
-        name: String::new(),
-        path: PathBuf::new(),
-        first_lsn: 0,
-        count: 0,
-        min_ts: None,
-        max_ts: None,
-        data_len: 0,
-        prev_digest: crate::chain::Digest::GENESIS,
-        digest: crate::chain::Digest::GENESIS,
-        sealed: false,
+        ..SegmentMeta::placeholder()
     }
 }
 

@@ -108,7 +108,10 @@ impl TreeCheck {
             None => None,
             Some(at) => super::logtree::retention_record(segments, at)?,
         };
-        let mut seg = SegmentTree::empty(segments.first().unwrap_or(&placeholder()), base.clone());
+        let mut seg = SegmentTree::empty(
+            segments.first().unwrap_or(&SegmentMeta::placeholder()),
+            base.clone(),
+        );
         seg.first_leaf = base.size();
         let report = TreeReport {
             tree_size: base.size(),
@@ -403,21 +406,4 @@ enum NoteCheckError {
     /// The note checks, but the log does not start where it says.
     #[error("its tree size is not the kept log's first leaf")]
     NotFirstLeaf,
-}
-
-fn placeholder() -> SegmentMeta {
-    SegmentMeta {
-        seq: 0,
-        day: 0,
-        name: String::new(),
-        path: std::path::PathBuf::new(),
-        first_lsn: 0,
-        count: 0,
-        min_ts: None,
-        max_ts: None,
-        data_len: 0,
-        prev_digest: crate::chain::Digest::GENESIS,
-        digest: crate::chain::Digest::GENESIS,
-        sealed: false,
-    }
 }
