@@ -38,6 +38,24 @@ pub(crate) fn lower_priority() {
 /// gives them back.
 const IDLE_RELEASE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// The next wake-up, or `None` once every sender is gone. When none
+/// comes within `idle`, `on_idle` runs once, then the wait goes on with
+/// no limit (an idle log is not woken again until something happens).
+fn next_wake(
+    rx: &Receiver<Wake>,
+    idle: std::time::Duration,
+    on_idle: impl FnOnce(),
+) -> Option<Wake> {
+    match rx.recv_timeout(idle) {
+        Ok(w) => Some(w),
+        Err(RecvTimeoutError::Disconnected) => None,
+        Err(RecvTimeoutError::Timeout) => {
+            on_idle();
+            rx.recv().ok()
+        }
+    }
+}
+
 /// Registered on a [`Config`] before the log opens; started after.
 pub struct IndexOnSeal {
     tx: Sender<Wake>,
@@ -93,24 +111,12 @@ impl IndexOnSeal {
             .name("auditlog-indexer".into())
             .spawn(move || {
                 lower_priority();
-                loop {
-                    let wake = match rx.recv_timeout(IDLE_RELEASE) {
-                        Ok(w) => w,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                        Err(RecvTimeoutError::Timeout) => {
-                            // No seal for a while: the buffers the builds
-                            // keep (up to `index::pool::KEEP_BYTES`) are
-                            // freed, so an idle log holds none of them.
-                            crate::index::pool::release();
-                            match rx.recv() {
-                                Ok(w) => w,
-                                Err(_) => break,
-                            }
-                        }
-                    };
-                    if !matches!(wake, Wake::Sealed) {
-                        break;
-                    }
+                // No seal for a while: the buffers the builds keep (up to
+                // `index::pool::KEEP_BYTES`) are freed, so an idle log
+                // holds none of them. A stop, or every sender gone, ends.
+                while let Some(Wake::Sealed) =
+                    next_wake(&rx, IDLE_RELEASE, crate::index::pool::release)
+                {
                     // Several seals queued up are one refresh.
                     if rx.try_iter().any(|w| matches!(w, Wake::Stop)) {
                         break;
@@ -175,5 +181,53 @@ impl BackgroundIndexer {
 impl Drop for BackgroundIndexer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{next_wake, Wake};
+    use std::cell::Cell;
+    use std::time::Duration;
+
+    /// The indexer frees the builds' kept buffers when no seal comes for
+    /// a while, once, and not while seals keep coming.
+    #[test]
+    fn an_idle_wait_releases_once_and_a_busy_one_never() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let released = Cell::new(0);
+        let release = || released.set(released.get() + 1);
+
+        // Seals already queued: taken at once, nothing released.
+        tx.send(Wake::Sealed).unwrap();
+        assert!(matches!(
+            next_wake(&rx, Duration::from_secs(3600), release),
+            Some(Wake::Sealed)
+        ));
+        assert_eq!(released.get(), 0);
+
+        // Nothing within the idle time: released once, then a seal that
+        // comes later (here sent by the release itself, so that none can
+        // be queued before the wait times out) is still delivered.
+        let idle_then_seal = || {
+            release();
+            tx.send(Wake::Sealed).unwrap();
+        };
+        assert!(matches!(
+            next_wake(&rx, Duration::from_millis(1), idle_then_seal),
+            Some(Wake::Sealed)
+        ));
+        assert_eq!(released.get(), 1);
+
+        // A stop is delivered as such; every sender gone ends the wait,
+        // idle or not.
+        tx.send(Wake::Stop).unwrap();
+        assert!(matches!(
+            next_wake(&rx, Duration::from_secs(3600), release),
+            Some(Wake::Stop)
+        ));
+        drop(tx);
+        assert!(next_wake(&rx, Duration::from_millis(1), release).is_none());
+        assert_eq!(released.get(), 1);
     }
 }
