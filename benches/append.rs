@@ -170,10 +170,7 @@ fn append_to_durable(c: &mut Criterion) {
 /// lag and removed the files itself while appends waited.
 fn append_during_retention(c: &mut Criterion) {
     let evs = events(1_000);
-    let mut g = c.benchmark_group("append_to_durable");
-    g.throughput(Throughput::Elements(1));
-    g.sample_size(20);
-    g.measurement_time(Duration::from_secs(3));
+    let mut g = one_event_group(c);
     let (_dir, log) = log_of_small_segments();
     let stop = std::sync::atomic::AtomicBool::new(false);
     let newest = std::sync::atomic::AtomicI64::new(0);
@@ -212,10 +209,7 @@ fn append_during_retention(c: &mut Criterion) {
 /// fsync) are paid by the appends queued behind it.
 fn append_across_rolls(c: &mut Criterion) {
     let evs = events(1_000);
-    let mut g = c.benchmark_group("append_to_durable");
-    g.throughput(Throughput::Elements(1));
-    g.sample_size(20);
-    g.measurement_time(Duration::from_secs(3));
+    let mut g = one_event_group(c);
     let (_dir, log) = log_of_small_segments();
     let mut i = 0usize;
     g.bench_function("one_event_rolls", |b| {
@@ -229,6 +223,18 @@ fn append_across_rolls(c: &mut Criterion) {
     });
     log.close().expect("close");
     g.finish();
+}
+
+/// The `append_to_durable` group as the roll and retention benches time
+/// it: one event per iteration, 20 samples of 3 s.
+fn one_event_group(
+    c: &mut Criterion,
+) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group("append_to_durable");
+    g.throughput(Throughput::Elements(1));
+    g.sample_size(20);
+    g.measurement_time(Duration::from_secs(3));
+    g
 }
 
 /// A log in a temporary folder whose segments roll every 64 KiB (~250

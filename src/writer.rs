@@ -296,6 +296,18 @@ fn sync_dirs(shared: &Shared, batch: &[SyncJob]) -> Option<String> {
     fsutil::sync_dir(&shared.dir).err().map(|e| e.to_string())
 }
 
+/// A failed flush on the syncer: logged, kept as the writer's failure
+/// (the first one wins), and returned.
+fn record_sync_failure(shared: &Shared, why: String) -> String {
+    tracing::error!(error = %why, "auditlog sync failed");
+    let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
+    if f.is_none() {
+        *f = Some(why.clone());
+    }
+    shared.has_failed.store(true, Ordering::Release);
+    why
+}
+
 fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
     // Once an fdatasync failed, nothing is ever reported durable again
     // (the kernel may have dropped the dirty pages): every later job fails.
@@ -315,27 +327,13 @@ fn sync_loop(shared: &Shared, jobs: &Handoff<SyncJob>) {
                 }
                 if let Err(e) = io.sync_data(&job.file, &job.path) {
                     let why = format!("fdatasync of {} failed: {e}", job.path.display());
-                    tracing::error!(error = %why, "auditlog fdatasync failed");
-                    let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
-                    if f.is_none() {
-                        *f = Some(why.clone());
-                    }
-                    shared.has_failed.store(true, Ordering::Release);
-                    failed = Some(why);
+                    failed = Some(record_sync_failure(shared, why));
                     break;
                 }
                 synced = Some(&job.file);
             }
             if failed.is_none() {
-                failed = sync_dirs(shared, &batch);
-                if let Some(why) = &failed {
-                    tracing::error!(error = %why, "auditlog folder fsync failed");
-                    let mut f = shared.failed.lock().unwrap_or_else(|p| p.into_inner());
-                    if f.is_none() {
-                        *f = Some(why.clone());
-                    }
-                    shared.has_failed.store(true, Ordering::Release);
-                }
+                failed = sync_dirs(shared, &batch).map(|why| record_sync_failure(shared, why));
             }
         }
         let sync_span = sync_start.map(|t0| (t0, Instant::now()));
