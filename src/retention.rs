@@ -270,10 +270,16 @@ pub(crate) fn remove_paced(
             .ctx(|| format!("removing {}", s.path.display()))?;
         remove_segment_files(dir, &s.name)?;
         if paced && i + 1 < gone.len() {
-            std::thread::sleep(t0.elapsed().min(MAX_REMOVE_PAUSE));
+            std::thread::sleep(pause_after(t0.elapsed()));
         }
     }
     fsutil::sync_dir(dir)
+}
+
+/// The pause after one segment's removal took `removal`: as long, capped
+/// at [`MAX_REMOVE_PAUSE`].
+fn pause_after(removal: std::time::Duration) -> std::time::Duration {
+    removal.min(MAX_REMOVE_PAUSE)
 }
 
 #[cfg(test)]
@@ -303,15 +309,22 @@ mod tests {
         }
         let kept = meta(dir, 4);
         std::fs::write(&kept.path, b"seg").unwrap();
-        let t0 = std::time::Instant::now();
         remove_paced(dir, &WriterIo::default(), &gone, true).unwrap();
-        // Three removals of tiny files: the pauses are as short.
-        assert!(t0.elapsed() < 2 * MAX_REMOVE_PAUSE, "{:?}", t0.elapsed());
         let left: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, [kept.name]);
+    }
+
+    #[test]
+    fn the_pause_after_a_removal_is_as_long_as_it_and_capped() {
+        use std::time::Duration;
+        assert_eq!(pause_after(Duration::ZERO), Duration::ZERO);
+        let short = Duration::from_micros(350);
+        assert_eq!(pause_after(short), short);
+        assert_eq!(pause_after(MAX_REMOVE_PAUSE), MAX_REMOVE_PAUSE);
+        assert_eq!(pause_after(Duration::from_secs(3)), MAX_REMOVE_PAUSE);
     }
 
     #[test]
