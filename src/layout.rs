@@ -216,6 +216,44 @@ pub fn map_file(path: &Path) -> Result<Option<memmap2::Mmap>> {
     Ok(Some(map))
 }
 
+/// Hand the pages of `map` back to the kernel (`MADV_PAGEOUT`): clean
+/// file pages mapped by nothing else leave the page cache at once. For a
+/// bulk load whose segments nobody reads next (`auditlog ingest`): the
+/// pages freed are the ones the next segment's writes take, instead of
+/// pages the machine has not touched in a while, which in a VM that
+/// returns free memory to its host cost a host fault each (docs/
+/// benchmarks.md, "Round seventeen"). The mapping stays valid: a later
+/// read faults its page in from the file again. Best effort: an error
+/// (a kernel before 5.4 does not know the advice) changes nothing.
+#[cfg(target_os = "linux")]
+pub fn page_out(map: &memmap2::Mmap) -> std::io::Result<()> {
+    if map.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the range is exactly `map`'s, mapped for as long as `map`
+    // lives; MADV_PAGEOUT is advice only: it reads and writes no memory
+    // of ours and leaves the mapping's contents as they are (a page it
+    // drops is read back from the file on the next touch).
+    let r = unsafe {
+        libc::madvise(
+            map.as_ptr().cast_mut().cast::<libc::c_void>(),
+            map.len(),
+            libc::MADV_PAGEOUT,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// [`page_out`] elsewhere: nothing to do.
+#[cfg(not(target_os = "linux"))]
+pub fn page_out(_map: &memmap2::Mmap) -> std::io::Result<()> {
+    Ok(())
+}
+
 fn corrupt(name: &str, offset: u64, reason: impl Into<String>) -> Error {
     Error::Corrupt {
         segment: name.to_string(),

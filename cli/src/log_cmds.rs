@@ -722,7 +722,10 @@ fn ingest_pass(
     let redaction = log.redaction().cloned();
     // Every line is checked against the contract before it is appended
     // (`parse_input`): the index builds need not run those rules again.
-    let indexer = on_seal.start_trusting_appends(&log)?;
+    // And nothing here reads a segment again once it is indexed: its
+    // pages go back to the kernel for the next segment's writes
+    // (docs/benchmarks.md, "Round seventeen").
+    let indexer = on_seal.start_bulk_load(&log)?;
     let pb = progress(total, "ingesting", Counts::Bytes);
     let mut t = Tally {
         accepted: 0,

@@ -94,6 +94,17 @@ impl IndexOnSeal {
         self.spawn(Arc::new(Mutex::new(engine)))
     }
 
+    /// [`IndexOnSeal::start_trusting_appends`] for a bulk load: each
+    /// sealed segment's pages go back to the kernel once its image is
+    /// stored ([`Engine::page_out_indexed_segments`]), so the load's page
+    /// cache holds the segments still to be indexed, not all it wrote.
+    pub fn start_bulk_load(self, log: &Log) -> Result<BackgroundIndexer> {
+        let mut engine = Engine::new(log.reader());
+        engine.trust_appends_from(log.head().next_lsn);
+        engine.page_out_indexed_segments();
+        self.spawn(Arc::new(Mutex::new(engine)))
+    }
+
     /// [`IndexOnSeal::start`] with an engine others already share: its
     /// contents become an engine over `log` (a store that reopened its
     /// log keeps answering queries through the same handle).

@@ -341,6 +341,8 @@ pub struct Engine {
     pub stats: EngineStats,
     /// Set by [`Engine::trust_appends_from`].
     trusted_from: Option<u64>,
+    /// Set by [`Engine::page_out_indexed_segments`].
+    page_out_indexed: bool,
     /// The segment list's generation (`LogReader::segments_generation`)
     /// as of the last refresh that completed, while nothing else has
     /// changed the images since: a refresh at the same generation has
@@ -483,8 +485,18 @@ impl Engine {
             scan_threads: super::scan_ahead::scan_threads(),
             stats: EngineStats::default(),
             trusted_from: None,
+            page_out_indexed: false,
             refreshed_at: None,
         }
+    }
+
+    /// From now on, once a sealed segment's image is built or loaded, the
+    /// segment's pages go back to the kernel ([`crate::layout::page_out`]):
+    /// for a bulk load (`auditlog ingest`), whose segments are written once
+    /// and not read again while it runs. Queries still read them (from
+    /// the file, as after a restart); the images stay cached.
+    pub fn page_out_indexed_segments(&mut self) {
+        self.page_out_indexed = true;
     }
 
     /// The events from `lsn` on are appended by this process, each checked
@@ -749,6 +761,11 @@ impl Engine {
             self.foreign_dirty = true;
         }
         self.add_foreign(meta.seq, &img);
+        if self.page_out_indexed {
+            if let Err(e) = crate::layout::page_out(&seg) {
+                tracing::debug!(segment = %meta.name, error = %e, "pages of an indexed segment kept");
+            }
+        }
         self.sealed.insert(
             meta.seq,
             Sealed {

@@ -9,6 +9,7 @@ mod search_fixture;
 mod support;
 
 mod amend;
+mod bulk_load;
 mod calls_query;
 mod core_log;
 mod cross_finishes;

@@ -1,0 +1,135 @@
+//! A bulk load's index builds hand each indexed segment's pages back to
+//! the kernel (`Engine::page_out_indexed_segments`, what `auditlog ingest`
+//! asks for): the segment files leave the page cache, their images are
+//! stored, and every query still answers from the files.
+
+use std::fs::File;
+use std::path::Path;
+
+use auditlog::query::{Engine, Filter};
+use auditlog::{Log, LogReader};
+
+use crate::support::{config, ev, finished, scratch, DAY0, DAY_US};
+
+const RUNS_PER_DAY: u64 = 400;
+const DAYS: u64 = 3;
+
+/// `DAYS` days of finished runs: the segments roll daily, so all but the
+/// last are sealed (and synced, so their pages are clean).
+fn write_days(dir: &Path) {
+    let log = Log::open(config(dir)).unwrap();
+    for day in 0..DAYS {
+        let t0 = DAY0 + day as i64 * DAY_US;
+        let mut evs = Vec::new();
+        for i in 0..RUNS_PER_DAY {
+            let n = day * RUNS_PER_DAY + i;
+            let start = ev(n, t0 + i as i64);
+            let fin = finished(&start.run_id, t0 + i as i64 + 1, &"x".repeat(200));
+            evs.push(start);
+            evs.push(fin);
+        }
+        log.append_batch(&evs).unwrap().wait().unwrap();
+    }
+    log.close().unwrap();
+}
+
+/// (pages of `path` in the page cache, pages in all).
+fn resident_pages(path: &Path) -> (usize, usize) {
+    let file = File::open(path).unwrap();
+    // SAFETY: a read-only map of a sealed segment, which nothing writes
+    // while this test runs; only its page-cache residency is asked.
+    let map = unsafe { memmap2::Mmap::map(&file) }.unwrap();
+    // SAFETY: sysconf reads no memory of ours.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
+    let pages = map.len().div_ceil(page);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `map` is mapped for `map.len()` bytes while it lives, and
+    // `vec` has one byte per page of that range, as mincore writes.
+    let r = unsafe {
+        libc::mincore(
+            map.as_ptr().cast_mut().cast::<libc::c_void>(),
+            map.len(),
+            vec.as_mut_ptr(),
+        )
+    };
+    assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+    (vec.iter().filter(|b| **b & 1 == 1).count(), pages)
+}
+
+/// Whether this kernel takes the advice (5.4 and later); a test on an
+/// older one has nothing to check.
+fn page_out_supported(path: &Path) -> bool {
+    let map = auditlog::internals::layout::map_file(path)
+        .unwrap()
+        .unwrap();
+    auditlog::internals::layout::page_out(&map).is_ok()
+}
+
+#[test]
+fn indexed_segments_leave_the_page_cache_and_still_answer() {
+    let (_t, dir) = scratch();
+    write_days(&dir);
+    let sealed: Vec<_> = LogReader::open(&dir)
+        .unwrap()
+        .segments()
+        .into_iter()
+        .filter(|m| m.sealed)
+        .collect();
+    assert_eq!(sealed.len(), DAYS as usize - 1, "one sealed segment a day");
+    if !page_out_supported(&sealed[0].path) {
+        eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
+        return;
+    }
+    for m in &sealed {
+        // Read whole, so that every page is cached before the builds.
+        std::fs::read(&m.path).unwrap();
+        let (cached, all) = resident_pages(&m.path);
+        assert_eq!(cached, all, "{} read whole is cached", m.name);
+    }
+
+    let mut engine = Engine::open(&dir).unwrap();
+    engine.page_out_indexed_segments();
+    engine.refresh().unwrap();
+
+    for m in &sealed {
+        assert!(
+            m.path.with_extension("idx").exists(),
+            "{}: image stored",
+            m.name
+        );
+        let (cached, all) = resident_pages(&m.path);
+        // Every page was cached and mapped by the build; a stray page
+        // (one the kernel had not yet put on its lists) may stay.
+        assert!(
+            cached * 10 <= all,
+            "{}: {cached} of {all} pages still cached",
+            m.name
+        );
+    }
+    // The queries read the segments from their files again.
+    let total = engine.view().count(&Filter::default()).unwrap();
+    assert_eq!(total, DAYS * RUNS_PER_DAY);
+    let run = engine.view().get_run("ev-5").unwrap().expect("run ev-5");
+    assert_eq!(run.output, "x".repeat(200));
+}
+
+#[test]
+fn without_the_call_indexed_segments_stay_cached() {
+    let (_t, dir) = scratch();
+    write_days(&dir);
+    let reader = LogReader::open(&dir).unwrap();
+    let first = reader
+        .segments()
+        .into_iter()
+        .find(|m| m.sealed)
+        .expect("a sealed segment");
+    std::fs::read(&first.path).unwrap();
+    let mut engine = Engine::open(&dir).unwrap();
+    engine.refresh().unwrap();
+    let (cached, all) = resident_pages(&first.path);
+    assert_eq!(
+        cached, all,
+        "{}: an engine's own builds keep it",
+        first.name
+    );
+}
