@@ -216,41 +216,53 @@ pub fn map_file(path: &Path) -> Result<Option<memmap2::Mmap>> {
     Ok(Some(map))
 }
 
-/// Hand the pages of `map` back to the kernel (`MADV_PAGEOUT`): clean
-/// file pages mapped by nothing else leave the page cache at once. For a
-/// bulk load whose segments nobody reads next (`auditlog ingest`): the
-/// pages freed are the ones the next segment's writes take, instead of
-/// pages the machine has not touched in a while, which in a VM that
-/// returns free memory to its host cost a host fault each (docs/
-/// benchmarks.md, "Round seventeen"). The mapping stays valid: a later
-/// read faults its page in from the file again. Best effort: an error
-/// (a kernel before 5.4 does not know the advice) changes nothing.
+/// Hand the pages of the file at `path`, mapped as `map`, back to the
+/// kernel: clean pages that no other process maps leave the page cache at
+/// once. For a bulk load whose segments nobody reads next (`auditlog
+/// ingest`): the pages freed are the ones the next segment's writes take,
+/// instead of pages the machine has not touched in a while, which in a VM
+/// that returns free memory to its host cost a host fault each (docs/
+/// benchmarks.md, "Round seventeen"). Two steps, because the kernel drops
+/// a page only where it is not mapped: `MADV_PAGEOUT` over `map` reclaims
+/// the pages this map touched, then `POSIX_FADV_DONTNEED` on the file the
+/// cached pages no map holds (a map that never touched them, or none).
+/// The mapping stays valid: a later read faults its page in from the file
+/// again. Best effort: the first error is returned, after both steps were
+/// tried (a kernel before 5.4 does not know `MADV_PAGEOUT`).
 #[cfg(target_os = "linux")]
-pub fn page_out(map: &memmap2::Mmap) -> std::io::Result<()> {
-    if map.is_empty() {
-        return Ok(());
+pub fn page_out(map: &memmap2::Mmap, path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut first_error = None;
+    if !map.is_empty() {
+        // SAFETY: the range is exactly `map`'s, mapped for as long as
+        // `map` lives; MADV_PAGEOUT is advice only: it reads and writes no
+        // memory of ours and leaves the mapping's contents as they are (a
+        // page it drops is read back from the file on the next touch).
+        let r = unsafe {
+            libc::madvise(
+                map.as_ptr().cast_mut().cast::<libc::c_void>(),
+                map.len(),
+                libc::MADV_PAGEOUT,
+            )
+        };
+        if r != 0 {
+            first_error = Some(std::io::Error::last_os_error());
+        }
     }
-    // SAFETY: the range is exactly `map`'s, mapped for as long as `map`
-    // lives; MADV_PAGEOUT is advice only: it reads and writes no memory
-    // of ours and leaves the mapping's contents as they are (a page it
-    // drops is read back from the file on the next touch).
-    let r = unsafe {
-        libc::madvise(
-            map.as_ptr().cast_mut().cast::<libc::c_void>(),
-            map.len(),
-            libc::MADV_PAGEOUT,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
+    let file = File::open(path)?;
+    // SAFETY: posix_fadvise takes a descriptor this function holds open,
+    // an offset and a length of 0 (the whole file) and an advice; it
+    // reads and writes no memory of ours.
+    let r = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    if r != 0 && first_error.is_none() {
+        first_error = Some(std::io::Error::from_raw_os_error(r));
     }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// [`page_out`] elsewhere: nothing to do.
 #[cfg(not(target_os = "linux"))]
-pub fn page_out(_map: &memmap2::Mmap) -> std::io::Result<()> {
+pub fn page_out(_map: &memmap2::Mmap, _path: &Path) -> std::io::Result<()> {
     Ok(())
 }
 

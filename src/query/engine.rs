@@ -762,7 +762,7 @@ impl Engine {
         }
         self.add_foreign(meta.seq, &img);
         if self.page_out_indexed {
-            if let Err(e) = crate::layout::page_out(&seg) {
+            if let Err(e) = crate::layout::page_out(&seg, &meta.path) {
                 tracing::debug!(segment = %meta.name, error = %e, "pages of an indexed segment kept");
             }
         }

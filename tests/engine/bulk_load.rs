@@ -62,19 +62,24 @@ fn page_out_supported(path: &Path) -> bool {
     let map = auditlog::internals::layout::map_file(path)
         .unwrap()
         .unwrap();
-    auditlog::internals::layout::page_out(&map).is_ok()
+    auditlog::internals::layout::page_out(&map, path).is_ok()
+}
+
+/// Every sealed segment of the log at `dir`.
+fn sealed_segments(dir: &Path) -> Vec<auditlog::SegmentMeta> {
+    LogReader::open(dir)
+        .unwrap()
+        .segments()
+        .into_iter()
+        .filter(|m| m.sealed)
+        .collect()
 }
 
 #[test]
 fn indexed_segments_leave_the_page_cache_and_still_answer() {
     let (_t, dir) = scratch();
     write_days(&dir);
-    let sealed: Vec<_> = LogReader::open(&dir)
-        .unwrap()
-        .segments()
-        .into_iter()
-        .filter(|m| m.sealed)
-        .collect();
+    let sealed = sealed_segments(&dir);
     assert_eq!(sealed.len(), DAYS as usize - 1, "one sealed segment a day");
     if !page_out_supported(&sealed[0].path) {
         eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
@@ -131,5 +136,40 @@ fn without_the_call_indexed_segments_stay_cached() {
         cached, all,
         "{}: an engine's own builds keep it",
         first.name
+    );
+}
+
+#[test]
+fn segments_cached_but_not_mapped_leave_too_when_their_images_are_loaded() {
+    let (_t, dir) = scratch();
+    write_days(&dir);
+    // A first engine stores every image, paging nothing out.
+    Engine::open(&dir).unwrap().refresh().unwrap();
+    let sealed = sealed_segments(&dir);
+    if !page_out_supported(&sealed[0].path) {
+        eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
+        return;
+    }
+    for m in &sealed {
+        // Cached by a read, mapped by no one.
+        std::fs::read(&m.path).unwrap();
+        assert_eq!(resident_pages(&m.path).0, resident_pages(&m.path).1);
+    }
+    // A second one loads the stored images: its maps of the segments
+    // touch nothing, yet their cached pages go.
+    let mut engine = Engine::open(&dir).unwrap();
+    engine.page_out_indexed_segments();
+    engine.refresh().unwrap();
+    for m in &sealed {
+        let (cached, all) = resident_pages(&m.path);
+        assert!(
+            cached * 10 <= all,
+            "{}: {cached} of {all} pages still cached",
+            m.name
+        );
+    }
+    assert_eq!(
+        engine.view().count(&Filter::default()).unwrap(),
+        DAYS * RUNS_PER_DAY
     );
 }
