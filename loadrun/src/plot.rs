@@ -85,16 +85,33 @@ fn panel(out: &mut String, y0: f64, title: &str, unit: &str, xs: &[f64], ys: &[f
     ));
 }
 
+/// An axis label: three significant digits with a k or M suffix, trailing
+/// zeros dropped (the quarter ticks of 2,000 read 500, 1k, 1.5k, 2k; with
+/// whole thousands only, 1.5k and 2k both read "2k").
 fn fmt_val(v: f64) -> String {
-    if v >= 1e6 {
-        format!("{:.1}M", v / 1e6)
+    let (scaled, unit) = if v >= 1e6 {
+        (v / 1e6, "M")
     } else if v >= 1e3 {
-        format!("{:.0}k", v / 1e3)
+        (v / 1e3, "k")
     } else if v >= 10.0 {
-        format!("{v:.0}")
+        (v, "")
     } else {
-        format!("{v:.2}")
-    }
+        return format!("{v:.2}");
+    };
+    let decimals = if scaled >= 100.0 {
+        0
+    } else if scaled >= 10.0 {
+        1
+    } else {
+        2
+    };
+    let text = format!("{scaled:.decimals$}");
+    let text = if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &text
+    };
+    format!("{text}{unit}")
 }
 
 /// The SVG text of a timeline plot; `seal_lag`: per sealed segment, its
@@ -205,6 +222,20 @@ pub fn lag_svg(title: &str, samples: &[(f64, f64, f64)]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn axis_labels_tell_the_quarter_ticks_apart() {
+        let ticks = |max: f64| -> Vec<String> {
+            (0..=4)
+                .map(|i| super::fmt_val(max * i as f64 / 4.0))
+                .collect()
+        };
+        assert_eq!(ticks(2000.0), ["0.00", "500", "1k", "1.5k", "2k"]);
+        assert_eq!(ticks(50_000.0), ["0.00", "12.5k", "25k", "37.5k", "50k"]);
+        assert_eq!(ticks(2.5e6), ["0.00", "625k", "1.25M", "1.88M", "2.5M"]);
+        assert_eq!(ticks(100.0), ["0.00", "25", "50", "75", "100"]);
+        assert_eq!(super::fmt_val(2.5), "2.50");
+    }
+
     #[test]
     fn lag_plot_has_both_panels_and_escapes_its_title() {
         let s = super::lag_svg("a < b", &[(0.0, 0.0, 0.0), (1.0, 500.0, 0.5)]);
