@@ -56,6 +56,14 @@ fn next_wake(
     }
 }
 
+/// An engine over `log` that trusts every append from its head on
+/// ([`Engine::trust_appends_from`]).
+fn trusting_engine(log: &Log) -> Engine {
+    let mut engine = Engine::new(log.reader());
+    engine.trust_appends_from(log.head().next_lsn);
+    engine
+}
+
 /// Registered on a [`Config`] before the log opens; started after.
 pub struct IndexOnSeal {
     tx: Sender<Wake>,
@@ -89,9 +97,7 @@ impl IndexOnSeal {
     /// builds over a live log); kept for callers that say so explicitly
     /// (`auditlog ingest`).
     pub fn start_trusting_appends(self, log: &Log) -> Result<BackgroundIndexer> {
-        let mut engine = Engine::new(log.reader());
-        engine.trust_appends_from(log.head().next_lsn);
-        self.spawn(Arc::new(Mutex::new(engine)))
+        self.spawn(Arc::new(Mutex::new(trusting_engine(log))))
     }
 
     /// [`IndexOnSeal::start_trusting_appends`] for a bulk load: each
@@ -99,8 +105,7 @@ impl IndexOnSeal {
     /// stored ([`Engine::page_out_indexed_segments`]), so the load's page
     /// cache holds the segments still to be indexed, not all it wrote.
     pub fn start_bulk_load(self, log: &Log) -> Result<BackgroundIndexer> {
-        let mut engine = Engine::new(log.reader());
-        engine.trust_appends_from(log.head().next_lsn);
+        let mut engine = trusting_engine(log);
         engine.page_out_indexed_segments();
         self.spawn(Arc::new(Mutex::new(engine)))
     }

@@ -7,7 +7,7 @@ use std::fs::File;
 use std::path::Path;
 
 use auditlog::query::{Engine, Filter};
-use auditlog::{Log, LogReader};
+use auditlog::{Log, LogReader, SegmentMeta};
 
 use crate::support::{config, ev, finished, scratch, DAY0, DAY_US};
 
@@ -65,8 +65,29 @@ fn page_out_supported(path: &Path) -> bool {
     auditlog::internals::layout::page_out(&map, path).is_ok()
 }
 
+/// Read `m` whole, so that every page of it is cached (and mapped by no
+/// one).
+fn cache_whole(m: &SegmentMeta) {
+    std::fs::read(&m.path).unwrap();
+    let (cached, all) = resident_pages(&m.path);
+    assert_eq!(cached, all, "{} read whole is cached", m.name);
+}
+
+/// Every page of each of `sealed` left the page cache; a stray page (one
+/// the kernel had not yet put on its lists) may stay.
+fn assert_paged_out(sealed: &[SegmentMeta]) {
+    for m in sealed {
+        let (cached, all) = resident_pages(&m.path);
+        assert!(
+            cached * 10 <= all,
+            "{}: {cached} of {all} pages still cached",
+            m.name
+        );
+    }
+}
+
 /// Every sealed segment of the log at `dir`.
-fn sealed_segments(dir: &Path) -> Vec<auditlog::SegmentMeta> {
+fn sealed_segments(dir: &Path) -> Vec<SegmentMeta> {
     LogReader::open(dir)
         .unwrap()
         .segments()
@@ -85,12 +106,7 @@ fn indexed_segments_leave_the_page_cache_and_still_answer() {
         eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
         return;
     }
-    for m in &sealed {
-        // Read whole, so that every page is cached before the builds.
-        std::fs::read(&m.path).unwrap();
-        let (cached, all) = resident_pages(&m.path);
-        assert_eq!(cached, all, "{} read whole is cached", m.name);
-    }
+    sealed.iter().for_each(cache_whole);
 
     let mut engine = Engine::open(&dir).unwrap();
     engine.page_out_indexed_segments();
@@ -102,15 +118,8 @@ fn indexed_segments_leave_the_page_cache_and_still_answer() {
             "{}: image stored",
             m.name
         );
-        let (cached, all) = resident_pages(&m.path);
-        // Every page was cached and mapped by the build; a stray page
-        // (one the kernel had not yet put on its lists) may stay.
-        assert!(
-            cached * 10 <= all,
-            "{}: {cached} of {all} pages still cached",
-            m.name
-        );
     }
+    assert_paged_out(&sealed);
     // The queries read the segments from their files again.
     let total = engine.view().count(&Filter::default()).unwrap();
     assert_eq!(total, DAYS * RUNS_PER_DAY);
@@ -122,13 +131,8 @@ fn indexed_segments_leave_the_page_cache_and_still_answer() {
 fn without_the_call_indexed_segments_stay_cached() {
     let (_t, dir) = scratch();
     write_days(&dir);
-    let reader = LogReader::open(&dir).unwrap();
-    let first = reader
-        .segments()
-        .into_iter()
-        .find(|m| m.sealed)
-        .expect("a sealed segment");
-    std::fs::read(&first.path).unwrap();
+    let first = &sealed_segments(&dir)[0];
+    cache_whole(first);
     let mut engine = Engine::open(&dir).unwrap();
     engine.refresh().unwrap();
     let (cached, all) = resident_pages(&first.path);
@@ -150,24 +154,13 @@ fn segments_cached_but_not_mapped_leave_too_when_their_images_are_loaded() {
         eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
         return;
     }
-    for m in &sealed {
-        // Cached by a read, mapped by no one.
-        std::fs::read(&m.path).unwrap();
-        assert_eq!(resident_pages(&m.path).0, resident_pages(&m.path).1);
-    }
+    sealed.iter().for_each(cache_whole);
     // A second one loads the stored images: its maps of the segments
     // touch nothing, yet their cached pages go.
     let mut engine = Engine::open(&dir).unwrap();
     engine.page_out_indexed_segments();
     engine.refresh().unwrap();
-    for m in &sealed {
-        let (cached, all) = resident_pages(&m.path);
-        assert!(
-            cached * 10 <= all,
-            "{}: {cached} of {all} pages still cached",
-            m.name
-        );
-    }
+    assert_paged_out(&sealed);
     assert_eq!(
         engine.view().count(&Filter::default()).unwrap(),
         DAYS * RUNS_PER_DAY
