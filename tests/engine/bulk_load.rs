@@ -166,3 +166,22 @@ fn segments_cached_but_not_mapped_leave_too_when_their_images_are_loaded() {
         DAYS * RUNS_PER_DAY
     );
 }
+
+#[test]
+fn a_page_out_of_a_file_gone_fails_and_leaves_its_map_readable() {
+    let (_t, dir) = scratch();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("gone.seg");
+    let bytes: Vec<u8> = (0..64 * 1024u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&path, &bytes).unwrap();
+    let map = auditlog::internals::layout::map_file(&path)
+        .unwrap()
+        .unwrap();
+    assert_eq!(&map[..], &bytes[..]);
+    std::fs::remove_file(&path).unwrap();
+    // The advice over the map is taken; the file cannot be opened for
+    // the second step: an error naming why, and nothing else changes.
+    let e = auditlog::internals::layout::page_out(&map, &path).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    assert_eq!(&map[..], &bytes[..], "the map reads the same bytes");
+}
