@@ -86,6 +86,21 @@ fn assert_paged_out(sealed: &[SegmentMeta]) {
     }
 }
 
+/// With every one of `sealed` cached whole, an engine over `dir` that
+/// pages out what it indexes, refreshed; `None` on a kernel that refuses
+/// the advice (nothing to check there).
+fn refresh_paging_out(dir: &Path, sealed: &[SegmentMeta]) -> Option<Engine> {
+    if !page_out_supported(&sealed[0].path) {
+        eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
+        return None;
+    }
+    sealed.iter().for_each(cache_whole);
+    let mut engine = Engine::open(dir).unwrap();
+    engine.page_out_indexed_segments();
+    engine.refresh().unwrap();
+    Some(engine)
+}
+
 /// Every sealed segment of the log at `dir`.
 fn sealed_segments(dir: &Path) -> Vec<SegmentMeta> {
     LogReader::open(dir)
@@ -102,15 +117,9 @@ fn indexed_segments_leave_the_page_cache_and_still_answer() {
     write_days(&dir);
     let sealed = sealed_segments(&dir);
     assert_eq!(sealed.len(), DAYS as usize - 1, "one sealed segment a day");
-    if !page_out_supported(&sealed[0].path) {
-        eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
+    let Some(engine) = refresh_paging_out(&dir, &sealed) else {
         return;
-    }
-    sealed.iter().for_each(cache_whole);
-
-    let mut engine = Engine::open(&dir).unwrap();
-    engine.page_out_indexed_segments();
-    engine.refresh().unwrap();
+    };
 
     for m in &sealed {
         assert!(
@@ -150,16 +159,11 @@ fn segments_cached_but_not_mapped_leave_too_when_their_images_are_loaded() {
     // A first engine stores every image, paging nothing out.
     Engine::open(&dir).unwrap().refresh().unwrap();
     let sealed = sealed_segments(&dir);
-    if !page_out_supported(&sealed[0].path) {
-        eprintln!("MADV_PAGEOUT refused by this kernel: nothing to check");
-        return;
-    }
-    sealed.iter().for_each(cache_whole);
     // A second one loads the stored images: its maps of the segments
     // touch nothing, yet their cached pages go.
-    let mut engine = Engine::open(&dir).unwrap();
-    engine.page_out_indexed_segments();
-    engine.refresh().unwrap();
+    let Some(engine) = refresh_paging_out(&dir, &sealed) else {
+        return;
+    };
     assert_paged_out(&sealed);
     assert_eq!(
         engine.view().count(&Filter::default()).unwrap(),
