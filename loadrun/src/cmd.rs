@@ -529,6 +529,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
     ph.progress.finish_and_clear();
     rep.timeline = res.timeline.clone();
     rep.peak_threads = (res.threads.clone(), res.seconds);
+    rep.peak_machine = res.machine;
     let peak = auditlog_line("auditlog", policy, &a, &res, &log_dir, rss);
     let peak_eps = peak.eps();
     rep.lines.push(peak);
@@ -666,6 +667,7 @@ pub fn bench(dir: Option<&Path>, a: BenchArgs) -> CliResult {
         seconds: paced.seconds,
         to_durable: Lat::of(&paced.to_durable),
         threads: paced.threads.clone(),
+        machine: paced.machine,
         stages,
     });
     restore(&mut shares, &origin);

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use indicatif::ProgressBar;
 
 use super::{hist, record, rss_bytes};
-use crate::threads::{Snapshot, ThreadTimes};
+use crate::threads::{MachineCpu, Snapshot, ThreadTimes};
 use auditlog::{EncodedBatch, Error, Event, Log, Micros, Receipt, Result};
 
 /// How a phase runs.
@@ -98,6 +98,9 @@ pub struct PhaseResult {
     /// engine's threads, the producers, their latency waiters), most CPU
     /// first.
     pub threads: Vec<(String, ThreadTimes)>,
+    /// The whole machine's CPU over the phase (every process and the
+    /// kernel; `None` without procfs).
+    pub machine: Option<MachineCpu>,
     /// Seal to index per segment (with [`Phase::seal_clock`]).
     pub seal_to_index: Option<crate::seal_clock::SealToIndex>,
 }
@@ -161,6 +164,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
         own: Mutex::new(Vec::new()),
     };
     let at_start = Snapshot::take();
+    let machine_at_start = MachineCpu::now();
     let started = Instant::now();
     let per_rate = ph.rate.map(|r| (r / producers as f64).max(1.0));
     let per_cap = ph.max_events.map(|m| m.div_ceil(producers as u64));
@@ -251,6 +255,9 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
     let seconds = started.elapsed().as_secs_f64();
     let seal_to_index = seal_tracker.map(crate::seal_clock::Tracker::end);
     let threads = thread_times(&at_start, &sh);
+    let machine = machine_at_start
+        .zip(MachineCpu::now())
+        .map(|(a, b)| b.since(&a));
     let mut append = hist();
     let mut to_durable = hist();
     let mut events = 0;
@@ -270,6 +277,7 @@ pub fn run_phase(log: &Log, shares: &mut [Vec<Event>], ph: &Phase) -> Result<Pha
         retained_events: retained.1,
         passes: sh.passes.load(Ordering::Relaxed),
         threads,
+        machine,
         seal_to_index,
     })
 }

@@ -31,6 +31,8 @@ pub struct Paced {
     pub to_durable: Option<Lat>,
     /// CPU time and run-queue wait per thread name during the phase.
     pub threads: Vec<(String, crate::threads::ThreadTimes)>,
+    /// The whole machine's CPU during the phase.
+    pub machine: Option<crate::threads::MachineCpu>,
     /// Where the appends' time went, by stage (`--stages`).
     pub stages: Option<auditlog::internals::stages::StageReport>,
 }
@@ -143,6 +145,8 @@ pub struct Report {
     /// CPU time and run-queue wait per thread name during the peak (or
     /// sustained) ingest phase, and its length in seconds.
     pub peak_threads: (Vec<(String, crate::threads::ThreadTimes)>, f64),
+    /// The whole machine's CPU during that phase.
+    pub peak_machine: Option<crate::threads::MachineCpu>,
     pub queries: Vec<QueryRow>,
     pub jsonl_scan: Option<(Lat, u64)>,
     pub mixed: MixedIngest,
@@ -256,6 +260,47 @@ fn threads_table(threads: &[(String, crate::threads::ThreadTimes)], seconds: f64
         ));
     }
     o
+}
+
+/// The whole machine's CPU as shares of its time (every CPU, every
+/// process, the kernel), as JSON: `null` without procfs.
+fn machine_json(m: Option<&crate::threads::MachineCpu>) -> String {
+    m.map_or("null".into(), |m| {
+        format!(
+            "{{\"busy\":{},\"user\":{},\"nice\":{},\"system\":{},\"irq\":{},\"softirq\":{},\"steal\":{},\"iowait\":{},\"idle\":{}}}",
+            num(m.busy_share()),
+            num(m.share(m.user)),
+            num(m.share(m.nice)),
+            num(m.share(m.system)),
+            num(m.share(m.irq)),
+            num(m.share(m.softirq)),
+            num(m.share(m.steal)),
+            num(m.share(m.iowait)),
+            num(m.share(m.idle))
+        )
+    })
+}
+
+/// The line under a phase's threads: how busy the whole machine was, so
+/// that a phase that left no CPU idle shows as such even where this
+/// process's own threads sum to less (the kernel's threads, softirqs,
+/// other processes). Empty without procfs.
+fn machine_line(m: Option<&crate::threads::MachineCpu>) -> String {
+    let Some(m) = m.filter(|m| m.total() > 0) else {
+        return String::new();
+    };
+    let pct = |t: u64| m.share(t) * 100.0;
+    format!(
+        "  machine (every CPU and process): busy {:.1}% (user {:.1}%, nice {:.1}%, system {:.1}%, irq+softirq {:.1}%, steal {:.1}%), iowait {:.1}%, idle {:.1}%\n",
+        m.busy_share() * 100.0,
+        pct(m.user),
+        pct(m.nice),
+        pct(m.system),
+        pct(m.irq + m.softirq),
+        pct(m.steal),
+        pct(m.iowait),
+        pct(m.idle)
+    )
 }
 
 fn s(v: &str) -> String {
@@ -374,13 +419,14 @@ impl Report {
             mx.sqlite_events
         ));
         o.push_str(&format!(
-            ",\"peak_threads\":{}",
-            threads_json(&self.peak_threads.0)
+            ",\"peak_threads\":{},\"peak_machine_cpu\":{}",
+            threads_json(&self.peak_threads.0),
+            machine_json(self.peak_machine.as_ref())
         ));
         o.push_str(&format!(
             ",\"paced\":{}",
             self.paced.as_ref().map_or("null".into(), |p| format!(
-                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{},\"threads\":{},\"stages\":{}}}",
+                "{{\"target_events_per_sec\":{},\"of_peak\":{},\"achieved_events_per_sec\":{},\"events\":{},\"seconds\":{},\"to_durable_ms\":{},\"threads\":{},\"machine_cpu\":{},\"stages\":{}}}",
                 num(p.target_eps),
                 num(p.of_peak),
                 num(p.achieved_eps),
@@ -388,6 +434,7 @@ impl Report {
                 num(p.seconds),
                 lat_json(&p.to_durable),
                 threads_json(&p.threads),
+                machine_json(p.machine.as_ref()),
                 p.stages.as_ref().map_or("null".into(), stages_json)
             ))
         ));
@@ -554,6 +601,7 @@ impl Report {
         if !self.peak_threads.0.is_empty() {
             o.push_str("\nauditlog's first ingest phase, per thread:\n");
             o.push_str(&threads_table(&self.peak_threads.0, self.peak_threads.1));
+            o.push_str(&machine_line(self.peak_machine.as_ref()));
         }
         if let Some(p) = &self.paced {
             o.push_str(&format!(
@@ -569,6 +617,7 @@ impl Report {
                 ms(&p.to_durable, |v| v.max)
             ));
             o.push_str(&threads_table(&p.threads, p.seconds));
+            o.push_str(&machine_line(p.machine.as_ref()));
             if let Some(st) = &p.stages {
                 o.push_str(&stages_table(st));
             }

@@ -183,6 +183,94 @@ impl ChildCpu {
     }
 }
 
+/// The whole machine's CPU time by kind, in the kernel's ticks (USER_HZ),
+/// from the first line of `/proc/stat`: what every process and the
+/// kernel's own threads used, which the per-thread lines of one process
+/// cannot show (a phase can leave no idle CPU while its own threads sum
+/// to well under the machine's cores: docs/benchmarks.md, "Round
+/// eighteen").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineCpu {
+    pub user: u64,
+    pub nice: u64,
+    pub system: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub irq: u64,
+    pub softirq: u64,
+    pub steal: u64,
+}
+
+impl MachineCpu {
+    /// The counters now (`None` without procfs).
+    pub fn now() -> Option<MachineCpu> {
+        MachineCpu::parse(&std::fs::read_to_string("/proc/stat").ok()?)
+    }
+
+    /// The `cpu ` line of `/proc/stat`: user nice system idle iowait irq
+    /// softirq steal (guest time is inside user and nice already).
+    fn parse(text: &str) -> Option<MachineCpu> {
+        let line = text.lines().find(|l| l.starts_with("cpu "))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(|x| x.parse().ok())
+            .collect::<Option<_>>()?;
+        let at = |i: usize| v.get(i).copied().unwrap_or(0);
+        (v.len() >= 4).then(|| MachineCpu {
+            user: at(0),
+            nice: at(1),
+            system: at(2),
+            idle: at(3),
+            iowait: at(4),
+            irq: at(5),
+            softirq: at(6),
+            steal: at(7),
+        })
+    }
+
+    /// What was added since `before`.
+    pub fn since(&self, before: &MachineCpu) -> MachineCpu {
+        MachineCpu {
+            user: self.user.saturating_sub(before.user),
+            nice: self.nice.saturating_sub(before.nice),
+            system: self.system.saturating_sub(before.system),
+            idle: self.idle.saturating_sub(before.idle),
+            iowait: self.iowait.saturating_sub(before.iowait),
+            irq: self.irq.saturating_sub(before.irq),
+            softirq: self.softirq.saturating_sub(before.softirq),
+            steal: self.steal.saturating_sub(before.steal),
+        }
+    }
+
+    /// Every tick counted, busy or not.
+    pub fn total(&self) -> u64 {
+        self.user
+            + self.nice
+            + self.system
+            + self.idle
+            + self.iowait
+            + self.irq
+            + self.softirq
+            + self.steal
+    }
+
+    /// Share of the machine's time spent in `ticks` (0 when nothing was
+    /// counted).
+    pub fn share(&self, ticks: u64) -> f64 {
+        ticks as f64 / self.total().max(1) as f64
+    }
+
+    /// Share of the machine's time some CPU was running something (0
+    /// when nothing was counted).
+    pub fn busy_share(&self) -> f64 {
+        if self.total() == 0 {
+            return 0.0;
+        }
+        1.0 - self.share(self.idle + self.iowait)
+    }
+}
+
 /// Threads of one kind share a line: "producer-3" counts as "producer".
 fn group_name(name: &str) -> String {
     let base = name.trim_end_matches(|c: char| c.is_ascii_digit());
@@ -197,6 +285,43 @@ fn group_name(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_cpu_reads_the_cpu_line_and_subtracts() {
+        let text = "cpu  100 50 30 800 10 2 3 5 0 0\ncpu0 50 25 15 400 5 1 1 2 0 0\n";
+        let a = MachineCpu::parse(text).unwrap();
+        assert_eq!(a.user, 100);
+        assert_eq!(a.steal, 5);
+        assert_eq!(a.total(), 1000);
+        let b = MachineCpu::parse("cpu  300 250 130 820 10 2 13 5 0 0\n").unwrap();
+        let d = b.since(&a);
+        assert_eq!(
+            (d.user, d.nice, d.system, d.idle, d.softirq),
+            (200, 200, 100, 20, 10)
+        );
+        assert_eq!(d.total(), 530);
+        assert!((d.busy_share() - 510.0 / 530.0).abs() < 1e-12);
+        // An old kernel's shorter line: the missing kinds count as zero.
+        let old = MachineCpu::parse("cpu 1 2 3 4\n").unwrap();
+        assert_eq!((old.idle, old.steal), (4, 0));
+        assert!(MachineCpu::parse("cpu 1 2\n").is_none());
+        assert!(MachineCpu::parse("intr 5\n").is_none());
+        assert_eq!(MachineCpu::default().busy_share(), 0.0);
+    }
+
+    #[test]
+    fn machine_cpu_of_this_machine_moves_forward() {
+        let Some(a) = MachineCpu::now() else {
+            return; // No procfs here.
+        };
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_millis(50) {
+            std::hint::black_box(t0.elapsed());
+        }
+        let d = MachineCpu::now().unwrap().since(&a);
+        assert!(d.total() > 0, "ticks counted over 50 ms of spinning");
+        assert!(d.busy_share() > 0.0);
+    }
 
     #[test]
     fn child_cpu_differences_keep_user_and_system_apart() {

@@ -142,6 +142,19 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
         );
         // Free memory as the child started.
         assert!(part("mem_free_bytes_at_start") > 0.0, "{}", v["cli_ingest"]);
+        // The whole machine's CPU under the peak and the paced phase: its
+        // shares add up to the machine's time, busy is what is not idle.
+        for m in [&v["peak_machine_cpu"], &v["paced"]["machine_cpu"]] {
+            let share = |k: &str| num(m, &[k]);
+            let kinds = [
+                "user", "nice", "system", "irq", "softirq", "steal", "iowait", "idle",
+            ];
+            assert!(kinds.iter().all(|k| (0.0..=1.0).contains(&share(k))), "{m}");
+            let sum: f64 = kinds.iter().map(|k| share(k)).sum();
+            assert!((sum - 1.0).abs() < 1e-5, "{m}"); // six decimals each
+            let busy = 1.0 - share("idle") - share("iowait");
+            assert!((share("busy") - busy).abs() < 1e-5, "{m}");
+        }
     }
     assert_eq!(
         num(&v, &["cli_ingest", "events"]),
