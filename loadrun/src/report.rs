@@ -263,9 +263,10 @@ fn threads_table(threads: &[(String, crate::threads::ThreadTimes)], seconds: f64
 }
 
 /// The whole machine's CPU as shares of its time (every CPU, every
-/// process, the kernel), as JSON: `null` without procfs.
+/// process, the kernel), as JSON: `null` without procfs, or when the
+/// phase was too short for the kernel to count a tick.
 fn machine_json(m: Option<&crate::threads::MachineCpu>) -> String {
-    m.map_or("null".into(), |m| {
+    m.filter(|m| m.total() > 0).map_or("null".into(), |m| {
         format!(
             "{{\"busy\":{},\"user\":{},\"nice\":{},\"system\":{},\"irq\":{},\"softirq\":{},\"steal\":{},\"iowait\":{},\"idle\":{}}}",
             num(m.busy_share()),
@@ -852,5 +853,36 @@ fn seal_to_index_text(s: &crate::seal_clock::SealToIndex) -> String {
             s.waiting_at_end
         ),
         _ => format!("seal to index: no image stored of {sealed} sealed segments\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::threads::MachineCpu;
+
+    #[test]
+    fn the_machine_line_and_json_say_nothing_for_a_phase_no_tick_counted() {
+        let none = MachineCpu::default();
+        assert_eq!(machine_json(Some(&none)), "null");
+        assert_eq!(machine_json(None), "null");
+        assert_eq!(machine_line(Some(&none)), "");
+        let m = MachineCpu {
+            user: 30,
+            nice: 20,
+            system: 40,
+            idle: 8,
+            iowait: 2,
+            ..MachineCpu::default()
+        };
+        let json = machine_json(Some(&m));
+        assert!(json.starts_with("{\"busy\":0.9,\"user\":0.3,"), "{json}");
+        assert!(json.ends_with("\"iowait\":0.02,\"idle\":0.08}"), "{json}");
+        let line = machine_line(Some(&m));
+        assert!(
+            line.contains("busy 90.0% (user 30.0%, nice 20.0%, system 40.0%"),
+            "{line}"
+        );
+        assert!(line.ends_with("iowait 2.0%, idle 8.0%\n"), "{line}");
     }
 }
