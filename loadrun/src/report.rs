@@ -268,8 +268,9 @@ fn threads_table(threads: &[(String, crate::threads::ThreadTimes)], seconds: f64
 fn machine_json(m: Option<&crate::threads::MachineCpu>) -> String {
     m.filter(|m| m.total() > 0).map_or("null".into(), |m| {
         format!(
-            "{{\"busy\":{},\"user\":{},\"nice\":{},\"system\":{},\"irq\":{},\"softirq\":{},\"steal\":{},\"iowait\":{},\"idle\":{}}}",
+            "{{\"busy\":{},\"busy_cpu_seconds\":{},\"user\":{},\"nice\":{},\"system\":{},\"irq\":{},\"softirq\":{},\"steal\":{},\"iowait\":{},\"idle\":{}}}",
             num(m.busy_share()),
+            opt(m.busy_seconds()),
             num(m.share(m.user)),
             num(m.share(m.nice)),
             num(m.share(m.system)),
@@ -285,14 +286,22 @@ fn machine_json(m: Option<&crate::threads::MachineCpu>) -> String {
 /// The line under a phase's threads: how busy the whole machine was, so
 /// that a phase that left no CPU idle shows as such even where this
 /// process's own threads sum to less (the kernel's threads, softirqs,
-/// other processes). Empty without procfs.
-fn machine_line(m: Option<&crate::threads::MachineCpu>) -> String {
+/// other processes). Then the machine's busy CPU per event of the phase
+/// (`events`): what one event cost everything that ran, background work
+/// and the kernel included. Empty without procfs.
+fn machine_line(m: Option<&crate::threads::MachineCpu>, events: u64) -> String {
     let Some(m) = m.filter(|m| m.total() > 0) else {
         return String::new();
     };
     let pct = |t: u64| m.share(t) * 100.0;
+    let per_event = match m.busy_seconds() {
+        Some(s) if events > 0 => {
+            format!("; {:.2} us of busy CPU per event", s * 1e6 / events as f64)
+        }
+        _ => String::new(),
+    };
     format!(
-        "  machine (every CPU and process): busy {:.1}% (user {:.1}%, nice {:.1}%, system {:.1}%, irq+softirq {:.1}%, steal {:.1}%), iowait {:.1}%, idle {:.1}%\n",
+        "  machine (every CPU and process): busy {:.1}% (user {:.1}%, nice {:.1}%, system {:.1}%, irq+softirq {:.1}%, steal {:.1}%), iowait {:.1}%, idle {:.1}%{per_event}\n",
         m.busy_share() * 100.0,
         pct(m.user),
         pct(m.nice),
@@ -602,7 +611,12 @@ impl Report {
         if !self.peak_threads.0.is_empty() {
             o.push_str("\nauditlog's first ingest phase, per thread:\n");
             o.push_str(&threads_table(&self.peak_threads.0, self.peak_threads.1));
-            o.push_str(&machine_line(self.peak_machine.as_ref()));
+            let peak_events = self
+                .lines
+                .iter()
+                .find(|l| l.system == "auditlog" && l.durable)
+                .map_or(0, |l| l.events);
+            o.push_str(&machine_line(self.peak_machine.as_ref(), peak_events));
         }
         if let Some(p) = &self.paced {
             o.push_str(&format!(
@@ -618,7 +632,7 @@ impl Report {
                 ms(&p.to_durable, |v| v.max)
             ));
             o.push_str(&threads_table(&p.threads, p.seconds));
-            o.push_str(&machine_line(p.machine.as_ref()));
+            o.push_str(&machine_line(p.machine.as_ref(), p.events));
             if let Some(st) = &p.stages {
                 o.push_str(&stages_table(st));
             }
@@ -866,7 +880,7 @@ mod tests {
         let none = MachineCpu::default();
         assert_eq!(machine_json(Some(&none)), "null");
         assert_eq!(machine_json(None), "null");
-        assert_eq!(machine_line(Some(&none)), "");
+        assert_eq!(machine_line(Some(&none), 10), "");
         let m = MachineCpu {
             user: 30,
             nice: 20,
@@ -876,13 +890,24 @@ mod tests {
             ..MachineCpu::default()
         };
         let json = machine_json(Some(&m));
-        assert!(json.starts_with("{\"busy\":0.9,\"user\":0.3,"), "{json}");
+        assert!(
+            json.starts_with("{\"busy\":0.9,\"busy_cpu_seconds\":"),
+            "{json}"
+        );
+        assert!(json.contains(",\"user\":0.3,"), "{json}");
         assert!(json.ends_with("\"iowait\":0.02,\"idle\":0.08}"), "{json}");
-        let line = machine_line(Some(&m));
+        let line = machine_line(Some(&m), 1_000_000);
         assert!(
             line.contains("busy 90.0% (user 30.0%, nice 20.0%, system 40.0%"),
             "{line}"
         );
-        assert!(line.ends_with("iowait 2.0%, idle 8.0%\n"), "{line}");
+        if cfg!(target_os = "linux") {
+            // 90 busy ticks at USER_HZ 100: 0.9 s over 1M events.
+            assert!(
+                line.ends_with("idle 8.0%; 0.90 us of busy CPU per event\n"),
+                "{line}"
+            );
+        }
+        assert!(machine_line(Some(&m), 0).ends_with("iowait 2.0%, idle 8.0%\n"));
     }
 }

@@ -261,6 +261,14 @@ impl MachineCpu {
         ticks as f64 / self.total().max(1) as f64
     }
 
+    /// CPU seconds the machine spent busy (every CPU: not idle, not
+    /// waiting on I/O), from the kernel's ticks per second; `None` where
+    /// that is unknown.
+    pub fn busy_seconds(&self) -> Option<f64> {
+        let busy = self.total() - self.idle - self.iowait;
+        clock_ticks_per_second().map(|hz| busy as f64 / hz)
+    }
+
     /// Share of the machine's time some CPU was running something (0
     /// when nothing was counted).
     pub fn busy_share(&self) -> f64 {
@@ -269,6 +277,19 @@ impl MachineCpu {
         }
         1.0 - self.share(self.idle + self.iowait)
     }
+}
+
+/// The unit of `/proc/stat` (USER_HZ, 100 on Linux), or `None`.
+fn clock_ticks_per_second() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf reads a constant of the C library; no memory
+        // of ours is involved.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        (hz > 0).then_some(hz as f64)
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 /// Threads of one kind share a line: "producer-3" counts as "producer".
@@ -301,6 +322,11 @@ mod tests {
         );
         assert_eq!(d.total(), 530);
         assert!((d.busy_share() - 510.0 / 530.0).abs() < 1e-12);
+        if cfg!(target_os = "linux") {
+            // USER_HZ is 100 on Linux: 510 busy ticks are 5.1 s.
+            let s = d.busy_seconds().expect("ticks per second");
+            assert!((s - 5.1).abs() < 1e-9, "{s}");
+        }
         // An old kernel's shorter line: the missing kinds count as zero.
         let old = MachineCpu::parse("cpu 1 2 3 4\n").unwrap();
         assert_eq!((old.idle, old.steal), (4, 0));

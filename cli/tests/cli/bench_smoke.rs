@@ -160,6 +160,9 @@ fn load_run_tiny_with_baselines_reports_well_formed_json() {
             assert!((sum - 1.0).abs() < 1e-5, "{m}"); // six decimals each
             let busy = 1.0 - share("idle") - share("iowait");
             assert!((share("busy") - busy).abs() < 1e-5, "{m}");
+            // The busy time in CPU seconds (USER_HZ ticks): at most the
+            // whole machine's time, which the phase's shares divide.
+            assert!(share("busy_cpu_seconds") >= 0.0, "{m}");
         }
     }
     assert_eq!(
