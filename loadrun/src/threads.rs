@@ -110,9 +110,14 @@ impl Snapshot {
     }
 }
 
+/// The unit of the CPU times in `/proc/PID/stat` and `/proc/stat`:
+/// Linux's USER_HZ, 100 ticks a second on every architecture (it is part
+/// of the kernel's interface to user space, whatever its internal HZ).
+const USER_HZ: u64 = 100;
+
 /// CPU time (user + system) of process `pid` ("self": this one) so far,
 /// every thread counted, ended ones too, in nanoseconds; from
-/// `/proc/PID/stat`, so in steps of 10 ms (Linux's USER_HZ is 100).
+/// `/proc/PID/stat`, so in steps of 10 ms (one [`USER_HZ`] tick).
 pub fn process_cpu_ns(pid: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is
@@ -121,7 +126,7 @@ pub fn process_cpu_ns(pid: &str) -> Option<u64> {
     let mut it = rest.split_whitespace().skip(11);
     let utime: u64 = it.next()?.parse().ok()?;
     let stime: u64 = it.next()?.parse().ok()?;
-    Some((utime + stime) * 10_000_000)
+    Some((utime + stime) * (1_000_000_000 / USER_HZ))
 }
 
 /// CPU nanoseconds of the threads whose name starts with `prefix`
@@ -261,35 +266,22 @@ impl MachineCpu {
         ticks as f64 / self.total().max(1) as f64
     }
 
-    /// CPU seconds the machine spent busy (every CPU: not idle, not
-    /// waiting on I/O), from the kernel's ticks per second; `None` where
-    /// that is unknown.
-    pub fn busy_seconds(&self) -> Option<f64> {
-        let busy = self.total() - self.idle - self.iowait;
-        clock_ticks_per_second().map(|hz| busy as f64 / hz)
+    /// Ticks some CPU was running something (not idle, not waiting on
+    /// I/O).
+    fn busy_ticks(&self) -> u64 {
+        self.total() - self.idle - self.iowait
+    }
+
+    /// CPU seconds the machine spent busy, every CPU counted.
+    pub fn busy_seconds(&self) -> f64 {
+        self.busy_ticks() as f64 / USER_HZ as f64
     }
 
     /// Share of the machine's time some CPU was running something (0
     /// when nothing was counted).
     pub fn busy_share(&self) -> f64 {
-        if self.total() == 0 {
-            return 0.0;
-        }
-        1.0 - self.share(self.idle + self.iowait)
+        self.share(self.busy_ticks())
     }
-}
-
-/// The unit of `/proc/stat` (USER_HZ, 100 on Linux), or `None`.
-fn clock_ticks_per_second() -> Option<f64> {
-    #[cfg(unix)]
-    {
-        // SAFETY: sysconf reads a constant of the C library; no memory
-        // of ours is involved.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-        (hz > 0).then_some(hz as f64)
-    }
-    #[cfg(not(unix))]
-    None
 }
 
 /// Threads of one kind share a line: "producer-3" counts as "producer".
@@ -322,11 +314,9 @@ mod tests {
         );
         assert_eq!(d.total(), 530);
         assert!((d.busy_share() - 510.0 / 530.0).abs() < 1e-12);
-        if cfg!(target_os = "linux") {
-            // USER_HZ is 100 on Linux: 510 busy ticks are 5.1 s.
-            let s = d.busy_seconds().expect("ticks per second");
-            assert!((s - 5.1).abs() < 1e-9, "{s}");
-        }
+        // USER_HZ is 100: 510 busy ticks are 5.1 s.
+        let s = d.busy_seconds();
+        assert!((s - 5.1).abs() < 1e-9, "{s}");
         // An old kernel's shorter line: the missing kinds count as zero.
         let old = MachineCpu::parse("cpu 1 2 3 4\n").unwrap();
         assert_eq!((old.idle, old.steal), (4, 0));
