@@ -117,7 +117,7 @@ const USER_HZ: u64 = 100;
 
 /// CPU time (user + system) of process `pid` ("self": this one) so far,
 /// every thread counted, ended ones too, in nanoseconds; from
-/// `/proc/PID/stat`, so in steps of 10 ms (one [`USER_HZ`] tick).
+/// `/proc/PID/stat`, so in steps of 10 ms (one USER_HZ tick).
 pub fn process_cpu_ns(pid: &str) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces): state is
